@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from pipeline.models import Collection, Document
+
+
+class CollectionSerializer(serializers.ModelSerializer):
+    dimensions = serializers.IntegerField(required=False, min_value=1, max_value=16000)
+
+    class Meta:
+        model = Collection
+        fields = [
+            "name",
+            "model",
+            "api_base",
+            "api_key_env",
+            "extra_params",
+            "dimensions",
+            "chunking_strategy",
+            "chunk_unit",
+            "chunk_size",
+            "chunk_overlap",
+            "batch_size",
+            "freshness_sla",
+            "paused",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is not None:
+            for name in ("model", "dimensions"):
+                if name in attrs and attrs[name] != getattr(self.instance, name):
+                    raise serializers.ValidationError(
+                        {name: "cannot change on an existing collection; create a new collection"}
+                    )
+        size = attrs.get("chunk_size", getattr(self.instance, "chunk_size", 256))
+        overlap = attrs.get("chunk_overlap", getattr(self.instance, "chunk_overlap", 32))
+        if overlap >= size:
+            raise serializers.ValidationError({"chunk_overlap": "must be smaller than chunk_size"})
+        return attrs
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    id = serializers.CharField(source="external_id", read_only=True)
+
+    class Meta:
+        model = Document
+        fields = [
+            "id",
+            "collection",
+            "content_hash",
+            "metadata",
+            "source_modified_at",
+            "last_embedded_at",
+            "status",
+            "attempts",
+            "last_error",
+            "lease_owner",
+            "lease_expires_at",
+            "enqueued_at",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class IncomingDocumentSerializer(serializers.Serializer):
+    id = serializers.CharField(max_length=512, trim_whitespace=False)
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    modified_at = serializers.DateTimeField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, default=dict)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("each document must be a JSON object {id, text, modified_at?, metadata?}")
+        if isinstance(data.get("id"), int) and not isinstance(data.get("id"), bool):
+            data = {**data, "id": str(data["id"])}
+        return super().to_internal_value(data)
+
+
+class SearchSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=10000)
+    k = serializers.IntegerField(min_value=1, max_value=100, default=5)
+
+
+def max_documents() -> int:
+    return settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST

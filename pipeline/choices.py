@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class DocumentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    EMBEDDED = "embedded", "Embedded"
+    FAILED = "failed", "Failed"
+
+
+class ChunkingStrategy(models.TextChoices):
+    TOKEN_WINDOWS = "token_windows", "Token windows with overlap"
+    RECURSIVE = "recursive", "Recursive text splitting"
+    MARKDOWN = "markdown", "Markdown-aware splitting"
+
+
+class ChunkUnit(models.TextChoices):
+    TOKENS = "tokens", "Tokens of the collection's model"
+    CHARACTERS = "characters", "Characters"
+
+
+class ErrorType(models.TextChoices):
+    """Failure taxonomy. The same names label `embedding_pipeline_errors_total{error_type}`."""
+
+    # model (embedding provider) errors
+    API_ERROR = "api_error", "Provider API failure (5xx, connection)"
+    TIMEOUT = "timeout", "Provider timeout"
+    RATE_LIMIT = "rate_limit", "Provider rate limit (429)"
+    AUTH = "auth", "Provider authentication"
+    BAD_REQUEST = "bad_request", "Bad request / context too long"
+    # storage errors
+    CONNECTION_LOST = "connection_lost", "Database connection lost"
+    DISK_FULL = "disk_full", "Database disk full"
+    SERIALIZATION = "serialization", "Serialization failure / deadlock"
+    # quality errors, checked on every batch before storage
+    DIMENSION_MISMATCH = "dimension_mismatch", "Vector dimension mismatch"
+    NAN_VALUES = "nan_values", "NaN or infinite values"
+    ZERO_VECTOR = "zero_vector", "Zero or empty vector"
+    WRONG_COUNT = "wrong_count", "Wrong number of vectors"
+    # input
+    EMPTY_DOCUMENT = "empty_document", "Document has no text to embed"
+    UNKNOWN = "unknown", "Unclassified error"
+
+
+class Stage(models.TextChoices):
+    CHUNKING = "chunking", "Chunking"
+    EMBEDDING = "embedding", "Embedding"
+    STORAGE = "storage", "Storage"

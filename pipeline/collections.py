@@ -1,0 +1,56 @@
+"""Creating collections: one code path for the admin, the API and the command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from pipeline import providers
+from pipeline.embedding import PipelineError, embed_raw
+from pipeline.models import Collection
+
+
+def resolve_dimensions(collection: Collection) -> int:
+    """Dimensions for the collection's model: known for local models, else asked of the provider."""
+    try:
+        known = providers.known_dimensions(collection.model)
+    except providers.UnknownLocalModel as exc:
+        raise ValidationError({"model": str(exc)}) from None
+    wanted = (collection.extra_params or {}).get("dimensions")
+    if known is not None:
+        if wanted is not None and int(wanted) != known:
+            raise ValidationError({"extra_params": f"{collection.model} always has {known} dimensions"})
+        return known
+    if wanted is not None:
+        return int(wanted)
+    try:
+        vectors = embed_raw(collection, ["dimension probe"])
+    except PipelineError as exc:
+        raise ValidationError(
+            {"dimensions": f"could not ask {collection.model} for its dimensions ({exc}); set dimensions"}
+        ) from None
+    if not vectors or not len(vectors[0]):
+        raise ValidationError({"dimensions": "the model returned no vector; set dimensions"})
+    return len(vectors[0])
+
+
+def create_collection(**fields: Any) -> Collection:
+    """Validate and create a collection and its HNSW index (one transaction)."""
+    collection = Collection(**fields)
+    if not collection.dimensions:
+        collection.dimensions = resolve_dimensions(collection)
+    else:
+        try:
+            known = providers.known_dimensions(collection.model)
+        except providers.UnknownLocalModel as exc:
+            raise ValidationError({"model": str(exc)}) from None
+        if known is not None and known != collection.dimensions:
+            raise ValidationError(
+                {"dimensions": f"{collection.model} has {known} dimensions, not {collection.dimensions}"}
+            )
+    collection.full_clean()
+    with transaction.atomic():
+        collection.save()
+    return collection

@@ -1,0 +1,167 @@
+"""Embedding through LiteLLM, with the batch quality checks and the failure taxonomy.
+
+Every call goes through `litellm.embedding` (local models included, see providers.py).
+LiteLLM's and the OpenAI SDK's own retries are off: the pipeline decides what to retry,
+from the error type, so that retries are counted and capped in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from django.conf import settings
+
+from embedportal.settings import env_secret
+from pipeline import providers
+from pipeline.choices import ErrorType, Stage
+
+if TYPE_CHECKING:
+    from pipeline.models import Collection
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = {
+    ErrorType.API_ERROR,
+    ErrorType.TIMEOUT,
+    ErrorType.RATE_LIMIT,
+    ErrorType.CONNECTION_LOST,
+    ErrorType.SERIALIZATION,
+    ErrorType.UNKNOWN,
+}
+
+
+class PipelineError(Exception):
+    """A classified failure: what went wrong, where, and whether retrying can help."""
+
+    def __init__(self, error_type: str, stage: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.stage = stage
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.error_type in TRANSIENT
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+def api_key(collection: Collection) -> str | None:
+    """The provider key, read at call time from the variable the collection names (or NAME_FILE)."""
+    if not collection.api_key_env:
+        return None
+    return env_secret(collection.api_key_env) or None
+
+
+def scrub(message: str, *secrets: str | None) -> str:
+    """Remove secrets from a message that may reach logs, the admin or the API."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            message = message.replace(secret, "[redacted]")
+    return message
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def classify(exc: Exception, key: str | None = None) -> PipelineError:
+    """Map a LiteLLM exception onto the failure taxonomy."""
+    import litellm
+
+    if isinstance(exc, PipelineError):
+        return exc
+    message = scrub(f"{type(exc).__name__}: {exc}", key)[:2000]
+    if isinstance(exc, litellm.RateLimitError):
+        kind = ErrorType.RATE_LIMIT
+    elif isinstance(exc, litellm.Timeout):
+        kind = ErrorType.TIMEOUT
+    elif isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)):
+        kind = ErrorType.AUTH
+    elif isinstance(
+        exc,
+        (
+            litellm.ContextWindowExceededError,
+            litellm.BadRequestError,
+            litellm.UnprocessableEntityError,
+            litellm.NotFoundError,
+        ),
+    ):
+        kind = ErrorType.BAD_REQUEST
+    elif isinstance(
+        exc,
+        (litellm.APIConnectionError, litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.APIError),
+    ):
+        kind = ErrorType.API_ERROR
+    elif isinstance(exc, providers.UnknownLocalModel):
+        kind = ErrorType.BAD_REQUEST
+    else:
+        kind = ErrorType.UNKNOWN
+    return PipelineError(kind, Stage.EMBEDDING, message, _retry_after(exc))
+
+
+def embed_texts(collection: Collection, texts: list[str]) -> np.ndarray:
+    """Embed `texts` in one provider call and check the result; raises PipelineError."""
+    return check_quality(embed_raw(collection, texts), len(texts), collection.dimensions)
+
+
+def embed_raw(collection: Collection, texts: list[str]) -> list:
+    """One LiteLLM embedding call; the vectors as the provider returned them, unchecked."""
+    import litellm
+
+    providers.register()
+    key = api_key(collection)
+    kwargs: dict = {
+        "model": collection.model,
+        "input": texts,
+        "timeout": settings.EMBEDPORTAL_EMBED_TIMEOUT,
+        "num_retries": 0,
+        "max_retries": 0,
+        **(collection.extra_params or {}),
+    }
+    if collection.api_base:
+        kwargs["api_base"] = collection.api_base
+    if key:
+        kwargs["api_key"] = key
+    try:
+        response = litellm.embedding(**kwargs)
+    except Exception as exc:  # noqa: BLE001 -- every provider error is classified, none escapes raw
+        raise classify(exc, key) from None
+    data = sorted(response.data, key=lambda item: item["index"] if isinstance(item, dict) else item.index)
+    return [item["embedding"] if isinstance(item, dict) else item.embedding for item in data]
+
+
+def check_quality(vectors: list, expected: int, dimensions: int) -> np.ndarray:
+    """Quality gate run on every batch before storage."""
+    if len(vectors) != expected:
+        raise PipelineError(
+            ErrorType.WRONG_COUNT, Stage.EMBEDDING, f"provider returned {len(vectors)} vectors for {expected} inputs"
+        )
+    if expected == 0:
+        return np.empty((0, dimensions), dtype=np.float32)
+    lengths = {len(v) for v in vectors}
+    if lengths != {dimensions}:
+        raise PipelineError(
+            ErrorType.DIMENSION_MISMATCH,
+            Stage.EMBEDDING,
+            f"provider returned vectors of {sorted(lengths)} dimensions, collection expects {dimensions}",
+        )
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise PipelineError(ErrorType.NAN_VALUES, Stage.EMBEDDING, f"non-numeric vector values: {exc}") from None
+    if not np.isfinite(array).all():
+        raise PipelineError(ErrorType.NAN_VALUES, Stage.EMBEDDING, "provider returned NaN or infinite values")
+    if (np.abs(array).max(axis=1) == 0).any():
+        raise PipelineError(ErrorType.ZERO_VECTOR, Stage.EMBEDDING, "provider returned an all-zero vector")
+    return array

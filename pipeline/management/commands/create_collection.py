@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipeline.choices import ChunkingStrategy, ChunkUnit
+from pipeline.collections import create_collection
+from pipeline.models import Collection
+
+
+class Command(BaseCommand):
+    help = "Create a collection (and its HNSW index)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--model", default=None, help="LiteLLM model string (default: local/all-MiniLM-L6-v2)")
+        parser.add_argument("--dimensions", type=int, help="Vector dimensions (asked of the model if omitted)")
+        parser.add_argument("--api-base", default="")
+        parser.add_argument("--api-key-env", default="", help="Name of the env var holding the API key")
+        parser.add_argument("--strategy", choices=ChunkingStrategy.values, default=ChunkingStrategy.RECURSIVE)
+        parser.add_argument("--unit", choices=ChunkUnit.values, default=ChunkUnit.TOKENS)
+        parser.add_argument("--chunk-size", type=int, default=256)
+        parser.add_argument("--chunk-overlap", type=int, default=32)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--freshness-sla", type=int, help="Freshness SLA in seconds (default 3600)")
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Extra LiteLLM parameter (repeatable), e.g. --param dimensions=256",
+        )
+        parser.add_argument("--if-not-exists", action="store_true", help="Succeed quietly if it exists")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        from django.conf import settings
+
+        if Collection.objects.filter(name=o["name"]).exists():
+            if o["if_not_exists"]:
+                self.stdout.write(f"Collection {o['name']} exists.")
+                return
+            raise CommandError(f"collection {o['name']!r} already exists")
+        extra: dict[str, Any] = {}
+        for item in o["param"]:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise CommandError(f"--param {item!r}: use KEY=VALUE")
+            extra[key] = int(value) if value.isdigit() else value
+        fields: dict[str, Any] = dict(
+            name=o["name"],
+            model=o["model"] or settings.EMBEDPORTAL_DEFAULT_MODEL,
+            api_base=o["api_base"],
+            api_key_env=o["api_key_env"],
+            extra_params=extra,
+            dimensions=o["dimensions"] or 0,
+            chunking_strategy=o["strategy"],
+            chunk_unit=o["unit"],
+            chunk_size=o["chunk_size"],
+            chunk_overlap=o["chunk_overlap"],
+            batch_size=o["batch_size"],
+        )
+        if o["freshness_sla"]:
+            fields["freshness_sla"] = timedelta(seconds=o["freshness_sla"])
+        try:
+            collection = create_collection(**fields)
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created collection {collection.name} ({collection.model}, {collection.dimensions} dimensions, "
+                f"index {collection.index_name})"
+            )
+        )

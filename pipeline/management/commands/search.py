@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipeline.embedding import PipelineError
+from pipeline.models import Collection
+from pipeline.search import search
+
+
+class Command(BaseCommand):
+    help = "Semantic search over a collection: the k nearest chunks, best first."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("query")
+        parser.add_argument("--collection", required=True)
+        parser.add_argument("--k", type=int, default=5)
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        if not o["query"].strip():
+            raise CommandError("the query is empty")
+        if not 1 <= o["k"] <= 100:
+            raise CommandError("--k must be between 1 and 100")
+        try:
+            collection = Collection.objects.get(name=o["collection"])
+        except Collection.DoesNotExist:
+            raise CommandError(f"no collection named {o['collection']!r}") from None
+        try:
+            hits = search(collection, o["query"], o["k"])
+        except PipelineError as exc:
+            raise CommandError(f"embedding the query failed: {exc}") from None
+        if o["json"]:
+            self.stdout.write(json.dumps([h.as_dict() for h in hits], indent=2))
+            return
+        for rank, hit in enumerate(hits, 1):
+            snippet = " ".join(hit.text.split())[:200]
+            self.stdout.write(f"{rank}. {hit.document_id} #{hit.ordinal}  score {hit.score:.4f}\n   {snippet}")
+        if not hits:
+            self.stdout.write("No results (is the collection embedded yet?).")

@@ -1,0 +1,249 @@
+"""The system of record: collections, the documents queued into them, and their chunks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from pgvector.django import VectorField
+
+from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus
+
+ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
+
+
+def default_freshness_sla() -> timedelta:
+    return settings.EMBEDPORTAL_FRESHNESS_SLA
+
+
+class Collection(models.Model):
+    """A named set of documents embedded with one model into one HNSW index."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    model = models.CharField(
+        "embedding model",
+        max_length=200,
+        default="local/all-MiniLM-L6-v2",
+        help_text="A LiteLLM model string, e.g. local/all-MiniLM-L6-v2 or openai/text-embedding-3-small.",
+    )
+    api_base = models.URLField("API base", max_length=500, blank=True, help_text="LiteLLM api_base, if any.")
+    api_key_env = models.CharField(
+        "API key variable",
+        max_length=100,
+        blank=True,
+        validators=[ENV_NAME],
+        help_text="Name of the environment variable holding the provider API key; NAME_FILE is read "
+        "first (mounted secrets). The key itself is never stored.",
+    )
+    extra_params = models.JSONField(
+        "extra parameters",
+        default=dict,
+        blank=True,
+        help_text='Extra LiteLLM embedding parameters, e.g. {"dimensions": 256}.',
+    )
+    dimensions = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(16000)])
+    chunking_strategy = models.CharField(
+        max_length=20, choices=ChunkingStrategy.choices, default=ChunkingStrategy.RECURSIVE
+    )
+    chunk_unit = models.CharField(max_length=12, choices=ChunkUnit.choices, default=ChunkUnit.TOKENS)
+    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(8)])
+    chunk_overlap = models.PositiveIntegerField(default=32)
+    batch_size = models.PositiveIntegerField(
+        "embedding batch size",
+        default=64,
+        validators=[MinValueValidator(1), MaxValueValidator(2048)],
+        help_text="Most chunks sent in one embedding call.",
+    )
+    freshness_sla = models.DurationField(default=default_freshness_sla)
+    paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("pause_collection", "Can pause and resume collections"),
+            ("reembed_collection", "Can re-embed a collection"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(chunk_overlap__lt=F("chunk_size")), name="pipeline_collection_overlap_lt_size"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def index_name(self) -> str:
+        return f"pipeline_chunk_hnsw_{self.pk}"
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        # Delete chunks and documents set-wise first: Django's cascade collector would load
+        # every row of a large collection into memory.
+        with transaction.atomic():
+            Chunk.objects.filter(collection=self)._raw_delete(using="default")
+            Document.objects.filter(collection=self)._raw_delete(using="default")
+            return super().delete(*args, **kwargs)
+
+
+class DocumentQuerySet(models.QuerySet["Document"]):
+    def claimable(self) -> DocumentQuerySet:
+        """Pending documents and those whose worker's lease expired, in unpaused collections."""
+        now = timezone.now()
+        return self.filter(
+            Q(status=DocumentStatus.PENDING, available_at__lte=now)
+            | Q(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now),
+            collection__paused=False,
+        )
+
+    def claim(self, worker: str, limit: int, lease: timedelta) -> list[Document]:
+        """Lease up to `limit` documents to `worker`.
+
+        SKIP LOCKED lets concurrent workers take disjoint rows without waiting on each other;
+        the lease makes a dead worker's claim claimable again once it expires.
+        """
+        with transaction.atomic():
+            ids = list(
+                self.claimable()
+                .order_by("available_at", "id")
+                .select_for_update(skip_locked=True, of=("self",))
+                .values_list("pk", flat=True)[:limit]
+            )
+            if not ids:
+                return []
+            self.filter(pk__in=ids).update(
+                status=DocumentStatus.PROCESSING,
+                lease_owner=worker,
+                lease_expires_at=timezone.now() + lease,
+                attempts=F("attempts") + 1,
+                updated_at=timezone.now(),
+            )
+        return list(self.filter(pk__in=ids, lease_owner=worker).select_related("collection").order_by("id"))
+
+    def owned_by(self, worker: str) -> DocumentQuerySet:
+        return self.filter(status=DocumentStatus.PROCESSING, lease_owner=worker)
+
+    def mark_embedded(self, worker: str, content_hash: str, at: Any) -> int:
+        """Compare-and-swap: only the lease holder, and only for the version it embedded.
+
+        A document re-enqueued with new text while it was being processed is back to
+        pending with another hash, so the stale result is refused (0 rows).
+        """
+        return (
+            self.owned_by(worker)
+            .filter(content_hash=content_hash)
+            .update(
+                status=DocumentStatus.EMBEDDED,
+                last_embedded_at=at,
+                lease_owner="",
+                lease_expires_at=None,
+                last_error="",
+                updated_at=timezone.now(),
+            )
+        )
+
+    def mark_failed(self, worker: str, error: str) -> int:
+        return self.owned_by(worker).update(
+            status=DocumentStatus.FAILED,
+            lease_owner="",
+            lease_expires_at=None,
+            last_error=error[:2000],
+            updated_at=timezone.now(),
+        )
+
+    def release(self, worker: str, delay: timedelta = timedelta(0), error: str = "") -> int:
+        """Give leased documents back to the queue (shutdown, or after a transient error with a delay)."""
+        now = timezone.now()
+        return self.owned_by(worker).update(
+            status=DocumentStatus.PENDING,
+            lease_owner="",
+            lease_expires_at=None,
+            available_at=now + delay,
+            last_error=error[:2000],
+            updated_at=now,
+        )
+
+    def requeue(self) -> int:
+        """Send embedded or failed documents back to the queue (operator action, re-embed)."""
+        now = timezone.now()
+        return self.filter(status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED]).update(
+            status=DocumentStatus.PENDING,
+            attempts=0,
+            enqueued_at=now,
+            available_at=now,
+            updated_at=now,
+            last_error="",
+        )
+
+
+class Document(models.Model):
+    """One version of a source document and its place in the pipeline."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    external_id = models.CharField(max_length=512)
+    text = models.TextField()
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the text.")
+    metadata = models.JSONField(default=dict, blank=True)
+    source_modified_at = models.DateTimeField(null=True, blank=True)
+    last_embedded_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(default=timezone.now, help_text="When this version entered the queue.")
+    available_at = models.DateTimeField(default=timezone.now, help_text="Not claimed before this time (backoff).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DocumentQuerySet.as_manager()
+
+    class Meta:
+        permissions = [("requeue_document", "Can requeue documents")]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "external_id"], name="pipeline_document_unique_external_id"),
+        ]
+        indexes = [
+            # Scanned by DocumentQuerySet.claim (first available first) and by queue-depth counts.
+            models.Index(
+                fields=["available_at", "id"], name="pipeline_document_pending", condition=Q(status="pending")
+            ),
+            # Scanned by DocumentQuerySet.claim for expired leases.
+            models.Index(
+                fields=["lease_expires_at"], name="pipeline_document_leased", condition=Q(status="processing")
+            ),
+            models.Index(fields=["collection", "status"], name="pipeline_document_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection.name}/{self.external_id}" if self.collection_id else self.external_id
+
+
+class Chunk(models.Model):
+    """A piece of a document's text and its embedding.
+
+    `embedding` has no fixed dimension: collections with different models share this table,
+    and each collection's HNSW index is a partial expression index casting to its dimension.
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # Denormalised from the document: the per-collection partial HNSW index filters on it.
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    token_count = models.PositiveIntegerField()
+    embedding = VectorField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["document", "ordinal"], name="pipeline_chunk_unique_ordinal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"

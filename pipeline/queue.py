@@ -1,0 +1,163 @@
+"""The source queue: producers enqueue document versions; unchanged content is skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from pipeline.models import Collection
+
+
+class InvalidDocument(ValueError):
+    """A document a producer sent that cannot be accepted; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingDocument:
+    external_id: str
+    text: str
+    modified_at: datetime | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass(slots=True)
+class EnqueueResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.unchanged)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+        }
+
+
+def _find_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_find_nul(k) or _find_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_find_nul(v) for v in value)
+    return False
+
+
+def validate(doc: IncomingDocument) -> None:
+    """Reject what PostgreSQL or the pipeline cannot hold, with a message saying what to fix."""
+    if not doc.external_id or not doc.external_id.strip():
+        raise InvalidDocument("id must be a non-empty string")
+    if len(doc.external_id) > 512:
+        raise InvalidDocument("id is longer than 512 characters")
+    if not doc.text or not doc.text.strip():
+        raise InvalidDocument("text is empty; send the document's text (whitespace alone is empty)")
+    limit = settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
+    if len(doc.text) > limit:
+        raise InvalidDocument(
+            f"text has {len(doc.text)} characters, over the limit of {limit} (EMBEDPORTAL_MAX_DOCUMENT_CHARS); "
+            "split the document"
+        )
+    for name, value in (("id", doc.external_id), ("text", doc.text), ("metadata", doc.metadata)):
+        if _find_nul(value):
+            raise InvalidDocument(
+                f"{name} contains NUL (\\u0000) characters, which PostgreSQL cannot store; strip them"
+            )
+    try:
+        doc.text.encode("utf-8")
+        doc.external_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidDocument("text is not valid Unicode (lone surrogate escapes); send UTF-8 text") from None
+    if doc.modified_at is not None and timezone.is_naive(doc.modified_at):
+        raise InvalidDocument("modified_at needs a timezone (e.g. 2026-01-31T12:00:00Z)")
+
+
+def enqueue(collection: Collection, docs: Iterable[IncomingDocument]) -> EnqueueResult:
+    """Insert new documents, requeue changed ones, leave unchanged ones alone.
+
+    One INSERT ... ON CONFLICT statement: atomic per call and safe under concurrent
+    producers (PostgreSQL serialises the conflicting rows). A document whose content hash
+    is unchanged keeps its state and chunks; only its metadata and modified time are
+    refreshed. A changed document goes back to pending, even while a worker holds it:
+    that worker's result is then refused by the compare-and-swap in storage.store().
+    """
+    docs = list(docs)
+    seen: set[str] = set()
+    for doc in docs:
+        validate(doc)
+        if doc.external_id in seen:
+            raise InvalidDocument(f"id {doc.external_id!r} appears more than once; send each document once")
+        seen.add(doc.external_id)
+    result = EnqueueResult()
+    if not docs:
+        return result
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO pipeline_document AS d
+                   (collection_id, external_id, text, content_hash, metadata, source_modified_at,
+                    status, attempts, last_error, lease_owner, enqueued_at, available_at, created_at, updated_at)
+            SELECT %s, v.external_id, v.text, v.content_hash, v.metadata::jsonb, v.modified_at,
+                   'pending', 0, '', '', %s, %s, %s, %s
+              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+                   AS v(external_id, text, content_hash, metadata, modified_at)
+            ON CONFLICT (collection_id, external_id) DO UPDATE
+               SET text = EXCLUDED.text,
+                   content_hash = EXCLUDED.content_hash,
+                   metadata = EXCLUDED.metadata,
+                   source_modified_at = COALESCE(EXCLUDED.source_modified_at, d.source_modified_at),
+                   status = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.status ELSE 'pending' END,
+                   attempts = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.attempts ELSE 0 END,
+                   enqueued_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.enqueued_at
+                                      ELSE EXCLUDED.enqueued_at END,
+                   available_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.available_at
+                                       ELSE EXCLUDED.available_at END,
+                   last_error = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.last_error ELSE '' END,
+                   updated_at = EXCLUDED.updated_at
+            RETURNING d.external_id, (xmax = 0) AS inserted, d.status = 'pending' AND d.enqueued_at = %s AS queued
+            """,
+            [
+                collection.pk,
+                now,
+                now,
+                now,
+                now,
+                [d.external_id for d in docs],
+                [d.text for d in docs],
+                [d.content_hash for d in docs],
+                [json.dumps(dict(d.metadata), cls=DjangoJSONEncoder) for d in docs],
+                [d.modified_at for d in docs],
+                now,
+            ],
+        )
+        for external_id, inserted, queued in cur.fetchall():
+            if inserted:
+                result.created.append(external_id)
+            elif queued:
+                result.updated.append(external_id)
+            else:
+                result.unchanged.append(external_id)
+    if result.created or result.updated:
+        from pipeline.tasks import kick_workers
+
+        transaction.on_commit(kick_workers)
+    return result

@@ -1,0 +1,141 @@
+"""pgvector storage: per-collection HNSW indexes, atomic chunk replacement, search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+from django.db import connection, transaction
+
+from pipeline.chunking import ChunkText
+
+if TYPE_CHECKING:
+    from pipeline.models import Collection
+
+COPY_CHUNKS = (
+    "COPY pipeline_chunk (document_id, collection_id, ordinal, text, token_count, embedding) "
+    "FROM STDIN WITH (FORMAT BINARY)"
+)
+COPY_TYPES = ["bigint", "bigint", "integer", "text", "integer", "vector"]
+
+
+def _register_vector() -> None:
+    """Teach this psycopg connection pgvector's binary format (once per connection)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if not getattr(raw, "_embedportal_vector", False):
+        from pgvector.psycopg import register_vector
+
+        register_vector(raw)
+        raw._embedportal_vector = True
+
+
+def create_collection_index(collection: Collection) -> None:
+    # A partial expression index: only this collection's rows, cast to its dimension, so
+    # collections of different models share pipeline_chunk. Queries must repeat both the
+    # cast and the predicate (see search()) for the planner to use it.
+    with connection.cursor() as cur:
+        cur.execute(
+            f"CREATE INDEX IF NOT EXISTS {collection.index_name} ON pipeline_chunk "
+            f"USING hnsw ((embedding::vector({int(collection.dimensions)})) vector_cosine_ops) "
+            f"WHERE collection_id = {int(collection.pk)}"
+        )
+
+
+def drop_collection_index(collection: Collection) -> None:
+    with connection.cursor() as cur:
+        cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
+
+
+@dataclass(slots=True)
+class Embedded:
+    """One document's result, ready to store."""
+
+    document_id: int
+    collection_id: int
+    content_hash: str
+    chunks: Sequence[ChunkText]
+    vectors: np.ndarray
+
+
+def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> list[int]:
+    """Replace the chunks of every document the worker still holds, in one transaction.
+
+    Documents whose lease was lost or whose text changed meanwhile are skipped (the CAS in
+    mark_embedded refuses them) and keep their old chunks. Returns the stored document ids.
+    """
+    results = list(results)
+    if not results:
+        return []
+    with transaction.atomic():
+        _register_vector()
+        with connection.cursor() as cur:
+            # Set-wise form of DocumentQuerySet.mark_embedded: lease holder + same content hash.
+            cur.execute(
+                """
+                UPDATE pipeline_document d
+                   SET status = 'embedded', last_embedded_at = %s, lease_owner = '',
+                       lease_expires_at = NULL, last_error = '', updated_at = now()
+                  FROM unnest(%s::bigint[], %s::text[]) AS v(id, content_hash)
+                 WHERE d.id = v.id AND d.content_hash = v.content_hash
+                   AND d.status = 'processing' AND d.lease_owner = %s
+             RETURNING d.id
+                """,
+                [embedded_at, [r.document_id for r in results], [r.content_hash for r in results], worker],
+            )
+            accepted = {row[0] for row in cur.fetchall()}
+            if not accepted:
+                return []
+            cur.execute("DELETE FROM pipeline_chunk WHERE document_id = ANY(%s)", [list(accepted)])
+            with cur.cursor.copy(COPY_CHUNKS) as copy:
+                copy.set_types(COPY_TYPES)
+                for r in results:
+                    if r.document_id not in accepted:
+                        continue
+                    for chunk, vector in zip(r.chunks, r.vectors, strict=True):
+                        copy.write_row(
+                            (r.document_id, r.collection_id, chunk.ordinal, chunk.text, chunk.token_count, vector)
+                        )
+    return sorted(accepted)
+
+
+@dataclass(slots=True)
+class Hit:
+    document_id: str
+    ordinal: int
+    score: float
+    text: str
+    metadata: dict
+
+    def as_dict(self) -> dict:
+        return {
+            "document_id": self.document_id,
+            "ordinal": self.ordinal,
+            "score": round(self.score, 6),
+            "text": self.text,
+            "metadata": self.metadata,
+        }
+
+
+def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
+    dims = int(collection.dimensions)
+    literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    with transaction.atomic(), connection.cursor() as cur:
+        # Ranking comes from the collection's HNSW index (same cast and predicate);
+        # ef_search above k keeps recall up for larger k.
+        cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * k))])
+        cur.execute(
+            f"""
+            SELECT d.external_id, c.ordinal, 1 - (c.embedding::vector({dims}) <=> %s::vector({dims})) AS score,
+                   c.text, d.metadata
+              FROM pipeline_chunk c JOIN pipeline_document d ON d.id = c.document_id
+             WHERE c.collection_id = %s
+          ORDER BY c.embedding::vector({dims}) <=> %s::vector({dims})
+             LIMIT %s
+            """,
+            [literal, collection.pk, literal, k],
+        )
+        return [Hit(row[0], row[1], float(row[2]), row[3], row[4]) for row in cur.fetchall()]

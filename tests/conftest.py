@@ -1,0 +1,79 @@
+"""Tests run against real PostgreSQL + pgvector: the embedded server unless DATABASE_URL is set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+from tests.fakeprovider import FakeProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_only(django_db_setup, django_db_blocker) -> None:
+    with django_db_blocker.unblock():
+        assert connection.vendor == "postgresql", "tests run on PostgreSQL + pgvector only"
+
+
+def database_url() -> str:
+    """A URL for the test database, for subprocesses (workers) started by tests."""
+    s = connection.settings_dict
+    host = s["HOST"] or ""
+    auth = quote(s["USER"] or "") + (":" + quote(s["PASSWORD"]) if s["PASSWORD"] else "")
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{s['NAME']}?host={quote(host)}"
+    return f"postgresql://{auth}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def manage(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """Start `manage.py ARGS` against the test database in a real child process."""
+    full_env = {**os.environ, "DATABASE_URL": database_url(), **(env or {})}
+    return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=full_env, cwd=ROOT, **kwargs)
+
+
+@pytest.fixture
+def fake_provider() -> Iterator[FakeProvider]:
+    provider = FakeProvider(dims=8).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def hash_collection(db):
+    from pipeline.collections import create_collection
+
+    return create_collection(
+        name="hashes",
+        model="local/hash-16",
+        chunking_strategy="recursive",
+        chunk_unit="characters",
+        chunk_size=200,
+        chunk_overlap=20,
+        batch_size=16,
+    )
+
+
+@pytest.fixture
+def fake_collection(db, fake_provider, monkeypatch):
+    from pipeline.collections import create_collection
+
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test-secret-123456")
+    return create_collection(
+        name="fake",
+        model="openai/fake-embedder",
+        api_base=fake_provider.api_base,
+        api_key_env="FAKE_PROVIDER_KEY",
+        dimensions=8,
+        chunk_unit="characters",
+        chunk_size=200,
+        chunk_overlap=0,
+        batch_size=4,
+    )

@@ -1,0 +1,123 @@
+"""A local OpenAI-compatible embedding server for driving LiteLLM over real HTTP.
+
+`FakeProvider.mode` picks the answer for every request: "ok", "slow", "500", "429",
+"timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero". Inputs containing a
+marker `POISON:<mode>` get that mode's answer for the whole request they are in, which
+lets a test plant one bad document in a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+
+def vector_for(text: str, dims: int) -> list[float]:
+    raw = hashlib.shake_256(text.encode()).digest(dims * 2)
+    v = np.frombuffer(raw, dtype=np.int16).astype(np.float64)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+class FakeProvider:
+    def __init__(self, dims: int = 8) -> None:
+        self.dims = dims
+        self.mode = "ok"
+        self.delay = 0.0
+        self.retry_after = "1"
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                inputs = body.get("input") or []
+                if isinstance(inputs, str):
+                    inputs = [inputs]
+                with provider.lock:
+                    provider.requests.append({"inputs": inputs, "auth": self.headers.get("authorization")})
+                mode = provider.mode
+                for text in inputs:
+                    if "POISON:" in str(text):
+                        mode = str(text).split("POISON:", 1)[1].split()[0]
+                        break
+                provider.answer(self, mode, inputs)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self) -> FakeProvider:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if mode == "slow":
+            time.sleep(30)
+        if mode == "timeout":
+            time.sleep(120)
+        errors = {
+            "500": (500, "internal error"),
+            "429": (429, "rate limited"),
+            "401": (401, "invalid api key"),
+            "400": (400, "maximum context length exceeded"),
+        }
+        if mode in errors:
+            status, message = errors[mode]
+            self._send(
+                h,
+                status,
+                {"error": {"message": message, "type": "error", "code": status}},
+                {"Retry-After": self.retry_after} if status == 429 else {},
+            )
+            return
+        dims = self.dims + 1 if mode == "wrong_dims" else self.dims
+        vectors = [vector_for(str(t), dims) for t in inputs]
+        if mode == "nan":
+            vectors = [[math.nan] * dims for _ in inputs]
+        if mode == "zero":
+            vectors = [[0.0] * dims for _ in inputs]
+        if mode == "too_few":
+            vectors = vectors[:-1]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        self._send(
+            h,
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": "fake",
+                "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
+            },
+        )
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
+        body = json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("content-type", "application/json")
+        h.send_header("content-length", str(len(body)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
