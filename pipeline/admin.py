@@ -1,0 +1,184 @@
+"""The operator console for collections, the document queue and chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from pipeline import queue
+from pipeline.collections import resolve_dimensions
+from pipeline.models import Chunk, Collection, Document
+
+
+class CollectionForm(forms.ModelForm):
+    class Meta:
+        model = Collection
+        fields = (
+            "name",
+            "model",
+            "api_base",
+            "api_key_env",
+            "extra_params",
+            "dimensions",
+            "chunking_strategy",
+            "chunk_unit",
+            "chunk_size",
+            "chunk_overlap",
+            "batch_size",
+            "freshness_sla",
+            "paused",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "dimensions" in self.fields:
+            self.fields["dimensions"].required = False
+            self.fields["dimensions"].help_text = "Leave empty to ask the model."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk is None and not data.get("dimensions") and data.get("model"):
+            probe = Collection(
+                **{k: v for k, v in data.items() if k in {"model", "api_base", "api_key_env", "extra_params"}}
+            )
+            try:
+                data["dimensions"] = resolve_dimensions(probe)
+                self.instance.dimensions = data["dimensions"]
+            except ValidationError as exc:
+                raise forms.ValidationError(exc.messages) from None
+        return data
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    form = CollectionForm
+    list_display = ("name", "model", "dimensions", "chunking_strategy", "chunk_size", "batch_size", "paused")
+    list_filter = ("paused", "chunking_strategy", "model")
+    search_fields = ("name", "model")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
+        # The model and dimensions fix the HNSW index: a different model is a new collection.
+        return ("model", "dimensions", "created_at", "updated_at") if obj else ("created_at", "updated_at")
+
+
+class EnqueueDocumentForm(forms.ModelForm):
+    """Adding a document in the admin enqueues it like the API does (hash, change detection)."""
+
+    class Meta:
+        model = Document
+        fields = ("collection", "external_id", "text", "metadata", "source_modified_at")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            queue.validate(self.incoming(data))
+        except queue.InvalidDocument as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return data
+
+    def validate_unique(self) -> None:
+        pass  # enqueueing an existing id is an update, not a conflict
+
+    @staticmethod
+    def incoming(data: dict[str, Any]) -> queue.IncomingDocument:
+        return queue.IncomingDocument(
+            data["external_id"], data["text"], data.get("source_modified_at"), data.get("metadata") or {}
+        )
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = (
+        "external_id",
+        "collection",
+        "status",
+        "attempts",
+        "last_embedded_at",
+        "lease_owner",
+        "lease_expires_at",
+        "updated_at",
+    )
+    list_filter = ("status", "collection")
+    search_fields = ("external_id", "content_hash")
+    list_select_related = ("collection",)
+    show_full_result_count = False  # big table: skip COUNT(*)
+    readonly_fields = (
+        "content_hash",
+        "status",
+        "attempts",
+        "last_error",
+        "lease_owner",
+        "lease_expires_at",
+        "last_embedded_at",
+        "enqueued_at",
+        "available_at",
+        "created_at",
+        "updated_at",
+    )
+
+    def get_form(self, request: HttpRequest, obj: Document | None = None, **kwargs: Any) -> type[forms.ModelForm]:
+        if obj is None:
+            kwargs["form"] = EnqueueDocumentForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
+        if obj is None:
+            return EnqueueDocumentForm.Meta.fields
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
+        if obj is None:
+            return ()
+        return (*self.readonly_fields, "collection", "external_id", "text", "metadata", "source_modified_at")
+
+    def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            return
+        result = queue.enqueue(form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)])
+        state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
+        stored = Document.objects.get(
+            collection=form.cleaned_data["collection"], external_id=form.cleaned_data["external_id"]
+        )
+        obj.pk = stored.pk
+        self.message_user(request, f"Document {obj.external_id} {state}.", messages.SUCCESS)
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if obj.pk is None:
+            return None
+        return super().log_addition(request, Document.objects.get(pk=obj.pk), message)
+
+    def response_add(self, request: HttpRequest, obj: Document, post_url_continue: str | None = None) -> Any:
+        obj = Document.objects.get(pk=obj.pk)
+        return super().response_add(request, obj, post_url_continue)
+
+
+@admin.register(Chunk)
+class ChunkAdmin(admin.ModelAdmin):
+    list_display = ("document", "ordinal", "token_count", "dimensions", "preview")
+    list_select_related = ("document", "document__collection")
+    list_filter = ("collection",)
+    search_fields = ("document__external_id",)
+    show_full_result_count = False
+    # Never render the raw vector: it is long and says nothing to a person.
+    fields = ("document", "collection", "ordinal", "token_count", "dimensions", "text")
+    readonly_fields = fields
+
+    @admin.display(description="dimensions")
+    def dimensions(self, obj: Chunk) -> int:
+        return len(obj.embedding) if obj.embedding is not None else 0
+
+    @admin.display(description="text")
+    def preview(self, obj: Chunk) -> str:
+        return obj.text[:80]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Chunk | None = None) -> bool:
+        return False

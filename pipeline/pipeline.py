@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from pipeline import storage
+from pipeline import metrics, storage
 from pipeline.choices import ErrorType, Stage
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import PipelineError, embed_texts
@@ -134,9 +134,10 @@ class EmbeddingIngestionPipeline:
         return self._chunkers[key]
 
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
-        t0 = time.perf_counter()
+        started = t0 = time.perf_counter()
         chunked = self._chunker(collection).chunk_many([d.text for d in docs])
         report.seconds[Stage.CHUNKING] += time.perf_counter() - t0
+        metrics.observe_stage(Stage.CHUNKING, time.perf_counter() - t0, len(docs))
 
         ready: list[tuple[Document, list[ChunkText]]] = []
         for doc, chunks in zip(docs, chunked, strict=True):
@@ -158,6 +159,7 @@ class EmbeddingIngestionPipeline:
                 self._fail(doc, exc, report)
             return
         report.seconds[Stage.EMBEDDING] += time.perf_counter() - t0
+        metrics.observe_stage(Stage.EMBEDDING, time.perf_counter() - t0, len(ready))
 
         results, offset = [], 0
         for doc, chunks in ready:
@@ -168,11 +170,21 @@ class EmbeddingIngestionPipeline:
             )
             offset += len(chunks)
         t0 = time.perf_counter()
-        stored = storage.store(self.worker_id, results, timezone.now())
+        embedded_at = timezone.now()
+        stored = set(storage.store(self.worker_id, results, embedded_at))
         report.seconds[Stage.STORAGE] += time.perf_counter() - t0
+        metrics.observe_stage(Stage.STORAGE, time.perf_counter() - t0, len(results))
+        metrics.observe_stage("total", time.perf_counter() - started, len(stored))
+        chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
         report.embedded += len(stored)
-        stored_set = set(stored)
-        report.chunks += sum(len(r.chunks) for r in results if r.document_id in stored_set)
+        report.chunks += chunks
+        metrics.CHUNKS.inc(chunks)
+        metrics.DOCUMENTS.labels(outcome="embedded").inc(len(stored))
+        # A document re-enqueued with new text (or whose lease expired) while we worked.
+        metrics.DOCUMENTS.labels(outcome="superseded").inc(len(results) - len(stored))
+        for doc, _ in ready:
+            if doc.pk in stored and doc.source_modified_at is not None:
+                metrics.FRESHNESS_LAG.observe(max(0.0, (embedded_at - doc.source_modified_at).total_seconds()))
 
     def _embed(self, collection: Collection, chunks: list[ChunkText]) -> np.ndarray:
         """Embed all chunks, batched across documents up to the collection's batch size."""
@@ -183,12 +195,15 @@ class EmbeddingIngestionPipeline:
 
     def _fail(self, doc: Document, exc: PipelineError, report: Report) -> None:
         report.errors[exc.error_type] += 1
+        metrics.ERRORS.labels(error_type=str(exc.error_type)).inc()
         qs = Document.objects.filter(pk=doc.pk)
         if exc.transient and doc.attempts < MAX_ATTEMPTS:
             # Back off before the next claim: the provider's Retry-After, else exponential.
             delay = exc.retry_after if exc.retry_after is not None else min(2.0**doc.attempts, 300.0)
             report.released += qs.release(self.worker_id, timedelta(seconds=delay), str(exc))
+            metrics.DOCUMENTS.labels(outcome="retried").inc()
             logger.warning("document %s: %s (will retry)", doc.pk, exc)
         else:
             report.failed += qs.mark_failed(self.worker_id, str(exc))
+            metrics.DOCUMENTS.labels(outcome="failed").inc()
             logger.warning("document %s failed: %s", doc.pk, exc)
