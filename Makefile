@@ -36,7 +36,7 @@ benchmark: install
 # Re-pin every dependency from requirements.in (run after changing it).
 lock:
 	$(BIN)/pip install -q -r requirements.in
-	$(BIN)/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements.lock
+	$(BIN)/pip freeze --all --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements.lock
 
 stop:
 	$(BIN)/python -c "import django,os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','embedportal.settings');from embedportal.embedded_db import stop_server;from embedportal.settings import DATA_DIR;stop_server(DATA_DIR)"

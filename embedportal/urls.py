@@ -3,11 +3,22 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+
+from pipeline import views as ops
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("pipeline.api.urls")),
-    path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("", include("django_prometheus.urls")),
+    path("api/v1/", include("reprocessing.api.urls")),
+    path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
+    path(
+        "api/v1/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[IsAuthenticated]),
+        name="swagger-ui",
+    ),
+    # Our own /metrics: django-prometheus's view drops the database collectors in multiprocess mode.
+    path("metrics", ops.prometheus_metrics, name="metrics"),
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
 ]

@@ -6,15 +6,27 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
-from pipeline import queue
+from pipeline import overview, queue
 from pipeline.collections import resolve_dimensions
-from pipeline.models import Chunk, Collection, Document
+from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
+from pipeline.tasks import kick_workers
+
+# The admin index links the pipeline overview (a custom view of CollectionAdmin).
+admin.site.index_template = "admin/pipeline/index.html"
 
 
 class CollectionForm(forms.ModelForm):
+    api_base = forms.URLField(
+        label="API base", max_length=500, required=False, assume_scheme="https", help_text="LiteLLM api_base, if any."
+    )
+
     class Meta:
         model = Collection
         fields = (
@@ -59,10 +71,60 @@ class CollectionAdmin(admin.ModelAdmin):
     list_display = ("name", "model", "dimensions", "chunking_strategy", "chunk_size", "batch_size", "paused")
     list_filter = ("paused", "chunking_strategy", "model")
     search_fields = ("name", "model")
+    actions = ("pause_collections", "resume_collections", "reembed_collections")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
         return ("model", "dimensions", "created_at", "updated_at") if obj else ("created_at", "updated_at")
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.pause_collection")
+
+    def has_reembed_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.reembed_collection")
+
+    @admin.action(description="Pause selected collections (workers stop claiming them)", permissions=["pause"])
+    def pause_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
+        changed = queryset.pause()
+        self.message_user(
+            request,
+            f"Paused {changed} collection(s); {len(queryset) - changed} were already paused. "
+            "Documents in flight finish; nothing more is claimed until resumed.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Resume selected collections", permissions=["pause"])
+    def resume_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
+        changed = queryset.resume()
+        if changed:
+            transaction.on_commit(kick_workers)
+        self.message_user(
+            request,
+            f"Resumed {changed} collection(s); {len(queryset) - changed} were not paused.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Re-embed selected collections (requeue all their documents)", permissions=["reembed"])
+    def reembed_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
+        requeued = queryset.reembed()
+        if requeued:
+            transaction.on_commit(kick_workers)
+        self.message_user(
+            request,
+            f"Requeued {requeued} document(s) of {len(queryset)} collection(s) for re-embedding; "
+            "pending and in-flight documents were already queued.",
+            messages.SUCCESS,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        overview = path("overview/", self.admin_site.admin_view(self.overview_view), name="pipeline_overview")
+        return [overview, *super().get_urls()]
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("pipeline.view_document"):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), **overview.context(), "title": "Pipeline overview"}
+        return TemplateResponse(request, "admin/pipeline/overview.html", context)
 
 
 class EnqueueDocumentForm(forms.ModelForm):
@@ -80,10 +142,12 @@ class EnqueueDocumentForm(forms.ModelForm):
             queue.validate(self.incoming(data))
         except queue.InvalidDocument as exc:
             raise forms.ValidationError(str(exc)) from None
+        # Enqueueing an existing id is an update, not a conflict: validate against the stored row
+        # (so the unique constraint check skips it); save_model still goes through queue.enqueue.
+        existing = Document.objects.filter(collection=data["collection"], external_id=data["external_id"]).first()
+        if existing is not None:
+            self.instance = existing
         return data
-
-    def validate_unique(self) -> None:
-        pass  # enqueueing an existing id is an update, not a conflict
 
     @staticmethod
     def incoming(data: dict[str, Any]) -> queue.IncomingDocument:
@@ -108,6 +172,7 @@ class DocumentAdmin(admin.ModelAdmin):
     search_fields = ("external_id", "content_hash")
     list_select_related = ("collection",)
     show_full_result_count = False  # big table: skip COUNT(*)
+    actions = ("requeue_documents",)
     readonly_fields = (
         "content_hash",
         "status",
@@ -121,6 +186,21 @@ class DocumentAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.requeue_document")
+
+    @admin.action(description="Requeue selected documents (embedded or failed)", permissions=["requeue"])
+    def requeue_documents(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        selected = len(queryset)
+        requeued = queryset.requeue()
+        if requeued:
+            transaction.on_commit(kick_workers)
+        self.message_user(
+            request,
+            f"Requeued {requeued} document(s); {selected - requeued} skipped (already pending or processing).",
+            messages.SUCCESS if requeued else messages.WARNING,
+        )
 
     def get_form(self, request: HttpRequest, obj: Document | None = None, **kwargs: Any) -> type[forms.ModelForm]:
         if obj is None:
@@ -181,4 +261,18 @@ class ChunkAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Chunk | None = None) -> bool:
+        return False
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ("worker", "role", "started_at", "beat_at")
+    list_filter = ("role",)
+    search_fields = ("worker",)
+    readonly_fields = ("worker", "role", "started_at", "beat_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # written by workers only
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkerHeartbeat | None = None) -> bool:
         return False

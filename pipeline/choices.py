@@ -48,3 +48,11 @@ class Stage(models.TextChoices):
     CHUNKING = "chunking", "Chunking"
     EMBEDDING = "embedding", "Embedding"
     STORAGE = "storage", "Storage"
+
+
+class WorkerRole(models.TextChoices):
+    """Who wrote a WorkerHeartbeat."""
+
+    WORKER = "worker", "run_pipeline worker"
+    DRAIN_TASK = "drain_task", "django-q2 drain task"
+    SCHEDULE = "schedule", "django-q2 heartbeat schedule"

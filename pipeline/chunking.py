@@ -159,21 +159,32 @@ class Chunker:
 
     def _windows(self, text: str) -> list[str]:
         if self.by_characters:
-            spans = None
-            n = len(text)
-        else:
-            spans = self.tokenizer.offsets(text)
-            n = len(spans)
-        step = self.size - self.overlap
+            step = self.size - self.overlap
+            return [text[start : start + self.size] for start in range(0, max(len(text) - self.overlap, 1), step)]
+        spans = self.tokenizer.offsets(text)
+        n = len(spans)
+        first = min(spans[0][0], len(text) - len(text.lstrip())) if spans else 0
+
+        def piece(start: int, end: int) -> str:
+            # Characters the tokenizer drops (combining accents, zero-width spaces) lie between
+            # token spans: they go with the window before them, so no window loses them.
+            gap_end = spans[end][0] if end < n else len(text)
+            stop = spans[end - 1][1] + len(text[spans[end - 1][1] : gap_end].rstrip())
+            return text[spans[start][0] if start else first : stop]
+
         pieces = []
-        for start in range(0, max(n - self.overlap, 1), step):
+        start = 0
+        while start < n:
             end = min(start + self.size, n)
-            if spans is None:
-                pieces.append(text[start:end])
-            elif end > start:
-                pieces.append(text[spans[start][0] : spans[end - 1][1]])
+            # A window cut inside a word or a character re-tokenizes into more tokens than it
+            # spans in the whole text: shrink it until the model's own count fits.
+            while end - start > 1 and self.tokenizer.count([piece(start, end)])[0] > self.size:
+                end -= 1
+            pieces.append(piece(start, end))
             if end == n:
                 break
+            # Neighbours share exactly `overlap` tokens of the whole text.
+            start = max(end - self.overlap, start + 1)
         return pieces
 
     def chunk(self, text: str) -> list[ChunkText]:

@@ -30,6 +30,9 @@ TRANSIENT = {
     ErrorType.SERIALIZATION,
     ErrorType.UNKNOWN,
 }
+# Errors about the whole call, never one input in it: splitting the batch to find a bad
+# document would only repeat them (and, for rate limits, add load).
+BATCH_WIDE = {ErrorType.AUTH, ErrorType.RATE_LIMIT}
 
 
 class PipelineError(Exception):
@@ -110,6 +113,25 @@ def classify(exc: Exception, key: str | None = None) -> PipelineError:
     return PipelineError(kind, Stage.EMBEDDING, message, _retry_after(exc))
 
 
+def classify_storage_error(exc: Exception) -> PipelineError:
+    """Map a database error raised while storing onto the failure taxonomy (by SQLSTATE first)."""
+    import psycopg
+    from django.db import InterfaceError, OperationalError
+
+    # Django wraps psycopg's exception; the original, with its SQLSTATE, is the cause.
+    cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
+    if isinstance(cause, psycopg.errors.DiskFull):  # 53100
+        kind = ErrorType.DISK_FULL
+    elif isinstance(cause, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)):  # 40001, 40P01
+        kind = ErrorType.SERIALIZATION
+    elif isinstance(cause, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)):
+        # Server shut down or restarted (57P01), socket closed, cannot connect: the connection is gone.
+        kind = ErrorType.CONNECTION_LOST
+    else:
+        kind = ErrorType.UNKNOWN
+    return PipelineError(kind, Stage.STORAGE, f"{type(cause).__name__}: {cause}".strip()[:2000])
+
+
 def embed_texts(collection: Collection, texts: list[str]) -> np.ndarray:
     """Embed `texts` in one provider call and check the result; raises PipelineError."""
     return check_quality(embed_raw(collection, texts), len(texts), collection.dimensions)
@@ -120,6 +142,9 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
     import litellm
 
     providers.register()
+    # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`, so max_retries=0 became
+    # 2 hidden SDK retries (unseen by our counters, ignoring our backoff); a default of 0 closes that.
+    litellm.DEFAULT_MAX_RETRIES = 0
     key = api_key(collection)
     kwargs: dict = {
         "model": collection.model,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -12,13 +14,27 @@ from django.db.models import F, Q
 from django.utils import timezone
 from pgvector.django import VectorField
 
-from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus
+from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus, WorkerRole
 
 ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
 
 
 def default_freshness_sla() -> timedelta:
     return settings.EMBEDPORTAL_FRESHNESS_SLA
+
+
+class CollectionQuerySet(models.QuerySet["Collection"]):
+    # Compare-and-swap: the row count says how many actually changed state, so the admin,
+    # the API and a racing operator agree on what happened.
+    def pause(self) -> int:
+        return self.filter(paused=False).update(paused=True, updated_at=timezone.now())
+
+    def resume(self) -> int:
+        return self.filter(paused=True).update(paused=False, updated_at=timezone.now())
+
+    def reembed(self) -> int:
+        """Requeue every embedded or failed document of these collections; returns documents requeued."""
+        return Document.objects.filter(collection__in=self).requeue()
 
 
 class Collection(models.Model):
@@ -63,6 +79,8 @@ class Collection(models.Model):
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CollectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -219,6 +237,9 @@ class Document(models.Model):
                 fields=["lease_expires_at"], name="pipeline_document_leased", condition=Q(status="processing")
             ),
             models.Index(fields=["collection", "status"], name="pipeline_document_status"),
+            # Scanned by the throughput gauge (pipeline.metrics) and the queue health check
+            # (pipeline.health): documents embedded in the last few minutes.
+            models.Index(fields=["last_embedded_at"], name="pipeline_document_embedded_at"),
         ]
 
     def __str__(self) -> str:
@@ -247,3 +268,44 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
+    def beat(self, role: str, worker: str | None = None) -> None:
+        """Upsert a process's heartbeat (INSERT ... ON CONFLICT: no read-modify-write race).
+
+        Keyed by host:pid, not by pipeline worker id: a django-q2 process runs many drain
+        tasks, each with its own worker id, and must stay one row.
+        """
+        worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        now = timezone.now()
+        self.bulk_create(
+            [WorkerHeartbeat(worker=worker, role=role, started_at=now, beat_at=now)],
+            update_conflicts=True,
+            unique_fields=["worker"],
+            update_fields=["role", "beat_at"],
+        )
+
+    def fresh(self, max_age: timedelta) -> WorkerHeartbeatQuerySet:
+        return self.filter(beat_at__gte=timezone.now() - max_age)
+
+
+class WorkerHeartbeat(models.Model):
+    """A pipeline worker process (host:pid) said it was alive at `beat_at`.
+
+    Written by the run_pipeline loop and django-q2 drain tasks (per batch, throttled) and by
+    a 1-minute django-q2 schedule; read by the queue health check and the overview page.
+    """
+
+    worker = models.CharField(max_length=200, unique=True, help_text="host:pid of the worker process.")
+    role = models.CharField(max_length=20, choices=WorkerRole.choices)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    objects = WorkerHeartbeatQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-beat_at"]
+
+    def __str__(self) -> str:
+        return self.worker

@@ -11,23 +11,44 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
+import psycopg
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from pipeline import metrics, storage
-from pipeline.choices import ErrorType, Stage
+from pipeline.choices import ErrorType, Stage, WorkerRole
 from pipeline.chunking import Chunker, ChunkText, chunker_for
-from pipeline.embedding import PipelineError, embed_texts
-from pipeline.models import Collection, Document
+from pipeline.embedding import BATCH_WIDE, PipelineError, api_key, classify_storage_error, embed_texts, scrub
+from pipeline.models import Collection, Document, WorkerHeartbeat
+from reprocessing import failures
 
 logger = logging.getLogger(__name__)
 
-# A document is failed for good after this many claims that ended in a transient error.
-MAX_ATTEMPTS = 5
+T = TypeVar("T")
+# Seconds between a worker's heartbeat writes (EMBEDPORTAL_HEARTBEAT_MAX_AGE must be well above).
+HEARTBEAT_EVERY = 15.0
+# (document, its chunks, their vectors), ready to store.
+Embedded = tuple[Document, list[ChunkText], np.ndarray]
+
+
+def _wait(seconds: float) -> None:
+    """Back off between tries of a batch (a function so tests can record waits instead of sleeping)."""
+    time.sleep(seconds)
+
+
+def retry_delay(error: PipelineError, tries: int) -> float:
+    """Seconds before the next try: the provider's Retry-After if it sent one, else exponential; capped."""
+    wanted = (
+        error.retry_after
+        if error.retry_after is not None
+        else settings.EMBEDPORTAL_RETRY_BASE_SECONDS * 2 ** (tries - 1)
+    )
+    return max(0.0, min(wanted, settings.EMBEDPORTAL_RETRY_MAX_WAIT))
 
 
 def new_worker_id() -> str:
@@ -74,17 +95,21 @@ class EmbeddingIngestionPipeline:
         worker_id: str | None = None,
         claim_batch: int | None = None,
         lease_seconds: int | None = None,
+        role: str = WorkerRole.WORKER,
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
         self.claim_batch = claim_batch or settings.EMBEDPORTAL_CLAIM_BATCH
         self.lease = timedelta(seconds=lease_seconds or settings.EMBEDPORTAL_LEASE_SECONDS)
+        self.role = role
         self._chunkers: dict[tuple, Chunker] = {}
+        self._last_beat = -HEARTBEAT_EVERY
 
     # -- loop ---------------------------------------------------------------------------
 
     def run_once(self) -> Report:
         """Claim one batch and process it. A report with claimed == 0 means the queue is empty."""
         report = Report()
+        self._heartbeat()
         docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
         report.claimed = len(docs)
         if not docs:
@@ -125,6 +150,13 @@ class EmbeddingIngestionPipeline:
         Document.objects.release(self.worker_id)
         return total
 
+    def _heartbeat(self) -> None:
+        # The queue health check reads these rows; throttled so a busy worker writes one
+        # row every HEARTBEAT_EVERY seconds, not one per batch.
+        if time.monotonic() - self._last_beat >= HEARTBEAT_EVERY:
+            WorkerHeartbeat.objects.beat(self.role)
+            self._last_beat = time.monotonic()
+
     # -- stages -------------------------------------------------------------------------
 
     def _chunker(self, c: Collection) -> Chunker:
@@ -144,34 +176,32 @@ class EmbeddingIngestionPipeline:
             if chunks:
                 ready.append((doc, chunks))
             else:
-                self._fail(
-                    doc,
-                    PipelineError(ErrorType.EMPTY_DOCUMENT, Stage.CHUNKING, "no text left to embed after chunking"),
-                    report,
-                )
+                error = PipelineError(ErrorType.EMPTY_DOCUMENT, Stage.CHUNKING, "no text left to embed after chunking")
+                self._count_error(error, report)
+                self._fail(doc, error, report)
 
         t0 = time.perf_counter()
-        try:
-            vectors = self._embed(collection, [c for _, chunks in ready for c in chunks])
-        except PipelineError as exc:
-            report.seconds[Stage.EMBEDDING] += time.perf_counter() - t0
-            for doc, _ in ready:
-                self._fail(doc, exc, report)
-            return
+        embedded, failed = self._embed_isolating(collection, ready, report)
         report.seconds[Stage.EMBEDDING] += time.perf_counter() - t0
         metrics.observe_stage(Stage.EMBEDDING, time.perf_counter() - t0, len(ready))
+        for doc, exc in failed:
+            self._fail(doc, exc, report)
+        if not embedded:
+            return
 
-        results, offset = [], 0
-        for doc, chunks in ready:
-            results.append(
-                storage.Embedded(
-                    doc.pk, collection.pk, doc.content_hash, chunks, vectors[offset : offset + len(chunks)]
-                )
-            )
-            offset += len(chunks)
+        results = [
+            storage.Embedded(doc.pk, collection.pk, doc.content_hash, chunks, vectors)
+            for doc, chunks, vectors in embedded
+        ]
         t0 = time.perf_counter()
         embedded_at = timezone.now()
-        stored = set(storage.store(self.worker_id, results, embedded_at))
+        try:
+            stored = self._with_retries(lambda: self._store(results, embedded_at), report)
+        except PipelineError as exc:
+            # A storage error is about the batch's transaction, not one document: no splitting.
+            for doc, _, _ in embedded:
+                self._fail(doc, exc, report)
+            return
         report.seconds[Stage.STORAGE] += time.perf_counter() - t0
         metrics.observe_stage(Stage.STORAGE, time.perf_counter() - t0, len(results))
         metrics.observe_stage("total", time.perf_counter() - started, len(stored))
@@ -182,28 +212,84 @@ class EmbeddingIngestionPipeline:
         metrics.DOCUMENTS.labels(outcome="embedded").inc(len(stored))
         # A document re-enqueued with new text (or whose lease expired) while we worked.
         metrics.DOCUMENTS.labels(outcome="superseded").inc(len(results) - len(stored))
-        for doc, _ in ready:
+        for doc, _, _ in embedded:
             if doc.pk in stored and doc.source_modified_at is not None:
                 metrics.FRESHNESS_LAG.observe(max(0.0, (embedded_at - doc.source_modified_at).total_seconds()))
 
-    def _embed(self, collection: Collection, chunks: list[ChunkText]) -> np.ndarray:
+    def _embed_isolating(
+        self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], report: Report
+    ) -> tuple[list[Embedded], list[tuple[Document, PipelineError]]]:
+        """Embed a group of documents; a failing group is split in halves down to one document,
+        so a bad document fails alone and its neighbours are embedded.
+
+        Batch-wide errors (auth, rate limit) are not split: every half would fail the same way.
+        """
+        if not group:
+            return [], []
+        try:
+            vectors = self._embed(collection, [c for _, chunks in group for c in chunks], report)
+        except PipelineError as exc:
+            if len(group) == 1 or exc.error_type in BATCH_WIDE:
+                return [], [(doc, exc) for doc, _ in group]
+            middle = len(group) // 2
+            ok_left, failed_left = self._embed_isolating(collection, group[:middle], report)
+            ok_right, failed_right = self._embed_isolating(collection, group[middle:], report)
+            return ok_left + ok_right, failed_left + failed_right
+        embedded, offset = [], 0
+        for doc, chunks in group:
+            embedded.append((doc, chunks, vectors[offset : offset + len(chunks)]))
+            offset += len(chunks)
+        return embedded, []
+
+    def _embed(self, collection: Collection, chunks: list[ChunkText], report: Report) -> np.ndarray:
         """Embed all chunks, batched across documents up to the collection's batch size."""
         texts = [c.text for c in chunks]
         size = collection.batch_size
-        parts = [embed_texts(collection, texts[i : i + size]) for i in range(0, len(texts), size)]
+        parts = [
+            self._with_retries(lambda batch=texts[i : i + size]: embed_texts(collection, batch), report)
+            for i in range(0, len(texts), size)
+        ]
         return np.concatenate(parts) if parts else np.empty((0, collection.dimensions), np.float32)
 
-    def _fail(self, doc: Document, exc: PipelineError, report: Report) -> None:
+    def _store(self, results: list[storage.Embedded], embedded_at: datetime) -> set[int]:
+        """One storage attempt; the documents' open failures resolve in the same transaction."""
+        try:
+            with transaction.atomic():
+                stored = storage.store(self.worker_id, results, embedded_at)
+                failures.resolve_reprocessed(stored, embedded_at)
+        except (DatabaseError, psycopg.Error) as exc:  # COPY raises psycopg's errors unwrapped
+            if not connection.in_atomic_block:
+                # A lost connection is dropped here so the next try reconnects.
+                connection.close_if_unusable_or_obsolete()
+            raise classify_storage_error(exc) from exc
+        return set(stored)
+
+    def _with_retries(self, attempt: Callable[[], T], report: Report) -> T:
+        """Run `attempt`, retrying transient errors with backoff; permanent ones raise at once."""
+        tries, n = settings.EMBEDPORTAL_BATCH_TRIES, 1
+        while True:
+            try:
+                return attempt()
+            except PipelineError as exc:
+                self._count_error(exc, report)
+                if not exc.transient or n >= tries:
+                    raise
+                logger.warning("%s (try %d of %d)", exc, n, tries)
+                _wait(retry_delay(exc, n))
+                n += 1
+
+    def _count_error(self, exc: PipelineError, report: Report) -> None:
+        # Every failed try counts, retries included: errors_total is diagnostic, not the SLI.
         report.errors[exc.error_type] += 1
         metrics.ERRORS.labels(error_type=str(exc.error_type)).inc()
-        qs = Document.objects.filter(pk=doc.pk)
-        if exc.transient and doc.attempts < MAX_ATTEMPTS:
-            # Back off before the next claim: the provider's Retry-After, else exponential.
-            delay = exc.retry_after if exc.retry_after is not None else min(2.0**doc.attempts, 300.0)
-            report.released += qs.release(self.worker_id, timedelta(seconds=delay), str(exc))
-            metrics.DOCUMENTS.labels(outcome="retried").inc()
-            logger.warning("document %s: %s (will retry)", doc.pk, exc)
-        else:
-            report.failed += qs.mark_failed(self.worker_id, str(exc))
-            metrics.DOCUMENTS.labels(outcome="failed").inc()
-            logger.warning("document %s failed: %s", doc.pk, exc)
+
+    def _fail(self, doc: Document, exc: PipelineError, report: Report) -> None:
+        """Fail a document for good and record it for the ReprocessingWorkflow, in one transaction."""
+        message = scrub(str(exc), api_key(doc.collection))
+        with transaction.atomic():
+            failed = Document.objects.filter(pk=doc.pk).mark_failed(self.worker_id, message)
+            if failed:
+                failures.record_failure(doc.pk, exc, message)
+        report.failed += failed
+        metrics.DOCUMENTS.labels(outcome="failed").inc(failed)
+        logger.warning("document %s failed: %s", doc.pk, message)

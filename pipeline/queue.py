@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,14 +52,25 @@ class EnqueueResult:
         }
 
 
-def _find_nul(value: Any) -> bool:
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON-like value, mapping keys included."""
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_find_nul(k) or _find_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_find_nul(v) for v in value)
-    return False
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate(doc: IncomingDocument) -> None:
@@ -77,15 +88,16 @@ def validate(doc: IncomingDocument) -> None:
             "split the document"
         )
     for name, value in (("id", doc.external_id), ("text", doc.text), ("metadata", doc.metadata)):
-        if _find_nul(value):
+        strings = list(_strings(value))
+        if any("\x00" in s for s in strings):
             raise InvalidDocument(
                 f"{name} contains NUL (\\u0000) characters, which PostgreSQL cannot store; strip them"
             )
-    try:
-        doc.text.encode("utf-8")
-        doc.external_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidDocument("text is not valid Unicode (lone surrogate escapes); send UTF-8 text") from None
+        # PostgreSQL refuses lone surrogates in text and in jsonb alike.
+        if not all(_is_unicode(s) for s in strings):
+            raise InvalidDocument(
+                f"{name} is not valid Unicode (lone surrogate escapes such as \\ud800); send UTF-8 text"
+            )
     if doc.modified_at is not None and timezone.is_naive(doc.modified_at):
         raise InvalidDocument("modified_at needs a timezone (e.g. 2026-01-31T12:00:00Z)")
 
@@ -95,7 +107,7 @@ def enqueue(collection: Collection, docs: Iterable[IncomingDocument]) -> Enqueue
 
     One INSERT ... ON CONFLICT statement: atomic per call and safe under concurrent
     producers (PostgreSQL serialises the conflicting rows). A document whose content hash
-    is unchanged keeps its state and chunks; only its metadata and modified time are
+    is unchanged keeps its state, chunks and source modified time; only its metadata is
     refreshed. A changed document goes back to pending, even while a worker holds it:
     that worker's result is then refused by the compare-and-swap in storage.store().
     """
@@ -120,11 +132,15 @@ def enqueue(collection: Collection, docs: Iterable[IncomingDocument]) -> Enqueue
                    'pending', 0, '', '', %s, %s, %s, %s
               FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
                    AS v(external_id, text, content_hash, metadata, modified_at)
+             -- One lock order for every producer: two batches sharing ids cannot deadlock.
+             ORDER BY v.external_id
             ON CONFLICT (collection_id, external_id) DO UPDATE
                SET text = EXCLUDED.text,
                    content_hash = EXCLUDED.content_hash,
                    metadata = EXCLUDED.metadata,
-                   source_modified_at = COALESCE(EXCLUDED.source_modified_at, d.source_modified_at),
+                   -- Unchanged content is still fresh: a touched file must not look stale.
+                   source_modified_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.source_modified_at
+                                             ELSE COALESCE(EXCLUDED.source_modified_at, d.source_modified_at) END,
                    status = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.status ELSE 'pending' END,
                    attempts = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.attempts ELSE 0 END,
                    enqueued_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.enqueued_at

@@ -89,6 +89,10 @@ def _read_jsonl(path: Path) -> Iterator[IncomingDocument | Rejected]:
             if missing:
                 yield Rejected(where, f"missing field(s): {', '.join(missing)}")
                 continue
+            # str() would turn null into the id "None"; integers are accepted as the API does.
+            if isinstance(item["id"], bool) or not isinstance(item["id"], (str, int)):
+                yield Rejected(where, "id must be a string (or an integer)")
+                continue
             modified = None
             if item.get("modified_at"):
                 modified = parse_datetime(str(item["modified_at"]))

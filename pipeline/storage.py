@@ -38,11 +38,16 @@ def create_collection_index(collection: Collection) -> None:
     # collections of different models share pipeline_chunk. Queries must repeat both the
     # cast and the predicate (see search()) for the planner to use it.
     with connection.cursor() as cur:
+        # Django's foreign keys are deferred; CREATE INDEX refuses to run while their checks are
+        # pending in the same transaction (e.g. chunks written earlier in it), so fire them now.
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cur.execute(
             f"CREATE INDEX IF NOT EXISTS {collection.index_name} ON pipeline_chunk "
             f"USING hnsw ((embedding::vector({int(collection.dimensions)})) vector_cosine_ops) "
             f"WHERE collection_id = {int(collection.pk)}"
         )
+        # Back to the default: every deferrable constraint here is initially deferred.
+        cur.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 def drop_collection_index(collection: Collection) -> None:

@@ -4,6 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
+# gunicorn's and django-q2's processes share one metrics directory (docs/operations.md);
+# files left from a previous run would be added in, so start clean.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 $PY manage.py migrate --noinput -v 0
 $PY manage.py bootstrap
@@ -12,7 +16,7 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-.venv/bin/gunicorn embedportal.wsgi --bind "127.0.0.1:${PORT}" --workers 2 --timeout 120 \
+.venv/bin/gunicorn embedportal.wsgi --config python:embedportal.gunicorn_conf --bind "127.0.0.1:${PORT}" --workers 2 --timeout 120 \
   --access-logfile - &
 pids+=($!)
 $PY manage.py qcluster &
@@ -25,7 +29,8 @@ cat <<MSG
 
 embedportal is running:
   admin    http://127.0.0.1:${PORT}/admin/   (login printed above)
-  API      http://127.0.0.1:${PORT}/api/v1/  (docs at /api/v1/docs/)
+  API      http://127.0.0.1:${PORT}/api/v1/  (docs at /api/v1/docs/; token: manage.py create_api_token admin)
+  metrics  http://127.0.0.1:${PORT}/metrics    health http://127.0.0.1:${PORT}/api/v1/health/
   search   .venv/bin/python manage.py search --collection sample "how do I run the tests?"
 Ctrl-C stops web and worker (the embedded database keeps running; 'make stop' stops it).
 MSG

@@ -17,6 +17,14 @@ from tests.fakeprovider import FakeProvider
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    # One test database per pytest process: several runs can share the embedded server.
+    from django.conf import settings
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_embedportal_{os.getpid()}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _postgres_only(django_db_setup, django_db_blocker) -> None:
     with django_db_blocker.unblock():
@@ -26,7 +34,7 @@ def _postgres_only(django_db_setup, django_db_blocker) -> None:
 def database_url() -> str:
     """A URL for the test database, for subprocesses (workers) started by tests."""
     s = connection.settings_dict
-    host = s["HOST"] or ""
+    host = s["HOST"] or s.get("OPTIONS", {}).get("host", "")
     auth = quote(s["USER"] or "") + (":" + quote(s["PASSWORD"]) if s["PASSWORD"] else "")
     if host.startswith("/"):
         return f"postgresql://{auth}@/{s['NAME']}?host={quote(host)}"

@@ -1,7 +1,7 @@
 """A local OpenAI-compatible embedding server for driving LiteLLM over real HTTP.
 
-`FakeProvider.mode` picks the answer for every request: "ok", "slow", "500", "429",
-"timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero". Inputs containing a
+`FakeProvider.mode` picks the answer for every request (`script`, for the next few):
+"ok", "slow", "500", "429", "timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero". Inputs containing a
 marker `POISON:<mode>` get that mode's answer for the whole request they are in, which
 lets a test plant one bad document in a batch.
 """
@@ -31,6 +31,8 @@ class FakeProvider:
         self.mode = "ok"
         self.delay = 0.0
         self.retry_after = "1"
+        # Modes for the next requests, in order, before `mode` applies again (e.g. ["500", "ok"]).
+        self.script: list[str] = []
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         provider = self
@@ -47,7 +49,8 @@ class FakeProvider:
                     inputs = [inputs]
                 with provider.lock:
                     provider.requests.append({"inputs": inputs, "auth": self.headers.get("authorization")})
-                mode = provider.mode
+                with provider.lock:
+                    mode = provider.script.pop(0) if provider.script else provider.mode
                 for text in inputs:
                     if "POISON:" in str(text):
                         mode = str(text).split("POISON:", 1)[1].split()[0]
@@ -80,7 +83,8 @@ class FakeProvider:
         errors = {
             "500": (500, "internal error"),
             "429": (429, "rate limited"),
-            "401": (401, "invalid api key"),
+            # Like real providers, echo (part of) the key: the pipeline must scrub it.
+            "401": (401, f"Incorrect API key provided: {h.headers.get('authorization', '').removeprefix('Bearer ')}"),
             "400": (400, "maximum context length exceeded"),
         }
         if mode in errors:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
 from pipeline.models import Collection, Document
@@ -70,10 +71,30 @@ class DocumentSerializer(serializers.ModelSerializer):
         ]
 
 
+class StrictCharField(serializers.CharField):
+    """Only JSON strings: DRF's CharField would store the number 42 as the text "42"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """Refuses a time without a timezone rather than guessing the server's (DRF's default)."""
+
+    default_error_messages = {"naive": "Datetime has no timezone; add one, e.g. 2026-01-31T12:00:00Z."}
+
+    def enforce_timezone(self, value: Any) -> Any:
+        if timezone.is_naive(value):
+            self.fail("naive")
+        return super().enforce_timezone(value)
+
+
 class IncomingDocumentSerializer(serializers.Serializer):
     id = serializers.CharField(max_length=512, trim_whitespace=False)
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    modified_at = serializers.DateTimeField(required=False, allow_null=True)
+    text = StrictCharField(trim_whitespace=False, allow_blank=True)
+    modified_at = AwareDateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, default=dict)
 
     def to_internal_value(self, data: Any) -> Any:

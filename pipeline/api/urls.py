@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from pipeline.api.health import HealthView
 from pipeline.api.views import CollectionViewSet, DocumentViewSet
 
+# No format-suffix routes (collections.json ...): `?format=` does the same, and suffix kwargs
+# reach @action methods that do not take them (a 500); reprocessing's SimpleRouter has none either.
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("collections", CollectionViewSet)
 router.register("documents", DocumentViewSet)
 
-urlpatterns = router.urls
+urlpatterns = [path("health/", HealthView.as_view(), name="health"), *router.urls]

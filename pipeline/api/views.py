@@ -3,11 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.shortcuts import get_object_or_404
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,11 +24,19 @@ from pipeline.api.serializers import (
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document
+from pipeline.tasks import kick_workers
 
 
 def _require(request: Request, perm: str) -> None:
     if not request.user.has_perm(perm):
         raise PermissionDenied(f"permission {perm} required")
+
+
+def _collection(name: str | None) -> Collection:
+    try:
+        return Collection.objects.get(name=name)
+    except Collection.DoesNotExist:
+        raise NotFound(f"no collection named {name!r}") from None
 
 
 class CollectionViewSet(viewsets.ModelViewSet):
@@ -47,7 +55,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[IsAuthenticated])
     def documents(self, request: Request, name: str | None = None) -> Response:
         """GET lists the collection's documents; POST enqueues one document or a list of them."""
-        collection = get_object_or_404(Collection, name=name)
+        collection = _collection(name)
         if request.method == "GET":
             _require(request, "pipeline.view_document")
             qs = Document.objects.filter(collection=collection).select_related("collection").order_by("id")
@@ -68,7 +76,9 @@ class CollectionViewSet(viewsets.ModelViewSet):
             )
         serializer = IncomingDocumentSerializer(data=items, many=True)
         if not serializer.is_valid():
-            errors = {str(i): e for i, e in enumerate(serializer.errors) if e}
+            # DRF 3.18 reports a list's errors as {index: errors} for the failing items only.
+            found = serializer.errors
+            errors = {str(i): e for i, e in (found.items() if isinstance(found, dict) else enumerate(found)) if e}
             raise ValidationError({"documents": errors})
         docs = [
             queue.IncomingDocument(d["id"], d["text"], d.get("modified_at"), d.get("metadata") or {})
@@ -86,7 +96,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
     def search(self, request: Request, name: str | None = None) -> Response:
         """Semantic search: the k chunks nearest to the query, best first."""
         _require(request, "pipeline.view_chunk")
-        collection = get_object_or_404(Collection, name=name)
+        collection = _collection(name)
         serializer = SearchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -97,6 +107,45 @@ class CollectionViewSet(viewsets.ModelViewSet):
                 status=status.HTTP_502_BAD_GATEWAY,
             )
         return Response({"collection": collection.name, "results": [h.as_dict() for h in hits]})
+
+    # Operator triggers: the same compare-and-swap QuerySet transitions as the admin actions.
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def pause(self, request: Request, name: str | None = None) -> Response:
+        """Stop workers claiming this collection's documents (those in flight finish)."""
+        _require(request, "pipeline.pause_collection")
+        collection = self.get_object()
+        changed = Collection.objects.filter(pk=collection.pk).pause()
+        return Response({"collection": collection.name, "paused": True, "changed": bool(changed)})
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def resume(self, request: Request, name: str | None = None) -> Response:
+        """Let workers claim this collection's documents again."""
+        _require(request, "pipeline.pause_collection")
+        collection = self.get_object()
+        changed = Collection.objects.filter(pk=collection.pk).resume()
+        if changed:
+            transaction.on_commit(kick_workers)
+        return Response({"collection": collection.name, "paused": False, "changed": bool(changed)})
+
+    @extend_schema(request=None, responses={202: dict})
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def reembed(self, request: Request, name: str | None = None) -> Response:
+        """Requeue every embedded or failed document of the collection (pending ones are already queued)."""
+        _require(request, "pipeline.reembed_collection")
+        collection = self.get_object()
+        requeued = Collection.objects.filter(pk=collection.pk).reembed()
+        if requeued:
+            transaction.on_commit(kick_workers)
+        return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "the resource is not in a state that allows this"
+    default_code = "conflict"
 
 
 def _invalid(doc: queue.IncomingDocument) -> bool:
@@ -119,3 +168,15 @@ class DocumentViewSet(viewsets.ReadOnlyModelViewSet):
         if status_filter := params.get("status"):
             qs = qs.filter(status=status_filter)
         return qs
+
+    @extend_schema(request=None, responses={202: DocumentSerializer, 409: dict})
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    def requeue(self, request: Request, pk: str | None = None) -> Response:
+        """Send an embedded or failed document back to the queue."""
+        _require(request, "pipeline.requeue_document")
+        document = self.get_object()
+        if not Document.objects.filter(pk=document.pk).requeue():
+            raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")
+        transaction.on_commit(kick_workers)
+        document.refresh_from_db()
+        return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)

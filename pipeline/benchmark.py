@@ -1,0 +1,212 @@
+"""The ingest benchmark: our pipeline against the floor of one plain binary COPY.
+
+Workers are forked from the benchmark process after Django, LiteLLM and the model are
+loaded, so the figures measure the pipeline, not interpreter start-up. The floor is the
+same chunk rows and vectors (read back from what the pipeline stored) written by a single
+binary COPY into a table with the same indexes (btree on document/ordinal, HNSW cosine).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from django.db import connection, connections
+
+from pipeline import providers
+from pipeline.collections import create_collection
+from pipeline.models import Chunk, Collection, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline, Report
+from pipeline.queue import IncomingDocument, enqueue
+
+
+@dataclass
+class RunFigures:
+    workers: int
+    documents: int
+    chunks: int
+    enqueue_seconds: float
+    drain_seconds: float
+    docs_per_second: float
+    chunks_per_second: float
+    stage_seconds: dict[str, float]
+    claims: int
+    double_processed: int
+    superseded: int
+    worker_peak_rss_mb: float
+
+
+@dataclass
+class BenchmarkResult:
+    corpus: str
+    model: str
+    runs: list[RunFigures] = field(default_factory=list)
+    floor_seconds: float = 0.0
+    floor_docs_per_second: float = 0.0
+    ratio_to_floor: float = 0.0
+    bare_encode_docs_per_second: float | None = None
+    ratio_to_bare_encode: float | None = None
+    peak_rss_mb: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def _worker(index: int, results: multiprocessing.Queue) -> None:
+    connections.close_all()  # never share the parent's socket
+    report = EmbeddingIngestionPipeline(worker_id=f"bench-{index}").drain()
+    results.put((report.as_dict(), _rss_mb(resource.RUSAGE_SELF)))
+    connections.close_all()
+
+
+def _drain(workers: int) -> tuple[Report, float]:
+    if workers == 1:
+        report = EmbeddingIngestionPipeline(worker_id="bench-0").drain()
+        return report, _rss_mb(resource.RUSAGE_SELF)
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(i, results)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    total, peak = Report(), 0.0
+    for _ in procs:
+        data, rss = results.get()
+        part = Report(**{k: data[k] for k in ("claimed", "embedded", "failed", "released", "chunks", "batches")})
+        part.seconds.update(data["seconds"])
+        total.add(part)
+        peak = max(peak, rss)
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"benchmark worker exited with {p.exitcode}")
+    return total, peak
+
+
+def run_once(name: str, model: str, documents: list[tuple[str, str]], workers: int, batch: int = 100) -> RunFigures:
+    Collection.objects.filter(name=name).delete()
+    collection = create_collection(
+        name=name,
+        model=model,
+        chunking_strategy="recursive",
+        chunk_unit="characters",
+        chunk_size=1000,
+        chunk_overlap=100,
+        batch_size=64,
+    )
+    t0 = time.perf_counter()
+    for start in range(0, len(documents), batch):
+        enqueue(collection, [IncomingDocument(i, t) for i, t in documents[start : start + batch]])
+    enqueue_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report, worker_rss = _drain(workers)
+    drain_seconds = time.perf_counter() - t0
+
+    docs = Document.objects.filter(collection=collection)
+    embedded = docs.filter(status="embedded").count()
+    chunks = Chunk.objects.filter(collection=collection).count()
+    return RunFigures(
+        workers=workers,
+        documents=embedded,
+        chunks=chunks,
+        enqueue_seconds=round(enqueue_seconds, 3),
+        drain_seconds=round(drain_seconds, 3),
+        docs_per_second=round(embedded / drain_seconds, 2),
+        chunks_per_second=round(chunks / drain_seconds, 1),
+        stage_seconds={k: round(v, 3) for k, v in report.seconds.items()},
+        claims=report.claimed,
+        # Every document must have been claimed exactly once and stored once.
+        double_processed=docs.filter(attempts__gt=1).count() + max(0, report.claimed - len(documents)),
+        superseded=report.claimed - report.embedded - report.failed - report.released,
+        worker_peak_rss_mb=round(worker_rss, 1),
+    )
+
+
+def copy_floor(collection: Collection) -> float:
+    """Seconds for one binary COPY of the collection's rows into an equivalently indexed table."""
+    dims = int(collection.dimensions)
+    with tempfile.TemporaryFile() as buf:
+        with connection.cursor() as cur:
+            with cur.cursor.copy(
+                f"COPY (SELECT document_id, ordinal, text, token_count, embedding::vector({dims}) FROM pipeline_chunk "
+                f"WHERE collection_id = {int(collection.pk)}) TO STDOUT WITH (FORMAT BINARY)"
+            ) as copy:
+                for block in copy:
+                    buf.write(block)
+            cur.execute("DROP TABLE IF EXISTS benchmark_copy_floor")
+            cur.execute(
+                f"CREATE UNLOGGED TABLE benchmark_copy_floor (id bigserial PRIMARY KEY, document_id bigint, "
+                f"ordinal integer, text text, token_count integer, embedding vector({dims}))"
+            )
+            # UNLOGGED would flatter the floor; make it a normal table like pipeline_chunk.
+            cur.execute("ALTER TABLE benchmark_copy_floor SET LOGGED")
+            cur.execute("CREATE UNIQUE INDEX ON benchmark_copy_floor (document_id, ordinal)")
+            cur.execute("CREATE INDEX ON benchmark_copy_floor USING hnsw (embedding vector_cosine_ops)")
+        buf.seek(0)
+        t0 = time.perf_counter()
+        with connection.cursor() as cur:
+            cur.execute("BEGIN")
+            with cur.cursor.copy(
+                "COPY benchmark_copy_floor (document_id, ordinal, text, token_count, embedding) "
+                "FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                while block := buf.read(1 << 20):
+                    copy.write(block)
+            cur.execute("COMMIT")
+        seconds = time.perf_counter() - t0
+        with connection.cursor() as cur:
+            cur.execute("DROP TABLE benchmark_copy_floor")
+    return seconds
+
+
+def bare_encode_seconds(collection: Collection) -> float:
+    """The local model's own encode time on exactly the chunks the pipeline embedded."""
+    texts = list(
+        Chunk.objects.filter(collection=collection).order_by("document_id", "ordinal").values_list("text", flat=True)
+    )
+    model = providers.minilm()
+    model.encode(texts[:8], show_progress_bar=False)  # warm-up, as the pipeline's first batch was
+    t0 = time.perf_counter()
+    model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    return time.perf_counter() - t0
+
+
+def warm_up(model: str) -> None:
+    """Load what every run needs once (LiteLLM, the provider, the model) before timing."""
+    from pipeline.embedding import embed_raw
+
+    probe = Collection(model=model, dimensions=providers.known_dimensions(model) or 0)
+    embed_raw(probe, ["warm-up"])
+
+
+def keep_or_drop(names: list[str], keep: bool) -> None:
+    if not keep:
+        for collection in Collection.objects.filter(name__in=names):
+            collection.delete()
+
+
+def corpus_documents(corpus: str, limit: int | None) -> list[tuple[str, str]]:
+    from pipeline import corpus as corpora
+
+    if corpus != "django-docs":
+        path = Path(corpus)
+        if not path.is_dir():
+            raise ValueError(f"unknown corpus {corpus!r}: use django-docs or a folder of text files")
+        paths = sorted(p for p in path.rglob("*") if p.is_file())
+        root = path
+    else:
+        paths = corpora.django_docs()
+        root = paths[0].parent
+        while not (root / ".complete").exists():
+            root = root.parent
+    docs = list(corpora.read_documents(paths, root))
+    return docs[:limit] if limit else docs

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+import resource
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipeline import benchmark, providers
+
+
+class Command(BaseCommand):
+    help = (
+        "Ingest a corpus into fresh collections and print docs/s, chunks/s, per-stage seconds, peak RSS, and "
+        "the ratio to one plain binary COPY of the same rows (the floor). --workers 1,2,4 simulates scale-out."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--corpus", default="django-docs", help="django-docs, or a folder of text files")
+        parser.add_argument("--model", default="local/hash-384")
+        parser.add_argument("--docs", type=int, help="Use only the first N documents")
+        parser.add_argument(
+            "--workers",
+            default="auto",
+            help="Worker processes, or a comma list (1,2,4); auto = 1 for the local model, else 2",
+        )
+        parser.add_argument("--keep", action="store_true", help="Keep the benchmark collections")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        try:
+            providers.known_dimensions(o["model"])
+        except providers.UnknownLocalModel as exc:
+            raise CommandError(str(exc)) from None
+        if o["workers"] == "auto":
+            counts = [1 if o["model"] == "local/all-MiniLM-L6-v2" else 2]
+        else:
+            try:
+                counts = [int(n) for n in o["workers"].split(",")]
+            except ValueError:
+                raise CommandError("--workers takes a number or a comma list such as 1,2,4") from None
+            if any(n < 1 or n > 32 for n in counts):
+                raise CommandError("--workers must be between 1 and 32")
+        try:
+            documents = benchmark.corpus_documents(o["corpus"], o["docs"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if not documents:
+            raise CommandError("the corpus has no documents")
+
+        benchmark.warm_up(o["model"])
+        result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
+        names = []
+        for n in counts:
+            name = f"benchmark-{n}w"
+            names.append(name)
+            result.runs.append(benchmark.run_once(name, o["model"], documents, n))
+        best = max(result.runs, key=lambda r: r.docs_per_second)
+        from pipeline.models import Collection
+
+        best_collection = Collection.objects.get(name=f"benchmark-{best.workers}w")
+        result.floor_seconds = round(benchmark.copy_floor(best_collection), 3)
+        result.floor_docs_per_second = round(best.documents / result.floor_seconds, 2)
+        result.ratio_to_floor = round(best.docs_per_second / result.floor_docs_per_second, 3)
+        if o["model"] == "local/all-MiniLM-L6-v2":
+            bare = benchmark.bare_encode_seconds(best_collection)
+            result.bare_encode_docs_per_second = round(best.documents / bare, 2)
+            result.ratio_to_bare_encode = round(best.docs_per_second / result.bare_encode_docs_per_second, 3)
+        result.peak_rss_mb = round(
+            max(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, *(r.worker_peak_rss_mb for r in result.runs)
+            ),
+            1,
+        )
+        benchmark.keep_or_drop(names, o["keep"])
+
+        if o["json"]:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            return
+        self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(documents)} documents")
+        for r in result.runs:
+            stages = ", ".join(f"{k} {v:.2f}s" for k, v in r.stage_seconds.items())
+            self.stdout.write(
+                f"workers {r.workers}: {r.docs_per_second:.1f} docs/s, {r.chunks_per_second:.0f} chunks/s, "
+                f"{r.documents} docs / {r.chunks} chunks drained in {r.drain_seconds:.2f}s "
+                f"(enqueue {r.enqueue_seconds:.2f}s); stage seconds (all workers): {stages}; "
+                f"double-processed {r.double_processed}, superseded {r.superseded}; "
+                f"worker peak RSS {r.worker_peak_rss_mb:.0f} MB"
+            )
+        self.stdout.write(
+            f"floor (one binary COPY, same rows, same indexes): {result.floor_seconds:.2f}s = "
+            f"{result.floor_docs_per_second:.1f} docs/s; ours/floor = {result.ratio_to_floor:.2f}"
+        )
+        if result.bare_encode_docs_per_second is not None:
+            self.stdout.write(
+                f"bare model encode on the same chunks: {result.bare_encode_docs_per_second:.2f} docs/s; "
+                f"ours/bare = {result.ratio_to_bare_encode:.2f}"
+            )
+        self.stdout.write(f"peak RSS (any process): {result.peak_rss_mb:.0f} MB")

@@ -1,0 +1,123 @@
+"""Figures for the admin's pipeline overview page, from data the app already has.
+
+Queue, throughput and workers come from the database (exact, whichever process renders);
+latency percentiles and error counts from the Prometheus histograms and counters of every
+process (the multiprocess directory), i.e. since it was last wiped; health from the checks.
+Charts are inline SVG computed here: no JavaScript, no CDN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from pipeline import health, metrics
+from pipeline.choices import DocumentStatus
+from pipeline.models import Collection, Document, WorkerHeartbeat
+
+CHART_WIDTH = 600
+CHART_HEIGHT = 120
+THROUGHPUT_MINUTES = 60
+
+
+@dataclass
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+
+
+def _per_minute(now: Any) -> list[int]:
+    """Documents embedded in each of the last THROUGHPUT_MINUTES minutes, oldest first."""
+    since = now - timedelta(minutes=THROUGHPUT_MINUTES)
+    with connection.cursor() as cur:
+        # A range scan of pipeline_document_embedded_at: only the last hour is read.
+        cur.execute(
+            "SELECT floor(EXTRACT(EPOCH FROM (%s - last_embedded_at)) / 60)::int AS ago, count(*)"
+            " FROM pipeline_document WHERE last_embedded_at > %s GROUP BY 1",
+            [now, since],
+        )
+        counts = dict(cur.fetchall())
+    return [counts.get(ago, 0) for ago in range(THROUGHPUT_MINUTES - 1, -1, -1)]
+
+
+def throughput_bars(per_minute: list[int]) -> list[Bar]:
+    peak = max(per_minute, default=0) or 1
+    width = CHART_WIDTH / len(per_minute)
+    bars = []
+    for i, n in enumerate(per_minute):
+        height = CHART_HEIGHT * n / peak
+        ago = len(per_minute) - 1 - i
+        bars.append(
+            Bar(i * width, CHART_HEIGHT - height, max(width - 1, 1), height, f"{ago}-{ago + 1} min ago: {n} docs")
+        )
+    return bars
+
+
+def _collections() -> list[dict[str, Any]]:
+    counts: dict[tuple[int, str], int] = {
+        (row["collection_id"], row["status"]): row["n"]
+        for row in Document.objects.order_by().values("collection_id", "status").annotate(n=Count("id"))
+    }
+    return [
+        {
+            "pk": c.pk,
+            "name": c.name,
+            "model": c.model,
+            "paused": c.paused,
+            **{status: counts.get((c.pk, status), 0) for status in DocumentStatus.values},
+        }
+        for c in Collection.objects.order_by("name")
+    ]
+
+
+def _latency_rows(latencies: list[metrics.StageLatency]) -> list[dict[str, Any]]:
+    peak = max((s.p95 or 0 for s in latencies), default=0) or 1
+    return [
+        {
+            "stage": s.stage,
+            "count": s.count,
+            "p50": s.p50,
+            "p95": s.p95,
+            "p50_width": 300 * (s.p50 or 0) / peak,
+            "p95_width": 300 * (s.p95 or 0) / peak,
+        }
+        for s in latencies
+    ]
+
+
+def _error_rows(errors: dict[str, float]) -> list[dict[str, Any]]:
+    peak = max(errors.values(), default=0) or 1
+    return [{"type": kind, "count": int(n), "width": 300 * n / peak} for kind, n in errors.items()]
+
+
+def context() -> dict[str, Any]:
+    now = timezone.now()
+    registry = metrics.process_registry()
+    per_minute = _per_minute(now)
+    checks = health.run_checks()
+    return {
+        "snapshot": metrics.queue_snapshot(),
+        "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,
+        "collections": _collections(),
+        "per_minute_total": sum(per_minute),
+        "throughput_bars": throughput_bars(per_minute),
+        "chart_width": CHART_WIDTH,
+        "chart_height": CHART_HEIGHT,
+        "latencies": _latency_rows(metrics.stage_latencies(registry)),
+        "errors": _error_rows(metrics.error_counts(registry)),
+        "checks": checks,
+        "healthy": all(c.ok for c in checks),
+        "workers": list(
+            WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).order_by("worker")
+        ),
+        "multiprocess": metrics.multiprocess_dir() is not None,
+    }

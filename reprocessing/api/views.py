@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reprocessing import failures
+from reprocessing.api.serializers import (
+    BulkRetrySerializer,
+    FailedDocumentSerializer,
+    FailureFilterSerializer,
+    RetryResultSerializer,
+)
+from reprocessing.choices import FailureState, Resolution
+from reprocessing.models import FailedDocument
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class _HasPermission(BasePermission):
+    perm = ""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        self.message = f"permission {self.perm} required"
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm(self.perm))
+
+
+class CanRetry(_HasPermission):
+    perm = "reprocessing.retry_faileddocument"
+
+
+class CanResolve(_HasPermission):
+    perm = "reprocessing.resolve_faileddocument"
+
+
+def _result(retried: dict[str, int]) -> Response:
+    return Response(RetryResultSerializer({"retried": sum(retried.values()), "by_type": dict(retried)}).data)
+
+
+class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
+    """Failed documents. Reads need reprocessing.view_faileddocument; retrying needs
+    reprocessing.retry_faileddocument; resolving and dead-lettering need
+    reprocessing.resolve_faileddocument."""
+
+    queryset = FailedDocument.objects.select_related("document", "document__collection")
+    serializer_class = FailedDocumentSerializer
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self) -> QuerySet:
+        qs = super().get_queryset()
+        if self.action != "list":
+            return qs
+        params = FailureFilterSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        f = params.validated_data
+        now = timezone.now()
+        for name in ("error_type", "state", "stage"):
+            if name in f:
+                qs = qs.filter(**{name: f[name]})
+        if "collection" in f:
+            qs = qs.filter(document__collection__name=f["collection"])
+        if "min_age" in f:
+            qs = qs.filter(first_failed_at__lte=now - timedelta(seconds=f["min_age"]))
+        if "max_age" in f:
+            qs = qs.filter(first_failed_at__gte=now - timedelta(seconds=f["max_age"]))
+        return qs
+
+    @extend_schema(parameters=[FailureFilterSerializer])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses={200: RetryResultSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[CanRetry])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Requeue the document now (a waiting or dead-lettered failure)."""
+        failure = self.get_object()
+        retried = failures.retry(FailedDocument.objects.filter(pk=failure.pk))
+        if not retried:
+            raise Conflict(f"failure {failure.pk} is {failure.state}; only waiting or dead-lettered can be retried")
+        return _result(retried)
+
+    @extend_schema(request=None, responses={200: FailedDocumentSerializer})
+    @action(detail=True, methods=["post"], url_path="dead-letter", permission_classes=[CanResolve])
+    def dead_letter(self, request: Request, pk: str | None = None) -> Response:
+        """Stop automatic retries and leave the document to an operator (waiting failures only)."""
+        failure = self.get_object()
+        if not FailedDocument.objects.filter(pk=failure.pk).dead_letter():
+            raise Conflict(f"failure {failure.pk} is {failure.state}; only waiting ones can be dead-lettered")
+        failure.refresh_from_db()
+        return Response(self.get_serializer(failure).data)
+
+    @extend_schema(request=None, responses={200: FailedDocumentSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[CanResolve])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        """Close the failure by hand (the document is left as it is)."""
+        failure = self.get_object()
+        if not FailedDocument.objects.filter(pk=failure.pk).resolve(Resolution.OPERATOR, timezone.now()):
+            raise Conflict(f"failure {failure.pk} is resolved already")
+        failure.refresh_from_db()
+        return Response(self.get_serializer(failure).data)
+
+    @extend_schema(
+        operation_id="failures_bulk_retry", request=BulkRetrySerializer, responses={200: RetryResultSerializer}
+    )
+    @action(detail=False, methods=["post"], url_path="retry", url_name="bulk-retry", permission_classes=[CanRetry])
+    def bulk_retry(self, request: Request) -> Response:
+        """Retry every waiting or dead-lettered failure of one error type now."""
+        body = BulkRetrySerializer(data=request.data)
+        if not body.is_valid():
+            raise ValidationError(body.errors)
+        qs = FailedDocument.objects.filter(
+            error_type=body.validated_data["error_type"],
+            state__in=[FailureState.WAITING, FailureState.DEAD_LETTERED],
+        )
+        if collection := body.validated_data.get("collection"):
+            qs = qs.filter(document__collection__name=collection)
+        return _result(failures.retry(qs))

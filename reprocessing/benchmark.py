@@ -1,0 +1,162 @@
+"""Failure-handling benchmark: documents through a chaos provider, the pipeline and the
+ReprocessingWorkflow on a simulated clock, then checks that nothing was lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import connection
+from django.db.models import Count, Min
+from django.test import override_settings
+
+from pipeline.choices import DocumentStatus
+from pipeline.chunking import chunker_for
+from pipeline.collections import create_collection
+from pipeline.models import Collection, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline, Report
+from pipeline.queue import IncomingDocument, enqueue
+from reprocessing.chaos import ChaosProvider
+from reprocessing.choices import FailureState
+from reprocessing.models import FailedDocument
+from reprocessing.workflow import ReprocessingWorkflow
+
+CHAOS_KEY_ENV = "EMBEDPORTAL_CHAOS_KEY"
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
+
+
+@dataclass
+class BenchmarkResult:
+    documents: int
+    poison: int
+    first_pass_seconds: float = 0.0
+    first_pass: Report = field(default_factory=Report)
+    rounds: int = 0
+    reprocessed: int = 0
+    reprocess_seconds: float = 0.0
+    reprocess_pass: Report = field(default_factory=Report)
+    calls: Counter[str] = field(default_factory=Counter)
+    final: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def reprocess_docs_per_second(self) -> float:
+        return self.reprocessed / self.reprocess_seconds if self.reprocess_seconds else 0.0
+
+
+def _text(rng: random.Random, i: int, poison: bool) -> str:
+    words = [f"doc{i}"] + [rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(rng.randrange(15, 150))]
+    if poison:
+        words.insert(len(words) // 2, "POISON")
+    return " ".join(words)
+
+
+def run(
+    documents: int = 1000,
+    failure_rate: float = 0.2,
+    poison: int = 10,
+    seed: int = 7,
+    keep: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> BenchmarkResult:
+    rng = random.Random(seed)
+    provider = ChaosProvider(dims=16, failure_rate=failure_rate, seed=seed, slow_seconds=1.0).start()
+    result = BenchmarkResult(documents=documents, poison=poison)
+    # Fast in-batch retries: the benchmark measures the pipeline, not the provider's patience.
+    fast = override_settings(
+        EMBEDPORTAL_EMBED_TIMEOUT=0.25, EMBEDPORTAL_RETRY_BASE_SECONDS=0.0, EMBEDPORTAL_RETRY_MAX_WAIT=0.0
+    )
+    # The OpenAI client insists on a key; the chaos provider ignores it.
+    os.environ.setdefault(CHAOS_KEY_ENV, "chaos-key")
+    collection = create_collection(
+        name=f"bench-failures-{uuid.uuid4().hex[:8]}",
+        model="openai/chaos",
+        api_base=provider.api_base,
+        api_key_env=CHAOS_KEY_ENV,
+        dimensions=16,
+        chunk_unit="characters",
+        chunk_size=200,
+        chunk_overlap=0,
+        batch_size=16,
+    )
+    try:
+        poisoned = set(rng.sample(range(documents), poison))
+        texts = {f"d{i:05d}": _text(rng, i, i in poisoned) for i in range(documents)}
+        enqueue(collection, [IncomingDocument(k, v) for k, v in texts.items()])
+        with fast:
+            pipeline = EmbeddingIngestionPipeline(claim_batch=64)
+            started = time.perf_counter()
+            result.first_pass = pipeline.drain()
+            result.first_pass_seconds = time.perf_counter() - started
+            progress(f"first pass: {result.first_pass.embedded} embedded, {result.first_pass.failed} failed")
+            workflow = ReprocessingWorkflow(collection=collection)
+            mine = FailedDocument.objects.filter(document__collection=collection)
+            while (
+                due_at := mine.filter(state=FailureState.WAITING).aggregate(t=Min("next_retry_at"))["t"]
+            ) is not None:
+                # The simulated clock jumps to the next every-minute workflow run with work due.
+                started = time.perf_counter()
+                pass_report = workflow.run_once(now=due_at + timedelta(minutes=1))
+                report = pipeline.drain()
+                result.reprocess_seconds += time.perf_counter() - started
+                result.reprocess_pass.add(report)
+                result.reprocessed += sum(pass_report.retried.values())
+                result.rounds += 1
+                progress(
+                    f"round {result.rounds}: requeued {sum(pass_report.retried.values())}, "
+                    f"embedded {report.embedded}, failed {report.failed}"
+                )
+        result.calls = provider.calls
+        result.problems = check(collection, texts, poisoned)
+        result.final = dict(
+            Document.objects.filter(collection=collection).values_list("status").annotate(n=Count("id"))
+        )
+        result.final["dead_lettered"] = mine.filter(state=FailureState.DEAD_LETTERED).count()
+    finally:
+        provider.stop()
+        if not keep:
+            collection.delete()
+    return result
+
+
+def check(collection: Collection, texts: dict[str, str], poisoned: set[int]) -> list[str]:
+    """Every document embedded or dead-lettered; chunk counts exact; no duplicate chunk."""
+    problems = []
+    docs = Document.objects.filter(collection=collection)
+    chunker = chunker_for(collection)
+    chunk_counts = dict(docs.annotate(n=Count("chunks")).values_list("external_id", "n"))
+    dead = set(
+        FailedDocument.objects.filter(document__collection=collection, state=FailureState.DEAD_LETTERED).values_list(
+            "document__external_id", flat=True
+        )
+    )
+    for doc in docs.only("external_id", "status"):
+        expected = len(chunker.chunk_many([texts[doc.external_id]])[0])
+        if doc.status == DocumentStatus.EMBEDDED:
+            if chunk_counts[doc.external_id] != expected:
+                problems.append(f"{doc.external_id}: {chunk_counts[doc.external_id]} chunks, expected {expected}")
+        elif doc.status == DocumentStatus.FAILED and doc.external_id in dead:
+            if chunk_counts[doc.external_id]:
+                problems.append(f"{doc.external_id}: dead-lettered but has chunks")
+        else:
+            problems.append(f"{doc.external_id}: ended {doc.status}, neither embedded nor dead-lettered")
+    if docs.count() != len(texts):
+        problems.append(f"{docs.count()} documents stored, {len(texts)} enqueued")
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM pipeline_chunk WHERE collection_id = %s "
+            "GROUP BY document_id, ordinal HAVING count(*) > 1) d",
+            [collection.pk],
+        )
+        if duplicates := cur.fetchone()[0]:
+            problems.append(f"{duplicates} duplicate (document, ordinal) chunks")
+    poisoned_ids = {f"d{i:05d}" for i in poisoned}
+    if not poisoned_ids <= dead:
+        problems.append(f"poison documents not dead-lettered: {sorted(poisoned_ids - dead)}")
+    return problems

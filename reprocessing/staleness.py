@@ -1,0 +1,100 @@
+"""Freshness: a document is stale when its source changed after its last embedding (or it
+was never embedded) and its collection's freshness SLA has passed since that change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThan, LessThan
+from django.utils import timezone
+
+from pipeline.choices import DocumentStatus
+from pipeline.models import Collection, Document
+from reprocessing import metrics
+from reprocessing.choices import ReprocessReason
+from reprocessing.models import FailedDocument
+
+# Documents requeued per UPDATE, so a large backlog is not one long transaction.
+REQUEUE_BATCH = 1000
+
+
+def stale_condition(now: datetime, path: str = "") -> Q:
+    """The staleness predicate on Document fields, reached through `path` (e.g. "documents__").
+
+    A document without a source modified time counts from its creation.
+    """
+
+    def f(name: str) -> F:
+        return F(f"{path}{name}")
+
+    sla = F("freshness_sla") if path else F("collection__freshness_sla")
+    # When the SLA clock started: the source change, or arrival for sources without a time.
+    deadline = ExpressionWrapper(Coalesce(f("source_modified_at"), f("created_at")) + sla, output_field=DateTimeField())
+    changed = Q(**{f"{path}last_embedded_at__isnull": True}) | Q(
+        GreaterThan(f("source_modified_at"), f("last_embedded_at"))
+    )
+    return changed & Q(LessThan(deadline, Value(now, output_field=DateTimeField())))
+
+
+def stale_documents(now: datetime | None = None) -> Any:
+    return Document.objects.filter(stale_condition(now or timezone.now()))
+
+
+def stale_counts(now: datetime | None = None) -> dict[str, int]:
+    """Stale documents per collection name, zeros included (so alerts can tell 0 from no data)."""
+    rows = Collection.objects.order_by().annotate(
+        stale=Count("documents", filter=stale_condition(now or timezone.now(), "documents__"))
+    )
+    return {name: n for name, n in rows.values_list("name", "stale")}
+
+
+@dataclass
+class StaleReport:
+    stale: dict[str, int] = field(default_factory=dict)
+    requeued: int = 0
+    dry_run: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.stale.values())
+
+    def as_dict(self) -> dict:
+        return {"stale": self.stale, "total": self.total, "requeued": self.requeued, "dry_run": self.dry_run}
+
+
+def requeue_candidates(now: datetime) -> Any:
+    """Stale documents nobody else will bring back.
+
+    Pending and processing documents are already queued; failed documents with an open
+    failure belong to the ReprocessingWorkflow's backoff (and dead letter), so they are
+    left to it. A failed document without one (resolved by hand, or failed before
+    failures were recorded) would otherwise stay stale for ever.
+    """
+    open_failure = FailedDocument.objects.open().filter(document=OuterRef("pk"))
+    return (
+        stale_documents(now)
+        .alias(has_open_failure=Exists(open_failure))
+        .filter(Q(status=DocumentStatus.EMBEDDED) | Q(status=DocumentStatus.FAILED, has_open_failure=False))
+    )
+
+
+def detect_stale(now: datetime | None = None, dry_run: bool = False) -> StaleReport:
+    """Count stale documents per collection and requeue those nobody else will (reason `stale`)."""
+    now = now or timezone.now()
+    report = StaleReport(stale=stale_counts(now), dry_run=dry_run)
+    candidates = requeue_candidates(now)
+    if dry_run:
+        report.requeued = candidates.count()
+        return report
+    while ids := list(candidates.values_list("pk", flat=True)[:REQUEUE_BATCH]):
+        # requeue() is a CAS on embedded/failed: documents a worker or producer took meanwhile are skipped.
+        n = Document.objects.filter(pk__in=ids).requeue()
+        report.requeued += n
+        if n == 0:
+            break
+    metrics.REPROCESSED.labels(reason=ReprocessReason.STALE.value).inc(report.requeued)
+    return report

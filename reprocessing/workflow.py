@@ -1,0 +1,71 @@
+"""ReprocessingWorkflow: retry failed documents on the 5 min / 30 min / 2 h / 24 h backoff.
+
+The schedule itself is stored on each failure row (`next_retry_at`, set by
+`failures.record_failure` when the pipeline fails a document); a pass of the workflow
+requeues what is due and marks it retrying. The pipeline then either embeds the document
+(the row resolves as "reprocessed") or fails it again (the next backoff step, or the dead
+letter after the 24 h retry). Passes are idempotent and safe to run concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from pipeline.models import Collection
+from reprocessing import failures
+from reprocessing.models import FailedDocument
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkflowReport:
+    due: int = 0
+    retried: Counter[str] = field(default_factory=Counter)
+    reconciled: int = 0
+    dry_run: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "due": self.due,
+            "retried": sum(self.retried.values()),
+            "retried_by_type": dict(self.retried),
+            "reconciled": self.reconciled,
+            "dry_run": self.dry_run,
+        }
+
+
+class ReprocessingWorkflow:
+    """One pass requeues every due failure, in batches of `batch_size` rows per transaction."""
+
+    def __init__(self, batch_size: int | None = None, collection: Collection | None = None) -> None:
+        self.batch_size = batch_size or settings.EMBEDPORTAL_REPROCESS_BATCH
+        # Scoped runs (benchmark_failures on a shared database) touch only their collection.
+        self.collection = collection
+        self.interval = settings.EMBEDPORTAL_REPROCESS_INTERVAL
+
+    def run_once(self, now: datetime | None = None, dry_run: bool = False) -> WorkflowReport:
+        now = now or timezone.now()
+        report = WorkflowReport(dry_run=dry_run)
+        due = FailedDocument.objects.due(now).order_by("next_retry_at", "id")
+        if self.collection is not None:
+            due = due.filter(document__collection=self.collection)
+        if dry_run:
+            report.due = due.count()
+            return report
+        report.reconciled = failures.reconcile(now)
+        while True:
+            batch = failures.retry(due[: self.batch_size], now)
+            if not batch:
+                break
+            report.due += sum(batch.values())
+            report.retried.update(batch)
+        if report.retried:
+            logger.info("reprocessing: requeued %s", dict(report.retried))
+        return report

@@ -1,0 +1,189 @@
+"""The admin as the operator console: actions, their permissions, the overview page; and the API twins."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from rest_framework.test import APIClient
+
+from pipeline.choices import DocumentStatus, WorkerRole
+from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/pipeline/collection/"
+DOCUMENTS = "/admin/pipeline/document/"
+
+
+def run_action(client, url: str, action: str, pks: list[int]) -> list[str]:
+    response = client.post(url, {"action": action, "_selected_action": pks}, follow=True)
+    assert response.status_code == 200
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def staff(*codenames: str) -> User:
+    user = User.objects.create_user(f"operator-{User.objects.count()}", password="x", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
+    return user
+
+
+def test_pausing_a_collection_in_the_admin_stops_workers_claiming_it(admin_client, hash_collection):
+    enqueue(hash_collection, [IncomingDocument("d1", "text")])
+    messages = run_action(admin_client, CHANGELIST, "pause_collections", [hash_collection.pk])
+    assert messages == [
+        "Paused 1 collection(s); 0 were already paused. Documents in flight finish; nothing more is claimed until "
+        "resumed."
+    ]
+    assert Collection.objects.get().paused
+    assert EmbeddingIngestionPipeline().drain().claimed == 0
+
+    assert run_action(admin_client, CHANGELIST, "pause_collections", [hash_collection.pk])[0].startswith(
+        "Paused 0 collection(s); 1 were already paused."
+    )
+    assert run_action(admin_client, CHANGELIST, "resume_collections", [hash_collection.pk]) == [
+        "Resumed 1 collection(s); 0 were not paused."
+    ]
+    assert EmbeddingIngestionPipeline().drain().embedded == 1
+
+
+def test_reembedding_a_collection_requeues_its_embedded_and_failed_documents(admin_client, hash_collection):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
+    EmbeddingIngestionPipeline().drain()
+    Document.objects.filter(external_id="d2").update(status=DocumentStatus.FAILED)
+    enqueue(hash_collection, [IncomingDocument("new", "not yet embedded")])
+
+    messages = run_action(admin_client, CHANGELIST, "reembed_collections", [hash_collection.pk])
+    assert messages == [
+        "Requeued 3 document(s) of 1 collection(s) for re-embedding; pending and in-flight documents were "
+        "already queued."
+    ]
+    assert Document.objects.filter(status=DocumentStatus.PENDING).count() == 4
+    assert EmbeddingIngestionPipeline().drain().embedded == 4
+
+
+def test_requeue_documents_action_skips_documents_already_queued(admin_client, hash_collection):
+    enqueue(hash_collection, [IncomingDocument("done", "text"), IncomingDocument("waiting", "text 2")])
+    Document.objects.filter(external_id="done").update(status=DocumentStatus.FAILED, attempts=3)
+    pks = list(Document.objects.values_list("pk", flat=True))
+
+    messages = run_action(admin_client, DOCUMENTS, "requeue_documents", pks)
+    assert messages == ["Requeued 1 document(s); 1 skipped (already pending or processing)."]
+    done = Document.objects.get(external_id="done")
+    assert (done.status, done.attempts) == (DocumentStatus.PENDING, 0)
+
+
+def test_operations_need_their_own_permissions_in_the_admin(client, hash_collection):
+    client.force_login(staff("view_collection", "change_collection", "view_document", "change_document"))
+    page = client.get(CHANGELIST).content.decode()
+    assert "pause_collections" not in page and "reembed_collections" not in page
+    run_action(client, CHANGELIST, "pause_collections", [hash_collection.pk])
+    assert not Collection.objects.get().paused
+
+    enqueue(hash_collection, [IncomingDocument("d1", "text")])
+    Document.objects.update(status=DocumentStatus.FAILED)
+    run_action(client, DOCUMENTS, "requeue_documents", list(Document.objects.values_list("pk", flat=True)))
+    assert Document.objects.get().status == DocumentStatus.FAILED
+
+
+def test_operator_with_pause_permission_sees_and_runs_only_that_action(client, hash_collection):
+    client.force_login(staff("view_collection", "pause_collection"))
+    page = client.get(CHANGELIST).content.decode()
+    assert "pause_collections" in page and "reembed_collections" not in page
+    run_action(client, CHANGELIST, "pause_collections", [hash_collection.pk])
+    assert Collection.objects.get().paused
+
+
+def test_overview_page_shows_queue_throughput_latency_errors_and_health(admin_client, hash_collection):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Paragraph {i}. " * 30) for i in range(4)])
+    EmbeddingIngestionPipeline().drain()
+    enqueue(hash_collection, [IncomingDocument("later", "queued after the run")])
+
+    index = admin_client.get("/admin/").content.decode()
+    assert 'href="/admin/pipeline/collection/overview/"' in index
+
+    response = admin_client.get("/admin/pipeline/collection/overview/")
+    assert response.status_code == 200
+    ctx = response.context
+    assert ctx["snapshot"].depth == 1
+    assert ctx["snapshot"].workers_alive == 1
+    assert ctx["per_minute_total"] == 4
+    assert [c["name"] for c in ctx["collections"]] == ["hashes"]
+    assert (ctx["collections"][0]["embedded"], ctx["collections"][0]["pending"]) == (4, 1)
+    assert {check.name: check.ok for check in ctx["checks"]} == {"model": True, "pgvector": True, "queue": True}
+    # This process's own histograms (no multiprocess directory in the test run): at least our 4 documents.
+    latency = {row["stage"]: row for row in ctx["latencies"]}
+    assert {"chunking", "embedding", "storage", "total"} <= set(latency)
+    assert latency["total"]["count"] >= 4 and latency["total"]["p95"] >= latency["total"]["p50"] > 0
+    html = response.content.decode()
+    assert '<svg id="throughput-chart"' in html and "<title>0-1 min ago: 4 docs</title>" in html
+    assert 'id="tile-queue"><span class="figure">1</span>' in html
+    assert "cdn" not in html.lower() and "<script" not in html.split("</header>")[-1]
+
+
+def test_overview_needs_the_view_document_permission(client):
+    client.force_login(staff("view_collection"))
+    assert client.get("/admin/pipeline/collection/overview/").status_code == 403
+    assert "overview" not in client.get("/admin/").content.decode()
+
+
+def test_chunk_admin_shows_the_dimension_never_the_vector(admin_client, hash_collection):
+    enqueue(hash_collection, [IncomingDocument("d1", "text to embed")])
+    EmbeddingIngestionPipeline().drain()
+    chunk = Chunk.objects.get()
+    page = admin_client.get(f"/admin/pipeline/chunk/{chunk.pk}/change/").content.decode()
+    assert "16" in page
+    assert f"{chunk.embedding[0]:.6f}"[:8] not in page and "[0." not in page and "[-0." not in page
+
+
+def test_worker_heartbeats_are_listed_read_only(admin_client):
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="host-a:42")
+    page = admin_client.get("/admin/pipeline/workerheartbeat/").content.decode()
+    assert "host-a:42" in page
+    assert admin_client.get("/admin/pipeline/workerheartbeat/add/").status_code == 403
+
+
+# -- the same operations through the API --------------------------------------------------------
+
+
+def api_for(*codenames: str) -> APIClient:
+    api = APIClient()
+    api.force_authenticate(staff(*codenames))
+    return api
+
+
+def test_api_pause_and_resume_are_compare_and_swap(hash_collection):
+    api = api_for("pause_collection")
+    first = api.post("/api/v1/collections/hashes/pause/")
+    assert (first.status_code, first.json()) == (200, {"collection": "hashes", "paused": True, "changed": True})
+    assert api.post("/api/v1/collections/hashes/pause/").json()["changed"] is False
+    assert Collection.objects.get().paused
+    assert api.post("/api/v1/collections/hashes/resume/").json() == {
+        "collection": "hashes",
+        "paused": False,
+        "changed": True,
+    }
+    assert api.post("/api/v1/collections/missing/pause/").status_code == 404
+
+
+def test_api_reembed_and_requeue_reuse_the_queue_transitions(hash_collection):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(2)])
+    EmbeddingIngestionPipeline().drain()
+    assert api_for("requeue_document").post("/api/v1/collections/hashes/reembed/").status_code == 403
+
+    reembed = api_for("reembed_collection", "requeue_document")
+    response = reembed.post("/api/v1/collections/hashes/reembed/")
+    assert (response.status_code, response.json()) == (202, {"collection": "hashes", "requeued": 2})
+
+    doc = Document.objects.first()
+    conflict = reembed.post(f"/api/v1/documents/{doc.pk}/requeue/")
+    assert conflict.status_code == 409
+    assert (
+        conflict.json()["error"]["message"] == "document is pending; only embedded or failed documents can be requeued"
+    )
+
+    Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
+    requeued = reembed.post(f"/api/v1/documents/{doc.pk}/requeue/")
+    assert requeued.status_code == 202 and requeued.json()["status"] == "pending"

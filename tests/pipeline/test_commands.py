@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from pipeline.choices import DocumentStatus
+from pipeline.models import Chunk, Collection, Document
+
+pytestmark = pytest.mark.django_db
+
+MTIME = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def run(*args: str, **options) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+def index_exists(name: str) -> bool:
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", [name])
+        return cur.fetchone() is not None
+
+
+@pytest.fixture
+def docs_collection() -> Collection:
+    run("create_collection", "docs", model="local/hash-16", unit="characters", chunk_size=200, chunk_overlap=20)
+    return Collection.objects.get(name="docs")
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    os.utime(path, (MTIME.timestamp(), MTIME.timestamp()))
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    write(root / "guide.txt", "How to operate the pipeline.")
+    write(root / "runbooks" / "scaling.md", "# Scaling\n\nAdd worker pods when the queue grows.")
+    write(root / "runbooks" / "rollback.md", "# Rollback\n\nRedeploy the previous image.")
+    write(root / ".git" / "config", "[core]\n")
+    return root
+
+
+def enqueue_cmd(*paths: Path | str, base: Path, collection: str = "docs") -> tuple[str, str]:
+    return run("enqueue", *map(str, paths), collection=collection, base=str(base), no_progress=True)
+
+
+def test_create_collection_creates_it_with_the_models_dimensions_and_its_index():
+    out, _ = run(
+        "create_collection", "notes", model="local/hash-24", strategy="token_windows", chunk_size=64, chunk_overlap=8
+    )
+    collection = Collection.objects.get(name="notes")
+    assert (collection.dimensions, collection.chunking_strategy, collection.chunk_size, collection.chunk_overlap) == (
+        24,
+        "token_windows",
+        64,
+        8,
+    )
+    assert f"Created collection notes (local/hash-24, 24 dimensions, index {collection.index_name})" in out
+    assert index_exists(collection.index_name)
+
+
+def test_create_collection_refuses_a_duplicate_name(docs_collection):
+    with pytest.raises(CommandError, match="'docs' already exists"):
+        run("create_collection", "docs", model="local/hash-32")
+    assert Collection.objects.get(name="docs").model == "local/hash-16"
+
+
+def test_create_collection_if_not_exists_leaves_the_existing_one_alone(docs_collection):
+    out, _ = run("create_collection", "docs", model="local/hash-32", if_not_exists=True)
+    assert "Collection docs exists." in out
+    assert Collection.objects.get(name="docs").dimensions == 16
+
+
+def test_create_collection_refuses_an_unknown_local_model():
+    with pytest.raises(CommandError, match="unknown local model 'local/no-such-model'"):
+        run("create_collection", "bad", model="local/no-such-model")
+    assert not Collection.objects.filter(name="bad").exists()
+
+
+def test_create_collection_refuses_overlap_not_smaller_than_size():
+    with pytest.raises(CommandError, match="overlap"):
+        run("create_collection", "bad", model="local/hash-16", chunk_size=64, chunk_overlap=64)
+    assert not Collection.objects.filter(name="bad").exists()
+
+
+def test_enqueue_folder_uses_paths_relative_to_base_as_ids_and_mtime_as_modified_time(docs_collection, corpus):
+    out, _ = enqueue_cmd(corpus, base=corpus)
+    assert "3 new, 0 changed, 0 unchanged" in out
+    docs = {d.external_id: d for d in Document.objects.filter(collection=docs_collection)}
+    assert set(docs) == {"guide.txt", "runbooks/scaling.md", "runbooks/rollback.md"}  # .git is skipped
+    scaling = docs["runbooks/scaling.md"]
+    assert scaling.text == "# Scaling\n\nAdd worker pods when the queue grows."
+    assert scaling.source_modified_at == MTIME
+    assert scaling.metadata == {"path": "runbooks/scaling.md"}
+    assert {d.status for d in docs.values()} == {DocumentStatus.PENDING}
+
+
+def test_enqueue_glob_takes_only_matching_files(docs_collection, corpus, tmp_path):
+    out, _ = enqueue_cmd(corpus / "**" / "*.md", base=tmp_path)
+    assert "2 new" in out
+    assert set(Document.objects.values_list("external_id", flat=True)) == {
+        "corpus/runbooks/scaling.md",
+        "corpus/runbooks/rollback.md",
+    }
+
+
+def test_enqueue_jsonl_takes_id_text_modified_at_and_metadata_from_each_line(docs_collection, tmp_path):
+    lines = [
+        {"id": "faq-1", "text": "What is a lease?", "modified_at": "2026-01-31T12:00:00Z", "metadata": {"lang": "en"}},
+        {"id": 2, "text": "Qu'est-ce qu'un bail ?", "metadata": {"lang": "fr"}},
+    ]
+    path = write(tmp_path / "faq.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n\n")
+    out, _ = enqueue_cmd(path, base=tmp_path)
+    assert "2 new" in out
+    first = Document.objects.get(external_id="faq-1")
+    assert (first.text, first.metadata) == ("What is a lease?", {"lang": "en"})
+    assert first.source_modified_at == datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    second = Document.objects.get(external_id="2")
+    assert (second.text, second.metadata, second.source_modified_at) == ("Qu'est-ce qu'un bail ?", {"lang": "fr"}, None)
+
+
+def test_reenqueue_of_unchanged_files_reports_them_unchanged(docs_collection, corpus):
+    enqueue_cmd(corpus, base=corpus)
+    before = dict(Document.objects.values_list("external_id", "enqueued_at"))
+    write(corpus / "guide.txt", "How to operate the pipeline, revised.")
+    out, _ = enqueue_cmd(corpus, base=corpus)
+    assert "0 new, 1 changed, 2 unchanged (not re-embedded)" in out
+    after = dict(Document.objects.values_list("external_id", "enqueued_at"))
+    assert after["runbooks/scaling.md"] == before["runbooks/scaling.md"]
+    assert after["guide.txt"] > before["guide.txt"]
+
+
+def test_bad_files_are_reported_and_fail_the_command_while_good_files_are_enqueued(docs_collection, corpus):
+    write(corpus / "image.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    write(corpus / "latin1.txt", "café crème".encode("latin-1"))
+    write(corpus / "empty.txt", b"")
+    good = json.dumps({"id": "line-ok", "text": "A good line."})
+    bad_lines = [
+        '{"id": "broken", "text": ',
+        json.dumps({"id": "no-text"}),
+        json.dumps({"id": None, "text": "An id that is not a string."}),
+        json.dumps({"id": "naive", "text": "Fine text.", "modified_at": "2026-01-31T12:00:00"}),
+    ]
+    write(corpus / "lines.jsonl", "\n".join([good, *bad_lines]))
+    with pytest.raises(CommandError, match=r"7 document\(s\) rejected .* the 4 others were enqueued"):
+        out, err = io.StringIO(), io.StringIO()
+        call_command(
+            "enqueue", str(corpus), collection="docs", base=str(corpus), no_progress=True, stdout=out, stderr=err
+        )
+    reported = err.getvalue()
+    assert re.search(r"image\.png: binary file", reported)
+    assert re.search(r"latin1\.txt: not UTF-8 text", reported)
+    assert re.search(r"empty\.txt: text is empty", reported)
+    assert re.search(r"lines\.jsonl:2: invalid JSON", reported)
+    assert re.search(r"lines\.jsonl:3: missing field\(s\): text", reported)
+    assert re.search(r"lines\.jsonl:4: .*id", reported)
+    assert re.search(r"lines\.jsonl:5: modified_at needs a timezone", reported)
+    assert set(Document.objects.values_list("external_id", flat=True)) == {
+        "guide.txt",
+        "runbooks/scaling.md",
+        "runbooks/rollback.md",
+        "line-ok",
+    }
+
+
+def test_enqueue_of_a_missing_path_is_a_command_error(docs_collection, tmp_path):
+    with pytest.raises(CommandError, match="no such file"):
+        enqueue_cmd(tmp_path / "nowhere", base=tmp_path)
+    with pytest.raises(CommandError, match="no such file"):
+        enqueue_cmd(tmp_path / "nowhere" / "*.md", base=tmp_path)
+    assert not Document.objects.exists()
+
+
+def test_enqueue_into_an_unknown_collection_is_a_command_error(corpus):
+    with pytest.raises(CommandError, match="no collection named 'ghost'"):
+        enqueue_cmd(corpus, base=corpus, collection="ghost")
+    assert not Document.objects.exists()
+
+
+def test_run_pipeline_once_drains_the_queue(docs_collection, corpus):
+    enqueue_cmd(corpus, base=corpus)
+    out, _ = run("run_pipeline", once=True)
+    assert "Embedded 3 document(s)" in out
+    assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.EMBEDDED}
+    assert Chunk.objects.filter(collection=docs_collection).count() >= 3
+    out, _ = run("run_pipeline", once=True, json=True)
+    assert json.loads(out)["embedded"] == 0
+
+
+def test_search_json_returns_ranked_hits(docs_collection, corpus):
+    enqueue_cmd(corpus, base=corpus)
+    run("run_pipeline", once=True)
+    # local/hash-16 vectors match only equal texts: the exact text must rank first.
+    out, _ = run("search", "Redeploy the previous image.", collection="docs", k=3, json=True)
+    hits = json.loads(out)
+    assert len(hits) == 3
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    out, _ = run("search", "# Rollback\n\nRedeploy the previous image.", collection="docs", k=2, json=True)
+    best = json.loads(out)[0]
+    assert best["document_id"] == "runbooks/rollback.md"
+    assert best["score"] == pytest.approx(1.0, abs=1e-5)
+    assert best["text"] == "# Rollback\n\nRedeploy the previous image."
+
+
+def test_search_of_an_unknown_collection_is_a_command_error():
+    with pytest.raises(CommandError, match="no collection named 'ghost'"):
+        run("search", "anything", collection="ghost")
+
+
+@pytest.mark.parametrize("k", [0, 101])
+def test_search_with_k_out_of_range_is_a_command_error(docs_collection, k):
+    with pytest.raises(CommandError, match="--k"):
+        run("search", "anything", collection="docs", k=k)
+
+
+def test_demo_embeds_the_sample_corpus_with_the_local_model_and_searches_it():
+    out, _ = run("demo")
+    documents = int(re.search(r"^Documents: (\d+)$", out, re.M).group(1))
+    chunks = int(re.search(r"^Chunks: (\d+)$", out, re.M).group(1))
+    assert re.search(r"^Seconds: \d+\.\d\d$", out, re.M)
+    assert re.search(r"^Docs/s: \d+\.\d\d$", out, re.M)
+    assert re.search(r"^Failed: 0$", out, re.M)
+    demo = Collection.objects.get(name="demo")
+    assert demo.dimensions == 384
+    assert documents == Document.objects.filter(collection=demo).count() > 1
+    assert chunks == Chunk.objects.filter(collection=demo).count() > documents
+    match = re.search(r'^Search "How do I run the tests\?": (\S+) \(score (0\.\d+)\): \S', out, re.M)
+    assert match, out
+    assert Document.objects.filter(collection=demo, external_id=match.group(1)).exists()

@@ -1,0 +1,201 @@
+"""Each health check passes on a working pipeline and fails, with its reason, when its dependency breaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+from django_q.models import Schedule
+
+from pipeline import health, tasks
+from pipeline.choices import WorkerRole
+from pipeline.models import Chunk, Document, WorkerHeartbeat
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from tests.conftest import manage
+
+
+def checks_by_name(body: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in body["checks"]}
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db
+def test_health_endpoint_passes_without_credentials_when_everything_works(client, hash_collection):
+    enqueue(hash_collection, [IncomingDocument("d1", "some text")])
+    EmbeddingIngestionPipeline().drain()  # embeds and writes this worker's heartbeat
+
+    response = client.get("/api/v1/health/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["healthy"] is True
+    checks = checks_by_name(body)
+    assert set(checks) == {"model", "pgvector", "queue"}
+    assert all(c["ok"] and c["reason"] and c["seconds"] >= 0 for c in checks.values())
+    assert checks["model"]["details"]["models"] == ["local/hash-16"]
+    assert checks["queue"]["reason"] == "1 worker(s) alive; no pending work"
+    assert not Chunk.objects.filter(text=health.PROBE_TEXT).exists()
+
+
+@pytest.mark.django_db
+def test_queue_check_fails_when_no_worker_ever_sent_a_heartbeat(client, hash_collection):
+    response = client.get("/api/v1/health/")
+    assert response.status_code == 503
+    queue = checks_by_name(response.json())["queue"]
+    assert queue["ok"] is False
+    assert queue["reason"] == "no worker heartbeat in the last 180 s (none ever)"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queue_check_fails_once_the_only_worker_process_is_killed(hash_collection, settings):
+    settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE = 2
+    worker = manage("run_pipeline")
+    try:
+        wait_for(lambda: WorkerHeartbeat.objects.filter(role=WorkerRole.WORKER).exists())
+        assert health.check_queue().ok
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    time.sleep(2.5)  # the dead worker's heartbeat ages past the limit
+
+    result = health.check_queue()
+    assert not result.ok
+    assert result.reason.startswith("no worker heartbeat in the last 2 s (last one ")
+
+
+@pytest.mark.django_db
+def test_queue_check_fails_when_pending_work_waits_and_nothing_is_embedded(hash_collection, settings):
+    settings.EMBEDPORTAL_HEALTH_PROGRESS_WINDOW = 600
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="stuck-host:1")
+    enqueue(hash_collection, [IncomingDocument("d1", "text")])
+    assert health.check_queue().ok  # just arrived: not yet a problem
+
+    Document.objects.update(available_at=timezone.now() - timedelta(minutes=20))
+    result = health.check_queue()
+    assert not result.ok
+    assert "work has waited 1200 s and nothing was embedded in the last 600 s" == result.reason
+    assert result.details["workers_alive"] == 1
+
+    # Paused collections are waiting on purpose: no alarm for them.
+    hash_collection.__class__.objects.filter(pk=hash_collection.pk).pause()
+    assert health.check_queue().ok
+
+
+@pytest.mark.django_db
+def test_model_check_fails_when_the_provider_answers_500(fake_collection, fake_provider):
+    assert health.check_model().ok
+    fake_provider.mode = "500"
+    result = health.check_model()
+    assert not result.ok
+    assert result.reason.startswith("openai/fake-embedder (collection fake) failed: api_error:")
+
+
+@pytest.mark.django_db
+def test_model_check_fails_on_wrong_dimensions_and_on_timeout(fake_collection, fake_provider):
+    fake_provider.mode = "wrong_dims"
+    result = health.check_model()
+    assert not result.ok and "returned 9 dimensions, collection fake expects 8" in result.reason
+
+    fake_provider.mode = "ok"
+    fake_provider.delay = 3.0
+    started = time.monotonic()
+    result = health.check_model(timeout=0.5)
+    assert not result.ok and "timeout" in result.reason
+    assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.django_db
+def test_model_check_skips_paused_collections(fake_collection, fake_provider):
+    fake_provider.mode = "500"
+    fake_collection.__class__.objects.filter(pk=fake_collection.pk).pause()
+    result = health.check_model()
+    assert result.ok and result.reason == "no active collections: nothing to embed with"
+    assert fake_provider.requests == []
+
+
+@pytest.mark.django_db
+def test_pgvector_check_fails_for_a_role_without_insert_privilege(hash_collection):
+    assert health.check_pgvector().ok
+    with connection.cursor() as cur:
+        # A real privilege loss: the session continues as a role that may read but not write chunks.
+        cur.execute("CREATE ROLE embedportal_health_readonly NOLOGIN")
+        cur.execute("GRANT SELECT ON pipeline_chunk TO embedportal_health_readonly")
+        cur.execute("SET ROLE embedportal_health_readonly")
+    try:
+        result = health.check_pgvector()
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("RESET ROLE")
+    assert not result.ok
+    assert result.reason.startswith("cannot write a vector row: InsufficientPrivilege: permission denied")
+    assert Chunk.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_readyz_needs_applied_migrations_and_healthz_needs_no_database(client, monkeypatch, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert client.get("/healthz").json() == {
+            "name": "live",
+            "ok": True,
+            "reason": "process is serving requests",
+            "seconds": 0.0,
+            "details": {},
+        }
+    monkeypatch.setattr(health, "_migrated", False)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["reason"].startswith("database reachable, migrations applied")
+
+    monkeypatch.setattr(health, "_migrated", False)
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM django_migrations WHERE app = 'pipeline' AND name LIKE '0002%%'")
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503
+    assert (
+        not_ready.json()["reason"]
+        == "1 migration(s) not applied, first pipeline.0002_worker_heartbeat_embedded_at_index"
+    )
+
+
+@pytest.mark.django_db
+def test_check_health_command_exits_non_zero_and_says_which_check_failed(hash_collection, capsys):
+    with pytest.raises(CommandError, match="unhealthy: queue"):
+        call_command("check_health")
+    out = capsys.readouterr().out
+    assert "PASS model" in out and "PASS pgvector" in out and "FAIL queue" in out
+
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER)
+    call_command("check_health", "--json")
+    body = json.loads(capsys.readouterr().out)
+    assert body["healthy"] is True and [c["name"] for c in body["checks"]] == ["model", "pgvector", "queue"]
+
+
+@pytest.mark.django_db
+def test_heartbeats_come_from_drain_tasks_and_the_minute_schedule(hash_collection):
+    tasks.ensure_schedules()
+    schedule = Schedule.objects.get(name="pipeline-heartbeat")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (tasks.HEARTBEAT_TASK, Schedule.MINUTES, 1)
+
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="gone:1")
+    WorkerHeartbeat.objects.filter(worker="gone:1").update(beat_at=timezone.now() - timedelta(days=2))
+    tasks.heartbeat()
+    assert list(WorkerHeartbeat.objects.values_list("role", flat=True)) == [WorkerRole.SCHEDULE]
+
+    tasks.drain_queue()
+    # Same process: one row, now saying what it last did.
+    assert list(WorkerHeartbeat.objects.values_list("role", flat=True)) == [WorkerRole.DRAIN_TASK]

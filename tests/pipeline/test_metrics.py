@@ -1,0 +1,197 @@
+"""/metrics after real pipeline work in another process, sharing PROMETHEUS_MULTIPROC_DIR."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from embedportal.settings import env_secret
+from pipeline import metrics
+from pipeline.collections import create_collection
+from pipeline.models import Chunk, Document
+from pipeline.queue import IncomingDocument, enqueue
+from tests.conftest import manage
+
+PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"  # .ci/run installs it there
+# The one lint finding we accept: the reprocessing gauge's required name ends in _count.
+ALLOWED_PROMTOOL_FINDINGS = {
+    'pipeline_stale_documents_count non-histogram and non-summary metrics should not have "_count" suffix'
+}
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def promtool_findings(text: str) -> set[str]:
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    findings = {line.strip() for line in (result.stdout + result.stderr).decode().splitlines() if line.strip()}
+    # 0: clean; 3: lint findings only (listed); anything else is a parse error.
+    assert result.returncode in (0, 3), findings
+    return findings
+
+
+@pytest.fixture
+def metrics_dir(tmp_path: Path, monkeypatch) -> Path:
+    path = tmp_path / "prom"
+    path.mkdir()
+    # Read at scrape time by the /metrics view, as gunicorn workers would have it from the environment.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(path))
+    return path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_view_reports_every_series_after_a_worker_process_ran(
+    client, hash_collection, fake_collection, fake_provider, metrics_dir
+):
+    now = timezone.now()
+    modified = now - timedelta(minutes=10)
+    enqueue(hash_collection, [IncomingDocument(f"h{i}", f"Paragraph {i}. " * 40, modified) for i in range(5)])
+    # One poisoned document: the provider refuses the pair (400), the batch is split, the good one is stored.
+    enqueue(fake_collection, [IncomingDocument("ok", "a fine text"), IncomingDocument("bad", "POISON:400 text")])
+    held = create_collection(name="held", model="local/hash-16", chunk_unit="characters", chunk_size=100, paused=True)
+    enqueue(held, [IncomingDocument(f"p{i}", f"waiting {i}") for i in range(3)])
+    Document.objects.filter(collection=held).update(available_at=now - timedelta(hours=2))
+
+    worker = manage("run_pipeline", "--once", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    assert worker.wait(timeout=120) == 0
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = response.content.decode()
+    m = parse(text)
+
+    def stage_count(stage: str) -> float:
+        return m[("embedding_pipeline_latency_seconds_count", (("stage", stage),))]
+
+    # Counters and histograms written by the worker process, summed from the shared directory.
+    assert m[("embedding_pipeline_documents_processed_total", (("outcome", "embedded"),))] == 6
+    assert m[("embedding_pipeline_documents_processed_total", (("outcome", "failed"),))] == 1
+    assert m[("embedding_pipeline_errors_total", (("error_type", "bad_request"),))] == 2  # the pair, then alone
+    assert m[("embedding_pipeline_chunks_embedded_total", ())] == Chunk.objects.count() > 6
+    assert (stage_count("chunking"), stage_count("embedding"), stage_count("storage"), stage_count("total")) == (
+        7,
+        7,
+        6,
+        6,
+    )
+    assert ("embedding_pipeline_latency_seconds_bucket", (("le", "30.0"), ("stage", "total"))) in m
+    assert m[("embedding_pipeline_freshness_lag_seconds_count", ())] == 5
+    # Modified 10 min before embedding: inside the 1 h bucket, outside the 5 min one.
+    assert m[("embedding_pipeline_freshness_lag_seconds_bucket", (("le", "3600.0"),))] == 5
+    assert m[("embedding_pipeline_freshness_lag_seconds_bucket", (("le", "300.0"),))] == 0
+    # django-prometheus keeps counting the worker's queries in multiprocess mode.
+    assert m[("django_db_execute_total", (("alias", "default"), ("vendor", "postgresql")))] > 0
+
+    # Gauges computed from the database at scrape time.
+    assert m[("embedding_pipeline_queue_depth", ())] == 3
+    assert m[("embedding_pipeline_collection_queue_depth", (("collection", "held"),))] == 3
+    assert m[("embedding_pipeline_collection_queue_depth", (("collection", "hashes"),))] == 0
+    assert m[("embedding_pipeline_collection_paused", (("collection", "held"),))] == 1
+    assert m[("embedding_pipeline_collection_paused", (("collection", "hashes"),))] == 0
+    assert 7200 <= m[("embedding_pipeline_oldest_pending_age_seconds", ())] < 7300
+    assert m[("embedding_pipeline_processing_documents", ())] == 0
+    assert m[("embedding_pipeline_throughput_docs_per_second", ())] == pytest.approx(6 / 300)
+    assert m[("embedding_pipeline_workers_alive", ())] == 1
+    assert 0 <= m[("embedding_pipeline_worker_heartbeat_age_seconds", ())] < 120
+    # The reprocessing collector rides along on the same registry.
+    assert m[("pipeline_reprocessing_queue_size", (("error_type", "bad_request"), ("state", "waiting")))] >= 0
+    assert ("pipeline_stale_documents_count", (("collection", "hashes"),)) in m
+
+    assert promtool_findings(text) <= ALLOWED_PROMTOOL_FINDINGS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_metrics_command_serves_the_workers_metrics_and_database_gauges(hash_collection, metrics_dir):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(4)])
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    assert manage("run_pipeline", "--once", env=env).wait(timeout=120) == 0
+    enqueue(hash_collection, [IncomingDocument("later", "arrived after the worker stopped")])
+
+    server = manage("serve_metrics", "--port", "0", "--addr", "127.0.0.1", env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        port = re.search(r":(\d+)/metrics", line).group(1)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    m = parse(text)
+    assert m[("embedding_pipeline_documents_processed_total", (("outcome", "embedded"),))] == 4
+    assert m[("embedding_pipeline_queue_depth", ())] == 1
+    assert ("pipeline_reprocessing_queue_age_seconds_gcount", ()) in m
+    assert promtool_findings(text) <= ALLOWED_PROMTOOL_FINDINGS
+
+
+@pytest.mark.django_db
+def test_queue_depth_is_exact_for_a_large_backlog(hash_collection, client):
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO pipeline_document (collection_id, external_id, text, content_hash, metadata, status,"
+            " attempts, last_error, lease_owner, enqueued_at, available_at, created_at, updated_at)"
+            " SELECT %s, 'n' || n, 't', md5(n::text), '{}', CASE WHEN n %% 10 = 0 THEN 'embedded' ELSE 'pending' END,"
+            " 0, '', '', now(), now(), now(), now() FROM generate_series(1, 25000) AS n",
+            [hash_collection.pk],
+        )
+    m = parse(client.get("/metrics").content.decode())
+    assert m[("embedding_pipeline_queue_depth", ())] == 22500
+    assert m[("embedding_pipeline_collection_queue_depth", (("collection", "hashes"),))] == 22500
+
+
+@pytest.mark.django_db
+def test_metrics_ip_allow_list_refuses_other_addresses(client, settings):
+    settings.EMBEDPORTAL_METRICS_ALLOWED_IPS = ["10.0.0.0/8", "192.168.1.7"]
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
+    # A forged forwarding header does not get around it.
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.0.0.1").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="10.20.30.40").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.168.1.7").status_code == 200
+
+
+@pytest.mark.django_db
+def test_metrics_basic_auth_needs_the_configured_password(client, settings):
+    settings.EMBEDPORTAL_METRICS_BASIC_AUTH = "prometheus:s3cret-pass"
+
+    def auth(credentials: str) -> str:
+        return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+    missing = client.get("/metrics")
+    assert missing.status_code == 401 and missing["WWW-Authenticate"] == 'Basic realm="metrics"'
+    assert client.get("/metrics", HTTP_AUTHORIZATION=auth("prometheus:wrong")).status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Basic not-base64!").status_code == 401
+    ok = client.get("/metrics", HTTP_AUTHORIZATION=auth("prometheus:s3cret-pass"))
+    assert ok.status_code == 200 and b"embedding_pipeline_queue_depth" in ok.content
+
+
+def test_metrics_basic_auth_reads_a_mounted_secret_file(tmp_path, monkeypatch):
+    secret = tmp_path / "metrics-auth"
+    secret.write_text("prometheus:from-file\n")
+    monkeypatch.setenv("EMBEDPORTAL_METRICS_BASIC_AUTH", "prometheus:from-env")
+    monkeypatch.setenv("EMBEDPORTAL_METRICS_BASIC_AUTH_FILE", str(secret))
+    assert env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH") == "prometheus:from-file"
+
+
+def test_histogram_quantile_interpolates_within_the_bucket_like_prometheus():
+    buckets = [(1.0, 10.0), (2.0, 20.0), (5.0, 40.0), (float("inf"), 40.0)]
+    assert metrics.histogram_quantile(0.5, buckets) == 2.0
+    assert metrics.histogram_quantile(0.75, buckets) == pytest.approx(3.5)
+    assert metrics.histogram_quantile(0.5, [(1.0, 0.0), (float("inf"), 0.0)]) is None
+    assert metrics.histogram_quantile(0.99, [(1.0, 1.0), (float("inf"), 5.0)]) == 1.0

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from pipeline.choices import DocumentStatus
+from pipeline.models import Chunk, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline, Report
+from pipeline.queue import IncomingDocument, enqueue
+
+
+@pytest.mark.django_db
+def test_reenqueue_unchanged_document_is_not_reembedded(hash_collection):
+    enqueue(hash_collection, [IncomingDocument("a", "alpha text " * 30)])
+    EmbeddingIngestionPipeline().drain()
+    doc = Document.objects.get(external_id="a")
+    chunk_ids = set(Chunk.objects.filter(document=doc).values_list("id", flat=True))
+
+    result = enqueue(hash_collection, [IncomingDocument("a", "alpha text " * 30, metadata={"v": 2})])
+
+    assert result.unchanged == ["a"] and not result.created and not result.updated
+    assert EmbeddingIngestionPipeline().drain().claimed == 0
+    doc.refresh_from_db()
+    assert doc.status == DocumentStatus.EMBEDDED
+    assert doc.metadata == {"v": 2}
+    assert set(Chunk.objects.filter(document=doc).values_list("id", flat=True)) == chunk_ids
+
+
+@pytest.mark.django_db
+def test_changed_document_goes_back_to_queue_and_is_reembedded(hash_collection):
+    enqueue(hash_collection, [IncomingDocument("a", "first version " * 30)])
+    EmbeddingIngestionPipeline().drain()
+
+    result = enqueue(hash_collection, [IncomingDocument("a", "second version " * 30)])
+
+    assert result.updated == ["a"]
+    assert Document.objects.get(external_id="a").status == DocumentStatus.PENDING
+    assert EmbeddingIngestionPipeline().drain().embedded == 1
+    texts = Chunk.objects.filter(document__external_id="a").values_list("text", flat=True)
+    assert texts and all("second version" in t for t in texts)
+
+
+@pytest.mark.django_db
+def test_change_while_processing_refuses_the_stale_result(hash_collection):
+    enqueue(hash_collection, [IncomingDocument("a", "old text " * 30)])
+    worker = EmbeddingIngestionPipeline()
+    claimed = Document.objects.claim(worker.worker_id, 10, worker.lease)
+    assert [d.external_id for d in claimed] == ["a"]
+
+    enqueue(hash_collection, [IncomingDocument("a", "new text " * 30)])  # producer updates mid-flight
+    report = Report()
+    worker._process(hash_collection, claimed, report)
+
+    assert report.embedded == 0
+    doc = Document.objects.get(external_id="a")
+    assert doc.status == DocumentStatus.PENDING and not Chunk.objects.filter(document=doc).exists()
+    assert EmbeddingIngestionPipeline().drain().embedded == 1
+    assert all("new text" in t for t in Chunk.objects.filter(document=doc).values_list("text", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_producers_enqueue_each_id_once(hash_collection):
+    ids = [f"doc-{i}" for i in range(200)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def produce(n: int) -> None:
+        try:
+            barrier.wait()
+            # Each producer sends the ids in a different order, half with changed text.
+            order = ids[n::1] + ids[:n] if n % 2 else list(reversed(ids))
+            for start in range(0, len(order), 50):
+                enqueue(
+                    hash_collection, [IncomingDocument(i, f"text of {i} v{n % 2}") for i in order[start : start + 50]]
+                )
+        except BaseException as exc:  # noqa: BLE001 -- surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert Document.objects.filter(collection=hash_collection).count() == 200
+    assert set(Document.objects.values_list("external_id", flat=True)) == set(ids)
+    assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}

@@ -1,0 +1,42 @@
+"""Search with the real local model (all-MiniLM-L6-v2, offline) ranks the right document first."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.collections import create_collection
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from pipeline.search import search
+
+CORPUS = {
+    "cats": "Cats are small domesticated felines. They purr, groom themselves and hunt mice.",
+    "postgres": "PostgreSQL is an open-source relational database with transactions, indexes and SQL queries.",
+    "bread": "To bake bread, mix flour, water, salt and yeast, knead the dough, let it rise and bake it.",
+    "tennis": "Tennis is a racket sport played on a court; players hit a ball over the net to score points.",
+    "volcano": "A volcano erupts when molten rock, ash and gases escape from a magma chamber below the crust.",
+    "python": "Python is a programming language; developers write functions, classes and import modules.",
+}
+
+QUERIES = [
+    ("which database supports SQL transactions?", "postgres"),
+    ("my kitten keeps purring", "cats"),
+    ("recipe with yeast and dough", "bread"),
+    ("lava and magma eruption", "volcano"),
+    ("racket and ball on a court", "tennis"),
+    ("how to define a class in code", "python"),
+]
+
+
+@pytest.mark.django_db
+def test_search_ranks_the_right_document_first_with_the_local_model():
+    collection = create_collection(name="topics", model="local/all-MiniLM-L6-v2")
+    assert collection.dimensions == 384
+    enqueue(collection, [IncomingDocument(k, v) for k, v in CORPUS.items()])
+    assert EmbeddingIngestionPipeline().drain().embedded == len(CORPUS)
+
+    for query, expected in QUERIES:
+        hits = search(collection, query, k=3)
+        assert hits[0].document_id == expected, (query, [h.document_id for h in hits])
+        assert hits[0].score > hits[1].score
+        assert hits[0].text == CORPUS[expected]

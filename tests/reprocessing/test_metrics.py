@@ -1,0 +1,59 @@
+"""The scrape-time DatabaseCollector, on a fresh registry as the /metrics view uses it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.choices import ErrorType
+from pipeline.embedding import PipelineError
+from pipeline.queue import IncomingDocument, enqueue
+from reprocessing.failures import record_failure
+from reprocessing.metrics import DatabaseCollector
+from reprocessing.models import FailedDocument
+
+pytestmark = pytest.mark.django_db
+
+
+def scrape() -> dict[tuple[str, tuple], float]:
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector())
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_collector_reports_queue_ages_dead_letters_and_stale_documents(hash_collection, clock):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}", clock.now) for i in range(3)])
+    docs = list(hash_collection.documents.order_by("external_id"))
+    start = clock.now
+    record_failure(docs[0].pk, PipelineError(ErrorType.RATE_LIMIT, "embedding", "429"), "429")
+    record_failure(docs[1].pk, PipelineError(ErrorType.DISK_FULL, "storage", "full"), "full")
+    FailedDocument.objects.filter(document=docs[1]).dead_letter()
+    clock.advance(timedelta(hours=3))
+    record_failure(docs[2].pk, PipelineError(ErrorType.RATE_LIMIT, "embedding", "429"), "429")
+
+    m = scrape()
+    assert m[("pipeline_reprocessing_queue_size", (("error_type", "rate_limit"), ("state", "waiting")))] == 2
+    assert m[("pipeline_reprocessing_queue_size", (("error_type", "api_error"), ("state", "retrying")))] == 0
+    assert m[("pipeline_dead_letter_documents", (("error_type", "disk_full"),))] == 1
+    # Ages 3 h and 0 s: one in the <= 5 min bucket, both by 1 d.
+    assert m[("pipeline_reprocessing_queue_age_seconds_bucket", (("le", "300.0"),))] == 1
+    assert m[("pipeline_reprocessing_queue_age_seconds_bucket", (("le", "7200.0"),))] == 1
+    assert m[("pipeline_reprocessing_queue_age_seconds_bucket", (("le", "86400.0"),))] == 2
+    assert m[("pipeline_reprocessing_queue_age_seconds_gcount", ())] == 2
+    assert m[("pipeline_reprocessing_queue_age_seconds_gsum", ())] == (clock.now - start).total_seconds()
+    # Never embedded, arrived 3 h ago, SLA 1 h: all three are stale.
+    assert m[("pipeline_stale_documents_count", (("collection", "hashes"),))] == 3
+
+
+def test_collector_reports_zero_for_a_healthy_collection(hash_collection):
+    m = scrape()
+    assert m[("pipeline_stale_documents_count", (("collection", "hashes"),))] == 0
+    assert m[("pipeline_reprocessing_queue_age_seconds_gcount", ())] == 0

@@ -1,0 +1,137 @@
+"""Model (provider) and quality faults, driven through LiteLLM over HTTP to the fake provider."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from pipeline.choices import DocumentStatus, ErrorType, Stage
+from pipeline.models import Chunk, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from reprocessing.models import FailedDocument
+
+pytestmark = pytest.mark.django_db
+
+
+def add(collection, *texts: str) -> None:
+    enqueue(collection, [IncomingDocument(f"d{i}", text) for i, text in enumerate(texts)])
+
+
+def failure_of(external_id: str) -> FailedDocument:
+    return FailedDocument.objects.get(document__external_id=external_id)
+
+
+def test_transient_provider_error_is_retried_within_the_batch(fake_collection, fake_provider, waits):
+    fake_provider.script = ["500", "500"]
+    add(fake_collection, "first", "second")
+    report = EmbeddingIngestionPipeline().drain()
+    assert report.embedded == 2 and report.failed == 0
+    assert report.errors == {ErrorType.API_ERROR: 2}
+    assert waits == [1.0, 2.0]  # exponential from EMBEDPORTAL_RETRY_BASE_SECONDS
+    assert not FailedDocument.objects.exists()
+
+
+def test_persistent_500_fails_after_bounded_tries_and_schedules_the_first_retry(
+    fake_collection, fake_provider, waits, clock
+):
+    fake_provider.mode = "500"
+    add(fake_collection, "only one")
+    EmbeddingIngestionPipeline().drain()
+    assert len(fake_provider.requests) == 3
+    doc = Document.objects.get()
+    assert doc.status == DocumentStatus.FAILED
+    failure = failure_of("d0")
+    assert (failure.error_type, failure.stage, failure.state) == (ErrorType.API_ERROR, Stage.EMBEDDING, "waiting")
+    assert failure.attempts == 1
+    assert failure.next_retry_at == clock.now + timedelta(minutes=5)
+
+
+def test_rate_limit_waits_for_retry_after(fake_collection, fake_provider, waits, settings):
+    settings.EMBEDPORTAL_RETRY_MAX_WAIT = 30
+    fake_provider.retry_after = "7"
+    fake_provider.script = ["429"]
+    add(fake_collection, "rate limited once")
+    report = EmbeddingIngestionPipeline().drain()
+    assert report.embedded == 1
+    assert waits == [7.0]
+
+
+def test_rate_limit_wait_is_capped_and_floors_the_next_retry(fake_collection, fake_provider, waits, settings, clock):
+    settings.EMBEDPORTAL_RETRY_MAX_WAIT = 2
+    fake_provider.retry_after = "900"
+    fake_provider.mode = "429"
+    add(fake_collection, "a", "b", "c")
+    EmbeddingIngestionPipeline().drain()
+    assert waits == [2.0, 2.0]
+    # A rate limit concerns the whole call: the batch is not split into more calls.
+    assert len(fake_provider.requests) == 3
+    assert FailedDocument.objects.filter(error_type=ErrorType.RATE_LIMIT).count() == 3
+    # The provider asked for 15 minutes: more than the 5-minute first backoff step.
+    assert failure_of("d0").next_retry_at == clock.now + timedelta(seconds=900)
+
+
+def test_timeout_is_classified_and_retried(fake_collection, fake_provider, waits, settings):
+    settings.EMBEDPORTAL_EMBED_TIMEOUT = 0.3
+    fake_provider.mode = "timeout"
+    add(fake_collection, "slow one")
+    report = EmbeddingIngestionPipeline().drain()
+    assert report.errors == {ErrorType.TIMEOUT: 3}
+    assert failure_of("d0").error_type == ErrorType.TIMEOUT
+
+
+def test_auth_error_fails_at_once_and_the_key_is_scrubbed(fake_collection, fake_provider, waits):
+    fake_provider.mode = "401"
+    add(fake_collection, "a", "b", "c")
+    report = EmbeddingIngestionPipeline().drain()
+    assert len(fake_provider.requests) == 1 and waits == []
+    assert report.failed == 3
+    failure = failure_of("d0")
+    assert failure.error_type == ErrorType.AUTH
+    assert "sk-test-secret-123456" not in failure.message and "[redacted]" in failure.message
+    assert "sk-test-secret-123456" not in Document.objects.get(external_id="d0").last_error
+
+
+@pytest.mark.parametrize(
+    ("mode", "error_type"),
+    [
+        ("wrong_dims", ErrorType.DIMENSION_MISMATCH),
+        ("nan", ErrorType.NAN_VALUES),
+        ("zero", ErrorType.ZERO_VECTOR),
+        ("too_few", ErrorType.WRONG_COUNT),
+        ("400", ErrorType.BAD_REQUEST),
+    ],
+)
+def test_permanent_error_fails_the_document_without_retrying(fake_collection, fake_provider, waits, mode, error_type):
+    fake_provider.mode = mode
+    add(fake_collection, "one document")
+    EmbeddingIngestionPipeline().drain()
+    assert len(fake_provider.requests) == 1 and waits == []
+    assert failure_of("d0").error_type == error_type
+    assert not Chunk.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "error_type"),
+    [
+        ("400", ErrorType.BAD_REQUEST),
+        ("nan", ErrorType.NAN_VALUES),
+        ("wrong_dims", ErrorType.DIMENSION_MISMATCH),
+        ("too_few", ErrorType.WRONG_COUNT),
+        ("500", ErrorType.API_ERROR),
+    ],
+)
+def test_poison_document_fails_alone_and_its_batch_neighbours_are_stored(
+    fake_collection, fake_provider, waits, mode, error_type
+):
+    texts = [f"good document {i}" for i in range(7)]
+    texts.insert(3, f"bad document POISON:{mode} here")
+    add(fake_collection, *texts)
+    report = EmbeddingIngestionPipeline(claim_batch=8).drain()
+    assert report.embedded == 7 and report.failed == 1
+    assert set(FailedDocument.objects.values_list("document__external_id", "error_type")) == {("d3", error_type)}
+    embedded = Document.objects.filter(status=DocumentStatus.EMBEDDED)
+    assert embedded.count() == 7
+    assert Chunk.objects.filter(document__in=embedded).count() == 7
+    assert not Chunk.objects.filter(document__external_id="d3").exists()
