@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -45,6 +46,15 @@ def manage(*args: str, env: dict[str, str] | None = None, **kwargs) -> subproces
     """Start `manage.py ARGS` against the test database in a real child process."""
     full_env = {**os.environ, "DATABASE_URL": database_url(), **(env or {})}
     return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=full_env, cwd=ROOT, **kwargs)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    """Poll until `predicate()` holds (for real processes); fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
 
 
 @pytest.fixture

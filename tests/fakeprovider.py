@@ -8,7 +8,6 @@ lets a test plant one bad document in a batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -16,13 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
-
-
-def vector_for(text: str, dims: int) -> list[float]:
-    raw = hashlib.shake_256(text.encode()).digest(dims * 2)
-    v = np.frombuffer(raw, dtype=np.int16).astype(np.float64)
-    return (v / np.linalg.norm(v)).tolist()
+from reprocessing.chaos import vector_for
 
 
 class FakeProvider:

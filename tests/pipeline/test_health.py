@@ -19,19 +19,11 @@ from pipeline.choices import WorkerRole
 from pipeline.models import Chunk, Document, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
-from tests.conftest import manage
+from tests.conftest import manage, wait_for
 
 
 def checks_by_name(body: dict) -> dict[str, dict]:
     return {c["name"]: c for c in body["checks"]}
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.mark.django_db

@@ -6,7 +6,6 @@ import collections
 import os
 import signal
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -16,17 +15,9 @@ from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
-from tests.conftest import manage
+from tests.conftest import manage, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_two_concurrent_workers_never_claim_the_same_document(hash_collection):
