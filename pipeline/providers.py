@@ -108,6 +108,9 @@ def register() -> None:
         return
     import litellm
 
+    # LiteLLM prints "Give Feedback / Get Help" banners to stdout on every provider error; our
+    # classified, scrubbed errors are what operators should see.
+    litellm.suppress_debug_info = True
     handler = _handler_class()()
     litellm.custom_provider_map = [
         *[p for p in litellm.custom_provider_map if p.get("provider") != "local"],

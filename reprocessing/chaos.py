@@ -29,7 +29,28 @@ def vector_for(text: str, dims: int) -> list[float]:
     return (v / np.linalg.norm(v)).tolist()
 
 
-class ChaosProvider:
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, serving `handler` until stopped."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self) -> Any:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ChaosProvider(LoopbackServer):
     """Fails `failure_rate` of calls with a fault drawn uniformly from FAULTS (seeded)."""
 
     def __init__(self, dims: int = 16, failure_rate: float = 0.2, seed: int = 0, slow_seconds: float = 1.0) -> None:
@@ -51,21 +72,7 @@ class ChaosProvider:
                 inputs = [inputs] if isinstance(inputs, str) else [str(t) for t in inputs]
                 provider.answer(self, provider.pick(inputs), inputs)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def start(self) -> ChaosProvider:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def pick(self, inputs: list[str]) -> str:
         with self.lock:

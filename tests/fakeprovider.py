@@ -12,13 +12,13 @@ import json
 import math
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from reprocessing.chaos import vector_for
+from reprocessing.chaos import LoopbackServer, vector_for
 
 
-class FakeProvider:
+class FakeProvider(LoopbackServer):
     def __init__(self, dims: int = 8) -> None:
         self.dims = dims
         self.mode = "ok"
@@ -50,21 +50,7 @@ class FakeProvider:
                         break
                 provider.answer(self, mode, inputs)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def start(self) -> FakeProvider:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list) -> None:
         if self.delay:
