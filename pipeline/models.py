@@ -147,6 +147,10 @@ class DocumentQuerySet(models.QuerySet["Document"]):
     def owned_by(self, worker: str) -> DocumentQuerySet:
         return self.filter(status=DocumentStatus.PROCESSING, lease_owner=worker)
 
+    def renew(self, worker: str, lease: timedelta) -> int:
+        """Extend the worker's leases (a batch running longer than a lease is still alive)."""
+        return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
+
     def mark_embedded(self, worker: str, content_hash: str, at: Any) -> int:
         """Compare-and-swap: only the lease holder, and only for the version it embedded.
 

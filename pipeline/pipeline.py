@@ -87,6 +87,38 @@ class Report:
         }
 
 
+class LeaseKeeper:
+    """Renews a batch's leases every third of the lease while the batch is still running.
+
+    Without it a batch that outlives its lease (a slow provider, retries with backoff) would
+    be claimed and embedded a second time by another worker. A worker that dies stops
+    renewing, so its lease still expires.
+    """
+
+    def __init__(self, worker: str, ids: list[int], lease: timedelta) -> None:
+        self.worker, self.ids, self.lease = worker, ids, lease
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease-{worker}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self.done.wait(self.lease.total_seconds() / 3):
+                Document.objects.filter(pk__in=self.ids).renew(self.worker, self.lease)
+        except DatabaseError:
+            logger.exception("could not renew leases of worker %s", self.worker)
+        finally:
+            close_old_connections()
+            connection.close()  # this thread's own connection
+
+
 class EmbeddingIngestionPipeline:
     """One worker's view of the pipeline. Many may run at once, in any process or host."""
 
@@ -117,8 +149,9 @@ class EmbeddingIngestionPipeline:
         by_collection: dict[int, list[Document]] = defaultdict(list)
         for doc in docs:
             by_collection[doc.collection_id].append(doc)
-        for group in by_collection.values():
-            self._process(group[0].collection, group, report)
+        with LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease):
+            for group in by_collection.values():
+                self._process(group[0].collection, group, report)
         report.batches = 1
         return report
 

@@ -6,6 +6,7 @@ import collections
 import os
 import signal
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -92,3 +93,23 @@ def test_killed_worker_lease_returns_document_to_queue(fake_collection, fake_pro
     assert per_doc == expected and all(n >= 1 for n in per_doc.values())
     ordinals = list(Chunk.objects.values_list("document_id", "ordinal"))
     assert len(ordinals) == len(set(ordinals))
+
+
+def test_a_batch_outliving_its_lease_keeps_it_while_its_worker_is_alive(fake_collection, fake_provider):
+    fake_provider.delay = 4  # each embedding call outlasts the 2-second lease
+    enqueue(fake_collection, [IncomingDocument(f"d{i}", f"document number {i}") for i in range(3)])
+    env = {"FAKE_PROVIDER_KEY": "sk-test-secret-123456"}
+    worker = manage("run_pipeline", "--once", "--lease-seconds", "2", env=env)
+    try:
+        wait_for(lambda: len(fake_provider.requests) >= 1)
+        time.sleep(3)  # past the original lease: only renewal keeps the documents leased
+        assert Document.objects.claimable().count() == 0
+        assert EmbeddingIngestionPipeline().drain().claimed == 0
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    assert Document.objects.filter(status=DocumentStatus.EMBEDDED, attempts=1).count() == 3
+    sent = collections.Counter(text for r in fake_provider.requests for text in r["inputs"])
+    assert set(sent.values()) == {1}
