@@ -29,21 +29,7 @@ class CollectionForm(forms.ModelForm):
 
     class Meta:
         model = Collection
-        fields = (
-            "name",
-            "model",
-            "api_base",
-            "api_key_env",
-            "extra_params",
-            "dimensions",
-            "chunking_strategy",
-            "chunk_unit",
-            "chunk_size",
-            "chunk_overlap",
-            "batch_size",
-            "freshness_sla",
-            "paused",
-        )
+        fields = Collection.EDITABLE_FIELDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -80,7 +80,7 @@ def _drain(workers: int) -> tuple[Report, float]:
     total, peak = Report(), 0.0
     for _ in procs:
         data, rss = results.get()
-        part = Report(**{k: data[k] for k in ("claimed", "embedded", "failed", "released", "chunks", "batches")})
+        part = Report(**{k: data[k] for k in ("claimed", "embedded", "failed", "chunks", "batches")})
         part.seconds.update(data["seconds"])
         total.add(part)
         peak = max(peak, rss)
@@ -126,7 +126,7 @@ def run_once(name: str, model: str, documents: list[tuple[str, str]], workers: i
         claims=report.claimed,
         # Every document must have been claimed exactly once and stored once.
         double_processed=docs.filter(attempts__gt=1).count() + max(0, report.claimed - len(documents)),
-        superseded=report.claimed - report.embedded - report.failed - report.released,
+        superseded=report.claimed - report.embedded - report.failed,
         worker_peak_rss_mb=round(worker_rss, 1),
     )
 

@@ -46,7 +46,7 @@ ERRORS = Counter(
 )
 DOCUMENTS = Counter(
     "embedding_pipeline_documents_processed",
-    "Documents that finished a pipeline attempt, by outcome (embedded, failed, retried, superseded).",
+    "Documents that finished a pipeline attempt, by outcome (embedded, failed, superseded).",
     ["outcome"],
 )
 CHUNKS = Counter("embedding_pipeline_chunks_embedded", "Chunks embedded and stored.")

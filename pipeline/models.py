@@ -82,6 +82,23 @@ class Collection(models.Model):
 
     objects = CollectionQuerySet.as_manager()
 
+    # What producers and operators set; the admin form and the API serializer both use it.
+    EDITABLE_FIELDS = (
+        "name",
+        "model",
+        "api_base",
+        "api_key_env",
+        "extra_params",
+        "dimensions",
+        "chunking_strategy",
+        "chunk_unit",
+        "chunk_size",
+        "chunk_overlap",
+        "batch_size",
+        "freshness_sla",
+        "paused",
+    )
+
     class Meta:
         ordering = ["name"]
         permissions = [
@@ -151,25 +168,6 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         """Extend the worker's leases (a batch running longer than a lease is still alive)."""
         return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
 
-    def mark_embedded(self, worker: str, content_hash: str, at: Any) -> int:
-        """Compare-and-swap: only the lease holder, and only for the version it embedded.
-
-        A document re-enqueued with new text while it was being processed is back to
-        pending with another hash, so the stale result is refused (0 rows).
-        """
-        return (
-            self.owned_by(worker)
-            .filter(content_hash=content_hash)
-            .update(
-                status=DocumentStatus.EMBEDDED,
-                last_embedded_at=at,
-                lease_owner="",
-                lease_expires_at=None,
-                last_error="",
-                updated_at=timezone.now(),
-            )
-        )
-
     def mark_failed(self, worker: str, error: str) -> int:
         return self.owned_by(worker).update(
             status=DocumentStatus.FAILED,
@@ -179,16 +177,10 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             updated_at=timezone.now(),
         )
 
-    def release(self, worker: str, delay: timedelta = timedelta(0), error: str = "") -> int:
-        """Give leased documents back to the queue (shutdown, or after a transient error with a delay)."""
-        now = timezone.now()
+    def release(self, worker: str) -> int:
+        """Give the worker's leased documents back to the queue untouched (graceful shutdown)."""
         return self.owned_by(worker).update(
-            status=DocumentStatus.PENDING,
-            lease_owner="",
-            lease_expires_at=None,
-            available_at=now + delay,
-            last_error=error[:2000],
-            updated_at=now,
+            status=DocumentStatus.PENDING, lease_owner="", lease_expires_at=None, updated_at=timezone.now()
         )
 
     def requeue(self) -> int:

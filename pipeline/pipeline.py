@@ -60,14 +60,13 @@ class Report:
     claimed: int = 0
     embedded: int = 0
     failed: int = 0
-    released: int = 0
     chunks: int = 0
     batches: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, other: Report) -> None:
-        for name in ("claimed", "embedded", "failed", "released", "chunks", "batches"):
+        for name in ("claimed", "embedded", "failed", "chunks", "batches"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for stage, seconds in other.seconds.items():
             self.seconds[stage] += seconds
@@ -79,7 +78,6 @@ class Report:
             "claimed": self.claimed,
             "embedded": self.embedded,
             "failed": self.failed,
-            "released": self.released,
             "chunks": self.chunks,
             "batches": self.batches,
             "seconds": {str(k): round(v, 4) for k, v in self.seconds.items()},

@@ -78,7 +78,8 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
     with transaction.atomic():
         _register_vector()
         with connection.cursor() as cur:
-            # Set-wise form of DocumentQuerySet.mark_embedded: lease holder + same content hash.
+            # Compare-and-swap, set-wise: only documents this worker still leases, and only for the
+            # version it embedded (a document re-enqueued with new text meanwhile is refused).
             cur.execute(
                 """
                 UPDATE pipeline_document d

@@ -49,6 +49,20 @@ class LoopbackServer:
         self.server.shutdown()
         self.server.server_close()
 
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
+        body = json.dumps(payload).encode()
+        try:
+            h.send_response(status)
+            h.send_header("content-type", "application/json")
+            h.send_header("content-length", str(len(body)))
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout): nothing to answer
+
 
 class ChaosProvider(LoopbackServer):
     """Fails `failure_rate` of calls with a fault drawn uniformly from FAULTS (seeded)."""
@@ -102,17 +116,3 @@ class ChaosProvider(LoopbackServer):
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
         self._send(h, 200, {"object": "list", "data": data, "model": "chaos", "usage": usage})
-
-    @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
-        body = json.dumps(payload).encode()
-        try:
-            h.send_response(status)
-            h.send_header("content-type", "application/json")
-            h.send_header("content-length", str(len(body)))
-            for k, v in (headers or {}).items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout fault): nothing to answer

@@ -94,13 +94,3 @@ class FakeProvider(LoopbackServer):
                 "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
             },
         )
-
-    def _send(self, h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
-        body = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("content-type", "application/json")
-        h.send_header("content-length", str(len(body)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(body)

@@ -14,23 +14,7 @@ class CollectionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Collection
-        fields = [
-            "name",
-            "model",
-            "api_base",
-            "api_key_env",
-            "extra_params",
-            "dimensions",
-            "chunking_strategy",
-            "chunk_unit",
-            "chunk_size",
-            "chunk_overlap",
-            "batch_size",
-            "freshness_sla",
-            "paused",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*Collection.EDITABLE_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,5 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.as_dict()))
         else:
             self.stdout.write(
-                f"Embedded {report.embedded} document(s) into {report.chunks} chunk(s); "
-                f"failed {report.failed}, retrying later {report.released}."
+                f"Embedded {report.embedded} document(s) into {report.chunks} chunk(s); failed {report.failed}."
             )
