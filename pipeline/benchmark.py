@@ -4,20 +4,31 @@ Workers are forked from the benchmark process after Django, LiteLLM and the mode
 loaded, so the figures measure the pipeline, not interpreter start-up. The floor is the
 same chunk rows and vectors (read back from what the pipeline stored) written by a single
 binary COPY into a table with the same indexes (btree on document/ordinal, HNSW cosine).
+
+The corpus is streamed from disk in batches, as a producer would send it: the benchmark
+holds file paths, never the corpus text, so its memory figures are the pipeline's.
+
+Memory is reported three ways: the resident set before the first document (interpreter,
+Django, LiteLLM, the provider), the peak resident set of any process, and each worker's
+unique memory (USS) at the end: what one more worker costs, since forked workers share the
+imported code with their parent.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
 from django.db import connection, connections
 
-from pipeline import providers
+from pipeline import providers, sources
 from pipeline.collections import create_collection
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline, Report
@@ -27,6 +38,7 @@ from pipeline.queue import IncomingDocument, enqueue
 @dataclass
 class RunFigures:
     workers: int
+    enqueued: int
     documents: int
     chunks: int
     enqueue_seconds: float
@@ -38,6 +50,7 @@ class RunFigures:
     double_processed: int
     superseded: int
     worker_peak_rss_mb: float
+    worker_uss_mb: float
 
 
 @dataclass
@@ -50,6 +63,7 @@ class BenchmarkResult:
     ratio_to_floor: float = 0.0
     bare_encode_docs_per_second: float | None = None
     ratio_to_bare_encode: float | None = None
+    baseline_rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
 
     def as_dict(self) -> dict:
@@ -60,38 +74,48 @@ def _rss_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _memory() -> tuple[float, float]:
+    """This process's peak resident set and its unique memory now, in MB."""
+    return _rss_mb(resource.RUSAGE_SELF), psutil.Process().memory_full_info().uss / 2**20
+
+
 def _worker(index: int, results: multiprocessing.Queue) -> None:
     connections.close_all()  # never share the parent's socket
     report = EmbeddingIngestionPipeline(worker_id=f"bench-{index}").drain()
-    results.put((report.as_dict(), _rss_mb(resource.RUSAGE_SELF)))
+    results.put((report.as_dict(), *_memory()))
     connections.close_all()
 
 
-def _drain(workers: int) -> tuple[Report, float]:
+def _drain(workers: int) -> tuple[Report, float, float]:
+    """Drain the queue with `workers` processes; the report, the peak RSS and the largest USS."""
     if workers == 1:
         report = EmbeddingIngestionPipeline(worker_id="bench-0").drain()
-        return report, _rss_mb(resource.RUSAGE_SELF)
+        return report, *_memory()
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     results: multiprocessing.Queue = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(i, results)) for i in range(workers)]
     for p in procs:
         p.start()
-    total, peak = Report(), 0.0
+    total, peak, uss = Report(), 0.0, 0.0
     for _ in procs:
-        data, rss = results.get()
+        data, rss, unique = results.get()
         part = Report(**{k: data[k] for k in ("claimed", "embedded", "failed", "chunks", "batches")})
         part.seconds.update(data["seconds"])
         total.add(part)
-        peak = max(peak, rss)
+        peak, uss = max(peak, rss), max(uss, unique)
     for p in procs:
         p.join()
         if p.exitcode:
             raise RuntimeError(f"benchmark worker exited with {p.exitcode}")
-    return total, peak
+    return total, peak, uss
 
 
-def run_once(name: str, model: str, documents: list[tuple[str, str]], workers: int, batch: int = 100) -> RunFigures:
+def run_once(name: str, model: str, corpus: Corpus, workers: int, batch: int = 100) -> RunFigures:
     Collection.objects.filter(name=name).delete()
     collection = create_collection(
         name=name,
@@ -103,12 +127,14 @@ def run_once(name: str, model: str, documents: list[tuple[str, str]], workers: i
         batch_size=64,
     )
     t0 = time.perf_counter()
-    for start in range(0, len(documents), batch):
-        enqueue(collection, [IncomingDocument(i, t) for i, t in documents[start : start + batch]])
+    documents, enqueued = corpus.documents(), 0
+    while part := list(itertools.islice(documents, batch)):
+        enqueue(collection, part)
+        enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report, worker_rss = _drain(workers)
+    report, worker_rss, worker_uss = _drain(workers)
     drain_seconds = time.perf_counter() - t0
 
     docs = Document.objects.filter(collection=collection)
@@ -116,6 +142,7 @@ def run_once(name: str, model: str, documents: list[tuple[str, str]], workers: i
     chunks = Chunk.objects.filter(collection=collection).count()
     return RunFigures(
         workers=workers,
+        enqueued=enqueued,
         documents=embedded,
         chunks=chunks,
         enqueue_seconds=round(enqueue_seconds, 3),
@@ -125,9 +152,10 @@ def run_once(name: str, model: str, documents: list[tuple[str, str]], workers: i
         stage_seconds={k: round(v, 3) for k, v in report.seconds.items()},
         claims=report.claimed,
         # Every document must have been claimed exactly once and stored once.
-        double_processed=docs.filter(attempts__gt=1).count() + max(0, report.claimed - len(documents)),
+        double_processed=docs.filter(attempts__gt=1).count() + max(0, report.claimed - enqueued),
         superseded=report.claimed - report.embedded - report.failed,
         worker_peak_rss_mb=round(worker_rss, 1),
+        worker_uss_mb=round(worker_uss, 1),
     )
 
 
@@ -194,19 +222,46 @@ def keep_or_drop(names: list[str], keep: bool) -> None:
             collection.delete()
 
 
-def corpus_documents(corpus: str, limit: int | None) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Corpus:
+    """Text files under `root`, read one at a time by the same reader as `manage.py enqueue`."""
+
+    root: Path
+    paths: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def documents(self) -> Iterator[IncomingDocument]:
+        for path in self.paths:
+            for doc in sources.read(path, self.root):
+                if isinstance(doc, sources.Rejected):
+                    raise ValueError(f"{doc.where}: {doc.reason}")
+                yield doc
+
+
+def open_corpus(corpus: str, limit: int | None) -> Corpus:
+    """The corpus's files, checked up front so a bad file stops the benchmark before it starts."""
     from pipeline import corpus as corpora
 
     if corpus != "django-docs":
-        path = Path(corpus)
-        if not path.is_dir():
+        root = Path(corpus)
+        if not root.is_dir():
             raise ValueError(f"unknown corpus {corpus!r}: use django-docs or a folder of text files")
-        paths = sorted(p for p in path.rglob("*") if p.is_file())
-        root = path
+        paths = list(sources.expand([str(root)]))
     else:
         paths = corpora.django_docs()
         root = paths[0].parent
         while not (root / ".complete").exists():
             root = root.parent
-    docs = list(corpora.read_documents(paths, root))
-    return docs[:limit] if limit else docs
+    opened = Corpus(root, paths[:limit] if limit else paths)
+    rejected = [
+        f"{doc.where}: {doc.reason}"
+        for path in opened.paths
+        for doc in sources.read(path, root)
+        if isinstance(doc, sources.Rejected)
+    ]
+    if rejected:
+        more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+        raise ValueError("the corpus has files enqueue would reject: " + "; ".join(rejected[:5]) + more)
+    return opened

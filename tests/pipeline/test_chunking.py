@@ -209,3 +209,11 @@ def test_unicode_text_survives_chunking_intact(strategy, unit, model, overlap):
         covered[start:end] = [True] * (end - start)
     lost = [(i, ch) for i, ch in enumerate(UNICODE) if not covered[i] and not ch.isspace()]
     assert lost == []
+
+
+def test_counting_many_texts_at_once_gives_each_texts_own_count():
+    # The WordPiece tokenizer counts in sub-batches; the order and the boundaries must not shift.
+    tokenizer = wordpiece()
+    texts = [f"chunk {i}: " + "tokenization " * (i % 7) + "ünïcödé" * (i % 3) for i in range(150)]
+    assert tokenizer.count(texts) == [len(tokenizer.hf.encode(t, add_special_tokens=False).ids) for t in texts]
+    assert tokenizer.count([]) == []

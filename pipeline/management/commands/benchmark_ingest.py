@@ -41,20 +41,23 @@ class Command(BaseCommand):
                 raise CommandError("--workers takes a number or a comma list such as 1,2,4") from None
             if any(n < 1 or n > 32 for n in counts):
                 raise CommandError("--workers must be between 1 and 32")
+        if o["docs"] is not None and o["docs"] < 1:
+            raise CommandError("--docs must be at least 1")
         try:
-            documents = benchmark.corpus_documents(o["corpus"], o["docs"])
+            corpus = benchmark.open_corpus(o["corpus"], o["docs"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        if not documents:
-            raise CommandError("the corpus has no documents")
+        if not corpus:
+            raise CommandError(f"the corpus {o['corpus']!r} has no files")
 
         benchmark.warm_up(o["model"])
         result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
+        result.baseline_rss_mb = round(benchmark.current_rss_mb(), 1)
         names = []
         for n in counts:
             name = f"benchmark-{n}w"
             names.append(name)
-            result.runs.append(benchmark.run_once(name, o["model"], documents, n))
+            result.runs.append(benchmark.run_once(name, o["model"], corpus, n))
         best = max(result.runs, key=lambda r: r.docs_per_second)
         from pipeline.models import Collection
 
@@ -77,15 +80,15 @@ class Command(BaseCommand):
         if o["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
             return
-        self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(documents)} documents")
+        self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(corpus)} files")
         for r in result.runs:
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in r.stage_seconds.items())
             self.stdout.write(
                 f"workers {r.workers}: {r.docs_per_second:.1f} docs/s, {r.chunks_per_second:.0f} chunks/s, "
-                f"{r.documents} docs / {r.chunks} chunks drained in {r.drain_seconds:.2f}s "
+                f"{r.documents} of {r.enqueued} docs / {r.chunks} chunks drained in {r.drain_seconds:.2f}s "
                 f"(enqueue {r.enqueue_seconds:.2f}s); stage seconds (all workers): {stages}; "
                 f"double-processed {r.double_processed}, superseded {r.superseded}; "
-                f"worker peak RSS {r.worker_peak_rss_mb:.0f} MB"
+                f"worker peak RSS {r.worker_peak_rss_mb:.0f} MB, unique {r.worker_uss_mb:.0f} MB"
             )
         self.stdout.write(
             f"floor (one binary COPY, same rows, same indexes): {result.floor_seconds:.2f}s = "
@@ -96,4 +99,8 @@ class Command(BaseCommand):
                 f"bare model encode on the same chunks: {result.bare_encode_docs_per_second:.2f} docs/s; "
                 f"ours/bare = {result.ratio_to_bare_encode:.2f}"
             )
-        self.stdout.write(f"peak RSS (any process): {result.peak_rss_mb:.0f} MB")
+        self.stdout.write(
+            f"memory: {result.baseline_rss_mb:.0f} MB resident before the first document "
+            f"(interpreter, Django, LiteLLM, provider); peak RSS (any process) {result.peak_rss_mb:.0f} MB, "
+            f"{result.peak_rss_mb - result.baseline_rss_mb:+.0f} MB while ingesting"
+        )

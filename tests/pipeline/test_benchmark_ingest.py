@@ -1,0 +1,174 @@
+"""`manage.py benchmark_ingest` on a small folder corpus: the figures it prints must add up.
+
+The benchmark forks worker processes, so these tests commit (transaction=True) for the
+workers to see the queue.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from pipeline import corpus as corpora
+from pipeline.chunking import Chunker
+from pipeline.models import Chunk, Collection, Document
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PARAGRAPH = (
+    "Operators watch the queue depth and the freshness lag. When a provider slows down, "
+    "workers retry with backoff and the lease keeps other workers away from the batch. "
+)
+
+
+def texts() -> dict[str, str]:
+    # Sizes from one short line to several 1000-character chunks, so chunk counts differ.
+    return {f"part-{i:02d}.txt": PARAGRAPH * (1 + 4 * i) for i in range(8)} | {"notes/short.md": "# Short\n\nOne line."}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    for name, text in texts().items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def bench(*args: str, **options) -> dict:
+    out = io.StringIO()
+    call_command("benchmark_ingest", *args, stdout=out, json=True, **options)
+    return json.loads(out.getvalue())
+
+
+def expected_chunks(model: str) -> int:
+    # The benchmark's settings: recursive splitting, 1000 characters, 100 overlap.
+    chunker = Chunker("recursive", "characters", 1000, 100, model)
+    return sum(len(chunker.chunk(t)) for t in texts().values())
+
+
+def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(folder: Path) -> None:
+    result = bench(corpus=str(folder), model="local/hash-16", workers="1,2")
+
+    assert [r["workers"] for r in result["runs"]] == [1, 2]
+    chunks = expected_chunks("local/hash-16")
+    assert chunks > len(texts()), "the corpus should have documents of several chunks"
+    for run in result["runs"]:
+        assert run["enqueued"] == run["documents"] == len(texts())
+        assert run["chunks"] == chunks
+        assert run["double_processed"] == 0 and run["superseded"] == 0
+        assert run["claims"] == len(texts())
+        assert set(run["stage_seconds"]) >= {"chunking", "embedding", "storage"}
+        assert all(v > 0 for v in run["stage_seconds"].values())
+        assert run["docs_per_second"] == pytest.approx(run["documents"] / run["drain_seconds"], rel=0.02)
+        assert 0 < run["worker_uss_mb"] <= run["worker_peak_rss_mb"]
+    # Forked workers share the imported code with the parent: their unique memory is small.
+    forked = result["runs"][1]
+    assert forked["worker_uss_mb"] < forked["worker_peak_rss_mb"] / 2
+
+    assert result["floor_seconds"] > 0
+    best = max(result["runs"], key=lambda r: r["docs_per_second"])
+    assert result["floor_docs_per_second"] == pytest.approx(best["documents"] / result["floor_seconds"], rel=0.02)
+    ratio = best["docs_per_second"] / result["floor_docs_per_second"]
+    assert result["ratio_to_floor"] == pytest.approx(ratio, rel=0.02)
+    assert result["bare_encode_docs_per_second"] is None  # only measured for the real model
+    assert 0 < result["baseline_rss_mb"] <= result["peak_rss_mb"]
+    # Without --keep, nothing is left behind: no collection, no document, no chunk, no floor table.
+    assert not Collection.objects.filter(name__startswith="benchmark-").exists()
+    assert not Document.objects.exists() and not Chunk.objects.exists()
+
+
+def test_keep_leaves_the_collections_with_what_was_measured(folder: Path) -> None:
+    result = bench(corpus=str(folder), model="local/hash-16", workers="2", docs=3, keep=True)
+
+    collection = Collection.objects.get(name="benchmark-2w")
+    run = result["runs"][0]
+    assert run["enqueued"] == 3 == Document.objects.filter(collection=collection, status="embedded").count()
+    assert Chunk.objects.filter(collection=collection).count() == run["chunks"]
+
+
+def test_a_jsonl_corpus_counts_documents_not_files(tmp_path: Path) -> None:
+    root = tmp_path / "jsonl"
+    root.mkdir()
+    lines = [json.dumps({"id": f"doc-{i}", "text": PARAGRAPH * (i + 1)}) for i in range(5)]
+    (root / "batch.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    run = bench(corpus=str(root), model="local/hash-16", workers="1")["runs"][0]
+
+    assert run["enqueued"] == run["documents"] == 5
+    assert run["double_processed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("bad_file", "content", "message"),
+    [
+        ("image.png", b"\x89PNG\r\n\x1a\n\x00\x00", "binary file"),
+        ("latin1.txt", "caf\xe9".encode("latin-1"), "not UTF-8"),
+        ("empty.txt", b"", "empty"),
+    ],
+)
+def test_a_corpus_file_enqueue_would_reject_stops_the_benchmark_before_it_starts(
+    folder: Path, bad_file: str, content: bytes, message: str
+) -> None:
+    (folder / bad_file).write_bytes(content)
+
+    with pytest.raises(CommandError, match=message) as exc:
+        bench(corpus=str(folder), model="local/hash-16", workers="1")
+
+    assert bad_file in str(exc.value)
+    assert not Collection.objects.exists() and not Document.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": "two"}, "--workers takes a number or a comma list"),
+        ({"workers": "0"}, "--workers must be between 1 and 32"),
+        ({"docs": 0}, "--docs must be at least 1"),
+        ({"model": "local/nope"}, "local/nope"),
+    ],
+)
+def test_bad_options_are_refused_with_what_to_fix(folder: Path, options: dict, message: str) -> None:
+    options = {"corpus": str(folder), "model": "local/hash-16", "workers": "1"} | options
+    with pytest.raises(CommandError, match=message):
+        bench(**options)
+    assert not Collection.objects.exists()
+
+
+def test_an_unknown_or_empty_corpus_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="unknown corpus"):
+        bench(corpus=str(tmp_path / "missing"), model="local/hash-16")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CommandError, match="has no files"):
+        bench(corpus=str(tmp_path / "empty"), model="local/hash-16")
+
+
+def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp_path: Path) -> None:
+    # A stand-in sdist in the cache: django_docs() must not download, and must extract only docs/*.txt.
+    prefix = f"django-{corpora.DJANGO_VERSION}"
+    src = tmp_path / "src"
+    for name, text in {
+        f"{prefix}/docs/index.txt": "Django documentation",
+        f"{prefix}/docs/topics/db/models.txt": "Models",
+        f"{prefix}/docs/conf.py": "project = 'Django'",
+        f"{prefix}/django/__init__.py": "VERSION = (5, 2)",
+    }.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with tarfile.open(cache / f"django-{corpora.DJANGO_VERSION}.tar.gz", "w:gz") as tar:
+        tar.add(src / prefix, arcname=prefix)
+
+    paths = corpora.django_docs(cache)
+
+    root = cache / f"django-{corpora.DJANGO_VERSION}-docs"
+    assert [p.relative_to(root).as_posix() for p in paths] == ["index.txt", "topics/db/models.txt"]
+    assert (root / ".complete").exists()
+    (cache / f"django-{corpora.DJANGO_VERSION}.tar.gz").unlink()
+    assert corpora.django_docs(cache) == paths, "a complete cache is reused without the archive"
