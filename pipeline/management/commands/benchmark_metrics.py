@@ -53,10 +53,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--documents", type=int, default=100_000, help="Pending documents for the scrape test")
         parser.add_argument("--requests", type=int, default=20, help="Scrapes timed")
-        parser.add_argument("--ingest-documents", type=int, default=300, help="Documents per ingestion round")
+        parser.add_argument("--ingest-documents", type=int, default=300, help="Documents per ingestion round (0: skip)")
         parser.add_argument("--rounds", type=int, default=5, help="Ingestion rounds with metrics on and off each")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        for option, least in (("documents", 0), ("requests", 1), ("ingest_documents", 0), ("rounds", 1)):
+            if o[option] < least:
+                flag = "--" + option.replace("_", "-")
+                raise CommandError(f"{flag} must be at least {least} (got {o[option]})")
         if Document.objects.claimable().exists():
             # The ingestion rounds drain the whole queue: never process someone else's documents.
             raise CommandError("other documents are waiting in the queue; run this on an idle database")

@@ -22,8 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--keep", action="store_true", help="Keep the benchmark collection")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        if not 0 <= o["failure_rate"] < 1 or o["poison"] > o["documents"]:
-            raise CommandError("--failure-rate must be in [0, 1) and --poison at most --documents")
+        if o["documents"] < 1:
+            raise CommandError(f"--documents must be at least 1 (got {o['documents']})")
+        if not 0 <= o["poison"] <= o["documents"]:
+            raise CommandError(f"--poison must be between 0 and --documents {o['documents']} (got {o['poison']})")
+        if not 0 <= o["failure_rate"] < 1:
+            raise CommandError(f"--failure-rate must be in [0, 1) (got {o['failure_rate']})")
         r = benchmark.run(o["documents"], o["failure_rate"], o["poison"], o["seed"], o["keep"], self.stdout.write)
         first = r.first_pass
         calls = sum(r.calls.values())
