@@ -81,9 +81,10 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Before django_q: pipeline's `qcluster` command wraps django-q2's (it preloads LiteLLM).
+    "pipeline",
     "django_q",
     "django_prometheus",
-    "pipeline",
     "reprocessing",
     "testing",
     "docs_site",
