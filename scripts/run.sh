@@ -19,7 +19,10 @@ trap cleanup EXIT INT TERM
 .venv/bin/gunicorn embedportal.wsgi --config python:embedportal.gunicorn_conf --bind "127.0.0.1:${PORT}" --workers 2 --timeout 120 \
   --access-logfile - &
 pids+=($!)
-$PY manage.py qcluster &
+# Its own session: Ctrl-C signals the whole foreground group, and django-q2's cluster can
+# deadlock when its sentinel is signalled at the same moment as the cluster process
+# (Cluster.stop blocks in Event.set). The trap above stops it through its main process alone.
+setsid $PY manage.py qcluster &
 pids+=($!)
 
 $PY manage.py create_collection sample --strategy markdown --if-not-exists

@@ -1,0 +1,87 @@
+"""`make run`'s script: it starts web + worker, ingests the sample corpus, and Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.models import Document
+from tests.conftest import ROOT, database_url, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Ctrl-C in a terminal: SIGINT to the whole foreground process group, which a test reproduces
+# by starting the script as the leader of its own group with SIGINT not ignored.
+LAUNCH = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid(); os.execvp('bash', sys.argv[1:])"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def qcluster_pids() -> set[int]:
+    """qcluster processes (the script starts it in a session of its own, so not in its group)."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if "manage.py qcluster" in line}
+
+
+def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+        "EMBEDPORTAL_DATA_DIR": str(tmp_path / "data"),
+    }
+    before = qcluster_pids()
+    script = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "bash", str(ROOT / "scripts" / "run.sh")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    started: set[int] = set()
+    try:
+        # The sample corpus is ingested by the worker and the web app answers.
+        wait_for(lambda: Document.objects.filter(status="embedded").count() >= 1, timeout=180)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200
+        started = qcluster_pids() - before
+        assert started, "no qcluster process was started"
+
+        os.killpg(script.pid, signal.SIGINT)
+
+        wait_for(lambda: script.poll() is not None and not group_alive(script.pid), timeout=60)
+        wait_for(lambda: not started & qcluster_pids(), timeout=60)
+    finally:
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if group_alive(script.pid):
+            os.killpg(script.pid, signal.SIGKILL)
+        output = script.communicate(timeout=30)[0]
+    assert "embedportal is running" in output, output
