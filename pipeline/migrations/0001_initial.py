@@ -6,6 +6,7 @@ import django.utils.timezone
 import pgvector.django.vector
 import pipeline.models
 from django.db import migrations, models
+from django.core.management.base import CommandError
 from pgvector.django import VectorExtension
 
 
@@ -14,7 +15,8 @@ def require_pgvector(apps, schema_editor):
     with schema_editor.connection.cursor() as cur:
         cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
         if cur.fetchone() is None:
-            raise RuntimeError(
+            # CommandError: `migrate` prints the message alone, without a traceback.
+            raise CommandError(
                 "The PostgreSQL server at DATABASE_URL has no pgvector extension ('vector'). Install pgvector "
                 "0.8 on that server (e.g. the pgvector/pgvector image or CloudNativePG's standard image), "
                 "or unset DATABASE_URL to use the embedded PostgreSQL + pgvector."
