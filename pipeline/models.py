@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from pgvector.django import VectorField
@@ -176,6 +176,32 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             last_error=error[:2000],
             updated_at=timezone.now(),
         )
+
+    def mark_embedded(self, worker: str, versions: list[tuple[int, str]], embedded_at: datetime) -> set[int]:
+        """Compare-and-swap, set-wise: `versions` are (id, content hash) pairs a worker embedded.
+
+        Only documents the worker still leases, and only for the version it embedded, become
+        embedded (a document re-enqueued with new text meanwhile is refused). One statement
+        for the batch; returns the ids it accepted. Call inside the transaction that writes
+        their chunks.
+        """
+        if not versions:
+            return set()
+        ids, hashes = zip(*versions, strict=True)
+        with connections[self.db].cursor() as cur:
+            cur.execute(
+                """
+                UPDATE pipeline_document d
+                   SET status = 'embedded', last_embedded_at = %s, lease_owner = '',
+                       lease_expires_at = NULL, last_error = '', updated_at = now()
+                  FROM unnest(%s::bigint[], %s::text[]) AS v(id, content_hash)
+                 WHERE d.id = v.id AND d.content_hash = v.content_hash
+                   AND d.status = 'processing' AND d.lease_owner = %s
+             RETURNING d.id
+                """,
+                [embedded_at, list(ids), list(hashes), worker],
+            )
+            return {row[0] for row in cur.fetchall()}
 
     def release(self, worker: str) -> int:
         """Give the worker's leased documents back to the queue untouched (graceful shutdown)."""

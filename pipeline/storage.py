@@ -70,31 +70,22 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
     """Replace the chunks of every document the worker still holds, in one transaction.
 
     Documents whose lease was lost or whose text changed meanwhile are skipped (the CAS in
-    mark_embedded refuses them) and keep their old chunks. Returns the stored document ids.
+    DocumentQuerySet.mark_embedded refuses them) and keep their old chunks. Returns the stored
+    document ids.
     """
+    from pipeline.models import Document  # models import this module (index management)
+
     results = list(results)
     if not results:
         return []
     with transaction.atomic():
         _register_vector()
+        accepted = Document.objects.mark_embedded(
+            worker, [(r.document_id, r.content_hash) for r in results], embedded_at
+        )
+        if not accepted:
+            return []
         with connection.cursor() as cur:
-            # Compare-and-swap, set-wise: only documents this worker still leases, and only for the
-            # version it embedded (a document re-enqueued with new text meanwhile is refused).
-            cur.execute(
-                """
-                UPDATE pipeline_document d
-                   SET status = 'embedded', last_embedded_at = %s, lease_owner = '',
-                       lease_expires_at = NULL, last_error = '', updated_at = now()
-                  FROM unnest(%s::bigint[], %s::text[]) AS v(id, content_hash)
-                 WHERE d.id = v.id AND d.content_hash = v.content_hash
-                   AND d.status = 'processing' AND d.lease_owner = %s
-             RETURNING d.id
-                """,
-                [embedded_at, [r.document_id for r in results], [r.content_hash for r in results], worker],
-            )
-            accepted = {row[0] for row in cur.fetchall()}
-            if not accepted:
-                return []
             cur.execute("DELETE FROM pipeline_chunk WHERE document_id = ANY(%s)", [list(accepted)])
             with cur.cursor.copy(COPY_CHUNKS) as copy:
                 copy.set_types(COPY_TYPES)
