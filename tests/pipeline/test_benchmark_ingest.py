@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 from pipeline import corpus as corpora
 from pipeline.chunking import Chunker
 from pipeline.models import Chunk, Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,6 +91,16 @@ def test_keep_leaves_the_collections_with_what_was_measured(folder: Path) -> Non
     run = result["runs"][0]
     assert run["enqueued"] == 3 == Document.objects.filter(collection=collection, status="embedded").count()
     assert Chunk.objects.filter(collection=collection).count() == run["chunks"]
+
+
+def test_it_refuses_to_run_while_other_documents_are_queued(folder: Path, hash_collection) -> None:
+    enqueue(hash_collection, [IncomingDocument("theirs", "a document someone else is waiting for")])
+
+    with pytest.raises(CommandError, match="other documents are waiting in the queue"):
+        bench(corpus=str(folder), model="local/hash-16", workers="1")
+
+    assert Document.objects.get(external_id="theirs").status == "pending"
+    assert not Collection.objects.filter(name__startswith="benchmark-").exists()
 
 
 def test_a_jsonl_corpus_counts_documents_not_files(tmp_path: Path) -> None:

@@ -50,6 +50,12 @@ class Command(BaseCommand):
         if not corpus:
             raise CommandError(f"the corpus {o['corpus']!r} has no files")
 
+        from pipeline.models import Document
+
+        if Document.objects.claimable().exclude(collection__name__startswith="benchmark-").exists():
+            # The drain takes whatever is queued: never embed (and time) someone else's documents.
+            raise CommandError("other documents are waiting in the queue; run this on an idle database")
+
         benchmark.warm_up(o["model"])
         result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
         result.baseline_rss_mb = round(benchmark.current_rss_mb(), 1)
