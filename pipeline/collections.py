@@ -9,7 +9,7 @@ from django.db import transaction
 
 from pipeline import providers
 from pipeline.embedding import PipelineError, embed_raw
-from pipeline.models import Collection
+from pipeline.models import Collection, validate_extra_params
 
 
 def resolve_dimensions(collection: Collection) -> int:
@@ -18,6 +18,10 @@ def resolve_dimensions(collection: Collection) -> int:
         known = providers.known_dimensions(collection.model)
     except providers.UnknownLocalModel as exc:
         raise ValidationError({"model": str(exc)}) from None
+    try:  # before the probe: a malformed value must not reach the provider
+        validate_extra_params(collection.extra_params)
+    except ValidationError as exc:
+        raise ValidationError({"extra_params": exc.messages}) from None
     wanted = (collection.extra_params or {}).get("dimensions")
     if known is not None:
         if wanted is not None and int(wanted) != known:

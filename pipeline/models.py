@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models, transaction
 from django.db.models import F, Q
@@ -17,6 +18,34 @@ from pgvector.django import VectorField
 from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus, WorkerRole
 
 ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
+
+
+# LiteLLM parameters that carry credentials (api_key, aws_secret_access_key, vertex_credentials,
+# azure_ad_token, ...): keys belong in the environment, named by api_key_env, never in the database.
+SECRET_PARAM_PARTS = {"key", "secret", "token", "password", "credential", "credentials"}
+
+
+def validate_extra_params(value: Any) -> None:
+    """LiteLLM parameters: an object, `dimensions` a size pgvector can index, never a credential."""
+    if not isinstance(value, dict):
+        raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
+    wanted = value.get("dimensions")
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= 16000):
+        raise ValidationError("dimensions must be an integer from 1 to 16000")
+    secret = sorted(k for k in value if SECRET_PARAM_PARTS & set(str(k).lower().split("_")))
+    if secret:
+        raise ValidationError(
+            f"{', '.join(secret)}: never store credentials here; name the environment variable in api_key_env"
+        )
+
+
+def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None:
+    """extra_params.dimensions is what the provider is asked for; another size than the
+    collection's would fail every batch at the quality gate."""
+    wanted = extra_params.get("dimensions") if isinstance(extra_params, dict) else None
+    if wanted is not None and dimensions and wanted != dimensions:
+        return f"dimensions {wanted} differs from the collection's {dimensions}"
+    return None
 
 
 def default_freshness_sla() -> timedelta:
@@ -61,6 +90,7 @@ class Collection(models.Model):
         default=dict,
         blank=True,
         help_text='Extra LiteLLM embedding parameters, e.g. {"dimensions": 256}.',
+        validators=[validate_extra_params],
     )
     dimensions = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(16000)])
     chunking_strategy = models.CharField(
@@ -113,6 +143,10 @@ class Collection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if problem := dimensions_mismatch(self.extra_params, self.dimensions):
+            raise ValidationError({"extra_params": problem})
 
     @property
     def index_name(self) -> str:

@@ -4,6 +4,9 @@
 "ok", "slow", "500", "429", "timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero". Inputs containing a
 marker `POISON:<mode>` get that mode's answer for the whole request they are in, which
 lets a test plant one bad document in a batch.
+
+Every request received is appended to `requests`: its inputs, Authorization header and
+whole JSON body (what LiteLLM really sent, extra parameters included).
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ class FakeProvider(LoopbackServer):
                 if isinstance(inputs, str):
                     inputs = [inputs]
                 with provider.lock:
-                    provider.requests.append({"inputs": inputs, "auth": self.headers.get("authorization")})
+                    provider.requests.append(
+                        {"inputs": inputs, "auth": self.headers.get("authorization"), "body": body}
+                    )
                 with provider.lock:
                     mode = provider.script.pop(0) if provider.script else provider.mode
                 for text in inputs:

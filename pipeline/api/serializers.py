@@ -6,7 +6,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-from pipeline.models import Collection, Document
+from pipeline.models import Collection, Document, dimensions_mismatch
 
 
 class CollectionSerializer(serializers.ModelSerializer):
@@ -24,6 +24,10 @@ class CollectionSerializer(serializers.ModelSerializer):
                     raise serializers.ValidationError(
                         {name: "cannot change on an existing collection; create a new collection"}
                     )
+        # Collection.clean() for the admin and the command; DRF does not call it.
+        extra = attrs.get("extra_params", getattr(self.instance, "extra_params", None))
+        if problem := dimensions_mismatch(extra, attrs.get("dimensions", getattr(self.instance, "dimensions", None))):
+            raise serializers.ValidationError({"extra_params": problem})
         size = attrs.get("chunk_size", getattr(self.instance, "chunk_size", 256))
         overlap = attrs.get("chunk_overlap", getattr(self.instance, "chunk_overlap", 32))
         if overlap >= size:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -95,6 +96,38 @@ def test_create_collection_refuses_overlap_not_smaller_than_size():
     with pytest.raises(CommandError, match="overlap"):
         run("create_collection", "bad", model="local/hash-16", chunk_size=64, chunk_overlap=64)
     assert not Collection.objects.filter(name="bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (["api_key=sk-live-123"], "api_key: never store credentials here"),
+        (["aws_secret_access_key=abc", "input_type=query"], "aws_secret_access_key: never store credentials"),
+        (["dimensions=0"], "dimensions must be an integer from 1 to 16000"),
+        (["dimensions=many"], "dimensions must be an integer from 1 to 16000"),
+    ],
+)
+def test_create_collection_refuses_extra_params_that_would_leak_a_key_or_break_the_index(params, message):
+    with pytest.raises(CommandError, match=message) as exc:
+        run(
+            "create_collection",
+            "bad",
+            model="openai/text-embedding-3-small",
+            api_base="http://127.0.0.1:9",
+            param=params,
+        )
+    assert "sk-live-123" not in str(exc.value), "the key itself must not be echoed"
+    assert not Collection.objects.filter(name="bad").exists()
+
+
+def test_extra_params_dimensions_must_match_the_collections_in_the_admin_path_too():
+    # The model's clean() is what the admin form and the command share (DRF has its own check).
+    collection = Collection(name="mismatch", model="openai/text-embedding-3-small", dimensions=64)
+    collection.extra_params = {"dimensions": 32}
+    with pytest.raises(ValidationError, match="dimensions 32 differs from the collection's 64"):
+        collection.full_clean()
+    collection.extra_params = {"dimensions": 64, "user": "embedportal"}
+    collection.full_clean()
 
 
 def test_enqueue_folder_uses_paths_relative_to_base_as_ids_and_mtime_as_modified_time(docs_collection, corpus):

@@ -65,23 +65,52 @@ def test_collections_with_different_dimensions_coexist(db):
     assert all(h.document_id.startswith("large") for h in search(large, "small document 3", 5))
 
 
-def test_search_uses_the_collection_hnsw_index(hash_collection):
-    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(20)])
-    EmbeddingIngestionPipeline().drain()
-    vector = "[" + ",".join(["0.1"] * 16) + "]"
+def fill(collection: Collection, chunks: int) -> None:
+    """One document with `chunks` chunks of deterministic vectors of the collection's dimension."""
+    enqueue(collection, [IncomingDocument(f"{collection.name}-bulk", "bulk")])
+    document = Document.objects.get(collection=collection)
     with connection.cursor() as cur:
-        # Tiny table: make the planner choose by capability (an ordered index scan), not cost.
-        cur.execute("SET enable_seqscan = off")
-        cur.execute("SET enable_sort = off")
         cur.execute(
-            "EXPLAIN SELECT id FROM pipeline_chunk WHERE collection_id = %s "
-            "ORDER BY embedding::vector(16) <=> %s::vector(16) LIMIT 5",
-            [hash_collection.pk, vector],
+            "INSERT INTO pipeline_chunk (document_id, collection_id, ordinal, text, token_count, embedding) "
+            "SELECT %s, %s, g, 'chunk ' || g, 1, "
+            "       (SELECT array_agg(sin(g * 7919 + i))::vector FROM generate_series(1, %s) i) "
+            "  FROM generate_series(0, %s - 1) g",
+            [document.pk, collection.pk, collection.dimensions, chunks],
         )
+
+
+def test_the_search_sql_nearest_runs_is_planned_on_the_collection_hnsw_index(hash_collection):
+    # Another collection of another dimension shares pipeline_chunk: only the collection filter and
+    # the cast to 16 dimensions let the planner use hash_collection's partial expression index.
+    other = create_collection(name="other", model="local/hash-8")
+    fill(hash_collection, 3000)
+    fill(other, 3000)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE pipeline_chunk")
+        cur.execute("ANALYZE pipeline_document")
+
+    executed: list[tuple[str, object]] = []
+
+    def record(execute, sql, params, many, context):
+        executed.append((sql, params))
+        return execute(sql, params, many, context)
+
+    query = np.asarray([np.sin(5 * 7919 + i) for i in range(1, 17)], dtype=np.float32)  # chunk 5's vector
+    with connection.execute_wrapper(record):
+        hits = storage.nearest(hash_collection, query, 5)
+    assert hits[0].text == "chunk 5" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert len(hits) == 5 and all(h.document_id == "hashes-bulk" for h in hits)
+    [(sql, params)] = [(s, p) for s, p in executed if "pipeline_chunk" in s]
+
+    # EXPLAIN exactly that statement with exactly those parameters, planner settings untouched:
+    # with 3000 rows per collection the ordered index scan is the cheapest plan, no seq scan forced off.
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cur.fetchall())
-        cur.execute("RESET enable_seqscan")
-        cur.execute("RESET enable_sort")
-    assert hash_collection.index_name in plan
+    assert f"Index Scan using {hash_collection.index_name} on pipeline_chunk" in plan, plan
+    assert "Order By: ((embedding)::vector(16) <=> " in plan, plan
+    assert "Sort" not in plan and "Seq Scan on pipeline_chunk" not in plan, plan
+    assert other.index_name not in plan
 
 
 def test_deleting_a_collection_drops_its_index_and_rows(hash_collection):

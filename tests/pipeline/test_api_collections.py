@@ -1,0 +1,325 @@
+"""The collections API: create (with the collection's HNSW index), update, delete, permissions,
+and extra_params reaching the provider through LiteLLM."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from rest_framework.test import APIClient
+
+from pipeline.choices import DocumentStatus
+from pipeline.models import Chunk, Collection, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline
+
+pytestmark = pytest.mark.django_db
+
+COLLECTIONS = "/api/v1/collections/"
+UNREACHABLE = "http://127.0.0.1:9/v1"  # nothing listens: a body that probes the provider gets no answer
+
+
+def client_with(*codenames: str) -> APIClient:
+    """An API client for a fresh non-superuser holding exactly these pipeline permissions."""
+    user = User.objects.create_user(f"user-{User.objects.count()}", password="x")
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
+    assert user.user_permissions.count() == len(codenames)
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+def send(api: APIClient, method: str, url: str, body: Any = None):
+    return getattr(api, method)(url, data=None if body is None else json.dumps(body), content_type="application/json")
+
+
+def hnsw_indexes() -> dict[str, str]:
+    """Every per-collection HNSW index on pipeline_chunk: name -> indexdef."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE tablename = 'pipeline_chunk' AND indexname LIKE 'pipeline\\_chunk\\_hnsw\\_%%'"
+        )
+        return dict(cur.fetchall())
+
+
+def assert_collection_index(collection: Collection, dims: int) -> None:
+    indexdef = hnsw_indexes()[f"pipeline_chunk_hnsw_{collection.pk}"]
+    assert f"USING hnsw (((embedding)::vector({dims})) vector_cosine_ops)" in indexdef, indexdef
+    assert indexdef.endswith(f"WHERE (collection_id = {collection.pk})"), indexdef
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["status"] == status
+    return error
+
+
+def snapshot() -> tuple:
+    """What a refused request must leave exactly as it was."""
+    return (
+        list(Collection.objects.order_by("pk").values()),
+        hnsw_indexes(),
+        Document.objects.count(),
+        Chunk.objects.count(),
+    )
+
+
+def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(hash_collection):
+    before = hnsw_indexes()
+    api = client_with("add_collection")
+    body = {"name": "notes", "model": "local/hash-32", "chunk_unit": "characters", "chunk_size": 120}
+    response = send(api, "post", COLLECTIONS, body)
+
+    assert response.status_code == 201, response.content
+    created = Collection.objects.get(name="notes")
+    assert response.json() | {"created_at": None, "updated_at": None} == {
+        "name": "notes",
+        "model": "local/hash-32",
+        "api_base": "",
+        "api_key_env": "",
+        "extra_params": {},
+        "dimensions": 32,  # resolved from the local model
+        "chunking_strategy": "recursive",
+        "chunk_unit": "characters",
+        "chunk_size": 120,
+        "chunk_overlap": 32,
+        "batch_size": 64,
+        "freshness_sla": "01:00:00",
+        "paused": False,
+        "created_at": None,
+        "updated_at": None,
+    }
+    assert (created.dimensions, created.chunk_size) == (32, 120)
+    assert created.index_name == f"pipeline_chunk_hnsw_{created.pk}"
+    assert set(hnsw_indexes()) == set(before) | {created.index_name}
+    assert_collection_index(created, 32)
+    assert_collection_index(hash_collection, 16)  # the other collection's index is its own
+
+
+# (name, body, field the 400 must name); hash_collection ("hashes") already exists.
+INVALID_CREATES = [
+    ("duplicate name", {"name": "hashes", "model": "local/hash-16"}, "name"),
+    ("name not a slug", {"name": "my notes", "model": "local/hash-16"}, "name"),
+    ("name missing", {"model": "local/hash-16"}, "name"),
+    (
+        "overlap equals size",
+        {"name": "n", "model": "local/hash-16", "chunk_size": 64, "chunk_overlap": 64},
+        "chunk_overlap",
+    ),
+    (
+        "overlap above size",
+        {"name": "n", "model": "local/hash-16", "chunk_size": 64, "chunk_overlap": 65},
+        "chunk_overlap",
+    ),
+    (
+        "chunk_size too small",
+        {"name": "n", "model": "local/hash-16", "chunk_size": 4, "chunk_overlap": 0},
+        "chunk_size",
+    ),
+    ("unknown local model", {"name": "n", "model": "local/no-such-model"}, "model"),
+    ("dimensions not the model's", {"name": "n", "model": "local/hash-16", "dimensions": 17}, "dimensions"),
+    ("dimensions above 16000", {"name": "n", "model": "openai/x", "dimensions": 16001}, "dimensions"),
+    (
+        "unknown chunking strategy",
+        {"name": "n", "model": "local/hash-16", "chunking_strategy": "magic"},
+        "chunking_strategy",
+    ),
+    ("unknown chunk unit", {"name": "n", "model": "local/hash-16", "chunk_unit": "bytes"}, "chunk_unit"),
+    ("batch_size zero", {"name": "n", "model": "local/hash-16", "batch_size": 0}, "batch_size"),
+    ("api_base not a URL", {"name": "n", "model": "openai/x", "dimensions": 8, "api_base": "not a url"}, "api_base"),
+    (
+        "a key instead of a variable name",
+        {"name": "n", "model": "local/hash-16", "api_key_env": "sk-abc-123"},
+        "api_key_env",
+    ),
+    # extra_params: each of these was accepted (or a 500) before the serializer checked them.
+    ("extra_params a list", {"name": "n", "model": "local/hash-16", "extra_params": [1, 2]}, "extra_params"),
+    ("extra_params a string", {"name": "n", "model": "local/hash-16", "extra_params": "x"}, "extra_params"),
+    (
+        "extra_params.dimensions not an integer",
+        {"name": "n", "model": "openai/x", "api_base": UNREACHABLE, "extra_params": {"dimensions": "abc"}},
+        "extra_params",
+    ),
+    (
+        "extra_params.dimensions differs from dimensions",
+        {
+            "name": "n",
+            "model": "openai/x",
+            "api_base": UNREACHABLE,
+            "dimensions": 8,
+            "extra_params": {"dimensions": 16},
+        },
+        "extra_params",
+    ),
+    (
+        "extra_params.dimensions not the local model's",
+        {"name": "n", "model": "local/hash-16", "extra_params": {"dimensions": 17}},
+        "extra_params",
+    ),
+    (
+        "extra_params holding a key",
+        {"name": "n", "model": "local/hash-16", "extra_params": {"api_key": "sk-abc"}},
+        "extra_params",
+    ),
+    (
+        "remote model whose dimensions cannot be asked",
+        {"name": "n", "model": "openai/x", "api_base": UNREACHABLE},
+        "dimensions",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "field"), INVALID_CREATES, ids=[c[0] for c in INVALID_CREATES])
+def test_invalid_create_is_400_naming_the_field_and_creates_nothing(hash_collection, name, body, field):
+    before = snapshot()
+    error = error_of(send(client_with("add_collection"), "post", COLLECTIONS, body), 400)
+    assert list(error["details"]) == [field], error
+    assert error["message"].startswith(f"{field}: "), error
+    assert snapshot() == before
+
+
+def test_create_without_permission_is_403_and_anonymous_is_401(hash_collection):
+    before = snapshot()
+    body = {"name": "notes", "model": "local/hash-16"}
+    # Every other pipeline permission, but not add_collection.
+    others = Permission.objects.filter(content_type__app_label="pipeline").exclude(codename="add_collection")
+    denied = send(client_with(*others.values_list("codename", flat=True)), "post", COLLECTIONS, body)
+    assert error_of(denied, 403)["message"] == "You do not have permission to perform this action."
+    anonymous = send(APIClient(), "post", COLLECTIONS, body)
+    error_of(anonymous, 401)
+    assert anonymous["WWW-Authenticate"] == "Token"
+    assert snapshot() == before
+    # The same body is fine for a user who may add collections: the refusals were about permission.
+    assert send(client_with("add_collection"), "post", COLLECTIONS, body).status_code == 201
+
+
+def embed(api: APIClient, name: str, texts: dict[str, str]) -> None:
+    docs = [{"id": k, "text": v} for k, v in texts.items()]
+    assert send(api, "post", f"{COLLECTIONS}{name}/documents/", docs).status_code == 202
+    assert EmbeddingIngestionPipeline().drain().embedded == len(texts)
+
+
+def test_delete_through_the_api_drops_the_index_documents_and_chunks_of_that_collection_only(hash_collection):
+    api = client_with("add_collection", "add_document", "delete_collection")
+    assert send(api, "post", COLLECTIONS, {"name": "notes", "model": "local/hash-32"}).status_code == 201
+    notes = Collection.objects.get(name="notes")
+    embed(api, "notes", {"n1": "first note", "n2": "second note"})
+    embed(api, "hashes", {"h1": "a hashed text"})
+    assert (
+        Chunk.objects.filter(collection=notes).count() == 2 and Document.objects.filter(collection=notes).count() == 2
+    )
+    assert notes.index_name in hnsw_indexes()
+
+    for refused, status in ((client_with("view_collection", "change_collection"), 403), (APIClient(), 401)):
+        before = snapshot()
+        error_of(send(refused, "delete", f"{COLLECTIONS}notes/"), status)
+        assert snapshot() == before
+
+    response = send(api, "delete", f"{COLLECTIONS}notes/")
+    assert response.status_code == 204, response.content
+
+    assert not Collection.objects.filter(pk=notes.pk).exists()
+    assert not Document.objects.filter(collection_id=notes.pk).exists()
+    assert not Chunk.objects.filter(collection_id=notes.pk).exists()
+    assert set(hnsw_indexes()) == {hash_collection.index_name}
+    # The other collection keeps its index, documents and chunks.
+    assert_collection_index(hash_collection, 16)
+    assert Document.objects.get(collection=hash_collection).status == DocumentStatus.EMBEDDED
+    assert Chunk.objects.filter(collection=hash_collection).count() == 1
+    error_of(send(api, "delete", f"{COLLECTIONS}notes/"), 404)
+
+
+def test_patch_changes_editable_fields_but_not_model_or_dimensions(hash_collection):
+    api = client_with("change_collection")
+    index_before = hnsw_indexes()
+
+    response = send(api, "patch", f"{COLLECTIONS}hashes/", {"chunk_size": 500, "batch_size": 8})
+    assert response.status_code == 200, response.content
+    assert (response.json()["chunk_size"], response.json()["batch_size"]) == (500, 8)
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.chunk_size, stored.batch_size, stored.chunk_overlap) == (500, 8, 20)
+
+    # A rename keeps the collection, and so its index (named by primary key).
+    assert send(api, "patch", f"{COLLECTIONS}hashes/", {"name": "renamed"}).status_code == 200
+    assert Collection.objects.get(pk=hash_collection.pk).name == "renamed"
+    assert hnsw_indexes() == index_before
+
+    refused = [
+        ({"model": "local/hash-32"}, "model"),
+        ({"dimensions": 32}, "dimensions"),
+        ({"chunk_overlap": 500}, "chunk_overlap"),  # checked against the stored chunk_size
+        ({"extra_params": {"dimensions": 32}}, "extra_params"),  # checked against the stored dimensions
+        ({"extra_params": ["dimensions", 32]}, "extra_params"),
+        ({"extra_params": {"api_key": "sk-abc"}}, "extra_params"),
+        ({"name": "not a slug"}, "name"),
+    ]
+    for body, field in refused:
+        before = snapshot()
+        error = error_of(send(api, "patch", f"{COLLECTIONS}renamed/", body), 400)
+        assert list(error["details"]) == [field], (body, error)
+        assert snapshot() == before
+
+    before = snapshot()
+    error_of(
+        send(client_with("view_collection", "add_collection"), "patch", f"{COLLECTIONS}renamed/", {"paused": True}), 403
+    )
+    error_of(send(APIClient(), "patch", f"{COLLECTIONS}renamed/", {"paused": True}), 401)
+    assert snapshot() == before
+
+
+def test_extra_params_reach_the_provider_on_every_embedding_call(fake_provider, monkeypatch):
+    """A collection created through the API: its extra_params are in the JSON body LiteLLM sends
+    for document batches and for search queries, and a PATCH changes what is sent next."""
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test-secret-123456")
+    api = client_with("add_collection", "change_collection", "add_document", "view_chunk", "reembed_collection")
+    body = {
+        # LiteLLM forwards `dimensions` to OpenAI-style providers only for text-embedding-3 models
+        # (it refuses the parameter, UnsupportedParamsError, for other model names).
+        "name": "remote",
+        "model": "openai/text-embedding-3-small",
+        "api_base": fake_provider.api_base,
+        "api_key_env": "FAKE_PROVIDER_KEY",
+        "extra_params": {"dimensions": 8, "user": "embedportal-test"},
+        "chunk_unit": "characters",
+        "chunk_size": 100,
+        "chunk_overlap": 0,
+        "batch_size": 2,
+    }
+    response = send(api, "post", COLLECTIONS, body)
+    assert response.status_code == 201, response.content
+    assert response.json()["dimensions"] == 8  # taken from extra_params: no probe was needed
+    assert fake_provider.requests == []
+
+    texts = {f"d{i}": f"document number {i}" for i in range(5)}
+    embed(api, "remote", texts)
+    assert sorted(t for r in fake_provider.requests for t in r["inputs"]) == sorted(texts.values())
+    assert len(fake_provider.requests) == 3  # batches of 2
+    for request in fake_provider.requests:
+        assert request["body"].get("dimensions") == 8, request["body"]
+        assert request["body"].get("user") == "embedportal-test", request["body"]
+        assert request["body"].get("model") == "text-embedding-3-small", request["body"]
+
+    fake_provider.requests.clear()
+    found = send(api, "post", f"{COLLECTIONS}remote/search/", {"query": "document number 3", "k": 1})
+    assert found.status_code == 200, found.content
+    assert found.json()["results"][0]["document_id"] == "d3"
+    [query] = fake_provider.requests
+    assert (query["inputs"], query["body"].get("dimensions"), query["body"].get("user")) == (
+        ["document number 3"],
+        8,
+        "embedportal-test",
+    )
+
+    # Changed extra_params are what the next calls send.
+    patched = send(api, "patch", f"{COLLECTIONS}remote/", {"extra_params": {"dimensions": 8, "user": "second"}})
+    assert patched.status_code == 200, patched.content
+    fake_provider.requests.clear()
+    assert send(api, "post", f"{COLLECTIONS}remote/reembed/").status_code == 202
+    assert EmbeddingIngestionPipeline().drain().embedded == len(texts)
+    assert fake_provider.requests
+    assert {r["body"].get("user") for r in fake_provider.requests} == {"second"}
+    assert {r["body"].get("dimensions") for r in fake_provider.requests} == {8}
