@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from embedportal.shutdown import SignalStop
 from pipeline import metrics, storage
 from pipeline.choices import ErrorType, Stage, WorkerRole
 from pipeline.chunking import Chunker, ChunkText, chunker_for
@@ -164,7 +165,7 @@ class EmbeddingIngestionPipeline:
                 break
         return total
 
-    def run_forever(self, stop: threading.Event) -> Report:
+    def run_forever(self, stop: SignalStop | threading.Event) -> Report:
         total = Report()
         while not stop.is_set():
             try:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Document
@@ -13,13 +14,20 @@ pytestmark = pytest.mark.django_db
 
 def test_pipeline_embeds_and_stores_every_chunk(hash_collection):
     enqueue(hash_collection, [IncomingDocument(f"doc-{i}", f"Paragraph {i}. " * 80) for i in range(5)])
+    before = timezone.now()
     report = EmbeddingIngestionPipeline().drain()
+    after = timezone.now()
     assert report.embedded == 5
-    assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.EMBEDDED}
+    docs = list(Document.objects.all())
+    assert len(docs) == 5
+    for doc in docs:
+        assert doc.status == DocumentStatus.EMBEDDED, doc.external_id
+        assert doc.last_embedded_at is not None, doc.external_id
+        assert before <= doc.last_embedded_at <= after, doc.external_id
+        assert (doc.lease_owner, doc.lease_expires_at) == ("", None), doc.external_id
     chunks = Chunk.objects.filter(collection=hash_collection)
     assert chunks.count() == report.chunks > 5
     assert all(len(c.embedding) == 16 for c in chunks)
-    assert all(Document.objects.filter(last_embedded_at__isnull=False).values_list("pk", flat=True))
 
 
 def test_batches_cross_documents_up_to_collection_batch_size(fake_collection, fake_provider):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -13,10 +15,10 @@ import pytest
 from django.db import connection
 
 from pipeline.choices import DocumentStatus
-from pipeline.models import Chunk, Document
+from pipeline.models import Chunk, Document, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
-from tests.conftest import manage, wait_for
+from tests.conftest import ROOT, database_url, manage, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,3 +115,131 @@ def test_a_batch_outliving_its_lease_keeps_it_while_its_worker_is_alive(fake_col
     assert Document.objects.filter(status=DocumentStatus.EMBEDDED, attempts=1).count() == 3
     sent = collections.Counter(text for r in fake_provider.requests for text in r["inputs"])
     assert set(sent.values()) == {1}
+
+
+def test_continuous_worker_idles_on_an_empty_queue_and_embeds_what_arrives_later(hash_collection):
+    worker = manage("run_pipeline", env={"EMBEDPORTAL_IDLE_SLEEP": "0.2"})
+    embedded = Document.objects.filter(status=DocumentStatus.EMBEDDED)
+    try:
+        # Its heartbeat comes just before its first claim, which finds the queue empty.
+        wait_for(lambda: WorkerHeartbeat.objects.filter(worker__endswith=f":{worker.pid}").exists())
+        time.sleep(1)  # several empty polls
+        assert worker.poll() is None, "the worker stopped on an empty queue"
+
+        enqueue(hash_collection, [IncomingDocument(f"first-{i}", f"first batch, text {i}") for i in range(5)])
+        wait_for(lambda: embedded.filter(external_id__startswith="first-").count() == 5)
+        time.sleep(1)  # idle again between the two batches
+        assert worker.poll() is None, "the worker stopped after its first batch"
+        assert not embedded.filter(external_id__startswith="second-").exists()
+
+        enqueue(hash_collection, [IncomingDocument(f"second-{i}", f"second batch, text {i}") for i in range(5)])
+        wait_for(lambda: embedded.filter(external_id__startswith="second-").count() == 5)
+        assert worker.poll() is None
+
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    docs = list(Document.objects.all())
+    assert len(docs) == 10
+    assert {(d.status, d.attempts, d.lease_owner, d.lease_expires_at) for d in docs} == {
+        (DocumentStatus.EMBEDDED, 1, "", None)
+    }
+    assert all(d.last_embedded_at is not None for d in docs)
+    per_doc = collections.Counter(Chunk.objects.values_list("document_id", flat=True))
+    assert per_doc == {d.pk: 1 for d in docs}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_mid_batch_leaves_no_document_leased_and_exits_0(fake_collection, fake_provider, sig):
+    fake_provider.delay = 3  # the batch in hand is still being embedded when the signal lands
+    enqueue(fake_collection, [IncomingDocument(f"d{i}", f"document number {i}") for i in range(8)])
+    env = {"FAKE_PROVIDER_KEY": "sk-test-secret-123456", "EMBEDPORTAL_CLAIM_BATCH": "4"}
+    worker = manage("run_pipeline", env=env)
+    try:
+        wait_for(lambda: len(fake_provider.requests) >= 1)
+        in_hand = dict(Document.objects.filter(status=DocumentStatus.PROCESSING).values_list("pk", "lease_owner"))
+        assert len(in_hand) == 4
+        (owner,) = set(in_hand.values())
+        assert owner
+        worker.send_signal(sig)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    assert not Document.objects.filter(status=DocumentStatus.PROCESSING).exists()
+    assert not Document.objects.filter(lease_owner=owner).exists()
+    chunks = collections.Counter(Chunk.objects.values_list("document_id", flat=True))
+    for doc in Document.objects.all():
+        assert (doc.lease_owner, doc.lease_expires_at) == ("", None), doc.external_id
+        if doc.pk in in_hand:
+            # The batch in hand is either finished or given back to the queue untouched.
+            assert doc.status in {DocumentStatus.EMBEDDED, DocumentStatus.PENDING}, doc.external_id
+            assert chunks[doc.pk] == (1 if doc.status == DocumentStatus.EMBEDDED else 0), doc.external_id
+        else:
+            # Nothing is claimed after the signal.
+            assert (doc.status, doc.attempts, chunks[doc.pk]) == (DocumentStatus.PENDING, 0, 0), doc.external_id
+    ordinals = list(Chunk.objects.values_list("document_id", "ordinal"))
+    assert len(ordinals) == len(set(ordinals))
+
+
+def test_a_stopping_worker_gives_back_its_own_leases_only(hash_collection):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(6)])
+    pipeline = EmbeddingIngestionPipeline()
+    # Documents still leased to the worker when it stops (a batch cut short), and another worker's.
+    mine = {d.pk for d in Document.objects.claim(pipeline.worker_id, 3, timedelta(minutes=5))}
+    theirs = {d.pk for d in Document.objects.claim("another-worker", 3, timedelta(minutes=5))}
+    stop = threading.Event()
+    stop.set()
+
+    assert pipeline.run_forever(stop).claimed == 0
+
+    for doc in Document.objects.all():
+        if doc.pk in mine:
+            assert (doc.status, doc.lease_owner, doc.lease_expires_at) == (DocumentStatus.PENDING, "", None)
+        else:
+            assert doc.pk in theirs
+            assert (doc.status, doc.lease_owner) == (DocumentStatus.PROCESSING, "another-worker")
+            assert doc.lease_expires_at is not None
+    assert Document.objects.claimable().count() == 3
+    assert not Chunk.objects.exists()
+
+
+# run_pipeline's own handle() and signal handlers, with run_forever replaced by the idle loop's
+# pattern minus its sleep, so that a signal often lands inside stop.wait(): it must still stop.
+SIGNAL_DURING_WAIT = """
+import os, random, signal, threading
+import django
+django.setup()
+from django.core.management import call_command
+from pipeline.pipeline import EmbeddingIngestionPipeline, Report
+
+def spin(self, stop):
+    threading.Timer(random.uniform(0.001, 0.02), os.kill, (os.getpid(), signal.SIGTERM)).start()
+    while not stop.is_set():
+        stop.wait(0)
+    return Report()
+
+EmbeddingIngestionPipeline.run_forever = spin
+for _ in range(30):
+    call_command("run_pipeline")
+print("all stopped")
+"""
+
+
+def test_a_stop_signal_landing_inside_the_idle_wait_still_stops_the_worker():
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "embedportal.settings"}
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", SIGNAL_DURING_WAIT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a SIGTERM during stop.wait() deadlocked the worker")
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.count("started; Ctrl-C to stop.") == 30
+    assert "all stopped" in child.stdout

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from embedportal.shutdown import stop_on_signals
 from pipeline.pipeline import EmbeddingIngestionPipeline
 
 
@@ -24,10 +23,8 @@ class Command(BaseCommand):
         if o["once"]:
             report = pipeline.drain()
         else:
-            stop = threading.Event()
             # SIGTERM/SIGINT: finish the batch in hand, give back leases, exit.
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: stop.set())
+            stop = stop_on_signals()
             self.stdout.write(f"Worker {pipeline.worker_id} started; Ctrl-C to stop.")
             report = pipeline.run_forever(stop)
         if o["json"]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -10,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 from prometheus_client import make_wsgi_app
 
+from embedportal.shutdown import stop_on_signals
 from pipeline import metrics
 
 
@@ -35,9 +35,7 @@ class Command(BaseCommand):
                 "not the workers'. Set it to the directory the workers share."
             )
         server = make_server(o["addr"], o["port"], self._app, handler_class=_QuietHandler)
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = stop_on_signals()
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         self.stdout.write(f"Serving metrics on http://{o['addr']}:{server.server_port}/metrics")

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from embedportal.shutdown import stop_on_signals
 from reprocessing.workflow import ReprocessingWorkflow, WorkflowReport
 
 
@@ -23,9 +22,7 @@ class Command(BaseCommand):
         if o["once"] or o["dry_run"]:
             self._print(workflow.run_once(dry_run=o["dry_run"]), o["json"])
             return
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = stop_on_signals()
         self.stdout.write("Reprocessing every minute; Ctrl-C to stop.")
         while not stop.is_set():
             self._print(workflow.run_once(), o["json"])
