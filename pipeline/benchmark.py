@@ -70,8 +70,9 @@ class BenchmarkResult:
         return asdict(self)
 
 
-def _rss_mb(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def current_rss_mb() -> float:
@@ -80,7 +81,7 @@ def current_rss_mb() -> float:
 
 def _memory() -> tuple[float, float]:
     """This process's peak resident set and its unique memory now, in MB."""
-    return _rss_mb(resource.RUSAGE_SELF), psutil.Process().memory_full_info().uss / 2**20
+    return peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20
 
 
 def _worker(index: int, results: multiprocessing.Queue) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -45,8 +44,3 @@ def django_docs(cache: Path | None = None) -> list[Path]:
             tar.extractall(root, members=members, filter="data")
         (root / ".complete").touch()
     return sorted(p for p in root.rglob("*.txt"))
-
-
-def read_documents(paths: list[Path], root: Path) -> Iterator[tuple[str, str]]:
-    for path in paths:
-        yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import resource
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -76,9 +75,7 @@ class Command(BaseCommand):
             result.bare_encode_docs_per_second = round(best.documents / bare, 2)
             result.ratio_to_bare_encode = round(best.docs_per_second / result.bare_encode_docs_per_second, 3)
         result.peak_rss_mb = round(
-            max(
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, *(r.worker_peak_rss_mb for r in result.runs)
-            ),
+            max(benchmark.peak_rss_mb(), *(r.worker_peak_rss_mb for r in result.runs)),
             1,
         )
         benchmark.keep_or_drop(names, o["keep"])
