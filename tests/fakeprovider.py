@@ -47,7 +47,6 @@ class FakeProvider(LoopbackServer):
                     provider.requests.append(
                         {"inputs": inputs, "auth": self.headers.get("authorization"), "body": body}
                     )
-                with provider.lock:
                     mode = provider.script.pop(0) if provider.script else provider.mode
                 for text in inputs:
                     if "POISON:" in str(text):
