@@ -81,6 +81,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Project plumbing (the bootstrap command); before django_q, like pipeline.
+    "embedportal",
     # Before django_q: pipeline's `qcluster` command wraps django-q2's (it preloads LiteLLM).
     "pipeline",
     "django_q",

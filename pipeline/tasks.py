@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,8 @@ def heartbeat() -> None:
 def kick_workers() -> None:
     """Start drain tasks for new work, without piling up more than there are workers.
 
-    Called after commit by enqueue; the every-minute schedule is the safety net.
+    Called after commit by every transition that creates work (enqueue, requeue, resume);
+    the every-minute drain schedule is the safety net.
     """
     from django_q.models import OrmQ
     from django_q.tasks import async_task
@@ -52,19 +55,34 @@ def kick_workers() -> None:
         logger.exception("could not enqueue drain tasks; the schedule will pick the work up")
 
 
-def ensure_schedules() -> None:
-    """Register the periodic tasks once (idempotent: keyed by name)."""
+# (name, task, every N minutes). The drain is the safety net for work no kick announced (a dead
+# worker's lease expiring); the heartbeat keeps the queue health check green on an idle cluster.
+SCHEDULES = (
+    ("pipeline-drain", DRAIN_TASK, 1),
+    ("pipeline-heartbeat", HEARTBEAT_TASK, 1),
+)
+
+
+def register_schedules(schedules: Iterable[tuple[str, str, int]], using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Create or update every-N-minutes django-q2 schedules, keyed by name (idempotent).
+
+    Apps call it from post_migrate, which every deployment passes (the Kubernetes migrate Job,
+    `make run`). post_migrate also fires when django_q's tables do not exist yet (`migrate
+    pipeline` on a new database); then this does nothing and returns False, and the migrate
+    that creates them registers the schedules.
+    """
     from django_q.models import Schedule
 
-    Schedule.objects.update_or_create(
-        name="pipeline-drain",
-        defaults={"func": DRAIN_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
-    )
-    Schedule.objects.update_or_create(
-        name="pipeline-heartbeat",
-        defaults={"func": HEARTBEAT_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
-    )
+    if Schedule._meta.db_table not in connections[using].introspection.table_names():
+        return False
+    for name, func, minutes in schedules:
+        Schedule.objects.using(using).update_or_create(
+            name=name,
+            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+        )
+    return True
 
-    from reprocessing.tasks import ensure_schedules as ensure_reprocessing_schedules
 
-    ensure_reprocessing_schedules()
+def ensure_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Register the pipeline's schedules (PipelineConfig.ready connects this to post_migrate)."""
+    return register_schedules(SCHEDULES, using)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db import DEFAULT_DB_ALIAS
+
 REPROCESS_TASK = "reprocessing.tasks.reprocess_failed"
 STALE_TASK = "reprocessing.tasks.detect_stale"
 
@@ -20,19 +22,16 @@ def detect_stale() -> dict:
     return staleness.detect_stale().as_dict()
 
 
-def ensure_schedules() -> None:
-    """Register the reprocessing schedules once (idempotent: keyed by name).
+# (name, task, every N minutes). A missed run is not replayed: Q_CLUSTER["catch_up"] is False,
+# and one pass does all that is due anyway, so downtime never causes a storm of catch-up runs.
+SCHEDULES = (
+    ("reprocessing-retry", REPROCESS_TASK, 1),
+    ("reprocessing-stale", STALE_TASK, 5),
+)
 
-    A missed run is not replayed: Q_CLUSTER["catch_up"] is False, and one pass does all
-    that is due anyway, so downtime never causes a storm of catch-up runs.
-    """
-    from django_q.models import Schedule
 
-    for name, func, minutes in (
-        ("reprocessing-retry", REPROCESS_TASK, 1),
-        ("reprocessing-stale", STALE_TASK, 5),
-    ):
-        Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )
+def ensure_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Register the reprocessing schedules (ReprocessingConfig.ready connects this to post_migrate)."""
+    from pipeline.tasks import register_schedules
+
+    return register_schedules(SCHEDULES, using)

@@ -7,14 +7,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from pipeline.tasks import ensure_schedules
-
 
 class Command(BaseCommand):
-    help = "Local set-up for `make run`: an admin login (printed) and the worker schedules."
+    # The worker schedules are not set up here: migrate registers them (post_migrate), so a
+    # deployment that only migrates (Kubernetes) has them too.
+    help = "Local set-up for `make run`: an admin login, printed and stored in the data directory."
 
     def handle(self, *args: Any, **o: Any) -> None:
-        ensure_schedules()
         User = get_user_model()
         path = settings.DATA_DIR / "admin-password"
         user = User.objects.filter(username="admin").first()
