@@ -7,7 +7,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -16,7 +15,6 @@ from django.urls import URLPattern, path
 from pipeline import overview, queue
 from pipeline.collections import resolve_dimensions
 from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
-from pipeline.tasks import kick_workers
 
 # The admin index links the pipeline overview (a custom view of CollectionAdmin).
 admin.site.index_template = "admin/pipeline/index.html"
@@ -82,8 +80,6 @@ class CollectionAdmin(admin.ModelAdmin):
     @admin.action(description="Resume selected collections", permissions=["pause"])
     def resume_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
         changed = queryset.resume()
-        if changed:
-            transaction.on_commit(kick_workers)
         self.message_user(
             request,
             f"Resumed {changed} collection(s); {len(queryset) - changed} were not paused.",
@@ -93,8 +89,6 @@ class CollectionAdmin(admin.ModelAdmin):
     @admin.action(description="Re-embed selected collections (requeue all their documents)", permissions=["reembed"])
     def reembed_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
         requeued = queryset.reembed()
-        if requeued:
-            transaction.on_commit(kick_workers)
         self.message_user(
             request,
             f"Requeued {requeued} document(s) of {len(queryset)} collection(s) for re-embedding; "
@@ -180,8 +174,6 @@ class DocumentAdmin(admin.ModelAdmin):
     def requeue_documents(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         selected = len(queryset)
         requeued = queryset.requeue()
-        if requeued:
-            transaction.on_commit(kick_workers)
         self.message_user(
             request,
             f"Requeued {requeued} document(s); {selected - requeued} skipped (already pending or processing).",

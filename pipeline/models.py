@@ -16,6 +16,7 @@ from django.utils import timezone
 from pgvector.django import VectorField
 
 from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus, WorkerRole
+from pipeline.tasks import kick_workers
 
 ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
 
@@ -52,6 +53,17 @@ def default_freshness_sla() -> timedelta:
     return settings.EMBEDPORTAL_FRESHNESS_SLA
 
 
+def wake_workers(changed: int, using: str) -> int:
+    """A transition that creates work changed `changed` rows: start drain tasks once it commits.
+
+    Without this, work created outside `queue.enqueue` (a requeue by `reprocess_failed` or
+    `detect_stale`, a resume) waited for the every-minute drain schedule. Returns `changed`.
+    """
+    if changed:
+        transaction.on_commit(kick_workers, using=using)
+    return changed
+
+
 class CollectionQuerySet(models.QuerySet["Collection"]):
     # Compare-and-swap: the row count says how many actually changed state, so the admin,
     # the API and a racing operator agree on what happened.
@@ -59,7 +71,8 @@ class CollectionQuerySet(models.QuerySet["Collection"]):
         return self.filter(paused=False).update(paused=True, updated_at=timezone.now())
 
     def resume(self) -> int:
-        return self.filter(paused=True).update(paused=False, updated_at=timezone.now())
+        """Unpause; their pending documents are claimable again, so workers are woken after commit."""
+        return wake_workers(self.filter(paused=True).update(paused=False, updated_at=timezone.now()), self.db)
 
     def reembed(self) -> int:
         """Requeue every embedded or failed document of these collections; returns documents requeued."""
@@ -239,14 +252,19 @@ class DocumentQuerySet(models.QuerySet["Document"]):
 
     def release(self, worker: str) -> int:
         """Give the worker's leased documents back to the queue untouched (graceful shutdown)."""
-        return self.owned_by(worker).update(
+        released = self.owned_by(worker).update(
             status=DocumentStatus.PENDING, lease_owner="", lease_expires_at=None, updated_at=timezone.now()
         )
+        return wake_workers(released, self.db)
 
     def requeue(self) -> int:
-        """Send embedded or failed documents back to the queue (operator action, re-embed)."""
+        """Send embedded or failed documents back to the queue and wake workers after commit.
+
+        Every requeue goes through here: operator actions, re-embed, the reprocessing retry
+        pass and the staleness pass.
+        """
         now = timezone.now()
-        return self.filter(status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED]).update(
+        requeued = self.filter(status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED]).update(
             status=DocumentStatus.PENDING,
             attempts=0,
             enqueued_at=now,
@@ -254,6 +272,7 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             updated_at=now,
             last_error="",
         )
+        return wake_workers(requeued, self.db)
 
 
 class Document(models.Model):

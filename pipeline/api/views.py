@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -24,7 +23,6 @@ from pipeline.api.serializers import (
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document
-from pipeline.tasks import kick_workers
 
 
 def _require(request: Request, perm: str) -> None:
@@ -126,8 +124,6 @@ class CollectionViewSet(viewsets.ModelViewSet):
         _require(request, "pipeline.pause_collection")
         collection = self.get_object()
         changed = Collection.objects.filter(pk=collection.pk).resume()
-        if changed:
-            transaction.on_commit(kick_workers)
         return Response({"collection": collection.name, "paused": False, "changed": bool(changed)})
 
     @extend_schema(request=None, responses={202: dict})
@@ -137,8 +133,6 @@ class CollectionViewSet(viewsets.ModelViewSet):
         _require(request, "pipeline.reembed_collection")
         collection = self.get_object()
         requeued = Collection.objects.filter(pk=collection.pk).reembed()
-        if requeued:
-            transaction.on_commit(kick_workers)
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -177,6 +171,5 @@ class DocumentViewSet(viewsets.ReadOnlyModelViewSet):
         document = self.get_object()
         if not Document.objects.filter(pk=document.pk).requeue():
             raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")
-        transaction.on_commit(kick_workers)
         document.refresh_from_db()
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
