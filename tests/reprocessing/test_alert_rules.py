@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
 from pipeline.choices import ErrorType
+from tests.tools import promtool
 
 RULES = Path(__file__).resolve().parents[2] / "grafana" / "prometheus"
-PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"
 
 
-def promtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, cwd=RULES, timeout=120)
+def run_promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
 
 
 def alerts() -> list[dict]:
@@ -25,12 +24,12 @@ def alerts() -> list[dict]:
 
 
 def test_rules_pass_promtool_check_with_lint_fatal():
-    result = promtool("check", "rules", "--lint-fatal", "failures.rules.yml")
+    result = run_promtool("check", "rules", "--lint-fatal", "failures.rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_rules_pass_their_promtool_unit_tests():
-    result = promtool("test", "rules", "tests/failures_test.yml")
+    result = run_promtool("test", "rules", "tests/failures_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
