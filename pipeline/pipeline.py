@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -21,12 +21,11 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
-from pipeline import metrics, storage
+from pipeline import metrics, signals, storage
 from pipeline.choices import ErrorType, Stage, WorkerRole
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import BATCH_WIDE, PipelineError, api_key, classify_storage_error, embed_texts, scrub
 from pipeline.models import Collection, Document, WorkerHeartbeat
-from reprocessing import failures
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +36,31 @@ HEARTBEAT_EVERY = 15.0
 Embedded = tuple[Document, list[ChunkText], np.ndarray]
 
 
-def _wait(seconds: float) -> None:
-    """Back off between tries of a batch (a function so tests can record waits instead of sleeping)."""
-    time.sleep(seconds)
+@dataclass(frozen=True)
+class RetryPolicy:
+    """In-batch retries of transient errors: up to `tries` tries of a batch, waiting
+    base * 2^(n-1) seconds (or the provider's Retry-After) between them, never above `max_wait`."""
 
+    tries: int
+    base_seconds: float
+    max_wait: float
+    sleep: Callable[[float], None] = time.sleep
 
-def retry_delay(error: PipelineError, tries: int) -> float:
-    """Seconds before the next try: the provider's Retry-After if it sent one, else exponential; capped."""
-    wanted = (
-        error.retry_after
-        if error.retry_after is not None
-        else settings.EMBEDPORTAL_RETRY_BASE_SECONDS * 2 ** (tries - 1)
-    )
-    return max(0.0, min(wanted, settings.EMBEDPORTAL_RETRY_MAX_WAIT))
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> RetryPolicy:
+        return cls(
+            **{
+                "tries": settings.EMBEDPORTAL_BATCH_TRIES,
+                "base_seconds": settings.EMBEDPORTAL_RETRY_BASE_SECONDS,
+                "max_wait": settings.EMBEDPORTAL_RETRY_MAX_WAIT,
+                **overrides,
+            }
+        )
+
+    def delay(self, error: PipelineError, tries: int) -> float:
+        """Seconds before the next try: the provider's Retry-After if it sent one, else exponential; capped."""
+        wanted = error.retry_after if error.retry_after is not None else self.base_seconds * 2 ** (tries - 1)
+        return max(0.0, min(wanted, self.max_wait))
 
 
 def new_worker_id() -> str:
@@ -127,11 +138,17 @@ class EmbeddingIngestionPipeline:
         claim_batch: int | None = None,
         lease_seconds: int | None = None,
         role: str = WorkerRole.WORKER,
+        retry: RetryPolicy | None = None,
+        recorder: Any = metrics,
     ) -> None:
+        """`recorder` is what the pipeline records its Prometheus metrics through: the
+        pipeline.metrics module, or a stand-in that records nothing (benchmark_metrics)."""
         self.worker_id = worker_id or new_worker_id()
         self.claim_batch = claim_batch or settings.EMBEDPORTAL_CLAIM_BATCH
         self.lease = timedelta(seconds=lease_seconds or settings.EMBEDPORTAL_LEASE_SECONDS)
         self.role = role
+        self.retry = retry or RetryPolicy.from_settings()
+        self.metrics = recorder
         self._chunkers: dict[tuple, Chunker] = {}
         self._last_beat = -HEARTBEAT_EVERY
 
@@ -201,7 +218,7 @@ class EmbeddingIngestionPipeline:
         started = t0 = time.perf_counter()
         chunked = self._chunker(collection).chunk_many([d.text for d in docs])
         report.seconds[Stage.CHUNKING] += time.perf_counter() - t0
-        metrics.observe_stage(Stage.CHUNKING, time.perf_counter() - t0, len(docs))
+        self.metrics.observe_stage(Stage.CHUNKING, time.perf_counter() - t0, len(docs))
 
         ready: list[tuple[Document, list[ChunkText]]] = []
         for doc, chunks in zip(docs, chunked, strict=True):
@@ -215,7 +232,7 @@ class EmbeddingIngestionPipeline:
         t0 = time.perf_counter()
         embedded, failed = self._embed_isolating(collection, ready, report)
         report.seconds[Stage.EMBEDDING] += time.perf_counter() - t0
-        metrics.observe_stage(Stage.EMBEDDING, time.perf_counter() - t0, len(ready))
+        self.metrics.observe_stage(Stage.EMBEDDING, time.perf_counter() - t0, len(ready))
         for doc, exc in failed:
             self._fail(doc, exc, report)
         if not embedded:
@@ -235,18 +252,18 @@ class EmbeddingIngestionPipeline:
                 self._fail(doc, exc, report)
             return
         report.seconds[Stage.STORAGE] += time.perf_counter() - t0
-        metrics.observe_stage(Stage.STORAGE, time.perf_counter() - t0, len(results))
-        metrics.observe_stage("total", time.perf_counter() - started, len(stored))
+        self.metrics.observe_stage(Stage.STORAGE, time.perf_counter() - t0, len(results))
+        self.metrics.observe_stage("total", time.perf_counter() - started, len(stored))
         chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
         report.embedded += len(stored)
         report.chunks += chunks
-        metrics.CHUNKS.inc(chunks)
-        metrics.DOCUMENTS.labels(outcome="embedded").inc(len(stored))
+        self.metrics.CHUNKS.inc(chunks)
+        self.metrics.DOCUMENTS.labels(outcome="embedded").inc(len(stored))
         # A document re-enqueued with new text (or whose lease expired) while we worked.
-        metrics.DOCUMENTS.labels(outcome="superseded").inc(len(results) - len(stored))
+        self.metrics.DOCUMENTS.labels(outcome="superseded").inc(len(results) - len(stored))
         for doc, _, _ in embedded:
             if doc.pk in stored and doc.source_modified_at is not None:
-                metrics.FRESHNESS_LAG.observe(max(0.0, (embedded_at - doc.source_modified_at).total_seconds()))
+                self.metrics.FRESHNESS_LAG.observe(max(0.0, (embedded_at - doc.source_modified_at).total_seconds()))
 
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], report: Report
@@ -284,11 +301,13 @@ class EmbeddingIngestionPipeline:
         return np.concatenate(parts) if parts else np.empty((0, collection.dimensions), np.float32)
 
     def _store(self, results: list[storage.Embedded], embedded_at: datetime) -> set[int]:
-        """One storage attempt; the documents' open failures resolve in the same transaction."""
+        """One storage attempt; receivers of `documents_embedded` (reprocessing closes open
+        failures) write in the same transaction."""
         try:
             with transaction.atomic():
                 stored = storage.store(self.worker_id, results, embedded_at)
-                failures.resolve_reprocessed(stored, embedded_at)
+                if stored:
+                    signals.documents_embedded.send(sender=type(self), document_ids=stored, embedded_at=embedded_at)
         except (DatabaseError, psycopg.Error) as exc:  # COPY raises psycopg's errors unwrapped
             if not connection.in_atomic_block:
                 # A lost connection is dropped here so the next try reconnects.
@@ -298,7 +317,7 @@ class EmbeddingIngestionPipeline:
 
     def _with_retries(self, attempt: Callable[[], T], report: Report) -> T:
         """Run `attempt`, retrying transient errors with backoff; permanent ones raise at once."""
-        tries, n = settings.EMBEDPORTAL_BATCH_TRIES, 1
+        tries, n = self.retry.tries, 1
         while True:
             try:
                 return attempt()
@@ -307,21 +326,22 @@ class EmbeddingIngestionPipeline:
                 if not exc.transient or n >= tries:
                     raise
                 logger.warning("%s (try %d of %d)", exc, n, tries)
-                _wait(retry_delay(exc, n))
+                self.retry.sleep(self.retry.delay(exc, n))
                 n += 1
 
     def _count_error(self, exc: PipelineError, report: Report) -> None:
         # Every failed try counts, retries included: errors_total is diagnostic, not the SLI.
         report.errors[exc.error_type] += 1
-        metrics.ERRORS.labels(error_type=str(exc.error_type)).inc()
+        self.metrics.ERRORS.labels(error_type=str(exc.error_type)).inc()
 
     def _fail(self, doc: Document, exc: PipelineError, report: Report) -> None:
-        """Fail a document for good and record it for the ReprocessingWorkflow, in one transaction."""
+        """Fail a document; receivers of `document_failed` (reprocessing records the failure for
+        its workflow) write in the same transaction, so both commit or neither does."""
         message = scrub(str(exc), api_key(doc.collection))
         with transaction.atomic():
             failed = Document.objects.filter(pk=doc.pk).mark_failed(self.worker_id, message)
             if failed:
-                failures.record_failure(doc.pk, exc, message)
+                signals.document_failed.send(sender=type(self), document_id=doc.pk, error=exc, message=message)
         report.failed += failed
-        metrics.DOCUMENTS.labels(outcome="failed").inc(failed)
+        self.metrics.DOCUMENTS.labels(outcome="failed").inc(failed)
         logger.warning("document %s failed: %s", doc.pk, message)

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
-from tests.fakeprovider import FakeProvider
+from testing.fakeprovider import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,11 +8,16 @@ import pytest
 
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.models import Chunk, Document
-from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.models import FailedDocument
 
 pytestmark = pytest.mark.django_db
+
+
+def worker(waits: list[float], **kwargs: int) -> EmbeddingIngestionPipeline:
+    """A pipeline that records its in-batch backoff waits instead of sleeping them."""
+    return EmbeddingIngestionPipeline(retry=RetryPolicy.from_settings(sleep=waits.append), **kwargs)
 
 
 def add(collection, *texts: str) -> None:
@@ -26,7 +31,7 @@ def failure_of(external_id: str) -> FailedDocument:
 def test_transient_provider_error_is_retried_within_the_batch(fake_collection, fake_provider, waits):
     fake_provider.script = ["500", "500"]
     add(fake_collection, "first", "second")
-    report = EmbeddingIngestionPipeline().drain()
+    report = worker(waits).drain()
     assert report.embedded == 2 and report.failed == 0
     assert report.errors == {ErrorType.API_ERROR: 2}
     assert waits == [1.0, 2.0]  # exponential from EMBEDPORTAL_RETRY_BASE_SECONDS
@@ -38,7 +43,7 @@ def test_persistent_500_fails_after_bounded_tries_and_schedules_the_first_retry(
 ):
     fake_provider.mode = "500"
     add(fake_collection, "only one")
-    EmbeddingIngestionPipeline().drain()
+    worker(waits).drain()
     assert len(fake_provider.requests) == 3
     doc = Document.objects.get()
     assert doc.status == DocumentStatus.FAILED
@@ -53,7 +58,7 @@ def test_rate_limit_waits_for_retry_after(fake_collection, fake_provider, waits,
     fake_provider.retry_after = "7"
     fake_provider.script = ["429"]
     add(fake_collection, "rate limited once")
-    report = EmbeddingIngestionPipeline().drain()
+    report = worker(waits).drain()
     assert report.embedded == 1
     assert waits == [7.0]
 
@@ -63,7 +68,7 @@ def test_rate_limit_wait_is_capped_and_floors_the_next_retry(fake_collection, fa
     fake_provider.retry_after = "900"
     fake_provider.mode = "429"
     add(fake_collection, "a", "b", "c")
-    EmbeddingIngestionPipeline().drain()
+    worker(waits).drain()
     assert waits == [2.0, 2.0]
     # A rate limit concerns the whole call: the batch is not split into more calls.
     assert len(fake_provider.requests) == 3
@@ -76,7 +81,7 @@ def test_timeout_is_classified_and_retried(fake_collection, fake_provider, waits
     settings.EMBEDPORTAL_EMBED_TIMEOUT = 0.3
     fake_provider.mode = "timeout"
     add(fake_collection, "slow one")
-    report = EmbeddingIngestionPipeline().drain()
+    report = worker(waits).drain()
     assert report.errors == {ErrorType.TIMEOUT: 3}
     assert failure_of("d0").error_type == ErrorType.TIMEOUT
 
@@ -84,7 +89,7 @@ def test_timeout_is_classified_and_retried(fake_collection, fake_provider, waits
 def test_auth_error_fails_at_once_and_the_key_is_scrubbed(fake_collection, fake_provider, waits):
     fake_provider.mode = "401"
     add(fake_collection, "a", "b", "c")
-    report = EmbeddingIngestionPipeline().drain()
+    report = worker(waits).drain()
     assert len(fake_provider.requests) == 1 and waits == []
     assert report.failed == 3
     failure = failure_of("d0")
@@ -106,7 +111,7 @@ def test_auth_error_fails_at_once_and_the_key_is_scrubbed(fake_collection, fake_
 def test_permanent_error_fails_the_document_without_retrying(fake_collection, fake_provider, waits, mode, error_type):
     fake_provider.mode = mode
     add(fake_collection, "one document")
-    EmbeddingIngestionPipeline().drain()
+    worker(waits).drain()
     assert len(fake_provider.requests) == 1 and waits == []
     assert failure_of("d0").error_type == error_type
     assert not Chunk.objects.exists()
@@ -128,7 +133,7 @@ def test_poison_document_fails_alone_and_its_batch_neighbours_are_stored(
     texts = [f"good document {i}" for i in range(7)]
     texts.insert(3, f"bad document POISON:{mode} here")
     add(fake_collection, *texts)
-    report = EmbeddingIngestionPipeline(claim_batch=8).drain()
+    report = worker(waits, claim_batch=8).drain()
     assert report.embedded == 7 and report.failed == 1
     assert set(FailedDocument.objects.values_list("document__external_id", "error_type")) == {("d3", error_type)}
     embedded = Document.objects.filter(status=DocumentStatus.EMBEDDED)

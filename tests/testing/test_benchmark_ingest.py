@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from pipeline import corpus as corpora
 from pipeline.chunking import Chunker
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
+from testing import corpus as corpora
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline import benchmark, providers
+from pipeline import providers
+from testing.benchmarks import ingest as benchmark
 
 
 class Command(BaseCommand):

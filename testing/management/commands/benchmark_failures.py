@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from reprocessing import benchmark
+from testing.benchmarks import failures as benchmark
 
 
 class Command(BaseCommand):

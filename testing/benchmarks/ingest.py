@@ -243,7 +243,7 @@ class Corpus:
 
 def open_corpus(corpus: str, limit: int | None) -> Corpus:
     """The corpus's files, checked up front so a bad file stops the benchmark before it starts."""
-    from pipeline import corpus as corpora
+    from testing import corpus as corpora
 
     if corpus != "django-docs":
         root = Path(corpus)

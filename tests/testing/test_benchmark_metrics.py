@@ -17,9 +17,9 @@ from django.db import connection
 from prometheus_client import REGISTRY
 
 from pipeline.choices import DocumentStatus
-from pipeline.management.commands.benchmark_metrics import Command
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
+from testing.management.commands.benchmark_metrics import Command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,10 +18,10 @@ from django.db.models import Count
 from pipeline.choices import DocumentStatus
 from pipeline.chunking import chunker_for
 from pipeline.models import Chunk, Collection, Document
-from reprocessing.benchmark import CHAOS_KEY_ENV
-from reprocessing.chaos import FAULTS
 from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
+from testing.benchmarks.failures import CHAOS_KEY_ENV
+from testing.fakeprovider import CHAOS_FAULTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,7 +78,7 @@ def assert_figures_add_up(r: dict, documents: int, poison: int) -> None:
     # Each document went through the first pass once; the rest were embedded by reprocessing.
     assert r["first_embedded"] + r["first_failed"] == documents
     assert r["first_embedded"] + r["reprocess_embedded"] == final.get(DocumentStatus.EMBEDDED, 0)
-    assert set(r["faults"]) <= {*FAULTS, "poison"}, r["faults"]
+    assert set(r["faults"]) <= {*CHAOS_FAULTS, "poison"}, r["faults"]
     assert sum(r["faults"].values()) <= r["calls"]
     # Every poison document reached the provider at least once and was rejected.
     assert r["faults"].get("poison", 0) >= poison

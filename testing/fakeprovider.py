@@ -1,0 +1,174 @@
+"""Local OpenAI-compatible /v1/embeddings servers that inject faults, for driving LiteLLM over
+real HTTP: the pytest suite, the benchmarks and game days against a staging deployment.
+
+`FakeProvider` answers as told: `mode` for every request (`script` for the next few):
+"ok", "slow", "500", "429", "timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero".
+Inputs containing a marker `POISON:<mode>` get that mode's answer for the whole request they
+are in, which plants one bad document in a batch. Every request is appended to `requests`
+(its inputs, Authorization header and whole JSON body) unless `record=False`.
+
+`ChaosProvider` instead fails `failure_rate` of calls with a fault drawn at random (seeded)
+from CHAOS_FAULTS; inputs containing `POISON` always get a 400 ("poison"), so a document
+carrying it can never be embedded. Vectors are deterministic per text in both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+CHAOS_FAULTS = ("500", "429", "timeout", "nan", "too_few")
+
+
+def vector_for(text: str, dims: int) -> list[float]:
+    raw = hashlib.shake_256(text.encode()).digest(dims * 2)
+    v = np.frombuffer(raw, dtype=np.int16).astype(np.float64)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, serving `handler` until stopped."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self) -> Any:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
+        body = json.dumps(payload).encode()
+        try:
+            h.send_response(status)
+            h.send_header("content-type", "application/json")
+            h.send_header("content-length", str(len(body)))
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout): nothing to answer
+
+
+class FakeProvider(LoopbackServer):
+    def __init__(self, dims: int = 8, timeout_seconds: float = 120.0, record: bool = True) -> None:
+        self.dims = dims
+        self.mode = "ok"
+        self.delay = 0.0
+        self.retry_after = "1"
+        # How long a "timeout" answer takes: longer than the client's timeout.
+        self.timeout_seconds = timeout_seconds
+        self.record = record
+        # Modes for the next requests, in order, before `mode` applies again (e.g. ["500", "ok"]).
+        self.script: list[str] = []
+        self.requests: list[dict[str, Any]] = []
+        # Answers given, by mode.
+        self.calls: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                inputs = body.get("input") or []
+                inputs = [inputs] if isinstance(inputs, str) else [str(t) for t in inputs]
+                # One lock for recording the request and picking its answer: concurrent
+                # requests see `script` consumed in the order they are recorded.
+                with provider.lock:
+                    if provider.record:
+                        provider.requests.append(
+                            {"inputs": inputs, "auth": self.headers.get("authorization"), "body": body}
+                        )
+                    mode = provider.pick(inputs)
+                    provider.calls[mode] += 1
+                provider.answer(self, mode, inputs)
+
+        super().__init__(Handler)
+
+    def pick(self, inputs: list[str]) -> str:
+        """The answer for a request (called under `lock`)."""
+        mode = self.script.pop(0) if self.script else self.mode
+        return _poison_mode(inputs) or mode
+
+    def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str]) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if mode == "slow":
+            time.sleep(30)
+        if mode == "timeout":
+            time.sleep(self.timeout_seconds)
+        errors = {
+            "500": (500, "internal error"),
+            "429": (429, "rate limited"),
+            # Like real providers, echo (part of) the key: the pipeline must scrub it.
+            "401": (401, f"Incorrect API key provided: {h.headers.get('authorization', '').removeprefix('Bearer ')}"),
+            "400": (400, "maximum context length exceeded"),
+            "poison": (400, "invalid input"),
+        }
+        if mode in errors:
+            status, message = errors[mode]
+            self._send(
+                h,
+                status,
+                {"error": {"message": message, "type": "error", "code": status}},
+                {"Retry-After": self.retry_after} if status == 429 else {},
+            )
+            return
+        dims = self.dims + 1 if mode == "wrong_dims" else self.dims
+        vectors = [vector_for(t, dims) for t in inputs]
+        if mode == "nan":
+            vectors = [[math.nan] * dims for _ in inputs]
+        if mode == "zero":
+            vectors = [[0.0] * dims for _ in inputs]
+        if mode == "too_few":
+            vectors = vectors[:-1]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        self._send(h, 200, {"object": "list", "data": data, "model": "fake", "usage": usage})
+
+
+def _poison_mode(inputs: list[str]) -> str | None:
+    for text in inputs:
+        if "POISON:" in text:
+            return text.split("POISON:", 1)[1].split()[0]
+    return None
+
+
+class ChaosProvider(FakeProvider):
+    """Fails `failure_rate` of calls with a fault drawn uniformly from CHAOS_FAULTS (seeded);
+    a "timeout" answers after `slow_seconds`. Requests are counted, not recorded."""
+
+    def __init__(self, dims: int = 16, failure_rate: float = 0.2, seed: int = 0, slow_seconds: float = 1.0) -> None:
+        super().__init__(dims=dims, timeout_seconds=slow_seconds, record=False)
+        self.failure_rate = failure_rate
+        self.random = random.Random(seed)
+        self.retry_after = "0"
+
+    def pick(self, inputs: list[str]) -> str:
+        if any("POISON" in t for t in inputs):
+            return "poison"
+        return self.random.choice(CHAOS_FAULTS) if self.random.random() < self.failure_rate else "ok"
