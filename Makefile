@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run demo test lint lock stop benchmark
 
-$(STAMP): requirements.lock pyproject.toml
+# Runtime (requirements.lock, what the image installs) and test/dev tools (requirements-dev.lock).
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock -r requirements-dev.lock
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -36,10 +37,12 @@ benchmark: install
 	$(MANAGE) migrate --noinput -v 0
 	$(MANAGE) benchmark_ingest --corpus django-docs --model local/hash-384
 
-# Re-pin every dependency from requirements.in (run after changing it).
+# Re-pin every dependency from requirements.in and requirements-dev.in (run after changing them):
+# installs them into .venv, then writes both locks from what is installed (scripts/lock.py).
 lock:
-	$(BIN)/pip install -q -r requirements.in
-	$(BIN)/pip freeze --all --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.in -r requirements-dev.in
+	$(BIN)/python scripts/lock.py
 
 stop:
 	$(BIN)/python -c "import django,os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','embedportal.settings');from embedportal.embedded_db import stop_server;from embedportal.settings import DATA_DIR;stop_server(DATA_DIR)"

