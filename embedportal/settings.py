@@ -1,55 +1,25 @@
-"""embedportal settings. Everything comes from the environment (see docs/configuration.md).
+"""embedportal settings. Everything comes from the environment, read through the settings
+registry in embedportal/config.py (name, type, default, description; the configuration reference
+docs/reference/configuration.md is generated from it).
 
 Helpers: `env_bool`, `env_int`, `env_list`, and `env_secret`, which prefers `NAME_FILE`
-(a mounted secret) over `NAME`.
+(a mounted secret) over `NAME`; defaults come from the registry, never from this file.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
+from embedportal.config import env_bool, env_float, env_int, env_list, env_secret, env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-def env_secret(name: str, default: str = "") -> str:
-    """Read a secret from the file named by NAME_FILE (Kubernetes/Docker secrets), else NAME."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name, default)
-
-
-DATA_DIR = Path(env_str("EMBEDPORTAL_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR = Path(env_str("EMBEDPORTAL_DATA_DIR") or BASE_DIR / "var").resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
@@ -66,8 +36,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+DEBUG = env_bool("DJANGO_DEBUG")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
@@ -130,7 +100,7 @@ if not DATABASE_URL:
     from embedportal.embedded_db import server_uri
 
     DATABASE_URL = server_uri(DATA_DIR)
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE"))}
 # django-prometheus wraps the backend to count queries and errors per database.
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -146,24 +116,24 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(DATA_DIR / "static")))
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or DATA_DIR / "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve static files straight from the apps (no collectstatic needed for `make run`).
 WHITENOISE_USE_FINDERS = True
 
 # A request may carry up to EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST documents of at most
 # EMBEDPORTAL_MAX_DOCUMENT_CHARS characters each; the body limit leaves room for JSON escaping.
-EMBEDPORTAL_MAX_DOCUMENT_CHARS = env_int("EMBEDPORTAL_MAX_DOCUMENT_CHARS", 1_000_000)
-EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST = env_int("EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST", 1000)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("EMBEDPORTAL_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
+EMBEDPORTAL_MAX_DOCUMENT_CHARS = env_int("EMBEDPORTAL_MAX_DOCUMENT_CHARS")
+EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST = env_int("EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST")
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("EMBEDPORTAL_MAX_REQUEST_BYTES")
 
 # Pipeline defaults (per-collection settings override batch size and chunking).
-EMBEDPORTAL_DEFAULT_MODEL = env_str("EMBEDPORTAL_DEFAULT_MODEL", "local/all-MiniLM-L6-v2")
-EMBEDPORTAL_CLAIM_BATCH = env_int("EMBEDPORTAL_CLAIM_BATCH", 32)
-EMBEDPORTAL_LEASE_SECONDS = env_int("EMBEDPORTAL_LEASE_SECONDS", 300)
-EMBEDPORTAL_EMBED_TIMEOUT = env_float("EMBEDPORTAL_EMBED_TIMEOUT", 60.0)
-EMBEDPORTAL_IDLE_SLEEP = env_float("EMBEDPORTAL_IDLE_SLEEP", 1.0)
-EMBEDPORTAL_FRESHNESS_SLA = timedelta(seconds=env_int("EMBEDPORTAL_FRESHNESS_SLA_SECONDS", 3600))
+EMBEDPORTAL_DEFAULT_MODEL = env_str("EMBEDPORTAL_DEFAULT_MODEL")
+EMBEDPORTAL_CLAIM_BATCH = env_int("EMBEDPORTAL_CLAIM_BATCH")
+EMBEDPORTAL_LEASE_SECONDS = env_int("EMBEDPORTAL_LEASE_SECONDS")
+EMBEDPORTAL_EMBED_TIMEOUT = env_float("EMBEDPORTAL_EMBED_TIMEOUT")
+EMBEDPORTAL_IDLE_SLEEP = env_float("EMBEDPORTAL_IDLE_SLEEP")
+EMBEDPORTAL_FRESHNESS_SLA = timedelta(seconds=env_int("EMBEDPORTAL_FRESHNESS_SLA_SECONDS"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -192,9 +162,9 @@ SPECTACULAR_SETTINGS = {
 Q_CLUSTER = {
     "name": "embedportal",
     "orm": "default",
-    "workers": env_int("Q_WORKERS", 2),
-    "timeout": env_int("Q_TIMEOUT", 600),
-    "retry": env_int("Q_RETRY", 660),
+    "workers": env_int("Q_WORKERS"),
+    "timeout": env_int("Q_TIMEOUT"),
+    "retry": env_int("Q_RETRY"),
     "max_attempts": 1,
     "catch_up": False,
     "poll": 0.5,
@@ -202,7 +172,7 @@ Q_CLUSTER = {
     "ack_failures": True,
 }
 
-LOG_LEVEL = env_str("EMBEDPORTAL_LOG_LEVEL", "INFO")
+LOG_LEVEL = env_str("EMBEDPORTAL_LOG_LEVEL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -223,23 +193,27 @@ LOGGING = {
 # many times within the batch, waiting base * 2^n seconds (or the provider's Retry-After),
 # never longer than the cap, before the document counts as failed and goes to the
 # ReprocessingWorkflow (5 min, 30 min, 2 h, 24 h, then dead letter).
-EMBEDPORTAL_BATCH_TRIES = env_int("EMBEDPORTAL_BATCH_TRIES", 3)
-EMBEDPORTAL_RETRY_BASE_SECONDS = env_float("EMBEDPORTAL_RETRY_BASE_SECONDS", 1.0)
-EMBEDPORTAL_RETRY_MAX_WAIT = env_float("EMBEDPORTAL_RETRY_MAX_WAIT", 30.0)
-EMBEDPORTAL_REPROCESS_BATCH = env_int("EMBEDPORTAL_REPROCESS_BATCH", 1000)
-EMBEDPORTAL_REPROCESS_INTERVAL = env_float("EMBEDPORTAL_REPROCESS_INTERVAL", 60.0)
+EMBEDPORTAL_BATCH_TRIES = env_int("EMBEDPORTAL_BATCH_TRIES")
+EMBEDPORTAL_RETRY_BASE_SECONDS = env_float("EMBEDPORTAL_RETRY_BASE_SECONDS")
+EMBEDPORTAL_RETRY_MAX_WAIT = env_float("EMBEDPORTAL_RETRY_MAX_WAIT")
+EMBEDPORTAL_REPROCESS_BATCH = env_int("EMBEDPORTAL_REPROCESS_BATCH")
+EMBEDPORTAL_REPROCESS_INTERVAL = env_float("EMBEDPORTAL_REPROCESS_INTERVAL")
 
 # Operability (docs/operations.md). /metrics adds these scrape-time database collectors to
 # the process (or multiprocess) metrics; each is a dotted path to a prometheus_client collector.
-EMBEDPORTAL_METRICS_COLLECTORS = env_list(
-    "EMBEDPORTAL_METRICS_COLLECTORS", "pipeline.metrics.DatabaseCollector,reprocessing.metrics.DatabaseCollector"
-)
+EMBEDPORTAL_METRICS_COLLECTORS = env_list("EMBEDPORTAL_METRICS_COLLECTORS")
 # /metrics is open unless restricted: client IPs in these CIDRs and/or HTTP basic auth "user:password".
 EMBEDPORTAL_METRICS_ALLOWED_IPS = env_list("EMBEDPORTAL_METRICS_ALLOWED_IPS")
 EMBEDPORTAL_METRICS_BASIC_AUTH = env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH")
-EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS = env_int("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS", 300)
+EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS = env_int("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS")
 # Health: a worker heartbeat older than this means no worker is alive; pending work older than
 # the progress window with nothing embedded within it means the queue is not being drained.
-EMBEDPORTAL_HEARTBEAT_MAX_AGE = env_int("EMBEDPORTAL_HEARTBEAT_MAX_AGE", 180)
-EMBEDPORTAL_HEALTH_PROGRESS_WINDOW = env_int("EMBEDPORTAL_HEALTH_PROGRESS_WINDOW", 600)
-EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = env_float("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT", 10.0)
+EMBEDPORTAL_HEARTBEAT_MAX_AGE = env_int("EMBEDPORTAL_HEARTBEAT_MAX_AGE")
+EMBEDPORTAL_HEALTH_PROGRESS_WINDOW = env_int("EMBEDPORTAL_HEALTH_PROGRESS_WINDOW")
+EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = env_float("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT")
+
+# Documentation (docs_site): the Markdown sources, the built site served under /docs/, and the
+# review interval of hand-written pages that declare none.
+EMBEDPORTAL_DOCS_DIR = Path(env_str("EMBEDPORTAL_DOCS_DIR") or BASE_DIR / "docs")
+EMBEDPORTAL_DOCS_SITE_DIR = Path(env_str("EMBEDPORTAL_DOCS_SITE_DIR") or DATA_DIR / "site")
+EMBEDPORTAL_DOCS_REVIEW_DAYS = env_int("EMBEDPORTAL_DOCS_REVIEW_DAYS")
