@@ -161,7 +161,7 @@ _register(
     Setting(
         "EMBEDPORTAL_METRICS_COLLECTORS",
         "list",
-        "pipeline.metrics.DatabaseCollector,reprocessing.metrics.DatabaseCollector,docs_site.collectors.DatabaseCollector",
+        "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),

@@ -51,10 +51,11 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    # Project plumbing (the bootstrap command); before django_q, like pipeline.
+    # Project plumbing (bootstrap, qcluster, serve_metrics). Before django_q: our `qcluster`
+    # command wraps django-q2's (it preloads LiteLLM) and must win the name.
     "embedportal",
-    # Before django_q: pipeline's `qcluster` command wraps django-q2's (it preloads LiteLLM).
     "pipeline",
+    "django_filters",
     "django_q",
     "django_prometheus",
     "reprocessing",
@@ -140,11 +141,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["pipeline.api.permissions.ModelPermissions"],
+    "DEFAULT_PERMISSION_CLASSES": ["embedportal.api.permissions.ModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "pipeline.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "embedportal.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "embedportal API",

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 
+from embedportal.views import prometheus_metrics
 from pipeline import views as ops
 
 urlpatterns = [
@@ -18,7 +19,7 @@ urlpatterns = [
         name="swagger-ui",
     ),
     # Our own /metrics: django-prometheus's view drops the database collectors in multiprocess mode.
-    path("metrics", ops.prometheus_metrics, name="metrics"),
+    path("metrics", prometheus_metrics, name="metrics"),
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
 ]

@@ -25,7 +25,6 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from pipeline.choices import DocumentStatus
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
 from pipeline.models import Collection, Document, WorkerHeartbeat
 
@@ -181,12 +180,7 @@ def check_queue() -> CheckResult:
             latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
             alive = WorkerHeartbeat.objects.fresh(max_age).count()
             # Claimable work only: paused collections and documents in backoff are waiting on purpose.
-            oldest = (
-                Document.objects.filter(status=DocumentStatus.PENDING, available_at__lte=now, collection__paused=False)
-                .order_by("available_at")
-                .values_list("available_at", flat=True)
-                .first()
-            )
+            oldest = Document.objects.filter(collection__paused=False).oldest_due_at(now)
             last_embedded = (
                 Document.objects.filter(last_embedded_at__isnull=False)
                 .order_by("-last_embedded_at")

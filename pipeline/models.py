@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models, transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 from pgvector.django import VectorField
 
@@ -207,6 +207,15 @@ class DocumentQuerySet(models.QuerySet["Document"]):
                 updated_at=timezone.now(),
             )
         return list(self.filter(pk__in=ids, lease_owner=worker).select_related("collection").order_by("id"))
+
+    def due(self, now: datetime | None = None) -> DocumentQuerySet:
+        """Pending documents past their backoff: the work waiting for a worker."""
+        return self.filter(status=DocumentStatus.PENDING, available_at__lte=now or timezone.now())
+
+    def oldest_due_at(self, now: datetime | None = None) -> datetime | None:
+        """"Oldest pending": when the longest-waiting due document became available (None if none).
+        The oldest-pending gauge and the queue health check both read it (pipeline_document_pending)."""
+        return self.due(now).aggregate(oldest=Min("available_at"))["oldest"]
 
     def owned_by(self, worker: str) -> DocumentQuerySet:
         return self.filter(status=DocumentStatus.PROCESSING, lease_owner=worker)

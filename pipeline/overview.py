@@ -17,7 +17,8 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from pipeline import health, metrics
+from embedportal.metrics import multiprocess_dir, process_registry
+from pipeline import collectors, health, metrics
 from pipeline.choices import DocumentStatus
 from pipeline.models import Collection, Document, WorkerHeartbeat
 
@@ -101,11 +102,11 @@ def _error_rows(errors: dict[str, float]) -> list[dict[str, Any]]:
 
 def context() -> dict[str, Any]:
     now = timezone.now()
-    registry = metrics.process_registry()
+    registry = process_registry()
     per_minute = _per_minute(now)
     checks = health.run_checks()
     return {
-        "snapshot": metrics.queue_snapshot(),
+        "snapshot": collectors.queue_snapshot(),
         "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,
         "collections": _collections(),
         "per_minute_total": sum(per_minute),
@@ -119,5 +120,5 @@ def context() -> dict[str, Any]:
         "workers": list(
             WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).order_by("worker")
         ),
-        "multiprocess": metrics.multiprocess_dir() is not None,
+        "multiprocess": multiprocess_dir() is not None,
     }

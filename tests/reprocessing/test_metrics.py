@@ -12,7 +12,7 @@ from pipeline.choices import ErrorType
 from pipeline.embedding import PipelineError
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
-from reprocessing.metrics import DatabaseCollector
+from reprocessing.collectors import DatabaseCollector
 from reprocessing.models import FailedDocument
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,8 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from pipeline import metrics
+from embedportal.metrics import multiprocess_dir
+from pipeline import collectors, metrics
 from pipeline.collections import create_collection
 from pipeline.models import Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
@@ -121,14 +122,14 @@ class Command(BaseCommand):
                 raise CommandError(f"/metrics answered {status}; is it restricted?")
         body = content.decode()
         depth = next(
-            float(line.split()[-1]) for line in body.splitlines() if line.startswith(metrics.QUEUE_DEPTH + " ")
+            float(line.split()[-1]) for line in body.splitlines() if line.startswith(collectors.QUEUE_DEPTH + " ")
         )
         if depth < documents:
             raise CommandError(f"queue depth {depth:g} < {documents}: the gauge is wrong")
         self.stdout.write(
             f"/metrics {label}: median {statistics.median(times):.1f} ms, p95 {_percentile(times, 0.95):.1f} ms, "
             f"max {max(times):.1f} ms over {requests} requests ({len(body)} bytes, queue depth {depth:g}, "
-            f"multiprocess={'yes' if metrics.multiprocess_dir() else 'no'})"
+            f"multiprocess={'yes' if multiprocess_dir() else 'no'})"
         )
 
     def _ingest(self, name: str, documents: int, rounds: int) -> None:

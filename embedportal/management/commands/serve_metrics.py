@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 from prometheus_client import make_wsgi_app
 
+from embedportal import metrics
 from embedportal.shutdown import stop_on_signals
-from pipeline import metrics
 
 
 class _QuietHandler(WSGIRequestHandler):

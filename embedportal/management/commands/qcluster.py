@@ -1,7 +1,7 @@
 """django-q2's `qcluster`, with LiteLLM loaded once before the cluster forks its workers.
 
-This app comes before django_q in INSTALLED_APPS so this command takes the name; it only
-adds the preload (see providers.preload) to django-q2's own command.
+The embedportal app comes before django_q in INSTALLED_APPS so this command takes the name;
+it only adds the preload (see pipeline.providers.preload) to django-q2's own command.
 """
 
 from __future__ import annotations

@@ -1,0 +1,57 @@
+"""The /metrics scrape: every process's counters and histograms plus the scrape-time
+database collectors named by EMBEDPORTAL_METRICS_COLLECTORS. Project plumbing: the apps
+define metrics (`<app>.metrics`) and collectors (`<app>.collectors`); this assembles them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+
+class _ProcessCollector:
+    """The default registry's collectors (single-process mode) as one collector."""
+
+    def collect(self) -> Iterator[Metric]:
+        return REGISTRY.collect()
+
+
+def multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR, read from the environment the way prometheus_client reads it."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def process_registry() -> CollectorRegistry:
+    """Counters and histograms of every process: summed from the shared directory in
+    multiprocess mode (gunicorn + django-q2 workers), else this process's own."""
+    registry = CollectorRegistry()
+    if path := multiprocess_dir():
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(_ProcessCollector())
+    return registry
+
+
+def scrape_registry() -> CollectorRegistry:
+    """A fresh registry per scrape: process metrics plus the database collectors in
+    EMBEDPORTAL_METRICS_COLLECTORS. (django-prometheus's own view drops custom collectors
+    in multiprocess mode, hence our own.)"""
+    registry = process_registry()
+    for path in settings.EMBEDPORTAL_METRICS_COLLECTORS:
+        registry.register(import_string(path)())
+    return registry
+
+
+def exposition(accept: str | None = None) -> tuple[bytes, str]:
+    """The scrape body and its content type, negotiated like prometheus_client's own servers
+    (text format 0.0.4 unless the scraper asks for OpenMetrics)."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(scrape_registry()), content_type
+
+

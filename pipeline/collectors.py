@@ -1,0 +1,136 @@
+"""Scrape-time gauges of the pipeline, computed from the database by the /metrics view's
+registry (EMBEDPORTAL_METRICS_COLLECTORS): exact whichever process or replica is scraped,
+whatever the backlog. The metric definitions that processes record into are in
+pipeline.metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from pipeline.models import Document
+
+logger = logging.getLogger(__name__)
+
+# A scrape must not hang on a locked table; Prometheus gives up after its scrape timeout anyway.
+QUERY_TIMEOUT_MS = 5000
+
+QUEUE_DEPTH = "embedding_pipeline_queue_depth"
+COLLECTION_QUEUE_DEPTH = "embedding_pipeline_collection_queue_depth"
+OLDEST_PENDING = "embedding_pipeline_oldest_pending_age_seconds"
+PROCESSING = "embedding_pipeline_processing_documents"
+THROUGHPUT = "embedding_pipeline_throughput_docs_per_second"
+PAUSED = "embedding_pipeline_collection_paused"
+WORKERS = "embedding_pipeline_workers_alive"
+HEARTBEAT_AGE = "embedding_pipeline_worker_heartbeat_age_seconds"
+
+# One row per collection (tens, chosen by operators: a safe label). Each count is an
+# index-only scan of pipeline_document_status (collection_id, status), so the total is
+# exact at any backlog without a sequential scan; the partial indexes serve the rest.
+_QUEUE_SQL = """
+SELECT c.name, c.paused,
+       (SELECT count(*) FROM pipeline_document d WHERE d.collection_id = c.id AND d.status = 'pending')
+  FROM pipeline_collection c
+ ORDER BY c.name
+"""
+_SCALARS_SQL = """
+SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'processing'),
+       (SELECT count(*) FROM pipeline_document WHERE last_embedded_at > %(since)s),
+       (SELECT count(*) FROM pipeline_workerheartbeat WHERE beat_at >= %(alive_since)s),
+       (SELECT max(beat_at) FROM pipeline_workerheartbeat)
+"""
+
+
+def _db_families() -> dict[str, GaugeMetricFamily]:
+    families = (
+        GaugeMetricFamily(QUEUE_DEPTH, "Documents waiting in the queue (status pending, backoff included)."),
+        GaugeMetricFamily(COLLECTION_QUEUE_DEPTH, "Pending documents per collection.", labels=["collection"]),
+        GaugeMetricFamily(
+            OLDEST_PENDING,
+            "Seconds the longest-waiting pending document past its backoff has waited (paused collections "
+            "included; 0 when none).",
+        ),
+        GaugeMetricFamily(PROCESSING, "Documents leased to a worker right now."),
+        GaugeMetricFamily(
+            THROUGHPUT, "Documents embedded per second over the last EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS."
+        ),
+        GaugeMetricFamily(PAUSED, "1 if the collection is paused (its queue is not claimed).", labels=["collection"]),
+        GaugeMetricFamily(WORKERS, "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE)."),
+        GaugeMetricFamily(HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever)."),
+    )
+    return {f.name: f for f in families}
+
+
+@dataclass
+class QueueSnapshot:
+    """What the database says about the queue now: the numbers behind the gauges and the overview page."""
+
+    depth: int
+    per_collection: list[tuple[str, bool, int]]
+    oldest_pending_seconds: float
+    processing: int
+    throughput: float
+    workers_alive: int
+    heartbeat_age_seconds: float | None
+
+
+def queue_snapshot() -> QueueSnapshot:
+    now = timezone.now()
+    window = settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS
+    params = {
+        "since": now - timedelta(seconds=window),
+        "alive_since": now - timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE),
+    }
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(QUERY_TIMEOUT_MS)])
+        cur.execute(_QUEUE_SQL)
+        per_collection = [(name, paused, depth) for name, paused, depth in cur.fetchall()]
+        cur.execute(_SCALARS_SQL, params)
+        processing, recent, alive, last_beat = cur.fetchone()
+        oldest = Document.objects.oldest_due_at(now)
+    return QueueSnapshot(
+        depth=sum(depth for _, _, depth in per_collection),
+        per_collection=per_collection,
+        oldest_pending_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        processing=processing,
+        throughput=recent / window,
+        workers_alive=alive,
+        heartbeat_age_seconds=max(0.0, (now - last_beat).total_seconds()) if last_beat else None,
+    )
+
+
+class DatabaseCollector:
+    """Scrape-time gauges from the database: exact whichever process or replica is scraped."""
+
+    def describe(self) -> Iterator[Metric]:
+        # Lets prometheus_client register the collector without querying the database.
+        yield from _db_families().values()
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            snap = queue_snapshot()
+        except DatabaseError:
+            # The scrape still serves the process metrics; absent() alerts cover a dead database.
+            logger.exception("pipeline metrics: database query failed")
+            return
+        f = _db_families()
+        f[QUEUE_DEPTH].add_metric([], snap.depth)
+        for name, paused, depth in snap.per_collection:
+            f[COLLECTION_QUEUE_DEPTH].add_metric([name], depth)
+            f[PAUSED].add_metric([name], 1 if paused else 0)
+        f[OLDEST_PENDING].add_metric([], snap.oldest_pending_seconds)
+        f[PROCESSING].add_metric([], snap.processing)
+        f[THROUGHPUT].add_metric([], snap.throughput)
+        f[WORKERS].add_metric([], snap.workers_alive)
+        if snap.heartbeat_age_seconds is not None:
+            f[HEARTBEAT_AGE].add_metric([], snap.heartbeat_age_seconds)
+        yield from (family for family in f.values() if family.samples)
+
+
