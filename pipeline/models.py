@@ -167,7 +167,11 @@ class Collection(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         # Delete chunks and documents set-wise first: Django's cascade collector would load
-        # every row of a large collection into memory.
+        # every row of a large collection into memory. A raw DELETE skips Django's on_delete,
+        # so every table referencing pipeline_document must cascade in the database itself:
+        # reprocessing's failed_documents does (ON DELETE CASCADE, added by
+        # reprocessing/migrations/0002_document_fk_on_delete_cascade.py); an app adding a
+        # foreign key to Document must do the same, or this DELETE fails on its rows.
         with transaction.atomic():
             Chunk.objects.filter(collection=self)._raw_delete(using="default")
             Document.objects.filter(collection=self)._raw_delete(using="default")
