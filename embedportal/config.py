@@ -110,10 +110,17 @@ _register(
         "EMBEDPORTAL_MAX_DOCUMENT_CHARS",
         "int",
         1_000_000,
-        "Largest accepted document text (characters); larger ones get HTTP 400.",
+        "Largest accepted document text (characters); larger ones get HTTP 400. `enqueue` refuses unread a "
+        "file over 4 bytes a character and a `.jsonl` line over 6 bytes a character + 1 MiB.",
     ),
     Setting("EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST", "int", 1000, "Most documents in one API request."),
-    Setting("EMBEDPORTAL_MAX_REQUEST_BYTES", "int", 64 * 1024 * 1024, "Largest request body (bytes)."),
+    Setting(
+        "EMBEDPORTAL_MAX_REQUEST_BYTES",
+        "int",
+        64 * 1024 * 1024,
+        "Largest request body (bytes): larger ones get 413, chunked ones without a length 411, before they "
+        "are read. Also the most text `enqueue` writes in one transaction.",
+    ),
     # --- pipeline ------------------------------------------------------------------------------
     Setting("EMBEDPORTAL_DEFAULT_MODEL", "str", "local/all-MiniLM-L6-v2", "Model for collections created without one."),
     Setting("EMBEDPORTAL_CLAIM_BATCH", "int", 32, "Documents a worker claims at a time."),

@@ -1,17 +1,30 @@
-"""Reading documents from files for `manage.py enqueue`: folders, globs, JSON Lines."""
+"""Reading documents from files for `manage.py enqueue`: folders, globs, JSON Lines.
+
+Every file is checked before it is read: only regular files are opened (a device such as
+/dev/zero never ends, and opening a FIFO waits for a writer), and no more than the limit is
+ever read, so memory stays bounded whatever a path turns out to be.
+"""
 
 from __future__ import annotations
 
 import glob
 import json
+import os
+import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
+from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from pipeline.queue import IncomingDocument, InvalidDocument, validate
+
+# Read in pieces this size while skipping the rest of an over-long line.
+_SKIP_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +33,26 @@ class Rejected:
     reason: str
 
 
-def expand(paths: list[str]) -> Iterator[Path]:
-    """Files named by `paths`: files as given, folders recursively, globs expanded."""
+def max_file_bytes() -> int:
+    """Largest file read as one document: UTF-8 takes at most 4 bytes a character, so a bigger
+    file cannot hold a text within EMBEDPORTAL_MAX_DOCUMENT_CHARS."""
+    return 4 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
+
+
+def max_line_bytes() -> int:
+    """Largest `.jsonl` line: JSON may write each character as a 6-byte \\uXXXX escape; 1 MiB more
+    leaves room for the id and metadata."""
+    return 6 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS + (1 << 20)
+
+
+def expand(paths: list[str], skipped: Counter[str] | None = None) -> Iterator[Path]:
+    """Files named by `paths`: files as given, folders walked, globs expanded.
+
+    A path the user named (or a glob matched) is always yielded, hidden or not, and read()
+    says what is wrong with it. While walking a folder, hidden entries (.git, .venv), special
+    files and symlinked folders are left out and counted by reason in `skipped`.
+    """
+    skipped = Counter() if skipped is None else skipped
     seen: set[Path] = set()
     for raw in paths:
         matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))] if glob.has_magic(raw) else [Path(raw)]
@@ -30,14 +61,43 @@ def expand(paths: list[str]) -> Iterator[Path]:
         for match in matches:
             if not match.exists():
                 raise FileNotFoundError(f"{raw}: no such file or folder")
-            files = sorted(p for p in match.rglob("*") if p.is_file()) if match.is_dir() else [match]
-            for f in files:
-                if any(part.startswith(".") for part in f.parts if part not in (".", "..")):
-                    continue  # hidden files and folders (.git, .DS_Store)
+            for f in _walk(match, skipped) if match.is_dir() else [match]:
                 resolved = f.resolve()
                 if resolved not in seen:
                     seen.add(resolved)
                     yield f
+
+
+def _walk(root: Path, skipped: Counter[str]) -> list[Path]:
+    def unreadable(error: OSError) -> None:
+        skipped["unreadable folder"] += 1
+
+    files = []
+    for folder, dirnames, filenames in os.walk(root, onerror=unreadable):
+        kept = []
+        for name in dirnames:
+            if name.startswith("."):
+                skipped["hidden"] += 1
+            elif os.path.islink(os.path.join(folder, name)):
+                skipped["symlinked folder (not followed)"] += 1
+            else:
+                kept.append(name)
+        dirnames[:] = kept
+        for name in filenames:
+            path = Path(folder, name)
+            if name.startswith("."):
+                skipped["hidden"] += 1
+            elif not path.is_file():  # a stat, never an open: safe on FIFOs and devices
+                skipped["not a regular file"] += 1
+            else:
+                files.append(path)
+    return sorted(files)
+
+
+def describe_skips(skipped: Counter[str]) -> str:
+    """`Skipped 3 while walking folders: 2 hidden, 1 not a regular file.`"""
+    reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
+    return f"Skipped {sum(skipped.values())} while walking folders: {reasons}."
 
 
 def document_id(path: Path, base: Path) -> str:
@@ -48,62 +108,132 @@ def document_id(path: Path, base: Path) -> str:
         return resolved.as_posix()
 
 
+class _Unreadable(Exception):
+    pass
+
+
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading if it is a regular file, without ever blocking."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise _Unreadable(_not_regular(mode))
+        # O_NONBLOCK: should the path become a FIFO after the stat, open returns instead of
+        # waiting for a writer (and the fstat below refuses it).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise _Unreadable(f"cannot read it: {exc.strerror}") from None
+    fh = os.fdopen(fd, "rb")
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        fh.close()
+        raise _Unreadable(_not_regular(mode))
+    return fh
+
+
+def _not_regular(mode: int) -> str:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return f"{kind}, not a regular file; name text files, .jsonl files or folders"
+
+
 def read(path: Path, base: Path) -> Iterator[IncomingDocument | Rejected]:
     """Documents in one file (a .jsonl file holds one per line), or why they were rejected."""
-    if path.suffix == ".jsonl":
-        yield from _read_jsonl(path)
+    try:
+        fh = _open_regular(path)
+    except _Unreadable as exc:
+        yield Rejected(str(path), str(exc))
         return
-    data = path.read_bytes()
+    with fh:
+        if path.suffix == ".jsonl":
+            yield from _read_jsonl(fh, path)
+        else:
+            yield _read_text(fh, path, base)
+
+
+def _read_text(fh: BinaryIO, path: Path, base: Path) -> IncomingDocument | Rejected:
+    limit = max_file_bytes()
+    info = os.fstat(fh.fileno())
+    too_big = f"over the limit of {limit} bytes (4 bytes a character of EMBEDPORTAL_MAX_DOCUMENT_CHARS); split the file"
+    if info.st_size > limit:
+        return Rejected(str(path), f"file is {info.st_size} bytes, {too_big}")
+    data = fh.read(limit + 1)  # at most one byte past the limit, even if the file grows meanwhile
+    if len(data) > limit:
+        return Rejected(str(path), f"file grew while being read, {too_big}")
     if b"\x00" in data:
-        yield Rejected(str(path), "binary file (contains NUL bytes)")
-        return
+        return Rejected(str(path), "binary file (contains NUL bytes)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        yield Rejected(str(path), f"not UTF-8 text (invalid byte at offset {exc.start})")
-        return
-    modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-    yield _checked(
-        IncomingDocument(document_id(path, base), text, modified, {"path": document_id(path, base)}), str(path)
-    )
+        return Rejected(str(path), f"not UTF-8 text (invalid byte at offset {exc.start})")
+    modified = datetime.fromtimestamp(info.st_mtime, tz=UTC)
+    doc_id = document_id(path, base)
+    return _checked(IncomingDocument(doc_id, text, modified, {"path": doc_id}), str(path))
 
 
-def _read_jsonl(path: Path) -> Iterator[IncomingDocument | Rejected]:
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            where = f"{path}:{lineno}"
-            if not raw.strip():
-                continue
-            try:
-                item = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                yield Rejected(where, "line is not UTF-8")
-                continue
-            except json.JSONDecodeError as exc:
-                yield Rejected(where, f"invalid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(item, dict):
-                yield Rejected(where, "each line must be a JSON object {id, text, modified_at?, metadata?}")
-                continue
-            missing = [k for k in ("id", "text") if k not in item]
-            if missing:
-                yield Rejected(where, f"missing field(s): {', '.join(missing)}")
-                continue
-            # str() would turn null into the id "None"; integers are accepted as the API does.
-            if isinstance(item["id"], bool) or not isinstance(item["id"], (str, int)):
-                yield Rejected(where, "id must be a string (or an integer)")
-                continue
-            modified = None
-            if item.get("modified_at"):
-                modified = parse_datetime(str(item["modified_at"]))
-                if modified is None:
-                    yield Rejected(where, f"modified_at {item['modified_at']!r} is not an ISO 8601 date-time")
-                    continue
-            metadata = item.get("metadata") or {}
-            if not isinstance(metadata, dict) or not isinstance(item["text"], str):
-                yield Rejected(where, "text must be a string and metadata an object")
-                continue
-            yield _checked(IncomingDocument(str(item["id"]), item["text"], modified, metadata), where)
+def _skip_line(fh: BinaryIO) -> int:
+    """Read past the rest of the current line, piece by piece; the bytes skipped."""
+    skipped = 0
+    while piece := fh.readline(_SKIP_CHUNK):
+        skipped += len(piece)
+        if piece.endswith(b"\n"):
+            break
+    return skipped
+
+
+def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejected]:
+    limit = max_line_bytes()
+    lineno = 0
+    # readline(limit + 1): a line is never held past the limit, however long it is.
+    while raw := fh.readline(limit + 1):
+        lineno += 1
+        where = f"{path}:{lineno}"
+        if len(raw) > limit:
+            size = len(raw) + _skip_line(fh)
+            yield Rejected(
+                where,
+                f"line is {size} bytes, over the limit of {limit} bytes (from EMBEDPORTAL_MAX_DOCUMENT_CHARS); "
+                "split the document",
+            )
+            continue
+        if (item := _jsonl_item(raw, where)) is not None:
+            yield item
+
+
+def _jsonl_item(raw: bytes, where: str) -> IncomingDocument | Rejected | None:
+    if not raw.strip():
+        return None
+    try:
+        item = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Rejected(where, "line is not UTF-8")
+    except json.JSONDecodeError as exc:
+        return Rejected(where, f"invalid JSON ({exc.msg} at column {exc.colno})")
+    if not isinstance(item, dict):
+        return Rejected(where, "each line must be a JSON object {id, text, modified_at?, metadata?}")
+    missing = [k for k in ("id", "text") if k not in item]
+    if missing:
+        return Rejected(where, f"missing field(s): {', '.join(missing)}")
+    # str() would turn null into the id "None"; integers are accepted as the API does.
+    if isinstance(item["id"], bool) or not isinstance(item["id"], (str, int)):
+        return Rejected(where, "id must be a string (or an integer)")
+    modified = None
+    if item.get("modified_at"):
+        modified = parse_datetime(str(item["modified_at"]))
+        if modified is None:
+            return Rejected(where, f"modified_at {item['modified_at']!r} is not an ISO 8601 date-time")
+    metadata = item.get("metadata") or {}
+    if not isinstance(metadata, dict) or not isinstance(item["text"], str):
+        return Rejected(where, "text must be a string and metadata an object")
+    return _checked(IncomingDocument(str(item["id"]), item["text"], modified, metadata), where)
 
 
 def _checked(doc: IncomingDocument, where: str) -> IncomingDocument | Rejected:

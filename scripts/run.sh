@@ -4,6 +4,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
+fail() { echo "embedportal: $*" >&2; exit 1; }
+# A busy port is refused before anything starts (with SO_REUSEADDR, as gunicorn binds: a
+# port in TIME_WAIT is free, one another server listens on is not).
+$PY - "$PORT" <<'PY' || fail "port ${PORT} on 127.0.0.1 is in use (another embedportal or server?): stop it, or choose another port: PORT=8001 make run"
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        sys.exit(1)
+PY
 # gunicorn's and django-q2's processes share one metrics directory (docs/operations.md);
 # files left from a previous run would be added in, so start clean.
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
@@ -18,7 +30,15 @@ trap cleanup EXIT INT TERM
 
 .venv/bin/gunicorn embedportal.wsgi --config python:embedportal.gunicorn_conf --bind "127.0.0.1:${PORT}" --workers 2 --timeout 120 \
   --access-logfile - &
-pids+=($!)
+web=$!
+pids+=($web)
+# Wait for the web server to answer before starting anything else; if it exits instead (the
+# port taken meanwhile, a boot error), stop: never announce a portal whose web is not up.
+until (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; do
+  kill -0 "$web" 2>/dev/null || fail "the web server (gunicorn) exited without serving on 127.0.0.1:${PORT}; its log is above"
+  sleep 0.2
+done
+kill -0 "$web" 2>/dev/null || fail "the web server (gunicorn) exited without serving on 127.0.0.1:${PORT}; its log is above"
 # Its own session: Ctrl-C signals the whole foreground group, and django-q2's cluster can
 # deadlock when its sentinel is signalled at the same moment as the cluster process
 # (Cluster.stop blocks in Event.set). The trap above stops it through its main process alone.

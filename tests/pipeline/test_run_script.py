@@ -85,3 +85,26 @@ def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
             os.killpg(script.pid, signal.SIGKILL)
         output = script.communicate(timeout=30)[0]
     assert "embedportal is running" in output, output
+
+
+def test_a_busy_port_fails_with_a_clear_message_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "PORT": str(port),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+            "EMBEDPORTAL_DATA_DIR": str(tmp_path / "data"),
+        }
+        before = qcluster_pids()
+        result = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "run.sh")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"embedportal: port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "embedportal is running" not in result.stdout
+    assert not qcluster_pids() - before
+    assert not (tmp_path / "prometheus").exists()  # stopped before starting anything

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -16,7 +18,8 @@ class Command(BaseCommand):
     help = (
         "Enqueue documents from files, folders or globs. A .jsonl file holds one JSON document per line "
         "({id, text, modified_at?, metadata?}); any other file is one document whose id is its path "
-        "relative to --base and whose modified time is the file's mtime."
+        "relative to --base and whose modified time is the file's mtime. Named paths are always read; "
+        "hidden entries and special files met while walking a folder are skipped and counted."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,40 +35,50 @@ class Command(BaseCommand):
         except Collection.DoesNotExist:
             raise CommandError(f"no collection named {o['collection']!r}; create it with create_collection") from None
         base = Path(o["base"])
+        skipped: Counter[str] = Counter()
         try:
-            files = list(sources.expand(o["paths"]))
+            files = list(sources.expand(o["paths"], skipped))
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from None
-        total, rejected = EnqueueResult(), []
+        total, rejected, shown = EnqueueResult(), 0, 50
         batch: dict[str, IncomingDocument] = {}
+        batch_chars = 0
+        # A batch is one transaction held in memory: bounded in characters as well as documents,
+        # like an API request (EMBEDPORTAL_MAX_REQUEST_BYTES).
+        max_batch_chars = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
         def flush() -> None:
+            nonlocal batch_chars
             if batch:
                 result = enqueue(collection, list(batch.values()))
                 total.created += result.created
                 total.updated += result.updated
                 total.unchanged += result.unchanged
                 batch.clear()
+                batch_chars = 0
 
         progress = tqdm(files, unit="file", file=sys.stderr, disable=o["no_progress"] or None)
         for path in progress:
             for item in sources.read(path, base):
                 if isinstance(item, sources.Rejected):
-                    rejected.append(item)
+                    # Reported as found, not collected: a file of a million bad lines stays flat.
+                    rejected += 1
+                    if rejected <= shown:
+                        self.stderr.write(f"rejected {item.where}: {item.reason}")
                     continue
                 if item.external_id in batch:
                     flush()  # the later version of a repeated id wins
                 batch[item.external_id] = item
-                if len(batch) >= o["batch"]:
+                batch_chars += len(item.text)
+                if len(batch) >= o["batch"] or batch_chars >= max_batch_chars:
                     flush()
         flush()
         self.stdout.write(
             f"Enqueued into {collection.name}: {len(total.created)} new, {len(total.updated)} changed, "
             f"{len(total.unchanged)} unchanged (not re-embedded)."
         )
+        if skipped:
+            self.stdout.write(sources.describe_skips(skipped))
         if rejected:
-            for r in rejected[:50]:
-                self.stderr.write(f"rejected {r.where}: {r.reason}")
-            raise CommandError(
-                f"{len(rejected)} document(s) rejected (listed above); the {total.accepted} others were enqueued"
-            )
+            more = f"; the first {shown} are listed above" if rejected > shown else " (listed above)"
+            raise CommandError(f"{rejected} document(s) rejected{more}; the {total.accepted} others were enqueued")

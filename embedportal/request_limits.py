@@ -1,0 +1,48 @@
+"""Refuse a request body over the limit before anything reads it.
+
+Django checks DATA_UPLOAD_MAX_MEMORY_SIZE only where it parses a form itself; DRF's JSON
+parser reads the whole stream, and multipart file parts are spooled to disk uncounted. The
+declared length is checked here instead, and nothing reads past it (Django's request stream
+stops at Content-Length), so a body is bounded before its first byte is read. A chunked body
+declares no length, and Django would read it as empty: it is refused too, so a client never
+sees its documents silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+def _refuse(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        # The API's error shape (pipeline.api.errors).
+        return JsonResponse({"error": {"status": status, "message": message, "details": {}}}, status=status)
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+class RequestBodyLimitMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        declared = request.META.get("CONTENT_LENGTH") or ""
+        if not declared:
+            if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+                return _refuse(request, 411, "send the body with a Content-Length header (chunked bodies are not read)")
+            return self.get_response(request)
+        try:
+            length = int(declared)
+        except ValueError:
+            return _refuse(request, 400, f"Content-Length {declared!r} is not a number of bytes")
+        if limit is not None and length > limit:
+            return _refuse(
+                request,
+                413,
+                f"request body is {length} bytes, over the limit of {limit} (EMBEDPORTAL_MAX_REQUEST_BYTES); "
+                "send fewer or smaller documents per request",
+            )
+        return self.get_response(request)
