@@ -179,7 +179,7 @@ def test_check_health_command_exits_non_zero_and_says_which_check_failed(hash_co
 
 @pytest.mark.django_db
 def test_heartbeats_come_from_drain_tasks_and_the_minute_schedule(hash_collection):
-    tasks.ensure_schedules()
+    # Registered by migrate (post_migrate), as in every deployment.
     schedule = Schedule.objects.get(name="pipeline-heartbeat")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (tasks.HEARTBEAT_TASK, Schedule.MINUTES, 1)
 

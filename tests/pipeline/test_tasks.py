@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ
 from django_q.tasks import async_task, result
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Document
 from pipeline.queue import IncomingDocument, enqueue
-from pipeline.tasks import DRAIN_TASK, ensure_schedules
 from tests.conftest import manage
 
 
@@ -35,10 +34,3 @@ def test_qcluster_workers_share_the_litellm_loaded_before_they_were_forked():
     assert origin is not None, "the task did not run"
     assert origin["litellm_loaded"], "LiteLLM was not loaded when the task started"
     assert origin["preloaded_by"] is not None and origin["preloaded_by"] != origin["pid"]
-
-
-@pytest.mark.django_db
-def test_schedule_registration_is_idempotent():
-    ensure_schedules()
-    ensure_schedules()
-    assert Schedule.objects.filter(func=DRAIN_TASK).count() == 1

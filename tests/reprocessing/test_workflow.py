@@ -116,20 +116,6 @@ def test_reprocess_failed_command_once_and_dry_run(failing, clock, capsys):
     assert FailedDocument.objects.get().state == FailureState.RETRYING
 
 
-def test_schedules_are_registered_once(db):
-    from django_q.models import Schedule
-
-    from pipeline.tasks import ensure_schedules
-
-    ensure_schedules()
-    ensure_schedules()
-    schedules = Schedule.objects.filter(name__startswith="reprocessing-")
-    assert sorted(schedules.values_list("name", "func", "minutes")) == [
-        ("reprocessing-retry", "reprocessing.tasks.reprocess_failed", 1),
-        ("reprocessing-stale", "reprocessing.tasks.detect_stale", 5),
-    ]
-
-
 def test_scheduled_task_runs_a_workflow_pass(failing, clock):
     from reprocessing.tasks import reprocess_failed
 

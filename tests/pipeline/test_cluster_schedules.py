@@ -1,0 +1,156 @@
+"""Work is never stranded, tested the way Kubernetes runs it: `migrate` (no bootstrap), a
+`qcluster`, and the reprocessing commands the Argo CronWorkflows run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule, Success
+
+from pipeline import tasks
+from pipeline.choices import DocumentStatus, ErrorType, Stage
+from pipeline.models import Collection, Document
+from reprocessing import tasks as reprocessing_tasks
+from reprocessing.choices import FailureState
+from reprocessing.models import FailedDocument
+from tests.conftest import manage, wait_for
+
+EXPECTED_SCHEDULES = [
+    ("pipeline-drain", tasks.DRAIN_TASK, 1),
+    ("pipeline-heartbeat", tasks.HEARTBEAT_TASK, 1),
+    ("reprocessing-retry", reprocessing_tasks.REPROCESS_TASK, 1),
+    ("reprocessing-stale", reprocessing_tasks.STALE_TASK, 5),
+]
+
+
+def schedules() -> list[tuple[str, str, int]]:
+    """The pipeline's and reprocessing's schedules (other apps register their own)."""
+    names = [name for name, _, _ in EXPECTED_SCHEDULES]
+    return sorted(Schedule.objects.filter(name__in=names).values_list("name", "func", "minutes"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_registers_every_schedule_once():
+    # The test database was created by `migrate` alone (pytest-django), as the migrate Job does.
+    assert schedules() == EXPECTED_SCHEDULES
+    call_command("migrate", verbosity=0)
+    assert schedules() == EXPECTED_SCHEDULES
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_registers_the_schedules_even_when_django_q_is_migrated_after_the_apps():
+    # post_migrate fires for pipeline and reprocessing while django_q's tables are gone:
+    # registering must wait for them, not crash the migration.
+    call_command("migrate", "django_q", "zero", verbosity=0)
+    call_command("migrate", verbosity=0)
+    assert schedules() == EXPECTED_SCHEDULES
+
+
+@pytest.mark.django_db
+def test_every_transition_that_creates_work_wakes_the_workers_after_commit(
+    hash_collection, django_capture_on_commit_callbacks
+):
+    def drain_tasks_after(transition) -> int:
+        OrmQ.objects.all().delete()
+        with django_capture_on_commit_callbacks(execute=True):
+            transition()
+            assert not OrmQ.objects.exists(), "woken before commit: a worker could find nothing"
+        return OrmQ.objects.count()
+
+    doc = make_document(hash_collection, "doc", status=DocumentStatus.EMBEDDED)
+    documents = Document.objects.filter(pk=doc.pk)
+    collections = Collection.objects.filter(pk=hash_collection.pk)
+    assert drain_tasks_after(documents.requeue) > 0  # operator requeue, retry pass, stale pass
+    documents.update(status=DocumentStatus.FAILED)
+    assert drain_tasks_after(collections.reembed) > 0
+    documents.update(status=DocumentStatus.PROCESSING, lease_owner="w1")
+    assert drain_tasks_after(lambda: documents.release("w1")) > 0  # a stopping worker's leases
+    collections.pause()
+    assert drain_tasks_after(collections.resume) > 0
+    # Nothing changed, nothing to wake for.
+    assert drain_tasks_after(documents.requeue) == 0
+    assert drain_tasks_after(collections.resume) == 0
+
+
+def make_document(collection, external_id: str, **fields) -> Document:
+    text = f"the text of {external_id}"
+    return Document.objects.create(
+        collection=collection,
+        external_id=external_id,
+        text=text,
+        content_hash=hashlib.sha256(text.encode()).hexdigest(),
+        **fields,
+    )
+
+
+def embedded(doc: Document) -> bool:
+    doc.refresh_from_db()
+    return doc.status == DocumentStatus.EMBEDDED
+
+
+def run(*args: str) -> None:
+    assert manage(*args, stdout=subprocess.DEVNULL).wait(timeout=60) == 0, f"manage.py {' '.join(args)} failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrated_cluster_embeds_requeued_work_and_is_healthy_when_idle(hash_collection, client, tmp_path):
+    # Until said otherwise no schedule is due: only a transition's own wake-up can start a drain.
+    Schedule.objects.update(next_run=timezone.now() + timedelta(hours=1))
+    now = timezone.now()
+    failed = make_document(hash_collection, "failed", status=DocumentStatus.FAILED, last_error="timeout")
+    FailedDocument.objects.create(
+        document=failed,
+        error_type=ErrorType.TIMEOUT,
+        stage=Stage.EMBEDDING,
+        first_failed_at=now - timedelta(minutes=10),
+        last_failed_at=now - timedelta(minutes=10),
+        next_retry_at=now - timedelta(minutes=5),
+    )
+    stale = make_document(
+        hash_collection,
+        "stale",
+        status=DocumentStatus.EMBEDDED,
+        source_modified_at=now - timedelta(hours=2),
+        last_embedded_at=now - timedelta(hours=3),
+    )
+    assert not OrmQ.objects.exists()
+
+    log = (tmp_path / "qcluster.log").open("w")
+    cluster = manage("qcluster", env={"Q_WORKERS": "1"}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # What the Argo CronWorkflows run; nothing else enqueues.
+        run("reprocess_failed", "--once")
+        wait_for(lambda: embedded(failed), timeout=60)
+        assert FailedDocument.objects.get().state == FailureState.RESOLVED
+        run("detect_stale")
+        wait_for(lambda: embedded(stale), timeout=60)
+
+        # A worker died holding this document: no transition announces it, only the drain schedule
+        # finds it. django-q2 runs due schedules every 30 s.
+        orphan = make_document(
+            hash_collection,
+            "orphan",
+            status=DocumentStatus.PROCESSING,
+            lease_owner="gone:1",
+            lease_expires_at=timezone.now() - timedelta(minutes=1),
+            attempts=1,
+        )
+        Schedule.objects.filter(name__startswith="pipeline-").update(next_run=timezone.now())
+        wait_for(lambda: embedded(orphan), timeout=70)
+        wait_for(lambda: Success.objects.filter(func=tasks.HEARTBEAT_TASK).exists(), timeout=10)
+
+        # Idle and healthy: nothing pending, and the heartbeat schedule keeps the queue check green.
+        call_command("check_health", "--json")
+        response = client.get("/api/v1/health/")
+        assert response.status_code == 200, json.dumps(response.json(), indent=2)
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        cluster.wait(timeout=60)
+        log.close()
