@@ -1,0 +1,265 @@
+"""SLO spec (grafana/slo/pipeline-slos.yaml) -> Prometheus recording rules and burn-rate alerts.
+
+What is generated follows Sloth (slok/sloth), so Sloth's Grafana dashboards work on our series:
+- `slo:sli_error:ratio_rate<w>` for every alert window and the period, labelled `sloth_id`,
+  `sloth_service`, `sloth_slo`, `sloth_window`. Unlike Sloth, the period ratio is computed from
+  the counters over the whole period (aggregate numerator and denominator, never average ratios);
+- `slo:objective:ratio`, `slo:error_budget:ratio`, `slo:current_burn_rate:ratio` (over 5m),
+  `slo:period_burn_rate:ratio` and `slo:period_error_budget_remaining:ratio`;
+- per SLO a page alert `<name>FastBurn` and a ticket alert `<name>SlowBurn`, each the `or` of its
+  window pairs, each pair the `and` of a long and a short window over the same factor.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "grafana" / "slo" / "pipeline-slos.yaml"
+OUTPUT = ROOT / "grafana" / "prometheus" / "slo.rules.yml"
+# The existing convention (failures.rules.yml): the published docs site, one page per runbook.
+RUNBOOK_BASE = "https://embedportal.example/docs/runbooks/"
+
+SLI_GROUP = "embedding-pipeline-slo-sli"
+META_GROUP = "embedding-pipeline-slo-meta"
+ALERT_GROUP = "embedding-pipeline-slo-alerts"
+GROUP_ORDER = (SLI_GROUP, META_GROUP, ALERT_GROUP)
+
+_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+class SpecError(ValueError):
+    pass
+
+
+def seconds(window: str) -> int:
+    match = re.fullmatch(r"(\d+)([mhd])", window)
+    if not match:
+        raise SpecError(f"window {window!r}: write it as <n>m, <n>h or <n>d")
+    return int(match[1]) * _SECONDS[match[2]]
+
+
+@dataclass(frozen=True)
+class WindowPair:
+    long: str
+    short: str
+    factor: float
+
+
+@dataclass(frozen=True)
+class Severity:
+    kind: str  # page or ticket (Sloth's sloth_severity)
+    severity: str  # the alert's severity label
+    pairs: tuple[WindowPair, ...]
+
+
+@dataclass(frozen=True)
+class Slo:
+    name: str
+    objective: float  # percent
+    description: str
+    error_query: str
+    total_query: str
+    alert_name: str
+    runbook: str
+    summary: str
+
+    @property
+    def budget(self) -> float:
+        # round(): 1 - 0.999 is 0.0010000000000000009 in binary floating point.
+        return round(1 - self.objective / 100, 10)
+
+
+@dataclass(frozen=True)
+class Spec:
+    service: str
+    labels: dict[str, str]
+    period: str
+    severities: tuple[Severity, ...]
+    slos: tuple[Slo, ...]
+
+    def sloth_id(self, slo: Slo) -> str:
+        return f"{self.service}-{slo.name}"
+
+    @property
+    def windows(self) -> list[str]:
+        """Every window a ratio is recorded over: the alert windows and the period, shortest first."""
+        found = {w for s in self.severities for p in s.pairs for w in (p.long, p.short)} | {self.period}
+        return sorted(found, key=seconds)
+
+
+def load(path: Path = SPEC) -> Spec:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if data.get("version") != "prometheus/v1":
+        raise SpecError(f"{path}: version must be prometheus/v1")
+    severities = []
+    for kind in ("page", "ticket"):
+        block = data["burn_rate_alerts"][kind]
+        pairs = tuple(WindowPair(str(w["long"]), str(w["short"]), float(w["factor"])) for w in block["windows"])
+        for pair in pairs:
+            if seconds(pair.short) >= seconds(pair.long):
+                raise SpecError(f"{kind}: the short window {pair.short} must be shorter than {pair.long}")
+        severities.append(Severity(kind, block["severity"], pairs))
+    slos = []
+    for raw in data["slos"]:
+        events = raw["sli"]["events"]
+        for key in ("error_query", "total_query"):
+            if "{{.window}}" not in events[key]:
+                raise SpecError(f"SLO {raw['name']}: {key} has no [{{{{.window}}}}] range")
+        if not 0 < float(raw["objective"]) < 100:
+            raise SpecError(f"SLO {raw['name']}: objective is a percentage between 0 and 100")
+        alerting = raw["alerting"]
+        slos.append(
+            Slo(
+                name=raw["name"],
+                objective=float(raw["objective"]),
+                description=raw["description"],
+                error_query=events["error_query"],
+                total_query=events["total_query"],
+                alert_name=alerting["name"],
+                runbook=alerting["runbook"],
+                summary=alerting["summary"],
+            )
+        )
+    seconds(str(data["period"]))
+    return Spec(data["service"], dict(data.get("labels") or {}), str(data["period"]), tuple(severities), tuple(slos))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def sli_expr(slo: Slo, window: str) -> str:
+    """The error ratio over `window`; no value (not 0, not NaN) when there were no events."""
+    error = slo.error_query.replace("{{.window}}", window)
+    total = slo.total_query.replace("{{.window}}", window)
+    return f"(\n  {error}\n)\n/\n(\n  {total} > 0\n)"
+
+
+def _ids(spec: Spec, slo: Slo) -> dict[str, str]:
+    return {"sloth_id": spec.sloth_id(slo), "sloth_service": spec.service, "sloth_slo": slo.name}
+
+
+def _sel(spec: Spec, slo: Slo) -> str:
+    return f'{{sloth_id="{spec.sloth_id(slo)}"}}'
+
+
+_ON = "on (sloth_id, sloth_service, sloth_slo) group_left"
+
+
+def sli_rules(spec: Spec) -> list[dict[str, Any]]:
+    return [
+        {
+            "record": f"slo:sli_error:ratio_rate{window}",
+            "expr": sli_expr(slo, window),
+            "labels": {**_ids(spec, slo), "sloth_window": window},
+        }
+        for slo in spec.slos
+        for window in spec.windows
+    ]
+
+
+def meta_rules(spec: Spec) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    shortest, period = spec.windows[0], spec.period
+    for slo in spec.slos:
+        ids, sel = _ids(spec, slo), _sel(spec, slo)
+        rules += [
+            {"record": "slo:objective:ratio", "expr": f"vector({_fmt(slo.objective / 100)})", "labels": ids},
+            {"record": "slo:error_budget:ratio", "expr": f"vector({_fmt(slo.budget)})", "labels": ids},
+            {
+                "record": "slo:current_burn_rate:ratio",
+                "expr": f"slo:sli_error:ratio_rate{shortest}{sel}\n/ {_ON} slo:error_budget:ratio{sel}",
+                "labels": ids,
+            },
+            {
+                "record": "slo:period_burn_rate:ratio",
+                "expr": f"slo:sli_error:ratio_rate{period}{sel}\n/ {_ON} slo:error_budget:ratio{sel}",
+                "labels": ids,
+            },
+            {
+                "record": "slo:period_error_budget_remaining:ratio",
+                "expr": f"1 - slo:period_burn_rate:ratio{sel}",
+                "labels": ids,
+            },
+        ]
+    return rules
+
+
+def _burn_condition(spec: Spec, slo: Slo, pair: WindowPair) -> str:
+    threshold = f"({_fmt(pair.factor)} * {_fmt(slo.budget)})"
+    sel = _sel(spec, slo)
+    # The window label differs between the two sides: drop it so `and` can match.
+    return (
+        f"(\n  max without (sloth_window) (slo:sli_error:ratio_rate{pair.long}{sel} > {threshold})\n"
+        f"  and\n  max without (sloth_window) (slo:sli_error:ratio_rate{pair.short}{sel} > {threshold})\n)"
+    )
+
+
+def _spent_in(spec: Spec, factor: float) -> str:
+    days = seconds(spec.period) / factor / 86400
+    return f"{days * 24:.0f} hours" if days < 2 else f"{days:.0f} days"
+
+
+def alert_rules(spec: Spec) -> list[dict[str, Any]]:
+    rules = []
+    for slo in spec.slos:
+        for sev in spec.severities:
+            suffix = "FastBurn" if sev.kind == "page" else "SlowBurn"
+            pairs = " or ".join(f"{_fmt(p.factor)}x over {p.long} and {p.short}" for p in sev.pairs)
+            fastest = max(p.factor for p in sev.pairs)
+            slowest = min(p.factor for p in sev.pairs)
+            rules.append(
+                {
+                    "alert": f"{slo.alert_name}{suffix}",
+                    "expr": "\nor\n".join(_burn_condition(spec, slo, p) for p in sev.pairs),
+                    "labels": {"severity": sev.severity, "sloth_severity": sev.kind, **spec.labels},
+                    "annotations": {
+                        "summary": f"{slo.summary}: {slo.name} error budget burning ({sev.kind})",
+                        "description": (
+                            f"The {slo.name} SLO: {slo.description} Its error ratio is above the burn factor "
+                            f"times the {_fmt(slo.budget * 100)}% budget ({pairs}): at that rate the "
+                            f"{spec.period} error budget is spent in {_spent_in(spec, fastest)} to "
+                            f"{_spent_in(spec, slowest)}."
+                        ),
+                        "runbook_url": RUNBOOK_BASE + slo.runbook,
+                    },
+                }
+            )
+    return rules
+
+
+def rule_groups(spec: Spec) -> list[dict[str, Any]]:
+    return [
+        {"name": SLI_GROUP, "rules": sli_rules(spec)},
+        {"name": META_GROUP, "rules": meta_rules(spec)},
+        {"name": ALERT_GROUP, "rules": alert_rules(spec)},
+    ]
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # repeated label sets are written out, not as &id001 anchors
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+HEADER = (
+    "# Generated by `python -m grafana` (make rules) from grafana/slo/pipeline-slos.yaml: do not edit.\n"
+    "# Recording rules for each SLI's error ratio, its error budget and burn rates, and the\n"
+    "# multiwindow, multi-burn-rate alerts. Tested by grafana/prometheus/tests/slo_test.yml.\n"
+)
+
+
+def render(spec: Spec | None = None) -> str:
+    groups = rule_groups(spec or load())
+    return HEADER + yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=1000)
