@@ -44,5 +44,6 @@ lock:
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.in -r requirements-dev.in
 	$(BIN)/python scripts/lock.py
 
+# Stops the embedded PostgreSQL server if it runs (reading the settings never starts it).
 stop:
-	$(BIN)/python -c "import django,os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','embedportal.settings');from embedportal.embedded_db import stop_server;from embedportal.settings import DATA_DIR;stop_server(DATA_DIR)"
+	$(BIN)/python -c "from embedportal.embedded_db import stop_server; from embedportal.settings import DATA_DIR; stop_server(DATA_DIR)"

