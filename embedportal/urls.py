@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("pipeline.api.urls")),
     path("api/v1/", include("reprocessing.api.urls")),
+    path("api/v1/", include("docs_site.api.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
     path(
         "api/v1/docs/",
@@ -20,6 +21,8 @@ urlpatterns = [
     ),
     # Our own /metrics: django-prometheus's view drops the database collectors in multiprocess mode.
     path("metrics", prometheus_metrics, name="metrics"),
+    # The built documentation site (manage.py docs build), for signed-in staff.
+    path("docs/", include("docs_site.urls")),
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
 ]

@@ -1,0 +1,73 @@
+"""Documentation pages and their freshness in the operator console, and the status page."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from docs_site import coverage, freshness
+from docs_site.choices import Freshness
+from docs_site.models import DocCoverage, DocPage
+
+
+def run_checks() -> tuple[int, int]:
+    statuses = freshness.check_pages()
+    freshness.record(statuses)
+    coverage.record(coverage.measure())
+    return len(statuses), sum(1 for s in statuses if s.status == Freshness.STALE)
+
+
+@admin.register(DocPage)
+class DocPageAdmin(admin.ModelAdmin):
+    list_display = ("path", "title", "kind", "status", "lag_seconds", "last_updated", "review_due_at", "checked_at")
+    list_filter = ("status", "kind")
+    search_fields = ("path", "title", "reason")
+    readonly_fields = [f.name for f in DocPage._meta.fields]
+    change_list_template = "admin/docs_site/docpage/change_list.html"
+    actions = ("recheck",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # rows are what the checks found; the pages live in docs/
+
+    def has_delete_permission(self, request: HttpRequest, obj: DocPage | None = None) -> bool:
+        return False
+
+    @admin.action(description="Check the documentation again", permissions=["view"])
+    def recheck(self, request: HttpRequest, queryset: QuerySet[DocPage]) -> None:
+        pages, stale = run_checks()
+        self.message_user(request, f"Checked {pages} page(s): {stale} stale.", messages.SUCCESS)
+
+    def get_urls(self) -> list[URLPattern]:
+        status = path("status/", self.admin_site.admin_view(self.status_view), name="docs_site_status")
+        return [status, *super().get_urls()]
+
+    def status_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("docs_site.view_docpage"):
+            raise PermissionDenied
+        if request.method == "POST":
+            pages, stale = run_checks()
+            self.message_user(request, f"Checked {pages} page(s): {stale} stale.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:docs_site_status"))
+        rows = list(DocPage.objects.all())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Documentation status",
+            "pages": rows,
+            "coverage": list(DocCoverage.objects.all()),
+            "counts": {s.label: sum(1 for r in rows if r.status == s) for s in Freshness},
+            "checked_at": min((r.checked_at for r in rows), default=None),
+        }
+        return TemplateResponse(request, "admin/docs_site/status.html", context)
+
+
+@admin.register(DocCoverage)
+class DocCoverageAdmin(admin.ModelAdmin):
+    list_display = ("kind", "documented", "existing", "checked_at")
+    readonly_fields = [f.name for f in DocCoverage._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

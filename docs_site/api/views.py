@@ -1,0 +1,131 @@
+"""GET /api/v1/embedding-pipeline-operations/docs: the documentation and its freshness.
+
+Without `page`: every page with title, kind, freshness status and reason, last update, and
+the coverage per inventory, as JSON. With `?page=<path>` (relative to the docs folder): that
+page's Markdown, or HTML with `Accept: text/html`; generated pages are rendered live.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import markdown
+from django.db.models import Min
+from django.utils import timezone
+from django.utils.html import escape
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from docs_site import coverage, freshness, pages
+from docs_site.api.serializers import DocsSerializer
+from docs_site.generators import MODULES
+from docs_site.models import DocCoverage, DocPage
+from embedportal.api.permissions import ModelPermissions
+
+# The list re-runs the checks (Git, schema, generators) when the stored results are older.
+RECHECK_AFTER = timedelta(minutes=5)
+
+
+class MarkdownRenderer(BaseRenderer):
+    media_type = "text/markdown"
+    format = "md"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        if isinstance(data, str):
+            return data.encode()
+        return json.dumps(data, default=str).encode()  # an error body
+
+
+class PageHTMLRenderer(BaseRenderer):
+    media_type = "text/html"
+    format = "html"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        if isinstance(data, str):
+            return data.encode()
+        message = data.get("error", {}).get("message", "") if isinstance(data, dict) else str(data)
+        return f"<!doctype html><title>Error</title><p>{escape(message or data)}</p>".encode()
+
+
+def to_html(title: str, text: str) -> str:
+    body = markdown.markdown(
+        pages.split_front_matter(text)[1], extensions=["tables", "fenced_code", "toc", "admonition", "attr_list"]
+    )
+    head = f'<head><meta charset="utf-8"><title>{escape(title)}</title></head>'
+    return f'<!doctype html>\n<html lang="en">{head}\n<body>\n{body}\n</body></html>\n'
+
+
+def current_results() -> tuple[list[DocPage], list[DocCoverage]]:
+    """The stored check results, re-checked first when missing or older than RECHECK_AFTER."""
+    oldest = DocPage.objects.aggregate(oldest=Min("checked_at"))["oldest"]
+    if oldest is None or timezone.now() - oldest > RECHECK_AFTER or not DocCoverage.objects.exists():
+        freshness.record(freshness.check_pages())
+        coverage.record(coverage.measure())
+    return list(DocPage.objects.all()), list(DocCoverage.objects.all())
+
+
+class DocsView(APIView):
+    queryset = DocPage.objects.all()  # ModelPermissions: reading needs docs_site.view_docpage
+    permission_classes = [ModelPermissions]
+    renderer_classes = [MarkdownRenderer, PageHTMLRenderer, JSONRenderer]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[BaseRenderer, str]:
+        if "page" not in request.query_params:
+            return JSONRenderer(), JSONRenderer.media_type  # the list is JSON whatever is accepted
+        return super().perform_content_negotiation(request, force)
+
+    @extend_schema(
+        summary="The documentation, its freshness and coverage; or one page",
+        description=(
+            "Without `page`: every page (title, kind, status fresh/stale/review_due with its reason, last "
+            "update, lag) and the coverage per inventory. With `page`: that page's Markdown, or HTML with "
+            "`Accept: text/html`."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "page", OpenApiTypes.STR, description="A page path relative to the docs folder, e.g. runbooks/tasks.md"
+            )
+        ],
+        responses={
+            200: DocsSerializer,
+            400: OpenApiResponse(description="The page path leaves the docs folder."),
+            404: OpenApiResponse(description="No such page."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        path = request.query_params.get("page")
+        if path is not None:
+            return self._page(request, path)
+        page_rows, coverage_rows = current_results()
+        data = {
+            "site_url": "/docs/",
+            "checked_at": min((p.checked_at for p in page_rows), default=None),
+            "coverage": coverage_rows,
+            "pages": page_rows,
+        }
+        return Response(DocsSerializer(data).data)
+
+    def _page(self, request: Request, path: str) -> Response:
+        try:
+            page = pages.get(path)
+        except pages.UnsafePath as exc:
+            raise ValidationError({"page": str(exc)})
+        except pages.PageNotFound as exc:
+            raise NotFound(str(exc))
+        text = page.text
+        if page.path in MODULES:
+            text = MODULES[page.path].generate(live=True).render(live=True)
+        if isinstance(request.accepted_renderer, PageHTMLRenderer):
+            return Response(to_html(page.title, text))
+        if isinstance(request.accepted_renderer, JSONRenderer):
+            return Response({"path": page.path, "title": page.title, "kind": page.kind, "markdown": text})
+        return Response(text)

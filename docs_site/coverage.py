@@ -1,0 +1,105 @@
+"""Documentation coverage: documented ÷ existing, per inventory, from the running code.
+
+- settings: every variable the registry holds or settings.py reads; documented when it is
+  registered with a description and appears on the configuration reference.
+- endpoints: every operation of the OpenAPI schema; documented when it has a summary or a
+  description (the reference lists every operation, so the words are what can be missing).
+- metrics: our metric families; documented when they have HELP and appear on the metrics page.
+- alerts: every alert rule; documented when its runbook_url leads to a runbook section with
+  Meaning, Impact, Diagnosis and Mitigation.
+- commands: our management commands; documented when their parser has a description.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from docs_site.choices import Inventory
+from docs_site.generators import alerts, api, commands, configuration, metrics
+from docs_site.pages import docs_dir
+from embedportal.config import SETTINGS
+
+ENV_HELPERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_secret"}
+
+
+@dataclass
+class Coverage:
+    kind: str
+    existing: list[str]
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def documented(self) -> int:
+        return len(self.existing) - len(self.missing)
+
+    @property
+    def ratio(self) -> float:
+        return self.documented / len(self.existing) if self.existing else 1.0
+
+
+def settings_read(path: Path | None = None) -> set[str]:
+    """Variables settings.py reads through the env_* helpers or os.environ."""
+    path = path or Path(settings.BASE_DIR) / "embedportal" / "settings.py"
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = ast.unparse(node.func)
+            if func in ENV_HELPERS or func in ("os.environ.get", "os.getenv"):
+                names.add(str(node.args[0].value))
+    return names
+
+
+def _page_text(path: str, root: Path) -> str:
+    file = root / path
+    return file.read_text(encoding="utf-8") if file.exists() else ""
+
+
+def measure(root: Path | None = None) -> list[Coverage]:
+    root = root or docs_dir()
+    config_page = _page_text(configuration.PATH, root)
+    names = sorted(set(SETTINGS) | settings_read())
+    setting_cov = Coverage(
+        Inventory.SETTINGS,
+        names,
+        [n for n in names if n not in SETTINGS or not SETTINGS[n].description or f"`{n}`" not in config_page],
+    )
+    ops = api.operations(api.schema())
+    endpoint_cov = Coverage(
+        Inventory.ENDPOINTS,
+        [f"{m} {p}" for m, p, _ in ops],
+        [f"{m} {p}" for m, p, op in ops if not (op.get("summary") or op.get("description"))],
+    )
+    metrics_page = _page_text(metrics.PATH, root)
+    found, _ = metrics.app_metrics()
+    metric_cov = Coverage(
+        Inventory.METRICS,
+        [m.name for m in found],
+        [m.name for m in found if not m.help or f"`{m.name}`" not in metrics_page],
+    )
+    rules = alerts.alert_rules()
+    alert_cov = Coverage(
+        Inventory.ALERTS, [r.name for r in rules], [r.name for r in rules if alerts.runbook_problems(r, root)]
+    )
+    names = list(commands.project_commands())
+    command_cov = Coverage(
+        Inventory.COMMANDS, names, [n for n in names if not (commands.parser(n).description or "").strip()]
+    )
+    return [setting_cov, endpoint_cov, metric_cov, alert_cov, command_cov]
+
+
+@transaction.atomic
+def record(coverages: list[Coverage]) -> None:
+    from docs_site.models import DocCoverage
+
+    now = timezone.now()
+    for c in coverages:
+        DocCoverage.objects.update_or_create(
+            kind=c.kind,
+            defaults={"documented": c.documented, "existing": len(c.existing), "missing": c.missing, "checked_at": now},
+        )

@@ -1,0 +1,309 @@
+"""Which pages are fresh, stale or due for review, and by how much they lag.
+
+- A generated page is fresh while the code generates exactly the committed text (its
+  `inputs_sha256` names the inputs); stale otherwise, with what changed.
+- A hand-written page declares what it covers in front matter:
+
+      covers:
+        files: [pipeline/queue.py, "grafana/prometheus/*.rules.yml"]
+        settings: [EMBEDPORTAL_CLAIM_BATCH]
+        alerts: [EmbeddingPipelineRateLimited]
+        commands: [run_pipeline]
+      reviewed: 2026-11-30
+      review_interval_days: 90
+
+  It is stale when a covered item changed after the page was last updated: with Git, each item
+  is compared as it was in the page's last commit and as it is now (a setting's registry
+  entry, an alert's rule, a whole file); without Git (a container), against the item hashes
+  the build manifest recorded. It is review due once `reviewed` + the interval has passed.
+- The lag is the newest change of what the page covers minus the page's last update, in
+  seconds, 0 when fresh.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.core.management import get_commands
+from django.db import transaction
+from django.utils import timezone
+
+from docs_site import pages as doc_pages
+from docs_site.choices import Freshness, PageKind
+from docs_site.generators import MODULES, EmbeddingPipelineOperationsDocGenerator
+from docs_site.generators.alerts import alert_rules
+from docs_site.history import History
+from embedportal.config import SETTINGS
+
+CONFIG_FILE = "embedportal/config.py"
+
+
+@dataclass
+class Item:
+    """One thing a page covers, resolved to the file that defines it."""
+
+    key: str  # e.g. "setting:EMBEDPORTAL_CLAIM_BATCH"
+    file: str  # repository path; "" when the item does not exist
+    kind: str
+
+    def extract(self, text: str | None) -> str | None:
+        """The item's definition within the file's text (None: not there)."""
+        if text is None:
+            return None
+        name = self.key.split(":", 1)[1]
+        if self.kind == "setting":
+            for node in ast.walk(ast.parse(text)):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", "") == "Setting"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value == name
+                ):
+                    return ast.dump(node)
+            return None
+        if self.kind == "alert":
+            data = yaml.safe_load(text) or {}
+            for group in data.get("groups", []):
+                for rule in group.get("rules", []):
+                    if rule.get("alert") == name:
+                        return json.dumps(rule, sort_keys=True, default=str)
+            return None
+        return text
+
+    def digest(self, text: str | None) -> str:
+        value = self.extract(text)
+        return hashlib.sha256(value.encode()).hexdigest() if value is not None else ""
+
+
+def _command_file(name: str) -> str:
+    app = get_commands().get(name)
+    if not app:
+        return ""
+    from django.apps import apps
+
+    try:
+        path = Path(apps.get_app_config(app.rsplit(".", 1)[-1]).path)
+    except LookupError:
+        return ""
+    file = path / "management" / "commands" / f"{name}.py"
+    return file.relative_to(settings.BASE_DIR).as_posix() if file.is_relative_to(settings.BASE_DIR) else ""
+
+
+def covered_items(meta: dict[str, Any], history: History) -> tuple[list[Item], list[str]]:
+    """The items a page's front matter covers, and the ones that do not exist (any more)."""
+    covers = meta.get("covers") or {}
+    items: list[Item] = []
+    unknown: list[str] = []
+    for pattern in covers.get("files", []):
+        files = history.expand(pattern)
+        if not files:
+            unknown.append(f"file {pattern}")
+        items += [Item(f"file:{f}", f, "file") for f in files]
+    for name in covers.get("settings", []):
+        if name in SETTINGS:
+            items.append(Item(f"setting:{name}", CONFIG_FILE, "setting"))
+        else:
+            unknown.append(f"setting {name}")
+    rules = {r.name: r.file for r in alert_rules(history.root)}
+    for name in covers.get("alerts", []):
+        if name == "*":
+            items += [Item(f"alert:{n}", f, "alert") for n, f in sorted(rules.items())]
+        elif name in rules:
+            items.append(Item(f"alert:{name}", rules[name], "alert"))
+        else:
+            unknown.append(f"alert {name}")
+    for name in covers.get("commands", []):
+        file = _command_file(name)
+        if file:
+            items.append(Item(f"command:{name}", file, "command"))
+        else:
+            unknown.append(f"command {name}")
+    return items, unknown
+
+
+@dataclass
+class PageStatus:
+    path: str
+    title: str
+    kind: str
+    status: str
+    reason: str = ""
+    inputs_hash: str = ""
+    last_updated: datetime | None = None
+    source_changed_at: datetime | None = None
+    lag_seconds: float = 0.0
+    review_due_at: datetime | None = None
+    changed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "title": self.title,
+            "kind": self.kind,
+            "status": self.status,
+            "reason": self.reason,
+            "last_updated": self.last_updated,
+            "lag_seconds": self.lag_seconds,
+            "review_due_at": self.review_due_at,
+        }
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
+
+
+def page_updated(path: str, history: History) -> float | None:
+    repo_path = _repo_path(path)
+    if history.git or not history.manifest:
+        return history.changed_at(repo_path)
+    recorded = history.manifest.get("pages", {}).get(path, {})
+    return recorded.get("updated_at") or history.changed_at(repo_path)
+
+
+def _repo_path(path: str) -> str:
+    docs = Path(settings.EMBEDPORTAL_DOCS_DIR).resolve()
+    full = docs / path
+    try:
+        return full.relative_to(settings.BASE_DIR.resolve()).as_posix()
+    except ValueError:
+        return full.as_posix()
+
+
+def _newest(paths: list[str], history: History) -> float | None:
+    times = [t for t in (history.changed_at(p) for p in paths) if t is not None]
+    return max(times) if times else None
+
+
+def check_generated(
+    page: doc_pages.Page, generator: EmbeddingPipelineOperationsDocGenerator, history: History
+) -> PageStatus:
+    generated = generator.page(page.path)
+    updated = page_updated(page.path, history)
+    status = PageStatus(
+        page.path,
+        generated.title,
+        PageKind.GENERATED,
+        Freshness.FRESH,
+        inputs_hash=str(page.meta.get("inputs_sha256", "")),
+    )
+    status.last_updated = _dt(updated)
+    drift = generator.drift(generated)
+    module_file = Path(MODULES[page.path].__file__).resolve().relative_to(settings.BASE_DIR.resolve()).as_posix()
+    sources = [f for pattern in generated.sources for f in history.expand(pattern)] + [module_file]
+    newest = _newest(sources, history)
+    status.source_changed_at = _dt(newest)
+    if drift:
+        status.status = Freshness.STALE
+        status.reason = drift.reason
+        status.lag_seconds = max(1.0, (newest or 0) - (updated or 0))
+    elif generated.missing:
+        status.reason = "generated without: " + "; ".join(generated.missing)
+    return status
+
+
+def check_handwritten(page: doc_pages.Page, history: History, now: datetime) -> PageStatus:
+    repo_path = _repo_path(page.path)
+    updated = page_updated(page.path, history)
+    status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))
+    items, unknown = covered_items(page.meta, history)
+    changed: list[Item] = []
+    baseline_commit = history.last_commit(repo_path) if history.is_committed(repo_path) else None
+    recorded = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {}) if not history.git else {}
+    for item in items:
+        current_file = history.root / item.file
+        current = current_file.read_text(encoding="utf-8") if current_file.exists() else None
+        if history.git:
+            if baseline_commit is None:
+                continue  # the page itself has uncommitted edits: it is being updated now
+            before = item.digest(history.text_at(baseline_commit, item.file))
+        else:
+            before = recorded.get(item.key)
+            if before is None:
+                continue  # not in the manifest: nothing to compare with
+        if before != item.digest(current):
+            changed.append(item)
+    newest = _newest([i.file for i in items], history)
+    status.source_changed_at = _dt(newest)
+    reasons = []
+    if changed:
+        reasons.append("changed since the page was last updated: " + ", ".join(i.key for i in changed))
+        status.lag_seconds = max(1.0, (_newest([i.file for i in changed], history) or 0) - (updated or 0))
+    if unknown:
+        reasons.append("covers what does not exist: " + ", ".join(unknown))
+        status.lag_seconds = max(status.lag_seconds, 1.0)
+    status.changed = [i.key for i in changed]
+    if reasons:
+        status.status = Freshness.STALE
+        status.reason = "; ".join(reasons)
+        return status
+    reviewed = page.meta.get("reviewed")
+    reviewed_at = (
+        datetime.combine(reviewed, datetime.min.time(), tzinfo=UTC)
+        if isinstance(reviewed, date)
+        else (_dt(updated) or now)
+    )
+    interval = int(page.meta.get("review_interval_days") or settings.EMBEDPORTAL_DOCS_REVIEW_DAYS)
+    status.review_due_at = reviewed_at + timedelta(days=interval)
+    if now > status.review_due_at:
+        status.status = Freshness.REVIEW_DUE
+        status.reason = f"last reviewed {reviewed_at.date()}, review interval {interval} days"
+    return status
+
+
+def check_pages(root: Path | None = None, history: History | None = None) -> list[PageStatus]:
+    history = history or History()
+    generator = EmbeddingPipelineOperationsDocGenerator(root)
+    now = timezone.now()
+    statuses = []
+    for page in doc_pages.all_pages(root):
+        if page.path in MODULES:
+            statuses.append(check_generated(page, generator, history))
+        else:
+            statuses.append(check_handwritten(page, history, now))
+    present = {s.path for s in statuses}
+    for path in MODULES:  # a generated page that was never generated (or deleted) is stale too
+        if path not in present:
+            statuses.append(
+                PageStatus(
+                    path,
+                    generator.page(path).title,
+                    PageKind.GENERATED,
+                    Freshness.STALE,
+                    "not generated yet",
+                    lag_seconds=1.0,
+                )
+            )
+    return statuses
+
+
+@transaction.atomic
+def record(statuses: list[PageStatus]) -> None:
+    from docs_site.models import DocPage
+
+    now = timezone.now()
+    for s in statuses:
+        DocPage.objects.update_or_create(
+            path=s.path,
+            defaults={
+                "title": s.title[:300],
+                "kind": s.kind,
+                "status": s.status,
+                "reason": s.reason,
+                "inputs_hash": s.inputs_hash,
+                "last_updated": s.last_updated,
+                "source_changed_at": s.source_changed_at,
+                "lag_seconds": s.lag_seconds,
+                "review_due_at": s.review_due_at,
+                "checked_at": now,
+            },
+        )
+    DocPage.objects.exclude(path__in=[s.path for s in statuses]).delete()

@@ -1,0 +1,80 @@
+"""EmbeddingPipelineOperationsDocGenerator: the reference pages, generated from the running code.
+
+Each page module has `PATH` and `generate(live=False) -> GeneratedPage`. Without `live`, a page
+depends only on code, rule files and manifests, so the committed page can be compared with a
+fresh one in CI (`manage.py docs check`); `live` adds what this deployment has right now
+(current setting values, collections, workers, schedules, Kubernetes objects) for the built site
+and the docs API.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from docs_site.generators import alerts, api, architecture, commands, configuration, metrics
+from docs_site.generators.base import GeneratedPage
+from docs_site.pages import docs_dir
+
+MODULES = {m.PATH: m for m in (architecture, configuration, api, metrics, alerts, commands)}
+
+
+@dataclass
+class Drift:
+    path: str
+    reason: str
+
+
+class EmbeddingPipelineOperationsDocGenerator:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or docs_dir()
+
+    def paths(self) -> list[str]:
+        return list(MODULES)
+
+    def page(self, path: str, live: bool = False) -> GeneratedPage:
+        return MODULES[path].generate(live=live)
+
+    def pages(self, live: bool = False) -> list[GeneratedPage]:
+        return [self.page(path, live) for path in MODULES]
+
+    def write(self, live: bool = False, root: Path | None = None) -> list[str]:
+        """Write every page whose text changed; returns the paths written."""
+        root = root or self.root
+        written = []
+        for page in self.pages(live):
+            file = root / page.path
+            text = page.render(live)
+            if not file.exists() or file.read_text(encoding="utf-8") != text:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(text, encoding="utf-8")
+                written.append(page.path)
+        return written
+
+    def drift(self, page: GeneratedPage) -> Drift | None:
+        """Why the committed page differs from what the code generates now (None: it does not)."""
+        file = self.root / page.path
+        text = page.render()
+        if not file.exists():
+            return Drift(page.path, "not generated yet (run `manage.py docs generate`)")
+        committed = file.read_text(encoding="utf-8")
+        if committed == text:
+            return None
+        from docs_site.pages import split_front_matter
+
+        recorded = split_front_matter(committed)[0].get("inputs_sha256", "")
+        if recorded != page.inputs_hash:
+            why = f"inputs changed (sha256 {str(recorded)[:12] or 'none'} -> {page.inputs_hash[:12]})"
+        else:
+            why = "same inputs, different text (the generator changed or the page was edited by hand)"
+        changed = [
+            line
+            for line in difflib.unified_diff(committed.splitlines(), text.splitlines(), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        sample = "; ".join(line[:100] for line in changed[:4])
+        return Drift(page.path, f"{why}: {sample}" if sample else why)
+
+    def check(self) -> list[Drift]:
+        return [d for d in (self.drift(page) for page in self.pages()) if d]

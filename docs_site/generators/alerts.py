@@ -1,0 +1,185 @@
+"""Alert rules and their runbooks: the rules from grafana/prometheus/*.rules.yml (the source of
+deploy's PrometheusRule), each with the runbook section its `runbook_url` points at."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from django.conf import settings
+from markdown.extensions.toc import slugify
+
+from docs_site.generators.base import GeneratedPage, table
+from docs_site.pages import PageNotFound, UnsafePath, resolve, split_front_matter
+
+PATH = "reference/alerts.md"
+RULES_GLOB = "grafana/prometheus/*.rules.yml"
+RUNBOOK_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation")
+# The site is served by the app under /docs/ (mkdocs directory URLs: page.md -> page/).
+SITE_PREFIX = "/docs/"
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+
+@dataclass
+class AlertRule:
+    name: str
+    file: str
+    group: str
+    expr: str
+    duration: str
+    labels: dict[str, Any]
+    annotations: dict[str, Any]
+
+    @property
+    def runbook_url(self) -> str:
+        return str(self.annotations.get("runbook_url", ""))
+
+
+def alert_rules(root: Path | None = None) -> list[AlertRule]:
+    root = root or settings.BASE_DIR
+    rules = []
+    for path in sorted(root.glob(RULES_GLOB)):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for group in data.get("groups", []):
+            for rule in group.get("rules", []):
+                if "alert" in rule:
+                    rules.append(
+                        AlertRule(
+                            name=rule["alert"],
+                            file=path.relative_to(root).as_posix(),
+                            group=group.get("name", ""),
+                            expr=str(rule.get("expr", "")).strip(),
+                            duration=str(rule.get("for", "")),
+                            labels=rule.get("labels", {}),
+                            annotations=rule.get("annotations", {}),
+                        )
+                    )
+    return rules
+
+
+def page_of_url(url: str) -> tuple[str, str]:
+    """(page path relative to the docs folder, anchor) a runbook URL points at."""
+    parts = urlsplit(url)
+    path = parts.path
+    if not path.startswith(SITE_PREFIX):
+        raise ValueError(f"{url}: not under the documentation site {SITE_PREFIX}")
+    page = path[len(SITE_PREFIX) :].strip("/")
+    return (f"{page}.md" if page else "index.md"), parts.fragment
+
+
+@dataclass
+class Section:
+    title: str
+    slug: str
+    level: int
+    lines: list[str] = field(default_factory=list)
+
+
+def sections(markdown_body: str) -> list[Section]:
+    """The page's headings (slugged like mkdocs' toc, duplicates numbered) with their text."""
+    found: list[Section] = []
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in markdown_body.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        match = None if fenced else HEADING.match(line)
+        if match:
+            title = match.group(2).strip()
+            slug = slugify(re.sub(r"[`*_]", "", title), "-")
+            if slug in seen:
+                seen[slug] += 1
+                slug = f"{slug}_{seen[slug]}"
+            else:
+                seen[slug] = 0
+            found.append(Section(title, slug, len(match.group(1))))
+        elif found:
+            found[-1].lines.append(line)
+    return found
+
+
+def runbook_problems(rule: AlertRule, docs: Path | None = None) -> list[str]:
+    """Why the rule's runbook link does not lead to a complete runbook (empty: it does)."""
+    if not rule.runbook_url:
+        return ["no runbook_url annotation"]
+    try:
+        page_path, anchor = page_of_url(rule.runbook_url)
+        file = resolve(page_path, docs)
+    except (ValueError, UnsafePath, PageNotFound) as exc:
+        return [str(exc)]
+    if not anchor:
+        return [f"{rule.runbook_url}: no #anchor"]
+    all_sections = sections(split_front_matter(file.read_text(encoding="utf-8"))[1])
+    index = next((i for i, s in enumerate(all_sections) if s.slug == anchor), None)
+    if index is None:
+        return [f"{page_path} has no heading with anchor #{anchor}"]
+    head = all_sections[index]
+    children: dict[str, str] = {}
+    for section in all_sections[index + 1 :]:
+        if section.level <= head.level:
+            break
+        if section.level == head.level + 1:
+            children[section.title] = "\n".join(section.lines).strip()
+    return [
+        f"{page_path}#{anchor}: section {name} is missing or empty"
+        for name in RUNBOOK_SECTIONS
+        if not children.get(name)
+    ]
+
+
+def site_link(url: str) -> str:
+    """The runbook as a link relative to this reference page (works offline in the built site)."""
+    try:
+        page, anchor = page_of_url(url)
+    except ValueError:
+        return url
+    return f"../{page}#{anchor}" if anchor else f"../{page}"
+
+
+def _runbook_cell(rule: AlertRule) -> str:
+    """A link when the runbook section is complete; otherwise what is wrong, so the site still builds."""
+    problems = runbook_problems(rule)
+    if problems:
+        return "**missing**: " + "; ".join(problems)
+    return f"[runbook]({site_link(rule.runbook_url)})"
+
+
+def generate(live: bool = False) -> GeneratedPage:
+    rules = alert_rules()
+    rows = [
+        [
+            f"`{r.name}`",
+            r.labels.get("severity", ""),
+            r.duration,
+            r.annotations.get("summary", ""),
+            _runbook_cell(r),
+            f"`{r.file}`",
+        ]
+        for r in rules
+    ]
+    details = [f"### {r.name}\n\n{r.annotations.get('description', '')}\n\n```promql\n{r.expr}\n```" for r in rules]
+    body = "\n\n".join(
+        [
+            "Every alert rule in `grafana/prometheus/*.rules.yml`, which "
+            "`deploy/generate_prometheusrule.py` copies into the Kubernetes PrometheusRule. Each "
+            "links to its runbook (Meaning, Impact, Diagnosis, Mitigation).",
+            table(["alert", "severity", "for", "summary", "runbook", "file"], rows),
+            "## Expressions",
+            *details,
+        ]
+    )
+    inputs = [
+        [r.name, r.file, r.group, r.expr, r.duration, r.labels, r.annotations, runbook_problems(r)] for r in rules
+    ]
+    return GeneratedPage(
+        path=PATH,
+        title="Alerts reference",
+        generator=__name__,
+        inputs=inputs,
+        body=body,
+        sources=[RULES_GLOB, "docs/runbooks/*.md"],
+    )

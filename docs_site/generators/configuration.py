@@ -1,0 +1,112 @@
+"""Configuration reference: every setting in the registry (embedportal/config.py), and, live,
+the current values (secrets redacted) and every collection's configuration."""
+
+from __future__ import annotations
+
+import os
+
+from django.db import DatabaseError
+
+from docs_site.generators.base import GeneratedPage, table
+from embedportal.config import SETTINGS
+
+PATH = "reference/configuration.md"
+
+
+def _registry_rows() -> list[list[str]]:
+    return [
+        [
+            f"`{s.name}`",
+            s.kind,
+            f"`{s.shown_default()}`" if s.shown_default() else "",
+            "yes" if s.secret else "",
+            s.description,
+        ]
+        for s in sorted(SETTINGS.values(), key=lambda s: s.name)
+    ]
+
+
+def _current_value(name: str) -> str:
+    setting = SETTINGS[name]
+    if setting.secret:
+        return setting.shown_value(None)
+    if os.environ.get(name):
+        return setting.shown_value(os.environ[name])
+    return f"{setting.shown_default()} (default)".strip()
+
+
+def _collections_section() -> tuple[str, list[str]]:
+    from pipeline.models import Collection
+
+    try:
+        collections = list(Collection.objects.order_by("name"))
+    except DatabaseError as exc:
+        return "", [f"database (collections): {exc.__class__.__name__}"]
+    rows = [
+        [
+            c.name,
+            c.model,
+            c.dimensions,
+            f"{c.chunking_strategy} {c.chunk_size}/{c.chunk_overlap} {c.chunk_unit}",
+            c.batch_size,
+            c.freshness_sla,
+            "paused" if c.paused else "active",
+            c.api_base or "",
+            f"`{c.api_key_env}`" if c.api_key_env else "",
+            ", ".join(sorted(c.extra_params)) if c.extra_params else "",
+        ]
+        for c in collections
+    ]
+    headers = [
+        "collection",
+        "model",
+        "dimensions",
+        "chunking",
+        "batch",
+        "freshness SLA",
+        "state",
+        "API base",
+        "key variable",
+        "extra params",
+    ]
+    text = "## Collections\n\n" + (table(headers, rows) if rows else "No collections yet.")
+    return text, []
+
+
+def generate(live: bool = False) -> GeneratedPage:
+    inputs = [
+        {"name": s.name, "kind": s.kind, "default": s.shown_default(), "secret": s.secret, "description": s.description}
+        for s in sorted(SETTINGS.values(), key=lambda s: s.name)
+    ]
+    body = "\n\n".join(
+        [
+            "Every environment variable the app reads, from the settings registry that "
+            "`embedportal/settings.py` itself reads through (`embedportal/config.py`). A secret may "
+            "instead be read from the file `NAME_FILE` names (Kubernetes and Docker secrets), e.g. "
+            "`DATABASE_URL_FILE=/run/secrets/db`. Provider API keys are never stored: a collection "
+            "names the variable holding its key (`api_key_env`), read at call time.",
+            "## Settings",
+            table(["variable", "type", "default", "secret", "meaning"], _registry_rows()),
+        ]
+    )
+    page = GeneratedPage(
+        path=PATH,
+        title="Configuration reference",
+        generator=__name__,
+        inputs=inputs,
+        body=body,
+        sources=["embedportal/config.py", "embedportal/settings.py"],
+    )
+    if live:
+        rows = [[f"`{name}`", _current_value(name)] for name in sorted(SETTINGS)]
+        collections, missing = _collections_section()
+        page.live_body = "\n\n".join(
+            [
+                "## Current values",
+                "What this process reads now (secrets show only whether they are set).",
+                table(["variable", "value"], rows),
+                collections,
+            ]
+        )
+        page.live_missing += missing
+    return page

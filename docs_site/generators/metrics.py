@@ -1,0 +1,104 @@
+"""Metrics reference: our metric families from the live prometheus_client registry (counters and
+histograms each process records) and from the scrape-time collectors /metrics adds
+(EMBEDPORTAL_METRICS_COLLECTORS), with type, labels and HELP."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
+
+from docs_site.generators.base import GeneratedPage, table
+
+PATH = "reference/metrics.md"
+PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
+# Metric names the app owns; other exporters' (django_*, process_*, python_*) are theirs to document.
+APP_METRIC_PREFIXES = ("embedding_pipeline_", "pipeline_", "embedportal_", "documentation_")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str  # as exposed (counters with _total)
+    type: str
+    labels: tuple[str, ...]
+    help: str
+    origin: str  # "process" (recorded by each process) or the collector's dotted path
+
+
+def _exposed(name: str, kind: str) -> str:
+    return f"{name}_total" if kind == "counter" else name
+
+
+def app_metrics() -> tuple[list[MetricInfo], list[str]]:
+    """Every metric family of ours the registry and the collectors know, sorted by name."""
+    missing: list[str] = []
+    for app in PROJECT_APPS:
+        if importlib.util.find_spec(f"{app}.metrics") is not None:
+            importlib.import_module(f"{app}.metrics")
+    found: dict[str, MetricInfo] = {}
+    for collector in list(REGISTRY._collector_to_names):
+        if isinstance(collector, MetricWrapperBase):
+            info = MetricInfo(
+                _exposed(collector._name, collector._type),
+                collector._type,
+                tuple(collector._labelnames),
+                collector._documentation,
+                "process",
+            )
+            found[info.name] = info
+    for path in settings.EMBEDPORTAL_METRICS_COLLECTORS:
+        try:
+            families = list(import_string(path)().describe())
+        except Exception as exc:  # noqa: BLE001  (one broken collector must not hide the others)
+            missing.append(f"collector {path}: {exc.__class__.__name__}: {exc}")
+            continue
+        for family in families:
+            info = MetricInfo(
+                _exposed(family.name, family.type),
+                family.type,
+                tuple(getattr(family, "_labelnames", ())),
+                family.documentation,
+                path,
+            )
+            found[info.name] = info
+    ours = [m for m in found.values() if m.name.startswith(APP_METRIC_PREFIXES)]
+    return sorted(ours, key=lambda m: m.name), missing
+
+
+def generate(live: bool = False) -> GeneratedPage:
+    metrics, missing = app_metrics()
+    rows = [
+        [
+            f"`{m.name}`",
+            m.type,
+            ", ".join(f"`{label}`" for label in m.labels),
+            m.help,
+            "each process" if m.origin == "process" else "scrape time",
+        ]
+        for m in metrics
+    ]
+    body = "\n\n".join(
+        [
+            "The metric families embedportal exports on `/metrics`. *Each process* metrics are "
+            "recorded where the work happens (summed across processes in multiprocess mode); "
+            "*scrape time* gauges are computed from the database when Prometheus scrapes, so every "
+            "replica reports the same value (aggregate them with `max`, not `sum`). Histograms "
+            "expose `_bucket`, `_sum` and `_count` series.",
+            table(["metric", "type", "labels", "help", "recorded"], rows),
+        ]
+    )
+    inputs = [[m.name, m.type, list(m.labels), m.help, m.origin] for m in metrics]
+    return GeneratedPage(
+        path=PATH,
+        title="Metrics reference",
+        generator=__name__,
+        inputs=inputs,
+        body=body,
+        sources=["*/metrics.py", "embedportal/config.py"],
+        missing=missing,
+    )

@@ -1,0 +1,99 @@
+"""The pages of the documentation folder: discovery, front matter, and safe lookup by path."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+
+from docs_site.choices import PageKind
+
+FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
+H1 = re.compile(r"^# (.+)$", re.MULTILINE)
+
+
+class PageNotFound(LookupError):
+    pass
+
+
+class UnsafePath(ValueError):
+    pass
+
+
+def docs_dir() -> Path:
+    return Path(settings.EMBEDPORTAL_DOCS_DIR)
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    match = FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    meta = yaml.safe_load(match.group(1)) or {}
+    return (meta if isinstance(meta, dict) else {}), text[match.end() :]
+
+
+@dataclass
+class Page:
+    path: str  # relative to the docs folder, with forward slashes
+    file: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    body: str = ""
+
+    @property
+    def kind(self) -> str:
+        kind = self.meta.get("kind")
+        if kind in PageKind.values:
+            return kind
+        return PageKind.RUNBOOK if self.path.startswith("runbooks/") else PageKind.GUIDE
+
+    @property
+    def title(self) -> str:
+        if self.meta.get("title"):
+            return str(self.meta["title"])
+        match = H1.search(self.body)
+        return match.group(1).strip() if match else self.path
+
+    @property
+    def text(self) -> str:
+        return self.file.read_text(encoding="utf-8")
+
+
+def load(file: Path, root: Path) -> Page:
+    meta, body = split_front_matter(file.read_text(encoding="utf-8"))
+    return Page(path=file.relative_to(root).as_posix(), file=file, meta=meta, body=body)
+
+
+def all_pages(root: Path | None = None) -> list[Page]:
+    root = root or docs_dir()
+    if not root.is_dir():
+        return []
+    return [load(f, root) for f in sorted(root.rglob("*.md")) if f.is_file()]
+
+
+def resolve(path: str, root: Path | None = None) -> Path:
+    """The file of a page given as a path relative to the docs folder.
+
+    Refuses anything that could leave the folder: absolute paths, `..`, backslashes, NUL, and
+    symlinks that point outside (UnsafePath); a page that is not there is PageNotFound.
+    """
+    root = (root or docs_dir()).resolve()
+    if not path or "\x00" in path or "\\" in path or path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise UnsafePath(f"page must be a relative path inside the docs folder, not {path!r}")
+    parts = path.split("/")
+    if any(part in ("..", "") for part in parts):
+        raise UnsafePath(f"page must be a relative path inside the docs folder, not {path!r}")
+    candidate = root.joinpath(*parts)
+    if not candidate.resolve().is_relative_to(root):
+        raise UnsafePath(f"page {path!r} points outside the docs folder")
+    if candidate.suffix != ".md" or not candidate.is_file():
+        raise PageNotFound(f"no documentation page {path!r}")
+    return candidate
+
+
+def get(path: str, root: Path | None = None) -> Page:
+    root = root or docs_dir()
+    return load(resolve(path, root), root.resolve())

@@ -1,0 +1,78 @@
+"""`manage.py docs build`: the mkdocs site, with the generated pages rendered live.
+
+The committed docs folder is copied to a staging folder, its generated pages are re-rendered
+with the live sections (current values, collections, workers, cluster objects), the manifest
+(file change times and covered-item hashes, for freshness without Git) is written, and mkdocs
+builds the site into EMBEDPORTAL_DOCS_SITE_DIR, which the app serves under /docs/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from docs_site import freshness
+from docs_site import pages as doc_pages
+from docs_site.generators import EmbeddingPipelineOperationsDocGenerator
+from docs_site.history import MANIFEST, History, sha256_file
+
+CONFIG = "mkdocs.yml"
+
+
+@dataclass
+class BuildResult:
+    site_dir: Path
+    seconds: float
+    pages: int
+
+
+def manifest(history: History, root: Path) -> dict:
+    """Per page: when it was last updated and the hash of each covered item now; per file: its
+    hash and change time. In a container (no .git) freshness compares against these."""
+    pages: dict[str, dict] = {}
+    files: set[str] = set()
+    for page in doc_pages.all_pages(root):
+        items, _ = freshness.covered_items(page.meta, history)
+        covers = {}
+        for item in items:
+            file = history.root / item.file
+            covers[item.key] = item.digest(file.read_text(encoding="utf-8") if file.exists() else None)
+            files.add(item.file)
+        pages[page.path] = {"updated_at": freshness.page_updated(page.path, history), "covers": covers}
+        files.add(freshness._repo_path(page.path))
+    return {
+        "built_at": time.time(),
+        "from_git": history.git,
+        "pages": pages,
+        "files": {
+            f: {"sha256": sha256_file(history.root / f), "changed_at": history.changed_at(f)}
+            for f in sorted(files)
+            if (history.root / f).is_file()
+        },
+    }
+
+
+def build(site_dir: Path | None = None, live: bool = True, strict: bool = True) -> BuildResult:
+    from mkdocs.commands.build import build as mkdocs_build
+    from mkdocs.config import load_config
+
+    started = time.monotonic()
+    site_dir = Path(site_dir or settings.EMBEDPORTAL_DOCS_SITE_DIR)
+    source = Path(settings.EMBEDPORTAL_DOCS_DIR)
+    staging = site_dir.parent / f".{site_dir.name}-src"
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(source, staging)
+    EmbeddingPipelineOperationsDocGenerator(staging).write(live=live)
+    history = History()
+    data = manifest(history, source)
+    config = load_config(str(settings.BASE_DIR / CONFIG), docs_dir=str(staging), site_dir=str(site_dir), strict=strict)
+    mkdocs_build(config)
+    (site_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    shutil.rmtree(staging)
+    return BuildResult(site_dir, time.monotonic() - started, len(data["pages"]))
