@@ -18,7 +18,14 @@ from pipeline.models import Collection
 
 
 class InvalidDocument(ValueError):
-    """A document a producer sent that cannot be accepted; the message says what to fix."""
+    """A document a producer sent that cannot be accepted; the message says what to fix.
+
+    `index` is the document's position in the batch given to enqueue(), when it came from one.
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +120,13 @@ def enqueue(collection: Collection, docs: Iterable[IncomingDocument]) -> Enqueue
     """
     docs = list(docs)
     seen: set[str] = set()
-    for doc in docs:
-        validate(doc)
+    for index, doc in enumerate(docs):
+        try:
+            validate(doc)
+        except InvalidDocument as exc:
+            raise InvalidDocument(str(exc), index) from None
         if doc.external_id in seen:
-            raise InvalidDocument(f"id {doc.external_id!r} appears more than once; send each document once")
+            raise InvalidDocument(f"id {doc.external_id!r} appears more than once; send each document once", index)
         seen.add(doc.external_id)
     result = EnqueueResult()
     if not docs:

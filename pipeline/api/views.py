@@ -1,18 +1,18 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from embedportal.api.permissions import PermissionRequired
 from pipeline import queue
 from pipeline import search as semantic
+from pipeline.api.filters import DocumentFilter
 from pipeline.api.serializers import (
     CollectionSerializer,
     DocumentSerializer,
@@ -25,9 +25,24 @@ from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document
 
 
-def _require(request: Request, perm: str) -> None:
-    if not request.user.has_perm(perm):
-        raise PermissionDenied(f"permission {perm} required")
+class CanListOrAddDocuments(PermissionRequired):
+    perms = {"GET": "pipeline.view_document", "POST": "pipeline.add_document"}
+
+
+class CanSearch(PermissionRequired):
+    perm = "pipeline.view_chunk"
+
+
+class CanPause(PermissionRequired):
+    perm = "pipeline.pause_collection"
+
+
+class CanReembed(PermissionRequired):
+    perm = "pipeline.reembed_collection"
+
+
+class CanRequeue(PermissionRequired):
+    perm = "pipeline.requeue_document"
 
 
 def _collection(name: str | None) -> Collection:
@@ -50,18 +65,18 @@ class CollectionViewSet(viewsets.ModelViewSet):
             raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
 
     @extend_schema(request=IncomingDocumentSerializer(many=True), responses={202: dict})
-    @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])
     def documents(self, request: Request, name: str | None = None) -> Response:
         """GET lists the collection's documents; POST enqueues one document or a list of them."""
         collection = _collection(name)
         if request.method == "GET":
-            _require(request, "pipeline.view_document")
-            qs = Document.objects.filter(collection=collection).select_related("collection").order_by("id")
-            if status_filter := request.query_params.get("status"):
-                qs = qs.filter(status=status_filter)
+            docs = Document.objects.filter(collection=collection).select_related("collection").order_by("id")
+            filters = DocumentFilter(request.query_params, queryset=docs, request=request)
+            if not filters.is_valid():
+                raise ValidationError(filters.errors)
+            qs = filters.qs
             page = self.paginate_queryset(qs)
             return self.get_paginated_response(DocumentSerializer(page, many=True).data)
-        _require(request, "pipeline.add_document")
         payload = request.data
         many = isinstance(payload, list)
         items = payload if many else [payload]
@@ -85,15 +100,14 @@ class CollectionViewSet(viewsets.ModelViewSet):
         try:
             result = queue.enqueue(collection, docs)
         except queue.InvalidDocument as exc:
-            index = next((i for i, d in enumerate(docs) if _invalid(d)), None)
-            raise ValidationError({"documents": {str(index): [str(exc)]}} if index is not None else str(exc)) from None
+            where = exc.index
+            raise ValidationError({"documents": {str(where): [str(exc)]}} if where is not None else str(exc)) from None
         return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=SearchSerializer, responses={200: dict})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["post"], permission_classes=[CanSearch])
     def search(self, request: Request, name: str | None = None) -> Response:
         """Semantic search: the k chunks nearest to the query, best first."""
-        _require(request, "pipeline.view_chunk")
         collection = _collection(name)
         serializer = SearchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -109,28 +123,25 @@ class CollectionViewSet(viewsets.ModelViewSet):
     # Operator triggers: the same compare-and-swap QuerySet transitions as the admin actions.
 
     @extend_schema(request=None, responses={200: dict})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def pause(self, request: Request, name: str | None = None) -> Response:
         """Stop workers claiming this collection's documents (those in flight finish)."""
-        _require(request, "pipeline.pause_collection")
         collection = self.get_object()
         changed = Collection.objects.filter(pk=collection.pk).pause()
         return Response({"collection": collection.name, "paused": True, "changed": bool(changed)})
 
     @extend_schema(request=None, responses={200: dict})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def resume(self, request: Request, name: str | None = None) -> Response:
         """Let workers claim this collection's documents again."""
-        _require(request, "pipeline.pause_collection")
         collection = self.get_object()
         changed = Collection.objects.filter(pk=collection.pk).resume()
         return Response({"collection": collection.name, "paused": False, "changed": bool(changed)})
 
     @extend_schema(request=None, responses={202: dict})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["post"], permission_classes=[CanReembed])
     def reembed(self, request: Request, name: str | None = None) -> Response:
         """Requeue every embedded or failed document of the collection (pending ones are already queued)."""
-        _require(request, "pipeline.reembed_collection")
         collection = self.get_object()
         requeued = Collection.objects.filter(pk=collection.pk).reembed()
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
@@ -142,32 +153,16 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-def _invalid(doc: queue.IncomingDocument) -> bool:
-    try:
-        queue.validate(doc)
-    except queue.InvalidDocument:
-        return True
-    return False
-
-
 class DocumentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = DocumentSerializer
     queryset = Document.objects.select_related("collection").order_by("id")
-
-    def get_queryset(self) -> Any:
-        qs = super().get_queryset()
-        params = self.request.query_params
-        if collection := params.get("collection"):
-            qs = qs.filter(collection__name=collection)
-        if status_filter := params.get("status"):
-            qs = qs.filter(status=status_filter)
-        return qs
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = DocumentFilter
 
     @extend_schema(request=None, responses={202: DocumentSerializer, 409: dict})
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
+    @action(detail=True, methods=["post"], permission_classes=[CanRequeue])
     def requeue(self, request: Request, pk: str | None = None) -> Response:
         """Send an embedded or failed document back to the queue."""
-        _require(request, "pipeline.requeue_document")
         document = self.get_object()
         if not Document.objects.filter(pk=document.pk).requeue():
             raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")

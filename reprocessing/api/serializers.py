@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from pipeline.choices import ErrorType, Stage
-from reprocessing.choices import FailureState
+from pipeline.choices import ErrorType
 from reprocessing.models import FailedDocument
 
 
@@ -31,17 +30,6 @@ class FailedDocumentSerializer(serializers.ModelSerializer):
             "resolution",
         ]
         read_only_fields = fields
-
-
-class FailureFilterSerializer(serializers.Serializer):
-    """Query parameters of the failure list; ages are seconds since the first failure."""
-
-    error_type = serializers.ChoiceField(choices=ErrorType.choices, required=False)
-    state = serializers.ChoiceField(choices=FailureState.choices, required=False)
-    stage = serializers.ChoiceField(choices=Stage.choices, required=False)
-    collection = serializers.SlugField(required=False)
-    min_age = serializers.IntegerField(min_value=0, required=False, help_text="Failed at least this many seconds ago")
-    max_age = serializers.IntegerField(min_value=0, required=False, help_text="Failed at most this many seconds ago")
 
 
 class BulkRetrySerializer(serializers.Serializer):

@@ -1,26 +1,18 @@
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
-from django.db.models import QuerySet
 from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from embedportal.api.permissions import PermissionRequired
 from reprocessing import failures
-from reprocessing.api.serializers import (
-    BulkRetrySerializer,
-    FailedDocumentSerializer,
-    FailureFilterSerializer,
-    RetryResultSerializer,
-)
+from reprocessing.api.filters import FailedDocumentFilter
+from reprocessing.api.serializers import BulkRetrySerializer, FailedDocumentSerializer, RetryResultSerializer
 from reprocessing.choices import FailureState, Resolution
 from reprocessing.models import FailedDocument
 
@@ -30,19 +22,11 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-class _HasPermission(BasePermission):
-    perm = ""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        self.message = f"permission {self.perm} required"
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(self.perm))
-
-
-class CanRetry(_HasPermission):
+class CanRetry(PermissionRequired):
     perm = "reprocessing.retry_faileddocument"
 
 
-class CanResolve(_HasPermission):
+class CanResolve(PermissionRequired):
     perm = "reprocessing.resolve_faileddocument"
 
 
@@ -58,29 +42,8 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = FailedDocument.objects.select_related("document", "document__collection")
     serializer_class = FailedDocumentSerializer
     lookup_value_regex = "[0-9]+"
-
-    def get_queryset(self) -> QuerySet:
-        qs = super().get_queryset()
-        if self.action != "list":
-            return qs
-        params = FailureFilterSerializer(data=self.request.query_params)
-        params.is_valid(raise_exception=True)
-        f = params.validated_data
-        now = timezone.now()
-        for name in ("error_type", "state", "stage"):
-            if name in f:
-                qs = qs.filter(**{name: f[name]})
-        if "collection" in f:
-            qs = qs.filter(document__collection__name=f["collection"])
-        if "min_age" in f:
-            qs = qs.filter(first_failed_at__lte=now - timedelta(seconds=f["min_age"]))
-        if "max_age" in f:
-            qs = qs.filter(first_failed_at__gte=now - timedelta(seconds=f["max_age"]))
-        return qs
-
-    @extend_schema(parameters=[FailureFilterSerializer])
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = FailedDocumentFilter
 
     @extend_schema(request=None, responses={200: RetryResultSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanRetry])

@@ -1,0 +1,38 @@
+"""Query filters of the failure list (django-filter); ages are seconds since the first failure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_filters
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from pipeline.choices import ErrorType, Stage
+from reprocessing.choices import FailureState
+from reprocessing.models import FailedDocument
+
+
+def _failed_before(qs: QuerySet, name: str, seconds: float) -> QuerySet:
+    return qs.filter(first_failed_at__lte=timezone.now() - timedelta(seconds=float(seconds)))
+
+
+def _failed_since(qs: QuerySet, name: str, seconds: float) -> QuerySet:
+    return qs.filter(first_failed_at__gte=timezone.now() - timedelta(seconds=float(seconds)))
+
+
+class FailedDocumentFilter(django_filters.FilterSet):
+    error_type = django_filters.ChoiceFilter(choices=ErrorType.choices)
+    state = django_filters.ChoiceFilter(choices=FailureState.choices)
+    stage = django_filters.ChoiceFilter(choices=Stage.choices)
+    collection = django_filters.CharFilter(field_name="document__collection__name", help_text="Collection name")
+    min_age = django_filters.NumberFilter(
+        method=_failed_before, min_value=0, help_text="Failed at least this many seconds ago"
+    )
+    max_age = django_filters.NumberFilter(
+        method=_failed_since, min_value=0, help_text="Failed at most this many seconds ago"
+    )
+
+    class Meta:
+        model = FailedDocument
+        fields = ["error_type", "state", "stage", "collection", "min_age", "max_age"]
