@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from django.conf import settings
 
-from embedportal.settings import env_secret
+from embedportal.config import env_secret
 from pipeline import providers
 from pipeline.choices import ErrorType, Stage
 
