@@ -73,15 +73,17 @@ PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site
 
 
 def metrics_modules() -> list[ModuleType]:
+    """Each app's metric definitions (`<app>.metrics`) and scrape-time collectors (`<app>.collectors`)."""
     return [
-        importlib.import_module(f"{app}.metrics")
+        importlib.import_module(f"{app}.{name}")
         for app in PROJECT_APPS
-        if importlib.util.find_spec(f"{app}.metrics") is not None
+        for name in ("metrics", "collectors")
+        if importlib.util.find_spec(f"{app}.{name}") is not None
     ]
 
 
 def exported_metric_names() -> set[str]:
-    """Series names of the metrics the project's `<app>.metrics` modules define (pipeline.metrics, ...).
+    """Series names of the metrics the project's `<app>.metrics` and `<app>.collectors` modules define.
 
     Metric objects (Counter, Histogram, ...) are read directly. Custom collectors defined there
     (for the values computed by SQL at scrape time) count when they can `describe()` themselves
