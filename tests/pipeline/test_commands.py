@@ -261,7 +261,9 @@ def test_search_with_k_out_of_range_is_a_command_error(docs_collection, k):
 
 
 def test_demo_embeds_the_sample_corpus_with_the_local_model_and_searches_it():
-    out, _ = run("demo")
+    out, _ = run("demo", copies=1)
+    # The model's load is timed on its own, before the drain's clock starts.
+    assert re.search(r"^Model load: \d+\.\d\d s", out, re.M), out
     documents = int(re.search(r"^Documents: (\d+)$", out, re.M).group(1))
     chunks = int(re.search(r"^Chunks: (\d+)$", out, re.M).group(1))
     assert re.search(r"^Seconds: \d+\.\d\d$", out, re.M)
@@ -274,3 +276,15 @@ def test_demo_embeds_the_sample_corpus_with_the_local_model_and_searches_it():
     match = re.search(r'^Search "How do I run the tests\?": (\S+) \(score (0\.\d+)\): \S', out, re.M)
     assert match, out
     assert Document.objects.filter(collection=demo, external_id=match.group(1)).exists()
+
+
+def test_demo_ingests_the_sample_corpus_once_per_copy():
+    out, _ = run("demo", copies=2, model="local/hash-384")
+    files = int(re.search(r"^Enqueued: \d+ documents \(2 x (\d+) files\)", out, re.M).group(1))
+    assert files > 1
+    embedded = Document.objects.filter(collection__name="demo", status="embedded")
+    ids = list(embedded.values_list("external_id", flat=True))
+    assert len(ids) == 2 * files
+    assert {i.split("/", 1)[0] for i in ids} == {"copy-1", "copy-2"}
+    assert sum(i.endswith("/README.md") for i in ids) == 2
+    assert re.search(rf"^Documents: {2 * files}$", out, re.M)
