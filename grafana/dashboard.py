@@ -1,0 +1,421 @@
+"""The pipeline health dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema).
+
+`python -m grafana` writes grafana/dashboards/pipeline-health.json (provisioned from
+grafana/provisioning/) and the ConfigMap the Grafana sidecar picks up in Kubernetes. The SLO and
+capacity panels read the recording rules of grafana/prometheus/slo.rules.yml and capacity.rules.yml.
+
+The pipeline's counters and histograms have no collection label (cardinality: they are per
+process); the collection variable filters the per-collection gauges (queue depth, stale documents).
+Gauges computed from the database are the same from every replica: max(), not sum().
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from grafana_foundation_sdk.builders import bargauge, stat, timeseries
+from grafana_foundation_sdk.builders.common import (
+    GraphThresholdsStyleConfig,
+    ReduceDataOptions,
+    VizLegendOptions,
+)
+from grafana_foundation_sdk.builders.dashboard import (
+    Dashboard,
+    DatasourceVariable,
+    QueryVariable,
+    Row,
+    ThresholdsConfig,
+)
+from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    AxisPlacement,
+    BarGaugeDisplayMode,
+    GraphThresholdsStyleMode,
+    LegendDisplayMode,
+    LegendPlacement,
+    LineStyle,
+)
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    DynamicConfigValue,
+    Threshold,
+    ThresholdsMode,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "grafana" / "dashboards" / "pipeline-health.json"
+CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard.yaml"
+UID = "embedportal-pipeline-health"
+TITLE = "Embedding pipeline health"
+
+DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
+COLLECTION = 'collection=~"$collection"'
+# The Python client writes le="3600.0", Prometheus 3 normalises it to "3600".
+WITHIN_1H = 'le=~"3600(\\\\.0)?"'
+CAPACITY = "max(embedding_pipeline_capacity_docs_per_second)"
+# Join a per-SLO ratio with its budget (both carry the sloth_* labels of the generated rules).
+ON_SLO = "on (sloth_id, sloth_service, sloth_slo) group_left"
+
+
+def _q(ref: str, expr: str, legend: str) -> Dataquery:
+    return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
+
+
+def _steps(*steps: tuple[float | None, str]) -> ThresholdsConfig:
+    return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(value=v, color=c) for v, c in steps])
+
+
+def _dashed(name: str) -> tuple[str, list[DynamicConfigValue]]:
+    return name, [
+        DynamicConfigValue(id_val="custom.lineStyle", value=LineStyle(fill="dash", dash=[10, 10])),
+        DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
+    ]
+
+
+def _legend() -> VizLegendOptions:
+    return VizLegendOptions().display_mode(LegendDisplayMode.LIST).placement(LegendPlacement.BOTTOM).show_legend(True)
+
+
+def _timeseries(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(span)
+        .height(8)
+        .legend(_legend())
+        .line_width(1)
+        .fill_opacity(10)
+    )
+
+
+def _stat(title: str, description: str, unit: str, span: int = 8) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(span)
+        .height(6)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+# --- the six panels the mission names ---------------------------------------------------------
+
+
+def throughput() -> timeseries.Panel:
+    return (
+        _timeseries(
+            "Pipeline Throughput",
+            "Documents finishing a pipeline attempt per minute, by outcome, against the measured capacity "
+            "(manage.py measure_capacity for the deployed worker count and model; no line until measured).",
+            "suffix: docs/min",
+        )
+        .min(0)
+        .with_target(
+            _q(
+                "A",
+                "sum by (outcome) (rate(embedding_pipeline_documents_processed_total[$__rate_interval])) * 60",
+                "{{outcome}}",
+            )
+        )
+        .with_target(_q("B", f"{CAPACITY} * 60", "capacity"))
+        .override_by_name(*_dashed("capacity"))
+    )
+
+
+def queue_depth() -> timeseries.Panel:
+    return (
+        _timeseries(
+            "Queue Depth",
+            "Pending documents (backoff included) in all and in the selected collections. The bound is what "
+            "the measured capacity drains within the 1 h freshness objective: a queue above it breaks the SLO.",
+            "short",
+        )
+        .min(0)
+        .with_target(_q("A", "max(embedding_pipeline_queue_depth)", "pending (all)"))
+        .with_target(
+            _q(
+                "B",
+                f"max by (collection) (embedding_pipeline_collection_queue_depth{{{COLLECTION}}})",
+                "{{collection}}",
+            )
+        )
+        .with_target(_q("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"))
+        .override_by_name(*_dashed("bound (1 h of capacity)"))
+    )
+
+
+def processing_latency() -> timeseries.Panel:
+    panel = _timeseries(
+        "Processing Latency",
+        "Seconds per document in each stage (a document shares its batch's time) and in total "
+        "(stage=total: claim to commit), as p50, p95 and p99 over the rate interval.",
+        "s",
+    ).min(0)
+    for ref, q in (("A", "0.5"), ("B", "0.95"), ("C", "0.99")):
+        expr = (
+            f"histogram_quantile({q}, sum by (le, stage) "
+            "(rate(embedding_pipeline_latency_seconds_bucket[$__rate_interval])))"
+        )
+        panel = panel.with_target(_q(ref, expr, f"{{{{stage}}}} p{q[2:].ljust(2, '0')}"))
+    return panel
+
+
+def error_rate() -> timeseries.Panel:
+    return (
+        _timeseries(
+            "Error Rate",
+            "Pipeline errors per second by type; every failed try counts, in-batch retries included "
+            "(documents that fail for good are the Failures SLO's, below).",
+            "suffix: errors/s",
+        )
+        .min(0)
+        .with_target(
+            _q("A", "sum by (error_type) (rate(embedding_pipeline_errors_total[$__rate_interval]))", "{{error_type}}")
+        )
+    )
+
+
+def freshness_sla() -> timeseries.Panel:
+    within = (
+        f"100 * sum(rate(embedding_pipeline_freshness_lag_seconds_bucket{{{WITHIN_1H}}}[$__rate_interval]))\n"
+        "/ (sum(rate(embedding_pipeline_freshness_lag_seconds_count[$__rate_interval])) > 0)"
+    )
+    return (
+        _timeseries(
+            "Freshness SLA",
+            "Percentage of documents embedded within 1 h of their source update: over the rate interval and "
+            "over 30 days (the Freshness SLO, objective 99%). Right axis: documents past their collection's "
+            "freshness SLA and not re-embedded yet, per selected collection.",
+            "percent",
+            span=8,
+        )
+        .max(100)
+        .thresholds(_steps((None, "red"), (99, "green")))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+        .with_target(_q("A", within, "within 1 h"))
+        .with_target(_q("B", '100 * (1 - slo:sli_error:ratio_rate30d{sloth_slo="freshness"})', "within 1 h (30 d)"))
+        .with_target(
+            _q("C", f"max by (collection) (pipeline_stale_documents_count{{{COLLECTION}}})", "stale: {{collection}}")
+        )
+        .override_by_query(
+            "C",
+            [
+                DynamicConfigValue(id_val="custom.axisPlacement", value=AxisPlacement.RIGHT),
+                DynamicConfigValue(id_val="unit", value="short"),
+                DynamicConfigValue(id_val="max", value=None),
+            ],
+        )
+    )
+
+
+def reprocessing_queue() -> timeseries.Panel:
+    return (
+        _timeseries(
+            "Reprocessing Queue",
+            "Failed documents waiting for their next retry (backoff 5 min, 30 min, 2 h, 24 h) or being "
+            "retried, and those dead-lettered for an operator. Their age is in Reprocessing Queue Age.",
+            "short",
+            span=8,
+        )
+        .min(0)
+        .with_target(
+            _q("A", "sum by (state) (max by (state, error_type) (pipeline_reprocessing_queue_size))", "{{state}}")
+        )
+        .with_target(_q("B", "sum(max by (error_type) (pipeline_dead_letter_documents))", "dead-lettered"))
+    )
+
+
+def reprocessing_age() -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .title("Reprocessing Queue Age")
+        .description("Documents in the reprocessing queue by time since their first failure (upper bound, s).")
+        .datasource(DS)
+        .unit("short")
+        .span(8)
+        .height(8)
+        .min(0)
+        .display_mode(BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        # A gauge histogram's buckets are cumulative counts now: no rate(); the heatmap format
+        # turns them into per-bucket counts.
+        .with_target(
+            _q("A", "max by (le) (pipeline_reprocessing_queue_age_seconds_bucket)", "{{le}}")
+            .format(PromQueryFormat.HEATMAP)
+            .instant()
+        )
+    )
+
+
+# --- SLO compliance ----------------------------------------------------------------------------
+
+
+def slo_row() -> list:
+    return [
+        _stat(
+            "SLI (30 d)",
+            "Share of good events over 30 days per SLO (freshness 99%, failures 99.9%, latency 95%); "
+            "no value without traffic.",
+            "percentunit",
+        )
+        .decimals(3)
+        .with_target(_q("A", "1 - slo:sli_error:ratio_rate30d", "{{sloth_slo}}")),
+        _stat(
+            "Error budget left (30 d)",
+            "1 - errors / budget over 30 days; below 0 the SLO is missed for the period.",
+            "percentunit",
+        )
+        .thresholds(_steps((None, "red"), (0, "orange"), (0.25, "green")))
+        .with_target(_q("A", "slo:period_error_budget_remaining:ratio", "{{sloth_slo}}")),
+        _timeseries(
+            "Burn rate",
+            "Error ratio / budget over 5 m and 1 h per SLO. 1 spends the budget in exactly 30 days; "
+            "pages at 14.4 (1 h and 5 m) and 6 (6 h and 30 m).",
+            "x",
+            span=8,
+        )
+        .min(0)
+        .thresholds(_steps((None, "green"), (6, "orange"), (14.4, "red")))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+        .with_target(_q("A", "slo:current_burn_rate:ratio", "{{sloth_slo}} 5m"))
+        .with_target(_q("B", f"slo:sli_error:ratio_rate1h\n/ {ON_SLO} slo:error_budget:ratio", "{{sloth_slo}} 1h")),
+    ]
+
+
+# --- Capacity planning -------------------------------------------------------------------------
+
+
+def capacity_row() -> list:
+    return [
+        _timeseries(
+            "Capacity",
+            "Arrivals (completions + queue growth, 1 h), their daily peak and completions against the "
+            "measured capacity, in docs/s.",
+            "suffix: docs/s",
+        )
+        .min(0)
+        .with_target(_q("A", "embedding_pipeline:arrivals_docs_per_second:rate1h", "arrivals"))
+        .with_target(_q("B", "embedding_pipeline:arrivals_docs_per_second:peak1d", "daily peak of arrivals"))
+        .with_target(_q("C", "embedding_pipeline:completions_docs_per_second:rate1h", "completions"))
+        .with_target(_q("D", CAPACITY, "capacity"))
+        .override_by_name(*_dashed("capacity")),
+        _stat(
+            "Headroom",
+            "1 - daily peak of arrivals / capacity: the share of capacity free at the busiest hour.",
+            "percentunit",
+            span=4,
+        )
+        .thresholds(_steps((None, "red"), (0.1, "orange"), (0.3, "green")))
+        .with_target(_q("A", "embedding_pipeline:capacity_headroom:ratio", "headroom")),
+        _stat(
+            "Capacity measurement age",
+            "Time since manage.py measure_capacity last measured; alerted past 30 days.",
+            "s",
+            span=8,
+        )
+        .thresholds(_steps((None, "green"), (30 * 86400, "red")))
+        .with_target(_q("A", "time() - max(embedding_pipeline_capacity_measured_timestamp_seconds)", "measured ago")),
+        _timeseries(
+            "Arrivals projection (14 d)",
+            "predict_linear of the daily peak of arrivals over 7 days, 14 days ahead (needs 3 days of "
+            "history), against capacity: crossing it raises EmbeddingPipelineCapacityExhaustionProjected.",
+            "suffix: docs/s",
+            span=24,
+        )
+        .min(0)
+        .with_target(_q("A", "embedding_pipeline:arrivals_docs_per_second:predicted14d", "peak arrivals in 14 d"))
+        .with_target(_q("B", CAPACITY, "capacity"))
+        .override_by_name(*_dashed("capacity")),
+    ]
+
+
+def build() -> Dashboard:
+    dashboard = (
+        Dashboard(TITLE)
+        .uid(UID)
+        .description("Embedding pipeline: throughput, queue, latency, errors, freshness, reprocessing, SLOs, capacity.")
+        .tags(["embedportal", "embedding-pipeline"])
+        .time("now-6h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .with_variable(DatasourceVariable("datasource").label("Data source").type("prometheus"))
+        .with_variable(
+            QueryVariable("collection")
+            .label("Collection")
+            .datasource(DS)
+            .query("label_values(embedding_pipeline_collection_queue_depth, collection)")
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(VariableOption(selected=True, text="All", value="$__all"))
+        )
+    )
+    health = [
+        throughput(),
+        queue_depth(),
+        processing_latency(),
+        error_rate(),
+        freshness_sla(),
+        reprocessing_queue(),
+        reprocessing_age(),
+    ]
+    # Fixed ids: links to a panel (viewPanel=N) survive regeneration.
+    ids = iter(range(1, 100))
+    for panel in health:
+        dashboard = dashboard.with_panel(panel.id(next(ids)))
+    for title, panels in (("SLO compliance", slo_row()), ("Capacity planning", capacity_row())):
+        dashboard = dashboard.with_row(Row(title).id(next(ids)))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel.id(next(ids)))
+    return dashboard
+
+
+def render() -> str:
+    return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
+CONFIGMAP_HEADER = (
+    "# Generated by `python -m grafana` (make dashboards) from grafana/dashboard.py: do not edit.\n"
+    "# The Grafana sidecar (kiwigrid/k8s-sidecar, as in kube-prometheus-stack) loads every ConfigMap\n"
+    "# labelled grafana_dashboard=1. grafana_folder names the folder where the sidecar is told to read it\n"
+    "# (Grafana Helm chart: sidecar.dashboards.folderAnnotation: grafana_folder).\n"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)
+
+
+def render_configmap() -> str:
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "embedportal-grafana-dashboards",
+            "labels": {"grafana_dashboard": "1"},
+            "annotations": {"grafana_folder": "Embedding pipeline"},
+        },
+        "data": {OUTPUT.name: render()},
+    }
+    return CONFIGMAP_HEADER + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
