@@ -132,14 +132,22 @@ def tokenizer_for(model: str) -> Tokenizer:
     return wordpiece()
 
 
+def overlap_problem(size: int, overlap: int) -> str | None:
+    """The chunk overlap rule, for every entry point (the API serializer, the Chunker); the
+    CHECK constraint pipeline_collection_overlap_lt_size holds it in the database too."""
+    if not 0 <= overlap < size:
+        return "must be at least 0 and smaller than chunk_size"
+    return None
+
+
 class Chunker:
     """Chunks texts for one collection's settings. Build once per batch; reuse for many texts."""
 
     def __init__(self, strategy: str, unit: str, size: int, overlap: int, model: str) -> None:
         if size < 1:
             raise ValueError("chunk size must be positive")
-        if not 0 <= overlap < size:
-            raise ValueError("chunk overlap must be at least 0 and smaller than the chunk size")
+        if problem := overlap_problem(size, overlap):
+            raise ValueError(f"chunk overlap {problem}")
         self.strategy = strategy
         self.size = size
         self.overlap = overlap

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from pipeline.chunking import overlap_problem
 from pipeline.models import Collection, Document, dimensions_mismatch
 
 
@@ -30,8 +31,8 @@ class CollectionSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"extra_params": problem})
         size = attrs.get("chunk_size", getattr(self.instance, "chunk_size", 256))
         overlap = attrs.get("chunk_overlap", getattr(self.instance, "chunk_overlap", 32))
-        if overlap >= size:
-            raise serializers.ValidationError({"chunk_overlap": "must be smaller than chunk_size"})
+        if problem := overlap_problem(size, overlap):
+            raise serializers.ValidationError({"chunk_overlap": problem})
         return attrs
 
 
