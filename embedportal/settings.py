@@ -223,3 +223,19 @@ EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = env_float("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT")
 EMBEDPORTAL_DOCS_DIR = Path(env_str("EMBEDPORTAL_DOCS_DIR") or BASE_DIR / "docs")
 EMBEDPORTAL_DOCS_SITE_DIR = Path(env_str("EMBEDPORTAL_DOCS_SITE_DIR") or DATA_DIR / "site")
 EMBEDPORTAL_DOCS_REVIEW_DAYS = env_int("EMBEDPORTAL_DOCS_REVIEW_DAYS")
+
+# Operations tests against the live system (docs/ops-tests.md). Scenarios wait this long for the
+# running workers; a run silent for ABANDON seconds frees the one-run slot; regression fails when
+# recall@k or MRR drops more than TOLERANCE below the last passing run; load scenarios refuse to
+# start while more than MAX_BACKLOG user documents are queued. The fault-injecting provider that
+# failure scenarios point their collections at listens on FAULT_HOST and is advertised to the
+# workers as FAULT_URL_HOST (a pod IP in Kubernetes; loopback on one machine).
+EMBEDPORTAL_OPS_TEST_WAIT_SECONDS = env_float("EMBEDPORTAL_OPS_TEST_WAIT_SECONDS")
+EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS = env_int("EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS")
+EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE = env_float("EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE")
+EMBEDPORTAL_OPS_TEST_MAX_BACKLOG = env_int("EMBEDPORTAL_OPS_TEST_MAX_BACKLOG")
+EMBEDPORTAL_OPS_TEST_LOAD_DOCUMENTS = env_int("EMBEDPORTAL_OPS_TEST_LOAD_DOCUMENTS")
+EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = env_int("EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS")
+EMBEDPORTAL_OPS_TEST_FAULT_HOST = env_str("EMBEDPORTAL_OPS_TEST_FAULT_HOST")
+EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST = env_str("EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST")
+EMBEDPORTAL_CODE_VERSION = env_str("EMBEDPORTAL_CODE_VERSION")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,18 @@ def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None
     wanted = extra_params.get("dimensions") if isinstance(extra_params, dict) else None
     if wanted is not None and dimensions and wanted != dimensions:
         return f"dimensions {wanted} differs from the collection's {dimensions}"
+    return None
+
+
+# Collection names under this prefix belong to the operations tester (the testing app), which
+# sets `reserved_names_allowed` around its own calls; producers and operators cannot create them.
+RESERVED_PREFIX = "__ops_test_"
+reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
+
+
+def reserved_name_problem(name: str | None) -> str | None:
+    if name and name.lower().startswith(RESERVED_PREFIX) and not reserved_names_allowed.get():
+        return f"names starting with {RESERVED_PREFIX} are reserved for the operations tests"
     return None
 
 
@@ -158,6 +171,8 @@ class Collection(models.Model):
         return self.name
 
     def clean(self) -> None:
+        if problem := reserved_name_problem(self.name):
+            raise ValidationError({"name": problem})
         if problem := dimensions_mismatch(self.extra_params, self.dimensions):
             raise ValidationError({"extra_params": problem})
 
@@ -217,7 +232,7 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         return self.filter(status=DocumentStatus.PENDING, available_at__lte=now or timezone.now())
 
     def oldest_due_at(self, now: datetime | None = None) -> datetime | None:
-        """"Oldest pending": when the longest-waiting due document became available (None if none).
+        """ "Oldest pending": when the longest-waiting due document became available (None if none).
         The oldest-pending gauge and the queue health check both read it (pipeline_document_pending)."""
         return self.due(now).aggregate(oldest=Min("available_at"))["oldest"]
 
@@ -397,3 +412,29 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.worker
+
+
+class ModelCheck(models.Model):
+    """The latest health probe of one model configuration (model, api_base, key variable,
+    dimensions, extra_params), shared by every web worker and command.
+
+    The model health check reuses a probe younger than EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS,
+    so anonymous probes of /api/v1/health/ cost at most one provider call per configuration
+    per interval, whatever their number. Written by pipeline.health under an advisory lock.
+    """
+
+    key = models.CharField(max_length=64, help_text="sha256 of the configuration.")
+    model = models.CharField(max_length=255)
+    collections = models.JSONField(default=list, help_text="Active collections that use this configuration.")
+    ok = models.BooleanField()
+    reason = models.TextField()
+    seconds = models.FloatField(help_text="The model's answer to the probe, load excluded.")
+    load_seconds = models.FloatField(help_text="Loading LiteLLM and a local model's weights first (0 once loaded).")
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["model", "key"]
+        constraints = [models.UniqueConstraint(fields=["key"], name="pipeline_modelcheck_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model} ({'ok' if self.ok else 'failing'})"

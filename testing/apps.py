@@ -1,7 +1,30 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models.signals import post_migrate, post_save, pre_save
+
+
+def on_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+    """post_migrate: register the scheduled runs, and queue a regression run when the settings
+    fingerprint changed since the last start-up (every deployment migrates on start)."""
+    from testing import tasks
+
+    if tasks.ensure_schedules(using):
+        tasks.check_settings_fingerprint(using)
 
 
 class TestingConfig(AppConfig):
     name = "testing"
+    verbose_name = "Operations tests"
+
+    def ready(self) -> None:
+        from pipeline.models import Collection
+        from testing import triggers
+
+        post_migrate.connect(on_migrate, sender=self, dispatch_uid="testing.on_migrate")
+        # pipeline knows nothing of testing: the receivers are connected from here.
+        pre_save.connect(triggers.remember_config, sender=Collection, dispatch_uid="testing.remember_config")
+        post_save.connect(triggers.config_saved, sender=Collection, dispatch_uid="testing.config_saved")

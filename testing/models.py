@@ -1,0 +1,154 @@
+"""Operations test runs against the live system, their results, and operators' golden queries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from testing.choices import Category, Component, Outcome, RunStatus, Trigger
+
+
+class RunInProgress(Exception):
+    """Another run holds the one-run-at-a-time slot."""
+
+    def __init__(self, run: TestRun | None) -> None:
+        self.run = run
+        super().__init__(f"test run {run.pk} ({run.trigger}) is running" if run else "a test run is running")
+
+
+class TestRunQuerySet(models.QuerySet["TestRun"]):
+    def running(self) -> TestRunQuerySet:
+        return self.filter(status=RunStatus.RUNNING)
+
+    def start(self, **fields: Any) -> TestRun:
+        """Create a running run; the partial unique index testing_testrun_one_running refuses a
+        second one, so two API calls, a schedule and a command racing cannot run together."""
+        self.abandon_stale()
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                return self.create(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, **fields)
+        except IntegrityError:
+            raise RunInProgress(self.running().first()) from None
+
+    def beat(self, run_id: int) -> int:
+        return self.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+    def finish(self, run_id: int, status: str, counts: dict[str, int], message: str = "") -> int:
+        """running -> passed/failed/error (compare-and-swap: an abandoned run stays abandoned)."""
+        run = self.filter(pk=run_id).values("started_at").first()
+        now = timezone.now()
+        duration = (now - run["started_at"]).total_seconds() if run else None
+        return self.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=status, finished_at=now, counts=counts, duration_seconds=duration, message=message[:2000]
+        )
+
+    def abandon_stale(self) -> int:
+        """A run whose process died (no heartbeat for EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS) frees the slot."""
+        cutoff = timezone.now() - timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS)
+        return self.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=RunStatus.ERROR, finished_at=timezone.now(), message="abandoned: its process stopped reporting"
+        )
+
+
+class TestRun(models.Model):
+    """One run of a selection of scenarios against this deployment."""
+
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    selection = models.JSONField(
+        default=dict, blank=True, help_text="Categories, scenarios and target collections asked for."
+    )
+    requested_by = models.CharField(max_length=150, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    config_fingerprint = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="Results by outcome.")
+    message = models.TextField(blank=True)
+
+    objects = TestRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        permissions = [("run_testrun", "Can run operations tests")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="running"), name="testing_testrun_one_running"
+            ),
+        ]
+        indexes = [
+            # Read by the metrics collector (last run per trigger) and the scheduled-run alert.
+            models.Index(fields=["trigger", "-started_at"], name="testing_testrun_trigger"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.trigger}, {self.status})"
+
+
+class TestResult(models.Model):
+    """One scenario's outcome in a run (all its attempts)."""
+
+    run = models.ForeignKey(TestRun, on_delete=models.CASCADE, related_name="results")
+    scenario = models.CharField(max_length=100)
+    category = models.CharField(max_length=12, choices=Category.choices)
+    component = models.CharField(max_length=12, choices=Component.choices)
+    target = models.CharField(
+        max_length=63, blank=True, help_text="The collection a regression scenario measured, if any."
+    )
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField()
+    duration_seconds = models.FloatField()
+    message = models.TextField(blank=True, help_text="Why it failed, secrets scrubbed.")
+    details = models.JSONField(default=dict, blank=True, help_text="Measurements and every attempt's outcome.")
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [
+            # Scenario history, flaky detection and regression baselines scan one scenario by time.
+            models.Index(fields=["scenario", "-started_at"], name="testing_testresult_history"),
+            models.Index(fields=["started_at"], name="testing_testresult_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scenario}: {self.outcome}"
+
+
+class GoldenQuery(models.Model):
+    """An operator's statement of retrieval quality: this query must find this document."""
+
+    collection = models.ForeignKey("pipeline.Collection", on_delete=models.CASCADE, related_name="golden_queries")
+    query = models.CharField(max_length=2000)
+    expected_document_id = models.CharField(
+        max_length=512, help_text="The external id of the document the query must find."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["collection", "id"]
+        verbose_name_plural = "golden queries"
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "query"], name="testing_goldenquery_unique_query"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.query[:60]} -> {self.expected_document_id}"
+
+
+class ConfigSnapshot(models.Model):
+    """The settings fingerprint seen at the last start-up (migrate); a change queues a regression run."""
+
+    key = models.CharField(max_length=32, primary_key=True)
+    fingerprint = models.CharField(max_length=64)
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.fingerprint[:12]}"

@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from pipeline.chunking import overlap_problem
-from pipeline.models import Collection, Document, dimensions_mismatch
+from pipeline.models import Collection, Document, dimensions_mismatch, reserved_name_problem
 
 
 class CollectionSerializer(serializers.ModelSerializer):
@@ -26,6 +26,8 @@ class CollectionSerializer(serializers.ModelSerializer):
                         {name: "cannot change on an existing collection; create a new collection"}
                     )
         # Collection.clean() for the admin and the command; DRF does not call it.
+        if problem := reserved_name_problem(attrs.get("name")):
+            raise serializers.ValidationError({"name": problem})
         extra = attrs.get("extra_params", getattr(self.instance, "extra_params", None))
         if problem := dimensions_mismatch(extra, attrs.get("dimensions", getattr(self.instance, "dimensions", None))):
             raise serializers.ValidationError({"extra_params": problem})

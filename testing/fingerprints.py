@@ -1,0 +1,73 @@
+"""What a run ran against: the code version and a fingerprint of the active configuration.
+
+Flaky detection compares results with the same (code version, config fingerprint); the
+config-change trigger compares the settings fingerprint with the one seen at the last start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import subprocess
+from typing import Any
+
+from django.conf import settings
+
+from pipeline.models import RESERVED_PREFIX, Collection
+
+# What a collection's embeddings depend on: a change to any of these is a configuration change.
+COLLECTION_CONFIG_FIELDS = (
+    "model",
+    "api_base",
+    "api_key_env",
+    "extra_params",
+    "dimensions",
+    "chunking_strategy",
+    "chunk_unit",
+    "chunk_size",
+    "chunk_overlap",
+    "batch_size",
+)
+SECRET_PARTS = ("AUTH", "KEY", "SECRET", "PASSWORD", "TOKEN", "DATABASE_URL")
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.cache
+def code_version() -> str:
+    """EMBEDPORTAL_CODE_VERSION (the image tag or digest), else git HEAD of a checkout, else "unknown"."""
+    if settings.EMBEDPORTAL_CODE_VERSION:
+        return settings.EMBEDPORTAL_CODE_VERSION[:64]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(settings.BASE_DIR), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()[:64] if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def settings_fingerprint() -> str:
+    """The pipeline's settings (EMBEDPORTAL_*, secrets and the ops tests' own left out)."""
+    values = {
+        name: getattr(settings, name)
+        for name in dir(settings)
+        if name.startswith("EMBEDPORTAL_")
+        and not name.startswith("EMBEDPORTAL_OPS_TEST_")
+        and name not in ("EMBEDPORTAL_CODE_VERSION",)
+        and not any(part in name for part in SECRET_PARTS)
+    }
+    return _digest(values)
+
+
+def collection_config(collection: Collection) -> dict[str, Any]:
+    return {name: getattr(collection, name) for name in COLLECTION_CONFIG_FIELDS}
+
+
+def config_fingerprint() -> str:
+    """Settings plus every user collection's embedding configuration."""
+    collections = {c.name: collection_config(c) for c in Collection.objects.exclude(name__startswith=RESERVED_PREFIX)}
+    return _digest({"settings": settings_fingerprint(), "collections": collections})

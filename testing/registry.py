@@ -1,0 +1,114 @@
+"""The scenario registry: plain functions registered with a decorator, like Django's system checks.
+
+    @scenario("canary_found_by_search", Category.NORMAL, Component.SEARCH,
+              covers=[(Component.ENQUEUE, Condition.NORMAL), ...], timeout=120, retries=1, quick=True)
+    def canary(ctx: Context) -> dict: ...
+
+A scenario raises `ScenarioFailed` when the system misbehaves (outcome failed), `ScenarioSkipped`
+when it cannot apply here, and anything else is an error in the scenario itself. What it returns
+(measurements) is stored in the result's details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from testing.choices import Category, Component, Condition
+
+if TYPE_CHECKING:
+    from testing.tester import Context
+
+
+class ScenarioFailed(AssertionError):
+    """The live system did not behave; the message names the cause."""
+
+
+class ScenarioSkipped(Exception):
+    """The scenario cannot apply to this deployment (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    category: str
+    component: str
+    func: Callable[[Context], dict[str, Any] | None]
+    description: str
+    covers: tuple[tuple[str, str], ...] = ()
+    timeout: float = 120.0
+    retries: int = 0
+    quick: bool = False
+    # Regression and integration scenarios that take a target collection (config-change runs).
+    per_collection: bool = False
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+
+REGISTRY: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str,
+    category: str,
+    component: str,
+    *,
+    covers: Iterable[tuple[str, str]] = (),
+    timeout: float = 120.0,
+    retries: int = 0,
+    quick: bool = False,
+    per_collection: bool = False,
+) -> Callable[[Callable], Callable]:
+    assert category in Category.values, category
+    assert component in Component.values, component
+    cells = tuple(covers)
+    for comp, cond in cells:
+        assert comp in Component.values and cond in Condition.values, (comp, cond)
+
+    def register(func: Callable) -> Callable:
+        assert name not in REGISTRY, f"scenario {name} registered twice"
+        REGISTRY[name] = Scenario(
+            name=name,
+            category=category,
+            component=component,
+            func=func,
+            description=(func.__doc__ or "").strip().split("\n")[0],
+            covers=cells,
+            timeout=timeout,
+            retries=retries,
+            quick=quick,
+            per_collection=per_collection,
+        )
+        return func
+
+    return register
+
+
+def load() -> dict[str, Scenario]:
+    """Import every scenario module (registration happens at import)."""
+    from testing import scenarios  # noqa: F401
+
+    return REGISTRY
+
+
+class UnknownSelection(ValueError):
+    pass
+
+
+def select(categories: Iterable[str] = (), names: Iterable[str] = (), quick: bool = False) -> list[Scenario]:
+    """Scenarios by category and/or name, in registry order; nothing asked for means all."""
+    registry = load()
+    categories, names = list(categories), list(names)
+    unknown = [c for c in categories if c not in Category.values] + [n for n in names if n not in registry]
+    if unknown:
+        raise UnknownSelection(
+            f"unknown categories or scenarios: {', '.join(unknown)} "
+            f"(categories: {', '.join(Category.values)}; list scenarios with run_ops_tests --list)"
+        )
+    chosen = [
+        s for s in registry.values() if (not categories and not names) or s.category in categories or s.name in names
+    ]
+    if quick:
+        chosen = [s for s in chosen if s.quick]
+    order = Category.values
+    return sorted(chosen, key=lambda s: order.index(s.category))

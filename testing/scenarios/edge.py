@@ -1,0 +1,194 @@
+"""Edge cases: inputs at and past the limits, and collections that must not interfere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from pipeline.models import Chunk, Collection, Document
+from pipeline.search import search
+from testing.choices import Category, Component, Condition
+from testing.registry import scenario
+from testing.tester import Context
+
+E = Condition.EDGE
+
+
+def _post(ctx: Context, collection: Collection, payload: Any) -> Any:
+    return ctx.client().post(
+        f"/api/v1/collections/{collection.name}/documents/", payload, content_type="application/json"
+    )
+
+
+@scenario(
+    "empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True
+)
+def empty_text(ctx: Context) -> dict[str, Any]:
+    """Empty and whitespace-only texts get a 400 that says what to fix, and nothing is written."""
+    collection = ctx.collection("empty")
+    for text in ("", "   \n\t  "):
+        response = _post(ctx, collection, {"id": "empty", "text": text})
+        ctx.check(response.status_code == 400, f"text {text!r} answered {response.status_code}, expected 400")
+        message = response.json()["error"]["message"]
+        ctx.check("empty" in message, f"the 400 for {text!r} does not say the text is empty: {message}")
+    ctx.check(not Document.objects.filter(collection=collection).exists(), "a refused document was written")
+    return {}
+
+
+@scenario(
+    "largest_accepted_document",
+    Category.EDGE,
+    Component.CHUNK,
+    covers=[(Component.ENQUEUE, E), (Component.CHUNK, E)],
+    timeout=240,
+)
+def largest_document(ctx: Context) -> dict[str, Any]:
+    """A document of exactly EMBEDPORTAL_MAX_DOCUMENT_CHARS is accepted and embedded; one character more is refused."""
+    limit = settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
+    collection = ctx.collection("largest", chunk_size=4000, batch_size=128)
+    words = ("lorem ipsum dolor sit amet consectetur " * (limit // 38 + 2))[:limit]
+    too_big = _post(ctx, collection, {"id": "too-big", "text": words + "x"})
+    ctx.check(
+        too_big.status_code == 400, f"a text of {limit + 1} characters answered {too_big.status_code}, expected 400"
+    )
+    ok = _post(ctx, collection, {"id": "largest", "text": words})
+    ctx.check(
+        ok.status_code == 202, f"a text of exactly {limit} characters answered {ok.status_code}: {ok.content[:200]!r}"
+    )
+    ctx.wait_documents(collection, timeout=ctx.remaining(200))
+    chunks = Chunk.objects.filter(collection=collection).count()
+    return {"characters": limit, "chunks": chunks}
+
+
+UNICODE_TEXTS = {
+    "emoji": "Rocket 🚀 launch with family 👨‍👩‍👧 and flags 🇯🇵",
+    "cjk": "東京の天気は晴れです。자연어 처리. 中文分词测试",
+    "rtl": "مرحبا بالعالم — שלום עולם",
+    "combining": "Cafe\u0301 nai\u0308ve Zalgo t\u0336e\u0335x\u0334t",
+    "control": "tab\there\x01\x02 bell\x07 and form\x0cfeed, line\u2028separator",
+}
+
+
+@scenario(
+    "unicode_and_control_characters",
+    Category.EDGE,
+    Component.EMBED,
+    covers=[(Component.EMBED, E), (Component.SEARCH, E)],
+    quick=True,
+)
+def unicode_text(ctx: Context) -> dict[str, Any]:
+    """Emoji, CJK, right-to-left, combining and control characters are embedded and found; NUL is refused."""
+    collection = ctx.collection("unicode")
+    response = _post(ctx, collection, [{"id": k, "text": v} for k, v in UNICODE_TEXTS.items()])
+    ctx.check(response.status_code == 202, f"Unicode texts answered {response.status_code}: {response.content[:300]!r}")
+    nul = _post(ctx, collection, {"id": "nul", "text": "a\x00b"})
+    message = nul.json()["error"]["message"] if nul.status_code == 400 else ""
+    ctx.check(
+        "nul" in message.lower(), f"a NUL character answered {nul.status_code} {message!r}, expected a 400 naming it"
+    )
+    ctx.wait_documents(collection)
+    for key, text in UNICODE_TEXTS.items():
+        hits = search(collection, text, 1)
+        ctx.check(
+            hits and hits[0].document_id == key, f"{key} text not found at rank 1: {[h.document_id for h in hits]}"
+        )
+        stored = Chunk.objects.get(document__collection=collection, document__external_id=key).text
+        ctx.check(stored == text, f"{key} text changed on its way to storage: {stored!r}")
+    return {}
+
+
+@scenario(
+    "duplicate_ids_in_one_batch_refused", Category.EDGE, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True
+)
+def duplicate_ids(ctx: Context) -> dict[str, Any]:
+    """A batch repeating an id is refused whole, naming the id; nothing half-written."""
+    collection = ctx.collection("dupes")
+    response = _post(
+        ctx, collection, [{"id": "x", "text": "one"}, {"id": "y", "text": "two"}, {"id": "x", "text": "three"}]
+    )
+    ctx.check(response.status_code == 400, f"duplicate ids answered {response.status_code}, expected 400")
+    ctx.check(
+        "'x'" in response.json()["error"]["message"],
+        f"the 400 does not name the id: {response.json()['error']['message']}",
+    )
+    ctx.check(not Document.objects.filter(collection=collection).exists(), "part of the refused batch was written")
+    return {}
+
+
+@scenario(
+    "large_batch_accepted_and_embedded",
+    Category.EDGE,
+    Component.CLAIM,
+    covers=[(Component.CLAIM, E), (Component.STORE, E)],
+    timeout=240,
+)
+def large_batch(ctx: Context) -> dict[str, Any]:
+    """The largest batch one request may carry is accepted and embedded; one more document is refused."""
+    limit = settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST
+    collection = ctx.collection("batch")
+    docs = [{"id": f"d{i}", "text": f"large batch document {i}"} for i in range(limit)]
+    over = _post(ctx, collection, [*docs, {"id": "extra", "text": "one too many"}])
+    ctx.check(over.status_code == 400, f"{limit + 1} documents answered {over.status_code}, expected 400")
+    response = _post(ctx, collection, docs)
+    ctx.check(
+        response.status_code == 202 and response.json()["created"].__len__() == limit,
+        f"{limit} documents answered {response.status_code}",
+    )
+    ctx.wait_documents(collection, timeout=ctx.remaining(200))
+    return {"documents": limit}
+
+
+@scenario(
+    "different_dimensions_side_by_side",
+    Category.EDGE,
+    Component.STORE,
+    covers=[(Component.STORE, E), (Component.SEARCH, E)],
+    quick=True,
+)
+def mixed_dimensions(ctx: Context) -> dict[str, Any]:
+    """Collections of 16 and 48 dimensions share the chunk table, each with its own index and search."""
+    small, large = ctx.collection("d16", model="local/hash-16"), ctx.collection("d48", model="local/hash-48")
+    ctx.enqueue(small, [("same", "the same text in two collections")])
+    ctx.enqueue(large, [("same", "the same text in two collections"), ("other", "only in the large one")])
+    ctx.wait_documents(small)
+    ctx.wait_documents(large)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT indexname FROM pg_indexes WHERE indexname = ANY(%s)", [[small.index_name, large.index_name]]
+        )
+        indexes = {row[0] for row in cur.fetchall()}
+    ctx.check(indexes == {small.index_name, large.index_name}, f"indexes present: {sorted(indexes)}")
+    dims = {
+        c.name: {len(v) for v in Chunk.objects.filter(collection=c).values_list("embedding", flat=True)}
+        for c in (small, large)
+    }
+    ctx.check(dims == {small.name: {16}, large.name: {48}}, f"stored dimensions {dims}")
+    hits = search(small, "only in the large one", 5)
+    ctx.check(
+        [h.document_id for h in hits] == ["same"],
+        f"search in the 16-dimension collection returned {[h.document_id for h in hits]}",
+    )
+    return {}
+
+
+@scenario("paused_collection_not_claimed", Category.EDGE, Component.CLAIM, covers=[(Component.CLAIM, E)], quick=True)
+def paused(ctx: Context) -> dict[str, Any]:
+    """Workers leave a paused collection's queue alone (while embedding others) and take it once resumed."""
+    held, sentinel = ctx.collection("paused"), ctx.collection("sentinel")
+    Collection.objects.filter(pk=held.pk).pause()
+    ctx.enqueue(held, [("held", "waits for resume")])
+    ctx.enqueue(sentinel, [("moves", "proves the workers are running")])
+    ctx.wait_documents(sentinel)
+    doc = Document.objects.get(collection=held)
+    ctx.check(
+        doc.status == "pending" and doc.attempts == 0,
+        f"a paused collection's document was claimed ({doc.status}, attempts {doc.attempts})",
+    )
+    Collection.objects.filter(pk=held.pk).resume()
+    from pipeline.tasks import kick_workers
+
+    kick_workers()
+    ctx.wait_documents(held)
+    return {}

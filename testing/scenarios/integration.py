@@ -1,0 +1,276 @@
+"""Integration: upstream (the producers' API and CLI contracts, the model) and downstream
+(pgvector's HNSW index behind search, /metrics and what the rules and dashboards read, health)."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, transaction
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline import storage
+from pipeline.embedding import embed_texts
+from pipeline.models import RESERVED_PREFIX, Collection, Document
+from testing.choices import Category, Component, Condition
+from testing.registry import scenario
+from testing.tester import Context
+
+N, E = Condition.NORMAL, Condition.EDGE
+
+
+def scrape(ctx: Context) -> dict[str, Any]:
+    """GET /metrics as Prometheus would; fails when it does not parse."""
+    response = ctx.client().get("/metrics")
+    ctx.check(response.status_code == 200, f"/metrics answered {response.status_code}")
+    try:
+        return {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    except ValueError as exc:
+        ctx.fail(f"/metrics does not parse as the Prometheus text format: {exc}")
+        raise
+
+
+@scenario("producer_api_contract", Category.INTEGRATION, Component.ENQUEUE, covers=[(Component.ENQUEUE, N)], quick=True)
+def api_contract(ctx: Context) -> dict[str, Any]:
+    """Producers' API: 202 with accepted/created/updated/unchanged; document fields; one error body shape."""
+    collection = ctx.collection("contract")
+    client = ctx.client()
+    url = f"/api/v1/collections/{collection.name}/documents/"
+    first = client.post(
+        url, [{"id": "p1", "text": "producer contract", "metadata": {"source": "ops"}}], content_type="application/json"
+    )
+    ctx.check(first.status_code == 202, f"enqueue answered {first.status_code}")
+    body = first.json()
+    ctx.check(
+        set(body) >= {"accepted", "created", "updated", "unchanged"} and body["created"] == ["p1"],
+        f"enqueue body {body}",
+    )
+    listed = client.get(url)
+    ctx.check(listed.status_code == 200, f"listing documents answered {listed.status_code}")
+    row = listed.json()["results"][0]
+    wanted = {"id", "collection", "content_hash", "metadata", "status", "attempts", "last_error", "last_embedded_at"}
+    ctx.check(wanted <= set(row), f"document fields lack {sorted(wanted - set(row))}")
+    bad = client.post(url, {"id": "p2"}, content_type="application/json")
+    error = bad.json().get("error", {})
+    ctx.check(
+        bad.status_code == 400 and {"status", "message", "details"} <= set(error),
+        f"a bad document answered {bad.status_code} {bad.json()}",
+    )
+    unknown = client.post(
+        "/api/v1/collections/__no_such_collection__/documents/",
+        {"id": "x", "text": "y"},
+        content_type="application/json",
+    )
+    ctx.check(unknown.status_code == 404, f"an unknown collection answered {unknown.status_code}")
+    return {}
+
+
+@scenario("producer_cli_contract", Category.INTEGRATION, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True)
+def cli_contract(ctx: Context) -> dict[str, Any]:
+    """The enqueue command takes the good lines of a JSONL file and fails naming the bad ones."""
+    collection = ctx.collection("clicontract")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mixed.jsonl"
+        path.write_text(
+            json.dumps({"id": "good", "text": "a good line"})
+            + "\n{not json\n"
+            + json.dumps({"id": "empty", "text": ""})
+            + "\n"
+        )
+        try:
+            call_command(
+                "enqueue", str(path), collection=collection.name, no_progress=True, stdout=StringIO(), stderr=StringIO()
+            )
+        except CommandError as exc:
+            ctx.check("2 document(s) rejected" in str(exc), f"the command failed with: {exc}")
+        else:
+            ctx.fail("the command succeeded although two lines are invalid")
+    ids = list(Document.objects.filter(collection=collection).values_list("external_id", flat=True))
+    ctx.check(ids == ["good"], f"documents written: {ids}")
+    return {}
+
+
+@scenario(
+    "model_upstream_answers",
+    Category.INTEGRATION,
+    Component.EMBED,
+    covers=[(Component.EMBED, N)],
+    quick=True,
+    per_collection=True,
+)
+def model_answers(ctx: Context) -> dict[str, Any]:
+    """The embedding model (the default, or the target collection's) returns finite vectors of the right size."""
+    if ctx.target:
+        probe = Collection.objects.get(name=ctx.target)
+    else:
+        probe = Collection(model=settings.EMBEDPORTAL_DEFAULT_MODEL)
+        from pipeline.collections import resolve_dimensions
+
+        probe.dimensions = resolve_dimensions(probe)
+    try:
+        vectors = embed_texts(probe, ["operations probe one", "operations probe two"])
+    except Exception as exc:  # noqa: BLE001 -- the cause is the message
+        ctx.fail(f"{probe.model} failed: {exc}")
+    ctx.check(vectors.shape == (2, probe.dimensions), f"{probe.model} returned shape {vectors.shape}")
+    return {"model": probe.model, "dimensions": probe.dimensions}
+
+
+def _plan(collection: Collection) -> str:
+    """EXPLAIN exactly the statement storage.nearest() runs, with the planner told to avoid scans
+    and sorts: a small collection is cheaper to scan and sort, but the index must serve the query."""
+    executed: list[tuple[str, Any]] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        executed.append((sql, params))
+        return execute(sql, params, many, context)
+
+    import numpy as np
+
+    vector = np.ones(collection.dimensions, dtype=np.float32)
+    with connection.execute_wrapper(record):
+        storage.nearest(collection, vector, 3)
+    sql, params = next((s, p) for s, p in executed if "pipeline_chunk" in s)
+    with transaction.atomic(), connection.cursor() as cur:
+        for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            cur.execute(f"SET LOCAL {knob} = off")
+        cur.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cur.fetchall())
+
+
+@scenario(
+    "search_uses_hnsw_index",
+    Category.INTEGRATION,
+    Component.SEARCH,
+    covers=[(Component.SEARCH, N)],
+    quick=True,
+    per_collection=True,
+)
+def hnsw_index(ctx: Context) -> dict[str, Any]:
+    """Every collection has its HNSW index, and the search query is planned on it (EXPLAIN)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'pipeline_chunk'")
+        indexes = dict(cur.fetchall())
+    collections = (
+        Collection.objects.filter(name=ctx.target)
+        if ctx.target
+        else Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
+    )
+    missing = [f"{c.name} ({c.index_name})" for c in collections if "hnsw" not in indexes.get(c.index_name, "")]
+    ctx.check(
+        not missing, f"collection(s) without their HNSW index: {', '.join(missing)}; search falls back to a full scan"
+    )
+    probe = Collection.objects.get(name=ctx.target) if ctx.target else ctx.collection("hnsw")
+    plan = _plan(probe)
+    ctx.check(
+        f"Index Scan using {probe.index_name}" in plan,
+        f"the search query for {probe.name} is not planned on its HNSW index {probe.index_name}:\n{plan}",
+    )
+    return {"collections_checked": len(collections)}
+
+
+# PromQL words that look like metric names.
+PROMQL_WORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "inf",
+    "nan",
+}
+OUR_PREFIXES = ("embedding_pipeline_", "pipeline_", "test_", "documentation_", "performance_")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression reads (label matchers, strings, functions and grouping left out)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    names = set()
+    for match in re.finditer(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(\s*\()?", expr):
+        name, call = match.group(1), match.group(2)
+        if call or name in PROMQL_WORDS or ":" in name or re.fullmatch(r"\d+[smhdwy]", name):
+            continue
+        names.add(name)
+    return names
+
+
+def referenced_metrics() -> dict[str, set[str]]:
+    """Our metric names read by the Prometheus rules and the Grafana dashboards in the repository, by file."""
+    root = Path(settings.BASE_DIR)
+    found: dict[str, set[str]] = {}
+    for path in [*sorted((root / "grafana").rglob("*.rules.yml")), root / "deploy/base/monitoring/prometheusrule.yaml"]:
+        if not path.exists():
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            groups = (doc or {}).get("groups") or (doc or {}).get("spec", {}).get("groups") or []
+            exprs = [rule["expr"] for group in groups for rule in group.get("rules", [])]
+            found[str(path.relative_to(root))] = {n for e in exprs for n in metric_names(str(e))}
+    for path in sorted((root / "grafana").rglob("*.json")):
+        exprs = re.findall(r'"expr"\s*:\s*"((?:[^"\\]|\\.)*)"', path.read_text())
+        found[str(path.relative_to(root))] = {n for e in exprs for n in metric_names(json.loads(f'"{e}"'))}
+    return {f: {n for n in names if n.startswith(OUR_PREFIXES)} for f, names in found.items()}
+
+
+@scenario(
+    "metrics_used_by_rules_and_dashboards_exist",
+    Category.INTEGRATION,
+    Component.METRICS,
+    covers=[(Component.METRICS, E)],
+    quick=True,
+)
+def metrics_used(ctx: Context) -> dict[str, Any]:
+    """/metrics parses, and every metric of ours that an alert, recording rule or dashboard reads is on it."""
+    families = scrape(ctx)
+    exposed = set(families)
+    for family in families.values():
+        exposed.update(sample.name for sample in family.samples)
+        # A family with no samples yet still names its series.
+        exposed.update(f"{family.name}{suffix}" for suffix in ("_total", "_bucket", "_count", "_sum", "_created"))
+    referenced = referenced_metrics()
+    ctx.check(referenced, "no Prometheus rules or dashboards found beside the code (grafana/, deploy/)")
+    missing = sorted(
+        f"{name} (in {file})" for file, names in referenced.items() for name in names if name not in exposed
+    )
+    ctx.check(not missing, f"read by rules or dashboards but absent from /metrics: {', '.join(missing)}")
+    return {"files": len(referenced), "metrics": len({n for names in referenced.values() for n in names})}
+
+
+@scenario("health_endpoints_answer", Category.INTEGRATION, Component.HEALTH, covers=[(Component.HEALTH, E)], quick=True)
+def health_endpoints(ctx: Context) -> dict[str, Any]:
+    """/healthz and /readyz answer 200 and /api/v1/health/ answers with its three named checks."""
+    client = ctx.client()
+    for path in ("/healthz", "/readyz"):
+        response = client.get(path)
+        ctx.check(response.status_code == 200, f"{path} answered {response.status_code}: {response.content[:200]!r}")
+    response = client.get("/api/v1/health/")
+    ctx.check(response.status_code in (200, 503), f"/api/v1/health/ answered {response.status_code}")
+    names = [c["name"] for c in response.json()["checks"]]
+    ctx.check(names == ["model", "pgvector", "queue"], f"/api/v1/health/ checks are {names}")
+    return {}

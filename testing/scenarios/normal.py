@@ -1,0 +1,218 @@
+"""Normal conditions: the paths producers and readers use every day."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+
+from pipeline.models import Document
+from testing.choices import Category, Component, Condition
+from testing.registry import scenario
+from testing.tester import Context
+
+N = Condition.NORMAL
+
+
+@scenario(
+    "canary_embedded_and_found",
+    Category.NORMAL,
+    Component.SEARCH,
+    covers=[
+        (Component.ENQUEUE, N),
+        (Component.CLAIM, N),
+        (Component.EMBED, N),
+        (Component.STORE, N),
+        (Component.SEARCH, N),
+    ],
+    timeout=180,
+    retries=1,
+    quick=True,
+)
+def canary(ctx: Context) -> dict[str, Any]:
+    """A canary sent through the API (default model) is embedded by the running workers and found at rank 1."""
+    collection = ctx.collection(
+        "canary",
+        model=settings.EMBEDPORTAL_DEFAULT_MODEL,
+        chunk_unit="tokens",
+        chunk_size=128,
+        chunk_overlap=16,
+        dimensions=None,
+    )
+    marker = uuid.uuid4().hex
+    text = f"Operations canary {marker}: the lighthouse keeper logs every passing ship at dawn."
+    client = ctx.client()
+    response = client.post(
+        f"/api/v1/collections/{collection.name}/documents/",
+        {"id": f"canary-{marker}", "text": text},
+        content_type="application/json",
+    )
+    ctx.check(
+        response.status_code == 202,
+        f"enqueue through the API answered {response.status_code}: {response.content[:300]!r}",
+    )
+    ctx.wait_documents(collection)
+    search = client.post(
+        f"/api/v1/collections/{collection.name}/search/", {"query": text, "k": 3}, content_type="application/json"
+    )
+    ctx.check(
+        search.status_code == 200, f"search through the API answered {search.status_code}: {search.content[:300]!r}"
+    )
+    hits = search.json()["results"]
+    ctx.check(
+        hits and hits[0]["document_id"] == f"canary-{marker}",
+        f"canary not at rank 1: {[h['document_id'] for h in hits]}",
+    )
+    ctx.check(hits[0]["score"] > 0.99, f"canary found with score {hits[0]['score']}, expected ~1 for its own text")
+    doc = Document.objects.get(collection=collection)
+    latency = (doc.last_embedded_at - doc.enqueued_at).total_seconds()
+    return {"model": collection.model, "end_to_end_seconds": latency, "score": hits[0]["score"]}
+
+
+@scenario(
+    "changed_document_reembedded_unchanged_skipped",
+    Category.NORMAL,
+    Component.STORE,
+    covers=[(Component.ENQUEUE, N), (Component.STORE, N)],
+    quick=True,
+)
+def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
+    """Re-sending a changed document re-embeds it; re-sending an unchanged one leaves it alone."""
+    collection = ctx.collection("change")
+    ctx.enqueue(collection, [("a", "first version of a"), ("b", "only version of b")])
+    ctx.wait_documents(collection)
+    before = dict(Document.objects.filter(collection=collection).values_list("external_id", "last_embedded_at"))
+    result = ctx.enqueue(collection, [("a", "second version of a"), ("b", "only version of b")])
+    ctx.check(result.updated == ["a"] and result.unchanged == ["b"], f"enqueue reported {result.as_dict()}")
+    ctx.check(
+        Document.objects.get(collection=collection, external_id="b").status == "embedded",
+        "the unchanged document was sent back to the queue",
+    )
+    ctx.wait_documents(collection)
+    after = dict(Document.objects.filter(collection=collection).values_list("external_id", "last_embedded_at"))
+    ctx.check(after["a"] > before["a"], "the changed document was not re-embedded")
+    ctx.check(after["b"] == before["b"], "the unchanged document was re-embedded")
+    from pipeline.models import Chunk
+
+    texts = list(
+        Chunk.objects.filter(document__collection=collection, document__external_id="a").values_list("text", flat=True)
+    )
+    ctx.check(texts == ["second version of a"], f"the changed document's chunks are {texts}")
+    return {}
+
+
+@scenario(
+    "cli_enqueue_and_search",
+    Category.NORMAL,
+    Component.ENQUEUE,
+    covers=[(Component.ENQUEUE, N), (Component.SEARCH, N)],
+    quick=True,
+)
+def cli_path(ctx: Context) -> dict[str, Any]:
+    """The `enqueue` command (JSONL) feeds the workers and the `search` command finds the document."""
+    collection = ctx.collection("cli")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "docs.jsonl"
+        path.write_text(
+            "\n".join(json.dumps({"id": f"cli-{i}", "text": f"command line document number {i}"}) for i in range(3))
+        )
+        out = StringIO()
+        call_command("enqueue", str(path), collection=collection.name, no_progress=True, stdout=out)
+    ctx.check("3 new" in out.getvalue(), f"enqueue said: {out.getvalue().strip()}")
+    ctx.wait_documents(collection)
+    out = StringIO()
+    call_command("search", "command line document number 1", collection=collection.name, json=True, stdout=out)
+    hits = json.loads(out.getvalue())
+    ctx.check(hits and hits[0]["document_id"] == "cli-1", f"search --json printed {[h['document_id'] for h in hits]}")
+    return {}
+
+
+@scenario("admin_enqueue_path", Category.NORMAL, Component.ENQUEUE, covers=[(Component.ENQUEUE, N)], quick=True)
+def admin_path(ctx: Context) -> dict[str, Any]:
+    """Adding a document in the admin enqueues it and the workers embed it."""
+    collection = ctx.collection("admin")
+    response = ctx.client().post(
+        "/admin/pipeline/document/add/",
+        {
+            "collection": collection.pk,
+            "external_id": "admin-1",
+            "text": "added by an operator in the admin",
+            "metadata": "{}",
+        },
+    )
+    ctx.check(response.status_code == 302, f"the admin add form answered {response.status_code} (form errors?)")
+    ctx.wait_documents(collection)
+    return {}
+
+
+@scenario("health_checks_pass", Category.NORMAL, Component.HEALTH, covers=[(Component.HEALTH, N)], quick=True)
+def health_checks(ctx: Context) -> dict[str, Any]:
+    """GET /api/v1/health/ reports the model, pgvector and queue checks healthy."""
+    response = ctx.client().get("/api/v1/health/")
+    body = response.json()
+    failing = [f"{c['name']}: {c['reason']}" for c in body.get("checks", []) if not c["ok"]]
+    ctx.check(
+        response.status_code == 200 and not failing, f"health answered {response.status_code}: {'; '.join(failing)}"
+    )
+    return {c["name"]: c["seconds"] for c in body["checks"]}
+
+
+PIPELINE_SERIES = (
+    "embedding_pipeline_throughput_docs_per_second",
+    "embedding_pipeline_latency_seconds",
+    "embedding_pipeline_errors",
+    "embedding_pipeline_queue_depth",
+    "embedding_pipeline_documents_processed",
+    "embedding_pipeline_oldest_pending_age_seconds",
+    "embedding_pipeline_workers_alive",
+    "pipeline_reprocessing",
+    "pipeline_stale_documents_count",
+)
+
+
+@scenario(
+    "metrics_expose_pipeline_series", Category.NORMAL, Component.METRICS, covers=[(Component.METRICS, N)], quick=True
+)
+def metrics_series(ctx: Context) -> dict[str, Any]:
+    """/metrics exposes every pipeline series (families by name, counters without _total)."""
+    from testing.scenarios.integration import scrape
+
+    families = scrape(ctx)
+    missing = [name for name in PIPELINE_SERIES if name not in families]
+    ctx.check(not missing, f"/metrics lacks {', '.join(missing)}")
+    return {"families": len(families)}
+
+
+@scenario(
+    "staleness_detected_and_cleared",
+    Category.NORMAL,
+    Component.STALENESS,
+    covers=[(Component.STALENESS, N)],
+    quick=True,
+)
+def staleness(ctx: Context) -> dict[str, Any]:
+    """A document changed at the source longer ago than its SLA is counted stale until the workers embed it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pipeline.models import Collection
+    from pipeline.queue import IncomingDocument, enqueue
+    from reprocessing.staleness import stale_counts
+
+    collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60))
+    Collection.objects.filter(pk=collection.pk).pause()
+    enqueue(collection, [IncomingDocument("old", "changed ten minutes ago", timezone.now() - timedelta(minutes=10))])
+    stale = stale_counts().get(collection.name)
+    ctx.check(stale == 1, f"a document 10 min past a 60 s SLA counts {stale} stale, expected 1")
+    Collection.objects.filter(pk=collection.pk).resume()
+    ctx.wait_documents(collection)
+    stale = stale_counts().get(collection.name)
+    ctx.check(stale == 0, f"after embedding the document counts {stale} stale, expected 0")
+    return {}

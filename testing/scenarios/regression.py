@@ -1,0 +1,149 @@
+"""Regression: retrieval quality (recall@k, MRR) compared with the last passing run.
+
+- `regression_builtin_golden_set`: the built-in sample corpus and its golden queries, embedded
+  by the running workers into a reserved collection with the configuration under test (the
+  deployment's default model, or the target collection's model, chunking, batch size and
+  provider options in a configuration-change run).
+- `regression_operator_golden_queries`: the golden queries operators registered for their
+  collections (admin or API), searched read-only in those collections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+
+from pipeline.models import RESERVED_PREFIX, Collection
+from pipeline.search import search
+from testing import golden
+from testing.choices import Category, Component, Condition, Outcome
+from testing.fingerprints import COLLECTION_CONFIG_FIELDS
+from testing.models import GoldenQuery, TestResult
+from testing.registry import scenario
+from testing.tester import Context
+
+K = 5
+# Ranks beyond this count as not found for MRR.
+MRR_DEPTH = 10
+
+
+def evaluate(ctx: Context, collection: Collection, queries: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """recall@K and MRR@MRR_DEPTH of (query, expected document id) pairs; a query that errors fails."""
+    ranks: list[int | None] = []
+    misses: list[str] = []
+    for query, expected in queries:
+        try:
+            hits = search(collection, query, MRR_DEPTH * 3)
+        except Exception as exc:  # noqa: BLE001 -- the error is the result
+            ctx.fail(f"golden query {query!r} on {collection.name} errored: {exc}")
+        documents = list(dict.fromkeys(h.document_id for h in hits))[:MRR_DEPTH]
+        rank = documents.index(expected) + 1 if expected in documents else None
+        ranks.append(rank)
+        if rank is None or rank > K:
+            misses.append(f"{query!r} -> {expected} (rank {rank or f'>{MRR_DEPTH}'})")
+    n = len(ranks) or 1
+    return {
+        "queries": len(ranks),
+        "recall_at_k": sum(1 for r in ranks if r is not None and r <= K) / n,
+        "mrr": sum(1 / r for r in ranks if r is not None) / n,
+        "k": K,
+        "misses": misses[:20],
+    }
+
+
+def baseline(scenario_name: str, target: str) -> dict[str, Any] | None:
+    """Measurements of the last passing run of this scenario on this target."""
+    last = (
+        TestResult.objects.filter(scenario=scenario_name, target=target, outcome__in=[Outcome.PASSED, Outcome.FLAKY])
+        .order_by("-started_at", "-id")
+        .values("details", "run_id")
+        .first()
+    )
+    return {**last["details"], "run": last["run_id"]} if last and "recall_at_k" in last["details"] else None
+
+
+def compare(ctx: Context, scenario_name: str, measured: dict[str, Any]) -> dict[str, Any]:
+    tolerance = settings.EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE
+    base = baseline(scenario_name, ctx.target)
+    if base is not None:
+        measured["baseline"] = {"run": base["run"], "recall_at_k": base["recall_at_k"], "mrr": base["mrr"]}
+        for name in ("recall_at_k", "mrr"):
+            if measured[name] < base[name] - tolerance:
+                ctx.fail(
+                    f"{name} {measured[name]:.3f} dropped below the last passing run's {base[name]:.3f} "
+                    f"(run {base['run']}) by more than the tolerance {tolerance:g}; "
+                    f"missed: {'; '.join(measured['misses'][:5])}"
+                )
+    return measured
+
+
+@scenario(
+    "regression_builtin_golden_set",
+    Category.REGRESSION,
+    Component.SEARCH,
+    covers=[
+        (Component.CHUNK, Condition.NORMAL),
+        (Component.EMBED, Condition.NORMAL),
+        (Component.SEARCH, Condition.NORMAL),
+    ],
+    timeout=300,
+    per_collection=True,
+)
+def builtin_golden_set(ctx: Context) -> dict[str, Any]:
+    """The built-in golden set's recall@5 and MRR with the configuration under test did not drop."""
+    if ctx.target:
+        source = Collection.objects.get(name=ctx.target)
+        config = {name: getattr(source, name) for name in COLLECTION_CONFIG_FIELDS}
+    else:
+        config = {
+            "model": settings.EMBEDPORTAL_DEFAULT_MODEL,
+            "chunk_unit": "tokens",
+            "chunk_size": 256,
+            "chunk_overlap": 32,
+            "dimensions": None,
+        }
+    collection = ctx.collection("golden", **config)
+    ctx.enqueue(collection, golden.CORPUS)
+    ctx.wait_documents(collection, timeout=ctx.remaining(240))
+    measured = evaluate(ctx, collection, golden.QUERIES)
+    measured["model"] = collection.model
+    return compare(ctx, "regression_builtin_golden_set", measured)
+
+
+@scenario(
+    "regression_operator_golden_queries",
+    Category.REGRESSION,
+    Component.SEARCH,
+    covers=[(Component.SEARCH, Condition.EDGE)],
+    timeout=300,
+    per_collection=True,
+)
+def operator_golden_queries(ctx: Context) -> dict[str, Any]:
+    """Operators' golden queries still find their documents (recall@5, MRR vs the last passing run)."""
+    queries = GoldenQuery.objects.exclude(collection__name__startswith=RESERVED_PREFIX).select_related("collection")
+    if ctx.target:
+        queries = queries.filter(collection__name=ctx.target)
+    by_collection: dict[Collection, list[tuple[str, str]]] = {}
+    for q in queries.order_by("collection__name", "id"):
+        by_collection.setdefault(q.collection, []).append((q.query, q.expected_document_id))
+    if not by_collection:
+        ctx.skip(f"no golden queries registered{' for ' + ctx.target if ctx.target else ''} (admin or API)")
+    totals = {"queries": 0, "hits": 0.0, "rr": 0.0, "misses": [], "collections": {}}
+    for collection, pairs in by_collection.items():
+        m = evaluate(ctx, collection, pairs)
+        totals["collections"][collection.name] = {k: m[k] for k in ("queries", "recall_at_k", "mrr")}
+        totals["queries"] += m["queries"]
+        totals["hits"] += m["recall_at_k"] * m["queries"]
+        totals["rr"] += m["mrr"] * m["queries"]
+        totals["misses"] += [f"{collection.name}: {miss}" for miss in m["misses"]]
+    measured = {
+        "queries": totals["queries"],
+        "recall_at_k": totals["hits"] / totals["queries"],
+        "mrr": totals["rr"] / totals["queries"],
+        "k": K,
+        "misses": totals["misses"][:20],
+        "collections": totals["collections"],
+    }
+    return compare(ctx, "regression_operator_golden_queries", measured)

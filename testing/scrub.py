@@ -1,0 +1,33 @@
+"""Secrets out of result messages: they reach the admin, the API, JUnit files and logs."""
+
+from __future__ import annotations
+
+import os
+import re
+
+# Shapes of credentials that providers and drivers echo in error texts, with their replacement.
+PATTERNS = (
+    (re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{6,}"), "[redacted]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}"), r"\1 [redacted]"),
+    (re.compile(r"(?i)\b(api[_-]?key|password|secret|token)(\s*[=:]\s*)[^\s,;'\"]+"), r"\1\2[redacted]"),
+    (re.compile(r"(postgres(?:ql)?://)[^\s@/]*@"), r"\1[redacted]@"),
+)
+SECRET_ENV_PARTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "AUTH", "DATABASE_URL")
+
+
+def _secret_values() -> list[str]:
+    values = [
+        value
+        for name, value in os.environ.items()
+        if any(part in name.upper() for part in SECRET_ENV_PARTS) and len(value) >= 6
+    ]
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(message: str) -> str:
+    """Replace the values of secret-looking environment variables and credential shapes."""
+    for value in _secret_values():
+        message = message.replace(value, "[redacted]")
+    for pattern, replacement in PATTERNS:
+        message = pattern.sub(replacement, message)
+    return message

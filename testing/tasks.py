@@ -1,0 +1,145 @@
+"""django-q2 entry points for operations test runs. Tasks carry ids and names, not payloads."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils import timezone
+
+from testing.choices import Category, Trigger
+
+logger = logging.getLogger(__name__)
+
+SCHEDULED_TASK = "testing.tasks.run_scheduled"
+REQUESTED_TASK = "testing.tasks.run_requested"
+CONFIG_TASK = "testing.tasks.run_config_change"
+CONFIG_SCHEDULE = "ops-tests-config-change"
+# The quick suite hourly and the full suite nightly (the Argo CronWorkflows do the same in Kubernetes).
+SCHEDULES = (
+    ("ops-tests-quick", SCHEDULED_TASK, 60, "quick=True"),
+    ("ops-tests-full", SCHEDULED_TASK, 24 * 60, "quick=False"),
+)
+CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
+
+
+def ensure_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Create or update the scheduled runs, keyed by name (idempotent; TestingConfig connects it
+    to post_migrate). Does nothing until django_q's and our tables exist."""
+    from django_q.models import Schedule
+
+    from testing.models import ConfigSnapshot
+
+    tables = connections[using].introspection.table_names()
+    if Schedule._meta.db_table not in tables or ConfigSnapshot._meta.db_table not in tables:
+        return False
+    for name, func, minutes, kwargs in SCHEDULES:
+        Schedule.objects.using(using).update_or_create(
+            name=name,
+            defaults={
+                "func": func,
+                "kwargs": kwargs,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes,
+                "repeats": -1,
+            },
+        )
+    return True
+
+
+def _run(tester_kwargs: dict) -> dict:
+    from testing.models import RunInProgress
+    from testing.tester import EmbeddingPipelineOperationsTester
+
+    try:
+        run = EmbeddingPipelineOperationsTester(**tester_kwargs).run()
+    except RunInProgress as exc:
+        logger.info("operations tests not started: %s", exc)
+        return {"started": False, "reason": str(exc)}
+    return {"started": True, "run": run.pk, "status": run.status, "counts": run.counts}
+
+
+def run_scheduled(quick: bool = True) -> dict:
+    """The scheduled suite: quick (hourly) or full (nightly)."""
+    return _run({"quick": quick, "trigger": Trigger.SCHEDULE})
+
+
+def run_requested(run_id: int) -> dict:
+    """Execute a run the API already started (it holds the one-run slot)."""
+    from testing.models import TestRun
+    from testing.tester import EmbeddingPipelineOperationsTester
+
+    run = TestRun.objects.get(pk=run_id)
+    s = run.selection
+    tester = EmbeddingPipelineOperationsTester(
+        categories=s.get("categories", []),
+        scenarios=s.get("scenarios", []),
+        quick=s.get("quick", False),
+        collections=s.get("collections", []),
+        trigger=run.trigger,
+    )
+    run = tester.execute(run)
+    return {"run": run.pk, "status": run.status, "counts": run.counts}
+
+
+def run_config_change(collections: list[str] | None = None) -> dict:
+    """Regression and integration scenarios for the collections whose configuration changed."""
+    from pipeline.models import Collection
+
+    names = sorted(set(Collection.objects.filter(name__in=collections or []).values_list("name", flat=True)))
+    return _run({"categories": CONFIG_CATEGORIES, "collections": names, "trigger": Trigger.CONFIG_CHANGE})
+
+
+def schedule_config_run(collections: list[str]) -> None:
+    """Debounce: one ONCE schedule, pushed back by every change and collecting the collections,
+    so ten saves in a minute make one run. Call after commit."""
+    from django_q.models import Schedule
+
+    with transaction.atomic():
+        existing = Schedule.objects.select_for_update().filter(name=CONFIG_SCHEDULE).first()
+        names = set(collections)
+        if existing is not None and existing.kwargs:
+            try:
+                names |= set(_kwargs(existing.kwargs).get("collections") or [])
+            except (ValueError, SyntaxError):
+                pass
+        Schedule.objects.update_or_create(
+            name=CONFIG_SCHEDULE,
+            defaults={
+                "func": CONFIG_TASK,
+                "kwargs": repr({"collections": sorted(names)}),
+                "schedule_type": Schedule.ONCE,
+                "repeats": -1,
+                "next_run": timezone.now() + timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS),
+            },
+        )
+
+
+def _kwargs(text: str) -> dict:
+    import ast
+
+    value = ast.literal_eval(text)
+    return value if isinstance(value, dict) else {}
+
+
+def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """At start-up (post_migrate): a settings fingerprint other than the last one seen queues a
+    regression run of every collection. Returns whether it changed."""
+    from pipeline.models import RESERVED_PREFIX, Collection
+    from testing.fingerprints import settings_fingerprint
+    from testing.models import ConfigSnapshot
+
+    current = settings_fingerprint()
+    previous = ConfigSnapshot.objects.using(using).filter(key="settings").values_list("fingerprint", flat=True).first()
+    if previous == current:
+        return False
+    ConfigSnapshot.objects.using(using).update_or_create(key="settings", defaults={"fingerprint": current})
+    if previous is None:
+        return False  # first start: nothing to compare with
+    names = list(
+        Collection.objects.using(using).exclude(name__startswith=RESERVED_PREFIX).values_list("name", flat=True)
+    )
+    transaction.on_commit(lambda: schedule_config_run(names), using=using)
+    return True
