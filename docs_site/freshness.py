@@ -161,19 +161,19 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
 
 
-def page_updated(path: str, history: History) -> float | None:
-    repo_path = _repo_path(path)
+def page_updated(path: str, history: History, root: Path | None = None) -> float | None:
+    repo_path = _repo_path(path, history, root)
     if history.git or not history.manifest:
         return history.changed_at(repo_path)
     recorded = history.manifest.get("pages", {}).get(path, {})
     return recorded.get("updated_at") or history.changed_at(repo_path)
 
 
-def _repo_path(path: str) -> str:
-    docs = Path(settings.EMBEDPORTAL_DOCS_DIR).resolve()
-    full = docs / path
+def _repo_path(path: str, history: History, root: Path | None = None) -> str:
+    """The page's path in the repository (the docs folder is inside it)."""
+    full = (root or doc_pages.docs_dir()).resolve() / path
     try:
-        return full.relative_to(settings.BASE_DIR.resolve()).as_posix()
+        return full.relative_to(history.root).as_posix()
     except ValueError:
         return full.as_posix()
 
@@ -187,7 +187,7 @@ def check_generated(
     page: doc_pages.Page, generator: EmbeddingPipelineOperationsDocGenerator, history: History
 ) -> PageStatus:
     generated = generator.page(page.path)
-    updated = page_updated(page.path, history)
+    updated = page_updated(page.path, history, generator.root)
     status = PageStatus(
         page.path,
         generated.title,
@@ -197,8 +197,10 @@ def check_generated(
     )
     status.last_updated = _dt(updated)
     drift = generator.drift(generated)
-    module_file = Path(MODULES[page.path].__file__).resolve().relative_to(settings.BASE_DIR.resolve()).as_posix()
-    sources = [f for pattern in generated.sources for f in history.expand(pattern)] + [module_file]
+    sources = [f for pattern in generated.sources for f in history.expand(pattern)]
+    module_file = Path(MODULES[page.path].__file__).resolve()
+    if module_file.is_relative_to(history.root):
+        sources.append(module_file.relative_to(history.root).as_posix())
     newest = _newest(sources, history)
     status.source_changed_at = _dt(newest)
     if drift:
@@ -210,9 +212,9 @@ def check_generated(
     return status
 
 
-def check_handwritten(page: doc_pages.Page, history: History, now: datetime) -> PageStatus:
-    repo_path = _repo_path(page.path)
-    updated = page_updated(page.path, history)
+def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path | None = None) -> PageStatus:
+    repo_path = _repo_path(page.path, history, root)
+    updated = page_updated(page.path, history, root)
     status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))
     items, unknown = covered_items(page.meta, history)
     changed: list[Item] = []
@@ -261,6 +263,7 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime) -> 
 
 def check_pages(root: Path | None = None, history: History | None = None) -> list[PageStatus]:
     history = history or History()
+    root = root or doc_pages.docs_dir()
     generator = EmbeddingPipelineOperationsDocGenerator(root)
     now = timezone.now()
     statuses = []
@@ -268,7 +271,7 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
         if page.path in MODULES:
             statuses.append(check_generated(page, generator, history))
         else:
-            statuses.append(check_handwritten(page, history, now))
+            statuses.append(check_handwritten(page, history, now, root))
     present = {s.path for s in statuses}
     for path in MODULES:  # a generated page that was never generated (or deleted) is stale too
         if path not in present:

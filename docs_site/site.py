@@ -43,8 +43,8 @@ def manifest(history: History, root: Path) -> dict:
             file = history.root / item.file
             covers[item.key] = item.digest(file.read_text(encoding="utf-8") if file.exists() else None)
             files.add(item.file)
-        pages[page.path] = {"updated_at": freshness.page_updated(page.path, history), "covers": covers}
-        files.add(freshness._repo_path(page.path))
+        pages[page.path] = {"updated_at": freshness.page_updated(page.path, history, root), "covers": covers}
+        files.add(freshness._repo_path(page.path, history, root))
     return {
         "built_at": time.time(),
         "from_git": history.git,

@@ -9,6 +9,9 @@ A source that fails is named on the page; the page is written from the others.
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
 import re
 import shutil
 import subprocess
@@ -37,9 +40,23 @@ def find_kubectl() -> str | None:
     return shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
 
 
+def _deploy_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for file in sorted((settings.BASE_DIR / "deploy").rglob("*")):
+        if file.is_file():
+            digest.update(file.as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
 def kustomize_objects(kubectl: str | None) -> tuple[list[dict[str, Any]], str | None]:
     if not kubectl:
         return [], "rendered Kustomize overlay: kubectl not found"
+    # Rendering takes a kubectl process (~0.5 s); the result only changes with deploy/.
+    return copy.deepcopy(_render(kubectl, _deploy_fingerprint()))
+
+
+@functools.lru_cache(maxsize=4)
+def _render(kubectl: str, fingerprint: str) -> tuple[list[dict[str, Any]], str | None]:
     try:
         result = subprocess.run(
             [kubectl, "kustomize", str(settings.BASE_DIR / OVERLAY)],
