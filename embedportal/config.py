@@ -192,7 +192,19 @@ _register(
         600,
         "Pending work this old (seconds) with nothing embedded meanwhile fails the queue health check.",
     ),
-    Setting("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT", "float", 10.0, "Seconds the model health probe may take."),
+    Setting(
+        "EMBEDPORTAL_HEALTH_MODEL_TIMEOUT",
+        "float",
+        10.0,
+        "Seconds the model health probe may take to answer (loading LiteLLM or a local model is timed apart).",
+    ),
+    Setting(
+        "EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS",
+        "int",
+        60,
+        "`/api/v1/health/` and the overview reuse a model probe younger than this (stored in the database, "
+        "shared by all processes): at most one provider call per model configuration per interval.",
+    ),
     # --- django-q2 -----------------------------------------------------------------------------
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),
     Setting("Q_TIMEOUT", "int", 600, "Seconds a django-q2 task may run."),

@@ -217,6 +217,8 @@ EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS = env_int("EMBEDPORTAL_THROUGHPUT_WINDOW_S
 EMBEDPORTAL_HEARTBEAT_MAX_AGE = env_int("EMBEDPORTAL_HEARTBEAT_MAX_AGE")
 EMBEDPORTAL_HEALTH_PROGRESS_WINDOW = env_int("EMBEDPORTAL_HEALTH_PROGRESS_WINDOW")
 EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = env_float("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT")
+# The API and the overview reuse a model probe this young: one provider call per configuration per interval.
+EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS = env_int("EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS")
 
 # Documentation (docs_site): the Markdown sources, the built site served under /docs/, and the
 # review interval of hand-written pages that declare none.

@@ -2,8 +2,9 @@
 
 Three checks, each with a pass/fail reason and its duration:
 
-- `model`: every active (unpaused) collection's model embeds a probe text in time, with the
-  right dimension and finite values;
+- `model`: every active (unpaused) collection's model configuration embeds a probe text in
+  time, with the right dimension and finite values; each configuration is reported, and a
+  probe is reused for EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS by cached callers (the API);
 - `pgvector`: a vector row can be written to the chunk table (then rolled back);
 - `queue`: a worker heartbeat is fresh, and pending work is not sitting there with nothing
   embedded for longer than the progress window.
@@ -14,6 +15,8 @@ Three checks, each with a pass/fail reason and its duration:
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,8 +28,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from pipeline import providers
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
-from pipeline.models import Collection, Document, WorkerHeartbeat
+from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
 
 PROBE_TEXT = "embedportal health probe"
 # Database work in a check is bounded: a locked table must fail the check, not hang the probe.
@@ -68,8 +72,18 @@ def _statement_timeout(cursor: Any) -> None:
 
 # -- the embedding model answers ------------------------------------------------------------
 
+# pg_advisory_xact_lock key: one process refreshes the model probes at a time; the others wait
+# for its results instead of calling the providers too.
+MODEL_CHECK_LOCK = 0x656D6264_6D6F646C  # "embdmodl"
 
-def _probe_model(collection: Collection, timeout: float) -> None:
+
+def _probe_model(collection: Collection, timeout: float) -> tuple[str | None, float, float]:
+    """Probe one configuration: (the failure, or None), answer seconds, load seconds.
+
+    Loading LiteLLM or a local model's weights is timed apart and not held against the
+    timeout: a fresh process's first probe must not report a slow model.
+    """
+    load_seconds = providers.load(collection.model)
     probe = copy.copy(collection)
     # extra_params are passed to litellm.embedding last, so this bounds the probe only.
     probe.extra_params = {**(collection.extra_params or {}), "timeout": timeout}
@@ -77,49 +91,116 @@ def _probe_model(collection: Collection, timeout: float) -> None:
     try:
         vectors = embed_raw(probe, [PROBE_TEXT])
     except PipelineError as exc:
-        raise CheckFailed(f"{collection.model} (collection {collection.name}) failed: {exc}") from None
+        # A provider may echo the key in its error text; never let it reach a probe's output.
+        failure = f"{collection.model} (collection {collection.name}) failed: {exc}"
+        return scrub(failure, api_key(collection)), time.perf_counter() - started, load_seconds
     elapsed = time.perf_counter() - started
+    return _vector_problem(collection, vectors, elapsed, timeout), elapsed, load_seconds
+
+
+def _vector_problem(collection: Collection, vectors: list, elapsed: float, timeout: float) -> str | None:
     if elapsed > timeout:
-        raise CheckFailed(f"{collection.model} answered in {elapsed:.1f} s, over the {timeout:g} s timeout")
+        return f"{collection.model} answered in {elapsed:.1f} s, over the {timeout:g} s timeout"
     if len(vectors) != 1 or len(vectors[0]) != collection.dimensions:
         got = len(vectors[0]) if vectors else 0
-        raise CheckFailed(
+        return (
             f"{collection.model} returned {got} dimensions, collection {collection.name} expects "
             f"{collection.dimensions}"
         )
     values = [float(v) for v in vectors[0]]
     if not all(v == v and abs(v) != float("inf") for v in values):
-        raise CheckFailed(f"{collection.model} returned NaN or infinite values")
+        return f"{collection.model} returned NaN or infinite values"
     if not any(values):
-        raise CheckFailed(f"{collection.model} returned an all-zero vector")
+        return f"{collection.model} returned an all-zero vector"
+    return None
 
 
-def check_model(timeout: float | None = None) -> CheckResult:
-    timeout = timeout or settings.EMBEDPORTAL_HEALTH_MODEL_TIMEOUT
-
-    def run(details: dict[str, Any]) -> str:
-        # One probe per distinct model configuration: collections sharing a model share its health.
-        seen: dict[tuple, str] = {}
-        for collection in Collection.objects.filter(paused=False).order_by("name"):
-            key = (
+def _configurations() -> dict[str, list[Collection]]:
+    """Active collections by model configuration: collections sharing one share its health."""
+    configurations: dict[str, list[Collection]] = {}
+    for collection in Collection.objects.filter(paused=False).order_by("name"):
+        key = json.dumps(
+            [
                 collection.model,
                 collection.api_base,
                 collection.api_key_env,
                 collection.dimensions,
-                repr(sorted((collection.extra_params or {}).items())),
-            )
-            if key in seen:
+                sorted((collection.extra_params or {}).items()),
+            ],
+            default=str,
+        )
+        configurations.setdefault(hashlib.sha256(key.encode()).hexdigest(), []).append(collection)
+    return configurations
+
+
+def model_checks(timeout: float, max_age: float) -> list[ModelCheck]:
+    """Every active configuration's probe, each younger than `max_age` seconds (0: probe now).
+
+    Stale ones are probed under a transaction-scoped advisory lock, so concurrent callers
+    (web workers, the overview page) wait for one refresher rather than each calling the
+    provider; the results are stored for all of them.
+    """
+    configurations = _configurations()
+    checks = _fresh_checks(configurations, max_age)
+    if len(checks) == len(configurations):
+        return [checks[key] for key in configurations]
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [MODEL_CHECK_LOCK])
+        checks = _fresh_checks(configurations, max_age)  # another process may have just probed
+        for key, collections in configurations.items():
+            if key in checks:
                 continue
-            seen[key] = collection.name
-            try:
-                _probe_model(collection, timeout)
-            except CheckFailed as exc:
-                # A provider may echo the key in its error text; never let it reach a probe's output.
-                raise CheckFailed(scrub(str(exc), api_key(collection))) from None
-        details["models"] = sorted({key[0] for key in seen})
-        if not seen:
+            failure, seconds, load_seconds = _probe_model(collections[0], timeout)
+            checks[key], _ = ModelCheck.objects.update_or_create(
+                key=key,
+                defaults={
+                    "model": collections[0].model,
+                    "collections": [c.name for c in collections],
+                    "ok": failure is None,
+                    "reason": failure or f"answered in {seconds:.2f} s",
+                    "seconds": seconds,
+                    "load_seconds": load_seconds,
+                    "checked_at": timezone.now(),
+                },
+            )
+        ModelCheck.objects.exclude(key__in=configurations).delete()  # configurations no longer active
+    return [checks[key] for key in configurations]
+
+
+def _fresh_checks(configurations: dict[str, list[Collection]], max_age: float) -> dict[str, ModelCheck]:
+    if not max_age:
+        return {}
+    fresh_after = timezone.now() - timedelta(seconds=max_age)
+    return {c.key: c for c in ModelCheck.objects.filter(key__in=configurations, checked_at__gt=fresh_after)}
+
+
+def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult:
+    """Every active model configuration answers; probes younger than `max_age` s are reused."""
+    timeout = timeout or settings.EMBEDPORTAL_HEALTH_MODEL_TIMEOUT
+
+    def run(details: dict[str, Any]) -> str:
+        checks = model_checks(timeout, max_age)
+        details["models"] = sorted({c.model for c in checks})
+        details["configurations"] = [
+            {
+                "model": c.model,
+                "collections": c.collections,
+                "ok": c.ok,
+                "reason": c.reason,
+                "seconds": round(c.seconds, 4),
+                "load_seconds": round(c.load_seconds, 4),
+                "checked_at": c.checked_at.isoformat(),
+            }
+            for c in checks
+        ]
+        if not checks:
             return "no active collections: nothing to embed with"
-        return f"{len(seen)} model configuration(s) answered: {', '.join(details['models'])}"
+        failed = [c.reason for c in checks if not c.ok]
+        if len(failed) == 1:
+            raise CheckFailed(failed[0])
+        if failed:
+            raise CheckFailed(f"{len(failed)} of {len(checks)} model configurations failed: " + "; ".join(failed))
+        return f"{len(checks)} model configuration(s) answered: {', '.join(details['models'])}"
 
     return _timed("model", run)
 
@@ -212,12 +293,24 @@ def check_queue() -> CheckResult:
 CHECKS: dict[str, Callable[[], CheckResult]] = {"model": check_model, "pgvector": check_pgvector, "queue": check_queue}
 
 
-def run_checks(names: list[str] | None = None) -> list[CheckResult]:
-    return [CHECKS[name]() for name in (names or list(CHECKS))]
+def run_checks(names: list[str] | None = None, cached: bool = False) -> list[CheckResult]:
+    """The checks; `cached` reuses model probes younger than EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS."""
+    results = []
+    for name in names or list(CHECKS):
+        if name == "model" and cached:
+            results.append(check_model(max_age=settings.EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS))
+        else:
+            results.append(CHECKS[name]())
+    return results
 
 
 def report(results: list[CheckResult]) -> dict[str, Any]:
     return {"healthy": all(r.ok for r in results), "checks": [r.as_dict() for r in results]}
+
+
+def summary(results: list[CheckResult]) -> dict[str, Any]:
+    """Pass/fail only, for anonymous callers: no collection names, models or provider errors."""
+    return {"healthy": all(r.ok for r in results), "checks": [{"name": r.name, "ok": r.ok} for r in results]}
 
 
 # -- probes ----------------------------------------------------------------------------------

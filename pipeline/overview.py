@@ -104,7 +104,7 @@ def context() -> dict[str, Any]:
     now = timezone.now()
     registry = process_registry()
     per_minute = _per_minute(now)
-    checks = health.run_checks()
+    checks = health.run_checks(cached=True)
     return {
         "snapshot": collectors.queue_snapshot(),
         "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -126,7 +127,18 @@ def register() -> None:
     _registered = True
 
 
-def preload() -> None:
+def load(model: str) -> float:
+    """Load what a call to `model` needs (LiteLLM and our provider; a local model's weights):
+    the seconds that took, about 0 once loaded. Callers that time a model's answer call this
+    first, so a process's first call is not mistaken for a slow model."""
+    started = time.perf_counter()
+    register()
+    if model == f"local/{LOCAL_MINILM}":
+        minilm()
+    return time.perf_counter() - started
+
+
+def preload(local_model: bool = False) -> None:
     """Load LiteLLM and register our provider now, in a process about to fork workers.
 
     Imported by each worker on its first batch, LiteLLM costs every worker ~165 MB of private
@@ -134,10 +146,13 @@ def preload() -> None:
     share those pages copy-on-write. gc.freeze() keeps the collector from writing to the
     shared objects' headers, which would copy their pages into every worker anyway. No
     embedding call here: the first call starts LiteLLM's logging thread, and a process with
-    threads must not fork.
+    threads must not fork. With `local_model`, the local model's weights (~90 MB, with torch
+    several hundred) are loaded too and shared the same way; loading starts no threads.
     """
     global preloaded_by
     register()
+    if local_model:
+        minilm()
     gc.collect()
     gc.freeze()
     preloaded_by = os.getpid()

@@ -12,13 +12,18 @@ from pipeline import health
 
 
 class HealthView(APIView):
-    """The model answers, pgvector is writable, the queue is drained: 200 if all pass, else 503."""
+    """The model answers, pgvector is writable, the queue is drained: 200 if all pass, else 503.
 
-    # A probe carries no credentials; the answer holds no data beyond pass/fail and reasons.
-    authentication_classes: list = []
+    Anonymous callers (load balancers, monitors) get pass/fail per check only; an authenticated
+    one (token or session) gets each check's reason, duration and details, every model
+    configuration included. Model probes are reused for EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS,
+    so probing this endpoint costs at most one provider call per configuration per interval.
+    """
+
     permission_classes = [AllowAny]
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request: Request) -> Response:
-        body = health.report(health.run_checks())
+        results = health.run_checks(cached=True)
+        body = health.report(results) if request.user.is_authenticated else health.summary(results)
         return Response(body, status=200 if body["healthy"] else 503)

@@ -28,11 +28,17 @@ def checks_by_name(body: dict) -> dict[str, dict]:
 
 
 @pytest.mark.django_db
-def test_health_endpoint_passes_without_credentials_when_everything_works(client, hash_collection):
+def test_health_endpoint_passes_when_everything_works(client, admin_client, hash_collection):
     enqueue(hash_collection, [IncomingDocument("d1", "some text")])
     EmbeddingIngestionPipeline().drain()  # embeds and writes this worker's heartbeat
 
-    response = client.get("/api/v1/health/")
+    anonymous = client.get("/api/v1/health/")
+    assert anonymous.status_code == 200
+    assert anonymous.json() == {
+        "healthy": True,
+        "checks": [{"name": "model", "ok": True}, {"name": "pgvector", "ok": True}, {"name": "queue", "ok": True}],
+    }
+    response = admin_client.get("/api/v1/health/")
     assert response.status_code == 200
     body = response.json()
     assert body["healthy"] is True
@@ -45,8 +51,8 @@ def test_health_endpoint_passes_without_credentials_when_everything_works(client
 
 
 @pytest.mark.django_db
-def test_queue_check_fails_when_no_worker_ever_sent_a_heartbeat(client, hash_collection):
-    response = client.get("/api/v1/health/")
+def test_queue_check_fails_when_no_worker_ever_sent_a_heartbeat(admin_client, hash_collection):
+    response = admin_client.get("/api/v1/health/")
     assert response.status_code == 503
     queue = checks_by_name(response.json())["queue"]
     assert queue["ok"] is False
