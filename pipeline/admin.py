@@ -14,7 +14,7 @@ from django.urls import URLPattern, path
 
 from pipeline import overview, queue
 from pipeline.collections import resolve_dimensions
-from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
+from pipeline.models import Chunk, Collection, Document, ModelCheck, WorkerHeartbeat
 
 # The admin index links the pipeline overview (a custom view of CollectionAdmin).
 admin.site.index_template = "admin/pipeline/index.html"
@@ -253,4 +253,18 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
         return False  # written by workers only
 
     def has_change_permission(self, request: HttpRequest, obj: WorkerHeartbeat | None = None) -> bool:
+        return False
+
+
+@admin.register(ModelCheck)
+class ModelCheckAdmin(admin.ModelAdmin):
+    list_display = ("model", "ok", "seconds", "load_seconds", "checked_at", "reason")
+    list_filter = ("ok", "model")
+    search_fields = ("model", "reason")
+    readonly_fields = ("key", "model", "collections", "ok", "reason", "seconds", "load_seconds", "checked_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # written by the model health check only
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelCheck | None = None) -> bool:
         return False

@@ -230,3 +230,11 @@ def test_check_health_command_always_probes_now(fake_collection, fake_provider, 
     call_command("check_health", "--check", "model")
     assert len(fake_provider.requests) == 2
     assert ModelCheck.objects.count() == 1
+
+
+def test_stored_probes_are_listed_read_only_in_the_admin(admin_client, fake_collection, fake_provider):
+    fake_provider.mode = "500"
+    admin_client.get("/api/v1/health/")
+    page = admin_client.get("/admin/pipeline/modelcheck/")
+    assert page.status_code == 200 and "openai/fake-embedder" in page.content.decode()
+    assert admin_client.get("/admin/pipeline/modelcheck/add/").status_code == 403
