@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.static import serve
 
 
@@ -19,9 +19,11 @@ def site(request: HttpRequest, path: str = "") -> HttpResponse:
             status=503,
             content_type="text/plain",
         )
+    if any(part == ".." for part in path.split("/")) or "\\" in path or "\x00" in path:
+        raise Http404("no such documentation page")
     if path and not path.endswith("/") and (root / path).is_dir():
         return HttpResponseRedirect(f"{request.path}/")
     if path == "" or path.endswith("/"):
         path += "index.html"
-    # serve() refuses paths that leave document_root (safe_join) with a 404.
+    # serve() also refuses what would leave document_root (safe_join), symlinks resolved.
     return serve(request, path, document_root=str(root))
