@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from pipeline.models import RESERVED_PREFIX, Collection
+from testing.choices import Category
+from testing.models import GoldenQuery, TestResult, TestRun
+from testing.registry import load
+
+MAX_WAIT_SECONDS = 300
+
+
+class TestResultSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TestResult
+        fields = [
+            "scenario",
+            "category",
+            "component",
+            "target",
+            "outcome",
+            "attempts",
+            "started_at",
+            "duration_seconds",
+            "message",
+            "details",
+        ]
+
+
+class TestRunSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TestRun
+        fields = [
+            "id",
+            "url",
+            "trigger",
+            "selection",
+            "requested_by",
+            "code_version",
+            "config_fingerprint",
+            "status",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "counts",
+            "message",
+        ]
+
+    def get_url(self, run: TestRun) -> str:
+        return f"/api/v1/embedding-pipeline-operations/test/{run.pk}"
+
+
+class TestRunDetailSerializer(TestRunSerializer):
+    results = TestResultSerializer(many=True, read_only=True)
+
+    class Meta(TestRunSerializer.Meta):
+        fields = [*TestRunSerializer.Meta.fields, "results"]
+
+
+def run_payload(run: TestRun) -> dict[str, Any]:
+    return TestRunDetailSerializer(run).data
+
+
+class RunRequestSerializer(serializers.Serializer):
+    """What to run: everything by default."""
+
+    categories = serializers.ListField(child=serializers.ChoiceField(Category.choices), required=False, default=list)
+    scenarios = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    quick = serializers.BooleanField(required=False, default=False)
+    collections = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    wait = serializers.IntegerField(
+        required=False,
+        default=30,
+        min_value=0,
+        max_value=MAX_WAIT_SECONDS,
+        help_text="Seconds to wait for the results before answering 202 with the run's URL.",
+    )
+
+    def validate_scenarios(self, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(load()))
+        if unknown:
+            raise serializers.ValidationError(f"unknown scenarios: {', '.join(unknown)}")
+        return value
+
+    def validate_collections(self, value: list[str]) -> list[str]:
+        known = set(Collection.objects.filter(name__in=value).values_list("name", flat=True))
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise serializers.ValidationError(f"no collections named {', '.join(unknown)}")
+        return value
+
+
+class GoldenQuerySerializer(serializers.ModelSerializer):
+    collection = serializers.SlugRelatedField(
+        slug_field="name", queryset=Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
+    )
+
+    class Meta:
+        model = GoldenQuery
+        fields = ["id", "collection", "query", "expected_document_id", "created_at"]
+        read_only_fields = ["id", "created_at"]

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from rest_framework.routers import SimpleRouter
+
+from testing.api.views import GoldenQueryViewSet, TestRunViewSet
+
+# "/?": the endpoint answers with and without the trailing slash.
+router = SimpleRouter(trailing_slash="/?")
+router.register("embedding-pipeline-operations/test", TestRunViewSet, basename="ops-test")
+router.register("embedding-pipeline-operations/golden-queries", GoldenQueryViewSet, basename="golden-query")
+
+urlpatterns = router.urls

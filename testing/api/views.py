@@ -1,0 +1,126 @@
+"""POST /api/v1/embedding-pipeline-operations/test runs the suite; GET lists runs and shows one."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from embedportal.api.permissions import ModelPermissions, PermissionRequired
+from testing.api.serializers import (
+    GoldenQuerySerializer,
+    RunRequestSerializer,
+    TestRunDetailSerializer,
+    TestRunSerializer,
+)
+from testing.choices import RunStatus, Trigger
+from testing.junit import junit_text
+from testing.models import GoldenQuery, RunInProgress, TestRun
+from testing.tester import EmbeddingPipelineOperationsTester
+
+POLL_SECONDS = 0.5
+
+
+class RunConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class RunPermission(PermissionRequired):
+    perms = {"GET": "testing.view_testrun", "HEAD": "testing.view_testrun", "OPTIONS": "testing.view_testrun"}
+    perm = "testing.run_testrun"
+
+
+def enqueue_run(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    from testing.tasks import REQUESTED_TASK
+
+    try:
+        async_task(REQUESTED_TASK, run_id, group="ops-tests")
+    except Exception as exc:  # noqa: BLE001 -- without a broker the run can never start: free the slot
+        TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
+
+
+class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = TestRun.objects.all()
+    permission_classes = [RunPermission]
+
+    def get_serializer_class(self) -> Any:
+        return TestRunDetailSerializer if self.action == "retrieve" else TestRunSerializer
+
+    def get_queryset(self) -> Any:
+        qs = super().get_queryset()
+        if self.action == "retrieve":
+            qs = qs.prefetch_related("results")
+        return qs
+
+    @extend_schema(request=RunRequestSerializer, responses={200: TestRunDetailSerializer, 202: TestRunSerializer})
+    def create(self, request: Request) -> Response:
+        """Run the full suite (or the categories/scenarios asked for) against this deployment.
+
+        Waits up to `wait` seconds: 200 with the results when the run finished, else 202 with the
+        run's URL to poll. One run at a time: 409 names the running run.
+        """
+        body = RunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        tester = EmbeddingPipelineOperationsTester(
+            categories=data["categories"],
+            scenarios=data["scenarios"],
+            quick=data["quick"],
+            collections=data["collections"],
+            trigger=Trigger.API,
+            requested_by=request.user.get_username(),
+        )
+        try:
+            run = tester.start()
+        except RunInProgress as exc:
+            running = exc.run
+            raise RunConflict(
+                f"test run {running.pk} is running (started {running.started_at:%Y-%m-%d %H:%M:%S} UTC by "
+                f"{running.trigger}); poll /api/v1/embedding-pipeline-operations/test/{running.pk}"
+                if running
+                else "a test run is running"
+            ) from None
+        transaction.on_commit(lambda: enqueue_run(run.pk))
+        deadline = time.monotonic() + data["wait"]
+        while time.monotonic() < deadline:
+            if not TestRun.objects.running().filter(pk=run.pk).exists():
+                break
+            time.sleep(POLL_SECONDS)
+        run.refresh_from_db()
+        url = TestRunSerializer(run).data["url"]
+        if run.status == RunStatus.RUNNING:
+            response = Response(TestRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+            response["Location"] = url
+            return response
+        return Response(TestRunDetailSerializer(run).data, status=status.HTTP_200_OK)
+
+    @extend_schema(responses={(200, "application/xml"): str})
+    @action(detail=True, methods=["get"])
+    def junit(self, request: Request, pk: str | None = None) -> HttpResponse:
+        """The run's results as JUnit XML (xunit2, flaky attempts as flakyFailure)."""
+        return HttpResponse(junit_text(self.get_object()), content_type="application/xml")
+
+
+class GoldenQueryViewSet(viewsets.ModelViewSet):
+    """Operators' golden queries: query -> the document it must find, per collection."""
+
+    queryset = GoldenQuery.objects.select_related("collection")
+    serializer_class = GoldenQuerySerializer
+    permission_classes = [ModelPermissions]
+
+    def get_queryset(self) -> Any:
+        qs = super().get_queryset()
+        if collection := self.request.query_params.get("collection"):
+            qs = qs.filter(collection__name=collection)
+        return qs

@@ -1,0 +1,50 @@
+"""JUnit XML (xunit2 flavour, junitparser) of a run, so Argo artifacts and CI tools read our runs.
+
+One <testsuite> per category; a flaky result is a passing <testcase> carrying a <flakyFailure>
+per failed attempt (Maven Surefire's schema for "failed, then passed on rerun").
+"""
+
+from __future__ import annotations
+
+from junitparser import Error, Failure, Skipped
+from junitparser.xunit2 import FlakyFailure, JUnitXml, TestCase, TestSuite
+
+from testing.choices import Outcome
+from testing.models import TestRun
+
+
+def run_to_junit(run: TestRun) -> JUnitXml:
+    xml = JUnitXml(name=f"embedding-pipeline-operations run {run.pk}")
+    suites: dict[str, TestSuite] = {}
+    for result in run.results.order_by("id"):
+        suite = suites.get(result.category)
+        if suite is None:
+            suite = suites[result.category] = TestSuite(f"embedding_pipeline_operations.{result.category}")
+            suite.timestamp = result.started_at.isoformat()
+        name = f"{result.scenario}[{result.target}]" if result.target else result.scenario
+        case = TestCase(name, classname=f"{result.category}.{result.component}", time=round(result.duration_seconds, 3))
+        if result.outcome == Outcome.FAILED:
+            case.result = [Failure(result.message.splitlines()[0][:500] if result.message else "failed")]
+            case.result[0].text = result.message
+        elif result.outcome == Outcome.ERROR:
+            case.result = [Error(result.message.splitlines()[0][:500] if result.message else "error")]
+            case.result[0].text = result.message
+        elif result.outcome == Outcome.SKIPPED:
+            case.result = [Skipped(result.message)]
+        elif result.outcome == Outcome.FLAKY:
+            for attempt in result.details.get("attempts", [])[:-1]:
+                case.add_interim_result(FlakyFailure(attempt.get("message", "")[:500], "flaky"))
+        suite.add_testcase(case)
+    for suite in suites.values():
+        suite.update_statistics()
+        xml.add_testsuite(suite)
+    xml.update_statistics()
+    return xml
+
+
+def write_junit(run: TestRun, path: str) -> None:
+    run_to_junit(run).write(path, pretty=True)
+
+
+def junit_text(run: TestRun) -> str:
+    return run_to_junit(run).tostring().decode()

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from testing.api.serializers import run_payload
+from testing.choices import Category, Outcome, RunStatus, Trigger
+from testing.junit import write_junit
+from testing.models import RunInProgress, TestResult
+from testing.registry import UnknownSelection, load
+from testing.tester import EmbeddingPipelineOperationsTester
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the operations test scenarios against this deployment (its database and running workers). "
+        "Exits non-zero when a scenario fails or errors, or when another run is in progress."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--category", action="append", default=[], choices=Category.values)
+        parser.add_argument("--scenario", action="append", default=[], help="A scenario name (repeatable)")
+        parser.add_argument("--quick", action="store_true", help="Only the quick suite (the hourly schedule)")
+        parser.add_argument(
+            "--collection", action="append", default=[], help="Target collection of regression/integration scenarios"
+        )
+        parser.add_argument("--trigger", choices=Trigger.values, default=Trigger.CLI)
+        parser.add_argument("--json", action="store_true", help="Print the run and its results as JSON")
+        parser.add_argument("--junit-xml", metavar="PATH", help="Write the results as JUnit XML")
+        parser.add_argument("--list", action="store_true", help="List the scenarios and exit")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        if o["list"]:
+            for s in load().values():
+                quick = " (quick)" if s.quick else ""
+                self.stdout.write(f"{s.category:12} {s.name:50} {s.component:10}{quick}  {s.description}")
+            return
+        try:
+            tester = EmbeddingPipelineOperationsTester(
+                categories=o["category"],
+                scenarios=o["scenario"],
+                quick=o["quick"],
+                collections=o["collection"],
+                trigger=o["trigger"],
+                progress=None if o["json"] else self._progress,
+            )
+        except UnknownSelection as exc:
+            raise CommandError(str(exc)) from None
+        if not tester.selected:
+            raise CommandError("the selection matches no scenario")
+        try:
+            run = tester.run()
+        except RunInProgress as exc:
+            raise CommandError(f"{exc}; try again when it has finished") from None
+        if o["junit_xml"]:
+            write_junit(run, o["junit_xml"])
+        if o["json"]:
+            self.stdout.write(json.dumps(run_payload(run), indent=2, default=str))
+        else:
+            self.stdout.write(
+                f"Run {run.pk}: {run.status} in {run.duration_seconds or 0:.1f} s "
+                + ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items()))
+            )
+        if run.status != RunStatus.PASSED:
+            bad = sum(run.counts.get(k, 0) for k in (Outcome.FAILED, Outcome.ERROR))
+            raise CommandError(f"run {run.pk} {run.status}: {bad} scenario(s) failed or errored")
+
+    def _progress(self, result: TestResult) -> None:
+        style = {Outcome.PASSED: self.style.SUCCESS, Outcome.SKIPPED: self.style.WARNING}.get(
+            result.outcome, self.style.ERROR
+        )
+        target = f"[{result.target}]" if result.target else ""
+        line = f"{result.outcome.upper():8} {result.scenario}{target} ({result.duration_seconds:.1f} s)"
+        self.stdout.write(style(line))
+        if result.message and result.outcome != Outcome.PASSED:
+            self.stdout.write(f"         {result.message.splitlines()[0][:300]}")

@@ -1,0 +1,153 @@
+"""Proof that the scenarios can fail: for every category, break the path for real and see the
+matching scenario fail with a message naming the cause (and pass on the healthy system)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Permission
+from django.db import connection
+
+from pipeline.collections import create_collection
+from pipeline.models import Collection, Document, WorkerHeartbeat
+from pipeline.queue import IncomingDocument, enqueue
+from testing.choices import Outcome
+from testing.models import GoldenQuery
+from testing.tester import EmbeddingPipelineOperationsTester, ops_user
+from tests.conftest import wait_for
+
+
+def run_one(name: str, **kwargs):
+    run = EmbeddingPipelineOperationsTester(scenarios=[name], **kwargs).run()
+    results = list(run.results.all())
+    return results[0] if len(results) == 1 else results
+
+
+# --- normal: stop the worker -------------------------------------------------------------------
+
+
+def test_canary_fails_naming_stopped_workers_and_passes_with_one_running(own_worker, settings):
+    settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS = 5
+    own_worker.start()
+    assert run_one("changed_document_reembedded_unchanged_skipped").outcome == Outcome.PASSED
+
+    own_worker.stop()  # its heartbeat is still fresh: the workers look alive but do nothing
+    result = run_one("changed_document_reembedded_unchanged_skipped")
+    assert result.outcome == Outcome.FAILED
+    assert "not processed by the workers" in result.message and "pending" in result.message
+
+    WorkerHeartbeat.objects.all().delete()  # and once the heartbeat is stale, the cause is named at once
+    result = run_one("canary_embedded_and_found")
+    assert result.outcome == Outcome.FAILED and result.attempts == 2
+    assert "no pipeline worker is running" in result.message
+
+
+# --- edge: revoke write access -----------------------------------------------------------------
+
+
+def test_edge_scenario_fails_when_the_api_refuses_writes(live_worker):
+    assert run_one("duplicate_ids_in_one_batch_refused").outcome == Outcome.PASSED
+    ops_user().user_permissions.remove(Permission.objects.get(codename="add_document"))
+
+    result = run_one("duplicate_ids_in_one_batch_refused")
+
+    assert result.outcome == Outcome.FAILED
+    assert "answered 403, expected 400" in result.message
+
+
+# --- failure: the pipeline stops retrying transient provider errors ----------------------------
+
+
+def test_failure_scenario_fails_when_the_worker_does_not_retry(own_worker):
+    own_worker.start(EMBEDPORTAL_BATCH_TRIES="1")
+
+    result = run_one("provider_5xx_retried_then_failed")
+
+    assert result.outcome == Outcome.FAILED
+    assert "saw 1 request(s), expected 3 (retried in the batch)" in result.message
+
+
+def test_failure_scenario_passes_with_retries(live_worker):
+    assert run_one("provider_5xx_retried_then_failed").outcome == Outcome.PASSED
+
+
+# --- integration: a failing model endpoint, a dropped HNSW index -------------------------------
+
+
+def test_model_scenario_fails_naming_an_unreachable_endpoint(live_worker):
+    create_collection(
+        name="broken",
+        model="openai/remote",
+        api_base="http://127.0.0.1:9/v1",
+        api_key_env="DJANGO_SETTINGS_MODULE",
+        dimensions=8,
+    )
+    create_collection(name="fine", model="local/hash-8")
+
+    assert run_one("model_upstream_answers", collections=["fine"]).outcome == Outcome.PASSED
+    result = run_one("model_upstream_answers", collections=["broken"])
+
+    assert result.outcome == Outcome.FAILED and result.target == "broken"
+    assert "openai/remote failed: api_error" in result.message and "Connection" in result.message
+
+
+def test_index_scenario_fails_naming_a_dropped_hnsw_index(live_worker):
+    users = create_collection(name="users", model="local/hash-16")
+    assert run_one("search_uses_hnsw_index").outcome == Outcome.PASSED
+
+    with connection.cursor() as cur:
+        cur.execute(f"DROP INDEX {users.index_name}")
+    result = run_one("search_uses_hnsw_index")
+
+    assert result.outcome == Outcome.FAILED
+    assert f"users ({users.index_name})" in result.message and "without their HNSW index" in result.message
+
+
+# --- regression: a chunking change drops recall ------------------------------------------------
+
+
+def test_regression_fails_when_a_chunking_change_drops_recall(live_worker):
+    users = create_collection(
+        name="faq", model="local/hash-32", chunk_unit="characters", chunk_size=400, chunk_overlap=0
+    )
+    texts = {f"doc-{i}": f"answer number {i} explains one topic in a sentence or two" for i in range(6)}
+    enqueue(users, [IncomingDocument(k, v) for k, v in texts.items()])
+    for doc_id, text in texts.items():  # hash vectors: a query finds the chunk equal to it
+        GoldenQuery.objects.create(collection=users, query=text, expected_document_id=doc_id)
+    wait_for(lambda: not Document.objects.exclude(status="embedded").exists())
+    baseline = run_one("regression_operator_golden_queries", collections=["faq"])
+    assert baseline.outcome == Outcome.PASSED and baseline.details["recall_at_k"] == 1.0
+
+    # Chunks of 16 characters no longer equal any query: retrieval quietly gets worse.
+    Collection.objects.filter(pk=users.pk).update(chunk_size=16)
+    Collection.objects.filter(pk=users.pk).reembed()
+    wait_for(lambda: not Document.objects.exclude(status="embedded").exists())
+    result = run_one("regression_operator_golden_queries", collections=["faq"])
+
+    assert result.outcome == Outcome.FAILED
+    assert result.message.startswith("recall_at_k 0.")
+    assert f"dropped below the last passing run's 1.000 (run {baseline.run_id})" in result.message
+
+
+# --- load: refused while users' work is queued, fails without workers --------------------------
+
+
+def test_load_refuses_while_user_documents_are_queued(live_worker):
+    users = create_collection(name="busy", model="local/hash-8")
+    Collection.objects.filter(pk=users.pk).pause()
+    enqueue(users, [IncomingDocument("waiting", "a user's document")])
+    # Paused collections' documents are not claimable: no backlog.
+    assert run_one("bounded_ingest_and_search_load").outcome == Outcome.PASSED
+
+    Collection.objects.filter(pk=users.pk).update(paused=False)
+    Document.objects.filter(collection=users).update(available_at="2999-01-01T00:00:00Z")
+    result = run_one("bounded_ingest_and_search_load")
+
+    assert result.outcome == Outcome.SKIPPED
+    assert "refused: 1 user document(s) are queued" in result.message
+
+
+def test_load_fails_without_workers(own_worker, settings):
+    settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS = 3
+
+    result = run_one("bounded_ingest_and_search_load")
+
+    assert result.outcome == Outcome.FAILED and "no pipeline worker is running" in result.message
