@@ -4,8 +4,9 @@ from rest_framework.routers import SimpleRouter
 
 from testing.api.views import GoldenQueryViewSet, TestRunViewSet
 
-# "/?": the endpoint answers with and without the trailing slash.
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+# The endpoints answer with and without the trailing slash (the constructor only takes a bool).
+router.trailing_slash = "/?"
 router.register("embedding-pipeline-operations/test", TestRunViewSet, basename="ops-test")
 router.register("embedding-pipeline-operations/golden-queries", GoldenQueryViewSet, basename="golden-query")
 

@@ -1,0 +1,257 @@
+"""Runs and results through the API, the command and the models: one run at a time, permissions,
+JUnit export, the configuration-change trigger, and the reserved collection prefix."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+from junitparser.xunit2 import JUnitXml
+from rest_framework.test import APIClient
+
+from pipeline.collections import create_collection
+from pipeline.models import Collection
+from testing import tasks
+from testing.choices import RunStatus, Trigger
+from testing.models import RunInProgress, TestRun
+from testing.tester import EmbeddingPipelineOperationsTester
+
+URL = "/api/v1/embedding-pipeline-operations/test"
+
+
+def client_with(*perms: str) -> APIClient:
+    user = User.objects.create_user("operator")
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="testing", codename__in=[p.split(".")[1] for p in perms])
+    )
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_only_one_run_can_be_running_in_the_database(db):
+    first = TestRun.objects.start(trigger=Trigger.CLI)
+    with pytest.raises(RunInProgress) as caught:
+        TestRun.objects.start(trigger=Trigger.API)
+    assert caught.value.run == first
+    with pytest.raises(IntegrityError), transaction.atomic():
+        TestRun.objects.create(
+            trigger="api", status=RunStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+        )
+    assert TestRun.objects.finish(first.pk, RunStatus.PASSED, {}) == 1
+    assert TestRun.objects.finish(first.pk, RunStatus.FAILED, {}) == 0  # compare-and-swap: already finished
+    TestRun.objects.start(trigger=Trigger.API)
+
+
+def test_a_run_whose_process_died_frees_the_slot(db, settings):
+    stale = TestRun.objects.start(trigger=Trigger.SCHEDULE)
+    TestRun.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    TestRun.objects.start(trigger=Trigger.API)
+    stale.refresh_from_db()
+    assert stale.status == RunStatus.ERROR and "abandoned" in stale.message
+
+
+@pytest.mark.parametrize("url", [URL, URL + "/"])
+def test_post_starts_a_run_and_answers_202_with_the_url_to_poll(db, url, django_capture_on_commit_callbacks):
+    client = client_with("testing.run_testrun", "testing.view_testrun")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            url, {"categories": ["edge"], "scenarios": ["health_checks_pass"], "wait": 0}, format="json"
+        )
+    assert response.status_code == 202, response.content
+    run = TestRun.objects.get()
+    assert response["Location"] == f"{URL}/{run.pk}" == response.json()["url"]
+    assert run.trigger == Trigger.API and run.requested_by == "operator"
+    assert run.selection["categories"] == ["edge"] and run.selection["scenarios"] == ["health_checks_pass"]
+    assert OrmQ.objects.count() == 1  # queued for the django-q2 cluster
+
+    conflict = client.post(url, {}, format="json")
+    assert conflict.status_code == 409
+    assert f"test run {run.pk} is running" in conflict.json()["error"]["message"]
+
+    polled = client.get(f"{URL}/{run.pk}")
+    assert polled.status_code == 200 and polled.json()["status"] == "running"
+    assert client.get(URL).json()["results"][0]["id"] == run.pk
+
+
+def test_the_queued_task_runs_the_selection_and_the_results_are_served(live_worker):
+    client = client_with("testing.run_testrun", "testing.view_testrun")
+    response = client.post(
+        URL, {"scenarios": ["duplicate_ids_in_one_batch_refused", "health_endpoints_answer"], "wait": 0}, format="json"
+    )
+    run_id = response.json()["id"]
+
+    tasks.run_requested(run_id)  # what the django-q2 cluster does with the queued task
+
+    body = client.get(f"{URL}/{run_id}").json()
+    assert body["status"] == "passed" and body["counts"] == {"passed": 2}
+    assert [r["scenario"] for r in body["results"]] == ["duplicate_ids_in_one_batch_refused", "health_endpoints_answer"]
+    xml = client.get(f"{URL}/{run_id}/junit")
+    assert xml.status_code == 200 and xml["Content-Type"] == "application/xml"
+    assert b'name="duplicate_ids_in_one_batch_refused"' in xml.content
+
+
+def test_running_needs_its_own_permission_and_reading_needs_view(db):
+    viewer = client_with("testing.view_testrun")
+    refused = viewer.post(URL, {}, format="json")
+    assert refused.status_code == 403 and "testing.run_testrun" in refused.json()["error"]["message"]
+    assert viewer.get(URL).status_code == 200
+    assert APIClient().get(URL).status_code in (401, 403)
+    nobody = APIClient()
+    nobody.force_authenticate(User.objects.create_user("nobody"))
+    assert nobody.get(URL).status_code == 403
+
+
+def test_bad_selections_get_a_400_saying_what_to_fix(db):
+    client = client_with("testing.run_testrun")
+    response = client.post(URL, {"scenarios": ["no_such_scenario"], "collections": ["nope"]}, format="json")
+    assert response.status_code == 400
+    details = response.json()["error"]["details"]
+    assert "no_such_scenario" in str(details["scenarios"]) and "nope" in str(details["collections"])
+    assert not TestRun.objects.exists()
+
+
+def test_command_prints_json_writes_junit_and_exits_non_zero_on_failure(own_worker, tmp_path, settings):
+    own_worker.start()
+    out = StringIO()
+    call_command(
+        "run_ops_tests",
+        scenario=["paused_collection_not_claimed"],
+        json=True,
+        junit_xml=str(tmp_path / "ok.xml"),
+        stdout=out,
+    )
+    body = json.loads(out.getvalue())
+    assert body["status"] == "passed" and body["trigger"] == "cli"
+    assert JUnitXml.fromfile(str(tmp_path / "ok.xml")).tests == 1
+
+    own_worker.stop()
+    settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS = 3
+    from pipeline.models import WorkerHeartbeat
+
+    WorkerHeartbeat.objects.all().delete()
+    with pytest.raises(CommandError, match="1 scenario\\(s\\) failed"):
+        call_command(
+            "run_ops_tests",
+            scenario=["paused_collection_not_claimed"],
+            junit_xml=str(tmp_path / "bad.xml"),
+            stdout=StringIO(),
+        )
+    xml = JUnitXml.fromfile(str(tmp_path / "bad.xml"))
+    assert xml.failures == 1 and "no pipeline worker is running" in (tmp_path / "bad.xml").read_text()
+
+
+def test_command_refuses_unknown_selections_and_a_second_run(db):
+    with pytest.raises(CommandError, match="unknown categories or scenarios: nope"):
+        call_command("run_ops_tests", scenario=["nope"])
+    running = TestRun.objects.start(trigger=Trigger.SCHEDULE)
+    with pytest.raises(CommandError, match=f"test run {running.pk} \\(schedule\\) is running"):
+        call_command("run_ops_tests", scenario=["health_checks_pass"])
+
+
+def test_flaky_outcome_when_a_scenario_passes_only_on_retry(db):
+    from testing import registry
+
+    calls = []
+
+    def wobbly(ctx):
+        calls.append(1)
+        ctx.check(len(calls) > 1, "first attempt fails")
+
+    registry.scenario("zz_wobbly", "normal", "health", retries=2)(wobbly)
+    try:
+        run = EmbeddingPipelineOperationsTester(scenarios=["zz_wobbly"]).run()
+    finally:
+        del registry.REGISTRY["zz_wobbly"]
+    (result,) = run.results.all()
+    assert result.outcome == "flaky" and result.attempts == 2
+    assert [a["outcome"] for a in result.details["attempts"]] == ["failed", "passed"]
+    assert run.status == RunStatus.PASSED
+
+
+# --- configuration-change trigger --------------------------------------------------------------
+
+
+def test_changing_a_collections_chunking_queues_one_debounced_run(db, django_capture_on_commit_callbacks, settings):
+    settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
+    with django_capture_on_commit_callbacks(execute=True):
+        a = create_collection(name="a", model="local/hash-8")
+        b = create_collection(name="b", model="local/hash-8")
+    Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a.chunk_size = 128
+        a.save()
+        b.batch_size = 8
+        b.save()
+    (schedule,) = Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE)
+    assert schedule.func == tasks.CONFIG_TASK and schedule.schedule_type == Schedule.ONCE
+    assert tasks._kwargs(schedule.kwargs) == {"collections": ["a", "b"]}
+    assert schedule.next_run > timezone.now() + timedelta(seconds=50)
+
+
+def test_pausing_or_saving_unchanged_config_queues_nothing(db, django_capture_on_commit_callbacks):
+    collection = create_collection(name="quiet", model="local/hash-8")
+    Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        collection.paused = True
+        collection.save()
+        Collection.objects.filter(pk=collection.pk).resume()
+    assert not Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).exists()
+
+
+def test_api_change_of_provider_options_triggers_too(db, admin_client, django_capture_on_commit_callbacks):
+    create_collection(name="viaapi", model="local/hash-8")
+    Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.patch(
+            "/api/v1/collections/viaapi/", {"chunk_overlap": 4}, content_type="application/json"
+        )
+    assert response.status_code == 200, response.content
+    assert tasks._kwargs(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["viaapi"]}
+
+
+def test_a_changed_settings_fingerprint_at_start_up_queues_a_run(db, settings, django_capture_on_commit_callbacks):
+    create_collection(name="one", model="local/hash-8")
+    tasks.check_settings_fingerprint()
+    Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
+    assert tasks.check_settings_fingerprint() is False
+
+    settings.EMBEDPORTAL_CLAIM_BATCH = 7
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.check_settings_fingerprint() is True
+    assert tasks._kwargs(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["one"]}
+
+
+def test_scheduled_runs_are_registered_idempotently(db):
+    assert tasks.ensure_schedules() and tasks.ensure_schedules()
+    rows = {s.name: (s.func, s.minutes, s.kwargs) for s in Schedule.objects.filter(name__startswith="ops-tests-")}
+    assert rows == {
+        "ops-tests-quick": (tasks.SCHEDULED_TASK, 60, "quick=True"),
+        "ops-tests-full": (tasks.SCHEDULED_TASK, 1440, "quick=False"),
+    }
+
+
+# --- reserved names ----------------------------------------------------------------------------
+
+
+def test_users_cannot_create_reserved_collections_by_api_command_or_admin(db, admin_client):
+    api = admin_client.post(
+        "/api/v1/collections/", {"name": "__ops_test_mine", "model": "local/hash-8"}, content_type="application/json"
+    )
+    assert api.status_code == 400 and "reserved for the operations tests" in api.json()["error"]["message"]
+    with pytest.raises(CommandError, match="reserved for the operations tests"):
+        call_command("create_collection", "__OPS_TEST_x", model="local/hash-8", stdout=StringIO())
+    admin = admin_client.post(
+        "/admin/pipeline/collection/add/", {"name": "__ops_test_y", "model": "local/hash-8", "dimensions": 8}
+    )
+    assert admin.status_code == 200 and b"reserved for the operations tests" in admin.content
+    assert not Collection.objects.exists()
