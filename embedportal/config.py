@@ -168,7 +168,8 @@ _register(
     Setting(
         "EMBEDPORTAL_METRICS_COLLECTORS",
         "list",
-        "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector",
+        "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
+        "testing.collectors.DatabaseCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from testing.choices import Category, Condition, Trigger
+from testing.coverage import coverage
+from testing.flaky import flaky_scenarios
+from testing.models import GoldenQuery, RunInProgress, TestResult, TestRun
+from testing.tester import EmbeddingPipelineOperationsTester
+
+
+class TestResultInline(admin.TabularInline):
+    model = TestResult
+    fields = ("scenario", "category", "component", "target", "outcome", "attempts", "duration_seconds", "message")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TestRun)
+class TestRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "trigger",
+        "status",
+        "started_at",
+        "duration_seconds",
+        "counts",
+        "requested_by",
+        "code_version",
+    )
+    list_filter = ("status", "trigger")
+    search_fields = ("requested_by", "code_version", "config_fingerprint")
+    readonly_fields = [f.name for f in TestRun._meta.fields]
+    inlines = [TestResultInline]
+    change_list_template = "admin/testing/testrun/change_list.html"
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("run-now/", view(self.run_now_view), name="testing_testrun_run_now"),
+            path("flaky/", view(self.flaky_view), name="testing_testrun_flaky"),
+            path("coverage/", view(self.coverage_view), name="testing_testrun_coverage"),
+            *super().get_urls(),
+        ]
+
+    def run_now_view(self, request: HttpRequest) -> HttpResponse:
+        """ "Run tests now": the same start and task as the API (one run at a time)."""
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
+        if not request.user.has_perm("testing.run_testrun"):
+            raise PermissionDenied
+        category = request.POST.get("category", "")
+        tester = EmbeddingPipelineOperationsTester(
+            categories=[category] if category in Category.values else [],
+            quick=request.POST.get("quick") == "1",
+            trigger=Trigger.API,
+            requested_by=request.user.get_username(),
+        )
+        try:
+            run = tester.start()
+        except RunInProgress as exc:
+            self.message_user(request, f"Not started: {exc}.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
+        from testing.api.views import enqueue_run
+
+        transaction.on_commit(lambda: enqueue_run(run.pk))
+        self.message_user(request, f"Test run {run.pk} started ({len(tester.selected)} scenarios).", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:testing_testrun_change", args=[run.pk]))
+
+    def flaky_view(self, request: HttpRequest) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Flaky scenarios (last 14 days)",
+            "flaky": flaky_scenarios(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/testing/flaky.html", context)
+
+    def coverage_view(self, request: HttpRequest) -> HttpResponse:
+        cover = coverage()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Critical-path coverage (last 7 days)",
+            "coverage": cover,
+            "percent": round(100 * cover.ratio),
+            "conditions": Condition.values,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/testing/coverage.html", context)
+
+
+@admin.register(TestResult)
+class TestResultAdmin(admin.ModelAdmin):
+    list_display = (
+        "scenario_history",
+        "run",
+        "outcome",
+        "category",
+        "component",
+        "target",
+        "attempts",
+        "duration_seconds",
+        "started_at",
+    )
+    list_filter = ("outcome", "category", "component", "run__trigger")
+    search_fields = ("scenario", "message", "target")
+    list_select_related = ("run",)
+    readonly_fields = [f.name for f in TestResult._meta.fields]
+    show_full_result_count = False
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="scenario (history)", ordering="scenario")
+    def scenario_history(self, obj: TestResult) -> str:
+        url = reverse("admin:testing_testresult_changelist") + f"?scenario__exact={obj.scenario}"
+        return format_html('<a href="{}">{}</a>', url, obj.scenario)
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup == "scenario__exact" or super().lookup_allowed(lookup, value, request)
+
+
+@admin.register(GoldenQuery)
+class GoldenQueryAdmin(admin.ModelAdmin):
+    list_display = ("query", "expected_document_id", "collection", "created_at")
+    list_filter = ("collection",)
+    search_fields = ("query", "expected_document_id")
+    list_select_related = ("collection",)
+    autocomplete_fields = ()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GoldenQuery]:
+        return super().get_queryset(request).exclude(collection__name__startswith="__ops_test_")

@@ -1,0 +1,95 @@
+"""Scrape-time metrics of operations test runs, from the database (runs happen in a command's
+pod, a django-q2 worker or the web process: only the database sees them all).
+
+- `test_pass_rate_embedding_pipeline_operations_total{category,scenario,result}`: a counter of
+  results (monotonic while results are kept); the pass rate is a recording rule over it.
+- `test_duration_seconds{category,scenario}`: a histogram of scenario durations.
+- `test_last_run_timestamp_seconds{trigger}` / `test_last_run_passed{trigger}`: the last run.
+- `test_coverage_ratio`, `test_flaky_scenarios`: the coverage matrix and the flaky list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from django.db import DatabaseError, connection, transaction
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+logger = logging.getLogger(__name__)
+
+PASS_RATE = "test_pass_rate_embedding_pipeline_operations"
+DURATION = "test_duration_seconds"
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+QUERY_TIMEOUT_MS = 5000
+
+_COUNTS_SQL = """
+SELECT category, scenario, outcome, count(*) FROM testing_testresult GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+_DURATION_SQL = (
+    "SELECT category, scenario, count(*), sum(duration_seconds), "
+    + ", ".join(f"count(*) FILTER (WHERE duration_seconds <= {b})" for b in DURATION_BUCKETS)
+    + " FROM testing_testresult GROUP BY 1, 2 ORDER BY 1, 2"
+)
+_LAST_RUN_SQL = """
+SELECT DISTINCT ON (trigger) trigger, extract(epoch FROM started_at), status
+  FROM testing_testrun WHERE status <> 'running' ORDER BY trigger, started_at DESC
+"""
+
+
+class DatabaseCollector:
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def _families(self) -> list[Metric]:
+        return [
+            CounterMetricFamily(
+                PASS_RATE,
+                "Operations test results by category, scenario and result (passed, failed, error, skipped, "
+                "flaky); pass rate = rate(result=~passed|flaky) / rate(all but skipped).",
+                labels=["category", "scenario", "result"],
+            ),
+            HistogramMetricFamily(
+                DURATION, "Seconds an operations test scenario took.", labels=["category", "scenario"]
+            ),
+            GaugeMetricFamily(
+                "test_last_run_timestamp_seconds",
+                "Start of the last finished test run, by trigger.",
+                labels=["trigger"],
+            ),
+            GaugeMetricFamily(
+                "test_last_run_passed", "1 if the last finished run passed, by trigger.", labels=["trigger"]
+            ),
+            GaugeMetricFamily("test_coverage_ratio", "Share of component x condition cells run in the last 7 days."),
+            GaugeMetricFamily("test_flaky_scenarios", "Scenarios flagged flaky in the last 14 days."),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        from testing.coverage import coverage
+        from testing.flaky import flaky_scenarios
+
+        try:
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(QUERY_TIMEOUT_MS)])
+                cur.execute(_COUNTS_SQL)
+                count_rows = cur.fetchall()
+                cur.execute(_DURATION_SQL)
+                duration_rows = cur.fetchall()
+                cur.execute(_LAST_RUN_SQL)
+                last_rows = cur.fetchall()
+            cover, flaky = coverage().ratio, len(flaky_scenarios())
+        except DatabaseError:
+            logger.exception("testing metrics: database query failed")
+            return
+        counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge = self._families()
+        for category, scenario, outcome, n in count_rows:
+            counter.add_metric([category, scenario, outcome], n)
+        for category, scenario, n, total, *cumulative in duration_rows:
+            buckets = [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)] + [("+Inf", n)]
+            histogram.add_metric([category, scenario], buckets, total or 0.0)
+        for trigger, started, status in last_rows:
+            last_time.add_metric([trigger], float(started))
+            last_passed.add_metric([trigger], 1.0 if status == "passed" else 0.0)
+        cover_gauge.add_metric([], cover)
+        flaky_gauge.add_metric([], flaky)
+        yield from (counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge)

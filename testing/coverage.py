@@ -1,0 +1,54 @@
+"""Coverage of the critical paths: a component x condition matrix; a cell is covered when a
+scenario declaring it ran (not skipped) in the last 7 days."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from testing.choices import Component, Condition, Outcome
+from testing.models import TestResult
+from testing.registry import load
+
+WINDOW = timedelta(days=7)
+
+
+@dataclass
+class Coverage:
+    cells: dict[tuple[str, str], list[str]]  # (component, condition) -> scenarios that ran
+    declared: dict[tuple[str, str], list[str]]  # -> scenarios in the registry
+
+    @property
+    def ratio(self) -> float:
+        total = len(Component.values) * len(Condition.values)
+        return sum(1 for ran in self.cells.values() if ran) / total
+
+    @property
+    def uncovered(self) -> list[str]:
+        return [f"{c} x {k}" for c in Component.values for k in Condition.values if not self.cells[(c, k)]]
+
+    def rows(self) -> list[tuple[str, list[tuple[str, list[str], list[str]]]]]:
+        """For templates: per component, per condition (ran, declared)."""
+        return [
+            (c, [(k, self.cells[(c, k)], self.declared[(c, k)]) for k in Condition.values]) for c in Component.values
+        ]
+
+
+def coverage(now: datetime | None = None, window: timedelta = WINDOW) -> Coverage:
+    since = (now or timezone.now()) - window
+    ran = set(
+        TestResult.objects.filter(started_at__gte=since)
+        .exclude(outcome=Outcome.SKIPPED)
+        .values_list("scenario", flat=True)
+        .distinct()
+    )
+    cells = {(c, k): [] for c in Component.values for k in Condition.values}
+    declared = {(c, k): [] for c in Component.values for k in Condition.values}
+    for scenario in load().values():
+        for cell in scenario.covers:
+            declared[cell].append(scenario.name)
+            if scenario.name in ran:
+                cells[cell].append(scenario.name)
+    return Coverage(cells, declared)

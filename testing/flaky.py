@@ -1,0 +1,82 @@
+"""Flaky scenarios, from the results table.
+
+A scenario is flaky when, within the window (14 days), it passed only after a retry in a run,
+or it both passed and failed on the same code version and config fingerprint. Ranked by flip
+rate: pass/fail changes between consecutive runs over (runs - 1). Flaky scenarios keep running.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from testing.choices import Outcome
+from testing.models import TestResult
+
+WINDOW = timedelta(days=14)
+GOOD = {Outcome.PASSED, Outcome.FLAKY}
+BAD = {Outcome.FAILED, Outcome.ERROR}
+
+
+@dataclass
+class FlakyScenario:
+    scenario: str
+    category: str
+    runs: int
+    passes: int
+    failures: int
+    passed_on_retry: int
+    flip_rate: float
+    reasons: list[str] = field(default_factory=list)
+    last_seen: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flip_rate": round(self.flip_rate, 4)}
+
+
+def flaky_scenarios(now: datetime | None = None, window: timedelta = WINDOW) -> list[FlakyScenario]:
+    since = (now or timezone.now()) - window
+    rows = (
+        TestResult.objects.filter(started_at__gte=since)
+        .exclude(outcome=Outcome.SKIPPED)
+        .order_by("started_at", "id")
+        .values_list("scenario", "category", "outcome", "started_at", "run__code_version", "run__config_fingerprint")
+    )
+    history: dict[str, list[tuple]] = defaultdict(list)
+    for row in rows:
+        history[row[0]].append(row)
+    found = []
+    for scenario, results in history.items():
+        outcomes = [r[2] for r in results]
+        retried = sum(1 for o in outcomes if o == Outcome.FLAKY)
+        by_version: dict[tuple, set[str]] = defaultdict(set)
+        for _, _, outcome, _, code, config in results:
+            by_version[(code, config)].add("good" if outcome in GOOD else "bad")
+        mixed = [key for key, seen in by_version.items() if seen == {"good", "bad"}]
+        reasons = []
+        if retried:
+            reasons.append(f"passed only after a retry in {retried} run(s)")
+        if mixed:
+            reasons.append(f"passed and failed on the same code and configuration ({len(mixed)} version(s))")
+        if not reasons:
+            continue
+        good = [o in GOOD for o in outcomes]
+        flips = sum(1 for a, b in zip(good, good[1:], strict=False) if a != b)
+        found.append(
+            FlakyScenario(
+                scenario=scenario,
+                category=results[0][1],
+                runs=len(outcomes),
+                passes=sum(good),
+                failures=len(good) - sum(good),
+                passed_on_retry=retried,
+                flip_rate=flips / (len(outcomes) - 1) if len(outcomes) > 1 else 0.0,
+                reasons=reasons,
+                last_seen=results[-1][3],
+            )
+        )
+    return sorted(found, key=lambda f: (-f.flip_rate, -f.passed_on_retry, f.scenario))

@@ -1,0 +1,145 @@
+"""Flaky detection, the coverage matrix, the scrape-time metrics and the admin console pages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.test import override_settings
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from testing.choices import RunStatus
+from testing.collectors import DatabaseCollector
+from testing.coverage import coverage
+from testing.flaky import flaky_scenarios
+from testing.models import TestResult, TestRun
+
+
+def record(
+    scenario: str,
+    outcome: str,
+    *,
+    code: str = "v1",
+    config: str = "c1",
+    ago: timedelta = timedelta(0),
+    category="normal",
+    component="search",
+    duration=1.0,
+):
+    started = timezone.now() - ago
+    run = TestRun.objects.create(
+        trigger="schedule",
+        status=RunStatus.PASSED,
+        started_at=started,
+        heartbeat_at=started,
+        finished_at=started,
+        code_version=code,
+        config_fingerprint=config,
+    )
+    return TestResult.objects.create(
+        run=run,
+        scenario=scenario,
+        category=category,
+        component=component,
+        outcome=outcome,
+        started_at=started,
+        duration_seconds=duration,
+    )
+
+
+def test_flaky_when_passing_and_failing_on_the_same_code_and_config_ranked_by_flip_rate(db):
+    for i, outcome in enumerate(["passed", "failed", "passed", "failed"]):
+        record("flippy", outcome, ago=timedelta(hours=10 - i))
+    for i, outcome in enumerate(["passed", "passed", "failed", "failed"]):
+        record("once", outcome, ago=timedelta(hours=10 - i))
+    # A failure after a code change is a regression, not a flake.
+    record("changed", "passed", code="v1", ago=timedelta(hours=2))
+    record("changed", "failed", code="v2", ago=timedelta(hours=1))
+    # Mixed, but older than 14 days.
+    record("old", "passed", ago=timedelta(days=20))
+    record("old", "failed", ago=timedelta(days=19))
+    record("retried", "flaky")
+
+    found = flaky_scenarios()
+
+    assert [f.scenario for f in found] == ["flippy", "once", "retried"]
+    assert found[0].flip_rate == 1.0 and found[1].flip_rate == 1 / 3
+    assert "same code and configuration" in found[0].reasons[0]
+    assert found[2].reasons == ["passed only after a retry in 1 run(s)"]
+
+
+def test_coverage_counts_cells_whose_scenarios_ran_in_the_last_7_days(db):
+    assert coverage().ratio == 0
+    record("canary_embedded_and_found", "passed")
+    record("provider_5xx_retried_then_failed", "failed", ago=timedelta(days=8))  # too old
+    record("largest_accepted_document", "skipped")  # did not run
+
+    cover = coverage()
+
+    assert cover.cells[("search", "normal")] == ["canary_embedded_and_found"]
+    assert (
+        cover.cells[("embed", "failure")] == []
+        and "provider_5xx_retried_then_failed" in cover.declared[("embed", "failure")]
+    )
+    assert cover.ratio == 5 / 30  # enqueue, claim, embed, store, search x normal
+    assert "metrics x failure" in cover.uncovered
+
+
+def test_metrics_are_read_from_the_database_at_scrape_time(db):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    record("canary_embedded_and_found", "passed", duration=3.0)
+    record("canary_embedded_and_found", "failed", duration=70.0)
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector())
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+
+    counts = {
+        s.labels["result"]: s.value
+        for s in families["test_pass_rate_embedding_pipeline_operations"].samples
+        if s.name.endswith("_total")
+    }
+    assert counts == {"passed": 1.0, "failed": 1.0}
+    buckets = {s.labels["le"]: s.value for s in families["test_duration_seconds"].samples if s.name.endswith("_bucket")}
+    assert buckets["5.0"] == 1 and buckets["60.0"] == 1 and buckets["120.0"] == 2 and buckets["+Inf"] == 2
+    (last,) = families["test_last_run_timestamp_seconds"].samples
+    assert last.labels == {"trigger": "schedule"}
+    assert families["test_coverage_ratio"].samples[0].value > 0
+
+
+@override_settings(EMBEDPORTAL_METRICS_COLLECTORS=["testing.collectors.DatabaseCollector"])
+def test_metrics_endpoint_serves_them(client, db):
+    record("canary_embedded_and_found", "passed")
+    body = client.get("/metrics").content.decode()
+    assert (
+        "test_pass_rate_embedding_pipeline_operations_total"
+        '{category="normal",result="passed",scenario="canary_embedded_and_found"} 1.0' in body
+    )
+
+
+def test_admin_lists_runs_results_history_flaky_and_coverage(admin_client, db):
+    result = record("canary_embedded_and_found", "passed")
+    record("flippy", "passed")
+    record("flippy", "failed")
+
+    runs = admin_client.get("/admin/testing/testrun/")
+    assert runs.status_code == 200 and b"Run tests now" in runs.content
+    history = admin_client.get("/admin/testing/testresult/?scenario__exact=flippy")
+    assert history.status_code == 200 and history.content.count(b"scenario__exact=flippy") >= 2
+    assert b"flippy" in admin_client.get("/admin/testing/testrun/flaky/").content
+    cover = admin_client.get("/admin/testing/testrun/coverage/")
+    assert b"of the component" in cover.content and b"canary_embedded_and_found" in cover.content
+    assert admin_client.get(f"/admin/testing/testrun/{result.run_id}/change/").status_code == 200
+
+
+def test_admin_run_now_starts_one_run_and_refuses_a_second(admin_client, db, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post("/admin/testing/testrun/run-now/", {"category": "edge", "quick": "1"})
+    run = TestRun.objects.get(status=RunStatus.RUNNING)
+    assert response.status_code == 302 and response["Location"].endswith(f"/testrun/{run.pk}/change/")
+    assert run.selection["categories"] == ["edge"] and run.selection["quick"] is True
+    assert OrmQ.objects.count() == 1
+    second = admin_client.post("/admin/testing/testrun/run-now/", {}, follow=True)
+    assert f"test run {run.pk} (api) is running".encode() in second.content
