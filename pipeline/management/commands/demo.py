@@ -27,8 +27,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", default="local/all-MiniLM-L6-v2")
         parser.add_argument("--query", default="How do I run the tests?")
-        # 3 copies of the ~20 files (~120k characters): ~60 documents and ~700 chunks, 30-40 s of
-        # embedding with the local model on 2 idle cores; a model loads in ~5 s besides.
+        # 3 copies of the ~20 files (~140k characters each): ~60 documents and ~800 chunks, about
+        # 40 s of embedding with the local model on 2 idle cores (2 min on 2 busy ones).
         parser.add_argument("--copies", type=int, default=3, help="Times the sample corpus is ingested")
 
     def handle(self, *args: Any, **o: Any) -> None:
