@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint lock stop benchmark
+.PHONY: install run demo test tools lint lock stop benchmark
 
 # Runtime (requirements.lock, what the image installs) and test/dev tools (requirements-dev.lock).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -23,10 +23,12 @@ demo: install
 	$(MANAGE) migrate --noinput -v 0
 	$(MANAGE) demo
 
-# Machine tools first (chromium, chromedriver, promtool, prometheus; scripts/test-deps.sh says
-# what to install when it cannot), so a missing one stops here and not as failing tests.
-test: install
+# The machine tools the tests drive (chromium, chromedriver, promtool, prometheus), installed when
+# missing; first, so one that cannot be installed stops here, named, not as failing tests.
+tools:
 	bash scripts/test-deps.sh
+
+test: tools install
 	$(BIN)/pytest
 
 lint: install
