@@ -209,6 +209,7 @@ OUR_PREFIXES = ("embedding_pipeline_", "pipeline_", "test_", "documentation_", "
 def metric_names(expr: str) -> set[str]:
     """Metric names an expression reads (label matchers, strings, functions and grouping left out)."""
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    expr = re.sub(r"#[^\n]*", "", expr)
     expr = re.sub(r"\{[^}]*\}", "", expr)
     expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     expr = re.sub(r"\[[^\]]*\]", "", expr)
