@@ -161,6 +161,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status` or `kind`: name each choice set after its own.
+    "ENUM_NAME_OVERRIDES": {
+        "DocFreshnessEnum": "docs_site.choices.Freshness",
+        "DocPageKindEnum": "docs_site.choices.PageKind",
+        "DocInventoryEnum": "docs_site.choices.Inventory",
+    },
 }
 
 # django-q2 on the ORM broker: no Redis needed. `retry` must exceed `timeout`, or a task
