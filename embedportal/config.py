@@ -231,6 +231,56 @@ _register(
         90,
         "Review interval of a hand-written page that declares none (days).",
     ),
+    # --- operations tests (testing app) ---------------------------------------------------------
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_WAIT_SECONDS",
+        "float",
+        60.0,
+        "Seconds an operations test scenario waits for the running workers.",
+    ),
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS",
+        "int",
+        900,
+        "A test run silent this long is marked abandoned and frees the one-run slot.",
+    ),
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE",
+        "float",
+        0.05,
+        "Largest drop of recall@k or MRR below the last passing run a regression scenario accepts.",
+    ),
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_MAX_BACKLOG",
+        "int",
+        0,
+        "Load scenarios refuse to start while more user documents than this are queued.",
+    ),
+    Setting("EMBEDPORTAL_OPS_TEST_LOAD_DOCUMENTS", "int", 300, "Documents the bounded load scenario ingests."),
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS",
+        "int",
+        60,
+        "Quiet time after a collection's configuration change before its regression run starts.",
+    ),
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_FAULT_HOST",
+        "str",
+        "127.0.0.1",
+        "Address the failure scenarios' fault-injecting provider listens on.",
+    ),
+    Setting(
+        "EMBEDPORTAL_CODE_VERSION",
+        "str",
+        "",
+        "Code version recorded with each test run (the image tag or digest); empty: git HEAD of a checkout.",
+    ),
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST",
+        "str",
+        "",
+        "Host the workers reach that provider at (e.g. the pod IP); empty: the listen address.",
+    ),
     # --- read outside settings.py --------------------------------------------------------------
     Setting(
         "PROMETHEUS_MULTIPROC_DIR",
@@ -243,16 +293,6 @@ _register(
 
 def setting(name: str) -> Setting:
     try:
-    # --- operations tests (testing app) ---------------------------------------------------------
-    Setting("EMBEDPORTAL_OPS_TEST_WAIT_SECONDS", "float", 60.0, "Seconds an operations test scenario waits for the running workers."),
-    Setting("EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS", "int", 900, "A test run silent this long is marked abandoned and frees the one-run slot."),
-    Setting("EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE", "float", 0.05, "Largest drop of recall@k or MRR below the last passing run a regression scenario accepts."),
-    Setting("EMBEDPORTAL_OPS_TEST_MAX_BACKLOG", "int", 0, "Load scenarios refuse to start while more user documents than this are queued."),
-    Setting("EMBEDPORTAL_OPS_TEST_LOAD_DOCUMENTS", "int", 300, "Documents the bounded load scenario ingests."),
-    Setting("EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS", "int", 60, "Quiet time after a collection's configuration change before its regression run starts."),
-    Setting("EMBEDPORTAL_OPS_TEST_FAULT_HOST", "str", "127.0.0.1", "Address the failure scenarios' fault-injecting provider listens on."),
-    Setting("EMBEDPORTAL_CODE_VERSION", "str", "", "Code version recorded with each test run (the image tag or digest); empty: git HEAD of a checkout."),
-    Setting("EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST", "str", "", "Host the workers reach that provider at (e.g. the pod IP); empty: the listen address."),
         return SETTINGS[name]
     except KeyError:
         raise KeyError(f"{name} is not in the settings registry (embedportal/config.py)") from None
