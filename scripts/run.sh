@@ -46,7 +46,8 @@ setsid $PY manage.py qcluster &
 pids+=($!)
 
 $PY manage.py create_collection sample --strategy markdown --if-not-exists
-$PY manage.py enqueue README.md docs --collection sample
+# Markdown only: docs/ also holds the site's assets (scripts, images), which are not documents.
+$PY manage.py enqueue README.md 'docs/**/*.md' --collection sample
 
 cat <<MSG
 
