@@ -22,9 +22,9 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -46,6 +46,24 @@ from embedportal.config import SETTINGS
 CONFIG_FILE = "embedportal/config.py"
 
 
+_TOKENS = re.compile(r""""(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[()]""")
+
+
+def setting_entry(text: str, name: str) -> str | None:
+    """The registry entry `Setting("NAME", ...)` as text with layout normalised, found textually so
+    that a version of the file that does not parse (a broken commit) still compares entry by entry."""
+    match = re.search(r"Setting\(\s*" + re.escape(f'"{name}"'), text)
+    if not match:
+        return None
+    depth = 0
+    for token in _TOKENS.finditer(text, match.start() + len("Setting")):
+        depth += {"(": 1, ")": -1}.get(token.group(), 0)
+        if depth == 0:
+            entry = text[match.start() : token.end()]
+            return re.sub(r",\s*\)$", ")", re.sub(r"\s+", " ", entry).replace("( ", "("))
+    return None
+
+
 @dataclass
 class Item:
     """One thing a page covers, resolved to the file that defines it."""
@@ -60,18 +78,12 @@ class Item:
             return None
         name = self.key.split(":", 1)[1]
         if self.kind == "setting":
-            for node in ast.walk(ast.parse(text)):
-                if (
-                    isinstance(node, ast.Call)
-                    and getattr(node.func, "id", "") == "Setting"
-                    and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and node.args[0].value == name
-                ):
-                    return ast.dump(node)
-            return None
+            return setting_entry(text, name)
         if self.kind == "alert":
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError:
+                return text  # a version that does not parse: compare the whole file
             for group in data.get("groups", []):
                 for rule in group.get("rules", []):
                     if rule.get("alert") == name:

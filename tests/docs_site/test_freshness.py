@@ -160,3 +160,23 @@ def test_a_hand_edited_generated_page_is_stale_naming_what_differs(settings, tmp
     assert "embedding_pipeline_oops_total" in statuses["reference/metrics.md"].reason
     assert statuses["reference/metrics.md"].lag_seconds > 0
     assert statuses["reference/commands.md"].status == Freshness.FRESH
+
+
+def test_a_setting_is_compared_even_when_the_registry_did_not_parse_at_the_page_commit(repo: Path) -> None:
+    write(repo, "embedportal/config.py", CONFIG + "def broken(:\n")
+    write(repo, "docs/runbooks/scaling.md", (repo / "docs/runbooks/scaling.md").read_text() + "\nReviewed.\n")
+    git(repo, "commit", "-q", "-am", "a broken registry and a page update", when=1_700_001_000)
+    assert status_of(repo).status == Freshness.FRESH
+
+    # The repair leaves the entry as it was (only its layout changes): still fresh.
+    relaid = CONFIG.replace(
+        'Setting("EMBEDPORTAL_CLAIM_BATCH", "int", 32,', 'Setting(\n    "EMBEDPORTAL_CLAIM_BATCH",\n    "int",\n    32,'
+    )
+    write(repo, "embedportal/config.py", relaid)
+    git(repo, "commit", "-q", "-am", "repair", when=1_700_002_000)
+    assert status_of(repo).status == Freshness.FRESH
+
+    write(repo, "embedportal/config.py", relaid.replace("32,", "64,"))
+    git(repo, "commit", "-q", "-am", "bigger claims", when=1_700_003_000)
+    status = status_of(repo)
+    assert status.status == Freshness.STALE and status.changed == ["setting:EMBEDPORTAL_CLAIM_BATCH"]
