@@ -206,6 +206,26 @@ _register(
         "`/api/v1/health/` and the overview reuse a model probe younger than this (stored in the database, "
         "shared by all processes): at most one provider call per model configuration per interval.",
     ),
+    # --- SLO and capacity history (pipeline.history, pipeline.capacity) -------------------------
+    Setting(
+        "EMBEDPORTAL_HISTORY_MINUTE_DAYS",
+        "int",
+        3,
+        "The database history keeps per-minute rows this many days, then rolls them up into hours.",
+    ),
+    Setting(
+        "EMBEDPORTAL_HISTORY_RETENTION_DAYS",
+        "int",
+        400,
+        "History rows older than this many days are deleted (the 30-day SLOs and the capacity trend need far less).",
+    ),
+    Setting(
+        "EMBEDPORTAL_CAPACITY_WORKERS",
+        "int",
+        0,
+        "Pipeline worker processes the deployment runs in all (every pod); the capacity gauge is the measured "
+        "rate at this count. 0: Q_WORKERS.",
+    ),
     # --- django-q2 -----------------------------------------------------------------------------
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),
     Setting("Q_TIMEOUT", "int", 600, "Seconds a django-q2 task may run."),

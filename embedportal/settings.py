@@ -225,6 +225,12 @@ EMBEDPORTAL_HEALTH_PROGRESS_WINDOW = env_int("EMBEDPORTAL_HEALTH_PROGRESS_WINDOW
 EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = env_float("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT")
 # The API and the overview reuse a model probe this young: one provider call per configuration per interval.
 EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS = env_int("EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS")
+# SLO and capacity history in the database (docs/slos.md): minutes for this many days, then hours,
+# deleted after RETENTION days. The capacity gauge reads the measurement at CAPACITY_WORKERS
+# worker processes (0: Q_WORKERS, one machine's cluster).
+EMBEDPORTAL_HISTORY_MINUTE_DAYS = env_int("EMBEDPORTAL_HISTORY_MINUTE_DAYS")
+EMBEDPORTAL_HISTORY_RETENTION_DAYS = env_int("EMBEDPORTAL_HISTORY_RETENTION_DAYS")
+EMBEDPORTAL_CAPACITY_WORKERS = env_int("EMBEDPORTAL_CAPACITY_WORKERS") or env_int("Q_WORKERS")
 
 # Documentation (docs_site): the Markdown sources, the built site served under /docs/, and the
 # review interval of hand-written pages that declare none.

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models, transaction
@@ -17,6 +18,7 @@ from django.utils import timezone
 from pgvector.django import VectorField
 
 from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus, WorkerRole
+from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.tasks import kick_workers
 
 ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
@@ -53,12 +55,18 @@ def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None
 # Collection names under this prefix belong to the operations tester (the testing app), which
 # sets `reserved_names_allowed` around its own calls; producers and operators cannot create them.
 RESERVED_PREFIX = "__ops_test_"
+# measure_capacity's scratch collections (pipeline.capacity), reserved the same way.
+CAPACITY_PREFIX = "__capacity_"
+RESERVED_PREFIXES = (RESERVED_PREFIX, CAPACITY_PREFIX)
 reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
 
 
 def reserved_name_problem(name: str | None) -> str | None:
-    if name and name.lower().startswith(RESERVED_PREFIX) and not reserved_names_allowed.get():
-        return f"names starting with {RESERVED_PREFIX} are reserved for the operations tests"
+    if name and not reserved_names_allowed.get():
+        if name.lower().startswith(RESERVED_PREFIX):
+            return f"names starting with {RESERVED_PREFIX} are reserved for the operations tests"
+        if name.lower().startswith(CAPACITY_PREFIX):
+            return f"names starting with {CAPACITY_PREFIX} are reserved for capacity measurements"
     return None
 
 
@@ -438,3 +446,74 @@ class ModelCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} ({'ok' if self.ok else 'failing'})"
+
+
+class CollectionActivity(models.Model):
+    """One collection's pipeline activity in one minute (or, once rolled up, one hour): the durable
+    history behind the admin's SLO and capacity figures (pipeline.history writes and reads it)."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    start = models.DateTimeField()
+    seconds = models.PositiveIntegerField(help_text="60 (a minute) or 3600 (an hour, rolled up).")
+    arrived = models.BigIntegerField(default=0, help_text="Documents enqueued (new or changed content).")
+    embedded = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0, help_text="Documents failed for good (in-batch retries exhausted).")
+    # Plain counts per bucket of the Prometheus histograms' bounds (pipeline.metrics), +Inf last.
+    latency = ArrayField(models.BigIntegerField(), help_text="Per-document total seconds, bucket counts.")
+    freshness = ArrayField(models.BigIntegerField(), help_text="Embedded minus source modified time, bucket counts.")
+    queue_depth = models.IntegerField(
+        null=True, blank=True, help_text="Pending documents (an hour: its highest sample)."
+    )
+
+    class Meta:
+        verbose_name_plural = "collection activity"
+        constraints = [
+            # The upsert's conflict target; also serves per-collection reads.
+            models.UniqueConstraint(
+                fields=["collection", "seconds", "start"], name="pipeline_collectionactivity_unique_start"
+            ),
+            models.CheckConstraint(condition=Q(seconds__in=[60, 3600]), name="pipeline_collectionactivity_seconds"),
+            # Changing a histogram's bounds changes these sizes: the history must then be migrated.
+            models.CheckConstraint(
+                condition=Q(latency__len=len(LATENCY_BUCKETS) + 1), name="pipeline_collectionactivity_latency_size"
+            ),
+            models.CheckConstraint(
+                condition=Q(freshness__len=len(FRESHNESS_BUCKETS) + 1),
+                name="pipeline_collectionactivity_freshness_size",
+            ),
+        ]
+        indexes = [
+            # Window sums over all collections (pipeline.history.totals/series), roll-up and pruning.
+            models.Index(fields=["start"], name="pipeline_activity_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection_id} @ {self.start:%Y-%m-%d %H:%M} ({self.seconds} s)"
+
+
+class CapacityMeasurement(models.Model):
+    """One `manage.py measure_capacity` run: sustained docs/s per worker count for a model, and the
+    Universal Scalability Law fitted to them (pipeline.capacity)."""
+
+    model = models.CharField(max_length=200)
+    measured_at = models.DateTimeField(db_index=True)
+    documents = models.PositiveIntegerField(help_text="Documents embedded per worker count.")
+    chars_per_document = models.PositiveIntegerField()
+    # [{"workers": 1, "docs_per_second": 12.3, "documents": 300, "seconds": 24.4, "chunks": 1500}, ...]
+    points = models.JSONField()
+    usl_lambda = models.FloatField(null=True, blank=True, help_text="USL: docs/s of one worker without contention.")
+    usl_sigma = models.FloatField(null=True, blank=True, help_text="USL: contention (serial fraction).")
+    usl_kappa = models.FloatField(null=True, blank=True, help_text="USL: coherence (crosstalk) cost.")
+    peak_workers = models.FloatField(null=True, blank=True, help_text="N* = sqrt((1 - sigma) / kappa).")
+    fit_note = models.TextField(blank=True, help_text="How far the points determine the fit.")
+
+    class Meta:
+        ordering = ["-measured_at"]
+        get_latest_by = "measured_at"
+
+    def __str__(self) -> str:
+        return f"{self.model} at {self.measured_at:%Y-%m-%d %H:%M}"
+
+    def rate(self, workers: int) -> float | None:
+        """The measured docs/s at this worker count, if it was measured."""
+        return next((p["docs_per_second"] for p in self.points if p["workers"] == workers), None)

@@ -21,7 +21,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
-from pipeline import metrics, signals, storage
+from pipeline import history, metrics, signals, storage
 from pipeline.choices import ErrorType, Stage, WorkerRole
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import BATCH_WIDE, PipelineError, api_key, classify_storage_error, embed_texts, scrub
@@ -253,7 +253,8 @@ class EmbeddingIngestionPipeline:
             return
         report.seconds[Stage.STORAGE] += time.perf_counter() - t0
         self.metrics.observe_stage(Stage.STORAGE, time.perf_counter() - t0, len(results))
-        self.metrics.observe_stage("total", time.perf_counter() - started, len(stored))
+        total_seconds = time.perf_counter() - started
+        self.metrics.observe_stage("total", total_seconds, len(stored))
         chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
         report.embedded += len(stored)
         report.chunks += chunks
@@ -261,9 +262,16 @@ class EmbeddingIngestionPipeline:
         self.metrics.DOCUMENTS.labels(outcome="embedded").inc(len(stored))
         # A document re-enqueued with new text (or whose lease expired) while we worked.
         self.metrics.DOCUMENTS.labels(outcome="superseded").inc(len(results) - len(stored))
-        for doc, _, _ in embedded:
-            if doc.pk in stored and doc.source_modified_at is not None:
-                self.metrics.FRESHNESS_LAG.observe(max(0.0, (embedded_at - doc.source_modified_at).total_seconds()))
+        lags = [
+            max(0.0, (embedded_at - doc.source_modified_at).total_seconds())
+            for doc, _, _ in embedded
+            if doc.pk in stored and doc.source_modified_at is not None
+        ]
+        for lag in lags:
+            self.metrics.FRESHNESS_LAG.observe(lag)
+        if stored:
+            # The same figures in the database's history (the admin's SLOs without Prometheus): one upsert.
+            history.record(collection.pk, embedded=len(stored), latency_seconds=total_seconds, freshness_lags=lags)
 
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], report: Report
@@ -342,6 +350,7 @@ class EmbeddingIngestionPipeline:
             failed = Document.objects.filter(pk=doc.pk).mark_failed(self.worker_id, message)
             if failed:
                 signals.document_failed.send(sender=type(self), document_id=doc.pk, error=exc, message=message)
+                history.record(doc.collection_id, failed=failed)
         report.failed += failed
         self.metrics.DOCUMENTS.labels(outcome="failed").inc(failed)
         logger.warning("document %s failed: %s", doc.pk, message)

@@ -14,6 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from pipeline import history
 from pipeline.models import Collection
 
 
@@ -182,6 +183,8 @@ def enqueue(collection: Collection, docs: Iterable[IncomingDocument]) -> Enqueue
                 result.updated.append(external_id)
             else:
                 result.unchanged.append(external_id)
+        if result.created or result.updated:
+            history.record(collection.pk, arrived=len(result.created) + len(result.updated), at=now)
     if result.created or result.updated:
         from pipeline.tasks import kick_workers
 

@@ -30,12 +30,23 @@ def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:
 
 def heartbeat() -> None:
     """Every minute: proves the django-q2 cluster runs tasks even when the queue is empty."""
+    from pipeline import history
     from pipeline.choices import WorkerRole
     from pipeline.models import WorkerHeartbeat
 
     WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE)
+    history.sample_queue_depth()
     # Rows of processes gone for a day only clutter the overview.
     WorkerHeartbeat.objects.filter(beat_at__lt=timezone.now() - timedelta(days=1)).delete()
+
+
+def roll_up_history() -> dict:
+    """Every hour: minutes older than EMBEDPORTAL_HISTORY_MINUTE_DAYS become hours, rows older than
+    EMBEDPORTAL_HISTORY_RETENTION_DAYS are deleted (pipeline.history)."""
+    from pipeline import history
+
+    done = history.roll_up()
+    return {"hours_written": done.hours_written, "pruned": done.pruned}
 
 
 def kick_workers() -> None:
@@ -56,10 +67,12 @@ def kick_workers() -> None:
 
 
 # (name, task, every N minutes). The drain is the safety net for work no kick announced (a dead
-# worker's lease expiring); the heartbeat keeps the queue health check green on an idle cluster.
+# worker's lease expiring); the heartbeat keeps the queue health check green on an idle cluster
+# (and samples the queue depth into the history); the roll-up keeps the history bounded.
 SCHEDULES = (
     ("pipeline-drain", DRAIN_TASK, 1),
     ("pipeline-heartbeat", HEARTBEAT_TASK, 1),
+    ("pipeline-history-rollup", "pipeline.tasks.roll_up_history", 60),
 )
 
 

@@ -1,0 +1,298 @@
+"""Durable, bounded pipeline history in the database: the SLO and capacity figures without Prometheus.
+
+Prometheus counters reset when a process restarts and do not exist in the embedded default, so
+the pipeline also keeps, per collection and per minute (`CollectionActivity`):
+
+- `arrived`: documents a producer enqueued that entered the queue (new, or changed content);
+  requeues by operators or the reprocessing workflow are retries, not arrivals;
+- `embedded` and `failed`: document outcomes, as `embedding_pipeline_documents_processed_total`
+  counts them (superseded is not an outcome);
+- `latency`: bucket counts of `embedding_pipeline_latency_seconds{stage="total"}`, one
+  observation per stored document;
+- `freshness`: bucket counts of `embedding_pipeline_freshness_lag_seconds`;
+- `queue_depth`: pending documents, sampled every minute by the heartbeat schedule.
+
+Bucket arrays use the Prometheus histograms' bounds (pipeline.metrics) and hold plain, not
+cumulative, counts: element i counts observations in (bound[i-1], bound[i]], the last one those
+above the highest bound (+Inf). Writers add to the current minute's row with one
+INSERT ... ON CONFLICT DO UPDATE, so concurrent workers never read-modify-write. After
+EMBEDPORTAL_HISTORY_MINUTE_DAYS the minutes are rolled up into hours; after
+EMBEDPORTAL_HISTORY_RETENTION_DAYS rows are deleted (the schedule runs `roll_up` every hour).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+
+MINUTE = 60
+HOUR = 3600
+TABLE = "pipeline_collectionactivity"
+# One element per bound plus +Inf (the model's CHECK constraints hold the database to this).
+LATENCY_SIZE = len(LATENCY_BUCKETS) + 1
+FRESHNESS_SIZE = len(FRESHNESS_BUCKETS) + 1
+COUNTS = ("arrived", "embedded", "failed")
+
+
+def bucket_counts(bounds: Sequence[float], values: Iterable[float]) -> list[int]:
+    """Plain (not cumulative) counts per bucket, Prometheus' `le` semantics: a value equal to a
+    bound belongs to that bound's bucket; the last element is +Inf."""
+    counts = [0] * (len(bounds) + 1)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1
+    return counts
+
+
+def cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) pairs, +Inf last: what metrics.histogram_quantile reads."""
+    out, running = [], 0
+    for upper, n in zip([*bounds, float("inf")], counts, strict=True):
+        running += n
+        out.append((float(upper), float(running)))
+    return out
+
+
+def minute_of(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def hour_of(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _array_sum(column: str, size: int, left: str, right: str) -> str:
+    return "ARRAY[" + ", ".join(f"{left}.{column}[{i}] + {right}.{column}[{i}]" for i in range(1, size + 1)) + "]"
+
+
+# Adds to the minute's row. The arrays are summed element by element (PostgreSQL has no operator
+# for it); their sizes are fixed by the CHECK constraints.
+_UPSERT_SQL = f"""
+INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness)
+VALUES (%s, {MINUTE}, %s, %s, %s, %s, %s::bigint[], %s::bigint[])
+ON CONFLICT (collection_id, seconds, start) DO UPDATE
+   SET arrived = a.arrived + EXCLUDED.arrived,
+       embedded = a.embedded + EXCLUDED.embedded,
+       failed = a.failed + EXCLUDED.failed,
+       latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
+       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")}
+"""
+
+
+def record(
+    collection_id: int,
+    *,
+    arrived: int = 0,
+    embedded: int = 0,
+    failed: int = 0,
+    latency_seconds: float | None = None,
+    freshness_lags: Sequence[float] = (),
+    at: datetime | None = None,
+) -> None:
+    """Add to this minute's row of a collection. `latency_seconds` is observed once per embedded
+    document (every document of a batch waited for the whole batch, as the Prometheus histogram
+    counts it); `freshness_lags` are the lags of the stored documents that have a source time."""
+    latency = [0] * LATENCY_SIZE
+    if latency_seconds is not None and embedded:
+        latency[bisect.bisect_left(LATENCY_BUCKETS, latency_seconds)] = embedded
+    with connection.cursor() as cur:
+        cur.execute(
+            _UPSERT_SQL,
+            [
+                collection_id,
+                minute_of(at or timezone.now()),
+                arrived,
+                embedded,
+                failed,
+                latency,
+                bucket_counts(FRESHNESS_BUCKETS, freshness_lags),
+            ],
+        )
+
+
+_ZEROS = f"'{{{','.join(['0'] * LATENCY_SIZE)}}}'::bigint[], '{{{','.join(['0'] * FRESHNESS_SIZE)}}}'::bigint[]"
+# One row per collection for the minute; the count is an index-only scan of
+# pipeline_document_status (collection_id, status), like the queue-depth gauge.
+_SAMPLE_SQL = f"""
+INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness, queue_depth)
+SELECT c.id, {MINUTE}, %s, 0, 0, 0, {_ZEROS},
+       (SELECT count(*) FROM pipeline_document d WHERE d.collection_id = c.id AND d.status = 'pending')
+  FROM pipeline_collection c
+ON CONFLICT (collection_id, seconds, start) DO UPDATE SET queue_depth = EXCLUDED.queue_depth
+"""
+
+
+def sample_queue_depth(at: datetime | None = None) -> None:
+    """Record every collection's pending count in this minute's row (the heartbeat schedule, every minute)."""
+    with connection.cursor() as cur:
+        cur.execute(_SAMPLE_SQL, [minute_of(at or timezone.now())])
+
+
+def _array_agg(column: str, size: int) -> str:
+    return "ARRAY[" + ", ".join(f"sum({column}[{i}])" for i in range(1, size + 1)) + "]::bigint[]"
+
+
+# Moves whole hours of minute rows into hour rows in one statement. A concurrent roll-up blocks
+# on the rows being deleted and then finds them gone, so nothing is counted twice.
+_ROLL_UP_SQL = f"""
+WITH moved AS (
+    DELETE FROM {TABLE} WHERE seconds = {MINUTE} AND start < %s
+    RETURNING collection_id, start, arrived, embedded, failed, latency, freshness, queue_depth
+)
+INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness, queue_depth)
+SELECT collection_id, {HOUR}, date_trunc('hour', start), sum(arrived), sum(embedded), sum(failed),
+       {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}, max(queue_depth)
+  FROM moved
+ GROUP BY collection_id, date_trunc('hour', start)
+ON CONFLICT (collection_id, seconds, start) DO UPDATE
+   SET arrived = a.arrived + EXCLUDED.arrived,
+       embedded = a.embedded + EXCLUDED.embedded,
+       failed = a.failed + EXCLUDED.failed,
+       latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
+       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")},
+       queue_depth = GREATEST(a.queue_depth, EXCLUDED.queue_depth)
+"""
+
+
+@dataclass
+class RollUp:
+    hours_written: int
+    pruned: int
+
+
+def roll_up(now: datetime | None = None) -> RollUp:
+    """Roll minute rows older than EMBEDPORTAL_HISTORY_MINUTE_DAYS (whole hours) into hour rows
+    (counts and buckets summed, queue depth the hour's highest sample) and delete rows older than
+    EMBEDPORTAL_HISTORY_RETENTION_DAYS."""
+    now = now or timezone.now()
+    cutoff = hour_of(now - timedelta(days=settings.EMBEDPORTAL_HISTORY_MINUTE_DAYS))
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(_ROLL_UP_SQL, [cutoff])
+        written = cur.rowcount
+        cur.execute(
+            f"DELETE FROM {TABLE} WHERE start < %s",
+            [now - timedelta(days=settings.EMBEDPORTAL_HISTORY_RETENTION_DAYS)],
+        )
+        pruned = cur.rowcount
+    return RollUp(written, pruned)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Totals:
+    """Sums over some rows of the history."""
+
+    arrived: int = 0
+    embedded: int = 0
+    failed: int = 0
+    latency: list[int] = field(default_factory=lambda: [0] * LATENCY_SIZE)
+    freshness: list[int] = field(default_factory=lambda: [0] * FRESHNESS_SIZE)
+    queue_depth: int | None = None
+
+    @property
+    def outcomes(self) -> int:
+        return self.embedded + self.failed
+
+
+def _sums() -> str:
+    return (
+        "coalesce(sum(arrived), 0), coalesce(sum(embedded), 0), coalesce(sum(failed), 0), "
+        + ", ".join(f"coalesce(sum(latency[{i}]), 0)" for i in range(1, LATENCY_SIZE + 1))
+        + ", "
+        + ", ".join(f"coalesce(sum(freshness[{i}]), 0)" for i in range(1, FRESHNESS_SIZE + 1))
+    )
+
+
+def _totals(row: Sequence) -> Totals:
+    arrived, embedded, failed, *rest = (int(v) for v in row)
+    return Totals(arrived, embedded, failed, rest[:LATENCY_SIZE], rest[LATENCY_SIZE:])
+
+
+def _scope(collection_id: int | None) -> tuple[str, list]:
+    """User traffic: one collection, or every collection but the reserved scratch ones (operations
+    tests, capacity measurements), whose bursts are not load the pipeline must carry."""
+    from pipeline.models import RESERVED_PREFIXES
+
+    if collection_id is not None:
+        return "a.collection_id = %s", [collection_id]
+    clauses = " AND ".join("c.name NOT LIKE %s" for _ in RESERVED_PREFIXES)
+    return clauses, [p.replace("_", r"\_") + "%" for p in RESERVED_PREFIXES]
+
+
+def totals(since: datetime, until: datetime, collection_id: int | None = None) -> Totals:
+    """Sums of rows starting in [since, until). An hour row counts whole when it starts inside."""
+    where, params = _scope(collection_id)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {_sums()} FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id "
+            f"WHERE a.start >= %s AND a.start < %s AND {where}",
+            [since, until, *params],
+        )
+        return _totals(cur.fetchone())
+
+
+@dataclass
+class Point:
+    start: datetime
+    totals: Totals
+
+
+def series(since: datetime, until: datetime, step_seconds: int, collection_id: int | None = None) -> list[Point]:
+    """Totals per step from `since` (every step present, empty ones zero; queue depth: the sum over
+    collections of each one's highest sample in the step, None without samples)."""
+    where, params = _scope(collection_id)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, {_sums()} "
+            f"FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id "
+            f"WHERE a.start >= %s AND a.start < %s AND {where} GROUP BY 1",
+            [since, step_seconds, since, until, *params],
+        )
+        rows = {row[0]: row[1:] for row in cur.fetchall()}
+    steps = int((until - since).total_seconds() // step_seconds)
+    depth = _depth_series(since, until, step_seconds, collection_id)
+    points = []
+    for i in range(steps):
+        t = _totals(rows[i]) if i in rows else Totals()
+        t.queue_depth = depth.get(i)
+        points.append(Point(since + timedelta(seconds=i * step_seconds), t))
+    return points
+
+
+def _depth_series(since: datetime, until: datetime, step_seconds: int, collection_id: int | None) -> dict[int, int]:
+    where, params = _scope(collection_id)
+    with connection.cursor() as cur:
+        # Per collection its highest sample in the step, then summed over collections.
+        cur.execute(
+            f"""
+            SELECT step, sum(depth)::bigint FROM (
+                SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, a.collection_id,
+                       max(a.queue_depth) AS depth
+                  FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id
+                 WHERE a.start >= %s AND a.start < %s AND a.queue_depth IS NOT NULL AND {where}
+                 GROUP BY 1, 2
+            ) per_collection GROUP BY step
+            """,
+            [since, step_seconds, since, until, *params],
+        )
+        return {step: int(depth) for step, depth in cur.fetchall()}
+
+
+def first_start(collection_id: int | None = None) -> datetime | None:
+    """When the history (of user traffic) begins."""
+    where, params = _scope(collection_id)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT min(a.start) FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id WHERE {where}",
+            params,
+        )
+        return cur.fetchone()[0]

@@ -1,0 +1,128 @@
+"""The database history: what workers, producers and the heartbeat write, and the hourly roll-up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from pipeline import history, tasks
+from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.models import CollectionActivity, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
+from pipeline.queue import IncomingDocument, enqueue
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def test_bucket_counts_follow_prometheus_le():
+    # A value equal to a bound is in that bound's bucket; above the highest bound is +Inf.
+    assert history.bucket_counts((1, 5, 30), [0.2, 1, 1.01, 30, 31, 9999]) == [2, 1, 1, 2]
+    assert history.cumulative((1, 5, 30), [2, 1, 1, 2]) == [(1, 2), (5, 3), (30, 4), (float("inf"), 6)]
+
+
+def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):
+    modified = timezone.now() - timedelta(minutes=90)
+    docs = [IncomingDocument(f"ok{i}", f"text number {i}", modified_at=modified) for i in range(7)]
+    docs += [IncomingDocument("bad", "POISON:400 this one fails"), IncomingDocument("fresh", "no source time")]
+    enqueue(fake_collection, docs)
+    enqueue(fake_collection, [IncomingDocument("ok0", "text number 0")])  # unchanged: not an arrival
+    report = EmbeddingIngestionPipeline(retry=RetryPolicy.from_settings(tries=1)).drain()
+    assert (report.embedded, report.failed) == (8, 1)
+
+    total = history.totals(timezone.now() - timedelta(hours=1), timezone.now() + timedelta(minutes=1))
+    assert (total.arrived, total.embedded, total.failed) == (9, 8, 1)
+    # One latency observation per stored document, all far under 30 s.
+    assert sum(total.latency) == 8 and sum(total.latency[: LATENCY_BUCKETS.index(30) + 1]) == 8
+    # Seven documents have a source time 90 minutes back: all late for the 1 h freshness SLO.
+    assert sum(total.freshness) == 7
+    assert total.freshness[FRESHNESS_BUCKETS.index(7200)] == 7
+
+
+def test_concurrent_writers_add_to_one_row_per_minute(hash_collection):
+    history.record(hash_collection.pk, embedded=3, latency_seconds=0.3, freshness_lags=[10, 4000], at=T0)
+    history.record(hash_collection.pk, embedded=2, latency_seconds=45, at=T0 + timedelta(seconds=59))
+    history.record(hash_collection.pk, failed=1, at=T0 + timedelta(seconds=20))
+    row = CollectionActivity.objects.get()
+    assert (row.start, row.seconds, row.embedded, row.failed) == (T0, 60, 5, 1)
+    assert row.latency[LATENCY_BUCKETS.index(0.5)] == 3 and row.latency[LATENCY_BUCKETS.index(60)] == 2
+    assert sum(row.freshness) == 2
+
+
+def test_the_heartbeat_samples_every_collections_queue_depth(hash_collection, fake_collection):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(4)])
+    tasks.heartbeat()
+    depth = dict(CollectionActivity.objects.values_list("collection__name", "queue_depth"))
+    assert depth == {"hashes": 4, "fake": 0}
+
+
+def test_roll_up_turns_old_minutes_into_hours_and_keeps_totals(hash_collection):
+    now = T0 + timedelta(days=10)
+    old = T0
+    for minute in range(0, 120, 7):  # two hours of minutes, ten days old
+        history.record(
+            hash_collection.pk, arrived=2, embedded=2, latency_seconds=1.5, at=old + timedelta(minutes=minute)
+        )
+    history.record(hash_collection.pk, failed=1, freshness_lags=[30], at=old)
+    history.sample_queue_depth(at=old + timedelta(minutes=1))
+    Document.objects.create(collection=hash_collection, external_id="p", text="pending", content_hash="x")
+    history.sample_queue_depth(at=old + timedelta(minutes=2))
+    recent = now - timedelta(hours=1)
+    history.record(hash_collection.pk, embedded=4, at=recent)
+    before = history.totals(T0 - timedelta(days=1), now)
+
+    with override_settings(EMBEDPORTAL_HISTORY_MINUTE_DAYS=3):
+        done = history.roll_up(now)
+
+    assert done.hours_written == 2
+    assert history.totals(T0 - timedelta(days=1), now) == before
+    hours = CollectionActivity.objects.filter(seconds=3600).order_by("start")
+    assert [h.start for h in hours] == [T0, T0 + timedelta(hours=1)]
+    assert hours[0].queue_depth == 1  # the hour's highest sample
+    # Recent minutes stay minutes.
+    assert CollectionActivity.objects.filter(seconds=60).get().start == recent
+    # Rolling up again changes nothing.
+    assert history.roll_up(now).hours_written == 0
+    assert history.totals(T0 - timedelta(days=1), now) == before
+
+
+def test_rows_older_than_the_retention_are_deleted(hash_collection):
+    history.record(hash_collection.pk, embedded=1, at=T0)
+    history.record(hash_collection.pk, embedded=1, at=T0 + timedelta(days=30))
+    with override_settings(EMBEDPORTAL_HISTORY_RETENTION_DAYS=20):
+        done = history.roll_up(T0 + timedelta(days=31))
+    assert done.pruned == 1
+    assert list(CollectionActivity.objects.values_list("start", flat=True)) == [T0 + timedelta(days=30)]
+
+
+def test_bucket_arrays_of_another_size_are_refused(hash_collection):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CollectionActivity.objects.create(collection=hash_collection, start=T0, seconds=60, latency=[1], freshness=[1])
+
+
+def test_reserved_scratch_collections_are_not_user_traffic(hash_collection):
+    from pipeline.collections import create_collection
+    from pipeline.models import reserved_names_allowed
+
+    token = reserved_names_allowed.set(True)
+    try:
+        scratch = create_collection(name="__capacity_test", model="local/hash-16", chunk_unit="characters")
+    finally:
+        reserved_names_allowed.reset(token)
+    history.record(hash_collection.pk, arrived=3, at=T0)
+    history.record(scratch.pk, arrived=500, at=T0)
+    assert history.totals(T0, T0 + timedelta(hours=1)).arrived == 3
+    assert history.totals(T0, T0 + timedelta(hours=1), collection_id=scratch.pk).arrived == 500
+
+
+def test_history_schedule_is_registered_on_migrate():
+    from django_q.models import Schedule
+
+    assert tasks.ensure_schedules()
+    schedule = Schedule.objects.get(name="pipeline-history-rollup")
+    assert (schedule.func, schedule.minutes) == ("pipeline.tasks.roll_up_history", 60)
