@@ -56,3 +56,11 @@ class WorkerRole(models.TextChoices):
     WORKER = "worker", "run_pipeline worker"
     DRAIN_TASK = "drain_task", "django-q2 drain task"
     SCHEDULE = "schedule", "django-q2 heartbeat schedule"
+
+
+class OptimizationStatus(models.TextChoices):
+    """An OptimizationChange: applied (being measured), then kept or reverted by its evaluation."""
+
+    APPLIED = "applied", "Applied, being measured"
+    KEPT = "kept", "Kept (it helped)"
+    REVERTED = "reverted", "Reverted (it did not help)"

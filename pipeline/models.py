@@ -17,7 +17,7 @@ from django.db.models import F, Min, Q
 from django.utils import timezone
 from pgvector.django import VectorField
 
-from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus, WorkerRole
+from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus, OptimizationStatus, WorkerRole
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.tasks import kick_workers
 
@@ -517,3 +517,107 @@ class CapacityMeasurement(models.Model):
     def rate(self, workers: int) -> float | None:
         """The measured docs/s at this worker count, if it was measured."""
         return next((p["docs_per_second"] for p in self.points if p["workers"] == workers), None)
+
+
+# --- performance (pipeline.timings writes, pipeline.optimizer reads) -----------------------------
+
+
+class BatchTiming(models.Model):
+    """One collection's share of one claimed batch: how long each stage took, what it cost.
+
+    Every document of the batch waited for the whole stage, so these seconds are also each
+    document's; the optimizer weights rows by `documents` for per-document percentiles.
+    Pruned after EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS (the hourly roll-up schedule).
+    """
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    worker = models.CharField(max_length=200)
+    finished_at = models.DateTimeField()
+    documents = models.PositiveIntegerField(help_text="Documents stored by this batch.")
+    chunks = models.PositiveIntegerField()
+    tokens = models.BigIntegerField(default=0, help_text="Tokens the provider billed (its usage figure).")
+    cost_usd = models.FloatField(default=0.0, help_text="LiteLLM's price of those tokens (0 for local models).")
+    claim_seconds = models.FloatField(help_text="The claim query of the batch (shared by its collections).")
+    chunking_seconds = models.FloatField()
+    embedding_seconds = models.FloatField()
+    storage_seconds = models.FloatField()
+    total_seconds = models.FloatField(help_text="Chunking + embedding + storage, as the latency histogram's total.")
+    queue_wait_seconds = models.FloatField(help_text="Mean of enqueued -> claimed over the batch's documents.")
+    batch_size = models.PositiveIntegerField(help_text="The collection's embedding batch size at the time.")
+
+    class Meta:
+        indexes = [
+            # The optimizer's windows per collection, and the change evaluator's "batches since".
+            models.Index(fields=["collection", "finished_at"], name="pipeline_batchtiming_coll_at"),
+            # Windows over every collection, and pruning.
+            models.Index(fields=["finished_at"], name="pipeline_batchtiming_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection_id} @ {self.finished_at:%Y-%m-%d %H:%M:%S} ({self.documents} docs)"
+
+
+class CollectionCost(models.Model):
+    """Cumulative embedding spend of a collection since it was created (never pruned)."""
+
+    collection = models.OneToOneField(Collection, on_delete=models.CASCADE, primary_key=True, related_name="cost")
+    documents = models.BigIntegerField(default=0, help_text="Documents stored.")
+    tokens = models.BigIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.collection_id}: ${self.cost_usd:.6f}"
+
+    @property
+    def per_document(self) -> float | None:
+        return self.cost_usd / self.documents if self.documents else None
+
+
+class OptimizationChangeQuerySet(models.QuerySet["OptimizationChange"]):
+    def pending(self) -> OptimizationChangeQuerySet:
+        return self.filter(status=OptimizationStatus.APPLIED)
+
+    def conclude(self, status: str, measurement_after: dict, note: str) -> int:
+        """CAS applied -> kept/reverted: the evaluator that loses a race gets 0 and leaves the row alone."""
+        return self.filter(status=OptimizationStatus.APPLIED).update(
+            status=status, measurement_after=measurement_after, note=note, evaluated_at=timezone.now()
+        )
+
+
+class OptimizationChange(models.Model):
+    """A collection setting the optimizer changed, with the measurements that decide whether it stays."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="optimization_changes")
+    setting = models.CharField(max_length=50, help_text="A Collection field.")
+    before = models.JSONField()
+    after = models.JSONField()
+    reason = models.TextField(help_text="The recommendation and its expected effect.")
+    measurement_before = models.JSONField(help_text="Per-document p95 seconds and docs/s before the change.")
+    measurement_after = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=OptimizationStatus.choices, default=OptimizationStatus.APPLIED)
+    note = models.TextField(blank=True, help_text="Why it was kept or reverted.")
+    applied_by = models.CharField(max_length=150, blank=True)
+    applied_at = models.DateTimeField()
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OptimizationChangeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-applied_at"]
+        permissions = [("apply_optimizationchange", "Can apply optimizer recommendations")]
+        constraints = [
+            # One change under measurement per collection: two at once could not be told apart.
+            models.UniqueConstraint(
+                fields=["collection"],
+                condition=Q(status="applied"),
+                name="pipeline_optimizationchange_one_pending",
+            ),
+        ]
+        indexes = [
+            # The evaluation schedule scans applied changes only (pipeline.optimizer.evaluate_pending).
+            models.Index(fields=["applied_at"], condition=Q(status="applied"), name="pipeline_optchange_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection_id}.{self.setting}: {self.before} -> {self.after} ({self.status})"
