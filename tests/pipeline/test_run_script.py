@@ -38,10 +38,31 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def qcluster_pids() -> set[int]:
-    """qcluster processes (the script starts it in a session of its own, so not in its group)."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True).stdout
-    return {int(line.split()[0]) for line in out.splitlines() if "manage.py qcluster" in line}
+def qcluster_pids(root: int) -> set[int]:
+    """The script's qcluster processes: descendants of `root` (the script starts it in a session
+    of its own, so not in its group). Only these: other test runs start clusters of their own."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()]
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _ in rows:
+        children.setdefault(int(ppid), []).append(int(pid))
+    descendants, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            descendants.add(child)
+            todo.append(child)
+    return {int(pid) for pid, _, args in rows if int(pid) in descendants and "manage.py qcluster" in args}
+
+
+def running(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        alive.add(pid)
+    return alive
 
 
 def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
@@ -53,7 +74,6 @@ def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
         "EMBEDPORTAL_DATA_DIR": str(tmp_path / "data"),
     }
-    before = qcluster_pids()
     script = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "bash", str(ROOT / "scripts" / "run.sh")],
         cwd=ROOT,
@@ -68,13 +88,13 @@ def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
         wait_for(lambda: Document.objects.filter(status="embedded").count() >= 1, timeout=180)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             assert response.status == 200
-        started = qcluster_pids() - before
+        started = qcluster_pids(script.pid)
         assert started, "no qcluster process was started"
 
         os.killpg(script.pid, signal.SIGINT)
 
         wait_for(lambda: script.poll() is not None and not group_alive(script.pid), timeout=60)
-        wait_for(lambda: not started & qcluster_pids(), timeout=60)
+        wait_for(lambda: not started & running(started), timeout=60)
     finally:
         for pid in started:
             try:
@@ -99,12 +119,10 @@ def test_a_busy_port_fails_with_a_clear_message_and_starts_nothing(tmp_path: Pat
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
             "EMBEDPORTAL_DATA_DIR": str(tmp_path / "data"),
         }
-        before = qcluster_pids()
         result = subprocess.run(
             ["bash", str(ROOT / "scripts" / "run.sh")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
         )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"embedportal: port {port} on 127.0.0.1 is in use" in result.stderr
     assert "embedportal is running" not in result.stdout
-    assert not qcluster_pids() - before
-    assert not (tmp_path / "prometheus").exists()  # stopped before starting anything
+    assert not (tmp_path / "prometheus").exists()  # stopped before starting anything (web, worker, metrics)
