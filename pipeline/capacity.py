@@ -1,0 +1,489 @@
+"""Capacity: how many documents per second the pipeline sustains, and when arrivals will outgrow it.
+
+`measure()` (manage.py measure_capacity) runs a bounded load against the running system's database:
+per worker count N it fills a scratch collection (reserved prefix __capacity_, created paused so
+nothing claims it early), starts N real worker processes forked after the model is loaded, and
+takes the sustained rate between the 10th and the 90th percentile of the documents' commit times
+(no start-up, no tail where workers run out of work). Then it fits the Universal Scalability Law
+
+    X(N) = lambda N / (1 + sigma (N - 1) + kappa N (N - 1))
+
+(scipy.optimize.curve_fit): sigma is contention (a serial part), kappa coherence (crosstalk);
+adding workers stops helping at N* = sqrt((1 - sigma) / kappa). Three parameters need three worker
+counts; with fewer the fit is underdetermined and the note says what was assumed.
+
+`plan()` (manage.py capacity_plan) reads the arrivals in the history: the busiest hour of each of
+the last days, a linear trend over them (scipy.stats.linregress), the date the trend crosses the
+capacity, and the workers (by the USL fit) that restore a chosen headroom.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import random
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, connections
+from django.utils import timezone
+
+from pipeline import history
+from pipeline.choices import DocumentStatus, WorkerRole
+from pipeline.models import CAPACITY_PREFIX, CapacityMeasurement, Collection, Document, WorkerHeartbeat
+
+# Trend: at least this many days of hourly arrivals; the last TREND_DAYS days at most.
+MIN_TREND_DAYS = 3
+TREND_DAYS = 28
+# measure(): characters per synthetic document when no user collection of the model has any.
+DEFAULT_DOCUMENT_CHARS = 4000
+
+
+class CapacityError(Exception):
+    """The measurement cannot be made or would be wrong; the message says why and what to do."""
+
+
+# --- the Universal Scalability Law ------------------------------------------------------------
+
+
+def usl(n: Any, lam: float, sigma: float, kappa: float) -> Any:
+    return lam * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
+
+
+@dataclass
+class UslFit:
+    lam: float | None
+    sigma: float | None
+    kappa: float | None
+    note: str
+
+    @property
+    def peak_workers(self) -> float | None:
+        """N*: where throughput peaks (None when kappa is 0 or unknown: no peak)."""
+        if self.sigma is None or not self.kappa:
+            return None
+        return math.sqrt(max(0.0, 1 - self.sigma) / self.kappa)
+
+    @property
+    def determined(self) -> bool:
+        """Fitted from three worker counts or more (fewer: see the note for what was assumed)."""
+        return None not in (self.lam, self.sigma, self.kappa) and not self.note.startswith("underdetermined")
+
+    def rate(self, workers: float) -> float | None:
+        if self.lam is None:
+            return None
+        return float(usl(workers, self.lam, self.sigma or 0.0, self.kappa or 0.0))
+
+
+def fit_usl(points: dict[int, float]) -> UslFit:
+    """Fit X(N) to measured {workers: docs/s}. One point gives lambda only (if N = 1); two give
+    lambda and sigma with kappa assumed 0 (Amdahl's law); three or more a least-squares fit."""
+    ns = sorted(points)
+    if not ns:
+        return UslFit(None, None, None, "no measurements")
+    if len(ns) == 1:
+        n = ns[0]
+        lam = points[n] if n == 1 else None
+        note = f"underdetermined: 1 worker count ({n}) for 3 parameters; " + (
+            "lambda is the 1-worker rate, sigma and kappa are unknown (no scaling figure)"
+            if n == 1
+            else "measure 1 worker as well to know lambda"
+        )
+        return UslFit(lam, None, None, note)
+    if len(ns) == 2:
+        (n1, x1), (n2, x2) = ((n, points[n]) for n in ns)
+        # With kappa = 0: x_i (1 + sigma (n_i - 1)) = lambda n_i for both points.
+        denominator = x2 * (n2 - 1) * n1 - x1 * (n1 - 1) * n2
+        sigma = (x1 * n2 - x2 * n1) / denominator if denominator else 0.0
+        sigma = min(1.0, max(0.0, sigma))
+        lam = x1 * (1 + sigma * (n1 - 1)) / n1
+        note = (
+            f"underdetermined: 2 worker counts ({n1}, {n2}) for 3 parameters; kappa assumed 0 (Amdahl), "
+            "so no peak N* is known: measure a third worker count"
+        )
+        return UslFit(lam, sigma, 0.0, note)
+    import numpy as np
+    from scipy.optimize import curve_fit
+
+    n = np.array(ns, dtype=float)
+    x = np.array([points[k] for k in ns], dtype=float)
+    lam0 = points[1] if 1 in points else x[0] / n[0]
+    (lam, sigma, kappa), _ = curve_fit(
+        usl, n, x, p0=[lam0, 0.05, 0.01], bounds=([0.0, 0.0, 0.0], [np.inf, 1.0, 1.0]), maxfev=20000
+    )
+    fit = UslFit(float(lam), float(sigma), float(kappa), "")
+    residual = max(abs(fit.rate(k) - points[k]) / points[k] for k in ns)
+    fit.note = f"least squares over {len(ns)} worker counts; largest relative residual {residual:.1%}"
+    return fit
+
+
+# --- the measurement --------------------------------------------------------------------------
+
+
+@dataclass
+class Point:
+    workers: int
+    docs_per_second: float
+    documents: int
+    chunks: int
+    seconds: float
+
+
+def _words(chars: int, rng: random.Random) -> str:
+    # Varied words and sentences, so chunkers split as they do on prose.
+    vocabulary = (
+        "pipeline embedding vector index queue worker latency freshness document chunk model batch "
+        "database capacity throughput measure operator request source update storage retrieval "
+        "the a of to and in is for on with as by at from that this it be are was"
+    ).split()
+    out, size = [], 0
+    while size < chars:
+        sentence = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(6, 18))).capitalize() + ". "
+        out.append(sentence)
+        size += len(sentence)
+    return "".join(out)[:chars]
+
+
+def document_chars(model: str) -> int:
+    """The median length of the model's user documents (a sample), else DEFAULT_DOCUMENT_CHARS."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY length(d.text)) FROM ("
+            " SELECT d.text FROM pipeline_document d JOIN pipeline_collection c ON c.id = d.collection_id"
+            " WHERE c.model = %s AND c.name NOT LIKE %s LIMIT 1000) d",
+            [model, CAPACITY_PREFIX.replace("_", r"\_") + "%"],
+        )
+        found = cur.fetchone()[0]
+    return int(found) if found else DEFAULT_DOCUMENT_CHARS
+
+
+def chunking_of(model: str) -> dict[str, Any]:
+    """Chunking of the model's (first) user collection, so the load is what is deployed; else the defaults."""
+    fields = (
+        "chunking_strategy",
+        "chunk_unit",
+        "chunk_size",
+        "chunk_overlap",
+        "batch_size",
+        "api_base",
+        "api_key_env",
+        "dimensions",
+    )
+    template = Collection.objects.filter(model=model).exclude(name__startswith=CAPACITY_PREFIX).order_by("pk").first()
+    if template is None:
+        return {}
+    return {name: getattr(template, name) for name in fields} | {"extra_params": template.extra_params}
+
+
+def preflight() -> None:
+    """Refuse to measure when the figures would be wrong: queued work elsewhere, or running
+    pipeline workers that would take part. Leftover scratch collections of a killed run go."""
+    for collection in Collection.objects.filter(name__startswith=CAPACITY_PREFIX):
+        collection.delete()
+    busy = (
+        Document.objects.filter(status__in=[DocumentStatus.PENDING, DocumentStatus.PROCESSING])
+        .exclude(collection__name__startswith=CAPACITY_PREFIX)
+        .count()
+    )
+    if busy:
+        raise CapacityError(
+            f"{busy} documents are queued or being processed: the measurement's workers would embed them and "
+            "the figure would be wrong. Measure when the queue is empty."
+        )
+    workers = list(
+        WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE))
+        .filter(role=WorkerRole.WORKER)
+        .values_list("worker", flat=True)
+    )
+    if workers:
+        raise CapacityError(
+            f"pipeline workers are running ({', '.join(workers)}): they would take part in the measurement. "
+            "Stop them (run_pipeline) first; django-q2 drain tasks are detected if they join."
+        )
+
+
+def _worker(index: int, start: Any, results: Any) -> None:
+    from pipeline.pipeline import EmbeddingIngestionPipeline
+
+    connections.close_all()  # never share the parent's socket
+    start.wait()
+    report = EmbeddingIngestionPipeline(worker_id=f"capacity-{os.getpid()}-{index}").drain()
+    results.put((report.embedded, report.failed, report.chunks))
+    connections.close_all()
+
+
+def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[float, float]:
+    """(docs/s, seconds): between the documents at the 10th and 90th percentile of commit time when
+    at least 5 batches committed, else over the whole run."""
+    times = sorted(commit_times)
+    if len(set(times)) >= 5:
+        lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
+        inside = sum(1 for t in times if lo < t <= hi)
+        span = (hi - lo).total_seconds()
+        if inside and span > 0:
+            return inside / span, span
+    span = max((times[-1] - started).total_seconds(), 1e-6)
+    return len(times) / span, span
+
+
+def measure_workers(model: str, workers: int, documents: int, chars: int, seed: int = 0) -> Point:
+    """One worker count: fill a paused scratch collection, start `workers` processes, unpause."""
+    from pipeline.collections import create_collection
+    from pipeline.models import reserved_names_allowed
+    from pipeline.queue import IncomingDocument, enqueue
+
+    name = f"{CAPACITY_PREFIX}{int(time.time())}_{workers}w"
+    token = reserved_names_allowed.set(True)
+    try:
+        collection = create_collection(name=name, model=model, paused=True, **chunking_of(model))
+    finally:
+        reserved_names_allowed.reset(token)
+    try:
+        rng = random.Random(seed)
+        docs = [IncomingDocument(f"load-{i}", _words(chars, rng)) for i in range(documents)]
+        for i in range(0, len(docs), 500):
+            enqueue(collection, docs[i : i + 500])
+        connections.close_all()
+        ctx = multiprocessing.get_context("fork")
+        start, results = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(i, start, results)) for i in range(workers)]
+        for p in procs:
+            p.start()
+        # A plain update, not resume(): resume wakes the cluster's drain tasks, which would join in.
+        Collection.objects.filter(pk=collection.pk).update(paused=False)
+        started = timezone.now()
+        start.set()
+        ours = [results.get() for _ in procs]
+        for p in procs:
+            p.join()
+            if p.exitcode:
+                raise CapacityError(f"a measurement worker exited with {p.exitcode}")
+        # The processes are gone: their heartbeats must not stop the next measurement (preflight).
+        WorkerHeartbeat.objects.filter(worker__in=[f"{socket.gethostname()}:{p.pid}" for p in procs]).delete()
+        embedded = sum(r[0] for r in ours)
+        failed = sum(r[1] for r in ours)
+        stored = Document.objects.filter(collection=collection, status=DocumentStatus.EMBEDDED)
+        if failed:
+            raise CapacityError(f"{failed} of {documents} load documents failed: fix the model first (see the admin)")
+        if stored.count() > embedded:
+            raise CapacityError(
+                f"other workers embedded {stored.count() - embedded} of the load documents (a django-q2 drain "
+                "task?): the figure would be wrong. Stop the cluster's workers and measure again."
+            )
+        commit_times = list(stored.values_list("last_embedded_at", flat=True))
+        rate, span = _sustained_rate(commit_times, started)
+        return Point(workers, round(rate, 3), embedded, sum(r[2] for r in ours), round(span, 3))
+    finally:
+        collection.delete()
+
+
+def warm_up(model: str) -> None:
+    """Load LiteLLM, the provider and a local model's weights in this process before forking."""
+    from pipeline import providers
+    from pipeline.embedding import embed_raw
+
+    embed_raw(Collection(model=model, dimensions=providers.known_dimensions(model) or 0), ["warm-up"])
+
+
+def measure(model: str, worker_counts: list[int], documents: int, progress: Any = None) -> CapacityMeasurement:
+    """Measure every worker count, fit the USL, store and return the CapacityMeasurement."""
+    preflight()
+    warm_up(model)
+    chars = document_chars(model)
+    points = []
+    for n in worker_counts:
+        point = measure_workers(model, n, documents, chars)
+        points.append(point)
+        if progress:
+            progress(point)
+    fit = fit_usl({p.workers: p.docs_per_second for p in points})
+    return CapacityMeasurement.objects.create(
+        model=model,
+        measured_at=timezone.now(),
+        documents=documents,
+        chars_per_document=chars,
+        points=[asdict(p) for p in points],
+        usl_lambda=fit.lam,
+        usl_sigma=fit.sigma,
+        usl_kappa=fit.kappa,
+        peak_workers=fit.peak_workers,
+        fit_note=fit.note,
+    )
+
+
+def fit_of(m: CapacityMeasurement) -> UslFit:
+    return UslFit(m.usl_lambda, m.usl_sigma, m.usl_kappa, m.fit_note)
+
+
+# --- current capacity -------------------------------------------------------------------------
+
+
+@dataclass
+class Capacity:
+    docs_per_second: float
+    workers: int
+    model: str
+    measured_at: datetime
+    how: str  # "measured", "usl" or "lower bound"
+
+
+def current() -> Capacity | None:
+    """The latest measurement's rate at the deployed worker count (EMBEDPORTAL_CAPACITY_WORKERS):
+    measured if that count was measured, else the USL fit's prediction, else the rate of the
+    largest measured count below it (a lower bound). None without a usable measurement."""
+    m = CapacityMeasurement.objects.order_by("-measured_at").first()
+    if m is None:
+        return None
+    n = settings.EMBEDPORTAL_CAPACITY_WORKERS
+    if (rate := m.rate(n)) is not None:
+        return Capacity(rate, n, m.model, m.measured_at, "measured")
+    fit = fit_of(m)
+    if fit.lam is not None and fit.sigma is not None:
+        return Capacity(round(fit.rate(n), 3), n, m.model, m.measured_at, "usl")
+    below = [p for p in m.points if p["workers"] < n]
+    if below:
+        best = max(below, key=lambda p: p["workers"])
+        return Capacity(best["docs_per_second"], n, m.model, m.measured_at, "lower bound")
+    return None
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    now: datetime
+    headroom_wanted: float
+    enough_history: bool
+    needs: str = ""  # what is missing, when the history or the measurement is not enough
+    history_hours: float = 0.0
+    arrivals_last_hour: float = 0.0  # docs/s
+    daily_peaks: list[tuple[date, float]] = field(default_factory=list)  # (day, busiest hour's docs/s)
+    peak: float | None = None  # the last day's busiest hour, docs/s
+    trend_per_day: float | None = None  # docs/s per day
+    trend_intercept: float | None = None  # docs/s at day 0 (the first daily peak's day)
+    capacity: Capacity | None = None
+    headroom: float | None = None  # 1 - peak / capacity
+    exceeds_on: date | None = None
+    exceeded_now: bool = False
+    workers_needed: int | None = None
+    workers_note: str = ""
+
+    def trend_at(self, day: date) -> float | None:
+        if self.trend_per_day is None or not self.daily_peaks:
+            return None
+        return self.trend_intercept + self.trend_per_day * (day - self.daily_peaks[0][0]).days
+
+    def as_dict(self) -> dict[str, Any]:
+        cap = self.capacity
+        return {
+            "now": self.now.isoformat(),
+            "headroom_wanted": self.headroom_wanted,
+            "enough_history": self.enough_history,
+            "needs": self.needs or None,
+            "history_hours": round(self.history_hours, 1),
+            "arrivals_last_hour_docs_per_second": round(self.arrivals_last_hour, 4),
+            "daily_peaks": [{"day": d.isoformat(), "docs_per_second": round(v, 4)} for d, v in self.daily_peaks],
+            "peak_docs_per_second": None if self.peak is None else round(self.peak, 4),
+            "trend_docs_per_second_per_day": None if self.trend_per_day is None else round(self.trend_per_day, 6),
+            "capacity": None
+            if cap is None
+            else {
+                "docs_per_second": cap.docs_per_second,
+                "workers": cap.workers,
+                "model": cap.model,
+                "measured_at": cap.measured_at.isoformat(),
+                "how": cap.how,
+            },
+            "headroom": None if self.headroom is None else round(self.headroom, 4),
+            "exceeded_now": self.exceeded_now,
+            "exceeds_on": None if self.exceeds_on is None else self.exceeds_on.isoformat(),
+            "workers_needed": self.workers_needed,
+            "workers_note": self.workers_note or None,
+        }
+
+
+def _hours(seconds_: float) -> str:
+    hours = seconds_ / 3600
+    if hours < 48:
+        return f"{hours:.0f} hour{'s' if round(hours) != 1 else ''}"
+    return f"{hours / 24:.1f} days"
+
+
+def daily_peaks(now: datetime, first: datetime) -> list[tuple[date, float]]:
+    """Per 24 h period ending at the current hour (oldest first, only periods the history covers
+    whole, at most TREND_DAYS): the busiest hour's arrivals, in docs/s."""
+    end = history.hour_of(now)
+    days = min(TREND_DAYS, int((end - first).total_seconds() // 86400))
+    if days <= 0:
+        return []
+    since = end - timedelta(days=days)
+    hourly = [p.totals.arrived for p in history.series(since, end, 3600)]
+    return [((since + timedelta(days=d)).date(), max(hourly[d * 24 : (d + 1) * 24]) / 3600.0) for d in range(days)]
+
+
+def workers_for(rate: float, fit: UslFit, limit: int = 256) -> tuple[int | None, str]:
+    """The fewest workers whose predicted throughput reaches `rate`, by the USL fit."""
+    if fit.lam is None:
+        return None, "no USL fit: measure_capacity with 1 worker at least"
+    assumed = "" if fit.determined and fit.kappa else f" ({fit.note})"
+    top = fit.peak_workers
+    for n in range(1, limit + 1):
+        if fit.rate(n) >= rate:
+            return n, f"USL prediction{assumed}"
+        if top is not None and n > top:
+            best = fit.rate(round(top))
+            return None, (
+                f"no worker count reaches {rate:.3g} docs/s: throughput peaks at N*={top:.1f} workers "
+                f"({best:.3g} docs/s); a faster model, provider or database is needed"
+            )
+    return None, f"more than {limit} workers{assumed}"
+
+
+def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
+    """Load, capacity, headroom, the projected date arrivals exceed capacity, workers needed."""
+    from scipy.stats import linregress
+
+    now = now or timezone.now()
+    p = Plan(now=now, headroom_wanted=headroom, enough_history=False)
+    p.capacity = current()
+    last_hour = history.totals(now - timedelta(hours=1), now + timedelta(minutes=1))
+    p.arrivals_last_hour = last_hour.arrived / 3600.0
+    first = history.first_start()
+    p.history_hours = 0.0 if first is None else max(0.0, (now - first).total_seconds() / 3600)
+    p.daily_peaks = [] if first is None else daily_peaks(now, first)
+    if p.daily_peaks:
+        p.peak = p.daily_peaks[-1][1]
+    if len(p.daily_peaks) < MIN_TREND_DAYS:
+        p.needs = (
+            f"needs at least {MIN_TREND_DAYS} days of hourly arrivals, "
+            f"have {_hours(p.history_hours * 3600) if first else 'none'}"
+        )
+    else:
+        p.enough_history = True
+        xs = [(d - p.daily_peaks[0][0]).days for d, _ in p.daily_peaks]
+        fit = linregress(xs, [v for _, v in p.daily_peaks])
+        p.trend_per_day, p.trend_intercept = float(fit.slope), float(fit.intercept)
+    cap = p.capacity
+    if cap is None:
+        p.needs = "; ".join(filter(None, [p.needs, "no capacity measurement: run manage.py measure_capacity"]))
+        return p
+    if p.peak is not None:
+        p.headroom = 1 - p.peak / cap.docs_per_second
+        p.exceeded_now = p.peak > cap.docs_per_second
+    if p.enough_history and not p.exceeded_now and p.trend_per_day and p.trend_per_day > 0:
+        crossing = (cap.docs_per_second - p.trend_intercept) / p.trend_per_day
+        p.exceeds_on = p.daily_peaks[0][0] + timedelta(days=math.ceil(crossing))
+        if p.exceeds_on <= now.date():
+            p.exceeded_now, p.exceeds_on = True, None
+    if p.peak is not None:
+        measurement = CapacityMeasurement.objects.order_by("-measured_at").first()
+        wanted = p.peak / (1 - headroom)
+        p.workers_needed, p.workers_note = workers_for(wanted, fit_of(measurement))
+        p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: " + p.workers_note
+    return p

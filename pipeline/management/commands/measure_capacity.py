@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipeline import capacity, providers
+
+MAX_WORKERS = 32
+
+
+def worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise CommandError(f"--workers {text!r}: give worker counts as a comma list such as 1,2,4") from None
+    if any(n < 1 or n > MAX_WORKERS for n in counts):
+        raise CommandError(f"--workers {text!r}: each count must be between 1 and {MAX_WORKERS}")
+    if len(set(counts)) != len(counts):
+        raise CommandError(f"--workers {text!r}: each count once")
+    return sorted(counts)
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure the sustained docs/s of 1..N worker processes on a scratch collection (__capacity_...), fit the "
+        "Universal Scalability Law, store a CapacityMeasurement (the capacity gauge and the plan read it). "
+        "Refuses while other documents are queued or run_pipeline workers run."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", default=settings.EMBEDPORTAL_DEFAULT_MODEL, help="LiteLLM model string")
+        parser.add_argument("--workers", default="1,2", help="Worker counts, a comma list (default 1,2)")
+        parser.add_argument("--docs", type=int, default=300, help="Documents per worker count (default 300)")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        counts = worker_counts(o["workers"])
+        if o["docs"] < 10:
+            raise CommandError("--docs must be at least 10: fewer make no sustained rate")
+        try:
+            providers.known_dimensions(o["model"])
+        except providers.UnknownLocalModel as exc:
+            raise CommandError(str(exc)) from None
+
+        def progress(point: capacity.Point) -> None:
+            if not o["json"]:
+                self.stdout.write(
+                    f"workers {point.workers}: {point.docs_per_second:.2f} docs/s sustained "
+                    f"({point.documents} docs, {point.chunks} chunks; rate over {point.seconds:.1f} s)"
+                )
+
+        try:
+            m = capacity.measure(o["model"], counts, o["docs"], progress)
+        except capacity.CapacityError as exc:
+            raise CommandError(str(exc)) from None
+        fit = capacity.fit_of(m)
+        if o["json"]:
+            body = {
+                "id": m.pk,
+                "model": m.model,
+                "measured_at": m.measured_at.isoformat(),
+                "documents": m.documents,
+                "chars_per_document": m.chars_per_document,
+                "points": m.points,
+                "usl": {
+                    "lambda": m.usl_lambda,
+                    "sigma": m.usl_sigma,
+                    "kappa": m.usl_kappa,
+                    "peak_workers": m.peak_workers,
+                },
+                "fit_note": m.fit_note,
+            }
+            self.stdout.write(json.dumps(body, indent=2))
+            return
+        self.stdout.write(f"model {m.model}, {m.documents} documents of {m.chars_per_document} characters per run")
+        if fit.lam is not None:
+            params = f"lambda {fit.lam:.3f} docs/s"
+            if fit.sigma is not None:
+                params += f", sigma {fit.sigma:.4f}, kappa {fit.kappa:.5f}"
+            if fit.peak_workers is not None:
+                params += f", N* {fit.peak_workers:.1f} workers"
+            self.stdout.write(f"USL: {params}")
+        self.stdout.write(f"fit: {m.fit_note}")
+        self.stdout.write(self.style.SUCCESS(f"stored capacity measurement {m.pk}"))

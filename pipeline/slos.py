@@ -1,0 +1,160 @@
+"""The pipeline's three SLOs computed from the database history (pipeline.history), no Prometheus.
+
+Objectives and the compliance period come from the one SLO spec, pipeline/slos.yaml, which also
+generates the Prometheus rules (grafana/slo_rules.py). Each SLI here counts the same events as
+the spec's PromQL, from the same histogram buckets:
+
+- freshness: stored documents with a source time; bad when the lag exceeds 3600 s;
+- failures: document outcomes (embedded or failed); bad when failed;
+- latency: stored documents; bad when their batch took more than 30 s from chunking to commit.
+
+A window without events has no value (None): "no data", neither 100% nor 0%.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import yaml
+from django.utils import timezone
+
+from pipeline import history
+from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+
+SPEC = Path(__file__).resolve().parent / "slos.yaml"
+# The SLIs' thresholds: a bucket bound of each histogram (tests/pipeline/test_slos.py checks the
+# spec's PromQL selects the same `le`).
+FRESHNESS_THRESHOLD_SECONDS = 3600
+LATENCY_THRESHOLD_SECONDS = 30
+COMPLIANCE_WINDOWS = ("1h", "1d")  # and the spec's period (30d)
+BURN_WINDOWS = ("1h", "6h")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(window: str) -> int:
+    match = re.fullmatch(r"(\d+)([mhd])", window)
+    if not match:
+        raise ValueError(f"window {window!r}: write it as <n>m, <n>h or <n>d")
+    return int(match[1]) * _UNITS[match[2]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    objective: float  # a fraction: 0.99
+    description: str
+
+    @property
+    def budget(self) -> float:
+        # round(): 1 - 0.999 is 0.0010000000000000009 in binary floating point.
+        return round(1 - self.objective, 10)
+
+
+@dataclass(frozen=True)
+class Spec:
+    period: str
+    objectives: tuple[Objective, ...]
+
+
+@functools.cache
+def spec(path: Path = SPEC) -> Spec:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return Spec(
+        str(data["period"]),
+        tuple(Objective(s["name"], float(s["objective"]) / 100, s["description"]) for s in data["slos"]),
+    )
+
+
+@dataclass(frozen=True)
+class Events:
+    good: int
+    total: int
+
+    @property
+    def bad(self) -> int:
+        return self.total - self.good
+
+    @property
+    def ratio(self) -> float | None:
+        """Good / total; None without events."""
+        return self.good / self.total if self.total else None
+
+
+def events(name: str, t: history.Totals) -> Events:
+    """One SLI's good and total events in some history totals."""
+    if name == "freshness":
+        return Events(sum(t.freshness[: FRESHNESS_BUCKETS.index(FRESHNESS_THRESHOLD_SECONDS) + 1]), sum(t.freshness))
+    if name == "failures":
+        return Events(t.embedded, t.embedded + t.failed)
+    if name == "latency":
+        return Events(sum(t.latency[: LATENCY_BUCKETS.index(LATENCY_THRESHOLD_SECONDS) + 1]), sum(t.latency))
+    raise ValueError(f"no SLI named {name!r} in the history")
+
+
+@dataclass
+class Status:
+    name: str
+    objective: float
+    description: str
+    period: str
+    # window -> events and compliance (good / total, None without events)
+    windows: dict[str, Events] = field(default_factory=dict)
+    burn_rates: dict[str, float | None] = field(default_factory=dict)
+    budget_left: float | None = None
+
+    @property
+    def compliance(self) -> dict[str, float | None]:
+        return {w: e.ratio for w, e in self.windows.items()}
+
+    @property
+    def met(self) -> bool | None:
+        """Over the period: is the objective met? None without events."""
+        ratio = self.windows[self.period].ratio
+        return None if ratio is None else ratio >= self.objective
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "objective": self.objective,
+            "description": self.description,
+            "period": self.period,
+            "compliance": self.compliance,
+            "events": {w: {"good": e.good, "total": e.total} for w, e in self.windows.items()},
+            "error_budget_left": self.budget_left,
+            "burn_rate": self.burn_rates,
+            "met": self.met,
+        }
+
+
+def window_totals(window: str, now: datetime, collection_id: int | None = None) -> history.Totals:
+    """History totals of the last `window`, the current minute included (whole minutes and hours)."""
+    until = history.minute_of(now) + timedelta(minutes=1)
+    return history.totals(until - timedelta(seconds=seconds(window)), until, collection_id)
+
+
+def statuses(now: datetime | None = None, collection_id: int | None = None) -> list[Status]:
+    """Every SLO's compliance over 1 h, 1 d and the period, its error budget left over the period
+    (1 - bad ratio / budget: 1 untouched, 0 spent, below 0 the SLO is missed) and its burn rate
+    over 1 h and 6 h (bad ratio / budget: 1 spends the budget in exactly one period)."""
+    now = now or timezone.now()
+    the_spec = spec()
+    windows = sorted({*COMPLIANCE_WINDOWS, *BURN_WINDOWS, the_spec.period}, key=seconds)
+    totals = {w: window_totals(w, now, collection_id) for w in windows}
+    out = []
+    for objective in the_spec.objectives:
+        found = {w: events(objective.name, totals[w]) for w in windows}
+        status = Status(objective.name, objective.objective, objective.description, the_spec.period)
+        status.windows = {w: found[w] for w in (*COMPLIANCE_WINDOWS, the_spec.period)}
+        status.burn_rates = {w: burn_rate(found[w], objective.budget) for w in BURN_WINDOWS}
+        period_burn = burn_rate(found[the_spec.period], objective.budget)
+        status.budget_left = None if period_burn is None else 1 - period_burn
+        out.append(status)
+    return out
+
+
+def burn_rate(found: Events, budget: float) -> float | None:
+    return None if not found.total else (found.bad / found.total) / budget

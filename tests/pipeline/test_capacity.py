@@ -1,0 +1,193 @@
+"""Capacity: the USL fit, measure_capacity against the database with real worker processes, the
+capacity gauges on /metrics, and capacity_plan on crafted history (time-machine controls now)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+from pipeline import capacity, history
+from pipeline.models import CapacityMeasurement, Collection, WorkerHeartbeat
+from pipeline.queue import IncomingDocument, enqueue
+
+NOW = datetime(2026, 3, 20, 15, 40, tzinfo=UTC)
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def measurement(points: dict[int, float], **fit) -> CapacityMeasurement:
+    return CapacityMeasurement.objects.create(
+        model="local/hash-384",
+        measured_at=NOW - timedelta(days=1),
+        documents=100,
+        chars_per_document=4000,
+        points=[
+            {"workers": n, "docs_per_second": x, "documents": 100, "chunks": 400, "seconds": 5}
+            for n, x in points.items()
+        ],
+        **fit,
+    )
+
+
+# --- the Universal Scalability Law ------------------------------------------------------------
+
+
+def test_usl_fit_recovers_contention_coherence_and_the_peak():
+    truth = {n: capacity.usl(n, 10.0, 0.08, 0.02) for n in (1, 2, 4, 8, 16)}
+    fit = capacity.fit_usl(truth)
+    assert fit.lam == pytest.approx(10.0, rel=1e-3)
+    assert fit.sigma == pytest.approx(0.08, rel=1e-2) and fit.kappa == pytest.approx(0.02, rel=1e-2)
+    assert fit.peak_workers == pytest.approx((0.92 / 0.02) ** 0.5, rel=1e-2)
+    assert fit.determined and "least squares over 5 worker counts" in fit.note
+
+
+def test_one_or_two_worker_counts_leave_the_fit_underdetermined():
+    one = capacity.fit_usl({1: 12.0})
+    assert (one.lam, one.sigma, one.kappa, one.peak_workers) == (12.0, None, None, None)
+    assert one.note.startswith("underdetermined: 1 worker count")
+    two = capacity.fit_usl({1: 10.0, 2: 16.0})
+    # Amdahl through both points: 16 = 2 * 10 / (1 + sigma).
+    assert two.sigma == pytest.approx(0.25) and two.kappa == 0.0 and two.peak_workers is None
+    assert two.rate(2) == pytest.approx(16.0)
+    assert "kappa assumed 0" in two.note and not two.determined
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two", "1,,2", "1,1", "64"])
+def test_measure_capacity_refuses_bad_worker_counts(workers):
+    with pytest.raises(CommandError, match="--workers"):
+        call_command("measure_capacity", "--workers", workers)
+
+
+@pytest.mark.django_db
+def test_measure_capacity_refuses_while_documents_are_queued(hash_collection):
+    enqueue(hash_collection, [IncomingDocument("waiting", "user work")])
+    with pytest.raises(CommandError, match="1 documents are queued or being processed"):
+        call_command("measure_capacity", "--model", "local/hash-16", "--workers", "1", "--docs", "10")
+    assert not CapacityMeasurement.objects.exists()
+
+
+@pytest.mark.django_db
+def test_measure_capacity_refuses_while_pipeline_workers_run():
+    WorkerHeartbeat.objects.beat("worker", worker="other-host:4242")
+    with pytest.raises(CommandError, match="pipeline workers are running \\(other-host:4242\\)"):
+        call_command("measure_capacity", "--model", "local/hash-16", "--workers", "1", "--docs", "10")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_measure_capacity_stores_a_measurement_and_exports_the_gauges(client):
+    body = json.loads(run("measure_capacity", "--model", "local/hash-384", "--workers", "1", "--docs", "40", "--json"))
+    m = CapacityMeasurement.objects.get()
+    assert body["id"] == m.pk and m.model == "local/hash-384"
+    [point] = m.points
+    assert point["workers"] == 1 and point["documents"] == 40 and point["docs_per_second"] > 0
+    assert m.usl_lambda == point["docs_per_second"] and m.usl_sigma is None
+    assert m.fit_note.startswith("underdetermined")
+    # The scratch collection is gone, and so are its history rows and the worker's heartbeat.
+    assert not Collection.objects.exists()
+    assert not WorkerHeartbeat.objects.exists()
+
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=1):
+        scrape = client.get("/metrics").content.decode()
+    rate = point["docs_per_second"]
+    assert (
+        f'embedding_pipeline_capacity_docs_per_second{{how="measured",model="local/hash-384",workers="1"}} {rate}'
+        in scrape
+    )
+    assert 'embedding_pipeline_capacity_measured_timestamp_seconds{model="local/hash-384"}' in scrape
+
+
+@pytest.mark.django_db
+def test_capacity_at_the_deployed_worker_count():
+    measurement({1: 10.0, 2: 16.0}, usl_lambda=10.0, usl_sigma=0.25, usl_kappa=0.0)
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=2):
+        assert (capacity.current().docs_per_second, capacity.current().how) == (16.0, "measured")
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=4):
+        assert (
+            capacity.current().docs_per_second == pytest.approx(40 / 1.75, rel=1e-3) and capacity.current().how == "usl"
+        )
+
+
+# --- capacity_plan ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_capacity_plan_with_too_little_history_says_what_it_needs(hash_collection):
+    for hour in range(5):
+        history.record(hash_collection.pk, arrived=100, at=NOW - timedelta(hours=hour, minutes=50))
+    with time_machine.travel(NOW, tick=False):
+        plan = json.loads(run("capacity_plan", "--json"))
+        text = run("capacity_plan")
+    assert (
+        plan["enough_history"] is False and plan["exceeds_on"] is None and plan["trend_docs_per_second_per_day"] is None
+    )
+    assert plan["needs"] == (
+        "needs at least 3 days of hourly arrivals, have 5 hours; "
+        "no capacity measurement: run manage.py measure_capacity"
+    )
+    assert "needs at least 3 days of hourly arrivals, have 5 hours" in text
+    assert plan["arrivals_last_hour_docs_per_second"] == pytest.approx(100 / 3600, abs=1e-4)
+
+
+@pytest.mark.django_db
+def test_capacity_plan_projects_a_rising_trend_and_the_workers_needed(hash_collection):
+    # Ten days of traffic whose busiest hour grows by 360 documents (0.1 docs/s) a day, from 1 docs/s.
+    start = history.hour_of(NOW) - timedelta(days=10)
+    for day in range(10):
+        for hour in range(24):
+            at = start + timedelta(days=day, hours=hour)
+            arrived = 3600 + 360 * day if hour == 14 else 100
+            history.record(hash_collection.pk, arrived=arrived, at=at)
+    measurement({1: 1.5, 2: 2.7, 4: 4.4}, usl_lambda=1.5, usl_sigma=0.1, usl_kappa=0.01)
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=2), time_machine.travel(NOW, tick=False):
+        plan = capacity.plan(headroom=0.3)
+        text = run("capacity_plan", "--headroom", "0.3")
+
+    assert plan.enough_history and len(plan.daily_peaks) == 10
+    assert plan.trend_per_day == pytest.approx(0.1) and plan.peak == pytest.approx(1.9)
+    assert plan.capacity.docs_per_second == 2.7
+    assert plan.headroom == pytest.approx(1 - 1.9 / 2.7)
+    # The peak reaches 2.7 docs/s 8 days after the last one (1.9 + 0.1 * 8).
+    assert plan.exceeds_on == plan.daily_peaks[-1][0] + timedelta(days=8)
+    # 1.9 / 0.7 = 2.71 docs/s needs the third worker by the fit (X(2) = 2.70...).
+    fit = capacity.UslFit(1.5, 0.1, 0.01, "")
+    assert plan.workers_needed == 3 and fit.rate(3) >= 1.9 / 0.7 > fit.rate(2)
+    assert f"projected to exceed capacity on: {plan.exceeds_on.isoformat()}" in text
+    assert "workers needed: 3" in text
+
+
+@pytest.mark.django_db
+def test_a_flat_trend_never_exceeds_and_an_unreachable_rate_says_so(hash_collection):
+    start = history.hour_of(NOW) - timedelta(days=4)
+    for hour in range(4 * 24):
+        history.record(hash_collection.pk, arrived=36000, at=start + timedelta(hours=hour))
+    measurement({1: 5.0, 2: 8.0, 4: 9.0}, usl_lambda=5.0, usl_sigma=0.3, usl_kappa=0.05)
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=4), time_machine.travel(NOW, tick=False):
+        plan = capacity.plan(headroom=0.3)
+    assert plan.trend_per_day == pytest.approx(0.0, abs=1e-9) and plan.exceeds_on is None
+    assert plan.exceeded_now and plan.headroom == pytest.approx(1 - 10 / 9)
+    assert plan.workers_needed is None and "no worker count reaches" in plan.workers_note
+
+
+def test_headroom_must_be_a_share():
+    with pytest.raises(CommandError, match="--headroom"):
+        call_command("capacity_plan", "--headroom", "1.5")
+
+
+def test_daily_periods_end_at_the_current_hour():
+    assert (
+        capacity.Plan(
+            NOW, 0.3, True, daily_peaks=[(date(2026, 3, 1), 1.0)], trend_per_day=0.5, trend_intercept=1.0
+        ).trend_at(date(2026, 3, 5))
+        == 3.0
+    )

@@ -1,0 +1,106 @@
+"""SLO compliance, error budget and burn rates computed from crafted database history."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from pipeline import history, slos
+from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 3, 10, 12, 30, 15, tzinfo=UTC)
+
+
+def by_name(now=NOW, **kwargs) -> dict[str, slos.Status]:
+    return {s.name: s for s in slos.statuses(now, **kwargs)}
+
+
+def test_objectives_come_from_the_one_spec_and_thresholds_match_its_queries():
+    data = yaml.safe_load(slos.SPEC.read_text())
+    assert [(o.name, o.objective) for o in slos.spec().objectives] == [
+        (s["name"], s["objective"] / 100) for s in data["slos"]
+    ]
+    queries = {s["name"]: s["sli"]["events"]["error_query"] for s in data["slos"]}
+    freshness_le = re.search(r'le=~"(\d+)\(', queries["freshness"])[1]
+    latency_le = re.search(r'le=~"(\d+)\(', queries["latency"])[1]
+    assert (int(freshness_le), int(latency_le)) == (slos.FRESHNESS_THRESHOLD_SECONDS, slos.LATENCY_THRESHOLD_SECONDS)
+    assert slos.FRESHNESS_THRESHOLD_SECONDS in FRESHNESS_BUCKETS and slos.LATENCY_THRESHOLD_SECONDS in LATENCY_BUCKETS
+
+
+def test_a_window_without_traffic_is_no_data(hash_collection):
+    status = by_name()
+    for s in status.values():
+        assert s.compliance == {"1h": None, "1d": None, "30d": None}
+        assert s.burn_rates == {"1h": None, "6h": None}
+        assert s.budget_left is None and s.met is None
+    # Traffic two hours ago: the last hour is still no data, the day is not.
+    history.record(hash_collection.pk, embedded=10, latency_seconds=1, at=NOW - timedelta(hours=2))
+    failures = by_name()["failures"]
+    assert failures.compliance == {"1h": None, "1d": 1.0, "30d": 1.0}
+    assert failures.burn_rates == {"1h": None, "6h": 0.0}
+    assert failures.budget_left == 1.0
+    # Freshness has no events at all: these documents had no source time.
+    assert by_name()["freshness"].compliance["30d"] is None
+
+
+def test_compliance_budget_and_burn_rate_per_slo(hash_collection):
+    c = hash_collection.pk
+    # Last 30 minutes: 1000 documents, 4 failed, 60 slower than 30 s, 20 later than 1 h.
+    history.record(
+        c,
+        embedded=940,
+        latency_seconds=2,
+        freshness_lags=[100] * 980 + [5000] * 20,
+        at=NOW - timedelta(minutes=30),
+    )
+    history.record(c, embedded=60 - 4, latency_seconds=45, at=NOW - timedelta(minutes=29))
+    history.record(c, failed=4, at=NOW - timedelta(minutes=29))
+    # Ten days ago: a clean day of 9000 documents.
+    history.record(
+        c, embedded=9000, latency_seconds=1, freshness_lags=[10] * 9000, at=NOW - timedelta(days=10, minutes=1)
+    )
+    s = by_name()
+
+    failures = s["failures"]
+    assert failures.compliance["1h"] == pytest.approx(996 / 1000)
+    assert failures.burn_rates["1h"] == pytest.approx((4 / 1000) / 0.001)  # 4x: a ticket, not a page
+    assert failures.compliance["30d"] == pytest.approx(1 - 4 / 10000)
+    assert failures.budget_left == pytest.approx(1 - (4 / 10000) / 0.001)
+    assert failures.met is True
+
+    latency = s["latency"]
+    assert latency.windows["1h"].bad == 56 and latency.windows["1h"].total == 996
+    assert latency.burn_rates["6h"] == pytest.approx((56 / 996) / 0.05)
+    assert latency.compliance["30d"] == pytest.approx(1 - 56 / 9996)
+
+    freshness = s["freshness"]
+    assert freshness.compliance["1d"] == pytest.approx(0.98)
+    assert freshness.budget_left == pytest.approx(1 - (20 / 10000) / 0.01)
+    assert freshness.met is True
+    assert freshness.as_dict()["events"]["30d"] == {"good": 9980, "total": 10000}
+
+
+def test_a_missed_slo_has_a_negative_budget(hash_collection):
+    history.record(hash_collection.pk, embedded=90, failed=10, at=NOW - timedelta(days=3))
+    failures = by_name()["failures"]
+    assert failures.met is False
+    assert failures.budget_left == pytest.approx(1 - 0.1 / 0.001)
+    assert failures.compliance["1d"] is None
+
+
+def test_windows_reach_into_rolled_up_hours(hash_collection):
+    history.record(hash_collection.pk, embedded=5, failed=5, at=NOW - timedelta(days=20))
+    history.roll_up(NOW)
+    assert by_name()["failures"].compliance["30d"] == 0.5
+
+
+def test_one_collection_or_all_user_collections(hash_collection, fake_collection):
+    history.record(hash_collection.pk, embedded=10, at=NOW)
+    history.record(fake_collection.pk, failed=10, at=NOW)
+    assert by_name()["failures"].compliance["1h"] == 0.5
+    assert by_name(collection_id=hash_collection.pk)["failures"].compliance["1h"] == 1.0
