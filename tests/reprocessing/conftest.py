@@ -1,30 +1,32 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 
 class Clock:
-    """A frozen clock that tests move by hand (django.utils.timezone.now is patched)."""
+    """Frozen time (time-machine) that a test moves by hand; `now` is what every clock reads."""
 
-    def __init__(self, now: datetime) -> None:
-        self.now = now
+    def __init__(self, traveller: time_machine.Coordinates) -> None:
+        self._traveller = traveller
 
-    def __call__(self) -> datetime:
-        return self.now
+    @property
+    def now(self) -> datetime:
+        return timezone.now()
 
     def advance(self, delta: timedelta) -> datetime:
-        self.now += delta
+        self._traveller.shift(delta)
         return self.now
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock(timezone.now().replace(microsecond=0))
-    monkeypatch.setattr(timezone, "now", clock)
-    return clock
+def clock() -> Iterator[Clock]:
+    with time_machine.travel(timezone.now().replace(microsecond=0), tick=False) as traveller:
+        yield Clock(traveller)
 
 
 @pytest.fixture
