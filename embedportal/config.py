@@ -226,6 +226,56 @@ _register(
         "Pipeline worker processes the deployment runs in all (every pod); the capacity gauge is the measured "
         "rate at this count. 0: Q_WORKERS.",
     ),
+    # --- performance (the optimizer and the performance SLOs) ------------------------------------
+    Setting(
+        "EMBEDPORTAL_PROMETHEUS_URL",
+        "str",
+        "",
+        "Prometheus base URL (e.g. http://prometheus:9090) the optimizer reads its percentiles and utilisation "
+        "from. Unset: the database's per-batch timings.",
+    ),
+    Setting(
+        "EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS",
+        "int",
+        14,
+        "Per-batch stage timings older than this many days are deleted (each collection's cost total is kept).",
+    ),
+    Setting(
+        "EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS",
+        "int",
+        3600,
+        "The window the optimizer and the performance SLO gauges read (seconds up to now).",
+    ),
+    Setting(
+        "EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES",
+        "int",
+        20,
+        "Batches after an applied change that are measured before it is kept or reverted.",
+    ),
+    Setting(
+        "EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS",
+        "float",
+        10.0,
+        "Performance SLO: 95% of documents are chunked, embedded and stored within this many seconds of their claim.",
+    ),
+    Setting(
+        "EMBEDPORTAL_SLO_SEARCH_P95_SECONDS",
+        "float",
+        0.05,
+        "Performance SLO: 95% of searches (query embedding and HNSW scan) answer within this many seconds.",
+    ),
+    Setting(
+        "EMBEDPORTAL_SLO_THROUGHPUT_MODEL",
+        "str",
+        "local/hash-384",
+        "Performance SLO: the model whose sustained throughput per worker is held to the target below.",
+    ),
+    Setting(
+        "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER",
+        "float",
+        20.0,
+        "Performance SLO: documents per second one worker sustains with that model while busy.",
+    ),
     # --- django-q2 -----------------------------------------------------------------------------
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),
     Setting("Q_TIMEOUT", "int", 600, "Seconds a django-q2 task may run."),

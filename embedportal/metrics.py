@@ -5,14 +5,22 @@ define metrics (`<app>.metrics`) and collectors (`<app>.collectors`); this assem
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 from django.conf import settings
 from django.utils.module_loading import import_string
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
+
+SCRAPE_LATENCY = Histogram(
+    "embedding_pipeline_metrics_scrape_seconds",
+    "Seconds one /metrics scrape took to assemble (every process's files and the database collectors); "
+    "a scrape shows the scrapes before it.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 class _ProcessCollector:
@@ -51,7 +59,8 @@ def scrape_registry() -> CollectorRegistry:
 def exposition(accept: str | None = None) -> tuple[bytes, str]:
     """The scrape body and its content type, negotiated like prometheus_client's own servers
     (text format 0.0.4 unless the scraper asks for OpenMetrics)."""
+    started = time.perf_counter()
     encoder, content_type = choose_encoder(accept)
-    return encoder(scrape_registry()), content_type
-
-
+    body = encoder(scrape_registry())
+    SCRAPE_LATENCY.observe(time.perf_counter() - started)
+    return body, content_type

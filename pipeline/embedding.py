@@ -8,13 +8,18 @@ from the error type, so that retries are counted and capped in one place.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 
 from embedportal.config import env_secret
-from pipeline import providers
+from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
 
 if TYPE_CHECKING:
@@ -132,6 +137,45 @@ def classify_storage_error(exc: Exception) -> PipelineError:
     return PipelineError(kind, Stage.STORAGE, f"{type(cause).__name__}: {cause}".strip()[:2000])
 
 
+@dataclass
+class Usage:
+    """What the provider calls made inside `metered()` billed: their usage tokens and LiteLLM's
+    price of them (`response_cost`; None for local models and models LiteLLM has no price for: 0)."""
+
+    calls: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, response: Any) -> None:
+        self.calls += 1
+        usage = getattr(response, "usage", None)
+        self.tokens += int(getattr(usage, "prompt_tokens", 0) or getattr(usage, "total_tokens", 0) or 0)
+        self.cost_usd += float((getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0)
+
+
+# The meter of the pipeline stage running in this context (a worker's embedding stage); a context
+# variable rather than a parameter so every call path under the stage is counted. A stage moved to
+# another thread must run there in a copy of the context (contextvars.copy_context) to be counted.
+_meter: ContextVar[Usage | None] = ContextVar("embedding_usage", default=None)
+
+
+@contextmanager
+def metered() -> Iterator[Usage]:
+    """Count the usage and cost of every successful provider call made inside the block."""
+    usage = Usage()
+    token = _meter.set(usage)
+    try:
+        yield usage
+    finally:
+        _meter.reset(token)
+
+
+def provider_of(model: str) -> str:
+    """The provider label of a LiteLLM model string: its prefix (a bare model name is OpenAI's)."""
+    prefix, slash, _ = model.partition("/")
+    return prefix if slash else "openai"
+
+
 def embed_texts(collection: Collection, texts: list[str]) -> np.ndarray:
     """Embed `texts` in one provider call and check the result; raises PipelineError."""
     return check_quality(embed_raw(collection, texts), len(texts), collection.dimensions)
@@ -158,10 +202,15 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
         kwargs["api_base"] = collection.api_base
     if key:
         kwargs["api_key"] = key
+    started = time.perf_counter()
     try:
         response = litellm.embedding(**kwargs)
     except Exception as exc:  # noqa: BLE001 -- every provider error is classified, none escapes raw
         raise classify(exc, key) from None
+    finally:
+        metrics.PROVIDER_CALL.labels(provider=provider_of(collection.model)).observe(time.perf_counter() - started)
+    if (usage := _meter.get()) is not None:
+        usage.add(response)
     data = sorted(response.data, key=lambda item: item["index"] if isinstance(item, dict) else item.index)
     return [item["embedding"] if isinstance(item, dict) else item.embedding for item in data]
 

@@ -28,7 +28,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from pipeline import providers
+from pipeline import metrics, providers
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
 
@@ -63,7 +63,9 @@ def _timed(name: str, check: Callable[[dict[str, Any]], str]) -> CheckResult:
         reason, ok = str(exc), False
     except DatabaseError as exc:
         reason, ok = f"database error: {type(exc).__name__}: {exc}".strip(), False
-    return CheckResult(name, ok, reason, time.perf_counter() - started, details)
+    seconds = time.perf_counter() - started
+    metrics.HEALTH_CHECK_LATENCY.labels(check=name).observe(seconds)
+    return CheckResult(name, ok, reason, seconds, details)
 
 
 def _statement_timeout(cursor: Any) -> None:

@@ -45,11 +45,74 @@ FRESHNESS_LAG = Histogram(
 )
 
 
+# Seconds of a queue wait (enqueued -> claimed): from a busy worker's instant to a day of backlog.
+WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
+# Short operations: one query, one provider call, one scrape, one health check.
+CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# Worker time per stage, once per batch: rate(...) / workers is each stage's utilisation (the
+# per-document histogram above counts a batch's time once per document, so its sum is not worker time).
+STAGE_BUSY = Counter(
+    "embedding_pipeline_stage_busy_seconds",
+    "Worker seconds spent in each stage (claim, chunking, embedding, storage), counted once per batch.",
+    ["stage"],
+)
+CLAIM_LATENCY = Histogram(
+    "embedding_pipeline_claim_seconds", "Seconds one claim query took (empty claims included).", buckets=CALL_BUCKETS
+)
+QUEUE_WAIT = Histogram(
+    "embedding_pipeline_queue_wait_seconds",
+    "Seconds from a document's enqueued_at (its version entering the queue) to a worker claiming it, "
+    "once per claim (a retry's backoff included).",
+    buckets=WAIT_BUCKETS,
+)
+PROVIDER_CALL = Histogram(
+    "embedding_pipeline_provider_call_seconds",
+    "Seconds one embedding call to a provider took, failed calls included; provider is the LiteLLM "
+    "model prefix (openai, local, ...).",
+    ["provider"],
+    buckets=CALL_BUCKETS,
+)
+ENQUEUE_LATENCY = Histogram(
+    "embedding_pipeline_enqueue_seconds",
+    "Seconds one enqueue call took (validation and the upsert), by source: api, cli, admin, other.",
+    ["source"],
+    buckets=CALL_BUCKETS,
+)
+SEARCH_LATENCY = Histogram(
+    "embedding_pipeline_search_seconds",
+    "Seconds one search took (embedding the query and the HNSW scan), by source: api, cli, other.",
+    ["source"],
+    buckets=CALL_BUCKETS,
+)
+HEALTH_CHECK_LATENCY = Histogram(
+    "embedding_pipeline_health_check_seconds",
+    "Seconds one health check took, by check (model, pgvector, queue, ready).",
+    ["check"],
+    buckets=CALL_BUCKETS,
+)
+COST = Counter(
+    "embedding_pipeline_cost_usd",
+    "US dollars spent embedding documents, by collection, at LiteLLM's prices (local models: 0).",
+    ["collection"],
+)
+
+
 def observe_stage(stage: str, seconds: float, documents: int) -> None:
-    """Each document of a batch experienced the whole batch stage: one observation per document."""
+    """Each document of a batch experienced the whole batch stage: one observation per document,
+    and the batch's wall time once in the stage's busy seconds."""
     child = LATENCY.labels(stage=str(stage))
     for _ in range(documents):
         child.observe(seconds)
+    if stage != "total":
+        STAGE_BUSY.labels(stage=str(stage)).inc(seconds)
+
+
+def observe_claim(seconds: float, waits: list[float]) -> None:
+    CLAIM_LATENCY.observe(seconds)
+    STAGE_BUSY.labels(stage="claim").inc(seconds)
+    for wait in waits:
+        QUEUE_WAIT.observe(wait)
 
 
 # --- reading our own histograms back (admin overview) ---------------------------------------

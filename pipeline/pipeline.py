@@ -21,10 +21,18 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
-from pipeline import history, metrics, signals, storage
+from pipeline import history, metrics, signals, storage, timings
 from pipeline.choices import ErrorType, Stage, WorkerRole
 from pipeline.chunking import Chunker, ChunkText, chunker_for
-from pipeline.embedding import BATCH_WIDE, PipelineError, api_key, classify_storage_error, embed_texts, scrub
+from pipeline.embedding import (
+    BATCH_WIDE,
+    PipelineError,
+    api_key,
+    classify_storage_error,
+    embed_texts,
+    metered,
+    scrub,
+)
 from pipeline.models import Collection, Document, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -151,6 +159,8 @@ class EmbeddingIngestionPipeline:
         self.metrics = recorder
         self._chunkers: dict[tuple, Chunker] = {}
         self._last_beat = -HEARTBEAT_EVERY
+        # The current batch's claim: (seconds the claim took, when it was claimed), for BatchTiming.
+        self._claim: tuple[float, datetime] = (0.0, timezone.now())
 
     # -- loop ---------------------------------------------------------------------------
 
@@ -158,7 +168,10 @@ class EmbeddingIngestionPipeline:
         """Claim one batch and process it. A report with claimed == 0 means the queue is empty."""
         report = Report()
         self._heartbeat()
+        t0 = time.perf_counter()
         docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
+        self._claim = (time.perf_counter() - t0, timezone.now())
+        self.metrics.observe_claim(self._claim[0], [(self._claim[1] - d.enqueued_at).total_seconds() for d in docs])
         report.claimed = len(docs)
         if not docs:
             return report
@@ -217,8 +230,9 @@ class EmbeddingIngestionPipeline:
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
         started = t0 = time.perf_counter()
         chunked = self._chunker(collection).chunk_many([d.text for d in docs])
-        report.seconds[Stage.CHUNKING] += time.perf_counter() - t0
-        self.metrics.observe_stage(Stage.CHUNKING, time.perf_counter() - t0, len(docs))
+        chunking_seconds = time.perf_counter() - t0
+        report.seconds[Stage.CHUNKING] += chunking_seconds
+        self.metrics.observe_stage(Stage.CHUNKING, chunking_seconds, len(docs))
 
         ready: list[tuple[Document, list[ChunkText]]] = []
         for doc, chunks in zip(docs, chunked, strict=True):
@@ -230,9 +244,12 @@ class EmbeddingIngestionPipeline:
                 self._fail(doc, error, report)
 
         t0 = time.perf_counter()
-        embedded, failed = self._embed_isolating(collection, ready, report)
-        report.seconds[Stage.EMBEDDING] += time.perf_counter() - t0
-        self.metrics.observe_stage(Stage.EMBEDDING, time.perf_counter() - t0, len(ready))
+        with metered() as usage:
+            embedded, failed = self._embed_isolating(collection, ready, report)
+        embedding_seconds = time.perf_counter() - t0
+        report.seconds[Stage.EMBEDDING] += embedding_seconds
+        self.metrics.observe_stage(Stage.EMBEDDING, embedding_seconds, len(ready))
+        self.metrics.COST.labels(collection=collection.name).inc(usage.cost_usd)
         for doc, exc in failed:
             self._fail(doc, exc, report)
         if not embedded:
@@ -251,8 +268,9 @@ class EmbeddingIngestionPipeline:
             for doc, _, _ in embedded:
                 self._fail(doc, exc, report)
             return
-        report.seconds[Stage.STORAGE] += time.perf_counter() - t0
-        self.metrics.observe_stage(Stage.STORAGE, time.perf_counter() - t0, len(results))
+        storage_seconds = time.perf_counter() - t0
+        report.seconds[Stage.STORAGE] += storage_seconds
+        self.metrics.observe_stage(Stage.STORAGE, storage_seconds, len(results))
         total_seconds = time.perf_counter() - started
         self.metrics.observe_stage("total", total_seconds, len(stored))
         chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
@@ -272,6 +290,24 @@ class EmbeddingIngestionPipeline:
         if stored:
             # The same figures in the database's history (the admin's SLOs without Prometheus): one upsert.
             history.record(collection.pk, embedded=len(stored), latency_seconds=total_seconds, freshness_lags=lags)
+            waits = [(self._claim[1] - doc.enqueued_at).total_seconds() for doc in docs]
+            timings.record(
+                timings.BatchTimes(
+                    collection_id=collection.pk,
+                    worker=self.worker_id,
+                    documents=len(stored),
+                    chunks=chunks,
+                    tokens=usage.tokens,
+                    cost_usd=usage.cost_usd,
+                    claim=self._claim[0],
+                    chunking=chunking_seconds,
+                    embedding=embedding_seconds,
+                    storage=storage_seconds,
+                    total=total_seconds,
+                    queue_wait=sum(waits) / len(waits),
+                    batch_size=collection.batch_size,
+                )
+            )
 
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], report: Report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipeline import history
+from pipeline import history, metrics
 from pipeline.models import Collection
 
 
@@ -148,8 +149,9 @@ def _new_or_changed(cur: Any, collection: Collection, docs: list[IncomingDocumen
     return {row[0] for row in cur.fetchall()}
 
 
-def enqueue(collection: Collection, docs: Iterable[IncomingDocument]) -> EnqueueResult:
-    """Insert new documents, requeue changed ones, leave unchanged ones alone.
+def enqueue(collection: Collection, docs: Iterable[IncomingDocument], source: str = "other") -> EnqueueResult:
+    """Insert new documents, requeue changed ones, leave unchanged ones alone; the call's seconds
+    go to embedding_pipeline_enqueue_seconds{source} (api, cli, admin or other).
 
     One INSERT ... ON CONFLICT statement: atomic per call and safe under concurrent
     producers (PostgreSQL serialises the conflicting rows). A document whose content hash
@@ -157,7 +159,13 @@ def enqueue(collection: Collection, docs: Iterable[IncomingDocument]) -> Enqueue
     refreshed. A changed document goes back to pending, even while a worker holds it:
     that worker's result is then refused by the compare-and-swap in storage.store().
     """
-    docs = list(docs)
+    started = time.perf_counter()
+    result = _enqueue(collection, list(docs))
+    metrics.ENQUEUE_LATENCY.labels(source=source).observe(time.perf_counter() - started)
+    return result
+
+
+def _enqueue(collection: Collection, docs: list[IncomingDocument]) -> EnqueueResult:
     seen: set[str] = set()
     for index, doc in enumerate(docs):
         try:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pipeline import storage
+import time
+
+from pipeline import metrics, storage
 from pipeline.embedding import embed_texts
 from pipeline.models import Collection
 
 
-def search(collection: Collection, query: str, k: int = 5) -> list[storage.Hit]:
-    """Embed `query` with the collection's model and return the k nearest chunks, best first."""
+def search(collection: Collection, query: str, k: int = 5, source: str = "other") -> list[storage.Hit]:
+    """Embed `query` with the collection's model and return the k nearest chunks, best first; the
+    call's seconds go to embedding_pipeline_search_seconds{source} (api, cli or other)."""
+    started = time.perf_counter()
     vector = embed_texts(collection, [query])[0]
-    return storage.nearest(collection, vector, k)
+    hits = storage.nearest(collection, vector, k)
+    metrics.SEARCH_LATENCY.labels(source=source).observe(time.perf_counter() - started)
+    return hits

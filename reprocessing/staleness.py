@@ -82,6 +82,7 @@ def requeue_candidates(now: datetime) -> Any:
     )
 
 
+@metrics.STALENESS_PASS.time()
 def detect_stale(now: datetime | None = None, dry_run: bool = False) -> StaleReport:
     """Count stale documents per collection and requeue those nobody else will (reason `stale`)."""
     now = now or timezone.now()

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pipeline.models import Collection
-from reprocessing import failures
+from reprocessing import failures, metrics
 from reprocessing.models import FailedDocument
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class ReprocessingWorkflow:
         self.collection = collection
         self.interval = settings.EMBEDPORTAL_REPROCESS_INTERVAL
 
+    @metrics.REPROCESSING_PASS.time()
     def run_once(self, now: datetime | None = None, dry_run: bool = False) -> WorkflowReport:
         now = now or timezone.now()
         report = WorkflowReport(dry_run=dry_run)

@@ -98,7 +98,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
             for d in serializer.validated_data
         ]
         try:
-            result = queue.enqueue(collection, docs)
+            result = queue.enqueue(collection, docs, source="api")
         except queue.InvalidDocument as exc:
             where = exc.index
             raise ValidationError({"documents": {str(where): [str(exc)]}} if where is not None else str(exc)) from None
@@ -112,7 +112,9 @@ class CollectionViewSet(viewsets.ModelViewSet):
         serializer = SearchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            hits = semantic.search(collection, serializer.validated_data["query"], serializer.validated_data["k"])
+            hits = semantic.search(
+                collection, serializer.validated_data["query"], serializer.validated_data["k"], source="api"
+            )
         except PipelineError as exc:
             return Response(
                 {"error": {"status": 502, "message": f"embedding the query failed: {exc}"}},

@@ -50,7 +50,7 @@ class Command(BaseCommand):
         def flush() -> None:
             nonlocal batch_chars
             if batch:
-                result = enqueue(collection, list(batch.values()))
+                result = enqueue(collection, list(batch.values()), source="cli")
                 total.created += result.created
                 total.updated += result.updated
                 total.unchanged += result.unchanged

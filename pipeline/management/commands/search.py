@@ -29,7 +29,7 @@ class Command(BaseCommand):
         except Collection.DoesNotExist:
             raise CommandError(f"no collection named {o['collection']!r}") from None
         try:
-            hits = search(collection, o["query"], o["k"])
+            hits = search(collection, o["query"], o["k"], source="cli")
         except PipelineError as exc:
             raise CommandError(f"embedding the query failed: {exc}") from None
         if o["json"]:

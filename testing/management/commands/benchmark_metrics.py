@@ -33,10 +33,14 @@ class _Null:
 
 
 class _NullMetrics:
-    LATENCY = ERRORS = DOCUMENTS = CHUNKS = FRESHNESS_LAG = _Null()
+    LATENCY = ERRORS = DOCUMENTS = CHUNKS = FRESHNESS_LAG = COST = _Null()
 
     @staticmethod
     def observe_stage(*args: Any) -> None:
+        pass
+
+    @staticmethod
+    def observe_claim(*args: Any) -> None:
         pass
 
 
