@@ -12,9 +12,17 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from pipeline import overview, queue
+from pipeline import overview, queue, slo_page
 from pipeline.collections import resolve_dimensions
-from pipeline.models import Chunk, Collection, Document, ModelCheck, WorkerHeartbeat
+from pipeline.models import (
+    CapacityMeasurement,
+    Chunk,
+    Collection,
+    CollectionActivity,
+    Document,
+    ModelCheck,
+    WorkerHeartbeat,
+)
 
 # The admin index links the pipeline overview (a custom view of CollectionAdmin).
 admin.site.index_template = "admin/pipeline/index.html"
@@ -98,7 +106,28 @@ class CollectionAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         overview = path("overview/", self.admin_site.admin_view(self.overview_view), name="pipeline_overview")
-        return [overview, *super().get_urls()]
+        slos = path("slos/", self.admin_site.admin_view(self.slos_view), name="pipeline_slos")
+        return [overview, slos, *super().get_urls()]
+
+    def slos_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("pipeline.view_collectionactivity"):
+            raise PermissionDenied
+        try:
+            figures = slo_page.figures(
+                request.GET.get("range", slo_page.DEFAULT_RANGE), request.GET.get("collection") or None
+            )
+        except slo_page.BadRequest as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            figures = slo_page.figures()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "SLOs and capacity",
+            "figures": figures,
+            "slo_rows": slo_page.table(figures),
+            "ranges": list(slo_page.RANGES),
+            "collections": Collection.objects.order_by("name").values_list("name", flat=True),
+        }
+        return TemplateResponse(request, "admin/pipeline/slos.html", context)
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("pipeline.view_document"):
@@ -198,9 +227,7 @@ class DocumentAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
         if change:
             return
-        result = queue.enqueue(
-            form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)], source="admin"
-        )
+        result = queue.enqueue(form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)])
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
         stored = Document.objects.get(
             collection=form.cleaned_data["collection"], external_id=form.cleaned_data["external_id"]
@@ -269,4 +296,51 @@ class ModelCheckAdmin(admin.ModelAdmin):
         return False  # written by the model health check only
 
     def has_change_permission(self, request: HttpRequest, obj: ModelCheck | None = None) -> bool:
+        return False
+
+
+@admin.register(CollectionActivity)
+class CollectionActivityAdmin(admin.ModelAdmin):
+    """The SLO and capacity history, read-only: written by workers, producers and the schedules."""
+
+    list_display = ("start", "collection", "seconds", "arrived", "embedded", "failed", "queue_depth")
+    list_filter = ("seconds", "collection")
+    list_select_related = ("collection",)
+    date_hierarchy = "start"
+    ordering = ("-start",)
+    show_full_result_count = False  # big table: skip COUNT(*)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CollectionActivity | None = None) -> bool:
+        return False
+
+
+@admin.register(CapacityMeasurement)
+class CapacityMeasurementAdmin(admin.ModelAdmin):
+    list_display = ("measured_at", "model", "rates", "usl_sigma", "usl_kappa", "peak_workers")
+    list_filter = ("model",)
+    search_fields = ("model",)
+    readonly_fields = (
+        "model",
+        "measured_at",
+        "documents",
+        "chars_per_document",
+        "points",
+        "usl_lambda",
+        "usl_sigma",
+        "usl_kappa",
+        "peak_workers",
+        "fit_note",
+    )
+
+    @admin.display(description="docs/s by workers")
+    def rates(self, obj: CapacityMeasurement) -> str:
+        return ", ".join(f"{p['workers']}: {p['docs_per_second']:.2f}" for p in obj.points)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # written by manage.py measure_capacity only
+
+    def has_change_permission(self, request: HttpRequest, obj: CapacityMeasurement | None = None) -> bool:
         return False

@@ -3,12 +3,12 @@
 Queue, throughput and workers come from the database (exact, whichever process renders);
 latency percentiles and error counts from the Prometheus histograms and counters of every
 process (the multiprocess directory), i.e. since it was last wiped; health from the checks.
-Charts are inline SVG computed here: no JavaScript, no CDN.
+Charts are drawn in the browser by the vendored Chart.js (pipeline/static/pipeline/charts.js)
+from `chart_data`; no CDN.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,18 +22,7 @@ from pipeline import collectors, health, metrics
 from pipeline.choices import DocumentStatus
 from pipeline.models import Collection, Document, WorkerHeartbeat
 
-CHART_WIDTH = 600
-CHART_HEIGHT = 120
 THROUGHPUT_MINUTES = 60
-
-
-@dataclass
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    label: str
 
 
 def _per_minute(now: Any) -> list[int]:
@@ -48,19 +37,6 @@ def _per_minute(now: Any) -> list[int]:
         )
         counts = dict(cur.fetchall())
     return [counts.get(ago, 0) for ago in range(THROUGHPUT_MINUTES - 1, -1, -1)]
-
-
-def throughput_bars(per_minute: list[int]) -> list[Bar]:
-    peak = max(per_minute, default=0) or 1
-    width = CHART_WIDTH / len(per_minute)
-    bars = []
-    for i, n in enumerate(per_minute):
-        height = CHART_HEIGHT * n / peak
-        ago = len(per_minute) - 1 - i
-        bars.append(
-            Bar(i * width, CHART_HEIGHT - height, max(width - 1, 1), height, f"{ago}-{ago + 1} min ago: {n} docs")
-        )
-    return bars
 
 
 def _collections() -> list[dict[str, Any]]:
@@ -81,23 +57,11 @@ def _collections() -> list[dict[str, Any]]:
 
 
 def _latency_rows(latencies: list[metrics.StageLatency]) -> list[dict[str, Any]]:
-    peak = max((s.p95 or 0 for s in latencies), default=0) or 1
-    return [
-        {
-            "stage": s.stage,
-            "count": s.count,
-            "p50": s.p50,
-            "p95": s.p95,
-            "p50_width": 300 * (s.p50 or 0) / peak,
-            "p95_width": 300 * (s.p95 or 0) / peak,
-        }
-        for s in latencies
-    ]
+    return [{"stage": s.stage, "count": s.count, "p50": s.p50, "p95": s.p95} for s in latencies]
 
 
 def _error_rows(errors: dict[str, float]) -> list[dict[str, Any]]:
-    peak = max(errors.values(), default=0) or 1
-    return [{"type": kind, "count": int(n), "width": 300 * n / peak} for kind, n in errors.items()]
+    return [{"type": kind, "count": int(n)} for kind, n in errors.items()]
 
 
 def context() -> dict[str, Any]:
@@ -105,16 +69,21 @@ def context() -> dict[str, Any]:
     registry = process_registry()
     per_minute = _per_minute(now)
     checks = health.run_checks(cached=True)
+    latencies = _latency_rows(metrics.stage_latencies(registry))
+    errors = _error_rows(metrics.error_counts(registry))
     return {
         "snapshot": collectors.queue_snapshot(),
         "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,
         "collections": _collections(),
         "per_minute_total": sum(per_minute),
-        "throughput_bars": throughput_bars(per_minute),
-        "chart_width": CHART_WIDTH,
-        "chart_height": CHART_HEIGHT,
-        "latencies": _latency_rows(metrics.stage_latencies(registry)),
-        "errors": _error_rows(metrics.error_counts(registry)),
+        "latencies": latencies,
+        "errors": errors,
+        # What charts.js draws (oldest minute first).
+        "chart_data": {
+            "per_minute": per_minute,
+            "latencies": latencies,
+            "errors": {row["type"]: row["count"] for row in errors},
+        },
         "checks": checks,
         "healthy": all(c.ok for c in checks),
         "workers": list(

@@ -3,7 +3,9 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from pipeline.api import performance
 from pipeline.api.health import HealthView
+from pipeline.api.slos import SloView
 from pipeline.api.views import CollectionViewSet, DocumentViewSet
 
 # No format-suffix routes (collections.json ...): `?format=` does the same, and suffix kwargs
@@ -13,4 +15,9 @@ router.include_format_suffixes = False
 router.register("collections", CollectionViewSet)
 router.register("documents", DocumentViewSet)
 
-urlpatterns = [path("health/", HealthView.as_view(), name="health"), *router.urls]
+urlpatterns = [
+    path("health/", HealthView.as_view(), name="health"),
+    path("slos/", SloView.as_view(), name="slos"),
+    *performance.urlpatterns,
+    *router.urls,
+]

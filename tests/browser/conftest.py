@@ -25,6 +25,8 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--window-size=1400,1000",
     ):
         options.add_argument(flag)
+    # Keep the page's console, so tests can fail on JavaScript errors (browser.get_log("browser")).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
     yield driver

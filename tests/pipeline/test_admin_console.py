@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
@@ -118,9 +120,14 @@ def test_overview_page_shows_queue_throughput_latency_errors_and_health(admin_cl
     assert {"chunking", "embedding", "storage", "total"} <= set(latency)
     assert latency["total"]["count"] >= 4 and latency["total"]["p95"] >= latency["total"]["p50"] > 0
     html = response.content.decode()
-    assert '<svg id="throughput-chart"' in html and "<title>0-1 min ago: 4 docs</title>" in html
+    # Chart.js draws the last hour per minute (oldest first) from the page's own JSON.
+    assert '<canvas id="throughput-chart"' in html and ctx["chart_data"]["per_minute"][-1] == 4
+    assert len(ctx["chart_data"]["per_minute"]) == 60
     assert 'id="tile-queue"><span class="figure">1</span>' in html
-    assert "cdn" not in html.lower() and "<script" not in html.split("</header>")[-1]
+    # Scripts come from our static files only (vendored Chart.js), never from another host.
+    scripts = re.findall(r'<script[^>]*src="([^"]+)"', html)
+    assert "/static/pipeline/vendor/chartjs/chart.umd.min.js" in scripts
+    assert all(src.startswith("/static/") for src in scripts) and "cdn" not in html.lower()
 
 
 def test_overview_needs_the_view_document_permission(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -104,3 +105,67 @@ def test_one_collection_or_all_user_collections(hash_collection, fake_collection
     history.record(fake_collection.pk, failed=10, at=NOW)
     assert by_name()["failures"].compliance["1h"] == 0.5
     assert by_name(collection_id=hash_collection.pk)["failures"].compliance["1h"] == 1.0
+
+
+# --- GET /api/v1/slos/ and the admin page -------------------------------------------------------
+
+
+def api_user(*codenames: str):
+    from django.contrib.auth.models import Permission, User
+    from rest_framework.authtoken.models import Token
+
+    user = User.objects.create_user(f"user-{User.objects.count()}", password="x", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
+    return user, Token.objects.create(user=user).key
+
+
+def test_the_api_needs_authentication_and_the_view_permission(client):
+    assert client.get("/api/v1/slos/").status_code in (401, 403)
+    _, token = api_user("view_document")
+    refused = client.get("/api/v1/slos/", HTTP_AUTHORIZATION=f"Token {token}")
+    assert refused.status_code == 403
+    assert "pipeline.view_collectionactivity" in refused.json()["error"]["message"]
+    _, token = api_user("view_collectionactivity")
+    assert client.get("/api/v1/slos/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+
+
+def test_the_api_gives_the_pages_figures(client, hash_collection):
+    from django.test import override_settings
+
+    user, token = api_user("view_collectionactivity")
+    now = history.minute_of(datetime.now(UTC))
+    history.record(hash_collection.pk, arrived=12, embedded=10, failed=2, latency_seconds=40, at=now)
+    body = client.get("/api/v1/slos/?range=1h", HTTP_AUTHORIZATION=f"Token {token}").json()
+    failures = next(s for s in body["slos"] if s["name"] == "failures")
+    assert failures["compliance"]["1h"] == pytest.approx(10 / 12)
+    assert failures["events"]["1h"] == {"good": 10, "total": 12}
+    assert next(s for s in body["slos"] if s["name"] == "freshness")["compliance"] == {
+        "1h": None,
+        "1d": None,
+        "30d": None,
+    }
+    series = body["series"]
+    assert len(series["labels"]) == 60 and series["embedded_per_minute"][-1] == 10 and series["failed"][-1] == 2
+    assert series["latency_seconds"]["p95"][-1] > 30 and series["latency_seconds"]["p50"][0] is None
+    assert body["capacity"]["needs"].startswith("needs at least 3 days of hourly arrivals")
+    assert body["bucket_bounds"]["latency_seconds"] == list(LATENCY_BUCKETS)
+
+    # The admin page shows the same figures, and "no data" where a window has no events.
+    client.force_login(user)
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=1):
+        page = client.get("/admin/pipeline/collection/slos/?range=1h")
+    assert page.status_code == 200
+    rows = {row["name"]: row for row in page.context["slo_rows"]}
+    assert rows["failures"]["compliance"][0] == ("1h", "83.33%", False)
+    assert rows["freshness"]["compliance"][0] == ("1h", "no data", True) and rows["freshness"]["state"] == "no data"
+    assert page.context["figures"]["series"] == series
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("range=2w", "range '2w': use one of 1h, 6h, 24h, 7d, 30d"), ("collection=nope", "no collection named 'nope'")],
+)
+def test_the_api_says_what_to_fix(client, query, message):
+    _, token = api_user("view_collectionactivity")
+    response = client.get(f"/api/v1/slos/?{query}", HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 400 and message in json.dumps(response.json())

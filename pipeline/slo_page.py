@@ -1,0 +1,176 @@
+"""Figures for the admin's "SLOs and capacity" page and GET /api/v1/slos/: one dict, the same numbers.
+
+Everything comes from the database (pipeline.history, the capacity measurements), so the page
+works without Prometheus and survives restarts. Charts are drawn in the browser by the vendored
+Chart.js from the `series` part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from pipeline import capacity, history, slos
+from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS, histogram_quantile
+from pipeline.models import CapacityMeasurement, Collection
+
+
+@dataclass(frozen=True)
+class Range:
+    name: str
+    span: timedelta
+    step_seconds: int
+
+
+RANGES = {
+    r.name: r
+    for r in (
+        Range("1h", timedelta(hours=1), 60),
+        Range("6h", timedelta(hours=6), 60),
+        Range("24h", timedelta(hours=24), 300),
+        Range("7d", timedelta(days=7), 3600),
+        Range("30d", timedelta(days=30), 3600),
+    )
+}
+DEFAULT_RANGE = "6h"
+# The arrivals chart projects the trend this far past the last daily peak when it never crosses capacity.
+PROJECTION_DAYS = 14
+
+
+class BadRequest(ValueError):
+    """A query parameter the page or the API cannot use; the message says what to send."""
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _series(now: datetime, chosen: Range, collection_id: int | None, cap: capacity.Capacity | None) -> dict[str, Any]:
+    # Steps end at the current step's end, so the current (partial) minute is the last point.
+    end = history.minute_of(now) + timedelta(minutes=1)
+    if chosen.step_seconds >= 3600:
+        end = history.hour_of(now) + timedelta(hours=1)
+    elif chosen.step_seconds > 60:
+        end = end + timedelta(seconds=(-end.minute * 60) % chosen.step_seconds)
+    points = history.series(end - chosen.span, end, chosen.step_seconds, collection_id)
+    per_minute = 60 / chosen.step_seconds
+    out: dict[str, Any] = {
+        "step_seconds": chosen.step_seconds,
+        "labels": [p.start.isoformat() for p in points],
+        "embedded_per_minute": [_round(p.totals.embedded * per_minute, 3) for p in points],
+        "failed": [p.totals.failed for p in points],
+        "arrived_per_minute": [_round(p.totals.arrived * per_minute, 3) for p in points],
+        "queue_depth": [p.totals.queue_depth for p in points],
+        "capacity_per_minute": None if cap is None else round(cap.docs_per_second * 60, 3),
+        # The queue is bounded when capacity drains it within the 1 h freshness objective.
+        "queue_bound": None if cap is None else round(cap.docs_per_second * slos.FRESHNESS_THRESHOLD_SECONDS),
+        "latency_seconds": {"p50": [], "p95": [], "p99": []},
+        "freshness_percent": [],
+    }
+    for p in points:
+        buckets = history.cumulative(LATENCY_BUCKETS, p.totals.latency)
+        for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+            out["latency_seconds"][name].append(_round(histogram_quantile(q, buckets)))
+        fresh = slos.events("freshness", p.totals)
+        out["freshness_percent"].append(None if fresh.ratio is None else round(100 * fresh.ratio, 3))
+    return out
+
+
+def _arrivals(plan: capacity.Plan) -> dict[str, Any]:
+    """Daily peaks, the fitted trend over them and its projection up to capacity (or 14 days)."""
+    days = [d for d, _ in plan.daily_peaks]
+    trend: list[float | None] = []
+    if plan.trend_per_day is not None and days:
+        last = plan.exceeds_on or days[-1] + timedelta(days=PROJECTION_DAYS)
+        extra = max(0, (last - days[-1]).days)
+        days = days + [days[-1] + timedelta(days=i) for i in range(1, min(extra, 366) + 1)]
+        trend = [_round(plan.trend_at(d)) for d in days]
+    return {
+        "days": [d.isoformat() for d in days],
+        "peak_docs_per_second": [_round(v) for _, v in plan.daily_peaks],
+        "trend_docs_per_second": trend,
+        "capacity_docs_per_second": None if plan.capacity is None else plan.capacity.docs_per_second,
+    }
+
+
+def _measurement(m: CapacityMeasurement | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {
+        "model": m.model,
+        "measured_at": m.measured_at.isoformat(),
+        "documents": m.documents,
+        "chars_per_document": m.chars_per_document,
+        "points": m.points,
+        "usl": {"lambda": m.usl_lambda, "sigma": m.usl_sigma, "kappa": m.usl_kappa, "peak_workers": m.peak_workers},
+        "fit_note": m.fit_note,
+    }
+
+
+def collection_named(name: str | None) -> Collection | None:
+    if not name:
+        return None
+    try:
+        return Collection.objects.get(name=name)
+    except Collection.DoesNotExist:
+        raise BadRequest(f"no collection named {name!r}") from None
+
+
+def figures(
+    range_name: str = DEFAULT_RANGE,
+    collection: str | None = None,
+    headroom: float = 0.3,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """SLO statuses, the capacity plan, the last measurement and the chart series, JSON-ready."""
+    if range_name not in RANGES:
+        raise BadRequest(f"range {range_name!r}: use one of {', '.join(RANGES)}")
+    if not 0 <= headroom < 1:
+        raise BadRequest("headroom is a share of capacity from 0 to below 1, e.g. 0.3")
+    now = now or timezone.now()
+    chosen = collection_named(collection)
+    collection_id = chosen.pk if chosen else None
+    plan = capacity.plan(headroom, now)
+    return {
+        "now": now.isoformat(),
+        "collection": chosen.name if chosen else None,
+        "range": range_name,
+        "slos": [s.as_dict() for s in slos.statuses(now, collection_id)],
+        "capacity": plan.as_dict(),
+        "measurement": _measurement(CapacityMeasurement.objects.order_by("-measured_at").first()),
+        "series": _series(now, RANGES[range_name], collection_id, plan.capacity),
+        "arrivals": _arrivals(plan),
+        "bucket_bounds": {"latency_seconds": list(LATENCY_BUCKETS), "freshness_seconds": list(FRESHNESS_BUCKETS)},
+    }
+
+
+NO_DATA = "no data"
+
+
+def _percent(value: float | None, digits: int = 2) -> str:
+    return NO_DATA if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _times(value: float | None) -> str:
+    return NO_DATA if value is None else f"{value:.2f}×"
+
+
+def table(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SLO table as the page shows it: "no data" for a window without events."""
+    rows = []
+    for s in figures["slos"]:
+        rows.append(
+            {
+                "name": s["name"],
+                "description": s["description"],
+                "objective": _percent(s["objective"], 1),
+                "compliance": [(w, _percent(v), v is None) for w, v in s["compliance"].items()],
+                "budget_left": _percent(s["error_budget_left"], 1),
+                "burn_rate": [(w, _times(v), v is None) for w, v in s["burn_rate"].items()],
+                "state": {True: "met", False: "missed", None: NO_DATA}[s["met"]],
+            }
+        )
+    return rows
