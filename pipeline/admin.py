@@ -227,7 +227,9 @@ class DocumentAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
         if change:
             return
-        result = queue.enqueue(form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)])
+        result = queue.enqueue(
+            form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)], source="admin"
+        )
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
         stored = Document.objects.get(
             collection=form.cleaned_data["collection"], external_id=form.cleaned_data["external_id"]
