@@ -127,8 +127,9 @@ _register(
     Setting(
         "EMBEDPORTAL_LEASE_SECONDS",
         "int",
-        300,
-        "A claim's lease; a dead worker's documents return to the queue after it.",
+        30,
+        "A claim's lease (seconds): a dead worker's documents return to the queue after it. A live worker "
+        "renews its leases every third of it while a batch runs, so it can be short.",
     ),
     Setting("EMBEDPORTAL_EMBED_TIMEOUT", "float", 60.0, "Seconds before an embedding call times out."),
     Setting(
@@ -157,6 +158,32 @@ _register(
         "In-batch backoff base: waits base × 2^n seconds, or the provider's Retry-After.",
     ),
     Setting("EMBEDPORTAL_RETRY_MAX_WAIT", "float", 30.0, "Longest in-batch wait, Retry-After included (seconds)."),
+    Setting(
+        "EMBEDPORTAL_MAX_DEFERRALS",
+        "int",
+        3,
+        "Times a document is deferred for a batch-wide provider error (5xx, connection, timeout, 429) while its "
+        "provider's circuit stays closed; past it, its batch is split to find a bad input, which then fails.",
+    ),
+    Setting(
+        "EMBEDPORTAL_CIRCUIT_FAILURES",
+        "int",
+        5,
+        "Consecutive transient failures of a provider endpoint (model + api_base), across all workers, that "
+        "open its circuit breaker: its collections wait, pending, and workers serve the others.",
+    ),
+    Setting(
+        "EMBEDPORTAL_CIRCUIT_OPEN_SECONDS",
+        "float",
+        30.0,
+        "Seconds an open circuit waits before one worker sends a half-open probe; doubled after each failed probe.",
+    ),
+    Setting(
+        "EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS",
+        "float",
+        600.0,
+        "Longest wait between probes of an open circuit (seconds).",
+    ),
     Setting("EMBEDPORTAL_REPROCESS_BATCH", "int", 1000, "Most failures one ReprocessingWorkflow pass retries."),
     Setting(
         "EMBEDPORTAL_REPROCESS_INTERVAL",
@@ -169,7 +196,7 @@ _register(
         "EMBEDPORTAL_METRICS_COLLECTORS",
         "list",
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
-        "testing.collectors.DatabaseCollector",
+        "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),
@@ -184,8 +211,9 @@ _register(
     Setting(
         "EMBEDPORTAL_HEARTBEAT_MAX_AGE",
         "int",
-        180,
-        "A worker heartbeat older than this (seconds) fails the queue health check.",
+        45,
+        "A worker whose heartbeat is older than this (seconds) is dead: workers beat every 15 s, busy or idle "
+        "(the every-minute django-q2 schedule's rows get 150 s). None alive fails the queue health check.",
     ),
     Setting(
         "EMBEDPORTAL_HEALTH_PROGRESS_WINDOW",

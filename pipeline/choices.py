@@ -64,3 +64,12 @@ class OptimizationStatus(models.TextChoices):
     APPLIED = "applied", "Applied, being measured"
     KEPT = "kept", "Kept (it helped)"
     REVERTED = "reverted", "Reverted (it did not help)"
+
+
+class CircuitState(models.TextChoices):
+    """A provider endpoint's circuit breaker (ProviderCircuit). The metric
+    embedding_pipeline_provider_circuit_state exports it as 0, 1, 2 in this order."""
+
+    CLOSED = "closed", "Closed (calls go through)"
+    OPEN = "open", "Open (its collections wait for the probe)"
+    HALF_OPEN = "half_open", "Half-open (one worker is probing)"

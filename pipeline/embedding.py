@@ -35,9 +35,13 @@ TRANSIENT = {
     ErrorType.SERIALIZATION,
     ErrorType.UNKNOWN,
 }
+# The provider failing, not one input: 5xx, connection refused or lost, timeouts, rate limits.
+# A batch failing so is retried, then deferred whole (back to the queue with a delay, never
+# split, never failed), and each failure counts toward the endpoint's circuit breaker.
+OUTAGE = {ErrorType.API_ERROR, ErrorType.TIMEOUT, ErrorType.RATE_LIMIT}
 # Errors about the whole call, never one input in it: splitting the batch to find a bad
-# document would only repeat them (and, for rate limits, add load).
-BATCH_WIDE = {ErrorType.AUTH, ErrorType.RATE_LIMIT}
+# document would only repeat them (and add load to a provider already failing).
+BATCH_WIDE = {ErrorType.AUTH, *OUTAGE}
 
 
 class PipelineError(Exception):
@@ -49,6 +53,10 @@ class PipelineError(Exception):
         self.stage = stage
         self.message = message
         self.retry_after = retry_after
+        # Set when the failure found the endpoint's circuit open (pipeline.models.ProviderCircuit).
+        self.circuit_open = False
+        # Tries made before giving up (the pipeline's in-batch retries).
+        self.tries = 1
 
     @property
     def transient(self) -> bool:

@@ -17,7 +17,15 @@ from django.db.models import F, Min, Q
 from django.utils import timezone
 from pgvector.django import VectorField
 
-from pipeline.choices import ChunkingStrategy, ChunkUnit, DocumentStatus, OptimizationStatus, WorkerRole
+from pipeline.choices import (
+    ChunkingStrategy,
+    ChunkUnit,
+    CircuitState,
+    DocumentStatus,
+    ErrorType,
+    OptimizationStatus,
+    WorkerRole,
+)
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.tasks import kick_workers
 
@@ -201,39 +209,99 @@ class Collection(models.Model):
             return super().delete(*args, **kwargs)
 
 
+# The claim's first step: unpaused collections with work due, whose provider endpoint's circuit is
+# closed (or, for a probe, the one endpoint probed), least recently claimed first. Each EXISTS is an
+# index probe (pipeline_document_pending_coll, pipeline_document_leased), so the choice
+# costs the same at any backlog; collections are tens of rows.
+_NEXT_COLLECTIONS_SQL = """
+SELECT c.id FROM pipeline_collection c
+ WHERE NOT c.paused
+   AND {endpoint}
+   AND (EXISTS (SELECT 1 FROM pipeline_document d
+                 WHERE d.collection_id = c.id AND d.status = 'pending' AND d.available_at <= %(now)s)
+        OR EXISTS (SELECT 1 FROM pipeline_document d
+                    WHERE d.collection_id = c.id AND d.status = 'processing' AND d.lease_expires_at < %(now)s))
+ ORDER BY c.last_claimed_at NULLS FIRST, c.id
+ LIMIT %(candidates)s
+"""
+_CIRCUIT_CLOSED = """NOT EXISTS (SELECT 1 FROM pipeline_providercircuit p
+                    WHERE p.model = c.model AND p.api_base = c.api_base AND p.state <> 'closed')"""
+_ENDPOINT = "c.model = %(model)s AND c.api_base = %(api_base)s"
+# Collections tried per claim when the first ones' due rows are all locked by concurrent claimers.
+CLAIM_CANDIDATES = 4
+
+
 class DocumentQuerySet(models.QuerySet["Document"]):
-    def claimable(self) -> DocumentQuerySet:
+    def claimable(self, now: datetime | None = None) -> DocumentQuerySet:
         """Pending documents and those whose worker's lease expired, in unpaused collections."""
-        now = timezone.now()
+        now = now or timezone.now()
         return self.filter(
             Q(status=DocumentStatus.PENDING, available_at__lte=now)
             | Q(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now),
             collection__paused=False,
         )
 
-    def claim(self, worker: str, limit: int, lease: timedelta) -> list[Document]:
-        """Lease up to `limit` documents to `worker`.
+    def claim(
+        self, worker: str, limit: int, lease: timedelta, endpoint: ProviderCircuit | None = None
+    ) -> list[Document]:
+        """Lease up to `limit` documents of one collection to `worker`.
 
-        SKIP LOCKED lets concurrent workers take disjoint rows without waiting on each other;
-        the lease makes a dead worker's claim claimable again once it expires.
+        Fair across collections: each claim serves the least recently claimed collection with
+        work due, so a large backlog in one cannot starve the others, and one batch never mixes
+        a failing provider's documents with a healthy one's. Collections whose provider circuit
+        is open or half-open are skipped (their documents wait, pending); `endpoint` claims for
+        that circuit's half-open probe instead. SKIP LOCKED lets concurrent workers take disjoint
+        rows without waiting on each other; the lease makes a dead worker's claim claimable
+        again once it expires.
         """
-        with transaction.atomic():
-            ids = list(
-                self.claimable()
-                .order_by("available_at", "id")
-                .select_for_update(skip_locked=True, of=("self",))
-                .values_list("pk", flat=True)[:limit]
-            )
-            if not ids:
+        now = timezone.now()
+        with transaction.atomic(using=self.db):
+            for collection_id in self._next_collections(now, endpoint):
+                ids = self._lock_due(collection_id, now, limit)
+                if ids:
+                    break
+            else:
                 return []
             self.filter(pk__in=ids).update(
                 status=DocumentStatus.PROCESSING,
                 lease_owner=worker,
-                lease_expires_at=timezone.now() + lease,
+                lease_expires_at=now + lease,
                 attempts=F("attempts") + 1,
-                updated_at=timezone.now(),
+                updated_at=now,
             )
+            Collection.objects.using(self.db).filter(pk=collection_id).update(last_claimed_at=now)
         return list(self.filter(pk__in=ids, lease_owner=worker).select_related("collection").order_by("id"))
+
+    def _next_collections(self, now: datetime, endpoint: ProviderCircuit | None) -> list[int]:
+        params: dict[str, Any] = {"now": now, "candidates": CLAIM_CANDIDATES}
+        if endpoint is None:
+            sql = _NEXT_COLLECTIONS_SQL.format(endpoint=_CIRCUIT_CLOSED)
+        else:
+            sql = _NEXT_COLLECTIONS_SQL.format(endpoint=_ENDPOINT)
+            params.update(model=endpoint.model, api_base=endpoint.api_base)
+        with connections[self.db].cursor() as cur:
+            cur.execute(sql, params)
+            return [row[0] for row in cur.fetchall()]
+
+    def _lock_due(self, collection_id: int, now: datetime, limit: int) -> list[int]:
+        """Lock up to `limit` of the collection's claimable rows: expired leases first (older work),
+        then pending ones, first available first. Two queries, each served by its partial index
+        with no sort (an OR of both would read and sort the whole backlog)."""
+        mine = self.filter(collection_id=collection_id).order_by()
+        ids = list(
+            mine.filter(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now)
+            .order_by("lease_expires_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if len(ids) < limit:
+            ids += list(
+                mine.filter(status=DocumentStatus.PENDING, available_at__lte=now)
+                .order_by("available_at", "id")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[: limit - len(ids)]
+            )
+        return ids
 
     def due(self, now: datetime | None = None) -> DocumentQuerySet:
         """Pending documents past their backoff: the work waiting for a worker."""
@@ -293,6 +361,19 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         )
         return wake_workers(released, self.db)
 
+    def defer_until(self, worker: str, until: datetime, error: str) -> int:
+        """Give the worker's leased documents back to the queue, not claimable before `until`:
+        their provider is failing for every input (an outage, a rate limit), which is no fault
+        of theirs. They stay pending; `last_error` says why they wait."""
+        return self.owned_by(worker).update(
+            status=DocumentStatus.PENDING,
+            lease_owner="",
+            lease_expires_at=None,
+            available_at=until,
+            last_error=error[:2000],
+            updated_at=timezone.now(),
+        )
+
     def requeue(self) -> int:
         """Send embedded or failed documents back to the queue and wake workers after commit.
 
@@ -347,6 +428,13 @@ class Document(models.Model):
             models.Index(
                 fields=["lease_expires_at"], name="pipeline_document_leased", condition=Q(status="processing")
             ),
+            # Scanned by DocumentQuerySet.claim: a collection's first available pending documents,
+            # and whether it has any due (the fair, per-collection claim).
+            models.Index(
+                fields=["collection", "available_at", "id"],
+                name="pipeline_document_pending_coll",
+                condition=Q(status="pending"),
+            ),
             models.Index(fields=["collection", "status"], name="pipeline_document_status"),
             # Scanned by the throughput gauge (pipeline.metrics) and the queue health check
             # (pipeline.health): documents embedded in the last few minutes.
@@ -381,6 +469,15 @@ class Chunk(models.Model):
         return f"{self.document_id}#{self.ordinal}"
 
 
+# The django-q2 heartbeat schedule beats every minute: two missed beats and slack before its row is dead.
+SCHEDULE_MAX_AGE = timedelta(seconds=150)
+
+
+def process_name() -> str:
+    """host:pid, the key of a process's WorkerHeartbeat (pipeline worker ids start with it)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
     def beat(self, role: str, worker: str | None = None) -> None:
         """Upsert a process's heartbeat (INSERT ... ON CONFLICT: no read-modify-write race).
@@ -388,7 +485,7 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         Keyed by host:pid, not by pipeline worker id: a django-q2 process runs many drain
         tasks, each with its own worker id, and must stay one row.
         """
-        worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        worker = worker or process_name()
         now = timezone.now()
         self.bulk_create(
             [WorkerHeartbeat(worker=worker, role=role, started_at=now, beat_at=now)],
@@ -398,7 +495,16 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         )
 
     def fresh(self, max_age: timedelta) -> WorkerHeartbeatQuerySet:
-        return self.filter(beat_at__gte=timezone.now() - max_age)
+        """Processes alive: a beat within `max_age` (workers beat every HEARTBEAT_EVERY seconds, busy
+        or idle), or, for the every-minute schedule's rows, within SCHEDULE_MAX_AGE."""
+        now = timezone.now()
+        return self.filter(
+            Q(beat_at__gte=now - max_age) | Q(role=WorkerRole.SCHEDULE, beat_at__gte=now - SCHEDULE_MAX_AGE)
+        )
+
+    def stop(self, worker: str | None = None) -> int:
+        """A process stopping cleanly removes its row: it must not count as alive once gone."""
+        return self.filter(worker=worker or process_name()).delete()[0]
 
 
 class WorkerHeartbeat(models.Model):
@@ -420,6 +526,153 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.worker
+
+
+class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
+    """The transitions of a provider endpoint's circuit breaker, each a compare-and-swap UPDATE:
+    every worker shares one row per endpoint, and the loser of a race changes nothing."""
+
+    def endpoint(self, collection: Collection) -> ProviderCircuitQuerySet:
+        return self.filter(model=collection.model, api_base=collection.api_base)
+
+    def record_failure(self, collection: Collection, error_type: str, threshold: int, wait: timedelta) -> str:
+        """Count one more consecutive transient failure of the collection's endpoint; the
+        `threshold`-th opens a closed circuit for `wait`. Returns the circuit's state after."""
+        now = timezone.now()
+        with connections[self.db].cursor() as cur:
+            cur.execute(
+                """
+                INSERT INTO pipeline_providercircuit AS p
+                       (model, api_base, endpoint, state, consecutive_failures, reopenings, probe_owner,
+                        last_error_type, last_failure_at, updated_at)
+                VALUES (%s, %s, %s, 'closed', 1, 0, '', %s, %s, %s)
+                ON CONFLICT (model, api_base) DO UPDATE
+                   SET consecutive_failures = p.consecutive_failures + 1,
+                       last_error_type = EXCLUDED.last_error_type,
+                       last_failure_at = EXCLUDED.last_failure_at,
+                       updated_at = EXCLUDED.updated_at
+                RETURNING p.id, p.state, p.consecutive_failures
+                """,
+                [collection.model, collection.api_base, endpoint_label(collection), error_type, now, now],
+            )
+            pk, state, failures = cur.fetchone()
+        if state == CircuitState.CLOSED and failures >= threshold:
+            opened = self.filter(pk=pk, state=CircuitState.CLOSED).update(
+                state=CircuitState.OPEN, opened_at=now, next_probe_at=now + wait, reopenings=0, updated_at=now
+            )
+            if opened or self.filter(pk=pk).exclude(state=CircuitState.CLOSED).exists():
+                return CircuitState.OPEN
+        return state
+
+    def record_success(self, collection: Collection) -> int:
+        """The endpoint answered: a run of failures is broken (a closed circuit's count restarts)."""
+        return (
+            self.endpoint(collection)
+            .filter(state=CircuitState.CLOSED, consecutive_failures__gt=0)
+            .update(consecutive_failures=0, updated_at=timezone.now())
+        )
+
+    def take_probe(self, worker: str, lease: timedelta) -> ProviderCircuit | None:
+        """Win the half-open probe of one circuit whose wait is over (or whose prober died: its
+        probe lease ran out). One worker wins; the others see no row and claim as usual."""
+        now = timezone.now()
+        with transaction.atomic(using=self.db):
+            circuit = (
+                self.filter(state__in=[CircuitState.OPEN, CircuitState.HALF_OPEN], next_probe_at__lte=now)
+                .order_by("next_probe_at")
+                .select_for_update(skip_locked=True)
+                .first()
+            )
+            if circuit is None:
+                return None
+            self.filter(pk=circuit.pk).update(
+                state=CircuitState.HALF_OPEN, probe_owner=worker, next_probe_at=now + lease, updated_at=now
+            )
+        circuit.refresh_from_db()
+        return circuit
+
+    def close(self, worker: str) -> int:
+        """The worker's probe got answers: calls go through again."""
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+            state=CircuitState.CLOSED,
+            consecutive_failures=0,
+            reopenings=0,
+            opened_at=None,
+            next_probe_at=None,
+            probe_owner="",
+            updated_at=timezone.now(),
+        )
+
+    def reopen(self, worker: str, wait: timedelta) -> int:
+        """The worker's probe failed too: open again; the next probe comes after `wait`."""
+        now = timezone.now()
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+            state=CircuitState.OPEN,
+            opened_at=now,
+            next_probe_at=now + wait,
+            reopenings=F("reopenings") + 1,
+            probe_owner="",
+            updated_at=now,
+        )
+
+    def postpone(self, worker: str, wait: timedelta) -> int:
+        """Nothing was due to probe with: stay open, same backoff, and look again after `wait`."""
+        now = timezone.now()
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+            state=CircuitState.OPEN, next_probe_at=now + wait, probe_owner="", updated_at=now
+        )
+
+
+def endpoint_label(collection: Collection) -> str:
+    """model@host[:port] of a provider endpoint: a metric label and what operators read. Never the
+    api_base itself, which may carry credentials (user:password@, ?key=) in its userinfo or query."""
+    from urllib.parse import urlsplit
+
+    if not collection.api_base:
+        return collection.model
+    try:
+        parts = urlsplit(collection.api_base)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        host, port = "?", ""
+    return f"{collection.model}@{host}{port}"
+
+
+class ProviderCircuit(models.Model):
+    """The circuit breaker of one provider endpoint (model + api_base), shared by every worker.
+
+    EMBEDPORTAL_CIRCUIT_FAILURES consecutive transient failures (5xx, connection refused, timeout,
+    429) open it: claims skip the collections using the endpoint, whose documents wait pending,
+    and workers go on with other collections. After EMBEDPORTAL_CIRCUIT_OPEN_SECONDS (doubled per
+    failed probe, up to EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS) one worker wins the half-open probe
+    and sends one small batch: answers close it, another failure opens it again.
+    """
+
+    model = models.CharField(max_length=200)
+    api_base = models.CharField(max_length=500, blank=True)
+    endpoint = models.CharField(max_length=300, help_text="model@host: the metric label (no credentials).")
+    state = models.CharField(max_length=12, choices=CircuitState.choices, default=CircuitState.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    reopenings = models.PositiveIntegerField(default=0, help_text="Failed probes since it opened (the backoff step).")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True, help_text="Open: the next probe; half-open: its lease.")
+    probe_owner = models.CharField(max_length=100, blank=True, help_text="The worker probing (half-open).")
+    last_error_type = models.CharField(max_length=20, choices=ErrorType.choices, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    objects = ProviderCircuitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["endpoint"]
+        constraints = [
+            # The failure upsert's conflict target; also the claim's per-collection circuit lookup.
+            models.UniqueConstraint(fields=["model", "api_base"], name="pipeline_providercircuit_unique_endpoint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} ({self.state})"
 
 
 class ModelCheck(models.Model):

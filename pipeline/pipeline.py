@@ -21,11 +21,12 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
-from pipeline import history, metrics, signals, storage, timings
-from pipeline.choices import ErrorType, Stage, WorkerRole
+from pipeline import circuits, history, metrics, signals, storage, timings
+from pipeline.choices import CircuitState, ErrorType, Stage, WorkerRole
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
     BATCH_WIDE,
+    OUTAGE,
     PipelineError,
     api_key,
     classify_storage_error,
@@ -33,13 +34,17 @@ from pipeline.embedding import (
     metered,
     scrub,
 )
-from pipeline.models import Collection, Document, WorkerHeartbeat
+from pipeline.models import Collection, Document, ProviderCircuit, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # Seconds between a worker's heartbeat writes (EMBEDPORTAL_HEARTBEAT_MAX_AGE must be well above).
 HEARTBEAT_EVERY = 15.0
+# Milliseconds a lease renewal waits for a row lock before trying again at the next renewal.
+RENEW_LOCK_TIMEOUT_MS = 2000
+# Documents a half-open probe sends to a failing provider: the least work put at risk.
+PROBE_DOCUMENTS = 1
 # (document, its chunks, their vectors), ready to store.
 Embedded = tuple[Document, list[ChunkText], np.ndarray]
 
@@ -70,6 +75,23 @@ class RetryPolicy:
         wanted = error.retry_after if error.retry_after is not None else self.base_seconds * 2 ** (tries - 1)
         return max(0.0, min(wanted, self.max_wait))
 
+    def defer_delay(self, error: PipelineError, tries: int) -> float:
+        """Seconds a batch deferred after `tries` failed tries stays out of the queue: the
+        provider's Retry-After in full (a deferred batch holds no worker), else the next backoff step."""
+        if error.retry_after is not None:
+            return max(0.0, error.retry_after)
+        return max(0.0, min(self.base_seconds * 2**tries, self.max_wait))
+
+
+def log_database_error(what: str, exc: BaseException, failures: int) -> None:
+    """The first failure of a run with its traceback, then one line per retry with the count: an
+    outage must not fill the log with a traceback every few seconds."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if failures == 1:
+        logger.error("%s: %s", what, message, exc_info=exc)
+    else:
+        logger.warning("%s: still failing (retry %d): %s", what, failures - 1, message)
+
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -80,13 +102,14 @@ class Report:
     claimed: int = 0
     embedded: int = 0
     failed: int = 0
+    deferred: int = 0
     chunks: int = 0
     batches: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, other: Report) -> None:
-        for name in ("claimed", "embedded", "failed", "chunks", "batches"):
+        for name in ("claimed", "embedded", "failed", "deferred", "chunks", "batches"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for stage, seconds in other.seconds.items():
             self.seconds[stage] += seconds
@@ -98,6 +121,7 @@ class Report:
             "claimed": self.claimed,
             "embedded": self.embedded,
             "failed": self.failed,
+            "deferred": self.deferred,
             "chunks": self.chunks,
             "batches": self.batches,
             "seconds": {str(k): round(v, 4) for k, v in self.seconds.items()},
@@ -106,15 +130,17 @@ class Report:
 
 
 class LeaseKeeper:
-    """Renews a batch's leases every third of the lease while the batch is still running.
+    """Renews a batch's leases, and its process's heartbeat, every third of the lease while the
+    batch is still running.
 
     Without it a batch that outlives its lease (a slow provider, retries with backoff) would
-    be claimed and embedded a second time by another worker. A worker that dies stops
-    renewing, so its lease still expires.
+    be claimed and embedded a second time by another worker, and a busy worker would look
+    dead. A worker that dies stops renewing, so its lease still expires: leases can be short.
+    A database blip is retried at the next renewal rather than ending the renewals.
     """
 
-    def __init__(self, worker: str, ids: list[int], lease: timedelta) -> None:
-        self.worker, self.ids, self.lease = worker, ids, lease
+    def __init__(self, worker: str, ids: list[int], lease: timedelta, role: str = WorkerRole.WORKER) -> None:
+        self.worker, self.ids, self.lease, self.role = worker, ids, lease, role
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"lease-{worker}", daemon=True)
 
@@ -127,11 +153,21 @@ class LeaseKeeper:
         self.thread.join()
 
     def _run(self) -> None:
+        failures = 0
         try:
             while not self.done.wait(self.lease.total_seconds() / 3):
-                Document.objects.filter(pk__in=self.ids).renew(self.worker, self.lease)
-        except DatabaseError:
-            logger.exception("could not renew leases of worker %s", self.worker)
+                try:
+                    with transaction.atomic(), connection.cursor() as cur:
+                        # Never block on a row lock for long: the next renewal comes soon, and
+                        # __exit__ must not wait on a stuck statement.
+                        cur.execute("SELECT set_config('lock_timeout', %s, true)", [str(RENEW_LOCK_TIMEOUT_MS)])
+                        Document.objects.filter(pk__in=self.ids).renew(self.worker, self.lease)
+                        WorkerHeartbeat.objects.beat(self.role)
+                    failures = 0
+                except DatabaseError as exc:
+                    failures += 1
+                    log_database_error(f"could not renew leases of worker {self.worker}", exc, failures)
+                    connection.close_if_unusable_or_obsolete()
         finally:
             close_old_connections()
             connection.close()  # this thread's own connection
@@ -165,11 +201,24 @@ class EmbeddingIngestionPipeline:
     # -- loop ---------------------------------------------------------------------------
 
     def run_once(self) -> Report:
-        """Claim one batch and process it. A report with claimed == 0 means the queue is empty."""
+        """Claim one batch and process it. A report with claimed == 0 means the queue is empty.
+
+        A provider circuit due for its half-open probe is served first, with one small batch of
+        its collections; otherwise the claim takes the next collection with work, round-robin,
+        skipping those whose provider's circuit is open.
+        """
         report = Report()
         self._heartbeat()
         t0 = time.perf_counter()
-        docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
+        probe = ProviderCircuit.objects.take_probe(self.worker_id, self.lease)
+        docs = []
+        if probe is not None:
+            docs = Document.objects.claim(self.worker_id, PROBE_DOCUMENTS, self.lease, endpoint=probe)
+            if not docs:
+                ProviderCircuit.objects.postpone(self.worker_id, circuits.open_wait(probe.reopenings))
+                probe = None
+        if probe is None:
+            docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
         self._claim = (time.perf_counter() - t0, timezone.now())
         self.metrics.observe_claim(self._claim[0], [(self._claim[1] - d.enqueued_at).total_seconds() for d in docs])
         report.claimed = len(docs)
@@ -178,11 +227,27 @@ class EmbeddingIngestionPipeline:
         by_collection: dict[int, list[Document]] = defaultdict(list)
         for doc in docs:
             by_collection[doc.collection_id].append(doc)
-        with LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease):
+        with LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role):
             for group in by_collection.values():
                 self._process(group[0].collection, group, report)
         report.batches = 1
+        if probe is not None:
+            self._end_probe(probe, report)
         return report
+
+    def _end_probe(self, probe: ProviderCircuit, report: Report) -> None:
+        """An answer from the provider closes its circuit; another outage error opens it again, for longer."""
+        if report.deferred:
+            wait = circuits.open_wait(probe.reopenings + 1)
+            ProviderCircuit.objects.reopen(self.worker_id, wait)
+            logger.warning(
+                "provider %s still failing: circuit open again, next probe in %.0f s",
+                probe.endpoint,
+                wait.total_seconds(),
+            )
+        else:
+            ProviderCircuit.objects.close(self.worker_id)
+            logger.warning("provider %s answers again: circuit closed", probe.endpoint)
 
     def drain(self, max_seconds: float | None = None, stop: Callable[[], bool] | None = None) -> Report:
         """Process batches until the queue is empty, time is up, or `stop()` says so."""
@@ -197,20 +262,48 @@ class EmbeddingIngestionPipeline:
 
     def run_forever(self, stop: SignalStop | threading.Event) -> Report:
         total = Report()
+        failures = 0
         while not stop.is_set():
             try:
+                if failures:
+                    # Back from a database error: the batch it cut short is given back now, not
+                    # when its leases expire (this worker still owns them; nobody else can).
+                    released = Document.objects.release(self.worker_id)
+                    logger.warning(
+                        "database reachable again after %d retr%s; worker %s gave back %d document(s)",
+                        failures - 1,
+                        "y" if failures == 2 else "ies",
+                        self.worker_id,
+                        released,
+                    )
+                    failures = 0
                 report = self.drain(stop=stop.is_set)
-            except DatabaseError:
+            except DatabaseError as exc:
                 # The database went away (restart, failover): back off, reconnect, go on.
-                logger.exception("database error in worker %s; retrying", self.worker_id)
+                failures += 1
+                log_database_error(f"database error in worker {self.worker_id}", exc, failures)
                 close_old_connections()
                 stop.wait(settings.EMBEDPORTAL_IDLE_SLEEP * 5)
                 continue
             total.add(report)
             if report.claimed == 0:
                 stop.wait(settings.EMBEDPORTAL_IDLE_SLEEP)
-        Document.objects.release(self.worker_id)
+        self._stop()
         return total
+
+    def _stop(self) -> None:
+        """A clean stop gives back the worker's leases and removes its heartbeat: it is not alive."""
+        try:
+            Document.objects.release(self.worker_id)
+            WorkerHeartbeat.objects.stop()
+        except DatabaseError as exc:
+            logger.warning(
+                "worker %s stopping without the database (%s): its leases return to the queue when they "
+                "expire (%.0f s)",
+                self.worker_id,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                self.lease.total_seconds(),
+            )
 
     def _heartbeat(self) -> None:
         # The queue health check reads these rows; throttled so a busy worker writes one
@@ -245,13 +338,14 @@ class EmbeddingIngestionPipeline:
 
         t0 = time.perf_counter()
         with metered() as usage:
-            embedded, failed = self._embed_isolating(collection, ready, report)
+            embedded, failed, deferred = self._embed_isolating(collection, ready, report)
         embedding_seconds = time.perf_counter() - t0
         report.seconds[Stage.EMBEDDING] += embedding_seconds
         self.metrics.observe_stage(Stage.EMBEDDING, embedding_seconds, len(ready))
         self.metrics.COST.labels(collection=collection.name).inc(usage.cost_usd)
         for doc, exc in failed:
             self._fail(doc, exc, report)
+        self._defer(collection, deferred, report)
         if not embedded:
             return
 
@@ -311,38 +405,83 @@ class EmbeddingIngestionPipeline:
 
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], report: Report
-    ) -> tuple[list[Embedded], list[tuple[Document, PipelineError]]]:
-        """Embed a group of documents; a failing group is split in halves down to one document,
-        so a bad document fails alone and its neighbours are embedded.
+    ) -> tuple[list[Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
+        """Embed a group of documents: (embedded, failed, deferred).
 
-        Batch-wide errors (auth, rate limit) are not split: every half would fail the same way.
+        A group failing for one of its inputs (400, wrong dimensions, NaN...) is split in halves
+        down to one document, so a bad document fails alone and its neighbours are embedded.
+        Batch-wide errors are not split, since every half would fail the same way: an outage
+        (5xx, connection, timeout, 429), retried in _with_retries, defers the whole group; auth
+        fails it. A group deferred EMBEDPORTAL_MAX_DEFERRALS times while the endpoint's circuit
+        stayed closed (its provider answers others) is split after all: one input may be the cause.
         """
         if not group:
-            return [], []
+            return [], [], []
         try:
             vectors = self._embed(collection, [c for _, chunks in group for c in chunks], report)
         except PipelineError as exc:
-            if len(group) == 1 or exc.error_type in BATCH_WIDE:
-                return [], [(doc, exc) for doc, _ in group]
+            if exc.error_type in OUTAGE and (exc.circuit_open or not self._deferred_too_often(group)):
+                return [], [], [(doc, exc) for doc, _ in group]
+            if len(group) == 1 or (exc.error_type in BATCH_WIDE and exc.error_type not in OUTAGE):
+                return [], [(doc, exc) for doc, _ in group], []
             middle = len(group) // 2
-            ok_left, failed_left = self._embed_isolating(collection, group[:middle], report)
-            ok_right, failed_right = self._embed_isolating(collection, group[middle:], report)
-            return ok_left + ok_right, failed_left + failed_right
+            ok_left, failed_left, deferred_left = self._embed_isolating(collection, group[:middle], report)
+            ok_right, failed_right, deferred_right = self._embed_isolating(collection, group[middle:], report)
+            return ok_left + ok_right, failed_left + failed_right, deferred_left + deferred_right
         embedded, offset = [], 0
         for doc, chunks in group:
             embedded.append((doc, chunks, vectors[offset : offset + len(chunks)]))
             offset += len(chunks)
-        return embedded, []
+        return embedded, [], []
+
+    @staticmethod
+    def _deferred_too_often(group: list[tuple[Document, list[ChunkText]]]) -> bool:
+        # `attempts` counts claims: a document claimed n times was deferred n - 1 times.
+        return max(doc.attempts for doc, _ in group) > settings.EMBEDPORTAL_MAX_DEFERRALS
 
     def _embed(self, collection: Collection, chunks: list[ChunkText], report: Report) -> np.ndarray:
         """Embed all chunks, batched across documents up to the collection's batch size."""
         texts = [c.text for c in chunks]
         size = collection.batch_size
         parts = [
-            self._with_retries(lambda batch=texts[i : i + size]: embed_texts(collection, batch), report)
+            self._with_retries(lambda batch=texts[i : i + size]: self._call_provider(collection, batch), report)
             for i in range(0, len(texts), size)
         ]
+        if parts:
+            ProviderCircuit.objects.record_success(collection)
         return np.concatenate(parts) if parts else np.empty((0, collection.dimensions), np.float32)
+
+    def _call_provider(self, collection: Collection, texts: list[str]) -> np.ndarray:
+        """One embedding call; an outage error counts toward the endpoint's circuit breaker."""
+        try:
+            return embed_texts(collection, texts)
+        except PipelineError as exc:
+            if exc.error_type in OUTAGE:
+                state = ProviderCircuit.objects.record_failure(
+                    collection, exc.error_type, settings.EMBEDPORTAL_CIRCUIT_FAILURES, circuits.open_wait()
+                )
+                exc.circuit_open = state != CircuitState.CLOSED
+            raise
+
+    def _defer(self, collection: Collection, deferred: list[tuple[Document, PipelineError]], report: Report) -> None:
+        """Back to the queue, pending, after the backoff (or the provider's Retry-After): an
+        outage is no document's fault, and a worker must not wait it out holding them."""
+        if not deferred:
+            return
+        exc = deferred[0][1]
+        until = timezone.now() + timedelta(seconds=self.retry.defer_delay(exc, exc.tries))
+        message = scrub(f"deferred: {exc}", api_key(collection))
+        n = Document.objects.filter(pk__in=[doc.pk for doc, _ in deferred]).defer_until(self.worker_id, until, message)
+        report.deferred += n
+        self.metrics.DOCUMENTS.labels(outcome="deferred").inc(n)
+        logger.warning(
+            "deferred %d document(s) of %s until %s%s: %s",
+            n,
+            collection.name,
+            until.isoformat(timespec="seconds"),
+            " (provider circuit open)" if exc.circuit_open else "",
+            message,
+        )
 
     def _store(self, results: list[storage.Embedded], embedded_at: datetime) -> set[int]:
         """One storage attempt; receivers of `documents_embedded` (reprocessing closes open
@@ -367,7 +506,9 @@ class EmbeddingIngestionPipeline:
                 return attempt()
             except PipelineError as exc:
                 self._count_error(exc, report)
-                if not exc.transient or n >= tries:
+                exc.tries = n
+                # An open circuit means the provider is down for everyone: no more tries now.
+                if not exc.transient or n >= tries or exc.circuit_open:
                     raise
                 logger.warning("%s (try %d of %d)", exc, n, tries)
                 self.retry.sleep(self.retry.delay(exc, n))

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.choices import DocumentStatus, ErrorType, Stage
+from pipeline.choices import DocumentStatus, ErrorType
 from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
@@ -38,19 +38,39 @@ def test_transient_provider_error_is_retried_within_the_batch(fake_collection, f
     assert not FailedDocument.objects.exists()
 
 
-def test_persistent_500_fails_after_bounded_tries_and_schedules_the_first_retry(
+def test_persistent_500_defers_the_batch_after_bounded_tries_without_failing_it(
     fake_collection, fake_provider, waits, clock
 ):
     fake_provider.mode = "500"
-    add(fake_collection, "only one")
-    worker(waits).drain()
-    assert len(fake_provider.requests) == 3
-    doc = Document.objects.get()
-    assert doc.status == DocumentStatus.FAILED
-    failure = failure_of("d0")
-    assert (failure.error_type, failure.stage, failure.state) == (ErrorType.API_ERROR, Stage.EMBEDDING, "waiting")
-    assert failure.attempts == 1
-    assert failure.next_retry_at == clock.now + timedelta(minutes=5)
+    add(fake_collection, "only one", "and another")
+    report = worker(waits).drain()
+    assert len(fake_provider.requests) == 3 and waits == [1.0, 2.0]
+    assert (report.deferred, report.failed, report.embedded) == (2, 0, 0)
+    for doc in Document.objects.all():
+        # Back in the queue after the next backoff step (1 s x 2^3), no lease, not failed.
+        assert (doc.status, doc.attempts, doc.lease_owner) == (DocumentStatus.PENDING, 1, "")
+        assert doc.available_at == clock.now + timedelta(seconds=8)
+        assert doc.last_error.startswith("deferred: api_error")
+    assert not FailedDocument.objects.exists()
+
+
+def test_a_500_from_one_input_is_split_out_once_its_batch_was_deferred_max_times(
+    fake_collection, fake_provider, waits, settings
+):
+    # The provider answers other batches (its circuit stays closed), so after
+    # EMBEDPORTAL_MAX_DEFERRALS deferrals the batch is split and the bad input fails alone.
+    settings.EMBEDPORTAL_MAX_DEFERRALS = 2
+    settings.EMBEDPORTAL_CIRCUIT_FAILURES = 1000
+    texts = [f"good document {i}" for i in range(7)]
+    texts.insert(3, "bad document POISON:500 here")
+    add(fake_collection, *texts)
+    pipeline = EmbeddingIngestionPipeline(claim_batch=8, retry=RetryPolicy.from_settings(base_seconds=0, max_wait=0))
+    report = pipeline.drain()
+    assert report.deferred == 16 and report.embedded == 7 and report.failed == 1
+    assert set(FailedDocument.objects.values_list("document__external_id", "error_type")) == {
+        ("d3", ErrorType.API_ERROR)
+    }
+    assert Document.objects.filter(status=DocumentStatus.EMBEDDED).count() == 7
 
 
 def test_rate_limit_waits_for_retry_after(fake_collection, fake_provider, waits, settings):
@@ -63,7 +83,9 @@ def test_rate_limit_waits_for_retry_after(fake_collection, fake_provider, waits,
     assert waits == [7.0]
 
 
-def test_rate_limit_wait_is_capped_and_floors_the_next_retry(fake_collection, fake_provider, waits, settings, clock):
+def test_rate_limit_wait_is_capped_in_the_batch_and_defers_it_for_the_whole_retry_after(
+    fake_collection, fake_provider, waits, settings, clock
+):
     settings.EMBEDPORTAL_RETRY_MAX_WAIT = 2
     fake_provider.retry_after = "900"
     fake_provider.mode = "429"
@@ -72,9 +94,11 @@ def test_rate_limit_wait_is_capped_and_floors_the_next_retry(fake_collection, fa
     assert waits == [2.0, 2.0]
     # A rate limit concerns the whole call: the batch is not split into more calls.
     assert len(fake_provider.requests) == 3
-    assert FailedDocument.objects.filter(error_type=ErrorType.RATE_LIMIT).count() == 3
-    # The provider asked for 15 minutes: more than the 5-minute first backoff step.
-    assert failure_of("d0").next_retry_at == clock.now + timedelta(seconds=900)
+    assert not FailedDocument.objects.exists()
+    # A deferred batch holds no worker: it waits out the provider's 15 minutes in the queue.
+    assert set(Document.objects.values_list("status", "available_at")) == {
+        (DocumentStatus.PENDING, clock.now + timedelta(seconds=900))
+    }
 
 
 def test_timeout_is_classified_and_retried(fake_collection, fake_provider, waits, settings):
@@ -83,7 +107,8 @@ def test_timeout_is_classified_and_retried(fake_collection, fake_provider, waits
     add(fake_collection, "slow one")
     report = worker(waits).drain()
     assert report.errors == {ErrorType.TIMEOUT: 3}
-    assert failure_of("d0").error_type == ErrorType.TIMEOUT
+    assert report.deferred == 1
+    assert Document.objects.get().last_error.startswith("deferred: timeout")
 
 
 def test_auth_error_fails_at_once_and_the_key_is_scrubbed(fake_collection, fake_provider, waits):
@@ -124,7 +149,6 @@ def test_permanent_error_fails_the_document_without_retrying(fake_collection, fa
         ("nan", ErrorType.NAN_VALUES),
         ("wrong_dims", ErrorType.DIMENSION_MISMATCH),
         ("too_few", ErrorType.WRONG_COUNT),
-        ("500", ErrorType.API_ERROR),
     ],
 )
 def test_poison_document_fails_alone_and_its_batch_neighbours_are_stored(

@@ -1,0 +1,84 @@
+"""Provider circuit breakers (pipeline.models.ProviderCircuit): their waits, their gauge, and what
+the health report and the overview page show of them.
+
+A circuit is per endpoint (model + api_base) and lives in the database, so every worker, in any
+process or pod, sees the same state; the transitions are the CAS methods of its QuerySet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from pipeline.choices import CircuitState
+from pipeline.models import ProviderCircuit
+
+logger = logging.getLogger(__name__)
+
+CIRCUIT_STATE = "embedding_pipeline_provider_circuit_state"
+STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}
+
+
+def open_wait(reopenings: int = 0) -> timedelta:
+    """How long a circuit stays open before its next probe: doubled per failed probe, capped."""
+    base = settings.EMBEDPORTAL_CIRCUIT_OPEN_SECONDS
+    return timedelta(seconds=min(base * 2**reopenings, settings.EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS))
+
+
+def not_closed() -> list[ProviderCircuit]:
+    return list(ProviderCircuit.objects.exclude(state=CircuitState.CLOSED).order_by("endpoint"))
+
+
+def describe(circuit: ProviderCircuit) -> dict[str, Any]:
+    """What operators read of a circuit (no api_base: it may carry credentials)."""
+    now = timezone.now()
+    return {
+        "endpoint": circuit.endpoint,
+        "state": circuit.state,
+        "consecutive_failures": circuit.consecutive_failures,
+        "failed_probes": circuit.reopenings,
+        "last_error_type": circuit.last_error_type,
+        "opened_at": circuit.opened_at.isoformat() if circuit.opened_at else None,
+        "next_probe_in_seconds": (
+            round(max(0.0, (circuit.next_probe_at - now).total_seconds()), 1) if circuit.next_probe_at else None
+        ),
+    }
+
+
+class CircuitCollector:
+    """embedding_pipeline_provider_circuit_state{endpoint}: 0 closed, 1 open, 2 half-open, read from
+    the database at scrape time. Endpoints are model@host (tens, chosen by operators: a safe label)."""
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            CIRCUIT_STATE,
+            "Circuit breaker of a provider endpoint (model@host): 0 closed, 1 open (its collections wait), "
+            "2 half-open (one worker probing).",
+            labels=["endpoint"],
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            rows = list(ProviderCircuit.objects.values_list("endpoint", "state"))
+        except DatabaseError:
+            logger.exception("provider circuit metrics: database query failed")
+            return
+        family = self._family()
+        states: dict[str, int] = {}
+        for endpoint, state in rows:
+            # Two api_bases on one host share a label: show the worst.
+            states[endpoint] = max(states.get(endpoint, 0), STATE_VALUES[state])
+        for endpoint, value in sorted(states.items()):
+            family.add_metric([endpoint], value)
+        yield family
