@@ -196,7 +196,8 @@ _register(
         "EMBEDPORTAL_METRICS_COLLECTORS",
         "list",
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
-        "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector",
+        "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,"
+        "pipeline.performance_slos.PerformanceSLOCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from pipeline import overview, queue, slo_page
+from pipeline import overview, performance_admin, queue, slo_page
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
     CapacityMeasurement,
@@ -60,14 +60,30 @@ class CollectionForm(forms.ModelForm):
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
     form = CollectionForm
-    list_display = ("name", "model", "dimensions", "chunking_strategy", "chunk_size", "batch_size", "paused")
+    list_display = (
+        "name",
+        "model",
+        "dimensions",
+        "chunking_strategy",
+        "chunk_size",
+        "batch_size",
+        "paused",
+        "embedding_cost",
+    )
+    list_select_related = ("cost",)
     list_filter = ("paused", "chunking_strategy", "model")
     search_fields = ("name", "model")
     actions = ("pause_collections", "resume_collections", "reembed_collections")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
-        return ("model", "dimensions", "created_at", "updated_at") if obj else ("created_at", "updated_at")
+        if obj:
+            return ("model", "dimensions", "embedding_cost", "created_at", "updated_at")
+        return ("created_at", "updated_at")
+
+    @admin.display(description="embedding cost (USD)")
+    def embedding_cost(self, obj: Collection) -> str:
+        return performance_admin.format_cost(obj)
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("pipeline.pause_collection")

@@ -42,11 +42,19 @@ def heartbeat() -> None:
 
 def roll_up_history() -> dict:
     """Every hour: minutes older than EMBEDPORTAL_HISTORY_MINUTE_DAYS become hours, rows older than
-    EMBEDPORTAL_HISTORY_RETENTION_DAYS are deleted (pipeline.history)."""
-    from pipeline import history
+    EMBEDPORTAL_HISTORY_RETENTION_DAYS are deleted (pipeline.history); so are batch timings older
+    than EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS (pipeline.timings)."""
+    from pipeline import history, timings
 
     done = history.roll_up()
-    return {"hours_written": done.hours_written, "pruned": done.pruned}
+    return {"hours_written": done.hours_written, "pruned": done.pruned, "timings_pruned": timings.prune()}
+
+
+def evaluate_optimizations() -> dict:
+    """Every five minutes: keep or revert applied optimizer changes whose measurement is complete."""
+    from pipeline import optimizer
+
+    return {"evaluated": [c.as_dict() for c in optimizer.evaluate_pending()]}
 
 
 def kick_workers() -> None:
@@ -68,11 +76,13 @@ def kick_workers() -> None:
 
 # (name, task, every N minutes). The drain is the safety net for work no kick announced (a dead
 # worker's lease expiring); the heartbeat keeps the queue health check green on an idle cluster
-# (and samples the queue depth into the history); the roll-up keeps the history bounded.
+# (and samples the queue depth into the history); the roll-up keeps the history bounded; the
+# optimizer's evaluation keeps or reverts the changes it applied.
 SCHEDULES = (
     ("pipeline-drain", DRAIN_TASK, 1),
     ("pipeline-heartbeat", HEARTBEAT_TASK, 1),
     ("pipeline-history-rollup", "pipeline.tasks.roll_up_history", 60),
+    ("pipeline-optimizer-evaluate", "pipeline.tasks.evaluate_optimizations", 5),
 )
 
 

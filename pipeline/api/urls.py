@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from pipeline.api import performance
 from pipeline.api.health import HealthView
 from pipeline.api.slos import SloView
 from pipeline.api.views import CollectionViewSet, DocumentViewSet
@@ -17,5 +18,6 @@ router.register("documents", DocumentViewSet)
 urlpatterns = [
     path("health/", HealthView.as_view(), name="health"),
     path("slos/", SloView.as_view(), name="slos"),
+    *performance.urlpatterns,
     *router.urls,
 ]

@@ -1,0 +1,138 @@
+"""GET /api/v1/embedding-pipeline-operations/performance: the optimizer's figures, bottleneck and
+recommendations (and the performance SLOs and recent changes); POST .../performance/apply applies one
+recommendation. Both answer with and without the trailing slash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import re_path
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from embedportal.api.permissions import PermissionRequired
+from pipeline import performance_slos
+from pipeline.models import Collection, OptimizationChange
+from pipeline.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
+
+RECENT_CHANGES = 20
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class CanView(PermissionRequired):
+    perm = "pipeline.view_optimizationchange"
+
+
+class CanApply(PermissionRequired):
+    perm = "pipeline.apply_optimizationchange"
+
+
+class OptimizationChangeSerializer(serializers.ModelSerializer):
+    collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = OptimizationChange
+        fields = [
+            "id",
+            "collection",
+            "setting",
+            "before",
+            "after",
+            "reason",
+            "measurement_before",
+            "measurement_after",
+            "status",
+            "note",
+            "applied_by",
+            "applied_at",
+            "evaluated_at",
+        ]
+
+
+class ApplySerializer(serializers.Serializer):
+    collection = serializers.SlugRelatedField(slug_field="name", queryset=Collection.objects.all())
+    recommendation = serializers.CharField(max_length=200, help_text="A recommendation's id from GET performance.")
+
+
+def _window(request: Request) -> int | None:
+    raw = request.query_params.get("window")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValidationError({"window": "a whole number of seconds, at least 1"})
+    return int(raw)
+
+
+def performance(collection: Collection | None, window: int | None) -> dict[str, Any]:
+    """The command's JSON plus the SLOs and the recent changes: what the API and the admin page show."""
+    out = EmbeddingPipelineOperationsOptimizer(window).analyse(collection).as_dict()
+    compliance = performance_slos.compliance()
+    out["slos"] = [
+        {"slo": slo, "target": target, "compliance": compliance[slo]}
+        for slo, target in performance_slos.targets().items()
+    ]
+    changes = OptimizationChange.objects.select_related("collection")
+    if collection is not None:
+        changes = changes.filter(collection=collection)
+    out["changes"] = OptimizationChangeSerializer(changes[:RECENT_CHANGES], many=True).data
+    return out
+
+
+class PerformanceView(APIView):
+    """p50/p95/p99 per stage (`stages`), the `bottleneck`, `recommendations` with their expected effect,
+    per-collection figures and cost, the performance SLOs, and the optimizer's recent changes."""
+
+    permission_classes = [CanView]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("collection", str, description="Only this collection"),
+            OpenApiParameter("window", int, description="Seconds of history (EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)"),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request: Request) -> Response:
+        collection = None
+        if name := request.query_params.get("collection"):
+            collection = Collection.objects.filter(name=name).first()
+            if collection is None:
+                raise ValidationError({"collection": f"no collection named {name!r}"})
+        try:
+            return Response(performance(collection, _window(request)))
+        except OptimizerError as exc:
+            raise Conflict(str(exc)) from None
+
+
+class ApplyView(APIView):
+    """Apply one recommendation that changes a collection setting: 201 with the recorded change,
+    measured before and kept or reverted by the evaluation schedule; 409 if it no longer applies
+    or a change of the collection is already being measured."""
+
+    permission_classes = [CanApply]
+
+    @extend_schema(request=ApplySerializer, responses={201: OptimizationChangeSerializer})
+    def post(self, request: Request) -> Response:
+        body = ApplySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        collection = body.validated_data["collection"]
+        try:
+            change = EmbeddingPipelineOperationsOptimizer().apply(
+                collection, body.validated_data["recommendation"], applied_by=request.user.get_username()
+            )
+        except OptimizerError as exc:
+            raise Conflict(str(exc)) from None
+        return Response(OptimizationChangeSerializer(change).data, status=status.HTTP_201_CREATED)
+
+
+urlpatterns = [
+    re_path(r"^embedding-pipeline-operations/performance/?$", PerformanceView.as_view(), name="performance"),
+    re_path(r"^embedding-pipeline-operations/performance/apply/?$", ApplyView.as_view(), name="performance-apply"),
+]

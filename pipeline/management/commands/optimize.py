@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipeline.models import Collection
+from pipeline.optimizer import STAGES, Analysis, EmbeddingPipelineOperationsOptimizer, OptimizerError
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+class Command(BaseCommand):
+    help = (
+        "Where the pipeline's time goes: p50/p95/p99 per stage and collection, the bottleneck, and "
+        "recommendations with their expected effect. --apply applies those that change a collection "
+        "setting (each measured, and reverted by the evaluation schedule if it does not help)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--collection", help="Only this collection (default: every collection)")
+        parser.add_argument(
+            "--window", type=int, help="Seconds of history to read (EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)"
+        )
+        parser.add_argument("--apply", action="store_true", help="Apply the recommendations that change a setting")
+        parser.add_argument("--evaluate", action="store_true", help="Keep or revert applied changes now")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        if o["window"] is not None and o["window"] < 1:
+            raise CommandError(f"--window must be at least 1 second (got {o['window']})")
+        collection = None
+        if o["collection"]:
+            try:
+                collection = Collection.objects.get(name=o["collection"])
+            except Collection.DoesNotExist:
+                raise CommandError(f"no collection named {o['collection']!r}") from None
+        optimizer = EmbeddingPipelineOperationsOptimizer(o["window"])
+        try:
+            evaluated = optimizer.evaluate_pending() if o["evaluate"] else []
+            applied = optimizer.apply_all(collection, applied_by="manage.py optimize") if o["apply"] else []
+            analysis = optimizer.analyse(collection)
+        except OptimizerError as exc:
+            raise CommandError(str(exc)) from None
+        if o["json"]:
+            out = analysis.as_dict()
+            if o["apply"]:
+                out["applied"] = [{"id": c.pk, "collection": collection_name(c), **change(c)} for c in applied]
+            if o["evaluate"]:
+                out["evaluated"] = [e.as_dict() for e in evaluated]
+            self.stdout.write(json.dumps(out, indent=2, default=str))
+            return
+        self._print(analysis)
+        for c in applied:
+            self.stdout.write(f"applied #{c.pk}: {collection_name(c)}.{c.setting} {c.before} -> {c.after} (measuring)")
+        for e in evaluated:
+            self.stdout.write(f"change #{e.change} {e.status}: {e.note}")
+
+    def _print(self, a: Analysis) -> None:
+        self.stdout.write(
+            f"source: {a.source}, last {a.window_seconds} s, {a.documents} documents, {a.workers} workers"
+        )
+        self.stdout.write(f"{'stage':<12}{'p50':>10}{'p95':>10}{'p99':>10}{'busy':>8}")
+        for stage in STAGES:
+            p = a.stages[stage]
+            busy = f"{a.utilisation[stage]:.0%}" if stage in a.utilisation else ""
+            self.stdout.write(f"{stage:<12}{_seconds(p.p50):>10}{_seconds(p.p95):>10}{_seconds(p.p99):>10}{busy:>8}")
+        self.stdout.write(f"bottleneck: {a.bottleneck.get('stage') or 'none'} ({a.bottleneck['reason']})")
+        for name, figures in a.collections.items():
+            self.stdout.write(
+                f"  {name}: {figures['documents']} documents, p95 total "
+                f"{_seconds(figures['stages']['total']['p95'])} s, cost ${figures['cost_usd']:.6f}"
+            )
+        for rec in a.recommendations:
+            mark = " [--apply]" if rec.appliable else ""
+            self.stdout.write(f"- {rec.title}{mark}\n    expected: {rec.expected_effect}\n    why: {rec.reason}")
+        if not a.recommendations:
+            self.stdout.write("no recommendations")
+
+
+def collection_name(change: Any) -> str:
+    return change.collection.name
+
+
+def change(c: Any) -> dict[str, Any]:
+    return {"setting": c.setting, "before": c.before, "after": c.after, "status": c.status}

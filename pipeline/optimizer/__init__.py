@@ -1,0 +1,72 @@
+"""EmbeddingPipelineOperationsOptimizer: where the pipeline's time goes, and what to change.
+
+The figures are per-document percentiles of each stage (queue wait, claim, chunking, embedding,
+storage, and their total) over a window, and each stage's utilisation (worker seconds in the
+stage / worker seconds available). They come from Prometheus when EMBEDPORTAL_PROMETHEUS_URL is
+set (histogram_quantile over the buckets' rates, the busy-seconds counter over the workers
+alive), else from the database's per-batch timings (pipeline.timings), weighted by documents
+(every document of a batch waited for the whole stage). Per-collection figures always come from
+the database: the Prometheus histograms carry no collection label.
+
+The bottleneck is the processing stage with the largest share of the per-document p95, unless
+the workers are saturated (busy most of the time) and documents wait in the queue longer than
+they are processed: then it is the number of workers. Recommendations say what to change and
+the effect expected; one that changes a collection setting (`batch_size`) can be applied: the
+change is recorded as an OptimizationChange with a measurement of the batches before it, and
+the evaluation schedule keeps or reverts it once as many batches ran after it.
+
+Modules: figures (percentiles, utilisation, bottleneck), recommendations, analysis, changes.
+"""
+
+from __future__ import annotations
+
+from pipeline.models import Collection, OptimizationChange
+from pipeline.optimizer.analysis import Analysis, analyse
+from pipeline.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
+from pipeline.optimizer.figures import STAGES, OptimizerError, Percentiles
+from pipeline.optimizer.recommendations import APPLIABLE, Recommendation
+
+__all__ = [
+    "APPLIABLE",
+    "STAGES",
+    "Analysis",
+    "EmbeddingPipelineOperationsOptimizer",
+    "Evaluated",
+    "OptimizerError",
+    "Percentiles",
+    "Recommendation",
+    "analyse",
+    "apply",
+    "evaluate",
+    "evaluate_pending",
+]
+
+
+class EmbeddingPipelineOperationsOptimizer:
+    """The optimizer's entry points, for the command, the API and the admin."""
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
+
+    def analyse(self, collection: Collection | None = None) -> Analysis:
+        return analyse(collection, self.window)
+
+    def apply(self, collection: Collection, recommendation_id: str, applied_by: str = "") -> OptimizationChange:
+        for rec in self.analyse(collection).recommendations:
+            if rec.id == recommendation_id and rec.collection == collection.name:
+                return apply(collection, rec, applied_by)
+        raise OptimizerError(f"no recommendation {recommendation_id!r} for collection {collection.name!r} now")
+
+    def apply_all(self, collection: Collection | None = None, applied_by: str = "") -> list[OptimizationChange]:
+        changes = []
+        for rec in self.analyse(collection).recommendations:
+            if rec.appliable:
+                c = Collection.objects.get(name=rec.collection)
+                try:
+                    changes.append(apply(c, rec, applied_by))
+                except OptimizerError:
+                    continue  # one under measurement already, or nothing to compare against
+        return changes
+
+    def evaluate_pending(self) -> list[Evaluated]:
+        return evaluate_pending()

@@ -1,0 +1,95 @@
+"""One analysis: the figures over a window, the bottleneck, per-collection figures, recommendations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from pipeline.models import Collection
+from pipeline.optimizer.figures import (
+    PROCESSING,
+    Percentiles,
+    bottleneck,
+    db_busy,
+    db_percentiles,
+    prometheus_percentiles,
+    prometheus_utilisation,
+    rounded,
+)
+from pipeline.optimizer.recommendations import Recommendation, recommend
+
+
+@dataclass
+class Analysis:
+    source: str
+    window_seconds: int
+    stages: dict[str, Percentiles]
+    utilisation: dict[str, float]
+    workers: int
+    documents: int
+    bottleneck: dict[str, Any]
+    recommendations: list[Recommendation] = field(default_factory=list)
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stages": {name: p.as_dict() for name, p in self.stages.items()},
+            "bottleneck": self.bottleneck,
+            "recommendations": [r.as_dict() for r in self.recommendations],
+            "source": self.source,
+            "window_seconds": self.window_seconds,
+            "utilisation": rounded(self.utilisation),
+            "workers": self.workers,
+            "documents": self.documents,
+            "collections": self.collections,
+        }
+
+
+def analyse(collection: Collection | None = None, window: int | None = None) -> Analysis:
+    """The figures, the bottleneck and the recommendations, over the last `window` seconds."""
+    window = window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS
+    since = timezone.now() - timedelta(seconds=window)
+    scope = collection.pk if collection else None
+    busy = db_busy(since, scope)
+    if settings.EMBEDPORTAL_PROMETHEUS_URL and collection is None:
+        source = "prometheus"
+        stages = prometheus_percentiles(window)
+        utilisation, workers = prometheus_utilisation(window)
+        documents = stages["total"].count
+    else:
+        source = "database"
+        stages = db_percentiles(since, scope)
+        span = busy.span_seconds
+        utilisation = {s: busy.stage_seconds[s] / span if span else 0.0 for s in PROCESSING}
+        workers, documents = busy.workers, busy.documents
+    found = bottleneck(stages, utilisation)
+    analysis = Analysis(source, window, stages, utilisation, workers, documents, found)
+    collections = [collection] if collection else list(Collection.objects.select_related("cost"))
+    for c in collections:
+        figures = collection_figures(c, since)
+        if figures["documents"] or collection:
+            analysis.collections[c.name] = figures
+    analysis.recommendations = recommend(analysis, collections, since)
+    return analysis
+
+
+def collection_figures(c: Collection, since: datetime) -> dict[str, Any]:
+    stages = db_percentiles(since, c.pk)
+    busy = db_busy(since, c.pk)
+    cost = getattr(c, "cost", None)
+    seconds = sum(busy.stage_seconds.values())
+    return {
+        "documents": busy.documents,
+        "batches": busy.batches,
+        "stages": {s: p.as_dict() for s, p in stages.items()},
+        "bottleneck": bottleneck(stages, {s: v / seconds if seconds else 0.0 for s, v in busy.stage_seconds.items()}),
+        "worker_seconds_per_document": round(seconds / busy.documents, 6) if busy.documents else None,
+        "batch_size": c.batch_size,
+        "model": c.model,
+        "cost_usd": round(cost.cost_usd, 8) if cost else 0.0,
+        "cost_per_document_usd": cost.per_document if cost else None,
+    }

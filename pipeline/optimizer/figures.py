@@ -1,0 +1,212 @@
+"""The optimizer's figures: per-document percentiles of each stage and each stage's utilisation,
+from the database's batch timings (pipeline.timings) or from Prometheus."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+STAGES = ("queue_wait", "claim", "chunking", "embedding", "storage", "total")
+PROCESSING = ("claim", "chunking", "embedding", "storage")
+QUANTILES = (0.5, 0.95, 0.99)
+# Workers busy this share of the time have no slack: more work waits in the queue.
+SATURATED = 0.8
+
+
+class OptimizerError(Exception):
+    """A request the optimizer cannot carry out; the message says why."""
+
+
+@dataclass
+class Percentiles:
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return rounded(asdict(self))
+
+
+def rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
+
+
+# --- the database's figures -----------------------------------------------------------------------
+
+_COLUMNS = {
+    "queue_wait": "queue_wait_seconds",
+    "claim": "claim_seconds",
+    "chunking": "chunking_seconds",
+    "embedding": "embedding_seconds",
+    "storage": "storage_seconds",
+    "total": "total_seconds",
+}
+
+
+def _where(since: datetime, collection_id: int | None) -> tuple[str, list[Any]]:
+    if collection_id is None:
+        return "t.finished_at >= %s", [since]
+    return "t.finished_at >= %s AND t.collection_id = %s", [since, collection_id]
+
+
+def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[str, Percentiles]:
+    """Per-document percentiles: each batch row counts once per document it stored."""
+    where, params = _where(since, collection_id)
+    aggregates = ", ".join(
+        f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
+        for column in _COLUMNS.values()
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT count(*), {aggregates} FROM pipeline_batchtiming t "
+            f"CROSS JOIN LATERAL generate_series(1, t.documents) WHERE {where}",
+            params,
+        )
+        count, *rows = cur.fetchone()
+    return {
+        stage: Percentiles(*(row or (None, None, None)), count=int(count))
+        for stage, row in zip(_COLUMNS, rows, strict=True)
+    }
+
+
+@dataclass
+class Busy:
+    """Worker time from the batch rows: each worker's span (first claim to last store) is its time."""
+
+    stage_seconds: dict[str, float]
+    span_seconds: float
+    workers: int
+    documents: int
+    batches: int
+
+
+def db_busy(since: datetime, collection_id: int | None = None) -> Busy:
+    where, params = _where(since, collection_id)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""
+            SELECT count(DISTINCT worker), coalesce(sum(documents), 0), count(*),
+                   coalesce(sum(claim_seconds), 0), coalesce(sum(chunking_seconds), 0),
+                   coalesce(sum(embedding_seconds), 0), coalesce(sum(storage_seconds), 0),
+                   coalesce((SELECT sum(span) FROM (
+                       SELECT extract(epoch FROM max(t.finished_at) - min(t.finished_at))
+                              + (array_agg(t.claim_seconds + t.total_seconds ORDER BY t.finished_at))[1] AS span
+                         FROM pipeline_batchtiming t WHERE {where} GROUP BY t.worker) spans), 0)
+              FROM pipeline_batchtiming t WHERE {where}
+            """,
+            params + params,
+        )
+        workers, documents, batches, *stage_sums, span = cur.fetchone()
+    return Busy(
+        dict(zip(PROCESSING, map(float, stage_sums), strict=True)), float(span), workers, int(documents), batches
+    )
+
+
+# --- Prometheus' figures --------------------------------------------------------------------------
+
+
+def prometheus_query(expr: str) -> list[dict[str, Any]]:
+    """An instant query against EMBEDPORTAL_PROMETHEUS_URL; the result vector."""
+    url = settings.EMBEDPORTAL_PROMETHEUS_URL.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 -- an operator-set http(s) URL
+            body = json.load(response)
+    except OSError as exc:
+        raise OptimizerError(f"Prometheus at {settings.EMBEDPORTAL_PROMETHEUS_URL} did not answer: {exc}") from exc
+    if body.get("status") != "success":
+        raise OptimizerError(f"Prometheus refused {expr!r}: {body.get('error')}")
+    return body["data"]["result"]
+
+
+def _scalar(result: list[dict[str, Any]]) -> float | None:
+    value = float(result[0]["value"][1]) if result else None
+    return None if value is None or math.isnan(value) else value
+
+
+def prometheus_percentiles(window: int) -> dict[str, Percentiles]:
+    w = f"{window}s"
+    sources = {
+        "queue_wait": ("embedding_pipeline_queue_wait_seconds", ""),
+        "claim": ("embedding_pipeline_claim_seconds", ""),
+        **{s: ("embedding_pipeline_latency_seconds", f'stage="{s}"') for s in ("chunking", "embedding", "storage")},
+        "total": ("embedding_pipeline_latency_seconds", 'stage="total"'),
+    }
+    out = {}
+    for stage, (metric, selector) in sources.items():
+        values = [
+            _scalar(
+                prometheus_query(f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{selector}}}[{w}])))")
+            )
+            for q in QUANTILES
+        ]
+        count = _scalar(prometheus_query(f"sum(increase({metric}_count{{{selector}}}[{w}]))")) or 0
+        out[stage] = Percentiles(*values, count=round(count))
+    return out
+
+
+def prometheus_utilisation(window: int) -> tuple[dict[str, float], int]:
+    workers = int(_scalar(prometheus_query("max(embedding_pipeline_workers_alive)")) or 0)
+    busy = prometheus_query(f"sum by (stage) (rate(embedding_pipeline_stage_busy_seconds_total[{window}s]))")
+    rates = {r["metric"].get("stage", ""): float(r["value"][1]) for r in busy}
+    return {s: rates.get(s, 0.0) / workers if workers else 0.0 for s in PROCESSING}, workers
+
+
+def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float]) -> dict[str, Any]:
+    p95 = {s: stages[s].p95 or 0.0 for s in PROCESSING}
+    p99 = {s: stages[s].p99 or 0.0 for s in PROCESSING}
+    if not sum(p95.values()):
+        return {"stage": None, "reason": "no documents were processed in the window"}
+    shares95 = {s: v / sum(p95.values()) for s, v in p95.items()}
+    shares99 = {s: v / sum(p99.values()) if sum(p99.values()) else 0.0 for s, v in p99.items()}
+    stage = max(PROCESSING, key=lambda s: (shares95[s], shares99[s]))
+    busy = sum(utilisation.values())
+    wait, total = stages["queue_wait"].p95 or 0.0, stages["total"].p95 or 0.0
+    out = {
+        "stage": stage,
+        "share_p95": round(shares95[stage], 4),
+        "share_p99": round(shares99[stage], 4),
+        "utilisation": round(utilisation.get(stage, 0.0), 4),
+        "workers_busy": round(busy, 4),
+        "reason": f"{stage} is {shares95[stage]:.0%} of the per-document p95 and takes "
+        f"{utilisation.get(stage, 0.0):.0%} of the workers' time",
+    }
+    if busy >= SATURATED and wait > total:
+        out |= {
+            "stage": "workers",
+            "reason": f"workers are busy {busy:.0%} of the time and documents wait {wait:.2f} s (p95) in the "
+            f"queue against {total:.2f} s of processing: the pipeline needs capacity; within a batch, " + out["reason"],
+        }
+    return out
+
+
+def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | None = None) -> dict[str, Any]:
+    """Per-document p95 of each processing stage and the total in `steps` equal steps (None where a
+    step has no batches): the admin page's trend chart."""
+    where, params = _where(since, collection_id)
+    step = max(1.0, (until - since).total_seconds() / steps)
+    aggregates = ", ".join(
+        f"percentile_cont(0.95) WITHIN GROUP (ORDER BY t.{_COLUMNS[s]})" for s in (*PROCESSING, "total")
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT floor(extract(epoch FROM t.finished_at - %s) / %s)::int AS step, {aggregates} "
+            f"FROM pipeline_batchtiming t CROSS JOIN LATERAL generate_series(1, t.documents) "
+            f"WHERE {where} GROUP BY 1",
+            [since, step, *params],
+        )
+        rows = {row[0]: row[1:] for row in cur.fetchall()}
+    series: dict[str, list[float | None]] = {s: [] for s in (*PROCESSING, "total")}
+    for i in range(steps):
+        for stage, value in zip(series, rows.get(i, [None] * len(series)), strict=True):
+            series[stage].append(None if value is None else round(value, 6))
+    labels = [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)]
+    return {"labels": labels, "p95": series}

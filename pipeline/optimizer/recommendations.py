@@ -1,0 +1,351 @@
+"""What to change, and the effect expected, from an analysis' figures.
+
+Each rule reads the figures (and, where it needs them, the database's batch rows, the latest
+capacity measurement, PostgreSQL's settings and the index options) and returns recommendations.
+Only a collection setting in APPLIABLE can be applied by the optimizer; the others are settings
+of the deployment (environment, PostgreSQL) an operator changes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from pipeline.choices import DocumentStatus
+from pipeline.embedding import provider_of
+from pipeline.models import BatchTiming, Collection, Document
+
+if TYPE_CHECKING:
+    from pipeline.optimizer.analysis import Analysis
+
+# Collection fields the optimizer may change (and revert).
+APPLIABLE = {"batch_size"}
+MAX_BATCH_SIZE = 2048
+MAX_CLAIM_BATCH = 256
+# A stage below this share of the per-document p95 is not worth tuning.
+WORTH_IT = 0.3
+# pgvector's HNSW defaults, and the lighter build suggested when index maintenance dominates.
+HNSW_DEFAULT = {"m": 16, "ef_construction": 64}
+HNSW_LIGHT = {"m": 12, "ef_construction": 40}
+DEFAULT_EF_SEARCH = 40
+# Measured on the 2-core machines (docs/benchmarks.md): steady ingest ~1.6x the single COPY floor
+# with 2 workers, COPY into an unindexed table plus one index build ~3.2x.
+BACKFILL_SPEEDUP = 3.2 / 1.6
+
+
+@dataclass
+class Recommendation:
+    id: str
+    title: str
+    expected_effect: str
+    reason: str
+    collection: str | None = None
+    setting: str | None = None
+    current: Any = None
+    proposed: Any = None
+
+    @property
+    def appliable(self) -> bool:
+        return self.collection is not None and self.setting in APPLIABLE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "appliable": self.appliable}
+
+
+def recommend(analysis: Analysis, collections: list[Collection], since: datetime) -> list[Recommendation]:
+    recs = [*workers(analysis), *claim_batch(analysis), *provider_limits(analysis), *search(analysis)]
+    for c in collections:
+        figures = analysis.collections.get(c.name)
+        if figures and figures["documents"]:
+            recs += batch_size(c, figures, since)
+            recs += index_build(c, figures)
+    recs += maintenance_work_mem(collections)
+    return recs
+
+
+def _share(figures: dict[str, Any], stage: str) -> float:
+    bottleneck = figures["bottleneck"]
+    return bottleneck.get("share_p95", 0.0) if bottleneck.get("stage") == stage else 0.0
+
+
+# --- per collection ------------------------------------------------------------------------------
+
+
+def call_cost_fit(c: Collection, since: datetime) -> tuple[float, float] | None:
+    """(seconds per provider call, seconds per chunk) fitted over the window's batches:
+    embedding_seconds = calls * a + chunks * b. None when the batches cannot separate the two."""
+    rows = list(
+        BatchTiming.objects.filter(collection=c, finished_at__gte=since).values_list(
+            "chunks", "batch_size", "embedding_seconds"
+        )
+    )
+    calls = [math.ceil(chunks / size) for chunks, size, _ in rows]
+    if len(rows) < 3 or len({(k, chunks) for k, (chunks, _, _) in zip(calls, rows, strict=True)}) < 3:
+        return None
+    x = np.array([[k, chunks] for k, (chunks, _, _) in zip(calls, rows, strict=True)], dtype=float)
+    y = np.array([seconds for _, _, seconds in rows])
+    (a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
+    return (float(a), float(b)) if a > 0 and b >= 0 else None
+
+
+def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
+    """Embedding dominates and batches need several provider calls: send more chunks per call."""
+    share = _share(figures, "embedding")
+    batches = BatchTiming.objects.filter(collection=c, finished_at__gte=since)
+    chunks = [n for n in batches.values_list("chunks", flat=True)]
+    if share < WORTH_IT or not chunks or c.batch_size >= MAX_BATCH_SIZE:
+        return []
+    per_batch = sum(chunks) / len(chunks)
+    calls_now = math.ceil(per_batch / c.batch_size)
+    if calls_now <= 1:
+        return []
+    proposed = min(MAX_BATCH_SIZE, c.batch_size * 2)
+    calls_new = math.ceil(per_batch / proposed)
+    fit = call_cost_fit(c, since)
+    if fit:
+        saved = (calls_now - calls_new) * fit[0]
+        effect = (
+            f"{calls_now} -> {calls_new} provider calls per claimed batch; at {fit[0] * 1000:.1f} ms fixed cost "
+            f"per call (fitted over the window), about {saved:.3f} s less embedding per batch"
+        )
+    else:
+        effect = f"{calls_now} -> {calls_new} provider calls per claimed batch (each call's fixed cost saved)"
+    return [
+        Recommendation(
+            id=f"batch-size-{c.name}",
+            title=f"Raise the embedding batch size of {c.name} to {proposed}",
+            expected_effect=effect,
+            reason=f"embedding is {share:.0%} of this collection's per-document p95 and a batch of "
+            f"{per_batch:.0f} chunks needs {calls_now} calls of {c.batch_size}",
+            collection=c.name,
+            setting="batch_size",
+            current=c.batch_size,
+            proposed=proposed,
+        )
+    ]
+
+
+def _index_options(c: Collection) -> dict[str, int]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [c.index_name])
+        row = cur.fetchone()
+    options = dict(HNSW_DEFAULT)
+    for option in (row[0] or []) if row else []:
+        name, _, value = option.partition("=")
+        if name in options:
+            options[name] = int(value)
+    return options
+
+
+def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
+    """Storage (HNSW maintenance) dominates: load without the index when most is still to come, or
+    build a lighter graph."""
+    share = _share(figures, "storage")
+    if share < WORTH_IT:
+        return []
+    pending = Document.objects.filter(collection=c, status=DocumentStatus.PENDING).count()
+    embedded = Document.objects.filter(collection=c, status=DocumentStatus.EMBEDDED).count()
+    recs = []
+    if pending > embedded:
+        recs.append(
+            Recommendation(
+                id=f"backfill-{c.name}",
+                title=f"Load {c.name} in backfill mode",
+                expected_effect=f"about {BACKFILL_SPEEDUP:.1f}x the ingest rate for the {pending} queued documents "
+                "(write without the HNSW index, build it once at the end; docs/benchmarks.md)",
+                reason=f"storage is {share:.0%} of the per-document p95 and {pending} documents are queued "
+                f"against {embedded} embedded: a first load or a re-embed",
+                collection=c.name,
+            )
+        )
+    options = _index_options(c)
+    if options["ef_construction"] > HNSW_LIGHT["ef_construction"]:
+        ratio = HNSW_LIGHT["ef_construction"] / options["ef_construction"]
+        recs.append(
+            Recommendation(
+                id=f"hnsw-build-{c.name}",
+                title=f"Rebuild the HNSW index of {c.name} with m={HNSW_LIGHT['m']}, "
+                f"ef_construction={HNSW_LIGHT['ef_construction']}",
+                expected_effect=f"index insertion visits about {ratio:.0%} of the candidates it does now "
+                f"(m={options['m']}, ef_construction={options['ef_construction']}): storage time down by up to "
+                f"{1 - ratio:.0%} of its index part; check recall with the golden queries first",
+                reason=f"storage is {share:.0%} of the per-document p95; HNSW maintenance is most of it",
+                collection=c.name,
+                setting="hnsw",
+                current=options,
+                proposed=dict(HNSW_LIGHT),
+            )
+        )
+    return recs
+
+
+def _bytes(setting: str) -> int:
+    units = {"kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+    for unit, factor in units.items():
+        if setting.endswith(unit):
+            return int(setting[: -len(unit)]) * factor
+    return int(setting)
+
+
+def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
+    """An HNSW build (backfill, reindex) is fast only while the graph fits in maintenance_work_mem."""
+    if not collections:
+        return []
+    with connection.cursor() as cur:
+        cur.execute("SHOW maintenance_work_mem")
+        current = cur.fetchone()[0]
+        # The largest collection's graph: each element holds its vector and m * 2 neighbours at level 0.
+        cur.execute(
+            "SELECT c.name, c.dimensions, count(*) FROM pipeline_chunk k "
+            "JOIN pipeline_collection c ON c.id = k.collection_id GROUP BY c.name, c.dimensions "
+            "ORDER BY count(*) * c.dimensions DESC LIMIT 1"
+        )
+        row = cur.fetchone()
+    if row is None:
+        return []
+    name, dims, chunks = row
+    needed = int(chunks * (dims * 4 + HNSW_DEFAULT["m"] * 2 * 8 + 64) * 1.3)
+    if needed <= _bytes(current):
+        return []
+    proposed = f"{2 ** math.ceil(math.log2(needed / 1024**2))}MB"
+    return [
+        Recommendation(
+            id="maintenance-work-mem",
+            title=f"Set maintenance_work_mem to {proposed} for index builds",
+            expected_effect=f"the HNSW graph of {name} ({chunks} chunks, ~{needed / 1024**2:.0f} MB) is built in "
+            f"memory instead of spilling past {current} (pgvector's build slows several-fold once it no longer "
+            "fits); set it for the build's session or in postgresql.conf",
+            reason=f"maintenance_work_mem is {current}",
+            setting="maintenance_work_mem",
+            current=current,
+            proposed=proposed,
+        )
+    ]
+
+
+# --- the deployment ------------------------------------------------------------------------------
+
+
+def workers(analysis: Analysis) -> list[Recommendation]:
+    """Saturated workers with a queue: more workers, as far as the capacity measurement says it scales."""
+    found = analysis.bottleneck
+    busy = found.get("workers_busy", 0.0)
+    n = max(1, analysis.workers)
+    if found.get("stage") == "workers":
+        from pipeline import capacity
+        from pipeline.models import CapacityMeasurement
+
+        m = CapacityMeasurement.objects.order_by("-measured_at").first()
+        fit = capacity.fit_of(m) if m else None
+        if fit and fit.rate(n) and fit.rate(n + 1):
+            peak = fit.peak_workers
+            if peak is not None and n + 1 > peak:
+                effect = f"none: the capacity fit peaks at N*={peak:.1f} workers; look at the bottleneck stage instead"
+            else:
+                effect = (
+                    f"throughput {fit.rate(n):.1f} -> {fit.rate(n + 1):.1f} docs/s "
+                    f"(USL fit of the {m.model} capacity measurement of {m.measured_at:%Y-%m-%d})"
+                )
+        elif n >= (os.cpu_count() or 1):
+            effect = (
+                f"none on this host: its {os.cpu_count()} cores already run {n} busy workers; add a machine (pod) "
+                f"for up to {(n + 1) / n:.2f}x if the database keeps up (run measure_capacity to know)"
+            )
+        else:
+            effect = f"up to {(n + 1) / n:.2f}x the throughput if the database keeps up; run measure_capacity to know"
+        return [
+            Recommendation(
+                id="workers",
+                title=f"Run {n + 1} workers instead of {n}",
+                expected_effect=effect,
+                reason=found["reason"],
+                setting="Q_WORKERS",
+                current=n,
+                proposed=n + 1,
+            )
+        ]
+    if analysis.workers > 1 and analysis.documents and busy < 0.25 and (analysis.stages["queue_wait"].p95 or 0) < 1:
+        return [
+            Recommendation(
+                id="fewer-workers",
+                title=f"Run {n - 1} workers instead of {n}",
+                expected_effect=f"the same throughput: workers are busy {busy:.0%} of the time and nothing waits",
+                reason="idle capacity costs memory (each worker ~30 MB unique, docs/benchmarks.md)",
+                setting="Q_WORKERS",
+                current=n,
+                proposed=n - 1,
+            )
+        ]
+    return []
+
+
+def claim_batch(analysis: Analysis) -> list[Recommendation]:
+    """A claim is one query whatever the batch: a big share means batches are too small."""
+    claim, total = analysis.stages["claim"].p95 or 0.0, analysis.stages["total"].p95 or 0.0
+    current = settings.EMBEDPORTAL_CLAIM_BATCH
+    if not total or claim / (claim + total) < 0.1 or current >= MAX_CLAIM_BATCH:
+        return []
+    proposed = min(MAX_CLAIM_BATCH, current * 2)
+    return [
+        Recommendation(
+            id="claim-batch",
+            title=f"Raise EMBEDPORTAL_CLAIM_BATCH to {proposed}",
+            expected_effect=f"claim time per document about halves ({claim:.3f} s p95 per claim over "
+            f"{current} documents, then over {proposed})",
+            reason=f"claiming is {claim / (claim + total):.0%} of a batch's p95",
+            setting="EMBEDPORTAL_CLAIM_BATCH",
+            current=current,
+            proposed=proposed,
+        )
+    ]
+
+
+def provider_limits(analysis: Analysis) -> list[Recommendation]:
+    """Rate-limit errors: fewer concurrent calls, or a higher quota."""
+    from pipeline.metrics import error_counts
+
+    limited = int(error_counts().get("rate_limit", 0))
+    if not limited:
+        return []
+    remote = sorted({c["model"] for c in analysis.collections.values() if provider_of(c["model"]) != "local"})
+    return [
+        Recommendation(
+            id="provider-rate-limit",
+            title="Lower provider concurrency or raise the provider's rate limit",
+            expected_effect=f"no more 429 retries ({limited} so far, each one a backoff wait in a worker)",
+            reason=f"providers answered 429 (models {', '.join(remote) or 'unknown'}); each worker makes one "
+            "call at a time, so concurrency is the number of workers embedding with that provider",
+            setting="Q_WORKERS",
+            current=analysis.workers,
+            proposed=max(1, analysis.workers - 1),
+        )
+    ]
+
+
+def search(analysis: Analysis) -> list[Recommendation]:
+    """Search p95 over its SLO target: a smaller hnsw.ef_search scans fewer candidates."""
+    from pipeline.performance_slos import search_latency
+
+    p95, count = search_latency()
+    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
+    if not count or p95 is None or p95 <= target:
+        return []
+    return [
+        Recommendation(
+            id="hnsw-ef-search",
+            title=f"Lower hnsw.ef_search from {DEFAULT_EF_SEARCH} to {DEFAULT_EF_SEARCH // 2} for k <= 10",
+            expected_effect=f"each search visits about half the candidates: p95 {p95 * 1000:.0f} ms towards the "
+            f"{target * 1000:.0f} ms target, at some recall (check the golden queries)",
+            reason=f"search p95 is {p95 * 1000:.0f} ms over {count} searches, above the {target * 1000:.0f} ms SLO",
+            setting="hnsw.ef_search",
+            current=DEFAULT_EF_SEARCH,
+            proposed=DEFAULT_EF_SEARCH // 2,
+        )
+    ]

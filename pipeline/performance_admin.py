@@ -1,0 +1,158 @@
+"""The admin's performance console: the Performance page (the optimizer's figures, bottleneck,
+recommendations, SLOs and trend), applied changes, batch timings, and each collection's cost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+
+from pipeline.api.performance import performance
+from pipeline.models import BatchTiming, Collection, CollectionCost, OptimizationChange
+from pipeline.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
+from pipeline.optimizer.figures import db_trend
+
+TREND_STEPS = 24
+
+
+def cost_of(collection: Collection) -> CollectionCost | None:
+    try:
+        return collection.cost
+    except CollectionCost.DoesNotExist:
+        return None
+
+
+def format_cost(collection: Collection) -> str:
+    cost = cost_of(collection)
+    if cost is None:
+        return "-"
+    per_document = f" (${cost.per_document:.8f}/doc)" if cost.per_document is not None else ""
+    return f"${cost.cost_usd:.6f}{per_document}"
+
+
+@admin.register(BatchTiming)
+class BatchTimingAdmin(admin.ModelAdmin):
+    list_display = (
+        "finished_at",
+        "collection",
+        "worker",
+        "documents",
+        "chunks",
+        "claim_seconds",
+        "chunking_seconds",
+        "embedding_seconds",
+        "storage_seconds",
+        "total_seconds",
+        "queue_wait_seconds",
+        "cost_usd",
+    )
+    list_filter = ("collection",)
+    search_fields = ("worker", "collection__name")
+    list_select_related = ("collection",)
+    date_hierarchy = "finished_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: BatchTiming | None = None) -> bool:
+        return False
+
+
+@admin.register(OptimizationChange)
+class OptimizationChangeAdmin(admin.ModelAdmin):
+    list_display = ("applied_at", "collection", "setting", "before", "after", "status", "note", "applied_by")
+    list_filter = ("status", "setting", "collection")
+    search_fields = ("collection__name", "setting", "note")
+    list_select_related = ("collection",)
+    actions = ("evaluate_changes",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: OptimizationChange | None = None) -> bool:
+        return False
+
+    def has_apply_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.apply_optimizationchange")
+
+    @admin.action(description="Keep or revert the selected changes now (if measured)", permissions=["apply"])
+    def evaluate_changes(self, request: HttpRequest, queryset: QuerySet[OptimizationChange]) -> None:
+        from pipeline.optimizer import evaluate
+
+        done = [e for c in queryset.pending().select_related("collection") if (e := evaluate(c)) is not None]
+        kept = sum(e.status == "kept" for e in done)
+        self.message_user(
+            request,
+            f"Evaluated {len(done)} change(s): {kept} kept, {len(done) - kept} reverted; the others are "
+            "concluded already or still measuring.",
+            messages.SUCCESS,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        page = path("performance/", self.admin_site.admin_view(self.performance_view), name="pipeline_performance")
+        return [page, *super().get_urls()]
+
+    def performance_view(self, request: HttpRequest) -> HttpResponse:
+        return _performance_view(self, request)
+
+
+def _performance_view(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    if not request.user.has_perm("pipeline.view_optimizationchange"):
+        raise PermissionDenied
+    if request.method == "POST":
+        return _apply(model_admin, request)
+    name = request.GET.get("collection") or None
+    collection = Collection.objects.filter(name=name).first() if name else None
+    try:
+        figures = performance(collection, None)
+    except OptimizerError as exc:
+        model_admin.message_user(request, str(exc), messages.ERROR)
+        figures = None
+    now = timezone.now()
+    window = figures["window_seconds"] if figures else 3600
+    trend = db_trend(now - timedelta(seconds=window), now, TREND_STEPS, collection.pk if collection else None)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Performance",
+        "figures": figures,
+        "stages": list(figures["stages"].items()) if figures else [],
+        "collection": collection,
+        "collections": Collection.objects.order_by("name"),
+        "costs": [(c, format_cost(c)) for c in Collection.objects.select_related("cost").order_by("name")],
+        "trend": trend,
+        "can_apply": model_admin.has_apply_permission(request),
+    }
+    return TemplateResponse(request, "admin/pipeline/performance.html", context)
+
+
+def _apply(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpResponse:
+    if not model_admin.has_apply_permission(request):
+        raise PermissionDenied
+    collection = Collection.objects.filter(name=request.POST.get("collection", "")).first()
+    back = HttpResponseRedirect(reverse("admin:pipeline_performance"))
+    if collection is None:
+        model_admin.message_user(request, "No such collection.", messages.ERROR)
+        return back
+    try:
+        change = EmbeddingPipelineOperationsOptimizer().apply(
+            collection, request.POST.get("recommendation", ""), applied_by=request.user.get_username()
+        )
+    except OptimizerError as exc:
+        model_admin.message_user(request, str(exc), messages.ERROR)
+        return back
+    model_admin.message_user(
+        request,
+        f"Applied: {collection.name}.{change.setting} {change.before} -> {change.after}. It is kept if the next "
+        "batches are faster per document, else reverted.",
+        messages.SUCCESS,
+    )
+    return back

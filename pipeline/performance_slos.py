@@ -1,0 +1,157 @@
+"""Performance SLOs and their compliance: per-document latency, search latency, and the sustained
+throughput of one worker with a named model; targets in settings (EMBEDPORTAL_SLO_*).
+
+Compliance is a scrape-time gauge, `performance_slo_compliance_embedding_pipeline_operations{slo}`
+(0..1), computed by this collector from the app's own data:
+
+- `document_latency`: the share of documents stored in the window (EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
+  whose chunking + embedding + storage took at most EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, from the
+  database's batch timings. The SLO holds (p95 within target) while it is at least 0.95.
+- `search_latency`: the share of searches answered within EMBEDPORTAL_SLO_SEARCH_P95_SECONDS, from
+  the search histogram of every process (cumulative since the processes, or the multiprocess
+  directory, started; searches leave no rows in the database). Held while at least 0.95.
+- `throughput_per_worker`: documents per busy worker-second with EMBEDPORTAL_SLO_THROUGHPUT_MODEL over
+  the window, divided by EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER, capped at 1. Held at 1.
+
+A series is absent while its SLO has no data (no documents, no searches, no batches of the model).
+The alert rules (grafana/prometheus/performance.rules.yml) fire on sustained degradation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from embedportal.metrics import process_registry
+from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
+
+logger = logging.getLogger(__name__)
+
+COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
+TARGET = "performance_slo_target_embedding_pipeline_operations"
+# The share of good events a percentile objective needs: p95 within target = 95% of events within it.
+P95 = 0.95
+
+
+def _search_buckets(registry: CollectorRegistry | None = None) -> list[tuple[float, float]]:
+    """Cumulative (le, count) of every search, all sources and processes summed, +Inf last."""
+    summed: dict[float, float] = {}
+    for family in (registry or process_registry()).collect():
+        if family.name == SEARCH_LATENCY._name:
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    summed[le] = summed.get(le, 0.0) + sample.value
+    return sorted(summed.items())
+
+
+def search_latency(registry: CollectorRegistry | None = None) -> tuple[float | None, int]:
+    """(p95 seconds, searches) from the search histogram."""
+    buckets = _search_buckets(registry)
+    count = int(buckets[-1][1]) if buckets else 0
+    return histogram_quantile(P95, buckets), count
+
+
+def search_compliance(registry: CollectorRegistry | None = None) -> float | None:
+    """Share of searches within the target, interpolated inside its bucket as Prometheus would."""
+    buckets = _search_buckets(registry)
+    if not buckets or not buckets[-1][1]:
+        return None
+    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
+    lower, below = 0.0, 0.0
+    for upper, cumulative in buckets:
+        if target <= upper:
+            inside = 1.0 if upper == float("inf") else (target - lower) / (upper - lower)
+            return (below + (cumulative - below) * inside) / buckets[-1][1]
+        lower, below = upper, cumulative
+    return 1.0
+
+
+def document_compliance(window: int | None = None) -> float | None:
+    since = timezone.now() - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT sum(documents) FILTER (WHERE total_seconds <= %s), sum(documents) "
+            "FROM pipeline_batchtiming WHERE finished_at >= %s",
+            [settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, since],
+        )
+        good, total = cur.fetchone()
+    return (good or 0) / total if total else None
+
+
+def throughput_per_worker(window: int | None = None, model: str | None = None) -> float | None:
+    """Documents per second of one busy worker (claim and processing time) with the model."""
+    since = timezone.now() - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT sum(t.documents), sum(t.claim_seconds + t.total_seconds) FROM pipeline_batchtiming t "
+            "JOIN pipeline_collection c ON c.id = t.collection_id WHERE t.finished_at >= %s AND c.model = %s",
+            [since, model or settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL],
+        )
+        documents, seconds = cur.fetchone()
+    return documents / seconds if documents and seconds else None
+
+
+def compliance() -> dict[str, float | None]:
+    rate = throughput_per_worker()
+    return {
+        "document_latency": document_compliance(),
+        "search_latency": search_compliance(),
+        "throughput_per_worker": None
+        if rate is None
+        else min(1.0, rate / settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER),
+    }
+
+
+def targets() -> dict[str, float]:
+    return {
+        "document_latency": settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS,
+        "search_latency": settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS,
+        "throughput_per_worker": settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER,
+    }
+
+
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily(
+            COMPLIANCE,
+            "Performance SLO compliance, 0..1: share of documents / searches within their p95 target (held at "
+            ">= 0.95), or measured throughput per worker over its target (capped at 1).",
+            labels=["slo"],
+        ),
+        GaugeMetricFamily(
+            TARGET,
+            "Performance SLO targets: seconds (document_latency, search_latency) or docs/s per worker.",
+            labels=["slo"],
+        ),
+    )
+
+
+class PerformanceSLOCollector:
+    """Scrape-time compliance gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
+
+    def describe(self) -> Iterator[Metric]:
+        yield from _families()
+
+    def collect(self) -> Iterator[Metric]:
+        compliant, target = _families()
+        for slo, value in targets().items():
+            target.add_metric([slo], value)
+        try:
+            values = compliance()
+        except DatabaseError:
+            logger.exception("performance SLO metrics: database query failed")
+            values = {"search_latency": search_compliance()}
+        for slo, value in values.items():
+            if value is not None:
+                compliant.add_metric([slo], value)
+        yield target
+        if compliant.samples:
+            yield compliant
