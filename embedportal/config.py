@@ -125,6 +125,25 @@ _register(
     Setting("EMBEDPORTAL_DEFAULT_MODEL", "str", "local/all-MiniLM-L6-v2", "Model for collections created without one."),
     Setting("EMBEDPORTAL_CLAIM_BATCH", "int", 32, "Documents a worker claims at a time."),
     Setting(
+        "EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS",
+        "int",
+        100,
+        "An enqueue call creating at least this many documents in a collection without chunks starts a "
+        "backfill: written without the HNSW index, built once at the end (0: never; re-embeds always do).",
+    ),
+    Setting(
+        "EMBEDPORTAL_INDEX_BUILD_MEMORY_MB",
+        "int",
+        1024,
+        "Most maintenance_work_mem a backfill's HNSW build asks for (MB); it asks for the graph's estimated size.",
+    ),
+    Setting(
+        "EMBEDPORTAL_INDEX_BUILD_WORKERS",
+        "int",
+        2,
+        "max_parallel_maintenance_workers of a backfill's HNSW build (PostgreSQL's max_parallel_workers caps it).",
+    ),
+    Setting(
         "EMBEDPORTAL_LEASE_SECONDS",
         "int",
         30,

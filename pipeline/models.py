@@ -104,8 +104,11 @@ class CollectionQuerySet(models.QuerySet["Collection"]):
         return wake_workers(self.filter(paused=True).update(paused=False, updated_at=timezone.now()), self.db)
 
     def reembed(self) -> int:
-        """Requeue every embedded or failed document of these collections; returns documents requeued."""
-        return Document.objects.filter(collection__in=self).requeue()
+        """Re-embed these collections into a new generation, searched from the old one until it is
+        complete and indexed (pipeline.backfill); returns documents requeued."""
+        from pipeline import backfill  # it imports these models
+
+        return sum(backfill.begin_reembed(collection) for collection in self)
 
 
 class Collection(models.Model):
@@ -149,6 +152,22 @@ class Collection(models.Model):
     )
     freshness_sla = models.DurationField(default=default_freshness_sla)
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
+    # Generations (pipeline.backfill): search reads `generation`; a first load or a re-embed writes
+    # `building_generation` without an HNSW index, built once when its documents are all processed,
+    # then switched to in one transaction (zero-downtime model change).
+    generation = models.PositiveIntegerField(default=1, editable=False, help_text="The chunk generation search reads.")
+    building_generation = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="A generation being written without its HNSW index (first load or re-embed), if any.",
+    )
+    serving = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="While a re-embed runs: the model configuration search embeds queries with (the old one).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -459,10 +478,14 @@ class Chunk(models.Model):
     text = models.TextField()
     token_count = models.PositiveIntegerField()
     embedding = VectorField()
+    # Collection.generation is what search reads; a re-embed writes the next one beside it.
+    generation = models.PositiveIntegerField(default=1, db_default=1)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["document", "ordinal"], name="pipeline_chunk_unique_ordinal"),
+            models.UniqueConstraint(
+                fields=["document", "generation", "ordinal"], name="pipeline_chunk_unique_generation_ordinal"
+            ),
         ]
 
     def __str__(self) -> str:

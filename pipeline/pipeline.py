@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
 from pipeline import circuits, history, metrics, signals, storage, timings
+from pipeline.backfill import finish_ready
 from pipeline.choices import CircuitState, ErrorType, Stage, WorkerRole
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
@@ -223,6 +224,7 @@ class EmbeddingIngestionPipeline:
         self.metrics.observe_claim(self._claim[0], [(self._claim[1] - d.enqueued_at).total_seconds() for d in docs])
         report.claimed = len(docs)
         if not docs:
+            finish_ready()  # a backfill whose index build died with its worker (pipeline.backfill)
             return report
         by_collection: dict[int, list[Document]] = defaultdict(list)
         for doc in docs:

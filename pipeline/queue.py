@@ -240,4 +240,10 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument]) -> EnqueueRes
         from pipeline.tasks import kick_workers
 
         transaction.on_commit(kick_workers)
+    threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS
+    if threshold and len(result.created) >= threshold and collection.building_generation is None:
+        # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill).
+        from pipeline import backfill
+
+        transaction.on_commit(lambda: backfill.begin_first_load(collection.pk), robust=True)
     return result

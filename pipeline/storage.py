@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from pipeline.models import Collection
 
 COPY_CHUNKS = (
-    "COPY pipeline_chunk (document_id, collection_id, ordinal, text, token_count, embedding) "
+    "COPY pipeline_chunk (document_id, collection_id, generation, ordinal, text, token_count, embedding) "
     "FROM STDIN WITH (FORMAT BINARY)"
 )
-COPY_TYPES = ["bigint", "bigint", "integer", "text", "integer", "vector"]
+COPY_TYPES = ["bigint", "bigint", "integer", "integer", "text", "integer", "vector"]
 
 
 def _register_vector() -> None:
@@ -33,18 +33,31 @@ def _register_vector() -> None:
         raw._embedportal_vector = True
 
 
-def create_collection_index(collection: Collection) -> None:
-    # A partial expression index: only this collection's rows, cast to its dimension, so
-    # collections of different models share pipeline_chunk. Queries must repeat both the
-    # cast and the predicate (see search()) for the planner to use it.
+def index_definition(collection: Collection, generation: int, name: str) -> str:
+    # A partial expression index: only this collection's rows of one generation, cast to its
+    # dimension, so collections of different models (and a re-embed beside the generation
+    # searched) share pipeline_chunk. Queries must repeat the cast and the predicate (see
+    # nearest()) for the planner to use it.
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name} ON pipeline_chunk "
+        f"USING hnsw ((embedding::vector({int(collection.dimensions)})) vector_cosine_ops) "
+        f"WHERE collection_id = {int(collection.pk)} AND generation = {int(generation)}"
+    )
+
+
+def create_collection_index(collection: Collection, generation: int | None = None, name: str | None = None) -> None:
+    """The collection's HNSW index over `generation` (default: the one searched), named `name`
+    (default: Collection.index_name)."""
     with connection.cursor() as cur:
         # Django's foreign keys are deferred; CREATE INDEX refuses to run while their checks are
         # pending in the same transaction (e.g. chunks written earlier in it), so fire them now.
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cur.execute(
-            f"CREATE INDEX IF NOT EXISTS {collection.index_name} ON pipeline_chunk "
-            f"USING hnsw ((embedding::vector({int(collection.dimensions)})) vector_cosine_ops) "
-            f"WHERE collection_id = {int(collection.pk)}"
+            index_definition(
+                collection,
+                collection.generation if generation is None else generation,
+                name or collection.index_name,
+            )
         )
         # Back to the default: every deferrable constraint here is initially deferred.
         cur.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -70,9 +83,12 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
     """Replace the chunks of every document the worker still holds, in one transaction.
 
     Documents whose lease was lost or whose text changed meanwhile are skipped (the CAS in
-    DocumentQuerySet.mark_embedded refuses them) and keep their old chunks. Returns the stored
-    document ids.
+    DocumentQuerySet.mark_embedded refuses them) and keep their old chunks. Chunks go to the
+    generation being built if a backfill runs (pipeline.backfill), else to the one searched; the
+    batch that completes a backfill builds its index once this transaction commits. Returns the
+    stored document ids.
     """
+    from pipeline import backfill
     from pipeline.models import Document  # models import this module (index management)
 
     results = list(results)
@@ -86,16 +102,44 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
         if not accepted:
             return []
         with connection.cursor() as cur:
-            cur.execute("DELETE FROM pipeline_chunk WHERE document_id = ANY(%s)", [list(accepted)])
+            # Read in this transaction: a re-embed that started after the claim has requeued these
+            # documents, so the CAS above refused them; the generation here matches their vectors.
+            cur.execute(
+                "SELECT id, COALESCE(building_generation, generation), building_generation IS NOT NULL "
+                "FROM pipeline_collection WHERE id = ANY(%s)",
+                [sorted({r.collection_id for r in results})],
+            )
+            targets, building = {}, []
+            for pk, generation, is_building in cur.fetchall():
+                targets[pk] = generation
+                if is_building:
+                    building.append(pk)
+            stored = [r for r in results if r.document_id in accepted]
+            cur.execute(
+                "DELETE FROM pipeline_chunk c USING unnest(%s::bigint[], %s::integer[]) AS v(id, generation) "
+                "WHERE c.document_id = v.id AND c.generation = v.generation",
+                [[r.document_id for r in stored], [targets[r.collection_id] for r in stored]],
+            )
             with cur.cursor.copy(COPY_CHUNKS) as copy:
                 copy.set_types(COPY_TYPES)
-                for r in results:
-                    if r.document_id not in accepted:
-                        continue
+                for r in stored:
+                    generation = targets[r.collection_id]
                     for chunk, vector in zip(r.chunks, r.vectors, strict=True):
                         copy.write_row(
-                            (r.document_id, r.collection_id, chunk.ordinal, chunk.text, chunk.token_count, vector)
+                            (
+                                r.document_id,
+                                r.collection_id,
+                                generation,
+                                chunk.ordinal,
+                                chunk.text,
+                                chunk.token_count,
+                                vector,
+                            )
                         )
+        for pk in building:
+            # After the outermost commit, so the check sees this batch's documents embedded; robust:
+            # a failed build is logged and retried by an idle worker, never fails the stored batch.
+            transaction.on_commit(lambda pk=pk: backfill.finish(pk), robust=True)
     return sorted(accepted)
 
 
@@ -118,6 +162,8 @@ class Hit:
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
+    """The k chunks of the collection's searched generation nearest to `vector`; `collection` is
+    the view search uses during a re-embed (pipeline.backfill.serving): the old dimensions."""
     dims = int(collection.dimensions)
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
     with transaction.atomic(), connection.cursor() as cur:
@@ -129,10 +175,10 @@ def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
             SELECT d.external_id, c.ordinal, 1 - (c.embedding::vector({dims}) <=> %s::vector({dims})) AS score,
                    c.text, d.metadata
               FROM pipeline_chunk c JOIN pipeline_document d ON d.id = c.document_id
-             WHERE c.collection_id = %s
+             WHERE c.collection_id = {int(collection.pk)} AND c.generation = {int(collection.generation)}
           ORDER BY c.embedding::vector({dims}) <=> %s::vector({dims})
              LIMIT %s
             """,
-            [literal, collection.pk, literal, k],
+            [literal, literal, k],
         )
         return [Hit(row[0], row[1], float(row[2]), row[3], row[4]) for row in cur.fetchall()]

@@ -48,7 +48,10 @@ def hnsw_indexes() -> dict[str, str]:
 def assert_collection_index(collection: Collection, dims: int) -> None:
     indexdef = hnsw_indexes()[f"pipeline_chunk_hnsw_{collection.pk}"]
     assert f"USING hnsw (((embedding)::vector({dims})) vector_cosine_ops)" in indexdef, indexdef
-    assert indexdef.endswith(f"WHERE (collection_id = {collection.pk})"), indexdef
+    # The generation searched (pipeline.backfill): a re-embed writes the next one beside it.
+    assert indexdef.endswith(f"WHERE ((collection_id = {collection.pk}) AND (generation = {collection.generation}))"), (
+        indexdef
+    )
 
 
 def error_of(response, status: int) -> dict:

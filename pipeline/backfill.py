@@ -1,0 +1,176 @@
+"""Backfill mode: bulk writes without the HNSW index, one index build at the end, and re-embeds
+that keep search on the old vectors until the new ones are complete (zero-downtime model change).
+
+Each collection's chunks carry a generation. `Collection.generation` is the one search reads,
+through the collection's one HNSW index (`Collection.index_name`, a partial index on that
+collection and generation). A backfill writes `Collection.building_generation` instead:
+
+- a first load (an enqueue call creating at least EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS documents
+  in a collection with no chunks) builds the generation searched: its empty index is dropped,
+  and search scans its rows exactly until the index exists;
+- a re-embed (`begin_reembed`, optionally with a new model) builds the next generation beside
+  the searched one; search keeps reading the old generation with the old model's query vectors
+  (`serving`).
+
+When no document of the collection is pending or processing, `finish` builds the index of the
+new generation (maintenance_work_mem sized to the graph, parallel maintenance workers), drops
+the old index, renames the new one to `index_name` and switches `generation`, all in one
+transaction; then it deletes the old generation's chunks. A worker that dies mid-build rolls
+all of it back; `finish_ready` (idle workers) finishes it later. Index builds are serialised
+cluster-wide by an advisory lock: two builds would deadlock on DROP INDEX's table lock.
+
+Documents that fail for good during a re-embed have no chunks in the new generation: after the
+switch they are not searchable until reprocessing embeds them.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from pipeline.choices import DocumentStatus
+from pipeline.models import Chunk, Collection, Document, wake_workers
+
+logger = logging.getLogger(__name__)
+
+# What a query vector depends on: kept for search while a re-embed changes any of it.
+SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
+# pg_try_advisory_xact_lock key: one index build at a time (ASCII "HNSWBLD").
+BUILD_LOCK = 0x484E5357424C44
+# pgvector's defaults (m=16): each graph element holds its vector and up to 2m level-0 neighbours.
+HNSW_M = 16
+
+
+def serving(collection: Collection) -> Collection:
+    """The collection as search must see it: during a re-embed, the old model's configuration."""
+    if not collection.serving:
+        return collection
+    view = copy.copy(collection)
+    for name, value in collection.serving.items():
+        setattr(view, name, value)
+    return view
+
+
+def begin_first_load(collection_id: int) -> bool:
+    """Start a first-load backfill if the collection has no chunks and none is running."""
+    with transaction.atomic():
+        started = (
+            Collection.objects.filter(pk=collection_id, building_generation__isnull=True)
+            .exclude(Exists(Chunk.objects.filter(collection_id=OuterRef("pk"))))
+            .update(building_generation=F("generation"))
+        )
+        if started:
+            collection = Collection.objects.get(pk=collection_id)
+            with connection.cursor() as cur:
+                cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
+            logger.info("collection %s: first load in backfill mode (index built at the end)", collection.name)
+    return bool(started)
+
+
+def begin_reembed(collection: Collection, **changes: object) -> int:
+    """Re-embed every document into a new generation, with `changes` to the collection's model or
+    chunking applied to it only; search serves the current generation until `finish` switches.
+    Returns the documents requeued.
+
+    Documents being processed are requeued too: their worker's compare-and-swap then refuses
+    vectors made with the configuration before this call.
+    """
+    with transaction.atomic():
+        current = Collection.objects.select_for_update().get(pk=collection.pk)
+        # Kept across re-embeds started before the last one finished: it describes `generation`.
+        current.serving = current.serving or {name: getattr(current, name) for name in SERVING_FIELDS}
+        for name, value in changes.items():
+            if name not in Collection.EDITABLE_FIELDS or name in ("name", "paused"):
+                raise ValueError(f"{name} is not a setting a re-embed can change")
+            setattr(current, name, value)
+        current.full_clean()
+        abandoned = current.building_generation if current.building_generation != current.generation else None
+        current.building_generation = max(current.generation, current.building_generation or 0) + 1
+        current.save()
+        if abandoned is not None:
+            # An unfinished re-embed replaced by this one: its rows will never be searched.
+            Chunk.objects.filter(collection=current, generation=abandoned)._raw_delete(using="default")
+        now = timezone.now()
+        requeued = Document.objects.filter(
+            collection=current,
+            status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED, DocumentStatus.PROCESSING],
+        ).update(
+            status=DocumentStatus.PENDING,
+            attempts=0,
+            lease_owner="",
+            lease_expires_at=None,
+            enqueued_at=now,
+            available_at=now,
+            updated_at=now,
+            last_error="",
+        )
+        if not Document.objects.filter(collection=current).exists():
+            transaction.on_commit(lambda: finish(current.pk), robust=True)
+        return wake_workers(requeued, "default")
+
+
+def build_memory(collection: Collection, generation: int) -> str:
+    """maintenance_work_mem for the generation's HNSW build: the whole graph in memory (pgvector's
+    build slows several-fold once it spills), capped by EMBEDPORTAL_INDEX_BUILD_MEMORY_MB."""
+    rows = Chunk.objects.filter(collection=collection, generation=generation).count()
+    needed = rows * (int(collection.dimensions) * 4 + HNSW_M * 2 * 8 + 64) * 1.3 / 2**20
+    megabytes = max(64, 2 ** math.ceil(math.log2(max(needed, 1))))
+    return f"{min(megabytes, settings.EMBEDPORTAL_INDEX_BUILD_MEMORY_MB)}MB"
+
+
+def outstanding(collection_id: int) -> bool:
+    return Document.objects.filter(
+        collection_id=collection_id, status__in=[DocumentStatus.PENDING, DocumentStatus.PROCESSING]
+    ).exists()
+
+
+def finish(collection_id: int) -> bool:
+    """If the collection's backfill has written every document, build its index and switch search
+    to it (one transaction), then drop the old generation's rows. False when there is nothing to
+    do yet, or another build holds the lock (an idle worker retries: finish_ready)."""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [BUILD_LOCK])
+        if not cur.fetchone()[0]:
+            return False
+        collection = Collection.objects.filter(pk=collection_id).first()
+        if collection is None or collection.building_generation is None or outstanding(collection_id):
+            return False
+        new = collection.building_generation
+        build_name = f"{collection.index_name}_g{new}"
+        target = copy.copy(collection)
+        target.generation = new
+        cur.execute("SELECT set_config('maintenance_work_mem', %s, true)", [build_memory(target, new)])
+        cur.execute(
+            "SELECT set_config('max_parallel_maintenance_workers', %s, true)",
+            [str(settings.EMBEDPORTAL_INDEX_BUILD_WORKERS)],
+        )
+        if new == collection.generation:  # a first load: no index to keep serving meanwhile
+            build_name = collection.index_name
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # CREATE INDEX refuses pending FK checks
+        from pipeline import storage
+
+        storage.create_collection_index(target, generation=new, name=build_name)
+        if build_name != collection.index_name:
+            cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
+            cur.execute(f"ALTER INDEX {build_name} RENAME TO {collection.index_name}")
+        cur.execute("SET CONSTRAINTS ALL DEFERRED")
+        Collection.objects.filter(pk=collection_id, building_generation=new).update(
+            generation=new, building_generation=None, serving=None
+        )
+    with transaction.atomic():
+        Chunk.objects.filter(collection_id=collection_id).exclude(generation=new)._raw_delete(using="default")
+    logger.info("collection %s: generation %d indexed and searched", collection.name, new)
+    return True
+
+
+def finish_ready() -> int:
+    """Finish every backfill whose documents are all processed (idle workers call this, so a build
+    that died with its worker is redone). Returns the backfills finished."""
+    ids = list(Collection.objects.filter(building_generation__isnull=False).values_list("pk", flat=True))
+    return sum(finish(pk) for pk in ids if not outstanding(pk))

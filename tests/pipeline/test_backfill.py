@@ -1,0 +1,182 @@
+"""Backfill mode: first loads and re-embeds write without the HNSW index, build it once, and switch
+search atomically; a re-embed serves the old generation (and the old model) until then."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from pipeline import backfill
+from pipeline.choices import DocumentStatus
+from pipeline.models import Chunk, Collection, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from pipeline.search import search
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Long documents: with the fixture's 200-character chunks each has several; the re-embed below
+# cuts them at 60, so old and new hits are told apart by their text.
+TEXTS = {f"doc-{i}": f"document {i} talks about topic {i} at length. " * 12 for i in range(12)}
+
+
+def hnsw_indexes(collection: Collection) -> dict[str, str]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'pipeline_chunk' AND indexname LIKE %s",
+            [f"pipeline_chunk_hnsw_{collection.pk}%"],
+        )
+        return dict(cur.fetchall())
+
+
+def load(collection: Collection) -> None:
+    enqueue(collection, [IncomingDocument(k, v) for k, v in TEXTS.items()])
+    EmbeddingIngestionPipeline().drain()
+
+
+def first_chunk(external_id: str) -> str:
+    """A stored chunk's text: hash vectors are not semantic, so queries repeat a chunk exactly."""
+    return Chunk.objects.filter(document__external_id=external_id).order_by("generation", "ordinal")[0].text
+
+
+def top_texts(collection: Collection, query: str) -> list[str]:
+    return [h.text for h in search(Collection.objects.get(pk=collection.pk), query, 3)]
+
+
+def test_first_load_is_written_without_the_index_and_indexes_once_at_the_end(hash_collection, settings):
+    settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS = 10
+    assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}  # created with the collection
+
+    enqueue(hash_collection, [IncomingDocument(k, v) for k, v in TEXTS.items()])
+
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert stored.building_generation == stored.generation == 1
+    assert hnsw_indexes(hash_collection) == {}
+    EmbeddingIngestionPipeline(claim_batch=4).run_once()
+    assert hnsw_indexes(hash_collection) == {}, "no index while the first load is written"
+    assert search(stored, TEXTS["doc-1"], 1)  # searchable meanwhile, by an exact scan
+
+    EmbeddingIngestionPipeline().drain()
+
+    stored.refresh_from_db()
+    assert stored.building_generation is None and stored.generation == 1
+    [(name, definition)] = hnsw_indexes(hash_collection).items()
+    assert name == hash_collection.index_name
+    assert "USING hnsw" in definition and f"collection_id = {hash_collection.pk}" in definition
+    assert "generation = 1" in definition
+    hit = search(stored, first_chunk("doc-3"), 1)[0]
+    assert (hit.document_id, hit.text) == ("doc-3", first_chunk("doc-3"))
+
+
+def test_small_enqueue_into_an_empty_collection_keeps_the_index(hash_collection, settings):
+    settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS = 100
+    enqueue(hash_collection, [IncomingDocument(k, v) for k, v in TEXTS.items()])
+    assert Collection.objects.get(pk=hash_collection.pk).building_generation is None
+    assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}
+
+
+def test_reembed_with_a_new_model_serves_the_old_vectors_until_the_switch(hash_collection):
+    load(hash_collection)
+    old_chunks = set(Chunk.objects.filter(collection=hash_collection).values_list("text", flat=True))
+    query = first_chunk("doc-5")
+    before = top_texts(hash_collection, query)
+    assert before[0] == query and query in old_chunks
+
+    requeued = backfill.begin_reembed(
+        hash_collection, model="local/hash-32", dimensions=32, chunk_size=60, chunk_overlap=0
+    )
+
+    assert requeued == len(TEXTS)
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.model, stored.dimensions, stored.generation, stored.building_generation) == (
+        "local/hash-32",
+        32,
+        1,
+        2,
+    )
+    assert stored.serving["model"] == "local/hash-16" and stored.serving["dimensions"] == 16
+    # Half-way: new vectors exist beside the old ones, search still answers from the old generation.
+    EmbeddingIngestionPipeline(claim_batch=4).run_once()
+    assert Chunk.objects.filter(collection=hash_collection, generation=2).exists()
+    assert top_texts(hash_collection, query) == before
+    assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}
+    assert "vector(16)" in hnsw_indexes(hash_collection)[hash_collection.index_name]
+
+    EmbeddingIngestionPipeline().drain()
+
+    stored.refresh_from_db()
+    assert (stored.generation, stored.building_generation, stored.serving) == (2, None, None)
+    after = top_texts(hash_collection, query)
+    assert after != before and all(len(text) <= 60 for text in after)
+    [(name, definition)] = hnsw_indexes(hash_collection).items()
+    assert name == hash_collection.index_name
+    assert "vector(32)" in definition and "generation = 2" in definition
+    assert set(Chunk.objects.filter(collection=hash_collection).values_list("generation", flat=True)) == {2}
+    assert {len(e) for e in Chunk.objects.filter(collection=hash_collection).values_list("embedding", flat=True)} == {
+        32
+    }
+
+
+def test_reembed_killed_midway_resumes_and_finishes_without_losing_the_old_vectors(hash_collection):
+    load(hash_collection)
+    query = first_chunk("doc-2")
+    before = top_texts(hash_collection, query)
+    old_rows = Chunk.objects.filter(collection=hash_collection, generation=1).count()
+    backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0)
+
+    # A worker claims a batch and dies: its documents stay leased; nothing is switched.
+    dead = Document.objects.claim("dead-worker", 4, timezone.timedelta(seconds=30))
+    assert dead
+    EmbeddingIngestionPipeline().drain()
+    assert Collection.objects.get(pk=hash_collection.pk).building_generation == 2
+    assert top_texts(hash_collection, query) == before
+    assert Chunk.objects.filter(collection=hash_collection, generation=1).count() == old_rows
+
+    # Its leases expire; the next worker embeds them, and the last batch builds the index. The
+    # build dies with its worker the first time (rolled back): the old generation still serves.
+    Document.objects.filter(lease_owner="dead-worker").update(lease_expires_at=timezone.now())
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert EmbeddingIngestionPipeline(worker_id="killed").drain().embedded == len(dead)
+        raise RuntimeError("killed")
+    assert Collection.objects.get(pk=hash_collection.pk).building_generation == 2
+    assert top_texts(hash_collection, query) == before
+
+    Document.objects.filter(lease_owner="dead-worker").update(lease_expires_at=timezone.now())
+    EmbeddingIngestionPipeline().drain()
+
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.generation, stored.building_generation) == (2, None)
+    assert Document.objects.filter(collection=hash_collection, status=DocumentStatus.EMBEDDED).count() == len(TEXTS)
+    assert top_texts(hash_collection, query) != before
+    assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}
+
+
+def test_index_build_killed_after_the_last_batch_is_redone_by_an_idle_worker(hash_collection):
+    load(hash_collection)
+    backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0)
+    EmbeddingIngestionPipeline().drain()
+    assert Collection.objects.get(pk=hash_collection.pk).generation == 2
+    # Another re-embed, whose build is interrupted: it rolls back as a whole.
+    backfill.begin_reembed(hash_collection, chunk_size=80, chunk_overlap=0)
+    with connection.cursor() as cur:
+        cur.execute("UPDATE pipeline_document SET status = 'embedded' WHERE collection_id = %s", [hash_collection.pk])
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert backfill.finish(hash_collection.pk)
+        raise RuntimeError("killed during the build")
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.generation, stored.building_generation) == (2, 3)
+    assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}
+
+    assert EmbeddingIngestionPipeline().run_once().claimed == 0  # idle: finishes it
+
+    stored.refresh_from_db()
+    assert (stored.generation, stored.building_generation) == (3, None)
+    [(name, definition)] = hnsw_indexes(hash_collection).items()
+    assert name == hash_collection.index_name and "generation = 3" in definition
+
+
+def test_reembed_refuses_a_setting_it_cannot_change(hash_collection):
+    with pytest.raises(ValueError, match="name"):
+        backfill.begin_reembed(hash_collection, name="other")
+    assert Collection.objects.get(pk=hash_collection.pk).building_generation is None
