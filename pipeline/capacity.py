@@ -283,11 +283,12 @@ def measure_workers(model: str, workers: int, documents: int, chars: int, seed: 
 
 
 def warm_up(model: str) -> None:
-    """Load LiteLLM, the provider and a local model's weights in this process before forking."""
+    """Load LiteLLM and a local model's weights in this process before forking, without embedding
+    anything: an embedding call starts threads (LiteLLM's logging, torch's OpenMP pool), and a
+    worker forked from a process with threads can hang (the MiniLM workers did, on their first batch)."""
     from pipeline import providers
-    from pipeline.embedding import embed_raw
 
-    embed_raw(Collection(model=model, dimensions=providers.known_dimensions(model) or 0), ["warm-up"])
+    providers.preload(local_model=model == f"local/{providers.LOCAL_MINILM}")
 
 
 def measure(model: str, worker_counts: list[int], documents: int, progress: Any = None) -> CapacityMeasurement:
