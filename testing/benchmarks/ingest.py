@@ -16,8 +16,10 @@ imported code with their parent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
+import os
 import resource
 import tempfile
 import time
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import psutil
 from django.db import connection, connections
+from django.test import override_settings
 
 from pipeline import providers, sources
 from pipeline.collections import create_collection
@@ -37,6 +40,7 @@ from pipeline.queue import IncomingDocument, enqueue
 
 @dataclass
 class RunFigures:
+    mode: str
     workers: int
     enqueued: int
     documents: int
@@ -51,6 +55,7 @@ class RunFigures:
     superseded: int
     worker_peak_rss_mb: float
     worker_uss_mb: float
+    ratio_to_floor: float = 0.0
 
 
 @dataclass
@@ -63,6 +68,10 @@ class BenchmarkResult:
     ratio_to_floor: float = 0.0
     bare_encode_docs_per_second: float | None = None
     ratio_to_bare_encode: float | None = None
+    # Seconds of the enqueue call re-sending the unchanged corpus (median of the samples), if measured.
+    rerun_seconds: float | None = None
+    rerun_samples: list[float] = field(default_factory=list)
+    provider_latency_ms: float = 0.0
     baseline_rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
 
@@ -116,7 +125,22 @@ def _drain(workers: int) -> tuple[Report, float, float]:
     return total, peak, uss
 
 
-def run_once(name: str, model: str, corpus: Corpus, workers: int, batch: int = 100) -> RunFigures:
+MODES = ("steady", "backfill")
+
+
+def run_once(
+    name: str,
+    model: str,
+    corpus: Corpus,
+    workers: int,
+    batch: int = 100,
+    mode: str = "steady",
+    provider: dict | None = None,
+) -> RunFigures:
+    """One drain of the corpus into a fresh collection. `steady`: the HNSW index is present while
+    the pipeline writes (a collection already in use); `backfill`: the first load is written
+    without it and indexed once at the end, the build inside the timed drain (pipeline.backfill).
+    `provider`: extra collection fields (api_base, api_key_env, dimensions) for a remote model."""
     Collection.objects.filter(name=name).delete()
     collection = create_collection(
         name=name,
@@ -126,12 +150,15 @@ def run_once(name: str, model: str, corpus: Corpus, workers: int, batch: int = 1
         chunk_size=1000,
         chunk_overlap=100,
         batch_size=64,
+        **(provider or {}),
     )
     t0 = time.perf_counter()
     documents, enqueued = corpus.documents(), 0
-    while part := list(itertools.islice(documents, batch)):
-        enqueue(collection, part)
-        enqueued += len(part)
+    threshold = batch if mode == "backfill" else 0
+    with override_settings(EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS=threshold):
+        while part := list(itertools.islice(documents, batch)):
+            enqueue(collection, part)
+            enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -142,6 +169,7 @@ def run_once(name: str, model: str, corpus: Corpus, workers: int, batch: int = 1
     embedded = docs.filter(status="embedded").count()
     chunks = Chunk.objects.filter(collection=collection).count()
     return RunFigures(
+        mode=mode,
         workers=workers,
         enqueued=enqueued,
         documents=embedded,
@@ -158,6 +186,20 @@ def run_once(name: str, model: str, corpus: Corpus, workers: int, batch: int = 1
         worker_peak_rss_mb=round(worker_rss, 1),
         worker_uss_mb=round(worker_uss, 1),
     )
+
+
+def rerun(collection: Collection, corpus: Corpus, repeats: int = 5) -> list[float]:
+    """Seconds of each enqueue call re-sending the whole unchanged corpus (read beforehand: the
+    call alone is timed, as a producer re-syncing its source would make it)."""
+    docs = list(corpus.documents())
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = enqueue(collection, docs)
+        samples.append(time.perf_counter() - t0)
+        if result.created or result.updated:
+            raise RuntimeError(f"re-run re-queued {len(result.created) + len(result.updated)} unchanged documents")
+    return samples
 
 
 def copy_floor(collection: Collection) -> float:
@@ -209,12 +251,32 @@ def bare_encode_seconds(collection: Collection) -> float:
     return time.perf_counter() - t0
 
 
-def warm_up(model: str) -> None:
+def warm_up(model: str, provider: dict | None = None) -> None:
     """Load what every run needs once (LiteLLM, the provider, the model) before timing."""
     from pipeline.embedding import embed_raw
 
-    probe = Collection(model=model, dimensions=providers.known_dimensions(model) or 0)
+    probe = Collection(model=model, dimensions=providers.known_dimensions(model) or 0, **(provider or {}))
     embed_raw(probe, ["warm-up"])
+
+
+REMOTE_MODEL = "openai/fake-embedder"
+REMOTE_KEY_ENV = "EMBEDPORTAL_BENCHMARK_FAKE_KEY"
+
+
+@contextlib.contextmanager
+def remote_provider(latency_seconds: float, dims: int = 384) -> Iterator[dict]:
+    """A local OpenAI-compatible server answering each call after `latency_seconds`, standing in
+    for a remote provider; yields the collection fields that point at it. Forked workers reach
+    it over HTTP in the benchmark process, which serves it from a thread."""
+    from testing.fakeprovider import FakeProvider
+
+    server = FakeProvider(dims=dims, record=False).start()
+    server.delay = latency_seconds
+    os.environ[REMOTE_KEY_ENV] = "sk-benchmark-not-a-secret"
+    try:
+        yield {"api_base": server.api_base, "api_key_env": REMOTE_KEY_ENV, "dimensions": dims}
+    finally:
+        server.stop()
 
 
 def keep_or_drop(names: list[str], keep: bool) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import json
+import statistics
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -24,6 +26,25 @@ class Command(BaseCommand):
             default="auto",
             help="Worker processes, or a comma list (1,2,4); auto = 1 for the local model, else 2",
         )
+        parser.add_argument(
+            "--mode",
+            default="steady",
+            help="steady (the HNSW index present while writing), backfill (first load indexed once at the end), "
+            "or both: steady,backfill",
+        )
+        parser.add_argument(
+            "--rerun",
+            action="store_true",
+            help="Then enqueue the unchanged corpus again, 5 times: rerun_seconds is the median enqueue call",
+        )
+        parser.add_argument(
+            "--provider-latency",
+            type=float,
+            default=None,
+            metavar="MS",
+            help="Embed through a local fake OpenAI-compatible server (testing.fakeprovider) answering each call "
+            "after MS milliseconds, as a remote provider; --model is then ignored",
+        )
         parser.add_argument("--keep", action="store_true", help="Keep the benchmark collections")
         parser.add_argument("--json", action="store_true")
 
@@ -41,6 +62,9 @@ class Command(BaseCommand):
                 raise CommandError("--workers takes a number or a comma list such as 1,2,4") from None
             if any(n < 1 or n > 32 for n in counts):
                 raise CommandError("--workers must be between 1 and 32")
+        modes = [m.strip() for m in o["mode"].split(",")]
+        if not modes or any(m not in benchmark.MODES for m in modes):
+            raise CommandError(f"--mode takes {' or '.join(benchmark.MODES)}, or both separated by a comma")
         if o["docs"] is not None and o["docs"] < 1:
             raise CommandError("--docs must be at least 1")
         try:
@@ -56,25 +80,42 @@ class Command(BaseCommand):
             # The drain takes whatever is queued: never embed (and time) someone else's documents.
             raise CommandError("other documents are waiting in the queue; run this on an idle database")
 
-        benchmark.warm_up(o["model"])
+        with contextlib.ExitStack() as stack:
+            provider = None
+            if o["provider_latency"] is not None:
+                provider = stack.enter_context(benchmark.remote_provider(o["provider_latency"] / 1000))
+                o["model"] = benchmark.REMOTE_MODEL
+            self.run(o, corpus, counts, modes, provider)
+
+    def run(
+        self, o: dict, corpus: benchmark.Corpus, counts: list[int], modes: list[str], provider: dict | None
+    ) -> None:
+        benchmark.warm_up(o["model"], provider)
         result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
+        result.provider_latency_ms = o["provider_latency"] or 0.0
         result.baseline_rss_mb = round(benchmark.current_rss_mb(), 1)
         names = []
-        for n in counts:
-            name = f"benchmark-{n}w"
-            names.append(name)
-            result.runs.append(benchmark.run_once(name, o["model"], corpus, n))
+        for mode in modes:
+            for n in counts:
+                name = f"benchmark-{mode}-{n}w"
+                names.append(name)
+                result.runs.append(benchmark.run_once(name, o["model"], corpus, n, mode=mode, provider=provider))
         best = max(result.runs, key=lambda r: r.docs_per_second)
         from pipeline.models import Collection
 
-        best_collection = Collection.objects.get(name=f"benchmark-{best.workers}w")
+        best_collection = Collection.objects.get(name=f"benchmark-{best.mode}-{best.workers}w")
         result.floor_seconds = round(benchmark.copy_floor(best_collection), 3)
         result.floor_docs_per_second = round(best.documents / result.floor_seconds, 2)
         result.ratio_to_floor = round(best.docs_per_second / result.floor_docs_per_second, 3)
+        for r in result.runs:
+            r.ratio_to_floor = round(r.docs_per_second / result.floor_docs_per_second, 3)
         if o["model"] == "local/all-MiniLM-L6-v2":
             bare = benchmark.bare_encode_seconds(best_collection)
             result.bare_encode_docs_per_second = round(best.documents / bare, 2)
             result.ratio_to_bare_encode = round(best.docs_per_second / result.bare_encode_docs_per_second, 3)
+        if o["rerun"]:
+            result.rerun_samples = [round(s, 4) for s in benchmark.rerun(best_collection, corpus)]
+            result.rerun_seconds = round(statistics.median(result.rerun_samples), 4)
         result.peak_rss_mb = round(
             max(benchmark.peak_rss_mb(), *(r.worker_peak_rss_mb for r in result.runs)),
             1,
@@ -88,7 +129,8 @@ class Command(BaseCommand):
         for r in result.runs:
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in r.stage_seconds.items())
             self.stdout.write(
-                f"workers {r.workers}: {r.docs_per_second:.1f} docs/s, {r.chunks_per_second:.0f} chunks/s, "
+                f"{r.mode}, workers {r.workers}: {r.docs_per_second:.1f} docs/s ({r.ratio_to_floor:.2f}x floor), "
+                f"{r.chunks_per_second:.0f} chunks/s, "
                 f"{r.documents} of {r.enqueued} docs / {r.chunks} chunks drained in {r.drain_seconds:.2f}s "
                 f"(enqueue {r.enqueue_seconds:.2f}s); stage seconds (all workers): {stages}; "
                 f"double-processed {r.double_processed}, superseded {r.superseded}; "
@@ -98,6 +140,11 @@ class Command(BaseCommand):
             f"floor (one binary COPY, same rows, same indexes): {result.floor_seconds:.2f}s = "
             f"{result.floor_docs_per_second:.1f} docs/s; ours/floor = {result.ratio_to_floor:.2f}"
         )
+        if result.rerun_seconds is not None:
+            self.stdout.write(
+                f"re-run of the unchanged corpus: enqueue call {result.rerun_seconds:.3f}s (median of "
+                f"{', '.join(f'{s:.3f}' for s in result.rerun_samples)})"
+            )
         if result.bare_encode_docs_per_second is not None:
             self.stdout.write(
                 f"bare model encode on the same chunks: {result.bare_encode_docs_per_second:.2f} docs/s; "
