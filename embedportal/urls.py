@@ -8,6 +8,9 @@ from rest_framework.permissions import IsAuthenticated
 from embedportal.views import prometheus_metrics
 from pipeline import views as ops
 
+# API paths answer the JSON error body even for errors outside DRF views (503 if the database is down).
+handler500 = "embedportal.api.errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("pipeline.api.urls")),

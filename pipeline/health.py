@@ -26,9 +26,10 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Count, Min
 from django.utils import timezone
 
-from pipeline import metrics, providers
+from pipeline import circuits, metrics, providers
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
 
@@ -195,13 +196,19 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
             }
             for c in checks
         ]
+        # Open circuits (pipeline.circuits): the workers have stopped calling these endpoints.
+        details["circuits"] = [circuits.describe(c) for c in circuits.not_closed()]
         if not checks:
             return "no active collections: nothing to embed with"
-        failed = [c.reason for c in checks if not c.ok]
+        failed = [c.reason for c in checks if not c.ok] + [
+            f"{c['endpoint']}: circuit {c['state'].replace('_', '-')} after {c['last_error_type'] or 'errors'}, "
+            f"its collections wait (next probe in {c['next_probe_in_seconds']:.0f} s)"
+            for c in details["circuits"]
+        ]
         if len(failed) == 1:
             raise CheckFailed(failed[0])
         if failed:
-            raise CheckFailed(f"{len(failed)} of {len(checks)} model configurations failed: " + "; ".join(failed))
+            raise CheckFailed(f"{len(failed)} problems with {len(checks)} model configurations: " + "; ".join(failed))
         return f"{len(checks)} model configuration(s) answered: {', '.join(details['models'])}"
 
     return _timed("model", run)
@@ -261,9 +268,15 @@ def check_queue() -> CheckResult:
         with transaction.atomic(), connection.cursor() as cur:
             _statement_timeout(cur)
             latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
-            alive = WorkerHeartbeat.objects.fresh(max_age).count()
+            alive_processes = list(WorkerHeartbeat.objects.fresh(max_age).values_list("worker", flat=True))
+            alive = len(alive_processes)
             # Claimable work only: paused collections and documents in backoff are waiting on purpose.
-            oldest = Document.objects.filter(collection__paused=False).oldest_due_at(now)
+            active = Document.objects.filter(collection__paused=False)
+            oldest = active.oldest_due_at(now)
+            # Documents a dead worker still holds are waiting too, lease or not.
+            stranded = active.stranded(alive_processes, now).aggregate(n=Count("id"), since=Min("updated_at"))
+            if stranded["n"] and (oldest is None or stranded["since"] < oldest):
+                oldest = stranded["since"]
             last_embedded = (
                 Document.objects.filter(last_embedded_at__isnull=False)
                 .order_by("-last_embedded_at")
@@ -274,6 +287,7 @@ def check_queue() -> CheckResult:
             workers_alive=alive,
             last_heartbeat=latest.isoformat() if latest else None,
             oldest_pending_seconds=round((now - oldest).total_seconds(), 1) if oldest else 0,
+            stranded_documents=stranded["n"],
             last_embedded=last_embedded.isoformat() if last_embedded else None,
         )
         if not alive:
@@ -282,12 +296,13 @@ def check_queue() -> CheckResult:
         if oldest is None:
             return f"{alive} worker(s) alive; no pending work"
         waited = now - oldest
+        held = f"; {stranded['n']} held by expired or dead leases" if stranded["n"] else ""
         if waited > window and (last_embedded is None or now - last_embedded > window):
             raise CheckFailed(
                 f"work has waited {waited.total_seconds():.0f} s and nothing was embedded in the last "
-                f"{window.total_seconds():.0f} s"
+                f"{window.total_seconds():.0f} s{held}"
             )
-        return f"{alive} worker(s) alive; oldest pending work waited {waited.total_seconds():.0f} s"
+        return f"{alive} worker(s) alive; oldest pending work waited {waited.total_seconds():.0f} s{held}"
 
     return _timed("queue", run)
 

@@ -13,7 +13,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Func, Min, Q, Value
 from django.utils import timezone
 from pgvector.django import VectorField
 
@@ -168,6 +168,9 @@ class Collection(models.Model):
         editable=False,
         help_text="While a re-embed runs: the model configuration search embeds queries with (the old one).",
     )
+    last_claimed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Claims go round-robin, least recently claimed first."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -229,15 +232,17 @@ class Collection(models.Model):
 
 
 # The claim's first step: unpaused collections with work due, whose provider endpoint's circuit is
-# closed (or, for a probe, the one endpoint probed), least recently claimed first. Each EXISTS is an
-# index probe (pipeline_document_pending_coll, pipeline_document_leased), so the choice
-# costs the same at any backlog; collections are tens of rows.
+# closed (or, for a probe, the one endpoint probed), least recently claimed first. Each subquery is
+# an index probe: the collection's first pending row in pipeline_document_pending_coll (ORDER BY ...
+# LIMIT 1 keeps the planner on it whatever the statistics), an expired lease in
+# pipeline_document_leased; so the choice costs the same at any backlog. Collections are tens of rows.
 _NEXT_COLLECTIONS_SQL = """
 SELECT c.id FROM pipeline_collection c
  WHERE NOT c.paused
    AND {endpoint}
-   AND (EXISTS (SELECT 1 FROM pipeline_document d
-                 WHERE d.collection_id = c.id AND d.status = 'pending' AND d.available_at <= %(now)s)
+   AND ((SELECT d.available_at FROM pipeline_document d
+          WHERE d.collection_id = c.id AND d.status = 'pending'
+          ORDER BY d.available_at LIMIT 1) <= %(now)s
         OR EXISTS (SELECT 1 FROM pipeline_document d
                     WHERE d.collection_id = c.id AND d.status = 'processing' AND d.lease_expires_at < %(now)s))
  ORDER BY c.last_claimed_at NULLS FIRST, c.id
@@ -321,6 +326,23 @@ class DocumentQuerySet(models.QuerySet["Document"]):
                 .values_list("pk", flat=True)[: limit - len(ids)]
             )
         return ids
+
+    def stranded(self, alive_processes: list[str], now: datetime | None = None) -> DocumentQuerySet:
+        """Leased documents nobody works on: their lease expired, or their worker's process (host:pid,
+        the start of its worker id) has no fresh heartbeat, i.e. it was killed and its lease has not
+        run out yet. They are pending work, whatever their status says."""
+        process = Func(
+            F("lease_owner"),
+            Value(r"^([^:]*:[^:]*).*$"),
+            Value(r"\1"),
+            function="regexp_replace",
+            output_field=models.CharField(),
+        )
+        return (
+            self.filter(status=DocumentStatus.PROCESSING)
+            .annotate(lease_process=process)
+            .filter(Q(lease_expires_at__lt=now or timezone.now()) | ~Q(lease_process__in=alive_processes))
+        )
 
     def due(self, now: datetime | None = None) -> DocumentQuerySet:
         """Pending documents past their backoff: the work waiting for a worker."""

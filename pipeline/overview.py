@@ -18,7 +18,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from embedportal.metrics import multiprocess_dir, process_registry
-from pipeline import collectors, health, metrics
+from pipeline import circuits, collectors, health, metrics
 from pipeline.choices import DocumentStatus
 from pipeline.models import Collection, Document, WorkerHeartbeat
 
@@ -85,6 +85,7 @@ def context() -> dict[str, Any]:
             "errors": {row["type"]: row["count"] for row in errors},
         },
         "checks": checks,
+        "circuits": [circuits.describe(c) for c in circuits.not_closed()],
         "healthy": all(c.ok for c in checks),
         "workers": list(
             WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).order_by("worker")

@@ -2,7 +2,7 @@
 real HTTP: the pytest suite, the benchmarks and game days against a staging deployment.
 
 `FakeProvider` answers as told: `mode` for every request (`script` for the next few):
-"ok", "slow", "500", "429", "timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero".
+"ok", "slow", "500", "503", "429", "timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero".
 Inputs containing a marker `POISON:<mode>` get that mode's answer for the whole request they
 are in, which plants one bad document in a batch. Every request is appended to `requests`
 (its inputs, Authorization header and whole JSON body) unless `record=False`.
@@ -123,6 +123,7 @@ class FakeProvider(LoopbackServer):
             time.sleep(self.timeout_seconds)
         errors = {
             "500": (500, "internal error"),
+            "503": (503, "service unavailable"),
             "429": (429, "rate limited"),
             # Like real providers, echo (part of) the key: the pipeline must scrub it.
             "401": (401, f"Incorrect API key provided: {h.headers.get('authorization', '').removeprefix('Bearer ')}"),

@@ -1,11 +1,32 @@
-"""One error body for every API failure: {"error": {"status", "message", "details"}}."""
+"""One error body for every API failure: {"error": {"status", "message", "details"}}.
+
+DRF views answer it through `exception_handler`; anything that escapes a view or fails outside
+one (middleware, URL resolution) reaches Django's handler500, which is `server_error` here: API
+paths get the same JSON body, never Django's HTML page. A database that cannot be reached is a
+503 with Retry-After, not a 500: the request was fine, and trying again shortly may work.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
+# Seconds a client should wait before retrying a 503 (a restart or failover takes about this long).
+RETRY_AFTER_SECONDS = 5
+
+
+def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"status": status, "message": message, "details": {} if details is None else details}}
 
 
 def _first_message(detail: Any) -> str:
@@ -19,10 +40,32 @@ def _first_message(detail: Any) -> str:
     return str(detail)
 
 
+def _database_down(exc: BaseException | None) -> bool:
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if _database_down(exc):
+        logger.warning("API request failed, database unavailable: %s", str(exc).strip().splitlines()[:1])
+        return Response(
+            error_body(503, DATABASE_UNAVAILABLE),
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     details = response.data
-    response.data = {"error": {"status": response.status_code, "message": _first_message(details), "details": details}}
+    response.data = error_body(response.status_code, _first_message(details), details)
     return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: called while the exception is being handled (sys.exc_info() holds it)."""
+    if not request.path.startswith("/api/"):
+        return defaults.server_error(request)
+    if _database_down(sys.exc_info()[1]):
+        response = JsonResponse(error_body(503, DATABASE_UNAVAILABLE), status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return JsonResponse(error_body(500, "internal server error; the server log has the details"), status=500)

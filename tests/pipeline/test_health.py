@@ -56,7 +56,7 @@ def test_queue_check_fails_when_no_worker_ever_sent_a_heartbeat(admin_client, ha
     assert response.status_code == 503
     queue = checks_by_name(response.json())["queue"]
     assert queue["ok"] is False
-    assert queue["reason"] == "no worker heartbeat in the last 180 s (none ever)"
+    assert queue["reason"] == "no worker heartbeat in the last 45 s (none ever)"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -143,6 +143,8 @@ def test_continuous_worker_idles_on_an_empty_queue_and_embeds_what_arrives_later
             worker.kill()
             worker.wait()
 
+    # A clean stop removes the worker's heartbeat: it does not count as alive once gone.
+    assert not WorkerHeartbeat.objects.filter(worker__endswith=f":{worker.pid}").exists()
     docs = list(Document.objects.all())
     assert len(docs) == 10
     assert {(d.status, d.attempts, d.lease_owner, d.lease_expires_at) for d in docs} == {

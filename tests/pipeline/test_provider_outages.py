@@ -1,0 +1,256 @@
+"""A provider outage costs a bounded number of calls and never stalls another collection:
+outage errors defer batches whole, a circuit breaker per endpoint (shared through the database)
+stops the calls, one worker probes, and claims go round-robin across collections.
+
+Real HTTP to local fake providers through LiteLLM; time is moved with time-machine, never slept.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connection, transaction
+from django.utils import timezone
+
+from pipeline import health
+from pipeline.choices import CircuitState, DocumentStatus, ErrorType
+from pipeline.circuits import CIRCUIT_STATE, CircuitCollector
+from pipeline.collections import create_collection
+from pipeline.models import Document, ProviderCircuit
+from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
+from pipeline.queue import IncomingDocument, enqueue
+from testing.fakeprovider import FakeProvider
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def healthy_provider():
+    provider = FakeProvider(dims=8).start()
+    yield provider
+    provider.stop()
+
+
+def fake_backed(name: str, api_base: str):
+    return create_collection(
+        name=name,
+        model="openai/fake-embedder",
+        api_base=api_base,
+        api_key_env="FAKE_PROVIDER_KEY",
+        dimensions=8,
+        chunk_unit="characters",
+        chunk_size=200,
+        chunk_overlap=0,
+        batch_size=4,
+    )
+
+
+def add(collection, n: int, prefix: str = "d") -> None:
+    enqueue(collection, [IncomingDocument(f"{prefix}{i}", f"{collection.name} document {i}") for i in range(n)])
+
+
+def worker(waits: list[float], claim_batch: int = 20) -> EmbeddingIngestionPipeline:
+    return EmbeddingIngestionPipeline(claim_batch=claim_batch, retry=RetryPolicy.from_settings(sleep=waits.append))
+
+
+def statuses(collection) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in Document.objects.filter(collection=collection).values_list("status", flat=True):
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("mode", ["503", "500", "429"])
+def test_an_outage_defers_a_20_document_batch_after_its_tries_instead_of_splitting_it(
+    fake_collection, fake_provider, mode
+):
+    fake_provider.mode = mode
+    fake_provider.retry_after = "0"
+    add(fake_collection, 20)
+    waits: list[float] = []
+    report = worker(waits).run_once()
+
+    # tries (3), not tries x halving (117 before): the batch is one group, retried, then deferred.
+    assert len(fake_provider.requests) == 3
+    assert (report.claimed, report.deferred, report.failed, report.embedded) == (20, 20, 0, 0)
+    assert statuses(fake_collection) == {DocumentStatus.PENDING: 20}
+    assert set(Document.objects.values_list("attempts", "lease_owner")) == {(1, "")}
+    circuit = ProviderCircuit.objects.get()
+    assert (circuit.state, circuit.consecutive_failures) == (CircuitState.CLOSED, 3)
+
+
+def test_connection_refused_is_an_outage_and_counts_toward_the_circuit(db, monkeypatch):
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test-secret-123456")
+    nowhere = fake_backed("nowhere", "http://127.0.0.1:9/v1")  # discard port: nothing listens
+    add(nowhere, 20)
+    waits: list[float] = []
+    report = worker(waits).run_once()
+    assert (report.deferred, report.failed) == (20, 0)
+    assert report.errors == {ErrorType.API_ERROR: 3}
+    assert ProviderCircuit.objects.get().consecutive_failures == 3
+
+
+def test_one_provider_down_leaves_another_collection_undelayed_and_calls_stay_bounded(
+    fake_collection, fake_provider, healthy_provider, settings
+):
+    settings.EMBEDPORTAL_CIRCUIT_FAILURES = 3
+    settings.EMBEDPORTAL_CIRCUIT_OPEN_SECONDS = 30
+    settings.EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS = 600
+    fake_provider.mode = "503"
+    down = fake_collection
+    healthy = fake_backed("healthy", healthy_provider.api_base)
+    add(down, 20)
+    add(healthy, 20)
+    waits: list[float] = []
+    pipeline = worker(waits)
+
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        opened_at = timezone.now()
+        report = pipeline.drain()
+        # The down collection came first (never claimed, lowest id): 3 tries opened its circuit,
+        # its 20 documents went back to the queue; the next claim served the healthy collection.
+        assert len(fake_provider.requests) == 3 and waits == [1.0, 2.0]
+        assert statuses(healthy) == {DocumentStatus.EMBEDDED: 20}
+        assert set(Document.objects.filter(collection=healthy).values_list("attempts", flat=True)) == {1}
+        assert len(healthy_provider.requests) == math.ceil(20 / healthy.batch_size)
+        assert statuses(down) == {DocumentStatus.PENDING: 20}
+        assert (report.embedded, report.deferred, report.failed) == (20, 20, 0)
+        circuit = ProviderCircuit.objects.get()
+        assert circuit.state == CircuitState.OPEN
+        assert circuit.next_probe_at == opened_at + timedelta(seconds=30)
+
+        # New work for the healthy collection while the circuit is open: embedded at once, and the
+        # down provider is not called.
+        add(healthy, 5, prefix="late")
+        assert pipeline.drain().embedded == 5
+        assert len(fake_provider.requests) == 3
+
+        # Each probe is one call of one document; a failed probe doubles the wait: 30, 60, 120, 240 s.
+        waited = 30
+        for probe in range(1, 5):
+            traveller.shift(timedelta(seconds=waited - 1))
+            assert pipeline.drain().claimed == 0, "no probe before its time"
+            traveller.shift(timedelta(seconds=1))
+            report = pipeline.drain()
+            assert (report.claimed, report.deferred) == (1, 1)
+            assert len(fake_provider.requests) == 3 + probe
+            circuit.refresh_from_db()
+            assert (circuit.state, circuit.reopenings) == (CircuitState.OPEN, probe)
+            waited *= 2
+        assert statuses(down) == {DocumentStatus.PENDING: 20}, "an outage fails no document"
+
+        # The provider is back: the next probe closes the circuit and the backlog drains.
+        fake_provider.mode = "ok"
+        traveller.shift(timedelta(seconds=waited))
+        report = pipeline.drain()
+        assert report.embedded == 20
+        assert ProviderCircuit.objects.get().state == CircuitState.CLOSED
+        assert statuses(down) == {DocumentStatus.EMBEDDED: 20}
+        # 3 tries + 4 failed probes + 1 good probe + the other 19 documents in calls of 4.
+        assert len(fake_provider.requests) == 3 + 4 + 1 + math.ceil(19 / down.batch_size)
+
+
+def test_only_one_worker_wins_the_half_open_probe(fake_collection, settings):
+    settings.EMBEDPORTAL_CIRCUIT_FAILURES = 1
+    state = ProviderCircuit.objects.record_failure(fake_collection, ErrorType.API_ERROR, 1, timedelta(seconds=0))
+    assert state == CircuitState.OPEN
+    lease = timedelta(seconds=30)
+    won = ProviderCircuit.objects.take_probe("worker-a", lease)
+    assert won is not None and (won.state, won.probe_owner) == (CircuitState.HALF_OPEN, "worker-a")
+    assert ProviderCircuit.objects.take_probe("worker-b", lease) is None
+    # Only the prober can end its probe (compare-and-swap on state and owner).
+    assert ProviderCircuit.objects.close("worker-b") == 0
+    assert ProviderCircuit.objects.close("worker-a") == 1
+    assert ProviderCircuit.objects.get().state == CircuitState.CLOSED
+
+
+def test_a_dead_probers_half_open_circuit_is_probed_again_after_its_lease(fake_collection):
+    ProviderCircuit.objects.record_failure(fake_collection, ErrorType.TIMEOUT, 1, timedelta(seconds=0))
+    assert ProviderCircuit.objects.take_probe("dies", timedelta(seconds=30)) is not None
+    with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
+        again = ProviderCircuit.objects.take_probe("lives", timedelta(seconds=30))
+    assert again is not None and again.probe_owner == "lives"
+
+
+def test_an_open_circuit_is_a_metric_and_in_the_health_report_without_secrets(
+    db, fake_provider, monkeypatch, admin_client
+):
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test-secret-123456")
+    port = fake_provider.api_base.split(":")[2].split("/")[0]
+    secretive = fake_backed("secretive", f"http://user:hunter22@127.0.0.1:{port}/v1?key=topsecret")
+    ProviderCircuit.objects.record_failure(secretive, ErrorType.API_ERROR, 1, timedelta(seconds=30))
+
+    (family,) = CircuitCollector().collect()
+    assert family.name == CIRCUIT_STATE
+    assert [(s.labels, s.value) for s in family.samples] == [
+        ({"endpoint": f"openai/fake-embedder@127.0.0.1:{port}"}, 1)
+    ]
+    model = health.check_model()
+    assert not model.ok
+    assert f"openai/fake-embedder@127.0.0.1:{port}: circuit open after api_error" in model.reason
+    assert [c["endpoint"] for c in model.details["circuits"]] == [f"openai/fake-embedder@127.0.0.1:{port}"]
+    page = admin_client.get("/admin/pipeline/collection/overview/").content.decode()
+    assert 'id="provider-circuits"' in page
+    assert f"<td>openai/fake-embedder@127.0.0.1:{port}</td><td>open</td><td>api_error</td>" in page
+    for shown in (str(family.samples), model.reason, str(model.details), page):
+        assert "hunter22" not in shown and "topsecret" not in shown
+
+
+def test_claims_go_round_robin_so_a_backlog_does_not_starve_another_collection(hash_collection):
+    small = create_collection(
+        name="small", model="local/hash-16", chunk_unit="characters", chunk_size=200, chunk_overlap=0
+    )
+    add(hash_collection, 200)
+    add(small, 3)
+    pipeline = EmbeddingIngestionPipeline(claim_batch=10)
+    order = []
+    for _ in range(4):
+        report = pipeline.run_once()
+        order.append(
+            set(Document.objects.filter(status=DocumentStatus.EMBEDDED).values_list("collection__name", flat=True))
+        )
+        assert report.claimed
+    # Claim 1 took the backlog (first in id order), claim 2 the small collection at once.
+    assert order[0] == {"hashes"} and order[1] == {"hashes", "small"}
+    assert statuses(small) == {DocumentStatus.EMBEDDED: 3}
+
+
+def test_the_claim_reads_indexes_only_at_100k_pending(hash_collection):
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO pipeline_document (collection_id, external_id, text, content_hash, metadata, status,
+                   attempts, last_error, lease_owner, enqueued_at, available_at, created_at, updated_at)
+            SELECT %s, 'bulk-' || g, 'text ' || g, md5(g::text), '{}', 'pending', 0, '', '', now(), now(), now(), now()
+              FROM generate_series(1, 100000) g
+            """,
+            [hash_collection.pk],
+        )
+        cur.execute("ANALYZE pipeline_document")
+    now = timezone.now()
+    with transaction.atomic():
+        pending = (
+            Document.objects.filter(
+                collection_id=hash_collection.pk, status=DocumentStatus.PENDING, available_at__lte=now
+            )
+            .order_by("available_at", "id")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:32]
+        )
+        plan = pending.explain()
+        # Either partial pending index serves it in order: no sequential scan, no sort of the backlog.
+        assert "Index Scan using pipeline_document_pending" in plan, plan
+        assert "Seq Scan" not in plan and "Sort" not in plan, plan
+        with connection.cursor() as cur:
+            from pipeline.models import _CIRCUIT_CLOSED, _NEXT_COLLECTIONS_SQL
+
+            cur.execute(
+                "EXPLAIN " + _NEXT_COLLECTIONS_SQL.format(endpoint=_CIRCUIT_CLOSED), {"now": now, "candidates": 4}
+            )
+            plan = "\n".join(row[0] for row in cur.fetchall())
+        assert "Seq Scan on pipeline_document" not in plan, plan
+    claimed = Document.objects.claim("w", 32, timedelta(seconds=30))
+    assert len(claimed) == 32

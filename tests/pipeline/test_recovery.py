@@ -1,0 +1,208 @@
+"""Recovery takes seconds, not the lease: short renewed leases, a worker back from a database error
+gives back its own claims, stopped and dead workers stop counting as alive, stranded documents
+count as pending work, and the API answers its JSON error shape (503) while the database is away."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.test import RequestFactory
+from django.utils import timezone
+
+from embedportal.api.errors import server_error
+from pipeline import health
+from pipeline.choices import DocumentStatus, WorkerRole
+from pipeline.models import Chunk, Document, WorkerHeartbeat, process_name
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from tests.conftest import ROOT, manage, wait_for
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_worker_documents_are_embedded_by_another_within_one_short_lease(fake_collection, fake_provider):
+    assert settings.EMBEDPORTAL_LEASE_SECONDS == 30  # the default: tens of seconds, renewed while alive
+    fake_provider.delay = 60  # the worker hangs in its embedding call until killed
+    enqueue(fake_collection, [IncomingDocument(f"d{i}", f"document number {i}") for i in range(6)])
+    worker = manage("run_pipeline", env={"FAKE_PROVIDER_KEY": "sk-test-secret-123456", "EMBEDPORTAL_CLAIM_BATCH": "6"})
+    try:
+        wait_for(lambda: len(fake_provider.requests) >= 1)
+        killed_at = timezone.now()
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    leases = set(Document.objects.values_list("status", "lease_expires_at"))
+    assert {status for status, _ in leases} == {DocumentStatus.PROCESSING}
+    # Lease arithmetic, not wall time: every lease runs out at most one lease after the kill.
+    expires = max(at for _, at in leases)
+    assert expires <= killed_at + timedelta(seconds=settings.EMBEDPORTAL_LEASE_SECONDS)
+
+    fake_provider.delay = 0
+    with time_machine.travel(killed_at, tick=False) as traveller:
+        # Before it runs out, the queue check already counts them (the dead worker's heartbeat is
+        # still fresh, so it is the lease that tells) once it has expired:
+        traveller.move_to(expires + timedelta(seconds=1))
+        WorkerHeartbeat.objects.beat(WorkerRole.WORKER, "another-host:1")
+        queue = health.check_queue()
+        assert queue.details["stranded_documents"] == 6
+        assert "no pending work" not in queue.reason and "6 held by expired or dead leases" in queue.reason
+        report = EmbeddingIngestionPipeline().drain()
+    assert report.embedded == 6
+    assert Document.objects.filter(status=DocumentStatus.EMBEDDED, attempts=2).count() == 6
+    assert Chunk.objects.count() == 6
+
+
+@pytest.mark.django_db
+def test_the_queue_check_counts_a_dead_workers_unexpired_leases_as_pending_work(hash_collection):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(32)])
+    Document.objects.claim("dead-host:4242:abcdef", 32, timedelta(minutes=5))
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, "live-host:1")
+    queue = health.check_queue()
+    assert queue.ok
+    assert queue.details["stranded_documents"] == 32
+    assert queue.reason.startswith("1 worker(s) alive; oldest pending work waited")
+    assert queue.reason.endswith("; 32 held by expired or dead leases")
+
+
+@pytest.mark.django_db
+def test_stopped_and_dead_workers_stop_counting_as_alive_within_the_heartbeat_max_age(db):
+    max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
+    assert max_age == timedelta(seconds=45)  # 3 x the 15 s heartbeat interval
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        WorkerHeartbeat.objects.beat(WorkerRole.WORKER, "w:1")
+        WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE, "q:2")
+        traveller.shift(timedelta(seconds=46))
+        # The every-minute schedule's row lives longer: it beats only once a minute.
+        assert list(WorkerHeartbeat.objects.fresh(max_age).values_list("worker", flat=True)) == ["q:2"]
+        traveller.shift(timedelta(seconds=105))
+        assert not WorkerHeartbeat.objects.fresh(max_age).exists()
+
+
+@pytest.mark.django_db
+def test_a_cleanly_stopped_worker_removes_its_heartbeat(hash_collection):
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER)
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, "other-host:1")
+    stopped = _Stop(lambda n: None)
+    stopped.flag = True
+    EmbeddingIngestionPipeline().run_forever(stopped)
+    assert list(WorkerHeartbeat.objects.values_list("worker", flat=True)) == ["other-host:1"]
+    assert not WorkerHeartbeat.objects.filter(worker=process_name()).exists()
+
+
+class _Stop:
+    """run_forever's stop event, scripted: `on_wait(n)` runs at the worker's n-th wait."""
+
+    def __init__(self, on_wait) -> None:
+        self.on_wait, self.waits, self.flag = on_wait, 0, False
+
+    def is_set(self) -> bool:
+        return self.flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        self.on_wait(self.waits)
+        return self.flag
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_back_from_a_database_outage_gives_back_its_claims_and_logs_one_traceback(hash_collection, caplog):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(5)])
+    pipeline = EmbeddingIngestionPipeline()
+    # A batch the outage cut short: still leased to this worker, for the whole lease.
+    cut_short = {d.pk for d in Document.objects.claim(pipeline.worker_id, 3, timedelta(minutes=5))}
+    real = dict(connection.settings_dict)
+    connection.close()
+    # The database is unreachable: nothing listens on the discard port.
+    connection.settings_dict.update(
+        HOST="127.0.0.1", PORT="9", OPTIONS={**real.get("OPTIONS", {}), "host": "127.0.0.1"}
+    )
+
+    def on_wait(n: int) -> None:
+        if n == 4:  # three retries later, the database is back
+            connection.settings_dict.clear()
+            connection.settings_dict.update(real)
+            connection.close()
+        if n == 5:  # the worker went idle after catching up
+            stop.flag = True
+
+    stop = _Stop(on_wait)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pipeline.pipeline"):
+            report = pipeline.run_forever(stop)
+    finally:
+        connection.settings_dict.clear()
+        connection.settings_dict.update(real)
+        connection.close()
+
+    records = [r for r in caplog.records if "database" in r.getMessage()]
+    assert sum(1 for r in records if r.exc_info) == 1, "one traceback, at the first failure"
+    retries = [r.getMessage() for r in records if "still failing" in r.getMessage()]
+    assert [m.split("(retry ")[1].split(")")[0] for m in retries] == ["1", "2", "3"]
+    assert any("gave back 3 document(s)" in r.getMessage() for r in records)
+    # Given back at once rather than after the 5-minute lease: this same worker embedded them.
+    assert report.embedded == 5
+    assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.EMBEDDED}
+    assert Document.objects.filter(pk__in=cut_short, attempts=2).count() == 3
+
+
+# A request to the API with every database connection refused (DATABASE_URL at a closed port).
+API_WITHOUT_DATABASE = """
+import json, django
+django.setup()
+from django.test import Client
+client = Client(raise_request_exception=False)
+out = {}
+for path, headers in (("/api/v1/collections/", {"HTTP_AUTHORIZATION": "Token 0123456789abcdef"}),
+                      ("/api/v1/documents/", {})):
+    if not headers:
+        client.cookies["sessionid"] = "a-session-the-database-would-know"  # session authentication
+    r = client.get(path, **headers)
+    out[path] = [r.status_code, r.headers.get("content-type"), r.headers.get("retry-after"), r.content.decode()]
+print(json.dumps(out))
+"""
+
+
+def test_the_api_answers_503_json_while_the_database_is_unreachable():
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://nobody:secret@127.0.0.1:9/nothing",
+        "DJANGO_SETTINGS_MODULE": "embedportal.settings",
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", API_WITHOUT_DATABASE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 0, child.stderr
+    answers = json.loads(child.stdout.strip().splitlines()[-1])
+    for path, (status, content_type, retry_after, body) in answers.items():
+        assert (status, content_type, retry_after) == (503, "application/json", "5"), (path, body)
+        assert json.loads(body) == {
+            "error": {"status": 503, "message": "the database is unavailable; try again shortly", "details": {}}
+        }
+        assert "<html" not in body.lower() and "secret" not in body
+
+
+def test_errors_outside_drf_views_on_api_paths_get_the_json_body_not_the_html_page():
+    request = RequestFactory().get("/api/v1/anything/")
+    try:
+        raise OperationalError("connection refused")
+    except OperationalError:
+        response = server_error(request)
+    assert (response.status_code, response["Content-Type"]) == (503, "application/json")
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        response = server_error(request)
+    assert response.status_code == 500
+    assert json.loads(response.content)["error"]["status"] == 500
+    assert "a bug" not in response.content.decode()
