@@ -7,7 +7,6 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -46,26 +45,45 @@ def _fault_scenario(mode: str, error_type: str, transient: bool, **fields: Any):
         provider.mode = mode
         collection = ctx.fault_collection(provider, mode, **fields)
         ctx.enqueue(collection, [("victim", f"a document meeting a provider answering {mode}")])
-        failure = _failed_with(ctx, collection, "victim", error_type)
-        tries = settings.EMBEDPORTAL_BATCH_TRIES if transient else 1
-        ctx.check(
-            len(provider.requests) == tries,
-            f"the provider saw {len(provider.requests)} request(s), expected {tries} "
-            f"({'retried in the batch' if transient else 'not retried: permanent'})",
-        )
+        if transient:
+            # Provider outages are retried, then the document goes back to the queue with a delay
+            # (deferred), not failed: wait for that, and for the error type on the document.
+            def deferred() -> bool:
+                doc = Document.objects.get(collection=collection)
+                return doc.status == DocumentStatus.PENDING and doc.attempts >= 1 and bool(doc.last_error)
+
+            ctx.require_workers()
+            if not ctx.wait_until(deferred):
+                doc = Document.objects.get(collection=collection)
+                ctx.fail(
+                    f"a {mode} was not retried and deferred: the document is {doc.status}, attempts {doc.attempts}"
+                )
+            doc = Document.objects.get(collection=collection)
+            ctx.check(
+                f"{error_type}:" in doc.last_error,
+                f"the deferred document records {doc.last_error[:120]!r}, expected {error_type}",
+            )
+            failure = doc
+        else:
+            failure = _failed_with(ctx, collection, "victim", error_type)
+        seen = len(provider.requests)
+        if transient:
+            ctx.check(seen >= 2, f"the provider saw {seen} request(s): a transient {mode} was not retried")
+        else:
+            ctx.check(seen == 1, f"the provider saw {seen} request(s), expected 1: a permanent {mode} was retried")
         if mode == "401":
             # The provider echoed the key it was sent; nothing stored may repeat it.
             key = (provider.requests[-1]["auth"] or "").removeprefix("Bearer ")
-            stored = failure.message + Document.objects.get(pk=failure.document_id).last_error
+            stored = failure.message + Document.objects.get(collection=collection).last_error
             ctx.check(key and key not in stored, f"the provider's echo of the key was stored: {stored[:200]}")
-        return {"requests": len(provider.requests), "error_type": failure.error_type}
+        return {"requests": len(provider.requests), "error_type": str(error_type)}
 
     return run
 
 
 FAULTS = (
-    ("provider_5xx_retried_then_failed", "500", ErrorType.API_ERROR, True, {}),
-    ("provider_timeout_retried_then_failed", "timeout", ErrorType.TIMEOUT, True, {"extra_params": {"timeout": 1}}),
+    ("provider_5xx_retried_then_deferred", "500", ErrorType.API_ERROR, True, {}),
+    ("provider_timeout_retried_then_deferred", "timeout", ErrorType.TIMEOUT, True, {"extra_params": {"timeout": 1}}),
     ("provider_401_not_retried", "401", ErrorType.AUTH, False, {}),
     ("provider_wrong_dimension_refused", "wrong_dims", ErrorType.DIMENSION_MISMATCH, False, {}),
     ("provider_nan_refused", "nan", ErrorType.NAN_VALUES, False, {}),
@@ -73,7 +91,11 @@ FAULTS = (
 )
 for _name, _mode, _type, _transient, _fields in FAULTS:
     _func = _fault_scenario(_mode, _type, _transient, **_fields)
-    _func.__doc__ = f"The provider answers {_mode}: the document fails as {_type} and is scheduled for reprocessing."
+    _func.__doc__ = (
+        f"The provider answers {_mode}: the document is retried and deferred as {_type}"
+        if _transient
+        else f"The provider answers {_mode}: the document fails as {_type} and is scheduled for reprocessing."
+    )
     scenario(_name, Category.FAILURE, Component.EMBED, covers=[(Component.EMBED, F)], timeout=90)(_func)
 
 

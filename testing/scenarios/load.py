@@ -41,7 +41,7 @@ def ingest_and_search(ctx: Context) -> dict[str, Any]:
     docs = [(f"load-{i}", f"load document {i}: " + " ".join(["several words of filler text"] * 8)) for i in range(n)]
     started = time.perf_counter()
     ctx.enqueue(collection, docs)
-    ctx.wait_documents(collection, timeout=ctx.remaining(240))
+    ctx.wait_documents(collection, timeout=ctx.remaining(4 * ctx.wait_seconds))
     ingest = time.perf_counter() - started
     latencies = []
     for i in range(SEARCHES):

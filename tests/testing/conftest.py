@@ -15,6 +15,9 @@ from tests.conftest import manage, wait_for
 class LiveWorker:
     """`manage.py run_pipeline` in a child process, as in a deployment."""
 
+    # The session's shared worker, once started (own_worker freezes it).
+    session: LiveWorker | None = None
+
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
 
@@ -50,7 +53,7 @@ class LiveWorker:
 @pytest.fixture(scope="session")
 def _session_worker(django_db_setup, django_db_blocker) -> Iterator[LiveWorker]:
     with django_db_blocker.unblock():
-        worker = LiveWorker().start()
+        worker = LiveWorker.session = LiveWorker().start()
     yield worker
     worker.stop()
 
@@ -62,14 +65,19 @@ def live_worker(transactional_db, _session_worker: LiveWorker) -> Iterator[LiveW
     from pipeline.choices import WorkerRole
     from pipeline.models import WorkerHeartbeat
 
-    assert _session_worker.alive(), "the live worker died"
+    if not _session_worker.alive():  # stopped by an own_worker test
+        _session_worker.start()
     WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker=_session_worker.name)
     yield _session_worker
 
 
 @pytest.fixture
 def own_worker(transactional_db) -> Iterator[LiveWorker]:
-    """A worker of this test alone, which it may stop or start with other settings."""
+    """A worker of this test alone, which it may stop or start with other settings. The session's
+    shared worker, if running, is stopped first (live_worker starts it again): a stopped worker
+    must mean no worker."""
+    if LiveWorker.session is not None:
+        LiveWorker.session.stop()
     worker = LiveWorker()
     yield worker
     worker.stop()

@@ -29,15 +29,16 @@ def test_canary_fails_naming_stopped_workers_and_passes_with_one_running(own_wor
     own_worker.start()
     assert run_one("changed_document_reembedded_unchanged_skipped").outcome == Outcome.PASSED
 
-    own_worker.stop()  # its heartbeat is still fresh: the workers look alive but do nothing
-    result = run_one("changed_document_reembedded_unchanged_skipped")
-    assert result.outcome == Outcome.FAILED
-    assert "not processed by the workers" in result.message and "pending" in result.message
-
-    WorkerHeartbeat.objects.all().delete()  # and once the heartbeat is stale, the cause is named at once
+    own_worker.stop()
     result = run_one("canary_embedded_and_found")
     assert result.outcome == Outcome.FAILED and result.attempts == 2
     assert "no pipeline worker is running" in result.message
+
+    # A hung worker still looks alive: the scenario waits, then says what it saw.
+    WorkerHeartbeat.objects.beat("worker", worker="host:hung")
+    result = run_one("changed_document_reembedded_unchanged_skipped")
+    assert result.outcome == Outcome.FAILED
+    assert "not processed by the workers" in result.message and "pending" in result.message
 
 
 # --- edge: revoke write access -----------------------------------------------------------------
@@ -59,14 +60,14 @@ def test_edge_scenario_fails_when_the_api_refuses_writes(live_worker):
 def test_failure_scenario_fails_when_the_worker_does_not_retry(own_worker):
     own_worker.start(EMBEDPORTAL_BATCH_TRIES="1")
 
-    result = run_one("provider_5xx_retried_then_failed")
+    result = run_one("provider_5xx_retried_then_deferred")
 
     assert result.outcome == Outcome.FAILED
-    assert "saw 1 request(s), expected 3 (retried in the batch)" in result.message
+    assert "the provider saw 1 request(s): a transient 500 was not retried" in result.message
 
 
 def test_failure_scenario_passes_with_retries(live_worker):
-    assert run_one("provider_5xx_retried_then_failed").outcome == Outcome.PASSED
+    assert run_one("provider_5xx_retried_then_deferred").outcome == Outcome.PASSED
 
 
 # --- integration: a failing model endpoint, a dropped HNSW index -------------------------------

@@ -1,0 +1,72 @@
+"""The performance SLO rules: valid for Prometheus, unit-tested with promtool, and fed by the
+compliance gauge the app really exports."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from pipeline import timings
+from pipeline.performance_slos import COMPLIANCE
+from tests.grafana.test_slo_rules import RULES, rules
+from tests.pipeline.test_metrics import parse
+from tests.tools import promtool
+
+NAME = "performance.rules.yml"
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
+
+
+def test_performance_rules_pass_promtool_check_with_lint_fatal():
+    result = run_promtool("check", "rules", "--lint-fatal", NAME)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_performance_rules_pass_their_promtool_unit_tests():
+    result = run_promtool("test", "rules", "tests/performance_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_slo_has_a_degradation_alert_with_a_runbook():
+    alerts = {r["alert"]: r for r in rules(NAME) if "alert" in r}
+    slos = {r["expr"].split('slo="')[1].split('"')[0]: name for name, r in alerts.items()}
+    assert set(slos) == {"document_latency", "search_latency", "throughput_per_worker"}
+    for rule in alerts.values():
+        assert rule["labels"]["severity"] == "warning"
+        assert rule["annotations"]["runbook_url"].startswith("https://embedportal.example/docs/runbooks/performance/#")
+    groups = [g["name"] for g in yaml.safe_load((RULES / NAME).read_text())["groups"]]
+    assert groups == ["embedding-pipeline-performance-recording", "embedding-pipeline-performance"]
+
+
+@pytest.mark.django_db
+def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, settings):
+    settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
+    settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = "local/hash-16"
+    settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = 20.0
+    for documents, seconds in ((30, 0.5), (10, 3.0)):
+        timings.record(
+            timings.BatchTimes(
+                collection_id=hash_collection.pk,
+                worker="w",
+                documents=documents,
+                chunks=documents,
+                tokens=0,
+                cost_usd=0.0,
+                claim=0.0,
+                chunking=0.0,
+                embedding=seconds,
+                storage=0.0,
+                total=seconds,
+                queue_wait=0.0,
+                batch_size=16,
+            )
+        )
+    m = parse(client.get("/metrics").content.decode())
+    # 30 of 40 documents within 1 s; 40 documents in 3.5 busy seconds = 11.4 docs/s of the 20 wanted.
+    assert m[(COMPLIANCE, (("slo", "document_latency"),))] == pytest.approx(0.75)
+    assert m[(COMPLIANCE, (("slo", "throughput_per_worker"),))] == pytest.approx(40 / 3.5 / 20)
+    assert m[("performance_slo_target_embedding_pipeline_operations", (("slo", "document_latency"),))] == 1.0
