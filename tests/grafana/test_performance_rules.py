@@ -70,3 +70,24 @@ def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, 
     assert m[(COMPLIANCE, (("slo", "document_latency"),))] == pytest.approx(0.75)
     assert m[(COMPLIANCE, (("slo", "throughput_per_worker"),))] == pytest.approx(40 / 3.5 / 20)
     assert m[("performance_slo_target_embedding_pipeline_operations", (("slo", "document_latency"),))] == 1.0
+
+
+def test_search_compliance_is_the_share_of_searches_within_the_target(settings):
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from pipeline.metrics import CALL_BUCKETS
+    from pipeline.performance_slos import search_compliance, search_latency
+
+    registry = CollectorRegistry()
+    searches = Histogram(
+        "embedding_pipeline_search_seconds", "searches", ["source"], buckets=CALL_BUCKETS, registry=registry
+    )
+    for seconds in [0.01] * 90 + [0.2] * 10:
+        searches.labels(source="api" if seconds < 0.1 else "cli").observe(seconds)
+    settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.05
+    assert search_compliance(registry) == pytest.approx(0.9)
+    assert search_latency(registry)[1] == 100
+    assert 0.1 < search_latency(registry)[0] <= 0.25
+    settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.25
+    assert search_compliance(registry) == 1.0
+    assert search_compliance(CollectorRegistry()) is None
