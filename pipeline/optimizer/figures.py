@@ -182,6 +182,7 @@ def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float]) ->
     if busy >= SATURATED and wait > total:
         out |= {
             "stage": "workers",
+            "batch_stage": stage,
             "reason": f"workers are busy {busy:.0%} of the time and documents wait {wait:.2f} s (p95) in the "
             f"queue against {total:.2f} s of processing: the pipeline needs capacity; within a batch, " + out["reason"],
         }

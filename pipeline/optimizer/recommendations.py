@@ -71,8 +71,11 @@ def recommend(analysis: Analysis, collections: list[Collection], since: datetime
 
 
 def _share(figures: dict[str, Any], stage: str) -> float:
+    """The stage's share of the per-document p95 if it is the largest one within a batch (also when
+    the workers as a whole are the bottleneck: a faster stage is more capacity)."""
     bottleneck = figures["bottleneck"]
-    return bottleneck.get("share_p95", 0.0) if bottleneck.get("stage") == stage else 0.0
+    largest = bottleneck.get("batch_stage", bottleneck.get("stage"))
+    return bottleneck.get("share_p95", 0.0) if largest == stage else 0.0
 
 
 # --- per collection ------------------------------------------------------------------------------

@@ -120,6 +120,9 @@ def test_saturated_workers_with_a_queue_make_workers_the_bottleneck(hash_collect
     assert a.bottleneck["workers_busy"] > 0.8
     rec = next(r for r in a.recommendations if r.id == "workers")
     assert (rec.setting, rec.current, rec.proposed) == ("Q_WORKERS", 2, 3)
+    # Within a batch embedding still dominates: making it cheaper is capacity too.
+    assert a.bottleneck["batch_stage"] == "embedding"
+    assert "batch-size-hashes" in [r.id for r in a.recommendations]
 
 
 def test_storage_bottleneck_recommends_backfill_and_a_lighter_hnsw_build(hash_collection):
