@@ -45,7 +45,7 @@ class CollectionForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if self.instance.pk is None and not data.get("dimensions") and data.get("model"):
+        if self.instance.pk is None and data.get("dimensions") is None and data.get("model") and not self.errors:
             probe = Collection(
                 **{k: v for k, v in data.items() if k in {"model", "api_base", "api_key_env", "extra_params"}}
             )

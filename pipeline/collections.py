@@ -43,9 +43,11 @@ def resolve_dimensions(collection: Collection) -> int:
 def create_collection(**fields: Any) -> Collection:
     """Validate and create a collection and its HNSW index (one transaction)."""
     collection = Collection(**fields)
-    if not collection.dimensions:
+    if collection.dimensions is None:  # not given: ask the model (0 is not "not given": it is refused)
         collection.dimensions = resolve_dimensions(collection)
     else:
+        others = [f.name for f in Collection._meta.fields if f.name != "dimensions"]
+        collection.clean_fields(exclude=others)  # 1 to 16000, the model's validators and messages
         try:
             known = providers.known_dimensions(collection.model)
         except providers.UnknownLocalModel as exc:

@@ -78,6 +78,13 @@ def reserved_name_problem(name: str | None) -> str | None:
     return None
 
 
+def freshness_sla_problem(value: timedelta | None) -> str | None:
+    """A freshness SLA is a positive duration: how long after a source change its embedding may lag."""
+    if value is not None and value <= timedelta(0):
+        return "must be a positive duration, e.g. 01:00:00 for one hour"
+    return None
+
+
 def default_freshness_sla() -> timedelta:
     return settings.EMBEDPORTAL_FRESHNESS_SLA
 
@@ -209,10 +216,23 @@ class Collection(models.Model):
         return self.name
 
     def clean(self) -> None:
+        """The collection rules every entry point applies with the same messages: the admin and
+        the commands through full_clean(), the API serializer by calling the same functions."""
+        from pipeline.chunking import overlap_problem  # chunking is imported by the models' users
+
+        errors = {}
         if problem := reserved_name_problem(self.name):
-            raise ValidationError({"name": problem})
+            errors["name"] = problem
         if problem := dimensions_mismatch(self.extra_params, self.dimensions):
-            raise ValidationError({"extra_params": problem})
+            errors["extra_params"] = problem
+        if problem := freshness_sla_problem(self.freshness_sla):
+            errors["freshness_sla"] = problem
+        if self.chunk_size is not None and self.chunk_overlap is not None:
+            # Also the CHECK constraint pipeline_collection_overlap_lt_size; said here in words.
+            if problem := overlap_problem(self.chunk_size, self.chunk_overlap):
+                errors["chunk_overlap"] = problem
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def index_name(self) -> str:

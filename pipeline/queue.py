@@ -149,6 +149,11 @@ def _new_or_changed(cur: Any, collection: Collection, docs: list[IncomingDocumen
     return {row[0] for row in cur.fetchall()}
 
 
+def duplicate_id(external_id: str) -> str:
+    """The one message for an id sent twice in one request, admin form or `.jsonl` file."""
+    return f"id {external_id!r} appears more than once; send each document once"
+
+
 def enqueue(collection: Collection, docs: Iterable[IncomingDocument], source: str = "other") -> EnqueueResult:
     """Insert new documents, requeue changed ones, leave unchanged ones alone; the call's seconds
     go to embedding_pipeline_enqueue_seconds{source} (api, cli, admin or other).
@@ -173,7 +178,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument]) -> EnqueueRes
         except InvalidDocument as exc:
             raise InvalidDocument(str(exc), index) from None
         if doc.external_id in seen:
-            raise InvalidDocument(f"id {doc.external_id!r} appears more than once; send each document once", index)
+            raise InvalidDocument(duplicate_id(doc.external_id), index)
         seen.add(doc.external_id)
     result = EnqueueResult()
     if not docs:

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
-from pipeline.queue import IncomingDocument, InvalidDocument, validate
+from pipeline.queue import IncomingDocument, InvalidDocument, duplicate_id, validate
 
 # Read in pieces this size while skipping the rest of an over-long line.
 _SKIP_CHUNK = 1 << 20
@@ -192,6 +192,8 @@ def _skip_line(fh: BinaryIO) -> int:
 def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejected]:
     limit = max_line_bytes()
     lineno = 0
+    # A file is one submission, like an API request: an id twice in it is refused the same way.
+    seen: set[str] = set()
     # readline(limit + 1): a line is never held past the limit, however long it is.
     while raw := fh.readline(limit + 1):
         lineno += 1
@@ -204,7 +206,13 @@ def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejecte
                 "split the document",
             )
             continue
-        if (item := _jsonl_item(raw, where)) is not None:
+        item = _jsonl_item(raw, where)
+        if isinstance(item, IncomingDocument):
+            if item.external_id in seen:
+                item = Rejected(where, duplicate_id(item.external_id))
+            else:
+                seen.add(item.external_id)
+        if item is not None:
             yield item
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -181,4 +182,5 @@ def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
             """,
             [literal, literal, k],
         )
-        return [Hit(row[0], row[1], float(row[2]), row[3], row[4]) for row in cur.fetchall()]
+        # A raw cursor returns jsonb as its text (Django leaves decoding to JSONField): decode it here.
+        return [Hit(row[0], row[1], float(row[2]), row[3], json.loads(row[4])) for row in cur.fetchall()]

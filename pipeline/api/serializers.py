@@ -3,14 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
+from embedportal.api.strict import StrictFieldsMixin
 from pipeline.chunking import overlap_problem
-from pipeline.models import Collection, Document, dimensions_mismatch, reserved_name_problem
+from pipeline.models import Collection, Document, dimensions_mismatch, freshness_sla_problem, reserved_name_problem
 
 
-class CollectionSerializer(serializers.ModelSerializer):
+class CollectionSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     dimensions = serializers.IntegerField(required=False, min_value=1, max_value=16000)
 
     class Meta:
@@ -31,6 +33,8 @@ class CollectionSerializer(serializers.ModelSerializer):
         extra = attrs.get("extra_params", getattr(self.instance, "extra_params", None))
         if problem := dimensions_mismatch(extra, attrs.get("dimensions", getattr(self.instance, "dimensions", None))):
             raise serializers.ValidationError({"extra_params": problem})
+        if problem := freshness_sla_problem(attrs.get("freshness_sla")):
+            raise serializers.ValidationError({"freshness_sla": problem})
         size = attrs.get("chunk_size", getattr(self.instance, "chunk_size", 256))
         overlap = attrs.get("chunk_overlap", getattr(self.instance, "chunk_overlap", 32))
         if problem := overlap_problem(size, overlap):
@@ -41,11 +45,13 @@ class CollectionSerializer(serializers.ModelSerializer):
 class DocumentSerializer(serializers.ModelSerializer):
     collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
     id = serializers.CharField(source="external_id", read_only=True)
+    url = serializers.SerializerMethodField(help_text="The document's address: its collection and id.")
 
     class Meta:
         model = Document
         fields = [
             "id",
+            "url",
             "collection",
             "content_hash",
             "metadata",
@@ -60,6 +66,14 @@ class DocumentSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    def get_url(self, document: Document) -> str:
+        return document_path(document.collection.name, document.external_id)
+
+
+def document_path(collection: str, external_id: str) -> str:
+    """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
+    return reverse("collection-document", kwargs={"name": collection, "external_id": external_id})
 
 
 class StrictCharField(serializers.CharField):
@@ -82,7 +96,7 @@ class AwareDateTimeField(serializers.DateTimeField):
         return super().enforce_timezone(value)
 
 
-class IncomingDocumentSerializer(serializers.Serializer):
+class IncomingDocumentSerializer(StrictFieldsMixin, serializers.Serializer):
     id = serializers.CharField(max_length=512, trim_whitespace=False)
     text = StrictCharField(trim_whitespace=False, allow_blank=True)
     modified_at = AwareDateTimeField(required=False, allow_null=True)
@@ -96,7 +110,7 @@ class IncomingDocumentSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class SearchSerializer(serializers.Serializer):
+class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
     query = serializers.CharField(max_length=10000)
     k = serializers.IntegerField(min_value=1, max_value=100, default=5)
 

@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from pipeline.api import performance
 from pipeline.api.health import HealthView
 from pipeline.api.slos import SloView
-from pipeline.api.views import CollectionViewSet, DocumentViewSet
+from pipeline.api.views import CollectionViewSet, DocumentRequeueView, DocumentView, DocumentViewSet
 
 # No format-suffix routes (collections.json ...): `?format=` does the same, and suffix kwargs
 # reach @action methods that do not take them (a 500); reprocessing's SimpleRouter has none either.
@@ -19,5 +19,13 @@ urlpatterns = [
     path("health/", HealthView.as_view(), name="health"),
     path("slos/", SloView.as_view(), name="slos"),
     *performance.urlpatterns,
+    # A document by collection and its own id; `path` lets the id hold slashes (docs/guide.md).
+    # The requeue route comes first: a GET of an id ending in /requeue is not supported.
+    path(
+        "collections/<slug:name>/documents/<path:external_id>/requeue/",
+        DocumentRequeueView.as_view(),
+        name="collection-document-requeue",
+    ),
+    path("collections/<slug:name>/documents/<path:external_id>/", DocumentView.as_view(), name="collection-document"),
     *router.urls,
 ]

@@ -3,11 +3,12 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from embedportal.api.permissions import PermissionRequired
 from pipeline import queue
@@ -155,17 +156,50 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-class DocumentViewSet(viewsets.ReadOnlyModelViewSet):
+class DocumentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Documents of every collection (`?collection=`, `?status=`); each is addressed by its
+    collection and id: /api/v1/collections/<name>/documents/<id>/ (its `url`)."""
+
     serializer_class = DocumentSerializer
     queryset = Document.objects.select_related("collection").order_by("id")
     filter_backends = [DjangoFilterBackend]
     filterset_class = DocumentFilter
 
-    @extend_schema(request=None, responses={202: DocumentSerializer, 409: dict})
-    @action(detail=True, methods=["post"], permission_classes=[CanRequeue])
-    def requeue(self, request: Request, pk: str | None = None) -> Response:
-        """Send an embedded or failed document back to the queue."""
-        document = self.get_object()
+
+def _document(name: str, external_id: str) -> Document:
+    try:
+        return Document.objects.select_related("collection").get(collection__name=name, external_id=external_id)
+    except Document.DoesNotExist:
+        _collection(name)  # a missing collection says so
+        raise NotFound(f"no document {external_id!r} in collection {name!r}") from None
+
+
+class CanViewDocument(PermissionRequired):
+    perm = "pipeline.view_document"
+
+
+class DocumentView(APIView):
+    """GET /api/v1/collections/<name>/documents/<id>/: a document by its own id (slashes and dots
+    included, e.g. docs/guide.md), as producers sent it."""
+
+    permission_classes = [CanViewDocument]
+
+    @extend_schema(operation_id="collections_document_retrieve", responses={200: DocumentSerializer})
+    def get(self, request: Request, name: str, external_id: str) -> Response:
+        return Response(DocumentSerializer(_document(name, external_id)).data)
+
+
+class DocumentRequeueView(APIView):
+    """POST /api/v1/collections/<name>/documents/<id>/requeue/: send an embedded or failed document
+    back to the queue (the admin action's transition); 409 if it is pending or processing."""
+
+    permission_classes = [CanRequeue]
+
+    @extend_schema(
+        operation_id="collections_document_requeue", request=None, responses={202: DocumentSerializer, 409: dict}
+    )
+    def post(self, request: Request, name: str, external_id: str) -> Response:
+        document = _document(name, external_id)
         if not Document.objects.filter(pk=document.pk).requeue():
             raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")
         document.refresh_from_db()

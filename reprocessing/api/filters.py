@@ -8,6 +8,7 @@ import django_filters
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from embedportal.api.strict import StrictFilterSet
 from pipeline.choices import ErrorType, Stage
 from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
@@ -21,7 +22,7 @@ def _failed_since(qs: QuerySet, name: str, seconds: float) -> QuerySet:
     return qs.filter(first_failed_at__gte=timezone.now() - timedelta(seconds=float(seconds)))
 
 
-class FailedDocumentFilter(django_filters.FilterSet):
+class FailedDocumentFilter(StrictFilterSet):
     error_type = django_filters.ChoiceFilter(choices=ErrorType.choices)
     state = django_filters.ChoiceFilter(choices=FailureState.choices)
     stage = django_filters.ChoiceFilter(choices=Stage.choices)

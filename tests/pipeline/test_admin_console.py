@@ -185,12 +185,12 @@ def test_api_reembed_and_requeue_reuse_the_queue_transitions(hash_collection):
     assert (response.status_code, response.json()) == (202, {"collection": "hashes", "requeued": 2})
 
     doc = Document.objects.first()
-    conflict = reembed.post(f"/api/v1/documents/{doc.pk}/requeue/")
+    conflict = reembed.post(f"/api/v1/collections/hashes/documents/{doc.external_id}/requeue/")
     assert conflict.status_code == 409
     assert (
         conflict.json()["error"]["message"] == "document is pending; only embedded or failed documents can be requeued"
     )
 
     Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
-    requeued = reembed.post(f"/api/v1/documents/{doc.pk}/requeue/")
+    requeued = reembed.post(f"/api/v1/collections/hashes/documents/{doc.external_id}/requeue/")
     assert requeued.status_code == 202 and requeued.json()["status"] == "pending"

@@ -63,7 +63,13 @@ def api_urls() -> dict[str, str]:
 
 def test_the_url_walk_covers_every_api_endpoint_and_the_admin():
     names = set(api_urls().values())
-    assert {"collection-list", "collection-pause", "collection-reembed", "document-requeue", "failure-list"} <= names
+    assert {
+        "collection-list",
+        "collection-pause",
+        "collection-reembed",
+        "collection-document-requeue",
+        "failure-list",
+    } <= names
     assert {"schema", "swagger-ui", "api-root"} <= names
     assert len(concrete_urls("admin", "/admin/", PUBLIC_ADMIN)) > 20
 
@@ -169,7 +175,7 @@ def test_provider_key_never_reaches_api_admin_logs_or_health_output(
         f"/api/v1/collections/{fake_collection.name}/",
         f"/api/v1/collections/{fake_collection.name}/documents/",
         "/api/v1/documents/",
-        f"/api/v1/documents/{doc.pk}/",
+        f"/api/v1/collections/{fake_collection.name}/documents/{doc.external_id}/",
         "/api/v1/failures/",
         "/api/v1/health/",
         "/admin/pipeline/collection/",

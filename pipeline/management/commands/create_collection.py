@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--model", default=None, help="LiteLLM model string (default: local/all-MiniLM-L6-v2)")
-        parser.add_argument("--dimensions", type=int, help="Vector dimensions (asked of the model if omitted)")
+        parser.add_argument("--dimensions", type=int, help="Vector dimensions, 1 to 16000 (omit it to ask the model)")
         parser.add_argument("--api-base", default="")
         parser.add_argument("--api-key-env", default="", help="Name of the env var holding the API key")
         parser.add_argument("--strategy", choices=ChunkingStrategy.values, default=ChunkingStrategy.RECURSIVE)
@@ -55,14 +55,14 @@ class Command(BaseCommand):
             api_base=o["api_base"],
             api_key_env=o["api_key_env"],
             extra_params=extra,
-            dimensions=o["dimensions"] or 0,
+            dimensions=o["dimensions"],
             chunking_strategy=o["strategy"],
             chunk_unit=o["unit"],
             chunk_size=o["chunk_size"],
             chunk_overlap=o["chunk_overlap"],
             batch_size=o["batch_size"],
         )
-        if o["freshness_sla"]:
+        if o["freshness_sla"] is not None:
             fields["freshness_sla"] = timedelta(seconds=o["freshness_sla"])
         try:
             collection = create_collection(**fields)

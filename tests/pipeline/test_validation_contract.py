@@ -1,0 +1,197 @@
+"""One validation contract for every entry point: the API, the admin, the commands and `.jsonl`
+files refuse the same things with the same messages, and unknown fields or query parameters are
+a 400 naming them."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from pipeline.choices import DocumentStatus
+from pipeline.models import Collection, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+
+pytestmark = pytest.mark.django_db
+
+OVERLAP = "must be at least 0 and smaller than chunk_size"
+SLA = "must be a positive duration, e.g. 01:00:00 for one hour"
+DIMENSIONS = "Ensure this value is greater than or equal to 1."
+
+
+@pytest.fixture
+def api(admin_user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.content
+    body = response.json()["error"]
+    assert body["status"] == status
+    return body
+
+
+def create_by_command(name: str, **options) -> str:
+    with pytest.raises(CommandError) as raised:
+        call_command("create_collection", name, model="local/hash-16", stdout=StringIO(), **options)
+    return str(raised.value)
+
+
+def create_by_admin(admin_client, **fields) -> str:
+    data = {
+        "name": "viaadmin",
+        "model": "local/hash-16",
+        "api_base": "",
+        "api_key_env": "",
+        "extra_params": "{}",
+        "chunking_strategy": "recursive",
+        "chunk_unit": "tokens",
+        "chunk_size": 256,
+        "chunk_overlap": 32,
+        "batch_size": 64,
+        "freshness_sla": "01:00:00",
+        **fields,
+    }
+    response = admin_client.post("/admin/pipeline/collection/add/", data)
+    assert response.status_code == 200, "the form was accepted"
+    return response.content.decode()
+
+
+def test_unknown_api_fields_are_a_400_naming_them_with_the_likely_name(api):
+    body = error_of(
+        api.post("/api/v1/collections/", {"name": "typo", "model": "local/hash-16", "strategy": "markdown"}), 400
+    )
+    assert body["details"] == {"strategy": ['unknown field; did you mean "chunking_strategy"?']}
+    assert not Collection.objects.filter(name="typo").exists()
+
+    Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    body = error_of(api.post("/api/v1/collections/docs/documents/", {"id": "a", "text": "x", "modified": "2026"}), 400)
+    assert "modified" in json.dumps(body["details"]) and "modified_at" in json.dumps(body["details"])
+    assert not Document.objects.exists()
+    body = error_of(api.post("/api/v1/collections/docs/search/", {"query": "x", "top_k": 3}), 400)
+    assert body["details"] == {"top_k": ['unknown field; did you mean "k"?']} or "top_k" in body["message"]
+
+
+def test_form_encoded_bodies_are_refused_where_the_api_takes_json(api, admin_client):
+    Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    response = admin_client.post("/api/v1/collections/docs/documents/", {"id": "a", "text": "form-encoded"})
+    body = error_of(response, 415)
+    assert "multipart/form-data" in body["message"]
+    response = admin_client.post(
+        "/api/v1/collections/", "name=x&model=local/hash-16", content_type="application/x-www-form-urlencoded"
+    )
+    error_of(response, 415)
+    assert not Document.objects.exists() and not Collection.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [("status=bogus", "status"), ("stauts=failed", "stauts"), ("collection=docs&page=2", "page")],
+)
+def test_unknown_query_parameters_and_filter_values_are_a_400(api, query, name):
+    Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    for url in ("/api/v1/documents/", "/api/v1/collections/docs/documents/"):
+        body = error_of(api.get(f"{url}?{query}"), 400)
+        assert name in body["details"], body
+    body = error_of(api.get("/api/v1/failures/?state=nope"), 400)
+    assert "state" in body["details"]
+    assert api.get("/api/v1/documents/?status=failed&limit=5&offset=0").status_code == 200
+
+
+def test_dimensions_0_is_refused_everywhere_and_omitting_it_asks_the_model(api, admin_client):
+    assert DIMENSIONS in create_by_command("zero", dimensions=0)
+    body = error_of(api.post("/api/v1/collections/", {"name": "zero", "model": "local/hash-16", "dimensions": 0}), 400)
+    assert body["details"] == {"dimensions": [DIMENSIONS]}
+    assert DIMENSIONS in create_by_admin(admin_client, name="zero", dimensions=0)
+    assert not Collection.objects.filter(name="zero").exists()
+    call_command("create_collection", "asked", model="local/hash-16", stdout=StringIO())
+    assert Collection.objects.get(name="asked").dimensions == 16
+
+
+def test_a_negative_or_zero_freshness_sla_is_refused_everywhere(api, admin_client):
+    assert f"freshness_sla: {SLA}" in create_by_command("stale", freshness_sla=-60)
+    assert f"freshness_sla: {SLA}" in create_by_command("stale", freshness_sla=0)
+    body = error_of(
+        api.post("/api/v1/collections/", {"name": "stale", "model": "local/hash-16", "freshness_sla": "-01:00:00"}), 400
+    )
+    assert body["details"] == {"freshness_sla": [SLA]}
+    assert SLA in create_by_admin(admin_client, name="stale", freshness_sla="-1 00:00:00")
+    Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    body = error_of(api.patch("/api/v1/collections/docs/", {"freshness_sla": "00:00:00"}), 400)
+    assert body["details"] == {"freshness_sla": [SLA]}
+    assert not Collection.objects.filter(name="stale").exists()
+
+
+def test_the_overlap_rule_reads_the_same_in_words_everywhere(api, admin_client):
+    message = create_by_command("overlap", chunk_size=64, chunk_overlap=64)
+    assert message == f"chunk_overlap: {OVERLAP}"
+    assert "pipeline_collection_overlap_lt_size" not in message
+    body = error_of(
+        api.post(
+            "/api/v1/collections/", {"name": "overlap", "model": "local/hash-16", "chunk_size": 64, "chunk_overlap": 64}
+        ),
+        400,
+    )
+    assert body["details"] == {"chunk_overlap": [OVERLAP]}
+    page = create_by_admin(admin_client, name="overlap", chunk_size=64, chunk_overlap=64)
+    assert OVERLAP in page and "pipeline_collection_overlap_lt_size" not in page
+
+
+def test_duplicate_ids_in_a_jsonl_file_are_refused_like_the_api_refuses_them(api, tmp_path: Path):
+    Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    body = error_of(
+        api.post("/api/v1/collections/docs/documents/", [{"id": "a", "text": "1"}, {"id": "a", "text": "2"}]), 400
+    )
+    api_message = body["details"]["documents"]["1"][0]
+    assert api_message == "id 'a' appears more than once; send each document once"
+
+    lines = [{"id": "a", "text": "first"}, {"id": "b", "text": "other"}, {"id": "a", "text": "second"}]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    err = StringIO()
+    with pytest.raises(CommandError, match="1 document"):
+        call_command("enqueue", str(path), collection="docs", no_progress=True, stdout=StringIO(), stderr=err)
+    assert f"rejected {path}:3: {api_message}" in err.getvalue()
+    # The first occurrence was taken; the repeat did not silently replace it.
+    assert dict(Document.objects.values_list("external_id", "text")) == {"a": "first", "b": "other"}
+
+
+def test_documents_are_addressed_by_collection_and_their_own_id(api):
+    docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    enqueue(docs, [IncomingDocument("guides/setup.v2.md", "how to set up"), IncomingDocument("cats", "meow")])
+    listed = api.get("/api/v1/collections/docs/documents/").json()["results"]
+    urls = {d["id"]: d["url"] for d in listed}
+    assert urls == {
+        "guides/setup.v2.md": "/api/v1/collections/docs/documents/guides/setup.v2.md/",
+        "cats": "/api/v1/collections/docs/documents/cats/",
+    }
+    shown = api.get(urls["guides/setup.v2.md"])
+    assert shown.status_code == 200 and shown.json()["id"] == "guides/setup.v2.md"
+    assert api.get("/api/v1/collections/docs/documents/dogs/").status_code == 404
+    assert "no collection named 'nope'" in error_of(api.get("/api/v1/collections/nope/documents/cats/"), 404)["message"]
+
+    assert error_of(api.post(urls["cats"] + "requeue/"), 409)["message"].startswith("document is pending")
+    EmbeddingIngestionPipeline().drain()
+    requeued = api.post(urls["guides/setup.v2.md"] + "requeue/")
+    assert requeued.status_code == 202 and requeued.json()["status"] == DocumentStatus.PENDING
+    # The internal number is no address any more.
+    doc = Document.objects.get(external_id="cats")
+    assert api.get(f"/api/v1/documents/{doc.pk}/").status_code == 404
+
+
+def test_search_returns_metadata_as_an_object_in_the_api_and_the_command(api):
+    docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    enqueue(docs, [IncomingDocument("a", "exact text", metadata={"lang": "en", "tags": ["x"]})])
+    EmbeddingIngestionPipeline().drain()
+    hits = api.post("/api/v1/collections/docs/search/", {"query": "exact text", "k": 1}).json()["results"]
+    assert hits[0]["metadata"] == {"lang": "en", "tags": ["x"]}
+    out = StringIO()
+    call_command("search", "exact text", collection="docs", k=1, json=True, stdout=out)
+    assert json.loads(out.getvalue())[0]["metadata"] == {"lang": "en", "tags": ["x"]}
