@@ -125,6 +125,12 @@ _register(
     Setting("EMBEDPORTAL_DEFAULT_MODEL", "str", "local/all-MiniLM-L6-v2", "Model for collections created without one."),
     Setting("EMBEDPORTAL_CLAIM_BATCH", "int", 32, "Documents a worker claims at a time."),
     Setting(
+        "EMBEDPORTAL_STORAGE_OVERLAP",
+        "bool",
+        True,
+        "A draining worker stores each batch on a second thread while it embeds the next (one batch ahead).",
+    ),
+    Setting(
         "EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS",
         "int",
         100,

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -174,6 +175,34 @@ class LeaseKeeper:
             connection.close()  # this thread's own connection
 
 
+class StorageStage:
+    """A thread that stores one batch while the worker chunks and embeds the next (a pipeline of
+    depth 1): with a remote provider a worker's rate approaches the slower of provider and
+    database instead of their sum. Jobs run in submission order on one thread with its own
+    database connection, so each batch still commits in its own transaction; `barrier()`
+    before a batch's storage keeps at most one batch waiting to be stored. A job's error is
+    raised by the next barrier() or close(), in the worker's thread."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
+        self.pending: list[Future] = []
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.pending.append(self.executor.submit(job))
+
+    def barrier(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.barrier()
+        finally:
+            self.executor.submit(lambda: connection.close()).result()  # the storage thread's own connection
+            self.executor.shutdown()
+
+
 class EmbeddingIngestionPipeline:
     """One worker's view of the pipeline. Many may run at once, in any process or host."""
 
@@ -198,6 +227,8 @@ class EmbeddingIngestionPipeline:
         self._last_beat = -HEARTBEAT_EVERY
         # The current batch's claim: (seconds the claim took, when it was claimed), for BatchTiming.
         self._claim: tuple[float, datetime] = (0.0, timezone.now())
+        # While drain() runs (EMBEDPORTAL_STORAGE_OVERLAP): batches are stored on this thread.
+        self._storage: StorageStage | None = None
 
     # -- loop ---------------------------------------------------------------------------
 
@@ -229,9 +260,13 @@ class EmbeddingIngestionPipeline:
         by_collection: dict[int, list[Document]] = defaultdict(list)
         for doc in docs:
             by_collection[doc.collection_id].append(doc)
-        with LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role):
+        keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role).__enter__()
+        try:
             for group in by_collection.values():
                 self._process(group[0].collection, group, report)
+        finally:
+            # The leases are kept until the batch is stored, which may be after this returns.
+            self._then(lambda: keeper.__exit__(None, None, None))
         report.batches = 1
         if probe is not None:
             self._end_probe(probe, report)
@@ -252,15 +287,35 @@ class EmbeddingIngestionPipeline:
             logger.warning("provider %s answers again: circuit closed", probe.endpoint)
 
     def drain(self, max_seconds: float | None = None, stop: Callable[[], bool] | None = None) -> Report:
-        """Process batches until the queue is empty, time is up, or `stop()` says so."""
-        total = Report()
+        """Process batches until the queue is empty, time is up, or `stop()` says so. Each batch
+        is stored while the next one is embedded (StorageStage); all are stored on return."""
+        reports = []
         deadline = time.monotonic() + max_seconds if max_seconds else None
-        while not (stop and stop()) and not (deadline and time.monotonic() > deadline):
-            report = self.run_once()
+        # Inside a caller's transaction the storage thread's own connection could not see the claimed
+        # rows, and the caller expects our writes in its transaction: store inline then.
+        overlap = settings.EMBEDPORTAL_STORAGE_OVERLAP and not connection.in_atomic_block
+        self._storage = StorageStage() if overlap else None
+        try:
+            while not (stop and stop()) and not (deadline and time.monotonic() > deadline):
+                report = self.run_once()
+                reports.append(report)
+                if report.claimed == 0:
+                    break
+        finally:
+            stage, self._storage = self._storage, None
+            if stage is not None:
+                stage.close()
+        total = Report()
+        for report in reports:  # complete only now: the storage thread adds to them
             total.add(report)
-            if report.claimed == 0:
-                break
         return total
+
+    def _then(self, job: Callable[[], None]) -> None:
+        """Run `job` after the current batch's storage: now, or queued behind it on the storage thread."""
+        if self._storage is None:
+            job()
+        else:
+            self._storage.submit(job)
 
     def run_forever(self, stop: SignalStop | threading.Event) -> Report:
         total = Report()
@@ -350,7 +405,28 @@ class EmbeddingIngestionPipeline:
         self._defer(collection, deferred, report)
         if not embedded:
             return
+        if self._storage is not None:
+            self._storage.barrier()  # the previous batch is stored: at most one waits
+        claim = self._claim
+        self._then(
+            lambda: self._store_batch(
+                collection, docs, embedded, report, claim, started, usage, chunking_seconds, embedding_seconds
+            )
+        )
 
+    def _store_batch(
+        self,
+        collection: Collection,
+        docs: list[Document],
+        embedded: list[Embedded],
+        report: Report,
+        claim: tuple[float, datetime],
+        started: float,
+        usage: Any,
+        chunking_seconds: float,
+        embedding_seconds: float,
+    ) -> None:
+        """Store a batch's vectors and record its outcome (on the storage thread while draining)."""
         results = [
             storage.Embedded(doc.pk, collection.pk, doc.content_hash, chunks, vectors)
             for doc, chunks, vectors in embedded
@@ -386,7 +462,7 @@ class EmbeddingIngestionPipeline:
         if stored:
             # The same figures in the database's history (the admin's SLOs without Prometheus): one upsert.
             history.record(collection.pk, embedded=len(stored), latency_seconds=total_seconds, freshness_lags=lags)
-            waits = [(self._claim[1] - doc.enqueued_at).total_seconds() for doc in docs]
+            waits = [(claim[1] - doc.enqueued_at).total_seconds() for doc in docs]
             timings.record(
                 timings.BatchTimes(
                     collection_id=collection.pk,
@@ -395,7 +471,7 @@ class EmbeddingIngestionPipeline:
                     chunks=chunks,
                     tokens=usage.tokens,
                     cost_usd=usage.cost_usd,
-                    claim=self._claim[0],
+                    claim=claim[0],
                     chunking=chunking_seconds,
                     embedding=embedding_seconds,
                     storage=storage_seconds,
