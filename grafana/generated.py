@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from grafana import dashboard
+from grafana import dashboard, ops_tests_dashboard
 from grafana import slo_rules as slo
 
 OUTPUTS: dict[Path, Callable[[], str]] = {
     slo.OUTPUT: slo.render,
     dashboard.OUTPUT: dashboard.render,
     dashboard.CONFIGMAP: dashboard.render_configmap,
+    ops_tests_dashboard.OUTPUT: ops_tests_dashboard.render,
+    ops_tests_dashboard.CONFIGMAP: ops_tests_dashboard.render_configmap,
 }
 
 

@@ -1,23 +1,34 @@
 """The operations test results dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema).
 
-Separate from the pipeline health dashboard (grafana/dashboard.py), so either can be built alone:
-`python -m grafana.ops_tests_dashboard PATH` writes the JSON. Panels: pass rate over time (overall
-and per category), scenario durations (p95), failing and flaky scenarios, coverage, last runs.
-The metrics come from the database at scrape time, the same from every replica: max(), not sum().
+A dashboard of its own beside the pipeline health dashboard (grafana/dashboard.py). `python -m
+grafana` (make dashboards) writes grafana/dashboards/ops-tests.json (provisioned from
+grafana/provisioning/) and the ConfigMap the Grafana sidecar picks up in Kubernetes. Panels: pass
+rate (now and over time, per category), scenario durations (p95), failing and flaky scenarios,
+coverage (now and over time), time since the last scheduled run. The metrics come from the
+database at scrape time, the same from every replica: max(), not sum(). Windows are hours, not
+$__rate_interval: the quick suite runs hourly, so shorter windows hold no result.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
+import yaml
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
 from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable, Row
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from grafana.dashboard import CONFIGMAP_HEADER, ROOT, _Dumper
+
+OUTPUT = ROOT / "grafana" / "dashboards" / "ops-tests.json"
+CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-ops-tests.yaml"
+UID = "embedportal-ops-tests"
+TITLE = "Embedding pipeline operations tests"
 
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
@@ -28,9 +39,8 @@ def per_scenario(result: str, window: str) -> str:
     return f"sum by (category, scenario) (max without (instance, pod) (increase({RESULTS}{{{result}}}[{window}]))) > 0"
 
 
-def _q(ref: str, expr: str, legend: str, instant: bool = False) -> Dataquery:
-    query = Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
-    return query.instant() if instant else query
+def _q(ref: str, expr: str, legend: str) -> Dataquery:
+    return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
 
 
 def _ts(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
@@ -50,94 +60,117 @@ def _stat(title: str, description: str, unit: str, span: int = 6) -> stat.Panel:
     )
 
 
-def build() -> Dashboard:
+def _table(title: str, description: str, expr: str) -> table.Panel:
+    """Scenarios as rows: an instant query in table format, one row per (category, scenario)."""
     return (
-        Dashboard("Embedding pipeline operations tests")
-        .uid("embedportal-ops-tests")
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit("none")
+        .span(12)
+        .height(8)
+        .with_target(_q("A", expr, "{{scenario}}").instant().format(PromQueryFormat.TABLE))
+    )
+
+
+def now_row() -> list:
+    return [
+        _stat("Pass rate (6 h)", "Passed or flaky results over non-skipped ones.", "percentunit").with_target(
+            _q("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "pass rate")
+        ),
+        _stat("Coverage", "Component x condition cells with a scenario run in 7 days.", "percentunit").with_target(
+            _q("A", "max(test_coverage_ratio)", "coverage")
+        ),
+        _stat("Flaky scenarios", "Flagged flaky in the last 14 days.", "none").with_target(
+            _q("A", "max(test_flaky_scenarios)", "flaky")
+        ),
+        _stat("Since the last scheduled run", "The alert fires past 2 hours.", "s").with_target(
+            _q("A", 'time() - max(test_last_run_timestamp_seconds{trigger="schedule"})', "age")
+        ),
+    ]
+
+
+def trends_row() -> list:
+    return [
+        _ts("Pass rate by category", "Recording rule over the results counter (6 h windows).", "percentunit")
+        .with_target(_q("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "all"))
+        .with_target(_q("B", "embedding_pipeline_operations:test_pass_rate_by_category:ratio6h", "{{category}}")),
+        _ts("Scenario duration p95", "From the duration histogram, per category (6 h windows).", "s").with_target(
+            _q(
+                "A",
+                "histogram_quantile(0.95, sum by (category, le) "
+                "(max without (instance, pod) (rate(test_duration_seconds_bucket[6h]))))",
+                "{{category}}",
+            )
+        ),
+        _ts(
+            "Coverage over time",
+            "Share of the component x condition matrix run in the trailing 7 days (admin: Coverage matrix).",
+            "percentunit",
+        ).with_target(_q("A", "max(test_coverage_ratio)", "coverage")),
+        _ts(
+            "Flaky scenarios over time",
+            "Scenarios that passed only on retry, or both passed and failed on one code version and "
+            "configuration, in 14 days (admin: Flaky scenarios).",
+            "none",
+        ).with_target(_q("A", "max(test_flaky_scenarios)", "flaky")),
+    ]
+
+
+def scenarios_row() -> list:
+    return [
+        _table(
+            "Failing scenarios (24 h)",
+            "Failed or errored results per scenario over the last day.",
+            per_scenario('result=~"failed|error"', "24h"),
+        ),
+        _table(
+            "Passed only on retry (14 d)",
+            "Flaky results per scenario; the admin's flaky list ranks them by flip rate.",
+            per_scenario('result="flaky"', "14d"),
+        ),
+    ]
+
+
+def build() -> Dashboard:
+    dashboard = (
+        Dashboard(TITLE)
+        .uid(UID)
+        .description("Operations tests against the live pipeline: pass rate, durations, failing and flaky, coverage.")
         .tags(["embedportal", "ops-tests"])
         .refresh("1m")
         .time("now-7d", "now")
+        .timezone("browser")
         .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
-        .with_row(Row("Now"))
-        .with_panel(
-            _stat("Pass rate (6 h)", "Passed or flaky results over non-skipped ones.", "percentunit").with_target(
-                _q("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "pass rate")
-            )
-        )
-        .with_panel(
-            _stat("Coverage", "Component x condition cells with a scenario run in 7 days.", "percentunit").with_target(
-                _q("A", "max(test_coverage_ratio)", "coverage")
-            )
-        )
-        .with_panel(
-            _stat("Flaky scenarios", "Flagged flaky in the last 14 days.", "none").with_target(
-                _q("A", "max(test_flaky_scenarios)", "flaky")
-            )
-        )
-        .with_panel(
-            _stat("Since the last scheduled run", "The alert fires past 2 hours.", "s").with_target(
-                _q("A", 'time() - max(test_last_run_timestamp_seconds{trigger="schedule"})', "age")
-            )
-        )
-        .with_row(Row("Trends"))
-        .with_panel(
-            _ts("Pass rate by category", "Recording rule over the results counter.", "percentunit").with_target(
-                _q("A", "embedding_pipeline_operations:test_pass_rate_by_category:ratio6h", "{{category}}")
-            )
-        )
-        .with_panel(
-            _ts("Scenario duration p95", "From the duration histogram, per category.", "s").with_target(
-                _q(
-                    "A",
-                    "histogram_quantile(0.95, sum by (category, le) "
-                    "(max without (instance, pod) (rate(test_duration_seconds_bucket[6h]))))",
-                    "{{category}}",
-                )
-            )
-        )
-        .with_row(Row("Scenarios"))
-        .with_panel(
-            table.Panel()
-            .title("Failing scenarios (24 h)")
-            .description("Failed or errored results per scenario over the last day.")
-            .datasource(DS)
-            .span(12)
-            .height(8)
-            .with_target(
-                _q(
-                    "A",
-                    per_scenario('result=~"failed|error"', "24h"),
-                    "{{scenario}}",
-                    instant=True,
-                )
-            )
-        )
-        .with_panel(
-            table.Panel()
-            .title("Passed only on retry (14 d)")
-            .description("Flaky results per scenario; the admin's flaky list ranks them by flip rate.")
-            .datasource(DS)
-            .span(12)
-            .height(8)
-            .with_target(
-                _q(
-                    "A",
-                    per_scenario('result="flaky"', "14d"),
-                    "{{scenario}}",
-                    instant=True,
-                )
-            )
-        )
     )
+    # Fixed ids: links to a panel (viewPanel=N) survive regeneration.
+    ids = iter(range(1, 100))
+    for title, panels in (("Now", now_row()), ("Trends", trends_row()), ("Scenarios", scenarios_row())):
+        dashboard = dashboard.with_row(Row(title).id(next(ids)))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel.id(next(ids)))
+    return dashboard
 
 
 def render() -> str:
     return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
 
+def render_configmap() -> str:
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "embedportal-grafana-dashboards-ops-tests",
+            "labels": {"grafana_dashboard": "1"},
+            "annotations": {"grafana_folder": "Embedding pipeline"},
+        },
+        "data": {OUTPUT.name: render()},
+    }
+    header = CONFIGMAP_HEADER.replace("grafana/dashboard.py", "grafana/ops_tests_dashboard.py")
+    return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
+
+
 if __name__ == "__main__":
-    out = render()
-    if len(sys.argv) > 1:
-        Path(sys.argv[1]).write_text(out)
-    else:
-        sys.stdout.write(out)
+    sys.stdout.write(render())
