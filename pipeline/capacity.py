@@ -44,6 +44,10 @@ TREND_DAYS = 28
 DEFAULT_DOCUMENT_CHARS = 4000
 
 
+# Below this the fitted kappa is noise: no peak N* is claimed.
+KAPPA_EPSILON = 1e-6
+
+
 class CapacityError(Exception):
     """The measurement cannot be made or would be wrong; the message says why and what to do."""
 
@@ -116,9 +120,12 @@ def fit_usl(points: dict[int, float]) -> UslFit:
     (lam, sigma, kappa), _ = curve_fit(
         usl, n, x, p0=[lam0, 0.05, 0.01], bounds=([0.0, 0.0, 0.0], [np.inf, 1.0, 1.0]), maxfev=20000
     )
-    fit = UslFit(float(lam), float(sigma), float(kappa), "")
+    # A coherence cost the points cannot tell from 0 (the optimiser returns ~1e-20) has no peak.
+    fit = UslFit(float(lam), float(sigma), float(kappa) if kappa > KAPPA_EPSILON else 0.0, "")
     residual = max(abs(fit.rate(k) - points[k]) / points[k] for k in ns)
     fit.note = f"least squares over {len(ns)} worker counts; largest relative residual {residual:.1%}"
+    if not fit.kappa and fit.sigma:
+        fit.note += f"; kappa ~ 0: no peak, throughput approaches lambda/sigma = {fit.lam / fit.sigma:.3g} docs/s"
     return fit
 
 

@@ -52,6 +52,13 @@ def test_usl_fit_recovers_contention_coherence_and_the_peak():
     assert fit.determined and "least squares over 5 worker counts" in fit.note
 
 
+def test_a_fit_without_coherence_cost_claims_no_peak():
+    # Contention only (Amdahl): throughput keeps rising towards lambda / sigma, never falls.
+    fit = capacity.fit_usl({n: capacity.usl(n, 40.0, 0.6, 0.0) for n in (1, 2, 3, 4)})
+    assert fit.kappa == 0.0 and fit.peak_workers is None and fit.determined
+    assert "no peak, throughput approaches lambda/sigma = 66.7 docs/s" in fit.note
+
+
 def test_one_or_two_worker_counts_leave_the_fit_underdetermined():
     one = capacity.fit_usl({1: 12.0})
     assert (one.lam, one.sigma, one.kappa, one.peak_workers) == (12.0, None, None, None)
