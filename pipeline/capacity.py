@@ -110,6 +110,8 @@ def fit_usl(points: dict[int, float]) -> UslFit:
             f"underdetermined: 2 worker counts ({n1}, {n2}) for 3 parameters; kappa assumed 0 (Amdahl), "
             "so no peak N* is known: measure a third worker count"
         )
+        if x2 <= x1:
+            note += f"; {n2} workers were no faster than {n1} ({x2:.3g} vs {x1:.3g} docs/s): more workers do not help"
         return UslFit(lam, sigma, 0.0, note)
     import numpy as np
     from scipy.optimize import curve_fit

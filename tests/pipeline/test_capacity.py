@@ -68,6 +68,10 @@ def test_one_or_two_worker_counts_leave_the_fit_underdetermined():
     assert two.sigma == pytest.approx(0.25) and two.kappa == 0.0 and two.peak_workers is None
     assert two.rate(2) == pytest.approx(16.0)
     assert "kappa assumed 0" in two.note and not two.determined
+    slower = capacity.fit_usl({1: 2.7, 2: 2.5})
+    assert slower.sigma == 1.0 and slower.note.endswith(
+        "2 workers were no faster than 1 (2.5 vs 2.7 docs/s): more workers do not help"
+    )
 
 
 @pytest.mark.parametrize("workers", ["0", "-1", "two", "1,,2", "1,1", "64"])
