@@ -405,6 +405,13 @@ _register(
         "",
         "Host the workers reach that provider at (e.g. the pod IP); empty: the listen address.",
     ),
+    Setting(
+        "EMBEDPORTAL_OPS_TEST_FAULT_PORT",
+        "int",
+        0,
+        "Port that provider listens on (0: any free port). Fixed in Kubernetes, where a NetworkPolicy "
+        "opens only this port of the runner pod to the workers.",
+    ),
     # --- read outside settings.py --------------------------------------------------------------
     Setting(
         "PROMETHEUS_MULTIPROC_DIR",

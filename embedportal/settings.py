@@ -264,7 +264,8 @@ EMBEDPORTAL_DOCS_REVIEW_DAYS = env_int("EMBEDPORTAL_DOCS_REVIEW_DAYS")
 # recall@k or MRR drops more than TOLERANCE below the last passing run; load scenarios refuse to
 # start while more than MAX_BACKLOG user documents are queued. The fault-injecting provider that
 # failure scenarios point their collections at listens on FAULT_HOST and is advertised to the
-# workers as FAULT_URL_HOST (a pod IP in Kubernetes; loopback on one machine).
+# workers as FAULT_URL_HOST (a pod IP in Kubernetes; loopback on one machine), on FAULT_PORT
+# (any free port by default; fixed in Kubernetes for the NetworkPolicy).
 EMBEDPORTAL_OPS_TEST_WAIT_SECONDS = env_float("EMBEDPORTAL_OPS_TEST_WAIT_SECONDS")
 EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS = env_int("EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS")
 EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE = env_float("EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE")
@@ -273,4 +274,5 @@ EMBEDPORTAL_OPS_TEST_LOAD_DOCUMENTS = env_int("EMBEDPORTAL_OPS_TEST_LOAD_DOCUMEN
 EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = env_int("EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS")
 EMBEDPORTAL_OPS_TEST_FAULT_HOST = env_str("EMBEDPORTAL_OPS_TEST_FAULT_HOST")
 EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST = env_str("EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST")
+EMBEDPORTAL_OPS_TEST_FAULT_PORT = env_int("EMBEDPORTAL_OPS_TEST_FAULT_PORT")
 EMBEDPORTAL_CODE_VERSION = env_str("EMBEDPORTAL_CODE_VERSION")

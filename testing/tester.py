@@ -182,12 +182,14 @@ class Context:
 
         # A "timeout" answer comes after 5 s: past the scenarios' 1 s client timeout, and short-lived.
         provider = FakeProvider(dims=dims, timeout_seconds=5)
-        host = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST
-        if host != "127.0.0.1":
-            # Rebind on the configured address (a pod IP), keeping the provider's handler.
+        host, port = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST, settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT
+        if (host, port) != ("127.0.0.1", 0):
+            # Rebind on the configured address and port (the pod's, opened to the workers by the
+            # NetworkPolicy embedportal-ops-tests-fault-provider), keeping the provider's handler.
+            # One provider at a time: each scenario stops its provider before the next starts.
             handler = provider.server.RequestHandlerClass
             provider.server.server_close()
-            provider.server = ThreadingHTTPServer((host, 0), handler)
+            provider.server = ThreadingHTTPServer((host, port), handler)
             provider.server.daemon_threads = True
             provider.thread = Thread(target=provider.server.serve_forever, daemon=True)
         provider.start()

@@ -1,0 +1,48 @@
+"""The failure scenarios' fault provider listens where the deployment says: a fixed port in
+Kubernetes (opened to the workers by a NetworkPolicy), any free loopback port by default."""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import httpx
+
+from testing.tester import Context
+
+
+def context() -> Context:
+    return Context(SimpleNamespace(pk=1), SimpleNamespace(timeout=10))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def embed(url: str) -> int:
+    response = httpx.post(f"{url}/embeddings", json={"model": "m", "input": ["x"]}, timeout=5)
+    return response.status_code
+
+
+def test_providers_of_successive_scenarios_listen_on_the_configured_port(settings):
+    port = free_port()
+    settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT = port
+    settings.EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST = "localhost"
+    for _ in range(2):  # the next scenario's provider binds the same port again
+        ctx = context()
+        provider = ctx.fault_provider()
+        assert provider.url == f"http://localhost:{port}/v1"
+        assert embed(provider.url) == 200
+        ctx.cleanup()
+
+
+def test_by_default_the_provider_takes_a_free_loopback_port(settings):
+    settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT = 0
+    ctx = context()
+    provider = ctx.fault_provider()
+    host, port = provider.server.server_address[:2]
+    assert host == "127.0.0.1" and port and provider.url == f"http://127.0.0.1:{port}/v1"
+    assert embed(provider.url) == 200
+    ctx.cleanup()
