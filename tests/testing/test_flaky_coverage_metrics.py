@@ -71,7 +71,7 @@ def test_flaky_when_passing_and_failing_on_the_same_code_and_config_ranked_by_fl
 def test_coverage_counts_cells_whose_scenarios_ran_in_the_last_7_days(db):
     assert coverage().ratio == 0
     record("canary_embedded_and_found", "passed")
-    record("provider_5xx_retried_then_failed", "failed", ago=timedelta(days=8))  # too old
+    record("provider_5xx_retried_then_deferred", "failed", ago=timedelta(days=8))  # too old
     record("largest_accepted_document", "skipped")  # did not run
 
     cover = coverage()
@@ -79,7 +79,7 @@ def test_coverage_counts_cells_whose_scenarios_ran_in_the_last_7_days(db):
     assert cover.cells[("search", "normal")] == ["canary_embedded_and_found"]
     assert (
         cover.cells[("embed", "failure")] == []
-        and "provider_5xx_retried_then_failed" in cover.declared[("embed", "failure")]
+        and "provider_5xx_retried_then_deferred" in cover.declared[("embed", "failure")]
     )
     assert cover.ratio == 5 / 30  # enqueue, claim, embed, store, search x normal
     assert "metrics x failure" in cover.uncovered

@@ -152,3 +152,26 @@ def test_load_fails_without_workers(own_worker, settings):
     result = run_one("bounded_ingest_and_search_load")
 
     assert result.outcome == Outcome.FAILED and "no pipeline worker is running" in result.message
+
+
+# --- integration: a scrape-time collector dropped from /metrics --------------------------------
+
+
+def test_metrics_scenario_fails_naming_a_metric_the_rules_read_that_no_collector_exports(transactional_db, settings):
+    # Healthy, on an empty database: gauges without a value yet (no capacity measurement, no
+    # documentation page) are declared by their collectors, which is enough.
+    result = run_one("metrics_used_by_rules_and_dashboards_exist")
+    assert result.outcome == Outcome.PASSED, result.message
+    assert "embedding_pipeline_capacity_docs_per_second" in result.details["declared_without_samples"]
+
+    settings.EMBEDPORTAL_METRICS_COLLECTORS = [
+        p for p in settings.EMBEDPORTAL_METRICS_COLLECTORS if p != "testing.collectors.DatabaseCollector"
+    ]
+    result = run_one("metrics_used_by_rules_and_dashboards_exist")
+
+    assert result.outcome == Outcome.FAILED
+    assert "absent from /metrics" in result.message
+    assert (
+        "test_pass_rate_embedding_pipeline_operations_total (in grafana/prometheus/ops-tests.rules.yml)"
+        in result.message
+    )
