@@ -238,6 +238,13 @@ class Collection(models.Model):
     def index_name(self) -> str:
         return f"pipeline_chunk_hnsw_{self.pk}"
 
+    @property
+    def is_reserved(self) -> bool:
+        """A scratch collection of the operations tests or a capacity measurement: the workers keep
+        its batches out of the shared Prometheus metrics and the history, where its injected faults
+        and bursts would fire real alerts and count against the SLOs."""
+        return self.name.lower().startswith(RESERVED_PREFIXES)
+
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         # Delete chunks and documents set-wise first: Django's cascade collector would load
         # every row of a large collection into memory. A raw DELETE skips Django's on_delete,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -203,6 +204,16 @@ class StorageStage:
             self.executor.shutdown()
 
 
+class _Unrecorded:
+    """A metrics recorder that records nothing: any metric, any labels, any observation."""
+
+    def __getattr__(self, name: str) -> _Unrecorded:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Unrecorded:
+        return self
+
+
 class EmbeddingIngestionPipeline:
     """One worker's view of the pipeline. Many may run at once, in any process or host."""
 
@@ -263,7 +274,7 @@ class EmbeddingIngestionPipeline:
         keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role).__enter__()
         try:
             for group in by_collection.values():
-                self._process(group[0].collection, group, report)
+                self._recording(group[0].collection)._process(group[0].collection, group, report)
         finally:
             # The leases are kept until the batch is stored, which may be after this returns.
             self._then(lambda: keeper.__exit__(None, None, None))
@@ -371,6 +382,16 @@ class EmbeddingIngestionPipeline:
 
     # -- stages -------------------------------------------------------------------------
 
+    def _recording(self, collection: Collection) -> EmbeddingIngestionPipeline:
+        """This worker, or for a reserved collection (Collection.is_reserved) a copy of it that
+        records no Prometheus metrics: an operations test's injected faults must not move the
+        counters the alerts read. The copy shares the storage stage, chunkers and lease state."""
+        if not collection.is_reserved:
+            return self
+        quiet = copy.copy(self)
+        quiet.metrics = _Unrecorded()
+        return quiet
+
     def _chunker(self, c: Collection) -> Chunker:
         key = (c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model)
         if key not in self._chunkers:
@@ -459,7 +480,7 @@ class EmbeddingIngestionPipeline:
         ]
         for lag in lags:
             self.metrics.FRESHNESS_LAG.observe(lag)
-        if stored:
+        if stored and not collection.is_reserved:
             # The same figures in the database's history (the admin's SLOs without Prometheus): one upsert.
             history.record(collection.pk, embedded=len(stored), latency_seconds=total_seconds, freshness_lags=lags)
             waits = [(claim[1] - doc.enqueued_at).total_seconds() for doc in docs]
@@ -605,7 +626,8 @@ class EmbeddingIngestionPipeline:
             failed = Document.objects.filter(pk=doc.pk).mark_failed(self.worker_id, message)
             if failed:
                 signals.document_failed.send(sender=type(self), document_id=doc.pk, error=exc, message=message)
-                history.record(doc.collection_id, failed=failed)
+                if not doc.collection.is_reserved:  # scratch collections stay out of the SLOs
+                    history.record(doc.collection_id, failed=failed)
         report.failed += failed
         self.metrics.DOCUMENTS.labels(outcome="failed").inc(failed)
         logger.warning("document %s failed: %s", doc.pk, message)
