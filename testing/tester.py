@@ -20,11 +20,12 @@ from threading import Thread
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from pipeline import queue
+from pipeline.backfill import BUILD_LOCK
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.models import RESERVED_PREFIX, Collection, Document, WorkerHeartbeat, reserved_names_allowed
@@ -63,13 +64,46 @@ def reserved_collections() -> Any:
     return Collection.objects.filter(name__startswith=RESERVED_PREFIX)
 
 
+def delete_reserved(collection_id: int, timeout: float | None = None) -> bool:
+    """Delete a reserved collection even while a worker finishes a batch of it or an index is built.
+
+    A plain delete raced both: chunks a worker committed between our DELETEs, or a history row,
+    broke the deferred foreign keys at commit (the collection stayed), and an HNSW build of its
+    first load (pipeline.backfill), blocked behind our DELETE, created its index afterwards for a
+    collection that no longer existed. So: pause it (no new claims), wait until no lease on it is
+    live (the batch stored or given back, or its lease expired), then delete holding the
+    backfill's build lock (no build runs meanwhile; one refused retries from an idle worker and
+    finds nothing), retrying on a database error, up to `timeout` seconds (default: a lease
+    and a bit). Returns False if it is still there (the next run's sweep tries again).
+    """
+    Collection.objects.filter(pk=collection_id).pause()
+    timeout = settings.EMBEDPORTAL_LEASE_SECONDS + 15 if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while True:
+        leased = Document.objects.filter(
+            collection_id=collection_id, status=DocumentStatus.PROCESSING, lease_expires_at__gt=timezone.now()
+        )
+        if not leased.exists():
+            try:
+                with transaction.atomic(), connection.cursor() as cur:
+                    cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [BUILD_LOCK])
+                    if cur.fetchone()[0]:
+                        collection = Collection.objects.filter(pk=collection_id).first()
+                        if collection is not None:
+                            collection.delete()
+                        return True
+            except DatabaseError as exc:  # a concurrent write broke a foreign key: try again
+                logger.info("deleting reserved collection %s: %s; retrying", collection_id, exc)
+        if time.monotonic() >= deadline:
+            logger.warning("reserved collection %s not deleted within %.0f s", collection_id, timeout)
+            return False
+        time.sleep(POLL_SECONDS)
+
+
 def sweep_reserved() -> int:
-    """Delete reserved collections left by a run that died (only while holding the run slot)."""
-    n = 0
-    for collection in reserved_collections():
-        collection.delete()
-        n += 1
-    return n
+    """Delete reserved collections left by a run that died or a clean-up that gave up (only while
+    holding the run slot). Returns how many were deleted."""
+    return sum(delete_reserved(pk) for pk in reserved_collections().values_list("pk", flat=True))
 
 
 def user_backlog() -> int:
@@ -304,7 +338,7 @@ class Context:
             except Exception:  # noqa: BLE001 -- clean-up goes on
                 logger.exception("could not stop the fault provider")
         for collection in self._collections:
-            Collection.objects.filter(pk=collection.pk).exists() and collection.delete()
+            delete_reserved(collection.pk)
         if self._client is not None:
             self._client.logout()
         self._collections, self._providers, self._client = [], [], None
