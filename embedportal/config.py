@@ -222,7 +222,7 @@ _register(
         "list",
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
         "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,"
-        "pipeline.performance_slos.PerformanceSLOCollector",
+        "pipeline.performance_slos.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),

@@ -162,6 +162,12 @@ class Hit:
         }
 
 
+def ef_search(collection: Collection, k: int) -> int:
+    """hnsw.ef_search for a k-nearest query: the candidate list must exceed k for recall; pgvector's
+    default 40 serves k <= 20 (benchmark_search: recall and p95 on 100k chunks)."""
+    return max(40, 2 * k)
+
+
 def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
     """The k chunks of the collection's searched generation nearest to `vector`; `collection` is
     the view search uses during a re-embed (pipeline.backfill.serving): the old dimensions."""
@@ -170,7 +176,7 @@ def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
     with transaction.atomic(), connection.cursor() as cur:
         # Ranking comes from the collection's HNSW index (same cast and predicate);
         # ef_search above k keeps recall up for larger k.
-        cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * k))])
+        cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search(collection, k))])
         cur.execute(
             f"""
             SELECT d.external_id, c.ordinal, 1 - (c.embedding::vector({dims}) <=> %s::vector({dims})) AS score,

@@ -28,3 +28,4 @@ class TestingConfig(AppConfig):
         # pipeline knows nothing of testing: the receivers are connected from here.
         pre_save.connect(triggers.remember_config, sender=Collection, dispatch_uid="testing.remember_config")
         post_save.connect(triggers.config_saved, sender=Collection, dispatch_uid="testing.config_saved")
+        from testing.benchmarks import admin  # noqa: F401  (registers BenchmarkRun; admin.py is the ops tests')

@@ -53,3 +53,16 @@ class Condition(models.TextChoices):
     NORMAL = "normal", "Normal"
     EDGE = "edge", "Edge"
     FAILURE = "failure", "Failure"
+
+
+class BenchmarkSuite(models.TextChoices):
+    QUICK = "quick", "Quick (CI, configuration changes)"
+    FULL = "full", "Full (nightly, releases)"
+
+
+class BenchmarkTrigger(models.TextChoices):
+    CLI = "cli", "Command line"
+    CONFIG_CHANGE = "config_change", "Configuration change"
+    SCHEDULE = "schedule", "Nightly schedule"
+    RELEASE = "release", "Release"
+    CI = "ci", "CI"

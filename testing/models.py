@@ -10,7 +10,15 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from testing.choices import Category, Component, Outcome, RunStatus, Trigger
+from testing.choices import (
+    BenchmarkSuite,
+    BenchmarkTrigger,
+    Category,
+    Component,
+    Outcome,
+    RunStatus,
+    Trigger,
+)
 
 
 class RunInProgress(Exception):
@@ -152,3 +160,34 @@ class ConfigSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.fingerprint[:12]}"
+
+
+class BenchmarkRun(models.Model):
+    """One `manage.py benchmark` run: each benchmark's figures as repeated samples, and their
+    comparison with earlier runs on the same machine (testing.benchmarks.regression)."""
+
+    suite = models.CharField(max_length=8, choices=BenchmarkSuite.choices)
+    trigger = models.CharField(max_length=16, choices=BenchmarkTrigger.choices, default=BenchmarkTrigger.CLI)
+    note = models.CharField(max_length=300, blank=True, help_text="What asked for it (e.g. the collection changed).")
+    started_at = models.DateTimeField()
+    duration_seconds = models.FloatField()
+    code_version = models.CharField(max_length=64, blank=True)
+    config_fingerprint = models.CharField(max_length=64, blank=True)
+    machine_fingerprint = models.CharField(max_length=64, help_text="Only runs on the same machine are compared.")
+    machine = models.JSONField(default=dict, help_text="CPU model, cores, memory, Python and PostgreSQL versions.")
+    # {benchmark: {figure: {"samples": [...], "median": x, "better": "higher" | "lower", "unit": "docs/s"}}}
+    results = models.JSONField(default=dict)
+    # {benchmark: {figure: {"verdict": "regression" | "improvement" | "same" | "insufficient_data", ...}}}
+    comparison = models.JSONField(default=dict)
+    regressions = models.PositiveIntegerField(default=0, help_text="Figures flagged as regressions.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        get_latest_by = "started_at"
+        indexes = [
+            # The history a run is compared with (testing.benchmarks.regression.history).
+            models.Index(fields=["machine_fingerprint", "suite", "started_at"], name="testing_benchrun_history"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.suite} benchmark at {self.started_at:%Y-%m-%d %H:%M}"

@@ -27,7 +27,11 @@ def config_saved(
     before = getattr(instance, "_ops_test_config_before", None)
     if not created and before == collection_config(instance):
         return
+    from testing.benchmarks.tasks import schedule_benchmark
     from testing.tasks import schedule_config_run
 
     name = instance.name
     transaction.on_commit(lambda: schedule_config_run([name]))
+    # The same change queues the quick benchmark suite (debounced too): its figures are compared
+    # with the history, so a configuration that slows the pipeline is flagged.
+    transaction.on_commit(lambda: schedule_benchmark(name))

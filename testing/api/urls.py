@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework.routers import SimpleRouter
 
+from testing.api.benchmarks import BenchmarkRunViewSet
 from testing.api.views import GoldenQueryViewSet, TestRunViewSet
 
 router = SimpleRouter()
@@ -9,5 +10,6 @@ router = SimpleRouter()
 router.trailing_slash = "/?"
 router.register("embedding-pipeline-operations/test", TestRunViewSet, basename="ops-test")
 router.register("embedding-pipeline-operations/golden-queries", GoldenQueryViewSet, basename="golden-query")
+router.register("embedding-pipeline-operations/benchmarks", BenchmarkRunViewSet, basename="benchmark-run")
 
 urlpatterns = router.urls

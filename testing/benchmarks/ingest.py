@@ -255,7 +255,7 @@ def warm_up(model: str, provider: dict | None = None) -> None:
     """Load what every run needs once (LiteLLM, the provider, the model) before timing."""
     from pipeline.embedding import embed_raw
 
-    probe = Collection(model=model, dimensions=providers.known_dimensions(model) or 0, **(provider or {}))
+    probe = Collection(model=model, **{"dimensions": providers.known_dimensions(model) or 0, **(provider or {})})
     embed_raw(probe, ["warm-up"])
 
 

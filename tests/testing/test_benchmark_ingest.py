@@ -87,7 +87,7 @@ def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(
 def test_keep_leaves_the_collections_with_what_was_measured(folder: Path) -> None:
     result = bench(corpus=str(folder), model="local/hash-16", workers="2", docs=3, keep=True)
 
-    collection = Collection.objects.get(name="benchmark-2w")
+    collection = Collection.objects.get(name="benchmark-steady-2w")
     run = result["runs"][0]
     assert run["enqueued"] == 3 == Document.objects.filter(collection=collection, status="embedded").count()
     assert Chunk.objects.filter(collection=collection).count() == run["chunks"]

@@ -1,0 +1,62 @@
+"""GET /api/v1/embedding-pipeline-operations/benchmarks: benchmark runs, newest first, with their
+figures and comparison (regressions flagged); ?regressed=true, ?suite=, ?machine=."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers, viewsets
+
+from embedportal.api.permissions import ModelPermissions
+from testing.models import BenchmarkRun
+
+
+class BenchmarkRunSerializer(serializers.ModelSerializer):
+    regressed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BenchmarkRun
+        fields = (
+            "id",
+            "suite",
+            "trigger",
+            "note",
+            "started_at",
+            "duration_seconds",
+            "code_version",
+            "config_fingerprint",
+            "machine_fingerprint",
+            "machine",
+            "regressions",
+            "regressed",
+            "results",
+            "comparison",
+        )
+
+    def get_regressed(self, run: BenchmarkRun) -> list[str]:
+        """The figures flagged, as benchmark.figure."""
+        return [
+            f"{b}.{f}"
+            for b, figures in run.comparison.items()
+            for f, v in figures.items()
+            if v["verdict"] == "regression"
+        ]
+
+
+class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = BenchmarkRun.objects.all()
+    serializer_class = BenchmarkRunSerializer
+    permission_classes = [ModelPermissions]
+
+    def get_queryset(self) -> Any:
+        qs = super().get_queryset()
+        params = self.request.query_params
+        if params.get("regressed") in ("true", "1", "yes"):
+            qs = qs.filter(regressions__gt=0)
+        elif params.get("regressed") in ("false", "0", "no"):
+            qs = qs.filter(regressions=0)
+        if suite := params.get("suite"):
+            qs = qs.filter(suite=suite)
+        if machine := params.get("machine"):
+            qs = qs.filter(machine_fingerprint=machine)
+        return qs

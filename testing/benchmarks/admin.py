@@ -1,0 +1,108 @@
+"""BenchmarkRun in the admin: runs with their regressions flagged, filterable, and each run's
+comparison table (registered from testing.apps: admin.py belongs to the operations tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from testing.models import BenchmarkRun
+
+
+class RegressionFilter(admin.SimpleListFilter):
+    title = "regression"
+    parameter_name = "regressed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Regressed"), ("no", "No regression")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[BenchmarkRun]) -> QuerySet[BenchmarkRun]:
+        if self.value() == "yes":
+            return queryset.filter(regressions__gt=0)
+        if self.value() == "no":
+            return queryset.filter(regressions=0)
+        return queryset
+
+
+@admin.register(BenchmarkRun)
+class BenchmarkRunAdmin(admin.ModelAdmin):
+    list_display = ("started_at", "suite", "trigger", "regression", "version", "machine_fingerprint", "duration")
+    list_filter = (RegressionFilter, "suite", "trigger", "machine_fingerprint")
+    search_fields = ("code_version", "note", "machine_fingerprint")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    fields = (
+        "started_at",
+        "suite",
+        "trigger",
+        "note",
+        "duration_seconds",
+        "code_version",
+        "config_fingerprint",
+        "machine_fingerprint",
+        "machine",
+        "regressions",
+        "figures",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # written by `manage.py benchmark` and its schedules only
+
+    def has_change_permission(self, request: HttpRequest, obj: BenchmarkRun | None = None) -> bool:
+        return False
+
+    @admin.display(description="regression", ordering="regressions")
+    def regression(self, obj: BenchmarkRun) -> str:
+        if not obj.regressions:
+            return "—"
+        names = ", ".join(
+            f"{b}.{f}"
+            for b, figures in obj.comparison.items()
+            for f, v in figures.items()
+            if v["verdict"] == "regression"
+        )
+        return format_html('<strong style="color:#ba2121">{} regressed</strong>: {}', obj.regressions, names)
+
+    @admin.display(description="code", ordering="code_version")
+    def version(self, obj: BenchmarkRun) -> str:
+        return obj.code_version[:12]
+
+    @admin.display(description="seconds", ordering="duration_seconds")
+    def duration(self, obj: BenchmarkRun) -> str:
+        return f"{obj.duration_seconds:.0f}"
+
+    @admin.display(description="figures and comparison")
+    def figures(self, obj: BenchmarkRun) -> str:
+        rows = []
+        for benchmark, figures in obj.results.items():
+            for name, data in figures.items():
+                verdict = obj.comparison.get(benchmark, {}).get(name, {})
+                steps = "; ".join(
+                    f"{p['change']:+.0%} since {p['at'][:16]} ({p['code_version'][:10]})"
+                    for p in verdict.get("change_points", [])
+                )
+                change = verdict.get("change")
+                rows.append(
+                    (
+                        benchmark,
+                        name,
+                        f"{data['median']:.4g} {data.get('unit', '')}",
+                        ", ".join(f"{s:.4g}" for s in data["samples"]),
+                        "" if verdict.get("baseline_median") is None else f"{verdict['baseline_median']:.4g}",
+                        "" if change is None else f"{change:+.1%}",
+                        "" if verdict.get("p_value") is None else f"{verdict['p_value']:.3g}",
+                        verdict.get("verdict", ""),
+                        steps,
+                    )
+                )
+        header = ("benchmark", "figure", "median", "samples", "baseline", "change", "p (Welch)", "verdict", "steps")
+        return format_html(
+            "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<th>{}</th>", ((h,) for h in header)),
+            format_html_join("", "<tr>" + "<td>{}</td>" * len(header) + "</tr>", rows),
+        )

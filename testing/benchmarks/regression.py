@@ -1,0 +1,143 @@
+"""Regression detection for benchmark runs, in two layers.
+
+1. The gate, once per run: each figure's repeated samples against the samples of the last
+   BASELINE_RUNS runs of the same suite on the same machine fingerprint (since the last step,
+   see 2). A regression is a median past the baseline's one-sided 99% Student-t limit (Bencher's
+   t-test threshold) *and* a change of the median of at least MIN_EFFECT (5%): noise alone or a
+   tiny real change never fails. Welch's t-test and Mann-Whitney U's p are shown beside it.
+   Fewer than MIN_BASELINE_SAMPLES baseline samples: `insufficient_data`.
+2. The trend: change points over the history of each figure's medians (asv.step_detect, a
+   piecewise-constant Potts fit with automatic penalty), to date a regression: the first run
+   of the worse level, with its code version.
+
+Figures say which way is better; the step detector expects "lower is better", so a
+higher-is-better figure is fed as its reciprocal.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from scipy import stats
+
+from testing.models import BenchmarkRun
+
+BASELINE_RUNS = 10
+HISTORY_RUNS = 64
+MIN_BASELINE_SAMPLES = 5
+MIN_EFFECT = 0.05
+P_VALUE = 0.01
+
+
+def history(machine_fingerprint: str, suite: str, before: Any = None, limit: int = HISTORY_RUNS) -> list[BenchmarkRun]:
+    """Earlier runs of `suite` on this machine, oldest first."""
+    runs = BenchmarkRun.objects.filter(machine_fingerprint=machine_fingerprint, suite=suite)
+    if before is not None:
+        runs = runs.filter(started_at__lt=before)
+    return list(reversed(runs.order_by("-started_at")[:limit]))
+
+
+def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> dict[str, Any]:
+    """The verdict on one figure's samples against the baseline samples.
+
+    Bencher's t-test threshold: the candidate's median is a regression when it lies past the
+    baseline's one-sided 99% Student-t limit (`t.ppf(0.99, n - 1, loc=mean, scale=sd)`) in the bad
+    direction *and* differs from the baseline median by at least MIN_EFFECT. It needs no more
+    repeats of the candidate than the run made; Welch's and Mann-Whitney's p are shown beside it.
+    """
+    out: dict[str, Any] = {"baseline_samples": len(baseline)}
+    if len(baseline) < MIN_BASELINE_SAMPLES or not candidate:
+        out["verdict"] = "insufficient_data"
+        return out
+    before, now = statistics.median(baseline), statistics.median(candidate)
+    mean, sd = statistics.fmean(baseline), statistics.stdev(baseline)
+    # A constant baseline (sd 0) still needs a margin: the minimum effect provides it below.
+    upper = float(stats.t.ppf(1 - P_VALUE, len(baseline) - 1, loc=mean, scale=sd)) if sd else mean
+    lower = float(stats.t.ppf(P_VALUE, len(baseline) - 1, loc=mean, scale=sd)) if sd else mean
+    change = (now - before) / before if before else 0.0
+    worse_limit, better_limit = (lower, upper) if better == "higher" else (upper, lower)
+    past_worse = now < worse_limit if better == "higher" else now > worse_limit
+    past_better = now > better_limit if better == "higher" else now < better_limit
+    worse = change < 0 if better == "higher" else change > 0
+    out.update(
+        baseline_median=round(before, 6),
+        median=round(now, 6),
+        change=round(change, 4),
+        limit=round(worse_limit, 6),
+    )
+    if len(candidate) >= 2:
+        bad_side = "less" if better == "higher" else "greater"
+        out["p_value"] = round(
+            _p(stats.ttest_ind(candidate, baseline, equal_var=False, alternative=bad_side).pvalue), 6
+        )
+        out["mann_whitney_p"] = round(_p(stats.mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue), 6)
+    if abs(change) >= MIN_EFFECT and worse and past_worse:
+        out["verdict"] = "regression"
+    elif abs(change) >= MIN_EFFECT and not worse and past_better:
+        out["verdict"] = "improvement"
+    else:
+        out["verdict"] = "same"
+    return out
+
+
+def _p(value: float) -> float:
+    # Identical constant samples give nan: no evidence either way.
+    return 1.0 if value is None or math.isnan(value) else float(value)
+
+
+def change_points(series: Sequence[tuple[Any, str, float]], better: str) -> list[dict[str, Any]]:
+    """Steps to a worse level in a series of (when, code version, median), oldest first: each
+    dated by the first run of the worse level."""
+    from asv.step_detect import detect_regressions, detect_steps
+
+    values = [v for _, _, v in series]
+    if len(values) < 3 or any(v is None or v <= 0 for v in values):
+        return []
+    y = [1.0 / v for v in values] if better == "higher" else list(values)
+    _, _, positions = detect_regressions(detect_steps(y), threshold=MIN_EFFECT)
+    found = []
+    for before, after, _, _ in positions or []:
+        if after is None or after >= len(series):
+            continue
+        when, version, value = series[after]
+        found.append(
+            {
+                "at": when.isoformat() if hasattr(when, "isoformat") else str(when),
+                "code_version": version,
+                "before": values[before],
+                "after": value,
+                "change": round((value - values[before]) / values[before], 4),
+            }
+        )
+    return found
+
+
+def compare(run: BenchmarkRun, earlier: list[BenchmarkRun]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every figure of `run` against `earlier` (same machine and suite, oldest first)."""
+    comparison: dict[str, dict[str, dict[str, Any]]] = {}
+    for benchmark, figures in run.results.items():
+        for figure, data in figures.items():
+            better = data["better"]
+            having = [r for r in earlier if figure in r.results.get(benchmark, {})]
+            series = [(r.started_at, r.code_version, r.results[benchmark][figure]["median"]) for r in having]
+            steps = change_points([*series, (run.started_at, run.code_version, data["median"])], better)
+            # The baseline is the current level: runs since the last step already in the history, when
+            # there are enough of them (a step dated earlier is reported, not failed again and again).
+            since = next(
+                (i for i, (when, _, _) in enumerate(series) if steps and when.isoformat() == steps[-1]["at"]), 0
+            )
+            recent = having[since:][-BASELINE_RUNS:]
+            if sum(len(r.results[benchmark][figure]["samples"]) for r in recent) < MIN_BASELINE_SAMPLES:
+                recent = having[-BASELINE_RUNS:]
+            baseline = [s for r in recent for s in r.results[benchmark][figure]["samples"]]
+            verdict = gate(data["samples"], baseline, better)
+            verdict["change_points"] = steps
+            comparison.setdefault(benchmark, {})[figure] = verdict
+    return comparison
+
+
+def regressions(comparison: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, str]]:
+    return [(b, f) for b, figures in comparison.items() for f, v in figures.items() if v["verdict"] == "regression"]

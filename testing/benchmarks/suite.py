@@ -1,0 +1,290 @@
+"""The standard benchmark suite (`manage.py benchmark`): each benchmark repeated to estimate its
+noise, stored as a BenchmarkRun with the code version, the configuration and the machine, and
+compared with the same machine's history (testing.benchmarks.regression).
+
+| benchmark | figures | quick | full |
+|---|---|---|---|
+| ingest_steady | docs_per_second, ratio_to_floor (HNSW index present, 2 workers, hash model) | 100 docs | 656 |
+| ingest_backfill | the same for a first load indexed once at the end | 100 docs | 656 |
+| ingest_minilm | docs_per_second, ratio_to_bare_encode (the local MiniLM, 1 worker) | 8 docs | 50 |
+| rerun | rerun_seconds: the unchanged corpus enqueued again | 100 docs | 656 |
+| search | p50_ms, p95_ms at k=10 through the real search path | 10k chunks | 100k |
+| metrics | scrape_p95_ms: GET /metrics over a queued backlog | 10k queued | 100k |
+
+Ratios to a floor measured in the same repetition are steadier than raw rates on a shared
+machine: both move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import numpy as np
+import psutil
+from django.db import connection, transaction
+from django.utils import timezone
+
+from pipeline.collections import create_collection
+from pipeline.models import Collection, Document
+from testing import fingerprints
+from testing.benchmarks import ingest, regression
+from testing.benchmarks import search as search_benchmark
+from testing.choices import BenchmarkSuite, BenchmarkTrigger
+from testing.models import BenchmarkRun
+
+HASH_MODEL = "local/hash-384"
+MINILM = "local/all-MiniLM-L6-v2"
+# pg_try_advisory_lock key: one benchmark run at a time on a database (ASCII "BENCHRN").
+RUN_LOCK = 0x42454E4348524E
+# Chunks from which search must be planned on the HNSW index.
+INDEX_EXPECTED_FROM = 5000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    repeats: int
+    ingest_docs: int | None
+    minilm_docs: int
+    search_chunks: int
+    search_queries: int
+    metrics_queued: int
+
+
+SIZES = {
+    BenchmarkSuite.QUICK: Sizes(
+        repeats=3, ingest_docs=100, minilm_docs=8, search_chunks=10_000, search_queries=100, metrics_queued=10_000
+    ),
+    BenchmarkSuite.FULL: Sizes(
+        repeats=5, ingest_docs=None, minilm_docs=50, search_chunks=100_000, search_queries=500, metrics_queued=100_000
+    ),
+}
+
+Figures = dict[str, dict[str, Any]]
+
+
+class BenchmarkBusy(Exception):
+    """Another benchmark run holds the database's run lock."""
+
+
+def figure(samples: list[float], better: str, unit: str) -> dict[str, Any]:
+    samples = [round(float(s), 6) for s in samples]
+    return {"samples": samples, "median": round(statistics.median(samples), 6), "better": better, "unit": unit}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    with connection.cursor() as cur:
+        cur.execute("SHOW server_version")
+        postgres = cur.fetchone()[0].split()[0]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+        "postgres": postgres,
+    }
+
+
+def machine_fingerprint(described: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- the benchmarks ------------------------------------------------------------------------------
+
+
+def _ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figures, Collection]:
+    rates, ratios, name = [], [], f"benchmark-suite-{mode}"
+    for _ in range(sizes.repeats):
+        run = ingest.run_once(name, HASH_MODEL, corpus, workers=2, mode=mode)
+        collection = Collection.objects.get(name=name)
+        floor = run.documents / ingest.copy_floor(collection)
+        rates.append(run.docs_per_second)
+        ratios.append(run.docs_per_second / floor)
+    return {
+        "docs_per_second": figure(rates, "higher", "docs/s"),
+        "ratio_to_floor": figure(ratios, "higher", "x"),
+    }, collection
+
+
+def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
+    figures, collection = _ingest("steady", sizes, corpus)
+    figures.update(rerun(sizes, corpus, collection))
+    collection.delete()
+    return figures
+
+
+def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
+    figures, collection = _ingest("backfill", sizes, corpus)
+    collection.delete()
+    return figures
+
+
+def rerun(sizes: Sizes, corpus: ingest.Corpus, collection: Collection) -> Figures:
+    """Reported under ingest_steady's collection, as its own benchmark (see run_suite)."""
+    return {"rerun_seconds": figure(ingest.rerun(collection, corpus, sizes.repeats), "lower", "s")}
+
+
+def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
+    small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
+    ingest.warm_up(MINILM)
+    rates, ratios, name = [], [], "benchmark-suite-minilm"
+    for _ in range(sizes.repeats):
+        run = ingest.run_once(name, MINILM, small, workers=1)
+        collection = Collection.objects.get(name=name)
+        bare = run.documents / ingest.bare_encode_seconds(collection)
+        rates.append(run.docs_per_second)
+        ratios.append(run.docs_per_second / bare)
+    collection.delete()
+    return {
+        "docs_per_second": figure(rates, "higher", "docs/s"),
+        "ratio_to_bare_encode": figure(ratios, "higher", "x"),
+    }
+
+
+def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
+    collection, _, _ = search_benchmark.build("benchmark-suite-search", sizes.search_chunks)
+    try:
+        runs = [
+            search_benchmark.measure(collection, sizes.search_queries, 10, recall_queries=0, seed=seed)
+            for seed in range(sizes.repeats)
+        ]
+        # Below a few thousand rows an exact scan is cheaper, and the planner rightly picks it.
+        if sizes.search_chunks >= INDEX_EXPECTED_FROM and not all(r.uses_index for r in runs):
+            raise RuntimeError(f"search is not planned on the HNSW index:\n{runs[0].plan}")
+    finally:
+        collection.delete()
+    return {
+        "p50_ms": figure([r.p50_ms for r in runs], "lower", "ms"),
+        "p95_ms": figure([r.p95_ms for r in runs], "lower", "ms"),
+    }
+
+
+def _get_metrics(handler: Any) -> int:
+    environ: dict[str, Any] = {"PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+    b"".join(handler(environ, lambda s, headers, exc_info=None: status.append(s)))
+    return int(status[0].split()[0])
+
+
+def metrics(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    # Paused: no worker claims the backlog; it still counts as queued.
+    collection = create_collection(
+        name="benchmark-suite-metrics", model="local/hash-16", chunk_unit="characters", chunk_size=200, paused=True
+    )
+    try:
+        with connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO pipeline_document (collection_id, external_id, text, content_hash, metadata, status, "
+                "attempts, last_error, lease_owner, enqueued_at, available_at, created_at, updated_at) "
+                "SELECT %s, 'bench-' || n, 'benchmark document ' || n, md5(n::text), '{}'::jsonb, 'pending', 0, '', "
+                "'', now(), now() - (n || ' seconds')::interval, now(), now() FROM generate_series(1, %s) AS n",
+                [collection.pk, sizes.metrics_queued],
+            )
+            cur.execute("VACUUM (ANALYZE) pipeline_document")
+        handler = WSGIHandler()
+        _get_metrics(handler)  # warm-up
+        p95s = []
+        for _ in range(sizes.repeats):
+            times = []
+            for _ in range(10):
+                t0 = time.perf_counter()
+                if _get_metrics(handler) != 200:
+                    raise RuntimeError(
+                        "/metrics did not answer 200; is it restricted (EMBEDPORTAL_METRICS_ALLOWED_IPS)?"
+                    )
+                times.append((time.perf_counter() - t0) * 1000)
+            p95s.append(float(np.percentile(times, 95)))
+    finally:
+        collection.delete()
+    return {"scrape_p95_ms": figure(p95s, "lower", "ms")}
+
+
+BENCHMARKS: dict[str, Callable[[Sizes, ingest.Corpus], Figures]] = {
+    "ingest_steady": ingest_steady,
+    "ingest_backfill": ingest_backfill,
+    "ingest_minilm": ingest_minilm,
+    "search": search,
+    "metrics": metrics,
+}
+
+
+# --- a run ---------------------------------------------------------------------------------------
+
+
+def run_suite(
+    suite: str,
+    trigger: str = BenchmarkTrigger.CLI,
+    note: str = "",
+    only: list[str] | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+    corpus: str = "django-docs",
+) -> BenchmarkRun:
+    """Run the suite, store it, compare it with this machine's history. One run at a time per database."""
+    sizes = SIZES[BenchmarkSuite(suite)]
+    if Document.objects.claimable().exclude(collection__name__startswith="benchmark-").exists():
+        raise RuntimeError("other documents are waiting in the queue; benchmarks drain it: run on an idle database")
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK])
+        if not cur.fetchone()[0]:
+            raise BenchmarkBusy("another benchmark run is in progress")
+    try:
+        started, t0 = timezone.now(), time.perf_counter()
+        files = ingest.open_corpus(corpus, sizes.ingest_docs)
+        ingest.warm_up(HASH_MODEL)
+        results: dict[str, Figures] = {}
+        for name, benchmark in BENCHMARKS.items():
+            if only and name not in only and not (name == "ingest_steady" and "rerun" in only):
+                continue
+            progress(f"{name} ...")
+            figures = benchmark(sizes, files)
+            if "rerun_seconds" in figures:  # measured on ingest_steady's collection, reported on its own
+                results["rerun"] = {"rerun_seconds": figures.pop("rerun_seconds")}
+            if not only or name in only:
+                results[name] = figures
+        return record(suite, trigger, note, started, time.perf_counter() - t0, results)
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", [RUN_LOCK])
+
+
+def record(
+    suite: str, trigger: str, note: str, started: Any, seconds: float, results: dict[str, Figures]
+) -> BenchmarkRun:
+    """Store a run with its fingerprints and its comparison with the history of the same machine."""
+    described = machine()
+    run = BenchmarkRun(
+        suite=suite,
+        trigger=trigger,
+        note=note[:300],
+        started_at=started,
+        duration_seconds=round(seconds, 2),
+        code_version=fingerprints.code_version(),
+        config_fingerprint=fingerprints.settings_fingerprint(),
+        machine_fingerprint=machine_fingerprint(described),
+        machine=described,
+        results=results,
+    )
+    earlier = regression.history(run.machine_fingerprint, suite, before=started)
+    run.comparison = regression.compare(run, earlier)
+    run.regressions = len(regression.regressions(run.comparison))
+    with transaction.atomic():
+        run.save()
+    return run

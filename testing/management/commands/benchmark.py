@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from testing.benchmarks import suite as benchmarks
+from testing.benchmarks.regression import regressions
+from testing.choices import BenchmarkSuite, BenchmarkTrigger
+from testing.models import BenchmarkRun
+
+# Exit status when a figure regressed (1 is any other error).
+REGRESSION_EXIT = 3
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the standard benchmark suite (ingest steady and backfill, MiniLM, re-run, search, /metrics), each "
+        "repeated; store it as a BenchmarkRun and compare every figure with this machine's history (Welch "
+        "t-test and a 5% minimum effect; change points date a regression). Exits 3 on a regression."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--suite", choices=BenchmarkSuite.values, default=BenchmarkSuite.QUICK)
+        parser.add_argument("--only", help=f"Comma list of benchmarks: {', '.join([*benchmarks.BENCHMARKS, 'rerun'])}")
+        parser.add_argument("--corpus", default="django-docs", help="django-docs, or a folder of text files")
+        parser.add_argument("--trigger", choices=BenchmarkTrigger.values, default=BenchmarkTrigger.CLI)
+        parser.add_argument("--note", default="", help="Stored with the run (what asked for it)")
+        parser.add_argument("--no-fail", action="store_true", help="Exit 0 even when a figure regressed")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        only = [name.strip() for name in o["only"].split(",")] if o["only"] else None
+        unknown = sorted(set(only or []) - {*benchmarks.BENCHMARKS, "rerun"})
+        if unknown:
+            raise CommandError(
+                f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(benchmarks.BENCHMARKS)}, rerun"
+            )
+        progress = (lambda m: None) if o["json"] else (lambda m: self.stderr.write(m))
+        try:
+            run = benchmarks.run_suite(o["suite"], o["trigger"], o["note"], only, progress, o["corpus"])
+        except (benchmarks.BenchmarkBusy, RuntimeError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        if o["json"]:
+            self.stdout.write(json.dumps(as_dict(run), indent=2))
+        else:
+            self.stdout.write(report(run))
+        if run.regressions and not o["no_fail"]:
+            found = ", ".join(f"{b}.{f}" for b, f in regressions(run.comparison))
+            raise CommandError(f"{run.regressions} figure(s) regressed: {found}", returncode=REGRESSION_EXIT)
+
+
+def as_dict(run: BenchmarkRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "suite": run.suite,
+        "trigger": run.trigger,
+        "started_at": run.started_at.isoformat(),
+        "duration_seconds": run.duration_seconds,
+        "code_version": run.code_version,
+        "config_fingerprint": run.config_fingerprint,
+        "machine_fingerprint": run.machine_fingerprint,
+        "machine": run.machine,
+        "results": run.results,
+        "comparison": run.comparison,
+        "regressions": run.regressions,
+    }
+
+
+def report(run: BenchmarkRun) -> str:
+    lines = [
+        f"{run.suite} suite, {run.duration_seconds:.0f} s, code {run.code_version[:12]}, machine "
+        f"{run.machine_fingerprint} ({run.machine.get('cpu')}, {run.machine.get('cores')} cores)",
+        f"{'benchmark':<16} {'figure':<22} {'median':>10} {'samples (spread)':>18} "
+        f"{'baseline':>10} {'change':>8}  verdict",
+    ]
+    for benchmark, figures in run.results.items():
+        for name, data in figures.items():
+            verdict = run.comparison.get(benchmark, {}).get(name, {})
+            spread = max(data["samples"]) - min(data["samples"])
+            base = verdict.get("baseline_median")
+            change = verdict.get("change")
+            mark = verdict.get("verdict", "?")
+            if verdict.get("change_points"):
+                last = verdict["change_points"][-1]
+                mark += f" (step {last['change']:+.0%} since {last['at'][:16]}, {last['code_version'][:10]})"
+            lines.append(
+                f"{benchmark:<16} {name:<22} {data['median']:>10.4g} {len(data['samples']):>3} (±{spread / 2:<9.3g}) "
+                f"{'' if base is None else f'{base:.4g}':>10} {'' if change is None else f'{change:+.1%}':>8}  {mark}"
+            )
+    return "\n".join(lines)

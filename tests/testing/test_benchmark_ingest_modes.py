@@ -1,0 +1,56 @@
+"""`benchmark_ingest --mode steady,backfill --rerun --provider-latency`: both modes in one run
+against the same floor, the re-run timing, and a remote-like provider over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for i in range(5):
+        (root / f"doc-{i}.txt").write_text(f"Document {i} about queues and leases. " * (30 + 20 * i), encoding="utf-8")
+    return root
+
+
+def bench(**options) -> dict:
+    out = io.StringIO()
+    call_command("benchmark_ingest", stdout=out, json=True, **options)
+    return json.loads(out.getvalue())
+
+
+def test_steady_and_backfill_runs_share_one_floor_and_the_rerun_requeues_nothing(folder: Path) -> None:
+    result = bench(corpus=str(folder), model="local/hash-16", workers="1", mode="steady,backfill", rerun=True)
+
+    assert [(r["mode"], r["workers"]) for r in result["runs"]] == [("steady", 1), ("backfill", 1)]
+    steady, backfill = result["runs"]
+    assert steady["documents"] == backfill["documents"] == 5 and steady["chunks"] == backfill["chunks"]
+    assert steady["double_processed"] == backfill["double_processed"] == 0
+    for run in result["runs"]:
+        # Both are rounded (docs/s to 0.01, the ratio to 0.001).
+        expected = run["docs_per_second"] / result["floor_docs_per_second"]
+        assert run["ratio_to_floor"] == pytest.approx(expected, abs=2e-3)
+    assert len(result["rerun_samples"]) == 5 and result["rerun_seconds"] > 0
+    assert result["rerun_seconds"] == pytest.approx(sorted(result["rerun_samples"])[2], abs=1e-4)
+
+
+def test_provider_latency_embeds_through_the_fake_remote_provider(folder: Path) -> None:
+    result = bench(corpus=str(folder), workers="1", provider_latency=20.0, docs=3)
+
+    assert result["model"] == "openai/fake-embedder" and result["provider_latency_ms"] == 20.0
+    [run] = result["runs"]
+    assert run["documents"] == 3 and run["stage_seconds"]["embedding"] >= 0.02
+
+
+def test_unknown_mode_is_refused(folder: Path) -> None:
+    with pytest.raises(CommandError, match="--mode takes steady or backfill"):
+        bench(corpus=str(folder), model="local/hash-16", mode="fast")

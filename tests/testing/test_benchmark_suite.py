@@ -1,0 +1,197 @@
+"""`manage.py benchmark`: runs stored with their fingerprints, compared with the same machine's
+history (Welch t-test + 5% effect, change points), flagged in the exit code, admin, API and /metrics."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from django_q.models import Schedule
+from rest_framework.test import APIClient
+
+from pipeline.collections import create_collection
+from testing.benchmarks import regression, suite
+from testing.benchmarks import tasks as benchmark_tasks
+from testing.choices import BenchmarkSuite
+from testing.models import BenchmarkRun
+
+API = "/api/v1/embedding-pipeline-operations/benchmarks"
+TINY = suite.Sizes(repeats=2, ingest_docs=None, minilm_docs=2, search_chunks=300, search_queries=5, metrics_queued=200)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for i in range(6):
+        (root / f"part-{i}.txt").write_text(f"Part {i} of the benchmark corpus. " * (20 + 30 * i), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def tiny(monkeypatch) -> None:
+    monkeypatch.setitem(suite.SIZES, BenchmarkSuite.QUICK, TINY)
+
+
+def bench(*args: str, **options) -> dict:
+    out = io.StringIO()
+    call_command("benchmark", *args, stdout=out, json=True, **options)
+    return json.loads(out.getvalue())
+
+
+def history_run(when, version: str, results: dict, machine: str) -> BenchmarkRun:
+    return BenchmarkRun.objects.create(
+        suite="quick",
+        started_at=when,
+        duration_seconds=1.0,
+        code_version=version,
+        machine_fingerprint=machine,
+        results=results,
+    )
+
+
+def fig(samples: list[float], better: str) -> dict:
+    return suite.figure(samples, better, "x")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quick_suite_stores_a_run_with_its_fingerprints_and_exports_it(folder, tiny, client):
+    result = bench("--only", "ingest_steady,ingest_backfill,rerun,search,metrics", corpus=str(folder))
+
+    run = BenchmarkRun.objects.get(pk=result["id"])
+    assert set(run.results) == {"ingest_steady", "ingest_backfill", "rerun", "search", "metrics"}
+    assert set(run.results["ingest_steady"]) == {"docs_per_second", "ratio_to_floor"}
+    assert run.results["rerun"]["rerun_seconds"]["better"] == "lower"
+    for figures in run.results.values():
+        for data in figures.values():
+            assert len(data["samples"]) == TINY.repeats and all(s > 0 for s in data["samples"])
+    assert set(run.machine) == {"cpu", "cores", "memory_gb", "python", "postgres"}
+    assert run.machine_fingerprint == suite.machine_fingerprint(run.machine) and run.code_version
+    assert run.config_fingerprint
+    # No history yet on this machine: nothing can be called a regression.
+    verdicts = {v["verdict"] for figures in run.comparison.values() for v in figures.values()}
+    assert verdicts == {"insufficient_data"} and run.regressions == 0
+
+    body = client.get("/metrics").content.decode()
+    p95 = run.results["search"]["p95_ms"]["median"]
+    line = (
+        'performance_benchmark_result_embedding_pipeline_operations{benchmark="search",figure="p95_ms",suite="quick"}'
+    )
+    assert f"{line} {float(p95)}" in body or f"{line} {p95}" in body, body[-2000:]
+    assert (
+        'performance_benchmark_regression_embedding_pipeline_operations{benchmark="search",figure="p95_ms",'
+        'suite="quick"} 0.0'
+    ) in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_regression_against_crafted_history_fails_the_command_and_is_flagged(folder, tiny, admin_client):
+    machine = suite.machine_fingerprint(suite.machine())
+    start = timezone.now() - timedelta(days=10)
+    # Six earlier runs where search answered in about a microsecond: today's real search is far slower.
+    for i in range(6):
+        results = {"search": {"p95_ms": fig([0.001, 0.0011], "lower"), "p50_ms": fig([0.001, 0.0011], "lower")}}
+        history_run(start + timedelta(days=i), f"v{i}", results, machine)
+    history_run(start, "other-machine", {"search": {"p95_ms": fig([9e9, 9e9], "lower")}}, "elsewhere")
+
+    with pytest.raises(CommandError) as failed:
+        bench("--only", "search", corpus=str(folder))
+    assert failed.value.returncode == 3 and "search.p95_ms" in str(failed.value)
+
+    run = BenchmarkRun.objects.latest()
+    verdict = run.comparison["search"]["p95_ms"]
+    assert verdict["verdict"] == "regression" and verdict["change"] > 0.05 and verdict["median"] > verdict["limit"]
+    assert verdict["baseline_samples"] == 12  # this machine's runs only
+    assert run.regressions == 2
+
+    # --no-fail: the same comparison (without the run just stored in the history) exits 0, still flagged.
+    run.delete()
+    flagged = bench("--only", "search", "--no-fail", corpus=str(folder))
+    assert flagged["regressions"] == 2
+    run = BenchmarkRun.objects.get(pk=flagged["id"])
+
+    page = admin_client.get("/admin/testing/benchmarkrun/?regressed=yes").content.decode()
+    assert "regressed" in page and "search.p95_ms" in page
+    assert admin_client.get(f"/admin/testing/benchmarkrun/{run.pk}/change/").status_code == 200
+
+    api = APIClient()
+    user = User.objects.create_user("reader")
+    user.user_permissions.add(Permission.objects.get(codename="view_benchmarkrun"))
+    api.force_authenticate(user)
+    listed = api.get(API, {"regressed": "true"}).json()
+    assert {r["id"] for r in listed["results"]} >= {run.pk}
+    assert all(r["regressions"] > 0 for r in listed["results"])
+    assert "search.p95_ms" in listed["results"][0]["regressed"]
+    assert api.get(API, {"regressed": "false"}).json()["count"] == 7
+    anonymous = APIClient().get(API)
+    assert anonymous.status_code == 401
+
+
+def test_gate_needs_both_significance_and_a_five_percent_effect():
+    baseline = [100.0, 101.0, 99.0, 100.5, 99.5, 100.0]
+    assert regression.gate([80.0, 81.0, 79.0], baseline, "higher")["verdict"] == "regression"
+    assert regression.gate([80.0, 81.0, 79.0], baseline, "lower")["verdict"] == "improvement"
+    # Significant but under 5%: not a regression.
+    assert regression.gate([97.0, 97.1, 96.9], baseline, "higher")["verdict"] == "same"
+    # 10% worse, but the baseline itself swings by more: within its noise.
+    noisy = [60.0, 140.0, 100.0, 80.0, 120.0, 100.0]
+    assert regression.gate([90.0, 91.0, 89.0], noisy, "higher")["verdict"] == "same"
+    assert regression.gate([80.0, 81.0], baseline[:3], "higher")["verdict"] == "insufficient_data"
+
+
+@pytest.mark.django_db
+def test_change_point_detection_dates_the_regression_to_its_first_run():
+    start = timezone.now() - timedelta(days=30)
+    runs = []
+    for i in range(12):
+        level = 100.0 if i < 8 else 80.0  # docs/s fell at run 8
+        noise = [0.6, -0.4, 0.2, -0.5, 0.3, 0.0, -0.2, 0.4, 0.1, -0.3, 0.5, -0.1][i]
+        results = {"ingest_steady": {"docs_per_second": fig([level + noise, level - noise], "higher")}}
+        runs.append(history_run(start + timedelta(days=i), f"commit-{i}", results, "m"))
+    candidate = BenchmarkRun(
+        suite="quick",
+        started_at=timezone.now(),
+        code_version="commit-now",
+        machine_fingerprint="m",
+        results={"ingest_steady": {"docs_per_second": fig([80.2, 79.8], "higher")}},
+    )
+
+    verdict = regression.compare(candidate, regression.history("m", "quick"))["ingest_steady"]["docs_per_second"]
+
+    [step] = verdict["change_points"]
+    assert step["code_version"] == "commit-8"
+    assert step["at"] == runs[8].started_at.isoformat()
+    assert step["change"] == pytest.approx(-0.2, abs=0.02)
+    # The last runs are already at the lower level: the gate against them sees no new change.
+    assert verdict["verdict"] == "same"
+
+
+@pytest.mark.django_db
+def test_a_configuration_change_queues_one_debounced_quick_benchmark(django_capture_on_commit_callbacks, settings):
+    settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
+    with django_capture_on_commit_callbacks(execute=True):
+        a = create_collection(name="a", model="local/hash-8")
+        b = create_collection(name="b", model="local/hash-8")
+    Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE).delete()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        a.chunk_size = 128
+        a.save()
+        b.batch_size = 8
+        b.save()
+        b.paused = True  # not a configuration change
+        b.save()
+
+    (schedule,) = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
+    assert schedule.func == benchmark_tasks.TASK and schedule.schedule_type == Schedule.ONCE
+    kwargs = ast.literal_eval(schedule.kwargs)
+    assert kwargs["suite"] == "quick" and kwargs["trigger"] == "config_change"
+    assert kwargs["note"] == "configuration changed: a, b"
+    assert schedule.next_run > timezone.now() + timedelta(seconds=50)
