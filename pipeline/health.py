@@ -200,15 +200,19 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
         details["circuits"] = [circuits.describe(c) for c in circuits.not_closed()]
         if not checks:
             return "no active collections: nothing to embed with"
-        failed = [c.reason for c in checks if not c.ok] + [
+        failed = [c.reason for c in checks if not c.ok]
+        open_circuits = [
             f"{c['endpoint']}: circuit {c['state'].replace('_', '-')} after {c['last_error_type'] or 'errors'}, "
             f"its collections wait (next probe in {c['next_probe_in_seconds']:.0f} s)"
             for c in details["circuits"]
         ]
-        if len(failed) == 1:
-            raise CheckFailed(failed[0])
-        if failed:
-            raise CheckFailed(f"{len(failed)} problems with {len(checks)} model configurations: " + "; ".join(failed))
+        if len(failed) + len(open_circuits) == 1:
+            raise CheckFailed((failed + open_circuits)[0])
+        if failed or open_circuits:
+            summary = (
+                [f"{len(failed)} of {len(checks)} model configurations failed: " + "; ".join(failed)] if failed else []
+            )
+            raise CheckFailed("; ".join(summary + open_circuits))
         return f"{len(checks)} model configuration(s) answered: {', '.join(details['models'])}"
 
     return _timed("model", run)

@@ -71,7 +71,7 @@ def test_live_configuration_redacts_secrets_and_shows_collections(db, monkeypatc
     assert "hunter2" not in text
     assert "| `EMBEDPORTAL_METRICS_BASIC_AUTH` | set |" in text
     assert "| `EMBEDPORTAL_CLAIM_BATCH` | 48 |" in text
-    assert "| `EMBEDPORTAL_LEASE_SECONDS` | 300 (default) |" in text
+    assert "| `EMBEDPORTAL_LEASE_SECONDS` | 30 (default) |" in text
     assert "| hashes | local/hash-16 | 16 | recursive 200/20 characters | 16 |" in text
     # The committed page carries none of it.
     assert "Current values" not in configuration.generate().render()
