@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from grafana import dashboard, ops_tests_dashboard
+from grafana import dashboard, ops_tests_dashboard, performance_dashboard
 from grafana import slo_rules as slo
 
 OUTPUTS: dict[Path, Callable[[], str]] = {
@@ -14,6 +14,8 @@ OUTPUTS: dict[Path, Callable[[], str]] = {
     dashboard.CONFIGMAP: dashboard.render_configmap,
     ops_tests_dashboard.OUTPUT: ops_tests_dashboard.render,
     ops_tests_dashboard.CONFIGMAP: ops_tests_dashboard.render_configmap,
+    performance_dashboard.OUTPUT: performance_dashboard.render,
+    performance_dashboard.CONFIGMAP: performance_dashboard.render_configmap,
 }
 
 

@@ -1,0 +1,242 @@
+"""The performance dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema).
+
+Beside the pipeline health and operations tests dashboards. `python -m grafana` (make dashboards)
+writes grafana/dashboards/performance.json (provisioned from grafana/provisioning/) and the
+ConfigMap the Grafana sidecar picks up in Kubernetes. Rows:
+
+- Stages: per-stage p50/p95/p99 from the per-document latency histogram, each stage's utilisation
+  (busy seconds per worker), queue wait and search p95;
+- Throughput: embedded docs/s against the measured capacity (measure_capacity);
+- SLOs: performance SLO compliance (pipeline.performance_slos), now and over time;
+- Benchmarks: each figure's median in the latest quick and full runs over time, regressions as
+  a series and as annotations (testing.benchmarks.collector).
+
+Database-derived series (capacity, compliance, benchmarks) are the same from every replica: max().
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import yaml
+from grafana_foundation_sdk.builders import stat, table, timeseries
+from grafana_foundation_sdk.builders.common import ReduceDataOptions
+from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard, DatasourceVariable, Row
+from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from grafana.dashboard import CONFIGMAP_HEADER, ROOT, _Dumper
+
+OUTPUT = ROOT / "grafana" / "dashboards" / "performance.json"
+CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-performance.yaml"
+UID = "embedportal-performance"
+TITLE = "Embedding pipeline performance"
+
+DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
+LATENCY = "embedding_pipeline_latency_seconds_bucket"
+RESULT = "performance_benchmark_result_embedding_pipeline_operations"
+REGRESSION = "performance_benchmark_regression_embedding_pipeline_operations"
+COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
+QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+
+def _q(ref: str, expr: str, legend: str) -> Dataquery:
+    return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
+
+
+def _ts(title: str, description: str, unit: str, span: int = 8) -> timeseries.Panel:
+    return timeseries.Panel().title(title).description(description).datasource(DS).unit(unit).span(span).height(8)
+
+
+def _stat(title: str, description: str, unit: str, span: int = 6) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(span)
+        .height(5)
+        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+
+
+def stage_quantile(q: float) -> str:
+    return f"histogram_quantile({q}, sum by (le, stage) (rate({LATENCY}[$__rate_interval])))"
+
+
+def stages_row() -> list:
+    panels = [
+        _ts(
+            f"Per-document {name} by stage",
+            f"{name} seconds per document in each stage (chunking, embedding, storage, total), from the latency "
+            "histogram's buckets (linear interpolation inside a bucket).",
+            "s",
+        ).with_target(_q("A", stage_quantile(q), "{{stage}}"))
+        for name, q in QUANTILES
+    ]
+    panels += [
+        _ts(
+            "Stage utilisation",
+            "Busy seconds per second per worker in each stage: near 1 is the bottleneck (as the optimizer reads it).",
+            "percentunit",
+            span=12,
+        ).with_target(
+            _q(
+                "A",
+                "sum by (stage) (rate(embedding_pipeline_stage_busy_seconds_total[$__rate_interval])) "
+                "/ scalar(max(embedding_pipeline_workers_alive))",
+                "{{stage}}",
+            )
+        ),
+        _ts("Queue wait and search p95", "Enqueued to claimed, and one search call.", "s", span=12)
+        .with_target(
+            _q(
+                "A",
+                "histogram_quantile(0.95, sum by (le) (rate(embedding_pipeline_queue_wait_seconds_bucket"
+                "[$__rate_interval])))",
+                "queue wait p95",
+            )
+        )
+        .with_target(
+            _q(
+                "B",
+                "histogram_quantile(0.95, sum by (le) (rate(embedding_pipeline_search_seconds_bucket"
+                "[$__rate_interval])))",
+                "search p95",
+            )
+        ),
+    ]
+    return panels
+
+
+def throughput_row() -> list:
+    return [
+        _ts(
+            "Throughput against capacity",
+            "Documents embedded per second, and the sustained docs/s measure_capacity measured at the deployed "
+            "worker count: the gap is the headroom.",
+            "none",
+            span=24,
+        )
+        .with_target(
+            _q(
+                "A",
+                'sum(rate(embedding_pipeline_documents_processed_total{outcome="embedded"}[$__rate_interval]))',
+                "embedded docs/s",
+            )
+        )
+        .with_target(_q("B", "max by (model) (embedding_pipeline_capacity_docs_per_second)", "capacity {{model}}")),
+    ]
+
+
+def slo_row() -> list:
+    return [
+        _stat(
+            "SLO compliance now", "Share of events within each performance SLO's target.", "percentunit", 8
+        ).with_target(_q("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")),
+        _ts("SLO compliance over time", "performance_slo_compliance by SLO (0..1).", "percentunit", 16).with_target(
+            _q("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")
+        ),
+    ]
+
+
+def benchmarks_row() -> list:
+    panels = [
+        _ts(
+            f"Benchmark history ({suite} suite)",
+            f"Median of each figure in the latest {suite} run (manage.py benchmark): a step is a change in "
+            "performance; regressions are marked by the annotations and the panel below.",
+            "none",
+            span=12,
+        ).with_target(_q("A", f'max by (benchmark, figure) ({RESULT}{{suite="{suite}"}})', "{{benchmark}} {{figure}}"))
+        for suite in ("quick", "full")
+    ]
+    panels += [
+        _ts(
+            "Regressions flagged",
+            "1 while the suite's latest run flags the figure (t-test limit and at least 5% worse than the "
+            "same machine's history); the admin's Benchmark runs list dates it.",
+            "none",
+            span=12,
+        ).with_target(
+            _q("A", f"max by (benchmark, figure, suite) ({REGRESSION}) > 0", "{{suite}} {{benchmark}} {{figure}}")
+        ),
+        table.Panel()
+        .title("Latest figures")
+        .description("Every figure of the latest run of each suite, with its regression flag.")
+        .datasource(DS)
+        .unit("none")
+        .span(12)
+        .height(8)
+        .with_target(
+            _q("A", f"max by (suite, benchmark, figure) ({RESULT})", "{{figure}}")
+            .instant()
+            .format(PromQueryFormat.TABLE)
+        ),
+    ]
+    return panels
+
+
+def regressions_annotation() -> AnnotationQuery:
+    return (
+        AnnotationQuery()
+        .name("Benchmark regressions")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("red")
+        .expr(f"max({REGRESSION}) > 0")
+    )
+
+
+def build() -> Dashboard:
+    dashboard = (
+        Dashboard(TITLE)
+        .uid(UID)
+        .description("Where the pipeline's time goes, its throughput against capacity, SLOs and benchmark history.")
+        .tags(["embedportal", "performance"])
+        .refresh("1m")
+        .time("now-7d", "now")
+        .timezone("browser")
+        .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+        .annotation(regressions_annotation())
+    )
+    # Fixed ids: links to a panel (viewPanel=N) survive regeneration.
+    ids = iter(range(1, 100))
+    rows = (
+        ("Stages", stages_row()),
+        ("Throughput", throughput_row()),
+        ("SLOs", slo_row()),
+        ("Benchmarks", benchmarks_row()),
+    )
+    for title, panels in rows:
+        dashboard = dashboard.with_row(Row(title).id(next(ids)))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel.id(next(ids)))
+    return dashboard
+
+
+def render() -> str:
+    return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
+def render_configmap() -> str:
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "embedportal-grafana-dashboards-performance",
+            "labels": {"grafana_dashboard": "1"},
+            "annotations": {"grafana_folder": "Embedding pipeline"},
+        },
+        "data": {OUTPUT.name: render()},
+    }
+    header = CONFIGMAP_HEADER.replace("grafana/dashboard.py", "grafana/performance_dashboard.py")
+    return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
