@@ -44,6 +44,10 @@ class BenchmarkRunSerializer(serializers.ModelSerializer):
 
 
 class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
+    """Benchmark runs (`manage.py benchmark`), newest first: each benchmark's figures as repeated samples and
+    their comparison with earlier runs on the same machine; `regressed` names the figures flagged.
+    Filters: ?regressed=true|false, ?suite=quick|full, ?machine=<fingerprint>."""
+
     queryset = BenchmarkRun.objects.all()
     serializer_class = BenchmarkRunSerializer
     permission_classes = [ModelPermissions]

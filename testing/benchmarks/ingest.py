@@ -55,6 +55,9 @@ class RunFigures:
     superseded: int
     worker_peak_rss_mb: float
     worker_uss_mb: float
+    # The floor timed right after this run on its rows: on a shared machine whose load drifts, a
+    # run's ratio to its own floor is steadier than to one floor timed at the end.
+    floor_docs_per_second: float = 0.0
     ratio_to_floor: float = 0.0
 
 
