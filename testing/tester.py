@@ -28,7 +28,14 @@ from pipeline import queue
 from pipeline.backfill import BUILD_LOCK
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
-from pipeline.models import RESERVED_PREFIX, Collection, Document, WorkerHeartbeat, reserved_names_allowed
+from pipeline.models import (
+    RESERVED_PREFIX,
+    Collection,
+    Document,
+    ProviderCircuit,
+    WorkerHeartbeat,
+    reserved_names_allowed,
+)
 from testing import fingerprints
 from testing.choices import Outcome, RunStatus, Trigger
 from testing.models import TestResult, TestRun
@@ -49,6 +56,8 @@ OPS_PERMISSIONS = (
     "pipeline.pause_collection",
 )
 POLL_SECONDS = 0.2
+# The model of the failure scenarios' collections, served by their fault provider.
+FAULT_MODEL = "openai/ops-test-fault"
 
 
 @contextmanager
@@ -235,7 +244,7 @@ class Context:
     def fault_collection(self, provider: Any, suffix: str = "fault", **fields: Any) -> Collection:
         return self.collection(
             suffix,
-            model="openai/ops-test-fault",
+            model=FAULT_MODEL,
             api_base=provider.url,
             # LiteLLM's OpenAI client insists on a key. DJANGO_SETTINGS_MODULE is set in every
             # process of the deployment (manage.py, wsgi) and is no secret: the fault provider
@@ -339,6 +348,11 @@ class Context:
                 logger.exception("could not stop the fault provider")
         for collection in self._collections:
             delete_reserved(collection.pk)
+        # The faults gave the provider endpoint a circuit row (shared through the database): left,
+        # the circuit gauge and the model health check would list one per run (a new port or pod
+        # IP each time), and with a fixed port the next scenario would inherit its failure count.
+        # Its collections are gone, so no worker records on it any more.
+        ProviderCircuit.objects.filter(model=FAULT_MODEL, api_base__in=[p.url for p in self._providers]).delete()
         if self._client is not None:
             self._client.logout()
         self._collections, self._providers, self._client = [], [], None
