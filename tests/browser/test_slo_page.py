@@ -51,8 +51,8 @@ def test_operator_reads_slos_and_capacity_with_charts_and_no_data(live_server, b
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     browser.find_element(By.LINK_TEXT, "SLOs and capacity").click()
 
+    failures = browser.find_element(By.ID, "slo-failures")  # waits for the page (implicit wait)
     assert browser.title.startswith("SLOs and capacity")
-    failures = browser.find_element(By.ID, "slo-failures")
     assert failures.find_element(By.CSS_SELECTOR, ".compliance-1h").text == "no data"
     assert failures.find_element(By.CSS_SELECTOR, ".compliance-1d").text == "96.00%"
     assert failures.find_element(By.CSS_SELECTOR, ".burn-1h").text == "no data"
@@ -64,6 +64,13 @@ def test_operator_reads_slos_and_capacity_with_charts_and_no_data(live_server, b
 
     browser.find_element(By.NAME, "range").send_keys("24h")
     browser.find_element(By.CSS_SELECTOR, "#slo-filters input[type=submit]").click()
+    # The new page, once charts.js has drawn it (elements of the old page would be stale).
+    WebDriverWait(browser, 10).until(
+        lambda b: (
+            "range=24h" in b.current_url
+            and b.execute_script("return window.Chart !== undefined && Chart.getChart('chart-arrivals') !== undefined")
+        )
+    )
     for name in CHARTS:
         assert browser.find_element(By.ID, f"chart-{name}").tag_name == "canvas"
         assert browser.execute_script(f"return Chart.getChart('chart-{name}') !== undefined"), name
