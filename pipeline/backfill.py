@@ -30,10 +30,12 @@ import logging
 import math
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from pipeline import providers
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document, wake_workers
 
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 # What a query vector depends on: kept for search while a re-embed changes any of it.
 SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
+# What a re-embed may change: everything the vectors depend on.
+REEMBED_FIELDS = (*SERVING_FIELDS, "chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap", "batch_size")
 # pg_try_advisory_xact_lock key: one index build at a time (ASCII "HNSWBLD").
 BUILD_LOCK = 0x484E5357424C44
 # pgvector's defaults (m=16): each graph element holds its vector and up to 2m level-0 neighbours.
@@ -86,10 +90,16 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         # Kept across re-embeds started before the last one finished: it describes `generation`.
         current.serving = current.serving or {name: getattr(current, name) for name in SERVING_FIELDS}
         for name, value in changes.items():
-            if name not in Collection.EDITABLE_FIELDS or name in ("name", "paused"):
+            if name not in REEMBED_FIELDS:
                 raise ValueError(f"{name} is not a setting a re-embed can change")
             setattr(current, name, value)
         current.full_clean()
+        try:
+            known = providers.known_dimensions(current.model)
+        except providers.UnknownLocalModel as exc:
+            raise ValidationError({"model": str(exc)}) from None
+        if known is not None and known != current.dimensions:
+            raise ValidationError({"dimensions": f"{current.model} has {known} dimensions, not {current.dimensions}"})
         abandoned = current.building_generation if current.building_generation != current.generation else None
         current.building_generation = max(current.generation, current.building_generation or 0) + 1
         current.save()
@@ -113,6 +123,19 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         if not Document.objects.filter(collection=current).exists():
             transaction.on_commit(lambda: finish(current.pk), robust=True)
         return wake_workers(requeued, "default")
+
+
+def with_dimensions(collection: Collection, changes: dict) -> dict:
+    """`changes` with the dimensions of a new model filled in when not given (asked of the provider
+    unless known); a ValidationError says what to fix."""
+    if not changes.get("model") or "dimensions" in changes:
+        return changes
+    from pipeline.collections import resolve_dimensions  # it imports the embedding stack
+
+    probe = copy.copy(collection)
+    for name, value in changes.items():
+        setattr(probe, name, value)
+    return {**changes, "dimensions": resolve_dimensions(probe)}
 
 
 def build_memory(collection: Collection, generation: int) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from embedportal.api.permissions import PermissionRequired
-from pipeline import queue
+from pipeline import backfill, queue
 from pipeline import search as semantic
 from pipeline.api.filters import DocumentFilter
 from pipeline.api.serializers import (
@@ -40,6 +40,30 @@ class CanPause(PermissionRequired):
 
 class CanReembed(PermissionRequired):
     perm = "pipeline.reembed_collection"
+
+
+class ReembedSerializer(serializers.Serializer):
+    """What a re-embed may change; every field optional (none: the same configuration, e.g. after a
+    provider's model update). A new model without dimensions gets them from the model."""
+
+    model = serializers.CharField(required=False, max_length=200)
+    api_base = serializers.URLField(required=False, allow_blank=True, max_length=500)
+    api_key_env = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    extra_params = serializers.JSONField(required=False)
+    dimensions = serializers.IntegerField(required=False, min_value=1, max_value=16000)
+    chunking_strategy = serializers.CharField(required=False)
+    chunk_unit = serializers.CharField(required=False)
+    chunk_size = serializers.IntegerField(required=False, min_value=8)
+    chunk_overlap = serializers.IntegerField(required=False, min_value=0)
+    batch_size = serializers.IntegerField(required=False, min_value=1, max_value=2048)
+
+    def validate(self, data: dict) -> dict:
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise ValidationError(
+                f"a re-embed cannot change {', '.join(unknown)}; it can change {', '.join(self.fields)}"
+            )
+        return data
 
 
 class CanRequeue(PermissionRequired):
@@ -141,12 +165,21 @@ class CollectionViewSet(viewsets.ModelViewSet):
         changed = Collection.objects.filter(pk=collection.pk).resume()
         return Response({"collection": collection.name, "paused": False, "changed": bool(changed)})
 
-    @extend_schema(request=None, responses={202: dict})
+    @extend_schema(request=ReembedSerializer, responses={202: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanReembed])
     def reembed(self, request: Request, name: str | None = None) -> Response:
-        """Requeue every embedded or failed document of the collection (pending ones are already queued)."""
+        """Re-embed every document into a new generation, with the body's changes (another model,
+        provider options or chunking) if any: search answers from the current vectors, with the current
+        model, until the new ones are complete and indexed, then switches (pipeline.backfill)."""
         collection = self.get_object()
-        requeued = Collection.objects.filter(pk=collection.pk).reembed()
+        changes = ReembedSerializer(data=request.data or {})
+        changes.is_valid(raise_exception=True)
+        try:
+            requeued = backfill.begin_reembed(
+                collection, **backfill.with_dimensions(collection, changes.validated_data)
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -180,3 +180,49 @@ def test_reembed_refuses_a_setting_it_cannot_change(hash_collection):
     with pytest.raises(ValueError, match="name"):
         backfill.begin_reembed(hash_collection, name="other")
     assert Collection.objects.get(pk=hash_collection.pk).building_generation is None
+
+
+def reembed_api(collection: Collection, body: dict | None = None):
+    from django.contrib.auth.models import Permission, User
+    from rest_framework.test import APIClient
+
+    user = User.objects.create_user(f"operator-{User.objects.count()}")
+    user.user_permissions.add(Permission.objects.get(codename="reembed_collection"))
+    api = APIClient()
+    api.force_authenticate(user)
+    return api.post(f"/api/v1/collections/{collection.name}/reembed/", body or {}, format="json")
+
+
+def test_api_changes_the_model_with_a_zero_downtime_reembed(hash_collection):
+    load(hash_collection)
+    query = first_chunk("doc-1")
+    before = top_texts(hash_collection, query)
+
+    response = reembed_api(hash_collection, {"model": "local/hash-32"})
+
+    assert response.status_code == 202, response.content
+    assert response.json() == {"collection": "hashes", "requeued": len(TEXTS)}
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.model, stored.dimensions, stored.building_generation) == ("local/hash-32", 32, 2)
+    assert top_texts(hash_collection, query) == before  # the old model answers the query meanwhile
+    EmbeddingIngestionPipeline().drain()
+    stored.refresh_from_db()
+    assert (stored.generation, stored.building_generation, stored.serving) == (2, None, None)
+    assert "vector(32)" in hnsw_indexes(hash_collection)[hash_collection.index_name]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": "renamed"}, "cannot change name"),
+        ({"model": "local/nope"}, "unknown local model"),
+        ({"model": "local/hash-32", "dimensions": 16}, "has 32 dimensions"),
+        ({"chunk_size": 100, "chunk_overlap": 200}, "overlap"),
+    ],
+)
+def test_api_refuses_a_reembed_it_cannot_do_and_changes_nothing(hash_collection, body, message):
+    response = reembed_api(hash_collection, body)
+
+    assert response.status_code == 400 and message in response.content.decode(), response.content
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.model, stored.building_generation, stored.serving) == ("local/hash-16", None, None)
