@@ -539,8 +539,13 @@ class EmbeddingIngestionPipeline:
         return max(doc.attempts for doc, _ in group) > settings.EMBEDPORTAL_MAX_DEFERRALS
 
     def _embed(self, collection: Collection, chunks: list[ChunkText], report: Report) -> np.ndarray:
-        """Embed all chunks, batched across documents up to the collection's batch size."""
-        texts = [c.text for c in chunks]
+        """Embed all chunks, batched across documents up to the collection's batch size.
+
+        Calls take the chunks shortest first: a local model pads each call to its longest text, so
+        calls of similar lengths waste less (as SentenceTransformer.encode sorts its own input);
+        the vectors are put back in the chunks' order."""
+        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].text))
+        texts = [chunks[i].text for i in order]
         size = collection.batch_size
         parts = [
             self._with_retries(lambda batch=texts[i : i + size]: self._call_provider(collection, batch), report)
@@ -548,7 +553,11 @@ class EmbeddingIngestionPipeline:
         ]
         if parts:
             ProviderCircuit.objects.record_success(collection)
-        return np.concatenate(parts) if parts else np.empty((0, collection.dimensions), np.float32)
+        if not parts:
+            return np.empty((0, collection.dimensions), np.float32)
+        vectors = np.empty_like(stacked := np.concatenate(parts))
+        vectors[order] = stacked
+        return vectors
 
     def _call_provider(self, collection: Collection, texts: list[str]) -> np.ndarray:
         """One embedding call; an outage error counts toward the endpoint's circuit breaker."""
