@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import socket
@@ -94,6 +95,22 @@ def log_database_error(what: str, exc: BaseException, failures: int) -> None:
         logger.error("%s: %s", what, message, exc_info=exc)
     else:
         logger.warning("%s: still failing (retry %d): %s", what, failures - 1, message)
+
+
+def _advisory(record: Callable[[], T], default: T) -> T:
+    """Run circuit-breaker bookkeeping that must not cost a batch its work.
+
+    The embeddings in hand are worth more than one circuit row: when the database is away
+    between the provider call and storage, storage's own retries wait for it (and reconnect),
+    and the next call records the circuit again.
+    """
+    try:
+        return record()
+    except DatabaseError as exc:
+        logger.warning("provider circuit not recorded, database unavailable: %s", str(exc).strip().splitlines()[:1])
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+        return default
 
 
 def new_worker_id() -> str:
@@ -552,7 +569,7 @@ class EmbeddingIngestionPipeline:
             for i in range(0, len(texts), size)
         ]
         if parts:
-            ProviderCircuit.objects.record_success(collection)
+            _advisory(lambda: ProviderCircuit.objects.record_success(collection), None)
         if not parts:
             return np.empty((0, collection.dimensions), np.float32)
         vectors = np.empty_like(stacked := np.concatenate(parts))
@@ -565,9 +582,14 @@ class EmbeddingIngestionPipeline:
             return embed_texts(collection, texts)
         except PipelineError as exc:
             if exc.error_type in OUTAGE:
-                state = ProviderCircuit.objects.record_failure(
-                    collection, exc.error_type, settings.EMBEDPORTAL_CIRCUIT_FAILURES, circuits.open_wait()
+                record = functools.partial(
+                    ProviderCircuit.objects.record_failure,
+                    collection,
+                    exc.error_type,
+                    settings.EMBEDPORTAL_CIRCUIT_FAILURES,
+                    circuits.open_wait(),
                 )
+                state = _advisory(record, CircuitState.CLOSED)
                 exc.circuit_open = state != CircuitState.CLOSED
             raise
 
