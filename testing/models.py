@@ -67,6 +67,8 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
 class TestRun(models.Model):
     """One run of a selection of scenarios against this deployment."""
 
+    __test__ = False  # a model, not a pytest test class
+
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     selection = models.JSONField(
         default=dict, blank=True, help_text="Categories, scenarios and target collections asked for."
@@ -103,6 +105,8 @@ class TestRun(models.Model):
 
 class TestResult(models.Model):
     """One scenario's outcome in a run (all its attempts)."""
+
+    __test__ = False  # a model, not a pytest test class
 
     run = models.ForeignKey(TestRun, on_delete=models.CASCADE, related_name="results")
     scenario = models.CharField(max_length=100)

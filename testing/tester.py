@@ -21,7 +21,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.test import Client
 from django.utils import timezone
 
 from pipeline import queue
@@ -38,6 +37,7 @@ from pipeline.models import (
 )
 from testing import fingerprints
 from testing.choices import Outcome, RunStatus, Trigger
+from testing.inprocess import InProcessClient
 from testing.models import TestResult, TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped, select
 from testing.scrub import scrub
@@ -162,7 +162,7 @@ class Context:
         self.deadline = time.monotonic() + scenario.timeout
         self._collections: list[Collection] = []
         self._providers: list[Any] = []
-        self._client: Client | None = None
+        self._client: InProcessClient | None = None
         self._counter = 0
 
     # -- assertions ------------------------------------------------------------------------
@@ -209,11 +209,10 @@ class Context:
 
     # -- the live paths --------------------------------------------------------------------
 
-    def client(self) -> Client:
-        """Django's client as the ops user: the real URL routing, middleware, DRF and admin code."""
+    def client(self) -> InProcessClient:
+        """Requests as the ops user through the real URL routing, middleware, DRF and admin code."""
         if self._client is None:
-            self._client = Client(HTTP_HOST=_request_host())
-            self._client.force_login(ops_user())
+            self._client = InProcessClient(_request_host(), ops_user())
         return self._client
 
     def enqueue(self, collection: Collection, docs: Iterable[tuple[str, str]]) -> queue.EnqueueResult:
