@@ -325,7 +325,15 @@ class EmbeddingIngestionPipeline:
         self._storage = StorageStage() if overlap else None
         try:
             while not (stop and stop()) and not (deadline and time.monotonic() > deadline):
-                report = self.run_once()
+                try:
+                    report = self.run_once()
+                except DatabaseError:
+                    if self._storage is None or not self._storage.pending:
+                        raise
+                    # The database went away while the previous batch is being stored: that batch's
+                    # storage retries ride out a short outage (as inline storage did); then claim again.
+                    self._storage.barrier()
+                    report = self.run_once()
                 reports.append(report)
                 if report.claimed == 0:
                     break
