@@ -154,7 +154,12 @@ def duplicate_id(external_id: str) -> str:
     return f"id {external_id!r} appears more than once; send each document once"
 
 
-def enqueue(collection: Collection, docs: Iterable[IncomingDocument], source: str = "other") -> EnqueueResult:
+def enqueue(
+    collection: Collection,
+    docs: Iterable[IncomingDocument],
+    source: str = "other",
+    backfill_min: int | None = None,
+) -> EnqueueResult:
     """Insert new documents, requeue changed ones, leave unchanged ones alone; the call's seconds
     go to embedding_pipeline_enqueue_seconds{source} (api, cli, admin or other).
 
@@ -163,14 +168,16 @@ def enqueue(collection: Collection, docs: Iterable[IncomingDocument], source: st
     is unchanged keeps its state, chunks and source modified time; only its metadata is
     refreshed. A changed document goes back to pending, even while a worker holds it:
     that worker's result is then refused by the compare-and-swap in storage.store().
+    `backfill_min`: new documents that make a first load (pipeline.backfill); 0 never, None
+    EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS.
     """
     started = time.perf_counter()
-    result = _enqueue(collection, list(docs))
+    result = _enqueue(collection, list(docs), backfill_min)
     metrics.ENQUEUE_LATENCY.labels(source=source).observe(time.perf_counter() - started)
     return result
 
 
-def _enqueue(collection: Collection, docs: list[IncomingDocument]) -> EnqueueResult:
+def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min: int | None) -> EnqueueResult:
     seen: set[str] = set()
     for index, doc in enumerate(docs):
         try:
@@ -245,7 +252,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument]) -> EnqueueRes
         from pipeline.tasks import kick_workers
 
         transaction.on_commit(kick_workers)
-    threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS
+    threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS if backfill_min is None else backfill_min
     if threshold and len(result.created) >= threshold and collection.building_generation is None:
         # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill).
         from pipeline import backfill

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import psutil
 from django.db import connection, connections
-from django.test import override_settings
 
 from pipeline import providers, sources
 from pipeline.collections import create_collection
@@ -158,10 +157,9 @@ def run_once(
     t0 = time.perf_counter()
     documents, enqueued = corpus.documents(), 0
     threshold = batch if mode == "backfill" else 0
-    with override_settings(EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS=threshold):
-        while part := list(itertools.islice(documents, batch)):
-            enqueue(collection, part)
-            enqueued += len(part)
+    while part := list(itertools.islice(documents, batch)):
+        enqueue(collection, part, backfill_min=threshold)
+        enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
