@@ -173,6 +173,12 @@ SPECTACULAR_SETTINGS = {
         "DocFreshnessEnum": "docs_site.choices.Freshness",
         "DocPageKindEnum": "docs_site.choices.PageKind",
         "DocInventoryEnum": "docs_site.choices.Inventory",
+        "TestRunTriggerEnum": "testing.choices.Trigger",
+        "BenchmarkTriggerEnum": "testing.choices.BenchmarkTrigger",
+        "TestRunStatusEnum": "testing.choices.RunStatus",
+        "DocumentStatusEnum": "pipeline.choices.DocumentStatus",
+        "OptimizationStatusEnum": "pipeline.choices.OptimizationStatus",
+        "ScenarioCategoryEnum": "testing.choices.Category",
     },
 }
 
