@@ -146,6 +146,23 @@ def test_without_git_the_build_manifest_decides(repo: Path, tmp_path_factory: py
     assert status.status == Freshness.STALE and status.changed == ["file:pipeline/queue.py"]
 
 
+def test_a_page_stale_when_the_image_is_built_stays_stale_in_the_image(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The manifest records what the page covered as of its last commit, not the build's files."""
+    write(repo, "pipeline/queue.py", "CLAIM = 'advisory locks'\n")
+    git(repo, "commit", "-q", "-am", "change the queue", when=1_700_003_600)
+    with_git = status_of(repo)
+    assert with_git.status == Freshness.STALE
+
+    site_dir = tmp_path_factory.mktemp("site")
+    (site_dir / "_manifest.json").write_text(json.dumps(site.manifest(History(repo), repo / "docs")))
+    subprocess.run(["rm", "-rf", str(repo / ".git")], check=True)
+    in_image = status_of(repo, history=History(repo, manifest=site_dir / "_manifest.json"))
+    assert in_image.status == Freshness.STALE and in_image.changed == ["file:pipeline/queue.py"]
+    assert in_image.lag_seconds == with_git.lag_seconds == 3600
+
+
 def test_a_hand_edited_generated_page_is_stale_naming_what_differs(settings, tmp_path: Path) -> None:
     from docs_site.generators import EmbeddingPipelineOperationsDocGenerator
 
