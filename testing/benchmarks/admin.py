@@ -1,15 +1,21 @@
-"""BenchmarkRun in the admin: runs with their regressions flagged, filterable, and each run's
-comparison table (registered from testing.apps: admin.py belongs to the operations tests)."""
+"""BenchmarkRun in the admin: runs with their regressions flagged, filterable, each run's
+comparison table, and the Trends page charting the history (registered from testing.apps:
+admin.py belongs to the operations tests)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
+from testing.benchmarks.trends import machines, trends
+from testing.choices import BenchmarkSuite
 from testing.models import BenchmarkRun
 
 
@@ -49,6 +55,27 @@ class BenchmarkRunAdmin(admin.ModelAdmin):
         "figures",
     )
     readonly_fields = fields
+    change_list_template = "admin/testing/benchmarkrun/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        trends_page = path("trends/", self.admin_site.admin_view(self.trends_view), name="testing_benchmarkrun_trends")
+        return [trends_page, *super().get_urls()]
+
+    def trends_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        known = machines()
+        machine = request.GET.get("machine") or _this_machine(known)
+        suite = request.GET.get("suite") if request.GET.get("suite") in BenchmarkSuite.values else BenchmarkSuite.QUICK
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Benchmark trends",
+            "opts": self.model._meta,
+            "machines": known,
+            "suites": BenchmarkSuite.values,
+            "trends": trends(machine, suite),
+        }
+        return TemplateResponse(request, "admin/testing/benchmarkrun/trends.html", context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # written by `manage.py benchmark` and its schedules only
@@ -106,3 +133,12 @@ class BenchmarkRunAdmin(admin.ModelAdmin):
             format_html_join("", "<th>{}</th>", ((h,) for h in header)),
             format_html_join("", "<tr>" + "<td>{}</td>" * len(header) + "</tr>", rows),
         )
+
+
+def _this_machine(known: list[str]) -> str:
+    """The machine serving the page when it has runs, else the one that ran last (benchmarks may run
+    in a worker on another host)."""
+    from testing.benchmarks.suite import machine, machine_fingerprint
+
+    here = machine_fingerprint(machine())
+    return here if here in known or not known else known[0]

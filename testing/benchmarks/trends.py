@@ -1,0 +1,57 @@
+"""Benchmark history as trend series for the admin's Trends page: each figure's median over the
+stored runs of one suite on one machine, its samples' range as the noise band, the runs the gate
+flagged as regressions when they were stored, and the change points asv.step_detect finds over the
+whole history shown (each dated by the first run of the worse level)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Max
+
+from testing.benchmarks import regression
+from testing.models import BenchmarkRun
+
+
+def trends(machine_fingerprint: str, suite: str, limit: int = regression.HISTORY_RUNS) -> dict[str, Any]:
+    """Series sharing one axis of runs, oldest first; a run without a figure has None there."""
+    runs = regression.history(machine_fingerprint, suite, limit=limit)
+    names = sorted({(b, f) for r in runs for b, figures in r.results.items() for f in figures})
+    return {
+        "machine": machine_fingerprint,
+        "suite": suite,
+        "runs": [
+            {"id": r.pk, "at": r.started_at.isoformat(), "code_version": r.code_version[:12], "trigger": r.trigger}
+            for r in runs
+        ],
+        "charts": [_chart(runs, benchmark, figure) for benchmark, figure in names],
+    }
+
+
+def _chart(runs: list[BenchmarkRun], benchmark: str, figure: str) -> dict[str, Any]:
+    data = [r.results.get(benchmark, {}).get(figure) for r in runs]
+    known = next(d for d in data if d is not None)
+    verdicts = [r.comparison.get(benchmark, {}).get(figure, {}).get("verdict") for r in runs]
+    index = {r.started_at.isoformat(): i for i, r in enumerate(runs)}
+    series = [(r.started_at, r.code_version, d["median"]) for r, d in zip(runs, data, strict=True) if d]
+    steps = [
+        {"run": index[p["at"]], "at": p["at"], "code_version": p["code_version"][:12], "change": p["change"]}
+        for p in regression.change_points(series, known["better"])
+    ]
+    return {
+        "benchmark": benchmark,
+        "figure": figure,
+        "unit": known.get("unit", ""),
+        "better": known["better"],
+        "median": [None if d is None else d["median"] for d in data],
+        "low": [None if d is None else min(d["samples"]) for d in data],
+        "high": [None if d is None else max(d["samples"]) for d in data],
+        "regressions": [i for i, v in enumerate(verdicts) if v == "regression"],
+        "change_points": steps,
+    }
+
+
+def machines() -> list[str]:
+    """Machine fingerprints with stored runs, most recently used first."""
+    used = BenchmarkRun.objects.values("machine_fingerprint").annotate(last=Max("started_at")).order_by("-last")
+    return [row["machine_fingerprint"] for row in used]

@@ -1,0 +1,42 @@
+"""An operator opens the benchmark trends from the Performance page, in a real browser: each figure
+is charted with the vendored Chart.js, the regressed runs and the change point marked."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from selenium.webdriver.common.by import By
+
+from tests.testing.test_benchmark_trends import STEP_AT, step_history
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_operator_reads_benchmark_trends_with_the_regression_marked(live_server, browser):
+    User.objects.create_superuser("ops", "ops@example.com", "correct horse battery")
+    step_history()
+
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
+    browser.find_element(By.NAME, "username").send_keys("ops")
+    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    browser.find_element(By.LINK_TEXT, "Performance").click()
+    browser.find_element(By.LINK_TEXT, "Benchmark trends").click()
+
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, ".benchmark-trends .module h2")]
+    assert headings == [
+        "ingest_steady · docs_per_second (docs/s, higher is better)",
+        "search · p95_ms (ms, lower is better)",
+    ]
+    # Chart.js drew the search chart: band, median, the regressed runs in red, the change point.
+    search = "Chart.getChart('trend-1')"
+    labels = browser.execute_script(f"return {search}.data.datasets.map(d => d.label)")
+    assert labels == ["samples min", "samples (min–max)", "median", "regression", "change point"]
+    regressed = browser.execute_script(f"return {search}.data.datasets[3].data")
+    assert [i for i, v in enumerate(regressed) if v is not None] == [STEP_AT, STEP_AT + 1]
+    steps = browser.execute_script(f"return {search}.data.datasets[4].data")
+    assert [i for i, v in enumerate(steps) if v is not None] == [STEP_AT]
+    width = browser.execute_script("return document.getElementById('trend-1').width")
+    assert width > 0
+    assert "commit-8" in browser.find_element(By.CSS_SELECTOR, ".change-point").text
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and e.get("source") == "javascript"]
