@@ -1,7 +1,8 @@
 """`manage.py docs build`: the mkdocs site, with the generated pages rendered live.
 
 The committed docs folder is copied to a staging folder, its generated pages are re-rendered
-with the live sections (current values, collections, workers, cluster objects), the manifest
+with the live sections (current values, collections, workers, cluster objects; `--no-live`
+keeps them as committed: no database needed, as in an image build), the manifest
 (file change times and covered-item hashes, for freshness without Git) is written, and mkdocs
 builds the site into EMBEDPORTAL_DOCS_SITE_DIR, which the app serves under /docs/.
 """
@@ -76,7 +77,10 @@ def build(site_dir: Path | None = None, live: bool = True, strict: bool = True) 
     if staging.exists():
         shutil.rmtree(staging)
     shutil.copytree(source, staging)
-    EmbeddingPipelineOperationsDocGenerator(staging).write(live=live)
+    if live:
+        # Without live sections the committed pages are the site (`docs check` keeps them current);
+        # re-rendering them could only lose sources a build machine lacks (kubectl in the image).
+        EmbeddingPipelineOperationsDocGenerator(staging).write(live=True)
     history = History()
     data = manifest(history, source)
     config = load_config(str(settings.BASE_DIR / CONFIG), docs_dir=str(staging), site_dir=str(site_dir), strict=strict)

@@ -197,3 +197,26 @@ def test_a_setting_is_compared_even_when_the_registry_did_not_parse_at_the_page_
     git(repo, "commit", "-q", "-am", "bigger claims", when=1_700_003_000)
     status = status_of(repo)
     assert status.status == Freshness.STALE and status.changed == ["setting:EMBEDPORTAL_CLAIM_BATCH"]
+
+
+def test_a_source_this_machine_lacks_does_not_make_a_generated_page_stale(
+    settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image has no kubectl: the committed architecture page, rendered from the overlay where
+    kubectl is, is not reported stale for lacking it; the reason names what was not there."""
+    from docs_site.generators import EmbeddingPipelineOperationsDocGenerator, architecture
+
+    docs = tmp_path / "docs"
+    settings.EMBEDPORTAL_DOCS_DIR = docs
+    EmbeddingPipelineOperationsDocGenerator(docs).write()
+    monkeypatch.setattr(architecture, "find_kubectl", lambda: None)
+
+    assert EmbeddingPipelineOperationsDocGenerator(docs).check() == []
+    status = {s.path: s for s in freshness.check_pages(docs)}["reference/architecture.md"]
+    assert status.status == Freshness.FRESH and "kubectl not found" in status.reason
+
+    # A page committed without the overlay is still compared: kubectl missing here changes nothing.
+    EmbeddingPipelineOperationsDocGenerator(docs).write()
+    page = docs / "reference" / "architecture.md"
+    page.write_text(page.read_text().replace("## Local topology", "## Local topology (edited)"))
+    assert [d.path for d in EmbeddingPipelineOperationsDocGenerator(docs).check()] == ["reference/architecture.md"]
