@@ -87,13 +87,39 @@ def lock_pins(path: Path = LOCK) -> dict[str, str]:
 def test_image_installs_the_lock_then_the_project_without_dependencies() -> None:
     runs = run_lines()
     lock_steps = [i for i, r in enumerate(runs) if "requirements.lock" in r and "pip install" in r]
-    project_steps = [i for i, r in enumerate(runs) if re.search(r"pip install (.* )?--no-deps \.$", r)]
+    project_steps = [i for i, r in enumerate(runs) if re.search(r"pip install (.* )?--no-deps -e \.$", r)]
     assert len(lock_steps) == 1 and len(project_steps) == 1
     assert lock_steps[0] < project_steps[0], "dependencies first, then the project"
     assert f"--extra-index-url {TORCH_CPU_INDEX}" in runs[lock_steps[0]]
     assert lock_pins()["torch"] == "2.13.0"
     # Nothing else is pip-installed behind the lock's back.
     assert sum("pip install" in r for r in runs) == 2
+
+
+def test_image_carries_the_docs_site_and_a_manifest_and_no_git_history() -> None:
+    """The project is installed in place from /opt/embedportal/src, with what the docs draw on;
+    the build stage builds the site with Git history and drops it; the final stage points the
+    app at the docs and the site (tests/docs_site/test_container_docs.py runs these steps)."""
+    steps = instructions()
+    second_from = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"][1]
+    build, final = steps[:second_from], steps[second_from:]
+    copied = {shlex.split(a)[0] for k, a in build if k == "COPY"} | {
+        w for k, a in build if k == "COPY" for w in shlex.split(a)[:-1]
+    }
+    assert {"docs", "mkdocs.yml", "deploy", "grafana", ".git"} <= copied
+    assert ("WORKDIR", "/opt/embedportal/src") in build
+    runs = [a for k, a in build if k == "RUN"]
+    (docs_build,) = [r for r in runs if "docs build" in r]
+    assert "embedportal docs build --no-live --site-dir /opt/embedportal/site" in docs_build
+    assert "rm -rf .git" in docs_build, "the Git history stays in the build stage"
+    assert any("apt-get install" in r and " git" in r for r in runs)
+    assert not [a for k, a in final if k == "RUN" and "git" in a.split()], "no git in the final image"
+    assert ("COPY", "--from=build /opt/embedportal /opt/embedportal") in final
+    env = {
+        name: value for k, a in final if k == "ENV" for name, value in (word.split("=", 1) for word in shlex.split(a))
+    }
+    assert env["EMBEDPORTAL_DOCS_DIR"] == "/opt/embedportal/src/docs"
+    assert env["EMBEDPORTAL_DOCS_SITE_DIR"] == "/opt/embedportal/site"
 
 
 def direct_requirements(path: Path) -> set[str]:
@@ -287,7 +313,7 @@ def test_image_dependencies_resolve_to_exactly_the_locked_versions(
 
 
 def test_the_copied_sources_build_the_project_wheel(tmp_path: Path) -> None:
-    """`pip install --no-deps .` in the image sees only what the Dockerfile copies: build that."""
+    """`pip install --no-deps -e .` in the image sees only what the Dockerfile copies: build that."""
     src = tmp_path / "src"
     src.mkdir()
     for keyword, args in instructions():
@@ -295,7 +321,8 @@ def test_the_copied_sources_build_the_project_wheel(tmp_path: Path) -> None:
             continue
         *sources, _ = shlex.split(args)
         for source in sources:
-            subprocess.run(["cp", "-r", str(ROOT / source), str(src / source)], check=True)
+            if source != ".git":  # for the docs build only
+                subprocess.run(["cp", "-r", str(ROOT / source), str(src / source)], check=True)
     # Build in a copy without caches or egg-info that setuptools might otherwise reuse.
     subprocess.run(["find", str(src), "-name", "__pycache__", "-prune", "-exec", "rm", "-rf", "{}", "+"], check=True)
     out = tmp_path / "dist"
@@ -313,3 +340,17 @@ def test_the_copied_sources_build_the_project_wheel(tmp_path: Path) -> None:
     # Templates ship as package data (settings' TEMPLATES DIRS points into the package).
     templates = [p.relative_to(ROOT).as_posix() for p in (ROOT / "embedportal" / "templates").rglob("*") if p.is_file()]
     assert set(templates) <= set(names)
+    # The image installs it in place (-e): the editable wheel maps each package to the copied tree.
+    editable = subprocess.run(
+        [sys.executable, "-c", f"from setuptools import build_meta; print(build_meta.build_editable({str(out)!r}))"],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert editable.returncode == 0, editable.stderr[-3000:]
+    wheel = out / editable.stdout.strip().splitlines()[-1]
+    finder = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("_finder.py"))
+    mapping = zipfile.ZipFile(wheel).read(finder).decode()
+    for package in ("embedportal", "pipeline", "reprocessing", "testing", "docs_site"):
+        assert f"'{package}': '{src / package}'" in mapping
