@@ -100,8 +100,16 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     script.chmod(0o755)
 
-    # The verdicts of the build stage's tree with its Git history, before the docs build drops it.
     git_env = container_env(opt, {"PATH": f"{opt / 'bin'}{os.pathsep}{os.environ['PATH']}"})
+    main_verdicts = docs_check(opt, git_env | docs_env(opt))
+    # A change committed after the pages that cover it, so the tree has a stale page whatever
+    # state main's own docs are in (they are kept fresh): the container must judge it stale too.
+    covered = src / "pipeline" / "queue.py"
+    covered.write_text(covered.read_text() + "\n# a change after the pages that cover this file\n")
+    git = ["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "commit", "-q", "-m", "change a covered file", "--", "pipeline/queue.py"], check=True)
+
+    # The verdicts of the build stage's tree with its Git history, before the docs build drops it.
     git_verdicts = docs_check(opt, git_env | docs_env(opt))
 
     build_tmp = opt.parent.parent / "tmp"
@@ -113,7 +121,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert list(build_tmp.iterdir()) == [], "the build's data dir is removed (no secret key, no database left)"
-    return {"opt": opt, "src": src, "git_verdicts": git_verdicts}
+    return {"opt": opt, "src": src, "git_verdicts": git_verdicts, "main_verdicts": main_verdicts}
 
 
 def test_the_build_stage_builds_the_site_with_a_manifest_from_git_and_drops_git(image: dict) -> None:
@@ -161,8 +169,8 @@ def test_the_container_judges_freshness_from_the_manifest_as_git_did(image: dict
 @pytest.fixture
 def container(image: dict, settings, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The app in-process with the final image's docs settings and no git on PATH, so History falls
-    back to the manifest. BASE_DIR stays this checkout, where the in-process code lives (the copy
-    holds the same files); `docs check` above runs with the copy as BASE_DIR."""
+    back to the manifest. BASE_DIR stays this checkout, where the in-process code lives: its files
+    are those the copy held before the fixture's extra commit, so it compares with `main_verdicts`."""
     env = final_env()
     assert env["EMBEDPORTAL_DOCS_DIR"] == f"{SRC}/docs" and env["EMBEDPORTAL_DOCS_SITE_DIR"] == f"{OPT}/site"
     for name, value in docs_env(image["opt"]).items():
@@ -195,7 +203,7 @@ def test_the_container_docs_api_lists_every_page_with_freshness_from_the_manifes
         if path not in MODULES:  # a hand-written page's last update is the manifest's
             assert _timestamp(page["last_updated"]) == pytest.approx(manifest["pages"][path]["updated_at"]), path
     not_fresh = {p: v["status"] for p, v in listed.items() if v["status"] != Freshness.FRESH}
-    assert not_fresh == container["git_verdicts"]
+    assert not_fresh == container["main_verdicts"]
     assert response.json()["coverage"], "coverage is measured in the container too"
 
 
