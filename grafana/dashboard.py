@@ -385,8 +385,13 @@ def build() -> Dashboard:
     return dashboard
 
 
+def to_json(dashboard: Dashboard) -> str:
+    """A dashboard builder as the committed JSON (sorted keys, so regeneration diffs stay small)."""
+    return json.dumps(dashboard.build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
 def render() -> str:
-    return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+    return to_json(build())
 
 
 CONFIGMAP_HEADER = (
@@ -407,15 +412,21 @@ _Dumper.add_representer(
 )
 
 
-def render_configmap() -> str:
+def configmap(name: str, filename: str, content: str, source: str) -> str:
+    """The sidecar ConfigMap carrying one dashboard; `source` is the module that generates it."""
     manifest = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": "embedportal-grafana-dashboards",
+            "name": name,
             "labels": {"grafana_dashboard": "1"},
             "annotations": {"grafana_folder": "Embedding pipeline"},
         },
-        "data": {OUTPUT.name: render()},
+        "data": {filename: content},
     }
-    return CONFIGMAP_HEADER + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
+    header = CONFIGMAP_HEADER.replace("grafana/dashboard.py", source)
+    return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
+
+
+def render_configmap() -> str:
+    return configmap("embedportal-grafana-dashboards", OUTPUT.name, render(), "grafana/dashboard.py")

@@ -11,19 +11,16 @@ $__rate_interval: the quick suite runs hourly, so shorter windows hold no result
 
 from __future__ import annotations
 
-import json
 import sys
 
-import yaml
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
 from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable, Row
 from grafana_foundation_sdk.builders.prometheus import Dataquery
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import CONFIGMAP_HEADER, ROOT, _Dumper
+from grafana.dashboard import ROOT, configmap, to_json
 
 OUTPUT = ROOT / "grafana" / "dashboards" / "ops-tests.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-ops-tests.yaml"
@@ -154,22 +151,13 @@ def build() -> Dashboard:
 
 
 def render() -> str:
-    return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+    return to_json(build())
 
 
 def render_configmap() -> str:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": "embedportal-grafana-dashboards-ops-tests",
-            "labels": {"grafana_dashboard": "1"},
-            "annotations": {"grafana_folder": "Embedding pipeline"},
-        },
-        "data": {OUTPUT.name: render()},
-    }
-    header = CONFIGMAP_HEADER.replace("grafana/dashboard.py", "grafana/ops_tests_dashboard.py")
-    return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
+    return configmap(
+        "embedportal-grafana-dashboards-ops-tests", OUTPUT.name, render(), "grafana/ops_tests_dashboard.py"
+    )
 
 
 if __name__ == "__main__":

@@ -16,19 +16,16 @@ Database-derived series (capacity, compliance, benchmarks) are the same from eve
 
 from __future__ import annotations
 
-import json
 import sys
 
-import yaml
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
 from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard, DatasourceVariable, Row
 from grafana_foundation_sdk.builders.prometheus import Dataquery
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import CONFIGMAP_HEADER, ROOT, _Dumper
+from grafana.dashboard import ROOT, configmap, to_json
 
 OUTPUT = ROOT / "grafana" / "dashboards" / "performance.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-performance.yaml"
@@ -220,22 +217,13 @@ def build() -> Dashboard:
 
 
 def render() -> str:
-    return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+    return to_json(build())
 
 
 def render_configmap() -> str:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": "embedportal-grafana-dashboards-performance",
-            "labels": {"grafana_dashboard": "1"},
-            "annotations": {"grafana_folder": "Embedding pipeline"},
-        },
-        "data": {OUTPUT.name: render()},
-    }
-    header = CONFIGMAP_HEADER.replace("grafana/dashboard.py", "grafana/performance_dashboard.py")
-    return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
+    return configmap(
+        "embedportal-grafana-dashboards-performance", OUTPUT.name, render(), "grafana/performance_dashboard.py"
+    )
 
 
 if __name__ == "__main__":
