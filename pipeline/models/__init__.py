@@ -1,0 +1,47 @@
+"""The system of record: collections, the documents queued into them, their chunks, the state
+workers share, and what the pipeline measured. One module per concern, all importable from
+`pipeline.models` (migrations refer to validators by that path)."""
+
+from pipeline.models.collection import (
+    CAPACITY_PREFIX,
+    ENV_NAME,
+    RESERVED_PREFIX,
+    RESERVED_PREFIXES,
+    SECRET_PARAM_PARTS,
+    Collection,
+    CollectionQuerySet,
+    default_freshness_sla,
+    dimensions_mismatch,
+    freshness_sla_problem,
+    reserved_name_problem,
+    reserved_names_allowed,
+    validate_extra_params,
+    wake_workers,
+)
+from pipeline.models.document import (
+    _CIRCUIT_CLOSED,
+    _ENDPOINT,
+    _NEXT_COLLECTIONS_SQL,
+    CLAIM_CANDIDATES,
+    Chunk,
+    Document,
+    DocumentQuerySet,
+)
+from pipeline.models.measurements import (
+    BatchTiming,
+    CapacityMeasurement,
+    CollectionActivity,
+    CollectionCost,
+    OptimizationChange,
+    OptimizationChangeQuerySet,
+)
+from pipeline.models.operations import (
+    SCHEDULE_MAX_AGE,
+    ModelCheck,
+    ProviderCircuit,
+    ProviderCircuitQuerySet,
+    WorkerHeartbeat,
+    WorkerHeartbeatQuerySet,
+    endpoint_label,
+    process_name,
+)

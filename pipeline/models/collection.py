@@ -1,0 +1,257 @@
+"""Collections: what producers configure, and the rules on their names and settings."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from pipeline.choices import (
+    ChunkingStrategy,
+    ChunkUnit,
+)
+from pipeline.tasks import kick_workers
+
+ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
+
+
+# LiteLLM parameters that carry credentials (api_key, aws_secret_access_key, vertex_credentials,
+# azure_ad_token, ...): keys belong in the environment, named by api_key_env, never in the database.
+SECRET_PARAM_PARTS = {"key", "secret", "token", "password", "credential", "credentials"}
+
+
+def validate_extra_params(value: Any) -> None:
+    """LiteLLM parameters: an object, `dimensions` a size pgvector can index, never a credential."""
+    if not isinstance(value, dict):
+        raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
+    wanted = value.get("dimensions")
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= 16000):
+        raise ValidationError("dimensions must be an integer from 1 to 16000")
+    secret = sorted(k for k in value if SECRET_PARAM_PARTS & set(str(k).lower().split("_")))
+    if secret:
+        raise ValidationError(
+            f"{', '.join(secret)}: never store credentials here; name the environment variable in api_key_env"
+        )
+
+
+def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None:
+    """extra_params.dimensions is what the provider is asked for; another size than the
+    collection's would fail every batch at the quality gate."""
+    wanted = extra_params.get("dimensions") if isinstance(extra_params, dict) else None
+    if wanted is not None and dimensions and wanted != dimensions:
+        return f"dimensions {wanted} differs from the collection's {dimensions}"
+    return None
+
+
+# Collection names under this prefix belong to the operations tester (the testing app), which
+# sets `reserved_names_allowed` around its own calls; producers and operators cannot create them.
+RESERVED_PREFIX = "__ops_test_"
+# measure_capacity's scratch collections (pipeline.capacity), reserved the same way.
+CAPACITY_PREFIX = "__capacity_"
+RESERVED_PREFIXES = (RESERVED_PREFIX, CAPACITY_PREFIX)
+reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
+
+
+def reserved_name_problem(name: str | None) -> str | None:
+    if name and not reserved_names_allowed.get():
+        if name.lower().startswith(RESERVED_PREFIX):
+            return f"names starting with {RESERVED_PREFIX} are reserved for the operations tests"
+        if name.lower().startswith(CAPACITY_PREFIX):
+            return f"names starting with {CAPACITY_PREFIX} are reserved for capacity measurements"
+    return None
+
+
+def freshness_sla_problem(value: timedelta | None) -> str | None:
+    """A freshness SLA is a positive duration: how long after a source change its embedding may lag."""
+    if value is not None and value <= timedelta(0):
+        return "must be a positive duration, e.g. 01:00:00 for one hour"
+    return None
+
+
+def default_freshness_sla() -> timedelta:
+    return settings.EMBEDPORTAL_FRESHNESS_SLA
+
+
+def wake_workers(changed: int, using: str) -> int:
+    """A transition that creates work changed `changed` rows: start drain tasks once it commits.
+
+    Without this, work created outside `queue.enqueue` (a requeue by `reprocess_failed` or
+    `detect_stale`, a resume) waited for the every-minute drain schedule. Returns `changed`.
+    """
+    if changed:
+        transaction.on_commit(kick_workers, using=using)
+    return changed
+
+
+class CollectionQuerySet(models.QuerySet["Collection"]):
+    # Compare-and-swap: the row count says how many actually changed state, so the admin,
+    # the API and a racing operator agree on what happened.
+    def pause(self) -> int:
+        return self.filter(paused=False).update(paused=True, updated_at=timezone.now())
+
+    def resume(self) -> int:
+        """Unpause; their pending documents are claimable again, so workers are woken after commit."""
+        return wake_workers(self.filter(paused=True).update(paused=False, updated_at=timezone.now()), self.db)
+
+    def reembed(self) -> int:
+        """Re-embed these collections into a new generation, searched from the old one until it is
+        complete and indexed (pipeline.backfill); returns documents requeued."""
+        from pipeline import backfill  # it imports these models
+
+        return sum(backfill.begin_reembed(collection) for collection in self)
+
+
+class Collection(models.Model):
+    """A named set of documents embedded with one model into one HNSW index."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    model = models.CharField(
+        "embedding model",
+        max_length=200,
+        default="local/all-MiniLM-L6-v2",
+        help_text="A LiteLLM model string, e.g. local/all-MiniLM-L6-v2 or openai/text-embedding-3-small.",
+    )
+    api_base = models.URLField("API base", max_length=500, blank=True, help_text="LiteLLM api_base, if any.")
+    api_key_env = models.CharField(
+        "API key variable",
+        max_length=100,
+        blank=True,
+        validators=[ENV_NAME],
+        help_text="Name of the environment variable holding the provider API key; NAME_FILE is read "
+        "first (mounted secrets). The key itself is never stored.",
+    )
+    extra_params = models.JSONField(
+        "extra parameters",
+        default=dict,
+        blank=True,
+        help_text='Extra LiteLLM embedding parameters, e.g. {"dimensions": 256}.',
+        validators=[validate_extra_params],
+    )
+    dimensions = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(16000)])
+    chunking_strategy = models.CharField(
+        max_length=20, choices=ChunkingStrategy.choices, default=ChunkingStrategy.RECURSIVE
+    )
+    chunk_unit = models.CharField(max_length=12, choices=ChunkUnit.choices, default=ChunkUnit.TOKENS)
+    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(8)])
+    chunk_overlap = models.PositiveIntegerField(default=32)
+    batch_size = models.PositiveIntegerField(
+        "embedding batch size",
+        default=64,
+        validators=[MinValueValidator(1), MaxValueValidator(2048)],
+        help_text="Most chunks sent in one embedding call.",
+    )
+    freshness_sla = models.DurationField(default=default_freshness_sla)
+    paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
+    # Generations (pipeline.backfill): search reads `generation`; a first load or a re-embed writes
+    # `building_generation` without an HNSW index, built once when its documents are all processed,
+    # then switched to in one transaction (zero-downtime model change).
+    generation = models.PositiveIntegerField(default=1, editable=False, help_text="The chunk generation search reads.")
+    building_generation = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="A generation being written without its HNSW index (first load or re-embed), if any.",
+    )
+    serving = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="While a re-embed runs: the model configuration search embeds queries with (the old one).",
+    )
+    last_claimed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Claims go round-robin, least recently claimed first."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CollectionQuerySet.as_manager()
+
+    # What producers and operators set; the admin form and the API serializer both use it.
+    EDITABLE_FIELDS = (
+        "name",
+        "model",
+        "api_base",
+        "api_key_env",
+        "extra_params",
+        "dimensions",
+        "chunking_strategy",
+        "chunk_unit",
+        "chunk_size",
+        "chunk_overlap",
+        "batch_size",
+        "freshness_sla",
+        "paused",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("pause_collection", "Can pause and resume collections"),
+            ("reembed_collection", "Can re-embed a collection"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(chunk_overlap__lt=F("chunk_size")), name="pipeline_collection_overlap_lt_size"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        """The collection rules every entry point applies with the same messages: the admin and
+        the commands through full_clean(), the API serializer by calling the same functions."""
+        from pipeline.chunking import overlap_problem  # chunking is imported by the models' users
+
+        errors = {}
+        if problem := reserved_name_problem(self.name):
+            errors["name"] = problem
+        if problem := dimensions_mismatch(self.extra_params, self.dimensions):
+            errors["extra_params"] = problem
+        if problem := freshness_sla_problem(self.freshness_sla):
+            errors["freshness_sla"] = problem
+        if self.chunk_size is not None and self.chunk_overlap is not None:
+            # Also the CHECK constraint pipeline_collection_overlap_lt_size; said here in words.
+            if problem := overlap_problem(self.chunk_size, self.chunk_overlap):
+                errors["chunk_overlap"] = problem
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def index_name(self) -> str:
+        return f"pipeline_chunk_hnsw_{self.pk}"
+
+    @property
+    def is_reserved(self) -> bool:
+        """A scratch collection of the operations tests or a capacity measurement: the workers keep
+        its batches out of the shared Prometheus metrics and the history, where its injected faults
+        and bursts would fire real alerts and count against the SLOs."""
+        return self.name.lower().startswith(RESERVED_PREFIXES)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        # Delete chunks and documents set-wise first: Django's cascade collector would load
+        # every row of a large collection into memory. A raw DELETE skips Django's on_delete,
+        # so every table referencing pipeline_document must cascade in the database itself:
+        # reprocessing's failed_documents does (ON DELETE CASCADE, added by
+        # reprocessing/migrations/0002_document_fk_on_delete_cascade.py); an app adding a
+        # foreign key to Document must do the same, or this DELETE fails on its rows.
+        from pipeline.models.document import Chunk, Document  # they refer to Collection
+
+        with transaction.atomic():
+            Chunk.objects.filter(collection=self)._raw_delete(using="default")
+            Document.objects.filter(collection=self)._raw_delete(using="default")
+            return super().delete(*args, **kwargs)
+
+
+# The claim's first step: unpaused collections with work due, whose provider endpoint's circuit is
+# closed (or, for a probe, the one endpoint probed), least recently claimed first. Each subquery is
+# an index probe: the collection's first pending row in pipeline_document_pending_coll (ORDER BY ...
+# LIMIT 1 keeps the planner on it whatever the statistics), an expired lease in
+# pipeline_document_leased; so the choice costs the same at any backlog. Collections are tens of rows.

@@ -1,0 +1,297 @@
+"""The document queue (claims, leases, transitions) and the chunks stored for each document."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, models, transaction
+from django.db.models import F, Func, Min, Q, Value
+from django.utils import timezone
+from pgvector.django import VectorField
+
+from pipeline.choices import (
+    DocumentStatus,
+)
+from pipeline.models.collection import Collection, wake_workers
+from pipeline.models.operations import ProviderCircuit
+
+_NEXT_COLLECTIONS_SQL = """
+SELECT c.id FROM pipeline_collection c
+ WHERE NOT c.paused
+   AND {endpoint}
+   AND ((SELECT d.available_at FROM pipeline_document d
+          WHERE d.collection_id = c.id AND d.status = 'pending'
+          ORDER BY d.available_at LIMIT 1) <= %(now)s
+        OR EXISTS (SELECT 1 FROM pipeline_document d
+                    WHERE d.collection_id = c.id AND d.status = 'processing' AND d.lease_expires_at < %(now)s))
+ ORDER BY c.last_claimed_at NULLS FIRST, c.id
+ LIMIT %(candidates)s
+"""
+_CIRCUIT_CLOSED = """NOT EXISTS (SELECT 1 FROM pipeline_providercircuit p
+                    WHERE p.model = c.model AND p.api_base = c.api_base AND p.state <> 'closed')"""
+_ENDPOINT = "c.model = %(model)s AND c.api_base = %(api_base)s"
+# Collections tried per claim when the first ones' due rows are all locked by concurrent claimers.
+CLAIM_CANDIDATES = 4
+
+
+class DocumentQuerySet(models.QuerySet["Document"]):
+    def claimable(self, now: datetime | None = None) -> DocumentQuerySet:
+        """Pending documents and those whose worker's lease expired, in unpaused collections."""
+        now = now or timezone.now()
+        return self.filter(
+            Q(status=DocumentStatus.PENDING, available_at__lte=now)
+            | Q(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now),
+            collection__paused=False,
+        )
+
+    def claim(
+        self, worker: str, limit: int, lease: timedelta, endpoint: ProviderCircuit | None = None
+    ) -> list[Document]:
+        """Lease up to `limit` documents of one collection to `worker`.
+
+        Fair across collections: each claim serves the least recently claimed collection with
+        work due, so a large backlog in one cannot starve the others, and one batch never mixes
+        a failing provider's documents with a healthy one's. Collections whose provider circuit
+        is open or half-open are skipped (their documents wait, pending); `endpoint` claims for
+        that circuit's half-open probe instead. SKIP LOCKED lets concurrent workers take disjoint
+        rows without waiting on each other; the lease makes a dead worker's claim claimable
+        again once it expires.
+        """
+        now = timezone.now()
+        with transaction.atomic(using=self.db):
+            for collection_id in self._next_collections(now, endpoint):
+                ids = self._lock_due(collection_id, now, limit)
+                if ids:
+                    break
+            else:
+                return []
+            self.filter(pk__in=ids).update(
+                status=DocumentStatus.PROCESSING,
+                lease_owner=worker,
+                lease_expires_at=now + lease,
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+            Collection.objects.using(self.db).filter(pk=collection_id).update(last_claimed_at=now)
+        return list(self.filter(pk__in=ids, lease_owner=worker).select_related("collection").order_by("id"))
+
+    def _next_collections(self, now: datetime, endpoint: ProviderCircuit | None) -> list[int]:
+        params: dict[str, Any] = {"now": now, "candidates": CLAIM_CANDIDATES}
+        if endpoint is None:
+            sql = _NEXT_COLLECTIONS_SQL.format(endpoint=_CIRCUIT_CLOSED)
+        else:
+            sql = _NEXT_COLLECTIONS_SQL.format(endpoint=_ENDPOINT)
+            params.update(model=endpoint.model, api_base=endpoint.api_base)
+        with connections[self.db].cursor() as cur:
+            cur.execute(sql, params)
+            return [row[0] for row in cur.fetchall()]
+
+    def _lock_due(self, collection_id: int, now: datetime, limit: int) -> list[int]:
+        """Lock up to `limit` of the collection's claimable rows: expired leases first (older work),
+        then pending ones, first available first. Two queries, each served by its partial index
+        with no sort (an OR of both would read and sort the whole backlog)."""
+        mine = self.filter(collection_id=collection_id).order_by()
+        ids = list(
+            mine.filter(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now)
+            .order_by("lease_expires_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if len(ids) < limit:
+            ids += list(
+                mine.filter(status=DocumentStatus.PENDING, available_at__lte=now)
+                .order_by("available_at", "id")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[: limit - len(ids)]
+            )
+        return ids
+
+    def stranded(self, alive_processes: list[str], now: datetime | None = None) -> DocumentQuerySet:
+        """Leased documents nobody works on: their lease expired, or their worker's process (host:pid,
+        the start of its worker id) has no fresh heartbeat, i.e. it was killed and its lease has not
+        run out yet. They are pending work, whatever their status says."""
+        process = Func(
+            F("lease_owner"),
+            Value(r"^([^:]*:[^:]*).*$"),
+            Value(r"\1"),
+            function="regexp_replace",
+            output_field=models.CharField(),
+        )
+        return (
+            self.filter(status=DocumentStatus.PROCESSING)
+            .annotate(lease_process=process)
+            .filter(Q(lease_expires_at__lt=now or timezone.now()) | ~Q(lease_process__in=alive_processes))
+        )
+
+    def due(self, now: datetime | None = None) -> DocumentQuerySet:
+        """Pending documents past their backoff: the work waiting for a worker."""
+        return self.filter(status=DocumentStatus.PENDING, available_at__lte=now or timezone.now())
+
+    def oldest_due_at(self, now: datetime | None = None) -> datetime | None:
+        """ "Oldest pending": when the longest-waiting due document became available (None if none).
+        The oldest-pending gauge and the queue health check both read it (pipeline_document_pending)."""
+        return self.due(now).aggregate(oldest=Min("available_at"))["oldest"]
+
+    def owned_by(self, worker: str) -> DocumentQuerySet:
+        return self.filter(status=DocumentStatus.PROCESSING, lease_owner=worker)
+
+    def renew(self, worker: str, lease: timedelta) -> int:
+        """Extend the worker's leases (a batch running longer than a lease is still alive)."""
+        return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
+
+    def mark_failed(self, worker: str, error: str) -> int:
+        return self.owned_by(worker).update(
+            status=DocumentStatus.FAILED,
+            lease_owner="",
+            lease_expires_at=None,
+            last_error=error[:2000],
+            updated_at=timezone.now(),
+        )
+
+    def mark_embedded(self, worker: str, versions: list[tuple[int, str]], embedded_at: datetime) -> set[int]:
+        """Compare-and-swap, set-wise: `versions` are (id, content hash) pairs a worker embedded.
+
+        Only documents the worker still leases, and only for the version it embedded, become
+        embedded (a document re-enqueued with new text meanwhile is refused). One statement
+        for the batch; returns the ids it accepted. Call inside the transaction that writes
+        their chunks.
+        """
+        if not versions:
+            return set()
+        ids, hashes = zip(*versions, strict=True)
+        with connections[self.db].cursor() as cur:
+            cur.execute(
+                """
+                UPDATE pipeline_document d
+                   SET status = 'embedded', last_embedded_at = %s, lease_owner = '',
+                       lease_expires_at = NULL, last_error = '', updated_at = now()
+                  FROM unnest(%s::bigint[], %s::text[]) AS v(id, content_hash)
+                 WHERE d.id = v.id AND d.content_hash = v.content_hash
+                   AND d.status = 'processing' AND d.lease_owner = %s
+             RETURNING d.id
+                """,
+                [embedded_at, list(ids), list(hashes), worker],
+            )
+            return {row[0] for row in cur.fetchall()}
+
+    def release(self, worker: str) -> int:
+        """Give the worker's leased documents back to the queue untouched (graceful shutdown)."""
+        released = self.owned_by(worker).update(
+            status=DocumentStatus.PENDING, lease_owner="", lease_expires_at=None, updated_at=timezone.now()
+        )
+        return wake_workers(released, self.db)
+
+    def defer_until(self, worker: str, until: datetime, error: str) -> int:
+        """Give the worker's leased documents back to the queue, not claimable before `until`:
+        their provider is failing for every input (an outage, a rate limit), which is no fault
+        of theirs. They stay pending; `last_error` says why they wait."""
+        return self.owned_by(worker).update(
+            status=DocumentStatus.PENDING,
+            lease_owner="",
+            lease_expires_at=None,
+            available_at=until,
+            last_error=error[:2000],
+            updated_at=timezone.now(),
+        )
+
+    def requeue(self) -> int:
+        """Send embedded or failed documents back to the queue and wake workers after commit.
+
+        Every requeue goes through here: operator actions, re-embed, the reprocessing retry
+        pass and the staleness pass.
+        """
+        now = timezone.now()
+        requeued = self.filter(status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED]).update(
+            status=DocumentStatus.PENDING,
+            attempts=0,
+            enqueued_at=now,
+            available_at=now,
+            updated_at=now,
+            last_error="",
+        )
+        return wake_workers(requeued, self.db)
+
+
+class Document(models.Model):
+    """One version of a source document and its place in the pipeline."""
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    external_id = models.CharField(max_length=512)
+    text = models.TextField()
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the text.")
+    metadata = models.JSONField(default=dict, blank=True)
+    source_modified_at = models.DateTimeField(null=True, blank=True)
+    last_embedded_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(default=timezone.now, help_text="When this version entered the queue.")
+    available_at = models.DateTimeField(default=timezone.now, help_text="Not claimed before this time (backoff).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DocumentQuerySet.as_manager()
+
+    class Meta:
+        permissions = [("requeue_document", "Can requeue documents")]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "external_id"], name="pipeline_document_unique_external_id"),
+        ]
+        indexes = [
+            # Scanned by DocumentQuerySet.claim (first available first) and by queue-depth counts.
+            models.Index(
+                fields=["available_at", "id"], name="pipeline_document_pending", condition=Q(status="pending")
+            ),
+            # Scanned by DocumentQuerySet.claim for expired leases.
+            models.Index(
+                fields=["lease_expires_at"], name="pipeline_document_leased", condition=Q(status="processing")
+            ),
+            # Scanned by DocumentQuerySet.claim: a collection's first available pending documents,
+            # and whether it has any due (the fair, per-collection claim).
+            models.Index(
+                fields=["collection", "available_at", "id"],
+                name="pipeline_document_pending_coll",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["collection", "status"], name="pipeline_document_status"),
+            # Scanned by the throughput gauge (pipeline.metrics) and the queue health check
+            # (pipeline.health): documents embedded in the last few minutes.
+            models.Index(fields=["last_embedded_at"], name="pipeline_document_embedded_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection.name}/{self.external_id}" if self.collection_id else self.external_id
+
+
+class Chunk(models.Model):
+    """A piece of a document's text and its embedding.
+
+    `embedding` has no fixed dimension: collections with different models share this table,
+    and each collection's HNSW index is a partial expression index casting to its dimension.
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # Denormalised from the document: the per-collection partial HNSW index filters on it.
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    token_count = models.PositiveIntegerField()
+    embedding = VectorField()
+    # Collection.generation is what search reads; a re-embed writes the next one beside it.
+    generation = models.PositiveIntegerField(default=1, db_default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "generation", "ordinal"], name="pipeline_chunk_unique_generation_ordinal"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"
+
+
+# The django-q2 heartbeat schedule beats every minute: two missed beats and slack before its row is dead.

@@ -1,0 +1,248 @@
+"""Operational state shared by all workers: heartbeats, provider circuits, model probes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+from django.db import connections, models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from pipeline.choices import (
+    CircuitState,
+    ErrorType,
+    WorkerRole,
+)
+from pipeline.models.collection import Collection
+
+SCHEDULE_MAX_AGE = timedelta(seconds=150)
+
+
+def process_name() -> str:
+    """host:pid, the key of a process's WorkerHeartbeat (pipeline worker ids start with it)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
+    def beat(self, role: str, worker: str | None = None) -> None:
+        """Upsert a process's heartbeat (INSERT ... ON CONFLICT: no read-modify-write race).
+
+        Keyed by host:pid, not by pipeline worker id: a django-q2 process runs many drain
+        tasks, each with its own worker id, and must stay one row.
+        """
+        worker = worker or process_name()
+        now = timezone.now()
+        self.bulk_create(
+            [WorkerHeartbeat(worker=worker, role=role, started_at=now, beat_at=now)],
+            update_conflicts=True,
+            unique_fields=["worker"],
+            update_fields=["role", "beat_at"],
+        )
+
+    def fresh(self, max_age: timedelta) -> WorkerHeartbeatQuerySet:
+        """Processes alive: a beat within `max_age` (workers beat every HEARTBEAT_EVERY seconds, busy
+        or idle), or, for the every-minute schedule's rows, within SCHEDULE_MAX_AGE."""
+        now = timezone.now()
+        return self.filter(
+            Q(beat_at__gte=now - max_age) | Q(role=WorkerRole.SCHEDULE, beat_at__gte=now - SCHEDULE_MAX_AGE)
+        )
+
+    def stop(self, worker: str | None = None) -> int:
+        """A process stopping cleanly removes its row: it must not count as alive once gone."""
+        return self.filter(worker=worker or process_name()).delete()[0]
+
+
+class WorkerHeartbeat(models.Model):
+    """A pipeline worker process (host:pid) said it was alive at `beat_at`.
+
+    Written by the run_pipeline loop and django-q2 drain tasks (per batch, throttled) and by
+    a 1-minute django-q2 schedule; read by the queue health check and the overview page.
+    """
+
+    worker = models.CharField(max_length=200, unique=True, help_text="host:pid of the worker process.")
+    role = models.CharField(max_length=20, choices=WorkerRole.choices)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    objects = WorkerHeartbeatQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-beat_at"]
+
+    def __str__(self) -> str:
+        return self.worker
+
+
+class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
+    """The transitions of a provider endpoint's circuit breaker, each a compare-and-swap UPDATE:
+    every worker shares one row per endpoint, and the loser of a race changes nothing."""
+
+    def endpoint(self, collection: Collection) -> ProviderCircuitQuerySet:
+        return self.filter(model=collection.model, api_base=collection.api_base)
+
+    def record_failure(self, collection: Collection, error_type: str, threshold: int, wait: timedelta) -> str:
+        """Count one more consecutive transient failure of the collection's endpoint; the
+        `threshold`-th opens a closed circuit for `wait`. Returns the circuit's state after."""
+        now = timezone.now()
+        with connections[self.db].cursor() as cur:
+            cur.execute(
+                """
+                INSERT INTO pipeline_providercircuit AS p
+                       (model, api_base, endpoint, state, consecutive_failures, reopenings, probe_owner,
+                        last_error_type, last_failure_at, updated_at)
+                VALUES (%s, %s, %s, 'closed', 1, 0, '', %s, %s, %s)
+                ON CONFLICT (model, api_base) DO UPDATE
+                   SET consecutive_failures = p.consecutive_failures + 1,
+                       last_error_type = EXCLUDED.last_error_type,
+                       last_failure_at = EXCLUDED.last_failure_at,
+                       updated_at = EXCLUDED.updated_at
+                RETURNING p.id, p.state, p.consecutive_failures
+                """,
+                [collection.model, collection.api_base, endpoint_label(collection), error_type, now, now],
+            )
+            pk, state, failures = cur.fetchone()
+        if state == CircuitState.CLOSED and failures >= threshold:
+            opened = self.filter(pk=pk, state=CircuitState.CLOSED).update(
+                state=CircuitState.OPEN, opened_at=now, next_probe_at=now + wait, reopenings=0, updated_at=now
+            )
+            if opened or self.filter(pk=pk).exclude(state=CircuitState.CLOSED).exists():
+                return CircuitState.OPEN
+        return state
+
+    def record_success(self, collection: Collection) -> int:
+        """The endpoint answered: a run of failures is broken (a closed circuit's count restarts)."""
+        return (
+            self.endpoint(collection)
+            .filter(state=CircuitState.CLOSED, consecutive_failures__gt=0)
+            .update(consecutive_failures=0, updated_at=timezone.now())
+        )
+
+    def take_probe(self, worker: str, lease: timedelta) -> ProviderCircuit | None:
+        """Win the half-open probe of one circuit whose wait is over (or whose prober died: its
+        probe lease ran out). One worker wins; the others see no row and claim as usual."""
+        now = timezone.now()
+        with transaction.atomic(using=self.db):
+            circuit = (
+                self.filter(state__in=[CircuitState.OPEN, CircuitState.HALF_OPEN], next_probe_at__lte=now)
+                .order_by("next_probe_at")
+                .select_for_update(skip_locked=True)
+                .first()
+            )
+            if circuit is None:
+                return None
+            self.filter(pk=circuit.pk).update(
+                state=CircuitState.HALF_OPEN, probe_owner=worker, next_probe_at=now + lease, updated_at=now
+            )
+        circuit.refresh_from_db()
+        return circuit
+
+    def close(self, worker: str) -> int:
+        """The worker's probe got answers: calls go through again."""
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+            state=CircuitState.CLOSED,
+            consecutive_failures=0,
+            reopenings=0,
+            opened_at=None,
+            next_probe_at=None,
+            probe_owner="",
+            updated_at=timezone.now(),
+        )
+
+    def reopen(self, worker: str, wait: timedelta) -> int:
+        """The worker's probe failed too: open again; the next probe comes after `wait`."""
+        now = timezone.now()
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+            state=CircuitState.OPEN,
+            opened_at=now,
+            next_probe_at=now + wait,
+            reopenings=F("reopenings") + 1,
+            probe_owner="",
+            updated_at=now,
+        )
+
+    def postpone(self, worker: str, wait: timedelta) -> int:
+        """Nothing was due to probe with: stay open, same backoff, and look again after `wait`."""
+        now = timezone.now()
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+            state=CircuitState.OPEN, next_probe_at=now + wait, probe_owner="", updated_at=now
+        )
+
+
+def endpoint_label(collection: Collection) -> str:
+    """model@host[:port] of a provider endpoint: a metric label and what operators read. Never the
+    api_base itself, which may carry credentials (user:password@, ?key=) in its userinfo or query."""
+    from urllib.parse import urlsplit
+
+    if not collection.api_base:
+        return collection.model
+    try:
+        parts = urlsplit(collection.api_base)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        host, port = "?", ""
+    return f"{collection.model}@{host}{port}"
+
+
+class ProviderCircuit(models.Model):
+    """The circuit breaker of one provider endpoint (model + api_base), shared by every worker.
+
+    EMBEDPORTAL_CIRCUIT_FAILURES consecutive transient failures (5xx, connection refused, timeout,
+    429) open it: claims skip the collections using the endpoint, whose documents wait pending,
+    and workers go on with other collections. After EMBEDPORTAL_CIRCUIT_OPEN_SECONDS (doubled per
+    failed probe, up to EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS) one worker wins the half-open probe
+    and sends one small batch: answers close it, another failure opens it again.
+    """
+
+    model = models.CharField(max_length=200)
+    api_base = models.CharField(max_length=500, blank=True)
+    endpoint = models.CharField(max_length=300, help_text="model@host: the metric label (no credentials).")
+    state = models.CharField(max_length=12, choices=CircuitState.choices, default=CircuitState.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    reopenings = models.PositiveIntegerField(default=0, help_text="Failed probes since it opened (the backoff step).")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True, help_text="Open: the next probe; half-open: its lease.")
+    probe_owner = models.CharField(max_length=100, blank=True, help_text="The worker probing (half-open).")
+    last_error_type = models.CharField(max_length=20, choices=ErrorType.choices, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    objects = ProviderCircuitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["endpoint"]
+        constraints = [
+            # The failure upsert's conflict target; also the claim's per-collection circuit lookup.
+            models.UniqueConstraint(fields=["model", "api_base"], name="pipeline_providercircuit_unique_endpoint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} ({self.state})"
+
+
+class ModelCheck(models.Model):
+    """The latest health probe of one model configuration (model, api_base, key variable,
+    dimensions, extra_params), shared by every web worker and command.
+
+    The model health check reuses a probe younger than EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS,
+    so anonymous probes of /api/v1/health/ cost at most one provider call per configuration
+    per interval, whatever their number. Written by pipeline.health under an advisory lock.
+    """
+
+    key = models.CharField(max_length=64, help_text="sha256 of the configuration.")
+    model = models.CharField(max_length=255)
+    collections = models.JSONField(default=list, help_text="Active collections that use this configuration.")
+    ok = models.BooleanField()
+    reason = models.TextField()
+    seconds = models.FloatField(help_text="The model's answer to the probe, load excluded.")
+    load_seconds = models.FloatField(help_text="Loading LiteLLM and a local model's weights first (0 once loaded).")
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["model", "key"]
+        constraints = [models.UniqueConstraint(fields=["key"], name="pipeline_modelcheck_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model} ({'ok' if self.ok else 'failing'})"
