@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.choices import ErrorType
 from pipeline.embedding import PipelineError
 from pipeline.queue import IncomingDocument, enqueue
-from reprocessing.failures import record_failure
 from reprocessing.collectors import DatabaseCollector
+from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
 
 pytestmark = pytest.mark.django_db
