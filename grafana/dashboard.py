@@ -28,7 +28,6 @@ from grafana_foundation_sdk.builders.dashboard import (
     Row,
     ThresholdsConfig,
 )
-from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.common import (
     AxisPlacement,
@@ -39,7 +38,6 @@ from grafana_foundation_sdk.models.common import (
     LineStyle,
 )
 from grafana_foundation_sdk.models.dashboard import (
-    DataSourceRef,
     DynamicConfigValue,
     Threshold,
     ThresholdsMode,
@@ -49,23 +47,20 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from grafana.panels import DS, query
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "grafana" / "dashboards" / "pipeline-health.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard.yaml"
 UID = "embedportal-pipeline-health"
 TITLE = "Embedding pipeline health"
 
-DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 COLLECTION = 'collection=~"$collection"'
 # The Python client writes le="3600.0", Prometheus 3 normalises it to "3600".
 WITHIN_1H = 'le=~"3600(\\\\.0)?"'
 CAPACITY = "max(embedding_pipeline_capacity_docs_per_second)"
 # Join a per-SLO ratio with its budget (both carry the sloth_* labels of the generated rules).
 ON_SLO = "on (sloth_id, sloth_service, sloth_slo) group_left"
-
-
-def _q(ref: str, expr: str, legend: str) -> Dataquery:
-    return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
 
 
 def _steps(*steps: tuple[float | None, str]) -> ThresholdsConfig:
@@ -124,13 +119,13 @@ def throughput() -> timeseries.Panel:
         )
         .min(0)
         .with_target(
-            _q(
+            query(
                 "A",
                 "sum by (outcome) (rate(embedding_pipeline_documents_processed_total[$__rate_interval])) * 60",
                 "{{outcome}}",
             )
         )
-        .with_target(_q("B", f"{CAPACITY} * 60", "capacity"))
+        .with_target(query("B", f"{CAPACITY} * 60", "capacity"))
         .override_by_name(*_dashed("capacity"))
     )
 
@@ -144,15 +139,15 @@ def queue_depth() -> timeseries.Panel:
             "short",
         )
         .min(0)
-        .with_target(_q("A", "max(embedding_pipeline_queue_depth)", "pending (all)"))
+        .with_target(query("A", "max(embedding_pipeline_queue_depth)", "pending (all)"))
         .with_target(
-            _q(
+            query(
                 "B",
                 f"max by (collection) (embedding_pipeline_collection_queue_depth{{{COLLECTION}}})",
                 "{{collection}}",
             )
         )
-        .with_target(_q("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"))
+        .with_target(query("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"))
         .override_by_name(*_dashed("bound (1 h of capacity)"))
     )
 
@@ -169,7 +164,7 @@ def processing_latency() -> timeseries.Panel:
             f"histogram_quantile({q}, sum by (le, stage) "
             "(rate(embedding_pipeline_latency_seconds_bucket[$__rate_interval])))"
         )
-        panel = panel.with_target(_q(ref, expr, f"{{{{stage}}}} p{q[2:].ljust(2, '0')}"))
+        panel = panel.with_target(query(ref, expr, f"{{{{stage}}}} p{q[2:].ljust(2, '0')}"))
     return panel
 
 
@@ -183,7 +178,9 @@ def error_rate() -> timeseries.Panel:
         )
         .min(0)
         .with_target(
-            _q("A", "sum by (error_type) (rate(embedding_pipeline_errors_total[$__rate_interval]))", "{{error_type}}")
+            query(
+                "A", "sum by (error_type) (rate(embedding_pipeline_errors_total[$__rate_interval]))", "{{error_type}}"
+            )
         )
     )
 
@@ -205,10 +202,10 @@ def freshness_sla() -> timeseries.Panel:
         .max(100)
         .thresholds(_steps((None, "red"), (99, "green")))
         .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
-        .with_target(_q("A", within, "within 1 h"))
-        .with_target(_q("B", '100 * (1 - slo:sli_error:ratio_rate30d{sloth_slo="freshness"})', "within 1 h (30 d)"))
+        .with_target(query("A", within, "within 1 h"))
+        .with_target(query("B", '100 * (1 - slo:sli_error:ratio_rate30d{sloth_slo="freshness"})', "within 1 h (30 d)"))
         .with_target(
-            _q("C", f"max by (collection) (pipeline_stale_documents_count{{{COLLECTION}}})", "stale: {{collection}}")
+            query("C", f"max by (collection) (pipeline_stale_documents_count{{{COLLECTION}}})", "stale: {{collection}}")
         )
         .override_by_query(
             "C",
@@ -232,9 +229,9 @@ def reprocessing_queue() -> timeseries.Panel:
         )
         .min(0)
         .with_target(
-            _q("A", "sum by (state) (max by (state, error_type) (pipeline_reprocessing_queue_size))", "{{state}}")
+            query("A", "sum by (state) (max by (state, error_type) (pipeline_reprocessing_queue_size))", "{{state}}")
         )
-        .with_target(_q("B", "sum(max by (error_type) (pipeline_dead_letter_documents))", "dead-lettered"))
+        .with_target(query("B", "sum(max by (error_type) (pipeline_dead_letter_documents))", "dead-lettered"))
     )
 
 
@@ -253,7 +250,7 @@ def reprocessing_age() -> bargauge.Panel:
         # A gauge histogram's buckets are cumulative counts now: no rate(); the heatmap format
         # turns them into per-bucket counts.
         .with_target(
-            _q("A", "max by (le) (pipeline_reprocessing_queue_age_seconds_bucket)", "{{le}}")
+            query("A", "max by (le) (pipeline_reprocessing_queue_age_seconds_bucket)", "{{le}}")
             .format(PromQueryFormat.HEATMAP)
             .instant()
         )
@@ -272,14 +269,14 @@ def slo_row() -> list:
             "percentunit",
         )
         .decimals(3)
-        .with_target(_q("A", "1 - slo:sli_error:ratio_rate30d", "{{sloth_slo}}")),
+        .with_target(query("A", "1 - slo:sli_error:ratio_rate30d", "{{sloth_slo}}")),
         _stat(
             "Error budget left (30 d)",
             "1 - errors / budget over 30 days; below 0 the SLO is missed for the period.",
             "percentunit",
         )
         .thresholds(_steps((None, "red"), (0, "orange"), (0.25, "green")))
-        .with_target(_q("A", "slo:period_error_budget_remaining:ratio", "{{sloth_slo}}")),
+        .with_target(query("A", "slo:period_error_budget_remaining:ratio", "{{sloth_slo}}")),
         _timeseries(
             "Burn rate",
             "Error ratio / budget over 5 m and 1 h per SLO. 1 spends the budget in exactly 30 days; "
@@ -290,8 +287,8 @@ def slo_row() -> list:
         .min(0)
         .thresholds(_steps((None, "green"), (6, "orange"), (14.4, "red")))
         .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
-        .with_target(_q("A", "slo:current_burn_rate:ratio", "{{sloth_slo}} 5m"))
-        .with_target(_q("B", f"slo:sli_error:ratio_rate1h\n/ {ON_SLO} slo:error_budget:ratio", "{{sloth_slo}} 1h")),
+        .with_target(query("A", "slo:current_burn_rate:ratio", "{{sloth_slo}} 5m"))
+        .with_target(query("B", f"slo:sli_error:ratio_rate1h\n/ {ON_SLO} slo:error_budget:ratio", "{{sloth_slo}} 1h")),
     ]
 
 
@@ -307,10 +304,10 @@ def capacity_row() -> list:
             "suffix: docs/s",
         )
         .min(0)
-        .with_target(_q("A", "embedding_pipeline:arrivals_docs_per_second:rate1h", "arrivals"))
-        .with_target(_q("B", "embedding_pipeline:arrivals_docs_per_second:peak1d", "daily peak of arrivals"))
-        .with_target(_q("C", "embedding_pipeline:completions_docs_per_second:rate1h", "completions"))
-        .with_target(_q("D", CAPACITY, "capacity"))
+        .with_target(query("A", "embedding_pipeline:arrivals_docs_per_second:rate1h", "arrivals"))
+        .with_target(query("B", "embedding_pipeline:arrivals_docs_per_second:peak1d", "daily peak of arrivals"))
+        .with_target(query("C", "embedding_pipeline:completions_docs_per_second:rate1h", "completions"))
+        .with_target(query("D", CAPACITY, "capacity"))
         .override_by_name(*_dashed("capacity")),
         _stat(
             "Headroom",
@@ -319,7 +316,7 @@ def capacity_row() -> list:
             span=4,
         )
         .thresholds(_steps((None, "red"), (0.1, "orange"), (0.3, "green")))
-        .with_target(_q("A", "embedding_pipeline:capacity_headroom:ratio", "headroom")),
+        .with_target(query("A", "embedding_pipeline:capacity_headroom:ratio", "headroom")),
         _stat(
             "Capacity measurement age",
             "Time since manage.py measure_capacity last measured; alerted past 30 days.",
@@ -327,7 +324,9 @@ def capacity_row() -> list:
             span=8,
         )
         .thresholds(_steps((None, "green"), (30 * 86400, "red")))
-        .with_target(_q("A", "time() - max(embedding_pipeline_capacity_measured_timestamp_seconds)", "measured ago")),
+        .with_target(
+            query("A", "time() - max(embedding_pipeline_capacity_measured_timestamp_seconds)", "measured ago")
+        ),
         _timeseries(
             "Arrivals projection (14 d)",
             "predict_linear of the daily peak of arrivals over 7 days, 14 days ahead (needs 3 days of "
@@ -336,8 +335,8 @@ def capacity_row() -> list:
             span=24,
         )
         .min(0)
-        .with_target(_q("A", "embedding_pipeline:arrivals_docs_per_second:predicted14d", "peak arrivals in 14 d"))
-        .with_target(_q("B", CAPACITY, "capacity"))
+        .with_target(query("A", "embedding_pipeline:arrivals_docs_per_second:predicted14d", "peak arrivals in 14 d"))
+        .with_target(query("B", CAPACITY, "capacity"))
         .override_by_name(*_dashed("capacity")),
     ]
 

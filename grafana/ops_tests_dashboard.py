@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import sys
 
-from grafana_foundation_sdk.builders import stat, table, timeseries
-from grafana_foundation_sdk.builders.common import ReduceDataOptions
+from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable, Row
-from grafana_foundation_sdk.builders.prometheus import Dataquery
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from grafana.dashboard import ROOT, configmap, to_json
+from grafana.panels import DS, last_value_stat, plain_timeseries, query
 
 OUTPUT = ROOT / "grafana" / "dashboards" / "ops-tests.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-ops-tests.yaml"
 UID = "embedportal-ops-tests"
 TITLE = "Embedding pipeline operations tests"
 
-DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
 
 
@@ -36,25 +33,8 @@ def per_scenario(result: str, window: str) -> str:
     return f"sum by (category, scenario) (max without (instance, pod) (increase({RESULTS}{{{result}}}[{window}]))) > 0"
 
 
-def _q(ref: str, expr: str, legend: str) -> Dataquery:
-    return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
-
-
 def _ts(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
-    return timeseries.Panel().title(title).description(description).datasource(DS).unit(unit).span(span).height(8)
-
-
-def _stat(title: str, description: str, unit: str, span: int = 6) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(span)
-        .height(5)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-    )
+    return plain_timeseries(title, description, unit, span)
 
 
 def _table(title: str, description: str, expr: str) -> table.Panel:
@@ -67,23 +47,23 @@ def _table(title: str, description: str, expr: str) -> table.Panel:
         .unit("none")
         .span(12)
         .height(8)
-        .with_target(_q("A", expr, "{{scenario}}").instant().format(PromQueryFormat.TABLE))
+        .with_target(query("A", expr, "{{scenario}}").instant().format(PromQueryFormat.TABLE))
     )
 
 
 def now_row() -> list:
     return [
-        _stat("Pass rate (6 h)", "Passed or flaky results over non-skipped ones.", "percentunit").with_target(
-            _q("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "pass rate")
+        last_value_stat("Pass rate (6 h)", "Passed or flaky results over non-skipped ones.", "percentunit").with_target(
+            query("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "pass rate")
         ),
-        _stat("Coverage", "Component x condition cells with a scenario run in 7 days.", "percentunit").with_target(
-            _q("A", "max(test_coverage_ratio)", "coverage")
+        last_value_stat(
+            "Coverage", "Component x condition cells with a scenario run in 7 days.", "percentunit"
+        ).with_target(query("A", "max(test_coverage_ratio)", "coverage")),
+        last_value_stat("Flaky scenarios", "Flagged flaky in the last 14 days.", "none").with_target(
+            query("A", "max(test_flaky_scenarios)", "flaky")
         ),
-        _stat("Flaky scenarios", "Flagged flaky in the last 14 days.", "none").with_target(
-            _q("A", "max(test_flaky_scenarios)", "flaky")
-        ),
-        _stat("Since the last scheduled run", "The alert fires past 2 hours.", "s").with_target(
-            _q("A", 'time() - max(test_last_run_timestamp_seconds{trigger="schedule"})', "age")
+        last_value_stat("Since the last scheduled run", "The alert fires past 2 hours.", "s").with_target(
+            query("A", 'time() - max(test_last_run_timestamp_seconds{trigger="schedule"})', "age")
         ),
     ]
 
@@ -91,10 +71,10 @@ def now_row() -> list:
 def trends_row() -> list:
     return [
         _ts("Pass rate by category", "Recording rule over the results counter (6 h windows).", "percentunit")
-        .with_target(_q("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "all"))
-        .with_target(_q("B", "embedding_pipeline_operations:test_pass_rate_by_category:ratio6h", "{{category}}")),
+        .with_target(query("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "all"))
+        .with_target(query("B", "embedding_pipeline_operations:test_pass_rate_by_category:ratio6h", "{{category}}")),
         _ts("Scenario duration p95", "From the duration histogram, per category (6 h windows).", "s").with_target(
-            _q(
+            query(
                 "A",
                 "histogram_quantile(0.95, sum by (category, le) "
                 "(max without (instance, pod) (rate(test_duration_seconds_bucket[6h]))))",
@@ -105,13 +85,13 @@ def trends_row() -> list:
             "Coverage over time",
             "Share of the component x condition matrix run in the trailing 7 days (admin: Coverage matrix).",
             "percentunit",
-        ).with_target(_q("A", "max(test_coverage_ratio)", "coverage")),
+        ).with_target(query("A", "max(test_coverage_ratio)", "coverage")),
         _ts(
             "Flaky scenarios over time",
             "Scenarios that passed only on retry, or both passed and failed on one code version and "
             "configuration, in 14 days (admin: Flaky scenarios).",
             "none",
-        ).with_target(_q("A", "max(test_flaky_scenarios)", "flaky")),
+        ).with_target(query("A", "max(test_flaky_scenarios)", "flaky")),
     ]
 
 

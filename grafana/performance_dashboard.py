@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import sys
 
-from grafana_foundation_sdk.builders import stat, table, timeseries
-from grafana_foundation_sdk.builders.common import ReduceDataOptions
+from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard, DatasourceVariable, Row
-from grafana_foundation_sdk.builders.prometheus import Dataquery
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from grafana.dashboard import ROOT, configmap, to_json
+from grafana.panels import DS, last_value_stat, plain_timeseries, query
 
 OUTPUT = ROOT / "grafana" / "dashboards" / "performance.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-performance.yaml"
 UID = "embedportal-performance"
 TITLE = "Embedding pipeline performance"
 
-DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 LATENCY = "embedding_pipeline_latency_seconds_bucket"
 RESULT = "performance_benchmark_result_embedding_pipeline_operations"
 REGRESSION = "performance_benchmark_regression_embedding_pipeline_operations"
@@ -40,25 +37,8 @@ COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 
-def _q(ref: str, expr: str, legend: str) -> Dataquery:
-    return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
-
-
 def _ts(title: str, description: str, unit: str, span: int = 8) -> timeseries.Panel:
-    return timeseries.Panel().title(title).description(description).datasource(DS).unit(unit).span(span).height(8)
-
-
-def _stat(title: str, description: str, unit: str, span: int = 6) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(span)
-        .height(5)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-    )
+    return plain_timeseries(title, description, unit, span)
 
 
 def stage_quantile(q: float) -> str:
@@ -72,7 +52,7 @@ def stages_row() -> list:
             f"{name} seconds per document in each stage (chunking, embedding, storage, total), from the latency "
             "histogram's buckets (linear interpolation inside a bucket).",
             "s",
-        ).with_target(_q("A", stage_quantile(q), "{{stage}}"))
+        ).with_target(query("A", stage_quantile(q), "{{stage}}"))
         for name, q in QUANTILES
     ]
     panels += [
@@ -82,7 +62,7 @@ def stages_row() -> list:
             "percentunit",
             span=12,
         ).with_target(
-            _q(
+            query(
                 "A",
                 "sum by (stage) (rate(embedding_pipeline_stage_busy_seconds_total[$__rate_interval])) "
                 "/ scalar(max(embedding_pipeline_workers_alive))",
@@ -91,7 +71,7 @@ def stages_row() -> list:
         ),
         _ts("Queue wait and search p95", "Enqueued to claimed, and one search call.", "s", span=12)
         .with_target(
-            _q(
+            query(
                 "A",
                 "histogram_quantile(0.95, sum by (le) (rate(embedding_pipeline_queue_wait_seconds_bucket"
                 "[$__rate_interval])))",
@@ -99,7 +79,7 @@ def stages_row() -> list:
             )
         )
         .with_target(
-            _q(
+            query(
                 "B",
                 "histogram_quantile(0.95, sum by (le) (rate(embedding_pipeline_search_seconds_bucket"
                 "[$__rate_interval])))",
@@ -120,23 +100,23 @@ def throughput_row() -> list:
             span=24,
         )
         .with_target(
-            _q(
+            query(
                 "A",
                 'sum(rate(embedding_pipeline_documents_processed_total{outcome="embedded"}[$__rate_interval]))',
                 "embedded docs/s",
             )
         )
-        .with_target(_q("B", "max by (model) (embedding_pipeline_capacity_docs_per_second)", "capacity {{model}}")),
+        .with_target(query("B", "max by (model) (embedding_pipeline_capacity_docs_per_second)", "capacity {{model}}")),
     ]
 
 
 def slo_row() -> list:
     return [
-        _stat(
+        last_value_stat(
             "SLO compliance now", "Share of events within each performance SLO's target.", "percentunit", 8
-        ).with_target(_q("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")),
+        ).with_target(query("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")),
         _ts("SLO compliance over time", "performance_slo_compliance by SLO (0..1).", "percentunit", 16).with_target(
-            _q("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")
+            query("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")
         ),
     ]
 
@@ -149,7 +129,9 @@ def benchmarks_row() -> list:
             "performance; regressions are marked by the annotations and the panel below.",
             "none",
             span=12,
-        ).with_target(_q("A", f'max by (benchmark, figure) ({RESULT}{{suite="{suite}"}})', "{{benchmark}} {{figure}}"))
+        ).with_target(
+            query("A", f'max by (benchmark, figure) ({RESULT}{{suite="{suite}"}})', "{{benchmark}} {{figure}}")
+        )
         for suite in ("quick", "full")
     ]
     panels += [
@@ -160,7 +142,7 @@ def benchmarks_row() -> list:
             "none",
             span=12,
         ).with_target(
-            _q("A", f"max by (benchmark, figure, suite) ({REGRESSION}) > 0", "{{suite}} {{benchmark}} {{figure}}")
+            query("A", f"max by (benchmark, figure, suite) ({REGRESSION}) > 0", "{{suite}} {{benchmark}} {{figure}}")
         ),
         table.Panel()
         .title("Latest figures")
@@ -170,7 +152,7 @@ def benchmarks_row() -> list:
         .span(12)
         .height(8)
         .with_target(
-            _q("A", f"max by (suite, benchmark, figure) ({RESULT})", "{{figure}}")
+            query("A", f"max by (suite, benchmark, figure) ({RESULT})", "{{figure}}")
             .instant()
             .format(PromQueryFormat.TABLE)
         ),
