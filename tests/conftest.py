@@ -95,3 +95,17 @@ def fake_collection(db, fake_provider, monkeypatch):
         chunk_overlap=0,
         batch_size=4,
     )
+
+
+def admin_login(browser, base_url: str, next_path: str = "/admin/", username: str = "ops") -> None:
+    """Sign in through the admin's login form in a real browser, and wait until the signed-in page
+    has loaded: a click on submit returns before the POST completes, and a page opened at once
+    could race the login (and land on the login form)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{base_url}/admin/login/?next={next_path}")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "logout-form"))

@@ -10,6 +10,7 @@ from selenium.webdriver.support.ui import Select
 from pipeline.models import Collection
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.conftest import admin_login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,10 +21,7 @@ def test_operator_reads_the_overview_and_pauses_a_collection(live_server, browse
     EmbeddingIngestionPipeline().drain()
     enqueue(hash_collection, [IncomingDocument(f"new{i}", f"fresh text {i}") for i in range(2)])
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server.url)
 
     browser.find_element(By.LINK_TEXT, "Pipeline overview").click()
     assert browser.find_element(By.CSS_SELECTOR, "#tile-queue .figure").text == "2"

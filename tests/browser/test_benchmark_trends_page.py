@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from selenium.webdriver.common.by import By
 
+from tests.conftest import admin_login
 from tests.testing.test_benchmark_trends import STEP_AT, step_history
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,10 +17,7 @@ def test_operator_reads_benchmark_trends_with_the_regression_marked(live_server,
     User.objects.create_superuser("ops", "ops@example.com", "correct horse battery")
     step_history()
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server.url)
     browser.find_element(By.LINK_TEXT, "Performance").click()
     browser.find_element(By.LINK_TEXT, "Benchmark trends").click()
 

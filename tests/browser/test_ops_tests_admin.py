@@ -11,6 +11,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from testing.models import TestResult, TestRun
+from tests.conftest import admin_login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,10 +39,7 @@ def test_operator_reads_results_flaky_coverage_and_runs_tests_now(live_server, b
     result("canary_embedded_and_found", "failed")
     result("canary_embedded_and_found", "passed")
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/testing/testrun/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server.url, "/admin/testing/testrun/")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")) == 3
 
     browser.find_element(By.CSS_SELECTOR, ".object-tools a[href$='/flaky/']").click()

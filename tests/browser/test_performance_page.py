@@ -9,6 +9,7 @@ from selenium.webdriver.common.by import By
 from pipeline.models import Collection, OptimizationChange
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.conftest import admin_login
 from tests.pipeline.test_optimizer import embedding_bound
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,10 +21,7 @@ def test_operator_reads_the_performance_page_and_applies_a_recommendation(live_s
     EmbeddingIngestionPipeline().drain()
     embedding_bound(hash_collection)
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server.url)
     browser.find_element(By.LINK_TEXT, "Performance").click()
 
     stages = [row.text.split()[0] for row in browser.find_elements(By.CSS_SELECTOR, "#stages tbody tr")]

@@ -13,6 +13,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from pipeline import history
 from pipeline.models import CapacityMeasurement
+from tests.conftest import admin_login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,10 +46,7 @@ def test_operator_reads_slos_and_capacity_with_charts_and_no_data(live_server, b
         fit_note="underdetermined: 1 worker count (2) for 3 parameters",
     )
 
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server.url)
     browser.find_element(By.LINK_TEXT, "SLOs and capacity").click()
 
     failures = browser.find_element(By.ID, "slo-failures")  # waits for the page (implicit wait)

@@ -12,15 +12,14 @@ from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.conftest import admin_login
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def login(browser, live_server) -> None:
     User.objects.create_superuser("ops", "ops@example.com", "correct horse battery")
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
-    browser.find_element(By.NAME, "username").send_keys("ops")
-    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    admin_login(browser, live_server.url)
 
 
 def test_operator_checks_documentation_status(live_server, browser, settings, tmp_path: Path) -> None:
