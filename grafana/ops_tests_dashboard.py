@@ -14,11 +14,11 @@ from __future__ import annotations
 import sys
 
 from grafana_foundation_sdk.builders import table, timeseries
-from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable, Row
+from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from grafana.dashboard import ROOT, configmap, to_json
-from grafana.panels import DS, last_value_stat, plain_timeseries, query
+from grafana.panels import DS, last_value_stat, plain_timeseries, query, with_rows
 
 OUTPUT = ROOT / "grafana" / "dashboards" / "ops-tests.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-ops-tests.yaml"
@@ -121,13 +121,7 @@ def build() -> Dashboard:
         .timezone("browser")
         .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
     )
-    # Fixed ids: links to a panel (viewPanel=N) survive regeneration.
-    ids = iter(range(1, 100))
-    for title, panels in (("Now", now_row()), ("Trends", trends_row()), ("Scenarios", scenarios_row())):
-        dashboard = dashboard.with_row(Row(title).id(next(ids)))
-        for panel in panels:
-            dashboard = dashboard.with_panel(panel.id(next(ids)))
-    return dashboard
+    return with_rows(dashboard, (("Now", now_row()), ("Trends", trends_row()), ("Scenarios", scenarios_row())))
 
 
 def render() -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
@@ -30,3 +34,14 @@ def last_value_stat(title: str, description: str, unit: str, span: int = 6) -> s
         .height(5)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
+
+
+def with_rows(dashboard: Dashboard, rows: Iterable[tuple[str, list]]) -> Dashboard:
+    """Each row titled, then its panels; ids are fixed by position so links to a panel
+    (viewPanel=N) survive regeneration."""
+    ids = itertools.count(1)
+    for title, panels in rows:
+        dashboard = dashboard.with_row(Row(title).id(next(ids)))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel.id(next(ids)))
+    return dashboard

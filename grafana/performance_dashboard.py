@@ -19,11 +19,11 @@ from __future__ import annotations
 import sys
 
 from grafana_foundation_sdk.builders import table, timeseries
-from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard, DatasourceVariable, Row
+from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard, DatasourceVariable
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from grafana.dashboard import ROOT, configmap, to_json
-from grafana.panels import DS, last_value_stat, plain_timeseries, query
+from grafana.panels import DS, last_value_stat, plain_timeseries, query, with_rows
 
 OUTPUT = ROOT / "grafana" / "dashboards" / "performance.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-performance.yaml"
@@ -183,19 +183,13 @@ def build() -> Dashboard:
         .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
         .annotation(regressions_annotation())
     )
-    # Fixed ids: links to a panel (viewPanel=N) survive regeneration.
-    ids = iter(range(1, 100))
     rows = (
         ("Stages", stages_row()),
         ("Throughput", throughput_row()),
         ("SLOs", slo_row()),
         ("Benchmarks", benchmarks_row()),
     )
-    for title, panels in rows:
-        dashboard = dashboard.with_row(Row(title).id(next(ids)))
-        for panel in panels:
-            dashboard = dashboard.with_panel(panel.id(next(ids)))
-    return dashboard
+    return with_rows(dashboard, rows)
 
 
 def render() -> str:
