@@ -273,7 +273,9 @@ class Chunk(models.Model):
     and each collection's HNSW index is a partial expression index casting to its dimension.
     """
 
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # No index of its own: the unique (document, generation, ordinal) index leads with it, and
+    # every chunk written pays each index's insertion (docs/benchmarks.md, steady mode).
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks", db_index=False)
     # Denormalised from the document: the per-collection partial HNSW index filters on it.
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
     ordinal = models.PositiveIntegerField()
