@@ -1,9 +1,12 @@
 """The admin's performance console: the Performance page (the optimizer's figures, bottleneck,
-recommendations, SLOs and trend), applied changes, batch timings, and each collection's cost."""
+recommendations, SLOs and the trends the Grafana performance dashboard draws too: per-stage
+p50/p95/p99, throughput against capacity, SLO compliance over time), applied changes, batch
+timings, and each collection's cost."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -13,10 +16,12 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from pipeline import capacity
 from pipeline.api.performance import performance
 from pipeline.models import BatchTiming, Collection, CollectionCost, OptimizationChange
 from pipeline.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
 from pipeline.optimizer.figures import db_trend
+from pipeline.performance_slos import compliance_trend
 
 TREND_STEPS = 24
 
@@ -117,9 +122,8 @@ def _performance_view(model_admin: OptimizationChangeAdmin, request: HttpRequest
     except OptimizerError as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         figures = None
-    now = timezone.now()
     window = figures["window_seconds"] if figures else 3600
-    trend = db_trend(now - timedelta(seconds=window), now, TREND_STEPS, collection.pk if collection else None)
+    trend = performance_trends(timezone.now(), window, collection)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": "Performance",
@@ -129,9 +133,38 @@ def _performance_view(model_admin: OptimizationChangeAdmin, request: HttpRequest
         "collections": Collection.objects.order_by("name"),
         "costs": [(c, format_cost(c)) for c in Collection.objects.select_related("cost").order_by("name")],
         "trend": trend,
+        "trend_stages": list(trend["p95"]),
+        "has_batches": any(trend["documents"]),
+        "has_slo_history": any(v is not None for series in trend["slos"].values() for v in series),
         "can_apply": model_admin.has_apply_permission(request),
     }
     return TemplateResponse(request, "admin/pipeline/performance.html", context)
+
+
+def performance_trends(now: datetime, window: int, collection: Collection | None) -> dict[str, Any]:
+    """The page's charts, from the batch timings: per-stage percentiles and docs/s (of the chosen
+    collection, or all), the capacity at the deployed worker count, and the deployment's SLOs."""
+    since = now - timedelta(seconds=window)
+    out = db_trend(since, now, TREND_STEPS, collection.pk if collection else None)
+    slos = compliance_trend(since, now, TREND_STEPS)
+    out["slos"] = {slo: slos[slo] for slo in ("document_latency", "throughput_per_worker")}
+    out["capacity"] = _capacity()
+    return out
+
+
+def _capacity() -> dict[str, Any] | None:
+    """The latest measure_capacity's docs/s at EMBEDPORTAL_CAPACITY_WORKERS (what the Grafana panel
+    reads from embedding_pipeline_capacity_docs_per_second)."""
+    cap = capacity.current()
+    if cap is None:
+        return None
+    return {
+        "docs_per_second": cap.docs_per_second,
+        "workers": cap.workers,
+        "model": cap.model,
+        "how": cap.how,
+        "measured_at": cap.measured_at.isoformat(timespec="minutes"),
+    }
 
 
 def _apply(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpResponse:

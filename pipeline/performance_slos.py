@@ -14,6 +14,7 @@ Compliance is a scrape-time gauge, `performance_slo_compliance_embedding_pipelin
   the window, divided by EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER, capped at 1. Held at 1.
 
 A series is absent while its SLO has no data (no documents, no searches, no batches of the model).
+`compliance_trend` gives the two batch-timing SLOs step by step for the admin's Performance page.
 The alert rules (grafana/prometheus/performance.rules.yml) fire on sustained degradation.
 """
 
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -31,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from embedportal.metrics import process_registry
 from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
+from pipeline.optimizer.figures import STEP_SQL, trend_steps
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +102,47 @@ def throughput_per_worker(window: int | None = None, model: str | None = None) -
     return documents / seconds if documents and seconds else None
 
 
+def throughput_compliance(rate: float | None) -> float | None:
+    return None if rate is None else min(1.0, rate / settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER)
+
+
 def compliance() -> dict[str, float | None]:
-    rate = throughput_per_worker()
     return {
         "document_latency": document_compliance(),
         "search_latency": search_compliance(),
-        "throughput_per_worker": None
-        if rate is None
-        else min(1.0, rate / settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER),
+        "throughput_per_worker": throughput_compliance(throughput_per_worker()),
+    }
+
+
+def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, Any]:
+    """Compliance of the SLOs the batch timings measure, each step on its own batches (the gauge
+    reads a sliding window instead): the admin's chart over time. None where a step has no
+    documents, or no batches of the throughput model. search_latency has no history: searches
+    leave no rows, and the histogram is cumulative since the processes started."""
+    step, labels = trend_steps(since, until, steps)
+    model = settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {STEP_SQL} AS step, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), sum(t.documents), "
+            "sum(t.documents) FILTER (WHERE c.model = %s), "
+            "sum(t.claim_seconds + t.total_seconds) FILTER (WHERE c.model = %s) "
+            "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
+            "WHERE t.finished_at >= %s AND t.finished_at < %s GROUP BY 1",
+            [since, step, settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, model, model, since, until],
+        )
+        rows = {row[0]: row[1:] for row in cur.fetchall()}
+    latency: list[float | None] = []
+    throughput: list[float | None] = []
+    for i in range(steps):
+        good, total, documents, seconds = rows.get(i, (None, None, None, None))
+        latency.append(round((good or 0) / total, 6) if total else None)
+        rate = documents / seconds if documents and seconds else None
+        throughput.append(None if rate is None else round(throughput_compliance(rate), 6))
+    return {
+        "labels": labels,
+        "step_seconds": round(step, 3),
+        "document_latency": latency,
+        "throughput_per_worker": throughput,
     }
 
 

@@ -189,25 +189,47 @@ def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float]) ->
     return out
 
 
-def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | None = None) -> dict[str, Any]:
-    """Per-document p95 of each processing stage and the total in `steps` equal steps (None where a
-    step has no batches): the admin page's trend chart."""
-    where, params = _where(since, collection_id)
+def trend_steps(since: datetime, until: datetime, steps: int) -> tuple[float, list[str]]:
+    """The seconds of each of `steps` equal steps from `since`, and each step's start (ISO, minutes)."""
     step = max(1.0, (until - since).total_seconds() / steps)
+    return step, [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)]
+
+
+# A batch row's step: rows are grouped by it in db_trend and performance_slos.compliance_trend.
+STEP_SQL = "floor(extract(epoch FROM t.finished_at - %s) / %s)::int"
+
+
+def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | None = None) -> dict[str, Any]:
+    """Per-document p50, p95 and p99 of every stage and the documents stored, in `steps`
+    equal steps: the admin page's trend charts. Percentiles are None where a step has no batches;
+    documents and docs/s are 0 there (nothing was stored)."""
+    where, params = _where(since, collection_id)
+    step, labels = trend_steps(since, until, steps)
     aggregates = ", ".join(
-        f"percentile_cont(0.95) WITHIN GROUP (ORDER BY t.{_COLUMNS[s]})" for s in (*PROCESSING, "total")
+        f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
+        for column in _COLUMNS.values()
     )
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT floor(extract(epoch FROM t.finished_at - %s) / %s)::int AS step, {aggregates} "
+            f"SELECT {STEP_SQL} AS step, count(*), {aggregates} "
             f"FROM pipeline_batchtiming t CROSS JOIN LATERAL generate_series(1, t.documents) "
-            f"WHERE {where} GROUP BY 1",
-            [since, step, *params],
+            f"WHERE {where} AND t.finished_at < %s GROUP BY 1",
+            [since, step, *params, until],
         )
         rows = {row[0]: row[1:] for row in cur.fetchall()}
-    series: dict[str, list[float | None]] = {s: [] for s in (*PROCESSING, "total")}
+    names = [f"p{round(q * 100)}" for q in QUANTILES]
+    out: dict[str, Any] = {
+        "labels": labels,
+        "step_seconds": round(step, 3),
+        "documents": [],
+        "docs_per_second": [],
+        **{name: {stage: [] for stage in _COLUMNS} for name in names},
+    }
     for i in range(steps):
-        for stage, value in zip(series, rows.get(i, [None] * len(series)), strict=True):
-            series[stage].append(None if value is None else round(value, 6))
-    labels = [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)]
-    return {"labels": labels, "p95": series}
+        documents, *per_stage = rows.get(i, [0, *[None] * len(_COLUMNS)])
+        out["documents"].append(documents)
+        out["docs_per_second"].append(round(documents / step, 6))
+        for stage, values in zip(_COLUMNS, per_stage, strict=True):
+            for name, value in zip(names, values or [None] * len(names), strict=True):
+                out[name][stage].append(None if value is None else round(value, 6))
+    return out
