@@ -24,6 +24,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,13 @@ class RunFigures:
     # run's ratio to its own floor is steadier than to one floor timed at the end.
     floor_docs_per_second: float = 0.0
     ratio_to_floor: float = 0.0
+    # With N > 1 workers: N concurrent COPYs of the same rows (copy_floor), what N writers doing
+    # nothing else reach on this machine, and this run against it.
+    ceiling_docs_per_second: float | None = None
+    ratio_to_ceiling: float | None = None
+    # The machine's CPU busy share during the drain (all cores, all processes): near 1, the run
+    # was CPU-bound.
+    cpu_busy: float | None = None
 
 
 @dataclass
@@ -162,9 +170,10 @@ def run_once(
         enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+    t0, ticks = time.perf_counter(), cpu_ticks()
     report, worker_rss, worker_uss = _drain(workers)
     drain_seconds = time.perf_counter() - t0
+    cpu = busy_share(ticks, cpu_ticks())
 
     docs = Document.objects.filter(collection=collection)
     embedded = docs.filter(status="embedded").count()
@@ -186,6 +195,7 @@ def run_once(
         superseded=report.claimed - report.embedded - report.failed,
         worker_peak_rss_mb=round(worker_rss, 1),
         worker_uss_mb=round(worker_uss, 1),
+        cpu_busy=cpu,
     )
 
 
@@ -203,41 +213,96 @@ def rerun(collection: Collection, corpus: Corpus, repeats: int = 5) -> list[floa
     return samples
 
 
-def copy_floor(collection: Collection) -> float:
-    """Seconds for one binary COPY of the collection's rows into an equivalently indexed table."""
+FLOOR_TABLE = "benchmark_copy_floor"
+
+
+def _export_rows(collection: Collection, writers: int) -> list[tempfile.TemporaryFile]:
+    """The collection's chunk rows in binary COPY format, split by document into `writers` parts."""
     dims = int(collection.dimensions)
-    with tempfile.TemporaryFile() as buf:
-        with connection.cursor() as cur:
+    parts = []
+    with connection.cursor() as cur:
+        for part in range(writers):
+            buf = tempfile.TemporaryFile()
             with cur.cursor.copy(
                 f"COPY (SELECT document_id, ordinal, text, token_count, embedding::vector({dims}) FROM pipeline_chunk "
-                f"WHERE collection_id = {int(collection.pk)}) TO STDOUT WITH (FORMAT BINARY)"
+                f"WHERE collection_id = {int(collection.pk)} AND document_id % {writers} = {part}) "
+                "TO STDOUT WITH (FORMAT BINARY)"
             ) as copy:
                 for block in copy:
                     buf.write(block)
-            cur.execute("DROP TABLE IF EXISTS benchmark_copy_floor")
-            cur.execute(
-                f"CREATE UNLOGGED TABLE benchmark_copy_floor (id bigserial PRIMARY KEY, document_id bigint, "
-                f"ordinal integer, text text, token_count integer, embedding vector({dims}))"
-            )
-            # UNLOGGED would flatter the floor; make it a normal table like pipeline_chunk.
-            cur.execute("ALTER TABLE benchmark_copy_floor SET LOGGED")
-            cur.execute("CREATE UNIQUE INDEX ON benchmark_copy_floor (document_id, ordinal)")
-            cur.execute("CREATE INDEX ON benchmark_copy_floor USING hnsw (embedding vector_cosine_ops)")
-        buf.seek(0)
-        t0 = time.perf_counter()
-        with connection.cursor() as cur:
+            buf.seek(0)
+            parts.append(buf)
+    return parts
+
+
+def _copy_in(buf: tempfile.TemporaryFile) -> None:
+    """One writer: a binary COPY of `buf` into the floor table in one transaction, on its own connection."""
+    conn = connections.create_connection("default")
+    try:
+        with conn.cursor() as cur:
             cur.execute("BEGIN")
             with cur.cursor.copy(
-                "COPY benchmark_copy_floor (document_id, ordinal, text, token_count, embedding) "
+                f"COPY {FLOOR_TABLE} (document_id, ordinal, text, token_count, embedding) "
                 "FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
                 while block := buf.read(1 << 20):
                     copy.write(block)
             cur.execute("COMMIT")
-        seconds = time.perf_counter() - t0
+    finally:
+        conn.close()
+
+
+def copy_floor(collection: Collection, writers: int = 1) -> float:
+    """Seconds to write the collection's rows into an equivalently indexed table by plain binary COPY.
+
+    writers=1 is the floor: one COPY. writers=N is the ceiling for N workers: N concurrent COPYs,
+    each of a share of the documents, on their own connections. No pipeline with N workers can be
+    faster than N writers that do nothing but write (it also chunks and embeds on the same cores).
+    """
+    dims = int(collection.dimensions)
+    parts = _export_rows(collection, writers)
+    try:
         with connection.cursor() as cur:
-            cur.execute("DROP TABLE benchmark_copy_floor")
+            cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+            cur.execute(
+                f"CREATE UNLOGGED TABLE {FLOOR_TABLE} (id bigserial PRIMARY KEY, document_id bigint, "
+                f"ordinal integer, text text, token_count integer, embedding vector({dims}))"
+            )
+            # UNLOGGED would flatter the floor; make it a normal table like pipeline_chunk.
+            cur.execute(f"ALTER TABLE {FLOOR_TABLE} SET LOGGED")
+            cur.execute(f"CREATE UNIQUE INDEX ON {FLOOR_TABLE} (document_id, ordinal)")
+            cur.execute(f"CREATE INDEX ON {FLOOR_TABLE} USING hnsw (embedding vector_cosine_ops)")
+        t0 = time.perf_counter()
+        if writers == 1:
+            _copy_in(parts[0])
+        else:
+            with ThreadPoolExecutor(max_workers=writers) as pool:
+                for done in [pool.submit(_copy_in, buf) for buf in parts]:
+                    done.result()
+        seconds = time.perf_counter() - t0
+    finally:
+        for buf in parts:
+            buf.close()
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
     return seconds
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all, idle) CPU ticks of the machine since boot, from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(values), values[3] + values[4]  # idle + iowait
+
+
+def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The machine's CPU busy share between two cpu_ticks() readings (all cores, all processes)."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round(1 - (after[1] - before[1]) / (after[0] - before[0]), 3)
 
 
 def bare_encode_seconds(collection: Collection) -> float:

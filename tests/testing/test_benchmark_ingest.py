@@ -68,8 +68,14 @@ def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(
         assert all(v > 0 for v in run["stage_seconds"].values())
         assert run["docs_per_second"] == pytest.approx(run["documents"] / run["drain_seconds"], rel=0.02)
         assert 0 < run["worker_uss_mb"] <= run["worker_peak_rss_mb"]
+    # The ceiling (N concurrent COPYs) is measured for N > 1 workers only, and the ratio adds up.
+    single, forked = result["runs"]
+    assert single["ceiling_docs_per_second"] is None and single["ratio_to_ceiling"] is None
+    assert forked["ceiling_docs_per_second"] > 0
+    ratio = forked["docs_per_second"] / forked["ceiling_docs_per_second"]
+    assert forked["ratio_to_ceiling"] == pytest.approx(ratio, rel=0.02)
+    assert all(r["cpu_busy"] is None or 0 <= r["cpu_busy"] <= 1 for r in result["runs"])
     # Forked workers share the imported code with the parent: their unique memory is small.
-    forked = result["runs"][1]
     assert forked["worker_uss_mb"] < forked["worker_peak_rss_mb"] / 2
 
     assert result["floor_seconds"] > 0
@@ -183,3 +189,32 @@ def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp
     assert (root / ".complete").exists()
     (cache / f"django-{corpora.DJANGO_VERSION}.tar.gz").unlink()
     assert corpora.django_docs(cache) == paths, "a complete cache is reused without the archive"
+
+
+def test_the_ceilings_writers_split_the_rows_by_document_and_together_write_every_row(folder: Path) -> None:
+    from django.db import connection
+
+    from testing.benchmarks import ingest
+
+    bench(corpus=str(folder), model="local/hash-16", workers="1", keep=True)
+    collection = Collection.objects.get(name="benchmark-steady-1w")
+    parts = ingest._export_rows(collection, 3)
+    seen: list[set[int]] = []
+    with connection.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE part (document_id bigint, ordinal int, text text, token_count int, embedding vector(16))"
+        )
+        for buf in parts:
+            cur.execute("TRUNCATE part")
+            with cur.cursor.copy("COPY part FROM STDIN WITH (FORMAT BINARY)") as copy:
+                copy.write(buf.read())
+            cur.execute("SELECT DISTINCT document_id FROM part")
+            seen.append({row[0] for row in cur.fetchall()})
+            cur.execute("SELECT count(*) FROM part")
+            buf.close()
+    assert all(seen), "each writer gets a share of the documents"
+    assert sum(len(s) for s in seen) == len(set().union(*seen)) == len(texts())
+    assert ingest.copy_floor(collection, writers=3) > 0
+    with connection.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", [ingest.FLOOR_TABLE])
+        assert cur.fetchone()[0] is None, "the floor table is dropped afterwards"

@@ -105,6 +105,10 @@ class Command(BaseCommand):
                 floor = run.documents / benchmark.copy_floor(Collection.objects.get(name=name))
                 run.floor_docs_per_second = round(floor, 2)
                 run.ratio_to_floor = round(run.docs_per_second / floor, 3)
+                if n > 1:
+                    ceiling = run.documents / benchmark.copy_floor(Collection.objects.get(name=name), writers=n)
+                    run.ceiling_docs_per_second = round(ceiling, 2)
+                    run.ratio_to_ceiling = round(run.docs_per_second / ceiling, 3)
                 result.runs.append(run)
         best = max(result.runs, key=lambda r: r.docs_per_second)
         best_collection = Collection.objects.get(name=f"benchmark-{best.mode}-{best.workers}w")
@@ -131,9 +135,17 @@ class Command(BaseCommand):
         self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(corpus)} files")
         for r in result.runs:
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in r.stage_seconds.items())
+            ceiling = (
+                f"; {r.ratio_to_ceiling:.2f}x the ceiling of {r.workers} concurrent COPYs, "
+                f"{r.ceiling_docs_per_second:.1f} docs/s = "
+                f"{r.ceiling_docs_per_second / r.floor_docs_per_second:.2f}x the floor"
+                if r.ceiling_docs_per_second
+                else ""
+            )
+            cpu = f", CPU busy {r.cpu_busy:.0%}" if r.cpu_busy is not None else ""
             self.stdout.write(
                 f"{r.mode}, workers {r.workers}: {r.docs_per_second:.1f} docs/s "
-                f"({r.ratio_to_floor:.2f}x its floor of {r.floor_docs_per_second:.1f}), "
+                f"({r.ratio_to_floor:.2f}x its floor of {r.floor_docs_per_second:.1f}{ceiling}{cpu}), "
                 f"{r.chunks_per_second:.0f} chunks/s, "
                 f"{r.documents} of {r.enqueued} docs / {r.chunks} chunks drained in {r.drain_seconds:.2f}s "
                 f"(enqueue {r.enqueue_seconds:.2f}s); stage seconds (all workers): {stages}; "
