@@ -179,9 +179,11 @@ class BenchmarkRun(models.Model):
     config_fingerprint = models.CharField(max_length=64, blank=True)
     machine_fingerprint = models.CharField(max_length=64, help_text="Only runs on the same machine are compared.")
     machine = models.JSONField(default=dict, help_text="CPU model, cores, memory, Python and PostgreSQL versions.")
-    # {benchmark: {figure: {"samples": [...], "median": x, "better": "higher" | "lower", "unit": "docs/s"}}}
+    # {benchmark: {figure: {"samples": [...], "median": x, "better": "higher" | "lower", "unit": "docs/s"}}};
+    # per-stage figures also carry "informational": true, "stage" and "quantile" (testing.benchmarks.stages).
     results = models.JSONField(default=dict)
-    # {benchmark: {figure: {"verdict": "regression" | "improvement" | "same" | "insufficient_data", ...}}}
+    # {benchmark: {figure: {"verdict": "regression" | "improvement" | "same" | "insufficient_data"
+    #                                  | "informational", ...}}}
     comparison = models.JSONField(default=dict)
     regressions = models.PositiveIntegerField(default=0, help_text="Figures flagged as regressions.")
 

@@ -4,6 +4,9 @@ worker: only the database sees them all). From the latest run of each suite:
 - `performance_benchmark_result_embedding_pipeline_operations{benchmark,figure,suite}`: the median;
 - `performance_benchmark_regression_embedding_pipeline_operations{benchmark,figure,suite}`: 1 if flagged;
 - `performance_benchmark_last_run_timestamp_seconds{suite}`.
+
+Of the ingest benchmarks' informational per-stage figures only the p95 is exported (`storage_p95_s`,
+...: five figure values), never flagged.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 from django.db import DatabaseError, transaction
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from testing.benchmarks import stages
 from testing.models import BenchmarkRun
 
 logger = logging.getLogger(__name__)
@@ -54,6 +58,8 @@ class BenchmarkCollector:
             last.add_metric([run.suite], run.started_at.timestamp())
             for benchmark, figures in run.results.items():
                 for name, data in figures.items():
+                    if not stages.exported(data):
+                        continue
                     result.add_metric([benchmark, name, run.suite], float(data["median"]))
                     flagged = run.comparison.get(benchmark, {}).get(name, {}).get("verdict") == "regression"
                     regression.add_metric([benchmark, name, run.suite], 1.0 if flagged else 0.0)

@@ -10,6 +10,9 @@
    piecewise-constant Potts fit with automatic penalty), to date a regression: the first run
    of the worse level, with its code version.
 
+Informational figures (the ingest benchmarks' per-stage percentiles, testing.benchmarks.stages)
+are not gated: their verdict is `informational`.
+
 Figures say which way is better; the step detector expects "lower is better", so a
 higher-is-better figure is fed as its reciprocal.
 """
@@ -23,6 +26,7 @@ from typing import Any
 
 from scipy import stats
 
+from testing.benchmarks import stages
 from testing.models import BenchmarkRun
 
 BASELINE_RUNS = 10
@@ -120,6 +124,10 @@ def compare(run: BenchmarkRun, earlier: list[BenchmarkRun]) -> dict[str, dict[st
     comparison: dict[str, dict[str, dict[str, Any]]] = {}
     for benchmark, figures in run.results.items():
         for figure, data in figures.items():
+            if stages.is_informational(data):
+                # Not gated: a single drain's per-stage tail moves with the machine's load (stages).
+                comparison.setdefault(benchmark, {})[figure] = {"verdict": "informational"}
+                continue
             better = data["better"]
             having = [r for r in earlier if figure in r.results.get(benchmark, {})]
             series = [(r.started_at, r.code_version, r.results[benchmark][figure]["median"]) for r in having]

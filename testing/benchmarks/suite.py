@@ -11,6 +11,9 @@ compared with the same machine's history (testing.benchmarks.regression).
 | search | p50_ms, p95_ms at k=10 through the real search path | 10k chunks | 100k |
 | metrics | scrape_p95_ms: GET /metrics over a queued backlog | 10k queued | 100k |
 
+The three ingest benchmarks also keep each stage's per-document p50/p95/p99 (`storage_p95_s`, ...;
+testing.benchmarks.stages): informational figures, charted but not gated.
+
 Ratios to a floor measured in the same repetition are steadier than raw rates on a shared
 machine: both move with the machine's load.
 """
@@ -37,7 +40,7 @@ from django.utils import timezone
 from pipeline.collections import create_collection
 from pipeline.models import Collection, Document
 from testing import fingerprints
-from testing.benchmarks import ingest, regression
+from testing.benchmarks import ingest, regression, stages
 from testing.benchmarks import search as search_benchmark
 from testing.choices import BenchmarkSuite, BenchmarkTrigger
 from testing.models import BenchmarkRun
@@ -107,17 +110,34 @@ def machine_fingerprint(described: dict[str, Any]) -> str:
 # --- the benchmarks ------------------------------------------------------------------------------
 
 
+def stage_figures(repetitions: list[dict[str, dict[str, float]]]) -> Figures:
+    """Per-stage p50/p95/p99 per document (testing.benchmarks.stages), a sample per repetition:
+    informational, so the gate skips them."""
+    return {
+        stages.name(stage, q): {
+            **figure([r[stage][q] for r in repetitions], "lower", "s"),
+            "informational": True,
+            "stage": stage,
+            "quantile": q,
+        }
+        for stage in stages.STAGES
+        for q in stages.QUANTILES
+    }
+
+
 def _ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figures, Collection]:
-    rates, ratios, name = [], [], f"benchmark-suite-{mode}"
+    rates, ratios, per_stage, name = [], [], [], f"benchmark-suite-{mode}"
     for _ in range(sizes.repeats):
         run = ingest.run_once(name, HASH_MODEL, corpus, workers=2, mode=mode)
         collection = Collection.objects.get(name=name)
         floor = run.documents / ingest.copy_floor(collection)
         rates.append(run.docs_per_second)
         ratios.append(run.docs_per_second / floor)
+        per_stage.append(stages.percentiles(collection))  # the next run_once drops the collection
     return {
         "docs_per_second": figure(rates, "higher", "docs/s"),
         "ratio_to_floor": figure(ratios, "higher", "x"),
+        **stage_figures(per_stage),
     }, collection
 
 
@@ -142,17 +162,19 @@ def rerun(sizes: Sizes, corpus: ingest.Corpus, collection: Collection) -> Figure
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
     ingest.warm_up(MINILM)
-    rates, ratios, name = [], [], "benchmark-suite-minilm"
+    rates, ratios, per_stage, name = [], [], [], "benchmark-suite-minilm"
     for _ in range(sizes.repeats):
         run = ingest.run_once(name, MINILM, small, workers=1)
         collection = Collection.objects.get(name=name)
         bare = run.documents / ingest.bare_encode_seconds(collection)
         rates.append(run.docs_per_second)
         ratios.append(run.docs_per_second / bare)
+        per_stage.append(stages.percentiles(collection))
     collection.delete()
     return {
         "docs_per_second": figure(rates, "higher", "docs/s"),
         "ratio_to_bare_encode": figure(ratios, "higher", "x"),
+        **stage_figures(per_stage),
     }
 
 

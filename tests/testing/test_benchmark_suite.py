@@ -67,17 +67,20 @@ def test_quick_suite_stores_a_run_with_its_fingerprints_and_exports_it(folder, t
 
     run = BenchmarkRun.objects.get(pk=result["id"])
     assert set(run.results) == {"ingest_steady", "ingest_backfill", "rerun", "search", "metrics"}
-    assert set(run.results["ingest_steady"]) == {"docs_per_second", "ratio_to_floor"}
+    gated = {"docs_per_second", "ratio_to_floor"}
+    assert {n for n, d in run.results["ingest_steady"].items() if not d.get("informational")} == gated
+    assert "storage_p95_s" in run.results["ingest_backfill"]  # the per-stage figures: test_benchmark_stage_figures
     assert run.results["rerun"]["rerun_seconds"]["better"] == "lower"
     for figures in run.results.values():
         for data in figures.values():
-            assert len(data["samples"]) == TINY.repeats and all(s > 0 for s in data["samples"])
+            assert len(data["samples"]) == TINY.repeats
+            assert all(s > 0 for s in data["samples"]) or data.get("informational")
     assert set(run.machine) == {"cpu", "cores", "memory_gb", "python", "postgres"}
     assert run.machine_fingerprint == suite.machine_fingerprint(run.machine) and run.code_version
     assert run.config_fingerprint
     # No history yet on this machine: nothing can be called a regression.
     verdicts = {v["verdict"] for figures in run.comparison.values() for v in figures.values()}
-    assert verdicts == {"insufficient_data"} and run.regressions == 0
+    assert verdicts == {"insufficient_data", "informational"} and run.regressions == 0
 
     body = client.get("/metrics").content.decode()
     p95 = run.results["search"]["p95_ms"]["median"]

@@ -1,0 +1,47 @@
+"""Per-stage percentiles of the ingest benchmarks, kept with a run as informational figures.
+
+Each repetition of `ingest_steady`, `ingest_backfill` and `ingest_minilm` drains the corpus into a
+fresh collection; before the next repetition (or the end of the benchmark) drops it, and its batch
+timings with it, the per-document p50/p95/p99 of each stage are read from those rows (weighted by
+documents, as the optimizer reads them). Stored as figures such as `storage_p95_s`, marked
+informational: the regression gate skips them (one drain's tail moves with the machine's load and
+would flag noise), the Trends page charts them, and only their p95 is exported on /metrics.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.models import Collection
+from pipeline.optimizer.figures import db_percentiles
+
+# Queue wait is left out: every document is enqueued before the drain, so it only measures the
+# drain's length, which docs_per_second already states.
+STAGES = ("claim", "chunking", "embedding", "storage", "total")
+QUANTILES = ("p50", "p95", "p99")
+# /metrics carries one quantile per stage: 5 more figure values per ingest benchmark, not 15.
+EXPORTED_QUANTILE = "p95"
+# Every row of the collection (a benchmark's collection is fresh: all its rows are its drain's).
+ALL_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def name(stage: str, quantile: str) -> str:
+    return f"{stage}_{quantile}_s"
+
+
+def percentiles(collection: Collection) -> dict[str, dict[str, float]]:
+    """{stage: {"p50": s, "p95": s, "p99": s}} per document over the collection's batch timings."""
+    found = db_percentiles(ALL_TIME, collection.pk)
+    if not found["total"].count:
+        raise RuntimeError(f"no batch timings for {collection.name}: its drain stored no documents")
+    return {stage: {q: getattr(found[stage], q) for q in QUANTILES} for stage in STAGES}
+
+
+def is_informational(data: dict[str, Any]) -> bool:
+    return bool(data.get("informational"))
+
+
+def exported(data: dict[str, Any]) -> bool:
+    """Whether /metrics carries the figure: every gated figure, and the p95 of each stage."""
+    return not is_informational(data) or data.get("quantile") == EXPORTED_QUANTILE
