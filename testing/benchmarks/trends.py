@@ -1,7 +1,8 @@
 """Benchmark history as trend series for the admin's Trends page: each figure's median over the
 stored runs of one suite on one machine, its samples' range as the noise band, the runs the gate
 flagged as regressions when they were stored, and the change points asv.step_detect finds over the
-whole history shown (each dated by the first run of the worse level)."""
+whole history shown (each dated by the first run of the worse level). The ingest benchmarks'
+informational per-stage percentiles are charted apart: per stage, p50, p95 and p99 over the runs."""
 
 from __future__ import annotations
 
@@ -9,14 +10,22 @@ from typing import Any
 
 from django.db.models import Max
 
-from testing.benchmarks import regression
+from testing.benchmarks import regression, stages
 from testing.models import BenchmarkRun
 
 
 def trends(machine_fingerprint: str, suite: str, limit: int = regression.HISTORY_RUNS) -> dict[str, Any]:
     """Series sharing one axis of runs, oldest first; a run without a figure has None there."""
     runs = regression.history(machine_fingerprint, suite, limit=limit)
-    names = sorted({(b, f) for r in runs for b, figures in r.results.items() for f in figures})
+    gated, per_stage = set(), set()
+    for r in runs:
+        for b, figures in r.results.items():
+            for f, data in figures.items():
+                if stages.is_informational(data):
+                    per_stage.add((b, data["stage"]))
+                else:
+                    gated.add((b, f))
+    order = {stage: i for i, stage in enumerate(stages.STAGES)}
     return {
         "machine": machine_fingerprint,
         "suite": suite,
@@ -24,7 +33,11 @@ def trends(machine_fingerprint: str, suite: str, limit: int = regression.HISTORY
             {"id": r.pk, "at": r.started_at.isoformat(), "code_version": r.code_version[:12], "trigger": r.trigger}
             for r in runs
         ],
-        "charts": [_chart(runs, benchmark, figure) for benchmark, figure in names],
+        "charts": [_chart(runs, benchmark, figure) for benchmark, figure in sorted(gated)],
+        "stage_charts": [
+            _stage_chart(runs, benchmark, stage)
+            for benchmark, stage in sorted(per_stage, key=lambda p: (p[0], order.get(p[1], len(order)), p[1]))
+        ],
     }
 
 
@@ -49,6 +62,15 @@ def _chart(runs: list[BenchmarkRun], benchmark: str, figure: str) -> dict[str, A
         "regressions": [i for i, v in enumerate(verdicts) if v == "regression"],
         "change_points": steps,
     }
+
+
+def _stage_chart(runs: list[BenchmarkRun], benchmark: str, stage: str) -> dict[str, Any]:
+    """The medians of one stage's informational p50/p95/p99 over the runs (None where a run has none)."""
+    series = {}
+    for q in stages.QUANTILES:
+        data = [r.results.get(benchmark, {}).get(stages.name(stage, q)) for r in runs]
+        series[q] = [None if d is None else d["median"] for d in data]
+    return {"benchmark": benchmark, "stage": stage, **series}
 
 
 def machines() -> list[str]:

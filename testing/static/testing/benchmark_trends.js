@@ -1,6 +1,7 @@
 /* The Benchmark trends page: one chart per figure over the stored runs, drawn with the vendored
    Chart.js (pipeline/vendor/chartjs). The samples' range is a band, regressions red points, change
-   points hollow orange triangles (drawn on top: a step's first run is often also the regressed one). */
+   points hollow orange triangles (drawn on top: a step's first run is often also the regressed one).
+   The ingest benchmarks' informational per-stage figures: one chart per stage, p50/p95/p99 lines. */
 (function () {
   "use strict";
   const node = document.getElementById("benchmark-trends");
@@ -65,6 +66,34 @@
             },
           },
         },
+      },
+    });
+  });
+
+  const QUANTILE_COLORS = { p50: "#1565c0", p95: "#ef6c00", p99: "#c62828" };
+  trends.stage_charts.forEach((chart) => {
+    const canvas = document.getElementById("stage-trend-" + chart.benchmark + "-" + chart.stage);
+    if (!canvas) return;
+    new Chart(canvas, {
+      type: "line",
+      data: {
+        labels: labels,
+        datasets: ["p50", "p95", "p99"].map((q) => ({
+          label: q,
+          data: chart[q],
+          borderColor: QUANTILE_COLORS[q],
+          pointRadius: 2,
+          fill: false,
+        })),
+      },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        spanGaps: true,
+        interaction: { mode: "index", intersect: false },
+        scales: { x: { ticks: { maxTicksLimit: 6 } }, y: { beginAtZero: true, title: { display: true, text: "s per document" } } },
+        plugins: { legend: { position: "bottom" } },
       },
     });
   });
