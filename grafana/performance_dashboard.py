@@ -9,7 +9,8 @@ ConfigMap the Grafana sidecar picks up in Kubernetes. Rows:
 - Throughput: embedded docs/s against the measured capacity (measure_capacity);
 - SLOs: performance SLO compliance (pipeline.performance_slos), now and over time;
 - Benchmarks: each figure's median in the latest quick and full runs over time, regressions as
-  a series and as annotations (testing.benchmarks.collector).
+  a series and as annotations (testing.benchmarks.collector), and apart from them the ingest
+  benchmarks' informational per-stage p95 (not gated).
 
 Database-derived series (capacity, compliance, benchmarks) are the same from every replica: max().
 """
@@ -35,6 +36,8 @@ RESULT = "performance_benchmark_result_embedding_pipeline_operations"
 REGRESSION = "performance_benchmark_regression_embedding_pipeline_operations"
 COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+# The ingest benchmarks' informational per-stage figures (testing.benchmarks.stages exports their p95).
+STAGE_P95 = ".+_p95_s"
 
 
 def _ts(title: str, description: str, unit: str, span: int = 8) -> timeseries.Panel:
@@ -130,7 +133,11 @@ def benchmarks_row() -> list:
             "none",
             span=12,
         ).with_target(
-            query("A", f'max by (benchmark, figure) ({RESULT}{{suite="{suite}"}})', "{{benchmark}} {{figure}}")
+            query(
+                "A",
+                f'max by (benchmark, figure) ({RESULT}{{suite="{suite}", figure!~"{STAGE_P95}"}})',
+                "{{benchmark}} {{figure}}",
+            )
         )
         for suite in ("quick", "full")
     ]
@@ -155,6 +162,20 @@ def benchmarks_row() -> list:
             query("A", f"max by (suite, benchmark, figure) ({RESULT})", "{{figure}}")
             .instant()
             .format(PromQueryFormat.TABLE)
+        ),
+        # Last in the last row: the ids of the panels before it stay as they were.
+        _ts(
+            "Benchmark per-stage p95 (informational)",
+            "Per-document p95 seconds of each stage in the ingest benchmarks' latest run (median of its "
+            "repetitions; the admin's Trends page charts p50/p95/p99). Not gated: never flagged.",
+            "s",
+            span=24,
+        ).with_target(
+            query(
+                "A",
+                f'max by (suite, benchmark, figure) ({RESULT}{{figure=~"{STAGE_P95}"}})',
+                "{{suite}} {{benchmark}} {{figure}}",
+            )
         ),
     ]
     return panels

@@ -56,7 +56,10 @@ def test_rows_cover_stage_percentiles_capacity_slos_and_benchmark_history_with_r
         in panel["SLO compliance over time"]["targets"][0]["expr"]
     )
     for suite in ("quick", "full"):
-        assert f'suite="{suite}"' in panel[f"Benchmark history ({suite} suite)"]["targets"][0]["expr"]
+        history = panel[f"Benchmark history ({suite} suite)"]["targets"][0]["expr"]
+        assert f'suite="{suite}"' in history and 'figure!~".+_p95_s"' in history  # stage figures apart
+    (stage,) = panel["Benchmark per-stage p95 (informational)"]["targets"]
+    assert 'performance_benchmark_result_embedding_pipeline_operations{figure=~".+_p95_s"}' in stage["expr"]
     assert "performance_benchmark_regression" in panel["Regressions flagged"]["targets"][0]["expr"]
     [annotation] = committed()["annotations"]["list"]
     assert annotation["name"] == "Benchmark regressions" and "performance_benchmark_regression" in annotation["expr"]
