@@ -307,6 +307,13 @@ _register(
         "Batches after an applied change that are measured before it is kept or reverted.",
     ),
     Setting(
+        "EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES",
+        "int",
+        200,
+        "Searches of a collection measured before and after an applied ef_search change (and the least a "
+        "collection needs for its own search p95); each collection keeps its latest this many search times.",
+    ),
+    Setting(
         "EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS",
         "float",
         10.0,

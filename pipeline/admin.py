@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from pipeline import overview, performance_admin, queue, slo_page
+from pipeline import overview, performance_admin, queue, slo_page, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
     CapacityMeasurement,
@@ -23,6 +23,13 @@ from pipeline.models import (
     ModelCheck,
     WorkerHeartbeat,
 )
+
+HNSW_BUILD_FIELDS = ("hnsw_m", "hnsw_ef_construction")
+
+
+def _params(options: dict[str, int]) -> str:
+    return f"m={options['m']}, ef_construction={options['ef_construction']}"
+
 
 # The admin index links the pipeline overview (a custom view of CollectionAdmin).
 admin.site.index_template = "admin/pipeline/index.html"
@@ -42,9 +49,15 @@ class CollectionForm(forms.ModelForm):
         if "dimensions" in self.fields:
             self.fields["dimensions"].required = False
             self.fields["dimensions"].help_text = "Leave empty to ask the model."
+        for name in HNSW_BUILD_FIELDS:  # left empty: pgvector's default, as the API does
+            self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        for name in HNSW_BUILD_FIELDS:
+            if data.get(name) is None and name not in self.errors:
+                data[name] = Collection._meta.get_field(name).default
+                setattr(self.instance, name, data[name])
         if self.instance.pk is None and data.get("dimensions") is None and data.get("model") and not self.errors:
             probe = Collection(
                 **{k: v for k, v in data.items() if k in {"model", "api_base", "api_key_env", "extra_params"}}
@@ -78,8 +91,22 @@ class CollectionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
         if obj:
-            return ("model", "dimensions", "embedding_cost", "created_at", "updated_at")
+            return ("model", "dimensions", "hnsw_index", "embedding_cost", "created_at", "updated_at")
         return ("created_at", "updated_at")
+
+    @admin.display(description="HNSW index")
+    def hnsw_index(self, obj: Collection) -> str:
+        """What the index was built with, which may lag the fields until it is rebuilt."""
+        built = storage.index_options(obj.index_name)
+        wanted = {"m": obj.hnsw_m, "ef_construction": obj.hnsw_ef_construction}
+        if obj.building_generation is not None:
+            generation = obj.building_generation
+            return f"a backfill writes generation {generation}: its index is built at the end with {_params(wanted)}"
+        if built is None:
+            return "missing: search scans the collection's rows exactly"
+        if built != wanted:
+            return f"{obj.index_name}, built with {_params(built)}: an idle worker rebuilds it with {_params(wanted)}"
+        return f"{obj.index_name}, built with {_params(built)}"
 
     @admin.display(description="embedding cost (USD)")
     def embedding_cost(self, obj: Collection) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from django.db import connection, transaction
 
 from pipeline.chunking import ChunkText
+from pipeline.models.collection import HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_M_DEFAULT
 
 if TYPE_CHECKING:
     from pipeline.models import Collection
@@ -34,21 +35,22 @@ def _register_vector() -> None:
         raw._embedportal_vector = True
 
 
-def index_definition(collection: Collection, generation: int, name: str) -> str:
+def index_definition(collection: Collection, generation: int, name: str, concurrently: bool = False) -> str:
     # A partial expression index: only this collection's rows of one generation, cast to its
     # dimension, so collections of different models (and a re-embed beside the generation
     # searched) share pipeline_chunk. Queries must repeat the cast and the predicate (see
-    # nearest()) for the planner to use it.
+    # nearest()) for the planner to use it. Built with the collection's HNSW parameters.
     return (
-        f"CREATE INDEX IF NOT EXISTS {name} ON pipeline_chunk "
+        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS {name} ON pipeline_chunk "
         f"USING hnsw ((embedding::vector({int(collection.dimensions)})) vector_cosine_ops) "
+        f"WITH (m = {int(collection.hnsw_m)}, ef_construction = {int(collection.hnsw_ef_construction)}) "
         f"WHERE collection_id = {int(collection.pk)} AND generation = {int(generation)}"
     )
 
 
 def create_collection_index(collection: Collection, generation: int | None = None, name: str | None = None) -> None:
     """The collection's HNSW index over `generation` (default: the one searched), named `name`
-    (default: Collection.index_name)."""
+    (default: Collection.index_name), with the collection's m and ef_construction."""
     with connection.cursor() as cur:
         # Django's foreign keys are deferred; CREATE INDEX refuses to run while their checks are
         # pending in the same transaction (e.g. chunks written earlier in it), so fire them now.
@@ -62,6 +64,26 @@ def create_collection_index(collection: Collection, generation: int | None = Non
         )
         # Back to the default: every deferrable constraint here is initially deferred.
         cur.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+def index_options(name: str) -> dict[str, int] | None:
+    """The m and ef_construction an HNSW index was built with; None if there is no such index."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT reloptions FROM pg_class WHERE relname = %s AND relkind = 'i'", [name])
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return parse_options(row[0])
+
+
+def parse_options(reloptions: list[str] | None) -> dict[str, int]:
+    """pg_class.reloptions of an HNSW index; an index built without WITH has pgvector's defaults."""
+    options = {"m": HNSW_M_DEFAULT, "ef_construction": HNSW_EF_CONSTRUCTION_DEFAULT}
+    for option in reloptions or []:
+        key, _, value = option.partition("=")
+        if key in options:
+            options[key] = int(value)
+    return options
 
 
 def drop_collection_index(collection: Collection) -> None:
@@ -163,8 +185,11 @@ class Hit:
 
 
 def ef_search(collection: Collection, k: int) -> int:
-    """hnsw.ef_search for a k-nearest query: the candidate list must exceed k for recall; pgvector's
-    default 40 serves k <= 20 (benchmark_search: recall and p95 on 100k chunks)."""
+    """hnsw.ef_search for a k-nearest query: the candidate list must reach k for recall. The
+    collection's own ef_search (the optimizer's hnsw-ef-search recommendation), never below k; else
+    pgvector's default 40, at least 2k (benchmark_search: recall and p95 on 100k chunks)."""
+    if collection.ef_search is not None:
+        return max(int(collection.ef_search), k)
     return max(40, 2 * k)
 
 
@@ -174,8 +199,8 @@ def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
     dims = int(collection.dimensions)
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
     with transaction.atomic(), connection.cursor() as cur:
-        # Ranking comes from the collection's HNSW index (same cast and predicate);
-        # ef_search above k keeps recall up for larger k.
+        # Ranking comes from the collection's HNSW index (same cast and predicate); ef_search
+        # (local to this transaction) at least k keeps recall up for larger k.
         cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search(collection, k))])
         cur.execute(
             f"""

@@ -1,5 +1,6 @@
 """Per-batch stage timings and spend in the database (BatchTiming, CollectionCost): the optimizer's
-figures without Prometheus, and each collection's embedding cost since it was created.
+figures without Prometheus, and each collection's embedding cost since it was created; and each
+collection's latest search times (SearchLatency), which the search histogram cannot tell apart.
 
 A worker writes one row per collection of a claimed batch, after its documents are stored, with
 one statement that also adds the batch's tokens and cost to the collection's running total.
@@ -85,3 +86,28 @@ def prune(now: datetime | None = None) -> int:
     with connection.cursor() as cur:
         cur.execute("DELETE FROM pipeline_batchtiming WHERE finished_at < %s", [cutoff])
         return cur.rowcount
+
+
+_SEARCH_SQL = """
+INSERT INTO pipeline_searchlatency AS s (collection_id, searches, recent, last_at)
+VALUES (%(collection)s, 1, ARRAY[%(seconds)s]::double precision[], %(at)s)
+ON CONFLICT (collection_id) DO UPDATE
+   SET searches = s.searches + 1,
+       recent = (s.recent || EXCLUDED.recent)[greatest(1, cardinality(s.recent) + 2 - %(keep)s):],
+       last_at = EXCLUDED.last_at
+"""
+
+
+def record_search(collection_id: int, seconds: float, at: datetime | None = None) -> None:
+    """Add one search's seconds to the collection's latest EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES
+    (one upsert, in autocommit; the row lock lasts the statement)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _SEARCH_SQL,
+            {
+                "collection": collection_id,
+                "seconds": seconds,
+                "at": at or timezone.now(),
+                "keep": settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES,
+            },
+        )

@@ -9,7 +9,14 @@ from rest_framework import serializers
 
 from embedportal.api.strict import StrictFieldsMixin
 from pipeline.chunking import overlap_problem
-from pipeline.models import Collection, Document, dimensions_mismatch, freshness_sla_problem, reserved_name_problem
+from pipeline.models import (
+    Collection,
+    Document,
+    dimensions_mismatch,
+    freshness_sla_problem,
+    hnsw_build_problem,
+    reserved_name_problem,
+)
 
 
 class CollectionSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -39,6 +46,13 @@ class CollectionSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         overlap = attrs.get("chunk_overlap", getattr(self.instance, "chunk_overlap", 32))
         if problem := overlap_problem(size, overlap):
             raise serializers.ValidationError({"chunk_overlap": problem})
+        m = attrs.get("hnsw_m", getattr(self.instance, "hnsw_m", Collection._meta.get_field("hnsw_m").default))
+        ef_construction = attrs.get(
+            "hnsw_ef_construction",
+            getattr(self.instance, "hnsw_ef_construction", Collection._meta.get_field("hnsw_ef_construction").default),
+        )
+        if problem := hnsw_build_problem(m, ef_construction):
+            raise serializers.ValidationError({"hnsw_ef_construction": problem})
         return attrs
 
 

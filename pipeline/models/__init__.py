@@ -13,6 +13,7 @@ from pipeline.models.collection import (
     default_freshness_sla,
     dimensions_mismatch,
     freshness_sla_problem,
+    hnsw_build_problem,
     reserved_name_problem,
     reserved_names_allowed,
     validate_extra_params,
@@ -34,6 +35,7 @@ from pipeline.models.measurements import (
     CollectionCost,
     OptimizationChange,
     OptimizationChangeQuerySet,
+    SearchLatency,
 )
 from pipeline.models.operations import (
     SCHEDULE_MAX_AGE,

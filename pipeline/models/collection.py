@@ -75,6 +75,19 @@ def freshness_sla_problem(value: timedelta | None) -> str | None:
     return None
 
 
+# pgvector's HNSW build parameters: its defaults, and the ranges its CREATE INDEX accepts.
+HNSW_M_DEFAULT, HNSW_M_RANGE = 16, (2, 100)
+HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_EF_CONSTRUCTION_RANGE = 64, (4, 1000)
+EF_SEARCH_RANGE = (1, 1000)
+
+
+def hnsw_build_problem(m: int | None, ef_construction: int | None) -> str | None:
+    """pgvector refuses an ef_construction below twice m (the candidate list must hold the neighbours)."""
+    if m is not None and ef_construction is not None and ef_construction < 2 * m:
+        return f"must be at least 2 * hnsw_m ({2 * m}): pgvector's rule"
+    return None
+
+
 def default_freshness_sla() -> timedelta:
     return settings.EMBEDPORTAL_FRESHNESS_SLA
 
@@ -148,6 +161,29 @@ class Collection(models.Model):
         help_text="Most chunks sent in one embedding call.",
     )
     freshness_sla = models.DurationField(default=default_freshness_sla)
+    # The HNSW index's build parameters (pipeline.storage.index_definition): every index the
+    # collection gets is built with them; a change rebuilds it (pipeline.backfill.rebuild_index).
+    hnsw_m = models.PositiveSmallIntegerField(
+        "HNSW m",
+        default=HNSW_M_DEFAULT,
+        validators=[MinValueValidator(HNSW_M_RANGE[0]), MaxValueValidator(HNSW_M_RANGE[1])],
+        help_text="Neighbours per graph node (pgvector: 2 to 100, default 16). Fewer: faster inserts and "
+        "builds, lower recall. A change rebuilds the index.",
+    )
+    hnsw_ef_construction = models.PositiveSmallIntegerField(
+        "HNSW ef_construction",
+        default=HNSW_EF_CONSTRUCTION_DEFAULT,
+        validators=[MinValueValidator(HNSW_EF_CONSTRUCTION_RANGE[0]), MaxValueValidator(HNSW_EF_CONSTRUCTION_RANGE[1])],
+        help_text="Candidates considered per insert (pgvector: 4 to 1000 and at least 2 * m, default 64). "
+        "Fewer: faster inserts and builds, lower recall. A change rebuilds the index.",
+    )
+    ef_search = models.PositiveSmallIntegerField(
+        "HNSW ef_search",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(EF_SEARCH_RANGE[0]), MaxValueValidator(EF_SEARCH_RANGE[1])],
+        help_text="Candidates a search visits (pgvector: 1 to 1000); never fewer than k. Empty: max(40, 2k).",
+    )
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
     # Generations (pipeline.backfill): search reads `generation`; a first load or a re-embed writes
     # `building_generation` without an HNSW index, built once when its documents are all processed,
@@ -188,6 +224,9 @@ class Collection(models.Model):
         "batch_size",
         "freshness_sla",
         "paused",
+        "hnsw_m",
+        "hnsw_ef_construction",
+        "ef_search",
     )
 
     class Meta:
@@ -199,6 +238,11 @@ class Collection(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(chunk_overlap__lt=F("chunk_size")), name="pipeline_collection_overlap_lt_size"
+            ),
+            # pgvector's own rule, checked before an index build could fail on it.
+            models.CheckConstraint(
+                condition=Q(hnsw_ef_construction__gte=F("hnsw_m") * 2),
+                name="pipeline_collection_hnsw_ef_construction_ge_2m",
             ),
         ]
 
@@ -221,6 +265,8 @@ class Collection(models.Model):
             # Also the CHECK constraint pipeline_collection_overlap_lt_size; said here in words.
             if problem := overlap_problem(self.chunk_size, self.chunk_overlap):
                 errors["chunk_overlap"] = problem
+        if problem := hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction):
+            errors["hnsw_ef_construction"] = problem
         if errors:
             raise ValidationError(errors)
 

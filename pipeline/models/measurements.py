@@ -140,6 +140,26 @@ class CollectionCost(models.Model):
         return self.cost_usd / self.documents if self.documents else None
 
 
+class SearchLatency(models.Model):
+    """One collection's recent search latencies: the optimizer's per-collection search p95 (the
+    search histogram has no collection label) and the measurement of an ef_search change.
+
+    One row per collection, updated by one upsert per search (pipeline.timings.record_search):
+    `recent` keeps the seconds of the last EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches, oldest
+    first, and `searches` counts every search, so "N searches since a change" is a subtraction.
+    """
+
+    collection = models.OneToOneField(
+        Collection, on_delete=models.CASCADE, primary_key=True, related_name="search_latency"
+    )
+    searches = models.BigIntegerField(default=0, help_text="Searches since the row was created.")
+    recent = ArrayField(models.FloatField(), default=list, help_text="Seconds of the latest searches, oldest first.")
+    last_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.collection_id}: {self.searches} searches"
+
+
 class OptimizationChangeQuerySet(models.QuerySet["OptimizationChange"]):
     def pending(self) -> OptimizationChangeQuerySet:
         return self.filter(status=OptimizationStatus.APPLIED)
@@ -155,16 +175,20 @@ class OptimizationChange(models.Model):
     """A collection setting the optimizer changed, with the measurements that decide whether it stays."""
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="optimization_changes")
-    setting = models.CharField(max_length=50, help_text="A Collection field.")
+    setting = models.CharField(
+        max_length=50, help_text="What changed: batch_size, ef_search, hnsw (m and ef_construction) or backfill."
+    )
     before = models.JSONField()
     after = models.JSONField()
     reason = models.TextField(help_text="The recommendation and its expected effect.")
-    measurement_before = models.JSONField(help_text="Per-document p95 seconds and docs/s before the change.")
+    measurement_before = models.JSONField(
+        help_text="Before the change: worker seconds per document of the latest batches, or (ef_search) search p95."
+    )
     measurement_after = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=OptimizationStatus.choices, default=OptimizationStatus.APPLIED)
     note = models.TextField(blank=True, help_text="Why it was kept or reverted.")
     applied_by = models.CharField(max_length=150, blank=True)
-    applied_at = models.DateTimeField()
+    applied_at = models.DateTimeField(help_text="When it took effect (an index rebuild: when the new index served).")
     evaluated_at = models.DateTimeField(null=True, blank=True)
 
     objects = OptimizationChangeQuerySet.as_manager()

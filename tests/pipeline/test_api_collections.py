@@ -48,6 +48,7 @@ def hnsw_indexes() -> dict[str, str]:
 def assert_collection_index(collection: Collection, dims: int) -> None:
     indexdef = hnsw_indexes()[f"pipeline_chunk_hnsw_{collection.pk}"]
     assert f"USING hnsw (((embedding)::vector({dims})) vector_cosine_ops)" in indexdef, indexdef
+    assert f"WITH (m='{collection.hnsw_m}', ef_construction='{collection.hnsw_ef_construction}')" in indexdef
     # The generation searched (pipeline.backfill): a re-embed writes the next one beside it.
     assert indexdef.endswith(f"WHERE ((collection_id = {collection.pk}) AND (generation = {collection.generation}))"), (
         indexdef
@@ -93,6 +94,9 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "batch_size": 64,
         "freshness_sla": "01:00:00",
         "paused": False,
+        "hnsw_m": 16,  # pgvector's defaults, and the index is built with them
+        "hnsw_ef_construction": 64,
+        "ef_search": None,
         "created_at": None,
         "updated_at": None,
     }
@@ -133,6 +137,20 @@ INVALID_CREATES = [
     ),
     ("unknown chunk unit", {"name": "n", "model": "local/hash-16", "chunk_unit": "bytes"}, "chunk_unit"),
     ("batch_size zero", {"name": "n", "model": "local/hash-16", "batch_size": 0}, "batch_size"),
+    ("hnsw_m below pgvector's 2", {"name": "n", "model": "local/hash-16", "hnsw_m": 1}, "hnsw_m"),
+    ("hnsw_m above pgvector's 100", {"name": "n", "model": "local/hash-16", "hnsw_m": 101}, "hnsw_m"),
+    (
+        "hnsw_ef_construction above pgvector's 1000",
+        {"name": "n", "model": "local/hash-16", "hnsw_ef_construction": 1001},
+        "hnsw_ef_construction",
+    ),
+    (
+        "hnsw_ef_construction below 2 * hnsw_m",
+        {"name": "n", "model": "local/hash-16", "hnsw_m": 32, "hnsw_ef_construction": 40},
+        "hnsw_ef_construction",
+    ),
+    ("ef_search zero", {"name": "n", "model": "local/hash-16", "ef_search": 0}, "ef_search"),
+    ("ef_search above pgvector's 1000", {"name": "n", "model": "local/hash-16", "ef_search": 1001}, "ef_search"),
     ("api_base not a URL", {"name": "n", "model": "openai/x", "dimensions": 8, "api_base": "not a url"}, "api_base"),
     (
         "a key instead of a variable name",
@@ -259,6 +277,9 @@ def test_patch_changes_editable_fields_but_not_model_or_dimensions(hash_collecti
         ({"extra_params": ["dimensions", 32]}, "extra_params"),
         ({"extra_params": {"api_key": "sk-abc"}}, "extra_params"),
         ({"name": "not a slug"}, "name"),
+        ({"hnsw_ef_construction": 20}, "hnsw_ef_construction"),  # checked against the stored hnsw_m (16)
+        ({"hnsw_m": 40}, "hnsw_ef_construction"),  # the stored ef_construction (64) is below 2 * 40
+        ({"ef_search": 2000}, "ef_search"),
     ]
     for body, field in refused:
         before = snapshot()

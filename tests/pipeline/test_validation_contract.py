@@ -5,6 +5,7 @@ a 400 naming them."""
 from __future__ import annotations
 
 import json
+from html import escape
 from io import StringIO
 from pathlib import Path
 
@@ -142,6 +143,43 @@ def test_the_overlap_rule_reads_the_same_in_words_everywhere(api, admin_client):
     assert body["details"] == {"chunk_overlap": [OVERLAP]}
     page = create_by_admin(admin_client, name="overlap", chunk_size=64, chunk_overlap=64)
     assert OVERLAP in page and "pipeline_collection_overlap_lt_size" not in page
+
+
+def test_the_hnsw_build_rule_reads_the_same_in_the_api_and_the_admin(api, admin_client):
+    rule = "must be at least 2 * hnsw_m (48): pgvector's rule"
+    body = error_of(
+        api.post(
+            "/api/v1/collections/",
+            {"name": "graph", "model": "local/hash-16", "hnsw_m": 24, "hnsw_ef_construction": 40},
+        ),
+        400,
+    )
+    assert body["details"] == {"hnsw_ef_construction": [rule]}
+    page = create_by_admin(admin_client, name="graph", hnsw_m=24, hnsw_ef_construction=40)
+    assert escape(rule) in page and "pipeline_collection_hnsw_ef_construction_ge_2m" not in page
+    assert "Ensure this value is less than or equal to 1000." in create_by_admin(admin_client, ef_search=1001)
+    assert not Collection.objects.filter(name__in=["graph", "viaadmin"]).exists()
+    # Left empty in the admin: pgvector's defaults, and the index is built with them.
+    accepted = admin_client.post(
+        "/admin/pipeline/collection/add/",
+        {
+            "name": "defaults",
+            "model": "local/hash-16",
+            "extra_params": "{}",
+            "chunking_strategy": "recursive",
+            "chunk_unit": "tokens",
+            "chunk_size": 256,
+            "chunk_overlap": 32,
+            "batch_size": 64,
+            "freshness_sla": "01:00:00",
+            "hnsw_m": "",
+            "hnsw_ef_construction": "",
+            "ef_search": "",
+        },
+    )
+    assert accepted.status_code == 302
+    made = Collection.objects.get(name="defaults")
+    assert (made.hnsw_m, made.hnsw_ef_construction, made.ef_search) == (16, 64, None)
 
 
 def test_duplicate_ids_in_a_jsonl_file_are_refused_like_the_api_refuses_them(api, tmp_path: Path):
