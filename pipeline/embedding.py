@@ -8,6 +8,7 @@ from the error type, so that retries are counted and capped in one place.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,6 +146,9 @@ def classify_storage_error(exc: Exception) -> PipelineError:
     return PipelineError(kind, Stage.STORAGE, f"{type(cause).__name__}: {cause}".strip()[:2000])
 
 
+_USAGE_LOCK = threading.Lock()
+
+
 @dataclass
 class Usage:
     """What the provider calls made inside `metered()` billed: their usage tokens and LiteLLM's
@@ -155,6 +159,10 @@ class Usage:
     cost_usd: float = 0.0
 
     def add(self, response: Any) -> None:
+        with _USAGE_LOCK:  # concurrent calls of one batch (pipeline._run_calls) add from their threads
+            self._add(response)
+
+    def _add(self, response: Any) -> None:
         self.calls += 1
         usage = getattr(response, "usage", None)
         self.tokens += int(getattr(usage, "prompt_tokens", 0) or getattr(usage, "total_tokens", 0) or 0)

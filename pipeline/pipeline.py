@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import logging
@@ -36,6 +37,7 @@ from pipeline.embedding import (
     classify_storage_error,
     embed_texts,
     metered,
+    provider_of,
     scrub,
 )
 from pipeline.models import Collection, Document, ProviderCircuit, WorkerHeartbeat
@@ -111,6 +113,18 @@ def _advisory(record: Callable[[], T], default: T) -> T:
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
         return default
+
+
+def concurrency(collection: Collection) -> int:
+    """How many provider calls a worker makes at once for one of `collection`'s batches: its
+    `provider_concurrency` for a remote provider, whose time is waiting; one for a local model,
+    which already computes on every core of the worker's machine."""
+    if provider_of(collection.model) == "local":
+        return 1
+    return max(1, collection.provider_concurrency)
+
+
+_COUNTING = threading.Lock()
 
 
 def new_worker_id() -> str:
@@ -572,10 +586,11 @@ class EmbeddingIngestionPipeline:
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].text))
         texts = [chunks[i].text for i in order]
         size = collection.batch_size
-        parts = [
-            self._with_retries(lambda batch=texts[i : i + size]: self._call_provider(collection, batch), report)
-            for i in range(0, len(texts), size)
+        calls = [
+            functools.partial(self._with_retries, functools.partial(self._call_provider, collection, batch), report)
+            for batch in (texts[i : i + size] for i in range(0, len(texts), size))
         ]
+        parts = self._run_calls(calls, concurrency(collection))
         if parts:
             _advisory(lambda: ProviderCircuit.objects.record_success(collection), None)
         if not parts:
@@ -583,6 +598,33 @@ class EmbeddingIngestionPipeline:
         vectors = np.empty_like(stacked := np.concatenate(parts))
         vectors[order] = stacked
         return vectors
+
+    @staticmethod
+    def _run_calls(calls: list[Callable[[], np.ndarray]], limit: int) -> list[np.ndarray]:
+        """Run a batch's provider calls, up to `limit` at a time, and return their vectors in order.
+
+        Each call keeps its own retries. The first error cancels the calls not started yet, waits
+        for those in flight (no call outlives its batch) and is raised: the batch is then retried,
+        split or deferred as a whole (_embed_isolating), as with one call at a time."""
+        if limit <= 1 or len(calls) <= 1:
+            return [call() for call in calls]
+
+        def run(call: Callable[[], np.ndarray]) -> np.ndarray:
+            try:
+                return call()
+            finally:
+                # The circuit bookkeeping of an outage may have opened this thread's own connection.
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=min(limit, len(calls)), thread_name_prefix="embed") as pool:
+            # Each call runs in a copy of this context: the stage's usage meter (embedding.metered) counts it.
+            futures = [pool.submit(contextvars.copy_context().run, run, call) for call in calls]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     def _call_provider(self, collection: Collection, texts: list[str]) -> np.ndarray:
         """One embedding call; an outage error counts toward the endpoint's circuit breaker."""
@@ -654,7 +696,9 @@ class EmbeddingIngestionPipeline:
 
     def _count_error(self, exc: PipelineError, report: Report) -> None:
         # Every failed try counts, retries included: errors_total is diagnostic, not the SLI.
-        report.errors[exc.error_type] += 1
+        # Concurrent provider calls (_run_calls) count from their own threads.
+        with _COUNTING:
+            report.errors[exc.error_type] += 1
         self.metrics.ERRORS.labels(error_type=str(exc.error_type)).inc()
 
     def _fail(self, doc: Document, exc: PipelineError, report: Report) -> None:

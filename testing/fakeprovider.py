@@ -84,6 +84,9 @@ class FakeProvider(LoopbackServer):
         self.requests: list[dict[str, Any]] = []
         # Answers given, by mode.
         self.calls: Counter[str] = Counter()
+        # Requests being answered now, and the most at once so far (a client's concurrency).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.lock = threading.Lock()
         provider = self
 
@@ -105,7 +108,13 @@ class FakeProvider(LoopbackServer):
                         )
                     mode = provider.pick(inputs)
                     provider.calls[mode] += 1
-                provider.answer(self, mode, inputs)
+                    provider.in_flight += 1
+                    provider.max_in_flight = max(provider.max_in_flight, provider.in_flight)
+                try:
+                    provider.answer(self, mode, inputs)
+                finally:
+                    with provider.lock:
+                        provider.in_flight -= 1
 
         super().__init__(Handler)
 

@@ -160,6 +160,14 @@ class Collection(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(2048)],
         help_text="Most chunks sent in one embedding call.",
     )
+    provider_concurrency = models.PositiveSmallIntegerField(
+        "provider concurrency",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(32)],
+        help_text="Embedding calls a worker makes at once for one batch (1 to 32) with a remote provider, "
+        "whose time is mostly waiting; local models always make one. The provider's rate limit caps it: "
+        "429 answers mean lower it.",
+    )
     freshness_sla = models.DurationField(default=default_freshness_sla)
     # The HNSW index's build parameters (pipeline.storage.index_definition): every index the
     # collection gets is built with them; a change rebuilds it (pipeline.backfill.rebuild_index).
@@ -222,6 +230,7 @@ class Collection(models.Model):
         "chunk_size",
         "chunk_overlap",
         "batch_size",
+        "provider_concurrency",
         "freshness_sla",
         "paused",
         "hnsw_m",

@@ -25,6 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--chunk-size", type=int, default=256)
         parser.add_argument("--chunk-overlap", type=int, default=32)
         parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument(
+            "--provider-concurrency",
+            type=int,
+            default=1,
+            help="Embedding calls a worker makes at once for one batch with a remote provider (1 to 32)",
+        )
         parser.add_argument("--freshness-sla", type=int, help="Freshness SLA in seconds (default 3600)")
         parser.add_argument(
             "--param",
@@ -61,6 +67,7 @@ class Command(BaseCommand):
             chunk_size=o["chunk_size"],
             chunk_overlap=o["chunk_overlap"],
             batch_size=o["batch_size"],
+            provider_concurrency=o["provider_concurrency"],
         )
         if o["freshness_sla"] is not None:
             fields["freshness_sla"] = timedelta(seconds=o["freshness_sla"])
