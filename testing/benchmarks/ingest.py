@@ -82,6 +82,7 @@ class BenchmarkResult:
     rerun_seconds: float | None = None
     rerun_samples: list[float] = field(default_factory=list)
     provider_latency_ms: float = 0.0
+    provider_concurrency: int = 1
     baseline_rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
 

@@ -148,6 +148,8 @@ def test_a_corpus_file_enqueue_would_reject_stops_the_benchmark_before_it_starts
         ({"workers": "0"}, "--workers must be between 1 and 32"),
         ({"docs": 0}, "--docs must be at least 1"),
         ({"model": "local/nope"}, "local/nope"),
+        ({"provider_concurrency": 2}, "--provider-concurrency needs --provider-latency"),
+        ({"provider_concurrency": 0, "provider_latency": 10.0}, "--provider-concurrency must be between 1 and 32"),
     ],
 )
 def test_bad_options_are_refused_with_what_to_fix(folder: Path, options: dict, message: str) -> None:

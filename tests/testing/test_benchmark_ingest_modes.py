@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from pipeline.models import Collection
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -50,6 +52,15 @@ def test_provider_latency_embeds_through_the_fake_remote_provider(folder: Path) 
     assert result["model"] == "openai/fake-embedder" and result["provider_latency_ms"] == 20.0
     [run] = result["runs"]
     assert run["documents"] == 3 and run["stage_seconds"]["embedding"] >= 0.02
+    assert result["provider_concurrency"] == 1
+
+
+def test_provider_concurrency_is_the_benchmark_collections_setting(folder: Path) -> None:
+    result = bench(corpus=str(folder), workers="1", provider_latency=20.0, provider_concurrency=3, docs=3, keep=True)
+
+    assert result["provider_concurrency"] == 3
+    assert Collection.objects.get(name="benchmark-steady-1w").provider_concurrency == 3
+    assert result["runs"][0]["documents"] == 3
 
 
 def test_unknown_mode_is_refused(folder: Path) -> None:

@@ -45,6 +45,14 @@ class Command(BaseCommand):
             help="Embed through a local fake OpenAI-compatible server (testing.fakeprovider) answering each call "
             "after MS milliseconds, as a remote provider; --model is then ignored",
         )
+        parser.add_argument(
+            "--provider-concurrency",
+            type=int,
+            default=1,
+            metavar="N",
+            help="With --provider-latency: the collection's provider_concurrency, embedding calls a worker "
+            "makes at once for one batch (1 to 32)",
+        )
         parser.add_argument("--keep", action="store_true", help="Keep the benchmark collections")
         parser.add_argument("--json", action="store_true")
 
@@ -65,6 +73,10 @@ class Command(BaseCommand):
         modes = [m.strip() for m in o["mode"].split(",")]
         if not modes or any(m not in benchmark.MODES for m in modes):
             raise CommandError(f"--mode takes {' or '.join(benchmark.MODES)}, or both separated by a comma")
+        if not 1 <= o["provider_concurrency"] <= 32:
+            raise CommandError("--provider-concurrency must be between 1 and 32")
+        if o["provider_concurrency"] > 1 and o["provider_latency"] is None:
+            raise CommandError("--provider-concurrency needs --provider-latency: local models make one call at a time")
         if o["docs"] is not None and o["docs"] < 1:
             raise CommandError("--docs must be at least 1")
         try:
@@ -84,6 +96,7 @@ class Command(BaseCommand):
             provider = None
             if o["provider_latency"] is not None:
                 provider = stack.enter_context(benchmark.remote_provider(o["provider_latency"] / 1000))
+                provider["provider_concurrency"] = o["provider_concurrency"]
                 o["model"] = benchmark.REMOTE_MODEL
             self.run(o, corpus, counts, modes, provider)
 
@@ -93,6 +106,7 @@ class Command(BaseCommand):
         benchmark.warm_up(o["model"], provider)
         result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
         result.provider_latency_ms = o["provider_latency"] or 0.0
+        result.provider_concurrency = o["provider_concurrency"]
         result.baseline_rss_mb = round(benchmark.current_rss_mb(), 1)
         from pipeline.models import Collection
 
@@ -132,7 +146,13 @@ class Command(BaseCommand):
         if o["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
             return
-        self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(corpus)} files")
+        remote = (
+            f", provider answering after {result.provider_latency_ms:.0f} ms, "
+            f"{result.provider_concurrency} call(s) at once per batch"
+            if result.provider_latency_ms
+            else ""
+        )
+        self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(corpus)} files{remote}")
         for r in result.runs:
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in r.stage_seconds.items())
             ceiling = (
