@@ -19,6 +19,19 @@ transaction; then it deletes the old generation's chunks. A worker that dies mid
 all of it back; `finish_ready` (idle workers) finishes it later. Index builds are serialised
 cluster-wide by an advisory lock: two builds would deadlock on DROP INDEX's table lock.
 
+The optimizer's `backfill-<name>` recommendation starts the same mode on a collection that has
+chunks already (`begin_backfill`): its index is dropped while its queued documents are written
+(search scans its rows exactly meanwhile) and built once at the end by `finish`.
+
+An index is built with the collection's `hnsw_m` and `hnsw_ef_construction`. When they change
+(the optimizer's `hnsw-build-<name>`, or an edit), `rebuild_index` builds a new index under a
+temporary name with CREATE INDEX CONCURRENTLY (writers go on; search keeps the old index), then
+drops the old one and renames the new one in one short transaction: at every moment the
+collection has a valid index. A rebuild that dies leaves the old index serving (and perhaps an
+invalid temporary one): idle workers (`finish_ready`) drop the leftover and rebuild every index
+whose parameters are not its collection's. Rebuilds hold the same advisory lock as the builds
+above (session-level: CREATE INDEX CONCURRENTLY runs outside a transaction).
+
 Documents that fail for good during a re-embed have no chunks in the new generation: after the
 switch they are not searchable until reprocessing embeds them.
 """
@@ -28,16 +41,18 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from pipeline import providers
 from pipeline.choices import DocumentStatus
-from pipeline.models import Chunk, Collection, Document, wake_workers
+from pipeline.models import Chunk, Collection, Document, OptimizationChange, wake_workers
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +60,10 @@ logger = logging.getLogger(__name__)
 SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
 # What a re-embed may change: everything the vectors depend on.
 REEMBED_FIELDS = (*SERVING_FIELDS, "chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap", "batch_size")
-# pg_try_advisory_xact_lock key: one index build at a time (ASCII "HNSWBLD").
+# Advisory lock key: one index build at a time (ASCII "HNSWBLD").
 BUILD_LOCK = 0x484E5357424C44
-# pgvector's defaults (m=16): each graph element holds its vector and up to 2m level-0 neighbours.
-HNSW_M = 16
+# The name a rebuild builds under before it replaces Collection.index_name.
+REBUILD_SUFFIX = "_rebuild"
 
 
 def serving(collection: Collection) -> Collection:
@@ -63,17 +78,30 @@ def serving(collection: Collection) -> Collection:
 
 def begin_first_load(collection_id: int) -> bool:
     """Start a first-load backfill if the collection has no chunks and none is running."""
+    chunkless = Collection.objects.filter(pk=collection_id).exclude(
+        Exists(Chunk.objects.filter(collection_id=OuterRef("pk")))
+    )
+    return _begin_in_place(chunkless, "first load")
+
+
+def begin_backfill(collection_id: int) -> bool:
+    """Write the collection's queued documents in backfill mode (the optimizer's backfill
+    recommendation): its index is dropped, search scans its rows exactly meanwhile, and `finish`
+    builds the index once they are all processed. False if a backfill already runs."""
+    return _begin_in_place(Collection.objects.filter(pk=collection_id), "backfill")
+
+
+def _begin_in_place(collections: QuerySet[Collection], what: str) -> bool:
+    """Backfill the generation searched: documents are written into it without its index."""
     with transaction.atomic():
-        started = (
-            Collection.objects.filter(pk=collection_id, building_generation__isnull=True)
-            .exclude(Exists(Chunk.objects.filter(collection_id=OuterRef("pk"))))
-            .update(building_generation=F("generation"))
-        )
+        started = collections.filter(building_generation__isnull=True).update(building_generation=F("generation"))
         if started:
-            collection = Collection.objects.get(pk=collection_id)
+            collection = collections.get()
             with connection.cursor() as cur:
                 cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
-            logger.info("collection %s: first load in backfill mode (index built at the end)", collection.name)
+            if not outstanding(collection.pk):  # nothing left to write: no store will call finish
+                transaction.on_commit(lambda: finish(collection.pk), robust=True)
+            logger.info("collection %s: %s in backfill mode (index built at the end)", collection.name, what)
     return bool(started)
 
 
@@ -142,7 +170,8 @@ def build_memory(collection: Collection, generation: int) -> str:
     """maintenance_work_mem for the generation's HNSW build: the whole graph in memory (pgvector's
     build slows several-fold once it spills), capped by EMBEDPORTAL_INDEX_BUILD_MEMORY_MB."""
     rows = Chunk.objects.filter(collection=collection, generation=generation).count()
-    needed = rows * (int(collection.dimensions) * 4 + HNSW_M * 2 * 8 + 64) * 1.3 / 2**20
+    # Each graph element holds its vector and up to 2m level-0 neighbours.
+    needed = rows * (int(collection.dimensions) * 4 + int(collection.hnsw_m) * 2 * 8 + 64) * 1.3 / 2**20
     megabytes = max(64, 2 ** math.ceil(math.log2(max(needed, 1))))
     return f"{min(megabytes, settings.EMBEDPORTAL_INDEX_BUILD_MEMORY_MB)}MB"
 
@@ -193,7 +222,132 @@ def finish(collection_id: int) -> bool:
 
 
 def finish_ready() -> int:
-    """Finish every backfill whose documents are all processed (idle workers call this, so a build
-    that died with its worker is redone). Returns the backfills finished."""
+    """Finish every backfill whose documents are all processed, and rebuild every index whose HNSW
+    parameters are not its collection's (idle workers call this, so a build or rebuild that died
+    with its worker is redone). Returns the builds done."""
     ids = list(Collection.objects.filter(building_generation__isnull=False).values_list("pk", flat=True))
-    return sum(finish(pk) for pk in ids if not outstanding(pk))
+    return sum(finish(pk) for pk in ids if not outstanding(pk)) + rebuild_stale()
+
+
+# --- rebuilding an index with new parameters -------------------------------------------------
+
+
+@contextmanager
+def build_lock() -> Iterator[bool]:
+    """Hold BUILD_LOCK for this session (a rebuild spans transactions); yields whether it was free.
+    Reentrant: the session that holds it takes it again."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [BUILD_LOCK])
+        held = cur.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", [BUILD_LOCK])
+
+
+def rebuild_index(collection_id: int) -> bool:
+    """Rebuild the collection's index with its hnsw_m and hnsw_ef_construction, search served by
+    the old index until the new one replaces it. False when another build holds the lock, or a
+    backfill started (its own build uses the new parameters). Must run outside a transaction."""
+    if connection.in_atomic_block:
+        raise RuntimeError("an index rebuild runs CREATE INDEX CONCURRENTLY: call it outside a transaction")
+    with build_lock() as held:
+        return held and _rebuild(Collection.objects.get(pk=collection_id))
+
+
+def _rebuild(collection: Collection) -> bool:
+    from pipeline import storage
+
+    temporary = f"{collection.index_name}{REBUILD_SUFFIX}"
+    if collection.building_generation is not None:
+        return False
+    wanted = (collection.hnsw_m, collection.hnsw_ef_construction, collection.generation)
+    with connection.cursor() as cur:
+        cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {temporary}")  # left by a rebuild that died
+        cur.execute(
+            "SELECT set_config('maintenance_work_mem', %s, false), "
+            "set_config('max_parallel_maintenance_workers', %s, false)",
+            [build_memory(collection, collection.generation), str(settings.EMBEDPORTAL_INDEX_BUILD_WORKERS)],
+        )
+        try:
+            cur.execute(storage.index_definition(collection, collection.generation, temporary, concurrently=True))
+        except Exception:
+            # A failed concurrent build leaves an invalid index that every insert would still pay for.
+            cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {temporary}")
+            raise
+        finally:
+            cur.execute("RESET maintenance_work_mem")
+            cur.execute("RESET max_parallel_maintenance_workers")
+        with transaction.atomic():
+            # The row lock orders this swap with begin_first_load/begin_backfill/begin_reembed, and a
+            # concurrent edit of the parameters: the new index must still be the one wanted.
+            current = Collection.objects.select_for_update().get(pk=collection.pk)
+            swapped = current.building_generation is None and wanted == (
+                current.hnsw_m,
+                current.hnsw_ef_construction,
+                current.generation,
+            )
+            if swapped:
+                cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
+                cur.execute(f"ALTER INDEX {temporary} RENAME TO {collection.index_name}")
+                # An optimizer change of these parameters is measured from now (pipeline.optimizer.changes).
+                OptimizationChange.objects.pending().filter(collection=collection, setting="hnsw").update(
+                    applied_at=timezone.now()
+                )
+        if not swapped:
+            cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {temporary}")
+            return False
+    logger.info(
+        "collection %s: index rebuilt with m=%d, ef_construction=%d",
+        collection.name,
+        collection.hnsw_m,
+        collection.hnsw_ef_construction,
+    )
+    return True
+
+
+def stale_indexes() -> tuple[list[int], list[str]]:
+    """(collections whose index was built with other HNSW parameters than theirs, leftover
+    temporary indexes of rebuilds that died). Collections being backfilled are left to `finish`;
+    a missing index is not rebuilt here (a first load drops it on purpose)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT c.id, c.hnsw_m, c.hnsw_ef_construction, i.reloptions FROM pipeline_collection c "
+            "JOIN pg_class i ON i.relname = 'pipeline_chunk_hnsw_' || c.id AND i.relkind = 'i' "
+            "WHERE c.building_generation IS NULL"
+        )
+        from pipeline.storage import parse_options
+
+        stale = [
+            pk
+            for pk, m, ef_construction, reloptions in cur.fetchall()
+            if parse_options(reloptions) != {"m": m, "ef_construction": ef_construction}
+        ]
+        cur.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ %s",
+            [f"^pipeline_chunk_hnsw_[0-9]+{REBUILD_SUFFIX}$"],
+        )
+        return stale, [row[0] for row in cur.fetchall()]
+
+
+def rebuild_stale() -> int:
+    """Rebuild every index `stale_indexes` finds (idle workers, through finish_ready). Returns the
+    indexes rebuilt; 0 inside a transaction or while another build holds the lock."""
+    stale, leftovers = stale_indexes()
+    if not (stale or leftovers) or connection.in_atomic_block:
+        return 0
+    with build_lock() as held:
+        if not held:
+            return 0
+        with connection.cursor() as cur:
+            for name in leftovers:  # nobody builds them: we hold the lock
+                cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        rebuilt = 0
+        for pk in stale:
+            try:
+                rebuilt += _rebuild(Collection.objects.get(pk=pk))
+            except DatabaseError:  # e.g. the deadlock a concurrent CREATE/DROP INDEX resolves against it
+                logger.exception("collection %s: index rebuild failed; an idle worker tries again", pk)
+        return rebuilt

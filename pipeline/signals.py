@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
 from pipeline import storage
 from pipeline.models import Collection
+from pipeline.tasks import kick_workers
 
 # A worker failed a document for good: document_id, error (embedding.PipelineError), message
 # (already scrubbed of secrets). Sent once per document, after Document.status became failed.
@@ -25,8 +27,16 @@ documents_embedded = Signal()
 
 @receiver(post_save, sender=Collection)
 def create_index(sender: type[Collection], instance: Collection, created: bool, **kwargs: Any) -> None:
-    if created and not kwargs.get("raw"):
+    if kwargs.get("raw"):
+        return
+    if created:
         storage.create_collection_index(instance)
+        return
+    built = storage.index_options(instance.index_name)
+    if built is not None and built != {"m": instance.hnsw_m, "ef_construction": instance.hnsw_ef_construction}:
+        # New HNSW parameters (an edit in the admin or the API): an idle worker rebuilds the index
+        # with them (pipeline.backfill.rebuild_stale), so wake one once this commits.
+        transaction.on_commit(kick_workers)
 
 
 @receiver(post_delete, sender=Collection)
