@@ -11,9 +11,12 @@ the database: the Prometheus histograms carry no collection label.
 The bottleneck is the processing stage with the largest share of the per-document p95, unless
 the workers are saturated (busy most of the time) and documents wait in the queue longer than
 they are processed: then it is the number of workers. Recommendations say what to change and
-the effect expected; one that changes a collection setting (`batch_size`) can be applied: the
-change is recorded as an OptimizationChange with a measurement of the batches before it, and
-the evaluation schedule keeps or reverts it once as many batches ran after it.
+the effect expected; one that changes a collection (its embedding batch size, its HNSW build
+parameters, its ef_search, or loading it in backfill mode) can be applied: the change is recorded
+as an OptimizationChange with a measurement before it (worker seconds per document of its latest
+batches, or for ef_search the p95 of its latest searches), and the evaluation schedule keeps or
+reverts it once as much was measured after it (pipeline.optimizer.changes). Deployment settings
+(workers, the claim batch, provider limits, maintenance_work_mem) stay advice.
 
 Modules: figures (percentiles, utilisation, bottleneck), recommendations, analysis, changes.
 """

@@ -1,9 +1,10 @@
 """What to change, and the effect expected, from an analysis' figures.
 
-Each rule reads the figures (and, where it needs them, the database's batch rows, the latest
-capacity measurement, PostgreSQL's settings and the index options) and returns recommendations.
-Only a collection setting in APPLIABLE can be applied by the optimizer; the others are settings
-of the deployment (environment, PostgreSQL) an operator changes.
+Each rule reads the figures (and, where it needs them, the database's batch rows and search
+times, the latest capacity measurement and PostgreSQL's settings) and returns recommendations.
+One that changes a collection (its `setting` in APPLIABLE) can be applied by the optimizer
+(pipeline.optimizer.changes); the others are settings of the deployment (environment, PostgreSQL)
+an operator changes, and say so.
 """
 
 from __future__ import annotations
@@ -25,16 +26,21 @@ from pipeline.models import BatchTiming, Collection, Document
 if TYPE_CHECKING:
     from pipeline.optimizer.analysis import Analysis
 
-# Collection fields the optimizer may change (and revert).
-APPLIABLE = {"batch_size"}
+# What the optimizer may change in a collection (and revert): its embedding batch size, its HNSW
+# build parameters (m and ef_construction, a rebuild), its ef_search, and backfill mode.
+APPLIABLE = {"batch_size", "hnsw", "ef_search", "backfill"}
+# Said by every recommendation the optimizer cannot apply.
+ADVICE_ONLY = "a deployment setting: change it where the deployment is configured; the optimizer does not"
 MAX_BATCH_SIZE = 2048
 MAX_CLAIM_BATCH = 256
 # A stage below this share of the per-document p95 is not worth tuning.
 WORTH_IT = 0.3
-# pgvector's HNSW defaults, and the lighter build suggested when index maintenance dominates.
-HNSW_DEFAULT = {"m": 16, "ef_construction": 64}
+# The lighter HNSW build suggested when index maintenance dominates.
 HNSW_LIGHT = {"m": 12, "ef_construction": 40}
+# pgvector's default ef_search (what search uses for k <= 20 when the collection sets none), and
+# the least the optimizer proposes.
 DEFAULT_EF_SEARCH = 40
+MIN_EF_SEARCH = 10
 # Measured on the 2-core machines (docs/benchmarks.md): steady ingest ~1.6x the single COPY floor
 # with 2 workers, COPY into an unindexed table plus one index build ~3.2x.
 BACKFILL_SPEEDUP = 3.2 / 1.6
@@ -60,7 +66,7 @@ class Recommendation:
 
 
 def recommend(analysis: Analysis, collections: list[Collection], since: datetime) -> list[Recommendation]:
-    recs = [*workers(analysis), *claim_batch(analysis), *provider_limits(analysis), *search(analysis)]
+    recs = [*workers(analysis), *claim_batch(analysis), *provider_limits(analysis), *search(collections, since)]
     for c in collections:
         figures = analysis.collections.get(c.name)
         if figures and figures["documents"]:
@@ -135,47 +141,40 @@ def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[
     ]
 
 
-def _index_options(c: Collection) -> dict[str, int]:
-    with connection.cursor() as cur:
-        cur.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [c.index_name])
-        row = cur.fetchone()
-    options = dict(HNSW_DEFAULT)
-    for option in (row[0] or []) if row else []:
-        name, _, value = option.partition("=")
-        if name in options:
-            options[name] = int(value)
-    return options
-
-
 def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
     """Storage (HNSW maintenance) dominates: load without the index when most is still to come, or
-    build a lighter graph."""
+    build a lighter graph. Neither while a backfill runs (it has no index to maintain)."""
     share = _share(figures, "storage")
-    if share < WORTH_IT:
+    if share < WORTH_IT or c.building_generation is not None:
         return []
     pending = Document.objects.filter(collection=c, status=DocumentStatus.PENDING).count()
     embedded = Document.objects.filter(collection=c, status=DocumentStatus.EMBEDDED).count()
     recs = []
     if pending > embedded:
+        searched = " (search scans the embedded ones exactly until then)" if embedded else ""
         recs.append(
             Recommendation(
                 id=f"backfill-{c.name}",
                 title=f"Load {c.name} in backfill mode",
                 expected_effect=f"about {BACKFILL_SPEEDUP:.1f}x the ingest rate for the {pending} queued documents "
-                "(write without the HNSW index, build it once at the end; docs/benchmarks.md)",
+                f"(write without the HNSW index, build it once at the end{searched}; docs/benchmarks.md)",
                 reason=f"storage is {share:.0%} of the per-document p95 and {pending} documents are queued "
                 f"against {embedded} embedded: a first load or a re-embed",
                 collection=c.name,
+                setting="backfill",
+                current=False,
+                proposed=True,
             )
         )
-    options = _index_options(c)
+    options = {"m": c.hnsw_m, "ef_construction": c.hnsw_ef_construction}
     if options["ef_construction"] > HNSW_LIGHT["ef_construction"]:
-        ratio = HNSW_LIGHT["ef_construction"] / options["ef_construction"]
+        proposed = {"m": min(options["m"], HNSW_LIGHT["m"]), "ef_construction": HNSW_LIGHT["ef_construction"]}
+        ratio = proposed["ef_construction"] / options["ef_construction"]
         recs.append(
             Recommendation(
                 id=f"hnsw-build-{c.name}",
-                title=f"Rebuild the HNSW index of {c.name} with m={HNSW_LIGHT['m']}, "
-                f"ef_construction={HNSW_LIGHT['ef_construction']}",
+                title=f"Rebuild the HNSW index of {c.name} with m={proposed['m']}, "
+                f"ef_construction={proposed['ef_construction']}",
                 expected_effect=f"index insertion visits about {ratio:.0%} of the candidates it does now "
                 f"(m={options['m']}, ef_construction={options['ef_construction']}): storage time down by up to "
                 f"{1 - ratio:.0%} of its index part; check recall with the golden queries first",
@@ -183,7 +182,7 @@ def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
                 collection=c.name,
                 setting="hnsw",
                 current=options,
-                proposed=dict(HNSW_LIGHT),
+                proposed=proposed,
             )
         )
     return recs
@@ -206,15 +205,15 @@ def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
         current = cur.fetchone()[0]
         # The largest collection's graph: each element holds its vector and m * 2 neighbours at level 0.
         cur.execute(
-            "SELECT c.name, c.dimensions, count(*) FROM pipeline_chunk k "
-            "JOIN pipeline_collection c ON c.id = k.collection_id GROUP BY c.name, c.dimensions "
+            "SELECT c.name, c.dimensions, c.hnsw_m, count(*) FROM pipeline_chunk k "
+            "JOIN pipeline_collection c ON c.id = k.collection_id GROUP BY c.name, c.dimensions, c.hnsw_m "
             "ORDER BY count(*) * c.dimensions DESC LIMIT 1"
         )
         row = cur.fetchone()
     if row is None:
         return []
-    name, dims, chunks = row
-    needed = int(chunks * (dims * 4 + HNSW_DEFAULT["m"] * 2 * 8 + 64) * 1.3)
+    name, dims, m, chunks = row
+    needed = int(chunks * (dims * 4 + m * 2 * 8 + 64) * 1.3)
     if needed <= _bytes(current):
         return []
     proposed = f"{2 ** math.ceil(math.log2(needed / 1024**2))}MB"
@@ -224,8 +223,9 @@ def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
             title=f"Set maintenance_work_mem to {proposed} for index builds",
             expected_effect=f"the HNSW graph of {name} ({chunks} chunks, ~{needed / 1024**2:.0f} MB) is built in "
             f"memory instead of spilling past {current} (pgvector's build slows several-fold once it no longer "
-            "fits); set it for the build's session or in postgresql.conf",
-            reason=f"maintenance_work_mem is {current}",
+            "fits); set it for the build's session or in postgresql.conf (the backfill's builds and the optimizer's "
+            "rebuilds set it per build, up to EMBEDPORTAL_INDEX_BUILD_MEMORY_MB)",
+            reason=f"maintenance_work_mem is {current}; a PostgreSQL setting the optimizer does not change",
             setting="maintenance_work_mem",
             current=current,
             proposed=proposed,
@@ -268,7 +268,7 @@ def workers(analysis: Analysis) -> list[Recommendation]:
                 id="workers",
                 title=f"Run {n + 1} workers instead of {n}",
                 expected_effect=effect,
-                reason=found["reason"],
+                reason=f"{found['reason']}; {ADVICE_ONLY}",
                 setting="Q_WORKERS",
                 current=n,
                 proposed=n + 1,
@@ -280,7 +280,7 @@ def workers(analysis: Analysis) -> list[Recommendation]:
                 id="fewer-workers",
                 title=f"Run {n - 1} workers instead of {n}",
                 expected_effect=f"the same throughput: workers are busy {busy:.0%} of the time and nothing waits",
-                reason="idle capacity costs memory (each worker ~30 MB unique, docs/benchmarks.md)",
+                reason=f"idle capacity costs memory (each worker ~30 MB unique, docs/benchmarks.md); {ADVICE_ONLY}",
                 setting="Q_WORKERS",
                 current=n,
                 proposed=n - 1,
@@ -302,7 +302,7 @@ def claim_batch(analysis: Analysis) -> list[Recommendation]:
             title=f"Raise EMBEDPORTAL_CLAIM_BATCH to {proposed}",
             expected_effect=f"claim time per document about halves ({claim:.3f} s p95 per claim over "
             f"{current} documents, then over {proposed})",
-            reason=f"claiming is {claim / (claim + total):.0%} of a batch's p95",
+            reason=f"claiming is {claim / (claim + total):.0%} of a batch's p95; {ADVICE_ONLY}",
             setting="EMBEDPORTAL_CLAIM_BATCH",
             current=current,
             proposed=proposed,
@@ -324,7 +324,7 @@ def provider_limits(analysis: Analysis) -> list[Recommendation]:
             title="Lower provider concurrency or raise the provider's rate limit",
             expected_effect=f"no more 429 retries ({limited} so far, each one a backoff wait in a worker)",
             reason=f"providers answered 429 (models {', '.join(remote) or 'unknown'}); each worker makes one "
-            "call at a time, so concurrency is the number of workers embedding with that provider",
+            f"call at a time, so concurrency is the number of workers embedding with that provider; {ADVICE_ONLY}",
             setting="Q_WORKERS",
             current=analysis.workers,
             proposed=max(1, analysis.workers - 1),
@@ -332,12 +332,51 @@ def provider_limits(analysis: Analysis) -> list[Recommendation]:
     ]
 
 
-def search(analysis: Analysis) -> list[Recommendation]:
-    """Search p95 over its SLO target: a smaller hnsw.ef_search scans fewer candidates."""
+def search(collections: list[Collection], since: datetime) -> list[Recommendation]:
+    """Search p95 over its SLO target: a smaller ef_search visits fewer candidates. Per collection
+    from its latest search times where it has EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES of them in the
+    window; otherwise, from the processes' search histogram, as advice for every collection."""
+    from pipeline.models import SearchLatency
+
+    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
+    n = settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES
+    rows = SearchLatency.objects.filter(collection__in=collections, last_at__gte=since).select_related("collection")
+    measured = [row for row in rows if len(row.recent) >= n]
+    if measured:
+        return [rec for row in measured for rec in ef_search(row.collection, row.recent, target)]
+    return ef_search_advice(target)
+
+
+def ef_search(c: Collection, recent: list[float], target: float) -> list[Recommendation]:
+    ordered = sorted(recent)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    effective = c.ef_search or DEFAULT_EF_SEARCH
+    proposed = effective // 2
+    if p95 <= target or proposed < MIN_EF_SEARCH:
+        return []
+    now = f"{c.ef_search}" if c.ef_search else f"unset (max({DEFAULT_EF_SEARCH}, 2k))"
+    return [
+        Recommendation(
+            id=f"hnsw-ef-search-{c.name}",
+            title=f"Lower hnsw.ef_search of {c.name} to {proposed}",
+            expected_effect=f"each search visits about half the candidates ({effective} -> {proposed} for k <= "
+            f"{proposed}; never fewer than k): p95 {p95 * 1000:.0f} ms towards the {target * 1000:.0f} ms target, "
+            "at some recall (check the golden queries)",
+            reason=f"search p95 of {c.name} is {p95 * 1000:.0f} ms over its last {len(recent)} searches, above the "
+            f"{target * 1000:.0f} ms SLO; its ef_search is {now}",
+            collection=c.name,
+            setting="ef_search",
+            current=c.ef_search,
+            proposed=proposed,
+        )
+    ]
+
+
+def ef_search_advice(target: float) -> list[Recommendation]:
+    """No collection has enough searches of its own: the histogram says only that search is slow."""
     from pipeline.performance_slos import search_latency
 
     p95, count = search_latency()
-    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
     if not count or p95 is None or p95 <= target:
         return []
     return [
@@ -346,7 +385,9 @@ def search(analysis: Analysis) -> list[Recommendation]:
             title=f"Lower hnsw.ef_search from {DEFAULT_EF_SEARCH} to {DEFAULT_EF_SEARCH // 2} for k <= 10",
             expected_effect=f"each search visits about half the candidates: p95 {p95 * 1000:.0f} ms towards the "
             f"{target * 1000:.0f} ms target, at some recall (check the golden queries)",
-            reason=f"search p95 is {p95 * 1000:.0f} ms over {count} searches, above the {target * 1000:.0f} ms SLO",
+            reason=f"search p95 is {p95 * 1000:.0f} ms over {count} searches, above the {target * 1000:.0f} ms SLO; "
+            "no collection has enough searches of its own to tell which is slow: set ef_search on the "
+            "slow collections (admin or API), or apply the per-collection recommendation once they have",
             setting="hnsw.ef_search",
             current=DEFAULT_EF_SEARCH,
             proposed=DEFAULT_EF_SEARCH // 2,
