@@ -20,6 +20,7 @@ from pipeline import capacity
 from pipeline.api.performance import performance
 from pipeline.models import BatchTiming, Collection, CollectionCost, OptimizationChange
 from pipeline.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
+from pipeline.optimizer.changes import KINDS
 from pipeline.optimizer.figures import db_trend
 from pipeline.performance_slos import compliance_trend
 
@@ -184,8 +185,8 @@ def _apply(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpRe
         return back
     model_admin.message_user(
         request,
-        f"Applied: {collection.name}.{change.setting} {change.before} -> {change.after}. It is kept if the next "
-        "batches are faster per document, else reverted.",
+        f"Applied: {collection.name}.{change.setting} {change.before} -> {change.after}: "
+        f"{KINDS[change.setting].verdict}.",
         messages.SUCCESS,
     )
     return back

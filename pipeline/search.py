@@ -20,5 +20,6 @@ def search(collection: Collection, query: str, k: int = 5, source: str = "other"
     hits = storage.nearest(collection, vector, k)
     seconds = time.perf_counter() - started
     metrics.SEARCH_LATENCY.labels(source=source).observe(seconds)
-    timings.record_search(collection.pk, seconds)
+    if not collection.is_reserved:  # scratch collections stay out of the optimizer's figures, as their batches do
+        timings.record_search(collection.pk, seconds)
     return hits

@@ -112,9 +112,11 @@ class PerformanceView(APIView):
 
 
 class ApplyView(APIView):
-    """Apply one recommendation that changes a collection setting: 201 with the recorded change,
-    measured before and kept or reverted by the evaluation schedule; 409 if it no longer applies
-    or a change of the collection is already being measured."""
+    """Apply one recommendation that changes a collection (batch size, HNSW build parameters,
+    ef_search, backfill mode): 201 with the recorded change, measured before and kept or reverted
+    by the evaluation schedule (an HNSW rebuild answers once the new index serves); 409 if it no
+    longer applies, its setting changed meanwhile, another index build runs, or a change of the
+    collection is already being measured."""
 
     permission_classes = [CanApply]
 

@@ -98,6 +98,8 @@ class Kind:
 
     measure = "worker_seconds_per_document"
     unit = "worker seconds per document"
+    # How the verdict comes, for whoever applied it.
+    verdict = "kept if the next batches take fewer worker seconds per document, else reverted"
     # Extra conditions of the apply's compare-and-swap.
     guard: dict[str, Any] = {}
 
@@ -164,6 +166,10 @@ class HnswBuild(Kind):
 
     # The index of a collection being backfilled is built by the backfill (with the fields).
     guard = {"building_generation__isnull": True}
+    verdict = (
+        "the index was rebuilt with them; kept if the next batches take fewer worker seconds per document, "
+        "else reverted (rebuilt again)"
+    )
 
     def fields(self, value: dict[str, int]) -> dict[str, Any]:
         return {"hnsw_m": value["m"], "hnsw_ef_construction": value["ef_construction"]}
@@ -215,6 +221,7 @@ class EfSearch(Kind):
 
     measure = "p95_search_seconds"
     unit = "search p95 seconds"
+    verdict = "kept if the next searches of the collection have a lower p95, else reverted"
 
     def shown(self, value: int | None) -> str:
         return "unset (max(40, 2k))" if value is None else str(value)
@@ -235,6 +242,11 @@ class EfSearch(Kind):
 
 class Backfill(Kind):
     """Backfill mode for the queued documents: applied by starting it, never undone."""
+
+    verdict = (
+        "the index is built once its queued documents are written; then judged by the worker seconds per "
+        "document of the load (nothing is undone either way)"
+    )
 
     def apply(self, collection: Collection, rec: Recommendation, applied_by: str) -> OptimizationChange:
         before = {**self.before(collection), "generation": collection.generation}

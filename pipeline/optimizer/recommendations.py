@@ -323,8 +323,10 @@ def provider_limits(analysis: Analysis) -> list[Recommendation]:
             id="provider-rate-limit",
             title="Lower provider concurrency or raise the provider's rate limit",
             expected_effect=f"no more 429 retries ({limited} so far, each one a backoff wait in a worker)",
-            reason=f"providers answered 429 (models {', '.join(remote) or 'unknown'}); each worker makes one "
-            f"call at a time, so concurrency is the number of workers embedding with that provider; {ADVICE_ONLY}",
+            reason=f"providers answered 429 (models {', '.join(remote) or 'unknown'}); concurrency is the workers "
+            "embedding with that provider times its collections' provider_concurrency (set in the admin or the "
+            "API: the 429 counts do not say which collection, so the optimizer does not pick one); the worker "
+            f"count is {ADVICE_ONLY}",
             setting="Q_WORKERS",
             current=analysis.workers,
             proposed=max(1, analysis.workers - 1),

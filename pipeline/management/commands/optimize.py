@@ -17,7 +17,8 @@ class Command(BaseCommand):
     help = (
         "Where the pipeline's time goes: p50/p95/p99 per stage and collection, the bottleneck, and "
         "recommendations with their expected effect. --apply applies those that change a collection "
-        "setting (each measured, and reverted by the evaluation schedule if it does not help)."
+        "(batch size; HNSW m and ef_construction, rebuilding its index; ef_search; backfill mode), each "
+        "measured, and reverted by the evaluation schedule if it does not help."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,7 +26,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--window", type=int, help="Seconds of history to read (EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)"
         )
-        parser.add_argument("--apply", action="store_true", help="Apply the recommendations that change a setting")
+        parser.add_argument(
+            "--apply",
+            action="store_true",
+            help="Apply the recommendations that change a collection (not deployment settings)",
+        )
         parser.add_argument("--evaluate", action="store_true", help="Keep or revert applied changes now")
         parser.add_argument("--json", action="store_true")
 
