@@ -59,8 +59,8 @@ class RunFigures:
     # run's ratio to its own floor is steadier than to one floor timed at the end.
     floor_docs_per_second: float = 0.0
     ratio_to_floor: float = 0.0
-    # With N > 1 workers: N concurrent COPYs of the same rows (copy_floor), what N writers doing
-    # nothing else reach on this machine, and this run against it.
+    # Steady mode with N > 1 workers: N concurrent COPYs of the same rows (copy_floor), what N
+    # writers doing nothing else reach on this machine, and this run against it.
     ceiling_docs_per_second: float | None = None
     ratio_to_ceiling: float | None = None
     # The machine's CPU busy share during the drain (all cores, all processes): near 1, the run

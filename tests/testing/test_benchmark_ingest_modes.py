@@ -66,3 +66,12 @@ def test_provider_concurrency_is_the_benchmark_collections_setting(folder: Path)
 def test_unknown_mode_is_refused(folder: Path) -> None:
     with pytest.raises(CommandError, match="--mode takes steady or backfill"):
         bench(corpus=str(folder), model="local/hash-16", mode="fast")
+
+
+def test_only_steady_runs_are_measured_against_the_ceiling_of_concurrent_copies(folder: Path) -> None:
+    result = bench(corpus=str(folder), model="local/hash-16", workers="2", mode="steady,backfill")
+
+    steady, backfill = result["runs"]
+    assert steady["ceiling_docs_per_second"] > 0 and steady["ratio_to_ceiling"] > 0
+    # A backfill writes without the index: N writers into an indexed table are no limit for it.
+    assert backfill["ceiling_docs_per_second"] is None and backfill["ratio_to_ceiling"] is None

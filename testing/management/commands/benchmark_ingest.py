@@ -119,7 +119,9 @@ class Command(BaseCommand):
                 floor = run.documents / benchmark.copy_floor(Collection.objects.get(name=name))
                 run.floor_docs_per_second = round(floor, 2)
                 run.ratio_to_floor = round(run.docs_per_second / floor, 3)
-                if n > 1:
+                if n > 1 and mode == "steady":
+                    # N writers into an indexed table: the limit for steady mode only (a backfill
+                    # writes without the index).
                     ceiling = run.documents / benchmark.copy_floor(Collection.objects.get(name=name), writers=n)
                     run.ceiling_docs_per_second = round(ceiling, 2)
                     run.ratio_to_ceiling = round(run.docs_per_second / ceiling, 3)
