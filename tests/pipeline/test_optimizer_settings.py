@@ -69,7 +69,9 @@ def finds(collection: Collection, external_id: str) -> bool:
     return bool(hits) and hits[0].document_id == external_id
 
 
-def storage_bound(collection: Collection, n: int = 5, storage_seconds: float = 2.0) -> None:
+def storage_bound(collection: Collection, n: int = 5, storage_seconds: float = 10.0) -> None:
+    """Batches whose storage dominates, far slower than any real batch of the tests (whose first
+    embedding may include loading the model)."""
     for i in range(n):
         batch(collection, 100 - i, storage=storage_seconds, embedding=0.05)
 
@@ -148,6 +150,47 @@ def test_applying_a_lighter_hnsw_build_rebuilds_the_index_while_search_goes_on(h
     assert finds(hash_collection, "doc-3") and finds(hash_collection, "doc-6")
 
 
+def test_a_rebuild_that_fails_sets_the_parameters_back_and_records_why(hash_collection):
+    load(hash_collection)
+    storage_bound(hash_collection)
+    writer = psycopg.connect(database_url())
+    writer.execute("UPDATE pipeline_chunk SET token_count = token_count WHERE false")
+    outcome: dict[str, object] = {}
+
+    def apply_in_a_thread() -> None:
+        try:
+            outcome["change"] = EmbeddingPipelineOperationsOptimizer().apply(hash_collection, "hnsw-build-hashes")
+        except OptimizerError as exc:
+            outcome["error"] = str(exc)
+        finally:
+            connection.close()
+
+    applying = threading.Thread(target=apply_in_a_thread)
+    applying.start()
+    try:
+        wait_for(lambda: building(hash_collection))
+        # As PostgreSQL does to the build when it resolves a deadlock against it (a collection
+        # created or dropped meanwhile), or an operator with pg_cancel_backend.
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%%'"
+            )
+    finally:
+        writer.commit()
+        writer.close()
+        applying.join()
+
+    assert "canceling statement due to user request" in str(outcome.get("error")), outcome
+    assert "parameters set back to m=16, ef_construction=64" in outcome["error"]
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.hnsw_m, stored.hnsw_ef_construction) == (16, 64)
+    change = OptimizationChange.objects.get()
+    assert change.status == OptimizationStatus.REVERTED and "canceling statement" in change.note
+    assert hnsw_indexes(hash_collection) == [hash_collection.index_name]  # the invalid build dropped
+    assert options(hash_collection.index_name) == ["ef_construction=64", "m=16"]
+    assert finds(hash_collection, "doc-2")
+
+
 def building(collection: Collection) -> bool:
     """The rebuild's CREATE INDEX CONCURRENTLY is waiting for the writer's transaction."""
     with connection.cursor() as cur:
@@ -161,7 +204,7 @@ def building(collection: Collection) -> bool:
 def test_a_hnsw_change_that_did_not_help_is_reverted_by_rebuilding_with_the_old_parameters(hash_collection, settings):
     settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES = 3
     load(hash_collection)
-    storage_bound(hash_collection, storage_seconds=0.5)
+    storage_bound(hash_collection)
     out = StringIO()
     call_command("optimize", "--collection", "hashes", "--apply", "--json", stdout=out)
     assert [(a["setting"], a["after"]) for a in json.loads(out.getvalue())["applied"]] == [
@@ -170,7 +213,7 @@ def test_a_hnsw_change_that_did_not_help_is_reverted_by_rebuilding_with_the_old_
     assert options(hash_collection.index_name) == ["ef_construction=40", "m=12"]
     assert evaluate_pending() == []  # no batch since the new index served
     for i in range(3):
-        batch(hash_collection, -1 - i, storage=3.0, embedding=0.05)
+        batch(hash_collection, -1 - i, storage=30.0, embedding=0.05)
 
     (result,) = evaluate_pending()
 
