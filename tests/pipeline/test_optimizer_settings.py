@@ -419,3 +419,16 @@ def test_applying_from_the_admin_needs_the_apply_permission(hash_collection, cli
     assert client.post(PERFORMANCE_PAGE, body).status_code == 302
     assert OptimizationChange.objects.get().setting == "hnsw"
     assert options(hash_collection.index_name) == ["ef_construction=40", "m=12"]
+
+
+def test_deployment_settings_stay_advice_and_say_so(hash_collection, admin_client):
+    for worker in ("w1", "w2"):  # saturated workers with a queue: more workers, a deployment setting
+        for i in range(10):
+            batch(hash_collection, 100 - i * 0.6, worker=worker, queue_wait=30, embedding=0.5)
+    rec = next(r for r in analyse().recommendations if r.id == "workers")
+    assert not rec.appliable and "the optimizer does not" in rec.reason
+    page = admin_client.get(PERFORMANCE_PAGE).content.decode()
+    row = page[page.index('id="rec-workers"') :].split("</tr>")[0]
+    assert "advice: the optimizer does not apply it" in row and "Apply</button>" not in row
+    with pytest.raises(OptimizerError, match="changes no setting of collection"):
+        apply(hash_collection, rec)
