@@ -42,11 +42,11 @@ import copy
 import logging
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, Error, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
@@ -274,8 +274,11 @@ def _rebuild(collection: Collection) -> bool:
         try:
             cur.execute(storage.index_definition(collection, collection.generation, temporary, concurrently=True))
         except Exception:
-            # A failed concurrent build leaves an invalid index that every insert would still pay for.
-            cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {temporary}")
+            # A failed concurrent build leaves an invalid index that every insert would still pay
+            # for; if dropping it fails too, the first error is the one to report (idle workers
+            # drop the leftover).
+            with suppress(Error):
+                cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {temporary}")
             raise
         finally:
             cur.execute("RESET maintenance_work_mem")
