@@ -25,6 +25,8 @@ from pipeline.models import (
 )
 
 HNSW_BUILD_FIELDS = ("hnsw_m", "hnsw_ef_construction")
+# Fields a form may leave empty for their default.
+DEFAULTED_FIELDS = (*HNSW_BUILD_FIELDS, "provider_concurrency")
 
 
 def _params(options: dict[str, int]) -> str:
@@ -49,12 +51,12 @@ class CollectionForm(forms.ModelForm):
         if "dimensions" in self.fields:
             self.fields["dimensions"].required = False
             self.fields["dimensions"].help_text = "Leave empty to ask the model."
-        for name in HNSW_BUILD_FIELDS:  # left empty: pgvector's default, as the API does
+        for name in DEFAULTED_FIELDS:  # left empty: the default (pgvector's for HNSW), as the API does
             self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        for name in HNSW_BUILD_FIELDS:
+        for name in DEFAULTED_FIELDS:
             if data.get(name) is None and name not in self.errors:
                 data[name] = Collection._meta.get_field(name).default
                 setattr(self.instance, name, data[name])

@@ -56,7 +56,6 @@ class ReembedSerializer(serializers.Serializer):
     chunk_size = serializers.IntegerField(required=False, min_value=8)
     chunk_overlap = serializers.IntegerField(required=False, min_value=0)
     batch_size = serializers.IntegerField(required=False, min_value=1, max_value=2048)
-    provider_concurrency = serializers.IntegerField(required=False, min_value=1, max_value=32)
 
     def validate(self, data: dict) -> dict:
         unknown = sorted(set(self.initial_data) - set(self.fields))

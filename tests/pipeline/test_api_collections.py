@@ -92,6 +92,7 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "chunk_size": 120,
         "chunk_overlap": 32,
         "batch_size": 64,
+        "provider_concurrency": 1,
         "freshness_sla": "01:00:00",
         "paused": False,
         "hnsw_m": 16,  # pgvector's defaults, and the index is built with them
