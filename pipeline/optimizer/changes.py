@@ -271,6 +271,7 @@ class Backfill(Kind):
 
 KINDS: dict[str, Kind] = {
     "batch_size": Kind("batch_size"),
+    "provider_concurrency": Kind("provider_concurrency"),
     "hnsw": HnswBuild("hnsw"),
     "ef_search": EfSearch("ef_search"),
     "backfill": Backfill("backfill"),

@@ -26,9 +26,11 @@ from pipeline.models import BatchTiming, Collection, Document
 if TYPE_CHECKING:
     from pipeline.optimizer.analysis import Analysis
 
-# What the optimizer may change in a collection (and revert): its embedding batch size, its HNSW
-# build parameters (m and ef_construction, a rebuild), its ef_search, and backfill mode.
-APPLIABLE = {"batch_size", "hnsw", "ef_search", "backfill"}
+# What the optimizer may change in a collection (and revert): its embedding batch size, its
+# provider concurrency, its HNSW build parameters (m and ef_construction, a rebuild), its
+# ef_search, and backfill mode.
+APPLIABLE = {"batch_size", "provider_concurrency", "hnsw", "ef_search", "backfill"}
+MAX_PROVIDER_CONCURRENCY = 32
 # Said by every recommendation the optimizer cannot apply.
 ADVICE_ONLY = "a deployment setting: change it where the deployment is configured; the optimizer does not"
 MAX_BATCH_SIZE = 2048
@@ -41,9 +43,9 @@ HNSW_LIGHT = {"m": 12, "ef_construction": 40}
 # the least the optimizer proposes.
 DEFAULT_EF_SEARCH = 40
 MIN_EF_SEARCH = 10
-# Measured on the 2-core machines (docs/benchmarks.md): steady ingest ~1.6x the single COPY floor
-# with 2 workers, COPY into an unindexed table plus one index build ~3.2x.
-BACKFILL_SPEEDUP = 3.2 / 1.6
+# Measured on the 2-core machines (docs/benchmarks.md, quiet): steady ingest 1.24x the single COPY
+# floor with 2 workers, backfill (written without the index, built once) 3.0x.
+BACKFILL_SPEEDUP = 3.0 / 1.24
 
 
 @dataclass
@@ -66,11 +68,13 @@ class Recommendation:
 
 
 def recommend(analysis: Analysis, collections: list[Collection], since: datetime) -> list[Recommendation]:
-    recs = [*workers(analysis), *claim_batch(analysis), *provider_limits(analysis), *search(collections, since)]
+    recs = [*workers(analysis), *claim_batch(analysis), *provider_limits(analysis, collections)]
+    recs += search(collections, since)
     for c in collections:
         figures = analysis.collections.get(c.name)
         if figures and figures["documents"]:
             recs += batch_size(c, figures, since)
+            recs += provider_concurrency(c, figures, since)
             recs += index_build(c, figures)
     recs += maintenance_work_mem(collections)
     return recs
@@ -310,13 +314,70 @@ def claim_batch(analysis: Analysis) -> list[Recommendation]:
     ]
 
 
-def provider_limits(analysis: Analysis) -> list[Recommendation]:
-    """Rate-limit errors: fewer concurrent calls, or a higher quota."""
+def _rate_limited() -> int:
     from pipeline.metrics import error_counts
 
-    limited = int(error_counts().get("rate_limit", 0))
+    return int(error_counts().get("rate_limit", 0))
+
+
+def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
+    """A remote provider's calls are mostly waiting: with embedding the bottleneck and more calls per
+    batch than run at once, wait for more of them together (pipeline.pipeline._run_calls). Not
+    while providers answer 429: then the quota, not the waiting, is the limit."""
+    if provider_of(c.model) == "local" or c.provider_concurrency >= MAX_PROVIDER_CONCURRENCY or _rate_limited():
+        return []
+    share = _share(figures, "embedding")
+    chunks = list(BatchTiming.objects.filter(collection=c, finished_at__gte=since).values_list("chunks", flat=True))
+    if share < WORTH_IT or not chunks:
+        return []
+    calls = math.ceil(sum(chunks) / len(chunks) / c.batch_size)
+    if calls <= c.provider_concurrency:
+        return []
+    proposed = min(MAX_PROVIDER_CONCURRENCY, c.provider_concurrency * 2, calls)
+    rounds_now, rounds_new = math.ceil(calls / c.provider_concurrency), math.ceil(calls / proposed)
+    return [
+        Recommendation(
+            id=f"provider-concurrency-{c.name}",
+            title=f"Let workers make {proposed} embedding calls at once for {c.name} (now {c.provider_concurrency})",
+            expected_effect=f"a batch's {calls} provider calls wait in {rounds_new} rounds instead of {rounds_now}: "
+            f"embedding time per batch down to about {rounds_new / rounds_now:.0%} while the provider's latency, "
+            "not its quota or this host's CPU, is the limit (docs/benchmarks.md: 200 ms provider, 1 -> 8 calls "
+            "at once gave 2.6x)",
+            reason=f"embedding is {share:.0%} of this collection's per-document p95 with a remote provider, and a "
+            f"batch needs {calls} calls of {c.batch_size} chunks; no 429 answers so far",
+            collection=c.name,
+            setting="provider_concurrency",
+            current=c.provider_concurrency,
+            proposed=proposed,
+        )
+    ]
+
+
+def provider_limits(analysis: Analysis, collections: list[Collection]) -> list[Recommendation]:
+    """Rate-limit errors: fewer concurrent calls, or a higher quota. When exactly one remote
+    collection makes several calls at once, it is the one to slow down (applied like any
+    collection change); otherwise the 429 counts, which carry no collection, pick none."""
+    limited = _rate_limited()
     if not limited:
         return []
+    concurrent = [c for c in collections if provider_of(c.model) != "local" and c.provider_concurrency > 1]
+    if len(concurrent) == 1:
+        [c] = concurrent
+        proposed = max(1, c.provider_concurrency // 2)
+        return [
+            Recommendation(
+                id=f"provider-rate-limit-{c.name}",
+                title=f"Lower the provider concurrency of {c.name} from {c.provider_concurrency} to {proposed}",
+                expected_effect=f"fewer 429 retries ({limited} so far, each one a backoff wait in a worker) at the "
+                "cost of more waiting per batch; or raise the provider's rate limit instead",
+                reason=f"providers answered 429 and {c.name} is the only remote collection making several calls "
+                f"at once ({c.provider_concurrency} per batch, per worker)",
+                collection=c.name,
+                setting="provider_concurrency",
+                current=c.provider_concurrency,
+                proposed=proposed,
+            )
+        ]
     remote = sorted({c["model"] for c in analysis.collections.values() if provider_of(c["model"]) != "local"})
     return [
         Recommendation(
