@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -77,7 +77,32 @@ def _collection(name: str | None) -> Collection:
         raise NotFound(f"no collection named {name!r}") from None
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List the collections"),
+    create=extend_schema(
+        summary="Create a collection",
+        description="Creates the collection and its HNSW index; dimensions left out are asked of the model. "
+        "Permission pipeline.add_collection.",
+    ),
+    retrieve=extend_schema(summary="One collection, by name"),
+    update=extend_schema(
+        summary="Replace a collection's settings",
+        description="model and dimensions cannot change here: use reembed. A change of hnsw_m or "
+        "hnsw_ef_construction rebuilds the index. Permission pipeline.change_collection.",
+    ),
+    partial_update=extend_schema(
+        summary="Change some of a collection's settings",
+        description="model and dimensions cannot change here: use reembed. A change of hnsw_m or "
+        "hnsw_ef_construction rebuilds the index. Permission pipeline.change_collection.",
+    ),
+    destroy=extend_schema(
+        summary="Delete a collection",
+        description="Deletes its documents, chunks, index and history. Permission pipeline.delete_collection.",
+    ),
+)
 class CollectionViewSet(viewsets.ModelViewSet):
+    """Collections: a model, its chunking and provider settings, and one HNSW index each."""
+
     queryset = Collection.objects.all()
     serializer_class = CollectionSerializer
     lookup_field = "name"

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -50,7 +50,13 @@ def enqueue_run(run_id: int) -> None:
         TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List the operations test runs, newest first"),
+    retrieve=extend_schema(summary="One operations test run with its scenario results"),
+)
 class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Runs of the operations tester (run_ops_tests, the test trigger, the schedules)."""
+
     queryset = TestRun.objects.all()
     permission_classes = [RunPermission]
 
