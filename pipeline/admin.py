@@ -21,6 +21,7 @@ from pipeline.models import (
     CollectionActivity,
     Document,
     ModelCheck,
+    ProviderCircuit,
     WorkerHeartbeat,
 )
 
@@ -330,6 +331,48 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: WorkerHeartbeat | None = None) -> bool:
         return False
+
+
+@admin.register(ProviderCircuit)
+class ProviderCircuitAdmin(admin.ModelAdmin):
+    """The provider endpoints' circuit breakers, written by workers (pipeline.circuits); the
+    operator's one lever is to have an open circuit probed now rather than at its backoff's end."""
+
+    list_display = (
+        "endpoint",
+        "state",
+        "consecutive_failures",
+        "reopenings",
+        "opened_at",
+        "next_probe_at",
+        "probe_owner",
+        "last_error_type",
+        "last_failure_at",
+    )
+    list_filter = ("state", "last_error_type")
+    search_fields = ("endpoint",)
+    readonly_fields = list_display + ("model", "updated_at")
+    exclude = ("api_base",)  # may carry credentials in its userinfo or query; the endpoint label has none
+    actions = ("probe_now",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ProviderCircuit | None = None) -> bool:
+        return False
+
+    def has_probe_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("pipeline.probe_providercircuit")
+
+    @admin.action(description="Probe the selected open circuits now", permissions=["probe"])
+    def probe_now(self, request: HttpRequest, queryset: QuerySet[ProviderCircuit]) -> None:
+        due = queryset.probe_now()
+        self.message_user(
+            request,
+            f"{due} open circuit(s) are due for their probe: the next worker sends one small batch, and answers "
+            f"close the circuit. {len(queryset) - due} were not open (closed, or already probing).",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(ModelCheck)

@@ -162,6 +162,13 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
             updated_at=now,
         )
 
+    def probe_now(self) -> int:
+        """An operator knows the provider is back: open circuits are due for their probe now, so
+        the next worker sends one small batch (answers close it; a failure opens it again, with the
+        backoff it had). A half-open circuit is already probing and is left to its prober."""
+        now = timezone.now()
+        return self.filter(state=CircuitState.OPEN).update(next_probe_at=now, updated_at=now)
+
     def postpone(self, worker: str, wait: timedelta) -> int:
         """Nothing was due to probe with: stay open, same backoff, and look again after `wait`."""
         now = timezone.now()
@@ -213,6 +220,7 @@ class ProviderCircuit(models.Model):
 
     class Meta:
         ordering = ["endpoint"]
+        permissions = [("probe_providercircuit", "Can make an open provider circuit probe now")]
         constraints = [
             # The failure upsert's conflict target; also the claim's per-collection circuit lookup.
             models.UniqueConstraint(fields=["model", "api_base"], name="pipeline_providercircuit_unique_endpoint"),
