@@ -336,21 +336,34 @@ def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime
     proposed = min(MAX_PROVIDER_CONCURRENCY, c.provider_concurrency * 2, calls)
     rounds_now, rounds_new = math.ceil(calls / c.provider_concurrency), math.ceil(calls / proposed)
     return [
-        Recommendation(
-            id=f"provider-concurrency-{c.name}",
-            title=f"Let workers make {proposed} embedding calls at once for {c.name} (now {c.provider_concurrency})",
+        _concurrency_change(
+            c,
+            proposed,
+            f"provider-concurrency-{c.name}",
+            f"Let workers make {proposed} embedding calls at once for {c.name} (now {c.provider_concurrency})",
             expected_effect=f"a batch's {calls} provider calls wait in {rounds_new} rounds instead of {rounds_now}: "
             f"embedding time per batch down to about {rounds_new / rounds_now:.0%} while the provider's latency, "
             "not its quota or this host's CPU, is the limit (docs/benchmarks.md: 200 ms provider, 1 -> 8 calls "
             "at once gave 2.6x)",
             reason=f"embedding is {share:.0%} of this collection's per-document p95 with a remote provider, and a "
             f"batch needs {calls} calls of {c.batch_size} chunks; no 429 answers so far",
-            collection=c.name,
-            setting="provider_concurrency",
-            current=c.provider_concurrency,
-            proposed=proposed,
         )
     ]
+
+
+def _concurrency_change(
+    c: Collection, proposed: int, rec_id: str, title: str, expected_effect: str, reason: str
+) -> Recommendation:
+    return Recommendation(
+        id=rec_id,
+        title=title,
+        expected_effect=expected_effect,
+        reason=reason,
+        collection=c.name,
+        setting="provider_concurrency",
+        current=c.provider_concurrency,
+        proposed=proposed,
+    )
 
 
 def provider_limits(analysis: Analysis, collections: list[Collection]) -> list[Recommendation]:
@@ -365,17 +378,15 @@ def provider_limits(analysis: Analysis, collections: list[Collection]) -> list[R
         [c] = concurrent
         proposed = max(1, c.provider_concurrency // 2)
         return [
-            Recommendation(
-                id=f"provider-rate-limit-{c.name}",
-                title=f"Lower the provider concurrency of {c.name} from {c.provider_concurrency} to {proposed}",
+            _concurrency_change(
+                c,
+                proposed,
+                f"provider-rate-limit-{c.name}",
+                f"Lower the provider concurrency of {c.name} from {c.provider_concurrency} to {proposed}",
                 expected_effect=f"fewer 429 retries ({limited} so far, each one a backoff wait in a worker) at the "
                 "cost of more waiting per batch; or raise the provider's rate limit instead",
                 reason=f"providers answered 429 and {c.name} is the only remote collection making several calls "
                 f"at once ({c.provider_concurrency} per batch, per worker)",
-                collection=c.name,
-                setting="provider_concurrency",
-                current=c.provider_concurrency,
-                proposed=proposed,
             )
         ]
     remote = sorted({c["model"] for c in analysis.collections.values() if provider_of(c["model"]) != "local"})

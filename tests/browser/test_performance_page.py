@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from django.utils import timezone
 from selenium.webdriver.common.by import By
 
-from pipeline.models import CapacityMeasurement, Collection, OptimizationChange
+from pipeline.models import Collection, OptimizationChange
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import admin_login
+from tests.factories import capacity_measurement
 from tests.pipeline.test_optimizer import embedding_bound
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,13 +24,7 @@ def test_operator_reads_the_performance_page_and_applies_a_recommendation(
     EmbeddingIngestionPipeline().drain()
     embedding_bound(hash_collection)
     settings.EMBEDPORTAL_CAPACITY_WORKERS = 2
-    CapacityMeasurement.objects.create(
-        model="local/hash-16",
-        measured_at=timezone.now(),
-        documents=100,
-        chars_per_document=4000,
-        points=[{"workers": 2, "docs_per_second": 8.5, "documents": 100, "chunks": 300, "seconds": 10}],
-    )
+    capacity_measurement()
 
     admin_login(browser, live_server.url)
     browser.find_element(By.LINK_TEXT, "Performance").click()
@@ -65,7 +59,7 @@ def test_operator_reads_the_performance_page_and_applies_a_recommendation(
     browser.find_element(By.CSS_SELECTOR, "#rec-batch-size-hashes button").click()
 
     message = browser.find_element(By.CSS_SELECTOR, "ul.messagelist li").text
-    assert message.startswith("Applied: hashes.batch_size 16 -> 32.")
+    assert message.startswith("Applied: hashes.batch_size 16 -> 32: kept if the next batches take fewer worker seconds")
     assert Collection.objects.get().batch_size == 32
     assert OptimizationChange.objects.get().applied_by == "ops"
     assert "applied" in browser.find_element(By.ID, "changes").text

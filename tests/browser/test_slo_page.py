@@ -12,8 +12,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pipeline import history
-from pipeline.models import CapacityMeasurement
 from tests.conftest import admin_login
+from tests.factories import capacity_measurement
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,15 +36,7 @@ def test_operator_reads_slos_and_capacity_with_charts_and_no_data(live_server, b
     history.record(hash_collection.pk, arrived=50, embedded=48, latency_seconds=2, at=two_hours_ago)
     history.record(hash_collection.pk, failed=2, at=two_hours_ago)
     history.sample_queue_depth(at=two_hours_ago)
-    CapacityMeasurement.objects.create(
-        model="local/hash-16",
-        measured_at=timezone.now(),
-        documents=100,
-        chars_per_document=4000,
-        points=[{"workers": 2, "docs_per_second": 8.5, "documents": 100, "chunks": 300, "seconds": 10}],
-        usl_lambda=None,
-        fit_note="underdetermined: 1 worker count (2) for 3 parameters",
-    )
+    capacity_measurement(usl_lambda=None, fit_note="underdetermined: 1 worker count (2) for 3 parameters")
 
     admin_login(browser, live_server.url)
     browser.find_element(By.LINK_TEXT, "SLOs and capacity").click()

@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from pipeline.collections import create_collection
-from pipeline.models import CapacityMeasurement
 from pipeline.optimizer.figures import STAGES, db_trend
 from pipeline.performance_slos import compliance_trend
+from tests.factories import capacity_measurement
 from tests.pipeline.test_optimizer import batch
 
 pytestmark = pytest.mark.django_db
@@ -85,13 +85,7 @@ def test_slo_compliance_trend_per_step_from_the_batches(hash_collection, setting
 def test_the_performance_page_carries_the_trends_and_the_capacity(admin_client, hash_collection, settings):
     settings.EMBEDPORTAL_CAPACITY_WORKERS = 2
     batch(hash_collection, 600, documents=6, storage=0.4)
-    CapacityMeasurement.objects.create(
-        model="local/hash-16",
-        measured_at=timezone.now(),
-        documents=100,
-        chars_per_document=4000,
-        points=[{"workers": 2, "docs_per_second": 8.5, "documents": 100, "chunks": 300, "seconds": 10}],
-    )
+    capacity_measurement()
 
     response = admin_client.get(PAGE)
 

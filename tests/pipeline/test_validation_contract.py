@@ -45,8 +45,9 @@ def create_by_command(name: str, **options) -> str:
     return str(raised.value)
 
 
-def create_by_admin(admin_client, **fields) -> str:
-    data = {
+def admin_form(**fields) -> dict:
+    """The collection admin's add form, filled in; `fields` override."""
+    return {
         "name": "viaadmin",
         "model": "local/hash-16",
         "api_base": "",
@@ -60,7 +61,10 @@ def create_by_admin(admin_client, **fields) -> str:
         "freshness_sla": "01:00:00",
         **fields,
     }
-    response = admin_client.post("/admin/pipeline/collection/add/", data)
+
+
+def create_by_admin(admin_client, **fields) -> str:
+    response = admin_client.post("/admin/pipeline/collection/add/", admin_form(**fields))
     assert response.status_code == 200, "the form was accepted"
     return response.content.decode()
 
@@ -162,24 +166,11 @@ def test_the_hnsw_build_rule_reads_the_same_in_the_api_and_the_admin(api, admin_
     # Left empty in the admin: pgvector's defaults, and the index is built with them.
     accepted = admin_client.post(
         "/admin/pipeline/collection/add/",
-        {
-            "name": "defaults",
-            "model": "local/hash-16",
-            "extra_params": "{}",
-            "chunking_strategy": "recursive",
-            "chunk_unit": "tokens",
-            "chunk_size": 256,
-            "chunk_overlap": 32,
-            "batch_size": 64,
-            "freshness_sla": "01:00:00",
-            "hnsw_m": "",
-            "hnsw_ef_construction": "",
-            "ef_search": "",
-        },
+        admin_form(name="defaults", hnsw_m="", hnsw_ef_construction="", ef_search="", provider_concurrency=""),
     )
     assert accepted.status_code == 302
     made = Collection.objects.get(name="defaults")
-    assert (made.hnsw_m, made.hnsw_ef_construction, made.ef_search) == (16, 64, None)
+    assert (made.hnsw_m, made.hnsw_ef_construction, made.ef_search, made.provider_concurrency) == (16, 64, None, 1)
 
 
 def test_duplicate_ids_in_a_jsonl_file_are_refused_like_the_api_refuses_them(api, tmp_path: Path):
