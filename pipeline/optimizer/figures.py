@@ -168,13 +168,10 @@ def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float]) ->
     shares95 = {s: v / sum(p95.values()) for s, v in p95.items()}
     shares99 = {s: v / sum(p99.values()) if sum(p99.values()) else 0.0 for s, v in p99.items()}
     stage = max(PROCESSING, key=lambda s: (shares95[s], shares99[s]))
-    busy = sum(utilisation.values())
-    if busy > 1:
-        # Only stages running at once add up past 1: storage on its own thread while the worker
-        # claims, chunks and embeds the next batch (pipeline.StorageStage). The busier thread is
-        # the worker's limit.
-        storage = utilisation.get("storage", 0.0)
-        busy = max(storage, busy - storage)
+    # Stages add up past 1 only when they ran at once: storage on its own thread while the worker
+    # claims, chunks and embeds the next batch (pipeline.StorageStage). Such a worker is as busy as
+    # a worker can be, not more.
+    busy = min(1.0, sum(utilisation.values()))
     wait, total = stages["queue_wait"].p95 or 0.0, stages["total"].p95 or 0.0
     out = {
         "stage": stage,

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
-from pipeline.models import BatchTiming, Chunk, Collection, Document
+from pipeline.models import BatchTiming, Chunk, Collection, Document, ProviderCircuit
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy, concurrency
 from pipeline.queue import IncomingDocument, enqueue
 from testing.fakeprovider import vector_for
@@ -70,6 +70,9 @@ def test_a_bad_document_still_fails_alone_when_its_batchs_calls_run_concurrently
     assert not Document.objects.filter(lease_owner__gt="").exists()
 
 
+# The calls' threads record the circuit on their own connections, outside a test's transaction:
+# this test commits, and the tables are emptied after it.
+@pytest.mark.django_db(transaction=True)
 def test_an_outage_during_concurrent_calls_defers_the_batch_whole(fake_collection, fake_provider):
     collection = remote(fake_collection, 4)
     fake_provider.mode = "503"
@@ -80,6 +83,10 @@ def test_an_outage_during_concurrent_calls_defers_the_batch_whole(fake_collectio
     assert (report.embedded, report.failed, report.deferred) == (0, 0, 1)
     assert Document.objects.get().status == DocumentStatus.PENDING
     assert not Chunk.objects.exists()
+    # Every try of every call counted, from the calls' threads; the circuit opened at the 5th and
+    # each call stopped retrying at its next failure: at most 4 calls x 3 tries, here fewer.
+    circuit = ProviderCircuit.objects.get()
+    assert circuit.state == "open" and 5 <= circuit.consecutive_failures < 4 * 3
 
 
 def test_local_models_make_one_call_at_a_time_whatever_the_setting(hash_collection, fake_collection):
