@@ -144,3 +144,17 @@ def test_metrics_export_the_stage_p95_only_and_never_flag_it(client):
     assert line.format("result", "docs_per_second") in body
     for figure in STAGE_FIGURES - {stages.name(s, "p95") for s in stages.STAGES}:
         assert f'figure="{figure}"' not in body
+
+
+def test_the_printed_report_puts_each_benchmarks_stage_figures_on_one_line(db):
+    from testing.management.commands.benchmark import report
+
+    run = stage_history(runs=1)[0]
+    run.comparison = regression.compare(run, [])
+
+    lines = report(run).splitlines()
+
+    assert not any(stages.name("storage", "p95") in line for line in lines)
+    [line] = [line for line in lines if "per-stage p95 (s)" in line]
+    assert line.startswith("ingest_steady") and "storage 0.2," in line and "total 0.2 " in line
+    assert any(line.split()[:2] == ["ingest_steady", "docs_per_second"] for line in lines)

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from testing.benchmarks import stages
 from testing.benchmarks import suite as benchmarks
 from testing.benchmarks.regression import regressions
 from testing.choices import BenchmarkSuite, BenchmarkTrigger
@@ -79,7 +80,10 @@ def report(run: BenchmarkRun) -> str:
         f"{'baseline':>10} {'change':>8}  verdict",
     ]
     for benchmark, figures in run.results.items():
+        informational = {name: data for name, data in figures.items() if stages.is_informational(data)}
         for name, data in figures.items():
+            if name in informational:
+                continue
             verdict = run.comparison.get(benchmark, {}).get(name, {})
             spread = max(data["samples"]) - min(data["samples"])
             base = verdict.get("baseline_median")
@@ -91,5 +95,16 @@ def report(run: BenchmarkRun) -> str:
             lines.append(
                 f"{benchmark:<16} {name:<22} {data['median']:>10.4g} {len(data['samples']):>3} (±{spread / 2:<9.3g}) "
                 f"{'' if base is None else f'{base:.4g}':>10} {'' if change is None else f'{change:+.1%}':>8}  {mark}"
+            )
+        if informational:
+            # One line for the 15 per-stage figures: not gated, charted on the Trends page.
+            p95 = [
+                f"{stage} {informational[key]['median']:.3g}"
+                for stage in stages.STAGES
+                if (key := stages.name(stage, "p95")) in informational
+            ]
+            lines.append(
+                f"{benchmark:<16} {'per-stage p95 (s)':<22} {', '.join(p95)}  (informational; p50/p99 with --json "
+                "and on the Trends page)"
             )
     return "\n".join(lines)
