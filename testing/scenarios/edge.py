@@ -192,3 +192,101 @@ def paused(ctx: Context) -> dict[str, Any]:
     kick_workers()
     ctx.wait_documents(held)
     return {}
+
+
+@scenario(
+    "staleness_sla_boundary_and_requeued_once",
+    Category.EDGE,
+    Component.STALENESS,
+    covers=[(Component.STALENESS, E)],
+    quick=True,
+)
+def staleness_edges(ctx: Context) -> dict[str, Any]:
+    """On an explicit clock a document turns stale just after its SLA, not at it; the staleness pass takes
+    a stale embedded document once, and not again while it is queued."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pipeline.queue import IncomingDocument, enqueue
+    from reprocessing.staleness import requeue_candidates, stale_counts
+
+    sla = timedelta(seconds=60)
+    collection = ctx.collection("staleedge", freshness_sla=sla)
+    Collection.objects.filter(pk=collection.pk).pause()  # the document stays where the scenario puts it
+    changed = timezone.now() - timedelta(minutes=5)
+    enqueue(collection, [IncomingDocument("doc", "changed at the source five minutes ago", changed)])
+    deadline = changed + sla
+    at = stale_counts(deadline).get(collection.name)
+    after = stale_counts(deadline + timedelta(seconds=1)).get(collection.name)
+    ctx.check(at == 0 and after == 1, f"stale at the SLA deadline: {at}, one second after: {after}; expected 0, 1")
+    # Embedded before the source changed again: stale, and nobody else will bring it back.
+    docs = Document.objects.filter(collection=collection)
+    docs.update(status="embedded", last_embedded_at=changed - timedelta(minutes=1))
+    now = timezone.now()
+
+    def candidates() -> list[str]:
+        # What detect_stale() would requeue, scoped to this collection (it runs over all of them).
+        return list(requeue_candidates(now).filter(collection=collection).values_list("external_id", flat=True))
+
+    ctx.check(candidates() == ["doc"], f"the staleness pass would take {candidates()}, expected the stale document")
+    first = Document.objects.filter(collection=collection, external_id__in=candidates()).requeue()
+    ctx.check(first == 1, f"requeueing the stale document changed {first} row(s)")
+    ctx.check(candidates() == [], f"the staleness pass would take {candidates()} again while it is queued")
+    again = docs.requeue()
+    ctx.check(again == 0, f"a second requeue of the pending document changed {again} row(s)")
+    ctx.check(stale_counts(now).get(collection.name) == 1, "a queued stale document stopped counting stale")
+    return {}
+
+
+@scenario(
+    "failed_document_edited_meanwhile_reprocessed_with_new_text",
+    Category.EDGE,
+    Component.REPROCESS,
+    covers=[(Component.REPROCESS, E)],
+    timeout=90,
+    quick=True,
+)
+def edited_while_failed(ctx: Context) -> dict[str, Any]:
+    """A failed document its producer re-sends with new text before its retry is due is queued once (the due
+    retry does not requeue it again), embedded with the new text, and its failure resolved as reprocessed."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from pipeline.choices import ErrorType, Stage
+    from pipeline.embedding import PipelineError
+    from reprocessing.choices import FailureState, Resolution
+    from reprocessing.failures import BACKOFF, record_failure
+    from reprocessing.models import FailedDocument
+    from reprocessing.workflow import ReprocessingWorkflow
+
+    collection = ctx.collection("edited")
+    Collection.objects.filter(pk=collection.pk).pause()  # the scenario drives the failure, then the workers embed
+    ctx.enqueue(collection, [("doc", "first version that failed")])
+    doc = Document.objects.get(collection=collection)
+    now = timezone.now()
+    with transaction.atomic():
+        Document.objects.filter(pk=doc.pk).update(status="failed")
+        record_failure(doc.pk, PipelineError(ErrorType.API_ERROR, Stage.EMBEDDING, "simulated outage"), "outage", now)
+    result = ctx.enqueue(collection, [("doc", "second version sent meanwhile")])
+    ctx.check(result.updated == ["doc"], f"re-sending new text reported {result.as_dict()}")
+    retry = ReprocessingWorkflow(collection=collection).run_once(now=now + BACKOFF[0])
+    ctx.check(retry.due == 1, f"the due retry found {retry.due} failure(s), expected 1")
+    doc.refresh_from_db()
+    ctx.check(
+        doc.status == "pending" and doc.attempts == 0,
+        f"after the due retry the document is {doc.status} (attempts {doc.attempts})",
+    )
+    Collection.objects.filter(pk=collection.pk).resume()
+    from pipeline.tasks import kick_workers
+
+    kick_workers()
+    ctx.wait_documents(collection)
+    texts = list(Chunk.objects.filter(document__collection=collection).values_list("text", flat=True))
+    ctx.check(texts == ["second version sent meanwhile"], f"the document was embedded as {texts}")
+    failure = FailedDocument.objects.filter(document=doc).order_by("-id").first()
+    ctx.check(
+        failure.state == FailureState.RESOLVED and failure.resolution == Resolution.REPROCESSED,
+        f"its failure is {failure.state} ({failure.resolution or 'no resolution'}), expected resolved as reprocessed",
+    )
+    return {}

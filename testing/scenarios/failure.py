@@ -215,3 +215,209 @@ def backoff(ctx: Context) -> dict[str, Any]:
         f"after the 24 h retry failed the state is {final.state}, expected dead_lettered",
     )
     return {"backoff": seen}
+
+
+def _api_error(response: Any) -> str:
+    try:
+        return str(response.json().get("error", {}).get("message", ""))
+    except ValueError:
+        return response.content[:200].decode(errors="replace")
+
+
+@scenario("bad_enqueue_requests_refused_whole", Category.FAILURE, Component.ENQUEUE, covers=[(Component.ENQUEUE, F)])
+def bad_enqueue(ctx: Context) -> dict[str, Any]:
+    """Batches with one bad document (invalid Unicode, NUL in metadata, text not a string, an unknown
+    field) get a 400 naming the document and the problem; nothing of them is written."""
+    collection = ctx.collection("badenqueue")
+    url = f"/api/v1/collections/{collection.name}/documents/"
+    good = {"id": "good", "text": "a good neighbour"}
+    bad = {
+        "lone surrogate": ({"id": "bad", "text": "broken \ud800 text"}, "Surrogate"),
+        "NUL in metadata": ({"id": "bad", "text": "fine", "metadata": {"k": "a\x00b"}}, "NUL"),
+        "text not a string": ({"id": "bad", "text": {"nested": "object"}}, "text"),
+        "unknown field": ({"id": "bad", "text": "fine", "colour": "blue"}, "colour"),
+    }
+    for what, (doc, named) in bad.items():
+        response = ctx.client().post(url, [good, doc], content_type="application/json")
+        message = _api_error(response)
+        ctx.check(response.status_code == 400, f"a batch with {what} answered {response.status_code}: {message}")
+        ctx.check(
+            message.startswith("documents: 1") and named in message,
+            f"the 400 for {what} does not name document 1 and {named!r}: {message}",
+        )
+    written = list(Document.objects.filter(collection=collection).values_list("external_id", flat=True))
+    ctx.check(not written, f"refused batches were partly written: {written}")
+    return {"refused": len(bad)}
+
+
+@scenario(
+    "blank_document_fails_alone_at_chunking",
+    Category.FAILURE,
+    Component.CHUNK,
+    covers=[(Component.CHUNK, F)],
+    timeout=90,
+)
+def blank_document(ctx: Context) -> dict[str, Any]:
+    """A stored document left with nothing to embed (whitespace written around enqueue's check) fails
+    alone as empty_document at chunking, with its failure row; its neighbours are embedded."""
+    collection = ctx.collection("blank")
+    # Paused while the row is rewritten, so no worker claims it before.
+    Collection.objects.filter(pk=collection.pk).pause()
+    ctx.enqueue(collection, [(f"ok-{i}", f"neighbour number {i} with text") for i in range(3)] + [("blank", "x")])
+    # enqueue refuses blank text; a row from an older version or a direct write can still hold it.
+    Document.objects.filter(collection=collection, external_id="blank").update(text=" \n\t \u3000 ")
+    Collection.objects.filter(pk=collection.pk).resume()
+    from pipeline.tasks import kick_workers
+
+    kick_workers()
+    statuses = ctx.wait_documents(collection, until=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED])
+    failed = sorted(i for i, s in statuses.items() if s == DocumentStatus.FAILED)
+    ctx.check(failed == ["blank"], f"failed documents {failed}, expected only the blank one")
+    failure = _failed_with(ctx, collection, "blank", ErrorType.EMPTY_DOCUMENT)
+    ctx.check(failure.stage == Stage.CHUNKING, f"the blank document failed at {failure.stage}, expected chunking")
+    from pipeline.models import Chunk
+
+    chunks = Chunk.objects.filter(document__collection=collection, document__external_id="blank").count()
+    ctx.check(chunks == 0, f"the blank document has {chunks} chunk(s)")
+    return {}
+
+
+@scenario("search_provider_down_answers_502", Category.FAILURE, Component.SEARCH, covers=[(Component.SEARCH, F)])
+def search_failures(ctx: Context) -> dict[str, Any]:
+    """Search answers 502 naming the provider's failure (key scrubbed, one call, no retry) when the
+    model endpoint fails, and 400 naming the field for a bad k or an empty query."""
+    provider = ctx.fault_provider()
+    collection = ctx.fault_collection(provider, "searchdown")
+    url = f"/api/v1/collections/{collection.name}/search/"
+    client = ctx.client()
+    for mode, error_type in (("500", ErrorType.API_ERROR), ("401", ErrorType.AUTH)):
+        provider.mode = mode
+        seen = len(provider.requests)
+        response = client.post(url, {"query": "anything at all", "k": 3}, content_type="application/json")
+        message = _api_error(response)
+        ctx.check(response.status_code == 502, f"search with the provider answering {mode} gave {response.status_code}")
+        ctx.check(
+            message.startswith("embedding the query failed") and f"{error_type}:" in message,
+            f"the 502 for a provider {mode} does not name {error_type}: {message}",
+        )
+        calls = len(provider.requests) - seen
+        ctx.check(calls == 1, f"a search met by a provider {mode} made {calls} provider call(s), expected 1")
+    key = (provider.requests[-1]["auth"] or "").removeprefix("Bearer ")
+    ctx.check(key and key not in message, f"the 502 repeats the key the provider echoed: {message}")
+    provider.mode = "ok"
+    bad_input = (({"query": "x", "k": 0}, "k"), ({"query": "x", "k": 101}, "k"), ({"query": "", "k": 3}, "query"))
+    for body, field in bad_input:
+        response = client.post(url, body, content_type="application/json")
+        message = _api_error(response)
+        ctx.check(
+            response.status_code == 400 and message.startswith(f"{field}:"),
+            f"search with {body} answered {response.status_code} {message!r}, expected a 400 naming {field}",
+        )
+    return {"provider_calls": len(provider.requests)}
+
+
+@scenario(
+    "health_names_a_failing_model_endpoint",
+    Category.FAILURE,
+    Component.HEALTH,
+    covers=[(Component.HEALTH, F)],
+    timeout=60,
+)
+def health_failing_model(ctx: Context) -> dict[str, Any]:
+    """/api/v1/health/ answers 503 with the model check naming a collection whose endpoint rejects the
+    key (the key the provider echoes scrubbed); pausing that collection takes it out of the check."""
+    provider = ctx.fault_provider()
+    provider.mode = "401"
+    collection = ctx.fault_collection(provider, "health")
+    response = ctx.client().get("/api/v1/health/")
+    ctx.check(response.status_code == 503, f"health answered {response.status_code} with a model endpoint failing")
+    model = next((c for c in response.json()["checks"] if c["name"] == "model"), None)
+    ctx.check(model is not None and not model["ok"], f"the model check passed: {model}")
+    ctx.check(
+        collection.name in model["reason"] and "auth" in model["reason"],
+        f"the model check does not name {collection.name} and its auth failure: {model['reason']}",
+    )
+    key = (provider.requests[-1]["auth"] or "").removeprefix("Bearer ") if provider.requests else ""
+    ctx.check(key, "the failing endpoint was never probed")
+    ctx.check(key not in response.content.decode(), "the health answer repeats the key the provider echoed")
+    Collection.objects.filter(pk=collection.pk).pause()
+    after = ctx.client().get("/api/v1/health/").json()
+    model = next(c for c in after["checks"] if c["name"] == "model")
+    ctx.check(
+        collection.name not in model["reason"] and collection.name not in str(model["details"]),
+        f"the paused collection is still in the model check: {model['reason']}",
+    )
+    return {"probes": len(provider.requests)}
+
+
+@scenario(
+    "stale_failed_document_left_to_its_backoff",
+    Category.FAILURE,
+    Component.STALENESS,
+    covers=[(Component.STALENESS, F)],
+)
+def stale_failed(ctx: Context) -> dict[str, Any]:
+    """A stale document that failed counts stale but is left to the reprocessing backoff, not requeued by
+    the staleness pass; once an operator resolves its failure, the staleness pass takes it back."""
+    from pipeline.queue import IncomingDocument, enqueue
+    from reprocessing.choices import Resolution
+    from reprocessing.staleness import requeue_candidates, stale_counts
+
+    collection = ctx.collection("stalefail", freshness_sla=timedelta(seconds=60))
+    Collection.objects.filter(pk=collection.pk).pause()  # the scenario drives the document, not the workers
+    now = timezone.now()
+    enqueue(collection, [IncomingDocument("broken", "changed at the source", now - timedelta(minutes=10))])
+    doc = Document.objects.get(collection=collection)
+    error = PipelineError(ErrorType.AUTH, Stage.EMBEDDING, "simulated rejected key")
+    with transaction.atomic():
+        Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
+        record_failure(doc.pk, error, "simulated rejected key", now=now)
+
+    def candidates() -> list[str]:
+        # The documents detect_stale() would requeue, scoped to this collection (it runs over all).
+        return list(requeue_candidates(now).filter(collection=collection).values_list("external_id", flat=True))
+
+    stale = stale_counts(now).get(collection.name)
+    ctx.check(stale == 1, f"a failed document 10 min past its 60 s SLA counts {stale} stale, expected 1")
+    ctx.check(candidates() == [], f"the staleness pass would requeue {candidates()} despite their open failure")
+    FailedDocument.objects.filter(document=doc).resolve(Resolution.OPERATOR, now)
+    ctx.check(candidates() == ["broken"], f"after its failure was resolved the staleness pass takes {candidates()}")
+    return {}
+
+
+@scenario(
+    "metrics_answer_through_a_provider_fault",
+    Category.FAILURE,
+    Component.METRICS,
+    covers=[(Component.METRICS, F)],
+    timeout=90,
+)
+def metrics_during_fault(ctx: Context) -> dict[str, Any]:
+    """While a provider rejects a reserved collection's key, /metrics answers and parses, its failure shows in
+    the reprocessing queue gauge, and (where the scrape sees the workers' counters) no alerting counter moves."""
+    from embedportal.metrics import multiprocess_dir
+    from testing.scenarios.integration import scrape
+
+    def sample(families: dict[str, Any], family: str, suffix: str = "", **labels: str) -> float:
+        found = families.get(family)
+        return sum(
+            s.value
+            for s in (found.samples if found else [])
+            if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    before = scrape(ctx)
+    provider = ctx.fault_provider()
+    provider.mode = "401"
+    collection = ctx.fault_collection(provider, "metricsfault")
+    ctx.enqueue(collection, [("rejected", "a document whose key the provider rejects")])
+    _failed_with(ctx, collection, "rejected", ErrorType.AUTH)
+    after = scrape(ctx)
+    waiting = sample(after, "pipeline_reprocessing_queue_size", state="waiting", error_type="auth")
+    ctx.check(waiting >= 1, f"pipeline_reprocessing_queue_size{{state=waiting,error_type=auth}} is {waiting}")
+    counters_seen = bool(multiprocess_dir())
+    if counters_seen:
+        errors = "embedding_pipeline_errors"
+        moved = sample(after, errors, "_total", error_type="auth") - sample(before, errors, "_total", error_type="auth")
+        ctx.check(not moved, f"the reserved collection's auth failure moved embedding_pipeline_errors_total by {moved}")
+    return {"waiting_auth": waiting, "counters_checked": counters_seen}
