@@ -175,3 +175,78 @@ def test_metrics_scenario_fails_naming_a_metric_the_rules_read_that_no_collector
         "test_pass_rate_embedding_pipeline_operations_total (in grafana/prometheus/ops-tests.rules.yml)"
         in result.message
     )
+
+
+# --- the empty cells' scenarios: break the product path each one exercises ---------------------
+
+
+def test_enqueue_failure_scenario_fails_when_validation_is_skipped(live_worker, monkeypatch):
+    monkeypatch.setattr("pipeline.queue.validate", lambda doc: None)
+
+    result = run_one("bad_enqueue_requests_refused_whole")
+
+    assert result.outcome == Outcome.FAILED
+    assert "a batch with NUL in metadata answered 500" in result.message
+
+
+def test_search_failure_scenario_fails_when_a_provider_error_escapes_as_500(live_worker, monkeypatch):
+    class NeverRaised(Exception):
+        pass
+
+    monkeypatch.setattr("pipeline.api.views.PipelineError", NeverRaised)
+
+    result = run_one("search_provider_down_answers_502")
+
+    assert result.outcome == Outcome.FAILED
+    assert "search with the provider answering 500 gave 500" in result.message
+
+
+def test_health_failure_scenario_fails_when_the_model_check_skips_reserved_collections(live_worker, monkeypatch):
+    from pipeline import health
+
+    real = health._configurations
+
+    def users_only():
+        return {k: v for k, v in real().items() if not v[0].is_reserved}
+
+    monkeypatch.setattr(health, "_configurations", users_only)
+
+    result = run_one("health_names_a_failing_model_endpoint")
+
+    assert result.outcome == Outcome.FAILED
+    assert "health answered 200 with a model endpoint failing" in result.message
+
+
+def test_staleness_failure_scenario_fails_when_the_pass_ignores_open_failures(live_worker, monkeypatch):
+    from reprocessing import staleness
+
+    monkeypatch.setattr(
+        staleness, "requeue_candidates", lambda now: staleness.stale_documents(now).exclude(status="pending")
+    )
+
+    result = run_one("stale_failed_document_left_to_its_backoff")
+
+    assert result.outcome == Outcome.FAILED
+    assert "the staleness pass would requeue ['broken'] despite their open failure" in result.message
+
+
+def test_staleness_edge_scenario_fails_when_the_pass_requeues_queued_documents(live_worker, monkeypatch):
+    from reprocessing import staleness
+
+    monkeypatch.setattr(staleness, "requeue_candidates", staleness.stale_documents)
+
+    result = run_one("staleness_sla_boundary_and_requeued_once")
+
+    assert result.outcome == Outcome.FAILED
+    assert "the staleness pass would take ['doc'] again while it is queued" in result.message
+
+
+def test_metrics_failure_scenario_fails_when_the_reprocessing_gauges_are_not_collected(live_worker, settings):
+    settings.EMBEDPORTAL_METRICS_COLLECTORS = [
+        p for p in settings.EMBEDPORTAL_METRICS_COLLECTORS if p != "reprocessing.collectors.DatabaseCollector"
+    ]
+
+    result = run_one("metrics_answer_through_a_provider_fault")
+
+    assert result.outcome == Outcome.FAILED
+    assert "pipeline_reprocessing_queue_size{state=waiting,error_type=auth} is 0" in result.message
