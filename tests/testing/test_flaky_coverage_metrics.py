@@ -143,3 +143,9 @@ def test_admin_run_now_starts_one_run_and_refuses_a_second(admin_client, db, dja
     assert OrmQ.objects.count() == 1
     second = admin_client.post("/admin/testing/testrun/run-now/", {}, follow=True)
     assert f"test run {run.pk} (api) is running".encode() in second.content
+
+
+def test_every_cell_of_the_matrix_is_declared_by_a_scenario(db):
+    undeclared = [cell for cell, names in coverage().declared.items() if not names]
+
+    assert undeclared == []
