@@ -47,7 +47,7 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.panels import DS, query
+from grafana.panels import DS, last_value_stat, query
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "grafana" / "dashboards" / "pipeline-health.json"
@@ -94,16 +94,7 @@ def _timeseries(title: str, description: str, unit: str, span: int = 12) -> time
 
 
 def _stat(title: str, description: str, unit: str, span: int = 8) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(span)
-        .height(6)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-    )
+    return last_value_stat(title, description, unit, span, height=6)
 
 
 # --- the six panels the mission names ---------------------------------------------------------

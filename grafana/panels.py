@@ -23,7 +23,7 @@ def plain_timeseries(title: str, description: str, unit: str, span: int) -> time
     return timeseries.Panel().title(title).description(description).datasource(DS).unit(unit).span(span).height(8)
 
 
-def last_value_stat(title: str, description: str, unit: str, span: int = 6) -> stat.Panel:
+def last_value_stat(title: str, description: str, unit: str, span: int = 6, height: int = 5) -> stat.Panel:
     return (
         stat.Panel()
         .title(title)
@@ -31,7 +31,7 @@ def last_value_stat(title: str, description: str, unit: str, span: int = 6) -> s
         .datasource(DS)
         .unit(unit)
         .span(span)
-        .height(5)
+        .height(height)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
