@@ -8,10 +8,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from pipeline.choices import DocumentStatus
-from pipeline.collections import create_collection
 from pipeline.models import BatchTiming, Collection, CollectionActivity, Document, reserved_names_allowed
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
+from tests.pipeline.test_provider_outages import fake_backed as outage_collection
 
 pytestmark = pytest.mark.django_db
 
@@ -29,19 +29,10 @@ def totals() -> dict[str, float]:
 
 
 def fake_backed(name: str, api_base: str) -> Collection:
+    """The outage tests' fake-provider collection, reserved names allowed."""
     token = reserved_names_allowed.set(True)
     try:
-        return create_collection(
-            name=name,
-            model="openai/fake-embedder",
-            api_base=api_base,
-            api_key_env="FAKE_PROVIDER_KEY",
-            dimensions=8,
-            chunk_unit="characters",
-            chunk_size=200,
-            chunk_overlap=0,
-            batch_size=4,
-        )
+        return outage_collection(name, api_base)
     finally:
         reserved_names_allowed.reset(token)
 
