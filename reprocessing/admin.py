@@ -97,14 +97,14 @@ class FailedDocumentAdmin(admin.ModelAdmin):
         skipped = queryset.count() - retried
         self.message_user(
             request,
-            f"Requeued {retried} document(s); {skipped} skipped (retrying or resolved already).",
+            f"Requeued {retried} document(s); {skipped} skipped (requeued or resolved already).",
             messages.SUCCESS if retried else messages.WARNING,
         )
 
     @admin.action(description="Dead-letter (stop automatic retries)", permissions=["resolve"])
     def dead_letter(self, request: HttpRequest, queryset: QuerySet) -> None:
         n = queryset.dead_letter()
-        self.message_user(request, f"Dead-lettered {n} failure(s); only waiting ones can be.", messages.SUCCESS)
+        self.message_user(request, f"Dead-lettered {n} failure(s); only scheduled ones can be.", messages.SUCCESS)
 
     @admin.action(description="Resolve (close by hand)", permissions=["resolve"])
     def resolve(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -44,7 +44,7 @@ def test_changelist_filters_by_type_and_age(admin_client, failed):
 def test_retry_action_requeues_and_reports(admin_client, failed):
     response = admin_client.post(URL, {"action": "retry_now", "_selected_action": [f.pk for f in failed]}, follow=True)
     assert "Requeued 2 document(s); 0 skipped" in response.content.decode()
-    assert set(FailedDocument.objects.values_list("state", flat=True)) == {FailureState.RETRYING}
+    assert set(FailedDocument.objects.values_list("state", "next_retry_at")) == {(FailureState.OPEN, None)}
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}
 
 

@@ -158,7 +158,7 @@ def test_full_disk_fails_the_batch_as_disk_full_without_partial_writes(small_tab
     result = run(url, "run_pipeline", "--once", env=WORKER_ENV)
     assert "failed 40" in result.stdout
     assert query(url, "SELECT error_type, stage, state, count(*) FROM failed_documents GROUP BY 1, 2, 3") == [
-        (ErrorType.DISK_FULL, Stage.STORAGE, "waiting", 40)
+        (ErrorType.DISK_FULL, Stage.STORAGE, "open", 40)
     ]
     # Disk full is not retried in the batch (it will not clear in seconds): nothing embedded twice.
     sent = Counter(text for r in fake_provider.requests for text in r["inputs"])
