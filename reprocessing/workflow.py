@@ -45,7 +45,6 @@ class ReprocessingWorkflow:
         self.batch_size = batch_size or settings.EMBEDPORTAL_REPROCESS_BATCH
         # Scoped runs (benchmark_failures on a shared database) touch only their collection.
         self.collection = collection
-        self.interval = settings.EMBEDPORTAL_REPROCESS_INTERVAL
 
     @metrics.REPROCESSING_PASS.time()
     def run_once(self, now: datetime | None = None, dry_run: bool = False) -> WorkflowReport:
