@@ -19,15 +19,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="faileddocument",
             name="state",
-            field=models.CharField(
-                choices=[
-                    ("open", "Open: scheduled for a retry, or requeued"),
-                    ("dead_lettered", "Dead-lettered for an operator"),
-                    ("resolved", "Resolved"),
-                ],
-                default="open",
-                max_length=16,
-            ),
+            field=models.CharField(choices=[("open", "Open: scheduled for a retry, or requeued"), ("dead_lettered", "Dead-lettered for an operator"), ("resolved", "Resolved")], default="open", max_length=16),
         ),
         migrations.AddIndex(
             model_name="faileddocument",
