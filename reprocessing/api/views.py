@@ -52,9 +52,7 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
         failure = self.get_object()
         retried = failures.retry(FailedDocument.objects.filter(pk=failure.pk))
         if not retried:
-            raise Conflict(
-                f"failure {failure.pk} is requeued or resolved; only scheduled or dead-lettered can be retried"
-            )
+            raise Conflict(f"failure {failure.pk} was requeued or resolved already; nothing to retry")
         return _result(retried)
 
     @extend_schema(request=None, responses={200: FailedDocumentSerializer})
