@@ -41,9 +41,7 @@ STALE = "pipeline_stale_documents_count"
 
 def _families() -> tuple[GaugeMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
     return (
-        GaugeMetricFamily(
-            QUEUE, "Open failed documents: waiting for or undergoing a retry.", labels=["state", "error_type"]
-        ),
+        GaugeMetricFamily(QUEUE, "Failed documents waiting for or undergoing a retry.", labels=["state", "error_type"]),
         GaugeHistogramMetricFamily(AGE, "Age since first failure of documents in the reprocessing queue."),
         GaugeMetricFamily(DEAD, "Dead-lettered documents awaiting an operator.", labels=["error_type"]),
         GaugeMetricFamily(

@@ -39,11 +39,10 @@ def record_failure(document_id: int, error: PipelineError, message: str, now: da
     with transaction.atomic():
         failure = _unresolved_for_update(document_id).first()
         if failure is None:
+            failure = FailedDocument(document_id=document_id, first_failed_at=now, attempts=0)
             try:
                 with transaction.atomic():  # a savepoint: losing the race must not abort the caller
-                    return _count(
-                        FailedDocument(document_id=document_id, first_failed_at=now, attempts=0), error, message, now
-                    )
+                    return _count(failure, error, message, now)
             except IntegrityError:
                 # A concurrent worker opened the row first (reprocessing_faileddocument_one_open);
                 # the insert waited for its commit, so the row is there to lock and update.
