@@ -74,10 +74,9 @@ def requeue_candidates(now: datetime) -> Any:
     left to it. A failed document without one (resolved by hand, or failed before
     failures were recorded) would otherwise stay stale for ever.
     """
-    open_failure = FailedDocument.objects.unresolved().filter(document=OuterRef("pk"))
     return (
         stale_documents(now)
-        .alias(has_failure=Exists(open_failure))
+        .alias(has_failure=Exists(FailedDocument.objects.unresolved().filter(document=OuterRef("pk"))))
         .filter(Q(status=DocumentStatus.EMBEDDED) | Q(status=DocumentStatus.FAILED, has_failure=False))
     )
 
