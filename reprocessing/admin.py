@@ -59,20 +59,6 @@ class FailedDocumentAdmin(admin.ModelAdmin):
     list_select_related = ("document", "document__collection")
     show_full_result_count = False  # history grows without bound: skip COUNT(*)
     date_hierarchy = "first_failed_at"
-    readonly_fields = (
-        "document",
-        "error_type",
-        "stage",
-        "message",
-        "attempts",
-        "first_failed_at",
-        "last_failed_at",
-        "next_retry_at",
-        "retried_at",
-        "state",
-        "resolved_at",
-        "resolution",
-    )
     actions = ("retry_now", "dead_letter", "resolve")
 
     @admin.display(description="collection", ordering="document__collection__name")
@@ -83,7 +69,7 @@ class FailedDocumentAdmin(admin.ModelAdmin):
         return False  # rows come from the pipeline
 
     def has_change_permission(self, request: HttpRequest, obj: FailedDocument | None = None) -> bool:
-        return False  # state changes go through the actions (compare-and-swap), never the form
+        return False  # the page is read-only: state changes go through the actions (compare-and-swap)
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reprocessing.retry_faileddocument")

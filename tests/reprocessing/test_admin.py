@@ -57,6 +57,12 @@ def test_dead_letter_and_resolve_actions(admin_client, failed):
     assert FailedDocument.objects.get(pk=first.pk).resolution == "operator"
 
 
+def test_failure_page_is_read_only(admin_client, failed):
+    page = admin_client.get(f"{URL}{failed[0].pk}/change/").content.decode()
+    assert "timeout" in page and "boom" in page
+    assert 'name="state"' not in page and 'name="_save"' not in page
+
+
 def test_actions_are_offered_only_with_their_permission(client, failed):
     user = User.objects.create_user("viewer", password="pw", is_staff=True)
     user.user_permissions.set(Permission.objects.filter(codename="view_faileddocument"))
