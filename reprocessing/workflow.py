@@ -56,10 +56,7 @@ class ReprocessingWorkflow:
         if dry_run:
             report.due = due.count()
             return report
-        while True:
-            batch = failures.retry(due[: self.batch_size], now)
-            if not batch:
-                break
+        while batch := failures.retry(due[: self.batch_size], now):
             report.due += sum(batch.values())
             report.retried.update(batch)
         if report.retried:
