@@ -210,12 +210,6 @@ _register(
         "Longest wait between probes of an open circuit (seconds).",
     ),
     Setting("EMBEDPORTAL_REPROCESS_BATCH", "int", 1000, "Most failures one ReprocessingWorkflow pass retries."),
-    Setting(
-        "EMBEDPORTAL_REPROCESS_INTERVAL",
-        "float",
-        60.0,
-        "Seconds between passes of `reprocess_failed` without `--once`.",
-    ),
     # --- operability ---------------------------------------------------------------------------
     Setting(
         "EMBEDPORTAL_METRICS_COLLECTORS",

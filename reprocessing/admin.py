@@ -59,20 +59,6 @@ class FailedDocumentAdmin(admin.ModelAdmin):
     list_select_related = ("document", "document__collection")
     show_full_result_count = False  # history grows without bound: skip COUNT(*)
     date_hierarchy = "first_failed_at"
-    readonly_fields = (
-        "document",
-        "error_type",
-        "stage",
-        "message",
-        "attempts",
-        "first_failed_at",
-        "last_failed_at",
-        "next_retry_at",
-        "retried_at",
-        "state",
-        "resolved_at",
-        "resolution",
-    )
     actions = ("retry_now", "dead_letter", "resolve")
 
     @admin.display(description="collection", ordering="document__collection__name")
@@ -83,7 +69,7 @@ class FailedDocumentAdmin(admin.ModelAdmin):
         return False  # rows come from the pipeline
 
     def has_change_permission(self, request: HttpRequest, obj: FailedDocument | None = None) -> bool:
-        return False  # state changes go through the actions (compare-and-swap), never the form
+        return False  # the page is read-only: state changes go through the actions (compare-and-swap)
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reprocessing.retry_faileddocument")
@@ -97,14 +83,14 @@ class FailedDocumentAdmin(admin.ModelAdmin):
         skipped = queryset.count() - retried
         self.message_user(
             request,
-            f"Requeued {retried} document(s); {skipped} skipped (retrying or resolved already).",
+            f"Requeued {retried} document(s); {skipped} skipped (requeued or resolved already).",
             messages.SUCCESS if retried else messages.WARNING,
         )
 
     @admin.action(description="Dead-letter (stop automatic retries)", permissions=["resolve"])
     def dead_letter(self, request: HttpRequest, queryset: QuerySet) -> None:
         n = queryset.dead_letter()
-        self.message_user(request, f"Dead-lettered {n} failure(s); only waiting ones can be.", messages.SUCCESS)
+        self.message_user(request, f"Dead-lettered {n} failure(s); only scheduled ones can be.", messages.SUCCESS)
 
     @admin.action(description="Resolve (close by hand)", permissions=["resolve"])
     def resolve(self, request: HttpRequest, queryset: QuerySet) -> None:

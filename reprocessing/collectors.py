@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
@@ -28,12 +28,14 @@ _AGE_SQL = (
     "SELECT count(*), COALESCE(sum(age), 0), "
     + ", ".join(f"count(*) FILTER (WHERE age <= {edge:g})" for edge in AGE_BUCKETS)
     + " FROM (SELECT EXTRACT(EPOCH FROM (%s - first_failed_at)) AS age"
-    " FROM failed_documents WHERE state = ANY(%s)) AS queued"
+    " FROM failed_documents WHERE state = %s) AS queued"
 )
 
 QUEUE = "pipeline_reprocessing_queue_size"
 AGE = "pipeline_reprocessing_queue_age_seconds"
 DEAD = "pipeline_dead_letter_documents"
+# The queue's `state` label: an open failure waits for its due time, or was requeued and is retrying.
+PHASES = {(FailureState.OPEN, False): "waiting", (FailureState.OPEN, True): "retrying"}
 STALE = "pipeline_stale_documents_count"
 
 
@@ -72,18 +74,18 @@ class DatabaseCollector:
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(QUERY_TIMEOUT_MS)])
             counts = {
-                (row["state"], row["error_type"]): row["n"]
-                for row in FailedDocument.objects.open()
+                (PHASES.get((row["state"], row["requeued"]), row["state"]), row["error_type"]): row["n"]
+                for row in FailedDocument.objects.unresolved()
                 .order_by()
-                .values("state", "error_type")
+                .values("state", "error_type", requeued=Q(next_retry_at=None))
                 .annotate(n=Count("id"))
             }
-            cur.execute(_AGE_SQL, [now, [FailureState.WAITING.value, FailureState.RETRYING.value]])
+            cur.execute(_AGE_SQL, [now, FailureState.OPEN.value])
             total, seconds, *cumulative = cur.fetchone()
             per_collection = staleness.stale_counts(now)
-        for state in (FailureState.WAITING, FailureState.RETRYING):
+        for phase in PHASES.values():
             for error_type in ErrorType.values:
-                queue.add_metric([state.value, error_type], counts.get((state, error_type), 0))
+                queue.add_metric([phase, error_type], counts.get((phase, error_type), 0))
         for error_type in ErrorType.values:
             dead.add_metric([error_type], counts.get((FailureState.DEAD_LETTERED, error_type), 0))
         buckets = [(str(edge), n) for edge, n in zip(AGE_BUCKETS, cumulative, strict=True)]

@@ -13,8 +13,8 @@ from embedportal.api.permissions import PermissionRequired
 from reprocessing import failures
 from reprocessing.api.filters import FailedDocumentFilter
 from reprocessing.api.serializers import BulkRetrySerializer, FailedDocumentSerializer, RetryResultSerializer
-from reprocessing.choices import FailureState, Resolution
-from reprocessing.models import FailedDocument
+from reprocessing.choices import Resolution
+from reprocessing.models import RETRYABLE, FailedDocument
 
 
 class Conflict(APIException):
@@ -48,20 +48,20 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: RetryResultSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanRetry])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        """Requeue the document now (a waiting or dead-lettered failure)."""
+        """Requeue the document now (a scheduled or dead-lettered failure)."""
         failure = self.get_object()
         retried = failures.retry(FailedDocument.objects.filter(pk=failure.pk))
         if not retried:
-            raise Conflict(f"failure {failure.pk} is {failure.state}; only waiting or dead-lettered can be retried")
+            raise Conflict(f"failure {failure.pk} was requeued or resolved already; nothing to retry")
         return _result(retried)
 
     @extend_schema(request=None, responses={200: FailedDocumentSerializer})
     @action(detail=True, methods=["post"], url_path="dead-letter", permission_classes=[CanResolve])
     def dead_letter(self, request: Request, pk: str | None = None) -> Response:
-        """Stop automatic retries and leave the document to an operator (waiting failures only)."""
+        """Stop automatic retries and leave the document to an operator (scheduled failures only)."""
         failure = self.get_object()
         if not FailedDocument.objects.filter(pk=failure.pk).dead_letter():
-            raise Conflict(f"failure {failure.pk} is {failure.state}; only waiting ones can be dead-lettered")
+            raise Conflict(f"failure {failure.pk} is not scheduled; only scheduled ones can be dead-lettered")
         failure.refresh_from_db()
         return Response(self.get_serializer(failure).data)
 
@@ -80,14 +80,11 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["post"], url_path="retry", url_name="bulk-retry", permission_classes=[CanRetry])
     def bulk_retry(self, request: Request) -> Response:
-        """Retry every waiting or dead-lettered failure of one error type now."""
+        """Retry every scheduled or dead-lettered failure of one error type now."""
         body = BulkRetrySerializer(data=request.data)
         if not body.is_valid():
             raise ValidationError(body.errors)
-        qs = FailedDocument.objects.filter(
-            error_type=body.validated_data["error_type"],
-            state__in=[FailureState.WAITING, FailureState.DEAD_LETTERED],
-        )
+        qs = FailedDocument.objects.filter(RETRYABLE, error_type=body.validated_data["error_type"])
         if collection := body.validated_data.get("collection"):
             qs = qs.filter(document__collection__name=collection)
         return _result(failures.retry(qs))

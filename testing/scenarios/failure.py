@@ -28,7 +28,9 @@ def _failed_with(ctx: Context, collection: Collection, external_id: str, error_t
     """The document failed for good and its failure row carries the expected type."""
     ctx.wait_documents(collection, [external_id], until=[DocumentStatus.FAILED])
     failure = (
-        FailedDocument.objects.open().filter(document__collection=collection, document__external_id=external_id).first()
+        FailedDocument.objects.unresolved()
+        .filter(document__collection=collection, document__external_id=external_id)
+        .first()
     )
     ctx.check(failure is not None, f"{external_id} failed but no failure row was recorded for the ReprocessingWorkflow")
     ctx.check(
@@ -192,9 +194,9 @@ def backoff(ctx: Context) -> dict[str, Any]:
     for step, wait in enumerate(BACKOFF, 1):
         Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
         record_failure(doc.pk, error, "simulated provider outage", now=now)
-        failure = FailedDocument.objects.open().get(document=doc)
+        failure = FailedDocument.objects.unresolved().get(document=doc)
         ctx.check(
-            failure.state == FailureState.WAITING and failure.next_retry_at == now + wait,
+            failure.state == FailureState.OPEN and failure.next_retry_at == now + wait,
             f"after failure {step} the retry is at {failure.next_retry_at} ({failure.state}), expected +{wait}",
         )
         early = workflow.run_once(now=now + wait - timedelta(seconds=1))
@@ -209,7 +211,7 @@ def backoff(ctx: Context) -> dict[str, Any]:
         seen.append(str(wait))
     Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
     record_failure(doc.pk, error, "simulated provider outage", now=now)
-    final = FailedDocument.objects.open().get(document=doc)
+    final = FailedDocument.objects.unresolved().get(document=doc)
     ctx.check(
         final.state == FailureState.DEAD_LETTERED,
         f"after the 24 h retry failed the state is {final.state}, expected dead_lettered",
