@@ -341,6 +341,14 @@ _register(
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),
     Setting("Q_TIMEOUT", "int", 600, "Seconds a django-q2 task may run."),
     Setting("Q_RETRY", "int", 660, "Seconds before an unacknowledged task is delivered again (must exceed Q_TIMEOUT)."),
+    Setting(
+        "EMBEDPORTAL_SCHEDULER",
+        "str",
+        "django-q2",
+        "Who runs the recurring passes: `django-q2` (migrate registers every schedule) or `external` (Argo "
+        "CronWorkflows run the reprocessing and ops-test passes, so migrate deletes those schedules; the "
+        "pipeline's drain, heartbeat and the other schedules stay).",
+    ),
     # --- documentation -------------------------------------------------------------------------
     Setting(
         "EMBEDPORTAL_DOCS_DIR",
