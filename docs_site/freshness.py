@@ -60,7 +60,7 @@ def setting_entry(text: str, name: str) -> str | None:
         depth += {"(": 1, ")": -1}.get(token.group(), 0)
         if depth == 0:
             entry = text[match.start() : token.end()]
-            return re.sub(r",\s*\)$", ")", re.sub(r"\s+", " ", entry).replace("( ", "("))
+            return re.sub(r",?\s*\)$", ")", re.sub(r"\s+", " ", entry).replace("( ", "("))
     return None
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from django.conf import settings
 
-from embedportal.config import env_secret
+from embedportal.env import env_secret
 from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage

@@ -26,13 +26,12 @@ def _registry_rows() -> list[list[str]]:
     ]
 
 
-def _current_value(name: str) -> str:
+def current_value(name: str) -> str:
+    """What this process reads (a secret only as set or unset, even from NAME_FILE)."""
     setting = SETTINGS[name]
     if setting.secret:
-        return setting.shown_value(None)
-    if os.environ.get(name):
-        return setting.shown_value(os.environ[name])
-    return f"{setting.shown_default()} (default)".strip()
+        return "set" if os.environ.get(name) or os.environ.get(f"{name}_FILE") else "unset"
+    return os.environ.get(name) or f"{setting.shown_default()} (default)".strip()
 
 
 def _collections_section() -> tuple[str, list[str]]:
@@ -98,7 +97,7 @@ def generate(live: bool = False) -> GeneratedPage:
         sources=["embedportal/config.py", "embedportal/settings.py"],
     )
     if live:
-        rows = [[f"`{name}`", _current_value(name)] for name in sorted(SETTINGS)]
+        rows = [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)]
         collections, missing = _collections_section()
         page.live_body = "\n\n".join(
             [
