@@ -12,6 +12,7 @@ Gauges computed from the database are the same from every replica: max(), not su
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -23,7 +24,6 @@ from grafana_foundation_sdk.builders.common import (
 )
 from grafana_foundation_sdk.builders.dashboard import (
     Dashboard,
-    DatasourceVariable,
     QueryVariable,
     Row,
     ThresholdsConfig,
@@ -47,13 +47,11 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.panels import DS, last_value_stat, query
+from grafana.panels import DS, frame, last_value_stat, query
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "grafana" / "dashboards" / "pipeline-health.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard.yaml"
-UID = "embedportal-pipeline-health"
-TITLE = "Embedding pipeline health"
 
 COLLECTION = 'collection=~"$collection"'
 # The Python client writes le="3600.0", Prometheus 3 normalises it to "3600".
@@ -333,27 +331,25 @@ def capacity_row() -> list:
 
 
 def build() -> Dashboard:
-    dashboard = (
-        Dashboard(TITLE)
-        .uid(UID)
-        .description("Embedding pipeline: throughput, queue, latency, errors, freshness, reprocessing, SLOs, capacity.")
-        .tags(["embedportal", "embedding-pipeline"])
-        .time("now-6h", "now")
-        .refresh("30s")
-        .timezone("browser")
-        .with_variable(DatasourceVariable("datasource").label("Data source").type("prometheus"))
-        .with_variable(
-            QueryVariable("collection")
-            .label("Collection")
-            .datasource(DS)
-            .query("label_values(embedding_pipeline_collection_queue_depth, collection)")
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-            .current(VariableOption(selected=True, text="All", value="$__all"))
-        )
+    dashboard = frame(
+        "Embedding pipeline health",
+        "embedportal-pipeline-health",
+        "Embedding pipeline: throughput, queue, latency, errors, freshness, reprocessing, SLOs, capacity.",
+        "embedding-pipeline",
+        "now-6h",
+        "30s",
+        "Data source",
+    ).with_variable(
+        QueryVariable("collection")
+        .label("Collection")
+        .datasource(DS)
+        .query("label_values(embedding_pipeline_collection_queue_depth, collection)")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(VariableOption(selected=True, text="All", value="$__all"))
     )
     health = [
         throughput(),
@@ -378,10 +374,6 @@ def build() -> Dashboard:
 def to_json(dashboard: Dashboard) -> str:
     """A dashboard builder as the committed JSON (sorted keys, so regeneration diffs stay small)."""
     return json.dumps(dashboard.build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
-
-
-def render() -> str:
-    return to_json(build())
 
 
 CONFIGMAP_HEADER = (
@@ -418,5 +410,17 @@ def configmap(name: str, filename: str, content: str, source: str) -> str:
     return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
-def render_configmap() -> str:
-    return configmap("embedportal-grafana-dashboards", OUTPUT.name, render(), "grafana/dashboard.py")
+def renderers(build: Callable[[], Dashboard], output: Path, name: str) -> tuple[Callable[[], str], Callable[[], str]]:
+    """A dashboard module's render() (its JSON) and render_configmap() (the ConfigMap `name` carrying it)."""
+    source = f"grafana/{build.__module__.rsplit('.', 1)[-1]}.py"
+
+    def render() -> str:
+        return to_json(build())
+
+    def render_configmap() -> str:
+        return configmap(name, output.name, render(), source)
+
+    return render, render_configmap
+
+
+render, render_configmap = renderers(build, OUTPUT, "embedportal-grafana-dashboards")

@@ -14,16 +14,14 @@ from __future__ import annotations
 import sys
 
 from grafana_foundation_sdk.builders import table, timeseries
-from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable
+from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import ROOT, configmap, to_json
-from grafana.panels import DS, last_value_stat, plain_timeseries, query, with_rows
+from grafana.dashboard import ROOT, renderers
+from grafana.panels import DS, frame, last_value_stat, plain_timeseries, query, with_rows
 
 OUTPUT = ROOT / "grafana" / "dashboards" / "ops-tests.json"
 CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-ops-tests.yaml"
-UID = "embedportal-ops-tests"
-TITLE = "Embedding pipeline operations tests"
 
 RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
 
@@ -111,27 +109,19 @@ def scenarios_row() -> list:
 
 
 def build() -> Dashboard:
-    dashboard = (
-        Dashboard(TITLE)
-        .uid(UID)
-        .description("Operations tests against the live pipeline: pass rate, durations, failing and flaky, coverage.")
-        .tags(["embedportal", "ops-tests"])
-        .refresh("1m")
-        .time("now-7d", "now")
-        .timezone("browser")
-        .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+    dashboard = frame(
+        "Embedding pipeline operations tests",
+        "embedportal-ops-tests",
+        "Operations tests against the live pipeline: pass rate, durations, failing and flaky, coverage.",
+        "ops-tests",
+        "now-7d",
+        "1m",
+        "Prometheus",
     )
     return with_rows(dashboard, (("Now", now_row()), ("Trends", trends_row()), ("Scenarios", scenarios_row())))
 
 
-def render() -> str:
-    return to_json(build())
-
-
-def render_configmap() -> str:
-    return configmap(
-        "embedportal-grafana-dashboards-ops-tests", OUTPUT.name, render(), "grafana/ops_tests_dashboard.py"
-    )
+render, render_configmap = renderers(build, OUTPUT, "embedportal-grafana-dashboards-ops-tests")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Builders the dashboards share: the datasource variable, a query, plain panels."""
+"""Builders the dashboards share: the frame with its datasource variable, a query, plain panels."""
 
 from __future__ import annotations
 
@@ -7,12 +7,26 @@ from collections.abc import Iterable
 
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable, Row
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 # Every panel reads the Prometheus chosen in the dashboard's `datasource` variable.
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+
+def frame(title: str, uid: str, description: str, tag: str, since: str, refresh: str, datasource: str) -> Dashboard:
+    """A dashboard with the house tags and time zone, and the `datasource` variable DS reads."""
+    return (
+        Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["embedportal", tag])
+        .time(since, "now")
+        .refresh(refresh)
+        .timezone("browser")
+        .with_variable(DatasourceVariable("datasource").label(datasource).type("prometheus"))
+    )
 
 
 def query(ref: str, expr: str, legend: str) -> Dataquery:
