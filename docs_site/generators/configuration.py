@@ -88,14 +88,8 @@ def generate(live: bool = False) -> GeneratedPage:
             table(["variable", "type", "default", "secret", "meaning"], _registry_rows()),
         ]
     )
-    page = GeneratedPage(
-        path=PATH,
-        title="Configuration reference",
-        generator=__name__,
-        inputs=inputs,
-        body=body,
-        sources=["embedportal/config.py", "embedportal/settings.py"],
-    )
+    sources = ["embedportal/config.py", "embedportal/settings.py"]
+    page = GeneratedPage(PATH, "Configuration reference", __name__, inputs, body, sources)
     if live:
         rows = [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)]
         collections, missing = _collections_section()
