@@ -50,8 +50,6 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 from grafana.panels import DS, frame, last_value_stat, query
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "grafana" / "dashboards" / "pipeline-health.json"
-CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard.yaml"
 
 COLLECTION = 'collection=~"$collection"'
 # The Python client writes le="3600.0", Prometheus 3 normalises it to "3600".
@@ -410,17 +408,22 @@ def configmap(name: str, filename: str, content: str, source: str) -> str:
     return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
-def renderers(build: Callable[[], Dashboard], output: Path, name: str) -> tuple[Callable[[], str], Callable[[], str]]:
-    """A dashboard module's render() (its JSON) and render_configmap() (the ConfigMap `name` carrying it)."""
-    source = f"grafana/{build.__module__.rsplit('.', 1)[-1]}.py"
+def dashboard_files(
+    build: Callable[[], Dashboard], filename: str, configmap_file: str, configmap_name: str
+) -> tuple[Path, Path, Callable[[], str], Callable[[], str]]:
+    """A dashboard module's OUTPUT (grafana/dashboards/), CONFIGMAP (deploy/base/monitoring/), and
+    their renderers: render() (the JSON) and render_configmap() (the ConfigMap carrying it)."""
+    output, source = ROOT / "grafana" / "dashboards" / filename, f"grafana/{build.__module__.rsplit('.', 1)[-1]}.py"
 
     def render() -> str:
         return to_json(build())
 
     def render_configmap() -> str:
-        return configmap(name, output.name, render(), source)
+        return configmap(configmap_name, filename, render(), source)
 
-    return render, render_configmap
+    return output, ROOT / "deploy" / "base" / "monitoring" / configmap_file, render, render_configmap
 
 
-render, render_configmap = renderers(build, OUTPUT, "embedportal-grafana-dashboards")
+OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
+    build, "pipeline-health.json", "grafana-dashboard.yaml", "embedportal-grafana-dashboards"
+)

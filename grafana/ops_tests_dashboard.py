@@ -17,11 +17,8 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import ROOT, renderers
+from grafana.dashboard import dashboard_files
 from grafana.panels import DS, frame, last_value_stat, plain_timeseries, query, with_rows
-
-OUTPUT = ROOT / "grafana" / "dashboards" / "ops-tests.json"
-CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-ops-tests.yaml"
 
 RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
 
@@ -121,7 +118,9 @@ def build() -> Dashboard:
     return with_rows(dashboard, (("Now", now_row()), ("Trends", trends_row()), ("Scenarios", scenarios_row())))
 
 
-render, render_configmap = renderers(build, OUTPUT, "embedportal-grafana-dashboards-ops-tests")
+OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
+    build, "ops-tests.json", "grafana-dashboard-ops-tests.yaml", "embedportal-grafana-dashboards-ops-tests"
+)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,8 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import ROOT, renderers
+from grafana.dashboard import dashboard_files
 from grafana.panels import DS, frame, last_value_stat, plain_timeseries, query, with_rows
-
-OUTPUT = ROOT / "grafana" / "dashboards" / "performance.json"
-CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-performance.yaml"
 
 LATENCY = "embedding_pipeline_latency_seconds_bucket"
 RESULT = "performance_benchmark_result_embedding_pipeline_operations"
@@ -209,7 +206,9 @@ def build() -> Dashboard:
     return with_rows(dashboard, rows)
 
 
-render, render_configmap = renderers(build, OUTPUT, "embedportal-grafana-dashboards-performance")
+OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
+    build, "performance.json", "grafana-dashboard-performance.yaml", "embedportal-grafana-dashboards-performance"
+)
 
 
 if __name__ == "__main__":
