@@ -5,6 +5,7 @@ statement timeout and keeps a database failure from failing the whole scrape."""
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -26,17 +27,17 @@ def bounded_queries(timeout_ms: int = QUERY_TIMEOUT_MS) -> Iterator[CursorWrappe
         yield cur
 
 
-class DatabaseCollector:
+class DatabaseCollector(ABC):
     """Subclasses name what they measure (`subject`, for the log), build their `families()`
     and `fill()` them; families without samples are left out of the scrape."""
 
     subject = "database"
 
-    def families(self) -> Sequence[Metric]:
-        raise NotImplementedError
+    @abstractmethod
+    def families(self) -> Sequence[Metric]: ...
 
-    def fill(self, cur: CursorWrapper, *families: Metric) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def fill(self, cur: CursorWrapper, *families: Metric) -> None: ...
 
     def describe(self) -> Iterator[Metric]:
         # Lets prometheus_client register the collector without querying the database.
