@@ -17,8 +17,7 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import dashboard_files
-from grafana.panels import DS, frame, last_value_stat, plain_timeseries, query, with_rows
+from grafana.panels import DS, dashboard_files, frame, last_value_stat, plain_timeseries, query, with_rows
 
 RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
 

@@ -23,8 +23,7 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import dashboard_files
-from grafana.panels import DS, frame, last_value_stat, plain_timeseries, query, with_rows
+from grafana.panels import DS, dashboard_files, frame, last_value_stat, plain_timeseries, query, with_rows
 
 LATENCY = "embedding_pipeline_latency_seconds_bucket"
 RESULT = "performance_benchmark_result_embedding_pipeline_operations"

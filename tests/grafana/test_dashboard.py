@@ -9,6 +9,7 @@ import yaml
 
 from grafana import dashboard
 from grafana import slo_rules as slo
+from grafana.panels import ROOT
 from tests.deploy.render import one, render_overlay
 from tests.grafana.boards import Committed, assert_check_names_a_stale_file, assert_fresh
 
@@ -108,7 +109,7 @@ def test_the_deploy_tree_ships_the_dashboard_to_the_grafana_sidecar():
 
 
 def test_provisioning_points_grafana_at_prometheus_and_the_dashboards_folder():
-    root = dashboard.ROOT / "grafana" / "provisioning"
+    root = ROOT / "grafana" / "provisioning"
     sources = yaml.safe_load((root / "datasources" / "prometheus.yaml").read_text())["datasources"]
     assert [s["type"] for s in sources] == ["prometheus"]
     providers = yaml.safe_load((root / "dashboards" / "embedportal.yaml").read_text())["providers"]

@@ -7,13 +7,14 @@ import re
 
 import yaml
 
-from grafana import dashboard, ops_tests_dashboard
+from grafana import ops_tests_dashboard
+from grafana.panels import ROOT
 from testing.collectors import DatabaseCollector
 from testing.scenarios.integration import metric_names
 from tests.deploy.render import one, render_overlay
 from tests.grafana.boards import Committed, assert_check_names_a_stale_file, assert_fresh
 
-RULES = dashboard.ROOT / "grafana" / "prometheus" / "ops-tests.rules.yml"
+RULES = ROOT / "grafana" / "prometheus" / "ops-tests.rules.yml"
 
 
 BOARD = Committed(ops_tests_dashboard)
