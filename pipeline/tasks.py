@@ -74,10 +74,10 @@ def kick_workers() -> None:
         logger.exception("could not enqueue drain tasks; the schedule will pick the work up")
 
 
-# The drain is the safety net for work no kick announced (a dead
-# worker's lease expiring); the heartbeat keeps the queue health check green on an idle cluster
-# (and samples the queue depth into the history); the roll-up keeps the history bounded; the
-# optimizer's evaluation keeps or reverts the changes it applied.
+# The drain is the safety net for work no kick announced (a dead worker's lease expiring); the
+# heartbeat keeps the queue health check green on an idle cluster (and samples the queue depth
+# into the history); the roll-up keeps the history bounded; the optimizer's evaluation keeps or
+# reverts the changes it applied. No CronWorkflow runs these: they stay whatever the scheduler.
 SCHEDULES = (
     Every("pipeline-drain", DRAIN_TASK, 1),
     Every("pipeline-heartbeat", HEARTBEAT_TASK, 1),
