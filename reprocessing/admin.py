@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from embedportal.admin import ReadOnlyAdmin
 from reprocessing import failures
 from reprocessing.choices import Resolution
 from reprocessing.models import FailedDocument
@@ -42,7 +43,7 @@ class AgeFilter(admin.SimpleListFilter):
 
 
 @admin.register(FailedDocument)
-class FailedDocumentAdmin(admin.ModelAdmin):
+class FailedDocumentAdmin(ReadOnlyAdmin):
     list_display = (
         "document",
         "collection",
@@ -64,12 +65,6 @@ class FailedDocumentAdmin(admin.ModelAdmin):
     @admin.display(description="collection", ordering="document__collection__name")
     def collection(self, obj: FailedDocument) -> str:
         return obj.document.collection.name
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # rows come from the pipeline
-
-    def has_change_permission(self, request: HttpRequest, obj: FailedDocument | None = None) -> bool:
-        return False  # the page is read-only: state changes go through the actions (compare-and-swap)
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reprocessing.retry_faileddocument")

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -11,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
 from testing.choices import Category, Condition, Trigger
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
@@ -18,7 +17,8 @@ from testing.models import GoldenQuery, RunInProgress, TestResult, TestRun
 from testing.tester import EmbeddingPipelineOperationsTester
 
 
-class TestResultInline(admin.TabularInline):
+class TestResultInline(WrittenBySystem, admin.TabularInline):
+    changeable = True
     model = TestResult
     fields = ("scenario", "category", "component", "target", "outcome", "attempts", "duration_seconds", "message")
     readonly_fields = fields
@@ -26,12 +26,9 @@ class TestResultInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(TestRun)
-class TestRunAdmin(admin.ModelAdmin):
+class TestRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "trigger",
@@ -48,12 +45,6 @@ class TestRunAdmin(admin.ModelAdmin):
     inlines = [TestResultInline]
     change_list_template = "admin/testing/testrun/change_list.html"
     date_hierarchy = "started_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
@@ -111,7 +102,7 @@ class TestRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(TestResult)
-class TestResultAdmin(admin.ModelAdmin):
+class TestResultAdmin(ReadOnlyAdmin):
     list_display = (
         "scenario_history",
         "run",
@@ -129,12 +120,6 @@ class TestResultAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in TestResult._meta.fields]
     show_full_result_count = False
     date_hierarchy = "started_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="scenario (history)", ordering="scenario")
     def scenario_history(self, obj: TestResult) -> str:

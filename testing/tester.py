@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from embedportal.scrub import scrub
 from pipeline import queue
 from pipeline.backfill import BUILD_LOCK
 from pipeline.choices import DocumentStatus
@@ -40,7 +41,6 @@ from testing.choices import Outcome, RunStatus, Trigger
 from testing.inprocess import InProcessClient
 from testing.models import TestResult, TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped, select
-from testing.scrub import scrub
 
 logger = logging.getLogger(__name__)
 

@@ -3,23 +3,19 @@ from __future__ import annotations
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from reprocessing import failures
 from reprocessing.api.filters import FailedDocumentFilter
 from reprocessing.api.serializers import BulkRetrySerializer, FailedDocumentSerializer, RetryResultSerializer
 from reprocessing.choices import Resolution
 from reprocessing.models import RETRYABLE, FailedDocument
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class CanRetry(PermissionRequired):

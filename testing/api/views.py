@@ -10,10 +10,10 @@ from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, PermissionRequired
 from testing.api.serializers import (
     GoldenQuerySerializer,
@@ -27,11 +27,6 @@ from testing.models import GoldenQuery, RunInProgress, TestRun
 from testing.tester import EmbeddingPipelineOperationsTester
 
 POLL_SECONDS = 0.5
-
-
-class RunConflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class RunPermission(PermissionRequired):
@@ -91,7 +86,7 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             run = tester.start()
         except RunInProgress as exc:
             running = exc.run
-            raise RunConflict(
+            raise Conflict(
                 f"test run {running.pk} is running (started {running.started_at:%Y-%m-%d %H:%M:%S} UTC by "
                 f"{running.trigger}); poll /api/v1/embedding-pipeline-operations/test/{running.pk}"
                 if running
