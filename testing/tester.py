@@ -21,7 +21,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.test import Client
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 
 from pipeline import queue
 from pipeline.backfill import BUILD_LOCK
@@ -37,7 +39,6 @@ from pipeline.models import (
 )
 from testing import fingerprints
 from testing.choices import Outcome, RunStatus, Trigger
-from testing.inprocess import InProcessClient
 from testing.models import TestResult, TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped, select
 from testing.scrub import scrub
@@ -162,7 +163,7 @@ class Context:
         self.deadline = time.monotonic() + scenario.timeout
         self._collections: list[Collection] = []
         self._providers: list[Any] = []
-        self._client: InProcessClient | None = None
+        self._client: Client | None = None
         self._counter = 0
 
     # -- assertions ------------------------------------------------------------------------
@@ -209,10 +210,21 @@ class Context:
 
     # -- the live paths --------------------------------------------------------------------
 
-    def client(self) -> InProcessClient:
-        """Requests as the ops user through the real URL routing, middleware, DRF and admin code."""
+    def client(self) -> Client:
+        """Requests as the ops user through the real URL routing, middleware, DRF and admin code,
+        in this process (the web pods may be unreachable from the runner). CSRF is enforced: the
+        cookie and the header carry the same secret, as a browser's form sends them. A 500 is an
+        answer the scenario judges, not an exception."""
         if self._client is None:
-            self._client = InProcessClient(_request_host(), ops_user())
+            token = get_random_string(32)  # CSRF_SECRET_LENGTH letters and digits, as Django makes them
+            self._client = Client(
+                enforce_csrf_checks=True,
+                raise_request_exception=False,
+                HTTP_HOST=_request_host(),
+                HTTP_X_CSRFTOKEN=token,
+            )
+            self._client.cookies[settings.CSRF_COOKIE_NAME] = token
+            self._client.force_login(ops_user())
         return self._client
 
     def enqueue(self, collection: Collection, docs: Iterable[tuple[str, str]]) -> queue.EnqueueResult:
