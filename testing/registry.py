@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from testing.choices import Category, Component, Condition
 
 if TYPE_CHECKING:
-    from testing.tester import Context
+    from testing.context import Context
 
 
 class ScenarioFailed(AssertionError):

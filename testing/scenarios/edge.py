@@ -10,8 +10,8 @@ from django.db import connection
 from pipeline.models import Chunk, Collection, Document
 from pipeline.search import search
 from testing.choices import Category, Component, Condition
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
 
 E = Condition.EDGE
 

@@ -18,8 +18,8 @@ from reprocessing.failures import BACKOFF, record_failure
 from reprocessing.models import FailedDocument
 from reprocessing.workflow import ReprocessingWorkflow
 from testing.choices import Category, Component, Condition
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
 
 F = Condition.FAILURE
 

@@ -21,8 +21,8 @@ from pipeline import storage
 from pipeline.embedding import embed_texts
 from pipeline.models import RESERVED_PREFIX, Collection, Document
 from testing.choices import Category, Component, Condition
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
 
 N, E = Condition.NORMAL, Condition.EDGE
 

@@ -9,8 +9,9 @@ from django.conf import settings
 
 from pipeline.search import search
 from testing.choices import Category, Component, Condition
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context, user_backlog
+from testing.reserved import user_backlog
 
 SEARCHES = 100
 

@@ -14,8 +14,8 @@ from django.core.management import call_command
 
 from pipeline.models import Document
 from testing.choices import Category, Component, Condition
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
 
 N = Condition.NORMAL
 

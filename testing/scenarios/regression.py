@@ -19,10 +19,10 @@ from pipeline.models import RESERVED_PREFIX, Collection
 from pipeline.search import search
 from testing import golden
 from testing.choices import Category, Component, Condition, Outcome
+from testing.context import Context
 from testing.fingerprints import COLLECTION_CONFIG_FIELDS
 from testing.models import GoldenQuery, TestResult
 from testing.registry import scenario
-from testing.tester import Context
 
 K = 5
 # Ranks beyond this count as not found for MRR.

@@ -10,8 +10,9 @@ from pipeline.collections import create_collection
 from pipeline.models import Collection, Document, WorkerHeartbeat
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
+from testing.context import ops_user
 from testing.models import GoldenQuery
-from testing.tester import EmbeddingPipelineOperationsTester, ops_user
+from testing.tester import EmbeddingPipelineOperationsTester
 from tests.conftest import wait_for
 
 
