@@ -4,6 +4,8 @@
               covers=[(Component.ENQUEUE, Condition.NORMAL), ...], timeout=120, retries=1, quick=True)
     def canary(ctx: Context) -> dict: ...
 
+`covers` names the cells of the component x condition matrix it exercises; left out, the one cell
+of its own component under the condition its category names (normal, edge, failure).
 A scenario raises `ScenarioFailed` when the system misbehaves (outcome failed), `ScenarioSkipped`
 when it cannot apply here, and anything else is an error in the scenario itself. What it returns
 (measurements) is stored in the result's details.
@@ -53,7 +55,7 @@ def scenario(
     category: str,
     component: str,
     *,
-    covers: Iterable[tuple[str, str]] = (),
+    covers: Iterable[tuple[str, str]] | None = None,
     timeout: float = 120.0,
     retries: int = 0,
     quick: bool = False,
@@ -61,7 +63,8 @@ def scenario(
 ) -> Callable[[Callable], Callable]:
     assert category in Category.values, category
     assert component in Component.values, component
-    cells = tuple(covers)
+    # Unless told, a scenario covers its own component under the condition its category names.
+    cells = tuple(covers) if covers is not None else ((component, category),)
     for comp, cond in cells:
         assert comp in Component.values and cond in Condition.values, (comp, cond)
 

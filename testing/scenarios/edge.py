@@ -22,9 +22,7 @@ def _post(ctx: Context, collection: Collection, payload: Any) -> Any:
     )
 
 
-@scenario(
-    "empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True
-)
+@scenario("empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, quick=True)
 def empty_text(ctx: Context) -> dict[str, Any]:
     """Empty and whitespace-only texts get a 400 that says what to fix, and nothing is written."""
     collection = ctx.collection("empty")
@@ -99,9 +97,7 @@ def unicode_text(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "duplicate_ids_in_one_batch_refused", Category.EDGE, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True
-)
+@scenario("duplicate_ids_in_one_batch_refused", Category.EDGE, Component.ENQUEUE, quick=True)
 def duplicate_ids(ctx: Context) -> dict[str, Any]:
     """A batch repeating an id is refused whole, naming the id; nothing half-written."""
     collection = ctx.collection("dupes")
@@ -173,7 +169,7 @@ def mixed_dimensions(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario("paused_collection_not_claimed", Category.EDGE, Component.CLAIM, covers=[(Component.CLAIM, E)], quick=True)
+@scenario("paused_collection_not_claimed", Category.EDGE, Component.CLAIM, quick=True)
 def paused(ctx: Context) -> dict[str, Any]:
     """Workers leave a paused collection's queue alone (while embedding others) and take it once resumed."""
     held, sentinel = ctx.collection("paused"), ctx.collection("sentinel")
@@ -194,13 +190,7 @@ def paused(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "staleness_sla_boundary_and_requeued_once",
-    Category.EDGE,
-    Component.STALENESS,
-    covers=[(Component.STALENESS, E)],
-    quick=True,
-)
+@scenario("staleness_sla_boundary_and_requeued_once", Category.EDGE, Component.STALENESS, quick=True)
 def staleness_edges(ctx: Context) -> dict[str, Any]:
     """On an explicit clock a document turns stale just after its SLA, not at it; the staleness pass takes
     a stale embedded document once, and not again while it is queued."""
@@ -243,7 +233,6 @@ def staleness_edges(ctx: Context) -> dict[str, Any]:
     "failed_document_edited_meanwhile_reprocessed_with_new_text",
     Category.EDGE,
     Component.REPROCESS,
-    covers=[(Component.REPROCESS, E)],
     timeout=90,
     quick=True,
 )

@@ -96,12 +96,10 @@ for _name, _mode, _type, _transient, _fields in FAULTS:
         if _transient
         else f"The provider answers {_mode}: the document fails as {_type} and is scheduled for reprocessing."
     )
-    scenario(_name, Category.FAILURE, Component.EMBED, covers=[(Component.EMBED, F)], timeout=90)(_func)
+    scenario(_name, Category.FAILURE, Component.EMBED, timeout=90)(_func)
 
 
-@scenario(
-    "provider_429_retry_after_honoured", Category.FAILURE, Component.EMBED, covers=[(Component.EMBED, F)], timeout=60
-)
+@scenario("provider_429_retry_after_honoured", Category.FAILURE, Component.EMBED, timeout=60)
 def rate_limited(ctx: Context) -> dict[str, Any]:
     """A 429 with Retry-After is waited out (at least that long) and the document is then embedded."""
     provider = ctx.fault_provider()
@@ -145,13 +143,7 @@ def poison(ctx: Context) -> dict[str, Any]:
     return {"requests": len(provider.requests)}
 
 
-@scenario(
-    "killed_worker_lease_returns_documents",
-    Category.FAILURE,
-    Component.CLAIM,
-    covers=[(Component.CLAIM, F)],
-    timeout=90,
-)
+@scenario("killed_worker_lease_returns_documents", Category.FAILURE, Component.CLAIM, timeout=90)
 def dead_lease(ctx: Context) -> dict[str, Any]:
     """Documents leased by a worker that died return to the queue when its lease expires and are embedded."""
     collection = ctx.collection("lease")
@@ -224,7 +216,7 @@ def _api_error(response: Any) -> str:
         return response.content[:200].decode(errors="replace")
 
 
-@scenario("bad_enqueue_requests_refused_whole", Category.FAILURE, Component.ENQUEUE, covers=[(Component.ENQUEUE, F)])
+@scenario("bad_enqueue_requests_refused_whole", Category.FAILURE, Component.ENQUEUE)
 def bad_enqueue(ctx: Context) -> dict[str, Any]:
     """Batches with one bad document (invalid Unicode, NUL in metadata, text not a string, an unknown
     field) get a 400 naming the document and the problem; nothing of them is written."""
@@ -250,13 +242,7 @@ def bad_enqueue(ctx: Context) -> dict[str, Any]:
     return {"refused": len(bad)}
 
 
-@scenario(
-    "blank_document_fails_alone_at_chunking",
-    Category.FAILURE,
-    Component.CHUNK,
-    covers=[(Component.CHUNK, F)],
-    timeout=90,
-)
+@scenario("blank_document_fails_alone_at_chunking", Category.FAILURE, Component.CHUNK, timeout=90)
 def blank_document(ctx: Context) -> dict[str, Any]:
     """A stored document left with nothing to embed (whitespace written around enqueue's check) fails
     alone as empty_document at chunking, with its failure row; its neighbours are embedded."""
@@ -282,7 +268,7 @@ def blank_document(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario("search_provider_down_answers_502", Category.FAILURE, Component.SEARCH, covers=[(Component.SEARCH, F)])
+@scenario("search_provider_down_answers_502", Category.FAILURE, Component.SEARCH)
 def search_failures(ctx: Context) -> dict[str, Any]:
     """Search answers 502 naming the provider's failure (key scrubbed, one call, no retry) when the
     model endpoint fails, and 400 naming the field for a bad k or an empty query."""
@@ -316,13 +302,7 @@ def search_failures(ctx: Context) -> dict[str, Any]:
     return {"provider_calls": len(provider.requests)}
 
 
-@scenario(
-    "health_names_a_failing_model_endpoint",
-    Category.FAILURE,
-    Component.HEALTH,
-    covers=[(Component.HEALTH, F)],
-    timeout=60,
-)
+@scenario("health_names_a_failing_model_endpoint", Category.FAILURE, Component.HEALTH, timeout=60)
 def health_failing_model(ctx: Context) -> dict[str, Any]:
     """/api/v1/health/ answers 503 with the model check naming a collection whose endpoint rejects the
     key (the key the provider echoes scrubbed); pausing that collection takes it out of the check."""
@@ -350,12 +330,7 @@ def health_failing_model(ctx: Context) -> dict[str, Any]:
     return {"probes": len(provider.requests)}
 
 
-@scenario(
-    "stale_failed_document_left_to_its_backoff",
-    Category.FAILURE,
-    Component.STALENESS,
-    covers=[(Component.STALENESS, F)],
-)
+@scenario("stale_failed_document_left_to_its_backoff", Category.FAILURE, Component.STALENESS)
 def stale_failed(ctx: Context) -> dict[str, Any]:
     """A stale document that failed counts stale but is left to the reprocessing backoff, not requeued by
     the staleness pass; once an operator resolves its failure, the staleness pass takes it back."""
@@ -385,13 +360,7 @@ def stale_failed(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "metrics_answer_through_a_provider_fault",
-    Category.FAILURE,
-    Component.METRICS,
-    covers=[(Component.METRICS, F)],
-    timeout=90,
-)
+@scenario("metrics_answer_through_a_provider_fault", Category.FAILURE, Component.METRICS, timeout=90)
 def metrics_during_fault(ctx: Context) -> dict[str, Any]:
     """While a provider rejects a reserved collection's key, /metrics answers and parses, its failure shows in
     the reprocessing queue gauge, and (where the scrape sees the workers' counters) no alerting counter moves."""

@@ -133,7 +133,7 @@ def cli_path(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario("admin_enqueue_path", Category.NORMAL, Component.ENQUEUE, covers=[(Component.ENQUEUE, N)], quick=True)
+@scenario("admin_enqueue_path", Category.NORMAL, Component.ENQUEUE, quick=True)
 def admin_path(ctx: Context) -> dict[str, Any]:
     """Adding a document in the admin enqueues it and the workers embed it."""
     collection = ctx.collection("admin")
@@ -151,7 +151,7 @@ def admin_path(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario("health_checks_pass", Category.NORMAL, Component.HEALTH, covers=[(Component.HEALTH, N)], quick=True)
+@scenario("health_checks_pass", Category.NORMAL, Component.HEALTH, quick=True)
 def health_checks(ctx: Context) -> dict[str, Any]:
     """GET /api/v1/health/ reports the model, pgvector and queue checks healthy."""
     response = ctx.client().get("/api/v1/health/")
@@ -176,9 +176,7 @@ PIPELINE_SERIES = (
 )
 
 
-@scenario(
-    "metrics_expose_pipeline_series", Category.NORMAL, Component.METRICS, covers=[(Component.METRICS, N)], quick=True
-)
+@scenario("metrics_expose_pipeline_series", Category.NORMAL, Component.METRICS, quick=True)
 def metrics_series(ctx: Context) -> dict[str, Any]:
     """/metrics exposes every pipeline series (families by name, counters without _total)."""
     from testing.scenarios.integration import scrape
@@ -189,13 +187,7 @@ def metrics_series(ctx: Context) -> dict[str, Any]:
     return {"families": len(families)}
 
 
-@scenario(
-    "staleness_detected_and_cleared",
-    Category.NORMAL,
-    Component.STALENESS,
-    covers=[(Component.STALENESS, N)],
-    quick=True,
-)
+@scenario("staleness_detected_and_cleared", Category.NORMAL, Component.STALENESS, quick=True)
 def staleness(ctx: Context) -> dict[str, Any]:
     """A document changed at the source longer ago than its SLA is counted stale until the workers embed it."""
     from datetime import timedelta
