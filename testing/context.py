@@ -8,8 +8,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from http.server import ThreadingHTTPServer
-from threading import Thread
 from typing import Any
 
 from django.conf import settings
@@ -143,26 +141,39 @@ class Context:
             self._client.force_login(ops_user())
         return self._client
 
+    def post(self, collection: Collection, payload: Any, endpoint: str = "documents") -> Any:
+        """POST JSON to one of a collection's API endpoints (`documents`, `search`) as the ops user."""
+        url = f"/api/v1/collections/{collection.name}/{endpoint}/"
+        return self.client().post(url, payload, content_type="application/json")
+
+    def expect(self, response: Any, status: int, what: str, named: str = "") -> str:
+        """Fail unless `what` was answered `status`, with an error message naming `named`; returns the message."""
+        message = api_error(response)
+        self.check(
+            response.status_code == status, f"{what} answered {response.status_code}, expected {status}: {message}"
+        )
+        self.check(named.lower() in message.lower(), f"the {status} for {what} does not name {named!r}: {message}")
+        return message
+
+    def check_first(self, found: list[str], expected: str, what: str) -> None:
+        """Fail unless `expected` is the first of the document ids `what` found."""
+        self.check(found[:1] == [expected], f"{what} did not find {expected} at rank 1: {found}")
+
     def enqueue(self, collection: Collection, docs: Iterable[tuple[str, str]]) -> queue.EnqueueResult:
         return queue.enqueue(collection, [queue.IncomingDocument(i, t) for i, t in docs])
 
-    def fault_provider(self, dims: int = 8) -> Any:
-        """The fault-injecting OpenAI-compatible provider, reachable by the workers."""
+    def fault_provider(self, mode: str = "ok") -> Any:
+        """The fault-injecting OpenAI-compatible provider answering `mode`, reachable by the workers.
+
+        It listens on the configured address and port (in Kubernetes the pod's, opened to the workers
+        by the NetworkPolicy embedportal-ops-tests-fault-provider): one at a time, each scenario stops
+        its provider before the next starts."""
         from testing.fakeprovider import FakeProvider
 
-        # A "timeout" answer comes after 5 s: past the scenarios' 1 s client timeout, and short-lived.
-        provider = FakeProvider(dims=dims, timeout_seconds=5)
         host, port = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST, settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT
-        if (host, port) != ("127.0.0.1", 0):
-            # Rebind on the configured address and port (the pod's, opened to the workers by the
-            # NetworkPolicy embedportal-ops-tests-fault-provider), keeping the provider's handler.
-            # One provider at a time: each scenario stops its provider before the next starts.
-            handler = provider.server.RequestHandlerClass
-            provider.server.server_close()
-            provider.server = ThreadingHTTPServer((host, port), handler)
-            provider.server.daemon_threads = True
-            provider.thread = Thread(target=provider.server.serve_forever, daemon=True)
-        provider.start()
+        # A "timeout" answer comes after 5 s: past the scenarios' 1 s client timeout, and short-lived.
+        provider = FakeProvider(timeout_seconds=5, address=(host, port)).start()
+        provider.mode = mode
         url_host = settings.EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST or host
         provider.url = f"http://{url_host}:{provider.server.server_address[1]}/v1"
         self._providers.append(provider)
@@ -283,3 +294,11 @@ class Context:
         if self._client is not None:
             self._client.logout()
         self._collections, self._providers, self._client = [], [], None
+
+
+def api_error(response: Any) -> str:
+    """The message of the API's error body, else the start of what was answered."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.content[:200].decode(errors="replace")

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import yaml
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import storage
 from pipeline.embedding import embed_texts
@@ -23,53 +19,35 @@ from pipeline.models import RESERVED_PREFIX, Collection, Document
 from testing.choices import Category, Component, Condition
 from testing.context import Context
 from testing.registry import scenario
+from testing.scenarios.shared import enqueue_jsonl, scrape
 
 N, E = Condition.NORMAL, Condition.EDGE
-
-
-def scrape(ctx: Context) -> dict[str, Any]:
-    """GET /metrics as Prometheus would; fails when it does not parse."""
-    response = ctx.client().get("/metrics")
-    ctx.check(response.status_code == 200, f"/metrics answered {response.status_code}")
-    try:
-        return {f.name: f for f in text_string_to_metric_families(response.content.decode())}
-    except ValueError as exc:
-        ctx.fail(f"/metrics does not parse as the Prometheus text format: {exc}")
-        raise
 
 
 @scenario("producer_api_contract", Category.INTEGRATION, Component.ENQUEUE, covers=[(Component.ENQUEUE, N)], quick=True)
 def api_contract(ctx: Context) -> dict[str, Any]:
     """Producers' API: 202 with accepted/created/updated/unchanged; document fields; one error body shape."""
     collection = ctx.collection("contract")
-    client = ctx.client()
-    url = f"/api/v1/collections/{collection.name}/documents/"
-    first = client.post(
-        url, [{"id": "p1", "text": "producer contract", "metadata": {"source": "ops"}}], content_type="application/json"
-    )
-    ctx.check(first.status_code == 202, f"enqueue answered {first.status_code}")
+    first = ctx.post(collection, [{"id": "p1", "text": "producer contract", "metadata": {"source": "ops"}}])
+    ctx.expect(first, 202, "enqueue")
     body = first.json()
     ctx.check(
         set(body) >= {"accepted", "created", "updated", "unchanged"} and body["created"] == ["p1"],
         f"enqueue body {body}",
     )
-    listed = client.get(url)
-    ctx.check(listed.status_code == 200, f"listing documents answered {listed.status_code}")
+    listed = ctx.client().get(f"/api/v1/collections/{collection.name}/documents/")
+    ctx.expect(listed, 200, "listing documents")
     row = listed.json()["results"][0]
     wanted = {"id", "collection", "content_hash", "metadata", "status", "attempts", "last_error", "last_embedded_at"}
     ctx.check(wanted <= set(row), f"document fields lack {sorted(wanted - set(row))}")
-    bad = client.post(url, {"id": "p2"}, content_type="application/json")
+    bad = ctx.post(collection, {"id": "p2"})
     error = bad.json().get("error", {})
     ctx.check(
         bad.status_code == 400 and {"status", "message", "details"} <= set(error),
         f"a bad document answered {bad.status_code} {bad.json()}",
     )
-    unknown = client.post(
-        "/api/v1/collections/__no_such_collection__/documents/",
-        {"id": "x", "text": "y"},
-        content_type="application/json",
-    )
-    ctx.check(unknown.status_code == 404, f"an unknown collection answered {unknown.status_code}")
+    unknown = ctx.post(Collection(name="__no_such_collection__"), {"id": "x", "text": "y"})
+    ctx.expect(unknown, 404, "an unknown collection")
     return {}
 
 
@@ -77,22 +55,12 @@ def api_contract(ctx: Context) -> dict[str, Any]:
 def cli_contract(ctx: Context) -> dict[str, Any]:
     """The enqueue command takes the good lines of a JSONL file and fails naming the bad ones."""
     collection = ctx.collection("clicontract")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "mixed.jsonl"
-        path.write_text(
-            json.dumps({"id": "good", "text": "a good line"})
-            + "\n{not json\n"
-            + json.dumps({"id": "empty", "text": ""})
-            + "\n"
-        )
-        try:
-            call_command(
-                "enqueue", str(path), collection=collection.name, no_progress=True, stdout=StringIO(), stderr=StringIO()
-            )
-        except CommandError as exc:
-            ctx.check("2 document(s) rejected" in str(exc), f"the command failed with: {exc}")
-        else:
-            ctx.fail("the command succeeded although two lines are invalid")
+    try:
+        enqueue_jsonl(collection, [{"id": "good", "text": "a good line"}, "{not json", {"id": "empty", "text": ""}])
+    except CommandError as exc:
+        ctx.check("2 document(s) rejected" in str(exc), f"the command failed with: {exc}")
+    else:
+        ctx.fail("the command succeeded although two lines are invalid")
     ids = list(Document.objects.filter(collection=collection).values_list("external_id", flat=True))
     ctx.check(ids == ["good"], f"documents written: {ids}")
     return {}
@@ -183,32 +151,12 @@ def hnsw_index(ctx: Context) -> dict[str, Any]:
 
 
 # PromQL words that look like metric names.
-PROMQL_WORDS = {
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "offset",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-    "inf",
-    "nan",
-}
+PROMQL_WORDS = set(
+    """
+    and or unless by without on ignoring group_left group_right bool offset sum
+    min max avg count stddev stdvar topk bottomk quantile count_values inf nan
+    """.split()
+)
 OUR_PREFIXES = ("embedding_pipeline_", "pipeline_", "test_", "documentation_", "performance_")
 
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import uuid
+from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
+from django.utils import timezone
 
-from pipeline.models import Document
+from pipeline.models import Chunk, Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
+from reprocessing.staleness import stale_counts
 from testing.choices import Category, Component, Condition
 from testing.context import Context
 from testing.registry import scenario
+from testing.scenarios.shared import enqueue_jsonl, scrape
 
 N = Condition.NORMAL
 
@@ -47,28 +50,12 @@ def canary(ctx: Context) -> dict[str, Any]:
     )
     marker = uuid.uuid4().hex
     text = f"Operations canary {marker}: the lighthouse keeper logs every passing ship at dawn."
-    client = ctx.client()
-    response = client.post(
-        f"/api/v1/collections/{collection.name}/documents/",
-        {"id": f"canary-{marker}", "text": text},
-        content_type="application/json",
-    )
-    ctx.check(
-        response.status_code == 202,
-        f"enqueue through the API answered {response.status_code}: {response.content[:300]!r}",
-    )
+    ctx.expect(ctx.post(collection, {"id": f"canary-{marker}", "text": text}), 202, "enqueue through the API")
     ctx.wait_documents(collection)
-    search = client.post(
-        f"/api/v1/collections/{collection.name}/search/", {"query": text, "k": 3}, content_type="application/json"
-    )
-    ctx.check(
-        search.status_code == 200, f"search through the API answered {search.status_code}: {search.content[:300]!r}"
-    )
+    search = ctx.post(collection, {"query": text, "k": 3}, "search")
+    ctx.expect(search, 200, "search through the API")
     hits = search.json()["results"]
-    ctx.check(
-        hits and hits[0]["document_id"] == f"canary-{marker}",
-        f"canary not at rank 1: {[h['document_id'] for h in hits]}",
-    )
+    ctx.check_first([h["document_id"] for h in hits], f"canary-{marker}", "the canary")
     ctx.check(hits[0]["score"] > 0.99, f"canary found with score {hits[0]['score']}, expected ~1 for its own text")
     doc = Document.objects.get(collection=collection)
     latency = (doc.last_embedded_at - doc.enqueued_at).total_seconds()
@@ -98,8 +85,6 @@ def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
     after = dict(Document.objects.filter(collection=collection).values_list("external_id", "last_embedded_at"))
     ctx.check(after["a"] > before["a"], "the changed document was not re-embedded")
     ctx.check(after["b"] == before["b"], "the unchanged document was re-embedded")
-    from pipeline.models import Chunk
-
     texts = list(
         Chunk.objects.filter(document__collection=collection, document__external_id="a").values_list("text", flat=True)
     )
@@ -117,19 +102,14 @@ def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
 def cli_path(ctx: Context) -> dict[str, Any]:
     """The `enqueue` command (JSONL) feeds the workers and the `search` command finds the document."""
     collection = ctx.collection("cli")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "docs.jsonl"
-        path.write_text(
-            "\n".join(json.dumps({"id": f"cli-{i}", "text": f"command line document number {i}"}) for i in range(3))
-        )
-        out = StringIO()
-        call_command("enqueue", str(path), collection=collection.name, no_progress=True, stdout=out)
-    ctx.check("3 new" in out.getvalue(), f"enqueue said: {out.getvalue().strip()}")
+    said = enqueue_jsonl(
+        collection, [{"id": f"cli-{i}", "text": f"command line document number {i}"} for i in range(3)]
+    )
+    ctx.check("3 new" in said, f"enqueue said: {said.strip()}")
     ctx.wait_documents(collection)
     out = StringIO()
     call_command("search", "command line document number 1", collection=collection.name, json=True, stdout=out)
-    hits = json.loads(out.getvalue())
-    ctx.check(hits and hits[0]["document_id"] == "cli-1", f"search --json printed {[h['document_id'] for h in hits]}")
+    ctx.check_first([h["document_id"] for h in json.loads(out.getvalue())], "cli-1", "search --json")
     return {}
 
 
@@ -163,24 +143,16 @@ def health_checks(ctx: Context) -> dict[str, Any]:
     return {c["name"]: c["seconds"] for c in body["checks"]}
 
 
-PIPELINE_SERIES = (
-    "embedding_pipeline_throughput_docs_per_second",
-    "embedding_pipeline_latency_seconds",
-    "embedding_pipeline_errors",
-    "embedding_pipeline_queue_depth",
-    "embedding_pipeline_documents_processed",
-    "embedding_pipeline_oldest_pending_age_seconds",
-    "embedding_pipeline_workers_alive",
-    "pipeline_reprocessing",
-    "pipeline_stale_documents_count",
-)
+PIPELINE_SERIES = """
+    embedding_pipeline_throughput_docs_per_second embedding_pipeline_latency_seconds embedding_pipeline_errors
+    embedding_pipeline_queue_depth embedding_pipeline_documents_processed embedding_pipeline_workers_alive
+    embedding_pipeline_oldest_pending_age_seconds pipeline_reprocessing pipeline_stale_documents_count
+""".split()
 
 
 @scenario("metrics_expose_pipeline_series", Category.NORMAL, Component.METRICS, quick=True)
 def metrics_series(ctx: Context) -> dict[str, Any]:
     """/metrics exposes every pipeline series (families by name, counters without _total)."""
-    from testing.scenarios.integration import scrape
-
     families = scrape(ctx)
     missing = [name for name in PIPELINE_SERIES if name not in families]
     ctx.check(not missing, f"/metrics lacks {', '.join(missing)}")
@@ -190,16 +162,7 @@ def metrics_series(ctx: Context) -> dict[str, Any]:
 @scenario("staleness_detected_and_cleared", Category.NORMAL, Component.STALENESS, quick=True)
 def staleness(ctx: Context) -> dict[str, Any]:
     """A document changed at the source longer ago than its SLA is counted stale until the workers embed it."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from pipeline.models import Collection
-    from pipeline.queue import IncomingDocument, enqueue
-    from reprocessing.staleness import stale_counts
-
-    collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60))
-    Collection.objects.filter(pk=collection.pk).pause()
+    collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60), paused=True)
     enqueue(collection, [IncomingDocument("old", "changed ten minutes ago", timezone.now() - timedelta(minutes=10))])
     stale = stale_counts().get(collection.name)
     ctx.check(stale == 1, f"a document 10 min past a 60 s SLA counts {stale} stale, expected 1")
