@@ -19,12 +19,10 @@ from reprocessing.failures import BACKOFF
 from reprocessing.models import FailedDocument
 from reprocessing.staleness import stale_counts
 from reprocessing.workflow import ReprocessingWorkflow
-from testing.choices import Category, Component, Condition
+from testing.choices import Category, Component
 from testing.context import Context
 from testing.registry import scenario
 from testing.scenarios.shared import fail_document, requeue_candidates
-
-E = Condition.EDGE
 
 
 @scenario("empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, quick=True)
@@ -37,13 +35,7 @@ def empty_text(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "largest_accepted_document",
-    Category.EDGE,
-    Component.CHUNK,
-    covers=[(Component.ENQUEUE, E), (Component.CHUNK, E)],
-    timeout=240,
-)
+@scenario("largest_accepted_document", Category.EDGE, Component.CHUNK, covers=[Component.ENQUEUE], timeout=240)
 def largest_document(ctx: Context) -> dict[str, Any]:
     """A document of exactly EMBEDPORTAL_MAX_DOCUMENT_CHARS is accepted and embedded; one character more is refused."""
     limit = settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
@@ -65,13 +57,7 @@ UNICODE_TEXTS = {
 }
 
 
-@scenario(
-    "unicode_and_control_characters",
-    Category.EDGE,
-    Component.EMBED,
-    covers=[(Component.EMBED, E), (Component.SEARCH, E)],
-    quick=True,
-)
+@scenario("unicode_and_control_characters", Category.EDGE, Component.EMBED, covers=[Component.SEARCH], quick=True)
 def unicode_text(ctx: Context) -> dict[str, Any]:
     """Emoji, CJK, right-to-left, combining and control characters are embedded and found; NUL is refused."""
     collection = ctx.collection("unicode")
@@ -95,13 +81,7 @@ def duplicate_ids(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "large_batch_accepted_and_embedded",
-    Category.EDGE,
-    Component.CLAIM,
-    covers=[(Component.CLAIM, E), (Component.STORE, E)],
-    timeout=240,
-)
+@scenario("large_batch_accepted_and_embedded", Category.EDGE, Component.CLAIM, covers=[Component.STORE], timeout=240)
 def large_batch(ctx: Context) -> dict[str, Any]:
     """The largest batch one request may carry is accepted and embedded; one more document is refused."""
     limit = settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST
@@ -115,13 +95,7 @@ def large_batch(ctx: Context) -> dict[str, Any]:
     return {"documents": limit}
 
 
-@scenario(
-    "different_dimensions_side_by_side",
-    Category.EDGE,
-    Component.STORE,
-    covers=[(Component.STORE, E), (Component.SEARCH, E)],
-    quick=True,
-)
+@scenario("different_dimensions_side_by_side", Category.EDGE, Component.STORE, covers=[Component.SEARCH], quick=True)
 def mixed_dimensions(ctx: Context) -> dict[str, Any]:
     """Collections of 16 and 48 dimensions share the chunk table, each with its own index and search."""
     small, large = ctx.collection("d16", model="local/hash-16"), ctx.collection("d48", model="local/hash-48")

@@ -25,8 +25,6 @@ from testing.context import Context
 from testing.registry import scenario
 from testing.scenarios.shared import fail_document, requeue_candidates, sample, scrape
 
-F = Condition.FAILURE
-
 
 def _failed_with(ctx: Context, collection: Collection, external_id: str, error_type: str) -> FailedDocument:
     """The document failed for good and its failure row carries the expected type."""
@@ -132,13 +130,7 @@ def rate_limited(ctx: Context) -> dict[str, Any]:
     return {"retry_gap_seconds": gap}
 
 
-@scenario(
-    "poison_document_fails_alone",
-    Category.FAILURE,
-    Component.EMBED,
-    covers=[(Component.EMBED, F), (Component.STORE, F)],
-    timeout=90,
-)
+@scenario("poison_document_fails_alone", Category.FAILURE, Component.EMBED, covers=[Component.STORE], timeout=90)
 def poison(ctx: Context) -> dict[str, Any]:
     """One poisoned document in a batch fails alone (bad_request); its neighbours are embedded."""
     provider = ctx.fault_provider()
@@ -174,7 +166,7 @@ def dead_lease(ctx: Context) -> dict[str, Any]:
     "reprocessing_backoff_on_simulated_clock",
     Category.FAILURE,
     Component.REPROCESS,
-    covers=[(Component.REPROCESS, F), (Component.REPROCESS, Condition.NORMAL)],
+    covers=[(Component.REPROCESS, Condition.NORMAL)],
     timeout=60,
 )
 def backoff(ctx: Context) -> dict[str, Any]:

@@ -15,25 +15,17 @@ from django.utils import timezone
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.staleness import stale_counts
-from testing.choices import Category, Component, Condition
+from testing.choices import Category, Component
 from testing.context import Context
 from testing.registry import scenario
 from testing.scenarios.shared import enqueue_jsonl, scrape
-
-N = Condition.NORMAL
 
 
 @scenario(
     "canary_embedded_and_found",
     Category.NORMAL,
     Component.SEARCH,
-    covers=[
-        (Component.ENQUEUE, N),
-        (Component.CLAIM, N),
-        (Component.EMBED, N),
-        (Component.STORE, N),
-        (Component.SEARCH, N),
-    ],
+    covers=[Component.ENQUEUE, Component.CLAIM, Component.EMBED, Component.STORE],
     timeout=180,
     retries=1,
     quick=True,
@@ -66,7 +58,7 @@ def canary(ctx: Context) -> dict[str, Any]:
     "changed_document_reembedded_unchanged_skipped",
     Category.NORMAL,
     Component.STORE,
-    covers=[(Component.ENQUEUE, N), (Component.STORE, N)],
+    covers=[Component.ENQUEUE],
     quick=True,
 )
 def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
@@ -92,13 +84,7 @@ def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "cli_enqueue_and_search",
-    Category.NORMAL,
-    Component.ENQUEUE,
-    covers=[(Component.ENQUEUE, N), (Component.SEARCH, N)],
-    quick=True,
-)
+@scenario("cli_enqueue_and_search", Category.NORMAL, Component.ENQUEUE, covers=[Component.SEARCH], quick=True)
 def cli_path(ctx: Context) -> dict[str, Any]:
     """The `enqueue` command (JSONL) feeds the workers and the `search` command finds the document."""
     collection = ctx.collection("cli")
