@@ -24,7 +24,12 @@ from testing.scenarios.shared import enqueue_jsonl, scrape
 N, E = Condition.NORMAL, Condition.EDGE
 
 
-@scenario("producer_api_contract", Category.INTEGRATION, Component.ENQUEUE, covers=[(Component.ENQUEUE, N)], quick=True)
+def integration(name: str, component: str, condition: str, **options: Any) -> Any:
+    """Register an integration scenario: each exercises its own component under one condition."""
+    return scenario(name, Category.INTEGRATION, component, covers=[(component, condition)], **options)
+
+
+@integration("producer_api_contract", Component.ENQUEUE, N, quick=True)
 def api_contract(ctx: Context) -> dict[str, Any]:
     """Producers' API: 202 with accepted/created/updated/unchanged; document fields; one error body shape."""
     collection = ctx.collection("contract")
@@ -51,7 +56,7 @@ def api_contract(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario("producer_cli_contract", Category.INTEGRATION, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True)
+@integration("producer_cli_contract", Component.ENQUEUE, E, quick=True)
 def cli_contract(ctx: Context) -> dict[str, Any]:
     """The enqueue command takes the good lines of a JSONL file and fails naming the bad ones."""
     collection = ctx.collection("clicontract")
@@ -66,14 +71,7 @@ def cli_contract(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "model_upstream_answers",
-    Category.INTEGRATION,
-    Component.EMBED,
-    covers=[(Component.EMBED, N)],
-    quick=True,
-    per_collection=True,
-)
+@integration("model_upstream_answers", Component.EMBED, N, quick=True, per_collection=True)
 def model_answers(ctx: Context) -> dict[str, Any]:
     """The embedding model (the default, or the target collection's) returns finite vectors of the right size."""
     if ctx.target:
@@ -113,14 +111,7 @@ def _plan(collection: Collection) -> str:
         return "\n".join(row[0] for row in cur.fetchall())
 
 
-@scenario(
-    "search_uses_hnsw_index",
-    Category.INTEGRATION,
-    Component.SEARCH,
-    covers=[(Component.SEARCH, N)],
-    quick=True,
-    per_collection=True,
-)
+@integration("search_uses_hnsw_index", Component.SEARCH, N, quick=True, per_collection=True)
 def hnsw_index(ctx: Context) -> dict[str, Any]:
     """Every collection has its HNSW index, and the search query is planned on it (EXPLAIN)."""
     with connection.cursor() as cur:
@@ -193,13 +184,7 @@ def referenced_metrics() -> dict[str, set[str]]:
     return {f: {n for n in names if n.startswith(OUR_PREFIXES)} for f, names in found.items()}
 
 
-@scenario(
-    "metrics_used_by_rules_and_dashboards_exist",
-    Category.INTEGRATION,
-    Component.METRICS,
-    covers=[(Component.METRICS, E)],
-    quick=True,
-)
+@integration("metrics_used_by_rules_and_dashboards_exist", Component.METRICS, E, quick=True)
 def metrics_used(ctx: Context) -> dict[str, Any]:
     """/metrics parses, and every metric of ours that an alert, recording rule or dashboard reads is on it
     (or declared by a scrape-time collector that has no sample yet, e.g. no capacity measurement)."""
@@ -243,7 +228,7 @@ def describe(path: str) -> list[Any]:
     return list(collector.describe()) if hasattr(collector, "describe") else []
 
 
-@scenario("health_endpoints_answer", Category.INTEGRATION, Component.HEALTH, covers=[(Component.HEALTH, E)], quick=True)
+@integration("health_endpoints_answer", Component.HEALTH, E, quick=True)
 def health_endpoints(ctx: Context) -> dict[str, Any]:
     """/healthz and /readyz answer 200 and /api/v1/health/ answers with its three named checks."""
     client = ctx.client()
