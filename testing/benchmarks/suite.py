@@ -125,31 +125,41 @@ def stage_figures(repetitions: list[dict[str, dict[str, float]]]) -> Figures:
     }
 
 
-def _ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figures, Collection]:
-    rates, ratios, per_stage, name = [], [], [], f"benchmark-suite-{mode}"
-    for _ in range(sizes.repeats):
-        run = ingest.run_once(name, HASH_MODEL, corpus, workers=2, mode=mode)
+def _ingest(
+    name: str,
+    model: str,
+    corpus: ingest.Corpus,
+    repeats: int,
+    floor: Callable[[Collection], float],
+    ratio: str,
+    **opts: Any,
+) -> tuple[Figures, Collection]:
+    """docs/s and its ratio to `floor` (seconds the collection's documents take at the least) per repetition."""
+    rates, ratios, per_stage = [], [], []
+    for _ in range(repeats):
+        run = ingest.run_once(name, model, corpus, **opts)
         collection = Collection.objects.get(name=name)
-        floor = run.documents / ingest.copy_floor(collection)
         rates.append(run.docs_per_second)
-        ratios.append(run.docs_per_second / floor)
+        ratios.append(run.docs_per_second * floor(collection) / run.documents)
         per_stage.append(stages.percentiles(collection))  # the next run_once drops the collection
-    return {
-        "docs_per_second": figure(rates, "higher", "docs/s"),
-        "ratio_to_floor": figure(ratios, "higher", "x"),
-        **stage_figures(per_stage),
-    }, collection
+    figures = {"docs_per_second": figure(rates, "higher", "docs/s"), ratio: figure(ratios, "higher", "x")}
+    return {**figures, **stage_figures(per_stage)}, collection
+
+
+def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figures, Collection]:
+    name = f"benchmark-suite-{mode}"
+    return _ingest(name, HASH_MODEL, corpus, sizes.repeats, ingest.copy_floor, "ratio_to_floor", workers=2, mode=mode)
 
 
 def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    figures, collection = _ingest("steady", sizes, corpus)
+    figures, collection = _hash_ingest("steady", sizes, corpus)
     figures.update(rerun(sizes, corpus, collection))
     collection.delete()
     return figures
 
 
 def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    figures, collection = _ingest("backfill", sizes, corpus)
+    figures, collection = _hash_ingest("backfill", sizes, corpus)
     collection.delete()
     return figures
 
@@ -162,20 +172,10 @@ def rerun(sizes: Sizes, corpus: ingest.Corpus, collection: Collection) -> Figure
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
     ingest.warm_up(MINILM)
-    rates, ratios, per_stage, name = [], [], [], "benchmark-suite-minilm"
-    for _ in range(sizes.repeats):
-        run = ingest.run_once(name, MINILM, small, workers=1)
-        collection = Collection.objects.get(name=name)
-        bare = run.documents / ingest.bare_encode_seconds(collection)
-        rates.append(run.docs_per_second)
-        ratios.append(run.docs_per_second / bare)
-        per_stage.append(stages.percentiles(collection))
+    name, bare = "benchmark-suite-minilm", ingest.bare_encode_seconds
+    figures, collection = _ingest(name, MINILM, small, sizes.repeats, bare, "ratio_to_bare_encode", workers=1)
     collection.delete()
-    return {
-        "docs_per_second": figure(rates, "higher", "docs/s"),
-        "ratio_to_bare_encode": figure(ratios, "higher", "x"),
-        **stage_figures(per_stage),
-    }
+    return figures
 
 
 def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
