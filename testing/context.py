@@ -26,16 +26,11 @@ from testing.reserved import POLL_SECONDS, delete_reserved, reserved_names
 logger = logging.getLogger(__name__)
 
 OPS_USERNAME = "__ops_test__"
-# What the scenarios do through the API and the admin as the ops user.
-OPS_PERMISSIONS = (
-    "pipeline.view_collection",
-    "pipeline.add_collection",
-    "pipeline.change_collection",
-    "pipeline.view_document",
-    "pipeline.add_document",
-    "pipeline.view_chunk",
-    "pipeline.pause_collection",
-)  # The model of the failure scenarios' collections, served by their fault provider.
+# What the scenarios do through the API and the admin as the ops user (the pipeline app's permissions).
+OPS_PERMISSIONS = """
+    view_collection add_collection change_collection view_document add_document view_chunk pause_collection
+""".split()
+# The model of the failure scenarios' collections, served by their fault provider.
 FAULT_MODEL = "openai/ops-test-fault"
 
 
@@ -48,11 +43,9 @@ def ops_user() -> Any:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-        perms = []
-        for name in OPS_PERMISSIONS:
-            app, codename = name.split(".")
-            perms.extend(Permission.objects.filter(content_type__app_label=app, codename=codename))
-        user.user_permissions.set(perms)
+        user.user_permissions.set(
+            Permission.objects.filter(content_type__app_label="pipeline", codename__in=OPS_PERMISSIONS)
+        )
     return user
 
 
@@ -113,12 +106,6 @@ class Context:
         }
         with reserved_names():
             collection = create_collection(name=self.name(suffix), **{**defaults, **fields})
-        self._collections.append(collection)
-        return collection
-
-    def adopt(self, name: str) -> Collection:
-        """Track a reserved collection created another way (API, command) for clean-up."""
-        collection = Collection.objects.get(name=name)
         self._collections.append(collection)
         return collection
 
@@ -196,6 +183,7 @@ class Context:
     # -- waiting for the real workers ------------------------------------------------------
 
     def remaining(self, limit: float | None = None) -> float:
+        """Seconds left to wait: `limit` (default the wait setting) within the scenario's timeout."""
         left = self.deadline - time.monotonic()
         return max(0.0, min(left, limit if limit is not None else self.wait_seconds))
 
@@ -264,15 +252,11 @@ class Context:
         wanted = set(until)
         wrong = {i: s for i, s in statuses.items() if s not in wanted}
         if wrong:
-            errors = dict(
-                Document.objects.filter(collection=collection, external_id__in=list(wrong)).values_list(
-                    "external_id", "last_error"
-                )
-            )
             first = next(iter(wrong))
+            error = qs.filter(external_id=first).values_list("last_error", flat=True).first()
             self.fail(
                 f"{len(wrong)} document(s) ended {sorted(set(wrong.values()))} instead of {sorted(wanted)}; "
-                f"{first}: {errors.get(first) or 'no error recorded'}"
+                f"{first}: {error or 'no error recorded'}"
             )
         return statuses
 

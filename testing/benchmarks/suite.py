@@ -21,7 +21,6 @@ machine: both move with the machine's load.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
@@ -30,17 +29,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import numpy as np
 import psutil
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipeline.collections import create_collection
 from pipeline.models import Collection, Document
 from testing import fingerprints
-from testing.benchmarks import ingest, regression, stages
+from testing.benchmarks import ingest, regression, scrape, stages
 from testing.benchmarks import search as search_benchmark
 from testing.choices import BenchmarkSuite, BenchmarkTrigger
 from testing.models import BenchmarkRun
@@ -196,44 +193,12 @@ def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     }
 
 
-def _get_metrics(handler: Any) -> int:
-    environ: dict[str, Any] = {"PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()}
-    setup_testing_defaults(environ)
-    status: list[str] = []
-    b"".join(handler(environ, lambda s, headers, exc_info=None: status.append(s)))
-    return int(status[0].split()[0])
-
-
 def metrics(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    from django.core.handlers.wsgi import WSGIHandler
-
-    # Paused: no worker claims the backlog; it still counts as queued.
-    collection = create_collection(
-        name="benchmark-suite-metrics", model="local/hash-16", chunk_unit="characters", chunk_size=200, paused=True
-    )
+    collection = scrape.queue_backlog("benchmark-suite-metrics", sizes.metrics_queued)
     try:
         with connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO pipeline_document (collection_id, external_id, text, content_hash, metadata, status, "
-                "attempts, last_error, lease_owner, enqueued_at, available_at, created_at, updated_at) "
-                "SELECT %s, 'bench-' || n, 'benchmark document ' || n, md5(n::text), '{}'::jsonb, 'pending', 0, '', "
-                "'', now(), now() - (n || ' seconds')::interval, now(), now() FROM generate_series(1, %s) AS n",
-                [collection.pk, sizes.metrics_queued],
-            )
             cur.execute("VACUUM (ANALYZE) pipeline_document")
-        handler = WSGIHandler()
-        _get_metrics(handler)  # warm-up
-        p95s = []
-        for _ in range(sizes.repeats):
-            times = []
-            for _ in range(10):
-                t0 = time.perf_counter()
-                if _get_metrics(handler) != 200:
-                    raise RuntimeError(
-                        "/metrics did not answer 200; is it restricted (EMBEDPORTAL_METRICS_ALLOWED_IPS)?"
-                    )
-                times.append((time.perf_counter() - t0) * 1000)
-            p95s.append(float(np.percentile(times, 95)))
+        p95s = [float(np.percentile(scrape.scrape_times(10)[0], 95)) for _ in range(sizes.repeats)]
     finally:
         collection.delete()
     return {"scrape_p95_ms": figure(p95s, "lower", "ms")}

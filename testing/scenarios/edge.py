@@ -43,7 +43,7 @@ def largest_document(ctx: Context) -> dict[str, Any]:
     words = ("lorem ipsum dolor sit amet consectetur " * (limit // 38 + 2))[:limit]
     ctx.expect(ctx.post(collection, {"id": "too-big", "text": words + "x"}), 400, f"{limit + 1} characters")
     ctx.expect(ctx.post(collection, {"id": "largest", "text": words}), 202, f"exactly {limit} characters")
-    ctx.wait_documents(collection, timeout=ctx.remaining(200))
+    ctx.wait_documents(collection, timeout=200)
     chunks = Chunk.objects.filter(collection=collection).count()
     return {"characters": limit, "chunks": chunks}
 
@@ -91,7 +91,7 @@ def large_batch(ctx: Context) -> dict[str, Any]:
     created = ctx.post(collection, docs)
     ctx.expect(created, 202, f"{limit} documents")
     ctx.check(len(created.json()["created"]) == limit, f"{limit} documents created {len(created.json()['created'])}")
-    ctx.wait_documents(collection, timeout=ctx.remaining(200))
+    ctx.wait_documents(collection, timeout=200)
     return {"documents": limit}
 
 

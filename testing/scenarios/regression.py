@@ -103,7 +103,7 @@ def builtin_golden_set(ctx: Context) -> dict[str, Any]:
         }
     collection = ctx.collection("golden", **config)
     ctx.enqueue(collection, golden.CORPUS)
-    ctx.wait_documents(collection, timeout=ctx.remaining(240))
+    ctx.wait_documents(collection, timeout=240)
     measured = evaluate(ctx, collection, golden.QUERIES)
     measured["model"] = collection.model
     return compare(ctx, "regression_builtin_golden_set", measured)
