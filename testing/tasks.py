@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from testing.choices import Category, Trigger
+from testing.choices import Category, RunStatus, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,28 @@ def _run(tester_kwargs: dict) -> dict:
 def run_scheduled(quick: bool = True) -> dict:
     """The scheduled suite: quick (hourly) or full (nightly)."""
     return _run({"quick": quick, "trigger": Trigger.SCHEDULE})
+
+
+def start_requested(user: Any, **selection: Any) -> tuple[Any, Any]:
+    """An operator's run (API or admin): take the one-run slot (RunInProgress names the running run)
+    and queue its execution once committed. Returns the run and its tester."""
+    from testing.tester import EmbeddingPipelineOperationsTester
+
+    tester = EmbeddingPipelineOperationsTester(**selection, trigger=Trigger.API, requested_by=user.get_username())
+    run = tester.start()
+    transaction.on_commit(lambda: _enqueue_requested(run.pk))
+    return run, tester
+
+
+def _enqueue_requested(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    from testing.models import TestRun
+
+    try:
+        async_task(REQUESTED_TASK, run_id, group="ops-tests")
+    except Exception as exc:  # noqa: BLE001 -- without a broker the run can never start: free the slot
+        TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
 
 
 def run_requested(run_id: int) -> dict:
