@@ -95,15 +95,7 @@ def run_requested(run_id: int) -> dict:
     from testing.tester import EmbeddingPipelineOperationsTester
 
     run = TestRun.objects.get(pk=run_id)
-    s = run.selection
-    tester = EmbeddingPipelineOperationsTester(
-        categories=s.get("categories", []),
-        scenarios=s.get("scenarios", []),
-        quick=s.get("quick", False),
-        collections=s.get("collections", []),
-        trigger=run.trigger,
-    )
-    run = tester.execute(run)
+    run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
     return {"run": run.pk, "status": run.status, "counts": run.counts}
 
 

@@ -11,7 +11,8 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections
@@ -28,34 +29,27 @@ from testing.scrub import scrub
 logger = logging.getLogger(__name__)
 
 
+@dataclass
 class EmbeddingPipelineOperationsTester:
     """Runs a selection of registered scenarios as one TestRun (one run at a time)."""
 
-    def __init__(
-        self,
-        categories: Iterable[str] = (),
-        scenarios: Iterable[str] = (),
-        quick: bool = False,
-        collections: Iterable[str] = (),
-        trigger: str = Trigger.CLI,
-        requested_by: str = "",
-        wait_seconds: float | None = None,
-        progress: Callable[[TestResult], None] | None = None,
-    ) -> None:
-        self.categories, self.names, self.quick = list(categories), list(scenarios), quick
-        self.collections = list(collections)
-        self.selected = select(self.categories, self.names, quick=quick)
-        self.trigger, self.requested_by = trigger, requested_by
-        self.wait_seconds = wait_seconds
-        self.progress = progress
+    # The selection, stored with the run (a requested run is executed from it: tasks.run_requested).
+    categories: Sequence[str] = ()
+    scenarios: Sequence[str] = ()
+    quick: bool = False
+    collections: Sequence[str] = ()
+    trigger: str = Trigger.CLI
+    requested_by: str = ""
+    wait_seconds: float | None = None
+    progress: Callable[[TestResult], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.categories, self.scenarios = list(self.categories), list(self.scenarios)
+        self.collections = list(self.collections)
+        self.selected = select(self.categories, self.scenarios, quick=self.quick)
 
     def selection(self) -> dict[str, Any]:
-        return {
-            "categories": self.categories,
-            "scenarios": self.names,
-            "quick": self.quick,
-            "collections": self.collections,
-        }
+        return {k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections")}
 
     def start(self) -> TestRun:
         """Take the one-run slot (raises RunInProgress naming the running run)."""
