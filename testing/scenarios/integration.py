@@ -8,14 +8,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from django.conf import settings
 from django.core.management.base import CommandError
-from django.db import connection, transaction
+from django.db import connection
 
 from pipeline import storage
 from pipeline.embedding import embed_texts
 from pipeline.models import RESERVED_PREFIX, Collection, Document
+from testing.benchmarks.search import explain
 from testing.choices import Category, Component, Condition
 from testing.context import Context
 from testing.registry import scenario
@@ -90,25 +92,11 @@ def model_answers(ctx: Context) -> dict[str, Any]:
 
 
 def _plan(collection: Collection) -> str:
-    """EXPLAIN exactly the statement storage.nearest() runs, with the planner told to avoid scans
-    and sorts: a small collection is cheaper to scan and sort, but the index must serve the query."""
-    executed: list[tuple[str, Any]] = []
-
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        executed.append((sql, params))
-        return execute(sql, params, many, context)
-
-    import numpy as np
-
+    """The plan of storage.nearest()'s statement with the planner told to avoid scans and sorts: a
+    small collection is cheaper to scan and sort, but the index must serve the query."""
     vector = np.ones(collection.dimensions, dtype=np.float32)
-    with connection.execute_wrapper(record):
-        storage.nearest(collection, vector, 3)
-    sql, params = next((s, p) for s, p in executed if "pipeline_chunk" in s)
-    with transaction.atomic(), connection.cursor() as cur:
-        for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
-            cur.execute(f"SET LOCAL {knob} = off")
-        cur.execute("EXPLAIN " + sql, params)
-        return "\n".join(row[0] for row in cur.fetchall())
+    avoid = [f"SET LOCAL {knob} = off" for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort")]
+    return explain(lambda: storage.nearest(collection, vector, 3), *avoid)
 
 
 @integration("search_uses_hnsw_index", Component.SEARCH, N, quick=True, per_collection=True)
