@@ -102,7 +102,7 @@ def builtin_golden_set(ctx: Context) -> dict[str, Any]:
             "dimensions": None,
         }
     collection = ctx.collection("golden", **config)
-    ctx.enqueue(collection, golden.CORPUS)
+    ctx.enqueue(collection, golden.CORPUS.items())
     ctx.wait_documents(collection, timeout=240)
     measured = evaluate(ctx, collection, golden.QUERIES)
     measured["model"] = collection.model
