@@ -67,10 +67,7 @@ def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> 
     past_better = now > better_limit if better == "higher" else now < better_limit
     worse = change < 0 if better == "higher" else change > 0
     out.update(
-        baseline_median=round(before, 6),
-        median=round(now, 6),
-        change=round(change, 4),
-        limit=round(worse_limit, 6),
+        baseline_median=round(before, 6), median=round(now, 6), change=round(change, 4), limit=round(worse_limit, 6)
     )
     if len(candidate) >= 2:
         bad_side = "less" if better == "higher" else "greater"
