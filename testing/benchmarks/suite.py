@@ -1,21 +1,8 @@
 """The standard benchmark suite (`manage.py benchmark`): each benchmark repeated to estimate its
 noise, stored as a BenchmarkRun with the code version, the configuration and the machine, and
-compared with the same machine's history (testing.benchmarks.regression).
-
-| benchmark | figures | quick | full |
-|---|---|---|---|
-| ingest_steady | docs_per_second, ratio_to_floor (HNSW index present, 2 workers, hash model) | 100 docs | 656 |
-| ingest_backfill | the same for a first load indexed once at the end | 100 docs | 656 |
-| ingest_minilm | docs_per_second, ratio_to_bare_encode (the local MiniLM, 1 worker) | 8 docs | 50 |
-| rerun | rerun_seconds: the unchanged corpus enqueued again | 100 docs | 656 |
-| search | p50_ms, p95_ms at k=10 through the real search path | 10k chunks | 100k |
-| metrics | scrape_p95_ms: GET /metrics over a queued backlog | 10k queued | 100k |
-
-The three ingest benchmarks also keep each stage's per-document p50/p95/p99 (`storage_p95_s`, ...;
-testing.benchmarks.stages): informational figures, charted but not gated.
-
-Ratios to a floor measured in the same repetition are steadier than raw rates on a shared
-machine: both move with the machine's load.
+compared with the same machine's history (testing.benchmarks.regression). The benchmarks, their
+figures and sizes: docs/benchmarks.md. Ratios to a floor measured in the same repetition are
+steadier than raw rates on a shared machine: both move with the machine's load.
 """
 
 from __future__ import annotations
