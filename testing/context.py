@@ -90,10 +90,6 @@ class Context:
 
     # -- reserved collections --------------------------------------------------------------
 
-    def name(self, suffix: str) -> str:
-        self._counter += 1
-        return f"{RESERVED_PREFIX}{self.run.pk}_{self._counter}_{suffix}"[:63]
-
     def collection(self, suffix: str = "c", **fields: Any) -> Collection:
         """A reserved collection (hash model, character chunks unless told otherwise), deleted afterwards."""
         defaults: dict[str, Any] = {
@@ -104,8 +100,10 @@ class Context:
             "chunk_overlap": 0,
             "batch_size": 32,
         }
+        self._counter += 1
+        name = f"{RESERVED_PREFIX}{self.run.pk}_{self._counter}_{suffix}"[:63]
         with reserved_names():
-            collection = create_collection(name=self.name(suffix), **{**defaults, **fields})
+            collection = create_collection(name=name, **{**defaults, **fields})
         self._collections.append(collection)
         return collection
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from pipeline.models import RESERVED_PREFIX, Collection
@@ -31,10 +29,6 @@ class TestRunSerializer(serializers.ModelSerializer):
 
 class TestRunDetailSerializer(TestRunSerializer):
     results = TestResultSerializer(many=True, read_only=True)
-
-
-def run_payload(run: TestRun) -> dict[str, Any]:
-    return TestRunDetailSerializer(run).data
 
 
 class RunRequestSerializer(serializers.Serializer):
