@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -10,11 +9,11 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
-from testing.choices import Category, Condition, Trigger
+from testing.choices import Category, Condition
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
 from testing.models import GoldenQuery, RunInProgress, TestResult, TestRun
-from testing.tester import EmbeddingPipelineOperationsTester
+from testing.tasks import start_requested
 
 
 class TestResultInline(WrittenBySystem, admin.TabularInline):
@@ -62,20 +61,15 @@ class TestRunAdmin(ReadOnlyAdmin):
         if not request.user.has_perm("testing.run_testrun"):
             raise PermissionDenied
         category = request.POST.get("category", "")
-        tester = EmbeddingPipelineOperationsTester(
-            categories=[category] if category in Category.values else [],
-            quick=request.POST.get("quick") == "1",
-            trigger=Trigger.API,
-            requested_by=request.user.get_username(),
-        )
         try:
-            run = tester.start()
+            run, tester = start_requested(
+                request.user,
+                categories=[category] if category in Category.values else [],
+                quick=request.POST.get("quick") == "1",
+            )
         except RunInProgress as exc:
             self.message_user(request, f"Not started: {exc}.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
-        from testing.api.views import enqueue_run
-
-        transaction.on_commit(lambda: enqueue_run(run.pk))
         self.message_user(request, f"Test run {run.pk} started ({len(tester.selected)} scenarios).", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:testing_testrun_change", args=[run.pk]))
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
 from embedportal import schedules
 from embedportal.schedules import Every
-from testing.choices import Category, Trigger
+from testing.choices import Category, RunStatus, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +42,35 @@ def run_scheduled(quick: bool = True) -> dict:
     return _run({"quick": quick, "trigger": Trigger.SCHEDULE})
 
 
+def start_requested(user: Any, **selection: Any) -> tuple[Any, Any]:
+    """An operator's run (API or admin): take the one-run slot (RunInProgress names the running run)
+    and queue its execution once committed. Returns the run and its tester."""
+    from testing.tester import EmbeddingPipelineOperationsTester
+
+    tester = EmbeddingPipelineOperationsTester(**selection, trigger=Trigger.API, requested_by=user.get_username())
+    run = tester.start()
+    transaction.on_commit(lambda: _enqueue_requested(run.pk))
+    return run, tester
+
+
+def _enqueue_requested(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    from testing.models import TestRun
+
+    try:
+        async_task(REQUESTED_TASK, run_id, group="ops-tests")
+    except Exception as exc:  # noqa: BLE001 -- without a broker the run can never start: free the slot
+        TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
+
+
 def run_requested(run_id: int) -> dict:
     """Execute a run the API already started (it holds the one-run slot)."""
     from testing.models import TestRun
     from testing.tester import EmbeddingPipelineOperationsTester
 
     run = TestRun.objects.get(pk=run_id)
-    s = run.selection
-    tester = EmbeddingPipelineOperationsTester(
-        categories=s.get("categories", []),
-        scenarios=s.get("scenarios", []),
-        quick=s.get("quick", False),
-        collections=s.get("collections", []),
-        trigger=run.trigger,
-    )
-    run = tester.execute(run)
+    run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
     return {"run": run.pk, "status": run.status, "counts": run.counts}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -21,10 +20,10 @@ from testing.api.serializers import (
     TestRunDetailSerializer,
     TestRunSerializer,
 )
-from testing.choices import RunStatus, Trigger
+from testing.choices import RunStatus
 from testing.junit import junit_text
 from testing.models import GoldenQuery, RunInProgress, TestRun
-from testing.tester import EmbeddingPipelineOperationsTester
+from testing.tasks import start_requested
 
 POLL_SECONDS = 0.5
 
@@ -32,17 +31,6 @@ POLL_SECONDS = 0.5
 class RunPermission(PermissionRequired):
     perms = {"GET": "testing.view_testrun", "HEAD": "testing.view_testrun", "OPTIONS": "testing.view_testrun"}
     perm = "testing.run_testrun"
-
-
-def enqueue_run(run_id: int) -> None:
-    from django_q.tasks import async_task
-
-    from testing.tasks import REQUESTED_TASK
-
-    try:
-        async_task(REQUESTED_TASK, run_id, group="ops-tests")
-    except Exception as exc:  # noqa: BLE001 -- without a broker the run can never start: free the slot
-        TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
 
 
 @extend_schema_view(
@@ -73,17 +61,10 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """
         body = RunRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        tester = EmbeddingPipelineOperationsTester(
-            categories=data["categories"],
-            scenarios=data["scenarios"],
-            quick=data["quick"],
-            collections=data["collections"],
-            trigger=Trigger.API,
-            requested_by=request.user.get_username(),
-        )
+        selection = {**body.validated_data}
+        wait = selection.pop("wait")
         try:
-            run = tester.start()
+            run, _ = start_requested(request.user, **selection)
         except RunInProgress as exc:
             running = exc.run
             raise Conflict(
@@ -92,8 +73,7 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 if running
                 else "a test run is running"
             ) from None
-        transaction.on_commit(lambda: enqueue_run(run.pk))
-        deadline = time.monotonic() + data["wait"]
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not TestRun.objects.running().filter(pk=run.pk).exists():
                 break

@@ -15,6 +15,7 @@ from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
 from embedportal.admin import ReadOnlyAdmin
+from testing.benchmarks.regression import regressions
 from testing.benchmarks.trends import machines, trends
 from testing.choices import BenchmarkSuite
 from testing.models import BenchmarkRun
@@ -82,12 +83,7 @@ class BenchmarkRunAdmin(ReadOnlyAdmin):
     def regression(self, obj: BenchmarkRun) -> str:
         if not obj.regressions:
             return "—"
-        names = ", ".join(
-            f"{b}.{f}"
-            for b, figures in obj.comparison.items()
-            for f, v in figures.items()
-            if v["verdict"] == "regression"
-        )
+        names = ", ".join(f"{b}.{f}" for b, f in regressions(obj.comparison))
         return format_html('<strong style="color:#ba2121">{} regressed</strong>: {}', obj.regressions, names)
 
     @admin.display(description="code", ordering="code_version")

@@ -25,6 +25,7 @@ from testing import tasks
 from testing.choices import RunStatus, Trigger
 from testing.models import RunInProgress, TestRun
 from testing.tester import EmbeddingPipelineOperationsTester
+from tests.testing.conftest import change_configurations
 
 URL = "/api/v1/embedding-pipeline-operations/test"
 
@@ -184,16 +185,7 @@ def test_flaky_outcome_when_a_scenario_passes_only_on_retry(db):
 
 def test_changing_a_collections_chunking_queues_one_debounced_run(db, django_capture_on_commit_callbacks, settings):
     settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
-    with django_capture_on_commit_callbacks(execute=True):
-        a = create_collection(name="a", model="local/hash-8")
-        b = create_collection(name="b", model="local/hash-8")
-    Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        a.chunk_size = 128
-        a.save()
-        b.batch_size = 8
-        b.save()
+    change_configurations(django_capture_on_commit_callbacks, tasks.CONFIG_SCHEDULE)
     (schedule,) = Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE)
     assert schedule.func == tasks.CONFIG_TASK and schedule.schedule_type == Schedule.ONCE
     assert literal_eval(schedule.kwargs) == {"collections": ["a", "b"]}
