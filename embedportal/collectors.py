@@ -29,7 +29,8 @@ def bounded_queries(timeout_ms: int = QUERY_TIMEOUT_MS) -> Iterator[CursorWrappe
 
 class DatabaseCollector(ABC):
     """Subclasses name what they measure (`subject`, for the log), build their `families()`
-    and `fill()` them; families without samples are left out of the scrape."""
+    and `fill()` them. Every family is exported, an empty one as its HELP and TYPE lines, so a
+fresh system's scrape already names every series the rules and dashboards read."""
 
     subject = "database"
 
@@ -52,4 +53,4 @@ class DatabaseCollector(ABC):
             # The scrape still serves the process metrics; absent() alerts cover a dead database.
             logger.exception("%s metrics: database query failed", self.subject)
             return
-        yield from (family for family in families if family.samples)
+        yield from families
