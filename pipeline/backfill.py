@@ -41,7 +41,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 from django.conf import settings
@@ -50,9 +50,11 @@ from django.db import DatabaseError, Error, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
-from pipeline import providers
+from pipeline import providers, storage
 from pipeline.choices import DocumentStatus
-from pipeline.models import Chunk, Collection, Document, OptimizationChange, wake_workers
+from pipeline.collections import resolve_dimensions
+from pipeline.models import Chunk, Collection, Document, OptimizationChange
+from pipeline.wakeup import wake_workers
 
 logger = logging.getLogger(__name__)
 
@@ -153,13 +155,25 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         return wake_workers(requeued, "default")
 
 
+def reembed(collections: Iterable[Collection]) -> int:
+    """Re-embed each collection (the admin's bulk action); returns documents requeued."""
+    return sum(begin_reembed(collection) for collection in collections)
+
+
+def finish_building(document_ids: list[int]) -> None:
+    """After the batch storing these documents commits, finish the backfills it may complete (the
+    check then sees this batch's documents embedded). Robust: a failed build is logged and retried
+    by an idle worker (finish_ready), never fails the stored batch."""
+    building = Collection.objects.filter(building_generation__isnull=False, documents__pk__in=document_ids)
+    for pk in building.values_list("pk", flat=True).distinct():
+        transaction.on_commit(lambda pk=pk: finish(pk), robust=True)
+
+
 def with_dimensions(collection: Collection, changes: dict) -> dict:
     """`changes` with the dimensions of a new model filled in when not given (asked of the provider
     unless known); a ValidationError says what to fix."""
     if not changes.get("model") or "dimensions" in changes:
         return changes
-    from pipeline.collections import resolve_dimensions  # it imports the embedding stack
-
     probe = copy.copy(collection)
     for name, value in changes.items():
         setattr(probe, name, value)
@@ -205,8 +219,6 @@ def finish(collection_id: int) -> bool:
         if new == collection.generation:  # a first load: no index to keep serving meanwhile
             build_name = collection.index_name
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # CREATE INDEX refuses pending FK checks
-        from pipeline import storage
-
         storage.create_collection_index(target, generation=new, name=build_name)
         if build_name != collection.index_name:
             cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
@@ -258,8 +270,6 @@ def rebuild_index(collection_id: int) -> bool:
 
 
 def _rebuild(collection: Collection) -> bool:
-    from pipeline import storage
-
     temporary = f"{collection.index_name}{REBUILD_SUFFIX}"
     if collection.building_generation is not None:
         return False
@@ -295,7 +305,7 @@ def _rebuild(collection: Collection) -> bool:
             if swapped:
                 cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
                 cur.execute(f"ALTER INDEX {temporary} RENAME TO {collection.index_name}")
-                # An optimizer change of these parameters is measured from now (pipeline.optimizer.changes).
+                # An optimizer change of these parameters is measured from now (pipeline.performance.optimizer.changes).
                 OptimizationChange.objects.pending().filter(collection=collection, setting="hnsw").update(
                     applied_at=timezone.now()
                 )
@@ -321,12 +331,11 @@ def stale_indexes() -> tuple[list[int], list[str]]:
             "JOIN pg_class i ON i.relname = 'pipeline_chunk_hnsw_' || c.id AND i.relkind = 'i' "
             "WHERE c.building_generation IS NULL"
         )
-        from pipeline.storage import parse_options
 
         stale = [
             pk
             for pk, m, ef_construction, reloptions in cur.fetchall()
-            if parse_options(reloptions) != {"m": m, "ef_construction": ef_construction}
+            if storage.parse_options(reloptions) != {"m": m, "ef_construction": ef_construction}
         ]
         cur.execute(
             "SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ %s",

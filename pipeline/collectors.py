@@ -15,7 +15,6 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from pipeline import capacity
 from pipeline.models import Document
 
 logger = logging.getLogger(__name__)
@@ -31,10 +30,6 @@ THROUGHPUT = "embedding_pipeline_throughput_docs_per_second"
 PAUSED = "embedding_pipeline_collection_paused"
 WORKERS = "embedding_pipeline_workers_alive"
 HEARTBEAT_AGE = "embedding_pipeline_worker_heartbeat_age_seconds"
-# The last capacity measurement (manage.py measure_capacity, pipeline.capacity.current); absent
-# until one exists. grafana/prometheus/capacity.rules.yml and the dashboard read both by name.
-CAPACITY = "embedding_pipeline_capacity_docs_per_second"
-CAPACITY_MEASURED = "embedding_pipeline_capacity_measured_timestamp_seconds"
 
 # One row per collection (tens, chosen by operators: a safe label). Each count is an
 # index-only scan of pipeline_document_status (collection_id, status), so the total is
@@ -69,13 +64,6 @@ def _db_families() -> dict[str, GaugeMetricFamily]:
         GaugeMetricFamily(PAUSED, "1 if the collection is paused (its queue is not claimed).", labels=["collection"]),
         GaugeMetricFamily(WORKERS, "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE)."),
         GaugeMetricFamily(HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever)."),
-        GaugeMetricFamily(
-            CAPACITY,
-            "Measured sustained docs/s at the deployed worker count (EMBEDPORTAL_CAPACITY_WORKERS), by model "
-            "and how it was obtained (measured, usl, lower bound).",
-            labels=["model", "workers", "how"],
-        ),
-        GaugeMetricFamily(CAPACITY_MEASURED, "Unix time of the last capacity measurement.", labels=["model"]),
     )
     return {f.name: f for f in families}
 
@@ -143,12 +131,4 @@ class DatabaseCollector:
         f[WORKERS].add_metric([], snap.workers_alive)
         if snap.heartbeat_age_seconds is not None:
             f[HEARTBEAT_AGE].add_metric([], snap.heartbeat_age_seconds)
-        try:
-            cap = capacity.current()
-        except DatabaseError:
-            logger.exception("pipeline metrics: capacity query failed")
-            cap = None
-        if cap is not None:
-            f[CAPACITY].add_metric([cap.model, str(cap.workers), cap.how], cap.docs_per_second)
-            f[CAPACITY_MEASURED].add_metric([cap.model], cap.measured_at.timestamp())
         yield from (family for family in f.values() if family.samples)

@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.models import RESERVED_PREFIXES
 
 MINUTE = 60
 HOUR = 3600
@@ -220,8 +221,6 @@ def _totals(row: Sequence) -> Totals:
 def _scope(collection_id: int | None) -> tuple[str, list]:
     """User traffic: one collection, or every collection but the reserved scratch ones (operations
     tests, capacity measurements), whose bursts are not load the pipeline must carry."""
-    from pipeline.models import RESERVED_PREFIXES
-
     if collection_id is not None:
         return "a.collection_id = %s", [collection_id]
     clauses = " AND ".join("c.name NOT LIKE %s" for _ in RESERVED_PREFIXES)

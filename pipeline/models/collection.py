@@ -6,6 +6,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -17,7 +18,8 @@ from pipeline.choices import (
     ChunkingStrategy,
     ChunkUnit,
 )
-from pipeline.tasks import kick_workers
+from pipeline.chunking import overlap_problem
+from pipeline.wakeup import wake_workers
 
 ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
 
@@ -53,7 +55,7 @@ def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None
 # Collection names under this prefix belong to the operations tester (the testing app), which
 # sets `reserved_names_allowed` around its own calls; producers and operators cannot create them.
 RESERVED_PREFIX = "__ops_test_"
-# measure_capacity's scratch collections (pipeline.capacity), reserved the same way.
+# measure_capacity's scratch collections (pipeline.performance.capacity), reserved the same way.
 CAPACITY_PREFIX = "__capacity_"
 RESERVED_PREFIXES = (RESERVED_PREFIX, CAPACITY_PREFIX)
 reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
@@ -92,17 +94,6 @@ def default_freshness_sla() -> timedelta:
     return settings.EMBEDPORTAL_FRESHNESS_SLA
 
 
-def wake_workers(changed: int, using: str) -> int:
-    """A transition that creates work changed `changed` rows: start drain tasks once it commits.
-
-    Without this, work created outside `queue.enqueue` (a requeue by `reprocess_failed` or
-    `detect_stale`, a resume) waited for the every-minute drain schedule. Returns `changed`.
-    """
-    if changed:
-        transaction.on_commit(kick_workers, using=using)
-    return changed
-
-
 class CollectionQuerySet(models.QuerySet["Collection"]):
     # Compare-and-swap: the row count says how many actually changed state, so the admin,
     # the API and a racing operator agree on what happened.
@@ -112,13 +103,6 @@ class CollectionQuerySet(models.QuerySet["Collection"]):
     def resume(self) -> int:
         """Unpause; their pending documents are claimable again, so workers are woken after commit."""
         return wake_workers(self.filter(paused=True).update(paused=False, updated_at=timezone.now()), self.db)
-
-    def reembed(self) -> int:
-        """Re-embed these collections into a new generation, searched from the old one until it is
-        complete and indexed (pipeline.backfill); returns documents requeued."""
-        from pipeline import backfill  # it imports these models
-
-        return sum(backfill.begin_reembed(collection) for collection in self)
 
 
 class Collection(models.Model):
@@ -261,8 +245,6 @@ class Collection(models.Model):
     def clean(self) -> None:
         """The collection rules every entry point applies with the same messages: the admin and
         the commands through full_clean(), the API serializer by calling the same functions."""
-        from pipeline.chunking import overlap_problem  # chunking is imported by the models' users
-
         errors = {}
         if problem := reserved_name_problem(self.name):
             errors["name"] = problem
@@ -297,16 +279,9 @@ class Collection(models.Model):
         # reprocessing's failed_documents does (ON DELETE CASCADE, added by
         # reprocessing/migrations/0002_document_fk_on_delete_cascade.py); an app adding a
         # foreign key to Document must do the same, or this DELETE fails on its rows.
-        from pipeline.models.document import Chunk, Document  # they refer to Collection
-
         with transaction.atomic():
+            # By name: document.py imports this module.
+            Chunk, Document = apps.get_model("pipeline", "Chunk"), apps.get_model("pipeline", "Document")
             Chunk.objects.filter(collection=self)._raw_delete(using="default")
             Document.objects.filter(collection=self)._raw_delete(using="default")
             return super().delete(*args, **kwargs)
-
-
-# The claim's first step: unpaused collections with work due, whose provider endpoint's circuit is
-# closed (or, for a probe, the one endpoint probed), least recently claimed first. Each subquery is
-# an index probe: the collection's first pending row in pipeline_document_pending_coll (ORDER BY ...
-# LIMIT 1 keeps the planner on it whatever the statistics), an expired lease in
-# pipeline_document_leased; so the choice costs the same at any backlog. Collections are tens of rows.

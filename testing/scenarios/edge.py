@@ -187,7 +187,7 @@ def paused(ctx: Context) -> dict[str, Any]:
         f"a paused collection's document was claimed ({doc.status}, attempts {doc.attempts})",
     )
     Collection.objects.filter(pk=held.pk).resume()
-    from pipeline.tasks import kick_workers
+    from pipeline.wakeup import kick_workers
 
     kick_workers()
     ctx.wait_documents(held)
@@ -278,7 +278,7 @@ def edited_while_failed(ctx: Context) -> dict[str, Any]:
         f"after the due retry the document is {doc.status} (attempts {doc.attempts})",
     )
     Collection.objects.filter(pk=collection.pk).resume()
-    from pipeline.tasks import kick_workers
+    from pipeline.wakeup import kick_workers
 
     kick_workers()
     ctx.wait_documents(collection)

@@ -267,7 +267,7 @@ def blank_document(ctx: Context) -> dict[str, Any]:
     # enqueue refuses blank text; a row from an older version or a direct write can still hold it.
     Document.objects.filter(collection=collection, external_id="blank").update(text=" \n\t \u3000 ")
     Collection.objects.filter(pk=collection.pk).resume()
-    from pipeline.tasks import kick_workers
+    from pipeline.wakeup import kick_workers
 
     kick_workers()
     statuses = ctx.wait_documents(collection, until=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED])

@@ -6,7 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline import capacity, providers
+from pipeline import providers
+from pipeline.performance import capacity
 
 MAX_WORKERS = 32
 

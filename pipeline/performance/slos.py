@@ -1,6 +1,6 @@
 """The pipeline's three SLOs computed from the database history (pipeline.history), no Prometheus.
 
-Objectives and the compliance period come from the one SLO spec, pipeline/slos.yaml, which also
+Objectives and the compliance period come from the one SLO spec, pipeline/performance/slos.yaml, which also
 generates the Prometheus rules (grafana/slo_rules.py). Each SLI here counts the same events as
 the spec's PromQL, from the same histogram buckets:
 

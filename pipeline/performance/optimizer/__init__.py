@@ -15,7 +15,7 @@ the effect expected; one that changes a collection (its embedding batch size, it
 parameters, its ef_search, or loading it in backfill mode) can be applied: the change is recorded
 as an OptimizationChange with a measurement before it (worker seconds per document of its latest
 batches, or for ef_search the p95 of its latest searches), and the evaluation schedule keeps or
-reverts it once as much was measured after it (pipeline.optimizer.changes). Deployment settings
+reverts it once as much was measured after it (pipeline.performance.optimizer.changes). Deployment settings
 (workers, the claim batch, provider limits, maintenance_work_mem) stay advice.
 
 Modules: figures (percentiles, utilisation, bottleneck), recommendations, analysis, changes.
@@ -24,10 +24,10 @@ Modules: figures (percentiles, utilisation, bottleneck), recommendations, analys
 from __future__ import annotations
 
 from pipeline.models import Collection, OptimizationChange
-from pipeline.optimizer.analysis import Analysis, analyse
-from pipeline.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
-from pipeline.optimizer.figures import STAGES, OptimizerError, Percentiles
-from pipeline.optimizer.recommendations import APPLIABLE, Recommendation
+from pipeline.performance.optimizer.analysis import Analysis, analyse
+from pipeline.performance.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
+from pipeline.performance.optimizer.figures import STAGES, OptimizerError, Percentiles
+from pipeline.performance.optimizer.recommendations import APPLIABLE, Recommendation
 
 __all__ = [
     "APPLIABLE",

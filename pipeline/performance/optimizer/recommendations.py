@@ -3,7 +3,7 @@
 Each rule reads the figures (and, where it needs them, the database's batch rows and search
 times, the latest capacity measurement and PostgreSQL's settings) and returns recommendations.
 One that changes a collection (its `setting` in APPLIABLE) can be applied by the optimizer
-(pipeline.optimizer.changes); the others are settings of the deployment (environment, PostgreSQL)
+(pipeline.performance.optimizer.changes); the others are settings of the deployment (environment, PostgreSQL)
 an operator changes, and say so.
 """
 
@@ -19,12 +19,14 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
+from pipeline import metrics
 from pipeline.choices import DocumentStatus
 from pipeline.embedding import provider_of
-from pipeline.models import BatchTiming, Collection, Document
+from pipeline.models import BatchTiming, CapacityMeasurement, Collection, Document, SearchLatency
+from pipeline.performance import capacity, compliance
 
 if TYPE_CHECKING:
-    from pipeline.optimizer.analysis import Analysis
+    from pipeline.performance.optimizer.analysis import Analysis
 
 # What the optimizer may change in a collection (and revert): its embedding batch size, its
 # provider concurrency, its HNSW build parameters (m and ef_construction, a rebuild), its
@@ -246,9 +248,6 @@ def workers(analysis: Analysis) -> list[Recommendation]:
     busy = found.get("workers_busy", 0.0)
     n = max(1, analysis.workers)
     if found.get("stage") == "workers":
-        from pipeline import capacity
-        from pipeline.models import CapacityMeasurement
-
         m = CapacityMeasurement.objects.order_by("-measured_at").first()
         fit = capacity.fit_of(m) if m else None
         if fit and fit.rate(n) and fit.rate(n + 1):
@@ -315,9 +314,7 @@ def claim_batch(analysis: Analysis) -> list[Recommendation]:
 
 
 def _rate_limited() -> int:
-    from pipeline.metrics import error_counts
-
-    return int(error_counts().get("rate_limit", 0))
+    return int(metrics.error_counts().get("rate_limit", 0))
 
 
 def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
@@ -410,8 +407,6 @@ def search(collections: list[Collection], since: datetime) -> list[Recommendatio
     """Search p95 over its SLO target: a smaller ef_search visits fewer candidates. Per collection
     from its latest search times where it has EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES of them in the
     window; otherwise, from the processes' search histogram, as advice for every collection."""
-    from pipeline.models import SearchLatency
-
     target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
     n = settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES
     rows = SearchLatency.objects.filter(collection__in=collections, last_at__gte=since).select_related("collection")
@@ -448,9 +443,7 @@ def ef_search(c: Collection, recent: list[float], target: float) -> list[Recomme
 
 def ef_search_advice(target: float) -> list[Recommendation]:
     """No collection has enough searches of its own: the histogram says only that search is slow."""
-    from pipeline.performance_slos import search_latency
-
-    p95, count = search_latency()
+    p95, count = compliance.search_latency()
     if not count or p95 is None or p95 <= target:
         return []
     return [

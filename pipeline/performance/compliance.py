@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from embedportal.metrics import process_registry
 from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
-from pipeline.optimizer.figures import STEP_SQL, trend_steps
+from pipeline.performance.optimizer.figures import STEP_SQL, trend_steps
 
 logger = logging.getLogger(__name__)
 

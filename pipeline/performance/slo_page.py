@@ -13,9 +13,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from pipeline import capacity, history, slos
+from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS, histogram_quantile
 from pipeline.models import CapacityMeasurement, Collection
+from pipeline.performance import capacity, slos
 
 
 @dataclass(frozen=True)
