@@ -26,8 +26,7 @@ from __future__ import annotations
 from pipeline.models import Collection, OptimizationChange
 from pipeline.performance.optimizer.analysis import Analysis, analyse
 from pipeline.performance.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
-from pipeline.performance.optimizer.figures import STAGES, OptimizerError, Percentiles
-from pipeline.performance.optimizer.recommendations import APPLIABLE, Recommendation
+from pipeline.performance.optimizer.figures import APPLIABLE, STAGES, OptimizerError, Percentiles, Recommendation
 
 __all__ = [
     "APPLIABLE",

@@ -13,6 +13,7 @@ from pipeline.models import Collection
 from pipeline.performance.optimizer.figures import (
     PROCESSING,
     Percentiles,
+    Recommendation,
     bottleneck,
     db_busy,
     db_percentiles,
@@ -20,7 +21,7 @@ from pipeline.performance.optimizer.figures import (
     prometheus_utilisation,
     rounded,
 )
-from pipeline.performance.optimizer.recommendations import Recommendation, recommend
+from pipeline.performance.optimizer.recommendations import recommend
 
 
 @dataclass

@@ -35,8 +35,7 @@ from django.utils import timezone
 from pipeline import backfill, storage
 from pipeline.choices import OptimizationStatus
 from pipeline.models import BatchTiming, Collection, OptimizationChange, SearchLatency
-from pipeline.performance.optimizer.figures import OptimizerError
-from pipeline.performance.optimizer.recommendations import Recommendation
+from pipeline.performance.optimizer.figures import OptimizerError, Recommendation
 
 # A change is kept when its measure (worker seconds per document, or search p95) falls by at least this much.
 MIN_GAIN = 0.02

@@ -236,3 +236,40 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
             for name, value in zip(names, values or [None] * len(names), strict=True):
                 out[name][stage].append(None if value is None else round(value, 6))
     return out
+
+
+# What the optimizer may change in a collection (and revert): its embedding batch size, its
+# provider concurrency, its HNSW build parameters (m and ef_construction, a rebuild), its
+# ef_search, and backfill mode.
+APPLIABLE = {"batch_size", "provider_concurrency", "hnsw", "ef_search", "backfill"}
+
+
+# Said by every recommendation the optimizer cannot apply.
+ADVICE_ONLY = "a deployment setting: change it where the deployment is configured; the optimizer does not"
+
+
+@dataclass
+class Recommendation:
+    id: str
+    title: str
+    expected_effect: str
+    reason: str
+    collection: str | None = None
+    setting: str | None = None
+    current: Any = None
+    proposed: Any = None
+
+    @property
+    def appliable(self) -> bool:
+        return self.collection is not None and self.setting in APPLIABLE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "appliable": self.appliable}
+
+
+def stage_share(figures: dict[str, Any], stage: str) -> float:
+    """The stage's share of the per-document p95 if it is the largest one within a batch (also when
+    the workers as a whole are the bottleneck: a faster stage is more capacity)."""
+    bottleneck = figures["bottleneck"]
+    largest = bottleneck.get("batch_stage", bottleneck.get("stage"))
+    return bottleneck.get("share_p95", 0.0) if largest == stage else 0.0
