@@ -9,7 +9,7 @@ from django.db.models.signals import post_migrate
 
 def register_schedules(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
     """post_migrate: every deployment migrates, so the drain and heartbeat schedules always exist."""
-    from pipeline.tasks import ensure_schedules
+    from pipeline.tasks import ensure_schedules  # lazy: apps load before the models tasks imports
 
     ensure_schedules(using)
 
