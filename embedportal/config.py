@@ -221,7 +221,7 @@ _register(
         "EMBEDPORTAL_METRICS_COLLECTORS",
         "list",
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
-        "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,pipeline.performance.capacity.CapacityCollector,"
+        "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,"
         "pipeline.performance.compliance.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),

@@ -1,40 +1,7 @@
-"""Backfill mode: bulk writes without the HNSW index, one index build at the end, and re-embeds
-that keep search on the old vectors until the new ones are complete (zero-downtime model change).
-
-Each collection's chunks carry a generation. `Collection.generation` is the one search reads,
-through the collection's one HNSW index (`Collection.index_name`, a partial index on that
-collection and generation). A backfill writes `Collection.building_generation` instead:
-
-- a first load (an enqueue call creating at least EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS documents
-  in a collection with no chunks) builds the generation searched: its empty index is dropped,
-  and search scans its rows exactly until the index exists;
-- a re-embed (`begin_reembed`, optionally with a new model) builds the next generation beside
-  the searched one; search keeps reading the old generation with the old model's query vectors
-  (`serving`).
-
-When no document of the collection is pending or processing, `finish` builds the index of the
-new generation (maintenance_work_mem sized to the graph, parallel maintenance workers), drops
-the old index, renames the new one to `index_name` and switches `generation`, all in one
-transaction; then it deletes the old generation's chunks. A worker that dies mid-build rolls
-all of it back; `finish_ready` (idle workers) finishes it later. Index builds are serialised
-cluster-wide by an advisory lock: two builds would deadlock on DROP INDEX's table lock.
-
-The optimizer's `backfill-<name>` recommendation starts the same mode on a collection that has
-chunks already (`begin_backfill`): its index is dropped while its queued documents are written
-(search scans its rows exactly meanwhile) and built once at the end by `finish`.
-
-An index is built with the collection's `hnsw_m` and `hnsw_ef_construction`. When they change
-(the optimizer's `hnsw-build-<name>`, or an edit), `rebuild_index` builds a new index under a
-temporary name with CREATE INDEX CONCURRENTLY (writers go on; search keeps the old index), then
-drops the old one and renames the new one in one short transaction: at every moment the
-collection has a valid index. A rebuild that dies leaves the old index serving (and perhaps an
-invalid temporary one): idle workers (`finish_ready`) drop the leftover and rebuild every index
-whose parameters are not its collection's. Rebuilds hold the same advisory lock as the builds
-above (session-level: CREATE INDEX CONCURRENTLY runs outside a transaction).
-
-Documents that fail for good during a re-embed have no chunks in the new generation: after the
-switch they are not searchable until reprocessing embeds them.
-"""
+"""Backfill mode: bulk writes without the HNSW index, one index build at the end; re-embeds that keep
+search on the old generation until the new one is complete; HNSW rebuilds that always leave the
+collection a valid index. Index builds are serialised by an advisory lock (BUILD_LOCK).
+docs/architecture.md ("Backfills, generations and index builds") says how."""
 
 from __future__ import annotations
 

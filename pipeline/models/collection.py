@@ -34,8 +34,9 @@ def validate_extra_params(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
     wanted = value.get("dimensions")
-    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= 16000):
-        raise ValidationError("dimensions must be an integer from 1 to 16000")
+    low, high = DIMENSIONS_RANGE
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not low <= wanted <= high):
+        raise ValidationError(f"dimensions must be an integer from {low} to {high}")
     secret = sorted(k for k in value if SECRET_PARAM_PARTS & set(str(k).lower().split("_")))
     if secret:
         raise ValidationError(
@@ -77,10 +78,19 @@ def freshness_sla_problem(value: timedelta | None) -> str | None:
     return None
 
 
+# Vector sizes pgvector can index, and the most chunks one embedding call may carry.
+DIMENSIONS_RANGE = (1, 16000)
+BATCH_SIZE_RANGE = (1, 2048)
+CHUNK_SIZE_MIN = 8
 # pgvector's HNSW build parameters: its defaults, and the ranges its CREATE INDEX accepts.
 HNSW_M_DEFAULT, HNSW_M_RANGE = 16, (2, 100)
 HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_EF_CONSTRUCTION_RANGE = 64, (4, 1000)
 EF_SEARCH_RANGE = (1, 1000)
+
+
+def between(low: int, high: int) -> list:
+    """A model field's bounds, which the API's serializers and the admin's forms read from it."""
+    return [MinValueValidator(low), MaxValueValidator(high)]
 
 
 def hnsw_build_problem(m: int | None, ef_construction: int | None) -> str | None:
@@ -131,23 +141,23 @@ class Collection(models.Model):
         help_text='Extra LiteLLM embedding parameters, e.g. {"dimensions": 256}.',
         validators=[validate_extra_params],
     )
-    dimensions = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(16000)])
+    dimensions = models.PositiveIntegerField(validators=between(*DIMENSIONS_RANGE))
     chunking_strategy = models.CharField(
         max_length=20, choices=ChunkingStrategy.choices, default=ChunkingStrategy.RECURSIVE
     )
     chunk_unit = models.CharField(max_length=12, choices=ChunkUnit.choices, default=ChunkUnit.TOKENS)
-    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(8)])
+    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(CHUNK_SIZE_MIN)])
     chunk_overlap = models.PositiveIntegerField(default=32)
     batch_size = models.PositiveIntegerField(
         "embedding batch size",
         default=64,
-        validators=[MinValueValidator(1), MaxValueValidator(2048)],
+        validators=between(*BATCH_SIZE_RANGE),
         help_text="Most chunks sent in one embedding call.",
     )
     provider_concurrency = models.PositiveSmallIntegerField(
         "provider concurrency",
         default=1,
-        validators=[MinValueValidator(1), MaxValueValidator(32)],
+        validators=between(1, 32),
         help_text="Embedding calls a worker makes at once for one batch (1 to 32) with a remote provider, "
         "whose time is mostly waiting; local models always make one. The provider's rate limit caps it: "
         "429 answers mean lower it.",
@@ -158,14 +168,14 @@ class Collection(models.Model):
     hnsw_m = models.PositiveSmallIntegerField(
         "HNSW m",
         default=HNSW_M_DEFAULT,
-        validators=[MinValueValidator(HNSW_M_RANGE[0]), MaxValueValidator(HNSW_M_RANGE[1])],
+        validators=between(*HNSW_M_RANGE),
         help_text="Neighbours per graph node (pgvector: 2 to 100, default 16). Fewer: faster inserts and "
         "builds, lower recall. A change rebuilds the index.",
     )
     hnsw_ef_construction = models.PositiveSmallIntegerField(
         "HNSW ef_construction",
         default=HNSW_EF_CONSTRUCTION_DEFAULT,
-        validators=[MinValueValidator(HNSW_EF_CONSTRUCTION_RANGE[0]), MaxValueValidator(HNSW_EF_CONSTRUCTION_RANGE[1])],
+        validators=between(*HNSW_EF_CONSTRUCTION_RANGE),
         help_text="Candidates considered per insert (pgvector: 4 to 1000 and at least 2 * m, default 64). "
         "Fewer: faster inserts and builds, lower recall. A change rebuilds the index.",
     )
@@ -173,7 +183,7 @@ class Collection(models.Model):
         "HNSW ef_search",
         null=True,
         blank=True,
-        validators=[MinValueValidator(EF_SEARCH_RANGE[0]), MaxValueValidator(EF_SEARCH_RANGE[1])],
+        validators=between(*EF_SEARCH_RANGE),
         help_text="Candidates a search visits (pgvector: 1 to 1000); never fewer than k. Empty: max(40, 2k).",
     )
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")

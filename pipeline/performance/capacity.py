@@ -1,27 +1,12 @@
-"""Capacity: how many documents per second the pipeline sustains, and when arrivals will outgrow it.
-
-`measure()` (manage.py measure_capacity) runs a bounded load against the running system's database:
-per worker count N it fills a scratch collection (reserved prefix __capacity_, created paused so
-nothing claims it early), starts N real worker processes forked after the model is loaded, and
-takes the sustained rate between the 10th and the 90th percentile of the documents' commit times
-(no start-up, no tail where workers run out of work). Then it fits the Universal Scalability Law
-
-    X(N) = lambda N / (1 + sigma (N - 1) + kappa N (N - 1))
-
-(scipy.optimize.curve_fit): sigma is contention (a serial part), kappa coherence (crosstalk);
-adding workers stops helping at N* = sqrt((1 - sigma) / kappa). Three parameters need three worker
-counts; with fewer the fit is underdetermined and the note says what was assumed.
-
-`plan()` (manage.py capacity_plan) reads the arrivals in the history: the busiest hour of each of
-the last days, a linear trend over them (scipy.stats.linregress), the date the trend crosses the
-capacity, and the workers (by the USL fit) that restore a chosen headroom.
-"""
+"""Capacity: the documents per second the pipeline sustains (`measure`, manage.py measure_capacity:
+pipeline.loadharness per worker count, then a Universal Scalability Law fit with scipy), and when
+arrivals will outgrow it (`plan`, manage.py capacity_plan: a linear trend over the history's busiest
+hour of each day). docs/architecture.md and docs/capacity.md say how."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -29,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily
 
 from pipeline import history
 from pipeline.loadharness import document_chars, measure_workers, preflight, warm_up
@@ -333,7 +318,7 @@ CAPACITY = "embedding_pipeline_capacity_docs_per_second"
 CAPACITY_MEASURED = "embedding_pipeline_capacity_measured_timestamp_seconds"
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+def gauge_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
     return (
         GaugeMetricFamily(
             CAPACITY,
@@ -345,20 +330,17 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
     )
 
 
-class CapacityCollector:
-    """Scrape-time capacity gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
-
-    def describe(self) -> Iterator[Metric]:
-        yield from _families()
-
-    def collect(self) -> Iterator[Metric]:
-        try:
-            cap = current()
-        except DatabaseError:
-            logger.exception("capacity metrics: database query failed")
-            return
-        if cap is not None:
-            rate, measured = _families()
-            rate.add_metric([cap.model, str(cap.workers), cap.how], cap.docs_per_second)
-            measured.add_metric([cap.model], cap.measured_at.timestamp())
-            yield from (rate, measured)
+def gauges() -> tuple[GaugeMetricFamily, ...]:
+    """The capacity gauges at scrape time (performance.compliance.PerformanceSLOCollector): none until
+    a measurement exists, or while the database is away."""
+    try:
+        cap = current()
+    except DatabaseError:
+        logger.exception("capacity metrics: database query failed")
+        return ()
+    if cap is None:
+        return ()
+    rate, measured = gauge_families()
+    rate.add_metric([cap.model, str(cap.workers), cap.how], cap.docs_per_second)
+    measured.add_metric([cap.model], cap.measured_at.timestamp())
+    return rate, measured

@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from embedportal.metrics import process_registry
 from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
+from pipeline.performance import capacity
 from pipeline.performance.optimizer.figures import STEP_SQL, trend_steps
 
 logger = logging.getLogger(__name__)
@@ -171,10 +172,10 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
 
 
 class PerformanceSLOCollector:
-    """Scrape-time compliance gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
+    """Scrape-time compliance and capacity gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
 
     def describe(self) -> Iterator[Metric]:
-        yield from _families()
+        yield from (*_families(), *capacity.gauge_families())
 
     def collect(self) -> Iterator[Metric]:
         compliant, target = _families()
@@ -191,3 +192,4 @@ class PerformanceSLOCollector:
         yield target
         if compliant.samples:
             yield compliant
+        yield from capacity.gauges()

@@ -1,24 +1,9 @@
 """EmbeddingPipelineOperationsOptimizer: where the pipeline's time goes, and what to change.
 
-The figures are per-document percentiles of each stage (queue wait, claim, chunking, embedding,
-storage, and their total) over a window, and each stage's utilisation (worker seconds in the
-stage / worker seconds available). They come from Prometheus when EMBEDPORTAL_PROMETHEUS_URL is
-set (histogram_quantile over the buckets' rates, the busy-seconds counter over the workers
-alive), else from the database's per-batch timings (pipeline.timings), weighted by documents
-(every document of a batch waited for the whole stage). Per-collection figures always come from
-the database: the Prometheus histograms carry no collection label.
-
-The bottleneck is the processing stage with the largest share of the per-document p95, unless
-the workers are saturated (busy most of the time) and documents wait in the queue longer than
-they are processed: then it is the number of workers. Recommendations say what to change and
-the effect expected; one that changes a collection (its embedding batch size, its HNSW build
-parameters, its ef_search, or loading it in backfill mode) can be applied: the change is recorded
-as an OptimizationChange with a measurement before it (worker seconds per document of its latest
-batches, or for ef_search the p95 of its latest searches), and the evaluation schedule keeps or
-reverts it once as much was measured after it (pipeline.performance.optimizer.changes). Deployment settings
-(workers, the claim batch, provider limits, maintenance_work_mem) stay advice.
-
-Modules: figures (percentiles, utilisation, bottleneck), recommendations, analysis, changes.
+Per-stage percentiles and utilisation over a window (figures; from Prometheus when
+EMBEDPORTAL_PROMETHEUS_URL is set, else from the batch timings), the bottleneck (analysis),
+recommendations (recommendations, deployment), and applying and judging them (changes); how each
+is computed and judged is in docs/performance.md.
 """
 
 from __future__ import annotations
