@@ -49,7 +49,7 @@ class CollectionActivity(models.Model):
             ),
         ]
         indexes = [
-            # Window sums over all collections (pipeline.history.totals/series), roll-up and pruning.
+            # Window sums over all collections (pipeline.performance.activity), roll-up and pruning (pipeline.history).
             models.Index(fields=["start"], name="pipeline_activity_start"),
         ]
 

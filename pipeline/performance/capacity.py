@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from pipeline import history
 from pipeline.loadharness import document_chars, measure_workers, preflight, warm_up
 from pipeline.models import CapacityMeasurement
+from pipeline.performance import activity
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def daily_peaks(now: datetime, first: datetime) -> list[tuple[date, float]]:
     if days <= 0:
         return []
     since = end - timedelta(days=days)
-    hourly = [p.totals.arrived for p in history.series(since, end, 3600)]
+    hourly = [p.totals.arrived for p in activity.series(since, end, 3600)]
     return [((since + timedelta(days=d)).date(), max(hourly[d * 24 : (d + 1) * 24]) / 3600.0) for d in range(days)]
 
 
@@ -275,9 +276,9 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
     now = now or timezone.now()
     p = Plan(now=now, headroom_wanted=headroom, enough_history=False)
     p.capacity = current()
-    last_hour = history.totals(now - timedelta(hours=1), now + timedelta(minutes=1))
+    last_hour = activity.totals(now - timedelta(hours=1), now + timedelta(minutes=1))
     p.arrivals_last_hour = last_hour.arrived / 3600.0
-    first = history.first_start()
+    first = activity.first_start()
     p.history_hours = 0.0 if first is None else max(0.0, (now - first).total_seconds() / 3600)
     p.daily_peaks = [] if first is None else daily_peaks(now, first)
     if p.daily_peaks:

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.performance import activity
 
 SPEC = Path(__file__).resolve().parent / "slos.yaml"
 # The SLIs' thresholds: a bucket bound of each histogram (tests/pipeline/test_slos.py checks the
@@ -84,7 +85,7 @@ class Events:
         return self.good / self.total if self.total else None
 
 
-def events(name: str, t: history.Totals) -> Events:
+def events(name: str, t: activity.Totals) -> Events:
     """One SLI's good and total events in some history totals."""
     if name == "freshness":
         return Events(sum(t.freshness[: FRESHNESS_BUCKETS.index(FRESHNESS_THRESHOLD_SECONDS) + 1]), sum(t.freshness))
@@ -130,10 +131,10 @@ class Status:
         }
 
 
-def window_totals(window: str, now: datetime, collection_id: int | None = None) -> history.Totals:
+def window_totals(window: str, now: datetime, collection_id: int | None = None) -> activity.Totals:
     """History totals of the last `window`, the current minute included (whole minutes and hours)."""
     until = history.minute_of(now) + timedelta(minutes=1)
-    return history.totals(until - timedelta(seconds=seconds(window)), until, collection_id)
+    return activity.totals(until - timedelta(seconds=seconds(window)), until, collection_id)
 
 
 def statuses(now: datetime | None = None, collection_id: int | None = None) -> list[Status]:
