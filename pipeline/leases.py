@@ -30,10 +30,14 @@ HEARTBEAT_EVERY = 15.0
 RENEW_LOCK_TIMEOUT_MS = 2000
 
 
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def log_database_error(what: str, exc: BaseException, failures: int) -> None:
     """The first failure of a run with its traceback, then one line per retry with the count: an
     outage must not fill the log with a traceback every few seconds."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(exc)
     if failures == 1:
         logger.error("%s: %s", what, message, exc_info=exc)
     else:
@@ -118,6 +122,8 @@ class StorageStage:
 
 @dataclass
 class Report:
+    COUNTS = ("claimed", "embedded", "failed", "deferred", "chunks", "batches")
+
     claimed: int = 0
     embedded: int = 0
     failed: int = 0
@@ -128,7 +134,7 @@ class Report:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, other: Report) -> None:
-        for name in ("claimed", "embedded", "failed", "deferred", "chunks", "batches"):
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for stage, seconds in other.seconds.items():
             self.seconds[stage] += seconds
@@ -137,12 +143,7 @@ class Report:
 
     def as_dict(self) -> dict:
         return {
-            "claimed": self.claimed,
-            "embedded": self.embedded,
-            "failed": self.failed,
-            "deferred": self.deferred,
-            "chunks": self.chunks,
-            "batches": self.batches,
+            **{name: getattr(self, name) for name in self.COUNTS},
             "seconds": {str(k): round(v, 4) for k, v in self.seconds.items()},
             "errors": {str(k): v for k, v in self.errors.items()},
         }

@@ -22,7 +22,15 @@ from pipeline.batches import BatchProcessing
 from pipeline.choices import WorkerRole
 from pipeline.chunking import Chunker
 from pipeline.failures import RetryPolicy
-from pipeline.leases import HEARTBEAT_EVERY, LeaseKeeper, Report, StorageStage, log_database_error, new_worker_id
+from pipeline.leases import (
+    HEARTBEAT_EVERY,
+    LeaseKeeper,
+    Report,
+    StorageStage,
+    first_line,
+    log_database_error,
+    new_worker_id,
+)
 from pipeline.models import Document, ProviderCircuit, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -192,7 +200,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
                 "worker %s stopping without the database (%s): its leases return to the queue when they "
                 "expire (%.0f s)",
                 self.worker_id,
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                first_line(exc),
                 self.lease.total_seconds(),
             )
 
