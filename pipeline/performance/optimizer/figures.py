@@ -52,6 +52,13 @@ _COLUMNS = {
 }
 
 
+# Per-document percentiles of every stage's column, in _COLUMNS order.
+_PERCENTILES = ", ".join(
+    f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
+    for column in _COLUMNS.values()
+)
+
+
 def _where(since: datetime, collection_id: int | None) -> tuple[str, list[Any]]:
     if collection_id is None:
         return "t.finished_at >= %s", [since]
@@ -61,13 +68,9 @@ def _where(since: datetime, collection_id: int | None) -> tuple[str, list[Any]]:
 def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[str, Percentiles]:
     """Per-document percentiles: each batch row counts once per document it stored."""
     where, params = _where(since, collection_id)
-    aggregates = ", ".join(
-        f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
-        for column in _COLUMNS.values()
-    )
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT count(*), {aggregates} FROM pipeline_batchtiming t "
+            f"SELECT count(*), {_PERCENTILES} FROM pipeline_batchtiming t "
             f"CROSS JOIN LATERAL generate_series(1, t.documents) WHERE {where}",
             params,
         )
@@ -208,13 +211,9 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
     documents and docs/s are 0 there (nothing was stored)."""
     where, params = _where(since, collection_id)
     step, labels = trend_steps(since, until, steps)
-    aggregates = ", ".join(
-        f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
-        for column in _COLUMNS.values()
-    )
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {STEP_SQL} AS step, count(*), {aggregates} "
+            f"SELECT {STEP_SQL} AS step, count(*), {_PERCENTILES} "
             f"FROM pipeline_batchtiming t CROSS JOIN LATERAL generate_series(1, t.documents) "
             f"WHERE {where} AND t.finished_at < %s GROUP BY 1",
             [since, step, *params, until],
