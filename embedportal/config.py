@@ -260,7 +260,7 @@ _register(
         "`/api/v1/health/` and the overview reuse a model probe younger than this (stored in the database, "
         "shared by all processes): at most one provider call per model configuration per interval.",
     ),
-    # --- SLO and capacity history (pipeline.history, pipeline.performance.capacity) -------------------------
+    # --- SLO and capacity history (pipeline.history, pipeline.performance.capacity) ------------
     Setting(
         "EMBEDPORTAL_HISTORY_MINUTE_DAYS",
         "int",
