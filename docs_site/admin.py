@@ -12,6 +12,7 @@ from django.urls import URLPattern, path, reverse
 from docs_site import coverage, freshness
 from docs_site.choices import Freshness
 from docs_site.models import DocCoverage, DocPage
+from embedportal.admin import ReadOnlyAdmin
 
 
 def run_checks() -> tuple[int, int]:
@@ -22,19 +23,15 @@ def run_checks() -> tuple[int, int]:
 
 
 @admin.register(DocPage)
-class DocPageAdmin(admin.ModelAdmin):
+class DocPageAdmin(ReadOnlyAdmin):
+    changeable = True  # rows are what the checks found; the pages live in docs/
+    deletable = False
     list_display = ("path", "title", "kind", "status", "lag_seconds", "last_updated", "review_due_at", "checked_at")
     list_filter = ("status", "kind")
     search_fields = ("path", "title", "reason")
     readonly_fields = [f.name for f in DocPage._meta.fields]
     change_list_template = "admin/docs_site/docpage/change_list.html"
     actions = ("recheck",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # rows are what the checks found; the pages live in docs/
-
-    def has_delete_permission(self, request: HttpRequest, obj: DocPage | None = None) -> bool:
-        return False
 
     @admin.action(description="Check the documentation again", permissions=["view"])
     def recheck(self, request: HttpRequest, queryset: QuerySet[DocPage]) -> None:
@@ -65,9 +62,7 @@ class DocPageAdmin(admin.ModelAdmin):
 
 
 @admin.register(DocCoverage)
-class DocCoverageAdmin(admin.ModelAdmin):
+class DocCoverageAdmin(ReadOnlyAdmin):
+    changeable = True
     list_display = ("kind", "documented", "existing", "checked_at")
     readonly_fields = [f.name for f in DocCoverage._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False

@@ -6,13 +6,9 @@ API) walks Git and builds the OpenAPI schema; a scrape only reads its rows, so i
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
+from prometheus_client.core import GaugeMetricFamily
 
-from django.db import DatabaseError
-from prometheus_client.core import GaugeMetricFamily, Metric
-
-logger = logging.getLogger(__name__)
+from embedportal import collectors
 
 FRESHNESS = "documentation_freshness_embedding_pipeline_operations"
 COVERAGE = "documentation_coverage_embedding_pipeline_operations"
@@ -33,21 +29,15 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
     )
 
 
-class DatabaseCollector:
-    def describe(self) -> Iterator[Metric]:
-        yield from _families()
+class DatabaseCollector(collectors.DatabaseCollector):
+    subject = "documentation"
+    families = staticmethod(_families)
 
-    def collect(self) -> Iterator[Metric]:
+    def fill(self, cur, freshness, coverage) -> None:
         from docs_site.models import DocCoverage, DocPage
 
-        freshness, coverage = _families()
-        try:
-            # Bounded: one row per page of the docs folder (tens).
-            for path, lag in DocPage.objects.values_list("path", "lag_seconds"):
-                freshness.add_metric([path], lag)
-            for row in DocCoverage.objects.all():
-                coverage.add_metric([row.kind], row.ratio)
-        except DatabaseError:
-            logger.exception("documentation metrics: database query failed")
-            return
-        yield from (f for f in (freshness, coverage) if f.samples)
+        # Bounded: one row per page of the docs folder (tens).
+        for path, lag in DocPage.objects.values_list("path", "lag_seconds"):
+            freshness.add_metric([path], lag)
+        for row in DocCoverage.objects.all():
+            coverage.add_metric([row.kind], row.ratio)

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
 from docs_site.choices import Inventory
 from docs_site.generators import alerts, api, commands, configuration, metrics
@@ -93,13 +91,8 @@ def measure(root: Path | None = None) -> list[Coverage]:
     return [setting_cov, endpoint_cov, metric_cov, alert_cov, command_cov]
 
 
-@transaction.atomic
 def record(coverages: list[Coverage]) -> None:
-    from docs_site.models import DocCoverage
+    from docs_site.models import DocCoverage, store_check
 
-    now = timezone.now()
-    for c in coverages:
-        DocCoverage.objects.update_or_create(
-            kind=c.kind,
-            defaults={"documented": c.documented, "existing": len(c.existing), "missing": c.missing, "checked_at": now},
-        )
+    rows = {c.kind: {"documented": c.documented, "existing": len(c.existing), "missing": c.missing} for c in coverages}
+    store_check(DocCoverage, "kind", rows)

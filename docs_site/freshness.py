@@ -33,7 +33,6 @@ from typing import Any
 import yaml
 from django.conf import settings
 from django.core.management import get_commands
-from django.db import transaction
 from django.utils import timezone
 
 from docs_site import pages as doc_pages
@@ -60,7 +59,7 @@ def setting_entry(text: str, name: str) -> str | None:
         depth += {"(": 1, ")": -1}.get(token.group(), 0)
         if depth == 0:
             entry = text[match.start() : token.end()]
-            return re.sub(r",\s*\)$", ")", re.sub(r"\s+", " ", entry).replace("( ", "("))
+            return re.sub(r",?\s*\)$", ")", re.sub(r"\s+", " ", entry).replace("( ", "("))
     return None
 
 
@@ -300,25 +299,12 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
     return statuses
 
 
-@transaction.atomic
 def record(statuses: list[PageStatus]) -> None:
-    from docs_site.models import DocPage
+    from docs_site.models import DocPage, store_check
 
-    now = timezone.now()
-    for s in statuses:
-        DocPage.objects.update_or_create(
-            path=s.path,
-            defaults={
-                "title": s.title[:300],
-                "kind": s.kind,
-                "status": s.status,
-                "reason": s.reason,
-                "inputs_hash": s.inputs_hash,
-                "last_updated": s.last_updated,
-                "source_changed_at": s.source_changed_at,
-                "lag_seconds": s.lag_seconds,
-                "review_due_at": s.review_due_at,
-                "checked_at": now,
-            },
-        )
-    DocPage.objects.exclude(path__in=[s.path for s in statuses]).delete()
+    stored = ("kind", "status", "reason", "inputs_hash", "last_updated", "source_changed_at", "lag_seconds")
+    rows = {
+        s.path: {"title": s.title[:300], "review_due_at": s.review_due_at, **{f: getattr(s, f) for f in stored}}
+        for s in statuses
+    }
+    store_check(DocPage, "path", rows)

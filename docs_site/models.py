@@ -1,13 +1,17 @@
 """What the documentation checks found: one row per page and one per coverage inventory.
 
-Rows are written by `docs_site.freshness.record` (from `manage.py docs check`, the scheduled
-`docs_site.tasks.check_documentation` and the docs API) and read by the admin and the
-/metrics collector, so a scrape never walks Git or builds the OpenAPI schema.
+Rows are written by `store_check`, for `docs_site.freshness.record` and `docs_site.coverage.record`
+(from `manage.py docs check`, the scheduled `docs_site.tasks.check_documentation` and the docs
+API), and read by the admin and the /metrics collector, so a scrape never walks Git or builds
+the OpenAPI schema.
 """
 
 from __future__ import annotations
 
-from django.db import models
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
 
 from docs_site.choices import Freshness, Inventory, PageKind
 
@@ -53,3 +57,13 @@ class DocCoverage(models.Model):
     def ratio(self) -> float:
         # Nothing to document counts as fully documented (an empty inventory is not a gap).
         return self.documented / self.existing if self.existing else 1.0
+
+
+@transaction.atomic
+def store_check(model: type[DocPage | DocCoverage], key: str, rows: dict[str, dict[str, Any]]) -> None:
+    """The last check's findings, one row per key stamped with the check's time; rows for what
+    the check no longer found are deleted."""
+    now = timezone.now()
+    for value, fields in rows.items():
+        model.objects.update_or_create(**{key: value}, defaults={**fields, "checked_at": now})
+    model.objects.exclude(**{f"{key}__in": list(rows)}).delete()

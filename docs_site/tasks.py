@@ -3,11 +3,10 @@ documentation gauges."""
 
 from __future__ import annotations
 
-from django.db import DEFAULT_DB_ALIAS
-
 from docs_site import coverage, freshness
+from embedportal.schedules import Every
 
-SCHEDULES = (("docs-freshness", "docs_site.tasks.check_documentation", 60),)
+SCHEDULES = (Every("docs-freshness", "docs_site.tasks.check_documentation", 60),)
 
 
 def check_documentation() -> int:
@@ -16,10 +15,3 @@ def check_documentation() -> int:
     freshness.record(statuses)
     coverage.record(coverage.measure())
     return sum(1 for s in statuses if s.status == "stale")
-
-
-def ensure_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Register the documentation schedule (DocsSiteConfig.ready connects this to post_migrate)."""
-    from pipeline.tasks import register_schedules
-
-    return register_schedules(SCHEDULES, using)

@@ -5,8 +5,32 @@ Django's admin autodiscovery imports this module (embedportal is an installed ap
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 admin.site.site_header = "embedportal"
 admin.site.site_title = "embedportal"
 admin.site.index_title = "Operator console"
+
+
+class WrittenBySystem:
+    """Admin mixin for rows the system writes (workers, checks, commands): never added in the
+    admin; changed or deleted only where the admin says so, else only viewed."""
+
+    changeable = False
+    deletable = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.changeable and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.deletable and super().has_delete_permission(request, obj)
+
+
+class ReadOnlyAdmin(WrittenBySystem, admin.ModelAdmin):
+    """Viewed and deleted, never added or changed in the admin."""

@@ -1,19 +1,16 @@
 """The settings registry: every environment variable the app reads, with its type, default,
 description and whether it is a secret.
 
-`embedportal/settings.py` reads the environment only through the `env_*` helpers below, which
-take their defaults from this registry, so the defaults are written once. The configuration
-reference (docs/reference/configuration.md) is generated from the same registry
-(`manage.py docs generate`); tests/docs_site checks that every variable settings.py reads is
-registered and that settings.py passes no defaults of its own.
+`embedportal/settings.py` reads the environment only through `embedportal.env`'s helpers, which
+take their defaults from here, so the defaults are written once. The configuration reference
+(docs/reference/configuration.md) is generated from the same registry (`manage.py docs
+generate`); tests/docs_site checks that settings.py reads only registered variables, with no
+defaults of its own.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 KINDS = ("str", "bool", "int", "float", "list", "path", "secret")
 
@@ -24,32 +21,18 @@ class Setting:
     kind: str
     default: str | int | float | bool | None
     description: str
-    # Secrets are shown as "set"/"unset" only, and may be read from the file NAME_FILE names.
-    secret: bool = False
     # How the default reads when it is not a literal (a generated key, a path under the data dir).
     default_text: str = ""
 
+    @property
+    def secret(self) -> bool:
+        """Shown as "set"/"unset" only, and may be read from the file NAME_FILE names."""
+        return self.kind == "secret"
+
     def shown_default(self) -> str:
-        if self.default_text:
-            return self.default_text
-        if self.default is None or self.default == "":
-            return ""
         if isinstance(self.default, bool):
-            return "true" if self.default else "false"
-        return str(self.default)
-
-    def is_set(self) -> bool:
-        return bool(os.environ.get(self.name) or (self.secret and os.environ.get(f"{self.name}_FILE")))
-
-    def shown_value(self, value: Any) -> str:
-        """The current value as the configuration reference shows it (secrets redacted)."""
-        if self.secret:
-            return "set" if self.is_set() else "unset"
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (list, tuple)):
-            return ",".join(str(v) for v in value)
-        return "" if value is None else str(value)
+            return self.default_text or ("true" if self.default else "false")
+        return self.default_text or ("" if self.default is None else str(self.default))
 
 
 SETTINGS: dict[str, Setting] = {}
@@ -70,7 +53,6 @@ _register(
         "",
         "PostgreSQL URL; the server needs the `vector` extension (pgvector 0.8). Unset: the embedded "
         "PostgreSQL 18 + pgvector under `EMBEDPORTAL_DATA_DIR/pg`, shared by every process.",
-        secret=True,
         default_text="embedded server",
     ),
     Setting("DB_CONN_MAX_AGE", "int", 60, "Seconds a database connection is kept."),
@@ -81,14 +63,7 @@ _register(
         "Embedded database, secret key, admin password, corpus cache, built documentation site.",
         default_text="./var",
     ),
-    Setting(
-        "DJANGO_SECRET_KEY",
-        "secret",
-        "",
-        "Django secret key.",
-        secret=True,
-        default_text="generated into the data dir",
-    ),
+    Setting("DJANGO_SECRET_KEY", "secret", "", "Django secret key.", default_text="generated into the data dir"),
     Setting("DJANGO_DEBUG", "bool", False, "Django debug mode."),
     Setting(
         "DJANGO_ALLOWED_HOSTS",
@@ -157,24 +132,11 @@ _register(
         "renews its leases every third of it while a batch runs, so it can be short.",
     ),
     Setting("EMBEDPORTAL_EMBED_TIMEOUT", "float", 60.0, "Seconds before an embedding call times out."),
-    Setting(
-        "EMBEDPORTAL_IDLE_SLEEP",
-        "float",
-        1.0,
-        "Seconds an idle worker waits before looking at the queue again.",
-    ),
-    Setting(
-        "EMBEDPORTAL_FRESHNESS_SLA_SECONDS",
-        "int",
-        3600,
-        "Default freshness SLA of new collections (seconds).",
-    ),
+    Setting("EMBEDPORTAL_IDLE_SLEEP", "float", 1.0, "Seconds an idle worker waits before looking at the queue again."),
+    Setting("EMBEDPORTAL_FRESHNESS_SLA_SECONDS", "int", 3600, "Default freshness SLA of new collections (seconds)."),
     # --- failures and reprocessing -------------------------------------------------------------
     Setting(
-        "EMBEDPORTAL_BATCH_TRIES",
-        "int",
-        3,
-        "Tries of a transient error within a batch before the document fails.",
+        "EMBEDPORTAL_BATCH_TRIES", "int", 3, "Tries of a transient error within a batch before the document fails."
     ),
     Setting(
         "EMBEDPORTAL_RETRY_BASE_SECONDS",
@@ -210,12 +172,6 @@ _register(
         "Longest wait between probes of an open circuit (seconds).",
     ),
     Setting("EMBEDPORTAL_REPROCESS_BATCH", "int", 1000, "Most failures one ReprocessingWorkflow pass retries."),
-    Setting(
-        "EMBEDPORTAL_REPROCESS_INTERVAL",
-        "float",
-        60.0,
-        "Seconds between passes of `reprocess_failed` without `--once`.",
-    ),
     # --- operability ---------------------------------------------------------------------------
     Setting(
         "EMBEDPORTAL_METRICS_COLLECTORS",
@@ -226,13 +182,7 @@ _register(
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),
-    Setting(
-        "EMBEDPORTAL_METRICS_BASIC_AUTH",
-        "secret",
-        "",
-        "`user:password` required for `/metrics` (empty: none).",
-        secret=True,
-    ),
+    Setting("EMBEDPORTAL_METRICS_BASIC_AUTH", "secret", "", "`user:password` required for `/metrics` (empty: none)."),
     Setting("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS", "int", 300, "Window of the throughput gauge (seconds)."),
     Setting(
         "EMBEDPORTAL_HEARTBEAT_MAX_AGE",
@@ -341,6 +291,14 @@ _register(
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),
     Setting("Q_TIMEOUT", "int", 600, "Seconds a django-q2 task may run."),
     Setting("Q_RETRY", "int", 660, "Seconds before an unacknowledged task is delivered again (must exceed Q_TIMEOUT)."),
+    Setting(
+        "EMBEDPORTAL_SCHEDULER",
+        "str",
+        "django-q2",
+        "Who runs the recurring passes: `django-q2` (migrate registers every schedule) or `external` (Argo "
+        "CronWorkflows run the reprocessing and ops-test passes, so migrate deletes those schedules; the "
+        "pipeline's drain, heartbeat and the other schedules stay).",
+    ),
     # --- documentation -------------------------------------------------------------------------
     Setting(
         "EMBEDPORTAL_DOCS_DIR",
@@ -357,10 +315,7 @@ _register(
         default_text="<data dir>/site",
     ),
     Setting(
-        "EMBEDPORTAL_DOCS_REVIEW_DAYS",
-        "int",
-        90,
-        "Review interval of a hand-written page that declares none (days).",
+        "EMBEDPORTAL_DOCS_REVIEW_DAYS", "int", 90, "Review interval of a hand-written page that declares none (days)."
     ),
     # --- operations tests (testing app) ---------------------------------------------------------
     Setting(
@@ -427,53 +382,3 @@ _register(
         "Shared metrics directory for gunicorn and django-q2 processes (read by prometheus_client; set by `make run`).",
     ),
 )
-
-
-def setting(name: str) -> Setting:
-    try:
-        return SETTINGS[name]
-    except KeyError:
-        raise KeyError(f"{name} is not in the settings registry (embedportal/config.py)") from None
-
-
-def _default(name: str, default: Any) -> Any:
-    """An explicit default wins (the provider-key variables collections name are not registered)."""
-    if default is not None:
-        return default
-    return SETTINGS[name].default if name in SETTINGS else ""
-
-
-def env_str(name: str, default: str | None = None) -> str:
-    return os.environ.get(name) or str(_default(name, default))
-
-
-def env_bool(name: str, default: bool | None = None) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return bool(_default(name, default))
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int | None = None) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else int(_default(name, default))
-
-
-def env_float(name: str, default: float | None = None) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else float(_default(name, default))
-
-
-def env_list(name: str, default: str | None = None) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        raw = str(_default(name, default))
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_secret(name: str, default: str | None = None) -> str:
-    """Read a secret from the file named by NAME_FILE (Kubernetes/Docker secrets), else NAME."""
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get(name) or str(_default(name, default))

@@ -13,8 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from embedportal.config import env_bool, env_float, env_int, env_list, env_secret, env_str
+from embedportal.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -196,6 +197,10 @@ Q_CLUSTER = {
     "save_limit": 250,
     "ack_failures": True,
 }
+# Who runs the recurring passes (embedportal.schedules): django-q2's schedules, or Argo.
+EMBEDPORTAL_SCHEDULER = env_str("EMBEDPORTAL_SCHEDULER")
+if EMBEDPORTAL_SCHEDULER not in ("django-q2", "external"):
+    raise ImproperlyConfigured(f"EMBEDPORTAL_SCHEDULER must be django-q2 or external, not {EMBEDPORTAL_SCHEDULER!r}")
 
 LOG_LEVEL = env_str("EMBEDPORTAL_LOG_LEVEL")
 LOGGING = {
@@ -222,7 +227,6 @@ EMBEDPORTAL_BATCH_TRIES = env_int("EMBEDPORTAL_BATCH_TRIES")
 EMBEDPORTAL_RETRY_BASE_SECONDS = env_float("EMBEDPORTAL_RETRY_BASE_SECONDS")
 EMBEDPORTAL_RETRY_MAX_WAIT = env_float("EMBEDPORTAL_RETRY_MAX_WAIT")
 EMBEDPORTAL_REPROCESS_BATCH = env_int("EMBEDPORTAL_REPROCESS_BATCH")
-EMBEDPORTAL_REPROCESS_INTERVAL = env_float("EMBEDPORTAL_REPROCESS_INTERVAL")
 
 EMBEDPORTAL_MAX_DEFERRALS = env_int("EMBEDPORTAL_MAX_DEFERRALS")
 EMBEDPORTAL_CIRCUIT_FAILURES = env_int("EMBEDPORTAL_CIRCUIT_FAILURES")

@@ -14,16 +14,10 @@ from __future__ import annotations
 import sys
 
 from grafana_foundation_sdk.builders import table, timeseries
-from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable
+from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import ROOT, configmap, to_json
-from grafana.panels import DS, last_value_stat, plain_timeseries, query, with_rows
-
-OUTPUT = ROOT / "grafana" / "dashboards" / "ops-tests.json"
-CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-ops-tests.yaml"
-UID = "embedportal-ops-tests"
-TITLE = "Embedding pipeline operations tests"
+from grafana.panels import DS, dashboard_files, frame, last_value_stat, plain_timeseries, query, with_rows
 
 RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
 
@@ -111,27 +105,21 @@ def scenarios_row() -> list:
 
 
 def build() -> Dashboard:
-    dashboard = (
-        Dashboard(TITLE)
-        .uid(UID)
-        .description("Operations tests against the live pipeline: pass rate, durations, failing and flaky, coverage.")
-        .tags(["embedportal", "ops-tests"])
-        .refresh("1m")
-        .time("now-7d", "now")
-        .timezone("browser")
-        .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+    dashboard = frame(
+        "Embedding pipeline operations tests",
+        "embedportal-ops-tests",
+        "Operations tests against the live pipeline: pass rate, durations, failing and flaky, coverage.",
+        "ops-tests",
+        "now-7d",
+        "1m",
+        "Prometheus",
     )
     return with_rows(dashboard, (("Now", now_row()), ("Trends", trends_row()), ("Scenarios", scenarios_row())))
 
 
-def render() -> str:
-    return to_json(build())
-
-
-def render_configmap() -> str:
-    return configmap(
-        "embedportal-grafana-dashboards-ops-tests", OUTPUT.name, render(), "grafana/ops_tests_dashboard.py"
-    )
+OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
+    build, "ops-tests.json", "grafana-dashboard-ops-tests.yaml", "embedportal-grafana-dashboards-ops-tests"
+)
 
 
 if __name__ == "__main__":

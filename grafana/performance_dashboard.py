@@ -20,16 +20,10 @@ from __future__ import annotations
 import sys
 
 from grafana_foundation_sdk.builders import table, timeseries
-from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard, DatasourceVariable
+from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.dashboard import ROOT, configmap, to_json
-from grafana.panels import DS, last_value_stat, plain_timeseries, query, with_rows
-
-OUTPUT = ROOT / "grafana" / "dashboards" / "performance.json"
-CONFIGMAP = ROOT / "deploy" / "base" / "monitoring" / "grafana-dashboard-performance.yaml"
-UID = "embedportal-performance"
-TITLE = "Embedding pipeline performance"
+from grafana.panels import DS, dashboard_files, frame, last_value_stat, plain_timeseries, query, with_rows
 
 LATENCY = "embedding_pipeline_latency_seconds_bucket"
 RESULT = "performance_benchmark_result_embedding_pipeline_operations"
@@ -193,17 +187,15 @@ def regressions_annotation() -> AnnotationQuery:
 
 
 def build() -> Dashboard:
-    dashboard = (
-        Dashboard(TITLE)
-        .uid(UID)
-        .description("Where the pipeline's time goes, its throughput against capacity, SLOs and benchmark history.")
-        .tags(["embedportal", "performance"])
-        .refresh("1m")
-        .time("now-7d", "now")
-        .timezone("browser")
-        .with_variable(DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
-        .annotation(regressions_annotation())
-    )
+    dashboard = frame(
+        "Embedding pipeline performance",
+        "embedportal-performance",
+        "Where the pipeline's time goes, its throughput against capacity, SLOs and benchmark history.",
+        "performance",
+        "now-7d",
+        "1m",
+        "Prometheus",
+    ).annotation(regressions_annotation())
     rows = (
         ("Stages", stages_row()),
         ("Throughput", throughput_row()),
@@ -213,14 +205,9 @@ def build() -> Dashboard:
     return with_rows(dashboard, rows)
 
 
-def render() -> str:
-    return to_json(build())
-
-
-def render_configmap() -> str:
-    return configmap(
-        "embedportal-grafana-dashboards-performance", OUTPUT.name, render(), "grafana/performance_dashboard.py"
-    )
+OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
+    build, "performance.json", "grafana-dashboard-performance.yaml", "embedportal-grafana-dashboards-performance"
+)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from embedportal.admin import ReadOnlyAdmin
 from pipeline import backfill, overview, queue, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
@@ -296,7 +297,7 @@ class DocumentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Chunk)
-class ChunkAdmin(admin.ModelAdmin):
+class ChunkAdmin(ReadOnlyAdmin):
     list_display = ("document", "ordinal", "token_count", "dimensions", "preview")
     list_select_related = ("document", "document__collection")
     list_filter = ("collection",)
@@ -314,29 +315,17 @@ class ChunkAdmin(admin.ModelAdmin):
     def preview(self, obj: Chunk) -> str:
         return obj.text[:80]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Chunk | None = None) -> bool:
-        return False
-
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(admin.ModelAdmin):
+class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ("worker", "role", "started_at", "beat_at")
     list_filter = ("role",)
     search_fields = ("worker",)
     readonly_fields = ("worker", "role", "started_at", "beat_at")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # written by workers only
-
-    def has_change_permission(self, request: HttpRequest, obj: WorkerHeartbeat | None = None) -> bool:
-        return False
-
 
 @admin.register(ProviderCircuit)
-class ProviderCircuitAdmin(admin.ModelAdmin):
+class ProviderCircuitAdmin(ReadOnlyAdmin):
     """The provider endpoints' circuit breakers, written by workers (pipeline.circuits); the
     operator's one lever is to have an open circuit probed now rather than at its backoff's end."""
 
@@ -357,12 +346,6 @@ class ProviderCircuitAdmin(admin.ModelAdmin):
     exclude = ("api_base",)  # may carry credentials in its userinfo or query; the endpoint label has none
     actions = ("probe_now",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ProviderCircuit | None = None) -> bool:
-        return False
-
     def has_probe_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("pipeline.probe_providercircuit")
 
@@ -378,21 +361,15 @@ class ProviderCircuitAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelCheck)
-class ModelCheckAdmin(admin.ModelAdmin):
+class ModelCheckAdmin(ReadOnlyAdmin):
     list_display = ("model", "ok", "seconds", "load_seconds", "checked_at", "reason")
     list_filter = ("ok", "model")
     search_fields = ("model", "reason")
     readonly_fields = ("key", "model", "collections", "ok", "reason", "seconds", "load_seconds", "checked_at")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # written by the model health check only
-
-    def has_change_permission(self, request: HttpRequest, obj: ModelCheck | None = None) -> bool:
-        return False
-
 
 @admin.register(CollectionActivity)
-class CollectionActivityAdmin(admin.ModelAdmin):
+class CollectionActivityAdmin(ReadOnlyAdmin):
     """The SLO and capacity history, read-only: written by workers, producers and the schedules."""
 
     list_display = ("start", "collection", "seconds", "arrived", "embedded", "failed", "queue_depth")
@@ -402,15 +379,9 @@ class CollectionActivityAdmin(admin.ModelAdmin):
     ordering = ("-start",)
     show_full_result_count = False  # big table: skip COUNT(*)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: CollectionActivity | None = None) -> bool:
-        return False
-
 
 @admin.register(CapacityMeasurement)
-class CapacityMeasurementAdmin(admin.ModelAdmin):
+class CapacityMeasurementAdmin(ReadOnlyAdmin):
     list_display = ("measured_at", "model", "rates", "usl_sigma", "usl_kappa", "peak_workers")
     list_filter = ("model",)
     search_fields = ("model",)
@@ -430,9 +401,3 @@ class CapacityMeasurementAdmin(admin.ModelAdmin):
     @admin.display(description="docs/s by workers")
     def rates(self, obj: CapacityMeasurement) -> str:
         return ", ".join(f"{p['workers']}: {p['docs_per_second']:.2f}" for p in obj.points)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # written by manage.py measure_capacity only
-
-    def has_change_permission(self, request: HttpRequest, obj: CapacityMeasurement | None = None) -> bool:
-        return False

@@ -7,20 +7,16 @@ process or pod, sees the same state; the transitions are the CAS methods of its 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily
 
+from embedportal.collectors import DatabaseCollector
 from pipeline.choices import CircuitState
 from pipeline.models import ProviderCircuit
-
-logger = logging.getLogger(__name__)
 
 CIRCUIT_STATE = "embedding_pipeline_provider_circuit_state"
 STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}
@@ -52,33 +48,26 @@ def describe(circuit: ProviderCircuit) -> dict[str, Any]:
     }
 
 
-class CircuitCollector:
+class CircuitCollector(DatabaseCollector):
     """embedding_pipeline_provider_circuit_state{endpoint}: 0 closed, 1 open, 2 half-open, read from
     the database at scrape time. Endpoints are model@host (tens, chosen by operators: a safe label)."""
 
-    def describe(self) -> Iterator[Metric]:
-        yield self._family()
+    subject = "provider circuit"
 
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            CIRCUIT_STATE,
-            "Circuit breaker of a provider endpoint (model@host): 0 closed, 1 open (its collections wait), "
-            "2 half-open (one worker probing).",
-            labels=["endpoint"],
+    def families(self) -> tuple[GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                CIRCUIT_STATE,
+                "Circuit breaker of a provider endpoint (model@host): 0 closed, 1 open (its collections wait), "
+                "2 half-open (one worker probing).",
+                labels=["endpoint"],
+            ),
         )
 
-    def collect(self) -> Iterator[Metric]:
-        try:
-            rows = list(ProviderCircuit.objects.values_list("endpoint", "state"))
-        except DatabaseError:
-            logger.exception("provider circuit metrics: database query failed")
-            return
-        family = self._family()
+    def fill(self, cur, family) -> None:
         states: dict[str, int] = {}
-        for endpoint, state in rows:
+        for endpoint, state in ProviderCircuit.objects.values_list("endpoint", "state"):
             # Two api_bases on one host share a label: show the worst.
             states[endpoint] = max(states.get(endpoint, 0), STATE_VALUES[state])
         for endpoint, value in sorted(states.items()):
             family.add_metric([endpoint], value)
-        yield family

@@ -6,21 +6,17 @@ pipeline.metrics."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily
 
+from embedportal import collectors
 from pipeline.models import Document
 
 logger = logging.getLogger(__name__)
-
-# A scrape must not hang on a locked table; Prometheus gives up after its scrape timeout anyway.
-QUERY_TIMEOUT_MS = 5000
 
 QUEUE_DEPTH = "embedding_pipeline_queue_depth"
 COLLECTION_QUEUE_DEPTH = "embedding_pipeline_collection_queue_depth"
@@ -48,8 +44,8 @@ SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'processing'),
 """
 
 
-def _db_families() -> dict[str, GaugeMetricFamily]:
-    families = (
+def _db_families() -> tuple[GaugeMetricFamily, ...]:
+    return (
         GaugeMetricFamily(QUEUE_DEPTH, "Documents waiting in the queue (status pending, backoff included)."),
         GaugeMetricFamily(COLLECTION_QUEUE_DEPTH, "Pending documents per collection.", labels=["collection"]),
         GaugeMetricFamily(
@@ -65,7 +61,6 @@ def _db_families() -> dict[str, GaugeMetricFamily]:
         GaugeMetricFamily(WORKERS, "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE)."),
         GaugeMetricFamily(HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever)."),
     )
-    return {f.name: f for f in families}
 
 
 @dataclass
@@ -88,8 +83,7 @@ def queue_snapshot() -> QueueSnapshot:
         "since": now - timedelta(seconds=window),
         "alive_since": now - timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE),
     }
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(QUERY_TIMEOUT_MS)])
+    with collectors.bounded_queries() as cur:
         cur.execute(_QUEUE_SQL)
         per_collection = [(name, paused, depth) for name, paused, depth in cur.fetchall()]
         cur.execute(_SCALARS_SQL, params)
@@ -106,29 +100,21 @@ def queue_snapshot() -> QueueSnapshot:
     )
 
 
-class DatabaseCollector:
+class DatabaseCollector(collectors.DatabaseCollector):
     """Scrape-time gauges from the database: exact whichever process or replica is scraped."""
 
-    def describe(self) -> Iterator[Metric]:
-        # Lets prometheus_client register the collector without querying the database.
-        yield from _db_families().values()
+    subject = "pipeline"
+    families = staticmethod(_db_families)
 
-    def collect(self) -> Iterator[Metric]:
-        try:
-            snap = queue_snapshot()
-        except DatabaseError:
-            # The scrape still serves the process metrics; absent() alerts cover a dead database.
-            logger.exception("pipeline metrics: database query failed")
-            return
-        f = _db_families()
-        f[QUEUE_DEPTH].add_metric([], snap.depth)
-        for name, paused, depth in snap.per_collection:
-            f[COLLECTION_QUEUE_DEPTH].add_metric([name], depth)
-            f[PAUSED].add_metric([name], 1 if paused else 0)
-        f[OLDEST_PENDING].add_metric([], snap.oldest_pending_seconds)
-        f[PROCESSING].add_metric([], snap.processing)
-        f[THROUGHPUT].add_metric([], snap.throughput)
-        f[WORKERS].add_metric([], snap.workers_alive)
+    def fill(self, cur, depth, per_collection, oldest, processing, throughput, paused, workers, beat) -> None:
+        snap = queue_snapshot()
+        depth.add_metric([], snap.depth)
+        for name, is_paused, n in snap.per_collection:
+            per_collection.add_metric([name], n)
+            paused.add_metric([name], 1 if is_paused else 0)
+        oldest.add_metric([], snap.oldest_pending_seconds)
+        processing.add_metric([], snap.processing)
+        throughput.add_metric([], snap.throughput)
+        workers.add_metric([], snap.workers_alive)
         if snap.heartbeat_age_seconds is not None:
-            f[HEARTBEAT_AGE].add_metric([], snap.heartbeat_age_seconds)
-        yield from (family for family in f.values() if family.samples)
+            beat.add_metric([], snap.heartbeat_age_seconds)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from django.conf import settings
 
-from embedportal.config import env_secret
+from embedportal.env import env_secret
+from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
 
@@ -72,14 +73,6 @@ def api_key(collection: Collection) -> str | None:
     if not collection.api_key_env:
         return None
     return env_secret(collection.api_key_env) or None
-
-
-def scrub(message: str, *secrets: str | None) -> str:
-    """Remove secrets from a message that may reach logs, the admin or the API."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            message = message.replace(secret, "[redacted]")
-    return message
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from embedportal.admin import ReadOnlyAdmin
 from reprocessing import failures
 from reprocessing.choices import Resolution
 from reprocessing.models import FailedDocument
@@ -42,7 +43,7 @@ class AgeFilter(admin.SimpleListFilter):
 
 
 @admin.register(FailedDocument)
-class FailedDocumentAdmin(admin.ModelAdmin):
+class FailedDocumentAdmin(ReadOnlyAdmin):
     list_display = (
         "document",
         "collection",
@@ -59,31 +60,11 @@ class FailedDocumentAdmin(admin.ModelAdmin):
     list_select_related = ("document", "document__collection")
     show_full_result_count = False  # history grows without bound: skip COUNT(*)
     date_hierarchy = "first_failed_at"
-    readonly_fields = (
-        "document",
-        "error_type",
-        "stage",
-        "message",
-        "attempts",
-        "first_failed_at",
-        "last_failed_at",
-        "next_retry_at",
-        "retried_at",
-        "state",
-        "resolved_at",
-        "resolution",
-    )
     actions = ("retry_now", "dead_letter", "resolve")
 
     @admin.display(description="collection", ordering="document__collection__name")
     def collection(self, obj: FailedDocument) -> str:
         return obj.document.collection.name
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # rows come from the pipeline
-
-    def has_change_permission(self, request: HttpRequest, obj: FailedDocument | None = None) -> bool:
-        return False  # state changes go through the actions (compare-and-swap), never the form
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("reprocessing.retry_faileddocument")
@@ -97,14 +78,14 @@ class FailedDocumentAdmin(admin.ModelAdmin):
         skipped = queryset.count() - retried
         self.message_user(
             request,
-            f"Requeued {retried} document(s); {skipped} skipped (retrying or resolved already).",
+            f"Requeued {retried} document(s); {skipped} skipped (requeued or resolved already).",
             messages.SUCCESS if retried else messages.WARNING,
         )
 
     @admin.action(description="Dead-letter (stop automatic retries)", permissions=["resolve"])
     def dead_letter(self, request: HttpRequest, queryset: QuerySet) -> None:
         n = queryset.dead_letter()
-        self.message_user(request, f"Dead-lettered {n} failure(s); only waiting ones can be.", messages.SUCCESS)
+        self.message_user(request, f"Dead-lettered {n} failure(s); only scheduled ones can be.", messages.SUCCESS)
 
     @admin.action(description="Resolve (close by hand)", permissions=["resolve"])
     def resolve(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -4,10 +4,9 @@ from django.db import models
 
 
 class FailureState(models.TextChoices):
-    """Where a failed document is in the ReprocessingWorkflow."""
+    """An open failure is scheduled (`next_retry_at`) or requeued (none: the document's status says where it is)."""
 
-    WAITING = "waiting", "Waiting for its next retry"
-    RETRYING = "retrying", "Requeued, being reprocessed"
+    OPEN = "open", "Open: scheduled for a retry, or requeued"
     DEAD_LETTERED = "dead_lettered", "Dead-lettered for an operator"
     RESOLVED = "resolved", "Resolved"
 

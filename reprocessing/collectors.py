@@ -4,36 +4,31 @@ from every replica (dashboards use max(), not sum())."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 
+from embedportal import collectors
 from pipeline.choices import ErrorType
 from reprocessing import staleness
 from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
 
-logger = logging.getLogger(__name__)
-
 # Seconds since the first failure; the edges are the backoff steps plus 3 d and 7 d.
 AGE_BUCKETS = (300.0, 1800.0, 7200.0, 86400.0, 259200.0, 604800.0)
-# A scrape must not hang on a locked or huge table; Prometheus times out at ~10 s anyway.
-QUERY_TIMEOUT_MS = 5000
 
 _AGE_SQL = (
     "SELECT count(*), COALESCE(sum(age), 0), "
     + ", ".join(f"count(*) FILTER (WHERE age <= {edge:g})" for edge in AGE_BUCKETS)
     + " FROM (SELECT EXTRACT(EPOCH FROM (%s - first_failed_at)) AS age"
-    " FROM failed_documents WHERE state = ANY(%s)) AS queued"
+    " FROM failed_documents WHERE state = %s) AS queued"
 )
 
 QUEUE = "pipeline_reprocessing_queue_size"
 AGE = "pipeline_reprocessing_queue_age_seconds"
 DEAD = "pipeline_dead_letter_documents"
+# The queue's `state` label: an open failure waits for its due time, or was requeued and is retrying.
+PHASES = {(FailureState.OPEN, False): "waiting", (FailureState.OPEN, True): "retrying"}
 STALE = "pipeline_stale_documents_count"
 
 
@@ -50,44 +45,29 @@ def _families() -> tuple[GaugeMetricFamily, GaugeHistogramMetricFamily, GaugeMet
     )
 
 
-class DatabaseCollector:
+class DatabaseCollector(collectors.DatabaseCollector):
     """Scrape-time gauges: reprocessing queue size and age distribution, dead letters, stale documents."""
 
-    def describe(self) -> Iterator[Metric]:
-        # Lets prometheus_client register the collector without querying the database.
-        yield from _families()
+    subject = "reprocessing"
+    families = staticmethod(_families)
 
-    def collect(self) -> Iterator[Metric]:
-        try:
-            families = self._collect()
-        except DatabaseError:
-            # The scrape still serves the process metrics; absent() alerts cover a dead database.
-            logger.exception("reprocessing metrics: database query failed")
-            return
-        yield from families
-
-    def _collect(self) -> tuple[Metric, ...]:
-        queue, age, dead, stale = _families()
+    def fill(self, cur, queue, age, dead, stale) -> None:
         now = timezone.now()
-        with transaction.atomic(), connection.cursor() as cur:
-            cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(QUERY_TIMEOUT_MS)])
-            counts = {
-                (row["state"], row["error_type"]): row["n"]
-                for row in FailedDocument.objects.open()
-                .order_by()
-                .values("state", "error_type")
-                .annotate(n=Count("id"))
-            }
-            cur.execute(_AGE_SQL, [now, [FailureState.WAITING.value, FailureState.RETRYING.value]])
-            total, seconds, *cumulative = cur.fetchone()
-            per_collection = staleness.stale_counts(now)
-        for state in (FailureState.WAITING, FailureState.RETRYING):
+        counts = {
+            (PHASES.get((row["state"], row["requeued"]), row["state"]), row["error_type"]): row["n"]
+            for row in FailedDocument.objects.unresolved()
+            .order_by()
+            .values("state", "error_type", requeued=Q(next_retry_at=None))
+            .annotate(n=Count("id"))
+        }
+        cur.execute(_AGE_SQL, [now, FailureState.OPEN.value])
+        total, seconds, *cumulative = cur.fetchone()
+        for phase in PHASES.values():
             for error_type in ErrorType.values:
-                queue.add_metric([state.value, error_type], counts.get((state, error_type), 0))
+                queue.add_metric([phase, error_type], counts.get((phase, error_type), 0))
         for error_type in ErrorType.values:
             dead.add_metric([error_type], counts.get((FailureState.DEAD_LETTERED, error_type), 0))
         buckets = [(str(edge), n) for edge, n in zip(AGE_BUCKETS, cumulative, strict=True)]
         age.add_metric([], [*buckets, ("+Inf", total)], float(seconds))
-        for name, n in sorted(per_collection.items()):
+        for name, n in sorted(staleness.stale_counts(now).items()):
             stale.add_metric([name], n)
-        return queue, age, dead, stale

@@ -1,5 +1,5 @@
-"""Recording failures and moving them through the workflow: one code path for the pipeline,
-the ReprocessingWorkflow, the admin and the API."""
+"""Recording failures and retrying them: one code path for the pipeline, the
+ReprocessingWorkflow, the admin and the API."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pipeline.choices import DocumentStatus
 from pipeline.embedding import PipelineError
 from pipeline.models import Document
 from reprocessing import metrics
-from reprocessing.choices import Resolution
+from reprocessing.choices import FailureState, Resolution
 from reprocessing.models import RETRYABLE, FailedDocument, FailedDocumentQuerySet
 
 # Waits after the 1st, 2nd, 3rd and 4th failure; the 5th failure (the 24 h retry failing) dead-letters.
@@ -26,84 +24,65 @@ BACKOFF: tuple[timedelta, ...] = (
     timedelta(hours=24),
 )
 
-# One statement, so concurrent workers failing the same document cannot create two open
-# rows: the partial unique index reprocessing_faileddocument_one_open is the arbiter. The
-# WHERE clause repeats the index predicate as Django wrote it, which PostgreSQL needs to
-# pick the index.
-_UPSERT = """
-INSERT INTO failed_documents AS f
-       (document_id, error_type, stage, message, attempts, first_failed_at, last_failed_at,
-        next_retry_at, state, resolution)
-VALUES (%(document)s, %(error_type)s, %(stage)s, %(message)s, 1, %(now)s, %(now)s,
-        %(now)s + GREATEST((%(backoff)s::interval[])[1], %(floor)s), 'waiting', '')
-ON CONFLICT (document_id) WHERE NOT (state = 'resolved') DO UPDATE
-   SET error_type = EXCLUDED.error_type,
-       stage = EXCLUDED.stage,
-       message = EXCLUDED.message,
-       attempts = f.attempts + 1,
-       last_failed_at = EXCLUDED.last_failed_at,
-       state = CASE WHEN f.attempts + 1 > cardinality(%(backoff)s::interval[]) THEN 'dead_lettered'
-                    ELSE 'waiting' END,
-       next_retry_at = CASE WHEN f.attempts + 1 > cardinality(%(backoff)s::interval[]) THEN NULL
-                            ELSE EXCLUDED.last_failed_at
-                                 + GREATEST((%(backoff)s::interval[])[f.attempts + 1], %(floor)s) END
-RETURNING f.id
-"""
+
+def _unresolved_for_update(document_id: int) -> FailedDocumentQuerySet:
+    return FailedDocument.objects.unresolved().select_for_update().filter(document_id=document_id)
 
 
 def record_failure(document_id: int, error: PipelineError, message: str, now: datetime | None = None) -> int:
     """Open or update the document's failure row and schedule its next retry (or dead-letter it).
 
-    `message` is already scrubbed of secrets. A provider's Retry-After is a floor under the
-    backoff step. Returns the row id. Call it in the transaction that marks the document failed.
+    `message` is already scrubbed of secrets. Returns the row id. The pipeline calls it in the
+    transaction that marks the document failed.
     """
     now = now or timezone.now()
-    with connection.cursor() as cur:
-        cur.execute(
-            _UPSERT,
-            {
-                "document": document_id,
-                "error_type": str(error.error_type),
-                "stage": str(error.stage),
-                "message": message[:2000],
-                "now": now,
-                "backoff": list(BACKOFF),
-                "floor": timedelta(seconds=error.retry_after or 0),
-            },
-        )
-        return cur.fetchone()[0]
+    with transaction.atomic():
+        failure = _unresolved_for_update(document_id).first()
+        if failure is None:
+            failure = FailedDocument(document_id=document_id, first_failed_at=now, attempts=0)
+            try:
+                with transaction.atomic():  # a savepoint: losing the race must not abort the caller
+                    return _count(failure, error, message, now)
+            except IntegrityError:
+                # A concurrent worker opened the row first (reprocessing_faileddocument_one_open);
+                # the insert waited for its commit, so the row is there to lock and update.
+                failure = _unresolved_for_update(document_id).get()
+        return _count(failure, error, message, now)
+
+
+def _count(failure: FailedDocument, error: PipelineError, message: str, now: datetime) -> int:
+    """One more failure on a new or locked row: the next backoff step, or the dead letter after the last."""
+    failure.error_type, failure.stage, failure.message = str(error.error_type), str(error.stage), message[:2000]
+    failure.attempts += 1
+    failure.last_failed_at = now
+    if failure.attempts > len(BACKOFF):
+        failure.state, failure.next_retry_at = FailureState.DEAD_LETTERED, None
+    else:
+        # The provider's Retry-After is a floor under the backoff step.
+        wait = max(BACKOFF[failure.attempts - 1], timedelta(seconds=error.retry_after or 0))
+        failure.state, failure.next_retry_at = FailureState.OPEN, now + wait
+    failure.save()
+    return failure.pk
 
 
 def resolve_reprocessed(document_ids: Iterable[int], now: datetime | None = None) -> int:
-    """Close the open failures of documents the pipeline just embedded."""
+    """Resolve the failures of documents the pipeline just embedded (in its storing transaction)."""
     ids = list(document_ids)
     if not ids:
         return 0
     return FailedDocument.objects.filter(document_id__in=ids).resolve(Resolution.REPROCESSED, now or timezone.now())
 
 
-def reconcile(now: datetime | None = None) -> int:
-    """Resolve open failures whose document is embedded after its last failure.
-
-    The pipeline resolves them as it stores; this catches what a crash between the two left.
-    """
-    return (
-        FailedDocument.objects.open()
-        .filter(document__status=DocumentStatus.EMBEDDED, document__last_embedded_at__gt=F("last_failed_at"))
-        .resolve(Resolution.REPROCESSED, now or timezone.now())
-    )
-
-
 def retry(failures: FailedDocumentQuerySet, now: datetime | None = None) -> Counter[str]:
-    """Requeue the documents of the given waiting or dead-lettered failures; returns counts by error type.
+    """Requeue the documents of the given scheduled or dead-lettered failures; returns counts by error type.
 
-    Rows locked by another runner (SKIP LOCKED) or already moved on are left alone, so the
+    Rows locked by another runner (SKIP LOCKED) or already requeued are left alone, so the
     django-q2 schedule, the Argo CronWorkflow and an operator can run this at the same time.
     """
     now = now or timezone.now()
     with transaction.atomic():
         rows = list(
-            FailedDocument.objects.filter(pk__in=failures.values("pk"), state__in=RETRYABLE)
+            FailedDocument.objects.filter(RETRYABLE, pk__in=failures.values("pk"))
             .select_for_update(skip_locked=True)
             .values_list("pk", "document_id", "error_type")
         )

@@ -15,7 +15,7 @@ REPROCESSED = Counter(
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 REPROCESSING_PASS = Histogram(
     "embedding_pipeline_reprocessing_pass_seconds",
-    "Seconds one reprocessing workflow pass took (reconcile and requeue due failures).",
+    "Seconds one reprocessing workflow pass took (requeue due failures).",
     buckets=PASS_BUCKETS,
 )
 STALENESS_PASS = Histogram(

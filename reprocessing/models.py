@@ -1,4 +1,4 @@
-"""failed_documents: one open row per failing document, driven by the ReprocessingWorkflow."""
+"""failed_documents: one unresolved row per failing document, driven by the ReprocessingWorkflow."""
 
 from __future__ import annotations
 
@@ -11,30 +11,32 @@ from pipeline.choices import ErrorType, Stage
 from pipeline.models import Document
 from reprocessing.choices import FailureState, Resolution
 
-# States an operator (or the workflow, for WAITING) may send back to the queue.
-RETRYABLE = (FailureState.WAITING, FailureState.DEAD_LETTERED)
+# Open and waiting for its due time (a requeued row has none: its document is in the pipeline).
+SCHEDULED = Q(state=FailureState.OPEN, next_retry_at__isnull=False)
+# What the workflow (when due) or an operator may send back to the queue.
+RETRYABLE = SCHEDULED | Q(state=FailureState.DEAD_LETTERED)
 
 
 class FailedDocumentQuerySet(models.QuerySet["FailedDocument"]):
     """State transitions are compare-and-swap UPDATEs: the loser of a race gets 0 rows."""
 
-    def open(self) -> FailedDocumentQuerySet:
+    def unresolved(self) -> FailedDocumentQuerySet:
         return self.exclude(state=FailureState.RESOLVED)
 
     def due(self, now: datetime) -> FailedDocumentQuerySet:
-        return self.filter(state=FailureState.WAITING, next_retry_at__lte=now)
+        return self.filter(SCHEDULED, next_retry_at__lte=now)
 
     def start_retry(self, now: datetime) -> int:
-        """waiting/dead_lettered -> retrying (the caller requeues the documents in the same transaction)."""
-        return self.filter(state__in=RETRYABLE).update(state=FailureState.RETRYING, next_retry_at=None, retried_at=now)
+        """Scheduled or dead-lettered -> open without a due time (the caller requeues the documents)."""
+        return self.filter(RETRYABLE).update(state=FailureState.OPEN, next_retry_at=None, retried_at=now)
 
     def dead_letter(self) -> int:
-        """waiting -> dead_lettered: stop automatic retries and leave it to an operator."""
-        return self.filter(state=FailureState.WAITING).update(state=FailureState.DEAD_LETTERED, next_retry_at=None)
+        """Scheduled -> dead_lettered: stop automatic retries and leave it to an operator."""
+        return self.filter(SCHEDULED).update(state=FailureState.DEAD_LETTERED, next_retry_at=None)
 
     def resolve(self, resolution: str, now: datetime) -> int:
-        """Any open state -> resolved, recording how."""
-        return self.open().update(
+        """Any unresolved row -> resolved, recording how."""
+        return self.unresolved().update(
             state=FailureState.RESOLVED, resolution=resolution, resolved_at=now, next_retry_at=None
         )
 
@@ -42,9 +44,9 @@ class FailedDocumentQuerySet(models.QuerySet["FailedDocument"]):
 class FailedDocument(models.Model):
     """A document the pipeline failed for good, its failure history and its retry schedule.
 
-    Rows are written by `reprocessing.failures.record_failure` (from the pipeline's `_fail`)
-    and closed when the document is embedded again or an operator resolves them; resolved
-    rows stay as history, so a document can have many rows but only one open.
+    Rows are written by `reprocessing.failures.record_failure` (the pipeline's `document_failed`
+    signal) and resolved when the document is embedded again or by an operator; resolved rows
+    stay as history, so a document can have many rows but only one unresolved.
     """
 
     # CASCADE here is Django's (ORM deletes of a document); Collection.delete() removes documents
@@ -59,7 +61,7 @@ class FailedDocument(models.Model):
     last_failed_at = models.DateTimeField()
     next_retry_at = models.DateTimeField(null=True, blank=True)
     retried_at = models.DateTimeField(null=True, blank=True, help_text="When it was last requeued.")
-    state = models.CharField(max_length=16, choices=FailureState.choices, default=FailureState.WAITING)
+    state = models.CharField(max_length=16, choices=FailureState.choices, default=FailureState.OPEN)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
 
@@ -73,7 +75,7 @@ class FailedDocument(models.Model):
             ("resolve_faileddocument", "Can resolve or dead-letter failed documents"),
         ]
         constraints = [
-            # record_failure's INSERT ... ON CONFLICT uses this as its arbiter.
+            # The arbiter of record_failure's insert: two workers cannot open two rows.
             models.UniqueConstraint(
                 fields=["document"],
                 condition=~Q(state=FailureState.RESOLVED),
@@ -85,15 +87,15 @@ class FailedDocument(models.Model):
                 name="reprocessing_faileddocument_resolved_at",
             ),
             models.CheckConstraint(
-                condition=~Q(state=FailureState.WAITING) | Q(next_retry_at__isnull=False),
-                name="reprocessing_faileddocument_waiting_has_retry",
+                condition=Q(state=FailureState.OPEN) | Q(next_retry_at__isnull=True),
+                name="reprocessing_faileddocument_retry_only_open",
             ),
         ]
         indexes = [
             # Index names are capped at 30 characters, hence "failed" for the model.
-            # Scanned by ReprocessingWorkflow for due retries.
-            models.Index(fields=["next_retry_at"], name="reprocessing_failed_due", condition=Q(state="waiting")),
-            # Open failures by type and age: the metrics collector, bulk retry by type, admin/API filters.
+            # FailedDocumentQuerySet.due: the ReprocessingWorkflow's scan for due retries.
+            models.Index(fields=["next_retry_at"], name="reprocessing_failed_due", condition=Q(state="open")),
+            # Unresolved failures by type and age: the metrics collector, bulk retry by type, admin/API filters.
             models.Index(
                 fields=["error_type", "first_failed_at"],
                 name="reprocessing_failed_open",

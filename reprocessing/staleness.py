@@ -69,16 +69,15 @@ class StaleReport:
 def requeue_candidates(now: datetime) -> Any:
     """Stale documents nobody else will bring back.
 
-    Pending and processing documents are already queued; failed documents with an open
+    Pending and processing documents are already queued; failed documents with an unresolved
     failure belong to the ReprocessingWorkflow's backoff (and dead letter), so they are
     left to it. A failed document without one (resolved by hand, or failed before
     failures were recorded) would otherwise stay stale for ever.
     """
-    open_failure = FailedDocument.objects.open().filter(document=OuterRef("pk"))
     return (
         stale_documents(now)
-        .alias(has_open_failure=Exists(open_failure))
-        .filter(Q(status=DocumentStatus.EMBEDDED) | Q(status=DocumentStatus.FAILED, has_open_failure=False))
+        .alias(has_failure=Exists(FailedDocument.objects.unresolved().filter(document=OuterRef("pk"))))
+        .filter(Q(status=DocumentStatus.EMBEDDED) | Q(status=DocumentStatus.FAILED, has_failure=False))
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import DEFAULT_DB_ALIAS
+from embedportal.schedules import Every
 
 REPROCESS_TASK = "reprocessing.tasks.reprocess_failed"
 STALE_TASK = "reprocessing.tasks.detect_stale"
@@ -22,16 +22,9 @@ def detect_stale() -> dict:
     return staleness.detect_stale().as_dict()
 
 
-# (name, task, every N minutes). A missed run is not replayed: Q_CLUSTER["catch_up"] is False,
+# A missed run is not replayed: Q_CLUSTER["catch_up"] is False,
 # and one pass does all that is due anyway, so downtime never causes a storm of catch-up runs.
 SCHEDULES = (
-    ("reprocessing-retry", REPROCESS_TASK, 1),
-    ("reprocessing-stale", STALE_TASK, 5),
+    Every("reprocessing-retry", REPROCESS_TASK, 1, cron_workflow=True),
+    Every("reprocessing-stale", STALE_TASK, 5, cron_workflow=True),
 )
-
-
-def ensure_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Register the reprocessing schedules (ReprocessingConfig.ready connects this to post_migrate)."""
-    from pipeline.tasks import register_schedules
-
-    return register_schedules(SCHEDULES, using)

@@ -1,10 +1,9 @@
 """ReprocessingWorkflow: retry failed documents on the 5 min / 30 min / 2 h / 24 h backoff.
 
-The schedule itself is stored on each failure row (`next_retry_at`, set by
-`failures.record_failure` when the pipeline fails a document); a pass of the workflow
-requeues what is due and marks it retrying. The pipeline then either embeds the document
-(the row resolves as "reprocessed") or fails it again (the next backoff step, or the dead
-letter after the 24 h retry). Passes are idempotent and safe to run concurrently.
+Each open failure row carries its due time (`next_retry_at`, set by `failures.record_failure`);
+a pass requeues the due documents and clears it. The pipeline then embeds the document (the
+row resolves as "reprocessed") or fails it again (the next backoff step, or the dead letter
+after the 24 h retry). Passes are idempotent and safe to run concurrently.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ logger = logging.getLogger(__name__)
 class WorkflowReport:
     due: int = 0
     retried: Counter[str] = field(default_factory=Counter)
-    reconciled: int = 0
     dry_run: bool = False
 
     def as_dict(self) -> dict:
@@ -36,7 +34,6 @@ class WorkflowReport:
             "due": self.due,
             "retried": sum(self.retried.values()),
             "retried_by_type": dict(self.retried),
-            "reconciled": self.reconciled,
             "dry_run": self.dry_run,
         }
 
@@ -48,7 +45,6 @@ class ReprocessingWorkflow:
         self.batch_size = batch_size or settings.EMBEDPORTAL_REPROCESS_BATCH
         # Scoped runs (benchmark_failures on a shared database) touch only their collection.
         self.collection = collection
-        self.interval = settings.EMBEDPORTAL_REPROCESS_INTERVAL
 
     @metrics.REPROCESSING_PASS.time()
     def run_once(self, now: datetime | None = None, dry_run: bool = False) -> WorkflowReport:
@@ -60,11 +56,7 @@ class ReprocessingWorkflow:
         if dry_run:
             report.due = due.count()
             return report
-        report.reconciled = failures.reconcile(now)
-        while True:
-            batch = failures.retry(due[: self.batch_size], now)
-            if not batch:
-                break
+        while batch := failures.retry(due[: self.batch_size], now):
             report.due += sum(batch.values())
             report.retried.update(batch)
         if report.retried:

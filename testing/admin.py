@@ -1,24 +1,23 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from testing.choices import Category, Condition, Trigger
+from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
+from testing.choices import Category, Condition
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
 from testing.models import GoldenQuery, RunInProgress, TestResult, TestRun
-from testing.tester import EmbeddingPipelineOperationsTester
+from testing.tasks import start_requested
 
 
-class TestResultInline(admin.TabularInline):
+class TestResultInline(WrittenBySystem, admin.TabularInline):
+    changeable = True
     model = TestResult
     fields = ("scenario", "category", "component", "target", "outcome", "attempts", "duration_seconds", "message")
     readonly_fields = fields
@@ -26,12 +25,9 @@ class TestResultInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(TestRun)
-class TestRunAdmin(admin.ModelAdmin):
+class TestRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "trigger",
@@ -49,12 +45,6 @@ class TestRunAdmin(admin.ModelAdmin):
     change_list_template = "admin/testing/testrun/change_list.html"
     date_hierarchy = "started_at"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
@@ -71,20 +61,15 @@ class TestRunAdmin(admin.ModelAdmin):
         if not request.user.has_perm("testing.run_testrun"):
             raise PermissionDenied
         category = request.POST.get("category", "")
-        tester = EmbeddingPipelineOperationsTester(
-            categories=[category] if category in Category.values else [],
-            quick=request.POST.get("quick") == "1",
-            trigger=Trigger.API,
-            requested_by=request.user.get_username(),
-        )
         try:
-            run = tester.start()
+            run, tester = start_requested(
+                request.user,
+                categories=[category] if category in Category.values else [],
+                quick=request.POST.get("quick") == "1",
+            )
         except RunInProgress as exc:
             self.message_user(request, f"Not started: {exc}.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
-        from testing.api.views import enqueue_run
-
-        transaction.on_commit(lambda: enqueue_run(run.pk))
         self.message_user(request, f"Test run {run.pk} started ({len(tester.selected)} scenarios).", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:testing_testrun_change", args=[run.pk]))
 
@@ -111,7 +96,7 @@ class TestRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(TestResult)
-class TestResultAdmin(admin.ModelAdmin):
+class TestResultAdmin(ReadOnlyAdmin):
     list_display = (
         "scenario_history",
         "run",
@@ -129,12 +114,6 @@ class TestResultAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in TestResult._meta.fields]
     show_full_result_count = False
     date_hierarchy = "started_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="scenario (history)", ordering="scenario")
     def scenario_history(self, obj: TestResult) -> str:

@@ -8,11 +8,13 @@ from django.db.models.signals import post_migrate, post_save, pre_save
 
 
 def on_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """post_migrate: register the scheduled runs, and queue a regression run when the settings
-    fingerprint changed since the last start-up (every deployment migrates on start)."""
+    """post_migrate: queue a regression run when the settings fingerprint changed since the last
+    start-up (every deployment migrates on start), once django_q's and our tables exist."""
+    from embedportal.schedules import tables_exist
     from testing import tasks
+    from testing.models import ConfigSnapshot
 
-    if tasks.ensure_schedules(using):
+    if tables_exist(using, ConfigSnapshot):
         tasks.check_settings_fingerprint(using)
 
 

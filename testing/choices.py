@@ -1,3 +1,5 @@
+"""Labels that Django derives from a member's name (`PASSED = "passed"` is "Passed") are left out."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -5,54 +7,54 @@ from django.db import models
 
 class Trigger(models.TextChoices):
     API = "api", "API request"
-    SCHEDULE = "schedule", "Schedule"
+    SCHEDULE = "schedule"
     CONFIG_CHANGE = "config_change", "Configuration change"
     CLI = "cli", "Command line"
 
 
 class RunStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    PASSED = "passed", "Passed"
-    FAILED = "failed", "Failed"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
     ERROR = "error", "Error (the run itself broke or was abandoned)"
 
 
 class Outcome(models.TextChoices):
-    PASSED = "passed", "Passed"
+    PASSED = "passed"
     FAILED = "failed", "Failed (the system did not behave)"
     ERROR = "error", "Error (the scenario itself broke)"
-    SKIPPED = "skipped", "Skipped"
+    SKIPPED = "skipped"
     FLAKY = "flaky", "Flaky (passed only after a retry)"
 
 
 class Category(models.TextChoices):
-    NORMAL = "normal", "Normal"
+    NORMAL = "normal"
     EDGE = "edge", "Edge cases"
     FAILURE = "failure", "Failure conditions"
-    INTEGRATION = "integration", "Integration"
+    INTEGRATION = "integration"
     REGRESSION = "regression", "Regression (retrieval quality)"
-    LOAD = "load", "Load"
+    LOAD = "load"
 
 
 class Component(models.TextChoices):
     """The critical paths of the coverage catalogue (rows of the component x condition matrix)."""
 
-    ENQUEUE = "enqueue", "Enqueue"
-    CLAIM = "claim", "Claim"
-    CHUNK = "chunk", "Chunk"
-    EMBED = "embed", "Embed"
-    STORE = "store", "Store"
-    SEARCH = "search", "Search"
-    REPROCESS = "reprocess", "Reprocess"
-    STALENESS = "staleness", "Staleness"
-    METRICS = "metrics", "Metrics"
-    HEALTH = "health", "Health"
+    ENQUEUE = "enqueue"
+    CLAIM = "claim"
+    CHUNK = "chunk"
+    EMBED = "embed"
+    STORE = "store"
+    SEARCH = "search"
+    REPROCESS = "reprocess"
+    STALENESS = "staleness"
+    METRICS = "metrics"
+    HEALTH = "health"
 
 
 class Condition(models.TextChoices):
-    NORMAL = "normal", "Normal"
-    EDGE = "edge", "Edge"
-    FAILURE = "failure", "Failure"
+    NORMAL = "normal"
+    EDGE = "edge"
+    FAILURE = "failure"
 
 
 class BenchmarkSuite(models.TextChoices):
@@ -64,5 +66,5 @@ class BenchmarkTrigger(models.TextChoices):
     CLI = "cli", "Command line"
     CONFIG_CHANGE = "config_change", "Configuration change"
     SCHEDULE = "schedule", "Nightly schedule"
-    RELEASE = "release", "Release"
+    RELEASE = "release"
     CI = "ci", "CI"

@@ -10,18 +10,13 @@ pod, a django-q2 worker or the web process: only the database sees them all).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-
-from django.db import DatabaseError, connection, transaction
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-logger = logging.getLogger(__name__)
+from embedportal import collectors
 
 PASS_RATE = "test_pass_rate_embedding_pipeline_operations"
 DURATION = "test_duration_seconds"
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-QUERY_TIMEOUT_MS = 5000
 
 _COUNTS_SQL = """
 SELECT category, scenario, outcome, count(*) FROM testing_testresult GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
@@ -37,11 +32,10 @@ SELECT DISTINCT ON (trigger) trigger, extract(epoch FROM started_at), status
 """
 
 
-class DatabaseCollector:
-    def describe(self) -> Iterator[Metric]:
-        yield from self._families()
+class DatabaseCollector(collectors.DatabaseCollector):
+    subject = "testing"
 
-    def _families(self) -> list[Metric]:
+    def families(self) -> list[Metric]:
         return [
             CounterMetricFamily(
                 PASS_RATE,
@@ -64,32 +58,20 @@ class DatabaseCollector:
             GaugeMetricFamily("test_flaky_scenarios", "Scenarios flagged flaky in the last 14 days."),
         ]
 
-    def collect(self) -> Iterator[Metric]:
+    def fill(self, cur, counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge) -> None:
         from testing.coverage import coverage
         from testing.flaky import flaky_scenarios
 
-        try:
-            with transaction.atomic(), connection.cursor() as cur:
-                cur.execute("SELECT set_config('statement_timeout', %s, true)", [str(QUERY_TIMEOUT_MS)])
-                cur.execute(_COUNTS_SQL)
-                count_rows = cur.fetchall()
-                cur.execute(_DURATION_SQL)
-                duration_rows = cur.fetchall()
-                cur.execute(_LAST_RUN_SQL)
-                last_rows = cur.fetchall()
-            cover, flaky = coverage().ratio, len(flaky_scenarios())
-        except DatabaseError:
-            logger.exception("testing metrics: database query failed")
-            return
-        counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge = self._families()
-        for category, scenario, outcome, n in count_rows:
+        cur.execute(_COUNTS_SQL)
+        for category, scenario, outcome, n in cur.fetchall():
             counter.add_metric([category, scenario, outcome], n)
-        for category, scenario, n, total, *cumulative in duration_rows:
+        cur.execute(_DURATION_SQL)
+        for category, scenario, n, total, *cumulative in cur.fetchall():
             buckets = [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)] + [("+Inf", n)]
             histogram.add_metric([category, scenario], buckets, total or 0.0)
-        for trigger, started, status in last_rows:
+        cur.execute(_LAST_RUN_SQL)
+        for trigger, started, status in cur.fetchall():
             last_time.add_metric([trigger], float(started))
             last_passed.add_metric([trigger], 1.0 if status == "passed" else 0.0)
-        cover_gauge.add_metric([], cover)
-        flaky_gauge.add_metric([], flaky)
-        yield from (counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge)
+        cover_gauge.add_metric([], coverage().ratio)
+        flaky_gauge.add_metric([], len(flaky_scenarios()))

@@ -20,22 +20,8 @@ def django_docs(cache: Path | None = None) -> list[Path]:
         cache.mkdir(parents=True, exist_ok=True)
         sdist = cache / f"django-{DJANGO_VERSION}.tar.gz"
         if not sdist.exists():
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--no-binary",
-                    ":all:",
-                    "-q",
-                    f"django=={DJANGO_VERSION}",
-                    "-d",
-                    str(cache),
-                ],
-                check=True,
-            )
+            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q"]
+            subprocess.run([*pip, f"django=={DJANGO_VERSION}", "-d", str(cache)], check=True)
         prefix = f"django-{DJANGO_VERSION}/docs/"
         with tarfile.open(sdist) as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.name.endswith(".txt")]

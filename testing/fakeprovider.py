@@ -36,10 +36,10 @@ def vector_for(text: str, dims: int) -> list[float]:
 
 
 class LoopbackServer:
-    """A threaded HTTP server on a free loopback port, serving `handler` until stopped."""
+    """A threaded HTTP server (by default on a free loopback port), serving `handler` until stopped."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+        self.server = ThreadingHTTPServer(address, handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -71,7 +71,13 @@ class LoopbackServer:
 
 
 class FakeProvider(LoopbackServer):
-    def __init__(self, dims: int = 8, timeout_seconds: float = 120.0, record: bool = True) -> None:
+    def __init__(
+        self,
+        dims: int = 8,
+        timeout_seconds: float = 120.0,
+        record: bool = True,
+        address: tuple[str, int] = ("127.0.0.1", 0),
+    ) -> None:
         self.dims = dims
         self.mode = "ok"
         self.delay = 0.0
@@ -116,7 +122,12 @@ class FakeProvider(LoopbackServer):
                     with provider.lock:
                         provider.in_flight -= 1
 
-        super().__init__(Handler)
+        super().__init__(Handler, address)
+
+    @property
+    def last_key(self) -> str:
+        """The API key the last recorded request carried (a "401" answer echoes it)."""
+        return (self.requests[-1]["auth"] or "").removeprefix("Bearer ") if self.requests else ""
 
     def pick(self, inputs: list[str]) -> str:
         """The answer for a request (called under `lock`)."""

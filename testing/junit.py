@@ -23,11 +23,9 @@ def run_to_junit(run: TestRun) -> JUnitXml:
             suite.timestamp = result.started_at.isoformat()
         name = f"{result.scenario}[{result.target}]" if result.target else result.scenario
         case = TestCase(name, classname=f"{result.category}.{result.component}", time=round(result.duration_seconds, 3))
-        if result.outcome == Outcome.FAILED:
-            case.result = [Failure(result.message.splitlines()[0][:500] if result.message else "failed")]
-            case.result[0].text = result.message
-        elif result.outcome == Outcome.ERROR:
-            case.result = [Error(result.message.splitlines()[0][:500] if result.message else "error")]
+        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
+            kind = Failure if result.outcome == Outcome.FAILED else Error
+            case.result = [kind(result.message.splitlines()[0][:500] if result.message else result.outcome)]
             case.result[0].text = result.message
         elif result.outcome == Outcome.SKIPPED:
             case.result = [Skipped(result.message)]

@@ -10,15 +10,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from testing.choices import (
-    BenchmarkSuite,
-    BenchmarkTrigger,
-    Category,
-    Component,
-    Outcome,
-    RunStatus,
-    Trigger,
-)
+from testing.choices import BenchmarkSuite, BenchmarkTrigger, Category, Component, Outcome, RunStatus, Trigger
 
 
 class RunInProgress(Exception):
@@ -147,9 +139,7 @@ class GoldenQuery(models.Model):
     class Meta:
         ordering = ["collection", "id"]
         verbose_name_plural = "golden queries"
-        constraints = [
-            models.UniqueConstraint(fields=["collection", "query"], name="testing_goldenquery_unique_query"),
-        ]
+        constraints = [models.UniqueConstraint(fields=["collection", "query"], name="testing_goldenquery_unique_query")]
 
     def __str__(self) -> str:
         return f"{self.query[:60]} -> {self.expected_document_id}"

@@ -4,6 +4,9 @@
               covers=[(Component.ENQUEUE, Condition.NORMAL), ...], timeout=120, retries=1, quick=True)
     def canary(ctx: Context) -> dict: ...
 
+`covers` names the cells of the component x condition matrix it exercises besides its own
+component's under the condition its category names (normal, edge, failure): (component, condition),
+or a bare component under that condition.
 A scenario raises `ScenarioFailed` when the system misbehaves (outcome failed), `ScenarioSkipped`
 when it cannot apply here, and anything else is an error in the scenario itself. What it returns
 (measurements) is stored in the result's details.
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from testing.choices import Category, Component, Condition
 
 if TYPE_CHECKING:
-    from testing.tester import Context
+    from testing.context import Context
 
 
 class ScenarioFailed(AssertionError):
@@ -53,7 +56,7 @@ def scenario(
     category: str,
     component: str,
     *,
-    covers: Iterable[tuple[str, str]] = (),
+    covers: Iterable[str | tuple[str, str]] = (),
     timeout: float = 120.0,
     retries: int = 0,
     quick: bool = False,
@@ -61,7 +64,9 @@ def scenario(
 ) -> Callable[[Callable], Callable]:
     assert category in Category.values, category
     assert component in Component.values, component
-    cells = tuple(covers)
+    # A bare component is under the condition the category names, where the scenario's own component is too.
+    own = [component] if category in Condition.values else []
+    cells = tuple(dict.fromkeys(c if isinstance(c, tuple) else (c, category) for c in [*own, *covers]))
     for comp, cond in cells:
         assert comp in Component.values and cond in Condition.values, (comp, cond)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from typing import Any
 
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.utils import timezone
+from django.db import DEFAULT_DB_ALIAS, transaction
 
-from testing.choices import Category, Trigger
+from embedportal import schedules
+from embedportal.schedules import Every
+from testing.choices import Category, RunStatus, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -17,36 +17,12 @@ SCHEDULED_TASK = "testing.tasks.run_scheduled"
 REQUESTED_TASK = "testing.tasks.run_requested"
 CONFIG_TASK = "testing.tasks.run_config_change"
 CONFIG_SCHEDULE = "ops-tests-config-change"
-# The quick suite hourly and the full suite nightly (the Argo CronWorkflows do the same in Kubernetes).
+# The quick suite hourly and the full suite nightly (in production Argo CronWorkflows run them instead).
 SCHEDULES = (
-    ("ops-tests-quick", SCHEDULED_TASK, 60, "quick=True"),
-    ("ops-tests-full", SCHEDULED_TASK, 24 * 60, "quick=False"),
+    Every("ops-tests-quick", SCHEDULED_TASK, 60, "quick=True", cron_workflow=True),
+    Every("ops-tests-full", SCHEDULED_TASK, 24 * 60, "quick=False", cron_workflow=True),
 )
 CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
-
-
-def ensure_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Create or update the scheduled runs, keyed by name (idempotent; TestingConfig connects it
-    to post_migrate). Does nothing until django_q's and our tables exist."""
-    from django_q.models import Schedule
-
-    from testing.models import ConfigSnapshot
-
-    tables = connections[using].introspection.table_names()
-    if Schedule._meta.db_table not in tables or ConfigSnapshot._meta.db_table not in tables:
-        return False
-    for name, func, minutes, kwargs in SCHEDULES:
-        Schedule.objects.using(using).update_or_create(
-            name=name,
-            defaults={
-                "func": func,
-                "kwargs": kwargs,
-                "schedule_type": Schedule.MINUTES,
-                "minutes": minutes,
-                "repeats": -1,
-            },
-        )
-    return True
 
 
 def _run(tester_kwargs: dict) -> dict:
@@ -66,21 +42,35 @@ def run_scheduled(quick: bool = True) -> dict:
     return _run({"quick": quick, "trigger": Trigger.SCHEDULE})
 
 
+def start_requested(user: Any, **selection: Any) -> tuple[Any, Any]:
+    """An operator's run (API or admin): take the one-run slot (RunInProgress names the running run)
+    and queue its execution once committed. Returns the run and its tester."""
+    from testing.tester import EmbeddingPipelineOperationsTester
+
+    tester = EmbeddingPipelineOperationsTester(**selection, trigger=Trigger.API, requested_by=user.get_username())
+    run = tester.start()
+    transaction.on_commit(lambda: _enqueue_requested(run.pk))
+    return run, tester
+
+
+def _enqueue_requested(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    from testing.models import TestRun
+
+    try:
+        async_task(REQUESTED_TASK, run_id, group="ops-tests")
+    except Exception as exc:  # noqa: BLE001 -- without a broker the run can never start: free the slot
+        TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
+
+
 def run_requested(run_id: int) -> dict:
     """Execute a run the API already started (it holds the one-run slot)."""
     from testing.models import TestRun
     from testing.tester import EmbeddingPipelineOperationsTester
 
     run = TestRun.objects.get(pk=run_id)
-    s = run.selection
-    tester = EmbeddingPipelineOperationsTester(
-        categories=s.get("categories", []),
-        scenarios=s.get("scenarios", []),
-        quick=s.get("quick", False),
-        collections=s.get("collections", []),
-        trigger=run.trigger,
-    )
-    run = tester.execute(run)
+    run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
     return {"run": run.pk, "status": run.status, "counts": run.counts}
 
 
@@ -93,35 +83,12 @@ def run_config_change(collections: list[str] | None = None) -> dict:
 
 
 def schedule_config_run(collections: list[str]) -> None:
-    """Debounce: one ONCE schedule, pushed back by every change and collecting the collections,
-    so ten saves in a minute make one run. Call after commit."""
-    from django_q.models import Schedule
-
-    with transaction.atomic():
-        existing = Schedule.objects.select_for_update().filter(name=CONFIG_SCHEDULE).first()
-        names = set(collections)
-        if existing is not None and existing.kwargs:
-            try:
-                names |= set(_kwargs(existing.kwargs).get("collections") or [])
-            except (ValueError, SyntaxError):
-                pass
-        Schedule.objects.update_or_create(
-            name=CONFIG_SCHEDULE,
-            defaults={
-                "func": CONFIG_TASK,
-                "kwargs": repr({"collections": sorted(names)}),
-                "schedule_type": Schedule.ONCE,
-                "repeats": -1,
-                "next_run": timezone.now() + timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS),
-            },
-        )
-
-
-def _kwargs(text: str) -> dict:
-    import ast
-
-    value = ast.literal_eval(text)
-    return value if isinstance(value, dict) else {}
+    """One debounced run for the changed collections, the pending run's included. Call after commit."""
+    schedules.postpone(
+        CONFIG_SCHEDULE,
+        CONFIG_TASK,
+        lambda pending: {"collections": sorted(set(collections) | set(pending.get("collections") or []))},
+    )
 
 
 def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:

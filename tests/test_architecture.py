@@ -29,7 +29,7 @@ LAYERS = {
 # Apps whose function-level imports of their own modules are checked against FUNCTION_LEVEL.
 FUNCTION_LEVEL_CHECKED = ("embedportal", "pipeline")
 FUNCTION_LEVEL = {
-    "pipeline.apps:pipeline.tasks": "apps load before the models: tasks imports them",
+    "embedportal.apps:embedportal.schedules": "its post_migrate receiver connects in AppConfig.ready",
     "pipeline.apps:pipeline.signals": "receivers connect in AppConfig.ready, once the models are loaded",
 }
 

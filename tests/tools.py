@@ -5,11 +5,13 @@ Not a skip when one is missing: without it nothing it checks is checked, and tha
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_BIN = ROOT / ".tools" / "prometheus" / "usr" / "bin"
+RULES = ROOT / "grafana" / "prometheus"
 # Debian's chromium and chromium-driver (apt); Selenium must never download its own.
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -22,6 +24,12 @@ def _installed(path: Path, how: str) -> str:
 
 def promtool() -> str:
     return _installed(PROMETHEUS_BIN / "promtool", "run `bash scripts/test-deps.sh` (make test does)")
+
+
+def assert_promtool_passes(*args: str) -> None:
+    """promtool, run in grafana/prometheus (the rule files and their unit tests), exits 0."""
+    result = subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def prometheus() -> str:

@@ -33,27 +33,30 @@ from embedportal.api.permissions import ModelPermissions
 RECHECK_AFTER = timedelta(minutes=5)
 
 
-class MarkdownRenderer(BaseRenderer):
+class _PageRenderer(BaseRenderer):
+    """A page is text already; anything else is an error body, shown in the page's format."""
+
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return (data if isinstance(data, str) else self.error(data)).encode()
+
+    def error(self, data: Any) -> str:
+        return json.dumps(data, default=str)
+
+
+class MarkdownRenderer(_PageRenderer):
     media_type = "text/markdown"
     format = "md"
-    charset = "utf-8"
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        if isinstance(data, str):
-            return data.encode()
-        return json.dumps(data, default=str).encode()  # an error body
 
 
-class PageHTMLRenderer(BaseRenderer):
+class PageHTMLRenderer(_PageRenderer):
     media_type = "text/html"
     format = "html"
-    charset = "utf-8"
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        if isinstance(data, str):
-            return data.encode()
+    def error(self, data: Any) -> str:
         message = data.get("error", {}).get("message", "") if isinstance(data, dict) else str(data)
-        return f"<!doctype html><title>Error</title><p>{escape(message or data)}</p>".encode()
+        return f"<!doctype html><title>Error</title><p>{escape(message or data)}</p>"
 
 
 def to_html(title: str, text: str) -> str:

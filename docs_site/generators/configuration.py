@@ -26,13 +26,12 @@ def _registry_rows() -> list[list[str]]:
     ]
 
 
-def _current_value(name: str) -> str:
+def current_value(name: str) -> str:
+    """What this process reads (a secret only as set or unset, even from NAME_FILE)."""
     setting = SETTINGS[name]
     if setting.secret:
-        return setting.shown_value(None)
-    if os.environ.get(name):
-        return setting.shown_value(os.environ[name])
-    return f"{setting.shown_default()} (default)".strip()
+        return "set" if os.environ.get(name) or os.environ.get(f"{name}_FILE") else "unset"
+    return os.environ.get(name) or f"{setting.shown_default()} (default)".strip()
 
 
 def _collections_section() -> tuple[str, list[str]]:
@@ -89,16 +88,10 @@ def generate(live: bool = False) -> GeneratedPage:
             table(["variable", "type", "default", "secret", "meaning"], _registry_rows()),
         ]
     )
-    page = GeneratedPage(
-        path=PATH,
-        title="Configuration reference",
-        generator=__name__,
-        inputs=inputs,
-        body=body,
-        sources=["embedportal/config.py", "embedportal/settings.py"],
-    )
+    sources = ["embedportal/config.py", "embedportal/settings.py"]
+    page = GeneratedPage(PATH, "Configuration reference", __name__, inputs, body, sources)
     if live:
-        rows = [[f"`{name}`", _current_value(name)] for name in sorted(SETTINGS)]
+        rows = [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)]
         collections, missing = _collections_section()
         page.live_body = "\n\n".join(
             [

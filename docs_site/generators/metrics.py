@@ -93,12 +93,5 @@ def generate(live: bool = False) -> GeneratedPage:
         ]
     )
     inputs = [[m.name, m.type, list(m.labels), m.help, m.origin] for m in metrics]
-    return GeneratedPage(
-        path=PATH,
-        title="Metrics reference",
-        generator=__name__,
-        inputs=inputs,
-        body=body,
-        sources=["*/metrics.py", "embedportal/config.py"],
-        missing=missing,
-    )
+    sources = ["*/metrics.py", "embedportal/config.py"]
+    return GeneratedPage(PATH, "Metrics reference", __name__, inputs, body, sources, missing=missing)

@@ -15,6 +15,8 @@ from typing import Any
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -23,6 +25,14 @@ logger = logging.getLogger(__name__)
 DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
 # Seconds a client should wait before retrying a 503 (a restart or failover takes about this long).
 RETRY_AFTER_SECONDS = 5
+
+
+class Conflict(APIException):
+    """409: the object is not in a state that allows the request (the message says which)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "the resource is not in a state that allows this"
+    default_code = "conflict"
 
 
 def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]:

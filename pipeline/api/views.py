@@ -5,11 +5,12 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from pipeline import backfill, queue
 from pipeline import search as semantic
@@ -201,12 +202,6 @@ class CollectionViewSet(viewsets.ModelViewSet):
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "the resource is not in a state that allows this"
-    default_code = "conflict"
 
 
 class DocumentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

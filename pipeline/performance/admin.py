@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from embedportal.admin import ReadOnlyAdmin
 from pipeline.models import BatchTiming, Collection, CollectionCost, OptimizationChange
 from pipeline.performance import capacity
 from pipeline.performance.api import performance
@@ -43,7 +44,7 @@ def format_cost(collection: Collection) -> str:
 
 
 @admin.register(BatchTiming)
-class BatchTimingAdmin(admin.ModelAdmin):
+class BatchTimingAdmin(ReadOnlyAdmin):
     list_display = (
         "finished_at",
         "collection",
@@ -64,26 +65,14 @@ class BatchTimingAdmin(admin.ModelAdmin):
     date_hierarchy = "finished_at"
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: BatchTiming | None = None) -> bool:
-        return False
-
 
 @admin.register(OptimizationChange)
-class OptimizationChangeAdmin(admin.ModelAdmin):
+class OptimizationChangeAdmin(ReadOnlyAdmin):
     list_display = ("applied_at", "collection", "setting", "before", "after", "status", "note", "applied_by")
     list_filter = ("status", "setting", "collection")
     search_fields = ("collection__name", "setting", "note")
     list_select_related = ("collection",)
     actions = ("evaluate_changes",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: OptimizationChange | None = None) -> bool:
-        return False
 
     def has_apply_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("pipeline.apply_optimizationchange")

@@ -11,11 +11,12 @@ from django.urls import path, re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from pipeline.models import Collection, OptimizationChange
 from pipeline.performance import compliance as performance_slos
@@ -23,11 +24,6 @@ from pipeline.performance import slo_page
 from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
 
 RECENT_CHANGES = 20
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class CanView(PermissionRequired):

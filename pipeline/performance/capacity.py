@@ -12,7 +12,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
@@ -331,17 +330,9 @@ def gauge_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
     )
 
 
-def gauges() -> tuple[GaugeMetricFamily, ...]:
-    """The capacity gauges at scrape time (performance.compliance.PerformanceSLOCollector): none until
-    a measurement exists, or while the database is away."""
-    try:
-        cap = current()
-    except DatabaseError:
-        logger.exception("capacity metrics: database query failed")
-        return ()
-    if cap is None:
-        return ()
-    rate, measured = gauge_families()
-    rate.add_metric([cap.model, str(cap.workers), cap.how], cap.docs_per_second)
-    measured.add_metric([cap.model], cap.measured_at.timestamp())
-    return rate, measured
+def fill_gauges(rate: GaugeMetricFamily, measured: GaugeMetricFamily) -> None:
+    """The capacity gauges at scrape time (performance.compliance.PerformanceSLOCollector): no
+    sample until a measurement exists."""
+    if (cap := current()) is not None:
+        rate.add_metric([cap.model, str(cap.workers), cap.how], cap.docs_per_second)
+        measured.add_metric([cap.model], cap.measured_at.timestamp())

@@ -21,16 +21,16 @@ The alert rules (grafana/prometheus/performance.rules.yml) fire on sustained deg
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily
 
+from embedportal.collectors import DatabaseCollector
 from embedportal.metrics import process_registry
 from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
 from pipeline.performance import capacity
@@ -171,25 +171,28 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
     )
 
 
-class PerformanceSLOCollector:
+class PerformanceSLOCollector(DatabaseCollector):
     """Scrape-time compliance and capacity gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
 
-    def describe(self) -> Iterator[Metric]:
-        yield from (*_families(), *capacity.gauge_families())
+    subject = "performance SLO"
 
-    def collect(self) -> Iterator[Metric]:
-        compliant, target = _families()
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (*_families(), *capacity.gauge_families())
+
+    def fill(self, cur, compliant, target, rate, measured) -> None:
         for slo, value in targets().items():
             target.add_metric([slo], value)
         try:
-            values = compliance()
+            with transaction.atomic():  # a savepoint: the targets and search compliance survive it
+                values = compliance()
         except DatabaseError:
             logger.exception("performance SLO metrics: database query failed")
             values = {"search_latency": search_compliance()}
         for slo, value in values.items():
             if value is not None:
                 compliant.add_metric([slo], value)
-        yield target
-        if compliant.samples:
-            yield compliant
-        yield from capacity.gauges()
+        try:
+            with transaction.atomic():  # a savepoint: the SLO gauges survive a failed capacity query
+                capacity.fill_gauges(rate, measured)
+        except DatabaseError:
+            logger.exception("capacity metrics: database query failed")

@@ -14,7 +14,6 @@ A window without events has no value (None): "no data", neither 100% nor 0%.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 from django.utils import timezone
 
+from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.performance import activity
@@ -33,14 +33,6 @@ FRESHNESS_THRESHOLD_SECONDS = 3600
 LATENCY_THRESHOLD_SECONDS = 30
 COMPLIANCE_WINDOWS = ("1h", "1d")  # and the spec's period (30d)
 BURN_WINDOWS = ("1h", "6h")
-_UNITS = {"m": 60, "h": 3600, "d": 86400}
-
-
-def seconds(window: str) -> int:
-    match = re.fullmatch(r"(\d+)([mhd])", window)
-    if not match:
-        raise ValueError(f"window {window!r}: write it as <n>m, <n>h or <n>d")
-    return int(match[1]) * _UNITS[match[2]]
 
 
 @dataclass(frozen=True)

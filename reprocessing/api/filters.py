@@ -9,8 +9,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from embedportal.api.strict import StrictFilterSet
-from pipeline.choices import ErrorType, Stage
-from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
 
 
@@ -23,9 +21,7 @@ def _failed_since(qs: QuerySet, name: str, seconds: float) -> QuerySet:
 
 
 class FailedDocumentFilter(StrictFilterSet):
-    error_type = django_filters.ChoiceFilter(choices=ErrorType.choices)
-    state = django_filters.ChoiceFilter(choices=FailureState.choices)
-    stage = django_filters.ChoiceFilter(choices=Stage.choices)
+    # error_type, state and stage get django-filter's ChoiceFilter from the model fields' choices.
     collection = django_filters.CharFilter(field_name="document__collection__name", help_text="Collection name")
     min_age = django_filters.NumberFilter(
         method=_failed_before, min_value=0, help_text="Failed at least this many seconds ago"

@@ -33,7 +33,7 @@ class FailedDocumentSerializer(serializers.ModelSerializer):
 
 
 class BulkRetrySerializer(serializers.Serializer):
-    """Retry every waiting or dead-lettered failure of one type (e.g. after a provider outage)."""
+    """Retry every scheduled or dead-lettered failure of one type (e.g. after a provider outage)."""
 
     error_type = serializers.ChoiceField(choices=ErrorType.choices)
     collection = serializers.SlugField(required=False, help_text="Only this collection's documents")

@@ -3,23 +3,19 @@ from __future__ import annotations
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from reprocessing import failures
 from reprocessing.api.filters import FailedDocumentFilter
 from reprocessing.api.serializers import BulkRetrySerializer, FailedDocumentSerializer, RetryResultSerializer
-from reprocessing.choices import FailureState, Resolution
-from reprocessing.models import FailedDocument
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
+from reprocessing.choices import Resolution
+from reprocessing.models import RETRYABLE, FailedDocument
 
 
 class CanRetry(PermissionRequired):
@@ -48,20 +44,20 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: RetryResultSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanRetry])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        """Requeue the document now (a waiting or dead-lettered failure)."""
+        """Requeue the document now (a scheduled or dead-lettered failure)."""
         failure = self.get_object()
         retried = failures.retry(FailedDocument.objects.filter(pk=failure.pk))
         if not retried:
-            raise Conflict(f"failure {failure.pk} is {failure.state}; only waiting or dead-lettered can be retried")
+            raise Conflict(f"failure {failure.pk} was requeued or resolved already; nothing to retry")
         return _result(retried)
 
     @extend_schema(request=None, responses={200: FailedDocumentSerializer})
     @action(detail=True, methods=["post"], url_path="dead-letter", permission_classes=[CanResolve])
     def dead_letter(self, request: Request, pk: str | None = None) -> Response:
-        """Stop automatic retries and leave the document to an operator (waiting failures only)."""
+        """Stop automatic retries and leave the document to an operator (scheduled failures only)."""
         failure = self.get_object()
         if not FailedDocument.objects.filter(pk=failure.pk).dead_letter():
-            raise Conflict(f"failure {failure.pk} is {failure.state}; only waiting ones can be dead-lettered")
+            raise Conflict(f"failure {failure.pk} is not scheduled; only scheduled ones can be dead-lettered")
         failure.refresh_from_db()
         return Response(self.get_serializer(failure).data)
 
@@ -80,14 +76,11 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["post"], url_path="retry", url_name="bulk-retry", permission_classes=[CanRetry])
     def bulk_retry(self, request: Request) -> Response:
-        """Retry every waiting or dead-lettered failure of one error type now."""
+        """Retry every scheduled or dead-lettered failure of one error type now."""
         body = BulkRetrySerializer(data=request.data)
         if not body.is_valid():
             raise ValidationError(body.errors)
-        qs = FailedDocument.objects.filter(
-            error_type=body.validated_data["error_type"],
-            state__in=[FailureState.WAITING, FailureState.DEAD_LETTERED],
-        )
+        qs = FailedDocument.objects.filter(RETRYABLE, error_type=body.validated_data["error_type"])
         if collection := body.validated_data.get("collection"):
             qs = qs.filter(document__collection__name=collection)
         return _result(failures.retry(qs))

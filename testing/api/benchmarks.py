@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers, viewsets
 
 from embedportal.api.permissions import ModelPermissions
+from testing.benchmarks import regression
 from testing.models import BenchmarkRun
 
 
@@ -16,31 +17,11 @@ class BenchmarkRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BenchmarkRun
-        fields = (
-            "id",
-            "suite",
-            "trigger",
-            "note",
-            "started_at",
-            "duration_seconds",
-            "code_version",
-            "config_fingerprint",
-            "machine_fingerprint",
-            "machine",
-            "regressions",
-            "regressed",
-            "results",
-            "comparison",
-        )
+        fields = "__all__"
 
     def get_regressed(self, run: BenchmarkRun) -> list[str]:
         """The figures flagged, as benchmark.figure."""
-        return [
-            f"{b}.{f}"
-            for b, figures in run.comparison.items()
-            for f, v in figures.items()
-            if v["verdict"] == "regression"
-        ]
+        return [f"{b}.{f}" for b, f in regression.regressions(run.comparison)]
 
 
 class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):

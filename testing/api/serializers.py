@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from pipeline.models import RESERVED_PREFIX, Collection
@@ -15,18 +13,7 @@ MAX_WAIT_SECONDS = 300
 class TestResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = TestResult
-        fields = [
-            "scenario",
-            "category",
-            "component",
-            "target",
-            "outcome",
-            "attempts",
-            "started_at",
-            "duration_seconds",
-            "message",
-            "details",
-        ]
+        exclude = ["id", "run"]
 
 
 class TestRunSerializer(serializers.ModelSerializer):
@@ -34,21 +21,7 @@ class TestRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TestRun
-        fields = [
-            "id",
-            "url",
-            "trigger",
-            "selection",
-            "requested_by",
-            "code_version",
-            "config_fingerprint",
-            "status",
-            "started_at",
-            "finished_at",
-            "duration_seconds",
-            "counts",
-            "message",
-        ]
+        exclude = ["heartbeat_at"]  # the run slot's liveness, not a result
 
     def get_url(self, run: TestRun) -> str:
         return f"/api/v1/embedding-pipeline-operations/test/{run.pk}"
@@ -56,13 +29,6 @@ class TestRunSerializer(serializers.ModelSerializer):
 
 class TestRunDetailSerializer(TestRunSerializer):
     results = TestResultSerializer(many=True, read_only=True)
-
-    class Meta(TestRunSerializer.Meta):
-        fields = [*TestRunSerializer.Meta.fields, "results"]
-
-
-def run_payload(run: TestRun) -> dict[str, Any]:
-    return TestRunDetailSerializer(run).data
 
 
 class RunRequestSerializer(serializers.Serializer):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, PermissionRequired
 from testing.api.serializers import (
     GoldenQuerySerializer,
@@ -21,33 +20,17 @@ from testing.api.serializers import (
     TestRunDetailSerializer,
     TestRunSerializer,
 )
-from testing.choices import RunStatus, Trigger
+from testing.choices import RunStatus
 from testing.junit import junit_text
 from testing.models import GoldenQuery, RunInProgress, TestRun
-from testing.tester import EmbeddingPipelineOperationsTester
+from testing.tasks import start_requested
 
 POLL_SECONDS = 0.5
-
-
-class RunConflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class RunPermission(PermissionRequired):
     perms = {"GET": "testing.view_testrun", "HEAD": "testing.view_testrun", "OPTIONS": "testing.view_testrun"}
     perm = "testing.run_testrun"
-
-
-def enqueue_run(run_id: int) -> None:
-    from django_q.tasks import async_task
-
-    from testing.tasks import REQUESTED_TASK
-
-    try:
-        async_task(REQUESTED_TASK, run_id, group="ops-tests")
-    except Exception as exc:  # noqa: BLE001 -- without a broker the run can never start: free the slot
-        TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
 
 
 @extend_schema_view(
@@ -78,27 +61,19 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """
         body = RunRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        data = body.validated_data
-        tester = EmbeddingPipelineOperationsTester(
-            categories=data["categories"],
-            scenarios=data["scenarios"],
-            quick=data["quick"],
-            collections=data["collections"],
-            trigger=Trigger.API,
-            requested_by=request.user.get_username(),
-        )
+        selection = {**body.validated_data}
+        wait = selection.pop("wait")
         try:
-            run = tester.start()
+            run, _ = start_requested(request.user, **selection)
         except RunInProgress as exc:
             running = exc.run
-            raise RunConflict(
+            raise Conflict(
                 f"test run {running.pk} is running (started {running.started_at:%Y-%m-%d %H:%M:%S} UTC by "
                 f"{running.trigger}); poll /api/v1/embedding-pipeline-operations/test/{running.pk}"
                 if running
                 else "a test run is running"
             ) from None
-        transaction.on_commit(lambda: enqueue_run(run.pk))
-        deadline = time.monotonic() + data["wait"]
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not TestRun.objects.running().filter(pk=run.pk).exists():
                 break

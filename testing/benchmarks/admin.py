@@ -14,6 +14,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
+from embedportal.admin import ReadOnlyAdmin
+from testing.benchmarks.regression import regressions
 from testing.benchmarks.trends import machines, trends
 from testing.choices import BenchmarkSuite
 from testing.models import BenchmarkRun
@@ -35,7 +37,7 @@ class RegressionFilter(admin.SimpleListFilter):
 
 
 @admin.register(BenchmarkRun)
-class BenchmarkRunAdmin(admin.ModelAdmin):
+class BenchmarkRunAdmin(ReadOnlyAdmin):
     list_display = ("started_at", "suite", "trigger", "regression", "version", "machine_fingerprint", "duration")
     list_filter = (RegressionFilter, "suite", "trigger", "machine_fingerprint")
     search_fields = ("code_version", "note", "machine_fingerprint")
@@ -77,22 +79,11 @@ class BenchmarkRunAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/testing/benchmarkrun/trends.html", context)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # written by `manage.py benchmark` and its schedules only
-
-    def has_change_permission(self, request: HttpRequest, obj: BenchmarkRun | None = None) -> bool:
-        return False
-
     @admin.display(description="regression", ordering="regressions")
     def regression(self, obj: BenchmarkRun) -> str:
         if not obj.regressions:
             return "—"
-        names = ", ".join(
-            f"{b}.{f}"
-            for b, figures in obj.comparison.items()
-            for f, v in figures.items()
-            if v["verdict"] == "regression"
-        )
+        names = ", ".join(f"{b}.{f}" for b, f in regressions(obj.comparison))
         return format_html('<strong style="color:#ba2121">{} regressed</strong>: {}', obj.regressions, names)
 
     @admin.display(description="code", ordering="code_version")

@@ -96,7 +96,7 @@ def run(
         progress(f"first pass: {result.first_pass.embedded} embedded, {result.first_pass.failed} failed")
         workflow = ReprocessingWorkflow(collection=collection)
         mine = FailedDocument.objects.filter(document__collection=collection)
-        while (due_at := mine.filter(state=FailureState.WAITING).aggregate(t=Min("next_retry_at"))["t"]) is not None:
+        while (due_at := mine.filter(state=FailureState.OPEN).aggregate(t=Min("next_retry_at"))["t"]) is not None:
             # The simulated clock jumps to the next every-minute workflow run with work due.
             started = time.perf_counter()
             pass_report = workflow.run_once(now=due_at + timedelta(minutes=1))

@@ -1,19 +1,7 @@
-"""Regression detection for benchmark runs, in two layers.
-
-1. The gate, once per run: each figure's repeated samples against the samples of the last
-   BASELINE_RUNS runs of the same suite on the same machine fingerprint (since the last step,
-   see 2). A regression is a median past the baseline's one-sided 99% Student-t limit (Bencher's
-   t-test threshold) *and* a change of the median of at least MIN_EFFECT (5%): noise alone or a
-   tiny real change never fails. Welch's t-test and Mann-Whitney U's p are shown beside it.
-   Fewer than MIN_BASELINE_SAMPLES baseline samples: `insufficient_data`.
-2. The trend: change points over the history of each figure's medians (asv.step_detect, a
-   piecewise-constant Potts fit with automatic penalty), to date a regression: the first run
-   of the worse level, with its code version.
-
-Informational figures (the ingest benchmarks' per-stage percentiles, testing.benchmarks.stages)
-are not gated: their verdict is `informational`.
-
-Figures say which way is better; the step detector expects "lower is better", so a
+"""Regression detection for benchmark runs (docs/benchmarks.md, "Regressions"): a gate per run,
+each figure's samples against the baseline's one-sided 99% Student-t limit and a 5% minimum
+effect, and change points over the history of its medians to date a step. Informational figures
+(testing.benchmarks.stages) are not gated. The step detector expects "lower is better", so a
 higher-is-better figure is fed as its reciprocal.
 """
 
@@ -67,10 +55,7 @@ def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> 
     past_better = now > better_limit if better == "higher" else now < better_limit
     worse = change < 0 if better == "higher" else change > 0
     out.update(
-        baseline_median=round(before, 6),
-        median=round(now, 6),
-        change=round(change, 4),
-        limit=round(worse_limit, 6),
+        baseline_median=round(before, 6), median=round(now, 6), change=round(change, 4), limit=round(worse_limit, 6)
     )
     if len(candidate) >= 2:
         bad_side = "less" if better == "higher" else "greater"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -90,8 +91,9 @@ def build(name: str, chunks: int, dims: int = 384) -> tuple[Collection, float, f
     return collection, load_seconds, index_seconds
 
 
-def explain(collection: Collection, query: str, k: int) -> str:
-    """The plan of exactly the statement search() runs for `query` (planner settings untouched)."""
+def explain(call: Callable[[], object], *settings: str) -> str:
+    """The plan of exactly the chunk query `call` runs (search() or storage.nearest()), EXPLAINed
+    after `settings` (SET LOCAL statements) in one transaction."""
     executed: list[tuple[str, object]] = []
 
     def record(execute, sql, params, many, context):
@@ -99,10 +101,11 @@ def explain(collection: Collection, query: str, k: int) -> str:
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(record):
-        search(collection, query, k)
+        call()
     sql, params = next((s, p) for s, p in executed if "pipeline_chunk" in s)
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(storage.ef_search(collection, k))])
+        for statement in settings:
+            cur.execute(statement)
         cur.execute("EXPLAIN " + sql, params)
         return "\n".join(row[0] for row in cur.fetchall())
 
@@ -132,7 +135,9 @@ def measure(collection: Collection, queries: int, k: int, recall_queries: int = 
     figures.samples_ms = [round(s, 3) for s in samples]
     figures.p50_ms, figures.p95_ms, figures.p99_ms = (round(float(np.percentile(samples, q)), 2) for q in (50, 95, 99))
     figures.mean_ms = round(float(np.mean(samples)), 2)
-    figures.plan = explain(collection, texts[0], k)
+    # search() sets the collection's ef_search in its own transaction: the same for the EXPLAIN.
+    ef_search = f"SET LOCAL hnsw.ef_search = {int(storage.ef_search(collection, k))}"
+    figures.plan = explain(lambda: search(collection, texts[0], k), ef_search)
     figures.uses_index = f"Index Scan using {collection.index_name}" in figures.plan
     if recall_queries:
         found = 0

@@ -1,27 +1,13 @@
 """The standard benchmark suite (`manage.py benchmark`): each benchmark repeated to estimate its
 noise, stored as a BenchmarkRun with the code version, the configuration and the machine, and
-compared with the same machine's history (testing.benchmarks.regression).
-
-| benchmark | figures | quick | full |
-|---|---|---|---|
-| ingest_steady | docs_per_second, ratio_to_floor (HNSW index present, 2 workers, hash model) | 100 docs | 656 |
-| ingest_backfill | the same for a first load indexed once at the end | 100 docs | 656 |
-| ingest_minilm | docs_per_second, ratio_to_bare_encode (the local MiniLM, 1 worker) | 8 docs | 50 |
-| rerun | rerun_seconds: the unchanged corpus enqueued again | 100 docs | 656 |
-| search | p50_ms, p95_ms at k=10 through the real search path | 10k chunks | 100k |
-| metrics | scrape_p95_ms: GET /metrics over a queued backlog | 10k queued | 100k |
-
-The three ingest benchmarks also keep each stage's per-document p50/p95/p99 (`storage_p95_s`, ...;
-testing.benchmarks.stages): informational figures, charted but not gated.
-
-Ratios to a floor measured in the same repetition are steadier than raw rates on a shared
-machine: both move with the machine's load.
+compared with the same machine's history (testing.benchmarks.regression). The benchmarks, their
+figures and sizes: docs/benchmarks.md. Ratios to a floor measured in the same repetition are
+steadier than raw rates on a shared machine: both move with the machine's load.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
@@ -30,17 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import numpy as np
 import psutil
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipeline.collections import create_collection
 from pipeline.models import Collection, Document
 from testing import fingerprints
-from testing.benchmarks import ingest, regression, stages
+from testing.benchmarks import ingest, regression, scrape, stages
 from testing.benchmarks import search as search_benchmark
 from testing.choices import BenchmarkSuite, BenchmarkTrigger
 from testing.models import BenchmarkRun
@@ -125,31 +109,41 @@ def stage_figures(repetitions: list[dict[str, dict[str, float]]]) -> Figures:
     }
 
 
-def _ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figures, Collection]:
-    rates, ratios, per_stage, name = [], [], [], f"benchmark-suite-{mode}"
-    for _ in range(sizes.repeats):
-        run = ingest.run_once(name, HASH_MODEL, corpus, workers=2, mode=mode)
+def _ingest(
+    name: str,
+    model: str,
+    corpus: ingest.Corpus,
+    repeats: int,
+    floor: Callable[[Collection], float],
+    ratio: str,
+    **opts: Any,
+) -> tuple[Figures, Collection]:
+    """docs/s and its ratio to `floor` (seconds the collection's documents take at the least) per repetition."""
+    rates, ratios, per_stage = [], [], []
+    for _ in range(repeats):
+        run = ingest.run_once(name, model, corpus, **opts)
         collection = Collection.objects.get(name=name)
-        floor = run.documents / ingest.copy_floor(collection)
         rates.append(run.docs_per_second)
-        ratios.append(run.docs_per_second / floor)
+        ratios.append(run.docs_per_second * floor(collection) / run.documents)
         per_stage.append(stages.percentiles(collection))  # the next run_once drops the collection
-    return {
-        "docs_per_second": figure(rates, "higher", "docs/s"),
-        "ratio_to_floor": figure(ratios, "higher", "x"),
-        **stage_figures(per_stage),
-    }, collection
+    figures = {"docs_per_second": figure(rates, "higher", "docs/s"), ratio: figure(ratios, "higher", "x")}
+    return {**figures, **stage_figures(per_stage)}, collection
+
+
+def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figures, Collection]:
+    name = f"benchmark-suite-{mode}"
+    return _ingest(name, HASH_MODEL, corpus, sizes.repeats, ingest.copy_floor, "ratio_to_floor", workers=2, mode=mode)
 
 
 def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    figures, collection = _ingest("steady", sizes, corpus)
+    figures, collection = _hash_ingest("steady", sizes, corpus)
     figures.update(rerun(sizes, corpus, collection))
     collection.delete()
     return figures
 
 
 def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    figures, collection = _ingest("backfill", sizes, corpus)
+    figures, collection = _hash_ingest("backfill", sizes, corpus)
     collection.delete()
     return figures
 
@@ -162,20 +156,10 @@ def rerun(sizes: Sizes, corpus: ingest.Corpus, collection: Collection) -> Figure
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
     ingest.warm_up(MINILM)
-    rates, ratios, per_stage, name = [], [], [], "benchmark-suite-minilm"
-    for _ in range(sizes.repeats):
-        run = ingest.run_once(name, MINILM, small, workers=1)
-        collection = Collection.objects.get(name=name)
-        bare = run.documents / ingest.bare_encode_seconds(collection)
-        rates.append(run.docs_per_second)
-        ratios.append(run.docs_per_second / bare)
-        per_stage.append(stages.percentiles(collection))
+    name, bare = "benchmark-suite-minilm", ingest.bare_encode_seconds
+    figures, collection = _ingest(name, MINILM, small, sizes.repeats, bare, "ratio_to_bare_encode", workers=1)
     collection.delete()
-    return {
-        "docs_per_second": figure(rates, "higher", "docs/s"),
-        "ratio_to_bare_encode": figure(ratios, "higher", "x"),
-        **stage_figures(per_stage),
-    }
+    return figures
 
 
 def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
@@ -196,44 +180,12 @@ def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     }
 
 
-def _get_metrics(handler: Any) -> int:
-    environ: dict[str, Any] = {"PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()}
-    setup_testing_defaults(environ)
-    status: list[str] = []
-    b"".join(handler(environ, lambda s, headers, exc_info=None: status.append(s)))
-    return int(status[0].split()[0])
-
-
 def metrics(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    from django.core.handlers.wsgi import WSGIHandler
-
-    # Paused: no worker claims the backlog; it still counts as queued.
-    collection = create_collection(
-        name="benchmark-suite-metrics", model="local/hash-16", chunk_unit="characters", chunk_size=200, paused=True
-    )
+    collection = scrape.queue_backlog("benchmark-suite-metrics", sizes.metrics_queued)
     try:
         with connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO pipeline_document (collection_id, external_id, text, content_hash, metadata, status, "
-                "attempts, last_error, lease_owner, enqueued_at, available_at, created_at, updated_at) "
-                "SELECT %s, 'bench-' || n, 'benchmark document ' || n, md5(n::text), '{}'::jsonb, 'pending', 0, '', "
-                "'', now(), now() - (n || ' seconds')::interval, now(), now() FROM generate_series(1, %s) AS n",
-                [collection.pk, sizes.metrics_queued],
-            )
             cur.execute("VACUUM (ANALYZE) pipeline_document")
-        handler = WSGIHandler()
-        _get_metrics(handler)  # warm-up
-        p95s = []
-        for _ in range(sizes.repeats):
-            times = []
-            for _ in range(10):
-                t0 = time.perf_counter()
-                if _get_metrics(handler) != 200:
-                    raise RuntimeError(
-                        "/metrics did not answer 200; is it restricted (EMBEDPORTAL_METRICS_ALLOWED_IPS)?"
-                    )
-                times.append((time.perf_counter() - t0) * 1000)
-            p95s.append(float(np.percentile(times, 95)))
+        p95s = [float(np.percentile(scrape.scrape_times(10)[0], 95)) for _ in range(sizes.repeats)]
     finally:
         collection.delete()
     return {"scrape_p95_ms": figure(p95s, "lower", "ms")}

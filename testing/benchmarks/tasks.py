@@ -7,16 +7,16 @@ import json
 import logging
 import subprocess
 import sys
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
+
+from embedportal import schedules
 
 logger = logging.getLogger(__name__)
 
 TASK = "testing.benchmarks.tasks.run_benchmark"
 CONFIG_SCHEDULE = "benchmark-config-change"
+NOTE = "configuration changed: "
 
 
 def run_benchmark(suite: str = "quick", trigger: str = "config_change", note: str = "") -> dict:
@@ -46,33 +46,11 @@ def run_benchmark(suite: str = "quick", trigger: str = "config_change", note: st
 
 
 def schedule_benchmark(change: str) -> None:
-    """Debounce: one ONCE schedule, pushed back by every change and noting what changed, so ten
-    saves in a minute make one run (EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS). Call after commit."""
-    from django_q.models import Schedule
+    """One debounced quick-suite run noting every change, the pending run's included. Call after commit."""
 
-    with transaction.atomic():
-        existing = Schedule.objects.select_for_update().filter(name=CONFIG_SCHEDULE).first()
-        changes = {change}
-        if existing is not None and existing.kwargs:
-            try:
-                changes |= set(_note(existing.kwargs).removeprefix("configuration changed: ").split(", "))
-            except (ValueError, SyntaxError):
-                pass
-        note = "configuration changed: " + ", ".join(sorted(c for c in changes if c))
-        Schedule.objects.update_or_create(
-            name=CONFIG_SCHEDULE,
-            defaults={
-                "func": TASK,
-                "kwargs": repr({"suite": "quick", "trigger": "config_change", "note": note[:300]}),
-                "schedule_type": Schedule.ONCE,
-                "repeats": -1,
-                "next_run": timezone.now() + timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS),
-            },
-        )
+    def merge(pending: dict) -> dict:
+        changes = {change, *str(pending.get("note", "")).removeprefix(NOTE).split(", ")}
+        note = NOTE + ", ".join(sorted(c for c in changes if c))
+        return {"suite": "quick", "trigger": "config_change", "note": note[:300]}
 
-
-def _note(kwargs: str) -> str:
-    import ast
-
-    value = ast.literal_eval(kwargs)
-    return value.get("note", "") if isinstance(value, dict) else ""
+    schedules.postpone(CONFIG_SCHEDULE, TASK, merge)

@@ -2,62 +2,48 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from pipeline.choices import ErrorType
 from pipeline.models import Chunk, Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
-from testing.choices import Category, Component, Condition
+from reprocessing.choices import FailureState, Resolution
+from reprocessing.failures import BACKOFF
+from reprocessing.models import FailedDocument
+from reprocessing.staleness import stale_counts
+from reprocessing.workflow import ReprocessingWorkflow
+from testing.choices import Category, Component
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
-
-E = Condition.EDGE
+from testing.scenarios.shared import fail_document, requeue_candidates
 
 
-def _post(ctx: Context, collection: Collection, payload: Any) -> Any:
-    return ctx.client().post(
-        f"/api/v1/collections/{collection.name}/documents/", payload, content_type="application/json"
-    )
-
-
-@scenario(
-    "empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True
-)
+@scenario("empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, quick=True)
 def empty_text(ctx: Context) -> dict[str, Any]:
     """Empty and whitespace-only texts get a 400 that says what to fix, and nothing is written."""
     collection = ctx.collection("empty")
     for text in ("", "   \n\t  "):
-        response = _post(ctx, collection, {"id": "empty", "text": text})
-        ctx.check(response.status_code == 400, f"text {text!r} answered {response.status_code}, expected 400")
-        message = response.json()["error"]["message"]
-        ctx.check("empty" in message, f"the 400 for {text!r} does not say the text is empty: {message}")
+        ctx.expect(ctx.post(collection, {"id": "empty", "text": text}), 400, f"text {text!r}", "empty")
     ctx.check(not Document.objects.filter(collection=collection).exists(), "a refused document was written")
     return {}
 
 
-@scenario(
-    "largest_accepted_document",
-    Category.EDGE,
-    Component.CHUNK,
-    covers=[(Component.ENQUEUE, E), (Component.CHUNK, E)],
-    timeout=240,
-)
+@scenario("largest_accepted_document", Category.EDGE, Component.CHUNK, covers=[Component.ENQUEUE], timeout=240)
 def largest_document(ctx: Context) -> dict[str, Any]:
     """A document of exactly EMBEDPORTAL_MAX_DOCUMENT_CHARS is accepted and embedded; one character more is refused."""
     limit = settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
     collection = ctx.collection("largest", chunk_size=4000, batch_size=128)
     words = ("lorem ipsum dolor sit amet consectetur " * (limit // 38 + 2))[:limit]
-    too_big = _post(ctx, collection, {"id": "too-big", "text": words + "x"})
-    ctx.check(
-        too_big.status_code == 400, f"a text of {limit + 1} characters answered {too_big.status_code}, expected 400"
-    )
-    ok = _post(ctx, collection, {"id": "largest", "text": words})
-    ctx.check(
-        ok.status_code == 202, f"a text of exactly {limit} characters answered {ok.status_code}: {ok.content[:200]!r}"
-    )
-    ctx.wait_documents(collection, timeout=ctx.remaining(200))
+    ctx.expect(ctx.post(collection, {"id": "too-big", "text": words + "x"}), 400, f"{limit + 1} characters")
+    ctx.expect(ctx.post(collection, {"id": "largest", "text": words}), 202, f"exactly {limit} characters")
+    ctx.wait_documents(collection, timeout=200)
     chunks = Chunk.objects.filter(collection=collection).count()
     return {"characters": limit, "chunks": chunks}
 
@@ -71,82 +57,45 @@ UNICODE_TEXTS = {
 }
 
 
-@scenario(
-    "unicode_and_control_characters",
-    Category.EDGE,
-    Component.EMBED,
-    covers=[(Component.EMBED, E), (Component.SEARCH, E)],
-    quick=True,
-)
+@scenario("unicode_and_control_characters", Category.EDGE, Component.EMBED, covers=[Component.SEARCH], quick=True)
 def unicode_text(ctx: Context) -> dict[str, Any]:
     """Emoji, CJK, right-to-left, combining and control characters are embedded and found; NUL is refused."""
     collection = ctx.collection("unicode")
-    response = _post(ctx, collection, [{"id": k, "text": v} for k, v in UNICODE_TEXTS.items()])
-    ctx.check(response.status_code == 202, f"Unicode texts answered {response.status_code}: {response.content[:300]!r}")
-    nul = _post(ctx, collection, {"id": "nul", "text": "a\x00b"})
-    message = nul.json()["error"]["message"] if nul.status_code == 400 else ""
-    ctx.check(
-        "nul" in message.lower(), f"a NUL character answered {nul.status_code} {message!r}, expected a 400 naming it"
-    )
+    ctx.expect(ctx.post(collection, [{"id": k, "text": v} for k, v in UNICODE_TEXTS.items()]), 202, "Unicode")
+    ctx.expect(ctx.post(collection, {"id": "nul", "text": "a\x00b"}), 400, "a NUL character", "NUL")
     ctx.wait_documents(collection)
     for key, text in UNICODE_TEXTS.items():
-        hits = search(collection, text, 1)
-        ctx.check(
-            hits and hits[0].document_id == key, f"{key} text not found at rank 1: {[h.document_id for h in hits]}"
-        )
+        ctx.check_first([h.document_id for h in search(collection, text, 1)], key, f"search for the {key} text")
         stored = Chunk.objects.get(document__collection=collection, document__external_id=key).text
         ctx.check(stored == text, f"{key} text changed on its way to storage: {stored!r}")
     return {}
 
 
-@scenario(
-    "duplicate_ids_in_one_batch_refused", Category.EDGE, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True
-)
+@scenario("duplicate_ids_in_one_batch_refused", Category.EDGE, Component.ENQUEUE, quick=True)
 def duplicate_ids(ctx: Context) -> dict[str, Any]:
     """A batch repeating an id is refused whole, naming the id; nothing half-written."""
     collection = ctx.collection("dupes")
-    response = _post(
-        ctx, collection, [{"id": "x", "text": "one"}, {"id": "y", "text": "two"}, {"id": "x", "text": "three"}]
-    )
-    ctx.check(response.status_code == 400, f"duplicate ids answered {response.status_code}, expected 400")
-    ctx.check(
-        "'x'" in response.json()["error"]["message"],
-        f"the 400 does not name the id: {response.json()['error']['message']}",
-    )
+    batch = [{"id": "x", "text": "one"}, {"id": "y", "text": "two"}, {"id": "x", "text": "three"}]
+    ctx.expect(ctx.post(collection, batch), 400, "duplicate ids", "'x'")
     ctx.check(not Document.objects.filter(collection=collection).exists(), "part of the refused batch was written")
     return {}
 
 
-@scenario(
-    "large_batch_accepted_and_embedded",
-    Category.EDGE,
-    Component.CLAIM,
-    covers=[(Component.CLAIM, E), (Component.STORE, E)],
-    timeout=240,
-)
+@scenario("large_batch_accepted_and_embedded", Category.EDGE, Component.CLAIM, covers=[Component.STORE], timeout=240)
 def large_batch(ctx: Context) -> dict[str, Any]:
     """The largest batch one request may carry is accepted and embedded; one more document is refused."""
     limit = settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST
     collection = ctx.collection("batch")
     docs = [{"id": f"d{i}", "text": f"large batch document {i}"} for i in range(limit)]
-    over = _post(ctx, collection, [*docs, {"id": "extra", "text": "one too many"}])
-    ctx.check(over.status_code == 400, f"{limit + 1} documents answered {over.status_code}, expected 400")
-    response = _post(ctx, collection, docs)
-    ctx.check(
-        response.status_code == 202 and response.json()["created"].__len__() == limit,
-        f"{limit} documents answered {response.status_code}",
-    )
-    ctx.wait_documents(collection, timeout=ctx.remaining(200))
+    ctx.expect(ctx.post(collection, [*docs, {"id": "extra", "text": "one too many"}]), 400, f"{limit + 1} documents")
+    created = ctx.post(collection, docs)
+    ctx.expect(created, 202, f"{limit} documents")
+    ctx.check(len(created.json()["created"]) == limit, f"{limit} documents created {len(created.json()['created'])}")
+    ctx.wait_documents(collection, timeout=200)
     return {"documents": limit}
 
 
-@scenario(
-    "different_dimensions_side_by_side",
-    Category.EDGE,
-    Component.STORE,
-    covers=[(Component.STORE, E), (Component.SEARCH, E)],
-    quick=True,
-)
+@scenario("different_dimensions_side_by_side", Category.EDGE, Component.STORE, covers=[Component.SEARCH], quick=True)
 def mixed_dimensions(ctx: Context) -> dict[str, Any]:
     """Collections of 16 and 48 dimensions share the chunk table, each with its own index and search."""
     small, large = ctx.collection("d16", model="local/hash-16"), ctx.collection("d48", model="local/hash-48")
@@ -173,11 +122,10 @@ def mixed_dimensions(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario("paused_collection_not_claimed", Category.EDGE, Component.CLAIM, covers=[(Component.CLAIM, E)], quick=True)
+@scenario("paused_collection_not_claimed", Category.EDGE, Component.CLAIM, quick=True)
 def paused(ctx: Context) -> dict[str, Any]:
     """Workers leave a paused collection's queue alone (while embedding others) and take it once resumed."""
-    held, sentinel = ctx.collection("paused"), ctx.collection("sentinel")
-    Collection.objects.filter(pk=held.pk).pause()
+    held, sentinel = ctx.collection("paused", paused=True), ctx.collection("sentinel")
     ctx.enqueue(held, [("held", "waits for resume")])
     ctx.enqueue(sentinel, [("moves", "proves the workers are running")])
     ctx.wait_documents(sentinel)
@@ -186,34 +134,18 @@ def paused(ctx: Context) -> dict[str, Any]:
         doc.status == "pending" and doc.attempts == 0,
         f"a paused collection's document was claimed ({doc.status}, attempts {doc.attempts})",
     )
-    Collection.objects.filter(pk=held.pk).resume()
-    from pipeline.wakeup import kick_workers
-
-    kick_workers()
+    Collection.objects.filter(pk=held.pk).resume()  # wakes the workers
     ctx.wait_documents(held)
     return {}
 
 
-@scenario(
-    "staleness_sla_boundary_and_requeued_once",
-    Category.EDGE,
-    Component.STALENESS,
-    covers=[(Component.STALENESS, E)],
-    quick=True,
-)
+@scenario("staleness_sla_boundary_and_requeued_once", Category.EDGE, Component.STALENESS, quick=True)
 def staleness_edges(ctx: Context) -> dict[str, Any]:
     """On an explicit clock a document turns stale just after its SLA, not at it; the staleness pass takes
     a stale embedded document once, and not again while it is queued."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from pipeline.queue import IncomingDocument, enqueue
-    from reprocessing.staleness import requeue_candidates, stale_counts
-
     sla = timedelta(seconds=60)
-    collection = ctx.collection("staleedge", freshness_sla=sla)
-    Collection.objects.filter(pk=collection.pk).pause()  # the document stays where the scenario puts it
+    # Paused: the document stays where the scenario puts it.
+    collection = ctx.collection("staleedge", freshness_sla=sla, paused=True)
     changed = timezone.now() - timedelta(minutes=5)
     enqueue(collection, [IncomingDocument("doc", "changed at the source five minutes ago", changed)])
     deadline = changed + sla
@@ -224,10 +156,7 @@ def staleness_edges(ctx: Context) -> dict[str, Any]:
     docs = Document.objects.filter(collection=collection)
     docs.update(status="embedded", last_embedded_at=changed - timedelta(minutes=1))
     now = timezone.now()
-
-    def candidates() -> list[str]:
-        # What detect_stale() would requeue, scoped to this collection (it runs over all of them).
-        return list(requeue_candidates(now).filter(collection=collection).values_list("external_id", flat=True))
+    candidates = partial(requeue_candidates, collection, now)
 
     ctx.check(candidates() == ["doc"], f"the staleness pass would take {candidates()}, expected the stale document")
     first = Document.objects.filter(collection=collection, external_id__in=candidates()).requeue()
@@ -243,31 +172,18 @@ def staleness_edges(ctx: Context) -> dict[str, Any]:
     "failed_document_edited_meanwhile_reprocessed_with_new_text",
     Category.EDGE,
     Component.REPROCESS,
-    covers=[(Component.REPROCESS, E)],
     timeout=90,
     quick=True,
 )
 def edited_while_failed(ctx: Context) -> dict[str, Any]:
     """A failed document its producer re-sends with new text before its retry is due is queued once (the due
     retry does not requeue it again), embedded with the new text, and its failure resolved as reprocessed."""
-    from django.db import transaction
-    from django.utils import timezone
-
-    from pipeline.choices import ErrorType, Stage
-    from pipeline.embedding import PipelineError
-    from reprocessing.choices import FailureState, Resolution
-    from reprocessing.failures import BACKOFF, record_failure
-    from reprocessing.models import FailedDocument
-    from reprocessing.workflow import ReprocessingWorkflow
-
-    collection = ctx.collection("edited")
-    Collection.objects.filter(pk=collection.pk).pause()  # the scenario drives the failure, then the workers embed
+    # Paused: the scenario drives the failure, then the workers embed.
+    collection = ctx.collection("edited", paused=True)
     ctx.enqueue(collection, [("doc", "first version that failed")])
     doc = Document.objects.get(collection=collection)
     now = timezone.now()
-    with transaction.atomic():
-        Document.objects.filter(pk=doc.pk).update(status="failed")
-        record_failure(doc.pk, PipelineError(ErrorType.API_ERROR, Stage.EMBEDDING, "simulated outage"), "outage", now)
+    fail_document(doc, ErrorType.API_ERROR, "simulated outage", now)
     result = ctx.enqueue(collection, [("doc", "second version sent meanwhile")])
     ctx.check(result.updated == ["doc"], f"re-sending new text reported {result.as_dict()}")
     retry = ReprocessingWorkflow(collection=collection).run_once(now=now + BACKOFF[0])
@@ -278,9 +194,6 @@ def edited_while_failed(ctx: Context) -> dict[str, Any]:
         f"after the due retry the document is {doc.status} (attempts {doc.attempts})",
     )
     Collection.objects.filter(pk=collection.pk).resume()
-    from pipeline.wakeup import kick_workers
-
-    kick_workers()
     ctx.wait_documents(collection)
     texts = list(Chunk.objects.filter(document__collection=collection).values_list("text", flat=True))
     ctx.check(texts == ["second version sent meanwhile"], f"the document was embedded as {texts}")

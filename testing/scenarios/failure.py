@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -12,23 +13,26 @@ from django.utils import timezone
 
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.embedding import PipelineError
-from pipeline.models import Collection, Document
-from reprocessing.choices import FailureState
+from pipeline.models import Chunk, Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
+from reprocessing.choices import FailureState, Resolution
 from reprocessing.failures import BACKOFF, record_failure
 from reprocessing.models import FailedDocument
+from reprocessing.staleness import stale_counts
 from reprocessing.workflow import ReprocessingWorkflow
 from testing.choices import Category, Component, Condition
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
-
-F = Condition.FAILURE
+from testing.scenarios.shared import fail_document, requeue_candidates, sample, scrape
 
 
 def _failed_with(ctx: Context, collection: Collection, external_id: str, error_type: str) -> FailedDocument:
     """The document failed for good and its failure row carries the expected type."""
     ctx.wait_documents(collection, [external_id], until=[DocumentStatus.FAILED])
     failure = (
-        FailedDocument.objects.open().filter(document__collection=collection, document__external_id=external_id).first()
+        FailedDocument.objects.unresolved()
+        .filter(document__collection=collection, document__external_id=external_id)
+        .first()
     )
     ctx.check(failure is not None, f"{external_id} failed but no failure row was recorded for the ReprocessingWorkflow")
     ctx.check(
@@ -39,10 +43,17 @@ def _failed_with(ctx: Context, collection: Collection, external_id: str, error_t
     return failure
 
 
+def _fails_alone(ctx: Context, collection: Collection, external_id: str, error_type: str) -> FailedDocument:
+    """Of the collection's documents only `external_id` failed (as `error_type`); the others were embedded."""
+    statuses = ctx.wait_documents(collection, until=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED])
+    failed = sorted(i for i, s in statuses.items() if s == DocumentStatus.FAILED)
+    ctx.check(failed == [external_id], f"failed documents {failed}, expected only {external_id}")
+    return _failed_with(ctx, collection, external_id, error_type)
+
+
 def _fault_scenario(mode: str, error_type: str, transient: bool, **fields: Any):
     def run(ctx: Context) -> dict[str, Any]:
-        provider = ctx.fault_provider()
-        provider.mode = mode
+        provider = ctx.fault_provider(mode)
         collection = ctx.fault_collection(provider, mode, **fields)
         ctx.enqueue(collection, [("victim", f"a document meeting a provider answering {mode}")])
         if transient:
@@ -73,8 +84,7 @@ def _fault_scenario(mode: str, error_type: str, transient: bool, **fields: Any):
             ctx.check(seen == 1, f"the provider saw {seen} request(s), expected 1: a permanent {mode} was retried")
         if mode == "401":
             # The provider echoed the key it was sent; nothing stored may repeat it.
-            key = (provider.requests[-1]["auth"] or "").removeprefix("Bearer ")
-            stored = failure.message + Document.objects.get(collection=collection).last_error
+            key, stored = provider.last_key, failure.message + Document.objects.get(collection=collection).last_error
             ctx.check(key and key not in stored, f"the provider's echo of the key was stored: {stored[:200]}")
         return {"requests": len(provider.requests), "error_type": str(error_type)}
 
@@ -96,12 +106,10 @@ for _name, _mode, _type, _transient, _fields in FAULTS:
         if _transient
         else f"The provider answers {_mode}: the document fails as {_type} and is scheduled for reprocessing."
     )
-    scenario(_name, Category.FAILURE, Component.EMBED, covers=[(Component.EMBED, F)], timeout=90)(_func)
+    scenario(_name, Category.FAILURE, Component.EMBED, timeout=90)(_func)
 
 
-@scenario(
-    "provider_429_retry_after_honoured", Category.FAILURE, Component.EMBED, covers=[(Component.EMBED, F)], timeout=60
-)
+@scenario("provider_429_retry_after_honoured", Category.FAILURE, Component.EMBED, timeout=60)
 def rate_limited(ctx: Context) -> dict[str, Any]:
     """A 429 with Retry-After is waited out (at least that long) and the document is then embedded."""
     provider = ctx.fault_provider()
@@ -124,13 +132,7 @@ def rate_limited(ctx: Context) -> dict[str, Any]:
     return {"retry_gap_seconds": gap}
 
 
-@scenario(
-    "poison_document_fails_alone",
-    Category.FAILURE,
-    Component.EMBED,
-    covers=[(Component.EMBED, F), (Component.STORE, F)],
-    timeout=90,
-)
+@scenario("poison_document_fails_alone", Category.FAILURE, Component.EMBED, covers=[Component.STORE], timeout=90)
 def poison(ctx: Context) -> dict[str, Any]:
     """One poisoned document in a batch fails alone (bad_request); its neighbours are embedded."""
     provider = ctx.fault_provider()
@@ -138,20 +140,11 @@ def poison(ctx: Context) -> dict[str, Any]:
     docs = [(f"good-{i}", f"healthy neighbour {i}") for i in range(7)]
     docs.insert(3, ("poison", "this one carries POISON:400 inside"))
     ctx.enqueue(collection, docs)
-    statuses = ctx.wait_documents(collection, until=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED])
-    failed = sorted(i for i, s in statuses.items() if s == DocumentStatus.FAILED)
-    ctx.check(failed == ["poison"], f"failed documents {failed}, expected only the poisoned one")
-    _failed_with(ctx, collection, "poison", ErrorType.BAD_REQUEST)
+    _fails_alone(ctx, collection, "poison", ErrorType.BAD_REQUEST)
     return {"requests": len(provider.requests)}
 
 
-@scenario(
-    "killed_worker_lease_returns_documents",
-    Category.FAILURE,
-    Component.CLAIM,
-    covers=[(Component.CLAIM, F)],
-    timeout=90,
-)
+@scenario("killed_worker_lease_returns_documents", Category.FAILURE, Component.CLAIM, timeout=90)
 def dead_lease(ctx: Context) -> dict[str, Any]:
     """Documents leased by a worker that died return to the queue when its lease expires and are embedded."""
     collection = ctx.collection("lease")
@@ -175,7 +168,7 @@ def dead_lease(ctx: Context) -> dict[str, Any]:
     "reprocessing_backoff_on_simulated_clock",
     Category.FAILURE,
     Component.REPROCESS,
-    covers=[(Component.REPROCESS, F), (Component.REPROCESS, Condition.NORMAL)],
+    covers=[(Component.REPROCESS, Condition.NORMAL)],
     timeout=60,
 )
 def backoff(ctx: Context) -> dict[str, Any]:
@@ -192,9 +185,9 @@ def backoff(ctx: Context) -> dict[str, Any]:
     for step, wait in enumerate(BACKOFF, 1):
         Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
         record_failure(doc.pk, error, "simulated provider outage", now=now)
-        failure = FailedDocument.objects.open().get(document=doc)
+        failure = FailedDocument.objects.unresolved().get(document=doc)
         ctx.check(
-            failure.state == FailureState.WAITING and failure.next_retry_at == now + wait,
+            failure.state == FailureState.OPEN and failure.next_retry_at == now + wait,
             f"after failure {step} the retry is at {failure.next_retry_at} ({failure.state}), expected +{wait}",
         )
         early = workflow.run_once(now=now + wait - timedelta(seconds=1))
@@ -209,7 +202,7 @@ def backoff(ctx: Context) -> dict[str, Any]:
         seen.append(str(wait))
     Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
     record_failure(doc.pk, error, "simulated provider outage", now=now)
-    final = FailedDocument.objects.open().get(document=doc)
+    final = FailedDocument.objects.unresolved().get(document=doc)
     ctx.check(
         final.state == FailureState.DEAD_LETTERED,
         f"after the 24 h retry failed the state is {final.state}, expected dead_lettered",
@@ -217,19 +210,11 @@ def backoff(ctx: Context) -> dict[str, Any]:
     return {"backoff": seen}
 
 
-def _api_error(response: Any) -> str:
-    try:
-        return str(response.json().get("error", {}).get("message", ""))
-    except ValueError:
-        return response.content[:200].decode(errors="replace")
-
-
-@scenario("bad_enqueue_requests_refused_whole", Category.FAILURE, Component.ENQUEUE, covers=[(Component.ENQUEUE, F)])
+@scenario("bad_enqueue_requests_refused_whole", Category.FAILURE, Component.ENQUEUE)
 def bad_enqueue(ctx: Context) -> dict[str, Any]:
     """Batches with one bad document (invalid Unicode, NUL in metadata, text not a string, an unknown
     field) get a 400 naming the document and the problem; nothing of them is written."""
     collection = ctx.collection("badenqueue")
-    url = f"/api/v1/collections/{collection.name}/documents/"
     good = {"id": "good", "text": "a good neighbour"}
     bad = {
         "lone surrogate": ({"id": "bad", "text": "broken \ud800 text"}, "Surrogate"),
@@ -238,96 +223,65 @@ def bad_enqueue(ctx: Context) -> dict[str, Any]:
         "unknown field": ({"id": "bad", "text": "fine", "colour": "blue"}, "colour"),
     }
     for what, (doc, named) in bad.items():
-        response = ctx.client().post(url, [good, doc], content_type="application/json")
-        message = _api_error(response)
-        ctx.check(response.status_code == 400, f"a batch with {what} answered {response.status_code}: {message}")
-        ctx.check(
-            message.startswith("documents: 1") and named in message,
-            f"the 400 for {what} does not name document 1 and {named!r}: {message}",
-        )
+        message = ctx.expect(ctx.post(collection, [good, doc]), 400, f"a batch with {what}", named)
+        ctx.check(message.startswith("documents: 1"), f"the 400 for {what} does not name document 1: {message}")
     written = list(Document.objects.filter(collection=collection).values_list("external_id", flat=True))
     ctx.check(not written, f"refused batches were partly written: {written}")
     return {"refused": len(bad)}
 
 
-@scenario(
-    "blank_document_fails_alone_at_chunking",
-    Category.FAILURE,
-    Component.CHUNK,
-    covers=[(Component.CHUNK, F)],
-    timeout=90,
-)
+@scenario("blank_document_fails_alone_at_chunking", Category.FAILURE, Component.CHUNK, timeout=90)
 def blank_document(ctx: Context) -> dict[str, Any]:
     """A stored document left with nothing to embed (whitespace written around enqueue's check) fails
     alone as empty_document at chunking, with its failure row; its neighbours are embedded."""
-    collection = ctx.collection("blank")
     # Paused while the row is rewritten, so no worker claims it before.
-    Collection.objects.filter(pk=collection.pk).pause()
+    collection = ctx.collection("blank", paused=True)
     ctx.enqueue(collection, [(f"ok-{i}", f"neighbour number {i} with text") for i in range(3)] + [("blank", "x")])
     # enqueue refuses blank text; a row from an older version or a direct write can still hold it.
     Document.objects.filter(collection=collection, external_id="blank").update(text=" \n\t \u3000 ")
     Collection.objects.filter(pk=collection.pk).resume()
-    from pipeline.wakeup import kick_workers
-
-    kick_workers()
-    statuses = ctx.wait_documents(collection, until=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED])
-    failed = sorted(i for i, s in statuses.items() if s == DocumentStatus.FAILED)
-    ctx.check(failed == ["blank"], f"failed documents {failed}, expected only the blank one")
-    failure = _failed_with(ctx, collection, "blank", ErrorType.EMPTY_DOCUMENT)
+    failure = _fails_alone(ctx, collection, "blank", ErrorType.EMPTY_DOCUMENT)
     ctx.check(failure.stage == Stage.CHUNKING, f"the blank document failed at {failure.stage}, expected chunking")
-    from pipeline.models import Chunk
-
     chunks = Chunk.objects.filter(document__collection=collection, document__external_id="blank").count()
     ctx.check(chunks == 0, f"the blank document has {chunks} chunk(s)")
     return {}
 
 
-@scenario("search_provider_down_answers_502", Category.FAILURE, Component.SEARCH, covers=[(Component.SEARCH, F)])
+@scenario("search_provider_down_answers_502", Category.FAILURE, Component.SEARCH)
 def search_failures(ctx: Context) -> dict[str, Any]:
     """Search answers 502 naming the provider's failure (key scrubbed, one call, no retry) when the
     model endpoint fails, and 400 naming the field for a bad k or an empty query."""
     provider = ctx.fault_provider()
     collection = ctx.fault_collection(provider, "searchdown")
-    url = f"/api/v1/collections/{collection.name}/search/"
-    client = ctx.client()
     for mode, error_type in (("500", ErrorType.API_ERROR), ("401", ErrorType.AUTH)):
         provider.mode = mode
         seen = len(provider.requests)
-        response = client.post(url, {"query": "anything at all", "k": 3}, content_type="application/json")
-        message = _api_error(response)
-        ctx.check(response.status_code == 502, f"search with the provider answering {mode} gave {response.status_code}")
-        ctx.check(
-            message.startswith("embedding the query failed") and f"{error_type}:" in message,
-            f"the 502 for a provider {mode} does not name {error_type}: {message}",
+        message = ctx.expect(
+            ctx.post(collection, {"query": "anything at all", "k": 3}, "search"),
+            502,
+            f"search with the provider answering {mode}",
+            f"{error_type}:",
         )
+        ctx.check(message.startswith("embedding the query failed"), f"the 502 for a provider {mode} says {message}")
         calls = len(provider.requests) - seen
         ctx.check(calls == 1, f"a search met by a provider {mode} made {calls} provider call(s), expected 1")
-    key = (provider.requests[-1]["auth"] or "").removeprefix("Bearer ")
-    ctx.check(key and key not in message, f"the 502 repeats the key the provider echoed: {message}")
+    ctx.check(
+        provider.last_key and provider.last_key not in message,
+        f"the 502 repeats the key the provider echoed: {message}",
+    )
     provider.mode = "ok"
     bad_input = (({"query": "x", "k": 0}, "k"), ({"query": "x", "k": 101}, "k"), ({"query": "", "k": 3}, "query"))
     for body, field in bad_input:
-        response = client.post(url, body, content_type="application/json")
-        message = _api_error(response)
-        ctx.check(
-            response.status_code == 400 and message.startswith(f"{field}:"),
-            f"search with {body} answered {response.status_code} {message!r}, expected a 400 naming {field}",
-        )
+        message = ctx.expect(ctx.post(collection, body, "search"), 400, f"search with {body}", field)
+        ctx.check(message.startswith(f"{field}:"), f"the 400 for search with {body} does not start {field}: {message}")
     return {"provider_calls": len(provider.requests)}
 
 
-@scenario(
-    "health_names_a_failing_model_endpoint",
-    Category.FAILURE,
-    Component.HEALTH,
-    covers=[(Component.HEALTH, F)],
-    timeout=60,
-)
+@scenario("health_names_a_failing_model_endpoint", Category.FAILURE, Component.HEALTH, timeout=60)
 def health_failing_model(ctx: Context) -> dict[str, Any]:
     """/api/v1/health/ answers 503 with the model check naming a collection whose endpoint rejects the
     key (the key the provider echoes scrubbed); pausing that collection takes it out of the check."""
-    provider = ctx.fault_provider()
-    provider.mode = "401"
+    provider = ctx.fault_provider("401")
     collection = ctx.fault_collection(provider, "health")
     response = ctx.client().get("/api/v1/health/")
     ctx.check(response.status_code == 503, f"health answered {response.status_code} with a model endpoint failing")
@@ -337,7 +291,7 @@ def health_failing_model(ctx: Context) -> dict[str, Any]:
         collection.name in model["reason"] and "auth" in model["reason"],
         f"the model check does not name {collection.name} and its auth failure: {model['reason']}",
     )
-    key = (provider.requests[-1]["auth"] or "").removeprefix("Bearer ") if provider.requests else ""
+    key = provider.last_key
     ctx.check(key, "the failing endpoint was never probed")
     ctx.check(key not in response.content.decode(), "the health answer repeats the key the provider echoed")
     Collection.objects.filter(pk=collection.pk).pause()
@@ -350,33 +304,17 @@ def health_failing_model(ctx: Context) -> dict[str, Any]:
     return {"probes": len(provider.requests)}
 
 
-@scenario(
-    "stale_failed_document_left_to_its_backoff",
-    Category.FAILURE,
-    Component.STALENESS,
-    covers=[(Component.STALENESS, F)],
-)
+@scenario("stale_failed_document_left_to_its_backoff", Category.FAILURE, Component.STALENESS)
 def stale_failed(ctx: Context) -> dict[str, Any]:
     """A stale document that failed counts stale but is left to the reprocessing backoff, not requeued by
     the staleness pass; once an operator resolves its failure, the staleness pass takes it back."""
-    from pipeline.queue import IncomingDocument, enqueue
-    from reprocessing.choices import Resolution
-    from reprocessing.staleness import requeue_candidates, stale_counts
-
-    collection = ctx.collection("stalefail", freshness_sla=timedelta(seconds=60))
-    Collection.objects.filter(pk=collection.pk).pause()  # the scenario drives the document, not the workers
+    # Paused: the scenario drives the document, not the workers.
+    collection = ctx.collection("stalefail", freshness_sla=timedelta(seconds=60), paused=True)
     now = timezone.now()
     enqueue(collection, [IncomingDocument("broken", "changed at the source", now - timedelta(minutes=10))])
     doc = Document.objects.get(collection=collection)
-    error = PipelineError(ErrorType.AUTH, Stage.EMBEDDING, "simulated rejected key")
-    with transaction.atomic():
-        Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
-        record_failure(doc.pk, error, "simulated rejected key", now=now)
-
-    def candidates() -> list[str]:
-        # The documents detect_stale() would requeue, scoped to this collection (it runs over all).
-        return list(requeue_candidates(now).filter(collection=collection).values_list("external_id", flat=True))
-
+    fail_document(doc, ErrorType.AUTH, "simulated rejected key", now)
+    candidates = partial(requeue_candidates, collection, now)
     stale = stale_counts(now).get(collection.name)
     ctx.check(stale == 1, f"a failed document 10 min past its 60 s SLA counts {stale} stale, expected 1")
     ctx.check(candidates() == [], f"the staleness pass would requeue {candidates()} despite their open failure")
@@ -385,31 +323,14 @@ def stale_failed(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "metrics_answer_through_a_provider_fault",
-    Category.FAILURE,
-    Component.METRICS,
-    covers=[(Component.METRICS, F)],
-    timeout=90,
-)
+@scenario("metrics_answer_through_a_provider_fault", Category.FAILURE, Component.METRICS, timeout=90)
 def metrics_during_fault(ctx: Context) -> dict[str, Any]:
     """While a provider rejects a reserved collection's key, /metrics answers and parses, its failure shows in
     the reprocessing queue gauge, and (where the scrape sees the workers' counters) no alerting counter moves."""
     from embedportal.metrics import multiprocess_dir
-    from testing.scenarios.integration import scrape
-
-    def sample(families: dict[str, Any], family: str, suffix: str = "", **labels: str) -> float:
-        found = families.get(family)
-        return sum(
-            s.value
-            for s in (found.samples if found else [])
-            if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items())
-        )
 
     before = scrape(ctx)
-    provider = ctx.fault_provider()
-    provider.mode = "401"
-    collection = ctx.fault_collection(provider, "metricsfault")
+    collection = ctx.fault_collection(ctx.fault_provider("401"), "metricsfault")
     ctx.enqueue(collection, [("rejected", "a document whose key the provider rejects")])
     _failed_with(ctx, collection, "rejected", ErrorType.AUTH)
     after = scrape(ctx)

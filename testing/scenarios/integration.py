@@ -5,107 +5,75 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, transaction
-from prometheus_client.parser import text_string_to_metric_families
+from django.db import connection
 
 from pipeline import storage
 from pipeline.embedding import embed_texts
 from pipeline.models import RESERVED_PREFIX, Collection, Document
+from testing.benchmarks.search import explain
 from testing.choices import Category, Component, Condition
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
+from testing.scenarios.shared import enqueue_jsonl, scrape
 
 N, E = Condition.NORMAL, Condition.EDGE
 
 
-def scrape(ctx: Context) -> dict[str, Any]:
-    """GET /metrics as Prometheus would; fails when it does not parse."""
-    response = ctx.client().get("/metrics")
-    ctx.check(response.status_code == 200, f"/metrics answered {response.status_code}")
-    try:
-        return {f.name: f for f in text_string_to_metric_families(response.content.decode())}
-    except ValueError as exc:
-        ctx.fail(f"/metrics does not parse as the Prometheus text format: {exc}")
-        raise
+def integration(name: str, component: str, condition: str, **options: Any) -> Any:
+    """Register an integration scenario: each exercises its own component under one condition."""
+    return scenario(name, Category.INTEGRATION, component, covers=[(component, condition)], **options)
 
 
-@scenario("producer_api_contract", Category.INTEGRATION, Component.ENQUEUE, covers=[(Component.ENQUEUE, N)], quick=True)
+@integration("producer_api_contract", Component.ENQUEUE, N, quick=True)
 def api_contract(ctx: Context) -> dict[str, Any]:
     """Producers' API: 202 with accepted/created/updated/unchanged; document fields; one error body shape."""
     collection = ctx.collection("contract")
-    client = ctx.client()
-    url = f"/api/v1/collections/{collection.name}/documents/"
-    first = client.post(
-        url, [{"id": "p1", "text": "producer contract", "metadata": {"source": "ops"}}], content_type="application/json"
-    )
-    ctx.check(first.status_code == 202, f"enqueue answered {first.status_code}")
+    first = ctx.post(collection, [{"id": "p1", "text": "producer contract", "metadata": {"source": "ops"}}])
+    ctx.expect(first, 202, "enqueue")
     body = first.json()
     ctx.check(
         set(body) >= {"accepted", "created", "updated", "unchanged"} and body["created"] == ["p1"],
         f"enqueue body {body}",
     )
-    listed = client.get(url)
-    ctx.check(listed.status_code == 200, f"listing documents answered {listed.status_code}")
+    listed = ctx.client().get(f"/api/v1/collections/{collection.name}/documents/")
+    ctx.expect(listed, 200, "listing documents")
     row = listed.json()["results"][0]
     wanted = {"id", "collection", "content_hash", "metadata", "status", "attempts", "last_error", "last_embedded_at"}
     ctx.check(wanted <= set(row), f"document fields lack {sorted(wanted - set(row))}")
-    bad = client.post(url, {"id": "p2"}, content_type="application/json")
+    bad = ctx.post(collection, {"id": "p2"})
     error = bad.json().get("error", {})
     ctx.check(
         bad.status_code == 400 and {"status", "message", "details"} <= set(error),
         f"a bad document answered {bad.status_code} {bad.json()}",
     )
-    unknown = client.post(
-        "/api/v1/collections/__no_such_collection__/documents/",
-        {"id": "x", "text": "y"},
-        content_type="application/json",
-    )
-    ctx.check(unknown.status_code == 404, f"an unknown collection answered {unknown.status_code}")
+    unknown = ctx.post(Collection(name="__no_such_collection__"), {"id": "x", "text": "y"})
+    ctx.expect(unknown, 404, "an unknown collection")
     return {}
 
 
-@scenario("producer_cli_contract", Category.INTEGRATION, Component.ENQUEUE, covers=[(Component.ENQUEUE, E)], quick=True)
+@integration("producer_cli_contract", Component.ENQUEUE, E, quick=True)
 def cli_contract(ctx: Context) -> dict[str, Any]:
     """The enqueue command takes the good lines of a JSONL file and fails naming the bad ones."""
     collection = ctx.collection("clicontract")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "mixed.jsonl"
-        path.write_text(
-            json.dumps({"id": "good", "text": "a good line"})
-            + "\n{not json\n"
-            + json.dumps({"id": "empty", "text": ""})
-            + "\n"
-        )
-        try:
-            call_command(
-                "enqueue", str(path), collection=collection.name, no_progress=True, stdout=StringIO(), stderr=StringIO()
-            )
-        except CommandError as exc:
-            ctx.check("2 document(s) rejected" in str(exc), f"the command failed with: {exc}")
-        else:
-            ctx.fail("the command succeeded although two lines are invalid")
+    try:
+        enqueue_jsonl(collection, [{"id": "good", "text": "a good line"}, "{not json", {"id": "empty", "text": ""}])
+    except CommandError as exc:
+        ctx.check("2 document(s) rejected" in str(exc), f"the command failed with: {exc}")
+    else:
+        ctx.fail("the command succeeded although two lines are invalid")
     ids = list(Document.objects.filter(collection=collection).values_list("external_id", flat=True))
     ctx.check(ids == ["good"], f"documents written: {ids}")
     return {}
 
 
-@scenario(
-    "model_upstream_answers",
-    Category.INTEGRATION,
-    Component.EMBED,
-    covers=[(Component.EMBED, N)],
-    quick=True,
-    per_collection=True,
-)
+@integration("model_upstream_answers", Component.EMBED, N, quick=True, per_collection=True)
 def model_answers(ctx: Context) -> dict[str, Any]:
     """The embedding model (the default, or the target collection's) returns finite vectors of the right size."""
     if ctx.target:
@@ -124,35 +92,14 @@ def model_answers(ctx: Context) -> dict[str, Any]:
 
 
 def _plan(collection: Collection) -> str:
-    """EXPLAIN exactly the statement storage.nearest() runs, with the planner told to avoid scans
-    and sorts: a small collection is cheaper to scan and sort, but the index must serve the query."""
-    executed: list[tuple[str, Any]] = []
-
-    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        executed.append((sql, params))
-        return execute(sql, params, many, context)
-
-    import numpy as np
-
+    """The plan of storage.nearest()'s statement with the planner told to avoid scans and sorts: a
+    small collection is cheaper to scan and sort, but the index must serve the query."""
     vector = np.ones(collection.dimensions, dtype=np.float32)
-    with connection.execute_wrapper(record):
-        storage.nearest(collection, vector, 3)
-    sql, params = next((s, p) for s, p in executed if "pipeline_chunk" in s)
-    with transaction.atomic(), connection.cursor() as cur:
-        for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
-            cur.execute(f"SET LOCAL {knob} = off")
-        cur.execute("EXPLAIN " + sql, params)
-        return "\n".join(row[0] for row in cur.fetchall())
+    avoid = [f"SET LOCAL {knob} = off" for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort")]
+    return explain(lambda: storage.nearest(collection, vector, 3), *avoid)
 
 
-@scenario(
-    "search_uses_hnsw_index",
-    Category.INTEGRATION,
-    Component.SEARCH,
-    covers=[(Component.SEARCH, N)],
-    quick=True,
-    per_collection=True,
-)
+@integration("search_uses_hnsw_index", Component.SEARCH, N, quick=True, per_collection=True)
 def hnsw_index(ctx: Context) -> dict[str, Any]:
     """Every collection has its HNSW index, and the search query is planned on it (EXPLAIN)."""
     with connection.cursor() as cur:
@@ -183,32 +130,12 @@ def hnsw_index(ctx: Context) -> dict[str, Any]:
 
 
 # PromQL words that look like metric names.
-PROMQL_WORDS = {
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "offset",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-    "inf",
-    "nan",
-}
+PROMQL_WORDS = set(
+    """
+    and or unless by without on ignoring group_left group_right bool offset sum
+    min max avg count stddev stdvar topk bottomk quantile count_values inf nan
+    """.split()
+)
 OUR_PREFIXES = ("embedding_pipeline_", "pipeline_", "test_", "documentation_", "performance_")
 
 
@@ -245,13 +172,7 @@ def referenced_metrics() -> dict[str, set[str]]:
     return {f: {n for n in names if n.startswith(OUR_PREFIXES)} for f, names in found.items()}
 
 
-@scenario(
-    "metrics_used_by_rules_and_dashboards_exist",
-    Category.INTEGRATION,
-    Component.METRICS,
-    covers=[(Component.METRICS, E)],
-    quick=True,
-)
+@integration("metrics_used_by_rules_and_dashboards_exist", Component.METRICS, E, quick=True)
 def metrics_used(ctx: Context) -> dict[str, Any]:
     """/metrics parses, and every metric of ours that an alert, recording rule or dashboard reads is on it
     (or declared by a scrape-time collector that has no sample yet, e.g. no capacity measurement)."""
@@ -295,7 +216,7 @@ def describe(path: str) -> list[Any]:
     return list(collector.describe()) if hasattr(collector, "describe") else []
 
 
-@scenario("health_endpoints_answer", Category.INTEGRATION, Component.HEALTH, covers=[(Component.HEALTH, E)], quick=True)
+@integration("health_endpoints_answer", Component.HEALTH, E, quick=True)
 def health_endpoints(ctx: Context) -> dict[str, Any]:
     """/healthz and /readyz answer 200 and /api/v1/health/ answers with its three named checks."""
     client = ctx.client()

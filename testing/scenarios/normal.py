@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import uuid
+from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
+from django.utils import timezone
 
-from pipeline.models import Document
-from testing.choices import Category, Component, Condition
+from pipeline.models import Chunk, Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
+from reprocessing.staleness import stale_counts
+from testing.choices import Category, Component
+from testing.context import Context
 from testing.registry import scenario
-from testing.tester import Context
-
-N = Condition.NORMAL
+from testing.scenarios.shared import enqueue_jsonl, scrape
 
 
 @scenario(
     "canary_embedded_and_found",
     Category.NORMAL,
     Component.SEARCH,
-    covers=[
-        (Component.ENQUEUE, N),
-        (Component.CLAIM, N),
-        (Component.EMBED, N),
-        (Component.STORE, N),
-        (Component.SEARCH, N),
-    ],
+    covers=[Component.ENQUEUE, Component.CLAIM, Component.EMBED, Component.STORE],
     timeout=180,
     retries=1,
     quick=True,
@@ -47,28 +42,12 @@ def canary(ctx: Context) -> dict[str, Any]:
     )
     marker = uuid.uuid4().hex
     text = f"Operations canary {marker}: the lighthouse keeper logs every passing ship at dawn."
-    client = ctx.client()
-    response = client.post(
-        f"/api/v1/collections/{collection.name}/documents/",
-        {"id": f"canary-{marker}", "text": text},
-        content_type="application/json",
-    )
-    ctx.check(
-        response.status_code == 202,
-        f"enqueue through the API answered {response.status_code}: {response.content[:300]!r}",
-    )
+    ctx.expect(ctx.post(collection, {"id": f"canary-{marker}", "text": text}), 202, "enqueue through the API")
     ctx.wait_documents(collection)
-    search = client.post(
-        f"/api/v1/collections/{collection.name}/search/", {"query": text, "k": 3}, content_type="application/json"
-    )
-    ctx.check(
-        search.status_code == 200, f"search through the API answered {search.status_code}: {search.content[:300]!r}"
-    )
+    search = ctx.post(collection, {"query": text, "k": 3}, "search")
+    ctx.expect(search, 200, "search through the API")
     hits = search.json()["results"]
-    ctx.check(
-        hits and hits[0]["document_id"] == f"canary-{marker}",
-        f"canary not at rank 1: {[h['document_id'] for h in hits]}",
-    )
+    ctx.check_first([h["document_id"] for h in hits], f"canary-{marker}", "the canary")
     ctx.check(hits[0]["score"] > 0.99, f"canary found with score {hits[0]['score']}, expected ~1 for its own text")
     doc = Document.objects.get(collection=collection)
     latency = (doc.last_embedded_at - doc.enqueued_at).total_seconds()
@@ -79,7 +58,7 @@ def canary(ctx: Context) -> dict[str, Any]:
     "changed_document_reembedded_unchanged_skipped",
     Category.NORMAL,
     Component.STORE,
-    covers=[(Component.ENQUEUE, N), (Component.STORE, N)],
+    covers=[Component.ENQUEUE],
     quick=True,
 )
 def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
@@ -98,8 +77,6 @@ def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
     after = dict(Document.objects.filter(collection=collection).values_list("external_id", "last_embedded_at"))
     ctx.check(after["a"] > before["a"], "the changed document was not re-embedded")
     ctx.check(after["b"] == before["b"], "the unchanged document was re-embedded")
-    from pipeline.models import Chunk
-
     texts = list(
         Chunk.objects.filter(document__collection=collection, document__external_id="a").values_list("text", flat=True)
     )
@@ -107,33 +84,22 @@ def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario(
-    "cli_enqueue_and_search",
-    Category.NORMAL,
-    Component.ENQUEUE,
-    covers=[(Component.ENQUEUE, N), (Component.SEARCH, N)],
-    quick=True,
-)
+@scenario("cli_enqueue_and_search", Category.NORMAL, Component.ENQUEUE, covers=[Component.SEARCH], quick=True)
 def cli_path(ctx: Context) -> dict[str, Any]:
     """The `enqueue` command (JSONL) feeds the workers and the `search` command finds the document."""
     collection = ctx.collection("cli")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "docs.jsonl"
-        path.write_text(
-            "\n".join(json.dumps({"id": f"cli-{i}", "text": f"command line document number {i}"}) for i in range(3))
-        )
-        out = StringIO()
-        call_command("enqueue", str(path), collection=collection.name, no_progress=True, stdout=out)
-    ctx.check("3 new" in out.getvalue(), f"enqueue said: {out.getvalue().strip()}")
+    said = enqueue_jsonl(
+        collection, [{"id": f"cli-{i}", "text": f"command line document number {i}"} for i in range(3)]
+    )
+    ctx.check("3 new" in said, f"enqueue said: {said.strip()}")
     ctx.wait_documents(collection)
     out = StringIO()
     call_command("search", "command line document number 1", collection=collection.name, json=True, stdout=out)
-    hits = json.loads(out.getvalue())
-    ctx.check(hits and hits[0]["document_id"] == "cli-1", f"search --json printed {[h['document_id'] for h in hits]}")
+    ctx.check_first([h["document_id"] for h in json.loads(out.getvalue())], "cli-1", "search --json")
     return {}
 
 
-@scenario("admin_enqueue_path", Category.NORMAL, Component.ENQUEUE, covers=[(Component.ENQUEUE, N)], quick=True)
+@scenario("admin_enqueue_path", Category.NORMAL, Component.ENQUEUE, quick=True)
 def admin_path(ctx: Context) -> dict[str, Any]:
     """Adding a document in the admin enqueues it and the workers embed it."""
     collection = ctx.collection("admin")
@@ -151,7 +117,7 @@ def admin_path(ctx: Context) -> dict[str, Any]:
     return {}
 
 
-@scenario("health_checks_pass", Category.NORMAL, Component.HEALTH, covers=[(Component.HEALTH, N)], quick=True)
+@scenario("health_checks_pass", Category.NORMAL, Component.HEALTH, quick=True)
 def health_checks(ctx: Context) -> dict[str, Any]:
     """GET /api/v1/health/ reports the model, pgvector and queue checks healthy."""
     response = ctx.client().get("/api/v1/health/")
@@ -163,51 +129,26 @@ def health_checks(ctx: Context) -> dict[str, Any]:
     return {c["name"]: c["seconds"] for c in body["checks"]}
 
 
-PIPELINE_SERIES = (
-    "embedding_pipeline_throughput_docs_per_second",
-    "embedding_pipeline_latency_seconds",
-    "embedding_pipeline_errors",
-    "embedding_pipeline_queue_depth",
-    "embedding_pipeline_documents_processed",
-    "embedding_pipeline_oldest_pending_age_seconds",
-    "embedding_pipeline_workers_alive",
-    "pipeline_reprocessing",
-    "pipeline_stale_documents_count",
-)
+PIPELINE_SERIES = """
+    embedding_pipeline_throughput_docs_per_second embedding_pipeline_latency_seconds embedding_pipeline_errors
+    embedding_pipeline_queue_depth embedding_pipeline_documents_processed embedding_pipeline_workers_alive
+    embedding_pipeline_oldest_pending_age_seconds pipeline_reprocessing pipeline_stale_documents_count
+""".split()
 
 
-@scenario(
-    "metrics_expose_pipeline_series", Category.NORMAL, Component.METRICS, covers=[(Component.METRICS, N)], quick=True
-)
+@scenario("metrics_expose_pipeline_series", Category.NORMAL, Component.METRICS, quick=True)
 def metrics_series(ctx: Context) -> dict[str, Any]:
     """/metrics exposes every pipeline series (families by name, counters without _total)."""
-    from testing.scenarios.integration import scrape
-
     families = scrape(ctx)
     missing = [name for name in PIPELINE_SERIES if name not in families]
     ctx.check(not missing, f"/metrics lacks {', '.join(missing)}")
     return {"families": len(families)}
 
 
-@scenario(
-    "staleness_detected_and_cleared",
-    Category.NORMAL,
-    Component.STALENESS,
-    covers=[(Component.STALENESS, N)],
-    quick=True,
-)
+@scenario("staleness_detected_and_cleared", Category.NORMAL, Component.STALENESS, quick=True)
 def staleness(ctx: Context) -> dict[str, Any]:
     """A document changed at the source longer ago than its SLA is counted stale until the workers embed it."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from pipeline.models import Collection
-    from pipeline.queue import IncomingDocument, enqueue
-    from reprocessing.staleness import stale_counts
-
-    collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60))
-    Collection.objects.filter(pk=collection.pk).pause()
+    collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60), paused=True)
     enqueue(collection, [IncomingDocument("old", "changed ten minutes ago", timezone.now() - timedelta(minutes=10))])
     stale = stale_counts().get(collection.name)
     ctx.check(stale == 1, f"a document 10 min past a 60 s SLA counts {stale} stale, expected 1")

@@ -19,10 +19,10 @@ from pipeline.models import RESERVED_PREFIX, Collection
 from pipeline.search import search
 from testing import golden
 from testing.choices import Category, Component, Condition, Outcome
+from testing.context import Context
 from testing.fingerprints import COLLECTION_CONFIG_FIELDS
 from testing.models import GoldenQuery, TestResult
 from testing.registry import scenario
-from testing.tester import Context
 
 K = 5
 # Ranks beyond this count as not found for MRR.
@@ -79,17 +79,14 @@ def compare(ctx: Context, scenario_name: str, measured: dict[str, Any]) -> dict[
     return measured
 
 
-@scenario(
+def regression(name: str, covers: list[tuple[str, str]]) -> Any:
+    """Register a retrieval-quality scenario (on the target collection in a configuration-change run)."""
+    return scenario(name, Category.REGRESSION, Component.SEARCH, covers=covers, timeout=300, per_collection=True)
+
+
+@regression(
     "regression_builtin_golden_set",
-    Category.REGRESSION,
-    Component.SEARCH,
-    covers=[
-        (Component.CHUNK, Condition.NORMAL),
-        (Component.EMBED, Condition.NORMAL),
-        (Component.SEARCH, Condition.NORMAL),
-    ],
-    timeout=300,
-    per_collection=True,
+    [(c, Condition.NORMAL) for c in (Component.CHUNK, Component.EMBED, Component.SEARCH)],
 )
 def builtin_golden_set(ctx: Context) -> dict[str, Any]:
     """The built-in golden set's recall@5 and MRR with the configuration under test did not drop."""
@@ -105,21 +102,14 @@ def builtin_golden_set(ctx: Context) -> dict[str, Any]:
             "dimensions": None,
         }
     collection = ctx.collection("golden", **config)
-    ctx.enqueue(collection, golden.CORPUS)
-    ctx.wait_documents(collection, timeout=ctx.remaining(240))
+    ctx.enqueue(collection, golden.CORPUS.items())
+    ctx.wait_documents(collection, timeout=240)
     measured = evaluate(ctx, collection, golden.QUERIES)
     measured["model"] = collection.model
     return compare(ctx, "regression_builtin_golden_set", measured)
 
 
-@scenario(
-    "regression_operator_golden_queries",
-    Category.REGRESSION,
-    Component.SEARCH,
-    covers=[(Component.SEARCH, Condition.EDGE)],
-    timeout=300,
-    per_collection=True,
-)
+@regression("regression_operator_golden_queries", [(Component.SEARCH, Condition.EDGE)])
 def operator_golden_queries(ctx: Context) -> dict[str, Any]:
     """Operators' golden queries still find their documents (recall@5, MRR vs the last passing run)."""
     queries = GoldenQuery.objects.exclude(collection__name__startswith=RESERVED_PREFIX).select_related("collection")

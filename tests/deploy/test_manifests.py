@@ -478,6 +478,20 @@ def test_production_runs_more_web_pods_and_workers_than_vcluster() -> None:
     assert web_l > web_s and max_l > max_s and int(q_l) > int(q_s)
 
 
+def test_production_leaves_the_recurring_passes_to_the_cron_workflows() -> None:
+    docs = render_overlay("production")
+    assert one(docs, "ConfigMap", "embedportal-config")["data"]["EMBEDPORTAL_SCHEDULER"] == "external"
+    commands = {
+        template["container"]["args"][0]
+        for doc in docs
+        if doc["kind"] == "CronWorkflow"
+        for template in doc["spec"]["workflowSpec"]["templates"]
+        if "container" in template
+    }
+    # The passes declared cron_workflow=True (embedportal.schedules), which migrate then deletes.
+    assert {"reprocess_failed", "detect_stale", "run_ops_tests"} <= commands
+
+
 def test_statefulset_flavour_replaces_cnpg_with_a_pinned_pgvector_statefulset() -> None:
     docs = render_overlay("statefulset-pgvector")
     assert not find(docs, "Cluster") and not find(docs, "PodMonitor", "embedportal-db")

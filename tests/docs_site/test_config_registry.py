@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 from docs_site.coverage import settings_read
-from embedportal import config
+from docs_site.generators.configuration import current_value
+from embedportal import config, env
 
 SETTINGS_PY = Path(__file__).resolve().parents[2] / "embedportal" / "settings.py"
 HELPER_KINDS = {
@@ -45,9 +46,9 @@ def test_each_variable_is_read_with_the_helper_of_its_registered_type() -> None:
 
 def test_defaults_come_from_the_registry(monkeypatch) -> None:
     monkeypatch.delenv("EMBEDPORTAL_CLAIM_BATCH", raising=False)
-    assert config.env_int("EMBEDPORTAL_CLAIM_BATCH") == config.SETTINGS["EMBEDPORTAL_CLAIM_BATCH"].default
+    assert env.env_int("EMBEDPORTAL_CLAIM_BATCH") == config.SETTINGS["EMBEDPORTAL_CLAIM_BATCH"].default
     monkeypatch.setenv("EMBEDPORTAL_CLAIM_BATCH", "7")
-    assert config.env_int("EMBEDPORTAL_CLAIM_BATCH") == 7
+    assert env.env_int("EMBEDPORTAL_CLAIM_BATCH") == 7
 
 
 def test_every_setting_has_a_description_and_secrets_are_flagged() -> None:
@@ -61,7 +62,7 @@ def test_every_setting_has_a_description_and_secrets_are_flagged() -> None:
 def test_a_secret_is_shown_only_as_set_or_unset(monkeypatch, tmp_path: Path) -> None:
     secret = config.SETTINGS["EMBEDPORTAL_METRICS_BASIC_AUTH"]
     monkeypatch.delenv("EMBEDPORTAL_METRICS_BASIC_AUTH", raising=False)
-    assert secret.shown_value("x") == "unset"
+    assert secret.secret and current_value(secret.name) == "unset"
     (tmp_path / "auth").write_text("user:pw")
     monkeypatch.setenv("EMBEDPORTAL_METRICS_BASIC_AUTH_FILE", str(tmp_path / "auth"))
-    assert secret.shown_value(config.env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH")) == "set"
+    assert env.env_secret(secret.name) == "user:pw" and current_value(secret.name) == "set"

@@ -220,3 +220,11 @@ def test_a_source_this_machine_lacks_does_not_make_a_generated_page_stale(
     page = docs / "reference" / "architecture.md"
     page.write_text(page.read_text().replace("## Local topology", "## Local topology (edited)"))
     assert [d.path for d in EmbeddingPipelineOperationsDocGenerator(docs).check()] == ["reference/architecture.md"]
+
+
+def test_a_registry_entry_reads_the_same_in_every_layout_the_formatter_writes() -> None:
+    one_line = 'Setting("X", "int", 3, "Tries.")'
+    hugged = 'Setting(\n    "X", "int", 3, "Tries."\n)'
+    exploded = 'Setting(\n    "X",\n    "int",\n    3,\n    "Tries.",\n)'
+    assert {freshness.setting_entry(text, "X") for text in (one_line, hugged, exploded)} == {one_line}
+    assert freshness.setting_entry(one_line.replace("3", "4"), "X") != one_line

@@ -7,10 +7,11 @@ import re
 
 import yaml
 
-from grafana import __main__ as cli
-from grafana import dashboard, generated
+from grafana import dashboard
 from grafana import slo_rules as slo
+from grafana.panels import ROOT
 from tests.deploy.render import one, render_overlay
+from tests.grafana.boards import Committed, assert_check_names_a_stale_file, assert_fresh
 
 HEALTH_TITLES = [
     "Pipeline Throughput",
@@ -22,33 +23,16 @@ HEALTH_TITLES = [
 ]
 
 
-def committed() -> dict:
-    return json.loads(dashboard.OUTPUT.read_text(encoding="utf-8"))
-
-
-def panels() -> list[dict]:
-    return [p for p in committed()["panels"] if p["type"] != "row"]
-
-
-def exprs() -> list[str]:
-    return [t["expr"] for p in panels() for t in p["targets"]]
+BOARD = Committed(dashboard)
+committed, panels, exprs = BOARD.committed, BOARD.panels, BOARD.exprs
 
 
 def test_committed_files_equal_a_fresh_generation():
-    assert dashboard.OUTPUT.read_text(encoding="utf-8") == dashboard.render(), "run: make dashboards"
-    assert dashboard.CONFIGMAP.read_text(encoding="utf-8") == dashboard.render_configmap(), "run: make dashboards"
-    assert generated.stale() == []
-    assert cli.main(["--check"]) == 0
+    assert_fresh(dashboard)
 
 
 def test_check_mode_names_a_stale_file(tmp_path, monkeypatch, capsys):
-    stale = tmp_path / "pipeline-health.json"
-    stale.write_text("{}")
-    monkeypatch.setattr(generated, "OUTPUTS", {stale: dashboard.render})
-    assert cli.main(["--check"]) == 1
-    assert str(stale) in capsys.readouterr().err
-    assert cli.main([]) == 0
-    assert stale.read_text() == dashboard.render()
+    assert_check_names_a_stale_file(dashboard, tmp_path, monkeypatch, capsys)
 
 
 def test_health_panels_then_an_slo_row_and_a_capacity_row():
@@ -125,7 +109,7 @@ def test_the_deploy_tree_ships_the_dashboard_to_the_grafana_sidecar():
 
 
 def test_provisioning_points_grafana_at_prometheus_and_the_dashboards_folder():
-    root = dashboard.ROOT / "grafana" / "provisioning"
+    root = ROOT / "grafana" / "provisioning"
     sources = yaml.safe_load((root / "datasources" / "prometheus.yaml").read_text())["datasources"]
     assert [s["type"] for s in sources] == ["prometheus"]
     providers = yaml.safe_load((root / "dashboards" / "embedportal.yaml").read_text())["providers"]

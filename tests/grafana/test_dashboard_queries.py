@@ -366,7 +366,7 @@ def test_every_panel_query_returns_its_expected_data_from_a_real_prometheus(
     facts = Facts(
         pending=pending.count(),
         pending_by_collection={c: pending.filter(collection__name=c).count() for c in ("hashes", "fake", "held")},
-        failed_open=FailedDocument.objects.open().count(),
+        failed_open=FailedDocument.objects.unresolved().count(),
         capacity_exported=any(name in http_get(web + "/metrics").decode() for name in CAPACITY_GAUGES),
     )
     assert facts.pending == 3 and facts.failed_open == WAVES

@@ -7,47 +7,26 @@ import re
 
 import yaml
 
-from grafana import __main__ as cli
-from grafana import generated, ops_tests_dashboard
+from grafana import ops_tests_dashboard
+from grafana.panels import ROOT
 from testing.collectors import DatabaseCollector
 from testing.scenarios.integration import metric_names
 from tests.deploy.render import one, render_overlay
+from tests.grafana.boards import Committed, assert_check_names_a_stale_file, assert_fresh
 
-RULES = ops_tests_dashboard.ROOT / "grafana" / "prometheus" / "ops-tests.rules.yml"
-
-
-def committed() -> dict:
-    return json.loads(ops_tests_dashboard.OUTPUT.read_text(encoding="utf-8"))
+RULES = ROOT / "grafana" / "prometheus" / "ops-tests.rules.yml"
 
 
-def panels() -> list[dict]:
-    return [p for p in committed()["panels"] if p["type"] != "row"]
-
-
-def by_title() -> dict[str, dict]:
-    return {p["title"]: p for p in panels()}
-
-
-def exprs() -> list[str]:
-    return [t["expr"] for p in panels() for t in p["targets"]]
+BOARD = Committed(ops_tests_dashboard)
+committed, panels, by_title, exprs = BOARD.committed, BOARD.panels, BOARD.by_title, BOARD.exprs
 
 
 def test_committed_files_equal_a_fresh_generation():
-    assert ops_tests_dashboard.OUTPUT.read_text(encoding="utf-8") == ops_tests_dashboard.render(), "make dashboards"
-    assert ops_tests_dashboard.CONFIGMAP.read_text(encoding="utf-8") == ops_tests_dashboard.render_configmap()
-    assert {ops_tests_dashboard.OUTPUT, ops_tests_dashboard.CONFIGMAP} <= set(generated.OUTPUTS)
-    assert generated.stale() == []
-    assert cli.main(["--check"]) == 0
+    assert_fresh(ops_tests_dashboard)
 
 
 def test_check_mode_names_a_stale_ops_tests_dashboard(tmp_path, monkeypatch, capsys):
-    stale = tmp_path / "ops-tests.json"
-    stale.write_text("{}")
-    monkeypatch.setattr(generated, "OUTPUTS", {stale: ops_tests_dashboard.render})
-    assert cli.main(["--check"]) == 1
-    assert str(stale) in capsys.readouterr().err
-    assert cli.main([]) == 0
-    assert stale.read_text() == ops_tests_dashboard.render()
+    assert_check_names_a_stale_file(ops_tests_dashboard, tmp_path, monkeypatch, capsys)
 
 
 def test_rows_and_panels_cover_pass_rate_durations_failing_flaky_and_coverage():

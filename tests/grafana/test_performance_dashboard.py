@@ -6,25 +6,17 @@ import json
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from grafana import generated, performance_dashboard
+from grafana import performance_dashboard
 from pipeline import metrics
 from pipeline.collectors import DatabaseCollector
 from pipeline.performance.compliance import PerformanceSLOCollector
 from testing.benchmarks.collector import BenchmarkCollector
 from testing.scenarios.integration import metric_names
 from tests.deploy.render import one, render_overlay
+from tests.grafana.boards import Committed, assert_fresh
 
-
-def committed() -> dict:
-    return json.loads(performance_dashboard.OUTPUT.read_text(encoding="utf-8"))
-
-
-def panels() -> list[dict]:
-    return [p for p in committed()["panels"] if p["type"] != "row"]
-
-
-def by_title() -> dict[str, dict]:
-    return {p["title"]: p for p in panels()}
+BOARD = Committed(performance_dashboard)
+committed, panels, by_title = BOARD.committed, BOARD.panels, BOARD.by_title
 
 
 def exported() -> set[str]:
@@ -35,10 +27,7 @@ def exported() -> set[str]:
 
 
 def test_committed_files_equal_a_fresh_generation():
-    assert performance_dashboard.OUTPUT.read_text(encoding="utf-8") == performance_dashboard.render(), "make dashboards"
-    assert performance_dashboard.CONFIGMAP.read_text(encoding="utf-8") == performance_dashboard.render_configmap()
-    assert {performance_dashboard.OUTPUT, performance_dashboard.CONFIGMAP} <= set(generated.OUTPUTS)
-    assert performance_dashboard.OUTPUT not in generated.stale()
+    assert_fresh(performance_dashboard)
 
 
 def test_rows_cover_stage_percentiles_capacity_slos_and_benchmark_history_with_regressions():

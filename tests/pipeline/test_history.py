@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from embedportal import schedules
 from pipeline import history, tasks
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.models import CollectionActivity, Document
@@ -124,6 +125,6 @@ def test_reserved_scratch_collections_are_not_user_traffic(hash_collection):
 def test_history_schedule_is_registered_on_migrate():
     from django_q.models import Schedule
 
-    assert tasks.ensure_schedules()
+    assert schedules.register()
     schedule = Schedule.objects.get(name="pipeline-history-rollup")
     assert (schedule.func, schedule.minutes) == ("pipeline.tasks.roll_up_history", 60)

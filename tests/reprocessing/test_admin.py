@@ -44,7 +44,7 @@ def test_changelist_filters_by_type_and_age(admin_client, failed):
 def test_retry_action_requeues_and_reports(admin_client, failed):
     response = admin_client.post(URL, {"action": "retry_now", "_selected_action": [f.pk for f in failed]}, follow=True)
     assert "Requeued 2 document(s); 0 skipped" in response.content.decode()
-    assert set(FailedDocument.objects.values_list("state", flat=True)) == {FailureState.RETRYING}
+    assert set(FailedDocument.objects.values_list("state", "next_retry_at")) == {(FailureState.OPEN, None)}
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}
 
 
@@ -55,6 +55,12 @@ def test_dead_letter_and_resolve_actions(admin_client, failed):
     response = admin_client.post(URL, {"action": "resolve", "_selected_action": [first.pk]}, follow=True)
     assert "Resolved 1 failure(s)." in response.content.decode()
     assert FailedDocument.objects.get(pk=first.pk).resolution == "operator"
+
+
+def test_failure_page_is_read_only(admin_client, failed):
+    page = admin_client.get(f"{URL}{failed[0].pk}/change/").content.decode()
+    assert "timeout" in page and "boom" in page
+    assert 'name="state"' not in page and 'name="_save"' not in page
 
 
 def test_actions_are_offered_only_with_their_permission(client, failed):

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.embedding import PipelineError
 from pipeline.models import Document
 from pipeline.queue import IncomingDocument, enqueue
-from reprocessing.choices import FailureState
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
 
@@ -55,6 +55,7 @@ def test_list_filters_by_type_state_and_age(failed):
     assert ids(error_type="rate_limit", min_age=3600) == ["d0"]
     assert ids(max_age=3600) == ["d1", "d2"]
     assert ids(state="dead_lettered") == []
+    assert ids(state="open") == ["d0", "d1", "d2"]
 
 
 def test_bad_filter_says_what_to_fix(failed):
@@ -69,7 +70,7 @@ def test_actions_need_their_permission(failed):
     assert client.post(f"/api/v1/failures/{pk}/retry/").status_code == 403
     assert client.post(f"/api/v1/failures/{pk}/resolve/").status_code == 403
     assert client.post("/api/v1/failures/retry/", {"error_type": "rate_limit"}).status_code == 403
-    assert FailedDocument.objects.filter(state=FailureState.WAITING).count() == 3
+    assert FailedDocument.objects.due(timezone.now() + timedelta(days=1)).count() == 3
 
 
 def test_retry_now_requeues_and_a_second_retry_conflicts(failed):
@@ -80,7 +81,7 @@ def test_retry_now_requeues_and_a_second_retry_conflicts(failed):
     assert Document.objects.get(pk=failed[2].pk).status == DocumentStatus.PENDING
     again = client.post(f"/api/v1/failures/{failure.pk}/retry/")
     assert again.status_code == 409
-    assert "retrying" in again.json()["error"]["message"]
+    assert "requeued" in again.json()["error"]["message"]
 
 
 def test_bulk_retry_by_error_type(failed):

@@ -12,7 +12,7 @@ from pipeline.choices import ErrorType
 from pipeline.embedding import PipelineError
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.collectors import DatabaseCollector
-from reprocessing.failures import record_failure
+from reprocessing.failures import record_failure, retry
 from reprocessing.models import FailedDocument
 
 pytestmark = pytest.mark.django_db
@@ -38,9 +38,11 @@ def test_collector_reports_queue_ages_dead_letters_and_stale_documents(hash_coll
     FailedDocument.objects.filter(document=docs[1]).dead_letter()
     clock.advance(timedelta(hours=3))
     record_failure(docs[2].pk, PipelineError(ErrorType.RATE_LIMIT, "embedding", "429"), "429")
+    retry(FailedDocument.objects.filter(document=docs[2]))  # requeued: counted as retrying
 
     m = scrape()
-    assert m[("pipeline_reprocessing_queue_size", (("error_type", "rate_limit"), ("state", "waiting")))] == 2
+    assert m[("pipeline_reprocessing_queue_size", (("error_type", "rate_limit"), ("state", "waiting")))] == 1
+    assert m[("pipeline_reprocessing_queue_size", (("error_type", "rate_limit"), ("state", "retrying")))] == 1
     assert m[("pipeline_reprocessing_queue_size", (("error_type", "api_error"), ("state", "retrying")))] == 0
     assert m[("pipeline_dead_letter_documents", (("error_type", "disk_full"),))] == 1
     # Ages 3 h and 0 s: one in the <= 5 min bucket, both by 1 d.

@@ -123,16 +123,17 @@ def test_auth_error_fails_at_once_and_the_key_is_scrubbed(fake_collection, fake_
     assert "sk-test-secret-123456" not in Document.objects.get(external_id="d0").last_error
 
 
-@pytest.mark.parametrize(
-    ("mode", "error_type"),
-    [
-        ("wrong_dims", ErrorType.DIMENSION_MISMATCH),
-        ("nan", ErrorType.NAN_VALUES),
-        ("zero", ErrorType.ZERO_VECTOR),
-        ("too_few", ErrorType.WRONG_COUNT),
-        ("400", ErrorType.BAD_REQUEST),
-    ],
-)
+# The fake provider's modes whose answer no retry can fix, and the error type each must fail as.
+PERMANENT = [
+    ("wrong_dims", ErrorType.DIMENSION_MISMATCH),
+    ("nan", ErrorType.NAN_VALUES),
+    ("zero", ErrorType.ZERO_VECTOR),
+    ("too_few", ErrorType.WRONG_COUNT),
+    ("400", ErrorType.BAD_REQUEST),
+]
+
+
+@pytest.mark.parametrize(("mode", "error_type"), PERMANENT)
 def test_permanent_error_fails_the_document_without_retrying(fake_collection, fake_provider, waits, mode, error_type):
     fake_provider.mode = mode
     add(fake_collection, "one document")
@@ -142,15 +143,7 @@ def test_permanent_error_fails_the_document_without_retrying(fake_collection, fa
     assert not Chunk.objects.exists()
 
 
-@pytest.mark.parametrize(
-    ("mode", "error_type"),
-    [
-        ("400", ErrorType.BAD_REQUEST),
-        ("nan", ErrorType.NAN_VALUES),
-        ("wrong_dims", ErrorType.DIMENSION_MISMATCH),
-        ("too_few", ErrorType.WRONG_COUNT),
-    ],
-)
+@pytest.mark.parametrize(("mode", "error_type"), PERMANENT)
 def test_poison_document_fails_alone_and_its_batch_neighbours_are_stored(
     fake_collection, fake_provider, waits, mode, error_type
 ):

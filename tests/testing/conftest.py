@@ -1,13 +1,20 @@
-"""Operations-test fixtures: a real pipeline worker process on the test database."""
+"""Operations-test and benchmark fixtures: a real pipeline worker process on the test database,
+a small folder corpus, commands' output, the HNSW indexes."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.db import connection
 
 from tests.conftest import manage, wait_for
 
@@ -89,3 +96,51 @@ def _quick_waits(settings) -> None:
     settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS = 30
     settings.EMBEDPORTAL_OPS_TEST_LOAD_DOCUMENTS = 60
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "embedportal.settings")
+
+
+def command_output(name: str, *args: str, **options: Any) -> str:
+    """What `manage.py <name>` printed."""
+    out = io.StringIO()
+    call_command(name, *args, stdout=out, **options)
+    return out.getvalue()
+
+
+def command_json(name: str, *args: str, **options: Any) -> Any:
+    """What `manage.py <name> --json` printed, parsed."""
+    return json.loads(command_output(name, *args, json=True, **options))
+
+
+def hnsw_indexes() -> set[str]:
+    """The per-collection HNSW indexes in the database (they outlive a test's flush)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'pipeline_chunk_hnsw_%%'")
+        return {row[0] for row in cur.fetchall()}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A small folder corpus for the benchmarks: five texts of growing length."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for i in range(5):
+        (root / f"doc-{i}.txt").write_text(f"Document {i} about queues and leases. " * (30 + 20 * i), encoding="utf-8")
+    return root
+
+
+def change_configurations(capture_on_commit: Any, schedule: str) -> tuple[Any, Any]:
+    """Collections a and b, created before `schedule` is cleared, then a's chunk size and b's batch
+    size changed: two configuration changes, each committed."""
+    from django_q.models import Schedule
+
+    from pipeline.collections import create_collection
+
+    with capture_on_commit(execute=True):
+        a = create_collection(name="a", model="local/hash-8")
+        b = create_collection(name="b", model="local/hash-8")
+    Schedule.objects.filter(name=schedule).delete()
+    with capture_on_commit(execute=True):
+        a.chunk_size = 128
+        a.save()
+        b.batch_size = 8
+        b.save()
+    return a, b

@@ -7,12 +7,10 @@ transaction=True: the pipeline's lease keeper renews leases from its own thread 
 from __future__ import annotations
 
 import ast
-import io
 import re
 
 import pytest
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.management import CommandError
 from django.db.models import Count
 
 from pipeline.choices import DocumentStatus
@@ -22,6 +20,7 @@ from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
 from testing.benchmarks.failures import CHAOS_KEY_ENV
 from testing.fakeprovider import CHAOS_FAULTS
+from tests.testing.conftest import command_output, hnsw_indexes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,9 +44,7 @@ def _chaos_key(monkeypatch) -> None:
 
 
 def run(*args: str) -> dict:
-    out = io.StringIO()
-    call_command("benchmark_failures", *args, stdout=out)
-    lines = out.getvalue().splitlines()
+    lines = command_output("benchmark_failures", *args).splitlines()
     summary = {}
     for name, pattern in (("header", HEADER), ("first", FIRST), ("reprocessing", REPROCESSING), ("final", FINAL)):
         matches = [m for line in lines if (m := pattern.match(line))]
@@ -82,12 +79,6 @@ def assert_figures_add_up(r: dict, documents: int, poison: int) -> None:
     assert sum(r["faults"].values()) <= r["calls"]
     # Every poison document reached the provider at least once and was rejected.
     assert r["faults"].get("poison", 0) >= poison
-
-
-def hnsw_indexes() -> set[str]:
-    with connection.cursor() as cur:
-        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'pipeline_chunk_hnsw_%%'")
-        return {row[0] for row in cur.fetchall()}
 
 
 def test_chaos_run_ends_with_every_document_embedded_or_dead_lettered_and_keep_keeps_it():

@@ -6,18 +6,19 @@ workers to see the queue.
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
+from functools import partial
 from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from pipeline.chunking import Chunker
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from testing import corpus as corpora
+from tests.testing.conftest import command_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,10 +42,7 @@ def folder(tmp_path: Path) -> Path:
     return root
 
 
-def bench(*args: str, **options) -> dict:
-    out = io.StringIO()
-    call_command("benchmark_ingest", *args, stdout=out, json=True, **options)
-    return json.loads(out.getvalue())
+bench = partial(command_json, "benchmark_ingest")
 
 
 def expected_chunks(model: str) -> int:

@@ -3,31 +3,19 @@ each against its own floor, the re-run timing, and a remote-like provider over H
 
 from __future__ import annotations
 
-import io
-import json
+from functools import partial
 from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from pipeline.models import Collection
+from tests.testing.conftest import command_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "corpus"
-    root.mkdir()
-    for i in range(5):
-        (root / f"doc-{i}.txt").write_text(f"Document {i} about queues and leases. " * (30 + 20 * i), encoding="utf-8")
-    return root
-
-
-def bench(**options) -> dict:
-    out = io.StringIO()
-    call_command("benchmark_ingest", stdout=out, json=True, **options)
-    return json.loads(out.getvalue())
+bench = partial(command_json, "benchmark_ingest")
 
 
 def test_steady_and_backfill_runs_each_have_a_floor_and_the_rerun_requeues_nothing(folder: Path) -> None:

@@ -7,19 +7,18 @@ lease keeper renews leases from its own thread and connection.
 from __future__ import annotations
 
 import inspect
-import io
 import re
 import statistics
 
 import pytest
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.management import CommandError
 from prometheus_client import REGISTRY
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from testing.management.commands.benchmark_metrics import Command
+from tests.testing.conftest import command_output, hnsw_indexes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,19 +40,11 @@ RECORDING = re.compile(
 
 
 def run(*args: str) -> list[str]:
-    out = io.StringIO()
-    call_command("benchmark_metrics", *args, stdout=out)
-    return out.getvalue().splitlines()
+    return command_output("benchmark_metrics", *args).splitlines()
 
 
 def embedded_counter() -> float:
     return REGISTRY.get_sample_value("embedding_pipeline_documents_processed_total", {"outcome": "embedded"}) or 0.0
-
-
-def hnsw_indexes() -> set[str]:
-    with connection.cursor() as cur:
-        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'pipeline_chunk_hnsw_%%'")
-        return {row[0] for row in cur.fetchall()}
 
 
 @pytest.fixture

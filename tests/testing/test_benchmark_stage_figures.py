@@ -15,7 +15,7 @@ from testing.benchmarks import regression, stages, suite
 from testing.benchmarks.trends import trends
 from testing.models import BenchmarkRun
 from tests.pipeline.test_optimizer import batch
-from tests.testing.test_benchmark_suite import bench, folder, tiny  # noqa: F401 -- fixtures
+from tests.testing.test_benchmark_suite import bench, tiny  # noqa: F401 -- a fixture
 from tests.testing.test_benchmark_trends import stored
 
 STAGE_FIGURES = {stages.name(s, q) for s in stages.STAGES for q in stages.QUANTILES}

@@ -4,35 +4,24 @@ history (Welch t-test + 5% effect, change points), flagged in the exit code, adm
 from __future__ import annotations
 
 import ast
-import io
-import json
 from datetime import timedelta
-from pathlib import Path
+from functools import partial
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 from django_q.models import Schedule
 from rest_framework.test import APIClient
 
-from pipeline.collections import create_collection
 from testing.benchmarks import regression, suite
 from testing.benchmarks import tasks as benchmark_tasks
 from testing.choices import BenchmarkSuite
 from testing.models import BenchmarkRun
+from tests.testing.conftest import change_configurations, command_json
 
 API = "/api/v1/embedding-pipeline-operations/benchmarks"
 TINY = suite.Sizes(repeats=2, ingest_docs=None, minilm_docs=2, search_chunks=300, search_queries=5, metrics_queued=200)
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "corpus"
-    root.mkdir()
-    for i in range(6):
-        (root / f"part-{i}.txt").write_text(f"Part {i} of the benchmark corpus. " * (20 + 30 * i), encoding="utf-8")
-    return root
 
 
 @pytest.fixture
@@ -40,10 +29,7 @@ def tiny(monkeypatch) -> None:
     monkeypatch.setitem(suite.SIZES, BenchmarkSuite.QUICK, TINY)
 
 
-def bench(*args: str, **options) -> dict:
-    out = io.StringIO()
-    call_command("benchmark", *args, stdout=out, json=True, **options)
-    return json.loads(out.getvalue())
+bench = partial(command_json, "benchmark")
 
 
 def history_run(when, version: str, results: dict, machine: str) -> BenchmarkRun:
@@ -179,16 +165,8 @@ def test_change_point_detection_dates_the_regression_to_its_first_run():
 @pytest.mark.django_db
 def test_a_configuration_change_queues_one_debounced_quick_benchmark(django_capture_on_commit_callbacks, settings):
     settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
+    _, b = change_configurations(django_capture_on_commit_callbacks, benchmark_tasks.CONFIG_SCHEDULE)
     with django_capture_on_commit_callbacks(execute=True):
-        a = create_collection(name="a", model="local/hash-8")
-        b = create_collection(name="b", model="local/hash-8")
-    Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE).delete()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        a.chunk_size = 128
-        a.save()
-        b.batch_size = 8
-        b.save()
         b.paused = True  # not a configuration change
         b.save()
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import httpx
 
-from testing.tester import Context
+from testing.context import Context
 
 
 def context() -> Context:
@@ -51,7 +51,8 @@ def test_by_default_the_provider_takes_a_free_loopback_port(db, settings):
 def test_failure_scenarios_in_a_row_on_one_fixed_port_each_find_the_endpoint_closed(live_worker, settings):
     from pipeline.models import ProviderCircuit
     from testing.choices import Outcome
-    from testing.tester import FAULT_MODEL, EmbeddingPipelineOperationsTester
+    from testing.context import FAULT_MODEL
+    from testing.tester import EmbeddingPipelineOperationsTester
 
     settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT = free_port()
     names = [

@@ -6,7 +6,8 @@ import pytest
 
 from testing.choices import Outcome
 from testing.registry import load
-from testing.tester import EmbeddingPipelineOperationsTester, reserved_collections
+from testing.reserved import reserved_collections
+from testing.tester import EmbeddingPipelineOperationsTester
 
 # Skipped is a legitimate outcome for these here: no operator registered golden queries.
 MAY_SKIP = {"regression_operator_golden_queries"}

@@ -15,7 +15,7 @@ from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.models import Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
-from testing.tester import delete_reserved, reserved_names, sweep_reserved
+from testing.reserved import delete_reserved, reserved_names, sweep_reserved
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

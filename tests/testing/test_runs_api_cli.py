@@ -4,6 +4,7 @@ JUnit export, the configuration-change trigger, and the reserved collection pref
 from __future__ import annotations
 
 import json
+from ast import literal_eval
 from datetime import timedelta
 from io import StringIO
 
@@ -17,12 +18,14 @@ from django_q.models import OrmQ, Schedule
 from junitparser.xunit2 import JUnitXml
 from rest_framework.test import APIClient
 
+from embedportal import schedules
 from pipeline.collections import create_collection
 from pipeline.models import Collection
 from testing import tasks
 from testing.choices import RunStatus, Trigger
 from testing.models import RunInProgress, TestRun
 from testing.tester import EmbeddingPipelineOperationsTester
+from tests.testing.conftest import change_configurations
 
 URL = "/api/v1/embedding-pipeline-operations/test"
 
@@ -182,19 +185,10 @@ def test_flaky_outcome_when_a_scenario_passes_only_on_retry(db):
 
 def test_changing_a_collections_chunking_queues_one_debounced_run(db, django_capture_on_commit_callbacks, settings):
     settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
-    with django_capture_on_commit_callbacks(execute=True):
-        a = create_collection(name="a", model="local/hash-8")
-        b = create_collection(name="b", model="local/hash-8")
-    Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
-
-    with django_capture_on_commit_callbacks(execute=True):
-        a.chunk_size = 128
-        a.save()
-        b.batch_size = 8
-        b.save()
+    change_configurations(django_capture_on_commit_callbacks, tasks.CONFIG_SCHEDULE)
     (schedule,) = Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE)
     assert schedule.func == tasks.CONFIG_TASK and schedule.schedule_type == Schedule.ONCE
-    assert tasks._kwargs(schedule.kwargs) == {"collections": ["a", "b"]}
+    assert literal_eval(schedule.kwargs) == {"collections": ["a", "b"]}
     assert schedule.next_run > timezone.now() + timedelta(seconds=50)
 
 
@@ -216,7 +210,7 @@ def test_api_change_of_provider_options_triggers_too(db, admin_client, django_ca
             "/api/v1/collections/viaapi/", {"chunk_overlap": 4}, content_type="application/json"
         )
     assert response.status_code == 200, response.content
-    assert tasks._kwargs(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["viaapi"]}
+    assert literal_eval(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["viaapi"]}
 
 
 def test_a_changed_settings_fingerprint_at_start_up_queues_a_run(db, settings, django_capture_on_commit_callbacks):
@@ -228,11 +222,11 @@ def test_a_changed_settings_fingerprint_at_start_up_queues_a_run(db, settings, d
     settings.EMBEDPORTAL_CLAIM_BATCH = 7
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.check_settings_fingerprint() is True
-    assert tasks._kwargs(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["one"]}
+    assert literal_eval(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["one"]}
 
 
 def test_scheduled_runs_are_registered_idempotently(db):
-    assert tasks.ensure_schedules() and tasks.ensure_schedules()
+    assert schedules.register() and schedules.register()
     rows = {s.name: (s.func, s.minutes, s.kwargs) for s in Schedule.objects.filter(name__startswith="ops-tests-")}
     assert rows == {
         "ops-tests-quick": (tasks.SCHEDULED_TASK, 60, "quick=True"),

@@ -11,8 +11,9 @@ from pipeline.collections import create_collection
 from pipeline.models import Collection, Document, WorkerHeartbeat
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
+from testing.context import ops_user
 from testing.models import GoldenQuery
-from testing.tester import EmbeddingPipelineOperationsTester, ops_user
+from testing.tester import EmbeddingPipelineOperationsTester
 from tests.conftest import wait_for
 
 
@@ -199,7 +200,7 @@ def test_search_failure_scenario_fails_when_a_provider_error_escapes_as_500(live
     result = run_one("search_provider_down_answers_502")
 
     assert result.outcome == Outcome.FAILED
-    assert "search with the provider answering 500 gave 500" in result.message
+    assert "search with the provider answering 500 answered 500, expected 502" in result.message
 
 
 def test_health_failure_scenario_fails_when_the_model_check_skips_reserved_collections(live_worker, monkeypatch):

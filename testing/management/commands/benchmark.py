@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from testing.api.benchmarks import BenchmarkRunSerializer
 from testing.benchmarks import stages
 from testing.benchmarks import suite as benchmarks
 from testing.benchmarks.regression import regressions
@@ -47,29 +48,13 @@ class Command(BaseCommand):
         except (benchmarks.BenchmarkBusy, RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         if o["json"]:
-            self.stdout.write(json.dumps(as_dict(run), indent=2))
+            # The API's representation of the run (GET /api/v1/embedding-pipeline-operations/benchmarks/<id>).
+            self.stdout.write(json.dumps(BenchmarkRunSerializer(run).data, indent=2))
         else:
             self.stdout.write(report(run))
         if run.regressions and not o["no_fail"]:
             found = ", ".join(f"{b}.{f}" for b, f in regressions(run.comparison))
             raise CommandError(f"{run.regressions} figure(s) regressed: {found}", returncode=REGRESSION_EXIT)
-
-
-def as_dict(run: BenchmarkRun) -> dict[str, Any]:
-    return {
-        "id": run.pk,
-        "suite": run.suite,
-        "trigger": run.trigger,
-        "started_at": run.started_at.isoformat(),
-        "duration_seconds": run.duration_seconds,
-        "code_version": run.code_version,
-        "config_fingerprint": run.config_fingerprint,
-        "machine_fingerprint": run.machine_fingerprint,
-        "machine": run.machine,
-        "results": run.results,
-        "comparison": run.comparison,
-        "regressions": run.regressions,
-    }
 
 
 def report(run: BenchmarkRun) -> str:

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import io
 import statistics
 import time
 import uuid
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
-from django.core.handlers.wsgi import WSGIHandler
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
@@ -17,6 +15,7 @@ from pipeline.collections import create_collection
 from pipeline.models import Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from testing.benchmarks import scrape
 
 
 class _Null:
@@ -42,20 +41,6 @@ class _NullMetrics:
     @staticmethod
     def observe_claim(*args: Any) -> None:
         pass
-
-
-def _get(handler: WSGIHandler, path: str) -> tuple[int, bytes]:
-    """GET `path` through the whole Django stack (middleware, URL routing, view), in process."""
-    environ: dict[str, Any] = {"PATH_INFO": path, "wsgi.input": io.BytesIO()}
-    setup_testing_defaults(environ)
-    status: list[str] = []
-    body = b"".join(handler(environ, lambda s, headers, exc_info=None: status.append(s)))
-    return int(status[0].split()[0]), body
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Command(BaseCommand):
@@ -88,24 +73,9 @@ class Command(BaseCommand):
                 collection.delete()
 
     def _scrape(self, name: str, documents: int, requests: int) -> None:
-        # Paused, so no running worker claims the filler documents; they still count as queued.
-        collection = create_collection(
-            name=name, model="local/hash-16", chunk_unit="characters", chunk_size=200, chunk_overlap=0, paused=True
-        )
         started = time.perf_counter()
+        scrape.queue_backlog(name, documents)
         with connection.cursor() as cur:
-            # One statement for the whole backlog: seconds, not minutes, for 100k rows.
-            cur.execute(
-                """
-                INSERT INTO pipeline_document
-                       (collection_id, external_id, text, content_hash, metadata, status, attempts, last_error,
-                        lease_owner, enqueued_at, available_at, created_at, updated_at)
-                SELECT %s, 'bench-' || n, 'benchmark document ' || n, md5(n::text), '{}'::jsonb, 'pending', 0, '',
-                       '', now(), now() - (n || ' seconds')::interval, now(), now()
-                  FROM generate_series(1, %s) AS n
-                """,
-                [collection.pk, documents],
-            )
             cur.execute("ANALYZE pipeline_document")
         self.stdout.write(f"Inserted {documents} pending documents in {time.perf_counter() - started:.1f} s")
         self._time_scrapes("after ANALYZE", requests, documents)
@@ -115,23 +85,17 @@ class Command(BaseCommand):
         self._time_scrapes("after VACUUM", requests, documents)
 
     def _time_scrapes(self, label: str, requests: int, documents: int) -> None:
-        handler = WSGIHandler()
-        _get(handler, "/metrics")  # warm-up: connection, imports
-        times = []
-        for _ in range(requests):
-            t0 = time.perf_counter()
-            status, content = _get(handler, "/metrics")
-            times.append((time.perf_counter() - t0) * 1000)
-            if status != 200:
-                raise CommandError(f"/metrics answered {status}; is it restricted?")
-        body = content.decode()
+        try:
+            times, body = scrape.scrape_times(requests)
+        except scrape.ScrapeRefused as exc:
+            raise CommandError(str(exc)) from None
         depth = next(
             float(line.split()[-1]) for line in body.splitlines() if line.startswith(collectors.QUEUE_DEPTH + " ")
         )
         if depth < documents:
             raise CommandError(f"queue depth {depth:g} < {documents}: the gauge is wrong")
         self.stdout.write(
-            f"/metrics {label}: median {statistics.median(times):.1f} ms, p95 {_percentile(times, 0.95):.1f} ms, "
+            f"/metrics {label}: median {statistics.median(times):.1f} ms, p95 {np.percentile(times, 95):.1f} ms, "
             f"max {max(times):.1f} ms over {requests} requests ({len(body)} bytes, queue depth {depth:g}, "
             f"multiprocess={'yes' if multiprocess_dir() else 'no'})"
         )

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from testing.api.serializers import run_payload
+from testing.api.serializers import TestRunDetailSerializer
 from testing.choices import Category, Outcome, RunStatus, Trigger
 from testing.junit import write_junit
 from testing.models import RunInProgress, TestResult
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         if o["junit_xml"]:
             write_junit(run, o["junit_xml"])
         if o["json"]:
-            self.stdout.write(json.dumps(run_payload(run), indent=2, default=str))
+            self.stdout.write(json.dumps(TestRunDetailSerializer(run).data, indent=2, default=str))
         else:
             self.stdout.write(
                 f"Run {run.pk}: {run.status} in {run.duration_seconds or 0:.1f} s "

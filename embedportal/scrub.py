@@ -1,4 +1,4 @@
-"""Secrets out of result messages: they reach the admin, the API, JUnit files and logs."""
+"""Secrets out of error and result messages: they reach the admin, the API, JUnit files and logs."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ def _secret_values() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def scrub(message: str) -> str:
-    """Replace the values of secret-looking environment variables and credential shapes."""
-    for value in _secret_values():
+def scrub(message: str, *secrets: str | None) -> str:
+    """Replace the secrets passed in, the values of secret-looking environment variables and
+    credential shapes."""
+    explicit = [secret for secret in secrets if secret and len(secret) >= 4]
+    for value in sorted(explicit, key=len, reverse=True) + _secret_values():
         message = message.replace(value, "[redacted]")
     for pattern, replacement in PATTERNS:
         message = pattern.sub(replacement, message)

@@ -1,0 +1,286 @@
+"""What an operations-test scenario works with (`Context`): reserved collections, the API/admin client
+as the ops user, the fault provider, and waiting for the real workers with a bound."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from pipeline import queue
+from pipeline.choices import DocumentStatus
+from pipeline.collections import create_collection
+from pipeline.models import RESERVED_PREFIX, Collection, Document, ProviderCircuit, WorkerHeartbeat
+from testing.models import TestRun
+from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped
+from testing.reserved import POLL_SECONDS, delete_reserved, reserved_names
+
+logger = logging.getLogger(__name__)
+
+OPS_USERNAME = "__ops_test__"
+# What the scenarios do through the API and the admin as the ops user (the pipeline app's permissions).
+OPS_PERMISSIONS = """
+    view_collection add_collection change_collection view_document add_document view_chunk pause_collection
+""".split()
+# The model of the failure scenarios' collections, served by their fault provider.
+FAULT_MODEL = "openai/ops-test-fault"
+
+
+def ops_user() -> Any:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    User = get_user_model()
+    user, created = User.objects.get_or_create(username=OPS_USERNAME, defaults={"is_staff": True, "is_active": True})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+        user.user_permissions.set(
+            Permission.objects.filter(content_type__app_label="pipeline", codename__in=OPS_PERMISSIONS)
+        )
+    return user
+
+
+def _request_host() -> str:
+    for host in settings.ALLOWED_HOSTS:
+        if host == "*":
+            return "localhost"
+        if host and not host.startswith("."):
+            return host
+    return "localhost"
+
+
+class Context:
+    """What a scenario works with: reserved collections, the API/admin client, the fault
+    provider, and waiting for the real workers with a bound."""
+
+    def __init__(self, run: TestRun, scenario: Scenario, target: str = "", wait_seconds: float | None = None) -> None:
+        self.run = run
+        self.scenario = scenario
+        self.target = target
+        self.wait_seconds = wait_seconds or settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS
+        self.deadline = time.monotonic() + scenario.timeout
+        self._collections: list[Collection] = []
+        self._providers: list[Any] = []
+        self._client: Client | None = None
+        self._counter = 0
+
+    # -- assertions ------------------------------------------------------------------------
+
+    @staticmethod
+    def check(condition: Any, message: str) -> None:
+        if not condition:
+            raise ScenarioFailed(message)
+
+    @staticmethod
+    def fail(message: str) -> None:
+        raise ScenarioFailed(message)
+
+    @staticmethod
+    def skip(message: str) -> None:
+        raise ScenarioSkipped(message)
+
+    # -- reserved collections --------------------------------------------------------------
+
+    def collection(self, suffix: str = "c", **fields: Any) -> Collection:
+        """A reserved collection (hash model, character chunks unless told otherwise), deleted afterwards."""
+        defaults: dict[str, Any] = {
+            "model": "local/hash-16",
+            "chunking_strategy": "recursive",
+            "chunk_unit": "characters",
+            "chunk_size": 400,
+            "chunk_overlap": 0,
+            "batch_size": 32,
+        }
+        self._counter += 1
+        name = f"{RESERVED_PREFIX}{self.run.pk}_{self._counter}_{suffix}"[:63]
+        with reserved_names():
+            collection = create_collection(name=name, **{**defaults, **fields})
+        self._collections.append(collection)
+        return collection
+
+    # -- the live paths --------------------------------------------------------------------
+
+    def client(self) -> Client:
+        """Requests as the ops user through the real URL routing, middleware, DRF and admin code,
+        in this process (the web pods may be unreachable from the runner). CSRF is enforced: the
+        cookie and the header carry the same secret, as a browser's form sends them. A 500 is an
+        answer the scenario judges, not an exception."""
+        if self._client is None:
+            token = get_random_string(32)  # CSRF_SECRET_LENGTH letters and digits, as Django makes them
+            self._client = Client(
+                enforce_csrf_checks=True,
+                raise_request_exception=False,
+                HTTP_HOST=_request_host(),
+                HTTP_X_CSRFTOKEN=token,
+            )
+            self._client.cookies[settings.CSRF_COOKIE_NAME] = token
+            self._client.force_login(ops_user())
+        return self._client
+
+    def post(self, collection: Collection, payload: Any, endpoint: str = "documents") -> Any:
+        """POST JSON to one of a collection's API endpoints (`documents`, `search`) as the ops user."""
+        url = f"/api/v1/collections/{collection.name}/{endpoint}/"
+        return self.client().post(url, payload, content_type="application/json")
+
+    def expect(self, response: Any, status: int, what: str, named: str = "") -> str:
+        """Fail unless `what` was answered `status`, with an error message naming `named`; returns the message."""
+        message = api_error(response)
+        self.check(
+            response.status_code == status, f"{what} answered {response.status_code}, expected {status}: {message}"
+        )
+        self.check(named.lower() in message.lower(), f"the {status} for {what} does not name {named!r}: {message}")
+        return message
+
+    def check_first(self, found: list[str], expected: str, what: str) -> None:
+        """Fail unless `expected` is the first of the document ids `what` found."""
+        self.check(found[:1] == [expected], f"{what} did not find {expected} at rank 1: {found}")
+
+    def enqueue(self, collection: Collection, docs: Iterable[tuple[str, str]]) -> queue.EnqueueResult:
+        return queue.enqueue(collection, [queue.IncomingDocument(i, t) for i, t in docs])
+
+    def fault_provider(self, mode: str = "ok") -> Any:
+        """The fault-injecting OpenAI-compatible provider answering `mode`, reachable by the workers.
+
+        It listens on the configured address and port (in Kubernetes the pod's, opened to the workers
+        by the NetworkPolicy embedportal-ops-tests-fault-provider): one at a time, each scenario stops
+        its provider before the next starts."""
+        from testing.fakeprovider import FakeProvider
+
+        host, port = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST, settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT
+        # A "timeout" answer comes after 5 s: past the scenarios' 1 s client timeout, and short-lived.
+        provider = FakeProvider(timeout_seconds=5, address=(host, port)).start()
+        provider.mode = mode
+        url_host = settings.EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST or host
+        provider.url = f"http://{url_host}:{provider.server.server_address[1]}/v1"
+        self._providers.append(provider)
+        return provider
+
+    def fault_collection(self, provider: Any, suffix: str = "fault", **fields: Any) -> Collection:
+        return self.collection(
+            suffix,
+            model=FAULT_MODEL,
+            api_base=provider.url,
+            # LiteLLM's OpenAI client insists on a key. DJANGO_SETTINGS_MODULE is set in every
+            # process of the deployment (manage.py, wsgi) and is no secret: the fault provider
+            # receives "embedportal.settings", and a 401 echoing it shows whether messages are scrubbed.
+            api_key_env="DJANGO_SETTINGS_MODULE",
+            dimensions=provider.dims,
+            batch_size=8,
+            **fields,
+        )
+
+    # -- waiting for the real workers ------------------------------------------------------
+
+    def remaining(self, limit: float | None = None) -> float:
+        """Seconds left to wait: `limit` (default the wait setting) within the scenario's timeout."""
+        left = self.deadline - time.monotonic()
+        return max(0.0, min(left, limit if limit is not None else self.wait_seconds))
+
+    def require_workers(self) -> int:
+        """Fail at once, naming the cause, when no pipeline worker process is alive."""
+        max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
+        alive = WorkerHeartbeat.objects.fresh(max_age).count()
+        if not alive:
+            latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
+            seen = f"last one {(timezone.now() - latest).total_seconds():.0f} s ago" if latest else "none ever"
+            self.fail(
+                f"no pipeline worker is running: no worker heartbeat in the last {max_age.total_seconds():.0f} s "
+                f"({seen}); start `manage.py qcluster` or `manage.py run_pipeline`"
+            )
+        return alive
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        deadline = time.monotonic() + self.remaining(timeout)
+        while True:
+            if predicate():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_SECONDS)
+
+    def wait_documents(
+        self,
+        collection: Collection,
+        ids: Iterable[str] | None = None,
+        until: Iterable[str] = (DocumentStatus.EMBEDDED,),
+        timeout: float | None = None,
+    ) -> dict[str, str]:
+        """Wait for the running workers to bring the documents to a final state; returns id -> status.
+
+        Fails naming the cause: no worker alive, or documents still pending/processing.
+        """
+        from pipeline.wakeup import kick_workers
+
+        self.require_workers()
+        qs = Document.objects.filter(collection=collection)
+        if ids is not None:
+            qs = qs.filter(external_id__in=list(ids))
+        final = {DocumentStatus.EMBEDDED, DocumentStatus.FAILED}
+        kicked = time.monotonic()
+
+        def done() -> bool:
+            nonlocal kicked
+            # Expired leases and backoffs are announced by no enqueue: kick now and then.
+            if time.monotonic() - kicked > 5:
+                kick_workers()
+                kicked = time.monotonic()
+            return not qs.exclude(status__in=final).exists()
+
+        waited = time.monotonic()
+        finished = self.wait_until(done, timeout)
+        statuses = dict(qs.values_list("external_id", "status"))
+        if not finished:
+            counts = Counter(statuses.values())
+            alive = WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
+            waiting = counts[DocumentStatus.PENDING] + counts[DocumentStatus.PROCESSING]
+            self.fail(
+                f"{waiting} of {len(statuses)} document(s) not processed by the workers within "
+                f"{time.monotonic() - waited:.0f} s ({dict(counts)}); {alive} worker heartbeat(s) fresh: "
+                "the workers are stopped, stuck or busy elsewhere"
+            )
+        wanted = set(until)
+        wrong = {i: s for i, s in statuses.items() if s not in wanted}
+        if wrong:
+            first = next(iter(wrong))
+            error = qs.filter(external_id=first).values_list("last_error", flat=True).first()
+            self.fail(
+                f"{len(wrong)} document(s) ended {sorted(set(wrong.values()))} instead of {sorted(wanted)}; "
+                f"{first}: {error or 'no error recorded'}"
+            )
+        return statuses
+
+    # -- clean-up --------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        for provider in self._providers:
+            try:
+                provider.stop()
+            except Exception:  # noqa: BLE001 -- clean-up goes on
+                logger.exception("could not stop the fault provider")
+        for collection in self._collections:
+            delete_reserved(collection.pk)
+        # The faults gave the provider endpoint a circuit row (shared through the database): left,
+        # the circuit gauge and the model health check would list one per run (a new port or pod
+        # IP each time), and with a fixed port the next scenario would inherit its failure count.
+        # Its collections are gone, so no worker records on it any more.
+        ProviderCircuit.objects.filter(model=FAULT_MODEL, api_base__in=[p.url for p in self._providers]).delete()
+        if self._client is not None:
+            self._client.logout()
+        self._collections, self._providers, self._client = [], [], None
+
+
+def api_error(response: Any) -> str:
+    """The message of the API's error body, else the start of what was answered."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.content[:200].decode(errors="replace")
