@@ -1,24 +1,8 @@
-"""Durable, bounded pipeline history in the database: the SLO and capacity figures without Prometheus.
-
-Prometheus counters reset when a process restarts and do not exist in the embedded default, so
-the pipeline also keeps, per collection and per minute (`CollectionActivity`):
-
-- `arrived`: documents a producer enqueued that entered the queue (new, or changed content);
-  requeues by operators or the reprocessing workflow are retries, not arrivals;
-- `embedded` and `failed`: document outcomes, as `embedding_pipeline_documents_processed_total`
-  counts them (superseded is not an outcome);
-- `latency`: bucket counts of `embedding_pipeline_latency_seconds{stage="total"}`, one
-  observation per stored document;
-- `freshness`: bucket counts of `embedding_pipeline_freshness_lag_seconds`;
-- `queue_depth`: pending documents, sampled every minute by the heartbeat schedule.
-
-Bucket arrays use the Prometheus histograms' bounds (pipeline.metrics) and hold plain, not
-cumulative, counts: element i counts observations in (bound[i-1], bound[i]], the last one those
-above the highest bound (+Inf). Writers add to the current minute's row with one
-INSERT ... ON CONFLICT DO UPDATE, so concurrent workers never read-modify-write. After
-EMBEDPORTAL_HISTORY_MINUTE_DAYS the minutes are rolled up into hours; after
-EMBEDPORTAL_HISTORY_RETENTION_DAYS rows are deleted (the schedule runs `roll_up` every hour).
-pipeline.performance.activity reads it.
+"""Durable, bounded pipeline history in the database (`CollectionActivity`, per collection and
+minute, rolled up into hours): the SLO and capacity figures without Prometheus, whose counters
+reset with a process. Bucket arrays hold plain counts on the Prometheus histograms' bounds; writers
+upsert the minute's row, so concurrent workers never read-modify-write. docs/slos.md ("The
+history") lists the columns; pipeline.performance.activity reads them.
 """
 
 from __future__ import annotations

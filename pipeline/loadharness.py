@@ -19,6 +19,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from pipeline import providers
+from pipeline.backfill import REEMBED_FIELDS
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.collections import create_collection
 from pipeline.models import CAPACITY_PREFIX, Collection, Document, WorkerHeartbeat, reserved_names_allowed
@@ -72,20 +73,11 @@ def document_chars(model: str) -> int:
 
 def chunking_of(model: str) -> dict[str, Any]:
     """Chunking of the model's (first) user collection, so the load is what is deployed; else the defaults."""
-    fields = (
-        "chunking_strategy",
-        "chunk_unit",
-        "chunk_size",
-        "chunk_overlap",
-        "batch_size",
-        "api_base",
-        "api_key_env",
-        "dimensions",
-    )
     template = Collection.objects.filter(model=model).exclude(name__startswith=CAPACITY_PREFIX).order_by("pk").first()
     if template is None:
         return {}
-    return {name: getattr(template, name) for name in fields} | {"extra_params": template.extra_params}
+    # What a re-embed may change is what shapes the load: all of it but the model, which is given.
+    return {name: getattr(template, name) for name in REEMBED_FIELDS if name != "model"}
 
 
 def preflight() -> None:

@@ -1,8 +1,5 @@
-"""Waking the workers: start drain tasks after a transition that creates work commits.
-
-The models call this, so it imports nothing of the pipeline; the every-minute drain schedule
-(pipeline.tasks) is the safety net for work no wake-up announced.
-"""
+"""Waking the workers after a transition that creates work commits. The models call this, so it
+imports nothing of the pipeline; the every-minute drain schedule is the safety net."""
 
 from __future__ import annotations
 
@@ -17,10 +14,7 @@ DRAIN_TASK = "pipeline.tasks.drain_queue"
 
 
 def kick_workers() -> None:
-    """Start drain tasks for new work, without piling up more than there are workers.
-
-    Called after commit by every transition that creates work (enqueue, requeue, resume).
-    """
+    """Start drain tasks for new work, without piling up more than there are workers."""
     from django_q.models import OrmQ
     from django_q.tasks import async_task
 

@@ -1,14 +1,7 @@
-"""The pipeline's three SLOs computed from the database history (pipeline.history), no Prometheus.
-
-Objectives and the compliance period come from the one SLO spec, pipeline/performance/slos.yaml, which also
-generates the Prometheus rules (grafana/slo_rules.py). Each SLI here counts the same events as
-the spec's PromQL, from the same histogram buckets:
-
-- freshness: stored documents with a source time; bad when the lag exceeds 3600 s;
-- failures: document outcomes (embedded or failed); bad when failed;
-- latency: stored documents; bad when their batch took more than 30 s from chunking to commit.
-
-A window without events has no value (None): "no data", neither 100% nor 0%.
+"""The pipeline's three SLOs (freshness, failures, latency) from the database history, no
+Prometheus. Objectives, the compliance period and the SLIs' thresholds come from the one SLO spec,
+slos.yaml, which also generates the Prometheus rules (grafana/slo_rules.py); each SLI counts the
+same events as the spec's PromQL (docs/slos.md). A window without events has no value (None).
 """
 
 from __future__ import annotations
