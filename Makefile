@@ -58,7 +58,7 @@ lock:
 stop:
 	$(BIN)/python -c "from embedportal.embedded_db import stop_server; from embedportal.settings import DATA_DIR; stop_server(DATA_DIR)"
 
-# Monitoring as code (grafana/): SLO rules from pipeline/slos.yaml, the Grafana dashboard,
+# Monitoring as code (grafana/): SLO rules from pipeline/performance/slos.yaml, the Grafana dashboard,
 # and their Kubernetes manifests (PrometheusRule, dashboard ConfigMap). Tests fail when these are stale.
 .PHONY: dashboards rules
 dashboards rules: install

@@ -178,7 +178,7 @@ _register(
         "list",
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
         "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,"
-        "pipeline.performance_slos.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector",
+        "pipeline.performance.compliance.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),
@@ -210,7 +210,7 @@ _register(
         "`/api/v1/health/` and the overview reuse a model probe younger than this (stored in the database, "
         "shared by all processes): at most one provider call per model configuration per interval.",
     ),
-    # --- SLO and capacity history (pipeline.history, pipeline.capacity) -------------------------
+    # --- SLO and capacity history (pipeline.history, pipeline.performance.capacity) ------------
     Setting(
         "EMBEDPORTAL_HISTORY_MINUTE_DAYS",
         "int",

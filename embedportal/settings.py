@@ -252,7 +252,7 @@ EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS = env_int("EMBEDPORTAL_HEALTH_MODEL_CACHE
 EMBEDPORTAL_HISTORY_MINUTE_DAYS = env_int("EMBEDPORTAL_HISTORY_MINUTE_DAYS")
 EMBEDPORTAL_HISTORY_RETENTION_DAYS = env_int("EMBEDPORTAL_HISTORY_RETENTION_DAYS")
 EMBEDPORTAL_CAPACITY_WORKERS = env_int("EMBEDPORTAL_CAPACITY_WORKERS") or env_int("Q_WORKERS")
-# Performance (pipeline.optimizer, docs/performance.md): where percentiles come from, how long batch
+# Performance (pipeline.performance.optimizer, docs/performance.md): where percentiles come from, how long batch
 # timings are kept, and the performance SLO targets the compliance gauges compare against.
 EMBEDPORTAL_PROMETHEUS_URL = env_str("EMBEDPORTAL_PROMETHEUS_URL")
 EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS = env_int("EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS")

@@ -7,7 +7,7 @@ ConfigMap the Grafana sidecar picks up in Kubernetes. Rows:
 - Stages: per-stage p50/p95/p99 from the per-document latency histogram, each stage's utilisation
   (busy seconds per worker), queue wait and search p95;
 - Throughput: embedded docs/s against the measured capacity (measure_capacity);
-- SLOs: performance SLO compliance (pipeline.performance_slos), now and over time;
+- SLOs: performance SLO compliance (pipeline.performance.compliance), now and over time;
 - Benchmarks: each figure's median in the latest quick and full runs over time, regressions as
   a series and as annotations (testing.benchmarks.collector), and apart from them the ingest
   benchmarks' informational per-stage p95 (not gated).

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from embedportal.admin import ReadOnlyAdmin
-from pipeline import overview, performance_admin, queue, slo_page, storage
+from pipeline import backfill, overview, queue, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
     CapacityMeasurement,
@@ -25,6 +25,8 @@ from pipeline.models import (
     ProviderCircuit,
     WorkerHeartbeat,
 )
+from pipeline.performance import admin as performance_admin
+from pipeline.performance import slo_page
 
 HNSW_BUILD_FIELDS = ("hnsw_m", "hnsw_ef_construction")
 # Fields a form may leave empty for their default.
@@ -143,7 +145,7 @@ class CollectionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-embed selected collections (requeue all their documents)", permissions=["reembed"])
     def reembed_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
-        requeued = queryset.reembed()
+        requeued = backfill.reembed(queryset)
         self.message_user(
             request,
             f"Requeued {requeued} document(s) of {len(queryset)} collection(s) for re-embedding; "

@@ -1,47 +1,14 @@
-"""Backfill mode: bulk writes without the HNSW index, one index build at the end, and re-embeds
-that keep search on the old vectors until the new ones are complete (zero-downtime model change).
-
-Each collection's chunks carry a generation. `Collection.generation` is the one search reads,
-through the collection's one HNSW index (`Collection.index_name`, a partial index on that
-collection and generation). A backfill writes `Collection.building_generation` instead:
-
-- a first load (an enqueue call creating at least EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS documents
-  in a collection with no chunks) builds the generation searched: its empty index is dropped,
-  and search scans its rows exactly until the index exists;
-- a re-embed (`begin_reembed`, optionally with a new model) builds the next generation beside
-  the searched one; search keeps reading the old generation with the old model's query vectors
-  (`serving`).
-
-When no document of the collection is pending or processing, `finish` builds the index of the
-new generation (maintenance_work_mem sized to the graph, parallel maintenance workers), drops
-the old index, renames the new one to `index_name` and switches `generation`, all in one
-transaction; then it deletes the old generation's chunks. A worker that dies mid-build rolls
-all of it back; `finish_ready` (idle workers) finishes it later. Index builds are serialised
-cluster-wide by an advisory lock: two builds would deadlock on DROP INDEX's table lock.
-
-The optimizer's `backfill-<name>` recommendation starts the same mode on a collection that has
-chunks already (`begin_backfill`): its index is dropped while its queued documents are written
-(search scans its rows exactly meanwhile) and built once at the end by `finish`.
-
-An index is built with the collection's `hnsw_m` and `hnsw_ef_construction`. When they change
-(the optimizer's `hnsw-build-<name>`, or an edit), `rebuild_index` builds a new index under a
-temporary name with CREATE INDEX CONCURRENTLY (writers go on; search keeps the old index), then
-drops the old one and renames the new one in one short transaction: at every moment the
-collection has a valid index. A rebuild that dies leaves the old index serving (and perhaps an
-invalid temporary one): idle workers (`finish_ready`) drop the leftover and rebuild every index
-whose parameters are not its collection's. Rebuilds hold the same advisory lock as the builds
-above (session-level: CREATE INDEX CONCURRENTLY runs outside a transaction).
-
-Documents that fail for good during a re-embed have no chunks in the new generation: after the
-switch they are not searchable until reprocessing embeds them.
-"""
+"""Backfill mode: bulk writes without the HNSW index, one index build at the end; re-embeds that keep
+search on the old generation until the new one is complete; HNSW rebuilds that always leave the
+collection a valid index. Index builds are serialised by an advisory lock (BUILD_LOCK).
+docs/architecture.md ("Backfills, generations and index builds") says how."""
 
 from __future__ import annotations
 
 import copy
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 from django.conf import settings
@@ -50,9 +17,11 @@ from django.db import DatabaseError, Error, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
-from pipeline import providers
+from pipeline import providers, storage
 from pipeline.choices import DocumentStatus
-from pipeline.models import Chunk, Collection, Document, OptimizationChange, wake_workers
+from pipeline.collections import resolve_dimensions
+from pipeline.models import Chunk, Collection, Document, OptimizationChange
+from pipeline.wakeup import wake_workers
 
 logger = logging.getLogger(__name__)
 
@@ -153,13 +122,25 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         return wake_workers(requeued, "default")
 
 
+def reembed(collections: Iterable[Collection]) -> int:
+    """Re-embed each collection (the admin's bulk action); returns documents requeued."""
+    return sum(begin_reembed(collection) for collection in collections)
+
+
+def finish_building(document_ids: list[int]) -> None:
+    """After the batch storing these documents commits, finish the backfills it may complete (the
+    check then sees this batch's documents embedded). Robust: a failed build is logged and retried
+    by an idle worker (finish_ready), never fails the stored batch."""
+    building = Collection.objects.filter(building_generation__isnull=False, documents__pk__in=document_ids)
+    for pk in building.values_list("pk", flat=True).distinct():
+        transaction.on_commit(lambda pk=pk: finish(pk), robust=True)
+
+
 def with_dimensions(collection: Collection, changes: dict) -> dict:
     """`changes` with the dimensions of a new model filled in when not given (asked of the provider
     unless known); a ValidationError says what to fix."""
     if not changes.get("model") or "dimensions" in changes:
         return changes
-    from pipeline.collections import resolve_dimensions  # it imports the embedding stack
-
     probe = copy.copy(collection)
     for name, value in changes.items():
         setattr(probe, name, value)
@@ -205,8 +186,6 @@ def finish(collection_id: int) -> bool:
         if new == collection.generation:  # a first load: no index to keep serving meanwhile
             build_name = collection.index_name
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # CREATE INDEX refuses pending FK checks
-        from pipeline import storage
-
         storage.create_collection_index(target, generation=new, name=build_name)
         if build_name != collection.index_name:
             cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
@@ -258,8 +237,6 @@ def rebuild_index(collection_id: int) -> bool:
 
 
 def _rebuild(collection: Collection) -> bool:
-    from pipeline import storage
-
     temporary = f"{collection.index_name}{REBUILD_SUFFIX}"
     if collection.building_generation is not None:
         return False
@@ -295,7 +272,7 @@ def _rebuild(collection: Collection) -> bool:
             if swapped:
                 cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
                 cur.execute(f"ALTER INDEX {temporary} RENAME TO {collection.index_name}")
-                # An optimizer change of these parameters is measured from now (pipeline.optimizer.changes).
+                # An optimizer change of these parameters is measured from now (pipeline.performance.optimizer.changes).
                 OptimizationChange.objects.pending().filter(collection=collection, setting="hnsw").update(
                     applied_at=timezone.now()
                 )
@@ -321,12 +298,11 @@ def stale_indexes() -> tuple[list[int], list[str]]:
             "JOIN pg_class i ON i.relname = 'pipeline_chunk_hnsw_' || c.id AND i.relkind = 'i' "
             "WHERE c.building_generation IS NULL"
         )
-        from pipeline.storage import parse_options
 
         stale = [
             pk
             for pk, m, ef_construction, reloptions in cur.fetchall()
-            if parse_options(reloptions) != {"m": m, "ef_construction": ef_construction}
+            if storage.parse_options(reloptions) != {"m": m, "ef_construction": ef_construction}
         ]
         cur.execute(
             "SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ %s",

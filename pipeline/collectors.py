@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from embedportal import collectors
-from pipeline import capacity
 from pipeline.models import Document
 
 logger = logging.getLogger(__name__)
@@ -28,10 +26,6 @@ THROUGHPUT = "embedding_pipeline_throughput_docs_per_second"
 PAUSED = "embedding_pipeline_collection_paused"
 WORKERS = "embedding_pipeline_workers_alive"
 HEARTBEAT_AGE = "embedding_pipeline_worker_heartbeat_age_seconds"
-# The last capacity measurement (manage.py measure_capacity, pipeline.capacity.current); absent
-# until one exists. grafana/prometheus/capacity.rules.yml and the dashboard read both by name.
-CAPACITY = "embedding_pipeline_capacity_docs_per_second"
-CAPACITY_MEASURED = "embedding_pipeline_capacity_measured_timestamp_seconds"
 
 # One row per collection (tens, chosen by operators: a safe label). Each count is an
 # index-only scan of pipeline_document_status (collection_id, status), so the total is
@@ -66,13 +60,6 @@ def _db_families() -> tuple[GaugeMetricFamily, ...]:
         GaugeMetricFamily(PAUSED, "1 if the collection is paused (its queue is not claimed).", labels=["collection"]),
         GaugeMetricFamily(WORKERS, "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE)."),
         GaugeMetricFamily(HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever)."),
-        GaugeMetricFamily(
-            CAPACITY,
-            "Measured sustained docs/s at the deployed worker count (EMBEDPORTAL_CAPACITY_WORKERS), by model "
-            "and how it was obtained (measured, usl, lower bound).",
-            labels=["model", "workers", "how"],
-        ),
-        GaugeMetricFamily(CAPACITY_MEASURED, "Unix time of the last capacity measurement.", labels=["model"]),
     )
 
 
@@ -119,7 +106,7 @@ class DatabaseCollector(collectors.DatabaseCollector):
     subject = "pipeline"
     families = staticmethod(_db_families)
 
-    def fill(self, cur, depth, per_collection, oldest, processing, throughput, paused, workers, beat, cap, at) -> None:
+    def fill(self, cur, depth, per_collection, oldest, processing, throughput, paused, workers, beat) -> None:
         snap = queue_snapshot()
         depth.add_metric([], snap.depth)
         for name, is_paused, n in snap.per_collection:
@@ -131,12 +118,3 @@ class DatabaseCollector(collectors.DatabaseCollector):
         workers.add_metric([], snap.workers_alive)
         if snap.heartbeat_age_seconds is not None:
             beat.add_metric([], snap.heartbeat_age_seconds)
-        try:
-            with transaction.atomic():  # a savepoint: the queue gauges survive a failed capacity query
-                measured = capacity.current()
-        except DatabaseError:
-            logger.exception("pipeline metrics: capacity query failed")
-            measured = None
-        if measured is not None:
-            cap.add_metric([measured.model, str(measured.workers), measured.how], measured.docs_per_second)
-            at.add_metric([measured.model], measured.measured_at.timestamp())

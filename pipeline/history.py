@@ -1,30 +1,15 @@
-"""Durable, bounded pipeline history in the database: the SLO and capacity figures without Prometheus.
-
-Prometheus counters reset when a process restarts and do not exist in the embedded default, so
-the pipeline also keeps, per collection and per minute (`CollectionActivity`):
-
-- `arrived`: documents a producer enqueued that entered the queue (new, or changed content);
-  requeues by operators or the reprocessing workflow are retries, not arrivals;
-- `embedded` and `failed`: document outcomes, as `embedding_pipeline_documents_processed_total`
-  counts them (superseded is not an outcome);
-- `latency`: bucket counts of `embedding_pipeline_latency_seconds{stage="total"}`, one
-  observation per stored document;
-- `freshness`: bucket counts of `embedding_pipeline_freshness_lag_seconds`;
-- `queue_depth`: pending documents, sampled every minute by the heartbeat schedule.
-
-Bucket arrays use the Prometheus histograms' bounds (pipeline.metrics) and hold plain, not
-cumulative, counts: element i counts observations in (bound[i-1], bound[i]], the last one those
-above the highest bound (+Inf). Writers add to the current minute's row with one
-INSERT ... ON CONFLICT DO UPDATE, so concurrent workers never read-modify-write. After
-EMBEDPORTAL_HISTORY_MINUTE_DAYS the minutes are rolled up into hours; after
-EMBEDPORTAL_HISTORY_RETENTION_DAYS rows are deleted (the schedule runs `roll_up` every hour).
+"""Durable, bounded pipeline history in the database (`CollectionActivity`, per collection and
+minute, rolled up into hours): the SLO and capacity figures without Prometheus, whose counters
+reset with a process. Bucket arrays hold plain counts on the Prometheus histograms' bounds; writers
+upsert the minute's row, so concurrent workers never read-modify-write. docs/slos.md ("The
+history") lists the columns; pipeline.performance.activity reads them.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -182,117 +167,3 @@ def roll_up(now: datetime | None = None) -> RollUp:
         )
         pruned = cur.rowcount
     return RollUp(written, pruned)
-
-
-# --- reading ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Totals:
-    """Sums over some rows of the history."""
-
-    arrived: int = 0
-    embedded: int = 0
-    failed: int = 0
-    latency: list[int] = field(default_factory=lambda: [0] * LATENCY_SIZE)
-    freshness: list[int] = field(default_factory=lambda: [0] * FRESHNESS_SIZE)
-    queue_depth: int | None = None
-
-    @property
-    def outcomes(self) -> int:
-        return self.embedded + self.failed
-
-
-def _sums() -> str:
-    return (
-        "coalesce(sum(arrived), 0), coalesce(sum(embedded), 0), coalesce(sum(failed), 0), "
-        + ", ".join(f"coalesce(sum(latency[{i}]), 0)" for i in range(1, LATENCY_SIZE + 1))
-        + ", "
-        + ", ".join(f"coalesce(sum(freshness[{i}]), 0)" for i in range(1, FRESHNESS_SIZE + 1))
-    )
-
-
-def _totals(row: Sequence) -> Totals:
-    arrived, embedded, failed, *rest = (int(v) for v in row)
-    return Totals(arrived, embedded, failed, rest[:LATENCY_SIZE], rest[LATENCY_SIZE:])
-
-
-def _scope(collection_id: int | None) -> tuple[str, list]:
-    """User traffic: one collection, or every collection but the reserved scratch ones (operations
-    tests, capacity measurements), whose bursts are not load the pipeline must carry."""
-    from pipeline.models import RESERVED_PREFIXES
-
-    if collection_id is not None:
-        return "a.collection_id = %s", [collection_id]
-    clauses = " AND ".join("c.name NOT LIKE %s" for _ in RESERVED_PREFIXES)
-    return clauses, [p.replace("_", r"\_") + "%" for p in RESERVED_PREFIXES]
-
-
-def totals(since: datetime, until: datetime, collection_id: int | None = None) -> Totals:
-    """Sums of rows starting in [since, until). An hour row counts whole when it starts inside."""
-    where, params = _scope(collection_id)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT {_sums()} FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id "
-            f"WHERE a.start >= %s AND a.start < %s AND {where}",
-            [since, until, *params],
-        )
-        return _totals(cur.fetchone())
-
-
-@dataclass
-class Point:
-    start: datetime
-    totals: Totals
-
-
-def series(since: datetime, until: datetime, step_seconds: int, collection_id: int | None = None) -> list[Point]:
-    """Totals per step from `since` (every step present, empty ones zero; queue depth: the sum over
-    collections of each one's highest sample in the step, None without samples)."""
-    where, params = _scope(collection_id)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, {_sums()} "
-            f"FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id "
-            f"WHERE a.start >= %s AND a.start < %s AND {where} GROUP BY 1",
-            [since, step_seconds, since, until, *params],
-        )
-        rows = {row[0]: row[1:] for row in cur.fetchall()}
-    steps = int((until - since).total_seconds() // step_seconds)
-    depth = _depth_series(since, until, step_seconds, collection_id)
-    points = []
-    for i in range(steps):
-        t = _totals(rows[i]) if i in rows else Totals()
-        t.queue_depth = depth.get(i)
-        points.append(Point(since + timedelta(seconds=i * step_seconds), t))
-    return points
-
-
-def _depth_series(since: datetime, until: datetime, step_seconds: int, collection_id: int | None) -> dict[int, int]:
-    where, params = _scope(collection_id)
-    with connection.cursor() as cur:
-        # Per collection its highest sample in the step, then summed over collections.
-        cur.execute(
-            f"""
-            SELECT step, sum(depth)::bigint FROM (
-                SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, a.collection_id,
-                       max(a.queue_depth) AS depth
-                  FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id
-                 WHERE a.start >= %s AND a.start < %s AND a.queue_depth IS NOT NULL AND {where}
-                 GROUP BY 1, 2
-            ) per_collection GROUP BY step
-            """,
-            [since, step_seconds, since, until, *params],
-        )
-        return {step: int(depth) for step, depth in cur.fetchall()}
-
-
-def first_start(collection_id: int | None = None) -> datetime | None:
-    """When the history (of user traffic) begins."""
-    where, params = _scope(collection_id)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT min(a.start) FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id WHERE {where}",
-            params,
-        )
-        return cur.fetchone()[0]

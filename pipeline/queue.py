@@ -15,8 +15,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipeline import history, metrics
+from pipeline import backfill, history, metrics
 from pipeline.models import Collection
+from pipeline.wakeup import kick_workers
 
 
 class InvalidDocument(ValueError):
@@ -249,13 +250,9 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
         if result.created or result.updated:
             history.record(collection.pk, arrived=len(result.created) + len(result.updated), at=now)
     if result.created or result.updated:
-        from pipeline.tasks import kick_workers
-
         transaction.on_commit(kick_workers)
     threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS if backfill_min is None else backfill_min
     if threshold and len(result.created) >= threshold and collection.building_generation is None:
         # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill).
-        from pipeline import backfill
-
         transaction.on_commit(lambda: backfill.begin_first_load(collection.pk), robust=True)
     return result

@@ -14,9 +14,9 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
-from pipeline import storage
+from pipeline import backfill, storage
 from pipeline.models import Collection
-from pipeline.tasks import kick_workers
+from pipeline.wakeup import kick_workers
 
 # A worker failed a document for good: document_id, error (embedding.PipelineError), message
 # (already scrubbed of secrets). Sent once per document, after Document.status became failed.
@@ -37,6 +37,11 @@ def create_index(sender: type[Collection], instance: Collection, created: bool, 
         # New HNSW parameters (an edit in the admin or the API): an idle worker rebuilds the index
         # with them (pipeline.backfill.rebuild_stale), so wake one once this commits.
         transaction.on_commit(kick_workers)
+
+
+@receiver(documents_embedded)
+def finish_backfills(sender: type, document_ids: list[int], **kwargs: Any) -> None:
+    backfill.finish_building(document_ids)
 
 
 @receiver(post_delete, sender=Collection)

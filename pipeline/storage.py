@@ -6,16 +6,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import numpy as np
 from django.db import connection, transaction
 
 from pipeline.chunking import ChunkText
+from pipeline.models import Collection, Document
 from pipeline.models.collection import HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_M_DEFAULT
-
-if TYPE_CHECKING:
-    from pipeline.models import Collection
 
 COPY_CHUNKS = (
     "COPY pipeline_chunk (document_id, collection_id, generation, ordinal, text, token_count, embedding) "
@@ -107,13 +104,9 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
 
     Documents whose lease was lost or whose text changed meanwhile are skipped (the CAS in
     DocumentQuerySet.mark_embedded refuses them) and keep their old chunks. Chunks go to the
-    generation being built if a backfill runs (pipeline.backfill), else to the one searched; the
-    batch that completes a backfill builds its index once this transaction commits. Returns the
-    stored document ids.
+    generation being built if a backfill runs (pipeline.backfill), else to the one searched.
+    Returns the stored document ids.
     """
-    from pipeline import backfill
-    from pipeline.models import Document  # models import this module (index management)
-
     results = list(results)
     if not results:
         return []
@@ -128,15 +121,10 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
             # Read in this transaction: a re-embed that started after the claim has requeued these
             # documents, so the CAS above refused them; the generation here matches their vectors.
             cur.execute(
-                "SELECT id, COALESCE(building_generation, generation), building_generation IS NOT NULL "
-                "FROM pipeline_collection WHERE id = ANY(%s)",
+                "SELECT id, COALESCE(building_generation, generation) FROM pipeline_collection WHERE id = ANY(%s)",
                 [sorted({r.collection_id for r in results})],
             )
-            targets, building = {}, []
-            for pk, generation, is_building in cur.fetchall():
-                targets[pk] = generation
-                if is_building:
-                    building.append(pk)
+            targets = dict(cur.fetchall())
             stored = [r for r in results if r.document_id in accepted]
             cur.execute(
                 "DELETE FROM pipeline_chunk c USING unnest(%s::bigint[], %s::integer[]) AS v(id, generation) "
@@ -159,10 +147,6 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
                                 vector,
                             )
                         )
-        for pk in building:
-            # After the outermost commit, so the check sees this batch's documents embedded; robust:
-            # a failed build is logged and retried by an idle worker, never fails the stored batch.
-            transaction.on_commit(lambda pk=pk: backfill.finish(pk), robust=True)
     return sorted(accepted)
 
 

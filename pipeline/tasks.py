@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 
 from embedportal.schedules import Every
+from pipeline import history, timings
+from pipeline.choices import WorkerRole
+from pipeline.models import WorkerHeartbeat
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.wakeup import DRAIN_TASK
 
-logger = logging.getLogger(__name__)
-
-DRAIN_TASK = "pipeline.tasks.drain_queue"
 HEARTBEAT_TASK = "pipeline.tasks.heartbeat"
 # A drain task stops after this long so django-q2's timeout never kills it mid-batch;
 # the next kick or the every-minute schedule starts another.
@@ -21,19 +21,12 @@ DRAIN_SECONDS = 50.0
 
 def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:
     """Process documents until the queue is empty or `max_seconds` have passed."""
-    from pipeline.choices import WorkerRole
-    from pipeline.pipeline import EmbeddingIngestionPipeline
-
     report = EmbeddingIngestionPipeline(role=WorkerRole.DRAIN_TASK).drain(max_seconds=max_seconds)
     return report.as_dict()
 
 
 def heartbeat() -> None:
     """Every minute: proves the django-q2 cluster runs tasks even when the queue is empty."""
-    from pipeline import history
-    from pipeline.choices import WorkerRole
-    from pipeline.models import WorkerHeartbeat
-
     WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE)
     history.sample_queue_depth()
     # Rows of processes gone for a day only clutter the overview.
@@ -44,43 +37,18 @@ def roll_up_history() -> dict:
     """Every hour: minutes older than EMBEDPORTAL_HISTORY_MINUTE_DAYS become hours, rows older than
     EMBEDPORTAL_HISTORY_RETENTION_DAYS are deleted (pipeline.history); so are batch timings older
     than EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS (pipeline.timings)."""
-    from pipeline import history, timings
-
     done = history.roll_up()
     return {"hours_written": done.hours_written, "pruned": done.pruned, "timings_pruned": timings.prune()}
 
 
-def evaluate_optimizations() -> dict:
-    """Every five minutes: keep or revert applied optimizer changes whose measurement is complete."""
-    from pipeline import optimizer
-
-    return {"evaluated": [c.as_dict() for c in optimizer.evaluate_pending()]}
-
-
-def kick_workers() -> None:
-    """Start drain tasks for new work, without piling up more than there are workers.
-
-    Called after commit by every transition that creates work (enqueue, requeue, resume);
-    the every-minute drain schedule is the safety net.
-    """
-    from django_q.models import OrmQ
-    from django_q.tasks import async_task
-
-    try:
-        waiting = OrmQ.objects.count()
-        for _ in range(max(0, settings.Q_CLUSTER["workers"] - waiting)):
-            async_task(DRAIN_TASK, group="pipeline")
-    except Exception:  # noqa: BLE001 -- producers must not fail because the broker is unavailable
-        logger.exception("could not enqueue drain tasks; the schedule will pick the work up")
-
-
 # The drain is the safety net for work no kick announced (a dead worker's lease expiring); the
 # heartbeat keeps the queue health check green on an idle cluster (and samples the queue depth
-# into the history); the roll-up keeps the history bounded; the optimizer's evaluation keeps or
-# reverts the changes it applied. No CronWorkflow runs these: they stay whatever the scheduler.
+# into the history); the roll-up keeps the history bounded; the optimizer's evaluation
+# (pipeline.performance) keeps or reverts the changes it applied. No CronWorkflow runs these:
+# they stay whatever the scheduler.
 SCHEDULES = (
     Every("pipeline-drain", DRAIN_TASK, 1),
     Every("pipeline-heartbeat", HEARTBEAT_TASK, 1),
     Every("pipeline-history-rollup", "pipeline.tasks.roll_up_history", 60),
-    Every("pipeline-optimizer-evaluate", "pipeline.tasks.evaluate_optimizations", 5),
+    Every("pipeline-optimizer-evaluate", "pipeline.performance.tasks.evaluate_optimizations", 5),
 )

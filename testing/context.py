@@ -218,7 +218,7 @@ class Context:
 
         Fails naming the cause: no worker alive, or documents still pending/processing.
         """
-        from pipeline.tasks import kick_workers
+        from pipeline.wakeup import kick_workers
 
         self.require_workers()
         qs = Document.objects.filter(collection=collection)

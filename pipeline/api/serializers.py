@@ -20,12 +20,12 @@ from pipeline.models import (
 
 
 class CollectionSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    dimensions = serializers.IntegerField(required=False, min_value=1, max_value=16000)
-
     class Meta:
         model = Collection
         fields = [*Collection.EDITABLE_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
+        # Asked of the model when omitted (pipeline.collections.resolve_dimensions); bounds from the model field.
+        extra_kwargs = {"dimensions": {"required": False}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None:

@@ -3,10 +3,9 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from pipeline.api import performance
 from pipeline.api.health import HealthView
-from pipeline.api.slos import SloView
 from pipeline.api.views import CollectionViewSet, DocumentRequeueView, DocumentView, DocumentViewSet
+from pipeline.performance import api as performance
 
 # No format-suffix routes (collections.json ...): `?format=` does the same, and suffix kwargs
 # reach @action methods that do not take them (a 500); reprocessing's SimpleRouter has none either.
@@ -17,7 +16,6 @@ router.register("documents", DocumentViewSet)
 
 urlpatterns = [
     path("health/", HealthView.as_view(), name="health"),
-    path("slos/", SloView.as_view(), name="slos"),
     *performance.urlpatterns,
     # A document by collection and its own id; `path` lets the id hold slashes (docs/guide.md).
     # The requeue route comes first: a GET of an id ending in /requeue is not supported.

@@ -43,20 +43,15 @@ class CanReembed(PermissionRequired):
     perm = "pipeline.reembed_collection"
 
 
-class ReembedSerializer(serializers.Serializer):
+class ReembedSerializer(serializers.ModelSerializer):
     """What a re-embed may change; every field optional (none: the same configuration, e.g. after a
-    provider's model update). A new model without dimensions gets them from the model."""
+    provider's model update). A new model without dimensions gets them from the model. Types and
+    bounds are the model fields'."""
 
-    model = serializers.CharField(required=False, max_length=200)
-    api_base = serializers.URLField(required=False, allow_blank=True, max_length=500)
-    api_key_env = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    extra_params = serializers.JSONField(required=False)
-    dimensions = serializers.IntegerField(required=False, min_value=1, max_value=16000)
-    chunking_strategy = serializers.CharField(required=False)
-    chunk_unit = serializers.CharField(required=False)
-    chunk_size = serializers.IntegerField(required=False, min_value=8)
-    chunk_overlap = serializers.IntegerField(required=False, min_value=0)
-    batch_size = serializers.IntegerField(required=False, min_value=1, max_value=2048)
+    class Meta:
+        model = Collection
+        fields = list(backfill.REEMBED_FIELDS)
+        extra_kwargs = dict.fromkeys(fields, {"required": False})
 
     def validate(self, data: dict) -> dict:
         unknown = sorted(set(self.initial_data) - set(self.fields))

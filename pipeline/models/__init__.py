@@ -17,7 +17,6 @@ from pipeline.models.collection import (
     reserved_name_problem,
     reserved_names_allowed,
     validate_extra_params,
-    wake_workers,
 )
 from pipeline.models.document import (
     _CIRCUIT_CLOSED,

@@ -6,6 +6,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -17,7 +18,8 @@ from pipeline.choices import (
     ChunkingStrategy,
     ChunkUnit,
 )
-from pipeline.tasks import kick_workers
+from pipeline.chunking import overlap_problem
+from pipeline.wakeup import wake_workers
 
 ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
 
@@ -32,8 +34,9 @@ def validate_extra_params(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
     wanted = value.get("dimensions")
-    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= 16000):
-        raise ValidationError("dimensions must be an integer from 1 to 16000")
+    low, high = DIMENSIONS_RANGE
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not low <= wanted <= high):
+        raise ValidationError(f"dimensions must be an integer from {low} to {high}")
     secret = sorted(k for k in value if SECRET_PARAM_PARTS & set(str(k).lower().split("_")))
     if secret:
         raise ValidationError(
@@ -53,7 +56,7 @@ def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None
 # Collection names under this prefix belong to the operations tester (the testing app), which
 # sets `reserved_names_allowed` around its own calls; producers and operators cannot create them.
 RESERVED_PREFIX = "__ops_test_"
-# measure_capacity's scratch collections (pipeline.capacity), reserved the same way.
+# measure_capacity's scratch collections (pipeline.performance.capacity), reserved the same way.
 CAPACITY_PREFIX = "__capacity_"
 RESERVED_PREFIXES = (RESERVED_PREFIX, CAPACITY_PREFIX)
 reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
@@ -75,10 +78,19 @@ def freshness_sla_problem(value: timedelta | None) -> str | None:
     return None
 
 
+# Vector sizes pgvector can index, and the most chunks one embedding call may carry.
+DIMENSIONS_RANGE = (1, 16000)
+BATCH_SIZE_RANGE = (1, 2048)
+CHUNK_SIZE_MIN = 8
 # pgvector's HNSW build parameters: its defaults, and the ranges its CREATE INDEX accepts.
 HNSW_M_DEFAULT, HNSW_M_RANGE = 16, (2, 100)
 HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_EF_CONSTRUCTION_RANGE = 64, (4, 1000)
 EF_SEARCH_RANGE = (1, 1000)
+
+
+def between(low: int, high: int) -> list:
+    """A model field's bounds, which the API's serializers and the admin's forms read from it."""
+    return [MinValueValidator(low), MaxValueValidator(high)]
 
 
 def hnsw_build_problem(m: int | None, ef_construction: int | None) -> str | None:
@@ -92,17 +104,6 @@ def default_freshness_sla() -> timedelta:
     return settings.EMBEDPORTAL_FRESHNESS_SLA
 
 
-def wake_workers(changed: int, using: str) -> int:
-    """A transition that creates work changed `changed` rows: start drain tasks once it commits.
-
-    Without this, work created outside `queue.enqueue` (a requeue by `reprocess_failed` or
-    `detect_stale`, a resume) waited for the every-minute drain schedule. Returns `changed`.
-    """
-    if changed:
-        transaction.on_commit(kick_workers, using=using)
-    return changed
-
-
 class CollectionQuerySet(models.QuerySet["Collection"]):
     # Compare-and-swap: the row count says how many actually changed state, so the admin,
     # the API and a racing operator agree on what happened.
@@ -112,13 +113,6 @@ class CollectionQuerySet(models.QuerySet["Collection"]):
     def resume(self) -> int:
         """Unpause; their pending documents are claimable again, so workers are woken after commit."""
         return wake_workers(self.filter(paused=True).update(paused=False, updated_at=timezone.now()), self.db)
-
-    def reembed(self) -> int:
-        """Re-embed these collections into a new generation, searched from the old one until it is
-        complete and indexed (pipeline.backfill); returns documents requeued."""
-        from pipeline import backfill  # it imports these models
-
-        return sum(backfill.begin_reembed(collection) for collection in self)
 
 
 class Collection(models.Model):
@@ -147,23 +141,23 @@ class Collection(models.Model):
         help_text='Extra LiteLLM embedding parameters, e.g. {"dimensions": 256}.',
         validators=[validate_extra_params],
     )
-    dimensions = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(16000)])
+    dimensions = models.PositiveIntegerField(validators=between(*DIMENSIONS_RANGE))
     chunking_strategy = models.CharField(
         max_length=20, choices=ChunkingStrategy.choices, default=ChunkingStrategy.RECURSIVE
     )
     chunk_unit = models.CharField(max_length=12, choices=ChunkUnit.choices, default=ChunkUnit.TOKENS)
-    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(8)])
+    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(CHUNK_SIZE_MIN)])
     chunk_overlap = models.PositiveIntegerField(default=32)
     batch_size = models.PositiveIntegerField(
         "embedding batch size",
         default=64,
-        validators=[MinValueValidator(1), MaxValueValidator(2048)],
+        validators=between(*BATCH_SIZE_RANGE),
         help_text="Most chunks sent in one embedding call.",
     )
     provider_concurrency = models.PositiveSmallIntegerField(
         "provider concurrency",
         default=1,
-        validators=[MinValueValidator(1), MaxValueValidator(32)],
+        validators=between(1, 32),
         help_text="Embedding calls a worker makes at once for one batch (1 to 32) with a remote provider, "
         "whose time is mostly waiting; local models always make one. The provider's rate limit caps it: "
         "429 answers mean lower it.",
@@ -174,14 +168,14 @@ class Collection(models.Model):
     hnsw_m = models.PositiveSmallIntegerField(
         "HNSW m",
         default=HNSW_M_DEFAULT,
-        validators=[MinValueValidator(HNSW_M_RANGE[0]), MaxValueValidator(HNSW_M_RANGE[1])],
+        validators=between(*HNSW_M_RANGE),
         help_text="Neighbours per graph node (pgvector: 2 to 100, default 16). Fewer: faster inserts and "
         "builds, lower recall. A change rebuilds the index.",
     )
     hnsw_ef_construction = models.PositiveSmallIntegerField(
         "HNSW ef_construction",
         default=HNSW_EF_CONSTRUCTION_DEFAULT,
-        validators=[MinValueValidator(HNSW_EF_CONSTRUCTION_RANGE[0]), MaxValueValidator(HNSW_EF_CONSTRUCTION_RANGE[1])],
+        validators=between(*HNSW_EF_CONSTRUCTION_RANGE),
         help_text="Candidates considered per insert (pgvector: 4 to 1000 and at least 2 * m, default 64). "
         "Fewer: faster inserts and builds, lower recall. A change rebuilds the index.",
     )
@@ -189,7 +183,7 @@ class Collection(models.Model):
         "HNSW ef_search",
         null=True,
         blank=True,
-        validators=[MinValueValidator(EF_SEARCH_RANGE[0]), MaxValueValidator(EF_SEARCH_RANGE[1])],
+        validators=between(*EF_SEARCH_RANGE),
         help_text="Candidates a search visits (pgvector: 1 to 1000); never fewer than k. Empty: max(40, 2k).",
     )
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
@@ -261,8 +255,6 @@ class Collection(models.Model):
     def clean(self) -> None:
         """The collection rules every entry point applies with the same messages: the admin and
         the commands through full_clean(), the API serializer by calling the same functions."""
-        from pipeline.chunking import overlap_problem  # chunking is imported by the models' users
-
         errors = {}
         if problem := reserved_name_problem(self.name):
             errors["name"] = problem
@@ -297,16 +289,9 @@ class Collection(models.Model):
         # reprocessing's failed_documents does (ON DELETE CASCADE, added by
         # reprocessing/migrations/0002_document_fk_on_delete_cascade.py); an app adding a
         # foreign key to Document must do the same, or this DELETE fails on its rows.
-        from pipeline.models.document import Chunk, Document  # they refer to Collection
-
         with transaction.atomic():
+            # By name: document.py imports this module.
+            Chunk, Document = apps.get_model("pipeline", "Chunk"), apps.get_model("pipeline", "Document")
             Chunk.objects.filter(collection=self)._raw_delete(using="default")
             Document.objects.filter(collection=self)._raw_delete(using="default")
             return super().delete(*args, **kwargs)
-
-
-# The claim's first step: unpaused collections with work due, whose provider endpoint's circuit is
-# closed (or, for a probe, the one endpoint probed), least recently claimed first. Each subquery is
-# an index probe: the collection's first pending row in pipeline_document_pending_coll (ORDER BY ...
-# LIMIT 1 keeps the planner on it whatever the statistics), an expired lease in
-# pipeline_document_leased; so the choice costs the same at any backlog. Collections are tens of rows.

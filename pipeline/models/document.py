@@ -16,6 +16,9 @@ from pipeline.choices import (
 from pipeline.models.collection import Collection, wake_workers
 from pipeline.models.operations import ProviderCircuit
 
+# The claim's first step: unpaused collections with work due whose endpoint's circuit is closed (or
+# the one endpoint probed), least recently claimed first. Each subquery is one index probe
+# (pipeline_document_pending_coll, pipeline_document_leased), so it costs the same at any backlog.
 _NEXT_COLLECTIONS_SQL = """
 SELECT c.id FROM pipeline_collection c
  WHERE NOT c.paused

@@ -49,7 +49,7 @@ class CollectionActivity(models.Model):
             ),
         ]
         indexes = [
-            # Window sums over all collections (pipeline.history.totals/series), roll-up and pruning.
+            # Window sums over all collections (pipeline.performance.activity), roll-up and pruning (pipeline.history).
             models.Index(fields=["start"], name="pipeline_activity_start"),
         ]
 
@@ -59,7 +59,7 @@ class CollectionActivity(models.Model):
 
 class CapacityMeasurement(models.Model):
     """One `manage.py measure_capacity` run: sustained docs/s per worker count for a model, and the
-    Universal Scalability Law fitted to them (pipeline.capacity)."""
+    Universal Scalability Law fitted to them (pipeline.performance.capacity)."""
 
     model = models.CharField(max_length=200)
     measured_at = models.DateTimeField(db_index=True)
@@ -85,7 +85,7 @@ class CapacityMeasurement(models.Model):
         return next((p["docs_per_second"] for p in self.points if p["workers"] == workers), None)
 
 
-# --- performance (pipeline.timings writes, pipeline.optimizer reads) -----------------------------
+# --- performance (pipeline.timings writes, pipeline.performance.optimizer reads) -----------------------------
 
 
 class BatchTiming(models.Model):
@@ -205,7 +205,7 @@ class OptimizationChange(models.Model):
             ),
         ]
         indexes = [
-            # The evaluation schedule scans applied changes only (pipeline.optimizer.evaluate_pending).
+            # The evaluation schedule scans applied changes only (pipeline.performance.optimizer.evaluate_pending).
             models.Index(fields=["applied_at"], condition=Q(status="applied"), name="pipeline_optchange_pending"),
         ]
 

@@ -9,7 +9,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from grafana import performance_dashboard
 from pipeline import metrics
 from pipeline.collectors import DatabaseCollector
-from pipeline.performance_slos import PerformanceSLOCollector
+from pipeline.performance.compliance import PerformanceSLOCollector
 from testing.benchmarks.collector import BenchmarkCollector
 from testing.scenarios.integration import metric_names
 from tests.deploy.render import one, render_overlay

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline import timings
-from pipeline.performance_slos import COMPLIANCE
+from pipeline.performance.compliance import COMPLIANCE
 from tests.grafana.test_slo_rules import RULES, rules
 from tests.pipeline.test_metrics import parse
 from tests.tools import promtool
@@ -76,7 +76,7 @@ def test_search_compliance_is_the_share_of_searches_within_the_target(settings):
     from prometheus_client import CollectorRegistry, Histogram
 
     from pipeline.metrics import CALL_BUCKETS
-    from pipeline.performance_slos import search_compliance, search_latency
+    from pipeline.performance.compliance import search_compliance, search_latency
 
     registry = CollectorRegistry()
     searches = Histogram(

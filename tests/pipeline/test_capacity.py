@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from pipeline import capacity, history
+from pipeline import history
 from pipeline.models import CapacityMeasurement, Collection, WorkerHeartbeat
+from pipeline.performance import capacity
 from pipeline.queue import IncomingDocument, enqueue
 
 NOW = datetime(2026, 3, 20, 15, 40, tzinfo=UTC)

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Success
 
-from pipeline import tasks
+from pipeline import backfill, tasks
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.models import Collection, Document
 from reprocessing import tasks as reprocessing_tasks
@@ -69,7 +69,7 @@ def test_every_transition_that_creates_work_wakes_the_workers_after_commit(
     collections = Collection.objects.filter(pk=hash_collection.pk)
     assert drain_tasks_after(documents.requeue) > 0  # operator requeue, retry pass, stale pass
     documents.update(status=DocumentStatus.FAILED)
-    assert drain_tasks_after(collections.reembed) > 0
+    assert drain_tasks_after(lambda: backfill.reembed(collections)) > 0
     documents.update(status=DocumentStatus.PROCESSING, lease_owner="w1")
     assert drain_tasks_after(lambda: documents.release("w1")) > 0  # a stopping worker's leases
     collections.pause()

@@ -13,6 +13,7 @@ from embedportal import schedules
 from pipeline import history, tasks
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.models import CollectionActivity, Document
+from pipeline.performance import activity
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 
@@ -36,7 +37,7 @@ def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):
     report = EmbeddingIngestionPipeline(retry=RetryPolicy.from_settings(tries=1)).drain()
     assert (report.embedded, report.failed) == (8, 1)
 
-    total = history.totals(timezone.now() - timedelta(hours=1), timezone.now() + timedelta(minutes=1))
+    total = activity.totals(timezone.now() - timedelta(hours=1), timezone.now() + timedelta(minutes=1))
     assert (total.arrived, total.embedded, total.failed) == (9, 8, 1)
     # One latency observation per stored document, all far under 30 s.
     assert sum(total.latency) == 8 and sum(total.latency[: LATENCY_BUCKETS.index(30) + 1]) == 8
@@ -75,13 +76,13 @@ def test_roll_up_turns_old_minutes_into_hours_and_keeps_totals(hash_collection):
     history.sample_queue_depth(at=old + timedelta(minutes=2))
     recent = now - timedelta(hours=1)
     history.record(hash_collection.pk, embedded=4, at=recent)
-    before = history.totals(T0 - timedelta(days=1), now)
+    before = activity.totals(T0 - timedelta(days=1), now)
 
     with override_settings(EMBEDPORTAL_HISTORY_MINUTE_DAYS=3):
         done = history.roll_up(now)
 
     assert done.hours_written == 2
-    assert history.totals(T0 - timedelta(days=1), now) == before
+    assert activity.totals(T0 - timedelta(days=1), now) == before
     hours = CollectionActivity.objects.filter(seconds=3600).order_by("start")
     assert [h.start for h in hours] == [T0, T0 + timedelta(hours=1)]
     assert hours[0].queue_depth == 1  # the hour's highest sample
@@ -89,7 +90,7 @@ def test_roll_up_turns_old_minutes_into_hours_and_keeps_totals(hash_collection):
     assert CollectionActivity.objects.filter(seconds=60).get().start == recent
     # Rolling up again changes nothing.
     assert history.roll_up(now).hours_written == 0
-    assert history.totals(T0 - timedelta(days=1), now) == before
+    assert activity.totals(T0 - timedelta(days=1), now) == before
 
 
 def test_rows_older_than_the_retention_are_deleted(hash_collection):
@@ -117,8 +118,8 @@ def test_reserved_scratch_collections_are_not_user_traffic(hash_collection):
         reserved_names_allowed.reset(token)
     history.record(hash_collection.pk, arrived=3, at=T0)
     history.record(scratch.pk, arrived=500, at=T0)
-    assert history.totals(T0, T0 + timedelta(hours=1)).arrived == 3
-    assert history.totals(T0, T0 + timedelta(hours=1), collection_id=scratch.pk).arrived == 500
+    assert activity.totals(T0, T0 + timedelta(hours=1)).arrived == 3
+    assert activity.totals(T0, T0 + timedelta(hours=1), collection_id=scratch.pk).arrived == 500
 
 
 def test_history_schedule_is_registered_on_migrate():

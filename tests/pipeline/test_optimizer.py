@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from pipeline import timings
 from pipeline.choices import OptimizationStatus
 from pipeline.models import BatchTiming, Collection, OptimizationChange
-from pipeline.optimizer import (
+from pipeline.performance.optimizer import (
     STAGES,
     EmbeddingPipelineOperationsOptimizer,
     OptimizerError,
@@ -270,7 +270,7 @@ def test_api_apply_needs_its_own_permission_and_answers_409_while_measuring(hash
 
 
 def test_overlapped_stages_make_workers_fully_busy_not_more():
-    from pipeline.optimizer.figures import Percentiles, bottleneck
+    from pipeline.performance.optimizer.figures import Percentiles, bottleneck
 
     stages = {s: Percentiles(0.1, 0.2, 0.3, 10) for s in STAGES}
     stages["storage"] = Percentiles(0.4, 1.5, 1.6, 10)

@@ -7,8 +7,8 @@ import pytest
 
 from pipeline.collections import create_collection
 from pipeline.models import Collection, OptimizationChange
-from pipeline.optimizer import EmbeddingPipelineOperationsOptimizer, analyse, evaluate_pending
-from pipeline.optimizer import recommendations as rules
+from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, analyse, evaluate_pending
+from pipeline.performance.optimizer import recommendations as rules
 from tests.pipeline.test_optimizer import batch, embedding_bound
 
 pytestmark = pytest.mark.django_db

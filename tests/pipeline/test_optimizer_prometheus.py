@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipeline.metrics import CALL_BUCKETS, LATENCY_BUCKETS, WAIT_BUCKETS
-from pipeline.optimizer import OptimizerError, analyse
+from pipeline.performance.optimizer import OptimizerError, analyse
 from tests.conftest import wait_for
 from tests.grafana.test_dashboard_queries import free_port, reachable, stop
 from tests.tools import prometheus, promtool

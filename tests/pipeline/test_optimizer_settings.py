@@ -20,7 +20,7 @@ from pipeline import backfill, storage, timings
 from pipeline.choices import OptimizationStatus
 from pipeline.embedding import embed_texts
 from pipeline.models import Chunk, Collection, OptimizationChange, SearchLatency
-from pipeline.optimizer import (
+from pipeline.performance.optimizer import (
     EmbeddingPipelineOperationsOptimizer,
     OptimizerError,
     Recommendation,

@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from pipeline.collections import create_collection
-from pipeline.optimizer.figures import STAGES, db_trend
-from pipeline.performance_slos import compliance_trend
+from pipeline.performance.compliance import compliance_trend
+from pipeline.performance.optimizer.figures import STAGES, db_trend
 from tests.factories import capacity_measurement
 from tests.pipeline.test_optimizer import batch
 

@@ -11,10 +11,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
+from pipeline.batches import concurrency
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.models import BatchTiming, Chunk, Collection, Document, ProviderCircuit
-from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy, concurrency
+from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from testing.fakeprovider import vector_for
 

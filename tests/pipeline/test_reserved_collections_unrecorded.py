@@ -55,7 +55,7 @@ def test_a_reserved_collections_failure_moves_no_counter_while_a_user_collection
     before = totals()
     run_one_good_one_poisoned(reserved)
     assert totals() == before
-    # Arrivals (written by enqueue) and queue depth samples stay: history.totals() leaves reserved
+    # Arrivals (written by enqueue) and queue depth samples stay: activity.totals() leaves reserved
     # collections out. The workers' outcomes are not written at all.
     assert [(a.embedded, a.failed) for a in CollectionActivity.objects.filter(collection=reserved)] in ([], [(0, 0)])
     assert not BatchTiming.objects.filter(collection=reserved).exists()

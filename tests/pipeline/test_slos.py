@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from pipeline import history, slos
+from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.performance import slos
 
 pytestmark = pytest.mark.django_db
 

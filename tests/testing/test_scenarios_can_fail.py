@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib.auth.models import Permission
 from django.db import connection
 
+from pipeline import backfill
 from pipeline.collections import create_collection
 from pipeline.models import Collection, Document, WorkerHeartbeat
 from pipeline.queue import IncomingDocument, enqueue
@@ -120,7 +121,7 @@ def test_regression_fails_when_a_chunking_change_drops_recall(live_worker):
 
     # Chunks of 16 characters no longer equal any query: retrieval quietly gets worse.
     Collection.objects.filter(pk=users.pk).update(chunk_size=16)
-    Collection.objects.filter(pk=users.pk).reembed()
+    backfill.reembed(Collection.objects.filter(pk=users.pk))
     wait_for(lambda: not Document.objects.exclude(status="embedded").exists())
     result = run_one("regression_operator_golden_queries", collections=["faq"])
 

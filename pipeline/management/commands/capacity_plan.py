@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline import capacity
+from pipeline.performance import capacity
 
 
 class Command(BaseCommand):

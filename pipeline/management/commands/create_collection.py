@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pipeline.choices import ChunkingStrategy, ChunkUnit
 from pipeline.collections import create_collection
 from pipeline.models import Collection
+from pipeline.models.collection import DIMENSIONS_RANGE
 
 
 class Command(BaseCommand):
@@ -17,7 +18,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--model", default=None, help="LiteLLM model string (default: local/all-MiniLM-L6-v2)")
-        parser.add_argument("--dimensions", type=int, help="Vector dimensions, 1 to 16000 (omit it to ask the model)")
+        low, high = DIMENSIONS_RANGE
+        parser.add_argument(
+            "--dimensions", type=int, help=f"Vector dimensions, {low} to {high} (omit it to ask the model)"
+        )
         parser.add_argument("--api-base", default="")
         parser.add_argument("--api-key-env", default="", help="Name of the env var holding the API key")
         parser.add_argument("--strategy", choices=ChunkingStrategy.values, default=ChunkingStrategy.RECURSIVE)

@@ -6,7 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline import capacity, providers
+from pipeline import loadharness, providers
+from pipeline.performance import capacity
 
 MAX_WORKERS = 32
 
@@ -45,7 +46,7 @@ class Command(BaseCommand):
         except providers.UnknownLocalModel as exc:
             raise CommandError(str(exc)) from None
 
-        def progress(point: capacity.Point) -> None:
+        def progress(point: loadharness.Point) -> None:
             if not o["json"]:
                 self.stdout.write(
                     f"workers {point.workers}: {point.docs_per_second:.2f} docs/s sustained "
@@ -54,7 +55,7 @@ class Command(BaseCommand):
 
         try:
             m = capacity.measure(o["model"], counts, o["docs"], progress)
-        except capacity.CapacityError as exc:
+        except loadharness.CapacityError as exc:
             raise CommandError(str(exc)) from None
         fit = capacity.fit_of(m)
         if o["json"]:

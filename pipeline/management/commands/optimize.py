@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline.models import Collection
-from pipeline.optimizer import STAGES, Analysis, EmbeddingPipelineOperationsOptimizer, OptimizerError
+from pipeline.performance.optimizer import STAGES, Analysis, EmbeddingPipelineOperationsOptimizer, OptimizerError
 
 
 def _seconds(value: float | None) -> str:

@@ -1,55 +1,34 @@
-"""Capacity: how many documents per second the pipeline sustains, and when arrivals will outgrow it.
-
-`measure()` (manage.py measure_capacity) runs a bounded load against the running system's database:
-per worker count N it fills a scratch collection (reserved prefix __capacity_, created paused so
-nothing claims it early), starts N real worker processes forked after the model is loaded, and
-takes the sustained rate between the 10th and the 90th percentile of the documents' commit times
-(no start-up, no tail where workers run out of work). Then it fits the Universal Scalability Law
-
-    X(N) = lambda N / (1 + sigma (N - 1) + kappa N (N - 1))
-
-(scipy.optimize.curve_fit): sigma is contention (a serial part), kappa coherence (crosstalk);
-adding workers stops helping at N* = sqrt((1 - sigma) / kappa). Three parameters need three worker
-counts; with fewer the fit is underdetermined and the note says what was assumed.
-
-`plan()` (manage.py capacity_plan) reads the arrivals in the history: the busiest hour of each of
-the last days, a linear trend over them (scipy.stats.linregress), the date the trend crosses the
-capacity, and the workers (by the USL fit) that restore a chosen headroom.
-"""
+"""Capacity: the documents per second the pipeline sustains (`measure`, manage.py measure_capacity:
+pipeline.loadharness per worker count, then a Universal Scalability Law fit with scipy), and when
+arrivals will outgrow it (`plan`, manage.py capacity_plan: a linear trend over the history's busiest
+hour of each day). docs/architecture.md and docs/capacity.md say how."""
 
 from __future__ import annotations
 
+import logging
 import math
-import multiprocessing
-import os
-import random
-import socket
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
 
 from pipeline import history
-from pipeline.choices import DocumentStatus, WorkerRole
-from pipeline.models import CAPACITY_PREFIX, CapacityMeasurement, Collection, Document, WorkerHeartbeat
+from pipeline.loadharness import document_chars, measure_workers, preflight, warm_up
+from pipeline.models import CapacityMeasurement
+from pipeline.performance import activity
+
+logger = logging.getLogger(__name__)
 
 # Trend: at least this many days of hourly arrivals; the last TREND_DAYS days at most.
 MIN_TREND_DAYS = 3
 TREND_DAYS = 28
-# measure(): characters per synthetic document when no user collection of the model has any.
-DEFAULT_DOCUMENT_CHARS = 4000
 
 
 # Below this the fitted kappa is noise: no peak N* is claimed.
 KAPPA_EPSILON = 1e-6
-
-
-class CapacityError(Exception):
-    """The measurement cannot be made or would be wrong; the message says why and what to do."""
 
 
 # --- the Universal Scalability Law ------------------------------------------------------------
@@ -132,172 +111,6 @@ def fit_usl(points: dict[int, float]) -> UslFit:
 
 
 # --- the measurement --------------------------------------------------------------------------
-
-
-@dataclass
-class Point:
-    workers: int
-    docs_per_second: float
-    documents: int
-    chunks: int
-    seconds: float
-
-
-def _words(chars: int, rng: random.Random) -> str:
-    # Varied words and sentences, so chunkers split as they do on prose.
-    vocabulary = (
-        "pipeline embedding vector index queue worker latency freshness document chunk model batch "
-        "database capacity throughput measure operator request source update storage retrieval "
-        "the a of to and in is for on with as by at from that this it be are was"
-    ).split()
-    out, size = [], 0
-    while size < chars:
-        sentence = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(6, 18))).capitalize() + ". "
-        out.append(sentence)
-        size += len(sentence)
-    return "".join(out)[:chars]
-
-
-def document_chars(model: str) -> int:
-    """The median length of the model's user documents (a sample), else DEFAULT_DOCUMENT_CHARS."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY length(d.text)) FROM ("
-            " SELECT d.text FROM pipeline_document d JOIN pipeline_collection c ON c.id = d.collection_id"
-            " WHERE c.model = %s AND c.name NOT LIKE %s LIMIT 1000) d",
-            [model, CAPACITY_PREFIX.replace("_", r"\_") + "%"],
-        )
-        found = cur.fetchone()[0]
-    return int(found) if found else DEFAULT_DOCUMENT_CHARS
-
-
-def chunking_of(model: str) -> dict[str, Any]:
-    """Chunking of the model's (first) user collection, so the load is what is deployed; else the defaults."""
-    fields = (
-        "chunking_strategy",
-        "chunk_unit",
-        "chunk_size",
-        "chunk_overlap",
-        "batch_size",
-        "api_base",
-        "api_key_env",
-        "dimensions",
-    )
-    template = Collection.objects.filter(model=model).exclude(name__startswith=CAPACITY_PREFIX).order_by("pk").first()
-    if template is None:
-        return {}
-    return {name: getattr(template, name) for name in fields} | {"extra_params": template.extra_params}
-
-
-def preflight() -> None:
-    """Refuse to measure when the figures would be wrong: queued work elsewhere, or running
-    pipeline workers that would take part. Leftover scratch collections of a killed run go."""
-    for collection in Collection.objects.filter(name__startswith=CAPACITY_PREFIX):
-        collection.delete()
-    busy = (
-        Document.objects.filter(status__in=[DocumentStatus.PENDING, DocumentStatus.PROCESSING])
-        .exclude(collection__name__startswith=CAPACITY_PREFIX)
-        .count()
-    )
-    if busy:
-        raise CapacityError(
-            f"{busy} documents are queued or being processed: the measurement's workers would embed them and "
-            "the figure would be wrong. Measure when the queue is empty."
-        )
-    workers = list(
-        WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE))
-        .filter(role=WorkerRole.WORKER)
-        .values_list("worker", flat=True)
-    )
-    if workers:
-        raise CapacityError(
-            f"pipeline workers are running ({', '.join(workers)}): they would take part in the measurement. "
-            "Stop them (run_pipeline) first; django-q2 drain tasks are detected if they join."
-        )
-
-
-def _worker(index: int, start: Any, results: Any) -> None:
-    from pipeline.pipeline import EmbeddingIngestionPipeline
-
-    connections.close_all()  # never share the parent's socket
-    start.wait()
-    report = EmbeddingIngestionPipeline(worker_id=f"capacity-{os.getpid()}-{index}").drain()
-    results.put((report.embedded, report.failed, report.chunks))
-    connections.close_all()
-
-
-def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[float, float]:
-    """(docs/s, seconds): between the documents at the 10th and 90th percentile of commit time when
-    at least 5 batches committed, else over the whole run."""
-    times = sorted(commit_times)
-    if len(set(times)) >= 5:
-        lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
-        inside = sum(1 for t in times if lo < t <= hi)
-        span = (hi - lo).total_seconds()
-        if inside and span > 0:
-            return inside / span, span
-    span = max((times[-1] - started).total_seconds(), 1e-6)
-    return len(times) / span, span
-
-
-def measure_workers(model: str, workers: int, documents: int, chars: int, seed: int = 0) -> Point:
-    """One worker count: fill a paused scratch collection, start `workers` processes, unpause."""
-    from pipeline.collections import create_collection
-    from pipeline.models import reserved_names_allowed
-    from pipeline.queue import IncomingDocument, enqueue
-
-    name = f"{CAPACITY_PREFIX}{int(time.time())}_{workers}w"
-    token = reserved_names_allowed.set(True)
-    try:
-        collection = create_collection(name=name, model=model, paused=True, **chunking_of(model))
-    finally:
-        reserved_names_allowed.reset(token)
-    try:
-        rng = random.Random(seed)
-        docs = [IncomingDocument(f"load-{i}", _words(chars, rng)) for i in range(documents)]
-        for i in range(0, len(docs), 500):
-            enqueue(collection, docs[i : i + 500])
-        connections.close_all()
-        ctx = multiprocessing.get_context("fork")
-        start, results = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(i, start, results)) for i in range(workers)]
-        for p in procs:
-            p.start()
-        # A plain update, not resume(): resume wakes the cluster's drain tasks, which would join in.
-        Collection.objects.filter(pk=collection.pk).update(paused=False)
-        started = timezone.now()
-        start.set()
-        ours = [results.get() for _ in procs]
-        for p in procs:
-            p.join()
-            if p.exitcode:
-                raise CapacityError(f"a measurement worker exited with {p.exitcode}")
-        # The processes are gone: their heartbeats must not stop the next measurement (preflight).
-        WorkerHeartbeat.objects.filter(worker__in=[f"{socket.gethostname()}:{p.pid}" for p in procs]).delete()
-        embedded = sum(r[0] for r in ours)
-        failed = sum(r[1] for r in ours)
-        stored = Document.objects.filter(collection=collection, status=DocumentStatus.EMBEDDED)
-        if failed:
-            raise CapacityError(f"{failed} of {documents} load documents failed: fix the model first (see the admin)")
-        if stored.count() > embedded:
-            raise CapacityError(
-                f"other workers embedded {stored.count() - embedded} of the load documents (a django-q2 drain "
-                "task?): the figure would be wrong. Stop the cluster's workers and measure again."
-            )
-        commit_times = list(stored.values_list("last_embedded_at", flat=True))
-        rate, span = _sustained_rate(commit_times, started)
-        return Point(workers, round(rate, 3), embedded, sum(r[2] for r in ours), round(span, 3))
-    finally:
-        collection.delete()
-
-
-def warm_up(model: str) -> None:
-    """Load LiteLLM and a local model's weights in this process before forking, without embedding
-    anything: an embedding call starts threads (LiteLLM's logging, torch's OpenMP pool), and a
-    worker forked from a process with threads can hang (the MiniLM workers did, on their first batch)."""
-    from pipeline import providers
-
-    providers.preload(local_model=model == f"local/{providers.LOCAL_MINILM}")
 
 
 def measure(model: str, worker_counts: list[int], documents: int, progress: Any = None) -> CapacityMeasurement:
@@ -433,7 +246,7 @@ def daily_peaks(now: datetime, first: datetime) -> list[tuple[date, float]]:
     if days <= 0:
         return []
     since = end - timedelta(days=days)
-    hourly = [p.totals.arrived for p in history.series(since, end, 3600)]
+    hourly = [p.totals.arrived for p in activity.series(since, end, 3600)]
     return [((since + timedelta(days=d)).date(), max(hourly[d * 24 : (d + 1) * 24]) / 3600.0) for d in range(days)]
 
 
@@ -462,9 +275,9 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
     now = now or timezone.now()
     p = Plan(now=now, headroom_wanted=headroom, enough_history=False)
     p.capacity = current()
-    last_hour = history.totals(now - timedelta(hours=1), now + timedelta(minutes=1))
+    last_hour = activity.totals(now - timedelta(hours=1), now + timedelta(minutes=1))
     p.arrivals_last_hour = last_hour.arrived / 3600.0
-    first = history.first_start()
+    first = activity.first_start()
     p.history_hours = 0.0 if first is None else max(0.0, (now - first).total_seconds() / 3600)
     p.daily_peaks = [] if first is None else daily_peaks(now, first)
     if p.daily_peaks:
@@ -497,3 +310,29 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
         p.workers_needed, p.workers_note = workers_for(wanted, fit_of(measurement))
         p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: " + p.workers_note
     return p
+
+
+# The last capacity measurement, absent until one exists; grafana/prometheus/capacity.rules.yml and
+# the dashboards read both by name.
+CAPACITY = "embedding_pipeline_capacity_docs_per_second"
+CAPACITY_MEASURED = "embedding_pipeline_capacity_measured_timestamp_seconds"
+
+
+def gauge_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily(
+            CAPACITY,
+            "Measured sustained docs/s at the deployed worker count (EMBEDPORTAL_CAPACITY_WORKERS), by model "
+            "and how it was obtained (measured, usl, lower bound).",
+            labels=["model", "workers", "how"],
+        ),
+        GaugeMetricFamily(CAPACITY_MEASURED, "Unix time of the last capacity measurement.", labels=["model"]),
+    )
+
+
+def fill_gauges(rate: GaugeMetricFamily, measured: GaugeMetricFamily) -> None:
+    """The capacity gauges at scrape time (performance.compliance.PerformanceSLOCollector): no
+    sample until a measurement exists."""
+    if (cap := current()) is not None:
+        rate.add_metric([cap.model, str(cap.workers), cap.how], cap.docs_per_second)
+        measured.add_metric([cap.model], cap.measured_at.timestamp())

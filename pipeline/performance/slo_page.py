@@ -13,9 +13,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from pipeline import capacity, history, slos
+from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS, histogram_quantile
 from pipeline.models import CapacityMeasurement, Collection
+from pipeline.performance import activity, capacity, slos
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def _series(now: datetime, chosen: Range, collection_id: int | None, cap: capaci
         end = history.hour_of(now) + timedelta(hours=1)
     elif chosen.step_seconds > 60:
         end = end + timedelta(seconds=(-end.minute * 60) % chosen.step_seconds)
-    points = history.series(end - chosen.span, end, chosen.step_seconds, collection_id)
+    points = activity.series(end - chosen.span, end, chosen.step_seconds, collection_id)
     per_minute = 60 / chosen.step_seconds
     out: dict[str, Any] = {
         "step_seconds": chosen.step_seconds,

@@ -1,14 +1,7 @@
-"""The pipeline's three SLOs computed from the database history (pipeline.history), no Prometheus.
-
-Objectives and the compliance period come from the one SLO spec, pipeline/slos.yaml, which also
-generates the Prometheus rules (grafana/slo_rules.py). Each SLI here counts the same events as
-the spec's PromQL, from the same histogram buckets:
-
-- freshness: stored documents with a source time; bad when the lag exceeds 3600 s;
-- failures: document outcomes (embedded or failed); bad when failed;
-- latency: stored documents; bad when their batch took more than 30 s from chunking to commit.
-
-A window without events has no value (None): "no data", neither 100% nor 0%.
+"""The pipeline's three SLOs (freshness, failures, latency) from the database history, no
+Prometheus. Objectives, the compliance period and the SLIs' thresholds come from the one SLO spec,
+slos.yaml, which also generates the Prometheus rules (grafana/slo_rules.py); each SLI counts the
+same events as the spec's PromQL (docs/slos.md). A window without events has no value (None).
 """
 
 from __future__ import annotations
@@ -24,6 +17,7 @@ from django.utils import timezone
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.performance import activity
 
 SPEC = Path(__file__).resolve().parent / "slos.yaml"
 # The SLIs' thresholds: a bucket bound of each histogram (tests/pipeline/test_slos.py checks the
@@ -76,7 +70,7 @@ class Events:
         return self.good / self.total if self.total else None
 
 
-def events(name: str, t: history.Totals) -> Events:
+def events(name: str, t: activity.Totals) -> Events:
     """One SLI's good and total events in some history totals."""
     if name == "freshness":
         return Events(sum(t.freshness[: FRESHNESS_BUCKETS.index(FRESHNESS_THRESHOLD_SECONDS) + 1]), sum(t.freshness))
@@ -122,10 +116,10 @@ class Status:
         }
 
 
-def window_totals(window: str, now: datetime, collection_id: int | None = None) -> history.Totals:
+def window_totals(window: str, now: datetime, collection_id: int | None = None) -> activity.Totals:
     """History totals of the last `window`, the current minute included (whole minutes and hours)."""
     until = history.minute_of(now) + timedelta(minutes=1)
-    return history.totals(until - timedelta(seconds=seconds(window)), until, collection_id)
+    return activity.totals(until - timedelta(seconds=seconds(window)), until, collection_id)
 
 
 def statuses(now: datetime | None = None, collection_id: int | None = None) -> list[Status]:

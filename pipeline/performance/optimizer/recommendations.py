@@ -1,70 +1,37 @@
-"""What to change, and the effect expected, from an analysis' figures.
-
-Each rule reads the figures (and, where it needs them, the database's batch rows and search
-times, the latest capacity measurement and PostgreSQL's settings) and returns recommendations.
-One that changes a collection (its `setting` in APPLIABLE) can be applied by the optimizer
-(pipeline.optimizer.changes); the others are settings of the deployment (environment, PostgreSQL)
-an operator changes, and say so.
+"""What to change, and the effect expected, from an analysis' figures: `recommend` runs every
+rule; those of each collection and of rate limits are here, the deployment's and search's in
+pipeline.performance.optimizer.deployment. A recommendation whose `setting` is in APPLIABLE can be
+applied by the optimizer (changes); the others are deployment settings an operator changes.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from django.conf import settings
 from django.db import connection
 
+from pipeline import metrics
 from pipeline.choices import DocumentStatus
 from pipeline.embedding import provider_of
 from pipeline.models import BatchTiming, Collection, Document
+from pipeline.performance.optimizer.deployment import claim_batch, search, workers
+from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation, stage_share
 
 if TYPE_CHECKING:
-    from pipeline.optimizer.analysis import Analysis
+    from pipeline.performance.optimizer.analysis import Analysis
 
-# What the optimizer may change in a collection (and revert): its embedding batch size, its
-# provider concurrency, its HNSW build parameters (m and ef_construction, a rebuild), its
-# ef_search, and backfill mode.
-APPLIABLE = {"batch_size", "provider_concurrency", "hnsw", "ef_search", "backfill"}
 MAX_PROVIDER_CONCURRENCY = 32
-# Said by every recommendation the optimizer cannot apply.
-ADVICE_ONLY = "a deployment setting: change it where the deployment is configured; the optimizer does not"
 MAX_BATCH_SIZE = 2048
-MAX_CLAIM_BATCH = 256
 # A stage below this share of the per-document p95 is not worth tuning.
 WORTH_IT = 0.3
 # The lighter HNSW build suggested when index maintenance dominates.
 HNSW_LIGHT = {"m": 12, "ef_construction": 40}
-# pgvector's default ef_search (what search uses for k <= 20 when the collection sets none), and
-# the least the optimizer proposes.
-DEFAULT_EF_SEARCH = 40
-MIN_EF_SEARCH = 10
 # Measured on the 2-core machines (docs/benchmarks.md, quiet): steady ingest 1.24x the single COPY
 # floor with 2 workers, backfill (written without the index, built once) 3.0x.
 BACKFILL_SPEEDUP = 3.0 / 1.24
-
-
-@dataclass
-class Recommendation:
-    id: str
-    title: str
-    expected_effect: str
-    reason: str
-    collection: str | None = None
-    setting: str | None = None
-    current: Any = None
-    proposed: Any = None
-
-    @property
-    def appliable(self) -> bool:
-        return self.collection is not None and self.setting in APPLIABLE
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "appliable": self.appliable}
 
 
 def recommend(analysis: Analysis, collections: list[Collection], since: datetime) -> list[Recommendation]:
@@ -78,14 +45,6 @@ def recommend(analysis: Analysis, collections: list[Collection], since: datetime
             recs += index_build(c, figures)
     recs += maintenance_work_mem(collections)
     return recs
-
-
-def _share(figures: dict[str, Any], stage: str) -> float:
-    """The stage's share of the per-document p95 if it is the largest one within a batch (also when
-    the workers as a whole are the bottleneck: a faster stage is more capacity)."""
-    bottleneck = figures["bottleneck"]
-    largest = bottleneck.get("batch_stage", bottleneck.get("stage"))
-    return bottleneck.get("share_p95", 0.0) if largest == stage else 0.0
 
 
 # --- per collection ------------------------------------------------------------------------------
@@ -110,7 +69,7 @@ def call_cost_fit(c: Collection, since: datetime) -> tuple[float, float] | None:
 
 def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
     """Embedding dominates and batches need several provider calls: send more chunks per call."""
-    share = _share(figures, "embedding")
+    share = stage_share(figures, "embedding")
     batches = BatchTiming.objects.filter(collection=c, finished_at__gte=since)
     chunks = [n for n in batches.values_list("chunks", flat=True)]
     if share < WORTH_IT or not chunks or c.batch_size >= MAX_BATCH_SIZE:
@@ -148,7 +107,7 @@ def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[
 def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
     """Storage (HNSW maintenance) dominates: load without the index when most is still to come, or
     build a lighter graph. Neither while a backfill runs (it has no index to maintain)."""
-    share = _share(figures, "storage")
+    share = stage_share(figures, "storage")
     if share < WORTH_IT or c.building_generation is not None:
         return []
     pending = Document.objects.filter(collection=c, status=DocumentStatus.PENDING).count()
@@ -237,96 +196,20 @@ def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
     ]
 
 
-# --- the deployment ------------------------------------------------------------------------------
-
-
-def workers(analysis: Analysis) -> list[Recommendation]:
-    """Saturated workers with a queue: more workers, as far as the capacity measurement says it scales."""
-    found = analysis.bottleneck
-    busy = found.get("workers_busy", 0.0)
-    n = max(1, analysis.workers)
-    if found.get("stage") == "workers":
-        from pipeline import capacity
-        from pipeline.models import CapacityMeasurement
-
-        m = CapacityMeasurement.objects.order_by("-measured_at").first()
-        fit = capacity.fit_of(m) if m else None
-        if fit and fit.rate(n) and fit.rate(n + 1):
-            peak = fit.peak_workers
-            if peak is not None and n + 1 > peak:
-                effect = f"none: the capacity fit peaks at N*={peak:.1f} workers; look at the bottleneck stage instead"
-            else:
-                effect = (
-                    f"throughput {fit.rate(n):.1f} -> {fit.rate(n + 1):.1f} docs/s "
-                    f"(USL fit of the {m.model} capacity measurement of {m.measured_at:%Y-%m-%d})"
-                )
-        elif n >= (os.cpu_count() or 1):
-            effect = (
-                f"none on this host: its {os.cpu_count()} cores already run {n} busy workers; add a machine (pod) "
-                f"for up to {(n + 1) / n:.2f}x if the database keeps up (run measure_capacity to know)"
-            )
-        else:
-            effect = f"up to {(n + 1) / n:.2f}x the throughput if the database keeps up; run measure_capacity to know"
-        return [
-            Recommendation(
-                id="workers",
-                title=f"Run {n + 1} workers instead of {n}",
-                expected_effect=effect,
-                reason=f"{found['reason']}; {ADVICE_ONLY}",
-                setting="Q_WORKERS",
-                current=n,
-                proposed=n + 1,
-            )
-        ]
-    if analysis.workers > 1 and analysis.documents and busy < 0.25 and (analysis.stages["queue_wait"].p95 or 0) < 1:
-        return [
-            Recommendation(
-                id="fewer-workers",
-                title=f"Run {n - 1} workers instead of {n}",
-                expected_effect=f"the same throughput: workers are busy {busy:.0%} of the time and nothing waits",
-                reason=f"idle capacity costs memory (each worker ~30 MB unique, docs/benchmarks.md); {ADVICE_ONLY}",
-                setting="Q_WORKERS",
-                current=n,
-                proposed=n - 1,
-            )
-        ]
-    return []
-
-
-def claim_batch(analysis: Analysis) -> list[Recommendation]:
-    """A claim is one query whatever the batch: a big share means batches are too small."""
-    claim, total = analysis.stages["claim"].p95 or 0.0, analysis.stages["total"].p95 or 0.0
-    current = settings.EMBEDPORTAL_CLAIM_BATCH
-    if not total or claim / (claim + total) < 0.1 or current >= MAX_CLAIM_BATCH:
-        return []
-    proposed = min(MAX_CLAIM_BATCH, current * 2)
-    return [
-        Recommendation(
-            id="claim-batch",
-            title=f"Raise EMBEDPORTAL_CLAIM_BATCH to {proposed}",
-            expected_effect=f"claim time per document about halves ({claim:.3f} s p95 per claim over "
-            f"{current} documents, then over {proposed})",
-            reason=f"claiming is {claim / (claim + total):.0%} of a batch's p95; {ADVICE_ONLY}",
-            setting="EMBEDPORTAL_CLAIM_BATCH",
-            current=current,
-            proposed=proposed,
-        )
-    ]
+# --- rate limits ---------------------------------------------------------------------------------
 
 
 def _rate_limited() -> int:
-    from pipeline.metrics import error_counts
-
-    return int(error_counts().get("rate_limit", 0))
+    return int(metrics.error_counts().get("rate_limit", 0))
 
 
 def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
     """A remote provider's calls are mostly waiting: with embedding the bottleneck and more calls per
-    batch than run at once, wait for more of them together (pipeline.pipeline._run_calls). Not
+    batch than run at once, wait for more of them together (pipeline.batches.BatchProcessing._run_calls). Not
     while providers answer 429: then the quota, not the waiting, is the limit."""
     if provider_of(c.model) == "local" or c.provider_concurrency >= MAX_PROVIDER_CONCURRENCY or _rate_limited():
         return []
-    share = _share(figures, "embedding")
+    share = stage_share(figures, "embedding")
     chunks = list(BatchTiming.objects.filter(collection=c, finished_at__gte=since).values_list("chunks", flat=True))
     if share < WORTH_IT or not chunks:
         return []
@@ -402,68 +285,5 @@ def provider_limits(analysis: Analysis, collections: list[Collection]) -> list[R
             setting="Q_WORKERS",
             current=analysis.workers,
             proposed=max(1, analysis.workers - 1),
-        )
-    ]
-
-
-def search(collections: list[Collection], since: datetime) -> list[Recommendation]:
-    """Search p95 over its SLO target: a smaller ef_search visits fewer candidates. Per collection
-    from its latest search times where it has EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES of them in the
-    window; otherwise, from the processes' search histogram, as advice for every collection."""
-    from pipeline.models import SearchLatency
-
-    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
-    n = settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES
-    rows = SearchLatency.objects.filter(collection__in=collections, last_at__gte=since).select_related("collection")
-    measured = [row for row in rows if len(row.recent) >= n]
-    if measured:
-        return [rec for row in measured for rec in ef_search(row.collection, row.recent, target)]
-    return ef_search_advice(target)
-
-
-def ef_search(c: Collection, recent: list[float], target: float) -> list[Recommendation]:
-    ordered = sorted(recent)
-    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-    effective = c.ef_search or DEFAULT_EF_SEARCH
-    proposed = effective // 2
-    if p95 <= target or proposed < MIN_EF_SEARCH:
-        return []
-    now = f"{c.ef_search}" if c.ef_search else f"unset (max({DEFAULT_EF_SEARCH}, 2k))"
-    return [
-        Recommendation(
-            id=f"hnsw-ef-search-{c.name}",
-            title=f"Lower hnsw.ef_search of {c.name} to {proposed}",
-            expected_effect=f"each search visits about half the candidates ({effective} -> {proposed} for k <= "
-            f"{proposed}; never fewer than k): p95 {p95 * 1000:.0f} ms towards the {target * 1000:.0f} ms target, "
-            "at some recall (check the golden queries)",
-            reason=f"search p95 of {c.name} is {p95 * 1000:.0f} ms over its last {len(recent)} searches, above the "
-            f"{target * 1000:.0f} ms SLO; its ef_search is {now}",
-            collection=c.name,
-            setting="ef_search",
-            current=c.ef_search,
-            proposed=proposed,
-        )
-    ]
-
-
-def ef_search_advice(target: float) -> list[Recommendation]:
-    """No collection has enough searches of its own: the histogram says only that search is slow."""
-    from pipeline.performance_slos import search_latency
-
-    p95, count = search_latency()
-    if not count or p95 is None or p95 <= target:
-        return []
-    return [
-        Recommendation(
-            id="hnsw-ef-search",
-            title=f"Lower hnsw.ef_search from {DEFAULT_EF_SEARCH} to {DEFAULT_EF_SEARCH // 2} for k <= 10",
-            expected_effect=f"each search visits about half the candidates: p95 {p95 * 1000:.0f} ms towards the "
-            f"{target * 1000:.0f} ms target, at some recall (check the golden queries)",
-            reason=f"search p95 is {p95 * 1000:.0f} ms over {count} searches, above the {target * 1000:.0f} ms SLO; "
-            "no collection has enough searches of its own to tell which is slow: set ef_search on the "
-            "slow collections (admin or API), or apply the per-collection recommendation once they have",
-            setting="hnsw.ef_search",
-            current=DEFAULT_EF_SEARCH,
-            proposed=DEFAULT_EF_SEARCH // 2,
         )
     ]

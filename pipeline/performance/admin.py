@@ -17,13 +17,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from embedportal.admin import ReadOnlyAdmin
-from pipeline import capacity
-from pipeline.api.performance import performance
 from pipeline.models import BatchTiming, Collection, CollectionCost, OptimizationChange
-from pipeline.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
-from pipeline.optimizer.changes import KINDS
-from pipeline.optimizer.figures import db_trend
-from pipeline.performance_slos import compliance_trend
+from pipeline.performance import capacity
+from pipeline.performance.api import performance
+from pipeline.performance.compliance import compliance_trend
+from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError, evaluate
+from pipeline.performance.optimizer.changes import KINDS
+from pipeline.performance.optimizer.figures import db_trend
 
 TREND_STEPS = 24
 
@@ -79,8 +79,6 @@ class OptimizationChangeAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Keep or revert the selected changes now (if measured)", permissions=["apply"])
     def evaluate_changes(self, request: HttpRequest, queryset: QuerySet[OptimizationChange]) -> None:
-        from pipeline.optimizer import evaluate
-
         done = [e for c in queryset.pending().select_related("collection") if (e := evaluate(c)) is not None]
         kept = sum(e.status == "kept" for e in done)
         self.message_user(

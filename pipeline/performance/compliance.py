@@ -1,21 +1,7 @@
-"""Performance SLOs and their compliance: per-document latency, search latency, and the sustained
-throughput of one worker with a named model; targets in settings (EMBEDPORTAL_SLO_*).
-
-Compliance is a scrape-time gauge, `performance_slo_compliance_embedding_pipeline_operations{slo}`
-(0..1), computed by this collector from the app's own data:
-
-- `document_latency`: the share of documents stored in the window (EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
-  whose chunking + embedding + storage took at most EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, from the
-  database's batch timings. The SLO holds (p95 within target) while it is at least 0.95.
-- `search_latency`: the share of searches answered within EMBEDPORTAL_SLO_SEARCH_P95_SECONDS, from
-  the search histogram of every process (cumulative since the processes, or the multiprocess
-  directory, started; searches leave no rows in the database). Held while at least 0.95.
-- `throughput_per_worker`: documents per busy worker-second with EMBEDPORTAL_SLO_THROUGHPUT_MODEL over
-  the window, divided by EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER, capped at 1. Held at 1.
-
-A series is absent while its SLO has no data (no documents, no searches, no batches of the model).
-`compliance_trend` gives the two batch-timing SLOs step by step for the admin's Performance page.
-The alert rules (grafana/prometheus/performance.rules.yml) fire on sustained degradation.
+"""Performance SLOs and their compliance (0..1): per-document latency and throughput per worker
+from the batch timings, search latency from the processes' search histogram; targets in settings
+(EMBEDPORTAL_SLO_*). A scrape-time gauge (PerformanceSLOCollector), absent while an SLO has no
+data; `compliance_trend` steps it for the admin's Performance page. docs/performance.md defines them.
 """
 
 from __future__ import annotations
@@ -33,7 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from embedportal.collectors import DatabaseCollector
 from embedportal.metrics import process_registry
 from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
-from pipeline.optimizer.figures import STEP_SQL, trend_steps
+from pipeline.performance import capacity
+from pipeline.performance.optimizer.figures import STEP_SQL, trend_steps
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +158,14 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
 
 
 class PerformanceSLOCollector(DatabaseCollector):
-    """Scrape-time compliance gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
+    """Scrape-time compliance and capacity gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
 
     subject = "performance SLO"
-    families = staticmethod(_families)
 
-    def fill(self, cur, compliant, target) -> None:
+    def families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (*_families(), *capacity.gauge_families())
+
+    def fill(self, cur, compliant, target, rate, measured) -> None:
         for slo, value in targets().items():
             target.add_metric([slo], value)
         try:
@@ -188,3 +177,8 @@ class PerformanceSLOCollector(DatabaseCollector):
         for slo, value in values.items():
             if value is not None:
                 compliant.add_metric([slo], value)
+        try:
+            with transaction.atomic():  # a savepoint: the SLO gauges survive a failed capacity query
+                capacity.fill_gauges(rate, measured)
+        except DatabaseError:
+            logger.exception("capacity metrics: database query failed")

@@ -10,9 +10,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from pipeline.models import Collection
-from pipeline.optimizer.figures import (
+from pipeline.performance.optimizer.figures import (
     PROCESSING,
     Percentiles,
+    Recommendation,
     bottleneck,
     db_busy,
     db_percentiles,
@@ -20,7 +21,7 @@ from pipeline.optimizer.figures import (
     prometheus_utilisation,
     rounded,
 )
-from pipeline.optimizer.recommendations import Recommendation, recommend
+from pipeline.performance.optimizer.recommendations import recommend
 
 
 @dataclass

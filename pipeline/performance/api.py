@@ -1,12 +1,14 @@
 """GET /api/v1/embedding-pipeline-operations/performance: the optimizer's figures, bottleneck and
 recommendations (and the performance SLOs and recent changes); POST .../performance/apply applies one
-recommendation. Both answer with and without the trailing slash."""
+recommendation. Both answer with and without the trailing slash. GET /api/v1/slos/: the admin's
+"SLOs and capacity" figures, from the database history."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.urls import re_path
+from django.urls import path, re_path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -16,9 +18,10 @@ from rest_framework.views import APIView
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
-from pipeline import performance_slos
 from pipeline.models import Collection, OptimizationChange
-from pipeline.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
+from pipeline.performance import compliance as performance_slos
+from pipeline.performance import slo_page
+from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
 
 RECENT_CHANGES = 20
 
@@ -130,7 +133,40 @@ class ApplyView(APIView):
         return Response(OptimizationChangeSerializer(change).data, status=status.HTTP_201_CREATED)
 
 
+class CanViewHistory(PermissionRequired):
+    perm = "pipeline.view_collectionactivity"
+
+
+class SloView(APIView):
+    """Each SLO's compliance over 1 h, 1 d and 30 d (null: no events in the window), error budget left,
+    burn rate over 1 h and 6 h; the capacity plan (load, capacity, headroom, projected date, workers
+    needed); the last capacity measurement with its USL fit; and the chart series of `range`."""
+
+    permission_classes = [CanViewHistory]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("range", OpenApiTypes.STR, enum=list(slo_page.RANGES), default=slo_page.DEFAULT_RANGE),
+            OpenApiParameter("collection", OpenApiTypes.STR, description="One collection (default: all user ones)"),
+            OpenApiParameter("headroom", OpenApiTypes.FLOAT, default=0.3),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        try:
+            headroom = float(params.get("headroom", 0.3))
+        except ValueError:
+            raise ValidationError({"headroom": "a number from 0 to below 1, e.g. 0.3"}) from None
+        try:
+            body = slo_page.figures(params.get("range", slo_page.DEFAULT_RANGE), params.get("collection"), headroom)
+        except slo_page.BadRequest as exc:
+            raise ValidationError(str(exc)) from None
+        return Response(body)
+
+
 urlpatterns = [
+    path("slos/", SloView.as_view(), name="slos"),
     re_path(r"^embedding-pipeline-operations/performance/?$", PerformanceView.as_view(), name="performance"),
     re_path(r"^embedding-pipeline-operations/performance/apply/?$", ApplyView.as_view(), name="performance-apply"),
 ]

@@ -1,22 +1,7 @@
-"""Applying a recommendation and judging it. Each kind of change (a recommendation's `setting`)
-says how it is applied, what measures it, and when that measure says it helped:
-
-- `batch_size`: a compare-and-swap on the field; measured by the worker seconds per document of
-  EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES batches before it and as many after.
-- `hnsw` (m and ef_construction): a compare-and-swap on both fields, then the collection's index
-  is rebuilt with them (pipeline.backfill.rebuild_index: search keeps the old index until the new
-  one replaces it); measured like batch_size, from when the new index serves (storage, where
-  HNSW maintenance is paid, is part of the worker seconds); a revert rebuilds with the old ones.
-- `ef_search`: a compare-and-swap on the field; measured by the p95 of the collection's latest
-  EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches before it and of as many after.
-- `backfill`: starts backfill mode for the collection's queued documents
-  (pipeline.backfill.begin_backfill); measured like batch_size once the backfill built its index.
-  Nothing is undone when it did not help: the load ends with one index build either way, so
-  "reverted" records the verdict only.
-
-A change is kept when its measure fell by at least MIN_GAIN, else reverted (unless someone
-changed the setting since). One change per collection is measured at a time.
-"""
+"""Applying a recommendation and judging it: each kind of change (a recommendation's `setting`,
+KINDS) says how it is applied, what measures it and when that measure says it helped (the table
+in docs/performance.md). A change is kept when its measure fell by at least MIN_GAIN, else
+reverted (unless someone changed the setting since); one change per collection is measured at a time."""
 
 from __future__ import annotations
 
@@ -35,8 +20,7 @@ from django.utils import timezone
 from pipeline import backfill, storage
 from pipeline.choices import OptimizationStatus
 from pipeline.models import BatchTiming, Collection, OptimizationChange, SearchLatency
-from pipeline.optimizer.figures import OptimizerError
-from pipeline.optimizer.recommendations import Recommendation
+from pipeline.performance.optimizer.figures import OptimizerError, Recommendation
 
 # A change is kept when its measure (worker seconds per document, or search p95) falls by at least this much.
 MIN_GAIN = 0.02

@@ -52,6 +52,13 @@ _COLUMNS = {
 }
 
 
+# Per-document percentiles of every stage's column, in _COLUMNS order.
+_PERCENTILES = ", ".join(
+    f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
+    for column in _COLUMNS.values()
+)
+
+
 def _where(since: datetime, collection_id: int | None) -> tuple[str, list[Any]]:
     if collection_id is None:
         return "t.finished_at >= %s", [since]
@@ -61,13 +68,9 @@ def _where(since: datetime, collection_id: int | None) -> tuple[str, list[Any]]:
 def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[str, Percentiles]:
     """Per-document percentiles: each batch row counts once per document it stored."""
     where, params = _where(since, collection_id)
-    aggregates = ", ".join(
-        f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
-        for column in _COLUMNS.values()
-    )
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT count(*), {aggregates} FROM pipeline_batchtiming t "
+            f"SELECT count(*), {_PERCENTILES} FROM pipeline_batchtiming t "
             f"CROSS JOIN LATERAL generate_series(1, t.documents) WHERE {where}",
             params,
         )
@@ -198,7 +201,7 @@ def trend_steps(since: datetime, until: datetime, steps: int) -> tuple[float, li
     return step, [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)]
 
 
-# A batch row's step: rows are grouped by it in db_trend and performance_slos.compliance_trend.
+# A batch row's step: rows are grouped by it in db_trend and compliance.compliance_trend.
 STEP_SQL = "floor(extract(epoch FROM t.finished_at - %s) / %s)::int"
 
 
@@ -208,13 +211,9 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
     documents and docs/s are 0 there (nothing was stored)."""
     where, params = _where(since, collection_id)
     step, labels = trend_steps(since, until, steps)
-    aggregates = ", ".join(
-        f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
-        for column in _COLUMNS.values()
-    )
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {STEP_SQL} AS step, count(*), {aggregates} "
+            f"SELECT {STEP_SQL} AS step, count(*), {_PERCENTILES} "
             f"FROM pipeline_batchtiming t CROSS JOIN LATERAL generate_series(1, t.documents) "
             f"WHERE {where} AND t.finished_at < %s GROUP BY 1",
             [since, step, *params, until],
@@ -236,3 +235,40 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
             for name, value in zip(names, values or [None] * len(names), strict=True):
                 out[name][stage].append(None if value is None else round(value, 6))
     return out
+
+
+# What the optimizer may change in a collection (and revert): its embedding batch size, its
+# provider concurrency, its HNSW build parameters (m and ef_construction, a rebuild), its
+# ef_search, and backfill mode.
+APPLIABLE = {"batch_size", "provider_concurrency", "hnsw", "ef_search", "backfill"}
+
+
+# Said by every recommendation the optimizer cannot apply.
+ADVICE_ONLY = "a deployment setting: change it where the deployment is configured; the optimizer does not"
+
+
+@dataclass
+class Recommendation:
+    id: str
+    title: str
+    expected_effect: str
+    reason: str
+    collection: str | None = None
+    setting: str | None = None
+    current: Any = None
+    proposed: Any = None
+
+    @property
+    def appliable(self) -> bool:
+        return self.collection is not None and self.setting in APPLIABLE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "appliable": self.appliable}
+
+
+def stage_share(figures: dict[str, Any], stage: str) -> float:
+    """The stage's share of the per-document p95 if it is the largest one within a batch (also when
+    the workers as a whole are the bottleneck: a faster stage is more capacity)."""
+    bottleneck = figures["bottleneck"]
+    largest = bottleneck.get("batch_stage", bottleneck.get("stage"))
+    return bottleneck.get("share_p95", 0.0) if largest == stage else 0.0

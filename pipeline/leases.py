@@ -1,0 +1,149 @@
+"""The worker's bookkeeping around a batch: its leases and heartbeat renewed while it runs
+(LeaseKeeper), the thread that stores one batch while the next is embedded (StorageStage), and
+the tally of a run (Report)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import DatabaseError, close_old_connections, connection, transaction
+
+from pipeline.choices import WorkerRole
+from pipeline.models import Document, WorkerHeartbeat
+
+logger = logging.getLogger(__name__)
+
+# Seconds between a worker's heartbeat writes (EMBEDPORTAL_HEARTBEAT_MAX_AGE must be well above).
+HEARTBEAT_EVERY = 15.0
+
+
+# Milliseconds a lease renewal waits for a row lock before trying again at the next renewal.
+RENEW_LOCK_TIMEOUT_MS = 2000
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def log_database_error(what: str, exc: BaseException, failures: int) -> None:
+    """The first failure of a run with its traceback, then one line per retry with the count: an
+    outage must not fill the log with a traceback every few seconds."""
+    message = first_line(exc)
+    if failures == 1:
+        logger.error("%s: %s", what, message, exc_info=exc)
+    else:
+        logger.warning("%s: still failing (retry %d): %s", what, failures - 1, message)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class LeaseKeeper:
+    """Renews a batch's leases, and its process's heartbeat, every third of the lease while the
+    batch is still running.
+
+    Without it a batch that outlives its lease (a slow provider, retries with backoff) would
+    be claimed and embedded a second time by another worker, and a busy worker would look
+    dead. A worker that dies stops renewing, so its lease still expires: leases can be short.
+    A database blip is retried at the next renewal rather than ending the renewals.
+    """
+
+    def __init__(self, worker: str, ids: list[int], lease: timedelta, role: str = WorkerRole.WORKER) -> None:
+        self.worker, self.ids, self.lease, self.role = worker, ids, lease, role
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease-{worker}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while not self.done.wait(self.lease.total_seconds() / 3):
+                try:
+                    with transaction.atomic(), connection.cursor() as cur:
+                        # Never block on a row lock for long: the next renewal comes soon, and
+                        # __exit__ must not wait on a stuck statement.
+                        cur.execute("SELECT set_config('lock_timeout', %s, true)", [str(RENEW_LOCK_TIMEOUT_MS)])
+                        Document.objects.filter(pk__in=self.ids).renew(self.worker, self.lease)
+                        WorkerHeartbeat.objects.beat(self.role)
+                    failures = 0
+                except DatabaseError as exc:
+                    failures += 1
+                    log_database_error(f"could not renew leases of worker {self.worker}", exc, failures)
+                    connection.close_if_unusable_or_obsolete()
+        finally:
+            close_old_connections()
+            connection.close()  # this thread's own connection
+
+
+class StorageStage:
+    """A thread that stores one batch while the worker chunks and embeds the next (a pipeline of
+    depth 1): with a remote provider a worker's rate approaches the slower of provider and
+    database instead of their sum. Jobs run in submission order on one thread with its own
+    database connection, so each batch still commits in its own transaction; `barrier()`
+    before a batch's storage keeps at most one batch waiting to be stored. A job's error is
+    raised by the next barrier() or close(), in the worker's thread."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
+        self.pending: list[Future] = []
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.pending.append(self.executor.submit(job))
+
+    def barrier(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.barrier()
+        finally:
+            self.executor.submit(lambda: connection.close()).result()  # the storage thread's own connection
+            self.executor.shutdown()
+
+
+@dataclass
+class Report:
+    COUNTS = ("claimed", "embedded", "failed", "deferred", "chunks", "batches")
+
+    claimed: int = 0
+    embedded: int = 0
+    failed: int = 0
+    deferred: int = 0
+    chunks: int = 0
+    batches: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, other: Report) -> None:
+        for name in self.COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for stage, seconds in other.seconds.items():
+            self.seconds[stage] += seconds
+        for kind, n in other.errors.items():
+            self.errors[kind] += n
+
+    def as_dict(self) -> dict:
+        return {
+            **{name: getattr(self, name) for name in self.COUNTS},
+            "seconds": {str(k): round(v, 4) for k, v in self.seconds.items()},
+            "errors": {str(k): v for k, v in self.errors.items()},
+        }

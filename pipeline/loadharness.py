@@ -1,0 +1,183 @@
+"""A forked-worker load harness: fill a paused scratch collection (reserved prefix __capacity_),
+start N real worker processes forked after the model is loaded, and take the sustained rate
+between the 10th and 90th percentile of the documents' commit times (no start-up, no tail).
+The capacity measurement (pipeline.performance.capacity) runs it per worker count."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, connections
+from django.utils import timezone
+
+from pipeline import providers
+from pipeline.backfill import REEMBED_FIELDS
+from pipeline.choices import DocumentStatus, WorkerRole
+from pipeline.collections import create_collection
+from pipeline.models import CAPACITY_PREFIX, Collection, Document, WorkerHeartbeat, reserved_names_allowed
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+
+# Characters per synthetic document when no user collection of the model has any.
+DEFAULT_DOCUMENT_CHARS = 4000
+
+
+class CapacityError(Exception):
+    """The measurement cannot be made or would be wrong; the message says why and what to do."""
+
+
+@dataclass
+class Point:
+    workers: int
+    docs_per_second: float
+    documents: int
+    chunks: int
+    seconds: float
+
+
+def _words(chars: int, rng: random.Random) -> str:
+    # Varied words and sentences, so chunkers split as they do on prose.
+    vocabulary = (
+        "pipeline embedding vector index queue worker latency freshness document chunk model batch "
+        "database capacity throughput measure operator request source update storage retrieval "
+        "the a of to and in is for on with as by at from that this it be are was"
+    ).split()
+    out, size = [], 0
+    while size < chars:
+        sentence = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(6, 18))).capitalize() + ". "
+        out.append(sentence)
+        size += len(sentence)
+    return "".join(out)[:chars]
+
+
+def document_chars(model: str) -> int:
+    """The median length of the model's user documents (a sample), else DEFAULT_DOCUMENT_CHARS."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY length(d.text)) FROM ("
+            " SELECT d.text FROM pipeline_document d JOIN pipeline_collection c ON c.id = d.collection_id"
+            " WHERE c.model = %s AND c.name NOT LIKE %s LIMIT 1000) d",
+            [model, CAPACITY_PREFIX.replace("_", r"\_") + "%"],
+        )
+        found = cur.fetchone()[0]
+    return int(found) if found else DEFAULT_DOCUMENT_CHARS
+
+
+def chunking_of(model: str) -> dict[str, Any]:
+    """Chunking of the model's (first) user collection, so the load is what is deployed; else the defaults."""
+    template = Collection.objects.filter(model=model).exclude(name__startswith=CAPACITY_PREFIX).order_by("pk").first()
+    if template is None:
+        return {}
+    # What a re-embed may change is what shapes the load: all of it but the model, which is given.
+    return {name: getattr(template, name) for name in REEMBED_FIELDS if name != "model"}
+
+
+def preflight() -> None:
+    """Refuse to measure when the figures would be wrong: queued work elsewhere, or running
+    pipeline workers that would take part. Leftover scratch collections of a killed run go."""
+    for collection in Collection.objects.filter(name__startswith=CAPACITY_PREFIX):
+        collection.delete()
+    busy = (
+        Document.objects.filter(status__in=[DocumentStatus.PENDING, DocumentStatus.PROCESSING])
+        .exclude(collection__name__startswith=CAPACITY_PREFIX)
+        .count()
+    )
+    if busy:
+        raise CapacityError(
+            f"{busy} documents are queued or being processed: the measurement's workers would embed them and "
+            "the figure would be wrong. Measure when the queue is empty."
+        )
+    workers = list(
+        WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE))
+        .filter(role=WorkerRole.WORKER)
+        .values_list("worker", flat=True)
+    )
+    if workers:
+        raise CapacityError(
+            f"pipeline workers are running ({', '.join(workers)}): they would take part in the measurement. "
+            "Stop them (run_pipeline) first; django-q2 drain tasks are detected if they join."
+        )
+
+
+def _worker(index: int, start: Any, results: Any) -> None:
+    connections.close_all()  # never share the parent's socket
+    start.wait()
+    report = EmbeddingIngestionPipeline(worker_id=f"capacity-{os.getpid()}-{index}").drain()
+    results.put((report.embedded, report.failed, report.chunks))
+    connections.close_all()
+
+
+def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[float, float]:
+    """(docs/s, seconds): between the documents at the 10th and 90th percentile of commit time when
+    at least 5 batches committed, else over the whole run."""
+    times = sorted(commit_times)
+    if len(set(times)) >= 5:
+        lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
+        inside = sum(1 for t in times if lo < t <= hi)
+        span = (hi - lo).total_seconds()
+        if inside and span > 0:
+            return inside / span, span
+    span = max((times[-1] - started).total_seconds(), 1e-6)
+    return len(times) / span, span
+
+
+def measure_workers(model: str, workers: int, documents: int, chars: int, seed: int = 0) -> Point:
+    """One worker count: fill a paused scratch collection, start `workers` processes, unpause."""
+    name = f"{CAPACITY_PREFIX}{int(time.time())}_{workers}w"
+    token = reserved_names_allowed.set(True)
+    try:
+        collection = create_collection(name=name, model=model, paused=True, **chunking_of(model))
+    finally:
+        reserved_names_allowed.reset(token)
+    try:
+        rng = random.Random(seed)
+        docs = [IncomingDocument(f"load-{i}", _words(chars, rng)) for i in range(documents)]
+        for i in range(0, len(docs), 500):
+            enqueue(collection, docs[i : i + 500])
+        connections.close_all()
+        ctx = multiprocessing.get_context("fork")
+        start, results = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(i, start, results)) for i in range(workers)]
+        for p in procs:
+            p.start()
+        # A plain update, not resume(): resume wakes the cluster's drain tasks, which would join in.
+        Collection.objects.filter(pk=collection.pk).update(paused=False)
+        started = timezone.now()
+        start.set()
+        ours = [results.get() for _ in procs]
+        for p in procs:
+            p.join()
+            if p.exitcode:
+                raise CapacityError(f"a measurement worker exited with {p.exitcode}")
+        # The processes are gone: their heartbeats must not stop the next measurement (preflight).
+        WorkerHeartbeat.objects.filter(worker__in=[f"{socket.gethostname()}:{p.pid}" for p in procs]).delete()
+        embedded = sum(r[0] for r in ours)
+        failed = sum(r[1] for r in ours)
+        stored = Document.objects.filter(collection=collection, status=DocumentStatus.EMBEDDED)
+        if failed:
+            raise CapacityError(f"{failed} of {documents} load documents failed: fix the model first (see the admin)")
+        if stored.count() > embedded:
+            raise CapacityError(
+                f"other workers embedded {stored.count() - embedded} of the load documents (a django-q2 drain "
+                "task?): the figure would be wrong. Stop the cluster's workers and measure again."
+            )
+        commit_times = list(stored.values_list("last_embedded_at", flat=True))
+        rate, span = _sustained_rate(commit_times, started)
+        return Point(workers, round(rate, 3), embedded, sum(r[2] for r in ours), round(span, 3))
+    finally:
+        collection.delete()
+
+
+def warm_up(model: str) -> None:
+    """Load LiteLLM and a local model's weights in this process before forking, without embedding
+    anything: an embedding call starts threads (LiteLLM's logging, torch's OpenMP pool), and a
+    worker forked from a process with threads can hang (the MiniLM workers did, on their first batch)."""
+    providers.preload(local_model=model == f"local/{providers.LOCAL_MINILM}")

@@ -1,0 +1,59 @@
+"""EmbeddingPipelineOperationsOptimizer: where the pipeline's time goes, and what to change.
+
+Per-stage percentiles and utilisation over a window (figures; from Prometheus when
+EMBEDPORTAL_PROMETHEUS_URL is set, else from the batch timings), the bottleneck (analysis),
+recommendations (recommendations, deployment), and applying and judging them (changes); how each
+is computed and judged is in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+from pipeline.models import Collection, OptimizationChange
+from pipeline.performance.optimizer.analysis import Analysis, analyse
+from pipeline.performance.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
+from pipeline.performance.optimizer.figures import APPLIABLE, STAGES, OptimizerError, Percentiles, Recommendation
+
+__all__ = [
+    "APPLIABLE",
+    "STAGES",
+    "Analysis",
+    "EmbeddingPipelineOperationsOptimizer",
+    "Evaluated",
+    "OptimizerError",
+    "Percentiles",
+    "Recommendation",
+    "analyse",
+    "apply",
+    "evaluate",
+    "evaluate_pending",
+]
+
+
+class EmbeddingPipelineOperationsOptimizer:
+    """The optimizer's entry points, for the command, the API and the admin."""
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
+
+    def analyse(self, collection: Collection | None = None) -> Analysis:
+        return analyse(collection, self.window)
+
+    def apply(self, collection: Collection, recommendation_id: str, applied_by: str = "") -> OptimizationChange:
+        for rec in self.analyse(collection).recommendations:
+            if rec.id == recommendation_id and rec.collection == collection.name:
+                return apply(collection, rec, applied_by)
+        raise OptimizerError(f"no recommendation {recommendation_id!r} for collection {collection.name!r} now")
+
+    def apply_all(self, collection: Collection | None = None, applied_by: str = "") -> list[OptimizationChange]:
+        changes = []
+        for rec in self.analyse(collection).recommendations:
+            if rec.appliable:
+                c = Collection.objects.get(name=rec.collection)
+                try:
+                    changes.append(apply(c, rec, applied_by))
+                except OptimizerError:
+                    continue  # one under measurement already, or nothing to compare against
+        return changes
+
+    def evaluate_pending(self) -> list[Evaluated]:
+        return evaluate_pending()
