@@ -223,11 +223,13 @@ def _cloudcoil(module: str, name: str) -> Callable[[dict[str, Any]], None]:
 
 _KEDA = "cloudcoil.models.keda.v1alpha1"
 _PROM = "cloudcoil.models.prometheus_operator.v1"
+_PROM_ALPHA = "cloudcoil.models.prometheus_operator.v1alpha1"
 CUSTOM_VALIDATORS: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): _cloudcoil(_KEDA, "ScaledObject"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): _cloudcoil(_PROM, "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"): _cloudcoil(_PROM, "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"): _cloudcoil(_PROM, "PrometheusRule"),
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): _cloudcoil(_PROM_ALPHA, "AlertmanagerConfig"),
     ("argoproj.io/v1alpha1", "CronWorkflow"): validate_cron_workflow,
     ("postgresql.cnpg.io/v1", "Cluster"): validate_cnpg_cluster,
 }
