@@ -181,8 +181,14 @@ _register(
         "pipeline.performance.compliance.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
-    Setting("EMBEDPORTAL_METRICS_ALLOWED_IPS", "list", "", "CIDRs allowed to read `/metrics` (empty: everyone)."),
+    Setting(
+        "EMBEDPORTAL_METRICS_ALLOWED_IPS",
+        "list",
+        "",
+        "CIDRs allowed to read `/metrics` (empty: loopback only, unless a credential below is set).",
+    ),
     Setting("EMBEDPORTAL_METRICS_BASIC_AUTH", "secret", "", "`user:password` required for `/metrics` (empty: none)."),
+    Setting("EMBEDPORTAL_METRICS_TOKEN", "secret", "", "Bearer token accepted for `/metrics` (empty: none)."),
     Setting("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS", "int", 300, "Window of the throughput gauge (seconds)."),
     Setting(
         "EMBEDPORTAL_HEARTBEAT_MAX_AGE",

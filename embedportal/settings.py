@@ -235,9 +235,11 @@ EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS = env_float("EMBEDPORTAL_CIRCUIT_MAX_OPEN_S
 # Operability (docs/operations.md). /metrics adds these scrape-time database collectors to
 # the process (or multiprocess) metrics; each is a dotted path to a prometheus_client collector.
 EMBEDPORTAL_METRICS_COLLECTORS = env_list("EMBEDPORTAL_METRICS_COLLECTORS")
-# /metrics is open unless restricted: client IPs in these CIDRs and/or HTTP basic auth "user:password".
+# /metrics: client IPs in these CIDRs and/or HTTP basic auth "user:password" or a bearer token;
+# loopback only when none is set (embedportal.views).
 EMBEDPORTAL_METRICS_ALLOWED_IPS = env_list("EMBEDPORTAL_METRICS_ALLOWED_IPS")
 EMBEDPORTAL_METRICS_BASIC_AUTH = env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH")
+EMBEDPORTAL_METRICS_TOKEN = env_secret("EMBEDPORTAL_METRICS_TOKEN")
 EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS = env_int("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS")
 # Health: a worker heartbeat older than this means no worker is alive; pending work older than
 # the progress window with nothing embedded within it means the queue is not being drained.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_BIN = ROOT / ".tools" / "prometheus" / "usr" / "bin"
+ALERTMANAGER_BIN = ROOT / ".tools" / "alertmanager" / "usr" / "bin"
 RULES = ROOT / "grafana" / "prometheus"
 # Debian's chromium and chromium-driver (apt); Selenium must never download its own.
 CHROMIUM = "/usr/bin/chromium"
@@ -34,6 +35,10 @@ def assert_promtool_passes(*args: str) -> None:
 
 def prometheus() -> str:
     return _installed(PROMETHEUS_BIN / "prometheus", "run `bash scripts/test-deps.sh` (make test does)")
+
+
+def amtool() -> str:
+    return _installed(ALERTMANAGER_BIN / "amtool", "run `bash scripts/test-deps.sh` (make test does)")
 
 
 def kubectl() -> str:

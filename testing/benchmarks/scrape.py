@@ -42,7 +42,7 @@ def queue_backlog(name: str, documents: int) -> Collection:
 
 def _get(handler: WSGIHandler) -> tuple[int, bytes]:
     """GET /metrics through the whole Django stack (middleware, URL routing, view), in process."""
-    environ: dict[str, Any] = {"PATH_INFO": "/metrics", "wsgi.input": io.BytesIO()}
+    environ: dict[str, Any] = {"PATH_INFO": "/metrics", "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO()}
     setup_testing_defaults(environ)
     status: list[str] = []
     body = b"".join(handler(environ, lambda s, headers, exc_info=None: status.append(s)))

@@ -104,11 +104,12 @@ def manifest_files() -> list[Path]:
 
 
 def referenced_files(kustomization: Path) -> list[Path]:
-    """Local files a kustomization names: resources (files, not directories), patches, configurations."""
+    """Local paths a kustomization names: resources, patches, configurations, components."""
     data = yaml.safe_load(kustomization.read_text())
     here = kustomization.parent
     names: list[str] = list(data.get("resources", []))
     names += [p["path"] for p in data.get("patches", []) if "path" in p]
     names += list(data.get("patchesStrategicMerge", []))
     names += list(data.get("configurations", []))
+    names += list(data.get("components", []))
     return [(here / name).resolve() for name in names]

@@ -117,6 +117,10 @@ MISSPELLINGS = {
         "PodMonitor",
         lambda d: d["spec"].__setitem__("podMetricEndpoints", []),
     ),
+    "AlertmanagerConfig receiver (cloudcoil prometheus-operator)": (
+        "AlertmanagerConfig",
+        lambda d: d["spec"]["receivers"][0].__setitem__("webhookConfig", []),
+    ),
     "PrometheusRule (cloudcoil prometheus-operator)": (
         "PrometheusRule",
         lambda d: d["spec"].__setitem__("groups", [{"name": "g", "rules": [{"alert": "A", "exp": "up == 0"}]}]),

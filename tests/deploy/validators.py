@@ -14,6 +14,7 @@ key that is not a field's wire name (its alias, else its name), as extra="forbid
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -142,6 +143,36 @@ CNPG_CLUSTER_FIELDS: dict[str, set[str]] = {
         ).split()
     ),
     "spec.storage": {"storageClass", "size", "resizeInUseVolumes", "pvcTemplate"},
+    "spec.backup": {"barmanObjectStore", "retentionPolicy", "target", "volumeSnapshot"},
+    "spec.backup.barmanObjectStore": set(
+        (
+            "destinationPath endpointURL endpointCA s3Credentials azureCredentials googleCredentials "
+            "serverName wal data tags historyTags"
+        ).split()
+    ),
+    "spec.backup.barmanObjectStore.s3Credentials": {
+        "accessKeyId",
+        "secretAccessKey",
+        "region",
+        "sessionToken",
+        "inheritFromIAMRole",
+    },
+    "spec.backup.barmanObjectStore.s3Credentials.accessKeyId": {"name", "key"},
+    "spec.backup.barmanObjectStore.s3Credentials.secretAccessKey": {"name", "key"},
+    "spec.backup.barmanObjectStore.wal": {
+        "compression",
+        "encryption",
+        "maxParallel",
+        "archiveAdditionalCommandArgs",
+        "restoreAdditionalCommandArgs",
+    },
+    "spec.backup.barmanObjectStore.data": {
+        "compression",
+        "encryption",
+        "jobs",
+        "immediateCheckpoint",
+        "additionalCommandArgs",
+    },
     "spec.resources": {"requests", "limits", "claims"},
 }
 # Maps whose keys are data, not field names.
@@ -154,6 +185,8 @@ CNPG_FREE_MAPS = {
     "spec.resources.limits",
 }
 CNPG_PRIMARY_UPDATE_STRATEGIES = {"unsupervised", "supervised"}
+CNPG_RETENTION = r"[1-9][0-9]*[dwm]"  # the CRD's pattern for retentionPolicy
+CNPG_COMPRESSIONS = {"bzip2", "gzip", "lz4", "snappy", "xz", "zstd"}
 
 
 def _cnpg_walk(value: Any, path: str, errors: list[str]) -> None:
@@ -188,11 +221,45 @@ def validate_cnpg_cluster(doc: dict[str, Any]) -> None:
     sql = spec.get("bootstrap", {}).get("initdb", {}).get("postInitApplicationSQL", [])
     if not (isinstance(sql, list) and all(isinstance(s, str) for s in sql)):
         errors.append("spec.bootstrap.initdb.postInitApplicationSQL: must be a list of strings")
+    backup = spec.get("backup", {})
+    if "retentionPolicy" in backup and not re.fullmatch(CNPG_RETENTION, str(backup["retentionPolicy"])):
+        errors.append(f"spec.backup.retentionPolicy: {backup['retentionPolicy']!r} is not like 30d, 4w, 6m")
+    for part in ("wal", "data"):
+        compression = backup.get("barmanObjectStore", {}).get(part, {}).get("compression")
+        if compression is not None and compression not in CNPG_COMPRESSIONS:
+            errors.append(f"spec.backup.barmanObjectStore.{part}.compression: {compression!r}")
     strategy = spec.get("primaryUpdateStrategy")
     if strategy is not None and strategy not in CNPG_PRIMARY_UPDATE_STRATEGIES:
         errors.append(f"spec.primaryUpdateStrategy: {strategy!r} not in {sorted(CNPG_PRIMARY_UPDATE_STRATEGIES)}")
     if errors:
         raise ManifestError("Cluster: " + "; ".join(errors))
+
+
+# CloudNativePG ScheduledBackup (postgresql.cnpg.io/v1, ScheduledBackupSpec).
+CNPG_SCHEDULED_BACKUP_FIELDS = set(
+    (
+        "suspend immediate schedule cluster backupOwnerReference target method pluginConfiguration "
+        "online onlineConfiguration"
+    ).split()
+)
+CNPG_BACKUP_METHODS = {"barmanObjectStore", "volumeSnapshot", "plugin"}
+CNPG_BACKUP_OWNER_REFERENCES = {"none", "self", "cluster"}
+
+
+def validate_cnpg_scheduled_backup(doc: dict[str, Any]) -> None:
+    spec = doc.get("spec", {})
+    errors = [f"spec.{key}: not a documented field" for key in spec if key not in CNPG_SCHEDULED_BACKUP_FIELDS]
+    if set(spec.get("cluster", {})) != {"name"}:
+        errors.append("spec.cluster: must be {name: <cluster>}")
+    # robfig/cron with seconds: six fields, unlike a CronJob's five.
+    if len(str(spec.get("schedule", "")).split()) != 6:
+        errors.append(f"spec.schedule: {spec.get('schedule')!r} needs six fields (seconds first)")
+    if spec.get("method", "barmanObjectStore") not in CNPG_BACKUP_METHODS:
+        errors.append(f"spec.method: {spec['method']!r} not in {sorted(CNPG_BACKUP_METHODS)}")
+    if spec.get("backupOwnerReference", "none") not in CNPG_BACKUP_OWNER_REFERENCES:
+        errors.append(f"spec.backupOwnerReference: {spec['backupOwnerReference']!r}")
+    if errors:
+        raise ManifestError("ScheduledBackup: " + "; ".join(errors))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,13 +290,16 @@ def _cloudcoil(module: str, name: str) -> Callable[[dict[str, Any]], None]:
 
 _KEDA = "cloudcoil.models.keda.v1alpha1"
 _PROM = "cloudcoil.models.prometheus_operator.v1"
+_PROM_ALPHA = "cloudcoil.models.prometheus_operator.v1alpha1"
 CUSTOM_VALIDATORS: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): _cloudcoil(_KEDA, "ScaledObject"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): _cloudcoil(_PROM, "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"): _cloudcoil(_PROM, "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"): _cloudcoil(_PROM, "PrometheusRule"),
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): _cloudcoil(_PROM_ALPHA, "AlertmanagerConfig"),
     ("argoproj.io/v1alpha1", "CronWorkflow"): validate_cron_workflow,
     ("postgresql.cnpg.io/v1", "Cluster"): validate_cnpg_cluster,
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): validate_cnpg_scheduled_backup,
 }
 
 

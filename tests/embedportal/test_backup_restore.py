@@ -1,0 +1,83 @@
+"""The restore drill for the embedded database: back up, destroy, restore, and the documents and
+chunks are the same rows (counts and a checksum of ids, content hashes and vectors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from pipeline.models import Chunk, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+
+# Committed data: pg_restore runs in its own connection and must see (and replace) it.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def fingerprint() -> tuple[int, int, str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM pipeline_document), (SELECT count(*) FROM pipeline_chunk),"
+            " (SELECT md5(string_agg(id || ':' || content_hash || ':' || status, ',' ORDER BY id))"
+            "    FROM pipeline_document),"
+            " (SELECT md5(string_agg(id || ':' || document_id || ':' || embedding::text, ',' ORDER BY id))"
+            "    FROM pipeline_chunk)"
+        )
+        return cursor.fetchone()
+
+
+def run(*args: str) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_backup_destroy_restore_gives_back_the_same_documents_and_chunks(hash_collection, tmp_path: Path):
+    enqueue(hash_collection, [IncomingDocument(f"doc-{i}", f"Paragraph {i}. " * 60) for i in range(20)])
+    assert EmbeddingIngestionPipeline().drain().embedded == 20
+    before = fingerprint()
+    assert before[0] == 20 and before[1] > 20
+
+    archive = tmp_path / "drill.dump"
+    said = run("backup", "--output", str(archive))
+    assert str(archive) in said and "MiB" in said and said.rstrip().endswith(" s")
+
+    Chunk.objects.all().delete()
+    Document.objects.filter(external_id__in=["doc-1", "doc-2"]).delete()
+    enqueue(hash_collection, [IncomingDocument("after-the-backup", "written after the backup")])
+    assert fingerprint() != before
+
+    said = run("restore", str(archive))
+    assert said.startswith(f"Restored {archive}")
+    assert fingerprint() == before
+    assert not Document.objects.filter(external_id="after-the-backup").exists()
+
+
+def test_backup_refuses_to_overwrite_and_restore_refuses_what_is_no_archive(tmp_path: Path):
+    existing = tmp_path / "existing.dump"
+    existing.write_text("an earlier backup")
+    with pytest.raises(CommandError, match="exists"):
+        run("backup", "--output", str(existing))
+    with pytest.raises(CommandError, match="no such file"):
+        run("restore", str(tmp_path / "missing.dump"))
+    with pytest.raises(CommandError, match="is not a pg_dump archive"):
+        run("restore", str(existing))
+    assert existing.read_text() == "an earlier backup"
+
+
+def test_restore_refuses_while_another_client_uses_the_database(tmp_path: Path):
+    import psycopg
+
+    from tests.conftest import database_url
+
+    archive = tmp_path / "b.dump"
+    run("backup", "--output", str(archive))
+    assert run("restore", "--dry-run", str(archive)).startswith(f"Would restore {archive}")
+    with psycopg.connect(database_url(), application_name="embedportal-worker"):
+        with pytest.raises(CommandError, match=r"in use by 1 other connection\(s\): embedportal-worker \(\d+\)"):
+            run("restore", str(archive))
