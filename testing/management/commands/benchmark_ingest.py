@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline import providers
+from pipeline import loadharness, providers
 from testing.benchmarks import ingest as benchmark
 
 
@@ -103,7 +103,7 @@ class Command(BaseCommand):
     def run(
         self, o: dict, corpus: benchmark.Corpus, counts: list[int], modes: list[str], provider: dict | None
     ) -> None:
-        benchmark.warm_up(o["model"], provider)
+        loadharness.warm_up(o["model"])
         result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
         result.provider_latency_ms = o["provider_latency"] or 0.0
         result.provider_concurrency = o["provider_concurrency"]
@@ -140,7 +140,7 @@ class Command(BaseCommand):
             result.rerun_seconds = round(statistics.median(result.rerun_samples), 4)
         result.peak_rss_mb = round(
             # ru_maxrss (KiB, sampled by the kernel) can trail the RSS read earlier by a page or two.
-            max(benchmark.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs)),
+            max(loadharness.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs)),
             1,
         )
         benchmark.keep_or_drop(names, o["keep"])
