@@ -19,14 +19,13 @@ class Migration(migrations.Migration):
 
     initial = True
 
-    dependencies = [
-        ("pipeline", "0001_initial"),
-    ]
+    dependencies = [("pipeline", "0001_initial")]
 
     operations = [
+        # The table as 0003 left it; the document key after it, below.
         migrations.CreateModel(
-            name='FailedDocument',
-            fields=[
+            "FailedDocument",
+            [
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('error_type', models.CharField(choices=[('api_error', 'Provider API failure (5xx, connection)'), ('timeout', 'Provider timeout'), ('rate_limit', 'Provider rate limit (429)'), ('auth', 'Provider authentication'), ('bad_request', 'Bad request / context too long'), ('connection_lost', 'Database connection lost'), ('disk_full', 'Database disk full'), ('serialization', 'Serialization failure / deadlock'), ('dimension_mismatch', 'Vector dimension mismatch'), ('nan_values', 'NaN or infinite values'), ('zero_vector', 'Zero or empty vector'), ('wrong_count', 'Wrong number of vectors'), ('empty_document', 'Document has no text to embed'), ('unknown', 'Unclassified error')], max_length=24)),
                 ('stage', models.CharField(choices=[('chunking', 'Chunking'), ('embedding', 'Embedding'), ('storage', 'Storage')], max_length=12)),

@@ -8,9 +8,7 @@ class Migration(migrations.Migration):
 
     initial = True
 
-    dependencies = [
-        ("pipeline", "0003_collection_extra_params_validator"),
-    ]
+    dependencies = [("pipeline", "0003_collection_extra_params_validator")]
 
     operations = [
         migrations.CreateModel(
