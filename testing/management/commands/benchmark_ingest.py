@@ -1,3 +1,6 @@
+"""Ingest a corpus into fresh collections and print docs/s, chunks/s, per-stage seconds, peak RSS, and the ratio
+to one plain binary COPY of the same rows (the floor). --workers 1,2,4 simulates scale-out."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,10 +15,7 @@ from testing.benchmarks import ingest as benchmark
 
 
 class Command(BaseCommand):
-    help = (
-        "Ingest a corpus into fresh collections and print docs/s, chunks/s, per-stage seconds, peak RSS, and "
-        "the ratio to one plain binary COPY of the same rows (the floor). --workers 1,2,4 simulates scale-out."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--corpus", default="django-docs", help="django-docs, or a folder of text files")
