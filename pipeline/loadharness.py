@@ -1,7 +1,8 @@
 """A forked-worker load harness: fill a paused scratch collection (reserved prefix __capacity_),
 start N real worker processes forked after the model is loaded, and take the sustained rate
 between the 10th and 90th percentile of the documents' commit times (no start-up, no tail).
-The capacity measurement (pipeline.performance.capacity) runs it per worker count."""
+The capacity measurement (pipeline.performance.capacity) runs it per worker count; the ingest
+benchmark (testing.benchmarks.ingest) drains its corpus with the same drain_forked()."""
 
 from __future__ import annotations
 
