@@ -6,32 +6,26 @@ API) walks Git and builds the OpenAPI schema; a scrape only reads its rows, so i
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily
-
 from embedportal import collectors
 
 FRESHNESS = "documentation_freshness_embedding_pipeline_operations"
 COVERAGE = "documentation_coverage_embedding_pipeline_operations"
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
-    return (
-        GaugeMetricFamily(
-            FRESHNESS,
-            "Seconds a documentation page lags behind the newest change of what it covers (0 when fresh).",
-            labels=["page"],
-        ),
-        GaugeMetricFamily(
-            COVERAGE,
-            "Documented / existing items per inventory (settings, endpoints, metrics, alerts, commands).",
-            labels=["kind"],
-        ),
-    )
-
-
 class DatabaseCollector(collectors.DatabaseCollector):
     subject = "documentation"
-    families = staticmethod(_families)
+    families = collectors.fresh(
+        (
+            FRESHNESS,
+            "Seconds a documentation page lags behind the newest change of what it covers (0 when fresh).",
+            ["page"],
+        ),
+        (
+            COVERAGE,
+            "Documented / existing items per inventory (settings, endpoints, metrics, alerts, commands).",
+            ["kind"],
+        ),
+    )
 
     def fill(self, cur, freshness, coverage) -> None:
         from docs_site.models import DocCoverage, DocPage

@@ -155,17 +155,10 @@ class PageStatus:
     review_due_at: datetime | None = None
     changed: list[str] = field(default_factory=list)
 
+    SHOWN = ("path", "title", "kind", "status", "reason", "last_updated", "lag_seconds", "review_due_at")
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "title": self.title,
-            "kind": self.kind,
-            "status": self.status,
-            "reason": self.reason,
-            "last_updated": self.last_updated,
-            "lag_seconds": self.lag_seconds,
-            "review_due_at": self.review_due_at,
-        }
+        return {name: getattr(self, name) for name in self.SHOWN}
 
 
 def _dt(ts: float | None) -> datetime | None:

@@ -8,10 +8,11 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +28,21 @@ def bounded_queries(timeout_ms: int = QUERY_TIMEOUT_MS) -> Iterator[CursorWrappe
         yield cur
 
 
+def fresh(*specs: tuple[Any, ...]) -> staticmethod:
+    """A collector's `families`: new families at every scrape, one per (name, help, labels[, class]),
+    a GaugeMetricFamily unless the class is given."""
+    return staticmethod(
+        lambda: tuple(
+            kind(name, doc, labels=labels)
+            for name, doc, labels, kind in ((*spec, GaugeMetricFamily)[:4] for spec in specs)
+        )
+    )
+
+
 class DatabaseCollector(ABC):
     """Subclasses name what they measure (`subject`, for the log), build their `families()`
-    and `fill()` them. Every family is exported, an empty one as its HELP and TYPE lines, so a
-fresh system's scrape already names every series the rules and dashboards read."""
+        and `fill()` them. Every family is exported, an empty one as its HELP and TYPE lines, so a
+    fresh system's scrape already names every series the rules and dashboards read."""
 
     subject = "database"
 

@@ -1,19 +1,23 @@
 """A forked-worker load harness: fill a paused scratch collection (reserved prefix __capacity_),
 start N real worker processes forked after the model is loaded, and take the sustained rate
 between the 10th and 90th percentile of the documents' commit times (no start-up, no tail).
-The capacity measurement (pipeline.performance.capacity) runs it per worker count."""
+The capacity measurement (pipeline.performance.capacity) runs it per worker count; the ingest
+benchmark (testing.benchmarks.ingest) drains its corpus with the same drain_forked()."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import random
+import resource
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psutil
 from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
@@ -22,6 +26,7 @@ from pipeline import providers
 from pipeline.backfill import REEMBED_FIELDS
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.collections import create_collection
+from pipeline.leases import Report
 from pipeline.models import CAPACITY_PREFIX, Collection, Document, WorkerHeartbeat, reserved_names_allowed
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
@@ -107,12 +112,57 @@ def preflight() -> None:
         )
 
 
-def _worker(index: int, start: Any, results: Any) -> None:
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _worker(worker_id: str, start: Any, results: Any) -> None:
     connections.close_all()  # never share the parent's socket
     start.wait()
-    report = EmbeddingIngestionPipeline(worker_id=f"capacity-{os.getpid()}-{index}").drain()
-    results.put((report.embedded, report.failed, report.chunks))
+    report = EmbeddingIngestionPipeline(worker_id=worker_id).drain()
+    results.put((report, peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20))
     connections.close_all()
+
+
+@dataclass
+class Drained:
+    """What the forked workers did: their reports summed, when they were let go, the seconds until
+    the last one had drained, and the largest peak resident set and unique memory of one (MB)."""
+
+    report: Report
+    started: datetime
+    seconds: float
+    peak_rss_mb: float
+    uss_mb: float
+
+
+def drain_forked(workers: int, prefix: str, release: Callable[[], None] | None = None) -> Drained:
+    """Fork `workers` processes (after warm_up(), so they share the loaded model), call `release`
+    once they exist, let them go together and wait until each has drained the queue."""
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(f"{prefix}-{os.getpid()}-{i}", start, results)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    if release:
+        release()
+    started, t0 = timezone.now(), time.perf_counter()
+    start.set()
+    total, peak, uss = Report(), 0.0, 0.0
+    for _ in procs:
+        report, rss, unique = results.get()
+        total.add(report)
+        peak, uss = max(peak, rss), max(uss, unique)
+    seconds = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise CapacityError(f"a load worker exited with {p.exitcode}")
+    # The processes are gone: their heartbeats must not stop the next measurement (preflight).
+    WorkerHeartbeat.objects.filter(worker__in=[f"{socket.gethostname()}:{p.pid}" for p in procs]).delete()
+    return Drained(total, started, seconds, peak, uss)
 
 
 def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[float, float]:
@@ -142,25 +192,10 @@ def measure_workers(model: str, workers: int, documents: int, chars: int, seed: 
         docs = [IncomingDocument(f"load-{i}", _words(chars, rng)) for i in range(documents)]
         for i in range(0, len(docs), 500):
             enqueue(collection, docs[i : i + 500])
-        connections.close_all()
-        ctx = multiprocessing.get_context("fork")
-        start, results = ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(i, start, results)) for i in range(workers)]
-        for p in procs:
-            p.start()
         # A plain update, not resume(): resume wakes the cluster's drain tasks, which would join in.
-        Collection.objects.filter(pk=collection.pk).update(paused=False)
-        started = timezone.now()
-        start.set()
-        ours = [results.get() for _ in procs]
-        for p in procs:
-            p.join()
-            if p.exitcode:
-                raise CapacityError(f"a measurement worker exited with {p.exitcode}")
-        # The processes are gone: their heartbeats must not stop the next measurement (preflight).
-        WorkerHeartbeat.objects.filter(worker__in=[f"{socket.gethostname()}:{p.pid}" for p in procs]).delete()
-        embedded = sum(r[0] for r in ours)
-        failed = sum(r[1] for r in ours)
+        release = Collection.objects.filter(pk=collection.pk).update
+        drained = drain_forked(workers, "capacity", lambda: release(paused=False))
+        embedded, failed = drained.report.embedded, drained.report.failed
         stored = Document.objects.filter(collection=collection, status=DocumentStatus.EMBEDDED)
         if failed:
             raise CapacityError(f"{failed} of {documents} load documents failed: fix the model first (see the admin)")
@@ -170,8 +205,8 @@ def measure_workers(model: str, workers: int, documents: int, chars: int, seed: 
                 "task?): the figure would be wrong. Stop the cluster's workers and measure again."
             )
         commit_times = list(stored.values_list("last_embedded_at", flat=True))
-        rate, span = _sustained_rate(commit_times, started)
-        return Point(workers, round(rate, 3), embedded, sum(r[2] for r in ours), round(span, 3))
+        rate, span = _sustained_rate(commit_times, drained.started)
+        return Point(workers, round(rate, 3), embedded, drained.report.chunks, round(span, 3))
     finally:
         collection.delete()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 from django.utils import timezone
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeHistogramMetricFamily
 
 from embedportal import collectors
 from pipeline.choices import ErrorType
@@ -32,24 +32,20 @@ PHASES = {(FailureState.OPEN, False): "waiting", (FailureState.OPEN, True): "ret
 STALE = "pipeline_stale_documents_count"
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
-    return (
-        GaugeMetricFamily(QUEUE, "Failed documents waiting for or undergoing a retry.", labels=["state", "error_type"]),
-        GaugeHistogramMetricFamily(AGE, "Age since first failure of documents in the reprocessing queue."),
-        GaugeMetricFamily(DEAD, "Dead-lettered documents awaiting an operator.", labels=["error_type"]),
-        GaugeMetricFamily(
-            STALE,
-            "Documents whose source changed after their last embedding, longer ago than the freshness SLA.",
-            labels=["collection"],
-        ),
-    )
-
-
 class DatabaseCollector(collectors.DatabaseCollector):
     """Scrape-time gauges: reprocessing queue size and age distribution, dead letters, stale documents."""
 
     subject = "reprocessing"
-    families = staticmethod(_families)
+    families = collectors.fresh(
+        (QUEUE, "Failed documents waiting for or undergoing a retry.", ["state", "error_type"]),
+        (AGE, "Age since first failure of documents in the reprocessing queue.", None, GaugeHistogramMetricFamily),
+        (DEAD, "Dead-lettered documents awaiting an operator.", ["error_type"]),
+        (
+            STALE,
+            "Documents whose source changed after their last embedding, longer ago than the freshness SLA.",
+            ["collection"],
+        ),
+    )
 
     def fill(self, cur, queue, age, dead, stale) -> None:
         now = timezone.now()

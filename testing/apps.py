@@ -24,7 +24,7 @@ class TestingConfig(AppConfig):
 
     def ready(self) -> None:
         from pipeline.models import Collection
-        from testing import triggers
+        from testing import scenarios, triggers  # noqa: F401  (scenarios: importing registers them)
 
         post_migrate.connect(on_migrate, sender=self, dispatch_uid="testing.on_migrate")
         # pipeline knows nothing of testing: the receivers are connected from here.

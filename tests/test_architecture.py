@@ -162,20 +162,7 @@ def test_production_modules_hold_no_test_tooling(app):
     assert offending(app, tuple(t for t, allowed in TEST_TOOLING.items() if app not in allowed)) == []
 
 
-@pytest.mark.parametrize(
-    "app",
-    [
-        *(a for a in APPS if a != "testing"),
-        pytest.param(
-            "testing",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="testing.registry.load imports testing.scenarios, whose modules register through "
-                "testing.registry (owned by the testing app's refactor)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("app", APPS)
 def test_the_modules_of_an_app_import_each_other_in_no_circle(app):
     assert circles(app) == []
 

@@ -92,23 +92,18 @@ def cluster_objects() -> tuple[list[dict[str, Any]], list[str]]:
         return [], [f"Kubernetes API: not running in a cluster ({exc})"]
     namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
     api = client.ApiClient()
-    core, apps, batch, policy = (
-        client.CoreV1Api(api),
-        client.AppsV1Api(api),
-        client.BatchV1Api(api),
-        client.PolicyV1Api(api),
-    )
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     custom = client.CustomObjectsApi(api)
-    listers = [
-        ("Service", core.list_namespaced_service),
-        ("Deployment", apps.list_namespaced_deployment),
-        ("StatefulSet", apps.list_namespaced_stateful_set),
-        ("Job", batch.list_namespaced_job),
-        ("PodDisruptionBudget", policy.list_namespaced_pod_disruption_budget),
-    ]
+    listers = {
+        "Service": core.list_namespaced_service,
+        "Deployment": apps.list_namespaced_deployment,
+        "StatefulSet": apps.list_namespaced_stateful_set,
+        "Job": client.BatchV1Api(api).list_namespaced_job,
+        "PodDisruptionBudget": client.PolicyV1Api(api).list_namespaced_pod_disruption_budget,
+    }
     objects: list[dict[str, Any]] = []
     missing: list[str] = []
-    for kind, lister in listers:
+    for kind, lister in listers.items():
         try:
             for item in lister(namespace).items:
                 objects.append({**api.sanitize_for_serialization(item), "kind": kind})

@@ -66,7 +66,8 @@ def _describe(p: argparse.ArgumentParser, prog: str, level: int) -> list[str]:
     out = [
         f"{'#' * level} `{prog.removeprefix('manage.py ')}`",
         "",
-        (p.description or "").strip() or "_No help text._",
+        # A command's help may be its module docstring: wrapped lines make one paragraph.
+        " ".join((p.description or "").split()) or "_No help text._",
         "",
     ]
     out += ["```sh", _usage(p, f"python {prog}"), "```", ""]

@@ -1,7 +1,8 @@
 """The ingest benchmark: our pipeline against the floor of one plain binary COPY.
 
 Workers are forked from the benchmark process after Django, LiteLLM and the model are
-loaded, so the figures measure the pipeline, not interpreter start-up. The floor is the
+loaded (pipeline.loadharness, as for the capacity measurement), so the figures measure the
+pipeline, not interpreter start-up. The floor is the
 same chunk rows and vectors (read back from what the pipeline stored) written by a single
 binary COPY into a table with the same indexes (btree on document/ordinal, HNSW cosine).
 
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,8 +32,8 @@ from django.db import connection, connections
 
 from pipeline import providers, sources
 from pipeline.collections import create_collection
+from pipeline.loadharness import drain_forked
 from pipeline.models import Chunk, Collection, Document
-from pipeline.pipeline import EmbeddingIngestionPipeline, Report
 from pipeline.queue import IncomingDocument, enqueue
 
 
@@ -90,50 +89,8 @@ class BenchmarkResult:
         return asdict(self)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
-
-
-def _memory() -> tuple[float, float]:
-    """This process's peak resident set and its unique memory now, in MB."""
-    return peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20
-
-
-def _worker(index: int, results: multiprocessing.Queue) -> None:
-    connections.close_all()  # never share the parent's socket
-    report = EmbeddingIngestionPipeline(worker_id=f"bench-{index}").drain()
-    results.put((report.as_dict(), *_memory()))
-    connections.close_all()
-
-
-def _drain(workers: int) -> tuple[Report, float, float]:
-    """Drain the queue with `workers` processes; the report, the peak RSS and the largest USS."""
-    if workers == 1:
-        report = EmbeddingIngestionPipeline(worker_id="bench-0").drain()
-        return report, *_memory()
-    connections.close_all()
-    ctx = multiprocessing.get_context("fork")
-    results: multiprocessing.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(i, results)) for i in range(workers)]
-    for p in procs:
-        p.start()
-    total, peak, uss = Report(), 0.0, 0.0
-    for _ in procs:
-        data, rss, unique = results.get()
-        part = Report(**{k: data[k] for k in ("claimed", "embedded", "failed", "chunks", "batches")})
-        part.seconds.update(data["seconds"])
-        total.add(part)
-        peak, uss = max(peak, rss), max(uss, unique)
-    for p in procs:
-        p.join()
-        if p.exitcode:
-            raise RuntimeError(f"benchmark worker exited with {p.exitcode}")
-    return total, peak, uss
 
 
 MODES = ("steady", "backfill")
@@ -171,9 +128,9 @@ def run_once(
         enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
-    t0, ticks = time.perf_counter(), cpu_ticks()
-    report, worker_rss, worker_uss = _drain(workers)
-    drain_seconds = time.perf_counter() - t0
+    ticks = cpu_ticks()
+    drained = drain_forked(workers, "bench")
+    report, drain_seconds = drained.report, drained.seconds
     cpu = busy_share(ticks, cpu_ticks())
 
     docs = Document.objects.filter(collection=collection)
@@ -194,8 +151,8 @@ def run_once(
         # Every document must have been claimed exactly once and stored once.
         double_processed=docs.filter(attempts__gt=1).count() + max(0, report.claimed - enqueued),
         superseded=report.claimed - report.embedded - report.failed,
-        worker_peak_rss_mb=round(worker_rss, 1),
-        worker_uss_mb=round(worker_uss, 1),
+        worker_peak_rss_mb=round(drained.peak_rss_mb, 1),
+        worker_uss_mb=round(drained.uss_mb, 1),
         cpu_busy=cpu,
     )
 
@@ -316,14 +273,6 @@ def bare_encode_seconds(collection: Collection) -> float:
     t0 = time.perf_counter()
     model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
     return time.perf_counter() - t0
-
-
-def warm_up(model: str, provider: dict | None = None) -> None:
-    """Load what every run needs once (LiteLLM, the provider, the model) before timing."""
-    from pipeline.embedding import embed_raw
-
-    probe = Collection(model=model, **{"dimensions": providers.known_dimensions(model) or 0, **(provider or {})})
-    embed_raw(probe, ["warm-up"])
 
 
 REMOTE_MODEL = "openai/fake-embedder"

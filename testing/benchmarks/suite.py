@@ -22,6 +22,7 @@ import psutil
 from django.db import connection, transaction
 from django.utils import timezone
 
+from pipeline import loadharness
 from pipeline.models import Collection, Document
 from testing import fingerprints
 from testing.benchmarks import ingest, regression, scrape, stages
@@ -155,7 +156,7 @@ def rerun(sizes: Sizes, corpus: ingest.Corpus, collection: Collection) -> Figure
 
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
-    ingest.warm_up(MINILM)
+    loadharness.warm_up(MINILM)
     name, bare = "benchmark-suite-minilm", ingest.bare_encode_seconds
     figures, collection = _ingest(name, MINILM, small, sizes.repeats, bare, "ratio_to_bare_encode", workers=1)
     collection.delete()
@@ -222,7 +223,7 @@ def run_suite(
     try:
         started, t0 = timezone.now(), time.perf_counter()
         files = ingest.open_corpus(corpus, sizes.ingest_docs)
-        ingest.warm_up(HASH_MODEL)
+        loadharness.warm_up(HASH_MODEL)
         results: dict[str, Figures] = {}
         for name, benchmark in BENCHMARKS.items():
             if only and name not in only and not (name == "ingest_steady" and "rerun" in only):

@@ -1,3 +1,6 @@
+"""Serve /metrics for processes without a web server (the django-q2 worker pod's sidecar): the counters and
+histograms in PROMETHEUS_MULTIPROC_DIR plus the database collectors."""
+
 from __future__ import annotations
 
 import threading
@@ -19,10 +22,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class Command(BaseCommand):
-    help = (
-        "Serve /metrics for processes without a web server (the django-q2 worker pod's sidecar): "
-        "the counters and histograms in PROMETHEUS_MULTIPROC_DIR plus the database collectors."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=9100, help="Port to listen on (0: any free port)")

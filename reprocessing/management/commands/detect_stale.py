@@ -1,3 +1,6 @@
+"""Find documents whose source changed after their last embedding, past their collection's freshness SLA, and
+requeue them (reason: stale)."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +12,7 @@ from reprocessing.staleness import detect_stale
 
 
 class Command(BaseCommand):
-    help = (
-        "Find documents whose source changed after their last embedding, past their collection's "
-        "freshness SLA, and requeue them (reason: stale)."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="Count stale documents; requeue nothing")

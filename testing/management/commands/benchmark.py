@@ -1,3 +1,7 @@
+"""Run the standard benchmark suite (ingest steady and backfill, MiniLM, re-run, search, /metrics), each
+repeated; store it as a BenchmarkRun and compare every figure with this machine's history (Welch t-test and a
+5% minimum effect; change points date a regression). Exits 3 on a regression."""
+
 from __future__ import annotations
 
 import json
@@ -17,11 +21,7 @@ REGRESSION_EXIT = 3
 
 
 class Command(BaseCommand):
-    help = (
-        "Run the standard benchmark suite (ingest steady and backfill, MiniLM, re-run, search, /metrics), each "
-        "repeated; store it as a BenchmarkRun and compare every figure with this machine's history (Welch "
-        "t-test and a 5% minimum effect; change points date a regression). Exits 3 on a regression."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--suite", choices=BenchmarkSuite.values, default=BenchmarkSuite.QUICK)

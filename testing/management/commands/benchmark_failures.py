@@ -1,3 +1,7 @@
+"""Failure-handling benchmark: documents through a chaos provider failing a share of calls, the pipeline and the
+ReprocessingWorkflow on a simulated clock; checks none is lost or doubled. Runs on the configured database in
+its own collection (deleted afterwards unless --keep)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,11 +12,7 @@ from testing.benchmarks import failures as benchmark
 
 
 class Command(BaseCommand):
-    help = (
-        "Failure-handling benchmark: documents through a chaos provider failing a share of calls, the "
-        "pipeline and the ReprocessingWorkflow on a simulated clock; checks none is lost or doubled. "
-        "Runs on the configured database in its own collection (deleted afterwards unless --keep)."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--documents", type=int, default=1000)

@@ -1,3 +1,6 @@
+"""Ingest a corpus into fresh collections and print docs/s, chunks/s, per-stage seconds, peak RSS, and the ratio
+to one plain binary COPY of the same rows (the floor). --workers 1,2,4 simulates scale-out."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,15 +10,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline import providers
+from pipeline import loadharness, providers
 from testing.benchmarks import ingest as benchmark
 
 
 class Command(BaseCommand):
-    help = (
-        "Ingest a corpus into fresh collections and print docs/s, chunks/s, per-stage seconds, peak RSS, and "
-        "the ratio to one plain binary COPY of the same rows (the floor). --workers 1,2,4 simulates scale-out."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--corpus", default="django-docs", help="django-docs, or a folder of text files")
@@ -103,7 +103,7 @@ class Command(BaseCommand):
     def run(
         self, o: dict, corpus: benchmark.Corpus, counts: list[int], modes: list[str], provider: dict | None
     ) -> None:
-        benchmark.warm_up(o["model"], provider)
+        loadharness.warm_up(o["model"])
         result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
         result.provider_latency_ms = o["provider_latency"] or 0.0
         result.provider_concurrency = o["provider_concurrency"]
@@ -140,7 +140,7 @@ class Command(BaseCommand):
             result.rerun_seconds = round(statistics.median(result.rerun_samples), 4)
         result.peak_rss_mb = round(
             # ru_maxrss (KiB, sampled by the kernel) can trail the RSS read earlier by a page or two.
-            max(benchmark.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs)),
+            max(loadharness.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs)),
             1,
         )
         benchmark.keep_or_drop(names, o["keep"])

@@ -1,3 +1,6 @@
+"""Benchmark the metrics: /metrics scrape time over a large pending backlog, and the overhead recording metrics
+adds to ingestion. Uses its own collections and deletes them."""
+
 from __future__ import annotations
 
 import statistics
@@ -44,10 +47,7 @@ class _NullMetrics:
 
 
 class Command(BaseCommand):
-    help = (
-        "Benchmark the metrics: /metrics scrape time over a large pending backlog, and the "
-        "overhead recording metrics adds to ingestion. Uses its own collections and deletes them."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--documents", type=int, default=100_000, help="Pending documents for the scrape test")

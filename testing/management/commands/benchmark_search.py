@@ -1,3 +1,7 @@
+"""Search latency on a large collection: chunks of hash vectors written by one binary COPY and indexed once, then
+N queries through the real search path; p50/p95/p99, recall@k against an exact scan, and whether the plan uses
+the collection's HNSW index."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +16,7 @@ NAME = "benchmark-search"
 
 
 class Command(BaseCommand):
-    help = (
-        "Search latency on a large collection: chunks of hash vectors written by one binary COPY and indexed "
-        "once, then N queries through the real search path; p50/p95/p99, recall@k against an exact scan, and "
-        "whether the plan uses the collection's HNSW index."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--chunks", type=int, default=100_000)

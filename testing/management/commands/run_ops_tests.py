@@ -1,3 +1,6 @@
+"""Run the operations test scenarios against this deployment (its database and running workers). Exits non-zero
+when a scenario fails or errors, or when another run is in progress."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +17,7 @@ from testing.tester import EmbeddingPipelineOperationsTester
 
 
 class Command(BaseCommand):
-    help = (
-        "Run the operations test scenarios against this deployment (its database and running workers). "
-        "Exits non-zero when a scenario fails or errors, or when another run is in progress."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--category", action="append", default=[], choices=Category.values)
