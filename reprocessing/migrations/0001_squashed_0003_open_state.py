@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
 
     initial = True
 
-    dependencies = [("pipeline", "0001_initial")]
+    dependencies = [("pipeline", "0001_squashed_0012_provider_circuit_probe_permission")]
 
     operations = [
         # The table as 0003 left it; the document key after it, below.

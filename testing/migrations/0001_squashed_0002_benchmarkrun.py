@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     initial = True
 
-    dependencies = [("pipeline", "0003_collection_extra_params_validator")]
+    dependencies = [("pipeline", "0001_squashed_0012_provider_circuit_probe_permission")]
 
     operations = [
         migrations.CreateModel(
