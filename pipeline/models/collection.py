@@ -287,7 +287,7 @@ class Collection(models.Model):
         # every row of a large collection into memory. A raw DELETE skips Django's on_delete,
         # so every table referencing pipeline_document must cascade in the database itself:
         # reprocessing's failed_documents does (ON DELETE CASCADE, added by
-        # reprocessing/migrations/0002_document_fk_on_delete_cascade.py); an app adding a
+        # reprocessing/migrations/0001_squashed_0003_open_state.py); an app adding a
         # foreign key to Document must do the same, or this DELETE fails on its rows.
         with transaction.atomic():
             # By name: document.py imports this module.
