@@ -73,13 +73,13 @@ PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site
 
 
 def metrics_modules() -> list[ModuleType]:
-    """Each app's metric definitions (`<app>.metrics`) and scrape-time collectors (`<app>.collectors`)."""
-    return [
-        importlib.import_module(f"{app}.{name}")
-        for app in PROJECT_APPS
-        for name in ("metrics", "collectors")
-        if importlib.util.find_spec(f"{app}.{name}") is not None
-    ]
+    """Each app's metric definitions (`<app>.metrics`), scrape-time collectors (`<app>.collectors`) and
+    the modules of the collectors /metrics registers (EMBEDPORTAL_METRICS_COLLECTORS)."""
+    from django.conf import settings
+
+    names = [f"{app}.{name}" for app in PROJECT_APPS for name in ("metrics", "collectors")]
+    names += [path.rpartition(".")[0] for path in settings.EMBEDPORTAL_METRICS_COLLECTORS]
+    return [importlib.import_module(n) for n in dict.fromkeys(names) if importlib.util.find_spec(n) is not None]
 
 
 def exported_metric_names() -> set[str]:
