@@ -82,6 +82,11 @@ def pod_contexts(docs: list[dict[str, Any]]) -> Iterator[PodContext]:
             yield PodContext(owner, wf.get("podMetadata", {}).get("labels", {}), wf.get("volumes", []), containers)
 
 
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """A Kubernetes matchLabels selector picks these labels (an empty one picks nothing here)."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 def is_app_image(image: str) -> bool:
     repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
     return repository.rsplit("/", 1)[-1] == APP_IMAGE_PLACEHOLDER

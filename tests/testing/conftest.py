@@ -1,5 +1,5 @@
 """Operations-test and benchmark fixtures: a real pipeline worker process on the test database,
-a small folder corpus, commands' output, the HNSW indexes."""
+a small folder corpus, commands' output."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from tests.conftest import manage, wait_for
 
@@ -110,11 +110,7 @@ def command_json(name: str, *args: str, **options: Any) -> Any:
     return json.loads(command_output(name, *args, json=True, **options))
 
 
-def hnsw_indexes() -> set[str]:
-    """The per-collection HNSW indexes in the database (they outlive a test's flush)."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'pipeline_chunk_hnsw_%%'")
-        return {row[0] for row in cur.fetchall()}
+benchmark_ingest = partial(command_json, "benchmark_ingest")
 
 
 @pytest.fixture
