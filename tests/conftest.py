@@ -81,20 +81,20 @@ def hash_collection(db):
 
 @pytest.fixture
 def fake_collection(db, fake_provider, monkeypatch):
-    from pipeline.collections import create_collection
+    from tests.factories import fake_backed
 
     monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test-secret-123456")
-    return create_collection(
-        name="fake",
-        model="openai/fake-embedder",
-        api_base=fake_provider.api_base,
-        api_key_env="FAKE_PROVIDER_KEY",
-        dimensions=8,
-        chunk_unit="characters",
-        chunk_size=200,
-        chunk_overlap=0,
-        batch_size=4,
-    )
+    return fake_backed("fake", fake_provider.api_base)
+
+
+@pytest.fixture
+def api(admin_user):
+    """The API client of a superuser."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
 
 
 def admin_login(browser, base_url: str, next_path: str = "/admin/", username: str = "ops") -> None:

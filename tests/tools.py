@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
 from django.db import connection
+from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,18 @@ def kubectl() -> str:
     return _installed(Path(sys.prefix) / "bin" / "kubectl", "install requirements-dev.lock (make install does)")
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """A Prometheus text exposition as (name, sorted labels) -> value."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, for a server a test starts."""
     with socket.socket() as s:
@@ -58,13 +72,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def client_with(*codenames: str, app: str = "pipeline") -> APIClient:
-    """An API client for a fresh non-superuser holding exactly these permissions of `app`."""
-    user = User.objects.create_user(f"user-{User.objects.count()}", password="x")
+def user_with(*codenames: str, app: str = "pipeline", is_staff: bool = False) -> User:
+    """A fresh non-superuser (password "x") holding exactly these permissions of `app`."""
+    user = User.objects.create_user(f"user-{User.objects.count()}", password="x", is_staff=is_staff)
     user.user_permissions.set(Permission.objects.filter(content_type__app_label=app, codename__in=codenames))
     assert user.user_permissions.count() == len(codenames), "a codename names no permission"
+    return user
+
+
+def staff(*codenames: str, app: str = "pipeline") -> User:
+    """An admin-site operator holding exactly these permissions of `app`."""
+    return user_with(*codenames, app=app, is_staff=True)
+
+
+def run_action(client, url: str, action: str, pks: list[int]) -> list[str]:
+    """Run an admin changelist action on these rows; the messages it left for the operator."""
+    response = client.post(url, {"action": action, "_selected_action": pks}, follow=True)
+    assert response.status_code == 200
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def client_with(*codenames: str, app: str = "pipeline") -> APIClient:
+    """An API client for `user_with(*codenames, app=app)`."""
     client = APIClient()
-    client.force_authenticate(user)
+    client.force_authenticate(user_with(*codenames, app=app))
     return client
 
 

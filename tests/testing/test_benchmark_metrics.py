@@ -49,7 +49,7 @@ def embedded_counter() -> float:
 
 
 @pytest.fixture
-def indexes_before() -> set[str]:
+def indexes_before() -> dict[str, str]:
     # Per-collection indexes of earlier tests outlive their flush (TRUNCATE fires no signal).
     return hnsw_indexes()
 
