@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from django.contrib.auth.models import Permission, User
@@ -119,3 +120,28 @@ def hnsw_indexes(collection=None) -> dict[str, str]:
             [pattern],
         )
         return dict(cur.fetchall())
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    """The body of a GET to a server a test started on the loopback."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+        return response.read()
+
+
+def reachable(url: str) -> bool:
+    """The server answers this URL (for wait_for while it starts)."""
+    try:
+        http_get(url, timeout=1.0)
+    except OSError:
+        return False
+    return True
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a server a test started; kill it if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
