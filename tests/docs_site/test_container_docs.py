@@ -26,7 +26,7 @@ from docs_site import pages
 from docs_site.choices import Freshness
 from docs_site.generators import MODULES
 from docs_site.history import MANIFEST
-from tests.deploy.test_image import instructions
+from tests.deploy.render import instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 OPT = "/opt/embedportal"
