@@ -57,11 +57,16 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def fake_provider() -> Iterator[FakeProvider]:
+def serving_fake_provider() -> Iterator[FakeProvider]:
+    """A local fake embedding provider (8 dims) for the length of a test."""
     provider = FakeProvider(dims=8).start()
     yield provider
     provider.stop()
+
+
+fake_provider = pytest.fixture(serving_fake_provider, name="fake_provider")
+# Another endpoint, for a second model configuration.
+second_provider = pytest.fixture(serving_fake_provider, name="second_provider")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,19 +19,11 @@ from rest_framework.authtoken.models import Token
 from pipeline import providers
 from pipeline.collections import create_collection
 from pipeline.models import Collection, ModelCheck
-from testing.fakeprovider import FakeProvider
 from tests.conftest import ROOT, database_url, manage, wait_for
 from tests.factories import fake_backed
 from tests.tools import free_port
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def second_provider() -> Iterator[FakeProvider]:
-    provider = FakeProvider(dims=8).start()
-    yield provider
-    provider.stop()
 
 
 @pytest.fixture

@@ -22,17 +22,13 @@ from pipeline.collections import create_collection
 from pipeline.models import Document, ProviderCircuit
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
-from testing.fakeprovider import FakeProvider
+from tests.conftest import serving_fake_provider
 from tests.factories import fake_backed
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def healthy_provider():
-    provider = FakeProvider(dims=8).start()
-    yield provider
-    provider.stop()
+healthy_provider = pytest.fixture(serving_fake_provider, name="healthy_provider")
 
 
 def add(collection, n: int, prefix: str = "d") -> None:
