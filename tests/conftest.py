@@ -57,11 +57,16 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def fake_provider() -> Iterator[FakeProvider]:
+def serving_fake_provider() -> Iterator[FakeProvider]:
+    """A local fake embedding provider (8 dims) for the length of a test."""
     provider = FakeProvider(dims=8).start()
     yield provider
     provider.stop()
+
+
+fake_provider = pytest.fixture(serving_fake_provider, name="fake_provider")
+# Another endpoint, for a second model configuration.
+second_provider = pytest.fixture(serving_fake_provider, name="second_provider")
 
 
 @pytest.fixture
@@ -81,20 +86,20 @@ def hash_collection(db):
 
 @pytest.fixture
 def fake_collection(db, fake_provider, monkeypatch):
-    from pipeline.collections import create_collection
+    from tests.factories import fake_backed
 
     monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test-secret-123456")
-    return create_collection(
-        name="fake",
-        model="openai/fake-embedder",
-        api_base=fake_provider.api_base,
-        api_key_env="FAKE_PROVIDER_KEY",
-        dimensions=8,
-        chunk_unit="characters",
-        chunk_size=200,
-        chunk_overlap=0,
-        batch_size=4,
-    )
+    return fake_backed("fake", fake_provider.api_base)
+
+
+@pytest.fixture
+def api(admin_user):
+    """The API client of a superuser."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
 
 
 def admin_login(browser, base_url: str, next_path: str = "/admin/", username: str = "ops") -> None:

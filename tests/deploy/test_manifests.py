@@ -26,6 +26,7 @@ from tests.deploy.render import (
     referenced_files,
     render,
     render_overlay,
+    selects,
 )
 
 RENDERED = [*OVERLAY_NAMES, "base"]
@@ -387,21 +388,17 @@ def test_the_metrics_path_is_served_by_the_app() -> None:
         resolve(endpoint["path"])  # raises Resolver404 when the app has no such URL
 
 
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)
 def test_monitors_select_pods_exposing_the_named_port(overlay: str) -> None:
     docs = render_overlay(overlay)
     service = one(docs, "Service", "embedportal-web")
     monitor = one(docs, "ServiceMonitor", "embedportal-web")
-    assert _selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
 
     worker_monitor = one(docs, "PodMonitor", "embedportal-worker")
     worker_pods = [
-        p for p in pod_contexts(docs) if _selects(worker_monitor["spec"]["selector"]["matchLabels"], p.labels)
+        p for p in pod_contexts(docs) if selects(worker_monitor["spec"]["selector"]["matchLabels"], p.labels)
     ]
     assert [p.owner for p in worker_pods] == ["Deployment/embedportal-worker"]
     ports = {port["name"] for c in worker_pods[0].containers for port in c.get("ports", [])}
@@ -534,7 +531,7 @@ def test_database_is_reachable_only_from_app_pods_operator_and_prometheus(overla
     policies = [p for p in find(docs, "NetworkPolicy") if "Ingress" in p["spec"]["policyTypes"]]
     assert any(p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") for p in policies), "default deny"
     db_labels = _database_pod_labels(docs)
-    (db_policy,) = [p for p in policies if _selects(p["spec"]["podSelector"].get("matchLabels", {}), db_labels)]
+    (db_policy,) = [p for p in policies if selects(p["spec"]["podSelector"].get("matchLabels", {}), db_labels)]
 
     peers_on_5432 = [
         peer
@@ -546,7 +543,7 @@ def test_database_is_reachable_only_from_app_pods_operator_and_prometheus(overla
     client_selectors = [p["podSelector"]["matchLabels"] for p in peers_on_5432 if set(p) == {"podSelector"}]
     # Every pod that runs the app carries a label an allowed selector matches...
     for pod, _ in app_containers(docs):
-        assert any(_selects(s, pod.labels) for s in client_selectors), f"{pod.owner} cannot reach the database"
+        assert any(selects(s, pod.labels) for s in client_selectors), f"{pod.owner} cannot reach the database"
     # ...and no same-namespace selector is so broad that it matches everything.
     assert all(s for s in client_selectors)
     operator = [p for p in peers_on_5432 if "namespaceSelector" in p]
@@ -586,8 +583,8 @@ def test_workflow_pods_use_the_service_account_with_executor_rights(overlay: str
 def test_web_pdb_and_service_select_the_web_pods() -> None:
     docs = render_overlay("vcluster")
     web_labels = one(docs, "Deployment", "embedportal-web")["spec"]["template"]["metadata"]["labels"]
-    assert _selects(one(docs, "PodDisruptionBudget", "embedportal-web")["spec"]["selector"]["matchLabels"], web_labels)
-    assert _selects(one(docs, "Service", "embedportal-web")["spec"]["selector"], web_labels)
+    assert selects(one(docs, "PodDisruptionBudget", "embedportal-web")["spec"]["selector"]["matchLabels"], web_labels)
+    assert selects(one(docs, "Service", "embedportal-web")["spec"]["selector"], web_labels)
 
 
 def test_overlay_directories_are_the_ones_tested() -> None:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.render import OVERLAY_NAMES, find, one, pod_contexts, render_overlay
+from tests.deploy.render import OVERLAY_NAMES, find, one, pod_contexts, render_overlay, selects
 
 POLICY = "embedportal-ops-tests-fault-provider"
-
-
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 def _env(container: dict) -> dict[str, dict]:
@@ -31,7 +27,7 @@ def test_workers_reach_the_runner_pods_fault_provider_port_and_nothing_else(over
         "CronWorkflow/embedportal-ops-tests-full",
     }
     # The policy selects exactly the runner pods...
-    assert [p.owner for p in pods if _selects(spec["podSelector"]["matchLabels"], p.labels)] == [
+    assert [p.owner for p in pods if selects(spec["podSelector"]["matchLabels"], p.labels)] == [
         p.owner for p in runners
     ]
     # ...whose provider listens on every address, on the opened port, advertised by the pod IP.
@@ -45,7 +41,7 @@ def test_workers_reach_the_runner_pods_fault_provider_port_and_nothing_else(over
     # The peers are the worker pods and nobody else.
     peers = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
     assert all(set(p) == {"podSelector"} for p in rule["from"])
-    allowed = [p.owner for p in pods if any(_selects(s, p.labels) for s in peers)]
+    allowed = [p.owner for p in pods if any(selects(s, p.labels) for s in peers)]
     assert allowed == [
         d for d in (f"Deployment/{x['metadata']['name']}" for x in find(docs, "Deployment")) if "worker" in d
     ]

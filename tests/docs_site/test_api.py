@@ -4,25 +4,21 @@ Markdown or HTML, and the paths it refuses."""
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from rest_framework.test import APIClient
 
 from docs_site.generators import EmbeddingPipelineOperationsDocGenerator
 from docs_site.models import DocPage
+from tests.tools import client_with
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/embedding-pipeline-operations/docs"
 
 
-def reader() -> APIClient:
-    user = User.objects.create_user(f"reader{User.objects.count()}")
-    user.user_permissions.add(Permission.objects.get(codename="view_docpage"))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+reader = partial(client_with, "view_docpage", app="docs_site")
 
 
 @pytest.fixture
@@ -42,10 +38,7 @@ def docs(settings, tmp_path: Path) -> Path:
 
 def test_anonymous_and_permissionless_users_are_refused(docs: Path) -> None:
     assert APIClient().get(URL).status_code in (401, 403)
-    user = User.objects.create_user("nobody")
-    client = APIClient()
-    client.force_authenticate(user)
-    assert client.get(URL).status_code == 403
+    assert client_with(app="docs_site").get(URL).status_code == 403
 
 
 @pytest.mark.parametrize("url", [URL, f"{URL}/"])

@@ -26,7 +26,7 @@ from docs_site import pages
 from docs_site.choices import Freshness
 from docs_site.generators import MODULES
 from docs_site.history import MANIFEST
-from tests.deploy.test_image import instructions
+from tests.deploy.render import instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 OPT = "/opt/embedportal"
@@ -62,6 +62,17 @@ def container_env(opt: Path, extra: dict[str, str]) -> dict[str, str]:
     return env | {"PATH": str(opt / "bin"), "PYTHONDONTWRITEBYTECODE": "1", **extra}
 
 
+def copy_history(target: Path) -> None:
+    """The checkout's history as a repository of its own at `target`: a linked worktree's .git is a
+    file naming our repository, and a commit made in a copy of it would land on our branch."""
+    clone = target.parent / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(clone)], check=True)
+    (clone / ".git").rename(target)
+    clone.rmdir()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    subprocess.run(["git", "-C", str(target.parent), "reset", "-q", head.stdout.strip()], check=True)
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """/opt/embedportal after the build stage, under a temporary folder.
@@ -82,7 +93,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict:
             *sources, dest = shlex.split(args)
             for source in sources:
                 target = src if dest in ("./", ".") else src / dest
-                subprocess.run(["cp", "-a", str(ROOT / source), str(target)], check=True)
+                if source == ".git":
+                    copy_history(target)
+                else:
+                    subprocess.run(["cp", "-a", str(ROOT / source), str(target)], check=True)
         elif keyword == "RUN" and "docs build" in args:
             docs_run = args
     assert workdir == SRC and docs_run, "the build stage copies into /opt/embedportal/src and builds the docs"

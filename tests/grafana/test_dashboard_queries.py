@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ from pipeline.models import Document
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.models import FailedDocument
 from tests.conftest import ROOT, database_url, manage, wait_for
-from tests.tools import prometheus
+from tests.tools import free_port, http_get, prometheus, reachable, stop
 
 RULES_GLOB = str(ROOT / "grafana" / "prometheus" / "*.rules.yml")
 # What Grafana would substitute: every collection, and a rate window holding all three waves.
@@ -50,34 +49,6 @@ CAPACITY_GAUGES = (
 )
 OUTCOMES = 'sum(embedding_pipeline_documents_processed_total{outcome=~"embedded|failed"})'
 WAVES = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback)
-        return response.read()
-
-
-def reachable(url: str) -> bool:
-    try:
-        http_get(url, timeout=1.0)
-    except OSError:
-        return False
-    return True
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass

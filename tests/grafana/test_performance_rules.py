@@ -3,22 +3,16 @@ compliance gauge the app really exports."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import yaml
 
 from pipeline import timings
 from pipeline.performance.compliance import COMPLIANCE
 from tests.grafana.test_slo_rules import RULES, rules
-from tests.pipeline.test_metrics import parse
-from tests.tools import promtool
+from tests.tools import parse_metrics as parse
+from tests.tools import run_promtool
 
 NAME = "performance.rules.yml"
-
-
-def run_promtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
 
 
 def test_performance_rules_pass_promtool_check_with_lint_fatal():

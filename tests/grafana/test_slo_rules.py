@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from grafana import slo_rules as slo
-from tests.tools import promtool
+from tests.tools import run_promtool
 
 RULES = slo.OUTPUT.parent
 RULE_FILES = sorted(p.name for p in RULES.glob("*.rules.yml"))
 OURS = ("slo.rules.yml", "capacity.rules.yml")
-
-
-def run_promtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
 
 
 def rules(name: str) -> list[dict]:

@@ -5,31 +5,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import Permission, User
-from django.contrib.messages import get_messages
-from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.tools import client_with as api_for
+from tests.tools import run_action, staff
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/pipeline/collection/"
 DOCUMENTS = "/admin/pipeline/document/"
-
-
-def run_action(client, url: str, action: str, pks: list[int]) -> list[str]:
-    response = client.post(url, {"action": action, "_selected_action": pks}, follow=True)
-    assert response.status_code == 200
-    return [str(m) for m in get_messages(response.wsgi_request)]
-
-
-def staff(*codenames: str) -> User:
-    user = User.objects.create_user(f"operator-{User.objects.count()}", password="x", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
-    return user
 
 
 def test_pausing_a_collection_in_the_admin_stops_workers_claiming_it(admin_client, hash_collection):
@@ -153,12 +140,6 @@ def test_worker_heartbeats_are_listed_read_only(admin_client):
 
 
 # -- the same operations through the API --------------------------------------------------------
-
-
-def api_for(*codenames: str) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(staff(*codenames))
-    return api
 
 
 def test_api_pause_and_resume_are_compare_and_swap(hash_collection):

@@ -7,13 +7,13 @@ import json
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
-from django.db import connection
+from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
+from tests.tools import client_with, error_of, hnsw_indexes
 
 pytestmark = pytest.mark.django_db
 
@@ -21,28 +21,8 @@ COLLECTIONS = "/api/v1/collections/"
 UNREACHABLE = "http://127.0.0.1:9/v1"  # nothing listens: a body that probes the provider gets no answer
 
 
-def client_with(*codenames: str) -> APIClient:
-    """An API client for a fresh non-superuser holding exactly these pipeline permissions."""
-    user = User.objects.create_user(f"user-{User.objects.count()}", password="x")
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
-    assert user.user_permissions.count() == len(codenames)
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
-
-
 def send(api: APIClient, method: str, url: str, body: Any = None):
     return getattr(api, method)(url, data=None if body is None else json.dumps(body), content_type="application/json")
-
-
-def hnsw_indexes() -> dict[str, str]:
-    """Every per-collection HNSW index on pipeline_chunk: name -> indexdef."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT indexname, indexdef FROM pg_indexes "
-            "WHERE tablename = 'pipeline_chunk' AND indexname LIKE 'pipeline\\_chunk\\_hnsw\\_%%'"
-        )
-        return dict(cur.fetchall())
 
 
 def assert_collection_index(collection: Collection, dims: int) -> None:
@@ -53,13 +33,6 @@ def assert_collection_index(collection: Collection, dims: int) -> None:
     assert indexdef.endswith(f"WHERE ((collection_id = {collection.pk}) AND (generation = {collection.generation}))"), (
         indexdef
     )
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["status"] == status
-    return error
 
 
 def snapshot() -> tuple:

@@ -11,17 +11,11 @@ from pipeline.collections import create_collection
 from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.tools import error_of
 
 pytestmark = pytest.mark.django_db
 
 DOCUMENTS = "/api/v1/collections/hashes/documents/"
-
-
-@pytest.fixture
-def api(django_user_model) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
-    return client
 
 
 @pytest.fixture
@@ -37,14 +31,6 @@ def post_json(api: APIClient, body: Any, url: str = DOCUMENTS):
 
 def post_raw(api: APIClient, body: bytes, url: str = DOCUMENTS):
     return api.post(url, data=body, content_type="application/json")
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert set(error) == {"status", "message", "details"}
-    assert error["status"] == status
-    return error
 
 
 def test_enqueue_one_document_object_returns_202_created(api, hash_collection):

@@ -13,21 +13,13 @@ from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
+from tests.tools import client_with, hnsw_indexes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Long documents: with the fixture's 200-character chunks each has several; the re-embed below
 # cuts them at 60, so old and new hits are told apart by their text.
 TEXTS = {f"doc-{i}": f"document {i} talks about topic {i} at length. " * 12 for i in range(12)}
-
-
-def hnsw_indexes(collection: Collection) -> dict[str, str]:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'pipeline_chunk' AND indexname LIKE %s",
-            [f"pipeline_chunk_hnsw_{collection.pk}%"],
-        )
-        return dict(cur.fetchall())
 
 
 def load(collection: Collection) -> None:
@@ -183,14 +175,9 @@ def test_reembed_refuses_a_setting_it_cannot_change(hash_collection):
 
 
 def reembed_api(collection: Collection, body: dict | None = None):
-    from django.contrib.auth.models import Permission, User
-    from rest_framework.test import APIClient
-
-    user = User.objects.create_user(f"operator-{User.objects.count()}")
-    user.user_permissions.add(Permission.objects.get(codename="reembed_collection"))
-    api = APIClient()
-    api.force_authenticate(user)
-    return api.post(f"/api/v1/collections/{collection.name}/reembed/", body or {}, format="json")
+    return client_with("reembed_collection").post(
+        f"/api/v1/collections/{collection.name}/reembed/", body or {}, format="json"
+    )
 
 
 def test_api_changes_the_model_with_a_zero_downtime_reembed(hash_collection):

@@ -6,10 +6,10 @@ import litellm
 import pytest
 from prometheus_client import REGISTRY
 
-from pipeline.collections import create_collection
 from pipeline.models import BatchTiming, Chunk, CollectionCost
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.factories import fake_backed
 
 pytestmark = pytest.mark.django_db
 
@@ -24,17 +24,7 @@ def counter(collection: str) -> float:
 def priced(fake_provider, monkeypatch):
     """A model LiteLLM has a price for, served by the local fake provider (8 dims, 1 token per input)."""
     monkeypatch.setenv("PRICED_KEY", "sk-test-priced-123456")
-    return create_collection(
-        name="priced",
-        model=PRICED_MODEL,
-        api_base=fake_provider.api_base,
-        api_key_env="PRICED_KEY",
-        dimensions=8,
-        chunk_unit="characters",
-        chunk_size=200,
-        chunk_overlap=0,
-        batch_size=4,
-    )
+    return fake_backed("priced", fake_provider.api_base, model=PRICED_MODEL, api_key_env="PRICED_KEY")
 
 
 def test_cost_of_a_priced_model_is_its_tokens_times_litellms_price(priced, fake_provider):

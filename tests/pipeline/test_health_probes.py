@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,33 +19,17 @@ from rest_framework.authtoken.models import Token
 from pipeline import providers
 from pipeline.collections import create_collection
 from pipeline.models import Collection, ModelCheck
-from testing.fakeprovider import FakeProvider
 from tests.conftest import ROOT, database_url, manage, wait_for
-from tests.pipeline.test_run_script import free_port
+from tests.factories import fake_backed
+from tests.tools import free_port
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def second_provider() -> Iterator[FakeProvider]:
-    provider = FakeProvider(dims=8).start()
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture
 def second_collection(fake_collection, second_provider) -> Collection:
     """A second model configuration (another provider endpoint), beside `fake_collection`."""
-    return create_collection(
-        name="other",
-        model="openai/other-embedder",
-        api_base=second_provider.api_base,
-        api_key_env="FAKE_PROVIDER_KEY",
-        dimensions=8,
-        chunk_unit="characters",
-        chunk_size=200,
-        chunk_overlap=0,
-    )
+    return fake_backed("other", second_provider.api_base, model="openai/other-embedder")
 
 
 def configurations(body: dict) -> list[dict]:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from rest_framework.test import APIClient
 
 from pipeline.models import BatchTiming, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
@@ -17,14 +16,7 @@ from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.staleness import detect_stale
 from reprocessing.workflow import ReprocessingWorkflow
 from tests.conftest import manage
-from tests.pipeline.test_metrics import parse
-
-
-@pytest.fixture
-def api(django_user_model) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
-    return client
+from tests.tools import parse_metrics as parse
 
 
 def count(name: str, **labels: str) -> float:

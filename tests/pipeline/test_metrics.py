@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.utils import timezone
-from prometheus_client.parser import text_string_to_metric_families
 
 from embedportal.settings import env_secret
 from pipeline import metrics
@@ -20,22 +19,13 @@ from pipeline.collections import create_collection
 from pipeline.models import Chunk, Document
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import manage
+from tests.tools import parse_metrics as parse
 from tests.tools import promtool
 
 # The one lint finding we accept: the reprocessing gauge's required name ends in _count.
 ALLOWED_PROMTOOL_FINDINGS = {
     'pipeline_stale_documents_count non-histogram and non-summary metrics should not have "_count" suffix'
 }
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def promtool_findings(text: str) -> set[str]:

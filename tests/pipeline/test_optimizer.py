@@ -8,7 +8,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -27,6 +26,7 @@ from pipeline.performance.optimizer import (
 )
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.tools import client_with
 
 pytestmark = pytest.mark.django_db
 
@@ -216,14 +216,6 @@ def test_prune_deletes_batch_timings_past_the_retention(hash_collection, setting
 
 
 # --- the API ---------------------------------------------------------------------------------------
-
-
-def client_with(*codenames: str) -> APIClient:
-    user = User.objects.create_user(f"user-{User.objects.count()}", password="x")
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
 
 
 def test_api_needs_authentication_and_the_view_permission(hash_collection):

@@ -14,8 +14,7 @@ import yaml
 from pipeline.metrics import CALL_BUCKETS, LATENCY_BUCKETS, WAIT_BUCKETS
 from pipeline.performance.optimizer import OptimizerError, analyse
 from tests.conftest import wait_for
-from tests.grafana.test_dashboard_queries import free_port, reachable, stop
-from tests.tools import prometheus, promtool
+from tests.tools import free_port, prometheus, promtool, reachable, stop
 
 STEP = 15  # seconds between samples
 # Per step: 10 documents whose embedding took 0.25-0.5 s and storage 0.05-0.1 s; busy seconds

@@ -32,7 +32,8 @@ from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
 from tests.conftest import database_url, wait_for
-from tests.pipeline.test_optimizer import PERFORMANCE, batch, client_with
+from tests.pipeline.test_optimizer import PERFORMANCE, batch
+from tests.tools import client_with, hnsw_indexes
 
 # CREATE INDEX CONCURRENTLY cannot run inside the transaction a plain django_db test wraps.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,15 +47,6 @@ def options(name: str) -> list[str] | None:
         cur.execute("SELECT reloptions FROM pg_class WHERE relname = %s AND relkind = 'i'", [name])
         row = cur.fetchone()
     return None if row is None else sorted(row[0] or [])
-
-
-def hnsw_indexes(collection: Collection) -> list[str]:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'pipeline_chunk' AND indexname LIKE %s",
-            [f"pipeline_chunk_hnsw_{collection.pk}%"],
-        )
-        return sorted(row[0] for row in cur.fetchall())
 
 
 def load(collection: Collection) -> None:
@@ -127,7 +119,10 @@ def test_applying_a_lighter_hnsw_build_rebuilds_the_index_while_search_goes_on(h
         wait_for(lambda: building(hash_collection))
         # During the build: the old index (old parameters) serves search, the new one is not valid yet.
         assert options(hash_collection.index_name) == ["ef_construction=64", "m=16"]
-        assert hnsw_indexes(hash_collection) == [hash_collection.index_name, f"{hash_collection.index_name}_rebuild"]
+        assert list(hnsw_indexes(hash_collection)) == [
+            hash_collection.index_name,
+            f"{hash_collection.index_name}_rebuild",
+        ]
         assert finds(hash_collection, "doc-3")
         stored = Collection.objects.get(pk=hash_collection.pk)
         assert (stored.hnsw_m, stored.hnsw_ef_construction) == (12, 40)
@@ -146,7 +141,7 @@ def test_applying_a_lighter_hnsw_build_rebuilds_the_index_while_search_goes_on(h
     )
     assert change.measurement_before["worker_seconds_per_document"] > 0
     assert options(hash_collection.index_name) == ["ef_construction=40", "m=12"]
-    assert hnsw_indexes(hash_collection) == [hash_collection.index_name]
+    assert list(hnsw_indexes(hash_collection)) == [hash_collection.index_name]
     assert finds(hash_collection, "doc-3") and finds(hash_collection, "doc-6")
 
 
@@ -186,7 +181,7 @@ def test_a_rebuild_that_fails_sets_the_parameters_back_and_records_why(hash_coll
     assert (stored.hnsw_m, stored.hnsw_ef_construction) == (16, 64)
     change = OptimizationChange.objects.get()
     assert change.status == OptimizationStatus.REVERTED and "canceling statement" in change.note
-    assert hnsw_indexes(hash_collection) == [hash_collection.index_name]  # the invalid build dropped
+    assert list(hnsw_indexes(hash_collection)) == [hash_collection.index_name]  # the invalid build dropped
     assert options(hash_collection.index_name) == ["ef_construction=64", "m=16"]
     assert finds(hash_collection, "doc-2")
 
@@ -222,7 +217,7 @@ def test_a_hnsw_change_that_did_not_help_is_reverted_by_rebuilding_with_the_old_
     stored = Collection.objects.get(pk=hash_collection.pk)
     assert (stored.hnsw_m, stored.hnsw_ef_construction) == (16, 64)
     assert options(hash_collection.index_name) == ["ef_construction=64", "m=16"]
-    assert hnsw_indexes(hash_collection) == [hash_collection.index_name]
+    assert list(hnsw_indexes(hash_collection)) == [hash_collection.index_name]
     assert finds(hash_collection, "doc-1")
 
 
@@ -254,7 +249,7 @@ def test_a_rebuild_that_died_is_finished_by_an_idle_worker(hash_collection):
 
     assert EmbeddingIngestionPipeline().run_once().claimed == 0  # idle: it repairs
 
-    assert hnsw_indexes(hash_collection) == [hash_collection.index_name]
+    assert list(hnsw_indexes(hash_collection)) == [hash_collection.index_name]
     assert options(hash_collection.index_name) == ["ef_construction=32", "m=8"]
     assert finds(hash_collection, "doc-4")
 
@@ -359,7 +354,7 @@ def test_applying_backfill_mode_from_the_admin_builds_the_index_once_at_the_end(
     assert (change.setting, change.before, change.after) == ("backfill", False, True)
     stored = Collection.objects.get(pk=hash_collection.pk)
     assert stored.building_generation == stored.generation == 1
-    assert hnsw_indexes(hash_collection) == []
+    assert list(hnsw_indexes(hash_collection)) == []
     assert finds(hash_collection, "doc-0")  # by an exact scan meanwhile
     assert evaluate_pending() == []  # judged once its index is built
 
@@ -376,7 +371,7 @@ def test_applying_backfill_mode_from_the_admin_builds_the_index_once_at_the_end(
     # One build, of the generation searched, once no document was left to write.
     assert builds == [(hash_collection.pk, 1, hash_collection.index_name, False)]
     assert options(hash_collection.index_name) == ["ef_construction=64", "m=16"]
-    assert hnsw_indexes(hash_collection) == [hash_collection.index_name]
+    assert list(hnsw_indexes(hash_collection)) == [hash_collection.index_name]
     assert Collection.objects.get(pk=hash_collection.pk).building_generation is None
     (result,) = evaluate_pending()
     assert result.status == OptimizationStatus.KEPT
@@ -395,7 +390,7 @@ def test_a_backfill_that_did_not_help_is_recorded_as_such_with_nothing_undone(ha
 
     assert result.change == change.pk and result.status == OptimizationStatus.REVERTED
     assert "nothing to undo: the backfill built its index once at the end" in result.note
-    assert hnsw_indexes(hash_collection) == [hash_collection.index_name]
+    assert list(hnsw_indexes(hash_collection)) == [hash_collection.index_name]
     assert finds(hash_collection, "doc-7")
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from pipeline.choices import CircuitState
 from pipeline.models import ProviderCircuit
-from tests.pipeline.test_admin_console import run_action, staff
+from tests.tools import run_action, staff
 
 pytestmark = pytest.mark.django_db
 

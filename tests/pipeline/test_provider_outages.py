@@ -22,30 +22,13 @@ from pipeline.collections import create_collection
 from pipeline.models import Document, ProviderCircuit
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
-from testing.fakeprovider import FakeProvider
+from tests.conftest import serving_fake_provider
+from tests.factories import fake_backed
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def healthy_provider():
-    provider = FakeProvider(dims=8).start()
-    yield provider
-    provider.stop()
-
-
-def fake_backed(name: str, api_base: str):
-    return create_collection(
-        name=name,
-        model="openai/fake-embedder",
-        api_base=api_base,
-        api_key_env="FAKE_PROVIDER_KEY",
-        dimensions=8,
-        chunk_unit="characters",
-        chunk_size=200,
-        chunk_overlap=0,
-        batch_size=4,
-    )
+healthy_provider = pytest.fixture(serving_fake_provider, name="healthy_provider")
 
 
 def add(collection, n: int, prefix: str = "d") -> None:

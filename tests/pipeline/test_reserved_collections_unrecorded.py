@@ -11,7 +11,7 @@ from pipeline.choices import DocumentStatus
 from pipeline.models import BatchTiming, Collection, CollectionActivity, Document, reserved_names_allowed
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
-from tests.pipeline.test_provider_outages import fake_backed as outage_collection
+from tests.factories import fake_backed as outage_collection
 
 pytestmark = pytest.mark.django_db
 

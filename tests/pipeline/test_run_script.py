@@ -15,6 +15,7 @@ import pytest
 from pipeline.models import Document
 from pipeline.tasks import DRAIN_SECONDS
 from tests.conftest import ROOT, database_url, wait_for
+from tests.tools import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,12 +24,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 LAUNCH = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid(); os.execvp('bash', sys.argv[1:])"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def group_alive(pgid: int) -> bool:

@@ -11,32 +11,18 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.tools import error_of
 
 pytestmark = pytest.mark.django_db
 
 OVERLAP = "must be at least 0 and smaller than chunk_size"
 SLA = "must be a positive duration, e.g. 01:00:00 for one hour"
 DIMENSIONS = "Ensure this value is greater than or equal to 1."
-
-
-@pytest.fixture
-def api(admin_user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(admin_user)
-    return client
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()["error"]
-    assert body["status"] == status
-    return body
 
 
 def create_by_command(name: str, **options) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
 
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.embedding import PipelineError
@@ -14,6 +13,7 @@ from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.choices import FailureState
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
+from tests.tools import run_action, user_with
 
 pytestmark = pytest.mark.django_db
 URL = "/admin/reprocessing/faileddocument/"
@@ -42,18 +42,17 @@ def test_changelist_filters_by_type_and_age(admin_client, failed):
 
 
 def test_retry_action_requeues_and_reports(admin_client, failed):
-    response = admin_client.post(URL, {"action": "retry_now", "_selected_action": [f.pk for f in failed]}, follow=True)
-    assert "Requeued 2 document(s); 0 skipped" in response.content.decode()
+    messages = run_action(admin_client, URL, "retry_now", [f.pk for f in failed])
+    assert messages == ["Requeued 2 document(s); 0 skipped (requeued or resolved already)."]
     assert set(FailedDocument.objects.values_list("state", "next_retry_at")) == {(FailureState.OPEN, None)}
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}
 
 
 def test_dead_letter_and_resolve_actions(admin_client, failed):
     first = failed[0]
-    admin_client.post(URL, {"action": "dead_letter", "_selected_action": [first.pk]}, follow=True)
+    run_action(admin_client, URL, "dead_letter", [first.pk])
     assert FailedDocument.objects.get(pk=first.pk).state == FailureState.DEAD_LETTERED
-    response = admin_client.post(URL, {"action": "resolve", "_selected_action": [first.pk]}, follow=True)
-    assert "Resolved 1 failure(s)." in response.content.decode()
+    assert run_action(admin_client, URL, "resolve", [first.pk]) == ["Resolved 1 failure(s)."]
     assert FailedDocument.objects.get(pk=first.pk).resolution == "operator"
 
 
@@ -64,9 +63,7 @@ def test_failure_page_is_read_only(admin_client, failed):
 
 
 def test_actions_are_offered_only_with_their_permission(client, failed):
-    user = User.objects.create_user("viewer", password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename="view_faileddocument"))
-    client.force_login(user)
+    client.force_login(user_with("view_faileddocument", app="reprocessing", is_staff=True))
     response = client.get(URL)
     assert len(response.context["cl"].result_list) == 2
     page = response.content.decode()

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 import yaml
 
 from pipeline.choices import ErrorType
-from tests.tools import promtool
-
-RULES = Path(__file__).resolve().parents[2] / "grafana" / "prometheus"
-
-
-def run_promtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, cwd=RULES, timeout=120)
+from tests.tools import RULES, assert_promtool_passes
 
 
 def alerts() -> list[dict]:
@@ -24,13 +16,11 @@ def alerts() -> list[dict]:
 
 
 def test_rules_pass_promtool_check_with_lint_fatal():
-    result = run_promtool("check", "rules", "--lint-fatal", "failures.rules.yml")
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes("check", "rules", "--lint-fatal", "failures.rules.yml")
 
 
 def test_rules_pass_their_promtool_unit_tests():
-    result = run_promtool("test", "rules", "tests/failures_test.yml")
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes("test", "rules", "tests/failures_test.yml")
 
 
 def test_alerts_follow_the_naming_and_annotation_conventions():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -15,16 +15,12 @@ from pipeline.models import Document
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
+from tests import tools
 
 pytestmark = pytest.mark.django_db
 
 
-def client_with(*perms: str) -> APIClient:
-    user = User.objects.create_user(f"user{User.objects.count()}")
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="reprocessing", codename__in=perms))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+client_with = partial(tools.client_with, app="reprocessing")
 
 
 @pytest.fixture

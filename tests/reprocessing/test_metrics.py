@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.choices import ErrorType
 from pipeline.embedding import PipelineError
@@ -14,19 +13,15 @@ from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.collectors import DatabaseCollector
 from reprocessing.failures import record_failure, retry
 from reprocessing.models import FailedDocument
+from tests.tools import Samples, parse_metrics
 
 pytestmark = pytest.mark.django_db
 
 
-def scrape() -> dict[tuple[str, tuple], float]:
+def scrape() -> Samples:
     registry = CollectorRegistry()
     registry.register(DatabaseCollector())
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return parse_metrics(generate_latest(registry).decode())
 
 
 def test_collector_reports_queue_ages_dead_letters_and_stale_documents(hash_collection, clock):

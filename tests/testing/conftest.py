@@ -1,5 +1,5 @@
 """Operations-test and benchmark fixtures: a real pipeline worker process on the test database,
-a small folder corpus, commands' output, the HNSW indexes."""
+a small folder corpus, commands' output, a tiny quick suite, one scenario's run."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
+from testing.benchmarks import suite
+from testing.choices import BenchmarkSuite
+from testing.tester import EmbeddingPipelineOperationsTester
 from tests.conftest import manage, wait_for
 
 
@@ -110,11 +113,23 @@ def command_json(name: str, *args: str, **options: Any) -> Any:
     return json.loads(command_output(name, *args, json=True, **options))
 
 
-def hnsw_indexes() -> set[str]:
-    """The per-collection HNSW indexes in the database (they outlive a test's flush)."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'pipeline_chunk_hnsw_%%'")
-        return {row[0] for row in cur.fetchall()}
+benchmark_ingest = partial(command_json, "benchmark_ingest")
+benchmark_suite = partial(command_json, "benchmark")
+
+# A quick suite small enough for a test: the figures' shape, not their values.
+TINY = suite.Sizes(repeats=2, ingest_docs=None, minilm_docs=2, search_chunks=300, search_queries=5, metrics_queued=200)
+
+
+@pytest.fixture
+def tiny(monkeypatch) -> None:
+    monkeypatch.setitem(suite.SIZES, BenchmarkSuite.QUICK, TINY)
+
+
+def run_one(name: str, **kwargs):
+    """The result of one scenario run alone (the list when it has several)."""
+    run = EmbeddingPipelineOperationsTester(scenarios=[name], **kwargs).run()
+    results = list(run.results.all())
+    return results[0] if len(results) == 1 else results
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
 from testing.benchmarks.failures import CHAOS_KEY_ENV
 from testing.fakeprovider import CHAOS_FAULTS
-from tests.testing.conftest import command_output, hnsw_indexes
+from tests.testing.conftest import command_output
+from tests.tools import hnsw_indexes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import tarfile
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from pipeline.chunking import Chunker
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from testing import corpus as corpora
-from tests.testing.conftest import command_json
+from tests.testing.conftest import benchmark_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,15 +33,13 @@ def texts() -> dict[str, str]:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
+def nested_corpus(tmp_path: Path) -> Path:
+    """The texts above as files, one in a sub-folder."""
     root = tmp_path / "corpus"
     for name, text in texts().items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
     return root
-
-
-bench = partial(command_json, "benchmark_ingest")
 
 
 def expected_chunks(model: str) -> int:
@@ -51,8 +48,8 @@ def expected_chunks(model: str) -> int:
     return sum(len(chunker.chunk(t)) for t in texts().values())
 
 
-def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(folder: Path) -> None:
-    result = bench(corpus=str(folder), model="local/hash-16", workers="1,2")
+def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(nested_corpus: Path) -> None:
+    result = benchmark_ingest(corpus=str(nested_corpus), model="local/hash-16", workers="1,2")
 
     assert [r["workers"] for r in result["runs"]] == [1, 2]
     chunks = expected_chunks("local/hash-16")
@@ -88,8 +85,8 @@ def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(
     assert not Document.objects.exists() and not Chunk.objects.exists()
 
 
-def test_keep_leaves_the_collections_with_what_was_measured(folder: Path) -> None:
-    result = bench(corpus=str(folder), model="local/hash-16", workers="2", docs=3, keep=True)
+def test_keep_leaves_the_collections_with_what_was_measured(nested_corpus: Path) -> None:
+    result = benchmark_ingest(corpus=str(nested_corpus), model="local/hash-16", workers="2", docs=3, keep=True)
 
     collection = Collection.objects.get(name="benchmark-steady-2w")
     run = result["runs"][0]
@@ -97,11 +94,11 @@ def test_keep_leaves_the_collections_with_what_was_measured(folder: Path) -> Non
     assert Chunk.objects.filter(collection=collection).count() == run["chunks"]
 
 
-def test_it_refuses_to_run_while_other_documents_are_queued(folder: Path, hash_collection) -> None:
+def test_it_refuses_to_run_while_other_documents_are_queued(nested_corpus: Path, hash_collection) -> None:
     enqueue(hash_collection, [IncomingDocument("theirs", "a document someone else is waiting for")])
 
     with pytest.raises(CommandError, match="other documents are waiting in the queue"):
-        bench(corpus=str(folder), model="local/hash-16", workers="1")
+        benchmark_ingest(corpus=str(nested_corpus), model="local/hash-16", workers="1")
 
     assert Document.objects.get(external_id="theirs").status == "pending"
     assert not Collection.objects.filter(name__startswith="benchmark-").exists()
@@ -113,7 +110,7 @@ def test_a_jsonl_corpus_counts_documents_not_files(tmp_path: Path) -> None:
     lines = [json.dumps({"id": f"doc-{i}", "text": PARAGRAPH * (i + 1)}) for i in range(5)]
     (root / "batch.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    run = bench(corpus=str(root), model="local/hash-16", workers="1")["runs"][0]
+    run = benchmark_ingest(corpus=str(root), model="local/hash-16", workers="1")["runs"][0]
 
     assert run["enqueued"] == run["documents"] == 5
     assert run["double_processed"] == 0
@@ -128,12 +125,12 @@ def test_a_jsonl_corpus_counts_documents_not_files(tmp_path: Path) -> None:
     ],
 )
 def test_a_corpus_file_enqueue_would_reject_stops_the_benchmark_before_it_starts(
-    folder: Path, bad_file: str, content: bytes, message: str
+    nested_corpus: Path, bad_file: str, content: bytes, message: str
 ) -> None:
-    (folder / bad_file).write_bytes(content)
+    (nested_corpus / bad_file).write_bytes(content)
 
     with pytest.raises(CommandError, match=message) as exc:
-        bench(corpus=str(folder), model="local/hash-16", workers="1")
+        benchmark_ingest(corpus=str(nested_corpus), model="local/hash-16", workers="1")
 
     assert bad_file in str(exc.value)
     assert not Collection.objects.exists() and not Document.objects.exists()
@@ -150,19 +147,19 @@ def test_a_corpus_file_enqueue_would_reject_stops_the_benchmark_before_it_starts
         ({"provider_concurrency": 0, "provider_latency": 10.0}, "--provider-concurrency must be between 1 and 32"),
     ],
 )
-def test_bad_options_are_refused_with_what_to_fix(folder: Path, options: dict, message: str) -> None:
-    options = {"corpus": str(folder), "model": "local/hash-16", "workers": "1"} | options
+def test_bad_options_are_refused_with_what_to_fix(nested_corpus: Path, options: dict, message: str) -> None:
+    options = {"corpus": str(nested_corpus), "model": "local/hash-16", "workers": "1"} | options
     with pytest.raises(CommandError, match=message):
-        bench(**options)
+        benchmark_ingest(**options)
     assert not Collection.objects.exists()
 
 
 def test_an_unknown_or_empty_corpus_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="unknown corpus"):
-        bench(corpus=str(tmp_path / "missing"), model="local/hash-16")
+        benchmark_ingest(corpus=str(tmp_path / "missing"), model="local/hash-16")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CommandError, match="has no files"):
-        bench(corpus=str(tmp_path / "empty"), model="local/hash-16")
+        benchmark_ingest(corpus=str(tmp_path / "empty"), model="local/hash-16")
 
 
 def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp_path: Path) -> None:
@@ -191,12 +188,12 @@ def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp
     assert corpora.django_docs(cache) == paths, "a complete cache is reused without the archive"
 
 
-def test_the_ceilings_writers_split_the_rows_by_document_and_together_write_every_row(folder: Path) -> None:
+def test_the_ceilings_writers_split_the_rows_by_document_and_together_write_every_row(nested_corpus: Path) -> None:
     from django.db import connection
 
     from testing.benchmarks import ingest
 
-    bench(corpus=str(folder), model="local/hash-16", workers="1", keep=True)
+    benchmark_ingest(corpus=str(nested_corpus), model="local/hash-16", workers="1", keep=True)
     collection = Collection.objects.get(name="benchmark-steady-1w")
     parts = ingest._export_rows(collection, 3)
     seen: list[set[int]] = []

@@ -3,23 +3,21 @@ each against its own floor, the re-run timing, and a remote-like provider over H
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError
 
 from pipeline.models import Collection
-from tests.testing.conftest import command_json
+from tests.testing.conftest import benchmark_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-bench = partial(command_json, "benchmark_ingest")
-
-
 def test_steady_and_backfill_runs_each_have_a_floor_and_the_rerun_requeues_nothing(folder: Path) -> None:
-    result = bench(corpus=str(folder), model="local/hash-16", workers="1", mode="steady,backfill", rerun=True)
+    result = benchmark_ingest(
+        corpus=str(folder), model="local/hash-16", workers="1", mode="steady,backfill", rerun=True
+    )
 
     assert [(r["mode"], r["workers"]) for r in result["runs"]] == [("steady", 1), ("backfill", 1)]
     steady, backfill = result["runs"]
@@ -35,7 +33,7 @@ def test_steady_and_backfill_runs_each_have_a_floor_and_the_rerun_requeues_nothi
 
 
 def test_provider_latency_embeds_through_the_fake_remote_provider(folder: Path) -> None:
-    result = bench(corpus=str(folder), workers="1", provider_latency=20.0, docs=3)
+    result = benchmark_ingest(corpus=str(folder), workers="1", provider_latency=20.0, docs=3)
 
     assert result["model"] == "openai/fake-embedder" and result["provider_latency_ms"] == 20.0
     [run] = result["runs"]
@@ -44,7 +42,9 @@ def test_provider_latency_embeds_through_the_fake_remote_provider(folder: Path) 
 
 
 def test_provider_concurrency_is_the_benchmark_collections_setting(folder: Path) -> None:
-    result = bench(corpus=str(folder), workers="1", provider_latency=20.0, provider_concurrency=3, docs=3, keep=True)
+    result = benchmark_ingest(
+        corpus=str(folder), workers="1", provider_latency=20.0, provider_concurrency=3, docs=3, keep=True
+    )
 
     assert result["provider_concurrency"] == 3
     assert Collection.objects.get(name="benchmark-steady-1w").provider_concurrency == 3
@@ -53,11 +53,11 @@ def test_provider_concurrency_is_the_benchmark_collections_setting(folder: Path)
 
 def test_unknown_mode_is_refused(folder: Path) -> None:
     with pytest.raises(CommandError, match="--mode takes steady or backfill"):
-        bench(corpus=str(folder), model="local/hash-16", mode="fast")
+        benchmark_ingest(corpus=str(folder), model="local/hash-16", mode="fast")
 
 
 def test_only_steady_runs_are_measured_against_the_ceiling_of_concurrent_copies(folder: Path) -> None:
-    result = bench(corpus=str(folder), model="local/hash-16", workers="2", mode="steady,backfill")
+    result = benchmark_ingest(corpus=str(folder), model="local/hash-16", workers="2", mode="steady,backfill")
 
     steady, backfill = result["runs"]
     assert steady["ceiling_docs_per_second"] > 0 and steady["ratio_to_ceiling"] > 0

@@ -18,7 +18,8 @@ from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from testing.management.commands.benchmark_metrics import Command
-from tests.testing.conftest import command_output, hnsw_indexes
+from tests.testing.conftest import command_output
+from tests.tools import hnsw_indexes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +49,7 @@ def embedded_counter() -> float:
 
 
 @pytest.fixture
-def indexes_before() -> set[str]:
+def indexes_before() -> dict[str, str]:
     # Per-collection indexes of earlier tests outlive their flush (TRUNCATE fires no signal).
     return hnsw_indexes()
 

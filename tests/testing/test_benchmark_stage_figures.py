@@ -4,8 +4,6 @@ them), charted per stage on the Trends page, and only their p95 exported on /met
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.utils import timezone
 
@@ -14,41 +12,16 @@ from pipeline.models import BatchTiming
 from testing.benchmarks import regression, stages, suite
 from testing.benchmarks.trends import trends
 from testing.models import BenchmarkRun
+from tests.factories import benchmark_run, stage_history, stage_results
 from tests.pipeline.test_optimizer import batch
-from tests.testing.test_benchmark_suite import bench, tiny  # noqa: F401 -- a fixture
-from tests.testing.test_benchmark_trends import stored
+from tests.testing.conftest import benchmark_suite
 
 STAGE_FIGURES = {stages.name(s, q) for s in stages.STAGES for q in stages.QUANTILES}
 
 
-def repetition(storage_p95: float) -> dict[str, dict[str, float]]:
-    """One repetition's percentiles: every stage 0.1/0.2/0.3 s except storage's p95."""
-    per_stage = {s: {"p50": 0.1, "p95": 0.2, "p99": 0.3} for s in stages.STAGES}
-    per_stage["storage"] = {"p50": 0.1, "p95": storage_p95, "p99": max(0.3, storage_p95)}
-    return per_stage
-
-
-def results(docs_per_second: list[float], storage_p95: list[float]) -> dict:
-    return {
-        "ingest_steady": {
-            "docs_per_second": suite.figure(docs_per_second, "higher", "docs/s"),
-            **suite.stage_figures([repetition(v) for v in storage_p95]),
-        }
-    }
-
-
-def stage_history(machine: str = "m", runs: int = 6) -> list[BenchmarkRun]:
-    """Quick runs whose storage p95 grows 0.2 s, 0.3 s, ... (never flagged) at a steady docs/s."""
-    start = timezone.now() - timedelta(days=runs)
-    return [
-        stored(start + timedelta(days=i), f"commit-{i}", results([100.0, 101.0], [0.2 + i / 10] * 2), machine)
-        for i in range(runs)
-    ]
-
-
 @pytest.mark.django_db(transaction=True)
-def test_ingest_benchmarks_store_each_repetitions_stage_percentiles(folder, tiny):  # noqa: F811
-    result = bench("--only", "ingest_steady,ingest_minilm", corpus=str(folder))
+def test_ingest_benchmarks_store_each_repetitions_stage_percentiles(folder, tiny):
+    result = benchmark_suite("--only", "ingest_steady,ingest_minilm", corpus=str(folder))
 
     run = BenchmarkRun.objects.get(pk=result["id"])
     for benchmark in ("ingest_steady", "ingest_minilm"):
@@ -95,7 +68,7 @@ def test_the_gate_skips_informational_figures_that_it_would_flag():
         started_at=timezone.now(),
         code_version="now",
         machine_fingerprint="m",
-        results=results([50.0, 51.0], [9.0, 9.1]),
+        results=stage_results([50.0, 51.0], [9.0, 9.1]),
     )
 
     comparison = regression.compare(candidate, history)
@@ -112,7 +85,7 @@ def test_the_gate_skips_informational_figures_that_it_would_flag():
 @pytest.mark.django_db
 def test_trends_chart_each_stage_with_its_three_percentiles_apart_from_the_gated_figures():
     runs = stage_history()
-    stored(timezone.now(), "no-stages", {"search": {"p95_ms": suite.figure([5.0, 5.1], "lower", "ms")}}, "m")
+    benchmark_run(timezone.now(), "no-stages", {"search": {"p95_ms": suite.figure([5.0, 5.1], "lower", "ms")}}, "m")
 
     found = trends("m", "quick")
 
@@ -131,7 +104,7 @@ def test_trends_chart_each_stage_with_its_three_percentiles_apart_from_the_gated
 @pytest.mark.django_db
 def test_metrics_export_the_stage_p95_only_and_never_flag_it(client):
     stage_history(runs=6)
-    stored(timezone.now(), "now", results([100.0, 101.0], [9.0, 9.1]), "m")
+    benchmark_run(timezone.now(), "now", stage_results([100.0, 101.0], [9.0, 9.1]), "m")
 
     body = client.get("/metrics").content.decode()
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import ast
 from datetime import timedelta
-from functools import partial
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError
 from django.utils import timezone
 from django_q.models import Schedule
@@ -16,20 +14,11 @@ from rest_framework.test import APIClient
 
 from testing.benchmarks import regression, suite
 from testing.benchmarks import tasks as benchmark_tasks
-from testing.choices import BenchmarkSuite
 from testing.models import BenchmarkRun
-from tests.testing.conftest import change_configurations, command_json
+from tests.testing.conftest import TINY, benchmark_suite, change_configurations
+from tests.tools import client_with
 
 API = "/api/v1/embedding-pipeline-operations/benchmarks"
-TINY = suite.Sizes(repeats=2, ingest_docs=None, minilm_docs=2, search_chunks=300, search_queries=5, metrics_queued=200)
-
-
-@pytest.fixture
-def tiny(monkeypatch) -> None:
-    monkeypatch.setitem(suite.SIZES, BenchmarkSuite.QUICK, TINY)
-
-
-bench = partial(command_json, "benchmark")
 
 
 def history_run(when, version: str, results: dict, machine: str) -> BenchmarkRun:
@@ -49,7 +38,7 @@ def fig(samples: list[float], better: str) -> dict:
 
 @pytest.mark.django_db(transaction=True)
 def test_quick_suite_stores_a_run_with_its_fingerprints_and_exports_it(folder, tiny, client):
-    result = bench("--only", "ingest_steady,ingest_backfill,rerun,search,metrics", corpus=str(folder))
+    result = benchmark_suite("--only", "ingest_steady,ingest_backfill,rerun,search,metrics", corpus=str(folder))
 
     run = BenchmarkRun.objects.get(pk=result["id"])
     assert set(run.results) == {"ingest_steady", "ingest_backfill", "rerun", "search", "metrics"}
@@ -91,7 +80,7 @@ def test_a_regression_against_crafted_history_fails_the_command_and_is_flagged(f
     history_run(start, "other-machine", {"search": {"p95_ms": fig([9e9, 9e9], "lower")}}, "elsewhere")
 
     with pytest.raises(CommandError) as failed:
-        bench("--only", "search", corpus=str(folder))
+        benchmark_suite("--only", "search", corpus=str(folder))
     assert failed.value.returncode == 3 and "search.p95_ms" in str(failed.value)
 
     run = BenchmarkRun.objects.latest()
@@ -102,7 +91,7 @@ def test_a_regression_against_crafted_history_fails_the_command_and_is_flagged(f
 
     # --no-fail: the same comparison (without the run just stored in the history) exits 0, still flagged.
     run.delete()
-    flagged = bench("--only", "search", "--no-fail", corpus=str(folder))
+    flagged = benchmark_suite("--only", "search", "--no-fail", corpus=str(folder))
     assert flagged["regressions"] == 2
     run = BenchmarkRun.objects.get(pk=flagged["id"])
 
@@ -110,10 +99,7 @@ def test_a_regression_against_crafted_history_fails_the_command_and_is_flagged(f
     assert "regressed" in page and "search.p95_ms" in page
     assert admin_client.get(f"/admin/testing/benchmarkrun/{run.pk}/change/").status_code == 200
 
-    api = APIClient()
-    user = User.objects.create_user("reader")
-    user.user_permissions.add(Permission.objects.get(codename="view_benchmarkrun"))
-    api.force_authenticate(user)
+    api = client_with("view_benchmarkrun", app="testing")
     listed = api.get(API, {"regressed": "true"}).json()
     assert {r["id"] for r in listed["results"]} >= {run.pk}
     assert all(r["regressions"] > 0 for r in listed["results"])

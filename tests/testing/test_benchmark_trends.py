@@ -4,48 +4,15 @@ flagged and the change points asv.step_detect dates, behind the view permission.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from testing.benchmarks import regression, suite
-from testing.models import BenchmarkRun
+from testing.benchmarks import suite
+from tests.factories import NOISE, STEP_AT, benchmark_run, step_history
 
 URL = "/admin/testing/benchmarkrun/trends/"
-NOISE = [0.1, -0.08, 0.05, -0.1, 0.07, 0.0, -0.04, 0.09, 0.02, -0.06, 0.08, -0.03]
-STEP_AT = 8
-
-
-def stored(when, version: str, results: dict, machine: str, suite_name: str = "quick") -> BenchmarkRun:
-    """A run stored the way `manage.py benchmark` stores it: compared with the history before it."""
-    run = BenchmarkRun(
-        suite=suite_name,
-        started_at=when,
-        duration_seconds=1.0,
-        code_version=version,
-        machine_fingerprint=machine,
-        results=results,
-    )
-    run.comparison = regression.compare(run, regression.history(machine, suite_name, before=when))
-    run.regressions = len(regression.regressions(run.comparison))
-    run.save()
-    return run
-
-
-def step_history(machine: str = "m") -> list[BenchmarkRun]:
-    """Twelve quick runs: search p95 steps from 10 ms to 13 ms at run 8; ingest stays flat."""
-    start = timezone.now() - timedelta(days=30)
-    runs = []
-    for i, noise in enumerate(NOISE):
-        p95 = 10.0 if i < STEP_AT else 13.0
-        results = {
-            "search": {"p95_ms": suite.figure([p95 + noise, p95 - noise, p95 + noise / 2], "lower", "ms")},
-            "ingest_steady": {"docs_per_second": suite.figure([100 + noise, 100 - noise, 100.0], "higher", "docs/s")},
-        }
-        runs.append(stored(start + timedelta(days=i), f"commit-{i}", results, machine))
-    return runs
 
 
 def chart(trends: dict, benchmark: str, figure: str) -> dict:
@@ -56,8 +23,10 @@ def chart(trends: dict, benchmark: str, figure: str) -> dict:
 @pytest.mark.django_db
 def test_trends_mark_the_regressed_run_and_date_the_step_at_its_first_run(admin_client):
     runs = step_history()
-    stored(timezone.now(), "elsewhere", {"search": {"p95_ms": suite.figure([99.0, 99.0], "lower", "ms")}}, "other")
-    stored(timezone.now(), "full", {"search": {"p95_ms": suite.figure([1.0, 1.0], "lower", "ms")}}, "m", "full")
+    benchmark_run(
+        timezone.now(), "elsewhere", {"search": {"p95_ms": suite.figure([99.0, 99.0], "lower", "ms")}}, "other"
+    )
+    benchmark_run(timezone.now(), "full", {"search": {"p95_ms": suite.figure([1.0, 1.0], "lower", "ms")}}, "m", "full")
 
     response = admin_client.get(URL, {"machine": "m", "suite": "quick"})
 
@@ -87,7 +56,7 @@ def test_trends_mark_the_regressed_run_and_date_the_step_at_its_first_run(admin_
 @pytest.mark.django_db
 def test_trends_default_to_the_machine_that_ran_last_when_this_one_has_none(admin_client):
     step_history("m")
-    stored(timezone.now(), "later", {"search": {"p95_ms": suite.figure([5.0, 5.0], "lower", "ms")}}, "newer")
+    benchmark_run(timezone.now(), "later", {"search": {"p95_ms": suite.figure([5.0, 5.0], "lower", "ms")}}, "newer")
 
     trends = admin_client.get(URL).context["trends"]
 

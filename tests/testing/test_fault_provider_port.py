@@ -3,22 +3,16 @@ Kubernetes (opened to the workers by a NetworkPolicy), any free loopback port by
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import httpx
 
 from testing.context import Context
+from tests.tools import free_port
 
 
 def context() -> Context:
     return Context(SimpleNamespace(pk=1), SimpleNamespace(timeout=10))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def embed(url: str) -> int:

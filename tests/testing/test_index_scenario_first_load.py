@@ -7,7 +7,7 @@ from django.db import connection
 from pipeline.collections import create_collection
 from pipeline.models import Collection
 from testing.choices import Outcome
-from tests.testing.test_scenarios_can_fail import run_one
+from tests.testing.conftest import run_one
 
 
 def test_a_first_load_in_progress_is_not_a_missing_index_but_a_dropped_one_is(live_worker):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from ast import literal_eval
 from datetime import timedelta
+from functools import partial
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
@@ -25,19 +26,13 @@ from testing import tasks
 from testing.choices import RunStatus, Trigger
 from testing.models import RunInProgress, TestRun
 from testing.tester import EmbeddingPipelineOperationsTester
+from tests import tools
 from tests.testing.conftest import change_configurations
 
 URL = "/api/v1/embedding-pipeline-operations/test"
 
 
-def client_with(*perms: str) -> APIClient:
-    user = User.objects.create_user("operator")
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="testing", codename__in=[p.split(".")[1] for p in perms])
-    )
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+client_with = partial(tools.client_with, app="testing")
 
 
 def test_only_one_run_can_be_running_in_the_database(db):
@@ -64,7 +59,7 @@ def test_a_run_whose_process_died_frees_the_slot(db, settings):
 
 @pytest.mark.parametrize("url", [URL, URL + "/"])
 def test_post_starts_a_run_and_answers_202_with_the_url_to_poll(db, url, django_capture_on_commit_callbacks):
-    client = client_with("testing.run_testrun", "testing.view_testrun")
+    client = client_with("run_testrun", "view_testrun")
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             url, {"categories": ["edge"], "scenarios": ["health_checks_pass"], "wait": 0}, format="json"
@@ -72,7 +67,7 @@ def test_post_starts_a_run_and_answers_202_with_the_url_to_poll(db, url, django_
     assert response.status_code == 202, response.content
     run = TestRun.objects.get()
     assert response["Location"] == f"{URL}/{run.pk}" == response.json()["url"]
-    assert run.trigger == Trigger.API and run.requested_by == "operator"
+    assert run.trigger == Trigger.API and run.requested_by == User.objects.get().username
     assert run.selection["categories"] == ["edge"] and run.selection["scenarios"] == ["health_checks_pass"]
     assert OrmQ.objects.count() == 1  # queued for the django-q2 cluster
 
@@ -86,7 +81,7 @@ def test_post_starts_a_run_and_answers_202_with_the_url_to_poll(db, url, django_
 
 
 def test_the_queued_task_runs_the_selection_and_the_results_are_served(live_worker):
-    client = client_with("testing.run_testrun", "testing.view_testrun")
+    client = client_with("run_testrun", "view_testrun")
     response = client.post(
         URL, {"scenarios": ["duplicate_ids_in_one_batch_refused", "health_endpoints_answer"], "wait": 0}, format="json"
     )
@@ -103,18 +98,16 @@ def test_the_queued_task_runs_the_selection_and_the_results_are_served(live_work
 
 
 def test_running_needs_its_own_permission_and_reading_needs_view(db):
-    viewer = client_with("testing.view_testrun")
+    viewer = client_with("view_testrun")
     refused = viewer.post(URL, {}, format="json")
-    assert refused.status_code == 403 and "testing.run_testrun" in refused.json()["error"]["message"]
+    assert refused.status_code == 403 and "run_testrun" in refused.json()["error"]["message"]
     assert viewer.get(URL).status_code == 200
     assert APIClient().get(URL).status_code in (401, 403)
-    nobody = APIClient()
-    nobody.force_authenticate(User.objects.create_user("nobody"))
-    assert nobody.get(URL).status_code == 403
+    assert client_with().get(URL).status_code == 403
 
 
 def test_bad_selections_get_a_400_saying_what_to_fix(db):
-    client = client_with("testing.run_testrun")
+    client = client_with("run_testrun")
     response = client.post(URL, {"scenarios": ["no_such_scenario"], "collections": ["nope"]}, format="json")
     assert response.status_code == 400
     details = response.json()["error"]["details"]

@@ -13,15 +13,8 @@ from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
 from testing.context import ops_user
 from testing.models import GoldenQuery
-from testing.tester import EmbeddingPipelineOperationsTester
 from tests.conftest import wait_for
-
-
-def run_one(name: str, **kwargs):
-    run = EmbeddingPipelineOperationsTester(scenarios=[name], **kwargs).run()
-    results = list(run.results.all())
-    return results[0] if len(results) == 1 else results
-
+from tests.testing.conftest import run_one
 
 # --- normal: stop the worker -------------------------------------------------------------------
 
