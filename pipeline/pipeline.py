@@ -51,7 +51,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         retry: RetryPolicy | None = None,
         recorder: Any = metrics,
     ) -> None:
-        """`recorder` is what the pipeline records its Prometheus metrics through: the
+        """`recorder` is what pipeline.recording observes Prometheus metrics through: the
         pipeline.metrics module, or a stand-in that records nothing (benchmark_metrics)."""
         self.worker_id = worker_id or new_worker_id()
         self.claim_batch = claim_batch or settings.EMBEDPORTAL_CLAIM_BATCH
@@ -97,7 +97,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role).__enter__()
         try:
             for group in by_collection.values():
-                self._recording(group[0].collection)._process(group[0].collection, group, report)
+                self._process(group[0].collection, group, report)
         finally:
             # The leases are kept until the batch is stored, which may be after this returns.
             self._then(lambda: keeper.__exit__(None, None, None))

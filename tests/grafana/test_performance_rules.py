@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from pipeline import timings
+from pipeline import recording
+from pipeline.choices import Stage
 from pipeline.performance.compliance import COMPLIANCE
 from tests.grafana.test_slo_rules import RULES, rules
 from tests.pipeline.test_metrics import parse
@@ -48,23 +49,9 @@ def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, 
     settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = "local/hash-16"
     settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = 20.0
     for documents, seconds in ((30, 0.5), (10, 3.0)):
-        timings.record(
-            timings.BatchTimes(
-                collection_id=hash_collection.pk,
-                worker="w",
-                documents=documents,
-                chunks=documents,
-                tokens=0,
-                cost_usd=0.0,
-                claim=0.0,
-                chunking=0.0,
-                embedding=seconds,
-                storage=0.0,
-                total=seconds,
-                queue_wait=0.0,
-                batch_size=16,
-            )
-        )
+        result = recording.BatchResult(hash_collection, "w", documents, 0.0, 0.0, 16, documents, chunks=documents)
+        result.seconds[Stage.EMBEDDING] = result.total_seconds = seconds
+        recording.record(result)
     m = parse(client.get("/metrics").content.decode())
     # 30 of 40 documents within 1 s; 40 documents in 3.5 busy seconds = 11.4 docs/s of the 20 wanted.
     assert m[(COMPLIANCE, (("slo", "document_latency"),))] == pytest.approx(0.75)
