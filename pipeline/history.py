@@ -38,15 +38,6 @@ def bucket_counts(bounds: Sequence[float], values: Iterable[float]) -> list[int]
     return counts
 
 
-def cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[float, float]]:
-    """(upper bound, cumulative count) pairs, +Inf last."""
-    out, running = [], 0
-    for upper, n in zip([*bounds, float("inf")], counts, strict=True):
-        running += n
-        out.append((float(upper), float(running)))
-    return out
-
-
 def minute_of(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 

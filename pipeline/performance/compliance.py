@@ -1,5 +1,5 @@
 """Performance SLOs and their compliance (0..1): per-document latency and throughput per worker
-from the batch timings, search latency from the processes' search histogram; targets in settings
+from the batch timings, search latency from each collection's latest searches; targets in settings
 (EMBEDPORTAL_SLO_*). A scrape-time gauge (PerformanceSLOCollector), absent while an SLO has no
 data; `compliance_trend` steps it for the admin's Performance page. docs/performance.md defines them.
 """
@@ -13,12 +13,10 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from embedportal.collectors import DatabaseCollector
-from embedportal.metrics import process_registry
-from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
+from pipeline.percentiles import searches
 from pipeline.performance import capacity
 from pipeline.performance.optimizer.figures import STEP_SQL, trend_steps
 
@@ -26,42 +24,12 @@ logger = logging.getLogger(__name__)
 
 COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
 TARGET = "performance_slo_target_embedding_pipeline_operations"
-# The share of good events a percentile objective needs: p95 within target = 95% of events within it.
-P95 = 0.95
 
 
-def _search_buckets(registry: CollectorRegistry | None = None) -> list[tuple[float, float]]:
-    """Cumulative (le, count) of every search, all sources and processes summed, +Inf last."""
-    summed: dict[float, float] = {}
-    for family in (registry or process_registry()).collect():
-        if family.name == SEARCH_LATENCY._name:
-            for sample in family.samples:
-                if sample.name.endswith("_bucket"):
-                    le = float(sample.labels["le"])
-                    summed[le] = summed.get(le, 0.0) + sample.value
-    return sorted(summed.items())
-
-
-def search_latency(registry: CollectorRegistry | None = None) -> tuple[float | None, int]:
-    """(p95 seconds, searches) from the search histogram."""
-    buckets = _search_buckets(registry)
-    count = int(buckets[-1][1]) if buckets else 0
-    return histogram_quantile(P95, buckets), count
-
-
-def search_compliance(registry: CollectorRegistry | None = None) -> float | None:
-    """Share of searches within the target, interpolated inside its bucket as Prometheus would."""
-    buckets = _search_buckets(registry)
-    if not buckets or not buckets[-1][1]:
-        return None
-    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
-    lower, below = 0.0, 0.0
-    for upper, cumulative in buckets:
-        if target <= upper:
-            inside = 1.0 if upper == float("inf") else (target - lower) / (upper - lower)
-            return (below + (cumulative - below) * inside) / buckets[-1][1]
-        lower, below = upper, cumulative
-    return 1.0
+def search_latency() -> tuple[float | None, int]:
+    """(p95 seconds, searches) of every collection's latest searches."""
+    found = searches()
+    return found.p95, found.count
 
 
 def document_compliance(window: int | None = None) -> float | None:
@@ -96,7 +64,7 @@ def throughput_compliance(rate: float | None) -> float | None:
 def compliance() -> dict[str, float | None]:
     return {
         "document_latency": document_compliance(),
-        "search_latency": search_compliance(),
+        "search_latency": searches().compliance,
         "throughput_per_worker": throughput_compliance(throughput_per_worker()),
     }
 
@@ -104,8 +72,8 @@ def compliance() -> dict[str, float | None]:
 def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, Any]:
     """Compliance of the SLOs the batch timings measure, each step on its own batches (the gauge
     reads a sliding window instead): the admin's chart over time. None where a step has no
-    documents, or no batches of the throughput model. search_latency has no history: searches
-    leave no rows, and the histogram is cumulative since the processes started."""
+    documents, or no batches of the throughput model. search_latency has no history: only each
+    collection's latest searches are kept."""
     step, labels = trend_steps(since, until, steps)
     model = settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL
     with connection.cursor() as cur:
@@ -169,11 +137,11 @@ class PerformanceSLOCollector(DatabaseCollector):
         for slo, value in targets().items():
             target.add_metric([slo], value)
         try:
-            with transaction.atomic():  # a savepoint: the targets and search compliance survive it
+            with transaction.atomic():  # a savepoint: the targets survive it
                 values = compliance()
         except DatabaseError:
             logger.exception("performance SLO metrics: database query failed")
-            values = {"search_latency": search_compliance()}
+            values = {}
         for slo, value in values.items():
             if value is not None:
                 compliant.add_metric([slo], value)

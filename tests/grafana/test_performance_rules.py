@@ -59,22 +59,20 @@ def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, 
     assert m[("performance_slo_target_embedding_pipeline_operations", (("slo", "document_latency"),))] == 1.0
 
 
-def test_search_compliance_is_the_share_of_searches_within_the_target(settings):
-    from prometheus_client import CollectorRegistry, Histogram
+@pytest.mark.django_db
+def test_search_compliance_is_the_share_of_searches_within_the_target(settings, hash_collection, fake_collection):
+    from pipeline.performance.compliance import compliance, search_latency
 
-    from pipeline.metrics import CALL_BUCKETS
-    from pipeline.performance.compliance import search_compliance, search_latency
-
-    registry = CollectorRegistry()
-    searches = Histogram(
-        "embedding_pipeline_search_seconds", "searches", ["source"], buckets=CALL_BUCKETS, registry=registry
-    )
-    for seconds in [0.01] * 90 + [0.2] * 10:
-        searches.labels(source="api" if seconds < 0.1 else "cli").observe(seconds)
+    settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES = 50
+    assert compliance()["search_latency"] is None and search_latency() == (None, 0)
+    # Each collection keeps its latest 50 searches: 10 older ones of the first collection drop out.
+    for seconds in [9.0] * 10 + [0.01] * 45 + [0.2] * 5:
+        recording.record_search(hash_collection, seconds, "api")
+    for seconds in [0.01] * 45 + [0.2] * 5:
+        recording.record_search(fake_collection, seconds, "cli")
     settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.05
-    assert search_compliance(registry) == pytest.approx(0.9)
-    assert search_latency(registry)[1] == 100
-    assert 0.1 < search_latency(registry)[0] <= 0.25
+    assert compliance()["search_latency"] == pytest.approx(0.9)
+    p95, count = search_latency()
+    assert count == 100 and 0.01 < p95 <= 0.2
     settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.25
-    assert search_compliance(registry) == 1.0
-    assert search_compliance(CollectorRegistry()) is None
+    assert compliance()["search_latency"] == 1.0

@@ -40,7 +40,6 @@ def batch(
 def test_bucket_counts_follow_prometheus_le():
     # A value equal to a bound is in that bound's bucket; above the highest bound is +Inf.
     assert history.bucket_counts((1, 5, 30), [0.2, 1, 1.01, 30, 31, 9999]) == [2, 1, 1, 2]
-    assert history.cumulative((1, 5, 30), [2, 1, 1, 2]) == [(1, 2), (5, 3), (30, 4), (float("inf"), 6)]
 
 
 def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):

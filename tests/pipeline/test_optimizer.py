@@ -260,7 +260,8 @@ def test_api_apply_needs_its_own_permission_and_answers_409_while_measuring(hash
 
 
 def test_overlapped_stages_make_workers_fully_busy_not_more():
-    from pipeline.performance.optimizer.figures import Percentiles, bottleneck
+    from pipeline.percentiles import Percentiles
+    from pipeline.performance.optimizer.figures import bottleneck
 
     stages = {s: Percentiles(0.1, 0.2, 0.3, 10) for s in STAGES}
     stages["storage"] = Percentiles(0.4, 1.5, 1.6, 10)

@@ -136,7 +136,7 @@ def ef_search(c: Collection, recent: list[float], target: float) -> list[Recomme
 
 
 def ef_search_advice(target: float) -> list[Recommendation]:
-    """No collection has enough searches of its own: the histogram says only that search is slow."""
+    """No collection has enough searches of its own: all their latest searches say only that search is slow."""
     p95, count = compliance.search_latency()
     if not count or p95 is None or p95 <= target:
         return []
