@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import circuits, recording, signals, storage
+from pipeline import recording, signals, storage, waits
 from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
@@ -232,7 +232,7 @@ class BatchProcessing(FailureHandling):
                     collection,
                     exc.error_type,
                     settings.EMBEDPORTAL_CIRCUIT_FAILURES,
-                    circuits.open_wait(),
+                    waits.circuit_wait(),
                 )
                 state = advisory(record, CircuitState.CLOSED)
                 exc.circuit_open = state != CircuitState.CLOSED

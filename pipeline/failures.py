@@ -1,17 +1,14 @@
-"""How a worker handles errors: in-batch retries with backoff (RetryPolicy), failing a document
+"""How a worker handles errors: in-batch retries (their waits: pipeline.waits), failing a document
 for good, deferring a batch during an outage, and circuit bookkeeping that must not cost a batch."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -19,44 +16,11 @@ from pipeline import signals
 from pipeline.embedding import PipelineError, api_key, scrub
 from pipeline.models import Collection, Document
 from pipeline.recording import BatchResult
+from pipeline.waits import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """In-batch retries of transient errors: up to `tries` tries of a batch, waiting
-    base * 2^(n-1) seconds (or the provider's Retry-After) between them, never above `max_wait`."""
-
-    tries: int
-    base_seconds: float
-    max_wait: float
-    sleep: Callable[[float], None] = time.sleep
-
-    @classmethod
-    def from_settings(cls, **overrides: Any) -> RetryPolicy:
-        return cls(
-            **{
-                "tries": settings.EMBEDPORTAL_BATCH_TRIES,
-                "base_seconds": settings.EMBEDPORTAL_RETRY_BASE_SECONDS,
-                "max_wait": settings.EMBEDPORTAL_RETRY_MAX_WAIT,
-                **overrides,
-            }
-        )
-
-    def delay(self, error: PipelineError, tries: int) -> float:
-        """Seconds before the next try: the provider's Retry-After if it sent one, else exponential; capped."""
-        wanted = error.retry_after if error.retry_after is not None else self.base_seconds * 2 ** (tries - 1)
-        return max(0.0, min(wanted, self.max_wait))
-
-    def defer_delay(self, error: PipelineError, tries: int) -> float:
-        """Seconds a batch deferred after `tries` failed tries stays out of the queue: the
-        provider's Retry-After in full (a deferred batch holds no worker), else the next backoff step."""
-        if error.retry_after is not None:
-            return max(0.0, error.retry_after)
-        return max(0.0, min(self.base_seconds * 2**tries, self.max_wait))
 
 
 def advisory(record: Callable[[], T], default: T) -> T:

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 
 STAGES = ("queue_wait", "claim", "chunking", "embedding", "storage", "total")
@@ -80,15 +79,15 @@ class Searches:
 
     @property
     def compliance(self) -> float | None:
-        """Share of those searches within EMBEDPORTAL_SLO_SEARCH_P95_SECONDS; None without searches."""
+        """Share of those searches within the target; None without searches."""
         return self.within_target / self.count if self.count else None
 
 
-def searches() -> Searches:
+def searches(target: float) -> Searches:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), count(*) FILTER (WHERE s <= %s) "
             "FROM pipeline_searchlatency, unnest(recent) s",
-            [settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS],
+            [target],
         )
         return Searches(*cur.fetchone())

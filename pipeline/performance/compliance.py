@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from embedportal.collectors import DatabaseCollector
 from pipeline.percentiles import searches
-from pipeline.performance import capacity
+from pipeline.performance import capacity, slos
 from pipeline.performance.optimizer.figures import STEP_SQL, trend_steps
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ TARGET = "performance_slo_target_embedding_pipeline_operations"
 
 def search_latency() -> tuple[float | None, int]:
     """(p95 seconds, searches) of every collection's latest searches."""
-    found = searches()
+    found = searches(slos.target("search_latency"))
     return found.p95, found.count
 
 
@@ -38,7 +38,7 @@ def document_compliance(window: int | None = None) -> float | None:
         cur.execute(
             "SELECT sum(documents) FILTER (WHERE total_seconds <= %s), sum(documents) "
             "FROM pipeline_batchtiming WHERE finished_at >= %s",
-            [settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, since],
+            [slos.target("document_latency"), since],
         )
         good, total = cur.fetchone()
     return (good or 0) / total if total else None
@@ -58,13 +58,13 @@ def throughput_per_worker(window: int | None = None, model: str | None = None) -
 
 
 def throughput_compliance(rate: float | None) -> float | None:
-    return None if rate is None else min(1.0, rate / settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER)
+    return None if rate is None else min(1.0, rate / slos.target("throughput_per_worker"))
 
 
 def compliance() -> dict[str, float | None]:
     return {
         "document_latency": document_compliance(),
-        "search_latency": searches().compliance,
+        "search_latency": searches(slos.target("search_latency")).compliance,
         "throughput_per_worker": throughput_compliance(throughput_per_worker()),
     }
 
@@ -83,7 +83,7 @@ def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, 
             "sum(t.claim_seconds + t.total_seconds) FILTER (WHERE c.model = %s) "
             "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
             "WHERE t.finished_at >= %s AND t.finished_at < %s GROUP BY 1",
-            [since, step, settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, model, model, since, until],
+            [since, step, slos.target("document_latency"), model, model, since, until],
         )
         rows = {row[0]: row[1:] for row in cur.fetchall()}
     latency: list[float | None] = []
@@ -98,14 +98,6 @@ def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, 
         "step_seconds": round(step, 3),
         "document_latency": latency,
         "throughput_per_worker": throughput,
-    }
-
-
-def targets() -> dict[str, float]:
-    return {
-        "document_latency": settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS,
-        "search_latency": settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS,
-        "throughput_per_worker": settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER,
     }
 
 
@@ -134,7 +126,7 @@ class PerformanceSLOCollector(DatabaseCollector):
         return (*_families(), *capacity.gauge_families())
 
     def fill(self, cur, compliant, target, rate, measured) -> None:
-        for slo, value in targets().items():
+        for slo, value in slos.targets().items():
             target.add_metric([slo], value)
         try:
             with transaction.atomic():  # a savepoint: the targets survive it

@@ -1,7 +1,8 @@
-"""The pipeline's three SLOs (freshness, failures, latency) from the database history, no
-Prometheus. Objectives, the compliance period and the SLIs' thresholds come from the one SLO spec,
-slos.yaml, which also generates the Prometheus rules (grafana/slo_rules.py); each SLI counts the
-same events as the spec's PromQL (docs/slos.md). A window without events has no value (None).
+"""The pipeline's SLOs from the one spec, slos.yaml, which also generates the Prometheus rules
+(grafana/slo_rules.py): the three event SLOs (freshness, failures, latency) from the database
+history, no Prometheus, each SLI counting the same events as the spec's PromQL (docs/slos.md; a
+window without events has no value, None); and the targets of the three performance SLOs, which
+pipeline.performance.compliance evaluates.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
+from django.conf import settings
 from django.utils import timezone
 
+from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
@@ -53,6 +56,22 @@ def spec(path: Path = SPEC) -> Spec:
         str(data["period"]),
         tuple(Objective(s["name"], float(s["objective"]) / 100, s["description"]) for s in data["slos"]),
     )
+
+
+@functools.cache
+def performance() -> dict[str, slo_rules.PerformanceSlo]:
+    return {s.name: s for s in slo_rules.load(SPEC).performance}
+
+
+def target(name: str) -> float:
+    """A performance SLO's target: its EMBEDPORTAL_SLO_* setting when set, else the spec's."""
+    slo = performance()[name]
+    value = getattr(settings, slo.setting, "")
+    return slo.target if value in ("", None) else float(value)
+
+
+def targets() -> dict[str, float]:
+    return {name: target(name) for name in performance()}
 
 
 @dataclass(frozen=True)
