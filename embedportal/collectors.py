@@ -29,8 +29,8 @@ def bounded_queries(timeout_ms: int = QUERY_TIMEOUT_MS) -> Iterator[CursorWrappe
 
 class DatabaseCollector(ABC):
     """Subclasses name what they measure (`subject`, for the log), build their `families()`
-        and `fill()` them. Every family is exported, an empty one as its HELP and TYPE lines, so a
-    fresh system's scrape already names every series the rules and dashboards read."""
+    and `fill()` them. Every family is exported, an empty one as its HELP and TYPE lines, so a
+fresh system's scrape already names every series the rules and dashboards read."""
 
     subject = "database"
 
