@@ -80,19 +80,12 @@ class Slo:
 
 @dataclass(frozen=True)
 class PerformanceSlo:
-    """A compliance (0..1) the app exports; its alert fires below `below` for `for_`."""
+    """A compliance (0..1) the app exports; `alerting` says below what and for how long it alerts."""
 
     name: str
-    objective: float  # percent
     target: float  # the default of `setting`, which overrides it
     setting: str
-    description: str
-    alert_name: str
-    below: float
-    for_: str
-    runbook: str
-    summary: str
-    alert_description: str
+    alerting: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -149,19 +142,7 @@ def load(path: Path = SPEC) -> Spec:
         )
     seconds(str(data["period"]))
     performance = tuple(
-        PerformanceSlo(
-            raw["name"],
-            float(raw["objective"]),
-            float(raw["target"]),
-            raw["setting"],
-            raw["description"],
-            raw["alerting"]["name"],
-            float(raw["alerting"]["below"]),
-            str(raw["alerting"]["for"]),
-            raw["alerting"]["runbook"],
-            raw["alerting"]["summary"],
-            raw["alerting"]["description"],
-        )
+        PerformanceSlo(raw["name"], float(raw["target"]), raw["setting"], raw["alerting"])
         for raw in data.get("performance_slos") or ()
     )
     labels = dict(data.get("labels") or {})
@@ -330,17 +311,18 @@ def render_performance(spec: Spec | None = None) -> str:
     spec = spec or load()
     alerts = [
         {
-            "alert": slo.alert_name,
-            "expr": f'{COMPLIANCE_MAX}{{slo="{slo.name}"}} < {_fmt(slo.below)}',
-            "for": slo.for_,
+            "alert": alert["name"],
+            "expr": f'{COMPLIANCE_MAX}{{slo="{slo.name}"}} < {_fmt(alert["below"])}',
+            "for": alert["for"],
             "labels": {"severity": "warning", **spec.labels},
             "annotations": {
-                "summary": slo.summary,
-                "description": slo.alert_description,
-                "runbook_url": RUNBOOK_BASE + slo.runbook,
+                "summary": alert["summary"],
+                "description": alert["description"],
+                "runbook_url": RUNBOOK_BASE + alert["runbook"],
             },
         }
         for slo in spec.performance
+        for alert in [slo.alerting]
     ]
     recording = [
         {"record": COMPLIANCE_MAX, "expr": "max by (slo) (performance_slo_compliance_embedding_pipeline_operations)"},

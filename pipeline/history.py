@@ -26,7 +26,6 @@ TABLE = "pipeline_collectionactivity"
 # One element per bound plus +Inf (the model's CHECK constraints hold the database to this).
 LATENCY_SIZE = len(LATENCY_BUCKETS) + 1
 FRESHNESS_SIZE = len(FRESHNESS_BUCKETS) + 1
-COUNTS = ("arrived", "embedded", "failed")
 
 
 def bucket_counts(bounds: Sequence[float], values: Iterable[float]) -> list[int]:
@@ -163,12 +162,7 @@ SELECT collection_id, {HOUR}, date_trunc('hour', start), sum(arrived), sum(embed
        {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}, max(queue_depth)
   FROM moved
  GROUP BY collection_id, date_trunc('hour', start)
-ON CONFLICT (collection_id, seconds, start) DO UPDATE
-   SET arrived = a.arrived + EXCLUDED.arrived,
-       embedded = a.embedded + EXCLUDED.embedded,
-       failed = a.failed + EXCLUDED.failed,
-       latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
-       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")},
+{_ADD},
        queue_depth = GREATEST(a.queue_depth, EXCLUDED.queue_depth)
 """
 

@@ -1,6 +1,6 @@
 """Performance SLOs and their compliance (0..1): per-document latency and throughput per worker
-from the batch timings, search latency from each collection's latest searches; targets in settings
-(EMBEDPORTAL_SLO_*). A scrape-time gauge (PerformanceSLOCollector), absent while an SLO has no
+from the batch timings, search latency from each collection's latest searches; targets in the SLO
+spec (pipeline.performance.slos.target). A scrape-time gauge (PerformanceSLOCollector), absent while an SLO has no
 data; `compliance_trend` steps it for the admin's Performance page. docs/performance.md defines them.
 """
 
@@ -32,40 +32,14 @@ def search_latency() -> tuple[float | None, int]:
     return found.p95, found.count
 
 
-def document_compliance(window: int | None = None) -> float | None:
-    since = timezone.now() - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT sum(documents) FILTER (WHERE total_seconds <= %s), sum(documents) "
-            "FROM pipeline_batchtiming WHERE finished_at >= %s",
-            [slos.target("document_latency"), since],
-        )
-        good, total = cur.fetchone()
-    return (good or 0) / total if total else None
-
-
-def throughput_per_worker(window: int | None = None, model: str | None = None) -> float | None:
-    """Documents per second of one busy worker (claim and processing time) with the model."""
-    since = timezone.now() - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT sum(t.documents), sum(t.claim_seconds + t.total_seconds) FROM pipeline_batchtiming t "
-            "JOIN pipeline_collection c ON c.id = t.collection_id WHERE t.finished_at >= %s AND c.model = %s",
-            [since, model or settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL],
-        )
-        documents, seconds = cur.fetchone()
-    return documents / seconds if documents and seconds else None
-
-
-def throughput_compliance(rate: float | None) -> float | None:
-    return None if rate is None else min(1.0, rate / slos.target("throughput_per_worker"))
-
-
-def compliance() -> dict[str, float | None]:
+def compliance(window: int | None = None) -> dict[str, float | None]:
+    """The gauge's figures: the window's batches as one step of compliance_trend, the latest searches."""
+    now = timezone.now()
+    found = compliance_trend(now - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS), now, 1)
     return {
-        "document_latency": document_compliance(),
+        "document_latency": found["document_latency"][0],
         "search_latency": searches(slos.target("search_latency")).compliance,
-        "throughput_per_worker": throughput_compliance(throughput_per_worker()),
+        "throughput_per_worker": found["throughput_per_worker"][0],
     }
 
 
@@ -92,7 +66,7 @@ def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, 
         good, total, documents, seconds = rows.get(i, (None, None, None, None))
         latency.append(round((good or 0) / total, 6) if total else None)
         rate = documents / seconds if documents and seconds else None
-        throughput.append(None if rate is None else round(throughput_compliance(rate), 6))
+        throughput.append(None if rate is None else round(min(1.0, rate / slos.target("throughput_per_worker")), 6))
     return {
         "labels": labels,
         "step_seconds": round(step, 3),
