@@ -265,7 +265,7 @@ _register(
     ),
     Setting(
         "EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS",
-        "float",
+        "str",
         "",
         "Performance SLO: 95% of documents are chunked, embedded and stored within this many seconds of their claim. "
         "Overrides the target in pipeline/performance/slos.yaml.",
@@ -273,7 +273,7 @@ _register(
     ),
     Setting(
         "EMBEDPORTAL_SLO_SEARCH_P95_SECONDS",
-        "float",
+        "str",
         "",
         "Performance SLO: 95% of searches (query embedding and HNSW scan) answer within this many seconds. "
         "Overrides the target in pipeline/performance/slos.yaml.",
@@ -287,7 +287,7 @@ _register(
     ),
     Setting(
         "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER",
-        "float",
+        "str",
         "",
         "Performance SLO: documents per second one worker sustains with that model while busy. "
         "Overrides the target in pipeline/performance/slos.yaml.",

@@ -68,26 +68,15 @@ def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[st
     }
 
 
-@dataclass
-class Searches:
-    """The latest EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches of every collection: the admin's
-    search figure (Prometheus' search histogram has the windowed one)."""
-
-    count: int
-    p95: float | None
-    within_target: int
-
-    @property
-    def compliance(self) -> float | None:
-        """Share of those searches within the target; None without searches."""
-        return self.within_target / self.count if self.count else None
-
-
-def searches(target: float) -> Searches:
+def searches(target: float) -> tuple[int, float | None, float | None]:
+    """(count, p95 seconds, share within `target`) of every collection's latest
+    EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches: the admin's search figures (Prometheus'
+    search histogram has the windowed ones). None without searches."""
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), count(*) FILTER (WHERE s <= %s) "
             "FROM pipeline_searchlatency, unnest(recent) s",
             [target],
         )
-        return Searches(*cur.fetchone())
+        count, p95, within = cur.fetchone()
+    return count, p95, within / count if count else None

@@ -83,12 +83,11 @@ WITH timing AS (
            (collection_id, worker, finished_at, documents, failed, chunks, tokens, cost_usd, claim_seconds,
             chunking_seconds, embedding_seconds, storage_seconds, total_seconds, queue_wait_seconds, batch_size,
             freshness, rolled_up)
-    VALUES (%(collection)s, %(worker)s, %(at)s, %(documents)s, %(failed)s, %(chunks)s, %(tokens)s, %(cost)s,
-            %(claim)s, %(chunking)s, %(embedding)s, %(storage)s, %(total)s, %(queue_wait)s, %(batch_size)s,
-            %(freshness)s::bigint[], false)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[], false)
+    RETURNING collection_id, finished_at, documents, tokens, cost_usd
 )
 INSERT INTO pipeline_collectioncost AS c (collection_id, documents, tokens, cost_usd, updated_at)
-VALUES (%(collection)s, %(documents)s, %(tokens)s, %(cost)s, %(at)s)
+SELECT collection_id, documents, tokens, cost_usd, finished_at FROM timing
 ON CONFLICT (collection_id) DO UPDATE
    SET documents = c.documents + EXCLUDED.documents,
        tokens = c.tokens + EXCLUDED.tokens,
@@ -97,29 +96,15 @@ ON CONFLICT (collection_id) DO UPDATE
 """
 
 
-def _write(result: BatchResult, at: datetime) -> None:
+def _write(r: BatchResult, at: datetime) -> None:
     """One statement, in autocommit: the running total's row lock lasts the statement, not a batch."""
+    seconds = [r.seconds[stage] for stage in (Stage.CHUNKING, Stage.EMBEDDING, Stage.STORAGE)]
     with connection.cursor() as cur:
         cur.execute(
             _RECORD_SQL,
-            {
-                "collection": result.collection.pk,
-                "worker": result.worker[:200],
-                "at": at,
-                "documents": result.embedded,
-                "failed": result.failed,
-                "chunks": result.chunks,
-                "tokens": result.tokens,
-                "cost": result.cost_usd,
-                "claim": result.claim_seconds,
-                "chunking": result.seconds[Stage.CHUNKING],
-                "embedding": result.seconds[Stage.EMBEDDING],
-                "storage": result.seconds[Stage.STORAGE],
-                "total": result.total_seconds,
-                "queue_wait": result.queue_wait,
-                "batch_size": result.batch_size,
-                "freshness": bucket_counts(FRESHNESS_BUCKETS, result.freshness_lags),
-            },
+            [r.collection.pk, r.worker[:200], at, r.embedded, r.failed, r.chunks, r.tokens, r.cost_usd]
+            + [r.claim_seconds, *seconds, r.total_seconds, r.queue_wait, r.batch_size]
+            + [bucket_counts(FRESHNESS_BUCKETS, r.freshness_lags)],
         )
 
 

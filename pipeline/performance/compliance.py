@@ -28,8 +28,8 @@ TARGET = "performance_slo_target_embedding_pipeline_operations"
 
 def search_latency() -> tuple[float | None, int]:
     """(p95 seconds, searches) of every collection's latest searches."""
-    found = searches(slos.target("search_latency"))
-    return found.p95, found.count
+    count, p95, _ = searches(slos.target("search_latency"))
+    return p95, count
 
 
 def compliance(window: int | None = None) -> dict[str, float | None]:
@@ -38,7 +38,7 @@ def compliance(window: int | None = None) -> dict[str, float | None]:
     found = compliance_trend(now - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS), now, 1)
     return {
         "document_latency": found["document_latency"][0],
-        "search_latency": searches(slos.target("search_latency")).compliance,
+        "search_latency": searches(slos.target("search_latency"))[2],
         "throughput_per_worker": found["throughput_per_worker"][0],
     }
 

@@ -25,9 +25,8 @@ def by_name(now=NOW, **kwargs) -> dict[str, slos.Status]:
 
 def test_objectives_come_from_the_one_spec_and_thresholds_match_its_queries():
     data = yaml.safe_load(slos.SPEC.read_text())
-    assert [(o.name, o.objective) for o in slos.spec().objectives] == [
-        (s["name"], s["objective"] / 100) for s in data["slos"]
-    ]
+    assert [(o.name, o.objective) for o in slos.spec().slos] == [(s["name"], s["objective"]) for s in data["slos"]]
+    assert [s.objective for s in slos.statuses(NOW)] == [s["objective"] / 100 for s in data["slos"]]
     queries = {s["name"]: s["sli"]["events"]["error_query"] for s in data["slos"]}
     freshness_le = re.search(r'le=~"(\d+)\(', queries["freshness"])[1]
     latency_le = re.search(r'le=~"(\d+)\(', queries["latency"])[1]
