@@ -98,7 +98,7 @@ ON CONFLICT (collection_id) DO UPDATE
 
 def _write(r: BatchResult, at: datetime) -> None:
     """One statement, in autocommit: the running total's row lock lasts the statement, not a batch."""
-    seconds = [r.seconds[stage] for stage in (Stage.CHUNKING, Stage.EMBEDDING, Stage.STORAGE)]
+    seconds = [r.seconds.get(stage, 0.0) for stage in (Stage.CHUNKING, Stage.EMBEDDING, Stage.STORAGE)]
     with connection.cursor() as cur:
         cur.execute(
             _RECORD_SQL,
