@@ -271,15 +271,19 @@ _register(
     ),
     Setting(
         "EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS",
-        "float",
-        10.0,
-        "Performance SLO: 95% of documents are chunked, embedded and stored within this many seconds of their claim.",
+        "str",
+        "",
+        "Performance SLO: 95% of documents are chunked, embedded and stored within this many seconds of their claim. "
+        "Overrides the target in pipeline/performance/slos.yaml.",
+        default_text="10 (slos.yaml)",
     ),
     Setting(
         "EMBEDPORTAL_SLO_SEARCH_P95_SECONDS",
-        "float",
-        0.05,
-        "Performance SLO: 95% of searches (query embedding and HNSW scan) answer within this many seconds.",
+        "str",
+        "",
+        "Performance SLO: 95% of searches (query embedding and HNSW scan) answer within this many seconds. "
+        "Overrides the target in pipeline/performance/slos.yaml.",
+        default_text="0.05 (slos.yaml)",
     ),
     Setting(
         "EMBEDPORTAL_SLO_THROUGHPUT_MODEL",
@@ -289,9 +293,11 @@ _register(
     ),
     Setting(
         "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER",
-        "float",
-        20.0,
-        "Performance SLO: documents per second one worker sustains with that model while busy.",
+        "str",
+        "",
+        "Performance SLO: documents per second one worker sustains with that model while busy. "
+        "Overrides the target in pipeline/performance/slos.yaml.",
+        default_text="20 (slos.yaml)",
     ),
     # --- django-q2 -----------------------------------------------------------------------------
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),

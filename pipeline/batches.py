@@ -1,16 +1,15 @@
 """One batch of a worker: chunk -> embed (LiteLLM, bad inputs isolated by halving) -> store
-(pgvector), and the figures it records (EmbeddingIngestionPipeline mixes this in)."""
+(pgvector), each collection group ending in one BatchResult for pipeline.recording
+(EmbeddingIngestionPipeline mixes this in)."""
 
 from __future__ import annotations
 
 import contextvars
-import copy
 import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import psycopg
@@ -18,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import circuits, history, signals, storage, timings
+from pipeline import recording, signals, storage, waits
 from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
@@ -33,6 +32,7 @@ from pipeline.embedding import (
 from pipeline.failures import FailureHandling, advisory
 from pipeline.leases import Report, StorageStage
 from pipeline.models import Collection, Document, ProviderCircuit
+from pipeline.recording import BatchResult
 
 # (document, its chunks, their vectors), ready to store.
 Embedded = tuple[Document, list[ChunkText], np.ndarray]
@@ -47,16 +47,6 @@ def concurrency(collection: Collection) -> int:
     return max(1, collection.provider_concurrency)
 
 
-class _Unrecorded:
-    """A metrics recorder that records nothing: any metric, any labels, any observation."""
-
-    def __getattr__(self, name: str) -> _Unrecorded:
-        return self
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Unrecorded:
-        return self
-
-
 class BatchProcessing(FailureHandling):
     """Chunk, embed and store one claimed batch (EmbeddingIngestionPipeline mixes this in)."""
 
@@ -65,16 +55,6 @@ class BatchProcessing(FailureHandling):
     _storage: StorageStage | None
     _then: Callable[[Callable[[], None]], None]
 
-    def _recording(self, collection: Collection) -> BatchProcessing:
-        """This worker, or for a reserved collection (Collection.is_reserved) a copy of it that
-        records no Prometheus metrics: an operations test's injected faults must not move the
-        counters the alerts read. The copy shares the storage stage, chunkers and lease state."""
-        if not collection.is_reserved:
-            return self
-        quiet = copy.copy(self)
-        quiet.metrics = _Unrecorded()
-        return quiet
-
     def _chunker(self, c: Collection) -> Chunker:
         key = (c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model)
         if key not in self._chunkers:
@@ -82,11 +62,20 @@ class BatchProcessing(FailureHandling):
         return self._chunkers[key]
 
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
+        """Process one collection's group of a batch into one BatchResult, recorded once it is
+        stored (or at once if nothing is left to store)."""
+        claim_seconds, claimed_at = self._claim
+        result = BatchResult(
+            collection,
+            self.worker_id,
+            len(docs),
+            claim_seconds,
+            sum((claimed_at - doc.enqueued_at).total_seconds() for doc in docs) / len(docs),
+            collection.batch_size,
+        )
         started = t0 = time.perf_counter()
         chunked = self._chunker(collection).chunk_many([d.text for d in docs])
-        chunking_seconds = time.perf_counter() - t0
-        report.seconds[Stage.CHUNKING] += chunking_seconds
-        self.metrics.observe_stage(Stage.CHUNKING, chunking_seconds, len(docs))
+        result.seconds[Stage.CHUNKING] = time.perf_counter() - t0
 
         ready: list[tuple[Document, list[ChunkText]]] = []
         for doc, chunks in zip(docs, chunked, strict=True):
@@ -94,43 +83,33 @@ class BatchProcessing(FailureHandling):
                 ready.append((doc, chunks))
             else:
                 error = PipelineError(ErrorType.EMPTY_DOCUMENT, Stage.CHUNKING, "no text left to embed after chunking")
-                self._count_error(error, report)
-                self._fail(doc, error, report)
+                self._count_error(error, result)
+                self._fail(doc, error, result)
+        result.embedding_documents = len(ready)
 
         t0 = time.perf_counter()
         with metered() as usage:
-            embedded, failed, deferred = self._embed_isolating(collection, ready, report)
-        embedding_seconds = time.perf_counter() - t0
-        report.seconds[Stage.EMBEDDING] += embedding_seconds
-        self.metrics.observe_stage(Stage.EMBEDDING, embedding_seconds, len(ready))
-        self.metrics.COST.labels(collection=collection.name).inc(usage.cost_usd)
+            embedded, failed, deferred = self._embed_isolating(collection, ready, result)
+        result.seconds[Stage.EMBEDDING] = time.perf_counter() - t0
+        result.tokens, result.cost_usd = usage.tokens, usage.cost_usd
         for doc, exc in failed:
-            self._fail(doc, exc, report)
-        self._defer(collection, deferred, report)
+            self._fail(doc, exc, result)
+        self._defer(collection, deferred, result)
         if not embedded:
+            result.total_seconds = time.perf_counter() - started
+            self._record(result, report)
             return
         if self._storage is not None:
             self._storage.barrier()  # the previous batch is stored: at most one waits
-        claim = self._claim
-        self._then(
-            lambda: self._store_batch(
-                collection, docs, embedded, report, claim, started, usage, chunking_seconds, embedding_seconds
-            )
-        )
+        self._then(lambda: self._store_batch(result, embedded, started, report))
 
-    def _store_batch(
-        self,
-        collection: Collection,
-        docs: list[Document],
-        embedded: list[Embedded],
-        report: Report,
-        claim: tuple[float, datetime],
-        started: float,
-        usage: Any,
-        chunking_seconds: float,
-        embedding_seconds: float,
-    ) -> None:
+    def _record(self, result: BatchResult, report: Report) -> None:
+        recording.record(result, self.metrics)
+        report.add(result)
+
+    def _store_batch(self, result: BatchResult, embedded: list[Embedded], started: float, report: Report) -> None:
         """Store a batch's vectors and record its outcome (on the storage thread while draining)."""
+        collection = result.collection
         results = [
             storage.Embedded(doc.pk, collection.pk, doc.content_hash, chunks, vectors)
             for doc, chunks, vectors in embedded
@@ -138,55 +117,27 @@ class BatchProcessing(FailureHandling):
         t0 = time.perf_counter()
         embedded_at = timezone.now()
         try:
-            stored = self._with_retries(lambda: self._store(results, embedded_at), report)
+            stored = self._with_retries(lambda: self._store(results, embedded_at), result)
         except PipelineError as exc:
             # A storage error is about the batch's transaction, not one document: no splitting.
             for doc, _, _ in embedded:
-                self._fail(doc, exc, report)
-            return
-        storage_seconds = time.perf_counter() - t0
-        report.seconds[Stage.STORAGE] += storage_seconds
-        self.metrics.observe_stage(Stage.STORAGE, storage_seconds, len(results))
-        total_seconds = time.perf_counter() - started
-        self.metrics.observe_stage("total", total_seconds, len(stored))
-        chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
-        report.embedded += len(stored)
-        report.chunks += chunks
-        self.metrics.CHUNKS.inc(chunks)
-        self.metrics.DOCUMENTS.labels(outcome="embedded").inc(len(stored))
-        # A document re-enqueued with new text (or whose lease expired) while we worked.
-        self.metrics.DOCUMENTS.labels(outcome="superseded").inc(len(results) - len(stored))
-        lags = [
+                self._fail(doc, exc, result)
+            stored = set()
+        else:
+            result.seconds[Stage.STORAGE] = time.perf_counter() - t0
+            result.superseded = len(results) - len(stored)
+        result.total_seconds = time.perf_counter() - started
+        result.embedded = len(stored)
+        result.chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
+        result.freshness_lags = [
             max(0.0, (embedded_at - doc.source_modified_at).total_seconds())
             for doc, _, _ in embedded
             if doc.pk in stored and doc.source_modified_at is not None
         ]
-        for lag in lags:
-            self.metrics.FRESHNESS_LAG.observe(lag)
-        if stored and not collection.is_reserved:
-            # The same figures in the database's history (the admin's SLOs without Prometheus): one upsert.
-            history.record(collection.pk, embedded=len(stored), latency_seconds=total_seconds, freshness_lags=lags)
-            waits = [(claim[1] - doc.enqueued_at).total_seconds() for doc in docs]
-            timings.record(
-                timings.BatchTimes(
-                    collection_id=collection.pk,
-                    worker=self.worker_id,
-                    documents=len(stored),
-                    chunks=chunks,
-                    tokens=usage.tokens,
-                    cost_usd=usage.cost_usd,
-                    claim=claim[0],
-                    chunking=chunking_seconds,
-                    embedding=embedding_seconds,
-                    storage=storage_seconds,
-                    total=total_seconds,
-                    queue_wait=sum(waits) / len(waits),
-                    batch_size=collection.batch_size,
-                )
-            )
+        self._record(result, report)
 
     def _embed_isolating(
-        self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], report: Report
+        self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], result: BatchResult
     ) -> tuple[list[Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
         """Embed a group of documents: (embedded, failed, deferred).
 
@@ -200,15 +151,15 @@ class BatchProcessing(FailureHandling):
         if not group:
             return [], [], []
         try:
-            vectors = self._embed(collection, [c for _, chunks in group for c in chunks], report)
+            vectors = self._embed(collection, [c for _, chunks in group for c in chunks], result)
         except PipelineError as exc:
             if exc.error_type in OUTAGE and (exc.circuit_open or not self._deferred_too_often(group)):
                 return [], [], [(doc, exc) for doc, _ in group]
             if len(group) == 1 or (exc.error_type in BATCH_WIDE and exc.error_type not in OUTAGE):
                 return [], [(doc, exc) for doc, _ in group], []
             middle = len(group) // 2
-            ok_left, failed_left, deferred_left = self._embed_isolating(collection, group[:middle], report)
-            ok_right, failed_right, deferred_right = self._embed_isolating(collection, group[middle:], report)
+            ok_left, failed_left, deferred_left = self._embed_isolating(collection, group[:middle], result)
+            ok_right, failed_right, deferred_right = self._embed_isolating(collection, group[middle:], result)
             return ok_left + ok_right, failed_left + failed_right, deferred_left + deferred_right
         embedded, offset = [], 0
         for doc, chunks in group:
@@ -221,7 +172,7 @@ class BatchProcessing(FailureHandling):
         # `attempts` counts claims: a document claimed n times was deferred n - 1 times.
         return max(doc.attempts for doc, _ in group) > settings.EMBEDPORTAL_MAX_DEFERRALS
 
-    def _embed(self, collection: Collection, chunks: list[ChunkText], report: Report) -> np.ndarray:
+    def _embed(self, collection: Collection, chunks: list[ChunkText], result: BatchResult) -> np.ndarray:
         """Embed all chunks, batched across documents up to the collection's batch size.
 
         Calls take the chunks shortest first: a local model pads each call to its longest text, so
@@ -231,7 +182,7 @@ class BatchProcessing(FailureHandling):
         texts = [chunks[i].text for i in order]
         size = collection.batch_size
         calls = [
-            functools.partial(self._with_retries, functools.partial(self._call_provider, collection, batch), report)
+            functools.partial(self._with_retries, functools.partial(self._call_provider, collection, batch), result)
             for batch in (texts[i : i + size] for i in range(0, len(texts), size))
         ]
         parts = self._run_calls(calls, concurrency(collection))
@@ -281,7 +232,7 @@ class BatchProcessing(FailureHandling):
                     collection,
                     exc.error_type,
                     settings.EMBEDPORTAL_CIRCUIT_FAILURES,
-                    circuits.open_wait(),
+                    waits.circuit_wait(),
                 )
                 state = advisory(record, CircuitState.CLOSED)
                 exc.circuit_open = state != CircuitState.CLOSED

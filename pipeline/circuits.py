@@ -1,5 +1,5 @@
-"""Provider circuit breakers (pipeline.models.ProviderCircuit): their waits, their gauge, and what
-the health report and the overview page show of them.
+"""Provider circuit breakers (pipeline.models.ProviderCircuit): their gauge, and what the health
+report and the overview page show of them (their waits: pipeline.waits).
 
 A circuit is per endpoint (model + api_base) and lives in the database, so every worker, in any
 process or pod, sees the same state; the transitions are the CAS methods of its QuerySet.
@@ -7,10 +7,8 @@ process or pod, sees the same state; the transitions are the CAS methods of its 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
@@ -20,12 +18,6 @@ from pipeline.models import ProviderCircuit
 
 CIRCUIT_STATE = "embedding_pipeline_provider_circuit_state"
 STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}
-
-
-def open_wait(reopenings: int = 0) -> timedelta:
-    """How long a circuit stays open before its next probe: doubled per failed probe, capped."""
-    base = settings.EMBEDPORTAL_CIRCUIT_OPEN_SECONDS
-    return timedelta(seconds=min(base * 2**reopenings, settings.EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS))
 
 
 def not_closed() -> list[ProviderCircuit]:

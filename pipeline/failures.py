@@ -1,62 +1,26 @@
-"""How a worker handles errors: in-batch retries with backoff (RetryPolicy), failing a document
+"""How a worker handles errors: in-batch retries (their waits: pipeline.waits), failing a document
 for good, deferring a batch during an outage, and circuit bookkeeping that must not cost a batch."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import history, signals
+from pipeline import signals
 from pipeline.embedding import PipelineError, api_key, scrub
-from pipeline.leases import Report
 from pipeline.models import Collection, Document
+from pipeline.recording import BatchResult
+from pipeline.waits import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """In-batch retries of transient errors: up to `tries` tries of a batch, waiting
-    base * 2^(n-1) seconds (or the provider's Retry-After) between them, never above `max_wait`."""
-
-    tries: int
-    base_seconds: float
-    max_wait: float
-    sleep: Callable[[float], None] = time.sleep
-
-    @classmethod
-    def from_settings(cls, **overrides: Any) -> RetryPolicy:
-        return cls(
-            **{
-                "tries": settings.EMBEDPORTAL_BATCH_TRIES,
-                "base_seconds": settings.EMBEDPORTAL_RETRY_BASE_SECONDS,
-                "max_wait": settings.EMBEDPORTAL_RETRY_MAX_WAIT,
-                **overrides,
-            }
-        )
-
-    def delay(self, error: PipelineError, tries: int) -> float:
-        """Seconds before the next try: the provider's Retry-After if it sent one, else exponential; capped."""
-        wanted = error.retry_after if error.retry_after is not None else self.base_seconds * 2 ** (tries - 1)
-        return max(0.0, min(wanted, self.max_wait))
-
-    def defer_delay(self, error: PipelineError, tries: int) -> float:
-        """Seconds a batch deferred after `tries` failed tries stays out of the queue: the
-        provider's Retry-After in full (a deferred batch holds no worker), else the next backoff step."""
-        if error.retry_after is not None:
-            return max(0.0, error.retry_after)
-        return max(0.0, min(self.base_seconds * 2**tries, self.max_wait))
 
 
 def advisory(record: Callable[[], T], default: T) -> T:
@@ -83,16 +47,15 @@ class FailureHandling:
 
     worker_id: str
     retry: RetryPolicy
-    metrics: Any
 
-    def _with_retries(self, attempt: Callable[[], T], report: Report) -> T:
+    def _with_retries(self, attempt: Callable[[], T], result: BatchResult) -> T:
         """Run `attempt`, retrying transient errors with backoff; permanent ones raise at once."""
         tries, n = self.retry.tries, 1
         while True:
             try:
                 return attempt()
             except PipelineError as exc:
-                self._count_error(exc, report)
+                self._count_error(exc, result)
                 exc.tries = n
                 # An open circuit means the provider is down for everyone: no more tries now.
                 if not exc.transient or n >= tries or exc.circuit_open:
@@ -101,14 +64,16 @@ class FailureHandling:
                 self.retry.sleep(self.retry.delay(exc, n))
                 n += 1
 
-    def _count_error(self, exc: PipelineError, report: Report) -> None:
+    @staticmethod
+    def _count_error(exc: PipelineError, result: BatchResult) -> None:
         # Every failed try counts, retries included: errors_total is diagnostic, not the SLI.
         # Concurrent provider calls (_run_calls) count from their own threads.
         with _COUNTING:
-            report.errors[exc.error_type] += 1
-        self.metrics.ERRORS.labels(error_type=str(exc.error_type)).inc()
+            result.errors[exc.error_type] += 1
 
-    def _defer(self, collection: Collection, deferred: list[tuple[Document, PipelineError]], report: Report) -> None:
+    def _defer(
+        self, collection: Collection, deferred: list[tuple[Document, PipelineError]], result: BatchResult
+    ) -> None:
         """Back to the queue, pending, after the backoff (or the provider's Retry-After): an
         outage is no document's fault, and a worker must not wait it out holding them."""
         if not deferred:
@@ -117,8 +82,7 @@ class FailureHandling:
         until = timezone.now() + timedelta(seconds=self.retry.defer_delay(exc, exc.tries))
         message = scrub(f"deferred: {exc}", api_key(collection))
         n = Document.objects.filter(pk__in=[doc.pk for doc, _ in deferred]).defer_until(self.worker_id, until, message)
-        report.deferred += n
-        self.metrics.DOCUMENTS.labels(outcome="deferred").inc(n)
+        result.deferred += n
         logger.warning(
             "deferred %d document(s) of %s until %s%s: %s",
             n,
@@ -128,7 +92,7 @@ class FailureHandling:
             message,
         )
 
-    def _fail(self, doc: Document, exc: PipelineError, report: Report) -> None:
+    def _fail(self, doc: Document, exc: PipelineError, result: BatchResult) -> None:
         """Fail a document; receivers of `document_failed` (reprocessing records the failure for
         its workflow) write in the same transaction, so both commit or neither does."""
         message = scrub(str(exc), api_key(doc.collection))
@@ -136,8 +100,5 @@ class FailureHandling:
             failed = Document.objects.filter(pk=doc.pk).mark_failed(self.worker_id, message)
             if failed:
                 signals.document_failed.send(sender=type(self), document_id=doc.pk, error=exc, message=message)
-                if not doc.collection.is_reserved:  # scratch collections stay out of the SLOs
-                    history.record(doc.collection_id, failed=failed)
-        report.failed += failed
-        self.metrics.DOCUMENTS.labels(outcome="failed").inc(failed)
+        result.failed += failed
         logger.warning("document %s failed: %s", doc.pk, message)

@@ -1,8 +1,10 @@
 """Durable, bounded pipeline history in the database (`CollectionActivity`, per collection and
 minute, rolled up into hours): the SLO and capacity figures without Prometheus, whose counters
-reset with a process. Bucket arrays hold plain counts on the Prometheus histograms' bounds; writers
-upsert the minute's row, so concurrent workers never read-modify-write. docs/slos.md ("The
-history") lists the columns; pipeline.performance.activity reads them.
+reset with a process. Bucket arrays hold plain counts on the Prometheus histograms' bounds. Arrivals
+and queue-depth samples are written here; batch outcomes are a roll-up of the BatchTiming rows
+(pipeline.recording writes them), and readers add the rows not rolled up yet (ROWS). Writers upsert
+the minute's row, so concurrent workers never read-modify-write. docs/slos.md ("The history")
+lists the columns; pipeline.performance.activity reads them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ TABLE = "pipeline_collectionactivity"
 # One element per bound plus +Inf (the model's CHECK constraints hold the database to this).
 LATENCY_SIZE = len(LATENCY_BUCKETS) + 1
 FRESHNESS_SIZE = len(FRESHNESS_BUCKETS) + 1
-COUNTS = ("arrived", "embedded", "failed")
 
 
 def bucket_counts(bounds: Sequence[float], values: Iterable[float]) -> list[int]:
@@ -36,15 +37,6 @@ def bucket_counts(bounds: Sequence[float], values: Iterable[float]) -> list[int]
     return counts
 
 
-def cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[float, float]]:
-    """(upper bound, cumulative count) pairs, +Inf last: what metrics.histogram_quantile reads."""
-    out, running = [], 0
-    for upper, n in zip([*bounds, float("inf")], counts, strict=True):
-        running += n
-        out.append((float(upper), float(running)))
-    return out
-
-
 def minute_of(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
@@ -53,56 +45,94 @@ def hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
+_ZEROS = f"'{{{','.join(['0'] * LATENCY_SIZE)}}}'::bigint[], '{{{','.join(['0'] * FRESHNESS_SIZE)}}}'::bigint[]"
+
+
+def _array_agg(column: str, size: int) -> str:
+    return "ARRAY[" + ", ".join(f"sum({column}[{i}])" for i in range(1, size + 1)) + "]::bigint[]"
+
+
 def _array_sum(column: str, size: int, left: str, right: str) -> str:
     return "ARRAY[" + ", ".join(f"{left}.{column}[{i}] + {right}.{column}[{i}]" for i in range(1, size + 1)) + "]"
 
 
 # Adds to the minute's row. The arrays are summed element by element (PostgreSQL has no operator
 # for it); their sizes are fixed by the CHECK constraints.
-_UPSERT_SQL = f"""
-INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness)
-VALUES (%s, {MINUTE}, %s, %s, %s, %s, %s::bigint[], %s::bigint[])
+_ADD = f"""
 ON CONFLICT (collection_id, seconds, start) DO UPDATE
    SET arrived = a.arrived + EXCLUDED.arrived,
        embedded = a.embedded + EXCLUDED.embedded,
        failed = a.failed + EXCLUDED.failed,
        latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
-       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")}
-"""
+       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")}"""
 
 
-def record(
-    collection_id: int,
-    *,
-    arrived: int = 0,
-    embedded: int = 0,
-    failed: int = 0,
-    latency_seconds: float | None = None,
-    freshness_lags: Sequence[float] = (),
-    at: datetime | None = None,
-) -> None:
-    """Add to this minute's row of a collection. `latency_seconds` is observed once per embedded
-    document (every document of a batch waited for the whole batch, as the Prometheus histogram
-    counts it); `freshness_lags` are the lags of the stored documents that have a source time."""
-    latency = [0] * LATENCY_SIZE
-    if latency_seconds is not None and embedded:
-        latency[bisect.bisect_left(LATENCY_BUCKETS, latency_seconds)] = embedded
+def record_arrivals(collection_id: int, arrived: int, at: datetime | None = None) -> None:
+    """Add enqueued documents to this minute's row of a collection (batch outcomes are rolled up
+    from their BatchTiming rows instead: roll_up_batches)."""
     with connection.cursor() as cur:
         cur.execute(
-            _UPSERT_SQL,
-            [
-                collection_id,
-                minute_of(at or timezone.now()),
-                arrived,
-                embedded,
-                failed,
-                latency,
-                bucket_counts(FRESHNESS_BUCKETS, freshness_lags),
-            ],
+            f"INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness) "
+            f"VALUES (%s, {MINUTE}, %s, %s, 0, 0, {_ZEROS}) {_ADD}",
+            [collection_id, minute_of(at or timezone.now()), arrived],
         )
 
 
-_ZEROS = f"'{{{','.join(['0'] * LATENCY_SIZE)}}}'::bigint[], '{{{','.join(['0'] * FRESHNESS_SIZE)}}}'::bigint[]"
+# A batch row's per-document latency counts: all its stored documents in the bucket of its total
+# seconds (Prometheus' `le`: a value equal to a bound is in that bound's bucket).
+_BATCH_LATENCY = (
+    "ARRAY["
+    + ", ".join(
+        f"CASE WHEN {low} < b.total_seconds AND b.total_seconds <= {high} THEN b.documents ELSE 0 END"
+        for low, high in zip(("'-infinity'", *LATENCY_BUCKETS), (*LATENCY_BUCKETS, "'infinity'"), strict=True)
+    )
+    + "]::bigint[]"
+)
+# Batch rows as history rows (one per batch, at its minute), for the roll-up and for readers
+# that need the minutes not rolled up yet (pipeline.performance.activity).
+BATCH_ROWS = f"""
+SELECT b.collection_id, {MINUTE} AS seconds, date_trunc('minute', b.finished_at) AS start, 0 AS arrived,
+       b.documents::bigint AS embedded, b.failed::bigint AS failed, {_BATCH_LATENCY} AS latency,
+       b.freshness, NULL::integer AS queue_depth
+  FROM pipeline_batchtiming b"""
+
+
+# The history as readers see it: its rows and the batch rows not rolled up yet (a partial index,
+# pipeline_batchtiming_unrolled, keeps the second part a scan of the last minute or two).
+ROWS = f"""(SELECT collection_id, seconds, start, arrived, embedded, failed, latency, freshness, queue_depth
+   FROM {TABLE} UNION ALL {BATCH_ROWS} WHERE NOT b.rolled_up)"""
+
+
+def roll_up_batches(until: datetime | None = None) -> int:
+    """Add the batch rows finished before `until` (default: this minute) to their minutes' history
+    rows, and mark them rolled up, in one statement (the heartbeat schedule, every minute). A
+    concurrent roll-up blocks on the rows being marked and then skips them: nothing counts twice."""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""
+            WITH moved AS (
+                UPDATE pipeline_batchtiming b SET rolled_up = true
+                 WHERE NOT b.rolled_up AND b.finished_at < %s RETURNING b.*
+            ), batch AS ({BATCH_ROWS.replace("pipeline_batchtiming b", "moved b")})
+            INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness)
+            SELECT collection_id, {MINUTE}, start, 0, sum(embedded), sum(failed),
+                   {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}
+              FROM batch GROUP BY collection_id, start
+            {_ADD}
+            """,
+            [until or minute_of(timezone.now())],
+        )
+        return cur.rowcount
+
+
+def prune_batches(now: datetime | None = None) -> int:
+    """Delete rolled-up batch rows older than EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS; returns rows deleted."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS)
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM pipeline_batchtiming WHERE finished_at < %s AND rolled_up", [cutoff])
+        return cur.rowcount
+
+
 # One row per collection for the minute; the count is an index-only scan of
 # pipeline_document_status (collection_id, status), like the queue-depth gauge.
 _SAMPLE_SQL = f"""
@@ -120,10 +150,6 @@ def sample_queue_depth(at: datetime | None = None) -> None:
         cur.execute(_SAMPLE_SQL, [minute_of(at or timezone.now())])
 
 
-def _array_agg(column: str, size: int) -> str:
-    return "ARRAY[" + ", ".join(f"sum({column}[{i}])" for i in range(1, size + 1)) + "]::bigint[]"
-
-
 # Moves whole hours of minute rows into hour rows in one statement. A concurrent roll-up blocks
 # on the rows being deleted and then finds them gone, so nothing is counted twice.
 _ROLL_UP_SQL = f"""
@@ -136,12 +162,7 @@ SELECT collection_id, {HOUR}, date_trunc('hour', start), sum(arrived), sum(embed
        {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}, max(queue_depth)
   FROM moved
  GROUP BY collection_id, date_trunc('hour', start)
-ON CONFLICT (collection_id, seconds, start) DO UPDATE
-   SET arrived = a.arrived + EXCLUDED.arrived,
-       embedded = a.embedded + EXCLUDED.embedded,
-       failed = a.failed + EXCLUDED.failed,
-       latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
-       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")},
+{_ADD},
        queue_depth = GREATEST(a.queue_depth, EXCLUDED.queue_depth)
 """
 
@@ -158,6 +179,7 @@ def roll_up(now: datetime | None = None) -> RollUp:
     EMBEDPORTAL_HISTORY_RETENTION_DAYS."""
     now = now or timezone.now()
     cutoff = hour_of(now - timedelta(days=settings.EMBEDPORTAL_HISTORY_MINUTE_DAYS))
+    roll_up_batches(minute_of(now))
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(_ROLL_UP_SQL, [cutoff])
         written = cur.rowcount

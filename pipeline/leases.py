@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
@@ -133,9 +134,10 @@ class Report:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def add(self, other: Report) -> None:
+    def add(self, other: Any) -> None:
+        """Add another report, or a BatchResult (pipeline.recording) of this report's batch."""
         for name in self.COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            setattr(self, name, getattr(self, name) + getattr(other, name, 0))
         for stage, seconds in other.seconds.items():
             self.seconds[stage] += seconds
         for kind, n in other.errors.items():

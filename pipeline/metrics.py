@@ -1,4 +1,5 @@
-"""Prometheus metrics recorded by the pipeline, and reading them back for the admin overview.
+"""Prometheus metrics recorded by the pipeline (through pipeline.recording), and the error counts
+read back for the admin overview.
 
 Counters and histograms live here and work in multiprocess mode (PROMETHEUS_MULTIPROC_DIR
 shared by web workers and django-q2's forked workers). Values derived from the database
@@ -8,13 +9,9 @@ pipeline.collectors instead, so they are exact whichever process is scraped.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from embedportal.metrics import process_registry
-from pipeline.choices import Stage
 
 # Per-stage seconds; 30 s is a bucket because the latency SLO is "p95 per document < 30 s".
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -115,53 +112,12 @@ def observe_claim(seconds: float, waits: list[float]) -> None:
         QUEUE_WAIT.observe(wait)
 
 
-# --- reading our own histograms back (admin overview) ---------------------------------------
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """Prometheus' histogram_quantile over cumulative (upper bound, count) buckets, +Inf last."""
-    total = buckets[-1][1] if buckets else 0
-    if not total:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for upper, cumulative in buckets:
-        if cumulative >= rank:
-            if math.isinf(upper):
-                return lower  # like Prometheus: the highest finite bound
-            in_bucket = cumulative - below
-            return lower + (upper - lower) * ((rank - below) / in_bucket if in_bucket else 1.0)
-        lower, below = upper, cumulative
-    return lower
-
-
-@dataclass
-class StageLatency:
-    stage: str
-    count: int
-    p50: float | None
-    p95: float | None
-
-
-def stage_latencies(registry: CollectorRegistry | None = None) -> list[StageLatency]:
-    """p50/p95 per stage since the metrics directory was last wiped (all processes)."""
-    buckets: dict[str, list[tuple[float, float]]] = {}
-    for family in (registry or process_registry()).collect():
-        if family.name != LATENCY._name:
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                buckets.setdefault(sample.labels["stage"], []).append((float(sample.labels["le"]), sample.value))
-    stages = [*Stage.values, "total"]
-    out = []
-    for stage in sorted(buckets, key=lambda s: stages.index(s) if s in stages else len(stages)):
-        rows = sorted(buckets[stage])
-        out.append(StageLatency(stage, int(rows[-1][1]), histogram_quantile(0.5, rows), histogram_quantile(0.95, rows)))
-    return out
+# --- the one figure read back from the processes' registry ---------------------------------
 
 
 def error_counts(registry: CollectorRegistry | None = None) -> dict[str, float]:
-    """errors_total by error_type, all processes, largest first."""
+    """errors_total by error_type, all processes, largest first: the overview's and the optimizer's
+    only figure without a database source (a failed try that a retry then saved leaves no row)."""
     counts: dict[str, float] = {}
     for family in (registry or process_registry()).collect():
         if family.name == ERRORS._name:

@@ -1,8 +1,9 @@
 """Figures for the admin's pipeline overview page, from data the app already has.
 
-Queue, throughput and workers come from the database (exact, whichever process renders);
-latency percentiles and error counts from the Prometheus histograms and counters of every
-process (the multiprocess directory), i.e. since it was last wiped; health from the checks.
+Queue, throughput, workers and the stages' per-document percentiles (the last hour's batch rows)
+come from the database (exact, whichever process renders); error counts by type from the
+Prometheus counters of every process (the multiprocess directory), i.e. since it was last wiped,
+as failed tries leave no row; health from the checks.
 Charts are drawn in the browser by the vendored Chart.js (pipeline/static/pipeline/charts.js)
 from `chart_data`; no CDN.
 """
@@ -17,8 +18,8 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from embedportal.metrics import multiprocess_dir, process_registry
-from pipeline import circuits, collectors, health, metrics
+from embedportal.metrics import multiprocess_dir
+from pipeline import circuits, collectors, health, metrics, percentiles
 from pipeline.choices import DocumentStatus
 from pipeline.models import Collection, Document, WorkerHeartbeat
 
@@ -56,8 +57,12 @@ def _collections() -> list[dict[str, Any]]:
     ]
 
 
-def _latency_rows(latencies: list[metrics.StageLatency]) -> list[dict[str, Any]]:
-    return [{"stage": s.stage, "count": s.count, "p50": s.p50, "p95": s.p95} for s in latencies]
+def _latency_rows(since: Any) -> list[dict[str, Any]]:
+    found = percentiles.db_percentiles(since)
+    if not found["total"].count:
+        return []
+    stages = ("chunking", "embedding", "storage", "total")
+    return [{"stage": s, "count": found[s].count, "p50": found[s].p50, "p95": found[s].p95} for s in stages]
 
 
 def _error_rows(errors: dict[str, float]) -> list[dict[str, Any]]:
@@ -66,11 +71,10 @@ def _error_rows(errors: dict[str, float]) -> list[dict[str, Any]]:
 
 def context() -> dict[str, Any]:
     now = timezone.now()
-    registry = process_registry()
     per_minute = _per_minute(now)
     checks = health.run_checks(cached=True)
-    latencies = _latency_rows(metrics.stage_latencies(registry))
-    errors = _error_rows(metrics.error_counts(registry))
+    latencies = _latency_rows(now - timedelta(minutes=THROUGHPUT_MINUTES))
+    errors = _error_rows(metrics.error_counts())
     return {
         "snapshot": collectors.queue_snapshot(),
         "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,

@@ -16,12 +16,11 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
-from pipeline import circuits, metrics
+from pipeline import metrics, waits
 from pipeline.backfill import finish_ready
 from pipeline.batches import BatchProcessing
 from pipeline.choices import WorkerRole
 from pipeline.chunking import Chunker
-from pipeline.failures import RetryPolicy
 from pipeline.leases import (
     HEARTBEAT_EVERY,
     LeaseKeeper,
@@ -32,6 +31,7 @@ from pipeline.leases import (
     new_worker_id,
 )
 from pipeline.models import Document, ProviderCircuit, WorkerHeartbeat
+from pipeline.waits import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         retry: RetryPolicy | None = None,
         recorder: Any = metrics,
     ) -> None:
-        """`recorder` is what the pipeline records its Prometheus metrics through: the
+        """`recorder` is what pipeline.recording observes Prometheus metrics through: the
         pipeline.metrics module, or a stand-in that records nothing (benchmark_metrics)."""
         self.worker_id = worker_id or new_worker_id()
         self.claim_batch = claim_batch or settings.EMBEDPORTAL_CLAIM_BATCH
@@ -81,7 +81,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         if probe is not None:
             docs = Document.objects.claim(self.worker_id, PROBE_DOCUMENTS, self.lease, endpoint=probe)
             if not docs:
-                ProviderCircuit.objects.postpone(self.worker_id, circuits.open_wait(probe.reopenings))
+                ProviderCircuit.objects.postpone(self.worker_id, waits.circuit_wait(probe.reopenings))
                 probe = None
         if probe is None:
             docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
@@ -97,7 +97,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role).__enter__()
         try:
             for group in by_collection.values():
-                self._recording(group[0].collection)._process(group[0].collection, group, report)
+                self._process(group[0].collection, group, report)
         finally:
             # The leases are kept until the batch is stored, which may be after this returns.
             self._then(lambda: keeper.__exit__(None, None, None))
@@ -109,7 +109,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
     def _end_probe(self, probe: ProviderCircuit, report: Report) -> None:
         """An answer from the provider closes its circuit; another outage error opens it again, for longer."""
         if report.deferred:
-            wait = circuits.open_wait(probe.reopenings + 1)
+            wait = waits.circuit_wait(probe.reopenings + 1)
             ProviderCircuit.objects.reopen(self.worker_id, wait)
             logger.warning(
                 "provider %s still failing: circuit open again, next probe in %.0f s",

@@ -248,7 +248,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
             else:
                 result.unchanged.append(external_id)
         if result.created or result.updated:
-            history.record(collection.pk, arrived=len(result.created) + len(result.updated), at=now)
+            history.record_arrivals(collection.pk, len(result.created) + len(result.updated), at=now)
     if result.created or result.updated:
         transaction.on_commit(kick_workers)
     threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS if backfill_min is None else backfill_min

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pipeline import metrics, storage, timings
+from pipeline import recording, storage
 from pipeline.backfill import serving
 from pipeline.embedding import embed_texts
 from pipeline.models import Collection
@@ -18,8 +18,5 @@ def search(collection: Collection, query: str, k: int = 5, source: str = "other"
     collection = serving(collection)  # during a re-embed: the old model, the old generation
     vector = embed_texts(collection, [query])[0]
     hits = storage.nearest(collection, vector, k)
-    seconds = time.perf_counter() - started
-    metrics.SEARCH_LATENCY.labels(source=source).observe(seconds)
-    if not collection.is_reserved:  # scratch collections stay out of the optimizer's figures, as their batches do
-        timings.record_search(collection.pk, seconds)
+    recording.record_search(collection, time.perf_counter() - started, source)
     return hits

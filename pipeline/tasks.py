@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from embedportal.schedules import Every
-from pipeline import history, timings
+from pipeline import history
 from pipeline.choices import WorkerRole
 from pipeline.models import WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
@@ -26,9 +26,11 @@ def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:
 
 
 def heartbeat() -> None:
-    """Every minute: proves the django-q2 cluster runs tasks even when the queue is empty."""
+    """Every minute: proves the django-q2 cluster runs tasks even when the queue is empty; samples
+    the queue depth and rolls the finished minutes' batch rows up into the history."""
     WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE)
     history.sample_queue_depth()
+    history.roll_up_batches()
     # Rows of processes gone for a day only clutter the overview.
     WorkerHeartbeat.objects.filter(beat_at__lt=timezone.now() - timedelta(days=1)).delete()
 
@@ -36,9 +38,9 @@ def heartbeat() -> None:
 def roll_up_history() -> dict:
     """Every hour: minutes older than EMBEDPORTAL_HISTORY_MINUTE_DAYS become hours, rows older than
     EMBEDPORTAL_HISTORY_RETENTION_DAYS are deleted (pipeline.history); so are batch timings older
-    than EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS (pipeline.timings)."""
+    than EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS once rolled up."""
     done = history.roll_up()
-    return {"hours_written": done.hours_written, "pruned": done.pruned, "timings_pruned": timings.prune()}
+    return {"hours_written": done.hours_written, "pruned": done.pruned, "timings_pruned": history.prune_batches()}
 
 
 # The drain is the safety net for work no kick announced (a dead worker's lease expiring); the

@@ -277,9 +277,9 @@ class Collection(models.Model):
 
     @property
     def is_reserved(self) -> bool:
-        """A scratch collection of the operations tests or a capacity measurement: the workers keep
-        its batches out of the shared Prometheus metrics and the history, where its injected faults
-        and bursts would fire real alerts and count against the SLOs."""
+        """A scratch collection of the operations tests or a capacity measurement: pipeline.recording
+        keeps its batches and searches out of the shared Prometheus metrics and the database's
+        figures, where its injected faults and bursts would fire real alerts and count against the SLOs."""
         return self.name.lower().startswith(RESERVED_PREFIXES)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:

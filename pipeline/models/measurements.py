@@ -16,7 +16,8 @@ from pipeline.models.collection import Collection
 
 class CollectionActivity(models.Model):
     """One collection's pipeline activity in one minute (or, once rolled up, one hour): the durable
-    history behind the admin's SLO and capacity figures (pipeline.history writes and reads it)."""
+    history behind the admin's SLO and capacity figures: arrivals and queue depth written, batch
+    outcomes rolled up from BatchTiming (pipeline.history)."""
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
     start = models.DateTimeField()
@@ -85,21 +86,24 @@ class CapacityMeasurement(models.Model):
         return next((p["docs_per_second"] for p in self.points if p["workers"] == workers), None)
 
 
-# --- performance (pipeline.timings writes, pipeline.performance.optimizer reads) -----------------------------
+# --- performance (pipeline.recording writes, pipeline.history and pipeline.performance read) -------------
 
 
 class BatchTiming(models.Model):
-    """One collection's share of one claimed batch: how long each stage took, what it cost.
+    """One collection's share of one claimed batch, the one record of its outcome: how long each
+    stage took, what it cost, what it stored and failed (pipeline.recording).
 
     Every document of the batch waited for the whole stage, so these seconds are also each
-    document's; the optimizer weights rows by `documents` for per-document percentiles.
-    Pruned after EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS (the hourly roll-up schedule).
+    document's; percentiles weight rows by `documents`. The heartbeat schedule rolls rows up into
+    the minute history (pipeline.history.roll_up_batches); rolled-up rows are pruned after
+    EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS (the hourly roll-up schedule).
     """
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
     worker = models.CharField(max_length=200)
     finished_at = models.DateTimeField()
     documents = models.PositiveIntegerField(help_text="Documents stored by this batch.")
+    failed = models.PositiveIntegerField(default=0, help_text="Documents failed for good by this batch.")
     chunks = models.PositiveIntegerField()
     tokens = models.BigIntegerField(default=0, help_text="Tokens the provider billed (its usage figure).")
     cost_usd = models.FloatField(default=0.0, help_text="LiteLLM's price of those tokens (0 for local models).")
@@ -110,6 +114,10 @@ class BatchTiming(models.Model):
     total_seconds = models.FloatField(help_text="Chunking + embedding + storage, as the latency histogram's total.")
     queue_wait_seconds = models.FloatField(help_text="Mean of enqueued -> claimed over the batch's documents.")
     batch_size = models.PositiveIntegerField(help_text="The collection's embedding batch size at the time.")
+    freshness = ArrayField(
+        models.BigIntegerField(), help_text="Stored documents' embedded minus source modified time, bucket counts."
+    )
+    rolled_up = models.BooleanField(default=False, help_text="Added to the minute history (CollectionActivity).")
 
     class Meta:
         indexes = [
@@ -117,6 +125,8 @@ class BatchTiming(models.Model):
             models.Index(fields=["collection", "finished_at"], name="pipeline_batchtiming_coll_at"),
             # Windows over every collection, and pruning.
             models.Index(fields=["finished_at"], name="pipeline_batchtiming_at"),
+            # The minute roll-up, and history readers adding the rows not rolled up (pipeline.history.ROWS).
+            models.Index(fields=["finished_at"], condition=Q(rolled_up=False), name="pipeline_batchtiming_unrolled"),
         ]
 
     def __str__(self) -> str:
@@ -144,7 +154,7 @@ class SearchLatency(models.Model):
     """One collection's recent search latencies: the optimizer's per-collection search p95 (the
     search histogram has no collection label) and the measurement of an ef_search change.
 
-    One row per collection, updated by one upsert per search (pipeline.timings.record_search):
+    One row per collection, updated by one upsert per search (pipeline.recording.record_search):
     `recent` keeps the seconds of the last EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches, oldest
     first, and `searches` counts every search, so "N searches since a change" is a subtraction.
     """

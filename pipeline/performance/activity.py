@@ -1,6 +1,7 @@
-"""Reading the pipeline history (pipeline.history writes it): sums over a window, series per step,
-for the SLOs, the capacity plan and the SLO page. User traffic only unless a collection is named:
-reserved scratch collections (operations tests, capacity measurements) are not load to carry."""
+"""Reading the pipeline history (pipeline.history.ROWS: batch rows not rolled up yet included): sums
+over a window, series per step, for the SLOs, the capacity plan and the SLO page. User traffic only
+unless a collection is named: reserved scratch collections (operations tests, capacity
+measurements) are not load to carry."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 
-from pipeline.history import FRESHNESS_SIZE, LATENCY_SIZE, TABLE
+from pipeline.history import FRESHNESS_SIZE, LATENCY_SIZE, ROWS
 from pipeline.models import RESERVED_PREFIXES
 
 
@@ -58,7 +59,7 @@ def totals(since: datetime, until: datetime, collection_id: int | None = None) -
     where, params = _scope(collection_id)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {_sums()} FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id "
+            f"SELECT {_sums()} FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id "
             f"WHERE a.start >= %s AND a.start < %s AND {where}",
             [since, until, *params],
         )
@@ -78,7 +79,7 @@ def series(since: datetime, until: datetime, step_seconds: int, collection_id: i
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, {_sums()} "
-            f"FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id "
+            f"FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id "
             f"WHERE a.start >= %s AND a.start < %s AND {where} GROUP BY 1",
             [since, step_seconds, since, until, *params],
         )
@@ -102,7 +103,7 @@ def _depth_series(since: datetime, until: datetime, step_seconds: int, collectio
             SELECT step, sum(depth)::bigint FROM (
                 SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, a.collection_id,
                        max(a.queue_depth) AS depth
-                  FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id
+                  FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id
                  WHERE a.start >= %s AND a.start < %s AND a.queue_depth IS NOT NULL AND {where}
                  GROUP BY 1, 2
             ) per_collection GROUP BY step
@@ -117,7 +118,7 @@ def first_start(collection_id: int | None = None) -> datetime | None:
     where, params = _scope(collection_id)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT min(a.start) FROM {TABLE} a JOIN pipeline_collection c ON c.id = a.collection_id WHERE {where}",
+            f"SELECT min(a.start) FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id WHERE {where}",
             params,
         )
         return cur.fetchone()[0]

@@ -20,7 +20,7 @@ from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from pipeline.models import Collection, OptimizationChange
 from pipeline.performance import compliance as performance_slos
-from pipeline.performance import slo_page
+from pipeline.performance import slo_page, slos
 from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
 
 RECENT_CHANGES = 20
@@ -75,8 +75,7 @@ def performance(collection: Collection | None, window: int | None) -> dict[str, 
     out = EmbeddingPipelineOperationsOptimizer(window).analyse(collection).as_dict()
     compliance = performance_slos.compliance()
     out["slos"] = [
-        {"slo": slo, "target": target, "compliance": compliance[slo]}
-        for slo, target in performance_slos.targets().items()
+        {"slo": slo, "target": target, "compliance": compliance[slo]} for slo, target in slos.targets().items()
     ]
     changes = OptimizationChange.objects.select_related("collection")
     if collection is not None:

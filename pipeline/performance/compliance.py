@@ -1,6 +1,6 @@
 """Performance SLOs and their compliance (0..1): per-document latency and throughput per worker
-from the batch timings, search latency from the processes' search histogram; targets in settings
-(EMBEDPORTAL_SLO_*). A scrape-time gauge (PerformanceSLOCollector), absent while an SLO has no
+from the batch timings, search latency from each collection's latest searches; targets in the SLO
+spec (pipeline.performance.slos.target). A scrape-time gauge (PerformanceSLOCollector), absent while an SLO has no
 data; `compliance_trend` steps it for the admin's Performance page. docs/performance.md defines them.
 """
 
@@ -13,99 +13,41 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from embedportal.collectors import DatabaseCollector
-from embedportal.metrics import process_registry
-from pipeline.metrics import SEARCH_LATENCY, histogram_quantile
-from pipeline.performance import capacity
+from pipeline.percentiles import searches
+from pipeline.performance import capacity, slos
 from pipeline.performance.optimizer.figures import STEP_SQL, trend_steps
 
 logger = logging.getLogger(__name__)
 
 COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
 TARGET = "performance_slo_target_embedding_pipeline_operations"
-# The share of good events a percentile objective needs: p95 within target = 95% of events within it.
-P95 = 0.95
 
 
-def _search_buckets(registry: CollectorRegistry | None = None) -> list[tuple[float, float]]:
-    """Cumulative (le, count) of every search, all sources and processes summed, +Inf last."""
-    summed: dict[float, float] = {}
-    for family in (registry or process_registry()).collect():
-        if family.name == SEARCH_LATENCY._name:
-            for sample in family.samples:
-                if sample.name.endswith("_bucket"):
-                    le = float(sample.labels["le"])
-                    summed[le] = summed.get(le, 0.0) + sample.value
-    return sorted(summed.items())
+def search_latency() -> tuple[float | None, int]:
+    """(p95 seconds, searches) of every collection's latest searches."""
+    count, p95, _ = searches(slos.target("search_latency"))
+    return p95, count
 
 
-def search_latency(registry: CollectorRegistry | None = None) -> tuple[float | None, int]:
-    """(p95 seconds, searches) from the search histogram."""
-    buckets = _search_buckets(registry)
-    count = int(buckets[-1][1]) if buckets else 0
-    return histogram_quantile(P95, buckets), count
-
-
-def search_compliance(registry: CollectorRegistry | None = None) -> float | None:
-    """Share of searches within the target, interpolated inside its bucket as Prometheus would."""
-    buckets = _search_buckets(registry)
-    if not buckets or not buckets[-1][1]:
-        return None
-    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
-    lower, below = 0.0, 0.0
-    for upper, cumulative in buckets:
-        if target <= upper:
-            inside = 1.0 if upper == float("inf") else (target - lower) / (upper - lower)
-            return (below + (cumulative - below) * inside) / buckets[-1][1]
-        lower, below = upper, cumulative
-    return 1.0
-
-
-def document_compliance(window: int | None = None) -> float | None:
-    since = timezone.now() - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT sum(documents) FILTER (WHERE total_seconds <= %s), sum(documents) "
-            "FROM pipeline_batchtiming WHERE finished_at >= %s",
-            [settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, since],
-        )
-        good, total = cur.fetchone()
-    return (good or 0) / total if total else None
-
-
-def throughput_per_worker(window: int | None = None, model: str | None = None) -> float | None:
-    """Documents per second of one busy worker (claim and processing time) with the model."""
-    since = timezone.now() - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT sum(t.documents), sum(t.claim_seconds + t.total_seconds) FROM pipeline_batchtiming t "
-            "JOIN pipeline_collection c ON c.id = t.collection_id WHERE t.finished_at >= %s AND c.model = %s",
-            [since, model or settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL],
-        )
-        documents, seconds = cur.fetchone()
-    return documents / seconds if documents and seconds else None
-
-
-def throughput_compliance(rate: float | None) -> float | None:
-    return None if rate is None else min(1.0, rate / settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER)
-
-
-def compliance() -> dict[str, float | None]:
+def compliance(window: int | None = None) -> dict[str, float | None]:
+    """The gauge's figures: the window's batches as one step of compliance_trend, the latest searches."""
+    now = timezone.now()
+    found = compliance_trend(now - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS), now, 1)
     return {
-        "document_latency": document_compliance(),
-        "search_latency": search_compliance(),
-        "throughput_per_worker": throughput_compliance(throughput_per_worker()),
+        "document_latency": found["document_latency"][0],
+        "search_latency": searches(slos.target("search_latency"))[2],
+        "throughput_per_worker": found["throughput_per_worker"][0],
     }
 
 
 def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, Any]:
     """Compliance of the SLOs the batch timings measure, each step on its own batches (the gauge
     reads a sliding window instead): the admin's chart over time. None where a step has no
-    documents, or no batches of the throughput model. search_latency has no history: searches
-    leave no rows, and the histogram is cumulative since the processes started."""
+    documents, or no batches of the throughput model. search_latency has no history: only each
+    collection's latest searches are kept."""
     step, labels = trend_steps(since, until, steps)
     model = settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL
     with connection.cursor() as cur:
@@ -115,7 +57,7 @@ def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, 
             "sum(t.claim_seconds + t.total_seconds) FILTER (WHERE c.model = %s) "
             "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
             "WHERE t.finished_at >= %s AND t.finished_at < %s GROUP BY 1",
-            [since, step, settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS, model, model, since, until],
+            [since, step, slos.target("document_latency"), model, model, since, until],
         )
         rows = {row[0]: row[1:] for row in cur.fetchall()}
     latency: list[float | None] = []
@@ -124,20 +66,12 @@ def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, 
         good, total, documents, seconds = rows.get(i, (None, None, None, None))
         latency.append(round((good or 0) / total, 6) if total else None)
         rate = documents / seconds if documents and seconds else None
-        throughput.append(None if rate is None else round(throughput_compliance(rate), 6))
+        throughput.append(None if rate is None else round(min(1.0, rate / slos.target("throughput_per_worker")), 6))
     return {
         "labels": labels,
         "step_seconds": round(step, 3),
         "document_latency": latency,
         "throughput_per_worker": throughput,
-    }
-
-
-def targets() -> dict[str, float]:
-    return {
-        "document_latency": settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS,
-        "search_latency": settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS,
-        "throughput_per_worker": settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER,
     }
 
 
@@ -166,14 +100,14 @@ class PerformanceSLOCollector(DatabaseCollector):
         return (*_families(), *capacity.gauge_families())
 
     def fill(self, cur, compliant, target, rate, measured) -> None:
-        for slo, value in targets().items():
+        for slo, value in slos.targets().items():
             target.add_metric([slo], value)
         try:
-            with transaction.atomic():  # a savepoint: the targets and search compliance survive it
+            with transaction.atomic():  # a savepoint: the targets survive it
                 values = compliance()
         except DatabaseError:
             logger.exception("performance SLO metrics: database query failed")
-            values = {"search_latency": search_compliance()}
+            values = {}
         for slo, value in values.items():
             if value is not None:
                 compliant.add_metric([slo], value)

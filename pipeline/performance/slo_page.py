@@ -14,9 +14,10 @@ from typing import Any
 from django.utils import timezone
 
 from pipeline import history
-from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS, histogram_quantile
+from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.models import CapacityMeasurement, Collection
 from pipeline.performance import activity, capacity, slos
+from pipeline.performance.optimizer.figures import db_trend
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,12 @@ def _series(now: datetime, chosen: Range, collection_id: int | None, cap: capaci
         "capacity_per_minute": None if cap is None else round(cap.docs_per_second * 60, 3),
         # The queue is bounded when capacity drains it within the 1 h freshness objective.
         "queue_bound": None if cap is None else round(cap.docs_per_second * slos.FRESHNESS_THRESHOLD_SECONDS),
-        "latency_seconds": {"p50": [], "p95": [], "p99": []},
         "freshness_percent": [],
     }
+    # Per-document percentiles of the batch rows (kept EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS).
+    trend = db_trend(end - chosen.span, end, len(points), collection_id)
+    out["latency_seconds"] = {name: [_round(v) for v in trend[name]["total"]] for name in ("p50", "p95", "p99")}
     for p in points:
-        buckets = history.cumulative(LATENCY_BUCKETS, p.totals.latency)
-        for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
-            out["latency_seconds"][name].append(_round(histogram_quantile(q, buckets)))
         fresh = slos.events("freshness", p.totals)
         out["freshness_percent"].append(None if fresh.ratio is None else round(100 * fresh.ratio, 3))
     return out

@@ -1,7 +1,8 @@
-"""The pipeline's three SLOs (freshness, failures, latency) from the database history, no
-Prometheus. Objectives, the compliance period and the SLIs' thresholds come from the one SLO spec,
-slos.yaml, which also generates the Prometheus rules (grafana/slo_rules.py); each SLI counts the
-same events as the spec's PromQL (docs/slos.md). A window without events has no value (None).
+"""The pipeline's SLOs from the one spec, slos.yaml, which also generates the Prometheus rules
+(grafana/slo_rules.py): the three event SLOs (freshness, failures, latency) from the database
+history, no Prometheus, each SLI counting the same events as the spec's PromQL (docs/slos.md; a
+window without events has no value, None); and the targets of the three performance SLOs, which
+pipeline.performance.compliance evaluates.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import yaml
+from django.conf import settings
 from django.utils import timezone
 
+from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
@@ -28,31 +30,25 @@ COMPLIANCE_WINDOWS = ("1h", "1d")  # and the spec's period (30d)
 BURN_WINDOWS = ("1h", "6h")
 
 
-@dataclass(frozen=True)
-class Objective:
-    name: str
-    objective: float  # a fraction: 0.99
-    description: str
-
-    @property
-    def budget(self) -> float:
-        # round(): 1 - 0.999 is 0.0010000000000000009 in binary floating point.
-        return round(1 - self.objective, 10)
-
-
-@dataclass(frozen=True)
-class Spec:
-    period: str
-    objectives: tuple[Objective, ...]
-
-
 @functools.cache
-def spec(path: Path = SPEC) -> Spec:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return Spec(
-        str(data["period"]),
-        tuple(Objective(s["name"], float(s["objective"]) / 100, s["description"]) for s in data["slos"]),
-    )
+def spec() -> slo_rules.Spec:
+    """The one spec, as grafana/slo_rules.py reads it to generate the rules."""
+    return slo_rules.load(SPEC)
+
+
+def performance() -> dict[str, slo_rules.PerformanceSlo]:
+    return {s.name: s for s in spec().performance}
+
+
+def target(name: str) -> float:
+    """A performance SLO's target: its EMBEDPORTAL_SLO_* setting when set, else the spec's."""
+    slo = performance()[name]
+    value = getattr(settings, slo.setting, "")
+    return slo.target if value in ("", None) else float(value)
+
+
+def targets() -> dict[str, float]:
+    return {name: target(name) for name in performance()}
 
 
 @dataclass(frozen=True)
@@ -131,9 +127,9 @@ def statuses(now: datetime | None = None, collection_id: int | None = None) -> l
     windows = sorted({*COMPLIANCE_WINDOWS, *BURN_WINDOWS, the_spec.period}, key=seconds)
     totals = {w: window_totals(w, now, collection_id) for w in windows}
     out = []
-    for objective in the_spec.objectives:
+    for objective in the_spec.slos:
         found = {w: events(objective.name, totals[w]) for w in windows}
-        status = Status(objective.name, objective.objective, objective.description, the_spec.period)
+        status = Status(objective.name, objective.objective / 100, objective.description, the_spec.period)
         status.windows = {w: found[w] for w in (*COMPLIANCE_WINDOWS, the_spec.period)}
         status.burn_rates = {w: burn_rate(found[w], objective.budget) for w in BURN_WINDOWS}
         period_burn = burn_rate(found[the_spec.period], objective.budget)

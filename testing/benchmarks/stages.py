@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.models import Collection
-from pipeline.performance.optimizer.figures import db_percentiles
+from pipeline.percentiles import db_percentiles
 
 # Queue wait is left out: every document is enqueued before the drain, so it only measures the
 # drain's length, which docs_per_second already states.

@@ -14,6 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from pipeline import history
 from tests.conftest import admin_login
 from tests.factories import capacity_measurement
+from tests.pipeline.test_history import batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,8 +34,8 @@ def test_operator_reads_slos_and_capacity_with_charts_and_no_data(live_server, b
     User.objects.create_superuser("ops", "ops@example.com", "correct horse battery")
     two_hours_ago = timezone.now() - timedelta(hours=2)
     # Traffic two hours ago only: the last hour has no events ("no data"), the last day has.
-    history.record(hash_collection.pk, arrived=50, embedded=48, latency_seconds=2, at=two_hours_ago)
-    history.record(hash_collection.pk, failed=2, at=two_hours_ago)
+    history.record_arrivals(hash_collection.pk, 50, at=two_hours_ago)
+    batch(hash_collection, embedded=48, failed=2, latency_seconds=2, at=two_hours_ago)
     history.sample_queue_depth(at=two_hours_ago)
     capacity_measurement(usl_lambda=None, fit_note="underdetermined: 1 worker count (2) for 3 parameters")
 

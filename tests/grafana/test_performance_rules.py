@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline import timings
+from pipeline import recording
+from pipeline.choices import Stage
 from pipeline.performance.compliance import COMPLIANCE
 from tests.grafana.test_slo_rules import RULES, rules
 from tests.tools import parse_metrics as parse
@@ -42,23 +43,9 @@ def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, 
     settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = "local/hash-16"
     settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = 20.0
     for documents, seconds in ((30, 0.5), (10, 3.0)):
-        timings.record(
-            timings.BatchTimes(
-                collection_id=hash_collection.pk,
-                worker="w",
-                documents=documents,
-                chunks=documents,
-                tokens=0,
-                cost_usd=0.0,
-                claim=0.0,
-                chunking=0.0,
-                embedding=seconds,
-                storage=0.0,
-                total=seconds,
-                queue_wait=0.0,
-                batch_size=16,
-            )
-        )
+        result = recording.BatchResult(hash_collection, "w", documents, 0.0, 0.0, 16, documents, chunks=documents)
+        result.seconds[Stage.EMBEDDING] = result.total_seconds = seconds
+        recording.record(result)
     m = parse(client.get("/metrics").content.decode())
     # 30 of 40 documents within 1 s; 40 documents in 3.5 busy seconds = 11.4 docs/s of the 20 wanted.
     assert m[(COMPLIANCE, (("slo", "document_latency"),))] == pytest.approx(0.75)
@@ -66,22 +53,20 @@ def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, 
     assert m[("performance_slo_target_embedding_pipeline_operations", (("slo", "document_latency"),))] == 1.0
 
 
-def test_search_compliance_is_the_share_of_searches_within_the_target(settings):
-    from prometheus_client import CollectorRegistry, Histogram
+@pytest.mark.django_db
+def test_search_compliance_is_the_share_of_searches_within_the_target(settings, hash_collection, fake_collection):
+    from pipeline.performance.compliance import compliance, search_latency
 
-    from pipeline.metrics import CALL_BUCKETS
-    from pipeline.performance.compliance import search_compliance, search_latency
-
-    registry = CollectorRegistry()
-    searches = Histogram(
-        "embedding_pipeline_search_seconds", "searches", ["source"], buckets=CALL_BUCKETS, registry=registry
-    )
-    for seconds in [0.01] * 90 + [0.2] * 10:
-        searches.labels(source="api" if seconds < 0.1 else "cli").observe(seconds)
+    settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES = 50
+    assert compliance()["search_latency"] is None and search_latency() == (None, 0)
+    # Each collection keeps its latest 50 searches: 10 older ones of the first collection drop out.
+    for seconds in [9.0] * 10 + [0.01] * 45 + [0.2] * 5:
+        recording.record_search(hash_collection, seconds, "api")
+    for seconds in [0.01] * 45 + [0.2] * 5:
+        recording.record_search(fake_collection, seconds, "cli")
     settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.05
-    assert search_compliance(registry) == pytest.approx(0.9)
-    assert search_latency(registry)[1] == 100
-    assert 0.1 < search_latency(registry)[0] <= 0.25
+    assert compliance()["search_latency"] == pytest.approx(0.9)
+    p95, count = search_latency()
+    assert count == 100 and 0.01 < p95 <= 0.2
     settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.25
-    assert search_compliance(registry) == 1.0
-    assert search_compliance(CollectorRegistry()) is None
+    assert compliance()["search_latency"] == 1.0

@@ -136,7 +136,7 @@ def test_capacity_at_the_deployed_worker_count():
 @pytest.mark.django_db
 def test_capacity_plan_with_too_little_history_says_what_it_needs(hash_collection):
     for hour in range(5):
-        history.record(hash_collection.pk, arrived=100, at=NOW - timedelta(hours=hour, minutes=50))
+        history.record_arrivals(hash_collection.pk, 100, at=NOW - timedelta(hours=hour, minutes=50))
     with time_machine.travel(NOW, tick=False):
         plan = json.loads(run("capacity_plan", "--json"))
         text = run("capacity_plan")
@@ -159,7 +159,7 @@ def test_capacity_plan_projects_a_rising_trend_and_the_workers_needed(hash_colle
         for hour in range(24):
             at = start + timedelta(days=day, hours=hour)
             arrived = 3600 + 360 * day if hour == 14 else 100
-            history.record(hash_collection.pk, arrived=arrived, at=at)
+            history.record_arrivals(hash_collection.pk, arrived, at=at)
     measurement({1: 1.5, 2: 2.7, 4: 4.4}, usl_lambda=1.5, usl_sigma=0.1, usl_kappa=0.01)
     with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=2), time_machine.travel(NOW, tick=False):
         plan = capacity.plan(headroom=0.3)
@@ -182,7 +182,7 @@ def test_capacity_plan_projects_a_rising_trend_and_the_workers_needed(hash_colle
 def test_a_flat_trend_never_exceeds_and_an_unreachable_rate_says_so(hash_collection):
     start = history.hour_of(NOW) - timedelta(days=4)
     for hour in range(4 * 24):
-        history.record(hash_collection.pk, arrived=36000, at=start + timedelta(hours=hour))
+        history.record_arrivals(hash_collection.pk, 36000, at=start + timedelta(hours=hour))
     measurement({1: 5.0, 2: 8.0, 4: 9.0}, usl_lambda=5.0, usl_sigma=0.3, usl_kappa=0.05)
     with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=4), time_machine.travel(NOW, tick=False):
         plan = capacity.plan(headroom=0.3)

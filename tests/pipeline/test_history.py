@@ -10,9 +10,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from embedportal import schedules
-from pipeline import history, tasks
+from pipeline import history, recording, tasks
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
-from pipeline.models import CollectionActivity, Document
+from pipeline.models import BatchTiming, Collection, CollectionActivity, Document
 from pipeline.performance import activity
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
@@ -22,10 +22,24 @@ pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
+def batch(
+    collection: Collection,
+    *,
+    embedded: int = 0,
+    failed: int = 0,
+    latency_seconds: float = 0.0,
+    freshness_lags: tuple[float, ...] = (),
+    at: datetime,
+) -> None:
+    """What a worker records of one batch (pipeline.recording), at a chosen time."""
+    result = recording.BatchResult(collection, "test-worker", embedded + failed, 0.0, 0.0, 16, embedded=embedded)
+    result.failed, result.total_seconds, result.freshness_lags = failed, latency_seconds, list(freshness_lags)
+    recording.record(result, at=at)
+
+
 def test_bucket_counts_follow_prometheus_le():
     # A value equal to a bound is in that bound's bucket; above the highest bound is +Inf.
     assert history.bucket_counts((1, 5, 30), [0.2, 1, 1.01, 30, 31, 9999]) == [2, 1, 1, 2]
-    assert history.cumulative((1, 5, 30), [2, 1, 1, 2]) == [(1, 2), (5, 3), (30, 4), (float("inf"), 6)]
 
 
 def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):
@@ -47,13 +61,31 @@ def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):
 
 
 def test_concurrent_writers_add_to_one_row_per_minute(hash_collection):
-    history.record(hash_collection.pk, embedded=3, latency_seconds=0.3, freshness_lags=[10, 4000], at=T0)
-    history.record(hash_collection.pk, embedded=2, latency_seconds=45, at=T0 + timedelta(seconds=59))
-    history.record(hash_collection.pk, failed=1, at=T0 + timedelta(seconds=20))
+    batch(hash_collection, embedded=3, latency_seconds=0.3, freshness_lags=(10, 4000), at=T0)
+    batch(hash_collection, embedded=2, latency_seconds=45, at=T0 + timedelta(seconds=59))
+    batch(hash_collection, failed=1, at=T0 + timedelta(seconds=20))
+    history.record_arrivals(hash_collection.pk, 7, at=T0 + timedelta(seconds=30))
+    history.roll_up_batches(T0 + timedelta(minutes=1))
     row = CollectionActivity.objects.get()
-    assert (row.start, row.seconds, row.embedded, row.failed) == (T0, 60, 5, 1)
+    assert (row.start, row.seconds, row.arrived, row.embedded, row.failed) == (T0, 60, 7, 5, 1)
     assert row.latency[LATENCY_BUCKETS.index(0.5)] == 3 and row.latency[LATENCY_BUCKETS.index(60)] == 2
     assert sum(row.freshness) == 2
+
+
+def test_batch_rows_are_rolled_up_once_and_read_before_they_are(hash_collection):
+    batch(hash_collection, embedded=4, failed=1, latency_seconds=30, freshness_lags=(3600,), at=T0)
+    batch(hash_collection, embedded=2, at=T0 + timedelta(minutes=1))
+    window = (T0, T0 + timedelta(hours=1))
+    before = activity.totals(*window)
+    assert (before.embedded, before.failed, sum(before.latency), sum(before.freshness)) == (6, 1, 6, 1)
+    # A bound's value is in the bound's bucket, as Prometheus' le counts it.
+    assert before.latency[LATENCY_BUCKETS.index(30)] == 4
+    assert history.roll_up_batches(T0 + timedelta(minutes=1)) == 1  # only the finished minute
+    assert activity.totals(*window) == before
+    assert history.roll_up_batches(T0 + timedelta(minutes=5)) == 1
+    assert history.roll_up_batches(T0 + timedelta(minutes=5)) == 0
+    assert activity.totals(*window) == before
+    assert not BatchTiming.objects.filter(rolled_up=False).exists()
 
 
 def test_the_heartbeat_samples_every_collections_queue_depth(hash_collection, fake_collection):
@@ -67,15 +99,14 @@ def test_roll_up_turns_old_minutes_into_hours_and_keeps_totals(hash_collection):
     now = T0 + timedelta(days=10)
     old = T0
     for minute in range(0, 120, 7):  # two hours of minutes, ten days old
-        history.record(
-            hash_collection.pk, arrived=2, embedded=2, latency_seconds=1.5, at=old + timedelta(minutes=minute)
-        )
-    history.record(hash_collection.pk, failed=1, freshness_lags=[30], at=old)
+        history.record_arrivals(hash_collection.pk, 2, at=old + timedelta(minutes=minute))
+        batch(hash_collection, embedded=2, latency_seconds=1.5, at=old + timedelta(minutes=minute))
+    batch(hash_collection, failed=1, freshness_lags=(30,), at=old)
     history.sample_queue_depth(at=old + timedelta(minutes=1))
     Document.objects.create(collection=hash_collection, external_id="p", text="pending", content_hash="x")
     history.sample_queue_depth(at=old + timedelta(minutes=2))
     recent = now - timedelta(hours=1)
-    history.record(hash_collection.pk, embedded=4, at=recent)
+    batch(hash_collection, embedded=4, at=recent)
     before = activity.totals(T0 - timedelta(days=1), now)
 
     with override_settings(EMBEDPORTAL_HISTORY_MINUTE_DAYS=3):
@@ -94,8 +125,8 @@ def test_roll_up_turns_old_minutes_into_hours_and_keeps_totals(hash_collection):
 
 
 def test_rows_older_than_the_retention_are_deleted(hash_collection):
-    history.record(hash_collection.pk, embedded=1, at=T0)
-    history.record(hash_collection.pk, embedded=1, at=T0 + timedelta(days=30))
+    batch(hash_collection, embedded=1, at=T0)
+    batch(hash_collection, embedded=1, at=T0 + timedelta(days=30))
     with override_settings(EMBEDPORTAL_HISTORY_RETENTION_DAYS=20):
         done = history.roll_up(T0 + timedelta(days=31))
     assert done.pruned == 1
@@ -116,8 +147,8 @@ def test_reserved_scratch_collections_are_not_user_traffic(hash_collection):
         scratch = create_collection(name="__capacity_test", model="local/hash-16", chunk_unit="characters")
     finally:
         reserved_names_allowed.reset(token)
-    history.record(hash_collection.pk, arrived=3, at=T0)
-    history.record(scratch.pk, arrived=500, at=T0)
+    history.record_arrivals(hash_collection.pk, 3, at=T0)
+    history.record_arrivals(scratch.pk, 500, at=T0)
     assert activity.totals(T0, T0 + timedelta(hours=1)).arrived == 3
     assert activity.totals(T0, T0 + timedelta(hours=1), collection_id=scratch.pk).arrived == 500
 

@@ -14,7 +14,6 @@ from django.db import connection
 from django.utils import timezone
 
 from embedportal.settings import env_secret
-from pipeline import metrics
 from pipeline.collections import create_collection
 from pipeline.models import Chunk, Document
 from pipeline.queue import IncomingDocument, enqueue
@@ -178,9 +177,18 @@ def test_metrics_basic_auth_reads_a_mounted_secret_file(tmp_path, monkeypatch):
     assert env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH") == "prometheus:from-file"
 
 
-def test_histogram_quantile_interpolates_within_the_bucket_like_prometheus():
-    buckets = [(1.0, 10.0), (2.0, 20.0), (5.0, 40.0), (float("inf"), 40.0)]
-    assert metrics.histogram_quantile(0.5, buckets) == 2.0
-    assert metrics.histogram_quantile(0.75, buckets) == pytest.approx(3.5)
-    assert metrics.histogram_quantile(0.5, [(1.0, 0.0), (float("inf"), 0.0)]) is None
-    assert metrics.histogram_quantile(0.99, [(1.0, 1.0), (float("inf"), 5.0)]) == 1.0
+@pytest.mark.django_db
+def test_stage_percentiles_weight_each_batch_row_by_its_documents(hash_collection):
+    from django.utils import timezone
+
+    from pipeline.percentiles import db_percentiles
+    from tests.pipeline.test_history import batch
+
+    now = timezone.now()
+    batch(hash_collection, embedded=9, latency_seconds=1.0, at=now)
+    batch(hash_collection, embedded=1, latency_seconds=10.0, at=now)
+    batch(hash_collection, failed=3, latency_seconds=99.0, at=now)  # no document stored: no weight
+    total = db_percentiles(now - timedelta(minutes=1))["total"]
+    assert (total.count, total.p50) == (10, 1.0)
+    assert total.p95 == pytest.approx(1.0 + 0.55 * 9)
+    assert db_percentiles(now + timedelta(minutes=1))["total"].count == 0

@@ -12,8 +12,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from pipeline import timings
-from pipeline.choices import OptimizationStatus
+from pipeline import history, recording
+from pipeline.choices import OptimizationStatus, Stage
 from pipeline.models import BatchTiming, Collection, OptimizationChange
 from pipeline.performance.optimizer import (
     STAGES,
@@ -37,24 +37,12 @@ def batch(collection: Collection, ago: float, *, worker: str = "w1", documents: 
           claim: float = 0.01, chunking: float = 0.02, embedding: float = 0.5, storage: float = 0.05,
           queue_wait: float = 0.1, batch_size: int | None = None) -> None:  # fmt: skip
     """A batch row as a worker writes it, finished `ago` seconds before now."""
-    timings.record(
-        timings.BatchTimes(
-            collection_id=collection.pk,
-            worker=worker,
-            documents=documents,
-            chunks=chunks,
-            tokens=0,
-            cost_usd=0.0,
-            claim=claim,
-            chunking=chunking,
-            embedding=embedding,
-            storage=storage,
-            total=chunking + embedding + storage,
-            queue_wait=queue_wait,
-            batch_size=batch_size or collection.batch_size,
-        ),
-        at=timezone.now() - timedelta(seconds=ago),
+    result = recording.BatchResult(
+        collection, worker, documents, claim, queue_wait, batch_size or collection.batch_size, documents, chunks=chunks
     )
+    result.seconds.update({Stage.CHUNKING: chunking, Stage.EMBEDDING: embedding, Stage.STORAGE: storage})
+    result.total_seconds = chunking + embedding + storage
+    recording.record(result, at=timezone.now() - timedelta(seconds=ago))
 
 
 def embedding_bound(collection: Collection, n: int = 12, start: float = 600) -> None:
@@ -211,7 +199,9 @@ def test_prune_deletes_batch_timings_past_the_retention(hash_collection, setting
     settings.EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS = 1
     batch(hash_collection, 2 * 86400)
     batch(hash_collection, 60)
-    assert timings.prune() == 1
+    assert history.prune_batches() == 0  # not in the minute history yet
+    history.roll_up_batches()
+    assert history.prune_batches() == 1
     assert BatchTiming.objects.count() == 1
 
 
@@ -262,7 +252,8 @@ def test_api_apply_needs_its_own_permission_and_answers_409_while_measuring(hash
 
 
 def test_overlapped_stages_make_workers_fully_busy_not_more():
-    from pipeline.performance.optimizer.figures import Percentiles, bottleneck
+    from pipeline.percentiles import Percentiles
+    from pipeline.performance.optimizer.figures import bottleneck
 
     stages = {s: Percentiles(0.1, 0.2, 0.3, 10) for s in STAGES}
     stages["storage"] = Percentiles(0.4, 1.5, 1.6, 10)

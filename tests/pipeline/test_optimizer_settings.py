@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from pipeline import backfill, storage, timings
+from pipeline import backfill, recording, storage
 from pipeline.choices import OptimizationStatus
 from pipeline.embedding import embed_texts
 from pipeline.models import Chunk, Collection, OptimizationChange, SearchLatency
@@ -226,7 +226,7 @@ def test_a_concurrent_change_makes_the_apply_lose_its_compare_and_swap(hash_coll
     storage_bound(hash_collection)
     rec = next(r for r in analyse(hash_collection).recommendations if r.id == "hnsw-build-hashes")
     Collection.objects.filter(pk=hash_collection.pk).update(hnsw_m=8)  # an operator, meanwhile
-    timings.record_search(hash_collection.pk, 0.1)
+    recording.record_search(hash_collection, 0.1)
 
     with pytest.raises(OptimizerError, match=r"hnsw of 'hashes' is no longer m=16, ef_construction=64; analyse again"):
         apply(hash_collection, rec, "test")
@@ -297,7 +297,7 @@ def test_each_search_is_recorded_for_its_collection_keeping_the_latest(hash_coll
         search(hash_collection, f"query {i}", 2)
     row = SearchLatency.objects.get(collection=hash_collection)
     assert row.searches == 5 and len(row.recent) == 3 and all(s > 0 for s in row.recent)
-    timings.record_search(hash_collection.pk, 123.0)
+    recording.record_search(hash_collection, 123.0)
     row.refresh_from_db()
     assert row.searches == 6 and row.recent[-1] == 123.0 and len(row.recent) == 3
 
@@ -309,7 +309,7 @@ def test_an_ef_search_change_is_judged_by_the_searches_after_it(
     settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES = 4
     settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.05
     for _ in range(4):
-        timings.record_search(hash_collection.pk, 0.2)
+        recording.record_search(hash_collection, 0.2)
     recs = analyse(hash_collection).recommendations
     assert "hnsw-ef-search" not in [r.id for r in recs]  # the collection's own figure, not the global advice
     rec = next(r for r in recs if r.id == "hnsw-ef-search-hashes")
@@ -321,9 +321,9 @@ def test_an_ef_search_change_is_judged_by_the_searches_after_it(
     assert created.json()["measurement_before"]["p95_search_seconds"] == 0.2
     assert Collection.objects.get(pk=hash_collection.pk).ef_search == 20
     for _ in range(3):
-        timings.record_search(hash_collection.pk, seconds_after)
+        recording.record_search(hash_collection, seconds_after)
     assert evaluate_pending() == []  # 3 of the 4 searches it is judged on
-    timings.record_search(hash_collection.pk, seconds_after)
+    recording.record_search(hash_collection, seconds_after)
 
     (result,) = evaluate_pending()
 

@@ -10,8 +10,9 @@ import pytest
 from django.utils import timezone
 
 from pipeline.collections import create_collection
+from pipeline.percentiles import STAGES
 from pipeline.performance.compliance import compliance_trend
-from pipeline.performance.optimizer.figures import STAGES, db_trend
+from pipeline.performance.optimizer.figures import db_trend
 from tests.factories import capacity_measurement
 from tests.pipeline.test_optimizer import batch
 

@@ -4,9 +4,13 @@ to a local fake provider through LiteLLM; the process's real prometheus_client r
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from pipeline import history
 from pipeline.choices import DocumentStatus
 from pipeline.models import BatchTiming, Collection, CollectionActivity, Document, reserved_names_allowed
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
@@ -68,6 +72,7 @@ def test_a_reserved_collections_failure_moves_no_counter_while_a_user_collection
         after["embedding_pipeline_documents_processed_total"]
         >= before["embedding_pipeline_documents_processed_total"] + 2
     )
+    history.roll_up_batches(timezone.now() + timedelta(minutes=1))
     activity = CollectionActivity.objects.filter(collection=user)
     assert sum(a.failed for a in activity) == 1 and sum(a.embedded for a in activity) == 1
     assert BatchTiming.objects.filter(collection=user).exists()

@@ -12,6 +12,7 @@ import yaml
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.performance import slos
+from tests.pipeline.test_history import batch
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +25,8 @@ def by_name(now=NOW, **kwargs) -> dict[str, slos.Status]:
 
 def test_objectives_come_from_the_one_spec_and_thresholds_match_its_queries():
     data = yaml.safe_load(slos.SPEC.read_text())
-    assert [(o.name, o.objective) for o in slos.spec().objectives] == [
-        (s["name"], s["objective"] / 100) for s in data["slos"]
-    ]
+    assert [(o.name, o.objective) for o in slos.spec().slos] == [(s["name"], s["objective"]) for s in data["slos"]]
+    assert [s.objective for s in slos.statuses(NOW)] == [s["objective"] / 100 for s in data["slos"]]
     queries = {s["name"]: s["sli"]["events"]["error_query"] for s in data["slos"]}
     freshness_le = re.search(r'le=~"(\d+)\(', queries["freshness"])[1]
     latency_le = re.search(r'le=~"(\d+)\(', queries["latency"])[1]
@@ -41,7 +41,7 @@ def test_a_window_without_traffic_is_no_data(hash_collection):
         assert s.burn_rates == {"1h": None, "6h": None}
         assert s.budget_left is None and s.met is None
     # Traffic two hours ago: the last hour is still no data, the day is not.
-    history.record(hash_collection.pk, embedded=10, latency_seconds=1, at=NOW - timedelta(hours=2))
+    batch(hash_collection, embedded=10, latency_seconds=1, at=NOW - timedelta(hours=2))
     failures = by_name()["failures"]
     assert failures.compliance == {"1h": None, "1d": 1.0, "30d": 1.0}
     assert failures.burn_rates == {"1h": None, "6h": 0.0}
@@ -51,21 +51,19 @@ def test_a_window_without_traffic_is_no_data(hash_collection):
 
 
 def test_compliance_budget_and_burn_rate_per_slo(hash_collection):
-    c = hash_collection.pk
+    c = hash_collection
     # Last 30 minutes: 1000 documents, 4 failed, 60 slower than 30 s, 20 later than 1 h.
-    history.record(
+    batch(
         c,
         embedded=940,
         latency_seconds=2,
-        freshness_lags=[100] * 980 + [5000] * 20,
+        freshness_lags=(100,) * 980 + (5000,) * 20,
         at=NOW - timedelta(minutes=30),
     )
-    history.record(c, embedded=60 - 4, latency_seconds=45, at=NOW - timedelta(minutes=29))
-    history.record(c, failed=4, at=NOW - timedelta(minutes=29))
+    batch(c, embedded=60 - 4, latency_seconds=45, at=NOW - timedelta(minutes=29))
+    batch(c, failed=4, at=NOW - timedelta(minutes=29))
     # Ten days ago: a clean day of 9000 documents.
-    history.record(
-        c, embedded=9000, latency_seconds=1, freshness_lags=[10] * 9000, at=NOW - timedelta(days=10, minutes=1)
-    )
+    batch(c, embedded=9000, latency_seconds=1, freshness_lags=(10,) * 9000, at=NOW - timedelta(days=10, minutes=1))
     s = by_name()
 
     failures = s["failures"]
@@ -88,7 +86,7 @@ def test_compliance_budget_and_burn_rate_per_slo(hash_collection):
 
 
 def test_a_missed_slo_has_a_negative_budget(hash_collection):
-    history.record(hash_collection.pk, embedded=90, failed=10, at=NOW - timedelta(days=3))
+    batch(hash_collection, embedded=90, failed=10, at=NOW - timedelta(days=3))
     failures = by_name()["failures"]
     assert failures.met is False
     assert failures.budget_left == pytest.approx(1 - 0.1 / 0.001)
@@ -96,14 +94,14 @@ def test_a_missed_slo_has_a_negative_budget(hash_collection):
 
 
 def test_windows_reach_into_rolled_up_hours(hash_collection):
-    history.record(hash_collection.pk, embedded=5, failed=5, at=NOW - timedelta(days=20))
+    batch(hash_collection, embedded=5, failed=5, at=NOW - timedelta(days=20))
     history.roll_up(NOW)
     assert by_name()["failures"].compliance["30d"] == 0.5
 
 
 def test_one_collection_or_all_user_collections(hash_collection, fake_collection):
-    history.record(hash_collection.pk, embedded=10, at=NOW)
-    history.record(fake_collection.pk, failed=10, at=NOW)
+    batch(hash_collection, embedded=10, at=NOW)
+    batch(fake_collection, failed=10, at=NOW)
     assert by_name()["failures"].compliance["1h"] == 0.5
     assert by_name(collection_id=hash_collection.pk)["failures"].compliance["1h"] == 1.0
 
@@ -135,7 +133,8 @@ def test_the_api_gives_the_pages_figures(client, hash_collection):
 
     user, token = api_user("view_collectionactivity")
     now = history.minute_of(datetime.now(UTC))
-    history.record(hash_collection.pk, arrived=12, embedded=10, failed=2, latency_seconds=40, at=now)
+    history.record_arrivals(hash_collection.pk, 12, at=now)
+    batch(hash_collection, embedded=10, failed=2, latency_seconds=40, at=now)
     body = client.get("/api/v1/slos/?range=1h", HTTP_AUTHORIZATION=f"Token {token}").json()
     failures = next(s for s in body["slos"] if s["name"] == "failures")
     assert failures["compliance"]["1h"] == pytest.approx(10 / 12)

@@ -9,9 +9,10 @@ is computed and judged is in docs/performance.md.
 from __future__ import annotations
 
 from pipeline.models import Collection, OptimizationChange
+from pipeline.percentiles import STAGES, Percentiles
 from pipeline.performance.optimizer.analysis import Analysis, analyse
 from pipeline.performance.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
-from pipeline.performance.optimizer.figures import APPLIABLE, STAGES, OptimizerError, Percentiles, Recommendation
+from pipeline.performance.optimizer.figures import APPLIABLE, OptimizerError, Recommendation
 
 __all__ = [
     "APPLIABLE",

@@ -10,16 +10,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from pipeline.models import Collection
+from pipeline.percentiles import Percentiles, db_percentiles, rounded
 from pipeline.performance.optimizer.figures import (
     PROCESSING,
-    Percentiles,
     Recommendation,
     bottleneck,
     db_busy,
-    db_percentiles,
     prometheus_percentiles,
     prometheus_utilisation,
-    rounded,
 )
 from pipeline.performance.optimizer.recommendations import recommend
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from pipeline.models import CapacityMeasurement, Collection, SearchLatency
-from pipeline.performance import capacity, compliance
+from pipeline.performance import capacity, compliance, slos
 from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation
 
 if TYPE_CHECKING:
@@ -100,8 +100,8 @@ def claim_batch(analysis: Analysis) -> list[Recommendation]:
 def search(collections: list[Collection], since: datetime) -> list[Recommendation]:
     """Search p95 over its SLO target: a smaller ef_search visits fewer candidates. Per collection
     from its latest search times where it has EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES of them in the
-    window; otherwise, from the processes' search histogram, as advice for every collection."""
-    target = settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
+    window; otherwise, from every collection's latest searches, as advice for every collection."""
+    target = slos.target("search_latency")
     n = settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES
     rows = SearchLatency.objects.filter(collection__in=collections, last_at__gte=since).select_related("collection")
     measured = [row for row in rows if len(row.recent) >= n]
@@ -136,7 +136,7 @@ def ef_search(c: Collection, recent: list[float], target: float) -> list[Recomme
 
 
 def ef_search_advice(target: float) -> list[Recommendation]:
-    """No collection has enough searches of its own: the histogram says only that search is slow."""
+    """No collection has enough searches of its own: all their latest searches say only that search is slow."""
     p95, count = compliance.search_latency()
     if not count or p95 is None or p95 <= target:
         return []

@@ -14,71 +14,15 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-STAGES = ("queue_wait", "claim", "chunking", "embedding", "storage", "total")
+from pipeline.percentiles import COLUMNS, PERCENTILES_SQL, QUANTILES, Percentiles, window_where
+
 PROCESSING = ("claim", "chunking", "embedding", "storage")
-QUANTILES = (0.5, 0.95, 0.99)
 # Workers busy this share of the time have no slack: more work waits in the queue.
 SATURATED = 0.8
 
 
 class OptimizerError(Exception):
     """A request the optimizer cannot carry out; the message says why."""
-
-
-@dataclass
-class Percentiles:
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    count: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return rounded(asdict(self))
-
-
-def rounded(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
-
-
-# --- the database's figures -----------------------------------------------------------------------
-
-_COLUMNS = {
-    "queue_wait": "queue_wait_seconds",
-    "claim": "claim_seconds",
-    "chunking": "chunking_seconds",
-    "embedding": "embedding_seconds",
-    "storage": "storage_seconds",
-    "total": "total_seconds",
-}
-
-
-# Per-document percentiles of every stage's column, in _COLUMNS order.
-_PERCENTILES = ", ".join(
-    f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
-    for column in _COLUMNS.values()
-)
-
-
-def _where(since: datetime, collection_id: int | None) -> tuple[str, list[Any]]:
-    if collection_id is None:
-        return "t.finished_at >= %s", [since]
-    return "t.finished_at >= %s AND t.collection_id = %s", [since, collection_id]
-
-
-def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[str, Percentiles]:
-    """Per-document percentiles: each batch row counts once per document it stored."""
-    where, params = _where(since, collection_id)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT count(*), {_PERCENTILES} FROM pipeline_batchtiming t "
-            f"CROSS JOIN LATERAL generate_series(1, t.documents) WHERE {where}",
-            params,
-        )
-        count, *rows = cur.fetchone()
-    return {
-        stage: Percentiles(*(row or (None, None, None)), count=int(count))
-        for stage, row in zip(_COLUMNS, rows, strict=True)
-    }
 
 
 @dataclass
@@ -93,7 +37,7 @@ class Busy:
 
 
 def db_busy(since: datetime, collection_id: int | None = None) -> Busy:
-    where, params = _where(since, collection_id)
+    where, params = window_where(since, collection_id)
     with connection.cursor() as cur:
         cur.execute(
             f"""
@@ -209,11 +153,11 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
     """Per-document p50, p95 and p99 of every stage and the documents stored, in `steps`
     equal steps: the admin page's trend charts. Percentiles are None where a step has no batches;
     documents and docs/s are 0 there (nothing was stored)."""
-    where, params = _where(since, collection_id)
+    where, params = window_where(since, collection_id)
     step, labels = trend_steps(since, until, steps)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {STEP_SQL} AS step, count(*), {_PERCENTILES} "
+            f"SELECT {STEP_SQL} AS step, count(*), {PERCENTILES_SQL} "
             f"FROM pipeline_batchtiming t CROSS JOIN LATERAL generate_series(1, t.documents) "
             f"WHERE {where} AND t.finished_at < %s GROUP BY 1",
             [since, step, *params, until],
@@ -225,13 +169,13 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
         "step_seconds": round(step, 3),
         "documents": [],
         "docs_per_second": [],
-        **{name: {stage: [] for stage in _COLUMNS} for name in names},
+        **{name: {stage: [] for stage in COLUMNS} for name in names},
     }
     for i in range(steps):
-        documents, *per_stage = rows.get(i, [0, *[None] * len(_COLUMNS)])
+        documents, *per_stage = rows.get(i, [0, *[None] * len(COLUMNS)])
         out["documents"].append(documents)
         out["docs_per_second"].append(round(documents / step, 6))
-        for stage, values in zip(_COLUMNS, per_stage, strict=True):
+        for stage, values in zip(COLUMNS, per_stage, strict=True):
             for name, value in zip(names, values or [None] * len(names), strict=True):
                 out[name][stage].append(None if value is None else round(value, 6))
     return out

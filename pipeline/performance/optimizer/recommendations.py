@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import connection
+from django.db.models import QuerySet
 
 from pipeline import metrics
 from pipeline.choices import DocumentStatus
@@ -50,14 +51,15 @@ def recommend(analysis: Analysis, collections: list[Collection], since: datetime
 # --- per collection ------------------------------------------------------------------------------
 
 
+def _stored(c: Collection, since: datetime) -> QuerySet[BatchTiming]:
+    """The window's batch rows that stored documents (a batch that only failed has no shape to tune)."""
+    return BatchTiming.objects.filter(collection=c, finished_at__gte=since, documents__gt=0)
+
+
 def call_cost_fit(c: Collection, since: datetime) -> tuple[float, float] | None:
     """(seconds per provider call, seconds per chunk) fitted over the window's batches:
     embedding_seconds = calls * a + chunks * b. None when the batches cannot separate the two."""
-    rows = list(
-        BatchTiming.objects.filter(collection=c, finished_at__gte=since).values_list(
-            "chunks", "batch_size", "embedding_seconds"
-        )
-    )
+    rows = list(_stored(c, since).values_list("chunks", "batch_size", "embedding_seconds"))
     calls = [math.ceil(chunks / size) for chunks, size, _ in rows]
     if len(rows) < 3 or len({(k, chunks) for k, (chunks, _, _) in zip(calls, rows, strict=True)}) < 3:
         return None
@@ -70,7 +72,7 @@ def call_cost_fit(c: Collection, since: datetime) -> tuple[float, float] | None:
 def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
     """Embedding dominates and batches need several provider calls: send more chunks per call."""
     share = stage_share(figures, "embedding")
-    batches = BatchTiming.objects.filter(collection=c, finished_at__gte=since)
+    batches = _stored(c, since)
     chunks = [n for n in batches.values_list("chunks", flat=True)]
     if share < WORTH_IT or not chunks or c.batch_size >= MAX_BATCH_SIZE:
         return []
@@ -210,7 +212,7 @@ def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime
     if provider_of(c.model) == "local" or c.provider_concurrency >= MAX_PROVIDER_CONCURRENCY or _rate_limited():
         return []
     share = stage_share(figures, "embedding")
-    chunks = list(BatchTiming.objects.filter(collection=c, finished_at__gte=since).values_list("chunks", flat=True))
+    chunks = list(_stored(c, since).values_list("chunks", flat=True))
     if share < WORTH_IT or not chunks:
         return []
     calls = math.ceil(sum(chunks) / len(chunks) / c.batch_size)

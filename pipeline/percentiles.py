@@ -1,0 +1,82 @@
+"""Per-document percentiles from the batch rows (BatchTiming): the one way every admin and API
+surface computes a stage's percentiles (Grafana reads Prometheus' histograms instead), and the
+search figures from each collection's latest search times (SearchLatency)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+STAGES = ("queue_wait", "claim", "chunking", "embedding", "storage", "total")
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass
+class Percentiles:
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return rounded(asdict(self))
+
+
+def rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
+
+
+COLUMNS = {
+    "queue_wait": "queue_wait_seconds",
+    "claim": "claim_seconds",
+    "chunking": "chunking_seconds",
+    "embedding": "embedding_seconds",
+    "storage": "storage_seconds",
+    "total": "total_seconds",
+}
+
+
+# Per-document percentiles of every stage's column, in COLUMNS order.
+PERCENTILES_SQL = ", ".join(
+    f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
+    for column in COLUMNS.values()
+)
+
+
+def window_where(since: datetime, collection_id: int | None) -> tuple[str, list[Any]]:
+    if collection_id is None:
+        return "t.finished_at >= %s", [since]
+    return "t.finished_at >= %s AND t.collection_id = %s", [since, collection_id]
+
+
+def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[str, Percentiles]:
+    """Per-document percentiles: each batch row counts once per document it stored."""
+    where, params = window_where(since, collection_id)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT count(*), {PERCENTILES_SQL} FROM pipeline_batchtiming t "
+            f"CROSS JOIN LATERAL generate_series(1, t.documents) WHERE {where}",
+            params,
+        )
+        count, *rows = cur.fetchone()
+    return {
+        stage: Percentiles(*(row or (None, None, None)), count=int(count))
+        for stage, row in zip(COLUMNS, rows, strict=True)
+    }
+
+
+def searches(target: float) -> tuple[int, float | None, float | None]:
+    """(count, p95 seconds, share within `target`) of every collection's latest
+    EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches: the admin's search figures (Prometheus'
+    search histogram has the windowed ones). None without searches."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), count(*) FILTER (WHERE s <= %s) "
+            "FROM pipeline_searchlatency, unnest(recent) s",
+            [target],
+        )
+        count, p95, within = cur.fetchone()
+    return count, p95, within / count if count else None

@@ -1,0 +1,136 @@
+"""Recording what the pipeline did, once: a worker hands each collection group of a claimed batch
+to `record` as one BatchResult (failures included), a search to `record_search`. Reserved scratch
+collections (Collection.is_reserved: operations tests, capacity runs) are filtered here and only
+here: an injected fault never moves the counters the alerts read, nor the SLOs or the optimizer's
+figures. Everything else goes to Prometheus and to ONE database row (BatchTiming, which the minute
+history rolls up: pipeline.history), whose statement also adds the batch's spend to the
+collection's running total (CollectionCost, never pruned).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from pipeline import metrics as prometheus
+from pipeline.choices import Stage
+from pipeline.history import bucket_counts
+from pipeline.metrics import FRESHNESS_BUCKETS
+from pipeline.models import Collection
+
+
+@dataclass
+class BatchResult:
+    """One collection's share of a claimed batch. Stage seconds are wall time of the whole stage
+    for the group, which every one of its documents waited for."""
+
+    collection: Collection
+    worker: str
+    size: int  # documents of the group
+    claim_seconds: float
+    queue_wait: float  # mean of enqueued -> claimed over the group
+    batch_size: int  # the collection's embedding batch size at the claim
+    embedded: int = 0  # stored
+    failed: int = 0
+    superseded: int = 0  # re-enqueued with new text (or lease lost) while we worked
+    deferred: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    embedding_documents: int = 0  # the group minus documents that chunked to nothing
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    total_seconds: float = 0.0
+    freshness_lags: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None = None) -> None:
+    """Prometheus (through `metrics`: pipeline.metrics, or a benchmark's stand-in), then the row."""
+    if result.collection.is_reserved:
+        return
+    stored = result.embedded + result.superseded
+    for stage, documents in (
+        (Stage.CHUNKING, result.size),
+        (Stage.EMBEDDING, result.embedding_documents),
+        (Stage.STORAGE, stored),
+    ):
+        if stage in result.seconds:
+            metrics.observe_stage(stage, result.seconds[stage], documents)
+    if result.embedded:
+        metrics.observe_stage("total", result.total_seconds, result.embedded)
+    for error_type, n in result.errors.items():
+        metrics.ERRORS.labels(error_type=str(error_type)).inc(n)
+    for outcome in ("embedded", "failed", "superseded", "deferred"):
+        if n := getattr(result, outcome):
+            metrics.DOCUMENTS.labels(outcome=outcome).inc(n)
+    metrics.CHUNKS.inc(result.chunks)
+    metrics.COST.labels(collection=result.collection.name).inc(result.cost_usd)
+    for lag in result.freshness_lags:
+        metrics.FRESHNESS_LAG.observe(lag)
+    if result.embedded or result.failed:  # a batch only deferred has no figure to keep
+        _write(result, at or timezone.now())
+
+
+_RECORD_SQL = """
+WITH timing AS (
+    INSERT INTO pipeline_batchtiming
+           (collection_id, worker, finished_at, documents, failed, chunks, tokens, cost_usd, claim_seconds,
+            chunking_seconds, embedding_seconds, storage_seconds, total_seconds, queue_wait_seconds, batch_size,
+            freshness, rolled_up)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[], false)
+    RETURNING collection_id, finished_at, documents, tokens, cost_usd
+)
+INSERT INTO pipeline_collectioncost AS c (collection_id, documents, tokens, cost_usd, updated_at)
+SELECT collection_id, documents, tokens, cost_usd, finished_at FROM timing
+ON CONFLICT (collection_id) DO UPDATE
+   SET documents = c.documents + EXCLUDED.documents,
+       tokens = c.tokens + EXCLUDED.tokens,
+       cost_usd = c.cost_usd + EXCLUDED.cost_usd,
+       updated_at = EXCLUDED.updated_at
+"""
+
+
+def _write(r: BatchResult, at: datetime) -> None:
+    """One statement, in autocommit: the running total's row lock lasts the statement, not a batch."""
+    seconds = [r.seconds.get(stage, 0.0) for stage in (Stage.CHUNKING, Stage.EMBEDDING, Stage.STORAGE)]
+    with connection.cursor() as cur:
+        cur.execute(
+            _RECORD_SQL,
+            [r.collection.pk, r.worker[:200], at, r.embedded, r.failed, r.chunks, r.tokens, r.cost_usd]
+            + [r.claim_seconds, *seconds, r.total_seconds, r.queue_wait, r.batch_size]
+            + [bucket_counts(FRESHNESS_BUCKETS, r.freshness_lags)],
+        )
+
+
+_SEARCH_SQL = """
+INSERT INTO pipeline_searchlatency AS s (collection_id, searches, recent, last_at)
+VALUES (%(collection)s, 1, ARRAY[%(seconds)s]::double precision[], %(at)s)
+ON CONFLICT (collection_id) DO UPDATE
+   SET searches = s.searches + 1,
+       recent = (s.recent || EXCLUDED.recent)[greatest(1, cardinality(s.recent) + 2 - %(keep)s):],
+       last_at = EXCLUDED.last_at
+"""
+
+
+def record_search(collection: Collection, seconds: float, source: str = "other", at: datetime | None = None) -> None:
+    """embedding_pipeline_search_seconds{source}, and the collection's latest
+    EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES search times (one upsert in autocommit)."""
+    if collection.is_reserved:
+        return
+    prometheus.SEARCH_LATENCY.labels(source=source).observe(seconds)
+    with connection.cursor() as cur:
+        cur.execute(
+            _SEARCH_SQL,
+            {
+                "collection": collection.pk,
+                "seconds": seconds,
+                "at": at or timezone.now(),
+                "keep": settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES,
+            },
+        )
