@@ -4,13 +4,12 @@
 import django.contrib.postgres.fields
 from django.db import migrations, models
 
-from pipeline.metrics import FRESHNESS_BUCKETS
-
-ZEROS = [0] * (len(FRESHNESS_BUCKETS) + 1)
+# One count per bucket of pipeline.metrics.FRESHNESS_BUCKETS (12 bounds) plus +Inf, as at this migration.
+ZEROS = [0] * 13
 
 
 class Migration(migrations.Migration):
-    dependencies = [("pipeline", "0012_provider_circuit_probe_permission")]
+    dependencies = [("pipeline", "0001_squashed_0012_provider_circuit_probe_permission")]
 
     operations = [
         migrations.AddField(
