@@ -1,9 +1,6 @@
 """GET /api/v1/embedding-pipeline-operations/docs: the documentation and its freshness.
 
-Without `page`: every page with title, kind, freshness status and reason, last update, and
-the coverage per inventory, as JSON. With `?page=<path>` (relative to the docs folder): that
-page's Markdown, or HTML with `Accept: text/html`; generated pages are rendered live.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """EmbeddingPipelineOperationsDocGenerator: the reference pages, generated from the running code.
 
-Each page module has `PATH` and `generate(live=False) -> GeneratedPage`. Without `live`, a page
-depends only on code, rule files and manifests, so the committed page can be compared with a
-fresh one in CI (`manage.py docs check`); `live` adds what this deployment has right now
-(current setting values, collections, workers, schedules, Kubernetes objects) for the built site
-and the docs API.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
 """One error body for every API failure: {"error": {"status", "message", "details"}}.
 
-DRF views answer it through `exception_handler`; anything that escapes a view or fails outside
-one (middleware, URL resolution) reaches Django's handler500, which is `server_error` here: API
-paths get the same JSON body, never Django's HTML page. A database that cannot be reached is a
-503 with Retry-After, not a 500: the request was fine, and trying again shortly may work.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 

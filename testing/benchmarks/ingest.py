@@ -1,19 +1,6 @@
 """The ingest benchmark: our pipeline against the floor of one plain binary COPY.
 
-Workers are forked from the benchmark process after Django, LiteLLM and the model are
-loaded (pipeline.loadharness, as for the capacity measurement), so the figures measure the
-pipeline, not interpreter start-up. The floor is the
-same chunk rows and vectors (read back from what the pipeline stored) written by a single
-binary COPY into a table with the same indexes (btree on document/ordinal, HNSW cosine).
-
-The corpus is streamed from disk in batches, as a producer would send it: the benchmark
-holds file paths, never the corpus text, so its memory figures are the pipeline's.
-
-Memory is reported three ways: the resident set before the first document (interpreter,
-Django, LiteLLM, the provider), the peak resident set of any process, and each worker's
-unique memory (USS) at the end: what one more worker costs, since forked workers share the
-imported code with their parent.
-"""
+Notes: docs/benchmarks.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """The search benchmark: k-nearest queries through the real search path on a large collection.
 
-The collection's chunks are written directly by one binary COPY (hash vectors of their texts),
-as a backfill writes them, and its HNSW index is built once (pipeline.backfill.finish); then
-every query goes through pipeline.search.search (embedding the query, the partial index, the
-join to documents), and the statement it ran is EXPLAINed to check the index serves it.
-Recall is measured against an exact scan of the same generation.
-"""
+Notes: docs/benchmarks.md, "Module notes"."""
 
 from __future__ import annotations
 

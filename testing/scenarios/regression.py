@@ -1,12 +1,6 @@
 """Regression: retrieval quality (recall@k, MRR) compared with the last passing run.
 
-- `regression_builtin_golden_set`: the built-in sample corpus and its golden queries, embedded
-  by the running workers into a reserved collection with the configuration under test (the
-  deployment's default model, or the target collection's model, chunking, batch size and
-  provider options in a configuration-change run).
-- `regression_operator_golden_queries`: the golden queries operators registered for their
-  collections (admin or API), searched read-only in those collections.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 
