@@ -16,7 +16,6 @@ from testing.models import TestResult
 
 WINDOW = timedelta(days=14)
 GOOD = {Outcome.PASSED, Outcome.FLAKY}
-BAD = {Outcome.FAILED, Outcome.ERROR}
 
 
 @dataclass

@@ -11,10 +11,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 from django.db import connection, connections
 
 from pipeline import providers, sources
@@ -71,13 +70,6 @@ class BenchmarkResult:
     provider_concurrency: int = 1
     baseline_rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def current_rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
 
 
 MODES = ("steady", "backfill")
@@ -280,12 +272,6 @@ def remote_provider(latency_seconds: float, dims: int = 384) -> Iterator[dict]:
         yield {"api_base": server.api_base, "api_key_env": REMOTE_KEY_ENV, "dimensions": dims}
     finally:
         server.stop()
-
-
-def keep_or_drop(names: list[str], keep: bool) -> None:
-    if not keep:
-        for collection in Collection.objects.filter(name__in=names):
-            collection.delete()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import connection, transaction
@@ -35,9 +35,6 @@ class SearchFigures:
     plan: str = ""
     recall_at_k: float | None = None
     samples_ms: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def chunk_text(i: int) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from pipeline import loadharness
@@ -138,7 +138,8 @@ def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figure
 
 def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     figures, collection = _hash_ingest("steady", sizes, corpus)
-    figures.update(rerun(sizes, corpus, collection))
+    # Reported as a benchmark of its own (see run_suite).
+    figures["rerun_seconds"] = figure(ingest.rerun(collection, corpus, sizes.repeats), "lower", "s")
     collection.delete()
     return figures
 
@@ -147,11 +148,6 @@ def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     figures, collection = _hash_ingest("backfill", sizes, corpus)
     collection.delete()
     return figures
-
-
-def rerun(sizes: Sizes, corpus: ingest.Corpus, collection: Collection) -> Figures:
-    """Reported under ingest_steady's collection, as its own benchmark (see run_suite)."""
-    return {"rerun_seconds": figure(ingest.rerun(collection, corpus, sizes.repeats), "lower", "s")}
 
 
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
@@ -260,6 +256,5 @@ def record(
     earlier = regression.history(run.machine_fingerprint, suite, before=started)
     run.comparison = regression.compare(run, earlier)
     run.regressions = len(regression.regressions(run.comparison))
-    with transaction.atomic():
-        run.save()
+    run.save()
     return run
