@@ -172,7 +172,7 @@ def _newest(paths: list[str], history: History) -> float | None:
 def check_generated(
     page: doc_pages.Page, generator: EmbeddingPipelineOperationsDocGenerator, history: History
 ) -> PageStatus:
-    generated = generator.page(page.path)
+    generated = MODULES[page.path].generate()
     updated = page_updated(page.path, history, generator.root)
     status = PageStatus(
         page.path,
@@ -264,7 +264,7 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
             statuses.append(
                 PageStatus(
                     path,
-                    generator.page(path).title,
+                    MODULES[path].generate().title,
                     PageKind.GENERATED,
                     Freshness.STALE,
                     "not generated yet",

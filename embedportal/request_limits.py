@@ -9,11 +9,12 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from embedportal.api.errors import error_body
+
 
 def _refuse(request: HttpRequest, status: int, message: str) -> HttpResponse:
     if request.path.startswith("/api/"):
-        # The API's error shape (pipeline.api.errors).
-        return JsonResponse({"error": {"status": status, "message": message, "details": {}}}, status=status)
+        return JsonResponse(error_body(status, message), status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 

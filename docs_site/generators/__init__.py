@@ -25,14 +25,8 @@ class EmbeddingPipelineOperationsDocGenerator:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or docs_dir()
 
-    def paths(self) -> list[str]:
-        return list(MODULES)
-
-    def page(self, path: str, live: bool = False) -> GeneratedPage:
-        return MODULES[path].generate(live=live)
-
     def pages(self, live: bool = False) -> list[GeneratedPage]:
-        return [self.page(path, live) for path in MODULES]
+        return [module.generate(live=live) for module in MODULES.values()]
 
     def write(self, live: bool = False, root: Path | None = None) -> list[str]:
         """Write every page whose text changed; returns the paths written."""
