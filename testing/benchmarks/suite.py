@@ -1,9 +1,5 @@
-"""The standard benchmark suite (`manage.py benchmark`): each benchmark repeated to estimate its
-noise, stored as a BenchmarkRun with the code version, the configuration and the machine, and
-compared with the same machine's history (testing.benchmarks.regression). The benchmarks, their
-figures and sizes: docs/benchmarks.md. Ratios to a floor measured in the same repetition are
-steadier than raw rates on a shared machine: both move with the machine's load.
-"""
+"""The standard benchmark suite (`manage.py benchmark`): each benchmark repeated, stored as a
+BenchmarkRun and compared with the same machine's history (docs/benchmarks.md, "Module notes")."""
 
 from __future__ import annotations
 
