@@ -6,20 +6,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from docs_site import coverage, freshness
 from docs_site.choices import Freshness
 from docs_site.models import DocCoverage, DocPage
+from docs_site.tasks import record_checks
 from embedportal.admin import ReadOnlyAdmin
-
-
-def run_checks() -> tuple[int, int]:
-    statuses = freshness.check_pages()
-    freshness.record(statuses)
-    coverage.record(coverage.measure())
-    return len(statuses), sum(1 for s in statuses if s.status == Freshness.STALE)
 
 
 @admin.register(DocPage)
@@ -34,9 +26,10 @@ class DocPageAdmin(ReadOnlyAdmin):
     actions = ("recheck",)
 
     @admin.action(description="Check the documentation again", permissions=["view"])
-    def recheck(self, request: HttpRequest, queryset: QuerySet[DocPage]) -> None:
-        pages, stale = run_checks()
-        self.message_user(request, f"Checked {pages} page(s): {stale} stale.", messages.SUCCESS)
+    def recheck(self, request: HttpRequest, queryset: QuerySet[DocPage] | None = None) -> None:
+        statuses = record_checks()
+        stale = sum(1 for s in statuses if s.status == Freshness.STALE)
+        self.message_user(request, f"Checked {len(statuses)} page(s): {stale} stale.", messages.SUCCESS)
 
     def get_urls(self) -> list[URLPattern]:
         status = path("status/", self.admin_site.admin_view(self.status_view), name="docs_site_status")
@@ -46,19 +39,18 @@ class DocPageAdmin(ReadOnlyAdmin):
         if not request.user.has_perm("docs_site.view_docpage"):
             raise PermissionDenied
         if request.method == "POST":
-            pages, stale = run_checks()
-            self.message_user(request, f"Checked {pages} page(s): {stale} stale.", messages.SUCCESS)
+            self.recheck(request)
             return HttpResponseRedirect(reverse("admin:docs_site_status"))
         rows = list(DocPage.objects.all())
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Documentation status",
-            "pages": rows,
-            "coverage": list(DocCoverage.objects.all()),
-            "counts": {s.label: sum(1 for r in rows if r.status == s) for s in Freshness},
-            "checked_at": min((r.checked_at for r in rows), default=None),
-        }
-        return TemplateResponse(request, "admin/docs_site/status.html", context)
+        return self.admin_page(
+            request,
+            "admin/docs_site/status.html",
+            "Documentation status",
+            pages=rows,
+            coverage=list(DocCoverage.objects.all()),
+            counts={s.label: sum(1 for r in rows if r.status == s) for s in Freshness},
+            checked_at=min((r.checked_at for r in rows), default=None),
+        )
 
 
 @admin.register(DocCoverage)

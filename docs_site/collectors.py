@@ -1,8 +1,6 @@
 """Scrape-time documentation gauges, from what the last documentation check stored.
 
-The check (`manage.py docs check`, the scheduled `docs_site.tasks.check_documentation`, the docs
-API) walks Git and builds the OpenAPI schema; a scrape only reads its rows, so it stays cheap.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,14 +1,6 @@
 """Documentation coverage: documented ÷ existing, per inventory, from the running code.
 
-- settings: every variable the registry holds or settings.py reads; documented when it is
-  registered with a description and appears on the configuration reference.
-- endpoints: every operation of the OpenAPI schema; documented when it has a summary or a
-  description (the reference lists every operation, so the words are what can be missing).
-- metrics: our metric families; documented when they have HELP and appear on the metrics page.
-- alerts: every alert rule; documented when its runbook_url leads to a runbook section with
-  Meaning, Impact, Diagnosis and Mitigation.
-- commands: our management commands; documented when their parser has a description.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,24 +1,6 @@
 """Which pages are fresh, stale or due for review, and by how much they lag.
 
-- A generated page is fresh while the code generates exactly the committed text (its
-  `inputs_sha256` names the inputs); stale otherwise, with what changed.
-- A hand-written page declares what it covers in front matter:
-
-      covers:
-        files: [pipeline/queue.py, "grafana/prometheus/*.rules.yml"]
-        settings: [EMBEDPORTAL_CLAIM_BATCH]
-        alerts: [EmbeddingPipelineRateLimited]
-        commands: [run_pipeline]
-      reviewed: 2026-11-30
-      review_interval_days: 90
-
-  It is stale when a covered item changed after the page was last updated: with Git, each item
-  is compared as it was in the page's last commit and as it is now (a setting's registry
-  entry, an alert's rule, a whole file); without Git (a container), against the item hashes
-  the build manifest recorded. It is review due once `reviewed` + the interval has passed.
-- The lag is the newest change of what the page covers minus the page's last update, in
-  seconds, 0 when fresh.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -190,7 +172,7 @@ def _newest(paths: list[str], history: History) -> float | None:
 def check_generated(
     page: doc_pages.Page, generator: EmbeddingPipelineOperationsDocGenerator, history: History
 ) -> PageStatus:
-    generated = generator.page(page.path)
+    generated = MODULES[page.path].generate()
     updated = page_updated(page.path, history, generator.root)
     status = PageStatus(
         page.path,
@@ -282,7 +264,7 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
             statuses.append(
                 PageStatus(
                     path,
-                    generator.page(path).title,
+                    MODULES[path].generate().title,
                     PageKind.GENERATED,
                     Freshness.STALE,
                     "not generated yet",

@@ -1,10 +1,6 @@
 """What the documentation checks found: one row per page and one per coverage inventory.
 
-Rows are written by `store_check`, for `docs_site.freshness.record` and `docs_site.coverage.record`
-(from `manage.py docs check`, the scheduled `docs_site.tasks.check_documentation` and the docs
-API), and read by the admin and the /metrics collector, so a scrape never walks Git or builds
-the OpenAPI schema.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

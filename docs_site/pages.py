@@ -81,10 +81,8 @@ def resolve(path: str, root: Path | None = None) -> Path:
     symlinks that point outside (UnsafePath); a page that is not there is PageNotFound.
     """
     root = (root or docs_dir()).resolve()
-    if not path or "\x00" in path or "\\" in path or path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise UnsafePath(f"page must be a relative path inside the docs folder, not {path!r}")
-    parts = path.split("/")
-    if any(part in ("..", "") for part in parts):
+    parts = path.split("/")  # an empty part: an empty or absolute path, or "//"
+    if "\x00" in path or "\\" in path or re.match(r"^[A-Za-z]:", path) or any(p in ("..", "") for p in parts):
         raise UnsafePath(f"page must be a relative path inside the docs folder, not {path!r}")
     candidate = root.joinpath(*parts)
     if not candidate.resolve().is_relative_to(root):

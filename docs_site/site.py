@@ -1,11 +1,6 @@
 """`manage.py docs build`: the mkdocs site, with the generated pages rendered live.
 
-The committed docs folder is copied to a staging folder, its generated pages are re-rendered
-with the live sections (current values, collections, workers, cluster objects; `--no-live`
-keeps them as committed: no database needed, as in an image build), the manifest
-(file change times and covered-item hashes, for freshness without Git) is written, and mkdocs
-builds the site into EMBEDPORTAL_DOCS_SITE_DIR, which the app serves under /docs/.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

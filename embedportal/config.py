@@ -1,12 +1,7 @@
 """The settings registry: every environment variable the app reads, with its type, default,
 description and whether it is a secret.
 
-`embedportal/settings.py` reads the environment only through `embedportal.env`'s helpers, which
-take their defaults from here, so the defaults are written once. The configuration reference
-(docs/reference/configuration.md) is generated from the same registry (`manage.py docs
-generate`); tests/docs_site checks that settings.py reads only registered variables, with no
-defaults of its own.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -22,20 +22,15 @@ def env_str(name: str, default: str | None = None) -> str:
 
 
 def env_bool(name: str, default: bool | None = None) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return bool(_default(name, default))
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return env_str(name, default).strip().lower() in {"1", "true", "yes", "on"}
 
 
 def env_int(name: str, default: int | None = None) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else int(_default(name, default))
+    return int(env_str(name, default))
 
 
 def env_float(name: str, default: float | None = None) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else float(_default(name, default))
+    return float(env_str(name, default))
 
 
 def env_list(name: str, default: str | None = None) -> list[str]:
@@ -50,4 +45,4 @@ def env_secret(name: str, default: str | None = None) -> str:
     path = os.environ.get(f"{name}_FILE")
     if path:
         return Path(path).read_text().strip()
-    return os.environ.get(name) or str(_default(name, default))
+    return env_str(name, default)

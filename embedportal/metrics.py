@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
-from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -21,13 +19,6 @@ SCRAPE_LATENCY = Histogram(
     "a scrape shows the scrapes before it.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-
-
-class _ProcessCollector:
-    """The default registry's collectors (single-process mode) as one collector."""
-
-    def collect(self) -> Iterator[Metric]:
-        return REGISTRY.collect()
 
 
 def multiprocess_dir() -> str | None:
@@ -42,7 +33,7 @@ def process_registry() -> CollectorRegistry:
     if path := multiprocess_dir():
         MultiProcessCollector(registry, path=path)
     else:
-        registry.register(_ProcessCollector())
+        registry.register(REGISTRY)  # a registry is a collector: this process's metrics
     return registry
 
 

@@ -1,12 +1,6 @@
 """Refuse a request body over the limit before anything reads it.
 
-Django checks DATA_UPLOAD_MAX_MEMORY_SIZE only where it parses a form itself; DRF's JSON
-parser reads the whole stream, and multipart file parts are spooled to disk uncounted. The
-declared length is checked here instead, and nothing reads past it (Django's request stream
-stops at Content-Length), so a body is bounded before its first byte is read. A chunked body
-declares no length, and Django would read it as empty: it is refused too, so a client never
-sees its documents silently dropped.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -15,11 +9,12 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from embedportal.api.errors import error_body
+
 
 def _refuse(request: HttpRequest, status: int, message: str) -> HttpResponse:
     if request.path.startswith("/api/"):
-        # The API's error shape (pipeline.api.errors).
-        return JsonResponse({"error": {"status": status, "message": message, "details": {}}}, status=status)
+        return JsonResponse(error_body(status, message), status=status)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 

@@ -1,12 +1,6 @@
 """The django-q2 schedules of every app, registered in one place.
 
-Each app declares its recurring tasks as `SCHEDULES = (Every(...), ...)` in its `tasks.py`;
-`migrate` registers them all (a post_migrate handler, connected once by EmbedportalConfig),
-idempotently, keyed by name. Every deployment migrates (the Kubernetes migrate Job, `make
-run`), so every deployment has them. One runner per deployment (EMBEDPORTAL_SCHEDULER): with
-`external`, Argo CronWorkflows (deploy/base/cron/) run the passes marked `cron_workflow`, and
-migrate deletes our schedules of them instead.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 

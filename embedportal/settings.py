@@ -2,9 +2,7 @@
 registry in embedportal/config.py (name, type, default, description; the configuration reference
 docs/reference/configuration.md is generated from it).
 
-Helpers: `env_bool`, `env_int`, `env_list`, and `env_secret`, which prefers `NAME_FILE`
-(a mounted secret) over `NAME`; defaults come from the registry, never from this file.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -128,8 +126,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve static files straight from the apps (no collectstatic needed for `make run`).
 WHITENOISE_USE_FINDERS = True
 
-# A request may carry up to EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST documents of at most
-# EMBEDPORTAL_MAX_DOCUMENT_CHARS characters each; the body limit leaves room for JSON escaping.
+# Input limits; what each setting means is in the registry (embedportal/config.py).
 EMBEDPORTAL_MAX_DOCUMENT_CHARS = env_int("EMBEDPORTAL_MAX_DOCUMENT_CHARS")
 EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST = env_int("EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("EMBEDPORTAL_MAX_REQUEST_BYTES")
@@ -219,10 +216,7 @@ LOGGING = {
     },
 }
 
-# Failure handling and reprocessing (docs/failures.md). A transient error is tried this
-# many times within the batch, waiting base * 2^n seconds (or the provider's Retry-After),
-# never longer than the cap, before the document counts as failed and goes to the
-# ReprocessingWorkflow (5 min, 30 min, 2 h, 24 h, then dead letter).
+# Failure handling and reprocessing (docs/failures.md).
 EMBEDPORTAL_BATCH_TRIES = env_int("EMBEDPORTAL_BATCH_TRIES")
 EMBEDPORTAL_RETRY_BASE_SECONDS = env_float("EMBEDPORTAL_RETRY_BASE_SECONDS")
 EMBEDPORTAL_RETRY_MAX_WAIT = env_float("EMBEDPORTAL_RETRY_MAX_WAIT")
@@ -232,30 +226,20 @@ EMBEDPORTAL_MAX_DEFERRALS = env_int("EMBEDPORTAL_MAX_DEFERRALS")
 EMBEDPORTAL_CIRCUIT_FAILURES = env_int("EMBEDPORTAL_CIRCUIT_FAILURES")
 EMBEDPORTAL_CIRCUIT_OPEN_SECONDS = env_float("EMBEDPORTAL_CIRCUIT_OPEN_SECONDS")
 EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS = env_float("EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS")
-# Operability (docs/operations.md). /metrics adds these scrape-time database collectors to
-# the process (or multiprocess) metrics; each is a dotted path to a prometheus_client collector.
+# Operability: /metrics, health, history (docs/operations.md, docs/slos.md).
 EMBEDPORTAL_METRICS_COLLECTORS = env_list("EMBEDPORTAL_METRICS_COLLECTORS")
-# /metrics: client IPs in these CIDRs and/or HTTP basic auth "user:password" or a bearer token;
-# loopback only when none is set (embedportal.views).
 EMBEDPORTAL_METRICS_ALLOWED_IPS = env_list("EMBEDPORTAL_METRICS_ALLOWED_IPS")
 EMBEDPORTAL_METRICS_BASIC_AUTH = env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH")
 EMBEDPORTAL_METRICS_TOKEN = env_secret("EMBEDPORTAL_METRICS_TOKEN")
 EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS = env_int("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS")
-# Health: a worker heartbeat older than this means no worker is alive; pending work older than
-# the progress window with nothing embedded within it means the queue is not being drained.
 EMBEDPORTAL_HEARTBEAT_MAX_AGE = env_int("EMBEDPORTAL_HEARTBEAT_MAX_AGE")
 EMBEDPORTAL_HEALTH_PROGRESS_WINDOW = env_int("EMBEDPORTAL_HEALTH_PROGRESS_WINDOW")
 EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = env_float("EMBEDPORTAL_HEALTH_MODEL_TIMEOUT")
-# The API and the overview reuse a model probe this young: one provider call per configuration per interval.
 EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS = env_int("EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS")
-# SLO and capacity history in the database (docs/slos.md): minutes for this many days, then hours,
-# deleted after RETENTION days. The capacity gauge reads the measurement at CAPACITY_WORKERS
-# worker processes (0: Q_WORKERS, one machine's cluster).
 EMBEDPORTAL_HISTORY_MINUTE_DAYS = env_int("EMBEDPORTAL_HISTORY_MINUTE_DAYS")
 EMBEDPORTAL_HISTORY_RETENTION_DAYS = env_int("EMBEDPORTAL_HISTORY_RETENTION_DAYS")
 EMBEDPORTAL_CAPACITY_WORKERS = env_int("EMBEDPORTAL_CAPACITY_WORKERS") or env_int("Q_WORKERS")
-# Performance (pipeline.performance.optimizer, docs/performance.md): where percentiles come from, how long batch
-# timings are kept, and the performance SLO targets the compliance gauges compare against.
+# Performance (docs/performance.md).
 EMBEDPORTAL_PROMETHEUS_URL = env_str("EMBEDPORTAL_PROMETHEUS_URL")
 EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS = env_int("EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS")
 EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS = env_int("EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS")
@@ -267,19 +251,12 @@ EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = env_str("EMBEDPORTAL_SLO_SEARCH_P95_SECONDS
 EMBEDPORTAL_SLO_THROUGHPUT_MODEL = env_str("EMBEDPORTAL_SLO_THROUGHPUT_MODEL")
 EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = env_str("EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER")
 
-# Documentation (docs_site): the Markdown sources, the built site served under /docs/, and the
-# review interval of hand-written pages that declare none.
+# Documentation (docs_site).
 EMBEDPORTAL_DOCS_DIR = Path(env_str("EMBEDPORTAL_DOCS_DIR") or BASE_DIR / "docs")
 EMBEDPORTAL_DOCS_SITE_DIR = Path(env_str("EMBEDPORTAL_DOCS_SITE_DIR") or DATA_DIR / "site")
 EMBEDPORTAL_DOCS_REVIEW_DAYS = env_int("EMBEDPORTAL_DOCS_REVIEW_DAYS")
 
-# Operations tests against the live system (docs/ops-tests.md). Scenarios wait this long for the
-# running workers; a run silent for ABANDON seconds frees the one-run slot; regression fails when
-# recall@k or MRR drops more than TOLERANCE below the last passing run; load scenarios refuse to
-# start while more than MAX_BACKLOG user documents are queued. The fault-injecting provider that
-# failure scenarios point their collections at listens on FAULT_HOST and is advertised to the
-# workers as FAULT_URL_HOST (a pod IP in Kubernetes; loopback on one machine), on FAULT_PORT
-# (any free port by default; fixed in Kubernetes for the NetworkPolicy).
+# Operations tests against the live system (docs/ops-tests.md).
 EMBEDPORTAL_OPS_TEST_WAIT_SECONDS = env_float("EMBEDPORTAL_OPS_TEST_WAIT_SECONDS")
 EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS = env_int("EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS")
 EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE = env_float("EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE")

@@ -1,12 +1,7 @@
 """Stopping long-running commands (workers, the reprocessing loop, the metrics server) on
 SIGTERM/SIGINT.
 
-threading.Event is not safe to set from a signal handler: Event.set() takes the Event's
-lock, which the main thread holds for a moment inside every Event.wait(). A signal landing
-in that moment runs the handler on top of the wait, Event.set() blocks on a lock its own
-thread holds, and the process hangs on SIGTERM for good (its leases then wait for expiry).
-SignalStop has the same is_set/wait/set, on a plain attribute and short sleeps.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 

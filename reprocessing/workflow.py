@@ -1,10 +1,6 @@
 """ReprocessingWorkflow: retry failed documents on the 5 min / 30 min / 2 h / 24 h backoff.
 
-Each open failure row carries its due time (`next_retry_at`, set by `failures.record_failure`);
-a pass requeues the due documents and clears it. The pipeline then embeds the document (the
-row resolves as "reprocessed") or fails it again (the next backoff step, or the dead letter
-after the 24 h retry). Passes are idempotent and safe to run concurrently.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

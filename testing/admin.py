@@ -4,7 +4,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
@@ -74,25 +73,19 @@ class TestRunAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:testing_testrun_change", args=[run.pk]))
 
     def flaky_view(self, request: HttpRequest) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Flaky scenarios (last 14 days)",
-            "flaky": flaky_scenarios(),
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/testing/flaky.html", context)
+        title = "Flaky scenarios (last 14 days)"
+        return self.admin_page(request, "admin/testing/flaky.html", title, flaky=flaky_scenarios())
 
     def coverage_view(self, request: HttpRequest) -> HttpResponse:
         cover = coverage()
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Critical-path coverage (last 7 days)",
-            "coverage": cover,
-            "percent": round(100 * cover.ratio),
-            "conditions": Condition.values,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/testing/coverage.html", context)
+        return self.admin_page(
+            request,
+            "admin/testing/coverage.html",
+            "Critical-path coverage (last 7 days)",
+            coverage=cover,
+            percent=round(100 * cover.ratio),
+            conditions=Condition.values,
+        )
 
 
 @admin.register(TestResult)

@@ -1,12 +1,7 @@
 """Scrape-time metrics of operations test runs, from the database (runs happen in a command's
 pod, a django-q2 worker or the web process: only the database sees them all).
 
-- `test_pass_rate_embedding_pipeline_operations_total{category,scenario,result}`: a counter of
-  results (monotonic while results are kept); the pass rate is a recording rule over it.
-- `test_duration_seconds{category,scenario}`: a histogram of scenario durations.
-- `test_last_run_timestamp_seconds{trigger}` / `test_last_run_passed{trigger}`: the last run.
-- `test_coverage_ratio`, `test_flaky_scenarios`: the coverage matrix and the flaky list.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 

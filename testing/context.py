@@ -21,7 +21,7 @@ from pipeline.collections import create_collection
 from pipeline.models import RESERVED_PREFIX, Collection, Document, ProviderCircuit, WorkerHeartbeat
 from testing.models import TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped
-from testing.reserved import POLL_SECONDS, delete_reserved, reserved_names
+from testing.reserved import delete_reserved, reserved_names, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -199,13 +199,7 @@ class Context:
         return alive
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-        deadline = time.monotonic() + self.remaining(timeout)
-        while True:
-            if predicate():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL_SECONDS)
+        return wait_until(predicate, self.remaining(timeout))
 
     def wait_documents(
         self,

@@ -1,16 +1,7 @@
 """Local OpenAI-compatible /v1/embeddings servers that inject faults, for driving LiteLLM over
 real HTTP: the pytest suite, the benchmarks and game days against a staging deployment.
 
-`FakeProvider` answers as told: `mode` for every request (`script` for the next few):
-"ok", "slow", "500", "503", "429", "timeout", "401", "400", "wrong_dims", "nan", "too_few", "zero".
-Inputs containing a marker `POISON:<mode>` get that mode's answer for the whole request they
-are in, which plants one bad document in a batch. Every request is appended to `requests`
-(its inputs, Authorization header and whole JSON body) unless `record=False`.
-
-`ChaosProvider` instead fails `failure_rate` of calls with a fault drawn at random (seeded)
-from CHAOS_FAULTS; inputs containing `POISON` always get a 400 ("poison"), so a document
-carrying it can never be embedded. Vectors are deterministic per text in both.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 

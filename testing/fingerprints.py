@@ -1,8 +1,6 @@
 """What a run ran against: the code version and a fingerprint of the active configuration.
 
-Flaky detection compares results with the same (code version, config fingerprint); the
-config-change trigger compares the settings fingerprint with the one seen at the last start-up.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
 """Flaky scenarios, from the results table.
 
-A scenario is flaky when, within the window (14 days), it passed only after a retry in a run,
-or it both passed and failed on the same code version and config fingerprint. Ranked by flip
-rate: pass/fail changes between consecutive runs over (runs - 1). Flaky scenarios keep running.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -19,7 +16,6 @@ from testing.models import TestResult
 
 WINDOW = timedelta(days=14)
 GOOD = {Outcome.PASSED, Outcome.FLAKY}
-BAD = {Outcome.FAILED, Outcome.ERROR}
 
 
 @dataclass

@@ -1,8 +1,6 @@
 """JUnit XML (xunit2 flavour, junitparser) of a run, so Argo artifacts and CI tools read our runs.
 
-One <testsuite> per category; a flaky result is a passing <testcase> carrying a <flakyFailure>
-per failed attempt (Maven Surefire's schema for "failed, then passed on rerun").
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
 """The scenario registry: plain functions registered with a decorator, like Django's system checks.
 
-    @scenario("canary_found_by_search", Category.NORMAL, Component.SEARCH,
-              covers=[(Component.ENQUEUE, Condition.NORMAL), ...], timeout=120, retries=1, quick=True)
-    def canary(ctx: Context) -> dict: ...
-
-`covers` names the cells of the component x condition matrix it exercises besides its own
-component's under the condition its category names (normal, edge, failure): (component, condition),
-or a bare component under that condition.
-A scenario raises `ScenarioFailed` when the system misbehaves (outcome failed), `ScenarioSkipped`
-when it cannot apply here, and anything else is an error in the scenario itself. What it returns
-(measurements) is stored in the result's details.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,6 +22,16 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
 
 
+def wait_until(predicate: Callable[[], bool], seconds: float) -> bool:
+    """Poll `predicate` until it holds (True) or `seconds` have passed (False)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True
+
+
 @contextmanager
 def reserved_names() -> Iterator[None]:
     token = reserved_names_allowed.set(True)
@@ -36,39 +46,35 @@ def reserved_collections() -> Any:
 
 
 def delete_reserved(collection_id: int, timeout: float | None = None) -> bool:
-    """Delete a reserved collection even while a worker finishes a batch of it or an index is built.
-
-    A plain delete raced both: chunks a worker committed between our DELETEs, or a history row,
-    broke the deferred foreign keys at commit (the collection stayed), and an HNSW build of its
-    first load (pipeline.backfill), blocked behind our DELETE, created its index afterwards for a
-    collection that no longer existed. So: pause it (no new claims), wait until no lease on it is
-    live (the batch stored or given back, or its lease expired), then delete holding the
-    backfill's build lock (no build runs meanwhile; one refused retries from an idle worker and
-    finds nothing), retrying on a database error, up to `timeout` seconds (default: a lease
-    and a bit). Returns False if it is still there (the next run's sweep tries again).
-    """
+    """Delete a reserved collection even while a worker finishes a batch of it or an index is built,
+    trying up to `timeout` seconds (default: a lease and a bit); False if it is still there (the next
+    run's sweep tries again). Why: docs/ops-tests.md, "Module notes"."""
     Collection.objects.filter(pk=collection_id).pause()
     timeout = settings.EMBEDPORTAL_LEASE_SECONDS + 15 if timeout is None else timeout
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def deleted() -> bool:
         leased = Document.objects.filter(
             collection_id=collection_id, status=DocumentStatus.PROCESSING, lease_expires_at__gt=timezone.now()
         )
-        if not leased.exists():
-            try:
-                with transaction.atomic(), connection.cursor() as cur:
-                    cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [BUILD_LOCK])
-                    if cur.fetchone()[0]:
-                        collection = Collection.objects.filter(pk=collection_id).first()
-                        if collection is not None:
-                            collection.delete()
-                        return True
-            except DatabaseError as exc:  # a concurrent write broke a foreign key: try again
-                logger.info("deleting reserved collection %s: %s; retrying", collection_id, exc)
-        if time.monotonic() >= deadline:
-            logger.warning("reserved collection %s not deleted within %.0f s", collection_id, timeout)
+        if leased.exists():
             return False
-        time.sleep(POLL_SECONDS)
+        try:
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [BUILD_LOCK])
+                if not cur.fetchone()[0]:
+                    return False
+                collection = Collection.objects.filter(pk=collection_id).first()
+                if collection is not None:
+                    collection.delete()
+                return True
+        except DatabaseError as exc:  # a concurrent write broke a foreign key: try again
+            logger.info("deleting reserved collection %s: %s; retrying", collection_id, exc)
+            return False
+
+    if wait_until(deleted, timeout):
+        return True
+    logger.warning("reserved collection %s not deleted within %.0f s", collection_id, timeout)
+    return False
 
 
 def sweep_reserved() -> int:

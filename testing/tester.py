@@ -1,9 +1,6 @@
 """EmbeddingPipelineOperationsTester: runs registered scenarios against the live system.
 
-The deployment's own database and running workers (django-q2 qcluster or run_pipeline), not a
-test database. Everything a scenario writes lives in reserved collections (`testing.reserved`)
-created through its `Context` and deleted when the scenario ends; user collections are never changed.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 

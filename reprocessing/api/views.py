@@ -5,7 +5,6 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -78,8 +77,7 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     def bulk_retry(self, request: Request) -> Response:
         """Retry every scheduled or dead-lettered failure of one error type now."""
         body = BulkRetrySerializer(data=request.data)
-        if not body.is_valid():
-            raise ValidationError(body.errors)
+        body.is_valid(raise_exception=True)
         qs = FailedDocument.objects.filter(RETRYABLE, error_type=body.validated_data["error_type"])
         if collection := body.validated_data.get("collection"):
             qs = qs.filter(document__collection__name=collection)

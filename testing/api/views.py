@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.http import HttpResponse
@@ -23,9 +22,8 @@ from testing.api.serializers import (
 from testing.choices import RunStatus
 from testing.junit import junit_text
 from testing.models import GoldenQuery, RunInProgress, TestRun
+from testing.reserved import wait_until
 from testing.tasks import start_requested
-
-POLL_SECONDS = 0.5
 
 
 class RunPermission(PermissionRequired):
@@ -73,11 +71,7 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 if running
                 else "a test run is running"
             ) from None
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not TestRun.objects.running().filter(pk=run.pk).exists():
-                break
-            time.sleep(POLL_SECONDS)
+        wait_until(lambda: not TestRun.objects.running().filter(pk=run.pk).exists(), wait)
         run.refresh_from_db()
         url = TestRunSerializer(run).data["url"]
         if run.status == RunStatus.RUNNING:

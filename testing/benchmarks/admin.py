@@ -10,7 +10,6 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
@@ -69,15 +68,14 @@ class BenchmarkRunAdmin(ReadOnlyAdmin):
         known = machines()
         machine = request.GET.get("machine") or _this_machine(known)
         suite = request.GET.get("suite") if request.GET.get("suite") in BenchmarkSuite.values else BenchmarkSuite.QUICK
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Benchmark trends",
-            "opts": self.model._meta,
-            "machines": known,
-            "suites": BenchmarkSuite.values,
-            "trends": trends(machine, suite),
-        }
-        return TemplateResponse(request, "admin/testing/benchmarkrun/trends.html", context)
+        return self.admin_page(
+            request,
+            "admin/testing/benchmarkrun/trends.html",
+            "Benchmark trends",
+            machines=known,
+            suites=BenchmarkSuite.values,
+            trends=trends(machine, suite),
+        )
 
     @admin.display(description="regression", ordering="regressions")
     def regression(self, obj: BenchmarkRun) -> str:

@@ -1,13 +1,7 @@
 """Scrape-time benchmark metrics from the database (runs happen in a command's pod or a django-q2
 worker: only the database sees them all). From the latest run of each suite:
 
-- `performance_benchmark_result_embedding_pipeline_operations{benchmark,figure,suite}`: the median;
-- `performance_benchmark_regression_embedding_pipeline_operations{benchmark,figure,suite}`: 1 if flagged;
-- `performance_benchmark_last_run_timestamp_seconds{suite}`.
-
-Of the ingest benchmarks' informational per-stage figures only the p95 is exported (`storage_p95_s`,
-...: five figure values), never flagged.
-"""
+Notes: docs/benchmarks.md, "Module notes"."""
 
 from __future__ import annotations
 

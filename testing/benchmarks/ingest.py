@@ -1,19 +1,6 @@
 """The ingest benchmark: our pipeline against the floor of one plain binary COPY.
 
-Workers are forked from the benchmark process after Django, LiteLLM and the model are
-loaded (pipeline.loadharness, as for the capacity measurement), so the figures measure the
-pipeline, not interpreter start-up. The floor is the
-same chunk rows and vectors (read back from what the pipeline stored) written by a single
-binary COPY into a table with the same indexes (btree on document/ordinal, HNSW cosine).
-
-The corpus is streamed from disk in batches, as a producer would send it: the benchmark
-holds file paths, never the corpus text, so its memory figures are the pipeline's.
-
-Memory is reported three ways: the resident set before the first document (interpreter,
-Django, LiteLLM, the provider), the peak resident set of any process, and each worker's
-unique memory (USS) at the end: what one more worker costs, since forked workers share the
-imported code with their parent.
-"""
+Notes: docs/benchmarks.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -24,10 +11,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 from django.db import connection, connections
 
 from pipeline import providers, sources
@@ -84,13 +70,6 @@ class BenchmarkResult:
     provider_concurrency: int = 1
     baseline_rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def current_rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
 
 
 MODES = ("steady", "backfill")
@@ -298,12 +277,6 @@ def remote_provider(latency_seconds: float, dims: int = 384) -> Iterator[dict]:
         yield {"api_base": server.api_base, "api_key_env": REMOTE_KEY_ENV, "dimensions": dims}
     finally:
         server.stop()
-
-
-def keep_or_drop(names: list[str], keep: bool) -> None:
-    if not keep:
-        for collection in Collection.objects.filter(name__in=names):
-            collection.delete()
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,5 @@
-"""Regression detection for benchmark runs (docs/benchmarks.md, "Regressions"): a gate per run,
-each figure's samples against the baseline's one-sided 99% Student-t limit and a 5% minimum
-effect, and change points over the history of its medians to date a step. Informational figures
-(testing.benchmarks.stages) are not gated. The step detector expects "lower is better", so a
-higher-is-better figure is fed as its reciprocal.
-"""
+"""Regression detection for benchmark runs: a gate per run and change points over each figure's
+history of medians (docs/benchmarks.md, "Regressions"); informational figures are not gated."""
 
 from __future__ import annotations
 
@@ -33,13 +29,8 @@ def history(machine_fingerprint: str, suite: str, before: Any = None, limit: int
 
 
 def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> dict[str, Any]:
-    """The verdict on one figure's samples against the baseline samples.
-
-    Bencher's t-test threshold: the candidate's median is a regression when it lies past the
-    baseline's one-sided 99% Student-t limit (`t.ppf(0.99, n - 1, loc=mean, scale=sd)`) in the bad
-    direction *and* differs from the baseline median by at least MIN_EFFECT. It needs no more
-    repeats of the candidate than the run made; Welch's and Mann-Whitney's p are shown beside it.
-    """
+    """The verdict on one figure's samples against the baseline samples: Bencher's t-test threshold
+    and MIN_EFFECT (docs/benchmarks.md, "Regressions")."""
     out: dict[str, Any] = {"baseline_samples": len(baseline)}
     if len(baseline) < MIN_BASELINE_SAMPLES or not candidate:
         out["verdict"] = "insufficient_data"
@@ -85,7 +76,7 @@ def change_points(series: Sequence[tuple[Any, str, float]], better: str) -> list
     values = [v for _, _, v in series]
     if len(values) < 3 or any(v is None or v <= 0 for v in values):
         return []
-    y = [1.0 / v for v in values] if better == "higher" else list(values)
+    y = [1.0 / v for v in values] if better == "higher" else list(values)  # asv: lower is better
     _, _, positions = detect_regressions(detect_steps(y), threshold=MIN_EFFECT)
     found = []
     for before, after, _, _ in positions or []:

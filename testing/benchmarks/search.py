@@ -1,18 +1,13 @@
 """The search benchmark: k-nearest queries through the real search path on a large collection.
 
-The collection's chunks are written directly by one binary COPY (hash vectors of their texts),
-as a backfill writes them, and its HNSW index is built once (pipeline.backfill.finish); then
-every query goes through pipeline.search.search (embedding the query, the partial index, the
-join to documents), and the statement it ran is EXPLAINed to check the index serves it.
-Recall is measured against an exact scan of the same generation.
-"""
+Notes: docs/benchmarks.md, "Module notes"."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import connection, transaction
@@ -40,9 +35,6 @@ class SearchFigures:
     plan: str = ""
     recall_at_k: float | None = None
     samples_ms: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def chunk_text(i: int) -> str:

@@ -1,12 +1,6 @@
 """Per-stage percentiles of the ingest benchmarks, kept with a run as informational figures.
 
-Each repetition of `ingest_steady`, `ingest_backfill` and `ingest_minilm` drains the corpus into a
-fresh collection; before the next repetition (or the end of the benchmark) drops it, and its batch
-timings with it, the per-document p50/p95/p99 of each stage are read from those rows (weighted by
-documents, as the optimizer reads them). Stored as figures such as `storage_p95_s`, marked
-informational: the regression gate skips them (one drain's tail moves with the machine's load and
-would flag noise), the Trends page charts them, and only their p95 is exported on /metrics.
-"""
+Notes: docs/benchmarks.md, "Module notes"."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The standard benchmark suite (`manage.py benchmark`): each benchmark repeated to estimate its
-noise, stored as a BenchmarkRun with the code version, the configuration and the machine, and
-compared with the same machine's history (testing.benchmarks.regression). The benchmarks, their
-figures and sizes: docs/benchmarks.md. Ratios to a floor measured in the same repetition are
-steadier than raw rates on a shared machine: both move with the machine's load.
-"""
+"""The standard benchmark suite (`manage.py benchmark`): each benchmark repeated, stored as a
+BenchmarkRun and compared with the same machine's history (docs/benchmarks.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -19,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from pipeline import loadharness
@@ -138,7 +134,8 @@ def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figure
 
 def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     figures, collection = _hash_ingest("steady", sizes, corpus)
-    figures.update(rerun(sizes, corpus, collection))
+    # Reported as a benchmark of its own (see run_suite).
+    figures["rerun_seconds"] = figure(ingest.rerun(collection, corpus, sizes.repeats), "lower", "s")
     collection.delete()
     return figures
 
@@ -147,11 +144,6 @@ def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     figures, collection = _hash_ingest("backfill", sizes, corpus)
     collection.delete()
     return figures
-
-
-def rerun(sizes: Sizes, corpus: ingest.Corpus, collection: Collection) -> Figures:
-    """Reported under ingest_steady's collection, as its own benchmark (see run_suite)."""
-    return {"rerun_seconds": figure(ingest.rerun(collection, corpus, sizes.repeats), "lower", "s")}
 
 
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
@@ -260,6 +252,5 @@ def record(
     earlier = regression.history(run.machine_fingerprint, suite, before=started)
     run.comparison = regression.compare(run, earlier)
     run.regressions = len(regression.regressions(run.comparison))
-    with transaction.atomic():
-        run.save()
+    run.save()
     return run

@@ -1,8 +1,4 @@
-"""Benchmark history as trend series for the admin's Trends page: each figure's median over the
-stored runs of one suite on one machine, its samples' range as the noise band, the runs the gate
-flagged as regressions when they were stored, and the change points asv.step_detect finds over the
-whole history shown (each dated by the first run of the worse level). The ingest benchmarks'
-informational per-stage percentiles are charted apart: per stage, p50, p95 and p99 over the runs."""
+"""Benchmark history as trend series for the admin's Trends page (docs/benchmarks.md, "Regressions")."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import yaml
 from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils.module_loading import import_string
 
 from pipeline import storage
 from pipeline.embedding import embed_texts
@@ -181,7 +182,8 @@ def metrics_used(ctx: Context) -> dict[str, Any]:
     with_samples = series_names(f for f in families.values() if f.samples)
     # A database gauge has no sample while it has no value (no capacity measurement, no collection, no
     # documentation page yet): the rules read it with absent() or `or`. Declared is enough.
-    declared = series_names(f for path in settings.EMBEDPORTAL_METRICS_COLLECTORS for f in describe(path))
+    collectors = [import_string(path)() for path in settings.EMBEDPORTAL_METRICS_COLLECTORS]
+    declared = series_names(f for c in collectors if hasattr(c, "describe") for f in c.describe())
     referenced = referenced_metrics()
     ctx.check(referenced, "no Prometheus rules or dashboards found beside the code (grafana/, deploy/)")
     missing = sorted(
@@ -207,14 +209,6 @@ def series_names(families: Any) -> set[str]:
         # A family with no samples yet still names its series.
         names.update(f"{family.name}{suffix}" for suffix in ("_total", "_bucket", "_count", "_sum", "_created"))
     return names
-
-
-def describe(path: str) -> list[Any]:
-    """The families a scrape-time collector of EMBEDPORTAL_METRICS_COLLECTORS declares."""
-    from django.utils.module_loading import import_string
-
-    collector = import_string(path)()
-    return list(collector.describe()) if hasattr(collector, "describe") else []
 
 
 @integration("health_endpoints_answer", Component.HEALTH, E, quick=True)

@@ -1,12 +1,6 @@
 """Regression: retrieval quality (recall@k, MRR) compared with the last passing run.
 
-- `regression_builtin_golden_set`: the built-in sample corpus and its golden queries, embedded
-  by the running workers into a reserved collection with the configuration under test (the
-  deployment's default model, or the target collection's model, chunking, batch size and
-  provider options in a configuration-change run).
-- `regression_operator_golden_queries`: the golden queries operators registered for their
-  collections (admin or API), searched read-only in those collections.
-"""
+Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 
@@ -29,8 +23,12 @@ K = 5
 MRR_DEPTH = 10
 
 
-def evaluate(ctx: Context, collection: Collection, queries: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """recall@K and MRR@MRR_DEPTH of (query, expected document id) pairs; a query that errors fails."""
+def ranked(
+    ctx: Context, collection: Collection, queries: Iterable[tuple[str, str]]
+) -> tuple[list[int | None], list[str]]:
+    """Each (query, expected document id) pair's rank (None: past MRR_DEPTH), and the misses.
+
+    A query that errors fails."""
     ranks: list[int | None] = []
     misses: list[str] = []
     for query, expected in queries:
@@ -43,6 +41,11 @@ def evaluate(ctx: Context, collection: Collection, queries: Iterable[tuple[str, 
         ranks.append(rank)
         if rank is None or rank > K:
             misses.append(f"{query!r} -> {expected} (rank {rank or f'>{MRR_DEPTH}'})")
+    return ranks, misses
+
+
+def evaluate(ranks: list[int | None], misses: list[str]) -> dict[str, Any]:
+    """recall@K and MRR@MRR_DEPTH of the ranks."""
     n = len(ranks) or 1
     return {
         "queries": len(ranks),
@@ -104,7 +107,7 @@ def builtin_golden_set(ctx: Context) -> dict[str, Any]:
     collection = ctx.collection("golden", **config)
     ctx.enqueue(collection, golden.CORPUS.items())
     ctx.wait_documents(collection, timeout=240)
-    measured = evaluate(ctx, collection, golden.QUERIES)
+    measured = evaluate(*ranked(ctx, collection, golden.QUERIES))
     measured["model"] = collection.model
     return compare(ctx, "regression_builtin_golden_set", measured)
 
@@ -120,20 +123,13 @@ def operator_golden_queries(ctx: Context) -> dict[str, Any]:
         by_collection.setdefault(q.collection, []).append((q.query, q.expected_document_id))
     if not by_collection:
         ctx.skip(f"no golden queries registered{' for ' + ctx.target if ctx.target else ''} (admin or API)")
-    totals = {"queries": 0, "hits": 0.0, "rr": 0.0, "misses": [], "collections": {}}
+    ranks: list[int | None] = []
+    misses: list[str] = []
+    collections = {}
     for collection, pairs in by_collection.items():
-        m = evaluate(ctx, collection, pairs)
-        totals["collections"][collection.name] = {k: m[k] for k in ("queries", "recall_at_k", "mrr")}
-        totals["queries"] += m["queries"]
-        totals["hits"] += m["recall_at_k"] * m["queries"]
-        totals["rr"] += m["mrr"] * m["queries"]
-        totals["misses"] += [f"{collection.name}: {miss}" for miss in m["misses"]]
-    measured = {
-        "queries": totals["queries"],
-        "recall_at_k": totals["hits"] / totals["queries"],
-        "mrr": totals["rr"] / totals["queries"],
-        "k": K,
-        "misses": totals["misses"][:20],
-        "collections": totals["collections"],
-    }
-    return compare(ctx, "regression_operator_golden_queries", measured)
+        found, missed = ranked(ctx, collection, pairs)
+        m = evaluate(found, missed)
+        collections[collection.name] = {k: m[k] for k in ("queries", "recall_at_k", "mrr")}
+        ranks += found
+        misses += [f"{collection.name}: {miss}" for miss in missed]
+    return compare(ctx, "regression_operator_golden_queries", {**evaluate(ranks, misses), "collections": collections})

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
+from dataclasses import asdict
 from typing import Any
 
+import psutil
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline import loadharness, providers
@@ -107,7 +109,7 @@ class Command(BaseCommand):
         result = benchmark.BenchmarkResult(corpus=o["corpus"], model=o["model"])
         result.provider_latency_ms = o["provider_latency"] or 0.0
         result.provider_concurrency = o["provider_concurrency"]
-        result.baseline_rss_mb = round(benchmark.current_rss_mb(), 1)
+        result.baseline_rss_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
         from pipeline.models import Collection
 
         names = []
@@ -143,10 +145,12 @@ class Command(BaseCommand):
             max(loadharness.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs)),
             1,
         )
-        benchmark.keep_or_drop(names, o["keep"])
+        if not o["keep"]:
+            for collection in Collection.objects.filter(name__in=names):
+                collection.delete()
 
         if o["json"]:
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            self.stdout.write(json.dumps(asdict(result), indent=2))
             return
         remote = (
             f", provider answering after {result.provider_latency_ms:.0f} ms, "

@@ -5,6 +5,7 @@ the collection's HNSW index."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                 collection.delete()
         figures.load_seconds, figures.index_build_seconds = round(load, 2), round(index, 2)
         if o["json"]:
-            self.stdout.write(json.dumps(figures.as_dict(), indent=2))
+            self.stdout.write(json.dumps(asdict(figures), indent=2))
             return
         self.stdout.write(
             f"{figures.chunks} chunks (COPY {figures.load_seconds:.1f}s, "
