@@ -254,9 +254,8 @@ EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS = env_int("EMBEDPORTAL_HEALTH_MODEL_CACHE
 EMBEDPORTAL_HISTORY_MINUTE_DAYS = env_int("EMBEDPORTAL_HISTORY_MINUTE_DAYS")
 EMBEDPORTAL_HISTORY_RETENTION_DAYS = env_int("EMBEDPORTAL_HISTORY_RETENTION_DAYS")
 EMBEDPORTAL_CAPACITY_WORKERS = env_int("EMBEDPORTAL_CAPACITY_WORKERS") or env_int("Q_WORKERS")
-# Performance (pipeline.performance.optimizer, docs/performance.md): where percentiles come from, how long batch
-# timings are kept, and the performance SLO targets the compliance gauges compare against.
-EMBEDPORTAL_PROMETHEUS_URL = env_str("EMBEDPORTAL_PROMETHEUS_URL")
+# Performance (pipeline.performance.optimizer, docs/performance.md): how long batch timings are kept,
+# and the performance SLO targets the compliance gauges compare against.
 EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS = env_int("EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS")
 EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS = env_int("EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS")
 EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES = env_int("EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES")
