@@ -1,16 +1,6 @@
-"""Split document text into chunks sized in the collection model's own tokens.
-
-Three strategies, chosen per collection:
-- token windows: fixed windows of `size` tokens, each overlapping the previous by `overlap`;
-- recursive: `semantic-text-splitter` splits at the largest semantic boundary (paragraphs,
-  sentences, words) that keeps each chunk within `size`;
-- markdown: the same, but boundaries follow Markdown structure (headings, lists, code).
-
-Token counts use the model's tokenizer: all-MiniLM-L6-v2's WordPiece tokenizer (bundled
-with the model) for `local/*` models, OpenAI's cl100k_base (bundled with LiteLLM) for
-OpenAI embedding models, and the WordPiece tokenizer as a documented approximation for
-any other provider. With `chunk_unit = characters`, sizes are counted in characters.
-"""
+"""Split document text into chunks sized in the collection model's own tokens (or characters):
+token windows, recursive (semantic-text-splitter) or markdown; docs/architecture.md says which
+tokenizer counts for which model."""
 
 from __future__ import annotations
 
