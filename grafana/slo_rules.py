@@ -22,7 +22,6 @@ RUNBOOK_BASE = "https://embedportal.example/docs/runbooks/"
 SLI_GROUP = "embedding-pipeline-slo-sli"
 META_GROUP = "embedding-pipeline-slo-meta"
 ALERT_GROUP = "embedding-pipeline-slo-alerts"
-GROUP_ORDER = (SLI_GROUP, META_GROUP, ALERT_GROUP)
 
 _SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
