@@ -233,13 +233,6 @@ _register(
     ),
     # --- performance (the optimizer and the performance SLOs) ------------------------------------
     Setting(
-        "EMBEDPORTAL_PROMETHEUS_URL",
-        "str",
-        "",
-        "Prometheus base URL (e.g. http://prometheus:9090) the optimizer reads its percentiles and utilisation "
-        "from. Unset: the database's per-batch timings.",
-    ),
-    Setting(
         "EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS",
         "int",
         14,

@@ -1,13 +1,6 @@
-"""The pipeline health dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema).
-
-`python -m grafana` writes grafana/dashboards/pipeline-health.json (provisioned from
-grafana/provisioning/) and the ConfigMap the Grafana sidecar picks up in Kubernetes. The SLO and
-capacity panels read the recording rules of grafana/prometheus/slo.rules.yml and capacity.rules.yml.
-
-The pipeline's counters and histograms have no collection label (cardinality: they are per
-process); the collection variable filters the per-collection gauges (queue depth, stale documents).
-Gauges computed from the database are the same from every replica: max(), not sum().
-"""
+"""The pipeline health dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema); its panels,
+variables and files are in docs/slos.md ("The Grafana dashboard"). Gauges computed from the
+database are the same from every replica: max(), not sum()."""
 
 from __future__ import annotations
 

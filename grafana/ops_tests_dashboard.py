@@ -1,13 +1,6 @@
-"""The operations test results dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema).
-
-A dashboard of its own beside the pipeline health dashboard (grafana/dashboard.py). `python -m
-grafana` (make dashboards) writes grafana/dashboards/ops-tests.json (provisioned from
-grafana/provisioning/) and the ConfigMap the Grafana sidecar picks up in Kubernetes. Panels: pass
-rate (now and over time, per category), scenario durations (p95), failing and flaky scenarios,
-coverage (now and over time), time since the last scheduled run. The metrics come from the
-database at scrape time, the same from every replica: max(), not sum(). Windows are hours, not
-$__rate_interval: the quick suite runs hourly, so shorter windows hold no result.
-"""
+"""The operations test results dashboard, as code (docs/ops-tests.md, "Metrics, dashboard and
+alerts"). Windows are hours, not $__rate_interval: the quick suite runs hourly, so shorter windows
+hold no result; database gauges are the same from every replica: max(), not sum()."""
 
 from __future__ import annotations
 

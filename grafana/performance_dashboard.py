@@ -1,19 +1,6 @@
-"""The performance dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema).
-
-Beside the pipeline health and operations tests dashboards. `python -m grafana` (make dashboards)
-writes grafana/dashboards/performance.json (provisioned from grafana/provisioning/) and the
-ConfigMap the Grafana sidecar picks up in Kubernetes. Rows:
-
-- Stages: per-stage p50/p95/p99 from the per-document latency histogram, each stage's utilisation
-  (busy seconds per worker), queue wait and search p95;
-- Throughput: embedded docs/s against the measured capacity (measure_capacity);
-- SLOs: performance SLO compliance (pipeline.performance.compliance), now and over time;
-- Benchmarks: each figure's median in the latest quick and full runs over time, regressions as
-  a series and as annotations (testing.benchmarks.collector), and apart from them the ingest
-  benchmarks' informational per-stage p95 (not gated).
-
-Database-derived series (capacity, compliance, benchmarks) are the same from every replica: max().
-"""
+"""The performance dashboard, as code (grafana-foundation-sdk, Grafana 11.6 schema); its rows are
+in docs/performance.md ("The Grafana performance dashboard"). Database-derived series (capacity,
+compliance, benchmarks) are the same from every replica: max()."""
 
 from __future__ import annotations
 

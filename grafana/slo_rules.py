@@ -1,15 +1,6 @@
 """SLO spec (pipeline/performance/slos.yaml) -> Prometheus recording rules and burn-rate alerts
-(slo.rules.yml), and the performance SLOs' compliance alerts (performance.rules.yml).
-
-What is generated follows Sloth (slok/sloth), so Sloth's Grafana dashboards work on our series:
-- `slo:sli_error:ratio_rate<w>` for every alert window and the period, labelled `sloth_id`,
-  `sloth_service`, `sloth_slo`, `sloth_window`. Unlike Sloth, the period ratio is computed from
-  the counters over the whole period (aggregate numerator and denominator, never average ratios);
-- `slo:objective:ratio`, `slo:error_budget:ratio`, `slo:current_burn_rate:ratio` (over 5m),
-  `slo:period_burn_rate:ratio` and `slo:period_error_budget_remaining:ratio`;
-- per SLO a page alert `<name>FastBurn` and a ticket alert `<name>SlowBurn`, each the `or` of its
-  window pairs, each pair the `and` of a long and a short window over the same factor.
-"""
+(slo.rules.yml, Sloth's series names) and the performance SLOs' compliance alerts
+(performance.rules.yml); docs/slos.md ("What is generated") lists the series and alerts."""
 
 from __future__ import annotations
 
@@ -31,7 +22,6 @@ RUNBOOK_BASE = "https://embedportal.example/docs/runbooks/"
 SLI_GROUP = "embedding-pipeline-slo-sli"
 META_GROUP = "embedding-pipeline-slo-meta"
 ALERT_GROUP = "embedding-pipeline-slo-alerts"
-GROUP_ORDER = (SLI_GROUP, META_GROUP, ALERT_GROUP)
 
 _SECONDS = {"m": 60, "h": 3600, "d": 86400}
 

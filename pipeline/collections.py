@@ -12,12 +12,24 @@ from pipeline.embedding import PipelineError, embed_raw
 from pipeline.models import Collection, validate_extra_params
 
 
-def resolve_dimensions(collection: Collection) -> int:
-    """Dimensions for the collection's model: known for local models, else asked of the provider."""
+def known_dimensions(model: str) -> int | None:
+    """A local model's dimensions, None for a provider's; a ValidationError names an unknown local one."""
     try:
-        known = providers.known_dimensions(collection.model)
+        return providers.known_dimensions(model)
     except providers.UnknownLocalModel as exc:
         raise ValidationError({"model": str(exc)}) from None
+
+
+def check_dimensions(collection: Collection) -> None:
+    """A local model's dimensions are the collection's (a ValidationError otherwise)."""
+    known = known_dimensions(collection.model)
+    if known is not None and known != collection.dimensions:
+        raise ValidationError({"dimensions": f"{collection.model} has {known} dimensions, not {collection.dimensions}"})
+
+
+def resolve_dimensions(collection: Collection) -> int:
+    """Dimensions for the collection's model: known for local models, else asked of the provider."""
+    known = known_dimensions(collection.model)
     try:  # before the probe: a malformed value must not reach the provider
         validate_extra_params(collection.extra_params)
     except ValidationError as exc:
@@ -48,14 +60,7 @@ def create_collection(**fields: Any) -> Collection:
     else:
         others = [f.name for f in Collection._meta.fields if f.name != "dimensions"]
         collection.clean_fields(exclude=others)  # 1 to 16000, the model's validators and messages
-        try:
-            known = providers.known_dimensions(collection.model)
-        except providers.UnknownLocalModel as exc:
-            raise ValidationError({"model": str(exc)}) from None
-        if known is not None and known != collection.dimensions:
-            raise ValidationError(
-                {"dimensions": f"{collection.model} has {known} dimensions, not {collection.dimensions}"}
-            )
+        check_dimensions(collection)
     collection.full_clean()
     with transaction.atomic():
         collection.save()

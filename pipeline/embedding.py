@@ -1,9 +1,6 @@
-"""Embedding through LiteLLM, with the batch quality checks and the failure taxonomy.
-
-Every call goes through `litellm.embedding` (local models included, see providers.py).
-LiteLLM's and the OpenAI SDK's own retries are off: the pipeline decides what to retry,
-from the error type, so that retries are counted and capped in one place.
-"""
+"""Embedding through LiteLLM (local models too, providers.py), with the batch quality checks and the
+failure taxonomy. LiteLLM's and the OpenAI SDK's retries are off: the pipeline retries, counted and
+capped in one place."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-"""Health checks that prove the pipeline can make progress, not only that a process is up.
-
-Three checks, each with a pass/fail reason and its duration:
-
-- `model`: every active (unpaused) collection's model configuration embeds a probe text in
-  time, with the right dimension and finite values; each configuration is reported, and a
-  probe is reused for EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS by cached callers (the API);
-- `pgvector`: a vector row can be written to the chunk table (then rolled back);
-- `queue`: a worker heartbeat is fresh, and pending work is not sitting there with nothing
-  embedded for longer than the progress window.
-
-`liveness()` touches nothing outside the process; `readiness()` proves the database.
-"""
+"""Health checks that prove the pipeline can make progress, not only that a process is up: `model`
+(every active model configuration embeds a probe), `pgvector` (a vector row can be written, then
+rolled back) and `queue` (a fresh heartbeat, pending work not stuck); liveness and readiness probes."""
 
 from __future__ import annotations
 
@@ -316,13 +306,10 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {"model": check_model, "pgvector"
 
 def run_checks(names: list[str] | None = None, cached: bool = False) -> list[CheckResult]:
     """The checks; `cached` reuses model probes younger than EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS."""
-    results = []
-    for name in names or list(CHECKS):
-        if name == "model" and cached:
-            results.append(check_model(max_age=settings.EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS))
-        else:
-            results.append(CHECKS[name]())
-    return results
+    checks = dict(CHECKS)
+    if cached:
+        checks["model"] = lambda: check_model(max_age=settings.EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS)
+    return [checks[name]() for name in names or list(CHECKS)]
 
 
 def report(results: list[CheckResult]) -> dict[str, Any]:

@@ -1,11 +1,6 @@
-"""Prometheus metrics recorded by the pipeline (through pipeline.recording), and the error counts
-read back for the admin overview.
-
-Counters and histograms live here and work in multiprocess mode (PROMETHEUS_MULTIPROC_DIR
-shared by web workers and django-q2's forked workers). Values derived from the database
-(queue depth, oldest pending age, throughput) are computed at scrape time by
-pipeline.collectors instead, so they are exact whichever process is scraped.
-"""
+"""Prometheus metrics recorded by the pipeline (through pipeline.recording), multiprocess-safe, and the
+error counts read back for the admin overview. Figures derived from the database are computed at
+scrape time by pipeline.collectors, so they are exact whichever process is scraped."""
 
 from __future__ import annotations
 

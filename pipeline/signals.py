@@ -1,10 +1,6 @@
-"""The pipeline's signals, and its own receivers (each collection owns a partial HNSW index
-over the shared chunk table).
-
-Apps built on the pipeline (reprocessing) listen here, so the pipeline imports none of them.
-Both signals are sent inside the transaction that changes the documents: a receiver's writes
-commit or roll back with that change, and a receiver that raises rolls it back.
-"""
+"""The pipeline's signals (apps built on it, such as reprocessing, listen here; sent inside the
+transaction that changes the documents, so receivers commit or roll back with it) and its own
+receivers: each collection owns a partial HNSW index over the shared chunk table."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Reading documents from files for `manage.py enqueue`: folders, globs, JSON Lines.
-
-Every file is checked before it is read: only regular files are opened (a device such as
-/dev/zero never ends, and opening a FIFO waits for a writer), and no more than the limit is
-ever read, so memory stays bounded whatever a path turns out to be.
-"""
+"""Reading documents from files for `manage.py enqueue` (folders, globs, JSON Lines): only regular
+files are opened (not a device or FIFO) and never more than the limit is read."""
 
 from __future__ import annotations
 

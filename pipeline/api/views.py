@@ -120,8 +120,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
             filters = DocumentFilter(request.query_params, queryset=docs, request=request)
             if not filters.is_valid():
                 raise ValidationError(filters.errors)
-            qs = filters.qs
-            page = self.paginate_queryset(qs)
+            page = self.paginate_queryset(filters.qs)
             return self.get_paginated_response(DocumentSerializer(page, many=True).data)
         payload = request.data
         many = isinstance(payload, list)
@@ -174,17 +173,19 @@ class CollectionViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def pause(self, request: Request, name: str | None = None) -> Response:
         """Stop workers claiming this collection's documents (those in flight finish)."""
-        collection = self.get_object()
-        changed = Collection.objects.filter(pk=collection.pk).pause()
-        return Response({"collection": collection.name, "paused": True, "changed": bool(changed)})
+        return self._set_paused(True)
 
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def resume(self, request: Request, name: str | None = None) -> Response:
         """Let workers claim this collection's documents again."""
+        return self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> Response:
         collection = self.get_object()
-        changed = Collection.objects.filter(pk=collection.pk).resume()
-        return Response({"collection": collection.name, "paused": False, "changed": bool(changed)})
+        selected = Collection.objects.filter(pk=collection.pk)
+        changed = selected.pause() if paused else selected.resume()
+        return Response({"collection": collection.name, "paused": paused, "changed": bool(changed)})
 
     @extend_schema(request=ReembedSerializer, responses={202: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanReembed])

@@ -5,6 +5,7 @@ timings, and each collection's cost."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from embedportal.admin import ReadOnlyAdmin
-from pipeline.models import BatchTiming, Collection, CollectionCost, OptimizationChange
+from pipeline.models import BatchTiming, Collection, OptimizationChange
 from pipeline.performance import capacity
 from pipeline.performance.api import performance
 from pipeline.performance.compliance import compliance_trend
@@ -28,15 +29,8 @@ from pipeline.performance.optimizer.figures import db_trend
 TREND_STEPS = 24
 
 
-def cost_of(collection: Collection) -> CollectionCost | None:
-    try:
-        return collection.cost
-    except CollectionCost.DoesNotExist:
-        return None
-
-
 def format_cost(collection: Collection) -> str:
-    cost = cost_of(collection)
+    cost = getattr(collection, "cost", None)  # none until a batch of it is priced
     if cost is None:
         return "-"
     per_document = f" (${cost.per_document:.8f}/doc)" if cost.per_document is not None else ""
@@ -105,18 +99,13 @@ def _performance_view(model_admin: OptimizationChangeAdmin, request: HttpRequest
         return _apply(model_admin, request)
     name = request.GET.get("collection") or None
     collection = Collection.objects.filter(name=name).first() if name else None
-    try:
-        figures = performance(collection, None)
-    except OptimizerError as exc:
-        model_admin.message_user(request, str(exc), messages.ERROR)
-        figures = None
-    window = figures["window_seconds"] if figures else 3600
-    trend = performance_trends(timezone.now(), window, collection)
+    figures = performance(collection, None)
+    trend = performance_trends(timezone.now(), figures["window_seconds"], collection)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": "Performance",
         "figures": figures,
-        "stages": list(figures["stages"].items()) if figures else [],
+        "stages": list(figures["stages"].items()),
         "collection": collection,
         "collections": Collection.objects.order_by("name"),
         "costs": [(c, format_cost(c)) for c in Collection.objects.select_related("cost").order_by("name")],
@@ -144,15 +133,7 @@ def _capacity() -> dict[str, Any] | None:
     """The latest measure_capacity's docs/s at EMBEDPORTAL_CAPACITY_WORKERS (what the Grafana panel
     reads from embedding_pipeline_capacity_docs_per_second)."""
     cap = capacity.current()
-    if cap is None:
-        return None
-    return {
-        "docs_per_second": cap.docs_per_second,
-        "workers": cap.workers,
-        "model": cap.model,
-        "how": cap.how,
-        "measured_at": cap.measured_at.isoformat(timespec="minutes"),
-    }
+    return None if cap is None else {**asdict(cap), "measured_at": cap.measured_at.isoformat(timespec="minutes")}
 
 
 def _apply(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpResponse:

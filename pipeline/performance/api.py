@@ -103,10 +103,7 @@ class PerformanceView(APIView):
             collection = Collection.objects.filter(name=name).first()
             if collection is None:
                 raise ValidationError({"collection": f"no collection named {name!r}"})
-        try:
-            return Response(performance(collection, _window(request)))
-        except OptimizerError as exc:
-            raise Conflict(str(exc)) from None
+        return Response(performance(collection, _window(request)))
 
 
 class ApplyView(APIView):

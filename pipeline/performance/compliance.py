@@ -1,8 +1,6 @@
-"""Performance SLOs and their compliance (0..1): per-document latency and throughput per worker
-from the batch timings, search latency from each collection's latest searches; targets in the SLO
-spec (pipeline.performance.slos.target). A scrape-time gauge (PerformanceSLOCollector), absent while an SLO has no
-data; `compliance_trend` steps it for the admin's Performance page. docs/performance.md defines them.
-"""
+"""Performance SLOs' compliance (0..1), from the batch rows and each collection's latest searches,
+as a scrape-time gauge (PerformanceSLOCollector) and stepped for the admin's Performance page
+(`compliance_trend`); docs/performance.md defines them."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Figures for the admin's "SLOs and capacity" page and GET /api/v1/slos/: one dict, the same numbers.
-
-Everything comes from the database (pipeline.history, the capacity measurements), so the page
-works without Prometheus and survives restarts. Charts are drawn in the browser by the vendored
-Chart.js from the `series` part.
-"""
+"""Figures for the admin's "SLOs and capacity" page and GET /api/v1/slos/ (one dict, the same
+numbers), all from the database; the browser draws the `series` part with the vendored Chart.js."""
 
 from __future__ import annotations
 

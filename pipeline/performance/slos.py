@@ -1,9 +1,6 @@
-"""The pipeline's SLOs from the one spec, slos.yaml, which also generates the Prometheus rules
-(grafana/slo_rules.py): the three event SLOs (freshness, failures, latency) from the database
-history, no Prometheus, each SLI counting the same events as the spec's PromQL (docs/slos.md; a
-window without events has no value, None); and the targets of the three performance SLOs, which
-pipeline.performance.compliance evaluates.
-"""
+"""The pipeline's SLOs from the one spec, slos.yaml (which also generates the Prometheus rules): the
+three event SLOs evaluated from the database history, counting the same events as the spec's
+PromQL, and the performance SLOs' targets (docs/slos.md)."""
 
 from __future__ import annotations
 

@@ -113,6 +113,36 @@ def test_saturated_workers_with_a_queue_make_workers_the_bottleneck(hash_collect
     assert "batch-size-hashes" in [r.id for r in a.recommendations]
 
 
+def test_utilisation_is_each_stage_share_of_the_workers_spans_across_the_cluster(hash_collection):
+    # Two workers (on any machine: each writes its own batch rows), four back-to-back 1 s batches each:
+    # a span of 4 s per worker, 1 s of it embedding and 3 s storage.
+    for worker in ("pod-a/w1", "pod-b/w1"):
+        for i in range(4):
+            batch(hash_collection, 100 - i, worker=worker, claim=0.0, chunking=0.0, embedding=0.25, storage=0.75)
+
+    a = analyse()
+
+    assert (a.source, a.workers, a.documents) == ("database", 2, 80)
+    assert a.utilisation["embedding"] == pytest.approx(0.25, rel=0.01)
+    assert a.utilisation["storage"] == pytest.approx(0.75, rel=0.01)
+    assert a.stages["total"].count == 80 and a.stages["storage"].p50 == pytest.approx(0.75)
+
+
+def test_the_cluster_figures_count_every_collections_batch_rows(hash_collection):
+    from pipeline.collections import create_collection
+
+    other = create_collection(name="others", model="local/hash-16", chunk_size=200)
+    batch(hash_collection, 60, documents=30, embedding=0.1)
+    batch(other, 30, documents=10, embedding=0.1, storage=1.0)
+
+    a = analyse()
+
+    assert a.documents == 40 and a.stages["embedding"].count == 40
+    assert {name: f["documents"] for name, f in a.collections.items()} == {"hashes": 30, "others": 10}
+    # One collection's analysis reads only its rows.
+    assert analyse(other).documents == 10 and analyse(other).stages["storage"].p50 == pytest.approx(1.0)
+
+
 def test_storage_bottleneck_recommends_backfill_and_a_lighter_hnsw_build(hash_collection):
     enqueue(hash_collection, [IncomingDocument(f"p{i}", f"queued {i}") for i in range(5)])
     for i in range(5):

@@ -1,7 +1,6 @@
 """EmbeddingPipelineOperationsOptimizer: where the pipeline's time goes, and what to change.
 
-Per-stage percentiles and utilisation over a window (figures; from Prometheus when
-EMBEDPORTAL_PROMETHEUS_URL is set, else from the batch timings), the bottleneck (analysis),
+Per-stage percentiles and utilisation over a window (figures, from the batch rows), the bottleneck (analysis),
 recommendations (recommendations, deployment), and applying and judging them (changes); how each
 is computed and judged is in docs/performance.md.
 """

@@ -16,8 +16,6 @@ from pipeline.performance.optimizer.figures import (
     Recommendation,
     bottleneck,
     db_busy,
-    prometheus_percentiles,
-    prometheus_utilisation,
 )
 from pipeline.performance.optimizer.recommendations import recommend
 
@@ -54,19 +52,11 @@ def analyse(collection: Collection | None = None, window: int | None = None) -> 
     since = timezone.now() - timedelta(seconds=window)
     scope = collection.pk if collection else None
     busy = db_busy(since, scope)
-    if settings.EMBEDPORTAL_PROMETHEUS_URL and collection is None:
-        source = "prometheus"
-        stages = prometheus_percentiles(window)
-        utilisation, workers = prometheus_utilisation(window)
-        documents = stages["total"].count
-    else:
-        source = "database"
-        stages = db_percentiles(since, scope)
-        span = busy.span_seconds
-        utilisation = {s: busy.stage_seconds[s] / span if span else 0.0 for s in PROCESSING}
-        workers, documents = busy.workers, busy.documents
+    stages = db_percentiles(since, scope)
+    span = busy.span_seconds
+    utilisation = {s: busy.stage_seconds[s] / span if span else 0.0 for s in PROCESSING}
     found = bottleneck(stages, utilisation)
-    analysis = Analysis(source, window, stages, utilisation, workers, documents, found)
+    analysis = Analysis("database", window, stages, utilisation, busy.workers, busy.documents, found)
     collections = [collection] if collection else list(Collection.objects.select_related("cost"))
     for c in collections:
         figures = collection_figures(c, since)

@@ -1,17 +1,12 @@
 """The optimizer's figures: per-document percentiles of each stage and each stage's utilisation,
-from the database's batch timings (pipeline.timings) or from Prometheus."""
+from the batch rows every worker of the cluster writes (pipeline.recording)."""
 
 from __future__ import annotations
 
-import json
-import math
-import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 
 from pipeline.percentiles import COLUMNS, PERCENTILES_SQL, QUANTILES, Percentiles, window_where
@@ -56,55 +51,6 @@ def db_busy(since: datetime, collection_id: int | None = None) -> Busy:
     return Busy(
         dict(zip(PROCESSING, map(float, stage_sums), strict=True)), float(span), workers, int(documents), batches
     )
-
-
-# --- Prometheus' figures --------------------------------------------------------------------------
-
-
-def prometheus_query(expr: str) -> list[dict[str, Any]]:
-    """An instant query against EMBEDPORTAL_PROMETHEUS_URL; the result vector."""
-    url = settings.EMBEDPORTAL_PROMETHEUS_URL.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 -- an operator-set http(s) URL
-            body = json.load(response)
-    except OSError as exc:
-        raise OptimizerError(f"Prometheus at {settings.EMBEDPORTAL_PROMETHEUS_URL} did not answer: {exc}") from exc
-    if body.get("status") != "success":
-        raise OptimizerError(f"Prometheus refused {expr!r}: {body.get('error')}")
-    return body["data"]["result"]
-
-
-def _scalar(result: list[dict[str, Any]]) -> float | None:
-    value = float(result[0]["value"][1]) if result else None
-    return None if value is None or math.isnan(value) else value
-
-
-def prometheus_percentiles(window: int) -> dict[str, Percentiles]:
-    w = f"{window}s"
-    sources = {
-        "queue_wait": ("embedding_pipeline_queue_wait_seconds", ""),
-        "claim": ("embedding_pipeline_claim_seconds", ""),
-        **{s: ("embedding_pipeline_latency_seconds", f'stage="{s}"') for s in ("chunking", "embedding", "storage")},
-        "total": ("embedding_pipeline_latency_seconds", 'stage="total"'),
-    }
-    out = {}
-    for stage, (metric, selector) in sources.items():
-        values = [
-            _scalar(
-                prometheus_query(f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{selector}}}[{w}])))")
-            )
-            for q in QUANTILES
-        ]
-        count = _scalar(prometheus_query(f"sum(increase({metric}_count{{{selector}}}[{w}]))")) or 0
-        out[stage] = Percentiles(*values, count=round(count))
-    return out
-
-
-def prometheus_utilisation(window: int) -> tuple[dict[str, float], int]:
-    workers = int(_scalar(prometheus_query("max(embedding_pipeline_workers_alive)")) or 0)
-    busy = prometheus_query(f"sum by (stage) (rate(embedding_pipeline_stage_busy_seconds_total[{window}s]))")
-    rates = {r["metric"].get("stage", ""): float(r["value"][1]) for r in busy}
-    return {s: rates.get(s, 0.0) / workers if workers else 0.0 for s in PROCESSING}, workers
 
 
 def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float]) -> dict[str, Any]:
