@@ -60,7 +60,14 @@ def register(using: str = DEFAULT_DB_ALIAS) -> bool:
             rows.filter(name=every.name).delete()
             continue
         defaults = {"func": every.func, "kwargs": every.kwargs, "minutes": every.minutes, "repeats": -1}
-        rows.update_or_create(name=every.name, defaults={**defaults, "schedule_type": Schedule.MINUTES})
+        # A new schedule first runs one interval from now: a fresh `make run` must not start the
+        # hourly operations tests (or any pass) at once, taking worker slots while the corpus loads.
+        first = {"schedule_type": Schedule.MINUTES, "next_run": timezone.now() + timedelta(minutes=every.minutes)}
+        rows.update_or_create(
+            name=every.name,
+            defaults={**defaults, "schedule_type": Schedule.MINUTES},
+            create_defaults={**defaults, **first},
+        )
     return True
 
 

@@ -34,20 +34,25 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def qcluster_pids(root: int) -> set[int]:
-    """The script's qcluster processes: descendants of `root` (the script starts it in a session
-    of its own, so not in its group). Only these: other test runs start clusters of their own."""
+def descendants(root: int) -> dict[int, str]:
+    """Every process below `root`, with its command line."""
     out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
     rows = [line.split(None, 2) for line in out.splitlines()]
     children: dict[int, list[int]] = {}
-    for pid, ppid, _ in rows:
+    for pid, ppid, *_ in rows:
         children.setdefault(int(ppid), []).append(int(pid))
-    descendants, todo = set(), [root]
+    below, todo = set(), [root]
     while todo:
         for child in children.get(todo.pop(), []):
-            descendants.add(child)
+            below.add(child)
             todo.append(child)
-    return {int(pid) for pid, _, args in rows if int(pid) in descendants and "manage.py qcluster" in args}
+    return {int(row[0]): (row[2] if len(row) > 2 else "") for row in rows if int(row[0]) in below}
+
+
+def qcluster_pids(root: int) -> set[int]:
+    """The script's qcluster processes: descendants of `root` (the script starts it in a session
+    of its own, so not in its group). Only these: other test runs start clusters of their own."""
+    return {pid for pid, args in descendants(root).items() if "manage.py qcluster" in args}
 
 
 def running(pids: set[int]) -> set[int]:
@@ -96,7 +101,9 @@ def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
         wait_for(lambda: script.poll() is not None and not group_alive(script.pid), timeout=stopped_within)
         wait_for(lambda: not started & running(started), timeout=stopped_within)
     finally:
-        for pid in started:
+        # Everything the script started, a task's own subprocesses included (a benchmark a worker
+        # runs would otherwise outlive a failed run and claim later tests' documents).
+        for pid in started | set(descendants(script.pid)):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
