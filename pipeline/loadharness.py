@@ -140,10 +140,25 @@ class Drained:
 def drain_forked(workers: int, prefix: str, release: Callable[[], None] | None = None) -> Drained:
     """Fork `workers` processes (after warm_up(), so they share the loaded model), call `release`
     once they exist, let them go together and wait until each has drained the queue."""
+    if workers == 1:
+        # One worker drains here: a child forked from a process whose torch already ran (an earlier
+        # encode started its OpenMP pool) hangs on its first batch.
+        if release:
+            release()
+        started, t0 = timezone.now(), time.perf_counter()
+        report = EmbeddingIngestionPipeline(worker_id=f"{prefix}-{os.getpid()}-0").drain()
+        WorkerHeartbeat.objects.filter(worker=f"{socket.gethostname()}:{os.getpid()}").delete()
+        return Drained(
+            report, started, time.perf_counter() - t0, peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20
+        )
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(f"{prefix}-{os.getpid()}-{i}", start, results)) for i in range(workers)]
+    # Daemonic: a worker that hangs must not keep this process from exiting.
+    procs = [
+        ctx.Process(target=_worker, args=(f"{prefix}-{os.getpid()}-{i}", start, results), daemon=True)
+        for i in range(workers)
+    ]
     for p in procs:
         p.start()
     if release:
@@ -180,7 +195,7 @@ def in_fork(fn: Callable[..., Any], *args: Any) -> Any:
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
-    proc = ctx.Process(target=_call, args=(fn, args, results))
+    proc = ctx.Process(target=_call, args=(fn, args, results), daemon=True)
     proc.start()
     ok, value = results.get()
     proc.join()
