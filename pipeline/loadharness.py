@@ -180,30 +180,6 @@ def drain_forked(workers: int, prefix: str, release: Callable[[], None] | None =
     return Drained(total, started, seconds, peak, uss)
 
 
-def _call(fn: Callable[..., Any], args: tuple, results: Any) -> None:
-    connections.close_all()  # never share the parent's socket
-    try:
-        results.put((True, fn(*args)))
-    except Exception as exc:  # noqa: BLE001 -- handed to the parent, which raises it
-        results.put((False, f"{type(exc).__name__}: {exc}"))
-    connections.close_all()
-
-
-def in_fork(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args) in a forked process, for work that must not start threads here before the next fork
-    (a local model's encode starts torch's OpenMP pool, and a worker forked after it hangs)."""
-    connections.close_all()
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
-    proc = ctx.Process(target=_call, args=(fn, args, results), daemon=True)
-    proc.start()
-    ok, value = results.get()
-    proc.join()
-    if not ok:
-        raise CapacityError(f"a forked measurement failed: {value}")
-    return value
-
-
 def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[float, float]:
     """(docs/s, seconds): between the documents at the 10th and 90th percentile of commit time when
     at least 5 batches committed, else over the whole run."""

@@ -18,7 +18,7 @@ from django.db import connection, connections
 
 from pipeline import providers, sources
 from pipeline.collections import create_collection
-from pipeline.loadharness import drain_forked, in_fork
+from pipeline.loadharness import drain_forked
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 
@@ -243,12 +243,7 @@ def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
 
 
 def bare_encode_seconds(collection: Collection) -> float:
-    """The local model's own encode time on exactly the chunks the pipeline embedded, measured in a
-    forked process so this one can fork the next repetition's workers safely."""
-    return in_fork(_bare_encode_seconds, collection)
-
-
-def _bare_encode_seconds(collection: Collection) -> float:
+    """The local model's own encode time on exactly the chunks the pipeline embedded."""
     texts = list(
         Chunk.objects.filter(collection=collection).order_by("document_id", "ordinal").values_list("text", flat=True)
     )
