@@ -76,6 +76,8 @@ class PerformanceSlo:
     target: float  # the default of `setting`, which overrides it
     setting: str
     alerting: dict[str, Any]
+    objective: float  # percent of compliance over the period
+    description: str
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,14 @@ def load(path: Path = SPEC) -> Spec:
         )
     seconds(str(data["period"]))
     performance = tuple(
-        PerformanceSlo(raw["name"], float(raw["target"]), raw["setting"], raw["alerting"])
+        PerformanceSlo(
+            raw["name"],
+            float(raw["target"]),
+            raw["setting"],
+            raw["alerting"],
+            float(raw["objective"]),
+            raw["description"],
+        )
         for raw in data.get("performance_slos") or ()
     )
     labels = dict(data.get("labels") or {})

@@ -68,15 +68,15 @@ def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[st
     }
 
 
-def searches(target: float) -> tuple[int, float | None, float | None]:
-    """(count, p95 seconds, share within `target`) of every collection's latest
+def searches(target: float, collection_id: int | None = None) -> tuple[int, float | None, float | None]:
+    """(count, p95 seconds, share within `target`) of every (or one) collection's latest
     EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches: the admin's search figures (Prometheus'
     search histogram has the windowed ones). None without searches."""
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), count(*) FILTER (WHERE s <= %s) "
-            "FROM pipeline_searchlatency, unnest(recent) s",
-            [target],
+            "FROM pipeline_searchlatency, unnest(recent) s WHERE %s::int IS NULL OR collection_id = %s",
+            [target, collection_id, collection_id],
         )
         count, p95, within = cur.fetchone()
     return count, p95, within / count if count else None

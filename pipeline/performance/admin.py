@@ -19,9 +19,8 @@ from django.utils import timezone
 
 from embedportal.admin import ReadOnlyAdmin
 from pipeline.models import BatchTiming, Collection, OptimizationChange
-from pipeline.performance import capacity
+from pipeline.performance import capacity, slos
 from pipeline.performance.api import performance
-from pipeline.performance.compliance import compliance_trend
 from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError, evaluate
 from pipeline.performance.optimizer.changes import KINDS
 from pipeline.performance.optimizer.figures import db_trend
@@ -123,8 +122,8 @@ def performance_trends(now: datetime, window: int, collection: Collection | None
     collection, or all), the capacity at the deployed worker count, and the deployment's SLOs."""
     since = now - timedelta(seconds=window)
     out = db_trend(since, now, TREND_STEPS, collection.pk if collection else None)
-    slos = compliance_trend(since, now, TREND_STEPS)
-    out["slos"] = {slo: slos[slo] for slo in ("document_latency", "throughput_per_worker")}
+    found = slos.evaluate(since, now, TREND_STEPS, only={"document_latency", "throughput_per_worker"})
+    out["slos"] = {slo: [None if e.ratio is None else round(e.ratio, 6) for e in steps] for slo, steps in found.items()}
     out["capacity"] = _capacity()
     return out
 

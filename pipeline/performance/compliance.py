@@ -1,22 +1,18 @@
-"""Performance SLOs' compliance (0..1), from the batch rows and each collection's latest searches,
-as a scrape-time gauge (PerformanceSLOCollector) and stepped for the admin's Performance page
-(`compliance_trend`); docs/performance.md defines them."""
+"""The performance SLOs' compliance (0..1) as scrape-time gauges, from the one evaluator
+(slos.evaluate) over the optimizer's window; docs/performance.md defines them."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from embedportal.collectors import DatabaseCollector
-from pipeline.percentiles import searches
 from pipeline.performance import capacity, slos
-from pipeline.performance.optimizer.figures import STEP_SQL, trend_steps
 
 logger = logging.getLogger(__name__)
 
@@ -24,53 +20,11 @@ COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
 TARGET = "performance_slo_target_embedding_pipeline_operations"
 
 
-def search_latency() -> tuple[float | None, int]:
-    """(p95 seconds, searches) of every collection's latest searches."""
-    count, p95, _ = searches(slos.target("search_latency"))
-    return p95, count
-
-
 def compliance(window: int | None = None) -> dict[str, float | None]:
-    """The gauge's figures: the window's batches as one step of compliance_trend, the latest searches."""
+    """Each performance SLO's compliance over the last `window` seconds (the optimizer's window)."""
     now = timezone.now()
-    found = compliance_trend(now - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS), now, 1)
-    return {
-        "document_latency": found["document_latency"][0],
-        "search_latency": searches(slos.target("search_latency"))[2],
-        "throughput_per_worker": found["throughput_per_worker"][0],
-    }
-
-
-def compliance_trend(since: datetime, until: datetime, steps: int) -> dict[str, Any]:
-    """Compliance of the SLOs the batch timings measure, each step on its own batches (the gauge
-    reads a sliding window instead): the admin's chart over time. None where a step has no
-    documents, or no batches of the throughput model. search_latency has no history: only each
-    collection's latest searches are kept."""
-    step, labels = trend_steps(since, until, steps)
-    model = settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT {STEP_SQL} AS step, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), sum(t.documents), "
-            "sum(t.documents) FILTER (WHERE c.model = %s), "
-            "sum(t.claim_seconds + t.total_seconds) FILTER (WHERE c.model = %s) "
-            "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
-            "WHERE t.finished_at >= %s AND t.finished_at < %s GROUP BY 1",
-            [since, step, slos.target("document_latency"), model, model, since, until],
-        )
-        rows = {row[0]: row[1:] for row in cur.fetchall()}
-    latency: list[float | None] = []
-    throughput: list[float | None] = []
-    for i in range(steps):
-        good, total, documents, seconds = rows.get(i, (None, None, None, None))
-        latency.append(round((good or 0) / total, 6) if total else None)
-        rate = documents / seconds if documents and seconds else None
-        throughput.append(None if rate is None else round(min(1.0, rate / slos.target("throughput_per_worker")), 6))
-    return {
-        "labels": labels,
-        "step_seconds": round(step, 3),
-        "document_latency": latency,
-        "throughput_per_worker": throughput,
-    }
+    since = now - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
+    return {name: found[0].ratio for name, found in slos.evaluate(since, now, only=set(slos.targets())).items()}
 
 
 def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:

@@ -1,6 +1,6 @@
-"""The pipeline's SLOs from the one spec, slos.yaml (which also generates the Prometheus rules): the
-three event SLOs evaluated from the database history, counting the same events as the spec's
-PromQL, and the performance SLOs' targets (docs/slos.md)."""
+"""The pipeline's six SLOs from the one spec, slos.yaml (which also generates the Prometheus rules),
+and the one evaluator of the database side (`evaluate`): the SLO page and API, the compliance gauge
+and the admin's trend all read it (docs/slos.md, docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.percentiles import searches, window_where
 from pipeline.performance import activity
+from pipeline.performance.optimizer.figures import STEP_SQL
 
 SPEC = Path(__file__).resolve().parent / "slos.yaml"
 # The SLIs' thresholds: a bucket bound of each histogram (tests/pipeline/test_slos.py checks the
@@ -50,8 +53,8 @@ def targets() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Events:
-    good: int
-    total: int
+    good: float
+    total: float
 
     @property
     def bad(self) -> int:
@@ -64,7 +67,7 @@ class Events:
 
 
 def events(name: str, t: activity.Totals) -> Events:
-    """One SLI's good and total events in some history totals."""
+    """An event SLO's good and total events in some history totals."""
     if name == "freshness":
         return Events(sum(t.freshness[: FRESHNESS_BUCKETS.index(FRESHNESS_THRESHOLD_SECONDS) + 1]), sum(t.freshness))
     if name == "failures":
@@ -72,6 +75,54 @@ def events(name: str, t: activity.Totals) -> Events:
     if name == "latency":
         return Events(sum(t.latency[: LATENCY_BUCKETS.index(LATENCY_THRESHOLD_SECONDS) + 1]), sum(t.latency))
     raise ValueError(f"no SLI named {name!r} in the history")
+
+
+def names() -> list[str]:
+    return [s.name for s in (*spec().slos, *spec().performance)]
+
+
+def evaluate(
+    since: datetime, until: datetime, steps: int = 1, collection_id: int | None = None, only: set[str] | None = None
+) -> dict[str, list[Events]]:
+    """Every SLO's (or `only` these) good and total events in each of `steps` equal steps of
+    [since, until). The event SLOs read the history (whole minutes), document latency and
+    throughput the batch rows, search latency each collection's latest searches (it has no
+    history: they count in the last step). Throughput's events are documents stored against those
+    owed at the target rate over the busy seconds, capped: compliance is min(1, rate / target)."""
+    wanted = [n for n in names() if only is None or n in only]
+    width = (until - since).total_seconds() / steps
+    out: dict[str, list[Events]] = {}
+    if event_slos := [n for n in wanted if n in {s.name for s in spec().slos}]:
+        points = activity.series(since, until, round(width), collection_id)
+        out.update({n: [events(n, p.totals) for p in points] for n in event_slos})
+    if {"document_latency", "throughput_per_worker"} & set(wanted):
+        out.update(_batch_events(since, until, steps, collection_id))
+    if "search_latency" in wanted:
+        count, _, share = searches(target("search_latency"), collection_id)
+        out["search_latency"] = [Events(0, 0)] * (steps - 1) + [Events(round((share or 0) * count), count)]
+    return {n: out[n] for n in wanted}
+
+
+def _batch_events(since: datetime, until: datetime, steps: int, collection_id: int | None) -> dict[str, list[Events]]:
+    where, params = window_where(since, collection_id)
+    model = settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {STEP_SQL} AS step, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), sum(t.documents), "
+            "sum(t.documents) FILTER (WHERE c.model = %s), "
+            "sum(t.claim_seconds + t.total_seconds) FILTER (WHERE c.model = %s) "
+            "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
+            f"WHERE {where} AND t.finished_at < %s GROUP BY 1",
+            [since, (until - since).total_seconds() / steps, target("document_latency"), model, model, *params, until],
+        )
+        rows = {row[0]: [v or 0 for v in row[1:]] for row in cur.fetchall()}
+    latency, throughput = [], []
+    for i in range(steps):
+        good, total, documents, busy = rows.get(i, (0, 0, 0, 0))
+        owed = target("throughput_per_worker") * busy
+        latency.append(Events(good, total))
+        throughput.append(Events(min(documents, owed), owed))
+    return {"document_latency": latency, "throughput_per_worker": throughput}
 
 
 @dataclass
@@ -109,31 +160,26 @@ class Status:
         }
 
 
-def window_totals(window: str, now: datetime, collection_id: int | None = None) -> activity.Totals:
-    """History totals of the last `window`, the current minute included (whole minutes and hours)."""
-    until = history.minute_of(now) + timedelta(minutes=1)
-    return activity.totals(until - timedelta(seconds=seconds(window)), until, collection_id)
-
-
 def statuses(now: datetime | None = None, collection_id: int | None = None) -> list[Status]:
-    """Every SLO's compliance over 1 h, 1 d and the period, its error budget left over the period
-    (1 - bad ratio / budget: 1 untouched, 0 spent, below 0 the SLO is missed) and its burn rate
-    over 1 h and 6 h (bad ratio / budget: 1 spends the budget in exactly one period)."""
-    now = now or timezone.now()
+    """Every SLO's compliance over 1 h, 1 d and the period (whole minutes, the current one
+    included), its error budget left over the period (1 - bad ratio / budget: 1 untouched, 0 spent,
+    below 0 the SLO is missed) and its burn rate over 1 h and 6 h (bad ratio / budget: 1 spends the
+    budget in exactly one period; none for throughput, whose objective leaves no budget)."""
     the_spec = spec()
+    until = history.minute_of(now or timezone.now()) + timedelta(minutes=1)
     windows = sorted({*COMPLIANCE_WINDOWS, *BURN_WINDOWS, the_spec.period}, key=seconds)
-    totals = {w: window_totals(w, now, collection_id) for w in windows}
+    found = {w: evaluate(until - timedelta(seconds=seconds(w)), until, 1, collection_id) for w in windows}
     out = []
-    for objective in the_spec.slos:
-        found = {w: events(objective.name, totals[w]) for w in windows}
-        status = Status(objective.name, objective.objective / 100, objective.description, the_spec.period)
-        status.windows = {w: found[w] for w in (*COMPLIANCE_WINDOWS, the_spec.period)}
-        status.burn_rates = {w: burn_rate(found[w], objective.budget) for w in BURN_WINDOWS}
-        period_burn = burn_rate(found[the_spec.period], objective.budget)
+    for slo in (*the_spec.slos, *the_spec.performance):
+        status = Status(slo.name, slo.objective / 100, slo.description, the_spec.period)
+        status.windows = {w: found[w][slo.name][0] for w in (*COMPLIANCE_WINDOWS, the_spec.period)}
+        budget = 1 - status.objective
+        status.burn_rates = {w: burn_rate(found[w][slo.name][0], budget) for w in BURN_WINDOWS}
+        period_burn = burn_rate(found[the_spec.period][slo.name][0], budget)
         status.budget_left = None if period_burn is None else 1 - period_burn
         out.append(status)
     return out
 
 
 def burn_rate(found: Events, budget: float) -> float | None:
-    return None if not found.total else (found.bad / found.total) / budget
+    return None if not found.total or budget <= 0 else (found.bad / found.total) / budget

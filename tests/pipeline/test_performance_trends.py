@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pipeline.collections import create_collection
 from pipeline.percentiles import STAGES
-from pipeline.performance.compliance import compliance_trend
+from pipeline.performance import slos
 from pipeline.performance.optimizer.figures import db_trend
 from tests.factories import capacity_measurement
 from tests.pipeline.test_optimizer import batch
@@ -62,6 +62,11 @@ def test_trend_weights_each_batch_by_its_documents_per_step(hash_collection):
     assert everything["p99"]["storage"][0] == pytest.approx(99.0)
 
 
+def compliance_trend(since, until) -> dict:
+    found = slos.evaluate(since, until, STEPS, only={"document_latency", "throughput_per_worker"})
+    return {name: [e.ratio for e in steps] for name, steps in found.items()}
+
+
 def test_slo_compliance_trend_per_step_from_the_batches(hash_collection, settings):
     settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
     settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = "local/hash-16"
@@ -74,13 +79,13 @@ def test_slo_compliance_trend_per_step_from_the_batches(hash_collection, setting
     batch(other, 90, documents=2, chunking=0.1, embedding=0.1, storage=0.1)
     since, until = window()
 
-    trend = compliance_trend(since, until, STEPS)
+    trend = compliance_trend(since, until)
 
     assert trend["document_latency"] == pytest.approx([0.75, None, 1.0, None])
     assert trend["throughput_per_worker"][0] == pytest.approx(4 / 2.59 / 2.0, rel=1e-4)
     assert trend["throughput_per_worker"][1:] == [None, None, None]
     batch(hash_collection, 150, documents=100, chunking=0.1, embedding=0.1, storage=0.1, claim=0.0)
-    assert compliance_trend(since, until, STEPS)["throughput_per_worker"][1] == 1.0  # capped
+    assert compliance_trend(since, until)["throughput_per_worker"][1] == 1.0  # capped
 
 
 def test_the_performance_page_carries_the_trends_and_the_capacity(admin_client, hash_collection, settings):

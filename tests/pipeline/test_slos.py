@@ -26,7 +26,8 @@ def by_name(now=NOW, **kwargs) -> dict[str, slos.Status]:
 def test_objectives_come_from_the_one_spec_and_thresholds_match_its_queries():
     data = yaml.safe_load(slos.SPEC.read_text())
     assert [(o.name, o.objective) for o in slos.spec().slos] == [(s["name"], s["objective"]) for s in data["slos"]]
-    assert [s.objective for s in slos.statuses(NOW)] == [s["objective"] / 100 for s in data["slos"]]
+    every = [*data["slos"], *data["performance_slos"]]
+    assert [s.objective for s in slos.statuses(NOW)] == [s["objective"] / 100 for s in every]
     queries = {s["name"]: s["sli"]["events"]["error_query"] for s in data["slos"]}
     freshness_le = re.search(r'le=~"(\d+)\(', queries["freshness"])[1]
     latency_le = re.search(r'le=~"(\d+)\(', queries["latency"])[1]
@@ -104,6 +105,28 @@ def test_one_collection_or_all_user_collections(hash_collection, fake_collection
     batch(fake_collection, failed=10, at=NOW)
     assert by_name()["failures"].compliance["1h"] == 0.5
     assert by_name(collection_id=hash_collection.pk)["failures"].compliance["1h"] == 1.0
+
+
+def test_the_performance_slos_come_from_the_same_evaluator(hash_collection, fake_collection, settings):
+    from pipeline import recording
+
+    settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
+    settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = hash_collection.model
+    batch(hash_collection, embedded=10, latency_seconds=0.5, at=NOW - timedelta(minutes=5))
+    batch(hash_collection, embedded=30, latency_seconds=5, at=NOW - timedelta(hours=3))
+    recording.record_search(hash_collection, 0.01, "api")
+    recording.record_search(fake_collection, 9.0, "api")
+    s = by_name()
+    latency = s["document_latency"]
+    assert latency.compliance == {"1h": 1.0, "1d": 0.25, "30d": 0.25}
+    assert latency.burn_rates["6h"] == pytest.approx(0.75 / 0.05) and latency.met is False
+    # Each collection's latest searches, whatever the window; one collection's alone when named.
+    assert s["search_latency"].compliance["1h"] == 0.5
+    assert by_name(collection_id=hash_collection.pk)["search_latency"].compliance["30d"] == 1.0
+    # 10 documents in 0.5 busy seconds: over 20 docs/s, capped; an objective of 100% leaves no budget to burn.
+    throughput = s["throughput_per_worker"]
+    assert throughput.compliance["1h"] == 1.0 and throughput.burn_rates == {"1h": None, "6h": None}
+    assert throughput.compliance["1d"] == pytest.approx(40 / 5.5 / 20)
 
 
 # --- GET /api/v1/slos/ and the admin page -------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from pipeline.models import CapacityMeasurement, Collection, SearchLatency
-from pipeline.performance import capacity, compliance, slos
+from pipeline.percentiles import searches
+from pipeline.performance import capacity, slos
 from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def ef_search(c: Collection, recent: list[float], target: float) -> list[Recomme
 
 def ef_search_advice(target: float) -> list[Recommendation]:
     """No collection has enough searches of its own: all their latest searches say only that search is slow."""
-    p95, count = compliance.search_latency()
+    count, p95, _ = searches(slos.target("search_latency"))
     if not count or p95 is None or p95 <= target:
         return []
     return [

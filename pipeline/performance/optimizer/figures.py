@@ -91,7 +91,7 @@ def trend_steps(since: datetime, until: datetime, steps: int) -> tuple[float, li
     return step, [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)]
 
 
-# A batch row's step: rows are grouped by it in db_trend and compliance.compliance_trend.
+# A batch row's step: rows are grouped by it in db_trend and slos.evaluate.
 STEP_SQL = "floor(extract(epoch FROM t.finished_at - %s) / %s)::int"
 
 
