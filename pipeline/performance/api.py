@@ -39,21 +39,7 @@ class OptimizationChangeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OptimizationChange
-        fields = [
-            "id",
-            "collection",
-            "setting",
-            "before",
-            "after",
-            "reason",
-            "measurement_before",
-            "measurement_after",
-            "status",
-            "note",
-            "applied_by",
-            "applied_at",
-            "evaluated_at",
-        ]
+        fields = "__all__"
 
 
 class ApplySerializer(serializers.Serializer):

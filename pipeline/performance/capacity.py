@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 # Trend: at least this many days of hourly arrivals; the last TREND_DAYS days at most.
 MIN_TREND_DAYS = 3
 TREND_DAYS = 28
-
-
 # Below this the fitted kappa is noise: no peak N* is claimed.
 KAPPA_EPSILON = 1e-6
 
@@ -214,15 +212,7 @@ class Plan:
             "daily_peaks": [{"day": d.isoformat(), "docs_per_second": round(v, 4)} for d, v in self.daily_peaks],
             "peak_docs_per_second": None if self.peak is None else round(self.peak, 4),
             "trend_docs_per_second_per_day": None if self.trend_per_day is None else round(self.trend_per_day, 6),
-            "capacity": None
-            if cap is None
-            else {
-                "docs_per_second": cap.docs_per_second,
-                "workers": cap.workers,
-                "model": cap.model,
-                "measured_at": cap.measured_at.isoformat(),
-                "how": cap.how,
-            },
+            "capacity": None if cap is None else {**asdict(cap), "measured_at": cap.measured_at.isoformat()},
             "headroom": None if self.headroom is None else round(self.headroom, 4),
             "exceeded_now": self.exceeded_now,
             "exceeds_on": None if self.exceeds_on is None else self.exceeds_on.isoformat(),

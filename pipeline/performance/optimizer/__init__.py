@@ -7,6 +7,8 @@ is computed and judged is in docs/performance.md.
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from pipeline.models import Collection, OptimizationChange
 from pipeline.percentiles import STAGES, Percentiles
 from pipeline.performance.optimizer.analysis import Analysis, analyse
@@ -46,13 +48,10 @@ class EmbeddingPipelineOperationsOptimizer:
 
     def apply_all(self, collection: Collection | None = None, applied_by: str = "") -> list[OptimizationChange]:
         changes = []
-        for rec in self.analyse(collection).recommendations:
-            if rec.appliable:
-                c = Collection.objects.get(name=rec.collection)
-                try:
-                    changes.append(apply(c, rec, applied_by))
-                except OptimizerError:
-                    continue  # one under measurement already, or nothing to compare against
+        for rec in filter(lambda r: r.appliable, self.analyse(collection).recommendations):
+            # Skipped when one is under measurement already, or there is nothing to compare against.
+            with suppress(OptimizerError):
+                changes.append(apply(Collection.objects.get(name=rec.collection), rec, applied_by))
         return changes
 
     def evaluate_pending(self) -> list[Evaluated]:

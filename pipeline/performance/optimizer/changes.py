@@ -300,8 +300,5 @@ def evaluate(change: OptimizationChange) -> Evaluated | None:
 
 
 def evaluate_pending() -> list[Evaluated]:
-    done = []
-    for change in OptimizationChange.objects.pending().select_related("collection"):
-        if (result := evaluate(change)) is not None:
-            done.append(result)
-    return done
+    pending = OptimizationChange.objects.pending().select_related("collection")
+    return [result for change in pending if (result := evaluate(change)) is not None]
