@@ -26,8 +26,9 @@ class Every:
     func: str
     minutes: int
     kwargs: str = ""
-    # An Argo CronWorkflow runs this pass where EMBEDPORTAL_SCHEDULER is `external`.
-    cron_workflow: bool = False
+    # The management command (argv) an Argo CronWorkflow runs instead where EMBEDPORTAL_SCHEDULER is
+    # `external` (tests/deploy checks each overlay gives every such pass exactly one runner).
+    command: tuple[str, ...] = ()
 
 
 def declared() -> Iterator[Every]:
@@ -56,7 +57,7 @@ def register(using: str = DEFAULT_DB_ALIAS) -> bool:
     external = settings.EMBEDPORTAL_SCHEDULER == "external"
     for every in declared():
         rows = Schedule.objects.using(using)
-        if external and every.cron_workflow:
+        if external and every.command:
             rows.filter(name=every.name).delete()
             continue
         defaults = {"func": every.func, "kwargs": every.kwargs, "minutes": every.minutes, "repeats": -1}

@@ -25,6 +25,6 @@ def detect_stale() -> dict:
 # A missed run is not replayed: Q_CLUSTER["catch_up"] is False,
 # and one pass does all that is due anyway, so downtime never causes a storm of catch-up runs.
 SCHEDULES = (
-    Every("reprocessing-retry", REPROCESS_TASK, 1, cron_workflow=True),
-    Every("reprocessing-stale", STALE_TASK, 5, cron_workflow=True),
+    Every("reprocessing-retry", REPROCESS_TASK, 1, command=("reprocess_failed",)),
+    Every("reprocessing-stale", STALE_TASK, 5, command=("detect_stale",)),
 )

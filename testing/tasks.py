@@ -19,8 +19,8 @@ CONFIG_TASK = "testing.tasks.run_config_change"
 CONFIG_SCHEDULE = "ops-tests-config-change"
 # The quick suite hourly and the full suite nightly (in production Argo CronWorkflows run them instead).
 SCHEDULES = (
-    Every("ops-tests-quick", SCHEDULED_TASK, 60, "quick=True", cron_workflow=True),
-    Every("ops-tests-full", SCHEDULED_TASK, 24 * 60, "quick=False", cron_workflow=True),
+    Every("ops-tests-quick", SCHEDULED_TASK, 60, "quick=True", command=("run_ops_tests", "--quick")),
+    Every("ops-tests-full", SCHEDULED_TASK, 24 * 60, "quick=False", command=("run_ops_tests",)),
 )
 CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
 

@@ -230,7 +230,7 @@ def test_every_app_container_runs_embedportal_or_gunicorn_on_the_wsgi_app(overla
 def test_scheduled_jobs_run_the_reprocessing_commands_on_their_schedules() -> None:
     docs = render_overlay("vcluster")
     expected = {
-        "embedportal-reprocess-failed": (["* * * * *"], ["reprocess_failed", "--once"]),
+        "embedportal-reprocess-failed": (["* * * * *"], ["reprocess_failed"]),
         "embedportal-detect-stale": (["*/5 * * * *"], ["detect_stale"]),
     }
     for name, (schedules, command) in expected.items():
@@ -479,18 +479,33 @@ def test_production_runs_more_web_pods_and_workers_than_vcluster() -> None:
     assert web_l > web_s and max_l > max_s and int(q_l) > int(q_s)
 
 
-def test_production_leaves_the_recurring_passes_to_the_cron_workflows() -> None:
-    docs = render_overlay("production")
-    assert one(docs, "ConfigMap", "embedportal-config")["data"]["EMBEDPORTAL_SCHEDULER"] == "external"
-    commands = {
-        template["container"]["args"][0]
-        for doc in docs
-        if doc["kind"] == "CronWorkflow"
-        for template in doc["spec"]["workflowSpec"]["templates"]
-        if "container" in template
-    }
-    # The passes declared cron_workflow=True (embedportal.schedules), which migrate then deletes.
-    assert {"reprocess_failed", "detect_stale", "run_ops_tests"} <= commands
+def cron_commands(docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The management command each CronWorkflow runs, without the options that only label a run."""
+    commands = []
+    for doc in find(docs, "CronWorkflow"):
+        for template in doc["spec"]["workflowSpec"]["templates"]:
+            args = list(template.get("container", {}).get("args", []))
+            for option in ("--trigger", "--junit-xml"):
+                if option in args:
+                    del args[args.index(option) : args.index(option) + 2]
+            commands.append(tuple(args))
+    return commands
+
+
+@pytest.mark.parametrize("overlay", RENDERED)
+def test_every_scheduled_pass_has_exactly_one_runner(overlay: str) -> None:
+    from embedportal import schedules
+
+    docs = rendered(overlay)
+    external = one(docs, "ConfigMap", "embedportal-config")["data"].get("EMBEDPORTAL_SCHEDULER") == "external"
+    commands = cron_commands(docs)
+    for every in schedules.declared():
+        argo = commands.count(every.command) if every.command else 0
+        django_q = not (external and every.command)  # what schedules.register keeps
+        assert argo + django_q == 1, f"{overlay}: {every.name} runs {argo} time(s) in Argo, django-q2: {django_q}"
+    declared = {every.command for every in schedules.declared()}
+    # The nightly benchmark has no django-q2 schedule: Argo is its one runner.
+    assert set(commands) - declared == {("benchmark", "--suite", "full")}
 
 
 def test_statefulset_flavour_replaces_cnpg_with_a_pinned_pgvector_statefulset() -> None:

@@ -27,7 +27,7 @@ def test_external_scheduler_leaves_the_passes_to_argo_and_keeps_the_drain_and_he
     schedules.register()
     with override_settings(EMBEDPORTAL_SCHEDULER="external"):
         call_command("migrate", verbosity=0)
-    passes = {every.name for every in schedules.declared() if every.cron_workflow}
+    passes = {every.name for every in schedules.declared() if every.command}
     assert passes == {"reprocessing-retry", "reprocessing-stale", "ops-tests-quick", "ops-tests-full"}
     assert not registered() & passes
     assert {"pipeline-drain", "pipeline-heartbeat", "docs-freshness"} <= registered()
