@@ -30,16 +30,17 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         """Upsert a process's heartbeat (INSERT ... ON CONFLICT: no read-modify-write race).
 
         Keyed by host:pid, not by pipeline worker id: a django-q2 process runs many drain
-        tasks, each with its own worker id, and must stay one row.
+        tasks, each with its own worker id, and must stay one row. A drain task's beat keeps a
+        live schedule row's role: the row then stays fresh until the next minute's schedule
+        beat (a drain judged by the worker's 45 s made an idle cluster's health flap every minute).
         """
-        worker = worker or process_name()
-        now = timezone.now()
-        self.bulk_create(
-            [WorkerHeartbeat(worker=worker, role=role, started_at=now, beat_at=now)],
-            update_conflicts=True,
-            unique_fields=["worker"],
-            update_fields=["role", "beat_at"],
-        )
+        with connections[self.db].cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {WorkerHeartbeat._meta.db_table} AS h (worker, role, started_at, beat_at) "
+                "VALUES (%s, %s, now(), now()) ON CONFLICT (worker) DO UPDATE SET beat_at = EXCLUDED.beat_at, "
+                "role = CASE WHEN h.role = %s AND h.beat_at >= now() - %s THEN h.role ELSE EXCLUDED.role END",
+                [worker or process_name(), role, WorkerRole.SCHEDULE, SCHEDULE_MAX_AGE],
+            )
 
     def fresh(self, max_age: timedelta) -> WorkerHeartbeatQuerySet:
         """Processes alive: a beat within `max_age` (workers beat every HEARTBEAT_EVERY seconds, busy

@@ -198,5 +198,20 @@ def test_heartbeats_come_from_drain_tasks_and_the_minute_schedule(hash_collectio
     assert list(WorkerHeartbeat.objects.values_list("role", flat=True)) == [WorkerRole.SCHEDULE]
 
     tasks.drain_queue()
-    # Same process: one row, now saying what it last did.
-    assert list(WorkerHeartbeat.objects.values_list("role", flat=True)) == [WorkerRole.DRAIN_TASK]
+    # Same process: one row, still the schedule's (judged by the schedule's age, not a worker's).
+    assert list(WorkerHeartbeat.objects.values_list("role", flat=True)) == [WorkerRole.SCHEDULE]
+
+
+@pytest.mark.django_db
+def test_a_drain_task_keeps_the_schedule_heartbeat_of_its_process_fresh():
+    # django-q2 runs the minute's heartbeat schedule and drain tasks in one process (one row): the
+    # drain's beat must not make the row expire after 45 s while the next schedule beat comes at 60 s.
+    WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE, worker="cluster:1")
+    WorkerHeartbeat.objects.beat(WorkerRole.DRAIN_TASK, worker="cluster:1")
+    WorkerHeartbeat.objects.filter(worker="cluster:1").update(beat_at=timezone.now() - timedelta(seconds=50))
+    assert WorkerHeartbeat.objects.fresh(timedelta(seconds=45)).filter(worker="cluster:1").exists()
+    # Past the schedule's age the process is gone; then a drain beat is a drain's again.
+    WorkerHeartbeat.objects.filter(worker="cluster:1").update(beat_at=timezone.now() - timedelta(seconds=200))
+    assert not WorkerHeartbeat.objects.fresh(timedelta(seconds=45)).exists()
+    WorkerHeartbeat.objects.beat(WorkerRole.DRAIN_TASK, worker="cluster:1")
+    assert WorkerHeartbeat.objects.get(worker="cluster:1").role == WorkerRole.DRAIN_TASK
