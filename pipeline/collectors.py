@@ -14,7 +14,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 from embedportal import collectors
-from pipeline.models import Document
+from pipeline.models import Document, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ OLDEST_PENDING = "embedding_pipeline_oldest_pending_age_seconds"
 PROCESSING = "embedding_pipeline_processing_documents"
 THROUGHPUT = "embedding_pipeline_throughput_docs_per_second"
 PAUSED = "embedding_pipeline_collection_paused"
+CLAIMABLE = "embedding_pipeline_claimable_depth"
 WORKERS = "embedding_pipeline_workers_alive"
 HEARTBEAT_AGE = "embedding_pipeline_worker_heartbeat_age_seconds"
 
@@ -39,7 +40,6 @@ SELECT c.name, c.paused,
 _SCALARS_SQL = """
 SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'processing'),
        (SELECT count(*) FROM pipeline_document WHERE last_embedded_at > %(since)s),
-       (SELECT count(*) FROM pipeline_workerheartbeat WHERE beat_at >= %(alive_since)s),
        (SELECT max(beat_at) FROM pipeline_workerheartbeat)
 """
 
@@ -47,6 +47,11 @@ SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'processing'),
 def _db_families() -> tuple[GaugeMetricFamily, ...]:
     return (
         GaugeMetricFamily(QUEUE_DEPTH, "Documents waiting in the queue (status pending, backoff included)."),
+        GaugeMetricFamily(
+            CLAIMABLE,
+            "Documents a worker could claim now: pending and due, or leased with an expired lease, in unpaused "
+            "collections (what the worker autoscaler scales on).",
+        ),
         GaugeMetricFamily(COLLECTION_QUEUE_DEPTH, "Pending documents per collection.", labels=["collection"]),
         GaugeMetricFamily(
             OLDEST_PENDING,
@@ -58,7 +63,11 @@ def _db_families() -> tuple[GaugeMetricFamily, ...]:
             THROUGHPUT, "Documents embedded per second over the last EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS."
         ),
         GaugeMetricFamily(PAUSED, "1 if the collection is paused (its queue is not claimed).", labels=["collection"]),
-        GaugeMetricFamily(WORKERS, "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE)."),
+        GaugeMetricFamily(
+            WORKERS,
+            "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE; a django-q2 process running "
+            "the every-minute schedule: 150 s), as the queue health check counts them.",
+        ),
         GaugeMetricFamily(HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever)."),
     )
 
@@ -68,6 +77,7 @@ class QueueSnapshot:
     """What the database says about the queue now: the numbers behind the gauges and the overview page."""
 
     depth: int
+    claimable: int
     per_collection: list[tuple[str, bool, int]]
     oldest_pending_seconds: float
     processing: int
@@ -79,18 +89,17 @@ class QueueSnapshot:
 def queue_snapshot() -> QueueSnapshot:
     now = timezone.now()
     window = settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS
-    params = {
-        "since": now - timedelta(seconds=window),
-        "alive_since": now - timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE),
-    }
     with collectors.bounded_queries() as cur:
         cur.execute(_QUEUE_SQL)
         per_collection = [(name, paused, depth) for name, paused, depth in cur.fetchall()]
-        cur.execute(_SCALARS_SQL, params)
-        processing, recent, alive, last_beat = cur.fetchone()
+        cur.execute(_SCALARS_SQL, {"since": now - timedelta(seconds=window)})
+        processing, recent, last_beat = cur.fetchone()
         oldest = Document.objects.oldest_due_at(now)
+        claimable = Document.objects.claimable(now).count()
+        alive = WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
     return QueueSnapshot(
         depth=sum(depth for _, _, depth in per_collection),
+        claimable=claimable,
         per_collection=per_collection,
         oldest_pending_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         processing=processing,
@@ -106,9 +115,12 @@ class DatabaseCollector(collectors.DatabaseCollector):
     subject = "pipeline"
     families = staticmethod(_db_families)
 
-    def fill(self, cur, depth, per_collection, oldest, processing, throughput, paused, workers, beat) -> None:
+    def fill(
+        self, cur, depth, claimable, per_collection, oldest, processing, throughput, paused, workers, beat
+    ) -> None:
         snap = queue_snapshot()
         depth.add_metric([], snap.depth)
+        claimable.add_metric([], snap.claimable)
         for name, is_paused, n in snap.per_collection:
             per_collection.add_metric([name], n)
             paused.add_metric([name], 1 if is_paused else 0)

@@ -440,12 +440,12 @@ def test_queries_use_only_metrics_the_app_exports() -> None:
     assert not missing, f"not exported by the apps' metrics modules: {sorted(missing)}"
 
 
-def test_workers_scale_on_queue_depth() -> None:
+def test_workers_scale_on_the_claimable_queue() -> None:
     docs = render_overlay("vcluster")
     scaled = one(docs, "ScaledObject", "embedportal-worker")
     target = scaled["spec"]["scaleTargetRef"]
     assert one(docs, target["kind"], target["name"])["metadata"]["name"] == "embedportal-worker"
-    assert [t["metadata"]["query"] for t in scaled["spec"]["triggers"]] == ["max(embedding_pipeline_queue_depth)"]
+    assert [t["metadata"]["query"] for t in scaled["spec"]["triggers"]] == ["max(embedding_pipeline_claimable_depth)"]
     # KEDA owns the count; a replicas field would fight it on every `kubectl apply`.
     assert "replicas" not in one(docs, "Deployment", "embedportal-worker")["spec"]
 

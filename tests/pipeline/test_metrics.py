@@ -90,6 +90,7 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
 
     # Gauges computed from the database at scrape time.
     assert m[("embedding_pipeline_queue_depth", ())] == 3
+    assert m[("embedding_pipeline_claimable_depth", ())] == 0  # the three wait in a paused collection
     assert m[("embedding_pipeline_collection_queue_depth", (("collection", "held"),))] == 3
     assert m[("embedding_pipeline_collection_queue_depth", (("collection", "hashes"),))] == 0
     assert m[("embedding_pipeline_collection_paused", (("collection", "held"),))] == 1
@@ -104,6 +105,23 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
     assert ("pipeline_stale_documents_count", (("collection", "hashes"),)) in m
 
     assert promtool_findings(text) <= ALLOWED_PROMTOOL_FINDINGS
+
+
+@pytest.mark.django_db
+def test_the_claimable_depth_leaves_out_paused_collections_and_deferred_documents(hash_collection):
+    from pipeline.collectors import queue_snapshot
+    from pipeline.models import Collection
+
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(4)])
+    now = timezone.now()
+    Document.objects.filter(external_id="d0").update(available_at=now + timedelta(hours=1))  # deferred
+    Document.objects.filter(external_id="d1").update(
+        status="processing", lease_owner="gone:1:w", lease_expires_at=now - timedelta(seconds=1)
+    )
+    snap = queue_snapshot()
+    assert (snap.depth, snap.claimable) == (3, 3)  # d1's lease expired: claimable, though not pending
+    Collection.objects.filter(pk=hash_collection.pk).pause()
+    assert queue_snapshot().claimable == 0
 
 
 @pytest.mark.django_db(transaction=True)
