@@ -55,8 +55,8 @@ def _db_families() -> tuple[GaugeMetricFamily, ...]:
         GaugeMetricFamily(COLLECTION_QUEUE_DEPTH, "Pending documents per collection.", labels=["collection"]),
         GaugeMetricFamily(
             OLDEST_PENDING,
-            "Seconds the longest-waiting pending document past its backoff has waited (paused collections "
-            "included; 0 when none).",
+            "Seconds the longest-waiting pending document past its backoff has waited, in unpaused collections "
+            "(0 when none).",
         ),
         GaugeMetricFamily(PROCESSING, "Documents leased to a worker right now."),
         GaugeMetricFamily(
@@ -94,7 +94,8 @@ def queue_snapshot() -> QueueSnapshot:
         per_collection = [(name, paused, depth) for name, paused, depth in cur.fetchall()]
         cur.execute(_SCALARS_SQL, {"since": now - timedelta(seconds=window)})
         processing, recent, last_beat = cur.fetchone()
-        oldest = Document.objects.oldest_due_at(now)
+        # Paused collections wait on purpose (the paused gauge says so): as the queue health check.
+        oldest = Document.objects.filter(collection__paused=False).oldest_due_at(now)
         claimable = Document.objects.claimable(now).count()
         alive = WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
     return QueueSnapshot(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from django.core.management import get_commands, load_command_class
 
 from docs_site.generators import alerts
 from docs_site.pages import all_pages
-from tests.tools import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -150,15 +148,3 @@ def test_a_wrong_command_line_is_caught() -> None:
     )
     with pytest.raises((SystemExit, Exception)):
         parser.parse_args(["--no-such-flag"])
-
-
-def test_docs_alert_rules_pass_promtool_check_and_unit_tests() -> None:
-    rules_dir = ROOT / "grafana" / "prometheus"
-    check = subprocess.run(
-        [promtool(), "check", "rules", "--lint-fatal", "docs.rules.yml"], cwd=rules_dir, capture_output=True, text=True
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    test = subprocess.run(
-        [promtool(), "test", "rules", "docs_test.yml"], cwd=rules_dir / "tests", capture_output=True, text=True
-    )
-    assert test.returncode == 0, test.stdout + test.stderr

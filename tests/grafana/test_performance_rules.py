@@ -11,19 +11,8 @@ from pipeline.choices import Stage
 from pipeline.performance.compliance import COMPLIANCE
 from tests.grafana.test_slo_rules import RULES, rules
 from tests.tools import parse_metrics as parse
-from tests.tools import run_promtool
 
 NAME = "performance.rules.yml"
-
-
-def test_performance_rules_pass_promtool_check_with_lint_fatal():
-    result = run_promtool("check", "rules", "--lint-fatal", NAME)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_performance_rules_pass_their_promtool_unit_tests():
-    result = run_promtool("test", "rules", "tests/performance_test.yml")
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_each_slo_has_a_degradation_alert_with_a_runbook():

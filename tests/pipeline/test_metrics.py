@@ -95,7 +95,7 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
     assert m[("embedding_pipeline_collection_queue_depth", (("collection", "hashes"),))] == 0
     assert m[("embedding_pipeline_collection_paused", (("collection", "held"),))] == 1
     assert m[("embedding_pipeline_collection_paused", (("collection", "hashes"),))] == 0
-    assert 7200 <= m[("embedding_pipeline_oldest_pending_age_seconds", ())] < 7300
+    assert m[("embedding_pipeline_oldest_pending_age_seconds", ())] == 0  # two hours, but paused on purpose
     assert m[("embedding_pipeline_processing_documents", ())] == 0
     assert m[("embedding_pipeline_throughput_docs_per_second", ())] == pytest.approx(6 / 300)
     assert m[("embedding_pipeline_workers_alive", ())] == 1
@@ -114,14 +114,17 @@ def test_the_claimable_depth_leaves_out_paused_collections_and_deferred_document
 
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(4)])
     now = timezone.now()
+    Document.objects.update(available_at=now - timedelta(hours=1))
     Document.objects.filter(external_id="d0").update(available_at=now + timedelta(hours=1))  # deferred
     Document.objects.filter(external_id="d1").update(
         status="processing", lease_owner="gone:1:w", lease_expires_at=now - timedelta(seconds=1)
     )
     snap = queue_snapshot()
     assert (snap.depth, snap.claimable) == (3, 3)  # d1's lease expired: claimable, though not pending
+    assert 3590 < snap.oldest_pending_seconds < 3700  # d0 is not due; d2 and d3 became due an hour ago
     Collection.objects.filter(pk=hash_collection.pk).pause()
-    assert queue_snapshot().claimable == 0
+    snap = queue_snapshot()
+    assert (snap.claimable, snap.oldest_pending_seconds) == (0, 0)
 
 
 @pytest.mark.django_db(transaction=True)

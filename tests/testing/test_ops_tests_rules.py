@@ -6,15 +6,7 @@ import yaml
 
 from testing.collectors import DatabaseCollector
 from testing.scenarios.integration import metric_names
-from tests.tools import RULES, assert_promtool_passes
-
-
-def test_rules_pass_promtool_check_with_lint_fatal():
-    assert_promtool_passes("check", "rules", "--lint-fatal", "ops-tests.rules.yml")
-
-
-def test_rules_pass_their_promtool_unit_tests():
-    assert_promtool_passes("test", "rules", "tests/ops-tests_test.yml")
+from tests.tools import RULES
 
 
 def test_rules_read_only_metrics_the_collector_exports():
