@@ -13,13 +13,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import Min
 from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
 from pipeline import metrics, waits
 from pipeline.backfill import finish_ready
 from pipeline.batches import BatchProcessing
-from pipeline.choices import WorkerRole
+from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.chunking import Chunker
 from pipeline.leases import (
     HEARTBEAT_EVERY,
@@ -141,7 +142,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
                     self._storage.barrier()
                     report = self.run_once()
                 reports.append(report)
-                if report.claimed == 0:
+                if report.claimed == 0 and not (deadline and self._await_abandoned_lease(deadline)):
                     break
         finally:
             stage, self._storage = self._storage, None
@@ -151,6 +152,25 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         for report in reports:  # complete only now: the storage thread adds to them
             total.add(report)
         return total
+
+    def _await_abandoned_lease(self, deadline: float) -> bool:
+        """Nothing to claim, but another worker's batch missed its lease renewals (made every third
+        of the lease): it died or hangs. Wait for that lease to run out, if it does before our
+        deadline, and claim again: a killed worker's batch is taken within the lease, not at the
+        next minute's drain. False when there is no such lease to wait for."""
+        now = timezone.now()
+        expiry = (
+            Document.objects.filter(
+                status=DocumentStatus.PROCESSING, lease_expires_at__gt=now, lease_expires_at__lt=now + self.lease / 2
+            )
+            .exclude(lease_owner=self.worker_id)
+            .aggregate(first=Min("lease_expires_at"))["first"]
+        )
+        wait = None if expiry is None else (expiry - now).total_seconds() + 0.1
+        if wait is None or time.monotonic() + wait > deadline:
+            return False
+        time.sleep(wait)
+        return True
 
     def _then(self, job: Callable[[], None]) -> None:
         """Run `job` after the current batch's storage: now, or queued behind it on the storage thread."""

@@ -7,6 +7,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,9 @@ def kick_workers() -> None:
     from django_q.tasks import async_task
 
     try:
-        waiting = OrmQ.objects.count()
+        # Waiting: not yet taken. A taken task's row is locked until Q_RETRY (660 s) from then;
+        # after a cluster is killed those rows only look busy and must not stop the kicks.
+        waiting = OrmQ.objects.filter(lock__lte=timezone.now()).count()
         for _ in range(max(0, settings.Q_CLUSTER["workers"] - waiting)):
             async_task(DRAIN_TASK, group="pipeline")
     except Exception:  # noqa: BLE001 -- producers must not fail because the broker is unavailable

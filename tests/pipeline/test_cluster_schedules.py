@@ -154,3 +154,21 @@ def test_migrated_cluster_embeds_requeued_work_and_is_healthy_when_idle(hash_col
         cluster.send_signal(signal.SIGTERM)
         cluster.wait(timeout=60)
         log.close()
+
+
+@pytest.mark.django_db
+def test_a_killed_clusters_taken_tasks_do_not_stop_the_wake_ups(hash_collection, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from pipeline.queue import IncomingDocument, enqueue
+
+    OrmQ.objects.all().delete()
+    # Drain tasks a killed cluster had taken: django-q2 keeps them locked for Q_RETRY seconds.
+    for _ in range(settings.Q_CLUSTER["workers"]):
+        OrmQ.objects.create(key="embedportal", payload="taken", lock=timezone.now() + timedelta(seconds=600))
+    with django_capture_on_commit_callbacks(execute=True):
+        enqueue(hash_collection, [IncomingDocument("new", "a new document")])
+    assert OrmQ.objects.filter(lock__lte=timezone.now()).count() == settings.Q_CLUSTER["workers"]

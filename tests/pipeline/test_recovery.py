@@ -206,3 +206,24 @@ def test_errors_outside_drf_views_on_api_paths_get_the_json_body_not_the_html_pa
     assert response.status_code == 500
     assert json.loads(response.content)["error"]["status"] == 500
     assert "a bug" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_drain_task_takes_a_dead_workers_batch_when_its_lease_runs_out(hash_collection):
+    import time
+
+    from pipeline import tasks
+
+    enqueue(hash_collection, [IncomingDocument("a", "text a"), IncomingDocument("b", "text b")])
+    leased = Document.objects.filter(external_id="a")
+    # A live worker renews its leases every 10 s: 25 s left is alive, not waited for.
+    leased.update(
+        status=DocumentStatus.PROCESSING, lease_owner="w:1:x", lease_expires_at=timezone.now() + timedelta(seconds=25)
+    )
+    Document.objects.filter(external_id="b").delete()
+    drain = EmbeddingIngestionPipeline()
+    assert not drain._await_abandoned_lease(deadline=time.monotonic() + 60)
+    # Not renewed for 28 s (2 s left): its worker died; the drain waits for it and takes the batch.
+    leased.update(lease_expires_at=timezone.now() + timedelta(seconds=2))
+    report = tasks.drain_queue(max_seconds=60)
+    assert report["embedded"] == 1 and leased.get().status == DocumentStatus.EMBEDDED
