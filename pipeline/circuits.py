@@ -18,7 +18,9 @@ STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_
 
 
 def not_closed() -> list[ProviderCircuit]:
-    return list(ProviderCircuit.objects.exclude(state=CircuitState.CLOSED).order_by("endpoint"))
+    """Open and half-open circuits that hold work back: those of paused or deleted collections'
+    endpoints do not (the heartbeat schedule closes them)."""
+    return list(ProviderCircuit.objects.in_use().exclude(state=CircuitState.CLOSED).order_by("endpoint"))
 
 
 def describe(circuit: ProviderCircuit) -> dict[str, Any]:

@@ -196,6 +196,14 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
     # 2 hidden SDK retries (unseen by our counters, ignoring our backoff); a default of 0 closes that.
     litellm.DEFAULT_MAX_RETRIES = 0
     key = api_key(collection)
+    if collection.api_key_env and key is None:
+        # Not an outage to wait out (the provider was never asked): a configuration to fix.
+        raise PipelineError(
+            ErrorType.AUTH,
+            Stage.EMBEDDING,
+            f"{collection.api_key_env} (or {collection.api_key_env}_FILE), the key variable of collection "
+            f"{collection.name!r}, is not set in this process",
+        )
     kwargs: dict = {
         "model": collection.model,
         "input": texts,

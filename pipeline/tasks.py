@@ -9,7 +9,7 @@ from django.utils import timezone
 from embedportal.schedules import Every
 from pipeline import history
 from pipeline.choices import WorkerRole
-from pipeline.models import WorkerHeartbeat
+from pipeline.models import ProviderCircuit, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.wakeup import DRAIN_TASK
 
@@ -27,12 +27,14 @@ def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:
 
 def heartbeat() -> None:
     """Every minute: proves the django-q2 cluster runs tasks even when the queue is empty; samples
-    the queue depth and rolls the finished minutes' batch rows up into the history."""
+    the queue depth, rolls the finished minutes' batch rows up into the history and closes the
+    circuits of endpoints no unpaused collection uses."""
     WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE)
     history.sample_queue_depth()
     history.roll_up_batches()
     # Rows of processes gone for a day only clutter the overview.
     WorkerHeartbeat.objects.filter(beat_at__lt=timezone.now() - timedelta(days=1)).delete()
+    ProviderCircuit.objects.close_unused()
 
 
 def roll_up_history() -> dict:

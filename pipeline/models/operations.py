@@ -7,7 +7,7 @@ import socket
 from datetime import timedelta
 
 from django.db import connections, models, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from pipeline.choices import (
@@ -16,6 +16,7 @@ from pipeline.choices import (
     WorkerRole,
 )
 from pipeline.models.collection import Collection
+from pipeline.wakeup import wake_workers
 
 SCHEDULE_MAX_AGE = timedelta(seconds=150)
 
@@ -141,7 +142,21 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
 
     def close(self, worker: str) -> int:
         """The worker's probe got answers: calls go through again."""
-        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker)._closed()
+
+    def in_use(self) -> ProviderCircuitQuerySet:
+        """Endpoints an unpaused collection embeds with: only their circuits can be probed (a probe
+        claims one of their documents) and only they hold work back."""
+        used = Collection.objects.filter(paused=False, model=OuterRef("model"), api_base=OuterRef("api_base"))
+        return self.filter(Exists(used))
+
+    def close_unused(self) -> int:
+        """Close the circuits of endpoints no unpaused collection uses (paused or deleted since it
+        opened): nothing would ever probe them, and they would keep the health check failing."""
+        return self.exclude(state=CircuitState.CLOSED).exclude(pk__in=self.in_use().values("pk"))._closed()
+
+    def _closed(self) -> int:
+        return self.update(
             state=CircuitState.CLOSED,
             consecutive_failures=0,
             reopenings=0,
@@ -168,7 +183,8 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
         the next worker sends one small batch (answers close it; a failure opens it again, with the
         backoff it had). A half-open circuit is already probing and is left to its prober."""
         now = timezone.now()
-        return self.filter(state=CircuitState.OPEN).update(next_probe_at=now, updated_at=now)
+        # The probe is a claim: wake a worker to make it now, not at the next minute's drain.
+        return wake_workers(self.filter(state=CircuitState.OPEN).update(next_probe_at=now, updated_at=now), self.db)
 
     def postpone(self, worker: str, wait: timedelta) -> int:
         """Nothing was due to probe with: stay open, same backoff, and look again after `wait`."""

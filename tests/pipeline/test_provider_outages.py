@@ -15,11 +15,11 @@ import time_machine
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipeline import health
+from pipeline import circuits, health
 from pipeline.choices import CircuitState, DocumentStatus, ErrorType
 from pipeline.circuits import CIRCUIT_STATE, CircuitCollector
 from pipeline.collections import create_collection
-from pipeline.models import Document, ProviderCircuit
+from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import serving_fake_provider
@@ -237,3 +237,37 @@ def test_the_claim_reads_indexes_only_at_100k_pending(hash_collection):
         assert "Seq Scan on pipeline_document" not in plan, plan
     claimed = Document.objects.claim("w", 32, timedelta(seconds=30))
     assert len(claimed) == 32
+
+
+def test_a_paused_or_deleted_collections_circuit_holds_nothing_back_and_closes(
+    fake_collection, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    from pipeline import tasks
+
+    ProviderCircuit.objects.record_failure(fake_collection, ErrorType.API_ERROR, 1, timedelta(seconds=600))
+    assert not health.check_model().ok
+    # The operator's "probe now" wakes a worker to make the probe at once.
+    OrmQ.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert ProviderCircuit.objects.all().probe_now() == 1
+    assert OrmQ.objects.exists()
+    # Paused: nothing would ever probe it (a probe claims one of its documents).
+    Collection.objects.filter(pk=fake_collection.pk).pause()
+    assert health.check_model().reason == "no active collections: nothing to embed with"
+    assert circuits.not_closed() == []
+    tasks.heartbeat()
+    assert ProviderCircuit.objects.get().state == CircuitState.CLOSED
+
+
+def test_a_missing_provider_key_is_an_auth_failure_not_an_outage(db, fake_provider, monkeypatch):
+    monkeypatch.delenv("FAKE_PROVIDER_KEY", raising=False)
+    keyless = fake_backed("keyless", fake_provider.api_base)
+    add(keyless, 2)
+    report = worker([]).run_once()
+    assert (report.failed, report.deferred) == (2, 0)
+    assert report.errors == {ErrorType.AUTH: 1}
+    assert fake_provider.requests == []  # the provider was never asked
+    assert "FAKE_PROVIDER_KEY (or FAKE_PROVIDER_KEY_FILE)" in Document.objects.first().last_error
+    assert not ProviderCircuit.objects.exists() or ProviderCircuit.objects.get().state == CircuitState.CLOSED
