@@ -508,6 +508,27 @@ def test_every_scheduled_pass_has_exactly_one_runner(overlay: str) -> None:
     assert set(commands) - declared == {("benchmark", "--suite", "full")}
 
 
+def test_production_sets_its_public_host_once_for_tls_hosts_origins_and_runbook_links(tmp_path) -> None:
+    import shutil
+
+    # A copy of deploy/ whose Ingress rule names another host: everything follows that one edit.
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    ingress = tmp_path / "deploy" / "overlays" / "production" / "ingress.yaml"
+    ingress.write_text(ingress.read_text().replace("host: embedportal.example.com", "host: portal.acme.test"))
+    docs = render(tmp_path / "deploy" / "overlays" / "production")
+    assert one(docs, "Ingress", "embedportal-web")["spec"]["tls"][0]["hosts"] == ["portal.acme.test"]
+    config = one(docs, "ConfigMap", "embedportal-config")["data"]
+    assert config["DJANGO_ALLOWED_HOSTS"].split(",")[0] == "portal.acme.test"
+    assert config["DJANGO_CSRF_TRUSTED_ORIGINS"] == "https://portal.acme.test"
+    links = [
+        rule["annotations"]["runbook_url"]
+        for group in one(docs, "PrometheusRule", "embedportal")["spec"]["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert links and all(link.startswith("https://portal.acme.test/docs/runbooks/") for link in links)
+
+
 def test_statefulset_flavour_replaces_cnpg_with_a_pinned_pgvector_statefulset() -> None:
     docs = render_overlay("statefulset-pgvector")
     assert not find(docs, "Cluster") and not find(docs, "PodMonitor", "embedportal-db")
