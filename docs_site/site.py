@@ -16,6 +16,7 @@ from docs_site import freshness
 from docs_site import pages as doc_pages
 from docs_site.generators import EmbeddingPipelineOperationsDocGenerator
 from docs_site.history import MANIFEST, History, sha256_file
+from embedportal.version import code_version
 
 CONFIG = "mkdocs.yml"
 
@@ -51,6 +52,7 @@ def manifest(history: History, root: Path) -> dict:
         files.add(repo_path)
     return {
         "built_at": time.time(),
+        "code_version": code_version(),
         "from_git": history.git,
         "pages": pages,
         "files": {

@@ -19,6 +19,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Min
 from django.utils import timezone
 
+from embedportal.version import code_version
 from pipeline import circuits, metrics, providers
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
@@ -331,6 +332,7 @@ def readiness() -> CheckResult:
 
     def run(details: dict[str, Any]) -> str:
         global _migrated
+        details["code_version"] = code_version()
         with connection.cursor() as cur:
             cur.execute("SELECT 1")
             cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")

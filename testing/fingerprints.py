@@ -4,10 +4,8 @@ Notes: docs/ops-tests.md, "Module notes"."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import subprocess
 from typing import Any
 
 from django.conf import settings
@@ -23,20 +21,6 @@ SECRET_PARTS = ("AUTH", "KEY", "SECRET", "PASSWORD", "TOKEN", "DATABASE_URL")
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@functools.cache
-def code_version() -> str:
-    """EMBEDPORTAL_CODE_VERSION (the image tag or digest), else git HEAD of a checkout, else "unknown"."""
-    if settings.EMBEDPORTAL_CODE_VERSION:
-        return settings.EMBEDPORTAL_CODE_VERSION[:64]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(settings.BASE_DIR), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip()[:64] if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def settings_fingerprint() -> str:

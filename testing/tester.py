@@ -16,6 +16,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from embedportal.scrub import scrub
+from embedportal.version import code_version
 from testing import fingerprints
 from testing.choices import Outcome, RunStatus, Trigger
 from testing.context import Context
@@ -54,7 +55,7 @@ class EmbeddingPipelineOperationsTester:
             trigger=self.trigger,
             selection=self.selection(),
             requested_by=self.requested_by,
-            code_version=fingerprints.code_version(),
+            code_version=code_version(),
             config_fingerprint=fingerprints.config_fingerprint(),
         )
 

@@ -18,6 +18,7 @@ import psutil
 from django.db import connection
 from django.utils import timezone
 
+from embedportal.version import code_version
 from pipeline import loadharness
 from pipeline.models import Collection, Document
 from testing import fingerprints
@@ -243,7 +244,7 @@ def record(
         note=note[:300],
         started_at=started,
         duration_seconds=round(seconds, 2),
-        code_version=fingerprints.code_version(),
+        code_version=code_version(),
         config_fingerprint=fingerprints.settings_fingerprint(),
         machine_fingerprint=machine_fingerprint(described),
         machine=described,

@@ -1,0 +1,28 @@
+"""The code version a process runs, recorded by test and benchmark runs, /readyz and the docs
+manifest: EMBEDPORTAL_CODE_VERSION when a deployment sets it, else git HEAD of a checkout, else the
+`code-version` file the image build writes from its checkout (deploy/Dockerfile), else "unknown"."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+
+from django.conf import settings
+
+VERSION_FILE = "code-version"
+
+
+@functools.cache
+def code_version() -> str:
+    if settings.EMBEDPORTAL_CODE_VERSION:
+        return settings.EMBEDPORTAL_CODE_VERSION[:64]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(settings.BASE_DIR), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()[:64]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    baked = settings.BASE_DIR / VERSION_FILE
+    return (baked.read_text().strip()[:64] or "unknown") if baked.is_file() else "unknown"
