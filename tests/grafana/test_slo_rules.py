@@ -74,6 +74,7 @@ def test_the_capacity_alerts_read_the_gauges_the_capacity_measurement_exports():
         "EmbeddingPipelineQueueGrowing",
         "EmbeddingPipelineCapacityExhaustionProjected",
         "EmbeddingPipelineCapacityMeasurementStale",
+        "EmbeddingPipelineCapacityNeverMeasured",
     }
 
 
