@@ -85,7 +85,8 @@ def throughput() -> timeseries.Panel:
     return (
         _timeseries(
             "Pipeline Throughput",
-            "Documents finishing a pipeline attempt per minute, by outcome, against the measured capacity "
+            "Documents of the selected collections finishing a pipeline attempt per minute, by outcome, against "
+            "the measured capacity "
             "(manage.py measure_capacity for the deployed worker count and model; no line until measured).",
             "suffix: docs/min",
         )
@@ -93,7 +94,8 @@ def throughput() -> timeseries.Panel:
         .with_target(
             query(
                 "A",
-                "sum by (outcome) (rate(embedding_pipeline_documents_processed_total[$__rate_interval])) * 60",
+                f"sum by (outcome) (rate(embedding_pipeline_documents_processed_total{{{COLLECTION}}}"
+                "[$__rate_interval])) * 60",
                 "{{outcome}}",
             )
         )
@@ -127,14 +129,14 @@ def queue_depth() -> timeseries.Panel:
 def processing_latency() -> timeseries.Panel:
     panel = _timeseries(
         "Processing Latency",
-        "Seconds per document in each stage (a document shares its batch's time) and in total "
-        "(stage=total: claim to commit), as p50, p95 and p99 over the rate interval.",
+        "Seconds per document of the selected collections in each stage (a document shares its batch's time) "
+        "and in total (stage=total: claim to commit), as p50, p95 and p99 over the rate interval.",
         "s",
     ).min(0)
     for ref, q in (("A", "0.5"), ("B", "0.95"), ("C", "0.99")):
         expr = (
             f"histogram_quantile({q}, sum by (le, stage) "
-            "(rate(embedding_pipeline_latency_seconds_bucket[$__rate_interval])))"
+            f"(rate(embedding_pipeline_latency_seconds_bucket{{{COLLECTION}}}[$__rate_interval])))"
         )
         panel = panel.with_target(query(ref, expr, f"{{{{stage}}}} p{q[2:].ljust(2, '0')}"))
     return panel
@@ -144,14 +146,17 @@ def error_rate() -> timeseries.Panel:
     return (
         _timeseries(
             "Error Rate",
-            "Pipeline errors per second by type; every failed try counts, in-batch retries included "
-            "(documents that fail for good are the Failures SLO's, below).",
+            "Pipeline errors per second by collection and type; every failed try counts, in-batch retries "
+            "included (documents that fail for good are the Failures SLO's, below).",
             "suffix: errors/s",
         )
         .min(0)
         .with_target(
             query(
-                "A", "sum by (error_type) (rate(embedding_pipeline_errors_total[$__rate_interval]))", "{{error_type}}"
+                "A",
+                f"sum by (collection, error_type) (rate(embedding_pipeline_errors_total{{{COLLECTION}}}"
+                "[$__rate_interval]))",
+                "{{collection}}: {{error_type}}",
             )
         )
     )

@@ -13,21 +13,23 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 # Embedded time minus source modified time; 3600 s is a bucket for the 1 h freshness SLO.
 FRESHNESS_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400, 604800)
 
+# The three per-document series carry the collection (tens, chosen by operators: a safe label), so
+# Grafana and the alerts can say which collection fails or is slow.
 LATENCY = Histogram(
     "embedding_pipeline_latency_seconds",
-    "Seconds spent per document in each pipeline stage (chunking, embedding, storage) and in total.",
-    ["stage"],
+    "Seconds spent per document in each pipeline stage (chunking, embedding, storage) and in total, by collection.",
+    ["stage", "collection"],
     buckets=LATENCY_BUCKETS,
 )
 ERRORS = Counter(
     "embedding_pipeline_errors",
-    "Pipeline errors by type (each failed attempt counts, retries included).",
-    ["error_type"],
+    "Pipeline errors by type and collection (each failed attempt counts, retries included).",
+    ["error_type", "collection"],
 )
 DOCUMENTS = Counter(
     "embedding_pipeline_documents_processed",
-    "Documents that finished a pipeline attempt, by outcome (embedded, failed, superseded).",
-    ["outcome"],
+    "Documents that finished a pipeline attempt, by outcome (embedded, failed, superseded, deferred) and collection.",
+    ["outcome", "collection"],
 )
 CHUNKS = Counter("embedding_pipeline_chunks_embedded", "Chunks embedded and stored.")
 FRESHNESS_LAG = Histogram(
@@ -90,10 +92,10 @@ COST = Counter(
 )
 
 
-def observe_stage(stage: str, seconds: float, documents: int) -> None:
+def observe_stage(stage: str, seconds: float, documents: int, collection: str) -> None:
     """Each document of a batch experienced the whole batch stage: one observation per document,
     and the batch's wall time once in the stage's busy seconds."""
-    child = LATENCY.labels(stage=str(stage))
+    child = LATENCY.labels(stage=str(stage), collection=collection)
     for _ in range(documents):
         child.observe(seconds)
     if stage != "total":

@@ -55,22 +55,23 @@ def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None =
     if result.collection.is_reserved:
         return
     stored = result.embedded + result.superseded
+    name = result.collection.name
     for stage, documents in (
         (Stage.CHUNKING, result.size),
         (Stage.EMBEDDING, result.embedding_documents),
         (Stage.STORAGE, stored),
     ):
         if stage in result.seconds:
-            metrics.observe_stage(stage, result.seconds[stage], documents)
+            metrics.observe_stage(stage, result.seconds[stage], documents, name)
     if result.embedded:
-        metrics.observe_stage("total", result.total_seconds, result.embedded)
+        metrics.observe_stage("total", result.total_seconds, result.embedded, name)
     for error_type, n in result.errors.items():
-        metrics.ERRORS.labels(error_type=str(error_type)).inc(n)
+        metrics.ERRORS.labels(error_type=str(error_type), collection=name).inc(n)
     for outcome in ("embedded", "failed", "superseded", "deferred"):
         if n := getattr(result, outcome):
-            metrics.DOCUMENTS.labels(outcome=outcome).inc(n)
+            metrics.DOCUMENTS.labels(outcome=outcome, collection=name).inc(n)
     metrics.CHUNKS.inc(result.chunks)
-    metrics.COST.labels(collection=result.collection.name).inc(result.cost_usd)
+    metrics.COST.labels(collection=name).inc(result.cost_usd)
     for lag in result.freshness_lags:
         metrics.FRESHNESS_LAG.observe(lag)
     if result.embedded or result.failed:  # a batch only deferred has no figure to keep

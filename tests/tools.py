@@ -71,6 +71,11 @@ def parse_metrics(text: str) -> Samples:
     }
 
 
+def metric_sum(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples that carry `labels`, whatever their other labels (the collection)."""
+    return sum(v for (n, found), v in samples.items() if n == name and labels.items() <= dict(found).items())
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, for a server a test starts."""
     with socket.socket() as s:

@@ -54,7 +54,10 @@ def test_worker_and_cli_paths_record_their_histograms_in_multiprocess_mode(
     busy = {stage: m[("embedding_pipeline_stage_busy_seconds_total", (("stage", stage),))] for stage in
             ("claim", "chunking", "embedding", "storage")}  # fmt: skip
     assert all(seconds > 0 for seconds in busy.values())
-    assert busy["storage"] < m[("embedding_pipeline_latency_seconds_sum", (("stage", "storage"),))]
+    assert (
+        busy["storage"]
+        < m[("embedding_pipeline_latency_seconds_sum", (("collection", "hashes"), ("stage", "storage")))]
+    )
     assert m[("embedding_pipeline_cost_usd_total", (("collection", "hashes"),))] == 0  # a local model is free
     # The same batch in the database, for the optimizer without Prometheus.
     row = BatchTiming.objects.get()

@@ -18,8 +18,8 @@ from pipeline.collections import create_collection
 from pipeline.models import Chunk, Document
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import manage
+from tests.tools import metric_sum, promtool
 from tests.tools import parse_metrics as parse
-from tests.tools import promtool
 
 # The one lint finding we accept: the reprocessing gauge's required name ends in _count.
 ALLOWED_PROMTOOL_FINDINGS = {
@@ -67,12 +67,16 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
     m = parse(text)
 
     def stage_count(stage: str) -> float:
-        return m[("embedding_pipeline_latency_seconds_count", (("stage", stage),))]
+        return metric_sum(m, "embedding_pipeline_latency_seconds_count", stage=stage)
 
     # Counters and histograms written by the worker process, summed from the shared directory.
-    assert m[("embedding_pipeline_documents_processed_total", (("outcome", "embedded"),))] == 6
-    assert m[("embedding_pipeline_documents_processed_total", (("outcome", "failed"),))] == 1
-    assert m[("embedding_pipeline_errors_total", (("error_type", "bad_request"),))] == 2  # the pair, then alone
+    processed = "embedding_pipeline_documents_processed_total"
+    assert m[(processed, (("collection", "hashes"), ("outcome", "embedded")))] == 5
+    assert m[(processed, (("collection", "fake"), ("outcome", "embedded")))] == 1
+    assert m[(processed, (("collection", "fake"), ("outcome", "failed")))] == 1
+    # The pair, then alone: which collection fails is in the label.
+    assert m[("embedding_pipeline_errors_total", (("collection", "fake"), ("error_type", "bad_request")))] == 2
+    assert metric_sum(m, "embedding_pipeline_errors_total", collection="hashes") == 0
     assert m[("embedding_pipeline_chunks_embedded_total", ())] == Chunk.objects.count() > 6
     assert (stage_count("chunking"), stage_count("embedding"), stage_count("storage"), stage_count("total")) == (
         7,
@@ -80,7 +84,10 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
         6,
         6,
     )
-    assert ("embedding_pipeline_latency_seconds_bucket", (("le", "30.0"), ("stage", "total"))) in m
+    assert (
+        "embedding_pipeline_latency_seconds_bucket",
+        (("collection", "hashes"), ("le", "30.0"), ("stage", "total")),
+    ) in m
     assert m[("embedding_pipeline_freshness_lag_seconds_count", ())] == 5
     # Modified 10 min before embedding: inside the 1 h bucket, outside the 5 min one.
     assert m[("embedding_pipeline_freshness_lag_seconds_bucket", (("le", "3600.0"),))] == 5
@@ -144,7 +151,7 @@ def test_serve_metrics_command_serves_the_workers_metrics_and_database_gauges(ha
         server.wait(timeout=10)
 
     m = parse(text)
-    assert m[("embedding_pipeline_documents_processed_total", (("outcome", "embedded"),))] == 4
+    assert metric_sum(m, "embedding_pipeline_documents_processed_total", outcome="embedded") == 4
     assert m[("embedding_pipeline_queue_depth", ())] == 1
     assert ("pipeline_reprocessing_queue_age_seconds_gcount", ()) in m
     assert promtool_findings(text) <= ALLOWED_PROMTOOL_FINDINGS

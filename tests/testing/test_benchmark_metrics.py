@@ -45,7 +45,12 @@ def run(*args: str) -> list[str]:
 
 
 def embedded_counter() -> float:
-    return REGISTRY.get_sample_value("embedding_pipeline_documents_processed_total", {"outcome": "embedded"}) or 0.0
+    return sum(
+        s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name == "embedding_pipeline_documents_processed_total" and s.labels.get("outcome") == "embedded"
+    )
 
 
 @pytest.fixture
