@@ -172,7 +172,7 @@ _register(
         "EMBEDPORTAL_METRICS_COLLECTORS",
         "list",
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
-        "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,"
+        "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,pipeline.costs.CostCollector,"
         "pipeline.performance.compliance.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),

@@ -318,6 +318,50 @@ def capacity_row() -> list:
     ]
 
 
+def cost_row() -> list[timeseries.Panel]:
+    return [
+        _timeseries(
+            "Embedding cost this month",
+            "US dollars spent embedding this calendar month (UTC) per selected collection, its projection at "
+            "the last 6 hours' pace, and its monthly budget (dashed): a projection over the budget raises "
+            "EmbeddingPipelineCostBudgetBurn.",
+            "currencyUSD",
+        )
+        .min(0)
+        .with_target(
+            query("A", f"max by (collection) (embedding_pipeline_cost_month_usd{{{COLLECTION}}})", "{{collection}}")
+        )
+        .with_target(
+            query(
+                "B",
+                f"max by (collection) (embedding_pipeline_cost_month_projected_usd{{{COLLECTION}}})",
+                "{{collection}} projected",
+            )
+        )
+        .with_target(
+            query(
+                "C",
+                f"max by (collection) (embedding_pipeline_cost_budget_usd{{{COLLECTION}}})",
+                "{{collection}} budget",
+            )
+        ),
+        _timeseries(
+            "Embedding spend rate",
+            "US dollars per hour spent embedding, per selected collection (LiteLLM's prices; local models: 0).",
+            "currencyUSD",
+        )
+        .min(0)
+        .with_target(
+            query(
+                "A",
+                f"sum by (collection) (rate(embedding_pipeline_cost_usd_total{{{COLLECTION}}}[$__rate_interval]))"
+                " * 3600",
+                "{{collection}}",
+            )
+        ),
+    ]
+
+
 def build() -> Dashboard:
     dashboard = frame(
         "Embedding pipeline health",
@@ -352,7 +396,7 @@ def build() -> Dashboard:
     ids = iter(range(1, 100))
     for panel in health:
         dashboard = dashboard.with_panel(panel.id(next(ids)))
-    for title, panels in (("SLO compliance", slo_row()), ("Capacity planning", capacity_row())):
+    for title, panels in (("SLO compliance", slo_row()), ("Capacity planning", capacity_row()), ("Cost", cost_row())):
         dashboard = dashboard.with_row(Row(title).id(next(ids)))
         for panel in panels:
             dashboard = dashboard.with_panel(panel.id(next(ids)))

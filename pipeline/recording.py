@@ -87,12 +87,19 @@ WITH timing AS (
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[], false)
     RETURNING collection_id, finished_at, documents, tokens, cost_usd
 )
-INSERT INTO pipeline_collectioncost AS c (collection_id, documents, tokens, cost_usd, updated_at)
-SELECT collection_id, documents, tokens, cost_usd, finished_at FROM timing
+INSERT INTO pipeline_collectioncost AS c (collection_id, documents, tokens, cost_usd, month, month_cost_usd, updated_at)
+SELECT collection_id, documents, tokens, cost_usd, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, cost_usd,
+       finished_at
+  FROM timing
 ON CONFLICT (collection_id) DO UPDATE
    SET documents = c.documents + EXCLUDED.documents,
        tokens = c.tokens + EXCLUDED.tokens,
        cost_usd = c.cost_usd + EXCLUDED.cost_usd,
+       -- A new month starts from this batch's spend; a late batch of a past month leaves it alone.
+       month_cost_usd = CASE WHEN c.month = EXCLUDED.month THEN c.month_cost_usd + EXCLUDED.month_cost_usd
+                             WHEN c.month IS NULL OR c.month < EXCLUDED.month THEN EXCLUDED.month_cost_usd
+                             ELSE c.month_cost_usd END,
+       month = greatest(c.month, EXCLUDED.month),
        updated_at = EXCLUDED.updated_at
 """
 

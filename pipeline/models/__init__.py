@@ -41,6 +41,7 @@ from pipeline.models.operations import (
     ModelCheck,
     ProviderCircuit,
     ProviderCircuitQuerySet,
+    ProviderRate,
     WorkerHeartbeat,
     WorkerHeartbeatQuerySet,
     endpoint_label,

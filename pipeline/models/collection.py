@@ -163,6 +163,28 @@ class Collection(models.Model):
         "429 answers mean lower it.",
     )
     freshness_sla = models.DurationField(default=default_freshness_sla)
+    # Guardrails: a spend budget (alerted on: pipeline.costs) and provider rate limits held across
+    # every worker through the database (pipeline.ratelimits). Empty: none.
+    monthly_budget_usd = models.FloatField(
+        "monthly budget (USD)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Embedding spend allowed per calendar month (UTC); an alert fires when the month's pace "
+        "would exceed it. Empty: no budget.",
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=between(1, 1_000_000),
+        help_text="Most embedding calls per minute for this collection, across every worker. Empty: no limit.",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=between(1, 1_000_000_000),
+        help_text="Most input tokens per minute for this collection, across every worker. Empty: no limit.",
+    )
     # The HNSW index's build parameters (pipeline.storage.index_definition): every index the
     # collection gets is built with them; a change rebuilds it (pipeline.backfill.rebuild_index).
     hnsw_m = models.PositiveSmallIntegerField(
@@ -226,6 +248,9 @@ class Collection(models.Model):
         "batch_size",
         "provider_concurrency",
         "freshness_sla",
+        "monthly_budget_usd",
+        "requests_per_minute",
+        "tokens_per_minute",
         "paused",
         "hnsw_m",
         "hnsw_ef_construction",

@@ -140,6 +140,9 @@ class CollectionCost(models.Model):
     documents = models.BigIntegerField(default=0, help_text="Documents stored.")
     tokens = models.BigIntegerField(default=0)
     cost_usd = models.FloatField(default=0.0)
+    # The spend of the latest calendar month (UTC) a batch was recorded in: against the budget.
+    month = models.DateField(null=True, blank=True, help_text="First day of the month month_cost_usd is of.")
+    month_cost_usd = models.FloatField(default=0.0)
     updated_at = models.DateTimeField()
 
     def __str__(self) -> str:

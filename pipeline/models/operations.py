@@ -77,6 +77,19 @@ class WorkerHeartbeat(models.Model):
         return self.worker
 
 
+class ProviderRate(models.Model):
+    """A collection's provider rate limits as every worker sees them (pipeline.ratelimits): the
+    theoretical arrival time of the next call and of the next token (GCRA), moved by one
+    compare-and-swap UPDATE per call, so the limits hold across worker pods."""
+
+    collection = models.OneToOneField(Collection, on_delete=models.CASCADE, primary_key=True, related_name="rate")
+    requests_at = models.DateTimeField(help_text="When the limit allows the next call (burst aside).")
+    tokens_at = models.DateTimeField(help_text="When the limit allows the next token (burst aside).")
+
+    def __str__(self) -> str:
+        return str(self.collection_id)
+
+
 class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
     """The transitions of a provider endpoint's circuit breaker, each a compare-and-swap UPDATE:
     every worker shares one row per endpoint, and the loser of a race changes nothing."""

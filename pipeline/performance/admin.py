@@ -18,6 +18,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from embedportal.admin import ReadOnlyAdmin
+from pipeline import costs
 from pipeline.models import BatchTiming, Collection, OptimizationChange
 from pipeline.performance import capacity, slos
 from pipeline.performance.api import performance
@@ -29,11 +30,14 @@ TREND_STEPS = 24
 
 
 def format_cost(collection: Collection) -> str:
-    cost = getattr(collection, "cost", None)  # none until a batch of it is priced
-    if cost is None:
-        return "-"
-    per_document = f" (${cost.per_document:.8f}/doc)" if cost.per_document is not None else ""
-    return f"${cost.cost_usd:.6f}{per_document}"
+    """The total since the collection was created, and this month's spend against its budget."""
+    parts = []
+    if (cost := getattr(collection, "cost", None)) is not None:  # none until a batch of it is priced
+        per_document = f" (${cost.per_document:.8f}/doc)" if cost.per_document is not None else ""
+        parts.append(f"${cost.cost_usd:.6f}{per_document}")
+    if (spend := costs.spend_of(collection.pk)) is not None:
+        parts.append(spend.as_text())
+    return "; ".join(parts) or "-"
 
 
 @admin.register(BatchTiming)
