@@ -8,13 +8,15 @@ import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import yaml
-from grafana_foundation_sdk.builders import stat, timeseries
+from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
 from grafana_foundation_sdk.builders.dashboard import Dashboard, DatasourceVariable, Row
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from grafana.slo_rules import dump
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every panel reads the Prometheus chosen in the dashboard's `datasource` variable.
@@ -39,8 +41,14 @@ def query(ref: str, expr: str, legend: str) -> Dataquery:
     return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
 
 
-def plain_timeseries(title: str, description: str, unit: str, span: int) -> timeseries.Panel:
+def series_panel(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
     return timeseries.Panel().title(title).description(description).datasource(DS).unit(unit).span(span).height(8)
+
+
+def table_panel(title: str, description: str, target: Dataquery) -> table.Panel:
+    """An instant query in table format, one row per series."""
+    panel = table.Panel().title(title).description(description).datasource(DS).unit("none").span(12).height(8)
+    return panel.with_target(target.instant().format(PromQueryFormat.TABLE))
 
 
 def last_value_stat(title: str, description: str, unit: str, span: int = 6, height: int = 5) -> stat.Panel:
@@ -80,16 +88,6 @@ CONFIGMAP_HEADER = (
 )
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-_Dumper.add_representer(
-    str,
-    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
-)
-
-
 def configmap(name: str, filename: str, content: str, source: str) -> str:
     """The sidecar ConfigMap carrying one dashboard; `source` is the module that generates it."""
     manifest = {
@@ -103,7 +101,7 @@ def configmap(name: str, filename: str, content: str, source: str) -> str:
         "data": {filename: content},
     }
     header = CONFIGMAP_HEADER.replace("grafana/dashboard.py", source)
-    return header + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=1000)
+    return header + dump(manifest)
 
 
 def dashboard_files(
