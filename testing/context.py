@@ -50,18 +50,11 @@ def ops_user() -> Any:
 
 
 def _request_host() -> str:
-    for host in settings.ALLOWED_HOSTS:
-        if host == "*":
-            return "localhost"
-        if host and not host.startswith("."):
-            return host
-    return "localhost"
+    hosts = ("localhost" if h == "*" else h for h in settings.ALLOWED_HOSTS if h and not h.startswith("."))
+    return next(hosts, "localhost")
 
 
 class Context:
-    """What a scenario works with: reserved collections, the API/admin client, the fault
-    provider, and waiting for the real workers with a bound."""
-
     def __init__(self, run: TestRun, scenario: Scenario, target: str = "", wait_seconds: float | None = None) -> None:
         self.run = run
         self.scenario = scenario

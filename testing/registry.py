@@ -5,7 +5,7 @@ Notes: docs/ops-tests.md, "Module notes"."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from testing.choices import Category, Component, Condition
@@ -35,7 +35,6 @@ class Scenario:
     quick: bool = False
     # Regression and integration scenarios that take a target collection (config-change runs).
     per_collection: bool = False
-    tags: frozenset[str] = field(default_factory=frozenset)
 
 
 REGISTRY: dict[str, Scenario] = {}
@@ -62,17 +61,9 @@ def scenario(
 
     def register(func: Callable) -> Callable:
         assert name not in REGISTRY, f"scenario {name} registered twice"
+        description = (func.__doc__ or "").strip().split("\n")[0]
         REGISTRY[name] = Scenario(
-            name=name,
-            category=category,
-            component=component,
-            func=func,
-            description=(func.__doc__ or "").strip().split("\n")[0],
-            covers=cells,
-            timeout=timeout,
-            retries=retries,
-            quick=quick,
-            per_collection=per_collection,
+            name, category, component, func, description, cells, timeout, retries, quick, per_collection
         )
         return func
 
