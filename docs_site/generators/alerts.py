@@ -175,11 +175,4 @@ def generate(live: bool = False) -> GeneratedPage:
     inputs = [
         [r.name, r.file, r.group, r.expr, r.duration, r.labels, r.annotations, runbook_problems(r)] for r in rules
     ]
-    return GeneratedPage(
-        path=PATH,
-        title="Alerts reference",
-        generator=__name__,
-        inputs=inputs,
-        body=body,
-        sources=[RULES_GLOB, "docs/runbooks/*.md"],
-    )
+    return GeneratedPage(PATH, "Alerts reference", __name__, inputs, body, [RULES_GLOB, "docs/runbooks/*.md"])

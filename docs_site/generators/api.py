@@ -117,12 +117,6 @@ def generate(live: bool = False) -> GeneratedPage:
         "## Schemas",
         *[_component(name, node) for name, node in sorted(spec.get("components", {}).get("schemas", {}).items())],
     ]
-    return GeneratedPage(
-        path=PATH,
-        title="API reference",
-        generator=__name__,
-        inputs=spec,
-        body="\n\n".join(p.strip() for p in parts if p.strip()),
-        sources=["*/api/*.py", "embedportal/urls.py", "*/models.py", "*/choices.py"],
-        missing=missing,
-    )
+    body = "\n\n".join(p.strip() for p in parts if p.strip())
+    sources = ["*/api/*.py", "embedportal/urls.py", "*/models.py", "*/choices.py"]
+    return GeneratedPage(PATH, "API reference", __name__, spec, body, sources, missing=missing)

@@ -252,10 +252,8 @@ def _live_topology() -> tuple[str, list[str]]:
 
 
 def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:
-    missing: list[str] = []
     objects, problem = kustomize_objects(kubectl if kubectl is not None else find_kubectl())
-    if problem:
-        missing.append(problem)
+    missing = [problem] if problem else []
     source = f"the Kustomize overlay `{OVERLAY}`"
     live_missing: list[str] = []
     if live:
@@ -278,16 +276,9 @@ def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:
         "With no configuration everything runs on one machine (`make run`).",
         f"```mermaid\n{LOCAL}\n```",
     ]
-    page = GeneratedPage(
-        path=PATH,
-        title="Architecture",
-        generator=__name__,
-        inputs={"objects": objects if source.startswith("the Kustomize") else [], "local": LOCAL},
-        body="\n\n".join(parts),
-        sources=["deploy/base/**/*.yaml", "deploy/overlays/**/*.yaml"],
-        missing=missing,
-        live_missing=live_missing,
-    )
+    inputs = {"objects": objects if source.startswith("the Kustomize") else [], "local": LOCAL}
+    sources = ["deploy/base/**/*.yaml", "deploy/overlays/**/*.yaml"]
+    page = GeneratedPage(PATH, "Architecture", __name__, inputs, "\n\n".join(parts), sources, missing, live_missing)
     if live:
         text, problems = _live_topology()
         page.live_body = text

@@ -12,15 +12,8 @@ PATH = "reference/commands.md"
 PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
 # Options every Django command has; listed once instead of on every command.
 DJANGO_COMMON = {
-    "--version",
-    "--verbosity",
-    "--settings",
-    "--pythonpath",
-    "--traceback",
-    "--no-color",
-    "--force-color",
-    "--skip-checks",
-    "--help",
+    f"--{name}"
+    for name in "version verbosity settings pythonpath traceback no-color force-color skip-checks help".split()
 }
 
 
@@ -106,12 +99,5 @@ def generate(live: bool = False) -> GeneratedPage:
             *sections,
         ]
     )
-    return GeneratedPage(
-        path=PATH,
-        title="Management commands reference",
-        generator=__name__,
-        inputs=inputs,
-        body=body,
-        sources=["*/management/commands/*.py"],
-        missing=missing,
-    )
+    sources = ["*/management/commands/*.py"]
+    return GeneratedPage(PATH, "Management commands reference", __name__, inputs, body, sources, missing=missing)
