@@ -61,18 +61,8 @@ def flaky_scenarios(now: datetime | None = None, window: timedelta = WINDOW) -> 
         if not reasons:
             continue
         good = [o in GOOD for o in outcomes]
-        flips = sum(1 for a, b in zip(good, good[1:], strict=False) if a != b)
-        found.append(
-            FlakyScenario(
-                scenario=scenario,
-                category=results[0][1],
-                runs=len(outcomes),
-                passes=sum(good),
-                failures=len(good) - sum(good),
-                passed_on_retry=retried,
-                flip_rate=flips / (len(outcomes) - 1) if len(outcomes) > 1 else 0.0,
-                reasons=reasons,
-                last_seen=results[-1][3],
-            )
-        )
+        runs, passes = len(outcomes), sum(good)
+        flip_rate = sum(1 for a, b in zip(good, good[1:], strict=False) if a != b) / (runs - 1) if runs > 1 else 0.0
+        row = (scenario, results[0][1], runs, passes, runs - passes, retried, flip_rate, reasons, results[-1][3])
+        found.append(FlakyScenario(*row))
     return sorted(found, key=lambda f: (-f.flip_rate, -f.passed_on_retry, f.scenario))
