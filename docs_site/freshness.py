@@ -1,6 +1,5 @@
-"""Which pages are fresh, stale or due for review, and by how much they lag.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""Which pages are fresh, stale or due for review, and by how much they lag
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

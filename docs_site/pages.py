@@ -75,11 +75,8 @@ def all_pages(root: Path | None = None) -> list[Page]:
 
 
 def resolve(path: str, root: Path | None = None) -> Path:
-    """The file of a page given as a path relative to the docs folder.
-
-    Refuses anything that could leave the folder: absolute paths, `..`, backslashes, NUL, and
-    symlinks that point outside (UnsafePath); a page that is not there is PageNotFound.
-    """
+    """The file of a page given relative to the docs folder; UnsafePath for anything that could leave
+    it (absolute, `..`, backslashes, NUL, symlinks out), PageNotFound for a page that is not there."""
     root = (root or docs_dir()).resolve()
     parts = path.split("/")  # an empty part: an empty or absolute path, or "//"
     if "\x00" in path or "\\" in path or re.match(r"^[A-Za-z]:", path) or any(p in ("..", "") for p in parts):

@@ -1,6 +1,5 @@
-"""`manage.py docs build`: the mkdocs site, with the generated pages rendered live.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""`manage.py docs build`: the mkdocs site, with the generated pages rendered live
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -28,10 +27,8 @@ class BuildResult:
 
 
 def manifest(history: History, root: Path) -> dict:
-    """Per page: when it was last updated and the hash of each covered item as it was then (at the
-    page's last commit; now, when the page has uncommitted edits or there is no Git); per file: its
-    hash and change time. In a container (no .git) freshness compares against these, so a page
-    stale in the repository the image was built from is stale in the image too."""
+    """Per page its update time and covered items' hashes as of its last commit; per file its hash and
+    change time. In a container (no .git) freshness compares against these, as in the repository."""
     pages: dict[str, dict] = {}
     files: set[str] = set()
     for page in doc_pages.all_pages(root):

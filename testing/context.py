@@ -141,11 +141,8 @@ class Context:
         return queue.enqueue(collection, [queue.IncomingDocument(i, t) for i, t in docs])
 
     def fault_provider(self, mode: str = "ok") -> Any:
-        """The fault-injecting OpenAI-compatible provider answering `mode`, reachable by the workers.
-
-        It listens on the configured address and port (in Kubernetes the pod's, opened to the workers
-        by the NetworkPolicy embedportal-ops-tests-fault-provider): one at a time, each scenario stops
-        its provider before the next starts."""
+        """The fault-injecting provider answering `mode` on the configured address (in Kubernetes the pod's,
+        opened to the workers by NetworkPolicy embedportal-ops-tests-fault-provider); one scenario's at a time."""
         from testing.fakeprovider import FakeProvider
 
         host, port = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST, settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT
@@ -202,9 +199,7 @@ class Context:
         timeout: float | None = None,
     ) -> dict[str, str]:
         """Wait for the running workers to bring the documents to a final state; returns id -> status.
-
-        Fails naming the cause: no worker alive, or documents still pending/processing.
-        """
+        Fails naming the cause: no worker alive, or documents still pending/processing."""
         from pipeline.wakeup import kick_workers
 
         self.require_workers()

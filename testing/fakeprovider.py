@@ -1,7 +1,6 @@
 """Local OpenAI-compatible /v1/embeddings servers that inject faults, for driving LiteLLM over
-real HTTP: the pytest suite, the benchmarks and game days against a staging deployment.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+real HTTP: the pytest suite, the benchmarks and game days against a staging deployment
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Flaky scenarios, from the results table.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""Flaky scenarios, from the results table (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The scenario registry: plain functions registered with a decorator, like Django's system checks.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""The scenario registry: plain functions registered with a decorator, like Django's system checks
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

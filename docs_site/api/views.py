@@ -1,6 +1,5 @@
-"""GET /api/v1/embedding-pipeline-operations/docs: the documentation and its freshness.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""GET /api/v1/embedding-pipeline-operations/docs: the documentation and its freshness
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

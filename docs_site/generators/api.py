@@ -1,6 +1,5 @@
-"""API reference: the drf-spectacular OpenAPI schema rendered to Markdown.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""API reference: the drf-spectacular OpenAPI schema rendered to Markdown
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Architecture: Mermaid diagrams of the deployed resources and of the local topology.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""Architecture: Mermaid diagrams of the deployed resources and of the local topology
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 
