@@ -69,9 +69,7 @@ def load(file: Path, root: Path) -> Page:
 
 def all_pages(root: Path | None = None) -> list[Page]:
     root = root or docs_dir()
-    if not root.is_dir():
-        return []
-    return [load(f, root) for f in sorted(root.rglob("*.md")) if f.is_file()]
+    return [load(f, root) for f in sorted(root.rglob("*.md")) if f.is_file()] if root.is_dir() else []
 
 
 def resolve(path: str, root: Path | None = None) -> Path:

@@ -64,10 +64,10 @@ def _count(failure: FailedDocument, error: PipelineError, message: str, now: dat
 
 def resolve_reprocessed(document_ids: Iterable[int], now: datetime | None = None) -> int:
     """Resolve the failures of documents the pipeline just embedded (in its storing transaction)."""
-    ids = list(document_ids)
-    if not ids:
-        return 0
-    return FailedDocument.objects.filter(document_id__in=ids).resolve(Resolution.REPROCESSED, now or timezone.now())
+    # No ids: Django answers 0 without a query.
+    return FailedDocument.objects.filter(document_id__in=list(document_ids)).resolve(
+        Resolution.REPROCESSED, now or timezone.now()
+    )
 
 
 def retry(failures: FailedDocumentQuerySet, now: datetime | None = None) -> Counter[str]:

@@ -143,9 +143,7 @@ def site_link(url: str) -> str:
 def _runbook_cell(rule: AlertRule) -> str:
     """A link when the runbook section is complete; otherwise what is wrong, so the site still builds."""
     problems = runbook_problems(rule)
-    if problems:
-        return "**missing**: " + "; ".join(problems)
-    return f"[runbook]({site_link(rule.runbook_url)})"
+    return "**missing**: " + "; ".join(problems) if problems else f"[runbook]({site_link(rule.runbook_url)})"
 
 
 def generate(live: bool = False) -> GeneratedPage:
