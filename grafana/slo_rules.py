@@ -225,14 +225,6 @@ def alert_rules(spec: Spec) -> list[dict[str, Any]]:
     return rules
 
 
-def rule_groups(spec: Spec) -> list[dict[str, Any]]:
-    return [
-        {"name": SLI_GROUP, "rules": sli_rules(spec)},
-        {"name": META_GROUP, "rules": meta_rules(spec)},
-        {"name": ALERT_GROUP, "rules": alert_rules(spec)},
-    ]
-
-
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True  # repeated label sets are written out, not as &id001 anchors
@@ -257,8 +249,9 @@ HEADER = (
 
 
 def render(spec: Spec | None = None) -> str:
-    groups = rule_groups(spec or load())
-    return HEADER + dump({"groups": groups})
+    spec = spec or load()
+    groups = [(SLI_GROUP, sli_rules), (META_GROUP, meta_rules), (ALERT_GROUP, alert_rules)]
+    return HEADER + dump({"groups": [{"name": name, "rules": rules(spec)} for name, rules in groups]})
 
 
 PERFORMANCE_OUTPUT = ROOT / "grafana" / "prometheus" / "performance.rules.yml"

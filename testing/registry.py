@@ -94,5 +94,4 @@ def select(categories: Iterable[str] = (), names: Iterable[str] = (), quick: boo
     ]
     if quick:
         chosen = [s for s in chosen if s.quick]
-    order = Category.values
-    return sorted(chosen, key=lambda s: order.index(s.category))
+    return sorted(chosen, key=lambda s: Category.values.index(s.category))

@@ -72,9 +72,7 @@ class GeneratedPage:
         parts = [f"---\n{front}---\n", NOTICE, "", f"# {self.title}", ""]
         missing = self.missing + (self.live_missing if live else [])
         if missing:
-            parts += ['!!! warning "Generated without some of its sources"', ""]
-            parts += [f"    - {m}" for m in missing]
-            parts.append("")
+            parts += ['!!! warning "Generated without some of its sources"', "", *[f"    - {m}" for m in missing], ""]
         parts.append(self.body.strip())
         if live and self.live_body.strip():
             parts += ["", self.live_body.strip()]
