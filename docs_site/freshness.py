@@ -191,22 +191,13 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     updated = page_updated(page.path, history, root)
     status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))
     items, unknown = covered_items(page.meta, history)
-    changed: list[Item] = []
-    baseline_commit = history.last_commit(repo_path) if history.is_committed(repo_path) else None
-    recorded = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {}) if not history.git else {}
-    for item in items:
-        current_file = history.root / item.file
-        current = current_file.read_text(encoding="utf-8") if current_file.exists() else None
-        if history.git:
-            if baseline_commit is None:
-                continue  # the page itself has uncommitted edits: it is being updated now
-            before = item.digest(history.text_at(baseline_commit, item.file))
-        else:
-            before = recorded.get(item.key)
-            if before is None:
-                continue  # not in the manifest: nothing to compare with
-        if before != item.digest(current):
-            changed.append(item)
+    if history.git:
+        # No baseline when the page itself has uncommitted edits: it is being updated now.
+        baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
+        before = {i.key: i.digest(history.text_at(baseline, i.file)) for i in items} if baseline else {}
+    else:  # what the manifest recorded; an item it lacks has nothing to compare with
+        before = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {})
+    changed = [i for i in items if i.key in before and before[i.key] != i.digest(history.text_at(None, i.file))]
     newest = _newest([i.file for i in items], history)
     status.source_changed_at = _dt(newest)
     reasons = []

@@ -89,8 +89,11 @@ class History:
     def last_commit(self, path: str) -> str | None:
         return self.commits[path][0] if self.git and path in self.commits else None
 
-    def text_at(self, commit: str, path: str) -> str | None:
-        """The file as it was at a commit (None: it did not exist then)."""
+    def text_at(self, commit: str | None, path: str) -> str | None:
+        """The file as it was at a commit, or is now (commit None); None: it did not exist then."""
+        if commit is None:
+            file = self.root / path
+            return file.read_text(encoding="utf-8") if file.exists() else None
         key = (commit, path)
         if key not in self._shown:
             shown = self._run("show", f"{commit}:{path}")

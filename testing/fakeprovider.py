@@ -125,12 +125,7 @@ class FakeProvider(LoopbackServer):
         return _poison_mode(inputs) or mode
 
     def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str]) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-        if mode == "slow":
-            time.sleep(30)
-        if mode == "timeout":
-            time.sleep(self.timeout_seconds)
+        time.sleep(self.delay + {"slow": 30, "timeout": self.timeout_seconds}.get(mode, 0))
         errors = {
             "500": (500, "internal error"),
             "503": (503, "service unavailable"),
@@ -150,11 +145,8 @@ class FakeProvider(LoopbackServer):
             )
             return
         dims = self.dims + 1 if mode == "wrong_dims" else self.dims
-        vectors = [vector_for(t, dims) for t in inputs]
-        if mode == "nan":
-            vectors = [[math.nan] * dims for _ in inputs]
-        if mode == "zero":
-            vectors = [[0.0] * dims for _ in inputs]
+        fill = {"nan": math.nan, "zero": 0.0}.get(mode)
+        vectors = [vector_for(t, dims) if fill is None else [fill] * dims for t in inputs]
         if mode == "too_few":
             vectors = vectors[:-1]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
@@ -163,10 +155,7 @@ class FakeProvider(LoopbackServer):
 
 
 def _poison_mode(inputs: list[str]) -> str | None:
-    for text in inputs:
-        if "POISON:" in text:
-            return text.split("POISON:", 1)[1].split()[0]
-    return None
+    return next((text.split("POISON:", 1)[1].split()[0] for text in inputs if "POISON:" in text), None)
 
 
 class ChaosProvider(FakeProvider):
