@@ -235,7 +235,7 @@ def _live_topology() -> tuple[str, list[str]]:
         ]
         for s in schedules
     ]
-    text = "\n\n".join(
+    return "\n\n".join(
         [
             "## Live topology",
             "Workers seen through their heartbeats, and the django-q2 schedules, when this page was built.",
@@ -246,8 +246,7 @@ def _live_topology() -> tuple[str, list[str]]:
             if schedule_rows
             else "No schedules.",
         ]
-    )
-    return text, []
+    ), []
 
 
 def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:

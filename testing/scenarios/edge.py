@@ -111,11 +111,8 @@ def mixed_dimensions(ctx: Context) -> None:
         for c in (small, large)
     }
     ctx.check(dims == {small.name: {16}, large.name: {48}}, f"stored dimensions {dims}")
-    hits = search(small, "only in the large one", 5)
-    ctx.check(
-        [h.document_id for h in hits] == ["same"],
-        f"search in the 16-dimension collection returned {[h.document_id for h in hits]}",
-    )
+    found = [h.document_id for h in search(small, "only in the large one", 5)]
+    ctx.check(found == ["same"], f"search in the 16-dimension collection returned {found}")
 
 
 @scenario("paused_collection_not_claimed", Category.EDGE, Component.CLAIM, quick=True)
@@ -152,7 +149,6 @@ def staleness_edges(ctx: Context) -> None:
     docs.update(status="embedded", last_embedded_at=changed - timedelta(minutes=1))
     now = timezone.now()
     candidates = partial(requeue_candidates, collection, now)
-
     ctx.check(candidates() == ["doc"], f"the staleness pass would take {candidates()}, expected the stale document")
     first = Document.objects.filter(collection=collection, external_id__in=candidates()).requeue()
     ctx.check(first == 1, f"requeueing the stale document changed {first} row(s)")
