@@ -19,10 +19,6 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest_path() -> Path:
-    return Path(settings.EMBEDPORTAL_DOCS_SITE_DIR) / MANIFEST
-
-
 class History:
     def __init__(self, root: Path | None = None, manifest: Path | None = None, use_git: bool = True) -> None:
         self.root = (root or settings.BASE_DIR).resolve()
@@ -30,7 +26,7 @@ class History:
         self.dirty: set[str] = set()
         self.git = use_git and self._load_git()
         self.manifest: dict[str, Any] = {}
-        manifest = manifest or manifest_path()
+        manifest = manifest or Path(settings.EMBEDPORTAL_DOCS_SITE_DIR) / MANIFEST
         if not self.git and manifest.is_file():
             self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
         self._shown: dict[tuple[str, str], str | None] = {}

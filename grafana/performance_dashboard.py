@@ -147,17 +147,6 @@ def benchmarks_row() -> list:
     return panels
 
 
-def regressions_annotation() -> AnnotationQuery:
-    return (
-        AnnotationQuery()
-        .name("Benchmark regressions")
-        .datasource(DS)
-        .enable(True)
-        .icon_color("red")
-        .expr(f"max({REGRESSION}) > 0")
-    )
-
-
 def build() -> Dashboard:
     dashboard = frame(
         "Embedding pipeline performance",
@@ -167,7 +156,14 @@ def build() -> Dashboard:
         "now-7d",
         "1m",
         "Prometheus",
-    ).annotation(regressions_annotation())
+    ).annotation(
+        AnnotationQuery()
+        .name("Benchmark regressions")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("red")
+        .expr(f"max({REGRESSION}) > 0")
+    )
     rows = (
         ("Stages", stages_row()),
         ("Throughput", throughput_row()),

@@ -207,7 +207,7 @@ class Context:
         if ids is not None:
             qs = qs.filter(external_id__in=list(ids))
         final = {DocumentStatus.EMBEDDED, DocumentStatus.FAILED}
-        kicked = time.monotonic()
+        kicked = waited = time.monotonic()
 
         def done() -> bool:
             nonlocal kicked
@@ -217,7 +217,6 @@ class Context:
                 kicked = time.monotonic()
             return not qs.exclude(status__in=final).exists()
 
-        waited = time.monotonic()
         finished = self.wait_until(done, timeout)
         statuses = dict(qs.values_list("external_id", "status"))
         if not finished:

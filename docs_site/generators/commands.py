@@ -88,14 +88,13 @@ def generate(live: bool = False) -> GeneratedPage:
         text = "\n".join(_describe(p, f"manage.py {name}", 2))
         sections.append(text)
         inputs.append([name, app, text])
-    index = table(["command", "app"], [[f"[`{n}`](#{n})", a] for n, a in commands.items()])
     body = "\n\n".join(
         [
             "The project's management commands (`python manage.py NAME`, or `embedportal NAME` in the "
             "container image), from their argument parsers. Every command also takes Django's common "
             "options (`-v/--verbosity`, `--settings`, `--pythonpath`, `--traceback`, `--no-color`, "
             "`--force-color`, `--skip-checks`).",
-            index,
+            table(["command", "app"], [[f"[`{n}`](#{n})", a] for n, a in commands.items()]),
             *sections,
         ]
     )
