@@ -19,10 +19,6 @@ QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 STAGE_P95 = ".+_p95_s"
 
 
-def stage_quantile(q: float) -> str:
-    return f"histogram_quantile({q}, sum by (le, stage) (rate({LATENCY}[$__rate_interval])))"
-
-
 def stages_row() -> list:
     panels = [
         series_panel(
@@ -31,7 +27,9 @@ def stages_row() -> list:
             "histogram's buckets (linear interpolation inside a bucket).",
             "s",
             8,
-        ).with_target(query("A", stage_quantile(q), "{{stage}}"))
+        ).with_target(
+            query("A", f"histogram_quantile({q}, sum by (le, stage) (rate({LATENCY}[$__rate_interval])))", "{{stage}}")
+        )
         for name, q in QUANTILES
     ]
     panels += [
