@@ -91,11 +91,8 @@ def sections(markdown_body: str) -> list[Section]:
         if match:
             title = match.group(2).strip()
             slug = slugify(re.sub(r"[`*_]", "", title), "-")
-            if slug in seen:
-                seen[slug] += 1
-                slug = f"{slug}_{seen[slug]}"
-            else:
-                seen[slug] = 0
+            seen[slug] = seen.get(slug, -1) + 1
+            slug = f"{slug}_{seen[slug]}" if seen[slug] else slug
             found.append(Section(title, slug, len(match.group(1))))
         elif found:
             found[-1].lines.append(line)
