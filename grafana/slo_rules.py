@@ -203,8 +203,6 @@ def alert_rules(spec: Spec) -> list[dict[str, Any]]:
         for sev in spec.severities:
             suffix = "FastBurn" if sev.kind == "page" else "SlowBurn"
             pairs = " or ".join(f"{_fmt(p.factor)}x over {p.long} and {p.short}" for p in sev.pairs)
-            fastest = max(p.factor for p in sev.pairs)
-            slowest = min(p.factor for p in sev.pairs)
             rules.append(
                 {
                     "alert": f"{slo.alert_name}{suffix}",
@@ -215,8 +213,9 @@ def alert_rules(spec: Spec) -> list[dict[str, Any]]:
                         "description": (
                             f"The {slo.name} SLO: {slo.description} Its error ratio is above the burn factor "
                             f"times the {_fmt(slo.budget * 100)}% budget ({pairs}): at that rate the "
-                            f"{spec.period} error budget is spent in {_spent_in(spec, fastest)} to "
-                            f"{_spent_in(spec, slowest)}."
+                            f"{spec.period} error budget is spent in "
+                            f"{_spent_in(spec, max(p.factor for p in sev.pairs))} to "
+                            f"{_spent_in(spec, min(p.factor for p in sev.pairs))}."
                         ),
                         "runbook_url": RUNBOOK_BASE + slo.runbook,
                     },

@@ -51,13 +51,11 @@ def flaky_scenarios(now: datetime | None = None, window: timedelta = WINDOW) -> 
         for _, _, outcome, _, code, config in results:
             by_version[(code, config)].add("good" if outcome in GOOD else "bad")
         mixed = [key for key, seen in by_version.items() if seen == {"good", "bad"}]
-        reasons = []
-        if retried:
-            reasons.append(f"passed only after a retry in {retried} run(s)")
+        if not (retried or mixed):
+            continue
+        reasons = [f"passed only after a retry in {retried} run(s)"] if retried else []
         if mixed:
             reasons.append(f"passed and failed on the same code and configuration ({len(mixed)} version(s))")
-        if not reasons:
-            continue
         good = [o in GOOD for o in outcomes]
         runs, passes = len(outcomes), sum(good)
         flip_rate = sum(1 for a, b in zip(good, good[1:], strict=False) if a != b) / (runs - 1) if runs > 1 else 0.0

@@ -174,11 +174,10 @@ def mermaid(objects: list[dict[str, Any]]) -> str:
             edges += [f"  {me} -. {verb} .-> {_node_id(w)}" for w in workloads if _selects(selector, _pod_labels(w))]
         elif obj["kind"] == "ServiceMonitor":
             selector = spec.get("selector", {}).get("matchLabels")
-            services = [s for s in drawn if s["kind"] == "Service"]
             edges += [
                 f"  {me} -. scrapes .-> {_node_id(s)}"
-                for s in services
-                if _selects(selector, s["metadata"].get("labels", {}))
+                for s in drawn
+                if s["kind"] == "Service" and _selects(selector, s["metadata"].get("labels", {}))
             ]
         if obj["kind"] in WORKLOADS and _pod_labels(obj).get(DATABASE_CLIENT_LABEL) == "true":
             edges += [f"  {me} -- SQL --> {_node_id(db)}" for db in database]

@@ -93,7 +93,5 @@ class GoldenQueryViewSet(viewsets.ModelViewSet):
     permission_classes = [ModelPermissions]
 
     def get_queryset(self) -> Any:
-        qs = super().get_queryset()
-        if collection := self.request.query_params.get("collection"):
-            qs = qs.filter(collection__name=collection)
-        return qs
+        qs, collection = super().get_queryset(), self.request.query_params.get("collection")
+        return qs.filter(collection__name=collection) if collection else qs
