@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from embedportal.metrics import multiprocess_dir
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
@@ -320,8 +321,6 @@ def stale_failed(ctx: Context) -> None:
 def metrics_during_fault(ctx: Context) -> dict[str, Any]:
     """While a provider rejects a reserved collection's key, /metrics answers and parses, its failure shows in
     the reprocessing queue gauge, and (where the scrape sees the workers' counters) no alerting counter moves."""
-    from embedportal.metrics import multiprocess_dir
-
     before = scrape(ctx)
     collection = ctx.fault_collection(ctx.fault_provider("401"), "metricsfault")
     ctx.enqueue(collection, [("rejected", "a document whose key the provider rejects")])

@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils.module_loading import import_string
 
 from pipeline import storage
+from pipeline.collections import resolve_dimensions
 from pipeline.embedding import embed_texts
 from pipeline.models import RESERVED_PREFIX, Collection, Document
 from testing.benchmarks.search import explain
@@ -79,8 +80,6 @@ def model_answers(ctx: Context) -> dict[str, Any]:
         probe = Collection.objects.get(name=ctx.target)
     else:
         probe = Collection(model=settings.EMBEDPORTAL_DEFAULT_MODEL)
-        from pipeline.collections import resolve_dimensions
-
         probe.dimensions = resolve_dimensions(probe)
     try:
         vectors = embed_texts(probe, ["operations probe one", "operations probe two"])
