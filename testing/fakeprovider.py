@@ -125,7 +125,12 @@ class FakeProvider(LoopbackServer):
         return _poison_mode(inputs) or mode
 
     def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str]) -> None:
-        time.sleep(self.delay + {"slow": 30, "timeout": self.timeout_seconds}.get(mode, 0))
+        if self.delay:
+            time.sleep(self.delay)
+        if mode == "slow":
+            time.sleep(30)
+        if mode == "timeout":
+            time.sleep(self.timeout_seconds)
         errors = {
             "500": (500, "internal error"),
             "503": (503, "service unavailable"),
