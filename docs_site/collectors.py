@@ -1,6 +1,5 @@
-"""Scrape-time documentation gauges, from what the last documentation check stored.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""Scrape-time documentation gauges, from what the last documentation check stored
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Documentation coverage: documented ÷ existing, per inventory, from the running code.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""Documentation coverage: documented ÷ existing, per inventory, from the running code
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

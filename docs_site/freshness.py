@@ -1,6 +1,5 @@
-"""Which pages are fresh, stale or due for review, and by how much they lag.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""Which pages are fresh, stale or due for review, and by how much they lag
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -101,25 +100,19 @@ def covered_items(meta: dict[str, Any], history: History) -> tuple[list[Item], l
         if not files:
             unknown.append(f"file {pattern}")
         items += [Item(f"file:{f}", f, "file") for f in files]
-    for name in covers.get("settings", []):
-        if name in SETTINGS:
-            items.append(Item(f"setting:{name}", CONFIG_FILE, "setting"))
-        else:
-            unknown.append(f"setting {name}")
     rules = {r.name: r.file for r in alert_rules(history.root)}
-    for name in covers.get("alerts", []):
-        if name == "*":
-            items += [Item(f"alert:{n}", f, "alert") for n, f in sorted(rules.items())]
-        elif name in rules:
-            items.append(Item(f"alert:{name}", rules[name], "alert"))
-        else:
-            unknown.append(f"alert {name}")
-    for name in covers.get("commands", []):
-        file = _command_file(name)
-        if file:
-            items.append(Item(f"command:{name}", file, "command"))
-        else:
-            unknown.append(f"command {name}")
+    where = {
+        "setting": lambda name: CONFIG_FILE if name in SETTINGS else "",
+        "alert": lambda name: rules.get(name, ""),
+        "command": _command_file,
+    }
+    for kind, find in where.items():
+        for pattern in covers.get(f"{kind}s", []):
+            for name in sorted(rules) if kind == "alert" and pattern == "*" else [pattern]:
+                if file := find(name):
+                    items.append(Item(f"{kind}:{name}", file, kind))
+                else:
+                    unknown.append(f"{kind} {name}")
     return items, unknown
 
 
@@ -174,13 +167,8 @@ def check_generated(
 ) -> PageStatus:
     generated = MODULES[page.path].generate()
     updated = page_updated(page.path, history, generator.root)
-    status = PageStatus(
-        page.path,
-        generated.title,
-        PageKind.GENERATED,
-        Freshness.FRESH,
-        inputs_hash=str(page.meta.get("inputs_sha256", "")),
-    )
+    inputs_hash = str(page.meta.get("inputs_sha256", ""))
+    status = PageStatus(page.path, generated.title, PageKind.GENERATED, Freshness.FRESH, inputs_hash=inputs_hash)
     status.last_updated = _dt(updated)
     drift = generator.drift(generated)
     sources = [f for pattern in generated.sources for f in history.expand(pattern)]
@@ -203,22 +191,13 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     updated = page_updated(page.path, history, root)
     status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))
     items, unknown = covered_items(page.meta, history)
-    changed: list[Item] = []
-    baseline_commit = history.last_commit(repo_path) if history.is_committed(repo_path) else None
-    recorded = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {}) if not history.git else {}
-    for item in items:
-        current_file = history.root / item.file
-        current = current_file.read_text(encoding="utf-8") if current_file.exists() else None
-        if history.git:
-            if baseline_commit is None:
-                continue  # the page itself has uncommitted edits: it is being updated now
-            before = item.digest(history.text_at(baseline_commit, item.file))
-        else:
-            before = recorded.get(item.key)
-            if before is None:
-                continue  # not in the manifest: nothing to compare with
-        if before != item.digest(current):
-            changed.append(item)
+    if history.git:
+        # No baseline when the page itself has uncommitted edits: it is being updated now.
+        baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
+        before = {i.key: i.digest(history.text_at(baseline, i.file)) for i in items} if baseline else {}
+    else:  # what the manifest recorded; an item it lacks has nothing to compare with
+        before = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {})
+    changed = [i for i in items if i.key in before and before[i.key] != i.digest(history.text_at(None, i.file))]
     newest = _newest([i.file for i in items], history)
     status.source_changed_at = _dt(newest)
     reasons = []
@@ -252,25 +231,21 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
     root = root or doc_pages.docs_dir()
     generator = EmbeddingPipelineOperationsDocGenerator(root)
     now = timezone.now()
-    statuses = []
-    for page in doc_pages.all_pages(root):
-        if page.path in MODULES:
-            statuses.append(check_generated(page, generator, history))
-        else:
-            statuses.append(check_handwritten(page, history, now, root))
+    statuses = [
+        check_generated(page, generator, history)
+        if page.path in MODULES
+        else check_handwritten(page, history, now, root)
+        for page in doc_pages.all_pages(root)
+    ]
     present = {s.path for s in statuses}
-    for path in MODULES:  # a generated page that was never generated (or deleted) is stale too
-        if path not in present:
-            statuses.append(
-                PageStatus(
-                    path,
-                    MODULES[path].generate().title,
-                    PageKind.GENERATED,
-                    Freshness.STALE,
-                    "not generated yet",
-                    lag_seconds=1.0,
-                )
-            )
+    # A generated page that was never generated (or was deleted) is stale too.
+    statuses += [
+        PageStatus(
+            path, module.generate().title, PageKind.GENERATED, Freshness.STALE, "not generated yet", lag_seconds=1.0
+        )
+        for path, module in MODULES.items()
+        if path not in present
+    ]
     return statuses
 
 

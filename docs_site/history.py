@@ -19,10 +19,6 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest_path() -> Path:
-    return Path(settings.EMBEDPORTAL_DOCS_SITE_DIR) / MANIFEST
-
-
 class History:
     def __init__(self, root: Path | None = None, manifest: Path | None = None, use_git: bool = True) -> None:
         self.root = (root or settings.BASE_DIR).resolve()
@@ -30,7 +26,7 @@ class History:
         self.dirty: set[str] = set()
         self.git = use_git and self._load_git()
         self.manifest: dict[str, Any] = {}
-        manifest = manifest or manifest_path()
+        manifest = manifest or Path(settings.EMBEDPORTAL_DOCS_SITE_DIR) / MANIFEST
         if not self.git and manifest.is_file():
             self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
         self._shown: dict[tuple[str, str], str | None] = {}
@@ -89,8 +85,11 @@ class History:
     def last_commit(self, path: str) -> str | None:
         return self.commits[path][0] if self.git and path in self.commits else None
 
-    def text_at(self, commit: str, path: str) -> str | None:
-        """The file as it was at a commit (None: it did not exist then)."""
+    def text_at(self, commit: str | None, path: str) -> str | None:
+        """The file as it was at a commit, or is now (commit None); None: it did not exist then."""
+        if commit is None:
+            file = self.root / path
+            return file.read_text(encoding="utf-8") if file.exists() else None
         key = (commit, path)
         if key not in self._shown:
             shown = self._run("show", f"{commit}:{path}")

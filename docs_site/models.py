@@ -1,6 +1,5 @@
-"""What the documentation checks found: one row per page and one per coverage inventory.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""What the documentation checks found: one row per page and one per coverage inventory
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -69,17 +69,12 @@ def load(file: Path, root: Path) -> Page:
 
 def all_pages(root: Path | None = None) -> list[Page]:
     root = root or docs_dir()
-    if not root.is_dir():
-        return []
-    return [load(f, root) for f in sorted(root.rglob("*.md")) if f.is_file()]
+    return [load(f, root) for f in sorted(root.rglob("*.md")) if f.is_file()] if root.is_dir() else []
 
 
 def resolve(path: str, root: Path | None = None) -> Path:
-    """The file of a page given as a path relative to the docs folder.
-
-    Refuses anything that could leave the folder: absolute paths, `..`, backslashes, NUL, and
-    symlinks that point outside (UnsafePath); a page that is not there is PageNotFound.
-    """
+    """The file of a page given relative to the docs folder; UnsafePath for anything that could leave
+    it (absolute, `..`, backslashes, NUL, symlinks out), PageNotFound for a page that is not there."""
     root = (root or docs_dir()).resolve()
     parts = path.split("/")  # an empty part: an empty or absolute path, or "//"
     if "\x00" in path or "\\" in path or re.match(r"^[A-Za-z]:", path) or any(p in ("..", "") for p in parts):

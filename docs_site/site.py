@@ -1,6 +1,5 @@
-"""`manage.py docs build`: the mkdocs site, with the generated pages rendered live.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""`manage.py docs build`: the mkdocs site, with the generated pages rendered live
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -29,25 +28,16 @@ class BuildResult:
 
 
 def manifest(history: History, root: Path) -> dict:
-    """Per page: when it was last updated and the hash of each covered item as it was then (at the
-    page's last commit; now, when the page has uncommitted edits or there is no Git); per file: its
-    hash and change time. In a container (no .git) freshness compares against these, so a page
-    stale in the repository the image was built from is stale in the image too."""
+    """Per page its update time and covered items' hashes as of its last commit; per file its hash and
+    change time. In a container (no .git) freshness compares against these, as in the repository."""
     pages: dict[str, dict] = {}
     files: set[str] = set()
     for page in doc_pages.all_pages(root):
         items, _ = freshness.covered_items(page.meta, history)
         repo_path = freshness._repo_path(page.path, history, root)
         baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
-        covers = {}
-        for item in items:
-            if baseline:
-                text = history.text_at(baseline, item.file)
-            else:
-                file = history.root / item.file
-                text = file.read_text(encoding="utf-8") if file.exists() else None
-            covers[item.key] = item.digest(text)
-            files.add(item.file)
+        covers = {item.key: item.digest(history.text_at(baseline, item.file)) for item in items}
+        files.update(item.file for item in items)
         pages[page.path] = {"updated_at": freshness.page_updated(page.path, history, root), "covers": covers}
         files.add(repo_path)
     return {

@@ -8,16 +8,9 @@ from pathlib import Path
 from grafana import dashboard, ops_tests_dashboard, performance_dashboard
 from grafana import slo_rules as slo
 
-OUTPUTS: dict[Path, Callable[[], str]] = {
-    slo.OUTPUT: slo.render,
-    slo.PERFORMANCE_OUTPUT: slo.render_performance,
-    dashboard.OUTPUT: dashboard.render,
-    dashboard.CONFIGMAP: dashboard.render_configmap,
-    ops_tests_dashboard.OUTPUT: ops_tests_dashboard.render,
-    ops_tests_dashboard.CONFIGMAP: ops_tests_dashboard.render_configmap,
-    performance_dashboard.OUTPUT: performance_dashboard.render,
-    performance_dashboard.CONFIGMAP: performance_dashboard.render_configmap,
-}
+OUTPUTS: dict[Path, Callable[[], str]] = {slo.OUTPUT: slo.render, slo.PERFORMANCE_OUTPUT: slo.render_performance}
+for _board in (dashboard, ops_tests_dashboard, performance_dashboard):
+    OUTPUTS |= {_board.OUTPUT: _board.render, _board.CONFIGMAP: _board.render_configmap}
 
 
 def stale() -> list[Path]:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.panels import DS, dashboard_files, frame, last_value_stat, plain_timeseries, query, with_rows
+from grafana.panels import dashboard_files, frame, last_value_stat, query, series_panel, table_panel, with_rows
 
 RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
 
@@ -18,24 +16,6 @@ RESULTS = "test_pass_rate_embedding_pipeline_operations_total"
 def per_scenario(result: str, window: str) -> str:
     """Results of one kind per scenario over a window (replicas report the same counts: max)."""
     return f"sum by (category, scenario) (max without (instance, pod) (increase({RESULTS}{{{result}}}[{window}]))) > 0"
-
-
-def _ts(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
-    return plain_timeseries(title, description, unit, span)
-
-
-def _table(title: str, description: str, expr: str) -> table.Panel:
-    """Scenarios as rows: an instant query in table format, one row per (category, scenario)."""
-    return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit("none")
-        .span(12)
-        .height(8)
-        .with_target(query("A", expr, "{{scenario}}").instant().format(PromQueryFormat.TABLE))
-    )
 
 
 def now_row() -> list:
@@ -57,10 +37,12 @@ def now_row() -> list:
 
 def trends_row() -> list:
     return [
-        _ts("Pass rate by category", "Recording rule over the results counter (6 h windows).", "percentunit")
+        series_panel("Pass rate by category", "Recording rule over the results counter (6 h windows).", "percentunit")
         .with_target(query("A", "embedding_pipeline_operations:test_pass_rate:ratio6h", "all"))
         .with_target(query("B", "embedding_pipeline_operations:test_pass_rate_by_category:ratio6h", "{{category}}")),
-        _ts("Scenario duration p95", "From the duration histogram, per category (6 h windows).", "s").with_target(
+        series_panel(
+            "Scenario duration p95", "From the duration histogram, per category (6 h windows).", "s"
+        ).with_target(
             query(
                 "A",
                 "histogram_quantile(0.95, sum by (category, le) "
@@ -68,12 +50,12 @@ def trends_row() -> list:
                 "{{category}}",
             )
         ),
-        _ts(
+        series_panel(
             "Coverage over time",
             "Share of the component x condition matrix run in the trailing 7 days (admin: Coverage matrix).",
             "percentunit",
         ).with_target(query("A", "max(test_coverage_ratio)", "coverage")),
-        _ts(
+        series_panel(
             "Flaky scenarios over time",
             "Scenarios that passed only on retry, or both passed and failed on one code version and "
             "configuration, in 14 days (admin: Flaky scenarios).",
@@ -84,15 +66,15 @@ def trends_row() -> list:
 
 def scenarios_row() -> list:
     return [
-        _table(
+        table_panel(
             "Failing scenarios (24 h)",
             "Failed or errored results per scenario over the last day.",
-            per_scenario('result=~"failed|error"', "24h"),
+            query("A", per_scenario('result=~"failed|error"', "24h"), "{{scenario}}"),
         ),
-        _table(
+        table_panel(
             "Passed only on retry (14 d)",
             "Flaky results per scenario; the admin's flaky list ranks them by flip rate.",
-            per_scenario('result="flaky"', "14d"),
+            query("A", per_scenario('result="flaky"', "14d"), "{{scenario}}"),
         ),
     ]
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import sys
 
-from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.panels import DS, dashboard_files, frame, last_value_stat, plain_timeseries, query, with_rows
+from grafana.panels import DS, dashboard_files, frame, last_value_stat, query, series_panel, table_panel, with_rows
 
 LATENCY = "embedding_pipeline_latency_seconds_bucket"
 RESULT = "performance_benchmark_result_embedding_pipeline_operations"
@@ -21,30 +19,24 @@ QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 STAGE_P95 = ".+_p95_s"
 
 
-def _ts(title: str, description: str, unit: str, span: int = 8) -> timeseries.Panel:
-    return plain_timeseries(title, description, unit, span)
-
-
-def stage_quantile(q: float) -> str:
-    return f"histogram_quantile({q}, sum by (le, stage) (rate({LATENCY}[$__rate_interval])))"
-
-
 def stages_row() -> list:
     panels = [
-        _ts(
+        series_panel(
             f"Per-document {name} by stage",
             f"{name} seconds per document in each stage (chunking, embedding, storage, total), from the latency "
             "histogram's buckets (linear interpolation inside a bucket).",
             "s",
-        ).with_target(query("A", stage_quantile(q), "{{stage}}"))
+            8,
+        ).with_target(
+            query("A", f"histogram_quantile({q}, sum by (le, stage) (rate({LATENCY}[$__rate_interval])))", "{{stage}}")
+        )
         for name, q in QUANTILES
     ]
     panels += [
-        _ts(
+        series_panel(
             "Stage utilisation",
             "Busy seconds per second per worker in each stage: near 1 is the bottleneck (as the optimizer reads it).",
             "percentunit",
-            span=12,
         ).with_target(
             query(
                 "A",
@@ -53,7 +45,7 @@ def stages_row() -> list:
                 "{{stage}}",
             )
         ),
-        _ts("Queue wait and search p95", "Enqueued to claimed, and one search call.", "s", span=12)
+        series_panel("Queue wait and search p95", "Enqueued to claimed, and one search call.", "s")
         .with_target(
             query(
                 "A",
@@ -76,7 +68,7 @@ def stages_row() -> list:
 
 def throughput_row() -> list:
     return [
-        _ts(
+        series_panel(
             "Throughput against capacity",
             "Documents embedded per second, and the sustained docs/s measure_capacity measured at the deployed "
             "worker count: the gap is the headroom.",
@@ -99,20 +91,19 @@ def slo_row() -> list:
         last_value_stat(
             "SLO compliance now", "Share of events within each performance SLO's target.", "percentunit", 8
         ).with_target(query("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")),
-        _ts("SLO compliance over time", "performance_slo_compliance by SLO (0..1).", "percentunit", 16).with_target(
-            query("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")
-        ),
+        series_panel(
+            "SLO compliance over time", "performance_slo_compliance by SLO (0..1).", "percentunit", 16
+        ).with_target(query("A", f"max by (slo) ({COMPLIANCE})", "{{slo}}")),
     ]
 
 
 def benchmarks_row() -> list:
     panels = [
-        _ts(
+        series_panel(
             f"Benchmark history ({suite} suite)",
             f"Median of each figure in the latest {suite} run (manage.py benchmark): a step is a change in "
             "performance; regressions are marked by the annotations and the panel below.",
             "none",
-            span=12,
         ).with_target(
             query(
                 "A",
@@ -123,29 +114,21 @@ def benchmarks_row() -> list:
         for suite in ("quick", "full")
     ]
     panels += [
-        _ts(
+        series_panel(
             "Regressions flagged",
             "1 while the suite's latest run flags the figure (t-test limit and at least 5% worse than the "
             "same machine's history); the admin's Benchmark runs list dates it.",
             "none",
-            span=12,
         ).with_target(
             query("A", f"max by (benchmark, figure, suite) ({REGRESSION}) > 0", "{{suite}} {{benchmark}} {{figure}}")
         ),
-        table.Panel()
-        .title("Latest figures")
-        .description("Every figure of the latest run of each suite, with its regression flag.")
-        .datasource(DS)
-        .unit("none")
-        .span(12)
-        .height(8)
-        .with_target(
-            query("A", f"max by (suite, benchmark, figure) ({RESULT})", "{{figure}}")
-            .instant()
-            .format(PromQueryFormat.TABLE)
+        table_panel(
+            "Latest figures",
+            "Every figure of the latest run of each suite, with its regression flag.",
+            query("A", f"max by (suite, benchmark, figure) ({RESULT})", "{{figure}}"),
         ),
         # Last in the last row: the ids of the panels before it stay as they were.
-        _ts(
+        series_panel(
             "Benchmark per-stage p95 (informational)",
             "Per-document p95 seconds of each stage in the ingest benchmarks' latest run (median of its "
             "repetitions; the admin's Trends page charts p50/p95/p99). Not gated: never flagged.",
@@ -162,17 +145,6 @@ def benchmarks_row() -> list:
     return panels
 
 
-def regressions_annotation() -> AnnotationQuery:
-    return (
-        AnnotationQuery()
-        .name("Benchmark regressions")
-        .datasource(DS)
-        .enable(True)
-        .icon_color("red")
-        .expr(f"max({REGRESSION}) > 0")
-    )
-
-
 def build() -> Dashboard:
     dashboard = frame(
         "Embedding pipeline performance",
@@ -182,7 +154,14 @@ def build() -> Dashboard:
         "now-7d",
         "1m",
         "Prometheus",
-    ).annotation(regressions_annotation())
+    ).annotation(
+        AnnotationQuery()
+        .name("Benchmark regressions")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("red")
+        .expr(f"max({REGRESSION}) > 0")
+    )
     rows = (
         ("Stages", stages_row()),
         ("Throughput", throughput_row()),

@@ -120,28 +120,12 @@ def load(path: Path = SPEC) -> Spec:
         if not 0 < float(raw["objective"]) < 100:
             raise SpecError(f"SLO {raw['name']}: objective is a percentage between 0 and 100")
         alerting = raw["alerting"]
-        slos.append(
-            Slo(
-                name=raw["name"],
-                objective=float(raw["objective"]),
-                description=raw["description"],
-                error_query=events["error_query"],
-                total_query=events["total_query"],
-                alert_name=alerting["name"],
-                runbook=alerting["runbook"],
-                summary=alerting["summary"],
-            )
-        )
+        queries = (events["error_query"], events["total_query"])
+        alert = (alerting["name"], alerting["runbook"], alerting["summary"])
+        slos.append(Slo(raw["name"], float(raw["objective"]), raw["description"], *queries, *alert))
     seconds(str(data["period"]))
     performance = tuple(
-        PerformanceSlo(
-            raw["name"],
-            float(raw["target"]),
-            raw["setting"],
-            raw["alerting"],
-            float(raw["objective"]),
-            raw["description"],
-        )
+        PerformanceSlo(**{**raw, "target": float(raw["target"]), "objective": float(raw["objective"])})
         for raw in data.get("performance_slos") or ()
     )
     labels = dict(data.get("labels") or {})
@@ -184,28 +168,17 @@ def sli_rules(spec: Spec) -> list[dict[str, Any]]:
 
 def meta_rules(spec: Spec) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
-    shortest, period = spec.windows[0], spec.period
     for slo in spec.slos:
-        ids, sel = _ids(spec, slo), _sel(spec, slo)
-        rules += [
-            {"record": "slo:objective:ratio", "expr": f"vector({_fmt(slo.objective / 100)})", "labels": ids},
-            {"record": "slo:error_budget:ratio", "expr": f"vector({_fmt(slo.budget)})", "labels": ids},
-            {
-                "record": "slo:current_burn_rate:ratio",
-                "expr": f"slo:sli_error:ratio_rate{shortest}{sel}\n/ {_ON} slo:error_budget:ratio{sel}",
-                "labels": ids,
-            },
-            {
-                "record": "slo:period_burn_rate:ratio",
-                "expr": f"slo:sli_error:ratio_rate{period}{sel}\n/ {_ON} slo:error_budget:ratio{sel}",
-                "labels": ids,
-            },
-            {
-                "record": "slo:period_error_budget_remaining:ratio",
-                "expr": f"1 - slo:period_burn_rate:ratio{sel}",
-                "labels": ids,
-            },
-        ]
+        sel = _sel(spec, slo)
+        per_budget = f"{sel}\n/ {_ON} slo:error_budget:ratio{sel}"
+        exprs = {
+            "slo:objective:ratio": f"vector({_fmt(slo.objective / 100)})",
+            "slo:error_budget:ratio": f"vector({_fmt(slo.budget)})",
+            "slo:current_burn_rate:ratio": f"slo:sli_error:ratio_rate{spec.windows[0]}{per_budget}",
+            "slo:period_burn_rate:ratio": f"slo:sli_error:ratio_rate{spec.period}{per_budget}",
+            "slo:period_error_budget_remaining:ratio": f"1 - slo:period_burn_rate:ratio{sel}",
+        }
+        rules += [{"record": record, "expr": expr, "labels": _ids(spec, slo)} for record, expr in exprs.items()]
     return rules
 
 
@@ -230,8 +203,6 @@ def alert_rules(spec: Spec) -> list[dict[str, Any]]:
         for sev in spec.severities:
             suffix = "FastBurn" if sev.kind == "page" else "SlowBurn"
             pairs = " or ".join(f"{_fmt(p.factor)}x over {p.long} and {p.short}" for p in sev.pairs)
-            fastest = max(p.factor for p in sev.pairs)
-            slowest = min(p.factor for p in sev.pairs)
             rules.append(
                 {
                     "alert": f"{slo.alert_name}{suffix}",
@@ -242,8 +213,9 @@ def alert_rules(spec: Spec) -> list[dict[str, Any]]:
                         "description": (
                             f"The {slo.name} SLO: {slo.description} Its error ratio is above the burn factor "
                             f"times the {_fmt(slo.budget * 100)}% budget ({pairs}): at that rate the "
-                            f"{spec.period} error budget is spent in {_spent_in(spec, fastest)} to "
-                            f"{_spent_in(spec, slowest)}."
+                            f"{spec.period} error budget is spent in "
+                            f"{_spent_in(spec, max(p.factor for p in sev.pairs))} to "
+                            f"{_spent_in(spec, min(p.factor for p in sev.pairs))}."
                         ),
                         "runbook_url": RUNBOOK_BASE + slo.runbook,
                     },
@@ -252,24 +224,21 @@ def alert_rules(spec: Spec) -> list[dict[str, Any]]:
     return rules
 
 
-def rule_groups(spec: Spec) -> list[dict[str, Any]]:
-    return [
-        {"name": SLI_GROUP, "rules": sli_rules(spec)},
-        {"name": META_GROUP, "rules": meta_rules(spec)},
-        {"name": ALERT_GROUP, "rules": alert_rules(spec)},
-    ]
-
-
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True  # repeated label sets are written out, not as &id001 anchors
 
 
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+_Dumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)
 
 
-_Dumper.add_representer(str, _str_representer)
+def dump(data: Any) -> str:
+    """YAML as every generated file writes it: keys in order, multi-line strings as blocks."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1000)
+
 
 HEADER = (
     "# Generated by `python -m grafana` (make rules) from pipeline/performance/slos.yaml: do not edit.\n"
@@ -279,8 +248,9 @@ HEADER = (
 
 
 def render(spec: Spec | None = None) -> str:
-    groups = rule_groups(spec or load())
-    return HEADER + yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=1000)
+    spec = spec or load()
+    groups = [(SLI_GROUP, sli_rules), (META_GROUP, meta_rules), (ALERT_GROUP, alert_rules)]
+    return HEADER + dump({"groups": [{"name": name, "rules": rules(spec)} for name, rules in groups]})
 
 
 PERFORMANCE_OUTPUT = ROOT / "grafana" / "prometheus" / "performance.rules.yml"
@@ -331,4 +301,4 @@ def render_performance(spec: Spec | None = None) -> str:
         {"name": "embedding-pipeline-performance-recording", "rules": recording},
         {"name": "embedding-pipeline-performance", "rules": alerts},
     ]
-    return PERFORMANCE_HEADER + yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=1000)
+    return PERFORMANCE_HEADER + dump({"groups": groups})

@@ -30,11 +30,8 @@ def _unresolved_for_update(document_id: int) -> FailedDocumentQuerySet:
 
 
 def record_failure(document_id: int, error: PipelineError, message: str, now: datetime | None = None) -> int:
-    """Open or update the document's failure row and schedule its next retry (or dead-letter it).
-
-    `message` is already scrubbed of secrets. Returns the row id. The pipeline calls it in the
-    transaction that marks the document failed.
-    """
+    """Open or update the document's failure row and schedule its next retry (or dead-letter it); returns
+    its id. Called in the transaction that marks the document failed; `message` is already scrubbed."""
     now = now or timezone.now()
     with transaction.atomic():
         failure = _unresolved_for_update(document_id).first()
@@ -67,18 +64,15 @@ def _count(failure: FailedDocument, error: PipelineError, message: str, now: dat
 
 def resolve_reprocessed(document_ids: Iterable[int], now: datetime | None = None) -> int:
     """Resolve the failures of documents the pipeline just embedded (in its storing transaction)."""
-    ids = list(document_ids)
-    if not ids:
-        return 0
-    return FailedDocument.objects.filter(document_id__in=ids).resolve(Resolution.REPROCESSED, now or timezone.now())
+    # No ids: Django answers 0 without a query.
+    return FailedDocument.objects.filter(document_id__in=list(document_ids)).resolve(
+        Resolution.REPROCESSED, now or timezone.now()
+    )
 
 
 def retry(failures: FailedDocumentQuerySet, now: datetime | None = None) -> Counter[str]:
     """Requeue the documents of the given scheduled or dead-lettered failures; returns counts by error type.
-
-    Rows locked by another runner (SKIP LOCKED) or already requeued are left alone, so the
-    django-q2 schedule, the Argo CronWorkflow and an operator can run this at the same time.
-    """
+    Rows locked (SKIP LOCKED) or requeued already are left alone: schedule, CronWorkflow and operator may race."""
     now = now or timezone.now()
     with transaction.atomic():
         rows = list(

@@ -42,12 +42,8 @@ class FailedDocumentQuerySet(models.QuerySet["FailedDocument"]):
 
 
 class FailedDocument(models.Model):
-    """A document the pipeline failed for good, its failure history and its retry schedule.
-
-    Rows are written by `reprocessing.failures.record_failure` (the pipeline's `document_failed`
-    signal) and resolved when the document is embedded again or by an operator; resolved rows
-    stay as history, so a document can have many rows but only one unresolved.
-    """
+    """A document the pipeline failed for good and its retry schedule (reprocessing.failures); resolved
+    rows stay as history, so a document can have many rows but only one unresolved."""
 
     # CASCADE here is Django's (ORM deletes of a document); Collection.delete() removes documents
     # with a raw DELETE, which only the database's ON DELETE CASCADE covers: Django 5.2 cannot

@@ -23,10 +23,7 @@ REQUEUE_BATCH = 1000
 
 
 def stale_condition(now: datetime, path: str = "") -> Q:
-    """The staleness predicate on Document fields, reached through `path` (e.g. "documents__").
-
-    A document without a source modified time counts from its creation.
-    """
+    """The staleness predicate on Document fields, reached through `path` (e.g. "documents__")."""
 
     def f(name: str) -> F:
         return F(f"{path}{name}")
@@ -67,13 +64,8 @@ class StaleReport:
 
 
 def requeue_candidates(now: datetime) -> Any:
-    """Stale documents nobody else will bring back.
-
-    Pending and processing documents are already queued; failed documents with an unresolved
-    failure belong to the ReprocessingWorkflow's backoff (and dead letter), so they are
-    left to it. A failed document without one (resolved by hand, or failed before
-    failures were recorded) would otherwise stay stale for ever.
-    """
+    """Stale documents nobody else will bring back: embedded ones, and failed ones without an unresolved
+    failure (those belong to the ReprocessingWorkflow's backoff); pending and processing ones are queued."""
     return (
         stale_documents(now)
         .alias(has_failure=Exists(FailedDocument.objects.unresolved().filter(document=OuterRef("pk"))))

@@ -22,8 +22,7 @@ def detect_stale() -> dict:
     return staleness.detect_stale().as_dict()
 
 
-# A missed run is not replayed: Q_CLUSTER["catch_up"] is False,
-# and one pass does all that is due anyway, so downtime never causes a storm of catch-up runs.
+# A missed run is not replayed (Q_CLUSTER["catch_up"] is False): one pass does all that is due anyway.
 SCHEDULES = (
     Every("reprocessing-retry", REPROCESS_TASK, 1, command=("reprocess_failed",)),
     Every("reprocessing-stale", STALE_TASK, 5, command=("detect_stale",)),

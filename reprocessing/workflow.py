@@ -1,6 +1,5 @@
-"""ReprocessingWorkflow: retry failed documents on the 5 min / 30 min / 2 h / 24 h backoff.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""ReprocessingWorkflow: retry failed documents on the 5 min / 30 min / 2 h / 24 h backoff
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

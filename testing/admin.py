@@ -123,7 +123,6 @@ class GoldenQueryAdmin(admin.ModelAdmin):
     list_filter = ("collection",)
     search_fields = ("query", "expected_document_id")
     list_select_related = ("collection",)
-    autocomplete_fields = ()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GoldenQuery]:
         return super().get_queryset(request).exclude(collection__name__startswith="__ops_test_")

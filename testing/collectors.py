@@ -1,7 +1,6 @@
 """Scrape-time metrics of operations test runs, from the database (runs happen in a command's
-pod, a django-q2 worker or the web process: only the database sees them all).
-
-Notes: docs/ops-tests.md, "Module notes"."""
+pod, a django-q2 worker or the web process: only the database sees them all)
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -50,18 +50,11 @@ def ops_user() -> Any:
 
 
 def _request_host() -> str:
-    for host in settings.ALLOWED_HOSTS:
-        if host == "*":
-            return "localhost"
-        if host and not host.startswith("."):
-            return host
-    return "localhost"
+    hosts = ("localhost" if h == "*" else h for h in settings.ALLOWED_HOSTS if h and not h.startswith("."))
+    return next(hosts, "localhost")
 
 
 class Context:
-    """What a scenario works with: reserved collections, the API/admin client, the fault
-    provider, and waiting for the real workers with a bound."""
-
     def __init__(self, run: TestRun, scenario: Scenario, target: str = "", wait_seconds: float | None = None) -> None:
         self.run = run
         self.scenario = scenario
@@ -148,11 +141,8 @@ class Context:
         return queue.enqueue(collection, [queue.IncomingDocument(i, t) for i, t in docs])
 
     def fault_provider(self, mode: str = "ok") -> Any:
-        """The fault-injecting OpenAI-compatible provider answering `mode`, reachable by the workers.
-
-        It listens on the configured address and port (in Kubernetes the pod's, opened to the workers
-        by the NetworkPolicy embedportal-ops-tests-fault-provider): one at a time, each scenario stops
-        its provider before the next starts."""
+        """The fault-injecting provider answering `mode` on the configured address (in Kubernetes the pod's,
+        opened to the workers by NetworkPolicy embedportal-ops-tests-fault-provider); one scenario's at a time."""
         from testing.fakeprovider import FakeProvider
 
         host, port = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST, settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT
@@ -209,9 +199,7 @@ class Context:
         timeout: float | None = None,
     ) -> dict[str, str]:
         """Wait for the running workers to bring the documents to a final state; returns id -> status.
-
-        Fails naming the cause: no worker alive, or documents still pending/processing.
-        """
+        Fails naming the cause: no worker alive, or documents still pending/processing."""
         from pipeline.wakeup import kick_workers
 
         self.require_workers()
@@ -219,7 +207,7 @@ class Context:
         if ids is not None:
             qs = qs.filter(external_id__in=list(ids))
         final = {DocumentStatus.EMBEDDED, DocumentStatus.FAILED}
-        kicked = time.monotonic()
+        kicked = waited = time.monotonic()
 
         def done() -> bool:
             nonlocal kicked
@@ -229,7 +217,6 @@ class Context:
                 kicked = time.monotonic()
             return not qs.exclude(status__in=final).exists()
 
-        waited = time.monotonic()
         finished = self.wait_until(done, timeout)
         statuses = dict(qs.values_list("external_id", "status"))
         if not finished:

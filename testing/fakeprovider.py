@@ -1,7 +1,6 @@
 """Local OpenAI-compatible /v1/embeddings servers that inject faults, for driving LiteLLM over
-real HTTP: the pytest suite, the benchmarks and game days against a staging deployment.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+real HTTP: the pytest suite, the benchmarks and game days against a staging deployment
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -151,11 +150,8 @@ class FakeProvider(LoopbackServer):
             )
             return
         dims = self.dims + 1 if mode == "wrong_dims" else self.dims
-        vectors = [vector_for(t, dims) for t in inputs]
-        if mode == "nan":
-            vectors = [[math.nan] * dims for _ in inputs]
-        if mode == "zero":
-            vectors = [[0.0] * dims for _ in inputs]
+        fill = {"nan": math.nan, "zero": 0.0}.get(mode)
+        vectors = [vector_for(t, dims) if fill is None else [fill] * dims for t in inputs]
         if mode == "too_few":
             vectors = vectors[:-1]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
@@ -164,10 +160,7 @@ class FakeProvider(LoopbackServer):
 
 
 def _poison_mode(inputs: list[str]) -> str | None:
-    for text in inputs:
-        if "POISON:" in text:
-            return text.split("POISON:", 1)[1].split()[0]
-    return None
+    return next((text.split("POISON:", 1)[1].split()[0] for text in inputs if "POISON:" in text), None)
 
 
 class ChaosProvider(FakeProvider):

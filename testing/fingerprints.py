@@ -1,6 +1,5 @@
-"""What a run ran against: the code version and a fingerprint of the active configuration.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""What a run ran against: the code version and a fingerprint of the active configuration
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Flaky scenarios, from the results table.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""Flaky scenarios, from the results table (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -53,26 +51,14 @@ def flaky_scenarios(now: datetime | None = None, window: timedelta = WINDOW) -> 
         for _, _, outcome, _, code, config in results:
             by_version[(code, config)].add("good" if outcome in GOOD else "bad")
         mixed = [key for key, seen in by_version.items() if seen == {"good", "bad"}]
-        reasons = []
-        if retried:
-            reasons.append(f"passed only after a retry in {retried} run(s)")
+        if not (retried or mixed):
+            continue
+        reasons = [f"passed only after a retry in {retried} run(s)"] if retried else []
         if mixed:
             reasons.append(f"passed and failed on the same code and configuration ({len(mixed)} version(s))")
-        if not reasons:
-            continue
         good = [o in GOOD for o in outcomes]
-        flips = sum(1 for a, b in zip(good, good[1:], strict=False) if a != b)
-        found.append(
-            FlakyScenario(
-                scenario=scenario,
-                category=results[0][1],
-                runs=len(outcomes),
-                passes=sum(good),
-                failures=len(good) - sum(good),
-                passed_on_retry=retried,
-                flip_rate=flips / (len(outcomes) - 1) if len(outcomes) > 1 else 0.0,
-                reasons=reasons,
-                last_seen=results[-1][3],
-            )
-        )
+        runs, passes = len(outcomes), sum(good)
+        flip_rate = sum(1 for a, b in zip(good, good[1:], strict=False) if a != b) / (runs - 1) if runs > 1 else 0.0
+        row = (scenario, results[0][1], runs, passes, runs - passes, retried, flip_rate, reasons, results[-1][3])
+        found.append(FlakyScenario(*row))
     return sorted(found, key=lambda f: (-f.flip_rate, -f.passed_on_retry, f.scenario))

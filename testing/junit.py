@@ -1,6 +1,5 @@
-"""JUnit XML (xunit2 flavour, junitparser) of a run, so Argo artifacts and CI tools read our runs.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""JUnit XML (xunit2 flavour, junitparser) of a run, so Argo artifacts and CI tools read our runs
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

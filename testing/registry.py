@@ -1,11 +1,10 @@
-"""The scenario registry: plain functions registered with a decorator, like Django's system checks.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""The scenario registry: plain functions registered with a decorator, like Django's system checks
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from testing.choices import Category, Component, Condition
@@ -35,7 +34,6 @@ class Scenario:
     quick: bool = False
     # Regression and integration scenarios that take a target collection (config-change runs).
     per_collection: bool = False
-    tags: frozenset[str] = field(default_factory=frozenset)
 
 
 REGISTRY: dict[str, Scenario] = {}
@@ -62,17 +60,9 @@ def scenario(
 
     def register(func: Callable) -> Callable:
         assert name not in REGISTRY, f"scenario {name} registered twice"
+        description = (func.__doc__ or "").strip().split("\n")[0]
         REGISTRY[name] = Scenario(
-            name=name,
-            category=category,
-            component=component,
-            func=func,
-            description=(func.__doc__ or "").strip().split("\n")[0],
-            covers=cells,
-            timeout=timeout,
-            retries=retries,
-            quick=quick,
-            per_collection=per_collection,
+            name, category, component, func, description, cells, timeout, retries, quick, per_collection
         )
         return func
 
@@ -104,5 +94,4 @@ def select(categories: Iterable[str] = (), names: Iterable[str] = (), quick: boo
     ]
     if quick:
         chosen = [s for s in chosen if s.quick]
-    order = Category.values
-    return sorted(chosen, key=lambda s: order.index(s.category))
+    return sorted(chosen, key=lambda s: Category.values.index(s.category))

@@ -1,6 +1,5 @@
-"""EmbeddingPipelineOperationsTester: runs registered scenarios against the live system.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""EmbeddingPipelineOperationsTester: runs registered scenarios against the live system
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""GET /api/v1/embedding-pipeline-operations/docs: the documentation and its freshness.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""GET /api/v1/embedding-pipeline-operations/docs: the documentation and its freshness
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -121,9 +120,7 @@ class DocsView(APIView):
             raise ValidationError({"page": str(exc)})
         except pages.PageNotFound as exc:
             raise NotFound(str(exc))
-        text = page.text
-        if page.path in MODULES:
-            text = MODULES[page.path].generate(live=True).render(live=True)
+        text = MODULES[page.path].generate(live=True).render(live=True) if page.path in MODULES else page.text
         if isinstance(request.accepted_renderer, PageHTMLRenderer):
             return Response(to_html(page.title, text))
         if isinstance(request.accepted_renderer, JSONRenderer):

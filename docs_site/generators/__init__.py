@@ -1,6 +1,5 @@
-"""EmbeddingPipelineOperationsDocGenerator: the reference pages, generated from the running code.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""EmbeddingPipelineOperationsDocGenerator: the reference pages, generated from the running code
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 

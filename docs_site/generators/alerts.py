@@ -91,11 +91,8 @@ def sections(markdown_body: str) -> list[Section]:
         if match:
             title = match.group(2).strip()
             slug = slugify(re.sub(r"[`*_]", "", title), "-")
-            if slug in seen:
-                seen[slug] += 1
-                slug = f"{slug}_{seen[slug]}"
-            else:
-                seen[slug] = 0
+            seen[slug] = seen.get(slug, -1) + 1
+            slug = f"{slug}_{seen[slug]}" if seen[slug] else slug
             found.append(Section(title, slug, len(match.group(1))))
         elif found:
             found[-1].lines.append(line)
@@ -143,9 +140,7 @@ def site_link(url: str) -> str:
 def _runbook_cell(rule: AlertRule) -> str:
     """A link when the runbook section is complete; otherwise what is wrong, so the site still builds."""
     problems = runbook_problems(rule)
-    if problems:
-        return "**missing**: " + "; ".join(problems)
-    return f"[runbook]({site_link(rule.runbook_url)})"
+    return "**missing**: " + "; ".join(problems) if problems else f"[runbook]({site_link(rule.runbook_url)})"
 
 
 def generate(live: bool = False) -> GeneratedPage:
@@ -175,11 +170,4 @@ def generate(live: bool = False) -> GeneratedPage:
     inputs = [
         [r.name, r.file, r.group, r.expr, r.duration, r.labels, r.annotations, runbook_problems(r)] for r in rules
     ]
-    return GeneratedPage(
-        path=PATH,
-        title="Alerts reference",
-        generator=__name__,
-        inputs=inputs,
-        body=body,
-        sources=[RULES_GLOB, "docs/runbooks/*.md"],
-    )
+    return GeneratedPage(PATH, "Alerts reference", __name__, inputs, body, [RULES_GLOB, "docs/runbooks/*.md"])

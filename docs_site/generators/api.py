@@ -1,6 +1,5 @@
-"""API reference: the drf-spectacular OpenAPI schema rendered to Markdown.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""API reference: the drf-spectacular OpenAPI schema rendered to Markdown
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -39,11 +38,14 @@ def _ref_name(node: dict[str, Any] | None) -> str:
     return node.get("type", "object")
 
 
+def _first_schema(content: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of the first media type (sorted), as the reference shows one."""
+    return content[sorted(content)[0]].get("schema") if content else None
+
+
 def _operation(method: str, path: str, op: dict[str, Any]) -> str:
     lines = [f"### `{method} {path}`", ""]
-    text = (op.get("summary") or "").strip()
-    if op.get("description"):
-        text = (text + "\n\n" if text else "") + op["description"].strip()
+    text = "\n\n".join(t.strip() for t in (op.get("summary"), op.get("description")) if t and t.strip())
     lines += [text or "_No description._", ""]
     params = op.get("parameters", [])
     if params:
@@ -60,15 +62,11 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
         lines += [table(["parameter", "in", "required", "type", "meaning"], rows), ""]
     body = op.get("requestBody", {}).get("content", {})
     if body:
-        kinds = sorted(body)
-        lines += [f"Request body ({', '.join(kinds)}): {_ref_name(body[kinds[0]].get('schema'))}", ""]
-    responses = op.get("responses", {})
-    rows = []
-    for code in sorted(responses):
-        resp = responses[code]
-        content = resp.get("content", {})
-        first = content[sorted(content)[0]].get("schema") if content else None
-        rows.append([code, resp.get("description", ""), _ref_name(first)])
+        lines += [f"Request body ({', '.join(sorted(body))}): {_ref_name(_first_schema(body))}", ""]
+    rows = [
+        [code, resp.get("description", ""), _ref_name(_first_schema(resp.get("content", {})))]
+        for code, resp in sorted(op.get("responses", {}).items())
+    ]
     lines += [table(["status", "meaning", "body"], rows), ""]
     security = [next(iter(s)) for s in op.get("security", []) if s]
     lines += [f"Authentication: {', '.join(security) if security else 'none'}.", ""]
@@ -117,12 +115,6 @@ def generate(live: bool = False) -> GeneratedPage:
         "## Schemas",
         *[_component(name, node) for name, node in sorted(spec.get("components", {}).get("schemas", {}).items())],
     ]
-    return GeneratedPage(
-        path=PATH,
-        title="API reference",
-        generator=__name__,
-        inputs=spec,
-        body="\n\n".join(p.strip() for p in parts if p.strip()),
-        sources=["*/api/*.py", "embedportal/urls.py", "*/models.py", "*/choices.py"],
-        missing=missing,
-    )
+    body = "\n\n".join(p.strip() for p in parts if p.strip())
+    sources = ["*/api/*.py", "embedportal/urls.py", "*/models.py", "*/choices.py"]
+    return GeneratedPage(PATH, "API reference", __name__, spec, body, sources, missing=missing)

@@ -1,6 +1,5 @@
-"""Architecture: Mermaid diagrams of the deployed resources and of the local topology.
-
-Notes: docs/architecture.md, "Module notes"."""
+"""Architecture: Mermaid diagrams of the deployed resources and of the local topology
+(notes: docs/architecture.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -175,11 +174,10 @@ def mermaid(objects: list[dict[str, Any]]) -> str:
             edges += [f"  {me} -. {verb} .-> {_node_id(w)}" for w in workloads if _selects(selector, _pod_labels(w))]
         elif obj["kind"] == "ServiceMonitor":
             selector = spec.get("selector", {}).get("matchLabels")
-            services = [s for s in drawn if s["kind"] == "Service"]
             edges += [
                 f"  {me} -. scrapes .-> {_node_id(s)}"
-                for s in services
-                if _selects(selector, s["metadata"].get("labels", {}))
+                for s in drawn
+                if s["kind"] == "Service" and _selects(selector, s["metadata"].get("labels", {}))
             ]
         if obj["kind"] in WORKLOADS and _pod_labels(obj).get(DATABASE_CLIENT_LABEL) == "true":
             edges += [f"  {me} -- SQL --> {_node_id(db)}" for db in database]
@@ -236,7 +234,7 @@ def _live_topology() -> tuple[str, list[str]]:
         ]
         for s in schedules
     ]
-    text = "\n\n".join(
+    return "\n\n".join(
         [
             "## Live topology",
             "Workers seen through their heartbeats, and the django-q2 schedules, when this page was built.",
@@ -247,15 +245,12 @@ def _live_topology() -> tuple[str, list[str]]:
             if schedule_rows
             else "No schedules.",
         ]
-    )
-    return text, []
+    ), []
 
 
 def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:
-    missing: list[str] = []
     objects, problem = kustomize_objects(kubectl if kubectl is not None else find_kubectl())
-    if problem:
-        missing.append(problem)
+    missing = [problem] if problem else []
     source = f"the Kustomize overlay `{OVERLAY}`"
     live_missing: list[str] = []
     if live:
@@ -278,16 +273,9 @@ def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:
         "With no configuration everything runs on one machine (`make run`).",
         f"```mermaid\n{LOCAL}\n```",
     ]
-    page = GeneratedPage(
-        path=PATH,
-        title="Architecture",
-        generator=__name__,
-        inputs={"objects": objects if source.startswith("the Kustomize") else [], "local": LOCAL},
-        body="\n\n".join(parts),
-        sources=["deploy/base/**/*.yaml", "deploy/overlays/**/*.yaml"],
-        missing=missing,
-        live_missing=live_missing,
-    )
+    inputs = {"objects": objects if source.startswith("the Kustomize") else [], "local": LOCAL}
+    sources = ["deploy/base/**/*.yaml", "deploy/overlays/**/*.yaml"]
+    page = GeneratedPage(PATH, "Architecture", __name__, inputs, "\n\n".join(parts), sources, missing, live_missing)
     if live:
         text, problems = _live_topology()
         page.live_body = text

@@ -12,15 +12,8 @@ PATH = "reference/commands.md"
 PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
 # Options every Django command has; listed once instead of on every command.
 DJANGO_COMMON = {
-    "--version",
-    "--verbosity",
-    "--settings",
-    "--pythonpath",
-    "--traceback",
-    "--no-color",
-    "--force-color",
-    "--skip-checks",
-    "--help",
+    f"--{name}"
+    for name in "version verbosity settings pythonpath traceback no-color force-color skip-checks help".split()
 }
 
 
@@ -95,23 +88,15 @@ def generate(live: bool = False) -> GeneratedPage:
         text = "\n".join(_describe(p, f"manage.py {name}", 2))
         sections.append(text)
         inputs.append([name, app, text])
-    index = table(["command", "app"], [[f"[`{n}`](#{n})", a] for n, a in commands.items()])
     body = "\n\n".join(
         [
             "The project's management commands (`python manage.py NAME`, or `embedportal NAME` in the "
             "container image), from their argument parsers. Every command also takes Django's common "
             "options (`-v/--verbosity`, `--settings`, `--pythonpath`, `--traceback`, `--no-color`, "
             "`--force-color`, `--skip-checks`).",
-            index,
+            table(["command", "app"], [[f"[`{n}`](#{n})", a] for n, a in commands.items()]),
             *sections,
         ]
     )
-    return GeneratedPage(
-        path=PATH,
-        title="Management commands reference",
-        generator=__name__,
-        inputs=inputs,
-        body=body,
-        sources=["*/management/commands/*.py"],
-        missing=missing,
-    )
+    sources = ["*/management/commands/*.py"]
+    return GeneratedPage(PATH, "Management commands reference", __name__, inputs, body, sources, missing=missing)

@@ -55,8 +55,7 @@ def _collections_section() -> tuple[str, list[str]]:
         "key variable",
         "extra params",
     ]
-    text = "## Collections\n\n" + (table(headers, rows) if rows else "No collections yet.")
-    return text, []
+    return "## Collections\n\n" + (table(headers, rows) if rows else "No collections yet."), []
 
 
 def generate(live: bool = False) -> GeneratedPage:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -30,8 +31,9 @@ class MetricInfo:
     origin: str  # "process" (recorded by each process) or the collector's dotted path
 
 
-def _exposed(name: str, kind: str) -> str:
-    return f"{name}_total" if kind == "counter" else name
+def _info(name: str, kind: str, labels: Any, help: str, origin: str) -> MetricInfo:
+    """A family as exposed: counters with _total."""
+    return MetricInfo(f"{name}_total" if kind == "counter" else name, kind, tuple(labels), help, origin)
 
 
 def app_metrics() -> tuple[list[MetricInfo], list[str]]:
@@ -43,13 +45,7 @@ def app_metrics() -> tuple[list[MetricInfo], list[str]]:
     found: dict[str, MetricInfo] = {}
     for collector in list(REGISTRY._collector_to_names):
         if isinstance(collector, MetricWrapperBase):
-            info = MetricInfo(
-                _exposed(collector._name, collector._type),
-                collector._type,
-                tuple(collector._labelnames),
-                collector._documentation,
-                "process",
-            )
+            info = _info(collector._name, collector._type, collector._labelnames, collector._documentation, "process")
             found[info.name] = info
     for path in settings.EMBEDPORTAL_METRICS_COLLECTORS:
         try:
@@ -58,13 +54,7 @@ def app_metrics() -> tuple[list[MetricInfo], list[str]]:
             missing.append(f"collector {path}: {exc.__class__.__name__}: {exc}")
             continue
         for family in families:
-            info = MetricInfo(
-                _exposed(family.name, family.type),
-                family.type,
-                tuple(getattr(family, "_labelnames", ())),
-                family.documentation,
-                path,
-            )
+            info = _info(family.name, family.type, getattr(family, "_labelnames", ()), family.documentation, path)
             found[info.name] = info
     ours = [m for m in found.values() if m.name.startswith(APP_METRIC_PREFIXES)]
     return sorted(ours, key=lambda m: m.name), missing

@@ -40,8 +40,5 @@ class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
             qs = qs.filter(regressions__gt=0)
         elif params.get("regressed") in ("false", "0", "no"):
             qs = qs.filter(regressions=0)
-        if suite := params.get("suite"):
-            qs = qs.filter(suite=suite)
-        if machine := params.get("machine"):
-            qs = qs.filter(machine_fingerprint=machine)
-        return qs
+        fields = {"suite": "suite", "machine": "machine_fingerprint"}
+        return qs.filter(**{field: params[name] for name, field in fields.items() if params.get(name)})

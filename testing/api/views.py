@@ -46,9 +46,7 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_queryset(self) -> Any:
         qs = super().get_queryset()
-        if self.action == "retrieve":
-            qs = qs.prefetch_related("results")
-        return qs
+        return qs.prefetch_related("results") if self.action == "retrieve" else qs
 
     @extend_schema(request=RunRequestSerializer, responses={200: TestRunDetailSerializer, 202: TestRunSerializer})
     def create(self, request: Request) -> Response:
@@ -95,7 +93,5 @@ class GoldenQueryViewSet(viewsets.ModelViewSet):
     permission_classes = [ModelPermissions]
 
     def get_queryset(self) -> Any:
-        qs = super().get_queryset()
-        if collection := self.request.query_params.get("collection"):
-            qs = qs.filter(collection__name=collection)
-        return qs
+        qs, collection = super().get_queryset(), self.request.query_params.get("collection")
+        return qs.filter(collection__name=collection) if collection else qs

@@ -28,11 +28,8 @@ class RegressionFilter(admin.SimpleListFilter):
         return [("yes", "Regressed"), ("no", "No regression")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[BenchmarkRun]) -> QuerySet[BenchmarkRun]:
-        if self.value() == "yes":
-            return queryset.filter(regressions__gt=0)
-        if self.value() == "no":
-            return queryset.filter(regressions=0)
-        return queryset
+        chosen = {"yes": {"regressions__gt": 0}, "no": {"regressions": 0}}.get(self.value())
+        return queryset.filter(**chosen) if chosen else queryset
 
 
 @admin.register(BenchmarkRun)

@@ -1,7 +1,5 @@
-"""Scrape-time benchmark metrics from the database (runs happen in a command's pod or a django-q2
-worker: only the database sees them all). From the latest run of each suite:
-
-Notes: docs/benchmarks.md, "Module notes"."""
+"""Scrape-time benchmark metrics of the latest run of each suite, from the database (runs happen in a
+command's pod or a django-q2 worker: only the database sees them all; notes: docs/benchmarks.md)."""
 
 from __future__ import annotations
 

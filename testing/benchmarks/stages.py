@@ -1,6 +1,5 @@
-"""Per-stage percentiles of the ingest benchmarks, kept with a run as informational figures.
-
-Notes: docs/benchmarks.md, "Module notes"."""
+"""Per-stage percentiles of the ingest benchmarks, kept with a run as informational figures
+(notes: docs/benchmarks.md, "Module notes")."""
 
 from __future__ import annotations
 

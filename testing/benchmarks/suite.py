@@ -168,10 +168,7 @@ def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
             raise RuntimeError(f"search is not planned on the HNSW index:\n{runs[0].plan}")
     finally:
         collection.delete()
-    return {
-        "p50_ms": figure([r.p50_ms for r in runs], "lower", "ms"),
-        "p95_ms": figure([r.p95_ms for r in runs], "lower", "ms"),
-    }
+    return {f"{q}_ms": figure([getattr(r, f"{q}_ms") for r in runs], "lower", "ms") for q in ("p50", "p95")}
 
 
 def metrics(sizes: Sizes, corpus: ingest.Corpus) -> Figures:

@@ -23,19 +23,8 @@ def run_benchmark(suite: str = "quick", trigger: str = "config_change", note: st
     """Run `manage.py benchmark` in a process of its own: the ingest benchmarks fork workers, which a
     django-q2 worker (a daemonic process) may not. Never fails the task on a regression: the run
     is stored, flagged, exported and visible in the admin."""
-    command = [
-        sys.executable,
-        str(settings.BASE_DIR / "manage.py"),
-        "benchmark",
-        "--suite",
-        suite,
-        "--trigger",
-        trigger,
-        "--note",
-        note,
-        "--no-fail",
-        "--json",
-    ]
+    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "benchmark", "--suite", suite]
+    command += ["--trigger", trigger, "--note", note, "--no-fail", "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]

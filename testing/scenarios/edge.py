@@ -26,13 +26,12 @@ from testing.scenarios.shared import fail_document, requeue_candidates
 
 
 @scenario("empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, quick=True)
-def empty_text(ctx: Context) -> dict[str, Any]:
+def empty_text(ctx: Context) -> None:
     """Empty and whitespace-only texts get a 400 that says what to fix, and nothing is written."""
     collection = ctx.collection("empty")
     for text in ("", "   \n\t  "):
         ctx.expect(ctx.post(collection, {"id": "empty", "text": text}), 400, f"text {text!r}", "empty")
     ctx.check(not Document.objects.filter(collection=collection).exists(), "a refused document was written")
-    return {}
 
 
 @scenario("largest_accepted_document", Category.EDGE, Component.CHUNK, covers=[Component.ENQUEUE], timeout=240)
@@ -58,7 +57,7 @@ UNICODE_TEXTS = {
 
 
 @scenario("unicode_and_control_characters", Category.EDGE, Component.EMBED, covers=[Component.SEARCH], quick=True)
-def unicode_text(ctx: Context) -> dict[str, Any]:
+def unicode_text(ctx: Context) -> None:
     """Emoji, CJK, right-to-left, combining and control characters are embedded and found; NUL is refused."""
     collection = ctx.collection("unicode")
     ctx.expect(ctx.post(collection, [{"id": k, "text": v} for k, v in UNICODE_TEXTS.items()]), 202, "Unicode")
@@ -68,17 +67,15 @@ def unicode_text(ctx: Context) -> dict[str, Any]:
         ctx.check_first([h.document_id for h in search(collection, text, 1)], key, f"search for the {key} text")
         stored = Chunk.objects.get(document__collection=collection, document__external_id=key).text
         ctx.check(stored == text, f"{key} text changed on its way to storage: {stored!r}")
-    return {}
 
 
 @scenario("duplicate_ids_in_one_batch_refused", Category.EDGE, Component.ENQUEUE, quick=True)
-def duplicate_ids(ctx: Context) -> dict[str, Any]:
+def duplicate_ids(ctx: Context) -> None:
     """A batch repeating an id is refused whole, naming the id; nothing half-written."""
     collection = ctx.collection("dupes")
     batch = [{"id": "x", "text": "one"}, {"id": "y", "text": "two"}, {"id": "x", "text": "three"}]
     ctx.expect(ctx.post(collection, batch), 400, "duplicate ids", "'x'")
     ctx.check(not Document.objects.filter(collection=collection).exists(), "part of the refused batch was written")
-    return {}
 
 
 @scenario("large_batch_accepted_and_embedded", Category.EDGE, Component.CLAIM, covers=[Component.STORE], timeout=240)
@@ -96,7 +93,7 @@ def large_batch(ctx: Context) -> dict[str, Any]:
 
 
 @scenario("different_dimensions_side_by_side", Category.EDGE, Component.STORE, covers=[Component.SEARCH], quick=True)
-def mixed_dimensions(ctx: Context) -> dict[str, Any]:
+def mixed_dimensions(ctx: Context) -> None:
     """Collections of 16 and 48 dimensions share the chunk table, each with its own index and search."""
     small, large = ctx.collection("d16", model="local/hash-16"), ctx.collection("d48", model="local/hash-48")
     ctx.enqueue(small, [("same", "the same text in two collections")])
@@ -114,16 +111,12 @@ def mixed_dimensions(ctx: Context) -> dict[str, Any]:
         for c in (small, large)
     }
     ctx.check(dims == {small.name: {16}, large.name: {48}}, f"stored dimensions {dims}")
-    hits = search(small, "only in the large one", 5)
-    ctx.check(
-        [h.document_id for h in hits] == ["same"],
-        f"search in the 16-dimension collection returned {[h.document_id for h in hits]}",
-    )
-    return {}
+    found = [h.document_id for h in search(small, "only in the large one", 5)]
+    ctx.check(found == ["same"], f"search in the 16-dimension collection returned {found}")
 
 
 @scenario("paused_collection_not_claimed", Category.EDGE, Component.CLAIM, quick=True)
-def paused(ctx: Context) -> dict[str, Any]:
+def paused(ctx: Context) -> None:
     """Workers leave a paused collection's queue alone (while embedding others) and take it once resumed."""
     held, sentinel = ctx.collection("paused", paused=True), ctx.collection("sentinel")
     ctx.enqueue(held, [("held", "waits for resume")])
@@ -136,11 +129,10 @@ def paused(ctx: Context) -> dict[str, Any]:
     )
     Collection.objects.filter(pk=held.pk).resume()  # wakes the workers
     ctx.wait_documents(held)
-    return {}
 
 
 @scenario("staleness_sla_boundary_and_requeued_once", Category.EDGE, Component.STALENESS, quick=True)
-def staleness_edges(ctx: Context) -> dict[str, Any]:
+def staleness_edges(ctx: Context) -> None:
     """On an explicit clock a document turns stale just after its SLA, not at it; the staleness pass takes
     a stale embedded document once, and not again while it is queued."""
     sla = timedelta(seconds=60)
@@ -157,7 +149,6 @@ def staleness_edges(ctx: Context) -> dict[str, Any]:
     docs.update(status="embedded", last_embedded_at=changed - timedelta(minutes=1))
     now = timezone.now()
     candidates = partial(requeue_candidates, collection, now)
-
     ctx.check(candidates() == ["doc"], f"the staleness pass would take {candidates()}, expected the stale document")
     first = Document.objects.filter(collection=collection, external_id__in=candidates()).requeue()
     ctx.check(first == 1, f"requeueing the stale document changed {first} row(s)")
@@ -165,7 +156,6 @@ def staleness_edges(ctx: Context) -> dict[str, Any]:
     again = docs.requeue()
     ctx.check(again == 0, f"a second requeue of the pending document changed {again} row(s)")
     ctx.check(stale_counts(now).get(collection.name) == 1, "a queued stale document stopped counting stale")
-    return {}
 
 
 @scenario(
@@ -175,7 +165,7 @@ def staleness_edges(ctx: Context) -> dict[str, Any]:
     timeout=90,
     quick=True,
 )
-def edited_while_failed(ctx: Context) -> dict[str, Any]:
+def edited_while_failed(ctx: Context) -> None:
     """A failed document its producer re-sends with new text before its retry is due is queued once (the due
     retry does not requeue it again), embedded with the new text, and its failure resolved as reprocessed."""
     # Paused: the scenario drives the failure, then the workers embed.
@@ -202,4 +192,3 @@ def edited_while_failed(ctx: Context) -> dict[str, Any]:
         failure.state == FailureState.RESOLVED and failure.resolution == Resolution.REPROCESSED,
         f"its failure is {failure.state} ({failure.resolution or 'no resolution'}), expected resolved as reprocessed",
     )
-    return {}

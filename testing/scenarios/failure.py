@@ -11,12 +11,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from embedportal.metrics import multiprocess_dir
 from pipeline.choices import DocumentStatus, ErrorType, Stage
-from pipeline.embedding import PipelineError
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.choices import FailureState, Resolution
-from reprocessing.failures import BACKOFF, record_failure
+from reprocessing.failures import BACKOFF
 from reprocessing.models import FailedDocument
 from reprocessing.staleness import stale_counts
 from reprocessing.workflow import ReprocessingWorkflow
@@ -145,7 +145,7 @@ def poison(ctx: Context) -> dict[str, Any]:
 
 
 @scenario("killed_worker_lease_returns_documents", Category.FAILURE, Component.CLAIM, timeout=90)
-def dead_lease(ctx: Context) -> dict[str, Any]:
+def dead_lease(ctx: Context) -> None:
     """Documents leased by a worker that died return to the queue when its lease expires and are embedded."""
     collection = ctx.collection("lease")
     dead = f"ops-test-dead-worker-{ctx.run.pk}"
@@ -161,7 +161,6 @@ def dead_lease(ctx: Context) -> dict[str, Any]:
     ctx.check(
         owners == {2}, f"attempts {owners}: each document should have been claimed twice (dead worker, then a live one)"
     )
-    return {}
 
 
 @scenario(
@@ -180,11 +179,9 @@ def backoff(ctx: Context) -> dict[str, Any]:
     doc = Document.objects.get(collection=collection)
     workflow = ReprocessingWorkflow(collection=collection)
     now = timezone.now()
-    error = PipelineError(ErrorType.API_ERROR, Stage.EMBEDDING, "simulated provider outage")
     seen = []
     for step, wait in enumerate(BACKOFF, 1):
-        Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
-        record_failure(doc.pk, error, "simulated provider outage", now=now)
+        fail_document(doc, ErrorType.API_ERROR, "simulated provider outage", now)
         failure = FailedDocument.objects.unresolved().get(document=doc)
         ctx.check(
             failure.state == FailureState.OPEN and failure.next_retry_at == now + wait,
@@ -200,8 +197,7 @@ def backoff(ctx: Context) -> dict[str, Any]:
             f"retry {step} did not requeue the document",
         )
         seen.append(str(wait))
-    Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
-    record_failure(doc.pk, error, "simulated provider outage", now=now)
+    fail_document(doc, ErrorType.API_ERROR, "simulated provider outage", now)
     final = FailedDocument.objects.unresolved().get(document=doc)
     ctx.check(
         final.state == FailureState.DEAD_LETTERED,
@@ -231,7 +227,7 @@ def bad_enqueue(ctx: Context) -> dict[str, Any]:
 
 
 @scenario("blank_document_fails_alone_at_chunking", Category.FAILURE, Component.CHUNK, timeout=90)
-def blank_document(ctx: Context) -> dict[str, Any]:
+def blank_document(ctx: Context) -> None:
     """A stored document left with nothing to embed (whitespace written around enqueue's check) fails
     alone as empty_document at chunking, with its failure row; its neighbours are embedded."""
     # Paused while the row is rewritten, so no worker claims it before.
@@ -244,7 +240,6 @@ def blank_document(ctx: Context) -> dict[str, Any]:
     ctx.check(failure.stage == Stage.CHUNKING, f"the blank document failed at {failure.stage}, expected chunking")
     chunks = Chunk.objects.filter(document__collection=collection, document__external_id="blank").count()
     ctx.check(chunks == 0, f"the blank document has {chunks} chunk(s)")
-    return {}
 
 
 @scenario("search_provider_down_answers_502", Category.FAILURE, Component.SEARCH)
@@ -305,7 +300,7 @@ def health_failing_model(ctx: Context) -> dict[str, Any]:
 
 
 @scenario("stale_failed_document_left_to_its_backoff", Category.FAILURE, Component.STALENESS)
-def stale_failed(ctx: Context) -> dict[str, Any]:
+def stale_failed(ctx: Context) -> None:
     """A stale document that failed counts stale but is left to the reprocessing backoff, not requeued by
     the staleness pass; once an operator resolves its failure, the staleness pass takes it back."""
     # Paused: the scenario drives the document, not the workers.
@@ -320,15 +315,12 @@ def stale_failed(ctx: Context) -> dict[str, Any]:
     ctx.check(candidates() == [], f"the staleness pass would requeue {candidates()} despite their open failure")
     FailedDocument.objects.filter(document=doc).resolve(Resolution.OPERATOR, now)
     ctx.check(candidates() == ["broken"], f"after its failure was resolved the staleness pass takes {candidates()}")
-    return {}
 
 
 @scenario("metrics_answer_through_a_provider_fault", Category.FAILURE, Component.METRICS, timeout=90)
 def metrics_during_fault(ctx: Context) -> dict[str, Any]:
     """While a provider rejects a reserved collection's key, /metrics answers and parses, its failure shows in
     the reprocessing queue gauge, and (where the scrape sees the workers' counters) no alerting counter moves."""
-    from embedportal.metrics import multiprocess_dir
-
     before = scrape(ctx)
     collection = ctx.fault_collection(ctx.fault_provider("401"), "metricsfault")
     ctx.enqueue(collection, [("rejected", "a document whose key the provider rejects")])

@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils.module_loading import import_string
 
 from pipeline import storage
+from pipeline.collections import resolve_dimensions
 from pipeline.embedding import embed_texts
 from pipeline.models import RESERVED_PREFIX, Collection, Document
 from testing.benchmarks.search import explain
@@ -33,7 +34,7 @@ def integration(name: str, component: str, condition: str, **options: Any) -> An
 
 
 @integration("producer_api_contract", Component.ENQUEUE, N, quick=True)
-def api_contract(ctx: Context) -> dict[str, Any]:
+def api_contract(ctx: Context) -> None:
     """Producers' API: 202 with accepted/created/updated/unchanged; document fields; one error body shape."""
     collection = ctx.collection("contract")
     first = ctx.post(collection, [{"id": "p1", "text": "producer contract", "metadata": {"source": "ops"}}])
@@ -56,11 +57,10 @@ def api_contract(ctx: Context) -> dict[str, Any]:
     )
     unknown = ctx.post(Collection(name="__no_such_collection__"), {"id": "x", "text": "y"})
     ctx.expect(unknown, 404, "an unknown collection")
-    return {}
 
 
 @integration("producer_cli_contract", Component.ENQUEUE, E, quick=True)
-def cli_contract(ctx: Context) -> dict[str, Any]:
+def cli_contract(ctx: Context) -> None:
     """The enqueue command takes the good lines of a JSONL file and fails naming the bad ones."""
     collection = ctx.collection("clicontract")
     try:
@@ -71,7 +71,6 @@ def cli_contract(ctx: Context) -> dict[str, Any]:
         ctx.fail("the command succeeded although two lines are invalid")
     ids = list(Document.objects.filter(collection=collection).values_list("external_id", flat=True))
     ctx.check(ids == ["good"], f"documents written: {ids}")
-    return {}
 
 
 @integration("model_upstream_answers", Component.EMBED, N, quick=True, per_collection=True)
@@ -81,8 +80,6 @@ def model_answers(ctx: Context) -> dict[str, Any]:
         probe = Collection.objects.get(name=ctx.target)
     else:
         probe = Collection(model=settings.EMBEDPORTAL_DEFAULT_MODEL)
-        from pipeline.collections import resolve_dimensions
-
         probe.dimensions = resolve_dimensions(probe)
     try:
         vectors = embed_texts(probe, ["operations probe one", "operations probe two"])
@@ -212,7 +209,7 @@ def series_names(families: Any) -> set[str]:
 
 
 @integration("health_endpoints_answer", Component.HEALTH, E, quick=True)
-def health_endpoints(ctx: Context) -> dict[str, Any]:
+def health_endpoints(ctx: Context) -> None:
     """/healthz and /readyz answer 200 and /api/v1/health/ answers with its three named checks."""
     client = ctx.client()
     for path in ("/healthz", "/readyz"):
@@ -222,4 +219,3 @@ def health_endpoints(ctx: Context) -> dict[str, Any]:
     ctx.check(response.status_code in (200, 503), f"/api/v1/health/ answered {response.status_code}")
     names = [c["name"] for c in response.json()["checks"]]
     ctx.check(names == ["model", "pgvector", "queue"], f"/api/v1/health/ checks are {names}")
-    return {}

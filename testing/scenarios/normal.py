@@ -61,7 +61,7 @@ def canary(ctx: Context) -> dict[str, Any]:
     covers=[Component.ENQUEUE],
     quick=True,
 )
-def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
+def changed_and_unchanged(ctx: Context) -> None:
     """Re-sending a changed document re-embeds it; re-sending an unchanged one leaves it alone."""
     collection = ctx.collection("change")
     ctx.enqueue(collection, [("a", "first version of a"), ("b", "only version of b")])
@@ -81,11 +81,10 @@ def changed_and_unchanged(ctx: Context) -> dict[str, Any]:
         Chunk.objects.filter(document__collection=collection, document__external_id="a").values_list("text", flat=True)
     )
     ctx.check(texts == ["second version of a"], f"the changed document's chunks are {texts}")
-    return {}
 
 
 @scenario("cli_enqueue_and_search", Category.NORMAL, Component.ENQUEUE, covers=[Component.SEARCH], quick=True)
-def cli_path(ctx: Context) -> dict[str, Any]:
+def cli_path(ctx: Context) -> None:
     """The `enqueue` command (JSONL) feeds the workers and the `search` command finds the document."""
     collection = ctx.collection("cli")
     said = enqueue_jsonl(
@@ -96,11 +95,10 @@ def cli_path(ctx: Context) -> dict[str, Any]:
     out = StringIO()
     call_command("search", "command line document number 1", collection=collection.name, json=True, stdout=out)
     ctx.check_first([h["document_id"] for h in json.loads(out.getvalue())], "cli-1", "search --json")
-    return {}
 
 
 @scenario("admin_enqueue_path", Category.NORMAL, Component.ENQUEUE, quick=True)
-def admin_path(ctx: Context) -> dict[str, Any]:
+def admin_path(ctx: Context) -> None:
     """Adding a document in the admin enqueues it and the workers embed it."""
     collection = ctx.collection("admin")
     response = ctx.client().post(
@@ -114,7 +112,6 @@ def admin_path(ctx: Context) -> dict[str, Any]:
     )
     ctx.check(response.status_code == 302, f"the admin add form answered {response.status_code} (form errors?)")
     ctx.wait_documents(collection)
-    return {}
 
 
 @scenario("health_checks_pass", Category.NORMAL, Component.HEALTH, quick=True)
@@ -146,7 +143,7 @@ def metrics_series(ctx: Context) -> dict[str, Any]:
 
 
 @scenario("staleness_detected_and_cleared", Category.NORMAL, Component.STALENESS, quick=True)
-def staleness(ctx: Context) -> dict[str, Any]:
+def staleness(ctx: Context) -> None:
     """A document changed at the source longer ago than its SLA is counted stale until the workers embed it."""
     collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60), paused=True)
     enqueue(collection, [IncomingDocument("old", "changed ten minutes ago", timezone.now() - timedelta(minutes=10))])
@@ -156,4 +153,3 @@ def staleness(ctx: Context) -> dict[str, Any]:
     ctx.wait_documents(collection)
     stale = stale_counts().get(collection.name)
     ctx.check(stale == 0, f"after embedding the document counts {stale} stale, expected 0")
-    return {}

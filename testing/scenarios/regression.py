@@ -1,6 +1,5 @@
-"""Regression: retrieval quality (recall@k, MRR) compared with the last passing run.
-
-Notes: docs/ops-tests.md, "Module notes"."""
+"""Regression: retrieval quality (recall@k, MRR) compared with the last passing run
+(notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -26,9 +25,7 @@ MRR_DEPTH = 10
 def ranked(
     ctx: Context, collection: Collection, queries: Iterable[tuple[str, str]]
 ) -> tuple[list[int | None], list[str]]:
-    """Each (query, expected document id) pair's rank (None: past MRR_DEPTH), and the misses.
-
-    A query that errors fails."""
+    """Each (query, expected document id) pair's rank (None: past MRR_DEPTH), and the misses; an error fails."""
     ranks: list[int | None] = []
     misses: list[str] = []
     for query, expected in queries:
