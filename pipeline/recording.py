@@ -50,12 +50,22 @@ class BatchResult:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
+# Benchmarks create a collection per run shape (benchmark-steady-2w, ...): one label value for all.
+BENCHMARK_PREFIX = "benchmark-"
+
+
+def metric_label(collection: str) -> str:
+    """A collection's value of the `collection` label: its name, every benchmark collection folded
+    into "benchmark" (reserved scratch collections record no metrics at all)."""
+    return "benchmark" if collection.startswith(BENCHMARK_PREFIX) else collection
+
+
 def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None = None) -> None:
     """Prometheus (through `metrics`: pipeline.metrics, or a benchmark's stand-in), then the row."""
     if result.collection.is_reserved:
         return
     stored = result.embedded + result.superseded
-    name = result.collection.name
+    name = metric_label(result.collection.name)
     for stage, documents in (
         (Stage.CHUNKING, result.size),
         (Stage.EMBEDDING, result.embedding_documents),

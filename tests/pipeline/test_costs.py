@@ -58,3 +58,9 @@ def test_metrics_and_admin_show_spend_against_budget(client, admin_client, hash_
     assert m[("embedding_pipeline_cost_budget_usd", (("collection", "hashes"),))] == 10.0
     assert m[("embedding_pipeline_cost_month_projected_usd", (("collection", "hashes"),))] > 12.5
     assert "$12.50 of $10.00 this month (125%)" in page
+
+
+def test_benchmark_collections_share_one_label_value():
+    assert recording.metric_label("benchmark-steady-2w") == recording.metric_label("benchmark-suite-search")
+    assert recording.metric_label("benchmark-steady-2w") == "benchmark"
+    assert recording.metric_label("docs") == "docs"
