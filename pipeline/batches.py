@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import recording, signals, storage, waits
+from pipeline import ratelimits, recording, signals, storage, waits
 from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
@@ -222,7 +222,9 @@ class BatchProcessing(FailureHandling):
                 raise
 
     def _call_provider(self, collection: Collection, texts: list[str]) -> np.ndarray:
-        """One embedding call; an outage error counts toward the endpoint's circuit breaker."""
+        """One embedding call, in its turn under the collection's rate limits; an outage error counts
+        toward the endpoint's circuit breaker."""
+        ratelimits.wait_for_turn(collection, ratelimits.estimate_tokens(texts))
         try:
             return embed_texts(collection, texts)
         except PipelineError as exc:

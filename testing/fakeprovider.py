@@ -100,7 +100,12 @@ class FakeProvider(LoopbackServer):
                 with provider.lock:
                     if provider.record:
                         provider.requests.append(
-                            {"inputs": inputs, "auth": self.headers.get("authorization"), "body": body}
+                            {
+                                "inputs": inputs,
+                                "auth": self.headers.get("authorization"),
+                                "body": body,
+                                "at": time.monotonic(),
+                            }
                         )
                     mode = provider.pick(inputs)
                     provider.calls[mode] += 1

@@ -67,6 +67,9 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "batch_size": 64,
         "provider_concurrency": 1,
         "freshness_sla": "01:00:00",
+        "monthly_budget_usd": None,
+        "requests_per_minute": None,
+        "tokens_per_minute": None,
         "paused": False,
         "hnsw_m": 16,  # pgvector's defaults, and the index is built with them
         "hnsw_ef_construction": 64,
@@ -321,3 +324,14 @@ def test_extra_params_reach_the_provider_on_every_embedding_call(fake_provider, 
     assert fake_provider.requests
     assert {r["body"].get("user") for r in fake_provider.requests} == {"second"}
     assert {r["body"].get("dimensions") for r in fake_provider.requests} == {8}
+
+
+def test_budget_and_rate_limits_are_set_through_the_api_within_their_bounds(hash_collection):
+    api = client_with("change_collection")
+    url = f"{COLLECTIONS}hashes/"
+    error = error_of(send(api, "patch", url, {"requests_per_minute": 0, "monthly_budget_usd": -1}), 400)
+    assert set(error["details"]) == {"requests_per_minute", "monthly_budget_usd"}, error
+    body = send(api, "patch", url, {"requests_per_minute": 600, "tokens_per_minute": 90000, "monthly_budget_usd": 25.5})
+    assert body.status_code == 200, body.content
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.requests_per_minute, stored.tokens_per_minute, stored.monthly_budget_usd) == (600, 90000, 25.5)

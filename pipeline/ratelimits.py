@@ -1,0 +1,62 @@
+"""Provider rate limits per collection (requests_per_minute, tokens_per_minute), held across every
+worker and pod through the database: each embedding call reserves its turn with one UPDATE of the
+collection's ProviderRate row and sleeps until then (GCRA without burst: calls are spaced
+60 / rpm seconds apart, and a call of n tokens moves the next token's turn n x 60 / tpm seconds).
+The provider then sees at most the limits, so its 429s become rare. Searches are not limited: a
+query waits for nobody."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import connection
+
+from pipeline import providers
+from pipeline.models import Collection
+
+logger = logging.getLogger(__name__)
+
+# One statement: the turn is the later of now and both limits' next turns (old values: a SET
+# reads the row as it was), and both move past it; RETURNING gives the turn back.
+_RESERVE_SQL = """
+WITH row AS (
+    INSERT INTO pipeline_providerrate AS r (collection_id, requests_at, tokens_at)
+    VALUES (%(collection)s, clock_timestamp() + %(request)s * interval '1 second',
+            clock_timestamp() + %(tokens)s * interval '1 second')
+    ON CONFLICT (collection_id) DO UPDATE
+       SET requests_at = greatest(r.requests_at, r.tokens_at, clock_timestamp()) + %(request)s * interval '1 second',
+           tokens_at = greatest(r.requests_at, r.tokens_at, clock_timestamp()) + %(tokens)s * interval '1 second'
+    RETURNING requests_at
+)
+SELECT extract(epoch FROM requests_at - %(request)s * interval '1 second' - clock_timestamp()) FROM row
+"""
+
+
+def estimate_tokens(texts: list[str]) -> int:
+    """Input tokens of a call before it is made: about four characters a token, as providers count
+    English (the limit only needs the order of magnitude)."""
+    return sum(len(text) for text in texts) // 4 + len(texts)
+
+
+def reserve(collection: Collection, tokens: int) -> float:
+    """Reserve one call of `tokens` tokens under the collection's limits: seconds until its turn
+    (0 without limits)."""
+    rpm, tpm = collection.requests_per_minute, collection.tokens_per_minute
+    if not rpm and not tpm:
+        return 0.0
+    spacing = {"request": 60.0 / rpm if rpm else 0.0, "tokens": tokens * 60.0 / tpm if tpm else 0.0}
+    with connection.cursor() as cur:
+        cur.execute(_RESERVE_SQL, {"collection": collection.pk, **spacing})
+        return max(0.0, float(cur.fetchone()[0]))
+
+
+def wait_for_turn(collection: Collection, tokens: int) -> float:
+    """Reserve a call and sleep until its turn; returns the seconds waited. LiteLLM is loaded first:
+    a turn taken before a cold start (seconds) would send late, bunched with the next ones."""
+    if collection.requests_per_minute or collection.tokens_per_minute:
+        providers.load(collection.model)
+    if wait := reserve(collection, tokens):
+        logger.debug("collection %s: waiting %.2f s for its provider rate limit", collection.name, wait)
+        time.sleep(wait)
+    return wait
