@@ -30,7 +30,7 @@ def now_row() -> list:
             query("A", "max(test_flaky_scenarios)", "flaky")
         ),
         last_value_stat("Since the last scheduled run", "The alert fires past 2 hours.", "s").with_target(
-            query("A", 'time() - max(test_last_run_timestamp_seconds{trigger="schedule"})', "age")
+            query("A", 'time() - max(test_last_run_timestamp_seconds{trigger=~"schedule-.*"})', "age")
         ),
     ]
 

@@ -6,9 +6,12 @@ from django.db import models
 
 
 class Trigger(models.TextChoices):
+    """Who started a run: which scheduler, or which way a person asked (the metrics' `trigger`)."""
+
     API = "api", "API request"
-    SCHEDULE = "schedule"
-    CONFIG_CHANGE = "config_change", "Configuration change"
+    SCHEDULE_DJANGO_Q = "schedule-django-q", "django-q2 schedule"
+    SCHEDULE_ARGO = "schedule-argo", "Argo CronWorkflow"
+    CONFIG_CHANGE = "config-change", "Configuration change"
     CLI = "cli", "Command line"
 
 

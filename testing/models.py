@@ -61,7 +61,7 @@ class TestRun(models.Model):
 
     __test__ = False  # a model, not a pytest test class
 
-    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
     selection = models.JSONField(
         default=dict, blank=True, help_text="Categories, scenarios and target collections asked for."
     )

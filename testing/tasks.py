@@ -39,7 +39,7 @@ def _run(tester_kwargs: dict) -> dict:
 
 def run_scheduled(quick: bool = True) -> dict:
     """The scheduled suite: quick (hourly) or full (nightly)."""
-    return _run({"quick": quick, "trigger": Trigger.SCHEDULE})
+    return _run({"quick": quick, "trigger": Trigger.SCHEDULE_DJANGO_Q})
 
 
 def start_requested(user: Any, **selection: Any) -> tuple[Any, Any]:

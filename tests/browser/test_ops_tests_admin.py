@@ -20,7 +20,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def result(scenario: str, outcome: str, component: str = "search") -> TestResult:
     now = timezone.now()
     run = TestRun.objects.create(
-        trigger="schedule", status="passed", started_at=now, heartbeat_at=now, code_version="v1", config_fingerprint="c"
+        trigger="schedule-argo",
+        status="passed",
+        started_at=now,
+        heartbeat_at=now,
+        code_version="v1",
+        config_fingerprint="c",
     )
     return TestResult.objects.create(
         run=run,

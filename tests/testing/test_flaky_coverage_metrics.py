@@ -28,7 +28,7 @@ def record(
 ):
     started = timezone.now() - ago
     run = TestRun.objects.create(
-        trigger="schedule",
+        trigger="schedule-django-q",
         status=RunStatus.PASSED,
         started_at=started,
         heartbeat_at=started,
@@ -103,7 +103,7 @@ def test_metrics_are_read_from_the_database_at_scrape_time(db):
     buckets = {s.labels["le"]: s.value for s in families["test_duration_seconds"].samples if s.name.endswith("_bucket")}
     assert buckets["5.0"] == 1 and buckets["60.0"] == 1 and buckets["120.0"] == 2 and buckets["+Inf"] == 2
     (last,) = families["test_last_run_timestamp_seconds"].samples
-    assert last.labels == {"trigger": "schedule"}
+    assert last.labels == {"trigger": "schedule-django-q"}
     assert families["test_coverage_ratio"].samples[0].value > 0
 
 

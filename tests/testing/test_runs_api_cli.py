@@ -50,7 +50,7 @@ def test_only_one_run_can_be_running_in_the_database(db):
 
 
 def test_a_run_whose_process_died_frees_the_slot(db, settings):
-    stale = TestRun.objects.start(trigger=Trigger.SCHEDULE)
+    stale = TestRun.objects.start(trigger=Trigger.SCHEDULE_DJANGO_Q)
     TestRun.objects.filter(pk=stale.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     TestRun.objects.start(trigger=Trigger.API)
     stale.refresh_from_db()
@@ -148,8 +148,8 @@ def test_command_prints_json_writes_junit_and_exits_non_zero_on_failure(own_work
 def test_command_refuses_unknown_selections_and_a_second_run(db):
     with pytest.raises(CommandError, match="unknown categories or scenarios: nope"):
         call_command("run_ops_tests", scenario=["nope"])
-    running = TestRun.objects.start(trigger=Trigger.SCHEDULE)
-    with pytest.raises(CommandError, match=f"test run {running.pk} \\(schedule\\) is running"):
+    running = TestRun.objects.start(trigger=Trigger.SCHEDULE_ARGO)
+    with pytest.raises(CommandError, match=f"test run {running.pk} \\(schedule-argo\\) is running"):
         call_command("run_ops_tests", scenario=["health_checks_pass"])
 
 
@@ -242,3 +242,21 @@ def test_users_cannot_create_reserved_collections_by_api_command_or_admin(db, ad
     )
     assert admin.status_code == 200 and b"reserved for the operations tests" in admin.content
     assert not Collection.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("scheduler", "named"), [("django-q2", "schedule-django-q"), ("external", "schedule-argo")])
+def test_runs_recorded_as_schedule_get_the_name_of_the_deployments_scheduler(settings, scheduler, named):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("testing.migrations.0003_trigger_names")
+    settings.EMBEDPORTAL_SCHEDULER = scheduler
+    now = timezone.now()
+    old = [
+        TestRun.objects.create(trigger=trigger, status="passed", started_at=now, heartbeat_at=now)
+        for trigger in ("schedule", "config_change", "api")
+    ]
+    migration.name_the_scheduler(apps, None)
+    assert [TestRun.objects.get(pk=run.pk).trigger for run in old] == [named, "config-change", "api"]
