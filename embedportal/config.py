@@ -225,6 +225,19 @@ _register(
         "History rows older than this many days are deleted (the 30-day SLOs and the capacity trend need far less).",
     ),
     Setting(
+        "EMBEDPORTAL_TEST_RUN_RETENTION_DAYS",
+        "int",
+        90,
+        "Operations test runs and their results older than this many days are deleted (at least 14: flaky "
+        "detection reads two weeks); the test counters on /metrics keep counting them.",
+    ),
+    Setting(
+        "EMBEDPORTAL_BENCHMARK_RETENTION_DAYS",
+        "int",
+        365,
+        "Benchmark runs older than this many days are deleted (regression detection compares recent runs).",
+    ),
+    Setting(
         "EMBEDPORTAL_CAPACITY_WORKERS",
         "int",
         0,

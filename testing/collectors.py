@@ -4,22 +4,22 @@ pod, a django-q2 worker or the web process: only the database sees them all)
 
 from __future__ import annotations
 
+import itertools
+
+from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from embedportal import collectors
+from testing.models import DURATION_BUCKETS
 
 PASS_RATE = "test_pass_rate_embedding_pipeline_operations"
 DURATION = "test_duration_seconds"
-DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-
-_COUNTS_SQL = """
-SELECT category, scenario, outcome, count(*) FROM testing_testresult GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+# The running totals (ScenarioTotals, a row per scenario and outcome), not every result: a scrape
+# reads tens of rows whatever the history, and pruned results still count.
+_TOTALS_SQL = """
+SELECT category, scenario, outcome, results, duration_seconds, duration_buckets
+  FROM testing_scenariototals ORDER BY category, scenario, outcome
 """
-_DURATION_SQL = (
-    "SELECT category, scenario, count(*), sum(duration_seconds), "
-    + ", ".join(f"count(*) FILTER (WHERE duration_seconds <= {b})" for b in DURATION_BUCKETS)
-    + " FROM testing_testresult GROUP BY 1, 2 ORDER BY 1, 2"
-)
 _LAST_RUN_SQL = """
 SELECT DISTINCT ON (trigger) trigger, extract(epoch FROM started_at), status
   FROM testing_testrun WHERE status <> 'running' ORDER BY trigger, started_at DESC
@@ -54,18 +54,21 @@ class DatabaseCollector(collectors.DatabaseCollector):
 
     def fill(self, cur, counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge) -> None:
         from testing.coverage import coverage
-        from testing.flaky import flaky_scenarios
+        from testing.flaky import WINDOW, flaky_names
 
-        cur.execute(_COUNTS_SQL)
-        for category, scenario, outcome, n in cur.fetchall():
+        cur.execute(_TOTALS_SQL)
+        durations: dict[tuple[str, str], tuple[float, list[int]]] = {}
+        for category, scenario, outcome, n, seconds, buckets in cur.fetchall():
             counter.add_metric([category, scenario, outcome], n)
-        cur.execute(_DURATION_SQL)
-        for category, scenario, n, total, *cumulative in cur.fetchall():
-            buckets = [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)] + [("+Inf", n)]
-            histogram.add_metric([category, scenario], buckets, total or 0.0)
+            total, counts = durations.get((category, scenario), (0.0, [0] * len(buckets)))
+            durations[(category, scenario)] = (total + seconds, [a + b for a, b in zip(counts, buckets, strict=True)])
+        for (category, scenario), (total, counts) in durations.items():
+            cumulative = list(itertools.accumulate(counts))
+            bounds = [str(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
+            histogram.add_metric([category, scenario], list(zip(bounds, cumulative, strict=True)), total)
         cur.execute(_LAST_RUN_SQL)
         for trigger, started, status in cur.fetchall():
             last_time.add_metric([trigger], float(started))
             last_passed.add_metric([trigger], 1.0 if status == "passed" else 0.0)
         cover_gauge.add_metric([], coverage().ratio)
-        flaky_gauge.add_metric([], len(flaky_scenarios()))
+        flaky_gauge.add_metric([], len(flaky_names(timezone.now() - WINDOW)))

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from testing.choices import Component, Condition, Outcome
-from testing.models import TestResult
+from testing.choices import Component, Condition
+from testing.models import ScenarioTotals
 from testing.registry import load
 
 WINDOW = timedelta(days=7)
@@ -38,12 +38,7 @@ class Coverage:
 
 def coverage(now: datetime | None = None, window: timedelta = WINDOW) -> Coverage:
     since = (now or timezone.now()) - window
-    ran = set(
-        TestResult.objects.filter(started_at__gte=since)
-        .exclude(outcome=Outcome.SKIPPED)
-        .values_list("scenario", flat=True)
-        .distinct()
-    )
+    ran = ScenarioTotals.objects.ran_since(since)
     cells = {(c, k): [] for c in Component.values for k in Condition.values}
     declared = {(c, k): [] for c in Component.values for k in Condition.values}
     for scenario in load().values():

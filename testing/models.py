@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import bisect
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.contrib.postgres.fields import ArrayField
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -124,6 +126,119 @@ class TestResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scenario}: {self.outcome}"
+
+
+# Seconds an operations test scenario took: the buckets of test_duration_seconds.
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+_ADD_TOTALS_SQL = """
+INSERT INTO testing_scenariototals AS t
+       (scenario, outcome, category, results, duration_seconds, duration_buckets, last_at)
+VALUES (%(scenario)s, %(outcome)s, %(category)s, 1, %(seconds)s, %(buckets)s::bigint[], %(at)s)
+ON CONFLICT (scenario, outcome) DO UPDATE
+   SET category = EXCLUDED.category,
+       results = t.results + 1,
+       duration_seconds = t.duration_seconds + EXCLUDED.duration_seconds,
+       duration_buckets[%(bucket)s] = t.duration_buckets[%(bucket)s] + 1,
+       last_at = greatest(t.last_at, EXCLUDED.last_at)
+"""
+# When a scenario last passed, failed and passed only on a retry on one code version and config.
+_ADD_VERSION_SQL = """
+INSERT INTO testing_scenarioversion AS v (scenario, code_version, config_fingerprint, good_at, bad_at, flaky_at)
+VALUES (%(scenario)s, %(code)s, %(config)s, %(good)s, %(bad)s, %(flaky)s)
+ON CONFLICT (scenario, code_version, config_fingerprint) DO UPDATE
+   SET good_at = greatest(v.good_at, EXCLUDED.good_at),
+       bad_at = greatest(v.bad_at, EXCLUDED.bad_at),
+       flaky_at = greatest(v.flaky_at, EXCLUDED.flaky_at)
+"""
+GOOD = (Outcome.PASSED, Outcome.FLAKY)
+
+
+class ScenarioTotalsQuerySet(models.QuerySet["ScenarioTotals"]):
+    def add(self, result: TestResult) -> None:
+        """Count one result, and note its outcome on its code version (upserts: concurrent runs
+        never read-modify-write)."""
+        bucket = bisect.bisect_left(DURATION_BUCKETS, result.duration_seconds)
+        buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        buckets[bucket] = 1
+        at = result.started_at
+        with connections[self.db].cursor() as cur:
+            cur.execute(
+                _ADD_TOTALS_SQL,
+                {
+                    "scenario": result.scenario,
+                    "outcome": result.outcome,
+                    "category": result.category,
+                    "seconds": result.duration_seconds,
+                    "buckets": buckets,
+                    "bucket": bucket + 1,
+                    "at": at,
+                },
+            )
+            if result.outcome != Outcome.SKIPPED:
+                cur.execute(
+                    _ADD_VERSION_SQL,
+                    {
+                        "scenario": result.scenario,
+                        "code": result.run.code_version,
+                        "config": result.run.config_fingerprint,
+                        "good": at if result.outcome in GOOD else None,
+                        "bad": None if result.outcome in GOOD else at,
+                        "flaky": at if result.outcome == Outcome.FLAKY else None,
+                    },
+                )
+
+    def ran_since(self, since: datetime) -> set[str]:
+        """Scenarios with a result other than skipped since then (the coverage matrix)."""
+        return set(self.filter(last_at__gte=since).exclude(outcome=Outcome.SKIPPED).values_list("scenario", flat=True))
+
+
+class ScenarioTotals(models.Model):
+    """Every result a scenario ever had, by outcome: the counters /metrics exports. Kept when old
+    runs are pruned (EMBEDPORTAL_TEST_RUN_RETENTION_DAYS), so a counter never goes back, and a
+    scrape reads these rows, not every result."""
+
+    scenario = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    category = models.CharField(max_length=12, choices=Category.choices)
+    results = models.BigIntegerField()
+    duration_seconds = models.FloatField(help_text="Sum over the results.")
+    duration_buckets = ArrayField(
+        models.BigIntegerField(), help_text="Plain counts per DURATION_BUCKETS bound, +Inf last."
+    )
+    last_at = models.DateTimeField(help_text="When the latest of these results started.")
+
+    objects = ScenarioTotalsQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "scenario totals"
+        constraints = [models.UniqueConstraint(fields=["scenario", "outcome"], name="testing_scenariototals_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scenario} {self.outcome}: {self.results}"
+
+
+class ScenarioVersion(models.Model):
+    """When a scenario last passed (good), failed (bad) and passed only on a retry (flaky) on one
+    code version and configuration: flaky detection picks its scenarios from here (tens of rows,
+    not every result)."""
+
+    scenario = models.CharField(max_length=100)
+    code_version = models.CharField(max_length=64)
+    config_fingerprint = models.CharField(max_length=64)
+    good_at = models.DateTimeField(null=True)
+    bad_at = models.DateTimeField(null=True)
+    flaky_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scenario", "code_version", "config_fingerprint"], name="testing_scenarioversion_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scenario} on {self.code_version[:12]}"
 
 
 class GoldenQuery(models.Model):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
 
 from embedportal import schedules
 from embedportal.schedules import Every
@@ -18,9 +21,11 @@ REQUESTED_TASK = "testing.tasks.run_requested"
 CONFIG_TASK = "testing.tasks.run_config_change"
 CONFIG_SCHEDULE = "ops-tests-config-change"
 # The quick suite hourly and the full suite nightly (in production Argo CronWorkflows run them instead).
+# Pruning stays with django-q2 in every deployment (no CronWorkflow runs it): one runner.
 SCHEDULES = (
     Every("ops-tests-quick", SCHEDULED_TASK, 60, "quick=True", command=("run_ops_tests", "--quick")),
     Every("ops-tests-full", SCHEDULED_TASK, 24 * 60, "quick=False", command=("run_ops_tests",)),
+    Every("testing-retention", "testing.tasks.prune_history", 24 * 60),
 )
 CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
 
@@ -110,3 +115,19 @@ def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
     )
     transaction.on_commit(lambda: schedule_config_run(names), using=using)
     return True
+
+
+def prune_history(now: datetime | None = None) -> dict:
+    """Every day: finished test runs (their results with them) older than
+    EMBEDPORTAL_TEST_RUN_RETENTION_DAYS and benchmark runs older than
+    EMBEDPORTAL_BENCHMARK_RETENTION_DAYS. The test counters live on in ScenarioTotals."""
+    from testing.models import BenchmarkRun, TestRun
+
+    now = now or timezone.now()
+    runs = TestRun.objects.exclude(status=RunStatus.RUNNING).filter(
+        started_at__lt=now - timedelta(days=settings.EMBEDPORTAL_TEST_RUN_RETENTION_DAYS)
+    )
+    benchmarks = BenchmarkRun.objects.filter(
+        started_at__lt=now - timedelta(days=settings.EMBEDPORTAL_BENCHMARK_RETENTION_DAYS)
+    )
+    return {"test_rows": runs.delete()[0], "benchmark_runs": benchmarks.delete()[0]}

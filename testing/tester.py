@@ -19,7 +19,7 @@ from embedportal.version import code_version
 from testing import fingerprints
 from testing.choices import Outcome, RunStatus, Trigger
 from testing.context import Context
-from testing.models import TestResult, TestRun
+from testing.models import ScenarioTotals, TestResult, TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped, select
 from testing.reserved import sweep_reserved
 
@@ -103,7 +103,7 @@ class EmbeddingPipelineOperationsTester:
             if outcome != Outcome.FLAKY
             else f"passed on attempt {len(attempts)}: " + "; ".join(a["message"] for a in attempts[:-1])
         )
-        return TestResult.objects.create(
+        result = TestResult.objects.create(
             run=run,
             scenario=scenario.name,
             category=scenario.category,
@@ -116,6 +116,8 @@ class EmbeddingPipelineOperationsTester:
             message=scrub(message)[:4000],
             details={**details, "attempts": attempts} if len(attempts) > 1 else details,
         )
+        ScenarioTotals.objects.add(result)
+        return result
 
     def _attempt(self, run: TestRun, scenario: Scenario, target: str) -> tuple[str, str, dict[str, Any]]:
         ctx = Context(run, scenario, target, self.wait_seconds)

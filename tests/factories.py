@@ -10,7 +10,8 @@ from django.utils import timezone
 from pipeline.collections import create_collection
 from pipeline.models import CapacityMeasurement, Collection
 from testing.benchmarks import regression, stages, suite
-from testing.models import BenchmarkRun
+from testing.choices import RunStatus
+from testing.models import BenchmarkRun, ScenarioTotals, TestResult, TestRun
 
 
 def capacity_measurement(model: str = "local/hash-16", **fields: Any) -> CapacityMeasurement:
@@ -106,3 +107,40 @@ def stage_history(machine: str = "m", runs: int = 6) -> list[BenchmarkRun]:
         )
         for i in range(runs)
     ]
+
+
+def stored_result(
+    scenario: str,
+    outcome: str,
+    *,
+    code: str = "v1",
+    config: str = "c1",
+    ago: timedelta = timedelta(0),
+    category="normal",
+    component="search",
+    duration=1.0,
+    message="",
+):
+    """A result stored the way the tester stores it (with its run, counted in the summaries)."""
+    started = timezone.now() - ago
+    run = TestRun.objects.create(
+        trigger="schedule-django-q",
+        status=RunStatus.PASSED,
+        started_at=started,
+        heartbeat_at=started,
+        finished_at=started,
+        code_version=code,
+        config_fingerprint=config,
+    )
+    result = TestResult.objects.create(
+        run=run,
+        scenario=scenario,
+        category=category,
+        component=component,
+        outcome=outcome,
+        started_at=started,
+        duration_seconds=duration,
+        message=message,
+    )
+    ScenarioTotals.objects.add(result)  # as the tester counts every result it stores
+    return result

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import timedelta
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
+from django.utils import timezone
 
 from pipeline.collections import create_collection
 from pipeline.models import Collection
+from testing.models import TestRun
 
 
 class ScrapeRefused(RuntimeError):
@@ -38,6 +41,30 @@ def queue_backlog(name: str, documents: int) -> Collection:
             [collection.pk, documents],
         )
     return collection
+
+
+def test_history(results: int) -> TestRun:
+    """One finished test run holding `results` results over the last 90 days (the default retention)
+    of 60 scenarios: what a long-lived deployment's scrape must not read row by row."""
+    now = timezone.now()
+    run = TestRun.objects.create(
+        trigger="cli", status="passed", started_at=now - timedelta(days=90), heartbeat_at=now, finished_at=now
+    )
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO testing_testresult
+                   (run_id, scenario, category, component, target, outcome, attempts, started_at,
+                    duration_seconds, message, details)
+            SELECT %s, 'scenario_' || n %% 60, 'normal', 'search', '',
+                   CASE WHEN n %% 10 = 0 THEN 'failed' ELSE 'passed' END, 1,
+                   now() - (n %% 7776000) * interval '1 second', 1.0, '', '{}'::jsonb
+              FROM generate_series(1, %s) AS n
+            """,
+            [run.pk, results],
+        )
+        cur.execute("ANALYZE testing_testresult")
+    return run
 
 
 def _get(handler: WSGIHandler) -> tuple[int, bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from django.utils import timezone
 from django_q.models import OrmQ
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -13,30 +12,14 @@ from selenium.webdriver.support.ui import Select
 from testing.models import TestResult, TestRun
 from testing.registry import select
 from tests.conftest import admin_login
+from tests.factories import stored_result
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def result(scenario: str, outcome: str, component: str = "search") -> TestResult:
-    now = timezone.now()
-    run = TestRun.objects.create(
-        trigger="schedule-argo",
-        status="passed",
-        started_at=now,
-        heartbeat_at=now,
-        code_version="v1",
-        config_fingerprint="c",
-    )
-    return TestResult.objects.create(
-        run=run,
-        scenario=scenario,
-        category="normal",
-        component=component,
-        outcome=outcome,
-        started_at=now,
-        duration_seconds=1.5,
-        message="" if outcome == "passed" else "canary not at rank 1",
-    )
+    message = "" if outcome == "passed" else "canary not at rank 1"
+    return stored_result(scenario, outcome, code="v1", config="c", component=component, duration=1.5, message=message)
 
 
 def test_operator_reads_results_flaky_coverage_and_runs_tests_now(live_server, browser):

@@ -5,46 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.test import override_settings
-from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from testing.choices import RunStatus
 from testing.collectors import DatabaseCollector
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
-from testing.models import TestResult, TestRun
-
-
-def record(
-    scenario: str,
-    outcome: str,
-    *,
-    code: str = "v1",
-    config: str = "c1",
-    ago: timedelta = timedelta(0),
-    category="normal",
-    component="search",
-    duration=1.0,
-):
-    started = timezone.now() - ago
-    run = TestRun.objects.create(
-        trigger="schedule-django-q",
-        status=RunStatus.PASSED,
-        started_at=started,
-        heartbeat_at=started,
-        finished_at=started,
-        code_version=code,
-        config_fingerprint=config,
-    )
-    return TestResult.objects.create(
-        run=run,
-        scenario=scenario,
-        category=category,
-        component=component,
-        outcome=outcome,
-        started_at=started,
-        duration_seconds=duration,
-    )
+from testing.models import TestRun
+from tests.factories import stored_result as record
 
 
 def test_flaky_when_passing_and_failing_on_the_same_code_and_config_ranked_by_flip_rate(db):

@@ -38,11 +38,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--documents", type=int, default=100_000, help="Pending documents for the scrape test")
         parser.add_argument("--requests", type=int, default=20, help="Scrapes timed")
+        parser.add_argument(
+            "--test-results", type=int, default=0, help="Then time the scrape again over this many stored test results"
+        )
         parser.add_argument("--ingest-documents", type=int, default=300, help="Documents per ingestion round (0: skip)")
         parser.add_argument("--rounds", type=int, default=5, help="Ingestion rounds with metrics on and off each")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        for option, least in (("documents", 0), ("requests", 1), ("ingest_documents", 0), ("rounds", 1)):
+        for option, least in (
+            ("documents", 0),
+            ("requests", 1),
+            ("test_results", 0),
+            ("ingest_documents", 0),
+            ("rounds", 1),
+        ):
             if o[option] < least:
                 flag = "--" + option.replace("_", "-")
                 raise CommandError(f"{flag} must be at least {least} (got {o[option]})")
@@ -50,13 +59,21 @@ class Command(BaseCommand):
             # The ingestion rounds drain the whole queue: never process someone else's documents.
             raise CommandError("other documents are waiting in the queue; run this on an idle database")
         tag = uuid.uuid4().hex[:8]
+        history = None
         try:
             self._scrape(f"bench-metrics-{tag}", o["documents"], o["requests"])
+            if o["test_results"]:
+                started = time.perf_counter()
+                history = scrape.test_history(o["test_results"])
+                self.stdout.write(f"Inserted {o['test_results']} test results in {time.perf_counter() - started:.1f} s")
+                self._time_scrapes(f"with {o['test_results']} test results", o["requests"], o["documents"])
             if o["ingest_documents"]:
                 self._ingest(f"bench-ingest-{tag}", o["ingest_documents"], o["rounds"])
         finally:
             for collection in Collection.objects.filter(name__endswith=tag):
                 collection.delete()
+            if history is not None:
+                history.delete()
 
     def _scrape(self, name: str, documents: int, requests: int) -> None:
         started = time.perf_counter()
