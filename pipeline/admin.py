@@ -280,6 +280,8 @@ class DocumentAdmin(admin.ModelAdmin):
             form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)], source="admin"
         )
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
+        if result.stale:
+            state = "not applied: the stored version is newer (modified_at)"
         stored = Document.objects.get(
             collection=form.cleaned_data["collection"], external_id=form.cleaned_data["external_id"]
         )
