@@ -139,26 +139,31 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-class StrictCharField(serializers.CharField):
-    """Only JSON strings: DRF's CharField would store the number 42 as the text "42"."""
+class StringsOnly:
+    """Only JSON strings: DRF's CharField (and SlugField, URLField...) would store the number 42 as "42"."""
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+            self.fail("invalid")  # type: ignore[attr-defined]
+        return super().to_internal_value(data)  # type: ignore[misc]
 
 
-STRICT_FIELDS = {
-    serializers.IntegerField: StrictIntegerField,
-    serializers.BooleanField: StrictBooleanField,
-    serializers.CharField: StrictCharField,
-}
+class StrictCharField(StringsOnly, serializers.CharField):
+    pass
+
+
+def _strict(field: type[serializers.Field]) -> type[serializers.Field]:
+    if issubclass(field, serializers.CharField):
+        return type(f"Strict{field.__name__}", (StringsOnly, field), {})
+    return {serializers.IntegerField: StrictIntegerField, serializers.BooleanField: StrictBooleanField}.get(
+        field, field
+    )
 
 
 class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A model serializer refusing unknown fields and numbers or booleans sent as strings."""
 
     serializer_field_mapping = {
-        model_field: STRICT_FIELDS.get(field, field)
+        model_field: _strict(field)
         for model_field, field in serializers.ModelSerializer.serializer_field_mapping.items()
     }
