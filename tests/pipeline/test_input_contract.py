@@ -304,3 +304,14 @@ def test_readyz_tells_anonymous_callers_nothing_about_an_outage(client, monkeypa
     assert response.json() == {"name": "ready", "ok": False}
     assert socket not in response.content.decode() and "/work" not in response.content.decode()
     assert os.sep + "pg" not in response.content.decode()
+
+
+def test_no_anonymous_answer_names_a_path_a_collection_or_a_model(client, hash_collection, settings):
+    client.defaults["REMOTE_ADDR"] = "203.0.113.9"  # from elsewhere: /metrics answers loopback by design
+    secrets_of_the_deployment = {str(settings.BASE_DIR), str(settings.DATA_DIR), hash_collection.name, "hash-16"}
+    urls = [*api_urls(), "/api/v1/health/", "/healthz", "/readyz", "/metrics", "/admin/login/", "/docs/", "/nope"]
+    for url in urls:
+        for method in ("get", "post"):
+            body = getattr(client, method)(url.replace("/collections/1/", "/collections/hashes/")).content.decode()
+            leaked = {s for s in secrets_of_the_deployment if s in body}
+            assert not leaked, f"{method.upper()} {url} shows {leaked}"
