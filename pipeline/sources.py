@@ -58,7 +58,8 @@ def expand(paths: list[str], skipped: Counter[str] | None = None) -> Iterator[Pa
         if glob.has_magic(raw):
             matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))]
             hidden = [m for m in matches if _hidden_below(m, _literal_prefix(raw))]
-            skipped["hidden"] += len(hidden)
+            if hidden:
+                skipped["hidden"] += len(hidden)
             matches = [m for m in matches if m not in hidden]
         else:
             matches = [Path(raw)]
