@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import django_filters
+from django import forms
 from django.conf import settings
+from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
@@ -93,6 +95,26 @@ def no_body(request: Any) -> None:
     """An operation that takes no input refuses one, rather than ignore what the caller meant."""
     if request.data not in ({}, None):
         raise serializers.ValidationError("this operation takes no body; send none (or {})")
+
+
+class BoundedJSONFormField(forms.JSONField):
+    """The admin's JSON fields: the same depth check before parsing (a deep value was a 500)."""
+
+    def to_python(self, value: Any) -> Any:
+        if self._too_deep(value):
+            limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
+            raise forms.ValidationError(f"JSON nested more than {limit} levels deep; send flatter objects")
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        """Shown again as typed (the form redisplays it; parsing it would recurse)."""
+        return InvalidJSONInput(data) if self._too_deep(data) else super().bound_data(data, initial)
+
+    @staticmethod
+    def _too_deep(value: Any) -> bool:
+        return isinstance(value, str) and json_depth_exceeds(
+            value.encode("utf-8", "surrogatepass"), settings.EMBEDPORTAL_MAX_JSON_DEPTH
+        )
 
 
 class BoundedJSONParser(JSONParser):

@@ -315,3 +315,18 @@ def test_no_anonymous_answer_names_a_path_a_collection_or_a_model(client, hash_c
             body = getattr(client, method)(url.replace("/collections/1/", "/collections/hashes/")).content.decode()
             leaked = {s for s in secrets_of_the_deployment if s in body}
             assert not leaked, f"{method.upper()} {url} shows {leaked}"
+
+
+def test_the_admin_forms_refuse_json_nested_too_deep_with_their_error(admin_client, hash_collection):
+    deep = "[" * 5000 + "]" * 5000
+    enqueue_form = admin_client.post(
+        "/admin/pipeline/document/add/",
+        {"collection": hash_collection.pk, "external_id": "m", "text": "text", "metadata": deep},
+    )
+    assert enqueue_form.status_code == 200 and not Document.objects.exists()
+    assert "JSON nested more than 32 levels deep" in enqueue_form.content.decode()
+    change_form = admin_client.post(
+        f"/admin/pipeline/collection/{hash_collection.pk}/change/", {"name": "hashes", "extra_params": deep}
+    )
+    assert change_form.status_code == 200 and "JSON nested more than 32 levels deep" in change_form.content.decode()
+    assert Collection.objects.get().extra_params == {}
