@@ -116,7 +116,7 @@ class IncomingDocumentSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
-    query = serializers.CharField(max_length=10000)
+    query = StrictCharField(max_length=10000)
     k = StrictIntegerField(min_value=1, max_value=100, default=5)
 
 

@@ -150,6 +150,7 @@ def test_numbers_and_booleans_sent_as_strings_are_refused(api, hash_collection):
     search = error_of(post(api, "/api/v1/collections/hashes/search/", {"query": "q", "k": "3"}), 400)
     assert search["message"] == "k: A valid integer is required."
     assert error_of(post(api, "/api/v1/collections/hashes/search/", {"query": "q", "k": True}), 400)
+    assert error_of(post(api, "/api/v1/collections/hashes/search/", {"query": 42}), 400)["message"].startswith("query")
     assert error_of(api.patch("/api/v1/collections/hashes/", {"chunk_size": "300"}, format="json"), 400)
     assert error_of(api.patch("/api/v1/collections/hashes/", {"paused": "true"}, format="json"), 400)
     assert error_of(api.patch("/api/v1/collections/hashes/", {"name": 7}, format="json"), 400)
