@@ -57,10 +57,11 @@ def expand(paths: list[str], skipped: Counter[str] | None = None) -> Iterator[Pa
     for raw in paths:
         if glob.has_magic(raw):
             matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))]
-            hidden = [m for m in matches if _hidden_below(m, _literal_prefix(raw))]
-            if hidden:
-                skipped["hidden"] += len(hidden)
-            matches = [m for m in matches if m not in hidden]
+            named = _literal_prefix(raw)
+            shown = [m for m in matches if not _hidden_below(m, named)]
+            if len(shown) < len(matches):
+                skipped["hidden"] += len(matches) - len(shown)
+            matches = shown
         else:
             matches = [Path(raw)]
         if not matches:
@@ -99,7 +100,7 @@ def _hidden_below(match: Path, named: int) -> bool:
 def _private_paths() -> list[Path]:
     """The data directory (embedded database, secret key, admin password) and every secret file
     mounted for the portal (the NAME_FILE variables)."""
-    files = [Path(v) for k, v in os.environ.items() if k.endswith("_FILE") and v]
+    files = [Path(v) for k, v in os.environ.items() if k.endswith("_FILE") and v and Path(v).is_file()]
     return [Path(settings.DATA_DIR).resolve(), *(f.resolve() for f in files)]
 
 
