@@ -313,6 +313,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
 
 
 def _count_stale(collection: Collection, result: EnqueueResult) -> EnqueueResult:
-    if result.stale:
+    # Reserved scratch collections (operations tests, capacity runs) stay out of the shared metrics.
+    if result.stale and not collection.is_reserved:
         metrics.STALE_VERSIONS.labels(collection=collection.name).inc(len(result.stale))
     return result
