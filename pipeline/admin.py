@@ -7,12 +7,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from embedportal.admin import ReadOnlyAdmin
+from embedportal.api.strict import BoundedJSONFormField
 from pipeline import backfill, overview, queue, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
@@ -76,8 +78,13 @@ class CollectionForm(forms.ModelForm):
         return data
 
 
+# JSON typed into a form goes through the API's depth check before it is parsed.
+BOUNDED_JSON = {models.JSONField: {"form_class": BoundedJSONFormField}}
+
+
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
+    formfield_overrides = BOUNDED_JSON
     form = CollectionForm
     list_display = (
         "name",
@@ -216,6 +223,7 @@ class EnqueueDocumentForm(forms.ModelForm):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
+    formfield_overrides = BOUNDED_JSON
     list_display = (
         "external_id",
         "collection",
@@ -280,6 +288,8 @@ class DocumentAdmin(admin.ModelAdmin):
             form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)], source="admin"
         )
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
+        if result.stale:
+            state = "not applied: the stored version is newer (modified_at)"
         stored = Document.objects.get(
             collection=form.cleaned_data["collection"], external_id=form.cleaned_data["external_id"]
         )

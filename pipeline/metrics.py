@@ -85,6 +85,11 @@ HEALTH_CHECK_LATENCY = Histogram(
     ["check"],
     buckets=CALL_BUCKETS,
 )
+STALE_VERSIONS = Counter(
+    "embedding_pipeline_stale_versions",
+    "Document versions refused because the stored version has a later source modified time, by collection.",
+    ["collection"],
+)
 COST = Counter(
     "embedding_pipeline_cost_usd",
     "US dollars spent embedding documents, by collection, at LiteLLM's prices (local models: 0).",

@@ -48,6 +48,8 @@ class EnqueueResult:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Older (by modified_at) than the stored version: not applied.
+    stale: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -59,7 +61,12 @@ class EnqueueResult:
             "created": self.created,
             "updated": self.updated,
             "unchanged": self.unchanged,
+            "stale": self.stale,
         }
+
+    def add(self, other: EnqueueResult) -> None:
+        for name in ("created", "updated", "unchanged", "stale"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -73,6 +80,36 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _strings(item)
+
+
+def metadata_problem(metadata: Any) -> str | None:
+    """The one bound on a document's metadata, at every entry point: an object of at most
+    EMBEDPORTAL_MAX_METADATA_KEYS keys (nested ones included), nested at most
+    EMBEDPORTAL_MAX_METADATA_DEPTH deep and EMBEDPORTAL_MAX_METADATA_BYTES of JSON. Walked without
+    recursion, and the depth and keys before the bytes: a hostile value is refused cheaply."""
+    if not isinstance(metadata, Mapping):
+        return "metadata must be a JSON object"
+    max_keys, max_depth = settings.EMBEDPORTAL_MAX_METADATA_KEYS, settings.EMBEDPORTAL_MAX_METADATA_DEPTH
+    keys, level = 0, [metadata]
+    for depth in range(1, max_depth + 2):
+        if not level:
+            break
+        if depth > max_depth:
+            return f"metadata is nested more than {max_depth} levels deep (EMBEDPORTAL_MAX_METADATA_DEPTH); flatten it"
+        keys += sum(len(v) for v in level if isinstance(v, Mapping))
+        if keys > max_keys:
+            return f"metadata has more than {max_keys} keys (EMBEDPORTAL_MAX_METADATA_KEYS); keep fewer"
+        level = [
+            child
+            for v in level
+            for child in (v.values() if isinstance(v, Mapping) else v)
+            if isinstance(child, (Mapping, list, tuple))
+        ]
+    size = len(json.dumps(dict(metadata), cls=DjangoJSONEncoder, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    limit = settings.EMBEDPORTAL_MAX_METADATA_BYTES
+    if size > limit:
+        return f"metadata is {size} bytes of JSON, over the limit of {limit} (EMBEDPORTAL_MAX_METADATA_BYTES)"
+    return None
 
 
 def _is_unicode(text: str) -> bool:
@@ -97,6 +134,8 @@ def validate(doc: IncomingDocument) -> None:
             f"text has {len(doc.text)} characters, over the limit of {limit} (EMBEDPORTAL_MAX_DOCUMENT_CHARS); "
             "split the document"
         )
+    if problem := metadata_problem(doc.metadata):
+        raise InvalidDocument(problem)
     for name, value in (("id", doc.external_id), ("text", doc.text), ("metadata", doc.metadata)):
         strings = list(_strings(value))
         if any("\x00" in s for s in strings):
@@ -112,42 +151,51 @@ def validate(doc: IncomingDocument) -> None:
         raise InvalidDocument("modified_at needs a timezone (e.g. 2026-01-31T12:00:00Z)")
 
 
-def _new_or_changed(cur: Any, collection: Collection, docs: list[IncomingDocument], now: datetime) -> set[str]:
-    """The ids of `docs` that are new or whose content hash changed, in one statement that sends
-    ids, hashes and metadata but no text; unchanged documents get their metadata refreshed here.
+def _new_or_changed(
+    cur: Any, collection: Collection, docs: list[IncomingDocument], now: datetime
+) -> tuple[set[str], set[str]]:
+    """The ids of `docs` that are new or whose content hash changed, and those older than the
+    stored version (both carry a source modified time and the stored one is later), in one
+    statement that sends ids, hashes and metadata but no text; unchanged documents that are not
+    older get their metadata refreshed here.
 
     A re-run of an unchanged corpus then costs one index lookup per document instead of
     rewriting every row (and its TOASTed text). The upsert that follows still decides with
-    its own CASE on the hash, so a concurrent producer between the two cannot be lost.
+    its own CASE on the hash (and its own staleness guard), so a concurrent producer between
+    the two cannot be lost.
     """
     cur.execute(
         """
         WITH v AS (
-            SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS v(external_id, content_hash, metadata)
+            SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
+                       AS v(external_id, content_hash, metadata, modified_at)
         ), refreshed AS (
             UPDATE pipeline_document d SET metadata = m.metadata, updated_at = %s
               FROM (SELECT d2.id, v.metadata::jsonb AS metadata
                       FROM v JOIN pipeline_document d2
                         ON d2.collection_id = %s AND d2.external_id = v.external_id
                        AND d2.content_hash = v.content_hash AND d2.metadata <> v.metadata::jsonb
+                       AND NOT COALESCE(v.modified_at < d2.source_modified_at, false)
                      -- The upsert's lock order: two producers cannot deadlock.
                      ORDER BY d2.external_id FOR UPDATE OF d2) AS m
              WHERE d.id = m.id
         )
-        SELECT v.external_id FROM v
+        SELECT v.external_id, COALESCE(v.modified_at < d.source_modified_at, false) AS stale FROM v
           LEFT JOIN pipeline_document d ON d.collection_id = %s AND d.external_id = v.external_id
-         WHERE d.content_hash IS DISTINCT FROM v.content_hash
+         WHERE d.content_hash IS DISTINCT FROM v.content_hash OR v.modified_at < d.source_modified_at
         """,
         [
             [d.external_id for d in docs],
             [d.content_hash for d in docs],
             [json.dumps(dict(d.metadata), cls=DjangoJSONEncoder) for d in docs],
+            [d.modified_at for d in docs],
             now,
             collection.pk,
             collection.pk,
         ],
     )
-    return {row[0] for row in cur.fetchall()}
+    rows = cur.fetchall()
+    return {i for i, stale in rows if not stale}, {i for i, stale in rows if stale}
 
 
 def duplicate_id(external_id: str) -> str:
@@ -193,11 +241,12 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
         return result
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cur:
-        fresh = _new_or_changed(cur, collection, docs, now)
-        result.unchanged = [d.external_id for d in docs if d.external_id not in fresh]
+        fresh, stale = _new_or_changed(cur, collection, docs, now)
+        result.unchanged = [d.external_id for d in docs if d.external_id not in fresh | stale]
+        result.stale = [d.external_id for d in docs if d.external_id in stale]
         docs = [d for d in docs if d.external_id in fresh]
         if not docs:
-            return result
+            return _count_stale(collection, result)
         cur.execute(
             """
             INSERT INTO pipeline_document AS d
@@ -224,6 +273,9 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
                                        ELSE EXCLUDED.available_at END,
                    last_error = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.last_error ELSE '' END,
                    updated_at = EXCLUDED.updated_at
+             -- An older version (by source time) never replaces a newer one, even one a concurrent
+             -- producer stored since the statement above: the row is then not returned.
+             WHERE NOT COALESCE(EXCLUDED.source_modified_at < d.source_modified_at, false)
             RETURNING d.external_id, (xmax = 0) AS inserted, d.status = 'pending' AND d.enqueued_at = %s AS queued
             """,
             [
@@ -240,7 +292,9 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
                 now,
             ],
         )
-        for external_id, inserted, queued in cur.fetchall():
+        rows = cur.fetchall()
+        result.stale += sorted({d.external_id for d in docs} - {row[0] for row in rows})
+        for external_id, inserted, queued in rows:
             if inserted:
                 result.created.append(external_id)
             elif queued:
@@ -255,4 +309,11 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
     if threshold and len(result.created) >= threshold and collection.building_generation is None:
         # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill).
         transaction.on_commit(lambda: backfill.begin_first_load(collection.pk), robust=True)
+    return _count_stale(collection, result)
+
+
+def _count_stale(collection: Collection, result: EnqueueResult) -> EnqueueResult:
+    # Reserved scratch collections (operations tests, capacity runs) stay out of the shared metrics.
+    if result.stale and not collection.is_reserved:
+        metrics.STALE_VERSIONS.labels(collection=collection.name).inc(len(result.stale))
     return result

@@ -3,6 +3,7 @@ files are opened (not a device or FIFO) and never more than the limit is read.""
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -17,6 +18,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
+from embedportal.api.strict import json_depth_exceeds, json_error
 from pipeline.queue import IncomingDocument, InvalidDocument, duplicate_id, validate
 
 # Read in pieces this size while skipping the rest of an over-long line.
@@ -44,27 +46,72 @@ def max_line_bytes() -> int:
 def expand(paths: list[str], skipped: Counter[str] | None = None) -> Iterator[Path]:
     """Files named by `paths`: files as given, folders walked, globs expanded.
 
-    A path the user named (or a glob matched) is always yielded, hidden or not, and read()
-    says what is wrong with it. While walking a folder, hidden entries (.git, .venv), special
-    files and symlinked folders are left out and counted by reason in `skipped`.
+    A file named one by one is yielded, hidden or not, and read() says what is wrong with it. A
+    glob never matches a hidden entry (nor anything under one) and a folder walk leaves out hidden
+    entries, special files and symlinked folders, counted by reason in `skipped`. The portal's
+    own data directory and secret files are never yielded, however named.
     """
     skipped = Counter() if skipped is None else skipped
     seen: set[Path] = set()
+    private = _private_paths()
     for raw in paths:
-        matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))] if glob.has_magic(raw) else [Path(raw)]
+        if glob.has_magic(raw):
+            matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))]
+            named = _literal_prefix(raw)
+            shown = [m for m in matches if not _hidden_below(m, named)]
+            if len(shown) < len(matches):
+                skipped["hidden"] += len(matches) - len(shown)
+            matches = shown
+        else:
+            matches = [Path(raw)]
         if not matches:
             raise FileNotFoundError(f"{raw}: no such file, folder or glob match")
         for match in matches:
             if not match.exists():
-                raise FileNotFoundError(f"{raw}: no such file or folder")
-            for f in _walk(match, skipped) if match.is_dir() else [match]:
+                raise FileNotFoundError(f"{raw}: {_missing(match)}")
+            for f in _walk(match, skipped, private) if match.is_dir() else [match]:
                 resolved = f.resolve()
-                if resolved not in seen:
+                if _is_private(resolved, private):
+                    skipped[PRIVATE] += 1
+                elif resolved not in seen:
                     seen.add(resolved)
                     yield f
 
 
-def _walk(root: Path, skipped: Counter[str]) -> list[Path]:
+def _missing(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop (too many levels of symbolic links)"
+    return "a broken symlink (its target does not exist)" if path.is_symlink() else "no such file or folder"
+
+
+def _literal_prefix(pattern: str) -> int:
+    """How many leading parts of a glob have no wildcard: the user named those."""
+    parts = Path(pattern).parts
+    return next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+
+
+def _hidden_below(match: Path, named: int) -> bool:
+    return any(part.startswith(".") and part not in (".", "..") for part in match.parts[named:])
+
+
+def _private_paths() -> list[Path]:
+    """The data directory (embedded database, secret key, admin password) and every secret file
+    mounted for the portal (the NAME_FILE variables)."""
+    files = [Path(v) for k, v in os.environ.items() if k.endswith("_FILE") and v and Path(v).is_file()]
+    return [Path(settings.DATA_DIR).resolve(), *(f.resolve() for f in files)]
+
+
+def _is_private(path: Path, private: list[Path]) -> bool:
+    return any(path == p or path.is_relative_to(p) for p in private)
+
+
+PRIVATE = "the portal's data directory or secret files (never read)"
+
+
+def _walk(root: Path, skipped: Counter[str], private: list[Path]) -> list[Path]:
     def unreadable(error: OSError) -> None:
         skipped["unreadable folder"] += 1
 
@@ -76,6 +123,8 @@ def _walk(root: Path, skipped: Counter[str]) -> list[Path]:
                 skipped["hidden"] += 1
             elif os.path.islink(os.path.join(folder, name)):
                 skipped["symlinked folder (not followed)"] += 1
+            elif _is_private(Path(folder, name).resolve(), private):
+                skipped[PRIVATE] += 1
             else:
                 kept.append(name)
         dirnames[:] = kept
@@ -91,9 +140,9 @@ def _walk(root: Path, skipped: Counter[str]) -> list[Path]:
 
 
 def describe_skips(skipped: Counter[str]) -> str:
-    """`Skipped 3 while walking folders: 2 hidden, 1 not a regular file.`"""
+    """`Skipped 3 while walking folders and globs: 2 hidden, 1 not a regular file.`"""
     reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.most_common())
-    return f"Skipped {sum(skipped.values())} while walking folders: {reasons}."
+    return f"Skipped {sum(skipped.values())} while walking folders and globs: {reasons}."
 
 
 def document_id(path: Path, base: Path) -> str:
@@ -215,12 +264,15 @@ def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejecte
 def _jsonl_item(raw: bytes, where: str) -> IncomingDocument | Rejected | None:
     if not raw.strip():
         return None
+    limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
+    if json_depth_exceeds(raw, limit):
+        return Rejected(where, f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); flatten it")
     try:
         item = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return Rejected(where, "line is not UTF-8")
     except json.JSONDecodeError as exc:
-        return Rejected(where, f"invalid JSON ({exc.msg} at column {exc.colno})")
+        return Rejected(where, f"invalid JSON ({json_error(exc)})")
     if not isinstance(item, dict):
         return Rejected(where, "each line must be a JSON object {id, text, modified_at?, metadata?}")
     missing = [k for k in ("id", "text") if k not in item]

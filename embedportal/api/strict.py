@@ -5,12 +5,20 @@ cannot quietly give the default strategy, nor `?status=bogus` an empty list."""
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import django_filters
+from django import forms
+from django.conf import settings
+from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.utils import json as drf_json
 
 # Names people use for a field elsewhere (the create_collection command's options, other tools).
 ALIASES = {
@@ -64,3 +72,120 @@ class StrictFilterSet(django_filters.FilterSet):
 
     def _unknown(self) -> dict[str, str]:
         return unknown_names(self.data.keys(), [*self.filters, *COMMON_QUERY_PARAMETERS])
+
+
+# A JSON string (escapes included): its brackets are text, not structure.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """The body nests arrays and objects deeper than `limit`, found without parsing it (Python's
+    parser recurses once a level: ~1000 levels are a RecursionError). Strings and everything but
+    the brackets are dropped by regular expressions first, so the loop sees brackets only."""
+    depth = 0
+    for byte in _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body)):
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def no_body(request: Any) -> None:
+    """An operation that takes no input refuses one, rather than ignore what the caller meant."""
+    if request.data not in ({}, None):
+        raise serializers.ValidationError("this operation takes no body; send none (or {})")
+
+
+class BoundedJSONFormField(forms.JSONField):
+    """The admin's JSON fields: the same depth check before parsing (a deep value was a 500)."""
+
+    def to_python(self, value: Any) -> Any:
+        if self._too_deep(value):
+            limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
+            raise forms.ValidationError(f"JSON nested more than {limit} levels deep; send flatter objects")
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        """Shown again as typed (the form redisplays it; parsing it would recurse)."""
+        return InvalidJSONInput(data) if self._too_deep(data) else super().bound_data(data, initial)
+
+    @staticmethod
+    def _too_deep(value: Any) -> bool:
+        return isinstance(value, str) and json_depth_exceeds(
+            value.encode("utf-8", "surrogatepass"), settings.EMBEDPORTAL_MAX_JSON_DEPTH
+        )
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser behind a depth check; a parse error names where it is, once."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        body = stream.read()
+        limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
+        if json_depth_exceeds(body, limit):
+            raise ParseError(
+                f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
+            )
+        try:
+            # DRF's loads: NaN and Infinity are refused (not JSON).
+            return drf_json.loads(body)
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error: {json_error(exc)}") from None
+
+
+def json_error(exc: ValueError) -> str:
+    """ "Invalid control character at column 9" (the decoder's own message ends in "at": it
+    would read "at at"); the line too when there are several."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return str(exc)
+    line = f"line {exc.lineno} " if exc.lineno > 1 else ""
+    return f"{exc.msg.removesuffix(' at')} at {line}column {exc.colno}"
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Only JSON integers: DRF's IntegerField would take "3", 3.0 or true."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true or false: DRF's BooleanField would take "yes", "on" or 1."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StringsOnly:
+    """Only JSON strings: DRF's CharField (and SlugField, URLField...) would store the number 42 as "42"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")  # type: ignore[attr-defined]
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictCharField(StringsOnly, serializers.CharField):
+    pass
+
+
+def _strict(field: type[serializers.Field]) -> type[serializers.Field]:
+    if issubclass(field, serializers.CharField):
+        return type(f"Strict{field.__name__}", (StringsOnly, field), {})
+    return {serializers.IntegerField: StrictIntegerField, serializers.BooleanField: StrictBooleanField}.get(
+        field, field
+    )
+
+
+class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A model serializer refusing unknown fields and numbers or booleans sent as strings."""
+
+    serializer_field_mapping = {
+        model_field: _strict(field)
+        for model_field, field in serializers.ModelSerializer.serializer_field_mapping.items()
+    }

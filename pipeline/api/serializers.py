@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
-from embedportal.api.strict import StrictFieldsMixin
+from embedportal.api.strict import StrictCharField, StrictFieldsMixin, StrictIntegerField, StrictModelSerializer
 from pipeline.chunking import overlap_problem
 from pipeline.models import (
     Collection,
@@ -19,7 +19,7 @@ from pipeline.models import (
 )
 
 
-class CollectionSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class CollectionSerializer(StrictModelSerializer):
     class Meta:
         model = Collection
         fields = [*Collection.EDITABLE_FIELDS, "created_at", "updated_at"]
@@ -90,15 +90,6 @@ def document_path(collection: str, external_id: str) -> str:
     return reverse("collection-document", kwargs={"name": collection, "external_id": external_id})
 
 
-class StrictCharField(serializers.CharField):
-    """Only JSON strings: DRF's CharField would store the number 42 as the text "42"."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class AwareDateTimeField(serializers.DateTimeField):
     """Refuses a time without a timezone rather than guessing the server's (DRF's default)."""
 
@@ -125,8 +116,8 @@ class IncomingDocumentSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
-    query = serializers.CharField(max_length=10000)
-    k = serializers.IntegerField(min_value=1, max_value=100, default=5)
+    query = StrictCharField(max_length=10000)
+    k = StrictIntegerField(min_value=1, max_value=100, default=5)
 
 
 def max_documents() -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
+from embedportal.api.strict import StrictModelSerializer, no_body
 from pipeline import backfill, queue
 from pipeline import search as semantic
 from pipeline.api.filters import DocumentFilter
@@ -43,7 +44,7 @@ class CanReembed(PermissionRequired):
     perm = "pipeline.reembed_collection"
 
 
-class ReembedSerializer(serializers.ModelSerializer):
+class ReembedSerializer(StrictModelSerializer):
     """What a re-embed may change; every field optional (none: the same configuration, e.g. after a
     provider's model update). A new model without dimensions gets them from the model. Types and
     bounds are the model fields'."""
@@ -52,14 +53,6 @@ class ReembedSerializer(serializers.ModelSerializer):
         model = Collection
         fields = list(backfill.REEMBED_FIELDS)
         extra_kwargs = dict.fromkeys(fields, {"required": False})
-
-    def validate(self, data: dict) -> dict:
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise ValidationError(
-                f"a re-embed cannot change {', '.join(unknown)}; it can change {', '.join(self.fields)}"
-            )
-        return data
 
 
 class CanRequeue(PermissionRequired):
@@ -103,6 +96,12 @@ class CollectionViewSet(viewsets.ModelViewSet):
     serializer_class = CollectionSerializer
     lookup_field = "name"
     lookup_value_regex = "[-a-zA-Z0-9_]+"
+
+    def get_object(self) -> Collection:
+        """The one 404 message for an unknown collection, whichever route names it."""
+        collection = _collection(self.kwargs["name"])
+        self.check_object_permissions(self.request, collection)
+        return collection
 
     def perform_create(self, serializer: CollectionSerializer) -> None:
         try:
@@ -173,12 +172,14 @@ class CollectionViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def pause(self, request: Request, name: str | None = None) -> Response:
         """Stop workers claiming this collection's documents (those in flight finish)."""
+        no_body(request)
         return self._set_paused(True)
 
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def resume(self, request: Request, name: str | None = None) -> Response:
         """Let workers claim this collection's documents again."""
+        no_body(request)
         return self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> Response:
@@ -248,6 +249,7 @@ class DocumentRequeueView(APIView):
         operation_id="collections_document_requeue", request=None, responses={202: DocumentSerializer, 409: dict}
     )
     def post(self, request: Request, name: str, external_id: str) -> Response:
+        no_body(request)
         document = _document(name, external_id)
         if not Document.objects.filter(pk=document.pk).requeue():
             raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from django.apps import apps
 from django.conf import settings
@@ -41,6 +42,26 @@ def validate_extra_params(value: Any) -> None:
     if secret:
         raise ValidationError(
             f"{', '.join(secret)}: never store credentials here; name the environment variable in api_key_env"
+        )
+
+
+def url_credentials(url: str) -> list[str]:
+    """What in a URL is a credential: its userinfo (user:secret@) and query parameters named like one
+    (?api_key=...). The data migration that strips existing ones (pipeline 0003) uses it too."""
+    try:
+        parts = urlsplit(url)
+        found = ["user:password@"] if parts.username or parts.password else []
+    except ValueError:
+        return []
+    query = [name for name, _ in parse_qsl(parts.query) if SECRET_PARAM_PARTS & set(name.lower().split("_"))]
+    return found + sorted(query)
+
+
+def validate_api_base(value: str) -> None:
+    if found := url_credentials(value):
+        raise ValidationError(
+            f"api_base carries credentials ({', '.join(found)}); remove them and keep the key in the secret "
+            "store: the environment variable named in api_key_env (or its NAME_FILE)"
         )
 
 
@@ -125,7 +146,13 @@ class Collection(models.Model):
         default="local/all-MiniLM-L6-v2",
         help_text="A LiteLLM model string, e.g. local/all-MiniLM-L6-v2 or openai/text-embedding-3-small.",
     )
-    api_base = models.URLField("API base", max_length=500, blank=True, help_text="LiteLLM api_base, if any.")
+    api_base = models.URLField(
+        "API base",
+        max_length=500,
+        blank=True,
+        validators=[validate_api_base],
+        help_text="LiteLLM api_base, if any; never with credentials in it (name the key's variable below).",
+    )
     api_key_env = models.CharField(
         "API key variable",
         max_length=100,

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
+from embedportal.api.strict import no_body
 from reprocessing import failures
 from reprocessing.api.filters import FailedDocumentFilter
 from reprocessing.api.serializers import BulkRetrySerializer, FailedDocumentSerializer, RetryResultSerializer
@@ -44,6 +45,7 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[CanRetry])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Requeue the document now (a scheduled or dead-lettered failure)."""
+        no_body(request)
         failure = self.get_object()
         retried = failures.retry(FailedDocument.objects.filter(pk=failure.pk))
         if not retried:
@@ -54,6 +56,7 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="dead-letter", permission_classes=[CanResolve])
     def dead_letter(self, request: Request, pk: str | None = None) -> Response:
         """Stop automatic retries and leave the document to an operator (scheduled failures only)."""
+        no_body(request)
         failure = self.get_object()
         if not FailedDocument.objects.filter(pk=failure.pk).dead_letter():
             raise Conflict(f"failure {failure.pk} is not scheduled; only scheduled ones can be dead-lettered")
@@ -64,6 +67,7 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[CanResolve])
     def resolve(self, request: Request, pk: str | None = None) -> Response:
         """Close the failure by hand (the document is left as it is)."""
+        no_body(request)
         failure = self.get_object()
         if not FailedDocument.objects.filter(pk=failure.pk).resolve(Resolution.OPERATOR, timezone.now()):
             raise Conflict(f"failure {failure.pk} is resolved already")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from embedportal.api.strict import StrictBooleanField, StrictIntegerField
 from pipeline.models import RESERVED_PREFIX, Collection
 from testing.choices import Category
 from testing.models import GoldenQuery, TestResult, TestRun
@@ -36,9 +37,9 @@ class RunRequestSerializer(serializers.Serializer):
 
     categories = serializers.ListField(child=serializers.ChoiceField(Category.choices), required=False, default=list)
     scenarios = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    quick = serializers.BooleanField(required=False, default=False)
+    quick = StrictBooleanField(required=False, default=False)
     collections = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    wait = serializers.IntegerField(
+    wait = StrictIntegerField(
         required=False,
         default=30,
         min_value=0,

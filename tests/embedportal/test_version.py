@@ -35,7 +35,8 @@ def test_an_image_without_git_reports_the_commit_its_build_wrote(settings, tmp_p
 
 
 @pytest.mark.django_db
-def test_readyz_says_which_code_answers(client, settings):
+def test_readyz_tells_staff_which_code_answers(client, admin_client, settings):
     settings.EMBEDPORTAL_CODE_VERSION = "v-ready"
-    body = client.get("/readyz").json()
+    body = admin_client.get("/readyz").json()
     assert body["ok"] and body["details"]["code_version"] == "v-ready"
+    assert "v-ready" not in client.get("/readyz").content.decode()  # anonymous callers: pass or fail only

@@ -36,7 +36,7 @@ def post_raw(api: APIClient, body: bytes, url: str = DOCUMENTS):
 def test_enqueue_one_document_object_returns_202_created(api, hash_collection):
     response = post_json(api, {"id": "a", "text": "Alpha text.", "metadata": {"lang": "en"}})
     assert response.status_code == 202
-    assert response.json() == {"accepted": 1, "created": ["a"], "updated": [], "unchanged": []}
+    assert response.json() == {"accepted": 1, "created": ["a"], "updated": [], "unchanged": [], "stale": []}
     doc = Document.objects.get(collection=hash_collection, external_id="a")
     assert (doc.status, doc.text, doc.metadata) == (DocumentStatus.PENDING, "Alpha text.", {"lang": "en"})
 

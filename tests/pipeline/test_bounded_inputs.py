@@ -125,7 +125,7 @@ def test_a_fifo_is_refused_without_opening_it_named_or_met_in_a_folder(baseline_
     code, output, _ = measured("enqueue", str(named), str(folder), "--collection", "sink", "--no-progress")
     assert code == 1, output
     assert f"rejected {named}: a FIFO (named pipe), not a regular file" in output
-    assert "Skipped 1 while walking folders: 1 not a regular file." in output
+    assert "Skipped 1 while walking folders and globs: 1 not a regular file." in output
     assert Document.objects.get().text == "A note beside a pipe."
 
 
@@ -188,7 +188,7 @@ def test_a_named_dot_folder_is_walked_but_hidden_entries_inside_it_are_skipped_a
     (root / ".hidden.txt").write_text("A hidden file below the named folder.")
     out, _ = enqueue_cmd(root, base=tmp_path)
     assert "1 new" in out
-    assert "Skipped 2 while walking folders: 2 hidden." in out
+    assert "Skipped 2 while walking folders and globs: 2 hidden." in out
     assert Document.objects.get().external_id == ".local/share/doc.txt"
 
 
@@ -197,7 +197,7 @@ def test_a_named_folder_given_where_nothing_is_readable_is_reported_not_silent(s
     (root / ".git").mkdir(parents=True)
     (root / ".git" / "config").write_text("[core]\n")
     out, _ = enqueue_cmd(root, base=tmp_path)
-    assert "0 new" in out and "Skipped 1 while walking folders: 1 hidden." in out
+    assert "0 new" in out and "Skipped 1 while walking folders and globs: 1 hidden." in out
 
 
 def test_a_symlinked_folder_is_not_followed_and_is_reported(sink, tmp_path):

@@ -147,7 +147,9 @@ def test_pgvector_check_fails_for_a_role_without_insert_privilege(hash_collectio
 
 
 @pytest.mark.django_db
-def test_readyz_needs_applied_migrations_and_healthz_needs_no_database(client, monkeypatch, django_assert_num_queries):
+def test_readyz_needs_applied_migrations_and_healthz_needs_no_database(
+    client, admin_client, monkeypatch, django_assert_num_queries
+):
     with django_assert_num_queries(0):
         assert client.get("/healthz").json() == {
             "name": "live",
@@ -157,7 +159,8 @@ def test_readyz_needs_applied_migrations_and_healthz_needs_no_database(client, m
             "details": {},
         }
     monkeypatch.setattr(health, "_migrated", False)
-    ready = client.get("/readyz")
+    assert client.get("/readyz").json() == {"name": "ready", "ok": True}  # anonymous: pass or fail only
+    ready = admin_client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["reason"].startswith("database reachable, migrations applied")
 
     monkeypatch.setattr(health, "_migrated", False)
@@ -168,7 +171,8 @@ def test_readyz_needs_applied_migrations_and_healthz_needs_no_database(client, m
     names = [latest, *(name for _, name in loader.disk_migrations["pipeline", latest].replaces)]
     with connection.cursor() as cur:
         cur.execute("DELETE FROM django_migrations WHERE app = 'pipeline' AND name = ANY(%s)", [names])
-    not_ready = client.get("/readyz")
+    assert client.get("/readyz").json() == {"name": "ready", "ok": False}
+    not_ready = admin_client.get("/readyz")
     assert not_ready.status_code == 503
     assert not_ready.json()["reason"] == f"1 migration(s) not applied, first pipeline.{latest}"
 

@@ -18,8 +18,9 @@ class Command(BaseCommand):
     help = (
         "Enqueue documents from files, folders or globs. A .jsonl file holds one JSON document per line "
         "({id, text, modified_at?, metadata?}); any other file is one document whose id is its path "
-        "relative to --base and whose modified time is the file's mtime. Named paths are always read; "
-        "hidden entries and special files met while walking a folder are skipped and counted."
+        "relative to --base and whose modified time is the file's mtime. A file named one by one is read, "
+        "hidden or not; globs and folder walks skip hidden entries and special files, and count them. The "
+        "portal's data directory and secret files are never read."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -50,10 +51,7 @@ class Command(BaseCommand):
         def flush() -> None:
             nonlocal batch_chars
             if batch:
-                result = enqueue(collection, list(batch.values()), source="cli")
-                total.created += result.created
-                total.updated += result.updated
-                total.unchanged += result.unchanged
+                total.add(enqueue(collection, list(batch.values()), source="cli"))
                 batch.clear()
                 batch_chars = 0
 
@@ -75,7 +73,8 @@ class Command(BaseCommand):
         flush()
         self.stdout.write(
             f"Enqueued into {collection.name}: {len(total.created)} new, {len(total.updated)} changed, "
-            f"{len(total.unchanged)} unchanged (not re-embedded)."
+            f"{len(total.unchanged)} unchanged (not re-embedded)"
+            + (f", {len(total.stale)} stale (older than the stored version, not applied)." if total.stale else ".")
         )
         if skipped:
             self.stdout.write(sources.describe_skips(skipped))

@@ -1,0 +1,333 @@
+"""One bounded input contract at every entry point, and nothing disclosed on the way: JSON depth,
+metadata bounds, stale versions, strict types, bodies where none is taken, one 404, credentials
+in URLs, the readiness probe and what `enqueue` never reads."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.core.management import CommandError, call_command
+from django.db import OperationalError
+from prometheus_client import REGISTRY
+
+from embedportal.api.strict import json_depth_exceeds
+from pipeline import health
+from pipeline.models import Collection, Document, ProviderCircuit
+from pipeline.models.operations import endpoint_label
+from tests.pipeline.test_security import api_urls
+from tests.tools import error_of
+
+pytestmark = pytest.mark.django_db
+
+MARCH_1, MARCH_2 = "2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"
+
+
+def enqueue_cli(*paths, **options) -> str:
+    out = io.StringIO()
+    call_command("enqueue", *map(str, paths), collection="hashes", no_progress=True, stdout=out, stderr=out, **options)
+    return out.getvalue()
+
+
+def post(api, path: str, body) -> object:
+    return api.generic("POST", path, json.dumps(body) if not isinstance(body, str) else body, "application/json")
+
+
+# -- JSON depth, before parsing ------------------------------------------------------------------
+
+
+def test_json_nested_too_deep_is_a_400_saying_so_on_every_endpoint_that_takes_json(api, hash_collection):
+    deep = "[" * 990 + "]" * 990
+    for url, name in api_urls().items():
+        url = url.replace("/collections/1/", "/collections/hashes/")
+        for method in ("POST", "PUT", "PATCH"):
+            response = api.generic(method, url, deep, "application/json")
+            assert response.status_code in (400, 404, 405), f"{method} {url} ({name}) -> {response.status_code}"
+            if response.status_code == 400:
+                assert "EMBEDPORTAL_MAX_JSON_DEPTH" in response.json()["error"]["message"], (method, url)
+    message = error_of(post(api, "/api/v1/collections/hashes/documents/", deep), 400)["message"]
+    assert message == "JSON nested more than 32 levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
+
+
+def test_the_depth_check_counts_structure_not_brackets_inside_strings():
+    assert not json_depth_exceeds(b'{"a": "[[[[[[[[{{{{", "b": ["\\"[[["]}', 2)
+    assert json_depth_exceeds(b'{"a": [[1]]}', 2)
+    assert not json_depth_exceeds(b'{"a": [[1]]}', 3)
+
+
+def test_a_jsonl_line_nested_too_deep_is_rejected_with_its_line(hash_collection, tmp_path):
+    lines = tmp_path / "docs.jsonl"
+    lines.write_text(json.dumps({"id": "ok", "text": "fine"}) + "\n" + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(CommandError, match="1 document"):
+        enqueue_cli(lines)
+    assert Document.objects.get().external_id == "ok"
+
+
+# -- metadata: one rule everywhere ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({f"k{i}": i for i in range(11)}, "metadata has more than 10 keys (EMBEDPORTAL_MAX_METADATA_KEYS)"),
+        ({"a": {"b": {"c": {"d": 1}}}}, "metadata is nested more than 3 levels deep (EMBEDPORTAL_MAX_METADATA_DEPTH)"),
+        ({"a": [[[1]]]}, "metadata is nested more than 3 levels deep"),
+        ({"big": "x" * 300}, "metadata is 311 bytes of JSON, over the limit of 256 (EMBEDPORTAL_MAX_METADATA_BYTES)"),
+    ],
+)
+def test_metadata_over_a_bound_is_refused_alike_by_the_api_the_command_and_the_admin(
+    api, admin_client, hash_collection, tmp_path, settings, metadata, problem
+):
+    settings.EMBEDPORTAL_MAX_METADATA_KEYS = 10
+    settings.EMBEDPORTAL_MAX_METADATA_DEPTH = 3
+    settings.EMBEDPORTAL_MAX_METADATA_BYTES = 256
+    doc = {"id": "m", "text": "text", "metadata": metadata}
+    error = error_of(post(api, "/api/v1/collections/hashes/documents/", doc), 400)
+    assert problem in json.dumps(error["details"])
+
+    lines = tmp_path / "docs.jsonl"
+    lines.write_text(json.dumps(doc) + "\n")
+    with pytest.raises(CommandError, match="1 document"):
+        enqueue_cli(lines)
+
+    form = admin_client.post(
+        "/admin/pipeline/document/add/",
+        {"collection": hash_collection.pk, "external_id": "m", "text": "text", "metadata": json.dumps(metadata)},
+    )
+    assert problem in form.content.decode()
+    assert not Document.objects.exists()
+
+
+def test_metadata_within_the_bounds_is_stored(api, hash_collection):
+    doc = {"id": "m", "text": "text", "metadata": {"lang": "en", "tags": ["a", "b"], "owner": {"team": "x"}}}
+    assert post(api, "/api/v1/collections/hashes/documents/", doc).status_code == 202
+    assert Document.objects.get().metadata == doc["metadata"]
+
+
+# -- stale versions --------------------------------------------------------------------------------
+
+
+def stale_count(collection: str = "hashes") -> float:
+    return REGISTRY.get_sample_value("embedding_pipeline_stale_versions_total", {"collection": collection}) or 0.0
+
+
+def test_an_older_version_does_not_replace_a_newer_one_and_is_reported_stale_and_counted(api, hash_collection):
+    url = "/api/v1/collections/hashes/documents/"
+    assert post(api, url, {"id": "a", "text": "newer", "modified_at": MARCH_2}).json()["created"] == ["a"]
+    before = stale_count()
+    late = post(api, url, [{"id": "a", "text": "older", "modified_at": MARCH_1}, {"id": "b", "text": "new"}])
+    assert late.status_code == 202
+    assert late.json() == {"accepted": 1, "created": ["b"], "updated": [], "unchanged": [], "stale": ["a"]}
+    stored = Document.objects.get(external_id="a")
+    assert stored.text == "newer" and stored.source_modified_at.isoformat().startswith("2026-03-02")
+    assert stale_count() == before + 1
+    # Same content with older metadata is stale too: the metadata stays the newer one's.
+    post(api, url, {"id": "a", "text": "newer", "modified_at": MARCH_1, "metadata": {"old": True}})
+    assert Document.objects.get(external_id="a").metadata == {} and stale_count() == before + 2
+    # A newer version, or one without a source time, replaces it as before.
+    assert post(api, url, {"id": "a", "text": "newest", "modified_at": MARCH_2}).json()["updated"] == ["a"]
+    assert post(api, url, {"id": "a", "text": "untimed"}).json()["updated"] == ["a"]
+
+
+def test_the_command_reports_stale_versions(hash_collection, tmp_path):
+    first, late = tmp_path / "first.jsonl", tmp_path / "late.jsonl"
+    first.write_text(json.dumps({"id": "a", "text": "newer", "modified_at": MARCH_2}) + "\n")
+    late.write_text(json.dumps({"id": "a", "text": "older", "modified_at": MARCH_1}) + "\n")
+    enqueue_cli(first)
+    assert "1 stale (older than the stored version, not applied)" in enqueue_cli(late)
+    assert Document.objects.get().text == "newer"
+
+
+# -- strict types, bodies, one 404 ----------------------------------------------------------------
+
+
+def test_numbers_and_booleans_sent_as_strings_are_refused(api, hash_collection):
+    search = error_of(post(api, "/api/v1/collections/hashes/search/", {"query": "q", "k": "3"}), 400)
+    assert search["message"] == "k: A valid integer is required."
+    assert error_of(post(api, "/api/v1/collections/hashes/search/", {"query": "q", "k": True}), 400)
+    assert error_of(post(api, "/api/v1/collections/hashes/search/", {"query": 42}), 400)["message"].startswith("query")
+    assert error_of(api.patch("/api/v1/collections/hashes/", {"chunk_size": "300"}, format="json"), 400)
+    assert error_of(api.patch("/api/v1/collections/hashes/", {"paused": "true"}, format="json"), 400)
+    assert error_of(api.patch("/api/v1/collections/hashes/", {"name": 7}, format="json"), 400)
+    assert post(api, "/api/v1/collections/hashes/search/", {"query": "q", "k": 3}).status_code == 200
+    assert not Collection.objects.get().paused
+
+
+@pytest.mark.parametrize("body", ['"garbage"', "[1, 2]", '{"paused": false}', "42"])
+def test_operations_that_take_no_body_refuse_one(api, hash_collection, body):
+    for action in ("pause", "resume"):
+        error = error_of(api.generic("POST", f"/api/v1/collections/hashes/{action}/", body, "application/json"), 400)
+        assert error["message"] == "this operation takes no body; send none (or {})"
+    assert not Collection.objects.get().paused
+    assert api.post("/api/v1/collections/hashes/pause/").status_code == 200
+    assert post(api, "/api/v1/collections/hashes/resume/", {}).status_code == 200
+
+
+def test_an_unknown_collection_gets_one_404_message_whatever_the_route(api, hash_collection):
+    expected = "no collection named 'nope'"
+    base = "/api/v1/collections/nope"
+    answers = [
+        api.get(f"{base}/"),
+        api.patch(f"{base}/", {"paused": True}, format="json"),
+        api.delete(f"{base}/"),
+        api.post(f"{base}/pause/"),
+        api.post(f"{base}/reembed/", {}, format="json"),
+        api.get(f"{base}/documents/"),
+        post(api, f"{base}/search/", {"query": "q"}),
+        api.get(f"{base}/documents/a/"),
+    ]
+    assert {error_of(a, 404)["message"] for a in answers} == {expected}
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def test_a_symlink_loop_is_reported_as_one(hash_collection, tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop")
+    with pytest.raises(CommandError, match="a symlink loop"):
+        enqueue_cli(loop)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "missing")
+    with pytest.raises(CommandError, match="a broken symlink"):
+        enqueue_cli(dangling)
+
+
+def test_an_invalid_control_character_is_reported_without_at_at(api, hash_collection, tmp_path):
+    lines = tmp_path / "docs.jsonl"
+    lines.write_bytes(b'{"id": "a", "text": "tab\there"}\n')
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=io.StringIO(), stderr=err)
+    assert "invalid JSON (Invalid control character at column 25)" in err.getvalue()
+    api_error = error_of(post(api, "/api/v1/collections/hashes/documents/", '{"id": "a", "text": "a\tb"}'), 400)
+    assert api_error["message"] == "JSON parse error: Invalid control character at column 23"
+    assert "at at" not in err.getvalue() + api_error["message"]
+
+
+@pytest.fixture
+def project(tmp_path, settings, monkeypatch) -> Path:
+    """A project root as `make run` leaves it: its data directory, a mounted secret, dotfiles, docs."""
+    root = tmp_path / "project"
+    settings.DATA_DIR = root / "var"
+    for name, text in {
+        "var/secret_key": "django-secret",
+        "var/admin-password": "hunter2",
+        "var/pg/PG_VERSION": "18",
+        "secrets/provider-key": "sk-mounted",
+        ".env": "TOKEN=abc",
+        ".git/config": "[core]",
+        "docs/.draft.md": "a hidden draft",
+        "docs/guide.md": "The guide.",
+        "notes.txt": "Notes.",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    monkeypatch.setenv("PROVIDER_API_KEY_FILE", str(root / "secrets/provider-key"))
+    return root
+
+
+def test_no_glob_or_walk_reads_the_data_directory_secret_files_or_dotfiles(hash_collection, project):
+    out = enqueue_cli(f"{project}/**/*", base=project)
+    assert set(Document.objects.values_list("external_id", flat=True)) == {"docs/guide.md", "notes.txt"}
+    assert "the portal's data directory or secret files (never read)" in out and "hidden" in out
+
+    Document.objects.all().delete()
+    out = enqueue_cli(project, base=project)
+    assert set(Document.objects.values_list("external_id", flat=True)) == {"docs/guide.md", "notes.txt"}
+    texts = " ".join(Document.objects.values_list("text", flat=True))
+    assert not {"django-secret", "hunter2", "sk-mounted", "TOKEN=abc", "hidden draft"} & set(texts.split())
+
+
+def test_a_dotfile_named_one_by_one_is_read_but_the_data_directory_never(hash_collection, project):
+    enqueue_cli(project / ".env", base=project)
+    assert Document.objects.get().external_id == ".env"
+    out = enqueue_cli(project / "var" / "secret_key", project / "secrets" / "provider-key", base=project)
+    assert "0 new" in out and "2 the portal's data directory or secret files (never read)" in out
+    assert Document.objects.count() == 1
+
+
+# -- disclosure ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "api_base", ["https://user:secret@provider.example/v1", "https://provider.example/v1?api_key=sk-123"]
+)
+def test_credentials_in_api_base_are_refused_by_the_api_and_the_admin(api, admin_client, hash_collection, api_base):
+    error = error_of(api.patch("/api/v1/collections/hashes/", {"api_base": api_base}, format="json"), 400)
+    assert "secret store" in error["message"] and "api_key_env" in error["message"]
+    assert "user:secret" not in json.dumps(error) and "sk-123" not in json.dumps(error)  # never echoed
+    created = post(api, "/api/v1/collections/", {"name": "other", "model": "local/hash-16", "api_base": api_base})
+    assert "secret store" in error_of(created, 400)["message"]
+    form = admin_client.post("/admin/pipeline/collection/add/", {"name": "third", "api_base": api_base})
+    assert "secret store" in form.content.decode()
+    assert list(Collection.objects.values_list("name", "api_base")) == [("hashes", "")]
+
+
+def test_the_migration_strips_credentials_already_stored_and_their_circuits(hash_collection, capsys):
+    strip = importlib.import_module("pipeline.migrations.0004_api_base_without_credentials").strip_credentials
+    Collection.objects.filter(pk=hash_collection.pk).update(
+        api_base="https://user:s3cret@provider.example:8443/v1?api_key=k&x=1"
+    )
+    clean = Collection.objects.create(
+        name="clean", model="local/hash-16", dimensions=16, api_base="http://h/v1?q=a%20b"
+    )
+    collection = Collection.objects.get(pk=hash_collection.pk)
+    ProviderCircuit.objects.create(
+        model=collection.model,
+        api_base=collection.api_base,
+        endpoint=endpoint_label(collection),
+        updated_at=collection.updated_at,
+    )
+    strip(apps, None)
+    assert Collection.objects.get(pk=hash_collection.pk).api_base == "https://provider.example:8443/v1?x=1"
+    assert Collection.objects.get(pk=clean.pk).api_base == "http://h/v1?q=a%20b"  # untouched
+    assert not ProviderCircuit.objects.exists()
+    assert "collection hashes: credentials removed" in capsys.readouterr().out
+
+
+def test_readyz_tells_anonymous_callers_nothing_about_an_outage(client, monkeypatch):
+    socket = "/work/var/pg/.s.PGSQL.5432"
+
+    class Down:
+        def cursor(self):
+            raise OperationalError(f'connection to server on socket "{socket}" failed: No such file or directory')
+
+    monkeypatch.setattr(health, "connection", Down())
+    monkeypatch.setattr(health, "_migrated", False)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"name": "ready", "ok": False}
+    assert socket not in response.content.decode() and "/work" not in response.content.decode()
+    assert os.sep + "pg" not in response.content.decode()
+
+
+def test_no_anonymous_answer_names_a_path_a_collection_or_a_model(client, hash_collection, settings):
+    client.defaults["REMOTE_ADDR"] = "203.0.113.9"  # from elsewhere: /metrics answers loopback by design
+    secrets_of_the_deployment = {str(settings.BASE_DIR), str(settings.DATA_DIR), hash_collection.name, "hash-16"}
+    urls = [*api_urls(), "/api/v1/health/", "/healthz", "/readyz", "/metrics", "/admin/login/", "/docs/", "/nope"]
+    for url in urls:
+        for method in ("get", "post"):
+            body = getattr(client, method)(url.replace("/collections/1/", "/collections/hashes/")).content.decode()
+            leaked = {s for s in secrets_of_the_deployment if s in body}
+            assert not leaked, f"{method.upper()} {url} shows {leaked}"
+
+
+def test_the_admin_forms_refuse_json_nested_too_deep_with_their_error(admin_client, hash_collection):
+    deep = "[" * 5000 + "]" * 5000
+    enqueue_form = admin_client.post(
+        "/admin/pipeline/document/add/",
+        {"collection": hash_collection.pk, "external_id": "m", "text": "text", "metadata": deep},
+    )
+    assert enqueue_form.status_code == 200 and not Document.objects.exists()
+    assert "JSON nested more than 32 levels deep" in enqueue_form.content.decode()
+    change_form = admin_client.post(
+        f"/admin/pipeline/collection/{hash_collection.pk}/change/", {"name": "hashes", "extra_params": deep}
+    )
+    assert change_form.status_code == 200 and "JSON nested more than 32 levels deep" in change_form.content.decode()
+    assert Collection.objects.get().extra_params == {}
