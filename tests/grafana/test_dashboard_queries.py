@@ -244,6 +244,16 @@ def budget_left(result: list[dict], facts: Facts) -> None:
     assert left["freshness"] < 0 and left["failures"] < 0 and left["latency"] == 1, left
 
 
+def nothing_spent(result: list[dict], facts: Facts) -> None:
+    # The waves embed with free models (local, and a fake provider LiteLLM has no price for), and no
+    # collection has a budget: no spend to report.
+    assert result == []
+
+
+def free(result: list[dict], facts: Facts) -> None:
+    assert result and set(values(result)) == {0.0}, result
+
+
 EXPECTED: dict[tuple[str, str], Check] = {
     ("Pipeline Throughput", "A"): positive,
     ("Pipeline Throughput", "B"): needs_capacity(positive),
@@ -272,6 +282,10 @@ EXPECTED: dict[tuple[str, str], Check] = {
     ("Capacity measurement age", "A"): needs_capacity(nonempty_within(0, 10 * 365 * 86400)),
     ("Arrivals projection (14 d)", "A"): never_yet,
     ("Arrivals projection (14 d)", "B"): needs_capacity(positive),
+    ("Embedding cost this month", "A"): nothing_spent,
+    ("Embedding cost this month", "B"): nothing_spent,
+    ("Embedding cost this month", "C"): nothing_spent,
+    ("Embedding spend rate", "A"): free,
 }
 
 
