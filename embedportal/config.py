@@ -146,8 +146,8 @@ _register(
         "EMBEDPORTAL_LOCAL_PRECISION",
         "str",
         "auto",
-        "Precision of the OpenVINO export: `auto` (from the CPU: bf16 with AMX, int8 with VNNI, else f32), "
-        "`bf16`, `int8` or `f32`.",
+        "Precision of the OpenVINO export: `auto` (bf16 then f32 where the CPU computes in bf16, else f32; "
+        "the first that passes the faithfulness gate serves), `bf16`, `int8` or `f32`.",
     ),
     Setting("EMBEDPORTAL_IDLE_SLEEP", "float", 1.0, "Seconds an idle worker waits before looking at the queue again."),
     Setting("EMBEDPORTAL_FRESHNESS_SLA_SECONDS", "int", 3600, "Default freshness SLA of new collections (seconds)."),
