@@ -7,6 +7,7 @@ made by a child process (`manage.py export_encoder`). docs/architecture.md ("The
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -68,14 +69,20 @@ def candidate_precisions() -> list[str]:
     return preferred_precisions(cpu_flags()) if precision == "auto" else [precision]
 
 
+@functools.cache
+def weights_hash() -> str:
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        with open(model_dir() / name, "rb") as f:  # streamed: the weights are 90 MB
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:16]
+
+
 def export_dir(precision: str) -> Path:
     import openvino
 
-    digest = hashlib.sha256()
-    for name in ("model.safetensors", "config.json", "tokenizer.json"):
-        digest.update((model_dir() / name).read_bytes())
     version = openvino.get_version().split("-")[0]
-    return settings.EMBEDPORTAL_ENCODER_DIR / f"minilm-{digest.hexdigest()[:16]}-openvino-{version}-{precision}"
+    return settings.EMBEDPORTAL_ENCODER_DIR / f"minilm-{weights_hash()}-openvino-{version}-{precision}"
 
 
 def tokenizer() -> Any:
