@@ -35,7 +35,9 @@ PRECISIONS = ("bf16", "int8", "f32")
 MIN_MEAN_COSINE, MIN_COSINE = 0.995, 0.98
 FAITHFULNESS = Path(__file__).with_name("faithfulness")
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
-BATCH = 32
+# Texts per inference: 16 runs as fast per CPU-second as 32 here with ~85 MB less peak memory
+# (eager attention holds batch x 12 heads x 256^2 scores per layer).
+BATCH = 16
 TOP_K = 3
 
 Encode = Callable[[list[str]], np.ndarray]

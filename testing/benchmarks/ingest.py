@@ -51,6 +51,9 @@ class RunFigures:
     # The machine's CPU busy share during the drain (all cores, all processes): near 1, the run
     # was CPU-bound.
     cpu_busy: float | None = None
+    # CPU seconds the drain took (this process and its reaped workers): on a machine shared with
+    # other jobs, docs per CPU-second compares runs and runtimes where wall-clock docs/s cannot.
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -66,6 +69,8 @@ class BenchmarkResult:
     local_runtime: str | None = None
     bare_encode_docs_per_second: float | None = None
     ratio_to_bare_encode: float | None = None
+    # The same per CPU-second: the best run's docs per CPU-second over the bare encode's.
+    ratio_to_bare_encode_cpu: float | None = None
     # Seconds of the enqueue call re-sending the unchanged corpus (median of the samples), if measured.
     rerun_seconds: float | None = None
     rerun_samples: list[float] = field(default_factory=list)
@@ -110,10 +115,11 @@ def run_once(
         enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
-    ticks = cpu_ticks()
+    ticks, cpu_before = cpu_ticks(), cpu_seconds()
     drained = drain_forked(workers, "bench")
     report, drain_seconds = drained.report, drained.seconds
     cpu = busy_share(ticks, cpu_ticks())
+    drain_cpu = cpu_seconds() - cpu_before
 
     docs = Document.objects.filter(collection=collection)
     embedded = docs.filter(status="embedded").count()
@@ -136,6 +142,7 @@ def run_once(
         worker_peak_rss_mb=round(drained.peak_rss_mb, 1),
         worker_uss_mb=round(drained.uss_mb, 1),
         cpu_busy=cpu,
+        cpu_seconds=round(drain_cpu, 2),
     )
 
 
@@ -228,6 +235,12 @@ def copy_floor(collection: Collection, writers: int = 1) -> float:
     return seconds
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its reaped children so far."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def cpu_ticks() -> tuple[int, int] | None:
     """(all, idle) CPU ticks of the machine since boot, from /proc/stat; None where there is none."""
     try:
@@ -245,16 +258,19 @@ def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
     return round(1 - (after[1] - before[1]) / (after[0] - before[0]), 3)
 
 
-def bare_encode_seconds(collection: Collection) -> float:
+def bare_encode_seconds(collection: Collection, cpu: list[float] | None = None) -> float:
     """The bare PyTorch encode (sentence-transformers, the reference runtime) of exactly the chunks
-    the pipeline embedded. It starts torch's OpenMP pool: fork nothing after it."""
+    the pipeline embedded; its CPU seconds are appended to `cpu`. It starts torch's OpenMP pool:
+    fork nothing after it."""
     texts = list(
         Chunk.objects.filter(collection=collection).order_by("document_id", "ordinal").values_list("text", flat=True)
     )
     model = encoder.reference()
     model.encode(texts[:8])  # warm-up, as the pipeline's first batch was
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     model.encode(texts)
+    if cpu is not None:
+        cpu.append(cpu_seconds() - cpu0)
     return time.perf_counter() - t0
 
 
