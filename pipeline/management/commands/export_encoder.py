@@ -1,4 +1,4 @@
-"""Export the local model to OpenVINO at a precision (once; the data directory keeps it) and print its
+"""Export the local model to OpenVINO at a precision (once; EMBEDPORTAL_ENCODER_DIR keeps it) and print its
 faithfulness gate: cosine to the PyTorch reference on the probe set, retrieval on the development
 golden set, and whether processes will serve it (else they fall back to PyTorch)."""
 

@@ -1,11 +1,11 @@
 """The local model's runtimes side by side: chunks/s (and per CPU-second) encoding chunks of 1000
-characters of the repository's docs in batches of 32, cosine to PyTorch (mean / min), peak RSS.
+characters of the repository's docs in batches of 32 (OpenVINO infers them 16 at a time, as in the
+pipeline), cosine to PyTorch (mean / min), peak RSS.
 Each runtime runs in its own child process (PyTorch's OpenMP pool never shares a process, and
 each RSS is its own); OpenVINO precisions run from their exports (made if missing)."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import resource
@@ -34,7 +34,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--chunks", type=int, default=600)
         parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
-        parser.add_argument("--child", help=argparse.SUPPRESS)  # one variant, measured in this process
+        parser.add_argument("--child", metavar="VARIANT", help="Measure one variant in this process (each child does)")
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
