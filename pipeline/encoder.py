@@ -306,7 +306,7 @@ def reference() -> TorchEncoder:
     global _reference
     with _lock:
         if _reference is None:
-            _reference = TorchEncoder()
+            _reference = _current if isinstance(_current, TorchEncoder) else TorchEncoder()
         return _reference
 
 
