@@ -17,7 +17,7 @@ def test_it_compares_a_runtime_with_pytorch_on_the_same_chunks() -> None:
     assert result["variant"] == "openvino/f32"
     assert result["cosine_mean"] >= 0.9999 and result["cosine_min"] >= 0.999
     assert result["chunks_per_second"] > 0 and result["chunks_per_cpu_second"] > 0
-    assert result["x_torch"] > 0 and result["peak_rss_mb"] > 50
+    assert result["x_torch"] > 0 and result["x_torch_cpu"] > 0 and result["peak_rss_mb"] > 50
 
 
 def test_it_refuses_an_unknown_variant() -> None:
