@@ -61,8 +61,15 @@ def test_openvino_serves_without_torch_and_agrees_with_pytorch() -> None:
     assert cosines.min() >= encoder.MIN_COSINE
 
 
-def export_in_child(precision: str) -> dict:
-    child = manage("export_encoder", "--precision", precision, "--json", stdout=subprocess.PIPE, text=True)
+def export_in_child(precision: str, **env: str) -> dict:
+    return finish_export(start_export(precision, **env))
+
+
+def start_export(precision: str, **env: str) -> subprocess.Popen:
+    return manage("export_encoder", "--precision", precision, "--json", env=env, stdout=subprocess.PIPE, text=True)
+
+
+def finish_export(child: subprocess.Popen) -> dict:
     out, _ = child.communicate(timeout=900)
     assert child.returncode == 0
     return json.loads(out)
@@ -78,6 +85,16 @@ def test_the_export_is_made_once_and_records_its_gate() -> None:
     made = (path / "model.bin").stat().st_mtime_ns
     assert export_in_child("f32") == report and (path / "model.bin").stat().st_mtime_ns == made
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".export-")], "no temporary export left"
+
+
+def test_concurrent_exports_make_one_export_and_leave_no_half_written_one(tmp_path: Path) -> None:
+    children = [start_export("f32", EMBEDPORTAL_ENCODER_DIR=str(tmp_path)) for _ in range(2)]
+    first, second = (finish_export(child) for child in children)
+
+    # One made it; the other waited on the lock and read the finished export's gate.
+    assert first == second and first["passed"]
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".export.lock"] == [Path(first["path"]).name]
+    assert (Path(first["path"]) / "model.xml").exists() and (Path(first["path"]) / "gate.json").exists()
 
 
 def test_the_gate_refuses_a_variant_that_cuts_long_inputs() -> None:
