@@ -201,6 +201,28 @@ _register(
         "renews its leases every third of it while a batch runs, so it can be short.",
     ),
     Setting("EMBEDPORTAL_EMBED_TIMEOUT", "float", 60.0, "Seconds before an embedding call times out."),
+    Setting(
+        "EMBEDPORTAL_LOCAL_RUNTIME",
+        "str",
+        "auto",
+        "Runtime of the local model: `auto` (OpenVINO if its export passes the faithfulness gate, else "
+        "PyTorch), `openvino` (as auto, but an export that cannot be made is an error) or `torch`.",
+    ),
+    Setting(
+        "EMBEDPORTAL_ENCODER_DIR",
+        "path",
+        "",
+        "Where the local model's OpenVINO exports are kept (one folder per weights hash, OpenVINO version "
+        "and precision); the image carries them in /opt/embedportal/encoders.",
+        default_text="EMBEDPORTAL_DATA_DIR/encoders",
+    ),
+    Setting(
+        "EMBEDPORTAL_LOCAL_PRECISION",
+        "str",
+        "auto",
+        "Precision of the OpenVINO export: `auto` (bf16 then f32 where the CPU computes in bf16, else f32; "
+        "the first that passes the faithfulness gate serves), `bf16`, `int8` or `f32`.",
+    ),
     Setting("EMBEDPORTAL_IDLE_SLEEP", "float", 1.0, "Seconds an idle worker waits before looking at the queue again."),
     Setting("EMBEDPORTAL_FRESHNESS_SLA_SECONDS", "int", 3600, "Default freshness SLA of new collections (seconds)."),
     # --- failures and reprocessing -------------------------------------------------------------

@@ -188,6 +188,16 @@ EMBEDPORTAL_INDEX_BUILD_WORKERS = env_int("EMBEDPORTAL_INDEX_BUILD_WORKERS")
 EMBEDPORTAL_LEASE_SECONDS = env_int("EMBEDPORTAL_LEASE_SECONDS")
 EMBEDPORTAL_EMBED_TIMEOUT = env_float("EMBEDPORTAL_EMBED_TIMEOUT")
 EMBEDPORTAL_IDLE_SLEEP = env_float("EMBEDPORTAL_IDLE_SLEEP")
+# The local model's runtime and precision (pipeline.encoder).
+EMBEDPORTAL_LOCAL_RUNTIME = env_str("EMBEDPORTAL_LOCAL_RUNTIME")
+EMBEDPORTAL_LOCAL_PRECISION = env_str("EMBEDPORTAL_LOCAL_PRECISION")
+EMBEDPORTAL_ENCODER_DIR = Path(env_str("EMBEDPORTAL_ENCODER_DIR") or DATA_DIR / "encoders")
+for _name, _value, _allowed in (
+    ("EMBEDPORTAL_LOCAL_RUNTIME", EMBEDPORTAL_LOCAL_RUNTIME, ("auto", "openvino", "torch")),
+    ("EMBEDPORTAL_LOCAL_PRECISION", EMBEDPORTAL_LOCAL_PRECISION, ("auto", "bf16", "int8", "f32")),
+):
+    if _value not in _allowed:
+        raise ImproperlyConfigured(f"{_name} must be {', '.join(_allowed)}, not {_value!r}")
 EMBEDPORTAL_FRESHNESS_SLA = timedelta(seconds=env_int("EMBEDPORTAL_FRESHNESS_SLA_SECONDS"))
 
 REST_FRAMEWORK = {

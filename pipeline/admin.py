@@ -15,7 +15,7 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import backfill, overview, queue, storage
+from pipeline import backfill, encoder, overview, providers, queue, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
     CapacityMeasurement,
@@ -94,6 +94,7 @@ class CollectionAdmin(admin.ModelAdmin):
         "chunk_size",
         "batch_size",
         "paused",
+        "local_encoder",
         "embedding_cost",
     )
     list_select_related = ("cost",)
@@ -104,7 +105,7 @@ class CollectionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
         if obj:
-            return ("model", "dimensions", "hnsw_index", "embedding_cost", "created_at", "updated_at")
+            return ("model", "dimensions", "local_runtime", "hnsw_index", "embedding_cost", "created_at", "updated_at")
         return ("created_at", "updated_at")
 
     @admin.display(description="HNSW index")
@@ -120,6 +121,22 @@ class CollectionAdmin(admin.ModelAdmin):
         if built != wanted:
             return f"{obj.index_name}, built with {_params(built)}: an idle worker rebuilds it with {_params(wanted)}"
         return f"{obj.index_name}, built with {_params(built)}"
+
+    @admin.display(description="local model runtime")
+    def local_runtime(self, obj: Collection) -> str:
+        """Which runtime wrote the vectors and which one serves now (pipeline.encoder), with why
+        PyTorch serves if the OpenVINO export was refused."""
+        if obj.model != f"local/{providers.LOCAL_MINILM}":
+            return "-"
+        local = encoder.current()
+        gate = local.gate
+        serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")
+        if gate:
+            serving += (
+                f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
+                f"min {gate['min_cosine']:.4f}"
+            )
+        return f"vectors written by {obj.local_encoder or 'none yet'}; {serving}"
 
     @admin.display(description="embedding cost (USD)")
     def embedding_cost(self, obj: Collection) -> str:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import ratelimits, recording, signals, storage, waits
+from pipeline import encoder, providers, ratelimits, recording, signals, storage, waits
 from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
@@ -117,7 +117,7 @@ class BatchProcessing(FailureHandling):
         t0 = time.perf_counter()
         embedded_at = timezone.now()
         try:
-            stored = self._with_retries(lambda: self._store(results, embedded_at), result)
+            stored = self._with_retries(lambda: self._store(collection, results, embedded_at), result)
         except PipelineError as exc:
             # A storage error is about the batch's transaction, not one document: no splitting.
             for doc, _, _ in embedded:
@@ -240,14 +240,19 @@ class BatchProcessing(FailureHandling):
                 exc.circuit_open = state != CircuitState.CLOSED
             raise
 
-    def _store(self, results: list[storage.Embedded], embedded_at: datetime) -> set[int]:
+    def _store(self, collection: Collection, results: list[storage.Embedded], embedded_at: datetime) -> set[int]:
         """One storage attempt; receivers of `documents_embedded` (reprocessing closes open
-        failures) write in the same transaction."""
+        failures) write in the same transaction, as does the record of the local model's runtime."""
         try:
             with transaction.atomic():
                 stored = storage.store(self.worker_id, results, embedded_at)
                 if stored:
                     signals.documents_embedded.send(sender=type(self), document_ids=stored, embedded_at=embedded_at)
+                if stored and collection.model == f"local/{providers.LOCAL_MINILM}":
+                    runtime = encoder.label(encoder.current())
+                    Collection.objects.filter(pk=collection.pk).exclude(local_encoder=runtime).update(
+                        local_encoder=runtime
+                    )
         except (DatabaseError, psycopg.Error) as exc:  # COPY raises psycopg's errors unwrapped
             if not connection.in_atomic_block:
                 # A lost connection is dropped here so the next try reconnects.

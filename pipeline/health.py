@@ -20,7 +20,7 @@ from django.db.models import Count, Min
 from django.utils import timezone
 
 from embedportal.version import code_version
-from pipeline import circuits, metrics, providers
+from pipeline import circuits, encoder, metrics, providers
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
 
@@ -109,6 +109,14 @@ def _vector_problem(collection: Collection, vectors: list, elapsed: float, timeo
     return None
 
 
+def _runtime(collection: Collection) -> str:
+    """Which runtime embeds the local model, and why PyTorch if the OpenVINO export was refused."""
+    if collection.model != f"local/{providers.LOCAL_MINILM}":
+        return ""
+    local = encoder.current()
+    return f" on {encoder.label(local)}" + (f" ({local.reason})" if local.reason else "")
+
+
 def _configurations() -> dict[str, list[Collection]]:
     """Active collections by model configuration: collections sharing one share its health."""
     configurations: dict[str, list[Collection]] = {}
@@ -151,7 +159,7 @@ def model_checks(timeout: float, max_age: float) -> list[ModelCheck]:
                     "model": collections[0].model,
                     "collections": [c.name for c in collections],
                     "ok": failure is None,
-                    "reason": failure or f"answered in {seconds:.2f} s",
+                    "reason": failure or f"answered in {seconds:.2f} s{_runtime(collections[0])}",
                     "seconds": seconds,
                     "load_seconds": load_seconds,
                     "checked_at": timezone.now(),
@@ -187,6 +195,8 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
             }
             for c in checks
         ]
+        if f"local/{providers.LOCAL_MINILM}" in details["models"]:
+            details["local_encoder"] = encoder.describe()
         # Open circuits (pipeline.circuits): the workers have stopped calling these endpoints.
         details["circuits"] = [circuits.describe(c) for c in circuits.not_closed()]
         if not checks:

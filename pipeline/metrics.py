@@ -4,7 +4,7 @@ scrape time by pipeline.collectors, so they are exact whichever process is scrap
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from embedportal.metrics import process_registry
 
@@ -94,6 +94,14 @@ COST = Counter(
     "embedding_pipeline_cost_usd",
     "US dollars spent embedding documents, by collection, at LiteLLM's prices (local models: 0).",
     ["collection"],
+)
+# livemax: one series per runtime and precision some live process embeds the local model with.
+LOCAL_ENCODER = Gauge(
+    "embedding_pipeline_local_encoder_info",
+    "1 for the runtime (openvino, torch) and precision (bf16, int8, f32) a live process embeds the local "
+    "model with (pipeline.encoder); torch where the OpenVINO export failed the faithfulness gate.",
+    ["runtime", "precision"],
+    multiprocess_mode="livemax",
 )
 
 

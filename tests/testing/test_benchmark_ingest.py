@@ -63,6 +63,7 @@ def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(
         assert all(v > 0 for v in run["stage_seconds"].values())
         assert run["docs_per_second"] == pytest.approx(run["documents"] / run["drain_seconds"], rel=0.02)
         assert 0 < run["worker_uss_mb"] <= run["worker_peak_rss_mb"]
+        assert 0 < run["cpu_seconds"]  # forked workers' CPU too: they are reaped before it is read
     # The ceiling (N concurrent COPYs) is measured for N > 1 workers only, and the ratio adds up.
     single, forked = result["runs"]
     assert single["ceiling_docs_per_second"] is None and single["ratio_to_ceiling"] is None
@@ -79,6 +80,7 @@ def test_every_worker_count_embeds_the_whole_corpus_once_and_the_figures_add_up(
     ratio = best["docs_per_second"] / result["floor_docs_per_second"]
     assert result["ratio_to_floor"] == pytest.approx(ratio, rel=0.02)
     assert result["bare_encode_docs_per_second"] is None  # only measured for the real model
+    assert result["local_runtime"] is None and result["ratio_to_bare_encode_cpu"] is None
     assert 0 < result["baseline_rss_mb"] <= result["peak_rss_mb"]
     # Without --keep, nothing is left behind: no collection, no document, no chunk, no floor table.
     assert not Collection.objects.filter(name__startswith="benchmark-").exists()

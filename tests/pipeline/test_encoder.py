@@ -1,0 +1,164 @@
+"""The local model's runtimes (pipeline.encoder): the OpenVINO export serves without torch and agrees
+with PyTorch; the faithfulness gate refuses an unfaithful variant, which then falls back to PyTorch
+and says so; the runtime is recorded on the collection and shown in the admin and on /metrics.
+
+PyTorch is never run in this process: a child forked after a torch encode hangs (OpenMP), and
+later tests fork workers. Where the reference must run, a child process runs it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.test import override_settings
+
+from pipeline import encoder, providers
+from pipeline.collections import create_collection
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from tests.conftest import manage
+
+TEXTS = ["How do I reset my password?", "Der Zug fährt um 14:32 ab.", "kubectl rollout restart deployment/x"]
+EMBED = f"""
+import json, sys, litellm
+from pipeline import encoder, providers
+providers.register()
+answer = litellm.embedding(model="local/all-MiniLM-L6-v2", input={TEXTS!r})
+print(json.dumps({{"torch": "torch" in sys.modules, "runtime": encoder.label(encoder.current()),
+                  "vectors": [d["embedding"] for d in answer.data]}}))
+"""
+
+
+def embed_in_child(**env: str) -> dict:
+    child = manage("shell", "-c", EMBED, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def fresh_encoder():
+    """This process chooses its encoder again, and afterwards returns to the one it had."""
+    kept = encoder._current
+    encoder._current = None
+    yield
+    encoder._current = kept
+
+
+def test_openvino_serves_without_torch_and_agrees_with_pytorch() -> None:
+    served = embed_in_child()
+    reference = embed_in_child(EMBEDPORTAL_LOCAL_RUNTIME="torch")
+
+    assert served["runtime"].split("/") in [["openvino", p] for p in encoder.preferred_precisions(encoder.cpu_flags())]
+    assert served["torch"] is False, "a process serving the OpenVINO export must not import torch"
+    assert reference["runtime"] == "torch/f32" and reference["torch"] is True
+    cosines = (np.array(served["vectors"]) * np.array(reference["vectors"])).sum(axis=1)
+    assert cosines.min() >= encoder.MIN_COSINE
+
+
+def export_in_child(precision: str, **env: str) -> dict:
+    return finish_export(start_export(precision, **env))
+
+
+def start_export(precision: str, **env: str) -> subprocess.Popen:
+    return manage("export_encoder", "--precision", precision, "--json", env=env, stdout=subprocess.PIPE, text=True)
+
+
+def finish_export(child: subprocess.Popen) -> dict:
+    out, _ = child.communicate(timeout=900)
+    assert child.returncode == 0
+    return json.loads(out)
+
+
+def test_the_export_is_made_once_and_records_its_gate() -> None:
+    report = export_in_child("f32")
+    path = Path(report["path"])
+
+    assert path == encoder.export_dir("f32") and (path / "model.xml").exists()
+    assert report["passed"] and report["mean_cosine"] >= 0.9999 and report["probes"] == len(encoder.probes())
+    assert report["retrieval"]["hits"] >= report["reference_retrieval"]["hits"] > 0
+    made = (path / "model.bin").stat().st_mtime_ns
+    assert export_in_child("f32") == report and (path / "model.bin").stat().st_mtime_ns == made
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".export-")], "no temporary export left"
+
+
+def test_concurrent_exports_make_one_export_and_leave_no_half_written_one(tmp_path: Path) -> None:
+    children = [start_export("f32", EMBEDPORTAL_ENCODER_DIR=str(tmp_path)) for _ in range(2)]
+    first, second = (finish_export(child) for child in children)
+
+    # One made it; the other waited on the lock and read the finished export's gate.
+    assert first == second and first["passed"]
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".export.lock"] == [Path(first["path"]).name]
+    assert (Path(first["path"]) / "model.xml").exists() and (Path(first["path"]) / "gate.json").exists()
+
+
+def test_the_gate_refuses_a_variant_that_cuts_long_inputs() -> None:
+    faithful = encoder.OpenVinoEncoder(encoder.ensure_export("f32"), "f32")
+    cut = encoder.OpenVinoEncoder(encoder.ensure_export("f32"), "f32")
+    cut.tokenizer.enable_truncation(8)  # a real fault: long texts lose their ends
+
+    report = encoder.gate(cut.encode, faithful.encode)
+
+    assert not report["passed"]
+    assert report["min_cosine"] < encoder.MIN_COSINE
+    assert any(p.startswith("min cosine") for p in report["problems"])
+    assert encoder.gate(faithful.encode, faithful.encode)["passed"]
+
+
+def test_an_export_that_failed_the_gate_falls_back_to_pytorch_and_says_so(
+    tmp_path: Path, fresh_encoder, caplog, admin_client, db
+) -> None:
+    real = encoder.ensure_export("f32")
+    with override_settings(EMBEDPORTAL_ENCODER_DIR=tmp_path, EMBEDPORTAL_LOCAL_PRECISION="f32"):
+        failed = encoder.export_dir("f32")
+        shutil.copytree(real, failed)
+        report = encoder.gate_report(real) | {"passed": False, "problems": ["min cosine 0.9012 < 0.98"]}
+        (failed / "gate.json").write_text(json.dumps(report))
+        with caplog.at_level(logging.WARNING, logger="pipeline.encoder"):
+            chosen = encoder.current()  # loads PyTorch, runs nothing on it
+
+        assert chosen.runtime == "torch"
+        assert "OpenVINO f32 failed the faithfulness gate (min cosine 0.9012 < 0.98); using PyTorch" in caplog.text
+        collection = create_collection(name="minilm", model="local/all-MiniLM-L6-v2")
+        page = admin_client.get(f"/admin/pipeline/collection/{collection.pk}/change/").content.decode()
+        assert "torch/f32 serves (OpenVINO f32 failed the faithfulness gate" in page
+
+
+def test_the_worker_records_the_runtime_on_the_collection_and_metrics_show_it(db, client) -> None:
+    collection = create_collection(name="minilm", model="local/all-MiniLM-L6-v2", chunk_size=64, chunk_overlap=8)
+    enqueue(collection, [IncomingDocument("a", "Operators watch the queue depth and the freshness lag.")])
+
+    EmbeddingIngestionPipeline().run_once()
+
+    collection.refresh_from_db()
+    served = encoder.current()
+    assert served.runtime == "openvino"
+    assert collection.local_encoder == encoder.label(served)
+    labels = f'precision="{served.precision}",runtime="openvino"'
+    assert f"embedding_pipeline_local_encoder_info{{{labels}}} 1.0" in client.get("/metrics").content.decode()
+
+
+def test_auto_precision_tries_what_the_cpu_runs_fastest_first() -> None:
+    assert encoder.preferred_precisions({"avx512f", "amx_bf16", "amx_tile", "amx_int8"}) == ["bf16", "f32"]
+    assert encoder.preferred_precisions({"avx512f", "avx512_bf16", "avx512_vnni"}) == ["bf16", "f32"]
+    assert encoder.preferred_precisions({"avx2", "avx_vnni"}) == ["f32"]
+
+
+def test_an_unknown_runtime_or_precision_stops_the_process() -> None:
+    for name in ("EMBEDPORTAL_LOCAL_RUNTIME", "EMBEDPORTAL_LOCAL_PRECISION"):
+        child = manage("check", env={name: "fp4"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = child.communicate(timeout=120)
+        assert child.returncode != 0
+        assert f"{name} must be" in err and "'fp4'" in err
+
+
+def test_the_provider_embeds_the_local_model_with_the_chosen_encoder() -> None:
+    vectors = providers.local_vectors("local/all-MiniLM-L6-v2", TEXTS)
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert np.allclose(vectors, encoder.current().encode(TEXTS))
