@@ -16,13 +16,16 @@ from embedportal.admin import ReadOnlyAdmin
 from pipeline import backfill, overview, queue, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
+    RESERVED_PREFIX,
     CapacityMeasurement,
     Chunk,
     Collection,
     CollectionActivity,
     Document,
+    GoldenQuery,
     ModelCheck,
     ProviderCircuit,
+    RetrievalEvaluation,
     WorkerHeartbeat,
 )
 from pipeline.performance import admin as performance_admin
@@ -401,3 +404,38 @@ class CapacityMeasurementAdmin(ReadOnlyAdmin):
     @admin.display(description="docs/s by workers")
     def rates(self, obj: CapacityMeasurement) -> str:
         return ", ".join(f"{p['workers']}: {p['docs_per_second']:.2f}" for p in obj.points)
+
+
+@admin.register(GoldenQuery)
+class GoldenQueryAdmin(admin.ModelAdmin):
+    """Questions and the document that answers each: what evaluate_retrieval scores search with."""
+
+    list_display = ("query", "expected_document_id", "collection", "created_at")
+    list_filter = ("collection",)
+    search_fields = ("query", "expected_document_id")
+    list_select_related = ("collection",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GoldenQuery]:
+        return super().get_queryset(request).exclude(collection__name__startswith=RESERVED_PREFIX)
+
+
+@admin.register(RetrievalEvaluation)
+class RetrievalEvaluationAdmin(ReadOnlyAdmin):
+    """Retrieval quality history: one row per evaluation of a collection's golden queries."""
+
+    list_display = (
+        "evaluated_at",
+        "collection",
+        "mode",
+        "queries",
+        "recall_at_1",
+        "recall_at_5",
+        "recall_at_10",
+        "mrr_at_10",
+        "ndcg_at_10",
+        "trigger",
+    )
+    list_filter = ("collection", "mode", "trigger")
+    list_select_related = ("collection",)
+    date_hierarchy = "evaluated_at"
+    readonly_fields = [f.name for f in RetrievalEvaluation._meta.fields]

@@ -73,3 +73,9 @@ class CircuitState(models.TextChoices):
     CLOSED = "closed", "Closed (calls go through)"
     OPEN = "open", "Open (its collections wait for the probe)"
     HALF_OPEN = "half_open", "Half-open (one worker is probing)"
+
+
+class SearchMode(models.TextChoices):
+    """How search ranks a collection's chunks (pipeline.search)."""
+
+    VECTOR = "vector", "Vector (nearest embeddings)"

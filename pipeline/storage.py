@@ -168,6 +168,14 @@ class Hit:
         }
 
 
+# The most chunks one search ranks (pgvector's hnsw.ef_search tops out at 1000).
+MAX_CANDIDATES = 1000
+
+
+def candidates(n: int) -> int:
+    return min(n, MAX_CANDIDATES)
+
+
 def ef_search(collection: Collection, k: int) -> int:
     """hnsw.ef_search for a k-nearest query: the candidate list must reach k for recall. The
     collection's own ef_search (the optimizer's hnsw-ef-search recommendation), never below k; else

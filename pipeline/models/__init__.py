@@ -46,3 +46,4 @@ from pipeline.models.operations import (
     endpoint_label,
     process_name,
 )
+from pipeline.models.quality import METRICS, GoldenQuery, RetrievalEvaluation

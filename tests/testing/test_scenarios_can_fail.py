@@ -8,11 +8,10 @@ from django.db import connection
 
 from pipeline import backfill
 from pipeline.collections import create_collection
-from pipeline.models import Collection, Document, WorkerHeartbeat
+from pipeline.models import Collection, Document, GoldenQuery, WorkerHeartbeat
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
 from testing.context import ops_user
-from testing.models import GoldenQuery
 from tests.conftest import wait_for
 from tests.testing.conftest import run_one
 
