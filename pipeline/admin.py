@@ -99,8 +99,17 @@ class CollectionAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
+        # contextual_chunks changes what is embedded: only a re-embed changes it.
         if obj:
-            return ("model", "dimensions", "hnsw_index", "embedding_cost", "created_at", "updated_at")
+            return (
+                "model",
+                "dimensions",
+                "contextual_chunks",
+                "hnsw_index",
+                "embedding_cost",
+                "created_at",
+                "updated_at",
+            )
         return ("created_at", "updated_at")
 
     @admin.display(description="HNSW index")

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from pipeline.choices import SearchMode
 from pipeline.models import METRICS, Collection, GoldenQuery, RetrievalEvaluation
 from pipeline.search import search
 
@@ -32,18 +31,30 @@ def scores(ranked: Sequence[str], expected: str) -> dict[str, float]:
 
 def configuration(collection: Collection, mode: str) -> dict:
     """What an evaluation's figures depend on, kept with them so history shows what changed."""
-    fields = ("model", "chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap", "generation")
+    fields = (
+        "model",
+        "chunking_strategy",
+        "chunk_unit",
+        "chunk_size",
+        "chunk_overlap",
+        "contextual_chunks",
+        "keyword_weight",
+        "fusion",
+        "generation",
+    )
     return {"mode": mode, **{f: getattr(collection, f) for f in fields}}
 
 
-def evaluate(collection: Collection, mode: str = SearchMode.VECTOR, trigger: str = "command") -> RetrievalEvaluation:
-    """Run every golden query of the collection and store the mean figures (a ValidationError if it has none)."""
+def evaluate(collection: Collection, mode: str | None = None, trigger: str = "command") -> RetrievalEvaluation:
+    """Run every golden query of the collection through search in `mode` (default: the collection's)
+    and store the mean figures (a ValidationError if it has none)."""
+    mode = mode or collection.search_mode
     golden = list(collection.golden_queries.values_list("query", "expected_document_id"))
     if not golden:
         raise ValidationError(f"collection {collection.name!r} has no golden queries; import some first")
     totals = dict.fromkeys(METRICS, 0.0)
     for query, expected in golden:
-        ranked = [h.document_id for h in search(collection, query, DEPTH, source="", by_document=True)]
+        ranked = [h.document_id for h in search(collection, query, DEPTH, source="", by_document=True, mode=mode)]
         for metric, value in scores(ranked, expected).items():
             totals[metric] += value
     return RetrievalEvaluation.objects.create(

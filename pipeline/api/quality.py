@@ -33,7 +33,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
 
 class EvaluateSerializer(StrictFieldsMixin, serializers.Serializer):
-    mode = serializers.ChoiceField(SearchMode.choices, default=SearchMode.VECTOR)
+    mode = serializers.ChoiceField(SearchMode.choices, required=False, help_text="Default: the collection's.")
 
 
 class EvaluationsView(APIView):
@@ -58,7 +58,7 @@ class EvaluationsView(APIView):
         body = EvaluateSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
         try:
-            run = evaluate(collection, body.validated_data["mode"], trigger="api")
+            run = evaluate(collection, body.validated_data.get("mode"), trigger="api")
         except DjangoValidationError as exc:
             raise ValidationError(exc.messages) from None
         except PipelineError as exc:

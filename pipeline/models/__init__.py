@@ -23,6 +23,7 @@ from pipeline.models.document import (
     _ENDPOINT,
     _NEXT_COLLECTIONS_SQL,
     CLAIM_CANDIDATES,
+    SEARCH_CONFIG,
     Chunk,
     Document,
     DocumentQuerySet,

@@ -69,7 +69,17 @@ def build(name: str, chunks: int, dims: int = 384) -> tuple[Collection, float, f
                 for offset, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
                     i = start + offset
                     copy.write_row(
-                        (ids[i // CHUNKS_PER_DOCUMENT], collection.pk, 1, i % CHUNKS_PER_DOCUMENT, text, 12, vector)
+                        (
+                            ids[i // CHUNKS_PER_DOCUMENT],
+                            collection.pk,
+                            1,
+                            i % CHUNKS_PER_DOCUMENT,
+                            text,
+                            12,
+                            vector,
+                            f"benchmark document {i // CHUNKS_PER_DOCUMENT}",
+                            f"section {i % 7}",
+                        )
                     )
     load_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()

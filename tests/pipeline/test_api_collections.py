@@ -64,6 +64,7 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "chunk_unit": "characters",
         "chunk_size": 120,
         "chunk_overlap": 32,
+        "contextual_chunks": True,  # on for new collections
         "batch_size": 64,
         "provider_concurrency": 1,
         "freshness_sla": "01:00:00",
@@ -286,6 +287,7 @@ def test_extra_params_reach_the_provider_on_every_embedding_call(fake_provider, 
         "chunk_size": 100,
         "chunk_overlap": 0,
         "batch_size": 2,
+        "contextual_chunks": False,  # the provider sees exactly the texts sent
     }
     response = send(api, "post", COLLECTIONS, body)
     assert response.status_code == 201, response.content

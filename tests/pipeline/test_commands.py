@@ -34,7 +34,16 @@ def index_exists(name: str) -> bool:
 
 @pytest.fixture
 def docs_collection() -> Collection:
-    run("create_collection", "docs", model="local/hash-16", unit="characters", chunk_size=200, chunk_overlap=20)
+    # Hash vectors match equal texts only: chunks are embedded alone so their exact text finds them.
+    run(
+        "create_collection",
+        "docs",
+        model="local/hash-16",
+        unit="characters",
+        chunk_size=200,
+        chunk_overlap=20,
+        no_contextual_chunks=True,
+    )
     return Collection.objects.get(name="docs")
 
 

@@ -101,7 +101,12 @@ def test_index_scenario_fails_naming_a_dropped_hnsw_index(live_worker):
 
 def test_regression_fails_when_a_chunking_change_drops_recall(live_worker):
     users = create_collection(
-        name="faq", model="local/hash-32", chunk_unit="characters", chunk_size=400, chunk_overlap=0
+        name="faq",
+        model="local/hash-32",
+        chunk_unit="characters",
+        chunk_size=400,
+        chunk_overlap=0,
+        contextual_chunks=False,
     )
     texts = {f"doc-{i}": f"answer number {i} explains one topic in a sentence or two" for i in range(6)}
     enqueue(users, [IncomingDocument(k, v) for k, v in texts.items()])

@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--collection", required=True)
-        parser.add_argument("--mode", choices=SearchMode.values, default=SearchMode.VECTOR)
+        parser.add_argument("--mode", choices=SearchMode.values, help="Default: the collection's search mode")
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
