@@ -3,10 +3,13 @@
 
 A chunk matches if it holds ANY query term (a natural question ANDed matches almost nothing).
 Each term weighs its inverse document frequency, which ts_rank lacks; ts_rank of the term alone
-gives the saturating, length-normalised and field-weighted term frequency. Work stays bounded at
-any collection size: a term's chunk count is counted up to COMMON_TERM_CHUNKS (past that it is a
-common term, weighed as if that common), and candidates come from the chunks holding an uncommon
-term (all terms if every one is common), at most CANDIDATES of them.
+gives the saturating, length-normalised and field-weighted term frequency. The work stays bounded
+at any size, since reading a common term's GIN posting list costs milliseconds per 10k chunks:
+- a common term's chunk share comes from PostgreSQL's statistics of the column (ANALYZE keeps its
+  most common lexemes and their frequencies), the other terms' chunk counts are counted, up to
+  COUNTED_CHUNKS each;
+- candidates are the chunks holding an uncommon term (the least common term if every one is
+  common), at most CANDIDATES of them, and only they are scored.
 """
 
 from __future__ import annotations
@@ -19,32 +22,30 @@ from django.db import connection
 from pipeline.models import SEARCH_CONFIG, Collection
 from pipeline.storage import Hit
 
-COMMON_TERM_CHUNKS = 2000
-CANDIDATES = 2000
-# A generation's chunk count (the N of the IDF) is counted at most this often per process.
-COUNT_SECONDS = 300
-_counts: dict[tuple[int, int], tuple[float, int]] = {}
+COUNTED_CHUNKS = 1000
+CANDIDATES = 500
+# The column statistics and a generation's chunk count (the N of the IDF) are read at most this
+# often per process: both change slowly.
+STATS_SECONDS = 300
+_cache: dict[object, tuple[float, object]] = {}
 
-KEYWORD_SQL = f"""
-WITH terms AS (
-    SELECT DISTINCT quote_literal(lexeme)::tsquery AS q
-      FROM unnest(tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %(query)s))) AS lexeme
-), counted AS (
-    SELECT q, (SELECT count(*) FROM (
-                 SELECT 1 FROM pipeline_chunk c
-                  WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s AND c.search_vector @@ q
-                  LIMIT %(common)s) hits) AS df
-      FROM terms
-), weighted AS (
-    SELECT q, df < %(common)s AS uncommon,
-           ln(1 + (greatest(%(chunks)s, df) - df + 0.5) / (df + 0.5)) AS idf
-      FROM counted WHERE df > 0
-), wanted AS (
-    SELECT string_agg(q::text, ' | ')::tsquery AS q FROM weighted
-     WHERE uncommon OR NOT EXISTS (SELECT 1 FROM weighted WHERE uncommon)
-), candidates AS (
-    SELECT c.id, c.search_vector FROM pipeline_chunk c, wanted
-     WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s AND c.search_vector @@ wanted.q
+KEYWORD_SQL = """
+WITH given AS (
+    SELECT quote_literal(t)::tsquery AS q, share, probe
+      FROM unnest(%(terms)s::text[], %(shares)s::float8[], %(probes)s::bool[]) AS g(t, share, probe)
+), counted AS MATERIALIZED (
+    SELECT q, probe, coalesce(share * %(chunks)s, (
+               SELECT count(*) FROM (
+                   SELECT 1 FROM pipeline_chunk c
+                    WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s AND c.search_vector @@ q
+                    LIMIT %(counted)s) hits)) AS df
+      FROM given
+), weighted AS MATERIALIZED (
+    SELECT q, probe, ln(1 + (greatest(%(chunks)s, df) - df + 0.5) / (df + 0.5)) AS idf FROM counted WHERE df > 0
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.search_vector FROM pipeline_chunk c
+     WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s
+       AND c.search_vector @@ (SELECT string_agg(q::text, ' | ')::tsquery FROM weighted WHERE probe)
      LIMIT %(candidates)s
 ), scored AS (
     SELECT c.id, sum(w.idf * ts_rank(c.search_vector, w.q, 1)) AS score
@@ -56,28 +57,53 @@ SELECT d.external_id, c.ordinal, s.score, c.text, d.metadata
 """
 
 
+def _cached(key: object, read):  # noqa: ANN001, ANN202
+    read_at, value = _cache.get(key, (0.0, None))
+    if time.monotonic() - read_at > STATS_SECONDS:
+        value = read()
+        _cache[key] = (time.monotonic(), value)
+    return value
+
+
+def _one(sql: str, params: list) -> object:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def common_terms() -> dict[str, float]:
+    """The most common lexemes of every chunk's search_vector and the share of chunks holding each."""
+    row = _one(
+        "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+        "WHERE tablename = 'pipeline_chunk' AND attname = 'search_vector'",
+        [],
+    )
+    return dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
+
+
 def chunk_count(collection: Collection) -> int:
-    key = (collection.pk, collection.generation)
-    counted_at, count = _counts.get(key, (0.0, 0))
-    if time.monotonic() - counted_at > COUNT_SECONDS:
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM pipeline_chunk WHERE collection_id = %s AND generation = %s",
-                [collection.pk, collection.generation],
-            )
-            count = cur.fetchone()[0]
-        _counts[key] = (time.monotonic(), count)
-    return count
+    sql = "SELECT count(*) FROM pipeline_chunk WHERE collection_id = %s AND generation = %s"
+    return _one(sql, [collection.pk, collection.generation])[0]
 
 
 def matches(collection: Collection, query: str, k: int) -> list[Hit]:
     """The k chunks of the collection's searched generation scoring highest for `query`'s terms."""
+    terms = _one(f"SELECT tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %s))", [query])[0]
+    if not terms:
+        return []
+    common = _cached("common", common_terms)
+    shares = [common.get(t) for t in terms]
+    probes = [share is None for share in shares]
+    if not any(probes):  # every term is common: match the least common one
+        probes[shares.index(min(shares))] = True
     params = {
-        "query": query,
+        "terms": terms,
+        "shares": shares,
+        "probes": probes,
         "collection": collection.pk,
         "generation": collection.generation,
-        "common": COMMON_TERM_CHUNKS,
-        "chunks": chunk_count(collection),
+        "chunks": _cached((collection.pk, collection.generation), lambda: chunk_count(collection)),
+        "counted": COUNTED_CHUNKS,
         "candidates": CANDIDATES,
         "k": k,
     }

@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from pipeline import keyword
 from pipeline.collections import create_collection
@@ -122,3 +123,15 @@ def test_the_admin_sets_a_collections_search_mode_and_weights(admin_client, hash
     page = admin_client.get(f"/admin/pipeline/collection/{hash_collection.pk}/change/").content.decode()
     for field in ("search_mode", "keyword_weight", "fusion", "retrieval_target"):
         assert f'name="{field}"' in page
+
+
+def test_common_terms_are_weighed_from_column_statistics_without_counting(pages):
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE pipeline_chunk")
+    keyword._cache.clear()  # the statistics read before this ANALYZE
+    common = keyword.common_terms()
+    assert common["databas"] > 0.4, "the eight pages and the maintenance page mention the database"
+    # A table this small keeps every lexeme in its statistics: every term is common, and the least
+    # common one picks the candidates.
+    assert common["vacuum"] < common["databas"]
+    assert documents(keyword.matches(pages, "vacuum the database", 3))[0] == "maintenance.md"
