@@ -11,6 +11,7 @@ from grafana import slo_rules as slo
 OUTPUTS: dict[Path, Callable[[], str]] = {
     slo.OUTPUT: slo.render,
     slo.PERFORMANCE_OUTPUT: slo.render_performance,
+    slo.QUALITY_OUTPUT: slo.render_quality,
     dashboard.OUTPUT: dashboard.render,
     dashboard.CONFIGMAP: dashboard.render_configmap,
     ops_tests_dashboard.OUTPUT: ops_tests_dashboard.render,

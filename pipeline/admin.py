@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from embedportal.admin import ReadOnlyAdmin
-from pipeline import backfill, overview, queue, storage
+from pipeline import backfill, overview, quality, queue, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
     RESERVED_PREFIX,
@@ -185,6 +185,7 @@ class CollectionAdmin(admin.ModelAdmin):
             "title": "SLOs and capacity",
             "figures": figures,
             "slo_rows": slo_page.table(figures),
+            "retrieval": quality.latest(),
             "ranges": list(slo_page.RANGES),
             "collections": Collection.objects.order_by("name").values_list("name", flat=True),
         }

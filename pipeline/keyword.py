@@ -8,8 +8,8 @@ at any size, since reading a common term's GIN posting list costs milliseconds p
 - a common term's chunk share comes from PostgreSQL's statistics of the column (ANALYZE keeps its
   most common lexemes and their frequencies), the other terms' chunk counts are counted, up to
   COUNTED_CHUNKS each;
-- candidates are the chunks holding an uncommon term (the least common term if every one is
-  common), at most CANDIDATES of them, and only they are scored.
+- candidates are the chunks holding a term in at most PROBE_CHUNKS chunks of the table (the
+  least common term if every one is in more), at most CANDIDATES of them, and only they are scored.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ from pipeline.models import SEARCH_CONFIG, Collection
 from pipeline.storage import Hit
 
 COUNTED_CHUNKS = 1000
-CANDIDATES = 500
+PROBE_CHUNKS = 20_000
+CANDIDATES = 2000
+# ts_rank's weights of the tsvector's D, C (text), B (headings) and A (title) positions: tuned on the
+# development set (docs/search.md); a title or heading word is in every chunk under it, so it weighs
+# less than a word of the chunk itself.
+FIELD_WEIGHTS = [0.1, 0.6, 0.4, 0.4]
 # The column statistics and a generation's chunk count (the N of the IDF) are read at most this
 # often per process: both change slowly.
 STATS_SECONDS = 300
@@ -48,7 +53,7 @@ WITH given AS (
        AND c.search_vector @@ (SELECT string_agg(q::text, ' | ')::tsquery FROM weighted WHERE probe)
      LIMIT %(candidates)s
 ), scored AS (
-    SELECT c.id, sum(w.idf * ts_rank(c.search_vector, w.q, 1)) AS score
+    SELECT c.id, sum(w.idf * ts_rank(%(weights)s::float4[], c.search_vector, w.q, 1)) AS score
       FROM candidates c CROSS JOIN weighted w GROUP BY c.id ORDER BY score DESC LIMIT %(k)s
 )
 SELECT d.external_id, c.ordinal, s.score, c.text, d.metadata
@@ -71,14 +76,16 @@ def _one(sql: str, params: list) -> object:
         return cur.fetchone()
 
 
-def common_terms() -> dict[str, float]:
-    """The most common lexemes of every chunk's search_vector and the share of chunks holding each."""
+def common_terms() -> tuple[dict[str, float], float]:
+    """The most common lexemes of every chunk's search_vector, the share of chunks holding each,
+    and the table's row count (as of the last ANALYZE)."""
     row = _one(
-        "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
-        "WHERE tablename = 'pipeline_chunk' AND attname = 'search_vector'",
+        "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, greatest(c.reltuples, 0) "
+        "FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename "
+        "WHERE s.tablename = 'pipeline_chunk' AND s.attname = 'search_vector'",
         [],
     )
-    return dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
+    return (dict(zip(row[0], row[1], strict=False)), row[2]) if row and row[0] else ({}, 0.0)
 
 
 def chunk_count(collection: Collection) -> int:
@@ -91,10 +98,10 @@ def matches(collection: Collection, query: str, k: int) -> list[Hit]:
     terms = _one(f"SELECT tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %s))", [query])[0]
     if not terms:
         return []
-    common = _cached("common", common_terms)
+    common, rows = _cached("common", common_terms)
     shares = [common.get(t) for t in terms]
-    probes = [share is None for share in shares]
-    if not any(probes):  # every term is common: match the least common one
+    probes = [share is None or share * rows <= PROBE_CHUNKS for share in shares]
+    if not any(probes):  # every term is in too many chunks: match the least common one
         probes[shares.index(min(shares))] = True
     params = {
         "terms": terms,
@@ -104,6 +111,7 @@ def matches(collection: Collection, query: str, k: int) -> list[Hit]:
         "generation": collection.generation,
         "chunks": _cached((collection.pk, collection.generation), lambda: chunk_count(collection)),
         "counted": COUNTED_CHUNKS,
+        "weights": FIELD_WEIGHTS,
         "candidates": CANDIDATES,
         "k": k,
     }

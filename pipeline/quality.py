@@ -9,11 +9,17 @@ from collections.abc import Iterable, Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.backends.utils import CursorWrapper
+from django.db.models import F
+from prometheus_client.core import Metric
 
+from embedportal import collectors
 from pipeline.models import METRICS, Collection, GoldenQuery, RetrievalEvaluation
 from pipeline.search import search
 
 DEPTH = 10  # documents ranked per query: the deepest cut-off reported
+QUALITY = "embedding_pipeline_retrieval_quality"
+TARGET = "embedding_pipeline_retrieval_target"
 
 
 def scores(ranked: Sequence[str], expected: str) -> dict[str, float]:
@@ -99,3 +105,38 @@ def save_golden(collection: Collection, items: Sequence[tuple[str, str]], replac
                 collection=collection, query=query, defaults={"expected_document_id": expected}
             )
     return len(items)
+
+
+def latest() -> list[RetrievalEvaluation]:
+    """Each collection's latest evaluation in its own search mode (what its users get), operations
+    tests' and capacity scratch collections left out."""
+    runs = (
+        RetrievalEvaluation.objects.filter(mode=F("collection__search_mode"))
+        .select_related("collection")
+        .order_by("collection_id", "-evaluated_at")
+        .distinct("collection_id")
+    )
+    return [run for run in runs if not run.collection.is_reserved]
+
+
+def evaluate_all(trigger: str = "schedule") -> dict[str, float]:
+    """Evaluate every collection with golden queries in its search mode: {collection: recall@5}."""
+    named = Collection.objects.filter(golden_queries__isnull=False).distinct()
+    return {c.name: evaluate(c, trigger=trigger).recall_at_5 for c in named if not c.is_reserved}
+
+
+class QualityCollector(collectors.DatabaseCollector):
+    """embedding_pipeline_retrieval_quality{collection,metric} from each collection's latest
+    evaluation, and the recall@5 target the retrieval quality SLO holds it to."""
+
+    subject = "retrieval quality"
+    families = collectors.fresh(
+        (QUALITY, "The collection's latest golden-query evaluation in its search mode.", ["collection", "metric"]),
+        (TARGET, "The collection's recall@5 target (the retrieval quality SLO).", ["collection"]),
+    )
+
+    def fill(self, cur: CursorWrapper, quality: Metric, target: Metric) -> None:
+        for run in latest():
+            for metric, value in run.figures().items():
+                quality.add_metric([run.collection.name, metric], value)
+            target.add_metric([run.collection.name], run.collection.retrieval_target)

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='collection',
             name='keyword_weight',
-            field=models.FloatField(default=0.3, help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.", validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)]),
+            field=models.FloatField(default=0.5, help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.", validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)]),
         ),
         migrations.AddField(
             model_name='collection',

@@ -89,7 +89,7 @@ HNSW_M_DEFAULT, HNSW_M_RANGE = 16, (2, 100)
 HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_EF_CONSTRUCTION_RANGE = 64, (4, 1000)
 EF_SEARCH_RANGE = (1, 1000)
 # Hybrid search's keyword share and the retrieval SLO's recall@5, unless a collection says otherwise.
-KEYWORD_WEIGHT_DEFAULT = 0.3
+KEYWORD_WEIGHT_DEFAULT = 0.5
 RETRIEVAL_TARGET_DEFAULT = 0.9
 
 

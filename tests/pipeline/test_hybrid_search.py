@@ -130,8 +130,8 @@ def test_common_terms_are_weighed_from_column_statistics_without_counting(pages)
         cur.execute("ANALYZE pipeline_chunk")
     keyword._cache.clear()  # the statistics read before this ANALYZE
     common = keyword.common_terms()
-    assert common["databas"] > 0.4, "the eight pages and the maintenance page mention the database"
+    assert common[0]["databas"] > 0.4, "the eight pages and the maintenance page mention the database"
     # A table this small keeps every lexeme in its statistics: every term is common, and the least
     # common one picks the candidates.
-    assert common["vacuum"] < common["databas"]
+    assert common[0]["vacuum"] < common[0]["databas"]
     assert documents(keyword.matches(pages, "vacuum the database", 3))[0] == "maintenance.md"

@@ -191,3 +191,11 @@ def test_admin_lists_golden_queries_and_evaluations(admin_client, hash_collectio
     history = admin_client.get("/admin/pipeline/retrievalevaluation/")
     assert history.status_code == 200 and "0.75" in history.content.decode()
     assert admin_client.get("/admin/pipeline/retrievalevaluation/add/").status_code == 403
+
+
+def test_the_admin_slo_page_shows_each_collections_retrieval_quality_against_its_target(admin_client, hash_collection):
+    figures = dict(recall_at_1=0.5, recall_at_10=1, mrr_at_10=0.6, ndcg_at_10=0.7, queries=10)
+    RetrievalEvaluation.objects.create(collection=hash_collection, mode="hybrid", recall_at_5=0.85, **figures)
+    page = admin_client.get("/admin/pipeline/collection/slos/").content.decode()
+    row = page.split('id="quality-hashes"')[1].split("</tr>")[0]
+    assert "0.85" in row and "0.9" in row and "missed" in row
