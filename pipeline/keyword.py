@@ -6,10 +6,10 @@ Each term weighs its inverse document frequency, which ts_rank lacks; ts_rank of
 gives the saturating, length-normalised and field-weighted term frequency. The work stays bounded
 at any size, since reading a common term's GIN posting list costs milliseconds per 10k chunks:
 - a common term's chunk share comes from PostgreSQL's statistics of the column (ANALYZE keeps its
-  most common lexemes and their frequencies), the other terms' chunk counts are counted, up to
+  most common lexemes and their frequencies); the other terms' chunks are counted, up to
   COUNTED_CHUNKS each;
-- candidates are the chunks holding a term in at most PROBE_CHUNKS chunks of the table (the
-  least common term if every one is in more), at most CANDIDATES of them, and only they are scored.
+- candidates are the chunks holding the rarest terms, as many terms as fit in CANDIDATES chunks
+  together (the rarest one's at least), and only they are scored.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from pipeline.models import SEARCH_CONFIG, Collection
 from pipeline.storage import Hit
 
 COUNTED_CHUNKS = 1000
-PROBE_CHUNKS = 20_000
-CANDIDATES = 2000
+CANDIDATES = 1000
 # ts_rank's weights of the tsvector's D, C (text), B (headings) and A (title) positions: tuned on the
 # development set (docs/search.md); a title or heading word is in every chunk under it, so it weighs
 # less than a word of the chunk itself.
@@ -34,19 +33,20 @@ FIELD_WEIGHTS = [0.1, 0.6, 0.4, 0.4]
 STATS_SECONDS = 300
 _cache: dict[object, tuple[float, object]] = {}
 
+COUNT_SQL = """
+SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM pipeline_chunk c
+             WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s
+               AND c.search_vector @@ quote_literal(t)::tsquery
+             LIMIT %(counted)s) hits)
+  FROM unnest(%(terms)s::text[]) AS t
+"""
+
 KEYWORD_SQL = """
-WITH given AS (
-    SELECT quote_literal(t)::tsquery AS q, share, probe
-      FROM unnest(%(terms)s::text[], %(shares)s::float8[], %(probes)s::bool[]) AS g(t, share, probe)
-), counted AS MATERIALIZED (
-    SELECT q, probe, coalesce(share * %(chunks)s, (
-               SELECT count(*) FROM (
-                   SELECT 1 FROM pipeline_chunk c
-                    WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s AND c.search_vector @@ q
-                    LIMIT %(counted)s) hits)) AS df
-      FROM given
-), weighted AS MATERIALIZED (
-    SELECT q, probe, ln(1 + (greatest(%(chunks)s, df) - df + 0.5) / (df + 0.5)) AS idf FROM counted WHERE df > 0
+WITH weighted AS MATERIALIZED (
+    SELECT quote_literal(t)::tsquery AS q, probe, ln(1 + (greatest(%(chunks)s, df) - df + 0.5) / (df + 0.5)) AS idf
+      FROM unnest(%(terms)s::text[], %(dfs)s::float8[], %(probes)s::bool[]) AS g(t, df, probe)
+     WHERE df > 0
 ), candidates AS MATERIALIZED (
     SELECT c.id, c.search_vector FROM pipeline_chunk c
      WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s
@@ -99,20 +99,29 @@ def matches(collection: Collection, query: str, k: int) -> list[Hit]:
     if not terms:
         return []
     common, rows = _cached("common", common_terms)
-    shares = [common.get(t) for t in terms]
-    probes = [share is None or share * rows <= PROBE_CHUNKS for share in shares]
-    if not any(probes):  # every term is in too many chunks: match the least common one
-        probes[shares.index(min(shares))] = True
+    chunks = _cached((collection.pk, collection.generation), lambda: chunk_count(collection))
+    where = {"collection": collection.pk, "generation": collection.generation, "counted": COUNTED_CHUNKS}
+    rare = [t for t in terms if t not in common or common[t] * rows <= COUNTED_CHUNKS]
+    counted = {}
+    if rare:
+        with connection.cursor() as cur:
+            cur.execute(COUNT_SQL, {**where, "terms": rare})
+            counted = dict(zip(rare, (row[0] for row in cur.fetchall()), strict=True))
+    dfs = [float(counted[t]) if t in counted else common[t] * chunks for t in terms]
+    # Candidates: the chunks of the rarest terms, as long as they fit in CANDIDATES together (the
+    # rarest term's at least), so the cap never cuts an arbitrary part of a common term's chunks.
+    probes, room = [False] * len(terms), CANDIDATES
+    for i in sorted(range(len(terms)), key=lambda i: dfs[i]):
+        if dfs[i] > 0 and (room >= dfs[i] or room == CANDIDATES):
+            probes[i], room = True, room - dfs[i]
     params = {
+        **where,
         "terms": terms,
-        "shares": shares,
+        "dfs": dfs,
         "probes": probes,
-        "collection": collection.pk,
-        "generation": collection.generation,
-        "chunks": _cached((collection.pk, collection.generation), lambda: chunk_count(collection)),
-        "counted": COUNTED_CHUNKS,
-        "weights": FIELD_WEIGHTS,
+        "chunks": chunks,
         "candidates": CANDIDATES,
+        "weights": FIELD_WEIGHTS,
         "k": k,
     }
     with connection.cursor() as cur:

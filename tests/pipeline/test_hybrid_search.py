@@ -135,3 +135,12 @@ def test_common_terms_are_weighed_from_column_statistics_without_counting(pages)
     # common one picks the candidates.
     assert common[0]["vacuum"] < common[0]["databas"]
     assert documents(keyword.matches(pages, "vacuum the database", 3))[0] == "maintenance.md"
+
+
+def test_candidates_come_from_the_rarest_terms_that_fit_the_cap(pages, monkeypatch):
+    # Nine chunks mention the database, one vacuuming: with room for three candidates, the common
+    # term's chunks are left out whole instead of cut at random, and the rare term's page is found.
+    monkeypatch.setattr(keyword, "CANDIDATES", 3)
+    hits = keyword.matches(pages, "vacuum the database", 10)
+    assert set(documents(hits)) == {"maintenance.md"}
+    assert documents(keyword.matches(pages, "database", 10)) != [], "the rarest term always probes"
