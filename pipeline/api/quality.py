@@ -45,13 +45,24 @@ class EvaluationsView(APIView):
         except Collection.DoesNotExist:
             raise NotFound(f"no collection named {name!r}") from None
 
-    @extend_schema(operation_id="collections_evaluations_list", responses={200: EvaluationSerializer(many=True)})
+    @extend_schema(
+        operation_id="collections_evaluations_list",
+        summary="A collection's retrieval quality history",
+        description="Its latest evaluations of the golden queries, newest first. Permission "
+        "pipeline.view_retrievalevaluation.",
+        responses={200: EvaluationSerializer(many=True)},
+    )
     def get(self, request: Request, name: str) -> Response:
         rows = self._collection(name).evaluations.all()[:HISTORY]
         return Response(EvaluationSerializer(rows, many=True).data)
 
     @extend_schema(
-        operation_id="collections_evaluations_create", request=EvaluateSerializer, responses={201: EvaluationSerializer}
+        operation_id="collections_evaluations_create",
+        summary="Evaluate a collection's retrieval quality now",
+        description="Runs its golden queries through search (mode: the collection's unless given) and stores the "
+        "figures; 400 if it has no golden queries. Permission pipeline.add_retrievalevaluation.",
+        request=EvaluateSerializer,
+        responses={201: EvaluationSerializer},
     )
     def post(self, request: Request, name: str) -> Response:
         collection = self._collection(name)
