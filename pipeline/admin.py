@@ -33,7 +33,14 @@ from pipeline.performance import slo_page
 
 HNSW_BUILD_FIELDS = ("hnsw_m", "hnsw_ef_construction")
 # Fields a form may leave empty for their default.
-DEFAULTED_FIELDS = (*HNSW_BUILD_FIELDS, "provider_concurrency")
+DEFAULTED_FIELDS = (
+    *HNSW_BUILD_FIELDS,
+    "provider_concurrency",
+    "search_mode",
+    "keyword_weight",
+    "fusion",
+    "retrieval_target",
+)
 
 
 def _params(options: dict[str, int]) -> str:
@@ -64,7 +71,7 @@ class CollectionForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         for name in DEFAULTED_FIELDS:
-            if data.get(name) is None and name not in self.errors:
+            if data.get(name) in (None, "") and name not in self.errors:
                 data[name] = Collection._meta.get_field(name).default
                 setattr(self.instance, name, data[name])
         if self.instance.pk is None and data.get("dimensions") is None and data.get("model") and not self.errors:

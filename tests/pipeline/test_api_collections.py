@@ -72,6 +72,10 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "hnsw_m": 16,  # pgvector's defaults, and the index is built with them
         "hnsw_ef_construction": 64,
         "ef_search": None,
+        "search_mode": "hybrid",  # new collections: the best mode measured (docs/search.md)
+        "keyword_weight": 0.5,
+        "fusion": "blend",
+        "retrieval_target": 0.9,
         "created_at": None,
         "updated_at": None,
     }
