@@ -106,7 +106,9 @@ def test_regression_fails_when_a_chunking_change_drops_recall(live_worker):
         chunk_unit="characters",
         chunk_size=400,
         chunk_overlap=0,
+        # Hash vectors find the chunk equal to the query, and nothing else ranks: vector search alone.
         contextual_chunks=False,
+        search_mode="vector",
     )
     texts = {f"doc-{i}": f"answer number {i} explains one topic in a sentence or two" for i in range(6)}
     enqueue(users, [IncomingDocument(k, v) for k, v in texts.items()])
