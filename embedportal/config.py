@@ -269,7 +269,8 @@ _register(
         "list",
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
         "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,pipeline.costs.CostCollector,"
-        "pipeline.performance.compliance.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector",
+        "pipeline.performance.compliance.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector,"
+        "pipeline.quality.QualityCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting(

@@ -238,6 +238,7 @@ SPECTACULAR_SETTINGS = {
         "DocumentStatusEnum": "pipeline.choices.DocumentStatus",
         "OptimizationStatusEnum": "pipeline.choices.OptimizationStatus",
         "ScenarioCategoryEnum": "testing.choices.Category",
+        "SearchModeEnum": "pipeline.choices.SearchMode",
     },
 }
 

@@ -362,6 +362,44 @@ def cost_row() -> list[timeseries.Panel]:
     ]
 
 
+def quality_row() -> list:
+    return [
+        _timeseries(
+            "Retrieval quality",
+            "Each collection's latest golden-query evaluation in its search mode (manage.py evaluate_retrieval, "
+            "daily schedule): recall@5 against the collection's target (dashed; the retrieval quality SLO) and MRR@10.",
+            "percentunit",
+            span=24,
+        )
+        .min(0)
+        .max(1)
+        .with_target(
+            query(
+                "A",
+                'max by (collection) (embedding_pipeline_retrieval_quality{metric="recall_at_5", '
+                'collection=~"$collection"})',
+                "{{collection}} recall@5",
+            )
+        )
+        .with_target(
+            query(
+                "B",
+                'max by (collection) (embedding_pipeline_retrieval_quality{metric="mrr_at_10", '
+                'collection=~"$collection"})',
+                "{{collection}} MRR@10",
+            )
+        )
+        .with_target(
+            query(
+                "C",
+                'max by (collection) (embedding_pipeline_retrieval_target{collection=~"$collection"})',
+                "{{collection}} target",
+            )
+        )
+        .override_by_query("C", _dashed("target")[1]),
+    ]
+
+
 def build() -> Dashboard:
     dashboard = frame(
         "Embedding pipeline health",
@@ -396,7 +434,13 @@ def build() -> Dashboard:
     ids = iter(range(1, 100))
     for panel in health:
         dashboard = dashboard.with_panel(panel.id(next(ids)))
-    for title, panels in (("SLO compliance", slo_row()), ("Capacity planning", capacity_row()), ("Cost", cost_row())):
+    rows = (
+        ("SLO compliance", slo_row()),
+        ("Capacity planning", capacity_row()),
+        ("Cost", cost_row()),
+        ("Retrieval quality", quality_row()),
+    )
+    for title, panels in rows:
         dashboard = dashboard.with_row(Row(title).id(next(ids)))
         for panel in panels:
             dashboard = dashboard.with_panel(panel.id(next(ids)))

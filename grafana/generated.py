@@ -8,7 +8,11 @@ from pathlib import Path
 from grafana import dashboard, ops_tests_dashboard, performance_dashboard
 from grafana import slo_rules as slo
 
-OUTPUTS: dict[Path, Callable[[], str]] = {slo.OUTPUT: slo.render, slo.PERFORMANCE_OUTPUT: slo.render_performance}
+OUTPUTS: dict[Path, Callable[[], str]] = {
+    slo.OUTPUT: slo.render,
+    slo.PERFORMANCE_OUTPUT: slo.render_performance,
+    slo.QUALITY_OUTPUT: slo.render_quality,
+}
 for _board in (dashboard, ops_tests_dashboard, performance_dashboard):
     OUTPUTS |= {_board.OUTPUT: _board.render, _board.CONFIGMAP: _board.render_configmap}
 

@@ -15,16 +15,19 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import backfill, encoder, overview, providers, queue, storage
+from pipeline import backfill, encoder, overview, providers, quality, queue, storage
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
+    RESERVED_PREFIX,
     CapacityMeasurement,
     Chunk,
     Collection,
     CollectionActivity,
     Document,
+    GoldenQuery,
     ModelCheck,
     ProviderCircuit,
+    RetrievalEvaluation,
     WorkerHeartbeat,
 )
 from pipeline.performance import admin as performance_admin
@@ -32,7 +35,14 @@ from pipeline.performance import slo_page
 
 HNSW_BUILD_FIELDS = ("hnsw_m", "hnsw_ef_construction")
 # Fields a form may leave empty for their default.
-DEFAULTED_FIELDS = (*HNSW_BUILD_FIELDS, "provider_concurrency")
+DEFAULTED_FIELDS = (
+    *HNSW_BUILD_FIELDS,
+    "provider_concurrency",
+    "search_mode",
+    "keyword_weight",
+    "fusion",
+    "retrieval_target",
+)
 
 
 def _params(options: dict[str, int]) -> str:
@@ -63,7 +73,7 @@ class CollectionForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         for name in DEFAULTED_FIELDS:
-            if data.get(name) is None and name not in self.errors:
+            if data.get(name) in (None, "") and name not in self.errors:
                 data[name] = Collection._meta.get_field(name).default
                 setattr(self.instance, name, data[name])
         if self.instance.pk is None and data.get("dimensions") is None and data.get("model") and not self.errors:
@@ -104,8 +114,18 @@ class CollectionAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
+        # contextual_chunks changes what is embedded: only a re-embed changes it.
         if obj:
-            return ("model", "dimensions", "local_runtime", "hnsw_index", "embedding_cost", "created_at", "updated_at")
+            return (
+                "model",
+                "dimensions",
+                "contextual_chunks",
+                "local_runtime",
+                "hnsw_index",
+                "embedding_cost",
+                "created_at",
+                "updated_at",
+            )
         return ("created_at", "updated_at")
 
     @admin.display(description="HNSW index")
@@ -197,6 +217,7 @@ class CollectionAdmin(admin.ModelAdmin):
             "title": "SLOs and capacity",
             "figures": figures,
             "slo_rows": slo_page.table(figures),
+            "retrieval": quality.latest(),
             "ranges": list(slo_page.RANGES),
             "collections": Collection.objects.order_by("name").values_list("name", flat=True),
         }
@@ -428,3 +449,38 @@ class CapacityMeasurementAdmin(ReadOnlyAdmin):
     @admin.display(description="docs/s by workers")
     def rates(self, obj: CapacityMeasurement) -> str:
         return ", ".join(f"{p['workers']}: {p['docs_per_second']:.2f}" for p in obj.points)
+
+
+@admin.register(GoldenQuery)
+class GoldenQueryAdmin(admin.ModelAdmin):
+    """Questions and the document that answers each: what evaluate_retrieval scores search with."""
+
+    list_display = ("query", "expected_document_id", "collection", "created_at")
+    list_filter = ("collection",)
+    search_fields = ("query", "expected_document_id")
+    list_select_related = ("collection",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GoldenQuery]:
+        return super().get_queryset(request).exclude(collection__name__startswith=RESERVED_PREFIX)
+
+
+@admin.register(RetrievalEvaluation)
+class RetrievalEvaluationAdmin(ReadOnlyAdmin):
+    """Retrieval quality history: one row per evaluation of a collection's golden queries."""
+
+    list_display = (
+        "evaluated_at",
+        "collection",
+        "mode",
+        "queries",
+        "recall_at_1",
+        "recall_at_5",
+        "recall_at_10",
+        "mrr_at_10",
+        "ndcg_at_10",
+        "trigger",
+    )
+    list_filter = ("collection", "mode", "trigger")
+    list_select_related = ("collection",)
+    date_hierarchy = "evaluated_at"
+    readonly_fields = [f.name for f in RetrievalEvaluation._meta.fields]

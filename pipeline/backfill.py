@@ -27,7 +27,15 @@ logger = logging.getLogger(__name__)
 # What a query vector depends on: kept for search while a re-embed changes any of it.
 SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
 # What a re-embed may change: everything the vectors depend on.
-REEMBED_FIELDS = (*SERVING_FIELDS, "chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap", "batch_size")
+REEMBED_FIELDS = (
+    *SERVING_FIELDS,
+    "chunking_strategy",
+    "chunk_unit",
+    "chunk_size",
+    "chunk_overlap",
+    "contextual_chunks",
+    "batch_size",
+)
 # Advisory lock key: one index build at a time (ASCII "HNSWBLD").
 BUILD_LOCK = 0x484E5357424C44
 # The name a rebuild builds under before it replaces Collection.index_name.

@@ -56,7 +56,7 @@ class BatchProcessing(FailureHandling):
     _then: Callable[[Callable[[], None]], None]
 
     def _chunker(self, c: Collection) -> Chunker:
-        key = (c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model)
+        key = (c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model, c.contextual_chunks)
         if key not in self._chunkers:
             self._chunkers[key] = chunker_for(c)
         return self._chunkers[key]
@@ -74,7 +74,7 @@ class BatchProcessing(FailureHandling):
             collection.batch_size,
         )
         started = t0 = time.perf_counter()
-        chunked = self._chunker(collection).chunk_many([d.text for d in docs])
+        chunked = self._chunker(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
         result.seconds[Stage.CHUNKING] = time.perf_counter() - t0
 
         ready: list[tuple[Document, list[ChunkText]]] = []
@@ -178,8 +178,9 @@ class BatchProcessing(FailureHandling):
         Calls take the chunks shortest first: a local model pads each call to its longest text, so
         calls of similar lengths waste less (as SentenceTransformer.encode sorts its own input);
         the vectors are put back in the chunks' order."""
-        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].text))
-        texts = [chunks[i].text for i in order]
+        texts = [c.embedded for c in chunks]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        texts = [texts[i] for i in order]
         size = collection.batch_size
         calls = [
             functools.partial(self._with_retries, functools.partial(self._call_provider, collection, batch), result)

@@ -73,3 +73,18 @@ class CircuitState(models.TextChoices):
     CLOSED = "closed", "Closed (calls go through)"
     OPEN = "open", "Open (its collections wait for the probe)"
     HALF_OPEN = "half_open", "Half-open (one worker is probing)"
+
+
+class SearchMode(models.TextChoices):
+    """How search ranks a collection's chunks (pipeline.search)."""
+
+    VECTOR = "vector", "Vector (nearest embeddings)"
+    KEYWORD = "keyword", "Keyword (BM25-style, in PostgreSQL)"
+    HYBRID = "hybrid", "Hybrid (vector and keyword fused)"
+
+
+class Fusion(models.TextChoices):
+    """How hybrid search merges its vector and keyword rankings (pipeline.search.fuse)."""
+
+    BLEND = "blend", "Weighted blend of normalised scores"
+    RRF = "rrf", "Reciprocal-rank fusion"

@@ -15,6 +15,7 @@ from typing import Protocol
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
 
 from pipeline.choices import ChunkingStrategy, ChunkUnit
+from pipeline.structure import Outline, front_matter
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,18 @@ class ChunkText:
     ordinal: int
     text: str
     token_count: int
+    # The document's title and the headings above the chunk (pipeline.structure): weighted fields of
+    # the keyword index, and with contextual chunks the line the model embeds before the text.
+    title: str = ""
+    headings: tuple[str, ...] = ()
+    contextual: bool = False
+
+    @property
+    def embedded(self) -> str:
+        """What the model embeds; the stored and returned text stays `text`."""
+        if not self.contextual:
+            return self.text
+        return " > ".join((self.title, *self.headings)) + "\n\n" + self.text
 
 
 class Tokenizer(Protocol):
@@ -124,12 +137,13 @@ def overlap_problem(size: int, overlap: int) -> str | None:
 class Chunker:
     """Chunks texts for one collection's settings. Build once per batch; reuse for many texts."""
 
-    def __init__(self, strategy: str, unit: str, size: int, overlap: int, model: str) -> None:
+    def __init__(self, strategy: str, unit: str, size: int, overlap: int, model: str, contextual: bool = False) -> None:
         if size < 1:
             raise ValueError("chunk size must be positive")
         if problem := overlap_problem(size, overlap):
             raise ValueError(f"chunk overlap {problem}")
         self.strategy = strategy
+        self.contextual = contextual
         self.size = size
         self.overlap = overlap
         self.tokenizer: Tokenizer = tokenizer_for(model)
@@ -147,11 +161,18 @@ class Chunker:
             raise ValueError(f"unknown chunking strategy {strategy!r}")
 
     def split(self, text: str) -> list[str]:
+        return [piece for _, piece in self.split_at(text)]
+
+    def split_at(self, text: str) -> list[tuple[int, str]]:
+        """(character offset, piece) of every non-blank piece of `text`."""
         if self.splitter is not None:
-            pieces = self.splitter.chunks(text)
+            pieces = self.splitter.chunk_indices(text)
         else:
-            pieces = self._windows(text)
-        return [p for p in pieces if p.strip()]
+            pieces, start = [], 0
+            for piece in self._windows(text):
+                start = text.find(piece, start)
+                pieces.append((start, piece))
+        return [(offset, p) for offset, p in pieces if p.strip()]
 
     def _windows(self, text: str) -> list[str]:
         if self.by_characters:
@@ -186,11 +207,22 @@ class Chunker:
     def chunk(self, text: str) -> list[ChunkText]:
         return self.chunk_many([text])[0]
 
-    def chunk_many(self, texts: Sequence[str]) -> list[list[ChunkText]]:
-        """Chunk several texts; token counts (always in model tokens) come from one batched call."""
-        split = [self.split(t) for t in texts]
-        counts = iter(self.tokenizer.count([p for pieces in split for p in pieces]))
-        return [[ChunkText(i, p, next(counts)) for i, p in enumerate(pieces)] for pieces in split]
+    def chunk_many(self, texts: Sequence[str], names: Sequence[str] | None = None) -> list[list[ChunkText]]:
+        """Chunk several texts named `names` (document ids: the title of a text without one); token
+        counts (always in model tokens) come from one batched call. Contextual chunks leave YAML
+        front matter out: it is metadata (its `title` is the document's)."""
+        outlined = []
+        for text, name in zip(texts, names or [""] * len(texts), strict=True):
+            fields, body = front_matter(text) if self.contextual else ({}, text)
+            outlined.append((Outline(body, name, fields), self.split_at(body)))
+        counts = iter(self.tokenizer.count([p for _, pieces in outlined for _, p in pieces]))
+        return [
+            [
+                ChunkText(i, p, next(counts), outline.title, outline.path(offset), self.contextual)
+                for i, (offset, p) in enumerate(pieces)
+            ]
+            for outline, pieces in outlined
+        ]
 
 
 def chunker_for(collection: object) -> Chunker:
@@ -200,4 +232,5 @@ def chunker_for(collection: object) -> Chunker:
         size=collection.chunk_size,  # type: ignore[attr-defined]
         overlap=collection.chunk_overlap,  # type: ignore[attr-defined]
         model=collection.model,  # type: ignore[attr-defined]
+        contextual=collection.contextual_chunks,  # type: ignore[attr-defined]
     )

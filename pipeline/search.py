@@ -1,22 +1,87 @@
-"""Semantic search over one collection, through its HNSW index."""
+"""Search over one collection: vector (its HNSW index), keyword (pipeline.keyword) or hybrid
+(both rankings fused by a weighted blend of normalised scores, or reciprocal-rank fusion)."""
 
 from __future__ import annotations
 
 import time
 
-from pipeline import recording, storage
+from pipeline import keyword, recording, storage
 from pipeline.backfill import serving
+from pipeline.choices import Fusion, SearchMode
 from pipeline.embedding import embed_texts
 from pipeline.models import Collection
 
+# Grouped by document, a search ranks this many chunks per document asked for (at most
+# storage.MAX_CANDIDATES): enough for k distinct documents when a page's chunks crowd the top.
+CHUNKS_PER_DOCUMENT = 10
+# Hybrid search fuses at least this many candidates of each ranking: a chunk ranked low by one and
+# high by the other must be in both lists to be blended fairly.
+FUSION_CANDIDATES = 50
+RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al.)
 
-def search(collection: Collection, query: str, k: int = 5, source: str = "other") -> list[storage.Hit]:
-    """Embed `query` with the collection's model and return the k nearest chunks, best first; the
-    call's seconds go to embedding_pipeline_search_seconds{source} (api, cli or other) and to the
-    collection's latest search times (the optimizer's per-collection search p95)."""
+
+def search(
+    collection: Collection,
+    query: str,
+    k: int = 5,
+    source: str = "other",
+    by_document: bool = False,
+    mode: str | None = None,
+) -> list[storage.Hit]:
+    """The k best chunks for `query`, best first, ranked by `mode` (default: the collection's
+    search_mode); with `by_document`, the k best documents, each as its best chunk. The call's
+    seconds go to embedding_pipeline_search_seconds{source} (api, cli or other) and to the
+    collection's latest search times (the optimizer's per-collection search p95); source ""
+    records nothing (evaluations)."""
     started = time.perf_counter()
     collection = serving(collection)  # during a re-embed: the old model, the old generation
-    vector = embed_texts(collection, [query])[0]
-    hits = storage.nearest(collection, vector, k)
-    recording.record_search(collection, time.perf_counter() - started, source)
+    mode = mode or collection.search_mode
+    wanted = storage.candidates(k * CHUNKS_PER_DOCUMENT if by_document else k)
+    pool = max(wanted, FUSION_CANDIDATES) if mode == SearchMode.HYBRID else wanted
+    vector_hits = keyword_hits = []
+    if mode != SearchMode.KEYWORD:
+        vector_hits = storage.nearest(collection, embed_texts(collection, [query])[0], pool)
+    if mode != SearchMode.VECTOR:
+        keyword_hits = keyword.matches(collection, query, pool)
+    if mode == SearchMode.HYBRID:
+        hits = fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion)
+    else:
+        hits = vector_hits or keyword_hits
+    hits = best_per_document(hits)[:k] if by_document else hits[:k]
+    if source:
+        recording.record_search(collection, time.perf_counter() - started, source)
     return hits
+
+
+def _normalised(hits: list[storage.Hit]) -> dict[tuple[str, int], float]:
+    """Scores rescaled to 0..1 within their ranking (min-max), by chunk."""
+    if not hits:
+        return {}
+    high, low = hits[0].score, hits[-1].score
+    return {(h.document_id, h.ordinal): (h.score - low) / (high - low) if high > low else 1.0 for h in hits}
+
+
+def fuse(
+    vector_hits: list[storage.Hit], keyword_hits: list[storage.Hit], weight: float, fusion: str = Fusion.BLEND
+) -> list[storage.Hit]:
+    """One ranking from two: `weight` is the keyword ranking's share. A blend adds normalised
+    scores; reciprocal-rank fusion adds 1 / (RRF_K + rank). A chunk missing from a ranking adds 0."""
+    chunks = {(h.document_id, h.ordinal): h for h in (*keyword_hits, *vector_hits)}
+    if fusion == Fusion.RRF:
+        vector = {(h.document_id, h.ordinal): 1 / (RRF_K + rank) for rank, h in enumerate(vector_hits, 1)}
+        words = {(h.document_id, h.ordinal): 1 / (RRF_K + rank) for rank, h in enumerate(keyword_hits, 1)}
+    else:
+        vector, words = _normalised(vector_hits), _normalised(keyword_hits)
+    scored = {key: (1 - weight) * vector.get(key, 0.0) + weight * words.get(key, 0.0) for key in chunks}
+    order = sorted(scored, key=lambda key: -scored[key])
+    return [storage.Hit(*_fields(chunks[key], scored[key])) for key in order]
+
+
+def _fields(hit: storage.Hit, score: float) -> tuple:
+    return hit.document_id, hit.ordinal, score, hit.text, hit.metadata
+
+
+def best_per_document(hits: list[storage.Hit]) -> list[storage.Hit]:
+    """Each document once, as its best-ranked chunk, in rank order."""
+    seen: set[str] = set()
+    return [h for h in hits if not (h.document_id in seen or seen.add(h.document_id))]

@@ -14,11 +14,12 @@ from pipeline.chunking import ChunkText
 from pipeline.models import Collection, Document
 from pipeline.models.collection import HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_M_DEFAULT
 
+# search_vector (the keyword index) is a generated column: PostgreSQL computes it in this COPY.
 COPY_CHUNKS = (
-    "COPY pipeline_chunk (document_id, collection_id, generation, ordinal, text, token_count, embedding) "
-    "FROM STDIN WITH (FORMAT BINARY)"
+    "COPY pipeline_chunk (document_id, collection_id, generation, ordinal, text, token_count, embedding, "
+    "title, headings) FROM STDIN WITH (FORMAT BINARY)"
 )
-COPY_TYPES = ["bigint", "bigint", "integer", "integer", "text", "integer", "vector"]
+COPY_TYPES = ["bigint", "bigint", "integer", "integer", "text", "integer", "vector", "text", "text"]
 
 
 def _register_vector() -> None:
@@ -145,6 +146,8 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
                                 chunk.text,
                                 chunk.token_count,
                                 vector,
+                                chunk.title,
+                                " > ".join(chunk.headings),
                             )
                         )
     return sorted(accepted)
@@ -166,6 +169,14 @@ class Hit:
             "text": self.text,
             "metadata": self.metadata,
         }
+
+
+# The most chunks one search ranks (pgvector's hnsw.ef_search tops out at 1000).
+MAX_CANDIDATES = 1000
+
+
+def candidates(n: int) -> int:
+    return min(n, MAX_CANDIDATES)
 
 
 def ef_search(collection: Collection, k: int) -> int:

@@ -55,4 +55,6 @@ SCHEDULES = (
     Every("pipeline-heartbeat", HEARTBEAT_TASK, 1),
     Every("pipeline-history-rollup", "pipeline.tasks.roll_up_history", 60),
     Every("pipeline-optimizer-evaluate", "pipeline.performance.tasks.evaluate_optimizations", 5),
+    # Golden queries through search once a day: the retrieval quality gauge and SLO read the result.
+    Every("pipeline-retrieval-evaluate", "pipeline.quality.evaluate_all", 24 * 60),
 )

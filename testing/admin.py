@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
@@ -11,7 +10,7 @@ from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
 from testing.choices import Category, Condition
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
-from testing.models import GoldenQuery, RunInProgress, TestResult, TestRun
+from testing.models import RunInProgress, TestResult, TestRun
 from testing.tasks import start_requested
 
 
@@ -115,14 +114,3 @@ class TestResultAdmin(ReadOnlyAdmin):
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         return lookup == "scenario__exact" or super().lookup_allowed(lookup, value, request)
-
-
-@admin.register(GoldenQuery)
-class GoldenQueryAdmin(admin.ModelAdmin):
-    list_display = ("query", "expected_document_id", "collection", "created_at")
-    list_filter = ("collection",)
-    search_fields = ("query", "expected_document_id")
-    list_select_related = ("collection",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[GoldenQuery]:
-        return super().get_queryset(request).exclude(collection__name__startswith="__ops_test_")

@@ -92,6 +92,8 @@ class Context:
             "chunk_size": 400,
             "chunk_overlap": 0,
             "batch_size": 32,
+            # Scenarios search hash vectors with a chunk's exact text: chunks are embedded alone.
+            "contextual_chunks": False,
         }
         self._counter += 1
         name = f"{RESERVED_PREFIX}{self.run.pk}_{self._counter}_{suffix}"[:63]

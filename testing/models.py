@@ -241,25 +241,6 @@ class ScenarioVersion(models.Model):
         return f"{self.scenario} on {self.code_version[:12]}"
 
 
-class GoldenQuery(models.Model):
-    """An operator's statement of retrieval quality: this query must find this document."""
-
-    collection = models.ForeignKey("pipeline.Collection", on_delete=models.CASCADE, related_name="golden_queries")
-    query = models.CharField(max_length=2000)
-    expected_document_id = models.CharField(
-        max_length=512, help_text="The external id of the document the query must find."
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["collection", "id"]
-        verbose_name_plural = "golden queries"
-        constraints = [models.UniqueConstraint(fields=["collection", "query"], name="testing_goldenquery_unique_query")]
-
-    def __str__(self) -> str:
-        return f"{self.query[:60]} -> {self.expected_document_id}"
-
-
 class ConfigSnapshot(models.Model):
     """The settings fingerprint seen at the last start-up (migrate); a change queues a regression run."""
 

@@ -81,6 +81,8 @@ def hash_collection(db):
         chunk_size=200,
         chunk_overlap=20,
         batch_size=16,
+        # Hash vectors match equal texts only: tests search with a chunk's exact text.
+        contextual_chunks=False,
     )
 
 

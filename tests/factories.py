@@ -41,6 +41,9 @@ def fake_backed(name: str, api_base: str, **fields: Any) -> Collection:
             "chunk_size": 200,
             "chunk_overlap": 0,
             "batch_size": 4,
+            # The provider sees the chunk text itself, which tests compare with what they sent
+            # (tests/pipeline/test_contextual_chunks.py covers contextual chunks).
+            "contextual_chunks": False,
             **fields,
         }
     )

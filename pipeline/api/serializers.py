@@ -7,7 +7,14 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
-from embedportal.api.strict import StrictCharField, StrictFieldsMixin, StrictIntegerField, StrictModelSerializer
+from embedportal.api.strict import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFieldsMixin,
+    StrictIntegerField,
+    StrictModelSerializer,
+)
+from pipeline.choices import SearchMode
 from pipeline.chunking import overlap_problem
 from pipeline.models import (
     Collection,
@@ -34,6 +41,9 @@ class CollectionSerializer(StrictModelSerializer):
                     raise serializers.ValidationError(
                         {name: "cannot change on an existing collection; create a new collection"}
                     )
+            changed = attrs.get("contextual_chunks", self.instance.contextual_chunks)
+            if changed != self.instance.contextual_chunks:
+                raise serializers.ValidationError({"contextual_chunks": "changes only with a re-embed (POST reembed)"})
         # Collection.clean() for the admin and the command; DRF does not call it.
         if problem := reserved_name_problem(attrs.get("name")):
             raise serializers.ValidationError({"name": problem})
@@ -118,6 +128,12 @@ class IncomingDocumentSerializer(StrictFieldsMixin, serializers.Serializer):
 class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
     query = StrictCharField(max_length=10000)
     k = StrictIntegerField(min_value=1, max_value=100, default=5)
+    mode = serializers.ChoiceField(
+        SearchMode.choices, required=False, help_text="Default: the collection's search_mode."
+    )
+    by_document = StrictBooleanField(
+        default=False, help_text="The k best documents, each as its best chunk, instead of the k best chunks."
+    )
 
 
 def max_documents() -> int:

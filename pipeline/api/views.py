@@ -151,14 +151,14 @@ class CollectionViewSet(viewsets.ModelViewSet):
     @extend_schema(request=SearchSerializer, responses={200: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanSearch])
     def search(self, request: Request, name: str | None = None) -> Response:
-        """Semantic search: the k chunks nearest to the query, best first."""
+        """Search: the k best chunks (or documents) for the query, best first, by vector, keyword or hybrid
+        ranking (default: the collection's search_mode)."""
         collection = _collection(name)
         serializer = SearchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
         try:
-            hits = semantic.search(
-                collection, serializer.validated_data["query"], serializer.validated_data["k"], source="api"
-            )
+            hits = semantic.search(collection, data["query"], data["k"], "api", data["by_document"], data.get("mode"))
         except PipelineError as exc:
             return Response(
                 {"error": {"status": 502, "message": f"embedding the query failed: {exc}"}},

@@ -23,6 +23,7 @@ from pipeline.models.document import (
     _ENDPOINT,
     _NEXT_COLLECTIONS_SQL,
     CLAIM_CANDIDATES,
+    SEARCH_CONFIG,
     Chunk,
     Document,
     DocumentQuerySet,
@@ -47,3 +48,4 @@ from pipeline.models.operations import (
     endpoint_label,
     process_name,
 )
+from pipeline.models.quality import METRICS, GoldenQuery, RetrievalEvaluation

@@ -18,6 +18,8 @@ from django.utils import timezone
 from pipeline.choices import (
     ChunkingStrategy,
     ChunkUnit,
+    Fusion,
+    SearchMode,
 )
 from pipeline.chunking import overlap_problem
 from pipeline.wakeup import wake_workers
@@ -107,6 +109,9 @@ CHUNK_SIZE_MIN = 8
 HNSW_M_DEFAULT, HNSW_M_RANGE = 16, (2, 100)
 HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_EF_CONSTRUCTION_RANGE = 64, (4, 1000)
 EF_SEARCH_RANGE = (1, 1000)
+# Hybrid search's keyword share and the retrieval SLO's recall@5, unless a collection says otherwise.
+KEYWORD_WEIGHT_DEFAULT = 0.5
+RETRIEVAL_TARGET_DEFAULT = 0.9
 
 
 def between(low: int, high: int) -> list:
@@ -175,6 +180,11 @@ class Collection(models.Model):
     chunk_unit = models.CharField(max_length=12, choices=ChunkUnit.choices, default=ChunkUnit.TOKENS)
     chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(CHUNK_SIZE_MIN)])
     chunk_overlap = models.PositiveIntegerField(default=32)
+    contextual_chunks = models.BooleanField(
+        default=True,
+        help_text="Embed each chunk after its document's title and heading path (the stored text is unchanged) "
+        "and leave YAML front matter out of chunks. Changed only by a re-embed.",
+    )
     batch_size = models.PositiveIntegerField(
         "embedding batch size",
         default=64,
@@ -235,6 +245,24 @@ class Collection(models.Model):
         validators=between(*EF_SEARCH_RANGE),
         help_text="Candidates a search visits (pgvector: 1 to 1000); never fewer than k. Empty: max(40, 2k).",
     )
+    search_mode = models.CharField(
+        max_length=10,
+        choices=SearchMode.choices,
+        default=SearchMode.HYBRID,
+        help_text="How search ranks chunks when a request does not say (docs/search.md has the measurements).",
+    )
+    keyword_weight = models.FloatField(
+        default=KEYWORD_WEIGHT_DEFAULT,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.",
+    )
+    fusion = models.CharField(max_length=10, choices=Fusion.choices, default=Fusion.BLEND)
+    retrieval_target = models.FloatField(
+        "recall@5 target",
+        default=RETRIEVAL_TARGET_DEFAULT,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The retrieval quality SLO: recall@5 of the golden queries at or above this.",
+    )
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
     # Generations (pipeline.backfill): search reads `generation`; a first load or a re-embed writes
     # `building_generation` without an HNSW index, built once when its documents are all processed,
@@ -281,6 +309,7 @@ class Collection(models.Model):
         "chunk_unit",
         "chunk_size",
         "chunk_overlap",
+        "contextual_chunks",
         "batch_size",
         "provider_concurrency",
         "freshness_sla",
@@ -291,6 +320,10 @@ class Collection(models.Model):
         "hnsw_m",
         "hnsw_ef_construction",
         "ef_search",
+        "search_mode",
+        "keyword_weight",
+        "fusion",
+        "retrieval_target",
     )
 
     class Meta:

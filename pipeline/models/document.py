@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import connections, models, transaction
 from django.db.models import F, Func, Min, Q, Value
 from django.utils import timezone
@@ -15,6 +17,9 @@ from pipeline.choices import (
 )
 from pipeline.models.collection import Collection, wake_workers
 from pipeline.models.operations import ProviderCircuit
+
+# The text search configuration of the keyword index and of keyword queries.
+SEARCH_CONFIG = "english"
 
 # The claim's first step: unpaused collections with work due whose endpoint's circuit is closed (or
 # the one endpoint probed), least recently claimed first. Each subquery is one index probe
@@ -287,6 +292,18 @@ class Chunk(models.Model):
     embedding = VectorField()
     # Collection.generation is what search reads; a re-embed writes the next one beside it.
     generation = models.PositiveIntegerField(default=1, db_default=1)
+    # The document's title and the heading path above the chunk (pipeline.structure), " > " joined.
+    title = models.TextField(default="", db_default="")
+    headings = models.TextField(default="", db_default="")
+    # Keyword search's index (pipeline.keyword): computed by PostgreSQL in the COPY that writes the
+    # chunk, title over headings over text.
+    search_vector = models.GeneratedField(
+        expression=SearchVector("title", weight="A", config=SEARCH_CONFIG)
+        + SearchVector("headings", weight="B", config=SEARCH_CONFIG)
+        + SearchVector("text", weight="C", config=SEARCH_CONFIG),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
 
     class Meta:
         constraints = [
@@ -294,6 +311,8 @@ class Chunk(models.Model):
                 fields=["document", "generation", "ordinal"], name="pipeline_chunk_unique_generation_ordinal"
             ),
         ]
+        # pipeline.keyword's matches: any query term, then filtered to a collection's generation.
+        indexes = [GinIndex(fields=["search_vector"], name="pipeline_chunk_search_gin")]
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"

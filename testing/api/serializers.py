@@ -3,9 +3,9 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from embedportal.api.strict import StrictBooleanField, StrictIntegerField
-from pipeline.models import RESERVED_PREFIX, Collection
+from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from testing.choices import Category
-from testing.models import GoldenQuery, TestResult, TestRun
+from testing.models import TestResult, TestRun
 from testing.registry import load
 
 MAX_WAIT_SECONDS = 300

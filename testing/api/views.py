@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, PermissionRequired
+from pipeline.models import GoldenQuery
 from testing.api.serializers import (
     GoldenQuerySerializer,
     RunRequestSerializer,
@@ -21,7 +22,7 @@ from testing.api.serializers import (
 )
 from testing.choices import RunStatus
 from testing.junit import junit_text
-from testing.models import GoldenQuery, RunInProgress, TestRun
+from testing.models import RunInProgress, TestRun
 from testing.reserved import wait_until
 from testing.tasks import start_requested
 

@@ -13,6 +13,7 @@ import numpy as np
 from django.db import connection, transaction
 
 from pipeline import backfill, providers, storage
+from pipeline.choices import SearchMode
 from pipeline.collections import create_collection
 from pipeline.models import Collection
 from pipeline.search import search
@@ -25,6 +26,7 @@ class SearchFigures:
     chunks: int
     queries: int
     k: int
+    mode: str = SearchMode.VECTOR
     load_seconds: float = 0.0
     index_build_seconds: float = 0.0
     p50_ms: float = 0.0
@@ -69,7 +71,17 @@ def build(name: str, chunks: int, dims: int = 384) -> tuple[Collection, float, f
                 for offset, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
                     i = start + offset
                     copy.write_row(
-                        (ids[i // CHUNKS_PER_DOCUMENT], collection.pk, 1, i % CHUNKS_PER_DOCUMENT, text, 12, vector)
+                        (
+                            ids[i // CHUNKS_PER_DOCUMENT],
+                            collection.pk,
+                            1,
+                            i % CHUNKS_PER_DOCUMENT,
+                            text,
+                            12,
+                            vector,
+                            f"benchmark document {i // CHUNKS_PER_DOCUMENT}",
+                            f"section {i % 7}",
+                        )
                     )
     load_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -111,27 +123,32 @@ def exact(collection: Collection, query: str, k: int) -> list[tuple[str, int]]:
         return [(h.document_id, h.ordinal) for h in storage.nearest(collection, vector, k)]
 
 
-def measure(collection: Collection, queries: int, k: int, recall_queries: int = 20, seed: int = 0) -> SearchFigures:
+def measure(
+    collection: Collection, queries: int, k: int, recall_queries: int = 20, seed: int = 0, mode: str = SearchMode.VECTOR
+) -> SearchFigures:
+    """Latency of `queries` searches in `mode`; recall against an exact scan for vector search only."""
     chunks = storage_chunks(collection)
     rng = random.Random(seed)
     # Queries near stored chunks, not equal to them: a real query is never a stored passage.
     texts = [chunk_text(rng.randrange(chunks)) + " ?" for _ in range(queries)]
-    figures = SearchFigures(chunks=chunks, queries=queries, k=k)
+    figures = SearchFigures(chunks=chunks, queries=queries, k=k, mode=mode)
     for text in texts[:5]:  # warm the index pages and the connection
-        search(collection, text, k)
+        search(collection, text, k, mode=mode)
     samples = []
     for text in texts:
         t0 = time.perf_counter()
-        search(collection, text, k)
+        search(collection, text, k, mode=mode)
         samples.append((time.perf_counter() - t0) * 1000)
     figures.samples_ms = [round(s, 3) for s in samples]
     figures.p50_ms, figures.p95_ms, figures.p99_ms = (round(float(np.percentile(samples, q)), 2) for q in (50, 95, 99))
     figures.mean_ms = round(float(np.mean(samples)), 2)
     # search() sets the collection's ef_search in its own transaction: the same for the EXPLAIN.
     ef_search = f"SET LOCAL hnsw.ef_search = {int(storage.ef_search(collection, k))}"
-    figures.plan = explain(lambda: search(collection, texts[0], k), ef_search)
-    figures.uses_index = f"Index Scan using {collection.index_name}" in figures.plan
-    if recall_queries:
+    figures.plan = explain(lambda: search(collection, texts[0], k, mode=mode), ef_search)
+    # The first chunk query: the HNSW scan (vector, hybrid) or keyword's GIN match counts.
+    index = "pipeline_chunk_search_gin" if mode == SearchMode.KEYWORD else f"Index Scan using {collection.index_name}"
+    figures.uses_index = index in figures.plan
+    if recall_queries and mode == SearchMode.VECTOR:
         found = 0
         for text in texts[:recall_queries]:
             truth = set(exact(collection, text, k))

@@ -160,6 +160,7 @@ def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     collection, _, _ = search_benchmark.build("benchmark-suite-search", sizes.search_chunks)
     try:
         runs = [
+            # Vector search, as in every earlier run (benchmark_search measures each mode).
             search_benchmark.measure(collection, sizes.search_queries, 10, recall_queries=0, seed=seed)
             for seed in range(sizes.repeats)
         ]

@@ -8,13 +8,13 @@ from typing import Any
 
 from django.conf import settings
 
-from pipeline.models import RESERVED_PREFIX, Collection
+from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from pipeline.search import search
 from testing import golden
 from testing.choices import Category, Component, Condition, Outcome
 from testing.context import Context
 from testing.fingerprints import COLLECTION_CONFIG_FIELDS
-from testing.models import GoldenQuery, TestResult
+from testing.models import TestResult
 from testing.registry import scenario
 
 K = 5

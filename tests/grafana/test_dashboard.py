@@ -35,17 +35,19 @@ def test_check_mode_names_a_stale_file(tmp_path, monkeypatch, capsys):
     assert_check_names_a_stale_file(dashboard, tmp_path, monkeypatch, capsys)
 
 
-def test_health_panels_then_an_slo_row_a_capacity_row_and_a_cost_row():
+def test_health_panels_then_slo_capacity_cost_and_quality_rows():
     layout = [(p["type"], p["title"]) for p in committed()["panels"]]
     titles = [title for _, title in layout]
     assert titles[: len(HEALTH_TITLES)] == HEALTH_TITLES
     rows = [title for kind, title in layout if kind == "row"]
-    assert rows == ["SLO compliance", "Capacity planning", "Cost"]
+    assert rows == ["SLO compliance", "Capacity planning", "Cost", "Retrieval quality"]
     slo_panels = titles[titles.index("SLO compliance") + 1 : titles.index("Capacity planning")]
     assert slo_panels == ["SLI (30 d)", "Error budget left (30 d)", "Burn rate"]
     capacity_panels = titles[titles.index("Capacity planning") + 1 : titles.index("Cost")]
     assert capacity_panels == ["Capacity", "Headroom", "Capacity measurement age", "Arrivals projection (14 d)"]
-    assert titles[titles.index("Cost") + 1 :] == ["Embedding cost this month", "Embedding spend rate"]
+    cost_panels = titles[titles.index("Cost") + 1 : titles.index("Retrieval quality")]
+    assert cost_panels == ["Embedding cost this month", "Embedding spend rate"]
+    assert titles[titles.index("Retrieval quality") + 1 :] == ["Retrieval quality"], "after the others: ids kept"
     ids = [p["id"] for p in committed()["panels"]]
     assert len(ids) == len(set(ids))
     for p in committed()["panels"]:  # the grid is 24 wide: nothing overflows

@@ -34,7 +34,7 @@ from django.utils import timezone
 from grafana import dashboard
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
-from pipeline.models import Document
+from pipeline.models import Document, RetrievalEvaluation
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.models import FailedDocument
 from tests.conftest import ROOT, database_url, manage, wait_for
@@ -254,6 +254,14 @@ def free(result: list[dict], facts: Facts) -> None:
     assert result and set(values(result)) == {0.0}, result
 
 
+def of_hashes(value: float) -> Check:
+    # The one evaluation the run stores: hashes, in its search mode.
+    def check(result: list[dict], facts: Facts) -> None:
+        assert by("collection", result) == {"hashes": value}, result
+
+    return check
+
+
 EXPECTED: dict[tuple[str, str], Check] = {
     ("Pipeline Throughput", "A"): positive,
     ("Pipeline Throughput", "B"): needs_capacity(positive),
@@ -286,6 +294,9 @@ EXPECTED: dict[tuple[str, str], Check] = {
     ("Embedding cost this month", "B"): nothing_spent,
     ("Embedding cost this month", "C"): nothing_spent,
     ("Embedding spend rate", "A"): free,
+    ("Retrieval quality", "A"): of_hashes(0.85),
+    ("Retrieval quality", "B"): of_hashes(0.6),
+    ("Retrieval quality", "C"): of_hashes(0.9),
 }
 
 
@@ -344,6 +355,8 @@ def test_every_panel_query_returns_its_expected_data_from_a_real_prometheus(
     hash_collection, fake_collection, fake_provider, prom, worker, web, capsys
 ):
     held = create_collection(name="held", model="local/hash-16", chunk_unit="characters", chunk_size=100, paused=True)
+    figures = dict(recall_at_1=0.5, recall_at_5=0.85, recall_at_10=1, mrr_at_10=0.6, ndcg_at_10=0.7, queries=10)
+    RetrievalEvaluation.objects.create(collection=hash_collection, mode=hash_collection.search_mode, **figures)
     enqueue(held, [IncomingDocument(f"p{i}", f"waiting {i}") for i in range(3)])
 
     processed = run_waves(prom, hash_collection, fake_collection)

@@ -64,6 +64,7 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "chunk_unit": "characters",
         "chunk_size": 120,
         "chunk_overlap": 32,
+        "contextual_chunks": True,  # on for new collections
         "batch_size": 64,
         "provider_concurrency": 1,
         "freshness_sla": "01:00:00",
@@ -74,6 +75,10 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "hnsw_m": 16,  # pgvector's defaults, and the index is built with them
         "hnsw_ef_construction": 64,
         "ef_search": None,
+        "search_mode": "hybrid",  # new collections: the best mode measured (docs/search.md)
+        "keyword_weight": 0.5,
+        "fusion": "blend",
+        "retrieval_target": 0.9,
         "created_at": None,
         "updated_at": None,
     }
@@ -289,6 +294,7 @@ def test_extra_params_reach_the_provider_on_every_embedding_call(fake_provider, 
         "chunk_size": 100,
         "chunk_overlap": 0,
         "batch_size": 2,
+        "contextual_chunks": False,  # the provider sees exactly the texts sent
     }
     response = send(api, "post", COLLECTIONS, body)
     assert response.status_code == 201, response.content

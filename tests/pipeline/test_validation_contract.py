@@ -179,7 +179,7 @@ def test_duplicate_ids_in_a_jsonl_file_are_refused_like_the_api_refuses_them(api
 
 
 def test_documents_are_addressed_by_collection_and_their_own_id(api):
-    docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16, contextual_chunks=False)
     enqueue(docs, [IncomingDocument("guides/setup.v2.md", "how to set up"), IncomingDocument("cats", "meow")])
     listed = api.get("/api/v1/collections/docs/documents/").json()["results"]
     urls = {d["id"]: d["url"] for d in listed}

@@ -8,11 +8,10 @@ from django.db import connection
 
 from pipeline import backfill
 from pipeline.collections import create_collection
-from pipeline.models import Collection, Document, WorkerHeartbeat
+from pipeline.models import Collection, Document, GoldenQuery, WorkerHeartbeat
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
 from testing.context import ops_user
-from testing.models import GoldenQuery
 from tests.conftest import wait_for
 from tests.testing.conftest import run_one
 
@@ -102,7 +101,14 @@ def test_index_scenario_fails_naming_a_dropped_hnsw_index(live_worker):
 
 def test_regression_fails_when_a_chunking_change_drops_recall(live_worker):
     users = create_collection(
-        name="faq", model="local/hash-32", chunk_unit="characters", chunk_size=400, chunk_overlap=0
+        name="faq",
+        model="local/hash-32",
+        chunk_unit="characters",
+        chunk_size=400,
+        chunk_overlap=0,
+        # Hash vectors find the chunk equal to the query, and nothing else ranks: vector search alone.
+        contextual_chunks=False,
+        search_mode="vector",
     )
     texts = {f"doc-{i}": f"answer number {i} explains one topic in a sentence or two" for i in range(6)}
     enqueue(users, [IncomingDocument(k, v) for k, v in texts.items()])

@@ -30,6 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--chunk-overlap", type=int, default=32)
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument(
+            "--no-contextual-chunks", action="store_true", help="Embed chunk text alone (no title or heading path)"
+        )
+        parser.add_argument(
             "--provider-concurrency",
             type=int,
             default=1,
@@ -71,6 +74,7 @@ class Command(BaseCommand):
             chunk_size=o["chunk_size"],
             chunk_overlap=o["chunk_overlap"],
             batch_size=o["batch_size"],
+            contextual_chunks=not o["no_contextual_chunks"],
             provider_concurrency=o["provider_concurrency"],
         )
         if o["freshness_sla"] is not None:

@@ -5,18 +5,21 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection
 from pipeline.search import search
 
 
 class Command(BaseCommand):
-    help = "Semantic search over a collection: the k nearest chunks, best first."
+    help = "Search a collection (vector, keyword or hybrid): the k best chunks or documents, best first."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("query")
         parser.add_argument("--collection", required=True)
         parser.add_argument("--k", type=int, default=5)
+        parser.add_argument("--mode", choices=SearchMode.values, help="Default: the collection's search mode")
+        parser.add_argument("--by-document", action="store_true", help="The k best documents, each as its best chunk")
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
@@ -29,7 +32,7 @@ class Command(BaseCommand):
         except Collection.DoesNotExist:
             raise CommandError(f"no collection named {o['collection']!r}") from None
         try:
-            hits = search(collection, o["query"], o["k"], source="cli")
+            hits = search(collection, o["query"], o["k"], "cli", o["by_document"], o["mode"])
         except PipelineError as exc:
             raise CommandError(f"embedding the query failed: {exc}") from None
         if o["json"]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pipeline.choices import SearchMode
 from pipeline.models import Collection
 from testing.benchmarks import search as benchmark
 
@@ -26,11 +27,19 @@ class Command(BaseCommand):
         parser.add_argument("--recall-queries", type=int, default=20, help="Queries also run exactly (0: none)")
         parser.add_argument("--reuse", action="store_true", help=f"Query an existing {NAME} collection as it is")
         parser.add_argument("--keep", action="store_true", help="Keep the collection for later --reuse")
+        parser.add_argument(
+            "--modes",
+            default=",".join(SearchMode.values),
+            help="Search modes to measure, comma-separated (default: all)",
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
         if o["chunks"] < 100 or o["queries"] < 1 or not 1 <= o["k"] <= 1000:
             raise CommandError("--chunks must be at least 100, --queries at least 1, -k from 1 to 1000")
+        modes = [m.strip() for m in o["modes"].split(",")]
+        if unknown := sorted(set(modes) - set(SearchMode.values)):
+            raise CommandError(f"--modes: unknown {', '.join(unknown)}; use {', '.join(SearchMode.values)}")
         load = index = 0.0
         if o["reuse"]:
             collection = Collection.objects.filter(name=NAME).first()
@@ -39,20 +48,22 @@ class Command(BaseCommand):
         else:
             collection, load, index = benchmark.build(NAME, o["chunks"])
         try:
-            figures = benchmark.measure(collection, o["queries"], o["k"], o["recall_queries"])
+            runs = [benchmark.measure(collection, o["queries"], o["k"], o["recall_queries"], mode=m) for m in modes]
         finally:
             if not o["keep"] and not o["reuse"]:
                 collection.delete()
-        figures.load_seconds, figures.index_build_seconds = round(load, 2), round(index, 2)
+        for figures in runs:
+            figures.load_seconds, figures.index_build_seconds = round(load, 2), round(index, 2)
         if o["json"]:
-            self.stdout.write(json.dumps(asdict(figures), indent=2))
+            self.stdout.write(json.dumps([asdict(f) for f in runs] if len(runs) > 1 else asdict(runs[0]), indent=2))
             return
-        self.stdout.write(
-            f"{figures.chunks} chunks (COPY {figures.load_seconds:.1f}s, "
-            f"HNSW build {figures.index_build_seconds:.1f}s); "
-            f"{figures.queries} queries at k={figures.k}: p50 {figures.p50_ms:.1f} ms, p95 {figures.p95_ms:.1f} ms, "
-            f"p99 {figures.p99_ms:.1f} ms (mean {figures.mean_ms:.1f} ms); recall@{figures.k} {figures.recall_at_k}; "
-            f"HNSW index used: {'yes' if figures.uses_index else 'NO'}"
-        )
-        if not figures.uses_index:
-            self.stdout.write(figures.plan)
+        self.stdout.write(f"{runs[0].chunks} chunks (COPY {load:.1f}s, HNSW build {index:.1f}s)")
+        for f in runs:
+            recall = f"; recall@{f.k} {f.recall_at_k}" if f.recall_at_k is not None else ""
+            self.stdout.write(
+                f"{f.mode}: {f.queries} queries at k={f.k}: p50 {f.p50_ms:.1f} ms, p95 {f.p95_ms:.1f} ms, "
+                f"p99 {f.p99_ms:.1f} ms (mean {f.mean_ms:.1f} ms){recall}; "
+                f"index used: {'yes' if f.uses_index else 'NO'}"
+            )
+            if not f.uses_index:
+                self.stdout.write(f.plan)

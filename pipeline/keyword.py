@@ -1,0 +1,129 @@
+"""Keyword search inside PostgreSQL: BM25-style scores over the chunks' weighted tsvector
+(title > headings > text; pipeline.models.Chunk.search_vector).
+
+A chunk matches if it holds ANY query term (a natural question ANDed matches almost nothing).
+Each term weighs its inverse document frequency, which ts_rank lacks; ts_rank of the term alone
+gives the saturating, length-normalised and field-weighted term frequency. The work stays bounded
+at any size, since reading a common term's GIN posting list costs milliseconds per 10k chunks:
+- a common term's chunk share comes from PostgreSQL's statistics of the column (ANALYZE keeps its
+  most common lexemes and their frequencies); the other terms' chunks are counted, up to
+  COUNTED_CHUNKS each;
+- candidates are the chunks holding the rarest terms, as many terms as fit in CANDIDATES chunks
+  together (the rarest one's at least), and only they are scored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.db import connection
+
+from pipeline.models import SEARCH_CONFIG, Collection
+from pipeline.storage import Hit
+
+COUNTED_CHUNKS = 1000
+CANDIDATES = 1000
+# ts_rank's weights of the tsvector's D, C (text), B (headings) and A (title) positions: tuned on the
+# development set (docs/search.md); a title or heading word is in every chunk under it, so it weighs
+# less than a word of the chunk itself.
+FIELD_WEIGHTS = [0.1, 0.6, 0.4, 0.4]
+# The column statistics and a generation's chunk count (the N of the IDF) are read at most this
+# often per process: both change slowly.
+STATS_SECONDS = 300
+_cache: dict[object, tuple[float, object]] = {}
+
+COUNT_SQL = """
+SELECT (SELECT count(*) FROM (
+            SELECT 1 FROM pipeline_chunk c
+             WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s
+               AND c.search_vector @@ quote_literal(t)::tsquery
+             LIMIT %(counted)s) hits)
+  FROM unnest(%(terms)s::text[]) AS t
+"""
+
+KEYWORD_SQL = """
+WITH weighted AS MATERIALIZED (
+    SELECT quote_literal(t)::tsquery AS q, probe, ln(1 + (greatest(%(chunks)s, df) - df + 0.5) / (df + 0.5)) AS idf
+      FROM unnest(%(terms)s::text[], %(dfs)s::float8[], %(probes)s::bool[]) AS g(t, df, probe)
+     WHERE df > 0
+), candidates AS MATERIALIZED (
+    SELECT c.id, c.search_vector FROM pipeline_chunk c
+     WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s
+       AND c.search_vector @@ (SELECT string_agg(q::text, ' | ')::tsquery FROM weighted WHERE probe)
+     LIMIT %(candidates)s
+), scored AS (
+    SELECT c.id, sum(w.idf * ts_rank(%(weights)s::float4[], c.search_vector, w.q, 1)) AS score
+      FROM candidates c CROSS JOIN weighted w GROUP BY c.id ORDER BY score DESC LIMIT %(k)s
+)
+SELECT d.external_id, c.ordinal, s.score, c.text, d.metadata
+  FROM scored s JOIN pipeline_chunk c ON c.id = s.id JOIN pipeline_document d ON d.id = c.document_id
+ ORDER BY s.score DESC, c.id
+"""
+
+
+def _cached(key: object, read):  # noqa: ANN001, ANN202
+    read_at, value = _cache.get(key, (0.0, None))
+    if time.monotonic() - read_at > STATS_SECONDS:
+        value = read()
+        _cache[key] = (time.monotonic(), value)
+    return value
+
+
+def _one(sql: str, params: list) -> object:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def common_terms() -> tuple[dict[str, float], float]:
+    """The most common lexemes of every chunk's search_vector, the share of chunks holding each,
+    and the table's row count (as of the last ANALYZE)."""
+    row = _one(
+        "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, greatest(c.reltuples, 0) "
+        "FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename "
+        "WHERE s.tablename = 'pipeline_chunk' AND s.attname = 'search_vector'",
+        [],
+    )
+    return (dict(zip(row[0], row[1], strict=False)), row[2]) if row and row[0] else ({}, 0.0)
+
+
+def chunk_count(collection: Collection) -> int:
+    sql = "SELECT count(*) FROM pipeline_chunk WHERE collection_id = %s AND generation = %s"
+    return _one(sql, [collection.pk, collection.generation])[0]
+
+
+def matches(collection: Collection, query: str, k: int) -> list[Hit]:
+    """The k chunks of the collection's searched generation scoring highest for `query`'s terms."""
+    terms = _one(f"SELECT tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %s))", [query])[0]
+    if not terms:
+        return []
+    common, rows = _cached("common", common_terms)
+    chunks = _cached((collection.pk, collection.generation), lambda: chunk_count(collection))
+    where = {"collection": collection.pk, "generation": collection.generation, "counted": COUNTED_CHUNKS}
+    rare = [t for t in terms if t not in common or common[t] * rows <= COUNTED_CHUNKS]
+    counted = {}
+    if rare:
+        with connection.cursor() as cur:
+            cur.execute(COUNT_SQL, {**where, "terms": rare})
+            counted = dict(zip(rare, (row[0] for row in cur.fetchall()), strict=True))
+    dfs = [float(counted[t]) if t in counted else common[t] * chunks for t in terms]
+    # Candidates: the chunks of the rarest terms, as long as they fit in CANDIDATES together (the
+    # rarest term's at least), so the cap never cuts an arbitrary part of a common term's chunks.
+    probes, room = [False] * len(terms), CANDIDATES
+    for i in sorted(range(len(terms)), key=lambda i: dfs[i]):
+        if dfs[i] > 0 and (room >= dfs[i] or room == CANDIDATES):
+            probes[i], room = True, room - dfs[i]
+    params = {
+        **where,
+        "terms": terms,
+        "dfs": dfs,
+        "probes": probes,
+        "chunks": chunks,
+        "candidates": CANDIDATES,
+        "weights": FIELD_WEIGHTS,
+        "k": k,
+    }
+    with connection.cursor() as cur:
+        cur.execute(KEYWORD_SQL, params)
+        return [Hit(row[0], row[1], float(row[2]), row[3], json.loads(row[4])) for row in cur.fetchall()]

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipeline.choices import SearchMode
+from pipeline.embedding import PipelineError
+from pipeline.models import METRICS, Collection
+from pipeline.quality import evaluate
+
+
+class Command(BaseCommand):
+    help = "Run a collection's golden queries through search; print and store recall@1/5/10, MRR@10, nDCG@10."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--collection", required=True)
+        parser.add_argument("--mode", choices=SearchMode.values, help="Default: the collection's search mode")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        try:
+            collection = Collection.objects.get(name=o["collection"])
+        except Collection.DoesNotExist:
+            raise CommandError(f"no collection named {o['collection']!r}") from None
+        try:
+            run = evaluate(collection, o["mode"])
+        except ValidationError as exc:
+            raise CommandError(exc.messages[0]) from None
+        except PipelineError as exc:
+            raise CommandError(f"embedding a query failed: {exc}") from None
+        if o["json"]:
+            figures = {"collection": collection.name, "mode": run.mode, "queries": run.queries, **run.figures()}
+            self.stdout.write(json.dumps(figures, indent=2))
+            return
+        self.stdout.write(f"{collection.name} ({run.mode}, {run.queries} queries)")
+        for metric in METRICS:
+            self.stdout.write(f"  {metric:<13} {getattr(run, metric):.4f}")

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from pipeline.models import Collection
+from pipeline.quality import parse_jsonl, save_golden
+
+
+class Command(BaseCommand):
+    help = 'Import a collection\'s golden queries from a JSONL file of {"query": ..., "expected": document id}.'
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--collection", required=True)
+        parser.add_argument("--replace", action="store_true", help="Delete the collection's other golden queries.")
+        parser.add_argument("--dry-run", action="store_true", help="Check the file; write nothing.")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        try:
+            collection = Collection.objects.get(name=o["collection"])
+        except Collection.DoesNotExist:
+            raise CommandError(f"no collection named {o['collection']!r}") from None
+        try:
+            with o["file"].open(encoding="utf-8") as fh:
+                items = parse_jsonl(fh)
+        except OSError as exc:
+            raise CommandError(f"cannot read {o['file']}: {exc.strerror}") from None
+        except (ValidationError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{o['file']}: {exc.messages[0] if isinstance(exc, ValidationError) else exc}") from None
+        if not items:
+            raise CommandError(f"{o['file']} holds no golden queries")
+        if o["dry_run"]:
+            self.stdout.write(f"{len(items)} golden queries are valid (dry run: nothing written).")
+            return
+        save_golden(collection, items, replace=o["replace"])
+        self.stdout.write(f"Imported {len(items)} golden queries into {collection.name}.")

@@ -1,0 +1,142 @@
+"""Retrieval quality: a collection's golden queries run through search, scored per document
+(recall@1/5/10, MRR@10, nDCG@10) and stored as RetrievalEvaluation history."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.backends.utils import CursorWrapper
+from django.db.models import F
+from prometheus_client.core import Metric
+
+from embedportal import collectors
+from pipeline.models import METRICS, Collection, GoldenQuery, RetrievalEvaluation
+from pipeline.search import search
+
+DEPTH = 10  # documents ranked per query: the deepest cut-off reported
+QUALITY = "embedding_pipeline_retrieval_quality"
+TARGET = "embedding_pipeline_retrieval_target"
+
+
+def scores(ranked: Sequence[str], expected: str) -> dict[str, float]:
+    """One query's figures: `ranked` document ids best first, `expected` the one that answers it
+    (so recall@k is 1 if it is in the top k, and nDCG@10 is 1 / log2(1 + its rank))."""
+    rank = ranked.index(expected) + 1 if expected in ranked[:DEPTH] else None
+    return {
+        "recall_at_1": float(rank == 1),
+        "recall_at_5": float(rank is not None and rank <= 5),
+        "recall_at_10": float(rank is not None),
+        "mrr_at_10": 1 / rank if rank else 0.0,
+        "ndcg_at_10": 1 / math.log2(rank + 1) if rank else 0.0,
+    }
+
+
+def configuration(collection: Collection, mode: str) -> dict:
+    """What an evaluation's figures depend on, kept with them so history shows what changed."""
+    fields = (
+        "model",
+        "chunking_strategy",
+        "chunk_unit",
+        "chunk_size",
+        "chunk_overlap",
+        "contextual_chunks",
+        "keyword_weight",
+        "fusion",
+        "generation",
+    )
+    return {"mode": mode, **{f: getattr(collection, f) for f in fields}}
+
+
+def evaluate(collection: Collection, mode: str | None = None, trigger: str = "command") -> RetrievalEvaluation:
+    """Run every golden query of the collection through search in `mode` (default: the collection's)
+    and store the mean figures (a ValidationError if it has none)."""
+    mode = mode or collection.search_mode
+    golden = list(collection.golden_queries.values_list("query", "expected_document_id"))
+    if not golden:
+        raise ValidationError(f"collection {collection.name!r} has no golden queries; import some first")
+    totals = dict.fromkeys(METRICS, 0.0)
+    for query, expected in golden:
+        ranked = [h.document_id for h in search(collection, query, DEPTH, source="", by_document=True, mode=mode)]
+        for metric, value in scores(ranked, expected).items():
+            totals[metric] += value
+    return RetrievalEvaluation.objects.create(
+        collection=collection,
+        mode=mode,
+        queries=len(golden),
+        configuration=configuration(collection, mode),
+        trigger=trigger,
+        **{m: round(v / len(golden), 4) for m, v in totals.items()},
+    )
+
+
+def golden_item(item: object, where: str) -> tuple[str, str]:
+    """(query, expected document id) from {"query": ..., "expected": ...}; a ValidationError says what to fix."""
+    if not (
+        isinstance(item, dict)
+        and all(isinstance(item.get(key), str) and item[key].strip() for key in ("query", "expected"))
+    ):
+        raise ValidationError(f'{where}: expected an object {{"query": "...", "expected": "document id"}}')
+    return item["query"].strip(), item["expected"].strip()
+
+
+def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
+    items = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"line {number}: not JSON ({exc.msg})") from None
+            items.append(golden_item(item, f"line {number}"))
+    return items
+
+
+def save_golden(collection: Collection, items: Sequence[tuple[str, str]], replace: bool = False) -> int:
+    """Add or update golden queries (by their text); `replace` drops the others. Returns rows written."""
+    with transaction.atomic():
+        if replace:
+            collection.golden_queries.exclude(query__in=[q for q, _ in items]).delete()
+        for query, expected in items:
+            GoldenQuery.objects.update_or_create(
+                collection=collection, query=query, defaults={"expected_document_id": expected}
+            )
+    return len(items)
+
+
+def latest() -> list[RetrievalEvaluation]:
+    """Each collection's latest evaluation in its own search mode (what its users get), operations
+    tests' and capacity scratch collections left out."""
+    runs = (
+        RetrievalEvaluation.objects.filter(mode=F("collection__search_mode"))
+        .select_related("collection")
+        .order_by("collection_id", "-evaluated_at")
+        .distinct("collection_id")
+    )
+    return [run for run in runs if not run.collection.is_reserved]
+
+
+def evaluate_all(trigger: str = "schedule") -> dict[str, float]:
+    """Evaluate every collection with golden queries in its search mode: {collection: recall@5}."""
+    named = Collection.objects.filter(golden_queries__isnull=False).distinct()
+    return {c.name: evaluate(c, trigger=trigger).recall_at_5 for c in named if not c.is_reserved}
+
+
+class QualityCollector(collectors.DatabaseCollector):
+    """embedding_pipeline_retrieval_quality{collection,metric} from each collection's latest
+    evaluation, and the recall@5 target the retrieval quality SLO holds it to."""
+
+    subject = "retrieval quality"
+    families = collectors.fresh(
+        (QUALITY, "The collection's latest golden-query evaluation in its search mode.", ["collection", "metric"]),
+        (TARGET, "The collection's recall@5 target (the retrieval quality SLO).", ["collection"]),
+    )
+
+    def fill(self, cur: CursorWrapper, quality: Metric, target: Metric) -> None:
+        for run in latest():
+            for metric, value in run.figures().items():
+                quality.add_metric([run.collection.name, metric], value)
+            target.add_metric([run.collection.name], run.collection.retrieval_target)

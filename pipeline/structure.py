@@ -1,0 +1,78 @@
+"""A document's structure for contextual chunks: YAML front matter (metadata, not chunk text), its
+title, and the markdown or reST heading path above any point of its text."""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+import yaml
+
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*$\r?\n?", re.S | re.M)
+MARKDOWN_HEADING = re.compile(r"#{1,6}[ \t]+(.+?)[ \t#]*")
+FENCE = re.compile(r"(```|~~~)")
+# reST adornment: one punctuation character repeated (docutils accepts any of these).
+ADORNMENT = re.compile(r"([=\-~^\"'`*+#:.<>_])\1{2,}[ \t]*")
+
+
+def front_matter(text: str) -> tuple[dict, str]:
+    """(the YAML mapping between leading `---` lines, the text after it); ({}, text) if there is none."""
+    match = FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    try:
+        fields = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(fields, dict):
+        return {}, text
+    return fields, text[match.end() :]
+
+
+def headings(text: str) -> list[tuple[int, int, str]]:
+    """(character offset, level, title) of each markdown ATX heading (outside code fences) and reST
+    section title (underlined, optionally overlined; levels in order of first appearance)."""
+    found: list[tuple[int, int, str]] = []
+    styles: list[tuple[str, bool]] = []
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    fenced = False
+    for i, raw in enumerate(lines):
+        line = raw.rstrip()
+        if FENCE.match(line):
+            fenced = not fenced
+        if fenced or not line or line[0].isspace():
+            continue
+        if (md := MARKDOWN_HEADING.fullmatch(line)) and not ADORNMENT.fullmatch(line):
+            found.append((offsets[i], line.index(" ") if " " in line else 1, md.group(1)))
+            continue
+        under = lines[i + 1].rstrip() if i + 1 < len(lines) else ""
+        if ADORNMENT.fullmatch(under) and len(under) >= len(line) and not ADORNMENT.fullmatch(line):
+            over = i > 0 and lines[i - 1].rstrip() == under
+            style = (under[0], over)
+            if style not in styles:
+                styles.append(style)
+            found.append((offsets[i - 1 if over else i], styles.index(style) + 1, line.strip()))
+    return found
+
+
+class Outline:
+    """The heading path at any offset of one text, and its title."""
+
+    def __init__(self, text: str, name: str, fields: dict | None = None) -> None:
+        self.headings = headings(text)
+        self.starts = [offset for offset, _, _ in self.headings]
+        title = (fields or {}).get("title")
+        first = self.headings[0][2] if self.headings else None
+        self.title = str(title).strip() if title else first or name
+
+    def path(self, offset: int) -> tuple[str, ...]:
+        """Titles of the sections enclosing `offset`, outermost first (the document title left out)."""
+        stack: list[tuple[int, str]] = []
+        for _, level, title in self.headings[: bisect.bisect_right(self.starts, offset)]:
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, title))
+        return tuple(title for _, title in stack if title != self.title)

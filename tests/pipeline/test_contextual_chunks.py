@@ -1,0 +1,119 @@
+"""Contextual chunks: the model embeds a chunk after its document's title and heading path; the
+stored and returned text is the chunk alone; YAML front matter is metadata, never chunk text."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.chunking import Chunker
+from pipeline.models import Chunk
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from pipeline.structure import Outline, front_matter, headings
+from tests.factories import fake_backed
+
+MARKDOWN = """---
+title: Deployment guide
+tags: [ops, docker]
+---
+# Overview
+
+Why we deploy with containers.
+
+## Database
+
+### Backups
+
+Take a nightly dump of the primary.
+
+```
+# not a heading: a shell comment in a code block
+pg_dump mydb
+```
+"""
+
+REST = """==============
+Managing files
+==============
+
+Intro text.
+
+File storage
+============
+
+Storage objects
+---------------
+
+Storage objects hold files.
+
+Using files in models
+=====================
+
+Models hold files too.
+"""
+
+
+def test_front_matter_is_split_off_as_metadata():
+    fields, body = front_matter(MARKDOWN)
+    assert fields == {"title": "Deployment guide", "tags": ["ops", "docker"]}
+    assert body.startswith("# Overview") and "tags:" not in body
+    assert front_matter("no front matter\n---\n") == ({}, "no front matter\n---\n")
+    assert front_matter("---\n: not yaml [\n---\ntext") == ({}, "---\n: not yaml [\n---\ntext")
+
+
+def test_markdown_headings_outside_code_fences_give_the_path():
+    _, body = front_matter(MARKDOWN)
+    assert [(level, title) for _, level, title in headings(body)] == [(1, "Overview"), (2, "Database"), (3, "Backups")]
+    outline = Outline(body, "guide.md", {"title": "Deployment guide"})
+    assert outline.title == "Deployment guide"
+    assert outline.path(body.index("pg_dump")) == ("Overview", "Database", "Backups")
+    assert outline.path(body.index("Why we")) == ("Overview",)
+
+
+def test_rest_section_levels_follow_their_adornment_and_the_first_title_is_the_documents():
+    outline = Outline(REST, "topics/files.txt")
+    assert outline.title == "Managing files"
+    assert outline.path(REST.index("Storage objects hold")) == ("File storage", "Storage objects")
+    assert outline.path(REST.index("Models hold")) == ("Using files in models",), "a sibling closes the section"
+    assert Outline("plain text, no headings", "notes/a.txt").title == "notes/a.txt"
+
+
+def test_contextual_chunks_embed_title_and_headings_but_store_the_text_alone():
+    chunker = Chunker("recursive", "characters", 60, 0, "local/hash-16", contextual=True)
+    chunks = chunker.chunk_many([MARKDOWN], ["guide.md"])[0]
+    assert not any("tags:" in c.text or "title:" in c.text for c in chunks), "front matter is not chunk text"
+    backups = next(c for c in chunks if "nightly dump" in c.text)
+    assert backups.embedded == "Deployment guide > Overview > Database > Backups\n\n" + backups.text
+    plain = Chunker("recursive", "characters", 60, 0, "local/hash-16").chunk_many([MARKDOWN], ["guide.md"])[0]
+    assert "tags:" in plain[0].text and plain[0].embedded == plain[0].text, "the option off: as before"
+
+
+@pytest.mark.django_db
+def test_the_provider_receives_contextual_text_and_stores_the_chunk_alone(fake_provider, monkeypatch):
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test")
+    enqueue(
+        fake_backed("ctx", fake_provider.api_base, contextual_chunks=True), [IncomingDocument("guide.md", MARKDOWN)]
+    )
+    assert EmbeddingIngestionPipeline().drain().embedded == 1
+    sent = [text for request in fake_provider.requests for text in request["inputs"]]
+    stored = list(Chunk.objects.order_by("ordinal").values_list("text", flat=True))
+    assert len(sent) == len(stored)
+    assert all(text.startswith("Deployment guide") for text in sent)
+    assert sorted(text.split("\n\n", 1)[1] for text in sent) == sorted(stored)
+    assert not any("tags:" in text for text in stored)
+
+
+def test_the_option_changes_only_through_a_reembed(api, hash_collection):
+    response = api.patch("/api/v1/collections/hashes/", {"contextual_chunks": True}, format="json")
+    assert response.status_code == 400
+    assert "re-embed" in response.json()["error"]["details"]["contextual_chunks"][0]
+    enqueue(hash_collection, [IncomingDocument("guide.md", MARKDOWN)])
+    EmbeddingIngestionPipeline().drain()
+    assert any("tags:" in t for t in Chunk.objects.values_list("text", flat=True)), "off: front matter is text"
+    response = api.post("/api/v1/collections/hashes/reembed/", {"contextual_chunks": True}, format="json")
+    assert response.status_code == 202, response.content
+    EmbeddingIngestionPipeline().drain()
+    hash_collection.refresh_from_db()
+    assert hash_collection.contextual_chunks is True and hash_collection.building_generation is None
+    texts = Chunk.objects.filter(generation=hash_collection.generation).values_list("text", flat=True)
+    assert texts and not any("tags:" in t for t in texts), "the new generation leaves the front matter out"
