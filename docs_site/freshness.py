@@ -23,7 +23,8 @@ from docs_site.generators.alerts import alert_rules
 from docs_site.history import History
 from embedportal.config import SETTINGS
 
-CONFIG_FILE = "embedportal/config.py"
+# The settings registry, in two files (embedportal.config assembles them).
+CONFIG_FILES = ("embedportal/config.py", "embedportal/config_operations.py")
 
 
 _TOKENS = re.compile(r""""(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[()]""")
@@ -71,6 +72,13 @@ class Item:
             return None
         return text
 
+    def text(self, history: History, commit: str | None) -> str | None:
+        """The defining file's text at `commit` (None: now). A setting is read from every registry
+        file: moving one between them does not change its definition."""
+        files = CONFIG_FILES if self.kind == "setting" else (self.file,)
+        texts = [t for f in files if (t := history.text_at(commit, f)) is not None]
+        return "\n".join(texts) if texts else None
+
     def digest(self, text: str | None) -> str:
         value = self.extract(text)
         return hashlib.sha256(value.encode()).hexdigest() if value is not None else ""
@@ -90,6 +98,13 @@ def _command_file(name: str) -> str:
     return file.relative_to(settings.BASE_DIR).as_posix() if file.is_relative_to(settings.BASE_DIR) else ""
 
 
+def _setting_file(name: str, root: Path) -> str:
+    """The registry file declaring the setting ("" if it is not registered)."""
+    if name not in SETTINGS:
+        return ""
+    return next((f for f in CONFIG_FILES if f'"{name}"' in (root / f).read_text(encoding="utf-8")), "")
+
+
 def covered_items(meta: dict[str, Any], history: History) -> tuple[list[Item], list[str]]:
     """The items a page's front matter covers, and the ones that do not exist (any more)."""
     covers = meta.get("covers") or {}
@@ -102,7 +117,7 @@ def covered_items(meta: dict[str, Any], history: History) -> tuple[list[Item], l
         items += [Item(f"file:{f}", f, "file") for f in files]
     rules = {r.name: r.file for r in alert_rules(history.root)}
     where = {
-        "setting": lambda name: CONFIG_FILE if name in SETTINGS else "",
+        "setting": lambda name: _setting_file(name, history.root),
         "alert": lambda name: rules.get(name, ""),
         "command": _command_file,
     }
@@ -194,10 +209,10 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     if history.git:
         # No baseline when the page itself has uncommitted edits: it is being updated now.
         baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
-        before = {i.key: i.digest(history.text_at(baseline, i.file)) for i in items} if baseline else {}
+        before = {i.key: i.digest(i.text(history, baseline)) for i in items} if baseline else {}
     else:  # what the manifest recorded; an item it lacks has nothing to compare with
         before = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {})
-    changed = [i for i in items if i.key in before and before[i.key] != i.digest(history.text_at(None, i.file))]
+    changed = [i for i in items if i.key in before and before[i.key] != i.digest(i.text(history, None))]
     newest = _newest([i.file for i in items], history)
     status.source_changed_at = _dt(newest)
     reasons = []

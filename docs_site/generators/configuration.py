@@ -85,7 +85,7 @@ def generate(live: bool = False) -> GeneratedPage:
             table(["variable", "type", "default", "secret", "meaning"], rows),
         ]
     )
-    sources = ["embedportal/config.py", "embedportal/settings.py"]
+    sources = ["embedportal/config.py", "embedportal/config_operations.py", "embedportal/settings.py"]
     page = GeneratedPage(PATH, "Configuration reference", __name__, inputs, body, sources)
     if live:
         rows = [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)]

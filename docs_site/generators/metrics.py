@@ -83,5 +83,5 @@ def generate(live: bool = False) -> GeneratedPage:
         ]
     )
     inputs = [[m.name, m.type, list(m.labels), m.help, m.origin] for m in metrics]
-    sources = ["*/metrics.py", "embedportal/config.py"]
+    sources = ["*/metrics.py", "embedportal/config.py", "embedportal/config_operations.py"]
     return GeneratedPage(PATH, "Metrics reference", __name__, inputs, body, sources, missing=missing)

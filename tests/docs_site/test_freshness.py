@@ -163,6 +163,18 @@ def test_a_page_stale_when_the_image_is_built_stays_stale_in_the_image(
     assert in_image.lag_seconds == with_git.lag_seconds == 3600
 
 
+def test_a_setting_moved_between_the_registry_files_is_the_same_setting(repo: Path) -> None:
+    claim = CONFIG.strip().splitlines()[0]
+    write(repo, "embedportal/config.py", CONFIG.replace(claim, ""))
+    write(repo, "embedportal/config_operations.py", claim + "\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "move a setting", when=1_700_001_000)
+    assert status_of(repo).status == Freshness.FRESH
+    write(repo, "embedportal/config_operations.py", claim.replace("at a time", "per claim") + "\n")
+    git(repo, "commit", "-q", "-am", "reword it where it lives now", when=1_700_002_000)
+    assert status_of(repo).changed == ["setting:EMBEDPORTAL_CLAIM_BATCH"]
+
+
 def test_a_hand_edited_generated_page_is_stale_naming_what_differs(settings, tmp_path: Path) -> None:
     from docs_site.generators import EmbeddingPipelineOperationsDocGenerator
 

@@ -1,0 +1,28 @@
+"""One entry of the settings registry (embedportal.config): an environment variable the app
+reads, with its type, default, description and whether it is a secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("str", "bool", "int", "float", "list", "path", "secret")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: str
+    default: str | int | float | bool | None
+    description: str
+    # How the default reads when it is not a literal (a generated key, a path under the data dir).
+    default_text: str = ""
+
+    @property
+    def secret(self) -> bool:
+        """Shown as "set"/"unset" only, and may be read from the file NAME_FILE names."""
+        return self.kind == "secret"
+
+    def shown_default(self) -> str:
+        if isinstance(self.default, bool):
+            return self.default_text or ("true" if self.default else "false")
+        return self.default_text or ("" if self.default is None else str(self.default))
