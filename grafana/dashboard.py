@@ -4,6 +4,8 @@ database are the same from every replica: max(), not sum()."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from grafana_foundation_sdk.builders import bargauge, stat, timeseries
 from grafana_foundation_sdk.builders.common import (
     GraphThresholdsStyleConfig,
@@ -318,6 +320,11 @@ def capacity_row() -> list:
     ]
 
 
+def _per_collection(ref: str, metric: str, legend: str, matchers: str = "") -> Any:
+    """The gauge's value per selected collection (every replica reports the same: max)."""
+    return query(ref, f"max by (collection) ({metric}{{{matchers}{COLLECTION}}})", legend)
+
+
 def cost_row() -> list[timeseries.Panel]:
     return [
         _timeseries(
@@ -328,23 +335,9 @@ def cost_row() -> list[timeseries.Panel]:
             "currencyUSD",
         )
         .min(0)
-        .with_target(
-            query("A", f"max by (collection) (embedding_pipeline_cost_month_usd{{{COLLECTION}}})", "{{collection}}")
-        )
-        .with_target(
-            query(
-                "B",
-                f"max by (collection) (embedding_pipeline_cost_month_projected_usd{{{COLLECTION}}})",
-                "{{collection}} projected",
-            )
-        )
-        .with_target(
-            query(
-                "C",
-                f"max by (collection) (embedding_pipeline_cost_budget_usd{{{COLLECTION}}})",
-                "{{collection}} budget",
-            )
-        ),
+        .with_target(_per_collection("A", "embedding_pipeline_cost_month_usd", "{{collection}}"))
+        .with_target(_per_collection("B", "embedding_pipeline_cost_month_projected_usd", "{{collection}} projected"))
+        .with_target(_per_collection("C", "embedding_pipeline_cost_budget_usd", "{{collection}} budget")),
         _timeseries(
             "Embedding spend rate",
             "US dollars per hour spent embedding, per selected collection (LiteLLM's prices; local models: 0).",
@@ -363,6 +356,7 @@ def cost_row() -> list[timeseries.Panel]:
 
 
 def quality_row() -> list:
+    quality = "embedding_pipeline_retrieval_quality"
     return [
         _timeseries(
             "Retrieval quality",
@@ -373,29 +367,9 @@ def quality_row() -> list:
         )
         .min(0)
         .max(1)
-        .with_target(
-            query(
-                "A",
-                'max by (collection) (embedding_pipeline_retrieval_quality{metric="recall_at_5", '
-                'collection=~"$collection"})',
-                "{{collection}} recall@5",
-            )
-        )
-        .with_target(
-            query(
-                "B",
-                'max by (collection) (embedding_pipeline_retrieval_quality{metric="mrr_at_10", '
-                'collection=~"$collection"})',
-                "{{collection}} MRR@10",
-            )
-        )
-        .with_target(
-            query(
-                "C",
-                'max by (collection) (embedding_pipeline_retrieval_target{collection=~"$collection"})',
-                "{{collection}} target",
-            )
-        )
+        .with_target(_per_collection("A", quality, "{{collection}} recall@5", 'metric="recall_at_5", '))
+        .with_target(_per_collection("B", quality, "{{collection}} MRR@10", 'metric="mrr_at_10", '))
+        .with_target(_per_collection("C", "embedding_pipeline_retrieval_target", "{{collection}} target"))
         .override_by_query("C", _dashed("target")[1]),
     ]
 

@@ -15,20 +15,21 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import backfill, encoder, overview, providers, quality, queue, storage
+from pipeline import (
+    admin_state,  # noqa: F401  (registers the read-only state and quality pages)
+    backfill,
+    encoder,
+    overview,
+    providers,
+    quality,
+    queue,
+    storage,
+)
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
-    RESERVED_PREFIX,
-    CapacityMeasurement,
     Chunk,
     Collection,
-    CollectionActivity,
     Document,
-    GoldenQuery,
-    ModelCheck,
-    ProviderCircuit,
-    RetrievalEvaluation,
-    WorkerHeartbeat,
 )
 from pipeline.performance import admin as performance_admin
 from pipeline.performance import slo_page
@@ -362,125 +363,3 @@ class ChunkAdmin(ReadOnlyAdmin):
     @admin.display(description="text")
     def preview(self, obj: Chunk) -> str:
         return obj.text[:80]
-
-
-@admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(ReadOnlyAdmin):
-    list_display = ("worker", "role", "started_at", "beat_at")
-    list_filter = ("role",)
-    search_fields = ("worker",)
-    readonly_fields = ("worker", "role", "started_at", "beat_at")
-
-
-@admin.register(ProviderCircuit)
-class ProviderCircuitAdmin(ReadOnlyAdmin):
-    """The provider endpoints' circuit breakers, written by workers (pipeline.circuits); the
-    operator's one lever is to have an open circuit probed now rather than at its backoff's end."""
-
-    list_display = (
-        "endpoint",
-        "state",
-        "consecutive_failures",
-        "reopenings",
-        "opened_at",
-        "next_probe_at",
-        "probe_owner",
-        "last_error_type",
-        "last_failure_at",
-    )
-    list_filter = ("state", "last_error_type")
-    search_fields = ("endpoint",)
-    readonly_fields = list_display + ("model", "updated_at")
-    exclude = ("api_base",)  # may carry credentials in its userinfo or query; the endpoint label has none
-    actions = ("probe_now",)
-
-    def has_probe_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.probe_providercircuit")
-
-    @admin.action(description="Probe the selected open circuits now", permissions=["probe"])
-    def probe_now(self, request: HttpRequest, queryset: QuerySet[ProviderCircuit]) -> None:
-        due = queryset.probe_now()
-        self.message_user(
-            request,
-            f"{due} open circuit(s) are due for their probe: the next worker sends one small batch, and answers "
-            f"close the circuit. {len(queryset) - due} were not open (closed, or already probing).",
-            messages.SUCCESS,
-        )
-
-
-@admin.register(ModelCheck)
-class ModelCheckAdmin(ReadOnlyAdmin):
-    list_display = ("model", "ok", "seconds", "load_seconds", "checked_at", "reason")
-    list_filter = ("ok", "model")
-    search_fields = ("model", "reason")
-    readonly_fields = ("key", "model", "collections", "ok", "reason", "seconds", "load_seconds", "checked_at")
-
-
-@admin.register(CollectionActivity)
-class CollectionActivityAdmin(ReadOnlyAdmin):
-    """The SLO and capacity history, read-only: written by workers, producers and the schedules."""
-
-    list_display = ("start", "collection", "seconds", "arrived", "embedded", "failed", "queue_depth")
-    list_filter = ("seconds", "collection")
-    list_select_related = ("collection",)
-    date_hierarchy = "start"
-    ordering = ("-start",)
-    show_full_result_count = False  # big table: skip COUNT(*)
-
-
-@admin.register(CapacityMeasurement)
-class CapacityMeasurementAdmin(ReadOnlyAdmin):
-    list_display = ("measured_at", "model", "rates", "usl_sigma", "usl_kappa", "peak_workers")
-    list_filter = ("model",)
-    search_fields = ("model",)
-    readonly_fields = (
-        "model",
-        "measured_at",
-        "documents",
-        "chars_per_document",
-        "points",
-        "usl_lambda",
-        "usl_sigma",
-        "usl_kappa",
-        "peak_workers",
-        "fit_note",
-    )
-
-    @admin.display(description="docs/s by workers")
-    def rates(self, obj: CapacityMeasurement) -> str:
-        return ", ".join(f"{p['workers']}: {p['docs_per_second']:.2f}" for p in obj.points)
-
-
-@admin.register(GoldenQuery)
-class GoldenQueryAdmin(admin.ModelAdmin):
-    """Questions and the document that answers each: what evaluate_retrieval scores search with."""
-
-    list_display = ("query", "expected_document_id", "collection", "created_at")
-    list_filter = ("collection",)
-    search_fields = ("query", "expected_document_id")
-    list_select_related = ("collection",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[GoldenQuery]:
-        return super().get_queryset(request).exclude(collection__name__startswith=RESERVED_PREFIX)
-
-
-@admin.register(RetrievalEvaluation)
-class RetrievalEvaluationAdmin(ReadOnlyAdmin):
-    """Retrieval quality history: one row per evaluation of a collection's golden queries."""
-
-    list_display = (
-        "evaluated_at",
-        "collection",
-        "mode",
-        "queries",
-        "recall_at_1",
-        "recall_at_5",
-        "recall_at_10",
-        "mrr_at_10",
-        "ndcg_at_10",
-        "trigger",
-    )
-    list_filter = ("collection", "mode", "trigger")
-    list_select_related = ("collection",)
-    date_hierarchy = "evaluated_at"
-    readonly_fields = [f.name for f in RetrievalEvaluation._meta.fields]
