@@ -17,6 +17,16 @@ from pipeline.queue import IncomingDocument, enqueue
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def no_other_clients():
+    """Restore refuses while another client is connected: let the servers earlier tests started
+    (gunicorn workers, Prometheus' scrape targets) finish closing their connections first."""
+    from embedportal.management.commands.restore import other_connections
+    from tests.conftest import wait_for
+
+    wait_for(lambda: not other_connections(), timeout=30)
+
+
 def fingerprint() -> tuple[int, int, str, str]:
     with connection.cursor() as cursor:
         cursor.execute(
