@@ -201,7 +201,7 @@ def test_api_changes_the_model_with_a_zero_downtime_reembed(hash_collection):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"name": "renamed"}, "cannot change name"),
+        ({"name": "renamed"}, "name: unknown field; known: api_base"),  # the fields a re-embed can change
         ({"model": "local/nope"}, "unknown local model"),
         ({"model": "local/hash-32", "dimensions": 16}, "has 32 dimensions"),
         ({"chunk_size": 100, "chunk_overlap": 200}, "overlap"),
