@@ -7,16 +7,17 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from embedportal.api.permissions import PermissionRequired
 from embedportal.api.strict import StrictFieldsMixin
+from pipeline.api.views import collection_or_404
 from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
-from pipeline.models import Collection, RetrievalEvaluation
+from pipeline.models import RetrievalEvaluation
 from pipeline.quality import evaluate
 
 HISTORY = 50
@@ -39,12 +40,6 @@ class EvaluateSerializer(StrictFieldsMixin, serializers.Serializer):
 class EvaluationsView(APIView):
     permission_classes = [CanEvaluate]
 
-    def _collection(self, name: str) -> Collection:
-        try:
-            return Collection.objects.get(name=name)
-        except Collection.DoesNotExist:
-            raise NotFound(f"no collection named {name!r}") from None
-
     @extend_schema(
         operation_id="collections_evaluations_list",
         summary="A collection's retrieval quality history",
@@ -53,7 +48,7 @@ class EvaluationsView(APIView):
         responses={200: EvaluationSerializer(many=True)},
     )
     def get(self, request: Request, name: str) -> Response:
-        rows = self._collection(name).evaluations.all()[:HISTORY]
+        rows = collection_or_404(name).evaluations.all()[:HISTORY]
         return Response(EvaluationSerializer(rows, many=True).data)
 
     @extend_schema(
@@ -65,7 +60,7 @@ class EvaluationsView(APIView):
         responses={201: EvaluationSerializer},
     )
     def post(self, request: Request, name: str) -> Response:
-        collection = self._collection(name)
+        collection = collection_or_404(name)
         body = EvaluateSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
         try:

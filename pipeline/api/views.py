@@ -59,7 +59,8 @@ class CanRequeue(PermissionRequired):
     perm = "pipeline.requeue_document"
 
 
-def _collection(name: str | None) -> Collection:
+def collection_or_404(name: str | None) -> Collection:
+    """The named collection; one 404 message for an unknown one on every route."""
     try:
         return Collection.objects.get(name=name)
     except Collection.DoesNotExist:
@@ -99,7 +100,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
 
     def get_object(self) -> Collection:
         """The one 404 message for an unknown collection, whichever route names it."""
-        collection = _collection(self.kwargs["name"])
+        collection = collection_or_404(self.kwargs["name"])
         self.check_object_permissions(self.request, collection)
         return collection
 
@@ -113,7 +114,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])
     def documents(self, request: Request, name: str | None = None) -> Response:
         """GET lists the collection's documents; POST enqueues one document or a list of them."""
-        collection = _collection(name)
+        collection = collection_or_404(name)
         if request.method == "GET":
             docs = Document.objects.filter(collection=collection).select_related("collection").order_by("id")
             filters = DocumentFilter(request.query_params, queryset=docs, request=request)
@@ -153,7 +154,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
     def search(self, request: Request, name: str | None = None) -> Response:
         """Search: the k best chunks (or documents) for the query, best first, by vector, keyword or hybrid
         ranking (default: the collection's search_mode)."""
-        collection = _collection(name)
+        collection = collection_or_404(name)
         serializer = SearchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -220,7 +221,7 @@ def _document(name: str, external_id: str) -> Document:
     try:
         return Document.objects.select_related("collection").get(collection__name=name, external_id=external_id)
     except Document.DoesNotExist:
-        _collection(name)  # a missing collection says so
+        collection_or_404(name)  # a missing collection says so
         raise NotFound(f"no document {external_id!r} in collection {name!r}") from None
 
 

@@ -93,8 +93,11 @@ def evaluate(
     width = (until - since).total_seconds() / steps
     out: dict[str, list[Events]] = {}
     if event_slos := [n for n in wanted if n in {s.name for s in spec().slos}]:
-        points = activity.series(since, until, round(width), collection_id)
-        out.update({n: [events(n, p.totals) for p in points] for n in event_slos})
+        if steps == 1:  # one window: its sums, without series' per-step queue depth
+            totals = [activity.totals(since, until, collection_id)]
+        else:
+            totals = [p.totals for p in activity.series(since, until, round(width), collection_id)]
+        out.update({n: [events(n, t) for t in totals] for n in event_slos})
     if {"document_latency", "throughput_per_worker"} & set(wanted):
         out.update(_batch_events(since, until, steps, collection_id))
     if "search_latency" in wanted:
@@ -117,9 +120,10 @@ def _batch_events(since: datetime, until: datetime, steps: int, collection_id: i
         )
         rows = {row[0]: [v or 0 for v in row[1:]] for row in cur.fetchall()}
     latency, throughput = [], []
+    rate = target("throughput_per_worker")
     for i in range(steps):
         good, total, documents, busy = rows.get(i, (0, 0, 0, 0))
-        owed = target("throughput_per_worker") * busy
+        owed = rate * busy
         latency.append(Events(good, total))
         throughput.append(Events(min(documents, owed), owed))
     return {"document_latency": latency, "throughput_per_worker": throughput}
