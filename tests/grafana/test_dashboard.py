@@ -11,7 +11,7 @@ from grafana import dashboard
 from grafana import slo_rules as slo
 from grafana.panels import ROOT
 from tests.deploy.render import one, render_overlay
-from tests.grafana.boards import Committed, assert_check_names_a_stale_file, assert_fresh
+from tests.grafana.boards import Committed
 
 HEALTH_TITLES = [
     "Pipeline Throughput",
@@ -25,14 +25,6 @@ HEALTH_TITLES = [
 
 BOARD = Committed(dashboard)
 committed, panels, exprs = BOARD.committed, BOARD.panels, BOARD.exprs
-
-
-def test_committed_files_equal_a_fresh_generation():
-    assert_fresh(dashboard)
-
-
-def test_check_mode_names_a_stale_file(tmp_path, monkeypatch, capsys):
-    assert_check_names_a_stale_file(dashboard, tmp_path, monkeypatch, capsys)
 
 
 def test_health_panels_then_slo_capacity_cost_and_quality_rows():
