@@ -6,6 +6,7 @@ import pytest
 
 from grafana import __main__ as cli
 from grafana import dashboard, generated, ops_tests_dashboard, performance_dashboard
+from tests.grafana.boards import Committed
 
 BOARDS = pytest.mark.parametrize(
     "module", [dashboard, ops_tests_dashboard, performance_dashboard], ids=lambda m: m.__name__
@@ -31,3 +32,13 @@ def test_check_mode_names_a_stale_file(module, tmp_path, monkeypatch, capsys):
     assert str(stale) in capsys.readouterr().err
     assert cli.main([]) == 0
     assert stale.read_text() == module.render()
+
+
+@BOARDS
+def test_every_panel_and_query_uses_the_datasource_variable_and_says_its_unit(module):
+    for p in Committed(module).panels():
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        assert p["description"] and p["fieldConfig"]["defaults"]["unit"], p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "${datasource}"
