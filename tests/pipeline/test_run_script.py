@@ -94,6 +94,8 @@ def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
         wait_for(lambda: Document.objects.filter(status="embedded").count() >= 1, timeout=180)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             assert response.status == 200
+        # The documentation site the admin links to is built where the web serves it from.
+        wait_for(lambda: (tmp_path / "data" / "site" / "index.html").is_file(), timeout=120)
         started = qcluster_pids(script.pid)
         assert started, "no qcluster process was started"
 
