@@ -135,7 +135,7 @@ def test_the_slo_page_judges_a_collection_by_its_own_sla(client, hash_collection
     now = history.minute_of(datetime.now(UTC))
     for c in (fake_collection, hash_collection):
         batch(c, embedded=10, freshness_lags=(600,) * 10, at=now)
-    _, token = api_user("view_collectionactivity")
+    user, token = api_user("view_collectionactivity")
 
     def figures(query: str) -> dict:
         return client.get(f"/api/v1/slos/?range=1h{query}", HTTP_AUTHORIZATION=f"Token {token}").json()
@@ -161,6 +161,12 @@ def test_the_slo_page_judges_a_collection_by_its_own_sla(client, hash_collection
         30600,
         510,
     )
+    # The admin page: the chosen collection's freshness, and the SLA its charts are drawn against.
+    client.force_login(user)
+    page = client.get("/admin/pipeline/collection/slos/?range=1h&collection=fake")
+    freshness_row = next(row for row in page.context["slo_rows"] if row["name"] == "freshness")
+    assert freshness_row["compliance"][0] == ("1h", "0.00%", False) and freshness_row["state"] == "missed"
+    assert "embedded within the collection's SLA (60 s)" in page.content.decode()
 
 
 def test_the_performance_slos_come_from_the_same_evaluator(hash_collection, fake_collection, settings):
