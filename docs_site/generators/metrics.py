@@ -18,8 +18,9 @@ from docs_site.generators.base import GeneratedPage, table
 
 PATH = "reference/metrics.md"
 PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
-# Metric names the app owns; other exporters' (django_*, process_*, python_*) are theirs to document.
-APP_METRIC_PREFIXES = ("embedding_pipeline_", "pipeline_", "embedportal_", "documentation_")
+# Other exporters' families (django-prometheus, the client's process and platform collectors) are
+# theirs to document; every other family on /metrics is ours (the test_* and performance_* ones too).
+FOREIGN_METRIC_PREFIXES = ("django_", "process_", "python_")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def app_metrics() -> tuple[list[MetricInfo], list[str]]:
         for family in families:
             info = _info(family.name, family.type, getattr(family, "_labelnames", ()), family.documentation, path)
             found[info.name] = info
-    ours = [m for m in found.values() if m.name.startswith(APP_METRIC_PREFIXES)]
+    ours = [m for m in found.values() if not m.name.startswith(FOREIGN_METRIC_PREFIXES)]
     return sorted(ours, key=lambda m: m.name), missing
 
 

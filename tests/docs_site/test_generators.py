@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from prometheus_client.parser import text_string_to_metric_families
 
 from docs_site.generators import (
     EmbeddingPipelineOperationsDocGenerator,
@@ -93,6 +94,20 @@ def test_every_metric_of_ours_is_on_the_metrics_page_with_labels_and_help() -> N
     for m in found:
         row = next(line for line in text.splitlines() if line.startswith(f"| `{m.name}` |"))
         assert m.type in row and all(f"`{label}`" in row for label in m.labels)
+
+
+@pytest.mark.django_db
+def test_every_family_on_the_metrics_endpoint_is_ours_on_the_page_or_another_exporters(client) -> None:
+    # The text format writes a counter's or histogram's _created, and a gauge histogram's _gcount
+    # and _gsum, as families of their own: they are samples of the family they belong to.
+    text = client.get("/metrics").content.decode()
+    scraped = {re.sub(r"_(created|gcount|gsum)$", "", f.name) for f in text_string_to_metric_families(text)}
+    documented = {m.name.removesuffix("_total") for m in metrics.app_metrics()[0]}
+    ours = {n for n in scraped if not n.startswith(metrics.FOREIGN_METRIC_PREFIXES)}
+    assert {"test_pass_rate_embedding_pipeline_operations", "performance_slo_target_embedding_pipeline_operations"} <= (
+        ours
+    )
+    assert ours - documented == set()
 
 
 def test_every_alert_rule_is_on_the_alerts_page() -> None:
