@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 from django.utils import timezone
-from prometheus_client.core import GaugeHistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, HistogramMetricFamily
 
 from embedportal import collectors
 from pipeline.choices import ErrorType
-from reprocessing import staleness
-from reprocessing.choices import FailureState
-from reprocessing.models import FailedDocument
+from reprocessing import metrics, staleness
+from reprocessing.choices import FailureState, ReprocessReason
+from reprocessing.models import FailedDocument, PassTotals
 
 # Seconds since the first failure; the edges are the backoff steps plus 3 d and 7 d.
 AGE_BUCKETS = (300.0, 1800.0, 7200.0, 86400.0, 259200.0, 604800.0)
@@ -33,7 +33,8 @@ STALE = "pipeline_stale_documents_count"
 
 
 class DatabaseCollector(collectors.DatabaseCollector):
-    """Scrape-time gauges: reprocessing queue size and age distribution, dead letters, stale documents."""
+    """Scrape-time gauges: reprocessing queue size and age distribution, dead letters, stale
+    documents; and the passes' counter and histograms, which one-shot pods write to the database."""
 
     subject = "reprocessing"
     families = collectors.fresh(
@@ -45,9 +46,27 @@ class DatabaseCollector(collectors.DatabaseCollector):
             "Documents whose source changed after their last embedding, longer ago than the freshness SLA.",
             ["collection"],
         ),
+        (
+            metrics.REPROCESSED,
+            "Documents requeued for reprocessing, by reason: the error type of their failure, or stale.",
+            ["reason"],
+            CounterMetricFamily,
+        ),
+        (
+            metrics.REPROCESSING_PASS,
+            "Seconds one reprocessing workflow pass took (requeue due failures).",
+            None,
+            HistogramMetricFamily,
+        ),
+        (
+            metrics.STALENESS_PASS,
+            "Seconds one staleness pass took (count stale documents and requeue them).",
+            None,
+            HistogramMetricFamily,
+        ),
     )
 
-    def fill(self, cur, queue, age, dead, stale) -> None:
+    def fill(self, cur, queue, age, dead, stale, requeued, *passes) -> None:
         now = timezone.now()
         counts = {
             (PHASES.get((row["state"], row["requeued"]), row["state"]), row["error_type"]): row["n"]
@@ -67,3 +86,12 @@ class DatabaseCollector(collectors.DatabaseCollector):
         age.add_metric([], [*buckets, ("+Inf", total)], float(seconds))
         for name, n in sorted(staleness.stale_counts(now).items()):
             stale.add_metric([name], n)
+        totals = {t.key: t for t in PassTotals.objects.all()}
+        for reason in (*ErrorType.values, *ReprocessReason.values):
+            requeued.add_metric([reason], getattr(totals.get(f"requeued:{reason}"), "count", 0))
+        for family in passes:
+            row = totals.get(f"pass:{metrics.PASSES[family.name]}", PassTotals())
+            per_edge = row.buckets or [0] * (len(metrics.PASS_BUCKETS) + 1)
+            cumulative = [sum(per_edge[: i + 1]) for i in range(len(per_edge))]
+            edges = [*(str(float(le)) for le in metrics.PASS_BUCKETS), "+Inf"]
+            family.add_metric([], list(zip(edges, cumulative, strict=True)), row.seconds)

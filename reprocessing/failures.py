@@ -85,7 +85,7 @@ def retry(failures: FailedDocumentQuerySet, now: datetime | None = None) -> Coun
         FailedDocument.objects.filter(pk__in=[r[0] for r in rows]).start_retry(now)
         # A document a producer re-enqueued meanwhile is already pending; requeue skips it.
         Document.objects.filter(pk__in=[r[1] for r in rows]).requeue()
-    reasons = Counter(error_type for _, _, error_type in rows)
-    for reason, n in reasons.items():
-        metrics.REPROCESSED.labels(reason=reason).inc(n)
+        reasons = Counter(error_type for _, _, error_type in rows)
+        for reason, n in reasons.items():
+            metrics.count_requeued(reason, n)
     return reasons

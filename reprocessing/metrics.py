@@ -1,25 +1,62 @@
-"""Reprocessing metrics: counters and histograms, multiprocess-safe (no Gauges: a gauge per process
-would not add up). Database-derived values are computed at scrape time by
-reprocessing.collectors."""
+"""Reprocessing metrics. The passes run in one-shot pods, so their counts are written to the
+database (PassTotals) and exported at scrape time by reprocessing.collectors, with the
+database-derived gauges: every replica exports the same values (max() across them, never sum())."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any
 
-REPROCESSED = Counter(
-    "pipeline_reprocessing",
-    "Documents requeued for reprocessing, by reason: the error type of their failure, or stale.",
-    ["reason"],
-)
+from django.db import connection
+
+REPROCESSED = "pipeline_reprocessing"
+REPROCESSING_PASS = "embedding_pipeline_reprocessing_pass_seconds"
+STALENESS_PASS = "embedding_pipeline_staleness_pass_seconds"
 # One pass of a schedule; the pass's own work is bounded by its batch sizes, so minutes mean trouble.
 PASS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-REPROCESSING_PASS = Histogram(
-    "embedding_pipeline_reprocessing_pass_seconds",
-    "Seconds one reprocessing workflow pass took (requeue due failures).",
-    buckets=PASS_BUCKETS,
-)
-STALENESS_PASS = Histogram(
-    "embedding_pipeline_staleness_pass_seconds",
-    "Seconds one staleness pass took (count stale documents and requeue them).",
-    buckets=PASS_BUCKETS,
-)
+PASSES = {REPROCESSING_PASS: "reprocessing", STALENESS_PASS: "staleness"}
+
+_ADD = """INSERT INTO reprocessing_passtotals AS t (key, count, seconds, buckets) VALUES (%s, %s, %s, %s)
+ON CONFLICT (key) DO UPDATE SET count = t.count + EXCLUDED.count, seconds = t.seconds + EXCLUDED.seconds,
+    buckets = coalesce((SELECT array_agg(coalesce(t.buckets[i], 0) + EXCLUDED.buckets[i] ORDER BY i)
+                        FROM generate_subscripts(EXCLUDED.buckets, 1) AS i), t.buckets)"""
+
+
+def _add(key: str, count: int, seconds: float = 0.0, buckets: list[int] | None = None) -> None:
+    with connection.cursor() as cur:
+        cur.execute(_ADD, [key, count, seconds, buckets or []])
+
+
+def count_requeued(reason: str, documents: int) -> None:
+    """`pipeline_reprocessing_total{reason}` += documents (inside the caller's transaction: counted
+    exactly when the requeue commits)."""
+    if documents:
+        _add(f"requeued:{reason}", documents)
+
+
+@contextmanager
+def _timed(family: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        edge = next((i for i, le in enumerate(PASS_BUCKETS) if seconds <= le), len(PASS_BUCKETS))
+        _add(f"pass:{PASSES[family]}", 1, seconds, [int(i == edge) for i in range(len(PASS_BUCKETS) + 1)])
+
+
+def timed_pass(family: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Record each call's seconds in the pass histogram `family`, as prometheus_client's .time()."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with _timed(family):
+                return fn(*args, **kwargs)
+
+        return timed
+
+    return decorate

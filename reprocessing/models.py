@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -101,3 +102,21 @@ class FailedDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}: {self.error_type} ({self.state})"
+
+
+class PassTotals(models.Model):
+    """What the reprocessing and staleness passes counted, kept in the database: the passes run in
+    one-shot CronWorkflow pods that no Prometheus scrapes and that exit, so a counter in the
+    process would die with it. /metrics exports these at scrape time (reprocessing.collectors).
+
+    One row per key, only ever incremented (reprocessing.metrics): `requeued:<reason>` counts the
+    documents requeued for that reason; `pass:<kind>` counts passes, their seconds, and per
+    PASS_BUCKETS edge (then +Inf) the passes that took up to it (not cumulative)."""
+
+    key = models.CharField(max_length=100, primary_key=True)
+    count = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    buckets = ArrayField(models.BigIntegerField(), default=list)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

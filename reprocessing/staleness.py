@@ -73,7 +73,7 @@ def requeue_candidates(now: datetime) -> Any:
     )
 
 
-@metrics.STALENESS_PASS.time()
+@metrics.timed_pass(metrics.STALENESS_PASS)
 def detect_stale(now: datetime | None = None, dry_run: bool = False) -> StaleReport:
     """Count stale documents per collection and requeue those nobody else will (reason `stale`)."""
     now = now or timezone.now()
@@ -88,5 +88,5 @@ def detect_stale(now: datetime | None = None, dry_run: bool = False) -> StaleRep
         report.requeued += n
         if n == 0:
             break
-    metrics.REPROCESSED.labels(reason=ReprocessReason.STALE.value).inc(report.requeued)
+    metrics.count_requeued(ReprocessReason.STALE.value, report.requeued)
     return report

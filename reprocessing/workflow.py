@@ -41,7 +41,7 @@ class ReprocessingWorkflow:
         # Scoped runs (benchmark_failures on a shared database) touch only their collection.
         self.collection = collection
 
-    @metrics.REPROCESSING_PASS.time()
+    @metrics.timed_pass(metrics.REPROCESSING_PASS)
     def run_once(self, now: datetime | None = None, dry_run: bool = False) -> WorkflowReport:
         now = now or timezone.now()
         report = WorkflowReport(dry_run=dry_run)

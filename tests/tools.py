@@ -155,3 +155,17 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def collected(sample: str, **labels: str) -> float:
+    """A sample the scrape-time collectors (EMBEDPORTAL_METRICS_COLLECTORS) export now: what every
+    replica's /metrics shows."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    for path in settings.EMBEDPORTAL_METRICS_COLLECTORS:
+        for family in import_string(path)().collect():
+            for s in family.samples:
+                if s.name == sample and s.labels == labels:
+                    return s.value
+    return 0.0

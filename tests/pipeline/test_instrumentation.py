@@ -16,6 +16,7 @@ from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.staleness import detect_stale
 from reprocessing.workflow import ReprocessingWorkflow
 from tests.conftest import manage
+from tests.tools import collected
 from tests.tools import parse_metrics as parse
 
 
@@ -72,8 +73,8 @@ def path_counts() -> dict[str, float]:
         "search": count("embedding_pipeline_search_seconds", source="api"),
         "queue": count("embedding_pipeline_health_check_seconds", check="queue"),
         "pgvector": count("embedding_pipeline_health_check_seconds", check="pgvector"),
-        "reprocessing": count("embedding_pipeline_reprocessing_pass_seconds"),
-        "staleness": count("embedding_pipeline_staleness_pass_seconds"),
+        "reprocessing": collected("embedding_pipeline_reprocessing_pass_seconds_count"),
+        "staleness": collected("embedding_pipeline_staleness_pass_seconds_count"),
         "scrape": count("embedding_pipeline_metrics_scrape_seconds"),
         "other": count("embedding_pipeline_enqueue_seconds", source="other"),
     }

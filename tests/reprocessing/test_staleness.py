@@ -6,19 +6,19 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from prometheus_client import REGISTRY
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.staleness import detect_stale, stale_counts
+from tests.tools import collected
 
 pytestmark = pytest.mark.django_db
 
 
 def stale_requeues() -> float:
-    return REGISTRY.get_sample_value("pipeline_reprocessing_total", {"reason": "stale"}) or 0.0
+    return collected("pipeline_reprocessing_total", reason="stale")
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from prometheus_client import REGISTRY
 
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.embedding import PipelineError
@@ -21,12 +20,13 @@ from reprocessing import failures
 from reprocessing.choices import FailureState, Resolution
 from reprocessing.models import FailedDocument
 from reprocessing.workflow import ReprocessingWorkflow
+from tests.tools import collected
 
 pytestmark = pytest.mark.django_db
 
 
 def reprocessed(reason: str) -> float:
-    return REGISTRY.get_sample_value("pipeline_reprocessing_total", {"reason": reason}) or 0.0
+    return collected("pipeline_reprocessing_total", reason=reason)
 
 
 @pytest.fixture
