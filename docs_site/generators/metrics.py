@@ -17,7 +17,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from docs_site.generators.base import GeneratedPage, table
 
 PATH = "reference/metrics.md"
-PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
+PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
 # Metric names the app owns; other exporters' (django_*, process_*, python_*) are theirs to document.
 APP_METRIC_PREFIXES = ("embedding_pipeline_", "pipeline_", "embedportal_", "documentation_")
 
