@@ -8,6 +8,7 @@ from hmac import compare_digest
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
 from knox.settings import CONSTANTS
@@ -34,3 +35,10 @@ class TokenAuthentication(BadTokenThrottled, KnoxTokenAuthentication):
                 token.touch()
                 return self.validate_user(token)
         raise AuthenticationFailed("invalid token")
+
+
+class TokenScheme(KnoxTokenScheme):
+    """Its OpenAPI security scheme (drf-spectacular matches knox's class only, not a subclass)."""
+
+    target_class = "tokens.auth.TokenAuthentication"
+    name = "tokenAuth"
