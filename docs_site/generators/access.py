@@ -21,7 +21,7 @@ def generate(live: bool = False) -> GeneratedPage:
             "of a lower scope gets 403 naming the scope needed; a revoked or expired token gets 401. "
             f"`{SIGNED_IN}`: any signed-in user or token; `{ANYONE}`: no authentication. A row naming a "
             "field holds when the request changes that field: each action needs one permission, "
-            "whatever the route (see docs/api.md, Tokens). Each row is a test case (tests/tokens/test_grants.py).",
+            "whatever the route ([api.md](../api.md#tokens)). Each row is a test case (tests/tokens/test_grants.py).",
             table(
                 ["method", "path", "scope", "permission", "when"],
                 [
