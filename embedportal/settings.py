@@ -184,8 +184,8 @@ for _kind, _rate in EMBEDPORTAL_THROTTLE_RATES.items():
 # it is its SHA-512 digest and its first 15 characters.
 KNOX_TOKEN_MODEL = "tokens.ApiToken"
 REST_KNOX = {"TOKEN_PREFIX": "ep_"}
-# knox's migrations create its own token table whatever KNOX_TOKEN_MODEL says (their CreateModel is
-# not marked swappable), and that table's foreign key to auth_user breaks the test flush: no migrations.
+# knox's own migrations would create its token table whatever KNOX_TOKEN_MODEL says (their CreateModel
+# is not marked swappable): an unused table whose foreign key to auth_user breaks the test flush.
 MIGRATION_MODULES = {"knox": None}
 EMBEDPORTAL_TOKEN_EXPIRY_DAYS = env_int("EMBEDPORTAL_TOKEN_EXPIRY_DAYS")
 EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS = env_int("EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS")

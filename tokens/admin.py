@@ -40,7 +40,7 @@ class NewTokenForm(forms.ModelForm):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["token_key", "name", "user", "scope", "is_legacy", "created", "expiry", "last_used", "revoked_at"]
+    list_display = ["prefix", "name", "user", "scope", "is_legacy", "created", "expiry", "last_used", "revoked_at"]
     list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter), "created"]
     search_fields = ["name", "token_key", "user__username"]
     list_select_related = ["user"]
@@ -48,6 +48,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     fields = readonly_fields
     raw_id_fields = ["user"]
     actions = ["revoke"]
+
+    @admin.display(description="prefix", ordering="token_key")
+    def prefix(self, token: ApiToken) -> str:
+        return f"{token.token_key}…"
 
     @admin.display(boolean=True, description="legacy")
     def is_legacy(self, token: ApiToken) -> bool:
