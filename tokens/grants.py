@@ -6,6 +6,7 @@ docs/reference/access.md; tests/tokens/test_grants.py calls every row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.http import HttpRequest
 from rest_framework.permissions import AllowAny, DjangoModelPermissions, IsAuthenticated
@@ -27,7 +28,16 @@ class Grant:
     field: str = ""  # set: the row holds for a change of this field only
 
 
-def _permission(method: str, view: object) -> str:
+class _ApiEndpoints(EndpointEnumerator):
+    """Every DRF view under /api/, the API root included (the schema enumerator leaves it out)."""
+
+    def should_include_endpoint(self, path: str, callback: Any) -> bool:
+        return path.startswith("/api/") and hasattr(callback, "cls")
+
+
+def _permission(method: str, view: Any) -> str:
+    if getattr(view, "_ignore_model_permissions", False):  # DRF's API root: any signed-in user
+        return SIGNED_IN
     for permission in view.get_permissions():
         if isinstance(permission, PermissionRequired):
             return permission.perms.get(method, permission.perm)
@@ -44,9 +54,7 @@ def _permission(method: str, view: object) -> str:
 def grants() -> list[Grant]:
     rows = []
     generator = BaseSchemaGenerator()
-    for path, method, callback in EndpointEnumerator().get_api_endpoints():
-        if not path.startswith("/api/"):
-            continue
+    for path, method, callback in _ApiEndpoints().get_api_endpoints():
         http = HttpRequest()
         http.method = method
         view = generator.create_view(callback, method, Request(http))
