@@ -4,7 +4,10 @@ legacy DRF keys hashed by the migration, and the admin."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from importlib import import_module
 
@@ -18,6 +21,7 @@ from knox.crypto import hash_token
 from rest_framework.test import APIClient
 
 from pipeline.models import Collection
+from tests.conftest import ROOT
 from tests.tools import api_token, error_of, run_action, user_with
 from tokens.models import ApiToken
 
@@ -209,3 +213,17 @@ def test_the_admin_marks_legacy_tokens(admin_client):
     listing = admin_client.get("/admin/tokens/apitoken/").content.decode()
     assert 'class="field-is_legacy"><img src="/static/admin/img/icon-yes.svg" alt="True"' in listing
     assert key not in listing
+
+
+def test_a_default_expiry_over_the_maximum_stops_the_app_at_start():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "embedportal.settings",
+        "EMBEDPORTAL_TOKEN_EXPIRY_DAYS": "400",
+        "EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS": "365",
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert child.returncode != 0
+    assert "EMBEDPORTAL_TOKEN_EXPIRY_DAYS: from 1 to EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS" in child.stderr
