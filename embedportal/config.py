@@ -138,6 +138,18 @@ _register(
         "Failed token authentications per client address; past it every token from there gets 429 until it cools.",
     ),
     Setting(
+        "EMBEDPORTAL_TOKEN_EXPIRY_DAYS",
+        "int",
+        90,
+        "Days a new API token is valid when its creator names none (`create_api_token --expires-days`, the admin).",
+    ),
+    Setting(
+        "EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS",
+        "int",
+        365,
+        "Most days a new API token may be valid; a longer expiry is refused. Legacy tokens never expire: rotate them.",
+    ),
+    Setting(
         "EMBEDPORTAL_MAX_REQUEST_BYTES",
         "int",
         64 * 1024 * 1024,

@@ -57,7 +57,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens (django-rest-knox's hashed tokens, named and scoped: tokens.models).
+    "knox",
+    "tokens",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # Project plumbing (bootstrap, qcluster, serve_metrics). Before django_q: our `qcluster`
@@ -178,6 +180,18 @@ for _kind, _rate in EMBEDPORTAL_THROTTLE_RATES.items():
     if not re.fullmatch(r"[0-9]+/(s|sec|second|min|minute|h|hour|d|day)", _rate):
         raise ImproperlyConfigured(f"EMBEDPORTAL_THROTTLE_{_kind.upper()} {_rate!r}: write N/s, N/min, N/hour or N/day")
 
+# API tokens (tokens.models): the secret is "ep_" + 64 hex characters; what the database keeps of
+# it is its SHA-512 digest and its first 15 characters.
+KNOX_TOKEN_MODEL = "tokens.ApiToken"
+REST_KNOX = {"TOKEN_PREFIX": "ep_"}
+# knox's own migrations would create its token table whatever KNOX_TOKEN_MODEL says (their CreateModel
+# is not marked swappable): an unused table whose foreign key to auth_user breaks the test flush.
+MIGRATION_MODULES = {"knox": None}
+EMBEDPORTAL_TOKEN_EXPIRY_DAYS = env_int("EMBEDPORTAL_TOKEN_EXPIRY_DAYS")
+EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS = env_int("EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS")
+if not 1 <= EMBEDPORTAL_TOKEN_EXPIRY_DAYS <= EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS:
+    raise ImproperlyConfigured("EMBEDPORTAL_TOKEN_EXPIRY_DAYS: from 1 to EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS")
+
 # Pipeline defaults (per-collection settings override batch size and chunking).
 EMBEDPORTAL_DEFAULT_MODEL = env_str("EMBEDPORTAL_DEFAULT_MODEL")
 EMBEDPORTAL_CLAIM_BATCH = env_int("EMBEDPORTAL_CLAIM_BATCH")
@@ -202,7 +216,7 @@ EMBEDPORTAL_FRESHNESS_SLA = timedelta(seconds=env_int("EMBEDPORTAL_FRESHNESS_SLA
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "embedportal.api.throttles.TokenAuthentication",
+        "tokens.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["embedportal.api.permissions.ModelPermissions"],

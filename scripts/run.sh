@@ -55,7 +55,7 @@ cat <<MSG
 
 embedportal is running:
   admin    http://127.0.0.1:${PORT}/admin/   (login printed above)
-  API      http://127.0.0.1:${PORT}/api/v1/  (docs at /api/v1/docs/; token: manage.py create_api_token admin)
+  API      http://127.0.0.1:${PORT}/api/v1/  (docs at /api/v1/docs/; token: manage.py create_api_token admin --name dev --scope write)
   metrics  http://127.0.0.1:${PORT}/metrics    health http://127.0.0.1:${PORT}/api/v1/health/
   search   .venv/bin/python manage.py search --collection sample "how do I run the tests?"
 Ctrl-C stops web and worker (the embedded database keeps running; 'make stop' stops it).

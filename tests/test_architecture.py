@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
+APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
 # What each app must never import: the apps built on it.
 FORBIDDEN = {
     "pipeline": {"reprocessing", "testing", "docs_site"},

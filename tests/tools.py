@@ -18,6 +18,8 @@ from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
+from tokens.models import ApiToken
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_BIN = ROOT / ".tools" / "prometheus" / "usr" / "bin"
 ALERTMANAGER_BIN = ROOT / ".tools" / "alertmanager" / "usr" / "bin"
@@ -107,6 +109,19 @@ def client_with(*codenames: str, app: str = "pipeline") -> APIClient:
     """An API client for `user_with(*codenames, app=app)`."""
     client = APIClient()
     client.force_authenticate(user_with(*codenames, app=app))
+    return client
+
+
+def api_token(user: User, scope: str = "operate", name: str = "") -> str:
+    """The secret of a new API token of `user` (scope operate by default: only the user's
+    permissions limit it)."""
+    return ApiToken.objects.issue(user, name or f"test-{ApiToken.objects.count()}", scope, 30)[1]
+
+
+def token_client(user: User, scope: str = "operate") -> APIClient:
+    """An API client sending a new token of `user` of this scope."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user, scope)}")
     return client
 
 

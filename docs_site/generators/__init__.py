@@ -7,11 +7,11 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from docs_site.generators import alerts, api, architecture, commands, configuration, metrics
+from docs_site.generators import access, alerts, api, architecture, commands, configuration, metrics
 from docs_site.generators.base import GeneratedPage
 from docs_site.pages import docs_dir
 
-MODULES = {m.PATH: m for m in (architecture, configuration, api, metrics, alerts, commands)}
+MODULES = {m.PATH: m for m in (architecture, configuration, api, access, metrics, alerts, commands)}
 
 
 @dataclass

@@ -106,8 +106,9 @@ def generate(live: bool = False) -> GeneratedPage:
     ops = operations(spec)
     parts = [
         f"{info.get('title', 'API')} {info.get('version', '')}: {info.get('description', '')}".strip(),
-        "Every endpoint needs authentication (token: `Authorization: Token <key>`, or a session) unless "
-        "it says none; reads need the model's `view_*` permission. The live schema is at "
+        "Every endpoint needs authentication (token: `Authorization: Token <secret>`, or a session) unless "
+        "it says none; reads need the model's `view_*` permission, and a token's scope caps what it may do "
+        "(the [endpoint x scope x grant table](access.md)). The live schema is at "
         "`/api/v1/schema/`, Swagger UI at `/api/v1/docs/`.",
         "## Endpoints",
         table(["method", "path", "operation"], [[m, f"`{p}`", op.get("operationId", "")] for m, p, op in ops]),

@@ -9,7 +9,7 @@ from django.core.management import get_commands, load_command_class
 from docs_site.generators.base import GeneratedPage, table
 
 PATH = "reference/commands.md"
-PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
+PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
 # Options every Django command has; listed once instead of on every command.
 DJANGO_COMMON = {
     f"--{name}"

@@ -17,7 +17,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from docs_site.generators.base import GeneratedPage, table
 
 PATH = "reference/metrics.md"
-PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site")
+PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
 # Other exporters' families (django-prometheus, the client's process and platform collectors) are
 # theirs to document; every other family on /metrics is ours (the test_* and performance_* ones too).
 FOREIGN_METRIC_PREFIXES = ("django_", "process_", "python_")

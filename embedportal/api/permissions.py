@@ -1,15 +1,68 @@
+"""Who may make a request: the user's Django permissions, capped by the token's scope. The kind of
+a request (read, write, operate) follows from the permission it needs; the throttles count by it too
+(embedportal.api.throttles), and a token's scope (tokens.choices.Scope) is the highest kind it may make.
+
+Notes: docs/api.md, "Tokens"; the endpoint x scope x grant table: docs/reference/access.md."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rest_framework.permissions import BasePermission, DjangoModelPermissions
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import SAFE_METHODS, BasePermission, DjangoModelPermissions
 
 if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_PERMISSION_CLASSES)
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
+# The kinds of request, each scope allowing the ones before it.
+KINDS = ("read", "write", "operate")
+# What a permission's action word makes a request: its kind is the permission it needs.
+PERMISSION_KINDS = {"view": "read", "add": "write", "change": "write", "delete": "write"}
 
-class ModelPermissions(DjangoModelPermissions):
+
+def permission_kind(perm: str) -> str:
+    return PERMISSION_KINDS.get(perm.partition(".")[2].split("_")[0], "operate")
+
+
+def request_kind(request: Request, view: APIView) -> str:
+    """read (lists, retrievals, search), write (enqueue, create, change, delete) or operate (pause,
+    requeue, re-embed, apply, run tests...): the kind of the permission the request needs."""
+    for permission in view.get_permissions():
+        if isinstance(permission, PermissionRequired):
+            return permission_kind(permission.perms.get(request.method or "", permission.perm))
+    return "read" if request.method in SAFE_METHODS else "write"
+
+
+def scope_refusal(request: Request, kind: str) -> str:
+    """Why the request's token may not make a request of `kind` ("" if it may). Session (admin
+    login) requests carry no token: not capped."""
+    scope = getattr(request.auth, "scope", None)
+    if scope is None or KINDS.index(kind) <= KINDS.index(scope):
+        return ""
+    return f"a token of scope {kind} is needed; this token's scope is {scope}"
+
+
+def demand(request: Request, perm: str) -> None:
+    """403 unless the request may do what `perm` grants: for a change one route makes on behalf of
+    another action (a PATCH of `paused` is a pause), so each action needs one permission whatever the route."""
+    if refusal := scope_refusal(request, permission_kind(perm)):
+        raise PermissionDenied(refusal)
+    if not request.user.has_perm(perm):
+        raise PermissionDenied(f"permission {perm} required")
+
+
+class ScopeCapped(BasePermission):
+    """Refuses a token whose scope is below the request's kind, before the user's permissions."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if refusal := scope_refusal(request, request_kind(request, view)):
+            self.message = refusal
+            return False
+        return super().has_permission(request, view)
+
+
+class ModelPermissions(ScopeCapped, DjangoModelPermissions):
     """DRF's default lets any authenticated user read; we require view_* as well."""
 
     perms_map = {
@@ -20,7 +73,7 @@ class ModelPermissions(DjangoModelPermissions):
     }
 
 
-class PermissionRequired(BasePermission):
+class PermissionRequired(ScopeCapped):
     """Authenticated and holding `perm`: the permission an operational trigger needs.
 
     `perms` maps HTTP methods to permissions for an action serving several (GET lists, POST adds).
@@ -30,6 +83,8 @@ class PermissionRequired(BasePermission):
     perms: dict[str, str] = {}
 
     def has_permission(self, request: Request, view: APIView) -> bool:
+        if not super().has_permission(request, view):
+            return False
         perm = self.perms.get(request.method or "", self.perm)
         self.message = f"permission {perm} required"
         return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))

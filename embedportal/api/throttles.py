@@ -13,27 +13,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from rest_framework import authentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
-from embedportal.api.permissions import PermissionRequired
+from embedportal.api.permissions import request_kind
 
 if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES)
     from rest_framework.request import Request
     from rest_framework.views import APIView
-
-# What a permission's action word makes a request: its kind is the permission it needs.
-PERMISSION_KINDS = {"view": "read", "add": "write", "change": "write", "delete": "write"}
-
-
-def request_kind(request: Request, view: APIView) -> str:
-    """read (lists, retrievals, search), write (enqueue, create, change, delete) or operate (pause,
-    requeue, re-embed, apply, run tests...): the kind of the permission the request needs."""
-    for permission in view.get_permissions():
-        if isinstance(permission, PermissionRequired):
-            perm = permission.perms.get(request.method or "", permission.perm)
-            return PERMISSION_KINDS.get(perm.partition(".")[2].split("_")[0], "operate")
-    return "read" if request.method in SAFE_METHODS else "write"
 
 
 class _SettingsRate(SimpleRateThrottle):
@@ -86,8 +72,9 @@ class BadTokenThrottle(_SettingsRate):
         return len(self.history) >= self.num_requests
 
 
-class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token authentication, refusing (429) a client address that sent too many bad tokens."""
+class BadTokenThrottled:
+    """Mixed into a token authentication (tokens.auth): refuses (429) a client address that sent
+    too many bad tokens."""
 
     def authenticate(self, request: Request) -> Any:
         if not authentication.get_authorization_header(request):
@@ -96,7 +83,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
         if throttle.over(request):
             raise Throttled(throttle.wait())
         try:
-            return super().authenticate(request)
+            return super().authenticate(request)  # type: ignore[misc]
         except AuthenticationFailed:
             throttle.throttle_success()  # records this failure
             raise

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from embedportal.api.errors import Conflict
-from embedportal.api.permissions import PermissionRequired
+from embedportal.api.permissions import PermissionRequired, demand
 from embedportal.api.strict import StrictModelSerializer, no_body
 from pipeline import backfill, queue
 from pipeline import search as semantic
@@ -103,6 +103,16 @@ class CollectionViewSet(viewsets.ModelViewSet):
         collection = collection_or_404(self.kwargs["name"])
         self.check_object_permissions(self.request, collection)
         return collection
+
+    # Fields a PUT or PATCH changes only with the permission of the action that changes them too.
+    field_permissions = {"paused": CanPause.perm}
+
+    def perform_update(self, serializer: CollectionSerializer) -> None:
+        changes = serializer.validated_data
+        for field, perm in self.field_permissions.items():
+            if field in changes and changes[field] != getattr(serializer.instance, field):
+                demand(self.request, perm)
+        super().perform_update(serializer)
 
     def perform_create(self, serializer: CollectionSerializer) -> None:
         try:

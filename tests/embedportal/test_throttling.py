@@ -14,11 +14,10 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from pipeline.models import Collection, Document
-from tests.tools import user_with
+from tests.tools import api_token, token_client, user_with
 
 RATES = {"read": "1000/min", "write": "1000/min", "operate": "1000/min", "bad_token": "1000/min"}
 
@@ -33,12 +32,6 @@ def _empty_throttle_counts(django_db_blocker):
         cache.clear()
 
 
-def token_client(user: User) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
-
-
 def test_the_counts_live_in_the_database_cache_table_migrate_created(db):
     cache.set("probe", 1)
     with connection.cursor() as cur:
@@ -50,7 +43,7 @@ def test_a_write_burst_loses_nothing_it_accepted_and_every_429_says_when_to_retr
     live_server, hash_collection, settings
 ):
     settings.EMBEDPORTAL_THROTTLE_RATES = {**RATES, "write": "10/min"}
-    key = Token.objects.create(user=User.objects.create_superuser("burst", password="x")).key
+    key = api_token(User.objects.create_superuser("burst", password="x"))
     url = f"{live_server.url}/api/v1/collections/{hash_collection.name}/documents/"
 
     def post(n: int) -> tuple[int, list[str], str | None]:

@@ -14,14 +14,13 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from pipeline import providers
 from pipeline.collections import create_collection
 from pipeline.models import Collection, ModelCheck
 from tests.conftest import ROOT, database_url, manage, wait_for
 from tests.factories import fake_backed
-from tests.tools import free_port
+from tests.tools import api_token, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +144,7 @@ def test_a_fresh_process_reports_the_local_models_load_apart_from_its_answer(tmp
 def test_web_workers_share_the_local_model_loaded_before_gunicorn_forks(tmp_path):
     create_collection(name="minilm", model="local/all-MiniLM-L6-v2", chunk_size=128, chunk_overlap=16)
     user = User.objects.create_user("monitor")
-    token = Token.objects.create(user=user).key
+    token = api_token(user)
     port = free_port()
     env = {
         **os.environ,

@@ -11,13 +11,13 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.tools import api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +94,7 @@ def test_anonymous_client_is_sent_to_login_by_every_admin_page(client):
 def test_token_without_permissions_gets_403_from_every_api_endpoint(hash_collection):
     user = User.objects.create_user("nobody", password="x")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     doc_id = enqueue(hash_collection, [IncomingDocument("d1", "text")]) and Document.objects.get().pk
     # Only the API root, the schema and its UI are open to any authenticated user: they describe, hold no data.
     open_to_authenticated = {"api-root", "schema", "swagger-ui"}
@@ -140,23 +140,6 @@ def test_swagger_ui_needs_login_and_loads_nothing_from_another_host(admin_client
     assert [r for r in references if re.match(r"^(https?:)?//", r)] == []
     assert any("drf_spectacular_sidecar/swagger-ui-dist" in r for r in references)
     assert admin_client.get("/api/v1/schema/").status_code == 200
-
-
-def test_create_api_token_prints_a_working_token(hash_collection, capsys):
-    user = User.objects.create_user("robot", password="x")
-    user.user_permissions.add(Permission.objects.get(codename="view_collection"))
-    call_command("create_api_token", "robot")
-    key = capsys.readouterr().out.strip()
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    assert [c["name"] for c in api.get("/api/v1/collections/").json()["results"]] == ["hashes"]
-
-    call_command("create_api_token", "robot")
-    assert capsys.readouterr().out.strip() == key  # idempotent
-    call_command("create_api_token", "robot", "--rotate")
-    assert capsys.readouterr().out.strip() != key
-    with pytest.raises(CommandError, match="no user 'ghost'"):
-        call_command("create_api_token", "ghost")
 
 
 def test_provider_key_never_reaches_api_admin_logs_or_health_output(

@@ -196,11 +196,12 @@ def test_the_performance_slos_come_from_the_same_evaluator(hash_collection, fake
 
 def api_user(*codenames: str):
     from django.contrib.auth.models import Permission, User
-    from rest_framework.authtoken.models import Token
+
+    from tests.tools import api_token
 
     user = User.objects.create_user(f"user-{User.objects.count()}", password="x", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
-    return user, Token.objects.create(user=user).key
+    return user, api_token(user)
 
 
 def test_the_api_needs_authentication_and_the_view_permission(client):

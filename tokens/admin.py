@@ -1,0 +1,80 @@
+"""API tokens in the admin: listed by their clear prefix (never a secret or a digest), created with
+the secret shown once in a message, revoked by an action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from tokens.models import ApiToken
+
+
+class NewTokenForm(forms.ModelForm):
+    days = forms.IntegerField(
+        min_value=1,
+        initial=settings.EMBEDPORTAL_TOKEN_EXPIRY_DAYS,
+        help_text="Days the token is valid (at most EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS).",
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name", "scope"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        # The form leaves revoked_at out, so Django skips the constraint naming it: checked here.
+        ApiToken(user=data.get("user"), name=data.get("name")).validate_constraints()
+        return data
+
+    def clean_days(self) -> int:
+        days, most = self.cleaned_data["days"], settings.EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS
+        if days > most:
+            raise forms.ValidationError(f"at most {most} days (EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS)")
+        return days
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "user", "scope", "is_legacy", "created", "expiry", "last_used", "revoked_at"]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter), "created"]
+    search_fields = ["name", "token_key", "user__username"]
+    list_select_related = ["user"]
+    readonly_fields = ["token_key", "user", "name", "scope", "created", "expiry", "last_used", "revoked_at"]
+    fields = readonly_fields
+    raw_id_fields = ["user"]
+    actions = ["revoke"]
+
+    @admin.display(description="prefix", ordering="token_key")
+    def prefix(self, token: ApiToken) -> str:
+        return f"{token.token_key}…"
+
+    @admin.display(boolean=True, description="legacy")
+    def is_legacy(self, token: ApiToken) -> bool:
+        return token.legacy
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = NewTokenForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["user", "name", "scope", "days"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: NewTokenForm, change: bool) -> None:
+        if change:
+            return  # every field of an existing token is read-only
+        secret = obj.set_secret(form.cleaned_data["days"])
+        super().save_model(request, obj, form, change)
+        self.message_user(request, f"Token {obj.name!r} created; its secret, shown only now: {secret}")
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        self.message_user(request, f"{queryset.revoke()} token(s) revoked.", messages.SUCCESS)
