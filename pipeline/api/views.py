@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from embedportal.api.strict import StrictModelSerializer, no_body
@@ -109,6 +110,16 @@ class CollectionViewSet(viewsets.ModelViewSet):
             serializer.instance = create_collection(**serializer.validated_data)
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+
+    def perform_update(self, serializer: CollectionSerializer) -> None:
+        before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
+        super().perform_update(serializer)
+        after = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
+        trail.note(self.request, changes=trail.changes(before, after))
+
+    def perform_destroy(self, instance: Collection) -> None:
+        trail.note(self.request, documents=Document.objects.filter(collection=instance).count())
+        super().perform_destroy(instance)
 
     @extend_schema(request=IncomingDocumentSerializer(many=True), responses={202: dict})
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])

@@ -6,6 +6,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
+from audit import trail
+
 
 class Command(BaseCommand):
     help = "Print the API token of USER (created if missing). Use it as 'Authorization: Token <key>'."
@@ -25,4 +27,5 @@ class Command(BaseCommand):
         if o["rotate"]:
             Token.objects.filter(user=user).delete()
         token, _ = Token.objects.get_or_create(user=user)
+        trail.command(self, target=f"token of {user.get_username()}" + (", rotated" if o["rotate"] else ""))
         self.stdout.write(token.key)
