@@ -16,8 +16,8 @@ from embedportal.api.throttles import request_kind
 
 logger = logging.getLogger(__name__)
 
-# A viewset's generic actions, named as the admin names them.
-ACTIONS = {"create": "add", "update": "change", "partial_update": "change", "destroy": "delete"}
+# A viewset's generic actions, named as the admin names them (a POST to documents enqueues).
+ACTIONS = {"create": "add", "update": "change", "partial_update": "change", "destroy": "delete", "documents": "enqueue"}
 # Counts of documents a response may carry (enqueue, re-embed, retry).
 COUNTS = ("accepted", "requeued", "retried")
 

@@ -110,6 +110,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
             serializer.instance = create_collection(**serializer.validated_data)
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+        trail.note(self.request, collection=serializer.instance.name)
 
     def perform_update(self, serializer: CollectionSerializer) -> None:
         before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
