@@ -12,15 +12,20 @@ from django import forms
 from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
+from django_q.models import Schedule
 from rest_framework.test import APIClient
 
 from audit import trail
 from audit.models import AuditEvent
 from audit.tasks import prune_history
+from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.collections import create_collection
+from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from reprocessing.failures import record_failure
+from reprocessing.models import FailedDocument
 from tests.pipeline.test_optimizer import embedding_bound
 from tests.tools import client_with, error_of, run_action
 
@@ -113,6 +118,22 @@ def test_applying_an_optimization_records_the_setting_before_and_after(hash_coll
     event = only_event()
     assert (event.action, event.collection) == ("performance-apply", "hashes")
     assert event.changes == {"batch_size": [16, 32]}
+
+
+def test_retrying_failures_counts_the_documents_requeued(hash_collection, api):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
+    Document.objects.update(status=DocumentStatus.FAILED)
+    for doc in Document.objects.order_by("external_id"):
+        record_failure(doc.pk, PipelineError(ErrorType.RATE_LIMIT, Stage.EMBEDDING, "429"), "429")
+    one = FailedDocument.objects.order_by("pk").first()
+
+    assert api.post(f"/api/v1/failures/{one.pk}/retry/").status_code == 200
+    assert api.post("/api/v1/failures/retry/", {"error_type": "rate_limit"}, format="json").status_code == 200
+
+    assert list(AuditEvent.objects.order_by("at").values_list("action", "collection", "target", "documents")) == [
+        ("failure.retry", "hashes", f"failure {one.pk}", 1),
+        ("failure.bulk_retry", "", "", 2),
+    ]
 
 
 def test_reads_searches_and_refused_requests_leave_no_event(hash_collection, api):
@@ -306,3 +327,9 @@ def test_events_past_retention_are_pruned(db):
     assert prune_history(now) == {"audit_events": 1}
 
     assert [round((now - e.at).days) for e in AuditEvent.objects.all()] == [29]
+
+
+def test_migrate_registers_the_daily_pruning_pass(db):
+    # The test database was made by migrate: its post_migrate registers every app's SCHEDULES.
+    pruning = Schedule.objects.get(name="audit-retention")
+    assert (pruning.func, pruning.minutes, pruning.repeats) == ("audit.tasks.prune_history", 24 * 60, -1)
