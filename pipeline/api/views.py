@@ -116,7 +116,8 @@ class CollectionViewSet(viewsets.ModelViewSet):
         before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
         super().perform_update(serializer)
         after = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
-        trail.note(self.request, changes=trail.changes(before, after))
+        # A rename is recorded under the new name, as the admin records it.
+        trail.note(self.request, collection=serializer.instance.name, changes=trail.changes(before, after))
 
     def perform_destroy(self, instance: Collection) -> None:
         trail.note(self.request, documents=Document.objects.filter(collection=instance).count())

@@ -58,7 +58,6 @@ def more_collections(*names: str) -> None:
     ("method", "path", "body", "action", "documents"),
     [
         ("patch", COLLECTION, {"chunk_size": 300}, "collection.change", None),
-        ("patch", COLLECTION, {"name": "renamed"}, "collection.change", None),
         ("post", COLLECTION + "pause/", None, "collection.pause", None),
         ("post", COLLECTION + "resume/", None, "collection.resume", None),
         ("post", COLLECTION + "documents/", [{"id": "new", "text": "fresh text"}], "collection.enqueue", 1),
@@ -85,8 +84,10 @@ def test_each_api_action_leaves_one_event_with_its_actor_action_and_collection(
 def test_a_patch_records_the_settings_before_and_after(hash_collection, api):
     api.patch(COLLECTION, {"chunk_size": 300, "chunk_overlap": 20, "name": "renamed"}, format="json")
 
-    # chunk_overlap did not change: only what changed is recorded.
-    assert only_event().changes == {"chunk_size": [200, 300], "name": ["hashes", "renamed"]}
+    # chunk_overlap did not change: only what changed is recorded; a rename under the new name.
+    event = only_event()
+    assert event.changes == {"chunk_size": [200, 300], "name": ["hashes", "renamed"]}
+    assert (event.action, event.collection) == ("collection.change", "renamed")
 
 
 def test_creating_a_collection_names_it(db, api):
