@@ -170,6 +170,8 @@ def test_secrets_in_changed_settings_are_redacted(hash_collection, api, monkeypa
 def test_values_under_credential_names_are_redacted_whatever_they_look_like():
     # The API refuses such keys in extra_params today; an older row or another model may hold them.
     value = {"api_key": "plain", "headers": {"Authorization": "x"}, "tokens_per_minute": 10, "api_key_env": "KEY"}
+    # An api_base stored with credentials before the API refused them: a change records its before.
+    api_base = ["https://user:hunter22@llm.example/v1", "https://llm.example/v1"]
 
     assert trail.safe(value) == {
         "api_key": "[redacted]",
@@ -177,6 +179,7 @@ def test_values_under_credential_names_are_redacted_whatever_they_look_like():
         "tokens_per_minute": 10,
         "api_key_env": "KEY",
     }
+    assert trail.safe(api_base) == ["https://[redacted]@llm.example/v1", "https://llm.example/v1"]
 
 
 # --- the admin ------------------------------------------------------------------------------------
