@@ -26,6 +26,7 @@ from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
+from tests.pipeline.test_admin_enqueue import DOCUMENT_ADD, document_form
 from tests.pipeline.test_optimizer import embedding_bound
 from tests.tools import client_with, error_of, run_action
 
@@ -209,6 +210,15 @@ def test_renaming_in_the_admin_change_form_records_before_and_after(hash_collect
     assert (event.via, event.actor, event.action) == ("admin", admin_user.username, "collection.change")
     assert event.collection == "renamed"
     assert event.changes == {"name": ["hashes", "renamed"], "chunk_size": [200, 300]}
+
+
+def test_enqueueing_a_document_in_the_admin_leaves_one_event(hash_collection, admin_client):
+    response = admin_client.post(DOCUMENT_ADD, document_form(hash_collection, "ops-1", "Added by an operator."))
+
+    assert response.status_code == 302
+    event = only_event()
+    assert (event.via, event.action, event.collection, event.documents) == ("admin", "document.add", "hashes", 1)
+    assert "ops-1" in event.target
 
 
 def test_an_admin_action_leaves_one_event_per_collection(hash_collection, admin_client):
