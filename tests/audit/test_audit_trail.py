@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 from django_q.models import Schedule
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit import trail
@@ -80,6 +81,18 @@ def test_each_api_action_leaves_one_event_with_its_actor_action_and_collection(
     assert (event.via, event.actor, event.action, event.collection) == ("api", admin_user.username, action, "hashes")
     assert event.documents == documents
     assert event.address == "127.0.0.1"
+
+
+def test_behind_the_ingress_the_address_is_the_one_the_throttles_count(hash_collection, admin_user, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+
+    # A client-written X-Forwarded-For entry counts for nothing: the ingress appends the real one.
+    client.post(COLLECTION + "pause/", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.9")
+
+    event = only_event()
+    assert (event.actor, event.address) == (admin_user.username, "203.0.113.9")
 
 
 def test_a_patch_records_the_settings_before_and_after(hash_collection, api):
