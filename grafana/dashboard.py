@@ -39,8 +39,6 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 from grafana.panels import DS, dashboard_files, frame, last_value_stat, query
 
 COLLECTION = 'collection=~"$collection"'
-# The Python client writes le="3600.0", Prometheus 3 normalises it to "3600".
-WITHIN_1H = 'le=~"3600(\\\\.0)?"'
 CAPACITY = "max(embedding_pipeline_capacity_docs_per_second)"
 # Join a per-SLO ratio with its budget (both carry the sloth_* labels of the generated rules).
 ON_SLO = "on (sloth_id, sloth_service, sloth_slo) group_left"
@@ -165,24 +163,25 @@ def error_rate() -> timeseries.Panel:
 
 
 def freshness_sla() -> timeseries.Panel:
-    within = (
-        f"100 * sum(rate(embedding_pipeline_freshness_lag_seconds_bucket{{{WITHIN_1H}}}[$__rate_interval]))\n"
-        "/ (sum(rate(embedding_pipeline_freshness_lag_seconds_count[$__rate_interval])) > 0)"
-    )
+    judged = "sum by (collection) (rate(embedding_pipeline_freshness_judged_total{%s}[$__rate_interval]))"
+    within = "100 * " + judged % (COLLECTION + ',within_sla="true"') + "\n/ (" + judged % COLLECTION + " > 0)"
     return (
         _timeseries(
             "Freshness SLA",
-            "Percentage of documents embedded within 1 h of their source update: over the rate interval and "
-            "over 30 days (the Freshness SLO, objective 99%). Right axis: documents past their collection's "
-            "freshness SLA and not re-embedded yet, per selected collection.",
+            "Percentage of documents embedded within their collection's own freshness SLA of their source "
+            "update, per selected collection over the rate interval, and over all collections over 30 days "
+            "(the Freshness SLO, objective 99%). Right axis: documents past their collection's freshness SLA "
+            "and not re-embedded yet, per selected collection.",
             "percent",
             span=8,
         )
         .max(100)
         .thresholds(_steps((None, "red"), (99, "green")))
         .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
-        .with_target(query("A", within, "within 1 h"))
-        .with_target(query("B", '100 * (1 - slo:sli_error:ratio_rate30d{sloth_slo="freshness"})', "within 1 h (30 d)"))
+        .with_target(query("A", within, "within SLA: {{collection}}"))
+        .with_target(
+            query("B", '100 * (1 - slo:sli_error:ratio_rate30d{sloth_slo="freshness"})', "within SLA (all, 30 d)")
+        )
         .with_target(
             query("C", f"max by (collection) (pipeline_stale_documents_count{{{COLLECTION}}})", "stale: {{collection}}")
         )

@@ -24,18 +24,6 @@ from pipeline.wakeup import wake_workers
 
 logger = logging.getLogger(__name__)
 
-# What a query vector depends on: kept for search while a re-embed changes any of it.
-SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
-# What a re-embed may change: everything the vectors depend on.
-REEMBED_FIELDS = (
-    *SERVING_FIELDS,
-    "chunking_strategy",
-    "chunk_unit",
-    "chunk_size",
-    "chunk_overlap",
-    "contextual_chunks",
-    "batch_size",
-)
 # Advisory lock key: one index build at a time (ASCII "HNSWBLD").
 BUILD_LOCK = 0x484E5357424C44
 # The name a rebuild builds under before it replaces Collection.index_name.
@@ -92,9 +80,9 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
     with transaction.atomic():
         current = Collection.objects.select_for_update().get(pk=collection.pk)
         # Kept across re-embeds started before the last one finished: it describes `generation`.
-        current.serving = current.serving or {name: getattr(current, name) for name in SERVING_FIELDS}
+        current.serving = current.serving or {name: getattr(current, name) for name in Collection.SERVING_FIELDS}
         for name, value in changes.items():
-            if name not in REEMBED_FIELDS:
+            if name not in Collection.REEMBED_FIELDS:
                 raise ValueError(f"{name} is not a setting a re-embed can change")
             setattr(current, name, value)
         current.full_clean()

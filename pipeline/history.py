@@ -63,6 +63,7 @@ ON CONFLICT (collection_id, seconds, start) DO UPDATE
    SET arrived = a.arrived + EXCLUDED.arrived,
        embedded = a.embedded + EXCLUDED.embedded,
        failed = a.failed + EXCLUDED.failed,
+       fresh = a.fresh + EXCLUDED.fresh,
        latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
        freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")}"""
 
@@ -92,14 +93,14 @@ _BATCH_LATENCY = (
 # that need the minutes not rolled up yet (pipeline.performance.activity).
 BATCH_ROWS = f"""
 SELECT b.collection_id, {MINUTE} AS seconds, date_trunc('minute', b.finished_at) AS start, 0 AS arrived,
-       b.documents::bigint AS embedded, b.failed::bigint AS failed, {_BATCH_LATENCY} AS latency,
-       b.freshness, NULL::integer AS queue_depth
+       b.documents::bigint AS embedded, b.failed::bigint AS failed, b.fresh::bigint AS fresh,
+       {_BATCH_LATENCY} AS latency, b.freshness, NULL::integer AS queue_depth
   FROM pipeline_batchtiming b"""
 
 
 # The history as readers see it: its rows and the batch rows not rolled up yet (a partial index,
 # pipeline_batchtiming_unrolled, keeps the second part a scan of the last minute or two).
-ROWS = f"""(SELECT collection_id, seconds, start, arrived, embedded, failed, latency, freshness, queue_depth
+ROWS = f"""(SELECT collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth
    FROM {TABLE} UNION ALL {BATCH_ROWS} WHERE NOT b.rolled_up)"""
 
 
@@ -114,8 +115,9 @@ def roll_up_batches(until: datetime | None = None) -> int:
                 UPDATE pipeline_batchtiming b SET rolled_up = true
                  WHERE NOT b.rolled_up AND b.finished_at < %s RETURNING b.*
             ), batch AS ({BATCH_ROWS.replace("pipeline_batchtiming b", "moved b")})
-            INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness)
-            SELECT collection_id, {MINUTE}, start, 0, sum(embedded), sum(failed),
+            INSERT INTO {TABLE} AS a
+                   (collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness)
+            SELECT collection_id, {MINUTE}, start, 0, sum(embedded), sum(failed), sum(fresh),
                    {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}
               FROM batch GROUP BY collection_id, start
             {_ADD}
@@ -155,10 +157,11 @@ def sample_queue_depth(at: datetime | None = None) -> None:
 _ROLL_UP_SQL = f"""
 WITH moved AS (
     DELETE FROM {TABLE} WHERE seconds = {MINUTE} AND start < %s
-    RETURNING collection_id, start, arrived, embedded, failed, latency, freshness, queue_depth
+    RETURNING collection_id, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth
 )
-INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness, queue_depth)
-SELECT collection_id, {HOUR}, date_trunc('hour', start), sum(arrived), sum(embedded), sum(failed),
+INSERT INTO {TABLE} AS a
+       (collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth)
+SELECT collection_id, {HOUR}, date_trunc('hour', start), sum(arrived), sum(embedded), sum(failed), sum(fresh),
        {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}, max(queue_depth)
   FROM moved
  GROUP BY collection_id, date_trunc('hour', start)

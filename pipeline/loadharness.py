@@ -23,7 +23,6 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from pipeline import providers
-from pipeline.backfill import REEMBED_FIELDS
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.collections import create_collection
 from pipeline.leases import Report
@@ -82,7 +81,7 @@ def chunking_of(model: str) -> dict[str, Any]:
     if template is None:
         return {}
     # What a re-embed may change is what shapes the load: all of it but the model, which is given.
-    return {name: getattr(template, name) for name in REEMBED_FIELDS if name != "model"}
+    return {name: getattr(template, name) for name in Collection.REEMBED_FIELDS if name != "model"}
 
 
 def preflight() -> None:

@@ -49,6 +49,12 @@ class BatchResult:
     freshness_lags: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
+    @property
+    def fresh(self) -> int:
+        """Stored documents embedded within the collection's freshness SLA (a lag equal to it is within)."""
+        sla = self.collection.freshness_sla.total_seconds()
+        return sum(lag <= sla for lag in self.freshness_lags)
+
 
 # Benchmarks create a collection per run shape (benchmark-steady-2w, ...): one label value for all.
 BENCHMARK_PREFIX = "benchmark-"
@@ -84,6 +90,11 @@ def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None =
     metrics.COST.labels(collection=name).inc(result.cost_usd)
     for lag in result.freshness_lags:
         metrics.FRESHNESS_LAG.observe(lag)
+    if lags := result.freshness_lags:
+        fresh = result.fresh
+        # Both series from the first judged document: "no late document yet" reads 0, not no data.
+        metrics.FRESHNESS.labels(collection=name, within_sla="true").inc(fresh)
+        metrics.FRESHNESS.labels(collection=name, within_sla="false").inc(len(lags) - fresh)
     if result.embedded or result.failed:  # a batch only deferred has no figure to keep
         _write(result, at or timezone.now())
 
@@ -93,8 +104,8 @@ WITH timing AS (
     INSERT INTO pipeline_batchtiming
            (collection_id, worker, finished_at, documents, failed, chunks, tokens, cost_usd, claim_seconds,
             chunking_seconds, embedding_seconds, storage_seconds, total_seconds, queue_wait_seconds, batch_size,
-            freshness, rolled_up)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[], false)
+            freshness, fresh, rolled_up)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[], %s, false)
     RETURNING collection_id, finished_at, documents, tokens, cost_usd
 )
 INSERT INTO pipeline_collectioncost AS c (collection_id, documents, tokens, cost_usd, month, month_cost_usd, updated_at)
@@ -122,7 +133,7 @@ def _write(r: BatchResult, at: datetime) -> None:
             _RECORD_SQL,
             [r.collection.pk, r.worker[:200], at, r.embedded, r.failed, r.chunks, r.tokens, r.cost_usd]
             + [r.claim_seconds, *seconds, r.total_seconds, r.queue_wait, r.batch_size]
-            + [bucket_counts(FRESHNESS_BUCKETS, r.freshness_lags)],
+            + [bucket_counts(FRESHNESS_BUCKETS, r.freshness_lags), r.fresh],
         )
 
 

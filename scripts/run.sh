@@ -45,6 +45,8 @@ kill -0 "$web" 2>/dev/null || fail "the web server (gunicorn) exited without ser
 setsid $PY manage.py qcluster &
 pids+=($!)
 
+# The documentation site the admin links to (/docs/), built beside the first ingest (about 10 s).
+$PY manage.py docs build >"${EMBEDPORTAL_DATA_DIR:-var}/docs-build.log" 2>&1 || echo "embedportal: the docs site did not build; see ${EMBEDPORTAL_DATA_DIR:-var}/docs-build.log" >&2 &
 $PY manage.py create_collection sample --strategy markdown --if-not-exists
 # Markdown only: docs/ also holds the site's assets (scripts, images), which are not documents.
 $PY manage.py enqueue README.md 'docs/**/*.md' --collection sample

@@ -9,12 +9,11 @@ from typing import Any
 
 from django.conf import settings
 
-from pipeline.backfill import REEMBED_FIELDS
 from pipeline.models import RESERVED_PREFIX, Collection
 
 # What a collection's embeddings depend on (those a re-embed may change): a change to any of
 # these is a configuration change.
-COLLECTION_CONFIG_FIELDS = REEMBED_FIELDS
+COLLECTION_CONFIG_FIELDS = Collection.REEMBED_FIELDS
 SECRET_PARTS = ("AUTH", "KEY", "SECRET", "PASSWORD", "TOKEN", "DATABASE_URL")
 
 

@@ -32,6 +32,31 @@ def _postgres_only(django_db_setup, django_db_blocker) -> None:
         assert connection.vendor == "postgresql", "tests run on PostgreSQL + pgvector only"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_outlasts_a_deadlock() -> Iterator[None]:
+    """The flush after a transactional test TRUNCATEs every table while live worker processes keep
+    working on the same database; a worker's transaction taking its tables in another order can
+    deadlock with it, and PostgreSQL then aborts the TRUNCATE. The whole flush was rolled back, so
+    running it again is safe (the worker's transaction has gone on)."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+    from psycopg.errors import DeadlockDetected
+
+    flush = DatabaseOperations.execute_sql_flush
+
+    def retrying(self, sql_list):
+        for attempt in range(5):
+            try:
+                return flush(self, sql_list)
+            except Exception as exc:
+                if attempt == 4 or not isinstance(exc.__cause__, DeadlockDetected):
+                    raise
+                time.sleep(0.2)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DatabaseOperations, "execute_sql_flush", retrying)
+        yield
+
+
 def database_url() -> str:
     """A URL for the test database, for subprocesses (workers) started by tests."""
     s = connection.settings_dict

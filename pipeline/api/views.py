@@ -52,7 +52,7 @@ class ReembedSerializer(StrictModelSerializer):
 
     class Meta:
         model = Collection
-        fields = list(backfill.REEMBED_FIELDS)
+        fields = list(Collection.REEMBED_FIELDS)
         extra_kwargs = dict.fromkeys(fields, {"required": False})
 
 

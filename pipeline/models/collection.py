@@ -297,33 +297,20 @@ class Collection(models.Model):
 
     objects = CollectionQuerySet.as_manager()
 
+    # What a query vector depends on (kept for search while a re-embed runs), and everything the
+    # vectors depend on: what a re-embed may change (pipeline.backfill).
+    SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
+    REEMBED_FIELDS = (
+        *SERVING_FIELDS,
+        *("chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap", "contextual_chunks", "batch_size"),
+    )
     # What producers and operators set; the admin form and the API serializer both use it.
     EDITABLE_FIELDS = (
         "name",
-        "model",
-        "api_base",
-        "api_key_env",
-        "extra_params",
-        "dimensions",
-        "chunking_strategy",
-        "chunk_unit",
-        "chunk_size",
-        "chunk_overlap",
-        "contextual_chunks",
-        "batch_size",
-        "provider_concurrency",
-        "freshness_sla",
-        "monthly_budget_usd",
-        "requests_per_minute",
-        "tokens_per_minute",
-        "paused",
-        "hnsw_m",
-        "hnsw_ef_construction",
-        "ef_search",
-        "search_mode",
-        "keyword_weight",
-        "fusion",
-        "retrieval_target",
+        *REEMBED_FIELDS,
+        *("provider_concurrency", "freshness_sla", "monthly_budget_usd", "requests_per_minute", "tokens_per_minute"),
+        *("paused", "hnsw_m", "hnsw_ef_construction", "ef_search"),
+        *("search_mode", "keyword_weight", "fusion", "retrieval_target"),
     )
 
     class Meta:

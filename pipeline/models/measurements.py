@@ -28,6 +28,9 @@ class CollectionActivity(models.Model):
     # Plain counts per bucket of the Prometheus histograms' bounds (pipeline.metrics), +Inf last.
     latency = ArrayField(models.BigIntegerField(), help_text="Per-document total seconds, bucket counts.")
     freshness = ArrayField(models.BigIntegerField(), help_text="Embedded minus source modified time, bucket counts.")
+    fresh = models.BigIntegerField(
+        db_default=0, help_text="Documents embedded within their collection's freshness SLA."
+    )
     queue_depth = models.IntegerField(
         null=True, blank=True, help_text="Pending documents (an hour: its highest sample)."
     )
@@ -116,6 +119,9 @@ class BatchTiming(models.Model):
     batch_size = models.PositiveIntegerField(help_text="The collection's embedding batch size at the time.")
     freshness = ArrayField(
         models.BigIntegerField(), help_text="Stored documents' embedded minus source modified time, bucket counts."
+    )
+    fresh = models.PositiveIntegerField(
+        db_default=0, help_text="Stored documents whose lag was within the collection's freshness SLA."
     )
     rolled_up = models.BooleanField(default=False, help_text="Added to the minute history (CollectionActivity).")
 

@@ -25,6 +25,7 @@ class Totals:
     latency: list[int] = field(default_factory=lambda: [0] * LATENCY_SIZE)
     freshness: list[int] = field(default_factory=lambda: [0] * FRESHNESS_SIZE)
     queue_depth: int | None = None
+    fresh: int = 0  # documents embedded within their collection's freshness SLA
 
     @property
     def outcomes(self) -> int:
@@ -33,7 +34,7 @@ class Totals:
 
 def _sums() -> str:
     return (
-        "coalesce(sum(arrived), 0), coalesce(sum(embedded), 0), coalesce(sum(failed), 0), "
+        "coalesce(sum(arrived), 0), coalesce(sum(embedded), 0), coalesce(sum(failed), 0), coalesce(sum(fresh), 0), "
         + ", ".join(f"coalesce(sum(latency[{i}]), 0)" for i in range(1, LATENCY_SIZE + 1))
         + ", "
         + ", ".join(f"coalesce(sum(freshness[{i}]), 0)" for i in range(1, FRESHNESS_SIZE + 1))
@@ -41,8 +42,8 @@ def _sums() -> str:
 
 
 def _totals(row: Sequence) -> Totals:
-    arrived, embedded, failed, *rest = (int(v) for v in row)
-    return Totals(arrived, embedded, failed, rest[:LATENCY_SIZE], rest[LATENCY_SIZE:])
+    arrived, embedded, failed, fresh, *rest = (int(v) for v in row)
+    return Totals(arrived, embedded, failed, rest[:LATENCY_SIZE], rest[LATENCY_SIZE:], fresh=fresh)
 
 
 def _scope(collection_id: int | None) -> tuple[str, list]:

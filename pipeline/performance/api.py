@@ -123,8 +123,10 @@ class CanViewHistory(PermissionRequired):
 
 class SloView(APIView):
     """Each SLO's compliance over 1 h, 1 d and 30 d (null: no events in the window), error budget left,
-    burn rate over 1 h and 6 h; the capacity plan (load, capacity, headroom, projected date, workers
-    needed); the last capacity measurement with its USL fit; and the chart series of `range`."""
+    burn rate over 1 h and 6 h (freshness judges each document against its own collection's SLA); the
+    capacity plan (load, capacity, headroom, projected date, workers needed); the last capacity
+    measurement with its USL fit; and the chart series of `range`, whose queue bound is capacity
+    times `freshness_sla_seconds` (the collection's SLA, or the tightest of all user collections)."""
 
     permission_classes = [CanViewHistory]
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
-from pipeline.models import CapacityMeasurement, Collection
+from pipeline.models import CapacityMeasurement, Collection, default_freshness_sla
 from pipeline.performance import activity, capacity, slos
 from pipeline.performance.optimizer.figures import db_trend
 
@@ -46,7 +46,9 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _series(now: datetime, chosen: Range, collection_id: int | None, cap: capacity.Capacity | None) -> dict[str, Any]:
+def _series(
+    now: datetime, chosen: Range, collection_id: int | None, cap: capacity.Capacity | None, sla_seconds: float
+) -> dict[str, Any]:
     # Steps end at the current step's end, so the current (partial) minute is the last point.
     end = history.minute_of(now) + timedelta(minutes=1)
     if chosen.step_seconds >= 3600:
@@ -63,8 +65,8 @@ def _series(now: datetime, chosen: Range, collection_id: int | None, cap: capaci
         "arrived_per_minute": [_round(p.totals.arrived * per_minute, 3) for p in points],
         "queue_depth": [p.totals.queue_depth for p in points],
         "capacity_per_minute": None if cap is None else round(cap.docs_per_second * 60, 3),
-        # The queue is bounded when capacity drains it within the 1 h freshness objective.
-        "queue_bound": None if cap is None else round(cap.docs_per_second * slos.FRESHNESS_THRESHOLD_SECONDS),
+        # The queue is bounded when capacity drains it within the freshness SLA (sla_seconds).
+        "queue_bound": None if cap is None else round(cap.docs_per_second * sla_seconds),
         "freshness_percent": [],
     }
     # Per-document percentiles of the batch rows (kept EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS).
@@ -116,13 +118,24 @@ def collection_named(name: str | None) -> Collection | None:
         raise BadRequest(f"no collection named {name!r}") from None
 
 
+def freshness_sla(chosen: Collection | None) -> timedelta:
+    """The collection's freshness SLA; for all user collections the tightest (the shared queue must
+    drain within it for every collection to meet its own)."""
+    if chosen:
+        return chosen.freshness_sla
+    slas = [c.freshness_sla for c in Collection.objects.only("name", "freshness_sla") if not c.is_reserved]
+    return min(slas, default=default_freshness_sla())
+
+
 def figures(
     range_name: str = DEFAULT_RANGE,
     collection: str | None = None,
     headroom: float = 0.3,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """SLO statuses, the capacity plan, the last measurement and the chart series, JSON-ready."""
+    """SLO statuses, the capacity plan, the last measurement and the chart series, JSON-ready. The
+    freshness SLO judges each document against its own collection's SLA; `freshness_sla_seconds`
+    is the SLA the queue bound drains within (freshness_sla)."""
     if range_name not in RANGES:
         raise BadRequest(f"range {range_name!r}: use one of {', '.join(RANGES)}")
     if not 0 <= headroom < 1:
@@ -131,14 +144,16 @@ def figures(
     chosen = collection_named(collection)
     collection_id = chosen.pk if chosen else None
     plan = capacity.plan(headroom, now)
+    sla_seconds = freshness_sla(chosen).total_seconds()
     return {
         "now": now.isoformat(),
         "collection": chosen.name if chosen else None,
         "range": range_name,
+        "freshness_sla_seconds": sla_seconds,
         "slos": [s.as_dict() for s in slos.statuses(now, collection_id)],
         "capacity": plan.as_dict(),
         "measurement": _measurement(CapacityMeasurement.objects.order_by("-measured_at").first()),
-        "series": _series(now, RANGES[range_name], collection_id, plan.capacity),
+        "series": _series(now, RANGES[range_name], collection_id, plan.capacity, sla_seconds),
         "arrivals": _arrivals(plan),
         "bucket_bounds": {"latency_seconds": list(LATENCY_BUCKETS), "freshness_seconds": list(FRESHNESS_BUCKETS)},
     }

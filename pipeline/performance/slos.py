@@ -16,15 +16,15 @@ from django.utils import timezone
 from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
-from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.metrics import LATENCY_BUCKETS
 from pipeline.percentiles import searches, window_where
 from pipeline.performance import activity
 from pipeline.performance.optimizer.figures import STEP_SQL
 
 SPEC = Path(__file__).resolve().parent / "slos.yaml"
-# The SLIs' thresholds: a bucket bound of each histogram (tests/pipeline/test_slos.py checks the
-# spec's PromQL selects the same `le`).
-FRESHNESS_THRESHOLD_SECONDS = 3600
+# The latency SLI's threshold: a bucket bound of its histogram (tests/pipeline/test_slos.py checks the
+# spec's PromQL selects the same `le`). Freshness has none: each collection's own freshness_sla
+# judges its documents when a batch is recorded (pipeline.recording).
 LATENCY_THRESHOLD_SECONDS = 30
 COMPLIANCE_WINDOWS = ("1h", "1d")  # and the spec's period (30d)
 BURN_WINDOWS = ("1h", "6h")
@@ -69,7 +69,7 @@ class Events:
 def events(name: str, t: activity.Totals) -> Events:
     """An event SLO's good and total events in some history totals."""
     if name == "freshness":
-        return Events(sum(t.freshness[: FRESHNESS_BUCKETS.index(FRESHNESS_THRESHOLD_SECONDS) + 1]), sum(t.freshness))
+        return Events(t.fresh, sum(t.freshness))
     if name == "failures":
         return Events(t.embedded, t.embedded + t.failed)
     if name == "latency":

@@ -13,7 +13,7 @@ from pipeline.performance.compliance import PerformanceSLOCollector
 from testing.benchmarks.collector import BenchmarkCollector
 from testing.scenarios.integration import metric_names
 from tests.deploy.render import one, render_overlay
-from tests.grafana.boards import Committed, assert_fresh
+from tests.grafana.boards import Committed
 
 BOARD = Committed(performance_dashboard)
 committed, panels, by_title = BOARD.committed, BOARD.panels, BOARD.by_title
@@ -24,10 +24,6 @@ def exported() -> set[str]:
     for collector in (DatabaseCollector(), PerformanceSLOCollector(), BenchmarkCollector()):
         families += list(collector.describe())
     return {f"{f.name}{suffix}" for f in families for suffix in ("", "_total", "_bucket", "_count", "_sum")}
-
-
-def test_committed_files_equal_a_fresh_generation():
-    assert_fresh(performance_dashboard)
 
 
 def test_rows_cover_stage_percentiles_capacity_slos_and_benchmark_history_with_regressions():

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from grafana import slo_rules as slo
-from tests.tools import run_promtool
+from tests.tools import promtool, run_promtool
 
 RULES = slo.OUTPUT.parent
 RULE_FILES = sorted(p.name for p in RULES.glob("*.rules.yml"))
@@ -107,3 +109,25 @@ def test_spec_errors_say_what_to_fix(tmp_path):
     ]:
         with pytest.raises(slo.SpecError, match=message):
             slo.load(_spec(tmp_path, edit))
+
+
+# The freshness SLI before it was judged per collection: the lag histogram's global 1 h bucket.
+GLOBAL_HOUR = {
+    "error_query": "sum(rate(embedding_pipeline_freshness_lag_seconds_count[{{.window}}])) - "
+    'sum(rate(embedding_pipeline_freshness_lag_seconds_bucket{le=~"3600(\\\\.0)?"}[{{.window}}]))',
+    "total_query": "sum(rate(embedding_pipeline_freshness_lag_seconds_count[{{.window}}]))",
+}
+
+
+@pytest.mark.parametrize("test_file", ["slo_test.yml", "slo_slow_burn_test.yml"])
+def test_the_freshness_unit_tests_fail_against_the_global_hour_query(tmp_path, test_file):
+    # The same spec but the freshness queries of old: the documents the unit tests judge late
+    # against their collection's SLA all sit in the histogram's hour, so no ratio or alert matches.
+    spec = _spec(tmp_path, lambda d: d["slos"][0]["sli"]["events"].update(GLOBAL_HOUR))
+    (tmp_path / "slo.rules.yml").write_text(slo.render(slo.load(spec)))
+    (tmp_path / "tests").mkdir()
+    shutil.copy(RULES / "tests" / test_file, tmp_path / "tests")
+    result = subprocess.run(
+        [promtool(), "test", "rules", f"tests/{test_file}"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 1 and "alertname: EmbeddingPipelineFreshness" in result.stdout + result.stderr

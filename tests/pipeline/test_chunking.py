@@ -60,24 +60,16 @@ def locate(text: str, pieces: list[str]) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("text_name", TEXTS)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_token_sized_chunks_never_exceed_size_in_the_models_own_tokens(strategy, model, text_name):
-    chunks = Chunker(strategy, ChunkUnit.TOKENS, 24, 6, model).chunk(TEXTS[text_name])
+@pytest.mark.parametrize(("unit", "size", "overlap"), [(ChunkUnit.TOKENS, 24, 6), (ChunkUnit.CHARACTERS, 60, 10)])
+def test_chunks_never_exceed_their_size_in_their_unit(unit, size, overlap, strategy, model, text_name):
+    chunks = Chunker(strategy, unit, size, overlap, model).chunk(TEXTS[text_name])
     assert len(chunks) > 5
-    counts = [count(model, c.text) for c in chunks]
-    assert max(counts) <= 24, [(c.text, n) for c, n in zip(chunks, counts, strict=True) if n > 24]
-    assert [c.token_count for c in chunks] == counts
-    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
-
-
-@pytest.mark.parametrize("text_name", TEXTS)
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_character_sized_chunks_never_exceed_size_in_characters(strategy, model, text_name):
-    chunks = Chunker(strategy, ChunkUnit.CHARACTERS, 60, 10, model).chunk(TEXTS[text_name])
-    assert len(chunks) > 5
-    assert max(len(c.text) for c in chunks) <= 60
     # token_count is always in model tokens, whatever unit sized the chunk.
-    assert [c.token_count for c in chunks] == [count(model, c.text) for c in chunks]
+    counts = [count(model, c.text) for c in chunks]
+    assert [c.token_count for c in chunks] == counts
+    sizes = counts if unit == ChunkUnit.TOKENS else [len(c.text) for c in chunks]
+    assert max(sizes) <= size, [(c.text, n) for c, n in zip(chunks, sizes, strict=True) if n > size]
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -22,12 +22,17 @@ def _corpus(n: int, version: str = "v1") -> list[IncomingDocument]:
     return [IncomingDocument(f"doc-{i}", f"{version} text of document {i} " * 20, metadata={"i": i}) for i in range(n)]
 
 
+def _embedded_corpus(collection, n: int) -> tuple[list[IncomingDocument], dict[str, int]]:
+    """N documents enqueued and embedded, and their rows' versions."""
+    docs = _corpus(n)
+    enqueue(collection, docs)
+    EmbeddingIngestionPipeline().drain()
+    return docs, _row_versions([d.external_id for d in docs])
+
+
 @pytest.mark.django_db(transaction=True)
 def test_rerun_of_unchanged_corpus_skips_every_document_without_rewriting_rows(hash_collection):
-    docs = _corpus(40)
-    enqueue(hash_collection, docs)
-    EmbeddingIngestionPipeline().drain()
-    before = _row_versions([d.external_id for d in docs])
+    docs, before = _embedded_corpus(hash_collection, 40)
 
     result = enqueue(hash_collection, docs)
 
@@ -40,10 +45,7 @@ def test_rerun_of_unchanged_corpus_skips_every_document_without_rewriting_rows(h
 
 @pytest.mark.django_db(transaction=True)
 def test_rerun_enqueues_changed_and_new_documents_and_refreshes_only_changed_metadata(hash_collection):
-    docs = _corpus(10)
-    enqueue(hash_collection, docs)
-    EmbeddingIngestionPipeline().drain()
-    before = _row_versions([d.external_id for d in docs])
+    docs, before = _embedded_corpus(hash_collection, 10)
     again = list(docs)
     again[3] = IncomingDocument("doc-3", "a new version of document three " * 20, metadata={"i": 3})
     again[5] = IncomingDocument("doc-5", docs[5].text, metadata={"i": 5, "tag": "moved"})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -37,6 +38,20 @@ def batch(
     recording.record(result, at=at)
 
 
+def test_the_migration_counts_rows_recorded_before_it_fresh_by_the_buckets_within_the_sla(
+    hash_collection, fake_collection
+):
+    migration = importlib.import_module("pipeline.migrations.0010_freshness_within_sla")
+    Collection.objects.filter(pk=fake_collection.pk).update(freshness_sla=timedelta(seconds=60))
+    for c in (hash_collection, fake_collection):
+        batch(c, embedded=3, freshness_lags=(30, 600, 50000), at=T0)
+    BatchTiming.objects.update(fresh=0)  # as rows written before the count existed
+    with connection.cursor() as cur:
+        cur.execute(migration.backfill("pipeline_batchtiming"))
+    fresh = dict(BatchTiming.objects.values_list("collection__name", "fresh"))
+    assert fresh == {"hashes": 2, "fake": 1}  # 30 s and 10 min within 1 h; 30 s (bucket 60 s) within 60 s
+
+
 def test_bucket_counts_follow_prometheus_le():
     # A value equal to a bound is in that bound's bucket; above the highest bound is +Inf.
     assert history.bucket_counts((1, 5, 30), [0.2, 1, 1.01, 30, 31, 9999]) == [2, 1, 1, 2]
@@ -56,7 +71,7 @@ def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):
     # One latency observation per stored document, all far under 30 s.
     assert sum(total.latency) == 8 and sum(total.latency[: LATENCY_BUCKETS.index(30) + 1]) == 8
     # Seven documents have a source time 90 minutes back: all late for the 1 h freshness SLO.
-    assert sum(total.freshness) == 7
+    assert sum(total.freshness) == 7 and total.fresh == 0
     assert total.freshness[FRESHNESS_BUCKETS.index(7200)] == 7
 
 

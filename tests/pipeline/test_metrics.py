@@ -52,7 +52,11 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
     modified = now - timedelta(minutes=10)
     enqueue(hash_collection, [IncomingDocument(f"h{i}", f"Paragraph {i}. " * 40, modified) for i in range(5)])
     # One poisoned document: the provider refuses the pair (400), the batch is split, the good one is stored.
-    enqueue(fake_collection, [IncomingDocument("ok", "a fine text"), IncomingDocument("bad", "POISON:400 text")])
+    # Its collection's freshness SLA is 60 s: its 10-minute lag is late there, on time in hashes (1 h).
+    fake_collection.freshness_sla = timedelta(seconds=60)
+    fake_collection.save(update_fields=["freshness_sla"])
+    ok, bad = IncomingDocument("ok", "a fine text", modified), IncomingDocument("bad", "POISON:400 text")
+    enqueue(fake_collection, [ok, bad])
     held = create_collection(name="held", model="local/hash-16", chunk_unit="characters", chunk_size=100, paused=True)
     enqueue(held, [IncomingDocument(f"p{i}", f"waiting {i}") for i in range(3)])
     Document.objects.filter(collection=held).update(available_at=now - timedelta(hours=2))
@@ -88,10 +92,17 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
         "embedding_pipeline_latency_seconds_bucket",
         (("collection", "hashes"), ("le", "30.0"), ("stage", "total")),
     ) in m
-    assert m[("embedding_pipeline_freshness_lag_seconds_count", ())] == 5
+    assert m[("embedding_pipeline_freshness_lag_seconds_count", ())] == 6
     # Modified 10 min before embedding: inside the 1 h bucket, outside the 5 min one.
-    assert m[("embedding_pipeline_freshness_lag_seconds_bucket", (("le", "3600.0"),))] == 5
+    assert m[("embedding_pipeline_freshness_lag_seconds_bucket", (("le", "3600.0"),))] == 6
     assert m[("embedding_pipeline_freshness_lag_seconds_bucket", (("le", "300.0"),))] == 0
+    # ...and judged against each collection's own SLA: all 5 on time in hashes, the one in fake late.
+    judged = {
+        (labels[0][1], labels[1][1]): value
+        for (name, labels), value in m.items()
+        if name == "embedding_pipeline_freshness_judged_total"
+    }
+    assert judged == {("hashes", "true"): 5, ("hashes", "false"): 0, ("fake", "true"): 0, ("fake", "false"): 1}
     # django-prometheus keeps counting the worker's queries in multiprocess mode.
     assert m[("django_db_execute_total", (("alias", "default"), ("vendor", "postgresql")))] > 0
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import StringIO
 
 import psycopg
@@ -100,23 +102,7 @@ def test_applying_a_lighter_hnsw_build_rebuilds_the_index_while_search_goes_on(h
         {"m": 12, "ef_construction": 40},
         True,
     )
-    # A writer's open transaction holds the concurrent build at its first wait, mid-rebuild.
-    writer = psycopg.connect(database_url())
-    writer.execute("UPDATE pipeline_chunk SET token_count = token_count WHERE false")
-    outcome: dict[str, object] = {}
-
-    def apply_in_a_thread() -> None:
-        try:
-            outcome["change"] = EmbeddingPipelineOperationsOptimizer().apply(hash_collection, rec.id, "test")
-        except Exception as exc:  # noqa: BLE001 -- reported by the assertion below
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    applying = threading.Thread(target=apply_in_a_thread)
-    applying.start()
-    try:
-        wait_for(lambda: building(hash_collection))
+    with applying_behind_a_writer(hash_collection, rec.id, "test") as outcome:
         # During the build: the old index (old parameters) serves search, the new one is not valid yet.
         assert options(hash_collection.index_name) == ["ef_construction=64", "m=16"]
         assert list(hnsw_indexes(hash_collection)) == [
@@ -126,10 +112,6 @@ def test_applying_a_lighter_hnsw_build_rebuilds_the_index_while_search_goes_on(h
         assert finds(hash_collection, "doc-3")
         stored = Collection.objects.get(pk=hash_collection.pk)
         assert (stored.hnsw_m, stored.hnsw_ef_construction) == (12, 40)
-    finally:
-        writer.commit()
-        writer.close()
-        applying.join()
 
     assert "error" not in outcome, outcome
     change = outcome["change"]
@@ -148,35 +130,17 @@ def test_applying_a_lighter_hnsw_build_rebuilds_the_index_while_search_goes_on(h
 def test_a_rebuild_that_fails_sets_the_parameters_back_and_records_why(hash_collection):
     load(hash_collection)
     storage_bound(hash_collection)
-    writer = psycopg.connect(database_url())
-    writer.execute("UPDATE pipeline_chunk SET token_count = token_count WHERE false")
-    outcome: dict[str, object] = {}
-
-    def apply_in_a_thread() -> None:
-        try:
-            outcome["change"] = EmbeddingPipelineOperationsOptimizer().apply(hash_collection, "hnsw-build-hashes")
-        except OptimizerError as exc:
-            outcome["error"] = str(exc)
-        finally:
-            connection.close()
-
-    applying = threading.Thread(target=apply_in_a_thread)
-    applying.start()
-    try:
-        wait_for(lambda: building(hash_collection))
+    with applying_behind_a_writer(hash_collection, "hnsw-build-hashes") as outcome:
         # As PostgreSQL does to the build when it resolves a deadlock against it (a collection
         # created or dropped meanwhile), or an operator with pg_cancel_backend.
         with connection.cursor() as cur:
             cur.execute(
                 "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%%'"
             )
-    finally:
-        writer.commit()
-        writer.close()
-        applying.join()
 
-    assert "canceling statement due to user request" in str(outcome.get("error")), outcome
-    assert "parameters set back to m=16, ef_construction=64" in outcome["error"]
+    assert isinstance(outcome.get("error"), OptimizerError), outcome
+    assert "canceling statement due to user request" in str(outcome["error"])
+    assert "parameters set back to m=16, ef_construction=64" in str(outcome["error"])
     stored = Collection.objects.get(pk=hash_collection.pk)
     assert (stored.hnsw_m, stored.hnsw_ef_construction) == (16, 64)
     change = OptimizationChange.objects.get()
@@ -184,6 +148,34 @@ def test_a_rebuild_that_fails_sets_the_parameters_back_and_records_why(hash_coll
     assert list(hnsw_indexes(hash_collection)) == [hash_collection.index_name]  # the invalid build dropped
     assert options(hash_collection.index_name) == ["ef_construction=64", "m=16"]
     assert finds(hash_collection, "doc-2")
+
+
+@contextmanager
+def applying_behind_a_writer(collection: Collection, *apply_args: str) -> Iterator[dict[str, object]]:
+    """The optimizer applies a recommendation in a thread while a writer's open transaction holds
+    the concurrent build at its first wait, mid-rebuild. Yields once the build waits; on leaving,
+    the writer commits and the apply ends, its "change" or "error" in the yielded dict."""
+    writer = psycopg.connect(database_url())
+    writer.execute("UPDATE pipeline_chunk SET token_count = token_count WHERE false")
+    outcome: dict[str, object] = {}
+
+    def apply_in_a_thread() -> None:
+        try:
+            outcome["change"] = EmbeddingPipelineOperationsOptimizer().apply(collection, *apply_args)
+        except Exception as exc:  # noqa: BLE001 -- reported by the tests' assertions
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    applying = threading.Thread(target=apply_in_a_thread)
+    applying.start()
+    try:
+        wait_for(lambda: building(collection))
+        yield outcome
+    finally:
+        writer.commit()
+        writer.close()
+        applying.join()
 
 
 def building(collection: Collection) -> bool:

@@ -66,15 +66,20 @@ def running(pids: set[int]) -> set[int]:
     return alive
 
 
-def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
+def run_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """`make run`'s environment on the test database, its files under tmp_path."""
+    return {
         **os.environ,
         "DATABASE_URL": database_url(),
         "PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
         "EMBEDPORTAL_DATA_DIR": str(tmp_path / "data"),
     }
+
+
+def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
+    port = free_port()
+    env = run_env(tmp_path, port)
     script = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "bash", str(ROOT / "scripts" / "run.sh")],
         cwd=ROOT,
@@ -89,6 +94,8 @@ def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
         wait_for(lambda: Document.objects.filter(status="embedded").count() >= 1, timeout=180)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             assert response.status == 200
+        # The documentation site the admin links to is built where the web serves it from.
+        wait_for(lambda: (tmp_path / "data" / "site" / "index.html").is_file(), timeout=120)
         started = qcluster_pids(script.pid)
         assert started, "no qcluster process was started"
 
@@ -119,15 +126,13 @@ def test_a_busy_port_fails_with_a_clear_message_and_starts_nothing(tmp_path: Pat
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "PORT": str(port),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
-            "EMBEDPORTAL_DATA_DIR": str(tmp_path / "data"),
-        }
         result = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "run.sh")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+            ["bash", str(ROOT / "scripts" / "run.sh")],
+            cwd=ROOT,
+            env=run_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"embedportal: port {port} on 127.0.0.1 is in use" in result.stderr

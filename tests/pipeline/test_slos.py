@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from pipeline import history
-from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.metrics import LATENCY_BUCKETS
 from pipeline.performance import slos
+from tests.factories import capacity_measurement
 from tests.pipeline.test_history import batch
 
 pytestmark = pytest.mark.django_db
@@ -28,11 +29,14 @@ def test_objectives_come_from_the_one_spec_and_thresholds_match_its_queries():
     assert [(o.name, o.objective) for o in slos.spec().slos] == [(s["name"], s["objective"]) for s in data["slos"]]
     every = [*data["slos"], *data["performance_slos"]]
     assert [s.objective for s in slos.statuses(NOW)] == [s["objective"] / 100 for s in every]
-    queries = {s["name"]: s["sli"]["events"]["error_query"] for s in data["slos"]}
-    freshness_le = re.search(r'le=~"(\d+)\(', queries["freshness"])[1]
-    latency_le = re.search(r'le=~"(\d+)\(', queries["latency"])[1]
-    assert (int(freshness_le), int(latency_le)) == (slos.FRESHNESS_THRESHOLD_SECONDS, slos.LATENCY_THRESHOLD_SECONDS)
-    assert slos.FRESHNESS_THRESHOLD_SECONDS in FRESHNESS_BUCKETS and slos.LATENCY_THRESHOLD_SECONDS in LATENCY_BUCKETS
+    queries = {s["name"]: s["sli"]["events"] for s in data["slos"]}
+    latency_le = re.search(r'le=~"(\d+)\(', queries["latency"]["error_query"])[1]
+    assert int(latency_le) == slos.LATENCY_THRESHOLD_SECONDS and slos.LATENCY_THRESHOLD_SECONDS in LATENCY_BUCKETS
+    # Freshness has no global threshold: the counter of documents judged against their own collection's SLA.
+    assert queries["freshness"] == {
+        "error_query": 'sum(rate(embedding_pipeline_freshness_judged_total{within_sla="false"}[{{.window}}]))',
+        "total_query": "sum(rate(embedding_pipeline_freshness_judged_total[{{.window}}]))",
+    }
 
 
 def test_a_window_without_traffic_is_no_data(hash_collection):
@@ -105,6 +109,64 @@ def test_one_collection_or_all_user_collections(hash_collection, fake_collection
     batch(fake_collection, failed=10, at=NOW)
     assert by_name()["failures"].compliance["1h"] == 0.5
     assert by_name(collection_id=hash_collection.pk)["failures"].compliance["1h"] == 1.0
+
+
+def test_freshness_is_judged_against_each_collections_own_sla(hash_collection, fake_collection):
+    # Two collections, SLAs of 60 s and 1 h, each with ten documents embedded 10 minutes after their
+    # source update: late for the first, on time for the second.
+    fake_collection.freshness_sla = timedelta(seconds=60)
+    fake_collection.save(update_fields=["freshness_sla"])
+    for c in (fake_collection, hash_collection):
+        batch(c, embedded=10, freshness_lags=(600,) * 10, at=NOW - timedelta(minutes=5))
+    assert by_name(collection_id=fake_collection.pk)["freshness"].windows["1h"] == slos.Events(0, 10)
+    assert by_name(collection_id=hash_collection.pk)["freshness"].windows["1h"] == slos.Events(10, 10)
+    everything = by_name()["freshness"]
+    assert everything.compliance["1h"] == 0.5 and everything.met is False
+    # The roll-ups into minutes and hours keep the count.
+    history.roll_up(NOW + timedelta(days=8))
+    assert by_name(NOW + timedelta(days=8))["freshness"].windows["30d"] == slos.Events(10, 20)
+
+
+def test_the_slo_page_judges_a_collection_by_its_own_sla(client, hash_collection, fake_collection, settings):
+    settings.EMBEDPORTAL_CAPACITY_WORKERS = 2
+    capacity_measurement()  # 8.5 docs/s with 2 workers
+    fake_collection.freshness_sla = timedelta(seconds=60)
+    fake_collection.save(update_fields=["freshness_sla"])
+    now = history.minute_of(datetime.now(UTC))
+    for c in (fake_collection, hash_collection):
+        batch(c, embedded=10, freshness_lags=(600,) * 10, at=now)
+    user, token = api_user("view_collectionactivity")
+
+    def figures(query: str) -> dict:
+        return client.get(f"/api/v1/slos/?range=1h{query}", HTTP_AUTHORIZATION=f"Token {token}").json()
+
+    def freshness(body: dict) -> dict:
+        return next(s for s in body["slos"] if s["name"] == "freshness")["events"]["1h"]
+
+    strict, hourly, every = figures("&collection=fake"), figures("&collection=hashes"), figures("")
+    assert (freshness(strict), freshness(hourly), freshness(every)) == (
+        {"good": 0, "total": 10},
+        {"good": 10, "total": 10},
+        {"good": 10, "total": 20},
+    )
+    assert strict["series"]["freshness_percent"][-1] == 0 and hourly["series"]["freshness_percent"][-1] == 100
+    # The queue bound: 8.5 docs/s drained within the collection's SLA; for all, within the tightest.
+    assert (strict["freshness_sla_seconds"], hourly["freshness_sla_seconds"], every["freshness_sla_seconds"]) == (
+        60,
+        3600,
+        60,
+    )
+    assert (strict["series"]["queue_bound"], hourly["series"]["queue_bound"], every["series"]["queue_bound"]) == (
+        510,
+        30600,
+        510,
+    )
+    # The admin page: the chosen collection's freshness, and the SLA its charts are drawn against.
+    client.force_login(user)
+    page = client.get("/admin/pipeline/collection/slos/?range=1h&collection=fake")
+    freshness_row = next(row for row in page.context["slo_rows"] if row["name"] == "freshness")
+    assert freshness_row["compliance"][0] == ("1h", "0.00%", False) and freshness_row["state"] == "missed"
+    assert "embedded within the collection's SLA (60 s)" in page.content.decode()
 
 
 def test_the_performance_slos_come_from_the_same_evaluator(hash_collection, fake_collection, settings):

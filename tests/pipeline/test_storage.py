@@ -46,21 +46,16 @@ def test_failed_write_leaves_previous_chunks_untouched(hash_collection):
 
 
 def test_collections_with_different_dimensions_coexist(db):
-    small = create_collection(
-        name="small",
-        model="local/hash-8",
-        chunk_unit="characters",
-        chunk_size=100,
-        chunk_overlap=0,
-        contextual_chunks=False,
-    )
-    large = create_collection(
-        name="large",
-        model="local/hash-64",
-        chunk_unit="characters",
-        chunk_size=100,
-        chunk_overlap=0,
-        contextual_chunks=False,
+    small, large = (
+        create_collection(
+            name=name,
+            model=f"local/hash-{dimensions}",
+            chunk_unit="characters",
+            chunk_size=100,
+            chunk_overlap=0,
+            contextual_chunks=False,
+        )
+        for name, dimensions in (("small", 8), ("large", 64))
     )
     for c in (small, large):
         enqueue(c, [IncomingDocument(f"{c.name}-{i}", f"{c.name} document {i}") for i in range(5)])

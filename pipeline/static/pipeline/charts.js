@@ -125,7 +125,7 @@
       labels,
       [
         { label: "pending documents", data: s.queue_depth, borderColor: PRIMARY, fill: false },
-        dashed("bound (capacity x 1 h)", constant(s.queue_bound, n), ERROR),
+        dashed(`bound (capacity x ${figures.freshness_sla_seconds} s SLA)`, constant(s.queue_bound, n), ERROR),
       ],
       "documents"
     );
@@ -150,7 +150,7 @@
       "chart-freshness",
       labels,
       [
-        { label: "embedded within 1 h (%)", data: s.freshness_percent, borderColor: OK },
+        { label: "embedded within the SLA (%)", data: s.freshness_percent, borderColor: OK },
         dashed("objective 99%", constant(99, n), QUIET),
       ],
       "percent",
