@@ -51,10 +51,12 @@ def record(request: Any, view: Any, data: Any) -> None:
     body = request.data if isinstance(request.data, dict) else {}
     collection = kwargs.get("name") or data.get("collection") or body.get("collection")
     count = next((data[k] for k in COUNTS if isinstance(data.get(k), int)), None)
+    # A viewset's row: the one the route names, or the one it created (a test run, a golden query).
+    pk = kwargs.get("pk") or data.get("id")
     fields = {
         "collection": collection if isinstance(collection, str) else "",
         "documents": 1 if "external_id" in kwargs else count,
-        "target": kwargs.get("external_id") or (f"{view.basename} {kwargs['pk']}" if "pk" in kwargs else ""),
+        "target": kwargs.get("external_id") or (f"{view.basename} {pk}" if pk and hasattr(view, "basename") else ""),
         **getattr(request, "audit", {}),
     }
     trail.record(Via.API, action, **trail.who(request), **fields)

@@ -27,6 +27,7 @@ from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
+from testing.models import TestRun
 from tests.pipeline.test_admin_enqueue import DOCUMENT_ADD, document_form
 from tests.pipeline.test_optimizer import embedding_bound
 from tests.tools import client_with, error_of, run_action
@@ -149,6 +150,18 @@ def test_retrying_failures_counts_the_documents_requeued(hash_collection, api):
         ("failure.retry", "hashes", f"failure {one.pk}", 1),
         ("failure.bulk_retry", "", "", 2),
     ]
+
+
+def test_starting_a_test_run_leaves_one_event_and_the_refused_second_none(db, api, admin_client):
+    body = {"categories": ["edge"], "scenarios": ["health_checks_pass"], "wait": 0}
+
+    started = api.post("/api/v1/embedding-pipeline-operations/test", body, format="json")
+    assert started.status_code == 202, started.content
+    error_of(api.post("/api/v1/embedding-pipeline-operations/test", {}, format="json"), 409)
+    admin_client.post("/admin/testing/testrun/run-now/", {})  # refused too: the run is running
+
+    event = only_event()
+    assert (event.via, event.action, event.target) == ("api", "ops-test.add", f"ops-test {started.json()['id']}")
 
 
 def test_reads_searches_and_refused_requests_leave_no_event(hash_collection, api):
@@ -285,6 +298,15 @@ def test_applying_an_optimization_in_the_admin_records_before_and_after(hash_col
     event = only_event()
     assert (event.via, event.action, event.collection) == ("admin", "optimizationchange.apply", "hashes")
     assert event.changes == {"batch_size": [16, 32]}
+
+
+def test_run_tests_now_in_the_admin_leaves_one_event_naming_the_run(db, admin_client):
+    response = admin_client.post("/admin/testing/testrun/run-now/", {"category": "edge", "quick": "1"})
+
+    assert response.status_code == 302
+    run = TestRun.objects.get()
+    event = only_event()
+    assert (event.via, event.action, event.target) == ("admin", "testrun.run", f"test run {run.pk}")
 
 
 def test_the_admin_shows_the_trail_read_only_with_its_filters(hash_collection, api, admin_client):
