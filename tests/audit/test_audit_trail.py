@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django import forms
@@ -341,6 +342,17 @@ def test_the_enqueue_command_counts_the_documents(hash_collection, tmp_path):
 
     event = only_event()
     assert (event.action, event.collection, event.documents) == ("enqueue", "hashes", 2)
+
+
+@pytest.mark.parametrize("name", ["detect_stale", "reprocess_failed"])
+def test_the_reprocessing_commands_record_a_real_run_not_a_dry_one(db, name):
+    call_command(name, "--dry-run", stdout=StringIO())
+    assert not AuditEvent.objects.exists()
+
+    call_command(name, stdout=StringIO())
+
+    event = only_event()
+    assert (event.via, event.action, event.documents) == ("command", name, 0)
 
 
 # --- export and retention -------------------------------------------------------------------------
