@@ -4,6 +4,7 @@ secrets never reach it; the API export filters and needs its permission; old eve
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import timedelta
 from io import StringIO
@@ -342,6 +343,36 @@ def test_the_enqueue_command_counts_the_documents(hash_collection, tmp_path):
 
     event = only_event()
     assert (event.action, event.collection, event.documents) == ("enqueue", "hashes", 2)
+
+
+def test_optimize_apply_records_each_applied_change_with_before_and_after(hash_collection):
+    embedding_bound(hash_collection)
+
+    call_command("optimize", "--apply", "--json", stdout=StringIO())
+
+    event = only_event()
+    assert (event.action, event.collection, event.changes) == ("optimize", "hashes", {"batch_size": [16, 32]})
+
+
+def test_import_golden_queries_records_the_import_not_a_dry_run(hash_collection, tmp_path):
+    path = tmp_path / "golden.jsonl"
+    path.write_text(json.dumps({"query": "what is d1?", "expected": "d1"}) + "\n")
+
+    call_command("import_golden_queries", str(path), collection="hashes", dry_run=True, stdout=StringIO())
+    call_command("import_golden_queries", str(path), collection="hashes", stdout=StringIO())
+
+    event = only_event()
+    assert (event.action, event.collection, event.target) == ("import_golden_queries", "hashes", "1 golden queries")
+
+
+def test_create_api_token_records_whose_token_never_its_key(admin_user):
+    out = StringIO()
+    call_command("create_api_token", admin_user.username, stdout=out)
+
+    event = only_event()
+    assert (event.action, event.target) == ("create_api_token", f"token of {admin_user.username}")
+    key = out.getvalue().strip()
+    assert key and key not in json.dumps(list(AuditEvent.objects.values()), default=str)
 
 
 @pytest.mark.parametrize("name", ["detect_stale", "reprocess_failed"])
