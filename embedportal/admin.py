@@ -12,6 +12,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from audit.hooks import Audited
+
 admin.site.site_header = "embedportal"
 admin.site.site_title = "embedportal"
 admin.site.index_title = "Operator console"
@@ -34,7 +36,11 @@ class WrittenBySystem:
         return self.deletable and super().has_delete_permission(request, obj)
 
 
-class ReadOnlyAdmin(WrittenBySystem, admin.ModelAdmin):
+class AuditedAdmin(Audited, admin.ModelAdmin):
+    """The project's ModelAdmin: additions, changes, deletions and actions write the audit trail."""
+
+
+class ReadOnlyAdmin(WrittenBySystem, AuditedAdmin):
     """Viewed and deleted, never added or changed in the admin."""
 
     def admin_page(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:

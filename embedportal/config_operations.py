@@ -78,6 +78,12 @@ OPERATIONS = (
         "Benchmark runs older than this many days are deleted (regression detection compares recent runs).",
     ),
     Setting(
+        "EMBEDPORTAL_AUDIT_RETENTION_DAYS",
+        "int",
+        400,
+        "Audit trail events older than this many days are deleted by the daily pruning pass.",
+    ),
+    Setting(
         "EMBEDPORTAL_CAPACITY_WORKERS",
         "int",
         0,

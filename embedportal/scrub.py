@@ -10,7 +10,8 @@ PATTERNS = (
     (re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{6,}"), "[redacted]"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{6,}"), r"\1 [redacted]"),
     (re.compile(r"(?i)\b(api[_-]?key|password|secret|token)(\s*[=:]\s*)[^\s,;'\"]+"), r"\1\2[redacted]"),
-    (re.compile(r"(postgres(?:ql)?://)[^\s@/]*@"), r"\1[redacted]@"),
+    # Credentials in any URL: a database's, or a provider's api_base (https://user:secret@host/).
+    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s@/]*@"), r"\1[redacted]@"),
 )
 SECRET_ENV_PARTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "AUTH", "DATABASE_URL")
 

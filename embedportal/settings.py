@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "reprocessing",
     "testing",
     "docs_site",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +88,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Records every successful API request that changes something (audit.trail).
+    "audit.middleware.AuditMiddleware",
     # Last: it answers a locked-out login with 403 (django-axes).
     "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -322,6 +325,7 @@ EMBEDPORTAL_TEST_RUN_RETENTION_DAYS = env_int("EMBEDPORTAL_TEST_RUN_RETENTION_DA
 if EMBEDPORTAL_TEST_RUN_RETENTION_DAYS < 14:
     raise ImproperlyConfigured("EMBEDPORTAL_TEST_RUN_RETENTION_DAYS must be at least 14: flaky detection reads 14 days")
 EMBEDPORTAL_BENCHMARK_RETENTION_DAYS = env_int("EMBEDPORTAL_BENCHMARK_RETENTION_DAYS")
+EMBEDPORTAL_AUDIT_RETENTION_DAYS = env_int("EMBEDPORTAL_AUDIT_RETENTION_DAYS")
 # Performance (docs/performance.md).
 EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS = env_int("EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS")
 EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS = env_int("EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("reprocessing.api.urls")),
     path("api/v1/", include("docs_site.api.urls")),
     path("api/v1/", include("testing.api.urls")),
+    path("api/v1/", include("audit.api.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
     path(
         "api/v1/docs/",

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from embedportal.admin import ReadOnlyAdmin
+from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
 from pipeline import (
     admin_state,  # noqa: F401  (registers the read-only state and quality pages)
@@ -94,7 +94,7 @@ BOUNDED_JSON = {models.JSONField: {"form_class": BoundedJSONFormField}}
 
 
 @admin.register(Collection)
-class CollectionAdmin(admin.ModelAdmin):
+class CollectionAdmin(AuditedAdmin):
     formfield_overrides = BOUNDED_JSON
     form = CollectionForm
     list_display = (
@@ -261,7 +261,7 @@ class EnqueueDocumentForm(forms.ModelForm):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(AuditedAdmin):
     formfield_overrides = BOUNDED_JSON
     list_display = (
         "external_id",

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from embedportal.admin import ReadOnlyAdmin
+from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from pipeline.models import (
     RESERVED_PREFIX,
     CapacityMeasurement,
@@ -109,7 +109,7 @@ class CapacityMeasurementAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GoldenQuery)
-class GoldenQueryAdmin(admin.ModelAdmin):
+class GoldenQueryAdmin(AuditedAdmin):
     """Questions and the document that answers each: what evaluate_retrieval scores search with."""
 
     list_display = ("query", "expected_document_id", "collection", "created_at")

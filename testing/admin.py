@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from audit import trail
 from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
 from testing.choices import Category, Condition
 from testing.coverage import coverage
@@ -68,6 +69,7 @@ class TestRunAdmin(ReadOnlyAdmin):
         except RunInProgress as exc:
             self.message_user(request, f"Not started: {exc}.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
+        trail.admin(request, "run", TestRun.objects.filter(pk=run.pk), target=f"test run {run.pk}")
         self.message_user(request, f"Test run {run.pk} started ({len(tester.selected)} scenarios).", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:testing_testrun_change", args=[run.pk]))
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
+APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens", "audit")
 # What each app must never import: the apps built on it.
 FORBIDDEN = {
     "pipeline": {"reprocessing", "testing", "docs_site"},
     "reprocessing": {"testing", "docs_site"},
+    "audit": {"pipeline", "reprocessing", "testing", "docs_site"},
 }
 # Test tooling, and the apps allowed to use it: the operations tester drives the app in-process.
 TEST_TOOLING = {"unittest.mock": (), "django.test": ("testing",)}

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired, demand
 from embedportal.api.strict import StrictModelSerializer, no_body
@@ -107,18 +108,26 @@ class CollectionViewSet(viewsets.ModelViewSet):
     # Fields a PUT or PATCH changes only with the permission of the action that changes them too.
     field_permissions = {"paused": CanPause.perm}
 
-    def perform_update(self, serializer: CollectionSerializer) -> None:
-        changes = serializer.validated_data
-        for field, perm in self.field_permissions.items():
-            if field in changes and changes[field] != getattr(serializer.instance, field):
-                demand(self.request, perm)
-        super().perform_update(serializer)
-
     def perform_create(self, serializer: CollectionSerializer) -> None:
         try:
             serializer.instance = create_collection(**serializer.validated_data)
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+        trail.note(self.request, collection=serializer.instance.name)
+
+    def perform_update(self, serializer: CollectionSerializer) -> None:
+        before = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
+        for field, perm in self.field_permissions.items():
+            if field in before and serializer.validated_data[field] != before[field]:
+                demand(self.request, perm)
+        super().perform_update(serializer)
+        after = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
+        # A rename is recorded under the new name, as the admin records it.
+        trail.note(self.request, collection=serializer.instance.name, changes=trail.changes(before, after))
+
+    def perform_destroy(self, instance: Collection) -> None:
+        trail.note(self.request, documents=Document.objects.filter(collection=instance).count())
+        super().perform_destroy(instance)
 
     @extend_schema(request=IncomingDocumentSerializer(many=True), responses={202: dict})
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from audit import trail
 from embedportal.admin import ReadOnlyAdmin
 from pipeline import costs
 from pipeline.models import BatchTiming, Collection, OptimizationChange
@@ -154,6 +155,8 @@ def _apply(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpRe
     except OptimizerError as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return back
+    changes = {change.setting: [change.before, change.after]}
+    trail.admin(request, "apply", OptimizationChange.objects.filter(pk=change.pk), changes=changes)
     model_admin.message_user(
         request,
         f"Applied: {collection.name}.{change.setting} {change.before} -> {change.after}: "

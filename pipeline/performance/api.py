@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from pipeline.models import Collection, OptimizationChange
@@ -112,6 +113,7 @@ class ApplyView(APIView):
             )
         except OptimizerError as exc:
             raise Conflict(str(exc)) from None
+        trail.note(request, changes={change.setting: [change.before, change.after]})
         return Response(OptimizationChangeSerializer(change).data, status=status.HTTP_201_CREATED)
 
 

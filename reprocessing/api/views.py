@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from embedportal.api.strict import no_body
@@ -50,6 +51,7 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
         retried = failures.retry(FailedDocument.objects.filter(pk=failure.pk))
         if not retried:
             raise Conflict(f"failure {failure.pk} was requeued or resolved already; nothing to retry")
+        trail.note(request, collection=failure.document.collection.name)
         return _result(retried)
 
     @extend_schema(request=None, responses={200: FailedDocumentSerializer})

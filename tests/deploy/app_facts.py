@@ -69,7 +69,7 @@ _SUFFIXES = {
 
 
 # The project's own apps (pyproject's setuptools include list); each may define a `metrics` module.
-PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
+PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens", "audit")
 
 
 def metrics_modules() -> list[ModuleType]:

@@ -333,5 +333,5 @@ def test_the_copied_sources_build_the_project_wheel(tmp_path: Path) -> None:
     wheel = out / editable.stdout.strip().splitlines()[-1]
     finder = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("_finder.py"))
     mapping = zipfile.ZipFile(wheel).read(finder).decode()
-    for package in ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens"):
+    for package in ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens", "audit"):
         assert f"'{package}': '{src / package}'" in mapping

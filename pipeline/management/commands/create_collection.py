@@ -6,6 +6,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit import trail
 from pipeline.choices import ChunkingStrategy, ChunkUnit
 from pipeline.collections import create_collection
 from pipeline.models import Collection
@@ -83,6 +84,7 @@ class Command(BaseCommand):
             collection = create_collection(**fields)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        trail.command(self, collection=collection.name)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Created collection {collection.name} ({collection.model}, {collection.dimensions} dimensions, "

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from audit import trail
 from pipeline import sources
 from pipeline.models import Collection
 from pipeline.queue import EnqueueResult, IncomingDocument, enqueue
@@ -71,6 +72,7 @@ class Command(BaseCommand):
                 if len(batch) >= o["batch"] or batch_chars >= max_batch_chars:
                     flush()
         flush()
+        trail.command(self, collection=collection.name, documents=total.accepted)
         self.stdout.write(
             f"Enqueued into {collection.name}: {len(total.created)} new, {len(total.updated)} changed, "
             f"{len(total.unchanged)} unchanged (not re-embedded)"

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit import trail
 from pipeline.models import Collection
 from pipeline.quality import parse_jsonl, save_golden
 
@@ -37,4 +38,5 @@ class Command(BaseCommand):
             self.stdout.write(f"{len(items)} golden queries are valid (dry run: nothing written).")
             return
         save_golden(collection, items, replace=o["replace"])
+        trail.command(self, collection=collection.name, target=f"{len(items)} golden queries")
         self.stdout.write(f"Imported {len(items)} golden queries into {collection.name}.")

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit import trail
 from pipeline.models import Collection
 from pipeline.performance.optimizer import STAGES, Analysis, EmbeddingPipelineOperationsOptimizer, OptimizerError
 
@@ -50,6 +51,9 @@ class Command(BaseCommand):
             analysis = optimizer.analyse(collection)
         except OptimizerError as exc:
             raise CommandError(str(exc)) from None
+        for c in applied:
+            changes = {c.setting: [c.before, c.after]}
+            trail.command(self, collection=collection_name(c), target=f"change {c.pk}", changes=changes)
         if o["json"]:
             out = analysis.as_dict()
             if o["apply"]:

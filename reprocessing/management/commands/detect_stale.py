@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from audit import trail
 from reprocessing.staleness import detect_stale
 
 
@@ -20,6 +21,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **o: Any) -> None:
         report = detect_stale(dry_run=o["dry_run"])
+        if not report.dry_run:
+            trail.command(self, documents=report.requeued)
         if o["json"]:
             self.stdout.write(json.dumps(report.as_dict()))
             return

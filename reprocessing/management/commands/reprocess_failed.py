@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from audit import trail
 from reprocessing.workflow import ReprocessingWorkflow
 
 
@@ -18,6 +19,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **o: Any) -> None:
         report = ReprocessingWorkflow().run_once(dry_run=o["dry_run"])
+        if not report.dry_run:
+            trail.command(self, documents=sum(report.retried.values()))
         if o["json"]:
             self.stdout.write(json.dumps(report.as_dict()))
         elif report.dry_run:

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit import trail
 from testing.api.serializers import TestRunDetailSerializer
 from testing.choices import Category, Outcome, RunStatus, Trigger
 from testing.junit import write_junit
@@ -54,6 +55,8 @@ class Command(BaseCommand):
             run = tester.run()
         except RunInProgress as exc:
             raise CommandError(f"{exc}; try again when it has finished") from None
+        only = o["collection"][0] if len(o["collection"] or []) == 1 else ""
+        trail.command(self, collection=only, target=f"test run {run.pk}")
         if o["junit_xml"]:
             write_junit(run, o["junit_xml"])
         if o["json"]:

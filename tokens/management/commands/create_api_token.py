@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from audit import trail
 from tokens.choices import Scope
 from tokens.models import ApiToken
 
@@ -53,6 +54,9 @@ class Command(BaseCommand):
             elif mine.filter(name=name, revoked_at=None).exists():
                 raise CommandError(f"{o['username']!r} has a token named {name!r}; --rotate replaces it")
             token, secret = ApiToken.objects.issue(user, name, o["scope"], days)
+            trail.command(
+                self, target=f"token {name!r} of {user.get_username()}" + (", rotated" if o["rotate"] else "")
+            )
         expires = f"{token.expiry:%Y-%m-%d %H:%M} UTC"
         self.stderr.write(f"token {token.token_key}… {name!r}, scope {token.scope}, expires {expires}")
         self.stdout.write(secret)
