@@ -86,9 +86,7 @@ def test_each_api_action_leaves_one_event_with_its_actor_action_and_collection(
     assert event.address == "127.0.0.1"
 
 
-def test_a_token_request_records_its_token_and_the_address_the_throttles_count(
-    hash_collection, admin_user, settings
-):
+def test_a_token_request_records_its_token_and_the_address_the_throttles_count(hash_collection, admin_user, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
     client = APIClient()
     _, secret = ApiToken.objects.issue(admin_user, "deployer", "operate", 1)
