@@ -61,7 +61,7 @@ class EvaluationsView(APIView):
     )
     def post(self, request: Request, name: str) -> Response:
         collection = collection_or_404(name)
-        body = EvaluateSerializer(data=request.data or {})
+        body = EvaluateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             run = evaluate(collection, body.validated_data.get("mode"), trigger="api")

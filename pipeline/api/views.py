@@ -215,7 +215,8 @@ class CollectionViewSet(viewsets.ModelViewSet):
         provider options or chunking) if any: search answers from the current vectors, with the current
         model, until the new ones are complete and indexed, then switches (pipeline.backfill)."""
         collection = self.get_object()
-        changes = ReembedSerializer(data=request.data or {})
+        # An empty body is {} (or an empty form); anything else that is not an object is a 400.
+        changes = ReembedSerializer(data=request.data)
         changes.is_valid(raise_exception=True)
         try:
             requeued = backfill.begin_reembed(

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
+from embedportal.api.strict import StrictCharField, StrictFieldsMixin
 from pipeline.models import Collection, OptimizationChange
 from pipeline.performance import compliance as performance_slos
 from pipeline.performance import slo_page, slos
@@ -43,9 +44,9 @@ class OptimizationChangeSerializer(serializers.ModelSerializer):
         fields = "__all__"
 
 
-class ApplySerializer(serializers.Serializer):
+class ApplySerializer(StrictFieldsMixin, serializers.Serializer):
     collection = serializers.SlugRelatedField(slug_field="name", queryset=Collection.objects.all())
-    recommendation = serializers.CharField(max_length=200, help_text="A recommendation's id from GET performance.")
+    recommendation = StrictCharField(max_length=200, help_text="A recommendation's id from GET performance.")
 
 
 def _window(request: Request) -> int | None:

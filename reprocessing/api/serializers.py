@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from embedportal.api.strict import StrictCharField, StrictFieldsMixin
 from pipeline.choices import ErrorType
 from reprocessing.models import FailedDocument
 
@@ -32,11 +33,11 @@ class FailedDocumentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BulkRetrySerializer(serializers.Serializer):
+class BulkRetrySerializer(StrictFieldsMixin, serializers.Serializer):
     """Retry every scheduled or dead-lettered failure of one type (e.g. after a provider outage)."""
 
     error_type = serializers.ChoiceField(choices=ErrorType.choices)
-    collection = serializers.SlugField(required=False, help_text="Only this collection's documents")
+    collection = StrictCharField(required=False, max_length=63, help_text="Only this collection's documents")
 
 
 class RetryResultSerializer(serializers.Serializer):

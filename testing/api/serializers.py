@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from embedportal.api.strict import StrictBooleanField, StrictIntegerField
+from embedportal.api.strict import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFieldsMixin,
+    StrictIntegerField,
+    StrictModelSerializer,
+)
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from testing.choices import Category
 from testing.models import TestResult, TestRun
@@ -32,13 +38,13 @@ class TestRunDetailSerializer(TestRunSerializer):
     results = TestResultSerializer(many=True, read_only=True)
 
 
-class RunRequestSerializer(serializers.Serializer):
+class RunRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     """What to run: everything by default."""
 
     categories = serializers.ListField(child=serializers.ChoiceField(Category.choices), required=False, default=list)
-    scenarios = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    scenarios = serializers.ListField(child=StrictCharField(), required=False, default=list)
     quick = StrictBooleanField(required=False, default=False)
-    collections = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    collections = serializers.ListField(child=StrictCharField(), required=False, default=list)
     wait = StrictIntegerField(
         required=False,
         default=30,
@@ -61,7 +67,7 @@ class RunRequestSerializer(serializers.Serializer):
         return value
 
 
-class GoldenQuerySerializer(serializers.ModelSerializer):
+class GoldenQuerySerializer(StrictModelSerializer):
     collection = serializers.SlugRelatedField(
         slug_field="name", queryset=Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
     )

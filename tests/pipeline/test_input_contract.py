@@ -18,8 +18,9 @@ from prometheus_client import REGISTRY
 
 from embedportal.api.strict import json_depth_exceeds
 from pipeline import health
-from pipeline.models import Collection, Document, ProviderCircuit
+from pipeline.models import Collection, Document, GoldenQuery, OptimizationChange, ProviderCircuit
 from pipeline.models.operations import endpoint_label
+from testing.models import TestRun
 from tests.pipeline.test_security import api_urls
 from tests.tools import error_of
 
@@ -156,6 +157,34 @@ def test_numbers_and_booleans_sent_as_strings_are_refused(api, hash_collection):
     assert error_of(api.patch("/api/v1/collections/hashes/", {"name": 7}, format="json"), 400)
     assert post(api, "/api/v1/collections/hashes/search/", {"query": "q", "k": 3}).status_code == 200
     assert not Collection.objects.get().paused
+
+
+OPS = "/api/v1/embedding-pipeline-operations"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (f"{OPS}/test/", {"quick": True, "scenario": ["x"]}, "scenario"),  # unknown (scenarios)
+        (f"{OPS}/test/", {"scenarios": [7]}, "scenarios"),
+        (f"{OPS}/performance/apply/", {"collection": "hashes", "recommendation": 7}, "recommendation"),
+        (f"{OPS}/performance/apply/", {"collection": "hashes", "recommendation": "x", "force": True}, "force"),
+        ("/api/v1/failures/retry/", {"error_type": "rate_limit", "collection": 7}, "collection"),
+        ("/api/v1/failures/retry/", {"error_type": "rate_limit", "colection": "hashes"}, "colection"),
+        (
+            f"{OPS}/golden-queries/",
+            {"collection": "hashes", "query": "q", "expected_document_id": "a", "why": 1},
+            "why",
+        ),
+        ("/api/v1/collections/hashes/reembed/", [], None),
+        ("/api/v1/collections/hashes/evaluations/", [], None),
+    ],
+)
+def test_every_operation_refuses_unknown_fields_wrong_types_and_non_objects(api, hash_collection, path, body, field):
+    error = error_of(post(api, path, body), 400)
+    assert field is None or error["message"].startswith(field), error
+    assert not TestRun.objects.exists() and not OptimizationChange.objects.exists()
+    assert Collection.objects.get().generation == 1 and not GoldenQuery.objects.exists()
 
 
 @pytest.mark.parametrize("body", ['"garbage"', "[1, 2]", '{"paused": false}', "42"])
