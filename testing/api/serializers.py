@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from embedportal.api.strict import StrictBooleanField, StrictIntegerField
+from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from testing.choices import Category
 from testing.models import TestResult, TestRun
@@ -54,7 +55,8 @@ class RunRequestSerializer(serializers.Serializer):
         return value
 
     def validate_collections(self, value: list[str]) -> list[str]:
-        known = set(Collection.objects.filter(name__in=value).values_list("name", flat=True))
+        seen = Collection.objects.visible_to(self.context["request"].user)
+        known = set(seen.filter(name__in=value).values_list("name", flat=True))
         unknown = sorted(set(value) - known)
         if unknown:
             raise serializers.ValidationError(f"no collections named {', '.join(unknown)}")
@@ -62,9 +64,7 @@ class RunRequestSerializer(serializers.Serializer):
 
 
 class GoldenQuerySerializer(serializers.ModelSerializer):
-    collection = serializers.SlugRelatedField(
-        slug_field="name", queryset=Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
-    )
+    collection = CollectionField(queryset=Collection.objects.exclude(name__startswith=RESERVED_PREFIX))
 
     class Meta:
         model = GoldenQuery
