@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
@@ -83,17 +83,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def user_with(*codenames: str, app: str = "pipeline", is_staff: bool = False, teams: list[Group] | None = None) -> User:
-    """A fresh non-superuser (password "x") holding exactly these permissions of `app`: a platform
-    operator who sees every collection (pipeline.access_all_collections), or with `teams` a member of
-    those teams who sees only theirs (tests/pipeline/test_team_access.py)."""
+def user_with(*codenames: str, app: str = "pipeline", is_staff: bool = False) -> User:
+    """A fresh non-superuser (password "x") holding exactly these permissions of `app`, as a platform
+    operator who sees every collection (pipeline.access_all_collections); team members' access is
+    tested in tests/pipeline/test_team_access.py."""
     user = User.objects.create_user(f"user-{User.objects.count()}", password="x", is_staff=is_staff)
     user.user_permissions.set(Permission.objects.filter(content_type__app_label=app, codename__in=codenames))
     assert user.user_permissions.count() == len(codenames), "a codename names no permission"
-    if teams is None:
-        user.user_permissions.add(Permission.objects.get_by_natural_key("access_all_collections", "pipeline", "collection"))
-    else:
-        user.groups.set(teams)
+    user.user_permissions.add(Permission.objects.get_by_natural_key("access_all_collections", "pipeline", "collection"))
     return user
 
 

@@ -55,6 +55,7 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
     created = Collection.objects.get(name="notes")
     assert response.json() | {"created_at": None, "updated_at": None} == {
         "name": "notes",
+        "team": None,  # an operator's, none named: the platform's own
         "model": "local/hash-32",
         "api_base": "",
         "api_key_env": "",

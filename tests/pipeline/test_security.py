@@ -144,7 +144,7 @@ def test_swagger_ui_needs_login_and_loads_nothing_from_another_host(admin_client
 
 def test_create_api_token_prints_a_working_token(hash_collection, capsys):
     user = User.objects.create_user("robot", password="x")
-    user.user_permissions.add(Permission.objects.get(codename="view_collection"))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_collection", "access_all_collections"]))
     call_command("create_api_token", "robot")
     key = capsys.readouterr().out.strip()
     api = APIClient()

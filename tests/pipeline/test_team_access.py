@@ -13,8 +13,8 @@ from django.utils import timezone
 from drf_spectacular.generators import EndpointEnumerator
 from rest_framework.test import APIClient
 
-from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.access import TeamCollectionFilter
+from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document, GoldenQuery, OptimizationChange
@@ -125,9 +125,7 @@ def collections(teams) -> dict[str, Collection]:
 
 def everything_but_access_all() -> list[Permission]:
     apps = ("pipeline", "reprocessing", "testing")
-    return list(
-        Permission.objects.filter(content_type__app_label__in=apps).exclude(codename="access_all_collections")
-    )
+    return list(Permission.objects.filter(content_type__app_label__in=apps).exclude(codename="access_all_collections"))
 
 
 @pytest.fixture
@@ -326,7 +324,9 @@ def test_admin_pages_show_only_the_members_collections(client, collections, memb
     assert refused.context["figures"]["collection"] is None, "the page falls back to every collection it may show"
     assert [str(m) for m in refused.context["messages"]] == ["no collection named 'b'"]
     assert list(refused.context["collections"]) == ["a"]
-    assert admin.get("/admin/pipeline/optimizationchange/performance/", {"collection": "b"}).context["collection"] is None
+    assert (
+        admin.get("/admin/pipeline/optimizationchange/performance/", {"collection": "b"}).context["collection"] is None
+    )
     client.force_login(admin_user)
     assert ">b<" in client.get("/admin/pipeline/collection/overview/").content.decode()
 
@@ -349,18 +349,21 @@ def test_admin_team_member_must_pick_one_of_their_teams(client, teams, member):
 
 
 @pytest.mark.parametrize(
-    ("command", "args"),
+    ("command", "args", "named"),
     [
-        ("search", ["a query"]),
-        ("evaluate_retrieval", []),
-        ("optimize", []),
-        ("enqueue", ["/nonexistent-path"]),
-        ("import_golden_queries", ["/nonexistent-file"]),
+        ("search", ["a query"], "b"),
+        ("evaluate_retrieval", [], "b"),
+        ("optimize", [], "b"),
+        ("enqueue", ["/nonexistent-path"], "b"),
+        ("import_golden_queries", ["/nonexistent-file"], "b"),
+        ("run_ops_tests", ["--scenario", "nonexistent"], ["a", "b"]),
     ],
 )
-def test_commands_run_as_a_user_refuse_another_teams_collection(collections, member, command, args):
+def test_commands_run_as_a_user_refuse_another_teams_collection(collections, member, command, args, named):
+    before = state_of("b")
     with pytest.raises(CommandError, match="^no collection named 'b'"):
-        call_command(command, *args, collection="b", as_user="alice")
+        call_command(command, *args, collection=named, as_user="alice")
+    assert state_of("b") == before
 
 
 def test_commands_as_a_user_act_on_their_teams_and_without_it_on_every_collection(collections, member, capsys):

@@ -8,7 +8,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
-
 OPERATORS = "operators"
 ACCESS_ALL_NATURAL_KEY = ("access_all_collections", "pipeline", "collection")
 
