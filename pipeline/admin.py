@@ -218,6 +218,7 @@ class CollectionAdmin(TeamScoped, admin.ModelAdmin):
         if not request.user.has_perm("pipeline.view_collectionactivity"):
             raise PermissionDenied
         seen = Collection.objects.visible_to(request.user)
+        seen_ids = set(seen.values_list("pk", flat=True))
         try:
             figures = slo_page.figures(
                 request.GET.get("range", slo_page.DEFAULT_RANGE),
@@ -232,9 +233,7 @@ class CollectionAdmin(TeamScoped, admin.ModelAdmin):
             "title": "SLOs and capacity",
             "figures": figures,
             "slo_rows": slo_page.table(figures),
-            "retrieval": [
-                run for run in quality.latest() if run.collection_id in set(seen.values_list("pk", flat=True))
-            ],
+            "retrieval": [run for run in quality.latest() if run.collection_id in seen_ids],
             "ranges": list(slo_page.RANGES),
             "collections": seen.order_by("name").values_list("name", flat=True),
         }

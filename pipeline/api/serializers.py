@@ -75,7 +75,7 @@ class CollectionSerializer(StrictModelSerializer):
         user = self.context["request"].user
         if self.instance is None and "team" not in attrs:
             attrs["team"] = own_team(user)
-        elif attrs.get("team", True) is None and not sees_all_collections(user):
+        elif "team" in attrs and attrs["team"] is None and not sees_all_collections(user):
             raise serializers.ValidationError({"team": "only platform operators own collections without a team"})
         if self.instance is not None:
             for name in ("model", "dimensions"):
