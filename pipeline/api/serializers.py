@@ -6,6 +6,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from embedportal.api.strict import (
@@ -28,6 +30,7 @@ from pipeline.models import (
 )
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class CollectionField(serializers.SlugRelatedField):
     """A collection by name among those the request's user may see: another team's reads as unknown."""
 
@@ -44,7 +47,11 @@ class TeamField(serializers.SlugRelatedField):
     member only one of their own teams."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(slug_field="name", allow_null=True, required=False, **kwargs)
+        help_text = (
+            "The owning team, a group's name: one of yours (default: your only one); "
+            "null, operators only: the platform's."
+        )
+        super().__init__(slug_field="name", allow_null=True, required=False, help_text=help_text, **kwargs)
 
     def get_queryset(self) -> Any:
         user = self.context["request"].user
