@@ -113,7 +113,7 @@ class CollectionAdmin(TeamScoped, admin.ModelAdmin):
         "embedding_cost",
     )
     list_select_related = ("cost", "team")
-    list_filter = ("paused", "chunking_strategy", "model", "team")
+    list_filter = ("paused", "chunking_strategy", "model", ("team", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "model")
     actions = ("pause_collections", "resume_collections", "reembed_collections")
 

@@ -284,6 +284,7 @@ def test_admin_lists_and_change_pages_hold_only_the_members_rows(client, collect
     changelist = admin.get("/admin/pipeline/collection/").content.decode()
     assert "/admin/pipeline/collection/{}/change/".format(collections["a"].pk) in changelist
     assert "/admin/pipeline/collection/{}/change/".format(collections["b"].pk) not in changelist
+    assert "team-a" in changelist and "team-b" not in changelist, "the team column and filter"
     b_rows = {
         "pipeline/collection": collections["b"].pk,
         "pipeline/document": collections["b"].documents.get().pk,
