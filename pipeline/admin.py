@@ -127,8 +127,11 @@ class CollectionAdmin(TeamScoped, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
         # contextual_chunks changes what is embedded: only a re-embed changes it.
+        # One permission per action: the paused box needs the pause permission, as the pause action does.
+        paused = () if self.has_pause_permission(request) else ("paused",)
         if obj:
             return (
+                *paused,
                 "model",
                 "dimensions",
                 "contextual_chunks",
@@ -138,7 +141,7 @@ class CollectionAdmin(TeamScoped, admin.ModelAdmin):
                 "created_at",
                 "updated_at",
             )
-        return ("created_at", "updated_at")
+        return (*paused, "created_at", "updated_at")
 
     @admin.display(description="HNSW index")
     def hnsw_index(self, obj: Collection) -> str:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 
 from embedportal.api.strict import (
     StrictBooleanField,
@@ -68,6 +69,9 @@ def own_team(user: Any) -> Group | None:
     return teams[0]
 
 
+PAUSE_PERMISSION = "pipeline.pause_collection"
+
+
 class CollectionSerializer(StrictModelSerializer):
     team = TeamField()
 
@@ -84,6 +88,10 @@ class CollectionSerializer(StrictModelSerializer):
             attrs["team"] = own_team(user)
         elif "team" in attrs and attrs["team"] is None and not sees_all_collections(user):
             raise serializers.ValidationError({"team": "only platform operators own collections without a team"})
+        # One permission per action, whatever the route: pausing through PATCH needs what POST pause/ needs.
+        if attrs.get("paused", getattr(self.instance, "paused", False)) != getattr(self.instance, "paused", False):
+            if not user.has_perm(PAUSE_PERMISSION):
+                raise PermissionDenied(f"permission {PAUSE_PERMISSION} required to pause or resume")
         if self.instance is not None:
             for name in ("model", "dimensions"):
                 if name in attrs and attrs[name] != getattr(self.instance, name):

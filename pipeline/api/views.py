@@ -19,6 +19,7 @@ from pipeline import backfill, queue
 from pipeline import search as semantic
 from pipeline.api.filters import DocumentFilter
 from pipeline.api.serializers import (
+    PAUSE_PERMISSION,
     CollectionSerializer,
     DocumentSerializer,
     IncomingDocumentSerializer,
@@ -39,7 +40,7 @@ class CanSearch(PermissionRequired):
 
 
 class CanPause(PermissionRequired):
-    perm = "pipeline.pause_collection"
+    perm = PAUSE_PERMISSION
 
 
 class CanReembed(PermissionRequired):
