@@ -21,6 +21,7 @@ from pipeline.models import Collection, Document, GoldenQuery, OptimizationChang
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
+from testing.models import TestResult, TestRun
 from tests.pipeline.test_optimizer import embedding_bound
 
 pytestmark = pytest.mark.django_db
@@ -392,3 +393,22 @@ def test_bootstrap_creates_the_operators_group_that_sees_every_collection(collec
         "a",
         "b",
     ]
+
+
+def test_admin_operations_test_results_of_another_teams_collection_are_left_out(client, collections, member):
+    now = timezone.now()
+    run = TestRun.objects.create(trigger="cli", status="passed", started_at=now, heartbeat_at=now)
+    shown = {}
+    for target in ("a", "b", ""):
+        result = TestResult.objects.create(
+            run=run, scenario=f"regression_{target or 'none'}", category="regression", component="search",
+            target=target, outcome="passed", started_at=now, duration_seconds=1.0,
+        )  # fmt: skip
+        shown[target] = result.pk
+    admin = admin_client(client, member)
+    listed = admin.get("/admin/testing/testresult/").content.decode()
+    assert "regression_a" in listed and "regression_none" in listed and "regression_b" not in listed
+    assert admin.get(f"/admin/testing/testresult/{shown['b']}/change/").status_code == 404
+    assert admin.get(f"/admin/testing/testresult/{shown['a']}/change/").status_code == 200
+    inline = admin.get(f"/admin/testing/testrun/{run.pk}/change/").content.decode()
+    assert "regression_a" in inline and "regression_b" not in inline
