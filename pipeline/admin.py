@@ -25,11 +25,13 @@ from pipeline import (
     queue,
     storage,
 )
+from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.collections import resolve_dimensions
 from pipeline.models import (
     Chunk,
     Collection,
     Document,
+    sees_all_collections,
 )
 from pipeline.performance import admin as performance_admin
 from pipeline.performance import slo_page
@@ -94,11 +96,13 @@ BOUNDED_JSON = {models.JSONField: {"form_class": BoundedJSONFormField}}
 
 
 @admin.register(Collection)
-class CollectionAdmin(AuditedAdmin):
+class CollectionAdmin(TeamScoped, AuditedAdmin):
+    collection_path = ""
     formfield_overrides = BOUNDED_JSON
     form = CollectionForm
     list_display = (
         "name",
+        "team",
         "model",
         "dimensions",
         "chunking_strategy",
@@ -108,16 +112,26 @@ class CollectionAdmin(AuditedAdmin):
         "local_encoder",
         "embedding_cost",
     )
-    list_select_related = ("cost",)
-    list_filter = ("paused", "chunking_strategy", "model")
+    list_select_related = ("cost", "team")
+    list_filter = ("paused", "chunking_strategy", "model", ("team", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "model")
     actions = ("pause_collections", "resume_collections", "reembed_collections")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        """A team member picks one of their own teams; only operators may leave it empty (the platform's)."""
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "team" and not sees_all_collections(request.user):
+            field.queryset, field.required = request.user.groups.all(), True
+        return field
 
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: a different model is a new collection.
         # contextual_chunks changes what is embedded: only a re-embed changes it.
+        # One permission per action: the paused box needs the pause permission, as the pause action does.
+        paused = () if self.has_pause_permission(request) else ("paused",)
         if obj:
             return (
+                *paused,
                 "model",
                 "dimensions",
                 "contextual_chunks",
@@ -127,7 +141,7 @@ class CollectionAdmin(AuditedAdmin):
                 "created_at",
                 "updated_at",
             )
-        return ("created_at", "updated_at")
+        return (*paused, "created_at", "updated_at")
 
     @admin.display(description="HNSW index")
     def hnsw_index(self, obj: Collection) -> str:
@@ -206,9 +220,13 @@ class CollectionAdmin(AuditedAdmin):
     def slos_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("pipeline.view_collectionactivity"):
             raise PermissionDenied
+        seen = Collection.objects.visible_to(request.user)
+        seen_ids = set(seen.values_list("pk", flat=True))
         try:
             figures = slo_page.figures(
-                request.GET.get("range", slo_page.DEFAULT_RANGE), request.GET.get("collection") or None
+                request.GET.get("range", slo_page.DEFAULT_RANGE),
+                request.GET.get("collection") or None,
+                user=request.user,
             )
         except slo_page.BadRequest as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -218,16 +236,20 @@ class CollectionAdmin(AuditedAdmin):
             "title": "SLOs and capacity",
             "figures": figures,
             "slo_rows": slo_page.table(figures),
-            "retrieval": quality.latest(),
+            "retrieval": [run for run in quality.latest() if run.collection_id in seen_ids],
             "ranges": list(slo_page.RANGES),
-            "collections": Collection.objects.order_by("name").values_list("name", flat=True),
+            "collections": seen.order_by("name").values_list("name", flat=True),
         }
         return TemplateResponse(request, "admin/pipeline/slos.html", context)
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("pipeline.view_document"):
             raise PermissionDenied
-        context = {**self.admin_site.each_context(request), **overview.context(), "title": "Pipeline overview"}
+        context = {
+            **self.admin_site.each_context(request),
+            **overview.context(Collection.objects.visible_to(request.user)),
+            "title": "Pipeline overview",
+        }
         return TemplateResponse(request, "admin/pipeline/overview.html", context)
 
 
@@ -261,7 +283,7 @@ class EnqueueDocumentForm(forms.ModelForm):
 
 
 @admin.register(Document)
-class DocumentAdmin(AuditedAdmin):
+class DocumentAdmin(TeamScoped, AuditedAdmin):
     formfield_overrides = BOUNDED_JSON
     list_display = (
         "external_id",
@@ -273,7 +295,7 @@ class DocumentAdmin(AuditedAdmin):
         "lease_expires_at",
         "updated_at",
     )
-    list_filter = ("status", "collection")
+    list_filter = ("status", ("collection", TeamCollectionFilter))
     search_fields = ("external_id", "content_hash")
     list_select_related = ("collection",)
     show_full_result_count = False  # big table: skip COUNT(*)
@@ -346,10 +368,10 @@ class DocumentAdmin(AuditedAdmin):
 
 
 @admin.register(Chunk)
-class ChunkAdmin(ReadOnlyAdmin):
+class ChunkAdmin(TeamScoped, ReadOnlyAdmin):
     list_display = ("document", "ordinal", "token_count", "dimensions", "preview")
     list_select_related = ("document", "document__collection")
-    list_filter = ("collection",)
+    list_filter = (("collection", TeamCollectionFilter),)
     search_fields = ("document__external_id",)
     show_full_result_count = False
     # Never render the raw vector: it is long and says nothing to a person.

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
+from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.models import (
     RESERVED_PREFIX,
     CapacityMeasurement,
@@ -74,11 +75,11 @@ class ModelCheckAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CollectionActivity)
-class CollectionActivityAdmin(ReadOnlyAdmin):
+class CollectionActivityAdmin(TeamScoped, ReadOnlyAdmin):
     """The SLO and capacity history, read-only: written by workers, producers and the schedules."""
 
     list_display = ("start", "collection", "seconds", "arrived", "embedded", "failed", "queue_depth")
-    list_filter = ("seconds", "collection")
+    list_filter = ("seconds", ("collection", TeamCollectionFilter))
     list_select_related = ("collection",)
     date_hierarchy = "start"
     ordering = ("-start",)
@@ -109,11 +110,11 @@ class CapacityMeasurementAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GoldenQuery)
-class GoldenQueryAdmin(AuditedAdmin):
+class GoldenQueryAdmin(TeamScoped, AuditedAdmin):
     """Questions and the document that answers each: what evaluate_retrieval scores search with."""
 
     list_display = ("query", "expected_document_id", "collection", "created_at")
-    list_filter = ("collection",)
+    list_filter = (("collection", TeamCollectionFilter),)
     search_fields = ("query", "expected_document_id")
     list_select_related = ("collection",)
 
@@ -122,7 +123,7 @@ class GoldenQueryAdmin(AuditedAdmin):
 
 
 @admin.register(RetrievalEvaluation)
-class RetrievalEvaluationAdmin(ReadOnlyAdmin):
+class RetrievalEvaluationAdmin(TeamScoped, ReadOnlyAdmin):
     """Retrieval quality history: one row per evaluation of a collection's golden queries."""
 
     list_display = (
@@ -137,7 +138,7 @@ class RetrievalEvaluationAdmin(ReadOnlyAdmin):
         "ndcg_at_10",
         "trigger",
     )
-    list_filter = ("collection", "mode", "trigger")
+    list_filter = (("collection", TeamCollectionFilter), "mode", "trigger")
     list_select_related = ("collection",)
     date_hierarchy = "evaluated_at"
     readonly_fields = [f.name for f in RetrievalEvaluation._meta.fields]

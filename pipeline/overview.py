@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from embedportal.metrics import multiprocess_dir
@@ -34,10 +34,13 @@ def _per_minute(now: Any) -> list[int]:
     return [counts.get(ago, 0) for ago in range(THROUGHPUT_MINUTES - 1, -1, -1)]
 
 
-def _collections() -> list[dict[str, Any]]:
+def _collections(seen: QuerySet[Collection]) -> list[dict[str, Any]]:
     counts: dict[tuple[int, str], int] = {
         (row["collection_id"], row["status"]): row["n"]
-        for row in Document.objects.order_by().values("collection_id", "status").annotate(n=Count("id"))
+        for row in Document.objects.filter(collection__in=seen)
+        .order_by()
+        .values("collection_id", "status")
+        .annotate(n=Count("id"))
     }
     return [
         {
@@ -47,7 +50,7 @@ def _collections() -> list[dict[str, Any]]:
             "paused": c.paused,
             **{status: counts.get((c.pk, status), 0) for status in DocumentStatus.values},
         }
-        for c in Collection.objects.order_by("name")
+        for c in seen.order_by("name")
     ]
 
 
@@ -63,7 +66,8 @@ def _error_rows(errors: dict[str, float]) -> list[dict[str, Any]]:
     return [{"type": kind, "count": int(n)} for kind, n in errors.items()]
 
 
-def context() -> dict[str, Any]:
+def context(seen: QuerySet[Collection]) -> dict[str, Any]:
+    """The page's figures; the per-collection table holds the collections in `seen` (the operator's)."""
     now = timezone.now()
     per_minute = _per_minute(now)
     checks = health.run_checks(cached=True)
@@ -72,7 +76,7 @@ def context() -> dict[str, Any]:
     return {
         "snapshot": collectors.queue_snapshot(),
         "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,
-        "collections": _collections(),
+        "collections": _collections(seen),
         "per_minute_total": sum(per_minute),
         "latencies": latencies,
         "errors": errors,

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from embedportal.admin import ReadOnlyAdmin
+from pipeline.access import TeamCollectionFilter, TeamScoped
 from reprocessing import failures
 from reprocessing.choices import Resolution
 from reprocessing.models import FailedDocument
@@ -43,7 +44,9 @@ class AgeFilter(admin.SimpleListFilter):
 
 
 @admin.register(FailedDocument)
-class FailedDocumentAdmin(ReadOnlyAdmin):
+class FailedDocumentAdmin(TeamScoped, ReadOnlyAdmin):
+    collection_path = "document__collection"
+
     list_display = (
         "document",
         "collection",
@@ -55,7 +58,7 @@ class FailedDocumentAdmin(ReadOnlyAdmin):
         "last_failed_at",
         "next_retry_at",
     )
-    list_filter = ("state", "error_type", "stage", AgeFilter, "document__collection")
+    list_filter = ("state", "error_type", "stage", AgeFilter, ("document__collection", TeamCollectionFilter))
     search_fields = ("document__external_id", "message")
     list_select_related = ("document", "document__collection")
     show_full_result_count = False  # history grows without bound: skip COUNT(*)

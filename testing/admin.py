@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from audit import trail
 from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
+from pipeline.access import TeamScoped, without_hidden_targets
 from testing.choices import Category, Condition
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
@@ -23,6 +27,9 @@ class TestResultInline(WrittenBySystem, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TestResult]:
+        return without_hidden_targets(super().get_queryset(request), request.user)
 
 
 @admin.register(TestRun)
@@ -90,7 +97,7 @@ class TestRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TestResult)
-class TestResultAdmin(ReadOnlyAdmin):
+class TestResultAdmin(TeamScoped, ReadOnlyAdmin):
     list_display = (
         "scenario_history",
         "run",
@@ -108,6 +115,9 @@ class TestResultAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in TestResult._meta.fields]
     show_full_result_count = False
     date_hierarchy = "started_at"
+
+    def scope(self, rows: QuerySet[TestResult], user: Any) -> QuerySet[TestResult]:
+        return without_hidden_targets(rows, user)
 
     @admin.display(description="scenario (history)", ordering="scenario")
     def scenario_history(self, obj: TestResult) -> str:

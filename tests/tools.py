@@ -86,10 +86,13 @@ def free_port() -> int:
 
 
 def user_with(*codenames: str, app: str = "pipeline", is_staff: bool = False) -> User:
-    """A fresh non-superuser (password "x") holding exactly these permissions of `app`."""
+    """A fresh non-superuser (password "x") holding exactly these permissions of `app`, as a platform
+    operator who sees every collection (pipeline.access_all_collections); team members' access is
+    tested in tests/pipeline/test_team_access.py."""
     user = User.objects.create_user(f"user-{User.objects.count()}", password="x", is_staff=is_staff)
     user.user_permissions.set(Permission.objects.filter(content_type__app_label=app, codename__in=codenames))
     assert user.user_permissions.count() == len(codenames), "a codename names no permission"
+    user.user_permissions.add(Permission.objects.get_by_natural_key("access_all_collections", "pipeline", "collection"))
     return user
 
 

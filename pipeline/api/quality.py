@@ -48,7 +48,7 @@ class EvaluationsView(APIView):
         responses={200: EvaluationSerializer(many=True)},
     )
     def get(self, request: Request, name: str) -> Response:
-        rows = collection_or_404(name).evaluations.all()[:HISTORY]
+        rows = collection_or_404(request, name).evaluations.all()[:HISTORY]
         return Response(EvaluationSerializer(rows, many=True).data)
 
     @extend_schema(
@@ -60,7 +60,7 @@ class EvaluationsView(APIView):
         responses={201: EvaluationSerializer},
     )
     def post(self, request: Request, name: str) -> Response:
-        collection = collection_or_404(name)
+        collection = collection_or_404(request, name)
         body = EvaluateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:

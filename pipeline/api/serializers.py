@@ -3,8 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from embedportal.api.strict import (
@@ -23,10 +26,51 @@ from pipeline.models import (
     freshness_sla_problem,
     hnsw_build_problem,
     reserved_name_problem,
+    sees_all_collections,
 )
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class CollectionField(serializers.SlugRelatedField):
+    """A collection by name among those the request's user may see: another team's reads as unknown."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="name", **kwargs)
+
+    def get_queryset(self) -> Any:
+        among = Collection.objects.all() if self.queryset is None else self.queryset
+        return among.visible_to(self.context["request"].user)
+
+
+class TeamField(serializers.SlugRelatedField):
+    """A team by its group name: an operator may name any (or none: the platform's own), a team
+    member only one of their own teams."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        help_text = (
+            "The owning team, a group's name: one of yours (default: your only one); "
+            "null, operators only: the platform's."
+        )
+        super().__init__(slug_field="name", allow_null=True, required=False, help_text=help_text, **kwargs)
+
+    def get_queryset(self) -> Any:
+        user = self.context["request"].user
+        return Group.objects.all() if sees_all_collections(user) else user.groups.all()
+
+
+def own_team(user: Any) -> Group | None:
+    """The team a team member's new collection gets when the request names none: their only team."""
+    if sees_all_collections(user):
+        return None
+    teams = list(user.groups.all()[:2])
+    if len(teams) != 1:
+        raise serializers.ValidationError({"team": "name one of your teams (the collection's owner)"})
+    return teams[0]
+
+
 class CollectionSerializer(StrictModelSerializer):
+    team = TeamField()
+
     class Meta:
         model = Collection
         fields = [*Collection.EDITABLE_FIELDS, "created_at", "updated_at"]
@@ -35,6 +79,11 @@ class CollectionSerializer(StrictModelSerializer):
         extra_kwargs = {"dimensions": {"required": False}}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        user = self.context["request"].user
+        if self.instance is None and "team" not in attrs:
+            attrs["team"] = own_team(user)
+        elif "team" in attrs and attrs["team"] is None and not sees_all_collections(user):
+            raise serializers.ValidationError({"team": "only platform operators own collections without a team"})
         if self.instance is not None:
             for name in ("model", "dimensions"):
                 if name in attrs and attrs[name] != getattr(self.instance, name):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -26,7 +28,7 @@ from pipeline.api.serializers import (
 )
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
-from pipeline.models import Collection, Document
+from pipeline.models import Collection, Document, visible
 
 
 class CanListOrAddDocuments(PermissionRequired):
@@ -60,10 +62,11 @@ class CanRequeue(PermissionRequired):
     perm = "pipeline.requeue_document"
 
 
-def collection_or_404(name: str | None) -> Collection:
-    """The named collection; one 404 message for an unknown one on every route."""
+def collection_or_404(request: Request, name: str | None) -> Collection:
+    """The named collection if the request's user may see it (their team's, or any for an operator);
+    one 404 for an unknown one and another team's, on every route."""
     try:
-        return Collection.objects.get(name=name)
+        return Collection.objects.visible_to(request.user).get(name=name)
     except Collection.DoesNotExist:
         raise NotFound(f"no collection named {name!r}") from None
 
@@ -94,19 +97,22 @@ def collection_or_404(name: str | None) -> Collection:
 class CollectionViewSet(viewsets.ModelViewSet):
     """Collections: a model, its chunking and provider settings, and one HNSW index each."""
 
-    queryset = Collection.objects.all()
+    queryset = Collection.objects.select_related("team")
     serializer_class = CollectionSerializer
     lookup_field = "name"
     lookup_value_regex = "[-a-zA-Z0-9_]+"
 
     def get_object(self) -> Collection:
         """The one 404 message for an unknown collection, whichever route names it."""
-        collection = collection_or_404(self.kwargs["name"])
+        collection = collection_or_404(self.request, self.kwargs["name"])
         self.check_object_permissions(self.request, collection)
         return collection
 
     # Fields a PUT or PATCH changes only with the permission of the action that changes them too.
     field_permissions = {"paused": CanPause.perm}
+
+    def get_queryset(self) -> Any:
+        return super().get_queryset().visible_to(self.request.user)
 
     def perform_create(self, serializer: CollectionSerializer) -> None:
         try:
@@ -133,7 +139,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])
     def documents(self, request: Request, name: str | None = None) -> Response:
         """GET lists the collection's documents; POST enqueues one document or a list of them."""
-        collection = collection_or_404(name)
+        collection = collection_or_404(request, name)
         if request.method == "GET":
             docs = Document.objects.filter(collection=collection).select_related("collection").order_by("id")
             filters = DocumentFilter(request.query_params, queryset=docs, request=request)
@@ -173,7 +179,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
     def search(self, request: Request, name: str | None = None) -> Response:
         """Search: the k best chunks (or documents) for the query, best first, by vector, keyword or hybrid
         ranking (default: the collection's search_mode)."""
-        collection = collection_or_404(name)
+        collection = collection_or_404(request, name)
         serializer = SearchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -236,12 +242,15 @@ class DocumentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filter_backends = [DjangoFilterBackend]
     filterset_class = DocumentFilter
 
+    def get_queryset(self) -> Any:
+        return super().get_queryset().filter(visible(self.request.user, "collection"))
 
-def _document(name: str, external_id: str) -> Document:
+
+def _document(request: Request, name: str, external_id: str) -> Document:
+    collection = collection_or_404(request, name)  # a missing (or unseen) collection says so
     try:
-        return Document.objects.select_related("collection").get(collection__name=name, external_id=external_id)
+        return Document.objects.select_related("collection").get(collection=collection, external_id=external_id)
     except Document.DoesNotExist:
-        collection_or_404(name)  # a missing collection says so
         raise NotFound(f"no document {external_id!r} in collection {name!r}") from None
 
 
@@ -257,7 +266,7 @@ class DocumentView(APIView):
 
     @extend_schema(operation_id="collections_document_retrieve", responses={200: DocumentSerializer})
     def get(self, request: Request, name: str, external_id: str) -> Response:
-        return Response(DocumentSerializer(_document(name, external_id)).data)
+        return Response(DocumentSerializer(_document(request, name, external_id)).data)
 
 
 class DocumentRequeueView(APIView):
@@ -271,7 +280,7 @@ class DocumentRequeueView(APIView):
     )
     def post(self, request: Request, name: str, external_id: str) -> Response:
         no_body(request)
-        document = _document(name, external_id)
+        document = _document(request, name, external_id)
         if not Document.objects.filter(pk=document.pk).requeue():
             raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")
         document.refresh_from_db()

@@ -3,6 +3,7 @@ workers share, and what the pipeline measured. One module per concern, all impor
 `pipeline.models` (migrations refer to validators by that path)."""
 
 from pipeline.models.collection import (
+    ACCESS_ALL,
     CAPACITY_PREFIX,
     ENV_NAME,
     RESERVED_PREFIX,
@@ -16,7 +17,9 @@ from pipeline.models.collection import (
     hnsw_build_problem,
     reserved_name_problem,
     reserved_names_allowed,
+    sees_all_collections,
     validate_extra_params,
+    visible,
 )
 from pipeline.models.document import (
     _CIRCUIT_CLOSED,

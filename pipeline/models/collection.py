@@ -130,7 +130,29 @@ def default_freshness_sla() -> timedelta:
     return settings.EMBEDPORTAL_FRESHNESS_SLA
 
 
+# Platform operators see every collection: superusers and holders of this permission (the
+# "operators" group bootstrap creates). Everyone else sees their teams' collections only.
+ACCESS_ALL = "pipeline.access_all_collections"
+
+
+def sees_all_collections(user: Any) -> bool:
+    """None is the platform itself (a command run without --as-user, a worker, a schedule)."""
+    return user is None or user.has_perm(ACCESS_ALL)
+
+
+def visible(user: Any, path: str = "") -> Q:
+    """The one rule for what `user` may see, as a filter on rows reaching a collection through
+    `path` (e.g. "document__collection"; "" for collections): a collection of one of the user's
+    teams. A collection without a team is the platform's: operators only."""
+    if sees_all_collections(user):
+        return Q()
+    return Q(**{f"{path}__team__in" if path else "team__in": user.groups.all()})
+
+
 class CollectionQuerySet(models.QuerySet["Collection"]):
+    def visible_to(self, user: Any) -> CollectionQuerySet:
+        return self.filter(visible(user))
+
     # Compare-and-swap: the row count says how many actually changed state, so the admin,
     # the API and a racing operator agree on what happened.
     def pause(self) -> int:
@@ -145,6 +167,15 @@ class Collection(models.Model):
     """A named set of documents embedded with one model into one HNSW index."""
 
     name = models.SlugField(max_length=63, unique=True)
+    team = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="collections",
+        help_text="The team that owns it: only its members (and platform operators) see the collection and "
+        "everything in it. Empty: the platform's own, seen by operators only.",
+    )
     model = models.CharField(
         "embedding model",
         max_length=200,
@@ -307,6 +338,7 @@ class Collection(models.Model):
     # What producers and operators set; the admin form and the API serializer both use it.
     EDITABLE_FIELDS = (
         "name",
+        "team",
         *REEMBED_FIELDS,
         *("provider_concurrency", "freshness_sla", "monthly_budget_usd", "requests_per_minute", "tokens_per_minute"),
         *("paused", "hnsw_m", "hnsw_ef_construction", "ef_search"),
@@ -318,6 +350,7 @@ class Collection(models.Model):
         permissions = [
             ("pause_collection", "Can pause and resume collections"),
             ("reembed_collection", "Can re-embed a collection"),
+            ("access_all_collections", "Can see every team's collections (platform operator)"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -20,6 +20,7 @@ from django.utils import timezone
 from audit import trail
 from embedportal.admin import ReadOnlyAdmin
 from pipeline import costs
+from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.models import BatchTiming, Collection, OptimizationChange
 from pipeline.performance import capacity, slos
 from pipeline.performance.api import performance
@@ -42,7 +43,7 @@ def format_cost(collection: Collection) -> str:
 
 
 @admin.register(BatchTiming)
-class BatchTimingAdmin(ReadOnlyAdmin):
+class BatchTimingAdmin(TeamScoped, ReadOnlyAdmin):
     list_display = (
         "finished_at",
         "collection",
@@ -57,7 +58,7 @@ class BatchTimingAdmin(ReadOnlyAdmin):
         "queue_wait_seconds",
         "cost_usd",
     )
-    list_filter = ("collection",)
+    list_filter = (("collection", TeamCollectionFilter),)
     search_fields = ("worker", "collection__name")
     list_select_related = ("collection",)
     date_hierarchy = "finished_at"
@@ -65,9 +66,9 @@ class BatchTimingAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OptimizationChange)
-class OptimizationChangeAdmin(ReadOnlyAdmin):
+class OptimizationChangeAdmin(TeamScoped, ReadOnlyAdmin):
     list_display = ("applied_at", "collection", "setting", "before", "after", "status", "note", "applied_by")
-    list_filter = ("status", "setting", "collection")
+    list_filter = ("status", "setting", ("collection", TeamCollectionFilter))
     search_fields = ("collection__name", "setting", "note")
     list_select_related = ("collection",)
     actions = ("evaluate_changes",)
@@ -101,9 +102,10 @@ def _performance_view(model_admin: OptimizationChangeAdmin, request: HttpRequest
         raise PermissionDenied
     if request.method == "POST":
         return _apply(model_admin, request)
+    seen = Collection.objects.visible_to(request.user).order_by("name")
     name = request.GET.get("collection") or None
-    collection = Collection.objects.filter(name=name).first() if name else None
-    figures = performance(collection, None)
+    collection = seen.filter(name=name).first() if name else None
+    figures = performance(collection, None, request.user)
     trend = performance_trends(timezone.now(), figures["window_seconds"], collection)
     context = {
         **model_admin.admin_site.each_context(request),
@@ -111,8 +113,8 @@ def _performance_view(model_admin: OptimizationChangeAdmin, request: HttpRequest
         "figures": figures,
         "stages": list(figures["stages"].items()),
         "collection": collection,
-        "collections": Collection.objects.order_by("name"),
-        "costs": [(c, format_cost(c)) for c in Collection.objects.select_related("cost").order_by("name")],
+        "collections": seen,
+        "costs": [(c, format_cost(c)) for c in seen.select_related("cost")],
         "trend": trend,
         "trend_stages": list(trend["p95"]),
         "has_batches": any(trend["documents"]),
@@ -143,7 +145,7 @@ def _capacity() -> dict[str, Any] | None:
 def _apply(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_apply_permission(request):
         raise PermissionDenied
-    collection = Collection.objects.filter(name=request.POST.get("collection", "")).first()
+    collection = Collection.objects.visible_to(request.user).filter(name=request.POST.get("collection", "")).first()
     back = HttpResponseRedirect(reverse("admin:pipeline_performance"))
     if collection is None:
         model_admin.message_user(request, "No such collection.", messages.ERROR)

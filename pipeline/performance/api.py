@@ -20,7 +20,8 @@ from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from embedportal.api.strict import StrictCharField, StrictFieldsMixin
-from pipeline.models import Collection, OptimizationChange
+from pipeline.api.serializers import CollectionField
+from pipeline.models import Collection, OptimizationChange, sees_all_collections, visible
 from pipeline.performance import compliance as performance_slos
 from pipeline.performance import slo_page, slos
 from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
@@ -45,7 +46,7 @@ class OptimizationChangeSerializer(serializers.ModelSerializer):
 
 
 class ApplySerializer(StrictFieldsMixin, serializers.Serializer):
-    collection = serializers.SlugRelatedField(slug_field="name", queryset=Collection.objects.all())
+    collection = CollectionField()
     recommendation = StrictCharField(max_length=200, help_text="A recommendation's id from GET performance.")
 
 
@@ -58,14 +59,20 @@ def _window(request: Request) -> int | None:
     return int(raw)
 
 
-def performance(collection: Collection | None, window: int | None) -> dict[str, Any]:
-    """The command's JSON plus the SLOs and the recent changes: what the API and the admin page show."""
+def performance(collection: Collection | None, window: int | None, user: Any = None) -> dict[str, Any]:
+    """The command's JSON plus the SLOs and the recent changes: what the API and the admin page show.
+    A team member gets the platform's figures (stages, bottleneck, SLOs) but only their teams'
+    collections' figures, recommendations and changes."""
     out = EmbeddingPipelineOperationsOptimizer(window).analyse(collection).as_dict()
+    if not sees_all_collections(user):
+        seen = set(Collection.objects.visible_to(user).values_list("name", flat=True))
+        out["collections"] = {name: f for name, f in out["collections"].items() if name in seen}
+        out["recommendations"] = [r for r in out["recommendations"] if r["collection"] in (None, *seen)]
     compliance = performance_slos.compliance()
     out["slos"] = [
         {"slo": slo, "target": target, "compliance": compliance[slo]} for slo, target in slos.targets().items()
     ]
-    changes = OptimizationChange.objects.select_related("collection")
+    changes = OptimizationChange.objects.select_related("collection").filter(visible(user, "collection"))
     if collection is not None:
         changes = changes.filter(collection=collection)
     out["changes"] = OptimizationChangeSerializer(changes[:RECENT_CHANGES], many=True).data
@@ -88,10 +95,10 @@ class PerformanceView(APIView):
     def get(self, request: Request) -> Response:
         collection = None
         if name := request.query_params.get("collection"):
-            collection = Collection.objects.filter(name=name).first()
+            collection = Collection.objects.visible_to(request.user).filter(name=name).first()
             if collection is None:
                 raise ValidationError({"collection": f"no collection named {name!r}"})
-        return Response(performance(collection, _window(request)))
+        return Response(performance(collection, _window(request), request.user))
 
 
 class ApplyView(APIView):
@@ -105,7 +112,7 @@ class ApplyView(APIView):
 
     @extend_schema(request=ApplySerializer, responses={201: OptimizationChangeSerializer})
     def post(self, request: Request) -> Response:
-        body = ApplySerializer(data=request.data)
+        body = ApplySerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         collection = body.validated_data["collection"]
         try:
@@ -146,7 +153,9 @@ class SloView(APIView):
         except ValueError:
             raise ValidationError({"headroom": "a number from 0 to below 1, e.g. 0.3"}) from None
         try:
-            body = slo_page.figures(params.get("range", slo_page.DEFAULT_RANGE), params.get("collection"), headroom)
+            body = slo_page.figures(
+                params.get("range", slo_page.DEFAULT_RANGE), params.get("collection"), headroom, user=request.user
+            )
         except slo_page.BadRequest as exc:
             raise ValidationError(str(exc)) from None
         return Response(body)

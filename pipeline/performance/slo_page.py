@@ -109,11 +109,12 @@ def _measurement(m: CapacityMeasurement | None) -> dict[str, Any] | None:
     }
 
 
-def collection_named(name: str | None) -> Collection | None:
+def collection_named(name: str | None, user: Any = None) -> Collection | None:
+    """The named collection among those `user` sees (None: the platform, every one)."""
     if not name:
         return None
     try:
-        return Collection.objects.get(name=name)
+        return Collection.objects.visible_to(user).get(name=name)
     except Collection.DoesNotExist:
         raise BadRequest(f"no collection named {name!r}") from None
 
@@ -132,6 +133,7 @@ def figures(
     collection: str | None = None,
     headroom: float = 0.3,
     now: datetime | None = None,
+    user: Any = None,
 ) -> dict[str, Any]:
     """SLO statuses, the capacity plan, the last measurement and the chart series, JSON-ready. The
     freshness SLO judges each document against its own collection's SLA; `freshness_sla_seconds`
@@ -141,7 +143,7 @@ def figures(
     if not 0 <= headroom < 1:
         raise BadRequest("headroom is a share of capacity from 0 to below 1, e.g. 0.3")
     now = now or timezone.now()
-    chosen = collection_named(collection)
+    chosen = collection_named(collection, user)
     collection_id = chosen.pk if chosen else None
     plan = capacity.plan(headroom, now)
     sla_seconds = freshness_sla(chosen).total_seconds()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
@@ -12,6 +14,8 @@ from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import PermissionRequired
 from embedportal.api.strict import no_body
+from pipeline.api.views import collection_or_404
+from pipeline.models import visible
 from reprocessing import failures
 from reprocessing.api.filters import FailedDocumentFilter
 from reprocessing.api.serializers import BulkRetrySerializer, FailedDocumentSerializer, RetryResultSerializer
@@ -41,6 +45,9 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[0-9]+"
     filter_backends = [DjangoFilterBackend]
     filterset_class = FailedDocumentFilter
+
+    def get_queryset(self) -> Any:
+        return super().get_queryset().filter(visible(self.request.user, "document__collection"))
 
     @extend_schema(request=None, responses={200: RetryResultSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanRetry])
@@ -84,7 +91,7 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
         """Retry every scheduled or dead-lettered failure of one error type now."""
         body = BulkRetrySerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        qs = FailedDocument.objects.filter(RETRYABLE, error_type=body.validated_data["error_type"])
-        if collection := body.validated_data.get("collection"):
-            qs = qs.filter(document__collection__name=collection)
+        qs = self.get_queryset().filter(RETRYABLE, error_type=body.validated_data["error_type"])
+        if name := body.validated_data.get("collection"):
+            qs = qs.filter(document__collection=collection_or_404(request, name))
         return _result(failures.retry(qs))

@@ -9,6 +9,7 @@ from embedportal.api.strict import (
     StrictIntegerField,
     StrictModelSerializer,
 )
+from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from testing.choices import Category
 from testing.models import TestResult, TestRun
@@ -60,7 +61,8 @@ class RunRequestSerializer(StrictFieldsMixin, serializers.Serializer):
         return value
 
     def validate_collections(self, value: list[str]) -> list[str]:
-        known = set(Collection.objects.filter(name__in=value).values_list("name", flat=True))
+        seen = Collection.objects.visible_to(self.context["request"].user)
+        known = set(seen.filter(name__in=value).values_list("name", flat=True))
         unknown = sorted(set(value) - known)
         if unknown:
             raise serializers.ValidationError(f"no collections named {', '.join(unknown)}")
@@ -68,9 +70,7 @@ class RunRequestSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class GoldenQuerySerializer(StrictModelSerializer):
-    collection = serializers.SlugRelatedField(
-        slug_field="name", queryset=Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
-    )
+    collection = CollectionField(queryset=Collection.objects.exclude(name__startswith=RESERVED_PREFIX))
 
     class Meta:
         model = GoldenQuery

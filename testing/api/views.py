@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, PermissionRequired
-from pipeline.models import GoldenQuery
+from pipeline.models import GoldenQuery, visible
 from testing.api.serializers import (
     GoldenQuerySerializer,
     RunRequestSerializer,
@@ -56,7 +56,7 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         Waits up to `wait` seconds: 200 with the results when the run finished, else 202 with the
         run's URL to poll. One run at a time: 409 names the running run.
         """
-        body = RunRequestSerializer(data=request.data)
+        body = RunRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         selection = {**body.validated_data}
         wait = selection.pop("wait")
@@ -95,4 +95,5 @@ class GoldenQueryViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> Any:
         qs, collection = super().get_queryset(), self.request.query_params.get("collection")
+        qs = qs.filter(visible(self.request.user, "collection"))
         return qs.filter(collection__name=collection) if collection else qs

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
-from tests.tools import client_with, error_of, hnsw_indexes
+from tests.tools import client_with, error_of, hnsw_indexes, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +55,7 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
     created = Collection.objects.get(name="notes")
     assert response.json() | {"created_at": None, "updated_at": None} == {
         "name": "notes",
+        "team": None,  # an operator's, none named: the platform's own
         "model": "local/hash-32",
         "api_base": "",
         "api_key_env": "",
@@ -341,3 +342,20 @@ def test_budget_and_rate_limits_are_set_through_the_api_within_their_bounds(hash
     assert body.status_code == 200, body.content
     stored = Collection.objects.get(pk=hash_collection.pk)
     assert (stored.requests_per_minute, stored.tokens_per_minute, stored.monthly_budget_usd) == (600, 90000, 25.5)
+
+
+def test_pausing_through_patch_needs_the_pause_permission_as_the_pause_action_does(hash_collection, client):
+    changer = client_with("change_collection", "view_collection")
+    error = error_of(send(changer, "patch", f"{COLLECTIONS}hashes/", {"paused": True}), 403)
+    assert error["message"] == "permission pipeline.pause_collection required to pause or resume"
+    assert not Collection.objects.get().paused
+    assert send(changer, "patch", f"{COLLECTIONS}hashes/", {"paused": False, "batch_size": 8}).status_code == 200
+    pauser = client_with("change_collection", "pause_collection")
+    assert send(pauser, "patch", f"{COLLECTIONS}hashes/", {"paused": True}).json()["paused"] is True
+
+    # The admin's form: the paused box is read-only without the permission.
+    page = f"/admin/pipeline/collection/{hash_collection.pk}/change/"
+    client.force_login(staff("change_collection", "view_collection"))
+    assert 'name="paused"' not in client.get(page).content.decode()
+    client.force_login(staff("change_collection", "view_collection", "pause_collection"))
+    assert 'name="paused"' in client.get(page).content.decode()

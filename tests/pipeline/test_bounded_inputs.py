@@ -219,7 +219,7 @@ def writer_client(db, client, django_user_model):
     from django.contrib.auth.models import Permission
 
     user = django_user_model.objects.create_user("writer", password="pw")
-    user.user_permissions.add(Permission.objects.get(codename="add_document"))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["add_document", "access_all_collections"]))
     client.force_login(user)
     return client
 

@@ -393,7 +393,9 @@ def test_applying_from_the_admin_needs_the_apply_permission(hash_collection, cli
     load(hash_collection)
     storage_bound(hash_collection)
     user = User.objects.create_user("viewer", password="x", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_optimizationchange"))
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_optimizationchange", "access_all_collections"])
+    )
     client.force_login(user)
     page = client.get(PERFORMANCE_PAGE).content.decode()
     assert "needs the apply permission" in page

@@ -5,7 +5,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
+
+OPERATORS = "operators"
+ACCESS_ALL_NATURAL_KEY = ("access_all_collections", "pipeline", "collection")
 
 
 class Command(BaseCommand):
@@ -26,3 +30,7 @@ class Command(BaseCommand):
             path.write_text(password)
             path.chmod(0o600)
         self.stdout.write(f"Admin login: admin / {path.read_text().strip()}  (stored in {path})")
+        # Platform operators see every team's collections; add their users to this group.
+        operators, _ = Group.objects.get_or_create(name=OPERATORS)
+        operators.permissions.add(Permission.objects.get_by_natural_key(*ACCESS_ALL_NATURAL_KEY))
+        self.stdout.write(f"Group {OPERATORS!r} sees every team's collections.")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -48,6 +49,7 @@ class Command(BaseCommand):
             help="Extra LiteLLM parameter (repeatable), e.g. --param dimensions=256",
         )
         parser.add_argument("--if-not-exists", action="store_true", help="Succeed quietly if it exists")
+        parser.add_argument("--team", help="The owning team (a group); default: none, the platform's own")
 
     def handle(self, *args: Any, **o: Any) -> None:
         from django.conf import settings
@@ -78,6 +80,10 @@ class Command(BaseCommand):
             contextual_chunks=not o["no_contextual_chunks"],
             provider_concurrency=o["provider_concurrency"],
         )
+        if o["team"]:
+            fields["team"] = Group.objects.filter(name=o["team"]).first()
+            if fields["team"] is None:
+                raise CommandError(f"no team (group) named {o['team']!r}")
         if o["freshness_sla"] is not None:
             fields["freshness_sla"] = timedelta(seconds=o["freshness_sla"])
         try:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from audit import trail
 from pipeline import sources
-from pipeline.models import Collection
+from pipeline.access import add_as_user, collection_for
 from pipeline.queue import EnqueueResult, IncomingDocument, enqueue
 
 
@@ -27,15 +27,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")
         parser.add_argument("--collection", required=True)
+        add_as_user(parser)
         parser.add_argument("--base", default=".", help="Folder that ids are relative to (default: current)")
         parser.add_argument("--batch", type=int, default=500, help="Documents per transaction")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        try:
-            collection = Collection.objects.get(name=o["collection"])
-        except Collection.DoesNotExist:
-            raise CommandError(f"no collection named {o['collection']!r}; create it with create_collection") from None
+        collection = collection_for(o["collection"], o["as_user"], "; create it with create_collection")
         base = Path(o["base"])
         skipped: Counter[str] = Counter()
         try:

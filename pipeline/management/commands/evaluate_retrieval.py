@@ -6,9 +6,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pipeline.access import add_as_user, collection_for
 from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
-from pipeline.models import METRICS, Collection
+from pipeline.models import METRICS
 from pipeline.quality import evaluate
 
 
@@ -17,14 +18,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--collection", required=True)
+        add_as_user(parser)
         parser.add_argument("--mode", choices=SearchMode.values, help="Default: the collection's search mode")
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        try:
-            collection = Collection.objects.get(name=o["collection"])
-        except Collection.DoesNotExist:
-            raise CommandError(f"no collection named {o['collection']!r}") from None
+        collection = collection_for(o["collection"], o["as_user"])
         try:
             run = evaluate(collection, o["mode"])
         except ValidationError as exc:

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
-from pipeline.models import Collection
+from pipeline.access import add_as_user, collection_for
 from pipeline.quality import parse_jsonl, save_golden
 
 
@@ -17,14 +17,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
         parser.add_argument("--collection", required=True)
+        add_as_user(parser)
         parser.add_argument("--replace", action="store_true", help="Delete the collection's other golden queries.")
         parser.add_argument("--dry-run", action="store_true", help="Check the file; write nothing.")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        try:
-            collection = Collection.objects.get(name=o["collection"])
-        except Collection.DoesNotExist:
-            raise CommandError(f"no collection named {o['collection']!r}") from None
+        collection = collection_for(o["collection"], o["as_user"])
         try:
             with o["file"].open(encoding="utf-8") as fh:
                 items = parse_jsonl(fh)

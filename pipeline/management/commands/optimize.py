@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
-from pipeline.models import Collection
+from pipeline.access import add_as_user, collection_for
 from pipeline.performance.optimizer import STAGES, Analysis, EmbeddingPipelineOperationsOptimizer, OptimizerError
 
 
@@ -24,6 +24,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--collection", help="Only this collection (default: every collection)")
+        add_as_user(parser)
         parser.add_argument(
             "--window", type=int, help="Seconds of history to read (EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)"
         )
@@ -39,11 +40,10 @@ class Command(BaseCommand):
         if o["window"] is not None and o["window"] < 1:
             raise CommandError(f"--window must be at least 1 second (got {o['window']})")
         collection = None
+        if o["as_user"] and not o["collection"]:
+            raise CommandError("--as-user needs --collection (one of the user's collections)")
         if o["collection"]:
-            try:
-                collection = Collection.objects.get(name=o["collection"])
-            except Collection.DoesNotExist:
-                raise CommandError(f"no collection named {o['collection']!r}") from None
+            collection = collection_for(o["collection"], o["as_user"])
         optimizer = EmbeddingPipelineOperationsOptimizer(o["window"])
         try:
             evaluated = optimizer.evaluate_pending() if o["evaluate"] else []

@@ -5,9 +5,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from pipeline.access import add_as_user, collection_for
 from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
-from pipeline.models import Collection
 from pipeline.search import search
 
 
@@ -17,6 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("query")
         parser.add_argument("--collection", required=True)
+        add_as_user(parser)
         parser.add_argument("--k", type=int, default=5)
         parser.add_argument("--mode", choices=SearchMode.values, help="Default: the collection's search mode")
         parser.add_argument("--by-document", action="store_true", help="The k best documents, each as its best chunk")
@@ -27,10 +28,7 @@ class Command(BaseCommand):
             raise CommandError("the query is empty")
         if not 1 <= o["k"] <= 100:
             raise CommandError("--k must be between 1 and 100")
-        try:
-            collection = Collection.objects.get(name=o["collection"])
-        except Collection.DoesNotExist:
-            raise CommandError(f"no collection named {o['collection']!r}") from None
+        collection = collection_for(o["collection"], o["as_user"])
         try:
             hits = search(collection, o["query"], o["k"], "cli", o["by_document"], o["mode"])
         except PipelineError as exc:

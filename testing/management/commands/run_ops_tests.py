@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
+from pipeline.access import add_as_user, collection_for
 from testing.api.serializers import TestRunDetailSerializer
 from testing.choices import Category, Outcome, RunStatus, Trigger
 from testing.junit import write_junit
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--collection", action="append", default=[], help="Target collection of regression/integration scenarios"
         )
+        add_as_user(parser)
         parser.add_argument("--trigger", choices=Trigger.values, default=Trigger.CLI)
         parser.add_argument("--json", action="store_true", help="Print the run and its results as JSON")
         parser.add_argument("--junit-xml", metavar="PATH", help="Write the results as JUnit XML")
@@ -38,6 +40,8 @@ class Command(BaseCommand):
                 quick = " (quick)" if s.quick else ""
                 self.stdout.write(f"{s.category:12} {s.name:50} {s.component:10}{quick}  {s.description}")
             return
+        for name in o["collection"]:
+            collection_for(name, o["as_user"])
         try:
             tester = EmbeddingPipelineOperationsTester(
                 categories=o["category"],
