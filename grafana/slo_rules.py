@@ -74,10 +74,14 @@ class PerformanceSlo:
 
     name: str
     target: float  # the default of `setting`, which overrides it
-    setting: str
     alerting: dict[str, Any]
     objective: float  # percent of compliance over the period
     description: str
+    setting: str = ""
+    # throughput_per_worker: the share of a model's measured one-worker rate it is held to.
+    capacity_factor: float = 1.0
+    # Judged by Prometheus from this histogram summed over every pod (le = target), not from the gauge.
+    histogram: str = ""
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ def performance(collection: Collection | None, window: int | None) -> dict[str, 
     out["slos"] = [
         {"slo": slo, "target": target, "compliance": compliance[slo]} for slo, target in slos.targets().items()
     ]
+    out["throughput_targets"] = slos.throughput_targets()  # per measured model; others: the slos' target
     changes = OptimizationChange.objects.select_related("collection")
     if collection is not None:
         changes = changes.filter(collection=collection)

@@ -17,6 +17,7 @@ from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import LATENCY_BUCKETS
+from pipeline.models import CapacityMeasurement
 from pipeline.percentiles import searches, window_where
 from pipeline.performance import activity
 from pipeline.performance.optimizer.figures import STEP_SQL
@@ -49,6 +50,20 @@ def target(name: str) -> float:
 
 def targets() -> dict[str, float]:
     return {name: target(name) for name in performance()}
+
+
+def throughput_targets() -> dict[str, float]:
+    """Docs/s per busy worker each measured model is held to: its latest capacity measurement's
+    one-worker rate (the USL's lambda, else the smallest measured worker count's rate per worker)
+    times the spec's capacity_factor. A model never measured is held to target("throughput_per_worker")."""
+    factor = performance()["throughput_per_worker"].capacity_factor
+    out = {}
+    for m in CapacityMeasurement.objects.order_by("model", "-measured_at").distinct("model"):
+        smallest = min(m.points, key=lambda p: p["workers"], default=None)
+        rate = m.usl_lambda or (smallest and smallest["docs_per_second"] / smallest["workers"])
+        if rate:
+            out[m.model] = round(rate * factor, 3)
+    return out
 
 
 @dataclass(frozen=True)
@@ -107,25 +122,24 @@ def evaluate(
 
 
 def _batch_events(since: datetime, until: datetime, steps: int, collection_id: int | None) -> dict[str, list[Events]]:
+    """Per step: documents within the latency target of all; per model, documents stored against
+    those owed at that model's throughput target over its busy seconds (capped per model)."""
     where, params = window_where(since, collection_id)
-    model = settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {STEP_SQL} AS step, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), sum(t.documents), "
-            "sum(t.documents) FILTER (WHERE c.model = %s), "
-            "sum(t.claim_seconds + t.total_seconds) FILTER (WHERE c.model = %s) "
+            f"SELECT {STEP_SQL} AS step, c.model, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), "
+            "sum(t.documents), sum(t.claim_seconds + t.total_seconds) "
             "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
-            f"WHERE {where} AND t.finished_at < %s GROUP BY 1",
-            [since, (until - since).total_seconds() / steps, target("document_latency"), model, model, *params, until],
+            f"WHERE {where} AND t.finished_at < %s GROUP BY 1, 2",
+            [since, (until - since).total_seconds() / steps, target("document_latency"), *params, until],
         )
-        rows = {row[0]: [v or 0 for v in row[1:]] for row in cur.fetchall()}
-    latency, throughput = [], []
-    rate = target("throughput_per_worker")
-    for i in range(steps):
-        good, total, documents, busy = rows.get(i, (0, 0, 0, 0))
-        owed = rate * busy
-        latency.append(Events(good, total))
-        throughput.append(Events(min(documents, owed), owed))
+        rows = cur.fetchall()
+    rates, fallback = throughput_targets(), target("throughput_per_worker")
+    latency, throughput = [Events(0, 0)] * steps, [Events(0, 0)] * steps
+    for step, model, good, documents, busy in rows:
+        owed = rates.get(model, fallback) * busy
+        latency[step] = Events(latency[step].good + (good or 0), latency[step].total + documents)
+        throughput[step] = Events(throughput[step].good + min(documents, owed), throughput[step].total + owed)
     return {"document_latency": latency, "throughput_per_worker": throughput}
 
 

@@ -29,7 +29,6 @@ def test_each_slo_has_a_degradation_alert_with_a_runbook():
 @pytest.mark.django_db
 def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, settings):
     settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
-    settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = "local/hash-16"
     settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = 20.0
     for documents, seconds in ((30, 0.5), (10, 3.0)):
         result = recording.BatchResult(hash_collection, "w", documents, 0.0, 0.0, 16, documents, chunks=documents)

@@ -173,7 +173,6 @@ def test_the_performance_slos_come_from_the_same_evaluator(hash_collection, fake
     from pipeline import recording
 
     settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
-    settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = hash_collection.model
     batch(hash_collection, embedded=10, latency_seconds=0.5, at=NOW - timedelta(minutes=5))
     batch(hash_collection, embedded=30, latency_seconds=5, at=NOW - timedelta(hours=3))
     recording.record_search(hash_collection, 0.01, "api")
