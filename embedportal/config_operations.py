@@ -119,14 +119,6 @@ OPERATIONS = (
         default_text="10 (slos.yaml)",
     ),
     Setting(
-        "EMBEDPORTAL_SLO_SEARCH_P95_SECONDS",
-        "str",
-        "",
-        "Performance SLO: 95% of searches (query embedding and HNSW scan) answer within this many seconds. "
-        "Overrides the target in pipeline/performance/slos.yaml.",
-        default_text="0.05 (slos.yaml)",
-    ),
-    Setting(
         "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER",
         "str",
         "",
