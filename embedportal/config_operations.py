@@ -127,6 +127,13 @@ OPERATIONS = (
         "Overrides the target in pipeline/performance/slos.yaml.",
         default_text="20 (slos.yaml)",
     ),
+    Setting(
+        "EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS",
+        "int",
+        30,
+        "Days after which the capacity measurement is stale: exported as "
+        "embedding_pipeline_capacity_max_age_seconds, which EmbeddingPipelineCapacityMeasurementStale reads.",
+    ),
     # --- django-q2 -----------------------------------------------------------------------------
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),
     Setting("Q_TIMEOUT", "int", 600, "Seconds a django-q2 task may run."),

@@ -42,6 +42,10 @@ def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, 
     assert m[(COMPLIANCE, (("slo", "document_latency"),))] == pytest.approx(0.75)
     assert m[(COMPLIANCE, (("slo", "throughput_per_worker"),))] == pytest.approx(40 / 3.5 / 20)
     assert m[("performance_slo_target_embedding_pipeline_operations", (("slo", "document_latency"),))] == 1.0
+    # What the stale-capacity alert compares the measurement's age with.
+    settings.EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS = 7
+    m = parse(client.get("/metrics").content.decode())
+    assert m[("embedding_pipeline_capacity_max_age_seconds", ())] == 7 * 86400
 
 
 @pytest.mark.django_db
