@@ -43,7 +43,8 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
             labels=["slo"],
         ),
         GaugeMetricFamily(
-            CAPACITY_MAX_AGE, "Seconds after which the capacity measurement is stale (EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS)."
+            CAPACITY_MAX_AGE,
+            "Seconds after which the capacity measurement is stale (EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS)",
         ),
     )
 
