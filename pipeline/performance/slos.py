@@ -17,7 +17,7 @@ from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import CALL_BUCKETS, LATENCY_BUCKETS
-from pipeline.models import CapacityMeasurement
+from pipeline.models import CapacityMeasurement, Collection
 from pipeline.percentiles import window_where
 from pipeline.performance import activity
 from pipeline.performance.optimizer.figures import STEP_SQL
@@ -117,6 +117,22 @@ def evaluate(
     if {"document_latency", "throughput_per_worker"} & set(wanted):
         out.update(_batch_events(since, until, steps, collection_id))
     return {n: out[n] for n in wanted}
+
+
+def model_targets(collection_id: int | None = None) -> list[dict]:
+    """The throughput SLO's target for each model of the user collections (or of one): the model,
+    its docs/s per busy worker, and where that figure comes from (the SLO page and API show it)."""
+    measured, fallback = throughput_targets(), target("throughput_per_worker")
+    scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.all()
+    models = sorted({c.model for c in scope.only("name", "model") if not c.is_reserved})
+    return [
+        {
+            "model": m,
+            "docs_per_second": measured.get(m, fallback),
+            "from": "capacity measurement" if m in measured else performance()["throughput_per_worker"].setting,
+        }
+        for m in models
+    ]
 
 
 def _batch_events(since: datetime, until: datetime, steps: int, collection_id: int | None) -> dict[str, list[Events]]:

@@ -111,8 +111,9 @@ def test_the_performance_page_carries_the_trends_and_the_capacity(admin_client, 
     assert 'id="trend-storage"' in page and 'id="trend-throughput"' in page and 'id="trend-slos"' in page
     assert "No data" not in page
     # The throughput SLO's target for the measured model: 2 workers at 8.5 docs/s, 4.25 per worker, x 0.8.
-    assert response.context["figures"]["throughput_targets"] == {"local/hash-16": 3.4}
-    assert "local/hash-16: 3.4 (measured models; others 20.0)" in page
+    measured = {"model": "local/hash-16", "docs_per_second": 3.4, "from": "capacity measurement"}
+    assert response.context["figures"]["throughput_targets"] == [measured]
+    assert "local/hash-16: 3.4 docs/s per worker (capacity measurement)" in page
 
 
 def test_the_performance_page_says_no_data_without_batches(admin_client, hash_collection):

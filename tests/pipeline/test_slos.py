@@ -253,6 +253,14 @@ def test_the_api_gives_the_pages_figures(client, hash_collection):
     assert series["latency_seconds"]["p95"][-1] > 30 and series["latency_seconds"]["p50"][0] is None
     assert body["capacity"]["needs"].startswith("needs at least 3 days of hourly arrivals")
     assert body["bucket_bounds"]["latency_seconds"] == list(LATENCY_BUCKETS)
+    # Which model the throughput SLO holds to which target: never measured, the setting's.
+    unmeasured = {"model": "local/hash-16", "docs_per_second": 20.0, "from": "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER"}
+    assert body["throughput_targets"] == [unmeasured]
+    capacity_measurement("local/hash-16", usl_lambda=12.5)
+    body = client.get("/api/v1/slos/?collection=hashes", HTTP_AUTHORIZATION=f"Token {token}").json()
+    assert body["throughput_targets"] == [
+        {"model": "local/hash-16", "docs_per_second": 10.0, "from": "capacity measurement"}
+    ]
 
     # The admin page shows the same figures, and "no data" where a window has no events.
     client.force_login(user)
@@ -263,6 +271,7 @@ def test_the_api_gives_the_pages_figures(client, hash_collection):
     assert rows["failures"]["compliance"][0] == ("1h", "83.33%", False)
     assert rows["freshness"]["compliance"][0] == ("1h", "no data", True) and rows["freshness"]["state"] == "no data"
     assert page.context["figures"]["series"] == series
+    assert "local/hash-16: 10.0 docs/s per worker (capacity measurement)" in page.content.decode()
 
 
 @pytest.mark.parametrize(
