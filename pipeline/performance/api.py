@@ -73,7 +73,8 @@ def performance(collection: Collection | None, window: int | None) -> dict[str, 
 
 class PerformanceView(APIView):
     """p50/p95/p99 per stage (`stages`), the `bottleneck`, `recommendations` with their expected effect,
-    per-collection figures and cost, the performance SLOs (with `throughput_targets`: each model's), and the optimizer's recent changes."""
+    per-collection figures and cost, the performance SLOs (with `throughput_targets`: each model's), and
+    the optimizer's recent changes."""
 
     permission_classes = [CanView]
 
@@ -124,9 +125,10 @@ class SloView(APIView):
     """Each SLO's compliance over 1 h, 1 d and 30 d (null: no events in the window), error budget left,
     burn rate over 1 h and 6 h (freshness judges each document against its own collection's SLA;
     throughput each collection's batches against its own model's target, listed in
-    `throughput_targets`); the capacity plan (load, capacity, headroom, projected date, workers needed); the last capacity
-    measurement with its USL fit; and the chart series of `range`, whose queue bound is capacity
-    times `freshness_sla_seconds` (the collection's SLA, or the tightest of all user collections)."""
+    `throughput_targets`); the capacity plan (load, capacity, headroom, projected date, workers
+    needed); the last capacity measurement with its USL fit; and the chart series of `range`, whose
+    queue bound is capacity times `freshness_sla_seconds` (the collection's SLA, or the tightest of
+    all user collections)."""
 
     permission_classes = [CanViewHistory]
 
