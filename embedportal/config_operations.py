@@ -125,26 +125,20 @@ OPERATIONS = (
         default_text="10 (slos.yaml)",
     ),
     Setting(
-        "EMBEDPORTAL_SLO_SEARCH_P95_SECONDS",
-        "str",
-        "",
-        "Performance SLO: 95% of searches (query embedding and HNSW scan) answer within this many seconds. "
-        "Overrides the target in pipeline/performance/slos.yaml.",
-        default_text="0.05 (slos.yaml)",
-    ),
-    Setting(
-        "EMBEDPORTAL_SLO_THROUGHPUT_MODEL",
-        "str",
-        "local/hash-384",
-        "Performance SLO: the model whose sustained throughput per worker is held to the target below.",
-    ),
-    Setting(
         "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER",
         "str",
         "",
-        "Performance SLO: documents per second one worker sustains with that model while busy. "
+        "Performance SLO: documents per second one busy worker sustains, for models without a capacity "
+        "measurement (a measured model's target is 0.8 x its measured one-worker rate). "
         "Overrides the target in pipeline/performance/slos.yaml.",
         default_text="20 (slos.yaml)",
+    ),
+    Setting(
+        "EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS",
+        "int",
+        30,
+        "Days after which the capacity measurement is stale: exported as "
+        "embedding_pipeline_capacity_max_age_seconds, which EmbeddingPipelineCapacityMeasurementStale reads.",
     ),
     # --- django-q2 -----------------------------------------------------------------------------
     Setting("Q_WORKERS", "int", 2, "django-q2 worker processes per cluster."),

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.metrics import CALL_BUCKETS, FRESHNESS_BUCKETS, LATENCY_BUCKETS
 
 MINUTE = 60
 HOUR = 3600
@@ -26,6 +26,7 @@ TABLE = "pipeline_collectionactivity"
 # One element per bound plus +Inf (the model's CHECK constraints hold the database to this).
 LATENCY_SIZE = len(LATENCY_BUCKETS) + 1
 FRESHNESS_SIZE = len(FRESHNESS_BUCKETS) + 1
+SEARCH_SIZE = len(CALL_BUCKETS) + 1  # the search histogram's bounds
 
 
 def bucket_counts(bounds: Sequence[float], values: Iterable[float]) -> list[int]:
@@ -45,7 +46,7 @@ def hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-_ZEROS = f"'{{{','.join(['0'] * LATENCY_SIZE)}}}'::bigint[], '{{{','.join(['0'] * FRESHNESS_SIZE)}}}'::bigint[]"
+ZEROS = f"'{{{','.join(['0'] * LATENCY_SIZE)}}}'::bigint[], '{{{','.join(['0'] * FRESHNESS_SIZE)}}}'::bigint[]"
 
 
 def _array_agg(column: str, size: int) -> str:
@@ -58,14 +59,15 @@ def _array_sum(column: str, size: int, left: str, right: str) -> str:
 
 # Adds to the minute's row. The arrays are summed element by element (PostgreSQL has no operator
 # for it); their sizes are fixed by the CHECK constraints.
-_ADD = f"""
+ADD = f"""
 ON CONFLICT (collection_id, seconds, start) DO UPDATE
    SET arrived = a.arrived + EXCLUDED.arrived,
        embedded = a.embedded + EXCLUDED.embedded,
        failed = a.failed + EXCLUDED.failed,
        fresh = a.fresh + EXCLUDED.fresh,
        latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
-       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")}"""
+       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")},
+       searches = {_array_sum("searches", SEARCH_SIZE, "a", "EXCLUDED")}"""
 
 
 def record_arrivals(collection_id: int, arrived: int, at: datetime | None = None) -> None:
@@ -74,7 +76,7 @@ def record_arrivals(collection_id: int, arrived: int, at: datetime | None = None
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness) "
-            f"VALUES (%s, {MINUTE}, %s, %s, 0, 0, {_ZEROS}) {_ADD}",
+            f"VALUES (%s, {MINUTE}, %s, %s, 0, 0, {ZEROS}) {ADD}",
             [collection_id, minute_of(at or timezone.now()), arrived],
         )
 
@@ -94,13 +96,15 @@ _BATCH_LATENCY = (
 BATCH_ROWS = f"""
 SELECT b.collection_id, {MINUTE} AS seconds, date_trunc('minute', b.finished_at) AS start, 0 AS arrived,
        b.documents::bigint AS embedded, b.failed::bigint AS failed, b.fresh::bigint AS fresh,
-       {_BATCH_LATENCY} AS latency, b.freshness, NULL::integer AS queue_depth
+       {_BATCH_LATENCY} AS latency, b.freshness, NULL::integer AS queue_depth,
+       '{{{",".join(["0"] * SEARCH_SIZE)}}}'::bigint[] AS searches
   FROM pipeline_batchtiming b"""
 
 
 # The history as readers see it: its rows and the batch rows not rolled up yet (a partial index,
 # pipeline_batchtiming_unrolled, keeps the second part a scan of the last minute or two).
-ROWS = f"""(SELECT collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth
+ROWS = f"""(SELECT collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth,
+          searches
    FROM {TABLE} UNION ALL {BATCH_ROWS} WHERE NOT b.rolled_up)"""
 
 
@@ -120,7 +124,7 @@ def roll_up_batches(until: datetime | None = None) -> int:
             SELECT collection_id, {MINUTE}, start, 0, sum(embedded), sum(failed), sum(fresh),
                    {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}
               FROM batch GROUP BY collection_id, start
-            {_ADD}
+            {ADD}
             """,
             [until or minute_of(timezone.now())],
         )
@@ -139,7 +143,7 @@ def prune_batches(now: datetime | None = None) -> int:
 # pipeline_document_status (collection_id, status), like the queue-depth gauge.
 _SAMPLE_SQL = f"""
 INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness, queue_depth)
-SELECT c.id, {MINUTE}, %s, 0, 0, 0, {_ZEROS},
+SELECT c.id, {MINUTE}, %s, 0, 0, 0, {ZEROS},
        (SELECT count(*) FROM pipeline_document d WHERE d.collection_id = c.id AND d.status = 'pending')
   FROM pipeline_collection c
 ON CONFLICT (collection_id, seconds, start) DO UPDATE SET queue_depth = EXCLUDED.queue_depth
@@ -157,15 +161,16 @@ def sample_queue_depth(at: datetime | None = None) -> None:
 _ROLL_UP_SQL = f"""
 WITH moved AS (
     DELETE FROM {TABLE} WHERE seconds = {MINUTE} AND start < %s
-    RETURNING collection_id, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth
+    RETURNING collection_id, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth, searches
 )
 INSERT INTO {TABLE} AS a
-       (collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth)
+       (collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth, searches)
 SELECT collection_id, {HOUR}, date_trunc('hour', start), sum(arrived), sum(embedded), sum(failed), sum(fresh),
-       {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}, max(queue_depth)
+       {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}, max(queue_depth),
+       {_array_agg("searches", SEARCH_SIZE)}
   FROM moved
  GROUP BY collection_id, date_trunc('hour', start)
-{_ADD},
+{ADD},
        queue_depth = GREATEST(a.queue_depth, EXCLUDED.queue_depth)
 """
 

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from pipeline import history
 from pipeline import metrics as prometheus
 from pipeline.choices import Stage
 from pipeline.history import bucket_counts
@@ -137,19 +138,28 @@ def _write(r: BatchResult, at: datetime) -> None:
         )
 
 
-_SEARCH_SQL = """
-INSERT INTO pipeline_searchlatency AS s (collection_id, searches, recent, last_at)
-VALUES (%(collection)s, 1, ARRAY[%(seconds)s]::double precision[], %(at)s)
-ON CONFLICT (collection_id) DO UPDATE
-   SET searches = s.searches + 1,
-       recent = (s.recent || EXCLUDED.recent)[greatest(1, cardinality(s.recent) + 2 - %(keep)s):],
-       last_at = EXCLUDED.last_at
+# The collection's latest search times (the optimizer's) and its minute's history row (the SLO's
+# window), in one statement.
+_SEARCH_SQL = f"""
+WITH latest AS (
+    INSERT INTO pipeline_searchlatency AS s (collection_id, searches, recent, last_at)
+    VALUES (%(collection)s, 1, ARRAY[%(seconds)s]::double precision[], %(at)s)
+    ON CONFLICT (collection_id) DO UPDATE
+       SET searches = s.searches + 1,
+           recent = (s.recent || EXCLUDED.recent)[greatest(1, cardinality(s.recent) + 2 - %(keep)s):],
+           last_at = EXCLUDED.last_at
+)
+INSERT INTO {history.TABLE} AS a
+       (collection_id, seconds, start, arrived, embedded, failed, latency, freshness, searches)
+VALUES (%(collection)s, {history.MINUTE}, date_trunc('minute', %(at)s), 0, 0, 0, {history.ZEROS}, %(buckets)s::bigint[])
+{history.ADD}
 """
 
 
 def record_search(collection: Collection, seconds: float, source: str = "other", at: datetime | None = None) -> None:
-    """embedding_pipeline_search_seconds{source}, and the collection's latest
-    EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES search times (one upsert in autocommit)."""
+    """embedding_pipeline_search_seconds{source}, the collection's latest
+    EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES search times and its minute's search buckets (one
+    statement in autocommit)."""
     if collection.is_reserved:
         return
     prometheus.SEARCH_LATENCY.labels(source=source).observe(seconds)
@@ -161,5 +171,6 @@ def record_search(collection: Collection, seconds: float, source: str = "other",
                 "seconds": seconds,
                 "at": at or timezone.now(),
                 "keep": settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES,
+                "buckets": bucket_counts(prometheus.CALL_BUCKETS, [seconds]),
             },
         )

@@ -10,7 +10,7 @@ from django.utils import timezone
 from pipeline.choices import (
     OptimizationStatus,
 )
-from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
+from pipeline.metrics import CALL_BUCKETS, FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.models.collection import Collection
 
 
@@ -34,6 +34,12 @@ class CollectionActivity(models.Model):
     queue_depth = models.IntegerField(
         null=True, blank=True, help_text="Pending documents (an hour: its highest sample)."
     )
+    # The search SLO's window (pipeline.recording.record_search): the search histogram's bounds.
+    searches = ArrayField(
+        models.BigIntegerField(),
+        db_default=models.Value([0] * (len(CALL_BUCKETS) + 1), ArrayField(models.BigIntegerField())),
+        help_text="Search seconds, bucket counts.",
+    )
 
     class Meta:
         verbose_name_plural = "collection activity"
@@ -50,6 +56,9 @@ class CollectionActivity(models.Model):
             models.CheckConstraint(
                 condition=Q(freshness__len=len(FRESHNESS_BUCKETS) + 1),
                 name="pipeline_collectionactivity_freshness_size",
+            ),
+            models.CheckConstraint(
+                condition=Q(searches__len=len(CALL_BUCKETS) + 1), name="pipeline_collectionactivity_searches_size"
             ),
         ]
         indexes = [

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.db import connection
 
-from pipeline.history import FRESHNESS_SIZE, LATENCY_SIZE, ROWS
+from pipeline.history import FRESHNESS_SIZE, LATENCY_SIZE, ROWS, SEARCH_SIZE
 from pipeline.models import RESERVED_PREFIXES
 
 
@@ -26,6 +26,7 @@ class Totals:
     freshness: list[int] = field(default_factory=lambda: [0] * FRESHNESS_SIZE)
     queue_depth: int | None = None
     fresh: int = 0  # documents embedded within their collection's freshness SLA
+    searches: list[int] = field(default_factory=lambda: [0] * SEARCH_SIZE)  # on the search histogram's bounds
 
     @property
     def outcomes(self) -> int:
@@ -38,12 +39,15 @@ def _sums() -> str:
         + ", ".join(f"coalesce(sum(latency[{i}]), 0)" for i in range(1, LATENCY_SIZE + 1))
         + ", "
         + ", ".join(f"coalesce(sum(freshness[{i}]), 0)" for i in range(1, FRESHNESS_SIZE + 1))
+        + ", "
+        + ", ".join(f"coalesce(sum(searches[{i}]), 0)" for i in range(1, SEARCH_SIZE + 1))
     )
 
 
 def _totals(row: Sequence) -> Totals:
     arrived, embedded, failed, fresh, *rest = (int(v) for v in row)
-    return Totals(arrived, embedded, failed, rest[:LATENCY_SIZE], rest[LATENCY_SIZE:], fresh=fresh)
+    latency, freshness, searches = rest[:LATENCY_SIZE], rest[LATENCY_SIZE:-SEARCH_SIZE], rest[-SEARCH_SIZE:]
+    return Totals(arrived, embedded, failed, latency, freshness, fresh=fresh, searches=searches)
 
 
 def _scope(collection_id: int | None) -> tuple[str, list]:

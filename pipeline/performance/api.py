@@ -72,6 +72,7 @@ def performance(collection: Collection | None, window: int | None, user: Any = N
     out["slos"] = [
         {"slo": slo, "target": target, "compliance": compliance[slo]} for slo, target in slos.targets().items()
     ]
+    out["throughput_targets"] = slos.model_targets(collection.pk if collection else None)
     changes = OptimizationChange.objects.select_related("collection").filter(visible(user, "collection"))
     if collection is not None:
         changes = changes.filter(collection=collection)
@@ -81,7 +82,8 @@ def performance(collection: Collection | None, window: int | None, user: Any = N
 
 class PerformanceView(APIView):
     """p50/p95/p99 per stage (`stages`), the `bottleneck`, `recommendations` with their expected effect,
-    per-collection figures and cost, the performance SLOs, and the optimizer's recent changes."""
+    per-collection figures and cost, the performance SLOs (with `throughput_targets`: each model's), and
+    the optimizer's recent changes."""
 
     permission_classes = [CanView]
 
@@ -131,10 +133,12 @@ class CanViewHistory(PermissionRequired):
 
 class SloView(APIView):
     """Each SLO's compliance over 1 h, 1 d and 30 d (null: no events in the window), error budget left,
-    burn rate over 1 h and 6 h (freshness judges each document against its own collection's SLA); the
-    capacity plan (load, capacity, headroom, projected date, workers needed); the last capacity
-    measurement with its USL fit; and the chart series of `range`, whose queue bound is capacity
-    times `freshness_sla_seconds` (the collection's SLA, or the tightest of all user collections)."""
+    burn rate over 1 h and 6 h (freshness judges each document against its own collection's SLA;
+    throughput each collection's batches against its own model's target, listed in
+    `throughput_targets`); the capacity plan (load, capacity, headroom, projected date, workers
+    needed); the last capacity measurement with its USL fit; and the chart series of `range`, whose
+    queue bound is capacity times `freshness_sla_seconds` (the collection's SLA, or the tightest of
+    all user collections)."""
 
     permission_classes = [CanViewHistory]
 

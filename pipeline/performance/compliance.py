@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
 TARGET = "performance_slo_target_embedding_pipeline_operations"
+# EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS for the stale-measurement alert (grafana/prometheus/capacity.rules.yml).
+CAPACITY_MAX_AGE = "embedding_pipeline_capacity_max_age_seconds"
 
 
 def compliance(window: int | None = None) -> dict[str, float | None]:
@@ -27,7 +29,7 @@ def compliance(window: int | None = None) -> dict[str, float | None]:
     return {name: found[0].ratio for name, found in slos.evaluate(since, now, only=set(slos.targets())).items()}
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
     return (
         GaugeMetricFamily(
             COMPLIANCE,
@@ -40,6 +42,10 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
             "Performance SLO targets: seconds (document_latency, search_latency) or docs/s per worker.",
             labels=["slo"],
         ),
+        GaugeMetricFamily(
+            CAPACITY_MAX_AGE,
+            "Seconds after which the capacity measurement is stale (EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS)",
+        ),
     )
 
 
@@ -51,7 +57,8 @@ class PerformanceSLOCollector(DatabaseCollector):
     def families(self) -> tuple[GaugeMetricFamily, ...]:
         return (*_families(), *capacity.gauge_families())
 
-    def fill(self, cur, compliant, target, rate, measured) -> None:
+    def fill(self, cur, compliant, target, max_age, rate, measured) -> None:
+        max_age.add_metric([], settings.EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS * 86400)
         for slo, value in slos.targets().items():
             target.add_metric([slo], value)
         try:

@@ -16,8 +16,9 @@ from django.utils import timezone
 from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
-from pipeline.metrics import LATENCY_BUCKETS
-from pipeline.percentiles import searches, window_where
+from pipeline.metrics import CALL_BUCKETS, LATENCY_BUCKETS
+from pipeline.models import CapacityMeasurement, Collection
+from pipeline.percentiles import window_where
 from pipeline.performance import activity
 from pipeline.performance.optimizer.figures import STEP_SQL
 
@@ -41,14 +42,28 @@ def performance() -> dict[str, slo_rules.PerformanceSlo]:
 
 
 def target(name: str) -> float:
-    """A performance SLO's target: its EMBEDPORTAL_SLO_* setting when set, else the spec's."""
+    """A performance SLO's target: its EMBEDPORTAL_SLO_* setting when it has one and it is set, else the spec's."""
     slo = performance()[name]
-    value = getattr(settings, slo.setting, "")
+    value = getattr(settings, slo.setting, "") if slo.setting else ""
     return slo.target if value in ("", None) else float(value)
 
 
 def targets() -> dict[str, float]:
     return {name: target(name) for name in performance()}
+
+
+def throughput_targets() -> dict[str, float]:
+    """Docs/s per busy worker each measured model is held to: its latest capacity measurement's
+    one-worker rate (the USL's lambda, else the smallest measured worker count's rate per worker)
+    times the spec's capacity_factor. A model never measured is held to target("throughput_per_worker")."""
+    factor = performance()["throughput_per_worker"].capacity_factor
+    out = {}
+    for m in CapacityMeasurement.objects.order_by("model", "-measured_at").distinct("model"):
+        smallest = min(m.points, key=lambda p: p["workers"], default=None)
+        rate = m.usl_lambda or (smallest and smallest["docs_per_second"] / smallest["workers"])
+        if rate:
+            out[m.model] = round(rate * factor, 3)
+    return out
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,8 @@ def events(name: str, t: activity.Totals) -> Events:
         return Events(t.embedded, t.embedded + t.failed)
     if name == "latency":
         return Events(sum(t.latency[: LATENCY_BUCKETS.index(LATENCY_THRESHOLD_SECONDS) + 1]), sum(t.latency))
+    if name == "search_latency":  # its target is a bound of the search histogram (tests/pipeline/test_slos.py checks)
+        return Events(sum(t.searches[: CALL_BUCKETS.index(target(name)) + 1]), sum(t.searches))
     raise ValueError(f"no SLI named {name!r} in the history")
 
 
@@ -85,14 +102,13 @@ def evaluate(
     since: datetime, until: datetime, steps: int = 1, collection_id: int | None = None, only: set[str] | None = None
 ) -> dict[str, list[Events]]:
     """Every SLO's (or `only` these) good and total events in each of `steps` equal steps of
-    [since, until). The event SLOs read the history (whole minutes), document latency and
-    throughput the batch rows, search latency each collection's latest searches (it has no
-    history: they count in the last step). Throughput's events are documents stored against those
+    [since, until). The event SLOs and search latency read the history (whole minutes), document
+    latency and throughput the batch rows. Throughput's events are documents stored against those
     owed at the target rate over the busy seconds, capped: compliance is min(1, rate / target)."""
     wanted = [n for n in names() if only is None or n in only]
     width = (until - since).total_seconds() / steps
     out: dict[str, list[Events]] = {}
-    if event_slos := [n for n in wanted if n in {s.name for s in spec().slos}]:
+    if event_slos := [n for n in wanted if n in {*(s.name for s in spec().slos), "search_latency"}]:
         if steps == 1:  # one window: its sums, without series' per-step queue depth
             totals = [activity.totals(since, until, collection_id)]
         else:
@@ -100,32 +116,44 @@ def evaluate(
         out.update({n: [events(n, t) for t in totals] for n in event_slos})
     if {"document_latency", "throughput_per_worker"} & set(wanted):
         out.update(_batch_events(since, until, steps, collection_id))
-    if "search_latency" in wanted:
-        count, _, share = searches(target("search_latency"), collection_id)
-        out["search_latency"] = [Events(0, 0)] * (steps - 1) + [Events(round((share or 0) * count), count)]
     return {n: out[n] for n in wanted}
 
 
+def model_targets(collection_id: int | None = None) -> list[dict]:
+    """The throughput SLO's target for each model of the user collections (or of one): the model,
+    its docs/s per busy worker, and where that figure comes from (the SLO page and API show it)."""
+    measured, fallback = throughput_targets(), target("throughput_per_worker")
+    scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.all()
+    models = sorted({c.model for c in scope.only("name", "model") if not c.is_reserved})
+    return [
+        {
+            "model": m,
+            "docs_per_second": measured.get(m, fallback),
+            "from": "capacity measurement" if m in measured else performance()["throughput_per_worker"].setting,
+        }
+        for m in models
+    ]
+
+
 def _batch_events(since: datetime, until: datetime, steps: int, collection_id: int | None) -> dict[str, list[Events]]:
+    """Per step: documents within the latency target of all; per model, documents stored against
+    those owed at that model's throughput target over its busy seconds (capped per model)."""
     where, params = window_where(since, collection_id)
-    model = settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {STEP_SQL} AS step, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), sum(t.documents), "
-            "sum(t.documents) FILTER (WHERE c.model = %s), "
-            "sum(t.claim_seconds + t.total_seconds) FILTER (WHERE c.model = %s) "
+            f"SELECT {STEP_SQL} AS step, c.model, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), "
+            "sum(t.documents), sum(t.claim_seconds + t.total_seconds) "
             "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
-            f"WHERE {where} AND t.finished_at < %s GROUP BY 1",
-            [since, (until - since).total_seconds() / steps, target("document_latency"), model, model, *params, until],
+            f"WHERE {where} AND t.finished_at < %s GROUP BY 1, 2",
+            [since, (until - since).total_seconds() / steps, target("document_latency"), *params, until],
         )
-        rows = {row[0]: [v or 0 for v in row[1:]] for row in cur.fetchall()}
-    latency, throughput = [], []
-    rate = target("throughput_per_worker")
-    for i in range(steps):
-        good, total, documents, busy = rows.get(i, (0, 0, 0, 0))
-        owed = rate * busy
-        latency.append(Events(good, total))
-        throughput.append(Events(min(documents, owed), owed))
+        rows = cur.fetchall()
+    rates, fallback = throughput_targets(), target("throughput_per_worker")
+    latency, throughput = [Events(0, 0)] * steps, [Events(0, 0)] * steps
+    for step, model, good, documents, busy in rows:
+        owed = rates.get(model, fallback) * busy
+        latency[step] = Events(latency[step].good + (good or 0), latency[step].total + documents)
+        throughput[step] = Events(throughput[step].good + min(documents, owed), throughput[step].total + owed)
     return {"document_latency": latency, "throughput_per_worker": throughput}
 
 

@@ -116,6 +116,7 @@ def test_roll_up_turns_old_minutes_into_hours_and_keeps_totals(hash_collection):
     for minute in range(0, 120, 7):  # two hours of minutes, ten days old
         history.record_arrivals(hash_collection.pk, 2, at=old + timedelta(minutes=minute))
         batch(hash_collection, embedded=2, latency_seconds=1.5, at=old + timedelta(minutes=minute))
+        recording.record_search(hash_collection, 0.02 * minute, at=old + timedelta(minutes=minute))
     batch(hash_collection, failed=1, freshness_lags=(30,), at=old)
     history.sample_queue_depth(at=old + timedelta(minutes=1))
     Document.objects.create(collection=hash_collection, external_id="p", text="pending", content_hash="x")
@@ -132,6 +133,7 @@ def test_roll_up_turns_old_minutes_into_hours_and_keeps_totals(hash_collection):
     hours = CollectionActivity.objects.filter(seconds=3600).order_by("start")
     assert [h.start for h in hours] == [T0, T0 + timedelta(hours=1)]
     assert hours[0].queue_depth == 1  # the hour's highest sample
+    assert [sum(h.searches) for h in hours] == [9, 9] and before.searches[10] == 10  # 10 in (1 s, 2.5 s]
     # Recent minutes stay minutes.
     assert CollectionActivity.objects.filter(seconds=60).get().start == recent
     # Rolling up again changes nothing.

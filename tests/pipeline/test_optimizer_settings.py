@@ -299,7 +299,6 @@ def test_an_ef_search_change_is_judged_by_the_searches_after_it(
     hash_collection, settings, seconds_after, status, ef_search
 ):
     settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES = 4
-    settings.EMBEDPORTAL_SLO_SEARCH_P95_SECONDS = 0.05
     for _ in range(4):
         recording.record_search(hash_collection, 0.2)
     recs = analyse(hash_collection).recommendations

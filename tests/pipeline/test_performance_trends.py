@@ -69,13 +69,13 @@ def compliance_trend(since, until) -> dict:
 
 def test_slo_compliance_trend_per_step_from_the_batches(hash_collection, settings):
     settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
-    settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = "local/hash-16"
-    settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = 2.0
+    settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = 2.0  # local/hash-16 was never measured
     other = create_collection(name="others", model="local/hash-384", chunk_unit="characters", chunk_size=200)
+    capacity_measurement("local/hash-384", usl_lambda=10.0)  # its target: 0.8 x 10 = 8 docs/s per worker
     # Step 0: 3 of 4 documents within 1 s; the model's 4 documents took 0.58 + 2.01 busy seconds.
     batch(hash_collection, 210, documents=3, chunking=0.07, embedding=0.3, storage=0.2, claim=0.01)
     batch(hash_collection, 200, documents=1, chunking=0.5, embedding=0.5, storage=1.0, claim=0.01)
-    # Step 2: another model only: latency compliance, no throughput figure; step 1 and 3: nothing.
+    # Step 2: the measured model only, held to its own target: 2 documents in 0.31 busy seconds.
     batch(other, 90, documents=2, chunking=0.1, embedding=0.1, storage=0.1)
     since, until = window()
 
@@ -83,7 +83,13 @@ def test_slo_compliance_trend_per_step_from_the_batches(hash_collection, setting
 
     assert trend["document_latency"] == pytest.approx([0.75, None, 1.0, None])
     assert trend["throughput_per_worker"][0] == pytest.approx(4 / 2.59 / 2.0, rel=1e-4)
-    assert trend["throughput_per_worker"][1:] == [None, None, None]
+    assert trend["throughput_per_worker"][2] == pytest.approx(2 / (0.31 * 8.0), rel=1e-4)
+    assert trend["throughput_per_worker"][1] is None and trend["throughput_per_worker"][3] is None
+    # Each model capped at its own owed documents: the measured model's surplus hides no other's shortfall.
+    batch(other, 210, documents=100, chunking=0.1, embedding=0.1, storage=0.1, claim=0.0)
+    assert compliance_trend(since, until)["throughput_per_worker"][0] == pytest.approx(
+        (4 + 0.3 * 8.0) / (2.59 * 2.0 + 0.3 * 8.0), rel=1e-4
+    )
     batch(hash_collection, 150, documents=100, chunking=0.1, embedding=0.1, storage=0.1, claim=0.0)
     assert compliance_trend(since, until)["throughput_per_worker"][1] == 1.0  # capped
 
@@ -104,6 +110,10 @@ def test_the_performance_page_carries_the_trends_and_the_capacity(admin_client, 
     assert json.loads(page.split('id="performance-trend" type="application/json">')[1].split("</script>")[0]) == trend
     assert 'id="trend-storage"' in page and 'id="trend-throughput"' in page and 'id="trend-slos"' in page
     assert "No data" not in page
+    # The throughput SLO's target for the measured model: 2 workers at 8.5 docs/s, 4.25 per worker, x 0.8.
+    measured = {"model": "local/hash-16", "docs_per_second": 3.4, "from": "capacity measurement"}
+    assert response.context["figures"]["throughput_targets"] == [measured]
+    assert "local/hash-16: 3.4 docs/s per worker (capacity measurement)" in page
 
 
 def test_the_performance_page_says_no_data_without_batches(admin_client, hash_collection):

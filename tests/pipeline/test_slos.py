@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipeline import history
-from pipeline.metrics import LATENCY_BUCKETS
+from pipeline.metrics import CALL_BUCKETS, LATENCY_BUCKETS
 from pipeline.performance import slos
 from tests.factories import capacity_measurement
 from tests.pipeline.test_history import batch
@@ -173,22 +173,41 @@ def test_the_performance_slos_come_from_the_same_evaluator(hash_collection, fake
     from pipeline import recording
 
     settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
-    settings.EMBEDPORTAL_SLO_THROUGHPUT_MODEL = hash_collection.model
     batch(hash_collection, embedded=10, latency_seconds=0.5, at=NOW - timedelta(minutes=5))
     batch(hash_collection, embedded=30, latency_seconds=5, at=NOW - timedelta(hours=3))
-    recording.record_search(hash_collection, 0.01, "api")
-    recording.record_search(fake_collection, 9.0, "api")
+    recording.record_search(hash_collection, 0.01, "api", at=NOW - timedelta(minutes=5))
+    recording.record_search(fake_collection, 9.0, "api", at=NOW - timedelta(minutes=5))
     s = by_name()
     latency = s["document_latency"]
     assert latency.compliance == {"1h": 1.0, "1d": 0.25, "30d": 0.25}
     assert latency.burn_rates["6h"] == pytest.approx(0.75 / 0.05) and latency.met is False
-    # Each collection's latest searches, whatever the window; one collection's alone when named.
+    # Every collection's searches in the window; one collection's alone when named.
     assert s["search_latency"].compliance["1h"] == 0.5
     assert by_name(collection_id=hash_collection.pk)["search_latency"].compliance["30d"] == 1.0
     # 10 documents in 0.5 busy seconds: over 20 docs/s, capped; an objective of 100% leaves no budget to burn.
     throughput = s["throughput_per_worker"]
     assert throughput.compliance["1h"] == 1.0 and throughput.burn_rates == {"1h": None, "6h": None}
     assert throughput.compliance["1d"] == pytest.approx(40 / 5.5 / 20)
+
+
+def test_search_latency_is_judged_over_a_sliding_window_per_collection(hash_collection, fake_collection):
+    from pipeline import recording
+
+    target = slos.target("search_latency")
+    assert target in CALL_BUCKETS  # the Prometheus rule's `le` and the history's bucket
+    for seconds in (0.01, 0.02, 0.05, 0.2):  # 3 of 4 within 50 ms (a bound is within), 10 minutes ago
+        recording.record_search(hash_collection, seconds, "api", at=NOW - timedelta(minutes=10))
+    for _ in range(5):  # slow, three hours ago: in the day, not in the hour
+        recording.record_search(hash_collection, 1.0, "api", at=NOW - timedelta(hours=3))
+    recording.record_search(fake_collection, 2.5, "cli", at=NOW - timedelta(minutes=10))
+    recording.record_search(hash_collection, 0.01, "api", at=NOW + timedelta(minutes=2))  # after the window
+
+    every, hashed = by_name()["search_latency"], by_name(collection_id=hash_collection.pk)["search_latency"]
+
+    assert every.windows["1h"] == slos.Events(3, 5) and every.windows["1d"] == slos.Events(3, 10)
+    assert hashed.compliance == {"1h": 0.75, "1d": 3 / 9, "30d": 3 / 9}
+    steps = slos.evaluate(NOW - timedelta(hours=4), NOW, 4, only={"search_latency"})["search_latency"]
+    assert [e.total for e in steps] == [5, 0, 0, 5]  # 09:30:00's minute row starts in [08:30:15, 09:30:15)
 
 
 # --- GET /api/v1/slos/ and the admin page -------------------------------------------------------
@@ -235,6 +254,14 @@ def test_the_api_gives_the_pages_figures(client, hash_collection):
     assert series["latency_seconds"]["p95"][-1] > 30 and series["latency_seconds"]["p50"][0] is None
     assert body["capacity"]["needs"].startswith("needs at least 3 days of hourly arrivals")
     assert body["bucket_bounds"]["latency_seconds"] == list(LATENCY_BUCKETS)
+    # Which model the throughput SLO holds to which target: never measured, the setting's.
+    unmeasured = {"model": "local/hash-16", "docs_per_second": 20.0, "from": "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER"}
+    assert body["throughput_targets"] == [unmeasured]
+    capacity_measurement("local/hash-16", usl_lambda=12.5)
+    body = client.get("/api/v1/slos/?collection=hashes", HTTP_AUTHORIZATION=f"Token {token}").json()
+    assert body["throughput_targets"] == [
+        {"model": "local/hash-16", "docs_per_second": 10.0, "from": "capacity measurement"}
+    ]
 
     # The admin page shows the same figures, and "no data" where a window has no events.
     client.force_login(user)
@@ -245,6 +272,7 @@ def test_the_api_gives_the_pages_figures(client, hash_collection):
     assert rows["failures"]["compliance"][0] == ("1h", "83.33%", False)
     assert rows["freshness"]["compliance"][0] == ("1h", "no data", True) and rows["freshness"]["state"] == "no data"
     assert page.context["figures"]["series"] == series
+    assert "local/hash-16: 10.0 docs/s per worker (capacity measurement)" in page.content.decode()
 
 
 @pytest.mark.parametrize(
