@@ -214,12 +214,10 @@ def test_search_latency_is_judged_over_a_sliding_window_per_collection(hash_coll
 
 
 def api_user(*codenames: str):
-    from django.contrib.auth.models import Permission, User
+    """A staff user holding the permissions (and seeing every collection, as an operator), and a token."""
+    from tests.tools import api_token, user_with
 
-    from tests.tools import api_token
-
-    user = User.objects.create_user(f"user-{User.objects.count()}", password="x", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="pipeline", codename__in=codenames))
+    user = user_with(*codenames, is_staff=True)
     return user, api_token(user)
 
 
