@@ -257,6 +257,27 @@ class Collection(models.Model):
         help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.",
     )
     fusion = models.CharField(max_length=10, choices=Fusion.choices, default=Fusion.BLEND)
+    # Optional reranking of search's best candidates (pipeline.rerank); the key rules of api_base hold.
+    rerank_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A LiteLLM rerank model (e.g. cohere/rerank-english-v3.0) reordering search's best 50 candidates. "
+        "Empty: no reranking.",
+    )
+    rerank_api_base = models.URLField(
+        "rerank API base",
+        max_length=500,
+        blank=True,
+        validators=[validate_api_base],
+        help_text="The reranker's api_base, if any; never with credentials in it (name the key's variable below).",
+    )
+    rerank_api_key_env = models.CharField(
+        "rerank API key variable",
+        max_length=100,
+        blank=True,
+        validators=[ENV_NAME],
+        help_text="Name of the environment variable holding the reranker's API key (NAME_FILE read first).",
+    )
     retrieval_target = models.FloatField(
         "recall@5 target",
         default=RETRIEVAL_TARGET_DEFAULT,
@@ -310,7 +331,8 @@ class Collection(models.Model):
         *REEMBED_FIELDS,
         *("provider_concurrency", "freshness_sla", "monthly_budget_usd", "requests_per_minute", "tokens_per_minute"),
         *("paused", "hnsw_m", "hnsw_ef_construction", "ef_search"),
-        *("search_mode", "keyword_weight", "fusion", "retrieval_target"),
+        *("search_mode", "keyword_weight", "fusion", "rerank_model", "rerank_api_base", "rerank_api_key_env"),
+        "retrieval_target",
     )
 
     class Meta:
