@@ -19,6 +19,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='retrievalevaluation',
             name='trigger',
-            field=models.CharField(default='command', help_text='command, api, schedule; or, around a configuration change, before change, settings change (search settings saved) or re-embed (its new generation switched to).', max_length=20),
+            field=models.CharField(default='command', help_text='command, api, schedule; or, around a configuration change, before change, settings change (search settings saved), optimizer (its ef_search change) or re-embed (its new generation switched to).', max_length=20),
         ),
     ]

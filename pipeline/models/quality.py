@@ -52,7 +52,7 @@ class RetrievalEvaluation(models.Model):
         max_length=20,
         default="command",
         help_text="command, api, schedule; or, around a configuration change, before change, settings change "
-        "(search settings saved) or re-embed (its new generation switched to).",
+        "(search settings saved), optimizer (its ef_search change) or re-embed (its new generation switched to).",
     )
     before = models.ForeignKey(
         "self",

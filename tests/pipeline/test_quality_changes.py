@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import backfill
+from pipeline import backfill, recording
 from pipeline.models import Collection, GoldenQuery, RetrievalEvaluation
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
@@ -66,6 +66,20 @@ def test_a_change_without_golden_queries_or_unrelated_to_search_is_not_evaluated
     GoldenQuery.objects.all().delete()
     patch(golden, keyword_weight=0.2)
     assert not RetrievalEvaluation.objects.exists()
+
+
+def test_an_ef_search_change_by_the_optimizer_is_evaluated_before_and_after(golden):
+    from pipeline.performance.optimizer.changes import apply
+    from pipeline.performance.optimizer.figures import Recommendation
+
+    Collection.objects.filter(pk=golden.pk).update(search_mode="vector")
+    golden.refresh_from_db()
+    for _ in range(4):
+        recording.record_search(golden, 0.2)
+    apply(golden, Recommendation("ef-hashes", "t", "e", "r", "hashes", "ef_search", None, 20))
+    after = RetrievalEvaluation.objects.get(trigger="optimizer")
+    assert (after.before.configuration["ef_search"], after.configuration["ef_search"]) == (None, 20)
+    assert after.before.trigger == "before change"
 
 
 def test_a_reembed_is_evaluated_before_it_starts_and_after_its_switch(golden):
