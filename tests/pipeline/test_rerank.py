@@ -126,3 +126,9 @@ def test_rerank_settings_through_the_api_without_credentials(api, hash_collectio
     assert answer.status_code == 200, answer.content
     assert answer.json()["rerank_model"] == "cohere/rerank-english-v3.0"
     assert Collection.objects.get(pk=hash_collection.pk).rerank_api_key_env == "RERANK_KEY"
+
+
+def test_the_admin_form_edits_the_reranker_and_shows_no_key(admin_client, reranked):
+    page = admin_client.get(f"/admin/pipeline/collection/{reranked.pk}/change/").content.decode()
+    assert 'name="rerank_model"' in page and 'value="cohere/rerank-english-v3.0"' in page
+    assert 'name="rerank_api_key_env"' in page and 'value="RERANK_KEY"' in page and KEY not in page
