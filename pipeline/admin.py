@@ -60,6 +60,13 @@ class CollectionForm(forms.ModelForm):
     api_base = forms.URLField(
         label="API base", max_length=500, required=False, assume_scheme="https", help_text="LiteLLM api_base, if any."
     )
+    rerank_api_base = forms.URLField(
+        label="Rerank API base",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text="The reranker's api_base, if any.",
+    )
 
     class Meta:
         model = Collection

@@ -8,4 +8,4 @@ class PipelineConfig(AppConfig):
     verbose_name = "Embedding pipeline"
 
     def ready(self) -> None:
-        from pipeline import signals  # noqa: F401  (collection index lifecycle)
+        from pipeline import quality, signals  # noqa: F401  (collection index lifecycle, evaluations around changes)

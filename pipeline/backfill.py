@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from django.conf import settings
 from django.db import DatabaseError, Error, connection, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
 from pipeline import storage
@@ -23,6 +24,9 @@ from pipeline.models import Chunk, Collection, Document, OptimizationChange
 from pipeline.wakeup import wake_workers
 
 logger = logging.getLogger(__name__)
+
+# A re-embed's new generation is searched now: collection_id, previous (the generation it replaced).
+generation_switched = Signal()
 
 # Advisory lock key: one index build at a time (ASCII "HNSWBLD").
 BUILD_LOCK = 0x484E5357424C44
@@ -187,6 +191,8 @@ def finish(collection_id: int) -> bool:
     with transaction.atomic():
         Chunk.objects.filter(collection_id=collection_id).exclude(generation=new)._raw_delete(using="default")
     logger.info("collection %s: generation %d indexed and searched", collection.name, new)
+    if new != collection.generation:
+        generation_switched.send(sender=Collection, collection_id=collection_id, previous=collection.generation)
     return True
 
 

@@ -143,3 +143,11 @@ def error_counts(registry: CollectorRegistry | None = None) -> dict[str, float]:
                 if sample.name.endswith("_total"):
                     counts[sample.labels["error_type"]] = counts.get(sample.labels["error_type"], 0) + sample.value
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+RERANK_FALLBACKS = Counter(
+    "embedding_pipeline_rerank_fallbacks",
+    "Searches answered in their unreranked order because the collection's reranker failed (reason: the "
+    "error type) or its circuit was open (circuit_open).",
+    ["reason"],
+)

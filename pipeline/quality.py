@@ -1,25 +1,36 @@
 """Retrieval quality: a collection's golden queries run through search, scored per document
-(recall@1/5/10, MRR@10, nDCG@10) and stored as RetrievalEvaluation history."""
+(recall@1/5/10, MRR@10, nDCG@10) and stored as RetrievalEvaluation history; a change of what retrieval
+depends on (search settings saved, a re-embed switched to) is evaluated before and after (the receivers)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
 from prometheus_client.core import Metric
 
 from embedportal import collectors
+from pipeline import backfill
 from pipeline.models import METRICS, Collection, GoldenQuery, RetrievalEvaluation
 from pipeline.search import search
 
+# What search results depend on besides the vectors (Collection.REEMBED_FIELDS): a change of one is
+# evaluated before and after (the receivers below).
+SEARCH_FIELDS = ("search_mode", "keyword_weight", "fusion", "rerank_model", "rerank_api_base", "ef_search")
 DEPTH = 10  # documents ranked per query: the deepest cut-off reported
 QUALITY = "embedding_pipeline_retrieval_quality"
 TARGET = "embedding_pipeline_retrieval_target"
+
+logger = logging.getLogger(__name__)
 
 
 def scores(ranked: Sequence[str], expected: str) -> dict[str, float]:
@@ -46,14 +57,22 @@ def configuration(collection: Collection, mode: str) -> dict:
         "contextual_chunks",
         "keyword_weight",
         "fusion",
+        "rerank_model",
+        "ef_search",
         "generation",
     )
     return {"mode": mode, **{f: getattr(collection, f) for f in fields}}
 
 
-def evaluate(collection: Collection, mode: str | None = None, trigger: str = "command") -> RetrievalEvaluation:
+def evaluate(
+    collection: Collection,
+    mode: str | None = None,
+    trigger: str = "command",
+    before: RetrievalEvaluation | None = None,
+) -> RetrievalEvaluation:
     """Run every golden query of the collection through search in `mode` (default: the collection's)
-    and store the mean figures (a ValidationError if it has none)."""
+    and store the mean figures (a ValidationError if it has none); `before`: the evaluation this one,
+    made after a configuration change, compares with."""
     mode = mode or collection.search_mode
     golden = list(collection.golden_queries.values_list("query", "expected_document_id"))
     if not golden:
@@ -69,7 +88,46 @@ def evaluate(collection: Collection, mode: str | None = None, trigger: str = "co
         queries=len(golden),
         configuration=configuration(collection, mode),
         trigger=trigger,
+        before=before,
         **{m: round(v / len(golden), 4) for m, v in totals.items()},
+    )
+
+
+def before_change(collection: Collection) -> RetrievalEvaluation | None:
+    """What a change of the collection's retrieval is compared with: its latest evaluation in its
+    search mode of the configuration being changed, or one run now; None without golden queries."""
+    if not collection.golden_queries.exists():
+        return None
+    runs = collection.evaluations.filter(mode=collection.search_mode, configuration__generation=collection.generation)
+    current = configuration(collection, collection.search_mode)
+    latest = next((run for run in runs[:1] if run.configuration == current), None)
+    return latest or evaluate(collection, trigger="before change")
+
+
+def after_change(
+    collection: Collection, before: RetrievalEvaluation | None, trigger: str
+) -> RetrievalEvaluation | None:
+    """The evaluation once a change took effect, linked to the one before it."""
+    return evaluate(collection, trigger=trigger, before=before) if before is not None else None
+
+
+def dropped(collection: Collection, tolerance: float) -> str | None:
+    """What the collection's latest configuration change cost beyond `tolerance` (recall@5 or
+    MRR@10 of its evaluation after against before), or None."""
+    after = collection.evaluations.filter(before__isnull=False).select_related("before").first()
+    if after is None:
+        return None
+    worse = [
+        f"{name} {getattr(after, name):.3f} < {getattr(after.before, name):.3f}"
+        for name in ("recall_at_5", "mrr_at_10")
+        if getattr(after, name) < getattr(after.before, name) - tolerance
+    ]
+    if not worse:
+        return None
+    changed = {k: v for k, v in after.configuration.items() if after.before.configuration.get(k) != v}
+    return (
+        f"{collection.name}: the {after.trigger} at {after.evaluated_at:%Y-%m-%d %H:%M} ({changed}) dropped "
+        f"{', '.join(worse)} (before) by more than the tolerance {tolerance:g}"
     )
 
 
@@ -123,6 +181,42 @@ def evaluate_all(trigger: str = "schedule") -> dict[str, float]:
     """Evaluate every collection with golden queries in its search mode: {collection: recall@5}."""
     named = Collection.objects.filter(golden_queries__isnull=False).distinct()
     return {c.name: evaluate(c, trigger=trigger).recall_at_5 for c in named if not c.is_reserved}
+
+
+def _evaluated(evaluate: Callable[..., Any], *args: Any) -> Any:
+    """An evaluation around a change, which must not cost the change itself (a provider down)."""
+    try:
+        return evaluate(*args)
+    except Exception as exc:  # noqa: BLE001 -- logged; the change stands unevaluated
+        logger.warning("retrieval evaluation around a configuration change failed: %s", exc)
+        return None
+
+
+@receiver(pre_save, sender=Collection)
+def evaluate_before_change(sender: type[Collection], instance: Collection, **kwargs: Any) -> None:
+    """Saving new search settings (admin, API) or starting a re-embed: the evaluation to compare with."""
+    old = None if kwargs.get("raw") or instance.pk is None else Collection.objects.filter(pk=instance.pk).first()
+    watched = (*SEARCH_FIELDS, *Collection.REEMBED_FIELDS)
+    if old is None or all(getattr(old, f) == getattr(instance, f) for f in watched):
+        return
+    searched = any(getattr(old, f) != getattr(instance, f) for f in SEARCH_FIELDS)
+    instance._evaluated_before = (searched, _evaluated(before_change, old))
+
+
+@receiver(post_save, sender=Collection)
+def evaluate_after_search_change(sender: type[Collection], instance: Collection, **kwargs: Any) -> None:
+    """New search settings take effect at once (a re-embed's at its switch: below)."""
+    searched, before = instance.__dict__.pop("_evaluated_before", (False, None))
+    if searched and before is not None:
+        _evaluated(after_change, instance, before, "settings change")
+
+
+@receiver(backfill.generation_switched)
+def evaluate_after_reembed(sender: type, collection_id: int, previous: int, **kwargs: Any) -> None:
+    collection = Collection.objects.get(pk=collection_id)
+    runs = collection.evaluations.filter(mode=collection.search_mode, configuration__generation=previous)
+    if before := runs.first():
+        _evaluated(after_change, collection, before, "re-embed")
 
 
 class QualityCollector(collectors.DatabaseCollector):

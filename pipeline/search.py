@@ -1,11 +1,12 @@
 """Search over one collection: vector (its HNSW index), keyword (pipeline.keyword) or hybrid
-(both rankings fused by a weighted blend of normalised scores, or reciprocal-rank fusion)."""
+(both rankings fused by a weighted blend of normalised scores, or reciprocal-rank fusion), the best
+candidates then reordered by the collection's reranker if it names one (pipeline.rerank)."""
 
 from __future__ import annotations
 
 import time
 
-from pipeline import keyword, recording, storage
+from pipeline import keyword, recording, rerank, storage
 from pipeline.backfill import serving
 from pipeline.choices import Fusion, SearchMode
 from pipeline.embedding import embed_texts
@@ -38,6 +39,8 @@ def search(
     mode = mode or collection.search_mode
     wanted = storage.candidates(k * CHUNKS_PER_DOCUMENT if by_document else k)
     pool = max(wanted, FUSION_CANDIDATES) if mode == SearchMode.HYBRID else wanted
+    if collection.rerank_model:
+        pool = max(pool, rerank.CANDIDATES)
     vector_hits = keyword_hits = []
     if mode != SearchMode.KEYWORD:
         vector_hits = storage.nearest(collection, embed_texts(collection, [query])[0], pool)
@@ -47,6 +50,7 @@ def search(
         hits = fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion)
     else:
         hits = vector_hits or keyword_hits
+    hits = rerank.rerank(collection, query, hits)
     hits = best_per_document(hits)[:k] if by_document else hits[:k]
     if source:
         recording.record_search(collection, time.perf_counter() - started, source)

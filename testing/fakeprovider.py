@@ -1,5 +1,5 @@
-"""Local OpenAI-compatible /v1/embeddings servers that inject faults, for driving LiteLLM over
-real HTTP: the pytest suite, the benchmarks and game days against a staging deployment
+"""Local OpenAI-compatible /v1/embeddings (and Cohere-compatible /v1/rerank) servers that inject
+faults, for driving LiteLLM over real HTTP: the pytest suite, the benchmarks and game days against a staging deployment
 (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -93,7 +94,7 @@ class FakeProvider(LoopbackServer):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                inputs = body.get("input") or []
+                inputs = body.get("input") or body.get("documents") or []
                 inputs = [inputs] if isinstance(inputs, str) else [str(t) for t in inputs]
                 # One lock for recording the request and picking its answer: concurrent
                 # requests see `script` consumed in the order they are recorded.
@@ -112,7 +113,7 @@ class FakeProvider(LoopbackServer):
                     provider.in_flight += 1
                     provider.max_in_flight = max(provider.max_in_flight, provider.in_flight)
                 try:
-                    provider.answer(self, mode, inputs)
+                    provider.answer(self, mode, inputs, body)
                 finally:
                     with provider.lock:
                         provider.in_flight -= 1
@@ -129,7 +130,7 @@ class FakeProvider(LoopbackServer):
         mode = self.script.pop(0) if self.script else self.mode
         return _poison_mode(inputs) or mode
 
-    def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str]) -> None:
+    def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str], body: dict | None = None) -> None:
         if self.delay:
             time.sleep(self.delay)
         if mode == "slow":
@@ -154,6 +155,9 @@ class FakeProvider(LoopbackServer):
                 {"Retry-After": self.retry_after} if status == 429 else {},
             )
             return
+        if h.path.rstrip("/").endswith("/rerank"):
+            self._send(h, 200, rerank_answer(str((body or {}).get("query", "")), inputs, (body or {}).get("top_n")))
+            return
         dims = self.dims + 1 if mode == "wrong_dims" else self.dims
         fill = {"nan": math.nan, "zero": 0.0}.get(mode)
         vectors = [vector_for(t, dims) if fill is None else [fill] * dims for t in inputs]
@@ -162,6 +166,15 @@ class FakeProvider(LoopbackServer):
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
         self._send(h, 200, {"object": "list", "data": data, "model": "fake", "usage": usage})
+
+
+def rerank_answer(query: str, documents: list[str], top_n: int | None = None) -> dict:
+    """A Cohere /v1/rerank answer ranking `documents` by the share of the query's words each holds."""
+    words = set(re.findall(r"\w+", query.lower()))
+    scores = [len(words & set(re.findall(r"\w+", d.lower()))) / (len(words) or 1) for d in documents]
+    order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))[: top_n or len(documents)]
+    results = [{"index": i, "relevance_score": scores[i]} for i in order]
+    return {"id": "fake-rerank", "results": results, "meta": {"billed_units": {"search_units": 1}}}
 
 
 def _poison_mode(inputs: list[str]) -> str | None:

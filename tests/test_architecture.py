@@ -32,6 +32,7 @@ FUNCTION_LEVEL_CHECKED = ("embedportal", "pipeline")
 FUNCTION_LEVEL = {
     "embedportal.apps:embedportal.schedules": "its post_migrate receiver connects in AppConfig.ready",
     "pipeline.apps:pipeline.signals": "receivers connect in AppConfig.ready, once the models are loaded",
+    "pipeline.apps:pipeline.quality": "its receivers (evaluations around a configuration change) connect in ready too",
 }
 
 

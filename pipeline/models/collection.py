@@ -163,6 +163,16 @@ class CollectionQuerySet(models.QuerySet["Collection"]):
         return wake_workers(self.filter(paused=True).update(paused=False, updated_at=timezone.now()), self.db)
 
 
+def api_base_field(label: str, help_text: str) -> models.URLField:
+    """A provider's api_base: never with credentials in it (the key's variable is named beside it)."""
+    return models.URLField(label, max_length=500, blank=True, validators=[validate_api_base], help_text=help_text)
+
+
+def key_variable_field(label: str, help_text: str) -> models.CharField:
+    """The name of the environment variable holding a provider's key, never the key."""
+    return models.CharField(label, max_length=100, blank=True, validators=[ENV_NAME], help_text=help_text)
+
+
 class Collection(models.Model):
     """A named set of documents embedded with one model into one HNSW index."""
 
@@ -182,19 +192,12 @@ class Collection(models.Model):
         default="local/all-MiniLM-L6-v2",
         help_text="A LiteLLM model string, e.g. local/all-MiniLM-L6-v2 or openai/text-embedding-3-small.",
     )
-    api_base = models.URLField(
-        "API base",
-        max_length=500,
-        blank=True,
-        validators=[validate_api_base],
-        help_text="LiteLLM api_base, if any; never with credentials in it (name the key's variable below).",
+    api_base = api_base_field(
+        "API base", "LiteLLM api_base, if any; never with credentials in it (name the key's variable below)."
     )
-    api_key_env = models.CharField(
+    api_key_env = key_variable_field(
         "API key variable",
-        max_length=100,
-        blank=True,
-        validators=[ENV_NAME],
-        help_text="Name of the environment variable holding the provider API key; NAME_FILE is read "
+        "Name of the environment variable holding the provider API key; NAME_FILE is read "
         "first (mounted secrets). The key itself is never stored.",
     )
     extra_params = models.JSONField(
@@ -288,6 +291,21 @@ class Collection(models.Model):
         help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.",
     )
     fusion = models.CharField(max_length=10, choices=Fusion.choices, default=Fusion.BLEND)
+    # Optional reranking of search's best candidates (pipeline.rerank); the key rules of api_base hold.
+    rerank_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A LiteLLM rerank model (e.g. cohere/rerank-english-v3.0) reordering search's best 50 candidates. "
+        "Empty: no reranking.",
+    )
+    rerank_api_base = api_base_field(
+        "rerank API base",
+        "The reranker's api_base, if any; never with credentials in it (name the key's variable below).",
+    )
+    rerank_api_key_env = key_variable_field(
+        "rerank API key variable",
+        "Name of the environment variable holding the reranker's API key (NAME_FILE read first).",
+    )
     retrieval_target = models.FloatField(
         "recall@5 target",
         default=RETRIEVAL_TARGET_DEFAULT,
@@ -342,7 +360,8 @@ class Collection(models.Model):
         *REEMBED_FIELDS,
         *("provider_concurrency", "freshness_sla", "monthly_budget_usd", "requests_per_minute", "tokens_per_minute"),
         *("paused", "hnsw_m", "hnsw_ef_construction", "ef_search"),
-        *("search_mode", "keyword_weight", "fusion", "retrieval_target"),
+        *("search_mode", "keyword_weight", "fusion", "rerank_model", "rerank_api_base", "rerank_api_key_env"),
+        "retrieval_target",
     )
 
     class Meta:

@@ -48,7 +48,20 @@ class RetrievalEvaluation(models.Model):
     mrr_at_10 = models.FloatField("MRR@10")
     ndcg_at_10 = models.FloatField("nDCG@10")
     configuration = models.JSONField(default=dict, help_text="The collection's retrieval settings at the time.")
-    trigger = models.CharField(max_length=20, default="command", help_text="command, api or schedule.")
+    trigger = models.CharField(
+        max_length=20,
+        default="command",
+        help_text="command, api, schedule; or, around a configuration change, before change, settings change "
+        "(search settings saved), optimizer (its ef_search change) or re-embed (its new generation switched to).",
+    )
+    before = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="An evaluation after a configuration change: the evaluation before it, to compare with.",
+    )
 
     class Meta:
         ordering = ["-evaluated_at"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
+from pipeline import quality
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from pipeline.search import search
 from testing import golden
@@ -111,7 +112,8 @@ def builtin_golden_set(ctx: Context) -> dict[str, Any]:
 
 @regression("regression_operator_golden_queries", [(Component.SEARCH, Condition.EDGE)])
 def operator_golden_queries(ctx: Context) -> dict[str, Any]:
-    """Operators' golden queries still find their documents (recall@5, MRR vs the last passing run)."""
+    """Operators' golden queries still find their documents (recall@5, MRR vs the last passing run), and
+    no collection's latest configuration change lowered them (its evaluations before and after)."""
     queries = GoldenQuery.objects.exclude(collection__name__startswith=RESERVED_PREFIX).select_related("collection")
     if ctx.target:
         queries = queries.filter(collection__name=ctx.target)
@@ -120,6 +122,9 @@ def operator_golden_queries(ctx: Context) -> dict[str, Any]:
         by_collection.setdefault(q.collection, []).append((q.query, q.expected_document_id))
     if not by_collection:
         ctx.skip(f"no golden queries registered{' for ' + ctx.target if ctx.target else ''} (admin or API)")
+    tolerance = settings.EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE
+    if drops := [d for c in by_collection if (d := quality.dropped(c, tolerance))]:
+        ctx.fail("; ".join(drops))
     ranks: list[int | None] = []
     misses: list[str] = []
     collections = {}

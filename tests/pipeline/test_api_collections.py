@@ -79,6 +79,9 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "search_mode": "hybrid",  # new collections: the best mode measured (docs/search.md)
         "keyword_weight": 0.5,
         "fusion": "blend",
+        "rerank_model": "",  # no reranking unless named
+        "rerank_api_base": "",
+        "rerank_api_key_env": "",
         "retrieval_target": 0.9,
         "created_at": None,
         "updated_at": None,

@@ -17,7 +17,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import JSONField, Value
 from django.utils import timezone
 
-from pipeline import backfill, storage
+from pipeline import backfill, quality, storage
 from pipeline.choices import OptimizationStatus
 from pipeline.models import BatchTiming, Collection, OptimizationChange, SearchLatency
 from pipeline.performance.optimizer.figures import OptimizerError, Recommendation
@@ -266,7 +266,13 @@ def apply(collection: Collection, rec: Recommendation, applied_by: str = "") -> 
     """Apply the recommendation (its kind says how) and record it with the measurement before it."""
     if not rec.appliable or rec.collection != collection.name:
         raise OptimizerError(f"recommendation {rec.id!r} changes no setting of collection {collection.name!r}")
-    return KINDS[rec.setting].apply(collection, rec, applied_by)
+    # ef_search changes what search finds: evaluated on the golden queries before and after (pipeline.quality).
+    before = quality.before_change(collection) if rec.setting in quality.SEARCH_FIELDS else None
+    change = KINDS[rec.setting].apply(collection, rec, applied_by)
+    if before is not None:
+        collection.refresh_from_db()
+        quality.after_change(collection, before, "optimizer")
+    return change
 
 
 @dataclass
