@@ -62,7 +62,7 @@ def test_a_search_settings_change_is_evaluated_before_and_after_and_a_drop_fails
 
 
 def test_a_change_without_golden_queries_or_unrelated_to_search_is_not_evaluated(golden, hash_collection):
-    patch(golden, paused=True)
+    patch(golden, monthly_budget_usd=10.0)
     GoldenQuery.objects.all().delete()
     patch(golden, keyword_weight=0.2)
     assert not RetrievalEvaluation.objects.exists()
