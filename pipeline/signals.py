@@ -19,6 +19,9 @@ from pipeline.wakeup import kick_workers
 document_failed = Signal()
 # A worker stored documents' embeddings: document_ids (the ids it stored), embedded_at.
 documents_embedded = Signal()
+# A worker process (qcluster, run_pipeline) is starting: a rollout that changed the settings
+# restarts the workers whether or not it migrates, so what changed is noticed here too.
+worker_starting = Signal()
 
 
 @receiver(post_save, sender=Collection)

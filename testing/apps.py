@@ -18,15 +18,23 @@ def on_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) 
         tasks.check_settings_fingerprint(using)
 
 
+def on_worker_start(sender: type, **kwargs: Any) -> None:
+    """A worker starting: the settings fingerprint checked as at migrate (a ConfigMap edit rolls the
+    workers without a migrate Job); workers starting together queue one run (it is debounced)."""
+    on_migrate(sender)
+
+
 class TestingConfig(AppConfig):
     name = "testing"
     verbose_name = "Operations tests"
 
     def ready(self) -> None:
+        from pipeline import signals
         from pipeline.models import Collection
         from testing import scenarios, triggers  # noqa: F401  (scenarios: importing registers them)
 
         post_migrate.connect(on_migrate, sender=self, dispatch_uid="testing.on_migrate")
+        signals.worker_starting.connect(on_worker_start, dispatch_uid="testing.on_worker_start")
         # pipeline knows nothing of testing: the receivers are connected from here.
         pre_save.connect(triggers.remember_config, sender=Collection, dispatch_uid="testing.remember_config")
         post_save.connect(triggers.config_saved, sender=Collection, dispatch_uid="testing.config_saved")

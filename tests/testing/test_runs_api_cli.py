@@ -3,6 +3,7 @@ JUnit export, the configuration-change trigger, and the reserved collection pref
 
 from __future__ import annotations
 
+import io
 import json
 from ast import literal_eval
 from datetime import timedelta
@@ -215,6 +216,23 @@ def test_a_changed_settings_fingerprint_at_start_up_queues_a_run(db, settings, d
     settings.EMBEDPORTAL_CLAIM_BATCH = 7
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.check_settings_fingerprint() is True
+    assert literal_eval(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["one"]}
+
+
+@pytest.mark.parametrize("worker", ["qcluster", "run_pipeline"])
+def test_a_worker_starting_with_changed_settings_queues_a_run_without_a_migrate(
+    db, settings, django_capture_on_commit_callbacks, monkeypatch, worker
+):
+    from django_q.management.commands.qcluster import Command as DjangoQCluster
+
+    create_collection(name="one", model="local/hash-8")
+    tasks.check_settings_fingerprint()
+    Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
+    monkeypatch.setattr(DjangoQCluster, "handle", lambda *args, **kwargs: None)  # the cluster itself not run
+
+    settings.EMBEDPORTAL_CLAIM_BATCH = 7  # a ConfigMap edit, rolled out without the migrate Job
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(worker, *(["--once"] if worker == "run_pipeline" else []), stdout=io.StringIO())
     assert literal_eval(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["one"]}
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django_q.management.commands.qcluster import Command as QClusterCommand
 
-from pipeline import providers
+from pipeline import providers, signals
 
 
 class Command(QClusterCommand):
@@ -18,4 +18,5 @@ class Command(QClusterCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         providers.preload()
+        signals.worker_starting.send(sender=self.__class__)
         super().handle(*args, **options)

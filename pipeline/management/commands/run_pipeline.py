@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from embedportal.shutdown import stop_on_signals
+from pipeline import signals
 from pipeline.pipeline import EmbeddingIngestionPipeline
 
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        signals.worker_starting.send(sender=self.__class__)
         pipeline = EmbeddingIngestionPipeline(claim_batch=o["batch"], lease_seconds=o["lease_seconds"])
         if o["once"]:
             report = pipeline.drain()
