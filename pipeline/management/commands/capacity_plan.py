@@ -34,7 +34,8 @@ class Command(BaseCommand):
         cap = p.capacity
         if cap is not None:
             out(
-                f"capacity: {cap.docs_per_second:.3f} docs/s ({cap.model}, {cap.workers} workers, {cap.how}, "
+                f"capacity: {cap.docs_per_second:.3f} docs/s ({cap.model}{f' on {cap.runtime}' if cap.runtime else ''}, "
+                f"{cap.workers} workers, {cap.how}, "
                 f"measured {cap.measured_at:%Y-%m-%d %H:%M})"
             )
         if p.headroom is not None:
