@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -14,10 +15,14 @@ from django.db.models import F
 from prometheus_client.core import Metric
 
 from embedportal import collectors
+from pipeline import encoder
+from pipeline.choices import SearchMode
 from pipeline.models import METRICS, Collection, GoldenQuery, RetrievalEvaluation
 from pipeline.search import search
 
 DEPTH = 10  # documents ranked per query: the deepest cut-off reported
+# What a new local runtime must not lower on a collection's golden queries (runtime_gate).
+GATED = ("recall_at_5", "mrr_at_10")
 QUALITY = "embedding_pipeline_retrieval_quality"
 TARGET = "embedding_pipeline_retrieval_target"
 
@@ -51,10 +56,9 @@ def configuration(collection: Collection, mode: str) -> dict:
     return {"mode": mode, **{f: getattr(collection, f) for f in fields}}
 
 
-def evaluate(collection: Collection, mode: str | None = None, trigger: str = "command") -> RetrievalEvaluation:
-    """Run every golden query of the collection through search in `mode` (default: the collection's)
-    and store the mean figures (a ValidationError if it has none)."""
-    mode = mode or collection.search_mode
+def figures(collection: Collection, mode: str) -> tuple[dict[str, float], int]:
+    """The mean figures of every golden query of the collection searched in `mode`, and their number
+    (a ValidationError if it has none)."""
     golden = list(collection.golden_queries.values_list("query", "expected_document_id"))
     if not golden:
         raise ValidationError(f"collection {collection.name!r} has no golden queries; import some first")
@@ -63,14 +67,41 @@ def evaluate(collection: Collection, mode: str | None = None, trigger: str = "co
         ranked = [h.document_id for h in search(collection, query, DEPTH, source="", by_document=True, mode=mode)]
         for metric, value in scores(ranked, expected).items():
             totals[metric] += value
+    return {m: round(v / len(golden), 4) for m, v in totals.items()}, len(golden)
+
+
+def evaluate(collection: Collection, mode: str | None = None, trigger: str = "command") -> RetrievalEvaluation:
+    """Run every golden query of the collection through search in `mode` (default: the collection's)
+    and store the mean figures (a ValidationError if it has none)."""
+    mode = mode or collection.search_mode
+    means, queries = figures(collection, mode)
     return RetrievalEvaluation.objects.create(
         collection=collection,
         mode=mode,
-        queries=len(golden),
+        queries=queries,
         configuration=configuration(collection, mode),
         trigger=trigger,
-        **{m: round(v / len(golden), 4) for m, v in totals.items()},
+        **means,
     )
+
+
+def runtime_gate(collection: Collection, candidate: Any, reference: Any) -> dict[str, Any]:
+    """Whether the local encoder `candidate` may write beside the collection's vectors: its golden
+    queries embedded by `candidate` and by `reference` (PyTorch) and searched by vector in them, the
+    candidate passes unless recall@5 or MRR@10 drops."""
+    with encoder.using(candidate):
+        ours, queries = figures(collection, SearchMode.VECTOR)
+    with encoder.using(reference):
+        theirs, _ = figures(collection, SearchMode.VECTOR)
+    problems = [f"{m} {ours[m]} < {theirs[m]} on PyTorch" for m in GATED if ours[m] < theirs[m]]
+    return {
+        "runtime": encoder.label(candidate),
+        "passed": not problems,
+        "problems": problems,
+        "queries": queries,
+        **{m: ours[m] for m in GATED},
+        "reference": {m: theirs[m] for m in GATED},
+    }
 
 
 def golden_item(item: object, where: str) -> tuple[str, str]:

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
-from pipeline import keyword, recording, storage
+from pipeline import encoder, keyword, recording, storage
 from pipeline.backfill import serving
 from pipeline.choices import Fusion, SearchMode
 from pipeline.embedding import embed_texts
@@ -34,13 +35,17 @@ def search(
     collection's latest search times (the optimizer's per-collection search p95); source ""
     records nothing (evaluations)."""
     started = time.perf_counter()
+    # A re-embed for a change of the local model's runtime: the old generation's runtime embeds the query.
+    runtime = (collection.serving or {}).get("local_encoder")
     collection = serving(collection)  # during a re-embed: the old model, the old generation
     mode = mode or collection.search_mode
     wanted = storage.candidates(k * CHUNKS_PER_DOCUMENT if by_document else k)
     pool = max(wanted, FUSION_CANDIDATES) if mode == SearchMode.HYBRID else wanted
     vector_hits = keyword_hits = []
     if mode != SearchMode.KEYWORD:
-        vector_hits = storage.nearest(collection, embed_texts(collection, [query])[0], pool)
+        with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
+            vector = embed_texts(collection, [query])[0]
+        vector_hits = storage.nearest(collection, vector, pool)
     if mode != SearchMode.VECTOR:
         keyword_hits = keyword.matches(collection, query, pool)
     if mode == SearchMode.HYBRID:
