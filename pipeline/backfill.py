@@ -129,15 +129,20 @@ def change_runtime(collection: Collection, served: encoder.TorchEncoder | encode
     golden queries, it keeps them only if `served` retrieves as well as PyTorch on them (the gate, run
     by a child process: PyTorch stays out of the worker); else it is re-embedded, search serving the
     old generation with the old runtime meanwhile, so no generation mixes the two. Without golden
-    queries the export's gate decides alone (it passed, or PyTorch would serve). One worker decides
-    (the row lock; the child only reads). Returns whether a re-embed started."""
+    queries the export's gate decides alone (it passed, or PyTorch would serve). A gate that cannot
+    run counts as failed. One worker decides (the row lock; the child only reads). Returns whether a
+    re-embed started."""
     runtime = encoder.label(served)
     with transaction.atomic():
         current = Collection.objects.select_for_update(no_key=True).get(pk=collection.pk)
         if current.local_encoder in ("", runtime):
             return False
-        gated = served.runtime == "openvino" and current.golden_queries.exists()
-        gate = encoder.gate_collection(current.name, served.precision) if gated else None
+        gate = None
+        if served.runtime == "openvino" and current.golden_queries.exists():
+            try:
+                gate = encoder.gate_collection(current.name, served.precision)
+            except encoder.ExportFailed as exc:  # no verdict: never mix on a guess
+                gate = {"passed": False, "problems": [str(exc)]}
         return runtime_changed(current, runtime, gate)
 
 

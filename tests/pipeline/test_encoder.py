@@ -221,7 +221,9 @@ def test_a_change_of_runtime_that_fails_the_collection_gate_reembeds_without_mix
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_change_of_runtime_that_passes_the_collection_gate_keeps_the_vectors(topics, monkeypatch) -> None:
+def test_a_change_of_runtime_that_passes_the_collection_gate_keeps_the_vectors(
+    topics, monkeypatch, admin_client
+) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url())  # the worker's gate runs in a child process
     Collection.objects.filter(pk=topics.pk).update(local_encoder="torch/f32")  # written while PyTorch served
     enqueue(topics, [IncomingDocument("tea", "Green tea is brewed from the leaves of Camellia sinensis.")])
@@ -236,3 +238,6 @@ def test_a_change_of_runtime_that_passes_the_collection_gate_keeps_the_vectors(t
     assert after.runtime_gate["recall_at_5"] >= after.runtime_gate["reference"]["recall_at_5"]
     assert (after.generation, after.building_generation) == (topics.generation, None), "no re-embed"
     assert Chunk.objects.filter(collection=after, document__external_id="tea").exists()
+    page = admin_client.get(f"/admin/pipeline/collection/{after.pk}/change/").content.decode()
+    assert f"last change torch/f32 -&gt; {served} (golden queries: recall@5 1.0 vs PyTorch 1.0" in page
+    assert "vectors kept" in page
