@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from pipeline import backfill, encoder, providers, quality
@@ -241,3 +242,13 @@ def test_a_change_of_runtime_that_passes_the_collection_gate_keeps_the_vectors(
     page = admin_client.get(f"/admin/pipeline/collection/{after.pk}/change/").content.decode()
     assert f"last change torch/f32 -&gt; {served} (golden queries: recall@5 1.0 vs PyTorch 1.0" in page
     assert "vectors kept" in page
+
+
+def test_the_collection_gate_needs_a_collection_with_golden_queries_and_a_precision(topics, hash_collection) -> None:
+    for args in (
+        ["--collection", "nope"],
+        ["--collection", "topics"],
+        ["--collection", "hashes", "--precision", "f32"],
+    ):
+        with pytest.raises(CommandError, match="needs a collection with golden queries"):
+            call_command("export_encoder", *args)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline import encoder, quality
@@ -49,14 +48,12 @@ class Command(BaseCommand):
 
     def gate_collection(self, name: str, precision: str) -> None:
         collection = Collection.objects.filter(name=name).first()
-        if collection is None or precision == "auto":
-            raise CommandError(f"--collection needs an existing collection ({name!r} is not) and a --precision")
+        if collection is None or not collection.golden_queries.exists() or precision == "auto":
+            raise CommandError(
+                f"--collection needs a collection with golden queries ({name!r} is none) and a --precision"
+            )
         candidate = encoder.OpenVinoEncoder(encoder.export(precision), precision)
-        try:
-            report = quality.runtime_gate(collection, candidate, encoder.reference())
-        except ValidationError as exc:
-            raise CommandError(exc.messages[0]) from None
-        self.stdout.write(json.dumps(report, indent=2))
+        self.stdout.write(json.dumps(quality.runtime_gate(collection, candidate, encoder.reference()), indent=2))
 
     def report(self, report: dict[str, Any]) -> None:
         ours, theirs = report["retrieval"], report["reference_retrieval"]
