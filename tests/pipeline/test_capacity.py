@@ -12,6 +12,7 @@ import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
+from django.urls import reverse
 
 from pipeline import encoder, history
 from pipeline.models import CapacityMeasurement, Collection, WorkerHeartbeat
@@ -145,7 +146,7 @@ def test_a_local_model_measurement_records_the_runtime_it_ran_on():
 
 
 @pytest.mark.django_db
-def test_only_measurements_of_the_serving_runtime_size_the_plan_and_the_optimizer(hash_collection):
+def test_only_measurements_of_the_serving_runtime_size_the_plan_and_the_optimizer(hash_collection, admin_client):
     serving = encoder.label(encoder.current())
     two_workers = [{"workers": 2, "docs_per_second": 9.0, "documents": 100, "chunks": 300, "seconds": 10}]
     ours = capacity_measurement(capacity.LOCAL_MODEL, local_encoder=serving, measured_at=NOW - timedelta(days=2))
@@ -162,9 +163,13 @@ def test_only_measurements_of_the_serving_runtime_size_the_plan_and_the_optimize
         cap = capacity.current()
         text = run("capacity_plan")
         workers = next(r for r in analyse().recommendations if r.id == "workers")
+        pages = [
+            admin_client.get(reverse(f"admin:pipeline_{page}")).content.decode() for page in ("slos", "performance")
+        ]
     assert (cap.docs_per_second, cap.runtime, cap.measured_at) == (9.0, serving, ours.measured_at)
     assert f"capacity: 9.000 docs/s ({capacity.LOCAL_MODEL} on {serving}, 2 workers, measured" in text
     assert f"capacity measurement of {ours.measured_at:%Y-%m-%d} on {serving})" in workers.expected_effect
+    assert all(f"({capacity.LOCAL_MODEL} on {serving}, " in page for page in pages)
 
     ours.delete()
     plan = capacity.plan()
