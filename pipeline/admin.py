@@ -178,6 +178,18 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
                 f"min {gate['min_cosine']:.4f}"
             )
+        change = obj.runtime_gate
+        if change:
+            reference = change.get("reference")
+            figures = (
+                f" (golden queries: recall@5 {change['recall_at_5']} vs PyTorch {reference['recall_at_5']}, "
+                f"MRR@10 {change['mrr_at_10']} vs {reference['mrr_at_10']})"
+                if reference
+                else ""
+            )
+            serving += f"; last change {change['from']} -> {change['runtime']}{figures}: " + (
+                f"re-embedded, {'; '.join(change['problems'])}" if change["reembedded"] else "vectors kept"
+            )
         return f"vectors written by {obj.local_encoder or 'none yet'}; {serving}"
 
     @admin.display(description="embedding cost (USD)")

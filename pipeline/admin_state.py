@@ -88,11 +88,12 @@ class CollectionActivityAdmin(TeamScoped, ReadOnlyAdmin):
 
 @admin.register(CapacityMeasurement)
 class CapacityMeasurementAdmin(ReadOnlyAdmin):
-    list_display = ("measured_at", "model", "rates", "usl_sigma", "usl_kappa", "peak_workers")
-    list_filter = ("model",)
+    list_display = ("measured_at", "model", "local_encoder", "rates", "usl_sigma", "usl_kappa", "peak_workers")
+    list_filter = ("model", "local_encoder")
     search_fields = ("model",)
     readonly_fields = (
         "model",
+        "local_encoder",
         "measured_at",
         "documents",
         "chars_per_document",

@@ -17,7 +17,7 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
-from pipeline import storage
+from pipeline import encoder, storage
 from pipeline.choices import DocumentStatus
 from pipeline.collections import check_dimensions, resolve_dimensions
 from pipeline.models import Chunk, Collection, Document, OptimizationChange
@@ -114,6 +114,50 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         if not Document.objects.filter(collection=current).exists():
             transaction.on_commit(lambda: finish(current.pk), robust=True)
         return wake_workers(requeued, "default")
+
+
+def change_runtime(collection: Collection, served: encoder.TorchEncoder | encoder.OpenVinoEncoder) -> bool:
+    """The local model's vectors of the collection were written by another runtime than `served`. With
+    golden queries, it keeps them only if `served` retrieves as well as PyTorch on them (the gate, run
+    by a child process: PyTorch stays out of the worker); else it is re-embedded, search serving the
+    old generation with the old runtime meanwhile, so no generation mixes the two. Without golden
+    queries the export's gate decides alone (it passed, or PyTorch would serve). A gate that cannot
+    run counts as failed. One worker decides (the row lock; the child only reads). Returns whether a
+    re-embed started."""
+    runtime = encoder.label(served)
+    with transaction.atomic():
+        current = Collection.objects.select_for_update(no_key=True).get(pk=collection.pk)
+        if current.local_encoder in ("", runtime):
+            return False
+        gate = None
+        if served.runtime == "openvino" and current.golden_queries.exists():
+            try:
+                gate = encoder.gate_collection(current.name, served.precision)
+            except encoder.ExportFailed as exc:  # no verdict: never mix on a guess
+                gate = {"passed": False, "problems": [str(exc)]}
+        return runtime_changed(current, runtime, gate)
+
+
+def runtime_changed(collection: Collection, runtime: str, gate: dict | None) -> bool:
+    """Record the change of runtime and its gate; re-embed if the gate failed."""
+    old, failed = collection.local_encoder, gate is not None and not gate["passed"]
+    record = {**(gate or {}), "runtime": runtime, "from": old, "reembedded": failed, "at": timezone.now().isoformat()}
+    with transaction.atomic():
+        Collection.objects.filter(pk=collection.pk).update(local_encoder=runtime, runtime_gate=record)
+        if failed:
+            begin_reembed(collection)
+            # Queries of the generation search still reads are embedded by the runtime that wrote it.
+            view = Collection.objects.get(pk=collection.pk)
+            Collection.objects.filter(pk=collection.pk).update(serving={**view.serving, "local_encoder": old})
+    logger.log(
+        logging.WARNING if failed else logging.INFO,
+        "collection %s: local model runtime %s -> %s%s",
+        collection.name,
+        old,
+        runtime,
+        f": re-embedding ({'; '.join(gate['problems'])})" if failed else "",
+    )
+    return failed
 
 
 def reembed(collections: Iterable[Collection]) -> int:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import encoder, providers, ratelimits, recording, signals, storage, waits
+from pipeline import backfill, encoder, providers, ratelimits, recording, signals, storage, waits
 from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
@@ -64,6 +64,11 @@ class BatchProcessing(FailureHandling):
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
         """Process one collection's group of a batch into one BatchResult, recorded once it is
         stored (or at once if nothing is left to store)."""
+        if collection.local_encoder and collection.model == f"local/{providers.LOCAL_MINILM}":
+            served = encoder.current()
+            if collection.local_encoder != encoder.label(served):
+                # A re-embed requeues this batch's documents: their store below is refused.
+                backfill.change_runtime(collection, served)
         claim_seconds, claimed_at = self._claim
         result = BatchResult(
             collection,

@@ -18,7 +18,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -276,22 +278,36 @@ def gate_report(path: Path) -> dict[str, Any]:
     return json.loads((path / "gate.json").read_text())
 
 
+def _export_encoder(*args: str) -> subprocess.CompletedProcess:
+    """`manage.py export_encoder ARGS` in a child process, so this one never imports torch."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "embedportal.settings")}
+    return subprocess.run(
+        [sys.executable, "-m", "django", "export_encoder", *args],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+    )
+
+
 def ensure_export(precision: str) -> Path:
-    """The export in a child process, so this one never imports torch."""
+    """The export, made by a child process if missing."""
     path = export_dir(precision)
     if not path.exists():
         logger.info("local encoder: exporting the OpenVINO %s model once into %s", precision, path)
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "embedportal.settings")}
-        done = subprocess.run(
-            [sys.executable, "-m", "django", "export_encoder", "--precision", precision],
-            env=env,
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-        )
+        done = _export_encoder("--precision", precision)
         if done.returncode or not path.exists():
             raise ExportFailed(f"the export failed: {(done.stderr or done.stdout).strip()[-1000:]}")
     return path
+
+
+def gate_collection(name: str, precision: str) -> dict[str, Any]:
+    """The collection's golden-query gate of the OpenVINO export at `precision` against PyTorch
+    (pipeline.quality.runtime_gate), run by a child process."""
+    done = _export_encoder("--precision", precision, "--collection", name, "--json")
+    if done.returncode:
+        raise ExportFailed(f"the gate of collection {name!r} failed: {(done.stderr or done.stdout).strip()[-1000:]}")
+    return json.loads(done.stdout)
 
 
 # --- the process's encoder ------------------------------------------------------------------------
@@ -299,6 +315,8 @@ def ensure_export(precision: str) -> Path:
 _lock = threading.Lock()
 _reference: TorchEncoder | None = None
 _current: TorchEncoder | OpenVinoEncoder | None = None
+# An encoder that embeds the local model within a `using` block (of this thread or task only).
+_using: ContextVar[TorchEncoder | OpenVinoEncoder | None] = ContextVar("local_encoder", default=None)
 
 
 def reference() -> TorchEncoder:
@@ -339,6 +357,8 @@ def current() -> TorchEncoder | OpenVinoEncoder:
     """The encoder this process embeds the local model with, chosen once (EMBEDPORTAL_LOCAL_RUNTIME,
     EMBEDPORTAL_LOCAL_PRECISION, the CPU and the gate)."""
     global _current
+    if (chosen := _using.get()) is not None:
+        return chosen
     with _lock:
         if _current is None:
             _current = _choose()
@@ -348,6 +368,32 @@ def current() -> TorchEncoder | OpenVinoEncoder:
 
 def label(encoder: TorchEncoder | OpenVinoEncoder) -> str:
     return f"{encoder.runtime}/{encoder.precision}"
+
+
+@contextmanager
+def using(chosen: TorchEncoder | OpenVinoEncoder) -> Iterator[None]:
+    """Embed the local model with `chosen` within the block: the collection gate searches with each
+    runtime; search embeds the queries of a generation with the runtime that wrote it."""
+    token = _using.set(chosen)
+    try:
+        yield
+    finally:
+        _using.reset(token)
+
+
+@functools.cache
+def _openvino(precision: str) -> OpenVinoEncoder:
+    path = ensure_export(precision)
+    return OpenVinoEncoder(path, precision, gate_report(path))
+
+
+def for_label(name: str) -> TorchEncoder | OpenVinoEncoder:
+    """The encoder of runtime/precision `name` (e.g. what wrote a collection's vectors), loaded once."""
+    served = current()
+    if name == label(served):
+        return served
+    runtime, _, precision = name.partition("/")
+    return reference() if runtime == TorchEncoder.runtime else _openvino(precision)
 
 
 def describe() -> dict[str, Any]:

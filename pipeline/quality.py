@@ -19,7 +19,8 @@ from django.dispatch import receiver
 from prometheus_client.core import Metric
 
 from embedportal import collectors
-from pipeline import backfill
+from pipeline import backfill, encoder
+from pipeline.choices import SearchMode
 from pipeline.models import METRICS, Collection, GoldenQuery, RetrievalEvaluation
 from pipeline.search import search
 
@@ -27,6 +28,8 @@ from pipeline.search import search
 # evaluated before and after (the receivers below).
 SEARCH_FIELDS = ("search_mode", "keyword_weight", "fusion", "rerank_model", "rerank_api_base", "ef_search")
 DEPTH = 10  # documents ranked per query: the deepest cut-off reported
+# What a new local runtime must not lower on a collection's golden queries (runtime_gate).
+GATED = ("recall_at_5", "mrr_at_10")
 QUALITY = "embedding_pipeline_retrieval_quality"
 TARGET = "embedding_pipeline_retrieval_target"
 
@@ -64,6 +67,20 @@ def configuration(collection: Collection, mode: str) -> dict:
     return {"mode": mode, **{f: getattr(collection, f) for f in fields}}
 
 
+def figures(collection: Collection, mode: str) -> tuple[dict[str, float], int]:
+    """The mean figures of every golden query of the collection searched in `mode`, and their number
+    (a ValidationError if it has none)."""
+    golden = list(collection.golden_queries.values_list("query", "expected_document_id"))
+    if not golden:
+        raise ValidationError(f"collection {collection.name!r} has no golden queries; import some first")
+    totals = dict.fromkeys(METRICS, 0.0)
+    for query, expected in golden:
+        ranked = [h.document_id for h in search(collection, query, DEPTH, source="", by_document=True, mode=mode)]
+        for metric, value in scores(ranked, expected).items():
+            totals[metric] += value
+    return {m: round(v / len(golden), 4) for m, v in totals.items()}, len(golden)
+
+
 def evaluate(
     collection: Collection,
     mode: str | None = None,
@@ -74,22 +91,15 @@ def evaluate(
     and store the mean figures (a ValidationError if it has none); `before`: the evaluation this one,
     made after a configuration change, compares with."""
     mode = mode or collection.search_mode
-    golden = list(collection.golden_queries.values_list("query", "expected_document_id"))
-    if not golden:
-        raise ValidationError(f"collection {collection.name!r} has no golden queries; import some first")
-    totals = dict.fromkeys(METRICS, 0.0)
-    for query, expected in golden:
-        ranked = [h.document_id for h in search(collection, query, DEPTH, source="", by_document=True, mode=mode)]
-        for metric, value in scores(ranked, expected).items():
-            totals[metric] += value
+    means, queries = figures(collection, mode)
     return RetrievalEvaluation.objects.create(
         collection=collection,
         mode=mode,
-        queries=len(golden),
+        queries=queries,
         configuration=configuration(collection, mode),
         trigger=trigger,
         before=before,
-        **{m: round(v / len(golden), 4) for m, v in totals.items()},
+        **means,
     )
 
 
@@ -129,6 +139,25 @@ def dropped(collection: Collection, tolerance: float) -> str | None:
         f"{collection.name}: the {after.trigger} at {after.evaluated_at:%Y-%m-%d %H:%M} ({changed}) dropped "
         f"{', '.join(worse)} (before) by more than the tolerance {tolerance:g}"
     )
+
+
+def runtime_gate(collection: Collection, candidate: Any, reference: Any) -> dict[str, Any]:
+    """Whether the local encoder `candidate` may write beside the collection's vectors: its golden
+    queries embedded by `candidate` and by `reference` (PyTorch) and searched by vector in them, the
+    candidate passes unless recall@5 or MRR@10 drops."""
+    with encoder.using(candidate):
+        ours, queries = figures(collection, SearchMode.VECTOR)
+    with encoder.using(reference):
+        theirs, _ = figures(collection, SearchMode.VECTOR)
+    problems = [f"{m} {ours[m]} < {theirs[m]} on PyTorch" for m in GATED if ours[m] < theirs[m]]
+    return {
+        "runtime": encoder.label(candidate),
+        "passed": not problems,
+        "problems": problems,
+        "queries": queries,
+        **{m: ours[m] for m in GATED},
+        "reference": {m: theirs[m] for m in GATED},
+    }
 
 
 def golden_item(item: object, where: str) -> tuple[str, str]:

@@ -5,8 +5,9 @@ candidates then reordered by the collection's reranker if it names one (pipeline
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
-from pipeline import keyword, recording, rerank, storage
+from pipeline import encoder, keyword, recording, rerank, storage
 from pipeline.backfill import serving
 from pipeline.choices import Fusion, SearchMode
 from pipeline.embedding import embed_texts
@@ -35,6 +36,8 @@ def search(
     collection's latest search times (the optimizer's per-collection search p95); source ""
     records nothing (evaluations)."""
     started = time.perf_counter()
+    # A re-embed for a change of the local model's runtime: the old generation's runtime embeds the query.
+    runtime = (collection.serving or {}).get("local_encoder")
     collection = serving(collection)  # during a re-embed: the old model, the old generation
     mode = mode or collection.search_mode
     wanted = storage.candidates(k * CHUNKS_PER_DOCUMENT if by_document else k)
@@ -43,7 +46,9 @@ def search(
         pool = max(pool, rerank.CANDIDATES)
     vector_hits = keyword_hits = []
     if mode != SearchMode.KEYWORD:
-        vector_hits = storage.nearest(collection, embed_texts(collection, [query])[0], pool)
+        with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
+            vector = embed_texts(collection, [query])[0]
+        vector_hits = storage.nearest(collection, vector, pool)
     if mode != SearchMode.VECTOR:
         keyword_hits = keyword.matches(collection, query, pool)
     if mode == SearchMode.HYBRID:

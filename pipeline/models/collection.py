@@ -335,8 +335,15 @@ class Collection(models.Model):
         blank=True,
         editable=False,
         help_text="The runtime/precision that wrote the local model's latest vectors (pipeline.encoder), e.g. "
-        "openvino/int8. A runtime serves only after passing the faithfulness gate, so its vectors and "
-        "PyTorch's are interchangeable: a change of runtime needs no re-embed.",
+        "openvino/int8. A runtime serves only after passing the faithfulness gate; a change of runtime "
+        "re-embeds the collection only if the new one fails its golden queries (runtime_gate).",
+    )
+    runtime_gate = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The last change of the local model's runtime: the collection's golden queries searched with "
+        "the new runtime's query vectors and PyTorch's (recall@5, MRR@10), and whether it re-embedded.",
     )
     last_claimed_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Claims go round-robin, least recently claimed first."

@@ -85,6 +85,13 @@ class CapacityMeasurement(models.Model):
     usl_kappa = models.FloatField(null=True, blank=True, help_text="USL: coherence (crosstalk) cost.")
     peak_workers = models.FloatField(null=True, blank=True, help_text="N* = sqrt((1 - sigma) / kappa).")
     fit_note = models.TextField(blank=True, help_text="How far the points determine the fit.")
+    local_encoder = models.CharField(
+        "local model runtime",
+        max_length=40,
+        blank=True,
+        help_text="The local model's runtime/precision during the measurement (pipeline.encoder), e.g. openvino/bf16; "
+        "the plan and the optimizer use a local-model figure only while that runtime serves.",
+    )
 
     class Meta:
         ordering = ["-measured_at"]

@@ -12,13 +12,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from pipeline import history
+from pipeline import encoder, history
 from pipeline.loadharness import document_chars, measure_workers, preflight, warm_up
 from pipeline.models import CapacityMeasurement
 from pipeline.performance import activity
+from pipeline.providers import LOCAL_MINILM
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ MIN_TREND_DAYS = 3
 TREND_DAYS = 28
 # Below this the fitted kappa is noise: no peak N* is claimed.
 KAPPA_EPSILON = 1e-6
+LOCAL_MODEL = f"local/{LOCAL_MINILM}"
 
 
 # --- the Universal Scalability Law ------------------------------------------------------------
@@ -134,7 +137,35 @@ def measure(model: str, worker_counts: list[int], documents: int, progress: Any 
         usl_kappa=fit.kappa,
         peak_workers=fit.peak_workers,
         fit_note=fit.note,
+        local_encoder=runtime(model),
     )
+
+
+def runtime(model: str) -> str:
+    """What `model` runs on here: the local encoder's runtime/precision (pipeline.encoder), '' for others."""
+    return encoder.label(encoder.current()) if model == LOCAL_MODEL else ""
+
+
+def sizing() -> QuerySet[CapacityMeasurement]:
+    """The measurements that size this deployment: a local-model figure only if measured on the
+    runtime serving now (one taken under PyTorch says nothing of OpenVINO bf16, 3.65x faster)."""
+    measurements = CapacityMeasurement.objects.all()
+    if measurements.filter(model=LOCAL_MODEL).exists():  # only then load the encoder to know what serves
+        measurements = measurements.exclude(Q(model=LOCAL_MODEL) & ~Q(local_encoder=runtime(LOCAL_MODEL)))
+    return measurements
+
+
+def latest() -> CapacityMeasurement | None:
+    return sizing().order_by("-measured_at").first()
+
+
+def other_runtimes() -> str:
+    """Why `plan` has no capacity when only other runtimes' local-model measurements exist."""
+    found = set(CapacityMeasurement.objects.filter(model=LOCAL_MODEL).values_list("local_encoder", flat=True))
+    if not found:
+        return ""
+    measured = ", ".join(sorted(r or "an unrecorded runtime" for r in found))
+    return f" on the runtime serving now ({runtime(LOCAL_MODEL)}); {LOCAL_MODEL} was measured on {measured}"
 
 
 def fit_of(m: CapacityMeasurement) -> UslFit:
@@ -151,25 +182,26 @@ class Capacity:
     model: str
     measured_at: datetime
     how: str  # "measured", "usl" or "lower bound"
+    runtime: str  # the local model's runtime/precision it was measured on ('' for other models)
 
 
 def current() -> Capacity | None:
     """The latest measurement's rate at the deployed worker count (EMBEDPORTAL_CAPACITY_WORKERS):
     measured if that count was measured, else the USL fit's prediction, else the rate of the
     largest measured count below it (a lower bound). None without a usable measurement."""
-    m = CapacityMeasurement.objects.order_by("-measured_at").first()
+    m = latest()
     if m is None:
         return None
     n = settings.EMBEDPORTAL_CAPACITY_WORKERS
     if (rate := m.rate(n)) is not None:
-        return Capacity(rate, n, m.model, m.measured_at, "measured")
+        return Capacity(rate, n, m.model, m.measured_at, "measured", m.local_encoder)
     fit = fit_of(m)
     if fit.lam is not None and fit.sigma is not None:
-        return Capacity(round(fit.rate(n), 3), n, m.model, m.measured_at, "usl")
+        return Capacity(round(fit.rate(n), 3), n, m.model, m.measured_at, "usl", m.local_encoder)
     below = [p for p in m.points if p["workers"] < n]
     if below:
         best = max(below, key=lambda p: p["workers"])
-        return Capacity(best["docs_per_second"], n, m.model, m.measured_at, "lower bound")
+        return Capacity(best["docs_per_second"], n, m.model, m.measured_at, "lower bound", m.local_encoder)
     return None
 
 
@@ -284,7 +316,8 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
         p.trend_per_day, p.trend_intercept = float(fit.slope), float(fit.intercept)
     cap = p.capacity
     if cap is None:
-        p.needs = "; ".join(filter(None, [p.needs, "no capacity measurement: run manage.py measure_capacity"]))
+        missing = f"no capacity measurement{other_runtimes()}: run manage.py measure_capacity"
+        p.needs = "; ".join(filter(None, [p.needs, missing]))
         return p
     if p.peak is not None:
         p.headroom = 1 - p.peak / cap.docs_per_second
@@ -295,7 +328,7 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
         if p.exceeds_on <= now.date():
             p.exceeded_now, p.exceeds_on = True, None
     if p.peak is not None:
-        measurement = CapacityMeasurement.objects.order_by("-measured_at").first()
+        measurement = latest()
         wanted = p.peak / (1 - headroom)
         p.workers_needed, p.workers_note = workers_for(wanted, fit_of(measurement))
         p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: " + p.workers_note

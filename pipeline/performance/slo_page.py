@@ -106,6 +106,7 @@ def _measurement(m: CapacityMeasurement | None) -> dict[str, Any] | None:
         "points": m.points,
         "usl": {"lambda": m.usl_lambda, "sigma": m.usl_sigma, "kappa": m.usl_kappa, "peak_workers": m.peak_workers},
         "fit_note": m.fit_note,
+        "local_encoder": m.local_encoder,
     }
 
 
@@ -155,7 +156,7 @@ def figures(
         "slos": [s.as_dict() for s in slos.statuses(now, collection_id)],
         "throughput_targets": slos.model_targets(collection_id),
         "capacity": plan.as_dict(),
-        "measurement": _measurement(CapacityMeasurement.objects.order_by("-measured_at").first()),
+        "measurement": _measurement(capacity.latest()),
         "series": _series(now, RANGES[range_name], collection_id, plan.capacity, sla_seconds),
         "arrivals": _arrivals(plan),
         "bucket_bounds": {"latency_seconds": list(LATENCY_BUCKETS), "freshness_seconds": list(FRESHNESS_BUCKETS)},

@@ -17,9 +17,9 @@ from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import CALL_BUCKETS, LATENCY_BUCKETS
-from pipeline.models import CapacityMeasurement, Collection
+from pipeline.models import Collection
 from pipeline.percentiles import window_where
-from pipeline.performance import activity
+from pipeline.performance import activity, capacity
 from pipeline.performance.optimizer.figures import STEP_SQL
 
 SPEC = Path(__file__).resolve().parent / "slos.yaml"
@@ -53,12 +53,13 @@ def targets() -> dict[str, float]:
 
 
 def throughput_targets() -> dict[str, float]:
-    """Docs/s per busy worker each measured model is held to: its latest capacity measurement's
+    """Docs/s per busy worker each measured model is held to: its latest capacity measurement (the
+    local model's on the runtime serving now)'s
     one-worker rate (the USL's lambda, else the smallest measured worker count's rate per worker)
     times the spec's capacity_factor. A model never measured is held to target("throughput_per_worker")."""
     factor = performance()["throughput_per_worker"].capacity_factor
     out = {}
-    for m in CapacityMeasurement.objects.order_by("model", "-measured_at").distinct("model"):
+    for m in capacity.sizing().order_by("model", "-measured_at").distinct("model"):
         smallest = min(m.points, key=lambda p: p["workers"], default=None)
         rate = m.usl_lambda or (smallest and smallest["docs_per_second"] / smallest["workers"])
         if rate:

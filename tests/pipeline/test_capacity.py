@@ -12,11 +12,15 @@ import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
+from django.urls import reverse
 
-from pipeline import history
+from pipeline import encoder, history
 from pipeline.models import CapacityMeasurement, Collection, WorkerHeartbeat
 from pipeline.performance import capacity
+from pipeline.performance.optimizer import analyse
 from pipeline.queue import IncomingDocument, enqueue
+from tests.factories import capacity_measurement
+from tests.pipeline.test_optimizer import batch
 
 NOW = datetime(2026, 3, 20, 15, 40, tzinfo=UTC)
 
@@ -128,6 +132,52 @@ def test_capacity_at_the_deployed_worker_count():
         assert (
             capacity.current().docs_per_second == pytest.approx(40 / 1.75, rel=1e-3) and capacity.current().how == "usl"
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_local_model_measurement_records_the_runtime_it_ran_on():
+    body = json.loads(
+        run("measure_capacity", "--model", capacity.LOCAL_MODEL, "--workers", "1", "--docs", "10", "--json")
+    )
+    serving = encoder.label(encoder.current())
+    assert serving.startswith("openvino/")
+    assert body["local_encoder"] == serving == CapacityMeasurement.objects.get().local_encoder
+    assert capacity.runtime("local/hash-16") == ""
+
+
+@pytest.mark.django_db
+def test_only_measurements_of_the_serving_runtime_size_the_plan_and_the_optimizer(hash_collection, admin_client):
+    serving = encoder.label(encoder.current())
+    two_workers = [{"workers": 2, "docs_per_second": 9.0, "documents": 100, "chunks": 300, "seconds": 10}]
+    ours = capacity_measurement(capacity.LOCAL_MODEL, local_encoder=serving, measured_at=NOW - timedelta(days=2))
+    ours.points = two_workers + [{**two_workers[0], "workers": 1, "docs_per_second": 5.0}]
+    ours.usl_lambda, ours.usl_sigma, ours.usl_kappa = 5.0, 0.1, 0.0
+    ours.save()
+    # Newer, but measured while PyTorch served: it must not size a deployment now on OpenVINO.
+    capacity_measurement(capacity.LOCAL_MODEL, local_encoder="torch/f32", measured_at=NOW - timedelta(days=1))
+    for worker in ("w1", "w2"):  # saturated workers: the optimizer proposes a third from the fit
+        for i in range(10):
+            batch(hash_collection, 100 - i * 0.6, worker=worker, queue_wait=30, embedding=0.5)
+
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=2):
+        cap = capacity.current()
+        text = run("capacity_plan")
+        workers = next(r for r in analyse().recommendations if r.id == "workers")
+        pages = [
+            admin_client.get(reverse(f"admin:pipeline_{page}")).content.decode() for page in ("slos", "performance")
+        ]
+    assert (cap.docs_per_second, cap.runtime, cap.measured_at) == (9.0, serving, ours.measured_at)
+    assert f"capacity: 9.000 docs/s ({capacity.LOCAL_MODEL} on {serving}, 2 workers, measured" in text
+    assert f"capacity measurement of {ours.measured_at:%Y-%m-%d} on {serving})" in workers.expected_effect
+    assert all(f"({capacity.LOCAL_MODEL} on {serving}, " in page for page in pages)
+
+    ours.delete()
+    plan = capacity.plan()
+    assert plan.capacity is None and capacity.latest() is None
+    assert (
+        f"no capacity measurement on the runtime serving now ({serving}); {capacity.LOCAL_MODEL} was measured on "
+        "torch/f32: run manage.py measure_capacity"
+    ) in plan.needs
 
 
 # --- capacity_plan ----------------------------------------------------------------------------

@@ -15,13 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from pipeline import encoder, providers
+from pipeline import backfill, encoder, providers, quality
 from pipeline.collections import create_collection
+from pipeline.models import Chunk, Collection
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
-from tests.conftest import manage
+from pipeline.search import search
+from tests.conftest import database_url, manage
+from tests.pipeline.test_quality import CORPUS, GOLDEN
 
 TEXTS = ["How do I reset my password?", "Der Zug fährt um 14:32 ab.", "kubectl rollout restart deployment/x"]
 EMBED = f"""
@@ -162,3 +166,89 @@ def test_the_provider_embeds_the_local_model_with_the_chosen_encoder() -> None:
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert np.allclose(vectors, encoder.current().encode(TEXTS))
+
+
+# --- a change of runtime, per collection --------------------------------------------------------
+
+
+@pytest.fixture
+def topics(db) -> Collection:
+    """A local-model collection written by the serving runtime, with golden queries answered by it."""
+    collection = create_collection(name="topics", model="local/all-MiniLM-L6-v2")
+    enqueue(collection, [IncomingDocument(k, v) for k, v in CORPUS.items()])
+    assert EmbeddingIngestionPipeline().drain().embedded == len(CORPUS)
+    quality.save_golden(collection, [(g["query"], g["expected"]) for g in GOLDEN[:3]])
+    collection.refresh_from_db()
+    return collection
+
+
+def unfaithful() -> encoder.OpenVinoEncoder:
+    cut = encoder.OpenVinoEncoder(encoder.ensure_export("f32"), "f32")
+    cut.tokenizer.enable_truncation(3)  # a real fault: a query keeps only its first word
+    return cut
+
+
+def test_the_collection_gate_refuses_a_runtime_whose_golden_retrieval_drops(topics) -> None:
+    faithful = encoder.OpenVinoEncoder(encoder.ensure_export("f32"), "f32")
+
+    report = quality.runtime_gate(topics, unfaithful(), faithful)
+
+    assert not report["passed"] and report["queries"] == 3
+    assert report["mrr_at_10"] < report["reference"]["mrr_at_10"] == 1.0
+    assert any(p.startswith("mrr_at_10") and p.endswith("on PyTorch") for p in report["problems"])
+    assert quality.runtime_gate(topics, faithful, faithful)["passed"]
+
+
+def test_a_change_of_runtime_that_fails_the_collection_gate_reembeds_without_mixing(topics) -> None:
+    served = encoder.current()
+    # The vectors were written by the other OpenVINO precision (never PyTorch here: it must not run in
+    # this process), and the new runtime fails the collection's gate.
+    old = "openvino/f32" if served.precision == "bf16" else "openvino/bf16"
+    Collection.objects.filter(pk=topics.pk).update(local_encoder=old)
+    gate = quality.runtime_gate(topics, unfaithful(), encoder.for_label(old))
+
+    assert backfill.runtime_changed(Collection.objects.get(pk=topics.pk), encoder.label(served), gate)
+
+    during = Collection.objects.get(pk=topics.pk)
+    assert during.building_generation == topics.generation + 1 and during.serving["local_encoder"] == old
+    assert during.runtime_gate["reembedded"] and during.runtime_gate["from"] == old
+    # Zero downtime: search reads the old generation, its queries embedded by the runtime that wrote it.
+    assert search(during, GOLDEN[1]["query"], 1, by_document=True)[0].document_id == "cats"
+    assert EmbeddingIngestionPipeline().drain().embedded == len(CORPUS)
+    after = Collection.objects.get(pk=topics.pk)
+    assert (after.generation, after.building_generation, after.serving) == (topics.generation + 1, None, None)
+    assert after.local_encoder == encoder.label(served)
+    assert set(Chunk.objects.filter(collection=after).values_list("generation", flat=True)) == {after.generation}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_of_runtime_that_passes_the_collection_gate_keeps_the_vectors(
+    topics, monkeypatch, admin_client
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url())  # the worker's gate runs in a child process
+    Collection.objects.filter(pk=topics.pk).update(local_encoder="torch/f32")  # written while PyTorch served
+    enqueue(topics, [IncomingDocument("tea", "Green tea is brewed from the leaves of Camellia sinensis.")])
+
+    EmbeddingIngestionPipeline().run_once()
+
+    after = Collection.objects.get(pk=topics.pk)
+    served = encoder.label(encoder.current())
+    assert after.local_encoder == served and after.runtime_gate["from"] == "torch/f32"
+    assert after.runtime_gate["passed"] and not after.runtime_gate["reembedded"]
+    assert after.runtime_gate["runtime"] == served and after.runtime_gate["queries"] == 3
+    assert after.runtime_gate["recall_at_5"] >= after.runtime_gate["reference"]["recall_at_5"]
+    assert (after.generation, after.building_generation) == (topics.generation, None), "no re-embed"
+    assert Chunk.objects.filter(collection=after, document__external_id="tea").exists()
+    page = admin_client.get(f"/admin/pipeline/collection/{after.pk}/change/").content.decode()
+    assert f"last change torch/f32 -&gt; {served} (golden queries: recall@5 1.0 vs PyTorch 1.0" in page
+    assert "vectors kept" in page
+
+
+def test_the_collection_gate_needs_a_collection_with_golden_queries_and_a_precision(topics, hash_collection) -> None:
+    for args in (
+        ["--collection", "nope"],
+        ["--collection", "topics"],
+        ["--collection", "hashes", "--precision", "f32"],
+    ):
+        with pytest.raises(CommandError, match="needs a collection with golden queries"):
+            call_command("export_encoder", *args)

@@ -33,8 +33,9 @@ class Command(BaseCommand):
             out(f"busiest hour of the last day: {p.peak:.3f} docs/s")
         cap = p.capacity
         if cap is not None:
+            on = f" on {cap.runtime}" if cap.runtime else ""
             out(
-                f"capacity: {cap.docs_per_second:.3f} docs/s ({cap.model}, {cap.workers} workers, {cap.how}, "
+                f"capacity: {cap.docs_per_second:.3f} docs/s ({cap.model}{on}, {cap.workers} workers, {cap.how}, "
                 f"measured {cap.measured_at:%Y-%m-%d %H:%M})"
             )
         if p.headroom is not None:

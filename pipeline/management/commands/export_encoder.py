@@ -1,15 +1,17 @@
 """Export the local model to OpenVINO at a precision (once; EMBEDPORTAL_ENCODER_DIR keeps it) and print its
 faithfulness gate: cosine to the PyTorch reference on the probe set, retrieval on the development
-golden set, and whether processes will serve it (else they fall back to PyTorch)."""
+golden set, and whether processes will serve it (else they fall back to PyTorch). With --collection, the
+collection's golden-query gate instead (pipeline.quality.runtime_gate: a worker runs it on a change of runtime)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from pipeline import encoder
+from pipeline import encoder, quality
+from pipeline.models import Collection
 
 
 class Command(BaseCommand):
@@ -24,9 +26,14 @@ class Command(BaseCommand):
             help="auto: the precisions EMBEDPORTAL_LOCAL_PRECISION allows (with auto, those this CPU's flags "
             "favour), fastest first, up to the first that passes the gate",
         )
+        parser.add_argument(
+            "--collection", help="Print this collection's golden-query gate of the export at --precision (JSON)"
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        if o["collection"]:
+            return self.gate_collection(o["collection"], o["precision"])
         reports = []
         for precision in encoder.candidate_precisions() if o["precision"] == "auto" else [o["precision"]]:
             path = encoder.export(precision)
@@ -38,6 +45,15 @@ class Command(BaseCommand):
             return
         for report in reports:
             self.report(report)
+
+    def gate_collection(self, name: str, precision: str) -> None:
+        collection = Collection.objects.filter(name=name).first()
+        if collection is None or not collection.golden_queries.exists() or precision == "auto":
+            raise CommandError(
+                f"--collection needs a collection with golden queries ({name!r} is none) and a --precision"
+            )
+        candidate = encoder.OpenVinoEncoder(encoder.export(precision), precision)
+        self.stdout.write(json.dumps(quality.runtime_gate(collection, candidate, encoder.reference()), indent=2))
 
     def report(self, report: dict[str, Any]) -> None:
         ours, theirs = report["retrieval"], report["reference_retrieval"]

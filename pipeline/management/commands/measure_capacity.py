@@ -73,10 +73,12 @@ class Command(BaseCommand):
                     "peak_workers": m.peak_workers,
                 },
                 "fit_note": m.fit_note,
+                "local_encoder": m.local_encoder,
             }
             self.stdout.write(json.dumps(body, indent=2))
             return
-        self.stdout.write(f"model {m.model}, {m.documents} documents of {m.chars_per_document} characters per run")
+        on = f" on {m.local_encoder}" if m.local_encoder else ""
+        self.stdout.write(f"model {m.model}{on}, {m.documents} documents of {m.chars_per_document} characters per run")
         if fit.lam is not None:
             params = f"lambda {fit.lam:.3f} docs/s"
             if fit.sigma is not None:

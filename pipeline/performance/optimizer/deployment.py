@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from pipeline.models import CapacityMeasurement, Collection, SearchLatency
+from pipeline.models import Collection, SearchLatency
 from pipeline.percentiles import searches
 from pipeline.performance import capacity, slos
 from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation
@@ -33,7 +33,7 @@ def workers(analysis: Analysis) -> list[Recommendation]:
     busy = found.get("workers_busy", 0.0)
     n = max(1, analysis.workers)
     if found.get("stage") == "workers":
-        m = CapacityMeasurement.objects.order_by("-measured_at").first()
+        m = capacity.latest()  # only a figure of the runtime serving now
         fit = capacity.fit_of(m) if m else None
         if fit and fit.rate(n) and fit.rate(n + 1):
             peak = fit.peak_workers
@@ -42,7 +42,8 @@ def workers(analysis: Analysis) -> list[Recommendation]:
             else:
                 effect = (
                     f"throughput {fit.rate(n):.1f} -> {fit.rate(n + 1):.1f} docs/s "
-                    f"(USL fit of the {m.model} capacity measurement of {m.measured_at:%Y-%m-%d})"
+                    f"(USL fit of the {m.model} capacity measurement of {m.measured_at:%Y-%m-%d}"
+                    f"{f' on {m.local_encoder}' if m.local_encoder else ''})"
                 )
         elif n >= (os.cpu_count() or 1):
             effect = (
