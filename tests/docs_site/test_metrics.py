@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from prometheus_client.parser import text_string_to_metric_families
 
+from docs_site.generators import MODULES
 from docs_site.models import DocCoverage, DocPage
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def test_freshness_and_coverage_gauges_follow_the_stored_check(client, settings,
     freshness = metrics["documentation_freshness_embedding_pipeline_operations"]
     assert freshness[(("page", "reference/api.md"),)] == 0
     assert freshness[(("page", "guide.md"),)] > 0  # covers a file that does not exist: stale
-    assert len(freshness) == DocPage.objects.count() == 7
+    assert len(freshness) == DocPage.objects.count() == len(MODULES) + 1  # the generated pages and the guide
     coverage = metrics["documentation_coverage_embedding_pipeline_operations"]
     assert {dict(k)["kind"] for k in coverage} == {"settings", "endpoints", "metrics", "alerts", "commands"}
     assert coverage[(("kind", "settings"),)] == 1.0
