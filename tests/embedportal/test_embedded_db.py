@@ -18,6 +18,18 @@ def embedded_env(data_dir: Path) -> dict[str, str]:
     return {**env, "EMBEDPORTAL_DATA_DIR": str(data_dir)}
 
 
+def manage_embedded(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`manage.py ARGS` on the embedded server of `data_dir` (no DATABASE_URL)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=embedded_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
 def postgres_processes(data_dir: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
@@ -30,14 +42,7 @@ def postgres_processes(data_dir: Path) -> list[psutil.Process]:
 def test_help_commands_start_no_database(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     for args in (["help"], ["--help"], ["help", "migrate"]):
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=embedded_env(data_dir),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = manage_embedded(data_dir, *args)
         assert result.returncode == 0, result.stderr[-2000:]
     assert data_dir.is_dir(), "settings did not read EMBEDPORTAL_DATA_DIR"
     assert not (data_dir / "pg").exists(), "a command that needs no database initialised one"
@@ -86,14 +91,7 @@ with connection.cursor() as cur:
 
 def test_a_running_process_starts_the_stopped_server_again_on_its_next_connection(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", RESTART],
-        cwd=ROOT,
-        env=embedded_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = manage_embedded(data_dir, "shell", "-c", RESTART)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "42"
     make_stop(data_dir)
