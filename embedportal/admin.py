@@ -9,6 +9,7 @@ from typing import Any
 
 from axes.backends import AxesStandaloneBackend
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
@@ -44,7 +45,10 @@ class ReadOnlyAdmin(WrittenBySystem, AuditedAdmin):
     """Viewed and deleted, never added or changed in the admin."""
 
     def admin_page(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
-        """A custom page beside this model's list, in the admin's frame."""
+        """A custom page beside this model's list, in the admin's frame, for those who may view the
+        model (staff without the permission get 403, as on its list)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context}
         return TemplateResponse(request, template, context)
 

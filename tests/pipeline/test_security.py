@@ -187,3 +187,20 @@ def test_provider_key_never_reaches_api_admin_logs_or_health_output(
     for text in [*seen, caplog.text]:
         assert SECRET not in text
         assert SECRET[:12] not in text
+
+
+# What a signed-in staff user with no permission may open: the admin's own frame, nothing with data.
+STAFF_FRAME = {"admin:index", "admin:password_change", "admin:password_change_done", "admin:jsi18n"}
+
+
+def test_staff_without_permissions_get_403_from_every_admin_page_with_data(client, hash_collection):
+    staff = User.objects.create_user("bare-staff", password="x", is_staff=True)
+    client.force_login(staff)
+    opened = {}
+    for url, name in concrete_urls("admin", "/admin/", PUBLIC_ADMIN | {"logout"}).items():
+        if name in STAFF_FRAME:
+            continue
+        status = client.get(url).status_code
+        if status not in (302, 403, 404):  # 302: an unknown object sends back to the index
+            opened[url] = (name, status)
+    assert opened == {}
