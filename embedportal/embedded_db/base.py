@@ -13,21 +13,31 @@ from django_prometheus.db.backends.postgresql.base import DatabaseWrapper as Pro
 
 from embedportal.embedded_db import connection_settings
 
+# The embedded server's socket directories this process connected to: only a connection to one of
+# them is the embedded server's to restart (settings pointed elsewhere fail as they are).
+SERVED: set[str] = set()
+
 
 class DatabaseWrapper(PrometheusDatabaseWrapper):
     def get_connection_params(self) -> dict[str, Any]:
         if not self.settings_dict["HOST"]:
-            # Written into the settings dict itself, so code that builds a URL from
-            # connection.settings_dict (for a subprocess) gets the server's socket.
-            self.settings_dict.update(connection_settings(Path(settings.DATA_DIR)))
+            self._attach()
         return super().get_connection_params()
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         try:
             return super().get_new_connection(conn_params)
         except psycopg.OperationalError:
+            if self.settings_dict["HOST"] not in SERVED:
+                raise
             # The server went away (`make stop`, a crash, a reboot) while this process runs: start
             # it again, as the first connection did (a running server is only attached to), and
             # connect once more; a server that cannot start raises here, as it would have at first.
-            self.settings_dict.update(connection_settings(Path(settings.DATA_DIR)))
+            self._attach()
             return super().get_new_connection(self.get_connection_params())
+
+    def _attach(self) -> None:
+        # Written into the settings dict itself, so code that builds a URL from
+        # connection.settings_dict (for a subprocess) gets the server's socket.
+        self.settings_dict.update(connection_settings(Path(settings.DATA_DIR)))
+        SERVED.add(self.settings_dict["HOST"])
