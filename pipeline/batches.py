@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import backfill, encoder, providers, ratelimits, recording, signals, storage, waits
+from pipeline import backfill, encoder, providers, ratelimits, recording, signals, storage
 from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.chunking import Chunker, ChunkText, chunker_for
 from pipeline.embedding import (
@@ -29,7 +29,7 @@ from pipeline.embedding import (
     metered,
     provider_of,
 )
-from pipeline.failures import FailureHandling, advisory
+from pipeline.failures import FailureHandling, advisory, count_outage
 from pipeline.leases import Report, StorageStage
 from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.recording import BatchResult
@@ -235,15 +235,7 @@ class BatchProcessing(FailureHandling):
             return embed_texts(collection, texts)
         except PipelineError as exc:
             if exc.error_type in OUTAGE:
-                record = functools.partial(
-                    ProviderCircuit.objects.record_failure,
-                    collection,
-                    exc.error_type,
-                    settings.EMBEDPORTAL_CIRCUIT_FAILURES,
-                    waits.circuit_wait(),
-                )
-                state = advisory(record, CircuitState.CLOSED)
-                exc.circuit_open = state != CircuitState.CLOSED
+                exc.circuit_open = count_outage(collection, exc.error_type) != CircuitState.CLOSED
             raise
 
     def _store(self, collection: Collection, results: list[storage.Embedded], embedded_at: datetime) -> set[int]:

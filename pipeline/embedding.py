@@ -67,9 +67,12 @@ class PipelineError(Exception):
 
 def api_key(collection: Collection) -> str | None:
     """The provider key, read at call time from the variable the collection names (or NAME_FILE)."""
-    if not collection.api_key_env:
-        return None
-    return env_secret(collection.api_key_env) or None
+    return key_in(collection.api_key_env)
+
+
+def key_in(variable: str) -> str | None:
+    """A key read at call time from `variable` (or its _FILE); None without one."""
+    return (env_secret(variable) or None) if variable else None
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -3,24 +3,40 @@ for good, deferring a batch during an outage, and circuit bookkeeping that must 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline import signals
+from pipeline import signals, waits
+from pipeline.choices import CircuitState
 from pipeline.embedding import PipelineError, api_key, scrub
-from pipeline.models import Collection, Document
+from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.recording import BatchResult
 from pipeline.waits import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def count_outage(endpoint: Any, error_type: str) -> str:
+    """One more outage error of the endpoint (a collection, or anything with `model` and
+    `api_base`) toward its circuit breaker; the circuit's state after (closed if unrecorded)."""
+    record = functools.partial(
+        ProviderCircuit.objects.record_failure,
+        endpoint,
+        error_type,
+        settings.EMBEDPORTAL_CIRCUIT_FAILURES,
+        waits.circuit_wait(),
+    )
+    return advisory(record, CircuitState.CLOSED)
 
 
 def advisory(record: Callable[[], T], default: T) -> T:

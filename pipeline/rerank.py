@@ -5,18 +5,16 @@ the candidates in their search order: search degrades, never fails, and the fall
 
 from __future__ import annotations
 
-import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.utils import timezone
 
-from embedportal.env import env_secret
 from pipeline import metrics, providers, storage, waits
 from pipeline.choices import CircuitState, ErrorType, Stage
-from pipeline.embedding import OUTAGE, PipelineError, classify
-from pipeline.failures import advisory
+from pipeline.embedding import OUTAGE, PipelineError, classify, key_in
+from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
 
 logger = logging.getLogger(__name__)
@@ -65,13 +63,9 @@ def rerank(collection: Collection, query: str, hits: list[storage.Hit]) -> list[
         return _fallback(hits, exc.error_type)
     # An answer breaks a run of failures and closes an open circuit (this call was its probe).
     advisory(lambda: circuits.exclude(state=CircuitState.CLOSED, consecutive_failures=0)._closed(), 0)
-    chosen = [storage.Hit(*_fields(head[i], score)) for i, score in ranked]
+    chosen = [replace(head[i], score=score) for i, score in ranked]
     picked = {i for i, _ in ranked}
     return chosen + [h for i, h in enumerate(head) if i not in picked] + hits[CANDIDATES:]
-
-
-def _fields(hit: storage.Hit, score: float) -> tuple:
-    return hit.document_id, hit.ordinal, score, hit.text, hit.metadata
 
 
 def _fallback(hits: list[storage.Hit], reason: str) -> list[storage.Hit]:
@@ -82,12 +76,8 @@ def _fallback(hits: list[storage.Hit], reason: str) -> list[storage.Hit]:
 def _record_failure(endpoint: Endpoint, error_type: str) -> None:
     """Count toward the endpoint's circuit (EMBEDPORTAL_CIRCUIT_FAILURES in a row open it); a failed
     probe of an open circuit keeps it open for another wait."""
-    wait = waits.circuit_wait()
-    record = functools.partial(
-        ProviderCircuit.objects.record_failure, endpoint, error_type, settings.EMBEDPORTAL_CIRCUIT_FAILURES, wait
-    )
-    if advisory(record, CircuitState.CLOSED) != CircuitState.CLOSED:
-        now = timezone.now()
+    if count_outage(endpoint, error_type) != CircuitState.CLOSED:
+        now, wait = timezone.now(), waits.circuit_wait()
         advisory(
             lambda: (
                 ProviderCircuit.objects.endpoint(endpoint)
@@ -103,7 +93,7 @@ def _ranked(collection: Collection, query: str, texts: list[str]) -> list[tuple[
     import litellm
 
     providers.register()
-    key = env_secret(collection.rerank_api_key_env) or None if collection.rerank_api_key_env else None
+    key = key_in(collection.rerank_api_key_env)
     if collection.rerank_api_key_env and key is None:
         raise PipelineError(
             ErrorType.AUTH, Stage.EMBEDDING, f"{collection.rerank_api_key_env} (the rerank key variable) is not set"
