@@ -5,10 +5,8 @@ database-derived gauges: every replica exports the same values (max() across the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import wraps
-from typing import Any
 
 from django.db import connection
 
@@ -38,7 +36,9 @@ def count_requeued(reason: str, documents: int) -> None:
 
 
 @contextmanager
-def _timed(family: str) -> Iterator[None]:
+def timed_pass(family: str) -> Iterator[None]:
+    """Record the seconds of what it wraps in the pass histogram `family`; as a decorator (a
+    contextmanager is one), each call, as prometheus_client's .time()."""
     started = time.perf_counter()
     try:
         yield
@@ -46,17 +46,3 @@ def _timed(family: str) -> Iterator[None]:
         seconds = time.perf_counter() - started
         edge = next((i for i, le in enumerate(PASS_BUCKETS) if seconds <= le), len(PASS_BUCKETS))
         _add(f"pass:{PASSES[family]}", 1, seconds, [int(i == edge) for i in range(len(PASS_BUCKETS) + 1)])
-
-
-def timed_pass(family: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Record each call's seconds in the pass histogram `family`, as prometheus_client's .time()."""
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            with _timed(family):
-                return fn(*args, **kwargs)
-
-        return timed
-
-    return decorate
