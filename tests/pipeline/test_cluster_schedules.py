@@ -133,7 +133,9 @@ def test_migrated_cluster_embeds_requeued_work_and_is_healthy_when_idle(hash_col
         wait_for(lambda: embedded(stale), timeout=60)
 
         # A worker died holding this document: no transition announces it, only the drain schedule
-        # finds it. django-q2 runs due schedules every 30 s.
+        # finds it. django-q2 runs due schedules every 30 s. The drains the kicks above enqueued
+        # must be done first, or one of them finds the orphan before any schedule is due.
+        wait_for(lambda: not OrmQ.objects.exists(), timeout=60)
         orphan = make_document(
             hash_collection,
             "orphan",
@@ -144,7 +146,8 @@ def test_migrated_cluster_embeds_requeued_work_and_is_healthy_when_idle(hash_col
         )
         Schedule.objects.filter(name__startswith="pipeline-").update(next_run=timezone.now())
         wait_for(lambda: embedded(orphan), timeout=70)
-        wait_for(lambda: Success.objects.filter(func=tasks.HEARTBEAT_TASK).exists(), timeout=10)
+        # The monitor process saves results after the worker is done: give it the scheduler's beat.
+        wait_for(lambda: Success.objects.filter(func=tasks.HEARTBEAT_TASK).exists(), timeout=30)
 
         # Idle and healthy: nothing pending, and the heartbeat schedule keeps the queue check green.
         call_command("check_health", "--json")
