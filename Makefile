@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test tools lint lock stop benchmark benchmark-ci
+.PHONY: install run demo test tools lint lock stop benchmark benchmark-ci image image-test
 
 # Runtime (requirements.lock, what the image installs) and test/dev tools (requirements-dev.lock).
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -30,6 +30,16 @@ tools:
 
 test: tools install
 	$(BIN)/pytest
+
+# The container image (deploy/Dockerfile), built with docker's legacy builder; where no registry
+# answers, a Debian base made here stands in (BASE_IMAGE=... names another). LOCAL_MODEL=true
+# bundles the local model. image-test runs it as the cluster does: web, a worker and a one-shot
+# command in their own containers against a PostgreSQL container, checked by pytest (tests/image/).
+image: install
+	bash scripts/image.sh build
+
+image-test: tools install
+	bash scripts/image.sh test
 
 lint: install
 	$(BIN)/ruff check .

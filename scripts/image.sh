@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# `make image` (build) and `make image-test` (build, then run it as the cluster does: tests/image/).
+#
+# Builds deploy/Dockerfile with the legacy builder (`DOCKER_BUILDKIT=0`: BuildKit would pull its
+# frontend image from a registry) and `--network host` (the build stage's apt-get reaches Debian as
+# this machine does). Where no container daemon answers, Debian's docker.io is installed when
+# missing (apt, as root) and a private dockerd is started for the length of the command, with its
+# data in $CACHE/docker (layers and the base survive between runs and clones), then stopped.
+#
+# BASE_IMAGE: the image's base. Unset, a base made here from Debian packages stands in for
+# python:3.11-slim (no image registry needed): `debootstrap --variant=minbase` of Debian trixie
+# with python3 (3.13), python3-venv and ca-certificates, imported as $LOCAL_BASE; made once.
+#
+# Wheels: pip in the build installs from this machine's wheel cache ($CACHE/wheels-<python>),
+# filled on the host by `pip download` for the base's Python and glibc, and served to the build
+# over 127.0.0.1 (PIP_NO_INDEX, PIP_FIND_LINKS build arguments): no index is asked during the build.
+#
+# LOCAL_MODEL (default false here): true bundles local/all-MiniLM-L6-v2 with torch (from the PyTorch
+# CPU index) and about 1.7 GB more; false needs collections on a provider model or local/hash-<dims>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+IMAGE=${IMAGE:-embedportal:dev}
+LOCAL_MODEL=${LOCAL_MODEL:-false}
+CACHE=${EMBEDPORTAL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/embedportal-image}
+SUITE=trixie
+LOCAL_BASE=embedportal-base:$SUITE
+TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+mkdir -p "$CACHE"
+
+fail() { echo "make image: $*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
+  else fail "needs root (or password-less sudo) for: $*"; fi
+}
+
+apt_install() {
+  command -v apt-get >/dev/null || fail "no apt-get here: install $* (Debian package names), then run again"
+  echo "Installing $* with apt-get" >&2
+  as_root apt-get update -q >/dev/null
+  as_root apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+daemon_pid=
+bridge_made=false
+server_pid=
+cleanup() {
+  [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+  if [ -n "$daemon_pid" ]; then
+    kill "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+    # The default bridge this daemon made; containers and networks are gone with the daemon.
+    [ "$bridge_made" = false ] || as_root ip link delete docker0 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+start_daemon() {
+  if docker info >/dev/null 2>&1; then return; fi
+  command -v dockerd >/dev/null || apt_install docker.io
+  command -v docker >/dev/null || fail "docker.io is installed but no docker client is on PATH"
+  ip link show docker0 >/dev/null 2>&1 || bridge_made=true
+  export DOCKER_HOST=unix://$CACHE/docker.sock
+  # No forwarding or masquerading: containers reach each other on their bridge, never the outside.
+  as_root dockerd --data-root "$CACHE/docker" --exec-root "$CACHE/exec" --pidfile "$CACHE/docker.pid" \
+    --host "$DOCKER_HOST" --ip-forward=false --ip-masq=false >"$CACHE/dockerd.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 120); do
+    docker info >/dev/null 2>&1 && return
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  tail -20 "$CACHE/dockerd.log" >&2
+  fail "dockerd did not start (log above, $CACHE/dockerd.log)"
+}
+
+make_base() {
+  docker image inspect "$LOCAL_BASE" >/dev/null 2>&1 && return
+  command -v debootstrap >/dev/null || apt_install debootstrap
+  local rootfs
+  rootfs=$(mktemp -d)
+  echo "Making $LOCAL_BASE with debootstrap (about a minute)" >&2
+  as_root debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    "$SUITE" "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$CACHE/debootstrap.log" >&2; fail "debootstrap failed"; }
+  # As python:3.11-slim: `python` is the interpreter; no package lists or downloaded packages.
+  as_root ln -sf python3 "$rootfs/usr/bin/python"
+  as_root sh -c "rm -rf '$rootfs'/var/lib/apt/lists/* '$rootfs'/var/cache/apt/*.bin '$rootfs'/var/cache/apt/archives/*.deb"
+  as_root tar --numeric-owner -C "$rootfs" -c . | docker import -c 'CMD ["python3"]' - "$LOCAL_BASE" >/dev/null
+  as_root rm -rf "$rootfs"
+}
+
+# The Dockerfile's own LOCAL_MODEL=false filter (one list, tests/deploy/test_image.py checks it).
+image_requirements() {
+  if [ "$LOCAL_MODEL" = true ]; then
+    cat requirements.lock
+  else
+    grep -v -i -E "$(grep -o "grep -v -i -E '[^']*'" deploy/Dockerfile | sed "s/^grep -v -i -E '//; s/'\$//")" \
+      requirements.lock
+  fi
+  # The project's build backend (`pip install -e .` builds in isolation).
+  grep -i '^setuptools==' requirements.lock
+}
+
+fetch_wheels() {
+  local facts python glibc platforms=() index=() list stamp
+  facts=$(docker run --rm --network none "$BASE_IMAGE" python3 -c \
+    'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.libc_ver()[1].split(".")[1])')
+  read -r python glibc <<<"$facts"
+  wheels=$CACHE/wheels-$python
+  list=$(image_requirements | sort -u)
+  stamp=$wheels/.fetched-$LOCAL_MODEL-$(printf '%s' "$list" | sha256sum | cut -c1-16)
+  [ -f "$stamp" ] && return
+  # pip download names each platform tag: every manylinux this glibc runs.
+  for minor in $(seq 5 "$glibc"); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done
+  platforms+=(--platform manylinux1_x86_64 --platform manylinux2010_x86_64 --platform manylinux2014_x86_64)
+  [ "$LOCAL_MODEL" = false ] || index=(--extra-index-url "$TORCH_CPU_INDEX")
+  echo "Downloading the image's wheels for Python $python into $wheels" >&2
+  mkdir -p "$wheels"
+  printf '%s\n' "$list" >"$wheels/requirements.txt"
+  "$HOST_PYTHON" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --implementation cp --python-version "$python" "${platforms[@]}" \
+    "${index[@]}" -d "$wheels" -r "$wheels/requirements.txt"
+  touch "$stamp"
+}
+
+build() {
+  [ -d .git ] || fail ".git is not a directory (a git worktree?): the build copies the history for the docs; build from a clone"
+  start_daemon
+  if [ -z "${BASE_IMAGE:-}" ]; then
+    make_base
+    BASE_IMAGE=$LOCAL_BASE
+  fi
+  HOST_PYTHON=${HOST_PYTHON:-$(command -v .venv/bin/python || command -v python3)}
+  fetch_wheels
+  local port
+  port=$("$HOST_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$HOST_PYTHON" -m http.server --bind 127.0.0.1 --directory "$wheels" "$port" >/dev/null 2>&1 &
+  server_pid=$!
+  DOCKER_BUILDKIT=0 docker build --network host -f deploy/Dockerfile -t "$IMAGE" \
+    --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg LOCAL_MODEL="$LOCAL_MODEL" \
+    --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS="http://127.0.0.1:$port/" .
+  kill "$server_pid"
+  server_pid=
+  echo "Built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1 / 1e6}'))" >&2
+}
+
+case "${1:-build}" in
+  build) build ;;
+  test)
+    build
+    EMBEDPORTAL_IMAGE=$IMAGE EMBEDPORTAL_IMAGE_VERSION=$(git rev-parse HEAD) \
+      "$HOST_PYTHON" -m pytest tests/image -m image -p no:cacheprovider -q
+    ;;
+  *) fail "usage: scripts/image.sh [build|test]" ;;
+esac
