@@ -136,10 +136,15 @@ build() {
   fi
   HOST_PYTHON=${HOST_PYTHON:-$(command -v .venv/bin/python || command -v python3)}
   fetch_wheels
-  local port
-  port=$("$HOST_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$HOST_PYTHON" -m http.server --bind 127.0.0.1 --directory "$wheels" "$port" >/dev/null 2>&1 &
+  # A fixed address: the build arguments are part of the layer cache's key.
+  local port=${EMBEDPORTAL_WHEEL_PORT:-38619}
+  "$HOST_PYTHON" -m http.server --bind 127.0.0.1 --directory "$wheels" "$port" >"$CACHE/wheels.log" 2>&1 &
   server_pid=$!
+  for _ in $(seq 50); do
+    "$HOST_PYTHON" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/requirements.txt')" 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || fail "cannot serve the wheels on 127.0.0.1:$port ($CACHE/wheels.log; EMBEDPORTAL_WHEEL_PORT=... picks another)"
+    sleep 0.2
+  done
   DOCKER_BUILDKIT=0 docker build --network host -f deploy/Dockerfile -t "$IMAGE" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg LOCAL_MODEL="$LOCAL_MODEL" \
     --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS="http://127.0.0.1:$port/" .
