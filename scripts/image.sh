@@ -31,17 +31,16 @@ mkdir -p "$CACHE"
 
 fail() { echo "make image: $*" >&2; exit 1; }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
-  else fail "needs root (or password-less sudo) for: $*"; fi
-}
+# Root for apt, dockerd and debootstrap: ourselves, or password-less sudo.
+if [ "$(id -u)" -eq 0 ]; then as_root=()
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root=(sudo -n)
+else as_root=(fail "needs root (or password-less sudo) for:"); fi
 
 apt_install() {
   command -v apt-get >/dev/null || fail "no apt-get here: install $* (Debian package names), then run again"
   echo "Installing $* with apt-get" >&2
-  as_root apt-get update -q >/dev/null
-  as_root apt-get install -y -q --no-install-recommends "$@" >/dev/null
+  "${as_root[@]}" apt-get update -q >/dev/null
+  "${as_root[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null
 }
 
 daemon_pid=
@@ -53,7 +52,7 @@ cleanup() {
     kill "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
     # The default bridge this daemon made; containers and networks are gone with the daemon.
-    [ "$bridge_made" = false ] || as_root ip link delete docker0 2>/dev/null || true
+    [ "$bridge_made" = false ] || "${as_root[@]}" ip link delete docker0 2>/dev/null || true
   fi
 }
 trap cleanup EXIT
@@ -65,7 +64,7 @@ start_daemon() {
   ip link show docker0 >/dev/null 2>&1 || bridge_made=true
   export DOCKER_HOST=unix://$CACHE/docker.sock
   # No forwarding or masquerading: containers reach each other on their bridge, never the outside.
-  as_root dockerd --data-root "$CACHE/docker" --exec-root "$CACHE/exec" --pidfile "$CACHE/docker.pid" \
+  "${as_root[@]}" dockerd --data-root "$CACHE/docker" --exec-root "$CACHE/exec" --pidfile "$CACHE/docker.pid" \
     --host "$DOCKER_HOST" --ip-forward=false --ip-masq=false >"$CACHE/dockerd.log" 2>&1 &
   daemon_pid=$!
   for _ in $(seq 120); do
@@ -83,14 +82,14 @@ make_base() {
   local rootfs
   rootfs=$(mktemp -d)
   echo "Making $LOCAL_BASE with debootstrap (about a minute)" >&2
-  as_root debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+  "${as_root[@]}" debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     "$SUITE" "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE/debootstrap.log" >&2; fail "debootstrap failed"; }
   # As python:3.11-slim: `python` is the interpreter; no package lists or downloaded packages.
-  as_root ln -sf python3 "$rootfs/usr/bin/python"
-  as_root sh -c "rm -rf '$rootfs'/var/lib/apt/lists/* '$rootfs'/var/cache/apt/*.bin '$rootfs'/var/cache/apt/archives/*.deb"
-  as_root tar --numeric-owner -C "$rootfs" -c . | docker import -c 'CMD ["python3"]' - "$LOCAL_BASE" >/dev/null
-  as_root rm -rf "$rootfs"
+  "${as_root[@]}" ln -sf python3 "$rootfs/usr/bin/python"
+  "${as_root[@]}" sh -c "rm -rf '$rootfs'/var/lib/apt/lists/* '$rootfs'/var/cache/apt/*.bin '$rootfs'/var/cache/apt/archives/*.deb"
+  "${as_root[@]}" tar --numeric-owner -C "$rootfs" -c . | docker import -c 'CMD ["python3"]' - "$LOCAL_BASE" >/dev/null
+  "${as_root[@]}" rm -rf "$rootfs"
 }
 
 # The Dockerfile's own LOCAL_MODEL=false filter (one list, tests/deploy/test_image.py checks it).
