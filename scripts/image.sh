@@ -51,8 +51,10 @@ cleanup() {
   if [ -n "$daemon_pid" ]; then
     kill "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
-    # The default bridge this daemon made; containers and networks are gone with the daemon.
+    # What the daemon leaves behind: the default bridge it made (containers and networks are gone
+    # with it) and its mount of the host's network namespace.
     [ "$bridge_made" = false ] || "${as_root[@]}" ip link delete docker0 2>/dev/null || true
+    ! mountpoint -q "$CACHE/exec/netns/default" || "${as_root[@]}" umount "$CACHE/exec/netns/default"
   fi
 }
 trap cleanup EXIT
