@@ -18,7 +18,7 @@ from pipeline.models import WorkerHeartbeat, process_name
 from pipeline.wakeup import kick_workers
 from testing.models import RUNNER_BEAT, RunnerHeartbeat, TestRun
 from testing.reserved import wait_until
-from testing.tester import EmbeddingPipelineOperationsTester, RunnerStopped
+from testing.tester import EmbeddingPipelineOperationsTester, RunnerStopped, interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class TestRunner:
         try:
             self._wait_for_workers(run)
             run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
+        except RunnerStopped as exc:  # while waiting for workers (the tester records its own, with counts)
+            interrupted(run.pk, {}, f"interrupted: {exc}")
+            raise
         finally:
             self.run_id = None
         if self.report:

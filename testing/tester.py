@@ -80,7 +80,7 @@ class EmbeddingPipelineOperationsTester:
                     logger.info("test run %s is no longer running (cancelled or abandoned): stopping", run.pk)
                     break
         except RunnerStopped as exc:
-            _interrupted(run.pk, dict(counts), f"interrupted: {exc}")
+            interrupted(run.pk, dict(counts), f"interrupted: {exc}")
             raise
         except Exception as exc:  # noqa: BLE001 -- the run records why it broke
             logger.exception("test run %s broke", run.pk)
@@ -159,7 +159,7 @@ class EmbeddingPipelineOperationsTester:
         return outcome, scrub(message), _jsonable(measured)
 
 
-def _interrupted(run_id: int, counts: dict[str, int], message: str) -> None:
+def interrupted(run_id: int, counts: dict[str, int], message: str) -> None:
     """Record the interruption even when the signal broke the connection mid-query."""
     try:
         TestRun.objects.finish(run_id, RunStatus.ERROR, counts, message)
