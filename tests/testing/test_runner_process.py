@@ -40,7 +40,9 @@ def test_runs_execute_in_the_runner_process_while_qcluster_keeps_draining(transa
     runner = None
     try:
         # No runner yet: the run waits queued, and says what to start.
-        first = client.post(URL, {"scenarios": ["paused_collection_not_claimed"], "wait": 0}, format="json")
+        # The poison scenario's fault provider listens in the runner process; the qcluster's workers call it.
+        selection = {"scenarios": ["paused_collection_not_claimed", "poison_document_fails_alone"], "wait": 0}
+        first = client.post(URL, selection, format="json")
         assert first.status_code == 202 and first.json()["message"] == f"queued: {NO_RUNNER}"
         first_id = first.json()["id"]
         queue.enqueue(hash_collection, [queue.IncomingDocument(f"user-{i}", f"user document {i}") for i in range(40)])
