@@ -122,6 +122,15 @@ class TestRunAdmin(ReadOnlyAdmin):
         )
 
 
+@admin.register(RunnerHeartbeat)
+class RunnerHeartbeatAdmin(ReadOnlyAdmin):
+    """Test runner processes (`run_test_runner`): a queued run waits for one of these."""
+
+    list_display = ("runner", "run_id", "started_at", "beat_at")
+    search_fields = ("runner",)
+    readonly_fields = list_display
+
+
 @admin.register(TestResult)
 class TestResultAdmin(TeamScoped, ReadOnlyAdmin):
     list_display = (

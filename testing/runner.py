@@ -42,8 +42,8 @@ class TestRunner:
             beating.start()
         done = 0
         try:
+            RunnerHeartbeat.objects.beat(self.name)
             while not self.stopping.is_set():
-                RunnerHeartbeat.objects.beat(self.name, self.run_id)
                 run = TestRun.objects.claim()
                 if run is None:
                     if once:

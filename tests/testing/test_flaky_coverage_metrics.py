@@ -11,7 +11,7 @@ from testing.choices import RunStatus
 from testing.collectors import DatabaseCollector
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
-from testing.models import TestRun
+from testing.models import RunnerHeartbeat, TestRun
 from tests.factories import stored_result as record
 
 
@@ -118,6 +118,8 @@ def test_admin_run_now_queues_one_run_says_no_runner_and_refuses_a_second(admin_
     done = admin_client.post("/admin/testing/testrun/", cancel, follow=True)
     assert b"Cancelled 1 run(s); 0 had already finished." in done.content
     assert TestRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+    RunnerHeartbeat.objects.beat("pod-b:9")
+    assert b"pod-b:9" in admin_client.get("/admin/testing/runnerheartbeat/").content
 
 
 def test_every_cell_of_the_matrix_is_declared_by_a_scenario(db):
