@@ -129,6 +129,7 @@ class RunnerHeartbeat(models.Model):
 
     class Meta:
         ordering = ["-beat_at"]
+        verbose_name = "test runner"
 
     def __str__(self) -> str:
         return self.runner

@@ -37,9 +37,8 @@ class TestRunner:
 
     def serve(self, once: bool = False) -> int:
         """Execute queued runs until stopped (`once`: those queued now, then return). Returns how many ran."""
-        beating = None if once else threading.Thread(target=self._beat_forever, daemon=True)
-        if beating:
-            beating.start()
+        beating = threading.Thread(target=self._beat_forever, daemon=True)
+        beating.start()
         done = 0
         try:
             RunnerHeartbeat.objects.beat(self.name)
@@ -56,8 +55,7 @@ class TestRunner:
             pass
         finally:
             self.stopping.set()
-            if beating:
-                beating.join()
+            beating.join()
             RunnerHeartbeat.objects.filter(runner=self.name).delete()
         return done
 
