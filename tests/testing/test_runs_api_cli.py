@@ -138,6 +138,48 @@ def test_a_queued_run_is_abandoned_only_while_no_runner_is_alive(db, settings):
     assert queued.status == RunStatus.ERROR and queued.message == f"abandoned: {NO_RUNNER}"
 
 
+@pytest.fixture
+def two_scenarios():
+    """zz_first, then zz_second (whatever the test makes it do), registered for the test."""
+    from testing import registry
+
+    behaviour = {}
+    registry.scenario("zz_first", "normal", "health")(lambda ctx: behaviour["first"](ctx))
+    registry.scenario("zz_second", "normal", "health")(lambda ctx: None)
+    yield behaviour
+    del registry.REGISTRY["zz_first"], registry.REGISTRY["zz_second"]
+
+
+def claimed_run(scenarios: list[str]) -> TestRun:
+    TestRun.objects.start(RunStatus.QUEUED, trigger=Trigger.API, selection={"scenarios": scenarios})
+    return TestRun.objects.claim()
+
+
+def test_a_run_cancelled_while_running_stops_after_its_current_scenario(db, two_scenarios):
+    two_scenarios["first"] = lambda ctx: TestRun.objects.filter(pk=ctx.run.pk).cancel("ops")
+    run = claimed_run(["zz_first", "zz_second"])
+    run = EmbeddingPipelineOperationsTester(**run.selection).execute(run)
+    assert run.status == RunStatus.ERROR and run.message == "cancelled by ops"
+    assert list(run.results.values_list("scenario", flat=True)) == ["zz_first"]
+
+
+def test_a_runner_stopping_mid_scenario_records_the_run_interrupted_and_cleans_up(db, two_scenarios):
+    from testing.reserved import reserved_collections
+    from testing.tester import RunnerStopped
+
+    def stopped(ctx):
+        ctx.collection("left")
+        raise RunnerStopped("the test runner stopped (SIGTERM)")
+
+    two_scenarios["first"] = stopped
+    run = claimed_run(["zz_first", "zz_second"])
+    with pytest.raises(RunnerStopped):
+        EmbeddingPipelineOperationsTester(**run.selection).execute(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and run.message == "interrupted: the test runner stopped (SIGTERM)"
+    assert not run.results.exists() and not reserved_collections().exists()
+
+
 def test_the_schedules_and_a_configuration_change_only_queue_a_run(db):
     create_collection(name="changed", model="local/hash-8")
     assert tasks.run_scheduled(quick=True) == {"queued": True, "run": TestRun.objects.get().pk}
