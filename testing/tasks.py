@@ -30,7 +30,7 @@ SCHEDULES = (
 CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
 
 
-def queue_run(requested_by: str = "", **selection: Any) -> Any:
+def queue_run(requested_by: str = "", **selection: Any) -> tuple[Any, Any]:
     """Queue a run for the test runner (`manage.py run_test_runner`): only the row is written, so a
     django-q2 task, an API request or the admin returns at once and no worker slot is taken.
     Raises RunInProgress naming the run already queued."""
