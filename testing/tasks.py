@@ -59,8 +59,16 @@ def run_scheduled(quick: bool = True) -> dict:
 def run_config_change(collections: list[str] | None = None) -> dict:
     """Regression and integration scenarios for the collections whose configuration changed."""
     from pipeline.models import Collection
+    from testing.models import TestRun
 
     names = sorted(set(Collection.objects.filter(name__in=collections or []).values_list("name", flat=True)))
+    # A configuration-change run still queued takes these collections too (compare-and-swap: once
+    # a runner claimed it, a run of its own is queued).
+    queued = TestRun.objects.filter(status=RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE)
+    for run in queued[:1]:
+        merged = sorted(set(run.selection.get("collections") or []) | set(names))
+        if queued.filter(pk=run.pk).update(selection={**run.selection, "collections": merged}):
+            return {"queued": True, "run": run.pk}
     return _queue(categories=CONFIG_CATEGORIES, collections=names, trigger=Trigger.CONFIG_CHANGE)
 
 

@@ -190,6 +190,9 @@ def test_the_schedules_and_a_configuration_change_only_queue_a_run(db):
     run = TestRun.objects.get(pk=queued["run"])
     assert run.status == RunStatus.QUEUED and run.trigger == Trigger.CONFIG_CHANGE
     assert run.selection["collections"] == ["changed"] and not run.results.exists()
+    create_collection(name="also", model="local/hash-8")
+    assert tasks.run_config_change(["also"]) == queued  # the queued change run takes it too
+    assert TestRun.objects.get(pk=run.pk).selection["collections"] == ["also", "changed"]
 
 
 def test_running_needs_its_own_permission_and_reading_needs_view(db):
