@@ -16,10 +16,11 @@ class Trigger(models.TextChoices):
 
 
 class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued (waiting for a test runner)"
     RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"
-    ERROR = "error", "Error (the run itself broke or was abandoned)"
+    ERROR = "error", "Error (the run broke, was cancelled, interrupted or abandoned)"
 
 
 class Outcome(models.TextChoices):
