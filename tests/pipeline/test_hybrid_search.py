@@ -111,7 +111,7 @@ def test_the_api_and_the_command_take_a_mode_and_document_grouping(api, pages):
     out = StringIO()
     call_command("search", "vacuum the database", collection="hashes", mode="keyword", json=True, stdout=out)
     assert json.loads(out.getvalue())[0]["document_id"] == "maintenance.md"
-    assert pages.search_mode == "hybrid", "new collections search hybrid by default"
+    assert (pages.search_mode, pages.fusion) == ("hybrid", "rrf"), "new collections: hybrid, fused by rank"
     # Hash vectors rank at random: with the whole share the keyword ranking decides the hybrid one.
     assert api.patch("/api/v1/collections/hashes/", {"keyword_weight": 1.0}, format="json").status_code == 200
     hybrid = api.post(url, {"query": "vacuum the database", "k": 3}, format="json").json()["results"]
