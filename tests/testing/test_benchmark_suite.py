@@ -8,13 +8,18 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError
+from django.db import connection, connections
 from django.utils import timezone
 from django_q.models import Schedule
 from rest_framework.test import APIClient
 
+from embedportal import scratch
+from pipeline.models import Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
 from testing.benchmarks import regression, suite
 from testing.benchmarks import tasks as benchmark_tasks
 from testing.models import BenchmarkRun
+from tests.conftest import database_url
 from tests.testing.conftest import TINY, benchmark_suite, change_configurations
 from tests.tools import client_with
 
@@ -160,5 +165,82 @@ def test_a_configuration_change_queues_one_debounced_quick_benchmark(django_capt
     assert schedule.func == benchmark_tasks.TASK and schedule.schedule_type == Schedule.ONCE
     kwargs = ast.literal_eval(schedule.kwargs)
     assert kwargs["suite"] == "quick" and kwargs["trigger"] == "config_change"
-    assert kwargs["note"] == "configuration changed: a, b"
+    assert kwargs["note"] == "configuration changed: a, b" and kwargs["collections"] == ["a", "b"]
     assert schedule.next_run > timezone.now() + timedelta(seconds=50)
+
+
+def production_state(settings_dict: dict) -> tuple:
+    """Queue depth, activity, batch and chunk rows, and VACUUMs of production's documents, read on a
+    connection of its own (the benchmark's default connection points at the scratch database)."""
+    probe = type(connections["default"])(dict(settings_dict), "probe")
+    try:
+        with probe.cursor() as cur:
+            cur.execute(
+                "SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'pending'), "
+                "(SELECT count(*) FROM pipeline_collectionactivity), (SELECT count(*) FROM pipeline_batchtiming), "
+                "(SELECT count(*) FROM pipeline_chunk), "
+                "(SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'pipeline_document')"
+            )
+            return cur.fetchone()
+    finally:
+        probe.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_suite_runs_on_the_scratch_database_while_production_has_queued_work(folder, tiny, hash_collection):
+    enqueue(hash_collection, [IncomingDocument("waiting", "user work")])
+    connections["default"].ensure_connection()
+    production = dict(connections["default"].settings_dict)
+    before = production_state(production)
+    seen = []
+
+    def progress(message: str) -> None:
+        with connection.cursor() as cur:
+            cur.execute("SELECT current_database()")
+            seen.append((message, cur.fetchone()[0], production_state(production)))
+
+    run = suite.run_suite("quick", only=["ingest_steady", "metrics"], progress=progress, corpus=str(folder))
+
+    assert set(run.results) == {"ingest_steady", "rerun", "metrics"} and BenchmarkRun.objects.get() == run
+    assert [(m, db) for m, db, _ in seen] == [("ingest_steady ...", scratch.name()), ("metrics ...", scratch.name())]
+    assert all(state == before for _, _, state in seen), "production changed while the benchmark ran"
+    assert production_state(production) == before and before[0] == 1
+    assert list(Collection.objects.values_list("name", flat=True)) == ["hashes"]
+
+
+def test_the_django_docs_corpus_is_never_downloaded_at_run_time(tmp_path, settings):
+    settings.EMBEDPORTAL_CORPUS_DIR = tmp_path
+    with pytest.raises(CommandError, match="manage.py fetch_corpus"):
+        benchmark_suite("--only", "search")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_collection, tmp_path, monkeypatch):
+    texts = [f"Collection text {i} about leases and queues. " * (5 + i) for i in range(4)]
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", text) for i, text in enumerate(texts)])
+    # The task's own process, as django-q2 runs it; an empty corpus cache: nothing may be downloaded.
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    monkeypatch.setenv("EMBEDPORTAL_CORPUS_DIR", str(tmp_path))
+
+    result = benchmark_tasks.run_benchmark(note="configuration changed: hashes", collections=["hashes"])
+
+    assert result["started"], result
+    run = BenchmarkRun.objects.get(pk=result["run"])
+    assert run.trigger == "config_change" and run.note == "configuration changed: hashes"
+    figures = run.results["collection:hashes"]
+    assert figures["docs_per_second"]["median"] > 0 and figures["ratio_to_floor"]["median"] > 0
+    assert not any(tmp_path.iterdir())
+    # Production: its collection and its four queued documents only.
+    assert Document.objects.filter(status="pending").count() == 4 and Collection.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_collection_benchmark_copies_the_collections_fields_and_newest_texts(hash_collection, tmp_path):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
+    config, corpus = suite.workload("hashes", tmp_path / "hashes")
+    assert config["model"] == "local/hash-16" and config["chunk_size"] == 200 and config["batch_size"] == 16
+    assert "name" not in config and "paused" not in config
+    assert sorted(p.read_text() for p in corpus.paths) == ["text 0", "text 1", "text 2"]
+    with pytest.raises(ValueError, match="no collection named 'gone'"):
+        suite.workload("gone", tmp_path / "gone")
