@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -28,7 +29,10 @@ def run_benchmark(
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "benchmark", "--suite", suite]
     command += ["--trigger", trigger, "--note", note, "--no-fail", "--json"]
     command += [f"--collection={name}" for name in collections or []]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    # Not into the worker pod's multiprocess metrics: its scrape would count the benchmark's documents
+    # as production's completions (and arrivals).
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
         logger.warning("benchmark not run: %s", reason)

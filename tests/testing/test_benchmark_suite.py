@@ -222,6 +222,10 @@ def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_coll
     # The task's own process, as django-q2 runs it; an empty corpus cache: nothing may be downloaded.
     monkeypatch.setenv("DATABASE_URL", database_url())
     monkeypatch.setenv("EMBEDPORTAL_CORPUS_DIR", str(tmp_path))
+    # The worker pod's multiprocess metrics directory: the benchmark's documents must not be counted there.
+    metrics_dir = tmp_path.parent / f"{tmp_path.name}-metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
 
     result = benchmark_tasks.run_benchmark(note="configuration changed: hashes", collections=["hashes"])
 
@@ -230,7 +234,7 @@ def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_coll
     assert run.trigger == "config_change" and run.note == "configuration changed: hashes"
     figures = run.results["collection:hashes"]
     assert figures["docs_per_second"]["median"] > 0 and figures["ratio_to_floor"]["median"] > 0
-    assert not any(tmp_path.iterdir())
+    assert not any(tmp_path.iterdir()) and not any(metrics_dir.iterdir())
     # Production: its collection and its four queued documents only.
     assert Document.objects.filter(status="pending").count() == 4 and Collection.objects.count() == 1
 
