@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from testing import corpus
@@ -19,4 +20,4 @@ class Command(BaseCommand):
             paths = corpus.fetch()
         except subprocess.CalledProcessError as exc:
             raise CommandError(f"could not download Django {corpus.DJANGO_VERSION}'s source: {exc}") from None
-        self.stdout.write(f"{len(paths)} files of the django-docs corpus in {paths[0].parents[0]}")
+        self.stdout.write(f"{len(paths)} files of the django-docs corpus in {settings.EMBEDPORTAL_CORPUS_DIR}")
