@@ -236,6 +236,8 @@ def run_suite(
     scratch database (embedportal.scratch); store the run in production and compare it with this
     machine's history. Production's queue, activity and tables see nothing of it."""
     sizes = SIZES[BenchmarkSuite(suite)]
+    if collections:  # compared with the workload runs only: a burst of them leaves the suite's history alone
+        suite = BenchmarkSuite.WORKLOAD
     with tempfile.TemporaryDirectory() as folder:
         workloads = {name: workload(name, Path(folder, name)) for name in collections or []}
         files = None

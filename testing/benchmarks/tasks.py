@@ -47,6 +47,6 @@ def schedule_benchmark(change: str) -> None:
     def merge(pending: dict) -> dict:
         collections = sorted({change, *pending.get("collections", [])})
         note = (NOTE + ", ".join(collections))[:300]
-        return {"suite": "quick", "trigger": "config_change", "note": note, "collections": collections}
+        return {"trigger": "config_change", "note": note, "collections": collections}
 
     schedules.postpone(CONFIG_SCHEDULE, TASK, merge)

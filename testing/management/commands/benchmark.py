@@ -25,14 +25,16 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--suite", choices=BenchmarkSuite.values, default=BenchmarkSuite.QUICK)
+        parser.add_argument(
+            "--suite", choices=[BenchmarkSuite.QUICK, BenchmarkSuite.FULL], default=BenchmarkSuite.QUICK
+        )
         parser.add_argument("--only", help=f"Comma list of benchmarks: {', '.join([*benchmarks.BENCHMARKS, 'rerun'])}")
         parser.add_argument("--corpus", default="django-docs", help="django-docs, or a folder of text files")
         parser.add_argument(
             "--collection",
             action="append",
             help="Instead of the suite: this collection's own workload (its fields, its newest documents' text), "
-            "benchmark collection:<name>; repeatable",
+            "benchmark collection:<name> of suite `workload`; repeatable",
         )
         # Checked in handle(), not by argparse: workflows pass it as a template ({{workflow.parameters.trigger}}).
         parser.add_argument("--trigger", default=BenchmarkTrigger.CLI, help=", ".join(BenchmarkTrigger.values))
