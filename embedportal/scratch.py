@@ -31,9 +31,15 @@ def scratch_database() -> Iterator[str]:
     emptied, for the block; every connection opened meanwhile (forked workers, extra writers) goes
     there too. Emptied again and pointed back at production after it."""
     default = connections[DEFAULT_DB_ALIAS]
+    if default.in_atomic_block:
+        raise RuntimeError("the scratch database cannot be entered inside a transaction on production")
     default.ensure_connection()  # the embedded server fills in its socket on the first connection
     production = dict(default.settings_dict)
     scratch = name()
+    if scratch == production["NAME"]:
+        raise ScratchUnavailable(
+            f"EMBEDPORTAL_SCRATCH_DATABASE names the production database {scratch}: it would be emptied"
+        )
     guard = type(default)(dict(production), "scratch-guard")
     try:
         with guard.cursor() as cur:
