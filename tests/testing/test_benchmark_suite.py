@@ -4,6 +4,7 @@ history (Welch t-test + 5% effect, change points), flagged in the exit code, adm
 from __future__ import annotations
 
 import ast
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from django.core.management import CommandError
 from django.db import connection, connections
 from django.utils import timezone
 from django_q.models import Schedule
+from django_q.tasks import async_task
 from rest_framework.test import APIClient
 
 from embedportal import scratch
@@ -19,7 +21,7 @@ from pipeline.queue import IncomingDocument, enqueue
 from testing.benchmarks import regression, suite
 from testing.benchmarks import tasks as benchmark_tasks
 from testing.models import BenchmarkRun
-from tests.conftest import database_url
+from tests.conftest import database_url, manage, wait_for
 from tests.testing.conftest import TINY, benchmark_suite, change_configurations
 from tests.tools import client_with
 
@@ -251,3 +253,40 @@ def test_a_collection_benchmark_copies_the_collections_fields_and_newest_texts(h
     assert sorted(p.read_text() for p in corpus.paths) == ["text 0", "text 1", "text 2"]
     with pytest.raises(ValueError, match="no collection named 'gone'"):
         suite.workload("gone", tmp_path / "gone")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_saves_makes_one_workload_run_in_the_cluster(
+    hash_collection, django_capture_on_commit_callbacks, tmp_path
+):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Text {i} about leases. " * 20) for i in range(3)])
+    Collection.objects.filter(pk=hash_collection.pk).update(paused=True)  # production's drains leave them queued
+    hash_collection.refresh_from_db()
+    Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE).delete()
+    for size in (150, 120, 100):  # a burst of saves
+        with django_capture_on_commit_callbacks(execute=True):
+            hash_collection.chunk_size = size
+            hash_collection.save()
+    [schedule] = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
+    kwargs = ast.literal_eval(schedule.kwargs)
+    assert kwargs["collections"] == ["hashes"]
+
+    empty = tmp_path / "corpus"
+    empty.mkdir()
+    log = (tmp_path / "qcluster.log").open("w")
+    cluster = manage(
+        "qcluster", env={"Q_WORKERS": "1", "EMBEDPORTAL_CORPUS_DIR": str(empty)}, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        # What django-q2's scheduler does once the debounce has passed (it looks every 30 s).
+        async_task(schedule.func, **kwargs)
+        wait_for(lambda: BenchmarkRun.objects.exists(), timeout=180)
+    finally:
+        cluster.terminate()
+        cluster.wait(60)
+
+    [run] = BenchmarkRun.objects.all()
+    assert run.suite == "workload" and run.note == "configuration changed: hashes"
+    assert run.results["collection:hashes"]["docs_per_second"]["median"] > 0
+    assert not any(empty.iterdir()), "nothing was downloaded"
+    assert Document.objects.filter(status="pending").count() == 3 and Collection.objects.count() == 1
