@@ -62,8 +62,10 @@ class Condition(models.TextChoices):
 
 
 class BenchmarkSuite(models.TextChoices):
-    QUICK = "quick", "Quick (CI, configuration changes)"
+    QUICK = "quick", "Quick (CI, developers)"
     FULL = "full", "Full (nightly, releases)"
+    # A changed collection's own workload (benchmark collection:<name>), compared with its own history.
+    WORKLOAD = "workload", "A collection's workload (configuration changes)"
 
 
 class BenchmarkTrigger(models.TextChoices):
