@@ -87,8 +87,31 @@ OPERATIONS = (
         "EMBEDPORTAL_CAPACITY_WORKERS",
         "int",
         0,
-        "Pipeline worker processes the deployment runs in all (every pod); the capacity gauge is the measured "
-        "rate at this count. 0: Q_WORKERS.",
+        "Pipeline worker processes in one worker pod (a measurement's per-pod figure is the rate at this count). "
+        "0: Q_WORKERS.",
+    ),
+    Setting(
+        "EMBEDPORTAL_MAX_WORKER_REPLICAS",
+        "int",
+        1,
+        "Worker pods the autoscaler may run at most (the KEDA ScaledObject's maxReplicaCount); the capacity "
+        "gauge is the per-pod figure times this.",
+    ),
+    Setting(
+        "EMBEDPORTAL_SCRATCH_DATABASE",
+        "str",
+        "",
+        "The database on the same server that benchmarks and capacity measurements write into (created and "
+        "migrated on first use if the role may; emptied after each run).",
+        default_text="<database>_scratch",
+    ),
+    Setting(
+        "EMBEDPORTAL_CORPUS_DIR",
+        "path",
+        "",
+        "Where the benchmark corpus (the Django documentation) is cached; never downloaded at run time: "
+        "`manage.py fetch_corpus` fills it (the image does at build).",
+        default_text="EMBEDPORTAL_DATA_DIR/cache/corpus",
     ),
     # --- performance (the optimizer and the performance SLOs) ------------------------------------
     Setting(

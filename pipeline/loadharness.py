@@ -193,12 +193,15 @@ def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[fl
     return len(times) / span, span
 
 
-def measure_workers(model: str, workers: int, documents: int, chars: int, seed: int = 0) -> Point:
-    """One worker count: fill a paused scratch collection, start `workers` processes, unpause."""
+def measure_workers(
+    model: str, workers: int, documents: int, chars: int, seed: int = 0, chunking: dict[str, Any] | None = None
+) -> Point:
+    """One worker count: fill a paused scratch collection (`chunking`, else chunking_of(model)), start
+    `workers` processes, unpause."""
     name = f"{CAPACITY_PREFIX}{int(time.time())}_{workers}w"
     token = reserved_names_allowed.set(True)
     try:
-        collection = create_collection(name=name, model=model, paused=True, **chunking_of(model))
+        collection = create_collection(name=name, model=model, paused=True, **(chunking or chunking_of(model)))
     finally:
         reserved_names_allowed.reset(token)
     try:

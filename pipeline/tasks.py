@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import timedelta
 
 from django.utils import timezone
@@ -17,11 +18,18 @@ HEARTBEAT_TASK = "pipeline.tasks.heartbeat"
 # A drain task stops after this long so django-q2's timeout never kills it mid-batch;
 # the next kick or the every-minute schedule starts another.
 DRAIN_SECONDS = 50.0
+# Set in every process of a cluster once it is told to stop (embedportal's qcluster command): django-q2
+# lets each running and prefetched task finish, so a drain ends after its batch in hand and one that
+# starts later claims nothing. Made at import, before the cluster forks, so all its processes share it;
+# a lock-free shared byte, as a signal handler sets it (see embedportal.shutdown on locks there).
+STOPPING = multiprocessing.get_context("fork").RawValue("b", 0)
 
 
 def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:
     """Process documents until the queue is empty or `max_seconds` have passed."""
-    report = EmbeddingIngestionPipeline(role=WorkerRole.DRAIN_TASK).drain(max_seconds=max_seconds)
+    report = EmbeddingIngestionPipeline(role=WorkerRole.DRAIN_TASK).drain(
+        max_seconds=max_seconds, stop=lambda: STOPPING.value
+    )
     return report.as_dict()
 
 

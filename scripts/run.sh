@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: migrate, print an admin login, start web + worker, ingest the sample corpus.
+# `make run`: migrate, print an admin login, start web + worker + test runner, ingest the sample corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -44,6 +44,9 @@ kill -0 "$web" 2>/dev/null || fail "the web server (gunicorn) exited without ser
 # (Cluster.stop blocks in Event.set). The trap above stops it through its main process alone.
 setsid $PY manage.py qcluster &
 pids+=($!)
+# Operations test runs (API, admin, schedules) execute here, never in a worker slot (docs/ops-tests.md).
+$PY manage.py run_test_runner &
+pids+=($!)
 
 # The documentation site the admin links to (/docs/), built beside the first ingest (about 10 s).
 $PY manage.py docs build >"${EMBEDPORTAL_DATA_DIR:-var}/docs-build.log" 2>&1 || echo "embedportal: the docs site did not build; see ${EMBEDPORTAL_DATA_DIR:-var}/docs-build.log" >&2 &
@@ -58,6 +61,6 @@ embedportal is running:
   API      http://127.0.0.1:${PORT}/api/v1/  (docs at /api/v1/docs/; token: manage.py create_api_token admin --name dev --scope write)
   metrics  http://127.0.0.1:${PORT}/metrics    health http://127.0.0.1:${PORT}/api/v1/health/
   search   .venv/bin/python manage.py search --collection sample "how do I run the tests?"
-Ctrl-C stops web and worker (the embedded database keeps running; 'make stop' stops it).
+Ctrl-C stops web, worker and test runner (the embedded database keeps running; 'make stop' stops it).
 MSG
 wait

@@ -12,11 +12,11 @@ from django.utils.html import format_html
 from audit import trail
 from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
 from pipeline.access import TeamScoped, without_hidden_targets
-from testing.choices import Category, Condition
+from testing.choices import Category, Condition, RunStatus, Trigger
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
-from testing.models import RunInProgress, TestResult, TestRun
-from testing.tasks import start_requested
+from testing.models import NO_RUNNER, RunInProgress, RunnerHeartbeat, TestResult, TestRun, queued_note
+from testing.tasks import queue_run
 
 
 class TestResultInline(WrittenBySystem, admin.TabularInline):
@@ -48,6 +48,7 @@ class TestRunAdmin(ReadOnlyAdmin):
     search_fields = ("requested_by", "code_version", "config_fingerprint")
     readonly_fields = [f.name for f in TestRun._meta.fields]
     inlines = [TestResultInline]
+    actions = ["cancel_runs"]
     change_list_template = "admin/testing/testrun/change_list.html"
     date_hierarchy = "started_at"
 
@@ -60,16 +61,36 @@ class TestRunAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        queued = TestRun.objects.filter(status=RunStatus.QUEUED).first()
+        if queued is not None and request.method == "GET":
+            self.message_user(request, f"Test run {queued.pk} is {queued_note(queued)}.", messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("testing.run_testrun")
+
+    @admin.action(description="Cancel selected runs (queued or running)", permissions=["run"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[TestRun]) -> None:
+        cancelled = queryset.cancel(request.user.get_username())
+        self.message_user(
+            request,
+            f"Cancelled {cancelled} run(s); {len(queryset) - cancelled} had already finished. "
+            "A running run stops after its current scenario.",
+            messages.SUCCESS,
+        )
+
     def run_now_view(self, request: HttpRequest) -> HttpResponse:
-        """ "Run tests now": the same start and task as the API (one run at a time)."""
+        """ "Run tests now": queued for the test runner as the API does (one queued run at a time)."""
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
         if not request.user.has_perm("testing.run_testrun"):
             raise PermissionDenied
         category = request.POST.get("category", "")
         try:
-            run, tester = start_requested(
-                request.user,
+            run, tester = queue_run(
+                requested_by=request.user.get_username(),
+                trigger=Trigger.API,
                 categories=[category] if category in Category.values else [],
                 quick=request.POST.get("quick") == "1",
             )
@@ -77,7 +98,12 @@ class TestRunAdmin(ReadOnlyAdmin):
             self.message_user(request, f"Not started: {exc}.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
         trail.admin(request, "run", TestRun.objects.filter(pk=run.pk), target=f"test run {run.pk}")
-        self.message_user(request, f"Test run {run.pk} started ({len(tester.selected)} scenarios).", messages.SUCCESS)
+        waiting = "" if RunnerHeartbeat.objects.alive().exists() else f"; {NO_RUNNER}"
+        self.message_user(
+            request,
+            f"Test run {run.pk} queued ({len(tester.selected)} scenarios){waiting}.",
+            messages.SUCCESS if not waiting else messages.WARNING,
+        )
         return HttpResponseRedirect(reverse("admin:testing_testrun_change", args=[run.pk]))
 
     def flaky_view(self, request: HttpRequest) -> HttpResponse:
@@ -94,6 +120,15 @@ class TestRunAdmin(ReadOnlyAdmin):
             percent=round(100 * cover.ratio),
             conditions=Condition.values,
         )
+
+
+@admin.register(RunnerHeartbeat)
+class RunnerHeartbeatAdmin(ReadOnlyAdmin):
+    """Test runner processes (`run_test_runner`): a queued run waits for one of these."""
+
+    list_display = ("runner", "run_id", "started_at", "beat_at")
+    search_fields = ("runner",)
+    readonly_fields = list_display
 
 
 @admin.register(TestResult)

@@ -16,10 +16,11 @@ class Trigger(models.TextChoices):
 
 
 class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued (waiting for a test runner)"
     RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"
-    ERROR = "error", "Error (the run itself broke or was abandoned)"
+    ERROR = "error", "Error (the run broke, was cancelled, interrupted or abandoned)"
 
 
 class Outcome(models.TextChoices):
@@ -61,8 +62,10 @@ class Condition(models.TextChoices):
 
 
 class BenchmarkSuite(models.TextChoices):
-    QUICK = "quick", "Quick (CI, configuration changes)"
+    QUICK = "quick", "Quick (CI, developers)"
     FULL = "full", "Full (nightly, releases)"
+    # A changed collection's own workload (benchmark collection:<name>), compared with its own history.
+    WORKLOAD = "workload", "A collection's workload (configuration changes)"
 
 
 class BenchmarkTrigger(models.TextChoices):

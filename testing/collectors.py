@@ -1,5 +1,5 @@
 """Scrape-time metrics of operations test runs, from the database (runs happen in a command's
-pod, a django-q2 worker or the web process: only the database sees them all)
+pod or a test runner's process: only the database sees them all)
 (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ SELECT category, scenario, outcome, results, duration_seconds, duration_buckets
 """
 _LAST_RUN_SQL = """
 SELECT DISTINCT ON (trigger) trigger, extract(epoch FROM started_at), status
-  FROM testing_testrun WHERE status <> 'running' ORDER BY trigger, started_at DESC
+  FROM testing_testrun WHERE status NOT IN ('queued', 'running') ORDER BY trigger, started_at DESC
 """
 
 

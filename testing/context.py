@@ -247,14 +247,14 @@ class Context:
 
     # -- clean-up --------------------------------------------------------------------------
 
-    def cleanup(self) -> None:
+    def cleanup(self, timeout: float | None = None) -> None:
         for provider in self._providers:
             try:
                 provider.stop()
             except Exception:  # noqa: BLE001 -- clean-up goes on
                 logger.exception("could not stop the fault provider")
         for collection in self._collections:
-            delete_reserved(collection.pk)
+            delete_reserved(collection.pk, timeout)
         # The faults gave the provider endpoint a circuit row (shared through the database): left,
         # the circuit gauge and the model health check would list one per run (a new port or pod
         # IP each time), and with a fixed port the next scenario would inherit its failure count.

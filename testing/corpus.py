@@ -1,4 +1,5 @@
-"""Benchmark corpora, fetched at run time into a cache (their text is never committed)."""
+"""Benchmark corpora, cached under EMBEDPORTAL_CORPUS_DIR by `manage.py fetch_corpus` (the image does it at
+build); never downloaded at run time. Their text is never committed."""
 
 from __future__ import annotations
 
@@ -12,10 +13,29 @@ from django.conf import settings
 DJANGO_VERSION = "5.2.19"
 
 
+class CorpusMissing(ValueError):
+    """The corpus is not in the cache."""
+
+
+def _root(cache: Path | None) -> Path:
+    return (cache or settings.EMBEDPORTAL_CORPUS_DIR) / f"django-{DJANGO_VERSION}-docs"
+
+
 def django_docs(cache: Path | None = None) -> list[Path]:
-    """The Django 5.2 documentation (656 reST files, ~6 MB) from Django's source distribution."""
-    cache = cache or settings.DATA_DIR / "cache" / "corpus"
-    root = cache / f"django-{DJANGO_VERSION}-docs"
+    """The Django 5.2 documentation (656 reST files, ~6 MB) from the cache."""
+    root = _root(cache)
+    if not (root / ".complete").exists():
+        raise CorpusMissing(
+            f"the django-docs corpus is not in {root.parent} (EMBEDPORTAL_CORPUS_DIR): fetch it once with "
+            "`manage.py fetch_corpus`, or pass --corpus with a folder of text files"
+        )
+    return sorted(p for p in root.rglob("*.txt"))
+
+
+def fetch(cache: Path | None = None) -> list[Path]:
+    """Fill the cache from Django's source distribution (downloaded by pip unless already there)."""
+    cache = cache or settings.EMBEDPORTAL_CORPUS_DIR
+    root = _root(cache)
     if not (root / ".complete").exists():
         cache.mkdir(parents=True, exist_ok=True)
         sdist = cache / f"django-{DJANGO_VERSION}.tar.gz"
@@ -29,4 +49,4 @@ def django_docs(cache: Path | None = None) -> list[Path]:
                 m.name = m.name[len(prefix) :]
             tar.extractall(root, members=members, filter="data")
         (root / ".complete").touch()
-    return sorted(p for p in root.rglob("*.txt"))
+    return django_docs(cache)

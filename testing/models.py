@@ -16,29 +16,52 @@ from testing.choices import BenchmarkSuite, BenchmarkTrigger, Category, Componen
 
 
 class RunInProgress(Exception):
-    """Another run holds the one-run-at-a-time slot."""
+    """Another run holds the slot asked for: the one running run, or the one queued run."""
 
     def __init__(self, run: TestRun | None) -> None:
         self.run = run
-        super().__init__(f"test run {run.pk} ({run.trigger}) is running" if run else "a test run is running")
+        super().__init__(f"test run {run.pk} ({run.trigger}) is {run.status}" if run else "a test run is running")
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class TestRunQuerySet(models.QuerySet["TestRun"]):
     def running(self) -> TestRunQuerySet:
         return self.filter(status=RunStatus.RUNNING)
 
-    def start(self, **fields: Any) -> TestRun:
-        """Create a running run; the partial unique index testing_testrun_one_running refuses a
-        second one, so two API calls, a schedule and a command racing cannot run together."""
+    def active(self) -> TestRunQuerySet:
+        return self.filter(status__in=ACTIVE)
+
+    def start(self, status: str = RunStatus.RUNNING, **fields: Any) -> TestRun:
+        """Create a running run (a command running it itself) or a queued one (for a test runner). The
+        partial unique indexes testing_testrun_one_running and testing_testrun_one_queued refuse a
+        second of either, so two API calls, a schedule and a command racing cannot run together."""
         self.abandon_stale()
         now = timezone.now()
         try:
             with transaction.atomic():
-                return self.create(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, **fields)
+                return self.create(status=status, started_at=now, heartbeat_at=now, **fields)
         except IntegrityError:
-            raise RunInProgress(self.running().first()) from None
+            raise RunInProgress(self.filter(status=status).first()) from None
+
+    def claim(self) -> TestRun | None:
+        """queued -> running for a test runner (compare-and-swap: a run cancelled or abandoned
+        meanwhile, or taken by another runner, is not claimed); None while a run is running."""
+        self.abandon_stale()
+        queued = self.filter(status=RunStatus.QUEUED).values_list("pk", flat=True).first()
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                taken = self.filter(pk=queued, status=RunStatus.QUEUED).update(
+                    status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
+                )
+        except IntegrityError:  # a run started by run_ops_tests holds the running slot
+            return None
+        return self.get(pk=queued) if taken else None
 
     def beat(self, run_id: int) -> int:
+        """0 once the run is no longer running (cancelled or abandoned): its executor stops."""
         return self.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
 
     def finish(self, run_id: int, status: str, counts: dict[str, int], message: str = "") -> int:
@@ -50,12 +73,75 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
             status=status, finished_at=now, counts=counts, duration_seconds=duration, message=message[:2000]
         )
 
+    def cancel(self, by: str) -> int:
+        """queued/running -> error: a runner never starts it, and a running one stops after its
+        current scenario (its beat finds it no longer running)."""
+        message = f"cancelled by {by}"[:2000]
+        return self.filter(status__in=ACTIVE).update(
+            status=RunStatus.ERROR, finished_at=timezone.now(), message=message
+        )
+
     def abandon_stale(self) -> int:
-        """A run whose process died (no heartbeat for EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS) frees the slot."""
+        """A run whose process died (no heartbeat for EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS) frees the
+        slot; so does a run queued that long while no test runner is alive."""
         cutoff = timezone.now() - timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS)
-        return self.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+        stale = self.filter(heartbeat_at__lt=cutoff)
+        abandoned = stale.running().update(
             status=RunStatus.ERROR, finished_at=timezone.now(), message="abandoned: its process stopped reporting"
         )
+        if RunnerHeartbeat.objects.alive().exists():
+            return abandoned
+        return abandoned + stale.filter(status=RunStatus.QUEUED).update(
+            status=RunStatus.ERROR, finished_at=timezone.now(), message=f"abandoned: {NO_RUNNER}"
+        )
+
+
+# What a queued run says while nothing picks it up (the API, the admin, an abandoned run).
+NO_RUNNER = "no test runner is running: start `manage.py run_test_runner`"
+# A runner beats every RUNNER_BEAT seconds (a thread, through long scenarios too); older rows are gone.
+RUNNER_BEAT = 10
+RUNNER_MAX_AGE = timedelta(seconds=6 * RUNNER_BEAT)
+
+
+class RunnerHeartbeatQuerySet(models.QuerySet["RunnerHeartbeat"]):
+    def beat(self, runner: str, run_id: int | None = None) -> None:
+        now = timezone.now()
+        self.update_or_create(
+            runner=runner,
+            defaults={"beat_at": now, "run_id": run_id},
+            create_defaults={"beat_at": now, "started_at": now, "run_id": run_id},
+        )
+
+    def alive(self) -> RunnerHeartbeatQuerySet:
+        return self.filter(beat_at__gte=timezone.now() - RUNNER_MAX_AGE)
+
+
+class RunnerHeartbeat(models.Model):
+    """A test runner process (`manage.py run_test_runner`, host:pid) said it was alive at `beat_at`:
+    the API and admin tell a queued run waiting its turn from one nothing will pick up."""
+
+    runner = models.CharField(max_length=200, unique=True, help_text="host:pid of the runner process.")
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    run_id = models.IntegerField(null=True, blank=True, help_text="The run it executes now, if any.")
+
+    objects = RunnerHeartbeatQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-beat_at"]
+        verbose_name = "test runner"
+
+    def __str__(self) -> str:
+        return self.runner
+
+
+def queued_note(run: TestRun) -> str:
+    """Why a queued run has not started: its runner is busy, or none is alive."""
+    runner = RunnerHeartbeat.objects.alive().first()
+    if runner is None:
+        return f"queued: {NO_RUNNER}"
+    busy = f" (it runs test run {runner.run_id})" if runner.run_id else ""
+    return f"queued: test runner {runner.runner} will pick it up{busy}"
 
 
 class TestRun(models.Model):
@@ -71,7 +157,7 @@ class TestRun(models.Model):
     code_version = models.CharField(max_length=64, blank=True)
     config_fingerprint = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.RUNNING)
-    started_at = models.DateTimeField()
+    started_at = models.DateTimeField(help_text="When it started running (while queued: when it was queued).")
     heartbeat_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
@@ -87,6 +173,8 @@ class TestRun(models.Model):
             models.UniqueConstraint(
                 fields=["status"], condition=Q(status="running"), name="testing_testrun_one_running"
             ),
+            # One run waits for a runner at a time (a test runner claims it: TestRunQuerySet.claim).
+            models.UniqueConstraint(fields=["status"], condition=Q(status="queued"), name="testing_testrun_one_queued"),
         ]
         indexes = [
             # Read by the metrics collector (last run per trigger) and the scheduled-run alert.

@@ -1,4 +1,5 @@
-"""django-q2 entry points for operations test runs. Tasks carry ids and names, not payloads."""
+"""django-q2 entry points for operations test runs: they queue a run for the test runner (testing.runner),
+never execute one in a worker slot. Tasks carry names, not payloads."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from testing.choices import Category, RunStatus, Trigger
 logger = logging.getLogger(__name__)
 
 SCHEDULED_TASK = "testing.tasks.run_scheduled"
-REQUESTED_TASK = "testing.tasks.run_requested"
 CONFIG_TASK = "testing.tasks.run_config_change"
 CONFIG_SCHEDULE = "ops-tests-config-change"
 # The quick suite hourly and the full suite nightly (in production Argo CronWorkflows run them instead).
@@ -30,61 +30,46 @@ SCHEDULES = (
 CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
 
 
-def _run(tester_kwargs: dict) -> dict:
-    from testing.models import RunInProgress
+def queue_run(requested_by: str = "", **selection: Any) -> tuple[Any, Any]:
+    """Queue a run for the test runner (`manage.py run_test_runner`): only the row is written, so a
+    django-q2 task, an API request or the admin returns at once and no worker slot is taken.
+    Raises RunInProgress naming the run already queued."""
     from testing.tester import EmbeddingPipelineOperationsTester
 
+    tester = EmbeddingPipelineOperationsTester(**selection, requested_by=requested_by)
+    return tester.start(RunStatus.QUEUED), tester
+
+
+def _queue(**selection: Any) -> dict:
+    from testing.models import RunInProgress
+
     try:
-        run = EmbeddingPipelineOperationsTester(**tester_kwargs).run()
+        run, _ = queue_run(**selection)
     except RunInProgress as exc:
-        logger.info("operations tests not started: %s", exc)
-        return {"started": False, "reason": str(exc)}
-    return {"started": True, "run": run.pk, "status": run.status, "counts": run.counts}
+        logger.info("operations tests not queued: %s", exc)
+        return {"queued": False, "reason": str(exc)}
+    return {"queued": True, "run": run.pk}
 
 
 def run_scheduled(quick: bool = True) -> dict:
-    """The scheduled suite: quick (hourly) or full (nightly)."""
-    return _run({"quick": quick, "trigger": Trigger.SCHEDULE_DJANGO_Q})
-
-
-def start_requested(user: Any, **selection: Any) -> tuple[Any, Any]:
-    """An operator's run (API or admin): take the one-run slot (RunInProgress names the running run)
-    and queue its execution once committed. Returns the run and its tester."""
-    from testing.tester import EmbeddingPipelineOperationsTester
-
-    tester = EmbeddingPipelineOperationsTester(**selection, trigger=Trigger.API, requested_by=user.get_username())
-    run = tester.start()
-    transaction.on_commit(lambda: _enqueue_requested(run.pk))
-    return run, tester
-
-
-def _enqueue_requested(run_id: int) -> None:
-    from django_q.tasks import async_task
-
-    from testing.models import TestRun
-
-    try:
-        async_task(REQUESTED_TASK, run_id, group="ops-tests")
-    except Exception as exc:  # noqa: BLE001 -- without a broker the run can never start: free the slot
-        TestRun.objects.finish(run_id, RunStatus.ERROR, {}, f"could not queue the run: {exc}")
-
-
-def run_requested(run_id: int) -> dict:
-    """Execute a run the API already started (it holds the one-run slot)."""
-    from testing.models import TestRun
-    from testing.tester import EmbeddingPipelineOperationsTester
-
-    run = TestRun.objects.get(pk=run_id)
-    run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
-    return {"run": run.pk, "status": run.status, "counts": run.counts}
+    """The scheduled suite: quick (hourly) or full (nightly), queued for the test runner."""
+    return _queue(quick=quick, trigger=Trigger.SCHEDULE_DJANGO_Q)
 
 
 def run_config_change(collections: list[str] | None = None) -> dict:
     """Regression and integration scenarios for the collections whose configuration changed."""
     from pipeline.models import Collection
+    from testing.models import TestRun
 
     names = sorted(set(Collection.objects.filter(name__in=collections or []).values_list("name", flat=True)))
-    return _run({"categories": CONFIG_CATEGORIES, "collections": names, "trigger": Trigger.CONFIG_CHANGE})
+    # A configuration-change run still queued takes these collections too (compare-and-swap: once
+    # a runner claimed it, a run of its own is queued).
+    queued = TestRun.objects.filter(status=RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE)
+    for run in queued[:1]:
+        merged = sorted(set(run.selection.get("collections") or []) | set(names))
+        if queued.filter(pk=run.pk).update(selection={**run.selection, "collections": merged}):
+            return {"queued": True, "run": run.pk}
+    return _queue(categories=CONFIG_CATEGORIES, collections=names, trigger=Trigger.CONFIG_CHANGE)
 
 
 def schedule_config_run(collections: list[str]) -> None:
@@ -124,7 +109,7 @@ def prune_history(now: datetime | None = None) -> dict:
     from testing.models import BenchmarkRun, TestRun
 
     now = now or timezone.now()
-    runs = TestRun.objects.exclude(status=RunStatus.RUNNING).filter(
+    runs = TestRun.objects.exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).filter(
         started_at__lt=now - timedelta(days=settings.EMBEDPORTAL_TEST_RUN_RETENTION_DAYS)
     )
     benchmarks = BenchmarkRun.objects.filter(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import Error, close_old_connections, connection
 from django.utils import timezone
 
 from embedportal.scrub import scrub
@@ -26,11 +26,16 @@ from testing.reserved import sweep_reserved
 logger = logging.getLogger(__name__)
 
 
+class RunnerStopped(BaseException):
+    """The test runner was told to stop (SIGTERM): the run in progress ends at once, recorded as
+    interrupted. A BaseException, so no scenario's `except Exception` swallows it."""
+
+
 @dataclass
 class EmbeddingPipelineOperationsTester:
     """Runs a selection of registered scenarios as one TestRun (one run at a time)."""
 
-    # The selection, stored with the run (a requested run is executed from it: tasks.run_requested).
+    # The selection, stored with the run (a queued run is executed from it: testing.runner).
     categories: Sequence[str] = ()
     scenarios: Sequence[str] = ()
     quick: bool = False
@@ -48,9 +53,10 @@ class EmbeddingPipelineOperationsTester:
     def selection(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections")}
 
-    def start(self) -> TestRun:
-        """Take the one-run slot (raises RunInProgress naming the running run)."""
+    def start(self, status: str = RunStatus.RUNNING) -> TestRun:
+        """Take the running slot, or the queued one for a test runner (RunInProgress names its holder)."""
         return TestRun.objects.start(
+            status=status,
             trigger=self.trigger,
             selection=self.selection(),
             requested_by=self.requested_by,
@@ -65,13 +71,17 @@ class EmbeddingPipelineOperationsTester:
         counts: Counter[str] = Counter()
         try:
             sweep_reserved()
-            for scenario in self.selected:
-                for target in self._targets(scenario):
-                    result = self.run_scenario(run, scenario, target)
-                    counts[result.outcome] += 1
-                    TestRun.objects.beat(run.pk)
-                    if self.progress:
-                        self.progress(result)
+            for scenario, target in [(s, t) for s in self.selected for t in self._targets(s)]:
+                result = self.run_scenario(run, scenario, target)
+                counts[result.outcome] += 1
+                if self.progress:
+                    self.progress(result)
+                if not TestRun.objects.beat(run.pk):
+                    logger.info("test run %s is no longer running (cancelled or abandoned): stopping", run.pk)
+                    break
+        except RunnerStopped as exc:
+            interrupted(run.pk, dict(counts), f"interrupted: {exc}")
+            raise
         except Exception as exc:  # noqa: BLE001 -- the run records why it broke
             logger.exception("test run %s broke", run.pk)
             TestRun.objects.finish(run.pk, RunStatus.ERROR, dict(counts), scrub(f"{type(exc).__name__}: {exc}"))
@@ -122,6 +132,7 @@ class EmbeddingPipelineOperationsTester:
     def _attempt(self, run: TestRun, scenario: Scenario, target: str) -> tuple[str, str, dict[str, Any]]:
         ctx = Context(run, scenario, target, self.wait_seconds)
         started = time.monotonic()
+        stopped = False
         try:
             measured = scenario.func(ctx) or {}
             outcome, message = Outcome.PASSED, ""
@@ -136,12 +147,25 @@ class EmbeddingPipelineOperationsTester:
             outcome, measured = Outcome.ERROR, {}
             message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
             close_old_connections()
+        except RunnerStopped:
+            stopped = True
+            raise
         finally:
             try:
-                ctx.cleanup()
+                # Stopping: no waiting for leases to end; the next run's sweep deletes what is left.
+                ctx.cleanup(0 if stopped else None)
             except Exception:  # noqa: BLE001
                 logger.exception("clean-up of scenario %s failed", scenario.name)
         return outcome, scrub(message), _jsonable(measured)
+
+
+def interrupted(run_id: int, counts: dict[str, int], message: str) -> None:
+    """Record the interruption even when the signal broke the connection mid-query."""
+    try:
+        TestRun.objects.finish(run_id, RunStatus.ERROR, counts, message)
+    except Error:
+        connection.close()
+        TestRun.objects.finish(run_id, RunStatus.ERROR, counts, message)
 
 
 def _jsonable(value: Any) -> Any:

@@ -290,7 +290,7 @@ class Collection(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.",
     )
-    fusion = models.CharField(max_length=10, choices=Fusion.choices, default=Fusion.BLEND)
+    fusion = models.CharField(max_length=10, choices=Fusion.choices, default=Fusion.RRF)
     # Optional reranking of search's best candidates (pipeline.rerank); the key rules of api_base hold.
     rerank_model = models.CharField(
         max_length=200,

@@ -136,8 +136,8 @@ def performance_trends(now: datetime, window: int, collection: Collection | None
 
 
 def _capacity() -> dict[str, Any] | None:
-    """The latest measure_capacity's docs/s at EMBEDPORTAL_CAPACITY_WORKERS (what the Grafana panel
-    reads from embedding_pipeline_capacity_docs_per_second)."""
+    """The capacity (capacity.current: one pod's docs/s times the most worker pods; what the Grafana
+    panel reads from embedding_pipeline_capacity_docs_per_second)."""
     cap = capacity.current()
     return None if cap is None else {**asdict(cap), "measured_at": cap.measured_at.isoformat(timespec="minutes")}
 

@@ -16,9 +16,10 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
+from embedportal.scratch import scratch_database
 from pipeline import encoder, history
-from pipeline.loadharness import document_chars, measure_workers, preflight, warm_up
-from pipeline.models import CapacityMeasurement
+from pipeline.loadharness import chunking_of, document_chars, measure_workers, preflight, warm_up
+from pipeline.models import RESERVED_PREFIXES, CapacityMeasurement, Collection
 from pipeline.performance import activity
 from pipeline.providers import LOCAL_MINILM
 
@@ -115,16 +116,18 @@ def fit_usl(points: dict[int, float]) -> UslFit:
 
 
 def measure(model: str, worker_counts: list[int], documents: int, progress: Any = None) -> CapacityMeasurement:
-    """Measure every worker count, fit the USL, store and return the CapacityMeasurement."""
-    preflight()
-    warm_up(model)
-    chars = document_chars(model)
+    """Measure every worker count on the scratch database (embedportal.scratch: production's workers
+    keep running and its queue sees nothing), fit the USL, store the CapacityMeasurement in production."""
+    chars, chunking = document_chars(model), chunking_of(model)  # production's documents and collections
     points = []
-    for n in worker_counts:
-        point = measure_workers(model, n, documents, chars)
-        points.append(point)
-        if progress:
-            progress(point)
+    with scratch_database():
+        preflight()
+        warm_up(model)
+        for n in worker_counts:
+            point = measure_workers(model, n, documents, chars, chunking=chunking)
+            points.append(point)
+            if progress:
+                progress(point)
     fit = fit_usl({p.workers: p.docs_per_second for p in points})
     return CapacityMeasurement.objects.create(
         model=model,
@@ -177,32 +180,43 @@ def fit_of(m: CapacityMeasurement) -> UslFit:
 
 @dataclass
 class Capacity:
-    docs_per_second: float
-    workers: int
+    docs_per_second: float  # per_pod x replicas: the most the autoscaler's largest cluster embeds
+    per_pod: float
+    workers: int  # worker processes per pod (EMBEDPORTAL_CAPACITY_WORKERS)
+    replicas: int  # worker pods at most (EMBEDPORTAL_MAX_WORKER_REPLICAS)
     model: str
     measured_at: datetime
     how: str  # "measured", "usl" or "lower bound"
     runtime: str  # the local model's runtime/precision it was measured on ('' for other models)
 
 
-def current() -> Capacity | None:
-    """The latest measurement's rate at the deployed worker count (EMBEDPORTAL_CAPACITY_WORKERS):
-    measured if that count was measured, else the USL fit's prediction, else the rate of the
-    largest measured count below it (a lower bound). None without a usable measurement."""
-    m = latest()
-    if m is None:
-        return None
-    n = settings.EMBEDPORTAL_CAPACITY_WORKERS
+def capacity_of(m: CapacityMeasurement) -> Capacity | None:
+    """One pod's rate at EMBEDPORTAL_CAPACITY_WORKERS by `m`: measured if that count was measured,
+    else the USL fit's prediction, else the rate of the largest measured count below it (a lower
+    bound); times EMBEDPORTAL_MAX_WORKER_REPLICAS. None when `m` says nothing of that count."""
+    n, replicas = settings.EMBEDPORTAL_CAPACITY_WORKERS, settings.EMBEDPORTAL_MAX_WORKER_REPLICAS
+    fit, below = fit_of(m), [p for p in m.points if p["workers"] < n]
     if (rate := m.rate(n)) is not None:
-        return Capacity(rate, n, m.model, m.measured_at, "measured", m.local_encoder)
-    fit = fit_of(m)
-    if fit.lam is not None and fit.sigma is not None:
-        return Capacity(round(fit.rate(n), 3), n, m.model, m.measured_at, "usl", m.local_encoder)
-    below = [p for p in m.points if p["workers"] < n]
-    if below:
-        best = max(below, key=lambda p: p["workers"])
-        return Capacity(best["docs_per_second"], n, m.model, m.measured_at, "lower bound", m.local_encoder)
-    return None
+        how = "measured"
+    elif fit.lam is not None and fit.sigma is not None:
+        rate, how = round(fit.rate(n), 3), "usl"
+    elif below:
+        rate, how = max(below, key=lambda p: p["workers"])["docs_per_second"], "lower bound"
+    else:
+        return None
+    return Capacity(round(rate * replicas, 3), rate, n, replicas, m.model, m.measured_at, how, m.local_encoder)
+
+
+def current() -> Capacity | None:
+    """The capacity of the models in use (every measured one when none is): per model, its latest
+    measurement on the runtime serving now; the slowest model's, which the whole peak may fall on."""
+    latest_per_model = sizing().order_by("model", "-measured_at").distinct("model")
+    found = [c for m in latest_per_model if (c := capacity_of(m)) is not None]
+    reserved = Q()
+    for prefix in RESERVED_PREFIXES:
+        reserved |= Q(name__startswith=prefix)
+    in_use = set(Collection.objects.exclude(reserved).values_list("model", flat=True))
+    return min([c for c in found if c.model in in_use] or found, key=lambda c: c.docs_per_second, default=None)
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -328,7 +342,7 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
         if p.exceeds_on <= now.date():
             p.exceeded_now, p.exceeds_on = True, None
     if p.peak is not None:
-        measurement = latest()
+        measurement = sizing().filter(model=cap.model).order_by("-measured_at").first()
         wanted = p.peak / (1 - headroom)
         p.workers_needed, p.workers_note = workers_for(wanted, fit_of(measurement))
         p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: " + p.workers_note
@@ -345,9 +359,10 @@ def gauge_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
     return (
         GaugeMetricFamily(
             CAPACITY,
-            "Measured sustained docs/s at the deployed worker count (EMBEDPORTAL_CAPACITY_WORKERS), by model "
-            "and how it was obtained (measured, usl, lower bound).",
-            labels=["model", "workers", "how"],
+            "Measured sustained docs/s of one worker pod (EMBEDPORTAL_CAPACITY_WORKERS processes) times the "
+            "worker pods the autoscaler may run (EMBEDPORTAL_MAX_WORKER_REPLICAS), for the slowest model in use; "
+            "how: measured, usl, lower bound.",
+            labels=["model", "workers", "replicas", "how"],
         ),
         GaugeMetricFamily(CAPACITY_MEASURED, "Unix time of the last capacity measurement.", labels=["model"]),
     )
@@ -357,5 +372,5 @@ def fill_gauges(rate: GaugeMetricFamily, measured: GaugeMetricFamily) -> None:
     """The capacity gauges at scrape time (performance.compliance.PerformanceSLOCollector): no
     sample until a measurement exists."""
     if (cap := current()) is not None:
-        rate.add_metric([cap.model, str(cap.workers), cap.how], cap.docs_per_second)
+        rate.add_metric([cap.model, str(cap.workers), str(cap.replicas), cap.how], cap.docs_per_second)
         measured.add_metric([cap.model], cap.measured_at.timestamp())

@@ -11,8 +11,8 @@ from embedportal.api.strict import (
 )
 from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
-from testing.choices import Category
-from testing.models import TestResult, TestRun
+from testing.choices import Category, RunStatus
+from testing.models import TestResult, TestRun, queued_note
 from testing.registry import load
 
 MAX_WAIT_SECONDS = 300
@@ -33,6 +33,12 @@ class TestRunSerializer(serializers.ModelSerializer):
 
     def get_url(self, run: TestRun) -> str:
         return f"/api/v1/embedding-pipeline-operations/test/{run.pk}"
+
+    def to_representation(self, run: TestRun) -> dict:
+        data = super().to_representation(run)
+        if run.status == RunStatus.QUEUED:  # why it has not started, from the runners' heartbeats
+            data["message"] = queued_note(run)
+        return data
 
 
 class TestRunDetailSerializer(TestRunSerializer):

@@ -20,11 +20,11 @@ from testing.api.serializers import (
     TestRunDetailSerializer,
     TestRunSerializer,
 )
-from testing.choices import RunStatus
+from testing.choices import Trigger
 from testing.junit import junit_text
-from testing.models import RunInProgress, TestRun
+from testing.models import ACTIVE, RunInProgress, TestRun, queued_note
 from testing.reserved import wait_until
-from testing.tasks import start_requested
+from testing.tasks import queue_run
 
 
 class RunPermission(PermissionRequired):
@@ -51,33 +51,45 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(request=RunRequestSerializer, responses={200: TestRunDetailSerializer, 202: TestRunSerializer})
     def create(self, request: Request) -> Response:
-        """Run the full suite (or the categories/scenarios asked for) against this deployment.
+        """Queue the full suite (or the categories/scenarios asked for) for the test runner.
 
         Waits up to `wait` seconds: 200 with the results when the run finished, else 202 with the
-        run's URL to poll. One run at a time: 409 names the running run.
+        run's URL to poll (a run still queued says why: no test runner is running, or it is busy).
+        One run queued at a time: 409 names the queued run.
         """
         body = RunRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
         selection = {**body.validated_data}
         wait = selection.pop("wait")
         try:
-            run, _ = start_requested(request.user, **selection)
+            run, _ = queue_run(requested_by=request.user.get_username(), trigger=Trigger.API, **selection)
         except RunInProgress as exc:
-            running = exc.run
+            queued = exc.run
             raise Conflict(
-                f"test run {running.pk} is running (started {running.started_at:%Y-%m-%d %H:%M:%S} UTC by "
-                f"{running.trigger}); poll /api/v1/embedding-pipeline-operations/test/{running.pk}"
-                if running
-                else "a test run is running"
+                f"test run {queued.pk} is queued (since {queued.started_at:%Y-%m-%d %H:%M:%S} UTC, by "
+                f"{queued.trigger}; {queued_note(queued)}); poll /api/v1/embedding-pipeline-operations/test/{queued.pk}"
+                if queued
+                else "a test run is queued"
             ) from None
-        wait_until(lambda: not TestRun.objects.running().filter(pk=run.pk).exists(), wait)
+        wait_until(lambda: not TestRun.objects.active().filter(pk=run.pk).exists(), wait)
         run.refresh_from_db()
         url = TestRunSerializer(run).data["url"]
-        if run.status == RunStatus.RUNNING:
+        if run.status in ACTIVE:
             response = Response(TestRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
             response["Location"] = url
             return response
         return Response(TestRunDetailSerializer(run).data, status=status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={200: TestRunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a queued or running run: a runner never starts it, a running one stops after its
+        current scenario. 409 when it has already finished."""
+        run = self.get_object()
+        if not TestRun.objects.filter(pk=run.pk).cancel(request.user.get_username()):
+            raise Conflict(f"test run {run.pk} has already finished ({run.status})")
+        run.refresh_from_db()
+        return Response(TestRunSerializer(run).data)
 
     @extend_schema(responses={(200, "application/xml"): str})
     @action(detail=True, methods=["get"])

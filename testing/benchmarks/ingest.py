@@ -91,22 +91,17 @@ def run_once(
     batch: int = 100,
     mode: str = "steady",
     provider: dict | None = None,
+    config: dict | None = None,
 ) -> RunFigures:
     """One drain of the corpus into a fresh collection. `steady`: the HNSW index is present while
     the pipeline writes (a collection already in use); `backfill`: the first load is written
     without it and indexed once at the end, the build inside the timed drain (pipeline.backfill).
-    `provider`: extra collection fields (api_base, api_key_env, dimensions) for a remote model."""
+    `provider`: extra collection fields (api_base, api_key_env, dimensions) for a remote model;
+    `config`: a collection's own fields (model, chunking, batch size, provider), instead of ours."""
     Collection.objects.filter(name=name).delete()
-    collection = create_collection(
-        name=name,
-        model=model,
-        chunking_strategy="recursive",
-        chunk_unit="characters",
-        chunk_size=1000,
-        chunk_overlap=100,
-        batch_size=64,
-        **(provider or {}),
-    )
+    ours = {"chunking_strategy": "recursive", "chunk_unit": "characters", "chunk_size": 1000, "chunk_overlap": 100}
+    fields = config or {"model": model, **ours, "batch_size": 64, **(provider or {})}
+    collection = create_collection(name=name, **fields)
     t0 = time.perf_counter()
     documents, enqueued = corpus.documents(), 0
     threshold = batch if mode == "backfill" else 0

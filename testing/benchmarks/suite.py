@@ -8,9 +8,12 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,9 +21,10 @@ import psutil
 from django.db import connection
 from django.utils import timezone
 
+from embedportal.scratch import scratch_database
 from embedportal.version import code_version
 from pipeline import loadharness
-from pipeline.models import Collection, Document
+from pipeline.models import Collection
 from testing import fingerprints
 from testing.benchmarks import ingest, regression, scrape, stages
 from testing.benchmarks import search as search_benchmark
@@ -29,8 +33,6 @@ from testing.models import BenchmarkRun
 
 HASH_MODEL = "local/hash-384"
 MINILM = "local/all-MiniLM-L6-v2"
-# pg_try_advisory_lock key: one benchmark run at a time on a database (ASCII "BENCHRN").
-RUN_LOCK = 0x42454E4348524E
 # Chunks from which search must be planned on the HNSW index.
 INDEX_EXPECTED_FROM = 5000
 
@@ -55,10 +57,6 @@ SIZES = {
 }
 
 Figures = dict[str, dict[str, Any]]
-
-
-class BenchmarkBusy(Exception):
-    """Another benchmark run holds the database's run lock."""
 
 
 def figure(samples: list[float], better: str, unit: str) -> dict[str, Any]:
@@ -183,6 +181,36 @@ def metrics(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     return {"scrape_p95_ms": figure(p95s, "lower", "ms")}
 
 
+# A changed collection's own workload: its newest documents' text, ingested with its fields into a copy.
+SAMPLE_DOCUMENTS = 50
+NOT_COPIED = {"id", "name", "team", "paused"}
+
+
+def workload(name: str, folder: Path) -> tuple[dict[str, Any], ingest.Corpus | None]:
+    """A collection's fields and a corpus of its newest documents' text in `folder` (None when it has
+    none yet), read from production before the run moves to the scratch database."""
+    collection = Collection.objects.filter(name=name).first()
+    if collection is None:
+        raise ValueError(f"no collection named {name!r}")
+    fields = Collection._meta.concrete_fields
+    config = {f.attname: getattr(collection, f.attname) for f in fields if f.editable and f.name not in NOT_COPIED}
+    texts = collection.documents.order_by("-pk").values_list("text", flat=True)[:SAMPLE_DOCUMENTS]
+    folder.mkdir()
+    paths = []
+    for i, text in enumerate(texts):
+        paths.append(folder / f"document-{i}.txt")
+        paths[-1].write_text(text, encoding="utf-8")
+    return config, ingest.Corpus(folder, paths) if paths else None
+
+
+def collection_benchmark(config: dict[str, Any], corpus: ingest.Corpus, sizes: Sizes) -> Figures:
+    loadharness.warm_up(config["model"])
+    name, floor = "benchmark-collection", ingest.copy_floor
+    figures, collection = _ingest(name, "", corpus, sizes.repeats, floor, "ratio_to_floor", workers=1, config=config)
+    collection.delete()
+    return figures
+
+
 BENCHMARKS: dict[str, Callable[[Sizes, ingest.Corpus], Figures]] = {
     "ingest_steady": ingest_steady,
     "ingest_backfill": ingest_backfill,
@@ -202,33 +230,39 @@ def run_suite(
     only: list[str] | None = None,
     progress: Callable[[str], None] = lambda message: None,
     corpus: str = "django-docs",
+    collections: list[str] | None = None,
 ) -> BenchmarkRun:
-    """Run the suite, store it, compare it with this machine's history. One run at a time per database."""
+    """Run the suite, or the `collections`' own workloads (benchmark `collection:<name>`), on the
+    scratch database (embedportal.scratch); store the run in production and compare it with this
+    machine's history. Production's queue, activity and tables see nothing of it."""
     sizes = SIZES[BenchmarkSuite(suite)]
-    if Document.objects.claimable().exclude(collection__name__startswith="benchmark-").exists():
-        raise RuntimeError("other documents are waiting in the queue; benchmarks drain it: run on an idle database")
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK])
-        if not cur.fetchone()[0]:
-            raise BenchmarkBusy("another benchmark run is in progress")
-    try:
+    if collections:  # compared with the workload runs only: a burst of them leaves the suite's history alone
+        suite = BenchmarkSuite.WORKLOAD
+    with tempfile.TemporaryDirectory() as folder:
+        workloads = {name: workload(name, Path(folder, name)) for name in collections or []}
+        files = None
+        if not collections or any(own is None for _, own in workloads.values()):
+            files = ingest.open_corpus(corpus, sizes.ingest_docs)
+        if collections:
+            benchmarks = {
+                f"collection:{name}": partial(collection_benchmark, config, own or files)
+                for name, (config, own) in workloads.items()
+            }
+        else:
+            wanted = [n for n in BENCHMARKS if not only or n in only or (n == "ingest_steady" and "rerun" in only)]
+            benchmarks = {n: partial(BENCHMARKS[n], corpus=files) for n in wanted}
         started, t0 = timezone.now(), time.perf_counter()
-        files = ingest.open_corpus(corpus, sizes.ingest_docs)
-        loadharness.warm_up(HASH_MODEL)
-        results: dict[str, Figures] = {}
-        for name, benchmark in BENCHMARKS.items():
-            if only and name not in only and not (name == "ingest_steady" and "rerun" in only):
-                continue
-            progress(f"{name} ...")
-            figures = benchmark(sizes, files)
-            if "rerun_seconds" in figures:  # measured on ingest_steady's collection, reported on its own
-                results["rerun"] = {"rerun_seconds": figures.pop("rerun_seconds")}
-            if not only or name in only:
-                results[name] = figures
-        return record(suite, trigger, note, started, time.perf_counter() - t0, results)
-    finally:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", [RUN_LOCK])
+        with scratch_database():
+            loadharness.warm_up(HASH_MODEL)
+            results: dict[str, Figures] = {}
+            for name, benchmark in benchmarks.items():
+                progress(f"{name} ...")
+                figures = benchmark(sizes)
+                if "rerun_seconds" in figures:  # measured on ingest_steady's collection, reported on its own
+                    results["rerun"] = {"rerun_seconds": figures.pop("rerun_seconds")}
+                if not only or name in only:
+                    results[name] = figures
+    return record(suite, trigger, note, started, time.perf_counter() - t0, results)
 
 
 def record(

@@ -161,7 +161,7 @@ def test_starting_a_test_run_leaves_one_event_and_the_refused_second_none(db, ap
     started = api.post("/api/v1/embedding-pipeline-operations/test", body, format="json")
     assert started.status_code == 202, started.content
     error_of(api.post("/api/v1/embedding-pipeline-operations/test", {}, format="json"), 409)
-    admin_client.post("/admin/testing/testrun/run-now/", {})  # refused too: the run is running
+    admin_client.post("/admin/testing/testrun/run-now/", {})  # refused too: a run is queued
 
     event = only_event()
     assert (event.via, event.action, event.target) == ("api", "ops-test.add", f"ops-test {started.json()['id']}")

@@ -49,7 +49,7 @@ def test_operator_reads_the_performance_page_and_applies_a_recommendation(
         "return Chart.getChart('trend-throughput').data.datasets.map(d => [d.label, d.data[0]])"
     )
     assert throughput[0][0] == "docs/s stored"
-    assert throughput[1] == ["capacity at 2 worker(s) (local/hash-16)", 8.5]
+    assert throughput[1] == ["capacity of 1 pod(s) x 2 worker(s) (local/hash-16)", 8.5]
     slo_lines = browser.execute_script("return Chart.getChart('trend-slos').data.datasets.map(d => d.label)")
     assert slo_lines == ["document_latency", "throughput_per_worker", "held at 0.95 (latency)"]
     slos = [row.text.split()[0] for row in browser.find_elements(By.CSS_SELECTOR, "#slos tbody tr")]

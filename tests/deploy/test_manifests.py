@@ -508,6 +508,26 @@ def test_every_scheduled_pass_has_exactly_one_runner(overlay: str) -> None:
     assert set(commands) - declared == {("benchmark", "--suite", "full")}
 
 
+@pytest.mark.parametrize("overlay", RENDERED)
+def test_queued_test_runs_have_exactly_one_runner_and_it_serves_the_fault_provider(overlay: str) -> None:
+    docs = rendered(overlay)
+    runners = [
+        d
+        for d in find(docs, "Deployment")
+        if any("run_test_runner" in c.get("args", []) for c in d["spec"]["template"]["spec"]["containers"])
+    ]
+    assert [d["metadata"]["name"] for d in runners] == ["embedportal-test-runner"]
+    spec = runners[0]["spec"]
+    # One at a time, also during a rollout; the workers (other pods) reach its fault provider.
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    assert spec["template"]["metadata"]["labels"]["embedportal.io/fault-provider"] == "true"
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert int(env["EMBEDPORTAL_OPS_TEST_FAULT_PORT"]["value"]) == container["ports"][0]["containerPort"]
+    assert not [c for c in cron_commands(docs) if c[:1] == ("run_test_runner",)]
+
+
 def test_production_sets_its_public_host_once_for_tls_hosts_origins_and_runbook_links(tmp_path) -> None:
     import shutil
 

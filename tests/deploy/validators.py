@@ -262,6 +262,34 @@ def validate_cnpg_scheduled_backup(doc: dict[str, Any]) -> None:
         raise ManifestError("ScheduledBackup: " + "; ".join(errors))
 
 
+# CloudNativePG Database (postgresql.cnpg.io/v1, DatabaseSpec; `extensions` since 1.26).
+CNPG_DATABASE_FIELDS = set(
+    (
+        "cluster ensure name owner template tablespace databaseReclaimPolicy encoding locale localeProvider "
+        "localeCollate localeCType icuLocale icuRules builtinLocale collationVersion isTemplate allowConnections "
+        "connectionLimit extensions schemas fdws"
+    ).split()
+)
+CNPG_EXTENSION_FIELDS = {"name", "ensure", "version", "schema"}
+
+
+def validate_cnpg_database(doc: dict[str, Any]) -> None:
+    spec = doc.get("spec", {})
+    errors = [f"spec.{key}: not a documented field" for key in spec if key not in CNPG_DATABASE_FIELDS]
+    if set(spec.get("cluster", {})) != {"name"}:
+        errors.append("spec.cluster: must be {name: <cluster>}")
+    if not spec.get("name") or not spec.get("owner"):
+        errors.append("spec.name and spec.owner are required")
+    for i, extension in enumerate(spec.get("extensions", [])):
+        errors += [
+            f"spec.extensions[{i}].{key}: not a documented field" for key in set(extension) - CNPG_EXTENSION_FIELDS
+        ]
+        if extension.get("ensure", "present") not in {"present", "absent"}:
+            errors.append(f"spec.extensions[{i}].ensure: {extension['ensure']!r}")
+    if errors:
+        raise ManifestError("Database: " + "; ".join(errors))
+
+
 # ---------------------------------------------------------------------------------------------
 # Core kinds
 
@@ -300,6 +328,7 @@ CUSTOM_VALIDATORS: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {
     ("argoproj.io/v1alpha1", "CronWorkflow"): validate_cron_workflow,
     ("postgresql.cnpg.io/v1", "Cluster"): validate_cnpg_cluster,
     ("postgresql.cnpg.io/v1", "ScheduledBackup"): validate_cnpg_scheduled_backup,
+    ("postgresql.cnpg.io/v1", "Database"): validate_cnpg_database,
 }
 
 

@@ -3,6 +3,7 @@ chunks are the same rows (counts and a checksum of ids, content hashes and vecto
 
 from __future__ import annotations
 
+import subprocess
 from io import StringIO
 from pathlib import Path
 
@@ -112,3 +113,15 @@ def test_restore_refuses_while_another_client_uses_the_database(tmp_path: Path):
     with psycopg.connect(database_url(), application_name="embedportal-worker"):
         with pytest.raises(CommandError, match=r"in use by 1 other connection\(s\): embedportal-worker \(\d+\)"):
             run("restore", str(archive))
+
+
+def test_backup_follows_a_database_url_that_names_its_socket_as_a_host_parameter(hash_collection, tmp_path: Path):
+    from tests.conftest import database_url, manage
+
+    url = database_url()
+    assert "?host=/" in url  # the embedded server's socket, as a user's DATABASE_URL may name it
+    archive = tmp_path / "socket.dump"
+    backup = manage("backup", "--output", str(archive), env={"DATABASE_URL": url}, stderr=subprocess.PIPE, text=True)
+    assert backup.wait(timeout=120) == 0, backup.stderr.read()
+    listing = run_pg_tool("pg_restore", "--list", str(archive))
+    assert "TABLE DATA public pipeline_collection" in listing.stdout

@@ -78,7 +78,7 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "ef_search": None,
         "search_mode": "hybrid",  # new collections: the best mode measured (docs/search.md)
         "keyword_weight": 0.5,
-        "fusion": "blend",
+        "fusion": "rrf",  # new collections: reciprocal-rank fusion, the better one measured
         "rerank_model": "",  # no reranking unless named
         "rerank_api_base": "",
         "rerank_api_key_env": "",

@@ -15,7 +15,14 @@ from django.test import override_settings
 from django.urls import reverse
 
 from pipeline import encoder, history
-from pipeline.models import CapacityMeasurement, Collection, WorkerHeartbeat
+from pipeline.models import (
+    BatchTiming,
+    CapacityMeasurement,
+    Collection,
+    CollectionActivity,
+    Document,
+    WorkerHeartbeat,
+)
 from pipeline.performance import capacity
 from pipeline.performance.optimizer import analyse
 from pipeline.queue import IncomingDocument, enqueue
@@ -85,19 +92,20 @@ def test_measure_capacity_refuses_bad_worker_counts(workers):
         call_command("measure_capacity", "--workers", workers)
 
 
-@pytest.mark.django_db
-def test_measure_capacity_refuses_while_documents_are_queued(hash_collection):
+@pytest.mark.django_db(transaction=True)
+def test_measure_capacity_measures_on_the_scratch_database_while_production_works(hash_collection):
+    # Production has queued work and a running worker: the measurement runs anyway, beside them.
     enqueue(hash_collection, [IncomingDocument("waiting", "user work")])
-    with pytest.raises(CommandError, match="1 documents are queued or being processed"):
-        call_command("measure_capacity", "--model", "local/hash-16", "--workers", "1", "--docs", "10")
-    assert not CapacityMeasurement.objects.exists()
-
-
-@pytest.mark.django_db
-def test_measure_capacity_refuses_while_pipeline_workers_run():
     WorkerHeartbeat.objects.beat("worker", worker="other-host:4242")
-    with pytest.raises(CommandError, match="pipeline workers are running \\(other-host:4242\\)"):
-        call_command("measure_capacity", "--model", "local/hash-16", "--workers", "1", "--docs", "10")
+    activity = list(CollectionActivity.objects.values())  # the enqueue's arrival
+    run("measure_capacity", "--model", "local/hash-16", "--workers", "1", "--docs", "10")
+
+    [m] = CapacityMeasurement.objects.all()  # the result, in production
+    assert m.points[0]["documents"] == 10
+    assert list(Collection.objects.values_list("name", flat=True)) == [hash_collection.name]
+    assert list(Document.objects.values_list("status", flat=True)) == ["pending"]
+    assert WorkerHeartbeat.objects.filter(worker="other-host:4242").exists()
+    assert not BatchTiming.objects.exists() and list(CollectionActivity.objects.values()) == activity
 
 
 @pytest.mark.django_db(transaction=True)
@@ -117,10 +125,25 @@ def test_measure_capacity_stores_a_measurement_and_exports_the_gauges(client):
         scrape = client.get("/metrics").content.decode()
     rate = point["docs_per_second"]
     assert (
-        f'embedding_pipeline_capacity_docs_per_second{{how="measured",model="local/hash-384",workers="1"}} {rate}'
-        in scrape
+        'embedding_pipeline_capacity_docs_per_second{how="measured",model="local/hash-384",replicas="1",'
+        f'workers="1"}} {rate}' in scrape
     )
     assert 'embedding_pipeline_capacity_measured_timestamp_seconds{model="local/hash-384"}' in scrape
+
+
+@pytest.mark.django_db
+def test_capacity_is_one_pod_times_the_most_replicas_for_the_slowest_model_in_use(hash_collection):
+    measurement({1: 10.0, 2: 16.0}, usl_lambda=10.0, usl_sigma=0.25, usl_kappa=0.0)  # local/hash-384
+    slow = measurement({1: 3.0, 2: 5.0}, usl_lambda=3.0, usl_sigma=0.2, usl_kappa=0.0)
+    slow.model = "local/hash-16"
+    slow.save()
+    with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=2, EMBEDPORTAL_MAX_WORKER_REPLICAS=10):
+        cap = capacity.current()  # hash_collection uses local/hash-16: the slower model is the one in use
+        assert (cap.model, cap.per_pod, cap.replicas, cap.docs_per_second) == ("local/hash-16", 5.0, 10, 50.0)
+        hash_collection.delete()  # nothing in use: the slowest measured model
+        assert capacity.current().model == "local/hash-16"
+        Collection.objects.create(name="fast", model="local/hash-384", dimensions=384)
+        assert capacity.current().docs_per_second == 160.0
 
 
 @pytest.mark.django_db
@@ -167,7 +190,10 @@ def test_only_measurements_of_the_serving_runtime_size_the_plan_and_the_optimize
             admin_client.get(reverse(f"admin:pipeline_{page}")).content.decode() for page in ("slos", "performance")
         ]
     assert (cap.docs_per_second, cap.runtime, cap.measured_at) == (9.0, serving, ours.measured_at)
-    assert f"capacity: 9.000 docs/s ({capacity.LOCAL_MODEL} on {serving}, 2 workers, measured" in text
+    assert (
+        f"capacity: 9.000 docs/s ({capacity.LOCAL_MODEL} on {serving}, 9.000 docs/s per pod of 2 workers x 1 pods, "
+        "measured" in text
+    )
     assert f"capacity measurement of {ours.measured_at:%Y-%m-%d} on {serving})" in workers.expected_effect
     assert all(f"({capacity.LOCAL_MODEL} on {serving}, " in page for page in pages)
 

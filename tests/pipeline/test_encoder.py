@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import shutil
 import subprocess
 from pathlib import Path
@@ -145,6 +146,38 @@ def test_the_worker_records_the_runtime_on_the_collection_and_metrics_show_it(db
     assert collection.local_encoder == encoder.label(served)
     labels = f'precision="{served.precision}",runtime="openvino"'
     assert f"embedding_pipeline_local_encoder_info{{{labels}}} 1.0" in client.get("/metrics").content.decode()
+
+
+def test_batches_sorted_by_length_return_the_vectors_in_the_texts_order() -> None:
+    served = encoder.OpenVinoEncoder(encoder.ensure_export("f32"), "f32")
+    # Long and short texts mixed, more than STREAMS batches: each batch pads to its own longest.
+    texts = [f"{'word ' * (37 * i % 230)}text number {i}" for i in range(encoder.BATCH * encoder.STREAMS + 5)]
+
+    together = served.encode(texts)
+
+    assert together.shape == (len(texts), encoder.DIMS)
+    assert np.allclose(together, np.stack([served.encode([text])[0] for text in texts]), atol=1e-5)
+    assert served.encode([]).shape == (0, encoder.DIMS)
+
+
+def _encode_in_child(served: encoder.OpenVinoEncoder, texts: list[str], results: multiprocessing.Queue) -> None:
+    results.put(served.encode(texts))
+
+
+def test_a_forked_child_compiles_its_own_inference_requests() -> None:
+    served = encoder.OpenVinoEncoder(encoder.ensure_export("f32"), "f32")
+    before = served.encode(TEXTS)  # this process's requests exist: the child must not use them
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=_encode_in_child, args=(served, TEXTS, results), daemon=True)
+    child.start()
+
+    in_child = results.get(timeout=120)
+    child.join(timeout=60)
+
+    assert child.exitcode == 0
+    assert np.allclose(in_child, before, atol=1e-6)
+    assert np.allclose(served.encode(TEXTS), before, atol=1e-6), "the parent's requests still serve it"
 
 
 def test_auto_precision_tries_what_the_cpu_runs_fastest_first() -> None:

@@ -91,6 +91,16 @@ def test_blend_adds_normalised_scores_by_weight_and_rrf_adds_reciprocal_ranks():
     assert rrf[0].score == pytest.approx(0.5 / 63 + 0.5 / 61)
 
 
+def test_hybrid_search_fuses_twenty_candidates_a_side_by_rank_and_fifty_by_blend(pages, monkeypatch):
+    asked, matches = [], keyword.matches
+    monkeypatch.setattr(keyword, "matches", lambda c, q, k: asked.append(k) or matches(c, q, k))
+    assert len(search(pages, "vacuum the database", 3)) == 3
+    pages.fusion = "blend"
+    search(pages, "vacuum the database", 3)
+    search(pages, "vacuum the database", 3, by_document=True)  # ten chunks per document asked for
+    assert asked == [20, 50, 50]
+
+
 def test_results_grouped_by_document_keep_each_documents_best_chunk(pages):
     chunks = search(pages, "replication lag paragraph", 5, mode="keyword")
     assert documents(chunks) == ["long.md"] * 5, "one long page crowds the chunk ranking"
@@ -111,7 +121,7 @@ def test_the_api_and_the_command_take_a_mode_and_document_grouping(api, pages):
     out = StringIO()
     call_command("search", "vacuum the database", collection="hashes", mode="keyword", json=True, stdout=out)
     assert json.loads(out.getvalue())[0]["document_id"] == "maintenance.md"
-    assert pages.search_mode == "hybrid", "new collections search hybrid by default"
+    assert (pages.search_mode, pages.fusion) == ("hybrid", "rrf"), "new collections: hybrid, fused by rank"
     # Hash vectors rank at random: with the whole share the keyword ranking decides the hybrid one.
     assert api.patch("/api/v1/collections/hashes/", {"keyword_weight": 1.0}, format="json").status_code == 200
     hybrid = api.post(url, {"query": "vacuum the database", "k": 3}, format="json").json()["results"]

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.models import Document
 from pipeline.tasks import DRAIN_SECONDS
+from testing.models import RunnerHeartbeat
 from tests.conftest import ROOT, database_url, wait_for
 from tests.tools import free_port
 
@@ -77,7 +78,7 @@ def run_env(tmp_path: Path, port: int) -> dict[str, str]:
     }
 
 
-def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
+def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
     port = free_port()
     env = run_env(tmp_path, port)
     script = subprocess.Popen(
@@ -98,6 +99,11 @@ def test_ctrl_c_stops_web_and_worker(tmp_path: Path) -> None:
         wait_for(lambda: (tmp_path / "data" / "site" / "index.html").is_file(), timeout=120)
         started = qcluster_pids(script.pid)
         assert started, "no qcluster process was started"
+        # The test runner beside them: queued operations test runs have a process to execute in.
+        wait_for(lambda: RunnerHeartbeat.objects.alive().exists(), timeout=60)
+        runners = {pid for pid, args in descendants(script.pid).items() if "manage.py run_test_runner" in args}
+        assert runners, "no test runner process was started"
+        started |= runners
 
         os.killpg(script.pid, signal.SIGINT)
 

@@ -40,6 +40,8 @@ PLATFORM_ROUTES = {
     ("GET", "/api/v1/embedding-pipeline-operations/test/"),
     ("GET", "/api/v1/embedding-pipeline-operations/test/{pk}/"),
     ("GET", "/api/v1/embedding-pipeline-operations/test/{pk}/junit/"),
+    # Cancelling needs testing.run_testrun, a platform operator's permission, as starting does.
+    ("POST", "/api/v1/embedding-pipeline-operations/test/{pk}/cancel/"),
     # The audit export is the platform team's: audit.view_auditevent shows every team's events.
     ("GET", "/api/v1/audit/"),
 }

@@ -245,3 +245,29 @@ def test_a_stop_signal_landing_inside_the_idle_wait_still_stops_the_worker():
     assert child.returncode == 0, child.stderr
     assert child.stdout.count("started; Ctrl-C to stop.") == 30
     assert "all stopped" in child.stdout
+
+
+def test_qcluster_stops_mid_drain_within_seconds_and_leaves_the_rest_queued(fake_collection, fake_provider):
+    # Drain tasks run for up to DRAIN_SECONDS (50 s) and django-q2 lets each running and prefetched
+    # task finish before it stops: without the stop flag a pod's stop took minutes.
+    fake_provider.delay = 2
+    enqueue(fake_collection, [IncomingDocument(f"d{i}", f"document number {i}") for i in range(60)])
+    env = {"FAKE_PROVIDER_KEY": "sk-test-secret-123456", "EMBEDPORTAL_CLAIM_BATCH": "2", "Q_WORKERS": "2"}
+    cluster = manage("qcluster", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: Document.objects.filter(status=DocumentStatus.EMBEDDED).count() >= 2, timeout=60)
+        cluster.send_signal(signal.SIGTERM)  # SIGINT (Ctrl-C under make run) takes the same path
+        started = time.monotonic()
+        cluster.wait(timeout=60)
+        stopped_in = time.monotonic() - started
+    finally:
+        if cluster.poll() is None:
+            cluster.kill()
+            cluster.wait()
+    print(f"stopped in {stopped_in:.1f} s")
+    # Each worker ends the batch in hand (2 s at the provider) and claims nothing more; the pod's grace
+    # period (deploy/base/app/worker-deployment.yaml) is far longer.
+    assert stopped_in < 20, f"qcluster took {stopped_in:.1f} s to stop"
+    assert cluster.returncode == 0
+    assert not Document.objects.filter(status=DocumentStatus.PROCESSING).exists()
+    assert Document.objects.filter(status=DocumentStatus.PENDING, lease_owner="").count() >= 40

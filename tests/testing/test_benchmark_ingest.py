@@ -17,7 +17,7 @@ from pipeline.chunking import Chunker
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from testing import corpus as corpora
-from tests.testing.conftest import benchmark_ingest
+from tests.testing.conftest import benchmark_ingest, command_output
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -164,8 +164,8 @@ def test_an_unknown_or_empty_corpus_is_refused(tmp_path: Path) -> None:
         benchmark_ingest(corpus=str(tmp_path / "empty"), model="local/hash-16")
 
 
-def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp_path: Path) -> None:
-    # A stand-in sdist in the cache: django_docs() must not download, and must extract only docs/*.txt.
+def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp_path: Path, settings) -> None:
+    # A stand-in sdist in the cache: fetch() must not download, and must extract only docs/*.txt.
     prefix = f"django-{corpora.DJANGO_VERSION}"
     src = tmp_path / "src"
     for name, text in {
@@ -178,10 +178,14 @@ def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp
         (src / name).write_text(text)
     cache = tmp_path / "cache"
     cache.mkdir()
+    with pytest.raises(corpora.CorpusMissing, match="fetch_corpus"):
+        corpora.django_docs(cache)  # never downloads
     with tarfile.open(cache / f"django-{corpora.DJANGO_VERSION}.tar.gz", "w:gz") as tar:
         tar.add(src / prefix, arcname=prefix)
 
-    paths = corpora.django_docs(cache)
+    settings.EMBEDPORTAL_CORPUS_DIR = cache
+    assert command_output("fetch_corpus") == f"2 files of the django-docs corpus in {cache}\n"
+    paths = corpora.django_docs()
 
     root = cache / f"django-{corpora.DJANGO_VERSION}-docs"
     assert [p.relative_to(root).as_posix() for p in paths] == ["index.txt", "topics/db/models.txt"]

@@ -4,17 +4,24 @@ history (Welch t-test + 5% effect, change points), flagged in the exit code, adm
 from __future__ import annotations
 
 import ast
+import subprocess
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError
+from django.db import connection, connections
 from django.utils import timezone
 from django_q.models import Schedule
+from django_q.tasks import async_task
 from rest_framework.test import APIClient
 
+from embedportal import scratch
+from pipeline.models import Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
 from testing.benchmarks import regression, suite
 from testing.benchmarks import tasks as benchmark_tasks
 from testing.models import BenchmarkRun
+from tests.conftest import database_url, manage, wait_for
 from tests.testing.conftest import TINY, benchmark_suite, change_configurations
 from tests.tools import client_with
 
@@ -149,7 +156,9 @@ def test_change_point_detection_dates_the_regression_to_its_first_run():
 
 
 @pytest.mark.django_db
-def test_a_configuration_change_queues_one_debounced_quick_benchmark(django_capture_on_commit_callbacks, settings):
+def test_a_configuration_change_queues_one_debounced_benchmark_of_the_changed_collections(
+    django_capture_on_commit_callbacks, settings
+):
     settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
     _, b = change_configurations(django_capture_on_commit_callbacks, benchmark_tasks.CONFIG_SCHEDULE)
     with django_capture_on_commit_callbacks(execute=True):
@@ -159,6 +168,125 @@ def test_a_configuration_change_queues_one_debounced_quick_benchmark(django_capt
     (schedule,) = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
     assert schedule.func == benchmark_tasks.TASK and schedule.schedule_type == Schedule.ONCE
     kwargs = ast.literal_eval(schedule.kwargs)
-    assert kwargs["suite"] == "quick" and kwargs["trigger"] == "config_change"
-    assert kwargs["note"] == "configuration changed: a, b"
+    assert kwargs["trigger"] == "config_change"
+    assert kwargs["note"] == "configuration changed: a, b" and kwargs["collections"] == ["a", "b"]
     assert schedule.next_run > timezone.now() + timedelta(seconds=50)
+
+
+def production_state(settings_dict: dict) -> tuple:
+    """Queue depth, activity, batch and chunk rows, and VACUUMs of production's documents, read on a
+    connection of its own (the benchmark's default connection points at the scratch database)."""
+    probe = type(connections["default"])(dict(settings_dict), "probe")
+    try:
+        with probe.cursor() as cur:
+            cur.execute(
+                "SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'pending'), "
+                "(SELECT count(*) FROM pipeline_collectionactivity), (SELECT count(*) FROM pipeline_batchtiming), "
+                "(SELECT count(*) FROM pipeline_chunk), "
+                "(SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'pipeline_document')"
+            )
+            return cur.fetchone()
+    finally:
+        probe.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_suite_runs_on_the_scratch_database_while_production_has_queued_work(folder, tiny, hash_collection):
+    enqueue(hash_collection, [IncomingDocument("waiting", "user work")])
+    connections["default"].ensure_connection()
+    production = dict(connections["default"].settings_dict)
+    before = production_state(production)
+    seen = []
+
+    def progress(message: str) -> None:
+        with connection.cursor() as cur:
+            cur.execute("SELECT current_database()")
+            seen.append((message, cur.fetchone()[0], production_state(production)))
+
+    run = suite.run_suite("quick", only=["ingest_steady", "metrics"], progress=progress, corpus=str(folder))
+
+    assert set(run.results) == {"ingest_steady", "rerun", "metrics"} and BenchmarkRun.objects.get() == run
+    assert [(m, db) for m, db, _ in seen] == [("ingest_steady ...", scratch.name()), ("metrics ...", scratch.name())]
+    assert all(state == before for _, _, state in seen), "production changed while the benchmark ran"
+    assert production_state(production) == before and before[0] == 1
+    assert list(Collection.objects.values_list("name", flat=True)) == ["hashes"]
+
+
+def test_the_django_docs_corpus_is_never_downloaded_at_run_time(tmp_path, settings):
+    settings.EMBEDPORTAL_CORPUS_DIR = tmp_path
+    with pytest.raises(CommandError, match="manage.py fetch_corpus"):
+        benchmark_suite("--only", "search")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_collection, tmp_path, monkeypatch):
+    texts = [f"Collection text {i} about leases and queues. " * (5 + i) for i in range(4)]
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", text) for i, text in enumerate(texts)])
+    # The task's own process, as django-q2 runs it; an empty corpus cache: nothing may be downloaded.
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    monkeypatch.setenv("EMBEDPORTAL_CORPUS_DIR", str(tmp_path))
+    # The worker pod's multiprocess metrics directory: the benchmark's documents must not be counted there.
+    metrics_dir = tmp_path.parent / f"{tmp_path.name}-metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+
+    result = benchmark_tasks.run_benchmark(note="configuration changed: hashes", collections=["hashes"])
+
+    assert result["started"], result
+    run = BenchmarkRun.objects.get(pk=result["run"])
+    assert run.trigger == "config_change" and run.note == "configuration changed: hashes"
+    assert run.suite == "workload"  # its own history: the quick suite's comparisons never see it
+    figures = run.results["collection:hashes"]
+    assert figures["docs_per_second"]["median"] > 0 and figures["ratio_to_floor"]["median"] > 0
+    assert not any(tmp_path.iterdir()) and not any(metrics_dir.iterdir())
+    # Production: its collection and its four queued documents only.
+    assert Document.objects.filter(status="pending").count() == 4 and Collection.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_collection_benchmark_copies_the_collections_fields_and_newest_texts(hash_collection, tmp_path):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
+    config, corpus = suite.workload("hashes", tmp_path / "hashes")
+    assert config["model"] == "local/hash-16" and config["chunk_size"] == 200 and config["batch_size"] == 16
+    assert "name" not in config and "paused" not in config
+    assert sorted(p.read_text() for p in corpus.paths) == ["text 0", "text 1", "text 2"]
+    with pytest.raises(ValueError, match="no collection named 'gone'"):
+        suite.workload("gone", tmp_path / "gone")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_saves_makes_one_workload_run_in_the_cluster(
+    hash_collection, django_capture_on_commit_callbacks, tmp_path
+):
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Text {i} about leases. " * 20) for i in range(3)])
+    Collection.objects.filter(pk=hash_collection.pk).update(paused=True)  # production's drains leave them queued
+    hash_collection.refresh_from_db()
+    Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE).delete()
+    for size in (150, 120, 100):  # a burst of saves
+        with django_capture_on_commit_callbacks(execute=True):
+            hash_collection.chunk_size = size
+            hash_collection.save()
+    [schedule] = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
+    kwargs = ast.literal_eval(schedule.kwargs)
+    assert kwargs["collections"] == ["hashes"]
+
+    empty = tmp_path / "corpus"
+    empty.mkdir()
+    log = (tmp_path / "qcluster.log").open("w")
+    cluster = manage(
+        "qcluster", env={"Q_WORKERS": "1", "EMBEDPORTAL_CORPUS_DIR": str(empty)}, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        # What django-q2's scheduler does once the debounce has passed (it looks every 30 s).
+        async_task(schedule.func, **kwargs)
+        wait_for(lambda: BenchmarkRun.objects.exists(), timeout=180)
+    finally:
+        cluster.terminate()
+        cluster.wait(60)
+
+    [run] = BenchmarkRun.objects.all()
+    assert run.suite == "workload" and run.note == "configuration changed: hashes"
+    assert run.results["collection:hashes"]["docs_per_second"]["median"] > 0
+    assert not any(empty.iterdir()), "nothing was downloaded"
+    assert Document.objects.filter(status="pending").count() == 3 and Collection.objects.count() == 1

@@ -11,7 +11,7 @@ from testing.choices import RunStatus
 from testing.collectors import DatabaseCollector
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
-from testing.models import TestRun
+from testing.models import RunnerHeartbeat, TestRun
 from tests.factories import stored_result as record
 
 
@@ -100,17 +100,26 @@ def test_admin_lists_runs_results_history_flaky_and_coverage(admin_client, db):
     assert admin_client.get(f"/admin/testing/testrun/{result.run_id}/change/").status_code == 200
 
 
-def test_admin_run_now_starts_one_run_and_refuses_a_second(admin_client, db, django_capture_on_commit_callbacks):
+def test_admin_run_now_queues_one_run_says_no_runner_and_refuses_a_second(admin_client, db):
     from django_q.models import OrmQ
 
-    with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post("/admin/testing/testrun/run-now/", {"category": "edge", "quick": "1"})
-    run = TestRun.objects.get(status=RunStatus.RUNNING)
-    assert response.status_code == 302 and response["Location"].endswith(f"/testrun/{run.pk}/change/")
+    response = admin_client.post("/admin/testing/testrun/run-now/", {"category": "edge", "quick": "1"}, follow=True)
+    run = TestRun.objects.get(status=RunStatus.QUEUED)
+    assert response.redirect_chain[-1][0].endswith(f"/testrun/{run.pk}/change/")
+    assert b"no test runner is running: start `manage.py run_test_runner`" in response.content
     assert run.selection["categories"] == ["edge"] and run.selection["quick"] is True
-    assert OrmQ.objects.count() == 1
+    assert not OrmQ.objects.exists()
     second = admin_client.post("/admin/testing/testrun/run-now/", {}, follow=True)
-    assert f"test run {run.pk} (api) is running".encode() in second.content
+    assert f"test run {run.pk} (api) is queued".encode() in second.content
+    listed = admin_client.get("/admin/testing/testrun/")
+    assert f"Test run {run.pk} is queued: no test runner is running".encode() in listed.content
+
+    cancel = {"action": "cancel_runs", "_selected_action": [run.pk]}
+    done = admin_client.post("/admin/testing/testrun/", cancel, follow=True)
+    assert b"Cancelled 1 run(s); 0 had already finished." in done.content
+    assert TestRun.objects.get(pk=run.pk).status == RunStatus.ERROR
+    RunnerHeartbeat.objects.beat("pod-b:9")
+    assert b"pod-b:9" in admin_client.get("/admin/testing/runnerheartbeat/").content
 
 
 def test_every_cell_of_the_matrix_is_declared_by_a_scenario(db):

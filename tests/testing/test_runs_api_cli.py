@@ -25,7 +25,8 @@ from pipeline.collections import create_collection
 from pipeline.models import Collection
 from testing import tasks
 from testing.choices import RunStatus, Trigger
-from testing.models import RunInProgress, TestRun
+from testing.models import NO_RUNNER, RunInProgress, RunnerHeartbeat, TestRun
+from testing.runner import TestRunner
 from testing.tester import EmbeddingPipelineOperationsTester
 from tests import tools
 from tests.testing.conftest import change_configurations
@@ -59,43 +60,139 @@ def test_a_run_whose_process_died_frees_the_slot(db, settings):
 
 
 @pytest.mark.parametrize("url", [URL, URL + "/"])
-def test_post_starts_a_run_and_answers_202_with_the_url_to_poll(db, url, django_capture_on_commit_callbacks):
+def test_post_queues_a_run_and_answers_202_saying_no_runner_picks_it_up(db, url):
     client = client_with("run_testrun", "view_testrun")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            url, {"categories": ["edge"], "scenarios": ["health_checks_pass"], "wait": 0}, format="json"
-        )
+    response = client.post(url, {"categories": ["edge"], "scenarios": ["health_checks_pass"], "wait": 1}, format="json")
     assert response.status_code == 202, response.content
     run = TestRun.objects.get()
     assert response["Location"] == f"{URL}/{run.pk}" == response.json()["url"]
     assert run.trigger == Trigger.API and run.requested_by == User.objects.get().username
     assert run.selection["categories"] == ["edge"] and run.selection["scenarios"] == ["health_checks_pass"]
-    assert OrmQ.objects.count() == 1  # queued for the django-q2 cluster
+    assert run.status == RunStatus.QUEUED and not OrmQ.objects.exists()  # no django-q2 task: no worker slot
+    assert response.json()["message"] == "queued: no test runner is running: start `manage.py run_test_runner`"
 
     conflict = client.post(url, {}, format="json")
     assert conflict.status_code == 409
-    assert f"test run {run.pk} is running" in conflict.json()["error"]["message"]
+    message = conflict.json()["error"]["message"]
+    assert f"test run {run.pk} is queued" in message and "start `manage.py run_test_runner`" in message
 
-    polled = client.get(f"{URL}/{run.pk}")
-    assert polled.status_code == 200 and polled.json()["status"] == "running"
+    RunnerHeartbeat.objects.beat("pod-a:7", run_id=41)
+    polled = client.get(f"{URL}/{run.pk}").json()
+    assert polled["status"] == "queued"
+    assert polled["message"] == "queued: test runner pod-a:7 will pick it up (it runs test run 41)"
     assert client.get(URL).json()["results"][0]["id"] == run.pk
 
 
-def test_the_queued_task_runs_the_selection_and_the_results_are_served(live_worker):
+def test_the_runner_executes_the_queued_selection_and_the_results_are_served(live_worker):
     client = client_with("run_testrun", "view_testrun")
     response = client.post(
         URL, {"scenarios": ["duplicate_ids_in_one_batch_refused", "health_endpoints_answer"], "wait": 0}, format="json"
     )
     run_id = response.json()["id"]
 
-    tasks.run_requested(run_id)  # what the django-q2 cluster does with the queued task
+    out = StringIO()
+    call_command("run_test_runner", once=True, stdout=out)  # what the runner process does with the queued run
 
+    assert f"Run {run_id}: passed" in out.getvalue() and "stopped after 1 run(s)" in out.getvalue()
     body = client.get(f"{URL}/{run_id}").json()
     assert body["status"] == "passed" and body["counts"] == {"passed": 2}
     assert [r["scenario"] for r in body["results"]] == ["duplicate_ids_in_one_batch_refused", "health_endpoints_answer"]
+    assert not RunnerHeartbeat.objects.exists()  # a runner stopping removes its row
     xml = client.get(f"{URL}/{run_id}/junit")
     assert xml.status_code == 200 and xml["Content-Type"] == "application/xml"
     assert b'name="duplicate_ids_in_one_batch_refused"' in xml.content
+
+
+def test_a_cancelled_run_is_never_started_and_a_finished_one_cannot_be_cancelled(db):
+    client = client_with("run_testrun", "view_testrun")
+    run_id = client.post(URL, {"scenarios": ["health_checks_pass"], "wait": 0}, format="json").json()["id"]
+
+    cancelled = client.post(f"{URL}/{run_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "error"
+    assert cancelled.json()["message"] == f"cancelled by {User.objects.get().username}"
+    assert TestRunner().serve(once=True) == 0
+    assert not TestRun.objects.get(pk=run_id).results.exists()
+    again = client.post(f"{URL}/{run_id}/cancel")
+    assert again.status_code == 409 and "already finished (error)" in again.json()["error"]["message"]
+    assert client_with("view_testrun").post(f"{URL}/{run_id}/cancel").status_code == 403
+
+
+def test_a_runner_claims_the_queued_run_once_and_not_beside_a_running_one(db):
+    queued = TestRun.objects.start(RunStatus.QUEUED, trigger=Trigger.API)
+    direct = TestRun.objects.start(trigger=Trigger.SCHEDULE_ARGO)  # run_ops_tests in a CronWorkflow pod
+    assert TestRun.objects.claim() is None  # one running at a time: it stays queued
+    TestRun.objects.finish(direct.pk, RunStatus.PASSED, {})
+    claimed = TestRun.objects.claim()
+    assert claimed.pk == queued.pk and claimed.status == RunStatus.RUNNING
+    assert TestRun.objects.claim() is None  # compare-and-swap: a second runner gets nothing
+
+
+def test_a_queued_run_is_abandoned_only_while_no_runner_is_alive(db, settings):
+    queued = TestRun.objects.start(RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE)
+    TestRun.objects.filter(pk=queued.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    RunnerHeartbeat.objects.beat("busy:1", run_id=None)
+    assert TestRun.objects.abandon_stale() == 0  # a runner is alive: it waits its turn
+    RunnerHeartbeat.objects.update(beat_at=timezone.now() - timedelta(hours=1))
+    assert TestRun.objects.abandon_stale() == 1
+    queued.refresh_from_db()
+    assert queued.status == RunStatus.ERROR and queued.message == f"abandoned: {NO_RUNNER}"
+
+
+@pytest.fixture
+def two_scenarios():
+    """zz_first, then zz_second (whatever the test makes it do), registered for the test."""
+    from testing import registry
+
+    behaviour = {}
+    registry.scenario("zz_first", "normal", "health")(lambda ctx: behaviour["first"](ctx))
+    registry.scenario("zz_second", "normal", "health")(lambda ctx: None)
+    yield behaviour
+    del registry.REGISTRY["zz_first"], registry.REGISTRY["zz_second"]
+
+
+def claimed_run(scenarios: list[str]) -> TestRun:
+    TestRun.objects.start(RunStatus.QUEUED, trigger=Trigger.API, selection={"scenarios": scenarios})
+    return TestRun.objects.claim()
+
+
+def test_a_run_cancelled_while_running_stops_after_its_current_scenario(db, two_scenarios):
+    two_scenarios["first"] = lambda ctx: TestRun.objects.filter(pk=ctx.run.pk).cancel("ops")
+    run = claimed_run(["zz_first", "zz_second"])
+    run = EmbeddingPipelineOperationsTester(**run.selection).execute(run)
+    assert run.status == RunStatus.ERROR and run.message == "cancelled by ops"
+    assert list(run.results.values_list("scenario", flat=True)) == ["zz_first"]
+
+
+def test_a_runner_stopping_mid_scenario_records_the_run_interrupted_and_cleans_up(db, two_scenarios):
+    from testing.reserved import reserved_collections
+    from testing.tester import RunnerStopped
+
+    def stopped(ctx):
+        ctx.collection("left")
+        raise RunnerStopped("the test runner stopped (SIGTERM)")
+
+    two_scenarios["first"] = stopped
+    run = claimed_run(["zz_first", "zz_second"])
+    with pytest.raises(RunnerStopped):
+        EmbeddingPipelineOperationsTester(**run.selection).execute(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and run.message == "interrupted: the test runner stopped (SIGTERM)"
+    assert not run.results.exists() and not reserved_collections().exists()
+
+
+def test_the_schedules_and_a_configuration_change_only_queue_a_run(db):
+    create_collection(name="changed", model="local/hash-8")
+    assert tasks.run_scheduled(quick=True) == {"queued": True, "run": TestRun.objects.get().pk}
+    refused = tasks.run_config_change(["changed"])
+    assert refused["queued"] is False and "is queued" in refused["reason"]
+    TestRun.objects.all().delete()
+    queued = tasks.run_config_change(["changed", "gone"])
+    run = TestRun.objects.get(pk=queued["run"])
+    assert run.status == RunStatus.QUEUED and run.trigger == Trigger.CONFIG_CHANGE
+    assert run.selection["collections"] == ["changed"] and not run.results.exists()
+    create_collection(name="also", model="local/hash-8")
+    assert tasks.run_config_change(["also"]) == queued  # the queued change run takes it too
+    assert TestRun.objects.get(pk=run.pk).selection["collections"] == ["also", "changed"]
 
 
 def test_running_needs_its_own_permission_and_reading_needs_view(db):

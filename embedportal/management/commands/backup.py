@@ -31,7 +31,13 @@ def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run it against Django's default database (starting the embedded server if needed)."""
     connection.ensure_connection()  # the embedded backend fills in HOST and PORT on connecting
     db = connection.settings_dict
-    options = {"--host": db["HOST"], "--port": db["PORT"], "--username": db["USER"], "--dbname": db["NAME"]}
+    # A DATABASE_URL naming a socket directory as `?host=/dir` leaves it in OPTIONS, not HOST.
+    options = {
+        "--host": db["HOST"] or db["OPTIONS"].get("host"),
+        "--port": db["PORT"],
+        "--username": db["USER"],
+        "--dbname": db["NAME"],
+    }
     target = [f"{option}={value}" for option, value in options.items() if value]
     env = {**os.environ, "PGPASSWORD": db["PASSWORD"] or ""}
     return subprocess.run([pg_tool(name), *target, *args], capture_output=True, text=True, env=env, check=False)

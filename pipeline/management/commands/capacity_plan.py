@@ -35,8 +35,8 @@ class Command(BaseCommand):
         if cap is not None:
             on = f" on {cap.runtime}" if cap.runtime else ""
             out(
-                f"capacity: {cap.docs_per_second:.3f} docs/s ({cap.model}{on}, {cap.workers} workers, {cap.how}, "
-                f"measured {cap.measured_at:%Y-%m-%d %H:%M})"
+                f"capacity: {cap.docs_per_second:.3f} docs/s ({cap.model}{on}, {cap.per_pod:.3f} docs/s per pod of "
+                f"{cap.workers} workers x {cap.replicas} pods, {cap.how}, measured {cap.measured_at:%Y-%m-%d %H:%M})"
             )
         if p.headroom is not None:
             out(f"headroom: {p.headroom:.0%} (wanted {p.headroom_wanted:.0%})")

@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from embedportal.scratch import ScratchUnavailable
 from pipeline import loadharness, providers
 from pipeline.performance import capacity
 
@@ -26,14 +27,17 @@ def worker_counts(text: str) -> list[int]:
 
 class Command(BaseCommand):
     help = (
-        "Measure the sustained docs/s of 1..N worker processes on a scratch collection (__capacity_...), fit the "
-        "Universal Scalability Law, store a CapacityMeasurement (the capacity gauge and the plan read it). "
-        "Refuses while other documents are queued or run_pipeline workers run."
+        "Measure the sustained docs/s of 1..N worker processes of one pod on the scratch database "
+        "(embedportal.scratch; production keeps running and sees none of it), fit the Universal Scalability Law, "
+        "store a CapacityMeasurement (the capacity gauge and the plan read it: the rate at "
+        "EMBEDPORTAL_CAPACITY_WORKERS per pod times "
+        "EMBEDPORTAL_MAX_WORKER_REPLICAS)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", default=settings.EMBEDPORTAL_DEFAULT_MODEL, help="LiteLLM model string")
-        parser.add_argument("--workers", default="1,2", help="Worker counts, a comma list (default 1,2)")
+        per_pod = ",".join(str(n) for n in sorted({1, 2, settings.EMBEDPORTAL_CAPACITY_WORKERS}))
+        parser.add_argument("--workers", default=per_pod, help=f"Worker counts, a comma list (default {per_pod})")
         parser.add_argument("--docs", type=int, default=300, help="Documents per worker count (default 300)")
         parser.add_argument("--json", action="store_true")
 
@@ -55,7 +59,7 @@ class Command(BaseCommand):
 
         try:
             m = capacity.measure(o["model"], counts, o["docs"], progress)
-        except loadharness.CapacityError as exc:
+        except (loadharness.CapacityError, ScratchUnavailable) as exc:
             raise CommandError(str(exc)) from None
         fit = capacity.fit_of(m)
         if o["json"]:

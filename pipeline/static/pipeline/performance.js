@@ -49,7 +49,7 @@
   ];
   if (trend.capacity) {
     throughput.push({
-      label: `capacity at ${trend.capacity.workers} worker(s) (${trend.capacity.model})`,
+      label: `capacity of ${trend.capacity.replicas} pod(s) x ${trend.capacity.workers} worker(s) (${trend.capacity.model})`,
       data: labels.map(() => trend.capacity.docs_per_second),
       borderColor: "#c62828",
       borderDash: [6, 4],

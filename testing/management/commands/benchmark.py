@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from embedportal.scratch import ScratchUnavailable
 from testing.api.benchmarks import BenchmarkRunSerializer
 from testing.benchmarks import stages
 from testing.benchmarks import suite as benchmarks
@@ -24,9 +25,17 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--suite", choices=BenchmarkSuite.values, default=BenchmarkSuite.QUICK)
+        parser.add_argument(
+            "--suite", choices=[BenchmarkSuite.QUICK, BenchmarkSuite.FULL], default=BenchmarkSuite.QUICK
+        )
         parser.add_argument("--only", help=f"Comma list of benchmarks: {', '.join([*benchmarks.BENCHMARKS, 'rerun'])}")
         parser.add_argument("--corpus", default="django-docs", help="django-docs, or a folder of text files")
+        parser.add_argument(
+            "--collection",
+            action="append",
+            help="Instead of the suite: this collection's own workload (its fields, its newest documents' text), "
+            "benchmark collection:<name> of suite `workload`; repeatable",
+        )
         # Checked in handle(), not by argparse: workflows pass it as a template ({{workflow.parameters.trigger}}).
         parser.add_argument("--trigger", default=BenchmarkTrigger.CLI, help=", ".join(BenchmarkTrigger.values))
         parser.add_argument("--note", default="", help="Stored with the run (what asked for it)")
@@ -44,8 +53,10 @@ class Command(BaseCommand):
             )
         progress = (lambda m: None) if o["json"] else (lambda m: self.stderr.write(m))
         try:
-            run = benchmarks.run_suite(o["suite"], o["trigger"], o["note"], only, progress, o["corpus"])
-        except (benchmarks.BenchmarkBusy, RuntimeError, ValueError) as exc:
+            run = benchmarks.run_suite(
+                o["suite"], o["trigger"], o["note"], only, progress, o["corpus"], o["collection"]
+            )
+        except (ScratchUnavailable, RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         if o["json"]:
             # The API's representation of the run (GET /api/v1/embedding-pipeline-operations/benchmarks/<id>).

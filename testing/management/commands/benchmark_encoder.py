@@ -1,6 +1,6 @@
 """The local model's runtimes side by side: chunks/s (and per CPU-second) encoding chunks of 1000
-characters of the repository's docs in batches of 32 (OpenVINO infers them 16 at a time, as in the
-pipeline), cosine to PyTorch (mean / min), peak RSS.
+characters of the repository's docs in batches of 32 (OpenVINO infers them 8 at a time on two streams, as in
+the pipeline), cosine to PyTorch (mean / min), peak RSS.
 Each runtime runs in its own child process (PyTorch's OpenMP pool never shares a process, and
 each RSS is its own); OpenVINO precisions run from their exports (made if missing)."""
 

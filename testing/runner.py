@@ -1,0 +1,110 @@
+"""The test runner: a process of its own (`manage.py run_test_runner`) that claims queued test runs
+and executes them, so a run never takes a pipeline worker's slot (notes: docs/ops-tests.md,
+"Where a run executes")."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from pipeline.models import WorkerHeartbeat, process_name
+from pipeline.wakeup import kick_workers
+from testing.models import RUNNER_BEAT, RunnerHeartbeat, TestRun
+from testing.reserved import wait_until
+from testing.tester import EmbeddingPipelineOperationsTester, RunnerStopped, interrupted
+
+logger = logging.getLogger(__name__)
+
+
+class TestRunner:
+    """Claims queued runs one at a time; `stop()` (SIGTERM) interrupts the current one at once."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, poll_seconds: float = 1.0, report: Callable[[TestRun], None] | None = None) -> None:
+        self.name = process_name()
+        self.poll_seconds = poll_seconds
+        self.report = report
+        self.run_id: int | None = None
+        self.stopping = threading.Event()
+
+    def serve(self, once: bool = False) -> int:
+        """Execute queued runs until stopped (`once`: those queued now, then return). Returns how many ran."""
+        beating = threading.Thread(target=self._beat_forever, daemon=True)
+        beating.start()
+        done = 0
+        try:
+            RunnerHeartbeat.objects.beat(self.name)
+            while not self.stopping.is_set():
+                run = TestRun.objects.claim()
+                if run is None:
+                    if once:
+                        break
+                    self.stopping.wait(self.poll_seconds)
+                    continue
+                self.execute(run)
+                done += 1
+        except RunnerStopped:
+            pass
+        finally:
+            self.stopping.set()
+            beating.join()
+            RunnerHeartbeat.objects.filter(runner=self.name).delete()
+        return done
+
+    def execute(self, run: TestRun) -> TestRun:
+        self.run_id = run.pk
+        RunnerHeartbeat.objects.beat(self.name, run.pk)
+        try:
+            self._wait_for_workers(run)
+            run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
+        except RunnerStopped as exc:  # while waiting for workers (the tester records its own, with counts)
+            interrupted(run.pk, {}, f"interrupted: {exc}")
+            raise
+        finally:
+            self.run_id = None
+        if self.report:
+            self.report(run)
+        return run
+
+    def _wait_for_workers(self, run: TestRun) -> None:
+        """A run claimed right after the workers started would find no heartbeat yet and fail every
+        scenario that needs them: wait for one (kicking the workers, whose drain task beats) up to
+        EMBEDPORTAL_OPS_TEST_WAIT_SECONDS; after that the scenarios say "no pipeline worker is running"."""
+        max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
+
+        def alive() -> bool:
+            TestRun.objects.beat(run.pk)
+            if WorkerHeartbeat.objects.fresh(max_age).exists():
+                return True
+            kick_workers()
+            return False
+
+        if not alive():
+            logger.info("test run %s waits for a pipeline worker heartbeat", run.pk)
+            wait_until(alive, settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS)
+
+    def _beat_forever(self) -> None:
+        """Keeps the runner's row fresh through long scenarios (its own database connection)."""
+        try:
+            while not self.stopping.wait(RUNNER_BEAT):
+                RunnerHeartbeat.objects.beat(self.name, self.run_id)
+        except Exception:  # noqa: BLE001 -- the main loop beats too; a lost thread only ages the row
+            logger.exception("test runner heartbeat stopped")
+        finally:
+            connection.close()
+
+    def stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
+        """Signal handler: the first signal interrupts the run in progress (it is recorded as
+        interrupted), later ones only wait for that."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        raise RunnerStopped(f"the test runner stopped ({signal.Signals(signum).name})")

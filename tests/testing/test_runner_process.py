@@ -1,0 +1,78 @@
+"""Operations test runs beside the worker as `make run` and the worker pods run it (`qcluster`, two
+workers): a run waits queued until a test runner process claims it, executes there while the
+cluster keeps draining users' documents, and neither process's SIGTERM waits on the other."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from functools import partial
+
+from django_q.models import OrmQ, Success
+
+from pipeline import queue
+from pipeline.choices import DocumentStatus
+from pipeline.models import Document, WorkerHeartbeat
+from pipeline.wakeup import DRAIN_TASK
+from testing.choices import RunStatus
+from testing.models import NO_RUNNER, RunnerHeartbeat, TestRun
+from tests import tools
+from tests.conftest import manage, wait_for
+
+URL = "/api/v1/embedding-pipeline-operations/test"
+client_with = partial(tools.client_with, app="testing")
+
+
+def status(run_id: int) -> str:
+    return TestRun.objects.get(pk=run_id).status
+
+
+def stopped_within(process: subprocess.Popen, seconds: float) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=seconds)  # TimeoutExpired fails the test
+
+
+def test_runs_execute_in_the_runner_process_while_qcluster_keeps_draining(transactional_db, hash_collection, tmp_path):
+    client = client_with("run_testrun", "view_testrun")
+    log = (tmp_path / "processes.log").open("w")
+    quiet = {"stdout": log, "stderr": subprocess.STDOUT}
+    cluster = manage("qcluster", env={"Q_WORKERS": "2"}, **quiet)
+    runner = None
+    try:
+        # No runner yet: the run waits queued, and says what to start.
+        # The poison scenario's fault provider listens in the runner process; the qcluster's workers call it.
+        selection = {"scenarios": ["paused_collection_not_claimed", "poison_document_fails_alone"], "wait": 0}
+        first = client.post(URL, selection, format="json")
+        assert first.status_code == 202 and first.json()["message"] == f"queued: {NO_RUNNER}"
+        first_id = first.json()["id"]
+        queue.enqueue(hash_collection, [queue.IncomingDocument(f"user-{i}", f"user document {i}") for i in range(40)])
+
+        runner = manage("run_test_runner", "--poll", "0.2", env={"EMBEDPORTAL_OPS_TEST_WAIT_SECONDS": "20"}, **quiet)
+        wait_for(lambda: status(first_id) not in (RunStatus.QUEUED, RunStatus.RUNNING), timeout=120)
+        run = TestRun.objects.get(pk=first_id)
+        assert run.status == RunStatus.PASSED, (run.message, list(run.results.values_list("message", flat=True)))
+        # Users' documents drained meanwhile, by drain tasks; no test run ever went through django-q2.
+        wait_for(lambda: not Document.objects.exclude(status=DocumentStatus.EMBEDDED).exists(), timeout=60)
+        assert Success.objects.filter(func=DRAIN_TASK).exists()
+        tasks = [*OrmQ.objects.all(), *Success.objects.all()]
+        assert not [t for t in tasks if str(getattr(t, "func", "")).startswith("testing.")]
+        assert RunnerHeartbeat.objects.alive().count() == 1
+
+        # The cluster stops at once on SIGTERM: it holds no test run.
+        stopped_within(cluster, 30)
+        WorkerHeartbeat.objects.all().delete()  # its processes are gone
+
+        # A run claimed with no worker alive waits for one (and kicks); SIGTERM interrupts it at once.
+        second = client.post(URL, {"scenarios": ["paused_collection_not_claimed"], "wait": 0}, format="json")
+        second_id = second.json()["id"]
+        wait_for(lambda: status(second_id) == RunStatus.RUNNING, timeout=30)
+        assert stopped_within(runner, 15) == 0
+        run = TestRun.objects.get(pk=second_id)
+        assert run.status == RunStatus.ERROR and run.message == "interrupted: the test runner stopped (SIGTERM)"
+        assert not RunnerHeartbeat.objects.exists()
+    finally:
+        for process in (cluster, runner):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+        log.close()
