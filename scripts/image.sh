@@ -114,6 +114,12 @@ fetch_wheels() {
   wheels=$CACHE/wheels-$python
   list=$(image_requirements | sort -u)
   stamp=$wheels/.fetched-$LOCAL_MODEL-$(printf '%s' "$list" | sha256sum | cut -c1-16)
+  # The benchmarks' corpus is Django's source distribution (testing/corpus.py), which the build's
+  # `fetch_corpus` asks pip for: served from here too.
+  local django
+  django=$(sed -n 's/^DJANGO_VERSION = "\(.*\)"$/\1/p' testing/corpus.py)
+  [ -f "$wheels/django-$django.tar.gz" ] || "$HOST_PYTHON" -m pip download -q --disable-pip-version-check \
+    --no-deps --no-binary django "django==$django" -d "$wheels"
   [ -f "$stamp" ] && return
   # pip download names each platform tag: every manylinux this glibc runs.
   for minor in $(seq 5 "$glibc"); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done

@@ -40,7 +40,9 @@ def fetch(cache: Path | None = None) -> list[Path]:
         cache.mkdir(parents=True, exist_ok=True)
         sdist = cache / f"django-{DJANGO_VERSION}.tar.gz"
         if not sdist.exists():
-            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q"]
+            # `--no-binary django`, not `:all:`: the latter holds for the build requirements too (setuptools), which
+            # an index of wheels only (the image build's) then cannot give.
+            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "django", "-q"]
             subprocess.run([*pip, f"django=={DJANGO_VERSION}", "-d", str(cache)], check=True)
         prefix = f"django-{DJANGO_VERSION}/docs/"
         with tarfile.open(sdist) as tar:

@@ -217,3 +217,9 @@ def test_a_one_shot_commands_counter_reaches_prometheus_through_web(cluster: Clu
     cluster.run("detect_stale")
     cluster.run("detect_stale")
     cluster.wait_for(lambda: query(scraping, passes) == [before + 2], "both passes on Prometheus", timeout=30)
+
+
+def test_the_benchmark_corpus_ships_in_the_image(cluster: Cluster) -> None:
+    """The nightly benchmark and the capacity Job read the corpus from the image: the container has no
+    way out (no forwarding), so fetch_corpus can only find it already there."""
+    assert "656 files of the django-docs corpus in /opt/embedportal/corpus" in cluster.run("fetch_corpus")
