@@ -76,11 +76,13 @@ def fuse(
     vector_hits: list[storage.Hit], keyword_hits: list[storage.Hit], weight: float, fusion: str = Fusion.BLEND
 ) -> list[storage.Hit]:
     """One ranking from two: `weight` is the keyword ranking's share. A blend adds normalised
-    scores; reciprocal-rank fusion adds 1 / (RRF_K + rank). A chunk missing from a ranking adds 0."""
+    scores; reciprocal-rank fusion adds (RRF_K + 1) / (RRF_K + rank), scaled so that a first place
+    scores 1 as in the blend (a chunk first in both rankings scores 1 either way: callers and the
+    canary read a score near 1 as "its own text"). A chunk missing from a ranking adds 0."""
     chunks = {(h.document_id, h.ordinal): h for h in (*keyword_hits, *vector_hits)}
     if fusion == Fusion.RRF:
-        vector = {(h.document_id, h.ordinal): 1 / (RRF_K + rank) for rank, h in enumerate(vector_hits, 1)}
-        words = {(h.document_id, h.ordinal): 1 / (RRF_K + rank) for rank, h in enumerate(keyword_hits, 1)}
+        vector = {(h.document_id, h.ordinal): (RRF_K + 1) / (RRF_K + rank) for rank, h in enumerate(vector_hits, 1)}
+        words = {(h.document_id, h.ordinal): (RRF_K + 1) / (RRF_K + rank) for rank, h in enumerate(keyword_hits, 1)}
     else:
         vector, words = _normalised(vector_hits), _normalised(keyword_hits)
     scored = {key: (1 - weight) * vector.get(key, 0.0) + weight * words.get(key, 0.0) for key in chunks}

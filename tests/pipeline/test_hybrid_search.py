@@ -88,7 +88,8 @@ def test_blend_adds_normalised_scores_by_weight_and_rrf_adds_reciprocal_ranks():
     assert documents(fuse(vector, words, 0.8))[0] == "c", "a higher keyword share lets its best win"
     rrf = fuse(vector, words, 0.5, "rrf")
     assert documents(rrf)[0] == "c", "ranked by both lists beats first in one"
-    assert rrf[0].score == pytest.approx(0.5 / 63 + 0.5 / 61)
+    # Scaled so that a first place counts 1: c is third among vectors (61/63) and first among words.
+    assert rrf[0].score == pytest.approx(0.5 * 61 / 63 + 0.5 * 61 / 61)
 
 
 def test_hybrid_search_fuses_twenty_candidates_a_side_by_rank_and_fifty_by_blend(pages, monkeypatch):
