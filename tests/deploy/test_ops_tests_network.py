@@ -21,10 +21,17 @@ def test_workers_reach_the_runner_pods_fault_provider_port_and_nothing_else(over
     (rule,) = spec["ingress"]
     assert [(p["port"], p["protocol"]) for p in rule["ports"]] == [(8089, "TCP")]
     pods = list(pod_contexts(docs))
-    runners = [p for p in pods if p.owner.startswith("CronWorkflow/embedportal-ops-tests-")]
+    # The pods that run operations tests: the scheduled suites' CronWorkflows and the test runner
+    # that executes requested and config-change runs.
+    runners = [
+        p
+        for p in pods
+        if p.owner.startswith("CronWorkflow/embedportal-ops-tests-") or p.owner == "Deployment/embedportal-test-runner"
+    ]
     assert {p.owner for p in runners} == {
         "CronWorkflow/embedportal-ops-tests-quick",
         "CronWorkflow/embedportal-ops-tests-full",
+        "Deployment/embedportal-test-runner",
     }
     # The policy selects exactly the runner pods...
     assert [p.owner for p in pods if selects(spec["podSelector"]["matchLabels"], p.labels)] == [
