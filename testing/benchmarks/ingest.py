@@ -17,6 +17,7 @@ from pathlib import Path
 from django.db import connection, connections
 
 from pipeline import encoder, sources
+from pipeline.chunking import ChunkText
 from pipeline.collections import create_collection
 from pipeline.loadharness import drain_forked
 from pipeline.models import Chunk, Collection, Document
@@ -255,11 +256,10 @@ def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
 
 def bare_encode_seconds(collection: Collection, cpu: list[float] | None = None) -> float:
     """The bare PyTorch encode (sentence-transformers, the reference runtime) of exactly the chunks
-    the pipeline embedded; its CPU seconds are appended to `cpu`. It starts torch's OpenMP pool:
-    fork nothing after it."""
-    texts = list(
-        Chunk.objects.filter(collection=collection).order_by("document_id", "ordinal").values_list("text", flat=True)
-    )
+    the pipeline embedded, as the model saw them (with contextual chunks, the title and headings line
+    before the text); its CPU seconds are appended to `cpu`. It starts torch's OpenMP pool: fork
+    nothing after it."""
+    texts = embedded_texts(collection)
     model = encoder.reference()
     model.encode(texts[:8])  # warm-up, as the pipeline's first batch was
     t0, cpu0 = time.perf_counter(), cpu_seconds()
@@ -267,6 +267,16 @@ def bare_encode_seconds(collection: Collection, cpu: list[float] | None = None) 
     if cpu is not None:
         cpu.append(cpu_seconds() - cpu0)
     return time.perf_counter() - t0
+
+
+def embedded_texts(collection: Collection) -> list[str]:
+    """The stored chunks as the model embedded them (pipeline.chunking.ChunkText.embedded): the stored
+    headings are the path already joined."""
+    rows = Chunk.objects.filter(collection=collection).order_by("document_id", "ordinal")
+    return [
+        ChunkText(0, text, 0, title, (headings,) if headings else (), collection.contextual_chunks).embedded
+        for text, title, headings in rows.values_list("text", "title", "headings")
+    ]
 
 
 REMOTE_MODEL = "openai/fake-embedder"

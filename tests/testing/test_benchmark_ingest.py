@@ -221,3 +221,22 @@ def test_the_ceilings_writers_split_the_rows_by_document_and_together_write_ever
     with connection.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", [ingest.FLOOR_TABLE])
         assert cur.fetchone()[0] is None, "the floor table is dropped afterwards"
+
+
+def test_the_bare_encode_is_given_the_texts_the_model_embedded(hash_collection) -> None:
+    """The reference encode compares runtimes: it must embed what the pipeline embedded (the title and
+    headings line of contextual chunks included), not the shorter stored text."""
+    from pipeline.chunking import chunker_for
+    from pipeline.pipeline import EmbeddingIngestionPipeline
+    from testing.benchmarks.ingest import embedded_texts
+
+    Collection.objects.filter(pk=hash_collection.pk).update(contextual_chunks=True)
+    hash_collection.refresh_from_db()
+    text = "---\ntitle: The guide\n---\n# Install\n\nSome words to install it.\n\n## Upgrade\n\nMore words on upgrades."
+    enqueue(hash_collection, [IncomingDocument("guide.md", text)])
+    EmbeddingIngestionPipeline().drain()
+
+    expected = [c.embedded for c in chunker_for(hash_collection).chunk_many([text], ["guide.md"])[0]]
+    assert embedded_texts(hash_collection) == expected
+    assert all(t.startswith("The guide > Install") for t in expected)
+    assert set(Chunk.objects.values_list("text", flat=True)).isdisjoint(expected)
