@@ -66,7 +66,7 @@ class BenchmarkResult:
     floor_docs_per_second: float = 0.0
     ratio_to_floor: float = 0.0
     # The local model: the runtime/precision the pipeline embedded with (pipeline.encoder), and
-    # the bare PyTorch encode of the same chunks in the same run.
+    # one COPY of the same rows plus the bare PyTorch encode of the same chunks in the same run.
     local_runtime: str | None = None
     bare_encode_docs_per_second: float | None = None
     ratio_to_bare_encode: float | None = None

@@ -240,3 +240,17 @@ def test_the_bare_encode_is_given_the_texts_the_model_embedded(hash_collection) 
     assert embedded_texts(hash_collection) == expected
     assert all(t.startswith("The guide > Install") for t in expected)
     assert set(Chunk.objects.values_list("text", flat=True)).isdisjoint(expected)
+
+
+def test_a_measured_drain_starts_with_the_local_encoder_compiled(monkeypatch) -> None:
+    """OpenVINO compiles its inference requests in each process on its first call: a one-off start-up
+    cost the measured drain (and the bare encode, warmed up too) leaves out."""
+    import os
+
+    from pipeline import encoder, loadharness
+
+    monkeypatch.setattr(loadharness, "_local_model", True)
+    loadharness._ready()
+    served = encoder.current()
+    assert served.runtime == "openvino", served.reason
+    assert os.getpid() in served._requests

@@ -145,7 +145,8 @@ class Command(BaseCommand):
             # After the peak RSS: the reference loads torch into this process.
             result.local_runtime = encoder.label(encoder.current())
             cpu: list[float] = []
-            bare = benchmark.bare_encode_seconds(best_collection, cpu)
+            # The baseline: one COPY of the same rows plus the bare encode of the same chunks.
+            bare = result.floor_seconds + benchmark.bare_encode_seconds(best_collection, cpu)
             result.bare_encode_docs_per_second = round(best.documents / bare, 2)
             result.ratio_to_bare_encode = round(best.docs_per_second / result.bare_encode_docs_per_second, 3)
             result.ratio_to_bare_encode_cpu = round(cpu[0] / best.cpu_seconds, 3)
@@ -194,10 +195,10 @@ class Command(BaseCommand):
             )
         if result.bare_encode_docs_per_second is not None:
             self.stdout.write(
-                f"local model on {result.local_runtime}; bare PyTorch encode of the same chunks: "
+                f"local model on {result.local_runtime}; one COPY + bare PyTorch encode of the same chunks: "
                 f"{result.bare_encode_docs_per_second:.2f} docs/s; "
-                f"ours/bare PyTorch = {result.ratio_to_bare_encode:.2f} ({result.ratio_to_bare_encode_cpu:.2f} "
-                "per CPU-second)"
+                f"ours/(COPY + bare PyTorch) = {result.ratio_to_bare_encode:.2f} "
+                f"({result.ratio_to_bare_encode_cpu:.2f} per CPU-second of the encode)"
             )
         self.stdout.write(
             f"memory: {result.baseline_rss_mb:.0f} MB resident before the first document "
