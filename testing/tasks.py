@@ -106,10 +106,10 @@ def prune_history(now: datetime | None = None) -> dict:
     """Every day: finished test runs (their results with them) older than
     EMBEDPORTAL_TEST_RUN_RETENTION_DAYS and benchmark runs older than
     EMBEDPORTAL_BENCHMARK_RETENTION_DAYS. The test counters live on in ScenarioTotals."""
-    from testing.models import BenchmarkRun, TestRun
+    from testing.models import ACTIVE, BenchmarkRun, TestRun
 
     now = now or timezone.now()
-    runs = TestRun.objects.exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).filter(
+    runs = TestRun.objects.exclude(status__in=ACTIVE).filter(
         started_at__lt=now - timedelta(days=settings.EMBEDPORTAL_TEST_RUN_RETENTION_DAYS)
     )
     benchmarks = BenchmarkRun.objects.filter(
