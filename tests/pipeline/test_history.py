@@ -41,7 +41,7 @@ def batch(
 def test_the_migration_counts_rows_recorded_before_it_fresh_by_the_buckets_within_the_sla(
     hash_collection, fake_collection
 ):
-    migration = importlib.import_module("pipeline.migrations.0010_teams_freshness_reranking_runtimes")
+    migration = importlib.import_module("pipeline.migrations.0002_squashed_0011_fusion_default_rrf")
     Collection.objects.filter(pk=fake_collection.pk).update(freshness_sla=timedelta(seconds=60))
     for c in (hash_collection, fake_collection):
         batch(c, embedded=3, freshness_lags=(30, 600, 50000), at=T0)

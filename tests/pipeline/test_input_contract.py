@@ -299,7 +299,7 @@ def test_credentials_in_api_base_are_refused_by_the_api_and_the_admin(api, admin
 
 
 def test_the_migration_strips_credentials_already_stored_and_their_circuits(hash_collection, capsys):
-    strip = importlib.import_module("pipeline.migrations.0004_api_base_without_credentials").strip_credentials
+    strip = importlib.import_module("pipeline.migrations.0002_squashed_0011_fusion_default_rrf").strip_credentials
     Collection.objects.filter(pk=hash_collection.pk).update(
         api_base="https://user:s3cret@provider.example:8443/v1?api_key=k&x=1"
     )

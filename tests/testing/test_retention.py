@@ -66,7 +66,7 @@ def test_the_migration_starts_the_summaries_from_the_results_already_stored():
         )  # fmt: skip
     ScenarioTotals.objects.all().delete()
     ScenarioVersion.objects.all().delete()
-    import_module("testing.migrations.0004_result_summaries").summarise_existing_results(
+    import_module("testing.migrations.0003_squashed_0007_benchmark_suite_workload").summarise_existing_results(
         apps, connection.schema_editor()
     )
     passed = ScenarioTotals.objects.get(outcome="passed")

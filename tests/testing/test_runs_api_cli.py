@@ -366,7 +366,7 @@ def test_runs_recorded_as_schedule_get_the_name_of_the_deployments_scheduler(set
 
     from django.apps import apps
 
-    migration = import_module("testing.migrations.0003_trigger_names")
+    migration = import_module("testing.migrations.0003_squashed_0007_benchmark_suite_workload")
     settings.EMBEDPORTAL_SCHEDULER = scheduler
     now = timezone.now()
     old = [
