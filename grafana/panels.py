@@ -64,10 +64,12 @@ def last_value_stat(title: str, description: str, unit: str, span: int = 6, heig
     )
 
 
-def with_rows(dashboard: Dashboard, rows: Iterable[tuple[str, list]]) -> Dashboard:
-    """Each row titled, then its panels; ids are fixed by position so links to a panel
-    (viewPanel=N) survive regeneration."""
+def with_rows(dashboard: Dashboard, rows: Iterable[tuple[str, list]], top: Iterable = ()) -> Dashboard:
+    """The `top` panels, then each row titled and its panels; ids are fixed by position so links to a
+    panel (viewPanel=N) survive regeneration."""
     ids = itertools.count(1)
+    for panel in top:
+        dashboard = dashboard.with_panel(panel.id(next(ids)))
     for title, panels in rows:
         dashboard = dashboard.with_row(Row(title).id(next(ids)))
         for panel in panels:
