@@ -3,12 +3,14 @@ from the batch rows every worker of the cluster writes (pipeline.recording)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
 
+from pipeline.models import Collection
 from pipeline.percentiles import COLUMNS, PERCENTILES_SQL, QUANTILES, Percentiles, window_where
 
 PROCESSING = ("claim", "chunking", "embedding", "storage")
@@ -137,6 +139,11 @@ APPLIABLE = {"batch_size", "provider_concurrency", "hnsw", "ef_search", "backfil
 ADVICE_ONLY = "a deployment setting: change it where the deployment is configured; the optimizer does not"
 
 
+def nearest_rank(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else None
+
+
 @dataclass
 class Recommendation:
     id: str
@@ -154,6 +161,13 @@ class Recommendation:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "appliable": self.appliable}
+
+
+def change_of(c: Collection, setting: str, proposed: Any, current: Any = None, **text: str) -> Recommendation:
+    """A recommendation to change an APPLIABLE `setting` of `c` (`current`: the field of that name unless
+    given); `text`: id, title, expected_effect, reason."""
+    current = getattr(c, setting) if current is None else current
+    return Recommendation(**text, collection=c.name, setting=setting, current=current, proposed=proposed)
 
 
 def stage_share(figures: dict[str, Any], stage: str) -> float:
