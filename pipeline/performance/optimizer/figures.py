@@ -87,12 +87,6 @@ def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float]) ->
     return out
 
 
-def trend_steps(since: datetime, until: datetime, steps: int) -> tuple[float, list[str]]:
-    """The seconds of each of `steps` equal steps from `since`, and each step's start (ISO, minutes)."""
-    step = max(1.0, (until - since).total_seconds() / steps)
-    return step, [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)]
-
-
 # A batch row's step: rows are grouped by it in db_trend and slos.evaluate.
 STEP_SQL = "floor(extract(epoch FROM t.finished_at - %s) / %s)::int"
 
@@ -102,7 +96,7 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
     equal steps: the admin page's trend charts. Percentiles are None where a step has no batches;
     documents and docs/s are 0 there (nothing was stored)."""
     where, params = window_where(since, collection_id)
-    step, labels = trend_steps(since, until, steps)
+    step = max(1.0, (until - since).total_seconds() / steps)
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT {STEP_SQL} AS step, count(*), {PERCENTILES_SQL} "
@@ -113,7 +107,7 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
         rows = {row[0]: row[1:] for row in cur.fetchall()}
     names = [f"p{round(q * 100)}" for q in QUANTILES]
     out: dict[str, Any] = {
-        "labels": labels,
+        "labels": [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)],
         "step_seconds": round(step, 3),
         "documents": [],
         "docs_per_second": [],
