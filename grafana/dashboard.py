@@ -26,7 +26,7 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.panels import DS, dashboard_files, frame, last_value_stat, query, series_panel, with_rows
+from grafana.panels import DS, base_panel, dashboard_files, frame, last_value_stat, query, series_panel, with_rows
 from grafana.slo_rules import ON_SLO
 
 COLLECTION = 'collection=~"$collection"'
@@ -170,13 +170,13 @@ def reprocessing_queue() -> timeseries.Panel:
 
 def reprocessing_age() -> bargauge.Panel:
     return (
-        bargauge.Panel()
-        .title("Reprocessing Queue Age")
-        .description("Documents in the reprocessing queue by time since their first failure (upper bound, s).")
-        .datasource(DS)
-        .unit("short")
-        .span(8)
-        .height(8)
+        base_panel(
+            bargauge.Panel(),
+            "Reprocessing Queue Age",
+            "Documents in the reprocessing queue by time since their first failure (upper bound, s).",
+            "short",
+            span=8,
+        )
         .min(0)
         .display_mode(BarGaugeDisplayMode.GRADIENT)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
