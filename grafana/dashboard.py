@@ -4,20 +4,10 @@ database are the same from every replica: max(), not sum()."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from grafana_foundation_sdk.builders import bargauge, stat, timeseries
-from grafana_foundation_sdk.builders.common import (
-    GraphThresholdsStyleConfig,
-    ReduceDataOptions,
-    VizLegendOptions,
-)
-from grafana_foundation_sdk.builders.dashboard import (
-    Dashboard,
-    QueryVariable,
-    Row,
-    ThresholdsConfig,
-)
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, ReduceDataOptions, VizLegendOptions
+from grafana_foundation_sdk.builders.dashboard import Dashboard, QueryVariable, ThresholdsConfig
+from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.models.common import (
     AxisPlacement,
     BarGaugeDisplayMode,
@@ -36,12 +26,11 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from grafana.panels import DS, dashboard_files, frame, last_value_stat, query
+from grafana.panels import DS, base_panel, dashboard_files, frame, last_value_stat, query, series_panel, with_rows
+from grafana.slo_rules import ON_SLO
 
 COLLECTION = 'collection=~"$collection"'
 CAPACITY = "max(embedding_pipeline_capacity_docs_per_second)"
-# Join a per-SLO ratio with its budget (both carry the sloth_* labels of the generated rules).
-ON_SLO = "on (sloth_id, sloth_service, sloth_slo) group_left"
 
 
 def _steps(*steps: tuple[float | None, str]) -> ThresholdsConfig:
@@ -55,110 +44,83 @@ def _dashed(name: str) -> tuple[str, list[DynamicConfigValue]]:
     ]
 
 
-def _legend() -> VizLegendOptions:
-    return VizLegendOptions().display_mode(LegendDisplayMode.LIST).placement(LegendPlacement.BOTTOM).show_legend(True)
-
-
 def _timeseries(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(span)
-        .height(8)
-        .legend(_legend())
-        .line_width(1)
-        .fill_opacity(10)
-    )
+    legend = VizLegendOptions().display_mode(LegendDisplayMode.LIST).placement(LegendPlacement.BOTTOM).show_legend(True)
+    return series_panel(title, description, unit, span).legend(legend).line_width(1).fill_opacity(10)
+
+
+def _chart(title: str, description: str, unit: str, *targets: Dataquery, span: int = 12) -> timeseries.Panel:
+    """A time series from 0 up with these queries."""
+    panel = _timeseries(title, description, unit, span).min(0)
+    for target in targets:
+        panel = panel.with_target(target)
+    return panel
 
 
 def _stat(title: str, description: str, unit: str, span: int = 8) -> stat.Panel:
     return last_value_stat(title, description, unit, span, height=6)
 
 
+def _per_collection(ref: str, metric: str, legend: str, matchers: str = "") -> Dataquery:
+    """The gauge's value per selected collection (every replica reports the same: max)."""
+    return query(ref, f"max by (collection) ({metric}{{{matchers}{COLLECTION}}})", legend)
+
+
+def _rate(by: str, metric: str) -> str:
+    """The counter's rate summed `by` labels, over the selected collections."""
+    return f"sum by ({by}) (rate({metric}{{{COLLECTION}}}[$__rate_interval]))"
+
+
 # --- the six panels the mission names ---------------------------------------------------------
 
 
 def throughput() -> timeseries.Panel:
-    return (
-        _timeseries(
-            "Pipeline Throughput",
-            "Documents of the selected collections finishing a pipeline attempt per minute, by outcome, against "
-            "the measured capacity "
-            "(manage.py measure_capacity for the deployed worker count and model; no line until measured).",
-            "suffix: docs/min",
-        )
-        .min(0)
-        .with_target(
-            query(
-                "A",
-                f"sum by (outcome) (rate(embedding_pipeline_documents_processed_total{{{COLLECTION}}}"
-                "[$__rate_interval])) * 60",
-                "{{outcome}}",
-            )
-        )
-        .with_target(query("B", f"{CAPACITY} * 60", "capacity"))
-        .override_by_name(*_dashed("capacity"))
-    )
+    return _chart(
+        "Pipeline Throughput",
+        "Documents of the selected collections finishing a pipeline attempt per minute, by outcome, against "
+        "the measured capacity "
+        "(manage.py measure_capacity for the deployed worker count and model; no line until measured).",
+        "suffix: docs/min",
+        query("A", _rate("outcome", "embedding_pipeline_documents_processed_total") + " * 60", "{{outcome}}"),
+        query("B", f"{CAPACITY} * 60", "capacity"),
+    ).override_by_name(*_dashed("capacity"))
 
 
 def queue_depth() -> timeseries.Panel:
-    return (
-        _timeseries(
-            "Queue Depth",
-            "Pending documents (backoff included) in all and in the selected collections. The bound is what "
-            "the measured capacity drains within the 1 h freshness objective: a queue above it breaks the SLO.",
-            "short",
-        )
-        .min(0)
-        .with_target(query("A", "max(embedding_pipeline_queue_depth)", "pending (all)"))
-        .with_target(
-            query(
-                "B",
-                f"max by (collection) (embedding_pipeline_collection_queue_depth{{{COLLECTION}}})",
-                "{{collection}}",
-            )
-        )
-        .with_target(query("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"))
-        .override_by_name(*_dashed("bound (1 h of capacity)"))
-    )
+    return _chart(
+        "Queue Depth",
+        "Pending documents (backoff included) in all and in the selected collections. The bound is what "
+        "the measured capacity drains within the 1 h freshness objective: a queue above it breaks the SLO.",
+        "short",
+        query("A", "max(embedding_pipeline_queue_depth)", "pending (all)"),
+        _per_collection("B", "embedding_pipeline_collection_queue_depth", "{{collection}}"),
+        query("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"),
+    ).override_by_name(*_dashed("bound (1 h of capacity)"))
 
 
 def processing_latency() -> timeseries.Panel:
-    panel = _timeseries(
+    latency = f"rate(embedding_pipeline_latency_seconds_bucket{{{COLLECTION}}}[$__rate_interval])"
+    return _chart(
         "Processing Latency",
         "Seconds per document of the selected collections in each stage (a document shares its batch's time) "
         "and in total (stage=total: claim to commit), as p50, p95 and p99 over the rate interval.",
         "s",
-    ).min(0)
-    for ref, q in (("A", "0.5"), ("B", "0.95"), ("C", "0.99")):
-        expr = (
-            f"histogram_quantile({q}, sum by (le, stage) "
-            f"(rate(embedding_pipeline_latency_seconds_bucket{{{COLLECTION}}}[$__rate_interval])))"
-        )
-        panel = panel.with_target(query(ref, expr, f"{{{{stage}}}} p{q[2:].ljust(2, '0')}"))
-    return panel
+        *(
+            query(ref, f"histogram_quantile({q}, sum by (le, stage) ({latency}))", f"{{{{stage}}}} p{name}")
+            for ref, q, name in (("A", "0.5", "50"), ("B", "0.95", "95"), ("C", "0.99", "99"))
+        ),
+    )
 
 
 def error_rate() -> timeseries.Panel:
-    return (
-        _timeseries(
-            "Error Rate",
-            "Pipeline errors per second by collection and type; every failed try counts, in-batch retries "
-            "included (documents that fail for good are the Failures SLO's, below).",
-            "suffix: errors/s",
-        )
-        .min(0)
-        .with_target(
-            query(
-                "A",
-                f"sum by (collection, error_type) (rate(embedding_pipeline_errors_total{{{COLLECTION}}}"
-                "[$__rate_interval]))",
-                "{{collection}}: {{error_type}}",
-            )
-        )
+    return _chart(
+        "Error Rate",
+        "Pipeline errors per second by collection and type; every failed try counts, in-batch retries "
+        "included (documents that fail for good are the Failures SLO's, below).",
+        "suffix: errors/s",
+        query(
+            "A", _rate("collection, error_type", "embedding_pipeline_errors_total"), "{{collection}}: {{error_type}}"
+        ),
     )
 
 
@@ -182,9 +144,7 @@ def freshness_sla() -> timeseries.Panel:
         .with_target(
             query("B", '100 * (1 - slo:sli_error:ratio_rate30d{sloth_slo="freshness"})', "within SLA (all, 30 d)")
         )
-        .with_target(
-            query("C", f"max by (collection) (pipeline_stale_documents_count{{{COLLECTION}}})", "stale: {{collection}}")
-        )
+        .with_target(_per_collection("C", "pipeline_stale_documents_count", "stale: {{collection}}"))
         .override_by_query(
             "C",
             [
@@ -197,31 +157,26 @@ def freshness_sla() -> timeseries.Panel:
 
 
 def reprocessing_queue() -> timeseries.Panel:
-    return (
-        _timeseries(
-            "Reprocessing Queue",
-            "Failed documents waiting for their next retry (backoff 5 min, 30 min, 2 h, 24 h) or being "
-            "retried, and those dead-lettered for an operator. Their age is in Reprocessing Queue Age.",
-            "short",
-            span=8,
-        )
-        .min(0)
-        .with_target(
-            query("A", "sum by (state) (max by (state, error_type) (pipeline_reprocessing_queue_size))", "{{state}}")
-        )
-        .with_target(query("B", "sum(max by (error_type) (pipeline_dead_letter_documents))", "dead-lettered"))
+    return _chart(
+        "Reprocessing Queue",
+        "Failed documents waiting for their next retry (backoff 5 min, 30 min, 2 h, 24 h) or being "
+        "retried, and those dead-lettered for an operator. Their age is in Reprocessing Queue Age.",
+        "short",
+        query("A", "sum by (state) (max by (state, error_type) (pipeline_reprocessing_queue_size))", "{{state}}"),
+        query("B", "sum(max by (error_type) (pipeline_dead_letter_documents))", "dead-lettered"),
+        span=8,
     )
 
 
 def reprocessing_age() -> bargauge.Panel:
     return (
-        bargauge.Panel()
-        .title("Reprocessing Queue Age")
-        .description("Documents in the reprocessing queue by time since their first failure (upper bound, s).")
-        .datasource(DS)
-        .unit("short")
-        .span(8)
-        .height(8)
+        base_panel(
+            bargauge.Panel(),
+            "Reprocessing Queue Age",
+            "Documents in the reprocessing queue by time since their first failure (upper bound, s).",
+            "short",
+            span=8,
+        )
         .min(0)
         .display_mode(BarGaugeDisplayMode.GRADIENT)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
@@ -255,18 +210,17 @@ def slo_row() -> list:
         )
         .thresholds(_steps((None, "red"), (0, "orange"), (0.25, "green")))
         .with_target(query("A", "slo:period_error_budget_remaining:ratio", "{{sloth_slo}}")),
-        _timeseries(
+        _chart(
             "Burn rate",
             "Error ratio / budget over 5 m and 1 h per SLO. 1 spends the budget in exactly 30 days; "
             "pages at 14.4 (1 h and 5 m) and 6 (6 h and 30 m).",
             "x",
+            query("A", "slo:current_burn_rate:ratio", "{{sloth_slo}} 5m"),
+            query("B", f"slo:sli_error:ratio_rate1h\n/ {ON_SLO} slo:error_budget:ratio", "{{sloth_slo}} 1h"),
             span=8,
         )
-        .min(0)
         .thresholds(_steps((None, "green"), (6, "orange"), (14.4, "red")))
-        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
-        .with_target(query("A", "slo:current_burn_rate:ratio", "{{sloth_slo}} 5m"))
-        .with_target(query("B", f"slo:sli_error:ratio_rate1h\n/ {ON_SLO} slo:error_budget:ratio", "{{sloth_slo}} 1h")),
+        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED)),
     ]
 
 
@@ -275,18 +229,16 @@ def slo_row() -> list:
 
 def capacity_row() -> list:
     return [
-        _timeseries(
+        _chart(
             "Capacity",
             "Arrivals (completions + queue growth, 1 h), their daily peak and completions against the "
             "measured capacity, in docs/s.",
             "suffix: docs/s",
-        )
-        .min(0)
-        .with_target(query("A", "embedding_pipeline:arrivals_docs_per_second:rate1h", "arrivals"))
-        .with_target(query("B", "embedding_pipeline:arrivals_docs_per_second:peak1d", "daily peak of arrivals"))
-        .with_target(query("C", "embedding_pipeline:completions_docs_per_second:rate1h", "completions"))
-        .with_target(query("D", CAPACITY, "capacity"))
-        .override_by_name(*_dashed("capacity")),
+            query("A", "embedding_pipeline:arrivals_docs_per_second:rate1h", "arrivals"),
+            query("B", "embedding_pipeline:arrivals_docs_per_second:peak1d", "daily peak of arrivals"),
+            query("C", "embedding_pipeline:completions_docs_per_second:rate1h", "completions"),
+            query("D", CAPACITY, "capacity"),
+        ).override_by_name(*_dashed("capacity")),
         _stat(
             "Headroom",
             "1 - daily peak of arrivals / capacity: the share of capacity free at the busiest hour.",
@@ -305,51 +257,35 @@ def capacity_row() -> list:
         .with_target(
             query("A", "time() - max(embedding_pipeline_capacity_measured_timestamp_seconds)", "measured ago")
         ),
-        _timeseries(
+        _chart(
             "Arrivals projection (14 d)",
             "predict_linear of the daily peak of arrivals over 7 days, 14 days ahead (needs 3 days of "
             "history), against capacity: crossing it raises EmbeddingPipelineCapacityExhaustionProjected.",
             "suffix: docs/s",
+            query("A", "embedding_pipeline:arrivals_docs_per_second:predicted14d", "peak arrivals in 14 d"),
+            query("B", CAPACITY, "capacity"),
             span=24,
-        )
-        .min(0)
-        .with_target(query("A", "embedding_pipeline:arrivals_docs_per_second:predicted14d", "peak arrivals in 14 d"))
-        .with_target(query("B", CAPACITY, "capacity"))
-        .override_by_name(*_dashed("capacity")),
+        ).override_by_name(*_dashed("capacity")),
     ]
-
-
-def _per_collection(ref: str, metric: str, legend: str, matchers: str = "") -> Any:
-    """The gauge's value per selected collection (every replica reports the same: max)."""
-    return query(ref, f"max by (collection) ({metric}{{{matchers}{COLLECTION}}})", legend)
 
 
 def cost_row() -> list[timeseries.Panel]:
     return [
-        _timeseries(
+        _chart(
             "Embedding cost this month",
             "US dollars spent embedding this calendar month (UTC) per selected collection, its projection at "
             "the last 6 hours' pace, and its monthly budget (dashed): a projection over the budget raises "
             "EmbeddingPipelineCostBudgetBurn.",
             "currencyUSD",
-        )
-        .min(0)
-        .with_target(_per_collection("A", "embedding_pipeline_cost_month_usd", "{{collection}}"))
-        .with_target(_per_collection("B", "embedding_pipeline_cost_month_projected_usd", "{{collection}} projected"))
-        .with_target(_per_collection("C", "embedding_pipeline_cost_budget_usd", "{{collection}} budget")),
-        _timeseries(
+            _per_collection("A", "embedding_pipeline_cost_month_usd", "{{collection}}"),
+            _per_collection("B", "embedding_pipeline_cost_month_projected_usd", "{{collection}} projected"),
+            _per_collection("C", "embedding_pipeline_cost_budget_usd", "{{collection}} budget"),
+        ),
+        _chart(
             "Embedding spend rate",
             "US dollars per hour spent embedding, per selected collection (LiteLLM's prices; local models: 0).",
             "currencyUSD",
-        )
-        .min(0)
-        .with_target(
-            query(
-                "A",
-                f"sum by (collection) (rate(embedding_pipeline_cost_usd_total{{{COLLECTION}}}[$__rate_interval]))"
-                " * 3600",
-                "{{collection}}",
-            )
+            query("A", _rate("collection", "embedding_pipeline_cost_usd_total") + " * 3600", "{{collection}}"),
         ),
     ]
 
@@ -357,18 +293,17 @@ def cost_row() -> list[timeseries.Panel]:
 def quality_row() -> list:
     quality = "embedding_pipeline_retrieval_quality"
     return [
-        _timeseries(
+        _chart(
             "Retrieval quality",
             "Each collection's latest golden-query evaluation in its search mode (manage.py evaluate_retrieval, "
             "daily schedule): recall@5 against the collection's target (dashed; the retrieval quality SLO) and MRR@10.",
             "percentunit",
+            _per_collection("A", quality, "{{collection}} recall@5", 'metric="recall_at_5", '),
+            _per_collection("B", quality, "{{collection}} MRR@10", 'metric="mrr_at_10", '),
+            _per_collection("C", "embedding_pipeline_retrieval_target", "{{collection}} target"),
             span=24,
         )
-        .min(0)
         .max(1)
-        .with_target(_per_collection("A", quality, "{{collection}} recall@5", 'metric="recall_at_5", '))
-        .with_target(_per_collection("B", quality, "{{collection}} MRR@10", 'metric="mrr_at_10", '))
-        .with_target(_per_collection("C", "embedding_pipeline_retrieval_target", "{{collection}} target"))
         .override_by_query("C", _dashed("target")[1]),
     ]
 
@@ -403,21 +338,13 @@ def build() -> Dashboard:
         reprocessing_queue(),
         reprocessing_age(),
     ]
-    # Fixed ids: links to a panel (viewPanel=N) survive regeneration.
-    ids = iter(range(1, 100))
-    for panel in health:
-        dashboard = dashboard.with_panel(panel.id(next(ids)))
     rows = (
         ("SLO compliance", slo_row()),
         ("Capacity planning", capacity_row()),
         ("Cost", cost_row()),
         ("Retrieval quality", quality_row()),
     )
-    for title, panels in rows:
-        dashboard = dashboard.with_row(Row(title).id(next(ids)))
-        for panel in panels:
-            dashboard = dashboard.with_panel(panel.id(next(ids)))
-    return dashboard
+    return with_rows(dashboard, rows, top=health)
 
 
 OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(

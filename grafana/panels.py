@@ -7,6 +7,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions
@@ -21,6 +22,7 @@ from grafana.slo_rules import dump
 ROOT = Path(__file__).resolve().parent.parent
 # Every panel reads the Prometheus chosen in the dashboard's `datasource` variable.
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
+P = TypeVar("P")
 
 
 def frame(title: str, uid: str, description: str, tag: str, since: str, refresh: str, datasource: str) -> Dashboard:
@@ -41,33 +43,32 @@ def query(ref: str, expr: str, legend: str) -> Dataquery:
     return Dataquery().ref_id(ref).expr(expr).legend_format(legend).datasource(DS)
 
 
+def base_panel(builder: P, title: str, description: str, unit: str, span: int = 12, height: int = 8) -> P:
+    """Any panel builder with the title, description, unit and size, reading DS."""
+    return builder.title(title).description(description).datasource(DS).unit(unit).span(span).height(height)
+
+
 def series_panel(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
-    return timeseries.Panel().title(title).description(description).datasource(DS).unit(unit).span(span).height(8)
+    return base_panel(timeseries.Panel(), title, description, unit, span)
 
 
 def table_panel(title: str, description: str, target: Dataquery) -> table.Panel:
     """An instant query in table format, one row per series."""
-    panel = table.Panel().title(title).description(description).datasource(DS).unit("none").span(12).height(8)
+    panel = base_panel(table.Panel(), title, description, "none")
     return panel.with_target(target.instant().format(PromQueryFormat.TABLE))
 
 
 def last_value_stat(title: str, description: str, unit: str, span: int = 6, height: int = 5) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(span)
-        .height(height)
-        .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-    )
+    last_value = ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+    return base_panel(stat.Panel(), title, description, unit, span, height).reduce_options(last_value)
 
 
-def with_rows(dashboard: Dashboard, rows: Iterable[tuple[str, list]]) -> Dashboard:
-    """Each row titled, then its panels; ids are fixed by position so links to a panel
-    (viewPanel=N) survive regeneration."""
+def with_rows(dashboard: Dashboard, rows: Iterable[tuple[str, list]], top: Iterable = ()) -> Dashboard:
+    """The `top` panels, then each row titled and its panels; ids are fixed by position so links to a
+    panel (viewPanel=N) survive regeneration."""
     ids = itertools.count(1)
+    for panel in top:
+        dashboard = dashboard.with_panel(panel.id(next(ids)))
     for title, panels in rows:
         dashboard = dashboard.with_row(Row(title).id(next(ids)))
         for panel in panels:

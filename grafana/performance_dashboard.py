@@ -19,6 +19,10 @@ QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 STAGE_P95 = ".+_p95_s"
 
 
+def _p95(buckets: str) -> str:
+    return f"histogram_quantile(0.95, sum by (le) (rate({buckets}[$__rate_interval])))"
+
+
 def stages_row() -> list:
     panels = [
         series_panel(
@@ -46,22 +50,8 @@ def stages_row() -> list:
             )
         ),
         series_panel("Queue wait and search p95", "Enqueued to claimed, and one search call.", "s")
-        .with_target(
-            query(
-                "A",
-                "histogram_quantile(0.95, sum by (le) (rate(embedding_pipeline_queue_wait_seconds_bucket"
-                "[$__rate_interval])))",
-                "queue wait p95",
-            )
-        )
-        .with_target(
-            query(
-                "B",
-                "histogram_quantile(0.95, sum by (le) (rate(embedding_pipeline_search_seconds_bucket"
-                "[$__rate_interval])))",
-                "search p95",
-            )
-        ),
+        .with_target(query("A", _p95("embedding_pipeline_queue_wait_seconds_bucket"), "queue wait p95"))
+        .with_target(query("B", _p95("embedding_pipeline_search_seconds_bucket"), "search p95")),
     ]
     return panels
 

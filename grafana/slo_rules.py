@@ -155,7 +155,8 @@ def _sel(spec: Spec, slo: Slo) -> str:
     return f'{{sloth_id="{spec.sloth_id(slo)}"}}'
 
 
-_ON = "on (sloth_id, sloth_service, sloth_slo) group_left"
+# Join a per-SLO ratio with its budget (both carry the sloth_* labels); the dashboard uses it too.
+ON_SLO = "on (sloth_id, sloth_service, sloth_slo) group_left"
 
 
 def sli_rules(spec: Spec) -> list[dict[str, Any]]:
@@ -174,7 +175,7 @@ def meta_rules(spec: Spec) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for slo in spec.slos:
         sel = _sel(spec, slo)
-        per_budget = f"{sel}\n/ {_ON} slo:error_budget:ratio{sel}"
+        per_budget = f"{sel}\n/ {ON_SLO} slo:error_budget:ratio{sel}"
         exprs = {
             "slo:objective:ratio": f"vector({_fmt(slo.objective / 100)})",
             "slo:error_budget:ratio": f"vector({_fmt(slo.budget)})",
@@ -284,23 +285,31 @@ PERFORMANCE_HEADER = (
 )
 
 
+def _warning(alerting: dict[str, Any], expr: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A warning alert from a spec's `alerting` block (name, for, summary, description, runbook)."""
+    return {
+        "alert": alerting["name"],
+        "expr": expr,
+        "for": alerting["for"],
+        "labels": {"severity": "warning", **labels},
+        "annotations": {
+            "summary": alerting["summary"],
+            "description": alerting["description"],
+            "runbook_url": RUNBOOK_BASE + alerting["runbook"],
+        },
+    }
+
+
 def render_performance(spec: Spec | None = None) -> str:
     spec = spec or load()
     alerts = [
-        {
-            "alert": alert["name"],
-            "expr": f'{HISTOGRAM_COMPLIANCE if slo.histogram else COMPLIANCE_MAX}{{slo="{slo.name}"}} '
-            f"< {_fmt(alert['below'])}",
-            "for": alert["for"],
-            "labels": {"severity": "warning", **spec.labels},
-            "annotations": {
-                "summary": alert["summary"],
-                "description": alert["description"],
-                "runbook_url": RUNBOOK_BASE + alert["runbook"],
-            },
-        }
+        _warning(
+            slo.alerting,
+            f'{HISTOGRAM_COMPLIANCE if slo.histogram else COMPLIANCE_MAX}{{slo="{slo.name}"}} '
+            f"< {_fmt(slo.alerting['below'])}",
+            spec.labels,
+        )
         for slo in spec.performance
-        for alert in [slo.alerting]
     ]
     recording = [
         {"record": COMPLIANCE_MAX, "expr": "max by (slo) (performance_slo_compliance_embedding_pipeline_operations)"},
@@ -334,23 +343,14 @@ QUALITY_HEADER = (
 
 def render_quality(path: Path = SPEC) -> str:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    labels = dict(data.get("labels") or {})
+    labels = data.get("labels") or {}
     alerts = [
-        {
-            "alert": raw["alerting"]["name"],
-            "expr": (
-                f'max by (collection) (embedding_pipeline_retrieval_quality{{metric="{raw["metric"]}"}})\n'
-                "  < on (collection) max by (collection) (embedding_pipeline_retrieval_target)"
-            ),
-            "for": raw["alerting"]["for"],
-            "labels": {"severity": "warning", "slo": raw["name"], **labels},
-            "annotations": {
-                "summary": raw["alerting"]["summary"],
-                "description": raw["alerting"]["description"],
-                "runbook_url": RUNBOOK_BASE + raw["alerting"]["runbook"],
-            },
-        }
+        _warning(
+            raw["alerting"],
+            f'max by (collection) (embedding_pipeline_retrieval_quality{{metric="{raw["metric"]}"}})\n'
+            "  < on (collection) max by (collection) (embedding_pipeline_retrieval_target)",
+            {"slo": raw["name"], **labels},
+        )
         for raw in data.get("quality_slos") or ()
     ]
-    groups = [{"name": "embedding-pipeline-quality", "rules": alerts}]
-    return QUALITY_HEADER + dump({"groups": groups})
+    return QUALITY_HEADER + dump({"groups": [{"name": "embedding-pipeline-quality", "rules": alerts}]})

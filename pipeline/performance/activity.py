@@ -1,7 +1,5 @@
-"""Reading the pipeline history (pipeline.history.ROWS: batch rows not rolled up yet included): sums
-over a window, series per step, for the SLOs, the capacity plan and the SLO page. User traffic only
-unless a collection is named: reserved scratch collections (operations tests, capacity
-measurements) are not load to carry."""
+"""Reading the pipeline history (pipeline.history.ROWS, batch rows not rolled up yet included): sums
+over a window and series per step, for the SLOs, the capacity plan and the SLO page."""
 
 from __future__ import annotations
 
@@ -28,20 +26,15 @@ class Totals:
     fresh: int = 0  # documents embedded within their collection's freshness SLA
     searches: list[int] = field(default_factory=lambda: [0] * SEARCH_SIZE)  # on the search histogram's bounds
 
-    @property
-    def outcomes(self) -> int:
-        return self.embedded + self.failed
 
-
-def _sums() -> str:
-    return (
-        "coalesce(sum(arrived), 0), coalesce(sum(embedded), 0), coalesce(sum(failed), 0), coalesce(sum(fresh), 0), "
-        + ", ".join(f"coalesce(sum(latency[{i}]), 0)" for i in range(1, LATENCY_SIZE + 1))
-        + ", "
-        + ", ".join(f"coalesce(sum(freshness[{i}]), 0)" for i in range(1, FRESHNESS_SIZE + 1))
-        + ", "
-        + ", ".join(f"coalesce(sum(searches[{i}]), 0)" for i in range(1, SEARCH_SIZE + 1))
-    )
+FROM = f"FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id"
+# The summed columns, in the order _totals reads them.
+SUMMED = ["arrived", "embedded", "failed", "fresh"] + [
+    f"{column}[{i}]"
+    for column, size in (("latency", LATENCY_SIZE), ("freshness", FRESHNESS_SIZE), ("searches", SEARCH_SIZE))
+    for i in range(1, size + 1)
+]
+SUMS = ", ".join(f"coalesce(sum({column}), 0)" for column in SUMMED)
 
 
 def _totals(row: Sequence) -> Totals:
@@ -64,8 +57,7 @@ def totals(since: datetime, until: datetime, collection_id: int | None = None) -
     where, params = _scope(collection_id)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {_sums()} FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id "
-            f"WHERE a.start >= %s AND a.start < %s AND {where}",
+            f"SELECT {SUMS} {FROM} WHERE a.start >= %s AND a.start < %s AND {where}",
             [since, until, *params],
         )
         return _totals(cur.fetchone())
@@ -83,8 +75,7 @@ def series(since: datetime, until: datetime, step_seconds: int, collection_id: i
     where, params = _scope(collection_id)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, {_sums()} "
-            f"FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id "
+            f"SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, {SUMS} {FROM} "
             f"WHERE a.start >= %s AND a.start < %s AND {where} GROUP BY 1",
             [since, step_seconds, since, until, *params],
         )
@@ -108,7 +99,7 @@ def _depth_series(since: datetime, until: datetime, step_seconds: int, collectio
             SELECT step, sum(depth)::bigint FROM (
                 SELECT floor(extract(epoch FROM a.start - %s) / %s)::int AS step, a.collection_id,
                        max(a.queue_depth) AS depth
-                  FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id
+                  {FROM}
                  WHERE a.start >= %s AND a.start < %s AND a.queue_depth IS NOT NULL AND {where}
                  GROUP BY 1, 2
             ) per_collection GROUP BY step
@@ -122,8 +113,5 @@ def first_start(collection_id: int | None = None) -> datetime | None:
     """When the history (of user traffic) begins."""
     where, params = _scope(collection_id)
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT min(a.start) FROM {ROWS} a JOIN pipeline_collection c ON c.id = a.collection_id WHERE {where}",
-            params,
-        )
+        cur.execute(f"SELECT min(a.start) {FROM} WHERE {where}", params)
         return cur.fetchone()[0]

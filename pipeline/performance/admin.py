@@ -1,11 +1,8 @@
-"""The admin's performance console: the Performance page (the optimizer's figures, bottleneck,
-recommendations, SLOs and the trends the Grafana performance dashboard draws too: per-stage
-p50/p95/p99, throughput against capacity, SLO compliance over time), applied changes, batch
-timings, and each collection's cost."""
+"""The admin's performance console: the Performance page (the optimizer's figures, recommendations,
+SLOs and trends), applied changes, batch timings, and each collection's cost."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,48 +77,40 @@ class OptimizationChangeAdmin(TeamScoped, ReadOnlyAdmin):
     def evaluate_changes(self, request: HttpRequest, queryset: QuerySet[OptimizationChange]) -> None:
         done = [e for c in queryset.pending().select_related("collection") if (e := evaluate(c)) is not None]
         kept = sum(e.status == "kept" for e in done)
-        self.message_user(
-            request,
-            f"Evaluated {len(done)} change(s): {kept} kept, {len(done) - kept} reverted; the others are "
-            "concluded already or still measuring.",
-            messages.SUCCESS,
-        )
+        note = f"{kept} kept, {len(done) - kept} reverted; the others are concluded already or still measuring"
+        self.message_user(request, f"Evaluated {len(done)} change(s): {note}.", messages.SUCCESS)
 
     def get_urls(self) -> list[URLPattern]:
         page = path("performance/", self.admin_site.admin_view(self.performance_view), name="pipeline_performance")
         return [page, *super().get_urls()]
 
     def performance_view(self, request: HttpRequest) -> HttpResponse:
-        return _performance_view(self, request)
-
-
-def _performance_view(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpResponse:
-    if request.method not in ("GET", "HEAD", "POST"):
-        return HttpResponseNotAllowed(["GET", "POST"])
-    if not request.user.has_perm("pipeline.view_optimizationchange"):
-        raise PermissionDenied
-    if request.method == "POST":
-        return _apply(model_admin, request)
-    seen = Collection.objects.visible_to(request.user).order_by("name")
-    name = request.GET.get("collection") or None
-    collection = seen.filter(name=name).first() if name else None
-    figures = performance(collection, None, request.user)
-    trend = performance_trends(timezone.now(), figures["window_seconds"], collection)
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": "Performance",
-        "figures": figures,
-        "stages": list(figures["stages"].items()),
-        "collection": collection,
-        "collections": seen,
-        "costs": [(c, format_cost(c)) for c in seen.select_related("cost")],
-        "trend": trend,
-        "trend_stages": list(trend["p95"]),
-        "has_batches": any(trend["documents"]),
-        "has_slo_history": any(v is not None for series in trend["slos"].values() for v in series),
-        "can_apply": model_admin.has_apply_permission(request),
-    }
-    return TemplateResponse(request, "admin/pipeline/performance.html", context)
+        if request.method not in ("GET", "HEAD", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        if not request.user.has_perm("pipeline.view_optimizationchange"):
+            raise PermissionDenied
+        if request.method == "POST":
+            return _apply(self, request)
+        seen = Collection.objects.visible_to(request.user).order_by("name")
+        name = request.GET.get("collection") or None
+        collection = seen.filter(name=name).first() if name else None
+        figures = performance(collection, None, request.user)
+        trend = performance_trends(timezone.now(), figures["window_seconds"], collection)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Performance",
+            "figures": figures,
+            "stages": list(figures["stages"].items()),
+            "collection": collection,
+            "collections": seen,
+            "costs": [(c, format_cost(c)) for c in seen.select_related("cost")],
+            "trend": trend,
+            "trend_stages": list(trend["p95"]),
+            "has_batches": any(trend["documents"]),
+            "has_slo_history": any(v is not None for series in trend["slos"].values() for v in series),
+            "can_apply": self.has_apply_permission(request),
+        }
+        return TemplateResponse(request, "admin/pipeline/performance.html", context)
 
 
 def performance_trends(now: datetime, window: int, collection: Collection | None) -> dict[str, Any]:
@@ -131,15 +120,10 @@ def performance_trends(now: datetime, window: int, collection: Collection | None
     out = db_trend(since, now, TREND_STEPS, collection.pk if collection else None)
     found = slos.evaluate(since, now, TREND_STEPS, only={"document_latency", "throughput_per_worker"})
     out["slos"] = {slo: [None if e.ratio is None else round(e.ratio, 6) for e in steps] for slo, steps in found.items()}
-    out["capacity"] = _capacity()
-    return out
-
-
-def _capacity() -> dict[str, Any] | None:
-    """The capacity (capacity.current: one pod's docs/s times the most worker pods; what the Grafana
-    panel reads from embedding_pipeline_capacity_docs_per_second)."""
+    # One pod's docs/s times the most worker pods: what the Grafana panel reads from the capacity gauge.
     cap = capacity.current()
-    return None if cap is None else {**asdict(cap), "measured_at": cap.measured_at.isoformat(timespec="minutes")}
+    out["capacity"] = None if cap is None else cap.as_dict(timespec="minutes")
+    return out
 
 
 def _apply(model_admin: OptimizationChangeAdmin, request: HttpRequest) -> HttpResponse:

@@ -1,7 +1,5 @@
-"""GET /api/v1/embedding-pipeline-operations/performance: the optimizer's figures, bottleneck and
-recommendations (and the performance SLOs and recent changes); POST .../performance/apply applies one
-recommendation. Both answer with and without the trailing slash. GET /api/v1/slos/: the admin's
-"SLOs and capacity" figures, from the database history."""
+"""The optimizer's figures and recommendations (GET .../performance; POST .../performance/apply, both
+with and without the trailing slash) and the admin's "SLOs and capacity" figures (GET /api/v1/slos/)."""
 
 from __future__ import annotations
 
@@ -95,11 +93,10 @@ class PerformanceView(APIView):
         responses={200: dict},
     )
     def get(self, request: Request) -> Response:
-        collection = None
-        if name := request.query_params.get("collection"):
-            collection = Collection.objects.visible_to(request.user).filter(name=name).first()
-            if collection is None:
-                raise ValidationError({"collection": f"no collection named {name!r}"})
+        try:
+            collection = slo_page.collection_named(request.query_params.get("collection"), request.user)
+        except slo_page.BadRequest as exc:
+            raise ValidationError({"collection": str(exc)}) from None
         return Response(performance(collection, _window(request), request.user))
 
 
@@ -132,13 +129,9 @@ class CanViewHistory(PermissionRequired):
 
 
 class SloView(APIView):
-    """Each SLO's compliance over 1 h, 1 d and 30 d (null: no events in the window), error budget left,
-    burn rate over 1 h and 6 h (freshness judges each document against its own collection's SLA;
-    throughput each collection's batches against its own model's target, listed in
-    `throughput_targets`); the capacity plan (load, capacity, headroom, projected date, workers
-    needed); the last capacity measurement with its USL fit; and the chart series of `range`, whose
-    queue bound is capacity times `freshness_sla_seconds` (the collection's SLA, or the tightest of
-    all user collections)."""
+    """Each SLO's compliance over 1 h, 1 d and 30 d (null: no events), error budget left and burn rate
+    over 1 h and 6 h; the capacity plan; the last capacity measurement with its USL fit; and the chart
+    series of `range`, whose queue bound is capacity times `freshness_sla_seconds` (docs/slos.md)."""
 
     permission_classes = [CanViewHistory]
 

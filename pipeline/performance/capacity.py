@@ -1,11 +1,8 @@
-"""Capacity: the documents per second the pipeline sustains (`measure`, manage.py measure_capacity:
-pipeline.loadharness per worker count, then a Universal Scalability Law fit with scipy), and when
-arrivals will outgrow it (`plan`, manage.py capacity_plan: a linear trend over the history's busiest
-hour of each day). docs/architecture.md and docs/capacity.md say how."""
+"""Capacity: the docs/s the pipeline sustains (`measure`, a USL fit) and when arrivals outgrow it
+(`plan`); docs/architecture.md and docs/capacity.md say how."""
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -14,16 +11,13 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily
 
 from embedportal.scratch import scratch_database
 from pipeline import encoder, history
 from pipeline.loadharness import chunking_of, document_chars, measure_workers, preflight, warm_up
-from pipeline.models import RESERVED_PREFIXES, CapacityMeasurement, Collection
+from pipeline.models import CapacityMeasurement, Collection
 from pipeline.performance import activity
 from pipeline.providers import LOCAL_MINILM
-
-logger = logging.getLogger(__name__)
 
 # Trend: at least this many days of hourly arrivals; the last TREND_DAYS days at most.
 MIN_TREND_DAYS = 3
@@ -175,6 +169,21 @@ def fit_of(m: CapacityMeasurement) -> UslFit:
     return UslFit(m.usl_lambda, m.usl_sigma, m.usl_kappa, m.fit_note)
 
 
+def measurement_dict(m: CapacityMeasurement) -> dict[str, Any]:
+    """A measurement with its USL fit, JSON-ready (manage.py measure_capacity --json, GET /api/v1/slos/)."""
+    usl_fit = {"lambda": m.usl_lambda, "sigma": m.usl_sigma, "kappa": m.usl_kappa, "peak_workers": m.peak_workers}
+    return {
+        "model": m.model,
+        "measured_at": m.measured_at.isoformat(),
+        "documents": m.documents,
+        "chars_per_document": m.chars_per_document,
+        "points": m.points,
+        "usl": usl_fit,
+        "fit_note": m.fit_note,
+        "local_encoder": m.local_encoder,
+    }
+
+
 # --- current capacity -------------------------------------------------------------------------
 
 
@@ -188,6 +197,9 @@ class Capacity:
     measured_at: datetime
     how: str  # "measured", "usl" or "lower bound"
     runtime: str  # the local model's runtime/precision it was measured on ('' for other models)
+
+    def as_dict(self, timespec: str = "auto") -> dict[str, Any]:
+        return {**asdict(self), "measured_at": self.measured_at.isoformat(timespec=timespec)}
 
 
 def capacity_of(m: CapacityMeasurement) -> Capacity | None:
@@ -212,11 +224,14 @@ def current() -> Capacity | None:
     measurement on the runtime serving now; the slowest model's, which the whole peak may fall on."""
     latest_per_model = sizing().order_by("model", "-measured_at").distinct("model")
     found = [c for m in latest_per_model if (c := capacity_of(m)) is not None]
-    reserved = Q()
-    for prefix in RESERVED_PREFIXES:
-        reserved |= Q(name__startswith=prefix)
-    in_use = set(Collection.objects.exclude(reserved).values_list("model", flat=True))
+    in_use = models_in_use()
     return min([c for c in found if c.model in in_use] or found, key=lambda c: c.docs_per_second, default=None)
+
+
+def models_in_use(collection_id: int | None = None) -> set[str]:
+    """The models of the user collections (or of one); reserved scratch collections are no load."""
+    scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.all()
+    return {c.model for c in scope.only("name", "model") if not c.is_reserved}
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -258,7 +273,7 @@ class Plan:
             "daily_peaks": [{"day": d.isoformat(), "docs_per_second": round(v, 4)} for d, v in self.daily_peaks],
             "peak_docs_per_second": None if self.peak is None else round(self.peak, 4),
             "trend_docs_per_second_per_day": None if self.trend_per_day is None else round(self.trend_per_day, 6),
-            "capacity": None if cap is None else {**asdict(cap), "measured_at": cap.measured_at.isoformat()},
+            "capacity": None if cap is None else cap.as_dict(),
             "headroom": None if self.headroom is None else round(self.headroom, 4),
             "exceeded_now": self.exceeded_now,
             "exceeds_on": None if self.exceeds_on is None else self.exceeds_on.isoformat(),
@@ -347,30 +362,3 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
         p.workers_needed, p.workers_note = workers_for(wanted, fit_of(measurement))
         p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: " + p.workers_note
     return p
-
-
-# The last capacity measurement, absent until one exists; grafana/prometheus/capacity.rules.yml and
-# the dashboards read both by name.
-CAPACITY = "embedding_pipeline_capacity_docs_per_second"
-CAPACITY_MEASURED = "embedding_pipeline_capacity_measured_timestamp_seconds"
-
-
-def gauge_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
-    return (
-        GaugeMetricFamily(
-            CAPACITY,
-            "Measured sustained docs/s of one worker pod (EMBEDPORTAL_CAPACITY_WORKERS processes) times the "
-            "worker pods the autoscaler may run (EMBEDPORTAL_MAX_WORKER_REPLICAS), for the slowest model in use; "
-            "how: measured, usl, lower bound.",
-            labels=["model", "workers", "replicas", "how"],
-        ),
-        GaugeMetricFamily(CAPACITY_MEASURED, "Unix time of the last capacity measurement.", labels=["model"]),
-    )
-
-
-def fill_gauges(rate: GaugeMetricFamily, measured: GaugeMetricFamily) -> None:
-    """The capacity gauges at scrape time (performance.compliance.PerformanceSLOCollector): no
-    sample until a measurement exists."""
-    if (cap := current()) is not None:
-        rate.add_metric([cap.model, str(cap.workers), str(cap.replicas), cap.how], cap.docs_per_second)
-        measured.add_metric([cap.model], cap.measured_at.timestamp())

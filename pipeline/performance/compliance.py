@@ -20,6 +20,10 @@ COMPLIANCE = "performance_slo_compliance_embedding_pipeline_operations"
 TARGET = "performance_slo_target_embedding_pipeline_operations"
 # EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS for the stale-measurement alert (grafana/prometheus/capacity.rules.yml).
 CAPACITY_MAX_AGE = "embedding_pipeline_capacity_max_age_seconds"
+# The capacity (capacity.current), absent until a measurement exists; capacity.rules.yml and the dashboards
+# read both by name.
+CAPACITY = "embedding_pipeline_capacity_docs_per_second"
+CAPACITY_MEASURED = "embedding_pipeline_capacity_measured_timestamp_seconds"
 
 
 def compliance(window: int | None = None) -> dict[str, float | None]:
@@ -29,33 +33,37 @@ def compliance(window: int | None = None) -> dict[str, float | None]:
     return {name: found[0].ratio for name, found in slos.evaluate(since, now, only=set(slos.targets())).items()}
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
-    return (
-        GaugeMetricFamily(
-            COMPLIANCE,
-            "Performance SLO compliance, 0..1: share of documents / searches within their p95 target (held at "
-            ">= 0.95), or measured throughput per worker over its target (capped at 1).",
-            labels=["slo"],
-        ),
-        GaugeMetricFamily(
-            TARGET,
-            "Performance SLO targets: seconds (document_latency, search_latency) or docs/s per worker.",
-            labels=["slo"],
-        ),
-        GaugeMetricFamily(
-            CAPACITY_MAX_AGE,
-            "Seconds after which the capacity measurement is stale (EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS)",
-        ),
-    )
-
-
 class PerformanceSLOCollector(DatabaseCollector):
     """Scrape-time compliance and capacity gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
 
     subject = "performance SLO"
 
     def families(self) -> tuple[GaugeMetricFamily, ...]:
-        return (*_families(), *capacity.gauge_families())
+        return (
+            GaugeMetricFamily(
+                COMPLIANCE,
+                "Performance SLO compliance, 0..1: share of documents / searches within their p95 target (held at "
+                ">= 0.95), or measured throughput per worker over its target (capped at 1).",
+                labels=["slo"],
+            ),
+            GaugeMetricFamily(
+                TARGET,
+                "Performance SLO targets: seconds (document_latency, search_latency) or docs/s per worker.",
+                labels=["slo"],
+            ),
+            GaugeMetricFamily(
+                CAPACITY_MAX_AGE,
+                "Seconds after which the capacity measurement is stale (EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS)",
+            ),
+            GaugeMetricFamily(
+                CAPACITY,
+                "Measured sustained docs/s of one worker pod (EMBEDPORTAL_CAPACITY_WORKERS processes) times the "
+                "worker pods the autoscaler may run (EMBEDPORTAL_MAX_WORKER_REPLICAS), for the slowest model in "
+                "use; how: measured, usl, lower bound.",
+                labels=["model", "workers", "replicas", "how"],
+            ),
+            GaugeMetricFamily(CAPACITY_MEASURED, "Unix time of the last capacity measurement.", labels=["model"]),
+        )
 
     def fill(self, cur, compliant, target, max_age, rate, measured) -> None:
         max_age.add_metric([], settings.EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS * 86400)
@@ -72,6 +80,8 @@ class PerformanceSLOCollector(DatabaseCollector):
                 compliant.add_metric([slo], value)
         try:
             with transaction.atomic():  # a savepoint: the SLO gauges survive a failed capacity query
-                capacity.fill_gauges(rate, measured)
+                if (cap := capacity.current()) is not None:
+                    rate.add_metric([cap.model, str(cap.workers), str(cap.replicas), cap.how], cap.docs_per_second)
+                    measured.add_metric([cap.model], cap.measured_at.timestamp())
         except DatabaseError:
             logger.exception("capacity metrics: database query failed")

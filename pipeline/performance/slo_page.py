@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
-from pipeline.models import CapacityMeasurement, Collection, default_freshness_sla
+from pipeline.models import Collection, default_freshness_sla
 from pipeline.performance import activity, capacity, slos
 from pipeline.performance.optimizer.figures import db_trend
 
@@ -95,21 +95,6 @@ def _arrivals(plan: capacity.Plan) -> dict[str, Any]:
     }
 
 
-def _measurement(m: CapacityMeasurement | None) -> dict[str, Any] | None:
-    if m is None:
-        return None
-    return {
-        "model": m.model,
-        "measured_at": m.measured_at.isoformat(),
-        "documents": m.documents,
-        "chars_per_document": m.chars_per_document,
-        "points": m.points,
-        "usl": {"lambda": m.usl_lambda, "sigma": m.usl_sigma, "kappa": m.usl_kappa, "peak_workers": m.peak_workers},
-        "fit_note": m.fit_note,
-        "local_encoder": m.local_encoder,
-    }
-
-
 def collection_named(name: str | None, user: Any = None) -> Collection | None:
     """The named collection among those `user` sees (None: the platform, every one)."""
     if not name:
@@ -148,6 +133,7 @@ def figures(
     collection_id = chosen.pk if chosen else None
     plan = capacity.plan(headroom, now)
     sla_seconds = freshness_sla(chosen).total_seconds()
+    measured = capacity.latest()
     return {
         "now": now.isoformat(),
         "collection": chosen.name if chosen else None,
@@ -156,7 +142,7 @@ def figures(
         "slos": [s.as_dict() for s in slos.statuses(now, collection_id)],
         "throughput_targets": slos.model_targets(collection_id),
         "capacity": plan.as_dict(),
-        "measurement": _measurement(capacity.latest()),
+        "measurement": None if measured is None else capacity.measurement_dict(measured),
         "series": _series(now, RANGES[range_name], collection_id, plan.capacity, sla_seconds),
         "arrivals": _arrivals(plan),
         "bucket_bounds": {"latency_seconds": list(LATENCY_BUCKETS), "freshness_seconds": list(FRESHNESS_BUCKETS)},
@@ -176,17 +162,15 @@ def _times(value: float | None) -> str:
 
 def table(figures: dict[str, Any]) -> list[dict[str, Any]]:
     """The SLO table as the page shows it: "no data" for a window without events."""
-    rows = []
-    for s in figures["slos"]:
-        rows.append(
-            {
-                "name": s["name"],
-                "description": s["description"],
-                "objective": _percent(s["objective"], 1),
-                "compliance": [(w, _percent(v), v is None) for w, v in s["compliance"].items()],
-                "budget_left": _percent(s["error_budget_left"], 1),
-                "burn_rate": [(w, _times(v), v is None) for w, v in s["burn_rate"].items()],
-                "state": {True: "met", False: "missed", None: NO_DATA}[s["met"]],
-            }
-        )
-    return rows
+    return [
+        {
+            "name": s["name"],
+            "description": s["description"],
+            "objective": _percent(s["objective"], 1),
+            "compliance": [(w, _percent(v), v is None) for w, v in s["compliance"].items()],
+            "budget_left": _percent(s["error_budget_left"], 1),
+            "burn_rate": [(w, _times(v), v is None) for w, v in s["burn_rate"].items()],
+            "state": {True: "met", False: "missed", None: NO_DATA}[s["met"]],
+        }
+        for s in figures["slos"]
+    ]

@@ -1,6 +1,5 @@
 """The pipeline's six SLOs from the one spec, slos.yaml (which also generates the Prometheus rules),
-and the one evaluator of the database side (`evaluate`): the SLO page and API, the compliance gauge
-and the admin's trend all read it (docs/slos.md, docs/performance.md)."""
+and the one evaluator of the database side (`evaluate`); docs/architecture.md says who reads it."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from grafana import slo_rules
 from grafana.slo_rules import seconds
 from pipeline import history
 from pipeline.metrics import CALL_BUCKETS, LATENCY_BUCKETS
-from pipeline.models import Collection
 from pipeline.percentiles import window_where
 from pipeline.performance import activity, capacity
 from pipeline.performance.optimizer.figures import STEP_SQL
@@ -53,10 +51,8 @@ def targets() -> dict[str, float]:
 
 
 def throughput_targets() -> dict[str, float]:
-    """Docs/s per busy worker each measured model is held to: its latest capacity measurement (the
-    local model's on the runtime serving now)'s
-    one-worker rate (the USL's lambda, else the smallest measured worker count's rate per worker)
-    times the spec's capacity_factor. A model never measured is held to target("throughput_per_worker")."""
+    """Docs/s per busy worker each measured model is held to: its latest sizing measurement's one-worker
+    rate (USL lambda, else the smallest worker count's rate per worker) times the spec's capacity_factor."""
     factor = performance()["throughput_per_worker"].capacity_factor
     out = {}
     for m in capacity.sizing().order_by("model", "-measured_at").distinct("model"):
@@ -103,9 +99,7 @@ def evaluate(
     since: datetime, until: datetime, steps: int = 1, collection_id: int | None = None, only: set[str] | None = None
 ) -> dict[str, list[Events]]:
     """Every SLO's (or `only` these) good and total events in each of `steps` equal steps of
-    [since, until). The event SLOs and search latency read the history (whole minutes), document
-    latency and throughput the batch rows. Throughput's events are documents stored against those
-    owed at the target rate over the busy seconds, capped: compliance is min(1, rate / target)."""
+    [since, until): from the history (whole minutes), or the batch rows for document latency and throughput."""
     wanted = [n for n in names() if only is None or n in only]
     width = (until - since).total_seconds() / steps
     out: dict[str, list[Events]] = {}
@@ -121,24 +115,21 @@ def evaluate(
 
 
 def model_targets(collection_id: int | None = None) -> list[dict]:
-    """The throughput SLO's target for each model of the user collections (or of one): the model,
-    its docs/s per busy worker, and where that figure comes from (the SLO page and API show it)."""
+    """The throughput SLO's target for each model of the user collections (or of one), and its source."""
     measured, fallback = throughput_targets(), target("throughput_per_worker")
-    scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.all()
-    models = sorted({c.model for c in scope.only("name", "model") if not c.is_reserved})
     return [
         {
             "model": m,
             "docs_per_second": measured.get(m, fallback),
             "from": "capacity measurement" if m in measured else performance()["throughput_per_worker"].setting,
         }
-        for m in models
+        for m in sorted(capacity.models_in_use(collection_id))
     ]
 
 
 def _batch_events(since: datetime, until: datetime, steps: int, collection_id: int | None) -> dict[str, list[Events]]:
-    """Per step: documents within the latency target of all; per model, documents stored against
-    those owed at that model's throughput target over its busy seconds (capped per model)."""
+    """Per step: documents within the latency target of all; documents stored against those owed at
+    each model's throughput target over its busy seconds (capped per model)."""
     where, params = window_where(since, collection_id)
     with connection.cursor() as cur:
         cur.execute(
@@ -164,7 +155,6 @@ class Status:
     objective: float
     description: str
     period: str
-    # window -> events and compliance (good / total, None without events)
     windows: dict[str, Events] = field(default_factory=dict)
     burn_rates: dict[str, float | None] = field(default_factory=dict)
     budget_left: float | None = None
@@ -194,10 +184,8 @@ class Status:
 
 
 def statuses(now: datetime | None = None, collection_id: int | None = None) -> list[Status]:
-    """Every SLO's compliance over 1 h, 1 d and the period (whole minutes, the current one
-    included), its error budget left over the period (1 - bad ratio / budget: 1 untouched, 0 spent,
-    below 0 the SLO is missed) and its burn rate over 1 h and 6 h (bad ratio / budget: 1 spends the
-    budget in exactly one period; none for throughput, whose objective leaves no budget)."""
+    """Every SLO's compliance over 1 h, 1 d and the period (whole minutes, the current one included),
+    its error budget left over the period and its burn rate over 1 h and 6 h (docs/slos.md)."""
     the_spec = spec()
     until = history.minute_of(now or timezone.now()) + timedelta(minutes=1)
     windows = sorted({*COMPLIANCE_WINDOWS, *BURN_WINDOWS, the_spec.period}, key=seconds)

@@ -63,23 +63,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         fit = capacity.fit_of(m)
         if o["json"]:
-            body = {
-                "id": m.pk,
-                "model": m.model,
-                "measured_at": m.measured_at.isoformat(),
-                "documents": m.documents,
-                "chars_per_document": m.chars_per_document,
-                "points": m.points,
-                "usl": {
-                    "lambda": m.usl_lambda,
-                    "sigma": m.usl_sigma,
-                    "kappa": m.usl_kappa,
-                    "peak_workers": m.peak_workers,
-                },
-                "fit_note": m.fit_note,
-                "local_encoder": m.local_encoder,
-            }
-            self.stdout.write(json.dumps(body, indent=2))
+            self.stdout.write(json.dumps({"id": m.pk, **capacity.measurement_dict(m)}, indent=2))
             return
         on = f" on {m.local_encoder}" if m.local_encoder else ""
         self.stdout.write(f"model {m.model}{on}, {m.documents} documents of {m.chars_per_document} characters per run")

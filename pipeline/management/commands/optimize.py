@@ -53,18 +53,21 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         for c in applied:
             changes = {c.setting: [c.before, c.after]}
-            trail.command(self, collection=collection_name(c), target=f"change {c.pk}", changes=changes)
+            trail.command(self, collection=c.collection.name, target=f"change {c.pk}", changes=changes)
         if o["json"]:
             out = analysis.as_dict()
             if o["apply"]:
-                out["applied"] = [{"id": c.pk, "collection": collection_name(c), **change(c)} for c in applied]
+                fields = ("setting", "before", "after", "status")
+                out["applied"] = [
+                    {"id": c.pk, "collection": c.collection.name, **{f: getattr(c, f) for f in fields}} for c in applied
+                ]
             if o["evaluate"]:
                 out["evaluated"] = [e.as_dict() for e in evaluated]
             self.stdout.write(json.dumps(out, indent=2, default=str))
             return
         self._print(analysis)
         for c in applied:
-            self.stdout.write(f"applied #{c.pk}: {collection_name(c)}.{c.setting} {c.before} -> {c.after} (measuring)")
+            self.stdout.write(f"applied #{c.pk}: {c.collection.name}.{c.setting} {c.before} -> {c.after} (measuring)")
         for e in evaluated:
             self.stdout.write(f"change #{e.change} {e.status}: {e.note}")
 
@@ -88,11 +91,3 @@ class Command(BaseCommand):
             self.stdout.write(f"- {rec.title}{mark}\n    expected: {rec.expected_effect}\n    why: {rec.reason}")
         if not a.recommendations:
             self.stdout.write("no recommendations")
-
-
-def collection_name(change: Any) -> str:
-    return change.collection.name
-
-
-def change(c: Any) -> dict[str, Any]:
-    return {"setting": c.setting, "before": c.before, "after": c.after, "status": c.status}

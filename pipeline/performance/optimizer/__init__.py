@@ -1,28 +1,22 @@
-"""EmbeddingPipelineOperationsOptimizer: where the pipeline's time goes, and what to change.
-
-Per-stage percentiles and utilisation over a window (figures, from the batch rows), the bottleneck (analysis),
-recommendations (recommendations, deployment), and applying and judging them (changes); how each
-is computed and judged is in docs/performance.md.
-"""
+"""EmbeddingPipelineOperationsOptimizer: where the pipeline's time goes (figures, analysis), what to
+change (recommendations, deployment), and applying and judging it (changes); docs/performance.md."""
 
 from __future__ import annotations
 
 from contextlib import suppress
 
 from pipeline.models import Collection, OptimizationChange
-from pipeline.percentiles import STAGES, Percentiles
+from pipeline.percentiles import STAGES
 from pipeline.performance.optimizer.analysis import Analysis, analyse
 from pipeline.performance.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
-from pipeline.performance.optimizer.figures import APPLIABLE, OptimizerError, Recommendation
+from pipeline.performance.optimizer.figures import OptimizerError, Recommendation
 
 __all__ = [
-    "APPLIABLE",
     "STAGES",
     "Analysis",
     "EmbeddingPipelineOperationsOptimizer",
     "Evaluated",
     "OptimizerError",
-    "Percentiles",
     "Recommendation",
     "analyse",
     "apply",

@@ -11,12 +11,7 @@ from django.utils import timezone
 
 from pipeline.models import Collection
 from pipeline.percentiles import Percentiles, db_percentiles, rounded
-from pipeline.performance.optimizer.figures import (
-    PROCESSING,
-    Recommendation,
-    bottleneck,
-    db_busy,
-)
+from pipeline.performance.optimizer.figures import PROCESSING, Recommendation, bottleneck, db_busy
 from pipeline.performance.optimizer.recommendations import recommend
 
 
@@ -34,15 +29,10 @@ class Analysis:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **vars(self),
             "stages": {name: p.as_dict() for name, p in self.stages.items()},
-            "bottleneck": self.bottleneck,
             "recommendations": [r.as_dict() for r in self.recommendations],
-            "source": self.source,
-            "window_seconds": self.window_seconds,
             "utilisation": rounded(self.utilisation),
-            "workers": self.workers,
-            "documents": self.documents,
-            "collections": self.collections,
         }
 
 

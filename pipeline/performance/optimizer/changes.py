@@ -5,7 +5,6 @@ reverted (unless someone changed the setting since); one change per collection i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -20,21 +19,25 @@ from django.utils import timezone
 from pipeline import backfill, quality, storage
 from pipeline.choices import OptimizationStatus
 from pipeline.models import BatchTiming, Collection, OptimizationChange, SearchLatency
-from pipeline.performance.optimizer.figures import OptimizerError, Recommendation
+from pipeline.performance.optimizer.figures import OptimizerError, Recommendation, nearest_rank
 
 # A change is kept when its measure (worker seconds per document, or search p95) falls by at least this much.
 MIN_GAIN = 0.02
 
 
-def _nearest_rank(values: list[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else None
-
-
-def measurement(collection: Collection, batches: list[dict[str, Any]]) -> dict[str, Any]:
+def measurement(collection: Collection, before: datetime | None = None, after: datetime | None = None) -> dict:
+    """The collection's last EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES batches before `before`, or its first ones
+    after `after`: worker seconds per document and p95."""
+    rows = BatchTiming.objects.filter(collection=collection)
+    if before is not None:
+        rows = rows.filter(finished_at__lt=before).order_by("-finished_at")
+    else:
+        rows = rows.filter(finished_at__gt=after).order_by("finished_at")
+    fields = ("documents", "claim_seconds", "total_seconds")
+    batches = list(rows.values(*fields)[: settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES])
     documents = sum(b["documents"] for b in batches)
     seconds = sum(b["claim_seconds"] + b["total_seconds"] for b in batches)
-    p95 = _nearest_rank([t for b in batches for t in [b["total_seconds"]] * b["documents"]], 0.95)
+    p95 = nearest_rank([t for b in batches for t in [b["total_seconds"]] * b["documents"]], 0.95)
     return {
         "batches": len(batches),
         "documents": documents,
@@ -44,22 +47,13 @@ def measurement(collection: Collection, batches: list[dict[str, Any]]) -> dict[s
 
 
 def search_measurement(recent: list[float], searches: int) -> dict[str, Any]:
-    p50, p95 = _nearest_rank(recent, 0.5), _nearest_rank(recent, 0.95)
+    p50, p95 = nearest_rank(recent, 0.5), nearest_rank(recent, 0.95)
     return {
         "searches": len(recent),
         "searches_total": searches,
         "p50_search_seconds": None if p50 is None else round(p50, 6),
         "p95_search_seconds": None if p95 is None else round(p95, 6),
     }
-
-
-def _batches(collection: Collection, before: datetime | None = None, after: datetime | None = None) -> list[dict]:
-    rows = BatchTiming.objects.filter(collection=collection)
-    n = settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES
-    fields = ("documents", "claim_seconds", "total_seconds")
-    if before is not None:
-        return list(rows.filter(finished_at__lt=before).order_by("-finished_at").values(*fields)[:n])
-    return list(rows.filter(finished_at__gt=after).order_by("finished_at").values(*fields)[:n])
 
 
 def _json(value: Any) -> Any:
@@ -101,14 +95,14 @@ class Kind:
         return bool(rows.update(**self.fields(new), updated_at=timezone.now()))
 
     def before(self, collection: Collection) -> dict[str, Any]:
-        before = measurement(collection, _batches(collection, before=timezone.now()))
+        before = measurement(collection, before=timezone.now())
         if not before["documents"]:
             raise OptimizerError(f"collection {collection.name!r} has no batch timings to compare a change against")
         return before
 
     def after(self, change: OptimizationChange) -> dict[str, Any] | None:
         """The measurement after the change, or None while it is incomplete."""
-        after = measurement(change.collection, _batches(change.collection, after=change.applied_at))
+        after = measurement(change.collection, after=change.applied_at)
         return after if after["batches"] >= settings.EMBEDPORTAL_OPTIMIZER_EVALUATE_BATCHES else None
 
     def apply(self, collection: Collection, rec: Recommendation, applied_by: str) -> OptimizationChange:
@@ -245,7 +239,7 @@ class Backfill(Kind):
         ).exists()
         if loading:
             return None  # judged once its index is built
-        after = measurement(change.collection, _batches(change.collection, after=change.applied_at))
+        after = measurement(change.collection, after=change.applied_at)
         # A load of fewer batches than usual is judged on all of them.
         return after if after["batches"] else None
 

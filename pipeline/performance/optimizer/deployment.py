@@ -3,7 +3,6 @@ analysis' figures, the latest capacity measurement and the search times."""
 
 from __future__ import annotations
 
-import math
 import os
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ from django.conf import settings
 from pipeline.models import Collection, SearchLatency
 from pipeline.percentiles import searches
 from pipeline.performance import capacity, slos
-from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation
+from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation, change_of, nearest_rank
 
 if TYPE_CHECKING:
     from pipeline.performance.optimizer.analysis import Analysis
@@ -113,15 +112,17 @@ def search(collections: list[Collection], since: datetime) -> list[Recommendatio
 
 
 def ef_search(c: Collection, recent: list[float], target: float) -> list[Recommendation]:
-    ordered = sorted(recent)
-    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    p95 = nearest_rank(recent, 0.95)
     effective = c.ef_search or DEFAULT_EF_SEARCH
     proposed = effective // 2
     if p95 <= target or proposed < MIN_EF_SEARCH:
         return []
     now = f"{c.ef_search}" if c.ef_search else f"unset (max({DEFAULT_EF_SEARCH}, 2k))"
     return [
-        Recommendation(
+        change_of(
+            c,
+            "ef_search",
+            proposed,
             id=f"hnsw-ef-search-{c.name}",
             title=f"Lower hnsw.ef_search of {c.name} to {proposed}",
             expected_effect=f"each search visits about half the candidates ({effective} -> {proposed} for k <= "
@@ -129,10 +130,6 @@ def ef_search(c: Collection, recent: list[float], target: float) -> list[Recomme
             "at some recall (check the golden queries)",
             reason=f"search p95 of {c.name} is {p95 * 1000:.0f} ms over its last {len(recent)} searches, above the "
             f"{target * 1000:.0f} ms SLO; its ef_search is {now}",
-            collection=c.name,
-            setting="ef_search",
-            current=c.ef_search,
-            proposed=proposed,
         )
     ]
 

@@ -3,12 +3,14 @@ from the batch rows every worker of the cluster writes (pipeline.recording)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
 
+from pipeline.models import Collection
 from pipeline.percentiles import COLUMNS, PERCENTILES_SQL, QUANTILES, Percentiles, window_where
 
 PROCESSING = ("claim", "chunking", "embedding", "storage")
@@ -85,12 +87,6 @@ def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float]) ->
     return out
 
 
-def trend_steps(since: datetime, until: datetime, steps: int) -> tuple[float, list[str]]:
-    """The seconds of each of `steps` equal steps from `since`, and each step's start (ISO, minutes)."""
-    step = max(1.0, (until - since).total_seconds() / steps)
-    return step, [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)]
-
-
 # A batch row's step: rows are grouped by it in db_trend and slos.evaluate.
 STEP_SQL = "floor(extract(epoch FROM t.finished_at - %s) / %s)::int"
 
@@ -100,7 +96,7 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
     equal steps: the admin page's trend charts. Percentiles are None where a step has no batches;
     documents and docs/s are 0 there (nothing was stored)."""
     where, params = window_where(since, collection_id)
-    step, labels = trend_steps(since, until, steps)
+    step = max(1.0, (until - since).total_seconds() / steps)
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT {STEP_SQL} AS step, count(*), {PERCENTILES_SQL} "
@@ -111,7 +107,7 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
         rows = {row[0]: row[1:] for row in cur.fetchall()}
     names = [f"p{round(q * 100)}" for q in QUANTILES]
     out: dict[str, Any] = {
-        "labels": labels,
+        "labels": [(since + timedelta(seconds=i * step)).isoformat(timespec="minutes") for i in range(steps)],
         "step_seconds": round(step, 3),
         "documents": [],
         "docs_per_second": [],
@@ -137,6 +133,11 @@ APPLIABLE = {"batch_size", "provider_concurrency", "hnsw", "ef_search", "backfil
 ADVICE_ONLY = "a deployment setting: change it where the deployment is configured; the optimizer does not"
 
 
+def nearest_rank(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else None
+
+
 @dataclass
 class Recommendation:
     id: str
@@ -154,6 +155,13 @@ class Recommendation:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "appliable": self.appliable}
+
+
+def change_of(c: Collection, setting: str, proposed: Any, current: Any = None, **text: str) -> Recommendation:
+    """A recommendation to change an APPLIABLE `setting` of `c` (`current`: the field of that name unless
+    given); `text`: id, title, expected_effect, reason."""
+    current = getattr(c, setting) if current is None else current
+    return Recommendation(**text, collection=c.name, setting=setting, current=current, proposed=proposed)
 
 
 def stage_share(figures: dict[str, Any], stage: str) -> float:

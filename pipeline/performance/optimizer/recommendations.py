@@ -19,7 +19,7 @@ from pipeline.choices import DocumentStatus
 from pipeline.embedding import provider_of
 from pipeline.models import BatchTiming, Collection, Document
 from pipeline.performance.optimizer.deployment import claim_batch, search, workers
-from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation, stage_share
+from pipeline.performance.optimizer.figures import ADVICE_ONLY, Recommendation, change_of, stage_share
 
 if TYPE_CHECKING:
     from pipeline.performance.optimizer.analysis import Analysis
@@ -73,7 +73,7 @@ def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[
     """Embedding dominates and batches need several provider calls: send more chunks per call."""
     share = stage_share(figures, "embedding")
     batches = _stored(c, since)
-    chunks = [n for n in batches.values_list("chunks", flat=True)]
+    chunks = list(batches.values_list("chunks", flat=True))
     if share < WORTH_IT or not chunks or c.batch_size >= MAX_BATCH_SIZE:
         return []
     per_batch = sum(chunks) / len(chunks)
@@ -92,16 +92,15 @@ def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[
     else:
         effect = f"{calls_now} -> {calls_new} provider calls per claimed batch (each call's fixed cost saved)"
     return [
-        Recommendation(
+        change_of(
+            c,
+            "batch_size",
+            proposed,
             id=f"batch-size-{c.name}",
             title=f"Raise the embedding batch size of {c.name} to {proposed}",
             expected_effect=effect,
             reason=f"embedding is {share:.0%} of this collection's per-document p95 and a batch of "
             f"{per_batch:.0f} chunks needs {calls_now} calls of {c.batch_size}",
-            collection=c.name,
-            setting="batch_size",
-            current=c.batch_size,
-            proposed=proposed,
         )
     ]
 
@@ -118,17 +117,17 @@ def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
     if pending > embedded:
         searched = " (search scans the embedded ones exactly until then)" if embedded else ""
         recs.append(
-            Recommendation(
+            change_of(
+                c,
+                "backfill",
+                True,
+                current=False,
                 id=f"backfill-{c.name}",
                 title=f"Load {c.name} in backfill mode",
                 expected_effect=f"about {BACKFILL_SPEEDUP:.1f}x the ingest rate for the {pending} queued documents "
                 f"(write without the HNSW index, build it once at the end{searched}; docs/benchmarks.md)",
                 reason=f"storage is {share:.0%} of the per-document p95 and {pending} documents are queued "
                 f"against {embedded} embedded: a first load or a re-embed",
-                collection=c.name,
-                setting="backfill",
-                current=False,
-                proposed=True,
             )
         )
     options = {"m": c.hnsw_m, "ef_construction": c.hnsw_ef_construction}
@@ -136,7 +135,11 @@ def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
         proposed = {"m": min(options["m"], HNSW_LIGHT["m"]), "ef_construction": HNSW_LIGHT["ef_construction"]}
         ratio = proposed["ef_construction"] / options["ef_construction"]
         recs.append(
-            Recommendation(
+            change_of(
+                c,
+                "hnsw",
+                proposed,
+                current=options,
                 id=f"hnsw-build-{c.name}",
                 title=f"Rebuild the HNSW index of {c.name} with m={proposed['m']}, "
                 f"ef_construction={proposed['ef_construction']}",
@@ -144,10 +147,6 @@ def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
                 f"(m={options['m']}, ef_construction={options['ef_construction']}): storage time down by up to "
                 f"{1 - ratio:.0%} of its index part; check recall with the golden queries first",
                 reason=f"storage is {share:.0%} of the per-document p95; HNSW maintenance is most of it",
-                collection=c.name,
-                setting="hnsw",
-                current=options,
-                proposed=proposed,
             )
         )
     return recs
@@ -221,11 +220,12 @@ def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime
     proposed = min(MAX_PROVIDER_CONCURRENCY, c.provider_concurrency * 2, calls)
     rounds_now, rounds_new = math.ceil(calls / c.provider_concurrency), math.ceil(calls / proposed)
     return [
-        _concurrency_change(
+        change_of(
             c,
+            "provider_concurrency",
             proposed,
-            f"provider-concurrency-{c.name}",
-            f"Let workers make {proposed} embedding calls at once for {c.name} (now {c.provider_concurrency})",
+            id=f"provider-concurrency-{c.name}",
+            title=f"Let workers make {proposed} embedding calls at once for {c.name} (now {c.provider_concurrency})",
             expected_effect=f"a batch's {calls} provider calls wait in {rounds_new} rounds instead of {rounds_now}: "
             f"embedding time per batch down to about {rounds_new / rounds_now:.0%} while the provider's latency, "
             "not its quota or this host's CPU, is the limit (docs/benchmarks.md: 200 ms provider, 1 -> 8 calls "
@@ -234,21 +234,6 @@ def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime
             f"batch needs {calls} calls of {c.batch_size} chunks; no 429 answers so far",
         )
     ]
-
-
-def _concurrency_change(
-    c: Collection, proposed: int, rec_id: str, title: str, expected_effect: str, reason: str
-) -> Recommendation:
-    return Recommendation(
-        id=rec_id,
-        title=title,
-        expected_effect=expected_effect,
-        reason=reason,
-        collection=c.name,
-        setting="provider_concurrency",
-        current=c.provider_concurrency,
-        proposed=proposed,
-    )
 
 
 def provider_limits(analysis: Analysis, collections: list[Collection]) -> list[Recommendation]:
@@ -263,11 +248,12 @@ def provider_limits(analysis: Analysis, collections: list[Collection]) -> list[R
         [c] = concurrent
         proposed = max(1, c.provider_concurrency // 2)
         return [
-            _concurrency_change(
+            change_of(
                 c,
+                "provider_concurrency",
                 proposed,
-                f"provider-rate-limit-{c.name}",
-                f"Lower the provider concurrency of {c.name} from {c.provider_concurrency} to {proposed}",
+                id=f"provider-rate-limit-{c.name}",
+                title=f"Lower the provider concurrency of {c.name} from {c.provider_concurrency} to {proposed}",
                 expected_effect=f"fewer 429 retries ({limited} so far, each one a backoff wait in a worker) at the "
                 "cost of more waiting per batch; or raise the provider's rate limit instead",
                 reason=f"providers answered 429 and {c.name} is the only remote collection making several calls "
