@@ -15,31 +15,18 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import (
-    admin_state,  # noqa: F401  (registers the read-only state and quality pages)
-    backfill,
-    encoder,
-    overview,
-    providers,
-    quality,
-    queue,
-    storage,
-)
+from pipeline import backfill, encoder, health, overview, quality, queue, storage
 from pipeline.access import TeamCollectionFilter, TeamScoped
+from pipeline.admin_state import holds  # importing it registers the read-only state and quality pages
 from pipeline.collections import resolve_dimensions
-from pipeline.models import (
-    Chunk,
-    Collection,
-    Document,
-    sees_all_collections,
-)
+from pipeline.models import Chunk, Collection, Document, sees_all_collections
 from pipeline.performance import admin as performance_admin
 from pipeline.performance import slo_page
 
-HNSW_BUILD_FIELDS = ("hnsw_m", "hnsw_ef_construction")
-# Fields a form may leave empty for their default.
+# Fields a form may leave empty for their default (pgvector's for HNSW), as the API does.
 DEFAULTED_FIELDS = (
-    *HNSW_BUILD_FIELDS,
+    "hnsw_m",
+    "hnsw_ef_construction",
     "provider_concurrency",
     "search_mode",
     "keyword_weight",
@@ -56,17 +43,13 @@ def _params(options: dict[str, int]) -> str:
 admin.site.index_template = "admin/pipeline/index.html"
 
 
+def _api_base(label: str, help_text: str) -> forms.URLField:
+    return forms.URLField(label=label, max_length=500, required=False, assume_scheme="https", help_text=help_text)
+
+
 class CollectionForm(forms.ModelForm):
-    api_base = forms.URLField(
-        label="API base", max_length=500, required=False, assume_scheme="https", help_text="LiteLLM api_base, if any."
-    )
-    rerank_api_base = forms.URLField(
-        label="Rerank API base",
-        max_length=500,
-        required=False,
-        assume_scheme="https",
-        help_text="The reranker's api_base, if any.",
-    )
+    api_base = _api_base("API base", "LiteLLM api_base, if any.")
+    rerank_api_base = _api_base("Rerank API base", "The reranker's api_base, if any.")
 
     class Meta:
         model = Collection
@@ -77,7 +60,7 @@ class CollectionForm(forms.ModelForm):
         if "dimensions" in self.fields:
             self.fields["dimensions"].required = False
             self.fields["dimensions"].help_text = "Leave empty to ask the model."
-        for name in DEFAULTED_FIELDS:  # left empty: the default (pgvector's for HNSW), as the API does
+        for name in DEFAULTED_FIELDS:
             self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
@@ -136,19 +119,8 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         # contextual_chunks changes what is embedded: only a re-embed changes it.
         # One permission per action: the paused box needs the pause permission, as the pause action does.
         paused = () if self.has_pause_permission(request) else ("paused",)
-        if obj:
-            return (
-                *paused,
-                "model",
-                "dimensions",
-                "contextual_chunks",
-                "local_runtime",
-                "hnsw_index",
-                "embedding_cost",
-                "created_at",
-                "updated_at",
-            )
-        return (*paused, "created_at", "updated_at")
+        shown = ("model", "dimensions", "contextual_chunks", "local_runtime", "hnsw_index", "embedding_cost")
+        return (*paused, *(shown if obj else ()), "created_at", "updated_at")
 
     @admin.display(description="HNSW index")
     def hnsw_index(self, obj: Collection) -> str:
@@ -168,11 +140,10 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def local_runtime(self, obj: Collection) -> str:
         """Which runtime wrote the vectors and which one serves now (pipeline.encoder), with why
         PyTorch serves if the OpenVINO export was refused."""
-        if obj.model != f"local/{providers.LOCAL_MINILM}":
+        if obj.model != health.LOCAL_MODEL:
             return "-"
-        local = encoder.current()
-        gate = local.gate
-        serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")
+        gate = encoder.current().gate
+        serving = f"{health.local_runtime()} serves"
         if gate:
             serving += (
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
@@ -196,11 +167,8 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def embedding_cost(self, obj: Collection) -> str:
         return performance_admin.format_cost(obj)
 
-    def has_pause_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.pause_collection")
-
-    def has_reembed_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.reembed_collection")
+    has_pause_permission = holds("pipeline.pause_collection")
+    has_reembed_permission = holds("pipeline.reembed_collection")
 
     @admin.action(description="Pause selected collections (workers stop claiming them)", permissions=["pause"])
     def pause_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
@@ -333,8 +301,7 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         "updated_at",
     )
 
-    def has_requeue_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.requeue_document")
+    has_requeue_permission = holds("pipeline.requeue_document")
 
     @admin.action(description="Requeue selected documents (embedded or failed)", permissions=["requeue"])
     def requeue_documents(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import trail
-from embedportal.api.errors import Conflict
+from embedportal.api.errors import Conflict, error_body
 from embedportal.api.permissions import PermissionRequired, demand
 from embedportal.api.strict import StrictModelSerializer, no_body
 from pipeline import backfill, queue
@@ -35,16 +35,15 @@ class CanListOrAddDocuments(PermissionRequired):
     perms = {"GET": "pipeline.view_document", "POST": "pipeline.add_document"}
 
 
-class CanSearch(PermissionRequired):
-    perm = "pipeline.view_chunk"
+def requires(perm: str) -> type[PermissionRequired]:
+    return type("Requires", (PermissionRequired,), {"perm": perm})
 
 
-class CanPause(PermissionRequired):
-    perm = "pipeline.pause_collection"
-
-
-class CanReembed(PermissionRequired):
-    perm = "pipeline.reembed_collection"
+CanSearch = requires("pipeline.view_chunk")
+CanPause = requires("pipeline.pause_collection")
+CanReembed = requires("pipeline.reembed_collection")
+CanRequeue = requires("pipeline.requeue_document")
+CanViewDocument = requires("pipeline.view_document")
 
 
 class ReembedSerializer(StrictModelSerializer):
@@ -58,8 +57,14 @@ class ReembedSerializer(StrictModelSerializer):
         extra_kwargs = dict.fromkeys(fields, {"required": False})
 
 
-class CanRequeue(PermissionRequired):
-    perm = "pipeline.requeue_document"
+def invalid(exc: DjangoValidationError) -> ValidationError:
+    """A model's ValidationError as the API's 400, by field where it names fields."""
+    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+
+
+def provider_failed(what: str, exc: PipelineError) -> Response:
+    """502: the embedding provider failed a call the request needed."""
+    return Response(error_body(502, f"{what} failed: {exc}"), status=status.HTTP_502_BAD_GATEWAY)
 
 
 def collection_or_404(request: Request, name: str | None) -> Collection:
@@ -71,6 +76,12 @@ def collection_or_404(request: Request, name: str | None) -> Collection:
         raise NotFound(f"no collection named {name!r}") from None
 
 
+CHANGE_NOTE = (
+    "model and dimensions cannot change here: use reembed. A change of hnsw_m or hnsw_ef_construction "
+    "rebuilds the index. Permission pipeline.change_collection."
+)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List the collections"),
     create=extend_schema(
@@ -79,16 +90,8 @@ def collection_or_404(request: Request, name: str | None) -> Collection:
         "Permission pipeline.add_collection.",
     ),
     retrieve=extend_schema(summary="One collection, by name"),
-    update=extend_schema(
-        summary="Replace a collection's settings",
-        description="model and dimensions cannot change here: use reembed. A change of hnsw_m or "
-        "hnsw_ef_construction rebuilds the index. Permission pipeline.change_collection.",
-    ),
-    partial_update=extend_schema(
-        summary="Change some of a collection's settings",
-        description="model and dimensions cannot change here: use reembed. A change of hnsw_m or "
-        "hnsw_ef_construction rebuilds the index. Permission pipeline.change_collection.",
-    ),
+    update=extend_schema(summary="Replace a collection's settings", description=CHANGE_NOTE),
+    partial_update=extend_schema(summary="Change some of a collection's settings", description=CHANGE_NOTE),
     destroy=extend_schema(
         summary="Delete a collection",
         description="Deletes its documents, chunks, index and history. Permission pipeline.delete_collection.",
@@ -103,7 +106,6 @@ class CollectionViewSet(viewsets.ModelViewSet):
     lookup_value_regex = "[-a-zA-Z0-9_]+"
 
     def get_object(self) -> Collection:
-        """The one 404 message for an unknown collection, whichever route names it."""
         collection = collection_or_404(self.request, self.kwargs["name"])
         self.check_object_permissions(self.request, collection)
         return collection
@@ -118,7 +120,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         try:
             serializer.instance = create_collection(**serializer.validated_data)
         except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+            raise invalid(exc) from None
         trail.note(self.request, collection=serializer.instance.name)
 
     def perform_update(self, serializer: CollectionSerializer) -> None:
@@ -186,10 +188,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         try:
             hits = semantic.search(collection, data["query"], data["k"], "api", data["by_document"], data.get("mode"))
         except PipelineError as exc:
-            return Response(
-                {"error": {"status": 502, "message": f"embedding the query failed: {exc}"}},
-                status=status.HTTP_502_BAD_GATEWAY,
-            )
+            return provider_failed("embedding the query", exc)
         return Response({"collection": collection.name, "results": [h.as_dict() for h in hits]})
 
     # Operator triggers: the same compare-and-swap QuerySet transitions as the admin actions.
@@ -229,7 +228,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
                 collection, **backfill.with_dimensions(collection, changes.validated_data)
             )
         except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
+            raise invalid(exc) from None
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -252,10 +251,6 @@ def _document(request: Request, name: str, external_id: str) -> Document:
         return Document.objects.select_related("collection").get(collection=collection, external_id=external_id)
     except Document.DoesNotExist:
         raise NotFound(f"no document {external_id!r} in collection {name!r}") from None
-
-
-class CanViewDocument(PermissionRequired):
-    perm = "pipeline.view_document"
 
 
 class DocumentView(APIView):
