@@ -14,11 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
@@ -58,10 +59,6 @@ def _timed(name: str, check: Callable[[dict[str, Any]], str]) -> CheckResult:
     seconds = time.perf_counter() - started
     metrics.HEALTH_CHECK_LATENCY.labels(check=name).observe(seconds)
     return CheckResult(name, ok, reason, seconds, details)
-
-
-def _statement_timeout(cursor: Any) -> None:
-    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(CHECK_STATEMENT_TIMEOUT_MS)])
 
 
 def _pgvector_version(cursor: Any) -> str:
@@ -217,11 +214,10 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
 # -- pgvector is writable -------------------------------------------------------------------
 
 
-def check_pgvector(using: str = "default") -> CheckResult:
+def check_pgvector() -> CheckResult:
     def run(details: dict[str, Any]) -> str:
         try:
-            with transaction.atomic(using=using), connections[using].cursor() as cur:
-                _statement_timeout(cur)
+            with bounded_queries(CHECK_STATEMENT_TIMEOUT_MS) as cur:
                 details["pgvector"] = _pgvector_version(cur)
                 # The document and collection ids do not exist: the foreign keys are deferred (explicitly:
                 # an enclosing transaction may have made them immediate) to a commit that never comes.
@@ -233,7 +229,7 @@ def check_pgvector(using: str = "default") -> CheckResult:
                 )
                 if cur.fetchone()[0] != "[1,2,3]":
                     raise CheckFailed("a vector did not read back as written")
-                transaction.set_rollback(True, using=using)  # the probe row (and the SET) goes
+                transaction.set_rollback(True)  # the probe row (and the SET) goes
         except DatabaseError as exc:
             cause = exc.__cause__ or exc
             raise CheckFailed(f"cannot write a vector row: {type(cause).__name__}: {cause}".strip()) from None
@@ -250,9 +246,8 @@ def check_queue() -> CheckResult:
         now = timezone.now()
         max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
         window = timedelta(seconds=settings.EMBEDPORTAL_HEALTH_PROGRESS_WINDOW)
-        with transaction.atomic(), connection.cursor() as cur:
-            _statement_timeout(cur)
-            latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
+        with bounded_queries(CHECK_STATEMENT_TIMEOUT_MS):
+            latest = WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"]
             alive_processes = list(WorkerHeartbeat.objects.fresh(max_age).values_list("worker", flat=True))
             alive = len(alive_processes)
             # Claimable work only: paused collections and documents in backoff are waiting on purpose.
@@ -262,12 +257,7 @@ def check_queue() -> CheckResult:
             stranded = active.stranded(alive_processes, now).aggregate(n=Count("id"), since=Min("updated_at"))
             if stranded["n"] and (oldest is None or stranded["since"] < oldest):
                 oldest = stranded["since"]
-            last_embedded = (
-                Document.objects.filter(last_embedded_at__isnull=False)
-                .order_by("-last_embedded_at")
-                .values_list("last_embedded_at", flat=True)
-                .first()
-            )
+            last_embedded = Document.objects.aggregate(at=Max("last_embedded_at"))["at"]
         details.update(
             workers_alive=alive,
             last_heartbeat=latest.isoformat() if latest else None,
