@@ -44,7 +44,8 @@ admin.site.index_template = "admin/pipeline/index.html"
 
 
 def _api_base(label: str, help_text: str) -> forms.URLField:
-    return forms.URLField(label=label, max_length=500, required=False, assume_scheme="https", help_text=help_text)
+    length = Collection._meta.get_field("api_base").max_length
+    return forms.URLField(label=label, max_length=length, required=False, assume_scheme="https", help_text=help_text)
 
 
 class CollectionForm(forms.ModelForm):
@@ -127,8 +128,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         """What the index was built with, which may lag the fields until it is rebuilt."""
         built = storage.index_options(obj.index_name)
         wanted = {"m": obj.hnsw_m, "ef_construction": obj.hnsw_ef_construction}
-        if obj.building_generation is not None:
-            generation = obj.building_generation
+        if (generation := obj.building_generation) is not None:
             return f"a backfill writes generation {generation}: its index is built at the end with {_params(wanted)}"
         if built is None:
             return "missing: search scans the collection's rows exactly"
@@ -142,15 +142,13 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         PyTorch serves if the OpenVINO export was refused."""
         if obj.model != health.LOCAL_MODEL:
             return "-"
-        gate = encoder.current().gate
         serving = f"{health.local_runtime()} serves"
-        if gate:
+        if gate := encoder.current().gate:
             serving += (
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
                 f"min {gate['min_cosine']:.4f}"
             )
-        change = obj.runtime_gate
-        if change:
+        if change := obj.runtime_gate:
             reference = change.get("reference")
             figures = (
                 f" (golden queries: recall@5 {change['recall_at_5']} vs PyTorch {reference['recall_at_5']}, "
@@ -184,9 +182,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def resume_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
         changed = queryset.resume()
         self.message_user(
-            request,
-            f"Resumed {changed} collection(s); {len(queryset) - changed} were not paused.",
-            messages.SUCCESS,
+            request, f"Resumed {changed} collection(s); {len(queryset) - changed} were not paused.", messages.SUCCESS
         )
 
     @admin.action(description="Re-embed selected collections (requeue all their documents)", permissions=["reembed"])
@@ -326,21 +322,17 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
         if obj is None:
             return ()
-        return (*self.readonly_fields, "collection", "external_id", "text", "metadata", "source_modified_at")
+        return (*self.readonly_fields, *EnqueueDocumentForm.Meta.fields)
 
     def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
         if change:
             return
-        result = queue.enqueue(
-            form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)], source="admin"
-        )
+        data = form.cleaned_data
+        result = queue.enqueue(data["collection"], [EnqueueDocumentForm.incoming(data)], source="admin")
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
         if result.stale:
             state = "not applied: the stored version is newer (modified_at)"
-        stored = Document.objects.get(
-            collection=form.cleaned_data["collection"], external_id=form.cleaned_data["external_id"]
-        )
-        obj.pk = stored.pk
+        obj.pk = Document.objects.get(collection=data["collection"], external_id=data["external_id"]).pk
         self.message_user(request, f"Document {obj.external_id} {state}.", messages.SUCCESS)
 
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
