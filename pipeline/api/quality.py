@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from embedportal.api.permissions import PermissionRequired
 from embedportal.api.strict import StrictFieldsMixin
-from pipeline.api.views import collection_or_404, invalid, provider_failed
+from pipeline.api.views import collection_or_404, invalid, provider_failed, valid
 from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
 from pipeline.models import RetrievalEvaluation
@@ -60,10 +60,8 @@ class EvaluationsView(APIView):
     )
     def post(self, request: Request, name: str) -> Response:
         collection = collection_or_404(request, name)
-        body = EvaluateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
         try:
-            run = evaluate(collection, body.validated_data.get("mode"), trigger="api")
+            run = evaluate(collection, valid(EvaluateSerializer, request.data).get("mode"), trigger="api")
         except DjangoValidationError as exc:
             raise invalid(exc) from None
         except PipelineError as exc:

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from audit import trail
@@ -65,6 +66,13 @@ def invalid(exc: DjangoValidationError) -> ValidationError:
 def provider_failed(what: str, exc: PipelineError) -> Response:
     """502: the embedding provider failed a call the request needed."""
     return Response(error_body(502, f"{what} failed: {exc}"), status=status.HTTP_502_BAD_GATEWAY)
+
+
+def valid(serializer: type[Serializer], data: Any) -> Any:
+    """The request body's validated data, or a 400 saying what to fix."""
+    body = serializer(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 def collection_or_404(request: Request, name: str | None) -> Collection:
@@ -149,9 +157,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
                 raise ValidationError(filters.errors)
             page = self.paginate_queryset(filters.qs)
             return self.get_paginated_response(DocumentSerializer(page, many=True).data)
-        payload = request.data
-        many = isinstance(payload, list)
-        items = payload if many else [payload]
+        items = request.data if isinstance(request.data, list) else [request.data]
         if not items:
             raise ValidationError("send one document object or a non-empty list of them")
         if len(items) > max_documents():
@@ -182,9 +188,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         """Search: the k best chunks (or documents) for the query, best first, by vector, keyword or hybrid
         ranking (default: the collection's search_mode)."""
         collection = collection_or_404(request, name)
-        serializer = SearchSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = valid(SearchSerializer, request.data)
         try:
             hits = semantic.search(collection, data["query"], data["k"], "api", data["by_document"], data.get("mode"))
         except PipelineError as exc:
@@ -221,12 +225,9 @@ class CollectionViewSet(viewsets.ModelViewSet):
         model, until the new ones are complete and indexed, then switches (pipeline.backfill)."""
         collection = self.get_object()
         # An empty body is {} (or an empty form); anything else that is not an object is a 400.
-        changes = ReembedSerializer(data=request.data)
-        changes.is_valid(raise_exception=True)
+        changes = valid(ReembedSerializer, request.data)
         try:
-            requeued = backfill.begin_reembed(
-                collection, **backfill.with_dimensions(collection, changes.validated_data)
-            )
+            requeued = backfill.begin_reembed(collection, **backfill.with_dimensions(collection, changes))
         except DjangoValidationError as exc:
             raise invalid(exc) from None
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
