@@ -3,7 +3,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
@@ -167,7 +166,3 @@ class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
     by_document = StrictBooleanField(
         default=False, help_text="The k best documents, each as its best chunk, instead of the k best chunks."
     )
-
-
-def max_documents() -> int:
-    return settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST

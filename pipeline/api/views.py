@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -25,7 +26,6 @@ from pipeline.api.serializers import (
     DocumentSerializer,
     IncomingDocumentSerializer,
     SearchSerializer,
-    max_documents,
 )
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
@@ -160,10 +160,9 @@ class CollectionViewSet(viewsets.ModelViewSet):
         items = request.data if isinstance(request.data, list) else [request.data]
         if not items:
             raise ValidationError("send one document object or a non-empty list of them")
-        if len(items) > max_documents():
+        if len(items) > (limit := settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST):
             raise ValidationError(
-                f"{len(items)} documents in one request; the limit is {max_documents()} "
-                "(EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST)"
+                f"{len(items)} documents in one request; the limit is {limit} (EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST)"
             )
         serializer = IncomingDocumentSerializer(data=items, many=True)
         if not serializer.is_valid():
