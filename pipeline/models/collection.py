@@ -22,7 +22,6 @@ from pipeline.models.rules import (
     DIMENSIONS_RANGE,
     HNSW_EF_CONSTRUCTION_DEFAULT,
     HNSW_M_DEFAULT,
-    between,
     validate_api_base,
     validate_extra_params,
 )
@@ -114,7 +113,7 @@ class Collection(models.Model):
         help_text='Extra LiteLLM embedding parameters, e.g. {"dimensions": 256}.',
         validators=[validate_extra_params],
     )
-    dimensions = models.PositiveIntegerField(validators=between(*DIMENSIONS_RANGE))
+    dimensions = models.PositiveIntegerField(validators=rules.between(*DIMENSIONS_RANGE))
     chunking_strategy = models.CharField(
         max_length=20, choices=ChunkingStrategy.choices, default=ChunkingStrategy.RECURSIVE
     )
@@ -129,13 +128,13 @@ class Collection(models.Model):
     batch_size = models.PositiveIntegerField(
         "embedding batch size",
         default=64,
-        validators=between(*rules.BATCH_SIZE_RANGE),
+        validators=rules.between(*rules.BATCH_SIZE_RANGE),
         help_text="Most chunks sent in one embedding call.",
     )
     provider_concurrency = models.PositiveSmallIntegerField(
         "provider concurrency",
         default=1,
-        validators=between(1, 32),
+        validators=rules.between(1, 32),
         help_text="Embedding calls a worker makes at once for one batch (1 to 32) with a remote provider, "
         "whose time is mostly waiting; local models always make one. The provider's rate limit caps it: "
         "429 answers mean lower it.",
@@ -153,13 +152,13 @@ class Collection(models.Model):
     requests_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=between(1, 1_000_000),
+        validators=rules.between(1, 1_000_000),
         help_text="Most embedding calls per minute for this collection, across every worker. Empty: no limit.",
     )
     tokens_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=between(1, 1_000_000_000),
+        validators=rules.between(1, 1_000_000_000),
         help_text="Most input tokens per minute for this collection, across every worker. Empty: no limit.",
     )
     # The HNSW index's build parameters (pipeline.storage.index_definition): every index the
@@ -167,14 +166,14 @@ class Collection(models.Model):
     hnsw_m = models.PositiveSmallIntegerField(
         "HNSW m",
         default=HNSW_M_DEFAULT,
-        validators=between(*rules.HNSW_M_RANGE),
+        validators=rules.between(*rules.HNSW_M_RANGE),
         help_text="Neighbours per graph node (pgvector: 2 to 100, default 16). Fewer: faster inserts and "
         "builds, lower recall. A change rebuilds the index.",
     )
     hnsw_ef_construction = models.PositiveSmallIntegerField(
         "HNSW ef_construction",
         default=HNSW_EF_CONSTRUCTION_DEFAULT,
-        validators=between(*rules.HNSW_EF_CONSTRUCTION_RANGE),
+        validators=rules.between(*rules.HNSW_EF_CONSTRUCTION_RANGE),
         help_text="Candidates considered per insert (pgvector: 4 to 1000 and at least 2 * m, default 64). "
         "Fewer: faster inserts and builds, lower recall. A change rebuilds the index.",
     )
@@ -182,7 +181,7 @@ class Collection(models.Model):
         "HNSW ef_search",
         null=True,
         blank=True,
-        validators=between(*rules.EF_SEARCH_RANGE),
+        validators=rules.between(*rules.EF_SEARCH_RANGE),
         help_text="Candidates a search visits (pgvector: 1 to 1000); never fewer than k. Empty: max(40, 2k).",
     )
     search_mode = models.CharField(
@@ -193,7 +192,7 @@ class Collection(models.Model):
     )
     keyword_weight = models.FloatField(
         default=rules.KEYWORD_WEIGHT_DEFAULT,
-        validators=between(0.0, 1.0),
+        validators=rules.between(0.0, 1.0),
         help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.",
     )
     fusion = models.CharField(max_length=10, choices=Fusion.choices, default=Fusion.RRF)
@@ -215,7 +214,7 @@ class Collection(models.Model):
     retrieval_target = models.FloatField(
         "recall@5 target",
         default=rules.RETRIEVAL_TARGET_DEFAULT,
-        validators=between(0.0, 1.0),
+        validators=rules.between(0.0, 1.0),
         help_text="The retrieval quality SLO: recall@5 of the golden queries at or above this.",
     )
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
