@@ -124,12 +124,8 @@ class DocumentSerializer(serializers.ModelSerializer):
         ]
 
     def get_url(self, document: Document) -> str:
-        return document_path(document.collection.name, document.external_id)
-
-
-def document_path(collection: str, external_id: str) -> str:
-    """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
-    return reverse("collection-document", kwargs={"name": collection, "external_id": external_id})
+        """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
+        return reverse("collection-document", args=[document.collection.name, document.external_id])
 
 
 class AwareDateTimeField(serializers.DateTimeField):
