@@ -28,7 +28,7 @@ from pipeline.models import (
 
 def holds(perm: str) -> Callable[[Any, HttpRequest], bool]:
     """A ModelAdmin's has_<name>_permission, for the actions declaring permissions=["<name>"]."""
-    return lambda admin, request: request.user.has_perm(perm)
+    return lambda model_admin, request: request.user.has_perm(perm)
 
 
 @admin.register(WorkerHeartbeat)
