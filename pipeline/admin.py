@@ -15,31 +15,18 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import (
-    admin_state,  # noqa: F401  (registers the read-only state and quality pages)
-    backfill,
-    encoder,
-    overview,
-    providers,
-    quality,
-    queue,
-    storage,
-)
+from pipeline import backfill, encoder, health, overview, quality, queue, storage
 from pipeline.access import TeamCollectionFilter, TeamScoped
+from pipeline.admin_state import holds  # importing it registers the read-only state and quality pages
 from pipeline.collections import resolve_dimensions
-from pipeline.models import (
-    Chunk,
-    Collection,
-    Document,
-    sees_all_collections,
-)
+from pipeline.models import Chunk, Collection, Document, sees_all_collections
 from pipeline.performance import admin as performance_admin
 from pipeline.performance import slo_page
 
-HNSW_BUILD_FIELDS = ("hnsw_m", "hnsw_ef_construction")
-# Fields a form may leave empty for their default.
+# Fields a form may leave empty for their default (pgvector's for HNSW), as the API does.
 DEFAULTED_FIELDS = (
-    *HNSW_BUILD_FIELDS,
+    "hnsw_m",
+    "hnsw_ef_construction",
     "provider_concurrency",
     "search_mode",
     "keyword_weight",
@@ -56,17 +43,14 @@ def _params(options: dict[str, int]) -> str:
 admin.site.index_template = "admin/pipeline/index.html"
 
 
+def _api_base(label: str, help_text: str) -> forms.URLField:
+    length = Collection._meta.get_field("api_base").max_length
+    return forms.URLField(label=label, max_length=length, required=False, assume_scheme="https", help_text=help_text)
+
+
 class CollectionForm(forms.ModelForm):
-    api_base = forms.URLField(
-        label="API base", max_length=500, required=False, assume_scheme="https", help_text="LiteLLM api_base, if any."
-    )
-    rerank_api_base = forms.URLField(
-        label="Rerank API base",
-        max_length=500,
-        required=False,
-        assume_scheme="https",
-        help_text="The reranker's api_base, if any.",
-    )
+    api_base = _api_base("API base", "LiteLLM api_base, if any.")
+    rerank_api_base = _api_base("Rerank API base", "The reranker's api_base, if any.")
 
     class Meta:
         model = Collection
@@ -77,7 +61,7 @@ class CollectionForm(forms.ModelForm):
         if "dimensions" in self.fields:
             self.fields["dimensions"].required = False
             self.fields["dimensions"].help_text = "Leave empty to ask the model."
-        for name in DEFAULTED_FIELDS:  # left empty: the default (pgvector's for HNSW), as the API does
+        for name in DEFAULTED_FIELDS:
             self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
@@ -136,27 +120,15 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         # contextual_chunks changes what is embedded: only a re-embed changes it.
         # One permission per action: the paused box needs the pause permission, as the pause action does.
         paused = () if self.has_pause_permission(request) else ("paused",)
-        if obj:
-            return (
-                *paused,
-                "model",
-                "dimensions",
-                "contextual_chunks",
-                "local_runtime",
-                "hnsw_index",
-                "embedding_cost",
-                "created_at",
-                "updated_at",
-            )
-        return (*paused, "created_at", "updated_at")
+        shown = ("model", "dimensions", "contextual_chunks", "local_runtime", "hnsw_index", "embedding_cost")
+        return (*paused, *(shown if obj else ()), "created_at", "updated_at")
 
     @admin.display(description="HNSW index")
     def hnsw_index(self, obj: Collection) -> str:
         """What the index was built with, which may lag the fields until it is rebuilt."""
         built = storage.index_options(obj.index_name)
         wanted = {"m": obj.hnsw_m, "ef_construction": obj.hnsw_ef_construction}
-        if obj.building_generation is not None:
-            generation = obj.building_generation
+        if (generation := obj.building_generation) is not None:
             return f"a backfill writes generation {generation}: its index is built at the end with {_params(wanted)}"
         if built is None:
             return "missing: search scans the collection's rows exactly"
@@ -168,18 +140,15 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def local_runtime(self, obj: Collection) -> str:
         """Which runtime wrote the vectors and which one serves now (pipeline.encoder), with why
         PyTorch serves if the OpenVINO export was refused."""
-        if obj.model != f"local/{providers.LOCAL_MINILM}":
+        if obj.model != health.LOCAL_MODEL:
             return "-"
-        local = encoder.current()
-        gate = local.gate
-        serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")
-        if gate:
+        serving = f"{health.local_runtime()} serves"
+        if gate := encoder.current().gate:
             serving += (
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
                 f"min {gate['min_cosine']:.4f}"
             )
-        change = obj.runtime_gate
-        if change:
+        if change := obj.runtime_gate:
             reference = change.get("reference")
             figures = (
                 f" (golden queries: recall@5 {change['recall_at_5']} vs PyTorch {reference['recall_at_5']}, "
@@ -196,11 +165,8 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def embedding_cost(self, obj: Collection) -> str:
         return performance_admin.format_cost(obj)
 
-    def has_pause_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.pause_collection")
-
-    def has_reembed_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.reembed_collection")
+    has_pause_permission = holds("pipeline.pause_collection")
+    has_reembed_permission = holds("pipeline.reembed_collection")
 
     @admin.action(description="Pause selected collections (workers stop claiming them)", permissions=["pause"])
     def pause_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
@@ -216,9 +182,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def resume_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
         changed = queryset.resume()
         self.message_user(
-            request,
-            f"Resumed {changed} collection(s); {len(queryset) - changed} were not paused.",
-            messages.SUCCESS,
+            request, f"Resumed {changed} collection(s); {len(queryset) - changed} were not paused.", messages.SUCCESS
         )
 
     @admin.action(description="Re-embed selected collections (requeue all their documents)", permissions=["reembed"])
@@ -333,8 +297,7 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         "updated_at",
     )
 
-    def has_requeue_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.requeue_document")
+    has_requeue_permission = holds("pipeline.requeue_document")
 
     @admin.action(description="Requeue selected documents (embedded or failed)", permissions=["requeue"])
     def requeue_documents(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
@@ -359,21 +322,17 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
         if obj is None:
             return ()
-        return (*self.readonly_fields, "collection", "external_id", "text", "metadata", "source_modified_at")
+        return (*self.readonly_fields, *EnqueueDocumentForm.Meta.fields)
 
     def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
         if change:
             return
-        result = queue.enqueue(
-            form.cleaned_data["collection"], [EnqueueDocumentForm.incoming(form.cleaned_data)], source="admin"
-        )
+        data = form.cleaned_data
+        result = queue.enqueue(data["collection"], [EnqueueDocumentForm.incoming(data)], source="admin")
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
         if result.stale:
             state = "not applied: the stored version is newer (modified_at)"
-        stored = Document.objects.get(
-            collection=form.cleaned_data["collection"], external_id=form.cleaned_data["external_id"]
-        )
-        obj.pk = stored.pk
+        obj.pk = Document.objects.get(collection=data["collection"], external_id=data["external_id"]).pk
         self.message_user(request, f"Document {obj.external_id} {state}.", messages.SUCCESS)
 
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:

@@ -1,8 +1,12 @@
 """The operator console's read-only pages of what workers share and what the pipeline measured
 (heartbeats, provider circuits, model probes, the history, capacity measurements), and the golden
-queries with their evaluations. Registered by importing it from pipeline.admin."""
+queries with their evaluations. Registered by importing it from pipeline.admin. A ReadOnlyAdmin's
+change page shows every field read-only: they need no readonly_fields."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -11,8 +15,8 @@ from django.http import HttpRequest
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.models import (
-    RESERVED_PREFIX,
     CapacityMeasurement,
+    Collection,
     CollectionActivity,
     GoldenQuery,
     ModelCheck,
@@ -22,12 +26,16 @@ from pipeline.models import (
 )
 
 
+def holds(perm: str) -> Callable[[Any, HttpRequest], bool]:
+    """A ModelAdmin's has_<name>_permission, for the actions declaring permissions=["<name>"]."""
+    return lambda model_admin, request: request.user.has_perm(perm)
+
+
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ("worker", "role", "started_at", "beat_at")
     list_filter = ("role",)
     search_fields = ("worker",)
-    readonly_fields = ("worker", "role", "started_at", "beat_at")
 
 
 @admin.register(ProviderCircuit)
@@ -48,12 +56,9 @@ class ProviderCircuitAdmin(ReadOnlyAdmin):
     )
     list_filter = ("state", "last_error_type")
     search_fields = ("endpoint",)
-    readonly_fields = list_display + ("model", "updated_at")
     exclude = ("api_base",)  # may carry credentials in its userinfo or query; the endpoint label has none
     actions = ("probe_now",)
-
-    def has_probe_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.probe_providercircuit")
+    has_probe_permission = holds("pipeline.probe_providercircuit")
 
     @admin.action(description="Probe the selected open circuits now", permissions=["probe"])
     def probe_now(self, request: HttpRequest, queryset: QuerySet[ProviderCircuit]) -> None:
@@ -71,7 +76,6 @@ class ModelCheckAdmin(ReadOnlyAdmin):
     list_display = ("model", "ok", "seconds", "load_seconds", "checked_at", "reason")
     list_filter = ("ok", "model")
     search_fields = ("model", "reason")
-    readonly_fields = ("key", "model", "collections", "ok", "reason", "seconds", "load_seconds", "checked_at")
 
 
 @admin.register(CollectionActivity)
@@ -91,19 +95,6 @@ class CapacityMeasurementAdmin(ReadOnlyAdmin):
     list_display = ("measured_at", "model", "local_encoder", "rates", "usl_sigma", "usl_kappa", "peak_workers")
     list_filter = ("model", "local_encoder")
     search_fields = ("model",)
-    readonly_fields = (
-        "model",
-        "local_encoder",
-        "measured_at",
-        "documents",
-        "chars_per_document",
-        "points",
-        "usl_lambda",
-        "usl_sigma",
-        "usl_kappa",
-        "peak_workers",
-        "fit_note",
-    )
 
     @admin.display(description="docs/s by workers")
     def rates(self, obj: CapacityMeasurement) -> str:
@@ -120,7 +111,7 @@ class GoldenQueryAdmin(TeamScoped, AuditedAdmin):
     list_select_related = ("collection",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GoldenQuery]:
-        return super().get_queryset(request).exclude(collection__name__startswith=RESERVED_PREFIX)
+        return super().get_queryset(request).filter(collection__in=Collection.objects.user_collections())
 
 
 @admin.register(RetrievalEvaluation)
@@ -142,4 +133,3 @@ class RetrievalEvaluationAdmin(TeamScoped, ReadOnlyAdmin):
     list_filter = (("collection", TeamCollectionFilter), "mode", "trigger")
     list_select_related = ("collection",)
     date_hierarchy = "evaluated_at"
-    readonly_fields = [f.name for f in RetrievalEvaluation._meta.fields]

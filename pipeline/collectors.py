@@ -5,18 +5,14 @@ pipeline.metrics."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily
 
 from embedportal import collectors
 from pipeline.models import Document, WorkerHeartbeat
-
-logger = logging.getLogger(__name__)
 
 QUEUE_DEPTH = "embedding_pipeline_queue_depth"
 COLLECTION_QUEUE_DEPTH = "embedding_pipeline_collection_queue_depth"
@@ -42,34 +38,6 @@ SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'processing'),
        (SELECT count(*) FROM pipeline_document WHERE last_embedded_at > %(since)s),
        (SELECT max(beat_at) FROM pipeline_workerheartbeat)
 """
-
-
-def _db_families() -> tuple[GaugeMetricFamily, ...]:
-    return (
-        GaugeMetricFamily(QUEUE_DEPTH, "Documents waiting in the queue (status pending, backoff included)."),
-        GaugeMetricFamily(
-            CLAIMABLE,
-            "Documents a worker could claim now: pending and due, or leased with an expired lease, in unpaused "
-            "collections (what the worker autoscaler scales on).",
-        ),
-        GaugeMetricFamily(COLLECTION_QUEUE_DEPTH, "Pending documents per collection.", labels=["collection"]),
-        GaugeMetricFamily(
-            OLDEST_PENDING,
-            "Seconds the longest-waiting pending document past its backoff has waited, in unpaused collections "
-            "(0 when none).",
-        ),
-        GaugeMetricFamily(PROCESSING, "Documents leased to a worker right now."),
-        GaugeMetricFamily(
-            THROUGHPUT, "Documents embedded per second over the last EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS."
-        ),
-        GaugeMetricFamily(PAUSED, "1 if the collection is paused (its queue is not claimed).", labels=["collection"]),
-        GaugeMetricFamily(
-            WORKERS,
-            "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE; a django-q2 process running "
-            "the every-minute schedule: 150 s), as the queue health check counts them.",
-        ),
-        GaugeMetricFamily(HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever)."),
-    )
 
 
 @dataclass
@@ -114,7 +82,32 @@ class DatabaseCollector(collectors.DatabaseCollector):
     """Scrape-time gauges from the database: exact whichever process or replica is scraped."""
 
     subject = "pipeline"
-    families = staticmethod(_db_families)
+    families = collectors.fresh(
+        (QUEUE_DEPTH, "Documents waiting in the queue (status pending, backoff included).", []),
+        (
+            CLAIMABLE,
+            "Documents a worker could claim now: pending and due, or leased with an expired lease, in unpaused "
+            "collections (what the worker autoscaler scales on).",
+            [],
+        ),
+        (COLLECTION_QUEUE_DEPTH, "Pending documents per collection.", ["collection"]),
+        (
+            OLDEST_PENDING,
+            "Seconds the longest-waiting pending document past its backoff has waited, in unpaused collections "
+            "(0 when none).",
+            [],
+        ),
+        (PROCESSING, "Documents leased to a worker right now.", []),
+        (THROUGHPUT, "Documents embedded per second over the last EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS.", []),
+        (PAUSED, "1 if the collection is paused (its queue is not claimed).", ["collection"]),
+        (
+            WORKERS,
+            "Worker processes whose heartbeat is fresh (EMBEDPORTAL_HEARTBEAT_MAX_AGE; a django-q2 process running "
+            "the every-minute schedule: 150 s), as the queue health check counts them.",
+            [],
+        ),
+        (HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever).", []),
+    )
 
     def fill(
         self, cur, depth, claimable, per_collection, oldest, processing, throughput, paused, workers, beat

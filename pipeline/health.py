@@ -16,9 +16,10 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
 from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
@@ -60,8 +61,11 @@ def _timed(name: str, check: Callable[[dict[str, Any]], str]) -> CheckResult:
     return CheckResult(name, ok, reason, seconds, details)
 
 
-def _statement_timeout(cursor: Any) -> None:
-    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(CHECK_STATEMENT_TIMEOUT_MS)])
+def _pgvector_version(cursor: Any) -> str:
+    cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    if (row := cursor.fetchone()) is None:
+        raise CheckFailed("the vector extension is not installed")
+    return row[0]
 
 
 # -- the embedding model answers ------------------------------------------------------------
@@ -72,11 +76,8 @@ MODEL_CHECK_LOCK = 0x656D6264_6D6F646C  # "embdmodl"
 
 
 def _probe_model(collection: Collection, timeout: float) -> tuple[str | None, float, float]:
-    """Probe one configuration: (the failure, or None), answer seconds, load seconds.
-
-    Loading LiteLLM or a local model's weights is timed apart and not held against the
-    timeout: a fresh process's first probe must not report a slow model.
-    """
+    """(the failure, or None), answer seconds, load seconds: loading LiteLLM or a local model's
+    weights is timed apart, so a fresh process's first probe does not report a slow model."""
     load_seconds = providers.load(collection.model)
     probe = copy.copy(collection)
     # extra_params are passed to litellm.embedding last, so this bounds the probe only.
@@ -109,39 +110,28 @@ def _vector_problem(collection: Collection, vectors: list, elapsed: float, timeo
     return None
 
 
-def _runtime(collection: Collection) -> str:
+LOCAL_MODEL = f"local/{providers.LOCAL_MINILM}"
+
+
+def local_runtime() -> str:
     """Which runtime embeds the local model, and why PyTorch if the OpenVINO export was refused."""
-    if collection.model != f"local/{providers.LOCAL_MINILM}":
-        return ""
     local = encoder.current()
-    return f" on {encoder.label(local)}" + (f" ({local.reason})" if local.reason else "")
+    return encoder.label(local) + (f" ({local.reason})" if local.reason else "")
 
 
 def _configurations() -> dict[str, list[Collection]]:
     """Active collections by model configuration: collections sharing one share its health."""
     configurations: dict[str, list[Collection]] = {}
     for collection in Collection.objects.filter(paused=False).order_by("name"):
-        key = json.dumps(
-            [
-                collection.model,
-                collection.api_base,
-                collection.api_key_env,
-                collection.dimensions,
-                sorted((collection.extra_params or {}).items()),
-            ],
-            default=str,
-        )
+        fields = [getattr(collection, name) for name in ("model", "api_base", "api_key_env", "dimensions")]
+        key = json.dumps([*fields, sorted((collection.extra_params or {}).items())], default=str)
         configurations.setdefault(hashlib.sha256(key.encode()).hexdigest(), []).append(collection)
     return configurations
 
 
 def model_checks(timeout: float, max_age: float) -> list[ModelCheck]:
-    """Every active configuration's probe, each younger than `max_age` seconds (0: probe now).
-
-    Stale ones are probed under a transaction-scoped advisory lock, so concurrent callers
-    (web workers, the overview page) wait for one refresher rather than each calling the
-    provider; the results are stored for all of them.
-    """
+    """Every active configuration's probe, each younger than `max_age` seconds (0: probe now). Stale
+    ones are probed under an advisory lock: concurrent callers wait for one refresher's stored results."""
     configurations = _configurations()
     checks = _fresh_checks(configurations, max_age)
     if len(checks) == len(configurations):
@@ -152,14 +142,16 @@ def model_checks(timeout: float, max_age: float) -> list[ModelCheck]:
         for key, collections in configurations.items():
             if key in checks:
                 continue
-            failure, seconds, load_seconds = _probe_model(collections[0], timeout)
+            first = collections[0]
+            failure, seconds, load_seconds = _probe_model(first, timeout)
+            runtime = f" on {local_runtime()}" if first.model == LOCAL_MODEL else ""
             checks[key], _ = ModelCheck.objects.update_or_create(
                 key=key,
                 defaults={
-                    "model": collections[0].model,
+                    "model": first.model,
                     "collections": [c.name for c in collections],
                     "ok": failure is None,
-                    "reason": failure or f"answered in {seconds:.2f} s{_runtime(collections[0])}",
+                    "reason": failure or f"answered in {seconds:.2f} s{runtime}",
                     "seconds": seconds,
                     "load_seconds": load_seconds,
                     "checked_at": timezone.now(),
@@ -195,7 +187,7 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
             }
             for c in checks
         ]
-        if f"local/{providers.LOCAL_MINILM}" in details["models"]:
+        if LOCAL_MODEL in details["models"]:
             details["local_encoder"] = encoder.describe()
         # Open circuits (pipeline.circuits): the workers have stopped calling these endpoints.
         details["circuits"] = [circuits.describe(c) for c in circuits.not_closed()]
@@ -222,27 +214,13 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
 # -- pgvector is writable -------------------------------------------------------------------
 
 
-class _Rollback(Exception):
-    pass
-
-
-def check_pgvector(using: str = "default") -> CheckResult:
+def check_pgvector() -> CheckResult:
     def run(details: dict[str, Any]) -> str:
-        from django.db import connections
-
-        conn = connections[using]
         try:
-            with transaction.atomic(using=using), conn.cursor() as cur:
-                _statement_timeout(cur)
-                cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-                row = cur.fetchone()
-                if row is None:
-                    raise CheckFailed("the vector extension is not installed")
-                details["pgvector"] = row[0]
-                # The document and collection ids do not exist: the foreign keys are deferred to
-                # commit, and this transaction never commits, so the probe row is never visible.
-                # (Explicitly deferred: an enclosing transaction may have made them immediate;
-                # the rollback restores its setting.)
+            with bounded_queries(CHECK_STATEMENT_TIMEOUT_MS) as cur:
+                details["pgvector"] = _pgvector_version(cur)
+                # The document and collection ids do not exist: the foreign keys are deferred (explicitly:
+                # an enclosing transaction may have made them immediate) to a commit that never comes.
                 cur.execute("SET CONSTRAINTS ALL DEFERRED")
                 cur.execute(
                     "INSERT INTO pipeline_chunk (document_id, collection_id, ordinal, text, token_count, embedding)"
@@ -251,9 +229,7 @@ def check_pgvector(using: str = "default") -> CheckResult:
                 )
                 if cur.fetchone()[0] != "[1,2,3]":
                     raise CheckFailed("a vector did not read back as written")
-                raise _Rollback
-        except _Rollback:
-            pass
+                transaction.set_rollback(True)  # the probe row (and the SET) goes
         except DatabaseError as exc:
             cause = exc.__cause__ or exc
             raise CheckFailed(f"cannot write a vector row: {type(cause).__name__}: {cause}".strip()) from None
@@ -270,9 +246,8 @@ def check_queue() -> CheckResult:
         now = timezone.now()
         max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
         window = timedelta(seconds=settings.EMBEDPORTAL_HEALTH_PROGRESS_WINDOW)
-        with transaction.atomic(), connection.cursor() as cur:
-            _statement_timeout(cur)
-            latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
+        with bounded_queries(CHECK_STATEMENT_TIMEOUT_MS):
+            latest = WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"]
             alive_processes = list(WorkerHeartbeat.objects.fresh(max_age).values_list("worker", flat=True))
             alive = len(alive_processes)
             # Claimable work only: paused collections and documents in backoff are waiting on purpose.
@@ -282,12 +257,7 @@ def check_queue() -> CheckResult:
             stranded = active.stranded(alive_processes, now).aggregate(n=Count("id"), since=Min("updated_at"))
             if stranded["n"] and (oldest is None or stranded["since"] < oldest):
                 oldest = stranded["since"]
-            last_embedded = (
-                Document.objects.filter(last_embedded_at__isnull=False)
-                .order_by("-last_embedded_at")
-                .values_list("last_embedded_at", flat=True)
-                .first()
-            )
+            last_embedded = Document.objects.aggregate(at=Max("last_embedded_at"))["at"]
         details.update(
             workers_alive=alive,
             last_heartbeat=latest.isoformat() if latest else None,
@@ -344,11 +314,7 @@ def readiness() -> CheckResult:
         global _migrated
         details["code_version"] = code_version()
         with connection.cursor() as cur:
-            cur.execute("SELECT 1")
-            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-            row = cur.fetchone()
-        if row is None:
-            raise CheckFailed("the vector extension is not installed")
+            version = _pgvector_version(cur)
         # Loading the migration graph costs tens of ms: once applied, a process need not ask again.
         if not _migrated:
             executor = MigrationExecutor(connection)
@@ -356,7 +322,7 @@ def readiness() -> CheckResult:
             if plan:
                 raise CheckFailed(f"{len(plan)} migration(s) not applied, first {plan[0][0]}")
             _migrated = True
-        return f"database reachable, migrations applied, pgvector {row[0]}"
+        return f"database reachable, migrations applied, pgvector {version}"
 
     return _timed("ready", run)
 

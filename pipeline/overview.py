@@ -58,12 +58,10 @@ def _latency_rows(since: Any) -> list[dict[str, Any]]:
     found = percentiles.db_percentiles(since)
     if not found["total"].count:
         return []
-    stages = ("chunking", "embedding", "storage", "total")
-    return [{"stage": s, "count": found[s].count, "p50": found[s].p50, "p95": found[s].p95} for s in stages]
-
-
-def _error_rows(errors: dict[str, float]) -> list[dict[str, Any]]:
-    return [{"type": kind, "count": int(n)} for kind, n in errors.items()]
+    return [
+        {"stage": s, "count": found[s].count, "p50": found[s].p50, "p95": found[s].p95}
+        for s in ("chunking", "embedding", "storage", "total")
+    ]
 
 
 def context(seen: QuerySet[Collection]) -> dict[str, Any]:
@@ -72,7 +70,7 @@ def context(seen: QuerySet[Collection]) -> dict[str, Any]:
     per_minute = _per_minute(now)
     checks = health.run_checks(cached=True)
     latencies = _latency_rows(now - timedelta(minutes=THROUGHPUT_MINUTES))
-    errors = _error_rows(metrics.error_counts())
+    errors = [{"type": kind, "count": int(n)} for kind, n in metrics.error_counts().items()]
     return {
         "snapshot": collectors.queue_snapshot(),
         "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,

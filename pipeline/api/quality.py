@@ -7,14 +7,13 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from embedportal.api.permissions import PermissionRequired
 from embedportal.api.strict import StrictFieldsMixin
-from pipeline.api.views import collection_or_404
+from pipeline.api.views import collection_or_404, invalid, provider_failed, valid
 from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
 from pipeline.models import RetrievalEvaluation
@@ -61,15 +60,10 @@ class EvaluationsView(APIView):
     )
     def post(self, request: Request, name: str) -> Response:
         collection = collection_or_404(request, name)
-        body = EvaluateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
         try:
-            run = evaluate(collection, body.validated_data.get("mode"), trigger="api")
+            run = evaluate(collection, valid(EvaluateSerializer, request.data).get("mode"), trigger="api")
         except DjangoValidationError as exc:
-            raise ValidationError(exc.messages) from None
+            raise invalid(exc) from None
         except PipelineError as exc:
-            return Response(
-                {"error": {"status": 502, "message": f"embedding a query failed: {exc}"}},
-                status=status.HTTP_502_BAD_GATEWAY,
-            )
+            return provider_failed("embedding a query", exc)
         return Response(EvaluationSerializer(run).data, status=status.HTTP_201_CREATED)

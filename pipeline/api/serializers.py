@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
@@ -18,16 +18,7 @@ from embedportal.api.strict import (
     StrictModelSerializer,
 )
 from pipeline.choices import SearchMode
-from pipeline.chunking import overlap_problem
-from pipeline.models import (
-    Collection,
-    Document,
-    dimensions_mismatch,
-    freshness_sla_problem,
-    hnsw_build_problem,
-    reserved_name_problem,
-    sees_all_collections,
-)
+from pipeline.models import Collection, Document, sees_all_collections
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -78,40 +69,32 @@ class CollectionSerializer(StrictModelSerializer):
         # Asked of the model when omitted (pipeline.collections.resolve_dimensions); bounds from the model field.
         extra_kwargs = {"dimensions": {"required": False}}
 
+    # What a PUT or PATCH may not change, and why.
+    FIXED = {
+        "model": "cannot change on an existing collection; create a new collection",
+        "dimensions": "cannot change on an existing collection; create a new collection",
+        "contextual_chunks": "changes only with a re-embed (POST reembed)",
+    }
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         user = self.context["request"].user
         if self.instance is None and "team" not in attrs:
             attrs["team"] = own_team(user)
         elif "team" in attrs and attrs["team"] is None and not sees_all_collections(user):
             raise serializers.ValidationError({"team": "only platform operators own collections without a team"})
-        if self.instance is not None:
-            for name in ("model", "dimensions"):
-                if name in attrs and attrs[name] != getattr(self.instance, name):
-                    raise serializers.ValidationError(
-                        {name: "cannot change on an existing collection; create a new collection"}
-                    )
-            changed = attrs.get("contextual_chunks", self.instance.contextual_chunks)
-            if changed != self.instance.contextual_chunks:
-                raise serializers.ValidationError({"contextual_chunks": "changes only with a re-embed (POST reembed)"})
-        # Collection.clean() for the admin and the command; DRF does not call it.
-        if problem := reserved_name_problem(attrs.get("name")):
-            raise serializers.ValidationError({"name": problem})
-        extra = attrs.get("extra_params", getattr(self.instance, "extra_params", None))
-        if problem := dimensions_mismatch(extra, attrs.get("dimensions", getattr(self.instance, "dimensions", None))):
-            raise serializers.ValidationError({"extra_params": problem})
-        if problem := freshness_sla_problem(attrs.get("freshness_sla")):
-            raise serializers.ValidationError({"freshness_sla": problem})
-        size = attrs.get("chunk_size", getattr(self.instance, "chunk_size", 256))
-        overlap = attrs.get("chunk_overlap", getattr(self.instance, "chunk_overlap", 32))
-        if problem := overlap_problem(size, overlap):
-            raise serializers.ValidationError({"chunk_overlap": problem})
-        m = attrs.get("hnsw_m", getattr(self.instance, "hnsw_m", Collection._meta.get_field("hnsw_m").default))
-        ef_construction = attrs.get(
-            "hnsw_ef_construction",
-            getattr(self.instance, "hnsw_ef_construction", Collection._meta.get_field("hnsw_ef_construction").default),
-        )
-        if problem := hnsw_build_problem(m, ef_construction):
-            raise serializers.ValidationError({"hnsw_ef_construction": problem})
+        for name, why in self.FIXED.items():
+            if self.instance is not None and name in attrs and attrs[name] != getattr(self.instance, name):
+                raise serializers.ValidationError({name: why})
+        # Collection.clean()'s rules (DRF does not call it), on the collection the request would leave;
+        # a name is judged only when the request sets it.
+        collection = copy.copy(self.instance) if self.instance else Collection()
+        for name, value in attrs.items():
+            setattr(collection, name, value)
+        problems = collection.problems()
+        if "name" not in attrs:
+            problems.pop("name", None)
+        if problems:
+            raise serializers.ValidationError(problems)
         return attrs
 
 
@@ -141,12 +124,8 @@ class DocumentSerializer(serializers.ModelSerializer):
         ]
 
     def get_url(self, document: Document) -> str:
-        return document_path(document.collection.name, document.external_id)
-
-
-def document_path(collection: str, external_id: str) -> str:
-    """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
-    return reverse("collection-document", kwargs={"name": collection, "external_id": external_id})
+        """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
+        return reverse("collection-document", args=[document.collection.name, document.external_id])
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -161,7 +140,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 class IncomingDocumentSerializer(StrictFieldsMixin, serializers.Serializer):
-    id = serializers.CharField(max_length=512, trim_whitespace=False)
+    id = serializers.CharField(max_length=Document._meta.get_field("external_id").max_length, trim_whitespace=False)
     text = StrictCharField(trim_whitespace=False, allow_blank=True)
     modified_at = AwareDateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False, default=dict)
@@ -183,7 +162,3 @@ class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
     by_document = StrictBooleanField(
         default=False, help_text="The k best documents, each as its best chunk, instead of the k best chunks."
     )
-
-
-def max_documents() -> int:
-    return settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -10,10 +11,11 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from audit import trail
-from embedportal.api.errors import Conflict
+from embedportal.api.errors import Conflict, error_body
 from embedportal.api.permissions import PermissionRequired, demand
 from embedportal.api.strict import StrictModelSerializer, no_body
 from pipeline import backfill, queue
@@ -24,7 +26,6 @@ from pipeline.api.serializers import (
     DocumentSerializer,
     IncomingDocumentSerializer,
     SearchSerializer,
-    max_documents,
 )
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
@@ -35,16 +36,15 @@ class CanListOrAddDocuments(PermissionRequired):
     perms = {"GET": "pipeline.view_document", "POST": "pipeline.add_document"}
 
 
-class CanSearch(PermissionRequired):
-    perm = "pipeline.view_chunk"
+def requires(perm: str) -> type[PermissionRequired]:
+    return type("Requires", (PermissionRequired,), {"perm": perm})
 
 
-class CanPause(PermissionRequired):
-    perm = "pipeline.pause_collection"
-
-
-class CanReembed(PermissionRequired):
-    perm = "pipeline.reembed_collection"
+CanSearch = requires("pipeline.view_chunk")
+CanPause = requires("pipeline.pause_collection")
+CanReembed = requires("pipeline.reembed_collection")
+CanRequeue = requires("pipeline.requeue_document")
+CanViewDocument = requires("pipeline.view_document")
 
 
 class ReembedSerializer(StrictModelSerializer):
@@ -58,8 +58,21 @@ class ReembedSerializer(StrictModelSerializer):
         extra_kwargs = dict.fromkeys(fields, {"required": False})
 
 
-class CanRequeue(PermissionRequired):
-    perm = "pipeline.requeue_document"
+def invalid(exc: DjangoValidationError) -> ValidationError:
+    """A model's ValidationError as the API's 400, by field where it names fields."""
+    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+
+
+def provider_failed(what: str, exc: PipelineError) -> Response:
+    """502: the embedding provider failed a call the request needed."""
+    return Response(error_body(502, f"{what} failed: {exc}"), status=status.HTTP_502_BAD_GATEWAY)
+
+
+def valid(serializer: type[Serializer], data: Any) -> Any:
+    """The request body's validated data, or a 400 saying what to fix."""
+    body = serializer(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 def collection_or_404(request: Request, name: str | None) -> Collection:
@@ -71,6 +84,12 @@ def collection_or_404(request: Request, name: str | None) -> Collection:
         raise NotFound(f"no collection named {name!r}") from None
 
 
+CHANGE_NOTE = (
+    "model and dimensions cannot change here: use reembed. A change of hnsw_m or hnsw_ef_construction "
+    "rebuilds the index. Permission pipeline.change_collection."
+)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List the collections"),
     create=extend_schema(
@@ -79,16 +98,8 @@ def collection_or_404(request: Request, name: str | None) -> Collection:
         "Permission pipeline.add_collection.",
     ),
     retrieve=extend_schema(summary="One collection, by name"),
-    update=extend_schema(
-        summary="Replace a collection's settings",
-        description="model and dimensions cannot change here: use reembed. A change of hnsw_m or "
-        "hnsw_ef_construction rebuilds the index. Permission pipeline.change_collection.",
-    ),
-    partial_update=extend_schema(
-        summary="Change some of a collection's settings",
-        description="model and dimensions cannot change here: use reembed. A change of hnsw_m or "
-        "hnsw_ef_construction rebuilds the index. Permission pipeline.change_collection.",
-    ),
+    update=extend_schema(summary="Replace a collection's settings", description=CHANGE_NOTE),
+    partial_update=extend_schema(summary="Change some of a collection's settings", description=CHANGE_NOTE),
     destroy=extend_schema(
         summary="Delete a collection",
         description="Deletes its documents, chunks, index and history. Permission pipeline.delete_collection.",
@@ -103,7 +114,6 @@ class CollectionViewSet(viewsets.ModelViewSet):
     lookup_value_regex = "[-a-zA-Z0-9_]+"
 
     def get_object(self) -> Collection:
-        """The one 404 message for an unknown collection, whichever route names it."""
         collection = collection_or_404(self.request, self.kwargs["name"])
         self.check_object_permissions(self.request, collection)
         return collection
@@ -118,7 +128,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         try:
             serializer.instance = create_collection(**serializer.validated_data)
         except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+            raise invalid(exc) from None
         trail.note(self.request, collection=serializer.instance.name)
 
     def perform_update(self, serializer: CollectionSerializer) -> None:
@@ -147,15 +157,12 @@ class CollectionViewSet(viewsets.ModelViewSet):
                 raise ValidationError(filters.errors)
             page = self.paginate_queryset(filters.qs)
             return self.get_paginated_response(DocumentSerializer(page, many=True).data)
-        payload = request.data
-        many = isinstance(payload, list)
-        items = payload if many else [payload]
+        items = request.data if isinstance(request.data, list) else [request.data]
         if not items:
             raise ValidationError("send one document object or a non-empty list of them")
-        if len(items) > max_documents():
+        if len(items) > (limit := settings.EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST):
             raise ValidationError(
-                f"{len(items)} documents in one request; the limit is {max_documents()} "
-                "(EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST)"
+                f"{len(items)} documents in one request; the limit is {limit} (EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST)"
             )
         serializer = IncomingDocumentSerializer(data=items, many=True)
         if not serializer.is_valid():
@@ -180,16 +187,11 @@ class CollectionViewSet(viewsets.ModelViewSet):
         """Search: the k best chunks (or documents) for the query, best first, by vector, keyword or hybrid
         ranking (default: the collection's search_mode)."""
         collection = collection_or_404(request, name)
-        serializer = SearchSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = valid(SearchSerializer, request.data)
         try:
             hits = semantic.search(collection, data["query"], data["k"], "api", data["by_document"], data.get("mode"))
         except PipelineError as exc:
-            return Response(
-                {"error": {"status": 502, "message": f"embedding the query failed: {exc}"}},
-                status=status.HTTP_502_BAD_GATEWAY,
-            )
+            return provider_failed("embedding the query", exc)
         return Response({"collection": collection.name, "results": [h.as_dict() for h in hits]})
 
     # Operator triggers: the same compare-and-swap QuerySet transitions as the admin actions.
@@ -222,14 +224,11 @@ class CollectionViewSet(viewsets.ModelViewSet):
         model, until the new ones are complete and indexed, then switches (pipeline.backfill)."""
         collection = self.get_object()
         # An empty body is {} (or an empty form); anything else that is not an object is a 400.
-        changes = ReembedSerializer(data=request.data)
-        changes.is_valid(raise_exception=True)
+        changes = valid(ReembedSerializer, request.data)
         try:
-            requeued = backfill.begin_reembed(
-                collection, **backfill.with_dimensions(collection, changes.validated_data)
-            )
+            requeued = backfill.begin_reembed(collection, **backfill.with_dimensions(collection, changes))
         except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages) from None
+            raise invalid(exc) from None
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -252,10 +251,6 @@ def _document(request: Request, name: str, external_id: str) -> Document:
         return Document.objects.select_related("collection").get(collection=collection, external_id=external_id)
     except Document.DoesNotExist:
         raise NotFound(f"no document {external_id!r} in collection {name!r}") from None
-
-
-class CanViewDocument(PermissionRequired):
-    perm = "pipeline.view_document"
 
 
 class DocumentView(APIView):

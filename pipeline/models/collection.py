@@ -2,128 +2,30 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from pipeline.choices import (
-    ChunkingStrategy,
-    ChunkUnit,
-    Fusion,
-    SearchMode,
-)
+from pipeline.choices import ChunkingStrategy, ChunkUnit, Fusion, SearchMode
 from pipeline.chunking import overlap_problem
+from pipeline.models import rules
+
+# Named here by the migrations (validators) and by storage and create_collection (HNSW defaults, dimensions).
+from pipeline.models.rules import (
+    DIMENSIONS_RANGE,
+    HNSW_EF_CONSTRUCTION_DEFAULT,
+    HNSW_M_DEFAULT,
+    validate_api_base,
+    validate_extra_params,
+)
 from pipeline.wakeup import wake_workers
-
-ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
-
-
-# LiteLLM parameters that carry credentials (api_key, aws_secret_access_key, vertex_credentials,
-# azure_ad_token, ...): keys belong in the environment, named by api_key_env, never in the database.
-SECRET_PARAM_PARTS = {"key", "secret", "token", "password", "credential", "credentials"}
-
-
-def validate_extra_params(value: Any) -> None:
-    """LiteLLM parameters: an object, `dimensions` a size pgvector can index, never a credential."""
-    if not isinstance(value, dict):
-        raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
-    wanted = value.get("dimensions")
-    low, high = DIMENSIONS_RANGE
-    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not low <= wanted <= high):
-        raise ValidationError(f"dimensions must be an integer from {low} to {high}")
-    secret = sorted(k for k in value if SECRET_PARAM_PARTS & set(str(k).lower().split("_")))
-    if secret:
-        raise ValidationError(
-            f"{', '.join(secret)}: never store credentials here; name the environment variable in api_key_env"
-        )
-
-
-def url_credentials(url: str) -> list[str]:
-    """What in a URL is a credential: its userinfo (user:secret@) and query parameters named like one
-    (?api_key=...). The data migration that strips existing ones (pipeline 0003) uses it too."""
-    try:
-        parts = urlsplit(url)
-        found = ["user:password@"] if parts.username or parts.password else []
-    except ValueError:
-        return []
-    query = [name for name, _ in parse_qsl(parts.query) if SECRET_PARAM_PARTS & set(name.lower().split("_"))]
-    return found + sorted(query)
-
-
-def validate_api_base(value: str) -> None:
-    if found := url_credentials(value):
-        raise ValidationError(
-            f"api_base carries credentials ({', '.join(found)}); remove them and keep the key in the secret "
-            "store: the environment variable named in api_key_env (or its NAME_FILE)"
-        )
-
-
-def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None:
-    """extra_params.dimensions is what the provider is asked for; another size than the
-    collection's would fail every batch at the quality gate."""
-    wanted = extra_params.get("dimensions") if isinstance(extra_params, dict) else None
-    if wanted is not None and dimensions and wanted != dimensions:
-        return f"dimensions {wanted} differs from the collection's {dimensions}"
-    return None
-
-
-# Collection names under this prefix belong to the operations tester (the testing app), which
-# sets `reserved_names_allowed` around its own calls; producers and operators cannot create them.
-RESERVED_PREFIX = "__ops_test_"
-# measure_capacity's scratch collections (pipeline.performance.capacity), reserved the same way.
-CAPACITY_PREFIX = "__capacity_"
-RESERVED_PREFIXES = (RESERVED_PREFIX, CAPACITY_PREFIX)
-reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
-
-
-def reserved_name_problem(name: str | None) -> str | None:
-    if name and not reserved_names_allowed.get():
-        if name.lower().startswith(RESERVED_PREFIX):
-            return f"names starting with {RESERVED_PREFIX} are reserved for the operations tests"
-        if name.lower().startswith(CAPACITY_PREFIX):
-            return f"names starting with {CAPACITY_PREFIX} are reserved for capacity measurements"
-    return None
-
-
-def freshness_sla_problem(value: timedelta | None) -> str | None:
-    """A freshness SLA is a positive duration: how long after a source change its embedding may lag."""
-    if value is not None and value <= timedelta(0):
-        return "must be a positive duration, e.g. 01:00:00 for one hour"
-    return None
-
-
-# Vector sizes pgvector can index, and the most chunks one embedding call may carry.
-DIMENSIONS_RANGE = (1, 16000)
-BATCH_SIZE_RANGE = (1, 2048)
-CHUNK_SIZE_MIN = 8
-# pgvector's HNSW build parameters: its defaults, and the ranges its CREATE INDEX accepts.
-HNSW_M_DEFAULT, HNSW_M_RANGE = 16, (2, 100)
-HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_EF_CONSTRUCTION_RANGE = 64, (4, 1000)
-EF_SEARCH_RANGE = (1, 1000)
-# Hybrid search's keyword share and the retrieval SLO's recall@5, unless a collection says otherwise.
-KEYWORD_WEIGHT_DEFAULT = 0.5
-RETRIEVAL_TARGET_DEFAULT = 0.9
-
-
-def between(low: int, high: int) -> list:
-    """A model field's bounds, which the API's serializers and the admin's forms read from it."""
-    return [MinValueValidator(low), MaxValueValidator(high)]
-
-
-def hnsw_build_problem(m: int | None, ef_construction: int | None) -> str | None:
-    """pgvector refuses an ef_construction below twice m (the candidate list must hold the neighbours)."""
-    if m is not None and ef_construction is not None and ef_construction < 2 * m:
-        return f"must be at least 2 * hnsw_m ({2 * m}): pgvector's rule"
-    return None
 
 
 def default_freshness_sla() -> timedelta:
@@ -153,6 +55,10 @@ class CollectionQuerySet(models.QuerySet["Collection"]):
     def visible_to(self, user: Any) -> CollectionQuerySet:
         return self.filter(visible(user))
 
+    def user_collections(self) -> CollectionQuerySet:
+        """All but the reserved scratch collections (Collection.is_reserved): their figures are not user traffic."""
+        return self.exclude(Q(name__startswith=rules.RESERVED_PREFIX) | Q(name__startswith=rules.CAPACITY_PREFIX))
+
     # Compare-and-swap: the row count says how many actually changed state, so the admin,
     # the API and a racing operator agree on what happened.
     def pause(self) -> int:
@@ -170,7 +76,7 @@ def api_base_field(label: str, help_text: str) -> models.URLField:
 
 def key_variable_field(label: str, help_text: str) -> models.CharField:
     """The name of the environment variable holding a provider's key, never the key."""
-    return models.CharField(label, max_length=100, blank=True, validators=[ENV_NAME], help_text=help_text)
+    return models.CharField(label, max_length=100, blank=True, validators=[rules.ENV_NAME], help_text=help_text)
 
 
 class Collection(models.Model):
@@ -207,12 +113,12 @@ class Collection(models.Model):
         help_text='Extra LiteLLM embedding parameters, e.g. {"dimensions": 256}.',
         validators=[validate_extra_params],
     )
-    dimensions = models.PositiveIntegerField(validators=between(*DIMENSIONS_RANGE))
+    dimensions = models.PositiveIntegerField(validators=rules.between(*DIMENSIONS_RANGE))
     chunking_strategy = models.CharField(
         max_length=20, choices=ChunkingStrategy.choices, default=ChunkingStrategy.RECURSIVE
     )
     chunk_unit = models.CharField(max_length=12, choices=ChunkUnit.choices, default=ChunkUnit.TOKENS)
-    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(CHUNK_SIZE_MIN)])
+    chunk_size = models.PositiveIntegerField(default=256, validators=[MinValueValidator(rules.CHUNK_SIZE_MIN)])
     chunk_overlap = models.PositiveIntegerField(default=32)
     contextual_chunks = models.BooleanField(
         default=True,
@@ -222,20 +128,19 @@ class Collection(models.Model):
     batch_size = models.PositiveIntegerField(
         "embedding batch size",
         default=64,
-        validators=between(*BATCH_SIZE_RANGE),
+        validators=rules.between(*rules.BATCH_SIZE_RANGE),
         help_text="Most chunks sent in one embedding call.",
     )
     provider_concurrency = models.PositiveSmallIntegerField(
         "provider concurrency",
         default=1,
-        validators=between(1, 32),
+        validators=rules.between(1, 32),
         help_text="Embedding calls a worker makes at once for one batch (1 to 32) with a remote provider, "
         "whose time is mostly waiting; local models always make one. The provider's rate limit caps it: "
         "429 answers mean lower it.",
     )
     freshness_sla = models.DurationField(default=default_freshness_sla)
-    # Guardrails: a spend budget (alerted on: pipeline.costs) and provider rate limits held across
-    # every worker through the database (pipeline.ratelimits). Empty: none.
+    # Guardrails: a spend budget (pipeline.costs) and provider rate limits across workers (pipeline.ratelimits).
     monthly_budget_usd = models.FloatField(
         "monthly budget (USD)",
         null=True,
@@ -247,13 +152,13 @@ class Collection(models.Model):
     requests_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=between(1, 1_000_000),
+        validators=rules.between(1, 1_000_000),
         help_text="Most embedding calls per minute for this collection, across every worker. Empty: no limit.",
     )
     tokens_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=between(1, 1_000_000_000),
+        validators=rules.between(1, 1_000_000_000),
         help_text="Most input tokens per minute for this collection, across every worker. Empty: no limit.",
     )
     # The HNSW index's build parameters (pipeline.storage.index_definition): every index the
@@ -261,14 +166,14 @@ class Collection(models.Model):
     hnsw_m = models.PositiveSmallIntegerField(
         "HNSW m",
         default=HNSW_M_DEFAULT,
-        validators=between(*HNSW_M_RANGE),
+        validators=rules.between(*rules.HNSW_M_RANGE),
         help_text="Neighbours per graph node (pgvector: 2 to 100, default 16). Fewer: faster inserts and "
         "builds, lower recall. A change rebuilds the index.",
     )
     hnsw_ef_construction = models.PositiveSmallIntegerField(
         "HNSW ef_construction",
         default=HNSW_EF_CONSTRUCTION_DEFAULT,
-        validators=between(*HNSW_EF_CONSTRUCTION_RANGE),
+        validators=rules.between(*rules.HNSW_EF_CONSTRUCTION_RANGE),
         help_text="Candidates considered per insert (pgvector: 4 to 1000 and at least 2 * m, default 64). "
         "Fewer: faster inserts and builds, lower recall. A change rebuilds the index.",
     )
@@ -276,7 +181,7 @@ class Collection(models.Model):
         "HNSW ef_search",
         null=True,
         blank=True,
-        validators=between(*EF_SEARCH_RANGE),
+        validators=rules.between(*rules.EF_SEARCH_RANGE),
         help_text="Candidates a search visits (pgvector: 1 to 1000); never fewer than k. Empty: max(40, 2k).",
     )
     search_mode = models.CharField(
@@ -286,8 +191,8 @@ class Collection(models.Model):
         help_text="How search ranks chunks when a request does not say (docs/search.md has the measurements).",
     )
     keyword_weight = models.FloatField(
-        default=KEYWORD_WEIGHT_DEFAULT,
-        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=rules.KEYWORD_WEIGHT_DEFAULT,
+        validators=rules.between(0.0, 1.0),
         help_text="Hybrid search: the keyword ranking's share (0 to 1); the vector ranking has the rest.",
     )
     fusion = models.CharField(max_length=10, choices=Fusion.choices, default=Fusion.RRF)
@@ -308,14 +213,12 @@ class Collection(models.Model):
     )
     retrieval_target = models.FloatField(
         "recall@5 target",
-        default=RETRIEVAL_TARGET_DEFAULT,
-        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=rules.RETRIEVAL_TARGET_DEFAULT,
+        validators=rules.between(0.0, 1.0),
         help_text="The retrieval quality SLO: recall@5 of the golden queries at or above this.",
     )
     paused = models.BooleanField(default=False, help_text="Paused collections are not claimed by workers.")
-    # Generations (pipeline.backfill): search reads `generation`; a first load or a re-embed writes
-    # `building_generation` without an HNSW index, built once when its documents are all processed,
-    # then switched to in one transaction (zero-downtime model change).
+    # Generations: search reads `generation` while a load or re-embed writes `building_generation` (pipeline.backfill).
     generation = models.PositiveIntegerField(default=1, editable=False, help_text="The chunk generation search reads.")
     building_generation = models.PositiveIntegerField(
         null=True,
@@ -392,24 +295,24 @@ class Collection(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def problems(self) -> dict[str, str]:
+        """The collection rules every entry point applies with the same messages: the admin and the
+        commands through clean(), the API serializer on the collection its request would leave."""
+        found = {
+            "name": rules.reserved_name_problem(self.name),
+            "extra_params": rules.dimensions_mismatch(self.extra_params, self.dimensions),
+            "freshness_sla": rules.freshness_sla_problem(self.freshness_sla),
+            # The CHECK constraint pipeline_collection_overlap_lt_size, said in words.
+            "chunk_overlap": None
+            if self.chunk_size is None or self.chunk_overlap is None
+            else overlap_problem(self.chunk_size, self.chunk_overlap),
+            "hnsw_ef_construction": rules.hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction),
+        }
+        return {field: problem for field, problem in found.items() if problem}
+
     def clean(self) -> None:
-        """The collection rules every entry point applies with the same messages: the admin and
-        the commands through full_clean(), the API serializer by calling the same functions."""
-        errors = {}
-        if problem := reserved_name_problem(self.name):
-            errors["name"] = problem
-        if problem := dimensions_mismatch(self.extra_params, self.dimensions):
-            errors["extra_params"] = problem
-        if problem := freshness_sla_problem(self.freshness_sla):
-            errors["freshness_sla"] = problem
-        if self.chunk_size is not None and self.chunk_overlap is not None:
-            # Also the CHECK constraint pipeline_collection_overlap_lt_size; said here in words.
-            if problem := overlap_problem(self.chunk_size, self.chunk_overlap):
-                errors["chunk_overlap"] = problem
-        if problem := hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction):
-            errors["hnsw_ef_construction"] = problem
-        if errors:
-            raise ValidationError(errors)
+        if problems := self.problems():
+            raise ValidationError(problems)
 
     @property
     def index_name(self) -> str:
@@ -417,18 +320,12 @@ class Collection(models.Model):
 
     @property
     def is_reserved(self) -> bool:
-        """A scratch collection of the operations tests or a capacity measurement: pipeline.recording
-        keeps its batches and searches out of the shared Prometheus metrics and the database's
-        figures, where its injected faults and bursts would fire real alerts and count against the SLOs."""
-        return self.name.lower().startswith(RESERVED_PREFIXES)
+        """A scratch collection (operations tests, capacity): kept out of every metric and SLO figure."""
+        return self.name.lower().startswith(rules.RESERVED_PREFIXES)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        # Delete chunks and documents set-wise first: Django's cascade collector would load
-        # every row of a large collection into memory. A raw DELETE skips Django's on_delete,
-        # so every table referencing pipeline_document must cascade in the database itself:
-        # reprocessing's failed_documents does (ON DELETE CASCADE, added by
-        # reprocessing/migrations/0001_squashed_0003_open_state.py); an app adding a
-        # foreign key to Document must do the same, or this DELETE fails on its rows.
+        # Set-wise raw DELETEs: tables referencing pipeline_document must cascade in the database
+        # (docs/architecture.md, "pipeline/models/collection.py").
         with transaction.atomic():
             # By name: document.py imports this module.
             Chunk, Document = apps.get_model("pipeline", "Chunk"), apps.get_model("pipeline", "Document")

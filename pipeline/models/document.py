@@ -12,9 +12,7 @@ from django.db.models import F, Func, Min, Q, Value
 from django.utils import timezone
 from pgvector.django import VectorField
 
-from pipeline.choices import (
-    DocumentStatus,
-)
+from pipeline.choices import DocumentStatus
 from pipeline.models.collection import Collection, wake_workers
 from pipeline.models.operations import ProviderCircuit
 
@@ -56,16 +54,8 @@ class DocumentQuerySet(models.QuerySet["Document"]):
     def claim(
         self, worker: str, limit: int, lease: timedelta, endpoint: ProviderCircuit | None = None
     ) -> list[Document]:
-        """Lease up to `limit` documents of one collection to `worker`.
-
-        Fair across collections: each claim serves the least recently claimed collection with
-        work due, so a large backlog in one cannot starve the others, and one batch never mixes
-        a failing provider's documents with a healthy one's. Collections whose provider circuit
-        is open or half-open are skipped (their documents wait, pending); `endpoint` claims for
-        that circuit's half-open probe instead. SKIP LOCKED lets concurrent workers take disjoint
-        rows without waiting on each other; the lease makes a dead worker's claim claimable
-        again once it expires.
-        """
+        """Lease up to `limit` documents of one collection, the least recently claimed with work due and its
+        circuit closed (or, with `endpoint`, that circuit's half-open probe). docs/architecture.md has why."""
         now = timezone.now()
         with transaction.atomic(using=self.db):
             for collection_id in self._next_collections(now, endpoint):
@@ -148,23 +138,19 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         """Extend the worker's leases (a batch running longer than a lease is still alive)."""
         return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
 
-    def mark_failed(self, worker: str, error: str) -> int:
+    def _give_back(self, worker: str, status: str, **changes: Any) -> int:
+        """End the worker's leases, leaving its documents in `status`."""
         return self.owned_by(worker).update(
-            status=DocumentStatus.FAILED,
-            lease_owner="",
-            lease_expires_at=None,
-            last_error=error[:2000],
-            updated_at=timezone.now(),
+            status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes
         )
 
-    def mark_embedded(self, worker: str, versions: list[tuple[int, str]], embedded_at: datetime) -> set[int]:
-        """Compare-and-swap, set-wise: `versions` are (id, content hash) pairs a worker embedded.
+    def mark_failed(self, worker: str, error: str) -> int:
+        return self._give_back(worker, DocumentStatus.FAILED, last_error=error[:2000])
 
-        Only documents the worker still leases, and only for the version it embedded, become
-        embedded (a document re-enqueued with new text meanwhile is refused). One statement
-        for the batch; returns the ids it accepted. Call inside the transaction that writes
-        their chunks.
-        """
+    def mark_embedded(self, worker: str, versions: list[tuple[int, str]], embedded_at: datetime) -> set[int]:
+        """Compare-and-swap, one statement for the batch: of the (id, content hash) pairs a worker embedded,
+        those it still leases at that version become embedded (a document re-enqueued with new text meanwhile
+        is refused). Returns the accepted ids; call inside the transaction that writes their chunks."""
         if not versions:
             return set()
         ids, hashes = zip(*versions, strict=True)
@@ -185,30 +171,17 @@ class DocumentQuerySet(models.QuerySet["Document"]):
 
     def release(self, worker: str) -> int:
         """Give the worker's leased documents back to the queue untouched (graceful shutdown)."""
-        released = self.owned_by(worker).update(
-            status=DocumentStatus.PENDING, lease_owner="", lease_expires_at=None, updated_at=timezone.now()
-        )
-        return wake_workers(released, self.db)
+        return wake_workers(self._give_back(worker, DocumentStatus.PENDING), self.db)
 
     def defer_until(self, worker: str, until: datetime, error: str) -> int:
         """Give the worker's leased documents back to the queue, not claimable before `until`:
         their provider is failing for every input (an outage, a rate limit), which is no fault
         of theirs. They stay pending; `last_error` says why they wait."""
-        return self.owned_by(worker).update(
-            status=DocumentStatus.PENDING,
-            lease_owner="",
-            lease_expires_at=None,
-            available_at=until,
-            last_error=error[:2000],
-            updated_at=timezone.now(),
-        )
+        return self._give_back(worker, DocumentStatus.PENDING, available_at=until, last_error=error[:2000])
 
     def requeue(self) -> int:
-        """Send embedded or failed documents back to the queue and wake workers after commit.
-
-        Every requeue goes through here: operator actions, re-embed, the reprocessing retry
-        pass and the staleness pass.
-        """
+        """Send embedded or failed documents back to the queue and wake workers after commit: every
+        requeue (operator actions, re-embed, the reprocessing retry pass, the staleness pass)."""
         now = timezone.now()
         requeued = self.filter(status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED]).update(
             status=DocumentStatus.PENDING,
@@ -275,11 +248,8 @@ class Document(models.Model):
 
 
 class Chunk(models.Model):
-    """A piece of a document's text and its embedding.
-
-    `embedding` has no fixed dimension: collections with different models share this table,
-    and each collection's HNSW index is a partial expression index casting to its dimension.
-    """
+    """A piece of a document's text and its embedding, of no fixed dimension: each collection's HNSW
+    index is a partial expression index casting to its own."""
 
     # No index of its own: the unique (document, generation, ordinal) index leads with it, and
     # every chunk written pays each index's insertion (docs/benchmarks.md, steady mode).
@@ -316,6 +286,3 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
-
-
-# The django-q2 heartbeat schedule beats every minute: two missed beats and slack before its row is dead.

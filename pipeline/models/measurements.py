@@ -7,9 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from pipeline.choices import (
-    OptimizationStatus,
-)
+from pipeline.choices import OptimizationStatus
 from pipeline.metrics import CALL_BUCKETS, FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.models.collection import Collection
 
@@ -109,14 +107,10 @@ class CapacityMeasurement(models.Model):
 
 
 class BatchTiming(models.Model):
-    """One collection's share of one claimed batch, the one record of its outcome: how long each
-    stage took, what it cost, what it stored and failed (pipeline.recording).
-
-    Every document of the batch waited for the whole stage, so these seconds are also each
-    document's; percentiles weight rows by `documents`. The heartbeat schedule rolls rows up into
-    the minute history (pipeline.history.roll_up_batches); rolled-up rows are pruned after
-    EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS (the hourly roll-up schedule).
-    """
+    """One collection's share of one claimed batch, the one record of its outcome (pipeline.recording):
+    each stage's seconds (also each document's: percentiles weight rows by `documents`), cost, stored
+    and failed. Rolled up into the minute history (pipeline.history), then pruned after
+    EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS."""
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
     worker = models.CharField(max_length=200)
@@ -176,13 +170,9 @@ class CollectionCost(models.Model):
 
 
 class SearchLatency(models.Model):
-    """One collection's recent search latencies: the optimizer's per-collection search p95 (the
-    search histogram has no collection label) and the measurement of an ef_search change.
-
-    One row per collection, updated by one upsert per search (pipeline.recording.record_search):
-    `recent` keeps the seconds of the last EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches, oldest
-    first, and `searches` counts every search, so "N searches since a change" is a subtraction.
-    """
+    """One collection's recent search latencies (one upsert per search, pipeline.recording): the
+    optimizer's per-collection search p95 and an ef_search change's measurement. `searches` counts
+    every search, so "N searches since a change" is a subtraction."""
 
     collection = models.OneToOneField(
         Collection, on_delete=models.CASCADE, primary_key=True, related_name="search_latency"

@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import socket
 from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import connections, models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from pipeline.choices import (
-    CircuitState,
-    ErrorType,
-    WorkerRole,
-)
+from pipeline.choices import CircuitState, ErrorType, WorkerRole
 from pipeline.models.collection import Collection
 from pipeline.wakeup import wake_workers
 
+# The django-q2 heartbeat schedule beats every minute: two missed beats and slack before its row is dead.
 SCHEDULE_MAX_AGE = timedelta(seconds=150)
 
 
@@ -28,13 +27,8 @@ def process_name() -> str:
 
 class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
     def beat(self, role: str, worker: str | None = None) -> None:
-        """Upsert a process's heartbeat (INSERT ... ON CONFLICT: no read-modify-write race).
-
-        Keyed by host:pid, not by pipeline worker id: a django-q2 process runs many drain
-        tasks, each with its own worker id, and must stay one row. A drain task's beat keeps a
-        live schedule row's role: the row then stays fresh until the next minute's schedule
-        beat (a drain judged by the worker's 45 s made an idle cluster's health flap every minute).
-        """
+        """Upsert a process's heartbeat, keyed by host:pid (a django-q2 process runs many drain tasks, one
+        row); a drain's beat keeps a live schedule row's role, so an idle cluster's health does not flap."""
         with connections[self.db].cursor() as cur:
             cur.execute(
                 f"INSERT INTO {WorkerHeartbeat._meta.db_table} AS h (worker, role, started_at, beat_at) "
@@ -57,11 +51,8 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
 
 
 class WorkerHeartbeat(models.Model):
-    """A pipeline worker process (host:pid) said it was alive at `beat_at`.
-
-    Written by the run_pipeline loop and django-q2 drain tasks (per batch, throttled) and by
-    a 1-minute django-q2 schedule; read by the queue health check and the overview page.
-    """
+    """A pipeline worker process (host:pid) said it was alive at `beat_at`: written by workers, drain tasks
+    and the every-minute schedule; read by the queue health check and the overview page."""
 
     worker = models.CharField(max_length=200, unique=True, help_text="host:pid of the worker process.")
     role = models.CharField(max_length=20, choices=WorkerRole.choices)
@@ -179,17 +170,17 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
             updated_at=timezone.now(),
         )
 
-    def reopen(self, worker: str, wait: timedelta) -> int:
-        """The worker's probe failed too: open again; the next probe comes after `wait`."""
-        now = timezone.now()
+    def _probe_over(self, worker: str, wait: timedelta, **changes: Any) -> int:
+        """The worker's half-open probe ends with the circuit open; the next probe comes after `wait`."""
+        now = changes.setdefault("updated_at", timezone.now())
         return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
-            state=CircuitState.OPEN,
-            opened_at=now,
-            next_probe_at=now + wait,
-            reopenings=F("reopenings") + 1,
-            probe_owner="",
-            updated_at=now,
+            state=CircuitState.OPEN, next_probe_at=now + wait, probe_owner="", **changes
         )
+
+    def reopen(self, worker: str, wait: timedelta) -> int:
+        """The worker's probe failed too: open again."""
+        now = timezone.now()
+        return self._probe_over(worker, wait, opened_at=now, updated_at=now, reopenings=F("reopenings") + 1)
 
     def probe_now(self) -> int:
         """An operator knows the provider is back: open circuits are due for their probe now, so
@@ -200,18 +191,13 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
         return wake_workers(self.filter(state=CircuitState.OPEN).update(next_probe_at=now, updated_at=now), self.db)
 
     def postpone(self, worker: str, wait: timedelta) -> int:
-        """Nothing was due to probe with: stay open, same backoff, and look again after `wait`."""
-        now = timezone.now()
-        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
-            state=CircuitState.OPEN, next_probe_at=now + wait, probe_owner="", updated_at=now
-        )
+        """Nothing was due to probe with: stay open, same backoff."""
+        return self._probe_over(worker, wait)
 
 
 def endpoint_label(collection: Collection) -> str:
     """model@host[:port] of a provider endpoint: a metric label and what operators read. Never the
     api_base itself, which may carry credentials (user:password@, ?key=) in its userinfo or query."""
-    from urllib.parse import urlsplit
-
     if not collection.api_base:
         return collection.model
     try:
@@ -224,14 +210,8 @@ def endpoint_label(collection: Collection) -> str:
 
 
 class ProviderCircuit(models.Model):
-    """The circuit breaker of one provider endpoint (model + api_base), shared by every worker.
-
-    EMBEDPORTAL_CIRCUIT_FAILURES consecutive transient failures (5xx, connection refused, timeout,
-    429) open it: claims skip the collections using the endpoint, whose documents wait pending,
-    and workers go on with other collections. After EMBEDPORTAL_CIRCUIT_OPEN_SECONDS (doubled per
-    failed probe, up to EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS) one worker wins the half-open probe
-    and sends one small batch: answers close it, another failure opens it again.
-    """
+    """The circuit breaker of one provider endpoint (model + api_base), shared by every worker
+    (docs/architecture.md, "pipeline/models/operations.py")."""
 
     model = models.CharField(max_length=200)
     api_base = models.CharField(max_length=500, blank=True)
@@ -261,13 +241,9 @@ class ProviderCircuit(models.Model):
 
 
 class ModelCheck(models.Model):
-    """The latest health probe of one model configuration (model, api_base, key variable,
-    dimensions, extra_params), shared by every web worker and command.
-
-    The model health check reuses a probe younger than EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS,
-    so anonymous probes of /api/v1/health/ cost at most one provider call per configuration
-    per interval, whatever their number. Written by pipeline.health under an advisory lock.
-    """
+    """The latest health probe of one model configuration (model, api_base, key variable, dimensions,
+    extra_params), written by pipeline.health under an advisory lock and reused for
+    EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS: /api/v1/health/ costs one provider call per interval."""
 
     key = models.CharField(max_length=64, help_text="sha256 of the configuration.")
     model = models.CharField(max_length=255)

@@ -1,0 +1,115 @@
+"""The rules on a collection's names and settings, in words: the model's validators and clean(),
+the admin's form and the API's serializer all apply these with the same messages."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+
+ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
+
+
+# LiteLLM parameters that carry credentials (api_key, aws_secret_access_key, vertex_credentials,
+# azure_ad_token, ...): keys belong in the environment, named by api_key_env, never in the database.
+SECRET_PARAM_PARTS = {"key", "secret", "token", "password", "credential", "credentials"}
+
+
+def _secret_name(name: Any) -> bool:
+    return bool(SECRET_PARAM_PARTS & set(str(name).lower().split("_")))
+
+
+def validate_extra_params(value: Any) -> None:
+    """LiteLLM parameters: an object, `dimensions` a size pgvector can index, never a credential."""
+    if not isinstance(value, dict):
+        raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
+    wanted = value.get("dimensions")
+    low, high = DIMENSIONS_RANGE
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not low <= wanted <= high):
+        raise ValidationError(f"dimensions must be an integer from {low} to {high}")
+    if secret := sorted(k for k in value if _secret_name(k)):
+        raise ValidationError(
+            f"{', '.join(secret)}: never store credentials here; name the environment variable in api_key_env"
+        )
+
+
+def url_credentials(url: str) -> list[str]:
+    """What in a URL is a credential: its userinfo (user:secret@) and query parameters named like one
+    (?api_key=...). Migration 0004, which stripped stored ones, keeps its own copy of this rule."""
+    try:
+        parts = urlsplit(url)
+        found = ["user:password@"] if parts.username or parts.password else []
+    except ValueError:
+        return []
+    return found + sorted(name for name, _ in parse_qsl(parts.query) if _secret_name(name))
+
+
+def validate_api_base(value: str) -> None:
+    if found := url_credentials(value):
+        raise ValidationError(
+            f"api_base carries credentials ({', '.join(found)}); remove them and keep the key in the secret "
+            "store: the environment variable named in api_key_env (or its NAME_FILE)"
+        )
+
+
+def dimensions_mismatch(extra_params: Any, dimensions: int | None) -> str | None:
+    """extra_params.dimensions is what the provider is asked for; another size than the
+    collection's would fail every batch at the quality gate."""
+    wanted = extra_params.get("dimensions") if isinstance(extra_params, dict) else None
+    if wanted is not None and dimensions and wanted != dimensions:
+        return f"dimensions {wanted} differs from the collection's {dimensions}"
+    return None
+
+
+# Collection names under these prefixes are scratch collections, by what they are reserved for:
+# the operations tester's (the testing app) and measure_capacity's (pipeline.performance.capacity).
+# Their owners set `reserved_names_allowed` around their own calls; nobody else can create them.
+RESERVED_PREFIX = "__ops_test_"
+CAPACITY_PREFIX = "__capacity_"
+RESERVED_FOR = {RESERVED_PREFIX: "the operations tests", CAPACITY_PREFIX: "capacity measurements"}
+RESERVED_PREFIXES = tuple(RESERVED_FOR)
+reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
+
+
+def reserved_name_problem(name: str | None) -> str | None:
+    if name and not reserved_names_allowed.get():
+        for prefix, purpose in RESERVED_FOR.items():
+            if name.lower().startswith(prefix):
+                return f"names starting with {prefix} are reserved for {purpose}"
+    return None
+
+
+def freshness_sla_problem(value: timedelta | None) -> str | None:
+    """A freshness SLA is a positive duration: how long after a source change its embedding may lag."""
+    if value is not None and value <= timedelta(0):
+        return "must be a positive duration, e.g. 01:00:00 for one hour"
+    return None
+
+
+# Vector sizes pgvector can index, and the most chunks one embedding call may carry.
+DIMENSIONS_RANGE = (1, 16000)
+BATCH_SIZE_RANGE = (1, 2048)
+CHUNK_SIZE_MIN = 8
+# pgvector's HNSW build parameters: its defaults, and the ranges its CREATE INDEX accepts.
+HNSW_M_DEFAULT, HNSW_M_RANGE = 16, (2, 100)
+HNSW_EF_CONSTRUCTION_DEFAULT, HNSW_EF_CONSTRUCTION_RANGE = 64, (4, 1000)
+EF_SEARCH_RANGE = (1, 1000)
+# Hybrid search's keyword share and the retrieval SLO's recall@5, unless a collection says otherwise.
+KEYWORD_WEIGHT_DEFAULT = 0.5
+RETRIEVAL_TARGET_DEFAULT = 0.9
+
+
+def between(low: float, high: float) -> list:
+    """A model field's bounds, which the API's serializers and the admin's forms read from it."""
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+def hnsw_build_problem(m: int | None, ef_construction: int | None) -> str | None:
+    """pgvector refuses an ef_construction below twice m (the candidate list must hold the neighbours)."""
+    if m is not None and ef_construction is not None and ef_construction < 2 * m:
+        return f"must be at least 2 * hnsw_m ({2 * m}): pgvector's rule"
+    return None
