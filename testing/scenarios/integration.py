@@ -103,11 +103,9 @@ def hnsw_index(ctx: Context) -> dict[str, Any]:
     with connection.cursor() as cur:
         cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'pipeline_chunk'")
         indexes = dict(cur.fetchall())
-    collections = (
-        Collection.objects.filter(name=ctx.target)
-        if ctx.target
-        else Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
-    )
+    collections = Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
+    if ctx.target:
+        collections = Collection.objects.filter(name=ctx.target)
     # A first load is written without the index, built once it is complete (pipeline.backfill).
     loading = {c.pk for c in collections if c.building_generation is not None and c.building_generation == c.generation}
     missing = [
@@ -190,11 +188,11 @@ def metrics_used(ctx: Context) -> dict[str, Any]:
         if name not in exposed and name not in declared
     )
     ctx.check(not missing, f"read by rules or dashboards but absent from /metrics: {', '.join(missing)}")
-    no_data = sorted({n for names in referenced.values() for n in names if n not in with_samples})
+    metrics = {n for names in referenced.values() for n in names}
     return {
         "files": len(referenced),
-        "metrics": len({n for names in referenced.values() for n in names}),
-        "declared_without_samples": no_data,
+        "metrics": len(metrics),
+        "declared_without_samples": sorted(metrics - with_samples),
     }
 
 
