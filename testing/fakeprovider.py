@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 CHAOS_FAULTS = ("500", "429", "timeout", "nan", "too_few")
+Address = tuple[str, int]
+LOOPBACK: Address = ("127.0.0.1", 0)  # a free port
 
 
 def vector_for(text: str, dims: int) -> list[float]:
@@ -28,7 +30,7 @@ def vector_for(text: str, dims: int) -> list[float]:
 class LoopbackServer:
     """A threaded HTTP server (by default on a free loopback port), serving `handler` until stopped."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], address: Address = LOOPBACK) -> None:
         self.server = ThreadingHTTPServer(address, handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -62,11 +64,7 @@ class LoopbackServer:
 
 class FakeProvider(LoopbackServer):
     def __init__(
-        self,
-        dims: int = 8,
-        timeout_seconds: float = 120.0,
-        record: bool = True,
-        address: tuple[str, int] = ("127.0.0.1", 0),
+        self, dims: int = 8, timeout_seconds: float = 120.0, record: bool = True, address: Address = LOOPBACK
     ) -> None:
         self.dims = dims
         self.mode = "ok"

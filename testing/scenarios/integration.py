@@ -175,8 +175,7 @@ def metrics_used(ctx: Context) -> dict[str, Any]:
     families = scrape(ctx)
     exposed = series_names(families.values())
     with_samples = series_names(f for f in families.values() if f.samples)
-    # A database gauge has no sample while it has no value (no capacity measurement, no collection, no
-    # documentation page yet): the rules read it with absent() or `or`. Declared is enough.
+    # A database gauge has no sample while it has no value: the rules read it with absent() or `or`.
     collectors = [import_string(path)() for path in settings.EMBEDPORTAL_METRICS_COLLECTORS]
     declared = series_names(f for c in collectors if hasattr(c, "describe") for f in c.describe())
     referenced = referenced_metrics()
