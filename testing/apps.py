@@ -8,8 +8,7 @@ from django.db.models.signals import post_migrate, post_save, pre_save
 
 
 def on_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """post_migrate: queue a regression run when the settings fingerprint changed since the last
-    start-up (every deployment migrates on start), once django_q's and our tables exist."""
+    """post_migrate: queue a regression run when the settings fingerprint changed since the last start-up."""
     from embedportal.schedules import tables_exist
     from testing import tasks
     from testing.models import ConfigSnapshot
@@ -19,8 +18,7 @@ def on_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) 
 
 
 def on_worker_start(sender: type, **kwargs: Any) -> None:
-    """A worker starting: the settings fingerprint checked as at migrate (a ConfigMap edit rolls the
-    workers without a migrate Job); workers starting together queue one run (it is debounced)."""
+    """A ConfigMap edit rolls the workers without a migrate Job: check the fingerprint here too (debounced)."""
     on_migrate(sender)
 
 

@@ -1,6 +1,4 @@
-"""Scrape-time metrics of operations test runs, from the database (runs happen in a command's
-pod or a test runner's process: only the database sees them all)
-(notes: docs/ops-tests.md, "Module notes")."""
+"""Scrape-time metrics of operations test runs, from the database: only it sees every runner's runs."""
 
 from __future__ import annotations
 
@@ -14,8 +12,7 @@ from testing.models import DURATION_BUCKETS
 
 PASS_RATE = "test_pass_rate_embedding_pipeline_operations"
 DURATION = "test_duration_seconds"
-# The running totals (ScenarioTotals, a row per scenario and outcome), not every result: a scrape
-# reads tens of rows whatever the history, and pruned results still count.
+# The running totals (ScenarioTotals), not every result: tens of rows, and pruned results still count.
 _TOTALS_SQL = """
 SELECT category, scenario, outcome, results, duration_seconds, duration_buckets
   FROM testing_scenariototals ORDER BY category, scenario, outcome

@@ -44,8 +44,7 @@ def ops_user() -> Any:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    # Its scratch collections are the platform's own (no team): the tests run as a platform operator,
-    # and a user created before teams existed is given the permission too.
+    # A platform operator (its collections have no team); a user made before teams existed gets it too.
     if created or not user.has_perm("pipeline.access_all_collections"):
         user.user_permissions.set(
             Permission.objects.filter(content_type__app_label="pipeline", codename__in=OPS_PERMISSIONS)
@@ -70,8 +69,6 @@ class Context:
         self._client: Client | None = None
         self._counter = 0
 
-    # -- assertions ------------------------------------------------------------------------
-
     @staticmethod
     def check(condition: Any, message: str) -> None:
         if not condition:
@@ -84,8 +81,6 @@ class Context:
     @staticmethod
     def skip(message: str) -> None:
         raise ScenarioSkipped(message)
-
-    # -- reserved collections --------------------------------------------------------------
 
     def collection(self, suffix: str = "c", **fields: Any) -> Collection:
         """A reserved collection (hash model, character chunks unless told otherwise), deleted afterwards."""
@@ -106,13 +101,9 @@ class Context:
         self._collections.append(collection)
         return collection
 
-    # -- the live paths --------------------------------------------------------------------
-
     def client(self) -> Client:
-        """Requests as the ops user through the real URL routing, middleware, DRF and admin code,
-        in this process (the web pods may be unreachable from the runner). CSRF is enforced: the
-        cookie and the header carry the same secret, as a browser's form sends them. A 500 is an
-        answer the scenario judges, not an exception."""
+        """Requests as the ops user through the real routing, middleware, DRF and admin, in this process (the
+        web pods may be unreachable), CSRF enforced as a browser sends it; a 500 is an answer, not an exception."""
         if self._client is None:
             token = get_random_string(32)  # CSRF_SECRET_LENGTH letters and digits, as Django makes them
             self._client = Client(
@@ -165,16 +156,13 @@ class Context:
             suffix,
             model=FAULT_MODEL,
             api_base=provider.url,
-            # LiteLLM's OpenAI client insists on a key. DJANGO_SETTINGS_MODULE is set in every
-            # process of the deployment (manage.py, wsgi) and is no secret: the fault provider
-            # receives "embedportal.settings", and a 401 echoing it shows whether messages are scrubbed.
+            # LiteLLM insists on a key: DJANGO_SETTINGS_MODULE is set in every process and no secret,
+            # and a 401 echoing it shows whether messages are scrubbed.
             api_key_env="DJANGO_SETTINGS_MODULE",
             dimensions=provider.dims,
             batch_size=8,
             **fields,
         )
-
-    # -- waiting for the real workers ------------------------------------------------------
 
     def remaining(self, limit: float | None = None) -> float:
         """Seconds left to wait: `limit` (default the wait setting) within the scenario's timeout."""
@@ -183,9 +171,9 @@ class Context:
 
     def require_workers(self) -> int:
         """Fail at once, naming the cause, when no pipeline worker process is alive."""
-        max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
-        alive = WorkerHeartbeat.objects.fresh(max_age).count()
+        alive = _fresh_workers()
         if not alive:
+            max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
             latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
             seen = f"last one {(timezone.now() - latest).total_seconds():.0f} s ago" if latest else "none ever"
             self.fail(
@@ -227,11 +215,10 @@ class Context:
         statuses = dict(qs.values_list("external_id", "status"))
         if not finished:
             counts = Counter(statuses.values())
-            alive = WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
             waiting = counts[DocumentStatus.PENDING] + counts[DocumentStatus.PROCESSING]
             self.fail(
                 f"{waiting} of {len(statuses)} document(s) not processed by the workers within "
-                f"{time.monotonic() - waited:.0f} s ({dict(counts)}); {alive} worker heartbeat(s) fresh: "
+                f"{time.monotonic() - waited:.0f} s ({dict(counts)}); {_fresh_workers()} worker heartbeat(s) fresh: "
                 "the workers are stopped, stuck or busy elsewhere"
             )
         wanted = set(until)
@@ -245,8 +232,6 @@ class Context:
             )
         return statuses
 
-    # -- clean-up --------------------------------------------------------------------------
-
     def cleanup(self, timeout: float | None = None) -> None:
         for provider in self._providers:
             try:
@@ -255,14 +240,16 @@ class Context:
                 logger.exception("could not stop the fault provider")
         for collection in self._collections:
             delete_reserved(collection.pk, timeout)
-        # The faults gave the provider endpoint a circuit row (shared through the database): left,
-        # the circuit gauge and the model health check would list one per run (a new port or pod
-        # IP each time), and with a fixed port the next scenario would inherit its failure count.
-        # Its collections are gone, so no worker records on it any more.
+        # The faults gave the endpoint a circuit row: left, the circuit gauge and model health check would
+        # list one per run, and with a fixed port the next scenario would inherit its failure count.
         ProviderCircuit.objects.filter(model=FAULT_MODEL, api_base__in=[p.url for p in self._providers]).delete()
         if self._client is not None:
             self._client.logout()
         self._collections, self._providers, self._client = [], [], None
+
+
+def _fresh_workers() -> int:
+    return WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
 
 
 def api_error(response: Any) -> str:

@@ -1,6 +1,5 @@
-"""Local OpenAI-compatible /v1/embeddings (and Cohere-compatible /v1/rerank) servers that inject
-faults, for driving LiteLLM over real HTTP: the pytest suite, the benchmarks and game days against a staging deployment
-(notes: docs/ops-tests.md, "Module notes")."""
+"""Local OpenAI-compatible /v1/embeddings (and Cohere /v1/rerank) servers injecting faults, driving LiteLLM over
+real HTTP for the tests, benchmarks and game days (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 
 CHAOS_FAULTS = ("500", "429", "timeout", "nan", "too_few")
+Address = tuple[str, int]
+LOOPBACK: Address = ("127.0.0.1", 0)  # a free port
 
 
 def vector_for(text: str, dims: int) -> list[float]:
@@ -29,7 +30,7 @@ def vector_for(text: str, dims: int) -> list[float]:
 class LoopbackServer:
     """A threaded HTTP server (by default on a free loopback port), serving `handler` until stopped."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], address: Address = LOOPBACK) -> None:
         self.server = ThreadingHTTPServer(address, handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -63,11 +64,7 @@ class LoopbackServer:
 
 class FakeProvider(LoopbackServer):
     def __init__(
-        self,
-        dims: int = 8,
-        timeout_seconds: float = 120.0,
-        record: bool = True,
-        address: tuple[str, int] = ("127.0.0.1", 0),
+        self, dims: int = 8, timeout_seconds: float = 120.0, record: bool = True, address: Address = LOOPBACK
     ) -> None:
         self.dims = dims
         self.mode = "ok"
@@ -79,11 +76,9 @@ class FakeProvider(LoopbackServer):
         # Modes for the next requests, in order, before `mode` applies again (e.g. ["500", "ok"]).
         self.script: list[str] = []
         self.requests: list[dict[str, Any]] = []
-        # Answers given, by mode.
-        self.calls: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()  # answers given, by mode
         # Requests being answered now, and the most at once so far (a client's concurrency).
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         provider = self
 
@@ -100,14 +95,8 @@ class FakeProvider(LoopbackServer):
                 # requests see `script` consumed in the order they are recorded.
                 with provider.lock:
                     if provider.record:
-                        provider.requests.append(
-                            {
-                                "inputs": inputs,
-                                "auth": self.headers.get("authorization"),
-                                "body": body,
-                                "at": time.monotonic(),
-                            }
-                        )
+                        auth = self.headers.get("authorization")
+                        provider.requests.append({"inputs": inputs, "auth": auth, "body": body, "at": time.monotonic()})
                     mode = provider.pick(inputs)
                     provider.calls[mode] += 1
                     provider.in_flight += 1
@@ -148,12 +137,8 @@ class FakeProvider(LoopbackServer):
         }
         if mode in errors:
             status, message = errors[mode]
-            self._send(
-                h,
-                status,
-                {"error": {"message": message, "type": "error", "code": status}},
-                {"Retry-After": self.retry_after} if status == 429 else {},
-            )
+            retry_after = {"Retry-After": self.retry_after} if status == 429 else {}
+            self._send(h, status, {"error": {"message": message, "type": "error", "code": status}}, retry_after)
             return
         if h.path.rstrip("/").endswith("/rerank"):
             self._send(h, 200, rerank_answer(str((body or {}).get("query", "")), inputs, (body or {}).get("top_n")))

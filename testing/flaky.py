@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
@@ -27,9 +26,6 @@ class FlakyScenario:
     flip_rate: float
     reasons: list[str] = field(default_factory=list)
     last_seen: datetime | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "flip_rate": round(self.flip_rate, 4)}
 
 
 def flaky_names(since: datetime) -> set[str]:

@@ -34,9 +34,8 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
         return self.filter(status__in=ACTIVE)
 
     def start(self, status: str = RunStatus.RUNNING, **fields: Any) -> TestRun:
-        """Create a running run (a command running it itself) or a queued one (for a test runner). The
-        partial unique indexes testing_testrun_one_running and testing_testrun_one_queued refuse a
-        second of either, so two API calls, a schedule and a command racing cannot run together."""
+        """A running run (a command runs it itself) or a queued one (for a test runner); the partial unique
+        indexes testing_testrun_one_running/_one_queued refuse a second of either, so racers never overlap."""
         self.abandon_stale()
         now = timezone.now()
         try:
@@ -46,8 +45,7 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
             raise RunInProgress(self.filter(status=status).first()) from None
 
     def claim(self) -> TestRun | None:
-        """queued -> running for a test runner (compare-and-swap: a run cancelled or abandoned
-        meanwhile, or taken by another runner, is not claimed); None while a run is running."""
+        """queued -> running for a test runner (compare-and-swap); None while a run is running."""
         self.abandon_stale()
         queued = self.filter(status=RunStatus.QUEUED).values_list("pk", flat=True).first()
         now = timezone.now()
@@ -74,26 +72,21 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
         )
 
     def cancel(self, by: str) -> int:
-        """queued/running -> error: a runner never starts it, and a running one stops after its
-        current scenario (its beat finds it no longer running)."""
-        message = f"cancelled by {by}"[:2000]
-        return self.filter(status__in=ACTIVE).update(
-            status=RunStatus.ERROR, finished_at=timezone.now(), message=message
-        )
+        """queued/running -> error: a running one stops after its current scenario (its beat finds it ended)."""
+        return self.filter(status__in=ACTIVE).end(f"cancelled by {by}")
+
+    def end(self, message: str) -> int:
+        return self.update(status=RunStatus.ERROR, finished_at=timezone.now(), message=message[:2000])
 
     def abandon_stale(self) -> int:
         """A run whose process died (no heartbeat for EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS) frees the
         slot; so does a run queued that long while no test runner is alive."""
         cutoff = timezone.now() - timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS)
         stale = self.filter(heartbeat_at__lt=cutoff)
-        abandoned = stale.running().update(
-            status=RunStatus.ERROR, finished_at=timezone.now(), message="abandoned: its process stopped reporting"
-        )
+        abandoned = stale.running().end("abandoned: its process stopped reporting")
         if RunnerHeartbeat.objects.alive().exists():
             return abandoned
-        return abandoned + stale.filter(status=RunStatus.QUEUED).update(
-            status=RunStatus.ERROR, finished_at=timezone.now(), message=f"abandoned: {NO_RUNNER}"
-        )
+        return abandoned + stale.filter(status=RunStatus.QUEUED).end(f"abandoned: {NO_RUNNER}")
 
 
 # What a queued run says while nothing picks it up (the API, the admin, an abandoned run).
@@ -117,8 +110,7 @@ class RunnerHeartbeatQuerySet(models.QuerySet["RunnerHeartbeat"]):
 
 
 class RunnerHeartbeat(models.Model):
-    """A test runner process (`manage.py run_test_runner`, host:pid) said it was alive at `beat_at`:
-    the API and admin tell a queued run waiting its turn from one nothing will pick up."""
+    """A test runner process (`run_test_runner`) was alive at `beat_at`: a queued run will be picked up."""
 
     runner = models.CharField(max_length=200, unique=True, help_text="host:pid of the runner process.")
     started_at = models.DateTimeField()
@@ -222,7 +214,7 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _ADD_TOTALS_SQL = """
 INSERT INTO testing_scenariototals AS t
        (scenario, outcome, category, results, duration_seconds, duration_buckets, last_at)
-VALUES (%(scenario)s, %(outcome)s, %(category)s, 1, %(seconds)s, %(buckets)s::bigint[], %(at)s)
+VALUES (%(scenario)s, %(outcome)s, %(category)s, 1, %(duration_seconds)s, %(buckets)s::bigint[], %(started_at)s)
 ON CONFLICT (scenario, outcome) DO UPDATE
    SET category = EXCLUDED.category,
        results = t.results + 1,
@@ -244,25 +236,14 @@ GOOD = (Outcome.PASSED, Outcome.FLAKY)
 
 class ScenarioTotalsQuerySet(models.QuerySet["ScenarioTotals"]):
     def add(self, result: TestResult) -> None:
-        """Count one result, and note its outcome on its code version (upserts: concurrent runs
-        never read-modify-write)."""
+        """Count one result and note its outcome on its code version (upserts: no read-modify-write)."""
         bucket = bisect.bisect_left(DURATION_BUCKETS, result.duration_seconds)
         buckets = [0] * (len(DURATION_BUCKETS) + 1)
         buckets[bucket] = 1
         at = result.started_at
         with connections[self.db].cursor() as cur:
-            cur.execute(
-                _ADD_TOTALS_SQL,
-                {
-                    "scenario": result.scenario,
-                    "outcome": result.outcome,
-                    "category": result.category,
-                    "seconds": result.duration_seconds,
-                    "buckets": buckets,
-                    "bucket": bucket + 1,
-                    "at": at,
-                },
-            )
+            # The result's own fields fill the named parameters they share a name with.
+            cur.execute(_ADD_TOTALS_SQL, {**vars(result), "buckets": buckets, "bucket": bucket + 1})
             if result.outcome != Outcome.SKIPPED:
                 cur.execute(
                     _ADD_VERSION_SQL,
@@ -282,9 +263,7 @@ class ScenarioTotalsQuerySet(models.QuerySet["ScenarioTotals"]):
 
 
 class ScenarioTotals(models.Model):
-    """Every result a scenario ever had, by outcome: the counters /metrics exports. Kept when old
-    runs are pruned (EMBEDPORTAL_TEST_RUN_RETENTION_DAYS), so a counter never goes back, and a
-    scrape reads these rows, not every result."""
+    """Every result a scenario ever had, by outcome: the /metrics counters, kept when old runs are pruned."""
 
     scenario = models.CharField(max_length=100)
     outcome = models.CharField(max_length=8, choices=Outcome.choices)
@@ -307,9 +286,8 @@ class ScenarioTotals(models.Model):
 
 
 class ScenarioVersion(models.Model):
-    """When a scenario last passed (good), failed (bad) and passed only on a retry (flaky) on one
-    code version and configuration: flaky detection picks its scenarios from here (tens of rows,
-    not every result)."""
+    """When a scenario last passed, failed and passed only on a retry on one code version and
+    configuration: flaky detection picks its scenarios from here (tens of rows, not every result)."""
 
     scenario = models.CharField(max_length=100)
     code_version = models.CharField(max_length=64)
@@ -341,8 +319,7 @@ class ConfigSnapshot(models.Model):
 
 
 class BenchmarkRun(models.Model):
-    """One `manage.py benchmark` run: each benchmark's figures as repeated samples, and their
-    comparison with earlier runs on the same machine (testing.benchmarks.regression)."""
+    """One `manage.py benchmark` run: figures as repeated samples, compared with the same machine's history."""
 
     suite = models.CharField(max_length=8, choices=BenchmarkSuite.choices)
     trigger = models.CharField(max_length=16, choices=BenchmarkTrigger.choices, default=BenchmarkTrigger.CLI)

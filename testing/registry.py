@@ -45,11 +45,9 @@ def scenario(
     component: str,
     *,
     covers: Iterable[str | tuple[str, str]] = (),
-    timeout: float = 120.0,
-    retries: int = 0,
-    quick: bool = False,
-    per_collection: bool = False,
+    **options: Any,
 ) -> Callable[[Callable], Callable]:
+    """Register `func` as a scenario; `options` are Scenario's (timeout, retries, quick, per_collection)."""
     assert category in Category.values, category
     assert component in Component.values, component
     # A bare component is under the condition the category names, where the scenario's own component is too.
@@ -61,17 +59,14 @@ def scenario(
     def register(func: Callable) -> Callable:
         assert name not in REGISTRY, f"scenario {name} registered twice"
         description = (func.__doc__ or "").strip().split("\n")[0]
-        REGISTRY[name] = Scenario(
-            name, category, component, func, description, cells, timeout, retries, quick, per_collection
-        )
+        REGISTRY[name] = Scenario(name, category, component, func, description, cells, **options)
         return func
 
     return register
 
 
 def load() -> dict[str, Scenario]:
-    """Every scenario: the scenario modules register at import, which the app does when ready
-    (testing.apps), so this module imports none of them."""
+    """Every scenario (the scenario modules register at import, which testing.apps does when ready)."""
     return REGISTRY
 
 

@@ -46,9 +46,8 @@ def reserved_collections() -> Any:
 
 
 def delete_reserved(collection_id: int, timeout: float | None = None) -> bool:
-    """Delete a reserved collection even while a worker finishes a batch of it or an index is built,
-    trying up to `timeout` seconds (default: a lease and a bit); False if it is still there (the next
-    run's sweep tries again). Why: docs/ops-tests.md, "Module notes"."""
+    """Delete a reserved collection next to workers and index builds, trying up to `timeout` seconds (default:
+    a lease and a bit); False if it is still there (docs/ops-tests.md, "Module notes")."""
     Collection.objects.filter(pk=collection_id).pause()
     timeout = settings.EMBEDPORTAL_LEASE_SECONDS + 15 if timeout is None else timeout
 
@@ -78,8 +77,7 @@ def delete_reserved(collection_id: int, timeout: float | None = None) -> bool:
 
 
 def sweep_reserved() -> int:
-    """Delete reserved collections left by a run that died or a clean-up that gave up (only while
-    holding the run slot). Returns how many were deleted."""
+    """Delete the reserved collections a dead run or a failed clean-up left (holding the run slot); how many."""
     return sum(delete_reserved(pk) for pk in reserved_collections().values_list("pk", flat=True))
 
 

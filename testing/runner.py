@@ -1,6 +1,5 @@
-"""The test runner: a process of its own (`manage.py run_test_runner`) that claims queued test runs
-and executes them, so a run never takes a pipeline worker's slot (notes: docs/ops-tests.md,
-"Where a run executes")."""
+"""The test runner process (`run_test_runner`): claims queued test runs and executes them outside the
+pipeline workers' slots (docs/ops-tests.md, "Where a run executes")."""
 
 from __future__ import annotations
 
@@ -75,9 +74,8 @@ class TestRunner:
         return run
 
     def _wait_for_workers(self, run: TestRun) -> None:
-        """A run claimed right after the workers started would find no heartbeat yet and fail every
-        scenario that needs them: wait for one (kicking the workers, whose drain task beats) up to
-        EMBEDPORTAL_OPS_TEST_WAIT_SECONDS; after that the scenarios say "no pipeline worker is running"."""
+        """A run claimed as the workers start would find no heartbeat yet: wait for one (kicking the workers)
+        up to EMBEDPORTAL_OPS_TEST_WAIT_SECONDS; then the scenarios say "no pipeline worker is running"."""
         max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
 
         def alive() -> bool:
@@ -102,8 +100,7 @@ class TestRunner:
             connection.close()
 
     def stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
-        """Signal handler: the first signal interrupts the run in progress (it is recorded as
-        interrupted), later ones only wait for that."""
+        """Signal handler: the first signal interrupts the run in progress, later ones wait for that."""
         if self.stopping.is_set():
             return
         self.stopping.set()

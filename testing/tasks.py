@@ -31,9 +31,8 @@ CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
 
 
 def queue_run(requested_by: str = "", **selection: Any) -> tuple[Any, Any]:
-    """Queue a run for the test runner (`manage.py run_test_runner`): only the row is written, so a
-    django-q2 task, an API request or the admin returns at once and no worker slot is taken.
-    Raises RunInProgress naming the run already queued."""
+    """Queue a run for the test runner: only the row is written, so no worker slot is taken (RunInProgress
+    names the run already queued)."""
     from testing.tester import EmbeddingPipelineOperationsTester
 
     tester = EmbeddingPipelineOperationsTester(**selection, requested_by=requested_by)
@@ -62,8 +61,7 @@ def run_config_change(collections: list[str] | None = None) -> dict:
     from testing.models import TestRun
 
     names = sorted(set(Collection.objects.filter(name__in=collections or []).values_list("name", flat=True)))
-    # A configuration-change run still queued takes these collections too (compare-and-swap: once
-    # a runner claimed it, a run of its own is queued).
+    # A configuration-change run still queued takes these collections too (compare-and-swap with its claim).
     queued = TestRun.objects.filter(status=RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE)
     for run in queued[:1]:
         merged = sorted(set(run.selection.get("collections") or []) | set(names))
@@ -82,8 +80,7 @@ def schedule_config_run(collections: list[str]) -> None:
 
 
 def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
-    """At start-up (post_migrate): a settings fingerprint other than the last one seen queues a
-    regression run of every collection. Returns whether it changed."""
+    """At start-up: a settings fingerprint other than the last one seen queues a run of every collection."""
     from pipeline.models import RESERVED_PREFIX, Collection
     from testing.fingerprints import settings_fingerprint
     from testing.models import ConfigSnapshot
@@ -103,9 +100,7 @@ def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
 
 
 def prune_history(now: datetime | None = None) -> dict:
-    """Every day: finished test runs (their results with them) older than
-    EMBEDPORTAL_TEST_RUN_RETENTION_DAYS and benchmark runs older than
-    EMBEDPORTAL_BENCHMARK_RETENTION_DAYS. The test counters live on in ScenarioTotals."""
+    """Every day: finished test runs and benchmark runs past their retention (the counters stay in ScenarioTotals)."""
     from testing.models import ACTIVE, BenchmarkRun, TestRun
 
     now = now or timezone.now()

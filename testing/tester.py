@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class RunnerStopped(BaseException):
-    """The test runner was told to stop (SIGTERM): the run in progress ends at once, recorded as
-    interrupted. A BaseException, so no scenario's `except Exception` swallows it."""
+    """The test runner was told to stop (SIGTERM): the run ends at once, recorded as interrupted (a
+    BaseException, so no scenario's `except Exception` swallows it)."""
 
 
 @dataclass
@@ -104,15 +104,10 @@ class EmbeddingPipelineOperationsTester:
             details = measured or details
             if outcome in (Outcome.PASSED, Outcome.SKIPPED):
                 break
-        final = attempts[-1]
-        outcome = final["outcome"]
+        outcome, message = attempts[-1]["outcome"], attempts[-1]["message"]
         if outcome == Outcome.PASSED and len(attempts) > 1:
             outcome = Outcome.FLAKY  # a pass on retry is evidence of flakiness, never plain green
-        message = (
-            final["message"]
-            if outcome != Outcome.FLAKY
-            else f"passed on attempt {len(attempts)}: " + "; ".join(a["message"] for a in attempts[:-1])
-        )
+            message = f"passed on attempt {len(attempts)}: " + "; ".join(a["message"] for a in attempts[:-1])
         result = TestResult.objects.create(
             run=run,
             scenario=scenario.name,
@@ -131,21 +126,18 @@ class EmbeddingPipelineOperationsTester:
 
     def _attempt(self, run: TestRun, scenario: Scenario, target: str) -> tuple[str, str, dict[str, Any]]:
         ctx = Context(run, scenario, target, self.wait_seconds)
-        started = time.monotonic()
-        stopped = False
+        started, stopped = time.monotonic(), False
+        outcome, message, measured = Outcome.PASSED, "", {}
         try:
             measured = scenario.func(ctx) or {}
-            outcome, message = Outcome.PASSED, ""
             elapsed = time.monotonic() - started
             if elapsed > scenario.timeout:
                 outcome, message = Outcome.FAILED, f"took {elapsed:.0f} s, over its {scenario.timeout:g} s timeout"
-        except ScenarioFailed as exc:
-            outcome, message, measured = Outcome.FAILED, str(exc), {}
-        except ScenarioSkipped as exc:
-            outcome, message, measured = Outcome.SKIPPED, str(exc), {}
+        except (ScenarioFailed, ScenarioSkipped) as exc:
+            outcome = Outcome.FAILED if isinstance(exc, ScenarioFailed) else Outcome.SKIPPED
+            message = str(exc)
         except Exception as exc:  # noqa: BLE001 -- a broken scenario is a result, not a broken run
-            outcome, measured = Outcome.ERROR, {}
-            message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+            outcome, message = Outcome.ERROR, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
             close_old_connections()
         except RunnerStopped:
             stopped = True

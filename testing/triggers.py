@@ -32,6 +32,5 @@ def config_saved(
 
     name = instance.name
     transaction.on_commit(lambda: schedule_config_run([name]))
-    # The same change queues the quick benchmark suite (debounced too): its figures are compared
-    # with the history, so a configuration that slows the pipeline is flagged.
+    # The same change queues the collection's benchmark (debounced): a slower configuration is flagged.
     transaction.on_commit(lambda: schedule_benchmark(name))

@@ -61,16 +61,14 @@ class RunRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     )
 
     def validate_scenarios(self, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(load()))
-        if unknown:
+        if unknown := sorted(set(value) - set(load())):
             raise serializers.ValidationError(f"unknown scenarios: {', '.join(unknown)}")
         return value
 
     def validate_collections(self, value: list[str]) -> list[str]:
         seen = Collection.objects.visible_to(self.context["request"].user)
         known = set(seen.filter(name__in=value).values_list("name", flat=True))
-        unknown = sorted(set(value) - known)
-        if unknown:
+        if unknown := sorted(set(value) - known):
             raise serializers.ValidationError(f"no collections named {', '.join(unknown)}")
         return value
 

@@ -1,6 +1,5 @@
-"""BenchmarkRun in the admin: runs with their regressions flagged, filterable, each run's
-comparison table, and the Trends page charting the history (registered from testing.apps:
-admin.py belongs to the operations tests)."""
+"""BenchmarkRun in the admin: runs with regressions flagged, each run's comparison table, and the Trends page
+(registered from testing.apps: admin.py belongs to the operations tests)."""
 
 from __future__ import annotations
 
@@ -96,20 +95,12 @@ class BenchmarkRunAdmin(ReadOnlyAdmin):
                     f"{p['change']:+.0%} since {p['at'][:16]} ({p['code_version'][:10]})"
                     for p in verdict.get("change_points", [])
                 )
-                change = verdict.get("change")
-                rows.append(
-                    (
-                        benchmark,
-                        name,
-                        f"{data['median']:.4g} {data.get('unit', '')}",
-                        ", ".join(f"{s:.4g}" for s in data["samples"]),
-                        "" if verdict.get("baseline_median") is None else f"{verdict['baseline_median']:.4g}",
-                        "" if change is None else f"{change:+.1%}",
-                        "" if verdict.get("p_value") is None else f"{verdict['p_value']:.3g}",
-                        verdict.get("verdict", ""),
-                        steps,
-                    )
-                )
+                median = f"{data['median']:.4g} {data.get('unit', '')}"
+                samples = ", ".join(f"{s:.4g}" for s in data["samples"])
+                baseline = _format(verdict.get("baseline_median"), ".4g")
+                change, p_value = _format(verdict.get("change"), "+.1%"), _format(verdict.get("p_value"), ".3g")
+                said = verdict.get("verdict", "")
+                rows.append((benchmark, name, median, samples, baseline, change, p_value, said, steps))
         header = ("benchmark", "figure", "median", "samples", "baseline", "change", "p (Welch)", "verdict", "steps")
         return format_html(
             "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
@@ -118,9 +109,12 @@ class BenchmarkRunAdmin(ReadOnlyAdmin):
         )
 
 
+def _format(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
 def _this_machine(known: list[str]) -> str:
-    """The machine serving the page when it has runs, else the one that ran last (benchmarks may run
-    in a worker on another host)."""
+    """The machine serving the page when it has runs, else the one that ran last (maybe on another host)."""
     from testing.benchmarks.suite import machine, machine_fingerprint
 
     here = machine_fingerprint(machine())

@@ -1,5 +1,4 @@
-"""Scrape-time benchmark metrics of the latest run of each suite, from the database (runs happen in a
-command's pod or a django-q2 worker: only the database sees them all; notes: docs/benchmarks.md)."""
+"""Scrape-time metrics of each suite's latest benchmark run, from the database (notes: docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -96,24 +96,20 @@ def run(
         progress(f"first pass: {result.first_pass.embedded} embedded, {result.first_pass.failed} failed")
         workflow = ReprocessingWorkflow(collection=collection)
         mine = FailedDocument.objects.filter(document__collection=collection)
+        mine_documents = Document.objects.filter(collection=collection)
         while (due_at := mine.filter(state=FailureState.OPEN).aggregate(t=Min("next_retry_at"))["t"]) is not None:
             # The simulated clock jumps to the next every-minute workflow run with work due.
             started = time.perf_counter()
-            pass_report = workflow.run_once(now=due_at + timedelta(minutes=1))
+            requeued = sum(workflow.run_once(now=due_at + timedelta(minutes=1)).retried.values())
             report = pipeline.drain()
             result.reprocess_seconds += time.perf_counter() - started
             result.reprocess_pass.add(report)
-            result.reprocessed += sum(pass_report.retried.values())
+            result.reprocessed += requeued
             result.rounds += 1
-            progress(
-                f"round {result.rounds}: requeued {sum(pass_report.retried.values())}, "
-                f"embedded {report.embedded}, failed {report.failed}"
-            )
+            progress(f"round {result.rounds}: requeued {requeued}, embedded {report.embedded}, failed {report.failed}")
         result.calls = provider.calls
         result.problems = check(collection, texts, poisoned)
-        result.final = dict(
-            Document.objects.filter(collection=collection).values_list("status").annotate(n=Count("id"))
-        )
+        result.final = dict(mine_documents.values_list("status").annotate(n=Count("id")))
         result.final["dead_lettered"] = mine.filter(state=FailureState.DEAD_LETTERED).count()
     finally:
         provider.stop()

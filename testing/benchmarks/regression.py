@@ -83,15 +83,9 @@ def change_points(series: Sequence[tuple[Any, str, float]], better: str) -> list
         if after is None or after >= len(series):
             continue
         when, version, value = series[after]
-        found.append(
-            {
-                "at": when.isoformat() if hasattr(when, "isoformat") else str(when),
-                "code_version": version,
-                "before": values[before],
-                "after": value,
-                "change": round((value - values[before]) / values[before], 4),
-            }
-        )
+        at = when.isoformat() if hasattr(when, "isoformat") else str(when)
+        change = round((value - values[before]) / values[before], 4)
+        found.append({"at": at, "code_version": version, "before": values[before], "after": value, "change": change})
     return found
 
 

@@ -1,6 +1,5 @@
-"""The search benchmark: k-nearest queries through the real search path on a large collection.
-
-Notes: docs/benchmarks.md, "Module notes"."""
+"""The search benchmark: k-nearest queries through the real search path on a large collection
+(notes: docs/benchmarks.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from django.db import connection, transaction
 from pipeline import backfill, providers, storage
 from pipeline.choices import SearchMode
 from pipeline.collections import create_collection
-from pipeline.models import Collection
+from pipeline.models import Chunk, Collection
 from pipeline.search import search
 
 CHUNKS_PER_DOCUMENT = 100
@@ -68,21 +67,10 @@ def build(name: str, chunks: int, dims: int = 384) -> tuple[Collection, float, f
             for start in range(0, chunks, step):
                 texts = [chunk_text(i) for i in range(start, min(chunks, start + step))]
                 vectors = providers.hash_vectors(texts, dims)
-                for offset, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
-                    i = start + offset
-                    copy.write_row(
-                        (
-                            ids[i // CHUNKS_PER_DOCUMENT],
-                            collection.pk,
-                            1,
-                            i % CHUNKS_PER_DOCUMENT,
-                            text,
-                            12,
-                            vector,
-                            f"benchmark document {i // CHUNKS_PER_DOCUMENT}",
-                            f"section {i % 7}",
-                        )
-                    )
+                for i, (text, vector) in enumerate(zip(texts, vectors, strict=True), start):
+                    document, ordinal = divmod(i, CHUNKS_PER_DOCUMENT)
+                    title, section = f"benchmark document {document}", f"section {i % 7}"
+                    copy.write_row((ids[document], collection.pk, 1, ordinal, text, 12, vector, title, section))
     load_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     if not backfill.finish(collection.pk):
@@ -127,7 +115,7 @@ def measure(
     collection: Collection, queries: int, k: int, recall_queries: int = 20, seed: int = 0, mode: str = SearchMode.VECTOR
 ) -> SearchFigures:
     """Latency of `queries` searches in `mode`; recall against an exact scan for vector search only."""
-    chunks = storage_chunks(collection)
+    chunks = Chunk.objects.filter(collection=collection, generation=collection.generation).count()
     rng = random.Random(seed)
     # Queries near stored chunks, not equal to them: a real query is never a stored passage.
     texts = [chunk_text(rng.randrange(chunks)) + " ?" for _ in range(queries)]
@@ -149,19 +137,9 @@ def measure(
     index = "pipeline_chunk_search_gin" if mode == SearchMode.KEYWORD else f"Index Scan using {collection.index_name}"
     figures.uses_index = index in figures.plan
     if recall_queries and mode == SearchMode.VECTOR:
-        found = 0
-        for text in texts[:recall_queries]:
-            truth = set(exact(collection, text, k))
-            got = {(h.document_id, h.ordinal) for h in search(collection, text, k)}
-            found += len(truth & got)
+        found = sum(
+            len(set(exact(collection, text, k)) & {(h.document_id, h.ordinal) for h in search(collection, text, k)})
+            for text in texts[:recall_queries]
+        )
         figures.recall_at_k = round(found / (recall_queries * k), 4)
     return figures
-
-
-def storage_chunks(collection: Collection) -> int:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM pipeline_chunk WHERE collection_id = %s AND generation = %s",
-            [collection.pk, collection.generation],
-        )
-        return cur.fetchone()[0]

@@ -112,9 +112,11 @@ def _ingest(
     repeats: int,
     floor: Callable[[Collection], float],
     ratio: str,
+    rerun: bool = False,
     **opts: Any,
-) -> tuple[Figures, Collection]:
-    """docs/s and its ratio to `floor` (seconds the collection's documents take at the least) per repetition."""
+) -> Figures:
+    """docs/s and its ratio to `floor` (seconds the collection's documents take at the least) per repetition;
+    `rerun`: then the re-run of the same documents, reported as a benchmark of its own (see run_suite)."""
     rates, ratios, per_stage = [], [], []
     for _ in range(repeats):
         run = ingest.run_once(name, model, corpus, **opts)
@@ -123,35 +125,30 @@ def _ingest(
         ratios.append(run.docs_per_second * floor(collection) / run.documents)
         per_stage.append(stages.percentiles(collection))  # the next run_once drops the collection
     figures = {"docs_per_second": figure(rates, "higher", "docs/s"), ratio: figure(ratios, "higher", "x")}
-    return {**figures, **stage_figures(per_stage)}, collection
+    if rerun:
+        figures["rerun_seconds"] = figure(ingest.rerun(collection, corpus, repeats), "lower", "s")
+    collection.delete()
+    return {**figures, **stage_figures(per_stage)}
 
 
-def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus) -> tuple[Figures, Collection]:
-    name = f"benchmark-suite-{mode}"
-    return _ingest(name, HASH_MODEL, corpus, sizes.repeats, ingest.copy_floor, "ratio_to_floor", workers=2, mode=mode)
+def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus, rerun: bool = False) -> Figures:
+    name, floor = f"benchmark-suite-{mode}", ingest.copy_floor
+    return _ingest(name, HASH_MODEL, corpus, sizes.repeats, floor, "ratio_to_floor", rerun, workers=2, mode=mode)
 
 
 def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    figures, collection = _hash_ingest("steady", sizes, corpus)
-    # Reported as a benchmark of its own (see run_suite).
-    figures["rerun_seconds"] = figure(ingest.rerun(collection, corpus, sizes.repeats), "lower", "s")
-    collection.delete()
-    return figures
+    return _hash_ingest("steady", sizes, corpus, rerun=True)
 
 
 def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    figures, collection = _hash_ingest("backfill", sizes, corpus)
-    collection.delete()
-    return figures
+    return _hash_ingest("backfill", sizes, corpus)
 
 
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
     loadharness.warm_up(MINILM)
     name, bare = "benchmark-suite-minilm", ingest.bare_encode_seconds
-    figures, collection = _ingest(name, MINILM, small, sizes.repeats, bare, "ratio_to_bare_encode", workers=1)
-    collection.delete()
-    return figures
+    return _ingest(name, MINILM, small, sizes.repeats, bare, "ratio_to_bare_encode", workers=1)
 
 
 def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
@@ -196,19 +193,16 @@ def workload(name: str, folder: Path) -> tuple[dict[str, Any], ingest.Corpus | N
     config = {f.attname: getattr(collection, f.attname) for f in fields if f.editable and f.name not in NOT_COPIED}
     texts = collection.documents.order_by("-pk").values_list("text", flat=True)[:SAMPLE_DOCUMENTS]
     folder.mkdir()
-    paths = []
-    for i, text in enumerate(texts):
-        paths.append(folder / f"document-{i}.txt")
-        paths[-1].write_text(text, encoding="utf-8")
+    paths = [folder / f"document-{i}.txt" for i in range(len(texts))]
+    for path, text in zip(paths, texts, strict=True):
+        path.write_text(text, encoding="utf-8")
     return config, ingest.Corpus(folder, paths) if paths else None
 
 
 def collection_benchmark(config: dict[str, Any], corpus: ingest.Corpus, sizes: Sizes) -> Figures:
     loadharness.warm_up(config["model"])
     name, floor = "benchmark-collection", ingest.copy_floor
-    figures, collection = _ingest(name, "", corpus, sizes.repeats, floor, "ratio_to_floor", workers=1, config=config)
-    collection.delete()
-    return figures
+    return _ingest(name, "", corpus, sizes.repeats, floor, "ratio_to_floor", workers=1, config=config)
 
 
 BENCHMARKS: dict[str, Callable[[Sizes, ingest.Corpus], Figures]] = {

@@ -23,14 +23,12 @@ NOTE = "configuration changed: "
 def run_benchmark(
     suite: str = "quick", trigger: str = "config_change", note: str = "", collections: list[str] | None = None
 ) -> dict:
-    """Run `manage.py benchmark` in a process of its own: the ingest benchmarks fork workers, which a
-    django-q2 worker (a daemonic process) may not. `collections`: their own workloads instead of the
-    suite. Never fails the task on a regression: the run is stored, flagged, exported and visible in the admin."""
+    """`manage.py benchmark` in a process of its own (the ingest benchmarks fork workers, which a daemonic
+    django-q2 worker may not); a regression is stored and flagged, never a failed task."""
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "benchmark", "--suite", suite]
     command += ["--trigger", trigger, "--note", note, "--no-fail", "--json"]
     command += [f"--collection={name}" for name in collections or []]
-    # Not into the worker pod's multiprocess metrics: its scrape would count the benchmark's documents
-    # as production's completions (and arrivals).
+    # Not into the worker pod's multiprocess metrics: they would count the benchmark's documents as production's.
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode:

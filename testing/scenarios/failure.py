@@ -64,23 +64,20 @@ def _fault_scenario(mode: str, error_type: str, transient: bool, **fields: Any):
                 return doc.status == DocumentStatus.PENDING and doc.attempts >= 1 and bool(doc.last_error)
 
             ctx.require_workers()
-            if not ctx.wait_until(deferred):
-                doc = Document.objects.get(collection=collection)
-                ctx.fail(
-                    f"a {mode} was not retried and deferred: the document is {doc.status}, attempts {doc.attempts}"
-                )
+            in_time = ctx.wait_until(deferred)
             doc = Document.objects.get(collection=collection)
+            ctx.check(
+                in_time, f"a {mode} was not retried and deferred: the document is {doc.status}, attempts {doc.attempts}"
+            )
             ctx.check(
                 f"{error_type}:" in doc.last_error,
                 f"the deferred document records {doc.last_error[:120]!r}, expected {error_type}",
             )
-            failure = doc
-        else:
-            failure = _failed_with(ctx, collection, "victim", error_type)
-        seen = len(provider.requests)
-        if transient:
+            seen = len(provider.requests)
             ctx.check(seen >= 2, f"the provider saw {seen} request(s): a transient {mode} was not retried")
         else:
+            failure = _failed_with(ctx, collection, "victim", error_type)
+            seen = len(provider.requests)
             ctx.check(seen == 1, f"the provider saw {seen} request(s), expected 1: a permanent {mode} was retried")
         if mode == "401":
             # The provider echoed the key it was sent; nothing stored may repeat it.
@@ -101,11 +98,8 @@ FAULTS = (
 )
 for _name, _mode, _type, _transient, _fields in FAULTS:
     _func = _fault_scenario(_mode, _type, _transient, **_fields)
-    _func.__doc__ = (
-        f"The provider answers {_mode}: the document is retried and deferred as {_type}"
-        if _transient
-        else f"The provider answers {_mode}: the document fails as {_type} and is scheduled for reprocessing."
-    )
+    _outcome = "is retried and deferred" if _transient else "fails and is scheduled for reprocessing"
+    _func.__doc__ = f"The provider answers {_mode}: the document {_outcome} as {_type}."
     scenario(_name, Category.FAILURE, Component.EMBED, timeout=90)(_func)
 
 
@@ -158,9 +152,7 @@ def dead_lease(ctx: Context) -> None:
     ctx.check(all(d.lease_owner == dead for d in claimed), "the dead worker's claim did not hold")
     ctx.wait_documents(collection)
     owners = set(Document.objects.filter(collection=collection).values_list("attempts", flat=True))
-    ctx.check(
-        owners == {2}, f"attempts {owners}: each document should have been claimed twice (dead worker, then a live one)"
-    )
+    ctx.check(owners == {2}, f"attempts {owners}: each document should be claimed twice (dead worker, then a live one)")
 
 
 @scenario(
@@ -280,7 +272,7 @@ def health_failing_model(ctx: Context) -> dict[str, Any]:
     collection = ctx.fault_collection(provider, "health")
     response = ctx.client().get("/api/v1/health/")
     ctx.check(response.status_code == 503, f"health answered {response.status_code} with a model endpoint failing")
-    model = next((c for c in response.json()["checks"] if c["name"] == "model"), None)
+    model = _model_check(response)
     ctx.check(model is not None and not model["ok"], f"the model check passed: {model}")
     ctx.check(
         collection.name in model["reason"] and "auth" in model["reason"],
@@ -290,13 +282,16 @@ def health_failing_model(ctx: Context) -> dict[str, Any]:
     ctx.check(key, "the failing endpoint was never probed")
     ctx.check(key not in response.content.decode(), "the health answer repeats the key the provider echoed")
     Collection.objects.filter(pk=collection.pk).pause()
-    after = ctx.client().get("/api/v1/health/").json()
-    model = next(c for c in after["checks"] if c["name"] == "model")
+    model = _model_check(ctx.client().get("/api/v1/health/"))
     ctx.check(
         collection.name not in model["reason"] and collection.name not in str(model["details"]),
         f"the paused collection is still in the model check: {model['reason']}",
     )
     return {"probes": len(provider.requests)}
+
+
+def _model_check(response: Any) -> dict[str, Any] | None:
+    return next((c for c in response.json()["checks"] if c["name"] == "model"), None)
 
 
 @scenario("stale_failed_document_left_to_its_backoff", Category.FAILURE, Component.STALENESS)

@@ -103,11 +103,9 @@ def hnsw_index(ctx: Context) -> dict[str, Any]:
     with connection.cursor() as cur:
         cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'pipeline_chunk'")
         indexes = dict(cur.fetchall())
-    collections = (
-        Collection.objects.filter(name=ctx.target)
-        if ctx.target
-        else Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
-    )
+    collections = Collection.objects.exclude(name__startswith=RESERVED_PREFIX)
+    if ctx.target:
+        collections = Collection.objects.filter(name=ctx.target)
     # A first load is written without the index, built once it is complete (pipeline.backfill).
     loading = {c.pk for c in collections if c.building_generation is not None and c.building_generation == c.generation}
     missing = [
@@ -177,8 +175,7 @@ def metrics_used(ctx: Context) -> dict[str, Any]:
     families = scrape(ctx)
     exposed = series_names(families.values())
     with_samples = series_names(f for f in families.values() if f.samples)
-    # A database gauge has no sample while it has no value (no capacity measurement, no collection, no
-    # documentation page yet): the rules read it with absent() or `or`. Declared is enough.
+    # A database gauge has no sample while it has no value: the rules read it with absent() or `or`.
     collectors = [import_string(path)() for path in settings.EMBEDPORTAL_METRICS_COLLECTORS]
     declared = series_names(f for c in collectors if hasattr(c, "describe") for f in c.describe())
     referenced = referenced_metrics()
@@ -190,11 +187,11 @@ def metrics_used(ctx: Context) -> dict[str, Any]:
         if name not in exposed and name not in declared
     )
     ctx.check(not missing, f"read by rules or dashboards but absent from /metrics: {', '.join(missing)}")
-    no_data = sorted({n for names in referenced.values() for n in names if n not in with_samples})
+    metrics = {n for names in referenced.values() for n in names}
     return {
         "files": len(referenced),
-        "metrics": len({n for names in referenced.values() for n in names}),
-        "declared_without_samples": no_data,
+        "metrics": len(metrics),
+        "declared_without_samples": sorted(metrics - with_samples),
     }
 
 

@@ -32,13 +32,9 @@ from testing.scenarios.shared import enqueue_jsonl, scrape
 )
 def canary(ctx: Context) -> dict[str, Any]:
     """A canary sent through the API (default model) is embedded by the running workers and found at rank 1."""
+    model = settings.EMBEDPORTAL_DEFAULT_MODEL
     collection = ctx.collection(
-        "canary",
-        model=settings.EMBEDPORTAL_DEFAULT_MODEL,
-        chunk_unit="tokens",
-        chunk_size=128,
-        chunk_overlap=16,
-        dimensions=None,
+        "canary", model=model, chunk_unit="tokens", chunk_size=128, chunk_overlap=16, dimensions=None
     )
     marker = uuid.uuid4().hex
     text = f"Operations canary {marker}: the lighthouse keeper logs every passing ship at dawn."
@@ -77,9 +73,8 @@ def changed_and_unchanged(ctx: Context) -> None:
     after = dict(Document.objects.filter(collection=collection).values_list("external_id", "last_embedded_at"))
     ctx.check(after["a"] > before["a"], "the changed document was not re-embedded")
     ctx.check(after["b"] == before["b"], "the unchanged document was re-embedded")
-    texts = list(
-        Chunk.objects.filter(document__collection=collection, document__external_id="a").values_list("text", flat=True)
-    )
+    chunks = Chunk.objects.filter(document__collection=collection, document__external_id="a")
+    texts = list(chunks.values_list("text", flat=True))
     ctx.check(texts == ["second version of a"], f"the changed document's chunks are {texts}")
 
 
@@ -101,15 +96,8 @@ def cli_path(ctx: Context) -> None:
 def admin_path(ctx: Context) -> None:
     """Adding a document in the admin enqueues it and the workers embed it."""
     collection = ctx.collection("admin")
-    response = ctx.client().post(
-        "/admin/pipeline/document/add/",
-        {
-            "collection": collection.pk,
-            "external_id": "admin-1",
-            "text": "added by an operator in the admin",
-            "metadata": "{}",
-        },
-    )
+    form = {"collection": collection.pk, "external_id": "admin-1", "text": "added by an operator in the admin"}
+    response = ctx.client().post("/admin/pipeline/document/add/", {**form, "metadata": "{}"})
     ctx.check(response.status_code == 302, f"the admin add form answered {response.status_code} (form errors?)")
     ctx.wait_documents(collection)
 

@@ -19,6 +19,8 @@ from testing.models import TestResult
 from testing.registry import scenario
 
 K = 5
+# The built-in golden set's collection without a target: the default model, token chunks.
+DEFAULT_CONFIG = {"chunk_unit": "tokens", "chunk_size": 256, "chunk_overlap": 32, "dimensions": None}
 # Ranks beyond this count as not found for MRR.
 MRR_DEPTH = 10
 
@@ -28,7 +30,7 @@ def ranked(
 ) -> tuple[list[int | None], list[str]]:
     """Each (query, expected document id) pair's rank (None: past MRR_DEPTH), and the misses; an error fails."""
     ranks: list[int | None] = []
-    misses: list[str] = []
+    misses = []
     for query, expected in queries:
         try:
             hits = search(collection, query, MRR_DEPTH * 3)
@@ -95,13 +97,7 @@ def builtin_golden_set(ctx: Context) -> dict[str, Any]:
         source = Collection.objects.get(name=ctx.target)
         config = {name: getattr(source, name) for name in COLLECTION_CONFIG_FIELDS}
     else:
-        config = {
-            "model": settings.EMBEDPORTAL_DEFAULT_MODEL,
-            "chunk_unit": "tokens",
-            "chunk_size": 256,
-            "chunk_overlap": 32,
-            "dimensions": None,
-        }
+        config = {**DEFAULT_CONFIG, "model": settings.EMBEDPORTAL_DEFAULT_MODEL}
     collection = ctx.collection("golden", **config)
     ctx.enqueue(collection, golden.CORPUS.items())
     ctx.wait_documents(collection, timeout=240)
@@ -126,8 +122,7 @@ def operator_golden_queries(ctx: Context) -> dict[str, Any]:
     if drops := [d for c in by_collection if (d := quality.dropped(c, tolerance))]:
         ctx.fail("; ".join(drops))
     ranks: list[int | None] = []
-    misses: list[str] = []
-    collections = {}
+    misses, collections = [], {}
     for collection, pairs in by_collection.items():
         found, missed = ranked(ctx, collection, pairs)
         m = evaluate(found, missed)

@@ -82,8 +82,7 @@ def report(run: BenchmarkRun) -> str:
                 continue
             verdict = run.comparison.get(benchmark, {}).get(name, {})
             spread = max(data["samples"]) - min(data["samples"])
-            base = verdict.get("baseline_median")
-            change = verdict.get("change")
+            base, change = verdict.get("baseline_median"), verdict.get("change")
             mark = verdict.get("verdict", "?")
             if verdict.get("change_points"):
                 last = verdict["change_points"][-1]

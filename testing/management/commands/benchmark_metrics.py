@@ -21,10 +21,11 @@ from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from testing.benchmarks import scrape
 
+MINIMUMS = {"documents": 0, "requests": 1, "test_results": 0, "ingest_documents": 0, "rounds": 1}
+
 
 class _Null:
-    """Stands in for pipeline.metrics and every metric in it: any attribute or call is itself, so
-    `labels(...).inc()`, `observe(...)` and `observe_stage(...)` record nothing."""
+    """Stands in for pipeline.metrics and its metrics: any attribute or call is itself, recording nothing."""
 
     def __getattr__(self, name: str) -> _Null:
         return self
@@ -46,13 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--rounds", type=int, default=5, help="Ingestion rounds with metrics on and off each")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        for option, least in (
-            ("documents", 0),
-            ("requests", 1),
-            ("test_results", 0),
-            ("ingest_documents", 0),
-            ("rounds", 1),
-        ):
+        for option, least in MINIMUMS.items():
             if o[option] < least:
                 flag = "--" + option.replace("_", "-")
                 raise CommandError(f"{flag} must be at least {least} (got {o[option]})")
