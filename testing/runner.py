@@ -59,12 +59,14 @@ class TestRunner:
         return done
 
     def execute(self, run: TestRun) -> TestRun:
-        self.run_id = run.pk
-        RunnerHeartbeat.objects.beat(self.name, run.pk)
         try:
+            self.run_id = run.pk  # from here on stop() raises: a claimed run is always recorded
+            if self.stopping.is_set():  # the signal came while claiming
+                raise RunnerStopped("the test runner stopped")
+            RunnerHeartbeat.objects.beat(self.name, run.pk)
             self._wait_for_workers(run)
             run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
-        except RunnerStopped as exc:  # while waiting for workers (the tester records its own, with counts)
+        except RunnerStopped as exc:  # before the tester runs (it records its own, with counts)
             interrupted(run.pk, {}, f"interrupted: {exc}")
             raise
         finally:
@@ -100,8 +102,10 @@ class TestRunner:
             connection.close()
 
     def stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
-        """Signal handler: the first signal interrupts the run in progress, later ones wait for that."""
+        """Signal handler: the first signal interrupts the run in progress, later ones wait for that. Between
+        runs it only sets the flag, so a signal landing mid-claim cannot leave a claimed run `running`."""
         if self.stopping.is_set():
             return
         self.stopping.set()
-        raise RunnerStopped(f"the test runner stopped ({signal.Signals(signum).name})")
+        if self.run_id is not None:
+            raise RunnerStopped(f"the test runner stopped ({signal.Signals(signum).name})")

@@ -27,7 +27,7 @@ from testing import tasks
 from testing.choices import RunStatus, Trigger
 from testing.models import NO_RUNNER, RunInProgress, RunnerHeartbeat, TestRun
 from testing.runner import TestRunner
-from testing.tester import EmbeddingPipelineOperationsTester
+from testing.tester import EmbeddingPipelineOperationsTester, RunnerStopped
 from tests import tools
 from tests.testing.conftest import change_configurations
 
@@ -125,6 +125,18 @@ def test_a_runner_claims_the_queued_run_once_and_not_beside_a_running_one(db):
     claimed = TestRun.objects.claim()
     assert claimed.pk == queued.pk and claimed.status == RunStatus.RUNNING
     assert TestRun.objects.claim() is None  # compare-and-swap: a second runner gets nothing
+
+
+def test_a_stop_signal_landing_mid_claim_leaves_no_run_running(db):
+    runner = TestRunner()
+    runner.stop()  # SIGTERM's handler while no run executes (e.g. inside claim()): only the flag, no raise
+    queued = TestRun.objects.start(RunStatus.QUEUED, trigger=Trigger.API)
+    claimed = TestRun.objects.claim()  # the claim the signal landed in completes
+    with pytest.raises(RunnerStopped):
+        runner.execute(claimed)
+    queued.refresh_from_db()
+    assert queued.status == RunStatus.ERROR and queued.message.startswith("interrupted")
+    assert runner.serve() == 0  # a stopped runner claims nothing more
 
 
 def test_a_queued_run_is_abandoned_only_while_no_runner_is_alive(db, settings):
