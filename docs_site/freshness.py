@@ -23,16 +23,13 @@ from docs_site.generators.alerts import alert_rules
 from docs_site.history import History
 from embedportal.config import SETTINGS
 
-# The settings registry, in two files (embedportal.config assembles them).
-CONFIG_FILES = ("embedportal/config.py", "embedportal/config_operations.py")
-
-
+CONFIG_FILES = ("embedportal/config.py", "embedportal/config_operations.py")  # the settings registry
 _TOKENS = re.compile(r""""(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[()]""")
 
 
 def setting_entry(text: str, name: str) -> str | None:
-    """The registry entry `Setting("NAME", ...)` as text with layout normalised, found textually so
-    that a version of the file that does not parse (a broken commit) still compares entry by entry."""
+    """The registry entry `Setting("NAME", ...)`, layout normalised; found textually, so that a broken
+    commit's file still compares entry by entry."""
     match = re.search(r"Setting\(\s*" + re.escape(f'"{name}"'), text)
     if not match:
         return None
@@ -73,8 +70,7 @@ class Item:
         return text
 
     def text(self, history: History, commit: str | None) -> str | None:
-        """The defining file's text at `commit` (None: now). A setting is read from every registry
-        file: moving one between them does not change its definition."""
+        """The defining file's text at `commit` (None: now); a setting's, from every registry file."""
         files = CONFIG_FILES if self.kind == "setting" else (self.file,)
         texts = [t for f in files if (t := history.text_at(commit, f)) is not None]
         return "\n".join(texts) if texts else None
@@ -99,7 +95,6 @@ def _command_file(name: str) -> str:
 
 
 def _setting_file(name: str, root: Path) -> str:
-    """The registry file declaring the setting ("" if it is not registered)."""
     if name not in SETTINGS:
         return ""
     return next((f for f in CONFIG_FILES if f'"{name}"' in (root / f).read_text(encoding="utf-8")), "")
@@ -228,11 +223,8 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
         status.reason = "; ".join(reasons)
         return status
     reviewed = page.meta.get("reviewed")
-    reviewed_at = (
-        datetime.combine(reviewed, datetime.min.time(), tzinfo=UTC)
-        if isinstance(reviewed, date)
-        else (_dt(updated) or now)
-    )
+    reviewed_at = datetime.combine(reviewed, datetime.min.time(), UTC) if isinstance(reviewed, date) else _dt(updated)
+    reviewed_at = reviewed_at or now
     interval = int(page.meta.get("review_interval_days") or settings.EMBEDPORTAL_DOCS_REVIEW_DAYS)
     status.review_due_at = reviewed_at + timedelta(days=interval)
     if now > status.review_due_at:
