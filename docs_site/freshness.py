@@ -140,11 +140,6 @@ class PageStatus:
     review_due_at: datetime | None = None
     changed: list[str] = field(default_factory=list)
 
-    SHOWN = ("path", "title", "kind", "status", "reason", "last_updated", "lag_seconds", "review_due_at")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.SHOWN}
-
 
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
@@ -178,8 +173,7 @@ def check_generated(
     generated = MODULES[page.path].generate()
     updated = page_updated(page.path, history, generator.root)
     inputs_hash = str(page.meta.get("inputs_sha256", ""))
-    status = PageStatus(page.path, generated.title, PageKind.GENERATED, Freshness.FRESH, inputs_hash=inputs_hash)
-    status.last_updated = _dt(updated)
+    status = PageStatus(page.path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
     drift = generator.drift(generated)
     sources = [f for pattern in generated.sources for f in history.expand(pattern)]
     module_file = Path(MODULES[page.path].__file__).resolve()
