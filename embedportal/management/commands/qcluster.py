@@ -1,5 +1,9 @@
-"""django-q2's `qcluster` (embedportal comes before django_q in INSTALLED_APPS), with LiteLLM loaded once
-before the cluster forks, and a stop that tells the drain tasks first (pipeline.tasks.STOPPING)."""
+"""django-q2's `qcluster`, with LiteLLM loaded once before the cluster forks its workers.
+
+The embedportal app comes before django_q in INSTALLED_APPS so this command takes the name;
+it adds the preload (see pipeline.providers.preload) to django-q2's own command, and a stop that
+does not wait for the drain tasks' full length (pipeline.tasks.STOPPING).
+"""
 
 from __future__ import annotations
 
