@@ -1,5 +1,4 @@
-"""The admin's audit hooks: a ModelAdmin mixin recording additions, changes (with before and after
-of the changed fields), deletions and every admin action."""
+"""The admin's audit hooks: additions, changes (before and after), deletions and every admin action."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The API's audit step: every successful request that is not a read (by the permission it needs:
-embedportal.api.throttles.request_kind) records one event, after the view answered."""
+"""The API's audit step: every successful request that is not a read records one event."""
 
 from __future__ import annotations
 
@@ -43,10 +42,7 @@ def record(request: Any, view: Any, data: Any) -> None:
         return
     data = data if isinstance(data, dict) else {}
     action = getattr(view, "action", None)
-    if action:
-        action = f"{view.basename}.{ACTIONS.get(action, action)}"
-    else:
-        action = request.resolver_match.url_name
+    action = f"{view.basename}.{ACTIONS.get(action, action)}" if action else request.resolver_match.url_name
     kwargs = view.kwargs
     body = request.data if isinstance(request.data, dict) else {}
     collection = kwargs.get("name") or data.get("collection") or body.get("collection")

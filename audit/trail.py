@@ -1,7 +1,5 @@
-"""The audit trail: one AuditEvent per state-changing action through the API (audit.middleware),
-the admin (audit.hooks.Audited) or a management command (`command`): who, what, when, from where.
-Secrets never reach it: values pass through embedportal.scrub, secret-named keys are redacted.
-
+"""The audit trail: one AuditEvent per state-changing action through the API (audit.middleware), the admin
+(audit.hooks.Audited) or a command; values pass through embedportal.scrub, secret-named keys are redacted.
 Notes: docs/operations.md, "Audit trail"."""
 
 from __future__ import annotations
@@ -57,14 +55,13 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any
 
 
 def note(request: Any, **fields: Any) -> None:
-    """What a view knows of its action beyond the request (changes, a count, the collection): the
-    API's audit step (audit.middleware) records it with the request's event."""
+    """What a view knows of its action beyond the request (changes, a count, the collection), for the
+    request's event (audit.middleware)."""
     request.audit = {**getattr(request, "audit", {}), **fields}
 
 
 def who(request: HttpRequest) -> dict[str, str]:
-    """The user, the API token's name (tokens without one: none) and the client address as DRF's
-    throttles compute it (NUM_PROXIES)."""
+    """The user, the API token's name and the client address as DRF's throttles compute it (NUM_PROXIES)."""
     user = getattr(request, "user", None)
     return {
         "actor": user.get_username() if user is not None and user.is_authenticated else "",

@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
 """Wrap the project's Prometheus rule files into one PrometheusRule for the Prometheus operator.
 
-The alert and recording rules are written once, as plain rule files (`groups: [...]`) under
-grafana/prometheus/*.rules.yml, where promtool can test them. This script copies every group,
-unchanged and in file-name order, into deploy/base/monitoring/prometheusrule.yaml, which the
-Kustomize base applies. tests/deploy checks the committed file equals a fresh rendering.
+Every group of grafana/prometheus/*.rules.yml (where promtool tests them), unchanged and in file-name
+order, goes into deploy/base/monitoring/prometheusrule.yaml; tests/deploy checks it is up to date.
 
     python deploy/generate_prometheusrule.py          # rewrite the manifest
     python deploy/generate_prometheusrule.py --check  # exit 1 if it is out of date
@@ -47,8 +45,7 @@ def load_groups(rules_dir: Path = RULES_DIR) -> list[dict[str, Any]]:
             name = group.get("name") if isinstance(group, dict) else None
             if not name:
                 raise RuleFileError(f"{path}: a group has no name")
-            # The operator puts all groups of one PrometheusRule in one rule file, where
-            # Prometheus rejects duplicate group names.
+            # The operator puts all groups in one rule file, where Prometheus rejects duplicate names.
             if name in seen:
                 raise RuleFileError(f"{path}: group {name!r} is also defined in {seen[name]}")
             seen[name] = path.name
@@ -66,16 +63,12 @@ def build(groups: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def represent_str(self, value: str) -> yaml.ScalarNode:
+        # Multi-line PromQL stays readable as a block scalar instead of one escaped line.
+        return self.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
 
 
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # Multi-line PromQL stays readable as a block scalar instead of one escaped line.
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str_representer)
+_Dumper.add_representer(str, _Dumper.represent_str)
 
 
 def render(groups: list[dict[str, Any]]) -> str:
@@ -91,14 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     text = render(load_groups(args.rules_dir))
-    current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
-    if args.check:
-        if current != text:
-            print(f"{args.output} is out of date: run python deploy/generate_prometheusrule.py", file=sys.stderr)
-            return 1
+    if (args.output.read_text(encoding="utf-8") if args.output.exists() else None) == text:
         return 0
-    if current != text:
-        args.output.write_text(text, encoding="utf-8")
+    if args.check:
+        print(f"{args.output} is out of date: run python deploy/generate_prometheusrule.py", file=sys.stderr)
+        return 1
+    args.output.write_text(text, encoding="utf-8")
     return 0
 
 

@@ -27,10 +27,6 @@ class Coverage:
     def documented(self) -> int:
         return len(self.existing) - len(self.missing)
 
-    @property
-    def ratio(self) -> float:
-        return self.documented / len(self.existing) if self.existing else 1.0
-
 
 def settings_read(path: Path | None = None) -> set[str]:
     """Variables settings.py reads through the env_* helpers or os.environ."""
@@ -45,8 +41,7 @@ def settings_read(path: Path | None = None) -> set[str]:
 
 
 def _page_text(path: str, root: Path) -> str:
-    file = root / path
-    return file.read_text(encoding="utf-8") if file.exists() else ""
+    return (root / path).read_text(encoding="utf-8") if (root / path).exists() else ""
 
 
 def measure(root: Path | None = None) -> list[Coverage]:

@@ -23,16 +23,13 @@ from docs_site.generators.alerts import alert_rules
 from docs_site.history import History
 from embedportal.config import SETTINGS
 
-# The settings registry, in two files (embedportal.config assembles them).
-CONFIG_FILES = ("embedportal/config.py", "embedportal/config_operations.py")
-
-
+CONFIG_FILES = ("embedportal/config.py", "embedportal/config_operations.py")  # the settings registry
 _TOKENS = re.compile(r""""(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|[()]""")
 
 
 def setting_entry(text: str, name: str) -> str | None:
-    """The registry entry `Setting("NAME", ...)` as text with layout normalised, found textually so
-    that a version of the file that does not parse (a broken commit) still compares entry by entry."""
+    """The registry entry `Setting("NAME", ...)`, layout normalised; found textually, so that a broken
+    commit's file still compares entry by entry."""
     match = re.search(r"Setting\(\s*" + re.escape(f'"{name}"'), text)
     if not match:
         return None
@@ -73,8 +70,7 @@ class Item:
         return text
 
     def text(self, history: History, commit: str | None) -> str | None:
-        """The defining file's text at `commit` (None: now). A setting is read from every registry
-        file: moving one between them does not change its definition."""
+        """The defining file's text at `commit` (None: now); a setting's, from every registry file."""
         files = CONFIG_FILES if self.kind == "setting" else (self.file,)
         texts = [t for f in files if (t := history.text_at(commit, f)) is not None]
         return "\n".join(texts) if texts else None
@@ -99,7 +95,6 @@ def _command_file(name: str) -> str:
 
 
 def _setting_file(name: str, root: Path) -> str:
-    """The registry file declaring the setting ("" if it is not registered)."""
     if name not in SETTINGS:
         return ""
     return next((f for f in CONFIG_FILES if f'"{name}"' in (root / f).read_text(encoding="utf-8")), "")
@@ -145,11 +140,6 @@ class PageStatus:
     review_due_at: datetime | None = None
     changed: list[str] = field(default_factory=list)
 
-    SHOWN = ("path", "title", "kind", "status", "reason", "last_updated", "lag_seconds", "review_due_at")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.SHOWN}
-
 
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
@@ -183,8 +173,7 @@ def check_generated(
     generated = MODULES[page.path].generate()
     updated = page_updated(page.path, history, generator.root)
     inputs_hash = str(page.meta.get("inputs_sha256", ""))
-    status = PageStatus(page.path, generated.title, PageKind.GENERATED, Freshness.FRESH, inputs_hash=inputs_hash)
-    status.last_updated = _dt(updated)
+    status = PageStatus(page.path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
     drift = generator.drift(generated)
     sources = [f for pattern in generated.sources for f in history.expand(pattern)]
     module_file = Path(MODULES[page.path].__file__).resolve()
@@ -228,11 +217,8 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
         status.reason = "; ".join(reasons)
         return status
     reviewed = page.meta.get("reviewed")
-    reviewed_at = (
-        datetime.combine(reviewed, datetime.min.time(), tzinfo=UTC)
-        if isinstance(reviewed, date)
-        else (_dt(updated) or now)
-    )
+    reviewed_at = datetime.combine(reviewed, datetime.min.time(), UTC) if isinstance(reviewed, date) else _dt(updated)
+    reviewed_at = reviewed_at or now
     interval = int(page.meta.get("review_interval_days") or settings.EMBEDPORTAL_DOCS_REVIEW_DAYS)
     status.review_due_at = reviewed_at + timedelta(days=interval)
     if now > status.review_due_at:

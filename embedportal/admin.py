@@ -1,7 +1,4 @@
-"""The admin is the operator console; it says so instead of "Django administration".
-
-Django's admin autodiscovery imports this module (embedportal is an installed app).
-"""
+"""The admin is the operator console; it says so instead of "Django administration"."""
 
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ admin.site.index_title = "Operator console"
 
 
 class WrittenBySystem:
-    """Admin mixin for rows the system writes (workers, checks, commands): never added in the
-    admin; changed or deleted only where the admin says so, else only viewed."""
+    """Admin mixin for rows the system writes: never added; changed or deleted only where the admin says so."""
 
     changeable = False
     deletable = True
@@ -45,8 +41,7 @@ class ReadOnlyAdmin(WrittenBySystem, AuditedAdmin):
     """Viewed and deleted, never added or changed in the admin."""
 
     def admin_page(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
-        """A custom page beside this model's list, in the admin's frame, for those who may view the
-        model (staff without the permission get 403, as on its list)."""
+        """A custom page beside this model's list, in the admin's frame, for those who may view the model."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context}
@@ -54,9 +49,8 @@ class ReadOnlyAdmin(WrittenBySystem, AuditedAdmin):
 
 
 class LockoutBackend(AxesStandaloneBackend):
-    """django-axes' lockout for every login through a request (the admin's form); a call without
-    one (Django's test client `login()`, code) has no client to lock out, so it passes through
-    to the password check as before."""
+    """django-axes' lockout for every login through a request; one without (test client `login()`, code)
+    has no client to lock out and goes on to the password check."""
 
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any

@@ -1,6 +1,5 @@
-"""The skeleton every scrape-time database collector shares (EMBEDPORTAL_METRICS_COLLECTORS):
-the apps say which families they export and how to fill them; this runs the queries under a
-statement timeout and keeps a database failure from failing the whole scrape."""
+"""The skeleton of every scrape-time database collector (EMBEDPORTAL_METRICS_COLLECTORS): queries under a
+statement timeout, and a database failure never fails the whole scrape."""
 
 from __future__ import annotations
 
@@ -40,9 +39,8 @@ def fresh(*specs: tuple[Any, ...]) -> staticmethod:
 
 
 class DatabaseCollector(ABC):
-    """Subclasses name what they measure (`subject`, for the log), build their `families()`
-        and `fill()` them. Every family is exported, an empty one as its HELP and TYPE lines, so a
-    fresh system's scrape already names every series the rules and dashboards read."""
+    """Subclasses name a `subject` (for the log), build `families()` and `fill()` them. An empty family is
+    still exported (HELP and TYPE): a fresh system's scrape names every series the rules read."""
 
     subject = "database"
 

@@ -1,8 +1,5 @@
-"""The settings registry: every environment variable the app reads, with its type, default,
-description and whether it is a secret; this module holds the Django, API, pipeline and failure
-settings, embedportal.config_operations the rest.
-
-Notes: docs/operations.md, "Module notes"."""
+"""The settings registry: every environment variable the app reads (the Django, API, pipeline and
+failure settings here, the rest in embedportal.config_operations)."""
 
 from __future__ import annotations
 

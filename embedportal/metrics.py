@@ -1,6 +1,5 @@
-"""The /metrics scrape: every process's counters and histograms plus the scrape-time
-database collectors named by EMBEDPORTAL_METRICS_COLLECTORS. Project plumbing: the apps
-define metrics (`<app>.metrics`) and collectors (`<app>.collectors`); this assembles them."""
+"""The /metrics scrape: every process's counters and histograms plus the scrape-time database collectors
+named by EMBEDPORTAL_METRICS_COLLECTORS."""
 
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ def multiprocess_dir() -> str | None:
 
 
 def process_registry() -> CollectorRegistry:
-    """Counters and histograms of every process: summed from the shared directory in
-    multiprocess mode (gunicorn + django-q2 workers), else this process's own."""
+    """Counters and histograms of every process (multiprocess mode), else this process's own."""
     registry = CollectorRegistry()
     if path := multiprocess_dir():
         MultiProcessCollector(registry, path=path)
@@ -38,9 +36,8 @@ def process_registry() -> CollectorRegistry:
 
 
 def scrape_registry() -> CollectorRegistry:
-    """A fresh registry per scrape: process metrics plus the database collectors in
-    EMBEDPORTAL_METRICS_COLLECTORS. (django-prometheus's own view drops custom collectors
-    in multiprocess mode, hence our own.)"""
+    """A fresh registry per scrape: process metrics plus the database collectors (django-prometheus's
+    view drops custom collectors in multiprocess mode)."""
     registry = process_registry()
     for path in settings.EMBEDPORTAL_METRICS_COLLECTORS:
         registry.register(import_string(path)())
@@ -48,8 +45,7 @@ def scrape_registry() -> CollectorRegistry:
 
 
 def exposition(accept: str | None = None) -> tuple[bytes, str]:
-    """The scrape body and its content type, negotiated like prometheus_client's own servers
-    (text format 0.0.4 unless the scraper asks for OpenMetrics)."""
+    """The scrape body and its content type (text format 0.0.4 unless the scraper asks for OpenMetrics)."""
     started = time.perf_counter()
     encoder, content_type = choose_encoder(accept)
     body = encoder(scrape_registry())

@@ -1,6 +1,4 @@
-"""Refuse a request body over the limit before anything reads it.
-
-Notes: docs/operations.md, "Module notes"."""
+"""Refuse a request body over the limit before anything reads it (notes: docs/operations.md, "Module notes")."""
 
 from __future__ import annotations
 

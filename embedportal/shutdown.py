@@ -1,7 +1,4 @@
-"""Stopping long-running commands (workers, the reprocessing loop, the metrics server) on
-SIGTERM/SIGINT.
-
-Notes: docs/operations.md, "Module notes"."""
+"""Stopping long-running commands on SIGTERM/SIGINT (notes: docs/operations.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The code version a process runs, recorded by test and benchmark runs, /readyz and the docs
-manifest: EMBEDPORTAL_CODE_VERSION when a deployment sets it, else git HEAD of a checkout, else the
-`code-version` file the image build writes from its checkout (deploy/Dockerfile), else "unknown"."""
+"""The code version a process runs: EMBEDPORTAL_CODE_VERSION, else git HEAD of a checkout, else the
+`code-version` file the image build writes (deploy/Dockerfile), else "unknown"."""
 
 from __future__ import annotations
 

@@ -17,12 +17,7 @@ from reprocessing.choices import FailureState, Resolution
 from reprocessing.models import RETRYABLE, FailedDocument, FailedDocumentQuerySet
 
 # Waits after the 1st, 2nd, 3rd and 4th failure; the 5th failure (the 24 h retry failing) dead-letters.
-BACKOFF: tuple[timedelta, ...] = (
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=24),
-)
+BACKOFF = (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=24))
 
 
 def _unresolved_for_update(document_id: int) -> FailedDocumentQuerySet:

@@ -105,13 +105,9 @@ class FailedDocument(models.Model):
 
 
 class PassTotals(models.Model):
-    """What the reprocessing and staleness passes counted, kept in the database: the passes run in
-    one-shot CronWorkflow pods that no Prometheus scrapes and that exit, so a counter in the
-    process would die with it. /metrics exports these at scrape time (reprocessing.collectors).
-
-    One row per key, only ever incremented (reprocessing.metrics): `requeued:<reason>` counts the
-    documents requeued for that reason; `pass:<kind>` counts passes, their seconds, and per
-    PASS_BUCKETS edge (then +Inf) the passes that took up to it (not cumulative)."""
+    """What the passes counted (they run in one-shot pods no Prometheus scrapes), exported by
+    reprocessing.collectors. One row per key, only incremented: `requeued:<reason>` counts documents;
+    `pass:<kind>` passes, their seconds, and per PASS_BUCKETS edge (then +Inf) the passes up to it."""
 
     key = models.CharField(max_length=100, primary_key=True)
     count = models.BigIntegerField(default=0)

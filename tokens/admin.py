@@ -1,5 +1,4 @@
-"""API tokens in the admin: listed by their clear prefix (never a secret or a digest), created with
-the secret shown once in a message, revoked by an action."""
+"""API tokens in the admin: listed by their clear prefix, created with the secret shown once, revoked by an action."""
 
 from __future__ import annotations
 

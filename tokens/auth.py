@@ -1,6 +1,5 @@
-"""Token authentication: knox's header parsing and hashing over tokens.models.ApiToken, refusing
-(401) a revoked or expired token, recording the last use, and throttling (429) an address that
-sent too many bad tokens (embedportal.api.throttles)."""
+"""Token authentication: knox's over tokens.models.ApiToken, refusing (401) a revoked or expired token,
+recording the last use, throttling (429) an address that sent too many bad tokens."""
 
 from __future__ import annotations
 

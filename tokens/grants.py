@@ -1,7 +1,5 @@
-"""The endpoint x scope x grant table: for every API route and method, the kind of request it is
-(the token scope it needs, embedportal.api.permissions.request_kind) and the Django permission that
-grants it, read from the URL conf and the views' permission classes. Generated into
-docs/reference/access.md; tests/tokens/test_grants.py calls every row."""
+"""The endpoint x scope x grant table (docs/reference/access.md): for every API route and method, the token
+scope it needs and the Django permission that grants it, from the URL conf and the views' permission classes."""
 
 from __future__ import annotations
 

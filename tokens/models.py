@@ -1,8 +1,5 @@
-"""API tokens: django-rest-knox's hashed token with what it lacks (a name, a scope, the last use,
-revocation). Only the digest and the first characters (token_key, to find and show a token) are
-stored; the secret is shown once, when it is created.
-
-Notes: docs/api.md, "Tokens"."""
+"""API tokens: django-rest-knox's hashed token plus a name, a scope, the last use and revocation; the secret
+is shown once, only its digest and first characters are stored. Notes: docs/api.md, "Tokens"."""
 
 from __future__ import annotations
 

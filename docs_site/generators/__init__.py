@@ -9,7 +9,7 @@ from pathlib import Path
 
 from docs_site.generators import access, alerts, api, architecture, commands, configuration, metrics
 from docs_site.generators.base import GeneratedPage
-from docs_site.pages import docs_dir
+from docs_site.pages import docs_dir, split_front_matter
 
 MODULES = {m.PATH: m for m in (architecture, configuration, api, access, metrics, alerts, commands)}
 
@@ -49,8 +49,6 @@ class EmbeddingPipelineOperationsDocGenerator:
         committed = file.read_text(encoding="utf-8")
         if committed == text:
             return None
-        from docs_site.pages import split_front_matter
-
         meta = split_front_matter(committed)[0]
         if set(page.missing) - set(meta.get("missing_sources") or []):
             # This environment lacks a source the committed page was generated from (kubectl in the

@@ -1,5 +1,4 @@
-"""Alert rules and their runbooks: the rules from grafana/prometheus/*.rules.yml (the source of
-deploy's PrometheusRule), each with the runbook section its `runbook_url` points at."""
+"""Alert rules (grafana/prometheus/*.rules.yml), each with the runbook section its `runbook_url` points at."""
 
 from __future__ import annotations
 
@@ -41,24 +40,21 @@ class AlertRule:
 
 def alert_rules(root: Path | None = None) -> list[AlertRule]:
     root = root or settings.BASE_DIR
-    rules = []
-    for path in sorted(root.glob(RULES_GLOB)):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for group in data.get("groups", []):
-            for rule in group.get("rules", []):
-                if "alert" in rule:
-                    rules.append(
-                        AlertRule(
-                            name=rule["alert"],
-                            file=path.relative_to(root).as_posix(),
-                            group=group.get("name", ""),
-                            expr=str(rule.get("expr", "")).strip(),
-                            duration=str(rule.get("for", "")),
-                            labels=rule.get("labels", {}),
-                            annotations=rule.get("annotations", {}),
-                        )
-                    )
-    return rules
+    return [
+        AlertRule(
+            name=rule["alert"],
+            file=path.relative_to(root).as_posix(),
+            group=group.get("name", ""),
+            expr=str(rule.get("expr", "")).strip(),
+            duration=str(rule.get("for", "")),
+            labels=rule.get("labels", {}),
+            annotations=rule.get("annotations", {}),
+        )
+        for path in sorted(root.glob(RULES_GLOB))
+        for group in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("groups", [])
+        for rule in group.get("rules", [])
+        if "alert" in rule
+    ]
 
 
 def page_of_url(url: str) -> tuple[str, str]:

@@ -6,10 +6,9 @@ import argparse
 
 from django.core.management import get_commands, load_command_class
 
-from docs_site.generators.base import GeneratedPage, table
+from docs_site.generators.base import PROJECT_APPS, GeneratedPage, table
 
 PATH = "reference/commands.md"
-PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
 # Options every Django command has; listed once instead of on every command.
 DJANGO_COMMON = {
     f"--{name}"

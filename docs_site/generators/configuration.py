@@ -28,34 +28,20 @@ def _collections_section() -> tuple[str, list[str]]:
         collections = list(Collection.objects.order_by("name"))
     except DatabaseError as exc:
         return "", [f"database (collections): {exc.__class__.__name__}"]
-    rows = [
-        [
-            c.name,
-            c.model,
-            c.dimensions,
-            f"{c.chunking_strategy} {c.chunk_size}/{c.chunk_overlap} {c.chunk_unit}",
-            c.batch_size,
-            c.freshness_sla,
-            "paused" if c.paused else "active",
-            c.api_base or "",
-            f"`{c.api_key_env}`" if c.api_key_env else "",
-            ", ".join(sorted(c.extra_params)) if c.extra_params else "",
-        ]
-        for c in collections
-    ]
-    headers = [
-        "collection",
-        "model",
-        "dimensions",
-        "chunking",
-        "batch",
-        "freshness SLA",
-        "state",
-        "API base",
-        "key variable",
-        "extra params",
-    ]
-    return "## Collections\n\n" + (table(headers, rows) if rows else "No collections yet."), []
+    columns = {
+        "collection": lambda c: c.name,
+        "model": lambda c: c.model,
+        "dimensions": lambda c: c.dimensions,
+        "chunking": lambda c: f"{c.chunking_strategy} {c.chunk_size}/{c.chunk_overlap} {c.chunk_unit}",
+        "batch": lambda c: c.batch_size,
+        "freshness SLA": lambda c: c.freshness_sla,
+        "state": lambda c: "paused" if c.paused else "active",
+        "API base": lambda c: c.api_base or "",
+        "key variable": lambda c: f"`{c.api_key_env}`" if c.api_key_env else "",
+        "extra params": lambda c: ", ".join(sorted(c.extra_params)) if c.extra_params else "",
+    }
+    rows = [[value(c) for value in columns.values()] for c in collections]
+    return "## Collections\n\n" + (table(list(columns), rows) if rows else "No collections yet."), []
 
 
 def generate(live: bool = False) -> GeneratedPage:

@@ -1,6 +1,5 @@
-"""Metrics reference: our metric families from the live prometheus_client registry (counters and
-histograms each process records) and from the scrape-time collectors /metrics adds
-(EMBEDPORTAL_METRICS_COLLECTORS), with type, labels and HELP."""
+"""Metrics reference: our metric families from the prometheus_client registry and from the scrape-time
+collectors (EMBEDPORTAL_METRICS_COLLECTORS), with type, labels and HELP."""
 
 from __future__ import annotations
 
@@ -14,10 +13,9 @@ from django.utils.module_loading import import_string
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-from docs_site.generators.base import GeneratedPage, table
+from docs_site.generators.base import PROJECT_APPS, GeneratedPage, table
 
 PATH = "reference/metrics.md"
-PROJECT_APPS = ("embedportal", "pipeline", "reprocessing", "testing", "docs_site", "tokens")
 # Other exporters' families (django-prometheus, the client's process and platform collectors) are
 # theirs to document; every other family on /metrics is ours (the test_* and performance_* ones too).
 FOREIGN_METRIC_PREFIXES = ("django_", "process_", "python_")
@@ -33,7 +31,6 @@ class MetricInfo:
 
 
 def _info(name: str, kind: str, labels: Any, help: str, origin: str) -> MetricInfo:
-    """A family as exposed: counters with _total."""
     return MetricInfo(f"{name}_total" if kind == "counter" else name, kind, tuple(labels), help, origin)
 
 

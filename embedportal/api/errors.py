@@ -1,6 +1,5 @@
-"""One error body for every API failure: {"error": {"status", "message", "details"}}.
-
-Notes: docs/operations.md, "Module notes"."""
+"""One error body for every API failure: {"error": {"status", "message", "details"}} (notes: docs/operations.md,
+"Module notes")."""
 
 from __future__ import annotations
 

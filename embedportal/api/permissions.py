@@ -1,8 +1,5 @@
-"""Who may make a request: the user's Django permissions, capped by the token's scope. The kind of
-a request (read, write, operate) follows from the permission it needs; the throttles count by it too
-(embedportal.api.throttles), and a token's scope (tokens.choices.Scope) is the highest kind it may make.
-
-Notes: docs/api.md, "Tokens"; the endpoint x scope x grant table: docs/reference/access.md."""
+"""Who may make a request: the user's Django permissions, capped by the token's scope, the highest kind of
+request (read, write, operate: from the permission it needs) it may make. Notes: docs/api.md, "Tokens"."""
 
 from __future__ import annotations
 
@@ -44,8 +41,8 @@ def scope_refusal(request: Request, kind: str) -> str:
 
 
 def demand(request: Request, perm: str) -> None:
-    """403 unless the request may do what `perm` grants: for a change one route makes on behalf of
-    another action (a PATCH of `paused` is a pause), so each action needs one permission whatever the route."""
+    """403 unless the request may do what `perm` grants: a route acting for another action (a PATCH of
+    `paused` is a pause) needs that action's permission."""
     if refusal := scope_refusal(request, permission_kind(perm)):
         raise PermissionDenied(refusal)
     if not request.user.has_perm(perm):
@@ -74,10 +71,7 @@ class ModelPermissions(ScopeCapped, DjangoModelPermissions):
 
 
 class PermissionRequired(ScopeCapped):
-    """Authenticated and holding `perm`: the permission an operational trigger needs.
-
-    `perms` maps HTTP methods to permissions for an action serving several (GET lists, POST adds).
-    """
+    """Authenticated and holding `perm` (or `perms[method]`, for an action serving several methods)."""
 
     perm = ""
     perms: dict[str, str] = {}

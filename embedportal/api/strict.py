@@ -1,6 +1,5 @@
-"""Strict input for every API: a field or query parameter the endpoint does not know is a 400
-naming it (with the likely intended name), never silently ignored, so `"strategy": "markdown"`
-cannot quietly give the default strategy, nor `?status=bogus` an empty list."""
+"""Strict input for every API: an unknown field or query parameter is a 400 naming it (and the likely
+intended name), never silently ignored; numbers, booleans and strings only as their JSON types."""
 
 from __future__ import annotations
 
@@ -57,8 +56,7 @@ class StrictFieldsMixin:
 
 
 class StrictFilterSet(django_filters.FilterSet):
-    """A FilterSet whose unknown query parameters are errors, like its invalid values (django-filter
-    reports those in `errors`; DjangoFilterBackend and our views turn errors into a 400)."""
+    """A FilterSet whose unknown query parameters are errors (a 400), like its invalid values."""
 
     def is_valid(self) -> bool:
         return super().is_valid() and not self._unknown()
@@ -80,9 +78,8 @@ _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
 
 def json_depth_exceeds(body: bytes, limit: int) -> bool:
-    """The body nests arrays and objects deeper than `limit`, found without parsing it (Python's
-    parser recurses once a level: ~1000 levels are a RecursionError). Strings and everything but
-    the brackets are dropped by regular expressions first, so the loop sees brackets only."""
+    """The body nests arrays and objects deeper than `limit`, found without parsing it (the parser
+    recurses once a level): strings, then all but brackets, are dropped first."""
     depth = 0
     for byte in _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body)):
         depth += 1 if byte in b"[{" else -1
@@ -135,8 +132,7 @@ class BoundedJSONParser(JSONParser):
 
 
 def json_error(exc: ValueError) -> str:
-    """ "Invalid control character at column 9" (the decoder's own message ends in "at": it
-    would read "at at"); the line too when there are several."""
+    """ "Invalid control character at column 9" (the decoder's message ends in "at"), the line when several."""
     if not isinstance(exc, json.JSONDecodeError):
         return str(exc)
     line = f"line {exc.lineno} " if exc.lineno > 1 else ""
@@ -170,16 +166,15 @@ class StringsOnly:
         return super().to_internal_value(data)  # type: ignore[misc]
 
 
-class StrictCharField(StringsOnly, serializers.CharField):
-    pass
-
-
 def _strict(field: type[serializers.Field]) -> type[serializers.Field]:
     if issubclass(field, serializers.CharField):
         return type(f"Strict{field.__name__}", (StringsOnly, field), {})
     return {serializers.IntegerField: StrictIntegerField, serializers.BooleanField: StrictBooleanField}.get(
         field, field
     )
+
+
+StrictCharField = _strict(serializers.CharField)
 
 
 class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):

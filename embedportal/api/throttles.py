@@ -1,8 +1,5 @@
-"""API throttling: requests per user (or token) and kind of request, and failed token
-authentications per client address; both answer 429 with Retry-After. The counts live in the
-default cache, the database (settings.CACHES): every gunicorn worker and pod shares them.
-
-Notes: docs/operations.md, "Throttling and lockout"."""
+"""API throttling (429 with Retry-After): requests per user (or token) and kind of request, failed token
+authentications per client address; counted in the database cache. Notes: docs/operations.md, "Throttling"."""
 
 from __future__ import annotations
 
@@ -23,8 +20,7 @@ if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_
 
 
 class _SettingsRate(SimpleRateThrottle):
-    """A rate read from settings.EMBEDPORTAL_THROTTLE_RATES at request time (DRF's own reads its
-    settings once, at import)."""
+    """A rate read from settings.EMBEDPORTAL_THROTTLE_RATES at request time (DRF's own reads it at import)."""
 
     def __init__(self) -> None:
         pass
@@ -59,8 +55,7 @@ class KindRateThrottle(_SettingsRate):
 
 
 class BadTokenThrottle(_SettingsRate):
-    """Failed token authentications of one client address in the window; at the rate, every
-    token from there is refused until the oldest failure leaves it."""
+    """Failed token authentications of one address: at the rate, every token from there is refused."""
 
     def over(self, request: Request) -> bool:
         self.use("bad_token")
@@ -73,8 +68,7 @@ class BadTokenThrottle(_SettingsRate):
 
 
 class BadTokenThrottled:
-    """Mixed into a token authentication (tokens.auth): refuses (429) a client address that sent
-    too many bad tokens."""
+    """Mixed into tokens.auth: refuses (429) an address that sent too many bad tokens."""
 
     def authenticate(self, request: Request) -> Any:
         if not authentication.get_authorization_header(request):

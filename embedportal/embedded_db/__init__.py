@@ -1,6 +1,5 @@
-"""The embedded PostgreSQL + pgvector server used when no DATABASE_URL is set, and its Django backend.
-
-Notes: docs/operations.md, "Module notes"."""
+"""The embedded PostgreSQL + pgvector server used when no DATABASE_URL is set, and its Django backend
+(notes: docs/operations.md, "Module notes")."""
 
 from __future__ import annotations
 

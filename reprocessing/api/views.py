@@ -61,27 +61,30 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
         trail.note(request, collection=failure.document.collection.name)
         return _result(retried)
 
+    def _transition(self, request: Request, change: Any, refusal: str) -> Response:
+        """Apply `change` (a FailedDocumentQuerySet transition) to this failure, or 409 with `refusal`."""
+        no_body(request)
+        failure = self.get_object()
+        if not change(FailedDocument.objects.filter(pk=failure.pk)):
+            raise Conflict(f"failure {failure.pk} {refusal}")
+        failure.refresh_from_db()
+        return Response(self.get_serializer(failure).data)
+
     @extend_schema(request=None, responses={200: FailedDocumentSerializer})
     @action(detail=True, methods=["post"], url_path="dead-letter", permission_classes=[CanResolve])
     def dead_letter(self, request: Request, pk: str | None = None) -> Response:
         """Stop automatic retries and leave the document to an operator (scheduled failures only)."""
-        no_body(request)
-        failure = self.get_object()
-        if not FailedDocument.objects.filter(pk=failure.pk).dead_letter():
-            raise Conflict(f"failure {failure.pk} is not scheduled; only scheduled ones can be dead-lettered")
-        failure.refresh_from_db()
-        return Response(self.get_serializer(failure).data)
+        return self._transition(
+            request, lambda rows: rows.dead_letter(), "is not scheduled; only scheduled ones can be dead-lettered"
+        )
 
     @extend_schema(request=None, responses={200: FailedDocumentSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanResolve])
     def resolve(self, request: Request, pk: str | None = None) -> Response:
         """Close the failure by hand (the document is left as it is)."""
-        no_body(request)
-        failure = self.get_object()
-        if not FailedDocument.objects.filter(pk=failure.pk).resolve(Resolution.OPERATOR, timezone.now()):
-            raise Conflict(f"failure {failure.pk} is resolved already")
-        failure.refresh_from_db()
-        return Response(self.get_serializer(failure).data)
+        return self._transition(
+            request, lambda rows: rows.resolve(Resolution.OPERATOR, timezone.now()), "is resolved already"
+        )
 
     @extend_schema(
         operation_id="failures_bulk_retry", request=BulkRetrySerializer, responses={200: RetryResultSerializer}
