@@ -1,5 +1,4 @@
-"""Backfills, re-embeds into a new generation and HNSW index (re)builds: docs/architecture.md,
-"Backfills, generations and index builds"."""
+"""Backfills, re-embeds and HNSW index builds: docs/architecture.md, "Backfills, generations and index builds"."""
 
 from __future__ import annotations
 
@@ -55,8 +54,7 @@ def begin_first_load(collection_id: int) -> bool:
 
 
 def begin_backfill(collection_id: int) -> bool:
-    """Write the collection's queued documents without its index (the optimizer's backfill
-    recommendation); False if a backfill already runs."""
+    """Write the queued documents without the index (the optimizer's backfill); False if one already runs."""
     return _begin_in_place(Collection.objects.filter(pk=collection_id), "backfill")
 
 
@@ -156,8 +154,7 @@ def reembed(collections: Iterable[Collection]) -> int:
 
 
 def finish_building(document_ids: list[int]) -> None:
-    """Once the storing batch commits, finish the backfills it may complete (robust: a failed build
-    is retried by an idle worker, never fails the batch)."""
+    """Once the storing batch commits, finish the backfills it completes (a failed build never fails it)."""
     building = Collection.objects.filter(building_generation__isnull=False, documents__pk__in=document_ids)
     for pk in building.values_list("pk", flat=True).distinct():
         transaction.on_commit(lambda pk=pk: finish(pk), robust=True)
@@ -187,8 +184,7 @@ def outstanding(collection_id: int) -> bool:
 
 
 def finish(collection_id: int) -> bool:
-    """Build the index of a backfill that wrote every document and switch search to it; False when
-    not done yet or another build holds the lock."""
+    """Index a backfill that wrote every document and search it; False if not done or the lock is taken."""
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [BUILD_LOCK])
         if not cur.fetchone()[0]:
@@ -216,8 +212,7 @@ def finish(collection_id: int) -> bool:
 
 
 def finish_ready() -> int:
-    """Idle workers: finish every completed backfill and rebuild every stale index (redoing builds
-    that died with their worker). Returns the builds done."""
+    """Idle workers: finish completed backfills, rebuild stale indexes (redoing dead builds); builds done."""
     ids = list(Collection.objects.filter(building_generation__isnull=False).values_list("pk", flat=True))
     return sum(finish(pk) for pk in ids if not outstanding(pk)) + rebuild_stale()
 
@@ -245,8 +240,7 @@ def build_lock() -> Iterator[bool]:
 
 
 def rebuild_index(collection_id: int) -> bool:
-    """Rebuild the collection's index with its HNSW parameters, concurrently (outside a transaction);
-    False when another build holds the lock or a backfill started."""
+    """Rebuild the index with its HNSW parameters, outside a transaction; False if locked out or backfilling."""
     if connection.in_atomic_block:
         raise RuntimeError("an index rebuild runs CREATE INDEX CONCURRENTLY: call it outside a transaction")
     with build_lock() as held:
@@ -301,7 +295,7 @@ def _rebuild(collection: Collection) -> bool:
 
 def stale_indexes() -> tuple[list[int], list[str]]:
     """(collections whose index has other HNSW parameters than theirs, leftovers of dead rebuilds);
-    backfills and missing indexes are left to `finish`."""
+    collections being backfilled are left to `finish`, a missing index is not rebuilt."""
     with connection.cursor() as cur:
         cur.execute(
             "SELECT c.id, c.hnsw_m, c.hnsw_ef_construction, i.reloptions FROM pipeline_collection c "

@@ -1,6 +1,5 @@
-"""One batch of a worker: chunk -> embed (LiteLLM, bad inputs isolated by halving) -> store
-(pgvector), each collection group ending in one BatchResult for pipeline.recording
-(EmbeddingIngestionPipeline mixes this in)."""
+"""One batch of a worker: chunk -> embed (LiteLLM, bad inputs isolated by halving) -> store (pgvector),
+each collection group ending in one BatchResult for pipeline.recording."""
 
 from __future__ import annotations
 

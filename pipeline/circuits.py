@@ -1,5 +1,4 @@
-"""Provider circuit breakers (ProviderCircuit, one row per endpoint): their gauge and what the health
-report and the overview show of them."""
+"""Provider circuit breakers (one ProviderCircuit row per endpoint): their gauge, health and overview views."""
 
 from __future__ import annotations
 

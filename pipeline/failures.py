@@ -1,5 +1,4 @@
-"""A worker's error paths: in-batch retries, failing a document, deferring a batch during an outage,
-and circuit bookkeeping that must not cost a batch."""
+"""A worker's error paths: in-batch retries, failing a document, deferring a batch, circuit bookkeeping."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A batch's bookkeeping: lease and heartbeat renewals (LeaseKeeper), the storage thread
-(StorageStage) and a run's tally (Report)."""
+"""A batch's lease and heartbeat renewals (LeaseKeeper), the storage thread and a run's tally (Report)."""
 
 from __future__ import annotations
 

@@ -117,8 +117,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
             logger.warning("provider %s answers again: circuit closed", probe.endpoint)
 
     def drain(self, max_seconds: float | None = None, stop: Callable[[], bool] | None = None) -> Report:
-        """Process batches until the queue is empty, time is up, or `stop()`; each is stored while the
-        next is embedded (StorageStage), all by return."""
+        """Process batches until the queue is empty, time is up, or `stop()`; all are stored by return."""
         reports = []
         deadline = time.monotonic() + max_seconds if max_seconds else None
         # Inside a caller's transaction the storage thread's own connection could not see the claimed

@@ -150,8 +150,7 @@ VALUES (%(collection)s, {history.MINUTE}, date_trunc('minute', %(at)s), 0, 0, 0,
 
 
 def record_search(collection: Collection, seconds: float, source: str = "other", at: datetime | None = None) -> None:
-    """embedding_pipeline_search_seconds{source}, the collection's latest search times and its minute's
-    search buckets (one statement in autocommit)."""
+    """embedding_pipeline_search_seconds{source}, the latest search times and the minute's search buckets."""
     if collection.is_reserved:
         return
     prometheus.SEARCH_LATENCY.labels(source=source).observe(seconds)

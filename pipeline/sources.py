@@ -1,5 +1,4 @@
-"""Documents from files for `manage.py enqueue` (folders, globs, JSON Lines): only regular files are
-opened, never more than the limit read."""
+"""Documents from files for `manage.py enqueue`: only regular files opened, never more than the limit read."""
 
 from __future__ import annotations
 
