@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hashlib
 import os
@@ -77,16 +78,13 @@ def _handler_class() -> type:
     return LocalEmbeddingProvider
 
 
-_registered = False
 # The pid of the process that loaded LiteLLM for forked workers to share (see preload()).
 preloaded_by: int | None = None
 
 
+@functools.cache
 def register() -> None:
-    """Register the `local` provider with LiteLLM (idempotent)."""
-    global _registered
-    if _registered:
-        return
+    """Register the `local` provider with LiteLLM (once)."""
     import litellm
 
     # No "Give Feedback / Get Help" banners on provider errors: ours are classified and scrubbed.
@@ -99,7 +97,6 @@ def register() -> None:
     from litellm.utils import custom_llm_setup
 
     custom_llm_setup()
-    _registered = True
 
 
 def load(model: str) -> float:
