@@ -22,9 +22,8 @@ class TeamCollectionFilter(admin.RelatedFieldListFilter):
 
 
 class TeamScoped:
-    """Admin mixin for rows under a collection (`collection_path` reaches it; "" for collections):
-    lists, actions, change pages and collection choices hold only the user's teams' rows; another
-    team's row answers 404, as an unknown one does."""
+    """Admin mixin for rows under a collection (`collection_path`; "" for collections): only the user's
+    teams' rows are listed or offered; another team's row answers 404, as an unknown one does."""
 
     collection_path = "collection"
 
@@ -61,8 +60,7 @@ def add_as_user(parser: CommandParser) -> None:
 
 
 def collection_for(name: str, as_user: str | None, hint: str = "") -> Collection:
-    """A command's collection, among those `as_user` sees (every one without it): another team's
-    is refused with the same message as an unknown one."""
+    """A command's collection among those `as_user` sees (without it, every one); another team's is unknown."""
     user = None
     if as_user:
         user = get_user_model().objects.filter(username=as_user, is_active=True).first()

@@ -1,7 +1,4 @@
-"""Backfill mode: bulk writes without the HNSW index, one index build at the end; re-embeds that keep
-search on the old generation until the new one is complete; HNSW rebuilds that always leave the
-collection a valid index. Index builds are serialised by an advisory lock (BUILD_LOCK).
-docs/architecture.md ("Backfills, generations and index builds") says how."""
+"""Backfills, re-embeds and HNSW index builds: docs/architecture.md, "Backfills, generations and index builds"."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, Error, connection, transaction
@@ -34,14 +32,17 @@ BUILD_LOCK = 0x484E5357424C44
 REBUILD_SUFFIX = "_rebuild"
 
 
-def serving(collection: Collection) -> Collection:
-    """The collection as search must see it: during a re-embed, the old model's configuration."""
-    if not collection.serving:
-        return collection
+def _with(collection: Collection, values: dict) -> Collection:
+    """An unsaved copy of `collection` with `values` set."""
     view = copy.copy(collection)
-    for name, value in collection.serving.items():
+    for name, value in values.items():
         setattr(view, name, value)
     return view
+
+
+def serving(collection: Collection) -> Collection:
+    """The collection as search must see it: during a re-embed, the old model's configuration."""
+    return _with(collection, collection.serving) if collection.serving else collection
 
 
 def begin_first_load(collection_id: int) -> bool:
@@ -53,14 +54,11 @@ def begin_first_load(collection_id: int) -> bool:
 
 
 def begin_backfill(collection_id: int) -> bool:
-    """Write the collection's queued documents in backfill mode (the optimizer's backfill
-    recommendation): its index is dropped, search scans its rows exactly meanwhile, and `finish`
-    builds the index once they are all processed. False if a backfill already runs."""
+    """Write the queued documents without the index (the optimizer's backfill); False if one already runs."""
     return _begin_in_place(Collection.objects.filter(pk=collection_id), "backfill")
 
 
 def _begin_in_place(collections: QuerySet[Collection], what: str) -> bool:
-    """Backfill the generation searched: documents are written into it without its index."""
     with transaction.atomic():
         started = collections.filter(building_generation__isnull=True).update(building_generation=F("generation"))
         if started:
@@ -74,13 +72,8 @@ def _begin_in_place(collections: QuerySet[Collection], what: str) -> bool:
 
 
 def begin_reembed(collection: Collection, **changes: object) -> int:
-    """Re-embed every document into a new generation, with `changes` to the collection's model or
-    chunking applied to it only; search serves the current generation until `finish` switches.
-    Returns the documents requeued.
-
-    Documents being processed are requeued too: their worker's compare-and-swap then refuses
-    vectors made with the configuration before this call.
-    """
+    """Re-embed every document (those being processed too: their store is then refused) into a new
+    generation with `changes`; search serves the current one until `finish`. Returns documents requeued."""
     with transaction.atomic():
         current = Collection.objects.select_for_update().get(pk=collection.pk)
         # Kept across re-embeds started before the last one finished: it describes `generation`.
@@ -117,13 +110,8 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
 
 
 def change_runtime(collection: Collection, served: encoder.TorchEncoder | encoder.OpenVinoEncoder) -> bool:
-    """The local model's vectors of the collection were written by another runtime than `served`. With
-    golden queries, it keeps them only if `served` retrieves as well as PyTorch on them (the gate, run
-    by a child process: PyTorch stays out of the worker); else it is re-embedded, search serving the
-    old generation with the old runtime meanwhile, so no generation mixes the two. Without golden
-    queries the export's gate decides alone (it passed, or PyTorch would serve). A gate that cannot
-    run counts as failed. One worker decides (the row lock; the child only reads). Returns whether a
-    re-embed started."""
+    """Gate a change of the local model's runtime for the collection (docs/architecture.md, "The local
+    encoder"); returns whether a re-embed started. One worker decides: the row lock."""
     runtime = encoder.label(served)
     with transaction.atomic():
         current = Collection.objects.select_for_update(no_key=True).get(pk=collection.pk)
@@ -166,28 +154,22 @@ def reembed(collections: Iterable[Collection]) -> int:
 
 
 def finish_building(document_ids: list[int]) -> None:
-    """After the batch storing these documents commits, finish the backfills it may complete (the
-    check then sees this batch's documents embedded). Robust: a failed build is logged and retried
-    by an idle worker (finish_ready), never fails the stored batch."""
+    """Once the storing batch commits, finish the backfills it completes (a failed build never fails it)."""
     building = Collection.objects.filter(building_generation__isnull=False, documents__pk__in=document_ids)
     for pk in building.values_list("pk", flat=True).distinct():
         transaction.on_commit(lambda pk=pk: finish(pk), robust=True)
 
 
 def with_dimensions(collection: Collection, changes: dict) -> dict:
-    """`changes` with the dimensions of a new model filled in when not given (asked of the provider
-    unless known); a ValidationError says what to fix."""
+    """`changes` with a new model's dimensions filled in when not given (a ValidationError says what to fix)."""
     if not changes.get("model") or "dimensions" in changes:
         return changes
-    probe = copy.copy(collection)
-    for name, value in changes.items():
-        setattr(probe, name, value)
-    return {**changes, "dimensions": resolve_dimensions(probe)}
+    return {**changes, "dimensions": resolve_dimensions(_with(collection, changes))}
 
 
 def build_memory(collection: Collection, generation: int) -> str:
-    """maintenance_work_mem for the generation's HNSW build: the whole graph in memory (pgvector's
-    build slows several-fold once it spills), capped by EMBEDPORTAL_INDEX_BUILD_MEMORY_MB."""
+    """maintenance_work_mem holding the whole graph (pgvector's build slows several-fold once it
+    spills), capped by EMBEDPORTAL_INDEX_BUILD_MEMORY_MB."""
     rows = Chunk.objects.filter(collection=collection, generation=generation).count()
     # Each graph element holds its vector and up to 2m level-0 neighbours.
     needed = rows * (int(collection.dimensions) * 4 + int(collection.hnsw_m) * 2 * 8 + 64) * 1.3 / 2**20
@@ -202,9 +184,7 @@ def outstanding(collection_id: int) -> bool:
 
 
 def finish(collection_id: int) -> bool:
-    """If the collection's backfill has written every document, build its index and switch search
-    to it (one transaction), then drop the old generation's rows. False when there is nothing to
-    do yet, or another build holds the lock (an idle worker retries: finish_ready)."""
+    """Index a backfill that wrote every document and search it; False if not done or the lock is taken."""
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [BUILD_LOCK])
         if not cur.fetchone()[0]:
@@ -213,22 +193,13 @@ def finish(collection_id: int) -> bool:
         if collection is None or collection.building_generation is None or outstanding(collection_id):
             return False
         new = collection.building_generation
-        build_name = f"{collection.index_name}_g{new}"
-        target = copy.copy(collection)
-        target.generation = new
-        cur.execute("SELECT set_config('maintenance_work_mem', %s, true)", [build_memory(target, new)])
-        cur.execute(
-            "SELECT set_config('max_parallel_maintenance_workers', %s, true)",
-            [str(settings.EMBEDPORTAL_INDEX_BUILD_WORKERS)],
-        )
-        if new == collection.generation:  # a first load: no index to keep serving meanwhile
-            build_name = collection.index_name
-        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # CREATE INDEX refuses pending FK checks
-        storage.create_collection_index(target, generation=new, name=build_name)
+        # A first load has no index to keep serving meanwhile: it builds under the final name.
+        build_name = collection.index_name if new == collection.generation else f"{collection.index_name}_g{new}"
+        _build_settings(cur, collection, new, local=True)
+        storage.create_collection_index(collection, generation=new, name=build_name)
         if build_name != collection.index_name:
             cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
             cur.execute(f"ALTER INDEX {build_name} RENAME TO {collection.index_name}")
-        cur.execute("SET CONSTRAINTS ALL DEFERRED")
         Collection.objects.filter(pk=collection_id, building_generation=new).update(
             generation=new, building_generation=None, serving=None
         )
@@ -241,20 +212,22 @@ def finish(collection_id: int) -> bool:
 
 
 def finish_ready() -> int:
-    """Finish every backfill whose documents are all processed, and rebuild every index whose HNSW
-    parameters are not its collection's (idle workers call this, so a build or rebuild that died
-    with its worker is redone). Returns the builds done."""
+    """Idle workers: finish completed backfills, rebuild stale indexes (redoing dead builds); builds done."""
     ids = list(Collection.objects.filter(building_generation__isnull=False).values_list("pk", flat=True))
     return sum(finish(pk) for pk in ids if not outstanding(pk)) + rebuild_stale()
 
 
-# --- rebuilding an index with new parameters -------------------------------------------------
+def _build_settings(cur: Any, collection: Collection, generation: int, local: bool) -> None:
+    """Memory and parallel workers for an index build, for the transaction or (`local` False) the session."""
+    cur.execute(
+        "SELECT set_config('maintenance_work_mem', %s, %s), set_config('max_parallel_maintenance_workers', %s, %s)",
+        [build_memory(collection, generation), local, str(settings.EMBEDPORTAL_INDEX_BUILD_WORKERS), local],
+    )
 
 
 @contextmanager
 def build_lock() -> Iterator[bool]:
-    """Hold BUILD_LOCK for this session (a rebuild spans transactions); yields whether it was free.
-    Reentrant: the session that holds it takes it again."""
+    """Hold BUILD_LOCK for this session (a rebuild spans transactions); yields whether it was free (reentrant)."""
     with connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(%s)", [BUILD_LOCK])
         held = cur.fetchone()[0]
@@ -267,9 +240,7 @@ def build_lock() -> Iterator[bool]:
 
 
 def rebuild_index(collection_id: int) -> bool:
-    """Rebuild the collection's index with its hnsw_m and hnsw_ef_construction, search served by
-    the old index until the new one replaces it. False when another build holds the lock, or a
-    backfill started (its own build uses the new parameters). Must run outside a transaction."""
+    """Rebuild the index with its HNSW parameters, outside a transaction; False if locked out or backfilling."""
     if connection.in_atomic_block:
         raise RuntimeError("an index rebuild runs CREATE INDEX CONCURRENTLY: call it outside a transaction")
     with build_lock() as held:
@@ -283,17 +254,11 @@ def _rebuild(collection: Collection) -> bool:
     wanted = (collection.hnsw_m, collection.hnsw_ef_construction, collection.generation)
     with connection.cursor() as cur:
         cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {temporary}")  # left by a rebuild that died
-        cur.execute(
-            "SELECT set_config('maintenance_work_mem', %s, false), "
-            "set_config('max_parallel_maintenance_workers', %s, false)",
-            [build_memory(collection, collection.generation), str(settings.EMBEDPORTAL_INDEX_BUILD_WORKERS)],
-        )
+        _build_settings(cur, collection, collection.generation, local=False)
         try:
             cur.execute(storage.index_definition(collection, collection.generation, temporary, concurrently=True))
         except Exception:
-            # A failed concurrent build leaves an invalid index that every insert would still pay
-            # for; if dropping it fails too, the first error is the one to report (idle workers
-            # drop the leftover).
+            # Drop the invalid index every insert would pay for; if that fails too, report the first error.
             with suppress(Error):
                 cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {temporary}")
             raise
@@ -329,16 +294,14 @@ def _rebuild(collection: Collection) -> bool:
 
 
 def stale_indexes() -> tuple[list[int], list[str]]:
-    """(collections whose index was built with other HNSW parameters than theirs, leftover
-    temporary indexes of rebuilds that died). Collections being backfilled are left to `finish`;
-    a missing index is not rebuilt here (a first load drops it on purpose)."""
+    """(collections whose index has other HNSW parameters than theirs, leftovers of dead rebuilds);
+    collections being backfilled are left to `finish`, a missing index is not rebuilt."""
     with connection.cursor() as cur:
         cur.execute(
             "SELECT c.id, c.hnsw_m, c.hnsw_ef_construction, i.reloptions FROM pipeline_collection c "
             "JOIN pg_class i ON i.relname = 'pipeline_chunk_hnsw_' || c.id AND i.relkind = 'i' "
             "WHERE c.building_generation IS NULL"
         )
-
         stale = [
             pk
             for pk, m, ef_construction, reloptions in cur.fetchall()
@@ -352,8 +315,7 @@ def stale_indexes() -> tuple[list[int], list[str]]:
 
 
 def rebuild_stale() -> int:
-    """Rebuild every index `stale_indexes` finds (idle workers, through finish_ready). Returns the
-    indexes rebuilt; 0 inside a transaction or while another build holds the lock."""
+    """Rebuild every index `stale_indexes` finds; 0 inside a transaction or while another build holds the lock."""
     stale, leftovers = stale_indexes()
     if not (stale or leftovers) or connection.in_atomic_block:
         return 0

@@ -1,6 +1,5 @@
-"""One batch of a worker: chunk -> embed (LiteLLM, bad inputs isolated by halving) -> store
-(pgvector), each collection group ending in one BatchResult for pipeline.recording
-(EmbeddingIngestionPipeline mixes this in)."""
+"""One batch of a worker: chunk -> embed (LiteLLM, bad inputs isolated by halving) -> store (pgvector),
+each collection group ending in one BatchResult for pipeline.recording."""
 
 from __future__ import annotations
 
@@ -39,9 +38,8 @@ Embedded = tuple[Document, list[ChunkText], np.ndarray]
 
 
 def concurrency(collection: Collection) -> int:
-    """How many provider calls a worker makes at once for one of `collection`'s batches: its
-    `provider_concurrency` for a remote provider, whose time is waiting; one for a local model,
-    which already computes on every core of the worker's machine."""
+    """Provider calls at once for one batch: `provider_concurrency` for a remote provider (its time is
+    waiting), one for a local model (it already uses every core)."""
     if provider_of(collection.model) == "local":
         return 1
     return max(1, collection.provider_concurrency)
@@ -62,8 +60,7 @@ class BatchProcessing(FailureHandling):
         return self._chunkers[key]
 
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
-        """Process one collection's group of a batch into one BatchResult, recorded once it is
-        stored (or at once if nothing is left to store)."""
+        """One collection's group of a batch into one BatchResult, recorded once stored."""
         if collection.local_encoder and collection.model == f"local/{providers.LOCAL_MINILM}":
             served = encoder.current()
             if collection.local_encoder != encoder.label(served):
@@ -144,15 +141,9 @@ class BatchProcessing(FailureHandling):
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], result: BatchResult
     ) -> tuple[list[Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
-        """Embed a group of documents: (embedded, failed, deferred).
-
-        A group failing for one of its inputs (400, wrong dimensions, NaN...) is split in halves
-        down to one document, so a bad document fails alone and its neighbours are embedded.
-        Batch-wide errors are not split, since every half would fail the same way: an outage
-        (5xx, connection, timeout, 429), retried in _with_retries, defers the whole group; auth
-        fails it. A group deferred EMBEDPORTAL_MAX_DEFERRALS times while the endpoint's circuit
-        stayed closed (its provider answers others) is split after all: one input may be the cause.
-        """
+        """(embedded, failed, deferred). A group failing for one input is halved down to one document;
+        batch-wide errors are not: an outage defers the group, auth fails it. A group deferred
+        EMBEDPORTAL_MAX_DEFERRALS times with the circuit closed is halved after all."""
         if not group:
             return [], [], []
         try:
@@ -166,11 +157,8 @@ class BatchProcessing(FailureHandling):
             ok_left, failed_left, deferred_left = self._embed_isolating(collection, group[:middle], result)
             ok_right, failed_right, deferred_right = self._embed_isolating(collection, group[middle:], result)
             return ok_left + ok_right, failed_left + failed_right, deferred_left + deferred_right
-        embedded, offset = [], 0
-        for doc, chunks in group:
-            embedded.append((doc, chunks, vectors[offset : offset + len(chunks)]))
-            offset += len(chunks)
-        return embedded, [], []
+        parts = np.split(vectors, np.cumsum([len(chunks) for _, chunks in group])[:-1])
+        return [(doc, chunks, part) for (doc, chunks), part in zip(group, parts, strict=True)], [], []
 
     @staticmethod
     def _deferred_too_often(group: list[tuple[Document, list[ChunkText]]]) -> bool:
@@ -178,11 +166,8 @@ class BatchProcessing(FailureHandling):
         return max(doc.attempts for doc, _ in group) > settings.EMBEDPORTAL_MAX_DEFERRALS
 
     def _embed(self, collection: Collection, chunks: list[ChunkText], result: BatchResult) -> np.ndarray:
-        """Embed all chunks, batched across documents up to the collection's batch size.
-
-        Calls take the chunks shortest first: a local model pads each call to its longest text, so
-        calls of similar lengths waste less (as SentenceTransformer.encode sorts its own input);
-        the vectors are put back in the chunks' order."""
+        """Embed all chunks in calls of the collection's batch size, shortest first (a local model pads
+        each call to its longest text), the vectors put back in the chunks' order."""
         texts = [c.embedded for c in chunks]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         texts = [texts[i] for i in order]
@@ -192,21 +177,17 @@ class BatchProcessing(FailureHandling):
             for batch in (texts[i : i + size] for i in range(0, len(texts), size))
         ]
         parts = self._run_calls(calls, concurrency(collection))
-        if parts:
-            advisory(lambda: ProviderCircuit.objects.record_success(collection), None)
         if not parts:
             return np.empty((0, collection.dimensions), np.float32)
+        advisory(lambda: ProviderCircuit.objects.record_success(collection), None)
         vectors = np.empty_like(stacked := np.concatenate(parts))
         vectors[order] = stacked
         return vectors
 
     @staticmethod
     def _run_calls(calls: list[Callable[[], np.ndarray]], limit: int) -> list[np.ndarray]:
-        """Run a batch's provider calls, up to `limit` at a time, and return their vectors in order.
-
-        Each call keeps its own retries. The first error cancels the calls not started yet, waits
-        for those in flight (no call outlives its batch) and is raised: the batch is then retried,
-        split or deferred as a whole (_embed_isolating), as with one call at a time."""
+        """Run a batch's calls (each with its own retries), `limit` at a time; their vectors in order. The
+        first error cancels the calls not started, waits for those in flight and is raised."""
         if limit <= 1 or len(calls) <= 1:
             return [call() for call in calls]
 
@@ -228,8 +209,7 @@ class BatchProcessing(FailureHandling):
                 raise
 
     def _call_provider(self, collection: Collection, texts: list[str]) -> np.ndarray:
-        """One embedding call, in its turn under the collection's rate limits; an outage error counts
-        toward the endpoint's circuit breaker."""
+        """One embedding call in its rate-limit turn; an outage error counts toward the circuit breaker."""
         ratelimits.wait_for_turn(collection, ratelimits.estimate_tokens(texts))
         try:
             return embed_texts(collection, texts)
@@ -239,8 +219,7 @@ class BatchProcessing(FailureHandling):
             raise
 
     def _store(self, collection: Collection, results: list[storage.Embedded], embedded_at: datetime) -> set[int]:
-        """One storage attempt; receivers of `documents_embedded` (reprocessing closes open
-        failures) write in the same transaction, as does the record of the local model's runtime."""
+        """One storage attempt; `documents_embedded` receivers and the runtime record write in its transaction."""
         try:
             with transaction.atomic():
                 stored = storage.store(self.worker_id, results, embedded_at)

@@ -3,11 +3,12 @@ from __future__ import annotations
 from django.db import models
 
 
+# Members without a label take Django's: the name in title case ("Pending").
 class DocumentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    PROCESSING = "processing", "Processing"
-    EMBEDDED = "embedded", "Embedded"
-    FAILED = "failed", "Failed"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    EMBEDDED = "embedded"
+    FAILED = "failed"
 
 
 class ChunkingStrategy(models.TextChoices):
@@ -18,7 +19,7 @@ class ChunkingStrategy(models.TextChoices):
 
 class ChunkUnit(models.TextChoices):
     TOKENS = "tokens", "Tokens of the collection's model"
-    CHARACTERS = "characters", "Characters"
+    CHARACTERS = "characters"
 
 
 class ErrorType(models.TextChoices):
@@ -45,9 +46,9 @@ class ErrorType(models.TextChoices):
 
 
 class Stage(models.TextChoices):
-    CHUNKING = "chunking", "Chunking"
-    EMBEDDING = "embedding", "Embedding"
-    STORAGE = "storage", "Storage"
+    CHUNKING = "chunking"
+    EMBEDDING = "embedding"
+    STORAGE = "storage"
 
 
 class WorkerRole(models.TextChoices):

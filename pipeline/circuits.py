@@ -1,6 +1,4 @@
-"""Provider circuit breakers (pipeline.models.ProviderCircuit, one per endpoint in the database, so
-every worker in any pod sees one state): their gauge, and what the health report and the overview
-page show of them (their waits: pipeline.waits)."""
+"""Provider circuit breakers (one ProviderCircuit row per endpoint): their gauge, health and overview views."""
 
 from __future__ import annotations
 
@@ -18,8 +16,7 @@ STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_
 
 
 def not_closed() -> list[ProviderCircuit]:
-    """Open and half-open circuits that hold work back: those of paused or deleted collections'
-    endpoints do not (the heartbeat schedule closes them)."""
+    """Open and half-open circuits of endpoints in use (the heartbeat schedule closes the others)."""
     return list(ProviderCircuit.objects.in_use().exclude(state=CircuitState.CLOSED).order_by("endpoint"))
 
 

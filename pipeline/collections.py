@@ -59,7 +59,7 @@ def create_collection(**fields: Any) -> Collection:
         collection.dimensions = resolve_dimensions(collection)
     else:
         others = [f.name for f in Collection._meta.fields if f.name != "dimensions"]
-        collection.clean_fields(exclude=others)  # 1 to 16000, the model's validators and messages
+        collection.clean_fields(exclude=others)  # the model's bounds and messages
         check_dimensions(collection)
     collection.full_clean()
     with transaction.atomic():

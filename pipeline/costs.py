@@ -1,6 +1,5 @@
-"""Spend against each collection's monthly budget: the month's spend (CollectionCost, written with
-every batch row by pipeline.recording), its projection at the pace of the last PACE_HOURS, and the
-budget, for /metrics (the cost alerts read them), the admin and the API."""
+"""Each collection's month's spend (CollectionCost), its projection at the last PACE_HOURS' pace and its
+budget, for /metrics (the cost alerts), the admin and the API."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from django.utils import timezone
 
 from embedportal.collectors import DatabaseCollector, fresh
 
-# The pace a projection extrapolates: long enough to smooth batches, short enough to show a
-# runaway re-embed within the hour.
+# Long enough to smooth batches, short enough to show a runaway re-embed within the hour.
 PACE_HOURS = 6
 
 _SPEND_SQL = """
@@ -49,14 +47,10 @@ class Spend:
         )
 
 
-def month_start(now: datetime) -> datetime:
-    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 def spends(cur, now: datetime | None = None, collection_id: int | None = None) -> list[Spend]:
     """Every collection with a budget or any spend (or the one given, if it has)."""
     now = now or timezone.now()
-    start = month_start(now)
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     days = calendar.monthrange(start.year, start.month)[1]
     left = (start + timedelta(days=days) - now).total_seconds()
     cur.execute(

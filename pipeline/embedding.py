@@ -1,6 +1,5 @@
-"""Embedding through LiteLLM (local models too, providers.py), with the batch quality checks and the
-failure taxonomy. LiteLLM's and the OpenAI SDK's retries are off: the pipeline retries, counted and
-capped in one place."""
+"""Embedding through LiteLLM (local models too), the batch quality checks and the failure taxonomy.
+LiteLLM's and the OpenAI SDK's retries are off: the pipeline retries, counted and capped."""
 
 from __future__ import annotations
 
@@ -34,12 +33,10 @@ TRANSIENT = {
     ErrorType.SERIALIZATION,
     ErrorType.UNKNOWN,
 }
-# The provider failing, not one input: 5xx, connection refused or lost, timeouts, rate limits.
-# A batch failing so is retried, then deferred whole (back to the queue with a delay, never
-# split, never failed), and each failure counts toward the endpoint's circuit breaker.
+# The provider failing, not one input (5xx, connection, timeouts, 429): retried, then deferred whole;
+# each counts toward the endpoint's circuit breaker.
 OUTAGE = {ErrorType.API_ERROR, ErrorType.TIMEOUT, ErrorType.RATE_LIMIT}
-# Errors about the whole call, never one input in it: splitting the batch to find a bad
-# document would only repeat them (and add load to a provider already failing).
+# Errors about the whole call, never one input: splitting the batch would only repeat them.
 BATCH_WIDE = {ErrorType.AUTH, *OUTAGE}
 
 
@@ -76,13 +73,24 @@ def key_in(variable: str) -> str | None:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    """The provider's Retry-After seconds, if its response sent a number."""
     try:
-        return float(value) if value is not None else None
-    except ValueError:
+        return float(exc.response.headers.get("retry-after"))  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
         return None
+
+
+# LiteLLM's exception classes by the error type they mean, the first match deciding.
+LITELLM_ERRORS = (
+    (ErrorType.RATE_LIMIT, ("RateLimitError",)),
+    (ErrorType.TIMEOUT, ("Timeout",)),
+    (ErrorType.AUTH, ("AuthenticationError", "PermissionDeniedError")),
+    (
+        ErrorType.BAD_REQUEST,
+        ("ContextWindowExceededError", "BadRequestError", "UnprocessableEntityError", "NotFoundError"),
+    ),
+    (ErrorType.API_ERROR, ("APIConnectionError", "InternalServerError", "ServiceUnavailableError", "APIError")),
+)
 
 
 def classify(exc: Exception, key: str | None = None) -> PipelineError:
@@ -91,32 +99,9 @@ def classify(exc: Exception, key: str | None = None) -> PipelineError:
 
     if isinstance(exc, PipelineError):
         return exc
+    kinds = (kind for kind, names in LITELLM_ERRORS if isinstance(exc, tuple(getattr(litellm, n) for n in names)))
+    kind = next(kinds, ErrorType.BAD_REQUEST if isinstance(exc, providers.UnknownLocalModel) else ErrorType.UNKNOWN)
     message = scrub(f"{type(exc).__name__}: {exc}", key)[:2000]
-    if isinstance(exc, litellm.RateLimitError):
-        kind = ErrorType.RATE_LIMIT
-    elif isinstance(exc, litellm.Timeout):
-        kind = ErrorType.TIMEOUT
-    elif isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)):
-        kind = ErrorType.AUTH
-    elif isinstance(
-        exc,
-        (
-            litellm.ContextWindowExceededError,
-            litellm.BadRequestError,
-            litellm.UnprocessableEntityError,
-            litellm.NotFoundError,
-        ),
-    ):
-        kind = ErrorType.BAD_REQUEST
-    elif isinstance(
-        exc,
-        (litellm.APIConnectionError, litellm.InternalServerError, litellm.ServiceUnavailableError, litellm.APIError),
-    ):
-        kind = ErrorType.API_ERROR
-    elif isinstance(exc, providers.UnknownLocalModel):
-        kind = ErrorType.BAD_REQUEST
-    else:
-        kind = ErrorType.UNKNOWN
     return PipelineError(kind, Stage.EMBEDDING, message, _retry_after(exc))
 
 
@@ -152,19 +137,15 @@ class Usage:
     cost_usd: float = 0.0
 
     def add(self, response: Any) -> None:
-        with _USAGE_LOCK:  # concurrent calls of one batch (pipeline._run_calls) add from their threads
-            self._add(response)
-
-    def _add(self, response: Any) -> None:
-        self.calls += 1
         usage = getattr(response, "usage", None)
-        self.tokens += int(getattr(usage, "prompt_tokens", 0) or getattr(usage, "total_tokens", 0) or 0)
-        self.cost_usd += float((getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0)
+        with _USAGE_LOCK:  # concurrent calls of one batch (batches._run_calls) add from their threads
+            self.calls += 1
+            self.tokens += int(getattr(usage, "prompt_tokens", 0) or getattr(usage, "total_tokens", 0) or 0)
+            self.cost_usd += float((getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0)
 
 
-# The meter of the pipeline stage running in this context (a worker's embedding stage); a context
-# variable rather than a parameter so every call path under the stage is counted. A stage moved to
-# another thread must run there in a copy of the context (contextvars.copy_context) to be counted.
+# The meter of the stage running in this context: every call path under it counts (another thread
+# must run in a copy of the context, contextvars.copy_context).
 _meter: ContextVar[Usage | None] = ContextVar("embedding_usage", default=None)
 
 
@@ -195,8 +176,7 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
     import litellm
 
     providers.register()
-    # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`, so max_retries=0 became
-    # 2 hidden SDK retries (unseen by our counters, ignoring our backoff); a default of 0 closes that.
+    # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`: 0 would become 2 hidden SDK retries.
     litellm.DEFAULT_MAX_RETRIES = 0
     key = api_key(collection)
     if collection.api_key_env and key is None:

@@ -1,5 +1,4 @@
-"""How a worker handles errors: in-batch retries (their waits: pipeline.waits), failing a document
-for good, deferring a batch during an outage, and circuit bookkeeping that must not cost a batch."""
+"""A worker's error paths: in-batch retries, failing a document, deferring a batch, circuit bookkeeping."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from django.utils import timezone
 from pipeline import signals, waits
 from pipeline.choices import CircuitState
 from pipeline.embedding import PipelineError, api_key, scrub
+from pipeline.leases import first_line
 from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.recording import BatchResult
 from pipeline.waits import RetryPolicy
@@ -27,29 +27,20 @@ T = TypeVar("T")
 
 
 def count_outage(endpoint: Any, error_type: str) -> str:
-    """One more outage error of the endpoint (a collection, or anything with `model` and
-    `api_base`) toward its circuit breaker; the circuit's state after (closed if unrecorded)."""
-    record = functools.partial(
-        ProviderCircuit.objects.record_failure,
-        endpoint,
-        error_type,
-        settings.EMBEDPORTAL_CIRCUIT_FAILURES,
-        waits.circuit_wait(),
-    )
+    """One more outage error of the endpoint (anything with `model` and `api_base`) toward its circuit
+    breaker; the circuit's state after (closed if unrecorded)."""
+    failures, wait = settings.EMBEDPORTAL_CIRCUIT_FAILURES, waits.circuit_wait()
+    record = functools.partial(ProviderCircuit.objects.record_failure, endpoint, error_type, failures, wait)
     return advisory(record, CircuitState.CLOSED)
 
 
 def advisory(record: Callable[[], T], default: T) -> T:
-    """Run circuit-breaker bookkeeping that must not cost a batch its work.
-
-    The embeddings in hand are worth more than one circuit row: when the database is away
-    between the provider call and storage, storage's own retries wait for it (and reconnect),
-    and the next call records the circuit again.
-    """
+    """Run circuit bookkeeping that must not cost a batch its work: with the database away, storage's
+    own retries wait for it and the next call records the circuit again."""
     try:
         return record()
     except DatabaseError as exc:
-        logger.warning("provider circuit not recorded, database unavailable: %s", str(exc).strip().splitlines()[:1])
+        logger.warning("provider circuit not recorded, database unavailable: %s", first_line(exc))
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
         return default
@@ -82,16 +73,14 @@ class FailureHandling:
 
     @staticmethod
     def _count_error(exc: PipelineError, result: BatchResult) -> None:
-        # Every failed try counts, retries included: errors_total is diagnostic, not the SLI.
-        # Concurrent provider calls (_run_calls) count from their own threads.
+        # Every failed try counts (errors_total is diagnostic); concurrent calls count from their threads.
         with _COUNTING:
             result.errors[exc.error_type] += 1
 
     def _defer(
         self, collection: Collection, deferred: list[tuple[Document, PipelineError]], result: BatchResult
     ) -> None:
-        """Back to the queue, pending, after the backoff (or the provider's Retry-After): an
-        outage is no document's fault, and a worker must not wait it out holding them."""
+        """Back to the queue after the backoff or Retry-After: a worker must not wait out an outage holding them."""
         if not deferred:
             return
         exc = deferred[0][1]
@@ -109,8 +98,7 @@ class FailureHandling:
         )
 
     def _fail(self, doc: Document, exc: PipelineError, result: BatchResult) -> None:
-        """Fail a document; receivers of `document_failed` (reprocessing records the failure for
-        its workflow) write in the same transaction, so both commit or neither does."""
+        """Fail a document; `document_failed` receivers (reprocessing) write in the same transaction."""
         message = scrub(str(exc), api_key(doc.collection))
         with transaction.atomic():
             failed = Document.objects.filter(pk=doc.pk).mark_failed(self.worker_id, message)

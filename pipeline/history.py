@@ -1,11 +1,4 @@
-"""Durable, bounded pipeline history in the database (`CollectionActivity`, per collection and
-minute, rolled up into hours): the SLO and capacity figures without Prometheus, whose counters
-reset with a process. Bucket arrays hold plain counts on the Prometheus histograms' bounds. Arrivals
-and queue-depth samples are written here; batch outcomes are a roll-up of the BatchTiming rows
-(pipeline.recording writes them), and readers add the rows not rolled up yet (ROWS). Writers upsert
-the minute's row, so concurrent workers never read-modify-write. docs/slos.md ("The history")
-lists the columns; pipeline.performance.activity reads them.
-"""
+"""The durable minute/hour history (CollectionActivity): docs/architecture.md, `pipeline/history.py`."""
 
 from __future__ import annotations
 
@@ -30,8 +23,7 @@ SEARCH_SIZE = len(CALL_BUCKETS) + 1  # the search histogram's bounds
 
 
 def bucket_counts(bounds: Sequence[float], values: Iterable[float]) -> list[int]:
-    """Plain (not cumulative) counts per bucket, Prometheus' `le` semantics: a value equal to a
-    bound belongs to that bound's bucket; the last element is +Inf."""
+    """Plain counts per bucket, Prometheus' `le` (a value equal to a bound is in its bucket); last +Inf."""
     counts = [0] * (len(bounds) + 1)
     for value in values:
         counts[bisect.bisect_left(bounds, value)] += 1
@@ -57,8 +49,7 @@ def _array_sum(column: str, size: int, left: str, right: str) -> str:
     return "ARRAY[" + ", ".join(f"{left}.{column}[{i}] + {right}.{column}[{i}]" for i in range(1, size + 1)) + "]"
 
 
-# Adds to the minute's row. The arrays are summed element by element (PostgreSQL has no operator
-# for it); their sizes are fixed by the CHECK constraints.
+# Adds to the minute's row, arrays element by element (no operator for it; CHECK constraints fix their sizes).
 ADD = f"""
 ON CONFLICT (collection_id, seconds, start) DO UPDATE
    SET arrived = a.arrived + EXCLUDED.arrived,
@@ -71,8 +62,7 @@ ON CONFLICT (collection_id, seconds, start) DO UPDATE
 
 
 def record_arrivals(collection_id: int, arrived: int, at: datetime | None = None) -> None:
-    """Add enqueued documents to this minute's row of a collection (batch outcomes are rolled up
-    from their BatchTiming rows instead: roll_up_batches)."""
+    """Add enqueued documents to this minute's row of a collection."""
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness) "
@@ -81,8 +71,7 @@ def record_arrivals(collection_id: int, arrived: int, at: datetime | None = None
         )
 
 
-# A batch row's per-document latency counts: all its stored documents in the bucket of its total
-# seconds (Prometheus' `le`: a value equal to a bound is in that bound's bucket).
+# A batch row's latency counts: all its stored documents in the bucket of its total seconds (`le`).
 _BATCH_LATENCY = (
     "ARRAY["
     + ", ".join(
@@ -91,8 +80,7 @@ _BATCH_LATENCY = (
     )
     + "]::bigint[]"
 )
-# Batch rows as history rows (one per batch, at its minute), for the roll-up and for readers
-# that need the minutes not rolled up yet (pipeline.performance.activity).
+# Batch rows as history rows, for the roll-up and readers of the minutes not rolled up yet.
 BATCH_ROWS = f"""
 SELECT b.collection_id, {MINUTE} AS seconds, date_trunc('minute', b.finished_at) AS start, 0 AS arrived,
        b.documents::bigint AS embedded, b.failed::bigint AS failed, b.fresh::bigint AS fresh,
@@ -101,17 +89,15 @@ SELECT b.collection_id, {MINUTE} AS seconds, date_trunc('minute', b.finished_at)
   FROM pipeline_batchtiming b"""
 
 
-# The history as readers see it: its rows and the batch rows not rolled up yet (a partial index,
-# pipeline_batchtiming_unrolled, keeps the second part a scan of the last minute or two).
+# The history as readers see it (pipeline_batchtiming_unrolled, a partial index, serves the second part).
 ROWS = f"""(SELECT collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth,
           searches
    FROM {TABLE} UNION ALL {BATCH_ROWS} WHERE NOT b.rolled_up)"""
 
 
 def roll_up_batches(until: datetime | None = None) -> int:
-    """Add the batch rows finished before `until` (default: this minute) to their minutes' history
-    rows, and mark them rolled up, in one statement (the heartbeat schedule, every minute). A
-    concurrent roll-up blocks on the rows being marked and then skips them: nothing counts twice."""
+    """Move batch rows finished before `until` (default: this minute) into their minutes' rows, in one
+    statement: a concurrent roll-up blocks on the rows marked, then skips them."""
     with connection.cursor() as cur:
         cur.execute(
             f"""
@@ -139,8 +125,7 @@ def prune_batches(now: datetime | None = None) -> int:
         return cur.rowcount
 
 
-# One row per collection for the minute; the count is an index-only scan of
-# pipeline_document_status (collection_id, status), like the queue-depth gauge.
+# The count is an index-only scan of pipeline_document_status, like the queue-depth gauge.
 _SAMPLE_SQL = f"""
 INSERT INTO {TABLE} AS a (collection_id, seconds, start, arrived, embedded, failed, latency, freshness, queue_depth)
 SELECT c.id, {MINUTE}, %s, 0, 0, 0, {ZEROS},
@@ -156,8 +141,7 @@ def sample_queue_depth(at: datetime | None = None) -> None:
         cur.execute(_SAMPLE_SQL, [minute_of(at or timezone.now())])
 
 
-# Moves whole hours of minute rows into hour rows in one statement. A concurrent roll-up blocks
-# on the rows being deleted and then finds them gone, so nothing is counted twice.
+# Whole hours of minute rows into hour rows; a concurrent roll-up finds the rows gone.
 _ROLL_UP_SQL = f"""
 WITH moved AS (
     DELETE FROM {TABLE} WHERE seconds = {MINUTE} AND start < %s
@@ -182,9 +166,8 @@ class RollUp:
 
 
 def roll_up(now: datetime | None = None) -> RollUp:
-    """Roll minute rows older than EMBEDPORTAL_HISTORY_MINUTE_DAYS (whole hours) into hour rows
-    (counts and buckets summed, queue depth the hour's highest sample) and delete rows older than
-    EMBEDPORTAL_HISTORY_RETENTION_DAYS."""
+    """Roll minutes older than EMBEDPORTAL_HISTORY_MINUTE_DAYS into hours (queue depth: the highest
+    sample), delete rows older than EMBEDPORTAL_HISTORY_RETENTION_DAYS."""
     now = now or timezone.now()
     cutoff = hour_of(now - timedelta(days=settings.EMBEDPORTAL_HISTORY_MINUTE_DAYS))
     roll_up_batches(minute_of(now))

@@ -1,6 +1,4 @@
-"""The worker's bookkeeping around a batch: its leases and heartbeat renewed while it runs
-(LeaseKeeper), the thread that stores one batch while the next is embedded (StorageStage), and
-the tally of a run (Report)."""
+"""A batch's lease and heartbeat renewals (LeaseKeeper), the storage thread and a run's tally (Report)."""
 
 from __future__ import annotations
 
@@ -25,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 # Seconds between a worker's heartbeat writes (EMBEDPORTAL_HEARTBEAT_MAX_AGE must be well above).
 HEARTBEAT_EVERY = 15.0
-
-
 # Milliseconds a lease renewal waits for a row lock before trying again at the next renewal.
 RENEW_LOCK_TIMEOUT_MS = 2000
 
@@ -36,8 +32,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def log_database_error(what: str, exc: BaseException, failures: int) -> None:
-    """The first failure of a run with its traceback, then one line per retry with the count: an
-    outage must not fill the log with a traceback every few seconds."""
+    """The first failure with its traceback, then one line per retry: an outage must not flood the log."""
     message = first_line(exc)
     if failures == 1:
         logger.error("%s: %s", what, message, exc_info=exc)
@@ -50,14 +45,8 @@ def new_worker_id() -> str:
 
 
 class LeaseKeeper:
-    """Renews a batch's leases, and its process's heartbeat, every third of the lease while the
-    batch is still running.
-
-    Without it a batch that outlives its lease (a slow provider, retries with backoff) would
-    be claimed and embedded a second time by another worker, and a busy worker would look
-    dead. A worker that dies stops renewing, so its lease still expires: leases can be short.
-    A database blip is retried at the next renewal rather than ending the renewals.
-    """
+    """Renews a running batch's leases and its process's heartbeat every third of the lease, so leases
+    can be short (a dead worker stops renewing); a database blip waits for the next renewal."""
 
     def __init__(self, worker: str, ids: list[int], lease: timedelta, role: str = WorkerRole.WORKER) -> None:
         self.worker, self.ids, self.lease, self.role = worker, ids, lease, role
@@ -78,8 +67,7 @@ class LeaseKeeper:
             while not self.done.wait(self.lease.total_seconds() / 3):
                 try:
                     with transaction.atomic(), connection.cursor() as cur:
-                        # Never block on a row lock for long: the next renewal comes soon, and
-                        # __exit__ must not wait on a stuck statement.
+                        # Never block long on a row lock: __exit__ must not wait on a stuck statement.
                         cur.execute("SELECT set_config('lock_timeout', %s, true)", [str(RENEW_LOCK_TIMEOUT_MS)])
                         Document.objects.filter(pk__in=self.ids).renew(self.worker, self.lease)
                         WorkerHeartbeat.objects.beat(self.role)
@@ -94,12 +82,8 @@ class LeaseKeeper:
 
 
 class StorageStage:
-    """A thread that stores one batch while the worker chunks and embeds the next (a pipeline of
-    depth 1): with a remote provider a worker's rate approaches the slower of provider and
-    database instead of their sum. Jobs run in submission order on one thread with its own
-    database connection, so each batch still commits in its own transaction; `barrier()`
-    before a batch's storage keeps at most one batch waiting to be stored. A job's error is
-    raised by the next barrier() or close(), in the worker's thread."""
+    """One thread (own connection) storing a batch while the next is embedded, in order; `barrier()`
+    keeps at most one waiting and raises a job's error in the worker's thread."""
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")

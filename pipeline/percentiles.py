@@ -1,6 +1,5 @@
-"""Per-document percentiles from the batch rows (BatchTiming): the one way every admin and API
-surface computes a stage's percentiles (Grafana reads Prometheus' histograms instead), and the
-search figures from each collection's latest search times (SearchLatency)."""
+"""Per-document stage percentiles from the batch rows (BatchTiming), for every admin and API surface
+(Grafana reads Prometheus), and search figures from the latest search times (SearchLatency)."""
 
 from __future__ import annotations
 
@@ -29,14 +28,7 @@ def rounded(values: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
 
 
-COLUMNS = {
-    "queue_wait": "queue_wait_seconds",
-    "claim": "claim_seconds",
-    "chunking": "chunking_seconds",
-    "embedding": "embedding_seconds",
-    "storage": "storage_seconds",
-    "total": "total_seconds",
-}
+COLUMNS = {stage: f"{stage}_seconds" for stage in STAGES}  # BatchTiming's column of each stage
 
 
 # Per-document percentiles of every stage's column, in COLUMNS order.
@@ -69,9 +61,7 @@ def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[st
 
 
 def searches(target: float, collection_id: int | None = None) -> tuple[int, float | None, float | None]:
-    """(count, p95 seconds, share within `target`) of every (or one) collection's latest
-    EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES searches: the admin's search figures (Prometheus'
-    search histogram has the windowed ones). None without searches."""
+    """(count, p95 seconds, share within `target`) of every (or one) collection's latest searches."""
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), count(*) FILTER (WHERE s <= %s) "

@@ -52,8 +52,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         retry: RetryPolicy | None = None,
         recorder: Any = metrics,
     ) -> None:
-        """`recorder` is what pipeline.recording observes Prometheus metrics through: the
-        pipeline.metrics module, or a stand-in that records nothing (benchmark_metrics)."""
+        """`recorder`: pipeline.metrics, or a stand-in recording nothing (benchmark_metrics)."""
         self.worker_id = worker_id or new_worker_id()
         self.claim_batch = claim_batch or settings.EMBEDPORTAL_CLAIM_BATCH
         self.lease = timedelta(seconds=lease_seconds or settings.EMBEDPORTAL_LEASE_SECONDS)
@@ -68,12 +67,8 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         self._storage: StorageStage | None = None
 
     def run_once(self) -> Report:
-        """Claim one batch and process it. A report with claimed == 0 means the queue is empty.
-
-        A provider circuit due for its half-open probe is served first, with one small batch of
-        its collections; otherwise the claim takes the next collection with work, round-robin,
-        skipping those whose provider's circuit is open.
-        """
+        """Claim one batch and process it (claimed == 0: the queue is empty). A circuit due for its
+        half-open probe is served first; else the next collection with work, round-robin."""
         report = Report()
         self._heartbeat()
         t0 = time.perf_counter()
@@ -122,8 +117,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
             logger.warning("provider %s answers again: circuit closed", probe.endpoint)
 
     def drain(self, max_seconds: float | None = None, stop: Callable[[], bool] | None = None) -> Report:
-        """Process batches until the queue is empty, time is up, or `stop()` says so. Each batch
-        is stored while the next one is embedded (StorageStage); all are stored on return."""
+        """Process batches until the queue is empty, time is up, or `stop()`; all are stored by return."""
         reports = []
         deadline = time.monotonic() + max_seconds if max_seconds else None
         # Inside a caller's transaction the storage thread's own connection could not see the claimed
@@ -137,8 +131,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
                 except DatabaseError:
                     if self._storage is None or not self._storage.pending:
                         raise
-                    # The database went away while the previous batch is being stored: that batch's
-                    # storage retries ride out a short outage (as inline storage did); then claim again.
+                    # The database went away while the previous batch is stored: its retries ride it out.
                     self._storage.barrier()
                     report = self.run_once()
                 reports.append(report)
@@ -154,10 +147,8 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         return total
 
     def _await_abandoned_lease(self, deadline: float) -> bool:
-        """Nothing to claim, but another worker's batch missed its lease renewals (made every third
-        of the lease): it died or hangs. Wait for that lease to run out, if it does before our
-        deadline, and claim again: a killed worker's batch is taken within the lease, not at the
-        next minute's drain. False when there is no such lease to wait for."""
+        """Wait for a lease whose renewals stopped (a dead worker's) to expire before our deadline, so its
+        batch is taken within the lease, not at the next drain; False when there is none."""
         now = timezone.now()
         expiry = (
             Document.objects.filter(
@@ -185,8 +176,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         while not stop.is_set():
             try:
                 if failures:
-                    # Back from a database error: the batch it cut short is given back now, not
-                    # when its leases expire (this worker still owns them; nobody else can).
+                    # Back from a database error: give back the batch it cut short now, not at lease expiry.
                     released = Document.objects.release(self.worker_id)
                     logger.warning(
                         "database reachable again after %d retr%s; worker %s gave back %d document(s)",
@@ -225,8 +215,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
             )
 
     def _heartbeat(self) -> None:
-        # The queue health check reads these rows; throttled so a busy worker writes one
-        # row every HEARTBEAT_EVERY seconds, not one per batch.
+        # The queue health check reads these rows; one per HEARTBEAT_EVERY seconds, not per batch.
         if time.monotonic() - self._last_beat >= HEARTBEAT_EVERY:
             WorkerHeartbeat.objects.beat(self.role)
             self._last_beat = time.monotonic()

@@ -1,10 +1,10 @@
-"""Local embedding providers registered with LiteLLM under `local/` (CustomLLM, so they take
-LiteLLM's own embedding() path): `local/all-MiniLM-L6-v2`, the real model (384 dims, the default),
-and `local/hash-<dims>`, deterministic NON-semantic pseudo-vectors for benchmarks and plumbing tests."""
+"""LiteLLM's `local/` provider (a CustomLLM): `local/all-MiniLM-L6-v2` (384 dims, the default) and
+`local/hash-<dims>`, deterministic NON-semantic pseudo-vectors for benchmarks and plumbing tests."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hashlib
 import os
@@ -78,20 +78,16 @@ def _handler_class() -> type:
     return LocalEmbeddingProvider
 
 
-_registered = False
 # The pid of the process that loaded LiteLLM for forked workers to share (see preload()).
 preloaded_by: int | None = None
 
 
+@functools.cache
 def register() -> None:
-    """Register the `local` provider with LiteLLM (idempotent)."""
-    global _registered
-    if _registered:
-        return
+    """Register the `local` provider with LiteLLM (once)."""
     import litellm
 
-    # LiteLLM prints "Give Feedback / Get Help" banners to stdout on every provider error; our
-    # classified, scrubbed errors are what operators should see.
+    # No "Give Feedback / Get Help" banners on provider errors: ours are classified and scrubbed.
     litellm.suppress_debug_info = True
     handler = _handler_class()()
     litellm.custom_provider_map = [
@@ -101,13 +97,11 @@ def register() -> None:
     from litellm.utils import custom_llm_setup
 
     custom_llm_setup()
-    _registered = True
 
 
 def load(model: str) -> float:
-    """Load what a call to `model` needs (LiteLLM and our provider; a local model's weights):
-    the seconds that took, about 0 once loaded. Callers that time a model's answer call this
-    first, so a process's first call is not mistaken for a slow model."""
+    """Load what a call to `model` needs (LiteLLM, a local model's weights); the seconds that took. Callers
+    timing a model call this first, so a first call is not mistaken for a slow model."""
     started = time.perf_counter()
     register()
     if model == f"local/{LOCAL_MINILM}":
@@ -116,16 +110,8 @@ def load(model: str) -> float:
 
 
 def preload(local_model: bool = False) -> None:
-    """Load LiteLLM and register our provider now, in a process about to fork workers.
-
-    Imported by each worker on its first batch, LiteLLM costs every worker ~165 MB of private
-    memory (code objects and pydantic models); imported once before the fork, the workers
-    share those pages copy-on-write. gc.freeze() keeps the collector from writing to the
-    shared objects' headers, which would copy their pages into every worker anyway. No
-    embedding call here: the first call starts LiteLLM's logging thread, and a process with
-    threads must not fork. With `local_model`, the local model's encoder (pipeline.encoder) is loaded
-    too and shared the same way; loading starts no threads.
-    """
+    """Load LiteLLM (and with `local_model` the local encoder) in a process about to fork workers, shared
+    copy-on-write: docs/architecture.md, `pipeline/providers.py`."""
     global preloaded_by
     register()
     if local_model:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,10 +22,7 @@ from pipeline.wakeup import kick_workers
 
 
 class InvalidDocument(ValueError):
-    """A document a producer sent that cannot be accepted; the message says what to fix.
-
-    `index` is the document's position in the batch given to enqueue(), when it came from one.
-    """
+    """A document that cannot be accepted (the message says what to fix); `index`: its place in the batch."""
 
     def __init__(self, message: str, index: int | None = None) -> None:
         super().__init__(message)
@@ -56,13 +54,7 @@ class EnqueueResult:
         return len(self.created) + len(self.updated) + len(self.unchanged)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "stale": self.stale,
-        }
+        return {"accepted": self.accepted, **asdict(self)}
 
     def add(self, other: EnqueueResult) -> None:
         for name in ("created", "updated", "unchanged", "stale"):
@@ -83,10 +75,8 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def metadata_problem(metadata: Any) -> str | None:
-    """The one bound on a document's metadata, at every entry point: an object of at most
-    EMBEDPORTAL_MAX_METADATA_KEYS keys (nested ones included), nested at most
-    EMBEDPORTAL_MAX_METADATA_DEPTH deep and EMBEDPORTAL_MAX_METADATA_BYTES of JSON. Walked without
-    recursion, and the depth and keys before the bytes: a hostile value is refused cheaply."""
+    """The one bound on metadata at every entry point (EMBEDPORTAL_MAX_METADATA_KEYS/_DEPTH/_BYTES). Walked
+    without recursion, depth and keys before bytes: a hostile value is refused cheaply."""
     if not isinstance(metadata, Mapping):
         return "metadata must be a JSON object"
     max_keys, max_depth = settings.EMBEDPORTAL_MAX_METADATA_KEYS, settings.EMBEDPORTAL_MAX_METADATA_DEPTH
@@ -112,12 +102,8 @@ def metadata_problem(metadata: Any) -> str | None:
     return None
 
 
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+# Lone surrogates: valid in a Python string, refused by UTF-8 and by PostgreSQL in text and jsonb alike.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def validate(doc: IncomingDocument) -> None:
@@ -142,8 +128,7 @@ def validate(doc: IncomingDocument) -> None:
             raise InvalidDocument(
                 f"{name} contains NUL (\\u0000) characters, which PostgreSQL cannot store; strip them"
             )
-        # PostgreSQL refuses lone surrogates in text and in jsonb alike.
-        if not all(_is_unicode(s) for s in strings):
+        if any(_SURROGATE.search(s) for s in strings):
             raise InvalidDocument(
                 f"{name} is not valid Unicode (lone surrogate escapes such as \\ud800); send UTF-8 text"
             )
@@ -154,16 +139,9 @@ def validate(doc: IncomingDocument) -> None:
 def _new_or_changed(
     cur: Any, collection: Collection, docs: list[IncomingDocument], now: datetime
 ) -> tuple[set[str], set[str]]:
-    """The ids of `docs` that are new or whose content hash changed, and those older than the
-    stored version (both carry a source modified time and the stored one is later), in one
-    statement that sends ids, hashes and metadata but no text; unchanged documents that are not
-    older get their metadata refreshed here.
-
-    A re-run of an unchanged corpus then costs one index lookup per document instead of
-    rewriting every row (and its TOASTed text). The upsert that follows still decides with
-    its own CASE on the hash (and its own staleness guard), so a concurrent producer between
-    the two cannot be lost.
-    """
+    """(ids new or changed, ids older than the stored version), sending no text; unchanged documents
+    get their metadata refreshed. A re-run of an unchanged corpus then rewrites no row; the upsert
+    still decides with its own CASE and staleness guard, so a concurrent producer cannot be lost."""
     cur.execute(
         """
         WITH v AS (
@@ -184,18 +162,20 @@ def _new_or_changed(
           LEFT JOIN pipeline_document d ON d.collection_id = %s AND d.external_id = v.external_id
          WHERE d.content_hash IS DISTINCT FROM v.content_hash OR v.modified_at < d.source_modified_at
         """,
-        [
-            [d.external_id for d in docs],
-            [d.content_hash for d in docs],
-            [json.dumps(dict(d.metadata), cls=DjangoJSONEncoder) for d in docs],
-            [d.modified_at for d in docs],
-            now,
-            collection.pk,
-            collection.pk,
-        ],
+        [*_columns(docs), now, collection.pk, collection.pk],
     )
     rows = cur.fetchall()
     return {i for i, stale in rows if not stale}, {i for i, stale in rows if stale}
+
+
+def _columns(docs: list[IncomingDocument]) -> list[list]:
+    """The documents' ids, hashes, metadata (JSON) and source times: arrays for unnest()."""
+    return [
+        [d.external_id for d in docs],
+        [d.content_hash for d in docs],
+        [json.dumps(dict(d.metadata), cls=DjangoJSONEncoder) for d in docs],
+        [d.modified_at for d in docs],
+    ]
 
 
 def duplicate_id(external_id: str) -> str:
@@ -209,17 +189,10 @@ def enqueue(
     source: str = "other",
     backfill_min: int | None = None,
 ) -> EnqueueResult:
-    """Insert new documents, requeue changed ones, leave unchanged ones alone; the call's seconds
-    go to embedding_pipeline_enqueue_seconds{source} (api, cli, admin or other).
-
-    One INSERT ... ON CONFLICT statement: atomic per call and safe under concurrent
-    producers (PostgreSQL serialises the conflicting rows). A document whose content hash
-    is unchanged keeps its state, chunks and source modified time; only its metadata is
-    refreshed. A changed document goes back to pending, even while a worker holds it:
-    that worker's result is then refused by the compare-and-swap in storage.store().
-    `backfill_min`: new documents that make a first load (pipeline.backfill); 0 never, None
-    EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS.
-    """
+    """Insert new documents and requeue changed ones (even one a worker holds: storage.store's CAS then
+    refuses its result), in one INSERT ... ON CONFLICT; unchanged ones keep their state. Timed in
+    embedding_pipeline_enqueue_seconds{source}. `backfill_min`: new documents that make a first load
+    (pipeline.backfill); 0 never, None EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS."""
     started = time.perf_counter()
     result = _enqueue(collection, list(docs), backfill_min)
     metrics.ENQUEUE_LATENCY.labels(source=source).observe(time.perf_counter() - started)
@@ -254,8 +227,8 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
                     status, attempts, last_error, lease_owner, enqueued_at, available_at, created_at, updated_at)
             SELECT %s, v.external_id, v.text, v.content_hash, v.metadata::jsonb, v.modified_at,
                    'pending', 0, '', '', %s, %s, %s, %s
-              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
-                   AS v(external_id, text, content_hash, metadata, modified_at)
+              FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[])
+                   AS v(external_id, content_hash, metadata, modified_at, text)
              -- One lock order for every producer: two batches sharing ids cannot deadlock.
              ORDER BY v.external_id
             ON CONFLICT (collection_id, external_id) DO UPDATE
@@ -278,29 +251,12 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
              WHERE NOT COALESCE(EXCLUDED.source_modified_at < d.source_modified_at, false)
             RETURNING d.external_id, (xmax = 0) AS inserted, d.status = 'pending' AND d.enqueued_at = %s AS queued
             """,
-            [
-                collection.pk,
-                now,
-                now,
-                now,
-                now,
-                [d.external_id for d in docs],
-                [d.text for d in docs],
-                [d.content_hash for d in docs],
-                [json.dumps(dict(d.metadata), cls=DjangoJSONEncoder) for d in docs],
-                [d.modified_at for d in docs],
-                now,
-            ],
+            [collection.pk, now, now, now, now, *_columns(docs), [d.text for d in docs], now],
         )
         rows = cur.fetchall()
         result.stale += sorted({d.external_id for d in docs} - {row[0] for row in rows})
         for external_id, inserted, queued in rows:
-            if inserted:
-                result.created.append(external_id)
-            elif queued:
-                result.updated.append(external_id)
-            else:
-                result.unchanged.append(external_id)
+            (result.created if inserted else result.updated if queued else result.unchanged).append(external_id)
         if result.created or result.updated:
             history.record_arrivals(collection.pk, len(result.created) + len(result.updated), at=now)
     if result.created or result.updated:

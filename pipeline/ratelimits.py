@@ -1,9 +1,5 @@
-"""Provider rate limits per collection (requests_per_minute, tokens_per_minute), held across every
-worker and pod through the database: each embedding call reserves its turn with one UPDATE of the
-collection's ProviderRate row and sleeps until then (GCRA without burst: calls are spaced
-60 / rpm seconds apart, and a call of n tokens moves the next token's turn n x 60 / tpm seconds).
-The provider then sees at most the limits, so its 429s become rare. Searches are not limited: a
-query waits for nobody."""
+"""Provider rate limits per collection, held across every worker through the database (GCRA without
+burst): docs/architecture.md, `pipeline/ratelimits.py`."""
 
 from __future__ import annotations
 
@@ -34,14 +30,12 @@ SELECT extract(epoch FROM requests_at - %(request)s * interval '1 second' - cloc
 
 
 def estimate_tokens(texts: list[str]) -> int:
-    """Input tokens of a call before it is made: about four characters a token, as providers count
-    English (the limit only needs the order of magnitude)."""
+    """A call's input tokens before it is made: about four characters a token (the order of magnitude)."""
     return sum(len(text) for text in texts) // 4 + len(texts)
 
 
 def reserve(collection: Collection, tokens: int) -> float:
-    """Reserve one call of `tokens` tokens under the collection's limits: seconds until its turn
-    (0 without limits)."""
+    """Reserve one call of `tokens` tokens under the collection's limits: seconds until its turn."""
     rpm, tpm = collection.requests_per_minute, collection.tokens_per_minute
     if not rpm and not tpm:
         return 0.0
@@ -52,8 +46,8 @@ def reserve(collection: Collection, tokens: int) -> float:
 
 
 def wait_for_turn(collection: Collection, tokens: int) -> float:
-    """Reserve a call and sleep until its turn; returns the seconds waited. LiteLLM is loaded first:
-    a turn taken before a cold start (seconds) would send late, bunched with the next ones."""
+    """Reserve a call and sleep until its turn; the seconds waited. LiteLLM loads first: a turn taken
+    before a cold start would send late, bunched with the next ones."""
     if collection.requests_per_minute or collection.tokens_per_minute:
         providers.load(collection.model)
     if wait := reserve(collection, tokens):

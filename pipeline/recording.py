@@ -1,11 +1,5 @@
-"""Recording what the pipeline did, once: a worker hands each collection group of a claimed batch
-to `record` as one BatchResult (failures included), a search to `record_search`. Reserved scratch
-collections (Collection.is_reserved: operations tests, capacity runs) are filtered here and only
-here: an injected fault never moves the counters the alerts read, nor the SLOs or the optimizer's
-figures. Everything else goes to Prometheus and to ONE database row (BatchTiming, which the minute
-history rolls up: pipeline.history), whose statement also adds the batch's spend to the
-collection's running total (CollectionCost, never pruned).
-"""
+"""Recording each batch once (`record`: Prometheus and one BatchTiming row) and each search; the one
+place reserved collections are filtered (docs/architecture.md, `pipeline/recording.py`)."""
 
 from __future__ import annotations
 
@@ -62,8 +56,7 @@ BENCHMARK_PREFIX = "benchmark-"
 
 
 def metric_label(collection: str) -> str:
-    """A collection's value of the `collection` label: its name, every benchmark collection folded
-    into "benchmark" (reserved scratch collections record no metrics at all)."""
+    """A collection's `collection` label: its name, every benchmark collection folded into "benchmark"."""
     return "benchmark" if collection.startswith(BENCHMARK_PREFIX) else collection
 
 
@@ -157,9 +150,7 @@ VALUES (%(collection)s, {history.MINUTE}, date_trunc('minute', %(at)s), 0, 0, 0,
 
 
 def record_search(collection: Collection, seconds: float, source: str = "other", at: datetime | None = None) -> None:
-    """embedding_pipeline_search_seconds{source}, the collection's latest
-    EMBEDPORTAL_OPTIMIZER_EVALUATE_SEARCHES search times and its minute's search buckets (one
-    statement in autocommit)."""
+    """embedding_pipeline_search_seconds{source}, the latest search times and the minute's search buckets."""
     if collection.is_reserved:
         return
     prometheus.SEARCH_LATENCY.labels(source=source).observe(seconds)

@@ -1,6 +1,5 @@
-"""The pipeline's signals (apps built on it, such as reprocessing, listen here; sent inside the
-transaction that changes the documents, so receivers commit or roll back with it) and its own
-receivers: each collection owns a partial HNSW index over the shared chunk table."""
+"""The pipeline's signals (sent inside the transaction changing the documents: receivers commit with
+it) and its own receivers: each collection's partial HNSW index."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ from pipeline.wakeup import kick_workers
 document_failed = Signal()
 # A worker stored documents' embeddings: document_ids (the ids it stored), embedded_at.
 documents_embedded = Signal()
-# A worker process (qcluster, run_pipeline) is starting: a rollout that changed the settings
-# restarts the workers whether or not it migrates, so what changed is noticed here too.
+# A worker process (qcluster, run_pipeline) is starting: a rollout that changed settings notices it here.
 worker_starting = Signal()
 
 
@@ -33,8 +31,7 @@ def create_index(sender: type[Collection], instance: Collection, created: bool, 
         return
     built = storage.index_options(instance.index_name)
     if built is not None and built != {"m": instance.hnsw_m, "ef_construction": instance.hnsw_ef_construction}:
-        # New HNSW parameters (an edit in the admin or the API): an idle worker rebuilds the index
-        # with them (pipeline.backfill.rebuild_stale), so wake one once this commits.
+        # New HNSW parameters: wake a worker, which rebuilds the index when idle (backfill.rebuild_stale).
         transaction.on_commit(kick_workers)
 
 

@@ -1,5 +1,4 @@
-"""Reading documents from files for `manage.py enqueue` (folders, globs, JSON Lines): only regular
-files are opened (not a device or FIFO) and never more than the limit is read."""
+"""Documents from files for `manage.py enqueue`: only regular files opened, never more than the limit read."""
 
 from __future__ import annotations
 
@@ -31,26 +30,10 @@ class Rejected:
     reason: str
 
 
-def max_file_bytes() -> int:
-    """Largest file read as one document: UTF-8 takes at most 4 bytes a character, so a bigger
-    file cannot hold a text within EMBEDPORTAL_MAX_DOCUMENT_CHARS."""
-    return 4 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
-
-
-def max_line_bytes() -> int:
-    """Largest `.jsonl` line: JSON may write each character as a 6-byte \\uXXXX escape; 1 MiB more
-    leaves room for the id and metadata."""
-    return 6 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS + (1 << 20)
-
-
 def expand(paths: list[str], skipped: Counter[str] | None = None) -> Iterator[Path]:
-    """Files named by `paths`: files as given, folders walked, globs expanded.
-
-    A file named one by one is yielded, hidden or not, and read() says what is wrong with it. A
-    glob never matches a hidden entry (nor anything under one) and a folder walk leaves out hidden
-    entries, special files and symlinked folders, counted by reason in `skipped`. The portal's
-    own data directory and secret files are never yielded, however named.
-    """
+    """Files named by `paths` (files as given, hidden or not; folders walked; globs expanded). Walks and
+    globs skip hidden entries, special files and symlinked folders, counted in `skipped`; the portal's
+    data directory and secret files are never yielded."""
     skipped = Counter() if skipped is None else skipped
     seen: set[Path] = set()
     private = _private_paths()
@@ -98,8 +81,7 @@ def _hidden_below(match: Path, named: int) -> bool:
 
 
 def _private_paths() -> list[Path]:
-    """The data directory (embedded database, secret key, admin password) and every secret file
-    mounted for the portal (the NAME_FILE variables)."""
+    """The data directory and every secret file mounted for the portal (the NAME_FILE variables)."""
     files = [Path(v) for k, v in os.environ.items() if k.endswith("_FILE") and v and Path(v).is_file()]
     return [Path(settings.DATA_DIR).resolve(), *(f.resolve() for f in files)]
 
@@ -112,30 +94,23 @@ PRIVATE = "the portal's data directory or secret files (never read)"
 
 
 def _walk(root: Path, skipped: Counter[str], private: list[Path]) -> list[Path]:
-    def unreadable(error: OSError) -> None:
-        skipped["unreadable folder"] += 1
+    def kept(path: Path, folder: bool) -> bool:
+        if path.name.startswith("."):
+            skipped["hidden"] += 1
+        elif folder and path.is_symlink():
+            skipped["symlinked folder (not followed)"] += 1
+        elif folder and _is_private(path.resolve(), private):
+            skipped[PRIVATE] += 1
+        elif not folder and not path.is_file():  # a stat, never an open: safe on FIFOs and devices
+            skipped["not a regular file"] += 1
+        else:
+            return True
+        return False
 
     files = []
-    for folder, dirnames, filenames in os.walk(root, onerror=unreadable):
-        kept = []
-        for name in dirnames:
-            if name.startswith("."):
-                skipped["hidden"] += 1
-            elif os.path.islink(os.path.join(folder, name)):
-                skipped["symlinked folder (not followed)"] += 1
-            elif _is_private(Path(folder, name).resolve(), private):
-                skipped[PRIVATE] += 1
-            else:
-                kept.append(name)
-        dirnames[:] = kept
-        for name in filenames:
-            path = Path(folder, name)
-            if name.startswith("."):
-                skipped["hidden"] += 1
-            elif not path.is_file():  # a stat, never an open: safe on FIFOs and devices
-                skipped["not a regular file"] += 1
-            else:
-                files.append(path)
+    for folder, dirnames, filenames in os.walk(root, onerror=lambda error: skipped.update(["unreadable folder"])):
+        dirnames[:] = [name for name in dirnames if kept(Path(folder, name), folder=True)]
+        files += [Path(folder, name) for name in filenames if kept(Path(folder, name), folder=False)]
     return sorted(files)
 
 
@@ -172,8 +147,7 @@ def _open_regular(path: Path) -> BinaryIO:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
             raise _Unreadable(_not_regular(mode))
-        # O_NONBLOCK: should the path become a FIFO after the stat, open returns instead of
-        # waiting for a writer (and the fstat below refuses it).
+        # O_NONBLOCK: a path turned FIFO after the stat does not wait for a writer (fstat refuses it).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise _Unreadable(f"cannot read it: {exc.strerror}") from None
@@ -205,7 +179,7 @@ def read(path: Path, base: Path) -> Iterator[IncomingDocument | Rejected]:
 
 
 def _read_text(fh: BinaryIO, path: Path, base: Path) -> IncomingDocument | Rejected:
-    limit = max_file_bytes()
+    limit = 4 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS  # UTF-8: at most 4 bytes a character
     info = os.fstat(fh.fileno())
     too_big = f"over the limit of {limit} bytes (4 bytes a character of EMBEDPORTAL_MAX_DOCUMENT_CHARS); split the file"
     if info.st_size > limit:
@@ -235,7 +209,8 @@ def _skip_line(fh: BinaryIO) -> int:
 
 
 def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejected]:
-    limit = max_line_bytes()
+    # JSON may write a character as a 6-byte \uXXXX escape; 1 MiB more for the id and metadata.
+    limit = 6 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS + (1 << 20)
     lineno = 0
     # A file is one submission, like an API request: an id twice in it is refused the same way.
     seen: set[str] = set()

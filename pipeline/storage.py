@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import numpy as np
@@ -34,10 +34,8 @@ def _register_vector() -> None:
 
 
 def index_definition(collection: Collection, generation: int, name: str, concurrently: bool = False) -> str:
-    # A partial expression index: only this collection's rows of one generation, cast to its
-    # dimension, so collections of different models (and a re-embed beside the generation
-    # searched) share pipeline_chunk. Queries must repeat the cast and the predicate (see
-    # nearest()) for the planner to use it. Built with the collection's HNSW parameters.
+    # A partial expression index (one collection's generation, cast to its dimension), so models share
+    # pipeline_chunk; queries must repeat the cast and the predicate (nearest()) to use it.
     return (
         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS {name} ON pipeline_chunk "
         f"USING hnsw ((embedding::vector({int(collection.dimensions)})) vector_cosine_ops) "
@@ -47,11 +45,9 @@ def index_definition(collection: Collection, generation: int, name: str, concurr
 
 
 def create_collection_index(collection: Collection, generation: int | None = None, name: str | None = None) -> None:
-    """The collection's HNSW index over `generation` (default: the one searched), named `name`
-    (default: Collection.index_name), with the collection's m and ef_construction."""
+    """The collection's HNSW index over `generation` (default: the one searched), named `name` (default: its own)."""
     with connection.cursor() as cur:
-        # Django's foreign keys are deferred; CREATE INDEX refuses to run while their checks are
-        # pending in the same transaction (e.g. chunks written earlier in it), so fire them now.
+        # CREATE INDEX refuses to run while deferred foreign key checks are pending: fire them now.
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cur.execute(
             index_definition(
@@ -69,9 +65,7 @@ def index_options(name: str) -> dict[str, int] | None:
     with connection.cursor() as cur:
         cur.execute("SELECT reloptions FROM pg_class WHERE relname = %s AND relkind = 'i'", [name])
         row = cur.fetchone()
-    if row is None:
-        return None
-    return parse_options(row[0])
+    return None if row is None else parse_options(row[0])
 
 
 def parse_options(reloptions: list[str] | None) -> dict[str, int]:
@@ -101,13 +95,8 @@ class Embedded:
 
 
 def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> list[int]:
-    """Replace the chunks of every document the worker still holds, in one transaction.
-
-    Documents whose lease was lost or whose text changed meanwhile are skipped (the CAS in
-    DocumentQuerySet.mark_embedded refuses them) and keep their old chunks. Chunks go to the
-    generation being built if a backfill runs (pipeline.backfill), else to the one searched.
-    Returns the stored document ids.
-    """
+    """Replace the chunks of every document the worker still holds (mark_embedded's CAS refuses the
+    others), in the generation being built or else searched, in one transaction; the ids stored."""
     results = list(results)
     if not results:
         return []
@@ -162,13 +151,7 @@ class Hit:
     metadata: dict
 
     def as_dict(self) -> dict:
-        return {
-            "document_id": self.document_id,
-            "ordinal": self.ordinal,
-            "score": round(self.score, 6),
-            "text": self.text,
-            "metadata": self.metadata,
-        }
+        return {**asdict(self), "score": round(self.score, 6)}
 
 
 # The most chunks one search ranks (pgvector's hnsw.ef_search tops out at 1000).
@@ -180,8 +163,7 @@ def candidates(n: int) -> int:
 
 
 def ef_search(collection: Collection, k: int) -> int:
-    """hnsw.ef_search for a k-nearest query: the candidate list must reach k for recall. The
-    collection's own ef_search (the optimizer's hnsw-ef-search recommendation), never below k; else
+    """hnsw.ef_search for a k-nearest query: the collection's own (the optimizer's), never below k; else
     pgvector's default 40, at least 2k (benchmark_search: recall and p95 on 100k chunks)."""
     if collection.ef_search is not None:
         return max(int(collection.ef_search), k)
@@ -189,13 +171,10 @@ def ef_search(collection: Collection, k: int) -> int:
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
-    """The k chunks of the collection's searched generation nearest to `vector`; `collection` is
-    the view search uses during a re-embed (pipeline.backfill.serving): the old dimensions."""
+    """The k chunks of the searched generation nearest to `vector` (`collection`: backfill.serving's view)."""
     dims = int(collection.dimensions)
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
     with transaction.atomic(), connection.cursor() as cur:
-        # Ranking comes from the collection's HNSW index (same cast and predicate); ef_search
-        # (local to this transaction) at least k keeps recall up for larger k.
         cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search(collection, k))])
         cur.execute(
             f"""

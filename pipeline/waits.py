@@ -1,5 +1,4 @@
-"""The pipeline's own waits, in one place: a batch's in-batch retry delay and its deferral delay
-(RetryPolicy), and how long a provider's circuit stays open before the next probe (circuit_wait)."""
+"""The pipeline's own waits: in-batch retry and deferral delays (RetryPolicy), the circuit's wait."""
 
 from __future__ import annotations
 
@@ -41,8 +40,7 @@ class RetryPolicy:
         return max(0.0, min(wanted, self.max_wait))
 
     def defer_delay(self, error: PipelineError, tries: int) -> float:
-        """Seconds a batch deferred after `tries` failed tries stays out of the queue: the
-        provider's Retry-After in full (a deferred batch holds no worker), else the next backoff step."""
+        """Seconds a deferred batch stays out of the queue: Retry-After in full, else the next backoff step."""
         if error.retry_after is not None:
             return max(0.0, error.retry_after)
         return max(0.0, min(self.base_seconds * 2**tries, self.max_wait))

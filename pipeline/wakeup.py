@@ -1,5 +1,4 @@
-"""Waking the workers after a transition that creates work commits. The models call this, so it
-imports nothing of the pipeline; the every-minute drain schedule is the safety net."""
+"""Waking the workers once work is committed; below the models (it imports nothing of the pipeline)."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ def kick_workers() -> None:
     from django_q.tasks import async_task
 
     try:
-        # Waiting: not yet taken. A taken task's row is locked until Q_RETRY (660 s) from then;
-        # after a cluster is killed those rows only look busy and must not stop the kicks.
+        # Waiting: not yet taken (a killed cluster's taken rows stay locked until Q_RETRY: not waiting).
         waiting = OrmQ.objects.filter(lock__lte=timezone.now()).count()
         for _ in range(max(0, settings.Q_CLUSTER["workers"] - waiting)):
             async_task(DRAIN_TASK, group="pipeline")
@@ -30,11 +28,7 @@ def kick_workers() -> None:
 
 
 def wake_workers(changed: int, using: str) -> int:
-    """A transition that creates work changed `changed` rows: start drain tasks once it commits.
-
-    Without this, work created outside `queue.enqueue` (a requeue by `reprocess_failed` or
-    `detect_stale`, a resume) waited for the every-minute drain schedule. Returns `changed`.
-    """
+    """Start drain tasks once a transition that changed `changed` rows commits; returns `changed`."""
     if changed:
         transaction.on_commit(kick_workers, using=using)
     return changed

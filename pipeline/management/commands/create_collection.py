@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -12,6 +13,9 @@ from pipeline.choices import ChunkingStrategy, ChunkUnit
 from pipeline.collections import create_collection
 from pipeline.models import Collection
 from pipeline.models.collection import DIMENSIONS_RANGE
+
+# Options that carry a collection field's name and value as they are.
+SAME_NAMES = "name api_base api_key_env dimensions chunk_size chunk_overlap batch_size provider_concurrency".split()
 
 
 class Command(BaseCommand):
@@ -52,8 +56,6 @@ class Command(BaseCommand):
         parser.add_argument("--team", help="The owning team (a group); default: none, the platform's own")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        from django.conf import settings
-
         if Collection.objects.filter(name=o["name"]).exists():
             if o["if_not_exists"]:
                 self.stdout.write(f"Collection {o['name']} exists.")
@@ -65,20 +67,13 @@ class Command(BaseCommand):
             if not sep or not key:
                 raise CommandError(f"--param {item!r}: use KEY=VALUE")
             extra[key] = int(value) if value.isdigit() else value
-        fields: dict[str, Any] = dict(
-            name=o["name"],
+        fields: dict[str, Any] = {name: o[name] for name in SAME_NAMES}
+        fields.update(
             model=o["model"] or settings.EMBEDPORTAL_DEFAULT_MODEL,
-            api_base=o["api_base"],
-            api_key_env=o["api_key_env"],
             extra_params=extra,
-            dimensions=o["dimensions"],
             chunking_strategy=o["strategy"],
             chunk_unit=o["unit"],
-            chunk_size=o["chunk_size"],
-            chunk_overlap=o["chunk_overlap"],
-            batch_size=o["batch_size"],
             contextual_chunks=not o["no_contextual_chunks"],
-            provider_concurrency=o["provider_concurrency"],
         )
         if o["team"]:
             fields["team"] = Group.objects.filter(name=o["team"]).first()
