@@ -114,16 +114,8 @@ def matches(collection: Collection, query: str, k: int) -> list[Hit]:
     for i in sorted(range(len(terms)), key=lambda i: dfs[i]):
         if dfs[i] > 0 and (room >= dfs[i] or room == CANDIDATES):
             probes[i], room = True, room - dfs[i]
-    params = {
-        **where,
-        "terms": terms,
-        "dfs": dfs,
-        "probes": probes,
-        "chunks": chunks,
-        "candidates": CANDIDATES,
-        "weights": FIELD_WEIGHTS,
-        "k": k,
-    }
+    params = {**where, "terms": terms, "dfs": dfs, "probes": probes, "chunks": chunks, "k": k}
+    params |= {"candidates": CANDIDATES, "weights": FIELD_WEIGHTS}
     with connection.cursor() as cur:
         cur.execute(KEYWORD_SQL, params)
         return [Hit(row[0], row[1], float(row[2]), row[3], json.loads(row[4])) for row in cur.fetchall()]

@@ -78,14 +78,8 @@ def _record_failure(endpoint: Endpoint, error_type: str) -> None:
     probe of an open circuit keeps it open for another wait."""
     if count_outage(endpoint, error_type) != CircuitState.CLOSED:
         now, wait = timezone.now(), waits.circuit_wait()
-        advisory(
-            lambda: (
-                ProviderCircuit.objects.endpoint(endpoint)
-                .filter(next_probe_at__lte=now)
-                .update(next_probe_at=now + wait, updated_at=now)
-            ),
-            0,
-        )
+        due = ProviderCircuit.objects.endpoint(endpoint).filter(next_probe_at__lte=now)
+        advisory(lambda: due.update(next_probe_at=now + wait, updated_at=now), 0)
 
 
 def _ranked(collection: Collection, query: str, texts: list[str]) -> list[tuple[int, float]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 
 from pipeline import encoder, keyword, recording, rerank, storage
 from pipeline.backfill import serving
@@ -87,11 +88,7 @@ def fuse(
         vector, words = _normalised(vector_hits), _normalised(keyword_hits)
     scored = {key: (1 - weight) * vector.get(key, 0.0) + weight * words.get(key, 0.0) for key in chunks}
     order = sorted(scored, key=lambda key: -scored[key])
-    return [storage.Hit(*_fields(chunks[key], scored[key])) for key in order]
-
-
-def _fields(hit: storage.Hit, score: float) -> tuple:
-    return hit.document_id, hit.ordinal, score, hit.text, hit.metadata
+    return [replace(chunks[key], score=scored[key]) for key in order]
 
 
 def best_per_document(hits: list[storage.Hit]) -> list[storage.Hit]:
