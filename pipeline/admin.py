@@ -142,8 +142,9 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         PyTorch serves if the OpenVINO export was refused."""
         if obj.model != health.LOCAL_MODEL:
             return "-"
-        serving = f"{health.local_runtime()} serves"
-        if gate := encoder.current().gate:
+        local = encoder.current()
+        serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")
+        if gate := local.gate:
             serving += (
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
                 f"min {gate['min_cosine']:.4f}"
