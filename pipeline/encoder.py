@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
@@ -121,6 +119,7 @@ def model_inputs(tok: Any, texts: list[str]) -> dict[str, np.ndarray]:
 
 def _pool(request: Any) -> np.ndarray:
     """A finished inference's mean-pooled, L2-normalised vectors."""
+    request.wait()
     mask = request.get_tensor("attention_mask").data[..., None].astype(np.float32)
     pooled = (request.get_output_tensor(0).data * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
     return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
@@ -172,30 +171,25 @@ class OpenVinoEncoder:
         return self._requests[os.getpid()]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Vectors in the texts' order, inferred in batches of similar token counts, longest first, by
-        STREAMS threads each taking the next batch once its own is pooled: no stream waits for the other's
-        earlier batch, and the last batches are the shortest, so neither waits long at the end."""
+        """Vectors in the texts' order, inferred in batches of similar token counts, STREAMS at a time:
+        a batch is started as soon as the one STREAMS back is pooled."""
         vectors = np.empty((len(texts), DIMS), np.float32)
         encodings = self.tokenizer.encode_batch(texts)
-        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        pending: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
-        for start in range(0, len(texts), BATCH):
-            pending.put(order[start : start + BATCH])
-
-        def stream(request: Any) -> None:
-            with suppress(queue.Empty):
-                while True:
-                    rows = pending.get_nowait()
-                    request.infer(padded([encodings[i] for i in rows]))  # releases the GIL
-                    vectors[rows] = _pool(request)
-
-        # The threads end with the call: a process forked later inherits none of them.
-        with self._lock, ThreadPoolExecutor(STREAMS, thread_name_prefix="encode") as threads:
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        batches = [order[start : start + BATCH] for start in range(0, len(texts), BATCH)]
+        with self._lock:
+            requests = self._infer_requests()
             try:
-                for done in [threads.submit(stream, request) for request in self._infer_requests()]:
-                    done.result()
-            except RuntimeError:
-                self._requests.pop(os.getpid(), None)  # a failed request can fail again: the next call compiles anew
+                for k in range(len(batches) + STREAMS):
+                    request = requests[k % STREAMS]
+                    if k >= STREAMS:
+                        vectors[batches[k - STREAMS]] = _pool(request)
+                    if k < len(batches):
+                        request.start_async(padded([encodings[i] for i in batches[k]]))
+            except BaseException:
+                for request in requests:  # none left running into the next call
+                    with suppress(RuntimeError):
+                        request.wait()
                 raise
         return vectors
 

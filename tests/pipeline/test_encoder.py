@@ -160,24 +160,6 @@ def test_batches_sorted_by_length_return_the_vectors_in_the_texts_order() -> Non
     assert served.encode([]).shape == (0, encoder.DIMS)
 
 
-def test_a_failed_inference_is_raised_and_the_next_call_compiles_anew(monkeypatch) -> None:
-    served = encoder.OpenVinoEncoder(encoder.ensure_export("f32"), "f32")
-    texts = [f"{'word ' * (11 * i % 90)}text {i}" for i in range(encoder.BATCH * encoder.STREAMS * 2)]
-    before = served.encode(texts)
-    real = encoder.padded
-
-    def disagreeing(encodings: list) -> dict[str, np.ndarray]:
-        inputs = real(encodings)  # a real fault of the runtime: inputs whose shapes disagree
-        return inputs | {"attention_mask": inputs["attention_mask"][:, :3]}
-
-    monkeypatch.setattr(encoder, "padded", disagreeing)
-    with pytest.raises(RuntimeError):
-        served.encode(texts)
-    monkeypatch.setattr(encoder, "padded", real)
-
-    assert np.allclose(served.encode(texts), before, atol=1e-6)
-
-
 def _encode_in_child(served: encoder.OpenVinoEncoder, texts: list[str], results: multiprocessing.Queue) -> None:
     results.put(served.encode(texts))
 
