@@ -33,6 +33,7 @@ class TestRunner:
         self.report = report
         self.run_id: int | None = None
         self.stopping = threading.Event()
+        self.stopped = "the test runner stopped"
 
     def serve(self, once: bool = False) -> int:
         """Execute queued runs until stopped (`once`: those queued now, then return). Returns how many ran."""
@@ -55,6 +56,7 @@ class TestRunner:
         finally:
             self.stopping.set()
             beating.join()
+            reconnect()
             RunnerHeartbeat.objects.filter(runner=self.name).delete()
         return done
 
@@ -62,13 +64,18 @@ class TestRunner:
         try:
             self.run_id = run.pk  # from here on stop() raises: a claimed run is always recorded
             if self.stopping.is_set():  # the signal came while claiming
-                raise RunnerStopped("the test runner stopped")
+                raise RunnerStopped(self.stopped)
             RunnerHeartbeat.objects.beat(self.name, run.pk)
             self._wait_for_workers(run)
             run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
-        except RunnerStopped as exc:  # before the tester runs (it records its own, with counts)
-            interrupted(run.pk, {}, f"interrupted: {exc}")
-            raise
+        except BaseException as exc:
+            if not self.stopping.is_set():
+                raise
+            # The stop signal, or the error it caused by breaking a query mid-way: a new connection
+            # records the interruption (a no-op if the tester recorded its own, with counts).
+            reconnect()
+            interrupted(run.pk, {}, f"interrupted: {self.stopped}")
+            raise RunnerStopped(self.stopped) from exc
         finally:
             self.run_id = None
         if self.report:
@@ -106,6 +113,14 @@ class TestRunner:
         runs it only sets the flag, so a signal landing mid-claim cannot leave a claimed run `running`."""
         if self.stopping.is_set():
             return
+        self.stopped = f"the test runner stopped ({signal.Signals(signum).name})"
         self.stopping.set()
         if self.run_id is not None:
-            raise RunnerStopped(f"the test runner stopped ({signal.Signals(signum).name})")
+            raise RunnerStopped(self.stopped)
+
+
+def reconnect() -> None:
+    """A signal that broke a query mid-way leaves the connection unusable: the next query opens a new one
+    (not inside a transaction, which only a test holds here)."""
+    if not connection.in_atomic_block:
+        connection.close()

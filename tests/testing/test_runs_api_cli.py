@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, ProgrammingError, transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from junitparser.xunit2 import JUnitXml
@@ -137,6 +137,21 @@ def test_a_stop_signal_landing_mid_claim_leaves_no_run_running(db):
     queued.refresh_from_db()
     assert queued.status == RunStatus.ERROR and queued.message.startswith("interrupted")
     assert runner.serve() == 0  # a stopped runner claims nothing more
+
+
+def test_an_error_the_stop_signal_causes_mid_query_still_records_the_run_interrupted(db, monkeypatch):
+    runner, run = TestRunner(), TestRun.objects.start(trigger=Trigger.API)
+
+    def beat_broken_by_the_signal(*args):
+        with pytest.raises(RunnerStopped):
+            runner.stop()  # lands inside the query; psycopg then fails on its way out, as it does
+        raise ProgrammingError("can't change 'autocommit' now: connection in transaction status ACTIVE")
+
+    monkeypatch.setattr(RunnerHeartbeat.objects, "beat", beat_broken_by_the_signal)
+    with pytest.raises(RunnerStopped):
+        runner.execute(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and run.message == "interrupted: the test runner stopped (SIGTERM)"
 
 
 def test_a_queued_run_is_abandoned_only_while_no_runner_is_alive(db, settings):
