@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from django.apps import apps
@@ -57,7 +59,7 @@ class CollectionQuerySet(models.QuerySet["Collection"]):
 
     def user_collections(self) -> CollectionQuerySet:
         """All but the reserved scratch collections (Collection.is_reserved): their figures are not user traffic."""
-        return self.exclude(Q(name__startswith=rules.RESERVED_PREFIX) | Q(name__startswith=rules.CAPACITY_PREFIX))
+        return self.exclude(reduce(or_, (Q(name__istartswith=prefix) for prefix in rules.RESERVED_PREFIXES)))
 
     # Compare-and-swap: the row count says how many actually changed state, so the admin,
     # the API and a racing operator agree on what happened.

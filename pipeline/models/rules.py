@@ -39,7 +39,7 @@ def validate_extra_params(value: Any) -> None:
 
 def url_credentials(url: str) -> list[str]:
     """What in a URL is a credential: its userinfo (user:secret@) and query parameters named like one
-    (?api_key=...). Migration 0004, which stripped stored ones, keeps its own copy of this rule."""
+    (?api_key=...). The migration that stripped stored ones (pipeline 0002_squashed_0011) keeps its own copy."""
     try:
         parts = urlsplit(url)
         found = ["user:password@"] if parts.username or parts.password else []
