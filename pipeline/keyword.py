@@ -63,8 +63,10 @@ SELECT d.external_id, c.ordinal, s.score, c.text, d.metadata
 
 
 def _cached(key: object, read):  # noqa: ANN001, ANN202
-    read_at, value = _cache.get(key, (0.0, None))
-    if time.monotonic() - read_at > STATS_SECONDS:
+    # Never read yet is not "read at 0": the monotonic clock starts at boot, under STATS_SECONDS ago
+    # on a machine just started.
+    read_at, value = _cache.get(key, (None, None))
+    if read_at is None or time.monotonic() - read_at > STATS_SECONDS:
         value = read()
         _cache[key] = (time.monotonic(), value)
     return value

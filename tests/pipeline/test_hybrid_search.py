@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 from django.core.management import call_command
@@ -55,6 +56,13 @@ def test_keyword_search_matches_any_term_and_weighs_rare_terms_more(pages):
     assert documents(hits)[0] == "maintenance.md"
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert keyword.matches(pages, "zeppelin", 3) == [], "no term in any chunk: no results"
+
+
+def test_keyword_search_works_in_the_first_minutes_after_the_machine_booted(pages, monkeypatch):
+    """The statistics cache is read the first time whatever the monotonic clock (seconds since boot)."""
+    monkeypatch.setattr(keyword, "_cache", {})
+    monkeypatch.setattr(keyword, "time", SimpleNamespace(monotonic=lambda: 12.0))
+    assert documents(keyword.matches(pages, "vacuum", 1)) == ["maintenance.md"]
 
 
 def test_a_title_match_outranks_the_same_word_in_the_text(pages):
