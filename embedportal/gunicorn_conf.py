@@ -19,7 +19,7 @@ def on_starting(server: Any) -> None:
     from pipeline import providers
     from pipeline.models import Collection
 
-    local = f"local/{providers.LOCAL_MINILM}"
+    local = providers.LOCAL_MODEL
     try:
         # The default model is what new collections will use; existing ones may use it too.
         local_model = settings.EMBEDPORTAL_DEFAULT_MODEL == local or Collection.objects.filter(model=local).exists()

@@ -15,7 +15,7 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import backfill, encoder, health, overview, quality, queue, storage
+from pipeline import backfill, encoder, overview, providers, quality, queue, storage
 from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.admin_state import holds  # importing it registers the read-only state and quality pages
 from pipeline.collections import resolve_dimensions
@@ -140,7 +140,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def local_runtime(self, obj: Collection) -> str:
         """Which runtime wrote the vectors and which one serves now (pipeline.encoder), with why
         PyTorch serves if the OpenVINO export was refused."""
-        if obj.model != health.LOCAL_MODEL:
+        if obj.model != providers.LOCAL_MODEL:
             return "-"
         local = encoder.current()
         serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")

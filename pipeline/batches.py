@@ -61,7 +61,7 @@ class BatchProcessing(FailureHandling):
 
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
         """One collection's group of a batch into one BatchResult, recorded once stored."""
-        if collection.local_encoder and collection.model == f"local/{providers.LOCAL_MINILM}":
+        if collection.local_encoder and collection.model == providers.LOCAL_MODEL:
             served = encoder.current()
             if collection.local_encoder != encoder.label(served):
                 # A re-embed requeues this batch's documents: their store below is refused.
@@ -225,7 +225,7 @@ class BatchProcessing(FailureHandling):
                 stored = storage.store(self.worker_id, results, embedded_at)
                 if stored:
                     signals.documents_embedded.send(sender=type(self), document_ids=stored, embedded_at=embedded_at)
-                if stored and collection.model == f"local/{providers.LOCAL_MINILM}":
+                if stored and collection.model == providers.LOCAL_MODEL:
                     runtime = encoder.label(encoder.current())
                     Collection.objects.filter(pk=collection.pk).exclude(local_encoder=runtime).update(
                         local_encoder=runtime

@@ -110,9 +110,6 @@ def _vector_problem(collection: Collection, vectors: list, elapsed: float, timeo
     return None
 
 
-LOCAL_MODEL = f"local/{providers.LOCAL_MINILM}"
-
-
 def local_runtime() -> str:
     """Which runtime embeds the local model, and why PyTorch if the OpenVINO export was refused."""
     local = encoder.current()
@@ -144,7 +141,7 @@ def model_checks(timeout: float, max_age: float) -> list[ModelCheck]:
                 continue
             first = collections[0]
             failure, seconds, load_seconds = _probe_model(first, timeout)
-            runtime = f" on {local_runtime()}" if first.model == LOCAL_MODEL else ""
+            runtime = f" on {local_runtime()}" if first.model == providers.LOCAL_MODEL else ""
             checks[key], _ = ModelCheck.objects.update_or_create(
                 key=key,
                 defaults={
@@ -187,7 +184,7 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
             }
             for c in checks
         ]
-        if LOCAL_MODEL in details["models"]:
+        if providers.LOCAL_MODEL in details["models"]:
             details["local_encoder"] = encoder.describe()
         # Open circuits (pipeline.circuits): the workers have stopped calling these endpoints.
         details["circuits"] = [circuits.describe(c) for c in circuits.not_closed()]

@@ -235,7 +235,7 @@ def warm_up(model: str) -> None:
     anything: an embedding call starts threads (LiteLLM's logging, torch's OpenMP pool), and a
     worker forked from a process with threads can hang (the MiniLM workers did, on their first batch)."""
     global _local_model
-    _local_model = model == f"local/{providers.LOCAL_MINILM}"
+    _local_model = model == providers.LOCAL_MODEL
     providers.preload(local_model=_local_model)
 
 

@@ -17,14 +17,13 @@ from pipeline import encoder, history
 from pipeline.loadharness import chunking_of, document_chars, measure_workers, preflight, warm_up
 from pipeline.models import CapacityMeasurement, Collection
 from pipeline.performance import activity
-from pipeline.providers import LOCAL_MINILM
+from pipeline.providers import LOCAL_MODEL
 
 # Trend: at least this many days of hourly arrivals; the last TREND_DAYS days at most.
 MIN_TREND_DAYS = 3
 TREND_DAYS = 28
 # Below this the fitted kappa is noise: no peak N* is claimed.
 KAPPA_EPSILON = 1e-6
-LOCAL_MODEL = f"local/{LOCAL_MINILM}"
 
 
 # --- the Universal Scalability Law ------------------------------------------------------------

@@ -141,7 +141,7 @@ class Command(BaseCommand):
             max(loadharness.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs)),
             1,
         )
-        if o["model"] == f"local/{providers.LOCAL_MINILM}":
+        if o["model"] == providers.LOCAL_MODEL:
             # After the peak RSS: the reference loads torch into this process.
             result.local_runtime = encoder.label(encoder.current())
             cpu: list[float] = []
