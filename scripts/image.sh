@@ -15,8 +15,12 @@
 # filled on the host by `pip download` for the base's Python and glibc, and served to the build
 # over 127.0.0.1 (PIP_NO_INDEX, PIP_FIND_LINKS build arguments): no index is asked during the build.
 #
-# LOCAL_MODEL (default false here): true bundles local/all-MiniLM-L6-v2 with torch (from the PyTorch
-# CPU index) and about 1.7 GB more; false needs collections on a provider model or local/hash-<dims>.
+# LOCAL_MODEL (default false here): true bundles local/all-MiniLM-L6-v2 with torch's CPU build and its
+# OpenVINO exports, about 1.7 GB more; false needs collections on a provider model or local/hash-<dims>.
+# The CPU build comes from the PyTorch CPU index where it answers, else from a wheel pip already finds
+# (a find-links directory: here /opt/wheels holds one, for Python 3.11 only). So with LOCAL_MODEL=true
+# the base made here runs this machine's own Python 3.11: its install copied into /usr/local of a
+# Debian base of this machine's release, as python:3.11-slim is CPython in /usr/local on Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -26,6 +30,10 @@ LOCAL_MODEL=${LOCAL_MODEL:-false}
 CACHE=${EMBEDPORTAL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/embedportal-image}
 SUITE=trixie
 LOCAL_BASE=embedportal-base:$SUITE
+if [ "$LOCAL_MODEL" = true ]; then
+  SUITE=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+  LOCAL_BASE=embedportal-base:$SUITE-host-python
+fi
 TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 mkdir -p "$CACHE"
 
@@ -78,17 +86,36 @@ start_daemon() {
   fail "dockerd did not start (log above, $CACHE/dockerd.log)"
 }
 
+# The libraries a CPython build links its modules to (ssl, sqlite3, ctypes, bz2, lzma, readline, ...).
+CPYTHON_LIBS=libssl3,libsqlite3-0,libffi8,libbz2-1.0,liblzma5,zlib1g,libreadline8,libncursesw6,libuuid1,libgdbm6
+
 make_base() {
   docker image inspect "$LOCAL_BASE" >/dev/null 2>&1 && return
   command -v debootstrap >/dev/null || apt_install debootstrap
-  local rootfs
+  local rootfs packages=python3,python3-venv,ca-certificates host_prefix=
+  if [ "$LOCAL_MODEL" = true ]; then
+    host_prefix=$("$HOST_PYTHON" -c 'import sys; v = sys.version_info
+print(sys.base_prefix if (v.major, v.minor) == (3, 11) and v.micro >= 5 else "")')
+    [ -n "$SUITE" ] && [ -n "$host_prefix" ] \
+      || fail "LOCAL_MODEL=true makes its base from this Debian machine's Python 3.11.5+; here set BASE_IMAGE=python:3.11-slim (with the PyTorch CPU index reachable)"
+    packages=ca-certificates,$CPYTHON_LIBS
+  fi
   rootfs=$(mktemp -d)
   echo "Making $LOCAL_BASE with debootstrap (about a minute)" >&2
-  "${as_root[@]}" debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+  "${as_root[@]}" debootstrap --variant=minbase --include="$packages" \
     "$SUITE" "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE/debootstrap.log" >&2; fail "debootstrap failed"; }
-  # As python:3.11-slim: `python` is the interpreter; no package lists or downloaded packages.
-  "${as_root[@]}" ln -sf python3 "$rootfs/usr/bin/python"
+  if [ -n "$host_prefix" ]; then
+    # The interpreter, its standard library and libpython, without the host's installed packages or
+    # the test suite; ldconfig finds libpython in /usr/local/lib (its rpath names the host's prefix).
+    "${as_root[@]}" tar -C "$host_prefix" -c --exclude='lib/python3.11/site-packages/*' \
+      --exclude=lib/python3.11/test --exclude='__pycache__' bin/python3 bin/python3.11 lib | "${as_root[@]}" tar -C "$rootfs/usr/local" -x
+    "${as_root[@]}" chroot "$rootfs" sh -c 'ldconfig && ln -sf python3 /usr/local/bin/python && python3 -m venv /tmp/v && rm -rf /tmp/v' \
+      || fail "the copied Python does not run in the base"
+  else
+    # As python:3.11-slim: `python` is the interpreter; no package lists or downloaded packages.
+    "${as_root[@]}" ln -sf python3 "$rootfs/usr/bin/python"
+  fi
   "${as_root[@]}" sh -c "rm -rf '$rootfs'/var/lib/apt/lists/* '$rootfs'/var/cache/apt/*.bin '$rootfs'/var/cache/apt/archives/*.deb"
   "${as_root[@]}" tar --numeric-owner -C "$rootfs" -c . | docker import -c 'CMD ["python3"]' - "$LOCAL_BASE" >/dev/null
   "${as_root[@]}" rm -rf "$rootfs"
@@ -107,10 +134,10 @@ image_requirements() {
 }
 
 fetch_wheels() {
-  local facts python glibc platforms=() index=() list stamp
+  local facts python micro glibc platforms=() index=() list stamp
   facts=$(docker run --rm --network none "$BASE_IMAGE" python3 -c \
-    'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.libc_ver()[1].split(".")[1])')
-  read -r python glibc <<<"$facts"
+    'import platform, sys; print("%d.%d" % sys.version_info[:2], sys.version_info[2], platform.libc_ver()[1].split(".")[1])')
+  read -r python micro glibc <<<"$facts"
   wheels=$CACHE/wheels-$python
   list=$(image_requirements | sort -u)
   stamp=$wheels/.fetched-$LOCAL_MODEL-$(printf '%s' "$list" | sha256sum | cut -c1-16)
@@ -124,24 +151,30 @@ fetch_wheels() {
   # pip download names each platform tag: every manylinux this glibc runs.
   for minor in $(seq 5 "$glibc"); do platforms+=(--platform "manylinux_2_${minor}_x86_64"); done
   platforms+=(--platform manylinux1_x86_64 --platform manylinux2010_x86_64 --platform manylinux2014_x86_64)
-  [ "$LOCAL_MODEL" = false ] || index=(--extra-index-url "$TORCH_CPU_INDEX")
+  if [ "$LOCAL_MODEL" = true ] && "$HOST_PYTHON" -c "import urllib.request as u; u.urlopen('$TORCH_CPU_INDEX/torch/', timeout=5)" 2>/dev/null; then
+    index=(--extra-index-url "$TORCH_CPU_INDEX")
+  fi
   echo "Downloading the image's wheels for Python $python into $wheels" >&2
   mkdir -p "$wheels"
   printf '%s\n' "$list" >"$wheels/requirements.txt"
   "$HOST_PYTHON" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-    --implementation cp --python-version "$python" "${platforms[@]}" \
+    --implementation cp --python-version "$python.$micro" "${platforms[@]}" \
     "${index[@]}" -d "$wheels" -r "$wheels/requirements.txt"
+  if [ "$LOCAL_MODEL" = true ] && ! ls "$wheels"/torch-*+cpu-*.whl >/dev/null 2>&1; then
+    rm -f "$wheels"/torch-*.whl  # PyPI's build of torch is CUDA's, several GB
+    fail "no CPU build of torch for Python $python: neither the PyTorch CPU index nor pip's find-links serve one"
+  fi
   touch "$stamp"
 }
 
 build() {
   [ -d .git ] || fail ".git is not a directory (a git worktree?): the build copies the history for the docs; build from a clone"
   start_daemon
+  HOST_PYTHON=${HOST_PYTHON:-$(command -v .venv/bin/python || command -v python3)}
   if [ -z "${BASE_IMAGE:-}" ]; then
     make_base
     BASE_IMAGE=$LOCAL_BASE
   fi
-  HOST_PYTHON=${HOST_PYTHON:-$(command -v .venv/bin/python || command -v python3)}
   fetch_wheels
   # A fixed address: the build arguments are part of the layer cache's key.
   local port=${EMBEDPORTAL_WHEEL_PORT:-38619}

