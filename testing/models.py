@@ -99,6 +99,8 @@ RUNNER_MAX_AGE = timedelta(seconds=6 * RUNNER_BEAT)
 class RunnerHeartbeatQuerySet(models.QuerySet["RunnerHeartbeat"]):
     def beat(self, runner: str, run_id: int | None = None) -> None:
         now = timezone.now()
+        # A killed runner never removes its row: the live ones clear rows too old to be alive.
+        self.filter(beat_at__lt=now - RUNNER_MAX_AGE).exclude(runner=runner).delete()
         self.update_or_create(
             runner=runner,
             defaults={"beat_at": now, "run_id": run_id},

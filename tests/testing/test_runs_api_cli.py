@@ -165,6 +165,14 @@ def test_a_queued_run_is_abandoned_only_while_no_runner_is_alive(db, settings):
     assert queued.status == RunStatus.ERROR and queued.message == f"abandoned: {NO_RUNNER}"
 
 
+def test_a_killed_runners_heartbeat_row_is_cleared_by_a_live_runner(db):
+    RunnerHeartbeat.objects.beat("killed:9")
+    RunnerHeartbeat.objects.update(beat_at=timezone.now() - timedelta(minutes=2))
+    RunnerHeartbeat.objects.beat("recent:8")
+    RunnerHeartbeat.objects.beat("live:7")
+    assert sorted(RunnerHeartbeat.objects.values_list("runner", flat=True)) == ["live:7", "recent:8"]
+
+
 @pytest.fixture
 def two_scenarios():
     """zz_first, then zz_second (whatever the test makes it do), registered for the test."""
