@@ -8,7 +8,7 @@ from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from embedportal import collectors
-from testing.models import DURATION_BUCKETS
+from testing.models import DURATION_BUCKETS, RunnerHeartbeat
 
 PASS_RATE = "test_pass_rate_embedding_pipeline_operations"
 DURATION = "test_duration_seconds"
@@ -47,9 +47,12 @@ class DatabaseCollector(collectors.DatabaseCollector):
             ),
             GaugeMetricFamily("test_coverage_ratio", "Share of component x condition cells run in the last 7 days."),
             GaugeMetricFamily("test_flaky_scenarios", "Scenarios flagged flaky in the last 14 days."),
+            GaugeMetricFamily(
+                "test_runners_alive", "Test runner processes (run_test_runner) alive; 0: queued runs wait."
+            ),
         ]
 
-    def fill(self, cur, counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge) -> None:
+    def fill(self, cur, counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge, runners) -> None:
         from testing.coverage import coverage
         from testing.flaky import WINDOW, flaky_names
 
@@ -69,3 +72,4 @@ class DatabaseCollector(collectors.DatabaseCollector):
             last_passed.add_metric([trigger], 1.0 if status == "passed" else 0.0)
         cover_gauge.add_metric([], coverage().ratio)
         flaky_gauge.add_metric([], len(flaky_names(timezone.now() - WINDOW)))
+        runners.add_metric([], RunnerHeartbeat.objects.alive().count())

@@ -73,6 +73,10 @@ def test_metrics_are_read_from_the_database_at_scrape_time(db):
     (last,) = families["test_last_run_timestamp_seconds"].samples
     assert last.labels == {"trigger": "schedule-django-q"}
     assert families["test_coverage_ratio"].samples[0].value > 0
+    assert families["test_runners_alive"].samples[0].value == 0
+    RunnerHeartbeat.objects.beat("pod-a:7")
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert families["test_runners_alive"].samples[0].value == 1
 
 
 @override_settings(EMBEDPORTAL_METRICS_COLLECTORS=["testing.collectors.DatabaseCollector"])
