@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -118,6 +119,21 @@ def test_without_the_bundled_model_installed_it_is_refused_by_name_and_fails_doc
     EmbeddingIngestionPipeline().run_once()
     document = Document.objects.get(collection=collection)
     assert document.status == DocumentStatus.FAILED and bundle in document.last_error
+
+
+def test_a_process_preloading_without_the_bundled_model_installed_starts_without_it(monkeypatch):
+    """gunicorn's on_starting preloads the default model: in a LOCAL_MODEL=false image that must not
+    stop web from starting."""
+    from pipeline import encoder
+
+    monkeypatch.setattr(providers, "bundled", lambda: False)
+    monkeypatch.setattr(encoder, "_current", None)
+    monkeypatch.setattr(providers, "preloaded_by", providers.preloaded_by)
+    try:
+        providers.preload(local_model=True)
+    finally:
+        gc.unfreeze()
+    assert encoder._current is None
 
 
 def test_create_collection_refuses_overlap_not_smaller_than_size():
