@@ -237,6 +237,8 @@ for status in glob.glob("/proc/[0-9]*/status"):
         command = open(f"/proc/{pid}/cmdline").read().replace("\\0", " ").strip()
     except OSError:
         continue
+    if "VmHWM" not in fields:  # a zombie or a process exiting: no memory left to report
+        continue
     found[pid] = {"command": command, "torch": torch, "peak_mb": int(fields["VmHWM"].split()[0]) // 1024}
 print(json.dumps(found))
 """
