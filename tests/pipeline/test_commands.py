@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from pipeline import providers
+from pipeline import chunking, providers
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
@@ -108,7 +108,7 @@ def test_create_collection_refuses_an_unknown_local_model():
 def test_without_the_bundled_model_installed_it_is_refused_by_name_and_fails_documents_clearly(monkeypatch, settings):
     """An image built with LOCAL_MODEL=false: a clear error, never a worker retrying an ImportError."""
     bundle = "local/all-MiniLM-L6-v2 is not installed here (an image built with LOCAL_MODEL=false)"
-    monkeypatch.setattr(providers, "bundled", lambda: False)
+    monkeypatch.setattr(chunking, "minilm_installed", lambda: False)
     with pytest.raises(CommandError, match=re.escape(bundle)):
         run("create_collection", "bad", model=providers.LOCAL_MODEL)
     assert not Collection.objects.filter(name="bad").exists()
@@ -126,7 +126,7 @@ def test_a_process_preloading_without_the_bundled_model_installed_starts_without
     stop web from starting."""
     from pipeline import encoder
 
-    monkeypatch.setattr(providers, "bundled", lambda: False)
+    monkeypatch.setattr(chunking, "minilm_installed", lambda: False)
     monkeypatch.setattr(encoder, "_current", None)
     monkeypatch.setattr(providers, "preloaded_by", providers.preloaded_by)
     try:
