@@ -91,24 +91,17 @@ def events(name: str, t: activity.Totals) -> Events:
     raise ValueError(f"no SLI named {name!r} in the history")
 
 
-def names() -> list[str]:
-    return [s.name for s in (*spec().slos, *spec().performance)]
-
-
 def evaluate(
     since: datetime, until: datetime, steps: int = 1, collection_id: int | None = None, only: set[str] | None = None
 ) -> dict[str, list[Events]]:
     """Every SLO's (or `only` these) good and total events in each of `steps` equal steps of
     [since, until): from the history (whole minutes), or the batch rows for document latency and throughput."""
-    wanted = [n for n in names() if only is None or n in only]
+    wanted = [s.name for s in (*spec().slos, *spec().performance) if only is None or s.name in only]
     width = (until - since).total_seconds() / steps
     out: dict[str, list[Events]] = {}
     if event_slos := [n for n in wanted if n in {*(s.name for s in spec().slos), "search_latency"}]:
-        if steps == 1:  # one window: its sums, without series' per-step queue depth
-            totals = [activity.totals(since, until, collection_id)]
-        else:
-            totals = [p.totals for p in activity.series(since, until, round(width), collection_id)]
-        out.update({n: [events(n, t) for t in totals] for n in event_slos})
+        points = activity.series(since, until, round(width), collection_id)
+        out.update({n: [events(n, p.totals) for p in points] for n in event_slos})
     if {"document_latency", "throughput_per_worker"} & set(wanted):
         out.update(_batch_events(since, until, steps, collection_id))
     return {n: out[n] for n in wanted}
