@@ -258,7 +258,7 @@ KINDS: dict[str, Kind] = {
 
 def apply(collection: Collection, rec: Recommendation, applied_by: str = "") -> OptimizationChange:
     """Apply the recommendation (its kind says how) and record it with the measurement before it."""
-    if not rec.appliable or rec.collection != collection.name:
+    if rec.collection != collection.name or rec.setting not in KINDS:
         raise OptimizerError(f"recommendation {rec.id!r} changes no setting of collection {collection.name!r}")
     # ef_search changes what search finds: evaluated on the golden queries before and after (pipeline.quality).
     before = quality.before_change(collection) if rec.setting in quality.SEARCH_FIELDS else None

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection
 
 from pipeline.models import Collection
-from pipeline.percentiles import COLUMNS, PERCENTILES_SQL, QUANTILES, Percentiles, window_where
+from pipeline.percentiles import PERCENTILES_SQL, QUANTILES, STAGES, Percentiles, window_where
 
 PROCESSING = ("claim", "chunking", "embedding", "storage")
 # Workers busy this share of the time have no slack: more work waits in the queue.
@@ -111,22 +111,16 @@ def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | 
         "step_seconds": round(step, 3),
         "documents": [],
         "docs_per_second": [],
-        **{name: {stage: [] for stage in COLUMNS} for name in names},
+        **{name: {stage: [] for stage in STAGES} for name in names},
     }
     for i in range(steps):
-        documents, *per_stage = rows.get(i, [0, *[None] * len(COLUMNS)])
+        documents, *per_stage = rows.get(i, [0, *[None] * len(STAGES)])
         out["documents"].append(documents)
         out["docs_per_second"].append(round(documents / step, 6))
-        for stage, values in zip(COLUMNS, per_stage, strict=True):
+        for stage, values in zip(STAGES, per_stage, strict=True):
             for name, value in zip(names, values or [None] * len(names), strict=True):
                 out[name][stage].append(None if value is None else round(value, 6))
     return out
-
-
-# What the optimizer may change in a collection (and revert): its embedding batch size, its
-# provider concurrency, its HNSW build parameters (m and ef_construction, a rebuild), its
-# ef_search, and backfill mode.
-APPLIABLE = {"batch_size", "provider_concurrency", "hnsw", "ef_search", "backfill"}
 
 
 # Said by every recommendation the optimizer cannot apply.
@@ -151,15 +145,16 @@ class Recommendation:
 
     @property
     def appliable(self) -> bool:
-        return self.collection is not None and self.setting in APPLIABLE
+        """A collection's recommendation (change_of) changes one of its changes.KINDS; others are advice."""
+        return self.collection is not None
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "appliable": self.appliable}
 
 
 def change_of(c: Collection, setting: str, proposed: Any, current: Any = None, **text: str) -> Recommendation:
-    """A recommendation to change an APPLIABLE `setting` of `c` (`current`: the field of that name unless
-    given); `text`: id, title, expected_effect, reason."""
+    """A recommendation to change `setting` of `c`, one of changes.KINDS (`current`: the field of that
+    name unless given); `text`: id, title, expected_effect, reason."""
     current = getattr(c, setting) if current is None else current
     return Recommendation(**text, collection=c.name, setting=setting, current=current, proposed=proposed)
 
