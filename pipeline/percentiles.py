@@ -28,13 +28,10 @@ def rounded(values: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
 
 
-COLUMNS = {stage: f"{stage}_seconds" for stage in STAGES}  # BatchTiming's column of each stage
-
-
-# Per-document percentiles of every stage's column, in COLUMNS order.
+# Per-document percentiles of every stage's column of BatchTiming, in STAGES order.
 PERCENTILES_SQL = ", ".join(
-    f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{column})"
-    for column in COLUMNS.values()
+    f"percentile_cont(ARRAY[{','.join(map(str, QUANTILES))}]) WITHIN GROUP (ORDER BY t.{stage}_seconds)"
+    for stage in STAGES
 )
 
 
@@ -56,17 +53,15 @@ def db_percentiles(since: datetime, collection_id: int | None = None) -> dict[st
         count, *rows = cur.fetchone()
     return {
         stage: Percentiles(*(row or (None, None, None)), count=int(count))
-        for stage, row in zip(COLUMNS, rows, strict=True)
+        for stage, row in zip(STAGES, rows, strict=True)
     }
 
 
-def searches(target: float, collection_id: int | None = None) -> tuple[int, float | None, float | None]:
-    """(count, p95 seconds, share within `target`) of every (or one) collection's latest searches."""
+def searches() -> tuple[int, float | None]:
+    """(count, p95 seconds) of every collection's latest searches."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), count(*) FILTER (WHERE s <= %s) "
-            "FROM pipeline_searchlatency, unnest(recent) s WHERE %s::int IS NULL OR collection_id = %s",
-            [target, collection_id, collection_id],
+            "SELECT count(*), percentile_cont(0.95) WITHIN GROUP (ORDER BY s) "
+            "FROM pipeline_searchlatency, unnest(recent) s"
         )
-        count, p95, within = cur.fetchone()
-    return count, p95, within / count if count else None
+        return cur.fetchone()

@@ -136,7 +136,7 @@ def ef_search(c: Collection, recent: list[float], target: float) -> list[Recomme
 
 def ef_search_advice(target: float) -> list[Recommendation]:
     """No collection has enough searches of its own: all their latest searches say only that search is slow."""
-    count, p95, _ = searches(slos.target("search_latency"))
+    count, p95 = searches()
     if not count or p95 is None or p95 <= target:
         return []
     return [

@@ -1,8 +1,6 @@
 """What to change, and the effect expected, from an analysis' figures: `recommend` runs every
 rule; those of each collection and of rate limits are here, the deployment's and search's in
-pipeline.performance.optimizer.deployment. A recommendation whose `setting` is in APPLIABLE can be
-applied by the optimizer (changes); the others are deployment settings an operator changes.
-"""
+pipeline.performance.optimizer.deployment."""
 
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Avg, QuerySet
 
 from pipeline import metrics
 from pipeline.choices import DocumentStatus
@@ -60,10 +58,9 @@ def call_cost_fit(c: Collection, since: datetime) -> tuple[float, float] | None:
     """(seconds per provider call, seconds per chunk) fitted over the window's batches:
     embedding_seconds = calls * a + chunks * b. None when the batches cannot separate the two."""
     rows = list(_stored(c, since).values_list("chunks", "batch_size", "embedding_seconds"))
-    calls = [math.ceil(chunks / size) for chunks, size, _ in rows]
-    if len(rows) < 3 or len({(k, chunks) for k, (chunks, _, _) in zip(calls, rows, strict=True)}) < 3:
+    x = np.array([[math.ceil(chunks / size), chunks] for chunks, size, _ in rows], dtype=float)
+    if len(np.unique(x, axis=0)) < 3:
         return None
-    x = np.array([[k, chunks] for k, (chunks, _, _) in zip(calls, rows, strict=True)], dtype=float)
     y = np.array([seconds for _, _, seconds in rows])
     (a, b), *_ = np.linalg.lstsq(x, y, rcond=None)
     return (float(a), float(b)) if a > 0 and b >= 0 else None
@@ -72,11 +69,9 @@ def call_cost_fit(c: Collection, since: datetime) -> tuple[float, float] | None:
 def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
     """Embedding dominates and batches need several provider calls: send more chunks per call."""
     share = stage_share(figures, "embedding")
-    batches = _stored(c, since)
-    chunks = list(batches.values_list("chunks", flat=True))
-    if share < WORTH_IT or not chunks or c.batch_size >= MAX_BATCH_SIZE:
+    per_batch = _stored(c, since).aggregate(per_batch=Avg("chunks"))["per_batch"]
+    if share < WORTH_IT or not per_batch or c.batch_size >= MAX_BATCH_SIZE:
         return []
-    per_batch = sum(chunks) / len(chunks)
     calls_now = math.ceil(per_batch / c.batch_size)
     if calls_now <= 1:
         return []
@@ -152,21 +147,13 @@ def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
     return recs
 
 
-def _bytes(setting: str) -> int:
-    units = {"kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-    for unit, factor in units.items():
-        if setting.endswith(unit):
-            return int(setting[: -len(unit)]) * factor
-    return int(setting)
-
-
 def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
     """An HNSW build (backfill, reindex) is fast only while the graph fits in maintenance_work_mem."""
     if not collections:
         return []
     with connection.cursor() as cur:
-        cur.execute("SHOW maintenance_work_mem")
-        current = cur.fetchone()[0]
+        cur.execute("SELECT m, pg_size_bytes(m) FROM current_setting('maintenance_work_mem') m")
+        current, current_bytes = cur.fetchone()
         # The largest collection's graph: each element holds its vector and m * 2 neighbours at level 0.
         cur.execute(
             "SELECT c.name, c.dimensions, c.hnsw_m, count(*) FROM pipeline_chunk k "
@@ -178,7 +165,7 @@ def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
         return []
     name, dims, m, chunks = row
     needed = int(chunks * (dims * 4 + m * 2 * 8 + 64) * 1.3)
-    if needed <= _bytes(current):
+    if needed <= current_bytes:
         return []
     proposed = f"{2 ** math.ceil(math.log2(needed / 1024**2))}MB"
     return [
@@ -211,10 +198,10 @@ def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime
     if provider_of(c.model) == "local" or c.provider_concurrency >= MAX_PROVIDER_CONCURRENCY or _rate_limited():
         return []
     share = stage_share(figures, "embedding")
-    chunks = list(_stored(c, since).values_list("chunks", flat=True))
-    if share < WORTH_IT or not chunks:
+    per_batch = _stored(c, since).aggregate(per_batch=Avg("chunks"))["per_batch"]
+    if share < WORTH_IT or not per_batch:
         return []
-    calls = math.ceil(sum(chunks) / len(chunks) / c.batch_size)
+    calls = math.ceil(per_batch / c.batch_size)
     if calls <= c.provider_concurrency:
         return []
     proposed = min(MAX_PROVIDER_CONCURRENCY, c.provider_concurrency * 2, calls)
