@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from statistics import median_low
 from typing import Any
 
 import psutil
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connections
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from pipeline import encoder, providers
@@ -64,20 +66,14 @@ def _words(chars: int, rng: random.Random) -> str:
 
 def document_chars(model: str) -> int:
     """The median length of the model's user documents (a sample), else DEFAULT_DOCUMENT_CHARS."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY length(d.text)) FROM ("
-            " SELECT d.text FROM pipeline_document d JOIN pipeline_collection c ON c.id = d.collection_id"
-            " WHERE c.model = %s AND c.name NOT LIKE %s LIMIT 1000) d",
-            [model, CAPACITY_PREFIX.replace("_", r"\_") + "%"],
-        )
-        found = cur.fetchone()[0]
-    return int(found) if found else DEFAULT_DOCUMENT_CHARS
+    documents = Document.objects.filter(collection__in=Collection.objects.user_collections().filter(model=model))
+    lengths = list(documents.annotate(chars=Length("text")).values_list("chars", flat=True)[:1000])
+    return median_low(lengths) if lengths else DEFAULT_DOCUMENT_CHARS
 
 
 def chunking_of(model: str) -> dict[str, Any]:
     """Chunking of the model's (first) user collection, so the load is what is deployed; else the defaults."""
-    template = Collection.objects.filter(model=model).exclude(name__startswith=CAPACITY_PREFIX).order_by("pk").first()
+    template = Collection.objects.user_collections().filter(model=model).order_by("pk").first()
     if template is None:
         return {}
     # What a re-embed may change is what shapes the load: all of it but the model, which is given.
@@ -116,12 +112,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _memory() -> tuple[float, float]:
+    """This process's peak resident set and unique memory now, in MB."""
+    return peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20
+
+
 def _worker(worker_id: str, start: Any, results: Any) -> None:
     connections.close_all()  # never share the parent's socket
     _ready()
     start.wait()
     report = EmbeddingIngestionPipeline(worker_id=worker_id).drain()
-    results.put((report, peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20))
+    results.put((report, *_memory()))
     connections.close_all()
 
 
@@ -149,9 +150,7 @@ def drain_forked(workers: int, prefix: str, release: Callable[[], None] | None =
         started, t0 = timezone.now(), time.perf_counter()
         report = EmbeddingIngestionPipeline(worker_id=f"{prefix}-{os.getpid()}-0").drain()
         WorkerHeartbeat.objects.filter(worker=f"{socket.gethostname()}:{os.getpid()}").delete()
-        return Drained(
-            report, started, time.perf_counter() - t0, peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20
-        )
+        return Drained(report, started, time.perf_counter() - t0, *_memory())
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     start, results = ctx.Event(), ctx.Queue()
@@ -195,19 +194,17 @@ def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[fl
     return len(times) / span, span
 
 
-def measure_workers(
-    model: str, workers: int, documents: int, chars: int, seed: int = 0, chunking: dict[str, Any] | None = None
-) -> Point:
-    """One worker count: fill a paused scratch collection (`chunking`, else chunking_of(model)), start
-    `workers` processes, unpause."""
+def measure_workers(model: str, workers: int, documents: int, chars: int, chunking: dict[str, Any]) -> Point:
+    """One worker count: fill a paused scratch collection chunked as `chunking` (chunking_of(model)),
+    start `workers` processes, unpause."""
     name = f"{CAPACITY_PREFIX}{int(time.time())}_{workers}w"
     token = reserved_names_allowed.set(True)
     try:
-        collection = create_collection(name=name, model=model, paused=True, **(chunking or chunking_of(model)))
+        collection = create_collection(name=name, model=model, paused=True, **chunking)
     finally:
         reserved_names_allowed.reset(token)
     try:
-        rng = random.Random(seed)
+        rng = random.Random(0)
         docs = [IncomingDocument(f"load-{i}", _words(chars, rng)) for i in range(documents)]
         for i in range(0, len(docs), 500):
             enqueue(collection, docs[i : i + 500])
