@@ -4,7 +4,7 @@ scrape time by pipeline.collectors, so they are exact whichever process is scrap
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from embedportal.metrics import process_registry
 
@@ -133,11 +133,11 @@ def observe_claim(seconds: float, waits: list[float]) -> None:
 # --- the one figure read back from the processes' registry ---------------------------------
 
 
-def error_counts(registry: CollectorRegistry | None = None) -> dict[str, float]:
+def error_counts() -> dict[str, float]:
     """errors_total by error_type, all processes, largest first: the overview's and the optimizer's
     only figure without a database source (a failed try that a retry then saved leaves no row)."""
     counts: dict[str, float] = {}
-    for family in (registry or process_registry()).collect():
+    for family in process_registry().collect():
         if family.name == ERRORS._name:
             for sample in family.samples:
                 if sample.name.endswith("_total"):

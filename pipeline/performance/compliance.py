@@ -9,9 +9,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily
 
-from embedportal.collectors import DatabaseCollector
+from embedportal import collectors
 from pipeline.performance import capacity, slos
 
 logger = logging.getLogger(__name__)
@@ -26,44 +25,40 @@ CAPACITY = "embedding_pipeline_capacity_docs_per_second"
 CAPACITY_MEASURED = "embedding_pipeline_capacity_measured_timestamp_seconds"
 
 
-def compliance(window: int | None = None) -> dict[str, float | None]:
-    """Each performance SLO's compliance over the last `window` seconds (the optimizer's window)."""
+def compliance() -> dict[str, float | None]:
+    """Each performance SLO's compliance over the optimizer's window."""
     now = timezone.now()
-    since = now - timedelta(seconds=window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
+    since = now - timedelta(seconds=settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)
     return {name: found[0].ratio for name, found in slos.evaluate(since, now, only=set(slos.targets())).items()}
 
 
-class PerformanceSLOCollector(DatabaseCollector):
+class PerformanceSLOCollector(collectors.DatabaseCollector):
     """Scrape-time compliance and capacity gauges (listed in EMBEDPORTAL_METRICS_COLLECTORS)."""
 
     subject = "performance SLO"
 
-    def families(self) -> tuple[GaugeMetricFamily, ...]:
-        return (
-            GaugeMetricFamily(
-                COMPLIANCE,
-                "Performance SLO compliance, 0..1: share of documents / searches within their p95 target (held at "
-                ">= 0.95), or measured throughput per worker over its target (capped at 1).",
-                labels=["slo"],
-            ),
-            GaugeMetricFamily(
-                TARGET,
-                "Performance SLO targets: seconds (document_latency, search_latency) or docs/s per worker.",
-                labels=["slo"],
-            ),
-            GaugeMetricFamily(
-                CAPACITY_MAX_AGE,
-                "Seconds after which the capacity measurement is stale (EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS)",
-            ),
-            GaugeMetricFamily(
-                CAPACITY,
-                "Measured sustained docs/s of one worker pod (EMBEDPORTAL_CAPACITY_WORKERS processes) times the "
-                "worker pods the autoscaler may run (EMBEDPORTAL_MAX_WORKER_REPLICAS), for the slowest model in "
-                "use; how: measured, usl, lower bound.",
-                labels=["model", "workers", "replicas", "how"],
-            ),
-            GaugeMetricFamily(CAPACITY_MEASURED, "Unix time of the last capacity measurement.", labels=["model"]),
-        )
+    families = collectors.fresh(
+        (
+            COMPLIANCE,
+            "Performance SLO compliance, 0..1: share of documents / searches within their p95 target (held at "
+            ">= 0.95), or measured throughput per worker over its target (capped at 1).",
+            ["slo"],
+        ),
+        (TARGET, "Performance SLO targets: seconds (document_latency, search_latency) or docs/s per worker.", ["slo"]),
+        (
+            CAPACITY_MAX_AGE,
+            "Seconds after which the capacity measurement is stale (EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS)",
+            [],
+        ),
+        (
+            CAPACITY,
+            "Measured sustained docs/s of one worker pod (EMBEDPORTAL_CAPACITY_WORKERS processes) times the "
+            "worker pods the autoscaler may run (EMBEDPORTAL_MAX_WORKER_REPLICAS), for the slowest model in "
+            "use; how: measured, usl, lower bound.",
+            ["model", "workers", "replicas", "how"],
+        ),
+        (CAPACITY_MEASURED, "Unix time of the last capacity measurement.", ["model"]),
+    )
 
     def fill(self, cur, compliant, target, max_age, rate, measured) -> None:
         max_age.add_metric([], settings.EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS * 86400)
