@@ -9,13 +9,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from embedportal.metrics import multiprocess_dir
 from pipeline import circuits, collectors, health, metrics, percentiles
 from pipeline.choices import DocumentStatus
-from pipeline.models import Collection, Document, WorkerHeartbeat
+from pipeline.models import Collection, WorkerHeartbeat
 
 THROUGHPUT_MINUTES = 60
 
@@ -35,23 +35,8 @@ def _per_minute(now: Any) -> list[int]:
 
 
 def _collections(seen: QuerySet[Collection]) -> list[dict[str, Any]]:
-    counts: dict[tuple[int, str], int] = {
-        (row["collection_id"], row["status"]): row["n"]
-        for row in Document.objects.filter(collection__in=seen)
-        .order_by()
-        .values("collection_id", "status")
-        .annotate(n=Count("id"))
-    }
-    return [
-        {
-            "pk": c.pk,
-            "name": c.name,
-            "model": c.model,
-            "paused": c.paused,
-            **{status: counts.get((c.pk, status), 0) for status in DocumentStatus.values},
-        }
-        for c in seen.order_by("name")
-    ]
+    per_status = {status: Count("documents", filter=Q(documents__status=status)) for status in DocumentStatus.values}
+    return list(seen.order_by("name").values("pk", "name", "model", "paused").annotate(**per_status))
 
 
 def _latency_rows(since: Any) -> list[dict[str, Any]]:
