@@ -38,15 +38,12 @@ def hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-ZEROS = f"'{{{','.join(['0'] * LATENCY_SIZE)}}}'::bigint[], '{{{','.join(['0'] * FRESHNESS_SIZE)}}}'::bigint[]"
+def _array(element: str, size: int) -> str:
+    """ARRAY[...] of `element` formatted with each index i from 1 to size."""
+    return "ARRAY[" + ", ".join(element.format(i=i) for i in range(1, size + 1)) + "]::bigint[]"
 
 
-def _array_agg(column: str, size: int) -> str:
-    return "ARRAY[" + ", ".join(f"sum({column}[{i}])" for i in range(1, size + 1)) + "]::bigint[]"
-
-
-def _array_sum(column: str, size: int, left: str, right: str) -> str:
-    return "ARRAY[" + ", ".join(f"{left}.{column}[{i}] + {right}.{column}[{i}]" for i in range(1, size + 1)) + "]"
+ZEROS = f"{_array('0', LATENCY_SIZE)}, {_array('0', FRESHNESS_SIZE)}"
 
 
 # Adds to the minute's row, arrays element by element (no operator for it; CHECK constraints fix their sizes).
@@ -56,9 +53,9 @@ ON CONFLICT (collection_id, seconds, start) DO UPDATE
        embedded = a.embedded + EXCLUDED.embedded,
        failed = a.failed + EXCLUDED.failed,
        fresh = a.fresh + EXCLUDED.fresh,
-       latency = {_array_sum("latency", LATENCY_SIZE, "a", "EXCLUDED")},
-       freshness = {_array_sum("freshness", FRESHNESS_SIZE, "a", "EXCLUDED")},
-       searches = {_array_sum("searches", SEARCH_SIZE, "a", "EXCLUDED")}"""
+       latency = {_array("a.latency[{i}] + EXCLUDED.latency[{i}]", LATENCY_SIZE)},
+       freshness = {_array("a.freshness[{i}] + EXCLUDED.freshness[{i}]", FRESHNESS_SIZE)},
+       searches = {_array("a.searches[{i}] + EXCLUDED.searches[{i}]", SEARCH_SIZE)}"""
 
 
 def record_arrivals(collection_id: int, arrived: int, at: datetime | None = None) -> None:
@@ -85,7 +82,7 @@ BATCH_ROWS = f"""
 SELECT b.collection_id, {MINUTE} AS seconds, date_trunc('minute', b.finished_at) AS start, 0 AS arrived,
        b.documents::bigint AS embedded, b.failed::bigint AS failed, b.fresh::bigint AS fresh,
        {_BATCH_LATENCY} AS latency, b.freshness, NULL::integer AS queue_depth,
-       '{{{",".join(["0"] * SEARCH_SIZE)}}}'::bigint[] AS searches
+       {_array("0", SEARCH_SIZE)} AS searches
   FROM pipeline_batchtiming b"""
 
 
@@ -108,7 +105,7 @@ def roll_up_batches(until: datetime | None = None) -> int:
             INSERT INTO {TABLE} AS a
                    (collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness)
             SELECT collection_id, {MINUTE}, start, 0, sum(embedded), sum(failed), sum(fresh),
-                   {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}
+                   {_array("sum(latency[{i}])", LATENCY_SIZE)}, {_array("sum(freshness[{i}])", FRESHNESS_SIZE)}
               FROM batch GROUP BY collection_id, start
             {ADD}
             """,
@@ -150,8 +147,8 @@ WITH moved AS (
 INSERT INTO {TABLE} AS a
        (collection_id, seconds, start, arrived, embedded, failed, fresh, latency, freshness, queue_depth, searches)
 SELECT collection_id, {HOUR}, date_trunc('hour', start), sum(arrived), sum(embedded), sum(failed), sum(fresh),
-       {_array_agg("latency", LATENCY_SIZE)}, {_array_agg("freshness", FRESHNESS_SIZE)}, max(queue_depth),
-       {_array_agg("searches", SEARCH_SIZE)}
+       {_array("sum(latency[{i}])", LATENCY_SIZE)}, {_array("sum(freshness[{i}])", FRESHNESS_SIZE)}, max(queue_depth),
+       {_array("sum(searches[{i}])", SEARCH_SIZE)}
   FROM moved
  GROUP BY collection_id, date_trunc('hour', start)
 {ADD},
