@@ -122,7 +122,7 @@ def performance_trends(now: datetime, window: int, collection: Collection | None
     out["slos"] = {slo: [None if e.ratio is None else round(e.ratio, 6) for e in steps] for slo, steps in found.items()}
     # One pod's docs/s times the most worker pods: what the Grafana panel reads from the capacity gauge.
     cap = capacity.current()
-    out["capacity"] = None if cap is None else cap.as_dict(timespec="minutes")
+    out["capacity"] = None if cap is None else cap.as_dict()
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
+from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from embedportal.scratch import scratch_database
@@ -117,7 +118,7 @@ def measure(model: str, worker_counts: list[int], documents: int, progress: Any 
         preflight()
         warm_up(model)
         for n in worker_counts:
-            point = measure_workers(model, n, documents, chars, chunking=chunking)
+            point = measure_workers(model, n, documents, chars, chunking)
             points.append(point)
             if progress:
                 progress(point)
@@ -171,16 +172,8 @@ def fit_of(m: CapacityMeasurement) -> UslFit:
 def measurement_dict(m: CapacityMeasurement) -> dict[str, Any]:
     """A measurement with its USL fit, JSON-ready (manage.py measure_capacity --json, GET /api/v1/slos/)."""
     usl_fit = {"lambda": m.usl_lambda, "sigma": m.usl_sigma, "kappa": m.usl_kappa, "peak_workers": m.peak_workers}
-    return {
-        "model": m.model,
-        "measured_at": m.measured_at.isoformat(),
-        "documents": m.documents,
-        "chars_per_document": m.chars_per_document,
-        "points": m.points,
-        "usl": usl_fit,
-        "fit_note": m.fit_note,
-        "local_encoder": m.local_encoder,
-    }
+    fields = ["model", "documents", "chars_per_document", "points", "fit_note", "local_encoder"]
+    return {**model_to_dict(m, fields), "measured_at": m.measured_at.isoformat(), "usl": usl_fit}
 
 
 # --- current capacity -------------------------------------------------------------------------
@@ -197,8 +190,8 @@ class Capacity:
     how: str  # "measured", "usl" or "lower bound"
     runtime: str  # the local model's runtime/precision it was measured on ('' for other models)
 
-    def as_dict(self, timespec: str = "auto") -> dict[str, Any]:
-        return {**asdict(self), "measured_at": self.measured_at.isoformat(timespec=timespec)}
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "measured_at": self.measured_at.isoformat()}
 
 
 def capacity_of(m: CapacityMeasurement) -> Capacity | None:
@@ -230,7 +223,7 @@ def current() -> Capacity | None:
 def models_in_use(collection_id: int | None = None) -> set[str]:
     """The models of the user collections (or of one); reserved scratch collections are no load."""
     scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.all()
-    return {c.model for c in scope.only("name", "model") if not c.is_reserved}
+    return set(scope.user_collections().values_list("model", flat=True))
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -281,8 +274,7 @@ class Plan:
         }
 
 
-def _hours(seconds_: float) -> str:
-    hours = seconds_ / 3600
+def _hours(hours: float) -> str:
     if hours < 48:
         return f"{hours:.0f} hour{'s' if round(hours) != 1 else ''}"
     return f"{hours / 24:.1f} days"
@@ -335,7 +327,7 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
     if len(p.daily_peaks) < MIN_TREND_DAYS:
         p.needs = (
             f"needs at least {MIN_TREND_DAYS} days of hourly arrivals, "
-            f"have {_hours(p.history_hours * 3600) if first else 'none'}"
+            f"have {_hours(p.history_hours) if first else 'none'}"
         )
     else:
         p.enough_history = True

@@ -9,7 +9,6 @@ from typing import Any
 
 from django.utils import timezone
 
-from pipeline import history
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.models import Collection, default_freshness_sla
 from pipeline.performance import activity, capacity, slos
@@ -49,33 +48,26 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 def _series(
     now: datetime, chosen: Range, collection_id: int | None, cap: capacity.Capacity | None, sla_seconds: float
 ) -> dict[str, Any]:
-    # Steps end at the current step's end, so the current (partial) minute is the last point.
-    end = history.minute_of(now) + timedelta(minutes=1)
-    if chosen.step_seconds >= 3600:
-        end = history.hour_of(now) + timedelta(hours=1)
-    elif chosen.step_seconds > 60:
-        end = end + timedelta(seconds=(-end.minute * 60) % chosen.step_seconds)
+    # Steps end at the current step's end, so the current (partial) step is the last point.
+    end = datetime.fromtimestamp((now.timestamp() // chosen.step_seconds + 1) * chosen.step_seconds, now.tzinfo)
     points = activity.series(end - chosen.span, end, chosen.step_seconds, collection_id)
     per_minute = 60 / chosen.step_seconds
-    out: dict[str, Any] = {
+    fresh = [slos.events("freshness", p.totals).ratio for p in points]
+    # Per-document percentiles of the batch rows (kept EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS).
+    trend = db_trend(end - chosen.span, end, len(points), collection_id)
+    return {
         "step_seconds": chosen.step_seconds,
         "labels": [p.start.isoformat() for p in points],
-        "embedded_per_minute": [_round(p.totals.embedded * per_minute, 3) for p in points],
+        "embedded_per_minute": [round(p.totals.embedded * per_minute, 3) for p in points],
         "failed": [p.totals.failed for p in points],
-        "arrived_per_minute": [_round(p.totals.arrived * per_minute, 3) for p in points],
+        "arrived_per_minute": [round(p.totals.arrived * per_minute, 3) for p in points],
         "queue_depth": [p.totals.queue_depth for p in points],
         "capacity_per_minute": None if cap is None else round(cap.docs_per_second * 60, 3),
         # The queue is bounded when capacity drains it within the freshness SLA (sla_seconds).
         "queue_bound": None if cap is None else round(cap.docs_per_second * sla_seconds),
-        "freshness_percent": [],
+        "freshness_percent": [None if ratio is None else round(100 * ratio, 3) for ratio in fresh],
+        "latency_seconds": {name: [_round(v) for v in trend[name]["total"]] for name in ("p50", "p95", "p99")},
     }
-    # Per-document percentiles of the batch rows (kept EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS).
-    trend = db_trend(end - chosen.span, end, len(points), collection_id)
-    out["latency_seconds"] = {name: [_round(v) for v in trend[name]["total"]] for name in ("p50", "p95", "p99")}
-    for p in points:
-        fresh = slos.events("freshness", p.totals)
-        out["freshness_percent"].append(None if fresh.ratio is None else round(100 * fresh.ratio, 3))
-    return out
 
 
 def _arrivals(plan: capacity.Plan) -> dict[str, Any]:
@@ -110,7 +102,7 @@ def freshness_sla(chosen: Collection | None) -> timedelta:
     drain within it for every collection to meet its own)."""
     if chosen:
         return chosen.freshness_sla
-    slas = [c.freshness_sla for c in Collection.objects.only("name", "freshness_sla") if not c.is_reserved]
+    slas = Collection.objects.user_collections().values_list("freshness_sla", flat=True)
     return min(slas, default=default_freshness_sla())
 
 
