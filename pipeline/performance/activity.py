@@ -84,8 +84,8 @@ def series(since: datetime, until: datetime, step_seconds: float, collection_id:
     return [Point(since + timedelta(seconds=i * step_seconds), found.get(i, Totals())) for i in range(steps)]
 
 
-def first_start(collection_id: int | None = None) -> datetime | None:
-    """When the history (of user traffic) begins."""
+def first_start() -> datetime | None:
+    """When the history of user traffic begins."""
     with connection.cursor() as cur:
-        cur.execute(f"SELECT min(a.start) {FROM}", [_scope(collection_id)])
+        cur.execute(f"SELECT min(a.start) {FROM}", [_scope(None)])
         return cur.fetchone()[0]

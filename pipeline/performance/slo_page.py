@@ -17,20 +17,16 @@ from pipeline.performance.optimizer.figures import db_trend
 
 @dataclass(frozen=True)
 class Range:
-    name: str
     span: timedelta
     step_seconds: int
 
 
 RANGES = {
-    r.name: r
-    for r in (
-        Range("1h", timedelta(hours=1), 60),
-        Range("6h", timedelta(hours=6), 60),
-        Range("24h", timedelta(hours=24), 300),
-        Range("7d", timedelta(days=7), 3600),
-        Range("30d", timedelta(days=30), 3600),
-    )
+    "1h": Range(timedelta(hours=1), 60),
+    "6h": Range(timedelta(hours=6), 60),
+    "24h": Range(timedelta(hours=24), 300),
+    "7d": Range(timedelta(days=7), 3600),
+    "30d": Range(timedelta(days=30), 3600),
 }
 DEFAULT_RANGE = "6h"
 # The arrivals chart projects the trend this far past the last daily peak when it never crosses capacity.
