@@ -11,7 +11,7 @@ from rest_framework.permissions import SAFE_METHODS
 
 from audit import trail
 from audit.choices import Via
-from embedportal.api.throttles import request_kind
+from embedportal.api.permissions import request_kind
 
 logger = logging.getLogger(__name__)
 

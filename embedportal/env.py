@@ -5,44 +5,42 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from embedportal.config import SETTINGS
 
 
-def _default(name: str, default: Any) -> Any:
-    """An explicit default wins (the provider-key variables collections name are not registered)."""
-    if default is not None:
-        return default
-    return SETTINGS[name].default if name in SETTINGS else ""
+def _default(name: str) -> str:
+    """The registry's default; "" for a variable it does not list (the provider-key variables collections name)."""
+    return str(SETTINGS[name].default) if name in SETTINGS else ""
 
 
-def env_str(name: str, default: str | None = None) -> str:
-    return os.environ.get(name) or str(_default(name, default))
+def env_str(name: str) -> str:
+    return os.environ.get(name) or _default(name)
 
 
-def env_bool(name: str, default: bool | None = None) -> bool:
-    return env_str(name, default).strip().lower() in {"1", "true", "yes", "on"}
+def env_bool(name: str) -> bool:
+    return env_str(name).strip().lower() in {"1", "true", "yes", "on"}
 
 
-def env_int(name: str, default: int | None = None) -> int:
-    return int(env_str(name, default))
+def env_int(name: str) -> int:
+    return int(env_str(name))
 
 
-def env_float(name: str, default: float | None = None) -> float:
-    return float(env_str(name, default))
+def env_float(name: str) -> float:
+    return float(env_str(name))
 
 
-def env_list(name: str, default: str | None = None) -> list[str]:
+def env_list(name: str) -> list[str]:
+    # Set but empty is an empty list, not the default.
     raw = os.environ.get(name)
     if raw is None:
-        raw = str(_default(name, default))
+        raw = _default(name)
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_secret(name: str, default: str | None = None) -> str:
+def env_secret(name: str) -> str:
     """Read a secret from the file named by NAME_FILE (Kubernetes/Docker secrets), else NAME."""
     path = os.environ.get(f"{name}_FILE")
     if path:
         return Path(path).read_text().strip()
-    return env_str(name, default)
+    return env_str(name)

@@ -58,13 +58,10 @@ def register(using: str = DEFAULT_DB_ALIAS) -> bool:
             rows.filter(name=every.name).delete()
             continue
         defaults = {"func": every.func, "kwargs": every.kwargs, "minutes": every.minutes, "repeats": -1}
+        defaults["schedule_type"] = Schedule.MINUTES
         # A new schedule first runs one interval from now: a fresh `make run` must not start every pass at once.
-        first = {"schedule_type": Schedule.MINUTES, "next_run": timezone.now() + timedelta(minutes=every.minutes)}
-        rows.update_or_create(
-            name=every.name,
-            defaults={**defaults, "schedule_type": Schedule.MINUTES},
-            create_defaults={**defaults, **first},
-        )
+        first_run = timezone.now() + timedelta(minutes=every.minutes)
+        rows.update_or_create(name=every.name, defaults=defaults, create_defaults={**defaults, "next_run": first_run})
     return True
 
 

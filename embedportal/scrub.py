@@ -16,20 +16,17 @@ PATTERNS = (
 SECRET_ENV_PARTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "AUTH", "DATABASE_URL")
 
 
-def _secret_values() -> list[str]:
-    values = [
+def scrub(message: str, *secrets: str | None) -> str:
+    """Replace the secrets passed in, the values of secret-looking environment variables and
+    credential shapes."""
+    values = [secret for secret in secrets if secret and len(secret) >= 4]
+    values += [
         value
         for name, value in os.environ.items()
         if any(part in name.upper() for part in SECRET_ENV_PARTS) and len(value) >= 6
     ]
-    return sorted(values, key=len, reverse=True)
-
-
-def scrub(message: str, *secrets: str | None) -> str:
-    """Replace the secrets passed in, the values of secret-looking environment variables and
-    credential shapes."""
-    explicit = [secret for secret in secrets if secret and len(secret) >= 4]
-    for value in sorted(explicit, key=len, reverse=True) + _secret_values():
+    # Longest first: a secret that contains another is replaced whole.
+    for value in sorted(values, key=len, reverse=True):
         message = message.replace(value, "[redacted]")
     for pattern, replacement in PATTERNS:
         message = pattern.sub(replacement, message)

@@ -1,5 +1,4 @@
-"""Scrape-time gauges of reprocessing, computed from the database by `DatabaseCollector`, which
-the /metrics view registers on its per-request registry: exact at any backlog and the same
+"""Scrape-time metrics of reprocessing, computed from the database: exact at any backlog and the same
 from every replica (dashboards use max(), not sum())."""
 
 from __future__ import annotations
@@ -33,8 +32,8 @@ STALE = "pipeline_stale_documents_count"
 
 
 class DatabaseCollector(collectors.DatabaseCollector):
-    """Scrape-time gauges: reprocessing queue size and age distribution, dead letters, stale
-    documents; and the passes' counter and histograms, which one-shot pods write to the database."""
+    """Reprocessing queue size and age distribution, dead letters, stale documents; and the passes'
+    counter and histograms, which one-shot pods write to the database."""
 
     subject = "reprocessing"
     families = collectors.fresh(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from embedportal.schedules import Every
+from reprocessing import staleness
+from reprocessing.workflow import ReprocessingWorkflow
 
 REPROCESS_TASK = "reprocessing.tasks.reprocess_failed"
 STALE_TASK = "reprocessing.tasks.detect_stale"
@@ -10,15 +12,11 @@ STALE_TASK = "reprocessing.tasks.detect_stale"
 
 def reprocess_failed() -> dict:
     """One ReprocessingWorkflow pass: requeue the failed documents whose retry is due."""
-    from reprocessing.workflow import ReprocessingWorkflow
-
     return ReprocessingWorkflow().run_once().as_dict()
 
 
 def detect_stale() -> dict:
     """Count stale documents and requeue those past their collection's freshness SLA."""
-    from reprocessing import staleness
-
     return staleness.detect_stale().as_dict()
 
 

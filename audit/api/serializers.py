@@ -8,16 +8,4 @@ from audit.models import AuditEvent
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = (
-            "id",
-            "at",
-            "via",
-            "actor",
-            "token",
-            "address",
-            "action",
-            "collection",
-            "target",
-            "documents",
-            "changes",
-        )
+        fields = "__all__"

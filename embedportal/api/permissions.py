@@ -82,3 +82,8 @@ class PermissionRequired(ScopeCapped):
         perm = self.perms.get(request.method or "", self.perm)
         self.message = f"permission {perm} required"
         return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
+
+
+def requires(perm: str) -> type[PermissionRequired]:
+    """The permission class of a route that needs `perm`."""
+    return type("Requires", (PermissionRequired,), {"perm": perm})

@@ -139,42 +139,33 @@ def json_error(exc: ValueError) -> str:
     return f"{exc.msg.removesuffix(' at')} at {line}column {exc.colno}"
 
 
-class StrictIntegerField(serializers.IntegerField):
-    """Only JSON integers: DRF's IntegerField would take "3", 3.0 or true."""
+class JSONTypeOnly:
+    """Only values of the field's JSON type: DRF's IntegerField would take "3", 3.0 or true, its BooleanField
+    "yes", "on" or 1, its CharField (and SlugField, URLField...) the number 42 as "42"."""
 
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+    json_type: type = str
 
-
-class StrictBooleanField(serializers.BooleanField):
-    """Only JSON true or false: DRF's BooleanField would take "yes", "on" or 1."""
-
-    def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
-
-
-class StringsOnly:
-    """Only JSON strings: DRF's CharField (and SlugField, URLField...) would store the number 42 as "42"."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")  # type: ignore[attr-defined]
+    def to_internal_value(self, data: Any) -> Any:
+        # A bool is an int to Python, not to JSON.
+        if not isinstance(data, self.json_type) or (isinstance(data, bool) and self.json_type is not bool):
+            self.fail("invalid", input=data)  # type: ignore[attr-defined]
         return super().to_internal_value(data)  # type: ignore[misc]
 
 
+# The JSON type each DRF field takes, its subclasses too (SlugField, URLField...).
+JSON_TYPES = {serializers.CharField: str, serializers.IntegerField: int, serializers.BooleanField: bool}
+
+
 def _strict(field: type[serializers.Field]) -> type[serializers.Field]:
-    if issubclass(field, serializers.CharField):
-        return type(f"Strict{field.__name__}", (StringsOnly, field), {})
-    return {serializers.IntegerField: StrictIntegerField, serializers.BooleanField: StrictBooleanField}.get(
-        field, field
-    )
+    for base, json_type in JSON_TYPES.items():
+        if issubclass(field, base):
+            return type(f"Strict{field.__name__}", (JSONTypeOnly, field), {"json_type": json_type})
+    return field
 
 
 StrictCharField = _strict(serializers.CharField)
+StrictIntegerField = _strict(serializers.IntegerField)
+StrictBooleanField = _strict(serializers.BooleanField)
 
 
 class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):

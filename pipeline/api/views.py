@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from audit import trail
 from embedportal.api.errors import Conflict, error_body
-from embedportal.api.permissions import PermissionRequired, demand
+from embedportal.api.permissions import PermissionRequired, demand, requires
 from embedportal.api.strict import StrictModelSerializer, no_body
 from pipeline import backfill, queue
 from pipeline import search as semantic
@@ -34,10 +34,6 @@ from pipeline.models import Collection, Document, visible
 
 class CanListOrAddDocuments(PermissionRequired):
     perms = {"GET": "pipeline.view_document", "POST": "pipeline.add_document"}
-
-
-def requires(perm: str) -> type[PermissionRequired]:
-    return type("Requires", (PermissionRequired,), {"perm": perm})
 
 
 CanSearch = requires("pipeline.view_chunk")

@@ -12,22 +12,20 @@ from embedportal.api.strict import StrictFilterSet
 from reprocessing.models import FailedDocument
 
 
-def _failed_before(qs: QuerySet, name: str, seconds: float) -> QuerySet:
-    return qs.filter(first_failed_at__lte=timezone.now() - timedelta(seconds=float(seconds)))
-
-
-def _failed_since(qs: QuerySet, name: str, seconds: float) -> QuerySet:
-    return qs.filter(first_failed_at__gte=timezone.now() - timedelta(seconds=float(seconds)))
+def _failed_ago(qs: QuerySet, name: str, seconds: float) -> QuerySet:
+    """min_age: first failed at least `seconds` ago; max_age: at most."""
+    lookup = "lte" if name == "min_age" else "gte"
+    return qs.filter(**{f"first_failed_at__{lookup}": timezone.now() - timedelta(seconds=float(seconds))})
 
 
 class FailedDocumentFilter(StrictFilterSet):
     # error_type, state and stage get django-filter's ChoiceFilter from the model fields' choices.
     collection = django_filters.CharFilter(field_name="document__collection__name", help_text="Collection name")
     min_age = django_filters.NumberFilter(
-        method=_failed_before, min_value=0, help_text="Failed at least this many seconds ago"
+        method=_failed_ago, min_value=0, help_text="Failed at least this many seconds ago"
     )
     max_age = django_filters.NumberFilter(
-        method=_failed_since, min_value=0, help_text="Failed at most this many seconds ago"
+        method=_failed_ago, min_value=0, help_text="Failed at most this many seconds ago"
     )
 
     class Meta:

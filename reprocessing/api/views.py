@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from audit import trail
 from embedportal.api.errors import Conflict
-from embedportal.api.permissions import PermissionRequired
+from embedportal.api.permissions import requires
 from embedportal.api.strict import no_body
 from pipeline.api.views import collection_or_404
 from pipeline.models import visible
@@ -22,13 +22,8 @@ from reprocessing.api.serializers import BulkRetrySerializer, FailedDocumentSeri
 from reprocessing.choices import Resolution
 from reprocessing.models import RETRYABLE, FailedDocument
 
-
-class CanRetry(PermissionRequired):
-    perm = "reprocessing.retry_faileddocument"
-
-
-class CanResolve(PermissionRequired):
-    perm = "reprocessing.resolve_faileddocument"
+CanRetry = requires("reprocessing.retry_faileddocument")
+CanResolve = requires("reprocessing.resolve_faileddocument")
 
 
 def _result(retried: dict[str, int]) -> Response:

