@@ -58,11 +58,11 @@ def _request_host() -> str:
 
 
 class Context:
-    def __init__(self, run: TestRun, scenario: Scenario, target: str = "", wait_seconds: float | None = None) -> None:
+    def __init__(self, run: TestRun, scenario: Scenario, target: str = "") -> None:
         self.run = run
         self.scenario = scenario
         self.target = target
-        self.wait_seconds = wait_seconds or settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS
+        self.wait_seconds = settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS
         self.deadline = time.monotonic() + scenario.timeout
         self._collections: list[Collection] = []
         self._providers: list[Any] = []
@@ -131,7 +131,6 @@ class Context:
         return message
 
     def check_first(self, found: list[str], expected: str, what: str) -> None:
-        """Fail unless `expected` is the first of the document ids `what` found."""
         self.check(found[:1] == [expected], f"{what} did not find {expected} at rank 1: {found}")
 
     def enqueue(self, collection: Collection, docs: Iterable[tuple[str, str]]) -> queue.EnqueueResult:

@@ -42,7 +42,6 @@ class EmbeddingPipelineOperationsTester:
     collections: Sequence[str] = ()
     trigger: str = Trigger.CLI
     requested_by: str = ""
-    wait_seconds: float | None = None
     progress: Callable[[TestResult], None] | None = None
 
     def __post_init__(self) -> None:
@@ -125,7 +124,7 @@ class EmbeddingPipelineOperationsTester:
         return result
 
     def _attempt(self, run: TestRun, scenario: Scenario, target: str) -> tuple[str, str, dict[str, Any]]:
-        ctx = Context(run, scenario, target, self.wait_seconds)
+        ctx = Context(run, scenario, target)
         started, stopped = time.monotonic(), False
         outcome, message, measured = Outcome.PASSED, "", {}
         try:

@@ -136,14 +136,6 @@ def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus, rerun: bool = F
     return _ingest(name, HASH_MODEL, corpus, sizes.repeats, floor, "ratio_to_floor", rerun, workers=2, mode=mode)
 
 
-def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    return _hash_ingest("steady", sizes, corpus, rerun=True)
-
-
-def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    return _hash_ingest("backfill", sizes, corpus)
-
-
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
     loadharness.warm_up(MINILM)
@@ -206,8 +198,8 @@ def collection_benchmark(config: dict[str, Any], corpus: ingest.Corpus, sizes: S
 
 
 BENCHMARKS: dict[str, Callable[[Sizes, ingest.Corpus], Figures]] = {
-    "ingest_steady": ingest_steady,
-    "ingest_backfill": ingest_backfill,
+    "ingest_steady": partial(_hash_ingest, "steady", rerun=True),
+    "ingest_backfill": partial(_hash_ingest, "backfill"),
     "ingest_minilm": ingest_minilm,
     "search": search,
     "metrics": metrics,
