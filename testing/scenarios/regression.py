@@ -14,7 +14,7 @@ from pipeline.search import search
 from testing import golden
 from testing.choices import Category, Component, Condition, Outcome
 from testing.context import Context
-from testing.fingerprints import COLLECTION_CONFIG_FIELDS
+from testing.fingerprints import collection_config
 from testing.models import TestResult
 from testing.registry import scenario
 
@@ -94,8 +94,7 @@ def regression(name: str, covers: list[tuple[str, str]]) -> Any:
 def builtin_golden_set(ctx: Context) -> dict[str, Any]:
     """The built-in golden set's recall@5 and MRR with the configuration under test did not drop."""
     if ctx.target:
-        source = Collection.objects.get(name=ctx.target)
-        config = {name: getattr(source, name) for name in COLLECTION_CONFIG_FIELDS}
+        config = collection_config(Collection.objects.get(name=ctx.target))
     else:
         config = {**DEFAULT_CONFIG, "model": settings.EMBEDPORTAL_DEFAULT_MODEL}
     collection = ctx.collection("golden", **config)
