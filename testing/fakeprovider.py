@@ -115,12 +115,7 @@ class FakeProvider:
         return _poison_mode(inputs) or mode
 
     def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str], body: dict | None = None) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-        if mode == "slow":
-            time.sleep(30)
-        if mode == "timeout":
-            time.sleep(self.timeout_seconds)
+        time.sleep(self.delay + {"slow": 30, "timeout": self.timeout_seconds}.get(mode, 0))
         errors = {
             "500": (500, "internal error"),
             "503": (503, "service unavailable"),

@@ -87,9 +87,6 @@ def machine_fingerprint(described: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# --- the benchmarks ------------------------------------------------------------------------------
-
-
 def stage_figures(repetitions: list[dict[str, dict[str, float]]]) -> Figures:
     """Per-stage p50/p95/p99 per document (testing.benchmarks.stages), a sample per repetition:
     informational, so the gate skips them."""
@@ -204,9 +201,6 @@ BENCHMARKS: dict[str, Callable[[Sizes, ingest.Corpus], Figures]] = {
     "search": search,
     "metrics": metrics,
 }
-
-
-# --- a run ---------------------------------------------------------------------------------------
 
 
 def run_suite(
