@@ -68,7 +68,6 @@ class Context:
         self._collections: list[Collection] = []
         self._providers: list[Any] = []
         self._client: Client | None = None
-        self._counter = 0
 
     @staticmethod
     def check(condition: Any, message: str) -> None:
@@ -95,8 +94,7 @@ class Context:
             # Scenarios search hash vectors with a chunk's exact text: chunks are embedded alone.
             "contextual_chunks": False,
         }
-        self._counter += 1
-        name = f"{RESERVED_PREFIX}{self.run.pk}_{self._counter}_{suffix}"[:63]
+        name = f"{RESERVED_PREFIX}{self.run.pk}_{len(self._collections) + 1}_{suffix}"[:63]
         with reserved_names():
             collection = create_collection(name=name, **{**defaults, **fields})
         self._collections.append(collection)
@@ -118,7 +116,6 @@ class Context:
         return self._client
 
     def post(self, collection: Collection, payload: Any, endpoint: str = "documents") -> Any:
-        """POST JSON to one of a collection's API endpoints (`documents`, `search`) as the ops user."""
         url = f"/api/v1/collections/{collection.name}/{endpoint}/"
         return self.client().post(url, payload, content_type="application/json")
 

@@ -49,15 +49,12 @@ class EmbeddingPipelineOperationsTester:
         self.collections = list(self.collections)
         self.selected = select(self.categories, self.scenarios, quick=self.quick)
 
-    def selection(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections")}
-
     def start(self, status: str = RunStatus.RUNNING) -> TestRun:
         """Take the running slot, or the queued one for a test runner (RunInProgress names its holder)."""
         return TestRun.objects.start(
             status=status,
             trigger=self.trigger,
-            selection=self.selection(),
+            selection={k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections")},
             requested_by=self.requested_by,
             code_version=code_version(),
             config_fingerprint=fingerprints.config_fingerprint(),

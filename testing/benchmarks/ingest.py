@@ -221,12 +221,8 @@ def copy_floor(collection: Collection, writers: int = 1) -> float:
             cur.execute(f"CREATE UNIQUE INDEX ON {FLOOR_TABLE} (document_id, ordinal)")
             cur.execute(f"CREATE INDEX ON {FLOOR_TABLE} USING hnsw (embedding vector_cosine_ops)")
         t0 = time.perf_counter()
-        if writers == 1:
-            _copy_in(parts[0])
-        else:
-            with ThreadPoolExecutor(max_workers=writers) as pool:
-                for done in [pool.submit(_copy_in, buf) for buf in parts]:
-                    done.result()
+        with ThreadPoolExecutor(max_workers=writers) as pool:
+            list(pool.map(_copy_in, parts))  # raises a writer's error
         seconds = time.perf_counter() - t0
     finally:
         for buf in parts:
