@@ -161,9 +161,6 @@ class TestResultAdmin(TeamScoped, ReadOnlyAdmin):
         url = reverse("admin:testing_testresult_changelist") + f"?scenario__exact={obj.scenario}"
         return format_html('<a href="{}">{}</a>', url, obj.scenario)
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        return lookup == "scenario__exact" or super().lookup_allowed(lookup, value, request)
-
 
 class RegressionFilter(admin.SimpleListFilter):
     title = "regression"
