@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,7 +37,7 @@ class RunPermission(PermissionRequired):
     list=extend_schema(summary="List the operations test runs, newest first"),
     retrieve=extend_schema(summary="One operations test run with its scenario results"),
 )
-class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Runs of the operations tester (run_ops_tests, the test trigger, the schedules)."""
 
     queryset = TestRun.objects.all()
