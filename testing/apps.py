@@ -7,19 +7,15 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models.signals import post_migrate, post_save, pre_save
 
 
-def on_migrate(sender: AppConfig, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """post_migrate: queue a regression run when the settings fingerprint changed since the last start-up."""
+def on_migrate(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+    """post_migrate, and a worker starting (a ConfigMap edit rolls the workers without a migrate Job): queue a
+    regression run when the settings fingerprint changed since the last start-up (debounced)."""
     from embedportal.schedules import tables_exist
     from testing import tasks
     from testing.models import ConfigSnapshot
 
     if tables_exist(using, ConfigSnapshot):
         tasks.check_settings_fingerprint(using)
-
-
-def on_worker_start(sender: type, **kwargs: Any) -> None:
-    """A ConfigMap edit rolls the workers without a migrate Job: check the fingerprint here too (debounced)."""
-    on_migrate(sender)
 
 
 class TestingConfig(AppConfig):
@@ -32,8 +28,7 @@ class TestingConfig(AppConfig):
         from testing import scenarios, triggers  # noqa: F401  (scenarios: importing registers them)
 
         post_migrate.connect(on_migrate, sender=self, dispatch_uid="testing.on_migrate")
-        signals.worker_starting.connect(on_worker_start, dispatch_uid="testing.on_worker_start")
+        signals.worker_starting.connect(on_migrate, dispatch_uid="testing.on_worker_start")
         # pipeline knows nothing of testing: the receivers are connected from here.
         pre_save.connect(triggers.remember_config, sender=Collection, dispatch_uid="testing.remember_config")
         post_save.connect(triggers.config_saved, sender=Collection, dispatch_uid="testing.config_saved")
-        from testing.benchmarks import admin  # noqa: F401  (registers BenchmarkRun; admin.py is the ops tests')

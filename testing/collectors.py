@@ -8,6 +8,8 @@ from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from embedportal import collectors
+from testing.coverage import coverage
+from testing.flaky import WINDOW, flaky_names
 from testing.models import DURATION_BUCKETS, RunnerHeartbeat
 
 PASS_RATE = "test_pass_rate_embedding_pipeline_operations"
@@ -53,9 +55,6 @@ class DatabaseCollector(collectors.DatabaseCollector):
         ]
 
     def fill(self, cur, counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge, runners) -> None:
-        from testing.coverage import coverage
-        from testing.flaky import WINDOW, flaky_names
-
         cur.execute(_TOTALS_SQL)
         durations: dict[tuple[str, str], tuple[float, list[int]]] = {}
         for category, scenario, outcome, n, seconds, buckets in cur.fetchall():

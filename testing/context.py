@@ -11,6 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 from django.utils.crypto import get_random_string
@@ -19,6 +21,8 @@ from pipeline import queue
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.models import RESERVED_PREFIX, Collection, Document, ProviderCircuit, WorkerHeartbeat
+from pipeline.wakeup import kick_workers
+from testing.fakeprovider import FakeProvider
 from testing.models import TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped
 from testing.reserved import delete_reserved, reserved_names, wait_until
@@ -36,9 +40,6 @@ FAULT_MODEL = "openai/ops-test-fault"
 
 
 def ops_user() -> Any:
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Permission
-
     User = get_user_model()
     user, created = User.objects.get_or_create(username=OPS_USERNAME, defaults={"is_staff": True, "is_active": True})
     if created:
@@ -58,16 +59,15 @@ def _request_host() -> str:
 
 
 class Context:
-    def __init__(self, run: TestRun, scenario: Scenario, target: str = "", wait_seconds: float | None = None) -> None:
+    def __init__(self, run: TestRun, scenario: Scenario, target: str = "") -> None:
         self.run = run
         self.scenario = scenario
         self.target = target
-        self.wait_seconds = wait_seconds or settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS
+        self.wait_seconds = settings.EMBEDPORTAL_OPS_TEST_WAIT_SECONDS
         self.deadline = time.monotonic() + scenario.timeout
         self._collections: list[Collection] = []
         self._providers: list[Any] = []
         self._client: Client | None = None
-        self._counter = 0
 
     @staticmethod
     def check(condition: Any, message: str) -> None:
@@ -94,8 +94,7 @@ class Context:
             # Scenarios search hash vectors with a chunk's exact text: chunks are embedded alone.
             "contextual_chunks": False,
         }
-        self._counter += 1
-        name = f"{RESERVED_PREFIX}{self.run.pk}_{self._counter}_{suffix}"[:63]
+        name = f"{RESERVED_PREFIX}{self.run.pk}_{len(self._collections) + 1}_{suffix}"[:63]
         with reserved_names():
             collection = create_collection(name=name, **{**defaults, **fields})
         self._collections.append(collection)
@@ -117,7 +116,6 @@ class Context:
         return self._client
 
     def post(self, collection: Collection, payload: Any, endpoint: str = "documents") -> Any:
-        """POST JSON to one of a collection's API endpoints (`documents`, `search`) as the ops user."""
         url = f"/api/v1/collections/{collection.name}/{endpoint}/"
         return self.client().post(url, payload, content_type="application/json")
 
@@ -131,7 +129,6 @@ class Context:
         return message
 
     def check_first(self, found: list[str], expected: str, what: str) -> None:
-        """Fail unless `expected` is the first of the document ids `what` found."""
         self.check(found[:1] == [expected], f"{what} did not find {expected} at rank 1: {found}")
 
     def enqueue(self, collection: Collection, docs: Iterable[tuple[str, str]]) -> queue.EnqueueResult:
@@ -140,8 +137,6 @@ class Context:
     def fault_provider(self, mode: str = "ok") -> Any:
         """The fault-injecting provider answering `mode` on the configured address (in Kubernetes the pod's,
         opened to the workers by NetworkPolicy embedportal-ops-tests-fault-provider); one scenario's at a time."""
-        from testing.fakeprovider import FakeProvider
-
         host, port = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST, settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT
         # A "timeout" answer comes after 5 s: past the scenarios' 1 s client timeout, and short-lived.
         provider = FakeProvider(timeout_seconds=5, address=(host, port)).start()
@@ -169,10 +164,9 @@ class Context:
         left = self.deadline - time.monotonic()
         return max(0.0, min(left, limit if limit is not None else self.wait_seconds))
 
-    def require_workers(self) -> int:
+    def require_workers(self) -> None:
         """Fail at once, naming the cause, when no pipeline worker process is alive."""
-        alive = _fresh_workers()
-        if not alive:
+        if not _fresh_workers():
             max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
             latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
             seen = f"last one {(timezone.now() - latest).total_seconds():.0f} s ago" if latest else "none ever"
@@ -180,7 +174,6 @@ class Context:
                 f"no pipeline worker is running: no worker heartbeat in the last {max_age.total_seconds():.0f} s "
                 f"({seen}); start `manage.py qcluster` or `manage.py run_pipeline`"
             )
-        return alive
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
         return wait_until(predicate, self.remaining(timeout))
@@ -194,8 +187,6 @@ class Context:
     ) -> dict[str, str]:
         """Wait for the running workers to bring the documents to a final state; returns id -> status.
         Fails naming the cause: no worker alive, or documents still pending/processing."""
-        from pipeline.wakeup import kick_workers
-
         self.require_workers()
         qs = Document.objects.filter(collection=collection)
         if ids is not None:

@@ -17,26 +17,25 @@ class CorpusMissing(ValueError):
     """The corpus is not in the cache."""
 
 
-def _root(cache: Path | None) -> Path:
-    return (cache or settings.EMBEDPORTAL_CORPUS_DIR) / f"django-{DJANGO_VERSION}-docs"
+def root() -> Path:
+    return settings.EMBEDPORTAL_CORPUS_DIR / f"django-{DJANGO_VERSION}-docs"
 
 
-def django_docs(cache: Path | None = None) -> list[Path]:
+def django_docs() -> list[Path]:
     """The Django 5.2 documentation (656 reST files, ~6 MB) from the cache."""
-    root = _root(cache)
-    if not (root / ".complete").exists():
+    folder = root()
+    if not (folder / ".complete").exists():
         raise CorpusMissing(
-            f"the django-docs corpus is not in {root.parent} (EMBEDPORTAL_CORPUS_DIR): fetch it once with "
+            f"the django-docs corpus is not in {folder.parent} (EMBEDPORTAL_CORPUS_DIR): fetch it once with "
             "`manage.py fetch_corpus`, or pass --corpus with a folder of text files"
         )
-    return sorted(p for p in root.rglob("*.txt"))
+    return sorted(folder.rglob("*.txt"))
 
 
-def fetch(cache: Path | None = None) -> list[Path]:
+def fetch() -> list[Path]:
     """Fill the cache from Django's source distribution (downloaded by pip unless already there)."""
-    cache = cache or settings.EMBEDPORTAL_CORPUS_DIR
-    root = _root(cache)
-    if not (root / ".complete").exists():
+    cache, folder = settings.EMBEDPORTAL_CORPUS_DIR, root()
+    if not (folder / ".complete").exists():
         cache.mkdir(parents=True, exist_ok=True)
         sdist = cache / f"django-{DJANGO_VERSION}.tar.gz"
         if not sdist.exists():
@@ -49,6 +48,6 @@ def fetch(cache: Path | None = None) -> list[Path]:
             members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.name.endswith(".txt")]
             for m in members:
                 m.name = m.name[len(prefix) :]
-            tar.extractall(root, members=members, filter="data")
-        (root / ".complete").touch()
-    return django_docs(cache)
+            tar.extractall(folder, members=members, filter="data")
+        (folder / ".complete").touch()
+    return django_docs()

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from testing.choices import Component, Condition
 from testing.models import ScenarioTotals
-from testing.registry import load
+from testing.registry import REGISTRY
 
 WINDOW = timedelta(days=7)
 
@@ -41,7 +41,7 @@ def coverage(now: datetime | None = None, window: timedelta = WINDOW) -> Coverag
     ran = ScenarioTotals.objects.ran_since(since)
     cells = {(c, k): [] for c in Component.values for k in Condition.values}
     declared = {(c, k): [] for c in Component.values for k in Condition.values}
-    for scenario in load().values():
+    for scenario in REGISTRY.values():
         for cell in scenario.covers:
             declared[cell].append(scenario.name)
             if scenario.name in ran:

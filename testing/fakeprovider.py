@@ -27,42 +27,9 @@ def vector_for(text: str, dims: int) -> list[float]:
     return (v / np.linalg.norm(v)).tolist()
 
 
-class LoopbackServer:
-    """A threaded HTTP server (by default on a free loopback port), serving `handler` until stopped."""
+class FakeProvider:
+    """A threaded HTTP server (by default on a free loopback port) answering as `mode` says until stopped."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], address: Address = LOOPBACK) -> None:
-        self.server = ThreadingHTTPServer(address, handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def start(self) -> Any:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
-        body = json.dumps(payload).encode()
-        try:
-            h.send_response(status)
-            h.send_header("content-type", "application/json")
-            h.send_header("content-length", str(len(body)))
-            for k, v in (headers or {}).items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout): nothing to answer
-
-
-class FakeProvider(LoopbackServer):
     def __init__(
         self, dims: int = 8, timeout_seconds: float = 120.0, record: bool = True, address: Address = LOOPBACK
     ) -> None:
@@ -107,7 +74,35 @@ class FakeProvider(LoopbackServer):
                     with provider.lock:
                         provider.in_flight -= 1
 
-        super().__init__(Handler, address)
+        self.server = ThreadingHTTPServer(address, Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self) -> Any:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
+        body = json.dumps(payload).encode()
+        try:
+            h.send_response(status)
+            h.send_header("content-type", "application/json")
+            h.send_header("content-length", str(len(body)))
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout): nothing to answer
 
     @property
     def last_key(self) -> str:
@@ -120,12 +115,7 @@ class FakeProvider(LoopbackServer):
         return _poison_mode(inputs) or mode
 
     def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str], body: dict | None = None) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-        if mode == "slow":
-            time.sleep(30)
-        if mode == "timeout":
-            time.sleep(self.timeout_seconds)
+        time.sleep(self.delay + {"slow": 30, "timeout": self.timeout_seconds}.get(mode, 0))
         errors = {
             "500": (500, "internal error"),
             "503": (503, "service unavailable"),

@@ -11,9 +11,6 @@ from django.conf import settings
 
 from pipeline.models import RESERVED_PREFIX, Collection
 
-# What a collection's embeddings depend on (those a re-embed may change): a change to any of
-# these is a configuration change.
-COLLECTION_CONFIG_FIELDS = Collection.REEMBED_FIELDS
 SECRET_PARTS = ("AUTH", "KEY", "SECRET", "PASSWORD", "TOKEN", "DATABASE_URL")
 
 
@@ -35,7 +32,9 @@ def settings_fingerprint() -> str:
 
 
 def collection_config(collection: Collection) -> dict[str, Any]:
-    return {name: getattr(collection, name) for name in COLLECTION_CONFIG_FIELDS}
+    """What the collection's embeddings depend on (a re-embed may change them): a change to any is a
+    configuration change."""
+    return {name: getattr(collection, name) for name in Collection.REEMBED_FIELDS}
 
 
 def config_fingerprint() -> str:

@@ -35,11 +35,3 @@ def run_to_junit(run: TestRun) -> JUnitXml:
         xml.add_testsuite(suite)
     xml.update_statistics()
     return xml
-
-
-def write_junit(run: TestRun, path: str) -> None:
-    run_to_junit(run).write(path, pretty=True)
-
-
-def junit_text(run: TestRun) -> str:
-    return run_to_junit(run).tostring().decode()

@@ -27,12 +27,6 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class TestRunQuerySet(models.QuerySet["TestRun"]):
-    def running(self) -> TestRunQuerySet:
-        return self.filter(status=RunStatus.RUNNING)
-
-    def active(self) -> TestRunQuerySet:
-        return self.filter(status__in=ACTIVE)
-
     def start(self, status: str = RunStatus.RUNNING, **fields: Any) -> TestRun:
         """A running run (a command runs it itself) or a queued one (for a test runner); the partial unique
         indexes testing_testrun_one_running/_one_queued refuse a second of either, so racers never overlap."""
@@ -83,7 +77,7 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
         slot; so does a run queued that long while no test runner is alive."""
         cutoff = timezone.now() - timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS)
         stale = self.filter(heartbeat_at__lt=cutoff)
-        abandoned = stale.running().end("abandoned: its process stopped reporting")
+        abandoned = stale.filter(status=RunStatus.RUNNING).end("abandoned: its process stopped reporting")
         if RunnerHeartbeat.objects.alive().exists():
             return abandoned
         return abandoned + stale.filter(status=RunStatus.QUEUED).end(f"abandoned: {NO_RUNNER}")

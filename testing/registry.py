@@ -36,6 +36,7 @@ class Scenario:
     per_collection: bool = False
 
 
+# Every scenario: the scenario modules register at import, which testing.apps does when ready.
 REGISTRY: dict[str, Scenario] = {}
 
 
@@ -65,27 +66,21 @@ def scenario(
     return register
 
 
-def load() -> dict[str, Scenario]:
-    """Every scenario (the scenario modules register at import, which testing.apps does when ready)."""
-    return REGISTRY
-
-
 class UnknownSelection(ValueError):
     pass
 
 
 def select(categories: Iterable[str] = (), names: Iterable[str] = (), quick: bool = False) -> list[Scenario]:
     """Scenarios by category and/or name, in registry order; nothing asked for means all."""
-    registry = load()
     categories, names = list(categories), list(names)
-    unknown = [c for c in categories if c not in Category.values] + [n for n in names if n not in registry]
+    unknown = [c for c in categories if c not in Category.values] + [n for n in names if n not in REGISTRY]
     if unknown:
         raise UnknownSelection(
             f"unknown categories or scenarios: {', '.join(unknown)} "
             f"(categories: {', '.join(Category.values)}; list scenarios with run_ops_tests --list)"
         )
     chosen = [
-        s for s in registry.values() if (not categories and not names) or s.category in categories or s.name in names
+        s for s in REGISTRY.values() if (not categories and not names) or s.category in categories or s.name in names
     ]
     if quick:
         chosen = [s for s in chosen if s.quick]

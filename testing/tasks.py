@@ -13,7 +13,11 @@ from django.utils import timezone
 
 from embedportal import schedules
 from embedportal.schedules import Every
+from pipeline.models import RESERVED_PREFIX, Collection
 from testing.choices import Category, RunStatus, Trigger
+from testing.fingerprints import settings_fingerprint
+from testing.models import ACTIVE, BenchmarkRun, ConfigSnapshot, RunInProgress, TestRun
+from testing.tester import EmbeddingPipelineOperationsTester
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +37,11 @@ CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
 def queue_run(requested_by: str = "", **selection: Any) -> tuple[Any, Any]:
     """Queue a run for the test runner: only the row is written, so no worker slot is taken (RunInProgress
     names the run already queued)."""
-    from testing.tester import EmbeddingPipelineOperationsTester
-
     tester = EmbeddingPipelineOperationsTester(**selection, requested_by=requested_by)
     return tester.start(RunStatus.QUEUED), tester
 
 
 def _queue(**selection: Any) -> dict:
-    from testing.models import RunInProgress
-
     try:
         run, _ = queue_run(**selection)
     except RunInProgress as exc:
@@ -57,9 +57,6 @@ def run_scheduled(quick: bool = True) -> dict:
 
 def run_config_change(collections: list[str] | None = None) -> dict:
     """Regression and integration scenarios for the collections whose configuration changed."""
-    from pipeline.models import Collection
-    from testing.models import TestRun
-
     names = sorted(set(Collection.objects.filter(name__in=collections or []).values_list("name", flat=True)))
     # A configuration-change run still queued takes these collections too (compare-and-swap with its claim).
     queued = TestRun.objects.filter(status=RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE)
@@ -81,10 +78,6 @@ def schedule_config_run(collections: list[str]) -> None:
 
 def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
     """At start-up: a settings fingerprint other than the last one seen queues a run of every collection."""
-    from pipeline.models import RESERVED_PREFIX, Collection
-    from testing.fingerprints import settings_fingerprint
-    from testing.models import ConfigSnapshot
-
     current = settings_fingerprint()
     previous = ConfigSnapshot.objects.using(using).filter(key="settings").values_list("fingerprint", flat=True).first()
     if previous == current:
@@ -101,8 +94,6 @@ def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
 
 def prune_history(now: datetime | None = None) -> dict:
     """Every day: finished test runs and benchmark runs past their retention (the counters stay in ScenarioTotals)."""
-    from testing.models import ACTIVE, BenchmarkRun, TestRun
-
     now = now or timezone.now()
     runs = TestRun.objects.exclude(status__in=ACTIVE).filter(
         started_at__lt=now - timedelta(days=settings.EMBEDPORTAL_TEST_RUN_RETENTION_DAYS)

@@ -42,7 +42,6 @@ class EmbeddingPipelineOperationsTester:
     collections: Sequence[str] = ()
     trigger: str = Trigger.CLI
     requested_by: str = ""
-    wait_seconds: float | None = None
     progress: Callable[[TestResult], None] | None = None
 
     def __post_init__(self) -> None:
@@ -50,15 +49,12 @@ class EmbeddingPipelineOperationsTester:
         self.collections = list(self.collections)
         self.selected = select(self.categories, self.scenarios, quick=self.quick)
 
-    def selection(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections")}
-
     def start(self, status: str = RunStatus.RUNNING) -> TestRun:
         """Take the running slot, or the queued one for a test runner (RunInProgress names its holder)."""
         return TestRun.objects.start(
             status=status,
             trigger=self.trigger,
-            selection=self.selection(),
+            selection={k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections")},
             requested_by=self.requested_by,
             code_version=code_version(),
             config_fingerprint=fingerprints.config_fingerprint(),
@@ -125,7 +121,7 @@ class EmbeddingPipelineOperationsTester:
         return result
 
     def _attempt(self, run: TestRun, scenario: Scenario, target: str) -> tuple[str, str, dict[str, Any]]:
-        ctx = Context(run, scenario, target, self.wait_seconds)
+        ctx = Context(run, scenario, target)
         started, stopped = time.monotonic(), False
         outcome, message, measured = Outcome.PASSED, "", {}
         try:

@@ -8,7 +8,9 @@ from typing import Any
 from django.db import transaction
 
 from pipeline.models import RESERVED_PREFIX, Collection
+from testing.benchmarks.tasks import schedule_benchmark
 from testing.fingerprints import collection_config
+from testing.tasks import schedule_config_run
 
 
 def remember_config(sender: type[Collection], instance: Collection, raw: bool = False, **kwargs: Any) -> None:
@@ -27,9 +29,6 @@ def config_saved(
     before = getattr(instance, "_ops_test_config_before", None)
     if not created and before == collection_config(instance):
         return
-    from testing.benchmarks.tasks import schedule_benchmark
-    from testing.tasks import schedule_config_run
-
     name = instance.name
     transaction.on_commit(lambda: schedule_config_run([name]))
     # The same change queues the collection's benchmark (debounced): a slower configuration is flagged.

@@ -11,9 +11,10 @@ from embedportal.api.strict import (
 )
 from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
+from testing.benchmarks import regression
 from testing.choices import Category, RunStatus
-from testing.models import TestResult, TestRun, queued_note
-from testing.registry import load
+from testing.models import BenchmarkRun, TestResult, TestRun, queued_note
+from testing.registry import REGISTRY
 
 MAX_WAIT_SECONDS = 300
 
@@ -61,7 +62,7 @@ class RunRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     )
 
     def validate_scenarios(self, value: list[str]) -> list[str]:
-        if unknown := sorted(set(value) - set(load())):
+        if unknown := sorted(set(value) - set(REGISTRY)):
             raise serializers.ValidationError(f"unknown scenarios: {', '.join(unknown)}")
         return value
 
@@ -80,3 +81,15 @@ class GoldenQuerySerializer(StrictModelSerializer):
         model = GoldenQuery
         fields = ["id", "collection", "query", "expected_document_id", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+
+class BenchmarkRunSerializer(serializers.ModelSerializer):
+    regressed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BenchmarkRun
+        fields = "__all__"
+
+    def get_regressed(self, run: BenchmarkRun) -> list[str]:
+        """The figures flagged, as benchmark.figure."""
+        return [f"{b}.{f}" for b, f in regression.regressions(run.comparison)]

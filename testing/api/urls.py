@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from rest_framework.routers import SimpleRouter
 
-from testing.api.benchmarks import BenchmarkRunViewSet
-from testing.api.views import GoldenQueryViewSet, TestRunViewSet
+from testing.api.views import BenchmarkRunViewSet, GoldenQueryViewSet, TestRunViewSet
 
 router = SimpleRouter()
 # The endpoints answer with and without the trailing slash (the constructor only takes a bool).

@@ -1,4 +1,4 @@
-"""POST /api/v1/embedding-pipeline-operations/test runs the suite; GET lists runs and shows one."""
+"""The operations tests' API: test runs (POST runs the suite), golden queries and benchmark runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,14 +15,15 @@ from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, PermissionRequired
 from pipeline.models import GoldenQuery, visible
 from testing.api.serializers import (
+    BenchmarkRunSerializer,
     GoldenQuerySerializer,
     RunRequestSerializer,
     TestRunDetailSerializer,
     TestRunSerializer,
 )
 from testing.choices import Trigger
-from testing.junit import junit_text
-from testing.models import ACTIVE, RunInProgress, TestRun, queued_note
+from testing.junit import run_to_junit
+from testing.models import ACTIVE, BenchmarkRun, RunInProgress, TestRun, queued_note
 from testing.reserved import wait_until
 from testing.tasks import queue_run
 
@@ -36,7 +37,7 @@ class RunPermission(PermissionRequired):
     list=extend_schema(summary="List the operations test runs, newest first"),
     retrieve=extend_schema(summary="One operations test run with its scenario results"),
 )
-class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Runs of the operations tester (run_ops_tests, the test trigger, the schedules)."""
 
     queryset = TestRun.objects.all()
@@ -71,7 +72,7 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 if queued
                 else "a test run is queued"
             ) from None
-        wait_until(lambda: not TestRun.objects.active().filter(pk=run.pk).exists(), wait)
+        wait_until(lambda: not TestRun.objects.filter(pk=run.pk, status__in=ACTIVE).exists(), wait)
         run.refresh_from_db()
         url = TestRunSerializer(run).data["url"]
         if run.status in ACTIVE:
@@ -95,7 +96,7 @@ class TestRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["get"])
     def junit(self, request: Request, pk: str | None = None) -> HttpResponse:
         """The run's results as JUnit XML (xunit2, flaky attempts as flakyFailure)."""
-        return HttpResponse(junit_text(self.get_object()), content_type="application/xml")
+        return HttpResponse(run_to_junit(self.get_object()).tostring(), content_type="application/xml")
 
 
 class GoldenQueryViewSet(viewsets.ModelViewSet):
@@ -109,3 +110,23 @@ class GoldenQueryViewSet(viewsets.ModelViewSet):
         qs, collection = super().get_queryset(), self.request.query_params.get("collection")
         qs = qs.filter(visible(self.request.user, "collection"))
         return qs.filter(collection__name=collection) if collection else qs
+
+
+class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
+    """Benchmark runs (`manage.py benchmark`), newest first: each benchmark's figures as repeated samples and
+    their comparison with earlier runs on the same machine; `regressed` names the figures flagged.
+    Filters: ?regressed=true|false, ?suite=quick|full, ?machine=<fingerprint>."""
+
+    queryset = BenchmarkRun.objects.all()
+    serializer_class = BenchmarkRunSerializer
+    permission_classes = [ModelPermissions]
+
+    def get_queryset(self) -> Any:
+        qs = super().get_queryset()
+        params = self.request.query_params
+        if params.get("regressed") in ("true", "1", "yes"):
+            qs = qs.filter(regressions__gt=0)
+        elif params.get("regressed") in ("false", "0", "no"):
+            qs = qs.filter(regressions=0)
+        fields = {"suite": "suite", "machine": "machine_fingerprint"}
+        return qs.filter(**{field: params[name] for name, field in fields.items() if params.get(name)})

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from django.db import connection, connections
 
 from pipeline import encoder, sources
@@ -22,6 +23,8 @@ from pipeline.collections import create_collection
 from pipeline.loadharness import drain_forked
 from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
+from testing import corpus as corpora
+from testing.fakeprovider import FakeProvider
 
 
 @dataclass
@@ -111,10 +114,12 @@ def run_once(
         enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
 
-    ticks, cpu_before = cpu_ticks(), cpu_seconds()
+    # The first call starts the interval the second measures (this module's only caller of cpu_percent).
+    psutil.cpu_percent()
+    cpu_before = cpu_seconds()
     drained = drain_forked(workers, "bench")
     report, drain_seconds = drained.report, drained.seconds
-    cpu = busy_share(ticks, cpu_ticks())
+    cpu = round(psutil.cpu_percent() / 100, 3)
     drain_cpu = cpu_seconds() - cpu_before
 
     docs = Document.objects.filter(collection=collection)
@@ -216,12 +221,8 @@ def copy_floor(collection: Collection, writers: int = 1) -> float:
             cur.execute(f"CREATE UNIQUE INDEX ON {FLOOR_TABLE} (document_id, ordinal)")
             cur.execute(f"CREATE INDEX ON {FLOOR_TABLE} USING hnsw (embedding vector_cosine_ops)")
         t0 = time.perf_counter()
-        if writers == 1:
-            _copy_in(parts[0])
-        else:
-            with ThreadPoolExecutor(max_workers=writers) as pool:
-                for done in [pool.submit(_copy_in, buf) for buf in parts]:
-                    done.result()
+        with ThreadPoolExecutor(max_workers=writers) as pool:
+            list(pool.map(_copy_in, parts))  # raises a writer's error
         seconds = time.perf_counter() - t0
     finally:
         for buf in parts:
@@ -235,23 +236,6 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process and its reaped children so far."""
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
-
-
-def cpu_ticks() -> tuple[int, int] | None:
-    """(all, idle) CPU ticks of the machine since boot, from /proc/stat; None where there is none."""
-    try:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    return sum(values), values[3] + values[4]  # idle + iowait
-
-
-def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """The machine's CPU busy share between two cpu_ticks() readings (all cores, all processes)."""
-    if before is None or after is None or after[0] <= before[0]:
-        return None
-    return round(1 - (after[1] - before[1]) / (after[0] - before[0]), 3)
 
 
 def bare_encode_seconds(collection: Collection, cpu: list[float] | None = None) -> float:
@@ -284,12 +268,11 @@ REMOTE_KEY_ENV = "EMBEDPORTAL_BENCHMARK_FAKE_KEY"
 
 
 @contextlib.contextmanager
-def remote_provider(latency_seconds: float, dims: int = 384) -> Iterator[dict]:
+def remote_provider(latency_seconds: float) -> Iterator[dict]:
     """A local OpenAI-compatible server answering each call after `latency_seconds`, standing in
     for a remote provider; yields the collection fields that point at it. Forked workers reach
     it over HTTP in the benchmark process, which serves it from a thread."""
-    from testing.fakeprovider import FakeProvider
-
+    dims = 384
     server = FakeProvider(dims=dims, record=False).start()
     server.delay = latency_seconds
     os.environ[REMOTE_KEY_ENV] = "sk-benchmark-not-a-secret"
@@ -319,18 +302,13 @@ class Corpus:
 
 def open_corpus(corpus: str, limit: int | None) -> Corpus:
     """The corpus's files, checked up front so a bad file stops the benchmark before it starts."""
-    from testing import corpus as corpora
-
     if corpus != "django-docs":
         root = Path(corpus)
         if not root.is_dir():
             raise ValueError(f"unknown corpus {corpus!r}: use django-docs or a folder of text files")
         paths = list(sources.expand([str(root)]))
     else:
-        paths = corpora.django_docs()
-        root = paths[0].parent
-        while not (root / ".complete").exists():
-            root = root.parent
+        paths, root = corpora.django_docs(), corpora.root()
     opened = Corpus(root, paths[:limit] if limit else paths)
     rejected = [
         f"{doc.where}: {doc.reason}"

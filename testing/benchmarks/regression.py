@@ -20,12 +20,12 @@ MIN_EFFECT = 0.05
 P_VALUE = 0.01
 
 
-def history(machine_fingerprint: str, suite: str, before: Any = None, limit: int = HISTORY_RUNS) -> list[BenchmarkRun]:
+def history(machine_fingerprint: str, suite: str, before: Any = None) -> list[BenchmarkRun]:
     """Earlier runs of `suite` on this machine, oldest first."""
     runs = BenchmarkRun.objects.filter(machine_fingerprint=machine_fingerprint, suite=suite)
     if before is not None:
         runs = runs.filter(started_at__lt=before)
-    return list(reversed(runs.order_by("-started_at")[:limit]))
+    return list(reversed(runs.order_by("-started_at")[:HISTORY_RUNS]))
 
 
 def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> dict[str, Any]:

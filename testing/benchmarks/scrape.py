@@ -17,10 +17,6 @@ from pipeline.models import Collection
 from testing.models import TestRun
 
 
-class ScrapeRefused(RuntimeError):
-    """/metrics answered something else than 200 (restricted by EMBEDPORTAL_METRICS_ALLOWED_IPS?)."""
-
-
 def queue_backlog(name: str, documents: int) -> Collection:
     """A collection of `documents` pending documents, paused so no running worker claims them (they
     still count as queued). Not analyzed: the callers time the scrape before and after."""
@@ -86,5 +82,5 @@ def scrape_times(requests: int) -> tuple[list[float], str]:
         status, body = _get(handler)
         times.append((time.perf_counter() - t0) * 1000)
         if status != 200:
-            raise ScrapeRefused(f"/metrics answered {status}; is it restricted (EMBEDPORTAL_METRICS_ALLOWED_IPS)?")
+            raise RuntimeError(f"/metrics answered {status}; is it restricted (EMBEDPORTAL_METRICS_ALLOWED_IPS)?")
     return times, body.decode()

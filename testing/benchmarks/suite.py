@@ -87,9 +87,6 @@ def machine_fingerprint(described: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# --- the benchmarks ------------------------------------------------------------------------------
-
-
 def stage_figures(repetitions: list[dict[str, dict[str, float]]]) -> Figures:
     """Per-stage p50/p95/p99 per document (testing.benchmarks.stages), a sample per repetition:
     informational, so the gate skips them."""
@@ -134,14 +131,6 @@ def _ingest(
 def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus, rerun: bool = False) -> Figures:
     name, floor = f"benchmark-suite-{mode}", ingest.copy_floor
     return _ingest(name, HASH_MODEL, corpus, sizes.repeats, floor, "ratio_to_floor", rerun, workers=2, mode=mode)
-
-
-def ingest_steady(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    return _hash_ingest("steady", sizes, corpus, rerun=True)
-
-
-def ingest_backfill(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
-    return _hash_ingest("backfill", sizes, corpus)
 
 
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
@@ -206,15 +195,12 @@ def collection_benchmark(config: dict[str, Any], corpus: ingest.Corpus, sizes: S
 
 
 BENCHMARKS: dict[str, Callable[[Sizes, ingest.Corpus], Figures]] = {
-    "ingest_steady": ingest_steady,
-    "ingest_backfill": ingest_backfill,
+    "ingest_steady": partial(_hash_ingest, "steady", rerun=True),
+    "ingest_backfill": partial(_hash_ingest, "backfill"),
     "ingest_minilm": ingest_minilm,
     "search": search,
     "metrics": metrics,
 }
-
-
-# --- a run ---------------------------------------------------------------------------------------
 
 
 def run_suite(

@@ -10,9 +10,9 @@ from testing.benchmarks import regression, stages
 from testing.models import BenchmarkRun
 
 
-def trends(machine_fingerprint: str, suite: str, limit: int = regression.HISTORY_RUNS) -> dict[str, Any]:
+def trends(machine_fingerprint: str, suite: str) -> dict[str, Any]:
     """Series sharing one axis of runs, oldest first; a run without a figure has None there."""
-    runs = regression.history(machine_fingerprint, suite, limit=limit)
+    runs = regression.history(machine_fingerprint, suite)
     gated, per_stage = set(), set()
     for r in runs:
         for b, figures in r.results.items():

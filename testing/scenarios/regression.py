@@ -12,10 +12,10 @@ from pipeline import quality
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from pipeline.search import search
 from testing import golden
-from testing.choices import Category, Component, Condition, Outcome
+from testing.choices import Category, Component, Condition
 from testing.context import Context
-from testing.fingerprints import COLLECTION_CONFIG_FIELDS
-from testing.models import TestResult
+from testing.fingerprints import collection_config
+from testing.models import GOOD, TestResult
 from testing.registry import scenario
 
 K = 5
@@ -56,10 +56,10 @@ def evaluate(ranks: list[int | None], misses: list[str]) -> dict[str, Any]:
     }
 
 
-def baseline(scenario_name: str, target: str) -> dict[str, Any] | None:
+def baseline(ctx: Context) -> dict[str, Any] | None:
     """Measurements of the last passing run of this scenario on this target."""
     last = (
-        TestResult.objects.filter(scenario=scenario_name, target=target, outcome__in=[Outcome.PASSED, Outcome.FLAKY])
+        TestResult.objects.filter(scenario=ctx.scenario.name, target=ctx.target, outcome__in=GOOD)
         .order_by("-started_at", "-id")
         .values("details", "run_id")
         .first()
@@ -67,9 +67,9 @@ def baseline(scenario_name: str, target: str) -> dict[str, Any] | None:
     return {**last["details"], "run": last["run_id"]} if last and "recall_at_k" in last["details"] else None
 
 
-def compare(ctx: Context, scenario_name: str, measured: dict[str, Any]) -> dict[str, Any]:
+def compare(ctx: Context, measured: dict[str, Any]) -> dict[str, Any]:
     tolerance = settings.EMBEDPORTAL_OPS_TEST_REGRESSION_TOLERANCE
-    base = baseline(scenario_name, ctx.target)
+    base = baseline(ctx)
     if base is not None:
         measured["baseline"] = {"run": base["run"], "recall_at_k": base["recall_at_k"], "mrr": base["mrr"]}
         for name in ("recall_at_k", "mrr"):
@@ -94,8 +94,7 @@ def regression(name: str, covers: list[tuple[str, str]]) -> Any:
 def builtin_golden_set(ctx: Context) -> dict[str, Any]:
     """The built-in golden set's recall@5 and MRR with the configuration under test did not drop."""
     if ctx.target:
-        source = Collection.objects.get(name=ctx.target)
-        config = {name: getattr(source, name) for name in COLLECTION_CONFIG_FIELDS}
+        config = collection_config(Collection.objects.get(name=ctx.target))
     else:
         config = {**DEFAULT_CONFIG, "model": settings.EMBEDPORTAL_DEFAULT_MODEL}
     collection = ctx.collection("golden", **config)
@@ -103,7 +102,7 @@ def builtin_golden_set(ctx: Context) -> dict[str, Any]:
     ctx.wait_documents(collection, timeout=240)
     measured = evaluate(*ranked(ctx, collection, golden.QUERIES))
     measured["model"] = collection.model
-    return compare(ctx, "regression_builtin_golden_set", measured)
+    return compare(ctx, measured)
 
 
 @regression("regression_operator_golden_queries", [(Component.SEARCH, Condition.EDGE)])
@@ -129,4 +128,4 @@ def operator_golden_queries(ctx: Context) -> dict[str, Any]:
         collections[collection.name] = {k: m[k] for k in ("queries", "recall_at_k", "mrr")}
         ranks += found
         misses += [f"{collection.name}: {miss}" for miss in missed]
-    return compare(ctx, "regression_operator_golden_queries", {**evaluate(ranks, misses), "collections": collections})
+    return compare(ctx, {**evaluate(ranks, misses), "collections": collections})

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.choices import DocumentStatus, Stage
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document
+from reprocessing.failures import record_failure
 from testing.context import Context
 
 
@@ -61,8 +62,6 @@ def requeue_candidates(collection: Collection, now: datetime) -> list[str]:
 
 def fail_document(document: Document, error_type: str, message: str, now: datetime) -> None:
     """Fail the document as a worker does at `now`: marked failed and its failure recorded, together."""
-    from reprocessing.failures import record_failure
-
     with transaction.atomic():
         Document.objects.filter(pk=document.pk).update(status=DocumentStatus.FAILED)
         record_failure(document.pk, PipelineError(error_type, Stage.EMBEDDING, message), message, now=now)

@@ -178,12 +178,12 @@ def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp
         (src / name).write_text(text)
     cache = tmp_path / "cache"
     cache.mkdir()
+    settings.EMBEDPORTAL_CORPUS_DIR = cache
     with pytest.raises(corpora.CorpusMissing, match="fetch_corpus"):
-        corpora.django_docs(cache)  # never downloads
+        corpora.django_docs()  # never downloads
     with tarfile.open(cache / f"django-{corpora.DJANGO_VERSION}.tar.gz", "w:gz") as tar:
         tar.add(src / prefix, arcname=prefix)
 
-    settings.EMBEDPORTAL_CORPUS_DIR = cache
     assert command_output("fetch_corpus") == f"2 files of the django-docs corpus in {cache}\n"
     paths = corpora.django_docs()
 
@@ -191,7 +191,7 @@ def test_the_django_docs_corpus_is_taken_from_the_cached_source_distribution(tmp
     assert [p.relative_to(root).as_posix() for p in paths] == ["index.txt", "topics/db/models.txt"]
     assert (root / ".complete").exists()
     (cache / f"django-{corpora.DJANGO_VERSION}.tar.gz").unlink()
-    assert corpora.django_docs(cache) == paths, "a complete cache is reused without the archive"
+    assert corpora.django_docs() == paths, "a complete cache is reused without the archive"
 
 
 def test_the_ceilings_writers_split_the_rows_by_document_and_together_write_every_row(nested_corpus: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from testing.choices import Outcome
-from testing.registry import load
+from testing.registry import REGISTRY
 from testing.reserved import reserved_collections
 from testing.tester import EmbeddingPipelineOperationsTester
 
@@ -13,7 +13,7 @@ from testing.tester import EmbeddingPipelineOperationsTester
 MAY_SKIP = {"regression_operator_golden_queries"}
 
 
-@pytest.mark.parametrize("name", list(load()))
+@pytest.mark.parametrize("name", list(REGISTRY))
 def test_scenario_passes_on_the_healthy_system(live_worker, name: str) -> None:
     run = EmbeddingPipelineOperationsTester(scenarios=[name]).run()
     (result,) = run.results.all()

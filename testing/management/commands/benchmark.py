@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from embedportal.scratch import ScratchUnavailable
-from testing.api.benchmarks import BenchmarkRunSerializer
+from testing.api.serializers import BenchmarkRunSerializer
 from testing.benchmarks import stages
 from testing.benchmarks import suite as benchmarks
 from testing.benchmarks.regression import regressions

@@ -13,6 +13,7 @@ import psutil
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline import encoder, loadharness, providers
+from pipeline.models import Collection, Document
 from testing.benchmarks import ingest as benchmark
 
 
@@ -88,8 +89,6 @@ class Command(BaseCommand):
         if not corpus:
             raise CommandError(f"the corpus {o['corpus']!r} has no files")
 
-        from pipeline.models import Document
-
         if Document.objects.claimable().exclude(collection__name__startswith="benchmark-").exists():
             # The drain takes whatever is queued: never embed (and time) someone else's documents.
             raise CommandError("other documents are waiting in the queue; run this on an idle database")
@@ -110,8 +109,6 @@ class Command(BaseCommand):
         result.provider_latency_ms = o["provider_latency"] or 0.0
         result.provider_concurrency = o["provider_concurrency"]
         result.baseline_rss_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
-        from pipeline.models import Collection
-
         names = []
         for mode in modes:
             for n in counts:

@@ -91,7 +91,7 @@ class Command(BaseCommand):
     def _time_scrapes(self, label: str, requests: int, documents: int) -> None:
         try:
             times, body = scrape.scrape_times(requests)
-        except scrape.ScrapeRefused as exc:
+        except RuntimeError as exc:  # /metrics refused the scrape
             raise CommandError(str(exc)) from None
         depth = next(
             float(line.split()[-1]) for line in body.splitlines() if line.startswith(collectors.QUEUE_DEPTH + " ")

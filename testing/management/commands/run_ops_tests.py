@@ -12,9 +12,9 @@ from audit import trail
 from pipeline.access import add_as_user, collection_for
 from testing.api.serializers import TestRunDetailSerializer
 from testing.choices import Category, Outcome, RunStatus, Trigger
-from testing.junit import write_junit
+from testing.junit import run_to_junit
 from testing.models import RunInProgress, TestResult
-from testing.registry import UnknownSelection, load
+from testing.registry import REGISTRY, UnknownSelection
 from testing.tester import EmbeddingPipelineOperationsTester
 
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **o: Any) -> None:
         if o["list"]:
-            for s in load().values():
+            for s in REGISTRY.values():
                 quick = " (quick)" if s.quick else ""
                 self.stdout.write(f"{s.category:12} {s.name:50} {s.component:10}{quick}  {s.description}")
             return
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         only = o["collection"][0] if len(o["collection"] or []) == 1 else ""
         trail.command(self, collection=only, target=f"test run {run.pk}")
         if o["junit_xml"]:
-            write_junit(run, o["junit_xml"])
+            run_to_junit(run).write(o["junit_xml"], pretty=True)
         if o["json"]:
             self.stdout.write(json.dumps(TestRunDetailSerializer(run).data, indent=2, default=str))
         else:
