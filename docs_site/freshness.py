@@ -81,17 +81,10 @@ class Item:
 
 
 def _command_file(name: str) -> str:
+    """The command's file in the repository; "" for Django's and third parties' commands."""
     app = get_commands().get(name)
-    if not app:
-        return ""
-    from django.apps import apps
-
-    try:
-        path = Path(apps.get_app_config(app.rsplit(".", 1)[-1]).path)
-    except LookupError:
-        return ""
-    file = path / "management" / "commands" / f"{name}.py"
-    return file.relative_to(settings.BASE_DIR).as_posix() if file.is_relative_to(settings.BASE_DIR) else ""
+    file = f"{app.replace('.', '/')}/management/commands/{name}.py" if app else ""
+    return file if file and (settings.BASE_DIR / file).is_file() else ""
 
 
 def _setting_file(name: str, root: Path) -> str:

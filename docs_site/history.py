@@ -20,11 +20,11 @@ def sha256_file(path: Path) -> str:
 
 
 class History:
-    def __init__(self, root: Path | None = None, manifest: Path | None = None, use_git: bool = True) -> None:
+    def __init__(self, root: Path | None = None, manifest: Path | None = None) -> None:
         self.root = (root or settings.BASE_DIR).resolve()
         self.commits: dict[str, tuple[str, float]] = {}
         self.dirty: set[str] = set()
-        self.git = use_git and self._load_git()
+        self.git = self._load_git()
         self.manifest: dict[str, Any] = {}
         manifest = manifest or Path(settings.EMBEDPORTAL_DOCS_SITE_DIR) / MANIFEST
         if not self.git and manifest.is_file():

@@ -53,7 +53,7 @@ def manifest(history: History, root: Path) -> dict:
     }
 
 
-def build(site_dir: Path | None = None, live: bool = True, strict: bool = True) -> BuildResult:
+def build(site_dir: Path | None = None, live: bool = True) -> BuildResult:
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
@@ -70,7 +70,7 @@ def build(site_dir: Path | None = None, live: bool = True, strict: bool = True) 
         EmbeddingPipelineOperationsDocGenerator(staging).write(live=True)
     history = History()
     data = manifest(history, source)
-    config = load_config(str(settings.BASE_DIR / CONFIG), docs_dir=str(staging), site_dir=str(site_dir), strict=strict)
+    config = load_config(str(settings.BASE_DIR / CONFIG), docs_dir=str(staging), site_dir=str(site_dir), strict=True)
     mkdocs_build(config)
     (site_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     shutil.rmtree(staging)

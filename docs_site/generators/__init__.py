@@ -27,12 +27,11 @@ class EmbeddingPipelineOperationsDocGenerator:
     def pages(self, live: bool = False) -> list[GeneratedPage]:
         return [module.generate(live=live) for module in MODULES.values()]
 
-    def write(self, live: bool = False, root: Path | None = None) -> list[str]:
+    def write(self, live: bool = False) -> list[str]:
         """Write every page whose text changed; returns the paths written."""
-        root = root or self.root
         written = []
         for page in self.pages(live):
-            file = root / page.path
+            file = self.root / page.path
             text = page.render(live)
             if not file.exists() or file.read_text(encoding="utf-8") != text:
                 file.parent.mkdir(parents=True, exist_ok=True)
