@@ -161,23 +161,25 @@ def _newest(paths: list[str], history: History) -> float | None:
 
 
 def check_generated(
-    page: doc_pages.Page, generator: EmbeddingPipelineOperationsDocGenerator, history: History
+    path: str, page: doc_pages.Page | None, generator: EmbeddingPipelineOperationsDocGenerator, history: History
 ) -> PageStatus:
-    generated = MODULES[page.path].generate()
-    updated = page_updated(page.path, history, generator.root)
-    inputs_hash = str(page.meta.get("inputs_sha256", ""))
-    status = PageStatus(page.path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
+    """The generated page at `path` against what the code generates now; `page` None: not there."""
+    generated = MODULES[path].generate()
+    updated = page_updated(path, history, generator.root)
+    inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
+    status = PageStatus(path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
     drift = generator.drift(generated)
     sources = [f for pattern in generated.sources for f in history.expand(pattern)]
-    module_file = Path(MODULES[page.path].__file__).resolve()
+    module_file = Path(MODULES[path].__file__).resolve()
     if module_file.is_relative_to(history.root):
         sources.append(module_file.relative_to(history.root).as_posix())
     newest = _newest(sources, history)
     status.source_changed_at = _dt(newest)
     if drift:
         status.status = Freshness.STALE
-        status.reason = drift.reason
-        status.lag_seconds = max(1.0, (newest or 0) - (updated or 0))
+        status.reason = drift
+        # A page never generated has no update to lag from: the least lag that is not fresh.
+        status.lag_seconds = max(1.0, (newest or 0) - (updated or newest or 0))
     elif generated.missing:
         status.reason = "generated without: " + "; ".join(generated.missing)
     return status
@@ -225,21 +227,9 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
     root = root or doc_pages.docs_dir()
     generator = EmbeddingPipelineOperationsDocGenerator(root)
     now = timezone.now()
-    statuses = [
-        check_generated(page, generator, history)
-        if page.path in MODULES
-        else check_handwritten(page, history, now, root)
-        for page in doc_pages.all_pages(root)
-    ]
-    present = {s.path for s in statuses}
-    # A generated page that was never generated (or was deleted) is stale too.
-    statuses += [
-        PageStatus(
-            path, module.generate().title, PageKind.GENERATED, Freshness.STALE, "not generated yet", lag_seconds=1.0
-        )
-        for path, module in MODULES.items()
-        if path not in present
-    ]
+    pages = {page.path: page for page in doc_pages.all_pages(root)}
+    statuses = [check_generated(path, pages.get(path), generator, history) for path in MODULES]
+    statuses += [check_handwritten(page, history, now, root) for path, page in pages.items() if path not in MODULES]
     return statuses
 
 
