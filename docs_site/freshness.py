@@ -139,11 +139,9 @@ def _dt(ts: float | None) -> datetime | None:
 
 
 def page_updated(path: str, history: History, root: Path | None = None) -> float | None:
-    repo_path = _repo_path(path, history, root)
-    if history.git or not history.manifest:
-        return history.changed_at(repo_path)
+    # Without Git, the page's update time the build recorded (there is a manifest only then).
     recorded = history.manifest.get("pages", {}).get(path, {})
-    return recorded.get("updated_at") or history.changed_at(repo_path)
+    return recorded.get("updated_at") or history.changed_at(_repo_path(path, history, root))
 
 
 def _repo_path(path: str, history: History, root: Path | None = None) -> str:
@@ -192,7 +190,7 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     items, unknown = covered_items(page.meta, history)
     if history.git:
         # No baseline when the page itself has uncommitted edits: it is being updated now.
-        baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
+        baseline = history.last_commit(repo_path)
         before = {i.key: i.digest(i.text(history, baseline)) for i in items} if baseline else {}
     else:  # what the manifest recorded; an item it lacks has nothing to compare with
         before = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {})

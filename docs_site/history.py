@@ -79,11 +79,9 @@ class History:
             return recorded["changed_at"]
         return self._mtime(path)
 
-    def is_committed(self, path: str) -> bool:
-        return self.git and path in self.commits and path not in self.dirty
-
     def last_commit(self, path: str) -> str | None:
-        return self.commits[path][0] if self.git and path in self.commits else None
+        """The commit that last changed the file; None while it has uncommitted edits, or without Git."""
+        return self.commits[path][0] if path in self.commits and path not in self.dirty else None
 
     def text_at(self, commit: str | None, path: str) -> str | None:
         """The file as it was at a commit, or is now (commit None); None: it did not exist then."""

@@ -35,7 +35,7 @@ def manifest(history: History, root: Path) -> dict:
     for page in doc_pages.all_pages(root):
         items, _ = freshness.covered_items(page.meta, history)
         repo_path = freshness._repo_path(page.path, history, root)
-        baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
+        baseline = history.last_commit(repo_path)
         covers = {item.key: item.digest(item.text(history, baseline)) for item in items}
         files.update(item.file for item in items)
         pages[page.path] = {"updated_at": freshness.page_updated(page.path, history, root), "covers": covers}
