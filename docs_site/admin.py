@@ -16,12 +16,10 @@ from embedportal.admin import ReadOnlyAdmin
 
 @admin.register(DocPage)
 class DocPageAdmin(ReadOnlyAdmin):
-    changeable = True  # rows are what the checks found; the pages live in docs/
-    deletable = False
+    deletable = False  # rows are what the checks found; the pages live in docs/
     list_display = ("path", "title", "kind", "status", "lag_seconds", "last_updated", "review_due_at", "checked_at")
     list_filter = ("status", "kind")
     search_fields = ("path", "title", "reason")
-    readonly_fields = [f.name for f in DocPage._meta.fields]
     change_list_template = "admin/docs_site/docpage/change_list.html"
     actions = ("recheck",)
 
@@ -55,6 +53,4 @@ class DocPageAdmin(ReadOnlyAdmin):
 
 @admin.register(DocCoverage)
 class DocCoverageAdmin(ReadOnlyAdmin):
-    changeable = True
     list_display = ("kind", "documented", "existing", "checked_at")
-    readonly_fields = [f.name for f in DocCoverage._meta.fields]
