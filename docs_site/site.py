@@ -61,15 +61,13 @@ def build(site_dir: Path | None = None, live: bool = True) -> BuildResult:
     site_dir = Path(site_dir or settings.EMBEDPORTAL_DOCS_SITE_DIR)
     source = Path(settings.EMBEDPORTAL_DOCS_DIR)
     staging = site_dir.parent / f".{site_dir.name}-src"
-    if staging.exists():
-        shutil.rmtree(staging)
+    shutil.rmtree(staging, ignore_errors=True)  # a failed build's leftovers
     shutil.copytree(source, staging)
     if live:
         # Without live sections the committed pages are the site (`docs check` keeps them current);
         # re-rendering them could only lose sources a build machine lacks (kubectl in the image).
         EmbeddingPipelineOperationsDocGenerator(staging).write(live=True)
-    history = History()
-    data = manifest(history, source)
+    data = manifest(History(), source)
     config = load_config(str(settings.BASE_DIR / CONFIG), docs_dir=str(staging), site_dir=str(site_dir), strict=True)
     mkdocs_build(config)
     (site_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")

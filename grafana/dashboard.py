@@ -50,7 +50,6 @@ def _timeseries(title: str, description: str, unit: str, span: int = 12) -> time
 
 
 def _chart(title: str, description: str, unit: str, *targets: Dataquery, span: int = 12) -> timeseries.Panel:
-    """A time series from 0 up with these queries."""
     panel = _timeseries(title, description, unit, span).min(0)
     for target in targets:
         panel = panel.with_target(target)

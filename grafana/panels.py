@@ -44,7 +44,6 @@ def query(ref: str, expr: str, legend: str) -> Dataquery:
 
 
 def base_panel(builder: P, title: str, description: str, unit: str, span: int = 12, height: int = 8) -> P:
-    """Any panel builder with the title, description, unit and size, reading DS."""
     return builder.title(title).description(description).datasource(DS).unit(unit).span(span).height(height)
 
 
