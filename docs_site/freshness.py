@@ -167,10 +167,9 @@ def check_generated(
     inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
     status = PageStatus(path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
     drift = generator.drift(generated)
-    sources = [f for pattern in generated.sources for f in history.expand(pattern)]
-    module_file = Path(MODULES[path].__file__).resolve()
-    if module_file.is_relative_to(history.root):
-        sources.append(module_file.relative_to(history.root).as_posix())
+    # The generator's own module dates the page too.
+    patterns = [*generated.sources, generated.generator.replace(".", "/") + ".py"]
+    sources = [f for pattern in patterns for f in history.expand(pattern)]
     newest = _newest(sources, history)
     status.source_changed_at = _dt(newest)
     if drift:
