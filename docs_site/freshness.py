@@ -138,15 +138,15 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
 
 
-def page_updated(path: str, history: History, root: Path | None = None) -> float | None:
+def page_updated(path: str, history: History, root: Path) -> float | None:
     # Without Git, the page's update time the build recorded (there is a manifest only then).
     recorded = history.manifest.get("pages", {}).get(path, {})
     return recorded.get("updated_at") or history.changed_at(_repo_path(path, history, root))
 
 
-def _repo_path(path: str, history: History, root: Path | None = None) -> str:
+def _repo_path(path: str, history: History, root: Path) -> str:
     """The page's path in the repository (the docs folder is inside it)."""
-    full = (root or doc_pages.docs_dir()).resolve() / path
+    full = root.resolve() / path
     try:
         return full.relative_to(history.root).as_posix()
     except ValueError:
@@ -182,7 +182,7 @@ def check_generated(
     return status
 
 
-def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path | None = None) -> PageStatus:
+def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path) -> PageStatus:
     repo_path = _repo_path(page.path, history, root)
     updated = page_updated(page.path, history, root)
     status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))

@@ -64,8 +64,7 @@ def load(file: Path, root: Path) -> Page:
     return Page(path=file.relative_to(root).as_posix(), text=text, meta=meta, body=body)
 
 
-def all_pages(root: Path | None = None) -> list[Page]:
-    root = root or docs_dir()
+def all_pages(root: Path) -> list[Page]:
     return [load(f, root) for f in sorted(root.rglob("*.md")) if f.is_file()] if root.is_dir() else []
 
 
