@@ -44,8 +44,8 @@ def _page_text(path: str, root: Path) -> str:
     return (root / path).read_text(encoding="utf-8") if (root / path).exists() else ""
 
 
-def measure(root: Path | None = None) -> list[Coverage]:
-    root = root or docs_dir()
+def measure() -> list[Coverage]:
+    root = docs_dir()
     config_page = _page_text(configuration.PATH, root)
     names = sorted(set(SETTINGS) | settings_read())
     setting_cov = Coverage(

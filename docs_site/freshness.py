@@ -81,17 +81,10 @@ class Item:
 
 
 def _command_file(name: str) -> str:
+    """The command's file in the repository; "" for Django's and third parties' commands."""
     app = get_commands().get(name)
-    if not app:
-        return ""
-    from django.apps import apps
-
-    try:
-        path = Path(apps.get_app_config(app.rsplit(".", 1)[-1]).path)
-    except LookupError:
-        return ""
-    file = path / "management" / "commands" / f"{name}.py"
-    return file.relative_to(settings.BASE_DIR).as_posix() if file.is_relative_to(settings.BASE_DIR) else ""
+    file = f"{app.replace('.', '/')}/management/commands/{name}.py" if app else ""
+    return file if file and (settings.BASE_DIR / file).is_file() else ""
 
 
 def _setting_file(name: str, root: Path) -> str:
@@ -145,17 +138,15 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
 
 
-def page_updated(path: str, history: History, root: Path | None = None) -> float | None:
-    repo_path = _repo_path(path, history, root)
-    if history.git or not history.manifest:
-        return history.changed_at(repo_path)
+def page_updated(path: str, history: History, root: Path) -> float | None:
+    # Without Git, the page's update time the build recorded (there is a manifest only then).
     recorded = history.manifest.get("pages", {}).get(path, {})
-    return recorded.get("updated_at") or history.changed_at(repo_path)
+    return recorded.get("updated_at") or history.changed_at(_repo_path(path, history, root))
 
 
-def _repo_path(path: str, history: History, root: Path | None = None) -> str:
+def _repo_path(path: str, history: History, root: Path) -> str:
     """The page's path in the repository (the docs folder is inside it)."""
-    full = (root or doc_pages.docs_dir()).resolve() / path
+    full = root.resolve() / path
     try:
         return full.relative_to(history.root).as_posix()
     except ValueError:
@@ -168,36 +159,37 @@ def _newest(paths: list[str], history: History) -> float | None:
 
 
 def check_generated(
-    page: doc_pages.Page, generator: EmbeddingPipelineOperationsDocGenerator, history: History
+    path: str, page: doc_pages.Page | None, generator: EmbeddingPipelineOperationsDocGenerator, history: History
 ) -> PageStatus:
-    generated = MODULES[page.path].generate()
-    updated = page_updated(page.path, history, generator.root)
-    inputs_hash = str(page.meta.get("inputs_sha256", ""))
-    status = PageStatus(page.path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
+    """The generated page at `path` against what the code generates now; `page` None: not there."""
+    generated = MODULES[path].generate()
+    updated = page_updated(path, history, generator.root)
+    inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
+    status = PageStatus(path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
     drift = generator.drift(generated)
-    sources = [f for pattern in generated.sources for f in history.expand(pattern)]
-    module_file = Path(MODULES[page.path].__file__).resolve()
-    if module_file.is_relative_to(history.root):
-        sources.append(module_file.relative_to(history.root).as_posix())
+    # The generator's own module dates the page too.
+    patterns = [*generated.sources, generated.generator.replace(".", "/") + ".py"]
+    sources = [f for pattern in patterns for f in history.expand(pattern)]
     newest = _newest(sources, history)
     status.source_changed_at = _dt(newest)
     if drift:
         status.status = Freshness.STALE
-        status.reason = drift.reason
-        status.lag_seconds = max(1.0, (newest or 0) - (updated or 0))
+        status.reason = drift
+        # A page never generated has no update to lag from: the least lag that is not fresh.
+        status.lag_seconds = max(1.0, (newest or 0) - (updated or newest or 0))
     elif generated.missing:
         status.reason = "generated without: " + "; ".join(generated.missing)
     return status
 
 
-def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path | None = None) -> PageStatus:
+def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path) -> PageStatus:
     repo_path = _repo_path(page.path, history, root)
     updated = page_updated(page.path, history, root)
     status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))
     items, unknown = covered_items(page.meta, history)
     if history.git:
         # No baseline when the page itself has uncommitted edits: it is being updated now.
-        baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
+        baseline = history.last_commit(repo_path)
         before = {i.key: i.digest(i.text(history, baseline)) for i in items} if baseline else {}
     else:  # what the manifest recorded; an item it lacks has nothing to compare with
         before = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {})
@@ -232,21 +224,9 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
     root = root or doc_pages.docs_dir()
     generator = EmbeddingPipelineOperationsDocGenerator(root)
     now = timezone.now()
-    statuses = [
-        check_generated(page, generator, history)
-        if page.path in MODULES
-        else check_handwritten(page, history, now, root)
-        for page in doc_pages.all_pages(root)
-    ]
-    present = {s.path for s in statuses}
-    # A generated page that was never generated (or was deleted) is stale too.
-    statuses += [
-        PageStatus(
-            path, module.generate().title, PageKind.GENERATED, Freshness.STALE, "not generated yet", lag_seconds=1.0
-        )
-        for path, module in MODULES.items()
-        if path not in present
-    ]
+    pages = {page.path: page for page in doc_pages.all_pages(root)}
+    statuses = [check_generated(path, pages.get(path), generator, history) for path in MODULES]
+    statuses += [check_handwritten(page, history, now, root) for path, page in pages.items() if path not in MODULES]
     return statuses
 
 

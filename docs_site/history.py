@@ -20,11 +20,11 @@ def sha256_file(path: Path) -> str:
 
 
 class History:
-    def __init__(self, root: Path | None = None, manifest: Path | None = None, use_git: bool = True) -> None:
+    def __init__(self, root: Path | None = None, manifest: Path | None = None) -> None:
         self.root = (root or settings.BASE_DIR).resolve()
         self.commits: dict[str, tuple[str, float]] = {}
         self.dirty: set[str] = set()
-        self.git = use_git and self._load_git()
+        self.git = self._load_git()
         self.manifest: dict[str, Any] = {}
         manifest = manifest or Path(settings.EMBEDPORTAL_DOCS_SITE_DIR) / MANIFEST
         if not self.git and manifest.is_file():
@@ -54,8 +54,7 @@ class History:
                 # git log is newest first: the first commit seen for a path is its last change.
                 self.commits.setdefault(path, (sha, float(ct)))
         status = self._run("status", "--porcelain", "-uall", "--no-renames")
-        for line in status.stdout.splitlines():
-            self.dirty.add(line[3:].strip().strip('"'))
+        self.dirty = {line[3:].strip().strip('"') for line in status.stdout.splitlines()}
         return True
 
     def expand(self, pattern: str) -> list[str]:
@@ -63,27 +62,19 @@ class History:
         matches = sorted(p.relative_to(self.root).as_posix() for p in self.root.glob(pattern) if p.is_file())
         return [m for m in matches if not m.startswith(SKIP_DIRS)]
 
-    def _mtime(self, path: str) -> float | None:
-        file = self.root / path
-        return file.stat().st_mtime if file.exists() else None
-
     def changed_at(self, path: str) -> float | None:
         """Unix time of the file's last change (an uncommitted edit counts as its file time)."""
-        if self.git:
-            if path in self.dirty or path not in self.commits:
-                return self._mtime(path)
+        if path in self.commits and path not in self.dirty:
             return self.commits[path][1]
-        recorded = self.manifest.get("files", {}).get(path)
+        recorded = self.manifest.get("files", {}).get(path)  # without Git: as of the build, if unchanged since
         file = self.root / path
         if recorded and file.exists() and sha256_file(file) == recorded["sha256"]:
             return recorded["changed_at"]
-        return self._mtime(path)
-
-    def is_committed(self, path: str) -> bool:
-        return self.git and path in self.commits and path not in self.dirty
+        return file.stat().st_mtime if file.exists() else None
 
     def last_commit(self, path: str) -> str | None:
-        return self.commits[path][0] if self.git and path in self.commits else None
+        """The commit that last changed the file; None while it has uncommitted edits, or without Git."""
+        return self.commits[path][0] if path in self.commits and path not in self.dirty else None
 
     def text_at(self, commit: str | None, path: str) -> str | None:
         """The file as it was at a commit, or is now (commit None); None: it did not exist then."""

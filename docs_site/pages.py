@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,9 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 @dataclass
 class Page:
     path: str  # relative to the docs folder, with forward slashes
-    file: Path
-    meta: dict[str, Any] = field(default_factory=dict)
-    body: str = ""
+    text: str
+    meta: dict[str, Any]
+    body: str
 
     @property
     def kind(self) -> str:
@@ -57,18 +57,14 @@ class Page:
         match = H1.search(self.body)
         return match.group(1).strip() if match else self.path
 
-    @property
-    def text(self) -> str:
-        return self.file.read_text(encoding="utf-8")
-
 
 def load(file: Path, root: Path) -> Page:
-    meta, body = split_front_matter(file.read_text(encoding="utf-8"))
-    return Page(path=file.relative_to(root).as_posix(), file=file, meta=meta, body=body)
+    text = file.read_text(encoding="utf-8")
+    meta, body = split_front_matter(text)
+    return Page(path=file.relative_to(root).as_posix(), text=text, meta=meta, body=body)
 
 
-def all_pages(root: Path | None = None) -> list[Page]:
-    root = root or docs_dir()
+def all_pages(root: Path) -> list[Page]:
     return [load(f, root) for f in sorted(root.rglob("*.md")) if f.is_file()] if root.is_dir() else []
 
 

@@ -35,7 +35,7 @@ def manifest(history: History, root: Path) -> dict:
     for page in doc_pages.all_pages(root):
         items, _ = freshness.covered_items(page.meta, history)
         repo_path = freshness._repo_path(page.path, history, root)
-        baseline = history.last_commit(repo_path) if history.is_committed(repo_path) else None
+        baseline = history.last_commit(repo_path)
         covers = {item.key: item.digest(item.text(history, baseline)) for item in items}
         files.update(item.file for item in items)
         pages[page.path] = {"updated_at": freshness.page_updated(page.path, history, root), "covers": covers}
@@ -53,7 +53,7 @@ def manifest(history: History, root: Path) -> dict:
     }
 
 
-def build(site_dir: Path | None = None, live: bool = True, strict: bool = True) -> BuildResult:
+def build(site_dir: Path | None = None, live: bool = True) -> BuildResult:
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
@@ -61,16 +61,14 @@ def build(site_dir: Path | None = None, live: bool = True, strict: bool = True) 
     site_dir = Path(site_dir or settings.EMBEDPORTAL_DOCS_SITE_DIR)
     source = Path(settings.EMBEDPORTAL_DOCS_DIR)
     staging = site_dir.parent / f".{site_dir.name}-src"
-    if staging.exists():
-        shutil.rmtree(staging)
+    shutil.rmtree(staging, ignore_errors=True)  # a failed build's leftovers
     shutil.copytree(source, staging)
     if live:
         # Without live sections the committed pages are the site (`docs check` keeps them current);
         # re-rendering them could only lose sources a build machine lacks (kubectl in the image).
         EmbeddingPipelineOperationsDocGenerator(staging).write(live=True)
-    history = History()
-    data = manifest(history, source)
-    config = load_config(str(settings.BASE_DIR / CONFIG), docs_dir=str(staging), site_dir=str(site_dir), strict=strict)
+    data = manifest(History(), source)
+    config = load_config(str(settings.BASE_DIR / CONFIG), docs_dir=str(staging), site_dir=str(site_dir), strict=True)
     mkdocs_build(config)
     (site_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     shutil.rmtree(staging)

@@ -37,11 +37,11 @@ def _steps(*steps: tuple[float | None, str]) -> ThresholdsConfig:
     return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(value=v, color=c) for v, c in steps])
 
 
-def _dashed(name: str) -> tuple[str, list[DynamicConfigValue]]:
-    return name, [
-        DynamicConfigValue(id_val="custom.lineStyle", value=LineStyle(fill="dash", dash=[10, 10])),
-        DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
-    ]
+# A reference line (capacity, a bound, a target): dashed and red.
+DASHED = [
+    DynamicConfigValue(id_val="custom.lineStyle", value=LineStyle(fill="dash", dash=[10, 10])),
+    DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
+]
 
 
 def _timeseries(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
@@ -50,7 +50,6 @@ def _timeseries(title: str, description: str, unit: str, span: int = 12) -> time
 
 
 def _chart(title: str, description: str, unit: str, *targets: Dataquery, span: int = 12) -> timeseries.Panel:
-    """A time series from 0 up with these queries."""
     panel = _timeseries(title, description, unit, span).min(0)
     for target in targets:
         panel = panel.with_target(target)
@@ -83,7 +82,7 @@ def throughput() -> timeseries.Panel:
         "suffix: docs/min",
         query("A", _rate("outcome", "embedding_pipeline_documents_processed_total") + " * 60", "{{outcome}}"),
         query("B", f"{CAPACITY} * 60", "capacity"),
-    ).override_by_name(*_dashed("capacity"))
+    ).override_by_name("capacity", DASHED)
 
 
 def queue_depth() -> timeseries.Panel:
@@ -95,7 +94,7 @@ def queue_depth() -> timeseries.Panel:
         query("A", "max(embedding_pipeline_queue_depth)", "pending (all)"),
         _per_collection("B", "embedding_pipeline_collection_queue_depth", "{{collection}}"),
         query("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"),
-    ).override_by_name(*_dashed("bound (1 h of capacity)"))
+    ).override_by_name("bound (1 h of capacity)", DASHED)
 
 
 def processing_latency() -> timeseries.Panel:
@@ -238,7 +237,7 @@ def capacity_row() -> list:
             query("B", "embedding_pipeline:arrivals_docs_per_second:peak1d", "daily peak of arrivals"),
             query("C", "embedding_pipeline:completions_docs_per_second:rate1h", "completions"),
             query("D", CAPACITY, "capacity"),
-        ).override_by_name(*_dashed("capacity")),
+        ).override_by_name("capacity", DASHED),
         _stat(
             "Headroom",
             "1 - daily peak of arrivals / capacity: the share of capacity free at the busiest hour.",
@@ -265,7 +264,7 @@ def capacity_row() -> list:
             query("A", "embedding_pipeline:arrivals_docs_per_second:predicted14d", "peak arrivals in 14 d"),
             query("B", CAPACITY, "capacity"),
             span=24,
-        ).override_by_name(*_dashed("capacity")),
+        ).override_by_name("capacity", DASHED),
     ]
 
 
@@ -304,7 +303,7 @@ def quality_row() -> list:
             span=24,
         )
         .max(1)
-        .override_by_query("C", _dashed("target")[1]),
+        .override_by_query("C", DASHED),
     ]
 
 

@@ -4,8 +4,6 @@ hold no result; database gauges are the same from every replica: max(), not sum(
 
 from __future__ import annotations
 
-import sys
-
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from grafana.panels import dashboard_files, frame, last_value_stat, query, series_panel, table_panel, with_rows
@@ -95,7 +93,3 @@ def build() -> Dashboard:
 OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
     build, "ops-tests.json", "grafana-dashboard-ops-tests.yaml", "embedportal-grafana-dashboards-ops-tests"
 )
-
-
-if __name__ == "__main__":
-    sys.stdout.write(render())

@@ -44,7 +44,6 @@ def query(ref: str, expr: str, legend: str) -> Dataquery:
 
 
 def base_panel(builder: P, title: str, description: str, unit: str, span: int = 12, height: int = 8) -> P:
-    """Any panel builder with the title, description, unit and size, reading DS."""
     return builder.title(title).description(description).datasource(DS).unit(unit).span(span).height(height)
 
 
@@ -84,22 +83,6 @@ CONFIGMAP_HEADER = (
 )
 
 
-def configmap(name: str, filename: str, content: str, source: str) -> str:
-    """The sidecar ConfigMap carrying one dashboard; `source` is the module that generates it."""
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "labels": {"grafana_dashboard": "1"},
-            "annotations": {"grafana_folder": "Embedding pipeline"},
-        },
-        "data": {filename: content},
-    }
-    header = CONFIGMAP_HEADER.replace("grafana/dashboard.py", source)
-    return header + dump(manifest)
-
-
 def dashboard_files(
     build: Callable[[], Dashboard], filename: str, configmap_file: str, configmap_name: str
 ) -> tuple[Path, Path, Callable[[], str], Callable[[], str]]:
@@ -112,6 +95,16 @@ def dashboard_files(
         return json.dumps(build().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
     def render_configmap() -> str:
-        return configmap(configmap_name, filename, render(), source)
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": configmap_name,
+                "labels": {"grafana_dashboard": "1"},
+                "annotations": {"grafana_folder": "Embedding pipeline"},
+            },
+            "data": {filename: render()},
+        }
+        return CONFIGMAP_HEADER.replace("grafana/dashboard.py", source) + dump(manifest)
 
     return output, ROOT / "deploy" / "base" / "monitoring" / configmap_file, render, render_configmap

@@ -4,8 +4,6 @@ compliance, benchmarks) are the same from every replica: max()."""
 
 from __future__ import annotations
 
-import sys
-
 from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, Dashboard
 
 from grafana.panels import DS, dashboard_files, frame, last_value_stat, query, series_panel, table_panel, with_rows
@@ -164,7 +162,3 @@ def build() -> Dashboard:
 OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
     build, "performance.json", "grafana-dashboard-performance.yaml", "embedportal-grafana-dashboards-performance"
 )
-
-
-if __name__ == "__main__":
-    sys.stdout.write(render())

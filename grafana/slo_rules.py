@@ -93,9 +93,6 @@ class Spec:
     slos: tuple[Slo, ...]
     performance: tuple[PerformanceSlo, ...] = ()
 
-    def sloth_id(self, slo: Slo) -> str:
-        return f"{self.service}-{slo.name}"
-
     @property
     def windows(self) -> list[str]:
         """Every window a ratio is recorded over: the alert windows and the period, shortest first."""
@@ -148,11 +145,11 @@ def sli_expr(slo: Slo, window: str) -> str:
 
 
 def _ids(spec: Spec, slo: Slo) -> dict[str, str]:
-    return {"sloth_id": spec.sloth_id(slo), "sloth_service": spec.service, "sloth_slo": slo.name}
+    return {"sloth_id": f"{spec.service}-{slo.name}", "sloth_service": spec.service, "sloth_slo": slo.name}
 
 
 def _sel(spec: Spec, slo: Slo) -> str:
-    return f'{{sloth_id="{spec.sloth_id(slo)}"}}'
+    return f'{{sloth_id="{_ids(spec, slo)["sloth_id"]}"}}'
 
 
 # Join a per-SLO ratio with its budget (both carry the sloth_* labels); the dashboard uses it too.

@@ -10,19 +10,8 @@ class DocPageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DocPage
-        fields = [
-            "path",
-            "title",
-            "kind",
-            "status",
-            "reason",
-            "last_updated",
-            "source_changed_at",
-            "lag_seconds",
-            "review_due_at",
-            "checked_at",
-            "url",
-        ]
+        # Every field the checks store but the row id and the recorded inputs hash, in model order.
+        fields = [f.name for f in DocPage._meta.fields if f.name not in ("id", "inputs_hash")] + ["url"]
 
     def get_url(self, page: DocPage) -> str:
         stem = page.path.removesuffix(".md")

@@ -64,14 +64,6 @@ def to_html(title: str, text: str) -> str:
     return f'<!doctype html>\n<html lang="en">{head}\n<body>\n{body}\n</body></html>\n'
 
 
-def current_results() -> tuple[list[DocPage], list[DocCoverage]]:
-    """The stored check results, re-checked first when missing or older than RECHECK_AFTER."""
-    oldest = DocPage.objects.aggregate(oldest=Min("checked_at"))["oldest"]
-    if oldest is None or timezone.now() - oldest > RECHECK_AFTER or not DocCoverage.objects.exists():
-        record_checks()
-    return list(DocPage.objects.all()), list(DocCoverage.objects.all())
-
-
 class DocsView(APIView):
     queryset = DocPage.objects.all()  # ModelPermissions: reading needs docs_site.view_docpage
     permission_classes = [ModelPermissions]
@@ -104,12 +96,15 @@ class DocsView(APIView):
         path = request.query_params.get("page")
         if path is not None:
             return self._page(request, path)
-        page_rows, coverage_rows = current_results()
+        oldest = DocPage.objects.aggregate(oldest=Min("checked_at"))["oldest"]
+        if oldest is None or timezone.now() - oldest > RECHECK_AFTER or not DocCoverage.objects.exists():
+            record_checks()
+        rows = list(DocPage.objects.all())
         data = {
             "site_url": "/docs/",
-            "checked_at": min((p.checked_at for p in page_rows), default=None),
-            "coverage": coverage_rows,
-            "pages": page_rows,
+            "checked_at": min((p.checked_at for p in rows), default=None),
+            "coverage": DocCoverage.objects.all(),
+            "pages": rows,
         }
         return Response(DocsSerializer(data).data)
 

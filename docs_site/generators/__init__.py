@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from pathlib import Path
 
 from docs_site.generators import access, alerts, api, architecture, commands, configuration, metrics
@@ -14,12 +13,6 @@ from docs_site.pages import docs_dir, split_front_matter
 MODULES = {m.PATH: m for m in (architecture, configuration, api, access, metrics, alerts, commands)}
 
 
-@dataclass
-class Drift:
-    path: str
-    reason: str
-
-
 class EmbeddingPipelineOperationsDocGenerator:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or docs_dir()
@@ -27,12 +20,11 @@ class EmbeddingPipelineOperationsDocGenerator:
     def pages(self, live: bool = False) -> list[GeneratedPage]:
         return [module.generate(live=live) for module in MODULES.values()]
 
-    def write(self, live: bool = False, root: Path | None = None) -> list[str]:
+    def write(self, live: bool = False) -> list[str]:
         """Write every page whose text changed; returns the paths written."""
-        root = root or self.root
         written = []
         for page in self.pages(live):
-            file = root / page.path
+            file = self.root / page.path
             text = page.render(live)
             if not file.exists() or file.read_text(encoding="utf-8") != text:
                 file.parent.mkdir(parents=True, exist_ok=True)
@@ -40,12 +32,12 @@ class EmbeddingPipelineOperationsDocGenerator:
                 written.append(page.path)
         return written
 
-    def drift(self, page: GeneratedPage) -> Drift | None:
+    def drift(self, page: GeneratedPage) -> str | None:
         """Why the committed page differs from what the code generates now (None: it does not)."""
         file = self.root / page.path
         text = page.render()
         if not file.exists():
-            return Drift(page.path, "not generated yet (run `manage.py docs generate`)")
+            return "not generated yet (run `manage.py docs generate`)"
         committed = file.read_text(encoding="utf-8")
         if committed == text:
             return None
@@ -65,7 +57,4 @@ class EmbeddingPipelineOperationsDocGenerator:
             if line[:1] in "+-" and not line.startswith(("+++", "---"))
         ]
         sample = "; ".join(line[:100] for line in changed[:4])
-        return Drift(page.path, f"{why}: {sample}" if sample else why)
-
-    def check(self) -> list[Drift]:
-        return [d for d in (self.drift(page) for page in self.pages()) if d]
+        return f"{why}: {sample}" if sample else why

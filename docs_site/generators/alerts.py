@@ -124,19 +124,13 @@ def runbook_problems(rule: AlertRule, docs: Path | None = None) -> list[str]:
     ]
 
 
-def site_link(url: str) -> str:
-    """The runbook as a link relative to this reference page (works offline in the built site)."""
-    try:
-        page, anchor = page_of_url(url)
-    except ValueError:
-        return url
-    return f"../{page}#{anchor}" if anchor else f"../{page}"
-
-
 def _runbook_cell(rule: AlertRule) -> str:
-    """A link when the runbook section is complete; otherwise what is wrong, so the site still builds."""
-    problems = runbook_problems(rule)
-    return "**missing**: " + "; ".join(problems) if problems else f"[runbook]({site_link(rule.runbook_url)})"
+    """A link relative to this page (works offline in the built site) when the runbook section is
+    complete; otherwise what is wrong, so the site still builds."""
+    if problems := runbook_problems(rule):
+        return "**missing**: " + "; ".join(problems)
+    page, anchor = page_of_url(rule.runbook_url)  # no problems: a page and an anchor
+    return f"[runbook](../{page}#{anchor})"
 
 
 def generate(live: bool = False) -> GeneratedPage:

@@ -95,21 +95,19 @@ def cluster_objects() -> tuple[list[dict[str, Any]], list[str]]:
         "Job": client.BatchV1Api(api).list_namespaced_job,
         "PodDisruptionBudget": client.PolicyV1Api(api).list_namespaced_pod_disruption_budget,
     }
+    for group, version, plural, kind in CUSTOM:
+        listers[kind] = functools.partial(custom.list_namespaced_custom_object, group, version, plural=plural)
     objects: list[dict[str, Any]] = []
     missing: list[str] = []
     for kind, lister in listers.items():
         try:
-            for item in lister(namespace).items:
-                objects.append({**api.sanitize_for_serialization(item), "kind": kind})
+            # A typed list (core kinds) or a plain dict (custom resources): both serialise to {"items": [...]}.
+            items = api.sanitize_for_serialization(lister(namespace))["items"]
         except client.ApiException as exc:
-            missing.append(f"Kubernetes API: {kind} in {namespace}: {exc.status} {exc.reason}")
-    for group, version, plural, kind in CUSTOM:
-        try:
-            for item in custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]:
-                objects.append({**item, "kind": kind})
-        except client.ApiException as exc:
-            if exc.status != 404:  # 404: that operator's CRD is not installed, nothing to draw
+            if exc.status != 404:  # 404: the API (an operator's CRD) is not installed, nothing to draw
                 missing.append(f"Kubernetes API: {kind} in {namespace}: {exc.status} {exc.reason}")
+            continue
+        objects += [{**item, "kind": kind} for item in items]
     return objects, missing
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grafana import __main__ as cli
-from grafana import dashboard, generated, ops_tests_dashboard, performance_dashboard
+from grafana import dashboard, ops_tests_dashboard, performance_dashboard
 from tests.grafana.boards import Committed
 
 BOARDS = pytest.mark.parametrize(
@@ -18,8 +18,8 @@ def test_committed_files_equal_a_fresh_generation(module):
     """The committed dashboard and ConfigMap are what the code generates, and `--check` says so."""
     assert module.OUTPUT.read_text(encoding="utf-8") == module.render(), "run: make dashboards"
     assert module.CONFIGMAP.read_text(encoding="utf-8") == module.render_configmap(), "run: make dashboards"
-    assert {module.OUTPUT, module.CONFIGMAP} <= set(generated.OUTPUTS)
-    assert generated.stale() == []
+    assert {module.OUTPUT, module.CONFIGMAP} <= set(cli.OUTPUTS)
+    assert cli.stale() == []
     assert cli.main(["--check"]) == 0
 
 
@@ -27,7 +27,7 @@ def test_committed_files_equal_a_fresh_generation(module):
 def test_check_mode_names_a_stale_file(module, tmp_path, monkeypatch, capsys):
     stale = tmp_path / module.OUTPUT.name
     stale.write_text("{}")
-    monkeypatch.setattr(generated, "OUTPUTS", {stale: module.render})
+    monkeypatch.setattr(cli, "OUTPUTS", {stale: module.render})
     assert cli.main(["--check"]) == 1
     assert str(stale) in capsys.readouterr().err
     assert cli.main([]) == 0
