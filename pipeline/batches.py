@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from pipeline import backfill, encoder, providers, ratelimits, recording, signals, storage
 from pipeline.choices import CircuitState, ErrorType, Stage
-from pipeline.chunking import Chunker, ChunkText, chunker_for
+from pipeline.chunking import ChunkText, chunker_for
 from pipeline.embedding import (
     BATCH_WIDE,
     OUTAGE,
@@ -48,16 +48,9 @@ def concurrency(collection: Collection) -> int:
 class BatchProcessing(FailureHandling):
     """Chunk, embed and store one claimed batch (EmbeddingIngestionPipeline mixes this in)."""
 
-    _chunkers: dict[tuple, Chunker]
     _claim: tuple[float, datetime]
     _storage: StorageStage | None
     _then: Callable[[Callable[[], None]], None]
-
-    def _chunker(self, c: Collection) -> Chunker:
-        key = (c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model, c.contextual_chunks)
-        if key not in self._chunkers:
-            self._chunkers[key] = chunker_for(c)
-        return self._chunkers[key]
 
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
         """One collection's group of a batch into one BatchResult, recorded once stored."""
@@ -76,7 +69,7 @@ class BatchProcessing(FailureHandling):
             collection.batch_size,
         )
         started = t0 = time.perf_counter()
-        chunked = self._chunker(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
+        chunked = chunker_for(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
         result.seconds[Stage.CHUNKING] = time.perf_counter() - t0
 
         ready: list[tuple[Document, list[ChunkText]]] = []

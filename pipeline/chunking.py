@@ -10,12 +10,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
 
 from pipeline.choices import ChunkingStrategy, ChunkUnit
 from pipeline.structure import Outline, front_matter
+
+if TYPE_CHECKING:
+    from pipeline.models import Collection
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,12 +235,9 @@ class Chunker:
         ]
 
 
-def chunker_for(collection: object) -> Chunker:
-    return Chunker(
-        strategy=collection.chunking_strategy,  # type: ignore[attr-defined]
-        unit=collection.chunk_unit,  # type: ignore[attr-defined]
-        size=collection.chunk_size,  # type: ignore[attr-defined]
-        overlap=collection.chunk_overlap,  # type: ignore[attr-defined]
-        model=collection.model,  # type: ignore[attr-defined]
-        contextual=collection.contextual_chunks,  # type: ignore[attr-defined]
-    )
+# Chunkers keep no state between texts: one per set of settings serves every batch of the process.
+_chunker = functools.lru_cache(maxsize=32)(Chunker)
+
+
+def chunker_for(c: Collection) -> Chunker:
+    return _chunker(c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model, c.contextual_chunks)

@@ -21,7 +21,6 @@ from pipeline import metrics, waits
 from pipeline.backfill import finish_ready
 from pipeline.batches import BatchProcessing
 from pipeline.choices import DocumentStatus, WorkerRole
-from pipeline.chunking import Chunker
 from pipeline.leases import (
     HEARTBEAT_EVERY,
     LeaseKeeper,
@@ -59,7 +58,6 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         self.role = role
         self.retry = retry or RetryPolicy.from_settings()
         self.metrics = recorder
-        self._chunkers: dict[tuple, Chunker] = {}
         self._last_beat = -HEARTBEAT_EVERY
         # The current batch's claim: (seconds the claim took, when it was claimed), for BatchTiming.
         self._claim: tuple[float, datetime] = (0.0, timezone.now())
