@@ -75,7 +75,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         if probe is not None:
             docs = Document.objects.claim(self.worker_id, PROBE_DOCUMENTS, self.lease, endpoint=probe)
             if not docs:
-                ProviderCircuit.objects.postpone(self.worker_id, waits.circuit_wait(probe.reopenings))
+                ProviderCircuit.objects.reopen(self.worker_id, waits.circuit_wait(probe.reopenings), probed=False)
                 probe = None
         if probe is None:
             docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
