@@ -88,13 +88,13 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         by_collection: dict[int, list[Document]] = defaultdict(list)
         for doc in docs:
             by_collection[doc.collection_id].append(doc)
-        keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role).__enter__()
+        keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role)
         try:
             for group in by_collection.values():
                 self._process(group[0].collection, group, report)
         finally:
             # The leases are kept until the batch is stored, which may be after this returns.
-            self._then(lambda: keeper.__exit__(None, None, None))
+            self._then(keeper.stop)
         report.batches = 1
         if probe is not None:
             self._end_probe(probe, report)
