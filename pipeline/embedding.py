@@ -111,7 +111,6 @@ LITELLM_ERRORS = (
 
 
 def classify(exc: Exception, key: str | None = None) -> PipelineError:
-    """Map a LiteLLM exception onto the failure taxonomy."""
     import litellm
 
     if isinstance(exc, PipelineError):
@@ -152,14 +151,12 @@ class Usage:
     """What the provider calls made inside `metered()` billed: their usage tokens and LiteLLM's
     price of them (`response_cost`; None for local models and models LiteLLM has no price for: 0)."""
 
-    calls: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
 
     def add(self, response: Any) -> None:
         usage = getattr(response, "usage", None)
         with _USAGE_LOCK:  # concurrent calls of one batch (batches._run_calls) add from their threads
-            self.calls += 1
             self.tokens += int(getattr(usage, "prompt_tokens", 0) or getattr(usage, "total_tokens", 0) or 0)
             self.cost_usd += float((getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0)
 
