@@ -20,15 +20,9 @@ from pipeline.models import Collection, ProviderCircuit, endpoint_label
 logger = logging.getLogger(__name__)
 
 
-class _WithoutRawRerankErrors(logging.Filter):
-    """LiteLLM logs a failed rerank at ERROR with the provider's raw answer, which may echo the API
-    key; the warning below says the same, scrubbed."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Error in rerank")
-
-
-logging.getLogger("LiteLLM").addFilter(_WithoutRawRerankErrors())
+# LiteLLM logs a failed rerank at ERROR with the provider's raw answer, which may echo the API key;
+# rerank's warning says the same, scrubbed.
+logging.getLogger("LiteLLM").addFilter(lambda record: not str(record.msg).startswith("Error in rerank"))
 
 CANDIDATES = 50  # chunks sent to the reranker: its cost and latency grow with them
 
