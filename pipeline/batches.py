@@ -33,9 +33,6 @@ from pipeline.leases import Report, StorageStage
 from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.recording import BatchResult
 
-# (document, its chunks, their vectors), ready to store.
-Embedded = tuple[Document, list[ChunkText], np.ndarray]
-
 
 def concurrency(collection: Collection) -> int:
     """Provider calls at once for one batch: `provider_concurrency` for a remote provider (its time is
@@ -102,17 +99,15 @@ class BatchProcessing(FailureHandling):
         recording.record(result, self.metrics)
         report.add(result)
 
-    def _store_batch(self, result: BatchResult, embedded: list[Embedded], started: float, report: Report) -> None:
+    def _store_batch(
+        self, result: BatchResult, embedded: list[storage.Embedded], started: float, report: Report
+    ) -> None:
         """Store a batch's vectors and record its outcome (on the storage thread while draining)."""
         collection = result.collection
-        results = [
-            storage.Embedded(doc.pk, collection.pk, doc.content_hash, chunks, vectors)
-            for doc, chunks, vectors in embedded
-        ]
         t0 = time.perf_counter()
         embedded_at = timezone.now()
         try:
-            stored = self._with_retries(lambda: self._store(collection, results, embedded_at), result)
+            stored = self._with_retries(lambda: self._store(collection, embedded, embedded_at), result)
         except PipelineError as exc:
             # A storage error is about the batch's transaction, not one document: no splitting.
             for doc, _, _ in embedded:
@@ -120,10 +115,10 @@ class BatchProcessing(FailureHandling):
             stored = set()
         else:
             result.seconds[Stage.STORAGE] = time.perf_counter() - t0
-            result.superseded = len(results) - len(stored)
+            result.superseded = len(embedded) - len(stored)
         result.total_seconds = time.perf_counter() - started
         result.embedded = len(stored)
-        result.chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
+        result.chunks = sum(len(chunks) for doc, chunks, _ in embedded if doc.pk in stored)
         result.freshness_lags = [
             max(0.0, (embedded_at - doc.source_modified_at).total_seconds())
             for doc, _, _ in embedded
@@ -133,7 +128,7 @@ class BatchProcessing(FailureHandling):
 
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], result: BatchResult
-    ) -> tuple[list[Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
+    ) -> tuple[list[storage.Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
         """(embedded, failed, deferred). A group failing for one input is halved down to one document;
         batch-wide errors are not: an outage defers the group, auth fails it. A group deferred
         EMBEDPORTAL_MAX_DEFERRALS times with the circuit closed is halved after all."""
