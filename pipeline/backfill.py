@@ -32,7 +32,6 @@ REBUILD_SUFFIX = "_rebuild"
 
 
 def _with(collection: Collection, values: dict) -> Collection:
-    """An unsaved copy of `collection` with `values` set."""
     view = copy.copy(collection)
     for name, value in values.items():
         setattr(view, name, value)

@@ -87,7 +87,6 @@ preloaded_by: int | None = None
 
 @functools.cache
 def register() -> None:
-    """Register the `local` provider with LiteLLM (once)."""
     import litellm
 
     # No "Give Feedback / Get Help" banners on provider errors: ours are classified and scrubbed.

@@ -139,7 +139,6 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
 
     def _give_back(self, worker: str, status: str, **changes: Any) -> int:
-        """End the worker's leases, leaving its documents in `status`."""
         return self.owned_by(worker).update(
             status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes
         )
