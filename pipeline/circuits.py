@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily
 
-from embedportal.collectors import DatabaseCollector
+from embedportal.collectors import DatabaseCollector, fresh
 from pipeline.choices import CircuitState
 from pipeline.models import ProviderCircuit
 
@@ -41,16 +40,14 @@ class CircuitCollector(DatabaseCollector):
     the database at scrape time. Endpoints are model@host (tens, chosen by operators: a safe label)."""
 
     subject = "provider circuit"
-
-    def families(self) -> tuple[GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                CIRCUIT_STATE,
-                "Circuit breaker of a provider endpoint (model@host): 0 closed, 1 open (its collections wait), "
-                "2 half-open (one worker probing).",
-                labels=["endpoint"],
-            ),
+    families = fresh(
+        (
+            CIRCUIT_STATE,
+            "Circuit breaker of a provider endpoint (model@host): 0 closed, 1 open (its collections wait), "
+            "2 half-open (one worker probing).",
+            ["endpoint"],
         )
+    )
 
     def fill(self, cur, family) -> None:
         states: dict[str, int] = {}

@@ -72,6 +72,23 @@ def key_in(variable: str) -> str | None:
     return (env_secret(variable) or None) if variable else None
 
 
+def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[str, str], str | None]:
+    """A provider call's api_base and api_key arguments, and the key (to scrub from its errors). A key
+    variable named but not set is not an outage to wait out (the provider is never asked): a
+    configuration to fix."""
+    key = key_in(key_variable)
+    if key_variable and key is None:
+        raise PipelineError(
+            ErrorType.AUTH,
+            Stage.EMBEDDING,
+            f"{key_variable} (or {key_variable}_FILE), {whose}, is not set in this process",
+        )
+    args = {"api_base": api_base} if api_base else {}
+    if key:
+        args["api_key"] = key
+    return args, key
+
+
 def _retry_after(exc: Exception) -> float | None:
     """The provider's Retry-After seconds, if its response sent a number."""
     try:
@@ -94,7 +111,6 @@ LITELLM_ERRORS = (
 
 
 def classify(exc: Exception, key: str | None = None) -> PipelineError:
-    """Map a LiteLLM exception onto the failure taxonomy."""
     import litellm
 
     if isinstance(exc, PipelineError):
@@ -135,14 +151,12 @@ class Usage:
     """What the provider calls made inside `metered()` billed: their usage tokens and LiteLLM's
     price of them (`response_cost`; None for local models and models LiteLLM has no price for: 0)."""
 
-    calls: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
 
     def add(self, response: Any) -> None:
         usage = getattr(response, "usage", None)
         with _USAGE_LOCK:  # concurrent calls of one batch (batches._run_calls) add from their threads
-            self.calls += 1
             self.tokens += int(getattr(usage, "prompt_tokens", 0) or getattr(usage, "total_tokens", 0) or 0)
             self.cost_usd += float((getattr(response, "_hidden_params", None) or {}).get("response_cost") or 0.0)
 
@@ -181,15 +195,9 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
     providers.register()
     # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`: 0 would become 2 hidden SDK retries.
     litellm.DEFAULT_MAX_RETRIES = 0
-    key = api_key(collection)
-    if collection.api_key_env and key is None:
-        # Not an outage to wait out (the provider was never asked): a configuration to fix.
-        raise PipelineError(
-            ErrorType.AUTH,
-            Stage.EMBEDDING,
-            f"{collection.api_key_env} (or {collection.api_key_env}_FILE), the key variable of collection "
-            f"{collection.name!r}, is not set in this process",
-        )
+    endpoint, key = endpoint_args(
+        collection.api_base, collection.api_key_env, f"the key variable of collection {collection.name!r}"
+    )
     kwargs: dict = {
         "model": collection.model,
         "input": texts,
@@ -197,11 +205,8 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
         "num_retries": 0,
         "max_retries": 0,
         **(collection.extra_params or {}),
+        **endpoint,
     }
-    if collection.api_base:
-        kwargs["api_base"] = collection.api_base
-    if key:
-        kwargs["api_key"] = key
     started = time.perf_counter()
     try:
         response = litellm.embedding(**kwargs)

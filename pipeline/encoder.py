@@ -113,10 +113,6 @@ def padded(encodings: list[Any]) -> dict[str, np.ndarray]:
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
-def model_inputs(tok: Any, texts: list[str]) -> dict[str, np.ndarray]:
-    return padded(tok.encode_batch(texts))
-
-
 def _pool(request: Any) -> np.ndarray:
     """A finished inference's mean-pooled, L2-normalised vectors."""
     request.wait()
@@ -275,7 +271,8 @@ def _convert(precision: str) -> Any:
             ).last_hidden_state
 
     tok = tokenizer()
-    example = {k: torch.from_numpy(v) for k, v in model_inputs(tok, ["an example", "a longer example input"]).items()}
+    inputs = padded(tok.encode_batch(["an example", "a longer example input"]))
+    example = {k: torch.from_numpy(v) for k, v in inputs.items()}
     with torch.no_grad():
         converted = openvino.convert_model(
             LastHiddenState(), example_input=example, input=[(k, [-1, -1], openvino.Type.i64) for k in example]
@@ -284,7 +281,7 @@ def _convert(precision: str) -> Any:
         return converted
     # Static int8: activation ranges calibrated on the guides in docs/ (never the gate's probes or corpus).
     texts = [text for _, text in corpus_chunks(["docs/*.md"])][:96]
-    batches = [model_inputs(tok, texts[i : i + 8]) for i in range(0, len(texts), 8)]
+    batches = [padded(tok.encode_batch(texts[i : i + 8])) for i in range(0, len(texts), 8)]
     return nncf.quantize(
         converted, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches)
     )

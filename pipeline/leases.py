@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
 from collections import defaultdict
@@ -17,7 +15,7 @@ from typing import Any
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from pipeline.choices import WorkerRole
-from pipeline.models import Document, WorkerHeartbeat
+from pipeline.models import Document, WorkerHeartbeat, process_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +39,8 @@ def log_database_error(what: str, exc: BaseException, failures: int) -> None:
 
 
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    # Starts with its process's heartbeat key: DocumentQuerySet.stranded matches leases to live processes by it.
+    return f"{process_name()}:{uuid.uuid4().hex[:6]}"
 
 
 class LeaseKeeper:
@@ -52,12 +51,9 @@ class LeaseKeeper:
         self.worker, self.ids, self.lease, self.role = worker, ids, lease, role
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"lease-{worker}", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
         self.thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self.done.set()
         self.thread.join()
 
@@ -67,7 +63,7 @@ class LeaseKeeper:
             while not self.done.wait(self.lease.total_seconds() / 3):
                 try:
                     with transaction.atomic(), connection.cursor() as cur:
-                        # Never block long on a row lock: __exit__ must not wait on a stuck statement.
+                        # Never block long on a row lock: stop() must not wait on a stuck statement.
                         cur.execute("SELECT set_config('lock_timeout', %s, true)", [str(RENEW_LOCK_TIMEOUT_MS)])
                         Document.objects.filter(pk__in=self.ids).renew(self.worker, self.lease)
                         WorkerHeartbeat.objects.beat(self.role)

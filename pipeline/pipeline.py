@@ -21,7 +21,6 @@ from pipeline import metrics, waits
 from pipeline.backfill import finish_ready
 from pipeline.batches import BatchProcessing
 from pipeline.choices import DocumentStatus, WorkerRole
-from pipeline.chunking import Chunker
 from pipeline.leases import (
     HEARTBEAT_EVERY,
     LeaseKeeper,
@@ -59,7 +58,6 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         self.role = role
         self.retry = retry or RetryPolicy.from_settings()
         self.metrics = recorder
-        self._chunkers: dict[tuple, Chunker] = {}
         self._last_beat = -HEARTBEAT_EVERY
         # The current batch's claim: (seconds the claim took, when it was claimed), for BatchTiming.
         self._claim: tuple[float, datetime] = (0.0, timezone.now())
@@ -77,7 +75,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         if probe is not None:
             docs = Document.objects.claim(self.worker_id, PROBE_DOCUMENTS, self.lease, endpoint=probe)
             if not docs:
-                ProviderCircuit.objects.postpone(self.worker_id, waits.circuit_wait(probe.reopenings))
+                ProviderCircuit.objects.reopen(self.worker_id, waits.circuit_wait(probe.reopenings), probed=False)
                 probe = None
         if probe is None:
             docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
@@ -90,13 +88,13 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         by_collection: dict[int, list[Document]] = defaultdict(list)
         for doc in docs:
             by_collection[doc.collection_id].append(doc)
-        keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role).__enter__()
+        keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role)
         try:
             for group in by_collection.values():
                 self._process(group[0].collection, group, report)
         finally:
             # The leases are kept until the batch is stored, which may be after this returns.
-            self._then(lambda: keeper.__exit__(None, None, None))
+            self._then(keeper.stop)
         report.batches = 1
         if probe is not None:
             self._end_probe(probe, report)

@@ -26,21 +26,17 @@ class UnknownLocalModel(ValueError):
     pass
 
 
-def _require_bundled() -> None:
-    if not chunking.minilm_installed():  # an image built with LOCAL_MODEL=false has no package
-        raise UnknownLocalModel(
-            f"{LOCAL_MODEL} is not installed here (an image built with LOCAL_MODEL=false): "
-            "use a provider model or local/hash-<dims>"
-        )
-
-
 def known_dimensions(model: str) -> int | None:
     """Dimensions of a local model string (None for other providers: ask the provider)."""
     provider, _, name = model.partition("/")
     if provider != "local":
         return None
     if name == LOCAL_MINILM:
-        _require_bundled()
+        if not chunking.minilm_installed():  # an image built with LOCAL_MODEL=false has no package
+            raise UnknownLocalModel(
+                f"{LOCAL_MODEL} is not installed here (an image built with LOCAL_MODEL=false): "
+                "use a provider model or local/hash-<dims>"
+            )
         return MINILM_DIMENSIONS
     if match := HASH_MODEL.match(name):
         return int(match.group(1))
@@ -57,13 +53,9 @@ def hash_vectors(texts: list[str], dims: int) -> np.ndarray:
 
 
 def local_vectors(model: str, texts: list[str]) -> np.ndarray:
-    name = model.split("/", 1)[1] if model.startswith("local/") else model
-    if name == LOCAL_MINILM:
-        _require_bundled()
-        return encoder.current().encode(texts)
-    if match := HASH_MODEL.match(name):
-        return hash_vectors(texts, int(match.group(1)))
-    raise UnknownLocalModel(f"unknown local model {model!r}")
+    model = f"local/{model.removeprefix('local/')}"  # LiteLLM passes the name without its provider
+    dims = known_dimensions(model)
+    return encoder.current().encode(texts) if model == LOCAL_MODEL else hash_vectors(texts, dims)
 
 
 def _handler_class() -> type:
@@ -95,7 +87,6 @@ preloaded_by: int | None = None
 
 @functools.cache
 def register() -> None:
-    """Register the `local` provider with LiteLLM (once)."""
     import litellm
 
     # No "Give Feedback / Get Help" banners on provider errors: ours are classified and scrubbed.

@@ -114,13 +114,6 @@ def before_change(collection: Collection) -> RetrievalEvaluation | None:
     return latest or evaluate(collection, trigger="before change")
 
 
-def after_change(
-    collection: Collection, before: RetrievalEvaluation | None, trigger: str
-) -> RetrievalEvaluation | None:
-    """The evaluation once a change took effect, linked to the one before it."""
-    return evaluate(collection, trigger=trigger, before=before) if before is not None else None
-
-
 def dropped(collection: Collection, tolerance: float) -> str | None:
     """What the collection's latest configuration change cost beyond `tolerance` (recall@5 or
     MRR@10 of its evaluation after against before), or None."""
@@ -160,25 +153,22 @@ def runtime_gate(collection: Collection, candidate: Any, reference: Any) -> dict
     }
 
 
-def golden_item(item: object, where: str) -> tuple[str, str]:
-    """(query, expected document id) from {"query": ..., "expected": ...}; a ValidationError says what to fix."""
-    if not (
-        isinstance(item, dict)
-        and all(isinstance(item.get(key), str) and item[key].strip() for key in ("query", "expected"))
-    ):
-        raise ValidationError(f'{where}: expected an object {{"query": "...", "expected": "document id"}}')
-    return item["query"].strip(), item["expected"].strip()
-
-
 def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """(query, expected document id) of each {"query": ..., "expected": ...} line; a ValidationError says
+    what to fix."""
     items = []
     for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(f"line {number}: not JSON ({exc.msg})") from None
-            items.append(golden_item(item, f"line {number}"))
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(key), str) and item[key].strip() for key in ("query", "expected")
+        ):
+            raise ValidationError(f'line {number}: expected an object {{"query": "...", "expected": "document id"}}')
+        items.append((item["query"].strip(), item["expected"].strip()))
     return items
 
 
@@ -212,10 +202,10 @@ def evaluate_all(trigger: str = "schedule") -> dict[str, float]:
     return {c.name: evaluate(c, trigger=trigger).recall_at_5 for c in named if not c.is_reserved}
 
 
-def _evaluated(evaluate: Callable[..., Any], *args: Any) -> Any:
+def _evaluated(evaluation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """An evaluation around a change, which must not cost the change itself (a provider down)."""
     try:
-        return evaluate(*args)
+        return evaluation(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 -- logged; the change stands unevaluated
         logger.warning("retrieval evaluation around a configuration change failed: %s", exc)
         return None
@@ -237,7 +227,7 @@ def evaluate_after_search_change(sender: type[Collection], instance: Collection,
     """New search settings take effect at once (a re-embed's at its switch: below)."""
     searched, before = instance.__dict__.pop("_evaluated_before", (False, None))
     if searched and before is not None:
-        _evaluated(after_change, instance, before, "settings change")
+        _evaluated(evaluate, instance, trigger="settings change", before=before)
 
 
 @receiver(backfill.generation_switched)
@@ -245,7 +235,7 @@ def evaluate_after_reembed(sender: type, collection_id: int, previous: int, **kw
     collection = Collection.objects.get(pk=collection_id)
     runs = collection.evaluations.filter(mode=collection.search_mode, configuration__generation=previous)
     if before := runs.first():
-        _evaluated(after_change, collection, before, "re-embed")
+        _evaluated(evaluate, collection, trigger="re-embed", before=before)
 
 
 class QualityCollector(collectors.DatabaseCollector):

@@ -62,7 +62,6 @@ class EnqueueResult:
 
 
 def _strings(value: Any) -> Iterator[str]:
-    """Every string in a JSON-like value, mapping keys included."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):

@@ -13,22 +13,16 @@ from django.utils import timezone
 
 from pipeline import metrics, providers, storage, waits
 from pipeline.choices import CircuitState, ErrorType, Stage
-from pipeline.embedding import OUTAGE, PipelineError, classify, key_in
+from pipeline.embedding import OUTAGE, PipelineError, classify, endpoint_args
 from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
 
 logger = logging.getLogger(__name__)
 
 
-class _WithoutRawRerankErrors(logging.Filter):
-    """LiteLLM logs a failed rerank at ERROR with the provider's raw answer, which may echo the API
-    key; the warning below says the same, scrubbed."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Error in rerank")
-
-
-logging.getLogger("LiteLLM").addFilter(_WithoutRawRerankErrors())
+# LiteLLM logs a failed rerank at ERROR with the provider's raw answer, which may echo the API key;
+# rerank's warning says the same, scrubbed.
+logging.getLogger("LiteLLM").addFilter(lambda record: not str(record.msg).startswith("Error in rerank"))
 
 CANDIDATES = 50  # chunks sent to the reranker: its cost and latency grow with them
 
@@ -87,19 +81,16 @@ def _ranked(collection: Collection, query: str, texts: list[str]) -> list[tuple[
     import litellm
 
     providers.register()
-    key = key_in(collection.rerank_api_key_env)
-    if collection.rerank_api_key_env and key is None:
-        raise PipelineError(
-            ErrorType.AUTH, Stage.EMBEDDING, f"{collection.rerank_api_key_env} (the rerank key variable) is not set"
-        )
-    kwargs: dict = {"timeout": settings.EMBEDPORTAL_EMBED_TIMEOUT, "return_documents": False}
-    if collection.rerank_api_base:
-        kwargs["api_base"] = collection.rerank_api_base
-    if key:
-        kwargs["api_key"] = key
+    endpoint, key = endpoint_args(collection.rerank_api_base, collection.rerank_api_key_env, "the rerank key variable")
     try:
         response = litellm.rerank(
-            model=collection.rerank_model, query=query, documents=texts, top_n=len(texts), **kwargs
+            model=collection.rerank_model,
+            query=query,
+            documents=texts,
+            top_n=len(texts),
+            timeout=settings.EMBEDPORTAL_EMBED_TIMEOUT,
+            return_documents=False,
+            **endpoint,
         )
         ranked = [(int(r["index"]), float(r["relevance_score"])) for r in response.results or []]
     except Exception as exc:  # noqa: BLE001 -- every provider error is classified, none escapes raw

@@ -18,9 +18,7 @@ from pipeline.models import Collection
 # storage.MAX_CANDIDATES): enough for k distinct documents when a page's chunks crowd the top.
 CHUNKS_PER_DOCUMENT = 10
 # Hybrid search fuses at least this many candidates of each ranking, by fusion: a chunk ranked low by
-# one and high by the other must be in both lists to be fused fairly. The blend needs deeper lists (a
-# ranking's last score is its 0); RRF ranked the development set as well from 20 a side as from 50
-# to 300, and the shorter lists cut hybrid latency (docs/search.md).
+# one and high by the other must be in both lists to be fused fairly (docs/search.md has the measurements).
 FUSION_CANDIDATES = {Fusion.BLEND: 50, Fusion.RRF: 20}
 RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al.)
 
@@ -43,7 +41,7 @@ def search(
     runtime = (collection.serving or {}).get("local_encoder")
     collection = serving(collection)  # during a re-embed: the old model, the old generation
     mode = mode or collection.search_mode
-    wanted = storage.candidates(k * CHUNKS_PER_DOCUMENT if by_document else k)
+    wanted = min(k * CHUNKS_PER_DOCUMENT if by_document else k, storage.MAX_CANDIDATES)
     pool = max(wanted, FUSION_CANDIDATES[collection.fusion]) if mode == SearchMode.HYBRID else wanted
     if collection.rerank_model:
         pool = max(pool, rerank.CANDIDATES)

@@ -83,15 +83,8 @@ def drop_collection_index(collection: Collection) -> None:
         cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
 
 
-@dataclass(slots=True)
-class Embedded:
-    """One document's result, ready to store."""
-
-    document_id: int
-    collection_id: int
-    content_hash: str
-    chunks: Sequence[ChunkText]
-    vectors: np.ndarray
+# A document, its chunks and their vectors, ready to store.
+Embedded = tuple[Document, Sequence[ChunkText], np.ndarray]
 
 
 def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> list[int]:
@@ -102,9 +95,7 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
         return []
     with transaction.atomic():
         _register_vector()
-        accepted = Document.objects.mark_embedded(
-            worker, [(r.document_id, r.content_hash) for r in results], embedded_at
-        )
+        accepted = Document.objects.mark_embedded(worker, [(d.pk, d.content_hash) for d, _, _ in results], embedded_at)
         if not accepted:
             return []
         with connection.cursor() as cur:
@@ -112,24 +103,24 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
             # documents, so the CAS above refused them; the generation here matches their vectors.
             cur.execute(
                 "SELECT id, COALESCE(building_generation, generation) FROM pipeline_collection WHERE id = ANY(%s)",
-                [sorted({r.collection_id for r in results})],
+                [sorted({d.collection_id for d, _, _ in results})],
             )
             targets = dict(cur.fetchall())
-            stored = [r for r in results if r.document_id in accepted]
+            stored = [r for r in results if r[0].pk in accepted]
             cur.execute(
                 "DELETE FROM pipeline_chunk c USING unnest(%s::bigint[], %s::integer[]) AS v(id, generation) "
                 "WHERE c.document_id = v.id AND c.generation = v.generation",
-                [[r.document_id for r in stored], [targets[r.collection_id] for r in stored]],
+                [[d.pk for d, _, _ in stored], [targets[d.collection_id] for d, _, _ in stored]],
             )
             with cur.cursor.copy(COPY_CHUNKS) as copy:
                 copy.set_types(COPY_TYPES)
-                for r in stored:
-                    generation = targets[r.collection_id]
-                    for chunk, vector in zip(r.chunks, r.vectors, strict=True):
+                for doc, chunks, vectors in stored:
+                    generation = targets[doc.collection_id]
+                    for chunk, vector in zip(chunks, vectors, strict=True):
                         copy.write_row(
                             (
-                                r.document_id,
-                                r.collection_id,
+                                doc.pk,
+                                doc.collection_id,
                                 generation,
                                 chunk.ordinal,
                                 chunk.text,
@@ -156,10 +147,6 @@ class Hit:
 
 # The most chunks one search ranks (pgvector's hnsw.ef_search tops out at 1000).
 MAX_CANDIDATES = 1000
-
-
-def candidates(n: int) -> int:
-    return min(n, MAX_CANDIDATES)
 
 
 def ef_search(collection: Collection, k: int) -> int:

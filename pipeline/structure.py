@@ -4,6 +4,7 @@ title, and the markdown or reST heading path above any point of its text."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 
 import yaml
@@ -35,9 +36,7 @@ def headings(text: str) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = []
     styles: list[tuple[str, bool]] = []
     lines = text.splitlines(keepends=True)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
+    offsets = [0, *itertools.accumulate(len(line) for line in lines)]
     fenced = False
     for i, raw in enumerate(lines):
         line = raw.rstrip()

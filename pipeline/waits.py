@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -25,14 +25,12 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> RetryPolicy:
-        return cls(
-            **{
-                "tries": settings.EMBEDPORTAL_BATCH_TRIES,
-                "base_seconds": settings.EMBEDPORTAL_RETRY_BASE_SECONDS,
-                "max_wait": settings.EMBEDPORTAL_RETRY_MAX_WAIT,
-                **overrides,
-            }
+        configured = cls(
+            tries=settings.EMBEDPORTAL_BATCH_TRIES,
+            base_seconds=settings.EMBEDPORTAL_RETRY_BASE_SECONDS,
+            max_wait=settings.EMBEDPORTAL_RETRY_MAX_WAIT,
         )
+        return replace(configured, **overrides)
 
     def delay(self, error: PipelineError, tries: int) -> float:
         """Seconds before the next try: the provider's Retry-After if it sent one, else exponential; capped."""

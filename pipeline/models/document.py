@@ -139,7 +139,6 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
 
     def _give_back(self, worker: str, status: str, **changes: Any) -> int:
-        """End the worker's leases, leaving its documents in `status`."""
         return self.owned_by(worker).update(
             status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes
         )
@@ -179,13 +178,17 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         of theirs. They stay pending; `last_error` says why they wait."""
         return self._give_back(worker, DocumentStatus.PENDING, available_at=until, last_error=error[:2000])
 
-    def requeue(self) -> int:
-        """Send embedded or failed documents back to the queue and wake workers after commit: every
-        requeue (operator actions, re-embed, the reprocessing retry pass, the staleness pass)."""
+    def requeue(self, leased: bool = False) -> int:
+        """Send embedded or failed documents back to the queue (with `leased`, those being processed too:
+        their worker's store is then refused) and wake workers after commit: every requeue (operator
+        actions, re-embed, the reprocessing retry pass, the staleness pass)."""
+        statuses = [DocumentStatus.EMBEDDED, DocumentStatus.FAILED, *([DocumentStatus.PROCESSING] if leased else [])]
         now = timezone.now()
-        requeued = self.filter(status__in=[DocumentStatus.EMBEDDED, DocumentStatus.FAILED]).update(
+        requeued = self.filter(status__in=statuses).update(
             status=DocumentStatus.PENDING,
             attempts=0,
+            lease_owner="",
+            lease_expires_at=None,
             enqueued_at=now,
             available_at=now,
             updated_at=now,

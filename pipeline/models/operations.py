@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import connections, models, transaction
@@ -170,17 +169,14 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
             updated_at=timezone.now(),
         )
 
-    def _probe_over(self, worker: str, wait: timedelta, **changes: Any) -> int:
-        """The worker's half-open probe ends with the circuit open; the next probe comes after `wait`."""
-        now = changes.setdefault("updated_at", timezone.now())
-        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
-            state=CircuitState.OPEN, next_probe_at=now + wait, probe_owner="", **changes
-        )
-
-    def reopen(self, worker: str, wait: timedelta) -> int:
-        """The worker's probe failed too: open again."""
+    def reopen(self, worker: str, wait: timedelta, probed: bool = True) -> int:
+        """The worker's half-open probe ends with the circuit open, the next probe after `wait`: the probe
+        failed too (one more failed probe), or, not `probed`, nothing was due to probe with (same backoff)."""
         now = timezone.now()
-        return self._probe_over(worker, wait, opened_at=now, updated_at=now, reopenings=F("reopenings") + 1)
+        failed = {"opened_at": now, "reopenings": F("reopenings") + 1} if probed else {}
+        return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
+            state=CircuitState.OPEN, next_probe_at=now + wait, probe_owner="", updated_at=now, **failed
+        )
 
     def probe_now(self) -> int:
         """An operator knows the provider is back: open circuits are due for their probe now, so
@@ -189,10 +185,6 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
         now = timezone.now()
         # The probe is a claim: wake a worker to make it now, not at the next minute's drain.
         return wake_workers(self.filter(state=CircuitState.OPEN).update(next_probe_at=now, updated_at=now), self.db)
-
-    def postpone(self, worker: str, wait: timedelta) -> int:
-        """Nothing was due to probe with: stay open, same backoff."""
-        return self._probe_over(worker, wait)
 
 
 def endpoint_label(collection: Collection) -> str:

@@ -31,9 +31,9 @@ def test_failed_write_leaves_previous_chunks_untouched(hash_collection):
     good, bad = docs
     chunks = [ChunkText(0, "x", 1), ChunkText(1, "y", 1)]
     results = [
-        storage.Embedded(good.pk, hash_collection.pk, good.content_hash, chunks, np.ones((2, 16), np.float32)),
+        (good, chunks, np.ones((2, 16), np.float32)),
         # A wrong-dimension vector (past the quality gate) makes the index cast fail mid-COPY.
-        storage.Embedded(bad.pk, hash_collection.pk, bad.content_hash, chunks, np.ones((2, 17), np.float32)),
+        (bad, chunks, np.ones((2, 17), np.float32)),
     ]
 
     with pytest.raises((DataError, psycopg.DataError), match="expected 16 dimensions"):

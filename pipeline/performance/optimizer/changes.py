@@ -265,7 +265,7 @@ def apply(collection: Collection, rec: Recommendation, applied_by: str = "") -> 
     change = KINDS[rec.setting].apply(collection, rec, applied_by)
     if before is not None:
         collection.refresh_from_db()
-        quality.after_change(collection, before, "optimizer")
+        quality.evaluate(collection, trigger="optimizer", before=before)
     return change
 
 
