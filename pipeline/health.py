@@ -22,7 +22,7 @@ from django.utils import timezone
 from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
-from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
+from pipeline.embedding import PipelineError, api_key, check_quality, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
 
 PROBE_TEXT = "embedportal health probe"
@@ -84,30 +84,16 @@ def _probe_model(collection: Collection, timeout: float) -> tuple[str | None, fl
     probe.extra_params = {**(collection.extra_params or {}), "timeout": timeout}
     started = time.perf_counter()
     try:
-        vectors = embed_raw(probe, [PROBE_TEXT])
+        # The workers' own quality gate: one vector of the collection's dimensions, finite, not all zero.
+        check_quality(embed_raw(probe, [PROBE_TEXT]), 1, collection.dimensions)
     except PipelineError as exc:
         # A provider may echo the key in its error text; never let it reach a probe's output.
         failure = f"{collection.model} (collection {collection.name}) failed: {exc}"
         return scrub(failure, api_key(collection)), time.perf_counter() - started, load_seconds
     elapsed = time.perf_counter() - started
-    return _vector_problem(collection, vectors, elapsed, timeout), elapsed, load_seconds
-
-
-def _vector_problem(collection: Collection, vectors: list, elapsed: float, timeout: float) -> str | None:
     if elapsed > timeout:
-        return f"{collection.model} answered in {elapsed:.1f} s, over the {timeout:g} s timeout"
-    if len(vectors) != 1 or len(vectors[0]) != collection.dimensions:
-        got = len(vectors[0]) if vectors else 0
-        return (
-            f"{collection.model} returned {got} dimensions, collection {collection.name} expects "
-            f"{collection.dimensions}"
-        )
-    values = [float(v) for v in vectors[0]]
-    if not all(v == v and abs(v) != float("inf") for v in values):
-        return f"{collection.model} returned NaN or infinite values"
-    if not any(values):
-        return f"{collection.model} returned an all-zero vector"
-    return None
+        return f"{collection.model} answered in {elapsed:.1f} s, over the {timeout:g} s timeout", elapsed, load_seconds
+    return None, elapsed, load_seconds
 
 
 def local_runtime() -> str:
