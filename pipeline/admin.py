@@ -15,7 +15,7 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import backfill, encoder, overview, providers, quality, queue, storage
+from pipeline import backfill, encoder, health, overview, providers, quality, queue, storage
 from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.admin_state import holds  # importing it registers the read-only state and quality pages
 from pipeline.collections import resolve_dimensions
@@ -142,9 +142,8 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         PyTorch serves if the OpenVINO export was refused."""
         if obj.model != providers.LOCAL_MODEL:
             return "-"
-        local = encoder.current()
-        serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")
-        if gate := local.gate:
+        serving = f"{health.local_runtime()} serves"
+        if gate := encoder.current().gate:
             serving += (
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
                 f"min {gate['min_cosine']:.4f}"
@@ -284,19 +283,8 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
     list_select_related = ("collection",)
     show_full_result_count = False  # big table: skip COUNT(*)
     actions = ("requeue_documents",)
-    readonly_fields = (
-        "content_hash",
-        "status",
-        "attempts",
-        "last_error",
-        "lease_owner",
-        "lease_expires_at",
-        "last_embedded_at",
-        "enqueued_at",
-        "available_at",
-        "created_at",
-        "updated_at",
-    )
+    # A document changes only through the queue: its change page shows every field read-only.
+    readonly_fields = [field.name for field in Document._meta.fields if field.name != "id"]
 
     has_requeue_permission = holds("pipeline.requeue_document")
 
@@ -321,9 +309,7 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         return super().get_fields(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
-        if obj is None:
-            return ()
-        return (*self.readonly_fields, *EnqueueDocumentForm.Meta.fields)
+        return () if obj is None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
         if change:
