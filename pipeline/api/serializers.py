@@ -99,29 +99,14 @@ class CollectionSerializer(StrictModelSerializer):
 
 
 class DocumentSerializer(serializers.ModelSerializer):
-    collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
     id = serializers.CharField(source="external_id", read_only=True)
     url = serializers.SerializerMethodField(help_text="The document's address: its collection and id.")
+    collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Document
-        fields = [
-            "id",
-            "url",
-            "collection",
-            "content_hash",
-            "metadata",
-            "source_modified_at",
-            "last_embedded_at",
-            "status",
-            "attempts",
-            "last_error",
-            "lease_owner",
-            "lease_expires_at",
-            "enqueued_at",
-            "created_at",
-            "updated_at",
-        ]
+        # The id is external_id; available_at (a backoff) is the queue's own.
+        exclude = ["external_id", "text", "available_at"]
 
     def get_url(self, document: Document) -> str:
         """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
