@@ -319,17 +319,10 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
         if result.stale:
             state = "not applied: the stored version is newer (modified_at)"
+        # The admin's log, audit trail and redirect then name the row as stored.
         obj.pk = Document.objects.get(collection=data["collection"], external_id=data["external_id"]).pk
+        obj.refresh_from_db()
         self.message_user(request, f"Document {obj.external_id} {state}.", messages.SUCCESS)
-
-    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        if obj.pk is None:
-            return None
-        return super().log_addition(request, Document.objects.get(pk=obj.pk), message)
-
-    def response_add(self, request: HttpRequest, obj: Document, post_url_continue: str | None = None) -> Any:
-        obj = Document.objects.get(pk=obj.pk)
-        return super().response_add(request, obj, post_url_continue)
 
 
 @admin.register(Chunk)
