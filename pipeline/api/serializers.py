@@ -18,7 +18,7 @@ from embedportal.api.strict import (
     StrictModelSerializer,
 )
 from pipeline.choices import SearchMode
-from pipeline.models import Collection, Document, sees_all_collections
+from pipeline.models import Collection, Document, RetrievalEvaluation, sees_all_collections
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -147,3 +147,13 @@ class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
     by_document = StrictBooleanField(
         default=False, help_text="The k best documents, each as its best chunk, instead of the k best chunks."
     )
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RetrievalEvaluation
+        exclude = ["id", "collection"]
+
+
+class EvaluateSerializer(StrictFieldsMixin, serializers.Serializer):
+    mode = serializers.ChoiceField(SearchMode.choices, required=False, help_text="Default: the collection's.")

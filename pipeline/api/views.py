@@ -24,16 +24,26 @@ from pipeline.api.filters import DocumentFilter
 from pipeline.api.serializers import (
     CollectionSerializer,
     DocumentSerializer,
+    EvaluateSerializer,
+    EvaluationSerializer,
     IncomingDocumentSerializer,
     SearchSerializer,
 )
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document, visible
+from pipeline.quality import evaluate
+
+# Evaluations a GET of a collection's retrieval quality history lists, newest first.
+HISTORY = 50
 
 
 class CanListOrAddDocuments(PermissionRequired):
     perms = {"GET": "pipeline.view_document", "POST": "pipeline.add_document"}
+
+
+class CanEvaluate(PermissionRequired):
+    perms = {"GET": "pipeline.view_retrievalevaluation", "POST": "pipeline.add_retrievalevaluation"}
 
 
 def requires(perm: str) -> type[PermissionRequired]:
@@ -193,6 +203,39 @@ class CollectionViewSet(viewsets.ModelViewSet):
         except PipelineError as exc:
             return provider_failed("embedding the query", exc)
         return Response({"collection": collection.name, "results": [h.as_dict() for h in hits]})
+
+    @extend_schema(
+        methods=["GET"],
+        operation_id="collections_evaluations_list",
+        summary="A collection's retrieval quality history",
+        description="Its latest evaluations of the golden queries, newest first. Permission "
+        "pipeline.view_retrievalevaluation.",
+        request=None,
+        responses={200: EvaluationSerializer(many=True)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        operation_id="collections_evaluations_create",
+        summary="Evaluate a collection's retrieval quality now",
+        description="Runs its golden queries through search (mode: the collection's unless given) and stores the "
+        "figures; 400 if it has no golden queries. Permission pipeline.add_retrievalevaluation.",
+        request=EvaluateSerializer,
+        responses={201: EvaluationSerializer},
+    )
+    @action(detail=True, methods=["get", "post"], permission_classes=[CanEvaluate], pagination_class=None)
+    def evaluations(self, request: Request, name: str | None = None) -> Response:
+        """Retrieval quality (pipeline.quality.evaluate) of the collection's golden queries, which are read and
+        written at /api/v1/embedding-pipeline-operations/golden-queries/."""
+        collection = collection_or_404(request, name)
+        if request.method == "GET":
+            return Response(EvaluationSerializer(collection.evaluations.all()[:HISTORY], many=True).data)
+        try:
+            run = evaluate(collection, valid(EvaluateSerializer, request.data).get("mode"), trigger="api")
+        except DjangoValidationError as exc:
+            raise invalid(exc) from None
+        except PipelineError as exc:
+            return provider_failed("embedding a query", exc)
+        return Response(EvaluationSerializer(run).data, status=status.HTTP_201_CREATED)
 
     # Operator triggers: the same compare-and-swap QuerySet transitions as the admin actions.
 
