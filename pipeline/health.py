@@ -68,8 +68,6 @@ def _pgvector_version(cursor: Any) -> str:
     return row[0]
 
 
-# -- the embedding model answers ------------------------------------------------------------
-
 # pg_advisory_xact_lock key: one process refreshes the model probes at a time; the others wait
 # for its results instead of calling the providers too.
 MODEL_CHECK_LOCK = 0x656D6264_6D6F646C  # "embdmodl"
@@ -194,9 +192,6 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
     return _timed("model", run)
 
 
-# -- pgvector is writable -------------------------------------------------------------------
-
-
 def check_pgvector() -> CheckResult:
     def run(details: dict[str, Any]) -> str:
         try:
@@ -219,9 +214,6 @@ def check_pgvector() -> CheckResult:
         return f"wrote and rolled back a vector row (pgvector {details['pgvector']})"
 
     return _timed("pgvector", run)
-
-
-# -- the queue is being drained --------------------------------------------------------------
 
 
 def check_queue() -> CheckResult:
@@ -284,8 +276,6 @@ def summary(results: list[CheckResult]) -> dict[str, Any]:
     """Pass/fail only, for anonymous callers: no collection names, models or provider errors."""
     return {"healthy": all(r.ok for r in results), "checks": [{"name": r.name, "ok": r.ok} for r in results]}
 
-
-# -- probes ----------------------------------------------------------------------------------
 
 _migrated = False
 
