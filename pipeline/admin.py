@@ -69,14 +69,10 @@ class CollectionForm(forms.ModelForm):
         for name in DEFAULTED_FIELDS:
             if data.get(name) in (None, "") and name not in self.errors:
                 data[name] = Collection._meta.get_field(name).default
-                setattr(self.instance, name, data[name])
         if self.instance.pk is None and data.get("dimensions") is None and data.get("model") and not self.errors:
-            probe = Collection(
-                **{k: v for k, v in data.items() if k in {"model", "api_base", "api_key_env", "extra_params"}}
-            )
+            probe = Collection(**{name: data.get(name) for name in Collection.SERVING_FIELDS})
             try:
                 data["dimensions"] = resolve_dimensions(probe)
-                self.instance.dimensions = data["dimensions"]
             except ValidationError as exc:
                 raise forms.ValidationError(exc.messages) from None
         return data
