@@ -104,8 +104,7 @@ def _configurations() -> dict[str, list[Collection]]:
     """Active collections by model configuration: collections sharing one share its health."""
     configurations: dict[str, list[Collection]] = {}
     for collection in Collection.objects.filter(paused=False).order_by("name"):
-        fields = [getattr(collection, name) for name in ("model", "api_base", "api_key_env", "dimensions")]
-        key = json.dumps([*fields, sorted((collection.extra_params or {}).items())], default=str)
+        key = json.dumps([getattr(collection, name) for name in Collection.SERVING_FIELDS], sort_keys=True, default=str)
         configurations.setdefault(hashlib.sha256(key.encode()).hexdigest(), []).append(collection)
     return configurations
 
