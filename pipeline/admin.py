@@ -330,7 +330,6 @@ class ChunkAdmin(TeamScoped, ReadOnlyAdmin):
     show_full_result_count = False
     # Never render the raw vector: it is long and says nothing to a person.
     fields = ("document", "collection", "ordinal", "token_count", "dimensions", "text")
-    readonly_fields = fields
 
     @admin.display(description="dimensions")
     def dimensions(self, obj: Chunk) -> int:
