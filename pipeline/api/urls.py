@@ -3,8 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from pipeline.api.health import HealthView
-from pipeline.api.views import CollectionViewSet, DocumentRequeueView, DocumentView, DocumentViewSet
+from pipeline.api.views import CollectionViewSet, DocumentRequeueView, DocumentView, DocumentViewSet, HealthView
 from pipeline.performance import api as performance
 
 # No format-suffix routes (collections.json ...): `?format=` does the same, and suffix kwargs

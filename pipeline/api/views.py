@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -18,7 +19,7 @@ from audit import trail
 from embedportal.api.errors import Conflict, error_body
 from embedportal.api.permissions import PermissionRequired, demand
 from embedportal.api.strict import StrictModelSerializer, no_body
-from pipeline import backfill, queue
+from pipeline import backfill, health, queue
 from pipeline import search as semantic
 from pipeline.api.filters import DocumentFilter
 from pipeline.api.serializers import (
@@ -323,3 +324,21 @@ class DocumentRequeueView(APIView):
             raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")
         document.refresh_from_db()
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
+
+
+class HealthView(APIView):
+    """The model answers, pgvector is writable, the queue is drained: 200 if all pass, else 503.
+
+    Anonymous callers (load balancers, monitors) get pass/fail per check only; an authenticated
+    one (token or session) gets each check's reason, duration and details, every model
+    configuration included. Model probes are reused for EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS,
+    so probing this endpoint costs at most one provider call per configuration per interval.
+    """
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: dict, 503: dict})
+    def get(self, request: Request) -> Response:
+        results = health.run_checks(cached=True)
+        body = health.report(results) if request.user.is_authenticated else health.summary(results)
+        return Response(body, status=200 if body["healthy"] else 503)
