@@ -39,18 +39,13 @@ from pipeline.quality import evaluate
 HISTORY = 50
 
 
-class CanListOrAddDocuments(PermissionRequired):
-    perms = {"GET": "pipeline.view_document", "POST": "pipeline.add_document"}
+def requires(perm: str = "", **perms: str) -> type[PermissionRequired]:
+    """A permission class needing `perm`, or perms[method] for an action serving several methods."""
+    return type("Requires", (PermissionRequired,), {"perm": perm, "perms": perms})
 
 
-class CanEvaluate(PermissionRequired):
-    perms = {"GET": "pipeline.view_retrievalevaluation", "POST": "pipeline.add_retrievalevaluation"}
-
-
-def requires(perm: str) -> type[PermissionRequired]:
-    return type("Requires", (PermissionRequired,), {"perm": perm})
-
-
+CanListOrAddDocuments = requires(GET="pipeline.view_document", POST="pipeline.add_document")
+CanEvaluate = requires(GET="pipeline.view_retrievalevaluation", POST="pipeline.add_retrievalevaluation")
 CanSearch = requires("pipeline.view_chunk")
 CanPause = requires("pipeline.pause_collection")
 CanReembed = requires("pipeline.reembed_collection")
