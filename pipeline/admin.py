@@ -299,11 +299,6 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
             kwargs["form"] = EnqueueDocumentForm
         return super().get_form(request, obj, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
-        if obj is None:
-            return EnqueueDocumentForm.Meta.fields
-        return super().get_fields(request, obj)
-
     def get_readonly_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
         return () if obj is None else self.readonly_fields
 
