@@ -239,17 +239,16 @@ class CollectionViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def pause(self, request: Request, name: str | None = None) -> Response:
         """Stop workers claiming this collection's documents (those in flight finish)."""
-        no_body(request)
         return self._set_paused(True)
 
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def resume(self, request: Request, name: str | None = None) -> Response:
         """Let workers claim this collection's documents again."""
-        no_body(request)
         return self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> Response:
+        no_body(self.request)
         collection = self.get_object()
         selected = Collection.objects.filter(pk=collection.pk)
         changed = selected.pause() if paused else selected.resume()
