@@ -15,7 +15,7 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import backfill, encoder, overview, providers, quality, queue, storage
+from pipeline import backfill, encoder, health, overview, providers, quality, queue, storage
 from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.admin_state import holds  # importing it registers the read-only state and quality pages
 from pipeline.collections import resolve_dimensions
@@ -69,14 +69,10 @@ class CollectionForm(forms.ModelForm):
         for name in DEFAULTED_FIELDS:
             if data.get(name) in (None, "") and name not in self.errors:
                 data[name] = Collection._meta.get_field(name).default
-                setattr(self.instance, name, data[name])
         if self.instance.pk is None and data.get("dimensions") is None and data.get("model") and not self.errors:
-            probe = Collection(
-                **{k: v for k, v in data.items() if k in {"model", "api_base", "api_key_env", "extra_params"}}
-            )
+            probe = Collection(**{name: data.get(name) for name in Collection.SERVING_FIELDS})
             try:
                 data["dimensions"] = resolve_dimensions(probe)
-                self.instance.dimensions = data["dimensions"]
             except ValidationError as exc:
                 raise forms.ValidationError(exc.messages) from None
         return data
@@ -142,9 +138,8 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         PyTorch serves if the OpenVINO export was refused."""
         if obj.model != providers.LOCAL_MODEL:
             return "-"
-        local = encoder.current()
-        serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")
-        if gate := local.gate:
+        serving = f"{health.local_runtime()} serves"
+        if gate := encoder.current().gate:
             serving += (
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
                 f"min {gate['min_cosine']:.4f}"
@@ -284,19 +279,8 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
     list_select_related = ("collection",)
     show_full_result_count = False  # big table: skip COUNT(*)
     actions = ("requeue_documents",)
-    readonly_fields = (
-        "content_hash",
-        "status",
-        "attempts",
-        "last_error",
-        "lease_owner",
-        "lease_expires_at",
-        "last_embedded_at",
-        "enqueued_at",
-        "available_at",
-        "created_at",
-        "updated_at",
-    )
+    # A document changes only through the queue: its change page shows every field read-only.
+    readonly_fields = [field.name for field in Document._meta.fields if field.name != "id"]
 
     has_requeue_permission = holds("pipeline.requeue_document")
 
@@ -315,15 +299,8 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
             kwargs["form"] = EnqueueDocumentForm
         return super().get_form(request, obj, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
-        if obj is None:
-            return EnqueueDocumentForm.Meta.fields
-        return super().get_fields(request, obj)
-
     def get_readonly_fields(self, request: HttpRequest, obj: Document | None = None) -> Any:
-        if obj is None:
-            return ()
-        return (*self.readonly_fields, *EnqueueDocumentForm.Meta.fields)
+        return () if obj is None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
         if change:
@@ -333,17 +310,10 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         state = "queued" if (result.created or result.updated) else "unchanged (not re-embedded)"
         if result.stale:
             state = "not applied: the stored version is newer (modified_at)"
+        # The admin's log, audit trail and redirect then name the row as stored.
         obj.pk = Document.objects.get(collection=data["collection"], external_id=data["external_id"]).pk
+        obj.refresh_from_db()
         self.message_user(request, f"Document {obj.external_id} {state}.", messages.SUCCESS)
-
-    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        if obj.pk is None:
-            return None
-        return super().log_addition(request, Document.objects.get(pk=obj.pk), message)
-
-    def response_add(self, request: HttpRequest, obj: Document, post_url_continue: str | None = None) -> Any:
-        obj = Document.objects.get(pk=obj.pk)
-        return super().response_add(request, obj, post_url_continue)
 
 
 @admin.register(Chunk)
@@ -355,7 +325,6 @@ class ChunkAdmin(TeamScoped, ReadOnlyAdmin):
     show_full_result_count = False
     # Never render the raw vector: it is long and says nothing to a person.
     fields = ("document", "collection", "ordinal", "token_count", "dimensions", "text")
-    readonly_fields = fields
 
     @admin.display(description="dimensions")
     def dimensions(self, obj: Chunk) -> int:

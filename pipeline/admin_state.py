@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.models import (
+    METRICS,
     CapacityMeasurement,
     Collection,
     CollectionActivity,
@@ -118,18 +119,7 @@ class GoldenQueryAdmin(TeamScoped, AuditedAdmin):
 class RetrievalEvaluationAdmin(TeamScoped, ReadOnlyAdmin):
     """Retrieval quality history: one row per evaluation of a collection's golden queries."""
 
-    list_display = (
-        "evaluated_at",
-        "collection",
-        "mode",
-        "queries",
-        "recall_at_1",
-        "recall_at_5",
-        "recall_at_10",
-        "mrr_at_10",
-        "ndcg_at_10",
-        "trigger",
-    )
+    list_display = ("evaluated_at", "collection", "mode", "queries", *METRICS, "trigger")
     list_filter = (("collection", TeamCollectionFilter), "mode", "trigger")
     list_select_related = ("collection",)
     date_hierarchy = "evaluated_at"

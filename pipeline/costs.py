@@ -33,10 +33,6 @@ class Spend:
     month_usd: float
     projected_usd: float  # the month's spend if the last PACE_HOURS' pace held to its end
 
-    @property
-    def over_budget(self) -> bool:
-        return self.budget_usd is not None and self.month_usd > self.budget_usd
-
     def as_text(self) -> str:
         if self.budget_usd is None:
             return f"${self.month_usd:.2f} this month (no budget)"

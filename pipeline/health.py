@@ -22,7 +22,7 @@ from django.utils import timezone
 from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
-from pipeline.embedding import PipelineError, api_key, embed_raw, scrub
+from pipeline.embedding import PipelineError, api_key, check_quality, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
 
 PROBE_TEXT = "embedportal health probe"
@@ -68,8 +68,6 @@ def _pgvector_version(cursor: Any) -> str:
     return row[0]
 
 
-# -- the embedding model answers ------------------------------------------------------------
-
 # pg_advisory_xact_lock key: one process refreshes the model probes at a time; the others wait
 # for its results instead of calling the providers too.
 MODEL_CHECK_LOCK = 0x656D6264_6D6F646C  # "embdmodl"
@@ -84,30 +82,16 @@ def _probe_model(collection: Collection, timeout: float) -> tuple[str | None, fl
     probe.extra_params = {**(collection.extra_params or {}), "timeout": timeout}
     started = time.perf_counter()
     try:
-        vectors = embed_raw(probe, [PROBE_TEXT])
+        # The workers' own quality gate: one vector of the collection's dimensions, finite, not all zero.
+        check_quality(embed_raw(probe, [PROBE_TEXT]), 1, collection.dimensions)
     except PipelineError as exc:
         # A provider may echo the key in its error text; never let it reach a probe's output.
         failure = f"{collection.model} (collection {collection.name}) failed: {exc}"
         return scrub(failure, api_key(collection)), time.perf_counter() - started, load_seconds
     elapsed = time.perf_counter() - started
-    return _vector_problem(collection, vectors, elapsed, timeout), elapsed, load_seconds
-
-
-def _vector_problem(collection: Collection, vectors: list, elapsed: float, timeout: float) -> str | None:
     if elapsed > timeout:
-        return f"{collection.model} answered in {elapsed:.1f} s, over the {timeout:g} s timeout"
-    if len(vectors) != 1 or len(vectors[0]) != collection.dimensions:
-        got = len(vectors[0]) if vectors else 0
-        return (
-            f"{collection.model} returned {got} dimensions, collection {collection.name} expects "
-            f"{collection.dimensions}"
-        )
-    values = [float(v) for v in vectors[0]]
-    if not all(v == v and abs(v) != float("inf") for v in values):
-        return f"{collection.model} returned NaN or infinite values"
-    if not any(values):
-        return f"{collection.model} returned an all-zero vector"
-    return None
+        return f"{collection.model} answered in {elapsed:.1f} s, over the {timeout:g} s timeout", elapsed, load_seconds
+    return None, elapsed, load_seconds
 
 
 def local_runtime() -> str:
@@ -120,8 +104,7 @@ def _configurations() -> dict[str, list[Collection]]:
     """Active collections by model configuration: collections sharing one share its health."""
     configurations: dict[str, list[Collection]] = {}
     for collection in Collection.objects.filter(paused=False).order_by("name"):
-        fields = [getattr(collection, name) for name in ("model", "api_base", "api_key_env", "dimensions")]
-        key = json.dumps([*fields, sorted((collection.extra_params or {}).items())], default=str)
+        key = json.dumps([getattr(collection, name) for name in Collection.SERVING_FIELDS], sort_keys=True, default=str)
         configurations.setdefault(hashlib.sha256(key.encode()).hexdigest(), []).append(collection)
     return configurations
 
@@ -208,9 +191,6 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
     return _timed("model", run)
 
 
-# -- pgvector is writable -------------------------------------------------------------------
-
-
 def check_pgvector() -> CheckResult:
     def run(details: dict[str, Any]) -> str:
         try:
@@ -233,9 +213,6 @@ def check_pgvector() -> CheckResult:
         return f"wrote and rolled back a vector row (pgvector {details['pgvector']})"
 
     return _timed("pgvector", run)
-
-
-# -- the queue is being drained --------------------------------------------------------------
 
 
 def check_queue() -> CheckResult:
@@ -298,8 +275,6 @@ def summary(results: list[CheckResult]) -> dict[str, Any]:
     """Pass/fail only, for anonymous callers: no collection names, models or provider errors."""
     return {"healthy": all(r.ok for r in results), "checks": [{"name": r.name, "ok": r.ok} for r in results]}
 
-
-# -- probes ----------------------------------------------------------------------------------
 
 _migrated = False
 

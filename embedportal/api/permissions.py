@@ -84,6 +84,6 @@ class PermissionRequired(ScopeCapped):
         return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
 
 
-def requires(perm: str) -> type[PermissionRequired]:
-    """The permission class of a route that needs `perm`."""
-    return type("Requires", (PermissionRequired,), {"perm": perm})
+def requires(perm: str = "", **perms: str) -> type[PermissionRequired]:
+    """A permission class needing `perm`, or perms[method] for an action serving several methods."""
+    return type("Requires", (PermissionRequired,), {"perm": perm, "perms": perms})

@@ -18,7 +18,7 @@ from embedportal.api.strict import (
     StrictModelSerializer,
 )
 from pipeline.choices import SearchMode
-from pipeline.models import Collection, Document, sees_all_collections
+from pipeline.models import Collection, Document, RetrievalEvaluation, sees_all_collections
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -99,29 +99,14 @@ class CollectionSerializer(StrictModelSerializer):
 
 
 class DocumentSerializer(serializers.ModelSerializer):
-    collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
     id = serializers.CharField(source="external_id", read_only=True)
     url = serializers.SerializerMethodField(help_text="The document's address: its collection and id.")
+    collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = Document
-        fields = [
-            "id",
-            "url",
-            "collection",
-            "content_hash",
-            "metadata",
-            "source_modified_at",
-            "last_embedded_at",
-            "status",
-            "attempts",
-            "last_error",
-            "lease_owner",
-            "lease_expires_at",
-            "enqueued_at",
-            "created_at",
-            "updated_at",
-        ]
+        # The id is external_id; available_at (a backoff) is the queue's own.
+        exclude = ["external_id", "text", "available_at"]
 
     def get_url(self, document: Document) -> str:
         """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
@@ -162,3 +147,13 @@ class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
     by_document = StrictBooleanField(
         default=False, help_text="The k best documents, each as its best chunk, instead of the k best chunks."
     )
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RetrievalEvaluation
+        exclude = ["id", "collection"]
+
+
+class EvaluateSerializer(StrictFieldsMixin, serializers.Serializer):
+    mode = serializers.ChoiceField(SearchMode.choices, required=False, help_text="Default: the collection's.")

@@ -3,9 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from pipeline.api.health import HealthView
-from pipeline.api.quality import EvaluationsView
-from pipeline.api.views import CollectionViewSet, DocumentRequeueView, DocumentView, DocumentViewSet
+from pipeline.api.views import CollectionViewSet, DocumentRequeueView, DocumentView, DocumentViewSet, HealthView
 from pipeline.performance import api as performance
 
 # No format-suffix routes (collections.json ...): `?format=` does the same, and suffix kwargs
@@ -26,6 +24,5 @@ urlpatterns = [
         name="collection-document-requeue",
     ),
     path("collections/<slug:name>/documents/<path:external_id>/", DocumentView.as_view(), name="collection-document"),
-    path("collections/<slug:name>/evaluations/", EvaluationsView.as_view(), name="collection-evaluations"),
     *router.urls,
 ]

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -16,26 +17,30 @@ from rest_framework.views import APIView
 
 from audit import trail
 from embedportal.api.errors import Conflict, error_body
-from embedportal.api.permissions import PermissionRequired, demand, requires
+from embedportal.api.permissions import demand, requires
 from embedportal.api.strict import StrictModelSerializer, no_body
-from pipeline import backfill, queue
+from pipeline import backfill, health, queue
 from pipeline import search as semantic
 from pipeline.api.filters import DocumentFilter
 from pipeline.api.serializers import (
     CollectionSerializer,
     DocumentSerializer,
+    EvaluateSerializer,
+    EvaluationSerializer,
     IncomingDocumentSerializer,
     SearchSerializer,
 )
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document, visible
+from pipeline.quality import evaluate
+
+# Evaluations a GET of a collection's retrieval quality history lists, newest first.
+HISTORY = 50
 
 
-class CanListOrAddDocuments(PermissionRequired):
-    perms = {"GET": "pipeline.view_document", "POST": "pipeline.add_document"}
-
-
+CanListOrAddDocuments = requires(GET="pipeline.view_document", POST="pipeline.add_document")
+CanEvaluate = requires(GET="pipeline.view_retrievalevaluation", POST="pipeline.add_retrievalevaluation")
 CanSearch = requires("pipeline.view_chunk")
 CanPause = requires("pipeline.pause_collection")
 CanReembed = requires("pipeline.reembed_collection")
@@ -190,23 +195,55 @@ class CollectionViewSet(viewsets.ModelViewSet):
             return provider_failed("embedding the query", exc)
         return Response({"collection": collection.name, "results": [h.as_dict() for h in hits]})
 
+    @extend_schema(
+        methods=["GET"],
+        operation_id="collections_evaluations_list",
+        summary="A collection's retrieval quality history",
+        description="Its latest evaluations of the golden queries, newest first. Permission "
+        "pipeline.view_retrievalevaluation.",
+        request=None,
+        responses={200: EvaluationSerializer(many=True)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        operation_id="collections_evaluations_create",
+        summary="Evaluate a collection's retrieval quality now",
+        description="Runs its golden queries through search (mode: the collection's unless given) and stores the "
+        "figures; 400 if it has no golden queries. Permission pipeline.add_retrievalevaluation.",
+        request=EvaluateSerializer,
+        responses={201: EvaluationSerializer},
+    )
+    @action(detail=True, methods=["get", "post"], permission_classes=[CanEvaluate], pagination_class=None)
+    def evaluations(self, request: Request, name: str | None = None) -> Response:
+        """Retrieval quality (pipeline.quality.evaluate) of the collection's golden queries, which are read and
+        written at /api/v1/embedding-pipeline-operations/golden-queries/."""
+        collection = collection_or_404(request, name)
+        if request.method == "GET":
+            return Response(EvaluationSerializer(collection.evaluations.all()[:HISTORY], many=True).data)
+        try:
+            run = evaluate(collection, valid(EvaluateSerializer, request.data).get("mode"), trigger="api")
+        except DjangoValidationError as exc:
+            raise invalid(exc) from None
+        except PipelineError as exc:
+            return provider_failed("embedding a query", exc)
+        return Response(EvaluationSerializer(run).data, status=status.HTTP_201_CREATED)
+
     # Operator triggers: the same compare-and-swap QuerySet transitions as the admin actions.
 
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def pause(self, request: Request, name: str | None = None) -> Response:
         """Stop workers claiming this collection's documents (those in flight finish)."""
-        no_body(request)
         return self._set_paused(True)
 
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def resume(self, request: Request, name: str | None = None) -> Response:
         """Let workers claim this collection's documents again."""
-        no_body(request)
         return self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> Response:
+        no_body(self.request)
         collection = self.get_object()
         selected = Collection.objects.filter(pk=collection.pk)
         changed = selected.pause() if paused else selected.resume()
@@ -276,3 +313,21 @@ class DocumentRequeueView(APIView):
             raise Conflict(f"document is {document.status}; only embedded or failed documents can be requeued")
         document.refresh_from_db()
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
+
+
+class HealthView(APIView):
+    """The model answers, pgvector is writable, the queue is drained: 200 if all pass, else 503.
+
+    Anonymous callers (load balancers, monitors) get pass/fail per check only; an authenticated
+    one (token or session) gets each check's reason, duration and details, every model
+    configuration included. Model probes are reused for EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS,
+    so probing this endpoint costs at most one provider call per configuration per interval.
+    """
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: dict, 503: dict})
+    def get(self, request: Request) -> Response:
+        results = health.run_checks(cached=True)
+        body = health.report(results) if request.user.is_authenticated else health.summary(results)
+        return Response(body, status=200 if body["healthy"] else 503)

@@ -109,7 +109,8 @@ def test_model_check_fails_when_the_provider_answers_500(fake_collection, fake_p
 def test_model_check_fails_on_wrong_dimensions_and_on_timeout(fake_collection, fake_provider):
     fake_provider.mode = "wrong_dims"
     result = health.check_model()
-    assert not result.ok and "returned 9 dimensions, collection fake expects 8" in result.reason
+    assert not result.ok and "(collection fake) failed: dimension_mismatch:" in result.reason
+    assert "returned vectors of [9] dimensions, collection expects 8" in result.reason
 
     fake_provider.mode = "ok"
     fake_provider.delay = 3.0

@@ -96,7 +96,8 @@ def test_every_failing_configuration_is_reported_not_only_the_first(
     model = next(c for c in body["checks"] if c["name"] == "model")
     assert not model["ok"]
     assert model["reason"].startswith("2 of 2 model configurations failed: openai/fake-embedder (collection fake)")
-    assert "openai/other-embedder returned 9 dimensions, collection other expects 8" in model["reason"]
+    assert "openai/other-embedder (collection other) failed: dimension_mismatch:" in model["reason"]
+    assert "returned vectors of [9] dimensions, collection expects 8" in model["reason"]
     by_model = {c["model"]: c for c in configurations(body)}
     assert set(by_model) == {"openai/fake-embedder", "openai/other-embedder"}
     assert not by_model["openai/fake-embedder"]["ok"] and not by_model["openai/other-embedder"]["ok"]
