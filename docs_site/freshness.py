@@ -19,7 +19,7 @@ from django.utils import timezone
 from docs_site import pages as doc_pages
 from docs_site.choices import Freshness, PageKind
 from docs_site.generators import MODULES, EmbeddingPipelineOperationsDocGenerator
-from docs_site.generators.alerts import alert_rules
+from docs_site.generators.alerts import alert_rules, parse_rules
 from docs_site.history import History
 from embedportal.config import SETTINGS
 
@@ -59,7 +59,7 @@ class Item:
             return setting_entry(text, name)
         if self.kind == "alert":
             try:
-                data = yaml.safe_load(text) or {}
+                data = parse_rules(text) or {}
             except yaml.YAMLError:
                 return text  # a version that does not parse: compare the whole file
             for group in data.get("groups", []):

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
 from testing.fakeprovider import FakeProvider
@@ -30,6 +31,25 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
 def _postgres_only(django_db_setup, django_db_blocker) -> None:
     with django_db_blocker.unblock():
         assert connection.vendor == "postgresql", "tests run on PostgreSQL + pgvector only"
+
+
+class OneRoundPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Production's hasher (pbkdf2_sha256) at one iteration instead of 870,000 (about 0.4 s per
+    password on a CI core, paid by every test user, admin_user included). The hashes keep their
+    format, iteration count included, so a server a test starts with the production settings
+    checks them as it would its own."""
+
+    iterations = 1
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_round_password_hashing() -> Iterator[None]:
+    from django.conf import settings
+    from django.test import override_settings
+
+    hashers = [f"{__name__}.{OneRoundPBKDF2PasswordHasher.__name__}", *settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
