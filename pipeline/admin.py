@@ -15,7 +15,7 @@ from django.urls import URLPattern, path
 
 from embedportal.admin import AuditedAdmin, ReadOnlyAdmin
 from embedportal.api.strict import BoundedJSONFormField
-from pipeline import backfill, encoder, health, overview, providers, quality, queue, storage
+from pipeline import backfill, encoder, overview, providers, quality, queue, storage
 from pipeline.access import TeamCollectionFilter, TeamScoped
 from pipeline.admin_state import holds  # importing it registers the read-only state and quality pages
 from pipeline.collections import resolve_dimensions
@@ -138,8 +138,10 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         PyTorch serves if the OpenVINO export was refused."""
         if obj.model != providers.LOCAL_MODEL:
             return "-"
-        serving = f"{health.local_runtime()} serves"
-        if gate := encoder.current().gate:
+        local = encoder.current()
+        # "torch/f32 serves (why OpenVINO was refused)": the reason follows the verb.
+        serving = f"{encoder.label(local)} serves" + (f" ({local.reason})" if local.reason else "")
+        if gate := local.gate:
             serving += (
                 f", faithfulness gate passed: cosine to PyTorch mean {gate['mean_cosine']:.4f}, "
                 f"min {gate['min_cosine']:.4f}"
