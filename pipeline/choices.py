@@ -38,7 +38,7 @@ class ErrorType(models.TextChoices):
     # quality errors, checked on every batch before storage
     DIMENSION_MISMATCH = "dimension_mismatch", "Vector dimension mismatch"
     NAN_VALUES = "nan_values", "NaN or infinite values"
-    ZERO_VECTOR = "zero_vector", "Zero or empty vector"
+    ZERO_VECTOR = "zero_vector", "All-zero vector"
     WRONG_COUNT = "wrong_count", "Wrong number of vectors"
     # input
     EMPTY_DOCUMENT = "empty_document", "Document has no text to embed"
