@@ -18,10 +18,28 @@ CANDIDATES = 1000
 # development set (docs/search.md); a title or heading word is in every chunk under it, so it weighs
 # less than a word of the chunk itself.
 FIELD_WEIGHTS = [0.1, 0.6, 0.4, 0.4]
-# The column statistics and a generation's chunk count (the N of the IDF) are read at most this
-# often per process: both change slowly.
+# A generation's chunk count (the N of the IDF) and the shares of its common terms are read at most
+# this often per process: both change slowly.
 STATS_SECONDS = 300
+# Common terms' shares come from this many of the generation's own chunks (all of a smaller one), a
+# fixed pseudo-random pick: the table's column statistics mix every collection, and beside a larger
+# collection of other text a term in most of this one's chunks would pass for rare.
+SAMPLED_CHUNKS = 2000
 _cache: dict[object, tuple[float, object]] = {}
+
+TERMS_SQL = """
+WITH picked AS MATERIALIZED (
+    SELECT id, count(*) OVER () AS chunks FROM pipeline_chunk
+     WHERE collection_id = %(collection)s AND generation = %(generation)s
+     ORDER BY hashint8(id) LIMIT %(sampled)s
+), terms AS (
+    SELECT t.lexeme, count(*) AS n FROM picked p JOIN pipeline_chunk c ON c.id = p.id, unnest(c.search_vector) t
+     GROUP BY t.lexeme
+), sizes AS (SELECT coalesce(max(chunks), 0) AS chunks, count(*) AS sampled FROM picked)
+SELECT s.chunks, (SELECT coalesce(json_object_agg(t.lexeme, t.n::float8 / s.sampled), '{}')
+                    FROM terms t WHERE t.n * s.chunks > %(counted)s * s.sampled)
+  FROM sizes s
+"""
 
 COUNT_SQL = """
 SELECT (SELECT count(*) FROM (
@@ -62,27 +80,17 @@ def _cached(key: object, read):  # noqa: ANN001, ANN202
     return value
 
 
-def _one(sql: str, params: list) -> object:
+def _one(sql: str, params: list | dict) -> object:
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchone()
 
 
-def common_terms() -> tuple[dict[str, float], float]:
-    """The most common lexemes of every chunk's search_vector, the share of chunks holding each,
-    and the table's row count (as of the last ANALYZE)."""
-    row = _one(
-        "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, greatest(c.reltuples, 0) "
-        "FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename "
-        "WHERE s.tablename = 'pipeline_chunk' AND s.attname = 'search_vector'",
-        [],
-    )
-    return (dict(zip(row[0], row[1], strict=False)), row[2]) if row and row[0] else ({}, 0.0)
-
-
-def chunk_count(collection: Collection) -> int:
-    sql = "SELECT count(*) FROM pipeline_chunk WHERE collection_id = %s AND generation = %s"
-    return _one(sql, [collection.pk, collection.generation])[0]
+def term_statistics(collection: Collection) -> tuple[int, dict[str, float]]:
+    """The chunk count of the collection's searched generation, and the share of its chunks holding
+    each term estimated in more than COUNTED_CHUNKS of them (from up to SAMPLED_CHUNKS of them)."""
+    params = {"collection": collection.pk, "generation": collection.generation}
+    return _one(TERMS_SQL, {**params, "sampled": SAMPLED_CHUNKS, "counted": COUNTED_CHUNKS})
 
 
 def matches(collection: Collection, query: str, k: int) -> list[Hit]:
@@ -90,16 +98,16 @@ def matches(collection: Collection, query: str, k: int) -> list[Hit]:
     terms = _one(f"SELECT tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %s))", [query])[0]
     if not terms:
         return []
-    common, rows = _cached("common", common_terms)
-    chunks = _cached((collection.pk, collection.generation), lambda: chunk_count(collection))
+    chunks, common = _cached((collection.pk, collection.generation), lambda: term_statistics(collection))
     where = {"collection": collection.pk, "generation": collection.generation, "counted": COUNTED_CHUNKS}
-    rare = [t for t in terms if t not in common or common[t] * rows <= COUNTED_CHUNKS]
+    rare = [t for t in terms if t not in common]
     counted = {}
     if rare:
         with connection.cursor() as cur:
             cur.execute(COUNT_SQL, {**where, "terms": rare})
             counted = dict(zip(rare, (row[0] for row in cur.fetchall()), strict=True))
-    dfs = [float(counted[t]) if t in counted else common[t] * chunks for t in terms]
+    # float(): JSON writes a share of 1.0 as 1, and psycopg refuses a list of ints and floats.
+    dfs = [float(counted[t] if t in counted else common[t] * chunks) for t in terms]
     # Candidates: the chunks of the rarest terms, as long as they fit in CANDIDATES together (the
     # rarest term's at least), so the cap never cuts an arbitrary part of a common term's chunks.
     probes, room = [False] * len(terms), CANDIDATES

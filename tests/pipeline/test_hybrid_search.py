@@ -144,16 +144,44 @@ def test_the_admin_sets_a_collections_search_mode_and_weights(admin_client, hash
         assert f'name="{field}"' in page
 
 
-def test_common_terms_are_weighed_from_column_statistics_without_counting(pages):
+def chunks_holding(collection, lexeme: str) -> int:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pipeline_chunk WHERE collection_id = %s AND search_vector @@ %s::tsquery",
+            [collection.pk, lexeme],
+        )
+        return cur.fetchone()[0]
+
+
+def test_common_terms_are_weighed_from_the_collections_own_chunks_without_counting(pages, monkeypatch):
+    monkeypatch.setattr(keyword, "COUNTED_CHUNKS", 2)  # common: in more than two chunks
+    chunks, common = keyword.term_statistics(pages)
+    assert chunks == Chunk.objects.filter(collection=pages).count()
+    assert common["databas"] == pytest.approx(chunks_holding(pages, "databas") / chunks)
+    assert "vacuum" not in common, "in one chunk: counted, not estimated"
+    assert documents(keyword.matches(pages, "vacuum the database", 3))[0] == "maintenance.md"
+    # A generation larger than the sample: shares of a fixed pick of its chunks, the count exact.
+    monkeypatch.setattr(keyword, "SAMPLED_CHUNKS", 5)
+    sampled = keyword.term_statistics(pages)
+    assert sampled[0] == chunks and sampled == keyword.term_statistics(pages)
+    assert sampled[1]["databas"] * 5 in {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_a_larger_collection_of_other_text_leaves_a_collections_term_weights_alone(pages, monkeypatch):
+    """PostgreSQL's column statistics are the whole table's: beside 200 chunks without it, a term in
+    most of this collection's chunks passed for rare, and its chunks crowded the candidates."""
+    monkeypatch.setattr(keyword, "COUNTED_CHUNKS", 2)
+    monkeypatch.setattr(keyword, "CANDIDATES", 3)
+    alone = keyword.term_statistics(pages)
+    garden = create_collection(name="garden", model="local/hash-16", chunk_unit="characters", chunk_size=200)
+    enqueue(garden, [IncomingDocument(f"roses-{i}.md", f"Pruning roses in spring, part {i}.") for i in range(200)])
+    assert EmbeddingIngestionPipeline().drain().embedded == 200
     with connection.cursor() as cur:
         cur.execute("ANALYZE pipeline_chunk")
-    keyword._cache.clear()  # the statistics read before this ANALYZE
-    common = keyword.common_terms()
-    assert common[0]["databas"] > 0.4, "the eight pages and the maintenance page mention the database"
-    # A table this small keeps every lexeme in its statistics: every term is common, and the least
-    # common one picks the candidates.
-    assert common[0]["vacuum"] < common[0]["databas"]
-    assert documents(keyword.matches(pages, "vacuum the database", 3))[0] == "maintenance.md"
+    keyword._cache.clear()
+    assert keyword.term_statistics(pages) == alone
+    assert set(documents(keyword.matches(pages, "vacuum the database", 10))) == {"maintenance.md"}
+    assert documents(keyword.matches(garden, "roses, part 7", 1)) == ["roses-7.md"], "a share of 1 beside a count"
 
 
 def test_candidates_come_from_the_rarest_terms_that_fit_the_cap(pages, monkeypatch):
