@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 SCRAPE_LATENCY = Histogram(
@@ -25,13 +27,29 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+class AllProcesses:
+    """Every process's samples from the multiprocess directory, then the families no process has written
+    yet, declared without samples as one process exposes them: on a deployment where no error has
+    happened, embedding_pipeline_errors_total is declared, not missing."""
+
+    def __init__(self, path: str) -> None:
+        self.written = MultiProcessCollector(None, path=path)
+
+    def collect(self) -> Iterator[Metric]:
+        families = list(self.written.collect())
+        yield from families
+        names = {family.name for family in families}
+        for family in REGISTRY.collect():
+            # process_* and python_* describe this one process (prometheus_client's own collectors).
+            if family.name not in names and not family.name.startswith(("process_", "python_")):
+                yield Metric(family.name, family.documentation, family.type, family.unit)
+
+
 def process_registry() -> CollectorRegistry:
     """Counters and histograms of every process (multiprocess mode), else this process's own."""
     registry = CollectorRegistry()
-    if path := multiprocess_dir():
-        MultiProcessCollector(registry, path=path)
-    else:
-        registry.register(REGISTRY)  # a registry is a collector: this process's metrics
+    # A registry is a collector: in one process, its own metrics.
+    registry.register(AllProcesses(path) if (path := multiprocess_dir()) else REGISTRY)
     return registry
 
 

@@ -44,6 +44,20 @@ def metrics_dir(tmp_path: Path, monkeypatch) -> Path:
     return path
 
 
+@pytest.mark.django_db
+def test_families_no_process_has_written_yet_are_declared_without_samples(client, metrics_dir):
+    """Multiprocess mode before any process wrote a sample of them (no error yet): the families are
+    declared as one process exposes them, so rules, dashboards and the operations tests find them;
+    the per-process collectors (process_*, python_*) are left out."""
+    text = client.get("/metrics").content.decode()
+    lines = text.splitlines()
+    assert "# TYPE embedding_pipeline_errors_total counter" in lines
+    assert "# TYPE embedding_pipeline_documents_processed_total counter" in lines
+    assert not [line for line in lines if line.startswith("embedding_pipeline_errors_total")]
+    assert not [line for line in lines if line.startswith(("# TYPE process_", "# TYPE python_"))]
+    promtool_findings(text)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_metrics_view_reports_every_series_after_a_worker_process_ran(
     client, hash_collection, fake_collection, fake_provider, metrics_dir

@@ -159,6 +159,15 @@ def test_load_fails_without_workers(own_worker, settings):
 # --- integration: a scrape-time collector dropped from /metrics --------------------------------
 
 
+def test_metrics_scenarios_pass_where_no_process_has_written_a_sample_yet(transactional_db, tmp_path, monkeypatch):
+    # As `make run` and the pods run it: web, workers and test runner share a multiprocess directory,
+    # and on a fresh deployment no error has happened, so no process has an error sample to write.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name in ("metrics_expose_pipeline_series", "metrics_used_by_rules_and_dashboards_exist"):
+        result = run_one(name)
+        assert result.outcome == Outcome.PASSED, f"{name}: {result.message}"
+
+
 def test_metrics_scenario_fails_naming_a_metric_the_rules_read_that_no_collector_exports(transactional_db, settings):
     # Healthy, on an empty database: gauges without a value yet (no capacity measurement, no
     # documentation page) are declared by their collectors, which is enough.
