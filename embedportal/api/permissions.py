@@ -69,6 +69,15 @@ class ModelPermissions(ScopeCapped, DjangoModelPermissions):
         "HEAD": ["%(app_label)s.view_%(model_name)s"],
     }
 
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if super().has_permission(request, view):
+            return True
+        # Refused for a permission (not for the token's scope, nor anonymous: a 401): name it.
+        if request.user.is_authenticated and not hasattr(self, "message"):
+            perms = self.get_required_permissions(request.method, self._queryset(view).model)
+            self.message = f"permission {' and '.join(perms)} required"
+        return False
+
 
 class PermissionRequired(ScopeCapped):
     """Authenticated and holding `perm` (or `perms[method]`, for an action serving several methods)."""

@@ -195,7 +195,9 @@ def test_create_without_permission_is_403_and_anonymous_is_401(hash_collection):
     # Every other pipeline permission, but not add_collection.
     others = Permission.objects.filter(content_type__app_label="pipeline").exclude(codename="add_collection")
     denied = send(client_with(*others.values_list("codename", flat=True)), "post", COLLECTIONS, body)
-    assert error_of(denied, 403)["message"] == "You do not have permission to perform this action."
+    assert error_of(denied, 403)["message"] == "permission pipeline.add_collection required"
+    unread = send(client_with("add_collection"), "get", COLLECTIONS)
+    assert error_of(unread, 403)["message"] == "permission pipeline.view_collection required"
     anonymous = send(APIClient(), "post", COLLECTIONS, body)
     error_of(anonymous, 401)
     assert anonymous["WWW-Authenticate"] == "Token"
