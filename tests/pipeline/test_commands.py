@@ -5,13 +5,14 @@ import io
 import json
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
 from pipeline import chunking, providers
 from pipeline.choices import DocumentStatus
@@ -321,6 +322,37 @@ def test_demo_embeds_the_sample_corpus_with_the_local_model_and_searches_it():
     match = re.search(r'^Search "How do I run the tests\?": (\S+) \(score ([01]\.\d+)\): \S', out, re.M)
     assert match, out
     assert Document.objects.filter(collection=demo, external_id=match.group(1)).exists()
+
+
+def test_demo_waits_for_the_documents_another_worker_claimed(monkeypatch):
+    """With `make run` up, its workers take part of the demo's queue: the figures wait for them, and a
+    claim whose worker dies is drained when its lease expires."""
+    from pipeline.management.commands import demo
+
+    drains = []
+
+    class ClaimedElsewhere(EmbeddingIngestionPipeline):
+        def drain(self, *args, **kwargs):
+            drains.append(1)
+            leased = Document.objects.filter(lease_owner="elsewhere:1:worker")
+            if len(drains) == 1:  # another worker got there first
+                first = list(Document.objects.order_by("id")[:2].values_list("id", flat=True))
+                Document.objects.filter(id__in=first).update(
+                    status=DocumentStatus.PROCESSING,
+                    lease_owner="elsewhere:1:worker",
+                    lease_expires_at=timezone.now() + timedelta(hours=1),
+                )
+            elif len(drains) == 3:  # ... and died: its lease runs out
+                leased.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+            return super().drain(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "EmbeddingIngestionPipeline", ClaimedElsewhere)
+    out, _ = run("demo", copies=1, model="local/hash-384")
+    files = int(re.search(r"^Enqueued: \d+ documents \(1 x (\d+) files\)", out, re.M).group(1))
+    assert "Waiting for 2 document(s) other workers claimed" in out, out
+    assert re.search(rf"^Documents: {files}$", out, re.M), out
+    assert re.search(r"^Failed: 0$", out, re.M), out
+    assert len(drains) == 3
 
 
 def test_demo_ingests_the_sample_corpus_once_per_copy():

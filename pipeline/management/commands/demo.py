@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipeline import providers, sources
+from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
@@ -56,14 +57,22 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Model load: {providers.load(collection.model):.2f} s (not in the timing below)")
         started = time.perf_counter()
-        report = EmbeddingIngestionPipeline().drain()
+        EmbeddingIngestionPipeline().drain()
+        # A running portal's workers (make run) share the queue: the figures wait for the documents they
+        # claimed, and a lease that expires meanwhile (a worker killed) is drained here.
+        documents = Document.objects.filter(collection=collection)
+        if claimed := documents.filter(status=DocumentStatus.PROCESSING).count():
+            self.stdout.write(f"Waiting for {claimed} document(s) other workers claimed (is the portal running?)")
+        while documents.filter(status=DocumentStatus.PROCESSING).exists():
+            time.sleep(0.2)
+            EmbeddingIngestionPipeline().drain()
         seconds = time.perf_counter() - started
-        docs = Document.objects.filter(collection=collection, status="embedded").count()
+        docs = documents.filter(status=DocumentStatus.EMBEDDED).count()
         chunks = Chunk.objects.filter(collection=collection).count()
         self.stdout.write(
             f"Documents: {docs}\nChunks: {chunks}\nSeconds: {seconds:.2f}\n"
             f"Docs/s: {docs / seconds if seconds else 0:.2f}\nChunks/s: {chunks / seconds if seconds else 0:.2f}\n"
-            f"Failed: {report.failed}"
+            f"Failed: {documents.filter(status=DocumentStatus.FAILED).count()}"
         )
         hits = search(collection, o["query"], 1)
         if hits:
