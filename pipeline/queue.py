@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from pipeline import backfill, history, metrics
 from pipeline.models import Collection
+from pipeline.structure import only_front_matter
 from pipeline.wakeup import kick_workers
 
 
@@ -105,14 +106,21 @@ def metadata_problem(metadata: Any) -> str | None:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def validate(doc: IncomingDocument) -> None:
-    """Reject what PostgreSQL or the pipeline cannot hold, with a message saying what to fix."""
+def validate(doc: IncomingDocument, contextual: bool = False) -> None:
+    """Reject what PostgreSQL or the pipeline cannot hold, with a message saying what to fix (`contextual`:
+    for a collection with contextual chunks, whose front matter is metadata)."""
     if not doc.external_id or not doc.external_id.strip():
         raise InvalidDocument("id must be a non-empty string")
     if len(doc.external_id) > 512:
         raise InvalidDocument("id is longer than 512 characters")
     if not doc.text or not doc.text.strip():
         raise InvalidDocument("text is empty; send the document's text (whitespace alone is empty)")
+    if contextual and only_front_matter(doc.text):
+        # Accepted, it would fail at chunking as empty_document and be retried for a day.
+        raise InvalidDocument(
+            "text is only YAML front matter, which this collection keeps as metadata (contextual_chunks): "
+            "nothing is left to embed; send the document's body"
+        )
     limit = settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
     if len(doc.text) > limit:
         raise InvalidDocument(
@@ -202,7 +210,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
     seen: set[str] = set()
     for index, doc in enumerate(docs):
         try:
-            validate(doc)
+            validate(doc, collection.contextual_chunks)
         except InvalidDocument as exc:
             raise InvalidDocument(str(exc), index) from None
         if doc.external_id in seen:

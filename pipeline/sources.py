@@ -164,8 +164,9 @@ def _not_regular(mode: int) -> str:
     return f"{kind}, not a regular file; name text files, .jsonl files or folders"
 
 
-def read(path: Path, base: Path) -> Iterator[IncomingDocument | Rejected]:
-    """Documents in one file (a .jsonl file holds one per line), or why they were rejected."""
+def read(path: Path, base: Path, contextual: bool = False) -> Iterator[IncomingDocument | Rejected]:
+    """Documents in one file (a .jsonl file holds one per line), or why they were rejected (`contextual`:
+    for a collection with contextual chunks, whose front matter is metadata)."""
     try:
         fh = _open_regular(path)
     except _Unreadable as exc:
@@ -173,12 +174,12 @@ def read(path: Path, base: Path) -> Iterator[IncomingDocument | Rejected]:
         return
     with fh:
         if path.suffix == ".jsonl":
-            yield from _read_jsonl(fh, path)
+            yield from _read_jsonl(fh, path, contextual)
         else:
-            yield _read_text(fh, path, base)
+            yield _read_text(fh, path, base, contextual)
 
 
-def _read_text(fh: BinaryIO, path: Path, base: Path) -> IncomingDocument | Rejected:
+def _read_text(fh: BinaryIO, path: Path, base: Path, contextual: bool) -> IncomingDocument | Rejected:
     limit = 4 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS  # UTF-8: at most 4 bytes a character
     info = os.fstat(fh.fileno())
     too_big = f"over the limit of {limit} bytes (4 bytes a character of EMBEDPORTAL_MAX_DOCUMENT_CHARS); split the file"
@@ -195,7 +196,7 @@ def _read_text(fh: BinaryIO, path: Path, base: Path) -> IncomingDocument | Rejec
         return Rejected(str(path), f"not UTF-8 text (invalid byte at offset {exc.start})")
     modified = datetime.fromtimestamp(info.st_mtime, tz=UTC)
     doc_id = document_id(path, base)
-    return _checked(IncomingDocument(doc_id, text, modified, {"path": doc_id}), str(path))
+    return _checked(IncomingDocument(doc_id, text, modified, {"path": doc_id}), str(path), contextual)
 
 
 def _skip_line(fh: BinaryIO) -> int:
@@ -208,7 +209,7 @@ def _skip_line(fh: BinaryIO) -> int:
     return skipped
 
 
-def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejected]:
+def _read_jsonl(fh: BinaryIO, path: Path, contextual: bool) -> Iterator[IncomingDocument | Rejected]:
     # JSON may write a character as a 6-byte \uXXXX escape; 1 MiB more for the id and metadata.
     limit = 6 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS + (1 << 20)
     lineno = 0
@@ -226,7 +227,7 @@ def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejecte
                 "split the document",
             )
             continue
-        item = _jsonl_item(raw, where)
+        item = _jsonl_item(raw, where, contextual)
         if isinstance(item, IncomingDocument):
             if item.external_id in seen:
                 item = Rejected(where, duplicate_id(item.external_id))
@@ -236,7 +237,7 @@ def _read_jsonl(fh: BinaryIO, path: Path) -> Iterator[IncomingDocument | Rejecte
             yield item
 
 
-def _jsonl_item(raw: bytes, where: str) -> IncomingDocument | Rejected | None:
+def _jsonl_item(raw: bytes, where: str, contextual: bool) -> IncomingDocument | Rejected | None:
     if not raw.strip():
         return None
     limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
@@ -264,12 +265,12 @@ def _jsonl_item(raw: bytes, where: str) -> IncomingDocument | Rejected | None:
     metadata = item.get("metadata") or {}
     if not isinstance(metadata, dict) or not isinstance(item["text"], str):
         return Rejected(where, "text must be a string and metadata an object")
-    return _checked(IncomingDocument(str(item["id"]), item["text"], modified, metadata), where)
+    return _checked(IncomingDocument(str(item["id"]), item["text"], modified, metadata), where, contextual)
 
 
-def _checked(doc: IncomingDocument, where: str) -> IncomingDocument | Rejected:
+def _checked(doc: IncomingDocument, where: str, contextual: bool) -> IncomingDocument | Rejected:
     try:
-        validate(doc)
+        validate(doc, contextual)
     except InvalidDocument as exc:
         return Rejected(where, str(exc))
     return doc

@@ -30,6 +30,12 @@ def front_matter(text: str) -> tuple[dict, str]:
     return fields, text[match.end() :]
 
 
+def only_front_matter(text: str) -> bool:
+    """Whether `text` is YAML front matter and nothing else (the YAML read only when no body follows)."""
+    match = FRONT_MATTER.match(text)
+    return bool(match) and not text[match.end() :].strip() and bool(front_matter(text)[0])
+
+
 def headings(text: str) -> list[tuple[int, int, str]]:
     """(character offset, level, title) of each markdown ATX heading (outside code fences) and reST
     section title (underlined, optionally overlined; levels in order of first appearance)."""

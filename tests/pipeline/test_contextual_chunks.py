@@ -3,13 +3,17 @@ stored and returned text is the chunk alone; YAML front matter is metadata, neve
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import CommandError, call_command
 
 from pipeline.chunking import Chunker
-from pipeline.models import Chunk
+from pipeline.collections import create_collection
+from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
-from pipeline.structure import Outline, front_matter, headings
+from pipeline.structure import Outline, front_matter, headings, only_front_matter
 from tests.factories import fake_backed
 
 MARKDOWN = """---
@@ -117,3 +121,30 @@ def test_the_option_changes_only_through_a_reembed(api, hash_collection):
     assert hash_collection.contextual_chunks is True and hash_collection.building_generation is None
     texts = Chunk.objects.filter(generation=hash_collection.generation).values_list("text", flat=True)
     assert texts and not any("tags:" in t for t in texts), "the new generation leaves the front matter out"
+
+
+# Hugo's and Jekyll's section pages (`_index.md`) often hold front matter alone.
+SECTION_INDEX = "---\ntitle: Guides\nweight: 3\n---\n\n"
+
+
+def test_a_text_of_front_matter_alone_is_refused_where_front_matter_is_metadata(api, hash_collection, tmp_path):
+    """With contextual chunks nothing of it is left to embed: refused at the door, as an empty text
+    is, instead of failing at chunking and being retried for a day. Where front matter is text
+    (contextual chunks off), it is embedded."""
+    ctx = create_collection(name="ctx", model="local/hash-16", chunk_unit="characters", chunk_size=200)
+    assert ctx.contextual_chunks
+    assert only_front_matter(SECTION_INDEX) and not only_front_matter("---\njust words\n---\n")
+    response = api.post("/api/v1/collections/ctx/documents/", {"id": "_index.md", "text": SECTION_INDEX}, format="json")
+    assert response.status_code == 400
+    assert "only YAML front matter" in response.json()["error"]["message"]
+
+    (tmp_path / "_index.md").write_text(SECTION_INDEX)
+    (tmp_path / "page.md").write_text("---\ntitle: Page\n---\nBody text.\n")
+    err = StringIO()
+    with pytest.raises(CommandError, match=r"1 document\(s\) rejected"):
+        call_command("enqueue", str(tmp_path), collection="ctx", base=str(tmp_path), no_progress=True, stderr=err)
+    assert "_index.md: text is only YAML front matter" in err.getvalue()
+    assert list(Document.objects.filter(collection=ctx).values_list("external_id", flat=True)) == ["page.md"]
+
+    enqueue(hash_collection, [IncomingDocument("_index.md", SECTION_INDEX)])
+    assert EmbeddingIngestionPipeline().drain().embedded == 2

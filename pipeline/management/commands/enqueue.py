@@ -56,7 +56,7 @@ class Command(BaseCommand):
 
         progress = tqdm(files, unit="file", file=sys.stderr, disable=o["no_progress"] or None)
         for path in progress:
-            for item in sources.read(path, base):
+            for item in sources.read(path, base, collection.contextual_chunks):
                 if isinstance(item, sources.Rejected):
                     # Reported as found, not collected: a file of a million bad lines stays flat.
                     rejected += 1
