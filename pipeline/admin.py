@@ -246,7 +246,7 @@ class EnqueueDocumentForm(forms.ModelForm):
         if self.errors:
             return data
         try:
-            queue.validate(self.incoming(data))
+            queue.validate(self.incoming(data), data["collection"].contextual_chunks)
         except queue.InvalidDocument as exc:
             raise forms.ValidationError(str(exc)) from None
         # Enqueueing an existing id is an update, not a conflict: validate against the stored row

@@ -127,7 +127,9 @@ def test_the_option_changes_only_through_a_reembed(api, hash_collection):
 SECTION_INDEX = "---\ntitle: Guides\nweight: 3\n---\n\n"
 
 
-def test_a_text_of_front_matter_alone_is_refused_where_front_matter_is_metadata(api, hash_collection, tmp_path):
+def test_a_text_of_front_matter_alone_is_refused_where_front_matter_is_metadata(
+    api, admin_client, hash_collection, tmp_path
+):
     """With contextual chunks nothing of it is left to embed: refused at the door, as an empty text
     is, instead of failing at chunking and being retried for a day. Where front matter is text
     (contextual chunks off), it is embedded."""
@@ -137,6 +139,10 @@ def test_a_text_of_front_matter_alone_is_refused_where_front_matter_is_metadata(
     response = api.post("/api/v1/collections/ctx/documents/", {"id": "_index.md", "text": SECTION_INDEX}, format="json")
     assert response.status_code == 400
     assert "only YAML front matter" in response.json()["error"]["message"]
+    form = {"collection": str(ctx.pk), "external_id": "_index.md", "text": SECTION_INDEX, "metadata": "{}"}
+    response = admin_client.post("/admin/pipeline/document/add/", form)
+    assert response.status_code == 200, "the form again, not a 500"
+    assert "only YAML front matter" in str(response.context["adminform"].form.errors)
 
     (tmp_path / "_index.md").write_text(SECTION_INDEX)
     (tmp_path / "page.md").write_text("---\ntitle: Page\n---\nBody text.\n")

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         call_command("create_collection", "demo", model=o["model"], strategy="markdown", stdout=self.stdout)
         collection = Collection.objects.get(name="demo")
 
-        corpus = self.sample_corpus(root)
+        corpus = self.sample_corpus(root, collection.contextual_chunks)
         # Each copy under its own id prefix: distinct documents with the same text, same work.
         result = enqueue(
             collection,
@@ -80,11 +80,11 @@ class Command(BaseCommand):
             snippet = " ".join(hit.text.split())[:160]
             self.stdout.write(f'Search "{o["query"]}": {hit.document_id} (score {hit.score:.3f}): {snippet}')
 
-    def sample_corpus(self, root: Path) -> list[IncomingDocument]:
+    def sample_corpus(self, root: Path, contextual: bool) -> list[IncomingDocument]:
         paths = sources.expand([str(root / pattern) for pattern in SAMPLE_CORPUS])
         corpus = []
         for path in paths:
-            for item in sources.read(path, root):
+            for item in sources.read(path, root, contextual):
                 if isinstance(item, sources.Rejected):
                     self.stderr.write(f"skipped {item.where}: {item.reason}")
                 else:
