@@ -110,17 +110,38 @@ LITELLM_ERRORS = (
 )
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it was raised from (LiteLLM wraps its providers' errors twice)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _client_without_key(exc: BaseException) -> bool:
+    import openai
+
+    return type(exc) is openai.OpenAIError and "api_key" in str(exc)
+
+
 def classify(exc: Exception, key: str | None = None) -> PipelineError:
     import litellm
 
     if isinstance(exc, PipelineError):
         return exc
-    if any(isinstance(e, providers.UnknownLocalModel) for e in (exc, exc.__cause__, exc.__context__)):
+    chain, hint = list(_chain(exc)), ""
+    if any(isinstance(e, providers.UnknownLocalModel) for e in chain):
         kind = ErrorType.BAD_REQUEST  # the local provider's refusal, which LiteLLM wraps as a connection error
+    elif any(_client_without_key(e) for e in chain):
+        # The OpenAI client refused before asking anyone; LiteLLM reports it as a 500, but it is
+        # a configuration to fix, not an outage to wait out (as a key variable named but unset).
+        kind, hint = ErrorType.AUTH, " (name the variable holding the key in the collection's api_key_env)"
     else:
         kinds = (kind for kind, names in LITELLM_ERRORS if isinstance(exc, tuple(getattr(litellm, n) for n in names)))
         kind = next(kinds, ErrorType.UNKNOWN)
-    message = scrub(f"{type(exc).__name__}: {exc}", key)[:2000]
+    message = scrub(f"{type(exc).__name__}: {exc}{hint}", key)[:2000]
     return PipelineError(kind, Stage.EMBEDDING, message, _retry_after(exc))
 
 

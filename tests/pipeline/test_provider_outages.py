@@ -277,3 +277,18 @@ def test_a_missing_provider_key_is_an_auth_failure_not_an_outage(db, fake_provid
     assert fake_provider.requests == []  # the provider was never asked
     assert "FAKE_PROVIDER_KEY (or FAKE_PROVIDER_KEY_FILE)" in Document.objects.first().last_error
     assert not ProviderCircuit.objects.exists() or ProviderCircuit.objects.get().state == CircuitState.CLOSED
+
+
+def test_no_key_variable_where_the_client_needs_a_key_is_an_auth_failure_not_an_outage(db, fake_provider, monkeypatch):
+    # No api_key_env at all: the OpenAI client refuses before any request, and LiteLLM raises that
+    # as an InternalServerError. It was an outage: circuit open, deferred, probed every minute forever.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    keyless = fake_backed("nokeyvar", fake_provider.api_base)
+    Collection.objects.filter(pk=keyless.pk).update(api_key_env="")
+    add(keyless, 2)
+    report = worker([]).run_once()
+    assert (report.failed, report.deferred) == (2, 0)
+    assert report.errors == {ErrorType.AUTH: 1}
+    assert fake_provider.requests == []
+    assert "name the variable holding the key in the collection's api_key_env" in Document.objects.first().last_error
+    assert not ProviderCircuit.objects.exists() or ProviderCircuit.objects.get().state == CircuitState.CLOSED
