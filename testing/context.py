@@ -207,10 +207,15 @@ class Context:
         if not finished:
             counts = Counter(statuses.values())
             waiting = counts[DocumentStatus.PENDING] + counts[DocumentStatus.PROCESSING]
+            # A document the workers deferred (provider failing, circuit open) carries why.
+            deferred = qs.filter(status=DocumentStatus.PENDING, last_error__startswith="deferred")
+            why = deferred.values_list("last_error", flat=True).first()
+            idle = "the workers are stopped, stuck or busy elsewhere"
+            cause = f"the workers deferred them, {why[:500]}" if why else idle
             self.fail(
                 f"{waiting} of {len(statuses)} document(s) not processed by the workers within "
-                f"{time.monotonic() - waited:.0f} s ({dict(counts)}); {_fresh_workers()} worker heartbeat(s) fresh: "
-                "the workers are stopped, stuck or busy elsewhere"
+                f"{time.monotonic() - waited:.0f} s ({dict(counts)}); "
+                f"{_fresh_workers()} worker heartbeat(s) fresh: {cause}"
             )
         wanted = set(until)
         wrong = {i: s for i, s in statuses.items() if s not in wanted}

@@ -3,16 +3,22 @@ matching scenario fail with a message naming the cause (and pass on the healthy 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
 
 from pipeline import backfill
 from pipeline.collections import create_collection
 from pipeline.models import Collection, Document, GoldenQuery, WorkerHeartbeat
+from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
-from testing.context import ops_user
+from testing.context import Context, ops_user
+from testing.registry import ScenarioFailed
 from tests.conftest import wait_for
+from tests.factories import fake_backed
 from tests.testing.conftest import run_one
 
 # --- normal: stop the worker -------------------------------------------------------------------
@@ -261,3 +267,19 @@ def test_metrics_failure_scenario_fails_when_the_reprocessing_gauges_are_not_col
 
     assert result.outcome == Outcome.FAILED
     assert "pipeline_reprocessing_queue_size{state=waiting,error_type=auth} is 0" in result.message
+
+
+def test_a_wait_on_documents_the_workers_deferred_names_the_provider_not_the_workers(db, fake_provider, monkeypatch):
+    # Seen when a configuration-change run copied a collection whose provider could not be called:
+    # the scenario said "the workers are stopped, stuck or busy elsewhere" while they were fine.
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test")
+    fake_provider.mode = "500"
+    collection = fake_backed("down", fake_provider.api_base)
+    enqueue(collection, [IncomingDocument("a", "one"), IncomingDocument("b", "two")])
+    EmbeddingIngestionPipeline(retry=RetryPolicy.from_settings(sleep=lambda s: None)).run_once()
+    WorkerHeartbeat.objects.beat("worker", worker="host:alive")
+
+    with pytest.raises(ScenarioFailed) as failed:
+        Context(SimpleNamespace(pk=1), SimpleNamespace(timeout=10)).wait_documents(collection, timeout=0.2)
+    assert "the workers deferred them, deferred: api_error" in str(failed.value)
+    assert "busy elsewhere" not in str(failed.value)
