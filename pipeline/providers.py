@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import chunking, encoder
+from pipeline.choices import ChunkUnit
 
 LOCAL_MINILM = "all-MiniLM-L6-v2"
 LOCAL_MODEL = f"local/{LOCAL_MINILM}"  # the bundled model (pipeline.encoder)
@@ -41,6 +42,29 @@ def known_dimensions(model: str) -> int | None:
     if match := HASH_MODEL.match(name):
         return int(match.group(1))
     raise UnknownLocalModel(f"unknown local model {model!r}: use local/{LOCAL_MINILM} or local/hash-<dims>")
+
+
+def input_tokens(model: str) -> int | None:
+    """How many tokens of one input `model` reads, where known: the bundled model's, else LiteLLM's
+    model map (max_input_tokens); None otherwise (hash models read everything)."""
+    if model == LOCAL_MODEL:
+        return encoder.MAX_TOKENS
+    if model.startswith("local/"):
+        return None
+    import litellm
+
+    try:
+        return litellm.get_model_info(model).get("max_input_tokens")
+    except Exception:  # noqa: BLE001 - a model LiteLLM's map does not know: no limit to check
+        return None
+
+
+def size_problem(model: str, unit: str, size: int) -> str | None:
+    """A chunk longer than the model reads is cut there (the rest never embedded, silently) or refused."""
+    limit = input_tokens(model) if unit == ChunkUnit.TOKENS else None
+    if limit and size > limit:
+        return f"{model} reads at most {limit} tokens of an input: a {size}-token chunk would be cut or refused"
+    return None
 
 
 def hash_vectors(texts: list[str], dims: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from pipeline import providers
 from pipeline.choices import ChunkingStrategy, ChunkUnit, Fusion, SearchMode
 from pipeline.chunking import overlap_problem
 from pipeline.models import rules
@@ -308,6 +309,7 @@ class Collection(models.Model):
             "chunk_overlap": None
             if self.chunk_size is None or self.chunk_overlap is None
             else overlap_problem(self.chunk_size, self.chunk_overlap),
+            "chunk_size": self.chunk_size and providers.size_problem(self.model, self.chunk_unit, self.chunk_size),
             "hnsw_ef_construction": rules.hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction),
         }
         return {field: problem for field, problem in found.items() if problem}

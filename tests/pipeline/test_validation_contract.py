@@ -210,3 +210,37 @@ def test_search_returns_metadata_as_an_object_in_the_api_and_the_command(api):
     out = StringIO()
     call_command("search", "exact text", collection="docs", k=1, json=True, stdout=out)
     assert json.loads(out.getvalue())[0]["metadata"] == {"lang": "en", "tags": ["x"]}
+
+
+def test_a_chunk_longer_than_the_model_reads_is_refused_everywhere(api, admin_client):
+    # all-MiniLM-L6-v2 reads 256 tokens: a 1,000-token chunk was accepted, and the model silently
+    # embedded its first quarter (search by vector never saw the rest).
+    minilm = "local/all-MiniLM-L6-v2 reads at most 256 tokens of an input: a 1000-token chunk would be cut or refused"
+    with pytest.raises(CommandError, match=minilm):
+        call_command("create_collection", "long", chunk_size=1000, stdout=StringIO())
+    body = error_of(api.post("/api/v1/collections/", {"name": "long", "chunk_size": 1000}), 400)
+    assert body["details"] == {"chunk_size": [minilm]}
+    assert escape(minilm) in create_by_admin(admin_client, name="long", model="local/all-MiniLM-L6-v2", chunk_size=1000)
+    # A provider's limit comes from LiteLLM's model map (text-embedding-3-small: 8191).
+    body = error_of(
+        api.post(
+            "/api/v1/collections/",
+            {"name": "long", "model": "openai/text-embedding-3-small", "dimensions": 16, "chunk_size": 9000},
+        ),
+        400,
+    )
+    assert "reads at most 8191 tokens" in body["details"]["chunk_size"][0]
+    assert not Collection.objects.filter(name="long").exists()
+    # A re-embed may not lengthen chunks past it either; within it, and in characters, is fine.
+    api.post("/api/v1/collections/", {"name": "short", "chunk_size": 256}, format="json")
+    body = error_of(api.post("/api/v1/collections/short/reembed/", {"chunk_size": 1000}), 400)
+    assert body["details"] == {"chunk_size": [minilm]}
+    assert Collection.objects.get(name="short").chunk_size == 256
+    assert (
+        api.post("/api/v1/collections/", {"name": "chars", "chunk_unit": "characters", "chunk_size": 1000}).status_code
+        == 201
+    )
+    assert (
+        api.post("/api/v1/collections/", {"name": "hashes", "model": "local/hash-16", "chunk_size": 100000}).status_code
+        == 201
+    )
