@@ -16,6 +16,7 @@ from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.utils import json as drf_json
 
@@ -70,6 +71,27 @@ class StrictFilterSet(django_filters.FilterSet):
 
     def _unknown(self) -> dict[str, str]:
         return unknown_names(self.data.keys(), [*self.filters, *COMMON_QUERY_PARAMETERS])
+
+
+class StrictPagination(LimitOffsetPagination):
+    """`limit` and `offset` that are not whole numbers in range are a 400, not the default page; and a
+    page is at most `max_limit` rows, so one request cannot read a whole table into memory."""
+
+    max_limit = 1000
+
+    def get_limit(self, request: Any) -> int | None:
+        self._check(request, self.limit_query_param, f"a whole number from 1 to {self.max_limit}", self.max_limit)
+        return super().get_limit(request)
+
+    def get_offset(self, request: Any) -> int:
+        self._check(request, self.offset_query_param, "a whole number, 0 or more", 2**63 - 1, low=0)
+        return super().get_offset(request)
+
+    @staticmethod
+    def _check(request: Any, name: str, wanted: str, high: int, low: int = 1) -> None:
+        value = request.query_params.get(name)
+        if value is not None and not (value.isascii() and value.isdigit() and low <= int(value) <= high):
+            raise serializers.ValidationError({name: [f"must be {wanted}"]})
 
 
 # A JSON string (escapes included): its brackets are text, not structure.

@@ -96,6 +96,27 @@ def test_unknown_query_parameters_and_filter_values_are_a_400(api, query, name):
     assert api.get("/api/v1/documents/?status=failed&limit=5&offset=0").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("query", "name", "message"),
+    [
+        ("limit=abc", "limit", "must be a whole number from 1 to 1000"),
+        ("limit=-1", "limit", "must be a whole number from 1 to 1000"),
+        ("limit=0", "limit", "must be a whole number from 1 to 1000"),
+        # A page is bounded: a million rows in one answer would be read into memory at once.
+        ("limit=1000000", "limit", "must be a whole number from 1 to 1000"),
+        ("offset=x", "offset", "must be a whole number, 0 or more"),
+        ("offset=-5", "offset", "must be a whole number, 0 or more"),
+    ],
+)
+def test_paging_parameters_out_of_range_are_a_400_not_the_default_page(api, query, name, message):
+    # They were ignored: ?limit=abc answered the default page of 100, ?limit=1000000 every row.
+    Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    for url in ("/api/v1/documents/", "/api/v1/collections/docs/documents/", "/api/v1/failures/", "/api/v1/audit/"):
+        body = error_of(api.get(f"{url}?{query}"), 400)
+        assert body["details"] == {name: [message]}, (url, body)
+    assert len(api.get("/api/v1/collections/?limit=1000&offset=0").json()["results"]) == 1
+
+
 def test_dimensions_0_is_refused_everywhere_and_omitting_it_asks_the_model(api, admin_client):
     assert DIMENSIONS in create_by_command("zero", dimensions=0)
     body = error_of(api.post("/api/v1/collections/", {"name": "zero", "model": "local/hash-16", "dimensions": 0}), 400)
