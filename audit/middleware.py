@@ -42,7 +42,10 @@ def record(request: Any, view: Any, data: Any) -> None:
         return
     data = data if isinstance(data, dict) else {}
     action = getattr(view, "action", None)
-    action = f"{view.basename}.{ACTIONS.get(action, action)}" if action else request.resolver_match.url_name
+    if action:
+        action = f"{view.basename}.{ACTIONS.get(action, action)}"
+    else:  # a view's route names its action (a POST to .../requeue/), a DELETE as a viewset's is named
+        action = request.resolver_match.url_name + (".delete" if request.method == "DELETE" else "")
     kwargs = view.kwargs
     body = request.data if isinstance(request.data, dict) else {}
     collection = kwargs.get("name") or data.get("collection") or body.get("collection")

@@ -296,6 +296,13 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
             messages.SUCCESS if requeued else messages.WARNING,
         )
 
+    # Deleting locks the rows first, as the API's DELETE does (DocumentQuerySet.remove).
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
+        Document.objects.filter(pk=obj.pk).remove()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        queryset.remove()
+
     def get_form(self, request: HttpRequest, obj: Document | None = None, **kwargs: Any) -> type[forms.ModelForm]:
         if obj is None:
             kwargs["form"] = EnqueueDocumentForm

@@ -45,7 +45,7 @@ CanSearch = requires("pipeline.view_chunk")
 CanPause = requires("pipeline.pause_collection")
 CanReembed = requires("pipeline.reembed_collection")
 CanRequeue = requires("pipeline.requeue_document")
-CanViewDocument = requires("pipeline.view_document")
+CanViewOrDeleteDocument = requires(GET="pipeline.view_document", DELETE="pipeline.delete_document")
 
 
 class ReembedSerializer(StrictModelSerializer):
@@ -288,13 +288,27 @@ def _document(request: Request, name: str, external_id: str) -> Document:
 
 class DocumentView(APIView):
     """GET /api/v1/collections/<name>/documents/<id>/: a document by its own id (slashes and dots
-    included, e.g. docs/guide.md), as producers sent it."""
+    included, e.g. docs/guide.md), as producers sent it; DELETE removes it and its chunks."""
 
-    permission_classes = [CanViewDocument]
+    permission_classes = [CanViewOrDeleteDocument]
 
     @extend_schema(operation_id="collections_document_retrieve", responses={200: DocumentSerializer})
     def get(self, request: Request, name: str, external_id: str) -> Response:
         return Response(DocumentSerializer(_document(request, name, external_id)).data)
+
+    @extend_schema(
+        operation_id="collections_document_destroy",
+        summary="Delete a document",
+        description="Deletes the document and its chunks at once (search stops finding it; a worker embedding "
+        "it stores nothing) and its failure record. A producer whose source removed the document sends this. "
+        "Permission pipeline.delete_document.",
+        request=None,
+        responses={204: None},
+    )
+    def delete(self, request: Request, name: str, external_id: str) -> Response:
+        no_body(request)
+        Document.objects.filter(pk=_document(request, name, external_id).pk).remove()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DocumentRequeueView(APIView):

@@ -196,6 +196,15 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         )
         return wake_workers(requeued, self.db)
 
+    def remove(self) -> int:
+        """Delete these documents and their chunks (failures cascade in the database), their rows locked
+        first: a worker storing one committed before (its chunks go too) or finds it gone (mark_embedded
+        refuses it). Django's cascade would delete the chunks before the lock, racing that store."""
+        with transaction.atomic(using=self.db):
+            ids = list(self.select_for_update().values_list("pk", flat=True))
+            Chunk.objects.using(self.db).filter(document_id__in=ids)._raw_delete(self.db)
+            return Document.objects.using(self.db).filter(pk__in=ids)._raw_delete(self.db)
+
 
 class Document(models.Model):
     """One version of a source document and its place in the pipeline."""

@@ -68,6 +68,7 @@ def more_collections(*names: str) -> None:
         ("post", COLLECTION + "documents/", [{"id": "new", "text": "fresh text"}], "collection.enqueue", 1),
         ("post", COLLECTION + "reembed/", {}, "collection.reembed", 2),
         ("post", COLLECTION + "documents/d1/requeue/", None, "collection-document-requeue", 1),
+        ("delete", COLLECTION + "documents/d1/", None, "collection-document.delete", 1),
         ("delete", COLLECTION, None, "collection.delete", 2),
     ],
 )

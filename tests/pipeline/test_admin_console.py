@@ -175,3 +175,33 @@ def test_api_reembed_and_requeue_reuse_the_queue_transitions(hash_collection):
     Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.FAILED)
     requeued = reembed.post(f"/api/v1/collections/hashes/documents/{doc.external_id}/requeue/")
     assert requeued.status_code == 202 and requeued.json()["status"] == "pending"
+
+
+def test_a_document_is_deleted_through_the_api_or_the_admin_with_its_chunks(admin_client, hash_collection):
+    # A producer whose source removed a page had no way to take it out of search but the admin.
+    enqueue(hash_collection, [IncomingDocument(i, f"text of {i} " * 20) for i in ("docs/a.md", "b", "c")])
+    EmbeddingIngestionPipeline().drain()
+    assert (
+        api_for("view_document").delete("/api/v1/collections/hashes/documents/docs/a.md/").json()["error"]["message"]
+        == "permission pipeline.delete_document required"
+    )
+
+    api = api_for("view_document", "delete_document")
+    assert api.delete("/api/v1/collections/hashes/documents/docs/a.md/").status_code == 204
+    assert set(Document.objects.values_list("external_id", flat=True)) == {"b", "c"}
+    assert set(Chunk.objects.values_list("document__external_id", flat=True)) == {"b", "c"}
+    gone = api.delete("/api/v1/collections/hashes/documents/docs/a.md/")
+    assert (gone.status_code, gone.json()["error"]["message"]) == (
+        404,
+        "no document 'docs/a.md' in collection 'hashes'",
+    )
+    assert api.delete("/api/v1/collections/hashes/documents/b/", {"force": True}, format="json").status_code == 400
+
+    # The admin's delete action takes the same path (rows locked first: DocumentQuerySet.remove).
+    pk = Document.objects.get(external_id="b").pk
+    response = admin_client.post(
+        DOCUMENTS, {"action": "delete_selected", "_selected_action": [pk], "post": "yes"}, follow=True
+    )
+    assert response.status_code == 200
+    assert list(Document.objects.values_list("external_id", flat=True)) == ["c"]
+    assert set(Chunk.objects.values_list("document__external_id", flat=True)) == {"c"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Document
@@ -90,3 +90,42 @@ def test_concurrent_producers_enqueue_each_id_once(hash_collection):
     assert Document.objects.filter(collection=hash_collection).count() == 200
     assert set(Document.objects.values_list("external_id", flat=True)) == set(ids)
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_document_deleted_while_its_worker_stores_it_leaves_no_chunk_behind(hash_collection):
+    enqueue(hash_collection, [IncomingDocument("a", "text " * 30), IncomingDocument("b", "other " * 30)])
+    worker = EmbeddingIngestionPipeline()
+    claimed = Document.objects.claim(worker.worker_id, 10, worker.lease)
+    outcome: list[object] = []
+
+    def delete() -> None:
+        try:
+            outcome.append(Document.objects.filter(external_id="a").remove())
+        except BaseException as exc:  # noqa: BLE001 -- surfaced by the assertion below
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    # The worker's store holds the document's row (mark_embedded) with its chunks written, not yet
+    # committed, when the delete comes: the delete waits, then takes the chunks with the document.
+    # Django's own cascade deleted the chunks it saw before waiting, and failed on the foreign key.
+    deleter = threading.Thread(target=delete)
+    with transaction.atomic():
+        worker._process(hash_collection, claimed, Report())
+        deleter.start()
+        deleter.join(timeout=1)
+        assert deleter.is_alive(), "the delete waits for the store's transaction"
+    deleter.join()
+    assert outcome == [1]
+    assert list(Document.objects.values_list("external_id", flat=True)) == ["b"]
+    assert set(Chunk.objects.values_list("document__external_id", flat=True)) == {"b"}
+    assert not Chunk.objects.exclude(document__in=Document.objects.all()).exists()
+
+    # Deleted first: the worker's compare-and-swap finds it gone and stores nothing.
+    enqueue(hash_collection, [IncomingDocument("c", "third " * 30)])
+    claimed = Document.objects.claim(worker.worker_id, 10, worker.lease)
+    Document.objects.filter(external_id="c").remove()
+    report = Report()
+    worker._process(hash_collection, claimed, report)
+    assert report.embedded == 0 and not Chunk.objects.filter(document__external_id="c").exists()
