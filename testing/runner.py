@@ -11,8 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
+from pipeline.leases import log_database_error
 from pipeline.models import WorkerHeartbeat, process_name
 from pipeline.wakeup import kick_workers
 from testing.models import RUNNER_BEAT, RunnerHeartbeat, TestRun
@@ -39,18 +40,33 @@ class TestRunner:
         """Execute queued runs until stopped (`once`: those queued now, then return). Returns how many ran."""
         beating = threading.Thread(target=self._beat_forever, daemon=True)
         beating.start()
-        done = 0
+        done = failures = 0
+        cut_short: int | None = None  # the run a database error broke off, recorded once it answers again
         try:
             RunnerHeartbeat.objects.beat(self.name)
             while not self.stopping.is_set():
-                run = TestRun.objects.claim()
-                if run is None:
-                    if once:
-                        break
-                    self.stopping.wait(self.poll_seconds)
-                    continue
-                self.execute(run)
-                done += 1
+                run = None
+                try:
+                    if failures:
+                        RunnerHeartbeat.objects.beat(self.name)
+                        if cut_short is not None:
+                            interrupted(cut_short, {}, "interrupted: the database became unreachable; run it again")
+                        cut_short, failures = None, 0
+                    run = TestRun.objects.claim()
+                    if run is None:
+                        if once:
+                            break
+                        self.stopping.wait(self.poll_seconds)
+                        continue
+                    self.execute(run)
+                    done += 1
+                except DatabaseError as exc:
+                    # A restart or failover: back off and go on, as the pipeline's workers do.
+                    failures += 1
+                    cut_short = run.pk if run is not None else cut_short
+                    log_database_error("database error in the test runner", exc, failures)
+                    reconnect()
+                    self.stopping.wait(settings.EMBEDPORTAL_IDLE_SLEEP * 5)
         except RunnerStopped:
             pass
         finally:
@@ -102,7 +118,10 @@ class TestRunner:
         """Keeps the runner's row fresh through long scenarios (its own database connection)."""
         try:
             while not self.stopping.wait(RUNNER_BEAT):
-                RunnerHeartbeat.objects.beat(self.name, self.run_id)
+                try:
+                    RunnerHeartbeat.objects.beat(self.name, self.run_id)
+                except DatabaseError:  # the database restarting: beat again when it answers
+                    connection.close()
         except Exception:  # noqa: BLE001 -- the main loop beats too; a lost thread only ages the row
             logger.exception("test runner heartbeat stopped")
         finally:

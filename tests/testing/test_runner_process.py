@@ -8,6 +8,7 @@ import signal
 import subprocess
 from functools import partial
 
+from django.db import OperationalError, connection
 from django_q.models import OrmQ, Success
 
 from pipeline import queue
@@ -16,11 +17,13 @@ from pipeline.models import Document, WorkerHeartbeat
 from pipeline.wakeup import DRAIN_TASK
 from testing.choices import RunStatus
 from testing.models import NO_RUNNER, RunnerHeartbeat, TestRun
+from testing.runner import TestRunner
 from tests import tools
 from tests.conftest import manage, wait_for
 
 URL = "/api/v1/embedding-pipeline-operations/test"
 client_with = partial(tools.client_with, app="testing")
+ONE_SCENARIO = {"scenarios": ["paused_collection_not_claimed"]}
 
 
 def status(run_id: int) -> str:
@@ -78,3 +81,42 @@ def test_runs_execute_in_the_runner_process_while_qcluster_keeps_draining(transa
                 process.kill()
                 process.wait()
         log.close()
+
+
+def test_the_runner_outlives_a_database_restart(transactional_db, tmp_path):
+    # Its connections cut as a restart or failover cuts them: the runner exited on the next query,
+    # and no run was executed again until someone restarted it (make run never does).
+    log = (tmp_path / "runner.log").open("w")
+    env = {"EMBEDPORTAL_OPS_TEST_WAIT_SECONDS": "1", "EMBEDPORTAL_IDLE_SLEEP": "0.1"}
+    runner = manage("run_test_runner", "--poll", "0.2", env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: RunnerHeartbeat.objects.alive().exists(), timeout=60)
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+            assert cur.fetchone()[0] >= 1
+        run = TestRun.objects.start(RunStatus.QUEUED, trigger="api", selection=ONE_SCENARIO)
+        wait_for(lambda: status(run.pk) not in (RunStatus.QUEUED, RunStatus.RUNNING), timeout=120)
+        assert runner.poll() is None, "the runner is still running"
+        assert not TestRun.objects.get(pk=run.pk).message.startswith("abandoned")
+        assert "database error in the test runner" in (tmp_path / "runner.log").read_text()
+    finally:
+        runner.kill()
+        runner.wait()
+        log.close()
+
+
+def test_a_run_the_database_broke_off_is_recorded_once_it_answers(db, monkeypatch, settings):
+    settings.EMBEDPORTAL_IDLE_SLEEP = 0.01
+    run = TestRun.objects.start(RunStatus.QUEUED, trigger="api", selection=ONE_SCENARIO)
+
+    def cut(self, claimed):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(TestRunner, "execute", cut)
+    assert TestRunner(poll_seconds=0.01).serve(once=True) == 0
+    run.refresh_from_db()
+    assert (run.status, run.message) == (RunStatus.ERROR, "interrupted: the database became unreachable; run it again")
+    assert not RunnerHeartbeat.objects.exists()
