@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from pipeline import backfill, history, metrics
-from pipeline.models import Collection
+from pipeline.models import Collection, Document
 from pipeline.structure import only_front_matter
 from pipeline.wakeup import kick_workers
 
@@ -56,6 +56,10 @@ class EnqueueResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, **asdict(self)}
+
+    def ids(self) -> set[str]:
+        """Every id sent, applied or not."""
+        return {*self.created, *self.updated, *self.unchanged, *self.stale}
 
     def add(self, other: EnqueueResult) -> None:
         for name in ("created", "updated", "unchanged", "stale"):
@@ -280,3 +284,15 @@ def _count_stale(collection: Collection, result: EnqueueResult) -> EnqueueResult
     if result.stale and not collection.is_reserved:
         metrics.STALE_VERSIONS.labels(collection=collection.name).inc(len(result.stale))
     return result
+
+
+def delete_missing(collection: Collection, seen: set[str], before: datetime) -> list[str]:
+    """Delete the collection's documents a source sync did not find (`seen`: every id it held), of those
+    enqueued before it began: another producer's document enqueued meanwhile stays. The ids deleted."""
+    stored = Document.objects.filter(collection=collection, enqueued_at__lt=before).values_list(
+        "external_id", flat=True
+    )
+    missing = [i for i in stored.iterator(chunk_size=5000) if i not in seen]
+    for start in range(0, len(missing), 1000):
+        Document.objects.filter(collection=collection, external_id__in=missing[start : start + 1000]).remove()
+    return missing

@@ -1,14 +1,19 @@
-"""Re-running an unchanged corpus: one set-based hash comparison, no row rewritten."""
+"""Re-running a corpus: unchanged documents are one set-based hash comparison, no row rewritten; with
+--delete-missing, what the source no longer holds goes."""
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
 from pipeline.choices import DocumentStatus
-from pipeline.models import Document
+from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
-from pipeline.queue import IncomingDocument, enqueue
+from pipeline.queue import IncomingDocument, delete_missing, enqueue
 
 
 def _row_versions(ids: list[str]) -> dict[str, int]:
@@ -63,3 +68,36 @@ def test_rerun_enqueues_changed_and_new_documents_and_refreshes_only_changed_met
     assert Document.objects.get(external_id="doc-3").status == DocumentStatus.PENDING
     report = EmbeddingIngestionPipeline().drain()
     assert report.embedded == 2
+
+
+@pytest.mark.django_db
+def test_a_sync_with_delete_missing_takes_out_what_the_source_no_longer_holds(hash_collection, tmp_path):
+    # A page removed from a docs folder stayed searchable for ever: re-running enqueue only added.
+    for name in ("a.md", "b.md", "c.md"):
+        (tmp_path / name).write_text(f"the text of {name} " * 20)
+
+    def sync() -> str:
+        out = StringIO()
+        call_command("enqueue", str(tmp_path), "--collection", "hashes", "--base", str(tmp_path),
+                     "--no-progress", "--delete-missing", stdout=out)  # fmt: skip
+        return out.getvalue()
+
+    sync()
+    EmbeddingIngestionPipeline().drain()
+    (tmp_path / "b.md").unlink()
+    (tmp_path / "bad.md").write_bytes(b"\xff\xfe not UTF-8")
+    with pytest.raises(CommandError, match=r"nothing was deleted \(--delete-missing\) while any is rejected"):
+        sync()
+    assert Document.objects.filter(external_id="b.md").exists()
+
+    (tmp_path / "bad.md").unlink()
+    assert "Deleted 1 document(s) the source no longer holds: b.md." in sync()
+    assert sorted(Document.objects.values_list("external_id", flat=True)) == ["a.md", "c.md"]
+    assert set(Chunk.objects.values_list("document__external_id", flat=True)) == {"a.md", "c.md"}
+    assert "Deleted" not in sync()
+
+    # A document another producer enqueued after the sync began is not the sync's to delete.
+    began = timezone.now()
+    enqueue(hash_collection, [IncomingDocument("from-the-api", "sent while the sync ran")])
+    assert delete_missing(hash_collection, {"a.md", "c.md"}, began) == []
+    assert delete_missing(hash_collection, {"a.md", "c.md"}, timezone.now()) == ["from-the-api"]

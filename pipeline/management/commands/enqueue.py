@@ -7,12 +7,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 from tqdm import tqdm
 
 from audit import trail
 from pipeline import sources
 from pipeline.access import add_as_user, collection_for
-from pipeline.queue import EnqueueResult, IncomingDocument, enqueue
+from pipeline.queue import EnqueueResult, IncomingDocument, delete_missing, enqueue
 
 
 class Command(BaseCommand):
@@ -31,9 +32,16 @@ class Command(BaseCommand):
         parser.add_argument("--base", default=".", help="Folder that ids are relative to (default: current)")
         parser.add_argument("--batch", type=int, default=500, help="Documents per transaction")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--delete-missing",
+            action="store_true",
+            help="The paths are the collection's whole source: then delete its documents they no longer hold "
+            "(not those another producer enqueued meanwhile). Nothing is deleted while any document is rejected.",
+        )
 
     def handle(self, *args: Any, **o: Any) -> None:
         collection = collection_for(o["collection"], o["as_user"], "; create it with create_collection")
+        started = timezone.now()
         base = Path(o["base"])
         skipped: Counter[str] = Counter()
         try:
@@ -70,14 +78,27 @@ class Command(BaseCommand):
                 if len(batch) >= o["batch"] or batch_chars >= max_batch_chars:
                     flush()
         flush()
-        trail.command(self, collection=collection.name, documents=total.accepted)
+        deleted = []
+        if o["delete_missing"] and not rejected:
+            deleted = delete_missing(
+                collection, {*total.created, *total.updated, *total.unchanged, *total.stale}, started
+            )
+        trail.command(self, collection=collection.name, documents=total.accepted + len(deleted))
         self.stdout.write(
             f"Enqueued into {collection.name}: {len(total.created)} new, {len(total.updated)} changed, "
             f"{len(total.unchanged)} unchanged (not re-embedded)"
             + (f", {len(total.stale)} stale (older than the stored version, not applied)." if total.stale else ".")
         )
+        if deleted:
+            more = f" and {len(deleted) - 10} more" if len(deleted) > 10 else ""
+            self.stdout.write(
+                f"Deleted {len(deleted)} document(s) the source no longer holds: {', '.join(deleted[:10])}{more}."
+            )
         if skipped:
             self.stdout.write(sources.describe_skips(skipped))
         if rejected:
             more = f"; the first {shown} are listed above" if rejected > shown else " (listed above)"
-            raise CommandError(f"{rejected} document(s) rejected{more}; the {total.accepted} others were enqueued")
+            kept = "; nothing was deleted (--delete-missing) while any is rejected" if o["delete_missing"] else ""
+            raise CommandError(
+                f"{rejected} document(s) rejected{more}; the {total.accepted} others were enqueued{kept}"
+            )
