@@ -32,7 +32,7 @@ from pipeline.api.serializers import (
 )
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
-from pipeline.models import Collection, Document, visible
+from pipeline.models import Collection, Document, sees_all_collections, visible
 from pipeline.quality import evaluate
 
 # Evaluations a GET of a collection's retrieval quality history lists, newest first.
@@ -332,10 +332,10 @@ class DocumentRequeueView(APIView):
 class HealthView(APIView):
     """The model answers, pgvector is writable, the queue is drained: 200 if all pass, else 503.
 
-    Anonymous callers (load balancers, monitors) get pass/fail per check only; an authenticated
-    one (token or session) gets each check's reason, duration and details, every model
-    configuration included. Model probes are reused for EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS,
-    so probing this endpoint costs at most one provider call per configuration per interval.
+    Anonymous callers (load balancers, monitors) and team members get pass/fail per check only; a
+    platform operator (token or session) gets each check's reason, duration and details, every model
+    configuration and its collections included (they name every team's). Model probes are reused for
+    EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS: at most one provider call per configuration per interval.
     """
 
     permission_classes = [AllowAny]
@@ -343,5 +343,6 @@ class HealthView(APIView):
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request: Request) -> Response:
         results = health.run_checks(cached=True)
-        body = health.report(results) if request.user.is_authenticated else health.summary(results)
+        operator = request.user.is_authenticated and sees_all_collections(request.user)
+        body = health.report(results) if operator else health.summary(results)
         return Response(body, status=200 if body["healthy"] else 503)

@@ -12,7 +12,7 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 from pipeline import providers
@@ -145,6 +145,8 @@ def test_a_fresh_process_reports_the_local_models_load_apart_from_its_answer(tmp
 def test_web_workers_share_the_local_model_loaded_before_gunicorn_forks(tmp_path):
     create_collection(name="minilm", model="local/all-MiniLM-L6-v2", chunk_size=128, chunk_overlap=16)
     user = User.objects.create_user("monitor")
+    # The full report names every team's collections: a platform operator's.
+    user.user_permissions.add(Permission.objects.get(codename="access_all_collections"))
     token = api_token(user)
     port = free_port()
     env = {

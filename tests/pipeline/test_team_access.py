@@ -416,3 +416,13 @@ def test_admin_operations_test_results_of_another_teams_collection_are_left_out(
     assert admin.get(f"/admin/testing/testresult/{shown['a']}/change/").status_code == 200
     inline = admin.get(f"/admin/testing/testrun/{run.pk}/change/").content.decode()
     assert "regression_a" in inline and "regression_b" not in inline
+
+
+def test_the_health_report_names_collections_to_operators_only(collections, member, operator):
+    # Its reasons and model configurations name every team's collections: a member got them all.
+    summary = client(member).get("/api/v1/health/").json()
+    assert set(summary) == {"healthy", "checks"} and all(set(c) == {"name", "ok"} for c in summary["checks"])
+    full = client(operator).get("/api/v1/health/").json()
+    model = next(c for c in full["checks"] if c["name"] == "model")
+    named = {name for config in model["details"]["configurations"] for name in config["collections"]}
+    assert set(collections) <= named
