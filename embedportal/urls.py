@@ -10,6 +10,8 @@ from pipeline import views as ops
 
 # API paths answer the JSON error body even for errors outside DRF views (503 if the database is down).
 handler500 = "embedportal.api.errors.server_error"
+handler404 = "embedportal.api.errors.not_found"
+handler400 = "embedportal.api.errors.bad_request"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -68,3 +68,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if _database_down(sys.exc_info()[1]):
         return JsonResponse(error_body(503, DATABASE_UNAVAILABLE), status=503, headers=RETRY_AFTER)
     return JsonResponse(error_body(500, "internal server error; the server log has the details"), status=500)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: an address under /api/ that no route matches (a typo, an id of the wrong form)."""
+    if not request.path.startswith("/api/"):
+        return defaults.page_not_found(request, exception)
+    message = f"no API route {request.path!r}; the routes are listed at /api/v1/ and in /api/v1/schema/"
+    return JsonResponse(error_body(404, message), status=404)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: a request Django refuses before any view (a disallowed Host header, a bad cookie)."""
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    return JsonResponse(error_body(400, "bad request; the server log says why"), status=400)

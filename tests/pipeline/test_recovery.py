@@ -209,6 +209,24 @@ def test_errors_outside_drf_views_on_api_paths_get_the_json_body_not_the_html_pa
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/no-such-route/", "/api/v1/failures/abc/", "/api/v1/audit/1/"])
+def test_an_api_address_no_route_matches_gets_the_json_404_not_the_html_page(admin_client, path):
+    # Django's HTML "Not Found" page answered these, against the one error shape of every /api/ path.
+    response = admin_client.get(path)
+    assert (response.status_code, response["Content-Type"]) == (404, "application/json")
+    assert response.json() == {
+        "error": {
+            "status": 404,
+            "message": f"no API route {path!r}; the routes are listed at /api/v1/ and in /api/v1/schema/",
+            "details": {},
+        }
+    }
+    assert admin_client.get("/no-such-page/")["Content-Type"].startswith("text/html")  # pages keep theirs
+    bad_host = admin_client.get("/api/v1/collections/", HTTP_HOST="evil.example")
+    assert (bad_host.status_code, bad_host.json()["error"]["status"]) == (400, 400)
+
+
+@pytest.mark.django_db
 def test_a_drain_task_takes_a_dead_workers_batch_when_its_lease_runs_out(hash_collection):
     import time
 
