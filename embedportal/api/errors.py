@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import APIException
@@ -57,6 +57,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     details = response.data
+    view = context.get("view")
+    if isinstance(exc, Http404) and "pk" in getattr(view, "kwargs", {}) and hasattr(view, "get_queryset"):
+        # Django's "No FailedDocument matches the given query." names a class, not what was asked for.
+        details = {"detail": f"no {view.get_queryset().model._meta.verbose_name} with id {view.kwargs['pk']}"}
     response.data = error_body(response.status_code, _first_message(details), details)
     return response
 

@@ -227,6 +227,21 @@ def test_an_api_address_no_route_matches_gets_the_json_404_not_the_html_page(adm
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/v1/failures/99999/", "no failed document with id 99999"),
+        ("/api/v1/embedding-pipeline-operations/benchmarks/99999/", "no benchmark run with id 99999"),
+        ("/api/v1/embedding-pipeline-operations/golden-queries/99999/", "no golden query with id 99999"),
+        ("/api/v1/embedding-pipeline-operations/test/99999/", "no test run with id 99999"),
+    ],
+)
+def test_a_row_that_does_not_exist_is_named_as_asked_for(admin_client, path, message):
+    # DRF's default said "No FailedDocument matches the given query.": a class name, not the id.
+    assert admin_client.get(path).json()["error"]["message"] == message
+
+
+@pytest.mark.django_db
 def test_a_drain_task_takes_a_dead_workers_batch_when_its_lease_runs_out(hash_collection):
     import time
 
