@@ -54,6 +54,9 @@ def visible(user: Any, path: str = "") -> Q:
     return Q(**{f"{path}__team__in" if path else "team__in": user.groups.all()})
 
 
+SIZING = ("model", "chunk_unit", "chunk_size")
+
+
 class CollectionQuerySet(models.QuerySet["Collection"]):
     def visible_to(self, user: Any) -> CollectionQuerySet:
         return self.filter(visible(user))
@@ -309,10 +312,18 @@ class Collection(models.Model):
             "chunk_overlap": None
             if self.chunk_size is None or self.chunk_overlap is None
             else overlap_problem(self.chunk_size, self.chunk_overlap),
-            "chunk_size": self.chunk_size and providers.size_problem(self.model, self.chunk_unit, self.chunk_size),
+            "chunk_size": self._chunk_size_problem(),
             "hnsw_ef_construction": rules.hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction),
         }
         return {field: problem for field, problem in found.items() if problem}
+
+    def _chunk_size_problem(self) -> str | None:
+        """Judged when the model, unit or size is set (a create, a re-embed), not on every later change of a
+        collection stored so before the rule: that change would be refused for a size it did not set."""
+        sizing = (self.model, self.chunk_unit, self.chunk_size)
+        if not self.chunk_size or Collection.objects.filter(pk=self.pk).values_list(*SIZING).first() == sizing:
+            return None
+        return providers.size_problem(*sizing)
 
     def clean(self) -> None:
         if problems := self.problems():

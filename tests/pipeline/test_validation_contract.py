@@ -257,6 +257,9 @@ def test_a_chunk_longer_than_the_model_reads_is_refused_everywhere(api, admin_cl
     body = error_of(api.post("/api/v1/collections/short/reembed/", {"chunk_size": 1000}), 400)
     assert body["details"] == {"chunk_size": [minilm]}
     assert Collection.objects.get(name="short").chunk_size == 256
+    # A collection stored so before the rule still takes its other changes; a re-embed is how it changes size.
+    Collection.objects.filter(name="short").update(chunk_size=1000)
+    assert api.patch("/api/v1/collections/short/", {"keyword_weight": 0.4}, format="json").status_code == 200
     assert (
         api.post("/api/v1/collections/", {"name": "chars", "chunk_unit": "characters", "chunk_size": 1000}).status_code
         == 201
