@@ -228,7 +228,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
             raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
-            **overview.context(Collection.objects.visible_to(request.user)),
+            **overview.context(Collection.objects.visible_to(request.user), request.user),
             "title": "Pipeline overview",
         }
         return TemplateResponse(request, "admin/pipeline/overview.html", context)

@@ -23,7 +23,7 @@ from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
 from pipeline.embedding import PipelineError, api_key, check_quality, embed_raw, scrub
-from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat
+from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat, sees_all_collections
 
 PROBE_TEXT = "embedportal health probe"
 # Database work in a check is bounded: a locked table must fail the check, not hang the probe.
@@ -269,6 +269,17 @@ def run_checks(names: list[str] | None = None, cached: bool = False) -> list[Che
 
 def report(results: list[CheckResult]) -> dict[str, Any]:
     return {"healthy": all(r.ok for r in results), "checks": [r.as_dict() for r in results]}
+
+
+def for_viewer(results: list[CheckResult], user: Any) -> list[CheckResult]:
+    """Every reason and detail for a platform operator; pass/fail for a team member, as for anonymous
+    callers: the reasons name every team's collections and models."""
+    if sees_all_collections(user):
+        return results
+    return [CheckResult(r.name, r.ok, OPERATORS_ONLY, r.seconds) for r in results]
+
+
+OPERATORS_ONLY = "its reason is shown to platform operators (it names every team's collections)"
 
 
 def summary(results: list[CheckResult]) -> dict[str, Any]:

@@ -49,11 +49,11 @@ def _latency_rows(since: Any) -> list[dict[str, Any]]:
     ]
 
 
-def context(seen: QuerySet[Collection]) -> dict[str, Any]:
-    """The page's figures; the per-collection table holds the collections in `seen` (the operator's)."""
+def context(seen: QuerySet[Collection], user: Any) -> dict[str, Any]:
+    """The page's figures; the per-collection table holds the collections in `seen` (the user's)."""
     now = timezone.now()
     per_minute = _per_minute(now)
-    checks = health.run_checks(cached=True)
+    checks = health.for_viewer(health.run_checks(cached=True), user)
     latencies = _latency_rows(now - timedelta(minutes=THROUGHPUT_MINUTES))
     errors = [{"type": kind, "count": int(n)} for kind, n in metrics.error_counts().items()]
     return {

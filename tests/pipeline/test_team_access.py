@@ -9,10 +9,12 @@ import re
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 from drf_spectacular.generators import EndpointEnumerator
 from rest_framework.test import APIClient
 
+from pipeline import health
 from pipeline.access import TeamCollectionFilter
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.collections import create_collection
@@ -426,3 +428,8 @@ def test_the_health_report_names_collections_to_operators_only(collections, memb
     model = next(c for c in full["checks"] if c["name"] == "model")
     named = {name for config in model["details"]["configurations"] for name in config["collections"]}
     assert set(collections) <= named
+    # The admin's overview page the same way.
+    page = admin_client(Client(), member).get("/admin/pipeline/collection/overview/")
+    assert {c.reason for c in page.context["checks"]} == {health.OPERATORS_ONLY}
+    page = admin_client(Client(), operator).get("/admin/pipeline/collection/overview/")
+    assert health.OPERATORS_ONLY not in {c.reason for c in page.context["checks"]}
