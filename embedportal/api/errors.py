@@ -78,7 +78,7 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler404: an address under /api/ that no route matches (a typo, an id of the wrong form)."""
     if not request.path.startswith("/api/"):
         return defaults.page_not_found(request, exception)
-    message = f"no API route {request.path!r}; the routes are listed at /api/v1/ and in /api/v1/schema/"
+    message = f"no API route {request.path!r}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)"
     return JsonResponse(error_body(404, message), status=404)
 
 

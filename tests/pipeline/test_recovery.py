@@ -217,7 +217,7 @@ def test_an_api_address_no_route_matches_gets_the_json_404_not_the_html_page(adm
     assert response.json() == {
         "error": {
             "status": 404,
-            "message": f"no API route {path!r}; the routes are listed at /api/v1/ and in /api/v1/schema/",
+            "message": f"no API route {path!r}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)",
             "details": {},
         }
     }
