@@ -21,7 +21,7 @@ from prometheus_client.core import Metric
 from embedportal import collectors
 from pipeline import backfill, encoder
 from pipeline.choices import SearchMode
-from pipeline.models import METRICS, Collection, GoldenQuery, RetrievalEvaluation
+from pipeline.models import METRICS, Collection, Document, GoldenQuery, RetrievalEvaluation
 from pipeline.search import search
 
 # What search results depend on besides the vectors (Collection.REEMBED_FIELDS): a change of one is
@@ -65,6 +65,22 @@ def configuration(collection: Collection, mode: str) -> dict:
         "generation",
     )
     return {"mode": mode, **{f: getattr(collection, f) for f in fields}}
+
+
+def unknown_answers(collection: Collection) -> list[str]:
+    """The documents golden queries expect that the collection does not hold: those queries can never
+    be answered (a typo, a page renamed or deleted since), and pull every figure down."""
+    expected = collection.golden_queries.values_list("expected_document_id", flat=True)
+    held = Document.objects.filter(collection=collection, external_id__in=expected).values_list("external_id")
+    return sorted(set(expected.exclude(expected_document_id__in=held)))
+
+
+def unknown_warning(collection: Collection, unknown: list[str]) -> str:
+    listed = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+    return (
+        f"warning: golden queries of {collection.name} expect {len(unknown)} document(s) it does not hold "
+        f"({listed}); they can never be found: fix their expected_document_id or enqueue the documents"
+    )
 
 
 def figures(collection: Collection, mode: str) -> tuple[dict[str, float], int]:

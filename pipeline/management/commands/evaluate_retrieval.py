@@ -10,7 +10,7 @@ from pipeline.access import add_as_user, collection_for
 from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
 from pipeline.models import METRICS
-from pipeline.quality import evaluate
+from pipeline.quality import evaluate, unknown_answers, unknown_warning
 
 
 class Command(BaseCommand):
@@ -30,10 +30,13 @@ class Command(BaseCommand):
             raise CommandError(exc.messages[0]) from None
         except PipelineError as exc:
             raise CommandError(f"embedding a query failed: {exc}") from None
+        unknown = unknown_answers(collection)
         if o["json"]:
             figures = {"collection": collection.name, "mode": run.mode, "queries": run.queries, **run.figures()}
-            self.stdout.write(json.dumps(figures, indent=2))
+            self.stdout.write(json.dumps({**figures, "unknown_answers": unknown}, indent=2))
             return
         self.stdout.write(f"{collection.name} ({run.mode}, {run.queries} queries)")
         for metric in METRICS:
             self.stdout.write(f"  {metric:<13} {getattr(run, metric):.4f}")
+        if unknown:
+            self.stderr.write(unknown_warning(collection, unknown))

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
 from pipeline.access import add_as_user, collection_for
-from pipeline.quality import parse_jsonl, save_golden
+from pipeline.quality import parse_jsonl, save_golden, unknown_answers, unknown_warning
 
 
 class Command(BaseCommand):
@@ -38,3 +38,5 @@ class Command(BaseCommand):
         save_golden(collection, items, replace=o["replace"])
         trail.command(self, collection=collection.name, target=f"{len(items)} golden queries")
         self.stdout.write(f"Imported {len(items)} golden queries into {collection.name}.")
+        if unknown := unknown_answers(collection):
+            self.stderr.write(unknown_warning(collection, unknown))
