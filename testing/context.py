@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 OPS_USERNAME = "__ops_test__"
 # What the scenarios do through the API and the admin as the ops user (the pipeline app's permissions).
 OPS_PERMISSIONS = """
-    view_collection add_collection change_collection view_document add_document view_chunk pause_collection
-    access_all_collections
+    view_collection add_collection change_collection view_document add_document delete_document view_chunk
+    pause_collection access_all_collections
 """.split()
 # The model of the failure scenarios' collections, served by their fault provider.
 FAULT_MODEL = "openai/ops-test-fault"
@@ -45,8 +45,8 @@ def ops_user() -> Any:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    # A platform operator (its collections have no team); a user made before teams existed gets it too.
-    if created or not user.has_perm("pipeline.access_all_collections"):
+    # A platform operator (its collections have no team); a user made by an older version gets what it lacks.
+    if created or not user.has_perms([f"pipeline.{codename}" for codename in OPS_PERMISSIONS]):
         user.user_permissions.set(
             Permission.objects.filter(content_type__app_label="pipeline", codename__in=OPS_PERMISSIONS)
         )

@@ -50,6 +50,22 @@ def canary(ctx: Context) -> dict[str, Any]:
     return {"model": collection.model, "end_to_end_seconds": latency, "score": hits[0]["score"]}
 
 
+@scenario("deleted_document_leaves_search", Category.NORMAL, Component.SEARCH, covers=[Component.STORE], quick=True)
+def deleted_document(ctx: Context) -> None:
+    """A document deleted through the API is gone with its chunks: search no longer finds it, its neighbour stays."""
+    collection = ctx.collection("deleted")
+    marker = uuid.uuid4().hex
+    for doc in ("gone", "kept"):
+        ctx.expect(ctx.post(collection, {"id": doc, "text": f"{doc} {marker}: a page of the docs"}), 202, "enqueue")
+    ctx.wait_documents(collection)
+    response = ctx.client().delete(f"/api/v1/collections/{collection.name}/documents/gone/")
+    ctx.expect(response, 204, "deleting a document through the API")
+    hits = ctx.post(collection, {"query": f"gone {marker}", "k": 5}, "search").json()["results"]
+    ctx.check([h["document_id"] for h in hits] == ["kept"], f"search after the delete found {hits}, expected kept")
+    left = Chunk.objects.filter(collection=collection).values_list("document__external_id", flat=True).distinct()
+    ctx.check(list(left) == ["kept"], f"chunks left: {sorted(left)}, expected those of kept only")
+
+
 @scenario(
     "changed_document_reembedded_unchanged_skipped",
     Category.NORMAL,

@@ -15,7 +15,7 @@ from pipeline.models import Collection, Document, GoldenQuery, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
-from testing.context import Context, ops_user
+from testing.context import OPS_PERMISSIONS, Context, ops_user
 from testing.registry import ScenarioFailed
 from tests.conftest import wait_for
 from tests.factories import fake_backed
@@ -53,6 +53,18 @@ def test_edge_scenario_fails_when_the_api_refuses_writes(live_worker):
 
     assert result.outcome == Outcome.FAILED
     assert "answered 403, expected 400" in result.message
+
+
+def test_deleted_document_scenario_passes_and_fails_when_the_api_refuses_deletes(live_worker, monkeypatch):
+    assert run_one("deleted_document_leaves_search").outcome == Outcome.PASSED
+    # ops_user() gives an ops user what the scenarios need and it lacks: here, not deleting.
+    monkeypatch.setattr("testing.context.OPS_PERMISSIONS", [p for p in OPS_PERMISSIONS if p != "delete_document"])
+    ops_user().user_permissions.remove(Permission.objects.get(codename="delete_document"))
+
+    result = run_one("deleted_document_leaves_search")
+
+    assert result.outcome == Outcome.FAILED
+    assert "deleting a document through the API answered 403, expected 204" in result.message
 
 
 # --- failure: the pipeline stops retrying transient provider errors ----------------------------
