@@ -289,10 +289,8 @@ def _count_stale(collection: Collection, result: EnqueueResult) -> EnqueueResult
 def delete_missing(collection: Collection, seen: set[str], before: datetime) -> list[str]:
     """Delete the collection's documents a source sync did not find (`seen`: every id it held), of those
     enqueued before it began: another producer's document enqueued meanwhile stays. The ids deleted."""
-    stored = Document.objects.filter(collection=collection, enqueued_at__lt=before).values_list(
-        "external_id", flat=True
-    )
-    missing = [i for i in stored.iterator(chunk_size=5000) if i not in seen]
+    stored = Document.objects.filter(collection=collection, enqueued_at__lt=before)
+    missing = [i for i in stored.values_list("external_id", flat=True).iterator(chunk_size=5000) if i not in seen]
     for start in range(0, len(missing), 1000):
         Document.objects.filter(collection=collection, external_id__in=missing[start : start + 1000]).remove()
     return missing

@@ -80,9 +80,7 @@ class Command(BaseCommand):
         flush()
         deleted = []
         if o["delete_missing"] and not rejected:
-            deleted = delete_missing(
-                collection, {*total.created, *total.updated, *total.unchanged, *total.stale}, started
-            )
+            deleted = delete_missing(collection, total.ids(), started)
         trail.command(self, collection=collection.name, documents=total.accepted + len(deleted))
         self.stdout.write(
             f"Enqueued into {collection.name}: {len(total.created)} new, {len(total.updated)} changed, "
@@ -91,9 +89,8 @@ class Command(BaseCommand):
         )
         if deleted:
             more = f" and {len(deleted) - 10} more" if len(deleted) > 10 else ""
-            self.stdout.write(
-                f"Deleted {len(deleted)} document(s) the source no longer holds: {', '.join(deleted[:10])}{more}."
-            )
+            listed = ", ".join(deleted[:10]) + more
+            self.stdout.write(f"Deleted {len(deleted)} document(s) the source no longer holds: {listed}.")
         if skipped:
             self.stdout.write(sources.describe_skips(skipped))
         if rejected:
