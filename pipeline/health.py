@@ -271,15 +271,15 @@ def report(results: list[CheckResult]) -> dict[str, Any]:
     return {"healthy": all(r.ok for r in results), "checks": [r.as_dict() for r in results]}
 
 
+OPERATORS_ONLY = "its reason is shown to platform operators (it names every team's collections)"
+
+
 def for_viewer(results: list[CheckResult], user: Any) -> list[CheckResult]:
     """Every reason and detail for a platform operator; pass/fail for a team member, as for anonymous
     callers: the reasons name every team's collections and models."""
     if sees_all_collections(user):
         return results
     return [CheckResult(r.name, r.ok, OPERATORS_ONLY, r.seconds) for r in results]
-
-
-OPERATORS_ONLY = "its reason is shown to platform operators (it names every team's collections)"
 
 
 def summary(results: list[CheckResult]) -> dict[str, Any]:
