@@ -50,6 +50,7 @@ def ops_user() -> Any:
         user.user_permissions.set(
             Permission.objects.filter(content_type__app_label="pipeline", codename__in=OPS_PERMISSIONS)
         )
+        user = User.objects.get(pk=user.pk)  # has_perms cached the permissions it had
     return user
 
 

@@ -45,8 +45,10 @@ def test_canary_fails_naming_stopped_workers_and_passes_with_one_running(own_wor
 # --- edge: revoke write access -----------------------------------------------------------------
 
 
-def test_edge_scenario_fails_when_the_api_refuses_writes(live_worker):
+def test_edge_scenario_fails_when_the_api_refuses_writes(live_worker, monkeypatch):
     assert run_one("duplicate_ids_in_one_batch_refused").outcome == Outcome.PASSED
+    # ops_user() gives an ops user what the scenarios need and it lacks: here, not writing.
+    monkeypatch.setattr("testing.context.OPS_PERMISSIONS", [p for p in OPS_PERMISSIONS if p != "add_document"])
     ops_user().user_permissions.remove(Permission.objects.get(codename="add_document"))
 
     result = run_one("duplicate_ids_in_one_batch_refused")
@@ -65,6 +67,11 @@ def test_deleted_document_scenario_passes_and_fails_when_the_api_refuses_deletes
 
     assert result.outcome == Outcome.FAILED
     assert "deleting a document through the API answered 403, expected 204" in result.message
+
+
+def test_an_ops_user_made_by_an_older_version_is_given_what_the_scenarios_need(db):
+    ops_user().user_permissions.remove(Permission.objects.get(codename="delete_document"))  # before 6 Dec 2026
+    assert ops_user().has_perms([f"pipeline.{codename}" for codename in OPS_PERMISSIONS])
 
 
 # --- failure: the pipeline stops retrying transient provider errors ----------------------------
