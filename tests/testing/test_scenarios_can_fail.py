@@ -45,28 +45,27 @@ def test_canary_fails_naming_stopped_workers_and_passes_with_one_running(own_wor
 # --- edge: revoke write access -----------------------------------------------------------------
 
 
-def test_edge_scenario_fails_when_the_api_refuses_writes(live_worker, monkeypatch):
-    assert run_one("duplicate_ids_in_one_batch_refused").outcome == Outcome.PASSED
-    # ops_user() gives an ops user what the scenarios need and it lacks: here, not writing.
-    monkeypatch.setattr("testing.context.OPS_PERMISSIONS", [p for p in OPS_PERMISSIONS if p != "add_document"])
-    ops_user().user_permissions.remove(Permission.objects.get(codename="add_document"))
+def refused(monkeypatch, codename: str) -> None:
+    """The ops user without `codename`; ops_user() gives back what the scenarios need, so not that."""
+    monkeypatch.setattr("testing.context.OPS_PERMISSIONS", [p for p in OPS_PERMISSIONS if p != codename])
+    ops_user().user_permissions.remove(Permission.objects.get(codename=codename))
 
-    result = run_one("duplicate_ids_in_one_batch_refused")
+
+@pytest.mark.parametrize(
+    ("scenario", "codename", "message"),
+    [
+        ("duplicate_ids_in_one_batch_refused", "add_document", "answered 403, expected 400"),
+        ("deleted_document_leaves_search", "delete_document", "deleting a document through the API answered 403"),
+    ],
+)
+def test_api_scenarios_fail_when_the_api_refuses_them(live_worker, monkeypatch, scenario, codename, message):
+    assert run_one(scenario).outcome == Outcome.PASSED
+    refused(monkeypatch, codename)
+
+    result = run_one(scenario)
 
     assert result.outcome == Outcome.FAILED
-    assert "answered 403, expected 400" in result.message
-
-
-def test_deleted_document_scenario_passes_and_fails_when_the_api_refuses_deletes(live_worker, monkeypatch):
-    assert run_one("deleted_document_leaves_search").outcome == Outcome.PASSED
-    # ops_user() gives an ops user what the scenarios need and it lacks: here, not deleting.
-    monkeypatch.setattr("testing.context.OPS_PERMISSIONS", [p for p in OPS_PERMISSIONS if p != "delete_document"])
-    ops_user().user_permissions.remove(Permission.objects.get(codename="delete_document"))
-
-    result = run_one("deleted_document_leaves_search")
-
-    assert result.outcome == Outcome.FAILED
-    assert "deleting a document through the API answered 403, expected 204" in result.message
+    assert message in result.message
 
 
 def test_an_ops_user_made_by_an_older_version_is_given_what_the_scenarios_need(db):
