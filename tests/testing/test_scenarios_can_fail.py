@@ -42,7 +42,7 @@ def test_canary_fails_naming_stopped_workers_and_passes_with_one_running(own_wor
     assert "not processed by the workers" in result.message and "pending" in result.message
 
 
-# --- edge: revoke write access -----------------------------------------------------------------
+# --- edge and normal: the API refuses the ops user a write or a delete ------------------------------
 
 
 def refused(monkeypatch, codename: str) -> None:
