@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from rest_framework import serializers
+from rest_framework.validators import UniqueTogetherValidator
 
 from embedportal.api.strict import (
     StrictBooleanField,
@@ -81,6 +82,14 @@ class GoldenQuerySerializer(StrictModelSerializer):
         model = GoldenQuery
         fields = ["id", "collection", "query", "expected_document_id", "created_at"]
         read_only_fields = ["id", "created_at"]
+        # DRF's own message said "The fields collection, query must make a unique set."
+        validators = [
+            UniqueTogetherValidator(
+                GoldenQuery.objects.all(),
+                ["collection", "query"],
+                "the collection has this query already: change that golden query's expected_document_id instead",
+            )
+        ]
 
 
 class BenchmarkRunSerializer(serializers.ModelSerializer):

@@ -181,6 +181,14 @@ def test_golden_queries_written_through_the_api_are_the_ones_evaluated(api, hash
     )
     assert response.status_code == 201, response.content
     assert hash_collection.golden_queries.get().expected_document_id == "cats"
+    again = api.post(
+        "/api/v1/embedding-pipeline-operations/golden-queries/",
+        {"collection": "hashes", "query": "where are cats", "expected_document_id": "dogs"},
+        format="json",
+    )
+    assert error_of(again, 400)["message"] == (
+        "the collection has this query already: change that golden query's expected_document_id instead"
+    )
 
 
 def test_admin_lists_golden_queries_and_evaluations(admin_client, hash_collection):
