@@ -21,6 +21,7 @@ CHUNKS_PER_DOCUMENT = 10
 # one and high by the other must be in both lists to be fused fairly (docs/search.md has the measurements).
 FUSION_CANDIDATES = {Fusion.BLEND: 50, Fusion.RRF: 20}
 RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al.)
+MAX_QUERY_CHARS = 10_000  # a query's length, for the API and the command alike
 
 
 def search(

@@ -19,6 +19,7 @@ from embedportal.api.strict import (
 )
 from pipeline.choices import SearchMode
 from pipeline.models import Collection, Document, RetrievalEvaluation, sees_all_collections
+from pipeline.search import MAX_QUERY_CHARS
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -139,7 +140,7 @@ class IncomingDocumentSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 class SearchSerializer(StrictFieldsMixin, serializers.Serializer):
-    query = StrictCharField(max_length=10000)
+    query = StrictCharField(max_length=MAX_QUERY_CHARS)
     k = StrictIntegerField(min_value=1, max_value=100, default=5)
     mode = serializers.ChoiceField(
         SearchMode.choices, required=False, help_text="Default: the collection's search_mode."

@@ -365,3 +365,9 @@ def test_demo_ingests_the_sample_corpus_once_per_copy():
     assert {i.split("/", 1)[0] for i in ids} == {"copy-1", "copy-2"}
     assert sum(i.endswith("/README.md") for i in ids) == 2
     assert re.search(rf"^Documents: {2 * files}$", out, re.M)
+
+
+def test_search_refuses_a_query_longer_than_the_api_takes(docs_collection):
+    # The command took any length (67 KB of base64 searched); the API refuses over 10,000 characters.
+    with pytest.raises(CommandError, match="the query has 10001 characters; at most 10000"):
+        run("search", "a" * 10_001, collection="docs")

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pipeline.access import add_as_user, collection_for
 from pipeline.choices import SearchMode
 from pipeline.embedding import PipelineError
-from pipeline.search import search
+from pipeline.search import MAX_QUERY_CHARS, search
 
 
 class Command(BaseCommand):
@@ -26,6 +26,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **o: Any) -> None:
         if not o["query"].strip():
             raise CommandError("the query is empty")
+        if len(o["query"]) > MAX_QUERY_CHARS:
+            raise CommandError(f"the query has {len(o['query'])} characters; at most {MAX_QUERY_CHARS}")
         if not 1 <= o["k"] <= 100:
             raise CommandError("--k must be between 1 and 100")
         collection = collection_for(o["collection"], o["as_user"])
