@@ -296,6 +296,14 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
             messages.SUCCESS if requeued else messages.WARNING,
         )
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
+        """The confirmation lists the documents and counts their chunks: Django's collector listed every
+        chunk (thousands of lines for a large selection) and asked for a chunk delete permission."""
+        docs = list(objs)
+        chunks = Chunk.objects.filter(document__in=docs).count()
+        refused = set() if self.has_delete_permission(request) else {Document._meta.verbose_name}
+        return [str(d) for d in docs], {"documents": len(docs), "chunks": chunks}, refused, []
+
     # Deleting locks the rows first, as the API's DELETE does (DocumentQuerySet.remove).
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
         Document.objects.filter(pk=obj.pk).remove()

@@ -197,8 +197,13 @@ def test_a_document_is_deleted_through_the_api_or_the_admin_with_its_chunks(admi
     )
     assert api.delete("/api/v1/collections/hashes/documents/b/", {"force": True}, format="json").status_code == 400
 
-    # The admin's delete action takes the same path (rows locked first: DocumentQuerySet.remove).
+    # The admin's delete action takes the same path (rows locked first: DocumentQuerySet.remove). Its
+    # confirmation counts the chunks instead of listing each one (Django's collector did).
     pk = Document.objects.get(external_id="b").pk
+    confirm = admin_client.post(DOCUMENTS, {"action": "delete_selected", "_selected_action": [pk]})
+    chunks = Chunk.objects.filter(document_id=pk).count()
+    assert chunks >= 1 and f"Chunks: {chunks}" in confirm.content.decode()
+    assert "b#0" not in confirm.content.decode() and confirm.context["deletable_objects"] == [["hashes/b"]]
     response = admin_client.post(
         DOCUMENTS, {"action": "delete_selected", "_selected_action": [pk], "post": "yes"}, follow=True
     )
