@@ -11,13 +11,26 @@ from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
 from knox.settings import CONSTANTS
+from rest_framework.authentication import get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
 from embedportal.api.throttles import BadTokenThrottled
 from tokens.models import ApiToken
 
 
-class TokenAuthentication(BadTokenThrottled, KnoxTokenAuthentication):
+class KnoxOrBearer(KnoxTokenAuthentication):
+    def authenticate(self, request: Any) -> Any:
+        # "Bearer" (RFC 6750, what most HTTP clients send and what /metrics takes) means "Token" here:
+        # knox alone ignored it and answered "credentials were not provided".
+        words = get_authorization_header(request).split()
+        if words and words[0].lower() == b"bearer":
+            if len(words) != 2:
+                raise AuthenticationFailed("send the token as 'Authorization: Token <token>' (or Bearer)")
+            return self.authenticate_credentials(words[1])
+        return super().authenticate(request)
+
+
+class TokenAuthentication(BadTokenThrottled, KnoxOrBearer):
     def authenticate_credentials(self, key: bytes) -> tuple[Any, ApiToken]:
         try:
             secret = key.decode()

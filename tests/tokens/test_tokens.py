@@ -102,6 +102,18 @@ def test_an_expired_token_gets_401_and_an_unknown_one_too(hash_collection):
     assert error_of(client_of(secret[:-1] + "x").get(COLLECTIONS), 401)["message"] == "invalid token"
 
 
+def test_a_bearer_token_is_taken_as_a_token_and_a_bad_header_is_named(hash_collection):
+    """`Authorization: Bearer` is what most HTTP clients and /metrics send: knox alone ignored it."""
+    secret = api_token(user_with("view_collection"))
+    bearer = APIClient()
+    bearer.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert bearer.get(COLLECTIONS).status_code == 200
+    bearer.credentials(HTTP_AUTHORIZATION="bearer ep_" + "0" * 64)
+    assert error_of(bearer.get(COLLECTIONS), 401)["message"] == "invalid token"
+    bearer.credentials(HTTP_AUTHORIZATION="Bearer")
+    assert "Authorization: Token <token>" in error_of(bearer.get(COLLECTIONS), 401)["message"]
+
+
 def test_the_scope_caps_the_users_permissions_and_names_the_scope_needed(hash_collection):
     user = user_with("view_collection", "add_document", "pause_collection")
     document = [{"id": "d1", "text": "some text"}]
