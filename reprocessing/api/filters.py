@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from embedportal.api.strict import StrictFilterSet
+from pipeline.api.filters import collection_filter
 from reprocessing.models import FailedDocument
 
 
@@ -20,7 +21,7 @@ def _failed_ago(qs: QuerySet, name: str, seconds: float) -> QuerySet:
 
 class FailedDocumentFilter(StrictFilterSet):
     # error_type, state and stage get django-filter's ChoiceFilter from the model fields' choices.
-    collection = django_filters.CharFilter(field_name="document__collection__name", help_text="Collection name")
+    collection = collection_filter("document__collection")
     min_age = django_filters.NumberFilter(
         method=_failed_ago, min_value=0, help_text="Failed at least this many seconds ago"
     )

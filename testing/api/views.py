@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
 from django.http import HttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -13,6 +15,8 @@ from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, PermissionRequired
+from embedportal.api.strict import StrictFilterSet
+from pipeline.api.filters import collection_filter
 from pipeline.models import GoldenQuery, visible
 from testing.api.serializers import (
     BenchmarkRunSerializer,
@@ -99,17 +103,41 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
         return HttpResponse(run_to_junit(self.get_object()).tostring(), content_type="application/xml")
 
 
+class GoldenQueryFilter(StrictFilterSet):
+    collection = collection_filter("collection")
+
+    class Meta:
+        model = GoldenQuery
+        fields = ["collection"]
+
+
+class BenchmarkRunFilter(StrictFilterSet):
+    # A ChoiceFilter: django-filter's BooleanFilter takes any other word for "no filter".
+    regressed = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], method="_regressed", help_text="Runs with a regression or none"
+    )
+    machine = django_filters.CharFilter(field_name="machine_fingerprint", help_text="Machine fingerprint")
+
+    class Meta:
+        model = BenchmarkRun
+        fields = ["regressed", "suite", "machine"]
+
+    @staticmethod
+    def _regressed(qs: Any, name: str, value: str) -> Any:
+        return qs.filter(regressions__gt=0) if value == "true" else qs.filter(regressions=0)
+
+
 class GoldenQueryViewSet(viewsets.ModelViewSet):
     """Operators' golden queries: query -> the document it must find, per collection."""
 
     queryset = GoldenQuery.objects.select_related("collection")
     serializer_class = GoldenQuerySerializer
     permission_classes = [ModelPermissions]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = GoldenQueryFilter
 
     def get_queryset(self) -> Any:
-        qs, collection = super().get_queryset(), self.request.query_params.get("collection")
-        qs = qs.filter(visible(self.request.user, "collection"))
-        return qs.filter(collection__name=collection) if collection else qs
+        return super().get_queryset().filter(visible(self.request.user, "collection"))
 
 
 class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
@@ -120,13 +148,5 @@ class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = BenchmarkRun.objects.all()
     serializer_class = BenchmarkRunSerializer
     permission_classes = [ModelPermissions]
-
-    def get_queryset(self) -> Any:
-        qs = super().get_queryset()
-        params = self.request.query_params
-        if params.get("regressed") in ("true", "1", "yes"):
-            qs = qs.filter(regressions__gt=0)
-        elif params.get("regressed") in ("false", "0", "no"):
-            qs = qs.filter(regressions=0)
-        fields = {"suite": "suite", "machine": "machine_fingerprint"}
-        return qs.filter(**{field: params[name] for name, field in fields.items() if params.get(name)})
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = BenchmarkRunFilter

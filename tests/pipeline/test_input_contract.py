@@ -213,6 +213,24 @@ def test_an_unknown_collection_gets_one_404_message_whatever_the_route(api, hash
     assert {error_of(a, 404)["message"] for a in answers} == {expected}
 
 
+def test_list_filters_refuse_unknown_parameters_collections_and_values(api, hash_collection):
+    """A typo in a filter answered an empty list, or every row: now a 400 naming what to fix."""
+    golden, benchmarks = (
+        "/api/v1/embedding-pipeline-operations/golden-queries/",
+        "/api/v1/embedding-pipeline-operations/benchmarks/",
+    )
+    for path in ("/api/v1/documents/", "/api/v1/failures/", golden, benchmarks):
+        assert "unknown query parameter" in error_of(api.get(path, {"colection": "hashes"}), 400)["message"], path
+    for path in ("/api/v1/documents/", "/api/v1/failures/", golden):
+        assert (
+            error_of(api.get(path, {"collection": "nope"}), 400)["message"] == "collection: no collection named 'nope'"
+        )
+        assert api.get(path, {"collection": "hashes"}).status_code == 200
+    assert error_of(api.get(benchmarks, {"regressed": "maybe"}), 400)["details"].keys() == {"regressed"}
+    assert error_of(api.get(benchmarks, {"suite": "huge"}), 400)["details"].keys() == {"suite"}
+    assert api.get(benchmarks, {"regressed": "true", "suite": "quick", "machine": "m"}).json()["count"] == 0
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 
