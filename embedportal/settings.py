@@ -83,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # An unknown query parameter on an API view is a 400 (StrictFilterSets check their own).
+    "embedportal.api.errors.StrictQueryMiddleware",
     # Records every successful API request that changes something (audit.trail).
     "audit.middleware.AuditMiddleware",
     # Last: it answers a locked-out login with 403 (django-axes).

@@ -11,3 +11,36 @@ def test_openapi_schema_generates_without_warnings(tmp_path):
     text = out.read_text()
     for path in ("/api/v1/collections/{name}/documents/", "/api/v1/collections/{name}/search/", "/api/v1/failures/"):
         assert path in text
+
+
+def get_operations() -> list[tuple[str, list[str]]]:
+    """(path with its placeholders filled, the query parameters the schema declares) of every GET."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(public=True)
+    fill = {"{name}": "nosuch", "{id}": "999", "{external_id}": "a", "{pk}": "999"}
+    operations = []
+    for path, methods in schema["paths"].items():
+        if "get" in methods:
+            for placeholder, value in fill.items():
+                path = path.replace(placeholder, value)
+            declared = [p["name"] for p in methods["get"].get("parameters", []) if p["in"] == "query"]
+            operations.append((path, declared))
+    return operations
+
+
+def test_every_get_refuses_a_query_parameter_its_schema_does_not_declare_and_takes_those_it_does(api):
+    """`?colection=` or `?windw=` answered as if absent on half the API: now a 400 everywhere, and
+    the schema is the list of what each operation takes."""
+    operations = get_operations()
+    assert len(operations) >= 20
+    for path, declared in operations:
+        refused = api.get(path, {"zzz_unknown": "1"})
+        assert refused.status_code == 400, (path, refused.content)
+        assert refused.json()["error"]["details"]["zzz_unknown"] == [
+            refused.json()["error"]["message"].removeprefix("zzz_unknown: ")
+        ], path
+        assert "unknown query parameter" in refused.json()["error"]["message"], path
+        for name in declared:
+            answer = api.get(path, {name: "1"})
+            assert answer.status_code != 400 or "unknown query parameter" not in answer.content.decode(), (path, name)

@@ -65,6 +65,7 @@ def to_html(title: str, text: str) -> str:
 
 
 class DocsView(APIView):
+    query_parameters = {"get": ("page",)}
     queryset = DocPage.objects.all()  # ModelPermissions: reading needs docs_site.view_docpage
     permission_classes = [ModelPermissions]
     renderer_classes = [MarkdownRenderer, PageHTMLRenderer, JSONRenderer]

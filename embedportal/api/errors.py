@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
@@ -14,6 +15,8 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from embedportal.api.strict import COMMON_QUERY_PARAMETERS, unknown_names
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +90,31 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not request.path.startswith("/api/"):
         return defaults.bad_request(request, exception)
     return JsonResponse(error_body(400, "bad request; the server log says why"), status=400)
+
+
+class StrictQueryMiddleware:
+    """The query parameters of an API view without a StrictFilterSet (which checks its own): beyond
+    `limit`, `offset` and `format`, only those its `query_parameters` names for the action (a
+    viewset's) or the method (an APIView's); any other is a 400 naming it, as a filter's is."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
+        cls = getattr(view, "cls", None)
+        if cls is None or getattr(cls, "filterset_class", None) or not request.GET:
+            return None
+        method = request.method.lower() if request.method else ""
+        handler = getattr(view, "actions", {}).get(method, method)
+        known = [*COMMON_QUERY_PARAMETERS, *getattr(cls, "query_parameters", {}).get(handler, ())]
+        problems = {
+            name: [message.replace("unknown field", "unknown query parameter")]
+            for name, message in unknown_names(request.GET.keys(), known).items()
+        }
+        if not problems:
+            return None
+        name, (message,) = next(iter(problems.items()))
+        return JsonResponse(error_body(400, f"{name}: {message}", problems), status=400)

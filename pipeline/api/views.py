@@ -109,6 +109,7 @@ CHANGE_NOTE = (
 class CollectionViewSet(viewsets.ModelViewSet):
     """Collections: a model, its chunking and provider settings, and one HNSW index each."""
 
+    query_parameters = {"documents": ("collection", "status")}  # DocumentFilter, checked by the action
     queryset = Collection.objects.select_related("team")
     serializer_class = CollectionSerializer
     lookup_field = "name"

@@ -83,6 +83,7 @@ class PerformanceView(APIView):
     per-collection figures and cost, the performance SLOs (with `throughput_targets`: each model's), and
     the optimizer's recent changes."""
 
+    query_parameters = {"get": ("collection", "window")}
     permission_classes = [CanView]
 
     @extend_schema(
@@ -133,6 +134,7 @@ class SloView(APIView):
     over 1 h and 6 h; the capacity plan; the last capacity measurement with its USL fit; and the chart
     series of `range`, whose queue bound is capacity times `freshness_sla_seconds` (docs/slos.md)."""
 
+    query_parameters = {"get": ("range", "collection", "headroom")}
     permission_classes = [CanViewHistory]
 
     @extend_schema(
