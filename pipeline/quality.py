@@ -28,6 +28,13 @@ from pipeline.search import search
 # evaluated before and after (the receivers below).
 SEARCH_FIELDS = ("search_mode", "keyword_weight", "fusion", "rerank_model", "rerank_api_base", "ef_search")
 DEPTH = 10  # documents ranked per query: the deepest cut-off reported
+# A JSONL line's keys and their bounds (the model's fields'); the longest line they allow, every
+# character a 6-byte JSON escape, with room for the keys.
+GOLDEN_BOUNDS = {
+    key: GoldenQuery._meta.get_field(f).max_length
+    for key, f in (("query", "query"), ("expected", "expected_document_id"))
+}
+GOLDEN_LINE_BYTES = 6 * sum(GOLDEN_BOUNDS.values()) + 1024
 # What a new local runtime must not lower on a collection's golden queries (runtime_gate).
 GATED = ("recall_at_5", "mrr_at_10")
 QUALITY = "embedding_pipeline_retrieval_quality"
@@ -169,10 +176,14 @@ def runtime_gate(collection: Collection, candidate: Any, reference: Any) -> dict
     }
 
 
+MAX_GOLDEN_QUERIES = 10_000  # a collection's set: each is a search in every evaluation
+
+
 def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
     """(query, expected document id) of each {"query": ..., "expected": ...} line; a ValidationError says
     what to fix."""
-    items = []
+    items: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -184,7 +195,18 @@ def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
             isinstance(item.get(key), str) and item[key].strip() for key in ("query", "expected")
         ):
             raise ValidationError(f'line {number}: expected an object {{"query": "...", "expected": "document id"}}')
-        items.append((item["query"].strip(), item["expected"].strip()))
+        query, expected = item["query"].strip(), item["expected"].strip()
+        for key, value in (("query", query), ("expected", expected)):
+            if len(value) > GOLDEN_BOUNDS[key]:
+                raise ValidationError(
+                    f"line {number}: the {key} has {len(value)} characters; at most {GOLDEN_BOUNDS[key]}"
+                )
+        if query.lower() in seen:
+            raise ValidationError(f"line {number}: the query of line {seen[query.lower()]} again; keep one")
+        if len(items) == MAX_GOLDEN_QUERIES:
+            raise ValidationError(f"more than {MAX_GOLDEN_QUERIES} golden queries; keep the ones that matter most")
+        seen[query.lower()] = number
+        items.append((query, expected))
     return items
 
 

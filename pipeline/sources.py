@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
 from embedportal.api.strict import json_depth_exceeds, json_error
@@ -157,6 +158,25 @@ def _open_regular(path: Path) -> BinaryIO:
         fh.close()
         raise _Unreadable(_not_regular(mode))
     return fh
+
+
+def text_lines(path: Path, limit: int) -> Iterator[str]:
+    """The UTF-8 lines of the regular file `path`, each read at most `limit` bytes deep: a FIFO is never
+    waited on and an endless line (/dev/zero) never held. A ValidationError names what is wrong."""
+    try:
+        fh = _open_regular(path)
+    except _Unreadable as exc:
+        raise ValidationError(str(exc)) from None
+    with fh:
+        for number, raw in enumerate(iter(lambda: fh.readline(limit + 1), b""), 1):
+            if len(raw) > limit:
+                raise ValidationError(f"line {number} is over the limit of {limit} bytes")
+            if b"\x00" in raw:
+                raise ValidationError(f"line {number}: binary (a NUL byte)")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValidationError(f"line {number}: not UTF-8 text (invalid byte at offset {exc.start})") from None
 
 
 def _not_regular(mode: int) -> str:

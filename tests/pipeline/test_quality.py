@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -87,6 +89,11 @@ def test_import_dry_run_checks_the_file_and_writes_nothing(hash_collection, gold
         ('{"query": "where are cats"}', 'line 2: expected an object {"query": "...", "expected": "document id"}'),
         ('{"query": " ", "expected": "cats"}', "line 2: expected an object"),
         ('["where are cats", "cats"]', "line 2: expected an object"),
+        (json.dumps({"query": "q" * 2001, "expected": "cats"}), "line 2: the query has 2001 characters; at most 2000"),
+        (json.dumps({"query": "q", "expected": "c" * 513}), "line 2: the expected has 513 characters; at most 512"),
+        (json.dumps({**GOLDEN[0], "expected": "dogs"}), "line 2: the query of line 1 again; keep one"),
+        ("\x00", "line 2: binary (a NUL byte)"),
+        ("x" * 20_000, "line 2 is over the limit of"),
     ],
 )
 def test_import_refuses_a_bad_line_naming_it_and_writes_nothing(hash_collection, tmp_path, line, message):
@@ -98,6 +105,23 @@ def test_import_refuses_a_bad_line_naming_it_and_writes_nothing(hash_collection,
         call_command("import_golden_queries", str(path), collection="hashes")
     except CommandError as exc:
         assert message in str(exc)
+    assert not GoldenQuery.objects.exists()
+
+
+def test_import_refuses_what_is_not_a_file_of_text_lines_at_once(hash_collection, tmp_path):
+    """/dev/zero held 11 GB within 20 s; a FIFO waited for ever for a writer."""
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    invalid = tmp_path / "latin1.jsonl"
+    invalid.write_bytes(b'{"query": "caf\xe9", "expected": "cats"}\n')
+    for path, message in (
+        ("/dev/zero", "a character device, not a regular file"),
+        (fifo, "a FIFO (named pipe), not a regular file"),
+        (invalid, "line 1: not UTF-8 text (invalid byte at offset 14)"),
+        (tmp_path, "a folder, not a regular file"),
+    ):
+        with pytest.raises(CommandError, match=re.escape(message)):
+            call_command("import_golden_queries", str(path), collection="hashes")
     assert not GoldenQuery.objects.exists()
 
 

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
 from pipeline.access import add_as_user, collection_for
-from pipeline.quality import parse_jsonl, save_golden, unknown_answers, unknown_warning
+from pipeline.quality import GOLDEN_LINE_BYTES, parse_jsonl, save_golden, unknown_answers, unknown_warning
+from pipeline.sources import text_lines
 
 
 class Command(BaseCommand):
@@ -24,12 +25,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **o: Any) -> None:
         collection = collection_for(o["collection"], o["as_user"])
         try:
-            with o["file"].open(encoding="utf-8") as fh:
-                items = parse_jsonl(fh)
-        except OSError as exc:
-            raise CommandError(f"cannot read {o['file']}: {exc.strerror}") from None
-        except (ValidationError, UnicodeDecodeError) as exc:
-            raise CommandError(f"{o['file']}: {exc.messages[0] if isinstance(exc, ValidationError) else exc}") from None
+            items = parse_jsonl(text_lines(o["file"], GOLDEN_LINE_BYTES))
+        except ValidationError as exc:
+            raise CommandError(f"{o['file']}: {exc.messages[0]}") from None
         if not items:
             raise CommandError(f"{o['file']} holds no golden queries")
         if o["dry_run"]:
