@@ -100,7 +100,7 @@ AXES_RESET_ON_SUCCESS = True
 # past MAX_ENTRIES the cache drops a third of them.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "BACKEND": "embedportal.cache.DatabaseCache",
         "LOCATION": "embedportal_cache",
         "OPTIONS": {"MAX_ENTRIES": 100_000},
     }
