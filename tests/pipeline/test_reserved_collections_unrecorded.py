@@ -1,6 +1,7 @@
 """Reserved scratch collections (operations tests, capacity runs) stay out of the shared pipeline
-metrics and the history: a fault an operations test injects must not fire a real alert. Real HTTP
-to a local fake provider through LiteLLM; the process's real prometheus_client registry."""
+metrics (reprocessing's included) and the history: a fault an operations test injects must not fire
+a real alert. Real HTTP to a local fake provider through LiteLLM; the process's real
+prometheus_client registry."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from pipeline.choices import DocumentStatus
 from pipeline.models import BatchTiming, Collection, CollectionActivity, Document, reserved_names_allowed
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
+from reprocessing import failures
+from reprocessing.models import FailedDocument
 from tests.factories import fake_backed as outage_collection
+from tests.tools import collected
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +63,10 @@ def test_a_reserved_collections_failure_moves_no_counter_while_a_user_collection
     before = totals()
     run_one_good_one_poisoned(reserved)
     assert totals() == before
+    # Its retry (the operations tests run the workflow on their own failures) is not user reprocessing.
+    requeued = collected("pipeline_reprocessing_total", reason="bad_request")
+    assert failures.retry(FailedDocument.objects.filter(document__collection=reserved)) == {"bad_request": 1}
+    assert collected("pipeline_reprocessing_total", reason="bad_request") == requeued
     # Arrivals (written by enqueue) and queue depth samples stay: activity.totals() leaves reserved
     # collections out. The workers' outcomes are not written at all.
     assert [(a.embedded, a.failed) for a in CollectionActivity.objects.filter(collection=reserved)] in ([], [(0, 0)])
@@ -72,6 +80,8 @@ def test_a_reserved_collections_failure_moves_no_counter_while_a_user_collection
         after["embedding_pipeline_documents_processed_total"]
         >= before["embedding_pipeline_documents_processed_total"] + 2
     )
+    assert failures.retry(FailedDocument.objects.filter(document__collection=user)) == {"bad_request": 1}
+    assert collected("pipeline_reprocessing_total", reason="bad_request") == requeued + 1
     history.roll_up_batches(timezone.now() + timedelta(minutes=1))
     activity = CollectionActivity.objects.filter(collection=user)
     assert sum(a.failed for a in activity) == 1 and sum(a.embedded for a in activity) == 1
