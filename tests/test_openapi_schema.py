@@ -44,3 +44,5 @@ def test_every_get_refuses_a_query_parameter_its_schema_does_not_declare_and_tak
         for name in declared:
             answer = api.get(path, {name: "1"})
             assert answer.status_code != 400 or "unknown query parameter" not in answer.content.decode(), (path, name)
+    # The schema itself and its UI take drf-spectacular's parameters.
+    assert api.get("/api/v1/schema/", {"lang": "en", "format": "json"}).status_code == 200

@@ -105,7 +105,10 @@ class StrictQueryMiddleware:
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         cls = getattr(view, "cls", None)
-        if cls is None or getattr(cls, "filterset_class", None) or not request.GET:
+        # The schema and its UI are drf-spectacular's, with parameters of their own (lang, version).
+        if cls is None or cls.__module__.startswith("drf_spectacular.") or not request.GET:
+            return None
+        if getattr(cls, "filterset_class", None):
             return None
         method = request.method.lower() if request.method else ""
         handler = getattr(view, "actions", {}).get(method, method)
