@@ -12,9 +12,10 @@ from django.conf import settings
 from docs_site.choices import Inventory
 from docs_site.generators import alerts, api, commands, configuration, metrics
 from docs_site.pages import docs_dir
+from embedportal import env
 from embedportal.config import SETTINGS
 
-ENV_HELPERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_secret"}
+ENV_HELPERS = {name for name in vars(env) if name.startswith("env_")}
 
 
 @dataclass

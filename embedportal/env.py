@@ -3,10 +3,16 @@ the defaults of the settings registry (embedportal/config.py)."""
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from embedportal.config import SETTINGS
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def _default(name: str) -> str:
@@ -18,16 +24,45 @@ def env_str(name: str) -> str:
     return os.environ.get(name) or _default(name)
 
 
+def _refused(name: str, raw: str, wanted: str) -> ImproperlyConfigured:
+    # A typo stops the process at start naming the variable, not a bare ValueError (or a silent False).
+    return ImproperlyConfigured(f"{name}={raw!r}: expected {wanted}")
+
+
 def env_bool(name: str) -> bool:
-    return env_str(name).strip().lower() in {"1", "true", "yes", "on"}
+    raw = env_str(name).strip().lower()
+    if raw not in BOOLEANS:
+        raise _refused(name, raw, "true or false (also 1/0, yes/no, on/off)")
+    return BOOLEANS[raw]
 
 
 def env_int(name: str) -> int:
-    return int(env_str(name))
+    raw = env_str(name).strip()
+    if not (raw.isascii() and raw.isdigit()):
+        raise _refused(name, raw, "a whole number, 0 or more")
+    return int(raw)
 
 
 def env_float(name: str) -> float:
-    return float(env_str(name))
+    raw = env_str(name).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise _refused(name, raw, "a number, 0 or more")
+    return value
+
+
+def env_networks(name: str) -> list[str]:
+    """A list of CIDRs or addresses: each checked, so a typo does not fail every request that reads it."""
+    networks = env_list(name)
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise _refused(name, net, "CIDRs or addresses, comma-separated (10.0.0.0/8,192.168.1.7)") from None
+    return networks
 
 
 def env_list(name: str) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from embedportal.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from embedportal.env import env_bool, env_float, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -284,7 +284,7 @@ EMBEDPORTAL_CIRCUIT_OPEN_SECONDS = env_float("EMBEDPORTAL_CIRCUIT_OPEN_SECONDS")
 EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS = env_float("EMBEDPORTAL_CIRCUIT_MAX_OPEN_SECONDS")
 # Operability: /metrics, health, history (docs/operations.md, docs/slos.md).
 EMBEDPORTAL_METRICS_COLLECTORS = env_list("EMBEDPORTAL_METRICS_COLLECTORS")
-EMBEDPORTAL_METRICS_ALLOWED_IPS = env_list("EMBEDPORTAL_METRICS_ALLOWED_IPS")
+EMBEDPORTAL_METRICS_ALLOWED_IPS = env_networks("EMBEDPORTAL_METRICS_ALLOWED_IPS")
 EMBEDPORTAL_METRICS_BASIC_AUTH = env_secret("EMBEDPORTAL_METRICS_BASIC_AUTH")
 EMBEDPORTAL_METRICS_TOKEN = env_secret("EMBEDPORTAL_METRICS_TOKEN")
 EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS = env_int("EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS")

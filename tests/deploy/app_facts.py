@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+from docs_site.coverage import ENV_HELPERS
 from tests.deploy.render import ROOT
 
 SETTINGS = ROOT / "embedportal" / "settings.py"
-ENV_HELPERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_secret"}
 
 # Variables the manifests may set although settings.py does not read them, and why.
 NON_SETTINGS_ENV = {

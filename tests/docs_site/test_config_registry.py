@@ -16,6 +16,7 @@ HELPER_KINDS = {
     "env_int": {"int"},
     "env_float": {"float"},
     "env_list": {"list"},
+    "env_networks": {"list"},
     "env_secret": {"secret"},
 }
 

@@ -1,0 +1,55 @@
+"""Settings from the environment: a value of the wrong form stops the process at start naming the
+variable and what it takes (it was a bare ValueError, or for a boolean a silent false, or for a CIDR
+a 500 on every scrape of /metrics)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from embedportal.env import env_bool, env_float, env_int, env_networks
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize(
+    ("helper", "name", "raw", "wanted"),
+    [
+        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "abc", "a whole number, 0 or more"),
+        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "-5", "a whole number, 0 or more"),
+        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "1e3", "a whole number, 0 or more"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "soon", "a number, 0 or more"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "-1", "a number, 0 or more"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "inf", "a number, 0 or more"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "nan", "a number, 0 or more"),
+        (env_bool, "DJANGO_DEBUG", "maybe", "true or false"),
+        (env_networks, "EMBEDPORTAL_METRICS_ALLOWED_IPS", "10.0.0.0/8,10.0.0.0/33", "CIDRs or addresses"),
+    ],
+)
+def test_a_value_of_the_wrong_form_is_refused_naming_the_variable(monkeypatch, helper, name, raw, wanted):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ImproperlyConfigured, match=f"^{name}=.*: expected {wanted}"):
+        helper(name)
+
+
+def test_values_of_the_right_form_read_as_they_are_meant(monkeypatch):
+    for raw, value in {" 12 ": 12, "0": 0}.items():
+        monkeypatch.setenv("EMBEDPORTAL_CLAIM_BATCH", raw)
+        assert env_int("EMBEDPORTAL_CLAIM_BATCH") == value
+    monkeypatch.setenv("EMBEDPORTAL_EMBED_TIMEOUT", "2.5")
+    assert env_float("EMBEDPORTAL_EMBED_TIMEOUT") == 2.5
+    for raw, value in {"Yes": True, "on": True, "1": True, "false": False, "OFF": False, "0": False}.items():
+        monkeypatch.setenv("DJANGO_DEBUG", raw)
+        assert env_bool("DJANGO_DEBUG") is value
+    monkeypatch.setenv("EMBEDPORTAL_METRICS_ALLOWED_IPS", "10.0.0.0/8, 192.168.1.7,::1")
+    assert env_networks("EMBEDPORTAL_METRICS_ALLOWED_IPS") == ["10.0.0.0/8", "192.168.1.7", "::1"]
+
+
+def test_the_process_stops_at_start_with_the_variable_named():
+    env = {**os.environ, "EMBEDPORTAL_TOKEN_EXPIRY_DAYS": "ninety"}
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "EMBEDPORTAL_TOKEN_EXPIRY_DAYS='ninety': expected a whole number, 0 or more" in run.stderr
