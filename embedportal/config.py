@@ -26,7 +26,7 @@ _register(
         "PostgreSQL 18 + pgvector under `EMBEDPORTAL_DATA_DIR/pg`, shared by every process.",
         default_text="embedded server",
     ),
-    Setting("DB_CONN_MAX_AGE", "int", 60, "Seconds a database connection is kept."),
+    Setting("DB_CONN_MAX_AGE", "int", 60, "Seconds a database connection is kept (0: one per request).", zero_ok=True),
     Setting(
         "EMBEDPORTAL_DATA_DIR",
         "path",
@@ -55,6 +55,7 @@ _register(
         "int",
         0,
         "Strict-Transport-Security max-age (seconds), with includeSubDomains and preload; 0: no HSTS header.",
+        zero_ok=True,
     ),
     Setting("DJANGO_SECURE_COOKIES", "bool", False, "Session and CSRF cookies are sent over https only."),
     Setting(
@@ -180,6 +181,7 @@ _register(
         "int",
         2,
         "max_parallel_maintenance_workers of a backfill's HNSW build (PostgreSQL's max_parallel_workers caps it).",
+        zero_ok=True,
     ),
     Setting(
         "EMBEDPORTAL_LEASE_SECONDS",
@@ -222,6 +224,7 @@ _register(
         "float",
         1.0,
         "In-batch backoff base: waits base × 2^n seconds, or the provider's Retry-After.",
+        zero_ok=True,
     ),
     Setting("EMBEDPORTAL_RETRY_MAX_WAIT", "float", 30.0, "Longest in-batch wait, Retry-After included (seconds)."),
     Setting(
@@ -230,6 +233,7 @@ _register(
         3,
         "Times a document is deferred for a batch-wide provider error (5xx, connection, timeout, 429) while its "
         "provider's circuit stays closed; past it, its batch is split to find a bad input, which then fails.",
+        zero_ok=True,
     ),
     Setting(
         "EMBEDPORTAL_CIRCUIT_FAILURES",

@@ -89,6 +89,7 @@ OPERATIONS = (
         0,
         "Pipeline worker processes in one worker pod (a measurement's per-pod figure is the rate at this count). "
         "0: Q_WORKERS.",
+        zero_ok=True,
     ),
     Setting(
         "EMBEDPORTAL_MAX_WORKER_REPLICAS",
@@ -211,12 +212,14 @@ OPERATIONS = (
         "float",
         0.05,
         "Largest drop of recall@k or MRR below the last passing run a regression scenario accepts.",
+        zero_ok=True,
     ),
     Setting(
         "EMBEDPORTAL_OPS_TEST_MAX_BACKLOG",
         "int",
         0,
         "Load scenarios refuse to start while more user documents than this are queued.",
+        zero_ok=True,
     ),
     Setting("EMBEDPORTAL_OPS_TEST_LOAD_DOCUMENTS", "int", 300, "Documents the bounded load scenario ingests."),
     Setting(
@@ -224,6 +227,7 @@ OPERATIONS = (
         "int",
         60,
         "Quiet time after a collection's configuration change before its regression run starts.",
+        zero_ok=True,
     ),
     Setting(
         "EMBEDPORTAL_OPS_TEST_FAULT_HOST",
@@ -249,6 +253,7 @@ OPERATIONS = (
         0,
         "Port that provider listens on (0: any free port). Fixed in Kubernetes, where a NetworkPolicy "
         "opens only this port of the runner pod to the workers.",
+        zero_ok=True,
     ),
     # --- read outside settings.py --------------------------------------------------------------
     Setting(

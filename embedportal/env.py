@@ -36,10 +36,14 @@ def env_bool(name: str) -> bool:
     return BOOLEANS[raw]
 
 
+def _zero_ok(name: str) -> bool:
+    return SETTINGS[name].zero_ok if name in SETTINGS else True
+
+
 def env_int(name: str) -> int:
     raw = env_str(name).strip()
-    if not (raw.isascii() and raw.isdigit()):
-        raise _refused(name, raw, "a whole number, 0 or more")
+    if not (raw.isascii() and raw.isdigit() and (int(raw) > 0 or _zero_ok(name))):
+        raise _refused(name, raw, f"a whole number, {0 if _zero_ok(name) else 1} or more")
     return int(raw)
 
 
@@ -49,8 +53,8 @@ def env_float(name: str) -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise _refused(name, raw, "a number, 0 or more")
+    if not (math.isfinite(value) and (value > 0 or value == 0 and _zero_ok(name))):
+        raise _refused(name, raw, "a number, 0 or more" if _zero_ok(name) else "a number above 0")
     return value
 
 

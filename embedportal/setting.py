@@ -16,6 +16,8 @@ class Setting:
     description: str
     # How the default reads when it is not a literal (a generated key, a path under the data dir).
     default_text: str = ""
+    # A number of 0 is refused (a claim batch of 0 stalls every worker) unless it means something here.
+    zero_ok: bool = False
 
     @property
     def secret(self) -> bool:

@@ -18,13 +18,17 @@ from tests.conftest import ROOT
 @pytest.mark.parametrize(
     ("helper", "name", "raw", "wanted"),
     [
-        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "abc", "a whole number, 0 or more"),
-        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "-5", "a whole number, 0 or more"),
-        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "1e3", "a whole number, 0 or more"),
-        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "soon", "a number, 0 or more"),
-        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "-1", "a number, 0 or more"),
-        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "inf", "a number, 0 or more"),
-        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "nan", "a number, 0 or more"),
+        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "abc", "a whole number, 1 or more"),
+        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "-5", "a whole number, 1 or more"),
+        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "1e3", "a whole number, 1 or more"),
+        (env_int, "EMBEDPORTAL_CLAIM_BATCH", "0", "a whole number, 1 or more"),  # every worker would stall
+        (env_int, "EMBEDPORTAL_OPS_TEST_MAX_BACKLOG", "-1", "a whole number, 0 or more"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "soon", "a number above 0"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "-1", "a number above 0"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "0", "a number above 0"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "inf", "a number above 0"),
+        (env_float, "EMBEDPORTAL_EMBED_TIMEOUT", "nan", "a number above 0"),
+        (env_float, "EMBEDPORTAL_RETRY_BASE_SECONDS", "-0.5", "a number, 0 or more"),
         (env_bool, "DJANGO_DEBUG", "maybe", "true or false"),
         (env_networks, "EMBEDPORTAL_METRICS_ALLOWED_IPS", "10.0.0.0/8,10.0.0.0/33", "CIDRs or addresses"),
     ],
@@ -36,9 +40,12 @@ def test_a_value_of_the_wrong_form_is_refused_naming_the_variable(monkeypatch, h
 
 
 def test_values_of_the_right_form_read_as_they_are_meant(monkeypatch):
-    for raw, value in {" 12 ": 12, "0": 0}.items():
-        monkeypatch.setenv("EMBEDPORTAL_CLAIM_BATCH", raw)
-        assert env_int("EMBEDPORTAL_CLAIM_BATCH") == value
+    monkeypatch.setenv("EMBEDPORTAL_CLAIM_BATCH", " 12 ")
+    assert env_int("EMBEDPORTAL_CLAIM_BATCH") == 12
+    monkeypatch.setenv("EMBEDPORTAL_OPS_TEST_MAX_BACKLOG", "0")  # 0 means something there: no backlog
+    assert env_int("EMBEDPORTAL_OPS_TEST_MAX_BACKLOG") == 0
+    monkeypatch.setenv("EMBEDPORTAL_RETRY_BASE_SECONDS", "0")
+    assert env_float("EMBEDPORTAL_RETRY_BASE_SECONDS") == 0
     monkeypatch.setenv("EMBEDPORTAL_EMBED_TIMEOUT", "2.5")
     assert env_float("EMBEDPORTAL_EMBED_TIMEOUT") == 2.5
     for raw, value in {"Yes": True, "on": True, "1": True, "false": False, "OFF": False, "0": False}.items():
@@ -52,4 +59,4 @@ def test_the_process_stops_at_start_with_the_variable_named():
     env = {**os.environ, "EMBEDPORTAL_TOKEN_EXPIRY_DAYS": "ninety"}
     run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode != 0
-    assert "EMBEDPORTAL_TOKEN_EXPIRY_DAYS='ninety': expected a whole number, 0 or more" in run.stderr
+    assert "EMBEDPORTAL_TOKEN_EXPIRY_DAYS='ninety': expected a whole number, 1 or more" in run.stderr
