@@ -259,6 +259,8 @@ Q_CLUSTER = {
     "save_limit": 250,
     "ack_failures": True,
 }
+if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
+    raise ImproperlyConfigured("Q_RETRY must exceed Q_TIMEOUT, or a task still running is delivered a second time")
 
 LOGGING = {
     "version": 1,

@@ -55,8 +55,18 @@ def test_values_of_the_right_form_read_as_they_are_meant(monkeypatch):
     assert env_networks("EMBEDPORTAL_METRICS_ALLOWED_IPS") == ["10.0.0.0/8", "192.168.1.7", "::1"]
 
 
-def test_the_process_stops_at_start_with_the_variable_named():
-    env = {**os.environ, "EMBEDPORTAL_TOKEN_EXPIRY_DAYS": "ninety"}
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"EMBEDPORTAL_TOKEN_EXPIRY_DAYS": "ninety"},
+            "EMBEDPORTAL_TOKEN_EXPIRY_DAYS='ninety': expected a whole number, 1 or more",
+        ),
+        ({"Q_TIMEOUT": "600", "Q_RETRY": "300"}, "Q_RETRY must exceed Q_TIMEOUT"),
+    ],
+)
+def test_the_process_stops_at_start_with_the_variable_named(variables, message):
+    env = {**os.environ, **variables}
     run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode != 0
-    assert "EMBEDPORTAL_TOKEN_EXPIRY_DAYS='ninety': expected a whole number, 1 or more" in run.stderr
+    assert message in run.stderr
