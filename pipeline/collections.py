@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from pipeline import providers
 from pipeline.embedding import PipelineError, embed_raw
@@ -62,6 +62,11 @@ def create_collection(**fields: Any) -> Collection:
         collection.clean_fields(exclude=others)  # the model's bounds and messages
         check_dimensions(collection)
     collection.full_clean()
-    with transaction.atomic():
-        collection.save()
+    try:
+        with transaction.atomic():
+            collection.save()
+    except IntegrityError:
+        # Created by another request since full_clean looked: the same error as had it been there then.
+        collection.validate_unique()
+        raise
     return collection

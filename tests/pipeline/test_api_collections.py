@@ -3,11 +3,14 @@ and extra_params reaching the provider through LiteLLM."""
 
 from __future__ import annotations
 
+import copy
 import json
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus
@@ -187,6 +190,26 @@ def test_invalid_create_is_400_naming_the_field_and_creates_nothing(hash_collect
     assert list(error["details"]) == [field], error
     assert error["message"].startswith(f"{field}: "), error
     assert snapshot() == before
+
+
+def test_a_collection_another_request_creates_meanwhile_is_the_400_not_a_500(hash_collection, monkeypatch):
+    """Three concurrent POSTs of one name answered 201, 400 and 500 (the IntegrityError of the loser
+    whose checks ran before the winner's insert); `create_collection --if-not-exists` failed likewise."""
+    checked = Collection.full_clean
+
+    def then_another_request_creates_it(self, *args, **kwargs):
+        checked(self, *args, **kwargs)
+        Collection.objects.bulk_create([copy.copy(self)])  # committed between the checks and the save
+
+    monkeypatch.setattr(Collection, "full_clean", then_another_request_creates_it)
+    response = send(client_with("add_collection"), "post", COLLECTIONS, {"name": "notes", "model": "local/hash-32"})
+    assert error_of(response, 400)["details"] == {"name": ["Collection with this Name already exists."]}
+    assert Collection.objects.filter(name="notes").count() == 1
+    out = StringIO()
+    call_command("create_collection", "later", "--model", "local/hash-32", "--if-not-exists", stdout=out)
+    assert out.getvalue().strip() == "Collection later exists."
+    with pytest.raises(CommandError, match="Collection with this Name already exists"):
+        call_command("create_collection", "last", "--model", "local/hash-32")
 
 
 def test_create_without_permission_is_403_and_anonymous_is_401(hash_collection):

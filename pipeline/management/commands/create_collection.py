@@ -84,6 +84,9 @@ class Command(BaseCommand):
         try:
             collection = create_collection(**fields)
         except ValidationError as exc:
+            if o["if_not_exists"] and Collection.objects.filter(name=o["name"]).exists():  # created meanwhile
+                self.stdout.write(f"Collection {o['name']} exists.")
+                return
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         trail.command(self, collection=collection.name)
         self.stdout.write(
