@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from psycopg.errors import UniqueViolation
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -56,6 +57,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if _database_down(exc):
         logger.warning("API request failed, database unavailable: %s", str(exc).strip().splitlines()[:1])
         return Response(error_body(503, DATABASE_UNAVAILABLE), status=503, headers=RETRY_AFTER)
+    if isinstance(exc, IntegrityError) and isinstance(exc.__cause__, UniqueViolation):
+        # Another request wrote the same unique value after this one's validation looked (a race the
+        # validators cannot close): a conflict to look at again, not a server error.
+        detail = exc.__cause__.diag.message_detail or "it exists now"
+        message = f"another request created the same meanwhile: {detail}"
+        return Response(error_body(409, message), status=409)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

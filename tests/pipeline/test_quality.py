@@ -18,6 +18,7 @@ from pipeline.models import GoldenQuery, RetrievalEvaluation
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.quality import scores
 from pipeline.queue import IncomingDocument, enqueue
+from testing.api.serializers import GoldenQuerySerializer
 from tests.tools import client_with, error_of
 
 CORPUS = {
@@ -213,6 +214,25 @@ def test_golden_queries_written_through_the_api_are_the_ones_evaluated(api, hash
     assert error_of(again, 400)["message"] == (
         "the collection has this query already: change that golden query's expected_document_id instead"
     )
+
+
+@pytest.mark.django_db(transaction=True)  # the failed insert ends its transaction, as in production
+def test_a_golden_query_another_request_sends_meanwhile_is_a_409_not_a_500(api, hash_collection, monkeypatch):
+    """Four concurrent POSTs of one query answered 201, 500, 400, 400: the validator's look and the
+    insert are not one step. The loser's answer is a conflict naming the row."""
+    validated = GoldenQuerySerializer.validate
+
+    def then_another_request_writes_it(self, attrs):
+        attrs = validated(self, attrs)
+        GoldenQuery.objects.create(**attrs)  # committed between the validation and the insert
+        return attrs
+
+    monkeypatch.setattr(GoldenQuerySerializer, "validate", then_another_request_writes_it)
+    body = {"collection": "hashes", "query": "where are cats", "expected_document_id": "cats"}
+    response = api.post("/api/v1/embedding-pipeline-operations/golden-queries/", body, format="json")
+    message = error_of(response, 409)["message"]
+    assert message.startswith("another request created the same meanwhile: Key (collection_id, query)=("), message
+    assert hash_collection.golden_queries.count() == 1
 
 
 def test_admin_lists_golden_queries_and_evaluations(admin_client, hash_collection):
