@@ -82,6 +82,15 @@ class CollectionForm(forms.ModelForm):
 BOUNDED_JSON = {models.JSONField: {"form_class": BoundedJSONFormField}}
 
 
+def deletion_summary(model_admin: admin.ModelAdmin, request: HttpRequest, objs: list, **counted: QuerySet) -> tuple:
+    """Django's delete confirmation with the rows listed and what goes with them counted: its collector
+    listed every chunk (thousands of lines, all read into memory, for a large selection) and asked for
+    a chunk delete permission."""
+    refused = set() if model_admin.has_delete_permission(request) else {model_admin.model._meta.verbose_name}
+    counts = {model_admin.model._meta.verbose_name_plural: len(objs)} | {k: q.count() for k, q in counted.items()}
+    return [str(o) for o in objs], counts, refused, []
+
+
 @admin.register(Collection)
 class CollectionAdmin(TeamScoped, AuditedAdmin):
     collection_path = ""
@@ -103,6 +112,21 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     list_filter = ("paused", "chunking_strategy", "model", ("team", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "model")
     actions = ("pause_collections", "resume_collections", "reembed_collections")
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
+        collections = list(objs)
+        return deletion_summary(
+            self,
+            request,
+            collections,
+            documents=Document.objects.filter(collection__in=collections),
+            chunks=Chunk.objects.filter(collection__in=collections),
+        )
+
+    # Each with its set-wise raw deletes (Collection.delete), not Django's collector over every chunk.
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
+        for collection in queryset:
+            collection.delete()
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         """A team member picks one of their own teams; only operators may leave it empty (the platform's)."""
@@ -297,12 +321,8 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         )
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
-        """The confirmation lists the documents and counts their chunks: Django's collector listed every
-        chunk (thousands of lines for a large selection) and asked for a chunk delete permission."""
         docs = list(objs)
-        chunks = Chunk.objects.filter(document__in=docs).count()
-        refused = set() if self.has_delete_permission(request) else {Document._meta.verbose_name}
-        return [str(d) for d in docs], {"documents": len(docs), "chunks": chunks}, refused, []
+        return deletion_summary(self, request, docs, chunks=Chunk.objects.filter(document__in=docs))
 
     # Deleting locks the rows first, as the API's DELETE does (DocumentQuerySet.remove).
     def delete_model(self, request: HttpRequest, obj: Document) -> None:

@@ -144,8 +144,10 @@ class CollectionViewSet(viewsets.ModelViewSet):
         trail.note(self.request, collection=serializer.instance.name, changes=trail.changes(before, after))
 
     def perform_destroy(self, instance: Collection) -> None:
-        trail.note(self.request, documents=Document.objects.filter(collection=instance).count())
-        super().perform_destroy(instance)
+        documents = Document.objects.filter(collection=instance).count()
+        if instance.delete()[0] == 0:  # another request deleted it meanwhile
+            raise NotFound(f"no collection named {instance.name!r}")
+        trail.note(self.request, documents=documents)
 
     @extend_schema(request=IncomingDocumentSerializer(many=True), responses={202: dict})
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])

@@ -344,6 +344,10 @@ class Collection(models.Model):
         # Set-wise raw DELETEs: tables referencing pipeline_document must cascade in the database
         # (docs/architecture.md, "pipeline/models/collection.py").
         with transaction.atomic():
+            # One delete at a time: two at once deadlocked on their chunk deletes and index drops (a 503).
+            # The second waits here, then finds the row gone.
+            if not Collection.objects.select_for_update().filter(pk=self.pk).exists():
+                return 0, {}
             # By name: document.py imports this module.
             Chunk, Document = apps.get_model("pipeline", "Chunk"), apps.get_model("pipeline", "Document")
             Chunk.objects.filter(collection=self)._raw_delete(using="default")

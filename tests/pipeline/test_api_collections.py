@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
+from django.db import connection
+from rest_framework.exceptions import NotFound
 from rest_framework.test import APIClient
 
+from pipeline.api.views import CollectionViewSet
 from pipeline.choices import DocumentStatus
+from pipeline.collections import create_collection
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from tests.tools import client_with, error_of, hnsw_indexes, staff
@@ -263,6 +268,52 @@ def test_delete_through_the_api_drops_the_index_documents_and_chunks_of_that_col
     assert Document.objects.get(collection=hash_collection).status == DocumentStatus.EMBEDDED
     assert Chunk.objects.filter(collection=hash_collection).count() == 1
     error_of(send(api, "delete", f"{COLLECTIONS}notes/"), 404)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deletes_of_one_collection_at_once_delete_it_once_without_a_deadlock(hash_collection):
+    """Three concurrent DELETEs answered 503 (PostgreSQL's "deadlock detected" between their chunk
+    deletes and index drops), 404 and 204. Now the collection row is locked first: one deletes, the
+    others find it gone."""
+    for attempt in range(3):
+        collection = create_collection(name=f"notes{attempt}", model="local/hash-32")
+        embed(client_with("add_document"), collection.name, {f"n{i}": f"note {i}" for i in range(20)})
+        barrier, results = threading.Barrier(3), []
+
+        def delete(pk: int = collection.pk, barrier: threading.Barrier = barrier, results: list = results) -> None:
+            try:
+                instance = Collection.objects.get(pk=pk)
+                barrier.wait()
+                results.append(instance.delete()[0] > 0)
+            except Exception as exc:  # noqa: BLE001 - the test reports what each thread met
+                results.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=delete) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results, key=str) == [False, False, True], results
+        assert not Chunk.objects.filter(collection_id=collection.pk).exists()
+        assert collection.index_name not in hnsw_indexes()
+    # The API's loser is told so.
+    gone = Collection.objects.get(name="hashes")
+    Collection.objects.filter(pk=gone.pk).delete()
+    with pytest.raises(NotFound, match="no collection named 'hashes'"):
+        CollectionViewSet(request=None).perform_destroy(gone)
+
+
+def test_the_admin_deletes_collections_counting_what_goes_with_them(hash_collection, admin_client):
+    """Its confirmation listed every chunk (read into memory, thousands of lines for a large collection),
+    and the delete action ran Django's collector over them instead of the set-wise deletes."""
+    embed(client_with("add_document"), "hashes", {f"h{i}": f"hashed text {i}" for i in range(5)})
+    selected = {"action": "delete_selected", "_selected_action": [hash_collection.pk]}
+    page = admin_client.post("/admin/pipeline/collection/", selected).content.decode()
+    assert "Documents: 5" in page and "Chunks: 5" in page and "#0" not in page
+    admin_client.post("/admin/pipeline/collection/", {**selected, "post": "yes"})
+    assert not Collection.objects.exists() and not Chunk.objects.exists() and hnsw_indexes() == {}
 
 
 def test_patch_changes_editable_fields_but_not_model_or_dimensions(hash_collection):
