@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
-from psycopg.errors import UniqueViolation
+from psycopg.errors import DeadlockDetected, SerializationFailure, UniqueViolation
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from embedportal.api.strict import COMMON_QUERY_PARAMETERS, unknown_names
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"
+CONTENTION = "a concurrent request changed the same rows at the same moment; try again"
 # Seconds a client should wait before retrying a 503 (a restart or failover takes about this long).
 RETRY_AFTER = {"Retry-After": "5"}
 
@@ -49,14 +50,22 @@ def _first_message(detail: Any) -> str:
     return str(detail)
 
 
+def _contention(exc: BaseException | None) -> bool:
+    """PostgreSQL gave up one of two transactions that got in each other's way: the database is fine."""
+    return isinstance(getattr(exc, "__cause__", None), (DeadlockDetected, SerializationFailure))
+
+
 def _database_down(exc: BaseException | None) -> bool:
-    return isinstance(exc, (OperationalError, InterfaceError))
+    return isinstance(exc, (OperationalError, InterfaceError)) and not _contention(exc)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if _database_down(exc):
         logger.warning("API request failed, database unavailable: %s", str(exc).strip().splitlines()[:1])
         return Response(error_body(503, DATABASE_UNAVAILABLE), status=503, headers=RETRY_AFTER)
+    if _contention(exc):
+        logger.warning("API request gave way to a concurrent one: %s", str(exc).strip().splitlines()[:1])
+        return Response(error_body(409, CONTENTION), status=409)
     if isinstance(exc, IntegrityError) and isinstance(exc.__cause__, UniqueViolation):
         # Another request wrote the same unique value after this one's validation looked (a race the
         # validators cannot close): a conflict to look at again, not a server error.

@@ -18,8 +18,9 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.test import RequestFactory
 from django.utils import timezone
+from psycopg.errors import DeadlockDetected, SerializationFailure
 
-from embedportal.api.errors import server_error
+from embedportal.api.errors import exception_handler, server_error
 from pipeline import health
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.models import Chunk, Document, WorkerHeartbeat, process_name
@@ -206,6 +207,25 @@ def test_errors_outside_drf_views_on_api_paths_get_the_json_body_not_the_html_pa
     assert response.status_code == 500
     assert json.loads(response.content)["error"]["status"] == 500
     assert "a bug" not in response.content.decode()
+
+
+def test_a_deadlock_or_serialization_failure_is_a_409_to_retry_not_the_database_down():
+    """PostgreSQL gave up one of two transactions in each other's way: the database answers, and
+    "the database is unavailable" (503) sent operators looking for an outage."""
+    for cause in (DeadlockDetected("deadlock detected"), SerializationFailure("could not serialize access")):
+        try:
+            raise OperationalError(str(cause)) from cause
+        except OperationalError as exc:
+            response = exception_handler(exc, {})
+        assert response.status_code == 409
+        assert (
+            response.data["error"]["message"]
+            == "a concurrent request changed the same rows at the same moment; try again"
+        )
+    try:
+        raise OperationalError("connection refused")
+    except OperationalError as exc:
+        assert exception_handler(exc, {}).status_code == 503
 
 
 @pytest.mark.django_db
