@@ -9,8 +9,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
@@ -187,3 +190,26 @@ def collected(sample: str, **labels: str) -> float:
                 if s.name == sample and s.labels == labels:
                     return s.value
     return 0.0
+
+
+def concurrently(call: Callable[[int], Any], n: int, timeout: float | None = None) -> list[Any]:
+    """call(0), ..., call(n - 1) at once, each on its own thread and database connection (closed after):
+    what each returned, or the exception it raised, in that order."""
+    results: list[Any] = [None] * n
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = call(i)
+        except BaseException as exc:  # noqa: BLE001 -- the caller asserts on it
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
-from django.db import connection
 from rest_framework.exceptions import NotFound
 from rest_framework.test import APIClient
 
@@ -21,7 +19,7 @@ from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
-from tests.tools import client_with, error_of, hnsw_indexes, staff
+from tests.tools import client_with, concurrently, error_of, hnsw_indexes, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -278,23 +276,8 @@ def test_deletes_of_one_collection_at_once_delete_it_once_without_a_deadlock(has
     for attempt in range(3):
         collection = create_collection(name=f"notes{attempt}", model="local/hash-32")
         embed(client_with("add_document"), collection.name, {f"n{i}": f"note {i}" for i in range(20)})
-        barrier, results = threading.Barrier(3), []
-
-        def delete(pk: int = collection.pk, barrier: threading.Barrier = barrier, results: list = results) -> None:
-            try:
-                instance = Collection.objects.get(pk=pk)
-                barrier.wait()
-                results.append(instance.delete()[0] > 0)
-            except Exception as exc:  # noqa: BLE001 - the test reports what each thread met
-                results.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=delete) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        instances = [Collection.objects.get(pk=collection.pk) for _ in range(3)]
+        results = concurrently(lambda i, instances=instances: instances[i].delete()[0] > 0, 3)
         assert sorted(results, key=str) == [False, False, True], results
         assert not Chunk.objects.filter(collection_id=collection.pk).exists()
         assert collection.index_name not in hnsw_indexes()

@@ -9,6 +9,7 @@ from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline, Report
 from pipeline.queue import IncomingDocument, enqueue
+from tests.tools import concurrently
 
 
 @pytest.mark.django_db
@@ -63,30 +64,14 @@ def test_change_while_processing_refuses_the_stale_result(hash_collection):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_producers_enqueue_each_id_once(hash_collection):
     ids = [f"doc-{i}" for i in range(200)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
 
     def produce(n: int) -> None:
-        try:
-            barrier.wait()
-            # Each producer sends the ids in a different order, half with changed text.
-            order = ids[n::1] + ids[:n] if n % 2 else list(reversed(ids))
-            for start in range(0, len(order), 50):
-                enqueue(
-                    hash_collection, [IncomingDocument(i, f"text of {i} v{n % 2}") for i in order[start : start + 50]]
-                )
-        except BaseException as exc:  # noqa: BLE001 -- surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
+        # Each producer sends the ids in a different order, half with changed text.
+        order = ids[n::1] + ids[:n] if n % 2 else list(reversed(ids))
+        for start in range(0, len(order), 50):
+            enqueue(hash_collection, [IncomingDocument(i, f"text of {i} v{n % 2}") for i in order[start : start + 50]])
 
-    threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
+    assert concurrently(produce, 4) == [None] * 4
     assert Document.objects.filter(collection=hash_collection).count() == 200
     assert set(Document.objects.values_list("external_id", flat=True)) == set(ids)
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}

@@ -3,10 +3,7 @@ calls are spaced so the provider sees at most the limits."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from pipeline import ratelimits
 from pipeline.choices import DocumentStatus
@@ -14,6 +11,7 @@ from pipeline.models import Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from tests.factories import fake_backed
+from tests.tools import concurrently
 
 
 @pytest.mark.django_db
@@ -38,17 +36,7 @@ def test_three_workers_together_keep_to_the_collections_request_limit(fake_provi
     limited = fake_backed("limited", fake_provider.api_base, batch_size=1, requests_per_minute=240)
     enqueue(limited, [IncomingDocument(f"d{i}", f"document {i}") for i in range(18)])
 
-    def worker() -> None:
-        try:
-            EmbeddingIngestionPipeline(claim_batch=2).drain()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    concurrently(lambda i: EmbeddingIngestionPipeline(claim_batch=2).drain(), 3, timeout=120)
 
     assert Document.objects.filter(status=DocumentStatus.EMBEDDED).count() == 18
     times = sorted(r["at"] for r in fake_provider.requests)
