@@ -36,6 +36,7 @@ TRANSIENT = {
 # The provider failing, not one input (5xx, connection, timeouts, 429): retried, then deferred whole;
 # each counts toward the endpoint's circuit breaker.
 OUTAGE = {ErrorType.API_ERROR, ErrorType.TIMEOUT, ErrorType.RATE_LIMIT}
+PROBE_TEXT = "embedportal health probe"  # what the health check and a circuit's probe embed
 # Errors about the whole call, never one input: splitting the batch would only repeat them.
 BATCH_WIDE = {ErrorType.AUTH, *OUTAGE}
 

@@ -22,10 +22,9 @@ from django.utils import timezone
 from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
-from pipeline.embedding import PipelineError, api_key, check_quality, embed_raw, scrub
+from pipeline.embedding import PROBE_TEXT, PipelineError, api_key, check_quality, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat, sees_all_collections
 
-PROBE_TEXT = "embedportal health probe"
 # Database work in a check is bounded: a locked table must fail the check, not hang the probe.
 CHECK_STATEMENT_TIMEOUT_MS = 5000
 

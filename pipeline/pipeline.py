@@ -21,6 +21,7 @@ from pipeline import metrics, waits
 from pipeline.backfill import finish_ready
 from pipeline.batches import BatchProcessing
 from pipeline.choices import DocumentStatus, WorkerRole
+from pipeline.embedding import OUTAGE, PROBE_TEXT, PipelineError, check_quality, embed_raw
 from pipeline.leases import (
     HEARTBEAT_EVERY,
     LeaseKeeper,
@@ -30,13 +31,10 @@ from pipeline.leases import (
     log_database_error,
     new_worker_id,
 )
-from pipeline.models import Document, ProviderCircuit, WorkerHeartbeat
+from pipeline.models import Collection, Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.waits import RetryPolicy
 
 logger = logging.getLogger(__name__)
-
-# Documents a half-open probe sends to a failing provider: the least work put at risk.
-PROBE_DOCUMENTS = 1
 
 
 class EmbeddingIngestionPipeline(BatchProcessing):
@@ -65,20 +63,15 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         self._storage: StorageStage | None = None
 
     def run_once(self) -> Report:
-        """Claim one batch and process it (claimed == 0: the queue is empty). A circuit due for its
-        half-open probe is served first; else the next collection with work, round-robin."""
+        """Claim one batch and process it (claimed == 0: the queue is empty): of the next collection with
+        work, round-robin. A circuit due for its half-open probe is probed first."""
         report = Report()
         self._heartbeat()
-        t0 = time.perf_counter()
         probe = ProviderCircuit.objects.take_probe(self.worker_id, self.lease)
-        docs = []
         if probe is not None:
-            docs = Document.objects.claim(self.worker_id, PROBE_DOCUMENTS, self.lease, endpoint=probe)
-            if not docs:
-                ProviderCircuit.objects.reopen(self.worker_id, waits.circuit_wait(probe.reopenings), probed=False)
-                probe = None
-        if probe is None:
-            docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
+            self._probe(probe)
+        t0 = time.perf_counter()
+        docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
         self._claim = (time.perf_counter() - t0, timezone.now())
         self.metrics.observe_claim(self._claim[0], [(self._claim[1] - d.enqueued_at).total_seconds() for d in docs])
         report.claimed = len(docs)
@@ -96,23 +89,32 @@ class EmbeddingIngestionPipeline(BatchProcessing):
             # The leases are kept until the batch is stored, which may be after this returns.
             self._then(keeper.stop)
         report.batches = 1
-        if probe is not None:
-            self._end_probe(probe, report)
         return report
 
-    def _end_probe(self, probe: ProviderCircuit, report: Report) -> None:
-        """An answer from the provider closes its circuit; another outage error opens it again, for longer."""
-        if report.deferred:
-            wait = waits.circuit_wait(probe.reopenings + 1)
-            ProviderCircuit.objects.reopen(self.worker_id, wait)
-            logger.warning(
-                "provider %s still failing: circuit open again, next probe in %.0f s",
-                probe.endpoint,
-                wait.total_seconds(),
-            )
-        else:
-            ProviderCircuit.objects.close(self.worker_id)
-            logger.warning("provider %s answers again: circuit closed", probe.endpoint)
+    def _probe(self, probe: ProviderCircuit) -> None:
+        """The half-open probe: one call of a fixed text, never a document. An answer closes the circuit;
+        another outage error opens it again, for longer. A document probe let one document the provider
+        refuses with a 500 keep its circuit open for every collection on it, at each of its retries."""
+        collection = Collection.objects.filter(paused=False, model=probe.model, api_base=probe.api_base).first()
+        if collection is None:  # paused or deleted since: the heartbeat closes its circuit
+            ProviderCircuit.objects.reopen(self.worker_id, waits.circuit_wait(probe.reopenings), probed=False)
+            return
+        try:
+            check_quality(embed_raw(collection, [PROBE_TEXT]), 1, collection.dimensions)
+        except PipelineError as exc:
+            if exc.error_type in OUTAGE:
+                wait = waits.circuit_wait(probe.reopenings + 1)
+                ProviderCircuit.objects.reopen(self.worker_id, wait)
+                logger.warning(
+                    "provider %s still failing (%s): circuit open again, next probe in %.0f s",
+                    probe.endpoint,
+                    exc.error_type,
+                    wait.total_seconds(),
+                )
+                return
+        # It answered (an answer the documents would fail on, too: they fail alone, not as an outage).
+        ProviderCircuit.objects.close(self.worker_id)
+        logger.warning("provider %s answers again: circuit closed", probe.endpoint)
 
     def drain(self, max_seconds: float | None = None, stop: Callable[[], bool] | None = None) -> Report:
         """Process batches until the queue is empty, time is up, or `stop()`; all are stored by return."""

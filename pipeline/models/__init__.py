@@ -3,7 +3,7 @@ workers share, and what the pipeline measured. One module per concern, all impor
 `pipeline.models`; the rules on collection settings are in `pipeline.models.rules`."""
 
 from pipeline.models.collection import Collection, default_freshness_sla, sees_all_collections, visible
-from pipeline.models.document import _CIRCUIT_CLOSED, _NEXT_COLLECTIONS_SQL, SEARCH_CONFIG, Chunk, Document
+from pipeline.models.document import _NEXT_COLLECTIONS_SQL, SEARCH_CONFIG, Chunk, Document
 from pipeline.models.measurements import (
     BatchTiming,
     CapacityMeasurement,

@@ -14,7 +14,6 @@ from pgvector.django import VectorField
 
 from pipeline.choices import DocumentStatus
 from pipeline.models.collection import Collection, wake_workers
-from pipeline.models.operations import ProviderCircuit
 
 # The text search configuration of the keyword index and of keyword queries.
 SEARCH_CONFIG = "english"
@@ -25,7 +24,8 @@ SEARCH_CONFIG = "english"
 _NEXT_COLLECTIONS_SQL = """
 SELECT c.id FROM pipeline_collection c
  WHERE NOT c.paused
-   AND {endpoint}
+   AND NOT EXISTS (SELECT 1 FROM pipeline_providercircuit p
+                    WHERE p.model = c.model AND p.api_base = c.api_base AND p.state <> 'closed')
    AND ((SELECT d.available_at FROM pipeline_document d
           WHERE d.collection_id = c.id AND d.status = 'pending'
           ORDER BY d.available_at LIMIT 1) <= %(now)s
@@ -34,9 +34,6 @@ SELECT c.id FROM pipeline_collection c
  ORDER BY c.last_claimed_at NULLS FIRST, c.id
  LIMIT %(candidates)s
 """
-_CIRCUIT_CLOSED = """NOT EXISTS (SELECT 1 FROM pipeline_providercircuit p
-                    WHERE p.model = c.model AND p.api_base = c.api_base AND p.state <> 'closed')"""
-_ENDPOINT = "c.model = %(model)s AND c.api_base = %(api_base)s"
 # Collections tried per claim when the first ones' due rows are all locked by concurrent claimers.
 CLAIM_CANDIDATES = 4
 
@@ -51,14 +48,12 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             collection__paused=False,
         )
 
-    def claim(
-        self, worker: str, limit: int, lease: timedelta, endpoint: ProviderCircuit | None = None
-    ) -> list[Document]:
+    def claim(self, worker: str, limit: int, lease: timedelta) -> list[Document]:
         """Lease up to `limit` documents of one collection, the least recently claimed with work due and its
-        circuit closed (or, with `endpoint`, that circuit's half-open probe). docs/architecture.md has why."""
+        circuit closed. docs/architecture.md has why."""
         now = timezone.now()
         with transaction.atomic(using=self.db):
-            for collection_id in self._next_collections(now, endpoint):
+            for collection_id in self._next_collections(now):
                 ids = self._lock_due(collection_id, now, limit)
                 if ids:
                     break
@@ -74,15 +69,9 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             Collection.objects.using(self.db).filter(pk=collection_id).update(last_claimed_at=now)
         return list(self.filter(pk__in=ids, lease_owner=worker).select_related("collection").order_by("id"))
 
-    def _next_collections(self, now: datetime, endpoint: ProviderCircuit | None) -> list[int]:
-        params: dict[str, Any] = {"now": now, "candidates": CLAIM_CANDIDATES}
-        if endpoint is None:
-            sql = _NEXT_COLLECTIONS_SQL.format(endpoint=_CIRCUIT_CLOSED)
-        else:
-            sql = _NEXT_COLLECTIONS_SQL.format(endpoint=_ENDPOINT)
-            params.update(model=endpoint.model, api_base=endpoint.api_base)
+    def _next_collections(self, now: datetime) -> list[int]:
         with connections[self.db].cursor() as cur:
-            cur.execute(sql, params)
+            cur.execute(_NEXT_COLLECTIONS_SQL, {"now": now, "candidates": CLAIM_CANDIDATES})
             return [row[0] for row in cur.fetchall()]
 
     def _lock_due(self, collection_id: int, now: datetime, limit: int) -> list[int]:

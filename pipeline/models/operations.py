@@ -148,8 +148,8 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
         return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker)._closed()
 
     def in_use(self) -> ProviderCircuitQuerySet:
-        """Endpoints an unpaused collection embeds with: only their circuits can be probed (a probe
-        claims one of their documents) and only they hold work back."""
+        """Endpoints an unpaused collection embeds with: only their circuits are probed (with one
+        such collection's settings) and only they hold work back."""
         used = Collection.objects.filter(paused=False, model=OuterRef("model"), api_base=OuterRef("api_base"))
         return self.filter(Exists(used))
 
@@ -180,10 +180,10 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
 
     def probe_now(self) -> int:
         """An operator knows the provider is back: open circuits are due for their probe now, so
-        the next worker sends one small batch (answers close it; a failure opens it again, with the
+        the next worker sends its probe (an answer closes it; a failure opens it again, with the
         backoff it had). A half-open circuit is already probing and is left to its prober."""
         now = timezone.now()
-        # The probe is a claim: wake a worker to make it now, not at the next minute's drain.
+        # Workers probe before they claim: wake one to make it now, not at the next minute's drain.
         return wake_workers(self.filter(state=CircuitState.OPEN).update(next_probe_at=now, updated_at=now), self.db)
 
 

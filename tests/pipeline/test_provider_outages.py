@@ -19,6 +19,7 @@ from pipeline import circuits, health
 from pipeline.choices import CircuitState, DocumentStatus, ErrorType
 from pipeline.circuits import CIRCUIT_STATE, CircuitCollector
 from pipeline.collections import create_collection
+from pipeline.embedding import PROBE_TEXT
 from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
@@ -111,15 +112,17 @@ def test_one_provider_down_leaves_another_collection_undelayed_and_calls_stay_bo
         assert pipeline.drain().embedded == 5
         assert len(fake_provider.requests) == 3
 
-        # Each probe is one call of one document; a failed probe doubles the wait: 30, 60, 120, 240 s.
+        # Each probe is one call of a fixed text, no document; a failed probe doubles the wait: 30, 60,
+        # 120, 240 s.
         waited = 30
         for probe in range(1, 5):
             traveller.shift(timedelta(seconds=waited - 1))
-            assert pipeline.drain().claimed == 0, "no probe before its time"
+            assert pipeline.drain().claimed == 0 and len(fake_provider.requests) == 3 + probe - 1, "no probe yet"
             traveller.shift(timedelta(seconds=1))
             report = pipeline.drain()
-            assert (report.claimed, report.deferred) == (1, 1)
+            assert (report.claimed, report.deferred) == (0, 0)
             assert len(fake_provider.requests) == 3 + probe
+            assert fake_provider.requests[-1]["inputs"] == [PROBE_TEXT]
             circuit.refresh_from_db()
             assert (circuit.state, circuit.reopenings) == (CircuitState.OPEN, probe)
             waited *= 2
@@ -132,8 +135,44 @@ def test_one_provider_down_leaves_another_collection_undelayed_and_calls_stay_bo
         assert report.embedded == 20
         assert ProviderCircuit.objects.get().state == CircuitState.CLOSED
         assert statuses(down) == {DocumentStatus.EMBEDDED: 20}
-        # 3 tries + 4 failed probes + 1 good probe + the other 19 documents in calls of 4.
-        assert len(fake_provider.requests) == 3 + 4 + 1 + math.ceil(19 / down.batch_size)
+        # 3 tries + 4 failed probes + 1 good probe + the 20 documents in calls of 4.
+        assert len(fake_provider.requests) == 3 + 4 + 1 + math.ceil(20 / down.batch_size)
+
+
+def test_a_document_the_provider_answers_with_a_500_fails_alone_and_leaves_the_circuit_closed(
+    fake_collection, fake_provider, settings
+):
+    """One such document among good ones opened the shared circuit, was itself the half-open probe
+    (a probe claimed a document), and kept every collection on the endpoint waiting, at each of its
+    retries too: the provider looked down while it answered everything else. Probes embed a fixed
+    text now, so the circuit closes and the document is isolated as a bad input."""
+    settings.EMBEDPORTAL_CIRCUIT_OPEN_SECONDS = 30
+    add(fake_collection, 5)
+    enqueue(fake_collection, [IncomingDocument("bad", "a text the provider fails on POISON:500")])
+    pipeline = worker([])
+
+    def run_until_settled() -> int:
+        rounds = 0
+        with time_machine.travel(timezone.now(), tick=False) as traveller:
+            while Document.objects.filter(collection=fake_collection, status=DocumentStatus.PENDING).exists():
+                rounds += 1
+                assert rounds < 30, statuses(fake_collection)
+                pipeline.drain()
+                traveller.shift(timedelta(seconds=61))  # every deferral and probe wait is over
+        return rounds
+
+    assert run_until_settled() <= 8
+    assert statuses(fake_collection) == {DocumentStatus.EMBEDDED: 5, DocumentStatus.FAILED: 1}
+    assert Document.objects.get(external_id="bad").last_error.startswith("api_error")
+    assert ProviderCircuit.objects.get().state == CircuitState.CLOSED
+
+    # Its retry (the reprocessing workflow requeues it alone): it fails alone again, the circuit ends closed.
+    Document.objects.filter(external_id="bad").requeue()
+    assert run_until_settled() <= 8
+    assert statuses(fake_collection) == {DocumentStatus.EMBEDDED: 5, DocumentStatus.FAILED: 1}
+    assert ProviderCircuit.objects.get().state == CircuitState.CLOSED
+    add(fake_collection, 1, prefix="late")
+    assert pipeline.drain().embedded == 1, "the endpoint serves new work at once"
 
 
 def test_only_one_worker_wins_the_half_open_probe(fake_collection, settings):
@@ -234,11 +273,9 @@ def test_the_claim_reads_indexes_only_at_100k_pending(hash_collection):
         assert "Index Scan using pipeline_document_pending" in plan, plan
         assert "Seq Scan" not in plan and "Sort" not in plan, plan
         with connection.cursor() as cur:
-            from pipeline.models import _CIRCUIT_CLOSED, _NEXT_COLLECTIONS_SQL
+            from pipeline.models import _NEXT_COLLECTIONS_SQL
 
-            cur.execute(
-                "EXPLAIN " + _NEXT_COLLECTIONS_SQL.format(endpoint=_CIRCUIT_CLOSED), {"now": now, "candidates": 4}
-            )
+            cur.execute("EXPLAIN " + _NEXT_COLLECTIONS_SQL, {"now": now, "candidates": 4})
             plan = "\n".join(row[0] for row in cur.fetchall())
         assert "Seq Scan on pipeline_document" not in plan, plan
     claimed = Document.objects.claim("w", 32, timedelta(seconds=30))
