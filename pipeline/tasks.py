@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
+import time
 from datetime import timedelta
 
+from django.db import connection
+from django.db.models import Min
 from django.utils import timezone
 
 from embedportal.schedules import Every
 from pipeline import history
-from pipeline.choices import WorkerRole
-from pipeline.models import ProviderCircuit, WorkerHeartbeat
+from pipeline.choices import CircuitState, DocumentStatus, WorkerRole
+from pipeline.models import Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
-from pipeline.wakeup import DRAIN_TASK
+from pipeline.wakeup import DRAIN_TASK, kick_workers
 
 HEARTBEAT_TASK = "pipeline.tasks.heartbeat"
 # A drain task stops after this long so django-q2's timeout never kills it mid-batch.
 DRAIN_SECONDS = 50.0
+# Work due later than this is left to the minute's drain schedule.
+WAKE_WITHIN_SECONDS = 60.0
+_wake_at: float | None = None  # monotonic time of this process's pending wake
 # Set once the cluster is told to stop (embedportal's qcluster command): a drain ends after its batch in
 # hand. Made at import, before the fork, so every process shares it; lock-free: a signal handler sets it.
 STOPPING = multiprocessing.get_context("fork").RawValue("b", 0)
@@ -27,7 +34,40 @@ def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:
     report = EmbeddingIngestionPipeline(role=WorkerRole.DRAIN_TASK).drain(
         max_seconds=max_seconds, stop=lambda: STOPPING.value
     )
+    if not STOPPING.value:
+        wake_when_due()
     return report.as_dict()
+
+
+def wake_when_due() -> None:
+    """Deferred documents and circuit probes fall due between the minute's drains, and nothing announced
+    them: recovery waited up to a minute more. A timer in this worker process wakes the workers when the
+    first falls due (the minute's drain stays the safety net if the process goes first)."""
+    global _wake_at
+    now = timezone.now()
+    firsts = [
+        Document.objects.filter(status=DocumentStatus.PENDING, available_at__gt=now).aggregate(at=Min("available_at")),
+        ProviderCircuit.objects.in_use()
+        .filter(state=CircuitState.OPEN, next_probe_at__gt=now)
+        .aggregate(at=Min("next_probe_at")),
+    ]
+    due = [first["at"] for first in firsts if first["at"] is not None]
+    if not due or (delay := (min(due) - now).total_seconds() + 0.2) > WAKE_WITHIN_SECONDS:
+        return
+    at = time.monotonic() + delay
+    if _wake_at is not None and time.monotonic() < _wake_at <= at + 1:
+        return  # a wake at about that time or earlier is set already
+    _wake_at = at
+    timer = threading.Timer(delay, _wake)
+    timer.daemon = True
+    timer.start()
+
+
+def _wake() -> None:
+    try:
+        kick_workers()
+    finally:
+        connection.close()  # this timer thread's own
 
 
 def heartbeat() -> None:

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.conf import settings
+from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.tasks import async_task, result
 
+from pipeline import tasks
 from pipeline.choices import DocumentStatus
 from pipeline.models import Document
 from pipeline.queue import IncomingDocument, enqueue
@@ -34,3 +39,36 @@ def test_qcluster_workers_share_the_litellm_loaded_before_they_were_forked():
     assert origin is not None, "the task did not run"
     assert origin["litellm_loaded"], "LiteLLM was not loaded when the task started"
     assert origin["preloaded_by"] is not None and origin["preloaded_by"] != origin["pid"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_wakes_the_workers_when_deferred_work_or_a_probe_falls_due(hash_collection, monkeypatch):
+    """A deferred batch or an open circuit's probe fell due between the minute's drains and waited for
+    the next one: up to a minute more of every recovery (seen 30 to 60 s under qcluster)."""
+    armed: list[tuple[float, object]] = []
+
+    class Timer:
+        def __init__(self, delay: float, call) -> None:
+            armed.append((delay, call))
+            self.daemon = False
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(tasks.threading, "Timer", Timer)
+    monkeypatch.setattr(tasks, "_wake_at", None)
+    enqueue(hash_collection, [IncomingDocument("d", "a deferred text")])
+    Document.objects.update(available_at=timezone.now() + timedelta(seconds=20))
+    OrmQ.objects.all().delete()
+    tasks.drain_queue()  # nothing due now: the document waits 20 s
+    assert len(armed) == 1 and 19 < armed[0][0] < 21
+    tasks.drain_queue()  # a wake no later is set: not a second one
+    assert len(armed) == 1
+
+    armed[0][1]()  # the timer fires: drain tasks are queued for the workers
+    assert OrmQ.objects.count() == settings.Q_CLUSTER["workers"]
+    # Nothing due within the minute: the schedule's drain will do.
+    Document.objects.update(available_at=timezone.now() + timedelta(minutes=5))
+    monkeypatch.setattr(tasks, "_wake_at", None)
+    tasks.drain_queue()
+    assert len(armed) == 1
