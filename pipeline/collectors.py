@@ -87,7 +87,7 @@ class DatabaseCollector(collectors.DatabaseCollector):
         (
             CLAIMABLE,
             "Documents a worker could claim now: pending and due, or leased with an expired lease, in unpaused "
-            "collections (what the worker autoscaler scales on).",
+            "collections whose provider circuit is closed (what the worker autoscaler scales on).",
             [],
         ),
         (COLLECTION_QUEUE_DEPTH, "Pending documents per collection.", ["collection"]),

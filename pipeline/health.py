@@ -22,6 +22,7 @@ from django.utils import timezone
 from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
+from pipeline.choices import DocumentStatus
 from pipeline.embedding import PROBE_TEXT, PipelineError, api_key, check_quality, embed_raw, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat, sees_all_collections
 
@@ -242,7 +243,10 @@ def check_queue() -> CheckResult:
             seen = f"last one {(now - latest).total_seconds():.0f} s ago" if latest else "none ever"
             raise CheckFailed(f"no worker heartbeat in the last {max_age.total_seconds():.0f} s ({seen})")
         if oldest is None:
-            return f"{alive} worker(s) alive; no pending work"
+            with bounded_queries(CHECK_STATEMENT_TIMEOUT_MS):
+                later = Document.objects.filter(status=DocumentStatus.PENDING).count()
+            # Deferred or in a paused collection: waiting on purpose, but not "nothing to do".
+            return f"{alive} worker(s) alive; " + (f"{later} pending, none due now" if later else "no pending work")
         waited = now - oldest
         held = f"; {stranded['n']} held by expired or dead leases" if stranded["n"] else ""
         if waited > window and (last_embedded is None or now - last_embedded > window):

@@ -8,12 +8,13 @@ from typing import Any
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import connections, models, transaction
-from django.db.models import F, Func, Min, Q, Value
+from django.db.models import Exists, F, Func, Min, OuterRef, Q, Value
 from django.utils import timezone
 from pgvector.django import VectorField
 
-from pipeline.choices import DocumentStatus
+from pipeline.choices import CircuitState, DocumentStatus
 from pipeline.models.collection import Collection, wake_workers
+from pipeline.models.operations import ProviderCircuit
 
 # The text search configuration of the keyword index and of keyword queries.
 SEARCH_CONFIG = "english"
@@ -40,13 +41,17 @@ CLAIM_CANDIDATES = 4
 
 class DocumentQuerySet(models.QuerySet["Document"]):
     def claimable(self, now: datetime | None = None) -> DocumentQuerySet:
-        """Pending documents and those whose worker's lease expired, in unpaused collections."""
+        """Pending documents and those whose worker's lease expired, in unpaused collections whose
+        provider's circuit is closed: what a claim would take (an open circuit's work is not, and
+        counting it scaled workers out for an outage they could do nothing about)."""
         now = now or timezone.now()
+        circuits = ProviderCircuit.objects.exclude(state=CircuitState.CLOSED)
+        held = circuits.filter(model=OuterRef("collection__model"), api_base=OuterRef("collection__api_base"))
         return self.filter(
             Q(status=DocumentStatus.PENDING, available_at__lte=now)
             | Q(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now),
             collection__paused=False,
-        )
+        ).exclude(Exists(held))
 
     def claim(self, worker: str, limit: int, lease: timedelta) -> list[Document]:
         """Lease up to `limit` documents of one collection, the least recently claimed with work due and its

@@ -91,9 +91,10 @@ def test_queue_check_fails_when_pending_work_waits_and_nothing_is_embedded(hash_
     assert "work has waited 1200 s and nothing was embedded in the last 600 s" == result.reason
     assert result.details["workers_alive"] == 1
 
-    # Paused collections are waiting on purpose: no alarm for them.
+    # Paused collections are waiting on purpose: no alarm for them, and not "no pending work" either.
     hash_collection.__class__.objects.filter(pk=hash_collection.pk).pause()
-    assert health.check_queue().ok
+    result = health.check_queue()
+    assert result.ok and result.reason == "1 worker(s) alive; 1 pending, none due now"
 
 
 @pytest.mark.django_db

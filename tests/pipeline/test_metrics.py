@@ -141,8 +141,9 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
 
 @pytest.mark.django_db
 def test_the_claimable_depth_leaves_out_paused_collections_and_deferred_documents(hash_collection):
+    from pipeline.choices import CircuitState
     from pipeline.collectors import queue_snapshot
-    from pipeline.models import Collection
+    from pipeline.models import Collection, ProviderCircuit
 
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(4)])
     now = timezone.now()
@@ -154,6 +155,16 @@ def test_the_claimable_depth_leaves_out_paused_collections_and_deferred_document
     snap = queue_snapshot()
     assert (snap.depth, snap.claimable) == (3, 3)  # d1's lease expired: claimable, though not pending
     assert 3590 < snap.oldest_pending_seconds < 3700  # d0 is not due; d2 and d3 became due an hour ago
+    # Its provider's circuit open: no worker may claim them (a worker autoscaler scaled out for it).
+    circuit = ProviderCircuit.objects.create(
+        model=hash_collection.model,
+        api_base=hash_collection.api_base,
+        endpoint="e",
+        state=CircuitState.OPEN,
+        updated_at=now,
+    )
+    assert queue_snapshot().claimable == 0
+    circuit.delete()
     Collection.objects.filter(pk=hash_collection.pk).pause()
     snap = queue_snapshot()
     assert (snap.claimable, snap.oldest_pending_seconds) == (0, 0)
