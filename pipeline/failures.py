@@ -64,8 +64,9 @@ class FailureHandling:
             except PipelineError as exc:
                 self._count_error(exc, result)
                 exc.tries = n
-                # An open circuit means the provider is down for everyone: no more tries now.
-                if not exc.transient or n >= tries or exc.circuit_open:
+                # An open circuit means the provider is down for everyone: no more tries now. A Retry-After
+                # longer than a batch may wait would make the next tries fail too: defer for it in full now.
+                if not exc.transient or n >= tries or exc.circuit_open or (exc.retry_after or 0) > self.retry.max_wait:
                     raise
                 logger.warning("%s (try %d of %d)", exc, n, tries)
                 self.retry.sleep(self.retry.delay(exc, n))

@@ -83,7 +83,7 @@ def test_rate_limit_waits_for_retry_after(fake_collection, fake_provider, waits,
     assert waits == [7.0]
 
 
-def test_rate_limit_wait_is_capped_in_the_batch_and_defers_it_for_the_whole_retry_after(
+def test_a_retry_after_longer_than_a_batch_may_wait_defers_it_at_once_for_all_of_it(
     fake_collection, fake_provider, waits, settings, clock
 ):
     settings.EMBEDPORTAL_RETRY_MAX_WAIT = 2
@@ -91,9 +91,10 @@ def test_rate_limit_wait_is_capped_in_the_batch_and_defers_it_for_the_whole_retr
     fake_provider.mode = "429"
     add(fake_collection, "a", "b", "c")
     worker(waits).drain()
-    assert waits == [2.0, 2.0]
+    # It was tried twice more after the capped 2 s, both tries bound to fail, before being deferred.
+    assert waits == []
     # A rate limit concerns the whole call: the batch is not split into more calls.
-    assert len(fake_provider.requests) == 3
+    assert len(fake_provider.requests) == 1
     assert not FailedDocument.objects.exists()
     # A deferred batch holds no worker: it waits out the provider's 15 minutes in the queue.
     assert set(Document.objects.values_list("status", "available_at")) == {
