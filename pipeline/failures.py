@@ -106,4 +106,5 @@ class FailureHandling:
             if failed:
                 signals.document_failed.send(sender=type(self), document_id=doc.pk, error=exc, message=message)
         result.failed += failed
-        logger.warning("document %s failed: %s", doc.pk, message)
+        # What operators search by: the collection and the producer's id (the row id for the admin's URL).
+        logger.warning("document %r of %s (id %s) failed: %s", doc.external_id, doc.collection.name, doc.pk, message)

@@ -146,13 +146,15 @@ def test_permanent_error_fails_the_document_without_retrying(fake_collection, fa
 
 @pytest.mark.parametrize(("mode", "error_type"), PERMANENT)
 def test_poison_document_fails_alone_and_its_batch_neighbours_are_stored(
-    fake_collection, fake_provider, waits, mode, error_type
+    fake_collection, fake_provider, waits, mode, error_type, caplog
 ):
     texts = [f"good document {i}" for i in range(7)]
     texts.insert(3, f"bad document POISON:{mode} here")
     add(fake_collection, *texts)
     report = worker(waits, claim_batch=8).drain()
     assert report.embedded == 7 and report.failed == 1
+    # The log names it as operators know it: its id and collection (it said "document 4 failed").
+    assert f"document 'd3' of {fake_collection.name} (id " in caplog.text
     assert set(FailedDocument.objects.values_list("document__external_id", "error_type")) == {("d3", error_type)}
     embedded = Document.objects.filter(status=DocumentStatus.EMBEDDED)
     assert embedded.count() == 7
