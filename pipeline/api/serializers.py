@@ -103,11 +103,13 @@ class DocumentSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="external_id", read_only=True)
     url = serializers.SerializerMethodField(help_text="The document's address: its collection and id.")
     collection = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    available_at = serializers.DateTimeField(
+        read_only=True, help_text="When a pending document may be claimed: later than now while it is deferred."
+    )
 
     class Meta:
         model = Document
-        # The id is external_id; available_at (a backoff) is the queue's own.
-        exclude = ["external_id", "text", "available_at"]
+        exclude = ["external_id", "text"]  # the id is external_id
 
     def get_url(self, document: Document) -> str:
         """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""

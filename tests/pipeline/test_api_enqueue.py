@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from pipeline.choices import DocumentStatus
@@ -250,3 +253,8 @@ def test_document_list_filters_by_collection_and_status(api, hash_collection):
     assert ids("collection=other") == {"epsilon"}
     assert ids("status=pending") == {"delta", "epsilon"}
     assert ids("collection=other&status=embedded") == set()
+    # A deferred document says when it will be tried again (the admin showed it; the API did not).
+    later = timezone.now() + timedelta(minutes=2)
+    Document.objects.filter(external_id="delta").update(available_at=later)
+    delta = api.get("/api/v1/collections/hashes/documents/delta/").json()
+    assert (delta["status"], parse_datetime(delta["available_at"])) == ("pending", later)
