@@ -41,20 +41,20 @@ def _zero_ok(name: str) -> bool:
 
 
 def env_int(name: str) -> int:
-    raw = env_str(name).strip()
-    if not (raw.isascii() and raw.isdigit() and (int(raw) > 0 or _zero_ok(name))):
-        raise _refused(name, raw, f"a whole number, {0 if _zero_ok(name) else 1} or more")
+    raw, zero = env_str(name).strip(), _zero_ok(name)
+    if not (raw.isascii() and raw.isdigit() and (int(raw) > 0 or zero)):
+        raise _refused(name, raw, f"a whole number, {0 if zero else 1} or more")
     return int(raw)
 
 
 def env_float(name: str) -> float:
-    raw = env_str(name).strip()
+    raw, zero = env_str(name).strip(), _zero_ok(name)
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and (value > 0 or value == 0 and _zero_ok(name))):
-        raise _refused(name, raw, "a number, 0 or more" if _zero_ok(name) else "a number above 0")
+    if not (math.isfinite(value) and (value > 0 or value == 0 and zero)):
+        raise _refused(name, raw, "a number, 0 or more" if zero else "a number above 0")
     return value
 
 

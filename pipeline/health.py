@@ -23,7 +23,7 @@ from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
 from pipeline.choices import DocumentStatus
-from pipeline.embedding import PROBE_TEXT, PipelineError, api_key, check_quality, embed_raw, scrub
+from pipeline.embedding import PROBE_TEXT, PipelineError, api_key, embed_texts, scrub
 from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat, sees_all_collections
 
 # Database work in a check is bounded: a locked table must fail the check, not hang the probe.
@@ -83,7 +83,7 @@ def _probe_model(collection: Collection, timeout: float) -> tuple[str | None, fl
     started = time.perf_counter()
     try:
         # The workers' own quality gate: one vector of the collection's dimensions, finite, not all zero.
-        check_quality(embed_raw(probe, [PROBE_TEXT]), 1, collection.dimensions)
+        embed_texts(probe, [PROBE_TEXT])
     except PipelineError as exc:
         # A provider may echo the key in its error text; never let it reach a probe's output.
         failure = f"{collection.model} (collection {collection.name}) failed: {exc}"

@@ -21,7 +21,7 @@ from pipeline import metrics, waits
 from pipeline.backfill import finish_ready
 from pipeline.batches import BatchProcessing
 from pipeline.choices import DocumentStatus, WorkerRole
-from pipeline.embedding import OUTAGE, PROBE_TEXT, PipelineError, check_quality, embed_raw
+from pipeline.embedding import OUTAGE, PROBE_TEXT, PipelineError, embed_texts
 from pipeline.leases import (
     HEARTBEAT_EVERY,
     LeaseKeeper,
@@ -100,7 +100,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
             ProviderCircuit.objects.reopen(self.worker_id, waits.circuit_wait(probe.reopenings), probed=False)
             return
         try:
-            check_quality(embed_raw(collection, [PROBE_TEXT]), 1, collection.dimensions)
+            embed_texts(collection, [PROBE_TEXT])
         except PipelineError as exc:
             if exc.error_type in OUTAGE:
                 wait = waits.circuit_wait(probe.reopenings + 1)

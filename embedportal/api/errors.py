@@ -17,7 +17,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from embedportal.api.strict import COMMON_QUERY_PARAMETERS, unknown_names
+from embedportal.api.strict import unknown_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -121,19 +121,19 @@ class StrictQueryMiddleware:
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         cls = getattr(view, "cls", None)
-        # The schema and its UI are drf-spectacular's, with parameters of their own (lang, version).
-        if cls is None or cls.__module__.startswith("drf_spectacular.") or not request.GET:
-            return None
-        if getattr(cls, "filterset_class", None):
+        # A StrictFilterSet checks its own; drf-spectacular's schema and UI take their own (lang, version).
+        if (
+            not request.GET
+            or cls is None
+            or cls.__module__.startswith("drf_spectacular.")
+            or getattr(cls, "filterset_class", None)
+        ):
             return None
         method = request.method.lower() if request.method else ""
         handler = getattr(view, "actions", {}).get(method, method)
-        known = [*COMMON_QUERY_PARAMETERS, *getattr(cls, "query_parameters", {}).get(handler, ())]
-        problems = {
-            name: [message.replace("unknown field", "unknown query parameter")]
-            for name, message in unknown_names(request.GET.keys(), known).items()
-        }
+        problems = unknown_parameters(request.GET.keys(), getattr(cls, "query_parameters", {}).get(handler, ()))
         if not problems:
             return None
-        name, (message,) = next(iter(problems.items()))
-        return JsonResponse(error_body(400, f"{name}: {message}", problems), status=400)
+        name, message = next(iter(problems.items()))
+        details = {parameter: [problem] for parameter, problem in problems.items()}
+        return JsonResponse(error_body(400, f"{name}: {message}", details), status=400)

@@ -45,6 +45,12 @@ def unknown_names(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
     return problems
 
 
+def unknown_parameters(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
+    """unknown_names for query parameters: `limit`, `offset` and `format` are known to every view."""
+    problems = unknown_names(given, [*known, *COMMON_QUERY_PARAMETERS])
+    return {name: message.replace("unknown field", "unknown query parameter") for name, message in problems.items()}
+
+
 class StrictFieldsMixin:
     """A serializer refusing fields it does not declare (read-only ones count as known)."""
 
@@ -66,11 +72,11 @@ class StrictFilterSet(django_filters.FilterSet):
     def errors(self) -> Any:
         errors = super().errors
         for name, message in self._unknown().items():
-            errors[name] = ErrorList([message.replace("unknown field", "unknown query parameter")])
+            errors[name] = ErrorList([message])
         return errors
 
     def _unknown(self) -> dict[str, str]:
-        return unknown_names(self.data.keys(), [*self.filters, *COMMON_QUERY_PARAMETERS])
+        return unknown_parameters(self.data.keys(), self.filters)
 
 
 class StrictPagination(LimitOffsetPagination):
