@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
 from rest_framework.permissions import SAFE_METHODS
 
 from audit import trail
@@ -21,12 +21,8 @@ ACTIONS = {"create": "add", "update": "change", "partial_update": "change", "des
 COUNTS = ("accepted", "requeued", "retried")
 
 
-class AuditMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+class AuditMiddleware(MiddlewareMixin):
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         # DRF's finalize_response leaves the view and its request on the response.
         context = getattr(response, "renderer_context", None)
         if context and request.method not in SAFE_METHODS and 200 <= response.status_code < 300:

@@ -4,19 +4,9 @@ failure settings here, the rest in embedportal.config_operations)."""
 from __future__ import annotations
 
 from embedportal.config_operations import OPERATIONS
-from embedportal.setting import KINDS, Setting
+from embedportal.setting import Setting
 
-SETTINGS: dict[str, Setting] = {}
-
-
-def _register(*settings: Setting) -> None:
-    for setting in settings:
-        assert setting.kind in KINDS, setting
-        assert setting.name not in SETTINGS, f"{setting.name} registered twice"
-        SETTINGS[setting.name] = setting
-
-
-_register(
+_ALL = (
     # --- Django and storage ------------------------------------------------------------------
     Setting(
         "DATABASE_URL",
@@ -257,3 +247,5 @@ _register(
     Setting("EMBEDPORTAL_REPROCESS_BATCH", "int", 1000, "Most failures one ReprocessingWorkflow pass retries."),
     *OPERATIONS,
 )
+SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _ALL}
+assert len(SETTINGS) == len(_ALL), "a setting is registered twice"

@@ -71,15 +71,11 @@ def env_networks(name: str) -> list[str]:
 
 def env_list(name: str) -> list[str]:
     # Set but empty is an empty list, not the default.
-    raw = os.environ.get(name)
-    if raw is None:
-        raw = _default(name)
+    raw = os.environ.get(name, _default(name))
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def env_secret(name: str) -> str:
     """Read a secret from the file named by NAME_FILE (Kubernetes/Docker secrets), else NAME."""
     path = os.environ.get(f"{name}_FILE")
-    if path:
-        return Path(path).read_text().strip()
-    return env_str(name)
+    return Path(path).read_text().strip() if path else env_str(name)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 
 from embedportal.api.errors import error_body
 
@@ -16,17 +15,14 @@ def _refuse(request: HttpRequest, status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
-class RequestBodyLimitMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+class RequestBodyLimitMiddleware(MiddlewareMixin):
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         declared = request.META.get("CONTENT_LENGTH") or ""
         if not declared:
             if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
                 return _refuse(request, 411, "send the body with a Content-Length header (chunked bodies are not read)")
-            return self.get_response(request)
+            return None
         try:
             length = int(declared)
         except ValueError:
@@ -38,4 +34,4 @@ class RequestBodyLimitMiddleware:
                 f"request body is {length} bytes, over the limit of {limit} (EMBEDPORTAL_MAX_REQUEST_BYTES); "
                 "send fewer or smaller documents per request",
             )
-        return self.get_response(request)
+        return None

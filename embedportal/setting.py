@@ -19,6 +19,9 @@ class Setting:
     # A number of 0 is refused (a claim batch of 0 stalls every worker) unless it means something here.
     zero_ok: bool = False
 
+    def __post_init__(self) -> None:
+        assert self.kind in KINDS, self
+
     @property
     def secret(self) -> bool:
         """Shown as "set"/"unset" only, and may be read from the file NAME_FILE names."""

@@ -128,8 +128,7 @@ TEMPLATES = [
 # commands that need no database never start it.
 DATABASE_URL = env_secret("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
-    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, engine="django_prometheus.db.backends.postgresql")}
 else:
     from embedportal.embedded_db import DATABASE_NAME
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from psycopg.errors import DeadlockDetected, SerializationFailure, UniqueViolation
 from rest_framework import status
@@ -108,16 +108,10 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     return JsonResponse(error_body(400, "bad request; the server log says why"), status=400)
 
 
-class StrictQueryMiddleware:
+class StrictQueryMiddleware(MiddlewareMixin):
     """The query parameters of an API view without a StrictFilterSet (which checks its own): beyond
     `limit`, `offset` and `format`, only those its `query_parameters` names for the action (a
     viewset's) or the method (an APIView's); any other is a 400 naming it, as a filter's is."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         cls = getattr(view, "cls", None)

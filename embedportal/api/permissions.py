@@ -64,9 +64,7 @@ class ModelPermissions(ScopeCapped, DjangoModelPermissions):
 
     perms_map = {
         **DjangoModelPermissions.perms_map,
-        "GET": ["%(app_label)s.view_%(model_name)s"],
-        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
-        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        **{method: ["%(app_label)s.view_%(model_name)s"] for method in SAFE_METHODS},
     }
 
     def has_permission(self, request: Request, view: APIView) -> bool:
