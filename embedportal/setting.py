@@ -12,7 +12,7 @@ KINDS = ("str", "bool", "int", "float", "list", "path", "secret")
 class Setting:
     name: str
     kind: str
-    default: str | int | float | bool | None
+    default: str | int | float | bool
     description: str
     # How the default reads when it is not a literal (a generated key, a path under the data dir).
     default_text: str = ""
@@ -28,6 +28,4 @@ class Setting:
         return self.kind == "secret"
 
     def shown_default(self) -> str:
-        if isinstance(self.default, bool):
-            return self.default_text or ("true" if self.default else "false")
-        return self.default_text or ("" if self.default is None else str(self.default))
+        return self.default_text or (str(self.default).lower() if isinstance(self.default, bool) else str(self.default))

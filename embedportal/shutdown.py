@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 
@@ -18,11 +19,8 @@ class SignalStop:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until stopped or `timeout` seconds passed (forever if None); True if stopped."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.stopped:
-            left = 0.1 if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                break
+        deadline = time.monotonic() + (math.inf if timeout is None else timeout)
+        while not self.stopped and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 0.1))
         return self.stopped
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import subprocess
 
@@ -15,13 +16,11 @@ VERSION_FILE = "code-version"
 def code_version() -> str:
     if settings.EMBEDPORTAL_CODE_VERSION:
         return settings.EMBEDPORTAL_CODE_VERSION[:64]
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
             ["git", "-C", str(settings.BASE_DIR), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         )
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip()[:64]
-    except (OSError, subprocess.SubprocessError):
-        pass
     baked = settings.BASE_DIR / VERSION_FILE
     return (baked.read_text().strip()[:64] or "unknown") if baked.is_file() else "unknown"

@@ -128,6 +128,5 @@ class StrictQueryMiddleware(MiddlewareMixin):
         problems = unknown_parameters(request.GET.keys(), getattr(cls, "query_parameters", {}).get(handler, ()))
         if not problems:
             return None
-        name, message = next(iter(problems.items()))
         details = {parameter: [problem] for parameter, problem in problems.items()}
-        return JsonResponse(error_body(400, f"{name}: {message}", details), status=400)
+        return JsonResponse(error_body(400, _first_message(details), details), status=400)

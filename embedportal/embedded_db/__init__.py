@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import warnings
 from pathlib import Path
 from types import ModuleType
 
 import psycopg
 from psycopg import sql
-
-logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "embedportal"
 # The pgserver's superuser; it trusts local connections, so there is no password.
@@ -51,12 +49,10 @@ def connection_settings(data_dir: Path) -> dict[str, str]:
 
 def _ensure_database(admin_uri: str, database: str) -> None:
     with psycopg.connect(admin_uri, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
-        if not exists:
-            try:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
+            # DuplicateDatabase: another process of the app created it first.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process of the app created it first
 
 
 def stop_server(data_dir: Path) -> bool:
