@@ -71,8 +71,7 @@ class StrictFilterSet(django_filters.FilterSet):
     @property
     def errors(self) -> Any:
         errors = super().errors
-        for name, message in self._unknown().items():
-            errors[name] = ErrorList([message])
+        errors.update({name: ErrorList([message]) for name, message in self._unknown().items()})
         return errors
 
     def _unknown(self) -> dict[str, str]:
