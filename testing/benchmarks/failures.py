@@ -18,7 +18,7 @@ from django.db.models import Count, Min
 from pipeline.choices import DocumentStatus
 from pipeline.chunking import chunker_for
 from pipeline.collections import create_collection
-from pipeline.models import Collection, Document
+from pipeline.models import Collection
 from pipeline.pipeline import EmbeddingIngestionPipeline, Report, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.choices import FailureState
@@ -96,7 +96,6 @@ def run(
         progress(f"first pass: {result.first_pass.embedded} embedded, {result.first_pass.failed} failed")
         workflow = ReprocessingWorkflow(collection=collection)
         mine = FailedDocument.objects.filter(document__collection=collection)
-        mine_documents = Document.objects.filter(collection=collection)
         while (due_at := mine.filter(state=FailureState.OPEN).aggregate(t=Min("next_retry_at"))["t"]) is not None:
             # The simulated clock jumps to the next every-minute workflow run with work due.
             started = time.perf_counter()
@@ -109,7 +108,7 @@ def run(
             progress(f"round {result.rounds}: requeued {requeued}, embedded {report.embedded}, failed {report.failed}")
         result.calls = provider.calls
         result.problems = check(collection, texts, poisoned)
-        result.final = dict(mine_documents.values_list("status").annotate(n=Count("id")))
+        result.final = dict(collection.documents.values_list("status").annotate(n=Count("id")))
         result.final["dead_lettered"] = mine.filter(state=FailureState.DEAD_LETTERED).count()
     finally:
         provider.stop()
@@ -121,26 +120,22 @@ def run(
 def check(collection: Collection, texts: dict[str, str], poisoned: set[int]) -> list[str]:
     """Every document embedded or dead-lettered; chunk counts exact; no duplicate chunk."""
     problems = []
-    docs = Document.objects.filter(collection=collection)
     chunker = chunker_for(collection)
-    chunk_counts = dict(docs.annotate(n=Count("chunks")).values_list("external_id", "n"))
-    dead = set(
-        FailedDocument.objects.filter(document__collection=collection, state=FailureState.DEAD_LETTERED).values_list(
-            "document__external_id", flat=True
-        )
-    )
-    for doc in docs.only("external_id", "status"):
-        expected = len(chunker.chunk_many([texts[doc.external_id]])[0])
-        if doc.status == DocumentStatus.EMBEDDED:
-            if chunk_counts[doc.external_id] != expected:
-                problems.append(f"{doc.external_id}: {chunk_counts[doc.external_id]} chunks, expected {expected}")
-        elif doc.status == DocumentStatus.FAILED and doc.external_id in dead:
-            if chunk_counts[doc.external_id]:
-                problems.append(f"{doc.external_id}: dead-lettered but has chunks")
+    dead_lettered = FailedDocument.objects.filter(document__collection=collection, state=FailureState.DEAD_LETTERED)
+    dead = set(dead_lettered.values_list("document__external_id", flat=True))
+    stored = collection.documents.annotate(n=Count("chunks")).values_list("external_id", "status", "n")
+    for external_id, status, chunks in stored:
+        expected = len(chunker.chunk_many([texts[external_id]])[0])
+        if status == DocumentStatus.EMBEDDED:
+            if chunks != expected:
+                problems.append(f"{external_id}: {chunks} chunks, expected {expected}")
+        elif status == DocumentStatus.FAILED and external_id in dead:
+            if chunks:
+                problems.append(f"{external_id}: dead-lettered but has chunks")
         else:
-            problems.append(f"{doc.external_id}: ended {doc.status}, neither embedded nor dead-lettered")
-    if docs.count() != len(texts):
-        problems.append(f"{docs.count()} documents stored, {len(texts)} enqueued")
+            problems.append(f"{external_id}: ended {status}, neither embedded nor dead-lettered")
+    if len(stored) != len(texts):
+        problems.append(f"{len(stored)} documents stored, {len(texts)} enqueued")
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM (SELECT 1 FROM pipeline_chunk WHERE collection_id = %s "

@@ -1,6 +1,4 @@
-"""The ingest benchmark: our pipeline against the floor of one plain binary COPY.
-
-Notes: docs/benchmarks.md, "Module notes"."""
+"""The ingest benchmark: our pipeline against the floor of one binary COPY (docs/benchmarks.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -106,22 +104,17 @@ def run_once(
     ours = {"chunking_strategy": "recursive", "chunk_unit": "characters", "chunk_size": 1000, "chunk_overlap": 100}
     fields = config or {"model": model, **ours, "batch_size": 64, **(provider or {})}
     collection = create_collection(name=name, **fields)
-    t0 = time.perf_counter()
-    documents, enqueued = corpus.documents(), 0
-    threshold = batch if mode == "backfill" else 0
+    documents, enqueued, t0 = corpus.documents(), 0, time.perf_counter()
     while part := list(itertools.islice(documents, batch)):
-        enqueue(collection, part, backfill_min=threshold)
+        enqueue(collection, part, backfill_min=batch if mode == "backfill" else 0)
         enqueued += len(part)
     enqueue_seconds = time.perf_counter() - t0
-
     # The first call starts the interval the second measures (this module's only caller of cpu_percent).
     psutil.cpu_percent()
     cpu_before = cpu_seconds()
     drained = drain_forked(workers, "bench")
+    cpu_busy, drain_cpu = round(psutil.cpu_percent() / 100, 3), cpu_seconds() - cpu_before
     report, drain_seconds = drained.report, drained.seconds
-    cpu = round(psutil.cpu_percent() / 100, 3)
-    drain_cpu = cpu_seconds() - cpu_before
-
     docs = Document.objects.filter(collection=collection)
     embedded = docs.filter(status="embedded").count()
     chunks = Chunk.objects.filter(collection=collection).count()
@@ -142,7 +135,7 @@ def run_once(
         superseded=report.claimed - report.embedded - report.failed,
         worker_peak_rss_mb=round(drained.peak_rss_mb, 1),
         worker_uss_mb=round(drained.uss_mb, 1),
-        cpu_busy=cpu,
+        cpu_busy=cpu_busy,
         cpu_seconds=round(drain_cpu, 2),
     )
 
@@ -185,19 +178,13 @@ def _export_rows(collection: Collection, writers: int) -> list[tempfile.Temporar
 
 def _copy_in(buf: tempfile.TemporaryFile) -> None:
     """One writer: a binary COPY of `buf` into the floor table in one transaction, on its own connection."""
-    conn = connections.create_connection("default")
-    try:
-        with conn.cursor() as cur:
-            cur.execute("BEGIN")
-            with cur.cursor.copy(
-                f"COPY {FLOOR_TABLE} (document_id, ordinal, text, token_count, embedding) "
-                "FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
-                while block := buf.read(1 << 20):
-                    copy.write(block)
-            cur.execute("COMMIT")
-    finally:
-        conn.close()
+    with contextlib.closing(connections.create_connection("default")) as conn, conn.cursor() as cur:
+        cur.execute("BEGIN")
+        columns = "document_id, ordinal, text, token_count, embedding"
+        with cur.cursor.copy(f"COPY {FLOOR_TABLE} ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            while block := buf.read(1 << 20):
+                copy.write(block)
+        cur.execute("COMMIT")
 
 
 def copy_floor(collection: Collection, writers: int = 1) -> float:
@@ -234,8 +221,7 @@ def copy_floor(collection: Collection, writers: int = 1) -> float:
 
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process and its reaped children so far."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    return sum(os.times()[:4])  # user, system, children_user, children_system
 
 
 def bare_encode_seconds(collection: Collection, cpu: list[float] | None = None) -> float:

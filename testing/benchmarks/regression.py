@@ -33,33 +33,30 @@ def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> 
     and MIN_EFFECT (docs/benchmarks.md, "Regressions")."""
     out: dict[str, Any] = {"baseline_samples": len(baseline)}
     if len(baseline) < MIN_BASELINE_SAMPLES or not candidate:
-        out["verdict"] = "insufficient_data"
-        return out
+        return {**out, "verdict": "insufficient_data"}
+    sign = 1 if better == "higher" else -1  # sign * x grows as x gets better
     before, now = statistics.median(baseline), statistics.median(candidate)
     mean, sd = statistics.fmean(baseline), statistics.stdev(baseline)
     # A constant baseline (sd 0) still needs a margin: the minimum effect provides it below.
     upper = float(stats.t.ppf(1 - P_VALUE, len(baseline) - 1, loc=mean, scale=sd)) if sd else mean
     lower = float(stats.t.ppf(P_VALUE, len(baseline) - 1, loc=mean, scale=sd)) if sd else mean
     change = (now - before) / before if before else 0.0
-    worse_limit, better_limit = (lower, upper) if better == "higher" else (upper, lower)
-    past_worse = now < worse_limit if better == "higher" else now > worse_limit
-    past_better = now > better_limit if better == "higher" else now < better_limit
-    worse = change < 0 if better == "higher" else change > 0
+    worse_limit, better_limit = (lower, upper) if sign > 0 else (upper, lower)
     out.update(
         baseline_median=round(before, 6), median=round(now, 6), change=round(change, 4), limit=round(worse_limit, 6)
     )
     if len(candidate) >= 2:
-        bad_side = "less" if better == "higher" else "greater"
+        bad_side = "less" if sign > 0 else "greater"
         out["p_value"] = round(
             _p(stats.ttest_ind(candidate, baseline, equal_var=False, alternative=bad_side).pvalue), 6
         )
         out["mann_whitney_p"] = round(_p(stats.mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue), 6)
-    if abs(change) >= MIN_EFFECT and worse and past_worse:
-        out["verdict"] = "regression"
-    elif abs(change) >= MIN_EFFECT and not worse and past_better:
-        out["verdict"] = "improvement"
-    else:
+    if abs(change) < MIN_EFFECT:
         out["verdict"] = "same"
+    elif sign * change < 0:
+        out["verdict"] = "regression" if sign * now < sign * worse_limit else "same"
+    else:
+        out["verdict"] = "improvement" if sign * now > sign * better_limit else "same"
     return out
 
 

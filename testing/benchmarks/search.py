@@ -77,8 +77,7 @@ def build(name: str, chunks: int, dims: int = 384) -> tuple[Collection, float, f
         raise RuntimeError(f"could not build the index of {name} (another index build holds the lock)")
     index_seconds = time.perf_counter() - t0
     with connection.cursor() as cur:
-        cur.execute("ANALYZE pipeline_chunk")
-        cur.execute("ANALYZE pipeline_document")
+        cur.execute("ANALYZE pipeline_chunk, pipeline_document")
     collection.refresh_from_db()
     return collection, load_seconds, index_seconds
 

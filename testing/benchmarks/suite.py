@@ -3,6 +3,7 @@ BenchmarkRun and compared with the same machine's history (docs/benchmarks.md, "
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,11 +67,8 @@ def figure(samples: list[float], better: str, unit: str) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
     with connection.cursor() as cur:
         cur.execute("SHOW server_version")
         postgres = cur.fetchone()[0].split()[0]
@@ -220,9 +218,8 @@ def run_suite(
         suite = BenchmarkSuite.WORKLOAD
     with tempfile.TemporaryDirectory() as folder:
         workloads = {name: workload(name, Path(folder, name)) for name in collections or []}
-        files = None
-        if not collections or any(own is None for _, own in workloads.values()):
-            files = ingest.open_corpus(corpus, sizes.ingest_docs)
+        needs_corpus = not collections or any(own is None for _, own in workloads.values())
+        files = ingest.open_corpus(corpus, sizes.ingest_docs) if needs_corpus else None
         if collections:
             benchmarks = {
                 f"collection:{name}": partial(collection_benchmark, config, own or files)

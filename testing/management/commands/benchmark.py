@@ -46,12 +46,11 @@ class Command(BaseCommand):
         if o["trigger"] not in BenchmarkTrigger.values:
             raise CommandError(f"--trigger must be one of {', '.join(BenchmarkTrigger.values)}")
         only = [name.strip() for name in o["only"].split(",")] if o["only"] else None
-        unknown = sorted(set(only or []) - {*benchmarks.BENCHMARKS, "rerun"})
-        if unknown:
+        if unknown := sorted(set(only or []) - {*benchmarks.BENCHMARKS, "rerun"}):
             raise CommandError(
                 f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(benchmarks.BENCHMARKS)}, rerun"
             )
-        progress = (lambda m: None) if o["json"] else (lambda m: self.stderr.write(m))
+        progress = (lambda m: None) if o["json"] else self.stderr.write
         try:
             run = benchmarks.run_suite(
                 o["suite"], o["trigger"], o["note"], only, progress, o["corpus"], o["collection"]
