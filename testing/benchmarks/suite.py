@@ -105,8 +105,8 @@ def _ingest(
     model: str,
     corpus: ingest.Corpus,
     repeats: int,
-    floor: Callable[[Collection], float],
-    ratio: str,
+    floor: Callable[[Collection], float] = ingest.copy_floor,
+    ratio: str = "ratio_to_floor",
     rerun: bool = False,
     **opts: Any,
 ) -> Figures:
@@ -127,8 +127,7 @@ def _ingest(
 
 
 def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus, rerun: bool = False) -> Figures:
-    name, floor = f"benchmark-suite-{mode}", ingest.copy_floor
-    return _ingest(name, HASH_MODEL, corpus, sizes.repeats, floor, "ratio_to_floor", rerun, workers=2, mode=mode)
+    return _ingest(f"benchmark-suite-{mode}", HASH_MODEL, corpus, sizes.repeats, rerun=rerun, workers=2, mode=mode)
 
 
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
@@ -188,8 +187,7 @@ def workload(name: str, folder: Path) -> tuple[dict[str, Any], ingest.Corpus | N
 
 def collection_benchmark(config: dict[str, Any], corpus: ingest.Corpus, sizes: Sizes) -> Figures:
     loadharness.warm_up(config["model"])
-    name, floor = "benchmark-collection", ingest.copy_floor
-    return _ingest(name, "", corpus, sizes.repeats, floor, "ratio_to_floor", workers=1, config=config)
+    return _ingest("benchmark-collection", "", corpus, sizes.repeats, workers=1, config=config)
 
 
 BENCHMARKS: dict[str, Callable[[Sizes, ingest.Corpus], Figures]] = {

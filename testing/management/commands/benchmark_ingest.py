@@ -4,6 +4,7 @@ to one plain binary COPY of the same rows (the floor). --workers 1,2,4 simulates
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import statistics
 from dataclasses import asdict
@@ -65,7 +66,7 @@ class Command(BaseCommand):
         except providers.UnknownLocalModel as exc:
             raise CommandError(str(exc)) from None
         if o["workers"] == "auto":
-            counts = [1 if o["model"] == "local/all-MiniLM-L6-v2" else 2]
+            counts = [1 if o["model"] == providers.LOCAL_MODEL else 2]
         else:
             try:
                 counts = [int(n) for n in o["workers"].split(",")]
@@ -110,21 +111,20 @@ class Command(BaseCommand):
         result.provider_concurrency = o["provider_concurrency"]
         result.baseline_rss_mb = round(psutil.Process().memory_info().rss / 2**20, 1)
         names = []
-        for mode in modes:
-            for n in counts:
-                name = f"benchmark-{mode}-{n}w"
-                names.append(name)
-                run = benchmark.run_once(name, o["model"], corpus, n, mode=mode, provider=provider)
-                floor = run.documents / benchmark.copy_floor(Collection.objects.get(name=name))
-                run.floor_docs_per_second = round(floor, 2)
-                run.ratio_to_floor = round(run.docs_per_second / floor, 3)
-                if n > 1 and mode == "steady":
-                    # N writers into an indexed table: the limit for steady mode only (a backfill
-                    # writes without the index).
-                    ceiling = run.documents / benchmark.copy_floor(Collection.objects.get(name=name), writers=n)
-                    run.ceiling_docs_per_second = round(ceiling, 2)
-                    run.ratio_to_ceiling = round(run.docs_per_second / ceiling, 3)
-                result.runs.append(run)
+        for mode, n in itertools.product(modes, counts):
+            name = f"benchmark-{mode}-{n}w"
+            names.append(name)
+            run = benchmark.run_once(name, o["model"], corpus, n, mode=mode, provider=provider)
+            collection = Collection.objects.get(name=name)
+            floor = run.documents / benchmark.copy_floor(collection)
+            run.floor_docs_per_second = round(floor, 2)
+            run.ratio_to_floor = round(run.docs_per_second / floor, 3)
+            if n > 1 and mode == "steady":
+                # N writers into an indexed table: the limit for steady mode only (a backfill writes without the index).
+                ceiling = run.documents / benchmark.copy_floor(collection, writers=n)
+                run.ceiling_docs_per_second = round(ceiling, 2)
+                run.ratio_to_ceiling = round(run.docs_per_second / ceiling, 3)
+            result.runs.append(run)
         best = max(result.runs, key=lambda r: r.docs_per_second)
         best_collection = Collection.objects.get(name=f"benchmark-{best.mode}-{best.workers}w")
         result.floor_seconds = round(benchmark.copy_floor(best_collection), 3)
@@ -133,11 +133,9 @@ class Command(BaseCommand):
         if o["rerun"]:
             result.rerun_samples = [round(s, 4) for s in benchmark.rerun(best_collection, corpus)]
             result.rerun_seconds = round(statistics.median(result.rerun_samples), 4)
-        result.peak_rss_mb = round(
-            # ru_maxrss (KiB, sampled by the kernel) can trail the RSS read earlier by a page or two.
-            max(loadharness.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs)),
-            1,
-        )
+        # ru_maxrss (KiB, sampled by the kernel) can trail the RSS read earlier by a page or two.
+        peak = max(loadharness.peak_rss_mb(), result.baseline_rss_mb, *(r.worker_peak_rss_mb for r in result.runs))
+        result.peak_rss_mb = round(peak, 1)
         if o["model"] == providers.LOCAL_MODEL:
             # After the peak RSS: the reference loads torch into this process.
             result.local_runtime = encoder.label(encoder.current())
@@ -154,12 +152,10 @@ class Command(BaseCommand):
         if o["json"]:
             self.stdout.write(json.dumps(asdict(result), indent=2))
             return
-        remote = (
-            f", provider answering after {result.provider_latency_ms:.0f} ms, "
-            f"{result.provider_concurrency} call(s) at once per batch"
-            if result.provider_latency_ms
-            else ""
-        )
+        remote = ""
+        if result.provider_latency_ms:
+            remote = f", provider answering after {result.provider_latency_ms:.0f} ms, "
+            remote += f"{result.provider_concurrency} call(s) at once per batch"
         self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(corpus)} files{remote}")
         for r in result.runs:
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in r.stage_seconds.items())
