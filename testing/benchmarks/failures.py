@@ -87,9 +87,8 @@ def run(
         texts = {f"d{i:05d}": _text(rng, i, i in poisoned) for i in range(documents)}
         enqueue(collection, [IncomingDocument(k, v) for k, v in texts.items()])
         # Fast in-batch retries: the benchmark measures the pipeline, not the provider's patience.
-        pipeline = EmbeddingIngestionPipeline(
-            claim_batch=64, retry=RetryPolicy.from_settings(base_seconds=0.0, max_wait=0.0)
-        )
+        retry = RetryPolicy.from_settings(base_seconds=0.0, max_wait=0.0)
+        pipeline = EmbeddingIngestionPipeline(claim_batch=64, retry=retry)
         started = time.perf_counter()
         result.first_pass = pipeline.drain()
         result.first_pass_seconds = time.perf_counter() - started

@@ -46,11 +46,9 @@ def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> 
         baseline_median=round(before, 6), median=round(now, 6), change=round(change, 4), limit=round(worse_limit, 6)
     )
     if len(candidate) >= 2:
-        bad_side = "less" if sign > 0 else "greater"
-        out["p_value"] = round(
-            _p(stats.ttest_ind(candidate, baseline, equal_var=False, alternative=bad_side).pvalue), 6
-        )
-        out["mann_whitney_p"] = round(_p(stats.mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue), 6)
+        t_test = stats.ttest_ind(candidate, baseline, equal_var=False, alternative="less" if sign > 0 else "greater")
+        out["p_value"] = _p(t_test.pvalue)
+        out["mann_whitney_p"] = _p(stats.mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue)
     if abs(change) < MIN_EFFECT:
         out["verdict"] = "same"
     elif sign * change < 0:
@@ -62,7 +60,7 @@ def gate(candidate: Sequence[float], baseline: Sequence[float], better: str) -> 
 
 def _p(value: float) -> float:
     # Identical constant samples give nan: no evidence either way.
-    return 1.0 if value is None or math.isnan(value) else float(value)
+    return 1.0 if value is None or math.isnan(value) else round(float(value), 6)
 
 
 def change_points(series: Sequence[tuple[Any, str, float]], better: str) -> list[dict[str, Any]]:
@@ -101,9 +99,8 @@ def compare(run: BenchmarkRun, earlier: list[BenchmarkRun]) -> dict[str, dict[st
             steps = change_points([*series, (run.started_at, run.code_version, data["median"])], better)
             # The baseline is the current level: runs since the last step already in the history, when
             # there are enough of them (a step dated earlier is reported, not failed again and again).
-            since = next(
-                (i for i, (when, _, _) in enumerate(series) if steps and when.isoformat() == steps[-1]["at"]), 0
-            )
+            last_step = steps[-1]["at"] if steps else None
+            since = next((i for i, (when, _, _) in enumerate(series) if when.isoformat() == last_step), 0)
             recent = having[since:][-BASELINE_RUNS:]
             if sum(len(r.results[benchmark][figure]["samples"]) for r in recent) < MIN_BASELINE_SAMPLES:
                 recent = having[-BASELINE_RUNS:]

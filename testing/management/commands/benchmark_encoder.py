@@ -70,12 +70,8 @@ class Command(BaseCommand):
             )
 
     def child(self, variant: str, count: int) -> dict[str, Any]:
-        done = subprocess.run(
-            [sys.executable, "-m", "django", "benchmark_encoder", "--child", variant, "--chunks", str(count)],
-            capture_output=True,
-            text=True,
-            cwd=settings.BASE_DIR,
-        )
+        command = [sys.executable, "-m", "django", "benchmark_encoder", "--child", variant, "--chunks", str(count)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=settings.BASE_DIR)
         if done.returncode:
             raise CommandError(f"{variant}: {done.stderr.strip()[-1000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -159,21 +159,17 @@ class Command(BaseCommand):
         self.stdout.write(f"corpus {result.corpus}, model {result.model}, {len(corpus)} files{remote}")
         for r in result.runs:
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in r.stage_seconds.items())
-            ceiling = (
-                f"; {r.ratio_to_ceiling:.2f}x the ceiling of {r.workers} concurrent COPYs, "
-                f"{r.ceiling_docs_per_second:.1f} docs/s = "
-                f"{r.ceiling_docs_per_second / r.floor_docs_per_second:.2f}x the floor"
-                if r.ceiling_docs_per_second
-                else ""
-            )
+            ceiling = ""
+            if r.ceiling_docs_per_second:
+                ceiling = f"; {r.ratio_to_ceiling:.2f}x the ceiling of {r.workers} concurrent COPYs, "
+                ceiling += f"{r.ceiling_docs_per_second:.1f} docs/s = "
+                ceiling += f"{r.ceiling_docs_per_second / r.floor_docs_per_second:.2f}x the floor"
             cpu = f", CPU busy {r.cpu_busy:.0%}" if r.cpu_busy is not None else ""
             self.stdout.write(
-                f"{r.mode}, workers {r.workers}: {r.docs_per_second:.1f} docs/s "
-                f"({r.ratio_to_floor:.2f}x its floor of {r.floor_docs_per_second:.1f}{ceiling}{cpu}), "
-                f"{r.chunks_per_second:.0f} chunks/s, "
-                f"{r.documents} of {r.enqueued} docs / {r.chunks} chunks drained in {r.drain_seconds:.2f}s "
-                f"(enqueue {r.enqueue_seconds:.2f}s, drain CPU {r.cpu_seconds:.1f}s); "
-                f"stage seconds (all workers): {stages}; "
+                f"{r.mode}, workers {r.workers}: {r.docs_per_second:.1f} docs/s ({r.ratio_to_floor:.2f}x its floor "
+                f"of {r.floor_docs_per_second:.1f}{ceiling}{cpu}), {r.chunks_per_second:.0f} chunks/s, {r.documents} "
+                f"of {r.enqueued} docs / {r.chunks} chunks drained in {r.drain_seconds:.2f}s (enqueue "
+                f"{r.enqueue_seconds:.2f}s, drain CPU {r.cpu_seconds:.1f}s); stage seconds (all workers): {stages}; "
                 f"double-processed {r.double_processed}, superseded {r.superseded}; "
                 f"worker peak RSS {r.worker_peak_rss_mb:.0f} MB, unique {r.worker_uss_mb:.0f} MB"
             )

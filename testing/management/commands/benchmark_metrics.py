@@ -93,9 +93,8 @@ class Command(BaseCommand):
             times, body = scrape.scrape_times(requests)
         except RuntimeError as exc:  # /metrics refused the scrape
             raise CommandError(str(exc)) from None
-        depth = next(
-            float(line.split()[-1]) for line in body.splitlines() if line.startswith(collectors.QUEUE_DEPTH + " ")
-        )
+        prefix = collectors.QUEUE_DEPTH + " "
+        depth = next(float(line.split()[-1]) for line in body.splitlines() if line.startswith(prefix))
         if depth < documents:
             raise CommandError(f"queue depth {depth:g} < {documents}: the gauge is wrong")
         self.stdout.write(
@@ -108,10 +107,8 @@ class Command(BaseCommand):
         collection = create_collection(
             name=name, model="local/hash-64", chunk_unit="characters", chunk_size=400, chunk_overlap=40, batch_size=64
         )
-        enqueue(
-            collection,
-            [IncomingDocument(f"doc-{i}", f"Paragraph {i} of the benchmark. " * 40) for i in range(documents)],
-        )
+        texts = [IncomingDocument(f"doc-{i}", f"Paragraph {i} of the benchmark. " * 40) for i in range(documents)]
+        enqueue(collection, texts)
         timings: dict[str, list[float]] = {"on": [], "off": []}
         # One worker id for both: the "off" pipeline records into a stand-in that does nothing.
         pipeline = EmbeddingIngestionPipeline()

@@ -59,27 +59,25 @@ class Command(BaseCommand):
             run = tester.run()
         except RunInProgress as exc:
             raise CommandError(f"{exc}; try again when it has finished") from None
-        only = o["collection"][0] if len(o["collection"] or []) == 1 else ""
+        only = o["collection"][0] if len(o["collection"]) == 1 else ""
         trail.command(self, collection=only, target=f"test run {run.pk}")
         if o["junit_xml"]:
             run_to_junit(run).write(o["junit_xml"], pretty=True)
         if o["json"]:
             self.stdout.write(json.dumps(TestRunDetailSerializer(run).data, indent=2, default=str))
         else:
-            self.stdout.write(
-                f"Run {run.pk}: {run.status} in {run.duration_seconds or 0:.1f} s "
-                + ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items()))
-            )
+            counts = ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items()))
+            self.stdout.write(f"Run {run.pk}: {run.status} in {run.duration_seconds or 0:.1f} s {counts}")
         if run.status != RunStatus.PASSED:
             bad = sum(run.counts.get(k, 0) for k in (Outcome.FAILED, Outcome.ERROR))
             raise CommandError(f"run {run.pk} {run.status}: {bad} scenario(s) failed or errored")
 
     def _progress(self, result: TestResult) -> None:
-        style = {Outcome.PASSED: self.style.SUCCESS, Outcome.SKIPPED: self.style.WARNING}.get(
-            result.outcome, self.style.ERROR
-        )
+        styles = {Outcome.PASSED: self.style.SUCCESS, Outcome.SKIPPED: self.style.WARNING}
+        style = styles.get(result.outcome, self.style.ERROR)
         target = f"[{result.target}]" if result.target else ""
-        line = f"{result.outcome.upper():8} {result.scenario}{target} ({result.duration_seconds:.1f} s)"
-        self.stdout.write(style(line))
+        self.stdout.write(
+            style(f"{result.outcome.upper():8} {result.scenario}{target} ({result.duration_seconds:.1f} s)")
+        )
         if result.message and result.outcome != Outcome.PASSED:
             self.stdout.write(f"         {result.message.splitlines()[0][:300]}")
