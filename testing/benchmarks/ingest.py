@@ -50,8 +50,7 @@ class RunFigures:
     # writers doing nothing else reach on this machine, and this run against it.
     ceiling_docs_per_second: float | None = None
     ratio_to_ceiling: float | None = None
-    # The machine's CPU busy share during the drain (all cores, all processes): near 1, the run
-    # was CPU-bound.
+    # The machine's CPU busy share during the drain (all cores, all processes): near 1, the run was CPU-bound.
     cpu_busy: float | None = None
     # CPU seconds the drain took (this process and its reaped workers): on a machine shared with
     # other jobs, docs per CPU-second compares runs and runtimes where wall-clock docs/s cannot.
@@ -95,11 +94,10 @@ def run_once(
     provider: dict | None = None,
     config: dict | None = None,
 ) -> RunFigures:
-    """One drain of the corpus into a fresh collection. `steady`: the HNSW index is present while
-    the pipeline writes (a collection already in use); `backfill`: the first load is written
-    without it and indexed once at the end, the build inside the timed drain (pipeline.backfill).
-    `provider`: extra collection fields (api_base, api_key_env, dimensions) for a remote model;
-    `config`: a collection's own fields (model, chunking, batch size, provider), instead of ours."""
+    """One drain of the corpus into a fresh collection. `steady`: the HNSW index is present while the pipeline
+    writes (a collection already in use); `backfill`: the first load is written without it and indexed once at
+    the end, the build inside the timed drain (pipeline.backfill). `provider`: extra collection fields (api_base,
+    api_key_env, dimensions) for a remote model; `config`: a collection's own fields, instead of ours."""
     Collection.objects.filter(name=name).delete()
     ours = {"chunking_strategy": "recursive", "chunk_unit": "characters", "chunk_size": 1000, "chunk_overlap": 100}
     fields = config or {"model": model, **ours, "batch_size": 64, **(provider or {})}
@@ -190,10 +188,9 @@ def _copy_in(buf: tempfile.TemporaryFile) -> None:
 def copy_floor(collection: Collection, writers: int = 1) -> float:
     """Seconds to write the collection's rows into an equivalently indexed table by plain binary COPY.
 
-    writers=1 is the floor: one COPY. writers=N is the ceiling for N workers: N concurrent COPYs,
-    each of a share of the documents, on their own connections. No pipeline with N workers can be
-    faster than N writers that do nothing but write (it also chunks and embeds on the same cores).
-    """
+    writers=1 is the floor: one COPY. writers=N is the ceiling for N workers: N concurrent COPYs, each of a share
+    of the documents, on their own connections. No pipeline with N workers can be faster than N writers that do
+    nothing but write (it also chunks and embeds on the same cores)."""
     dims = int(collection.dimensions)
     parts = _export_rows(collection, writers)
     try:
@@ -225,10 +222,9 @@ def cpu_seconds() -> float:
 
 
 def bare_encode_seconds(collection: Collection, cpu: list[float] | None = None) -> float:
-    """The bare PyTorch encode (sentence-transformers, the reference runtime) of exactly the chunks
-    the pipeline embedded, as the model saw them (with contextual chunks, the title and headings line
-    before the text); its CPU seconds are appended to `cpu`. It starts torch's OpenMP pool: fork
-    nothing after it."""
+    """The bare PyTorch encode (sentence-transformers, the reference runtime) of exactly the chunks the pipeline
+    embedded, as the model saw them (with contextual chunks, the title and headings line before the text); its CPU
+    seconds are appended to `cpu`. It starts torch's OpenMP pool: fork nothing after it."""
     texts = embedded_texts(collection)
     model = encoder.reference()
     model.encode(texts[:8])  # warm-up, as the pipeline's first batch was

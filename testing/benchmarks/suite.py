@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from embedportal.scratch import scratch_database
 from embedportal.version import code_version
-from pipeline import loadharness
+from pipeline import loadharness, providers
 from pipeline.models import Collection
 from testing import fingerprints
 from testing.benchmarks import ingest, regression, scrape, stages
@@ -33,7 +33,6 @@ from testing.choices import BenchmarkSuite, BenchmarkTrigger
 from testing.models import BenchmarkRun
 
 HASH_MODEL = "local/hash-384"
-MINILM = "local/all-MiniLM-L6-v2"
 # Chunks from which search must be planned on the HNSW index.
 INDEX_EXPECTED_FROM = 5000
 
@@ -132,9 +131,9 @@ def _hash_ingest(mode: str, sizes: Sizes, corpus: ingest.Corpus, rerun: bool = F
 
 def ingest_minilm(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
     small = ingest.Corpus(corpus.root, corpus.paths[: sizes.minilm_docs])
-    loadharness.warm_up(MINILM)
+    loadharness.warm_up(providers.LOCAL_MODEL)
     name, bare = "benchmark-suite-minilm", ingest.bare_encode_seconds
-    return _ingest(name, MINILM, small, sizes.repeats, bare, "ratio_to_bare_encode", workers=1)
+    return _ingest(name, providers.LOCAL_MODEL, small, sizes.repeats, bare, "ratio_to_bare_encode", workers=1)
 
 
 def search(sizes: Sizes, corpus: ingest.Corpus) -> Figures:
