@@ -18,11 +18,10 @@ class BenchmarkCollector(DatabaseCollector):
 
     def families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         labels = ["benchmark", "figure", "suite"]
+        flagged = "1 if the suite's latest run flagged the figure as a regression."
         return (
             GaugeMetricFamily(RESULT, "Median of a benchmark figure in the suite's latest run.", labels=labels),
-            GaugeMetricFamily(
-                REGRESSION, "1 if the suite's latest run flagged the figure as a regression.", labels=labels
-            ),
+            GaugeMetricFamily(REGRESSION, flagged, labels=labels),
             GaugeMetricFamily(LAST_RUN, "Start of the suite's latest benchmark run.", labels=["suite"]),
         )
 
@@ -32,8 +31,7 @@ class BenchmarkCollector(DatabaseCollector):
             last.add_metric([run.suite], run.started_at.timestamp())
             for benchmark, figures in run.results.items():
                 for name, data in figures.items():
-                    if not stages.exported(data):
-                        continue
-                    result.add_metric([benchmark, name, run.suite], float(data["median"]))
-                    flagged = run.comparison.get(benchmark, {}).get(name, {}).get("verdict") == "regression"
-                    regression.add_metric([benchmark, name, run.suite], 1.0 if flagged else 0.0)
+                    if stages.exported(data):
+                        result.add_metric([benchmark, name, run.suite], float(data["median"]))
+                        flagged = run.comparison.get(benchmark, {}).get(name, {}).get("verdict") == "regression"
+                        regression.add_metric([benchmark, name, run.suite], 1.0 if flagged else 0.0)

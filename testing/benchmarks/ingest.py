@@ -274,12 +274,14 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def read(self) -> Iterator[IncomingDocument | sources.Rejected]:
+        return (doc for path in self.paths for doc in sources.read(path, self.root))
+
     def documents(self) -> Iterator[IncomingDocument]:
-        for path in self.paths:
-            for doc in sources.read(path, self.root):
-                if isinstance(doc, sources.Rejected):
-                    raise ValueError(f"{doc.where}: {doc.reason}")
-                yield doc
+        for doc in self.read():
+            if isinstance(doc, sources.Rejected):
+                raise ValueError(f"{doc.where}: {doc.reason}")
+            yield doc
 
 
 def open_corpus(corpus: str, limit: int | None) -> Corpus:
@@ -292,13 +294,7 @@ def open_corpus(corpus: str, limit: int | None) -> Corpus:
     else:
         paths, root = corpora.django_docs(), corpora.root()
     opened = Corpus(root, paths[:limit] if limit else paths)
-    rejected = [
-        f"{doc.where}: {doc.reason}"
-        for path in opened.paths
-        for doc in sources.read(path, root)
-        if isinstance(doc, sources.Rejected)
-    ]
-    if rejected:
+    if rejected := [f"{doc.where}: {doc.reason}" for doc in opened.read() if isinstance(doc, sources.Rejected)]:
         more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
         raise ValueError("the corpus has files enqueue would reject: " + "; ".join(rejected[:5]) + more)
     return opened
