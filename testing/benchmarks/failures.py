@@ -12,13 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import connection
 from django.db.models import Count, Min
 
 from pipeline.choices import DocumentStatus
 from pipeline.chunking import chunker_for
 from pipeline.collections import create_collection
-from pipeline.models import Collection
+from pipeline.models import Chunk, Collection
 from pipeline.pipeline import EmbeddingIngestionPipeline, Report, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.choices import FailureState
@@ -135,14 +134,9 @@ def check(collection: Collection, texts: dict[str, str], poisoned: set[int]) -> 
             problems.append(f"{external_id}: ended {status}, neither embedded nor dead-lettered")
     if len(stored) != len(texts):
         problems.append(f"{len(stored)} documents stored, {len(texts)} enqueued")
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM pipeline_chunk WHERE collection_id = %s "
-            "GROUP BY document_id, ordinal HAVING count(*) > 1) d",
-            [collection.pk],
-        )
-        if duplicates := cur.fetchone()[0]:
-            problems.append(f"{duplicates} duplicate (document, ordinal) chunks")
+    pairs = Chunk.objects.filter(collection=collection).values("document", "ordinal").annotate(n=Count("id"))
+    if duplicates := pairs.filter(n__gt=1).count():
+        problems.append(f"{duplicates} duplicate (document, ordinal) chunks")
     poisoned_ids = {f"d{i:05d}" for i in poisoned}
     if not poisoned_ids <= dead:
         problems.append(f"poison documents not dead-lettered: {sorted(poisoned_ids - dead)}")

@@ -17,7 +17,6 @@ logger = logging.getLogger(__name__)
 
 TASK = "testing.benchmarks.tasks.run_benchmark"
 CONFIG_SCHEDULE = "benchmark-config-change"
-NOTE = "configuration changed: "
 
 
 def run_benchmark(
@@ -44,7 +43,7 @@ def schedule_benchmark(change: str) -> None:
 
     def merge(pending: dict) -> dict:
         collections = sorted({change, *pending.get("collections", [])})
-        note = (NOTE + ", ".join(collections))[:300]
+        note = ("configuration changed: " + ", ".join(collections))[:300]
         return {"trigger": "config_change", "note": note, "collections": collections}
 
     schedules.postpone(CONFIG_SCHEDULE, TASK, merge)
