@@ -167,8 +167,7 @@ def _export_rows(collection: Collection, writers: int) -> list[tempfile.Temporar
                 f"WHERE collection_id = {int(collection.pk)} AND document_id % {writers} = {part}) "
                 "TO STDOUT WITH (FORMAT BINARY)"
             ) as copy:
-                for block in copy:
-                    buf.write(block)
+                buf.writelines(copy)
             buf.seek(0)
             parts.append(buf)
     return parts
