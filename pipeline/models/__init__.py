@@ -24,7 +24,6 @@ from pipeline.models.quality import METRICS, GoldenQuery, RetrievalEvaluation
 from pipeline.models.rules import (
     CAPACITY_PREFIX,
     RESERVED_PREFIX,
-    RESERVED_PREFIXES,
     reserved_names_allowed,
     validate_extra_params,
 )

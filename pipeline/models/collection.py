@@ -321,11 +321,9 @@ class Collection(models.Model):
         """Judged when the model, unit or size is set (a create, a re-embed), not on every later change of a
         collection stored so before the rule: that change would be refused for a size it did not set."""
         sizing = (self.model, self.chunk_unit, self.chunk_size)
-        if not self.chunk_size:
-            return None
-        if self.pk is not None and Collection.objects.filter(pk=self.pk).values_list(*SIZING).first() == sizing:
-            return None  # stored so already (a new collection, with no pk, is judged without a query)
-        return providers.size_problem(*sizing)
+        # A new collection (no pk) is judged without a query.
+        stored = self.pk and Collection.objects.filter(pk=self.pk).values_list(*SIZING).first()
+        return providers.size_problem(*sizing) if self.chunk_size and stored != sizing else None
 
     def clean(self) -> None:
         if problems := self.problems():

@@ -83,20 +83,12 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         """Lock up to `limit` of the collection's claimable rows: expired leases first (older work),
         then pending ones, first available first. Two queries, each served by its partial index
         with no sort (an OR of both would read and sort the whole backlog)."""
-        mine = self.filter(collection_id=collection_id).order_by()
-        ids = list(
-            mine.filter(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now)
-            .order_by("lease_expires_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
-        )
-        if len(ids) < limit:
-            ids += list(
-                mine.filter(status=DocumentStatus.PENDING, available_at__lte=now)
-                .order_by("available_at", "id")
-                .select_for_update(skip_locked=True)
-                .values_list("pk", flat=True)[: limit - len(ids)]
-            )
+        expired = self.filter(collection_id=collection_id, status=DocumentStatus.PROCESSING, lease_expires_at__lt=now)
+        pending = self.due(now).filter(collection_id=collection_id)
+        ids: list[int] = []
+        for rows in (expired.order_by("lease_expires_at"), pending.order_by("available_at", "id")):
+            if len(ids) < limit:
+                ids += rows.select_for_update(skip_locked=True).values_list("pk", flat=True)[: limit - len(ids)]
         return ids
 
     def stranded(self, alive_processes: list[str], now: datetime | None = None) -> DocumentQuerySet:
@@ -132,13 +124,11 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         """Extend the worker's leases (a batch running longer than a lease is still alive)."""
         return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
 
-    def _give_back(self, worker: str, status: str, **changes: Any) -> int:
-        return self.owned_by(worker).update(
-            status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes
-        )
+    def _unleased(self, status: str, **changes: Any) -> int:
+        return self.update(status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes)
 
     def mark_failed(self, worker: str, error: str) -> int:
-        return self._give_back(worker, DocumentStatus.FAILED, last_error=error[:2000])
+        return self.owned_by(worker)._unleased(DocumentStatus.FAILED, last_error=error[:2000])
 
     def mark_embedded(self, worker: str, versions: list[tuple[int, str]], embedded_at: datetime) -> set[int]:
         """Compare-and-swap, one statement for the batch: of the (id, content hash) pairs a worker embedded,
@@ -164,13 +154,13 @@ class DocumentQuerySet(models.QuerySet["Document"]):
 
     def release(self, worker: str) -> int:
         """Give the worker's leased documents back to the queue untouched (graceful shutdown)."""
-        return wake_workers(self._give_back(worker, DocumentStatus.PENDING), self.db)
+        return wake_workers(self.owned_by(worker)._unleased(DocumentStatus.PENDING), self.db)
 
     def defer_until(self, worker: str, until: datetime, error: str) -> int:
         """Give the worker's leased documents back to the queue, not claimable before `until`:
         their provider is failing for every input (an outage, a rate limit), which is no fault
         of theirs. They stay pending; `last_error` says why they wait."""
-        return self._give_back(worker, DocumentStatus.PENDING, available_at=until, last_error=error[:2000])
+        return self.owned_by(worker)._unleased(DocumentStatus.PENDING, available_at=until, last_error=error[:2000])
 
     def requeue(self, leased: bool = False) -> int:
         """Send embedded or failed documents back to the queue (with `leased`, those being processed too:
@@ -178,15 +168,8 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         actions, re-embed, the reprocessing retry pass, the staleness pass)."""
         statuses = [DocumentStatus.EMBEDDED, DocumentStatus.FAILED, *([DocumentStatus.PROCESSING] if leased else [])]
         now = timezone.now()
-        requeued = self.filter(status__in=statuses).update(
-            status=DocumentStatus.PENDING,
-            attempts=0,
-            lease_owner="",
-            lease_expires_at=None,
-            enqueued_at=now,
-            available_at=now,
-            updated_at=now,
-            last_error="",
+        requeued = self.filter(status__in=statuses)._unleased(
+            DocumentStatus.PENDING, attempts=0, enqueued_at=now, available_at=now, last_error=""
         )
         return wake_workers(requeued, self.db)
 
