@@ -194,11 +194,10 @@ def endpoint_label(collection: Collection) -> str:
         return collection.model
     try:
         parts = urlsplit(collection.api_base)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
+        host = (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
     except ValueError:
-        host, port = "?", ""
-    return f"{collection.model}@{host}{port}"
+        host = "?"
+    return f"{collection.model}@{host}"
 
 
 class ProviderCircuit(models.Model):
