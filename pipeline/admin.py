@@ -82,12 +82,15 @@ class CollectionForm(forms.ModelForm):
 BOUNDED_JSON = {models.JSONField: {"form_class": BoundedJSONFormField}}
 
 
-def deletion_summary(model_admin: admin.ModelAdmin, request: HttpRequest, objs: list, **counted: QuerySet) -> tuple:
-    """Django's delete confirmation with the rows listed and what goes with them counted: its collector
-    listed every chunk (thousands of lines, all read into memory, for a large selection) and asked for
-    a chunk delete permission."""
-    refused = set() if model_admin.has_delete_permission(request) else {model_admin.model._meta.verbose_name}
-    counts = {model_admin.model._meta.verbose_name_plural: len(objs)} | {k: q.count() for k, q in counted.items()}
+def deletion_summary(model_admin: Any, request: HttpRequest, objs: Any, path: str, *cascaded: Any) -> tuple:
+    """Django's delete confirmation with the rows listed and the `cascaded` models' rows going with them
+    (by `path`) counted: its collector listed every chunk (thousands of lines, all read into memory, for
+    a large selection) and asked for a chunk delete permission."""
+    objs, meta = list(objs), model_admin.model._meta
+    refused = set() if model_admin.has_delete_permission(request) else {meta.verbose_name}
+    counts = {meta.verbose_name_plural: len(objs)}
+    for model in cascaded:
+        counts[model._meta.verbose_name_plural] = model.objects.filter(**{f"{path}__in": objs}).count()
     return [str(o) for o in objs], counts, refused, []
 
 
@@ -114,14 +117,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     actions = ("pause_collections", "resume_collections", "reembed_collections")
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
-        collections = list(objs)
-        return deletion_summary(
-            self,
-            request,
-            collections,
-            documents=Document.objects.filter(collection__in=collections),
-            chunks=Chunk.objects.filter(collection__in=collections),
-        )
+        return deletion_summary(self, request, objs, "collection", Document, Chunk)
 
     # Each with its set-wise raw deletes (Collection.delete), not Django's collector over every chunk.
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
@@ -321,8 +317,7 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         )
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
-        docs = list(objs)
-        return deletion_summary(self, request, docs, chunks=Chunk.objects.filter(document__in=docs))
+        return deletion_summary(self, request, objs, "document", Chunk)
 
     # Deleting locks the rows first, as the API's DELETE does (DocumentQuerySet.remove).
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
