@@ -347,7 +347,6 @@ class Collection(models.Model):
             if not Collection.objects.select_for_update().filter(pk=self.pk).exists():
                 return 0, {}
             # By name: document.py imports this module.
-            Chunk, Document = apps.get_model("pipeline", "Chunk"), apps.get_model("pipeline", "Document")
-            Chunk.objects.filter(collection=self)._raw_delete(using="default")
-            Document.objects.filter(collection=self)._raw_delete(using="default")
+            for model in ("Chunk", "Document"):
+                apps.get_model("pipeline", model).objects.filter(collection=self)._raw_delete(using="default")
             return super().delete(*args, **kwargs)

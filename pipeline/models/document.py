@@ -58,7 +58,10 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         circuit closed. docs/architecture.md has why."""
         now = timezone.now()
         with transaction.atomic(using=self.db):
-            for collection_id in self._next_collections(now):
+            with connections[self.db].cursor() as cur:
+                cur.execute(_NEXT_COLLECTIONS_SQL, {"now": now, "candidates": CLAIM_CANDIDATES})
+                candidates = [row[0] for row in cur.fetchall()]
+            for collection_id in candidates:
                 ids = self._lock_due(collection_id, now, limit)
                 if ids:
                     break
@@ -73,11 +76,6 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             )
             Collection.objects.using(self.db).filter(pk=collection_id).update(last_claimed_at=now)
         return list(self.filter(pk__in=ids, lease_owner=worker).select_related("collection").order_by("id"))
-
-    def _next_collections(self, now: datetime) -> list[int]:
-        with connections[self.db].cursor() as cur:
-            cur.execute(_NEXT_COLLECTIONS_SQL, {"now": now, "candidates": CLAIM_CANDIDATES})
-            return [row[0] for row in cur.fetchall()]
 
     def _lock_due(self, collection_id: int, now: datetime, limit: int) -> list[int]:
         """Lock up to `limit` of the collection's claimable rows: expired leases first (older work),
