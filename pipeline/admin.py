@@ -167,13 +167,12 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
                 f"min {gate['min_cosine']:.4f}"
             )
         if change := obj.runtime_gate:
-            reference = change.get("reference")
-            figures = (
-                f" (golden queries: recall@5 {change['recall_at_5']} vs PyTorch {reference['recall_at_5']}, "
-                f"MRR@10 {change['mrr_at_10']} vs {reference['mrr_at_10']})"
-                if reference
-                else ""
-            )
+            figures = ""
+            if reference := change.get("reference"):
+                figures = (
+                    f" (golden queries: recall@5 {change['recall_at_5']} vs PyTorch {reference['recall_at_5']}, "
+                    f"MRR@10 {change['mrr_at_10']} vs {reference['mrr_at_10']})"
+                )
             serving += f"; last change {change['from']} -> {change['runtime']}{figures}: " + (
                 f"re-embedded, {'; '.join(change['problems'])}" if change["reembedded"] else "vectors kept"
             )
