@@ -3,6 +3,8 @@ failure settings here, the rest in embedportal.config_operations)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from embedportal.config_operations import OPERATIONS
 from embedportal.setting import Setting
 
@@ -248,4 +250,4 @@ _ALL = (
     *OPERATIONS,
 )
 SETTINGS: dict[str, Setting] = {setting.name: setting for setting in _ALL}
-assert len(SETTINGS) == len(_ALL), "a setting is registered twice"
+assert len(SETTINGS) == len(_ALL), f"registered twice: {[n for n, c in Counter(s.name for s in _ALL).items() if c > 1]}"
