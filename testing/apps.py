@@ -8,8 +8,7 @@ from django.db.models.signals import post_migrate, post_save, pre_save
 
 
 def on_migrate(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """post_migrate, and a worker starting (a ConfigMap edit rolls the workers without a migrate Job): queue a
-    regression run when the settings fingerprint changed since the last start-up (debounced)."""
+    """After migrate or a worker start (a ConfigMap edit skips migrate): a settings change queues a run."""
     from embedportal.schedules import tables_exist
     from testing import tasks
     from testing.models import ConfigSnapshot

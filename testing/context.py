@@ -1,5 +1,4 @@
-"""What an operations-test scenario works with (`Context`): reserved collections, the API/admin client
-as the ops user, the fault provider, and waiting for the real workers with a bound."""
+"""A scenario's `Context`: reserved collections, a client as the ops user, fault providers, bounded waits."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
@@ -41,10 +41,8 @@ FAULT_MODEL = "openai/ops-test-fault"
 
 def ops_user() -> Any:
     User = get_user_model()
-    user, created = User.objects.get_or_create(username=OPS_USERNAME, defaults={"is_staff": True, "is_active": True})
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
+    unusable = {"is_staff": True, "is_active": True, "password": make_password(None)}
+    user, created = User.objects.get_or_create(username=OPS_USERNAME, defaults=unusable)
     # A platform operator (its collections have no team); a user made by an older version gets what it lacks.
     if created or not user.has_perms([f"pipeline.{codename}" for codename in OPS_PERMISSIONS]):
         user.user_permissions.set(
@@ -186,8 +184,7 @@ class Context:
         until: Iterable[str] = (DocumentStatus.EMBEDDED,),
         timeout: float | None = None,
     ) -> dict[str, str]:
-        """Wait for the running workers to bring the documents to a final state; returns id -> status.
-        Fails naming the cause: no worker alive, or documents still pending/processing."""
+        """Wait for the workers to finish the documents; id -> status. A failure names the cause."""
         self.require_workers()
         qs = Document.objects.filter(collection=collection)
         if ids is not None:

@@ -1,5 +1,4 @@
-"""Benchmark corpora, cached under EMBEDPORTAL_CORPUS_DIR by `manage.py fetch_corpus` (the image does it at
-build); never downloaded at run time. Their text is never committed."""
+"""Benchmark corpora cached by `manage.py fetch_corpus` (at image build), never downloaded at run time nor committed."""
 
 from __future__ import annotations
 

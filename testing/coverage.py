@@ -1,5 +1,4 @@
-"""Coverage of the critical paths: a component x condition matrix; a cell is covered when a
-scenario declaring it ran (not skipped) in the last 7 days."""
+"""Critical-path coverage: a component x condition cell is covered when a scenario declaring it ran in 7 days."""
 
 from __future__ import annotations
 

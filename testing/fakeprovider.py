@@ -112,11 +112,11 @@ class FakeProvider:
         return (self.requests[-1]["auth"] or "").removeprefix("Bearer ") if self.requests else ""
 
     def pick(self, inputs: list[str]) -> str:
-        """The answer for a request (called under `lock`)."""
+        """The answer for a request (called under `lock`): an input's "POISON:<mode>", else the script's or `mode`."""
         mode = self.script.pop(0) if self.script else self.mode
-        return _poison_mode(inputs) or mode
+        return next((text.split("POISON:", 1)[1].split()[0] for text in inputs if "POISON:" in text), mode)
 
-    def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str], body: dict | None = None) -> None:
+    def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str], body: dict) -> None:
         time.sleep(self.delay + {"slow": 30, "timeout": self.timeout_seconds}.get(mode, 0))
         errors = {
             "500": (500, "internal error"),
@@ -130,11 +130,9 @@ class FakeProvider:
         if mode in errors:
             status, message = errors[mode]
             retry_after = {"Retry-After": self.retry_after} if status == 429 else {}
-            self._send(h, status, {"error": {"message": message, "type": "error", "code": status}}, retry_after)
-            return
+            return self._send(h, status, {"error": {"message": message, "type": "error", "code": status}}, retry_after)
         if h.path.rstrip("/").endswith("/rerank"):
-            self._send(h, 200, rerank_answer(str((body or {}).get("query", "")), inputs, (body or {}).get("top_n")))
-            return
+            return self._send(h, 200, rerank_answer(str(body.get("query", "")), inputs, body.get("top_n")))
         dims = self.dims + 1 if mode == "wrong_dims" else self.dims
         fill = {"nan": math.nan, "zero": 0.0}.get(mode)
         vectors = [vector_for(t, dims) if fill is None else [fill] * dims for t in inputs]
@@ -154,13 +152,8 @@ def rerank_answer(query: str, documents: list[str], top_n: int | None = None) ->
     return {"id": "fake-rerank", "results": results, "meta": {"billed_units": {"search_units": 1}}}
 
 
-def _poison_mode(inputs: list[str]) -> str | None:
-    return next((text.split("POISON:", 1)[1].split()[0] for text in inputs if "POISON:" in text), None)
-
-
 class ChaosProvider(FakeProvider):
-    """Fails `failure_rate` of calls with a fault drawn uniformly from CHAOS_FAULTS (seeded);
-    a "timeout" answers after `slow_seconds`. Requests are counted, not recorded."""
+    """Fails `failure_rate` of calls with a seeded fault from CHAOS_FAULTS; counts requests, records none."""
 
     def __init__(self, dims: int = 16, failure_rate: float = 0.2, seed: int = 0, slow_seconds: float = 1.0) -> None:
         super().__init__(dims=dims, timeout_seconds=slow_seconds, record=False)

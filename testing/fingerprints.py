@@ -1,5 +1,4 @@
-"""What a run ran against: the code version and a fingerprint of the active configuration
-(notes: docs/ops-tests.md, "Module notes")."""
+"""Fingerprints of the configuration a run ran against (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ def settings_fingerprint() -> str:
 
 
 def collection_config(collection: Collection) -> dict[str, Any]:
-    """What the collection's embeddings depend on (a re-embed may change them): a change to any is a
-    configuration change."""
+    """What the collection's embeddings depend on: a change to any is a configuration change."""
     return {name: getattr(collection, name) for name in Collection.REEMBED_FIELDS}
 
 

@@ -29,8 +29,7 @@ class FlakyScenario:
 
 
 def flaky_names(since: datetime) -> set[str]:
-    """Scenarios that passed only on a retry, or both passed and failed on one code version and
-    configuration, since then: from the per-version summary rows, so the gauge reads tens of rows."""
+    """Scenarios that passed on a retry, or passed and failed on one version, since then (tens of summary rows)."""
     flaky = Q(flaky_at__gte=since) | Q(good_at__gte=since, bad_at__gte=since)
     return set(ScenarioVersion.objects.filter(flaky).values_list("scenario", flat=True))
 

@@ -1,6 +1,4 @@
-"""The built-in golden set: a small sample corpus of distinct topics and paraphrased questions
-whose answer is one document. Used by the regression scenarios with the deployment's default
-model, or with a changed collection's configuration."""
+"""The regression scenarios' built-in golden set: distinct topics, and paraphrased questions answered by one each."""
 
 # ruff: noqa: E501  (one document or query per line reads best)
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""JUnit XML (xunit2 flavour, junitparser) of a run, so Argo artifacts and CI tools read our runs
-(notes: docs/ops-tests.md, "Module notes")."""
+"""A run as JUnit XML (xunit2), for Argo artifacts and CI tools (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

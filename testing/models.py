@@ -58,9 +58,9 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
 
     def finish(self, run_id: int, status: str, counts: dict[str, int], message: str = "") -> int:
         """running -> passed/failed/error (compare-and-swap: an abandoned run stays abandoned)."""
-        run = self.filter(pk=run_id).values("started_at").first()
+        started = self.filter(pk=run_id).values_list("started_at", flat=True).first()
         now = timezone.now()
-        duration = (now - run["started_at"]).total_seconds() if run else None
+        duration = (now - started).total_seconds() if started else None
         return self.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=status, finished_at=now, counts=counts, duration_seconds=duration, message=message[:2000]
         )
@@ -73,14 +73,13 @@ class TestRunQuerySet(models.QuerySet["TestRun"]):
         return self.update(status=RunStatus.ERROR, finished_at=timezone.now(), message=message[:2000])
 
     def abandon_stale(self) -> int:
-        """A run whose process died (no heartbeat for EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS) frees the
-        slot; so does a run queued that long while no test runner is alive."""
+        """Free the slot of a run silent for EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS (queued: while no runner lives)."""
         cutoff = timezone.now() - timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_ABANDON_SECONDS)
         stale = self.filter(heartbeat_at__lt=cutoff)
         abandoned = stale.filter(status=RunStatus.RUNNING).end("abandoned: its process stopped reporting")
-        if RunnerHeartbeat.objects.alive().exists():
-            return abandoned
-        return abandoned + stale.filter(status=RunStatus.QUEUED).end(f"abandoned: {NO_RUNNER}")
+        if not RunnerHeartbeat.objects.alive().exists():
+            abandoned += stale.filter(status=RunStatus.QUEUED).end(f"abandoned: {NO_RUNNER}")
+        return abandoned
 
 
 # What a queued run says while nothing picks it up (the API, the admin, an abandoned run).
@@ -236,22 +235,15 @@ class ScenarioTotalsQuerySet(models.QuerySet["ScenarioTotals"]):
         bucket = bisect.bisect_left(DURATION_BUCKETS, result.duration_seconds)
         buckets = [0] * (len(DURATION_BUCKETS) + 1)
         buckets[bucket] = 1
-        at = result.started_at
+        at, good = result.started_at, result.outcome in GOOD
         with connections[self.db].cursor() as cur:
             # The result's own fields fill the named parameters they share a name with.
             cur.execute(_ADD_TOTALS_SQL, {**vars(result), "buckets": buckets, "bucket": bucket + 1})
             if result.outcome != Outcome.SKIPPED:
-                cur.execute(
-                    _ADD_VERSION_SQL,
-                    {
-                        "scenario": result.scenario,
-                        "code": result.run.code_version,
-                        "config": result.run.config_fingerprint,
-                        "good": at if result.outcome in GOOD else None,
-                        "bad": None if result.outcome in GOOD else at,
-                        "flaky": at if result.outcome == Outcome.FLAKY else None,
-                    },
-                )
+                version = {"code": result.run.code_version, "config": result.run.config_fingerprint}
+                outcome = {"good": at if good else None, "bad": None if good else at}
+                flaky = at if result.outcome == Outcome.FLAKY else None
+                cur.execute(_ADD_VERSION_SQL, {"scenario": result.scenario, **version, **outcome, "flaky": flaky})
 
     def ran_since(self, since: datetime) -> set[str]:
         """Scenarios with a result other than skipped since then (the coverage matrix)."""
@@ -282,8 +274,7 @@ class ScenarioTotals(models.Model):
 
 
 class ScenarioVersion(models.Model):
-    """When a scenario last passed, failed and passed only on a retry on one code version and
-    configuration: flaky detection picks its scenarios from here (tens of rows, not every result)."""
+    """When a scenario last passed, failed and was flaky on one version: flaky detection reads these few rows."""
 
     scenario = models.CharField(max_length=100)
     code_version = models.CharField(max_length=64)

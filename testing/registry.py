@@ -1,5 +1,4 @@
-"""The scenario registry: plain functions registered with a decorator, like Django's system checks
-(notes: docs/ops-tests.md, "Module notes")."""
+"""The scenario registry: functions registered by a decorator (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Reserved collections (`__ops_test_...`, a prefix producers cannot use): everything an operations
-test writes lives in one, and this deletes them safely next to running workers."""
+"""Reserved collections (`__ops_test_...`), where operations tests write, and deleting them next to workers."""
 
 from __future__ import annotations
 
@@ -46,8 +45,7 @@ def reserved_collections() -> Any:
 
 
 def delete_reserved(collection_id: int, timeout: float | None = None) -> bool:
-    """Delete a reserved collection next to workers and index builds, trying up to `timeout` seconds (default:
-    a lease and a bit); False if it is still there (docs/ops-tests.md, "Module notes")."""
+    """Delete it next to workers and index builds within `timeout` s (a lease and a bit); False if it is still there."""
     Collection.objects.filter(pk=collection_id).pause()
     timeout = settings.EMBEDPORTAL_LEASE_SECONDS + 15 if timeout is None else timeout
 

@@ -1,5 +1,4 @@
-"""The test runner process (`run_test_runner`): claims queued test runs and executes them outside the
-pipeline workers' slots (docs/ops-tests.md, "Where a run executes")."""
+"""The test runner process: runs queued test runs outside the workers' slots (docs/ops-tests.md)."""
 
 from __future__ import annotations
 
@@ -99,8 +98,7 @@ class TestRunner:
         return run
 
     def _wait_for_workers(self, run: TestRun) -> None:
-        """A run claimed as the workers start would find no heartbeat yet: wait for one (kicking the workers)
-        up to EMBEDPORTAL_OPS_TEST_WAIT_SECONDS; then the scenarios say "no pipeline worker is running"."""
+        """A run claimed as the workers start finds no heartbeat yet: wait for one (a bounded wait, kicking them)."""
         max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
 
         def alive() -> bool:
@@ -139,7 +137,6 @@ class TestRunner:
 
 
 def reconnect() -> None:
-    """A signal that broke a query mid-way leaves the connection unusable: the next query opens a new one
-    (not inside a transaction, which only a test holds here)."""
+    """After a signal broke a query, the next query opens a new connection (unless a test's transaction holds it)."""
     if not connection.in_atomic_block:
         connection.close()

@@ -1,5 +1,4 @@
-"""django-q2 entry points for operations test runs: they queue a run for the test runner (testing.runner),
-never execute one in a worker slot. Tasks carry names, not payloads."""
+"""django-q2 tasks that queue operations test runs for the test runner, never running one in a worker slot."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ CONFIG_CATEGORIES = [Category.REGRESSION, Category.INTEGRATION]
 
 
 def queue_run(requested_by: str = "", **selection: Any) -> tuple[Any, Any]:
-    """Queue a run for the test runner: only the row is written, so no worker slot is taken (RunInProgress
-    names the run already queued)."""
+    """Queue a run for the test runner (RunInProgress names the run already queued)."""
     tester = EmbeddingPipelineOperationsTester(**selection, requested_by=requested_by)
     return tester.start(RunStatus.QUEUED), tester
 

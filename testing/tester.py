@@ -1,5 +1,4 @@
-"""EmbeddingPipelineOperationsTester: runs registered scenarios against the live system
-(notes: docs/ops-tests.md, "Module notes")."""
+"""Runs registered scenarios against the live system (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class RunnerStopped(BaseException):
-    """The test runner was told to stop (SIGTERM): the run ends at once, recorded as interrupted (a
-    BaseException, so no scenario's `except Exception` swallows it)."""
+    """The test runner was told to stop: a BaseException, so no scenario's `except Exception` swallows it."""
 
 
 @dataclass

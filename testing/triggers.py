@@ -1,5 +1,4 @@
-"""Configuration-change trigger: saving a collection's model, chunking, batch size or provider
-options (admin, API or command) queues a debounced regression + integration run for it."""
+"""Saving a collection's embedding configuration queues a debounced regression + integration run for it."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""Failure conditions: the fault-injecting provider behind reserved collections, a dead worker's
-lease, and the reprocessing backoff walked on a simulated clock (explicit `now`, no sleeping)."""
+"""Failure conditions: provider faults, a dead worker's lease, and the reprocessing backoff on an explicit clock."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -109,17 +107,10 @@ def rate_limited(ctx: Context) -> dict[str, Any]:
     provider = ctx.fault_provider()
     provider.retry_after = "2"
     provider.script = ["429"]
-    stamps: list[float] = []
-    original = provider.pick
-
-    def pick(inputs: list[str]) -> str:
-        stamps.append(time.monotonic())
-        return original(inputs)
-
-    provider.pick = pick
     collection = ctx.fault_collection(provider, "429")
     ctx.enqueue(collection, [("limited", "a document meeting a rate limit")])
     ctx.wait_documents(collection)
+    stamps = [request["at"] for request in provider.requests]
     ctx.check(len(stamps) == 2, f"the provider saw {len(stamps)} request(s), expected the 429 and one retry")
     gap = stamps[1] - stamps[0]
     ctx.check(gap >= 1.8, f"the retry came {gap:.2f} s after the 429, before its Retry-After of 2 s")
@@ -164,9 +155,8 @@ def dead_lease(ctx: Context) -> None:
 )
 def backoff(ctx: Context) -> dict[str, Any]:
     """A failing document is retried after 5 min, 30 min, 2 h and 24 h, then dead-lettered (explicit clock)."""
-    collection = ctx.collection("backoff")
     # Paused: the requeued document must wait for this scenario, not be claimed by the workers.
-    Collection.objects.filter(pk=collection.pk).pause()
+    collection = ctx.collection("backoff", paused=True)
     ctx.enqueue(collection, [("flaky", "fails at every retry")])
     doc = Document.objects.get(collection=collection)
     workflow = ReprocessingWorkflow(collection=collection)

@@ -1,5 +1,4 @@
-"""Integration: upstream (the producers' API and CLI contracts, the model) and downstream
-(pgvector's HNSW index behind search, /metrics and what the rules and dashboards read, health)."""
+"""Integration: upstream (producers' contracts, the model) and downstream (the index, /metrics, rules, health)."""
 
 from __future__ import annotations
 
@@ -90,8 +89,7 @@ def model_answers(ctx: Context) -> dict[str, Any]:
 
 
 def _plan(collection: Collection) -> str:
-    """The plan of storage.nearest()'s statement with the planner told to avoid scans and sorts: a
-    small collection is cheaper to scan and sort, but the index must serve the query."""
+    """storage.nearest()'s plan with scans and sorts avoided: cheaper on a small collection, but not the index."""
     vector = np.ones(collection.dimensions, dtype=np.float32)
     avoid = [f"SET LOCAL {knob} = off" for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort")]
     return explain(lambda: storage.nearest(collection, vector, 3), *avoid)

@@ -1,5 +1,4 @@
-"""Regression: retrieval quality (recall@k, MRR) compared with the last passing run
-(notes: docs/ops-tests.md, "Module notes")."""
+"""Regression: recall@k and MRR against the last passing run (notes: docs/ops-tests.md, "Module notes")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What several scenario modules do alike: scrape /metrics, run the `enqueue` command on a JSONL
-file, ask what the staleness pass would take, and fail a document the way a worker does."""
+"""Steps several scenario modules share."""
 
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ def sample(families: dict[str, Any], family: str, suffix: str = "", **labels: st
 
 
 def enqueue_jsonl(collection: Collection, documents: list[Any]) -> str:
-    """Run `manage.py enqueue` on a JSONL file, one line a document (a string is written as is);
-    returns what it printed. Its CommandError is the caller's to judge."""
+    """What `manage.py enqueue` printed for a JSONL file of these documents (a string is a line as is)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "docs.jsonl"
         path.write_text("".join((d if isinstance(d, str) else json.dumps(d)) + "\n" for d in documents))
