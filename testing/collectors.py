@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from django.utils import timezone
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from embedportal import collectors
 from testing.coverage import coverage
@@ -28,31 +28,21 @@ SELECT DISTINCT ON (trigger) trigger, extract(epoch FROM started_at), status
 class DatabaseCollector(collectors.DatabaseCollector):
     subject = "testing"
 
-    def families(self) -> list[Metric]:
-        return [
-            CounterMetricFamily(
-                PASS_RATE,
-                "Operations test results by category, scenario and result (passed, failed, error, skipped, "
-                "flaky); pass rate = rate(result=~passed|flaky) / rate(all but skipped).",
-                labels=["category", "scenario", "result"],
-            ),
-            HistogramMetricFamily(
-                DURATION, "Seconds an operations test scenario took.", labels=["category", "scenario"]
-            ),
-            GaugeMetricFamily(
-                "test_last_run_timestamp_seconds",
-                "Start of the last finished test run, by trigger.",
-                labels=["trigger"],
-            ),
-            GaugeMetricFamily(
-                "test_last_run_passed", "1 if the last finished run passed, by trigger.", labels=["trigger"]
-            ),
-            GaugeMetricFamily("test_coverage_ratio", "Share of component x condition cells run in the last 7 days."),
-            GaugeMetricFamily("test_flaky_scenarios", "Scenarios flagged flaky in the last 14 days."),
-            GaugeMetricFamily(
-                "test_runners_alive", "Test runner processes (run_test_runner) alive; 0: queued runs wait."
-            ),
-        ]
+    families = collectors.fresh(
+        (
+            PASS_RATE,
+            "Operations test results by category, scenario and result (passed, failed, error, skipped, "
+            "flaky); pass rate = rate(result=~passed|flaky) / rate(all but skipped).",
+            ["category", "scenario", "result"],
+            CounterMetricFamily,
+        ),
+        (DURATION, "Seconds an operations test scenario took.", ["category", "scenario"], HistogramMetricFamily),
+        ("test_last_run_timestamp_seconds", "Start of the last finished test run, by trigger.", ["trigger"]),
+        ("test_last_run_passed", "1 if the last finished run passed, by trigger.", ["trigger"]),
+        ("test_coverage_ratio", "Share of component x condition cells run in the last 7 days.", []),
+        ("test_flaky_scenarios", "Scenarios flagged flaky in the last 14 days.", []),
+        ("test_runners_alive", "Test runner processes (run_test_runner) alive; 0: queued runs wait.", []),
+    )
 
     def fill(self, cur, counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge, runners) -> None:
         cur.execute(_TOTALS_SQL)

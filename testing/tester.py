@@ -65,7 +65,8 @@ class EmbeddingPipelineOperationsTester:
         counts: Counter[str] = Counter()
         try:
             sweep_reserved()
-            for scenario, target in [(s, t) for s in self.selected for t in self._targets(s)]:
+            targets = self.collections or [""]
+            for scenario, target in [(s, t) for s in self.selected for t in (targets if s.per_collection else [""])]:
                 result = self.run_scenario(run, scenario, target)
                 counts[result.outcome] += 1
                 if self.progress:
@@ -84,9 +85,6 @@ class EmbeddingPipelineOperationsTester:
             TestRun.objects.finish(run.pk, RunStatus.FAILED if bad else RunStatus.PASSED, dict(counts))
         run.refresh_from_db()
         return run
-
-    def _targets(self, scenario: Scenario) -> list[str]:
-        return self.collections or [""] if scenario.per_collection else [""]
 
     def run_scenario(self, run: TestRun, scenario: Scenario, target: str = "") -> TestResult:
         started_at, started = timezone.now(), time.perf_counter()

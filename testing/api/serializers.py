@@ -50,12 +50,11 @@ class TestRunDetailSerializer(TestRunSerializer):
 class RunRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     """What to run: everything by default."""
 
-    categories = serializers.ListField(child=serializers.ChoiceField(Category.choices), required=False, default=list)
-    scenarios = serializers.ListField(child=StrictCharField(), required=False, default=list)
-    quick = StrictBooleanField(required=False, default=False)
-    collections = serializers.ListField(child=StrictCharField(), required=False, default=list)
+    categories = serializers.ListField(child=serializers.ChoiceField(Category.choices), default=list)
+    scenarios = serializers.ListField(child=StrictCharField(), default=list)
+    quick = StrictBooleanField(default=False)
+    collections = serializers.ListField(child=StrictCharField(), default=list)
     wait = StrictIntegerField(
-        required=False,
         default=30,
         min_value=0,
         max_value=MAX_WAIT_SECONDS,

@@ -78,12 +78,10 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
             ) from None
         wait_until(lambda: not TestRun.objects.filter(pk=run.pk, status__in=ACTIVE).exists(), wait)
         run.refresh_from_db()
-        url = TestRunSerializer(run).data["url"]
         if run.status in ACTIVE:
-            response = Response(TestRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
-            response["Location"] = url
-            return response
-        return Response(TestRunDetailSerializer(run).data, status=status.HTTP_200_OK)
+            data = TestRunSerializer(run).data
+            return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+        return Response(TestRunDetailSerializer(run).data)
 
     @extend_schema(request=None, responses={200: TestRunSerializer})
     @action(detail=True, methods=["post"])

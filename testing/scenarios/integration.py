@@ -140,13 +140,12 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\{[^}]*\}", "", expr)
     expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     expr = re.sub(r"\[[^\]]*\]", "", expr)
-    names = set()
-    for match in re.finditer(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(\s*\()?", expr):
-        name, call = match.group(1), match.group(2)
-        if call or name in PROMQL_WORDS or ":" in name or re.fullmatch(r"\d+[smhdwy]", name):
-            continue
-        names.add(name)
-    return names
+    words = re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(\s*\()?", expr)
+    return {
+        name
+        for name, call in words
+        if not (call or name in PROMQL_WORDS or ":" in name or re.fullmatch(r"\d+[smhdwy]", name))
+    }
 
 
 def referenced_metrics() -> dict[str, set[str]]:
@@ -185,12 +184,9 @@ def metrics_used(ctx: Context) -> dict[str, Any]:
         if name not in exposed and name not in declared
     )
     ctx.check(not missing, f"read by rules or dashboards but absent from /metrics: {', '.join(missing)}")
-    metrics = {n for names in referenced.values() for n in names}
-    return {
-        "files": len(referenced),
-        "metrics": len(metrics),
-        "declared_without_samples": sorted(metrics - with_samples),
-    }
+    metrics = set().union(*referenced.values())
+    without_samples = sorted(metrics - with_samples)
+    return {"files": len(referenced), "metrics": len(metrics), "declared_without_samples": without_samples}
 
 
 def series_names(families: Any) -> set[str]:
