@@ -158,11 +158,6 @@ class Context:
             **fields,
         )
 
-    def remaining(self, limit: float | None = None) -> float:
-        """Seconds left to wait: `limit` (default the wait setting) within the scenario's timeout."""
-        left = self.deadline - time.monotonic()
-        return max(0.0, min(left, limit if limit is not None else self.wait_seconds))
-
     def require_workers(self) -> None:
         """Fail at once, naming the cause, when no pipeline worker process is alive."""
         if not _fresh_workers():
@@ -175,7 +170,9 @@ class Context:
             )
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-        return wait_until(predicate, self.remaining(timeout))
+        """Poll up to `timeout` (default the wait setting) within the scenario's timeout."""
+        left = max(0.0, min(self.deadline - time.monotonic(), timeout if timeout is not None else self.wait_seconds))
+        return wait_until(predicate, left)
 
     def wait_documents(
         self,

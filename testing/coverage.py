@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -35,9 +35,8 @@ class Coverage:
         ]
 
 
-def coverage(now: datetime | None = None, window: timedelta = WINDOW) -> Coverage:
-    since = (now or timezone.now()) - window
-    ran = ScenarioTotals.objects.ran_since(since)
+def coverage() -> Coverage:
+    ran = ScenarioTotals.objects.ran_since(timezone.now() - WINDOW)
     cells = {(c, k): [] for c in Component.values for k in Condition.values}
     declared = {(c, k): [] for c in Component.values for k in Condition.values}
     for scenario in REGISTRY.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,9 +35,9 @@ def flaky_names(since: datetime) -> set[str]:
     return set(ScenarioVersion.objects.filter(flaky).values_list("scenario", flat=True))
 
 
-def flaky_scenarios(now: datetime | None = None, window: timedelta = WINDOW) -> list[FlakyScenario]:
+def flaky_scenarios() -> list[FlakyScenario]:
     """The flaky scenarios with their history's figures (only their results are read)."""
-    since = (now or timezone.now()) - window
+    since = timezone.now() - WINDOW
     rows = (
         TestResult.objects.filter(started_at__gte=since, scenario__in=flaky_names(since))
         .exclude(outcome=Outcome.SKIPPED)
@@ -49,7 +50,7 @@ def flaky_scenarios(now: datetime | None = None, window: timedelta = WINDOW) -> 
     found = []
     for scenario, results in history.items():
         outcomes = [r[2] for r in results]
-        retried = sum(1 for o in outcomes if o == Outcome.FLAKY)
+        retried = outcomes.count(Outcome.FLAKY)
         by_version: dict[tuple, set[str]] = defaultdict(set)
         for _, _, outcome, _, code, config in results:
             by_version[(code, config)].add("good" if outcome in GOOD else "bad")
@@ -61,7 +62,7 @@ def flaky_scenarios(now: datetime | None = None, window: timedelta = WINDOW) -> 
             reasons.append(f"passed and failed on the same code and configuration ({len(mixed)} version(s))")
         good = [o in GOOD for o in outcomes]
         runs, passes = len(outcomes), sum(good)
-        flip_rate = sum(1 for a, b in zip(good, good[1:], strict=False) if a != b) / (runs - 1) if runs > 1 else 0.0
+        flip_rate = sum(a != b for a, b in itertools.pairwise(good)) / (runs - 1) if runs > 1 else 0.0
         row = (scenario, results[0][1], runs, passes, runs - passes, retried, flip_rate, reasons, results[-1][3])
         found.append(FlakyScenario(*row))
     return sorted(found, key=lambda f: (-f.flip_rate, -f.passed_on_retry, f.scenario))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -90,9 +90,9 @@ def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
     return True
 
 
-def prune_history(now: datetime | None = None) -> dict:
+def prune_history() -> dict:
     """Every day: finished test runs and benchmark runs past their retention (the counters stay in ScenarioTotals)."""
-    now = now or timezone.now()
+    now = timezone.now()
     runs = TestRun.objects.exclude(status__in=ACTIVE).filter(
         started_at__lt=now - timedelta(days=settings.EMBEDPORTAL_TEST_RUN_RETENTION_DAYS)
     )

@@ -43,8 +43,7 @@ def largest_document(ctx: Context) -> dict[str, Any]:
     ctx.expect(ctx.post(collection, {"id": "too-big", "text": words + "x"}), 400, f"{limit + 1} characters")
     ctx.expect(ctx.post(collection, {"id": "largest", "text": words}), 202, f"exactly {limit} characters")
     ctx.wait_documents(collection, timeout=200)
-    chunks = Chunk.objects.filter(collection=collection).count()
-    return {"characters": limit, "chunks": chunks}
+    return {"characters": limit, "chunks": Chunk.objects.filter(collection=collection).count()}
 
 
 UNICODE_TEXTS = {
@@ -100,12 +99,11 @@ def mixed_dimensions(ctx: Context) -> None:
     ctx.enqueue(large, [("same", "the same text in two collections"), ("other", "only in the large one")])
     ctx.wait_documents(small)
     ctx.wait_documents(large)
+    wanted = {small.index_name, large.index_name}
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT indexname FROM pg_indexes WHERE indexname = ANY(%s)", [[small.index_name, large.index_name]]
-        )
+        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname = ANY(%s)", [list(wanted)])
         indexes = {row[0] for row in cur.fetchall()}
-    ctx.check(indexes == {small.index_name, large.index_name}, f"indexes present: {sorted(indexes)}")
+    ctx.check(indexes == wanted, f"indexes present: {sorted(indexes)}")
     dims = {
         c.name: {len(v) for v in Chunk.objects.filter(collection=c).values_list("embedding", flat=True)}
         for c in (small, large)
