@@ -1,4 +1,4 @@
-"""Operations test runs against the live system, their results, and operators' golden queries."""
+"""Operations test runs against the live system, their results and runners, and benchmark runs."""
 
 from __future__ import annotations
 

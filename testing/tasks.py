@@ -83,9 +83,8 @@ def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:
     ConfigSnapshot.objects.using(using).update_or_create(key="settings", defaults={"fingerprint": current})
     if previous is None:
         return False  # first start: nothing to compare with
-    names = list(
-        Collection.objects.using(using).exclude(name__startswith=RESERVED_PREFIX).values_list("name", flat=True)
-    )
+    users = Collection.objects.using(using).exclude(name__startswith=RESERVED_PREFIX)
+    names = list(users.values_list("name", flat=True))
     transaction.on_commit(lambda: schedule_config_run(names), using=using)
     return True
 

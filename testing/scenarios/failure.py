@@ -83,6 +83,8 @@ def _fault_scenario(mode: str, error_type: str, transient: bool, **fields: Any):
             ctx.check(key and key not in stored, f"the provider's echo of the key was stored: {stored[:200]}")
         return {"requests": len(provider.requests), "error_type": str(error_type)}
 
+    outcome = "is retried and deferred" if transient else "fails and is scheduled for reprocessing"
+    run.__doc__ = f"The provider answers {mode}: the document {outcome} as {error_type}."
     return run
 
 
@@ -95,10 +97,7 @@ FAULTS = (
     ("provider_too_few_vectors_refused", "too_few", ErrorType.WRONG_COUNT, False, {}),
 )
 for _name, _mode, _type, _transient, _fields in FAULTS:
-    _func = _fault_scenario(_mode, _type, _transient, **_fields)
-    _outcome = "is retried and deferred" if _transient else "fails and is scheduled for reprocessing"
-    _func.__doc__ = f"The provider answers {_mode}: the document {_outcome} as {_type}."
-    scenario(_name, Category.FAILURE, Component.EMBED, timeout=90)(_func)
+    scenario(_name, Category.FAILURE, Component.EMBED, timeout=90)(_fault_scenario(_mode, _type, _transient, **_fields))
 
 
 @scenario("provider_429_retry_after_honoured", Category.FAILURE, Component.EMBED, timeout=60)

@@ -98,9 +98,8 @@ def changed_and_unchanged(ctx: Context) -> None:
 def cli_path(ctx: Context) -> None:
     """The `enqueue` command (JSONL) feeds the workers and the `search` command finds the document."""
     collection = ctx.collection("cli")
-    said = enqueue_jsonl(
-        collection, [{"id": f"cli-{i}", "text": f"command line document number {i}"} for i in range(3)]
-    )
+    docs = [{"id": f"cli-{i}", "text": f"command line document number {i}"} for i in range(3)]
+    said = enqueue_jsonl(collection, docs)
     ctx.check("3 new" in said, f"enqueue said: {said.strip()}")
     ctx.wait_documents(collection)
     out = StringIO()
