@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -74,11 +74,11 @@ class Context:
             raise ScenarioFailed(message)
 
     @staticmethod
-    def fail(message: str) -> None:
+    def fail(message: str) -> NoReturn:
         raise ScenarioFailed(message)
 
     @staticmethod
-    def skip(message: str) -> None:
+    def skip(message: str) -> NoReturn:
         raise ScenarioSkipped(message)
 
     def collection(self, suffix: str = "c", **fields: Any) -> Collection:

@@ -27,11 +27,8 @@ from testing.scenarios.shared import fail_document, requeue_candidates, sample, 
 def _failed_with(ctx: Context, collection: Collection, external_id: str, error_type: str) -> FailedDocument:
     """The document failed for good and its failure row carries the expected type."""
     ctx.wait_documents(collection, [external_id], until=[DocumentStatus.FAILED])
-    failure = (
-        FailedDocument.objects.unresolved()
-        .filter(document__collection=collection, document__external_id=external_id)
-        .first()
-    )
+    failures = FailedDocument.objects.unresolved().filter(document__collection=collection)
+    failure = failures.filter(document__external_id=external_id).first()
     ctx.check(failure is not None, f"{external_id} failed but no failure row was recorded for the ReprocessingWorkflow")
     ctx.check(
         failure.error_type == error_type,

@@ -57,12 +57,8 @@ def evaluate(ranks: list[int | None], misses: list[str]) -> dict[str, Any]:
 
 def baseline(ctx: Context) -> dict[str, Any] | None:
     """Measurements of the last passing run of this scenario on this target."""
-    last = (
-        TestResult.objects.filter(scenario=ctx.scenario.name, target=ctx.target, outcome__in=GOOD)
-        .order_by("-started_at", "-id")
-        .values("details", "run_id")
-        .first()
-    )
+    passing = TestResult.objects.filter(scenario=ctx.scenario.name, target=ctx.target, outcome__in=GOOD)
+    last = passing.order_by("-started_at", "-id").values("details", "run_id").first()
     return {**last["details"], "run": last["run_id"]} if last and "recall_at_k" in last["details"] else None
 
 

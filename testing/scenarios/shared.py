@@ -28,7 +28,6 @@ def scrape(ctx: Context) -> dict[str, Any]:
         return {f.name: f for f in text_string_to_metric_families(response.content.decode())}
     except ValueError as exc:
         ctx.fail(f"/metrics does not parse as the Prometheus text format: {exc}")
-        raise
 
 
 def sample(families: dict[str, Any], family: str, suffix: str = "", **labels: str) -> float:
