@@ -133,7 +133,7 @@ class Context:
     def enqueue(self, collection: Collection, docs: Iterable[tuple[str, str]]) -> queue.EnqueueResult:
         return queue.enqueue(collection, [queue.IncomingDocument(i, t) for i, t in docs])
 
-    def fault_provider(self, mode: str = "ok") -> Any:
+    def fault_provider(self, mode: str = "ok") -> FakeProvider:
         """The fault-injecting provider answering `mode` on the configured address (in Kubernetes the pod's,
         opened to the workers by NetworkPolicy embedportal-ops-tests-fault-provider); one scenario's at a time."""
         host, port = settings.EMBEDPORTAL_OPS_TEST_FAULT_HOST, settings.EMBEDPORTAL_OPS_TEST_FAULT_PORT
@@ -145,8 +145,10 @@ class Context:
         self._providers.append(provider)
         return provider
 
-    def fault_collection(self, provider: Any, suffix: str = "fault", **fields: Any) -> Collection:
-        return self.collection(
+    def fault_collection(self, suffix: str, mode: str = "ok", **fields: Any) -> tuple[FakeProvider, Collection]:
+        """A reserved collection embedded by a new fault provider answering `mode`."""
+        provider = self.fault_provider(mode)
+        return provider, self.collection(
             suffix,
             model=FAULT_MODEL,
             api_base=provider.url,

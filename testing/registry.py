@@ -40,12 +40,7 @@ REGISTRY: dict[str, Scenario] = {}
 
 
 def scenario(
-    name: str,
-    category: str,
-    component: str,
-    *,
-    covers: Iterable[str | tuple[str, str]] = (),
-    **options: Any,
+    name: str, category: str, component: str, *, covers: Iterable[str | tuple[str, str]] = (), **options: Any
 ) -> Callable[[Callable], Callable]:
     """Register `func` as a scenario; `options` are Scenario's (timeout, retries, quick, per_collection)."""
     assert category in Category.values, category

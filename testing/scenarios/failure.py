@@ -48,8 +48,7 @@ def _fails_alone(ctx: Context, collection: Collection, external_id: str, error_t
 
 def _fault_scenario(mode: str, error_type: str, transient: bool, **fields: Any):
     def run(ctx: Context) -> dict[str, Any]:
-        provider = ctx.fault_provider(mode)
-        collection = ctx.fault_collection(provider, mode, **fields)
+        provider, collection = ctx.fault_collection(mode, mode, **fields)
         ctx.enqueue(collection, [("victim", f"a document meeting a provider answering {mode}")])
         if transient:
             # Provider outages are retried, then the document goes back to the queue with a delay
@@ -100,10 +99,9 @@ for _name, _mode, _type, _transient, _fields in FAULTS:
 @scenario("provider_429_retry_after_honoured", Category.FAILURE, Component.EMBED, timeout=60)
 def rate_limited(ctx: Context) -> dict[str, Any]:
     """A 429 with Retry-After is waited out (at least that long) and the document is then embedded."""
-    provider = ctx.fault_provider()
+    provider, collection = ctx.fault_collection("429")
     provider.retry_after = "2"
     provider.script = ["429"]
-    collection = ctx.fault_collection(provider, "429")
     ctx.enqueue(collection, [("limited", "a document meeting a rate limit")])
     ctx.wait_documents(collection)
     stamps = [request["at"] for request in provider.requests]
@@ -116,8 +114,7 @@ def rate_limited(ctx: Context) -> dict[str, Any]:
 @scenario("poison_document_fails_alone", Category.FAILURE, Component.EMBED, covers=[Component.STORE], timeout=90)
 def poison(ctx: Context) -> dict[str, Any]:
     """One poisoned document in a batch fails alone (bad_request); its neighbours are embedded."""
-    provider = ctx.fault_provider()
-    collection = ctx.fault_collection(provider, "poison")
+    provider, collection = ctx.fault_collection("poison")
     docs = [(f"good-{i}", f"healthy neighbour {i}") for i in range(7)]
     docs.insert(3, ("poison", "this one carries POISON:400 inside"))
     ctx.enqueue(collection, docs)
@@ -224,8 +221,7 @@ def blank_document(ctx: Context) -> None:
 def search_failures(ctx: Context) -> dict[str, Any]:
     """Search answers 502 naming the provider's failure (key scrubbed, one call, no retry) when the
     model endpoint fails, and 400 naming the field for a bad k or an empty query."""
-    provider = ctx.fault_provider()
-    collection = ctx.fault_collection(provider, "searchdown")
+    provider, collection = ctx.fault_collection("searchdown")
     for mode, error_type in (("500", ErrorType.API_ERROR), ("401", ErrorType.AUTH)):
         provider.mode = mode
         seen = len(provider.requests)
@@ -254,8 +250,7 @@ def search_failures(ctx: Context) -> dict[str, Any]:
 def health_failing_model(ctx: Context) -> dict[str, Any]:
     """/api/v1/health/ answers 503 with the model check naming a collection whose endpoint rejects the
     key (the key the provider echoes scrubbed); pausing that collection takes it out of the check."""
-    provider = ctx.fault_provider("401")
-    collection = ctx.fault_collection(provider, "health")
+    provider, collection = ctx.fault_collection("health", "401")
     response = ctx.client().get("/api/v1/health/")
     ctx.check(response.status_code == 503, f"health answered {response.status_code} with a model endpoint failing")
     model = _model_check(response)
@@ -303,7 +298,7 @@ def metrics_during_fault(ctx: Context) -> dict[str, Any]:
     """While a provider rejects a reserved collection's key, /metrics answers and parses, its failure shows in
     the reprocessing queue gauge, and (where the scrape sees the workers' counters) no alerting counter moves."""
     before = scrape(ctx)
-    collection = ctx.fault_collection(ctx.fault_provider("401"), "metricsfault")
+    _, collection = ctx.fault_collection("metricsfault", "401")
     ctx.enqueue(collection, [("rejected", "a document whose key the provider rejects")])
     _failed_with(ctx, collection, "rejected", ErrorType.AUTH)
     after = scrape(ctx)
