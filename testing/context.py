@@ -119,8 +119,11 @@ class Context:
         return self.client().post(url, payload, content_type="application/json")
 
     def expect(self, response: Any, status: int, what: str, named: str = "") -> str:
-        """Fail unless `what` was answered `status`, with an error message naming `named`; returns the message."""
-        message = api_error(response)
+        """Fail unless `what` was answered `status` with an error message (else the answer's start) naming `named`."""
+        try:
+            message = str(response.json()["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = response.content[:200].decode(errors="replace")
         self.check(
             response.status_code == status, f"{what} answered {response.status_code}, expected {status}: {message}"
         )
@@ -243,11 +246,3 @@ class Context:
 
 def _fresh_workers() -> int:
     return WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
-
-
-def api_error(response: Any) -> str:
-    """The message of the API's error body, else the start of what was answered."""
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.content[:200].decode(errors="replace")

@@ -88,13 +88,6 @@ def model_answers(ctx: Context) -> dict[str, Any]:
     return {"model": probe.model, "dimensions": probe.dimensions}
 
 
-def _plan(collection: Collection) -> str:
-    """storage.nearest()'s plan with scans and sorts avoided: cheaper on a small collection, but not the index."""
-    vector = np.ones(collection.dimensions, dtype=np.float32)
-    avoid = [f"SET LOCAL {knob} = off" for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort")]
-    return explain(lambda: storage.nearest(collection, vector, 3), *avoid)
-
-
 @integration("search_uses_hnsw_index", Component.SEARCH, N, quick=True, per_collection=True)
 def hnsw_index(ctx: Context) -> dict[str, Any]:
     """Every collection has its HNSW index, and the search query is planned on it (EXPLAIN)."""
@@ -115,7 +108,10 @@ def hnsw_index(ctx: Context) -> dict[str, Any]:
         not missing, f"collection(s) without their HNSW index: {', '.join(missing)}; search falls back to a full scan"
     )
     probe = Collection.objects.get(name=ctx.target) if ctx.target else ctx.collection("hnsw")
-    plan = _plan(probe)
+    # Scans and sorts avoided: they are cheaper on a small collection, but the index must serve the query.
+    avoid = [f"SET LOCAL {knob} = off" for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort")]
+    vector = np.ones(probe.dimensions, dtype=np.float32)
+    plan = explain(lambda: storage.nearest(probe, vector, 3), *avoid)
     ctx.check(
         f"Index Scan using {probe.index_name}" in plan,
         f"the search query for {probe.name} is not planned on its HNSW index {probe.index_name}:\n{plan}",
