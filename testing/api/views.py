@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
-from embedportal.api.permissions import ModelPermissions, PermissionRequired
+from embedportal.api.permissions import ModelPermissions, requires
 from embedportal.api.strict import StrictFilterSet
 from pipeline.api.filters import collection_filter
 from pipeline.models import GoldenQuery, visible
@@ -31,10 +31,8 @@ from testing.models import ACTIVE, BenchmarkRun, RunInProgress, TestRun, queued_
 from testing.reserved import wait_until
 from testing.tasks import queue_run
 
-
-class RunPermission(PermissionRequired):
-    perms = {"GET": "testing.view_testrun", "HEAD": "testing.view_testrun", "OPTIONS": "testing.view_testrun"}
-    perm = "testing.run_testrun"
+VIEW = "testing.view_testrun"
+RunPermission = requires("testing.run_testrun", GET=VIEW, HEAD=VIEW, OPTIONS=VIEW)
 
 
 @extend_schema_view(
