@@ -20,6 +20,9 @@ from testing.flaky import flaky_scenarios
 from testing.models import NO_RUNNER, BenchmarkRun, RunInProgress, RunnerHeartbeat, TestResult, TestRun, queued_note
 from testing.tasks import queue_run
 
+# A benchmark figure's comparison as shown, with its format: baseline, change, p (Welch).
+COMPARED = (("baseline_median", ".4g"), ("change", "+.1%"), ("p_value", ".3g"))
+
 
 class TestResultInline(WrittenBySystem, admin.TabularInline):
     changeable = True
@@ -241,20 +244,14 @@ class BenchmarkRunAdmin(ReadOnlyAdmin):
                 )
                 median = f"{data['median']:.4g} {data.get('unit', '')}"
                 samples = ", ".join(f"{s:.4g}" for s in data["samples"])
-                baseline = _format(verdict.get("baseline_median"), ".4g")
-                change, p_value = _format(verdict.get("change"), "+.1%"), _format(verdict.get("p_value"), ".3g")
-                said = verdict.get("verdict", "")
-                rows.append((benchmark, name, median, samples, baseline, change, p_value, said, steps))
+                compared = ["" if verdict.get(key) is None else format(verdict[key], spec) for key, spec in COMPARED]
+                rows.append((benchmark, name, median, samples, *compared, verdict.get("verdict", ""), steps))
         header = ("benchmark", "figure", "median", "samples", "baseline", "change", "p (Welch)", "verdict", "steps")
         return format_html(
             "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
             format_html_join("", "<th>{}</th>", ((h,) for h in header)),
             format_html_join("", "<tr>" + "<td>{}</td>" * len(header) + "</tr>", rows),
         )
-
-
-def _format(value: float | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
 
 
 def _this_machine(known: list[str]) -> str:
