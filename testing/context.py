@@ -45,9 +45,8 @@ def ops_user() -> Any:
     user, created = User.objects.get_or_create(username=OPS_USERNAME, defaults=unusable)
     # A platform operator (its collections have no team); a user made by an older version gets what it lacks.
     if created or not user.has_perms([f"pipeline.{codename}" for codename in OPS_PERMISSIONS]):
-        user.user_permissions.set(
-            Permission.objects.filter(content_type__app_label="pipeline", codename__in=OPS_PERMISSIONS)
-        )
+        granted = Permission.objects.filter(content_type__app_label="pipeline", codename__in=OPS_PERMISSIONS)
+        user.user_permissions.set(granted)
         user = User.objects.get(pk=user.pk)  # has_perms cached the permissions it had
     return user
 
