@@ -164,13 +164,13 @@ class Context:
 
     def require_workers(self) -> None:
         """Fail at once, naming the cause, when no pipeline worker process is alive."""
-        if not _fresh_workers():
-            max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
+        if not fresh_workers():
             latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
             seen = f"last one {(timezone.now() - latest).total_seconds():.0f} s ago" if latest else "none ever"
             self.fail(
-                f"no pipeline worker is running: no worker heartbeat in the last {max_age.total_seconds():.0f} s "
-                f"({seen}); start `manage.py qcluster` or `manage.py run_pipeline`"
+                "no pipeline worker is running: no worker heartbeat in the last "
+                f"{settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE:.0f} s ({seen}); "
+                "start `manage.py qcluster` or `manage.py run_pipeline`"
             )
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -214,7 +214,7 @@ class Context:
             self.fail(
                 f"{waiting} of {len(statuses)} document(s) not processed by the workers within "
                 f"{time.monotonic() - waited:.0f} s ({dict(counts)}); "
-                f"{_fresh_workers()} worker heartbeat(s) fresh: {cause}"
+                f"{fresh_workers()} worker heartbeat(s) fresh: {cause}"
             )
         wanted = set(until)
         wrong = {i: s for i, s in statuses.items() if s not in wanted}
@@ -243,5 +243,5 @@ class Context:
         self._collections, self._providers, self._client = [], [], None
 
 
-def _fresh_workers() -> int:
+def fresh_workers() -> int:
     return WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()

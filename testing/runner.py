@@ -6,15 +6,15 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from pipeline.leases import log_database_error
-from pipeline.models import WorkerHeartbeat, process_name
+from pipeline.models import process_name
 from pipeline.wakeup import kick_workers
+from testing.context import fresh_workers
 from testing.models import RUNNER_BEAT, RunnerHeartbeat, TestRun
 from testing.reserved import wait_until
 from testing.tester import EmbeddingPipelineOperationsTester, RunnerStopped, interrupted
@@ -99,11 +99,10 @@ class TestRunner:
 
     def _wait_for_workers(self, run: TestRun) -> None:
         """A run claimed as the workers start finds no heartbeat yet: wait for one (a bounded wait, kicking them)."""
-        max_age = timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)
 
         def alive() -> bool:
             TestRun.objects.beat(run.pk)
-            if WorkerHeartbeat.objects.fresh(max_age).exists():
+            if fresh_workers():
                 return True
             kick_workers()
             return False
