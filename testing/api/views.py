@@ -31,8 +31,8 @@ from testing.models import ACTIVE, BenchmarkRun, RunInProgress, TestRun, queued_
 from testing.reserved import wait_until
 from testing.tasks import queue_run
 
-VIEW = "testing.view_testrun"
-RunPermission = requires("testing.run_testrun", GET=VIEW, HEAD=VIEW, OPTIONS=VIEW)
+VIEW_RUNS = "testing.view_testrun"
+RunPermission = requires("testing.run_testrun", GET=VIEW_RUNS, HEAD=VIEW_RUNS, OPTIONS=VIEW_RUNS)
 
 
 @extend_schema_view(
