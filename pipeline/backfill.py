@@ -253,11 +253,8 @@ def _rebuild(collection: Collection) -> bool:
             # The row lock orders this swap with begin_first_load/begin_backfill/begin_reembed, and a
             # concurrent edit of the parameters: the new index must still be the one wanted.
             current = Collection.objects.select_for_update().get(pk=collection.pk)
-            swapped = current.building_generation is None and wanted == (
-                current.hnsw_m,
-                current.hnsw_ef_construction,
-                current.generation,
-            )
+            still_wanted = (current.hnsw_m, current.hnsw_ef_construction, current.generation) == wanted
+            swapped = current.building_generation is None and still_wanted
             if swapped:
                 cur.execute(f"DROP INDEX IF EXISTS {collection.index_name}")
                 cur.execute(f"ALTER INDEX {temporary} RENAME TO {collection.index_name}")

@@ -37,9 +37,7 @@ from pipeline.recording import BatchResult
 def concurrency(collection: Collection) -> int:
     """Provider calls at once for one batch: `provider_concurrency` for a remote provider (its time is
     waiting), one for a local model (it already uses every core)."""
-    if provider_of(collection.model) == "local":
-        return 1
-    return max(1, collection.provider_concurrency)
+    return 1 if provider_of(collection.model) == "local" else max(1, collection.provider_concurrency)
 
 
 class BatchProcessing(FailureHandling):
@@ -57,14 +55,8 @@ class BatchProcessing(FailureHandling):
                 # A re-embed requeues this batch's documents: their store below is refused.
                 backfill.change_runtime(collection, served)
         claim_seconds, claimed_at = self._claim
-        result = BatchResult(
-            collection,
-            self.worker_id,
-            len(docs),
-            claim_seconds,
-            sum((claimed_at - doc.enqueued_at).total_seconds() for doc in docs) / len(docs),
-            collection.batch_size,
-        )
+        queue_wait = sum((claimed_at - doc.enqueued_at).total_seconds() for doc in docs) / len(docs)
+        result = BatchResult(collection, self.worker_id, len(docs), claim_seconds, queue_wait, collection.batch_size)
         started = t0 = time.perf_counter()
         chunked = chunker_for(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
         result.seconds[Stage.CHUNKING] = time.perf_counter() - t0
@@ -137,7 +129,9 @@ class BatchProcessing(FailureHandling):
         try:
             vectors = self._embed(collection, [c for _, chunks in group for c in chunks], result)
         except PipelineError as exc:
-            if exc.error_type in OUTAGE and (exc.circuit_open or not self._deferred_too_often(group)):
+            # `attempts` counts claims: a document claimed n times was deferred n - 1 times.
+            too_often = max(doc.attempts for doc, _ in group) > settings.EMBEDPORTAL_MAX_DEFERRALS
+            if exc.error_type in OUTAGE and (exc.circuit_open or not too_often):
                 return [], [], [(doc, exc) for doc, _ in group]
             if len(group) == 1 or (exc.error_type in BATCH_WIDE and exc.error_type not in OUTAGE):
                 return [], [(doc, exc) for doc, _ in group], []
@@ -148,17 +142,11 @@ class BatchProcessing(FailureHandling):
         parts = np.split(vectors, np.cumsum([len(chunks) for _, chunks in group])[:-1])
         return [(doc, chunks, part) for (doc, chunks), part in zip(group, parts, strict=True)], [], []
 
-    @staticmethod
-    def _deferred_too_often(group: list[tuple[Document, list[ChunkText]]]) -> bool:
-        # `attempts` counts claims: a document claimed n times was deferred n - 1 times.
-        return max(doc.attempts for doc, _ in group) > settings.EMBEDPORTAL_MAX_DEFERRALS
-
     def _embed(self, collection: Collection, chunks: list[ChunkText], result: BatchResult) -> np.ndarray:
         """Embed all chunks in calls of the collection's batch size, shortest first (a local model pads
         each call to its longest text), the vectors put back in the chunks' order."""
-        texts = [c.embedded for c in chunks]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        texts = [texts[i] for i in order]
+        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].embedded))
+        texts = [chunks[i].embedded for i in order]
         size = collection.batch_size
         calls = [
             functools.partial(self._with_retries, functools.partial(self._call_provider, collection, batch), result)

@@ -73,25 +73,27 @@ def _pgvector_version(cursor: Any) -> str:
 MODEL_CHECK_LOCK = 0x656D6264_6D6F646C  # "embdmodl"
 
 
-def _probe_model(collection: Collection, timeout: float) -> tuple[str | None, float, float]:
-    """(the failure, or None), answer seconds, load seconds: loading LiteLLM or a local model's
-    weights is timed apart, so a fresh process's first probe does not report a slow model."""
+def _probe_model(collection: Collection, timeout: float) -> dict[str, Any]:
+    """A probe's ModelCheck fields: loading LiteLLM or a local model's weights is timed apart
+    (load_seconds), so a fresh process's first probe does not report a slow model."""
     load_seconds = providers.load(collection.model)
     probe = copy.copy(collection)
     # extra_params are passed to litellm.embedding last, so this bounds the probe only.
     probe.extra_params = {**(collection.extra_params or {}), "timeout": timeout}
     started = time.perf_counter()
+    failure = None
     try:
         # The workers' own quality gate: one vector of the collection's dimensions, finite, not all zero.
         embed_texts(probe, [PROBE_TEXT])
     except PipelineError as exc:
         # A provider may echo the key in its error text; never let it reach a probe's output.
-        failure = f"{collection.model} (collection {collection.name}) failed: {exc}"
-        return scrub(failure, api_key(collection)), time.perf_counter() - started, load_seconds
-    elapsed = time.perf_counter() - started
-    if elapsed > timeout:
-        return f"{collection.model} answered in {elapsed:.1f} s, over the {timeout:g} s timeout", elapsed, load_seconds
-    return None, elapsed, load_seconds
+        failure = scrub(f"{collection.model} (collection {collection.name}) failed: {exc}", api_key(collection))
+    seconds = time.perf_counter() - started
+    if failure is None and seconds > timeout:
+        failure = f"{collection.model} answered in {seconds:.1f} s, over the {timeout:g} s timeout"
+    runtime = f" on {local_runtime()}" if collection.model == providers.LOCAL_MODEL else ""
+    reason = failure or f"answered in {seconds:.2f} s{runtime}"
+    return {"ok": failure is None, "reason": reason, "seconds": seconds, "load_seconds": load_seconds}
 
 
 def local_runtime() -> str:
@@ -122,18 +124,13 @@ def model_checks(timeout: float, max_age: float) -> list[ModelCheck]:
         for key, collections in configurations.items():
             if key in checks:
                 continue
-            first = collections[0]
-            failure, seconds, load_seconds = _probe_model(first, timeout)
-            runtime = f" on {local_runtime()}" if first.model == providers.LOCAL_MODEL else ""
+            probed = _probe_model(collections[0], timeout)
             checks[key], _ = ModelCheck.objects.update_or_create(
                 key=key,
                 defaults={
-                    "model": first.model,
+                    "model": collections[0].model,
                     "collections": [c.name for c in collections],
-                    "ok": failure is None,
-                    "reason": failure or f"answered in {seconds:.2f} s{runtime}",
-                    "seconds": seconds,
-                    "load_seconds": load_seconds,
+                    **probed,
                     "checked_at": timezone.now(),
                 },
             )
@@ -179,13 +176,10 @@ def check_model(timeout: float | None = None, max_age: float = 0) -> CheckResult
             f"its collections wait (next probe in {c['next_probe_in_seconds']:.0f} s)"
             for c in details["circuits"]
         ]
-        if len(failed) + len(open_circuits) == 1:
-            raise CheckFailed((failed + open_circuits)[0])
+        if failed and len(failed) + len(open_circuits) > 1:  # one problem alone is told as it is
+            failed = [f"{len(failed)} of {len(checks)} model configurations failed: " + "; ".join(failed)]
         if failed or open_circuits:
-            summary = (
-                [f"{len(failed)} of {len(checks)} model configurations failed: " + "; ".join(failed)] if failed else []
-            )
-            raise CheckFailed("; ".join(summary + open_circuits))
+            raise CheckFailed("; ".join(failed + open_circuits))
         return f"{len(checks)} model configuration(s) answered: {', '.join(details['models'])}"
 
     return _timed("model", run)

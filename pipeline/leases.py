@@ -14,7 +14,6 @@ from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
-from pipeline.choices import WorkerRole
 from pipeline.models import Document, WorkerHeartbeat, process_name
 
 logger = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class LeaseKeeper:
     """Renews a running batch's leases and its process's heartbeat every third of the lease, so leases
     can be short (a dead worker stops renewing); a database blip waits for the next renewal."""
 
-    def __init__(self, worker: str, ids: list[int], lease: timedelta, role: str = WorkerRole.WORKER) -> None:
+    def __init__(self, worker: str, ids: list[int], lease: timedelta, role: str) -> None:
         self.worker, self.ids, self.lease, self.role = worker, ids, lease, role
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"lease-{worker}", daemon=True)

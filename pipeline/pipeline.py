@@ -17,20 +17,12 @@ from django.db.models import Min
 from django.utils import timezone
 
 from embedportal.shutdown import SignalStop
-from pipeline import metrics, waits
+from pipeline import leases, metrics, waits
 from pipeline.backfill import finish_ready
 from pipeline.batches import BatchProcessing
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.embedding import OUTAGE, PROBE_TEXT, PipelineError, embed_texts
-from pipeline.leases import (
-    HEARTBEAT_EVERY,
-    LeaseKeeper,
-    Report,
-    StorageStage,
-    first_line,
-    log_database_error,
-    new_worker_id,
-)
+from pipeline.leases import Report
 from pipeline.models import Collection, Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.waits import RetryPolicy
 
@@ -50,38 +42,36 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         recorder: Any = metrics,
     ) -> None:
         """`recorder`: pipeline.metrics, or a stand-in recording nothing (benchmark_metrics)."""
-        self.worker_id = worker_id or new_worker_id()
+        self.worker_id = worker_id or leases.new_worker_id()
         self.claim_batch = claim_batch or settings.EMBEDPORTAL_CLAIM_BATCH
         self.lease = timedelta(seconds=lease_seconds or settings.EMBEDPORTAL_LEASE_SECONDS)
         self.role = role
         self.retry = retry or RetryPolicy.from_settings()
         self.metrics = recorder
-        self._last_beat = -HEARTBEAT_EVERY
+        self._last_beat = -leases.HEARTBEAT_EVERY
         # The current batch's claim: (seconds the claim took, when it was claimed), for BatchTiming.
         self._claim: tuple[float, datetime] = (0.0, timezone.now())
         # While drain() runs (EMBEDPORTAL_STORAGE_OVERLAP): batches are stored on this thread.
-        self._storage: StorageStage | None = None
+        self._storage: leases.StorageStage | None = None
 
     def run_once(self) -> Report:
         """Claim one batch and process it (claimed == 0: the queue is empty): of the next collection with
         work, round-robin. A circuit due for its half-open probe is probed first."""
-        report = Report()
         self._heartbeat()
-        probe = ProviderCircuit.objects.take_probe(self.worker_id, self.lease)
-        if probe is not None:
+        if (probe := ProviderCircuit.objects.take_probe(self.worker_id, self.lease)) is not None:
             self._probe(probe)
         t0 = time.perf_counter()
         docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
         self._claim = (time.perf_counter() - t0, timezone.now())
         self.metrics.observe_claim(self._claim[0], [(self._claim[1] - d.enqueued_at).total_seconds() for d in docs])
-        report.claimed = len(docs)
+        report = Report(claimed=len(docs))
         if not docs:
             finish_ready()  # a backfill whose index build died with its worker (pipeline.backfill)
             return report
         by_collection: dict[int, list[Document]] = defaultdict(list)
         for doc in docs:
             by_collection[doc.collection_id].append(doc)
-        keeper = LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role)
+        keeper = leases.LeaseKeeper(self.worker_id, [d.pk for d in docs], self.lease, self.role)
         try:
             for group in by_collection.values():
                 self._process(group[0].collection, group, report)
@@ -123,7 +113,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         # Inside a caller's transaction the storage thread's own connection could not see the claimed
         # rows, and the caller expects our writes in its transaction: store inline then.
         overlap = settings.EMBEDPORTAL_STORAGE_OVERLAP and not connection.in_atomic_block
-        self._storage = StorageStage() if overlap else None
+        self._storage = leases.StorageStage() if overlap else None
         try:
             while not (stop and stop()) and not (deadline and time.monotonic() > deadline):
                 try:
@@ -190,7 +180,7 @@ class EmbeddingIngestionPipeline(BatchProcessing):
             except DatabaseError as exc:
                 # The database went away (restart, failover): back off, reconnect, go on.
                 failures += 1
-                log_database_error(f"database error in worker {self.worker_id}", exc, failures)
+                leases.log_database_error(f"database error in worker {self.worker_id}", exc, failures)
                 close_old_connections()
                 stop.wait(settings.EMBEDPORTAL_IDLE_SLEEP * 5)
                 continue
@@ -210,12 +200,12 @@ class EmbeddingIngestionPipeline(BatchProcessing):
                 "worker %s stopping without the database (%s): its leases return to the queue when they "
                 "expire (%.0f s)",
                 self.worker_id,
-                first_line(exc),
+                leases.first_line(exc),
                 self.lease.total_seconds(),
             )
 
     def _heartbeat(self) -> None:
         # The queue health check reads these rows; one per HEARTBEAT_EVERY seconds, not per batch.
-        if time.monotonic() - self._last_beat >= HEARTBEAT_EVERY:
+        if time.monotonic() - self._last_beat >= leases.HEARTBEAT_EVERY:
             WorkerHeartbeat.objects.beat(self.role)
             self._last_beat = time.monotonic()

@@ -270,8 +270,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
             (result.created if inserted else result.updated if queued else result.unchanged).append(external_id)
         if result.created or result.updated:
             history.record_arrivals(collection.pk, len(result.created) + len(result.updated), at=now)
-    if result.created or result.updated:
-        transaction.on_commit(kick_workers)
+            transaction.on_commit(kick_workers)
     threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS if backfill_min is None else backfill_min
     if threshold and len(result.created) >= threshold and collection.building_generation is None:
         # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill).

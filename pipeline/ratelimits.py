@@ -45,12 +45,11 @@ def reserve(collection: Collection, tokens: int) -> float:
         return max(0.0, float(cur.fetchone()[0]))
 
 
-def wait_for_turn(collection: Collection, tokens: int) -> float:
-    """Reserve a call and sleep until its turn; the seconds waited. LiteLLM loads first: a turn taken
-    before a cold start would send late, bunched with the next ones."""
+def wait_for_turn(collection: Collection, tokens: int) -> None:
+    """Reserve a call and sleep until its turn. LiteLLM loads first: a turn taken before a cold start
+    would send late, bunched with the next ones."""
     if collection.requests_per_minute or collection.tokens_per_minute:
         providers.load(collection.model)
     if wait := reserve(collection, tokens):
         logger.debug("collection %s: waiting %.2f s for its provider rate limit", collection.name, wait)
         time.sleep(wait)
-    return wait

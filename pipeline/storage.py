@@ -46,16 +46,11 @@ def index_definition(collection: Collection, generation: int, name: str, concurr
 
 def create_collection_index(collection: Collection, generation: int | None = None, name: str | None = None) -> None:
     """The collection's HNSW index over `generation` (default: the one searched), named `name` (default: its own)."""
+    generation = collection.generation if generation is None else generation
     with connection.cursor() as cur:
         # CREATE INDEX refuses to run while deferred foreign key checks are pending: fire them now.
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cur.execute(
-            index_definition(
-                collection,
-                collection.generation if generation is None else generation,
-                name or collection.index_name,
-            )
-        )
+        cur.execute(index_definition(collection, generation, name or collection.index_name))
         # Back to the default: every deferrable constraint here is initially deferred.
         cur.execute("SET CONSTRAINTS ALL DEFERRED")
 
@@ -93,43 +88,42 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
     results = list(results)
     if not results:
         return []
-    with transaction.atomic():
-        _register_vector()
+    _register_vector()  # before the cursor: it copies the connection's adapters
+    with transaction.atomic(), connection.cursor() as cur:
         accepted = Document.objects.mark_embedded(worker, [(d.pk, d.content_hash) for d, _, _ in results], embedded_at)
         if not accepted:
             return []
-        with connection.cursor() as cur:
-            # Read in this transaction: a re-embed that started after the claim has requeued these
-            # documents, so the CAS above refused them; the generation here matches their vectors.
-            cur.execute(
-                "SELECT id, COALESCE(building_generation, generation) FROM pipeline_collection WHERE id = ANY(%s)",
-                [sorted({d.collection_id for d, _, _ in results})],
-            )
-            targets = dict(cur.fetchall())
-            stored = [r for r in results if r[0].pk in accepted]
-            cur.execute(
-                "DELETE FROM pipeline_chunk c USING unnest(%s::bigint[], %s::integer[]) AS v(id, generation) "
-                "WHERE c.document_id = v.id AND c.generation = v.generation",
-                [[d.pk for d, _, _ in stored], [targets[d.collection_id] for d, _, _ in stored]],
-            )
-            with cur.cursor.copy(COPY_CHUNKS) as copy:
-                copy.set_types(COPY_TYPES)
-                for doc, chunks, vectors in stored:
-                    generation = targets[doc.collection_id]
-                    for chunk, vector in zip(chunks, vectors, strict=True):
-                        copy.write_row(
-                            (
-                                doc.pk,
-                                doc.collection_id,
-                                generation,
-                                chunk.ordinal,
-                                chunk.text,
-                                chunk.token_count,
-                                vector,
-                                chunk.title,
-                                " > ".join(chunk.headings),
-                            )
+        # Read in this transaction: a re-embed that started after the claim has requeued these
+        # documents, so the CAS above refused them; the generation here matches their vectors.
+        cur.execute(
+            "SELECT id, COALESCE(building_generation, generation) FROM pipeline_collection WHERE id = ANY(%s)",
+            [sorted({d.collection_id for d, _, _ in results})],
+        )
+        targets = dict(cur.fetchall())
+        stored = [r for r in results if r[0].pk in accepted]
+        cur.execute(
+            "DELETE FROM pipeline_chunk c USING unnest(%s::bigint[], %s::integer[]) AS v(id, generation) "
+            "WHERE c.document_id = v.id AND c.generation = v.generation",
+            [[d.pk for d, _, _ in stored], [targets[d.collection_id] for d, _, _ in stored]],
+        )
+        with cur.cursor.copy(COPY_CHUNKS) as copy:
+            copy.set_types(COPY_TYPES)
+            for doc, chunks, vectors in stored:
+                generation = targets[doc.collection_id]
+                for chunk, vector in zip(chunks, vectors, strict=True):
+                    copy.write_row(
+                        (
+                            doc.pk,
+                            doc.collection_id,
+                            generation,
+                            chunk.ordinal,
+                            chunk.text,
+                            chunk.token_count,
+                            vector,
+                            chunk.title,
+                            " > ".join(chunk.headings),
                         )
+                    )
     return sorted(accepted)
 
 
