@@ -70,9 +70,7 @@ def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(key)
-            yield from _strings(item)
+        yield from _strings(list(value.items()))  # keys and values alike
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _strings(item)
