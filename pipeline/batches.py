@@ -145,8 +145,9 @@ class BatchProcessing(FailureHandling):
     def _embed(self, collection: Collection, chunks: list[ChunkText], result: BatchResult) -> np.ndarray:
         """Embed all chunks in calls of the collection's batch size, shortest first (a local model pads
         each call to its longest text), the vectors put back in the chunks' order."""
-        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].embedded))
-        texts = [chunks[i].embedded for i in order]
+        texts = [c.embedded for c in chunks]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        texts = [texts[i] for i in order]
         size = collection.batch_size
         calls = [
             functools.partial(self._with_retries, functools.partial(self._call_provider, collection, batch), result)
