@@ -258,10 +258,8 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {"model": check_model, "pgvector"
 
 def run_checks(names: list[str] | None = None, cached: bool = False) -> list[CheckResult]:
     """The checks; `cached` reuses model probes younger than EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS."""
-    checks = dict(CHECKS)
-    if cached:
-        checks["model"] = lambda: check_model(max_age=settings.EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS)
-    return [checks[name]() for name in names or list(CHECKS)]
+    max_age = settings.EMBEDPORTAL_HEALTH_MODEL_CACHE_SECONDS if cached else 0
+    return [check_model(max_age=max_age) if name == "model" else CHECKS[name]() for name in names or CHECKS]
 
 
 def report(results: list[CheckResult]) -> dict[str, Any]:
