@@ -25,17 +25,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT = {
-    ErrorType.API_ERROR,
-    ErrorType.TIMEOUT,
-    ErrorType.RATE_LIMIT,
-    ErrorType.CONNECTION_LOST,
-    ErrorType.SERIALIZATION,
-    ErrorType.UNKNOWN,
-}
 # The provider failing, not one input (5xx, connection, timeouts, 429): retried, then deferred whole;
 # each counts toward the endpoint's circuit breaker.
 OUTAGE = {ErrorType.API_ERROR, ErrorType.TIMEOUT, ErrorType.RATE_LIMIT}
+TRANSIENT = {*OUTAGE, ErrorType.CONNECTION_LOST, ErrorType.SERIALIZATION, ErrorType.UNKNOWN}
 PROBE_TEXT = "embedportal health probe"  # what the health check and a circuit's probe embed
 # Errors about the whole call, never one input: splitting the batch would only repeat them.
 BATCH_WIDE = {ErrorType.AUTH, *OUTAGE}
@@ -46,10 +39,7 @@ class PipelineError(Exception):
 
     def __init__(self, error_type: str, stage: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.error_type = error_type
-        self.stage = stage
-        self.message = message
-        self.retry_after = retry_after
+        self.error_type, self.stage, self.message, self.retry_after = error_type, stage, message, retry_after
         # Set when the failure found the endpoint's circuit open (pipeline.models.ProviderCircuit).
         self.circuit_open = False
         # Tries made before giving up (the pipeline's in-batch retries).
@@ -63,20 +53,18 @@ class PipelineError(Exception):
         return f"{self.error_type}: {self.message}"
 
 
-def api_key(collection: Collection) -> str | None:
-    """The provider key, read at call time from the variable the collection names (or NAME_FILE)."""
-    return key_in(collection.api_key_env)
-
-
 def key_in(variable: str) -> str | None:
     """A key read at call time from `variable` (or its _FILE); None without one."""
     return (env_secret(variable) or None) if variable else None
 
 
+def api_key(collection: Collection) -> str | None:
+    return key_in(collection.api_key_env)
+
+
 def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[str, str], str | None]:
     """A provider call's api_base and api_key arguments, and the key (to scrub from its errors). A key
-    variable named but not set is not an outage to wait out (the provider is never asked): a
-    configuration to fix."""
+    variable named but not set is a configuration to fix, not an outage to wait out."""
     key = key_in(key_variable)
     if key_variable and key is None:
         raise PipelineError(
@@ -84,10 +72,7 @@ def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[st
             Stage.EMBEDDING,
             f"{key_variable} (or {key_variable}_FILE), {whose}, is not set in this process",
         )
-    args = {"api_base": api_base} if api_base else {}
-    if key:
-        args["api_key"] = key
-    return args, key
+    return {**({"api_base": api_base} if api_base else {}), **({"api_key": key} if key else {})}, key
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -115,10 +100,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception and what it was raised from (LiteLLM wraps its providers' errors twice)."""
     seen: BaseException | None = exc
     for _ in range(5):
-        if seen is None:
-            return
-        yield seen
-        seen = seen.__cause__ or seen.__context__
+        if seen is not None:
+            yield seen
+            seen = seen.__cause__ or seen.__context__
 
 
 def _client_without_key(exc: BaseException) -> bool:

@@ -209,12 +209,6 @@ def corpus_chunks(patterns: list[str]) -> list[tuple[str, str]]:
     return chunks
 
 
-def dev_golden() -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
-    """The development golden set: its corpus's chunks and its queries."""
-    spec = json.loads((FAITHFULNESS / "dev_golden.json").read_text())
-    return corpus_chunks(spec["corpus"]), spec["queries"]
-
-
 def retrieval(encode: Encode, chunks: list[tuple[str, str]], queries: list[dict[str, str]]) -> dict[str, float]:
     """Queries whose file is among the top TOP_K chunks, and the mean reciprocal rank of its first chunk."""
     vectors = encode([text for _, text in chunks])
@@ -230,7 +224,8 @@ def retrieval(encode: Encode, chunks: list[tuple[str, str]], queries: list[dict[
 def gate(candidate: Encode, reference: Encode) -> dict[str, Any]:
     texts = probes()
     cosines = (candidate(texts) * reference(texts)).sum(axis=1)
-    chunks, queries = dev_golden()
+    golden = json.loads((FAITHFULNESS / "dev_golden.json").read_text())  # the development golden set
+    chunks, queries = corpus_chunks(golden["corpus"]), golden["queries"]
     ours, theirs = retrieval(candidate, chunks, queries), retrieval(reference, chunks, queries)
     mean, low = float(cosines.mean()), float(cosines.min())
     problems = [
@@ -316,16 +311,15 @@ def gate_report(path: Path) -> dict[str, Any]:
     return json.loads((path / "gate.json").read_text())
 
 
-def _export_encoder(*args: str) -> subprocess.CompletedProcess:
-    """`manage.py export_encoder ARGS` in a child process, so this one never imports torch."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "embedportal.settings")}
-    return subprocess.run(
-        [sys.executable, "-m", "django", "export_encoder", *args],
-        env=env,
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-    )
+def _export_encoder(failed: str, *args: str, made: Path | None = None) -> str:
+    """`manage.py export_encoder ARGS` in a child process, so this one never imports torch: its output,
+    or ExportFailed saying what `failed` (also when it exits without making `made`)."""
+    env = {"DJANGO_SETTINGS_MODULE": "embedportal.settings", **os.environ}
+    command = [sys.executable, "-m", "django", "export_encoder", *args]
+    done = subprocess.run(command, env=env, cwd=settings.BASE_DIR, capture_output=True, text=True)
+    if done.returncode or (made is not None and not made.exists()):
+        raise ExportFailed(f"{failed}: {(done.stderr or done.stdout).strip()[-1000:]}")
+    return done.stdout
 
 
 def ensure_export(precision: str) -> Path:
@@ -333,19 +327,15 @@ def ensure_export(precision: str) -> Path:
     path = export_dir(precision)
     if not path.exists():
         logger.info("local encoder: exporting the OpenVINO %s model once into %s", precision, path)
-        done = _export_encoder("--precision", precision)
-        if done.returncode or not path.exists():
-            raise ExportFailed(f"the export failed: {(done.stderr or done.stdout).strip()[-1000:]}")
+        _export_encoder("the export failed", "--precision", precision, made=path)
     return path
 
 
 def gate_collection(name: str, precision: str) -> dict[str, Any]:
     """The collection's golden-query gate of the OpenVINO export at `precision` against PyTorch
     (pipeline.quality.runtime_gate), run by a child process."""
-    done = _export_encoder("--precision", precision, "--collection", name, "--json")
-    if done.returncode:
-        raise ExportFailed(f"the gate of collection {name!r} failed: {(done.stderr or done.stdout).strip()[-1000:]}")
-    return json.loads(done.stdout)
+    args = ("--precision", precision, "--collection", name, "--json")
+    return json.loads(_export_encoder(f"the gate of collection {name!r} failed", *args))
 
 
 # --- the process's encoder ------------------------------------------------------------------------

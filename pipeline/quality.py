@@ -35,10 +35,13 @@ GOLDEN_BOUNDS = {
     for key, f in (("query", "query"), ("expected", "expected_document_id"))
 }
 GOLDEN_LINE_BYTES = 6 * sum(GOLDEN_BOUNDS.values()) + 1024
-# What a new local runtime must not lower on a collection's golden queries (runtime_gate).
+# What a new local runtime (runtime_gate) or a configuration change (dropped) must not lower.
 GATED = ("recall_at_5", "mrr_at_10")
-QUALITY = "embedding_pipeline_retrieval_quality"
-TARGET = "embedding_pipeline_retrieval_target"
+# What an evaluation's figures depend on, kept with them so history shows what changed.
+CONFIGURATION = (
+    "model chunking_strategy chunk_unit chunk_size chunk_overlap contextual_chunks keyword_weight fusion "
+    "rerank_model ef_search generation"
+).split()
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +60,7 @@ def scores(ranked: Sequence[str], expected: str) -> dict[str, float]:
 
 
 def configuration(collection: Collection, mode: str) -> dict:
-    """What an evaluation's figures depend on, kept with them so history shows what changed."""
-    fields = (
-        "model",
-        "chunking_strategy",
-        "chunk_unit",
-        "chunk_size",
-        "chunk_overlap",
-        "contextual_chunks",
-        "keyword_weight",
-        "fusion",
-        "rerank_model",
-        "ef_search",
-        "generation",
-    )
-    return {"mode": mode, **{f: getattr(collection, f) for f in fields}}
+    return {"mode": mode, **{f: getattr(collection, f) for f in CONFIGURATION}}
 
 
 def unknown_answers(collection: Collection) -> list[str]:
@@ -145,7 +134,7 @@ def dropped(collection: Collection, tolerance: float) -> str | None:
         return None
     worse = [
         f"{name} {getattr(after, name):.3f} < {getattr(after.before, name):.3f}"
-        for name in ("recall_at_5", "mrr_at_10")
+        for name in GATED
         if getattr(after, name) < getattr(after.before, name) - tolerance
     ]
     if not worse:
@@ -282,8 +271,16 @@ class QualityCollector(collectors.DatabaseCollector):
 
     subject = "retrieval quality"
     families = collectors.fresh(
-        (QUALITY, "The collection's latest golden-query evaluation in its search mode.", ["collection", "metric"]),
-        (TARGET, "The collection's recall@5 target (the retrieval quality SLO).", ["collection"]),
+        (
+            "embedding_pipeline_retrieval_quality",
+            "The collection's latest golden-query evaluation in its search mode.",
+            ["collection", "metric"],
+        ),
+        (
+            "embedding_pipeline_retrieval_target",
+            "The collection's recall@5 target (the retrieval quality SLO).",
+            ["collection"],
+        ),
     )
 
     def fill(self, cur: CursorWrapper, quality: Metric, target: Metric) -> None:
