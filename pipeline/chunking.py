@@ -35,9 +35,7 @@ class ChunkText:
     @property
     def embedded(self) -> str:
         """What the model embeds; the stored and returned text stays `text`."""
-        if not self.contextual:
-            return self.text
-        return " > ".join((self.title, *self.headings)) + "\n\n" + self.text
+        return " > ".join((self.title, *self.headings)) + "\n\n" + self.text if self.contextual else self.text
 
 
 class WordPieceTokenizer:
@@ -59,11 +57,8 @@ class WordPieceTokenizer:
         # Small batches: one call over a whole claim (hundreds of chunks) leaves ~25 MB of
         # native allocations behind in the tokenizer's threads, and is no faster.
         # encode_batch_fast skips character offsets, which a count does not need.
-        counts: list[int] = []
-        for start in range(0, len(texts), 64):
-            batch = list(texts[start : start + 64])
-            counts.extend(len(e.ids) for e in self.hf.encode_batch_fast(batch, add_special_tokens=False))
-        return counts
+        batches = (list(texts[start : start + 64]) for start in range(0, len(texts), 64))
+        return [len(e.ids) for batch in batches for e in self.hf.encode_batch_fast(batch, add_special_tokens=False)]
 
 
 class TiktokenTokenizer:
@@ -127,9 +122,7 @@ def tokenizer_for(model: str) -> Tokenizer:
 def overlap_problem(size: int, overlap: int) -> str | None:
     """The chunk overlap rule, for every entry point (the API serializer, the Chunker); the
     CHECK constraint pipeline_collection_overlap_lt_size holds it in the database too."""
-    if not 0 <= overlap < size:
-        return "must be at least 0 and smaller than chunk_size"
-    return None
+    return None if 0 <= overlap < size else "must be at least 0 and smaller than chunk_size"
 
 
 class Chunker:
@@ -140,9 +133,7 @@ class Chunker:
             raise ValueError("chunk size must be positive")
         if problem := overlap_problem(size, overlap):
             raise ValueError(f"chunk overlap {problem}")
-        self.contextual = contextual
-        self.size = size
-        self.overlap = overlap
+        self.size, self.overlap, self.contextual = size, overlap, contextual
         self.tokenizer: Tokenizer = tokenizer_for(model)
         self.by_characters = unit == ChunkUnit.CHARACTERS
         self.splitter: TextSplitter | MarkdownSplitter | None = None

@@ -40,12 +40,10 @@ def expand(paths: list[str], skipped: Counter[str] | None = None) -> Iterator[Pa
     private = _private_paths()
     for raw in paths:
         if glob.has_magic(raw):
-            matches = [Path(p) for p in sorted(glob.glob(raw, recursive=True))]
-            named = _literal_prefix(raw)
-            shown = [m for m in matches if not _hidden_below(m, named)]
-            if len(shown) < len(matches):
-                skipped["hidden"] += len(matches) - len(shown)
-            matches = shown
+            found = [Path(p) for p in sorted(glob.glob(raw, recursive=True))]
+            matches = [m for m in found if not _hidden_below(m, raw)]
+            if len(matches) < len(found):
+                skipped["hidden"] += len(found) - len(matches)
         else:
             matches = [Path(raw)]
         if not matches:
@@ -71,13 +69,11 @@ def _missing(path: Path) -> str:
     return "a broken symlink (its target does not exist)" if path.is_symlink() else "no such file or folder"
 
 
-def _literal_prefix(pattern: str) -> int:
-    """How many leading parts of a glob have no wildcard: the user named those."""
+def _hidden_below(match: Path, pattern: str) -> bool:
+    """Whether a part of `match` past the glob's leading parts without a wildcard (the user named
+    those) is hidden."""
     parts = Path(pattern).parts
-    return next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
-
-
-def _hidden_below(match: Path, named: int) -> bool:
+    named = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
     return any(part.startswith(".") and part not in (".", "..") for part in match.parts[named:])
 
 
@@ -232,12 +228,10 @@ def _skip_line(fh: BinaryIO) -> int:
 def _read_jsonl(fh: BinaryIO, path: Path, contextual: bool) -> Iterator[IncomingDocument | Rejected]:
     # JSON may write a character as a 6-byte \uXXXX escape; 1 MiB more for the id and metadata.
     limit = 6 * settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS + (1 << 20)
-    lineno = 0
     # A file is one submission, like an API request: an id twice in it is refused the same way.
     seen: set[str] = set()
     # readline(limit + 1): a line is never held past the limit, however long it is.
-    while raw := fh.readline(limit + 1):
-        lineno += 1
+    for lineno, raw in enumerate(iter(lambda: fh.readline(limit + 1), b""), 1):
         where = f"{path}:{lineno}"
         if len(raw) > limit:
             size = len(raw) + _skip_line(fh)

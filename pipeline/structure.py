@@ -19,15 +19,11 @@ ADORNMENT = re.compile(r"([=\-~^\"'`*+#:.<>_])\1{2,}[ \t]*")
 def front_matter(text: str) -> tuple[dict, str]:
     """(the YAML mapping between leading `---` lines, the text after it); ({}, text) if there is none."""
     match = FRONT_MATTER.match(text)
-    if not match:
-        return {}, text
     try:
-        fields = yaml.safe_load(match.group(1))
+        fields = yaml.safe_load(match.group(1)) if match else None
     except yaml.YAMLError:
-        return {}, text
-    if not isinstance(fields, dict):
-        return {}, text
-    return fields, text[match.end() :]
+        fields = None
+    return (fields, text[match.end() :]) if isinstance(fields, dict) else ({}, text)
 
 
 def only_front_matter(text: str) -> bool:

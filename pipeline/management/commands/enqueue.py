@@ -88,8 +88,7 @@ class Command(BaseCommand):
             + (f", {len(total.stale)} stale (older than the stored version, not applied)." if total.stale else ".")
         )
         if deleted:
-            more = f" and {len(deleted) - 10} more" if len(deleted) > 10 else ""
-            listed = ", ".join(deleted[:10]) + more
+            listed = ", ".join(deleted[:10]) + (f" and {len(deleted) - 10} more" if len(deleted) > 10 else "")
             self.stdout.write(f"Deleted {len(deleted)} document(s) the source no longer holds: {listed}.")
         if skipped:
             self.stdout.write(sources.describe_skips(skipped))
