@@ -53,10 +53,9 @@ def search(
         vector_hits = storage.nearest(collection, vector, pool)
     if mode != SearchMode.VECTOR:
         keyword_hits = keyword.matches(collection, query, pool)
+    hits = vector_hits or keyword_hits
     if mode == SearchMode.HYBRID:
         hits = fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion)
-    else:
-        hits = vector_hits or keyword_hits
     hits = rerank.rerank(collection, query, hits)
     hits = best_per_document(hits)[:k] if by_document else hits[:k]
     if source:

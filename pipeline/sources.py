@@ -21,9 +21,6 @@ from django.utils.dateparse import parse_datetime
 from embedportal.api.strict import json_depth_exceeds, json_error
 from pipeline.queue import IncomingDocument, InvalidDocument, duplicate_id, validate
 
-# Read in pieces this size while skipping the rest of an over-long line.
-_SKIP_CHUNK = 1 << 20
-
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -218,7 +215,7 @@ def _read_text(fh: BinaryIO, path: Path, base: Path, contextual: bool) -> Incomi
 def _skip_line(fh: BinaryIO) -> int:
     """Read past the rest of the current line, piece by piece; the bytes skipped."""
     skipped = 0
-    while piece := fh.readline(_SKIP_CHUNK):
+    while piece := fh.readline(1 << 20):
         skipped += len(piece)
         if piece.endswith(b"\n"):
             break

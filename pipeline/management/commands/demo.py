@@ -75,9 +75,7 @@ class Command(BaseCommand):
             f"Docs/s: {docs / seconds if seconds else 0:.2f}\nChunks/s: {chunks / seconds if seconds else 0:.2f}\n"
             f"Failed: {documents.filter(status=DocumentStatus.FAILED).count()}"
         )
-        hits = search(collection, o["query"], 1)
-        if hits:
-            hit = hits[0]
+        for hit in search(collection, o["query"], 1):  # the best hit, if any
             snippet = " ".join(hit.text.split())[:160]
             self.stdout.write(f'Search "{o["query"]}": {hit.document_id} (score {hit.score:.3f}): {snippet}')
 
