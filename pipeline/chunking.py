@@ -74,10 +74,8 @@ class TiktokenTokenizer:
         self.encoding = tiktoken.get_encoding("cl100k_base")
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
-        tokens = self.encoding.encode(text, disallowed_special=())
-        _, starts = self.encoding.decode_with_offsets(tokens)
-        ends = [*starts[1:], len(text)]
-        return list(zip(starts, ends, strict=True))
+        _, starts = self.encoding.decode_with_offsets(self.encoding.encode(text, disallowed_special=()))
+        return list(zip(starts, [*starts[1:], len(text)], strict=True))
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(t) for t in self.encoding.encode_batch(list(texts), disallowed_special=())]

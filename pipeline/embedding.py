@@ -105,21 +105,16 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             seen = seen.__cause__ or seen.__context__
 
 
-def _client_without_key(exc: BaseException) -> bool:
-    import openai
-
-    return type(exc) is openai.OpenAIError and "api_key" in str(exc)
-
-
 def classify(exc: Exception, key: str | None = None) -> PipelineError:
     import litellm
+    import openai
 
     if isinstance(exc, PipelineError):
         return exc
     chain, hint = list(_chain(exc)), ""
     if any(isinstance(e, providers.UnknownLocalModel) for e in chain):
         kind = ErrorType.BAD_REQUEST  # the local provider's refusal, which LiteLLM wraps as a connection error
-    elif any(_client_without_key(e) for e in chain):
+    elif any(type(e) is openai.OpenAIError and "api_key" in str(e) for e in chain):
         # The OpenAI client refused before asking anyone; LiteLLM reports it as a 500, but it is
         # a configuration to fix, not an outage to wait out (as a key variable named but unset).
         kind, hint = ErrorType.AUTH, " (name the variable holding the key in the collection's api_key_env)"

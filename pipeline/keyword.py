@@ -80,32 +80,29 @@ def _cached(key: object, read):  # noqa: ANN001, ANN202
     return value
 
 
-def _one(sql: str, params: list | dict) -> object:
+def _rows(sql: str, params: list | dict) -> list[tuple]:
     with connection.cursor() as cur:
         cur.execute(sql, params)
-        return cur.fetchone()
+        return cur.fetchall()
 
 
 def term_statistics(collection: Collection) -> tuple[int, dict[str, float]]:
     """The chunk count of the collection's searched generation, and the share of its chunks holding
     each term estimated in more than COUNTED_CHUNKS of them (from up to SAMPLED_CHUNKS of them)."""
     params = {"collection": collection.pk, "generation": collection.generation}
-    return _one(TERMS_SQL, {**params, "sampled": SAMPLED_CHUNKS, "counted": COUNTED_CHUNKS})
+    return _rows(TERMS_SQL, {**params, "sampled": SAMPLED_CHUNKS, "counted": COUNTED_CHUNKS})[0]
 
 
 def matches(collection: Collection, query: str, k: int) -> list[Hit]:
     """The k chunks of the collection's searched generation scoring highest for `query`'s terms."""
-    terms = _one(f"SELECT tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %s))", [query])[0]
+    terms = _rows(f"SELECT tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %s))", [query])[0][0]
     if not terms:
         return []
     chunks, common = _cached((collection.pk, collection.generation), lambda: term_statistics(collection))
     where = {"collection": collection.pk, "generation": collection.generation, "counted": COUNTED_CHUNKS}
     rare = [t for t in terms if t not in common]
-    counted = {}
-    if rare:
-        with connection.cursor() as cur:
-            cur.execute(COUNT_SQL, {**where, "terms": rare})
-            counted = dict(zip(rare, (row[0] for row in cur.fetchall()), strict=True))
+    counts = _rows(COUNT_SQL, {**where, "terms": rare}) if rare else []
+    counted = dict(zip(rare, (row[0] for row in counts), strict=True))
     # float(): JSON writes a share of 1.0 as 1, and psycopg refuses a list of ints and floats.
     dfs = [float(counted[t] if t in counted else common[t] * chunks) for t in terms]
     # Candidates: the chunks of the rarest terms, as long as they fit in CANDIDATES together (the
@@ -116,6 +113,4 @@ def matches(collection: Collection, query: str, k: int) -> list[Hit]:
             probes[i], room = True, room - dfs[i]
     params = {**where, "terms": terms, "dfs": dfs, "probes": probes, "chunks": chunks, "k": k}
     params |= {"candidates": CANDIDATES, "weights": FIELD_WEIGHTS}
-    with connection.cursor() as cur:
-        cur.execute(KEYWORD_SQL, params)
-        return [Hit(row[0], row[1], float(row[2]), row[3], json.loads(row[4])) for row in cur.fetchall()]
+    return [Hit(row[0], row[1], float(row[2]), row[3], json.loads(row[4])) for row in _rows(KEYWORD_SQL, params)]

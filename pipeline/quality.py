@@ -37,6 +37,8 @@ GOLDEN_BOUNDS = {
 GOLDEN_LINE_BYTES = 6 * sum(GOLDEN_BOUNDS.values()) + 1024
 # What a new local runtime (runtime_gate) or a configuration change (dropped) must not lower.
 GATED = ("recall_at_5", "mrr_at_10")
+QUALITY = "embedding_pipeline_retrieval_quality"
+TARGET = "embedding_pipeline_retrieval_target"
 # What an evaluation's figures depend on, kept with them so history shows what changed.
 CONFIGURATION = (
     "model chunking_strategy chunk_unit chunk_size chunk_overlap contextual_chunks keyword_weight fusion "
@@ -271,16 +273,8 @@ class QualityCollector(collectors.DatabaseCollector):
 
     subject = "retrieval quality"
     families = collectors.fresh(
-        (
-            "embedding_pipeline_retrieval_quality",
-            "The collection's latest golden-query evaluation in its search mode.",
-            ["collection", "metric"],
-        ),
-        (
-            "embedding_pipeline_retrieval_target",
-            "The collection's recall@5 target (the retrieval quality SLO).",
-            ["collection"],
-        ),
+        (QUALITY, "The collection's latest golden-query evaluation in its search mode.", ["collection", "metric"]),
+        (TARGET, "The collection's recall@5 target (the retrieval quality SLO).", ["collection"]),
     )
 
     def fill(self, cur: CursorWrapper, quality: Metric, target: Metric) -> None:
