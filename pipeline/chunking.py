@@ -65,10 +65,8 @@ class TiktokenTokenizer:
     """OpenAI's cl100k_base, read from the copy bundled with LiteLLM (no download)."""
 
     def __init__(self) -> None:
-        spec = importlib.util.find_spec("litellm")
-        if spec and spec.origin:
-            cache = Path(spec.origin).parent / "litellm_core_utils" / "tokenizers"
-            os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache))
+        cache = Path(importlib.util.find_spec("litellm").origin).parent / "litellm_core_utils" / "tokenizers"
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache))
         import tiktoken
 
         self.encoding = tiktoken.get_encoding("cl100k_base")

@@ -101,9 +101,8 @@ def evaluate(
     trigger: str = "command",
     before: RetrievalEvaluation | None = None,
 ) -> RetrievalEvaluation:
-    """Run every golden query of the collection through search in `mode` (default: the collection's)
-    and store the mean figures (a ValidationError if it has none); `before`: the evaluation this one,
-    made after a configuration change, compares with."""
+    """Store the mean figures of the collection's golden queries searched in `mode` (default: its own);
+    `before`: the evaluation before a configuration change that this one compares with."""
     mode = mode or collection.search_mode
     means, queries = figures(collection, mode)
     return RetrievalEvaluation.objects.create(

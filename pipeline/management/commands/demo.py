@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,10 @@ class Command(BaseCommand):
 
         corpus = self.sample_corpus(root, collection.contextual_chunks)
         # Each copy under its own id prefix: distinct documents with the same text, same work.
-        result = enqueue(
-            collection,
-            [
-                IncomingDocument(f"copy-{n}/{doc.external_id}", doc.text, doc.modified_at, doc.metadata)
-                for n in range(1, o["copies"] + 1)
-                for doc in corpus
-            ],
-        )
+        copied = [
+            replace(d, external_id=f"copy-{n}/{d.external_id}") for n in range(1, o["copies"] + 1) for d in corpus
+        ]
+        result = enqueue(collection, copied)
         chars = sum(len(doc.text) for doc in corpus) * o["copies"]
         self.stdout.write(
             f"Enqueued: {result.accepted} documents ({o['copies']} x {len(corpus)} files), {chars} characters"
