@@ -170,8 +170,7 @@ MAX_GOLDEN_QUERIES = 10_000  # a collection's set: each is a search in every eva
 
 
 def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
-    """(query, expected document id) of each {"query": ..., "expected": ...} line; a ValidationError says
-    what to fix."""
+    """(query, expected document id) of each {"query": ..., "expected": ...} line; ValidationError says what to fix."""
     items: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, 1):

@@ -67,8 +67,7 @@ def _missing(path: Path) -> str:
 
 
 def _hidden_below(match: Path, pattern: str) -> bool:
-    """Whether a part of `match` past the glob's leading parts without a wildcard (the user named
-    those) is hidden."""
+    """Whether a part of `match` past the glob's leading parts without a wildcard (the user named those) is hidden."""
     parts = Path(pattern).parts
     named = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
     return any(part.startswith(".") and part not in (".", "..") for part in match.parts[named:])
