@@ -51,9 +51,6 @@ class Command(BaseCommand):
         total, rejected, shown = EnqueueResult(), 0, 50
         batch: dict[str, IncomingDocument] = {}
         batch_chars = 0
-        # A batch is one transaction held in memory: bounded in characters as well as documents,
-        # like an API request (EMBEDPORTAL_MAX_REQUEST_BYTES).
-        max_batch_chars = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
         def flush() -> None:
             nonlocal batch_chars
@@ -75,7 +72,9 @@ class Command(BaseCommand):
                     flush()  # the later version of a repeated id wins
                 batch[item.external_id] = item
                 batch_chars += len(item.text)
-                if len(batch) >= o["batch"] or batch_chars >= max_batch_chars:
+                # A batch is one transaction held in memory: bounded in characters as well as documents,
+                # like an API request (EMBEDPORTAL_MAX_REQUEST_BYTES).
+                if len(batch) >= o["batch"] or batch_chars >= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
                     flush()
         flush()
         deleted = []
