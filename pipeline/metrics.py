@@ -130,9 +130,6 @@ def observe_claim(seconds: float, waits: list[float]) -> None:
         QUEUE_WAIT.observe(wait)
 
 
-# --- the one figure read back from the processes' registry ---------------------------------
-
-
 def error_counts() -> dict[str, float]:
     """errors_total by error_type, all processes, largest first: the overview's and the optimizer's
     only figure without a database source (a failed try that a retry then saved leaves no row)."""

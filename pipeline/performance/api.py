@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from audit import trail
 from embedportal.api.errors import Conflict
-from embedportal.api.permissions import PermissionRequired
+from embedportal.api.permissions import requires
 from embedportal.api.strict import StrictCharField, StrictFieldsMixin
 from pipeline.api.serializers import CollectionField
 from pipeline.models import Collection, OptimizationChange, sees_all_collections, visible
@@ -25,14 +25,6 @@ from pipeline.performance import slo_page, slos
 from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
 
 RECENT_CHANGES = 20
-
-
-class CanView(PermissionRequired):
-    perm = "pipeline.view_optimizationchange"
-
-
-class CanApply(PermissionRequired):
-    perm = "pipeline.apply_optimizationchange"
 
 
 class OptimizationChangeSerializer(serializers.ModelSerializer):
@@ -84,7 +76,7 @@ class PerformanceView(APIView):
     the optimizer's recent changes."""
 
     query_parameters = {"get": ("collection", "window")}
-    permission_classes = [CanView]
+    permission_classes = [requires("pipeline.view_optimizationchange")]
 
     @extend_schema(
         parameters=[
@@ -108,7 +100,7 @@ class ApplyView(APIView):
     longer applies, its setting changed meanwhile, another index build runs, or a change of the
     collection is already being measured."""
 
-    permission_classes = [CanApply]
+    permission_classes = [requires("pipeline.apply_optimizationchange")]
 
     @extend_schema(request=ApplySerializer, responses={201: OptimizationChangeSerializer})
     def post(self, request: Request) -> Response:
@@ -125,17 +117,13 @@ class ApplyView(APIView):
         return Response(OptimizationChangeSerializer(change).data, status=status.HTTP_201_CREATED)
 
 
-class CanViewHistory(PermissionRequired):
-    perm = "pipeline.view_collectionactivity"
-
-
 class SloView(APIView):
     """Each SLO's compliance over 1 h, 1 d and 30 d (null: no events), error budget left and burn rate
     over 1 h and 6 h; the capacity plan; the last capacity measurement with its USL fit; and the chart
     series of `range`, whose queue bound is capacity times `freshness_sla_seconds` (docs/slos.md)."""
 
     query_parameters = {"get": ("range", "collection", "headroom")}
-    permission_classes = [CanViewHistory]
+    permission_classes = [requires("pipeline.view_collectionactivity")]
 
     @extend_schema(
         parameters=[

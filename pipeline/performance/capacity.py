@@ -27,9 +27,6 @@ TREND_DAYS = 28
 KAPPA_EPSILON = 1e-6
 
 
-# --- the Universal Scalability Law ------------------------------------------------------------
-
-
 def usl(n: Any, lam: float, sigma: float, kappa: float) -> Any:
     return lam * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
 
@@ -65,15 +62,12 @@ def fit_usl(points: dict[int, float]) -> UslFit:
     ns = sorted(points)
     if not ns:
         return UslFit(None, None, None, "no measurements")
+    if ns == [1]:
+        note = "lambda is the 1-worker rate, sigma and kappa are unknown (no scaling figure)"
+        return UslFit(points[1], None, None, f"underdetermined: 1 worker count (1) for 3 parameters; {note}")
     if len(ns) == 1:
-        n = ns[0]
-        lam = points[n] if n == 1 else None
-        note = f"underdetermined: 1 worker count ({n}) for 3 parameters; " + (
-            "lambda is the 1-worker rate, sigma and kappa are unknown (no scaling figure)"
-            if n == 1
-            else "measure 1 worker as well to know lambda"
-        )
-        return UslFit(lam, None, None, note)
+        note = f"underdetermined: 1 worker count ({ns[0]}) for 3 parameters; measure 1 worker as well to know lambda"
+        return UslFit(None, None, None, note)
     if len(ns) == 2:
         (n1, x1), (n2, x2) = ((n, points[n]) for n in ns)
         # With kappa = 0: x_i (1 + sigma (n_i - 1)) = lambda n_i for both points.
@@ -106,9 +100,6 @@ def fit_usl(points: dict[int, float]) -> UslFit:
     return fit
 
 
-# --- the measurement --------------------------------------------------------------------------
-
-
 def measure(model: str, worker_counts: list[int], documents: int, progress: Any = None) -> CapacityMeasurement:
     """Measure every worker count on the scratch database (embedportal.scratch: production's workers
     keep running and its queue sees nothing), fit the USL, store the CapacityMeasurement in production."""
@@ -118,10 +109,9 @@ def measure(model: str, worker_counts: list[int], documents: int, progress: Any 
         preflight()
         warm_up(model)
         for n in worker_counts:
-            point = measure_workers(model, n, documents, chars, chunking)
-            points.append(point)
+            points.append(measure_workers(model, n, documents, chars, chunking))
             if progress:
-                progress(point)
+                progress(points[-1])
     fit = fit_usl({p.workers: p.docs_per_second for p in points})
     return CapacityMeasurement.objects.create(
         model=model,
@@ -176,9 +166,6 @@ def measurement_dict(m: CapacityMeasurement) -> dict[str, Any]:
     return {**model_to_dict(m, fields), "measured_at": m.measured_at.isoformat(), "usl": usl_fit}
 
 
-# --- current capacity -------------------------------------------------------------------------
-
-
 @dataclass
 class Capacity:
     docs_per_second: float  # per_pod x replicas: the most the autoscaler's largest cluster embeds
@@ -224,9 +211,6 @@ def models_in_use(collection_id: int | None = None) -> set[str]:
     """The models of the user collections (or of one); reserved scratch collections are no load."""
     scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.all()
     return set(scope.user_collections().values_list("model", flat=True))
-
-
-# --- the plan ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -315,10 +299,8 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
     from scipy.stats import linregress
 
     now = now or timezone.now()
-    p = Plan(now=now, headroom_wanted=headroom, enough_history=False)
-    p.capacity = current()
-    last_hour = activity.totals(now - timedelta(hours=1), now + timedelta(minutes=1))
-    p.arrivals_last_hour = last_hour.arrived / 3600.0
+    p = Plan(now=now, headroom_wanted=headroom, enough_history=False, capacity=current())
+    p.arrivals_last_hour = activity.totals(now - timedelta(hours=1), now + timedelta(minutes=1)).arrived / 3600.0
     first = activity.first_start()
     p.history_hours = 0.0 if first is None else max(0.0, (now - first).total_seconds() / 3600)
     p.daily_peaks = [] if first is None else daily_peaks(now, first)
@@ -350,6 +332,6 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
     if p.peak is not None:
         measurement = sizing().filter(model=cap.model).order_by("-measured_at").first()
         wanted = p.peak / (1 - headroom)
-        p.workers_needed, p.workers_note = workers_for(wanted, fit_of(measurement))
-        p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: " + p.workers_note
+        p.workers_needed, note = workers_for(wanted, fit_of(measurement))
+        p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: {note}"
     return p

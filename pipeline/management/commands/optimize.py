@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit import trail
 from pipeline.access import add_as_user, collection_for
 from pipeline.performance.optimizer import STAGES, Analysis, EmbeddingPipelineOperationsOptimizer, OptimizerError
+from pipeline.performance.optimizer.changes import evaluate_pending
 
 
 def _seconds(value: float | None) -> str:
@@ -39,14 +40,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **o: Any) -> None:
         if o["window"] is not None and o["window"] < 1:
             raise CommandError(f"--window must be at least 1 second (got {o['window']})")
-        collection = None
         if o["as_user"] and not o["collection"]:
             raise CommandError("--as-user needs --collection (one of the user's collections)")
-        if o["collection"]:
-            collection = collection_for(o["collection"], o["as_user"])
+        collection = collection_for(o["collection"], o["as_user"]) if o["collection"] else None
         optimizer = EmbeddingPipelineOperationsOptimizer(o["window"])
         try:
-            evaluated = optimizer.evaluate_pending() if o["evaluate"] else []
+            evaluated = evaluate_pending() if o["evaluate"] else []
             applied = optimizer.apply_all(collection, applied_by="manage.py optimize") if o["apply"] else []
             analysis = optimizer.analyse(collection)
         except OptimizerError as exc:

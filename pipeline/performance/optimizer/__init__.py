@@ -8,14 +8,13 @@ from contextlib import suppress
 from pipeline.models import Collection, OptimizationChange
 from pipeline.percentiles import STAGES
 from pipeline.performance.optimizer.analysis import Analysis, analyse
-from pipeline.performance.optimizer.changes import Evaluated, apply, evaluate, evaluate_pending
+from pipeline.performance.optimizer.changes import apply, evaluate, evaluate_pending
 from pipeline.performance.optimizer.figures import OptimizerError, Recommendation
 
 __all__ = [
     "STAGES",
     "Analysis",
     "EmbeddingPipelineOperationsOptimizer",
-    "Evaluated",
     "OptimizerError",
     "Recommendation",
     "analyse",
@@ -47,6 +46,3 @@ class EmbeddingPipelineOperationsOptimizer:
             with suppress(OptimizerError):
                 changes.append(apply(Collection.objects.get(name=rec.collection), rec, applied_by))
         return changes
-
-    def evaluate_pending(self) -> list[Evaluated]:
-        return evaluate_pending()

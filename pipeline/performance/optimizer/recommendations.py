@@ -46,9 +46,6 @@ def recommend(analysis: Analysis, collections: list[Collection], since: datetime
     return recs
 
 
-# --- per collection ------------------------------------------------------------------------------
-
-
 def _stored(c: Collection, since: datetime) -> QuerySet[BatchTiming]:
     """The window's batch rows that stored documents (a batch that only failed has no shape to tune)."""
     return BatchTiming.objects.filter(collection=c, finished_at__gte=since, documents__gt=0)
@@ -182,9 +179,6 @@ def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
             proposed=proposed,
         )
     ]
-
-
-# --- rate limits ---------------------------------------------------------------------------------
 
 
 def _rate_limited() -> int:
