@@ -59,7 +59,7 @@ def queue_snapshot() -> QueueSnapshot:
     window = settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS
     with collectors.bounded_queries() as cur:
         cur.execute(_QUEUE_SQL)
-        per_collection = [(name, paused, depth) for name, paused, depth in cur.fetchall()]
+        per_collection = cur.fetchall()
         cur.execute(_SCALARS_SQL, {"since": now - timedelta(seconds=window)})
         processing, recent, last_beat = cur.fetchone()
         # Paused collections wait on purpose (the paused gauge says so): as the queue health check.
@@ -109,14 +109,12 @@ class DatabaseCollector(collectors.DatabaseCollector):
         (HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever).", []),
     )
 
-    def fill(
-        self, cur, depth, claimable, per_collection, oldest, processing, throughput, paused, workers, beat
-    ) -> None:
+    def fill(self, cur, depth, claimable, pending, oldest, processing, throughput, paused, workers, beat) -> None:
         snap = queue_snapshot()
         depth.add_metric([], snap.depth)
         claimable.add_metric([], snap.claimable)
         for name, is_paused, n in snap.per_collection:
-            per_collection.add_metric([name], n)
+            pending.add_metric([name], n)
             paused.add_metric([name], 1 if is_paused else 0)
         oldest.add_metric([], snap.oldest_pending_seconds)
         processing.add_metric([], snap.processing)

@@ -163,8 +163,7 @@ class RollUp:
 
 
 def roll_up(now: datetime | None = None) -> RollUp:
-    """Roll minutes older than EMBEDPORTAL_HISTORY_MINUTE_DAYS into hours (queue depth: the highest
-    sample), delete rows older than EMBEDPORTAL_HISTORY_RETENTION_DAYS."""
+    """Roll old minutes into hours (queue depth: the highest sample), delete rows past retention."""
     now = now or timezone.now()
     cutoff = hour_of(now - timedelta(days=settings.EMBEDPORTAL_HISTORY_MINUTE_DAYS))
     roll_up_batches(minute_of(now))

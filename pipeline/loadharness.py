@@ -195,8 +195,7 @@ def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[fl
 
 
 def measure_workers(model: str, workers: int, documents: int, chars: int, chunking: dict[str, Any]) -> Point:
-    """One worker count: fill a paused scratch collection chunked as `chunking` (chunking_of(model)),
-    start `workers` processes, unpause."""
+    """One worker count: fill a paused scratch collection, start `workers` processes, unpause."""
     name = f"{CAPACITY_PREFIX}{int(time.time())}_{workers}w"
     token = reserved_names_allowed.set(True)
     try:
@@ -220,8 +219,7 @@ def measure_workers(model: str, workers: int, documents: int, chars: int, chunki
                 f"other workers embedded {stored.count() - embedded} of the load documents (a django-q2 drain "
                 "task?): the figure would be wrong. Stop the cluster's workers and measure again."
             )
-        commit_times = list(stored.values_list("last_embedded_at", flat=True))
-        rate, span = _sustained_rate(commit_times, drained.started)
+        rate, span = _sustained_rate(list(stored.values_list("last_embedded_at", flat=True)), drained.started)
         return Point(workers, round(rate, 3), embedded, drained.report.chunks, round(span, 3))
     finally:
         collection.delete()

@@ -64,12 +64,11 @@ def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None =
     """Prometheus (through `metrics`: pipeline.metrics, or a benchmark's stand-in), then the row."""
     if result.collection.is_reserved:
         return
-    stored = result.embedded + result.superseded
     name = metric_label(result.collection.name)
     for stage, documents in (
         (Stage.CHUNKING, result.size),
         (Stage.EMBEDDING, result.embedding_documents),
-        (Stage.STORAGE, stored),
+        (Stage.STORAGE, result.embedded + result.superseded),
     ):
         if stage in result.seconds:
             metrics.observe_stage(stage, result.seconds[stage], documents, name)

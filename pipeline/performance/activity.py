@@ -45,8 +45,7 @@ def _totals(row: Sequence, queue_depth: int | None) -> Totals:
 
 
 def _scope(collection_id: int | None) -> list[int]:
-    """User traffic: one collection, or every collection but the reserved scratch ones (operations
-    tests, capacity measurements), whose bursts are not load the pipeline must carry."""
+    """One collection, or the user ones: the reserved scratch ones' bursts are no load to carry."""
     if collection_id is not None:
         return [collection_id]
     return list(Collection.objects.user_collections().values_list("pk", flat=True))

@@ -92,8 +92,7 @@ class OptimizationChangeAdmin(TeamScoped, ReadOnlyAdmin):
         if request.method == "POST":
             return _apply(self, request)
         seen = Collection.objects.visible_to(request.user).order_by("name")
-        name = request.GET.get("collection") or None
-        collection = seen.filter(name=name).first() if name else None
+        collection = seen.filter(name=name).first() if (name := request.GET.get("collection")) else None
         figures = performance(collection, None, request.user)
         trend = performance_trends(timezone.now(), figures["window_seconds"], collection)
         context = {

@@ -94,8 +94,7 @@ def events(name: str, t: activity.Totals) -> Events:
 def evaluate(
     since: datetime, until: datetime, steps: int = 1, collection_id: int | None = None, only: set[str] | None = None
 ) -> dict[str, list[Events]]:
-    """Every SLO's (or `only` these) good and total events in each of `steps` equal steps of
-    [since, until): from the history (whole minutes), or the batch rows for document latency and throughput."""
+    """Every SLO's (or `only` these) good and total events in each of `steps` equal steps of [since, until)."""
     wanted = [s.name for s in (*spec().slos, *spec().performance) if only is None or s.name in only]
     width = (until - since).total_seconds() / steps
     out: dict[str, list[Events]] = {}

@@ -41,8 +41,7 @@ def analyse(collection: Collection | None = None, window: int | None = None) -> 
     window = window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS
     since = timezone.now() - timedelta(seconds=window)
     scope = collection.pk if collection else None
-    busy = db_busy(since, scope)
-    stages = db_percentiles(since, scope)
+    busy, stages = db_busy(since, scope), db_percentiles(since, scope)
     span = busy.span_seconds
     utilisation = {s: busy.stage_seconds[s] / span if span else 0.0 for s in PROCESSING}
     found = bottleneck(stages, utilisation)

@@ -282,8 +282,7 @@ class Evaluated:
 def evaluate(change: OptimizationChange) -> Evaluated | None:
     """Keep or revert one applied change once its measurement after it is complete."""
     kind = KINDS[change.setting]
-    after = kind.after(change)
-    if after is None:
+    if (after := kind.after(change)) is None:
         return None
     old, new = change.measurement_before[kind.measure], after[kind.measure]
     gain = 1 - new / old if old else 0.0

@@ -92,9 +92,8 @@ STEP_SQL = "floor(extract(epoch FROM t.finished_at - %s) / %s)::int"
 
 
 def db_trend(since: datetime, until: datetime, steps: int, collection_id: int | None = None) -> dict[str, Any]:
-    """Per-document p50, p95 and p99 of every stage and the documents stored, in `steps`
-    equal steps: the admin page's trend charts. Percentiles are None where a step has no batches;
-    documents and docs/s are 0 there (nothing was stored)."""
+    """The admin page's trend charts: per-document percentiles of every stage (None in a step without
+    batches) and the documents stored, in `steps` equal steps."""
     where, params = window_where(since, collection_id)
     step = max(1.0, (until - since).total_seconds() / steps)
     with connection.cursor() as cur:

@@ -34,16 +34,13 @@ BACKFILL_SPEEDUP = 3.0 / 1.24
 
 
 def recommend(analysis: Analysis, collections: list[Collection], since: datetime) -> list[Recommendation]:
-    recs = [*workers(analysis), *claim_batch(analysis), *provider_limits(analysis, collections)]
+    recs = [workers(analysis), claim_batch(analysis), provider_limits(analysis, collections)]
     recs += search(collections, since)
     for c in collections:
         figures = analysis.collections.get(c.name)
         if figures and figures["documents"]:
-            recs += batch_size(c, figures, since)
-            recs += provider_concurrency(c, figures, since)
-            recs += index_build(c, figures)
-    recs += maintenance_work_mem(collections)
-    return recs
+            recs += [batch_size(c, figures, since), provider_concurrency(c, figures, since), *index_build(c, figures)]
+    return [rec for rec in [*recs, maintenance_work_mem(collections)] if rec is not None]
 
 
 def _stored(c: Collection, since: datetime) -> QuerySet[BatchTiming]:
@@ -63,15 +60,15 @@ def call_cost_fit(c: Collection, since: datetime) -> tuple[float, float] | None:
     return (float(a), float(b)) if a > 0 and b >= 0 else None
 
 
-def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
+def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> Recommendation | None:
     """Embedding dominates and batches need several provider calls: send more chunks per call."""
     share = stage_share(figures, "embedding")
     per_batch = _stored(c, since).aggregate(per_batch=Avg("chunks"))["per_batch"]
     if share < WORTH_IT or not per_batch or c.batch_size >= MAX_BATCH_SIZE:
-        return []
+        return None
     calls_now = math.ceil(per_batch / c.batch_size)
     if calls_now <= 1:
-        return []
+        return None
     proposed = min(MAX_BATCH_SIZE, c.batch_size * 2)
     calls_new = math.ceil(per_batch / proposed)
     fit = call_cost_fit(c, since)
@@ -83,18 +80,16 @@ def batch_size(c: Collection, figures: dict[str, Any], since: datetime) -> list[
         )
     else:
         effect = f"{calls_now} -> {calls_new} provider calls per claimed batch (each call's fixed cost saved)"
-    return [
-        change_of(
-            c,
-            "batch_size",
-            proposed,
-            id=f"batch-size-{c.name}",
-            title=f"Raise the embedding batch size of {c.name} to {proposed}",
-            expected_effect=effect,
-            reason=f"embedding is {share:.0%} of this collection's per-document p95 and a batch of "
-            f"{per_batch:.0f} chunks needs {calls_now} calls of {c.batch_size}",
-        )
-    ]
+    return change_of(
+        c,
+        "batch_size",
+        proposed,
+        id=f"batch-size-{c.name}",
+        title=f"Raise the embedding batch size of {c.name} to {proposed}",
+        expected_effect=effect,
+        reason=f"embedding is {share:.0%} of this collection's per-document p95 and a batch of "
+        f"{per_batch:.0f} chunks needs {calls_now} calls of {c.batch_size}",
+    )
 
 
 def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
@@ -144,10 +139,10 @@ def index_build(c: Collection, figures: dict[str, Any]) -> list[Recommendation]:
     return recs
 
 
-def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
+def maintenance_work_mem(collections: list[Collection]) -> Recommendation | None:
     """An HNSW build (backfill, reindex) is fast only while the graph fits in maintenance_work_mem."""
     if not collections:
-        return []
+        return None
     with connection.cursor() as cur:
         cur.execute("SELECT m, pg_size_bytes(m) FROM current_setting('maintenance_work_mem') m")
         current, current_bytes = cur.fetchone()
@@ -159,100 +154,91 @@ def maintenance_work_mem(collections: list[Collection]) -> list[Recommendation]:
         )
         row = cur.fetchone()
     if row is None:
-        return []
+        return None
     name, dims, m, chunks = row
     needed = int(chunks * (dims * 4 + m * 2 * 8 + 64) * 1.3)
     if needed <= current_bytes:
-        return []
+        return None
     proposed = f"{2 ** math.ceil(math.log2(needed / 1024**2))}MB"
-    return [
-        Recommendation(
-            id="maintenance-work-mem",
-            title=f"Set maintenance_work_mem to {proposed} for index builds",
-            expected_effect=f"the HNSW graph of {name} ({chunks} chunks, ~{needed / 1024**2:.0f} MB) is built in "
-            f"memory instead of spilling past {current} (pgvector's build slows several-fold once it no longer "
-            "fits); set it for the build's session or in postgresql.conf (the backfill's builds and the optimizer's "
-            "rebuilds set it per build, up to EMBEDPORTAL_INDEX_BUILD_MEMORY_MB)",
-            reason=f"maintenance_work_mem is {current}; a PostgreSQL setting the optimizer does not change",
-            setting="maintenance_work_mem",
-            current=current,
-            proposed=proposed,
-        )
-    ]
+    return Recommendation(
+        id="maintenance-work-mem",
+        title=f"Set maintenance_work_mem to {proposed} for index builds",
+        expected_effect=f"the HNSW graph of {name} ({chunks} chunks, ~{needed / 1024**2:.0f} MB) is built in "
+        f"memory instead of spilling past {current} (pgvector's build slows several-fold once it no longer "
+        "fits); set it for the build's session or in postgresql.conf (the backfill's builds and the optimizer's "
+        "rebuilds set it per build, up to EMBEDPORTAL_INDEX_BUILD_MEMORY_MB)",
+        reason=f"maintenance_work_mem is {current}; a PostgreSQL setting the optimizer does not change",
+        setting="maintenance_work_mem",
+        current=current,
+        proposed=proposed,
+    )
 
 
 def _rate_limited() -> int:
     return int(metrics.error_counts().get("rate_limit", 0))
 
 
-def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime) -> list[Recommendation]:
+def provider_concurrency(c: Collection, figures: dict[str, Any], since: datetime) -> Recommendation | None:
     """A remote provider's calls are mostly waiting: with embedding the bottleneck and more calls per
     batch than run at once, wait for more of them together (pipeline.batches.BatchProcessing._run_calls). Not
     while providers answer 429: then the quota, not the waiting, is the limit."""
     if provider_of(c.model) == "local" or c.provider_concurrency >= MAX_PROVIDER_CONCURRENCY or _rate_limited():
-        return []
+        return None
     share = stage_share(figures, "embedding")
     per_batch = _stored(c, since).aggregate(per_batch=Avg("chunks"))["per_batch"]
     if share < WORTH_IT or not per_batch:
-        return []
+        return None
     calls = math.ceil(per_batch / c.batch_size)
     if calls <= c.provider_concurrency:
-        return []
+        return None
     proposed = min(MAX_PROVIDER_CONCURRENCY, c.provider_concurrency * 2, calls)
     rounds_now, rounds_new = math.ceil(calls / c.provider_concurrency), math.ceil(calls / proposed)
-    return [
-        change_of(
-            c,
-            "provider_concurrency",
-            proposed,
-            id=f"provider-concurrency-{c.name}",
-            title=f"Let workers make {proposed} embedding calls at once for {c.name} (now {c.provider_concurrency})",
-            expected_effect=f"a batch's {calls} provider calls wait in {rounds_new} rounds instead of {rounds_now}: "
-            f"embedding time per batch down to about {rounds_new / rounds_now:.0%} while the provider's latency, "
-            "not its quota or this host's CPU, is the limit (docs/benchmarks.md: 200 ms provider, 1 -> 8 calls "
-            "at once gave 2.6x)",
-            reason=f"embedding is {share:.0%} of this collection's per-document p95 with a remote provider, and a "
-            f"batch needs {calls} calls of {c.batch_size} chunks; no 429 answers so far",
-        )
-    ]
+    return change_of(
+        c,
+        "provider_concurrency",
+        proposed,
+        id=f"provider-concurrency-{c.name}",
+        title=f"Let workers make {proposed} embedding calls at once for {c.name} (now {c.provider_concurrency})",
+        expected_effect=f"a batch's {calls} provider calls wait in {rounds_new} rounds instead of {rounds_now}: "
+        f"embedding time per batch down to about {rounds_new / rounds_now:.0%} while the provider's latency, "
+        "not its quota or this host's CPU, is the limit (docs/benchmarks.md: 200 ms provider, 1 -> 8 calls "
+        "at once gave 2.6x)",
+        reason=f"embedding is {share:.0%} of this collection's per-document p95 with a remote provider, and a "
+        f"batch needs {calls} calls of {c.batch_size} chunks; no 429 answers so far",
+    )
 
 
-def provider_limits(analysis: Analysis, collections: list[Collection]) -> list[Recommendation]:
+def provider_limits(analysis: Analysis, collections: list[Collection]) -> Recommendation | None:
     """Rate-limit errors: fewer concurrent calls, or a higher quota. When exactly one remote
     collection makes several calls at once, it is the one to slow down (applied like any
     collection change); otherwise the 429 counts, which carry no collection, pick none."""
-    limited = _rate_limited()
-    if not limited:
-        return []
+    if not (limited := _rate_limited()):
+        return None
     concurrent = [c for c in collections if provider_of(c.model) != "local" and c.provider_concurrency > 1]
     if len(concurrent) == 1:
         [c] = concurrent
         proposed = max(1, c.provider_concurrency // 2)
-        return [
-            change_of(
-                c,
-                "provider_concurrency",
-                proposed,
-                id=f"provider-rate-limit-{c.name}",
-                title=f"Lower the provider concurrency of {c.name} from {c.provider_concurrency} to {proposed}",
-                expected_effect=f"fewer 429 retries ({limited} so far, each one a backoff wait in a worker) at the "
-                "cost of more waiting per batch; or raise the provider's rate limit instead",
-                reason=f"providers answered 429 and {c.name} is the only remote collection making several calls "
-                f"at once ({c.provider_concurrency} per batch, per worker)",
-            )
-        ]
-    remote = sorted({c["model"] for c in analysis.collections.values() if provider_of(c["model"]) != "local"})
-    return [
-        Recommendation(
-            id="provider-rate-limit",
-            title="Lower provider concurrency or raise the provider's rate limit",
-            expected_effect=f"no more 429 retries ({limited} so far, each one a backoff wait in a worker)",
-            reason=f"providers answered 429 (models {', '.join(remote) or 'unknown'}); concurrency is the workers "
-            "embedding with that provider times its collections' provider_concurrency (set in the admin or the "
-            "API: the 429 counts do not say which collection, so the optimizer does not pick one); the worker "
-            f"count is {ADVICE_ONLY}",
-            setting="Q_WORKERS",
-            current=analysis.workers,
-            proposed=max(1, analysis.workers - 1),
+        return change_of(
+            c,
+            "provider_concurrency",
+            proposed,
+            id=f"provider-rate-limit-{c.name}",
+            title=f"Lower the provider concurrency of {c.name} from {c.provider_concurrency} to {proposed}",
+            expected_effect=f"fewer 429 retries ({limited} so far, each one a backoff wait in a worker) at the "
+            "cost of more waiting per batch; or raise the provider's rate limit instead",
+            reason=f"providers answered 429 and {c.name} is the only remote collection making several calls "
+            f"at once ({c.provider_concurrency} per batch, per worker)",
         )
-    ]
+    remote = sorted({c["model"] for c in analysis.collections.values() if provider_of(c["model"]) != "local"})
+    return Recommendation(
+        id="provider-rate-limit",
+        title="Lower provider concurrency or raise the provider's rate limit",
+        expected_effect=f"no more 429 retries ({limited} so far, each one a backoff wait in a worker)",
+        reason=f"providers answered 429 (models {', '.join(remote) or 'unknown'}); concurrency is the workers "
+        "embedding with that provider times its collections' provider_concurrency (set in the admin or the "
+        "API: the 429 counts do not say which collection, so the optimizer does not pick one); the worker "
+        f"count is {ADVICE_ONLY}",
+        setting="Q_WORKERS",
+        current=analysis.workers,
+        proposed=max(1, analysis.workers - 1),
+    )
