@@ -113,15 +113,14 @@ class OptimizationChangeAdmin(TeamScoped, ReadOnlyAdmin):
 
 
 def performance_trends(now: datetime, window: int, collection: Collection | None) -> dict[str, Any]:
-    """The page's charts, from the batch timings: per-stage percentiles and docs/s (of the chosen
-    collection, or all), the capacity at the deployed worker count, and the deployment's SLOs."""
+    """The page's charts: per-stage percentiles and docs/s (of the chosen collection, or all), the capacity
+    at the deployed worker count, and the deployment's SLOs."""
     since = now - timedelta(seconds=window)
     out = db_trend(since, now, TREND_STEPS, collection.pk if collection else None)
     found = slos.evaluate(since, now, TREND_STEPS, only={"document_latency", "throughput_per_worker"})
     out["slos"] = {slo: [None if e.ratio is None else round(e.ratio, 6) for e in steps] for slo, steps in found.items()}
     # One pod's docs/s times the most worker pods: what the Grafana panel reads from the capacity gauge.
-    cap = capacity.current()
-    out["capacity"] = None if cap is None else cap.as_dict()
+    out["capacity"] = cap.as_dict() if (cap := capacity.current()) else None
     return out
 
 

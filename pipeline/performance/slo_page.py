@@ -144,10 +144,6 @@ def _percent(value: float | None, digits: int = 2) -> str:
     return NO_DATA if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _times(value: float | None) -> str:
-    return NO_DATA if value is None else f"{value:.2f}×"
-
-
 def table(figures: dict[str, Any]) -> list[dict[str, Any]]:
     """The SLO table as the page shows it: "no data" for a window without events."""
     return [
@@ -157,7 +153,7 @@ def table(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "objective": _percent(s["objective"], 1),
             "compliance": [(w, _percent(v), v is None) for w, v in s["compliance"].items()],
             "budget_left": _percent(s["error_budget_left"], 1),
-            "burn_rate": [(w, _times(v), v is None) for w, v in s["burn_rate"].items()],
+            "burn_rate": [(w, NO_DATA if v is None else f"{v:.2f}×", v is None) for w, v in s["burn_rate"].items()],
             "state": {True: "met", False: "missed", None: NO_DATA}[s["met"]],
         }
         for s in figures["slos"]

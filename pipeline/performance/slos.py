@@ -96,10 +96,9 @@ def evaluate(
 ) -> dict[str, list[Events]]:
     """Every SLO's (or `only` these) good and total events in each of `steps` equal steps of [since, until)."""
     wanted = [s.name for s in (*spec().slos, *spec().performance) if only is None or s.name in only]
-    width = (until - since).total_seconds() / steps
     out: dict[str, list[Events]] = {}
     if event_slos := [n for n in wanted if n in {*(s.name for s in spec().slos), "search_latency"}]:
-        points = activity.series(since, until, round(width), collection_id)
+        points = activity.series(since, until, round((until - since).total_seconds() / steps), collection_id)
         out.update({n: [events(n, p.totals) for p in points] for n in event_slos})
     if {"document_latency", "throughput_per_worker"} & set(wanted):
         out.update(_batch_events(since, until, steps, collection_id))

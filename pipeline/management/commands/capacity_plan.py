@@ -45,9 +45,8 @@ class Command(BaseCommand):
         if p.exceeded_now:
             out(self.style.ERROR("arrivals exceed capacity now"))
         elif p.enough_history and cap is not None:
-            out(
-                f"projected to exceed capacity on: {p.exceeds_on.isoformat() if p.exceeds_on else 'never (not rising)'}"
-            )
+            exceeds = p.exceeds_on.isoformat() if p.exceeds_on else "never (not rising)"
+            out(f"projected to exceed capacity on: {exceeds}")
         if p.workers_needed is not None or p.workers_note:
             needed = p.workers_needed if p.workers_needed is not None else "none suffice"
             out(f"workers needed: {needed} ({p.workers_note})")
