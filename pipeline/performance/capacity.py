@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -100,7 +101,7 @@ def fit_usl(points: dict[int, float]) -> UslFit:
     return fit
 
 
-def measure(model: str, worker_counts: list[int], documents: int, progress: Any = None) -> CapacityMeasurement:
+def measure(model: str, worker_counts: list[int], documents: int, progress: Callable) -> CapacityMeasurement:
     """Measure every worker count on the scratch database (embedportal.scratch: production's workers
     keep running and its queue sees nothing), fit the USL, store the CapacityMeasurement in production."""
     chars, chunking = document_chars(model), chunking_of(model)  # production's documents and collections
@@ -110,8 +111,7 @@ def measure(model: str, worker_counts: list[int], documents: int, progress: Any 
         warm_up(model)
         for n in worker_counts:
             points.append(measure_workers(model, n, documents, chars, chunking))
-            if progress:
-                progress(points[-1])
+            progress(points[-1])
     fit = fit_usl({p.workers: p.docs_per_second for p in points})
     return CapacityMeasurement.objects.create(
         model=model,

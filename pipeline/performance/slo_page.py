@@ -103,11 +103,7 @@ def freshness_sla(chosen: Collection | None) -> timedelta:
 
 
 def figures(
-    range_name: str = DEFAULT_RANGE,
-    collection: str | None = None,
-    headroom: float = 0.3,
-    now: datetime | None = None,
-    user: Any = None,
+    range_name: str = DEFAULT_RANGE, collection: str | None = None, headroom: float = 0.3, user: Any = None
 ) -> dict[str, Any]:
     """SLO statuses, the capacity plan, the last measurement and the chart series, JSON-ready. The
     freshness SLO judges each document against its own collection's SLA; `freshness_sla_seconds`
@@ -116,7 +112,7 @@ def figures(
         raise BadRequest(f"range {range_name!r}: use one of {', '.join(RANGES)}")
     if not 0 <= headroom < 1:
         raise BadRequest("headroom is a share of capacity from 0 to below 1, e.g. 0.3")
-    now = now or timezone.now()
+    now = timezone.now()
     chosen = collection_named(collection, user)
     collection_id = chosen.pk if chosen else None
     plan = capacity.plan(headroom, now)
