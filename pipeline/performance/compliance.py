@@ -66,13 +66,11 @@ class PerformanceSLOCollector(collectors.DatabaseCollector):
             target.add_metric([slo], value)
         try:
             with transaction.atomic():  # a savepoint: the targets survive it
-                values = compliance()
+                for slo, value in compliance().items():
+                    if value is not None:
+                        compliant.add_metric([slo], value)
         except DatabaseError:
             logger.exception("performance SLO metrics: database query failed")
-            values = {}
-        for slo, value in values.items():
-            if value is not None:
-                compliant.add_metric([slo], value)
         try:
             with transaction.atomic():  # a savepoint: the SLO gauges survive a failed capacity query
                 if (cap := capacity.current()) is not None:

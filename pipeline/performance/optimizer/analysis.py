@@ -56,8 +56,7 @@ def analyse(collection: Collection | None = None, window: int | None = None) -> 
 
 
 def collection_figures(c: Collection, since: datetime) -> dict[str, Any]:
-    stages = db_percentiles(since, c.pk)
-    busy = db_busy(since, c.pk)
+    stages, busy = db_percentiles(since, c.pk), db_busy(since, c.pk)
     cost = getattr(c, "cost", None)
     seconds = sum(busy.stage_seconds.values())
     return {
