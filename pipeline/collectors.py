@@ -1,7 +1,5 @@
-"""Scrape-time gauges of the pipeline, computed from the database by the /metrics view's
-registry (EMBEDPORTAL_METRICS_COLLECTORS): exact whichever process or replica is scraped,
-whatever the backlog. The metric definitions that processes record into are in
-pipeline.metrics."""
+"""Scrape-time gauges of the pipeline from the database (EMBEDPORTAL_METRICS_COLLECTORS): exact whichever
+process or replica is scraped, whatever the backlog. What processes record into is pipeline.metrics."""
 
 from __future__ import annotations
 

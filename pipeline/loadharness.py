@@ -128,8 +128,7 @@ def _worker(worker_id: str, start: Any, results: Any) -> None:
 
 @dataclass
 class Drained:
-    """What the forked workers did: their reports summed, when they were let go, the seconds until
-    the last one had drained, and the largest peak resident set and unique memory of one (MB)."""
+    """What the forked workers did; memory: the largest peak resident set and unique memory of one (MB)."""
 
     report: Report
     started: datetime
@@ -238,9 +237,8 @@ _local_model = False
 
 
 def _ready() -> None:
-    """In the process about to drain, before the clock starts: the local encoder compiles its
-    inference requests per process on its first call (pipeline.encoder), a one-off cost of a
-    worker's start that a measured drain must not count (a long-running worker pays it once, and
-    benchmark_ingest's bare PyTorch encode is warmed up the same way)."""
+    """Before the clock starts: the local encoder compiles its inference requests per process on its first
+    call (pipeline.encoder), a one-off cost of a worker's start that a measured drain must not count (a
+    long-running worker pays it once; benchmark_ingest's bare PyTorch encode is warmed up the same way)."""
     if _local_model:
         encoder.current().encode(["warm-up"])

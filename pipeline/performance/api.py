@@ -50,9 +50,8 @@ def _window(request: Request) -> int | None:
 
 
 def performance(collection: Collection | None, window: int | None, user: Any = None) -> dict[str, Any]:
-    """The command's JSON plus the SLOs and the recent changes: what the API and the admin page show.
-    A team member gets the platform's figures (stages, bottleneck, SLOs) but only their teams'
-    collections' figures, recommendations and changes."""
+    """The command's JSON, the SLOs and the recent changes, for the API and the admin page. A team member gets
+    the platform's figures (stages, bottleneck, SLOs) but only their teams' collections' figures and changes."""
     out = EmbeddingPipelineOperationsOptimizer(window).analyse(collection).as_dict()
     if not sees_all_collections(user):
         seen = set(Collection.objects.visible_to(user).values_list("name", flat=True))

@@ -182,9 +182,8 @@ class Capacity:
 
 
 def capacity_of(m: CapacityMeasurement) -> Capacity | None:
-    """One pod's rate at EMBEDPORTAL_CAPACITY_WORKERS by `m`: measured if that count was measured,
-    else the USL fit's prediction, else the rate of the largest measured count below it (a lower
-    bound); times EMBEDPORTAL_MAX_WORKER_REPLICAS. None when `m` says nothing of that count."""
+    """One pod's rate at EMBEDPORTAL_CAPACITY_WORKERS by `m` (measured, else predicted, else the largest
+    measured count's: a lower bound) times EMBEDPORTAL_MAX_WORKER_REPLICAS; None if `m` says nothing of it."""
     n, replicas = settings.EMBEDPORTAL_CAPACITY_WORKERS, settings.EMBEDPORTAL_MAX_WORKER_REPLICAS
     fit, below = fit_of(m), [p for p in m.points if p["workers"] < n]
     if (rate := m.rate(n)) is not None:

@@ -1,6 +1,5 @@
-"""Applying a recommendation and judging it: each kind of change (a recommendation's `setting`,
-KINDS) says how it is applied, what measures it and when that measure says it helped (the table
-in docs/performance.md). A change is kept when its measure fell by at least MIN_GAIN, else
+"""Applying a recommendation and judging it: each kind of change (KINDS) says how it is applied and what
+measures it (docs/performance.md). A change is kept when its measure fell by at least MIN_GAIN, else
 reverted (unless someone changed the setting since); one change per collection is measured at a time."""
 
 from __future__ import annotations
@@ -78,8 +77,9 @@ class Kind:
     unit = "worker seconds per document"
     # How the verdict comes, for whoever applied it.
     verdict = "kept if the next batches take fewer worker seconds per document, else reverted"
-    # Extra conditions of the apply's compare-and-swap.
+    # Extra conditions of the apply's compare-and-swap, and what its failing may also mean.
     guard: dict[str, Any] = {}
+    guarded = ""
 
     def __init__(self, setting: str) -> None:
         self.setting = setting
@@ -110,11 +110,11 @@ class Kind:
         before = self.before(collection)
         with _one_at_a_time(collection), transaction.atomic():
             if not self.swap(collection.pk, rec.current, rec.proposed, **self.guard):
-                raise OptimizerError(self.lost(collection, rec))
+                was = self.shown(rec.current)
+                raise OptimizerError(
+                    f"{rec.setting} of {collection.name!r} is no longer {was}; analyse again{self.guarded}"
+                )
             return self.record(collection, rec, before, applied_by)
-
-    def lost(self, collection: Collection, rec: Recommendation) -> str:
-        return f"{rec.setting} of {collection.name!r} is no longer {self.shown(rec.current)}; analyse again"
 
     def record(
         self, collection: Collection, rec: Recommendation, before: dict[str, Any], applied_by: str
@@ -144,6 +144,7 @@ class HnswBuild(Kind):
 
     # The index of a collection being backfilled is built by the backfill (with the fields).
     guard = {"building_generation__isnull": True}
+    guarded = " (or a backfill writes it: its index is built at the end)"
     verdict = (
         "the index was rebuilt with them; kept if the next batches take fewer worker seconds per document, "
         "else reverted (rebuilt again)"
@@ -154,9 +155,6 @@ class HnswBuild(Kind):
 
     def shown(self, value: dict[str, int]) -> str:
         return f"m={value['m']}, ef_construction={value['ef_construction']}"
-
-    def lost(self, collection: Collection, rec: Recommendation) -> str:
-        return f"{super().lost(collection, rec)} (or a backfill writes it: its index is built at the end)"
 
     def apply(self, collection: Collection, rec: Recommendation, applied_by: str) -> OptimizationChange:
         if connection.in_atomic_block:

@@ -1,6 +1,5 @@
-"""What to change, and the effect expected, from an analysis' figures: `recommend` runs every
-rule; those of each collection and of rate limits are here, the deployment's and search's in
-pipeline.performance.optimizer.deployment."""
+"""What to change, and the effect expected, from an analysis' figures: `recommend` runs every rule; those of
+each collection and of rate limits are here, the deployment's and search's in optimizer.deployment."""
 
 from __future__ import annotations
 
