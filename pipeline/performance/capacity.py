@@ -42,9 +42,7 @@ class UslFit:
     @property
     def peak_workers(self) -> float | None:
         """N*: where throughput peaks (None when kappa is 0 or unknown: no peak)."""
-        if self.sigma is None or not self.kappa:
-            return None
-        return math.sqrt(max(0.0, 1 - self.sigma) / self.kappa)
+        return None if self.sigma is None or not self.kappa else math.sqrt(max(0.0, 1 - self.sigma) / self.kappa)
 
     @property
     def determined(self) -> bool:
@@ -52,9 +50,7 @@ class UslFit:
         return None not in (self.lam, self.sigma, self.kappa) and not self.note.startswith("underdetermined")
 
     def rate(self, workers: float) -> float | None:
-        if self.lam is None:
-            return None
-        return float(usl(workers, self.lam, self.sigma or 0.0, self.kappa or 0.0))
+        return None if self.lam is None else float(usl(workers, self.lam, self.sigma or 0.0, self.kappa or 0.0))
 
 
 def fit_usl(points: dict[int, float]) -> UslFit:
@@ -73,8 +69,7 @@ def fit_usl(points: dict[int, float]) -> UslFit:
         (n1, x1), (n2, x2) = ((n, points[n]) for n in ns)
         # With kappa = 0: x_i (1 + sigma (n_i - 1)) = lambda n_i for both points.
         denominator = x2 * (n2 - 1) * n1 - x1 * (n1 - 1) * n2
-        sigma = (x1 * n2 - x2 * n1) / denominator if denominator else 0.0
-        sigma = min(1.0, max(0.0, sigma))
+        sigma = min(1.0, max(0.0, (x1 * n2 - x2 * n1) / denominator if denominator else 0.0))
         lam = x1 * (1 + sigma * (n1 - 1)) / n1
         note = (
             f"underdetermined: 2 worker counts ({n1}, {n2}) for 3 parameters; kappa assumed 0 (Amdahl), "
@@ -323,14 +318,13 @@ def plan(headroom: float = 0.3, now: datetime | None = None) -> Plan:
     if p.peak is not None:
         p.headroom = 1 - p.peak / cap.docs_per_second
         p.exceeded_now = p.peak > cap.docs_per_second
+        measurement = sizing().filter(model=cap.model).order_by("-measured_at").first()
+        wanted = p.peak / (1 - headroom)
+        p.workers_needed, note = workers_for(wanted, fit_of(measurement))
+        p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: {note}"
     if p.enough_history and not p.exceeded_now and p.trend_per_day and p.trend_per_day > 0:
         crossing = (cap.docs_per_second - p.trend_intercept) / p.trend_per_day
         p.exceeds_on = p.daily_peaks[0][0] + timedelta(days=math.ceil(crossing))
         if p.exceeds_on <= now.date():
             p.exceeded_now, p.exceeds_on = True, None
-    if p.peak is not None:
-        measurement = sizing().filter(model=cap.model).order_by("-measured_at").first()
-        wanted = p.peak / (1 - headroom)
-        p.workers_needed, note = workers_for(wanted, fit_of(measurement))
-        p.workers_note = f"{wanted:.3g} docs/s keeps {headroom:.0%} headroom at the last day's peak: {note}"
     return p
