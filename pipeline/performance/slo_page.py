@@ -3,7 +3,6 @@ numbers), all from the database; the browser draws the `series` part with the ve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,19 +13,13 @@ from pipeline.models import Collection, default_freshness_sla
 from pipeline.performance import activity, capacity, slos
 from pipeline.performance.optimizer.figures import db_trend
 
-
-@dataclass(frozen=True)
-class Range:
-    span: timedelta
-    step_seconds: int
-
-
+# Each range's span and step (seconds).
 RANGES = {
-    "1h": Range(timedelta(hours=1), 60),
-    "6h": Range(timedelta(hours=6), 60),
-    "24h": Range(timedelta(hours=24), 300),
-    "7d": Range(timedelta(days=7), 3600),
-    "30d": Range(timedelta(days=30), 3600),
+    "1h": (timedelta(hours=1), 60),
+    "6h": (timedelta(hours=6), 60),
+    "24h": (timedelta(hours=24), 300),
+    "7d": (timedelta(days=7), 3600),
+    "30d": (timedelta(days=30), 3600),
 }
 DEFAULT_RANGE = "6h"
 # The arrivals chart projects the trend this far past the last daily peak when it never crosses capacity.
@@ -42,25 +35,25 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def _series(
-    now: datetime, chosen: Range, collection_id: int | None, cap: capacity.Capacity | None, sla_seconds: float
+    now: datetime, span: timedelta, step: int, collection_id: int | None, cap: capacity.Capacity | None, sla: float
 ) -> dict[str, Any]:
     # Steps end at the current step's end, so the current (partial) step is the last point.
-    end = datetime.fromtimestamp((now.timestamp() // chosen.step_seconds + 1) * chosen.step_seconds, now.tzinfo)
-    points = activity.series(end - chosen.span, end, chosen.step_seconds, collection_id)
-    per_minute = 60 / chosen.step_seconds
+    end = datetime.fromtimestamp((now.timestamp() // step + 1) * step, now.tzinfo)
+    points = activity.series(end - span, end, step, collection_id)
+    per_minute = 60 / step
     fresh = [slos.events("freshness", p.totals).ratio for p in points]
     # Per-document percentiles of the batch rows (kept EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS).
-    trend = db_trend(end - chosen.span, end, len(points), collection_id)
+    trend = db_trend(end - span, end, len(points), collection_id)
     return {
-        "step_seconds": chosen.step_seconds,
+        "step_seconds": step,
         "labels": [p.start.isoformat() for p in points],
         "embedded_per_minute": [round(p.totals.embedded * per_minute, 3) for p in points],
         "failed": [p.totals.failed for p in points],
         "arrived_per_minute": [round(p.totals.arrived * per_minute, 3) for p in points],
         "queue_depth": [p.totals.queue_depth for p in points],
         "capacity_per_minute": None if cap is None else round(cap.docs_per_second * 60, 3),
-        # The queue is bounded when capacity drains it within the freshness SLA (sla_seconds).
-        "queue_bound": None if cap is None else round(cap.docs_per_second * sla_seconds),
+        # The queue is bounded when capacity drains it within the freshness SLA (sla, seconds).
+        "queue_bound": None if cap is None else round(cap.docs_per_second * sla),
         "freshness_percent": [None if ratio is None else round(100 * ratio, 3) for ratio in fresh],
         "latency_seconds": {name: [_round(v) for v in trend[name]["total"]] for name in ("p50", "p95", "p99")},
     }
@@ -127,7 +120,7 @@ def figures(
         "throughput_targets": slos.model_targets(collection_id),
         "capacity": plan.as_dict(),
         "measurement": None if measured is None else capacity.measurement_dict(measured),
-        "series": _series(now, RANGES[range_name], collection_id, plan.capacity, sla_seconds),
+        "series": _series(now, *RANGES[range_name], collection_id, plan.capacity, sla_seconds),
         "arrivals": _arrivals(plan),
         "bucket_bounds": {"latency_seconds": list(LATENCY_BUCKETS), "freshness_seconds": list(FRESHNESS_BUCKETS)},
     }

@@ -6,22 +6,13 @@ from __future__ import annotations
 from contextlib import suppress
 
 from pipeline.models import Collection, OptimizationChange
-from pipeline.percentiles import STAGES
+from pipeline.percentiles import STAGES as STAGES
 from pipeline.performance.optimizer.analysis import Analysis, analyse
-from pipeline.performance.optimizer.changes import apply, evaluate, evaluate_pending
-from pipeline.performance.optimizer.figures import OptimizerError, Recommendation
-
-__all__ = [
-    "STAGES",
-    "Analysis",
-    "EmbeddingPipelineOperationsOptimizer",
-    "OptimizerError",
-    "Recommendation",
-    "analyse",
-    "apply",
-    "evaluate",
-    "evaluate_pending",
-]
+from pipeline.performance.optimizer.changes import apply
+from pipeline.performance.optimizer.changes import evaluate as evaluate
+from pipeline.performance.optimizer.changes import evaluate_pending as evaluate_pending
+from pipeline.performance.optimizer.figures import OptimizerError
+from pipeline.performance.optimizer.figures import Recommendation as Recommendation
 
 
 class EmbeddingPipelineOperationsOptimizer:
