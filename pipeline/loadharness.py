@@ -56,12 +56,10 @@ def _words(chars: int, rng: random.Random) -> str:
         "database capacity throughput measure operator request source update storage retrieval "
         "the a of to and in is for on with as by at from that this it be are was"
     ).split()
-    out, size = [], 0
-    while size < chars:
-        sentence = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(6, 18))).capitalize() + ". "
-        out.append(sentence)
-        size += len(sentence)
-    return "".join(out)[:chars]
+    text = ""
+    while len(text) < chars:
+        text += " ".join(rng.choice(vocabulary) for _ in range(rng.randint(6, 18))).capitalize() + ". "
+    return text[:chars]
 
 
 def document_chars(model: str) -> int:
