@@ -51,7 +51,7 @@ def _window(request: Request) -> int | None:
 
 def performance(collection: Collection | None, window: int | None, user: Any = None) -> dict[str, Any]:
     """The command's JSON, the SLOs and the recent changes, for the API and the admin page. A team member gets
-    the platform's figures (stages, bottleneck, SLOs) but only their teams' collections' figures and changes."""
+    the platform's figures (stages, bottleneck, SLOs) but only their teams' collections, recommendations, changes."""
     out = EmbeddingPipelineOperationsOptimizer(window).analyse(collection).as_dict()
     if not sees_all_collections(user):
         seen = set(Collection.objects.visible_to(user).values_list("name", flat=True))
