@@ -47,7 +47,7 @@ def _page_text(path: str, root: Path) -> str:
 
 def measure() -> list[Coverage]:
     root = docs_dir()
-    config_page = _page_text(configuration.PATH, root)
+    config_page, metrics_page = _page_text(configuration.PATH, root), _page_text(metrics.PATH, root)
     names = sorted(set(SETTINGS) | settings_read())
     setting_cov = Coverage(
         Inventory.SETTINGS,
@@ -60,7 +60,6 @@ def measure() -> list[Coverage]:
         [f"{m} {p}" for m, p, _ in ops],
         [f"{m} {p}" for m, p, op in ops if not (op.get("summary") or op.get("description"))],
     )
-    metrics_page = _page_text(metrics.PATH, root)
     found, _ = metrics.app_metrics()
     metric_cov = Coverage(
         Inventory.METRICS,

@@ -62,11 +62,8 @@ class Item:
                 data = parse_rules(text) or {}
             except yaml.YAMLError:
                 return text  # a version that does not parse: compare the whole file
-            for group in data.get("groups", []):
-                for rule in group.get("rules", []):
-                    if rule.get("alert") == name:
-                        return json.dumps(rule, sort_keys=True, default=str)
-            return None
+            rules = (rule for group in data.get("groups", []) for rule in group.get("rules", []))
+            return next((json.dumps(r, sort_keys=True, default=str) for r in rules if r.get("alert") == name), None)
         return text
 
     def text(self, history: History, commit: str | None) -> str | None:
@@ -147,15 +144,11 @@ def page_updated(path: str, history: History, root: Path) -> float | None:
 def _repo_path(path: str, history: History, root: Path) -> str:
     """The page's path in the repository (the docs folder is inside it)."""
     full = root.resolve() / path
-    try:
-        return full.relative_to(history.root).as_posix()
-    except ValueError:
-        return full.as_posix()
+    return (full.relative_to(history.root) if full.is_relative_to(history.root) else full).as_posix()
 
 
 def _newest(paths: list[str], history: History) -> float | None:
-    times = [t for t in (history.changed_at(p) for p in paths) if t is not None]
-    return max(times) if times else None
+    return max((t for p in paths if (t := history.changed_at(p)) is not None), default=None)
 
 
 def check_generated(
@@ -165,16 +158,13 @@ def check_generated(
     generated = MODULES[path].generate()
     updated = page_updated(path, history, generator.root)
     inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
-    status = PageStatus(path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
-    drift = generator.drift(generated)
     # The generator's own module dates the page too.
     patterns = [*generated.sources, generated.generator.replace(".", "/") + ".py"]
-    sources = [f for pattern in patterns for f in history.expand(pattern)]
-    newest = _newest(sources, history)
+    newest = _newest([f for pattern in patterns for f in history.expand(pattern)], history)
+    status = PageStatus(path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
     status.source_changed_at = _dt(newest)
-    if drift:
-        status.status = Freshness.STALE
-        status.reason = drift
+    if drift := generator.drift(generated):
+        status.status, status.reason = Freshness.STALE, drift
         # A page never generated has no update to lag from: the least lag that is not fresh.
         status.lag_seconds = max(1.0, (newest or 0) - (updated or newest or 0))
     elif generated.missing:
@@ -205,8 +195,7 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
         status.lag_seconds = max(status.lag_seconds, 1.0)
     status.changed = [i.key for i in changed]
     if reasons:
-        status.status = Freshness.STALE
-        status.reason = "; ".join(reasons)
+        status.status, status.reason = Freshness.STALE, "; ".join(reasons)
         return status
     reviewed = page.meta.get("reviewed")
     reviewed_at = datetime.combine(reviewed, datetime.min.time(), UTC) if isinstance(reviewed, date) else _dt(updated)
@@ -226,8 +215,7 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
     now = timezone.now()
     pages = {page.path: page for page in doc_pages.all_pages(root)}
     statuses = [check_generated(path, pages.get(path), generator, history) for path in MODULES]
-    statuses += [check_handwritten(page, history, now, root) for path, page in pages.items() if path not in MODULES]
-    return statuses
+    return statuses + [check_handwritten(p, history, now, root) for path, p in pages.items() if path not in MODULES]
 
 
 def record(statuses: list[PageStatus]) -> None:

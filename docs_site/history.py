@@ -32,20 +32,15 @@ class History:
         self._shown: dict[tuple[str, str], str | None] = {}
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", "--no-optional-locks", "-C", str(self.root), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        git = ["git", "--no-optional-locks", "-C", str(self.root)]
+        return subprocess.run([*git, *args], capture_output=True, text=True, timeout=60)
 
     def _load_git(self) -> bool:
         try:
             log = self._run("log", "--format=%x1e%H %ct", "--name-only", "--no-renames", "HEAD")
         except OSError:  # no git binary
             return False
-        if log.returncode != 0:
+        if log.returncode:
             return False
         for record in log.stdout.split("\x1e")[1:]:
             lines = [line for line in record.splitlines() if line.strip()]

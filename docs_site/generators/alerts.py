@@ -74,10 +74,9 @@ def alert_rules(root: Path | None = None) -> list[AlertRule]:
 def page_of_url(url: str) -> tuple[str, str]:
     """(page path relative to the docs folder, anchor) a runbook URL points at."""
     parts = urlsplit(url)
-    path = parts.path
-    if not path.startswith(SITE_PREFIX):
+    if not parts.path.startswith(SITE_PREFIX):
         raise ValueError(f"{url}: not under the documentation site {SITE_PREFIX}")
-    page = path[len(SITE_PREFIX) :].strip("/")
+    page = parts.path.removeprefix(SITE_PREFIX).strip("/")
     return (f"{page}.md" if page else "index.md"), parts.fragment
 
 
@@ -97,8 +96,7 @@ def sections(markdown_body: str) -> list[Section]:
     for line in markdown_body.splitlines():
         if line.lstrip().startswith(("```", "~~~")):
             fenced = not fenced
-        match = None if fenced else HEADING.match(line)
-        if match:
+        if match := None if fenced else HEADING.match(line):
             title = match.group(2).strip()
             slug = slugify(re.sub(r"[`*_]", "", title), "-")
             seen[slug] = seen.get(slug, -1) + 1
@@ -124,12 +122,12 @@ def runbook_problems(rule: AlertRule, docs: Path | None = None) -> list[str]:
     index = next((i for i, s in enumerate(all_sections) if s.slug == anchor), None)
     if index is None:
         return [f"{page_path} has no heading with anchor #{anchor}"]
-    head = all_sections[index]
+    level = all_sections[index].level
     children: dict[str, str] = {}
     for section in all_sections[index + 1 :]:
-        if section.level <= head.level:
+        if section.level <= level:
             break
-        if section.level == head.level + 1:
+        if section.level == level + 1:
             children[section.title] = "\n".join(section.lines).strip()
     return [
         f"{page_path}#{anchor}: section {name} is missing or empty"

@@ -47,8 +47,7 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
     lines = [f"### `{method} {path}`", ""]
     text = "\n\n".join(t.strip() for t in (op.get("summary"), op.get("description")) if t and t.strip())
     lines += [text or "_No description._", ""]
-    params = op.get("parameters", [])
-    if params:
+    if params := op.get("parameters", []):
         rows = [
             [
                 f"`{p['name']}`",
@@ -60,8 +59,7 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> str:
             for p in params
         ]
         lines += [table(["parameter", "in", "required", "type", "meaning"], rows), ""]
-    body = op.get("requestBody", {}).get("content", {})
-    if body:
+    if body := op.get("requestBody", {}).get("content", {}):
         lines += [f"Request body ({', '.join(sorted(body))}): {_ref_name(_first_schema(body))}", ""]
     rows = [
         [code, resp.get("description", ""), _ref_name(_first_schema(resp.get("content", {})))]

@@ -53,11 +53,7 @@ def kustomize_objects(kubectl: str | None) -> tuple[list[dict[str, Any]], str | 
 def _render(kubectl: str, fingerprint: str) -> tuple[list[dict[str, Any]], str | None]:
     try:
         result = subprocess.run(
-            [kubectl, "kustomize", str(settings.BASE_DIR / OVERLAY)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+            [kubectl, "kustomize", str(settings.BASE_DIR / OVERLAY)], capture_output=True, text=True, timeout=60
         )
     except OSError as exc:
         return [], f"rendered Kustomize overlay: {kubectl} could not run ({exc.strerror})"
@@ -86,8 +82,7 @@ def cluster_objects() -> tuple[list[dict[str, Any]], list[str]]:
         return [], [f"Kubernetes API: not running in a cluster ({exc})"]
     namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
     api = client.ApiClient()
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    custom = client.CustomObjectsApi(api)
+    core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
     listers = {
         "Service": core.list_namespaced_service,
         "Deployment": apps.list_namespaced_deployment,
@@ -129,18 +124,16 @@ def _selects(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
 
 
 def _detail(obj: dict[str, Any]) -> str:
-    spec = obj.get("spec", {})
-    if obj["kind"] in ("Deployment", "StatefulSet"):
+    spec, kind = obj.get("spec", {}), obj["kind"]
+    if kind in ("Deployment", "StatefulSet"):
         return f"replicas {spec.get('replicas', 1)}"
-    if obj["kind"] == "CronWorkflow":
+    if kind == "CronWorkflow":
         return " ".join(spec.get("schedules", []) or [spec.get("schedule", "")])
-    if obj["kind"] == "ScaledObject":
+    if kind == "ScaledObject":
         return f"{spec.get('minReplicaCount', 0)}..{spec.get('maxReplicaCount', '')} replicas"
-    if obj["kind"] == "Cluster":
+    if kind == "Cluster":
         return f"{spec.get('instances', 1)} instance(s)"
-    if obj["kind"] == "Service":
-        return ", ".join(str(p.get("port")) for p in spec.get("ports", []))
-    return ""
+    return ", ".join(str(p.get("port")) for p in spec.get("ports", [])) if kind == "Service" else ""
 
 
 def mermaid(objects: list[dict[str, Any]]) -> str:
@@ -166,17 +159,14 @@ def mermaid(objects: list[dict[str, Any]]) -> str:
         elif obj["kind"] == "ScaledObject":
             target = spec.get("scaleTargetRef", {}).get("name")
             edges += [f"  {me} -. scales .-> {_node_id(w)}" for w in workloads if w["metadata"]["name"] == target]
-        elif obj["kind"] in ("PodDisruptionBudget", "PodMonitor"):
+        elif obj["kind"] in ("PodDisruptionBudget", "PodMonitor", "ServiceMonitor"):
             selector = spec.get("selector", {}).get("matchLabels")
             verb = "protects" if obj["kind"] == "PodDisruptionBudget" else "scrapes"
-            edges += [f"  {me} -. {verb} .-> {_node_id(w)}" for w in workloads if _selects(selector, _pod_labels(w))]
-        elif obj["kind"] == "ServiceMonitor":
-            selector = spec.get("selector", {}).get("matchLabels")
-            edges += [
-                f"  {me} -. scrapes .-> {_node_id(s)}"
-                for s in drawn
-                if s["kind"] == "Service" and _selects(selector, s["metadata"].get("labels", {}))
-            ]
+            # A ServiceMonitor selects Services by their labels; the others select pods.
+            targets = [(w, _pod_labels(w)) for w in workloads]
+            if obj["kind"] == "ServiceMonitor":
+                targets = [(s, s["metadata"].get("labels", {})) for s in drawn if s["kind"] == "Service"]
+            edges += [f"  {me} -. {verb} .-> {_node_id(t)}" for t, labels in targets if _selects(selector, labels)]
         if obj["kind"] in WORKLOADS and _pod_labels(obj).get(DATABASE_CLIENT_LABEL) == "true":
             edges += [f"  {me} -- SQL --> {_node_id(db)}" for db in database]
         if obj["kind"] == "Deployment" and "worker" in obj["metadata"]["name"]:
@@ -248,13 +238,10 @@ def _live_topology() -> tuple[str, list[str]]:
 
 def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:
     objects, problem = kustomize_objects(kubectl if kubectl is not None else find_kubectl())
-    missing = [problem] if problem else []
     source = f"the Kustomize overlay `{OVERLAY}`"
-    live_missing: list[str] = []
-    if live:
-        live_objects, live_missing = cluster_objects()
-        if live_objects:
-            objects, source = live_objects, "the live Kubernetes API"
+    live_objects, live_missing = cluster_objects() if live else ([], [])
+    if live_objects:
+        objects, source = live_objects, "the live Kubernetes API"
     parts = [
         "How embedportal runs: the Kubernetes resources of a deployment, and the processes of a "
         "single-machine install. Both share one rule: PostgreSQL is the system of record and the "
@@ -273,9 +260,9 @@ def generate(live: bool = False, kubectl: str | None = None) -> GeneratedPage:
     ]
     inputs = {"objects": objects if source.startswith("the Kustomize") else [], "local": LOCAL}
     sources = ["deploy/base/**/*.yaml", "deploy/overlays/**/*.yaml"]
+    missing = [problem] if problem else []
     page = GeneratedPage(PATH, "Architecture", __name__, inputs, "\n\n".join(parts), sources, missing, live_missing)
     if live:
-        text, problems = _live_topology()
-        page.live_body = text
+        page.live_body, problems = _live_topology()
         page.live_missing += problems
     return page

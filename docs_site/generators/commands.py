@@ -26,11 +26,14 @@ def parser(name: str, app: str | None = None) -> argparse.ArgumentParser:
     return load_command_class(app, name).create_parser("manage.py", name)
 
 
+def _own_actions(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The parser's actions but Django's common options."""
+    return [action for action in p._actions if not set(action.option_strings) & DJANGO_COMMON]
+
+
 def _usage(p: argparse.ArgumentParser, prog: str) -> str:
     parts = [prog]
-    for action in p._actions:
-        if action.option_strings and set(action.option_strings) & DJANGO_COMMON:
-            continue
+    for action in _own_actions(p):
         if isinstance(action, argparse._SubParsersAction):
             parts.append("{" + ",".join(action.choices) + "} ...")
         elif not action.option_strings:
@@ -43,8 +46,8 @@ def _usage(p: argparse.ArgumentParser, prog: str) -> str:
 
 def _rows(p: argparse.ArgumentParser) -> list[list[str]]:
     rows = []
-    for action in p._actions:
-        if isinstance(action, argparse._SubParsersAction) or (set(action.option_strings) & DJANGO_COMMON):
+    for action in _own_actions(p):
+        if isinstance(action, argparse._SubParsersAction):
             continue
         name = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.metavar or action.dest}`"
         default = action.default
@@ -63,8 +66,7 @@ def _describe(p: argparse.ArgumentParser, prog: str, level: int) -> list[str]:
         "",
     ]
     out += ["```sh", _usage(p, f"python {prog}"), "```", ""]
-    rows = _rows(p)
-    if rows:
+    if rows := _rows(p):
         out += [table(["argument", "meaning", "default", "choices"], rows), ""]
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -76,17 +78,12 @@ def _describe(p: argparse.ArgumentParser, prog: str, level: int) -> list[str]:
 def generate(live: bool = False) -> GeneratedPage:
     commands = project_commands()
     missing: list[str] = []
-    sections: list[str] = []
     inputs = []
     for name, app in commands.items():
         try:
-            p = parser(name, app)
+            inputs.append([name, app, "\n".join(_describe(parser(name, app), f"manage.py {name}", 2))])
         except Exception as exc:  # noqa: BLE001  (one broken command must not hide the others)
             missing.append(f"command {name}: {exc.__class__.__name__}: {exc}")
-            continue
-        text = "\n".join(_describe(p, f"manage.py {name}", 2))
-        sections.append(text)
-        inputs.append([name, app, text])
     body = "\n\n".join(
         [
             "The project's management commands (`python manage.py NAME`, or `embedportal NAME` in the "
@@ -94,7 +91,7 @@ def generate(live: bool = False) -> GeneratedPage:
             "options (`-v/--verbosity`, `--settings`, `--pythonpath`, `--traceback`, `--no-color`, "
             "`--force-color`, `--skip-checks`).",
             table(["command", "app"], [[f"[`{n}`](#{n})", a] for n, a in commands.items()]),
-            *sections,
+            *(text for _, _, text in inputs),
         ]
     )
     sources = ["*/management/commands/*.py"]

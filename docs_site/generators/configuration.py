@@ -74,15 +74,14 @@ def generate(live: bool = False) -> GeneratedPage:
     sources = ["embedportal/config.py", "embedportal/config_operations.py", "embedportal/settings.py"]
     page = GeneratedPage(PATH, "Configuration reference", __name__, inputs, body, sources)
     if live:
-        rows = [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)]
-        collections, missing = _collections_section()
+        collections, page.live_missing = _collections_section()
+        current = table(["variable", "value"], [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)])
         page.live_body = "\n\n".join(
             [
                 "## Current values",
                 "What this process reads now (secrets show only whether they are set).",
-                table(["variable", "value"], rows),
+                current,
                 collections,
             ]
         )
-        page.live_missing += missing
     return page
