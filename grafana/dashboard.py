@@ -8,14 +8,7 @@ from grafana_foundation_sdk.builders import bargauge, stat, timeseries
 from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, ReduceDataOptions, VizLegendOptions
 from grafana_foundation_sdk.builders.dashboard import Dashboard, QueryVariable, ThresholdsConfig
 from grafana_foundation_sdk.builders.prometheus import Dataquery
-from grafana_foundation_sdk.models.common import (
-    AxisPlacement,
-    BarGaugeDisplayMode,
-    GraphThresholdsStyleMode,
-    LegendDisplayMode,
-    LegendPlacement,
-    LineStyle,
-)
+from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
     DynamicConfigValue,
     Threshold,
@@ -39,14 +32,14 @@ def _steps(*steps: tuple[float | None, str]) -> ThresholdsConfig:
 
 # A reference line (capacity, a bound, a target): dashed and red.
 DASHED = [
-    DynamicConfigValue(id_val="custom.lineStyle", value=LineStyle(fill="dash", dash=[10, 10])),
+    DynamicConfigValue(id_val="custom.lineStyle", value=common.LineStyle(fill="dash", dash=[10, 10])),
     DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
 ]
 
 
 def _timeseries(title: str, description: str, unit: str, span: int = 12) -> timeseries.Panel:
-    legend = VizLegendOptions().display_mode(LegendDisplayMode.LIST).placement(LegendPlacement.BOTTOM).show_legend(True)
-    return series_panel(title, description, unit, span).legend(legend).line_width(1).fill_opacity(10)
+    legend = VizLegendOptions().display_mode(common.LegendDisplayMode.LIST).placement(common.LegendPlacement.BOTTOM)
+    return series_panel(title, description, unit, span).legend(legend.show_legend(True)).line_width(1).fill_opacity(10)
 
 
 def _chart(title: str, description: str, unit: str, *targets: Dataquery, span: int = 12) -> timeseries.Panel:
@@ -138,7 +131,7 @@ def freshness_sla() -> timeseries.Panel:
         )
         .max(100)
         .thresholds(_steps((None, "red"), (99, "green")))
-        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
         .with_target(query("A", within, "within SLA: {{collection}}"))
         .with_target(
             query("B", '100 * (1 - slo:sli_error:ratio_rate30d{sloth_slo="freshness"})', "within SLA (all, 30 d)")
@@ -147,7 +140,7 @@ def freshness_sla() -> timeseries.Panel:
         .override_by_query(
             "C",
             [
-                DynamicConfigValue(id_val="custom.axisPlacement", value=AxisPlacement.RIGHT),
+                DynamicConfigValue(id_val="custom.axisPlacement", value=common.AxisPlacement.RIGHT),
                 DynamicConfigValue(id_val="unit", value="short"),
                 DynamicConfigValue(id_val="max", value=None),
             ],
@@ -177,7 +170,7 @@ def reprocessing_age() -> bargauge.Panel:
             span=8,
         )
         .min(0)
-        .display_mode(BarGaugeDisplayMode.GRADIENT)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         # A gauge histogram's buckets are cumulative counts now: no rate(); the heatmap format
         # turns them into per-bucket counts.
@@ -187,6 +180,10 @@ def reprocessing_age() -> bargauge.Panel:
             .instant()
         )
     )
+
+
+# The panels above, in their order on the dashboard.
+HEALTH = (throughput, queue_depth, processing_latency, error_rate, freshness_sla, reprocessing_queue, reprocessing_age)
 
 
 # --- SLO compliance ----------------------------------------------------------------------------
@@ -219,7 +216,7 @@ def slo_row() -> list:
             span=8,
         )
         .thresholds(_steps((None, "green"), (6, "orange"), (14.4, "red")))
-        .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED)),
+        .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)),
     ]
 
 
@@ -313,9 +310,9 @@ def build() -> Dashboard:
         "embedportal-pipeline-health",
         "Embedding pipeline: throughput, queue, latency, errors, freshness, reprocessing, SLOs, capacity.",
         "embedding-pipeline",
-        "now-6h",
-        "30s",
-        "Data source",
+        since="now-6h",
+        refresh="30s",
+        datasource="Data source",
     ).with_variable(
         QueryVariable("collection")
         .label("Collection")
@@ -328,22 +325,13 @@ def build() -> Dashboard:
         .all_value(".*")
         .current(VariableOption(selected=True, text="All", value="$__all"))
     )
-    health = [
-        throughput(),
-        queue_depth(),
-        processing_latency(),
-        error_rate(),
-        freshness_sla(),
-        reprocessing_queue(),
-        reprocessing_age(),
-    ]
     rows = (
         ("SLO compliance", slo_row()),
         ("Capacity planning", capacity_row()),
         ("Cost", cost_row()),
         ("Retrieval quality", quality_row()),
     )
-    return with_rows(dashboard, rows, top=health)
+    return with_rows(dashboard, rows, top=[panel() for panel in HEALTH])
 
 
 OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(

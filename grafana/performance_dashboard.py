@@ -22,19 +22,21 @@ def _p95(buckets: str) -> str:
 
 
 def stages_row() -> list:
-    panels = [
-        series_panel(
-            f"Per-document {name} by stage",
-            f"{name} seconds per document in each stage (chunking, embedding, storage, total), from the latency "
-            "histogram's buckets (linear interpolation inside a bucket).",
-            "s",
-            8,
-        ).with_target(
-            query("A", f"histogram_quantile({q}, sum by (le, stage) (rate({LATENCY}[$__rate_interval])))", "{{stage}}")
-        )
-        for name, q in QUANTILES
-    ]
-    panels += [
+    return [
+        *(
+            series_panel(
+                f"Per-document {name} by stage",
+                f"{name} seconds per document in each stage (chunking, embedding, storage, total), from the latency "
+                "histogram's buckets (linear interpolation inside a bucket).",
+                "s",
+                8,
+            ).with_target(
+                query(
+                    "A", f"histogram_quantile({q}, sum by (le, stage) (rate({LATENCY}[$__rate_interval])))", "{{stage}}"
+                )
+            )
+            for name, q in QUANTILES
+        ),
         series_panel(
             "Stage utilisation",
             "Busy seconds per second per worker in each stage: near 1 is the bottleneck (as the optimizer reads it).",
@@ -51,7 +53,6 @@ def stages_row() -> list:
         .with_target(query("A", _p95("embedding_pipeline_queue_wait_seconds_bucket"), "queue wait p95"))
         .with_target(query("B", _p95("embedding_pipeline_search_seconds_bucket"), "search p95")),
     ]
-    return panels
 
 
 def throughput_row() -> list:
@@ -86,22 +87,22 @@ def slo_row() -> list:
 
 
 def benchmarks_row() -> list:
-    panels = [
-        series_panel(
-            f"Benchmark history ({suite} suite)",
-            f"Median of each figure in the latest {suite} run (manage.py benchmark): a step is a change in "
-            "performance; regressions are marked by the annotations and the panel below.",
-            "none",
-        ).with_target(
-            query(
-                "A",
-                f'max by (benchmark, figure) ({RESULT}{{suite="{suite}", figure!~"{STAGE_P95}"}})',
-                "{{benchmark}} {{figure}}",
+    return [
+        *(
+            series_panel(
+                f"Benchmark history ({suite} suite)",
+                f"Median of each figure in the latest {suite} run (manage.py benchmark): a step is a change in "
+                "performance; regressions are marked by the annotations and the panel below.",
+                "none",
+            ).with_target(
+                query(
+                    "A",
+                    f'max by (benchmark, figure) ({RESULT}{{suite="{suite}", figure!~"{STAGE_P95}"}})',
+                    "{{benchmark}} {{figure}}",
+                )
             )
-        )
-        for suite in ("quick", "full")
-    ]
-    panels += [
+            for suite in ("quick", "full")
+        ),
         series_panel(
             "Regressions flagged",
             "1 while the suite's latest run flags the figure (t-test limit and at least 5% worse than the "
@@ -130,7 +131,6 @@ def benchmarks_row() -> list:
             )
         ),
     ]
-    return panels
 
 
 def build() -> Dashboard:
@@ -139,9 +139,6 @@ def build() -> Dashboard:
         "embedportal-performance",
         "Where the pipeline's time goes, its throughput against capacity, SLOs and benchmark history.",
         "performance",
-        "now-7d",
-        "1m",
-        "Prometheus",
     ).annotation(
         AnnotationQuery()
         .name("Benchmark regressions")
