@@ -77,15 +77,13 @@ def retry(failures: FailedDocumentQuerySet, now: datetime | None = None) -> Coun
         )
         if not rows:
             return Counter()
-        FailedDocument.objects.filter(pk__in=[r[0] for r in rows]).start_retry(now)
+        ids, documents, error_types = zip(*rows, strict=True)
+        FailedDocument.objects.filter(pk__in=ids).start_retry(now)
         # A document a producer re-enqueued meanwhile is already pending; requeue skips it.
-        Document.objects.filter(pk__in=[r[1] for r in rows]).requeue()
-        reasons = Counter(error_type for _, _, error_type in rows)
+        Document.objects.filter(pk__in=documents).requeue()
         # The operations tests' scratch collections are not user traffic: their retries go uncounted.
-        of_users = Document.objects.filter(
-            pk__in=[r[1] for r in rows], collection__in=Collection.objects.user_collections()
-        )
+        of_users = Document.objects.filter(pk__in=documents, collection__in=Collection.objects.user_collections())
         users = set(of_users.values_list("pk", flat=True))
         for reason, n in Counter(error_type for _, document, error_type in rows if document in users).items():
             metrics.count_requeued(reason, n)
-    return reasons
+    return Counter(error_types)

@@ -46,7 +46,7 @@ def stale_counts(now: datetime | None = None) -> dict[str, int]:
     rows = Collection.objects.order_by().annotate(
         stale=Count("documents", filter=stale_condition(now or timezone.now(), "documents__"))
     )
-    return {name: n for name, n in rows.values_list("name", "stale")}
+    return dict(rows.values_list("name", "stale"))
 
 
 @dataclass
