@@ -310,9 +310,9 @@ def build() -> Dashboard:
         "embedportal-pipeline-health",
         "Embedding pipeline: throughput, queue, latency, errors, freshness, reprocessing, SLOs, capacity.",
         "embedding-pipeline",
-        since="now-6h",
-        refresh="30s",
-        datasource="Data source",
+        "now-6h",
+        "30s",
+        "Data source",
     ).with_variable(
         QueryVariable("collection")
         .label("Collection")

@@ -83,6 +83,9 @@ def build() -> Dashboard:
         "embedportal-ops-tests",
         "Operations tests against the live pipeline: pass rate, durations, failing and flaky, coverage.",
         "ops-tests",
+        "now-7d",
+        "1m",
+        "Prometheus",
     )
     return with_rows(dashboard, (("Now", now_row()), ("Trends", trends_row()), ("Scenarios", scenarios_row())))
 

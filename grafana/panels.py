@@ -25,15 +25,7 @@ DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 P = TypeVar("P")
 
 
-def frame(
-    title: str,
-    uid: str,
-    description: str,
-    tag: str,
-    since: str = "now-7d",
-    refresh: str = "1m",
-    datasource: str = "Prometheus",
-) -> Dashboard:
+def frame(title: str, uid: str, description: str, tag: str, since: str, refresh: str, datasource: str) -> Dashboard:
     """A dashboard with the house tags and time zone, and the `datasource` variable DS reads."""
     return (
         Dashboard(title)

@@ -139,6 +139,9 @@ def build() -> Dashboard:
         "embedportal-performance",
         "Where the pipeline's time goes, its throughput against capacity, SLOs and benchmark history.",
         "performance",
+        "now-7d",
+        "1m",
+        "Prometheus",
     ).annotation(
         AnnotationQuery()
         .name("Benchmark regressions")
