@@ -58,9 +58,7 @@ class Slo:
     description: str
     error_query: str
     total_query: str
-    alert_name: str
-    runbook: str
-    summary: str
+    alerting: dict[str, str]  # the burn-rate alerts' name (before FastBurn/SlowBurn), runbook and summary
 
     @property
     def budget(self) -> float:
@@ -120,10 +118,8 @@ def load(path: Path = SPEC) -> Spec:
                 raise SpecError(f"SLO {raw['name']}: {key} has no [{{{{.window}}}}] range")
         if not 0 < float(raw["objective"]) < 100:
             raise SpecError(f"SLO {raw['name']}: objective is a percentage between 0 and 100")
-        alerting = raw["alerting"]
         queries = (events["error_query"], events["total_query"])
-        alert = (alerting["name"], alerting["runbook"], alerting["summary"])
-        slos.append(Slo(raw["name"], float(raw["objective"]), raw["description"], *queries, *alert))
+        slos.append(Slo(raw["name"], float(raw["objective"]), raw["description"], *queries, raw["alerting"]))
     seconds(str(data["period"]))
     performance = tuple(
         PerformanceSlo(**{**raw, "target": float(raw["target"]), "objective": float(raw["objective"])})
@@ -199,29 +195,37 @@ def _spent_in(spec: Spec, factor: float) -> str:
     return f"{days * 24:.0f} hours" if days < 2 else f"{days:.0f} days"
 
 
+def _alert(
+    name: str, expr: str, labels: dict[str, str], summary: str, description: str, runbook: str, duration: str = ""
+) -> dict[str, Any]:
+    """An alert rule; `duration` is its `for`, how long the condition must hold."""
+    timing = {"for": duration} if duration else {}
+    annotations = {"summary": summary, "description": description, "runbook_url": RUNBOOK_BASE + runbook}
+    return {"alert": name, "expr": expr, **timing, "labels": labels, "annotations": annotations}
+
+
 def alert_rules(spec: Spec) -> list[dict[str, Any]]:
     rules = []
     for slo in spec.slos:
         for sev in spec.severities:
             suffix = "FastBurn" if sev.kind == "page" else "SlowBurn"
             pairs = " or ".join(f"{_fmt(p.factor)}x over {p.long} and {p.short}" for p in sev.pairs)
+            description = (
+                f"The {slo.name} SLO: {slo.description} Its error ratio is above the burn factor "
+                f"times the {_fmt(slo.budget * 100)}% budget ({pairs}): at that rate the "
+                f"{spec.period} error budget is spent in "
+                f"{_spent_in(spec, max(p.factor for p in sev.pairs))} to "
+                f"{_spent_in(spec, min(p.factor for p in sev.pairs))}."
+            )
             rules.append(
-                {
-                    "alert": f"{slo.alert_name}{suffix}",
-                    "expr": "\nor\n".join(_burn_condition(spec, slo, p) for p in sev.pairs),
-                    "labels": {"severity": sev.severity, "sloth_severity": sev.kind, **spec.labels},
-                    "annotations": {
-                        "summary": f"{slo.summary}: {slo.name} error budget burning ({sev.kind})",
-                        "description": (
-                            f"The {slo.name} SLO: {slo.description} Its error ratio is above the burn factor "
-                            f"times the {_fmt(slo.budget * 100)}% budget ({pairs}): at that rate the "
-                            f"{spec.period} error budget is spent in "
-                            f"{_spent_in(spec, max(p.factor for p in sev.pairs))} to "
-                            f"{_spent_in(spec, min(p.factor for p in sev.pairs))}."
-                        ),
-                        "runbook_url": RUNBOOK_BASE + slo.runbook,
-                    },
-                }
+                _alert(
+                    f"{slo.alerting['name']}{suffix}",
+                    "\nor\n".join(_burn_condition(spec, slo, p) for p in sev.pairs),
+                    {"severity": sev.severity, "sloth_severity": sev.kind, **spec.labels},
+                    f"{slo.alerting['summary']}: {slo.name} error budget burning ({sev.kind})",
+                    description,
+                    slo.alerting["runbook"],
+                )
             )
     return rules
 
@@ -284,17 +288,8 @@ PERFORMANCE_HEADER = (
 
 def _warning(alerting: dict[str, Any], expr: str, labels: dict[str, str]) -> dict[str, Any]:
     """A warning alert from a spec's `alerting` block (name, for, summary, description, runbook)."""
-    return {
-        "alert": alerting["name"],
-        "expr": expr,
-        "for": alerting["for"],
-        "labels": {"severity": "warning", **labels},
-        "annotations": {
-            "summary": alerting["summary"],
-            "description": alerting["description"],
-            "runbook_url": RUNBOOK_BASE + alerting["runbook"],
-        },
-    }
+    texts = (alerting["summary"], alerting["description"], alerting["runbook"])
+    return _alert(alerting["name"], expr, {"severity": "warning", **labels}, *texts, alerting["for"])
 
 
 def render_performance(spec: Spec | None = None) -> str:

@@ -30,9 +30,11 @@ from embedportal.api.permissions import ModelPermissions
 RECHECK_AFTER = timedelta(minutes=5)
 
 
-class _PageRenderer(BaseRenderer):
+class MarkdownRenderer(BaseRenderer):
     """A page is text already; anything else is an error body, shown in the page's format."""
 
+    media_type = "text/markdown"
+    format = "md"
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
@@ -42,12 +44,7 @@ class _PageRenderer(BaseRenderer):
         return json.dumps(data, default=str)
 
 
-class MarkdownRenderer(_PageRenderer):
-    media_type = "text/markdown"
-    format = "md"
-
-
-class PageHTMLRenderer(_PageRenderer):
+class PageHTMLRenderer(MarkdownRenderer):
     media_type = "text/html"
     format = "html"
 
