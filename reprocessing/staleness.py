@@ -24,16 +24,11 @@ REQUEUE_BATCH = 1000
 
 def stale_condition(now: datetime, path: str = "") -> Q:
     """The staleness predicate on Document fields, reached through `path` (e.g. "documents__")."""
-
-    def f(name: str) -> F:
-        return F(f"{path}{name}")
-
     sla = F("freshness_sla") if path else F("collection__freshness_sla")
+    modified = F(f"{path}source_modified_at")
     # When the SLA clock started: the source change, or arrival for sources without a time.
-    deadline = ExpressionWrapper(Coalesce(f("source_modified_at"), f("created_at")) + sla, output_field=DateTimeField())
-    changed = Q(**{f"{path}last_embedded_at__isnull": True}) | Q(
-        GreaterThan(f("source_modified_at"), f("last_embedded_at"))
-    )
+    deadline = ExpressionWrapper(Coalesce(modified, F(f"{path}created_at")) + sla, output_field=DateTimeField())
+    changed = Q(**{f"{path}last_embedded_at__isnull": True}) | Q(GreaterThan(modified, F(f"{path}last_embedded_at")))
     return changed & Q(LessThan(deadline, Value(now, output_field=DateTimeField())))
 
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,10 @@ LOCAL = """flowchart LR
   runner -- HTTPS --> providers"""
 
 
+def _iso(when: datetime | None) -> str:
+    return when.isoformat(timespec="seconds") if when else ""
+
+
 def _live_topology() -> tuple[str, list[str]]:
     from django_q.models import Schedule
 
@@ -208,19 +213,9 @@ def _live_topology() -> tuple[str, list[str]]:
     for i, beat in enumerate(beats):
         state = "alive" if beat.beat_at >= alive_after else "silent"
         lines.append(f'  w{i}["{beat.role}: {beat.worker}<br/>{state}"] --> db')
-    beat_rows = [
-        [b.worker, b.role, b.started_at.isoformat(timespec="seconds"), f"{(now - b.beat_at).total_seconds():.0f} s"]
-        for b in beats
-    ]
+    beat_rows = [[b.worker, b.role, _iso(b.started_at), f"{(now - b.beat_at).total_seconds():.0f} s"] for b in beats]
     schedule_rows = [
-        [
-            s.name,
-            f"`{s.func}`",
-            s.get_schedule_type_display(),
-            s.minutes or "",
-            s.next_run.isoformat(timespec="seconds") if s.next_run else "",
-        ]
-        for s in schedules
+        [s.name, f"`{s.func}`", s.get_schedule_type_display(), s.minutes or "", _iso(s.next_run)] for s in schedules
     ]
     return "\n\n".join(
         [

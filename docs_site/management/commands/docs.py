@@ -53,9 +53,8 @@ class Command(BaseCommand):
             if s.status != Freshness.FRESH:
                 self.stdout.write(f"{s.status}: {s.path}: {s.reason}")
         for c in coverages:
-            missing = (
-                f" (missing: {', '.join(c.missing[:8])}{', ...' if len(c.missing) > 8 else ''})" if c.missing else ""
-            )
+            more = ", ..." if len(c.missing) > 8 else ""
+            missing = f" (missing: {', '.join(c.missing[:8])}{more})" if c.missing else ""
             self.stdout.write(f"coverage {c.kind}: {c.documented}/{len(c.existing)}{missing}")
         # A generated page that differs always fails the check; a stale hand-written one with --strict.
         problems = [
