@@ -91,19 +91,14 @@ class DocsView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        path = request.query_params.get("page")
-        if path is not None:
+        if (path := request.query_params.get("page")) is not None:
             return self._page(request, path)
         oldest = DocPage.objects.aggregate(oldest=Min("checked_at"))["oldest"]
         if oldest is None or timezone.now() - oldest > RECHECK_AFTER or not DocCoverage.objects.exists():
             record_checks()
         rows = list(DocPage.objects.all())
-        data = {
-            "site_url": "/docs/",
-            "checked_at": min((p.checked_at for p in rows), default=None),
-            "coverage": DocCoverage.objects.all(),
-            "pages": rows,
-        }
+        checked_at = min((p.checked_at for p in rows), default=None)
+        data = {"site_url": "/docs/", "checked_at": checked_at, "coverage": DocCoverage.objects.all(), "pages": rows}
         return Response(DocsSerializer(data).data)
 
     def _page(self, request: Request, path: str) -> Response:
