@@ -40,20 +40,19 @@ def app_metrics() -> tuple[list[MetricInfo], list[str]]:
     for app in PROJECT_APPS:
         if importlib.util.find_spec(f"{app}.metrics") is not None:
             importlib.import_module(f"{app}.metrics")
-    found: dict[str, MetricInfo] = {}
-    for collector in list(REGISTRY._collector_to_names):
-        if isinstance(collector, MetricWrapperBase):
-            info = _info(collector._name, collector._type, collector._labelnames, collector._documentation, "process")
-            found[info.name] = info
+    infos = [
+        _info(c._name, c._type, c._labelnames, c._documentation, "process")
+        for c in list(REGISTRY._collector_to_names)
+        if isinstance(c, MetricWrapperBase)
+    ]
     for path in settings.EMBEDPORTAL_METRICS_COLLECTORS:
         try:
             families = list(import_string(path)().describe())
         except Exception as exc:  # noqa: BLE001  (one broken collector must not hide the others)
             missing.append(f"collector {path}: {exc.__class__.__name__}: {exc}")
             continue
-        for family in families:
-            info = _info(family.name, family.type, getattr(family, "_labelnames", ()), family.documentation, path)
-            found[info.name] = info
+        infos += [_info(f.name, f.type, getattr(f, "_labelnames", ()), f.documentation, path) for f in families]
+    found = {m.name: m for m in infos}
     ours = [m for m in found.values() if not m.name.startswith(FOREIGN_METRIC_PREFIXES)]
     return sorted(ours, key=lambda m: m.name), missing
 
