@@ -43,7 +43,9 @@ def _first_message(detail: Any) -> str:
     if isinstance(detail, dict):
         for key, value in detail.items():
             inner = _first_message(value)
-            return inner if key in ("detail", "non_field_errors") else f"{key}: {inner}"
+            # DRF's own "detail" is a bare string; a query parameter or field named "detail" holds a list.
+            bare = key == "non_field_errors" or (key == "detail" and not isinstance(value, list))
+            return inner if bare else f"{key}: {inner}"
         return "invalid request"
     if isinstance(detail, list):
         return _first_message(detail[0]) if detail else "invalid request"
