@@ -218,8 +218,9 @@ def check_queue() -> CheckResult:
             latest = WorkerHeartbeat.objects.aggregate(at=Max("beat_at"))["at"]
             alive_processes = list(WorkerHeartbeat.objects.fresh(max_age).values_list("worker", flat=True))
             alive = len(alive_processes)
-            # Claimable work only: paused collections and documents in backoff are waiting on purpose.
-            active = Document.objects.filter(collection__paused=False)
+            # Work a worker could do: paused collections, documents in backoff and work behind an open
+            # circuit (the model check reports the outage) are waiting, but no worker is at fault.
+            active = Document.objects.workable()
             oldest = active.oldest_due_at(now)
             # Documents a dead worker still holds are waiting too, lease or not.
             stranded = active.stranded(alive_processes, now).aggregate(n=Count("id"), since=Min("updated_at"))
@@ -239,7 +240,7 @@ def check_queue() -> CheckResult:
         if oldest is None:
             with bounded_queries(CHECK_STATEMENT_TIMEOUT_MS):
                 later = Document.objects.filter(status=DocumentStatus.PENDING).count()
-            # Deferred or in a paused collection: waiting on purpose, but not "nothing to do".
+            # Deferred, paused or behind an open circuit: waiting, but not "nothing to do".
             return f"{alive} worker(s) alive; " + (f"{later} pending, none due now" if later else "no pending work")
         waited = now - oldest
         held = f"; {stranded['n']} held by expired or dead leases" if stranded["n"] else ""

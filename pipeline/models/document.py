@@ -40,18 +40,21 @@ CLAIM_CANDIDATES = 4
 
 
 class DocumentQuerySet(models.QuerySet["Document"]):
-    def claimable(self, now: datetime | None = None) -> DocumentQuerySet:
-        """Pending documents and those whose worker's lease expired, in unpaused collections whose
-        provider's circuit is closed: what a claim would take (an open circuit's work is not, and
-        counting it scaled workers out for an outage they could do nothing about)."""
-        now = now or timezone.now()
+    def workable(self) -> DocumentQuerySet:
+        """In unpaused collections whose provider's circuit is closed: the work a worker could do now
+        (an open circuit's is not: counting it scaled workers out, and failed the queue health check,
+        for an outage they could do nothing about)."""
         circuits = ProviderCircuit.objects.exclude(state=CircuitState.CLOSED)
         held = circuits.filter(model=OuterRef("collection__model"), api_base=OuterRef("collection__api_base"))
-        return self.filter(
+        return self.filter(collection__paused=False).exclude(Exists(held))
+
+    def claimable(self, now: datetime | None = None) -> DocumentQuerySet:
+        """Workable documents pending or whose worker's lease expired: what a claim would take."""
+        now = now or timezone.now()
+        return self.workable().filter(
             Q(status=DocumentStatus.PENDING, available_at__lte=now)
-            | Q(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now),
-            collection__paused=False,
-        ).exclude(Exists(held))
+            | Q(status=DocumentStatus.PROCESSING, lease_expires_at__lt=now)
+        )
 
     def claim(self, worker: str, limit: int, lease: timedelta) -> list[Document]:
         """Lease up to `limit` documents of one collection, the least recently claimed with work due and its

@@ -16,8 +16,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from pipeline import health, tasks
-from pipeline.choices import WorkerRole
-from pipeline.models import Chunk, Document, WorkerHeartbeat
+from pipeline.choices import CircuitState, WorkerRole
+from pipeline.models import Chunk, Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import manage, wait_for
@@ -90,6 +90,20 @@ def test_queue_check_fails_when_pending_work_waits_and_nothing_is_embedded(hash_
     assert not result.ok
     assert "work has waited 1200 s and nothing was embedded in the last 600 s" == result.reason
     assert result.details["workers_alive"] == 1
+
+    # Work behind its provider's open circuit waits for the provider, not a worker: the model check
+    # reports the outage; the queue check failed on it too, for healthy workers.
+    circuit = ProviderCircuit.objects.create(
+        model=hash_collection.model,
+        api_base=hash_collection.api_base,
+        endpoint="e",
+        state=CircuitState.OPEN,
+        updated_at=timezone.now(),
+    )
+    result = health.check_queue()
+    assert result.ok and result.reason == "1 worker(s) alive; 1 pending, none due now"
+    circuit.delete()
+    assert not health.check_queue().ok
 
     # Paused collections are waiting on purpose: no alarm for them, and not "no pending work" either.
     hash_collection.__class__.objects.filter(pk=hash_collection.pk).pause()
