@@ -18,6 +18,7 @@ from testing.choices import BenchmarkSuite, Category, Condition, RunStatus, Trig
 from testing.coverage import coverage
 from testing.flaky import flaky_scenarios
 from testing.models import NO_RUNNER, BenchmarkRun, RunInProgress, RunnerHeartbeat, TestResult, TestRun, queued_note
+from testing.registry import UnknownSelection
 from testing.tasks import queue_run
 
 # A benchmark figure's comparison as shown, with its format: baseline, change, p (Welch).
@@ -99,7 +100,7 @@ class TestRunAdmin(ReadOnlyAdmin):
                 categories=[category] if category in Category.values else [],
                 quick=request.POST.get("quick") == "1",
             )
-        except RunInProgress as exc:
+        except (RunInProgress, UnknownSelection) as exc:
             self.message_user(request, f"Not started: {exc}.", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
         trail.admin(request, "run", TestRun.objects.filter(pk=run.pk), target=f"test run {run.pk}")

@@ -78,4 +78,10 @@ def select(categories: Iterable[str] = (), names: Iterable[str] = (), quick: boo
     ]
     if quick:
         chosen = [s for s in chosen if s.quick]
+    if not chosen:  # a run of nothing would be recorded as passed
+        quick_ones = sorted({s.category for s in REGISTRY.values() if s.quick})
+        raise UnknownSelection(
+            f"no scenario of {', '.join(categories + names)} is in the quick suite "
+            f"(its categories: {', '.join(quick_ones)}); leave out quick to run them"
+        )
     return sorted(chosen, key=lambda s: Category.values.index(s.category))

@@ -15,7 +15,7 @@ from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from testing.benchmarks import regression
 from testing.choices import Category, RunStatus
 from testing.models import BenchmarkRun, TestResult, TestRun, queued_note
-from testing.registry import REGISTRY
+from testing.registry import REGISTRY, UnknownSelection, select
 
 MAX_WAIT_SECONDS = 300
 
@@ -65,6 +65,13 @@ class RunRequestSerializer(StrictFieldsMixin, serializers.Serializer):
         if unknown := sorted(set(value) - set(REGISTRY)):
             raise serializers.ValidationError(f"unknown scenarios: {', '.join(unknown)}")
         return value
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            select(attrs["categories"], attrs["scenarios"], quick=attrs["quick"])
+        except UnknownSelection as exc:
+            raise serializers.ValidationError({"quick": str(exc)}) from None
+        return attrs
 
     def validate_collections(self, value: list[str]) -> list[str]:
         seen = Collection.objects.visible_to(self.context["request"].user)

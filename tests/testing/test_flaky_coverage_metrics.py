@@ -107,6 +107,9 @@ def test_admin_lists_runs_results_history_flaky_and_coverage(admin_client, db):
 def test_admin_run_now_queues_one_run_says_no_runner_and_refuses_a_second(admin_client, db):
     from django_q.models import OrmQ
 
+    nothing = admin_client.post("/admin/testing/testrun/run-now/", {"category": "failure", "quick": "1"}, follow=True)
+    assert b"Not started: no scenario of failure is in the quick suite" in nothing.content
+    assert not TestRun.objects.exists()  # it was queued with 0 scenarios and recorded as passed
     response = admin_client.post("/admin/testing/testrun/run-now/", {"category": "edge", "quick": "1"}, follow=True)
     run = TestRun.objects.get(status=RunStatus.QUEUED)
     assert response.redirect_chain[-1][0].endswith(f"/testrun/{run.pk}/change/")

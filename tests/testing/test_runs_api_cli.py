@@ -245,6 +245,10 @@ def test_bad_selections_get_a_400_saying_what_to_fix(db):
     assert response.status_code == 400
     details = response.json()["error"]["details"]
     assert "no_such_scenario" in str(details["scenarios"]) and "nope" in str(details["collections"])
+    # A selection of nothing (the regression scenarios are not quick) ran nothing and was recorded as passed.
+    response = client.post(URL, {"categories": ["regression"], "quick": True}, format="json")
+    assert response.status_code == 400, response.content
+    assert "no scenario of regression is in the quick suite" in response.json()["error"]["message"]
     assert not TestRun.objects.exists()
 
 
@@ -281,6 +285,9 @@ def test_command_prints_json_writes_junit_and_exits_non_zero_on_failure(own_work
 def test_command_refuses_unknown_selections_and_a_second_run(db):
     with pytest.raises(CommandError, match="unknown categories or scenarios: nope"):
         call_command("run_ops_tests", scenario=["nope"])
+    with pytest.raises(CommandError, match="no scenario of load is in the quick suite"):
+        call_command("run_ops_tests", category=["load"], quick=True)
+    assert not TestRun.objects.exists()
     running = TestRun.objects.start(trigger=Trigger.SCHEDULE_ARGO)
     with pytest.raises(CommandError, match=f"test run {running.pk} \\(schedule-argo\\) is running"):
         call_command("run_ops_tests", scenario=["health_checks_pass"])
