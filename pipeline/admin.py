@@ -61,7 +61,8 @@ class CollectionForm(forms.ModelForm):
         if "dimensions" in self.fields:
             self.fields["dimensions"].required = False
             self.fields["dimensions"].help_text = "Leave empty to ask the model."
-        for name in DEFAULTED_FIELDS:
+        # Absent when read-only: a user who may only view the collection gets no field to fill.
+        for name in set(DEFAULTED_FIELDS) & set(self.fields):
             self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:

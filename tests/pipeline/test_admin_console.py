@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
@@ -210,3 +211,14 @@ def test_a_document_is_deleted_through_the_api_or_the_admin_with_its_chunks(admi
     assert response.status_code == 200
     assert list(Document.objects.values_list("external_id", flat=True)) == ["c"]
     assert set(Chunk.objects.values_list("document__external_id", flat=True)) == {"c"}
+
+
+def test_a_view_only_operator_opens_a_collection_page_read_only(client, hash_collection):
+    viewer = staff()
+    viewer.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    response = client.get(f"{CHANGELIST}{hash_collection.pk}/change/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'name="hnsw_m"' not in page and 'name="model"' not in page
+    assert '<div class="readonly">local/hash-16</div>' in page and 'name="_save"' not in page
