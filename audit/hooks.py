@@ -19,7 +19,7 @@ def _audited_action(func: Any, name: str) -> Any:
         response = func(model_admin, request, queryset)
         # delete_selected's first answer is its confirmation page; its deletions are logged below.
         if name != "delete_selected":
-            trail.admin(request, name, selected)
+            trail.admin(request, name, selected, target=model_admin.action_target(selected))
         return response
 
     return run
@@ -27,6 +27,14 @@ def _audited_action(func: Any, name: str) -> Any:
 
 class Audited:
     """ModelAdmin mixin: Django's admin log calls, and actions, also write the audit trail."""
+
+    def audit_target(self, obj: Model) -> str:
+        """What an event about `obj` names as its target (a collection's events name it as their collection)."""
+        return str(obj)
+
+    def action_target(self, rows: QuerySet) -> str:
+        """What an action's event names as its target beyond the collection and the count (nothing here)."""
+        return ""
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         found = super().get_actions(request)  # type: ignore[misc]
@@ -55,8 +63,7 @@ class Audited:
             self._record(request, "delete", obj)
         return super().log_deletions(request, queryset)  # type: ignore[misc]
 
-    @staticmethod
-    def _record(request: HttpRequest, action: str, obj: Model, **fields: Any) -> None:
+    def _record(self, request: HttpRequest, action: str, obj: Model, **fields: Any) -> None:
         own = obj._meta.label == "pipeline.Collection"
         rows = type(obj)._default_manager.filter(pk=obj.pk)
-        trail.admin(request, action, rows, target="" if own else str(obj), **fields)
+        trail.admin(request, action, rows, target="" if own else self.audit_target(obj), **fields)

@@ -5,12 +5,14 @@ secrets never reach it; the API export filters and needs its permission; old eve
 from __future__ import annotations
 
 import json
+import re
 import socket
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django import forms
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
@@ -375,6 +377,34 @@ def test_create_api_token_records_whose_token_never_its_key(admin_user):
     assert (event.action, event.target) == ("create_api_token", f"token 'ci' of {admin_user.username}")
     key = out.getvalue().strip()
     assert key and key not in json.dumps(list(AuditEvent.objects.values()), default=str)
+
+
+def test_creating_and_revoking_a_token_in_the_admin_records_whose_token_never_its_secret(admin_client, admin_user):
+    robot = User.objects.create_user("robot")
+    page = admin_client.post(
+        "/admin/tokens/apitoken/add/",
+        {"user": robot.pk, "name": "deploy", "scope": "write", "days": "5", "_save": "Save"},
+        follow=True,
+    ).content.decode()
+    secret = re.search(r"shown only now: (ep_[0-9a-f]{64})", page).group(1)
+    created = only_event()
+    assert (created.via, created.actor, created.action, created.target) == (
+        "admin",
+        admin_user.username,
+        "apitoken.add",
+        "token 'deploy' of robot",
+    )
+
+    token = ApiToken.objects.get()
+    assert run_action(admin_client, "/admin/tokens/apitoken/", "revoke", [token.pk]) == ["1 token(s) revoked."]
+    revoked = AuditEvent.objects.exclude(pk=created.pk).get()
+    assert (revoked.actor, revoked.action, revoked.target) == (
+        admin_user.username,
+        "apitoken.revoke",
+        "token 'deploy' of robot",
+    )
+    events = json.dumps(list(AuditEvent.objects.values()), default=str)
+    assert secret[3:] not in events and token.token_key not in events
 
 
 @pytest.mark.parametrize("name", ["detect_stale", "reprocess_failed"])

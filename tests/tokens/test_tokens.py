@@ -218,6 +218,35 @@ def test_the_admin_lists_prefixes_creates_with_the_secret_shown_once_and_revokes
     assert client_of(secret).get(COLLECTIONS).status_code == 401
 
 
+def test_a_staff_user_creates_a_token_for_themselves_only_which_their_permissions_cap(
+    client, admin_user, hash_collection
+):
+    clerk = user_with("add_apitoken", "view_apitoken", app="tokens", is_staff=True)
+    assert client.login(username=clerk.username, password="x")
+
+    # The superuser named in a forged field is ignored: the token is the clerk's, scope or not.
+    page = client.post(
+        "/admin/tokens/apitoken/add/",
+        {"user": admin_user.pk, "name": "mine", "scope": "operate", "days": "5", "_save": "Save"},
+        follow=True,
+    ).content.decode()
+    secret = re.search(r"shown only now: (ep_[0-9a-f]{64})", page).group(1)
+    assert ApiToken.objects.get().user == clerk
+    token = client_of(secret)
+    assert token.get("/api/v1/audit/").status_code == 403
+    assert token.post(f"{COLLECTIONS}hashes/pause/").status_code == 403
+    assert not Collection.objects.get().paused
+    assert 'name="user"' not in client.get("/admin/tokens/apitoken/add/").content.decode()
+
+
+def test_a_superuser_creates_tokens_for_active_users_only(admin_client):
+    gone = User.objects.create_user("gone", is_active=False)
+    page = admin_client.post(
+        "/admin/tokens/apitoken/add/", {"user": gone.pk, "name": "ci", "scope": "read", "days": "5"}
+    ).content.decode()
+    assert "this user is inactive; a token would be refused" in page and not ApiToken.objects.exists()
+
+
 def test_the_admin_marks_legacy_tokens(admin_client):
     robot = User.objects.create_user("robot")
     key = "0123456789abcdef0123456789abcdef01234567"
