@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from pipeline import providers
 from pipeline.embedding import PipelineError, embed_raw
 from pipeline.models import Collection, validate_extra_params
+from pipeline.models.rules import portal_variable_problem
 
 
 def known_dimensions(model: str) -> int | None:
@@ -34,6 +35,10 @@ def resolve_dimensions(collection: Collection) -> int:
         validate_extra_params(collection.extra_params)
     except ValidationError as exc:
         raise ValidationError({"extra_params": exc.messages}) from None
+    # Nor a portal variable's value: this probe runs before the model's validators (create_collection,
+    # re-embed, the admin form).
+    if collection.api_key_env and (problem := portal_variable_problem(collection.api_key_env)):
+        raise ValidationError({"api_key_env": problem})
     wanted = (collection.extra_params or {}).get("dimensions")
     if known is not None:
         if wanted is not None and int(wanted) != known:

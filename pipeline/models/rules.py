@@ -10,8 +10,47 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.utils.deconstruct import deconstructible
 
-ENV_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
+from embedportal.config import SETTINGS
+
+# The portal's own variables: a collection naming one as its provider key would have the key's value (the
+# secret key, the database URL with its password...) sent to its api_base, which whoever adds a collection
+# chooses. Its settings (embedportal.config), their prefixes, libpq's and the PostgreSQL image's; each with
+# its NAME_FILE (read first).
+PORTAL_VARIABLE_PREFIXES = ("DJANGO_", "EMBEDPORTAL_", "PG", "POSTGRES_")
+PORTAL_VARIABLES = frozenset(SETTINGS)
+# Read by the portal but no secret (a module's name): the operations tests' fault provider gets it as a key.
+NOT_SECRET_VARIABLES = frozenset({"DJANGO_SETTINGS_MODULE"})
+
+
+def portal_variable_problem(name: str) -> str | None:
+    """Why `name` may not hold a provider key (None if it may)."""
+    upper = name.upper()
+    if upper in NOT_SECRET_VARIABLES:
+        return None
+    base = upper.removesuffix("_FILE")
+    if {upper, base} & PORTAL_VARIABLES or base.startswith(PORTAL_VARIABLE_PREFIXES):
+        return (
+            f"{name} is a variable of the portal itself, never a provider key (its value would be sent to the "
+            "API base); put the provider's key in a variable of its own, e.g. OPENAI_API_KEY (or OPENAI_API_KEY_FILE "
+            "naming a mounted secret), and name that one"
+        )
+    return None
+
+
+# Deconstructed as the RegexValidator the migrations recorded: what it adds checks input, not the schema.
+@deconstructible(path="django.core.validators.RegexValidator")
+class KeyVariableName(RegexValidator):
+    """The name of an environment variable holding a provider key: never one of the portal's own."""
+
+    def __call__(self, value: str) -> None:
+        super().__call__(value)
+        if problem := portal_variable_problem(value):
+            raise ValidationError(problem, code="portal_variable")
+
+
+ENV_NAME = KeyVariableName(r"^[A-Za-z_][A-Za-z0-9_]*$", "Use the name of an environment variable, not a key.")
 
 
 # LiteLLM parameters that carry credentials (api_key, aws_secret_access_key, vertex_credentials,
