@@ -5,7 +5,6 @@ secrets never reach it; the API export filters and needs its permission; old eve
 from __future__ import annotations
 
 import json
-import re
 import socket
 from datetime import timedelta
 from io import StringIO
@@ -33,6 +32,7 @@ from reprocessing.models import FailedDocument
 from testing.models import TestRun
 from tests.pipeline.test_admin_enqueue import DOCUMENT_ADD, document_form
 from tests.pipeline.test_optimizer import embedding_bound
+from tests.tokens.test_tokens import create_in_admin
 from tests.tools import client_with, error_of, run_action
 from tokens.models import ApiToken
 
@@ -381,12 +381,7 @@ def test_create_api_token_records_whose_token_never_its_key(admin_user):
 
 def test_creating_and_revoking_a_token_in_the_admin_records_whose_token_never_its_secret(admin_client, admin_user):
     robot = User.objects.create_user("robot")
-    page = admin_client.post(
-        "/admin/tokens/apitoken/add/",
-        {"user": robot.pk, "name": "deploy", "scope": "write", "days": "5", "_save": "Save"},
-        follow=True,
-    ).content.decode()
-    secret = re.search(r"shown only now: (ep_[0-9a-f]{64})", page).group(1)
+    secret = create_in_admin(admin_client, user=robot.pk, name="deploy", scope="write", days=5)
     created = only_event()
     assert (created.via, created.actor, created.action, created.target) == (
         "admin",

@@ -35,6 +35,12 @@ def create(*args: str, capsys) -> tuple[str, str]:
     return captured.out.strip(), captured.err
 
 
+def create_in_admin(client, **fields: object) -> str:
+    """Add a token in the admin as `client`'s user (`fields`: user, name, scope, days); the secret it shows."""
+    page = client.post("/admin/tokens/apitoken/add/", {**fields, "_save": "Save"}, follow=True).content.decode()
+    return re.search(r"shown only now: (ep_[0-9a-f]{64})", page).group(1)
+
+
 def client_of(secret: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
@@ -187,12 +193,7 @@ def test_the_migration_hashes_legacy_drf_keys_which_keep_working_and_drops_their
 
 def test_the_admin_lists_prefixes_creates_with_the_secret_shown_once_and_revokes(admin_client):
     robot = User.objects.create_user("robot")
-    response = admin_client.post(
-        "/admin/tokens/apitoken/add/",
-        {"user": robot.pk, "name": "deploy", "scope": "write", "days": "30", "_save": "Save"},
-        follow=True,
-    )
-    secret = re.search(r"shown only now: (ep_[0-9a-f]{64})", response.content.decode()).group(1)
+    secret = create_in_admin(admin_client, user=robot.pk, name="deploy", scope="write", days=30)
     token = ApiToken.objects.get()
     assert (token.name, token.scope, token.token_key, token.user) == ("deploy", "write", secret[:15], robot)
     assert secret[15:] not in token.digest
@@ -225,12 +226,7 @@ def test_a_staff_user_creates_a_token_for_themselves_only_which_their_permission
     assert client.login(username=clerk.username, password="x")
 
     # The superuser named in a forged field is ignored: the token is the clerk's, scope or not.
-    page = client.post(
-        "/admin/tokens/apitoken/add/",
-        {"user": admin_user.pk, "name": "mine", "scope": "operate", "days": "5", "_save": "Save"},
-        follow=True,
-    ).content.decode()
-    secret = re.search(r"shown only now: (ep_[0-9a-f]{64})", page).group(1)
+    secret = create_in_admin(client, user=admin_user.pk, name="mine", scope="operate", days=5)
     assert ApiToken.objects.get().user == clerk
     token = client_of(secret)
     assert token.get("/api/v1/audit/").status_code == 403
