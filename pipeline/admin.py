@@ -146,6 +146,8 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         built = storage.index_options(obj.index_name)
         wanted = {"m": obj.hnsw_m, "ef_construction": obj.hnsw_ef_construction}
         if (generation := obj.building_generation) is not None:
+            if why := backfill.held_back(obj):
+                return why
             return f"a backfill writes generation {generation}: its index is built at the end with {_params(wanted)}"
         if built is None:
             return "missing: search scans the collection's rows exactly"

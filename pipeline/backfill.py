@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from pipeline import encoder, storage
 from pipeline.choices import DocumentStatus
-from pipeline.collections import check_dimensions, resolve_dimensions
+from pipeline.collections import check_dimensions, check_model_dimensions, resolve_dimensions
 from pipeline.models import Chunk, Collection, Document, OptimizationChange
 
 logger = logging.getLogger(__name__)
@@ -145,8 +145,12 @@ def finish_building(document_ids: list[int]) -> None:
 
 
 def with_dimensions(collection: Collection, changes: dict) -> dict:
-    """`changes` with a new model's dimensions filled in when not given (a ValidationError says what to fix)."""
-    if not changes.get("model") or "dimensions" in changes:
+    """`changes` with a new model's dimensions filled in when not given, and given dimensions checked
+    against what the model produces (a ValidationError says what to fix)."""
+    if "dimensions" in changes:
+        check_model_dimensions(_with(collection, changes))
+        return changes
+    if not changes.get("model"):
         return changes
     return {**changes, "dimensions": resolve_dimensions(_with(collection, changes))}
 
@@ -167,14 +171,48 @@ def outstanding(collection_id: int) -> bool:
     ).exists()
 
 
+def held_back(collection: Collection) -> str | None:
+    """Why a re-embed that wrote every document is not switched to, or None: more of its documents failed
+    than were embedded (e.g. a key variable the workers lack, dimensions the model does not produce).
+    Switching would replace what search reads by a generation missing most documents and delete the
+    old one; a few failures switch (those documents are searchable again once reprocessed)."""
+    new = collection.building_generation
+    if new is None or new == collection.generation:  # a first load or backfill: no other generation serves
+        return None
+    documents = Document.objects.filter(collection=collection)
+    failed = documents.filter(status=DocumentStatus.FAILED).count()
+    embedded = documents.filter(status=DocumentStatus.EMBEDDED).count()
+    if embedded >= failed:
+        return None
+    return (
+        f"generation {new} is not searched: {failed} of its documents failed and {embedded} were embedded; "
+        f"search keeps generation {collection.generation}. Fix the cause (their last_error) and requeue the "
+        "failed documents, or re-embed again"
+    )
+
+
+# A worker's last warning per collection: idle workers call finish on every empty poll.
+_warned: dict[int, str] = {}
+
+
+def _warn_held_back(collection: Collection, why: str) -> None:
+    if _warned.get(collection.pk) != why:
+        _warned[collection.pk] = why
+        logger.warning("collection %s: %s", collection.name, why)
+
+
 def finish(collection_id: int) -> bool:
-    """Index a backfill that wrote every document and search it; False if not done or the lock is taken."""
+    """Index a backfill that wrote every document and search it; False if not done, held back (`held_back`)
+    or the lock is taken."""
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [BUILD_LOCK])
         if not cur.fetchone()[0]:
             return False
         collection = Collection.objects.filter(pk=collection_id).first()
         if collection is None or collection.building_generation is None or outstanding(collection_id):
+            return False
+        if why := held_back(collection):
+            _warn_held_back(collection, why)
             return False
         new = collection.building_generation
         # A first load has no index to keep serving meanwhile: it builds under the final name.
@@ -189,6 +227,7 @@ def finish(collection_id: int) -> bool:
         )
     with transaction.atomic():
         Chunk.objects.filter(collection_id=collection_id).exclude(generation=new)._raw_delete(using="default")
+    _warned.pop(collection_id, None)
     logger.info("collection %s: generation %d indexed and searched", collection.name, new)
     if new != collection.generation:
         generation_switched.send(sender=Collection, collection_id=collection_id, previous=collection.generation)

@@ -28,7 +28,7 @@ def check_dimensions(collection: Collection) -> None:
         raise ValidationError({"dimensions": f"{collection.model} has {known} dimensions, not {collection.dimensions}"})
 
 
-def resolve_dimensions(collection: Collection) -> int:
+def resolve_dimensions(collection: Collection, advice: str = "; set dimensions") -> int:
     """Dimensions for the collection's model: known for local models, else asked of the provider."""
     known = known_dimensions(collection.model)
     try:  # before the probe: a malformed value must not reach the provider
@@ -50,11 +50,20 @@ def resolve_dimensions(collection: Collection) -> int:
         vectors = embed_raw(collection, ["dimension probe"])
     except PipelineError as exc:
         raise ValidationError(
-            {"dimensions": f"could not ask {collection.model} for its dimensions ({exc}); set dimensions"}
+            {"dimensions": f"could not ask {collection.model} for its dimensions ({exc}){advice}"}
         ) from None
     if not vectors or not len(vectors[0]):
         raise ValidationError({"dimensions": "the model returned no vector; set dimensions"})
     return len(vectors[0])
+
+
+def check_model_dimensions(collection: Collection) -> None:
+    """The collection's dimensions are what its model produces, a provider's model asked with one call
+    (a ValidationError otherwise, also when the provider cannot be asked)."""
+    produced = resolve_dimensions(collection, advice="")
+    if produced != collection.dimensions:
+        wrong = f"{collection.model} has {produced} dimensions, not {collection.dimensions}"
+        raise ValidationError({"dimensions": wrong})
 
 
 def create_collection(**fields: Any) -> Collection:

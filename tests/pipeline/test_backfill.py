@@ -3,6 +3,8 @@ search atomically; a re-embed serves the old generation (and the old model) unti
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
@@ -213,3 +215,65 @@ def test_api_refuses_a_reembed_it_cannot_do_and_changes_nothing(hash_collection,
     assert response.status_code == 400 and message in response.content.decode(), response.content
     stored = Collection.objects.get(pk=hash_collection.pk)
     assert (stored.model, stored.building_generation, stored.serving) == ("local/hash-16", None, None)
+
+
+# Short pages: one chunk each, so a query repeating a page finds it first (the fake provider's vectors hash the text).
+PAGES = {f"page-{i}": f"page {i} is about subject {i}." for i in range(20)}
+
+
+def test_reembed_whose_every_document_fails_keeps_the_old_generation_and_says_why(
+    fake_collection, monkeypatch, caplog, admin_client
+):
+    enqueue(fake_collection, [IncomingDocument(k, v) for k, v in PAGES.items()])
+    EmbeddingIngestionPipeline().drain()
+    before = top_texts(fake_collection, PAGES["page-3"])
+    old_rows = Chunk.objects.filter(collection=fake_collection, generation=1).count()
+    assert before[0] == PAGES["page-3"] and old_rows == len(PAGES)
+    monkeypatch.delenv("NEW_PROVIDER_KEY", raising=False)  # unset in the workers
+
+    assert reembed_api(fake_collection, {"api_key_env": "NEW_PROVIDER_KEY"}).status_code == 202
+    with caplog.at_level(logging.WARNING, logger="pipeline.backfill"):
+        EmbeddingIngestionPipeline().drain()
+        EmbeddingIngestionPipeline().run_once()  # idle: finish_ready tries again, warns no more
+
+    documents = Document.objects.filter(collection=fake_collection)
+    assert documents.filter(status=DocumentStatus.FAILED).count() == len(PAGES)
+    stored = Collection.objects.get(pk=fake_collection.pk)
+    assert (stored.generation, stored.building_generation) == (1, 2)
+    assert Chunk.objects.filter(collection=fake_collection, generation=1).count() == old_rows
+    assert top_texts(fake_collection, PAGES["page-3"]) == before
+    why = "generation 2 is not searched: 20 of its documents failed and 0 were embedded"
+    assert [r.levelno for r in caplog.records if why in r.getMessage()] == [logging.WARNING]
+    page = admin_client.get(f"/admin/pipeline/collection/{fake_collection.pk}/change/").content.decode()
+    assert why in page
+
+    # The key set where the workers run and the failed documents requeued: the re-embed completes.
+    monkeypatch.setenv("NEW_PROVIDER_KEY", "sk-new-secret-654321")
+    documents.requeue()
+    EmbeddingIngestionPipeline().drain()
+
+    stored.refresh_from_db()
+    assert (stored.generation, stored.building_generation, stored.api_key_env) == (2, None, "NEW_PROVIDER_KEY")
+    assert top_texts(fake_collection, PAGES["page-3"])[0] == PAGES["page-3"]
+
+
+def test_reembed_with_a_few_failed_documents_switches_without_them(fake_collection, monkeypatch):
+    enqueue(fake_collection, [IncomingDocument(k, v) for k, v in PAGES.items()])
+    EmbeddingIngestionPipeline().drain()
+    backfill.begin_reembed(fake_collection)
+    # One document failed for good (its last attempt), the others embedded: the documented switch.
+    Document.objects.filter(collection=fake_collection, external_id="page-0").update(status=DocumentStatus.FAILED)
+    EmbeddingIngestionPipeline().drain()
+
+    stored = Collection.objects.get(pk=fake_collection.pk)
+    assert (stored.generation, stored.building_generation) == (2, None)
+    assert Chunk.objects.filter(collection=fake_collection).count() == len(PAGES) - 1
+
+
+def test_api_refuses_dimensions_a_provider_model_does_not_produce_and_changes_nothing(fake_collection):
+    response = reembed_api(fake_collection, {"dimensions": 16})
+
+    assert response.status_code == 400, response.content
+    assert "openai/fake-embedder has 8 dimensions, not 16" in response.content.decode()
+    stored = Collection.objects.get(pk=fake_collection.pk)
+    assert (stored.dimensions, stored.building_generation, stored.serving) == (8, None, None)
