@@ -75,7 +75,7 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
     with transaction.atomic():
         current = Collection.objects.select_for_update().get(pk=collection.pk)
         # Kept across re-embeds started before the last one finished: it describes `generation`.
-        current.serving = current.serving or {name: getattr(current, name) for name in Collection.SERVING_FIELDS}
+        serving = current.serving or {name: getattr(current, name) for name in Collection.SERVING_FIELDS}
         for name, value in changes.items():
             if name not in Collection.REEMBED_FIELDS:
                 raise ValueError(f"{name} is not a setting a re-embed can change")
@@ -83,8 +83,9 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         current.full_clean()
         check_dimensions(current)
         abandoned = current.building_generation if current.building_generation != current.generation else None
-        current.building_generation = max(current.generation, current.building_generation or 0) + 1
-        current.save()
+        building = max(current.generation, current.building_generation or 0) + 1
+        current.save()  # never writes the generation fields (Collection.save): the row lock orders this update
+        Collection.objects.filter(pk=current.pk).update(building_generation=building, serving=serving)
         if abandoned is not None:
             # An unfinished re-embed replaced by this one: its rows will never be searched.
             Chunk.objects.filter(collection=current, generation=abandoned)._raw_delete(using="default")

@@ -269,6 +269,10 @@ class Collection(models.Model):
         *SERVING_FIELDS,
         *("chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap", "contextual_chunks", "batch_size"),
     )
+    # Written only by pipeline.backfill (its compare-and-swap updates, begin_reembed under the row lock):
+    # a collection loaded before a re-embed switched and saved after (a PATCH, the admin form) would put
+    # back the generation whose chunks were deleted.
+    GENERATION_FIELDS = ("generation", "building_generation", "serving")
     # What producers and operators set; the admin form and the API serializer both use it.
     EDITABLE_FIELDS = (
         "name",
@@ -300,6 +304,17 @@ class Collection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, **kwargs: Any) -> None:
+        if self._state.adding or kwargs.get("force_insert"):
+            super().save(**kwargs)
+            return
+        fields = kwargs.get("update_fields")
+        if fields is None:
+            fields = [f.name for f in self._meta.concrete_fields if not f.primary_key]
+        super().save(**{**kwargs, "update_fields": [f for f in fields if f not in self.GENERATION_FIELDS]})
+        # What the database holds, for whoever shows the instance next (a PATCH's response, the admin).
+        self.refresh_from_db(fields=self.GENERATION_FIELDS)
 
     def problems(self) -> dict[str, str]:
         """The collection rules every entry point applies with the same messages: the admin and the

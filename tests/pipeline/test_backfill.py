@@ -277,3 +277,50 @@ def test_api_refuses_dimensions_a_provider_model_does_not_produce_and_changes_no
     assert "openai/fake-embedder has 8 dimensions, not 16" in response.content.decode()
     stored = Collection.objects.get(pk=fake_collection.pk)
     assert (stored.dimensions, stored.building_generation, stored.serving) == (8, None, None)
+
+
+def test_saving_a_collection_loaded_before_the_switch_keeps_the_switched_generation(hash_collection):
+    load(hash_collection)
+    backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0)
+    loaded = Collection.objects.get(pk=hash_collection.pk)
+    assert (loaded.generation, loaded.building_generation) == (1, 2) and loaded.serving
+
+    EmbeddingIngestionPipeline().drain()  # switches to generation 2 and deletes generation 1
+    loaded.keyword_weight = 0.3
+    loaded.save()
+
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.generation, stored.building_generation, stored.serving, stored.keyword_weight) == (
+        2,
+        None,
+        None,
+        0.3,
+    )
+    assert (loaded.generation, loaded.building_generation, loaded.serving) == (2, None, None)
+    assert top_texts(hash_collection, first_chunk("doc-4"))[0] == first_chunk("doc-4")
+
+
+def test_settings_patch_during_a_switch_does_not_undo_it(hash_collection, monkeypatch):
+    load(hash_collection)
+    backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0)
+    view_save = Collection.save
+
+    def switched_while_saving(collection: Collection, **kwargs) -> None:
+        # The PATCH loaded the collection before the switch; the re-embed completes during its save.
+        EmbeddingIngestionPipeline().drain()
+        view_save(collection, **kwargs)
+
+    monkeypatch.setattr(Collection, "save", switched_while_saving)
+    response = client_with("change_collection").patch(
+        f"/api/v1/collections/{hash_collection.name}/", {"keyword_weight": 0.3}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.generation, stored.building_generation, stored.serving, stored.keyword_weight) == (
+        2,
+        None,
+        None,
+        0.3,
+    )
+    assert top_texts(hash_collection, first_chunk("doc-4"))[0] == first_chunk("doc-4")
