@@ -22,7 +22,7 @@ from embedportal import collectors
 from pipeline import backfill, encoder
 from pipeline.choices import SearchMode
 from pipeline.models import METRICS, Collection, Document, GoldenQuery, RetrievalEvaluation
-from pipeline.search import search
+from pipeline.search import search, switched_since
 
 # What search results depend on besides the vectors (Collection.REEMBED_FIELDS): a change of one is
 # evaluated before and after (the receivers below).
@@ -105,6 +105,11 @@ def evaluate(
     `before`: the evaluation before a configuration change that this one compares with."""
     mode = mode or collection.search_mode
     means, queries = figures(collection, mode)
+    # A re-embed switched generation during the run: its figures mix (or, read before, miss) the deleted
+    # one; the evaluation is of the generation searched now.
+    while (current := switched_since(collection)) is not None:
+        collection = current
+        means, queries = figures(collection, mode)
     return RetrievalEvaluation.objects.create(
         collection=collection,
         mode=mode,

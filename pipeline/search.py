@@ -38,9 +38,31 @@ def search(
     collection's latest search times (the optimizer's per-collection search p95); source ""
     records nothing (evaluations)."""
     started = time.perf_counter()
+    hits, collection = _retrieved(collection, query, k, by_document, mode)
+    while (current := switched_since(collection)) is not None:
+        hits, collection = _retrieved(current, query, k, by_document, mode)
+    hits = rerank.rerank(collection, query, hits)
+    hits = best_per_document(hits)[:k] if by_document else hits[:k]
+    if source:
+        recording.record_search(collection, time.perf_counter() - started, source)
+    return hits
+
+
+def switched_since(collection: Collection) -> Collection | None:
+    """The collection as it is now if a re-embed switched its generation since `collection` was read:
+    the switch deletes the generation read, whose rows a query then found empty (one PK lookup)."""
+    now = Collection.objects.filter(pk=collection.pk).values_list("generation", flat=True).first()
+    return None if now in (None, collection.generation) else Collection.objects.filter(pk=collection.pk).first()
+
+
+def _retrieved(
+    collection: Collection, query: str, k: int, by_document: bool, mode: str | None
+) -> tuple[list[storage.Hit], Collection]:
+    """The candidates to rerank, ranked by `mode` in the generation `collection` names, and the collection as
+    searched (during a re-embed: the old model, the old generation)."""
     # A re-embed for a change of the local model's runtime: the old generation's runtime embeds the query.
     runtime = (collection.serving or {}).get("local_encoder")
-    collection = serving(collection)  # during a re-embed: the old model, the old generation
+    collection = serving(collection)
     mode = mode or collection.search_mode
     wanted = min(k * CHUNKS_PER_DOCUMENT if by_document else k, storage.MAX_CANDIDATES)
     pool = max(wanted, FUSION_CANDIDATES[collection.fusion]) if mode == SearchMode.HYBRID else wanted
@@ -56,11 +78,7 @@ def search(
     hits = vector_hits or keyword_hits
     if mode == SearchMode.HYBRID:
         hits = fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion)
-    hits = rerank.rerank(collection, query, hits)
-    hits = best_per_document(hits)[:k] if by_document else hits[:k]
-    if source:
-        recording.record_search(collection, time.perf_counter() - started, source)
-    return hits
+    return hits, collection
 
 
 def _normalised(hits: list[storage.Hit]) -> dict[tuple[str, int], float]:

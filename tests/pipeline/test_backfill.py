@@ -10,9 +10,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from pipeline import backfill
+from pipeline import search as search_module
 from pipeline.choices import DocumentStatus
-from pipeline.models import Chunk, Collection, Document
+from pipeline.models import Chunk, Collection, Document, GoldenQuery
 from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.quality import evaluate
 from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
 from tests.tools import client_with, hnsw_indexes
@@ -324,3 +326,39 @@ def test_settings_patch_during_a_switch_does_not_undo_it(hash_collection, monkey
         0.3,
     )
     assert top_texts(hash_collection, first_chunk("doc-4"))[0] == first_chunk("doc-4")
+
+
+def test_search_in_flight_at_the_switch_answers_from_the_new_generation(hash_collection, monkeypatch):
+    load(hash_collection)
+    backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0)
+    embed = search_module.embed_texts
+
+    def switch_then_embed(collection: Collection, texts: list[str]) -> list:
+        # The request read the collection before the switch; the re-embed completes while it embeds the query.
+        if Collection.objects.get(pk=collection.pk).building_generation is not None:
+            EmbeddingIngestionPipeline().drain()
+        return embed(collection, texts)
+
+    monkeypatch.setattr(search_module, "embed_texts", switch_then_embed)
+    query = TEXTS["doc-6"][:60].strip()
+    response = client_with("view_chunk").post(
+        f"/api/v1/collections/{hash_collection.name}/search/", {"query": query, "k": 3}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert Collection.objects.get(pk=hash_collection.pk).generation == 2
+    results = response.json()["results"]
+    assert results and all(len(hit["text"]) <= 60 for hit in results)  # generation 2's chunks
+
+
+def test_evaluation_that_read_the_collection_before_the_switch_stores_the_new_generations_figures(hash_collection):
+    load(hash_collection)
+    backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0)
+    read = Collection.objects.get(pk=hash_collection.pk)
+    EmbeddingIngestionPipeline().drain()  # switches to generation 2 and deletes generation 1
+    for external_id in ("doc-1", "doc-7"):
+        GoldenQuery.objects.create(collection=read, query=first_chunk(external_id), expected_document_id=external_id)
+
+    run = evaluate(read)
+
+    assert run.recall_at_5 == 1.0 and run.configuration["generation"] == 2
