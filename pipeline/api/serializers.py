@@ -17,6 +17,7 @@ from embedportal.api.strict import (
     StrictIntegerField,
     StrictModelSerializer,
 )
+from pipeline import backfill
 from pipeline.choices import SearchMode
 from pipeline.models import Collection, Document, RetrievalEvaluation, sees_all_collections
 from pipeline.search import MAX_QUERY_CHARS
@@ -62,13 +63,21 @@ def own_team(user: Any) -> Group | None:
 
 class CollectionSerializer(StrictModelSerializer):
     team = TeamField()
+    held_back = serializers.SerializerMethodField(
+        help_text="Why the re-embed writing building_generation is not switched to although every document was "
+        "tried (more failed than were embedded), or null."
+    )
 
     class Meta:
         model = Collection
-        fields = [*Collection.EDITABLE_FIELDS, "created_at", "updated_at"]
-        read_only_fields = ["created_at", "updated_at"]
+        # A re-embed's progress: search reads `generation` until `building_generation` is switched to.
+        read_only_fields = ["generation", "building_generation", "created_at", "updated_at"]
+        fields = [*Collection.EDITABLE_FIELDS, "held_back", *read_only_fields]
         # Asked of the model when omitted (pipeline.collections.resolve_dimensions); bounds from the model field.
         extra_kwargs = {"dimensions": {"required": False}}
+
+    def get_held_back(self, collection: Collection) -> str | None:
+        return backfill.held_back(collection)
 
     # What a PUT or PATCH may not change, and why.
     FIXED = {

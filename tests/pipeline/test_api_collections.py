@@ -89,6 +89,9 @@ def test_create_through_the_api_makes_the_collection_and_its_partial_hnsw_index(
         "rerank_api_base": "",
         "rerank_api_key_env": "",
         "retrieval_target": 0.9,
+        "held_back": None,
+        "generation": 1,
+        "building_generation": None,
         "created_at": None,
         "updated_at": None,
     }

@@ -248,6 +248,8 @@ def test_reembed_whose_every_document_fails_keeps_the_old_generation_and_says_wh
     assert [r.levelno for r in caplog.records if why in r.getMessage()] == [logging.WARNING]
     page = admin_client.get(f"/admin/pipeline/collection/{fake_collection.pk}/change/").content.decode()
     assert why in page
+    shown = client_with("view_collection").get(f"/api/v1/collections/{fake_collection.name}/").json()
+    assert (shown["generation"], shown["building_generation"]) == (1, 2) and shown["held_back"].startswith(why)
 
     # The key set where the workers run and the failed documents requeued: the re-embed completes.
     monkeypatch.setenv("NEW_PROVIDER_KEY", "sk-new-secret-654321")
@@ -256,6 +258,8 @@ def test_reembed_whose_every_document_fails_keeps_the_old_generation_and_says_wh
 
     stored.refresh_from_db()
     assert (stored.generation, stored.building_generation, stored.api_key_env) == (2, None, "NEW_PROVIDER_KEY")
+    shown = client_with("view_collection").get(f"/api/v1/collections/{fake_collection.name}/").json()
+    assert (shown["generation"], shown["building_generation"], shown["held_back"]) == (2, None, None)
     assert top_texts(fake_collection, PAGES["page-3"])[0] == PAGES["page-3"]
 
 
