@@ -262,9 +262,13 @@ class CollectionViewSet(viewsets.ModelViewSet):
         # An empty body is {} (or an empty form); anything else that is not an object is a 400.
         changes = valid(ReembedSerializer, request.data)
         try:
-            requeued = backfill.begin_reembed(collection, **backfill.with_dimensions(collection, changes))
+            changes = backfill.with_dimensions(collection, changes)
+            before = {name: getattr(collection, name) for name in changes}
+            requeued = backfill.begin_reembed(collection, **changes)
         except DjangoValidationError as exc:
             raise invalid(exc) from None
+        # The event named no change: who moved the collection to another model or chunking was lost.
+        trail.note(request, changes=trail.changes(before, changes))
         return Response({"collection": collection.name, "requeued": requeued}, status=status.HTTP_202_ACCEPTED)
 
 

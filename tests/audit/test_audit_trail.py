@@ -111,6 +111,16 @@ def test_a_patch_records_the_settings_before_and_after(hash_collection, api):
     assert (event.action, event.collection) == ("collection.change", "renamed")
 
 
+def test_a_reembed_records_the_settings_it_changes(hash_collection, api):
+    embedded(hash_collection, "d1")
+    response = api.post(COLLECTION + "reembed/", {"chunk_size": 300, "chunk_overlap": 20}, format="json")
+    assert response.status_code == 202, response.content
+
+    event = only_event()
+    assert (event.action, event.documents) == ("collection.reembed", 1)
+    assert event.changes == {"chunk_size": [200, 300]}  # chunk_overlap was 20 already
+
+
 def test_creating_a_collection_names_it(db, api):
     body = {"name": "made", "model": "local/hash-16", "chunk_unit": "characters", "chunk_size": 100}
     assert api.post("/api/v1/collections/", body, format="json").status_code == 201
