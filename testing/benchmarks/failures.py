@@ -25,7 +25,7 @@ from reprocessing.models import FailedDocument
 from reprocessing.workflow import ReprocessingWorkflow
 from testing.fakeprovider import ChaosProvider
 
-CHAOS_KEY_ENV = "EMBEDPORTAL_CHAOS_KEY"
+CHAOS_KEY_ENV = "CHAOS_PROVIDER_KEY"  # not EMBEDPORTAL_: the portal's own are refused as keys
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
 
 

@@ -245,7 +245,7 @@ def embedded_texts(collection: Collection) -> list[str]:
 
 
 REMOTE_MODEL = "openai/fake-embedder"
-REMOTE_KEY_ENV = "EMBEDPORTAL_BENCHMARK_FAKE_KEY"
+REMOTE_KEY_ENV = "BENCHMARK_FAKE_PROVIDER_KEY"  # not EMBEDPORTAL_: the portal's own are refused as keys
 
 
 @contextlib.contextmanager
