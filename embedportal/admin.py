@@ -15,6 +15,8 @@ from audit.hooks import Audited
 admin.site.site_header = "embedportal"
 admin.site.site_title = "embedportal"
 admin.site.index_title = "Operator console"
+# "View site" opens the documentation site (/docs/, staff only): the portal has no other front page.
+admin.site.site_url = "/docs/"
 
 
 class WrittenBySystem:

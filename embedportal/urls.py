@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 
@@ -14,6 +15,8 @@ handler404 = "embedportal.api.errors.not_found"
 handler400 = "embedportal.api.errors.bad_request"
 
 urlpatterns = [
+    # The admin is the operator console: the bare host name leads there (and to its login).
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("pipeline.api.urls")),
     path("api/v1/", include("reprocessing.api.urls")),

@@ -133,7 +133,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         return field
 
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
-        # The model and dimensions fix the HNSW index: a different model is a new collection.
+        # The model and dimensions fix the HNSW index: they change only with a re-embed (the API's reembed).
         # contextual_chunks changes what is embedded: only a re-embed changes it.
         # One permission per action: the paused box needs the pause permission, as the pause action does.
         paused = () if self.has_pause_permission(request) else ("paused",)

@@ -81,8 +81,8 @@ class CollectionSerializer(StrictModelSerializer):
 
     # What a PUT or PATCH may not change, and why.
     FIXED = {
-        "model": "cannot change on an existing collection; create a new collection",
-        "dimensions": "cannot change on an existing collection; create a new collection",
+        "model": "changes only with a re-embed (POST reembed), which keeps search answering until it switches",
+        "dimensions": "changes only with a re-embed (POST reembed), which keeps search answering until it switches",
         "contextual_chunks": "changes only with a re-embed (POST reembed)",
     }
 

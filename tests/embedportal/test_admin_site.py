@@ -18,3 +18,11 @@ def test_admin_login_page_says_embedportal(client: Client) -> None:
     page = client.get("/admin/login/").content.decode()
     assert "<title>Log in | embedportal</title>" in page
     assert "Django administration" not in page
+
+
+def test_the_host_name_leads_to_the_console_and_view_site_to_the_docs(admin_client: Client, client: Client) -> None:
+    assert client.get("/").headers["Location"] == "/admin/"
+    login = client.get("/", follow=True)
+    assert login.redirect_chain[-1][0].startswith("/admin/login/"), login.redirect_chain
+    page = admin_client.get("/admin/").content.decode()
+    assert '<a href="/docs/">View site</a>' in page, page[:2000]
