@@ -73,7 +73,9 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
     """Re-embed every document (those being processed too: their store is then refused) into a new
     generation with `changes`; search serves the current one until `finish`. Returns documents requeued."""
     with transaction.atomic():
-        current = Collection.objects.select_for_update().get(pk=collection.pk)
+        # FOR NO KEY UPDATE: a worker storing chunks holds its documents and takes KEY SHARE on this row
+        # (the chunks' foreign key); FOR UPDATE would block it while this waits for the documents.
+        current = Collection.objects.select_for_update(no_key=True).get(pk=collection.pk)
         # Kept across re-embeds started before the last one finished: it describes `generation`.
         serving = current.serving or {name: getattr(current, name) for name in Collection.SERVING_FIELDS}
         for name, value in changes.items():
@@ -292,7 +294,7 @@ def _rebuild(collection: Collection) -> bool:
         with transaction.atomic():
             # The row lock orders this swap with begin_first_load/begin_backfill/begin_reembed, and a
             # concurrent edit of the parameters: the new index must still be the one wanted.
-            current = Collection.objects.select_for_update().get(pk=collection.pk)
+            current = Collection.objects.select_for_update(no_key=True).get(pk=collection.pk)  # as begin_reembed
             still_wanted = (current.hnsw_m, current.hnsw_ef_construction, current.generation) == wanted
             swapped = current.building_generation is None and still_wanted
             if swapped:

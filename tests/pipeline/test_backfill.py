@@ -4,6 +4,8 @@ search atomically; a re-embed serves the old generation (and the old model) unti
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from django.db import connection, transaction
@@ -13,6 +15,7 @@ from pipeline import backfill
 from pipeline import search as search_module
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document, GoldenQuery
+from pipeline.models.document import DocumentQuerySet
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.quality import evaluate
 from pipeline.queue import IncomingDocument, enqueue
@@ -170,6 +173,58 @@ def test_index_build_killed_after_the_last_batch_is_redone_by_an_idle_worker(has
     assert (stored.generation, stored.building_generation) == (3, None)
     [(name, definition)] = hnsw_indexes(hash_collection).items()
     assert name == hash_collection.index_name and "generation = 3" in definition
+
+
+def test_a_reembed_started_while_a_worker_stores_waits_for_it_instead_of_deadlocking(hash_collection, monkeypatch):
+    # The store locks its documents (mark_embedded), then COPYs chunks whose foreign key to the
+    # collection takes a KEY SHARE lock on its row. A re-embed holding that row FOR UPDATE while it
+    # waits for the documents deadlocked with it (a 409 for the API, a failed batch for the worker).
+    enqueue(hash_collection, [IncomingDocument(k, v) for k, v in list(TEXTS.items())[:3]])
+    marked, go, errors, outcome = threading.Event(), threading.Event(), [], {}
+    original = DocumentQuerySet.mark_embedded
+
+    def mark_then_pause(self, *args, **kwargs):
+        accepted = original(self, *args, **kwargs)
+        marked.set()
+        assert go.wait(30)
+        return accepted
+
+    monkeypatch.setattr(DocumentQuerySet, "mark_embedded", mark_then_pause)
+
+    def run(name, work):
+        try:
+            outcome[name] = work()
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run, args=("worker", lambda: EmbeddingIngestionPipeline().run_once()))
+    worker.start()
+    assert marked.wait(30)
+    reembed = threading.Thread(
+        target=run, args=("reembed", lambda: backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0))
+    )
+    reembed.start()
+    with connection.cursor() as cur:  # the re-embed waits for the documents the worker holds
+        for _ in range(3000):
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            if cur.fetchone()[0]:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the re-embed never waited for the worker")
+    go.set()
+    for thread in (worker, reembed):
+        thread.join(30)
+    assert errors == []
+    assert (outcome["worker"].embedded, outcome["worker"].failed, outcome["reembed"]) == (3, 0, 3)
+    monkeypatch.undo()
+    EmbeddingIngestionPipeline().drain()
+    stored = Collection.objects.get(pk=hash_collection.pk)
+    assert (stored.generation, stored.building_generation, stored.chunk_size) == (2, None, 60)
 
 
 def test_reembed_refuses_a_setting_it_cannot_change(hash_collection):
