@@ -33,7 +33,7 @@ SELECT c.name, c.paused,
 """
 _SCALARS_SQL = """
 SELECT (SELECT count(*) FROM pipeline_document WHERE status = 'processing'),
-       (SELECT count(*) FROM pipeline_document WHERE last_embedded_at > %(since)s),
+       (SELECT coalesce(sum(documents), 0) FROM pipeline_batchtiming WHERE finished_at > %(since)s),
        (SELECT max(beat_at) FROM pipeline_workerheartbeat)
 """
 

@@ -86,6 +86,19 @@ def test_operator_with_pause_permission_sees_and_runs_only_that_action(client, h
     assert Collection.objects.get().paused
 
 
+def test_throughput_counts_every_embedding_of_a_document_as_the_batch_rows_do(admin_client, hash_collection):
+    # A re-embed or a requeue embeds documents again: that is throughput too (it was counted from each
+    # document's last embedding time, so once).
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Paragraph {i}. " * 30) for i in range(3)])
+    EmbeddingIngestionPipeline().drain()
+    assert Document.objects.all().requeue() == 3
+    EmbeddingIngestionPipeline().drain()
+
+    ctx = admin_client.get("/admin/pipeline/collection/overview/").context
+    assert ctx["per_minute_total"] == 6
+    assert ctx["snapshot"].throughput == pytest.approx(6 / 300)
+
+
 def test_overview_page_shows_queue_throughput_latency_errors_and_health(admin_client, hash_collection):
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Paragraph {i}. " * 30) for i in range(4)])
     EmbeddingIngestionPipeline().drain()
