@@ -63,6 +63,10 @@ def api_key(collection: Collection) -> str | None:
     return key_in(collection.api_key_env)
 
 
+# What a collection with its own api_base and no key variable sends as the key.
+KEYLESS = "EMPTY"
+
+
 def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[str, str], str | None]:
     """A provider call's api_base and api_key arguments, and the key (to scrub from its errors). A key
     variable named but not set is a configuration to fix, not an outage to wait out; one of the portal's own
@@ -81,6 +85,11 @@ def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[st
             Stage.EMBEDDING,
             f"{key_variable} (or {key_variable}_FILE), {whose}, is not set in this process",
         )
+    if api_base and not key_variable:
+        # LiteLLM would fall back to the provider's variable in this process (OPENAI_API_KEY, ...) and
+        # send the platform's key to a server the collection chose. A keyless server (vLLM, TEI, a local
+        # gateway) takes the conventional placeholder; one that wants a key answers 401 (AUTH).
+        return {"api_base": api_base, "api_key": KEYLESS}, None
     return {**({"api_base": api_base} if api_base else {}), **({"api_key": key} if key else {})}, key
 
 

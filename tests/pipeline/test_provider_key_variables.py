@@ -119,3 +119,15 @@ def test_an_ordinary_key_variable_and_the_settings_module_are_still_accepted(api
         ).dimensions
         == fake_provider.dims
     )
+
+
+def test_a_collection_with_its_own_api_base_and_no_key_variable_never_sends_the_platforms_key(
+    api, fake_provider, monkeypatch
+):
+    # LiteLLM falls back to OPENAI_API_KEY when no key is passed: the platform's key went to whatever
+    # server the collection named. A keyless server (vLLM, TEI) now gets the usual placeholder.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-platform-key-123456")
+    body = {"name": "keyless", "model": "openai/x", "api_base": fake_provider.api_base}
+    assert api.post("/api/v1/collections/", body, format="json").status_code == 201
+    embed_raw(Collection.objects.get(name="keyless"), ["text"])
+    assert [r["auth"] for r in fake_provider.requests] == ["Bearer EMPTY", "Bearer EMPTY"]  # probe, then the call

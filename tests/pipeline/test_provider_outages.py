@@ -317,11 +317,13 @@ def test_a_missing_provider_key_is_an_auth_failure_not_an_outage(db, fake_provid
 
 
 def test_no_key_variable_where_the_client_needs_a_key_is_an_auth_failure_not_an_outage(db, fake_provider, monkeypatch):
-    # No api_key_env at all: the OpenAI client refuses before any request, and LiteLLM raises that
-    # as an InternalServerError. It was an outage: circuit open, deferred, probed every minute forever.
+    # No api_key_env and the provider's own endpoint (no api_base): the OpenAI client refuses before any
+    # request, and LiteLLM raises that as an InternalServerError. It was an outage: circuit open,
+    # deferred, probed every minute forever. (With an api_base of its own a collection without a key
+    # variable sends a placeholder instead: test_provider_key_variables.)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     keyless = fake_backed("nokeyvar", fake_provider.api_base)
-    Collection.objects.filter(pk=keyless.pk).update(api_key_env="")
+    Collection.objects.filter(pk=keyless.pk).update(api_key_env="", api_base="")
     add(keyless, 2)
     report = worker([]).run_once()
     assert (report.failed, report.deferred) == (2, 0)
