@@ -1,6 +1,6 @@
 """API tokens in the admin: listed by their clear prefix, created with the secret shown once, revoked by an action;
 each creation and revocation is audited. Only a superuser creates a token for another user: anyone else's
-token would act as that user, with that user's permissions."""
+token would act as that user, with that user's permissions; nor lists or revokes another's."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ class ApiTokenAdmin(AuditedAdmin):
     @admin.display(boolean=True, description="legacy")
     def is_legacy(self, token: ApiToken) -> bool:
         return token.legacy
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        # As for adding: anyone but a superuser lists and revokes their own tokens only (a revoke of
+        # another's would cut off that user's automation, the superuser's included).
+        tokens = super().get_queryset(request)
+        return tokens if request.user.is_superuser else tokens.filter(user=request.user)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:

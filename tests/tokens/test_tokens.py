@@ -235,6 +235,25 @@ def test_a_staff_user_creates_a_token_for_themselves_only_which_their_permission
     assert 'name="user"' not in client.get("/admin/tokens/apitoken/add/").content.decode()
 
 
+def test_a_staff_user_lists_and_revokes_their_own_tokens_only(client, admin_user):
+    clerk = user_with("change_apitoken", "view_apitoken", app="tokens", is_staff=True)
+    theirs = ApiToken(user=admin_user, name="deploy", scope="operate")
+    theirs.set_secret(5)
+    theirs.save()
+    mine = ApiToken(user=clerk, name="mine", scope="read")
+    mine.set_secret(5)
+    mine.save()
+    assert client.login(username=clerk.username, password="x")
+
+    listing = client.get("/admin/tokens/apitoken/").content.decode()
+    assert mine.token_key in listing and theirs.token_key not in listing
+    assert client.get(f"/admin/tokens/apitoken/{theirs.pk}/change/").status_code == 302  # "does not exist"
+    run_action(client, "/admin/tokens/apitoken/", "revoke", [theirs.pk])
+    assert ApiToken.objects.get(pk=theirs.pk).revoked_at is None
+    assert run_action(client, "/admin/tokens/apitoken/", "revoke", [mine.pk]) == ["1 token(s) revoked."]
+    assert ApiToken.objects.get(pk=mine.pk).revoked_at is not None
+
+
 def test_a_superuser_creates_tokens_for_active_users_only(admin_client):
     gone = User.objects.create_user("gone", is_active=False)
     page = admin_client.post(
