@@ -39,7 +39,8 @@ def _with(collection: Collection, values: dict) -> Collection:
 
 
 def serving(collection: Collection) -> Collection:
-    """The collection as search must see it: during a re-embed, the old model's configuration."""
+    """The collection as search must see it: during a re-embed, the configuration of the generation
+    searched (its model for query vectors; its chunking to label evaluations)."""
     return _with(collection, collection.serving) if collection.serving else collection
 
 
@@ -77,7 +78,7 @@ def begin_reembed(collection: Collection, **changes: object) -> int:
         # (the chunks' foreign key); FOR UPDATE would block it while this waits for the documents.
         current = Collection.objects.select_for_update(no_key=True).get(pk=collection.pk)
         # Kept across re-embeds started before the last one finished: it describes `generation`.
-        serving = current.serving or {name: getattr(current, name) for name in Collection.SERVING_FIELDS}
+        serving = current.serving or {name: getattr(current, name) for name in Collection.REEMBED_FIELDS}
         for name, value in changes.items():
             if name not in Collection.REEMBED_FIELDS:
                 raise ValueError(f"{name} is not a setting a re-embed can change")

@@ -62,7 +62,9 @@ def scores(ranked: Sequence[str], expected: str) -> dict[str, float]:
 
 
 def configuration(collection: Collection, mode: str) -> dict:
-    return {"mode": mode, **{f: getattr(collection, f) for f in CONFIGURATION}}
+    """What an evaluation measured: during a re-embed, the generation searched, not the one being built."""
+    searched = backfill.serving(collection)
+    return {"mode": mode, **{f: getattr(searched, f) for f in CONFIGURATION}}
 
 
 def unknown_answers(collection: Collection) -> list[str]:

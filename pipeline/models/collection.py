@@ -262,8 +262,8 @@ class Collection(models.Model):
 
     objects = CollectionQuerySet.as_manager()
 
-    # What a query vector depends on (kept for search while a re-embed runs), and everything the
-    # vectors depend on: what a re-embed may change (pipeline.backfill).
+    # What a query vector depends on, and everything the vectors depend on: what a re-embed may change
+    # (pipeline.backfill), kept in `serving` while it runs (search's model; evaluations' labels).
     SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
     REEMBED_FIELDS = (
         *SERVING_FIELDS,

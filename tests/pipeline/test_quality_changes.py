@@ -9,6 +9,7 @@ import pytest
 from pipeline import backfill, recording
 from pipeline.models import Collection, GoldenQuery, RetrievalEvaluation
 from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.quality import evaluate
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import Outcome
 from tests.tools import client_with
@@ -95,3 +96,16 @@ def test_a_reembed_is_evaluated_before_it_starts_and_after_its_switch(golden):
     assert after.before == before
     assert (after.configuration["chunk_size"], after.configuration["generation"]) == (100, 2)
     assert after.recall_at_5 == 1.0
+
+
+def test_an_evaluation_while_a_reembed_runs_is_labelled_with_what_it_searched(golden):
+    # Search reads the old generation until the switch: an evaluation meanwhile measured chunks of 200
+    # characters and was stored as of the re-embed's 100, so a before/after comparison mixed them up.
+    backfill.begin_reembed(golden, chunk_size=100, contextual_chunks=True)
+    during = evaluate(Collection.objects.get(pk=golden.pk))
+    assert during.configuration["generation"] == 1
+    assert (during.configuration["chunk_size"], during.configuration["contextual_chunks"]) == (200, False)
+    EmbeddingIngestionPipeline().drain()
+    after = evaluate(Collection.objects.get(pk=golden.pk))
+    assert (after.configuration["generation"], after.configuration["chunk_size"]) == (2, 100)
+    assert after.configuration["contextual_chunks"] is True
