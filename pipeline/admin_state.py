@@ -61,6 +61,9 @@ class ProviderCircuitAdmin(ReadOnlyAdmin):
     actions = ("probe_now",)
     has_probe_permission = holds("pipeline.probe_providercircuit")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderCircuit]:
+        return super().get_queryset(request).visible_to(request.user)
+
     @admin.action(description="Probe the selected open circuits now", permissions=["probe"])
     def probe_now(self, request: HttpRequest, queryset: QuerySet[ProviderCircuit]) -> None:
         due = queryset.probe_now()
@@ -77,6 +80,9 @@ class ModelCheckAdmin(ReadOnlyAdmin):
     list_display = ("model", "ok", "seconds", "load_seconds", "checked_at", "reason")
     list_filter = ("ok", "model")
     search_fields = ("model", "reason")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelCheck]:
+        return super().get_queryset(request).visible_to(request.user)
 
 
 @admin.register(CollectionActivity)

@@ -14,9 +14,11 @@ CIRCUIT_STATE = "embedding_pipeline_provider_circuit_state"
 STATE_VALUES = {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}
 
 
-def not_closed() -> list[ProviderCircuit]:
-    """Open and half-open circuits of endpoints in use (the heartbeat schedule closes the others)."""
-    return list(ProviderCircuit.objects.in_use().exclude(state=CircuitState.CLOSED).order_by("endpoint"))
+def not_closed(user: Any = None) -> list[ProviderCircuit]:
+    """Open and half-open circuits of endpoints in use (the heartbeat schedule closes the others), of
+    those `user` may see (None: every one)."""
+    circuits = ProviderCircuit.objects.in_use().visible_to(user).exclude(state=CircuitState.CLOSED)
+    return list(circuits.order_by("endpoint"))
 
 
 def describe(circuit: ProviderCircuit) -> dict[str, Any]:

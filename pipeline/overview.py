@@ -71,7 +71,7 @@ def context(seen: QuerySet[Collection], user: Any) -> dict[str, Any]:
             "errors": {row["type"]: row["count"] for row in errors},
         },
         "checks": checks,
-        "circuits": [circuits.describe(c) for c in circuits.not_closed()],
+        "circuits": [circuits.describe(c) for c in circuits.not_closed(user)],
         "healthy": all(c.ok for c in checks),
         "workers": list(
             WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).order_by("worker")

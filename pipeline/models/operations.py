@@ -12,7 +12,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from pipeline.choices import CircuitState, ErrorType, WorkerRole
-from pipeline.models.collection import Collection
+from pipeline.models.collection import Collection, sees_all_collections
 from pipeline.wakeup import wake_workers
 
 # The django-q2 heartbeat schedule beats every minute: two missed beats and slack before its row is dead.
@@ -153,6 +153,16 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
         used = Collection.objects.filter(paused=False, model=OuterRef("model"), api_base=OuterRef("api_base"))
         return self.filter(Exists(used))
 
+    def visible_to(self, user: object) -> ProviderCircuitQuerySet:
+        """Endpoints the user's collections embed or rerank with (pipeline.models.visible): another
+        endpoint names other teams' models and hosts, and carries their errors."""
+        if sees_all_collections(user):
+            return self
+        seen = Collection.objects.visible_to(user)
+        embeds = seen.filter(model=OuterRef("model"), api_base=OuterRef("api_base"))
+        reranks = seen.filter(rerank_model=OuterRef("model"), rerank_api_base=OuterRef("api_base"))
+        return self.filter(Exists(embeds) | Exists(reranks))
+
     def close_unused(self) -> int:
         """Close the circuits of endpoints no unpaused collection uses (paused or deleted since it
         opened): nothing would ever probe them, and they would keep the health check failing."""
@@ -231,6 +241,16 @@ class ProviderCircuit(models.Model):
         return f"{self.endpoint} ({self.state})"
 
 
+class ModelCheckQuerySet(models.QuerySet["ModelCheck"]):
+    def visible_to(self, user: object) -> ModelCheckQuerySet:
+        """Probes of configurations one of the user's collections uses: the reason of another's names
+        other teams' collections and models (as health.for_viewer hides them)."""
+        if sees_all_collections(user):
+            return self
+        names = list(Collection.objects.visible_to(user).values_list("name", flat=True))
+        return self.filter(collections__has_any_keys=names)
+
+
 class ModelCheck(models.Model):
     """The latest health probe of one model configuration (model, api_base, key variable, dimensions,
     extra_params), written by pipeline.health under an advisory lock and reused for
@@ -244,6 +264,8 @@ class ModelCheck(models.Model):
     seconds = models.FloatField(help_text="The model's answer to the probe, load excluded.")
     load_seconds = models.FloatField(help_text="Loading LiteLLM and a local model's weights first (0 once loaded).")
     checked_at = models.DateTimeField()
+
+    objects = ModelCheckQuerySet.as_manager()
 
     class Meta:
         ordering = ["model", "key"]

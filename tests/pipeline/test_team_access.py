@@ -16,10 +16,10 @@ from rest_framework.test import APIClient
 
 from pipeline import health
 from pipeline.access import TeamCollectionFilter
-from pipeline.choices import DocumentStatus, ErrorType, Stage
+from pipeline.choices import CircuitState, DocumentStatus, ErrorType, Stage
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
-from pipeline.models import Collection, Document, GoldenQuery, OptimizationChange
+from pipeline.models import Collection, Document, GoldenQuery, ModelCheck, OptimizationChange, ProviderCircuit
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
@@ -434,3 +434,38 @@ def test_the_health_report_names_collections_to_operators_only(collections, memb
     assert {c.reason for c in page.context["checks"]} == {health.OPERATORS_ONLY}
     page = admin_client(Client(), operator).get("/admin/pipeline/collection/overview/")
     assert health.OPERATORS_ONLY not in {c.reason for c in page.context["checks"]}
+
+
+def test_provider_circuits_and_model_checks_of_another_teams_endpoints_are_left_out(collections, member, operator):
+    # They name another team's model and host, and carry its errors (a check's reason names its collections).
+    Collection.objects.filter(name="b").update(model="openai/team-b-model", api_base="http://b-gateway.internal/v1")
+    now = timezone.now()
+    for model, api_base, endpoint in (
+        ("local/hash-16", "", "local/hash-16"),
+        ("openai/team-b-model", "http://b-gateway.internal/v1", "openai/team-b-model@b-gateway.internal"),
+    ):
+        ProviderCircuit.objects.create(
+            model=model,
+            api_base=api_base,
+            endpoint=endpoint,
+            state=CircuitState.OPEN,
+            opened_at=now,
+            next_probe_at=now,
+            updated_at=now,
+        )
+    for name, model in (("a", "local/hash-16"), ("b", "openai/team-b-model")):
+        ModelCheck.objects.create(
+            key=name * 64, model=model, collections=[name], ok=False, reason=f"{name}: refused", seconds=0,
+            load_seconds=0, checked_at=now,
+        )  # fmt: skip
+    member_admin, operator_admin = admin_client(Client(), member), admin_client(Client(), operator)
+    for page in (
+        "/admin/pipeline/providercircuit/",
+        "/admin/pipeline/modelcheck/",
+        "/admin/pipeline/collection/overview/",
+    ):
+        seen = member_admin.get(page).content.decode()
+        assert "local/hash-16" in seen and "team-b-model" not in seen, page
+        assert "team-b-model" in operator_admin.get(page).content.decode(), page
+    b_circuit = ProviderCircuit.objects.get(model="openai/team-b-model")
+    assert member_admin.get(f"/admin/pipeline/providercircuit/{b_circuit.pk}/change/").status_code in (302, 404)
