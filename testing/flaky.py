@@ -42,7 +42,9 @@ def flaky_scenarios() -> list[FlakyScenario]:
         TestResult.objects.filter(started_at__gte=since, scenario__in=flaky_names(since))
         .exclude(outcome=Outcome.SKIPPED)
         .order_by("started_at", "id")
-        .values_list("scenario", "category", "outcome", "started_at", "run__code_version", "run__config_fingerprint")
+        .values_list(
+            "scenario", "category", "outcome", "started_at", "run__code_version", "run__config_fingerprint", "target"
+        )
     )
     history: dict[str, list[tuple]] = defaultdict(list)
     for row in rows:
@@ -52,8 +54,8 @@ def flaky_scenarios() -> list[FlakyScenario]:
         outcomes = [r[2] for r in results]
         retried = outcomes.count(Outcome.FLAKY)
         by_version: dict[tuple, set[str]] = defaultdict(set)
-        for _, _, outcome, _, code, config in results:
-            by_version[(code, config)].add("good" if outcome in GOOD else "bad")
+        for _, _, outcome, _, code, config, target in results:
+            by_version[(code, config, target)].add("good" if outcome in GOOD else "bad")
         mixed = [key for key, seen in by_version.items() if seen == {"good", "bad"}]
         if not (retried or mixed):
             continue

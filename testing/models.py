@@ -217,11 +217,12 @@ ON CONFLICT (scenario, outcome) DO UPDATE
        duration_buckets[%(bucket)s] = t.duration_buckets[%(bucket)s] + 1,
        last_at = greatest(t.last_at, EXCLUDED.last_at)
 """
-# When a scenario last passed, failed and passed only on a retry on one code version and config.
+# When a scenario last passed, failed and passed only on a retry on one code version and config, per
+# target collection (a regression scenario passing on one collection and failing on another is no flake).
 _ADD_VERSION_SQL = """
-INSERT INTO testing_scenarioversion AS v (scenario, code_version, config_fingerprint, good_at, bad_at, flaky_at)
-VALUES (%(scenario)s, %(code)s, %(config)s, %(good)s, %(bad)s, %(flaky)s)
-ON CONFLICT (scenario, code_version, config_fingerprint) DO UPDATE
+INSERT INTO testing_scenarioversion AS v (scenario, target, code_version, config_fingerprint, good_at, bad_at, flaky_at)
+VALUES (%(scenario)s, %(target)s, %(code)s, %(config)s, %(good)s, %(bad)s, %(flaky)s)
+ON CONFLICT (scenario, target, code_version, config_fingerprint) DO UPDATE
    SET good_at = greatest(v.good_at, EXCLUDED.good_at),
        bad_at = greatest(v.bad_at, EXCLUDED.bad_at),
        flaky_at = greatest(v.flaky_at, EXCLUDED.flaky_at)
@@ -243,7 +244,8 @@ class ScenarioTotalsQuerySet(models.QuerySet["ScenarioTotals"]):
                 version = {"code": result.run.code_version, "config": result.run.config_fingerprint}
                 outcome = {"good": at if good else None, "bad": None if good else at}
                 flaky = at if result.outcome == Outcome.FLAKY else None
-                cur.execute(_ADD_VERSION_SQL, {"scenario": result.scenario, **version, **outcome, "flaky": flaky})
+                named = {"scenario": result.scenario, "target": result.target}
+                cur.execute(_ADD_VERSION_SQL, {**named, **version, **outcome, "flaky": flaky})
 
     def ran_since(self, since: datetime) -> set[str]:
         """Scenarios with a result other than skipped since then (the coverage matrix)."""
@@ -277,6 +279,7 @@ class ScenarioVersion(models.Model):
     """When a scenario last passed, failed and was flaky on one version: flaky detection reads these few rows."""
 
     scenario = models.CharField(max_length=100)
+    target = models.CharField(max_length=63, blank=True, db_default="", help_text="As TestResult.target.")
     code_version = models.CharField(max_length=64)
     config_fingerprint = models.CharField(max_length=64)
     good_at = models.DateTimeField(null=True)
@@ -286,7 +289,8 @@ class ScenarioVersion(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["scenario", "code_version", "config_fingerprint"], name="testing_scenarioversion_unique"
+                fields=["scenario", "target", "code_version", "config_fingerprint"],
+                name="testing_scenarioversion_target_unique",
             )
         ]
 

@@ -123,6 +123,7 @@ def stored_result(
     component="search",
     duration=1.0,
     message="",
+    target="",
 ):
     """A result stored the way the tester stores it (with its run, counted in the summaries)."""
     started = timezone.now() - ago
@@ -144,6 +145,7 @@ def stored_result(
         started_at=started,
         duration_seconds=duration,
         message=message,
+        target=target,
     )
     ScenarioTotals.objects.add(result)  # as the tester counts every result it stores
     return result

@@ -27,6 +27,10 @@ def test_flaky_when_passing_and_failing_on_the_same_code_and_config_ranked_by_fl
     record("old", "passed", ago=timedelta(days=20))
     record("old", "failed", ago=timedelta(days=19))
     record("retried", "flaky")
+    # A regression scenario measures each target collection: passing on one and failing on another
+    # is two collections' results, not a flake.
+    record("regression_operator_golden_queries", "passed", target="a", ago=timedelta(hours=2))
+    record("regression_operator_golden_queries", "failed", target="b", ago=timedelta(hours=1))
 
     found = flaky_scenarios()
 
