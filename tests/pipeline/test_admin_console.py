@@ -99,6 +99,16 @@ def test_throughput_counts_every_embedding_of_a_document_as_the_batch_rows_do(ad
     assert ctx["snapshot"].throughput == pytest.approx(6 / 300)
 
 
+def test_overview_links_only_to_pages_the_operator_may_open(client, admin_client, hash_collection):
+    slos, collections = "/admin/pipeline/collection/slos/", '/admin/pipeline/collection/"'
+    client.force_login(staff("view_document"))
+    page = client.get("/admin/pipeline/collection/overview/").content.decode()
+    assert slos not in page and collections not in page, "links that would answer 403"
+    assert client.get(slos).status_code == 403
+    full = admin_client.get("/admin/pipeline/collection/overview/").content.decode()
+    assert slos in full and collections in full
+
+
 def test_overview_page_shows_queue_throughput_latency_errors_and_health(admin_client, hash_collection):
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Paragraph {i}. " * 30) for i in range(4)])
     EmbeddingIngestionPipeline().drain()
