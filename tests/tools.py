@@ -213,3 +213,12 @@ def concurrently(call: Callable[[int], Any], n: int, timeout: float | None = Non
     for thread in threads:
         thread.join(timeout)
     return results
+
+
+def lock_waiters() -> int:
+    """Sessions of this database waiting for a lock another holds: a thread has reached the wait a test set up."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cur.fetchone()[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -20,7 +19,8 @@ from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.quality import evaluate
 from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
-from tests.tools import client_with, hnsw_indexes
+from tests.conftest import wait_for
+from tests.tools import client_with, hnsw_indexes, lock_waiters
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -206,16 +206,7 @@ def test_a_reembed_started_while_a_worker_stores_waits_for_it_instead_of_deadloc
         target=run, args=("reembed", lambda: backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0))
     )
     reembed.start()
-    with connection.cursor() as cur:  # the re-embed waits for the documents the worker holds
-        for _ in range(3000):
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if cur.fetchone()[0]:
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail("the re-embed never waited for the worker")
+    wait_for(lock_waiters)  # the re-embed waits for the documents the worker holds
     go.set()
     for thread in (worker, reembed):
         thread.join(30)

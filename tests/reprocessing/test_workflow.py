@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -20,7 +19,8 @@ from reprocessing import failures
 from reprocessing.choices import FailureState, Resolution
 from reprocessing.models import FailedDocument
 from reprocessing.workflow import ReprocessingWorkflow
-from tests.tools import collected
+from tests.conftest import wait_for
+from tests.tools import collected, lock_waiters
 
 pytestmark = pytest.mark.django_db
 
@@ -134,16 +134,7 @@ def test_concurrent_failures_of_one_document_keep_one_row_and_every_attempt(hash
     b = threading.Thread(target=worker, args=("b", False))
     b.start()
     # B waits on A's row lock (an existing row) or A's uncommitted insert (the unique index).
-    with connection.cursor() as cur:
-        for _ in range(3000):  # up to 30 s on a loaded machine
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if cur.fetchone()[0]:
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail("worker B never waited for worker A")
+    wait_for(lock_waiters)
     release.set()
     for thread in (a, b):
         thread.join(10)
