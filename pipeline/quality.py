@@ -4,7 +4,6 @@ depends on (search settings saved, a re-embed switched to) is evaluated before a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +18,8 @@ from django.dispatch import receiver
 from prometheus_client.core import Metric
 
 from embedportal import collectors
+from embedportal.api.strict import JSONInputError, json_error, loads
+from embedportal.storable import unstorable
 from pipeline import backfill, encoder
 from pipeline.choices import SearchMode
 from pipeline.models import METRICS, Collection, Document, GoldenQuery, RetrievalEvaluation
@@ -184,15 +185,19 @@ def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"line {number}: not JSON ({exc.msg})") from None
+            item = loads(line)
+        except JSONInputError as exc:
+            raise ValidationError(f"line {number}: {exc}") from None
+        except ValueError as exc:
+            raise ValidationError(f"line {number}: not JSON ({json_error(exc)})") from None
         if not isinstance(item, dict) or not all(
             isinstance(item.get(key), str) and item[key].strip() for key in ("query", "expected")
         ):
             raise ValidationError(f'line {number}: expected an object {{"query": "...", "expected": "document id"}}')
         query, expected = item["query"].strip(), item["expected"].strip()
         for key, value in (("query", query), ("expected", expected)):
+            if problem := unstorable(value):
+                raise ValidationError(f"line {number}: the {key} {problem}")
             if len(value) > GOLDEN_BOUNDS[key]:
                 raise ValidationError(
                     f"line {number}: the {key} has {len(value)} characters; at most {GOLDEN_BOUNDS[key]}"

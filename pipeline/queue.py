@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from embedportal.storable import unstorable
 from pipeline import backfill, history, metrics
 from pipeline.models import Collection, Document
 from pipeline.structure import only_front_matter
@@ -66,16 +66,6 @@ class EnqueueResult:
             getattr(self, name).extend(getattr(other, name))
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        yield from _strings(list(value.items()))  # keys and values alike
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)
-
-
 def metadata_problem(metadata: Any) -> str | None:
     """The one bound on metadata at every entry point (EMBEDPORTAL_MAX_METADATA_KEYS/_DEPTH/_BYTES). Walked
     without recursion, depth and keys before bytes: a hostile value is refused cheaply."""
@@ -104,10 +94,6 @@ def metadata_problem(metadata: Any) -> str | None:
     return None
 
 
-# Lone surrogates: valid in a Python string, refused by UTF-8 and by PostgreSQL in text and jsonb alike.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def validate(doc: IncomingDocument, contextual: bool = False) -> None:
     """Reject what PostgreSQL or the pipeline cannot hold, with a message saying what to fix (`contextual`:
     for a collection with contextual chunks, whose front matter is metadata)."""
@@ -126,15 +112,8 @@ def validate(doc: IncomingDocument, contextual: bool = False) -> None:
     if problem := metadata_problem(doc.metadata):
         raise InvalidDocument(problem)
     for name, value in (("id", doc.external_id), ("text", doc.text), ("metadata", doc.metadata)):
-        strings = list(_strings(value))
-        if any("\x00" in s for s in strings):
-            raise InvalidDocument(
-                f"{name} contains NUL (\\u0000) characters, which PostgreSQL cannot store; strip them"
-            )
-        if any(_SURROGATE.search(s) for s in strings):
-            raise InvalidDocument(
-                f"{name} is not valid Unicode (lone surrogate escapes such as \\ud800); send UTF-8 text"
-            )
+        if problem := unstorable(value):
+            raise InvalidDocument(f"{name} {problem}")
     if doc.modified_at is not None and timezone.is_naive(doc.modified_at):
         raise InvalidDocument("modified_at needs a timezone (e.g. 2026-01-31T12:00:00Z)")
     if contextual and only_front_matter(doc.text):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import glob
-import json
 import os
 import stat
 from collections import Counter
@@ -18,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.dateparse import parse_datetime
 
-from embedportal.api.strict import json_depth_exceeds, json_error
+from embedportal.api.strict import JSONInputError, json_error, loads
 from pipeline.queue import IncomingDocument, InvalidDocument, duplicate_id, validate
 
 
@@ -250,14 +249,13 @@ def _read_jsonl(fh: BinaryIO, path: Path, contextual: bool) -> Iterator[Incoming
 def _jsonl_item(raw: bytes, where: str, contextual: bool) -> IncomingDocument | Rejected | None:
     if not raw.strip():
         return None
-    limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
-    if json_depth_exceeds(raw, limit):
-        return Rejected(where, f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); flatten it")
     try:
-        item = json.loads(raw.decode("utf-8"))
+        item = loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return Rejected(where, "line is not UTF-8")
-    except json.JSONDecodeError as exc:
+    except JSONInputError as exc:
+        return Rejected(where, str(exc))
+    except ValueError as exc:
         return Rejected(where, f"invalid JSON ({json_error(exc)})")
     if not isinstance(item, dict):
         return Rejected(where, "each line must be a JSON object {id, text, modified_at?, metadata?}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,7 +20,6 @@ from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
-from rest_framework.utils import json as drf_json
 
 # Names people use for a field elsewhere (the create_collection command's options, other tools).
 ALIASES = {
@@ -121,39 +122,69 @@ def no_body(request: Any) -> None:
         raise serializers.ValidationError("this operation takes no body; send none (or {})")
 
 
+class JSONInputError(ValueError):
+    """JSON refused for what it holds rather than its syntax; the message says what to fix."""
+
+
+def _finite(text: str) -> float:
+    # Python reads 1e400 as inf, which PostgreSQL's jsonb (and every JSON client) refuses.
+    if not math.isfinite(number := float(text)):
+        raise JSONInputError(f"the number {text} is out of range (past ±1.8e308); send a finite number")
+    return number
+
+
+def _whole(text: str) -> int:
+    # int() refuses this many digits with advice for a programmer (sys.set_int_max_str_digits).
+    if len(digits := text.lstrip("-")) > (limit := sys.get_int_max_str_digits()):
+        raise JSONInputError(f"an integer of {len(digits)} digits is out of range; at most {limit} digits")
+    return int(text)
+
+
+def _constant(name: str) -> None:
+    raise JSONInputError(f"{name} is not JSON; send a finite number or null")
+
+
+def loads(data: str | bytes) -> Any:
+    """JSON as every entry point reads it (API bodies, `.jsonl` lines, the admin's JSON fields): nested at
+    most EMBEDPORTAL_MAX_JSON_DEPTH levels, found before parsing (the parser recurses once a level), and no
+    number PostgreSQL cannot store (NaN, Infinity, 1e400) or Python cannot read. A ValueError says what is
+    wrong: a JSONInputError for what the JSON holds, a JSONDecodeError where it is not JSON."""
+    limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
+    if json_depth_exceeds(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"), limit):
+        raise JSONInputError(
+            f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
+        )
+    return json.loads(data, parse_float=_finite, parse_int=_whole, parse_constant=_constant)
+
+
 class BoundedJSONFormField(forms.JSONField):
-    """The admin's JSON fields: the same depth check before parsing (a deep value was a 500)."""
+    """The admin's JSON fields read as the API reads JSON (`loads`): a deep value was a 500, and so was an
+    integer of 5000 digits."""
 
     def to_python(self, value: Any) -> Any:
-        if self._too_deep(value):
-            limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
-            raise forms.ValidationError(f"JSON nested more than {limit} levels deep; send flatter objects")
+        if isinstance(value, str) and value not in self.empty_values:
+            try:
+                loads(value)
+            except JSONInputError as exc:
+                raise forms.ValidationError(str(exc)) from None
+            except ValueError:
+                pass  # not JSON: Django's own message
         return super().to_python(value)
 
     def bound_data(self, data: Any, initial: Any) -> Any:
-        """Shown again as typed (the form redisplays it; parsing it would recurse)."""
-        return InvalidJSONInput(data) if self._too_deep(data) else super().bound_data(data, initial)
-
-    @staticmethod
-    def _too_deep(value: Any) -> bool:
-        return isinstance(value, str) and json_depth_exceeds(
-            value.encode("utf-8", "surrogatepass"), settings.EMBEDPORTAL_MAX_JSON_DEPTH
-        )
+        """Shown again as typed: parsing it would recurse, and a lone surrogate read from an escape could not
+        be written into the page (a 500 on the redisplay)."""
+        return InvalidJSONInput(data) if isinstance(data, str) else super().bound_data(data, initial)
 
 
 class BoundedJSONParser(JSONParser):
-    """DRF's JSON parser behind a depth check; a parse error names where it is, once."""
+    """DRF's JSON parser reading through `loads`; a parse error names where it is, once."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        body = stream.read()
-        limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
-        if json_depth_exceeds(body, limit):
-            raise ParseError(
-                f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
-            )
         try:
-            # DRF's loads: NaN and Infinity are refused (not JSON).
-            return drf_json.loads(body)
+            return loads(stream.read())
+        except JSONInputError as exc:
+            raise ParseError(str(exc)) from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error: {json_error(exc)}") from None
 

@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.utils.deconstruct import deconstructible
 
 from embedportal.config import SETTINGS
+from embedportal.storable import unstorable
 
 # The portal's own variables: a collection naming one as its provider key would have the key's value (the
 # secret key, the database URL with its password...) sent to its api_base, which whoever adds a collection
@@ -63,9 +64,12 @@ def _secret_name(name: Any) -> bool:
 
 
 def validate_extra_params(value: Any) -> None:
-    """LiteLLM parameters: an object, `dimensions` a size pgvector can index, never a credential."""
+    """LiteLLM parameters: an object PostgreSQL can store, `dimensions` a size pgvector can index, never a
+    credential."""
     if not isinstance(value, dict):
         raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
+    if problem := unstorable(value):
+        raise ValidationError(f"extra_params {problem}")
     wanted = value.get("dimensions")
     low, high = DIMENSIONS_RANGE
     if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not low <= wanted <= high):

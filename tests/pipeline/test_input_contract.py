@@ -4,6 +4,7 @@ in URLs, the readiness probe and what `enqueue` never reads."""
 
 from __future__ import annotations
 
+import html
 import importlib
 import io
 import json
@@ -17,9 +18,11 @@ from django.db import OperationalError
 from prometheus_client import REGISTRY
 
 from embedportal.api.strict import json_depth_exceeds
+from embedportal.storable import unstorable
 from pipeline import health
 from pipeline.models import Collection, Document, GoldenQuery, OptimizationChange, ProviderCircuit
 from pipeline.models.operations import endpoint_label
+from pipeline.queue import IncomingDocument, InvalidDocument, enqueue
 from testing.models import TestRun
 from tests.pipeline.test_security import api_urls
 from tests.tools import error_of
@@ -108,6 +111,75 @@ def test_metadata_within_the_bounds_is_stored(api, hash_collection):
     doc = {"id": "m", "text": "text", "metadata": {"lang": "en", "tags": ["a", "b"], "owner": {"team": "x"}}}
     assert post(api, "/api/v1/collections/hashes/documents/", doc).status_code == 202
     assert Document.objects.get().metadata == doc["metadata"]
+
+
+# JSON values PostgreSQL's jsonb refuses: each was a 500 (a DataError or UnicodeEncodeError at the INSERT) in
+# the API and the admin, and `enqueue` stopped with a traceback mid-file.
+UNSTORABLE_TEXT = ['{"user": "a\\u0000b"}', '{"\\u0000": 1}', '{"u": ["\\ud800"]}']
+# Numbers Python reads (1e400 as inf, NaN) or refuses with advice for a programmer (5000 digits).
+BAD_NUMBERS = {
+    "1e400": "the number 1e400 is out of range (past ±1.8e308); send a finite number",
+    "-1e400": "the number -1e400 is out of range",
+    "1" + "0" * 5000: "an integer of 5001 digits is out of range; at most 4300 digits",
+}
+
+
+@pytest.mark.parametrize("extra_params", UNSTORABLE_TEXT)
+def test_extra_params_postgresql_cannot_store_are_refused_by_the_api_and_the_admin(
+    api, admin_client, hash_collection, extra_params
+):
+    problem = f"extra_params: extra_params {unstorable(json.loads(extra_params))}"
+    body = f'{{"extra_params": {extra_params}}}'
+    patched = api.generic("PATCH", "/api/v1/collections/hashes/", body, "application/json")
+    assert error_of(patched, 400)["message"] == problem
+    created = f'{{"name": "other", "model": "local/hash-16", "extra_params": {extra_params}}}'
+    assert error_of(post(api, "/api/v1/collections/", created), 400)["message"] == problem
+    # The form is shown again with the value as typed: a lone surrogate parsed from it could not be written.
+    form = admin_client.post(
+        f"/admin/pipeline/collection/{hash_collection.pk}/change/", {"name": "hashes", "extra_params": extra_params}
+    )
+    page = html.unescape(form.content.decode())
+    assert form.status_code == 200 and problem.removeprefix("extra_params: ") in page and extra_params in page
+    assert list(Collection.objects.values_list("name", "extra_params")) == [("hashes", {})]
+
+
+@pytest.mark.parametrize(("number", "problem"), BAD_NUMBERS.items(), ids=["1e400", "-1e400", "5000 digits"])
+def test_numbers_json_cannot_carry_are_refused_by_the_api_the_command_and_the_admin(
+    api, admin_client, hash_collection, tmp_path, number, problem
+):
+    body = f'[{{"id": "ok", "text": "fine"}}, {{"id": "m", "text": "text", "metadata": {{"n": {number}}}}}]'
+    assert problem in error_of(post(api, "/api/v1/collections/hashes/documents/", body), 400)["message"]
+    patched = api.generic(
+        "PATCH", "/api/v1/collections/hashes/", f'{{"extra_params": {{"n": {number}}}}}', "application/json"
+    )
+    assert problem in error_of(patched, 400)["message"]
+    lines = tmp_path / "docs.jsonl"
+    lines.write_text(body.removeprefix("[").removesuffix("]").replace("}, {", "}\n{") + "\n")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 document"):
+        call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=out, stderr=out)
+    assert f"docs.jsonl:2: {problem}" in out.getvalue()
+    assert list(Document.objects.values_list("external_id", flat=True)) == ["ok"]
+    form = admin_client.post(
+        "/admin/pipeline/document/add/",
+        {"collection": hash_collection.pk, "external_id": "m", "text": "text", "metadata": f'{{"n": {number}}}'},
+    )
+    assert form.status_code == 200 and problem in html.unescape(form.content.decode())
+    assert list(Document.objects.values_list("external_id", flat=True)) == ["ok"]
+    assert Collection.objects.get().extra_params == {}
+
+
+def test_nan_and_infinity_are_refused_in_jsonl_lines_and_from_python_callers(hash_collection, tmp_path):
+    lines = tmp_path / "docs.jsonl"
+    lines.write_text('{"id": "a", "text": "t", "metadata": {"n": NaN}}\n{"id": "b", "text": "t", "x": -Infinity}\n')
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="2 document"):
+        call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=out, stderr=out)
+    assert "docs.jsonl:1: NaN is not JSON; send a finite number or null" in out.getvalue()
+    assert "docs.jsonl:2: -Infinity is not JSON" in out.getvalue()
+    with pytest.raises(InvalidDocument, match="metadata holds a number JSON cannot carry"):
+        enqueue(hash_collection, [IncomingDocument("c", "t", metadata={"n": float("nan")})])
+    assert not Document.objects.exists()
 
 
 # -- stale versions --------------------------------------------------------------------------------

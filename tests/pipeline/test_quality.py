@@ -95,6 +95,11 @@ def test_import_dry_run_checks_the_file_and_writes_nothing(hash_collection, gold
         (json.dumps({**GOLDEN[0], "expected": "dogs"}), "line 2: the query of line 1 again; keep one"),
         ("\x00", "line 2: binary (a NUL byte)"),
         ("x" * 20_000, "line 2 is over the limit of"),
+        # Each was a traceback (DataError, UnicodeEncodeError, RecursionError, ValueError).
+        ('{"query": "a\\u0000b", "expected": "cats"}', "line 2: the query contains NUL (\\u0000) characters"),
+        ('{"query": "where", "expected": "\\ud800"}', "line 2: the expected is not valid Unicode"),
+        ("[" * 3000 + "]" * 3000, "line 2: JSON nested more than 32 levels deep"),
+        ('{"query": 1' + "0" * 5000 + "}", "line 2: an integer of 5001 digits is out of range"),
     ],
 )
 def test_import_refuses_a_bad_line_naming_it_and_writes_nothing(hash_collection, tmp_path, line, message):
