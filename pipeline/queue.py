@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -116,12 +116,24 @@ def validate(doc: IncomingDocument, contextual: bool = False) -> None:
             raise InvalidDocument(f"{name} {problem}")
     if doc.modified_at is not None and timezone.is_naive(doc.modified_at):
         raise InvalidDocument("modified_at needs a timezone (e.g. 2026-01-31T12:00:00Z)")
+    if doc.modified_at is not None and not _in_utc_range(doc.modified_at):
+        # PostgreSQL would store it (as year 0 or 10000), and every read of the row would then fail: the
+        # workers' claim and the document lists.
+        raise InvalidDocument("modified_at is out of range in UTC (years 1 to 9999); send the source's real time")
     if contextual and only_front_matter(doc.text):
         # Accepted, it would fail at chunking as empty_document and be retried for a day.
         raise InvalidDocument(
             "text is only YAML front matter, which this collection keeps as metadata (contextual_chunks): "
             "nothing is left to embed; send the document's body"
         )
+
+
+def _in_utc_range(moment: datetime) -> bool:
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _new_or_changed(

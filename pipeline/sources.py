@@ -267,7 +267,10 @@ def _jsonl_item(raw: bytes, where: str, contextual: bool) -> IncomingDocument | 
         return Rejected(where, "id must be a string (or an integer)")
     modified = None
     if item.get("modified_at"):
-        modified = parse_datetime(str(item["modified_at"]))
+        try:
+            modified = parse_datetime(str(item["modified_at"]))
+        except ValueError as exc:  # well formed, no such date: 2026-13-45
+            return Rejected(where, f"modified_at {item['modified_at']!r} is not a valid date-time ({exc})")
         if modified is None:
             return Rejected(where, f"modified_at {item['modified_at']!r} is not an ISO 8601 date-time")
     metadata = item.get("metadata") or {}

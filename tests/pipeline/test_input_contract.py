@@ -9,6 +9,7 @@ import importlib
 import io
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,36 @@ def test_nan_and_infinity_are_refused_in_jsonl_lines_and_from_python_callers(has
     with pytest.raises(InvalidDocument, match="metadata holds a number JSON cannot carry"):
         enqueue(hash_collection, [IncomingDocument("c", "t", metadata={"n": float("nan")})])
     assert not Document.objects.exists()
+
+
+# Stored, they read back as years 0 and 10000, which Python cannot hold: every worker's claim and the
+# collection's document list were a DataError ("timestamp too small (before year 1)") from then on.
+OUT_OF_RANGE_TIMES = ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"]
+
+
+def test_a_modified_at_a_worker_could_not_read_back_is_refused_by_the_api_the_command_and_callers(
+    api, hash_collection, tmp_path
+):
+    lines = tmp_path / "docs.jsonl"
+    times = [*OUT_OF_RANGE_TIMES, "2026-13-45T00:00:00Z"]  # the last: a date that does not exist (a traceback)
+    lines.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": "t", "modified_at": t}) + "\n" for i, t in enumerate(times))
+    )
+    lines.write_text(lines.read_text() + json.dumps({"id": "ok", "text": "fine", "modified_at": MARCH_1}) + "\n")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="3 document"):
+        call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=out, stderr=out)
+    for line in (1, 2):
+        assert f"docs.jsonl:{line}: modified_at is out of range in UTC (years 1 to 9999)" in out.getvalue()
+    assert "docs.jsonl:3: modified_at '2026-13-45T00:00:00Z' is not a valid date-time (month must be in 1..12)" in (
+        out.getvalue()
+    )
+    for moment in OUT_OF_RANGE_TIMES:
+        with pytest.raises(InvalidDocument, match="modified_at is out of range in UTC"):
+            enqueue(hash_collection, [IncomingDocument("x", "t", datetime.fromisoformat(moment))])
+        body = {"id": "x", "text": "t", "modified_at": moment}
+        assert "out of range" in error_of(post(api, "/api/v1/collections/hashes/documents/", body), 400)["message"]
+    assert list(Document.objects.values_list("external_id", flat=True)) == ["ok"]  # and it reads back
 
 
 # -- stale versions --------------------------------------------------------------------------------
