@@ -150,6 +150,9 @@ def test_create_collection_refuses_overlap_not_smaller_than_size():
         (["aws_secret_access_key=abc", "input_type=query"], "aws_secret_access_key: never store credentials"),
         (["dimensions=0"], "dimensions must be an integer from 1 to 16000"),
         (["dimensions=many"], "dimensions must be an integer from 1 to 16000"),
+        # Digits to str.isdigit() that int() refuses: each was a ValueError traceback.
+        (["dimensions=²"], "dimensions must be an integer from 1 to 16000"),
+        ([f"dimensions={'9' * 5000}"], "dimensions must be an integer from 1 to 16000"),
     ],
 )
 def test_create_collection_refuses_extra_params_that_would_leak_a_key_or_break_the_index(params, message):

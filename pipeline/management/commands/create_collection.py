@@ -18,6 +18,14 @@ from pipeline.models.collection import DIMENSIONS_RANGE
 SAME_NAMES = "name api_base api_key_env dimensions chunk_size chunk_overlap batch_size provider_concurrency".split()
 
 
+def _number_or_text(value: str) -> int | str:
+    """A whole number as an int (dimensions=256); anything else, "²" and 5000 digits included (digits to
+    str.isdigit() that int() refuses), stays text for the extra_params rules to judge."""
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return value
+
+
 class Command(BaseCommand):
     help = "Create a collection (and its HNSW index)."
 
@@ -66,7 +74,7 @@ class Command(BaseCommand):
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise CommandError(f"--param {item!r}: use KEY=VALUE")
-            extra[key] = int(value) if value.isdigit() else value
+            extra[key] = _number_or_text(value)
         fields: dict[str, Any] = {name: o[name] for name in SAME_NAMES}
         fields.update(
             model=o["model"] or settings.EMBEDPORTAL_DEFAULT_MODEL,
