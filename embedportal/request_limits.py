@@ -1,4 +1,5 @@
-"""Refuse a request body over the limit before anything reads it (notes: docs/operations.md, "Module notes")."""
+"""Refuse a request body over the limit before anything reads it, and an address holding a NUL character
+before anything looks it up (notes: docs/operations.md, "Module notes")."""
 
 from __future__ import annotations
 
@@ -33,5 +34,18 @@ class RequestBodyLimitMiddleware(MiddlewareMixin):
                 413,
                 f"request body is {length} bytes, over the limit of {limit} (EMBEDPORTAL_MAX_REQUEST_BYTES); "
                 "send fewer or smaller documents per request",
+            )
+        return None
+
+
+class NulAddressMiddleware(MiddlewareMixin):
+    """%00 in the path or the query string: no name, id or filter value holds a NUL (PostgreSQL cannot store
+    one), and looking one up was a DataError, a 500 (a document's address, an admin list filter)."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        parts = [request.path, *request.GET.keys(), *(v for _, values in request.GET.lists() for v in values)]
+        if any("\x00" in part for part in parts):
+            return _refuse(
+                request, 400, "the address holds a NUL character (%00), which no name, id or value has; remove it"
             )
         return None

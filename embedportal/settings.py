@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Before anything reads a body: refuses one over DATA_UPLOAD_MAX_MEMORY_SIZE, or chunked.
     "embedportal.request_limits.RequestBodyLimitMiddleware",
+    # Before any lookup: a NUL in the path or query string is a 400 (PostgreSQL refuses one mid-query).
+    "embedportal.request_limits.NulAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

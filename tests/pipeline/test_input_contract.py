@@ -300,6 +300,22 @@ def test_operations_that_take_no_body_refuse_one(api, hash_collection, body):
     assert post(api, "/api/v1/collections/hashes/resume/", {}).status_code == 200
 
 
+NUL_ADDRESS = "the address holds a NUL character (%00), which no name, id or value has; remove it"
+
+
+def test_a_nul_in_the_address_is_a_400_saying_so_on_the_api_and_the_admin(api, admin_client, hash_collection):
+    """Each was a 500: the lookup sent the NUL to PostgreSQL, which refuses one (DataError)."""
+    enqueue(hash_collection, [IncomingDocument("a", "a document")])
+    document = "/api/v1/collections/hashes/documents/a%00b/"
+    for method, url in (("GET", document), ("DELETE", document), ("POST", f"{document}requeue/")):
+        assert error_of(api.generic(method, url), 400)["message"] == NUL_ADDRESS, (method, url)
+    assert error_of(api.get("/api/v1/documents/", {"status": "\x00"}), 400)["message"] == NUL_ADDRESS
+    for url in ("/admin/pipeline/document/?status__exact=%00", "/admin/pipeline/document/?q=a%00"):
+        response = admin_client.get(url)
+        assert response.status_code == 400 and response.content.decode() == NUL_ADDRESS, url
+    assert Document.objects.get().external_id == "a"
+
+
 def test_an_unknown_collection_gets_one_404_message_whatever_the_route(api, hash_collection):
     expected = "no collection named 'nope'"
     base = "/api/v1/collections/nope"
