@@ -93,6 +93,14 @@ _ALL = (
         "Deepest nesting of arrays and objects in an API request body; deeper is a 400, found before parsing.",
     ),
     Setting(
+        "EMBEDPORTAL_MAX_JSON_VALUES",
+        "int",
+        1_000_000,
+        "Most values (arrays, objects, their items and entries) in one JSON input: an API request body, a "
+        "`.jsonl` line, an admin JSON field; more is a 400, found before parsing (parsed, each costs 50 to 100 "
+        "bytes).",
+    ),
+    Setting(
         "EMBEDPORTAL_MAX_METADATA_BYTES",
         "int",
         65536,

@@ -108,12 +108,22 @@ _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 def json_depth_exceeds(body: bytes, limit: int) -> bool:
     """The body nests arrays and objects deeper than `limit`, found without parsing it (the parser
     recurses once a level): strings, then all but brackets, are dropped first."""
+    return _deeper(_NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body)), limit)
+
+
+def _deeper(brackets: bytes, limit: int) -> bool:
     depth = 0
-    for byte in _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body)):
+    for byte in brackets:
         depth += 1 if byte in b"[{" else -1
         if depth > limit:
             return True
     return False
+
+
+def _values(structure: bytes) -> int:
+    """About how many values JSON without its strings holds: its arrays and objects, and each item or
+    entry past a container's first."""
+    return structure.count(b"[") + structure.count(b"{") + structure.count(b",")
 
 
 def no_body(request: Any) -> None:
@@ -146,11 +156,20 @@ def _constant(name: str) -> None:
 
 def loads(data: str | bytes) -> Any:
     """JSON as every entry point reads it (API bodies, `.jsonl` lines, the admin's JSON fields): nested at
-    most EMBEDPORTAL_MAX_JSON_DEPTH levels, found before parsing (the parser recurses once a level), and no
+    most EMBEDPORTAL_MAX_JSON_DEPTH levels and EMBEDPORTAL_MAX_JSON_VALUES values, both found before parsing (the
+    parser recurses once a level, and a value parsed is tens of times its bytes), and no
     number PostgreSQL cannot store (NaN, Infinity, 1e400) or Python cannot read. A ValueError says what is
     wrong: a JSONInputError for what the JSON holds, a JSONDecodeError where it is not JSON."""
+    # Strings dropped: their brackets and commas are text, not structure.
+    structure = _JSON_STRING.sub(b"", data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
+    # Parsed, a value costs 50 to 100 bytes however few it is written in: 60 MB of {},{},... took 5 GB.
+    if (values := _values(structure)) > (most := settings.EMBEDPORTAL_MAX_JSON_VALUES):
+        raise JSONInputError(
+            f"JSON holds about {values} values, over the limit of {most} (EMBEDPORTAL_MAX_JSON_VALUES); "
+            "send fewer documents or smaller metadata at once"
+        )
     limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
-    if json_depth_exceeds(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"), limit):
+    if _deeper(_NOT_BRACKET.sub(b"", structure), limit):
         raise JSONInputError(
             f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
         )
