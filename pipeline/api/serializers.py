@@ -108,6 +108,9 @@ class CollectionSerializer(StrictModelSerializer):
         return attrs
 
 
+DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+
+
 class DocumentSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="external_id", read_only=True)
     url = serializers.SerializerMethodField(help_text="The document's address: its collection and id.")
@@ -122,7 +125,11 @@ class DocumentSerializer(serializers.ModelSerializer):
 
     def get_url(self, document: Document) -> str:
         """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
-        return reverse("collection-document", args=[document.collection.name, document.external_id])
+        url = reverse("collection-document", args=[document.collection.name, document.external_id])
+        # Clients resolve "." and ".." segments before sending (RFC 3986): the url of "a/../b" was sent as
+        # that of "b". Encoded, they reach the view as they are (Django decodes, never resolves). Only the id
+        # can hold such a segment: a collection's name is a slug.
+        return "/".join(DOT_SEGMENTS.get(segment, segment) for segment in url.split("/"))
 
 
 class AwareDateTimeField(serializers.DateTimeField):

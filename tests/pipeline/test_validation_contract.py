@@ -8,6 +8,7 @@ import json
 from html import escape
 from io import StringIO
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -220,6 +221,24 @@ def test_documents_are_addressed_by_collection_and_their_own_id(api):
     # The internal number is no address any more.
     doc = Document.objects.get(external_id="cats")
     assert api.get(f"/api/v1/documents/{doc.pk}/").status_code == 404
+
+
+def test_a_documents_url_survives_the_dot_segment_removal_every_client_does(api):
+    """A client resolves "." and ".." in a path (RFC 3986; urljoin, curl, browsers): the url of "a/../b"
+    was /documents/a/../b/, which they send as /documents/b/, so a DELETE of it deleted document "b"."""
+    docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16, contextual_chunks=False)
+    ids = ["b", "a/../b", "..", "c/./d", "c/d", "v1.2/notes..md"]
+    enqueue(docs, [IncomingDocument(i, f"text of {i}") for i in ids])
+    listed = api.get("/api/v1/collections/docs/documents/").json()["results"]
+    urls = {d["id"]: urljoin("http://testserver/", d["url"]).removeprefix("http://testserver") for d in listed}
+    assert urls["a/../b"] == "/api/v1/collections/docs/documents/a/%2E%2E/b/"
+    assert urls["v1.2/notes..md"] == "/api/v1/collections/docs/documents/v1.2/notes..md/"
+    for external_id, url in urls.items():
+        assert api.get(url).json()["id"] == external_id, url
+    assert api.delete(urls["a/../b"]).status_code == 204
+    assert api.delete(urls[".."]).status_code == 204
+    assert api.post(urls["c/./d"] + "requeue/").status_code == 409  # pending: the right one, not c/d's 404
+    assert sorted(Document.objects.values_list("external_id", flat=True)) == ["b", "c/./d", "c/d", "v1.2/notes..md"]
 
 
 def test_search_returns_metadata_as_an_object_in_the_api_and_the_command(api):
