@@ -19,14 +19,25 @@ def _failed_ago(qs: QuerySet, name: str, seconds: float) -> QuerySet:
     return qs.filter(**{f"first_failed_at__{lookup}": timezone.now() - timedelta(seconds=float(seconds))})
 
 
+# A hundred years in seconds: any failure there is. Beyond about 2000 years, now - age is before year 1
+# (OverflowError, a 500).
+MAX_AGE_SECONDS = 3_155_760_000
+
+
 class FailedDocumentFilter(StrictFilterSet):
     # error_type, state and stage get django-filter's ChoiceFilter from the model fields' choices.
     collection = collection_filter("document__collection")
     min_age = django_filters.NumberFilter(
-        method=_failed_ago, min_value=0, help_text="Failed at least this many seconds ago"
+        method=_failed_ago,
+        min_value=0,
+        max_value=MAX_AGE_SECONDS,
+        help_text="Failed at least this many seconds ago (at most a hundred years)",
     )
     max_age = django_filters.NumberFilter(
-        method=_failed_ago, min_value=0, help_text="Failed at most this many seconds ago"
+        method=_failed_ago,
+        min_value=0,
+        max_value=MAX_AGE_SECONDS,
+        help_text="Failed at most this many seconds ago (at most a hundred years)",
     )
 
     class Meta:

@@ -60,6 +60,18 @@ def test_bad_filter_says_what_to_fix(failed):
     assert response.json()["error"]["message"].startswith("error_type:")
 
 
+@pytest.mark.parametrize("name", ["min_age", "max_age"])
+def test_an_age_longer_than_a_date_can_go_back_is_a_400_not_a_500(failed, name):
+    """now - 10**20 seconds is before year 1: timedelta raised OverflowError (a 500)."""
+    client = client_with("view_faileddocument")
+    for age in ("100000000000000000000", "3155760001"):
+        error = tools.error_of(client.get("/api/v1/failures/", {name: age}), 400)
+        assert error["message"] == f"{name}: Ensure this value is less than or equal to 3155760000.", error
+    assert len(client.get("/api/v1/failures/", {name: "3155760000"}).json()["results"]) == (
+        3 if name == "max_age" else 0
+    )
+
+
 def test_actions_need_their_permission(failed):
     client = client_with("view_faileddocument")
     pk = FailedDocument.objects.first().pk
