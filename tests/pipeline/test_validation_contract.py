@@ -131,6 +131,10 @@ def test_dimensions_0_is_refused_everywhere_and_omitting_it_asks_the_model(api, 
 def test_a_negative_or_zero_freshness_sla_is_refused_everywhere(api, admin_client):
     assert f"freshness_sla: {SLA}" in create_by_command("stale", freshness_sla=-60)
     assert f"freshness_sla: {SLA}" in create_by_command("stale", freshness_sla=0)
+    # More seconds than a duration holds was an OverflowError traceback.
+    assert create_by_command("stale", freshness_sla=10**17) == (
+        "--freshness-sla 100000000000000000: more seconds than a duration holds; e.g. 3600 for one hour"
+    )
     body = error_of(
         api.post("/api/v1/collections/", {"name": "stale", "model": "local/hash-16", "freshness_sla": "-01:00:00"}), 400
     )

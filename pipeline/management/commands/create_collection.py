@@ -88,7 +88,12 @@ class Command(BaseCommand):
             if fields["team"] is None:
                 raise CommandError(f"no team (group) named {o['team']!r}")
         if o["freshness_sla"] is not None:
-            fields["freshness_sla"] = timedelta(seconds=o["freshness_sla"])
+            try:
+                fields["freshness_sla"] = timedelta(seconds=o["freshness_sla"])
+            except OverflowError:
+                raise CommandError(
+                    f"--freshness-sla {o['freshness_sla']}: more seconds than a duration holds; e.g. 3600 for one hour"
+                ) from None
         try:
             collection = create_collection(**fields)
         except ValidationError as exc:
