@@ -145,10 +145,11 @@ MAX_CANDIDATES = 1000
 
 def ef_search(collection: Collection, k: int) -> int:
     """hnsw.ef_search for a k-nearest query: the collection's own (the optimizer's), never below k; else
-    pgvector's default 40, at least 2k (benchmark_search: recall and p95 on 100k chunks)."""
+    pgvector's default 40, at least 2k (benchmark_search: recall and p95 on 100k chunks). Never over
+    MAX_CANDIDATES, pgvector's bound: 2k for a search by document of k 51 or more was refused (a 500)."""
     if collection.ef_search is not None:
-        return max(int(collection.ef_search), k)
-    return max(40, 2 * k)
+        return min(max(int(collection.ef_search), k), MAX_CANDIDATES)
+    return min(max(40, 2 * k), MAX_CANDIDATES)
 
 
 def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:

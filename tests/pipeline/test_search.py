@@ -40,3 +40,15 @@ def test_search_ranks_the_right_document_first_with_the_local_model():
         assert hits[0].document_id == expected, (query, [h.document_id for h in hits])
         assert hits[0].score > hits[1].score
         assert hits[0].text == CORPUS[expected]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", ["vector", "hybrid"])
+def test_the_largest_k_by_document_is_answered_within_pgvectors_ef_search_bound(api, hash_collection, mode):
+    """k 51 to 100 by document ranks up to 1000 chunks; ef_search was twice that, over pgvector's 1000 (a 500)."""
+    enqueue(hash_collection, [IncomingDocument(name, text) for name, text in CORPUS.items()])
+    EmbeddingIngestionPipeline().drain()
+    body = {"query": "which database supports SQL transactions?", "k": 100, "mode": mode, "by_document": True}
+    response = api.post("/api/v1/collections/hashes/search/", body, format="json")
+    assert response.status_code == 200, response.content
+    assert sorted(hit["document_id"] for hit in response.json()["results"]) == sorted(CORPUS)
