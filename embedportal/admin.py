@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
-from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from audit.hooks import Audited
@@ -37,6 +39,17 @@ class WrittenBySystem:
 
 class AuditedAdmin(Audited, admin.ModelAdmin):
     """The project's ModelAdmin: additions, changes, deletions and actions write the audit trail."""
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # Django filters pk__in=<the selection> as sent: "abc" from a mangled form was a ValueError, a 500.
+        for selected in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+            try:
+                self.model._meta.pk.to_python(selected)
+            except ValidationError:
+                message = f"The selection holds {selected!r}, which is no row's id; select the rows again."
+                self.message_user(request, message, messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
 
 
 class ReadOnlyAdmin(WrittenBySystem, AuditedAdmin):

@@ -65,6 +65,16 @@ def test_requeue_documents_action_skips_documents_already_queued(admin_client, h
     assert (done.status, done.attempts) == (DocumentStatus.PENDING, 0)
 
 
+def test_an_action_on_a_selection_that_holds_no_ids_is_a_message_not_a_500(admin_client, hash_collection):
+    """A hand-made or mangled form: Django's pk__in filter raised ValueError for "abc" (a 500)."""
+    enqueue(hash_collection, [IncomingDocument("done", "text")])
+    EmbeddingIngestionPipeline().drain()
+    for url, action in ((DOCUMENTS, "requeue_documents"), (CHANGELIST, "delete_selected")):
+        messages = run_action(admin_client, url, action, ["abc", str(Document.objects.get().pk)])
+        assert messages == ["The selection holds 'abc', which is no row's id; select the rows again."], messages
+    assert Document.objects.get().status == DocumentStatus.EMBEDDED and Collection.objects.exists()
+
+
 def test_operations_need_their_own_permissions_in_the_admin(client, hash_collection):
     client.force_login(staff("view_collection", "change_collection", "view_document", "change_document"))
     page = client.get(CHANGELIST).content.decode()
