@@ -96,6 +96,13 @@ def test_a_sync_with_delete_missing_takes_out_what_the_source_no_longer_holds(ha
     assert set(Chunk.objects.values_list("document__external_id", flat=True)) == {"a.md", "c.md"}
     assert "Deleted" not in sync()
 
+    # A source that holds nothing (an empty or unmounted folder) deleted every document.
+    for name in ("a.md", "c.md"):
+        (tmp_path / name).unlink()
+    with pytest.raises(CommandError, match=r"hold no documents: --delete-missing would delete all 2 of hashes"):
+        sync()
+    assert sorted(Document.objects.values_list("external_id", flat=True)) == ["a.md", "c.md"]
+
     # A document another producer enqueued after the sync began is not the sync's to delete.
     began = timezone.now()
     enqueue(hash_collection, [IncomingDocument("from-the-api", "sent while the sync ran")])

@@ -79,6 +79,13 @@ class Command(BaseCommand):
         flush()
         deleted = []
         if o["delete_missing"] and not rejected:
+            held = collection.documents.count() if not total.ids() else 0
+            if held:
+                # An empty or unmounted folder is far likelier than a source whose every document went.
+                raise CommandError(
+                    f"the paths hold no documents: --delete-missing would delete all {held} of {collection.name}; "
+                    "check the paths, or delete the documents through the API or the admin if that is meant"
+                )
             deleted = delete_missing(collection, total.ids(), started)
         trail.command(self, collection=collection.name, documents=total.accepted + len(deleted))
         self.stdout.write(
