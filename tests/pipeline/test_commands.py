@@ -5,6 +5,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -374,3 +377,26 @@ def test_search_refuses_a_query_longer_than_the_api_takes(docs_collection):
     # The command took any length (67 KB of base64 searched); the API refuses over 10,000 characters.
     with pytest.raises(CommandError, match="the query has 10001 characters; at most 10000"):
         run("search", "a" * 10_001, collection="docs")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [b"search", b"--collection", b"sam\xffple", b"a query"],
+        [b"search", b"--collection", b"sample", b"caf\xe9"],
+        [b"create_collection", b"caf\xe9"],
+        [b"create_api_token", b"ad\xffmin", b"--name", b"x"],
+    ],
+)
+def test_an_argument_that_is_not_utf8_is_refused_naming_it_before_any_query(argv):
+    """Typed in a Latin-1 terminal: each was a UnicodeEncodeError traceback from the database driver (search's
+    query a misleading "embedding the query failed")."""
+    bad = next(i for i, a in enumerate(argv, 1) if b"\xff" in a or b"\xe9" in a)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *argv], capture_output=True, env={**os.environ}, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode("utf-8", "replace").strip() == (
+        f"embedportal: argument {bad} ({argv[bad - 1]!r}) is not UTF-8 text; names, ids and queries are UTF-8 "
+        "(a terminal in another encoding? set a UTF-8 locale and type it again)"
+    )
