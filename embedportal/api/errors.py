@@ -111,19 +111,25 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 class StrictQueryMiddleware(MiddlewareMixin):
-    """The query parameters of an API view without a StrictFilterSet (which checks its own): beyond
-    `limit`, `offset` and `format`, only those its `query_parameters` names for the action (a
-    viewset's) or the method (an APIView's); any other is a 400 naming it, as a filter's is."""
+    """The query parameters of an API view: each given once (every one takes one value), and, for a view
+    without a StrictFilterSet (which checks its own), beyond `limit`, `offset` and `format` only those its
+    `query_parameters` names for the action (a viewset's) or the method (an APIView's); any other is a 400
+    naming it, as a filter's is."""
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         cls = getattr(view, "cls", None)
+        if not request.GET or cls is None:
+            return None
+        # Django reads the last of a repeated parameter: ?status=pending&status=failed listed the failed alone.
+        repeated = {
+            name: [f"given {len(values)} times; give it once (every parameter takes one value)"]
+            for name, values in request.GET.lists()
+            if len(values) > 1
+        }
+        if repeated:
+            return JsonResponse(error_body(400, _first_message(repeated), repeated), status=400)
         # A StrictFilterSet checks its own; drf-spectacular's schema and UI take their own (lang, version).
-        if (
-            not request.GET
-            or cls is None
-            or cls.__module__.startswith("drf_spectacular.")
-            or getattr(cls, "filterset_class", None)
-        ):
+        if cls.__module__.startswith("drf_spectacular.") or getattr(cls, "filterset_class", None):
             return None
         method = request.method.lower() if request.method else ""
         handler = getattr(view, "actions", {}).get(method, method)

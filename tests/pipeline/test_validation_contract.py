@@ -98,6 +98,25 @@ def test_unknown_query_parameters_and_filter_values_are_a_400(api, query, name):
 
 
 @pytest.mark.parametrize(
+    ("url", "query"),
+    [
+        ("/api/v1/documents/", "status=pending&status=failed"),
+        ("/api/v1/collections/docs/documents/", "status=failed&status=pending"),
+        ("/api/v1/failures/", "state=open&state=resolved"),
+        ("/api/v1/audit/", "limit=1&limit=2"),
+        ("/api/v1/collections/", "offset=0&offset=1"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_a_400_not_its_last_value_alone(api, url, query):
+    # ?status=pending&status=failed answered the failed documents alone (the last value), as if asked for them.
+    Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
+    name = query.split("=")[0]
+    body = error_of(api.get(f"{url}?{query}"), 400)
+    assert body["details"] == {name: ["given 2 times; give it once (every parameter takes one value)"]}, body
+    assert body["message"] == f"{name}: given 2 times; give it once (every parameter takes one value)"
+
+
+@pytest.mark.parametrize(
     ("query", "name", "message"),
     [
         ("limit=abc", "limit", "must be a whole number from 1 to 1000"),
