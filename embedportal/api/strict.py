@@ -154,11 +154,22 @@ def _constant(name: str) -> None:
     raise JSONInputError(f"{name} is not JSON; send a finite number or null")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Python keeps the last of a repeated key: {"id": "a", "id": "b"} enqueued "b" alone, nothing said.
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise JSONInputError(f"key {key!r} appears twice in one object; send it once")
+        found[key] = value
+    return found
+
+
 def loads(data: str | bytes) -> Any:
     """JSON as every entry point reads it (API bodies, `.jsonl` lines, the admin's JSON fields): nested at
     most EMBEDPORTAL_MAX_JSON_DEPTH levels and EMBEDPORTAL_MAX_JSON_VALUES values, both found before parsing (the
     parser recurses once a level, and a value parsed is tens of times its bytes), and no
-    number PostgreSQL cannot store (NaN, Infinity, 1e400) or Python cannot read. A ValueError says what is
+    number PostgreSQL cannot store (NaN, Infinity, 1e400) or Python cannot read, nor a key twice in one
+    object (Python would keep the last silently). A ValueError says what is
     wrong: a JSONInputError for what the JSON holds, a JSONDecodeError where it is not JSON."""
     # Strings dropped: their brackets and commas are text, not structure.
     structure = _JSON_STRING.sub(b"", data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
@@ -173,7 +184,7 @@ def loads(data: str | bytes) -> Any:
         raise JSONInputError(
             f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
         )
-    return json.loads(data, parse_float=_finite, parse_int=_whole, parse_constant=_constant)
+    return json.loads(data, parse_float=_finite, parse_int=_whole, parse_constant=_constant, object_pairs_hook=_object)
 
 
 class BoundedJSONFormField(forms.JSONField):

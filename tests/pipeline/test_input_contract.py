@@ -265,6 +265,27 @@ def test_numbers_and_booleans_sent_as_strings_are_refused(api, hash_collection):
 OPS = "/api/v1/embedding-pipeline-operations"
 
 
+def test_a_key_twice_in_one_object_is_refused_not_read_as_its_last_value(api, admin_client, hash_collection, tmp_path):
+    """{"id": "a", "id": "b"} enqueued "b" alone, and {"k": 3, "k": 100} searched for 100: the last won, silently."""
+    problem = "key 'id' appears twice in one object; send it once"
+    body = '[{"id": "a", "text": "fine"}, {"id": "b", "id": "c", "text": "t"}]'
+    assert error_of(post(api, "/api/v1/collections/hashes/documents/", body), 400)["message"] == problem
+    search = '{"query": "q", "k": 3, "metadata": 1, "k": 100}'
+    assert "'k' appears twice" in error_of(post(api, "/api/v1/collections/hashes/search/", search), 400)["message"]
+    lines = tmp_path / "docs.jsonl"
+    lines.write_text(body.strip("[]").replace("}, {", "}\n{") + "\n")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 document"):
+        call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=out, stderr=out)
+    assert f"docs.jsonl:2: {problem}" in out.getvalue()
+    form = admin_client.post(
+        "/admin/pipeline/document/add/",
+        {"collection": hash_collection.pk, "external_id": "m", "text": "t", "metadata": '{"a": 1, "a": 2}'},
+    )
+    assert "key &#x27;a&#x27; appears twice in one object" in form.content.decode()
+    assert list(Document.objects.values_list("external_id", flat=True)) == ["a"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
