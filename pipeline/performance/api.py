@@ -22,7 +22,7 @@ from pipeline.api.serializers import CollectionField
 from pipeline.models import Collection, OptimizationChange, sees_all_collections, visible
 from pipeline.performance import compliance as performance_slos
 from pipeline.performance import slo_page, slos
-from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError
+from pipeline.performance.optimizer import EmbeddingPipelineOperationsOptimizer, OptimizerError, window_problem
 
 RECENT_CHANGES = 20
 
@@ -44,8 +44,8 @@ def _window(request: Request) -> int | None:
     raw = request.query_params.get("window")
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValidationError({"window": "a whole number of seconds, at least 1"})
+    if problem := window_problem(raw):
+        raise ValidationError({"window": problem})
     return int(raw)
 
 

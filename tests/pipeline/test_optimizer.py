@@ -26,7 +26,7 @@ from pipeline.performance.optimizer import (
 )
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
-from tests.tools import client_with
+from tests.tools import client_with, error_of
 
 pytestmark = pytest.mark.django_db
 
@@ -221,8 +221,11 @@ def test_apply_refuses_a_collection_without_measurements(hash_collection):
 def test_command_rejects_an_unknown_collection_and_a_bad_window(hash_collection):
     with pytest.raises(CommandError, match="no collection named 'nope'"):
         call_command("optimize", "--collection", "nope")
-    with pytest.raises(CommandError, match="--window must be at least 1"):
-        call_command("optimize", "--window", "0")
+    for window in ("0", "31622401", "99999999999999999"):  # the last was an OverflowError traceback
+        with pytest.raises(
+            CommandError, match=r"^--window: a whole number of seconds from 1 to 31622400 \(366 days\)$"
+        ):
+            call_command("optimize", "--window", window)
 
 
 def test_prune_deletes_batch_timings_past_the_retention(hash_collection, settings):
@@ -257,7 +260,11 @@ def test_api_reports_a_collection_and_refuses_an_unknown_one(hash_collection):
     assert "batch-size-hashes" in [r["id"] for r in body["recommendations"]]
     refused = api.get(PERFORMANCE, {"collection": "nope"})
     assert refused.status_code == 400 and "no collection named 'nope'" in refused.content.decode()
-    assert api.get(PERFORMANCE, {"window": "soon"}).status_code == 400
+    # The last two were 500s: an OverflowError (now - the window) and int("²").
+    for window in ("soon", "0", "31622401", "99999999999999999", "²"):
+        error = error_of(api.get(PERFORMANCE, {"window": window}), 400)
+        assert error["message"] == "window: a whole number of seconds from 1 to 31622400 (366 days)", window
+    assert api.get(PERFORMANCE, {"window": "31622400"}).status_code == 200
 
 
 def test_api_apply_needs_its_own_permission_and_answers_409_while_measuring(hash_collection):

@@ -7,7 +7,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
 from pipeline.access import add_as_user, collection_for
-from pipeline.performance.optimizer import STAGES, Analysis, EmbeddingPipelineOperationsOptimizer, OptimizerError
+from pipeline.performance.optimizer import (
+    STAGES,
+    Analysis,
+    EmbeddingPipelineOperationsOptimizer,
+    OptimizerError,
+    window_problem,
+)
 from pipeline.performance.optimizer.changes import evaluate_pending
 
 
@@ -38,8 +44,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
-        if o["window"] is not None and o["window"] < 1:
-            raise CommandError(f"--window must be at least 1 second (got {o['window']})")
+        if o["window"] is not None and (problem := window_problem(o["window"])):
+            raise CommandError(f"--window: {problem}")
         if o["as_user"] and not o["collection"]:
             raise CommandError("--as-user needs --collection (one of the user's collections)")
         collection = collection_for(o["collection"], o["as_user"]) if o["collection"] else None

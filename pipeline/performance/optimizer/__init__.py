@@ -8,6 +8,7 @@ from contextlib import suppress
 from pipeline.models import Collection, OptimizationChange
 from pipeline.percentiles import STAGES as STAGES
 from pipeline.performance.optimizer.analysis import Analysis, analyse
+from pipeline.performance.optimizer.analysis import window_problem as window_problem
 from pipeline.performance.optimizer.changes import apply
 from pipeline.performance.optimizer.changes import evaluate as evaluate
 from pipeline.performance.optimizer.changes import evaluate_pending as evaluate_pending

@@ -36,6 +36,19 @@ class Analysis:
         }
 
 
+# The longest history an analysis reads: a year covers any batch timing kept, and now - the window stays a
+# date (a window of 10**17 seconds overflowed, a 500).
+MAX_WINDOW_SECONDS = 366 * 86400
+
+
+def window_problem(window: str | int) -> str | None:
+    """Why `window` (seconds, as typed or as a number) is not a window an analysis can read; None if it is."""
+    text = str(window)
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_WINDOW_SECONDS):
+        return f"a whole number of seconds from 1 to {MAX_WINDOW_SECONDS} (366 days)"
+    return None
+
+
 def analyse(collection: Collection | None = None, window: int | None = None) -> Analysis:
     """The figures, the bottleneck and the recommendations, over the last `window` seconds."""
     window = window or settings.EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS
