@@ -7,6 +7,8 @@ from typing import Any
 from axes.backends import AxesStandaloneBackend
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,6 +16,22 @@ from django.template.response import TemplateResponse
 
 from audit.hooks import Audited
 
+
+class LoginForm(AdminAuthenticationForm):
+    """The admin's login form, refusing a username longer than any user's before authenticating: Django's
+    form sets that max_length on the input box alone, and django-axes records a failed login's username in
+    255 characters (300 sent were a DataError, a 500 for anyone)."""
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        user = get_user_model()
+        limit = user._meta.get_field(user.USERNAME_FIELD).max_length
+        if len(username) > limit:
+            raise ValidationError(f"Ensure this value has at most {limit} characters (it has {len(username)}).")
+        return username
+
+
+admin.site.login_form = LoginForm
 admin.site.site_header = "embedportal"
 admin.site.site_title = "embedportal"
 admin.site.index_title = "Operator console"

@@ -26,3 +26,11 @@ def test_the_host_name_leads_to_the_console_and_view_site_to_the_docs(admin_clie
     assert login.redirect_chain[-1][0].startswith("/admin/login/"), login.redirect_chain
     page = admin_client.get("/admin/").content.decode()
     assert '<a href="/docs/">View site</a>' in page, page[:2000]
+
+
+def test_a_login_with_a_username_longer_than_any_users_is_refused_not_a_500(client: Client, db) -> None:
+    """The form passed it on (its max_length only sized the input box), and django-axes' failure record
+    has 255 characters for it: anyone could make the login page answer 500."""
+    response = client.post("/admin/login/?next=/admin/", {"username": "u" * 300, "password": "x"})
+    assert response.status_code == 200
+    assert "Ensure this value has at most 150 characters (it has 300)." in response.content.decode()
