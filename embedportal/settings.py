@@ -212,6 +212,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["embedportal.api.permissions.ModelPermissions"],
     "DEFAULT_PAGINATION_CLASS": "embedportal.api.strict.StrictPagination",
+    # An unknown ?format= is a 400 naming the formats (DRF's own answer is a bare 404).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "embedportal.api.strict.StrictContentNegotiation",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "embedportal.api.errors.exception_handler",

@@ -18,8 +18,10 @@ from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import BaseRenderer
 
 # Names people use for a field elsewhere (the create_collection command's options, other tools).
 ALIASES = {
@@ -77,6 +79,17 @@ class StrictFilterSet(django_filters.FilterSet):
 
     def _unknown(self) -> dict[str, str]:
         return unknown_parameters(self.data.keys(), self.filters)
+
+
+class StrictContentNegotiation(DefaultContentNegotiation):
+    """An unknown `?format=` is a 400 naming the formats, as an unknown filter value is: DRF answered 404
+    "Not found.", as if the resource did not exist."""
+
+    def filter_renderers(self, renderers: list[BaseRenderer], format: str) -> list[BaseRenderer]:
+        if found := [renderer for renderer in renderers if renderer.format == format]:
+            return found
+        known = ", ".join(sorted({renderer.format for renderer in renderers}))
+        raise serializers.ValidationError({"format": [f"unknown format {format!r}; known: {known}"]})
 
 
 class StrictPagination(LimitOffsetPagination):

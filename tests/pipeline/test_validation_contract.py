@@ -97,6 +97,14 @@ def test_unknown_query_parameters_and_filter_values_are_a_400(api, query, name):
     assert api.get("/api/v1/documents/?status=failed&limit=5&offset=0").status_code == 200
 
 
+def test_an_unknown_format_is_a_400_naming_the_formats_not_a_bare_404(api):
+    # DRF answered 404 "Not found." for ?format=xml, as if the collection list did not exist.
+    for url in ("/api/v1/collections/", "/api/v1/documents/", "/api/v1/failures/", "/api/v1/health/"):
+        body = error_of(api.get(url, {"format": "xml"}), 400)
+        assert body["message"] == "format: unknown format 'xml'; known: api, json", (url, body)
+    assert api.get("/api/v1/collections/", {"format": "json"}).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("url", "query"),
     [
