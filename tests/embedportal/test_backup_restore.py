@@ -97,6 +97,10 @@ def test_backup_refuses_to_overwrite_and_restore_refuses_what_is_no_archive(tmp_
         run("backup", "--output", str(existing))
     with pytest.raises(CommandError, match="no such file"):
         run("restore", str(tmp_path / "missing.dump"))
+    # They were "no such file" too, which they are not.
+    for path in ("/dev/zero", str(tmp_path)):
+        with pytest.raises(CommandError, match=f"^{path}: not a regular file .a folder, a device or a FIFO.; name"):
+            run("restore", path)
     with pytest.raises(CommandError, match="is not a pg_dump archive"):
         run("restore", str(existing))
     assert existing.read_text() == "an earlier backup"

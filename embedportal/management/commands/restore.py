@@ -35,7 +35,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, archive: Path, dry_run: bool, **o: Any) -> None:
         if not archive.is_file():
-            raise CommandError(f"{archive}: no such file")
+            what = "not a regular file (a folder, a device or a FIFO)" if archive.exists() else "no such file"
+            raise CommandError(f"{archive}: {what}; name an archive `manage.py backup` wrote")
         listing = run_pg_tool("pg_restore", "--list", str(archive))
         if listing.returncode != 0:
             raise CommandError(f"{archive} is not a pg_dump archive: {listing.stderr.strip()}")
