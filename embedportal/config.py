@@ -20,6 +20,12 @@ _ALL = (
     ),
     Setting("DB_CONN_MAX_AGE", "int", 60, "Seconds a database connection is kept (0: one per request).", zero_ok=True),
     Setting(
+        "DB_CONNECT_TIMEOUT",
+        "int",
+        5,
+        "Seconds a new database connection may take before it fails (a `connect_timeout` in DATABASE_URL wins).",
+    ),
+    Setting(
         "EMBEDPORTAL_DATA_DIR",
         "path",
         "",

@@ -137,6 +137,10 @@ else:
     DATABASES = {"default": {"ENGINE": "embedportal.embedded_db", "NAME": DATABASE_NAME}}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# libpq waits for ever on a server that accepts the connection and never answers (hung, or a host gone
+# behind a load balancer): every request then hung holding a web worker, /healthz went unanswered
+# and the pods were restarted, instead of a 503 and a failing /readyz.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -191,6 +192,48 @@ def test_the_api_answers_503_json_while_the_database_is_unreachable():
             "error": {"status": 503, "message": "the database is unavailable; try again shortly", "details": {}}
         }
         assert "<html" not in body.lower() and "secret" not in body
+
+
+# Requests while the database's address accepts connections and never answers (a hung server, a
+# host gone behind a load balancer): each must end, not wait on the connection for minutes.
+SILENT_DATABASE = """
+import json, time, django
+django.setup()
+from django.test import Client
+client = Client(raise_request_exception=False)
+out = {}
+for path, headers in (("/readyz", {}), ("/api/v1/collections/", {"HTTP_AUTHORIZATION": "Token 0123456789abcdef"})):
+    started = time.monotonic()
+    r = client.get(path, **headers)
+    out[path] = [r.status_code, r.headers.get("retry-after"), round(time.monotonic() - started, 1)]
+print(json.dumps(out))
+"""
+
+
+def test_a_database_that_never_answers_is_a_503_within_the_connect_timeout_not_a_hung_request():
+    """libpq waits for ever on a connection with no connect_timeout: /readyz and every API request hung,
+    each holding a web worker, until /healthz (liveness) went unanswered too and the pods were restarted."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshakes; nobody ever answers
+        port = listener.getsockname()[1]
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgresql://nobody:secret@127.0.0.1:{port}/nothing",
+            "DJANGO_SETTINGS_MODULE": "embedportal.settings",
+        }
+        env.pop("DB_CONNECT_TIMEOUT", None)  # the default
+        try:
+            child = subprocess.run(
+                [sys.executable, "-c", SILENT_DATABASE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("requests to a database that never answers were still waiting after 60 s")
+    assert child.returncode == 0, child.stderr
+    answers = json.loads(child.stdout.strip().splitlines()[-1])
+    assert answers["/readyz"][0] == 503
+    assert answers["/api/v1/collections/"][:2] == [503, "5"]
+    assert all(seconds < 30 for _, _, seconds in answers.values()), answers
 
 
 def test_errors_outside_drf_views_on_api_paths_get_the_json_body_not_the_html_page():
