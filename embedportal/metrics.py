@@ -3,16 +3,20 @@ named by EMBEDPORTAL_METRICS_COLLECTORS."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils.module_loading import import_string
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
 
 SCRAPE_LATENCY = Histogram(
     "embedding_pipeline_metrics_scrape_seconds",
@@ -53,10 +57,43 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
+# Scrapes in a row (this process) that found the database unreachable and served the process metrics alone.
+_scrapes_without_database = 0
+
+
+def database_answers() -> bool:
+    """Whether this scrape can read the database: one connection attempt for all the collectors. Each used
+    to try its own and log its own traceback: a scrape during an outage waited one connect timeout per
+    collector (past Prometheus' own, losing the process metrics too) and wrote hundreds of log lines.
+    The first failed scrape logs its traceback, the next ones one line each."""
+    global _scrapes_without_database
+    try:
+        connection.cursor().close()  # connects (or checks a kept connection); no query is sent
+    except DatabaseError as exc:
+        _scrapes_without_database += 1
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if _scrapes_without_database == 1:
+            logger.error("/metrics without the database gauges, the database is unavailable: %s", message, exc_info=exc)
+        else:
+            logger.warning(
+                "/metrics without the database gauges, the database is still unavailable (scrape %d): %s",
+                _scrapes_without_database,
+                message,
+            )
+        return False
+    if _scrapes_without_database:
+        logger.warning("/metrics: the database answers again after %d scrape(s) without it", _scrapes_without_database)
+        _scrapes_without_database = 0
+    return True
+
+
 def scrape_registry() -> CollectorRegistry:
     """A fresh registry per scrape: process metrics plus the database collectors (django-prometheus's
-    view drops custom collectors in multiprocess mode)."""
+    view drops custom collectors in multiprocess mode); the process metrics alone without the database
+    (absent() alerts cover its gauges)."""
     registry = process_registry()
+    if not database_answers():
+        return registry
     for path in settings.EMBEDPORTAL_METRICS_COLLECTORS:
         registry.register(import_string(path)())
     return registry

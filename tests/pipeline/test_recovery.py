@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 
 import pytest
@@ -234,6 +235,63 @@ def test_a_database_that_never_answers_is_a_503_within_the_connect_timeout_not_a
     assert answers["/readyz"][0] == 503
     assert answers["/api/v1/collections/"][:2] == [503, "5"]
     assert all(seconds < 30 for _, _, seconds in answers.values()), answers
+
+
+# Two /metrics scrapes while the database's address never answers.
+SCRAPES_WITHOUT_DATABASE = """
+import django
+django.setup()
+from embedportal import metrics
+for _ in range(2):
+    body = metrics.exposition()[0].decode()
+print("chunks_embedded" in body, "embedding_pipeline_queue_depth" in body)
+"""
+
+
+def test_a_scrape_without_the_database_tries_it_once_and_logs_one_traceback_per_outage():
+    """Each of the ten database collectors opened its own connection and logged its own traceback: a
+    scrape waited ten connect timeouts (past Prometheus' own, so the process metrics were lost too)
+    and wrote some 600 log lines, every 15 s, all through the outage."""
+    attempts = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+
+        def count() -> None:
+            while True:
+                try:
+                    attempts.append(listener.accept()[0])  # never answered
+                except OSError:
+                    return
+
+        threading.Thread(target=count, daemon=True).start()
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgresql://nobody:secret@127.0.0.1:{port}/nothing",
+            "DJANGO_SETTINGS_MODULE": "embedportal.settings",
+            "DB_CONNECT_TIMEOUT": "2",
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        try:
+            child = subprocess.run(
+                [sys.executable, "-c", SCRAPES_WITHOUT_DATABASE],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("two scrapes without the database took over 2 minutes")
+    assert child.returncode == 0, child.stderr
+    # The process metrics are served; the database's gauges are absent (absent() alerts cover that).
+    assert child.stdout.split() == ["True", "False"]
+    assert len(attempts) == 2, "one connection attempt per scrape"
+    records = [line for line in child.stderr.splitlines() if line.startswith("20")]  # a log record's first line
+    assert [" ERROR " in r for r in records] == [True, False], child.stderr
+    assert "still unavailable (scrape 2)" in records[1]
+    assert "Traceback" not in child.stderr.split(records[1])[1], "the traceback is logged once"
 
 
 def test_errors_outside_drf_views_on_api_paths_get_the_json_body_not_the_html_page():
