@@ -60,8 +60,9 @@ def queue_snapshot() -> QueueSnapshot:
         per_collection = cur.fetchall()
         cur.execute(_SCALARS_SQL, {"since": now - timedelta(seconds=window)})
         processing, recent, last_beat = cur.fetchone()
-        # Paused collections wait on purpose (the paused gauge says so): as the queue health check.
-        oldest = Document.objects.filter(collection__paused=False).oldest_due_at(now)
+        # Claimable work only, as the queue health check: paused collections wait on purpose (the paused
+        # gauge says so) and an open circuit's backlog is the circuit's alert, not a stuck queue's.
+        oldest = Document.objects.workable().oldest_due_at(now)
         claimable = Document.objects.claimable(now).count()
         alive = WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
     return QueueSnapshot(
@@ -92,7 +93,7 @@ class DatabaseCollector(collectors.DatabaseCollector):
         (
             OLDEST_PENDING,
             "Seconds the longest-waiting pending document past its backoff has waited, in unpaused collections "
-            "(0 when none).",
+            "whose provider circuit is closed (0 when none).",
             [],
         ),
         (PROCESSING, "Documents leased to a worker right now.", []),

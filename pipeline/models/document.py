@@ -115,7 +115,8 @@ class DocumentQuerySet(models.QuerySet["Document"]):
 
     def oldest_due_at(self, now: datetime | None = None) -> datetime | None:
         """ "Oldest pending": when the longest-waiting due document became available (None if none).
-        The oldest-pending gauge and the queue health check both read it (pipeline_document_pending)."""
+        The oldest-pending gauge and the queue health check both read it, of workable() documents
+        (pipeline_document_pending)."""
         return self.due(now).aggregate(oldest=Min("available_at"))["oldest"]
 
     def owned_by(self, worker: str) -> DocumentQuerySet:

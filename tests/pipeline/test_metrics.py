@@ -170,6 +170,34 @@ def test_the_claimable_depth_leaves_out_paused_collections_and_deferred_document
     assert (snap.claimable, snap.oldest_pending_seconds) == (0, 0)
 
 
+@pytest.mark.django_db
+def test_the_queue_head_age_leaves_out_work_behind_an_open_circuit(hash_collection):
+    """A provider outage is the circuit's alert (EmbeddingPipelineCircuitOpenTooLong): its backlog aging
+    also fired EmbeddingPipelineQueueHeadOld ("workers are too few, stuck or failing", the stuck-queue
+    runbook) after 40 minutes, and the overview's "oldest claimable wait" counted documents no worker
+    may claim. The queue health check already leaves them out."""
+    from pipeline.choices import CircuitState, WorkerRole
+    from pipeline.collectors import queue_snapshot
+    from pipeline.health import check_queue
+    from pipeline.models import ProviderCircuit, WorkerHeartbeat
+
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(2)])
+    now = timezone.now()
+    Document.objects.update(available_at=now - timedelta(hours=1))
+    ProviderCircuit.objects.create(
+        model=hash_collection.model,
+        api_base=hash_collection.api_base,
+        endpoint="e",
+        state=CircuitState.OPEN,
+        updated_at=now,
+    )
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER)
+    assert check_queue().details["oldest_pending_seconds"] == 0
+    assert queue_snapshot().oldest_pending_seconds == 0
+    ProviderCircuit.objects.update(state=CircuitState.CLOSED)
+    assert 3590 < queue_snapshot().oldest_pending_seconds < 3700
+
+
 @pytest.mark.django_db(transaction=True)
 def test_serve_metrics_command_serves_the_workers_metrics_and_database_gauges(hash_collection, metrics_dir):
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(4)])
