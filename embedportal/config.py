@@ -237,8 +237,9 @@ _ALL = (
         "EMBEDPORTAL_MAX_DEFERRALS",
         "int",
         3,
-        "Times a document is deferred for a batch-wide provider error (5xx, connection, timeout, 429) while its "
-        "provider's circuit stays closed; past it, its batch is split to find a bad input, which then fails.",
+        "Times a document is deferred for a batch-wide provider error (5xx, connection, timeout) while its "
+        "provider's circuit stays closed; past it, its batch is split to find a bad input, which then fails. "
+        "A 429 (the account's quota, never an input) is deferred however often.",
         zero_ok=True,
     ),
     Setting(

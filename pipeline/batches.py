@@ -123,7 +123,7 @@ class BatchProcessing(FailureHandling):
     ) -> tuple[list[storage.Embedded], list[tuple[Document, PipelineError]], list[tuple[Document, PipelineError]]]:
         """(embedded, failed, deferred). A group failing for one input is halved down to one document;
         batch-wide errors are not: an outage defers the group, auth fails it. A group deferred
-        EMBEDPORTAL_MAX_DEFERRALS times with the circuit closed is halved after all."""
+        EMBEDPORTAL_MAX_DEFERRALS times with the circuit closed is halved after all, but for a 429."""
         if not group:
             return [], [], []
         try:
@@ -131,7 +131,10 @@ class BatchProcessing(FailureHandling):
         except PipelineError as exc:
             # `attempts` counts claims: a document claimed n times was deferred n - 1 times.
             too_often = max(doc.attempts for doc, _ in group) > settings.EMBEDPORTAL_MAX_DEFERRALS
-            if exc.error_type in OUTAGE and (exc.circuit_open or not too_often):
+            # A 429 is the account's quota, never an input: halving found no bad input, and failed the
+            # documents of a provider throttling some calls (its answers to others keep the circuit closed).
+            throttled = exc.error_type == ErrorType.RATE_LIMIT
+            if exc.error_type in OUTAGE and (exc.circuit_open or not too_often or throttled):
                 return [], [], [(doc, exc) for doc, _ in group]
             if len(group) == 1 or (exc.error_type in BATCH_WIDE and exc.error_type not in OUTAGE):
                 return [], [(doc, exc) for doc, _ in group], []

@@ -175,6 +175,26 @@ def test_a_document_the_provider_answers_with_a_500_fails_alone_and_leaves_the_c
     assert pipeline.drain().embedded == 1, "the endpoint serves new work at once"
 
 
+def test_a_throttled_batch_is_deferred_however_often_never_split_and_failed(fake_collection, fake_provider):
+    """A provider throttling some calls (a shared quota) answers others, so the circuit stays closed: past
+    EMBEDPORTAL_MAX_DEFERRALS the batch was split to find a bad input no 429 has, and its documents failed
+    as rate_limit, into the reprocessing backoff and on to dead letters. A 429 fails no document."""
+    fake_provider.mode, fake_provider.retry_after = "429", "0"
+    add(fake_collection, 1)
+    pipeline = worker([])
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        for _ in range(6):
+            calls = len(fake_provider.requests)
+            report = pipeline.run_once()
+            assert (report.claimed, report.deferred, report.failed) == (1, 1, 0)
+            assert len(fake_provider.requests) - calls == 3, "its tries, no more"
+            ProviderCircuit.objects.record_success(fake_collection)  # another batch got through
+            traveller.shift(timedelta(seconds=61))
+        assert statuses(fake_collection) == {DocumentStatus.PENDING: 1}
+        fake_provider.mode = "ok"
+        assert pipeline.drain().embedded == 1
+
+
 def test_only_one_worker_wins_the_half_open_probe(fake_collection, settings):
     settings.EMBEDPORTAL_CIRCUIT_FAILURES = 1
     state = ProviderCircuit.objects.record_failure(fake_collection, ErrorType.API_ERROR, 1, timedelta(seconds=0))
