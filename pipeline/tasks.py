@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 import time
 from datetime import timedelta
+from multiprocessing import util
+from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Min
 from django.utils import timezone
 
@@ -18,6 +21,8 @@ from pipeline.models import Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.wakeup import DRAIN_TASK, kick_workers
 
+logger = logging.getLogger(__name__)
+
 HEARTBEAT_TASK = "pipeline.tasks.heartbeat"
 # A drain task stops after this long so django-q2's timeout never kills it mid-batch.
 DRAIN_SECONDS = 50.0
@@ -27,6 +32,23 @@ _wake_at: float | None = None  # monotonic time of this process's pending wake
 # Set once the cluster is told to stop (embedportal's qcluster command): a drain ends after its batch in
 # hand. Made at import, before the fork, so every process shares it; lock-free: a signal handler sets it.
 STOPPING = multiprocessing.get_context("fork").RawValue("b", 0)
+
+
+def remove_heartbeat_at_exit(**kwargs: Any) -> None:
+    """django-q2's post_spawn, in each cluster worker process: its clean exit (the cluster stopping, or the
+    process recycled) deletes its heartbeat row, as a stopping run_pipeline does. A stopped cluster's
+    rows counted as alive workers for up to 150 s (the schedule's row age): the queue health check and
+    embedding_pipeline_workers_alive said workers ran, and EmbeddingPipelineNoWorkers waited."""
+    util.Finalize(None, _remove_heartbeat, exitpriority=10)
+
+
+def _remove_heartbeat() -> None:
+    try:
+        WorkerHeartbeat.objects.stop()
+    except DatabaseError as exc:
+        logger.warning("cluster worker stopping without the database: its heartbeat ages out instead (%s)", exc)
+    finally:
+        connection.close()
 
 
 def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:

@@ -271,3 +271,22 @@ def test_qcluster_stops_mid_drain_within_seconds_and_leaves_the_rest_queued(fake
     assert cluster.returncode == 0
     assert not Document.objects.filter(status=DocumentStatus.PROCESSING).exists()
     assert Document.objects.filter(status=DocumentStatus.PENDING, lease_owner="").count() >= 40
+
+
+def test_a_cleanly_stopped_qcluster_removes_its_processes_heartbeats(hash_collection):
+    """run_pipeline deletes its row when it stops; a cluster's processes did not: after a clean stop (a
+    deploy, a scale-down) the queue health check and embedding_pipeline_workers_alive counted its
+    processes alive for up to 150 s (the schedule rows' age), holding back EmbeddingPipelineNoWorkers."""
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"document number {i}") for i in range(4)])
+    cluster = manage("qcluster", env={"Q_WORKERS": "2"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: Document.objects.filter(status=DocumentStatus.EMBEDDED).count() == 4, timeout=60)
+        assert WorkerHeartbeat.objects.exists()
+        cluster.send_signal(signal.SIGTERM)
+        cluster.wait(timeout=60)
+    finally:
+        if cluster.poll() is None:
+            cluster.kill()
+            cluster.wait()
+    assert cluster.returncode == 0
+    assert list(WorkerHeartbeat.objects.values_list("worker", "role")) == []
