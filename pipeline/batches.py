@@ -49,14 +49,21 @@ class BatchProcessing(FailureHandling):
 
     def _process(self, collection: Collection, docs: list[Document], report: Report) -> None:
         """One collection's group of a batch into one BatchResult, recorded once stored."""
+        result = BatchResult(collection, self.worker_id, len(docs), 0.0, 0.0, collection.batch_size)
+        try:
+            self._process_group(collection, docs, report, result)
+        except DatabaseError:
+            recording.record_errors(result, self.metrics)  # the outage's tries, at least
+            raise
+
+    def _process_group(self, collection: Collection, docs: list[Document], report: Report, result: BatchResult) -> None:
         if collection.local_encoder and collection.model == providers.LOCAL_MODEL:
             served = encoder.current()
             if collection.local_encoder != encoder.label(served):
                 # A re-embed requeues this batch's documents: their store below is refused.
                 backfill.change_runtime(collection, served)
-        claim_seconds, claimed_at = self._claim
-        queue_wait = sum((claimed_at - doc.enqueued_at).total_seconds() for doc in docs) / len(docs)
-        result = BatchResult(collection, self.worker_id, len(docs), claim_seconds, queue_wait, collection.batch_size)
+        result.claim_seconds, claimed_at = self._claim
+        result.queue_wait = sum((claimed_at - doc.enqueued_at).total_seconds() for doc in docs) / len(docs)
         started = t0 = time.perf_counter()
         chunked = chunker_for(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
         result.seconds[Stage.CHUNKING] = time.perf_counter() - t0
@@ -102,8 +109,14 @@ class BatchProcessing(FailureHandling):
             stored = self._with_retries(lambda: self._store(collection, embedded, embedded_at), result)
         except PipelineError as exc:
             # A storage error is about the batch's transaction, not one document: no splitting.
-            for doc, _, _ in embedded:
-                self._fail(doc, exc, result)
+            try:
+                for doc, _, _ in embedded:
+                    self._fail(doc, exc, result)
+            except DatabaseError:
+                # Nothing can be written (the leases return the documents to the queue as they run out),
+                # but the tries the outage cost are counted.
+                recording.record_errors(result, self.metrics)
+                raise
             stored = set()
         else:
             result.seconds[Stage.STORAGE] = time.perf_counter() - t0

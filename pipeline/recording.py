@@ -74,8 +74,7 @@ def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None =
             metrics.observe_stage(stage, result.seconds[stage], documents, name)
     if result.embedded:
         metrics.observe_stage("total", result.total_seconds, result.embedded, name)
-    for error_type, n in result.errors.items():
-        metrics.ERRORS.labels(error_type=str(error_type), collection=name).inc(n)
+    _count_errors(result, metrics, name)
     for outcome in ("embedded", "failed", "superseded", "deferred"):
         if n := getattr(result, outcome):
             metrics.DOCUMENTS.labels(outcome=outcome, collection=name).inc(n)
@@ -90,6 +89,19 @@ def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None =
         metrics.FRESHNESS.labels(collection=name, within_sla="false").inc(len(lags) - fresh)
     if result.embedded or result.failed:  # a batch only deferred has no figure to keep
         _write(result, at or timezone.now())
+
+
+def record_errors(result: BatchResult, metrics: Any = prometheus) -> None:
+    """Only the errors of a batch that cannot be recorded (the database went away under it): the tries it
+    cost must still count, or the connection-lost alert, which reads them, stays silent through an outage."""
+    if not result.collection.is_reserved:
+        _count_errors(result, metrics, metric_label(result.collection.name))
+    result.errors.clear()  # counted once, whichever of the storage thread and the worker's gets here first
+
+
+def _count_errors(result: BatchResult, metrics: Any, name: str) -> None:
+    for error_type, n in result.errors.items():
+        metrics.ERRORS.labels(error_type=str(error_type), collection=name).inc(n)
 
 
 _RECORD_SQL = """

@@ -14,10 +14,11 @@ import sys
 import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 import time_machine
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection
 from django.test import RequestFactory
 from django.utils import timezone
 from psycopg.errors import DeadlockDetected, SerializationFailure
@@ -26,9 +27,9 @@ from embedportal.api.errors import exception_handler, server_error
 from pipeline import health
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.models import Chunk, Document, WorkerHeartbeat, process_name
-from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
-from tests.conftest import ROOT, manage, wait_for
+from tests.conftest import ROOT, database_url, manage, wait_for
 
 
 @pytest.mark.django_db(transaction=True)
@@ -157,6 +158,46 @@ def test_a_worker_back_from_a_database_outage_gives_back_its_claims_and_logs_one
     assert report.embedded == 5
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.EMBEDDED}
     assert Document.objects.filter(pk__in=cut_short, attempts=2).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_an_outage_cuts_short_still_counts_its_connection_lost_tries(fake_collection, fake_provider):
+    """The database went away between embedding and storage: storage's tries failed as connection_lost,
+    then failing the documents failed too, and the batch was never recorded, its errors with it. Through
+    a real outage embedding_pipeline_errors_total{error_type="connection_lost"} stayed flat, and
+    EmbeddingPipelineDatabaseConnectionLost, which reads it, never fired."""
+    from pipeline.metrics import ERRORS
+
+    enqueue(fake_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(2)])
+    lost = ERRORS.labels(error_type="connection_lost", collection=fake_collection.name)
+    before = lost._value.get()
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        worker_backend = cur.fetchone()[0]
+    url, real = database_url(), dict(connection.settings_dict)
+    answer = fake_provider.answer
+
+    def lose_the_database_then_answer(*args) -> None:
+        # Every thread's connection reads this one dict: reconnecting finds nothing on the discard port.
+        connection.settings_dict.update(
+            HOST="127.0.0.1", PORT="9", OPTIONS={**real.get("OPTIONS", {}), "host": "127.0.0.1"}
+        )
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [worker_backend])
+        answer(*args)
+
+    fake_provider.answer = lose_the_database_then_answer
+    pipeline = EmbeddingIngestionPipeline(retry=RetryPolicy.from_settings(sleep=lambda seconds: None))
+    try:
+        with pytest.raises(DatabaseError):
+            pipeline.run_once()
+    finally:
+        connection.settings_dict.clear()
+        connection.settings_dict.update(real)
+        connection.close()
+    assert lost._value.get() - before == settings.EMBEDPORTAL_BATCH_TRIES
+    # Nothing could be written: the documents return to the queue when their leases run out.
+    assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PROCESSING}
 
 
 # A request to the API with every database connection refused (DATABASE_URL at a closed port).
