@@ -37,6 +37,11 @@ SELECT c.id FROM pipeline_collection c
 """
 # Collections tried per claim when the first ones' due rows are all locked by concurrent claimers.
 CLAIM_CANDIDATES = 4
+# Taken on the collection's row before its documents, Collection.delete()'s lock order: a claim locked
+# the documents first and then updated last_claimed_at, and deadlocked with a delete (the operations
+# tests delete their scratch collections hourly). KEY SHARE conflicts with the delete's FOR UPDATE
+# only, never with other claimers or updates; a collection being deleted is skipped.
+_HOLD_COLLECTION_SQL = "SELECT 1 FROM pipeline_collection WHERE id = %s FOR KEY SHARE SKIP LOCKED"
 
 
 class DocumentQuerySet(models.QuerySet["Document"]):
@@ -64,12 +69,12 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             with connections[self.db].cursor() as cur:
                 cur.execute(_NEXT_COLLECTIONS_SQL, {"now": now, "candidates": CLAIM_CANDIDATES})
                 candidates = [row[0] for row in cur.fetchall()]
-            for collection_id in candidates:
-                ids = self._lock_due(collection_id, now, limit)
-                if ids:
-                    break
-            else:
-                return []
+                for collection_id in candidates:
+                    cur.execute(_HOLD_COLLECTION_SQL, [collection_id])
+                    if cur.fetchone() is not None and (ids := self._lock_due(collection_id, now, limit)):
+                        break
+                else:
+                    return []
             self.filter(pk__in=ids).update(
                 status=DocumentStatus.PROCESSING,
                 lease_owner=worker,

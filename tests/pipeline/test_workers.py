@@ -12,10 +12,10 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from pipeline.choices import DocumentStatus
-from pipeline.models import Chunk, Document, WorkerHeartbeat
+from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import ROOT, database_url, manage, wait_for
@@ -290,3 +290,33 @@ def test_a_cleanly_stopped_qcluster_removes_its_processes_heartbeats(hash_collec
             cluster.wait()
     assert cluster.returncode == 0
     assert list(WorkerHeartbeat.objects.values_list("worker", "role")) == []
+
+
+def test_deleting_a_collection_while_a_worker_claims_from_it_deadlocks_neither(hash_collection):
+    """The delete locks the collection, then its documents; a claim locked documents, then updated the
+    collection's last_claimed_at: the opposite order. The operations tests delete their scratch
+    collections every hour while workers claim from them, and PostgreSQL aborted one side with a
+    deadlock: a drain task failed, or a worker logged a database outage and backed off."""
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(5)])
+    claimed: list = []
+    errors: list[BaseException] = []
+
+    def claim() -> None:
+        try:
+            claimed.extend(Document.objects.claim("w:1:a", 5, timedelta(minutes=5)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        # Collection.delete()'s first step, held while a worker claims.
+        assert Collection.objects.select_for_update().filter(pk=hash_collection.pk).exists()
+        worker = threading.Thread(target=claim)
+        worker.start()
+        worker.join(timeout=3)  # a claim blocked on the collection's row is still running here
+        hash_collection.delete()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert errors == [] and claimed == []
+    assert not Document.objects.exists() and not Collection.objects.filter(pk=hash_collection.pk).exists()
