@@ -90,6 +90,13 @@ def store(worker: str, results: Iterable[Embedded], embedded_at: datetime) -> li
         return []
     _register_vector()  # before the cursor: it copies the connection's adapters
     with transaction.atomic(), connection.cursor() as cur:
+        # The collections' rows before the documents, Collection.delete()'s lock order: the chunks' foreign
+        # keys take them at commit, after the documents, and deadlocked with a delete waiting for those.
+        # A delete holding one runs first; its documents are then gone and refused below.
+        cur.execute(
+            "SELECT id FROM pipeline_collection WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+            [sorted({d.collection_id for d, _, _ in results})],
+        )
         accepted = Document.objects.mark_embedded(worker, [(d.pk, d.content_hash) for d, _, _ in results], embedded_at)
         if not accepted:
             return []

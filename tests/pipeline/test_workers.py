@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
@@ -320,3 +321,40 @@ def test_deleting_a_collection_while_a_worker_claims_from_it_deadlocks_neither(h
     assert not worker.is_alive()
     assert errors == [] and claimed == []
     assert not Document.objects.exists() and not Collection.objects.filter(pk=hash_collection.pk).exists()
+
+
+def test_deleting_a_collection_while_a_worker_stores_into_it_deadlocks_neither(hash_collection):
+    """A store locks its documents, and its chunks' foreign keys take the collection's row at commit; the
+    delete holds that row and waits for the documents: the store's commit deadlocked with the delete."""
+    import numpy as np
+
+    from pipeline import storage
+    from pipeline.chunking import chunker_for
+
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
+    docs = Document.objects.claim("w:1:a", 3, timedelta(minutes=5))
+    chunked = chunker_for(hash_collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
+    results = [
+        (d, c, np.ones((len(c), hash_collection.dimensions), np.float32)) for d, c in zip(docs, chunked, strict=True)
+    ]
+    stored: list = []
+    errors: list[BaseException] = []
+
+    def store() -> None:
+        try:
+            stored.extend(storage.store("w:1:a", results, timezone.now()))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        assert Collection.objects.select_for_update().filter(pk=hash_collection.pk).exists()
+        worker = threading.Thread(target=store)
+        worker.start()
+        worker.join(timeout=3)  # a store blocked on the collection's row is still running here
+        hash_collection.delete()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert errors == [] and stored == []
+    assert not Chunk.objects.exists() and not Document.objects.exists()
