@@ -42,6 +42,10 @@ CLAIM_CANDIDATES = 4
 # tests delete their scratch collections hourly). KEY SHARE conflicts with the delete's FOR UPDATE
 # only, never with other claimers or updates; a collection being deleted is skipped.
 _HOLD_COLLECTION_SQL = "SELECT 1 FROM pipeline_collection WHERE id = %s FOR KEY SHARE SKIP LOCKED"
+_STAMP_CLAIMED_SQL = """
+UPDATE pipeline_collection SET last_claimed_at = %s
+ WHERE id = (SELECT id FROM pipeline_collection WHERE id = %s FOR NO KEY UPDATE SKIP LOCKED)
+"""
 
 
 class DocumentQuerySet(models.QuerySet["Document"]):
@@ -82,7 +86,11 @@ class DocumentQuerySet(models.QuerySet["Document"]):
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
-            Collection.objects.using(self.db).filter(pk=collection_id).update(last_claimed_at=now)
+            # The round-robin stamp, unless another transaction holds the row (a re-embed requeueing these
+            # very documents would wait for this claim while it waited for them: a deadlock); a stamp
+            # skipped only lets this collection come up again first.
+            with connections[self.db].cursor() as cur:
+                cur.execute(_STAMP_CLAIMED_SQL, [now, collection_id])
         return list(self.filter(pk__in=ids, lease_owner=worker).select_related("collection").order_by("id"))
 
     def _lock_due(self, collection_id: int, now: datetime, limit: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -216,6 +217,53 @@ def test_a_reembed_started_while_a_worker_stores_waits_for_it_instead_of_deadloc
     EmbeddingIngestionPipeline().drain()
     stored = Collection.objects.get(pk=hash_collection.pk)
     assert (stored.generation, stored.building_generation, stored.chunk_size) == (2, None, 60)
+
+
+def test_a_reembed_started_while_a_worker_claims_waits_for_the_claim_instead_of_deadlocking(
+    hash_collection, monkeypatch
+):
+    # A claim locks its documents, then stamps the collection's last_claimed_at; a re-embed holds the
+    # collection's row while it requeues those documents: the stamp waited for the re-embed, the
+    # re-embed for the documents.
+    enqueue(hash_collection, [IncomingDocument(k, v) for k, v in list(TEXTS.items())[:3]])
+    # A dead worker's expired leases: the claim takes them over, the re-embed requeues them.
+    expired = timezone.now() - timedelta(minutes=1)
+    Document.objects.update(status=DocumentStatus.PROCESSING, lease_owner="dead:1", lease_expires_at=expired)
+    locked, go, errors, outcome = threading.Event(), threading.Event(), [], {}
+    original = DocumentQuerySet._lock_due
+
+    def lock_then_pause(self, *args, **kwargs):
+        ids = original(self, *args, **kwargs)
+        locked.set()
+        assert go.wait(30)
+        return ids
+
+    monkeypatch.setattr(DocumentQuerySet, "_lock_due", lock_then_pause)
+
+    def run(name, work):
+        try:
+            outcome[name] = work()
+        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    claim = threading.Thread(target=run, args=("claim", lambda: Document.objects.claim("w", 10, timedelta(minutes=5))))
+    claim.start()
+    assert locked.wait(30)
+    reembed = threading.Thread(
+        target=run, args=("reembed", lambda: backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0))
+    )
+    reembed.start()
+    wait_for(lock_waiters)  # the re-embed waits for the documents the claim holds
+    go.set()
+    for thread in (claim, reembed):
+        thread.join(30)
+    assert errors == []
+    assert (len(outcome["claim"]), outcome["reembed"]) == (3, 3)
+    monkeypatch.undo()
+    EmbeddingIngestionPipeline().drain()
+    assert Collection.objects.get(pk=hash_collection.pk).generation == 2
 
 
 def test_reembed_refuses_a_setting_it_cannot_change(hash_collection):
