@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.db import connection
@@ -222,3 +223,48 @@ def lock_waiters() -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
         return cur.fetchone()[0]
+
+
+def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start `work` in a thread with its own database connection; the dict receives its "result" or its
+    "error" (for the test's assertions: an exception in a thread is otherwise lost)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except Exception as exc:  # noqa: BLE001  (the test asserts on it)
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def paused_after(monkeypatch: Any, owner: type, name: str) -> tuple[threading.Event, threading.Event]:
+    """Patch owner.name to pause once it has returned (its locks held), until the test sets the second
+    event; the first says it got there."""
+    reached, go = threading.Event(), threading.Event()
+    original = getattr(owner, name)
+
+    def pausing(*args: Any, **kwargs: Any) -> Any:
+        value = original(*args, **kwargs)
+        reached.set()
+        assert go.wait(30)
+        return value
+
+    monkeypatch.setattr(owner, name, pausing)
+    return reached, go
+
+
+def run_snippet(code: str, env: dict[str, str], timeout: float, hung: str) -> subprocess.CompletedProcess:
+    """Python `code` run in a child process from the project root; the test fails saying `hung` if the
+    child is still running after `timeout` seconds."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(hung)

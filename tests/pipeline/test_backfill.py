@@ -4,7 +4,6 @@ search atomically; a re-embed serves the old generation (and the old model) unti
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 import pytest
@@ -21,7 +20,7 @@ from pipeline.quality import evaluate
 from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
 from tests.conftest import wait_for
-from tests.tools import client_with, hnsw_indexes, lock_waiters
+from tests.tools import client_with, hnsw_indexes, in_thread, lock_waiters, paused_after
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -176,44 +175,31 @@ def test_index_build_killed_after_the_last_batch_is_redone_by_an_idle_worker(has
     assert name == hash_collection.index_name and "generation = 3" in definition
 
 
+def reembed_while_paused_in(monkeypatch, collection: Collection, name: str, work) -> tuple:
+    """Run `work` until DocumentQuerySet.<name> has returned, holding its documents' locks; start a
+    re-embed, which waits for them; let `work` go on. (work's result, documents the re-embed requeued)."""
+    reached, go = paused_after(monkeypatch, DocumentQuerySet, name)
+    first, done = in_thread(work)
+    assert reached.wait(30)
+    second, requeued = in_thread(lambda: backfill.begin_reembed(collection, chunk_size=60, chunk_overlap=0))
+    wait_for(lock_waiters)  # the re-embed waits for the documents `work` holds
+    go.set()
+    for thread in (first, second):
+        thread.join(30)
+    monkeypatch.undo()
+    assert "error" not in done and "error" not in requeued, (done, requeued)
+    return done["result"], requeued["result"]
+
+
 def test_a_reembed_started_while_a_worker_stores_waits_for_it_instead_of_deadlocking(hash_collection, monkeypatch):
     # The store locks its documents (mark_embedded), then COPYs chunks whose foreign key to the
     # collection takes a KEY SHARE lock on its row. A re-embed holding that row FOR UPDATE while it
     # waits for the documents deadlocked with it (a 409 for the API, a failed batch for the worker).
     enqueue(hash_collection, [IncomingDocument(k, v) for k, v in list(TEXTS.items())[:3]])
-    marked, go, errors, outcome = threading.Event(), threading.Event(), [], {}
-    original = DocumentQuerySet.mark_embedded
-
-    def mark_then_pause(self, *args, **kwargs):
-        accepted = original(self, *args, **kwargs)
-        marked.set()
-        assert go.wait(30)
-        return accepted
-
-    monkeypatch.setattr(DocumentQuerySet, "mark_embedded", mark_then_pause)
-
-    def run(name, work):
-        try:
-            outcome[name] = work()
-        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=run, args=("worker", lambda: EmbeddingIngestionPipeline().run_once()))
-    worker.start()
-    assert marked.wait(30)
-    reembed = threading.Thread(
-        target=run, args=("reembed", lambda: backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0))
+    report, requeued = reembed_while_paused_in(
+        monkeypatch, hash_collection, "mark_embedded", lambda: EmbeddingIngestionPipeline().run_once()
     )
-    reembed.start()
-    wait_for(lock_waiters)  # the re-embed waits for the documents the worker holds
-    go.set()
-    for thread in (worker, reembed):
-        thread.join(30)
-    assert errors == []
-    assert (outcome["worker"].embedded, outcome["worker"].failed, outcome["reembed"]) == (3, 0, 3)
-    monkeypatch.undo()
+    assert (report.embedded, report.failed, requeued) == (3, 0, 3)
     EmbeddingIngestionPipeline().drain()
     stored = Collection.objects.get(pk=hash_collection.pk)
     assert (stored.generation, stored.building_generation, stored.chunk_size) == (2, None, 60)
@@ -229,39 +215,10 @@ def test_a_reembed_started_while_a_worker_claims_waits_for_the_claim_instead_of_
     # A dead worker's expired leases: the claim takes them over, the re-embed requeues them.
     expired = timezone.now() - timedelta(minutes=1)
     Document.objects.update(status=DocumentStatus.PROCESSING, lease_owner="dead:1", lease_expires_at=expired)
-    locked, go, errors, outcome = threading.Event(), threading.Event(), [], {}
-    original = DocumentQuerySet._lock_due
-
-    def lock_then_pause(self, *args, **kwargs):
-        ids = original(self, *args, **kwargs)
-        locked.set()
-        assert go.wait(30)
-        return ids
-
-    monkeypatch.setattr(DocumentQuerySet, "_lock_due", lock_then_pause)
-
-    def run(name, work):
-        try:
-            outcome[name] = work()
-        except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    claim = threading.Thread(target=run, args=("claim", lambda: Document.objects.claim("w", 10, timedelta(minutes=5))))
-    claim.start()
-    assert locked.wait(30)
-    reembed = threading.Thread(
-        target=run, args=("reembed", lambda: backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0))
+    claimed, requeued = reembed_while_paused_in(
+        monkeypatch, hash_collection, "_lock_due", lambda: Document.objects.claim("w", 10, timedelta(minutes=5))
     )
-    reembed.start()
-    wait_for(lock_waiters)  # the re-embed waits for the documents the claim holds
-    go.set()
-    for thread in (claim, reembed):
-        thread.join(30)
-    assert errors == []
-    assert (len(outcome["claim"]), outcome["reembed"]) == (3, 3)
-    monkeypatch.undo()
+    assert (len(claimed), requeued) == (3, 3)
     EmbeddingIngestionPipeline().drain()
     assert Collection.objects.get(pk=hash_collection.pk).generation == 2
 

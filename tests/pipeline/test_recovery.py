@@ -30,6 +30,7 @@ from pipeline.models import Chunk, Document, WorkerHeartbeat, process_name
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import ROOT, database_url, manage, wait_for
+from tests.tools import run_snippet
 
 
 @pytest.mark.django_db(transaction=True)
@@ -265,12 +266,8 @@ def test_a_database_that_never_answers_is_a_503_within_the_connect_timeout_not_a
             "DJANGO_SETTINGS_MODULE": "embedportal.settings",
         }
         env.pop("DB_CONNECT_TIMEOUT", None)  # the default
-        try:
-            child = subprocess.run(
-                [sys.executable, "-c", SILENT_DATABASE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-            )
-        except subprocess.TimeoutExpired:
-            pytest.fail("requests to a database that never answers were still waiting after 60 s")
+        hung = "requests to a database that never answers were still waiting after 60 s"
+        child = run_snippet(SILENT_DATABASE, env, 60, hung)
     assert child.returncode == 0, child.stderr
     answers = json.loads(child.stdout.strip().splitlines()[-1])
     assert answers["/readyz"][0] == 503

@@ -6,7 +6,6 @@ import collections
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -19,7 +18,8 @@ from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Collection, Document, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
-from tests.conftest import ROOT, database_url, manage, wait_for
+from tests.conftest import database_url, manage, wait_for
+from tests.tools import in_thread, run_snippet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -237,12 +237,7 @@ print("all stopped")
 
 def test_a_stop_signal_landing_inside_the_idle_wait_still_stops_the_worker():
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "embedportal.settings"}
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", SIGNAL_DURING_WAIT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("a SIGTERM during stop.wait() deadlocked the worker")
+    child = run_snippet(SIGNAL_DURING_WAIT, env, 30, "a SIGTERM during stop.wait() deadlocked the worker")
     assert child.returncode == 0, child.stderr
     assert child.stdout.count("started; Ctrl-C to stop.") == 30
     assert "all stopped" in child.stdout
@@ -293,33 +288,27 @@ def test_a_cleanly_stopped_qcluster_removes_its_processes_heartbeats(hash_collec
     assert list(WorkerHeartbeat.objects.values_list("worker", "role")) == []
 
 
+def delete_while(collection: Collection, work) -> object:
+    """Delete the collection while `work` runs in a worker's thread, started once the delete holds the
+    collection's row (its first step); what `work` returned, which must not have raised."""
+    with transaction.atomic():
+        assert Collection.objects.select_for_update().filter(pk=collection.pk).exists()
+        worker, outcome = in_thread(work)
+        worker.join(timeout=3)  # work blocked on the collection's row is still running here
+        collection.delete()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and "error" not in outcome, outcome
+    return outcome["result"]
+
+
 def test_deleting_a_collection_while_a_worker_claims_from_it_deadlocks_neither(hash_collection):
     """The delete locks the collection, then its documents; a claim locked documents, then updated the
     collection's last_claimed_at: the opposite order. The operations tests delete their scratch
     collections every hour while workers claim from them, and PostgreSQL aborted one side with a
     deadlock: a drain task failed, or a worker logged a database outage and backed off."""
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(5)])
-    claimed: list = []
-    errors: list[BaseException] = []
-
-    def claim() -> None:
-        try:
-            claimed.extend(Document.objects.claim("w:1:a", 5, timedelta(minutes=5)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    with transaction.atomic():
-        # Collection.delete()'s first step, held while a worker claims.
-        assert Collection.objects.select_for_update().filter(pk=hash_collection.pk).exists()
-        worker = threading.Thread(target=claim)
-        worker.start()
-        worker.join(timeout=3)  # a claim blocked on the collection's row is still running here
-        hash_collection.delete()
-    worker.join(timeout=30)
-    assert not worker.is_alive()
-    assert errors == [] and claimed == []
+    claimed = delete_while(hash_collection, lambda: Document.objects.claim("w:1:a", 5, timedelta(minutes=5)))
+    assert claimed == []
     assert not Document.objects.exists() and not Collection.objects.filter(pk=hash_collection.pk).exists()
 
 
@@ -337,24 +326,5 @@ def test_deleting_a_collection_while_a_worker_stores_into_it_deadlocks_neither(h
     results = [
         (d, c, np.ones((len(c), hash_collection.dimensions), np.float32)) for d, c in zip(docs, chunked, strict=True)
     ]
-    stored: list = []
-    errors: list[BaseException] = []
-
-    def store() -> None:
-        try:
-            stored.extend(storage.store("w:1:a", results, timezone.now()))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    with transaction.atomic():
-        assert Collection.objects.select_for_update().filter(pk=hash_collection.pk).exists()
-        worker = threading.Thread(target=store)
-        worker.start()
-        worker.join(timeout=3)  # a store blocked on the collection's row is still running here
-        hash_collection.delete()
-    worker.join(timeout=30)
-    assert not worker.is_alive()
-    assert errors == [] and stored == []
+    assert delete_while(hash_collection, lambda: storage.store("w:1:a", results, timezone.now())) == []
     assert not Chunk.objects.exists() and not Document.objects.exists()
