@@ -52,6 +52,18 @@ def _one_round_password_hashing() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _shared_worker_only_where_asked(request: pytest.FixtureRequest) -> None:
+    """The operations tests' shared worker (tests/testing/conftest.py, a `run_pipeline` polling every
+    0.2 s) runs only for the tests that ask for it (`live_worker` starts it again): left running, it
+    claimed other tests' documents before their own claims did (CI: a claim got 0 of 3)."""
+    if "live_worker" not in request.fixturenames:
+        from tests.testing.conftest import LiveWorker
+
+        if LiveWorker.session is not None:
+            LiveWorker.session.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _flush_outlasts_a_deadlock() -> Iterator[None]:
     """The flush after a transactional test TRUNCATEs every table while live worker processes keep

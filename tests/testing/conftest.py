@@ -93,14 +93,6 @@ def own_worker(transactional_db) -> Iterator[LiveWorker]:
     worker.stop()
 
 
-@pytest.fixture
-def no_live_worker() -> None:
-    """No worker but the test's own claims: the session's shared worker polls every 0.2 s and would
-    claim the test's documents first (live_worker starts it again)."""
-    if LiveWorker.session is not None:
-        LiveWorker.session.stop()
-
-
 @pytest.fixture(autouse=True)
 def _quick_waits(settings) -> None:
     # A broken path must fail in seconds, not the production minute.

@@ -18,8 +18,7 @@ from pipeline.queue import IncomingDocument, enqueue
 from testing.reserved import delete_reserved, reserved_names, sweep_reserved
 from tests.conftest import wait_for
 
-# The test's claims stand for a worker's: no other worker may take the documents first.
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("no_live_worker")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def reserved(name: str = "__ops_test_9_1_batch") -> Collection:
