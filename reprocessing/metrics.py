@@ -38,11 +38,10 @@ def count_requeued(reason: str, documents: int) -> None:
 @contextmanager
 def timed_pass(family: str) -> Iterator[None]:
     """Record the seconds of what it wraps in the pass histogram `family`; as a decorator (a
-    contextmanager is one), each call, as prometheus_client's .time()."""
+    contextmanager is one), each call, as prometheus_client's .time(). Only a pass that finished
+    counts: one that fails every time must look stopped (EmbeddingPipelinePassesStopped)."""
     started = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds = time.perf_counter() - started
-        edge = next((i for i, le in enumerate(PASS_BUCKETS) if seconds <= le), len(PASS_BUCKETS))
-        _add(f"pass:{PASSES[family]}", 1, seconds, [int(i == edge) for i in range(len(PASS_BUCKETS) + 1)])
+    yield
+    seconds = time.perf_counter() - started
+    edge = next((i for i, le in enumerate(PASS_BUCKETS) if seconds <= le), len(PASS_BUCKETS))
+    _add(f"pass:{PASSES[family]}", 1, seconds, [int(i == edge) for i in range(len(PASS_BUCKETS) + 1)])

@@ -54,3 +54,18 @@ def test_collector_reports_zero_for_a_healthy_collection(hash_collection):
     m = scrape()
     assert m[("pipeline_stale_documents_count", (("collection", "hashes"),))] == 0
     assert m[("pipeline_reprocessing_queue_age_seconds_gcount", ())] == 0
+
+
+def test_only_a_pass_that_finished_counts(hash_collection, monkeypatch):
+    from reprocessing.workflow import ReprocessingWorkflow
+
+    def count() -> float:
+        return scrape()[("embedding_pipeline_reprocessing_pass_seconds_count", ())]
+
+    ReprocessingWorkflow().run_once()
+    assert count() == 1
+    # A pass failing every time must look stopped to EmbeddingPipelinePassesStopped, not busy.
+    monkeypatch.setattr(FailedDocument.objects, "due", lambda now: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        ReprocessingWorkflow().run_once()
+    assert count() == 1
