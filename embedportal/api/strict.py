@@ -118,12 +118,6 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
 
-def json_depth_exceeds(body: bytes, limit: int) -> bool:
-    """The body nests arrays and objects deeper than `limit`, found without parsing it (the parser
-    recurses once a level): strings, then all but brackets, are dropped first."""
-    return _deeper(_NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body)), limit)
-
-
 def _deeper(brackets: bytes, limit: int) -> bool:
     depth = 0
     for byte in brackets:

@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError
 from prometheus_client import REGISTRY
 
-from embedportal.api.strict import json_depth_exceeds
+from embedportal.api import strict
 from embedportal.storable import unstorable
 from pipeline import health
 from pipeline.models import Collection, Document, GoldenQuery, OptimizationChange, ProviderCircuit
@@ -59,10 +59,13 @@ def test_json_nested_too_deep_is_a_400_saying_so_on_every_endpoint_that_takes_js
     assert message == "JSON nested more than 32 levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
 
 
-def test_the_depth_check_counts_structure_not_brackets_inside_strings():
-    assert not json_depth_exceeds(b'{"a": "[[[[[[[[{{{{", "b": ["\\"[[["]}', 2)
-    assert json_depth_exceeds(b'{"a": [[1]]}', 2)
-    assert not json_depth_exceeds(b'{"a": [[1]]}', 3)
+def test_the_depth_check_counts_structure_not_brackets_inside_strings(settings):
+    settings.EMBEDPORTAL_MAX_JSON_DEPTH = 2
+    assert strict.loads(b'{"a": "[[[[[[[[{{{{", "b": ["\\"[[["]}') == {"a": "[[[[[[[[{{{{", "b": ['"[[[']}
+    with pytest.raises(strict.JSONInputError, match="nested more than 2 levels"):
+        strict.loads(b'{"a": [[1]]}')
+    settings.EMBEDPORTAL_MAX_JSON_DEPTH = 3
+    assert strict.loads(b'{"a": [[1]]}') == {"a": [[1]]}
 
 
 def test_a_jsonl_line_nested_too_deep_is_rejected_with_its_line(hash_collection, tmp_path):
