@@ -265,15 +265,16 @@ def _jsonl_item(raw: bytes, where: str, contextual: bool) -> IncomingDocument | 
     # str() would turn null into the id "None"; integers are accepted as the API does.
     if isinstance(item["id"], bool) or not isinstance(item["id"], (str, int)):
         return Rejected(where, "id must be a string (or an integer)")
+    # Only null or no key means "no time" (as in the API): 0 or "" read as none would be a silent guess.
     modified = None
-    if item.get("modified_at"):
+    if item.get("modified_at") is not None:
         try:
             modified = parse_datetime(str(item["modified_at"]))
         except ValueError as exc:  # well formed, no such date: 2026-13-45
             return Rejected(where, f"modified_at {item['modified_at']!r} is not a valid date-time ({exc})")
         if modified is None:
             return Rejected(where, f"modified_at {item['modified_at']!r} is not an ISO 8601 date-time")
-    metadata = item.get("metadata") or {}
+    metadata = {} if item.get("metadata") is None else item["metadata"]
     if not isinstance(metadata, dict) or not isinstance(item["text"], str):
         return Rejected(where, "text must be a string and metadata an object")
     return _checked(IncomingDocument(str(item["id"]), item["text"], modified, metadata), where, contextual)

@@ -217,6 +217,23 @@ def test_enqueue_jsonl_takes_id_text_modified_at_and_metadata_from_each_line(doc
     assert (second.text, second.metadata, second.source_modified_at) == ("Qu'est-ce qu'un bail ?", {"lang": "fr"}, None)
 
 
+def test_a_jsonl_time_or_metadata_falsy_but_not_null_is_refused_as_the_api_refuses_it(docs_collection, tmp_path):
+    lines = [
+        {"id": "zero", "text": "t", "modified_at": 0},
+        {"id": "blank", "text": "t", "modified_at": ""},
+        {"id": "list", "text": "t", "metadata": []},
+        {"id": "nulls", "text": "t", "modified_at": None, "metadata": None},
+    ]
+    path = write(tmp_path / "falsy.jsonl", "\n".join(json.dumps(line) for line in lines))
+    err = io.StringIO()
+    with pytest.raises(CommandError, match=r"3 document\(s\) rejected"):
+        call_command("enqueue", str(path), collection="docs", base=str(tmp_path), no_progress=True, stderr=err)
+    assert re.search(r"falsy\.jsonl:1: modified_at 0 is not an ISO 8601 date-time", err.getvalue())
+    assert re.search(r"falsy\.jsonl:2: modified_at '' is not an ISO 8601 date-time", err.getvalue())
+    assert re.search(r"falsy\.jsonl:3: text must be a string and metadata an object", err.getvalue())
+    assert Document.objects.get().external_id == "nulls"
+
+
 def test_reenqueue_of_unchanged_files_reports_them_unchanged(docs_collection, corpus):
     enqueue_cmd(corpus, base=corpus)
     before = dict(Document.objects.values_list("external_id", "enqueued_at"))
