@@ -4,6 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -138,7 +139,11 @@ class CollectionViewSet(viewsets.ModelViewSet):
         for field, perm in self.field_permissions.items():
             if field in before and serializer.validated_data[field] != before[field]:
                 demand(self.request, perm)
-        super().perform_update(serializer)
+        with transaction.atomic():
+            # Locked first, as a DELETE locks it: one committed meanwhile is a 404, not a save of no row (a 500).
+            if not Collection.objects.select_for_update(no_key=True).filter(pk=serializer.instance.pk).exists():
+                raise NotFound(f"no collection named {serializer.instance.name!r}")
+            super().perform_update(serializer)
         after = {name: getattr(serializer.instance, name) for name in serializer.validated_data}
         # A rename is recorded under the new name, as the admin records it.
         trail.note(self.request, collection=serializer.instance.name, changes=trail.changes(before, after))

@@ -291,6 +291,20 @@ def test_deletes_of_one_collection_at_once_delete_it_once_without_a_deadlock(has
         CollectionViewSet(request=None).perform_destroy(gone)
 
 
+def test_a_patch_of_a_collection_deleted_meanwhile_is_a_404_not_a_500(hash_collection, monkeypatch):
+    get_object = CollectionViewSet.get_object
+
+    def read_then_deleted(view):  # a DELETE commits between the PATCH's read and its save
+        collection = get_object(view)
+        Collection.objects.filter(pk=collection.pk).delete()
+        return collection
+
+    monkeypatch.setattr(CollectionViewSet, "get_object", read_then_deleted)
+    response = send(client_with("change_collection"), "patch", f"{COLLECTIONS}hashes/", {"batch_size": 8})
+    assert error_of(response, 404)["message"] == "no collection named 'hashes'"
+    assert not Collection.objects.filter(name="hashes").exists()
+
+
 def test_the_admin_deletes_collections_counting_what_goes_with_them(hash_collection, admin_client):
     """Its confirmation listed every chunk (read into memory, thousands of lines for a large collection),
     and the delete action ran Django's collector over them instead of the set-wise deletes."""
