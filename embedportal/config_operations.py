@@ -13,7 +13,7 @@ OPERATIONS = (
         "pipeline.collectors.DatabaseCollector,reprocessing.collectors.DatabaseCollector,docs_site.collectors.DatabaseCollector,"
         "testing.collectors.DatabaseCollector,pipeline.circuits.CircuitCollector,pipeline.costs.CostCollector,"
         "pipeline.performance.compliance.PerformanceSLOCollector,testing.benchmarks.collector.BenchmarkCollector,"
-        "pipeline.quality.QualityCollector",
+        "pipeline.quality.QualityCollector,embedportal.schedules.ScheduleCollector",
         "Scrape-time collectors added to `/metrics` (dotted paths to prometheus_client collectors).",
     ),
     Setting(

@@ -15,6 +15,10 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 from django.utils.module_loading import module_has_submodule
 
+from embedportal import collectors
+
+FAILING = "embedding_pipeline_schedule_failing"
+
 
 @dataclass(frozen=True)
 class Every:
@@ -93,3 +97,21 @@ def postpone(name: str, func: str, merge: Callable[[dict[str, Any]], dict[str, A
                 "next_run": timezone.now() + timedelta(seconds=settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS),
             },
         )
+
+
+class ScheduleCollector(collectors.DatabaseCollector):
+    """Whether each django-q2 schedule's last run failed: nothing else says that a roll-up, an evaluation
+    or a retention pass stopped working (EmbeddingPipelineScheduledTaskFailing)."""
+
+    subject = "schedules"
+    families = collectors.fresh(
+        (FAILING, "1 if the last run of a django-q2 schedule failed (admin: Django Q, Failed tasks).", ["schedule"])
+    )
+
+    def fill(self, cur, failing) -> None:
+        from django_q.models import Schedule, Task
+
+        # A failed task is kept (Q_CLUSTER's save_limit prunes successes only), so a failed last run stays found.
+        failed = set(Task.objects.filter(success=False, id__in=Schedule.objects.values("task")).values_list("id"))
+        for name, task in Schedule.objects.exclude(name=None).order_by("name").values_list("name", "task"):
+            failing.add_metric([name], int((task,) in failed))

@@ -45,3 +45,39 @@ def test_a_debounced_run_is_pushed_back_and_merges_the_pending_kwargs(settings):
     (row,) = Schedule.objects.filter(name="debounced")
     assert (row.func, row.kwargs, row.schedule_type) == ("x.y", "{'n': 2}", Schedule.ONCE)
     assert row.next_run >= first
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_schedule_whose_last_run_failed_is_exported_as_failing_until_a_run_succeeds(tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.models import Task
+    from prometheus_client import generate_latest
+
+    from embedportal.metrics import scrape_registry
+    from tests.conftest import manage, wait_for
+    from tests.tools import parse_metrics
+
+    def failing() -> dict[str, float]:
+        samples = parse_metrics(generate_latest(scrape_registry()).decode())
+        return {dict(labels)["schedule"]: v for (name, labels), v in samples.items() if name == schedules.FAILING}
+
+    schedules.register()
+    Schedule.objects.update(next_run=timezone.now() + timedelta(hours=1))
+    assert set(failing().values()) == {0}  # a fresh system: every schedule named, none failing
+    for name, func in (("test-fails", "tests.pipeline.qtasks.fail"), ("test-works", "tests.pipeline.qtasks.succeed")):
+        Schedule.objects.create(name=name, func=func, schedule_type=Schedule.MINUTES, minutes=60, repeats=-1)
+    with (tmp_path / "qcluster.log").open("w") as log:
+        cluster = manage("qcluster", env={"Q_WORKERS": "1"}, stdout=log, stderr=log)
+        try:
+            wait_for(lambda: Task.objects.filter(func__startswith="tests.pipeline.qtasks.").count() == 2, timeout=90)
+        finally:
+            cluster.terminate()
+            cluster.wait(timeout=60)
+    assert {k: v for k, v in failing().items() if k.startswith("test-")} == {"test-fails": 1, "test-works": 0}
+    assert failing()["pipeline-drain"] == 0
+    # Its next run succeeds: the schedule points at that task.
+    worked = Task.objects.get(func="tests.pipeline.qtasks.succeed")
+    Schedule.objects.filter(name="test-fails").update(task=worked.id)
+    assert failing()["test-fails"] == 0

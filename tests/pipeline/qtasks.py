@@ -15,3 +15,11 @@ def litellm_origin() -> dict:
         "preloaded_by": providers.preloaded_by,
         "litellm_loaded": "litellm" in sys.modules,
     }
+
+
+def fail() -> None:
+    raise RuntimeError("this scheduled task always fails")
+
+
+def succeed() -> str:
+    return "done"
