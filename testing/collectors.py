@@ -10,19 +10,10 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from embedportal import collectors
 from testing.coverage import coverage
 from testing.flaky import WINDOW, flaky_names
-from testing.models import DURATION_BUCKETS, RunnerHeartbeat
+from testing.models import ACTIVE, DURATION_BUCKETS, RunnerHeartbeat, ScenarioTotals, TestRun
 
 PASS_RATE = "test_pass_rate_embedding_pipeline_operations"
 DURATION = "test_duration_seconds"
-# The running totals (ScenarioTotals), not every result: tens of rows, and pruned results still count.
-_TOTALS_SQL = """
-SELECT category, scenario, outcome, results, duration_seconds, duration_buckets
-  FROM testing_scenariototals ORDER BY category, scenario, outcome
-"""
-_LAST_RUN_SQL = """
-SELECT DISTINCT ON (trigger) trigger, extract(epoch FROM started_at), status
-  FROM testing_testrun WHERE status NOT IN ('queued', 'running') ORDER BY trigger, started_at DESC
-"""
 
 
 class DatabaseCollector(collectors.DatabaseCollector):
@@ -45,9 +36,11 @@ class DatabaseCollector(collectors.DatabaseCollector):
     )
 
     def fill(self, cur, counter, histogram, last_time, last_passed, cover_gauge, flaky_gauge, runners) -> None:
-        cur.execute(_TOTALS_SQL)
+        # The running totals (ScenarioTotals), not every result: tens of rows, and pruned results still count.
+        totals = ScenarioTotals.objects.order_by("category", "scenario", "outcome")
         durations: dict[tuple[str, str], tuple[float, list[int]]] = {}
-        for category, scenario, outcome, n, seconds, buckets in cur.fetchall():
+        fields = ("category", "scenario", "outcome", "results", "duration_seconds", "duration_buckets")
+        for category, scenario, outcome, n, seconds, buckets in totals.values_list(*fields):
             counter.add_metric([category, scenario, outcome], n)
             total, counts = durations.get((category, scenario), (0.0, [0] * len(buckets)))
             durations[(category, scenario)] = (total + seconds, [a + b for a, b in zip(counts, buckets, strict=True)])
@@ -55,9 +48,9 @@ class DatabaseCollector(collectors.DatabaseCollector):
             cumulative = list(itertools.accumulate(counts))
             bounds = [str(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
             histogram.add_metric([category, scenario], list(zip(bounds, cumulative, strict=True)), total)
-        cur.execute(_LAST_RUN_SQL)
-        for trigger, started, status in cur.fetchall():
-            last_time.add_metric([trigger], float(started))
+        last = TestRun.objects.exclude(status__in=ACTIVE).order_by("trigger", "-started_at").distinct("trigger")
+        for trigger, started, status in last.values_list("trigger", "started_at", "status"):
+            last_time.add_metric([trigger], started.timestamp())
             last_passed.add_metric([trigger], 1.0 if status == "passed" else 0.0)
         cover_gauge.add_metric([], coverage().ratio)
         flaky_gauge.add_metric([], len(flaky_names(timezone.now() - WINDOW)))

@@ -37,11 +37,8 @@ class Coverage:
 
 def coverage() -> Coverage:
     ran = ScenarioTotals.objects.ran_since(timezone.now() - WINDOW)
-    cells = {(c, k): [] for c in Component.values for k in Condition.values}
     declared = {(c, k): [] for c in Component.values for k in Condition.values}
     for scenario in REGISTRY.values():
         for cell in scenario.covers:
             declared[cell].append(scenario.name)
-            if scenario.name in ran:
-                cells[cell].append(scenario.name)
-    return Coverage(cells, declared)
+    return Coverage({cell: [s for s in names if s in ran] for cell, names in declared.items()}, declared)

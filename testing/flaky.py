@@ -41,16 +41,14 @@ def flaky_scenarios() -> list[FlakyScenario]:
     rows = (
         TestResult.objects.filter(started_at__gte=since, scenario__in=flaky_names(since))
         .exclude(outcome=Outcome.SKIPPED)
-        .order_by("started_at", "id")
+        .order_by("scenario", "started_at", "id")
         .values_list(
             "scenario", "category", "outcome", "started_at", "run__code_version", "run__config_fingerprint", "target"
         )
     )
-    history: dict[str, list[tuple]] = defaultdict(list)
-    for row in rows:
-        history[row[0]].append(row)
     found = []
-    for scenario, results in history.items():
+    for scenario, group in itertools.groupby(rows, key=lambda row: row[0]):
+        results = list(group)
         outcomes = [r[2] for r in results]
         retried = outcomes.count(Outcome.FLAKY)
         by_version: dict[tuple, set[str]] = defaultdict(set)

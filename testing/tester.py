@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -140,7 +141,9 @@ class EmbeddingPipelineOperationsTester:
                 ctx.cleanup(0 if stopped else None)
             except Exception:  # noqa: BLE001
                 logger.exception("clean-up of scenario %s failed", scenario.name)
-        return outcome, scrub(message), _jsonable(measured)
+        # JSON as stored, floats to 6 decimals.
+        jsonable = json.loads(json.dumps(measured, default=str), parse_float=lambda f: round(float(f), 6))
+        return outcome, scrub(message), jsonable
 
 
 def interrupted(run_id: int, counts: dict[str, int], message: str) -> None:
@@ -150,13 +153,3 @@ def interrupted(run_id: int, counts: dict[str, int], message: str) -> None:
     except Error:
         connection.close()
         TestRun.objects.finish(run_id, RunStatus.ERROR, counts, message)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return round(value, 6)
-    return value
