@@ -3,7 +3,6 @@ real HTTP for the tests, benchmarks and game days (notes: docs/ops-tests.md, "Mo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -14,17 +13,11 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
+from pipeline.providers import hash_vectors
 
 CHAOS_FAULTS = ("500", "429", "timeout", "nan", "too_few")
 Address = tuple[str, int]
 LOOPBACK: Address = ("127.0.0.1", 0)  # a free port
-
-
-def vector_for(text: str, dims: int) -> list[float]:
-    raw = hashlib.shake_256(text.encode()).digest(dims * 2)
-    v = np.frombuffer(raw, dtype=np.int16).astype(np.float64)
-    return (v / np.linalg.norm(v)).tolist()
 
 
 class FakeProvider:
@@ -135,7 +128,8 @@ class FakeProvider:
             return self._send(h, 200, rerank_answer(str(body.get("query", "")), inputs, body.get("top_n")))
         dims = self.dims + 1 if mode == "wrong_dims" else self.dims
         fill = {"nan": math.nan, "zero": 0.0}.get(mode)
-        vectors = [vector_for(t, dims) if fill is None else [fill] * dims for t in inputs]
+        # local/hash-N's vectors for the same texts.
+        vectors = hash_vectors(inputs, dims).tolist() if fill is None else [[fill] * dims for _ in inputs]
         if mode == "too_few":
             vectors = vectors[:-1]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
