@@ -88,9 +88,10 @@ class TestRunAdmin(ReadOnlyAdmin):
 
     def run_now_view(self, request: HttpRequest) -> HttpResponse:
         """ "Run tests now": queued for the test runner as the API does (one queued run at a time)."""
+        changelist = HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
         if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
-        if not request.user.has_perm("testing.run_testrun"):
+            return changelist
+        if not self.has_run_permission(request):
             raise PermissionDenied
         category = request.POST.get("category", "")
         try:
@@ -102,7 +103,7 @@ class TestRunAdmin(ReadOnlyAdmin):
             )
         except (RunInProgress, UnknownSelection) as exc:
             self.message_user(request, f"Not started: {exc}.", messages.WARNING)
-            return HttpResponseRedirect(reverse("admin:testing_testrun_changelist"))
+            return changelist
         trail.admin(request, "run", TestRun.objects.filter(pk=run.pk), target=f"test run {run.pk}")
         waiting = "" if RunnerHeartbeat.objects.alive().exists() else f"; {NO_RUNNER}"
         self.message_user(

@@ -53,8 +53,6 @@ class Command(BaseCommand):
             )
         except UnknownSelection as exc:
             raise CommandError(str(exc)) from None
-        if not tester.selected:
-            raise CommandError("the selection matches no scenario")
         try:
             run = tester.run()
         except RunInProgress as exc:
