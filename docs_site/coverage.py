@@ -4,29 +4,18 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 
 from docs_site.choices import Inventory
 from docs_site.generators import alerts, api, commands, configuration, metrics
+from docs_site.models import DocCoverage, store_check
 from docs_site.pages import docs_dir
 from embedportal import env
 from embedportal.config import SETTINGS
 
 ENV_HELPERS = {name for name in vars(env) if name.startswith("env_")}
-
-
-@dataclass
-class Coverage:
-    kind: str
-    existing: list[str]
-    missing: list[str] = field(default_factory=list)
-
-    @property
-    def documented(self) -> int:
-        return len(self.existing) - len(self.missing)
 
 
 def settings_read(path: Path | None = None) -> set[str]:
@@ -45,40 +34,43 @@ def _page_text(path: str, root: Path) -> str:
     return (root / path).read_text(encoding="utf-8") if (root / path).exists() else ""
 
 
-def measure() -> list[Coverage]:
+def _coverage(kind: str, existing: list[str], missing: list[str]) -> DocCoverage:
+    return DocCoverage(kind=kind, documented=len(existing) - len(missing), existing=len(existing), missing=missing)
+
+
+def measure() -> list[DocCoverage]:
+    """Per inventory, what exists and what of it is not documented (unsaved rows: `record` stores them)."""
     root = docs_dir()
     config_page, metrics_page = _page_text(configuration.PATH, root), _page_text(metrics.PATH, root)
     names = sorted(set(SETTINGS) | settings_read())
-    setting_cov = Coverage(
+    setting_cov = _coverage(
         Inventory.SETTINGS,
         names,
         [n for n in names if n not in SETTINGS or not SETTINGS[n].description or f"`{n}`" not in config_page],
     )
     ops = api.operations(api.schema())
-    endpoint_cov = Coverage(
+    endpoint_cov = _coverage(
         Inventory.ENDPOINTS,
         [f"{m} {p}" for m, p, _ in ops],
         [f"{m} {p}" for m, p, op in ops if not (op.get("summary") or op.get("description"))],
     )
     found, _ = metrics.app_metrics()
-    metric_cov = Coverage(
+    metric_cov = _coverage(
         Inventory.METRICS,
         [m.name for m in found],
         [m.name for m in found if not m.help or f"`{m.name}`" not in metrics_page],
     )
     rules = alerts.alert_rules()
-    alert_cov = Coverage(
+    alert_cov = _coverage(
         Inventory.ALERTS, [r.name for r in rules], [r.name for r in rules if alerts.runbook_problems(r, root)]
     )
     names = list(commands.project_commands())
-    command_cov = Coverage(
+    command_cov = _coverage(
         Inventory.COMMANDS, names, [n for n in names if not (commands.parser(n).description or "").strip()]
     )
     return [setting_cov, endpoint_cov, metric_cov, alert_cov, command_cov]
 
 
-def record(coverages: list[Coverage]) -> None:
-    from docs_site.models import DocCoverage, store_check
-
-    rows = {c.kind: {"documented": c.documented, "existing": len(c.existing), "missing": c.missing} for c in coverages}
+def record(coverages: list[DocCoverage]) -> None:
+    rows = {c.kind: {"documented": c.documented, "existing": c.existing, "missing": c.missing} for c in coverages}
     store_check(DocCoverage, "kind", rows)

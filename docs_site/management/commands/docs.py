@@ -55,7 +55,7 @@ class Command(BaseCommand):
         for c in coverages:
             more = ", ..." if len(c.missing) > 8 else ""
             missing = f" (missing: {', '.join(c.missing[:8])}{more})" if c.missing else ""
-            self.stdout.write(f"coverage {c.kind}: {c.documented}/{len(c.existing)}{missing}")
+            self.stdout.write(f"coverage {c.kind}: {c.documented}/{c.existing}{missing}")
         # A generated page that differs always fails the check; a stale hand-written one with --strict.
         problems = [
             f"{s.path}: {s.reason}"
