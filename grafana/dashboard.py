@@ -63,63 +63,53 @@ def _rate(by: str, metric: str) -> str:
     return f"sum by ({by}) (rate({metric}{{{COLLECTION}}}[$__rate_interval]))"
 
 
-# --- the six panels the mission names ---------------------------------------------------------
+# --- the six panels the mission names, and the reprocessing queue's age -------------------------
 
 
-def throughput() -> timeseries.Panel:
-    return _chart(
-        "Pipeline Throughput",
-        "Documents of the selected collections finishing a pipeline attempt per minute, by outcome, against "
-        "the measured capacity "
-        "(manage.py measure_capacity for the deployed worker count and model; no line until measured).",
-        "suffix: docs/min",
-        query("A", _rate("outcome", "embedding_pipeline_documents_processed_total") + " * 60", "{{outcome}}"),
-        query("B", f"{CAPACITY} * 60", "capacity"),
-    ).override_by_name("capacity", DASHED)
-
-
-def queue_depth() -> timeseries.Panel:
-    return _chart(
-        "Queue Depth",
-        "Pending documents (backoff included) in all and in the selected collections. The bound is what "
-        "the measured capacity drains within the 1 h freshness objective: a queue above it breaks the SLO.",
-        "short",
-        query("A", "max(embedding_pipeline_queue_depth)", "pending (all)"),
-        _per_collection("B", "embedding_pipeline_collection_queue_depth", "{{collection}}"),
-        query("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"),
-    ).override_by_name("bound (1 h of capacity)", DASHED)
-
-
-def processing_latency() -> timeseries.Panel:
+def health_panels() -> list:
     latency = f"rate(embedding_pipeline_latency_seconds_bucket{{{COLLECTION}}}[$__rate_interval])"
-    return _chart(
-        "Processing Latency",
-        "Seconds per document of the selected collections in each stage (a document shares its batch's time) "
-        "and in total (stage=total: claim to commit), as p50, p95 and p99 over the rate interval.",
-        "s",
-        *(
-            query(ref, f"histogram_quantile({q}, sum by (le, stage) ({latency}))", f"{{{{stage}}}} p{name}")
-            for ref, q, name in (("A", "0.5", "50"), ("B", "0.95", "95"), ("C", "0.99", "99"))
-        ),
-    )
-
-
-def error_rate() -> timeseries.Panel:
-    return _chart(
-        "Error Rate",
-        "Pipeline errors per second by collection and type; every failed try counts, in-batch retries "
-        "included (documents that fail for good are the Failures SLO's, below).",
-        "suffix: errors/s",
-        query(
-            "A", _rate("collection, error_type", "embedding_pipeline_errors_total"), "{{collection}}: {{error_type}}"
-        ),
-    )
-
-
-def freshness_sla() -> timeseries.Panel:
     judged = "sum by (collection) (rate(embedding_pipeline_freshness_judged_total{%s}[$__rate_interval]))"
     within = "100 * " + judged % (COLLECTION + ',within_sla="true"') + "\n/ (" + judged % COLLECTION + " > 0)"
-    return (
+    return [
+        _chart(
+            "Pipeline Throughput",
+            "Documents of the selected collections finishing a pipeline attempt per minute, by outcome, against "
+            "the measured capacity "
+            "(manage.py measure_capacity for the deployed worker count and model; no line until measured).",
+            "suffix: docs/min",
+            query("A", _rate("outcome", "embedding_pipeline_documents_processed_total") + " * 60", "{{outcome}}"),
+            query("B", f"{CAPACITY} * 60", "capacity"),
+        ).override_by_name("capacity", DASHED),
+        _chart(
+            "Queue Depth",
+            "Pending documents (backoff included) in all and in the selected collections. The bound is what "
+            "the measured capacity drains within the 1 h freshness objective: a queue above it breaks the SLO.",
+            "short",
+            query("A", "max(embedding_pipeline_queue_depth)", "pending (all)"),
+            _per_collection("B", "embedding_pipeline_collection_queue_depth", "{{collection}}"),
+            query("C", f"{CAPACITY} * 3600", "bound (1 h of capacity)"),
+        ).override_by_name("bound (1 h of capacity)", DASHED),
+        _chart(
+            "Processing Latency",
+            "Seconds per document of the selected collections in each stage (a document shares its batch's time) "
+            "and in total (stage=total: claim to commit), as p50, p95 and p99 over the rate interval.",
+            "s",
+            *(
+                query(ref, f"histogram_quantile({q}, sum by (le, stage) ({latency}))", f"{{{{stage}}}} p{name}")
+                for ref, q, name in (("A", "0.5", "50"), ("B", "0.95", "95"), ("C", "0.99", "99"))
+            ),
+        ),
+        _chart(
+            "Error Rate",
+            "Pipeline errors per second by collection and type; every failed try counts, in-batch retries "
+            "included (documents that fail for good are the Failures SLO's, below).",
+            "suffix: errors/s",
+            query(
+                "A",
+                _rate("collection, error_type", "embedding_pipeline_errors_total"),
+                "{{collection}}: {{error_type}}",
+            ),
+        ),
         _timeseries(
             "Freshness SLA",
             "Percentage of documents embedded within their collection's own freshness SLA of their source "
@@ -144,24 +134,16 @@ def freshness_sla() -> timeseries.Panel:
                 DynamicConfigValue(id_val="unit", value="short"),
                 DynamicConfigValue(id_val="max", value=None),
             ],
-        )
-    )
-
-
-def reprocessing_queue() -> timeseries.Panel:
-    return _chart(
-        "Reprocessing Queue",
-        "Failed documents waiting for their next retry (backoff 5 min, 30 min, 2 h, 24 h) or being "
-        "retried, and those dead-lettered for an operator. Their age is in Reprocessing Queue Age.",
-        "short",
-        query("A", "sum by (state) (max by (state, error_type) (pipeline_reprocessing_queue_size))", "{{state}}"),
-        query("B", "sum(max by (error_type) (pipeline_dead_letter_documents))", "dead-lettered"),
-        span=8,
-    )
-
-
-def reprocessing_age() -> bargauge.Panel:
-    return (
+        ),
+        _chart(
+            "Reprocessing Queue",
+            "Failed documents waiting for their next retry (backoff 5 min, 30 min, 2 h, 24 h) or being "
+            "retried, and those dead-lettered for an operator. Their age is in Reprocessing Queue Age.",
+            "short",
+            query("A", "sum by (state) (max by (state, error_type) (pipeline_reprocessing_queue_size))", "{{state}}"),
+            query("B", "sum(max by (error_type) (pipeline_dead_letter_documents))", "dead-lettered"),
+            span=8,
+        ),
         base_panel(
             bargauge.Panel(),
             "Reprocessing Queue Age",
@@ -178,12 +160,8 @@ def reprocessing_age() -> bargauge.Panel:
             query("A", "max by (le) (pipeline_reprocessing_queue_age_seconds_bucket)", "{{le}}")
             .format(PromQueryFormat.HEATMAP)
             .instant()
-        )
-    )
-
-
-# The panels above, in their order on the dashboard.
-HEALTH = (throughput, queue_depth, processing_latency, error_rate, freshness_sla, reprocessing_queue, reprocessing_age)
+        ),
+    ]
 
 
 # --- SLO compliance ----------------------------------------------------------------------------
@@ -331,7 +309,7 @@ def build() -> Dashboard:
         ("Cost", cost_row()),
         ("Retrieval quality", quality_row()),
     )
-    return with_rows(dashboard, rows, top=[panel() for panel in HEALTH])
+    return with_rows(dashboard, rows, top=health_panels())
 
 
 OUTPUT, CONFIGMAP, render, render_configmap = dashboard_files(
