@@ -129,10 +129,6 @@ def load(path: Path = SPEC) -> Spec:
     return Spec(data["service"], labels, str(data["period"]), tuple(severities), tuple(slos), performance)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:g}"
-
-
 def sli_expr(slo: Slo, window: str) -> str:
     """The error ratio over `window`; no value (not 0, not NaN) when there were no events."""
     error = slo.error_query.replace("{{.window}}", window)
@@ -170,8 +166,8 @@ def meta_rules(spec: Spec) -> list[dict[str, Any]]:
         sel = _sel(spec, slo)
         per_budget = f"{sel}\n/ {ON_SLO} slo:error_budget:ratio{sel}"
         exprs = {
-            "slo:objective:ratio": f"vector({_fmt(slo.objective / 100)})",
-            "slo:error_budget:ratio": f"vector({_fmt(slo.budget)})",
+            "slo:objective:ratio": f"vector({slo.objective / 100:g})",
+            "slo:error_budget:ratio": f"vector({slo.budget:g})",
             "slo:current_burn_rate:ratio": f"slo:sli_error:ratio_rate{spec.windows[0]}{per_budget}",
             "slo:period_burn_rate:ratio": f"slo:sli_error:ratio_rate{spec.period}{per_budget}",
             "slo:period_error_budget_remaining:ratio": f"1 - slo:period_burn_rate:ratio{sel}",
@@ -181,7 +177,7 @@ def meta_rules(spec: Spec) -> list[dict[str, Any]]:
 
 
 def _burn_condition(spec: Spec, slo: Slo, pair: WindowPair) -> str:
-    threshold = f"({_fmt(pair.factor)} * {_fmt(slo.budget)})"
+    threshold = f"({pair.factor:g} * {slo.budget:g})"
     sel = _sel(spec, slo)
     # The window label differs between the two sides: drop it so `and` can match.
     return (
@@ -209,10 +205,10 @@ def alert_rules(spec: Spec) -> list[dict[str, Any]]:
     for slo in spec.slos:
         for sev in spec.severities:
             suffix = "FastBurn" if sev.kind == "page" else "SlowBurn"
-            pairs = " or ".join(f"{_fmt(p.factor)}x over {p.long} and {p.short}" for p in sev.pairs)
+            pairs = " or ".join(f"{p.factor:g}x over {p.long} and {p.short}" for p in sev.pairs)
             description = (
                 f"The {slo.name} SLO: {slo.description} Its error ratio is above the burn factor "
-                f"times the {_fmt(slo.budget * 100)}% budget ({pairs}): at that rate the "
+                f"times the {slo.budget * 100:g}% budget ({pairs}): at that rate the "
                 f"{spec.period} error budget is spent in "
                 f"{_spent_in(spec, max(p.factor for p in sev.pairs))} to "
                 f"{_spent_in(spec, min(p.factor for p in sev.pairs))}."
@@ -298,7 +294,7 @@ def render_performance(spec: Spec | None = None) -> str:
         _warning(
             slo.alerting,
             f'{HISTOGRAM_COMPLIANCE if slo.histogram else COMPLIANCE_MAX}{{slo="{slo.name}"}} '
-            f"< {_fmt(slo.alerting['below'])}",
+            f"< {slo.alerting['below']:g}",
             spec.labels,
         )
         for slo in spec.performance
@@ -309,7 +305,7 @@ def render_performance(spec: Spec | None = None) -> str:
         *(
             {
                 "record": HISTOGRAM_COMPLIANCE,
-                "expr": f'sum(rate({slo.histogram}_bucket{{le="{_fmt(slo.target)}"}}[1h]))\n'
+                "expr": f'sum(rate({slo.histogram}_bucket{{le="{slo.target:g}"}}[1h]))\n'
                 f"  / (sum(rate({slo.histogram}_count[1h])) > 0)\n",
                 "labels": {"slo": slo.name},
             }
