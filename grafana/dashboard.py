@@ -63,10 +63,8 @@ def _rate(by: str, metric: str) -> str:
     return f"sum by ({by}) (rate({metric}{{{COLLECTION}}}[$__rate_interval]))"
 
 
-# --- the six panels the mission names, and the reprocessing queue's age -------------------------
-
-
 def health_panels() -> list:
+    """The six panels the mission names, and the reprocessing queue's age."""
     latency = f"rate(embedding_pipeline_latency_seconds_bucket{{{COLLECTION}}}[$__rate_interval])"
     judged = "sum by (collection) (rate(embedding_pipeline_freshness_judged_total{%s}[$__rate_interval]))"
     within = "100 * " + judged % (COLLECTION + ',within_sla="true"') + "\n/ (" + judged % COLLECTION + " > 0)"
@@ -164,9 +162,6 @@ def health_panels() -> list:
     ]
 
 
-# --- SLO compliance ----------------------------------------------------------------------------
-
-
 def slo_row() -> list:
     return [
         _stat(
@@ -196,9 +191,6 @@ def slo_row() -> list:
         .thresholds(_steps((None, "green"), (6, "orange"), (14.4, "red")))
         .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)),
     ]
-
-
-# --- Capacity planning -------------------------------------------------------------------------
 
 
 def capacity_row() -> list:
