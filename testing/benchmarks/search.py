@@ -104,9 +104,8 @@ def explain(call: Callable[[], object], *settings: str) -> str:
 def exact(collection: Collection, query: str, k: int) -> list[tuple[str, int]]:
     """The true k nearest, by a scan of the whole generation (the index not used)."""
     vector = providers.hash_vectors([query], int(collection.dimensions))[0]
-    with transaction.atomic():
-        with connection.cursor() as cur:
-            cur.execute("SET LOCAL enable_indexscan = off")
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_indexscan = off")
         return [(h.document_id, h.ordinal) for h in storage.nearest(collection, vector, k)]
 
 
