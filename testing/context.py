@@ -51,11 +51,6 @@ def ops_user() -> Any:
     return user
 
 
-def _request_host() -> str:
-    hosts = ("localhost" if h == "*" else h for h in settings.ALLOWED_HOSTS if h and not h.startswith("."))
-    return next(hosts, "localhost")
-
-
 class Context:
     def __init__(self, run: TestRun, scenario: Scenario, target: str = "") -> None:
         self.run = run
@@ -103,10 +98,11 @@ class Context:
         web pods may be unreachable), CSRF enforced as a browser sends it; a 500 is an answer, not an exception."""
         if self._client is None:
             token = get_random_string(32)  # CSRF_SECRET_LENGTH letters and digits, as Django makes them
+            hosts = ("localhost" if h == "*" else h for h in settings.ALLOWED_HOSTS if h and not h.startswith("."))
             self._client = Client(
                 enforce_csrf_checks=True,
                 raise_request_exception=False,
-                HTTP_HOST=_request_host(),
+                HTTP_HOST=next(hosts, "localhost"),
                 HTTP_X_CSRFTOKEN=token,
             )
             self._client.cookies[settings.CSRF_COOKIE_NAME] = token
