@@ -26,13 +26,6 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def portable(text: str) -> str:
-    """Replace this machine's project and data paths, so a page generates the same everywhere."""
-    for path, placeholder in ((settings.DATA_DIR, "<data dir>"), (settings.BASE_DIR, "<project>")):
-        text = text.replace(str(path), placeholder)
-    return text
-
-
 @dataclass
 class GeneratedPage:
     path: str  # relative to the docs folder
@@ -75,4 +68,8 @@ class GeneratedPage:
         parts.append(self.body.strip())
         if live and self.live_body.strip():
             parts += ["", self.live_body.strip()]
-        return portable("\n".join(parts).rstrip() + "\n")
+        text = "\n".join(parts).rstrip() + "\n"
+        # This machine's project and data paths replaced, so a page generates the same everywhere.
+        for path, placeholder in ((settings.DATA_DIR, "<data dir>"), (settings.BASE_DIR, "<project>")):
+            text = text.replace(str(path), placeholder)
+        return text
