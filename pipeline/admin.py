@@ -293,6 +293,8 @@ class DocumentAdmin(TeamScoped, AuditedAdmin):
         "collection",
         "status",
         "attempts",
+        "available_at",
+        "last_error",
         "last_embedded_at",
         "lease_owner",
         "lease_expires_at",

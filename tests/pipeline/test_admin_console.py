@@ -65,6 +65,16 @@ def test_requeue_documents_action_skips_documents_already_queued(admin_client, h
     assert (done.status, done.attempts) == (DocumentStatus.PENDING, 0)
 
 
+def test_documents_list_shows_why_and_until_when_a_pending_document_waits(admin_client, hash_collection):
+    """The runbooks send operators to this list for deferred documents: it showed no last_error."""
+    enqueue(hash_collection, [IncomingDocument("deferred", "text")])
+    Document.objects.update(last_error="deferred: api_error: 503 service unavailable")
+
+    page = admin_client.get(DOCUMENTS, {"status__exact": "pending"}).content.decode()
+    assert "deferred: api_error: 503 service unavailable" in page
+    assert "column-available_at" in page
+
+
 def test_an_action_on_a_selection_that_holds_no_ids_is_a_message_not_a_500(admin_client, hash_collection):
     """A hand-made or mangled form: Django's pk__in filter raised ValueError for "abc" (a 500)."""
     enqueue(hash_collection, [IncomingDocument("done", "text")])
