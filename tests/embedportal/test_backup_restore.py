@@ -106,6 +106,17 @@ def test_backup_refuses_to_overwrite_and_restore_refuses_what_is_no_archive(tmp_
     assert existing.read_text() == "an earlier backup"
 
 
+def test_backup_output_into_a_folder_not_made_yet_makes_it(tmp_path: Path):
+    """The emergencies runbook's `backup --output var/backups/before-restore.dump`: var/backups/ exists
+    only after a default backup, and the command refused "var/backups is not a directory"."""
+    archive = tmp_path / "var" / "backups" / "before-restore.dump"
+    assert run("backup", "--output", str(archive)).startswith("Backed up database")
+    assert archive.stat().st_size > 0
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(CommandError, match="cannot make the folder .*a-file/sub: Not a directory"):
+        run("backup", "--output", str(tmp_path / "a-file" / "sub" / "b.dump"))
+
+
 def test_restore_refuses_while_another_client_uses_the_database(tmp_path: Path):
     import psycopg
 

@@ -53,13 +53,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, output: Path | None, **o: Any) -> None:
-        if output is None:
-            output = settings.DATA_DIR / "backups" / f"embedportal-{timezone.now():%Y%m%d-%H%M%S}.dump"
-            output.parent.mkdir(parents=True, exist_ok=True)
+        output = output or settings.DATA_DIR / "backups" / f"embedportal-{timezone.now():%Y%m%d-%H%M%S}.dump"
         if output.exists():
             raise CommandError(f"{output} exists: a backup never overwrites another; choose another --output")
-        if not output.parent.is_dir():
-            raise CommandError(f"{output.parent} is not a directory")
+        try:  # an --output's folder too, as the default's: the runbook's var/backups/ may not exist yet
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"cannot make the folder {output.parent}: {exc.strerror}") from None
         started = time.monotonic()
         result = run_pg_tool("pg_dump", "--format=custom", "--file", str(output))
         if result.returncode != 0:
