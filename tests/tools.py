@@ -137,6 +137,7 @@ def error_of(response, status: int) -> dict:
     assert response.status_code == status, response.content
     error = response.json()["error"]
     assert set(error) == {"status", "message", "details"}
+    assert isinstance(error["details"], dict), error  # an object, as docs/api.md promises
     assert error["status"] == status
     return error
 

@@ -77,7 +77,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    details = response.data
+    # ValidationError("...") outside a serializer holds a bare list: details is an object on every error.
+    details = {"non_field_errors": response.data} if isinstance(response.data, list) else response.data
     view = context.get("view")
     if isinstance(exc, Http404) and "pk" in getattr(view, "kwargs", {}) and hasattr(view, "get_queryset"):
         # Django's "No FailedDocument matches the given query." names a class, not what was asked for.

@@ -200,7 +200,8 @@ def test_api_runs_an_evaluation_and_lists_the_history(topics):
 
 def test_api_evaluation_without_golden_queries_is_a_400(hash_collection):
     response = client_with("add_retrievalevaluation").post("/api/v1/collections/hashes/evaluations/", format="json")
-    assert "has no golden queries" in error_of(response, 400)["message"]
+    message = "collection 'hashes' has no golden queries; import some first"
+    assert error_of(response, 400) == {"status": 400, "message": message, "details": {"non_field_errors": [message]}}
 
 
 def test_golden_queries_written_through_the_api_are_the_ones_evaluated(api, hash_collection):
