@@ -9,6 +9,8 @@ from typing import Any
 
 from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware import common
+from django.urls import is_valid_path
 from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from psycopg.errors import DeadlockDetected, SerializationFailure, UniqueViolation
@@ -100,8 +102,18 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler404: an address under /api/ that no route matches (a typo, an id of the wrong form)."""
     if not request.path.startswith("/api/"):
         return defaults.page_not_found(request, exception)
-    message = f"no API route {request.path!r}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)"
+    slash = f" (did you mean {request.path + '/'!r}?)" if is_valid_path(f"{request.path_info}/") else ""
+    message = f"no API route {request.path!r}{slash}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)"
     return JsonResponse(error_body(404, message), status=404)
+
+
+class CommonMiddleware(common.CommonMiddleware):
+    """Django's, but an API request other than a read is not redirected to its address with a slash: the
+    client repeats a 301 as a GET without the body (`POST .../pause` answered 405 "GET not allowed")."""
+
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        writes = request.path.startswith("/api/") and request.method not in ("GET", "HEAD")
+        return not writes and super().should_redirect_with_slash(request)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

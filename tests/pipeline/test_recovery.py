@@ -386,6 +386,23 @@ def test_an_api_address_no_route_matches_gets_the_json_404_not_the_html_page(adm
 
 
 @pytest.mark.django_db
+def test_an_api_write_without_the_trailing_slash_is_a_json_404_naming_the_route_not_a_redirect(
+    admin_client, hash_collection
+):
+    # A 301 with an HTML body, which clients follow as a GET without the body: 405 "GET not allowed".
+    response = admin_client.post("/api/v1/collections/hashes/pause", {}, content_type="application/json")
+    assert (response.status_code, response.json()["error"]["message"]) == (
+        404,
+        "no API route '/api/v1/collections/hashes/pause' (did you mean '/api/v1/collections/hashes/pause/'?); "
+        "the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)",
+    )
+    hash_collection.refresh_from_db()
+    assert not hash_collection.paused
+    assert admin_client.get("/api/v1/collections")["Location"] == "/api/v1/collections/"  # reads still redirect
+    assert admin_client.get("/admin")["Location"] == "/admin/"
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("path", "message"),
     [
