@@ -128,6 +128,15 @@ def test_utilisation_is_each_stage_share_of_the_workers_spans_across_the_cluster
     assert a.stages["total"].count == 80 and a.stages["storage"].p50 == pytest.approx(0.75)
 
 
+def test_workers_are_those_running_at_once_not_every_worker_id_a_restart_made(hash_collection):
+    # Two workers for 30 minutes, each restarted at 10 and 20 minutes: six ids, two at a time.
+    for worker in ("a1", "b1", "a2", "b2", "a3", "b3"):
+        generation = int(worker[1]) - 1
+        for i in range(10):
+            batch(hash_collection, 1800 - generation * 600 - i * 60, worker=worker, queue_wait=30)
+    assert analyse().workers == 2
+
+
 def test_the_cluster_figures_count_every_collections_batch_rows(hash_collection):
     from pipeline.collections import create_collection
 

@@ -24,7 +24,8 @@ class OptimizerError(Exception):
 
 @dataclass
 class Busy:
-    """Worker time from the batch rows: each worker's span (first claim to last store) is its time."""
+    """Worker time from the batch rows: each worker's span (first claim to last store) is its time;
+    `workers`, how many ran at once on average."""
 
     stage_seconds: dict[str, float]
     span_seconds: float
@@ -38,7 +39,9 @@ def db_busy(since: datetime, collection_id: int | None = None) -> Busy:
     with connection.cursor() as cur:
         cur.execute(
             f"""
-            SELECT count(DISTINCT worker), coalesce(sum(documents), 0), count(*),
+            SELECT extract(epoch FROM max(finished_at) - min(finished_at))
+                       + (array_agg(claim_seconds + total_seconds ORDER BY finished_at))[1],
+                   coalesce(sum(documents), 0), count(*),
                    coalesce(sum(claim_seconds), 0), coalesce(sum(chunking_seconds), 0),
                    coalesce(sum(embedding_seconds), 0), coalesce(sum(storage_seconds), 0),
                    coalesce((SELECT sum(span) FROM (
@@ -49,7 +52,10 @@ def db_busy(since: datetime, collection_id: int | None = None) -> Busy:
             """,
             params + params,
         )
-        workers, documents, batches, *stage_sums, span = cur.fetchone()
+        whole, documents, batches, *stage_sums, span = cur.fetchone()
+    # Workers at once: their spans over the window's. Not the worker ids seen: a restarted worker has a new
+    # one, and an hour with two workers restarted twice counted six.
+    workers = max(1, round(float(span) / float(whole))) if whole else 0
     return Busy(
         dict(zip(PROCESSING, map(float, stage_sums), strict=True)), float(span), workers, int(documents), batches
     )
