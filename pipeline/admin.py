@@ -190,19 +190,20 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
 
     @admin.action(description="Pause selected collections (workers stop claiming them)", permissions=["pause"])
     def pause_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
-        changed = queryset.pause()
+        # The selection is counted first: a paused row may no longer match the list's filter (paused: No).
+        selected, changed = len(queryset), queryset.pause()
         self.message_user(
             request,
-            f"Paused {changed} collection(s); {len(queryset) - changed} were already paused. "
+            f"Paused {changed} collection(s); {selected - changed} were already paused. "
             "Documents in flight finish; nothing more is claimed until resumed.",
             messages.SUCCESS,
         )
 
     @admin.action(description="Resume selected collections", permissions=["pause"])
     def resume_collections(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
-        changed = queryset.resume()
+        selected, changed = len(queryset), queryset.resume()
         self.message_user(
-            request, f"Resumed {changed} collection(s); {len(queryset) - changed} were not paused.", messages.SUCCESS
+            request, f"Resumed {changed} collection(s); {selected - changed} were not paused.", messages.SUCCESS
         )
 
     @admin.action(description="Re-embed selected collections (requeue all their documents)", permissions=["reembed"])

@@ -77,11 +77,11 @@ class FailedDocumentAdmin(TeamScoped, ReadOnlyAdmin):
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        retried = sum(failures.retry(queryset).values())
-        skipped = queryset.count() - retried
+        # The selection is counted first: a requeued row may no longer match the list's filter (dead-lettered).
+        selected, retried = queryset.count(), sum(failures.retry(queryset).values())
         self.message_user(
             request,
-            f"Requeued {retried} document(s); {skipped} skipped (requeued or resolved already).",
+            f"Requeued {retried} document(s); {selected - retried} skipped (requeued or resolved already).",
             messages.SUCCESS if retried else messages.WARNING,
         )
 

@@ -78,10 +78,11 @@ class TestRunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Cancel selected runs (queued or running)", permissions=["run"])
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[TestRun]) -> None:
-        cancelled = queryset.cancel(request.user.get_username())
+        # The selection is counted first: a cancelled run may no longer match the list's filter (queued).
+        selected, cancelled = len(queryset), queryset.cancel(request.user.get_username())
         self.message_user(
             request,
-            f"Cancelled {cancelled} run(s); {len(queryset) - cancelled} had already finished. "
+            f"Cancelled {cancelled} run(s); {selected - cancelled} had already finished. "
             "A running run stops after its current scenario.",
             messages.SUCCESS,
         )

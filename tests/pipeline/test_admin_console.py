@@ -39,6 +39,17 @@ def test_pausing_a_collection_in_the_admin_stops_workers_claiming_it(admin_clien
     assert EmbeddingIngestionPipeline().drain().embedded == 1
 
 
+def test_pause_and_resume_on_a_filtered_list_count_the_selection_before_changing_it(admin_client, hash_collection):
+    # The action's rows are the list's, filters included: counted after the pause, the active ones were none.
+    active, paused = f"{CHANGELIST}?paused__exact=0", f"{CHANGELIST}?paused__exact=1"
+    assert run_action(admin_client, active, "pause_collections", [hash_collection.pk])[0].startswith(
+        "Paused 1 collection(s); 0 were already paused."
+    )
+    assert run_action(admin_client, paused, "resume_collections", [hash_collection.pk]) == [
+        "Resumed 1 collection(s); 0 were not paused."
+    ]
+
+
 def test_reembedding_a_collection_requeues_its_embedded_and_failed_documents(admin_client, hash_collection):
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
     EmbeddingIngestionPipeline().drain()

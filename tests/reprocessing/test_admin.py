@@ -48,6 +48,13 @@ def test_retry_action_requeues_and_reports(admin_client, failed):
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}
 
 
+def test_retry_on_a_filtered_list_counts_the_selection_before_requeueing(admin_client, failed):
+    # Requeued, dead-lettered failures are open again: they leave the filter the action's rows were chosen by.
+    failed.dead_letter()
+    messages = run_action(admin_client, f"{URL}?state__exact=dead_lettered", "retry_now", [f.pk for f in failed])
+    assert messages == ["Requeued 2 document(s); 0 skipped (requeued or resolved already)."]
+
+
 def test_dead_letter_and_resolve_actions(admin_client, failed):
     first = failed[0]
     run_action(admin_client, URL, "dead_letter", [first.pk])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.test import override_settings
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from testing.choices import RunStatus
@@ -131,6 +132,16 @@ def test_admin_run_now_queues_one_run_says_no_runner_and_refuses_a_second(admin_
     assert TestRun.objects.get(pk=run.pk).status == RunStatus.ERROR
     RunnerHeartbeat.objects.beat("pod-b:9")
     assert b"pod-b:9" in admin_client.get("/admin/testing/runnerheartbeat/").content
+
+
+def test_cancel_on_the_queued_filter_counts_the_runs_selected_before_cancelling(admin_client, db):
+    run = TestRun.objects.create(
+        status=RunStatus.QUEUED, trigger="api", started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    cancel = {"action": "cancel_runs", "_selected_action": [run.pk]}
+    # Cancelled, the run leaves the status filter the action's rows were chosen by.
+    done = admin_client.post("/admin/testing/testrun/?status__exact=queued", cancel, follow=True)
+    assert b"Cancelled 1 run(s); 0 had already finished." in done.content
 
 
 def test_every_cell_of_the_matrix_is_declared_by_a_scenario(db):
