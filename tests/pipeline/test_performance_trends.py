@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from pipeline.collections import create_collection
@@ -15,6 +16,7 @@ from pipeline.performance import slos
 from pipeline.performance.optimizer.figures import db_trend
 from tests.factories import capacity_measurement
 from tests.pipeline.test_optimizer import batch
+from tests.tools import staff
 
 pytestmark = pytest.mark.django_db
 
@@ -122,3 +124,13 @@ def test_the_performance_page_says_no_data_without_batches(admin_client, hash_co
     assert page.count("No data: no batches finished in the window") == 3  # stages, throughput, SLOs
     assert "no capacity measurement yet" in page
     assert "<canvas" not in page
+
+
+def test_the_performance_page_links_benchmark_trends_only_for_who_may_open_them(client, db):
+    operator = staff("view_optimizationchange")
+    client.force_login(operator)
+    trends = "/admin/testing/benchmarkrun/trends/"
+    assert trends not in client.get(PAGE).content.decode() and client.get(trends).status_code == 403
+
+    operator.user_permissions.add(Permission.objects.get_by_natural_key("view_benchmarkrun", "testing", "benchmarkrun"))
+    assert trends in client.get(PAGE).content.decode() and client.get(trends).status_code == 200
