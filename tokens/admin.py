@@ -54,7 +54,8 @@ class ApiTokenAdmin(AuditedAdmin):
     list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter), "created"]
     search_fields = ["name", "token_key", "user__username"]
     list_select_related = ["user"]
-    readonly_fields = ["token_key", "user", "name", "scope", "created", "expiry", "last_used", "revoked_at"]
+    # `owner`, not `user`: a read-only user field links to the user admin, which token owners mostly may not open.
+    readonly_fields = ["token_key", "owner", "name", "scope", "created", "expiry", "last_used", "revoked_at"]
     fields = readonly_fields
     raw_id_fields = ["user"]
     actions = ["revoke"]
@@ -62,6 +63,10 @@ class ApiTokenAdmin(AuditedAdmin):
     @admin.display(description="prefix", ordering="token_key")
     def prefix(self, token: ApiToken) -> str:
         return f"{token.token_key}…"
+
+    @admin.display(description="user")
+    def owner(self, token: ApiToken) -> str:
+        return token.user.get_username()
 
     @admin.display(boolean=True, description="legacy")
     def is_legacy(self, token: ApiToken) -> bool:

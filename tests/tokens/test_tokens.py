@@ -254,6 +254,18 @@ def test_a_staff_user_lists_and_revokes_their_own_tokens_only(client, admin_user
     assert ApiToken.objects.get(pk=mine.pk).revoked_at is not None
 
 
+def test_a_staff_users_token_page_names_them_without_a_link_to_the_user_admin_they_may_not_open(client, db):
+    clerk = user_with("view_apitoken", app="tokens", is_staff=True)
+    mine = ApiToken(user=clerk, name="mine", scope="read")
+    mine.set_secret(5)
+    mine.save()
+    assert client.login(username=clerk.username, password="x")
+
+    page = client.get(f"/admin/tokens/apitoken/{mine.pk}/change/").content.decode()
+    assert clerk.username in page and f"/admin/auth/user/{clerk.pk}/change/" not in page
+    assert client.get(f"/admin/auth/user/{clerk.pk}/change/").status_code == 403
+
+
 def test_a_superuser_creates_tokens_for_active_users_only(admin_client):
     gone = User.objects.create_user("gone", is_active=False)
     page = admin_client.post(
