@@ -134,3 +134,14 @@ def test_the_performance_page_links_benchmark_trends_only_for_who_may_open_them(
 
     operator.user_permissions.add(Permission.objects.get_by_natural_key("view_benchmarkrun", "testing", "benchmarkrun"))
     assert trends in client.get(PAGE).content.decode() and client.get(trends).status_code == 200
+
+
+def test_the_performance_page_gives_each_latency_and_slo_target_its_unit(admin_client, hash_collection):
+    batch(hash_collection, 600, documents=6, storage=0.4)
+    page = admin_client.get(PAGE).content.decode()
+
+    stages = page.split('id="stages"')[1].split("</thead>")[0]
+    assert "<th>p50 (s)</th><th>p95 (s)</th><th>p99 (s)</th>" in stages
+    slos = page.split('id="slos"')[1].split("</table>")[0]
+    assert "<td>document_latency</td><td>10.0 s</td>" in slos and "<td>search_latency</td><td>0.05 s</td>" in slos
+    assert "<td>throughput_per_worker</td><td>20.0 docs/s per worker" in slos
