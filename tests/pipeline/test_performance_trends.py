@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from pipeline.collections import create_collection
+from pipeline.models import CapacityMeasurement
 from pipeline.percentiles import STAGES
 from pipeline.performance import slos
 from pipeline.performance.optimizer.figures import db_trend
@@ -112,6 +113,9 @@ def test_the_performance_page_carries_the_trends_and_the_capacity(admin_client, 
     assert json.loads(page.split('id="performance-trend" type="application/json">')[1].split("</script>")[0]) == trend
     assert 'id="trend-storage"' in page and 'id="trend-throughput"' in page and 'id="trend-slos"' in page
     assert "No data" not in page
+    assert (
+        f"measured, from the measurement of {CapacityMeasurement.objects.get().measured_at:%Y-%m-%dT%H:%M} UTC)" in page
+    )
     # The throughput SLO's target for the measured model: 2 workers at 8.5 docs/s, 4.25 per worker, x 0.8.
     measured = {"model": "local/hash-16", "docs_per_second": 3.4, "from": "capacity measurement"}
     assert response.context["figures"]["throughput_targets"] == [measured]

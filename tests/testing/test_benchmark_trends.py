@@ -50,7 +50,7 @@ def test_trends_mark_the_regressed_run_and_date_the_step_at_its_first_run(admin_
     # The page carries the same series to the chart script, and names the step.
     page = response.content.decode()
     assert json.loads(page.split('id="benchmark-trends" type="application/json">')[1].split("</script>")[0]) == trends
-    assert "Change 30% from the run of" in page and "commit-8" in page
+    assert f"Change 30% from the run of {runs[STEP_AT].started_at:%Y-%m-%dT%H:%M} UTC (commit-8)." in page
 
 
 @pytest.mark.django_db
