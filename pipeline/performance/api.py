@@ -61,7 +61,7 @@ def performance(collection: Collection | None, window: int | None, user: Any = N
     out["slos"] = [
         {"slo": slo, "target": target, "compliance": compliance[slo]} for slo, target in slos.targets().items()
     ]
-    out["throughput_targets"] = slos.model_targets(collection.pk if collection else None)
+    out["throughput_targets"] = slos.model_targets(collection.pk if collection else None, user)
     changes = OptimizationChange.objects.select_related("collection").filter(visible(user, "collection"))
     if collection is not None:
         changes = changes.filter(collection=collection)

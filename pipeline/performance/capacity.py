@@ -201,9 +201,9 @@ def current() -> Capacity | None:
     return min([c for c in found if c.model in in_use] or found, key=lambda c: c.docs_per_second, default=None)
 
 
-def models_in_use(collection_id: int | None = None) -> set[str]:
-    """The models of the user collections (or of one); reserved scratch collections are no load."""
-    scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.all()
+def models_in_use(collection_id: int | None = None, user: Any = None) -> set[str]:
+    """The models of the user collections `user` sees (or of one); reserved scratch collections are no load."""
+    scope = Collection.objects.filter(pk=collection_id) if collection_id else Collection.objects.visible_to(user)
     return set(scope.user_collections().values_list("model", flat=True))
 
 

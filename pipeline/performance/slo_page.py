@@ -117,7 +117,7 @@ def figures(
         "range": range_name,
         "freshness_sla_seconds": sla_seconds,
         "slos": [s.as_dict() for s in slos.statuses(now, collection_id)],
-        "throughput_targets": slos.model_targets(collection_id),
+        "throughput_targets": slos.model_targets(collection_id, user),
         "capacity": plan.as_dict(),
         "measurement": None if measured is None else capacity.measurement_dict(measured),
         "series": _series(now, *RANGES[range_name], collection_id, plan.capacity, sla_seconds),

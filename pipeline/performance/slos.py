@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -105,8 +106,8 @@ def evaluate(
     return {n: out[n] for n in wanted}
 
 
-def model_targets(collection_id: int | None = None) -> list[dict]:
-    """The throughput SLO's target for each model of the user collections (or of one), and its source."""
+def model_targets(collection_id: int | None = None, user: Any = None) -> list[dict]:
+    """The throughput SLO's target for each model of the user collections `user` sees (or of one), and its source."""
     measured, fallback = throughput_targets(), target("throughput_per_worker")
     return [
         {
@@ -114,7 +115,7 @@ def model_targets(collection_id: int | None = None) -> list[dict]:
             "docs_per_second": measured.get(m, fallback),
             "from": "capacity measurement" if m in measured else performance()["throughput_per_worker"].setting,
         }
-        for m in sorted(capacity.models_in_use(collection_id))
+        for m in sorted(capacity.models_in_use(collection_id, user))
     ]
 
 

@@ -469,3 +469,14 @@ def test_provider_circuits_and_model_checks_of_another_teams_endpoints_are_left_
         assert "team-b-model" in operator_admin.get(page).content.decode(), page
     b_circuit = ProviderCircuit.objects.get(model="openai/team-b-model")
     assert member_admin.get(f"/admin/pipeline/providercircuit/{b_circuit.pk}/change/").status_code in (302, 404)
+
+
+def test_throughput_targets_name_the_members_models_only(collections, member, operator):
+    # One target per model in use: another team's model name was listed to every member.
+    Collection.objects.filter(name="b").update(model="openai/team-b-model")
+    for user, models in ((member, ["local/hash-16"]), (operator, ["local/hash-16", "openai/team-b-model"])):
+        for route in ("/api/v1/slos/", PERFORMANCE):
+            assert [t["model"] for t in client(user).get(route).json()["throughput_targets"]] == models, route
+    admin = admin_client(Client(), member)
+    for page in ("/admin/pipeline/collection/slos/", "/admin/pipeline/optimizationchange/performance/"):
+        assert "team-b-model" not in admin.get(page).content.decode(), page
