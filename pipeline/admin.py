@@ -64,6 +64,10 @@ class CollectionForm(forms.ModelForm):
         # Absent when read-only: a user who may only view the collection gets no field to fill.
         for name in set(DEFAULTED_FIELDS) & set(self.fields):
             self.fields[name].required = False
+        # Saved are the fields changed from what the page showed, not from the row as it is at the save:
+        # a pause (or another operator's edit) made while the form was open stays.
+        for field in self.fields.values():
+            field.show_hidden_initial = True
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -124,6 +128,9 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
         for collection in queryset:
             collection.delete()
+
+    def save_model(self, request: HttpRequest, obj: Collection, form: forms.ModelForm, change: bool) -> None:
+        obj.save(update_fields=[*form.changed_data, "updated_at"] if change else None)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         """A team member picks one of their own teams; only operators may leave it empty (the platform's)."""

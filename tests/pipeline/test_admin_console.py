@@ -50,6 +50,20 @@ def test_pause_and_resume_on_a_filtered_list_count_the_selection_before_changing
     ]
 
 
+def test_saving_a_collection_form_keeps_a_pause_made_while_it_was_open(admin_client, hash_collection):
+    url = f"{CHANGELIST}{hash_collection.pk}/change/"
+    page = admin_client.get(url)
+    assert 'name="initial-paused"' in page.content.decode()
+    form = page.context["adminform"].form
+    # What the browser sends back: every field as shown (an unticked box is not sent) and its hidden initial.
+    shown = {name: "" if value is None else value for name in form.fields if (value := form[name].value()) is not False}
+    data = {**shown, **{f"initial-{name}": value for name, value in shown.items()}, "batch_size": 8}
+    Collection.objects.filter(pk=hash_collection.pk).pause()  # another operator, meanwhile
+    assert admin_client.post(url, data).status_code == 302
+    saved = Collection.objects.get()
+    assert saved.batch_size == 8 and saved.paused, "the form put back the unticked paused box it was opened with"
+
+
 def test_reembedding_a_collection_requeues_its_embedded_and_failed_documents(admin_client, hash_collection):
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
     EmbeddingIngestionPipeline().drain()
