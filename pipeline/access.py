@@ -45,10 +45,19 @@ class TeamScoped:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
 
 
+def _hidden(user: Any) -> QuerySet:
+    return Collection.objects.exclude(pk__in=Collection.objects.visible_to(user).values("pk"))
+
+
 def without_hidden_targets(rows: QuerySet, user: Any) -> QuerySet:
     """Rows naming a collection in `target` (operations test results): another team's are left out."""
-    hidden = Collection.objects.exclude(pk__in=Collection.objects.visible_to(user).values("pk"))
-    return rows.exclude(target__in=hidden.values("name"))
+    return rows.exclude(target__in=_hidden(user).values("name"))
+
+
+def without_hidden_names(selection: dict, user: Any) -> dict:
+    """A test run's selection with the collections it names, but another team's."""
+    hidden = set(_hidden(user).filter(name__in=selection.get("collections", [])).values_list("name", flat=True))
+    return {**selection, "collections": [n for n in selection.get("collections", []) if n not in hidden]}
 
 
 def add_as_user(parser: CommandParser) -> None:

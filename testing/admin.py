@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit import trail
 from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
-from pipeline.access import TeamScoped, without_hidden_targets
+from pipeline.access import TeamScoped, without_hidden_names, without_hidden_targets
 from testing.benchmarks.regression import regressions
 from testing.benchmarks.trends import machines, trends
 from testing.choices import BenchmarkSuite, Category, Condition, RunStatus, Trigger
@@ -72,6 +72,12 @@ class TestRunAdmin(ReadOnlyAdmin):
         if queued is not None and request.method == "GET":
             self.message_user(request, f"Test run {queued.pk} is {queued_note(queued)}.", messages.WARNING)
         return super().changelist_view(request, extra_context)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> TestRun | None:
+        run = super().get_object(request, object_id, from_field)
+        if run is not None:  # shown read-only: another team's collections asked for are left out
+            run.selection = without_hidden_names(run.selection, request.user)
+        return run
 
     def has_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("testing.run_testrun")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from junitparser import Error, Failure, Skipped
 from junitparser.xunit2 import FlakyFailure, JUnitXml, TestCase, TestSuite
 
 from testing.choices import Outcome
-from testing.models import TestRun
+from testing.models import TestResult, TestRun
 
 
-def run_to_junit(run: TestRun) -> JUnitXml:
+def run_to_junit(run: TestRun, results: QuerySet[TestResult] | None = None) -> JUnitXml:
+    """`results`: the run's results to write (default: every one)."""
     xml = JUnitXml(name=f"embedding-pipeline-operations run {run.pk}")
     suites: dict[str, TestSuite] = {}
-    for result in run.results.order_by("id"):
+    for result in (run.results.all() if results is None else results).order_by("id"):
         suite = suites.get(result.category)
         if suite is None:
             suite = suites[result.category] = TestSuite(f"embedding_pipeline_operations.{result.category}")

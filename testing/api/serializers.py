@@ -10,6 +10,7 @@ from embedportal.api.strict import (
     StrictIntegerField,
     StrictModelSerializer,
 )
+from pipeline.access import without_hidden_names
 from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from testing.benchmarks import regression
@@ -38,6 +39,8 @@ class TestRunSerializer(serializers.ModelSerializer):
 
     def to_representation(self, run: TestRun) -> dict:
         data = super().to_representation(run)
+        if request := self.context.get("request"):  # a run started by the request names only what it may see
+            data["selection"] = without_hidden_names(run.selection, request.user)
         if run.status == RunStatus.QUEUED:  # why it has not started, from the runners' heartbeats
             data["message"] = queued_note(run)
         return data

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.db.models import Prefetch
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -16,6 +17,7 @@ from rest_framework.response import Response
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, requires
 from embedportal.api.strict import StrictFilterSet
+from pipeline.access import without_hidden_targets
 from pipeline.api.filters import collection_filter
 from pipeline.models import GoldenQuery, visible
 from testing.api.serializers import (
@@ -27,7 +29,7 @@ from testing.api.serializers import (
 )
 from testing.choices import Trigger
 from testing.junit import run_to_junit
-from testing.models import ACTIVE, BenchmarkRun, RunInProgress, TestRun, queued_note
+from testing.models import ACTIVE, BenchmarkRun, RunInProgress, TestResult, TestRun, queued_note
 from testing.reserved import wait_until
 from testing.tasks import queue_run
 
@@ -50,7 +52,9 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> Any:
         qs = super().get_queryset()
-        return qs.prefetch_related("results") if self.action == "retrieve" else qs
+        # Results of another team's collection are left out, as in the admin.
+        seen = without_hidden_targets(TestResult.objects.all(), self.request.user)
+        return qs.prefetch_related(Prefetch("results", queryset=seen)) if self.action == "retrieve" else qs
 
     @extend_schema(request=RunRequestSerializer, responses={200: TestRunDetailSerializer, 202: TestRunSerializer})
     def create(self, request: Request) -> Response:
@@ -96,7 +100,8 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def junit(self, request: Request, pk: str | None = None) -> HttpResponse:
         """The run's results as JUnit XML (xunit2, flaky attempts as flakyFailure)."""
-        return HttpResponse(run_to_junit(self.get_object()).tostring(), content_type="application/xml")
+        seen = without_hidden_targets(TestResult.objects.all(), request.user)
+        return HttpResponse(run_to_junit(self.get_object(), seen).tostring(), content_type="application/xml")
 
 
 class GoldenQueryFilter(StrictFilterSet):

@@ -480,3 +480,27 @@ def test_throughput_targets_name_the_members_models_only(collections, member, op
     admin = admin_client(Client(), member)
     for page in ("/admin/pipeline/collection/slos/", "/admin/pipeline/optimizationchange/performance/"):
         assert "team-b-model" not in admin.get(page).content.decode(), page
+
+
+def test_operations_test_runs_leave_out_another_teams_collection_in_the_api_and_the_admin(
+    collections, member, operator
+):
+    now = timezone.now()
+    selection = {"quick": True, "scenarios": [], "categories": [], "collections": ["a", "b"]}
+    run = TestRun.objects.create(trigger="cli", status="passed", started_at=now, heartbeat_at=now, selection=selection)
+    for target in ("a", "b", ""):
+        TestResult.objects.create(
+            run=run, scenario="model_upstream_answers", category="integration", component="embed", target=target,
+            outcome="passed", started_at=now, duration_seconds=1.0,
+        )  # fmt: skip
+    runs = "/api/v1/embedding-pipeline-operations/test/"
+    for user, names in ((member, ["a"]), (operator, ["a", "b"])):
+        api = client(user)
+        assert api.get(runs).json()["results"][0]["selection"]["collections"] == names
+        detail = api.get(f"{runs}{run.pk}/").json()
+        assert detail["selection"]["collections"] == names
+        assert sorted(r["target"] for r in detail["results"]) == ["", *names]
+        junit = api.get(f"{runs}{run.pk}/junit/").content.decode()
+        assert "model_upstream_answers[a]" in junit and ("model_upstream_answers[b]" in junit) == (user == operator)
+    page = admin_client(Client(), member).get(f"/admin/testing/testrun/{run.pk}/change/").content.decode()
+    assert "[&quot;a&quot;]" in page and "&quot;b&quot;" not in page
