@@ -149,6 +149,7 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+FORMAT_MODULE_PATH = ["embedportal.formats"]
 USE_I18N = False
 USE_TZ = True
 

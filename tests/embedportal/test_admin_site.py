@@ -34,3 +34,16 @@ def test_a_login_with_a_username_longer_than_any_users_is_refused_not_a_500(clie
     response = client.post("/admin/login/?next=/admin/", {"username": "u" * 300, "password": "x"})
     assert response.status_code == 200
     assert "Ensure this value has at most 150 characters (it has 300)." in response.content.decode()
+
+
+def test_the_console_shows_times_with_their_timezone(admin_client: Client) -> None:
+    """Django's English format ("Dec. 6, 2026, 8:45 p.m.") named no timezone on any list or page."""
+    from django.utils import timezone
+
+    from testing.models import TestRun
+
+    now = timezone.now()
+    run = TestRun.objects.create(trigger="cli", status="passed", started_at=now, heartbeat_at=now)
+    shown = f"{now:%Y-%m-%d %H:%M:%S} UTC"
+    assert shown in admin_client.get("/admin/testing/testrun/").content.decode()
+    assert shown in admin_client.get(f"/admin/testing/testrun/{run.pk}/change/").content.decode()
