@@ -184,7 +184,7 @@ def statuses(now: datetime | None = None, collection_id: int | None = None) -> l
     found = {w: evaluate(until - timedelta(seconds=seconds(w)), until, 1, collection_id) for w in windows}
     out = []
     for slo in (*the_spec.slos, *the_spec.performance):
-        status = Status(slo.name, slo.objective / 100, slo.description, the_spec.period)
+        status = Status(slo.name, round(slo.objective / 100, 6), slo.description, the_spec.period)
         status.windows = {w: found[w][slo.name][0] for w in (*COMPLIANCE_WINDOWS, the_spec.period)}
         budget = 1 - status.objective
         status.burn_rates = {w: burn_rate(found[w][slo.name][0], budget) for w in BURN_WINDOWS}

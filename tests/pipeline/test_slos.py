@@ -28,7 +28,7 @@ def test_objectives_come_from_the_one_spec_and_thresholds_match_its_queries():
     data = yaml.safe_load(slos.SPEC.read_text())
     assert [(o.name, o.objective) for o in slos.spec().slos] == [(s["name"], s["objective"]) for s in data["slos"]]
     every = [*data["slos"], *data["performance_slos"]]
-    assert [s.objective for s in slos.statuses(NOW)] == [s["objective"] / 100 for s in every]
+    assert [s.objective for s in slos.statuses(NOW)] == [round(s["objective"] / 100, 6) for s in every]
     queries = {s["name"]: s["sli"]["events"] for s in data["slos"]}
     latency_le = re.search(r'le=~"(\d+)\(', queries["latency"]["error_query"])[1]
     assert int(latency_le) == slos.LATENCY_THRESHOLD_SECONDS and slos.LATENCY_THRESHOLD_SECONDS in LATENCY_BUCKETS
@@ -246,6 +246,8 @@ def test_the_api_gives_the_pages_figures(client, hash_collection, monkeypatch):
     history.record_arrivals(hash_collection.pk, 12, at=now)
     batch(hash_collection, embedded=10, failed=2, latency_seconds=40, at=now)
     body = client.get("/api/v1/slos/?range=1h", HTTP_AUTHORIZATION=f"Token {token}").json()
+    # As the spec writes them: 99.9 / 100 was sent as 0.9990000000000001.
+    assert [s["objective"] for s in body["slos"]] == [0.99, 0.999, 0.95, 0.95, 0.95, 1.0]
     failures = next(s for s in body["slos"] if s["name"] == "failures")
     assert failures["compliance"]["1h"] == pytest.approx(10 / 12)
     assert failures["events"]["1h"] == {"good": 10, "total": 12}
