@@ -1,11 +1,10 @@
 """Configuration reference: every setting in the registry (embedportal/config.py), and, live,
-the current values (secrets redacted) and every collection's configuration."""
+the current values (secrets redacted). Not the collections: every team reads the docs, and a
+collection's configuration is its team's (the admin and the API show it to them)."""
 
 from __future__ import annotations
 
 import os
-
-from django.db import DatabaseError
 
 from docs_site.generators.base import GeneratedPage, table
 from embedportal.config import SETTINGS
@@ -19,29 +18,6 @@ def current_value(name: str) -> str:
     if setting.secret:
         return "set" if os.environ.get(name) or os.environ.get(f"{name}_FILE") else "unset"
     return os.environ.get(name) or f"{setting.shown_default()} (default)".strip()
-
-
-def _collections_section() -> tuple[str, list[str]]:
-    from pipeline.models import Collection
-
-    try:
-        collections = list(Collection.objects.order_by("name"))
-    except DatabaseError as exc:
-        return "", [f"database (collections): {exc.__class__.__name__}"]
-    columns = {
-        "collection": lambda c: c.name,
-        "model": lambda c: c.model,
-        "dimensions": lambda c: c.dimensions,
-        "chunking": lambda c: f"{c.chunking_strategy} {c.chunk_size}/{c.chunk_overlap} {c.chunk_unit}",
-        "batch": lambda c: c.batch_size,
-        "freshness SLA": lambda c: c.freshness_sla,
-        "state": lambda c: "paused" if c.paused else "active",
-        "API base": lambda c: c.api_base or "",
-        "key variable": lambda c: f"`{c.api_key_env}`" if c.api_key_env else "",
-        "extra params": lambda c: ", ".join(sorted(c.extra_params)) if c.extra_params else "",
-    }
-    rows = [[value(c) for value in columns.values()] for c in collections]
-    return "## Collections\n\n" + (table(list(columns), rows) if rows else "No collections yet."), []
 
 
 def generate(live: bool = False) -> GeneratedPage:
@@ -74,14 +50,8 @@ def generate(live: bool = False) -> GeneratedPage:
     sources = ["embedportal/config.py", "embedportal/config_operations.py", "embedportal/settings.py"]
     page = GeneratedPage(PATH, "Configuration reference", __name__, inputs, body, sources)
     if live:
-        collections, page.live_missing = _collections_section()
         current = table(["variable", "value"], [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)])
         page.live_body = "\n\n".join(
-            [
-                "## Current values",
-                "What this process reads now (secrets show only whether they are set).",
-                current,
-                collections,
-            ]
+            ["## Current values", "What this process reads now (secrets show only whether they are set).", current]
         )
     return page
