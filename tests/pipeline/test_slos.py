@@ -290,3 +290,10 @@ def test_the_api_says_what_to_fix(client, query, message):
     _, token = api_user("view_collectionactivity")
     response = client.get(f"/api/v1/slos/?{query}", HTTP_AUTHORIZATION=f"Token {token}")
     assert response.status_code == 400 and message in json.dumps(response.json())
+
+
+def test_the_slo_page_ends_the_throughput_targets_sentence_without_a_stray_space(admin_client):
+    # The include's last newline was rendered: "... its own model's target ." (the include ends without one).
+    page = admin_client.get("/admin/pipeline/collection/slos/").content.decode()
+    sentence = page.split('id="throughput-targets">')[1].split("</p>")[0]
+    assert sentence.endswith('target<span class="throughput-targets"></span>.'), sentence
