@@ -111,6 +111,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
         "dimensions",
         "chunking_strategy",
         "chunk_size",
+        "chunk_unit",
         "batch_size",
         "paused",
         "local_encoder",

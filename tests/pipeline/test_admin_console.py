@@ -64,6 +64,12 @@ def test_saving_a_collection_form_keeps_a_pause_made_while_it_was_open(admin_cli
     assert saved.batch_size == 8 and saved.paused, "the form put back the unticked paused box it was opened with"
 
 
+def test_the_collection_list_gives_the_chunk_size_its_unit(admin_client, hash_collection):
+    # 200 characters and 200 tokens read alike when the list showed the size alone.
+    row = admin_client.get(CHANGELIST).content.decode().split('class="field-chunk_size"')[1].split("</tr>")[0]
+    assert '<td class="field-chunk_unit">Characters</td>' in row
+
+
 def test_reembedding_a_collection_requeues_its_embedded_and_failed_documents(admin_client, hash_collection):
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
     EmbeddingIngestionPipeline().drain()
