@@ -12,6 +12,7 @@ from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from pipeline.models import sees_all_collections
 from testing.choices import BenchmarkSuite, BenchmarkTrigger, Category, Component, Outcome, RunStatus, Trigger
 
 
@@ -309,6 +310,13 @@ class ConfigSnapshot(models.Model):
         return f"{self.key}: {self.fingerprint[:12]}"
 
 
+class BenchmarkRunQuerySet(models.QuerySet["BenchmarkRun"]):
+    def readable_by(self, user: Any) -> BenchmarkRunQuerySet:
+        """A workload run's figures are its collections' (benchmark collection:<name>), several teams' at
+        once: platform operators only (pipeline.models.visible)."""
+        return self if sees_all_collections(user) else self.exclude(suite=BenchmarkSuite.WORKLOAD)
+
+
 class BenchmarkRun(models.Model):
     """One `manage.py benchmark` run: figures as repeated samples, compared with the same machine's history."""
 
@@ -328,6 +336,8 @@ class BenchmarkRun(models.Model):
     #                                  | "informational", ...}}}
     comparison = models.JSONField(default=dict)
     regressions = models.PositiveIntegerField(default=0, help_text="Figures flagged as regressions.")
+
+    objects = BenchmarkRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]

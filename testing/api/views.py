@@ -148,6 +148,10 @@ class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = BenchmarkRun.objects.all()
     serializer_class = BenchmarkRunSerializer
+
+    def get_queryset(self) -> Any:
+        return super().get_queryset().readable_by(self.request.user)
+
     permission_classes = [ModelPermissions]
     filter_backends = [DjangoFilterBackend]
     filterset_class = BenchmarkRunFilter

@@ -23,7 +23,7 @@ from pipeline.models import Collection, Document, GoldenQuery, ModelCheck, Optim
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
-from testing.models import TestResult, TestRun
+from testing.models import BenchmarkRun, TestResult, TestRun
 from tests.pipeline.test_optimizer import embedding_bound
 
 pytestmark = pytest.mark.django_db
@@ -504,3 +504,28 @@ def test_operations_test_runs_leave_out_another_teams_collection_in_the_api_and_
         assert "model_upstream_answers[a]" in junit and ("model_upstream_answers[b]" in junit) == (user == operator)
     page = admin_client(Client(), member).get(f"/admin/testing/testrun/{run.pk}/change/").content.decode()
     assert "[&quot;a&quot;]" in page and "&quot;b&quot;" not in page
+
+
+def test_workload_benchmark_runs_which_hold_several_teams_collections_are_the_operators(collections, member, operator):
+    # A workload run's figures are per collection (benchmark collection:<name>), every changed one's at once.
+    now = timezone.now()
+    figure = {"docs_per_second": {"samples": [5.0], "median": 5.0, "better": "higher", "unit": "docs/s"}}
+    for suite, results in (
+        ("quick", {"search": figure}),
+        ("workload", {"collection:a": figure, "collection:b": figure}),
+    ):
+        BenchmarkRun.objects.create(
+            suite=suite, note=f"{suite} run", started_at=now, duration_seconds=1.0, machine_fingerprint="m",
+            results=results,
+        )  # fmt: skip
+    runs = "/api/v1/embedding-pipeline-operations/benchmarks/"
+    assert [r["suite"] for r in client(member).get(runs).json()["results"]] == ["quick"]
+    assert sorted(r["suite"] for r in client(operator).get(runs).json()["results"]) == ["quick", "workload"]
+    admin = admin_client(Client(), member)
+    assert (
+        "collection:b" not in admin.get("/admin/testing/benchmarkrun/trends/?machine=m&suite=workload").content.decode()
+    )
+    listed = admin.get("/admin/testing/benchmarkrun/").content.decode()
+    assert 'class="field-suite">Quick' in listed and 'class="field-suite">A collection' not in listed
+    trends = admin_client(Client(), operator).get("/admin/testing/benchmarkrun/trends/?machine=m&suite=workload")
+    assert "collection:b" in trends.content.decode()
