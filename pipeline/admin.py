@@ -43,9 +43,18 @@ def _params(options: dict[str, int]) -> str:
 admin.site.index_template = "admin/pipeline/index.html"
 
 
+class SchemedURLField(forms.URLField):
+    """A URL with its scheme, as the API takes it: Django's field completed "host/v1" with a scheme it guessed."""
+
+    def to_python(self, value: Any) -> str:
+        if value and "://" not in value:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 def _api_base(label: str, help_text: str) -> forms.URLField:
     length = Collection._meta.get_field("api_base").max_length
-    return forms.URLField(label=label, max_length=length, required=False, assume_scheme="https", help_text=help_text)
+    return SchemedURLField(label=label, max_length=length, required=False, assume_scheme="https", help_text=help_text)
 
 
 class CollectionForm(forms.ModelForm):

@@ -173,6 +173,16 @@ def test_a_negative_or_zero_freshness_sla_is_refused_everywhere(api, admin_clien
     assert not Collection.objects.filter(name="stale").exists()
 
 
+def test_an_api_base_without_its_scheme_is_refused_everywhere(api, admin_client, fake_provider):
+    # The admin completed it with https:// where the API refused it: a provider on http:// got https.
+    body = error_of(
+        api.post("/api/v1/collections/", {"name": "bare", "model": "local/hash-16", "api_base": "gw/v1"}), 400
+    )
+    assert body["details"] == {"api_base": ["Enter a valid URL."]}
+    assert "Enter a valid URL." in create_by_admin(admin_client, name="bare", api_base="gw.example/v1")
+    assert not Collection.objects.filter(name="bare").exists()
+
+
 def test_the_overlap_rule_reads_the_same_in_words_everywhere(api, admin_client):
     message = create_by_command("overlap", chunk_size=64, chunk_overlap=64)
     assert message == f"chunk_overlap: {OVERLAP}"
