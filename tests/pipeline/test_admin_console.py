@@ -158,6 +158,10 @@ def test_overview_links_only_to_pages_the_operator_may_open(client, admin_client
     assert client.get(slos).status_code == 403
     full = admin_client.get("/admin/pipeline/collection/overview/").content.decode()
     assert slos in full and collections in full
+    # The pause permission without a view of the collection list: the link led to 403.
+    client.force_login(staff("view_document", "pause_collection"))
+    assert collections not in client.get("/admin/pipeline/collection/overview/").content.decode()
+    assert client.get("/admin/pipeline/collection/").status_code == 403
 
 
 def test_overview_page_shows_queue_throughput_latency_errors_and_health(admin_client, hash_collection):
