@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import signal
 import subprocess
 from datetime import timedelta
@@ -175,3 +177,31 @@ def test_a_killed_clusters_taken_tasks_do_not_stop_the_wake_ups(hash_collection,
     with django_capture_on_commit_callbacks(execute=True):
         enqueue(hash_collection, [IncomingDocument("new", "a new document")])
     assert OrmQ.objects.filter(lock__lte=timezone.now()).count() == settings.Q_CLUSTER["workers"]
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "\nState:\tZ" in status.read()  # a zombie is dead, only not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cluster_whose_worker_is_killed_ends_whole_instead_of_waiting_on_a_locked_queue(tmp_path):
+    """A worker killed while it waited for a task kept the task queue's lock (django-q2 issue #23): its
+    replacement and the other worker waited on it for good, and the cluster embedded nothing while it
+    looked alive. Now the whole cluster ends, for its supervisor (Kubernetes) to start it afresh."""
+    path = tmp_path / "qcluster.log"
+    with path.open("w") as log:
+        cluster = manage("qcluster", env={"Q_WORKERS": "2"}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: len(re.findall(r"ready for work at (\d+)", path.read_text())) == 2, timeout=120)
+            workers = [int(pid) for pid in re.findall(r"ready for work at (\d+)", path.read_text())]
+            os.kill(workers[0], signal.SIGKILL)
+            cluster.wait(timeout=60)
+        finally:
+            if cluster.poll() is None:
+                cluster.kill()
+    assert "died or timed out: its queues may be left locked" in path.read_text()
+    wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)

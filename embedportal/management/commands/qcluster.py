@@ -2,16 +2,20 @@
 
 The embedportal app comes before django_q in INSTALLED_APPS so this command takes the name;
 it adds the preload (see pipeline.providers.preload) to django-q2's own command, a stop that
-does not wait for the drain tasks' full length (pipeline.tasks.STOPPING), and worker processes that
-delete their heartbeat rows when they exit cleanly (pipeline.tasks.remove_heartbeat_at_exit).
+does not wait for the drain tasks' full length (pipeline.tasks.STOPPING), worker processes that
+delete their heartbeat rows when they exit cleanly (pipeline.tasks.remove_heartbeat_at_exit), and a
+cluster that ends whole when one of its processes dies (`_end_instead_of_reincarnating`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 from functools import partial
 from typing import Any
 
+from django_q.cluster import Sentinel
 from django_q.management.commands.qcluster import Command as QClusterCommand
 from django_q.signals import post_spawn
 
@@ -26,6 +30,8 @@ class Command(QClusterCommand):
         signals.worker_starting.send(sender=self.__class__)
         # Connected before the cluster forks, so every worker process it spawns has it.
         post_spawn.connect(tasks.remove_heartbeat_at_exit, dispatch_uid="pipeline.tasks.remove_heartbeat_at_exit")
+        # Set before the cluster forks its sentinel, which inherits it.
+        Sentinel.reincarnate = _end_instead_of_reincarnating(Sentinel.reincarnate)
         super().handle(*args, **options)
         # The cluster runs now, under django-q2's own signal handlers (set as it started): ours tell
         # the drain tasks first, then hand over. A pod's stop takes the batches in hand, not minutes.
@@ -36,3 +42,30 @@ class Command(QClusterCommand):
 def _stop(then: Any, signum: int, frame: Any) -> None:
     tasks.STOPPING.value = 1
     then(signum, frame)
+
+
+RECYCLED = -2  # django-q2's worker timer once it has done its Q_CLUSTER recycle count of tasks
+
+
+def _end_instead_of_reincarnating(reincarnate: Any) -> Any:
+    """The sentinel's reincarnate, except for a process that died or was killed for a timeout: then every
+    process of the cluster is killed and the cluster ends, for its supervisor to start it afresh. A
+    process killed while it waits on the cluster's task or result queue holds that queue's lock for
+    good (django-q2 issue #23): its replacement and every other worker then wait forever, and the
+    cluster embeds nothing while it looks alive (an OOM kill of one idle worker stopped a whole pod)."""
+
+    def reincarnated(sentinel: Any, process: Any) -> None:
+        if process in sentinel.pool and process.timer.value == RECYCLED and not process.is_alive():
+            return reincarnate(sentinel, process)
+        logging.getLogger(__name__).critical(
+            "cluster process %s (pid %s) died or timed out: its queues may be left locked, so the whole "
+            "cluster stops for its supervisor to start it again",
+            process.name,
+            process.pid,
+        )
+        for member in (*sentinel.pool, sentinel.monitor, sentinel.pusher):
+            if member.is_alive():
+                member.kill()
+        os._exit(70)
+
+    return reincarnated
