@@ -176,3 +176,17 @@ class EvaluationSerializer(serializers.ModelSerializer):
 
 class EvaluateSerializer(StrictFieldsMixin, serializers.Serializer):
     mode = serializers.ChoiceField(SearchMode.choices, required=False, help_text="Default: the collection's.")
+
+
+def ids(help_text: str) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(), help_text=help_text)
+
+
+class EnqueuedSerializer(serializers.Serializer):
+    """What an enqueue did with each document sent (queue.EnqueueResult)."""
+
+    accepted = serializers.IntegerField(help_text="Created, updated and unchanged: every document but the stale.")
+    created = ids("New documents, queued.")
+    updated = ids("Changed documents, queued again.")
+    unchanged = ids("The stored text and metadata already: not queued.")
+    stale = ids("Older (by modified_at) than the stored version: not applied.")

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -26,11 +26,13 @@ from pipeline.api.filters import DocumentFilter
 from pipeline.api.serializers import (
     CollectionSerializer,
     DocumentSerializer,
+    EnqueuedSerializer,
     EvaluateSerializer,
     EvaluationSerializer,
     IncomingDocumentSerializer,
     SearchSerializer,
 )
+from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document, sees_all_collections, visible
@@ -154,7 +156,13 @@ class CollectionViewSet(viewsets.ModelViewSet):
             raise NotFound(f"no collection named {instance.name!r}")
         trail.note(self.request, documents=documents)
 
-    @extend_schema(request=IncomingDocumentSerializer(many=True), responses={202: dict})
+    @extend_schema(
+        methods=["GET"],
+        parameters=[OpenApiParameter("status", enum=DocumentStatus.values)],
+        request=None,
+        responses={200: DocumentSerializer(many=True)},
+    )
+    @extend_schema(methods=["POST"], request=IncomingDocumentSerializer(many=True), responses={202: EnqueuedSerializer})
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])
     def documents(self, request: Request, name: str | None = None) -> Response:
         """GET lists the collection's documents; POST enqueues one document or a list of them."""
