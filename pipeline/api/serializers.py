@@ -190,3 +190,27 @@ class EnqueuedSerializer(serializers.Serializer):
     updated = ids("Changed documents, queued again.")
     unchanged = ids("The stored text and metadata already: not queued.")
     stale = ids("Older (by modified_at) than the stored version: not applied.")
+
+
+class PausedSerializer(serializers.Serializer):
+    collection = serializers.CharField()
+    paused = serializers.BooleanField()
+    changed = serializers.BooleanField(help_text="false: it was paused (or running) already.")
+
+
+class ReembeddingSerializer(serializers.Serializer):
+    collection = serializers.CharField()
+    requeued = serializers.IntegerField(help_text="Documents queued to embed into the new generation.")
+
+
+class HitSerializer(serializers.Serializer):
+    document_id = serializers.CharField()
+    ordinal = serializers.IntegerField(help_text="The chunk's position in its document.")
+    score = serializers.FloatField()
+    text = serializers.CharField(help_text="The chunk's text.")
+    metadata = serializers.DictField(help_text="The document's metadata.")
+
+
+class SearchResultSerializer(serializers.Serializer):
+    collection = serializers.CharField()
+    results = HitSerializer(many=True, help_text="Best first.")

@@ -30,6 +30,9 @@ from pipeline.api.serializers import (
     EvaluateSerializer,
     EvaluationSerializer,
     IncomingDocumentSerializer,
+    PausedSerializer,
+    ReembeddingSerializer,
+    SearchResultSerializer,
     SearchSerializer,
 )
 from pipeline.choices import DocumentStatus
@@ -198,7 +201,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
             raise ValidationError({"documents": {str(where): [str(exc)]}} if where is not None else str(exc)) from None
         return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=SearchSerializer, responses={200: dict})
+    @extend_schema(request=SearchSerializer, responses={200: SearchResultSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanSearch])
     def search(self, request: Request, name: str | None = None) -> Response:
         """Search: the k best chunks (or documents) for the query, best first, by vector, keyword or hybrid
@@ -246,13 +249,13 @@ class CollectionViewSet(viewsets.ModelViewSet):
 
     # Operator triggers: the same compare-and-swap QuerySet transitions as the admin actions.
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses={200: PausedSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def pause(self, request: Request, name: str | None = None) -> Response:
         """Stop workers claiming this collection's documents (those in flight finish)."""
         return self._set_paused(True)
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses={200: PausedSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanPause])
     def resume(self, request: Request, name: str | None = None) -> Response:
         """Let workers claim this collection's documents again."""
@@ -265,7 +268,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         changed = selected.pause() if paused else selected.resume()
         return Response({"collection": collection.name, "paused": paused, "changed": bool(changed)})
 
-    @extend_schema(request=ReembedSerializer, responses={202: dict})
+    @extend_schema(request=ReembedSerializer, responses={202: ReembeddingSerializer})
     @action(detail=True, methods=["post"], permission_classes=[CanReembed])
     def reembed(self, request: Request, name: str | None = None) -> Response:
         """Re-embed every document into a new generation, with the body's changes (another model,
