@@ -4,12 +4,17 @@ from rest_framework import serializers
 
 from embedportal.api.strict import StrictCharField, StrictFieldsMixin
 from pipeline.choices import ErrorType
+from reprocessing.choices import Resolution
 from reprocessing.models import FailedDocument
 
 
 class FailedDocumentSerializer(serializers.ModelSerializer):
     external_id = serializers.CharField(source="document.external_id", read_only=True)
     collection = serializers.CharField(source="document.collection.name", read_only=True)
+    # Declared: a read-only model field's schema leaves out the blank choice an open failure has.
+    resolution = serializers.ChoiceField(
+        Resolution.choices, allow_blank=True, read_only=True, help_text="Empty while open."
+    )
 
     class Meta:
         model = FailedDocument
