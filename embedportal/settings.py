@@ -239,6 +239,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "embedportal.api.errors.declare_errors"],
     # Several models have a `status` or `kind`: name each choice set after its own.
     "ENUM_NAME_OVERRIDES": {
         "DocFreshnessEnum": "docs_site.choices.Freshness",

@@ -41,6 +41,38 @@ def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]
     return {"error": {"status": status, "message": message, "details": {} if details is None else details}}
 
 
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "message", "details"],
+            "properties": {
+                "status": {"type": "integer", "description": "The HTTP status again."},
+                "message": {"type": "string", "description": "What went wrong, the first problem named."},
+                "details": {"type": "object", "description": "Every problem by field or parameter."},
+            },
+        }
+    },
+}
+
+
+def declare_errors(result: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every operation answers its errors (any 4xx or 5xx it does not
+    describe otherwise) in error_body's shape, which the schema names Error."""
+    result["components"]["schemas"]["Error"] = ERROR_SCHEMA
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operation in (op for methods in result["paths"].values() for op in methods.values()):
+        responses = operation["responses"]
+        responses.setdefault("4XX", {"description": "The request cannot be served as it is; the message says why."})
+        responses.setdefault("5XX", {"description": "The server, the database or a provider failed."})
+        for code, response in responses.items():
+            if code[0] in "45":
+                response.setdefault("content", content)
+    return result
+
+
 def _first_message(detail: Any) -> str:
     if isinstance(detail, dict):
         for key, value in detail.items():

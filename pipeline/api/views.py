@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -341,7 +341,9 @@ class DocumentRequeueView(APIView):
     permission_classes = [CanRequeue]
 
     @extend_schema(
-        operation_id="collections_document_requeue", request=None, responses={202: DocumentSerializer, 409: dict}
+        operation_id="collections_document_requeue",
+        request=None,
+        responses={202: DocumentSerializer, 409: OpenApiResponse(description="It is pending or processing.")},
     )
     def post(self, request: Request, name: str, external_id: str) -> Response:
         no_body(request)
