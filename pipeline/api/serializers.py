@@ -214,3 +214,18 @@ class HitSerializer(serializers.Serializer):
 class SearchResultSerializer(serializers.Serializer):
     collection = serializers.CharField()
     results = HitSerializer(many=True, help_text="Best first.")
+
+
+class CheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    reason = serializers.CharField(required=False, help_text="Platform operators only, as the rest.")
+    seconds = serializers.FloatField(required=False)
+    details = serializers.DictField(required=False)
+
+
+class HealthSerializer(serializers.Serializer):
+    """pipeline.health.report for platform operators, pass/fail per check (summary) for anyone else."""
+
+    healthy = serializers.BooleanField()
+    checks = CheckSerializer(many=True)

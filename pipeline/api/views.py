@@ -29,6 +29,7 @@ from pipeline.api.serializers import (
     EnqueuedSerializer,
     EvaluateSerializer,
     EvaluationSerializer,
+    HealthSerializer,
     IncomingDocumentSerializer,
     PausedSerializer,
     ReembeddingSerializer,
@@ -365,7 +366,7 @@ class HealthView(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: dict, 503: dict})
+    @extend_schema(responses={200: HealthSerializer, 503: HealthSerializer})
     def get(self, request: Request) -> Response:
         results = health.run_checks(cached=True)
         operator = request.user.is_authenticated and sees_all_collections(request.user)
