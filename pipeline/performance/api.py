@@ -35,6 +35,82 @@ class OptimizationChangeSerializer(serializers.ModelSerializer):
         fields = "__all__"
 
 
+def free(help_text: str, **kwargs: Any) -> serializers.DictField:
+    return serializers.DictField(help_text=help_text, **kwargs)
+
+
+class PercentilesSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True, help_text="Seconds per document; null: none in the window.")
+    p95 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+    count = serializers.IntegerField()
+
+
+class RecommendationSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="What POST performance/apply names.")
+    title = serializers.CharField()
+    expected_effect = serializers.CharField()
+    reason = serializers.CharField()
+    collection = serializers.CharField(allow_null=True, help_text="null: a deployment setting, advice only.")
+    setting = serializers.CharField(allow_null=True)
+    current = serializers.JSONField(allow_null=True)
+    proposed = serializers.JSONField(allow_null=True)
+    appliable = serializers.BooleanField()
+
+
+class SloTargetSerializer(serializers.Serializer):
+    slo = serializers.CharField()
+    target = serializers.FloatField()
+    compliance = serializers.FloatField(allow_null=True, help_text="null: no events.")
+
+
+class PerformanceSerializer(serializers.Serializer):
+    """What GET performance answers (EmbeddingPipelineOperationsOptimizer.analyse, with the SLOs and changes)."""
+
+    source = serializers.CharField()
+    window_seconds = serializers.IntegerField()
+    stages = serializers.DictField(child=PercentilesSerializer(), help_text="By stage, `total` included.")
+    utilisation = serializers.DictField(child=serializers.FloatField(), help_text="Share of worker time by stage.")
+    workers = serializers.IntegerField()
+    documents = serializers.IntegerField()
+    bottleneck = free("The stage (null: no documents), its shares of p95 and p99, and why.")
+    recommendations = RecommendationSerializer(many=True)
+    collections = serializers.DictField(child=free("documents, batches, stages, bottleneck, cost."))
+    slos = SloTargetSerializer(many=True)
+    throughput_targets = serializers.ListField(child=free("model, docs_per_second and where the target is from."))
+    changes = OptimizationChangeSerializer(many=True, help_text="The most recent first.")
+
+
+class SloStatusSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    objective = serializers.FloatField()
+    description = serializers.CharField()
+    period = serializers.CharField()
+    compliance = serializers.DictField(
+        child=serializers.FloatField(allow_null=True), help_text="By window; null: no events."
+    )
+    events = serializers.DictField(child=free("good and total events."), help_text="By window.")
+    error_budget_left = serializers.FloatField(allow_null=True)
+    burn_rate = serializers.DictField(child=serializers.FloatField(allow_null=True), help_text="Over 1h and 6h.")
+    met = serializers.BooleanField(allow_null=True)
+
+
+class SloFiguresSerializer(serializers.Serializer):
+    """What GET slos answers (slo_page.figures): the page's figures and chart series."""
+
+    now = serializers.DateTimeField()
+    collection = serializers.CharField(allow_null=True)
+    range = serializers.CharField()
+    freshness_sla_seconds = serializers.FloatField()
+    slos = SloStatusSerializer(many=True)
+    throughput_targets = serializers.ListField(child=free("model, docs_per_second and where the target is from."))
+    capacity = free("The capacity plan (pipeline.performance.capacity).")
+    measurement = free("The last capacity measurement with its USL fit.", allow_null=True)
+    series = free("The chart series of `range`.")
+    arrivals = free("Arrivals the plan read.")
+    bucket_bounds = free("Histogram bucket bounds, in seconds.")
+
+
 class ApplySerializer(StrictFieldsMixin, serializers.Serializer):
     collection = CollectionField()
     recommendation = StrictCharField(max_length=200, help_text="A recommendation's id from GET performance.")
@@ -82,7 +158,7 @@ class PerformanceView(APIView):
             OpenApiParameter("collection", str, description="Only this collection"),
             OpenApiParameter("window", int, description="Seconds of history (EMBEDPORTAL_OPTIMIZER_WINDOW_SECONDS)"),
         ],
-        responses={200: dict},
+        responses={200: PerformanceSerializer},
     )
     def get(self, request: Request) -> Response:
         try:
@@ -130,7 +206,7 @@ class SloView(APIView):
             OpenApiParameter("collection", OpenApiTypes.STR, description="One collection (default: all user ones)"),
             OpenApiParameter("headroom", OpenApiTypes.FLOAT, default=0.3),
         ],
-        responses={200: dict},
+        responses={200: SloFiguresSerializer},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
