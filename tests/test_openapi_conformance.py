@@ -34,16 +34,20 @@ def openapi() -> dict[str, Any]:
     return SchemaGenerator().get_schema(public=True)
 
 
-def as_json_schema(node: Any) -> Any:
-    """OpenAPI 3.0 schema objects as JSON Schema: `nullable` as a null alternative, and an object with
-    declared properties closed, so a field the schema does not name is a mismatch too."""
+def as_json_schema(node: Any, leave_out: str) -> Any:
+    """OpenAPI 3.0 schema objects as JSON Schema: `nullable` as a null alternative, the properties marked
+    `leave_out` (readOnly in a request, writeOnly in a response) left out, and an object with declared
+    properties closed, so a field the schema does not name is a mismatch too."""
     if isinstance(node, list):
-        return [as_json_schema(n) for n in node]
+        return [as_json_schema(n, leave_out) for n in node]
     if not isinstance(node, dict):
         return node
-    node = {k: as_json_schema(v) for k, v in node.items()}
-    if "properties" in node and "additionalProperties" not in node:
-        node["additionalProperties"] = False
+    if isinstance(node.get("properties"), dict):
+        out = {name for name, field in node["properties"].items() if field.get(leave_out)}
+        properties = {name: field for name, field in node["properties"].items() if name not in out}
+        required = [name for name in node.get("required", []) if name not in out]
+        node = {"additionalProperties": False, **node, "properties": properties, "required": required}
+    node = {k: as_json_schema(v, leave_out) for k, v in node.items()}
     if node.pop("nullable", False):
         return {"anyOf": [node, {"type": "null"}]}
     return node
@@ -78,9 +82,22 @@ def problems(spec: dict[str, Any], method: str, path: str, response: Any) -> lis
         return []
     if free_form(body_schema):
         return [f"{status} declares any object, not the body's fields"]
-    root = as_json_schema({**body_schema, "components": spec["components"]})
-    errors = Draft202012Validator(root, format_checker=FORMATS).iter_errors(response.json())
+    return invalid(spec, body_schema, response.json())
+
+
+def invalid(spec: dict[str, Any], schema: dict[str, Any], value: Any, leave_out: str = "writeOnly") -> list[str]:
+    """Where `value` breaks `schema` (its $refs into the spec's components)."""
+    root = as_json_schema({**schema, "components": spec["components"]}, leave_out)
+    errors = Draft202012Validator(root, format_checker=FORMATS).iter_errors(value)
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors]
+
+
+def request_problems(spec: dict[str, Any], method: str, path: str, body: Any) -> list[str]:
+    """How a body the API takes differs from the request body the schema declares."""
+    declared = spec["paths"][path][method].get("requestBody", {}).get("content", {}).get("application/json")
+    if declared is None:
+        return [] if body is None else ["a body, where the schema declares none"]
+    return [f"request {problem}" for problem in invalid(spec, declared["schema"], body, "readOnly")]
 
 
 class World:
@@ -142,7 +159,7 @@ REQUESTS: dict[str, Request] = {
     "get /api/v1/collections/{name}/documents/": lambda w: ("/api/v1/collections/hashes/documents/", None),
     "post /api/v1/collections/{name}/documents/": lambda w: (
         "/api/v1/collections/hashes/documents/",
-        [{"id": "new", "text": "a new document", "metadata": {"lang": "en"}}],
+        {"id": "new", "text": "a new document", "metadata": {"lang": "en"}},  # one, or a list of them
     ),
     "get /api/v1/collections/{name}/documents/{external_id}/": lambda w: (
         "/api/v1/collections/hashes/documents/e1/",
@@ -218,7 +235,7 @@ def test_every_operation_answers_what_its_schema_declares(hash_collection, api):
         url, body = REQUESTS[f"{method} {path}"](world)
         response = getattr(api, method)(url, body, format="json") if body is not None else getattr(api, method)(url)
         assert response.status_code < 400, (method, url, response.content[:500])
-        if mismatch := problems(spec, method, path, response):
+        if mismatch := request_problems(spec, method, path, body) + problems(spec, method, path, response):
             found[f"{method.upper()} {path}"] = mismatch
     assert not found, "\n".join(f"{op}: {m}" for op, m in found.items())
 

@@ -6,7 +6,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -166,7 +172,16 @@ class CollectionViewSet(viewsets.ModelViewSet):
         request=None,
         responses={200: DocumentSerializer(many=True)},
     )
-    @extend_schema(methods=["POST"], request=IncomingDocumentSerializer(many=True), responses={202: EnqueuedSerializer})
+    @extend_schema(
+        methods=["POST"],
+        request=PolymorphicProxySerializer(
+            "IncomingDocuments",
+            [IncomingDocumentSerializer, IncomingDocumentSerializer(many=True)],
+            resource_type_field_name=None,
+            many=False,
+        ),
+        responses={202: EnqueuedSerializer},
+    )
     @action(detail=True, methods=["get", "post"], url_path="documents", permission_classes=[CanListOrAddDocuments])
     def documents(self, request: Request, name: str | None = None) -> Response:
         """GET lists the collection's documents; POST enqueues one document or a list of them."""
