@@ -219,6 +219,16 @@ REQUESTS: dict[str, Request] = {
 }
 
 
+# Other forms some operations answer, by "METHOD path": (address, Accept header).
+MORE_FORMS = {
+    f"get {OPS}/docs/": [
+        (f"{OPS}/docs/?page=api.md", "text/markdown"),
+        (f"{OPS}/docs/?page=api.md", "text/html"),
+        (f"{OPS}/docs/?page=api.md", "application/json"),
+    ],
+}
+
+
 def operations(spec: dict[str, Any]) -> list[tuple[str, str]]:
     """(method, path) of every operation, deletions last (what they delete, other requests use)."""
     found = [(m, p) for p, methods in spec["paths"].items() for m in methods if m != "parameters"]
@@ -237,6 +247,13 @@ def test_every_operation_answers_what_its_schema_declares(hash_collection, api):
         assert response.status_code < 400, (method, url, response.content[:500])
         if mismatch := request_problems(spec, method, path, body) + problems(spec, method, path, response):
             found[f"{method.upper()} {path}"] = mismatch
+    for operation, forms in MORE_FORMS.items():
+        method, path = operation.split(" ")
+        for url, accept in forms:
+            response = getattr(api, method)(url, HTTP_ACCEPT=accept)
+            assert response.status_code < 400, (method, url, response.content[:500])
+            if mismatch := problems(spec, method, path, response):
+                found[f"{method.upper()} {url} ({accept})"] = mismatch
     assert not found, "\n".join(f"{op}: {m}" for op, m in found.items())
 
 

@@ -32,3 +32,13 @@ class DocsSerializer(serializers.Serializer):
     checked_at = serializers.DateTimeField(allow_null=True)
     coverage = DocCoverageSerializer(many=True)
     pages = DocPageSerializer(many=True)
+
+
+class DocsPageSerializer(serializers.ModelSerializer):
+    """One page (`?page=`) as JSON: its Markdown as served (a generated page generated afresh)."""
+
+    markdown = serializers.CharField()
+
+    class Meta:
+        model = DocPage
+        fields = ["path", "title", "kind", "markdown"]

@@ -12,7 +12,7 @@ from django.db.models import Min
 from django.utils import timezone
 from django.utils.html import escape
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from docs_site import pages
-from docs_site.api.serializers import DocsSerializer
+from docs_site.api.serializers import DocsPageSerializer, DocsSerializer
 from docs_site.generators import MODULES
 from docs_site.models import DocCoverage, DocPage
 from docs_site.tasks import record_checks
@@ -85,7 +85,11 @@ class DocsView(APIView):
             )
         ],
         responses={
-            200: DocsSerializer,
+            (200, "application/json"): PolymorphicProxySerializer(
+                "DocsOrPage", [DocsSerializer, DocsPageSerializer], resource_type_field_name=None
+            ),
+            (200, "text/markdown"): OpenApiTypes.STR,
+            (200, "text/html"): OpenApiTypes.STR,
             400: OpenApiResponse(description="The page path leaves the docs folder."),
             404: OpenApiResponse(description="No such page."),
         },
