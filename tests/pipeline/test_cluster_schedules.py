@@ -199,7 +199,7 @@ def test_a_cluster_whose_worker_is_killed_ends_whole_instead_of_waiting_on_a_loc
             wait_for(lambda: len(re.findall(r"ready for work at (\d+)", path.read_text())) == 2, timeout=120)
             workers = [int(pid) for pid in re.findall(r"ready for work at (\d+)", path.read_text())]
             os.kill(workers[0], signal.SIGKILL)
-            cluster.wait(timeout=60)
+            assert cluster.wait(timeout=60) == 70  # a supervisor restarting on failure acts on it
         finally:
             if cluster.poll() is None:
                 cluster.kill()

@@ -10,8 +10,10 @@ cluster that ends whole when one of its processes dies (`_end_instead_of_reincar
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
+import time
 from functools import partial
 from typing import Any
 
@@ -37,6 +39,13 @@ class Command(QClusterCommand):
         # the drain tasks first, then hand over. A pod's stop takes the batches in hand, not minutes.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, partial(_stop, signal.getsignal(signum)))
+        # The sentinel is this process's one child: a cluster that ended abnormally exits with its code (70),
+        # which a supervisor restarting on failure (systemd's Restart=on-failure) acts on.
+        for sentinel in multiprocessing.active_children():
+            while sentinel.is_alive():
+                time.sleep(0.5)
+            if sentinel.exitcode:
+                raise SystemExit(sentinel.exitcode)
 
 
 def _stop(then: Any, signum: int, frame: Any) -> None:
