@@ -20,6 +20,7 @@ from pipeline.choices import CircuitState, DocumentStatus, ErrorType, Stage
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document, GoldenQuery, ModelCheck, OptimizationChange, ProviderCircuit
+from pipeline.performance.optimizer import recommendations
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from reprocessing.models import FailedDocument
@@ -471,15 +472,20 @@ def test_provider_circuits_and_model_checks_of_another_teams_endpoints_are_left_
     assert member_admin.get(f"/admin/pipeline/providercircuit/{b_circuit.pk}/change/").status_code in (302, 404)
 
 
-def test_throughput_targets_name_the_members_models_only(collections, member, operator):
+def test_throughput_targets_name_the_members_models_only(collections, member, operator, monkeypatch):
     # One target per model in use: another team's model name was listed to every member.
     Collection.objects.filter(name="b").update(model="openai/team-b-model")
+    # A platform recommendation every team sees (429s, which carry no collection) named it too.
+    monkeypatch.setattr(recommendations, "_rate_limited", lambda: 7)
+    embedding_bound(Collection.objects.get(name="b"))
     for user, models in ((member, ["local/hash-16"]), (operator, ["local/hash-16", "openai/team-b-model"])):
         for route in ("/api/v1/slos/", PERFORMANCE):
             assert [t["model"] for t in client(user).get(route).json()["throughput_targets"]] == models, route
     admin = admin_client(Client(), member)
     for page in ("/admin/pipeline/collection/slos/", "/admin/pipeline/optimizationchange/performance/"):
         assert "team-b-model" not in admin.get(page).content.decode(), page
+    performance_page = admin.get("/admin/pipeline/optimizationchange/performance/").content.decode()
+    assert "providers answered 429 (openai)" in performance_page
 
 
 def test_operations_test_runs_leave_out_another_teams_collection_in_the_api_and_the_admin(

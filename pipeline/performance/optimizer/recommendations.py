@@ -228,12 +228,13 @@ def provider_limits(analysis: Analysis, collections: list[Collection]) -> Recomm
             reason=f"providers answered 429 and {c.name} is the only remote collection making several calls "
             f"at once ({c.provider_concurrency} per batch, per worker)",
         )
-    remote = sorted({c["model"] for c in analysis.collections.values() if provider_of(c["model"]) != "local"})
+    # The providers, not the models: a platform recommendation is shown to every team, and a model is its team's.
+    remote = sorted({provider_of(c["model"]) for c in analysis.collections.values()} - {"local"})
     return Recommendation(
         id="provider-rate-limit",
         title="Lower provider concurrency or raise the provider's rate limit",
         expected_effect=f"no more 429 retries ({limited} so far, each one a backoff wait in a worker)",
-        reason=f"providers answered 429 (models {', '.join(remote) or 'unknown'}); concurrency is the workers "
+        reason=f"providers answered 429 ({', '.join(remote) or 'unknown'}); concurrency is the workers "
         "embedding with that provider times its collections' provider_concurrency (set in the admin or the "
         "API: the 429 counts do not say which collection, so the optimizer does not pick one); the worker "
         f"count is {ADVICE_ONLY}",
