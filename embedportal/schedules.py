@@ -112,6 +112,7 @@ class ScheduleCollector(collectors.DatabaseCollector):
         from django_q.models import Schedule, Task
 
         # A failed task is kept (Q_CLUSTER's save_limit prunes successes only), so a failed last run stays found.
-        failed = set(Task.objects.filter(success=False, id__in=Schedule.objects.values("task")).values_list("id"))
+        last = Schedule.objects.values("task")
+        failed = set(Task.objects.filter(success=False, id__in=last).values_list("id", flat=True))
         for name, task in Schedule.objects.exclude(name=None).order_by("name").values_list("name", "task"):
-            failing.add_metric([name], int((task,) in failed))
+            failing.add_metric([name], int(task in failed))
