@@ -10,14 +10,14 @@ cluster that ends whole when one of its processes dies (`_end_instead_of_reincar
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import time
 from functools import partial
 from typing import Any
 
-from django_q.cluster import Sentinel
+from django.conf import settings
+from django_q.cluster import Cluster, Sentinel
 from django_q.management.commands.qcluster import Command as QClusterCommand
 from django_q.signals import post_spawn
 
@@ -34,18 +34,29 @@ class Command(QClusterCommand):
         post_spawn.connect(tasks.remove_heartbeat_at_exit, dispatch_uid="pipeline.tasks.remove_heartbeat_at_exit")
         # Set before the cluster forks its sentinel, which inherits it.
         Sentinel.reincarnate = _end_instead_of_reincarnating(Sentinel.reincarnate)
-        super().handle(*args, **options)
+        # django-q2's own handle, holding on to the cluster: its sentinel's exit code is this command's.
+        settings.SECRET_KEY  # noqa: B018 - the cluster signs its tasks: fail now, not in a worker
+        if options.get("cluster_name"):
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        cluster = Cluster()
+        try:
+            cluster.start()
+        except RuntimeError:  # the sentinel ended before the cluster was ready; the log says why
+            raise SystemExit(cluster.sentinel.exitcode or 1) from None
+        if options.get("run_once"):
+            cluster.stop()
+            return
         # The cluster runs now, under django-q2's own signal handlers (set as it started): ours tell
         # the drain tasks first, then hand over. A pod's stop takes the batches in hand, not minutes.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, partial(_stop, signal.getsignal(signum)))
-        # The sentinel is this process's one child: a cluster that ended abnormally exits with its code (70),
-        # which a supervisor restarting on failure (systemd's Restart=on-failure) acts on.
-        for sentinel in multiprocessing.active_children():
-            while sentinel.is_alive():
-                time.sleep(0.5)
-            if sentinel.exitcode:
-                raise SystemExit(sentinel.exitcode)
+        # A cluster that ended abnormally exits with its sentinel's code (70), which a supervisor
+        # restarting on failure (systemd's Restart=on-failure, a pod's restartPolicy) acts on. Polled,
+        # not joined: the signal handlers above join the sentinel themselves.
+        while cluster.sentinel.is_alive():
+            time.sleep(0.5)
+        if cluster.sentinel.exitcode:
+            raise SystemExit(cluster.sentinel.exitcode)
 
 
 def _stop(then: Any, signum: int, frame: Any) -> None:
