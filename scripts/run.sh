@@ -39,10 +39,32 @@ until (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; do
   sleep 0.2
 done
 kill -0 "$web" 2>/dev/null || fail "the web server (gunicorn) exited without serving on 127.0.0.1:${PORT}; its log is above"
-# Its own session: Ctrl-C signals the whole foreground group, and django-q2's cluster can
-# deadlock when its sentinel is signalled at the same moment as the cluster process
-# (Cluster.stop blocks in Event.set). The trap above stops it through its main process alone.
-setsid $PY manage.py qcluster &
+# The worker, started again when it ends abnormally, as Kubernetes restarts a worker container: a
+# cluster one of whose processes died (out of memory, kill -9) ends whole with code 70
+# (embedportal/management/commands/qcluster.py). A stop (code 0) ends this loop, and a cluster
+# failing again at once waits longer each time, up to a minute. Each cluster runs in its own
+# session: Ctrl-C signals the whole foreground group, and django-q2's cluster can deadlock when its
+# sentinel is signalled at the same moment as the cluster process (Cluster.stop blocks in
+# Event.set). The trap stops it through its main process alone.
+supervise_worker() {
+  local child="" delay=1 rc started
+  # One stop, whichever signal comes first (Ctrl-C's INT, the trap's TERM): a second signal to a
+  # stopping cluster is the deadlock above.
+  trap 'trap "" TERM INT; [ -z "$child" ] || { kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; }; exit 0' TERM INT
+  while true; do
+    setsid $PY manage.py qcluster &
+    child=$! started=$SECONDS
+    rc=0 && wait "$child" || rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    ((SECONDS - started < 60)) || delay=1
+    echo "embedportal: the worker (qcluster) exited with code ${rc}; starting it again in ${delay} s" >&2
+    sleep "$delay" &
+    child=$!
+    wait "$child" || true
+    delay=$((delay < 32 ? delay * 2 : 60))
+  done
+}
+supervise_worker &
 pids+=($!)
 # Operations test runs (API, admin, schedules) execute here, never in a worker slot (docs/ops-tests.md).
 $PY manage.py run_test_runner &

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
+from subprocess import PIPE
 
 from django.conf import settings
 
 from embedportal import schedules
+from pipeline import tasks as pipeline_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +33,30 @@ def run_benchmark(
     command += [f"--collection={name}" for name in collections or []]
     # Not into the worker pod's multiprocess metrics: they would count the benchmark's documents as production's.
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
+    # Its own process group, ended whole (its forked ingest workers too) when the worker stops: a pod's
+    # stop or Ctrl-C waits for the batch in hand, not for a benchmark's minutes. A killed run stores
+    # nothing (it records at its end; the scratch database is emptied at the next one's start).
+    done = subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 3600
+    while True:
+        try:
+            stdout, stderr = done.communicate(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            if pipeline_tasks.STOPPING.value or time.monotonic() > deadline:
+                os.killpg(done.pid, signal.SIGKILL)
+                done.communicate()
+                reason = "the worker stopped" if pipeline_tasks.STOPPING.value else "it ran past 3600 s"
+                logger.warning("benchmark ended: %s", reason)
+                if pipeline_tasks.STOPPING.value and trigger == "config_change":
+                    for name in collections or []:  # measured by the next cluster instead
+                        schedule_benchmark(name)
+                return {"started": False, "reason": reason}
     if done.returncode:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        reason = (stderr.strip().splitlines() or ["no output"])[-1]
         logger.warning("benchmark not run: %s", reason)
         return {"started": False, "reason": reason}
-    run = json.loads(done.stdout)
+    run = json.loads(stdout)
     return {"started": True, "run": run["id"], "regressions": run["regressions"]}
 
 

@@ -50,6 +50,11 @@ def descendants(root: int) -> dict[int, str]:
     return {int(row[0]): (row[2] if len(row) > 2 else "") for row in rows if int(row[0]) in below}
 
 
+def children(parent: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
 def qcluster_pids(root: int) -> set[int]:
     """The script's qcluster processes: descendants of `root` (the script starts it in a session
     of its own, so not in its group). Only these: other test runs start clusters of their own."""
@@ -105,6 +110,23 @@ def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
         assert runners, "no test runner process was started"
         started |= runners
 
+        # A cluster process killed (out of memory, kill -9) ends the cluster with code 70; the
+        # script starts a new one, as Kubernetes restarts a worker container, which embeds.
+        first = {pid for pid in started if "manage.py qcluster" in descendants(script.pid).get(pid, "")}
+        main = max(first, key=lambda pid: len(set(descendants(pid)) & first))  # the others are below it
+        (sentinel,) = children(main)
+        os.kill(min(children(sentinel)), signal.SIGKILL)  # a worker, the monitor or the pusher
+        wait_for(lambda: qcluster_pids(script.pid) - first, timeout=60)
+        started |= qcluster_pids(script.pid)
+        # Enqueued as a user would, with the script's settings: its wake-up task is signed with its key.
+        document = tmp_path / "after-restart.md"
+        document.write_text("# After the restart\n\nThe worker came back.\n")
+        enqueued = [sys.executable, "manage.py", "enqueue", str(document), "--collection", "sample"]
+        subprocess.run(enqueued, cwd=ROOT, env=env, check=True, timeout=120)
+        restarted = Document.objects.filter(external_id__endswith="after-restart.md", status="embedded")
+        wait_for(restarted.exists, timeout=120)
+        started |= qcluster_pids(script.pid)
+
         os.killpg(script.pid, signal.SIGINT)
 
         # django-q2 lets a worker finish the task it runs before the cluster stops, and a drain
@@ -125,6 +147,7 @@ def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
             os.killpg(script.pid, signal.SIGKILL)
         output = script.communicate(timeout=30)[0]
     assert "embedportal is running" in output, output
+    assert "the worker (qcluster) exited with code 70; starting it again in 1 s" in output, output
 
 
 def test_a_busy_port_fails_with_a_clear_message_and_starts_nothing(tmp_path: Path) -> None:

@@ -290,3 +290,39 @@ def test_a_burst_of_saves_makes_one_workload_run_in_the_cluster(
     assert run.results["collection:hashes"]["docs_per_second"]["median"] > 0
     assert not any(empty.iterdir()), "nothing was downloaded"
     assert Document.objects.filter(status="pending").count() == 3 and Collection.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopping_worker_ends_its_benchmark_and_leaves_it_for_the_next_cluster(hash_collection, tmp_path):
+    """A pod's stop (or Ctrl-C under `make run`) waited for a running benchmark's minutes; the run is
+    cut short instead, stores nothing, and is scheduled again."""
+    import psutil
+
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Text {i} about leases. " * 20) for i in range(3)])
+    Collection.objects.filter(pk=hash_collection.pk).update(paused=True)
+    Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE).delete()
+    empty = tmp_path / "corpus"
+    empty.mkdir()
+    log = (tmp_path / "qcluster.log").open("w")
+    cluster = manage(
+        "qcluster", env={"Q_WORKERS": "1", "EMBEDPORTAL_CORPUS_DIR": str(empty)}, stdout=log, stderr=subprocess.STDOUT
+    )
+
+    def benchmarks() -> list[psutil.Process]:
+        below = psutil.Process(cluster.pid).children(recursive=True)
+        return [p for p in below if "benchmark" in p.cmdline()]
+
+    try:
+        async_task(benchmark_tasks.TASK, note="configuration changed: hashes", collections=["hashes"])
+        wait_for(benchmarks, timeout=120)
+        running = benchmarks()
+        cluster.terminate()
+        assert cluster.wait(60) == 0
+    finally:
+        if cluster.poll() is None:
+            cluster.kill()
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running)
+    assert not BenchmarkRun.objects.exists()
+    [schedule] = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
+    assert ast.literal_eval(schedule.kwargs)["collections"] == ["hashes"]
+    assert "benchmark ended: the worker stopped" in (tmp_path / "qcluster.log").read_text()
