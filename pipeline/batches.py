@@ -164,10 +164,9 @@ class BatchProcessing(FailureHandling):
         texts = [c.embedded for c in chunks]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         texts = [texts[i] for i in order]
-        size = collection.batch_size
         calls = [
             functools.partial(self._with_retries, functools.partial(self._call_provider, collection, batch), result)
-            for batch in (texts[i : i + size] for i in range(0, len(texts), size))
+            for batch in ratelimits.calls(texts, collection.batch_size, collection.tokens_per_minute)
         ]
         parts = self._run_calls(calls, concurrency(collection))
         if not parts:
@@ -203,7 +202,17 @@ class BatchProcessing(FailureHandling):
 
     def _call_provider(self, collection: Collection, texts: list[str]) -> np.ndarray:
         """One embedding call in its rate-limit turn; an outage error counts toward the circuit breaker."""
-        ratelimits.wait_for_turn(collection, ratelimits.estimate_tokens(texts))
+        tokens = ratelimits.estimate_tokens(texts)
+        if collection.tokens_per_minute and tokens > collection.tokens_per_minute:
+            # One text alone (calls are cut to the limit): the provider would answer 429 to it for good.
+            raise PipelineError(
+                ErrorType.BAD_REQUEST,
+                Stage.EMBEDDING,
+                f"a chunk of about {tokens} tokens is over the collection's tokens_per_minute "
+                f"({collection.tokens_per_minute}): no call under that limit can carry it; lower "
+                "chunk_size or raise tokens_per_minute",
+            )
+        ratelimits.wait_for_turn(collection, tokens)
         try:
             return embed_texts(collection, texts)
         except PipelineError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 from django.db import connection
 
@@ -32,6 +33,23 @@ SELECT extract(epoch FROM requests_at - %(request)s * interval '1 second' - cloc
 def estimate_tokens(texts: list[str]) -> int:
     """A call's input tokens before it is made: about four characters a token (the order of magnitude)."""
     return sum(len(text) for text in texts) // 4 + len(texts)
+
+
+def calls(texts: list[str], size: int, tokens_per_minute: int | None) -> Iterator[list[str]]:
+    """`texts` in calls of at most `size` texts and, under a token limit, at most that many tokens: a
+    provider answers a call larger than its per-minute quota with a 429 every time, which the pipeline
+    takes for a passing limit and defers for good."""
+    call: list[str] = []
+    tokens = 0
+    for text in texts:
+        cost = estimate_tokens([text])
+        if call and (len(call) == size or (tokens_per_minute and tokens + cost > tokens_per_minute)):
+            yield call
+            call, tokens = [], 0
+        call.append(text)
+        tokens += cost
+    if call:
+        yield call
 
 
 def reserve(collection: Collection, tokens: int) -> float:

@@ -30,6 +30,8 @@ class FakeProvider:
         self.mode = "ok"
         self.delay = 0.0
         self.retry_after = "1"
+        # A per-minute token quota (about four characters a token): a larger request is answered 429, always.
+        self.tokens_per_minute: int | None = None
         # How long a "timeout" answer takes: longer than the client's timeout.
         self.timeout_seconds = timeout_seconds
         self.record = record
@@ -107,6 +109,8 @@ class FakeProvider:
     def pick(self, inputs: list[str]) -> str:
         """The answer for a request (called under `lock`): an input's "POISON:<mode>", else the script's or `mode`."""
         mode = self.script.pop(0) if self.script else self.mode
+        if self.tokens_per_minute and sum(len(text) // 4 + 1 for text in inputs) > self.tokens_per_minute:
+            mode = "429"
         return next((text.split("POISON:", 1)[1].split()[0] for text in inputs if "POISON:" in text), mode)
 
     def answer(self, h: BaseHTTPRequestHandler, mode: str, inputs: list[str], body: dict) -> None:

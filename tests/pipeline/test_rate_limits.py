@@ -47,3 +47,31 @@ def test_three_workers_together_keep_to_the_collections_request_limit(fake_provi
     per_minute = (len(times) - 1) / (times[-1] - times[0]) * 60
     print(f"18 calls from 3 workers: {per_minute:.0f} requests/minute seen by the provider (limit 240)")
     assert per_minute <= 240 * 1.05
+
+
+def test_calls_are_cut_at_the_batch_size_and_the_token_limit():
+    texts = ["a" * 36, "b" * 36, "c" * 36, "d" * 396]  # 10, 10, 10 and 100 tokens
+    assert list(ratelimits.calls(texts, 2, None)) == [texts[:2], texts[2:]]
+    assert list(ratelimits.calls(texts, 16, 30)) == [texts[:3], texts[3:]]  # the last one alone, over the limit
+    assert list(ratelimits.calls(texts, 16, 29)) == [texts[:2], [texts[2]], [texts[3]]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_over_the_token_limit_is_sent_in_calls_under_it_and_a_chunk_over_it_fails(fake_provider, monkeypatch):
+    """A provider answers a request over its per-minute token quota with a 429 every time, which the
+    pipeline defers as a passing limit: a batch over the quota waited for good."""
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-test-secret-123456")
+    fake_provider.tokens_per_minute = 300
+    limited = fake_backed("tpm", fake_provider.api_base, batch_size=16, chunk_size=1200, tokens_per_minute=300)
+    # About 31 and 276 tokens: one call of both is over the quota, each alone is under it.
+    enqueue(limited, [IncomingDocument("short", "s" * 120), IncomingDocument("long", "l " * 550)])
+    wide = fake_backed("tpm-wide", fake_provider.api_base, chunk_size=2000, tokens_per_minute=300)
+    enqueue(wide, [IncomingDocument("huge", "x " * 650)])  # one chunk of about 330 tokens
+
+    EmbeddingIngestionPipeline(claim_batch=2).drain()
+
+    assert set(Document.objects.filter(status="embedded").values_list("external_id", flat=True)) == {"short", "long"}
+    assert fake_provider.calls["429"] == 0 and len(fake_provider.requests) == 2
+    huge = Document.objects.get(external_id="huge")
+    assert huge.status == DocumentStatus.FAILED
+    assert "over the collection's tokens_per_minute (300)" in huge.last_error
