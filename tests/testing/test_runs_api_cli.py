@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from ast import literal_eval
 from datetime import timedelta
 from functools import partial
 from io import StringIO
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import User
@@ -362,16 +364,27 @@ def test_a_changed_settings_fingerprint_at_start_up_queues_a_run(db, settings, d
 def test_a_worker_starting_with_changed_settings_queues_a_run_without_a_migrate(
     db, settings, django_capture_on_commit_callbacks, monkeypatch, worker
 ):
-    from django_q.management.commands.qcluster import Command as DjangoQCluster
+    from embedportal.management.commands import qcluster
+
+    class NoCluster:  # the cluster itself not run: it ends as soon as it started
+        sentinel = SimpleNamespace(is_alive=lambda: False, exitcode=0)
+
+        def start(self) -> None:
+            pass
 
     create_collection(name="one", model="local/hash-8")
     tasks.check_settings_fingerprint()
     Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE).delete()
-    monkeypatch.setattr(DjangoQCluster, "handle", lambda *args, **kwargs: None)  # the cluster itself not run
+    monkeypatch.setattr(qcluster, "Cluster", NoCluster)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     settings.EMBEDPORTAL_CLAIM_BATCH = 7  # a ConfigMap edit, rolled out without the migrate Job
-    with django_capture_on_commit_callbacks(execute=True):
-        call_command(worker, *(["--once"] if worker == "run_pipeline" else []), stdout=io.StringIO())
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            call_command(worker, *(["--once"] if worker == "run_pipeline" else []), stdout=io.StringIO())
+    finally:  # the command sets its stop handlers in this process: pytest's come back
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     assert literal_eval(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["one"]}
 
 
