@@ -78,6 +78,13 @@ OPERATIONS = (
         "Benchmark runs older than this many days are deleted (regression detection compares recent runs).",
     ),
     Setting(
+        "EMBEDPORTAL_FAILED_TASK_RETENTION_DAYS",
+        "int",
+        30,
+        "django-q2's failed tasks older than this many days are deleted by a daily pass (django-q2 keeps "
+        "them for good; the scheduled-task alert reads each schedule's last run, at most a day old).",
+    ),
+    Setting(
         "EMBEDPORTAL_AUDIT_RETENTION_DAYS",
         "int",
         400,

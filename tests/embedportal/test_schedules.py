@@ -81,3 +81,31 @@ def test_a_schedule_whose_last_run_failed_is_exported_as_failing_until_a_run_suc
     worked = Task.objects.get(func="tests.pipeline.qtasks.succeed")
     Schedule.objects.filter(name="test-fails").update(task=worked.id)
     assert failing()["test-fails"] == 0
+
+
+@pytest.mark.django_db
+def test_failed_tasks_past_their_retention_are_pruned_daily_and_nothing_else(settings):
+    """django-q2 keeps every failed task for good (it trims successes only)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.models import Task
+
+    from embedportal import tasks
+
+    settings.EMBEDPORTAL_FAILED_TASK_RETENTION_DAYS = 30
+    now = timezone.now()
+
+    def task(name: str, days_ago: int, success: bool) -> None:
+        at = now - timedelta(days=days_ago)
+        Task.objects.create(id=name, name=name, func="f", started=at, stopped=at, success=success, result="boom")
+
+    task("old-failure", 31, False)
+    task("recent-failure", 29, False)
+    task("old-success", 31, True)
+
+    assert tasks.prune_failed_tasks(now) == {"failed_tasks": 1}
+    assert set(Task.objects.values_list("name", flat=True)) == {"recent-failure", "old-success"}
+    assert schedules.register()
+    pruning = Schedule.objects.get(name="task-retention")
+    assert (pruning.func, pruning.minutes) == ("embedportal.tasks.prune_failed_tasks", 24 * 60)
