@@ -48,14 +48,16 @@ kill -0 "$web" 2>/dev/null || fail "the web server (gunicorn) exited without ser
 # Event.set). The trap stops it through its main process alone.
 supervise_worker() {
   local child="" delay=1 rc started
-  # One stop, whichever signal comes first (Ctrl-C's INT, the trap's TERM): a second signal to a
+  # The trap's TERM stops it (a background job ignores Ctrl-C's INT), once: a second signal to a
   # stopping cluster is the deadlock above.
-  trap 'trap "" TERM INT; [ -z "$child" ] || { kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; }; exit 0' TERM INT
+  trap 'trap "" TERM; [ -z "$child" ] || { kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; }; exit 0' TERM
   while true; do
     setsid $PY manage.py qcluster &
     child=$! started=$SECONDS
     rc=0 && wait "$child" || rc=$?
     [ "$rc" -eq 0 ] && return 0
+    # What is left of it: a main process killed outright leaves its sentinel and workers running, orphaned.
+    kill -KILL -- "-$child" 2>/dev/null || true
     ((SECONDS - started < 60)) || delay=1
     echo "embedportal: the worker (qcluster) exited with code ${rc}; starting it again in ${delay} s" >&2
     sleep "$delay" &

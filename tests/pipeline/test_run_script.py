@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,6 +127,13 @@ def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
         restarted = Document.objects.filter(external_id__endswith="after-restart.md", status="embedded")
         wait_for(restarted.exists, timeout=120)
         started |= qcluster_pids(script.pid)
+        # Its main process killed outright: the sentinel and workers it leaves, orphaned, go too, and a
+        # new cluster starts (each cluster leads a process group of its own).
+        (main,) = {pid for pid in qcluster_pids(script.pid) if os.getpgid(pid) == pid}
+        os.kill(main, signal.SIGKILL)
+        wait_for(lambda: not group_alive(main), timeout=30)
+        wait_for(lambda: qcluster_pids(script.pid) - started, timeout=60)
+        started |= qcluster_pids(script.pid)
 
         os.killpg(script.pid, signal.SIGINT)
 
@@ -148,6 +156,7 @@ def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
         output = script.communicate(timeout=30)[0]
     assert "embedportal is running" in output, output
     assert "the worker (qcluster) exited with code 70; starting it again in 1 s" in output, output
+    assert re.search(r"the worker \(qcluster\) exited with code 137; starting it again in \d+ s", output), output
 
 
 def test_a_busy_port_fails_with_a_clear_message_and_starts_nothing(tmp_path: Path) -> None:
