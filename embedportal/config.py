@@ -198,6 +198,16 @@ _ALL = (
     ),
     Setting("EMBEDPORTAL_EMBED_TIMEOUT", "float", 60.0, "Seconds before an embedding call times out."),
     Setting(
+        "EMBEDPORTAL_PROVIDER_KEY_HOSTS",
+        "list",
+        "",
+        "The hosts each provider key variable may be sent to: `VARIABLE=host` (any port) or `VARIABLE=host:port`, "
+        "comma-separated, a variable repeated for more hosts (`AZURE_OPENAI_KEY=myco.openai.azure.com,"
+        "GATEWAY_KEY=llm-gw.internal:8443`). A collection or reranker naming a key variable and an `api_base` "
+        "is refused, and its calls fail as `auth`, unless the api_base's host is bound to that variable; "
+        "without an api_base the key goes to the provider's own endpoint. Empty: a key never goes to an api_base.",
+    ),
+    Setting(
         "EMBEDPORTAL_LOCAL_RUNTIME",
         "str",
         "auto",

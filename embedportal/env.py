@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -67,6 +68,27 @@ def env_networks(name: str) -> list[str]:
         except ValueError:
             raise _refused(name, net, "CIDRs or addresses, comma-separated (10.0.0.0/8,192.168.1.7)") from None
     return networks
+
+
+# One entry of EMBEDPORTAL_PROVIDER_KEY_HOSTS: a key variable, "=", a host name or [IPv6 address], an optional port.
+KEY_HOST = re.compile(
+    r"(?P<variable>[A-Za-z_]\w*)=(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?", re.ASCII
+)
+
+
+def env_key_hosts(name: str) -> dict[str, frozenset[tuple[str, int | None]]]:
+    """Each provider key variable's hosts, as (host, port or None for any port), from comma-separated
+    `VARIABLE=host[:port]` entries (a variable repeated for more hosts)."""
+    bound: dict[str, set[tuple[str, int | None]]] = {}
+    for entry in env_list(name):
+        match = KEY_HOST.fullmatch(entry)
+        port = int(match["port"]) if match and match["port"] else None
+        if not match or port is not None and not 0 < port < 65536:
+            raise _refused(
+                name, entry, "VARIABLE=host or VARIABLE=host:port, comma-separated (GATEWAY_KEY=gw.internal:8443)"
+            )
+        bound.setdefault(match["variable"], set()).add((match["host"].strip("[]").lower(), port))
+    return {variable: frozenset(hosts) for variable, hosts in bound.items()}
 
 
 def env_list(name: str) -> list[str]:

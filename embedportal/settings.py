@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from embedportal.env import env_bool, env_float, env_int, env_list, env_networks, env_secret, env_str
+from embedportal.env import env_bool, env_float, env_int, env_key_hosts, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -196,6 +196,7 @@ EMBEDPORTAL_INDEX_BUILD_MEMORY_MB = env_int("EMBEDPORTAL_INDEX_BUILD_MEMORY_MB")
 EMBEDPORTAL_INDEX_BUILD_WORKERS = env_int("EMBEDPORTAL_INDEX_BUILD_WORKERS")
 EMBEDPORTAL_LEASE_SECONDS = env_int("EMBEDPORTAL_LEASE_SECONDS")
 EMBEDPORTAL_EMBED_TIMEOUT = env_float("EMBEDPORTAL_EMBED_TIMEOUT")
+EMBEDPORTAL_PROVIDER_KEY_HOSTS = env_key_hosts("EMBEDPORTAL_PROVIDER_KEY_HOSTS")
 EMBEDPORTAL_IDLE_SLEEP = env_float("EMBEDPORTAL_IDLE_SLEEP")
 EMBEDPORTAL_LOCAL_RUNTIME = env_str("EMBEDPORTAL_LOCAL_RUNTIME")
 EMBEDPORTAL_LOCAL_PRECISION = env_str("EMBEDPORTAL_LOCAL_PRECISION")

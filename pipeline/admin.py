@@ -58,8 +58,8 @@ def _api_base(label: str, help_text: str) -> forms.URLField:
 
 
 class CollectionForm(forms.ModelForm):
-    api_base = _api_base("API base", "LiteLLM api_base, if any.")
-    rerank_api_base = _api_base("Rerank API base", "The reranker's api_base, if any.")
+    api_base = _api_base("API base", "LiteLLM api_base, if any; without a key variable it gets the key EMPTY.")
+    rerank_api_base = _api_base("Rerank API base", "The reranker's api_base, if any (the same key rules).")
 
     class Meta:
         model = Collection

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from pipeline import providers
 from pipeline.embedding import PipelineError, embed_raw
 from pipeline.models import Collection, validate_extra_params
-from pipeline.models.rules import portal_variable_problem
+from pipeline.models.rules import key_host_problem, portal_variable_problem
 
 
 def known_dimensions(model: str) -> int | None:
@@ -35,9 +35,10 @@ def resolve_dimensions(collection: Collection, advice: str = "; set dimensions")
         validate_extra_params(collection.extra_params)
     except ValidationError as exc:
         raise ValidationError({"extra_params": exc.messages}) from None
-    # Nor a portal variable's value: this probe runs before the model's validators (create_collection,
-    # re-embed, the admin form).
-    if collection.api_key_env and (problem := portal_variable_problem(collection.api_key_env)):
+    # Nor a portal variable's value, nor a key to a host not bound to it: this probe runs before the model's
+    # validators (create_collection, re-embed, the admin form).
+    key_variable = collection.api_key_env
+    if problem := portal_variable_problem(key_variable) or key_host_problem(collection.api_base, key_variable):
         raise ValidationError({"api_key_env": problem})
     wanted = (collection.extra_params or {}).get("dimensions")
     if known is not None:

@@ -19,7 +19,7 @@ from embedportal.env import env_secret
 from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
-from pipeline.models.rules import portal_variable_problem
+from pipeline.models.rules import key_host_problem, portal_variable_problem
 
 if TYPE_CHECKING:
     from pipeline.models import Collection
@@ -70,7 +70,8 @@ KEYLESS = "EMPTY"
 def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[str, str], str | None]:
     """A provider call's api_base and api_key arguments, and the key (to scrub from its errors). A key
     variable named but not set is a configuration to fix, not an outage to wait out; one of the portal's own
-    variables is never read (a collection saved before the rule held may name one)."""
+    variables is never read, nor a key sent to a host not bound to it (a collection saved before the rules
+    held, or before the operator changed the bindings, may have either)."""
     if key_variable and portal_variable_problem(key_variable):
         raise PipelineError(
             ErrorType.AUTH,
@@ -78,6 +79,8 @@ def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[st
             f"{key_variable}, {whose}, is a variable of the portal itself, never sent as a provider key; "
             "name a variable of the provider key's own",
         )
+    if problem := key_host_problem(api_base, key_variable):
+        raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"{whose}: {problem}")
     key = key_in(key_variable)
     if key_variable and key is None:
         raise PipelineError(

@@ -36,7 +36,7 @@ def main() -> None:
     os.environ.pop("DATABASE_URL", None)
     os.environ.update(EMBEDPORTAL_DATA_DIR=data_dir, DJANGO_SETTINGS_MODULE="embedportal.settings")
     os.environ.setdefault("EMBEDPORTAL_CIRCUIT_OPEN_SECONDS", "5")
-    os.environ.update(FAKE_PROVIDER_KEY="drill-key", EMBEDPORTAL_CLAIM_BATCH="20", EMBEDPORTAL_IDLE_SLEEP="0.2")
+    os.environ.update(EMBEDPORTAL_CLAIM_BATCH="20", EMBEDPORTAL_IDLE_SLEEP="0.2")
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -51,8 +51,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     down, healthy = FakeProvider(dims=8).start(), FakeProvider(dims=8).start()
     down.mode = "503"
-    fields = dict(model="openai/fake", api_key_env="FAKE_PROVIDER_KEY", dimensions=8, chunk_unit="characters",
-                  chunk_size=200, chunk_overlap=0, batch_size=4)  # fmt: skip
+    fields = dict(
+        model="openai/fake", dimensions=8, chunk_unit="characters", chunk_size=200, chunk_overlap=0, batch_size=4
+    )
     down_base = down.api_base if args.mode == "503" else "http://127.0.0.1:9/v1"
     broken = create_collection(name="down", api_base=down_base, **fields)
     fine = create_collection(name="healthy", api_base=healthy.api_base, **fields)

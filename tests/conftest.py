@@ -89,6 +89,29 @@ def _flush_outlasts_a_deadlock() -> Iterator[None]:
         yield
 
 
+# The key variables tests name, bound to the fake providers' host and the reranker tests' example host
+# (EMBEDPORTAL_PROVIDER_KEY_HOSTS refuses every key to an api_base by default), in this process and in the
+# workers tests start.
+TEST_KEY_HOSTS = ",".join(
+    [
+        *(f"{name}=127.0.0.1" for name in ("FAKE_PROVIDER_KEY", "NEW_PROVIDER_KEY", "PRICED_KEY", "TEAM_M_OPENAI_KEY")),
+        *("RERANK_KEY=127.0.0.1", "RERANK_KEY=rerank.example"),
+    ]
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_keys_bound_to_the_fake_providers() -> Iterator[None]:
+    from django.test import override_settings
+
+    from embedportal.env import env_key_hosts
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMBEDPORTAL_PROVIDER_KEY_HOSTS", TEST_KEY_HOSTS)
+        with override_settings(EMBEDPORTAL_PROVIDER_KEY_HOSTS=env_key_hosts("EMBEDPORTAL_PROVIDER_KEY_HOSTS")):
+            yield
+
+
 def database_url() -> str:
     """A URL for the test database, for subprocesses (workers) started by tests."""
     s = connection.settings_dict

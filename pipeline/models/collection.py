@@ -110,7 +110,8 @@ class Collection(models.Model):
     api_key_env = key_variable_field(
         "API key variable",
         "Name of the environment variable holding the provider API key; NAME_FILE is read "
-        "first (mounted secrets). The key itself is never stored.",
+        "first (mounted secrets). The key itself is never stored. With an API base, only a host the operator "
+        "bound to this variable (EMBEDPORTAL_PROVIDER_KEY_HOSTS) gets it.",
     )
     extra_params = models.JSONField(
         "extra parameters",
@@ -215,7 +216,8 @@ class Collection(models.Model):
     )
     rerank_api_key_env = key_variable_field(
         "rerank API key variable",
-        "Name of the environment variable holding the reranker's API key (NAME_FILE read first).",
+        "Name of the environment variable holding the reranker's API key (NAME_FILE read first). With a rerank "
+        "API base, only a host the operator bound to this variable (EMBEDPORTAL_PROVIDER_KEY_HOSTS) gets it.",
     )
     retrieval_target = models.FloatField(
         "recall@5 target",
@@ -329,6 +331,8 @@ class Collection(models.Model):
             else overlap_problem(self.chunk_size, self.chunk_overlap),
             "chunk_size": self._chunk_size_problem(),
             "hnsw_ef_construction": rules.hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction),
+            "api_key_env": rules.key_host_problem(self.api_base, self.api_key_env),
+            "rerank_api_key_env": rules.key_host_problem(self.rerank_api_base, self.rerank_api_key_env),
         }
         return {field: problem for field, problem in found.items() if problem}
 

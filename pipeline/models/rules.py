@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.utils.deconstruct import deconstructible
@@ -38,6 +39,31 @@ def portal_variable_problem(name: str) -> str | None:
             "naming a mounted secret), and name that one"
         )
     return None
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def key_host_problem(api_base: str, key_variable: str) -> str | None:
+    """Why the key in `key_variable` may not be sent to `api_base` (None if it may). Whoever may change a
+    collection chooses its api_base: a key goes there only if the operator bound that host to the variable
+    (EMBEDPORTAL_PROVIDER_KEY_HOSTS). Without an api_base it goes to the provider's own endpoint; a variable
+    holding no secret (NOT_SECRET_VARIABLES) goes anywhere."""
+    if not (api_base and key_variable) or key_variable in NOT_SECRET_VARIABLES:
+        return None
+    try:
+        parts = urlsplit(api_base)
+        host, port, default = parts.hostname or "", parts.port, DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port out of range (URLField lets 99999 through): no binding names it
+        host, port, default = "", None, None
+    if {(host, None), (host, port or default)} & settings.EMBEDPORTAL_PROVIDER_KEY_HOSTS.get(key_variable, set()):
+        return None
+    shown = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    return (
+        f"{key_variable} may not be sent to {shown}: the operator's EMBEDPORTAL_PROVIDER_KEY_HOSTS does not bind that "
+        f"host to it. Use an API base it binds, no API base (the provider's own endpoint), or ask an operator to add "
+        f"{key_variable}={shown} to EMBEDPORTAL_PROVIDER_KEY_HOSTS"
+    )
 
 
 # Deconstructed as the RegexValidator the migrations recorded: what it adds checks input, not the schema.

@@ -245,7 +245,6 @@ def embedded_texts(collection: Collection) -> list[str]:
 
 
 REMOTE_MODEL = "openai/fake-embedder"
-REMOTE_KEY_ENV = "BENCHMARK_FAKE_PROVIDER_KEY"  # not EMBEDPORTAL_: the portal's own are refused as keys
 
 
 @contextlib.contextmanager
@@ -256,9 +255,9 @@ def remote_provider(latency_seconds: float) -> Iterator[dict]:
     dims = 384
     server = FakeProvider(dims=dims, record=False).start()
     server.delay = latency_seconds
-    os.environ[REMOTE_KEY_ENV] = "sk-benchmark-not-a-secret"
     try:
-        yield {"api_base": server.api_base, "api_key_env": REMOTE_KEY_ENV, "dimensions": dims}
+        # No key variable: the server takes the placeholder key, as a keyless one (vLLM, TEI) would.
+        yield {"api_base": server.api_base, "dimensions": dims}
     finally:
         server.stop()
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from embedportal.env import env_bool, env_float, env_int, env_networks
+from embedportal.env import env_bool, env_float, env_int, env_key_hosts, env_networks
 from tests.conftest import ROOT
 
 
@@ -31,6 +31,10 @@ from tests.conftest import ROOT
         (env_float, "EMBEDPORTAL_RETRY_BASE_SECONDS", "-0.5", "a number, 0 or more"),
         (env_bool, "DJANGO_DEBUG", "maybe", "true or false"),
         (env_networks, "EMBEDPORTAL_METRICS_ALLOWED_IPS", "10.0.0.0/8,10.0.0.0/33", "CIDRs or addresses"),
+        *(
+            (env_key_hosts, "EMBEDPORTAL_PROVIDER_KEY_HOSTS", f"A_KEY=a.example,{entry}", "VARIABLE=host or ")
+            for entry in ("GW_KEY=https://gw/v1", "GW_KEY", "GW_KEY=gw:99999", "GW_KEY=user@gw", "1KEY=gw", "GW_KEY=")
+        ),
     ],
 )
 def test_a_value_of_the_wrong_form_is_refused_naming_the_variable(monkeypatch, helper, name, raw, wanted):
@@ -53,6 +57,11 @@ def test_values_of_the_right_form_read_as_they_are_meant(monkeypatch):
         assert env_bool("DJANGO_DEBUG") is value
     monkeypatch.setenv("EMBEDPORTAL_METRICS_ALLOWED_IPS", "10.0.0.0/8, 192.168.1.7,::1")
     assert env_networks("EMBEDPORTAL_METRICS_ALLOWED_IPS") == ["10.0.0.0/8", "192.168.1.7", "::1"]
+    monkeypatch.setenv("EMBEDPORTAL_PROVIDER_KEY_HOSTS", "AZURE_KEY=MyCo.openai.azure.com, GW_KEY=gw:8443,GW_KEY=[::1]")
+    assert env_key_hosts("EMBEDPORTAL_PROVIDER_KEY_HOSTS") == {
+        "AZURE_KEY": {("myco.openai.azure.com", None)},
+        "GW_KEY": {("gw", 8443), ("::1", None)},
+    }
 
 
 @pytest.mark.parametrize(
@@ -63,6 +72,10 @@ def test_values_of_the_right_form_read_as_they_are_meant(monkeypatch):
             "EMBEDPORTAL_TOKEN_EXPIRY_DAYS='ninety': expected a whole number, 1 or more",
         ),
         ({"Q_TIMEOUT": "600", "Q_RETRY": "300"}, "Q_RETRY must exceed Q_TIMEOUT"),
+        (
+            {"EMBEDPORTAL_PROVIDER_KEY_HOSTS": "GW_KEY=gw:8443,GW_KEY=https://gw/v1"},
+            "EMBEDPORTAL_PROVIDER_KEY_HOSTS='GW_KEY=https://gw/v1': expected VARIABLE=host or VARIABLE=host:port",
+        ),
     ],
 )
 def test_the_process_stops_at_start_with_the_variable_named(variables, message):

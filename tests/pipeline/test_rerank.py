@@ -103,6 +103,15 @@ def test_an_answer_after_the_wait_closes_the_rerank_circuit(reranked, fake_provi
     assert ProviderCircuit.objects.get(model="cohere/rerank-english-v3.0").state == CircuitState.CLOSED
 
 
+def test_a_rerank_key_to_a_host_no_longer_bound_is_never_sent(reranked, fake_provider, settings, caplog):
+    before, counted = unreranked(reranked), fallbacks("auth")
+    settings.EMBEDPORTAL_PROVIDER_KEY_HOSTS = {}  # the operator removed the binding after the reranker was set
+    with caplog.at_level(logging.WARNING, logger="pipeline.rerank"):
+        assert documents(reranked) == before
+    assert fake_provider.requests == [] and fallbacks("auth") == counted + 1
+    assert "RERANK_KEY may not be sent to 127.0.0.1" in caplog.text and KEY not in caplog.text
+
+
 def test_the_rerank_key_never_reaches_the_logs(reranked, fake_provider, caplog):
     fake_provider.mode = "401"  # echoes the key, as real providers do
     with caplog.at_level(logging.WARNING, logger="pipeline.rerank"):

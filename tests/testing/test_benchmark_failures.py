@@ -18,7 +18,6 @@ from pipeline.chunking import chunker_for
 from pipeline.models import Chunk, Collection, Document
 from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
-from testing.benchmarks.failures import CHAOS_KEY_ENV
 from testing.fakeprovider import CHAOS_FAULTS
 from tests.testing.conftest import command_output
 from tests.tools import hnsw_indexes
@@ -36,12 +35,6 @@ REPROCESSING = re.compile(
 )
 FINAL = re.compile(r"^Final: (?P<final>\{.*\})$")
 PASSED = "Checks passed: every document embedded or dead-lettered"
-
-
-@pytest.fixture(autouse=True)
-def _chaos_key(monkeypatch) -> None:
-    # The benchmark sets it with os.environ.setdefault; monkeypatch restores the environment afterwards.
-    monkeypatch.setenv(CHAOS_KEY_ENV, "chaos-key")
 
 
 def run(*args: str) -> dict:

@@ -1,0 +1,96 @@
+"""A provider key goes only to the hosts the operator bound to its variable (EMBEDPORTAL_PROVIDER_KEY_HOSTS):
+whoever may change a collection chooses its api_base, and a platform key named as its key variable was sent
+there. Refused on save by the API, the admin and create_collection; a row saved before (or a binding removed
+since) fails as auth before any request leaves the process."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
+
+from pipeline.choices import DocumentStatus, ErrorType
+from pipeline.models import Collection, Document
+from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
+from pipeline.queue import IncomingDocument, enqueue
+from tests.tools import error_of
+
+pytestmark = pytest.mark.django_db
+
+SETTING = "EMBEDPORTAL_PROVIDER_KEY_HOSTS"
+VARIABLE, KEY = "PLATFORM_OPENAI_KEY", "sk-platform-key-123456"
+
+
+@pytest.fixture(autouse=True)
+def _platform_key(monkeypatch) -> None:
+    """The platform's key, in the environment of every worker and no binding's (tests/conftest.py)."""
+    monkeypatch.setenv(VARIABLE, KEY)
+
+
+def refused(problem: str, host: str = "127.0.0.1") -> bool:
+    """The message names the variable, the host and the setting, never the key."""
+    return VARIABLE in problem and f"may not be sent to {host}" in problem and SETTING in problem and KEY not in problem
+
+
+def test_the_api_refuses_a_key_to_an_unbound_host_naming_the_field(api, fake_provider, fake_collection):
+    body = {"name": "exfil", "model": "openai/x", "api_base": fake_provider.api_base, "api_key_env": VARIABLE}
+    created = error_of(api.post("/api/v1/collections/", body, format="json"), 400)
+    assert refused(created["details"]["api_key_env"][0]), created
+    reembed = api.post("/api/v1/collections/fake/reembed/", {"api_key_env": VARIABLE}, format="json")
+    assert refused(error_of(reembed, 400)["details"]["api_key_env"][0])
+    moved = api.post("/api/v1/collections/fake/reembed/", {"api_base": "https://evil.example/v1"}, format="json")
+    assert "FAKE_PROVIDER_KEY may not be sent to evil.example" in error_of(moved, 400)["details"]["api_key_env"][0]
+    reranker = {"rerank_model": "cohere/rerank-v3.5", "rerank_api_base": "https://rr.example/v1"}
+    patched = api.patch("/api/v1/collections/fake/", {**reranker, "rerank_api_key_env": VARIABLE}, format="json")
+    assert refused(error_of(patched, 400)["details"]["rerank_api_key_env"][0], "rr.example")
+    assert fake_provider.requests == [], "no dimension probe, no call"
+    assert list(Collection.objects.values_list("name", "api_key_env", "rerank_api_key_env")) == [
+        ("fake", "FAKE_PROVIDER_KEY", "")
+    ]
+
+
+def test_the_admin_form_and_create_collection_refuse_it(admin_client, fake_provider):
+    form = {
+        "name": "exfil",
+        "team": Group.objects.create(name="team-m").pk,
+        "model": "openai/x",
+        "api_base": fake_provider.api_base,
+        "api_key_env": VARIABLE,
+        "extra_params": "{}",
+        "dimensions": 8,
+        "chunking_strategy": "recursive",
+        "chunk_unit": "characters",
+        "chunk_size": 200,
+        "chunk_overlap": 20,
+        "batch_size": 64,
+        "freshness_sla": "01:00:00",
+    }
+    response = admin_client.post("/admin/pipeline/collection/add/", form)
+    assert response.status_code == 200, "the form was accepted"
+    assert refused(response.context["adminform"].form.errors["api_key_env"][0])
+    with pytest.raises(CommandError) as raised:
+        call_command("create_collection", "exfil", "--model", "openai/x", "--api-base", fake_provider.api_base,
+                     "--api-key-env", VARIABLE)  # fmt: skip
+    assert str(raised.value).startswith("api_key_env: ") and refused(str(raised.value))
+    assert fake_provider.requests == [] and not Collection.objects.exists()
+
+
+def drain(collection: Collection, *ids: str) -> dict:
+    enqueue(collection, [IncomingDocument(i, f"text of {i}") for i in ids])
+    return EmbeddingIngestionPipeline(retry=RetryPolicy.from_settings(sleep=lambda _: None)).run_once().errors
+
+
+def test_a_stored_key_to_an_unbound_host_fails_as_auth_before_any_request(fake_collection, fake_provider, settings):
+    Collection.objects.update(api_key_env=VARIABLE)  # saved before the rule held
+    assert drain(fake_collection, "a", "b") == {ErrorType.AUTH: 1}
+    assert fake_provider.requests == [], "the provider was never asked"
+    failed = Document.objects.get(external_id="a")
+    assert failed.status == DocumentStatus.FAILED and refused(failed.last_error)
+
+    port = int(fake_provider.api_base.split(":")[2].split("/")[0])
+    settings.EMBEDPORTAL_PROVIDER_KEY_HOSTS = {VARIABLE: frozenset({("127.0.0.1", port)})}  # the operator binds it
+    assert drain(fake_collection, "c") == {}
+    assert Document.objects.get(external_id="c").status == DocumentStatus.EMBEDDED
+    assert fake_provider.last_key == KEY
+    settings.EMBEDPORTAL_PROVIDER_KEY_HOSTS = {VARIABLE: frozenset({("127.0.0.1", port + 1)})}  # another port
+    assert drain(fake_collection, "d") == {ErrorType.AUTH: 1}
