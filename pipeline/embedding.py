@@ -19,7 +19,7 @@ from embedportal.env import env_secret
 from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
-from pipeline.models.rules import key_host_problem, portal_variable_problem
+from pipeline.models.rules import endpoint_param_problem, key_host_problem, portal_variable_problem
 
 if TYPE_CHECKING:
     from pipeline.models import Collection
@@ -217,6 +217,8 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
     providers.register()
     # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`: 0 would become 2 hidden SDK retries.
     litellm.DEFAULT_MAX_RETRIES = 0
+    if problem := endpoint_param_problem(collection.extra_params):  # stored before the rule
+        raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"collection {collection.name!r}: {problem}")
     endpoint, key = endpoint_args(
         collection.api_base, collection.api_key_env, f"the key variable of collection {collection.name!r}"
     )

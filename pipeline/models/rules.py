@@ -89,11 +89,23 @@ def _secret_name(name: Any) -> bool:
     return bool(SECRET_PARAM_PARTS & set(str(name).lower().split("_")))
 
 
+# LiteLLM's parameters naming the endpoint: there the key would go with no host binding checked.
+ENDPOINT_PARAMS = frozenset({"api_base", "base_url"})
+
+
+def endpoint_param_problem(value: Any) -> str | None:
+    if isinstance(value, dict) and (named := sorted(ENDPOINT_PARAMS & set(value))):
+        return f"{', '.join(named)}: never in extra_params; set the endpoint in api_base, where the key rules hold"
+    return None
+
+
 def validate_extra_params(value: Any) -> None:
     """LiteLLM parameters: an object PostgreSQL can store, `dimensions` a size pgvector can index, never a
-    credential."""
+    credential nor an endpoint."""
     if not isinstance(value, dict):
         raise ValidationError('must be a JSON object, e.g. {"dimensions": 256}')
+    if problem := endpoint_param_problem(value):
+        raise ValidationError(problem)
     if problem := unstorable(value):
         raise ValidationError(f"extra_params {problem}")
     wanted = value.get("dimensions")

@@ -94,3 +94,16 @@ def test_a_stored_key_to_an_unbound_host_fails_as_auth_before_any_request(fake_c
     assert fake_provider.last_key == KEY
     settings.EMBEDPORTAL_PROVIDER_KEY_HOSTS = {VARIABLE: frozenset({("127.0.0.1", port + 1)})}  # another port
     assert drain(fake_collection, "d") == {ErrorType.AUTH: 1}
+
+
+def test_an_endpoint_in_extra_params_is_refused_and_a_stored_one_never_called(api, fake_provider, fake_collection):
+    # LiteLLM takes api_base among the extra parameters: with a key variable and no api_base of its own a
+    # collection sent the platform's key there, with no host binding checked.
+    body = {"name": "exfil", "model": "openai/x", "api_key_env": VARIABLE, "dimensions": 8}
+    for endpoint in ("api_base", "base_url"):
+        extra = {"extra_params": {endpoint: fake_provider.api_base}}
+        error = error_of(api.post("/api/v1/collections/", {**body, **extra}, format="json"), 400)
+        assert f"{endpoint}: never in extra_params; set the endpoint in api_base" in error["details"]["extra_params"][0]
+    Collection.objects.update(api_base="", api_key_env=VARIABLE, extra_params={"api_base": fake_provider.api_base})
+    assert drain(fake_collection, "a") == {ErrorType.AUTH: 1}
+    assert fake_provider.requests == [] and "never in extra_params" in Document.objects.get().last_error
