@@ -58,7 +58,12 @@ def _api_base(label: str, help_text: str) -> forms.URLField:
 
 
 class CollectionForm(forms.ModelForm):
-    api_base = _api_base("API base", "LiteLLM api_base, if any; without a key variable it gets the key EMPTY.")
+    # The key rule is said here, not in the model's help texts (a migration for each wording).
+    api_base = _api_base(
+        "API base",
+        "LiteLLM api_base, if any. A named key variable's key goes here only if the operator bound this host to "
+        "it (EMBEDPORTAL_PROVIDER_KEY_HOSTS); without a key variable it gets the key EMPTY.",
+    )
     rerank_api_base = _api_base("Rerank API base", "The reranker's api_base, if any (the same key rules).")
 
     class Meta:

@@ -54,6 +54,25 @@ NOISE = [0.1, -0.08, 0.05, -0.1, 0.07, 0.0, -0.04, 0.09, 0.02, -0.06, 0.08, -0.0
 STEP_AT = 8
 
 
+def admin_collection_form(team: int, api_base: str, api_key_env: str, **fields: Any) -> dict[str, Any]:
+    """The admin's add-collection form for a remote model at `api_base` with the key in `api_key_env`."""
+    return {
+        "name": "exfil",
+        "team": team,
+        "model": "openai/x",
+        "api_base": api_base,
+        "api_key_env": api_key_env,
+        "extra_params": "{}",
+        "chunking_strategy": "recursive",
+        "chunk_unit": "characters",
+        "chunk_size": 200,
+        "chunk_overlap": 20,
+        "batch_size": 64,
+        "freshness_sla": "01:00:00",
+        **fields,
+    }
+
+
 def benchmark_run(when, version: str, results: dict, machine: str, suite_name: str = "quick") -> BenchmarkRun:
     """A run stored the way `manage.py benchmark` stores it: compared with the history before it."""
     run = BenchmarkRun(

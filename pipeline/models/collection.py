@@ -110,8 +110,7 @@ class Collection(models.Model):
     api_key_env = key_variable_field(
         "API key variable",
         "Name of the environment variable holding the provider API key; NAME_FILE is read "
-        "first (mounted secrets). The key itself is never stored. With an API base, only a host the operator "
-        "bound to this variable (EMBEDPORTAL_PROVIDER_KEY_HOSTS) gets it.",
+        "first (mounted secrets). The key itself is never stored.",
     )
     extra_params = models.JSONField(
         "extra parameters",
@@ -216,8 +215,7 @@ class Collection(models.Model):
     )
     rerank_api_key_env = key_variable_field(
         "rerank API key variable",
-        "Name of the environment variable holding the reranker's API key (NAME_FILE read first). With a rerank "
-        "API base, only a host the operator bound to this variable (EMBEDPORTAL_PROVIDER_KEY_HOSTS) gets it.",
+        "Name of the environment variable holding the reranker's API key (NAME_FILE read first).",
     )
     retrieval_target = models.FloatField(
         "recall@5 target",

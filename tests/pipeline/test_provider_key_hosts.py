@@ -13,6 +13,7 @@ from pipeline.choices import DocumentStatus, ErrorType
 from pipeline.models import Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
+from tests.factories import admin_collection_form
 from tests.tools import error_of
 
 pytestmark = pytest.mark.django_db
@@ -50,21 +51,7 @@ def test_the_api_refuses_a_key_to_an_unbound_host_naming_the_field(api, fake_pro
 
 
 def test_the_admin_form_and_create_collection_refuse_it(admin_client, fake_provider):
-    form = {
-        "name": "exfil",
-        "team": Group.objects.create(name="team-m").pk,
-        "model": "openai/x",
-        "api_base": fake_provider.api_base,
-        "api_key_env": VARIABLE,
-        "extra_params": "{}",
-        "dimensions": 8,
-        "chunking_strategy": "recursive",
-        "chunk_unit": "characters",
-        "chunk_size": 200,
-        "chunk_overlap": 20,
-        "batch_size": 64,
-        "freshness_sla": "01:00:00",
-    }
+    form = admin_collection_form(Group.objects.create(name="team-m").pk, fake_provider.api_base, VARIABLE, dimensions=8)
     response = admin_client.post("/admin/pipeline/collection/add/", form)
     assert response.status_code == 200, "the form was accepted"
     assert refused(response.context["adminform"].form.errors["api_key_env"][0])

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from pipeline.collections import create_collection
 from pipeline.embedding import PipelineError, embed_raw
 from pipeline.models import Collection
+from tests.factories import admin_collection_form
 from tests.tools import error_of
 
 pytestmark = pytest.mark.django_db
@@ -60,20 +61,7 @@ def test_the_admin_form_refuses_a_portal_variable_as_the_key_before_any_call(
     client, member, fake_provider, portal_secret
 ):
     client.force_login(member)
-    form = {
-        "name": "exfil",
-        "team": Group.objects.get().pk,
-        "model": "openai/x",
-        "api_base": fake_provider.api_base,
-        "api_key_env": portal_secret,
-        "extra_params": "{}",
-        "chunking_strategy": "recursive",
-        "chunk_unit": "characters",
-        "chunk_size": 200,
-        "chunk_overlap": 20,
-        "batch_size": 64,
-        "freshness_sla": "01:00:00",
-    }
+    form = admin_collection_form(Group.objects.get().pk, fake_provider.api_base, portal_secret)
     response = client.post("/admin/pipeline/collection/add/", form)
     assert response.status_code == 200, "the form was accepted"
     assert REFUSED in response.content.decode()
