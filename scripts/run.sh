@@ -48,9 +48,10 @@ kill -0 "$web" 2>/dev/null || fail "the web server (gunicorn) exited without ser
 # Event.set). The trap stops it through its main process alone.
 supervise_worker() {
   local child="" delay=1 rc started
-  # The trap's TERM stops it (a background job ignores Ctrl-C's INT), once: a second signal to a
-  # stopping cluster is the deadlock above.
-  trap 'trap "" TERM; [ -z "$child" ] || { kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; }; exit 0' TERM
+  # Ctrl-C's INT (this loop runs in the foreground group, with INT at its default: the script traps
+  # it) or the script's TERM stops it, whichever comes first, once: a second signal to a stopping
+  # cluster is the deadlock above. Untrapped, INT would end this loop alone and orphan the cluster.
+  trap 'trap "" TERM INT; [ -z "$child" ] || { kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; }; exit 0' TERM INT
   while true; do
     setsid $PY manage.py qcluster &
     child=$! started=$SECONDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -142,15 +143,23 @@ def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
         # deadlocked stop, the bug this test guards against, never ends).
         stopped_within = DRAIN_SECONDS + 60
         wait_for(lambda: script.poll() is not None and not group_alive(script.pid), timeout=stopped_within)
-        wait_for(lambda: not started & running(started), timeout=stopped_within)
+        try:
+            wait_for(lambda: not started & running(started), timeout=stopped_within)
+        except AssertionError:
+            table = subprocess.run(
+                ["ps", "-o", "pid,ppid,pgid,etime,args", "-p", ",".join(map(str, running(started)))],
+                capture_output=True,
+                text=True,
+            ).stdout
+            raise AssertionError(f"still running:\n{table}") from None
     finally:
         # Everything the script started, a task's own subprocesses included (a benchmark a worker
         # runs would otherwise outlive a failed run and claim later tests' documents).
         for pid in started | set(descendants(script.pid)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
+                if pid in started and os.getpgid(pid) == pid:  # a cluster's main: its group, orphans too
+                    os.killpg(pid, signal.SIGKILL)
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if group_alive(script.pid):
             os.killpg(script.pid, signal.SIGKILL)
         output = script.communicate(timeout=30)[0]
