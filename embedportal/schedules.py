@@ -111,8 +111,8 @@ class ScheduleCollector(collectors.DatabaseCollector):
     def fill(self, cur, failing) -> None:
         from django_q.models import Schedule, Task
 
-        # A failed task is kept (save_limit trims successes; embedportal.tasks, failures past days), so a failed
-        # last run stays found.
+        # django-q2 trims only successes (save_limit) and embedportal.tasks only failures days old, so a
+        # failed last run stays found.
         last = Schedule.objects.values("task")
         failed = set(Task.objects.filter(success=False, id__in=last).values_list("id", flat=True))
         for name, task in Schedule.objects.exclude(name=None).order_by("name").values_list("name", "task"):

@@ -43,12 +43,13 @@ def run_benchmark(
             stdout, stderr = done.communicate(timeout=1)
             break
         except subprocess.TimeoutExpired:
-            if pipeline_tasks.STOPPING.value or time.monotonic() > deadline:
+            stopping = bool(pipeline_tasks.STOPPING.value)
+            if stopping or time.monotonic() > deadline:
                 os.killpg(done.pid, signal.SIGKILL)
                 done.communicate()
-                reason = "the worker stopped" if pipeline_tasks.STOPPING.value else "it ran past 3600 s"
+                reason = "the worker stopped" if stopping else "it ran past 3600 s"
                 logger.warning("benchmark ended: %s", reason)
-                if pipeline_tasks.STOPPING.value and trigger == "config_change":
+                if stopping and trigger == "config_change":
                     for name in collections or []:  # measured by the next cluster instead
                         schedule_benchmark(name)
                 return {"started": False, "reason": reason}
