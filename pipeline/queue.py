@@ -154,7 +154,7 @@ def _new_or_changed(
                         ON d2.collection_id = %s AND d2.external_id = v.external_id
                        AND d2.content_hash = v.content_hash AND d2.metadata <> v.metadata::jsonb
                        AND NOT COALESCE(v.modified_at < d2.source_modified_at, false)
-                     -- The upsert's lock order: two producers cannot deadlock.
+                     -- LOCK_ORDER (pipeline.models.document): no deadlock with a producer or worker.
                      ORDER BY d2.external_id FOR UPDATE OF d2) AS m
              WHERE d.id = m.id
         )
@@ -229,7 +229,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
                    'pending', 0, '', '', %s, %s, %s, %s
               FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[])
                    AS v(external_id, content_hash, metadata, modified_at, text)
-             -- One lock order for every producer: two batches sharing ids cannot deadlock.
+             -- LOCK_ORDER (pipeline.models.document): no deadlock with a producer or worker.
              ORDER BY v.external_id
             ON CONFLICT (collection_id, external_id) DO UPDATE
                SET text = EXCLUDED.text,

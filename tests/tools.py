@@ -220,6 +220,8 @@ def concurrently(call: Callable[[int], Any], n: int, timeout: float | None = Non
 def lock_waiters() -> int:
     """Sessions of this database waiting for a lock another holds: a thread has reached the wait a test set up."""
     with connection.cursor() as cur:
+        # Inside a transaction, pg_stat_activity is read once and kept: each look must read it anew.
+        cur.execute("SELECT pg_stat_clear_snapshot()")
         cur.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )

@@ -16,6 +16,12 @@ from pipeline.choices import CircuitState, DocumentStatus
 from pipeline.models.collection import Collection, wake_workers
 from pipeline.models.operations import ProviderCircuit
 
+# The one order in which every statement that changes several documents locks them: the producers'
+# upsert order (pipeline.queue: by id within its collection). A worker's update in another order (its
+# ids') and an upsert sharing two of its rows deadlocked, and PostgreSQL failed one of them: a 409 for
+# the producer, a failed batch for the worker (a write soak of make run's stack hit ten in eight minutes).
+LOCK_ORDER = ("collection_id", "external_id")
+
 # The text search configuration of the keyword index and of keyword queries.
 SEARCH_CONFIG = "english"
 
@@ -137,10 +143,23 @@ class DocumentQuerySet(models.QuerySet["Document"]):
 
     def renew(self, worker: str, lease: timedelta) -> int:
         """Extend the worker's leases (a batch running longer than a lease is still alive)."""
-        return self.owned_by(worker).update(lease_expires_at=timezone.now() + lease)
+        with transaction.atomic(using=self.db):
+            return self.owned_by(worker)._locked().update(lease_expires_at=timezone.now() + lease)
 
     def _unleased(self, status: str, **changes: Any) -> int:
-        return self.update(status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes)
+        with transaction.atomic(using=self.db):
+            return self._locked().update(
+                status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes
+            )
+
+    def _locked(self, key: bool = False) -> DocumentQuerySet:
+        """These rows, locked in LOCK_ORDER (FOR UPDATE with `key`, for a delete; else as an UPDATE
+        locks), inside the caller's transaction; the caller then changes them."""
+        rows = self.order_by(*LOCK_ORDER).select_for_update(no_key=not key, of=("self",)).values("pk")
+        sql, params = rows.query.sql_with_params()
+        with connections[self.db].cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM ({sql}) AS locked", params)
+        return self
 
     def mark_failed(self, worker: str, error: str) -> int:
         return self.owned_by(worker)._unleased(DocumentStatus.FAILED, last_error=error[:2000])
@@ -158,9 +177,13 @@ class DocumentQuerySet(models.QuerySet["Document"]):
                 UPDATE pipeline_document d
                    SET status = 'embedded', last_embedded_at = %s, lease_owner = '',
                        lease_expires_at = NULL, last_error = '', updated_at = now()
-                  FROM unnest(%s::bigint[], %s::text[]) AS v(id, content_hash)
-                 WHERE d.id = v.id AND d.content_hash = v.content_hash
-                   AND d.status = 'processing' AND d.lease_owner = %s
+                  FROM (SELECT d2.id FROM pipeline_document d2
+                          JOIN unnest(%s::bigint[], %s::text[]) AS v(id, content_hash)
+                            ON d2.id = v.id AND d2.content_hash = v.content_hash
+                         WHERE d2.status = 'processing' AND d2.lease_owner = %s
+                      -- LOCK_ORDER (a producer's change since the claim is re-checked here, and refused)
+                      ORDER BY d2.collection_id, d2.external_id FOR NO KEY UPDATE OF d2) AS m
+                 WHERE d.id = m.id
              RETURNING d.id
                 """,
                 [embedded_at, list(ids), list(hashes), worker],
@@ -193,7 +216,7 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         first: a worker storing one committed before (its chunks go too) or finds it gone (mark_embedded
         refuses it). Django's cascade would delete the chunks before the lock, racing that store."""
         with transaction.atomic(using=self.db):
-            ids = list(self.select_for_update().values_list("pk", flat=True))
+            ids = list(self._locked(key=True).values_list("pk", flat=True))
             Chunk.objects.using(self.db).filter(document_id__in=ids)._raw_delete(self.db)
             return Document.objects.using(self.db).filter(pk__in=ids)._raw_delete(self.db)
 

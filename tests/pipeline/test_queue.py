@@ -4,12 +4,14 @@ import threading
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from pipeline.choices import DocumentStatus
 from pipeline.models import Chunk, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline, Report
 from pipeline.queue import IncomingDocument, enqueue
-from tests.tools import concurrently
+from tests.conftest import wait_for
+from tests.tools import concurrently, in_thread, lock_waiters
 
 
 @pytest.mark.django_db
@@ -75,6 +77,35 @@ def test_concurrent_producers_enqueue_each_id_once(hash_collection):
     assert Document.objects.filter(collection=hash_collection).count() == 200
     assert set(Document.objects.values_list("external_id", flat=True)) == set(ids)
     assert set(Document.objects.values_list("status", flat=True)) == {DocumentStatus.PENDING}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", ["store", "release", "delete"])
+def test_a_worker_and_a_producer_sharing_two_documents_take_turns_without_a_deadlock(hash_collection, change):
+    # A producer's upsert locks its documents by id, "a" then "b"; the worker's statements locked theirs
+    # in row order, "b" (enqueued first) then "a". A producer holding "a" and a worker holding "b" then
+    # waited for each other, and PostgreSQL failed one: a 409 for the producer or a failed batch.
+    enqueue(hash_collection, [IncomingDocument("b", "bee " * 30)])
+    enqueue(hash_collection, [IncomingDocument("a", "ay " * 30)])
+    worker = EmbeddingIngestionPipeline()
+    claimed = Document.objects.claim(worker.worker_id, 10, worker.lease)
+    assert [d.external_id for d in claimed] == ["b", "a"]
+    versions = [(d.pk, d.content_hash) for d in claimed]
+    work = {
+        "store": lambda: Document.objects.mark_embedded(worker.worker_id, versions, timezone.now()),
+        "release": lambda: Document.objects.release(worker.worker_id),
+        "delete": lambda: Document.objects.filter(pk__in=[pk for pk, _ in versions]).remove(),
+    }[change]
+    with transaction.atomic():
+        enqueue(hash_collection, [IncomingDocument("a", "ay again " * 30)])  # the upsert has locked "a"
+        thread, outcome = in_thread(work)
+        wait_for(lock_waiters)  # the worker's statement waits for "a"
+        enqueue(hash_collection, [IncomingDocument("b", "bee again " * 30)])  # ... and the upsert goes on
+    thread.join(30)
+    # After the producer: the new versions are not the worker's to store or release; a delete takes both.
+    assert outcome == {"result": {"store": set(), "release": 0, "delete": 2}[change]}
+    expected = {} if change == "delete" else {"a": DocumentStatus.PENDING, "b": DocumentStatus.PENDING}
+    assert dict(Document.objects.values_list("external_id", "status")) == expected
 
 
 @pytest.mark.django_db(transaction=True)
