@@ -198,6 +198,14 @@ _ALL = (
     ),
     Setting("EMBEDPORTAL_EMBED_TIMEOUT", "float", 60.0, "Seconds before an embedding call times out."),
     Setting(
+        "EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT",
+        "float",
+        10.0,
+        "Seconds a search waits for a provider call (its query's embedding, its reranker) before it answers "
+        "without it: a hybrid search from its keyword ranking, a reranked one in its search order; a vector "
+        "search fails (502). A web worker is held for that long.",
+    ),
+    Setting(
         "EMBEDPORTAL_PROVIDER_KEY_HOSTS",
         "list",
         "",

@@ -205,13 +205,14 @@ def provider_of(model: str) -> str:
     return prefix if slash else "openai"
 
 
-def embed_texts(collection: Collection, texts: list[str]) -> np.ndarray:
+def embed_texts(collection: Collection, texts: list[str], timeout: float | None = None) -> np.ndarray:
     """Embed `texts` in one provider call and check the result; raises PipelineError."""
-    return check_quality(embed_raw(collection, texts), len(texts), collection.dimensions)
+    return check_quality(embed_raw(collection, texts, timeout), len(texts), collection.dimensions)
 
 
-def embed_raw(collection: Collection, texts: list[str]) -> list:
-    """One LiteLLM embedding call; the vectors as the provider returned them, unchecked."""
+def embed_raw(collection: Collection, texts: list[str], timeout: float | None = None) -> list:
+    """One LiteLLM embedding call (`timeout`: seconds, default EMBEDPORTAL_EMBED_TIMEOUT); the vectors as
+    the provider returned them, unchecked."""
     import litellm
 
     providers.register()
@@ -225,7 +226,7 @@ def embed_raw(collection: Collection, texts: list[str]) -> list:
     kwargs: dict = {
         "model": collection.model,
         "input": texts,
-        "timeout": settings.EMBEDPORTAL_EMBED_TIMEOUT,
+        "timeout": timeout or settings.EMBEDPORTAL_EMBED_TIMEOUT,
         "num_retries": 0,
         "max_retries": 0,
         **(collection.extra_params or {}),

@@ -142,6 +142,12 @@ def error_counts() -> dict[str, float]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+SEARCH_FALLBACKS = Counter(
+    "embedding_pipeline_search_fallbacks",
+    "Hybrid searches answered from their keyword ranking alone because the query could not be embedded "
+    "(reason: the error type, or circuit_open while the provider's circuit is open).",
+    ["reason"],
+)
 RERANK_FALLBACKS = Counter(
     "embedding_pipeline_rerank_fallbacks",
     "Searches answered in their unreranked order because the collection's reranker failed (reason: the "

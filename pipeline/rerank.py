@@ -88,7 +88,7 @@ def _ranked(collection: Collection, query: str, texts: list[str]) -> list[tuple[
             query=query,
             documents=texts,
             top_n=len(texts),
-            timeout=settings.EMBEDPORTAL_EMBED_TIMEOUT,
+            timeout=settings.EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT,
             return_documents=False,
             **endpoint,
         )

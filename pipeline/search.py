@@ -4,15 +4,23 @@ candidates then reordered by the collection's reranker if it names one (pipeline
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import nullcontext
 from dataclasses import replace
 
-from pipeline import encoder, keyword, recording, rerank, storage
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+from pipeline import encoder, keyword, metrics, recording, rerank, storage
 from pipeline.backfill import serving
-from pipeline.choices import Fusion, SearchMode
-from pipeline.embedding import embed_texts
-from pipeline.models import Collection
+from pipeline.choices import CircuitState, ErrorType, Fusion, SearchMode, Stage
+from pipeline.embedding import PipelineError, embed_texts
+from pipeline.failures import advisory
+from pipeline.models import Collection, ProviderCircuit, endpoint_label
+
+logger = logging.getLogger(__name__)
 
 # Grouped by document, a search ranks this many chunks per document asked for (at most
 # storage.MAX_CANDIDATES): enough for k distinct documents when a page's chunks crowd the top.
@@ -24,6 +32,14 @@ RRF_K = 60  # reciprocal-rank fusion's constant (Cormack et al.)
 MAX_QUERY_CHARS = 10_000  # a query's length, for the API and the command alike
 
 
+class Hits(list[storage.Hit]):
+    """A search's results, best first, and the ranking that served them: `mode`, and `fallback`, why a
+    hybrid search was served from its keyword ranking alone ("" if it was not)."""
+
+    mode = ""
+    fallback = ""
+
+
 def search(
     collection: Collection,
     query: str,
@@ -31,21 +47,25 @@ def search(
     source: str = "other",
     by_document: bool = False,
     mode: str | None = None,
-) -> list[storage.Hit]:
+    fallback: bool = False,
+) -> Hits:
     """The k best chunks for `query`, best first, ranked by `mode` (default: the collection's
-    search_mode); with `by_document`, the k best documents, each as its best chunk. The call's
-    seconds go to embedding_pipeline_search_seconds{source} (api, cli or other) and to the
-    collection's latest search times (the optimizer's per-collection search p95); source ""
-    records nothing (evaluations)."""
+    search_mode); with `by_document`, the k best documents, each as its best chunk. With `fallback`
+    (people searching: the API and the command), a hybrid search whose query cannot be embedded is
+    answered from its keyword ranking and says so; measurements (evaluations, the operations tests)
+    fail instead, never scoring one ranking as another. The call's seconds go to
+    embedding_pipeline_search_seconds{source} (api, cli or other) and to the collection's latest
+    search times (the optimizer's per-collection search p95); source "" records nothing (evaluations)."""
     started = time.perf_counter()
-    hits, collection = _retrieved(collection, query, k, by_document, mode)
+    hits, collection = _retrieved(collection, query, k, by_document, mode, fallback)
     while (current := switched_since(collection)) is not None:
-        hits, collection = _retrieved(current, query, k, by_document, mode)
-    hits = rerank.rerank(collection, query, hits)
-    hits = best_per_document(hits)[:k] if by_document else hits[:k]
+        hits, collection = _retrieved(current, query, k, by_document, mode, fallback)
+    found = Hits(rerank.rerank(collection, query, hits))
+    found[:] = best_per_document(found)[:k] if by_document else found[:k]
+    found.mode, found.fallback = hits.mode, hits.fallback
     if source:
         recording.record_search(collection, time.perf_counter() - started, source)
-    return hits
+    return found
 
 
 def switched_since(collection: Collection) -> Collection | None:
@@ -56,8 +76,8 @@ def switched_since(collection: Collection) -> Collection | None:
 
 
 def _retrieved(
-    collection: Collection, query: str, k: int, by_document: bool, mode: str | None
-) -> tuple[list[storage.Hit], Collection]:
+    collection: Collection, query: str, k: int, by_document: bool, mode: str | None, fallback: bool
+) -> tuple[Hits, Collection]:
     """The candidates to rerank, ranked by `mode` in the generation `collection` names, and the collection as
     searched (during a re-embed: the old model, the old generation)."""
     # A re-embed for a change of the local model's runtime: the old generation's runtime embeds the query.
@@ -69,16 +89,43 @@ def _retrieved(
     if collection.rerank_model:
         pool = max(pool, rerank.CANDIDATES)
     vector_hits = keyword_hits = []
+    reason = ""
     if mode != SearchMode.KEYWORD:
-        with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
-            vector = embed_texts(collection, [query])[0]
-        vector_hits = storage.nearest(collection, vector, pool)
+        try:
+            vector_hits = storage.nearest(collection, _query_vector(collection, query, runtime), pool)
+        except PipelineError as exc:
+            if mode == SearchMode.VECTOR or not fallback:
+                raise
+            reason = "circuit_open" if exc.circuit_open else exc.error_type
+            metrics.SEARCH_FALLBACKS.labels(reason=reason).inc()
+            logger.warning("collection %s: hybrid search served by keywords alone: %s", collection.name, exc)
+            mode = SearchMode.KEYWORD
     if mode != SearchMode.VECTOR:
         keyword_hits = keyword.matches(collection, query, pool)
-    hits = vector_hits or keyword_hits
+    hits = Hits(vector_hits or keyword_hits)
     if mode == SearchMode.HYBRID:
-        hits = fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion)
+        hits = Hits(fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion))
+    hits.mode, hits.fallback = mode, reason
     return hits, collection
+
+
+def _query_vector(collection: Collection, query: str, runtime: str | None) -> np.ndarray:
+    """The query's vector, waiting at most EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT. Refused at once while the
+    provider's circuit is open (the workers found it failing; one of them probes it when its wait is
+    over): each search waited out the provider's timeout, holding a web worker, and a hanging provider
+    took the whole API down with it."""
+    circuits = ProviderCircuit.objects.endpoint(collection).exclude(state=CircuitState.CLOSED)
+    if advisory(lambda: circuits.filter(next_probe_at__gt=timezone.now()).exists(), False):
+        exc = PipelineError(
+            ErrorType.API_ERROR,
+            Stage.EMBEDDING,
+            f"the provider circuit of {endpoint_label(collection)} is open (its provider is failing); a worker "
+            "probes it when its wait is over",
+        )
+        exc.circuit_open = True
+        raise exc
+    with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
+        return embed_texts(collection, [query], settings.EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT)[0]
 
 
 def _normalised(hits: list[storage.Hit]) -> dict[tuple[str, int], float]:

@@ -213,6 +213,12 @@ class HitSerializer(serializers.Serializer):
 
 class SearchResultSerializer(serializers.Serializer):
     collection = serializers.CharField()
+    mode = serializers.ChoiceField(SearchMode.choices, help_text="The ranking that served the results.")
+    fallback = serializers.CharField(
+        allow_blank=True,
+        help_text="Why a hybrid search was served from its keyword ranking alone (the query could not be "
+        "embedded: the error type, or circuit_open); empty when it was not.",
+    )
     results = HitSerializer(many=True, help_text="Best first.")
 
 

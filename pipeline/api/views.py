@@ -225,10 +225,13 @@ class CollectionViewSet(viewsets.ModelViewSet):
         collection = collection_or_404(request, name)
         data = valid(SearchSerializer, request.data)
         try:
-            hits = semantic.search(collection, data["query"], data["k"], "api", data["by_document"], data.get("mode"))
+            hits = semantic.search(
+                collection, data["query"], data["k"], "api", data["by_document"], data.get("mode"), fallback=True
+            )
         except PipelineError as exc:
             return provider_failed("embedding the query", exc)
-        return Response({"collection": collection.name, "results": [h.as_dict() for h in hits]})
+        answer = {"collection": collection.name, "mode": hits.mode, "fallback": hits.fallback}
+        return Response({**answer, "results": [h.as_dict() for h in hits]})
 
     @extend_schema(
         methods=["GET"],

@@ -219,14 +219,15 @@ def blank_document(ctx: Context) -> None:
 
 @scenario("search_provider_down_answers_502", Category.FAILURE, Component.SEARCH)
 def search_failures(ctx: Context) -> dict[str, Any]:
-    """Search answers 502 naming the provider's failure (key scrubbed, one call, no retry) when the
-    model endpoint fails, and 400 naming the field for a bad k or an empty query."""
+    """A vector search answers 502 naming the provider's failure (key scrubbed, one call, no retry) when
+    the model endpoint fails, and a hybrid one answers from its keyword ranking, saying so; 400 naming
+    the field for a bad k or an empty query."""
     provider, collection = ctx.fault_collection("searchdown")
     for mode, error_type in (("500", ErrorType.API_ERROR), ("401", ErrorType.AUTH)):
         provider.mode = mode
         seen = len(provider.requests)
         message = ctx.expect(
-            ctx.post(collection, {"query": "anything at all", "k": 3}, "search"),
+            ctx.post(collection, {"query": "anything at all", "k": 3, "mode": "vector"}, "search"),
             502,
             f"search with the provider answering {mode}",
             f"{error_type}:",
@@ -234,6 +235,13 @@ def search_failures(ctx: Context) -> dict[str, Any]:
         ctx.check(message.startswith("embedding the query failed"), f"the 502 for a provider {mode} says {message}")
         calls = len(provider.requests) - seen
         ctx.check(calls == 1, f"a search met by a provider {mode} made {calls} provider call(s), expected 1")
+        hybrid = ctx.post(collection, {"query": "anything at all", "k": 3, "mode": "hybrid"}, "search")
+        served = hybrid.json() if hybrid.status_code == 200 else {}
+        ctx.check(
+            (served.get("mode"), served.get("fallback")) == ("keyword", error_type),
+            f"a hybrid search with the provider answering {mode} answered {hybrid.status_code}: "
+            f"{hybrid.content[:300]!r}",
+        )
     ctx.check(
         provider.last_key and provider.last_key not in message,
         f"the 502 repeats the key the provider echoed: {message}",

@@ -388,11 +388,11 @@ def test_search_in_flight_at_the_switch_answers_from_the_new_generation(hash_col
     backfill.begin_reembed(hash_collection, chunk_size=60, chunk_overlap=0)
     embed = search_module.embed_texts
 
-    def switch_then_embed(collection: Collection, texts: list[str]) -> list:
+    def switch_then_embed(collection: Collection, texts: list[str], timeout: float | None = None) -> list:
         # The request read the collection before the switch; the re-embed completes while it embeds the query.
         if Collection.objects.get(pk=collection.pk).building_generation is not None:
             EmbeddingIngestionPipeline().drain()
-        return embed(collection, texts)
+        return embed(collection, texts, timeout)
 
     monkeypatch.setattr(search_module, "embed_texts", switch_then_embed)
     query = TEXTS["doc-6"][:60].strip()

@@ -78,7 +78,7 @@ def test_a_failing_reranker_falls_back_to_the_search_order_and_its_circuit_opens
     reranked, fake_provider, settings, fault, reason
 ):
     before = unreranked(reranked)
-    settings.EMBEDPORTAL_EMBED_TIMEOUT = 0.5
+    settings.EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT = 0.5
     fake_provider.timeout_seconds = 2.0
     fake_provider.mode = fault
     counted = fallbacks(reason)

@@ -173,11 +173,16 @@ def test_provider_key_never_reaches_api_admin_logs_or_health_output(
         response = admin_client.get(url)
         assert response.status_code in (200, 503), url
         seen.append(response.content.decode())
-    search = admin_client.post(
-        f"/api/v1/collections/{fake_collection.name}/search/", {"query": "q"}, content_type="application/json"
-    )
-    assert search.status_code == 502
-    seen.append(search.content.decode())
+    # A vector search fails (502); a hybrid one is served from keywords, logging why.
+    for mode, code in (("vector", 502), ("hybrid", 200)):
+        search = admin_client.post(
+            f"/api/v1/collections/{fake_collection.name}/search/",
+            {"query": "q", "mode": mode},
+            content_type="application/json",
+        )
+        assert search.status_code == code
+        seen.append(search.content.decode())
+    assert search.json()["fallback"] == "auth"
     with pytest.raises(CommandError):
         call_command("check_health", "--json")
     seen.append(capsys.readouterr().out)

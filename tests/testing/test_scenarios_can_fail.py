@@ -236,6 +236,18 @@ def test_search_failure_scenario_fails_when_a_provider_error_escapes_as_500(live
     assert "search with the provider answering 500 answered 500, expected 502" in result.message
 
 
+def test_search_failure_scenario_fails_when_a_hybrid_search_does_not_fall_back_to_keywords(live_worker, monkeypatch):
+    from pipeline import search
+
+    real = search.search
+    monkeypatch.setattr(search, "search", lambda *args, fallback=False, **kwargs: real(*args, **kwargs))
+
+    result = run_one("search_provider_down_answers_502")
+
+    assert result.outcome == Outcome.FAILED
+    assert "a hybrid search with the provider answering 500 answered 502" in result.message
+
+
 def test_health_failure_scenario_fails_when_the_model_check_skips_reserved_collections(live_worker, monkeypatch):
     from pipeline import health
 

@@ -32,9 +32,11 @@ class Command(BaseCommand):
             raise CommandError("--k must be between 1 and 100")
         collection = collection_for(o["collection"], o["as_user"])
         try:
-            hits = search(collection, o["query"], o["k"], "cli", o["by_document"], o["mode"])
+            hits = search(collection, o["query"], o["k"], "cli", o["by_document"], o["mode"], fallback=True)
         except PipelineError as exc:
             raise CommandError(f"embedding the query failed: {exc}") from None
+        if hits.fallback:
+            self.stderr.write(f"The query could not be embedded ({hits.fallback}): ranked by keywords alone.")
         if o["json"]:
             self.stdout.write(json.dumps([h.as_dict() for h in hits], indent=2))
             return
