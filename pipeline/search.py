@@ -17,7 +17,7 @@ from pipeline import encoder, keyword, metrics, recording, rerank, storage
 from pipeline.backfill import serving
 from pipeline.choices import CircuitState, ErrorType, Fusion, SearchMode, Stage
 from pipeline.embedding import PipelineError, embed_texts
-from pipeline.failures import advisory
+from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
 
 logger = logging.getLogger(__name__)
@@ -110,12 +110,19 @@ def _retrieved(
 
 
 def _query_vector(collection: Collection, query: str, runtime: str | None) -> np.ndarray:
-    """The query's vector, waiting at most EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT. Refused at once while the
-    provider's circuit is open (the workers found it failing; one of them probes it when its wait is
-    over): each search waited out the provider's timeout, holding a web worker, and a hanging provider
-    took the whole API down with it."""
-    circuits = ProviderCircuit.objects.endpoint(collection).exclude(state=CircuitState.CLOSED)
-    if advisory(lambda: circuits.filter(next_probe_at__gt=timezone.now()).exists(), False):
+    """The query's vector. A provider's call waits EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT at most and counts
+    toward the endpoint's circuit as the workers' calls do; none is made while the circuit is open (one
+    of the workers probes it when its wait is over). Each search used to wait out the provider's 60 s,
+    holding a web worker, and a hanging provider took the whole API down with it: an outage soak of
+    `make run`'s stack timed out every other request until the workers' own calls, a minute each,
+    opened the circuit four and a half minutes later."""
+    if collection.model.startswith("local/"):  # the bundled model: no provider, no circuit
+        with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
+            return embed_texts(collection, [query])[0]
+    circuits = ProviderCircuit.objects.endpoint(collection)
+    if advisory(
+        lambda: circuits.exclude(state=CircuitState.CLOSED).filter(next_probe_at__gt=timezone.now()).exists(), False
+    ):
         exc = PipelineError(
             ErrorType.API_ERROR,
             Stage.EMBEDDING,
@@ -124,8 +131,15 @@ def _query_vector(collection: Collection, query: str, runtime: str | None) -> np
         )
         exc.circuit_open = True
         raise exc
-    with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
-        return embed_texts(collection, [query], settings.EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT)[0]
+    try:
+        vector = embed_texts(collection, [query], settings.EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT)[0]
+    except PipelineError as exc:
+        # Not a 429: a busy quota is no outage, and the workers wait out their own throttling.
+        if exc.error_type in (ErrorType.API_ERROR, ErrorType.TIMEOUT):
+            count_outage(collection, exc.error_type)
+        raise
+    advisory(lambda: ProviderCircuit.objects.record_success(collection), 0)
+    return vector
 
 
 def _normalised(hits: list[storage.Hit]) -> dict[tuple[str, int], float]:

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from pipeline.choices import ErrorType
+from pipeline.choices import CircuitState, ErrorType
 from pipeline.embedding import PipelineError
 from pipeline.models import ProviderCircuit
 from pipeline.pipeline import EmbeddingIngestionPipeline
@@ -86,3 +86,23 @@ def test_a_hanging_provider_holds_a_search_for_the_search_timeout_only(api, embe
 
     body = api_search(api, embedded, "hybrid").json()
     assert (body["mode"], body["fallback"]) == ("keyword", "timeout")
+
+
+def test_searches_a_provider_fails_open_its_circuit_and_an_answer_restarts_the_count(
+    api, embedded, fake_provider, settings
+):
+    # The workers' calls wait a minute each: counted alone, they opened the circuit minutes into a hang.
+    settings.EMBEDPORTAL_CIRCUIT_FAILURES = 2
+    settings.EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT = 0.5
+    fake_provider.timeout_seconds = 5.0
+    fake_provider.script = ["timeout", "ok", "timeout"]  # never two failures in a row
+    reasons = [api_search(api, embedded, "hybrid").json()["fallback"] for _ in range(3)]
+    assert reasons == ["timeout", "", "timeout"]
+    assert ProviderCircuit.objects.endpoint(embedded).get().state == CircuitState.CLOSED
+
+    fake_provider.mode = "500"
+    assert api_search(api, embedded, "hybrid").json()["fallback"] == "api_error"
+    assert ProviderCircuit.objects.endpoint(embedded).get().state == CircuitState.OPEN
+    asked = len(fake_provider.requests)
+    assert api_search(api, embedded, "hybrid").json()["fallback"] == "circuit_open"
+    assert len(fake_provider.requests) == asked
