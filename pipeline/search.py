@@ -98,7 +98,8 @@ def _retrieved(
                 raise
             reason = "circuit_open" if exc.circuit_open else exc.error_type
             metrics.SEARCH_FALLBACKS.labels(reason=reason).inc()
-            logger.warning("collection %s: hybrid search served by keywords alone: %s", collection.name, exc)
+            if not exc.circuit_open:  # searches an open circuit refuses are counted, not logged (hundreds a minute)
+                logger.warning("collection %s: hybrid search served by keywords alone: %s", collection.name, exc)
             mode = SearchMode.KEYWORD
     if mode != SearchMode.VECTOR:
         keyword_hits = keyword.matches(collection, query, pool)

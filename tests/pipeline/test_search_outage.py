@@ -62,12 +62,13 @@ def test_a_failing_provider_serves_hybrid_searches_from_keywords_and_fails_vecto
         search(embedded, "archive the log", mode="hybrid")
 
 
-def test_an_open_circuit_is_not_called_by_searches(api, embedded, fake_provider):
+def test_an_open_circuit_is_not_called_by_searches(api, embedded, fake_provider, caplog):
     ProviderCircuit.objects.record_failure(embedded, ErrorType.API_ERROR, 1, timedelta(minutes=5))
     asked, counted = len(fake_provider.requests), fallbacks("circuit_open")
 
     body = api_search(api, embedded, "hybrid").json()
     assert (body["mode"], body["fallback"]) == ("keyword", "circuit_open")
+    assert "served by keywords alone" not in caplog.text, "each refused search logged (hundreds a minute)"
     assert "circuit of openai/fake-embedder@127.0.0.1" in error_of(api_search(api, embedded, "vector"), 502)["message"]
     assert len(fake_provider.requests) == asked, "a search called a provider whose circuit is open"
     assert fallbacks("circuit_open") == counted + 1
