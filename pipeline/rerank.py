@@ -43,9 +43,8 @@ def rerank(collection: Collection, query: str, hits: list[storage.Hit]) -> list[
     endpoint = Endpoint(collection.rerank_model, collection.rerank_api_base)
     circuits = ProviderCircuit.objects.endpoint(endpoint)
     # Open until its wait is over; then the next search's call is the probe.
-    if advisory(
-        lambda: circuits.exclude(state=CircuitState.CLOSED).filter(next_probe_at__gt=timezone.now()).exists(), False
-    ):
+    circuit = advisory(circuits.first, None)
+    if circuit is not None and circuit.waiting:
         return _fallback(hits, "circuit_open")
     head = hits[:CANDIDATES]
     try:

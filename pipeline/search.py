@@ -11,11 +11,10 @@ from dataclasses import replace
 
 import numpy as np
 from django.conf import settings
-from django.utils import timezone
 
 from pipeline import encoder, keyword, metrics, recording, rerank, storage
 from pipeline.backfill import serving
-from pipeline.choices import CircuitState, ErrorType, Fusion, SearchMode, Stage
+from pipeline.choices import ErrorType, Fusion, SearchMode, Stage
 from pipeline.embedding import PipelineError, embed_texts
 from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
@@ -60,8 +59,8 @@ def search(
     hits, collection = _retrieved(collection, query, k, by_document, mode, fallback)
     while (current := switched_since(collection)) is not None:
         hits, collection = _retrieved(current, query, k, by_document, mode, fallback)
-    found = Hits(rerank.rerank(collection, query, hits))
-    found[:] = best_per_document(found)[:k] if by_document else found[:k]
+    ranked = rerank.rerank(collection, query, hits)
+    found = Hits(best_per_document(ranked)[:k] if by_document else ranked[:k])
     found.mode, found.fallback = hits.mode, hits.fallback
     if source:
         recording.record_search(collection, time.perf_counter() - started, source)
@@ -103,9 +102,10 @@ def _retrieved(
             mode = SearchMode.KEYWORD
     if mode != SearchMode.VECTOR:
         keyword_hits = keyword.matches(collection, query, pool)
-    hits = Hits(vector_hits or keyword_hits)
     if mode == SearchMode.HYBRID:
         hits = Hits(fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion))
+    else:
+        hits = Hits(vector_hits or keyword_hits)
     hits.mode, hits.fallback = mode, reason
     return hits, collection
 
@@ -120,10 +120,8 @@ def _query_vector(collection: Collection, query: str, runtime: str | None) -> np
     if collection.model.startswith("local/"):  # the bundled model: no provider, no circuit
         with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
             return embed_texts(collection, [query])[0]
-    circuits = ProviderCircuit.objects.endpoint(collection)
-    if advisory(
-        lambda: circuits.exclude(state=CircuitState.CLOSED).filter(next_probe_at__gt=timezone.now()).exists(), False
-    ):
+    circuit = advisory(ProviderCircuit.objects.endpoint(collection).first, None)
+    if circuit is not None and circuit.waiting:
         exc = PipelineError(
             ErrorType.API_ERROR,
             Stage.EMBEDDING,
@@ -139,7 +137,8 @@ def _query_vector(collection: Collection, query: str, runtime: str | None) -> np
         if exc.error_type in (ErrorType.API_ERROR, ErrorType.TIMEOUT):
             count_outage(collection, exc.error_type)
         raise
-    advisory(lambda: ProviderCircuit.objects.record_success(collection), 0)
+    if circuit is not None and circuit.consecutive_failures:  # a run of failures to break (no write otherwise)
+        advisory(lambda: ProviderCircuit.objects.record_success(collection), 0)
     return vector
 
 

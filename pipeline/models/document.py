@@ -152,10 +152,10 @@ class DocumentQuerySet(models.QuerySet["Document"]):
                 status=status, lease_owner="", lease_expires_at=None, updated_at=timezone.now(), **changes
             )
 
-    def _locked(self, key: bool = False) -> DocumentQuerySet:
-        """These rows, locked in LOCK_ORDER (FOR UPDATE with `key`, for a delete; else as an UPDATE
-        locks), inside the caller's transaction; the caller then changes them."""
-        rows = self.order_by(*LOCK_ORDER).select_for_update(no_key=not key, of=("self",)).values("pk")
+    def _locked(self) -> DocumentQuerySet:
+        """These rows, locked in LOCK_ORDER as an UPDATE locks them, inside the caller's transaction; the
+        caller then updates them."""
+        rows = self.order_by(*LOCK_ORDER).select_for_update(no_key=True, of=("self",)).values("pk")
         sql, params = rows.query.sql_with_params()
         with connections[self.db].cursor() as cur:
             cur.execute(f"SELECT count(*) FROM ({sql}) AS locked", params)
@@ -216,7 +216,7 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         first: a worker storing one committed before (its chunks go too) or finds it gone (mark_embedded
         refuses it). Django's cascade would delete the chunks before the lock, racing that store."""
         with transaction.atomic(using=self.db):
-            ids = list(self._locked(key=True).values_list("pk", flat=True))
+            ids = list(self.order_by(*LOCK_ORDER).select_for_update(of=("self",)).values_list("pk", flat=True))
             Chunk.objects.using(self.db).filter(document_id__in=ids)._raw_delete(self.db)
             return Document.objects.using(self.db).filter(pk__in=ids)._raw_delete(self.db)
 

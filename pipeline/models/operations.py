@@ -240,6 +240,12 @@ class ProviderCircuit(models.Model):
     def __str__(self) -> str:
         return f"{self.endpoint} ({self.state})"
 
+    @property
+    def waiting(self) -> bool:
+        """Open or half-open, its wait (or its probe's lease) not over: a caller makes no call meanwhile."""
+        due = self.next_probe_at
+        return self.state != CircuitState.CLOSED and due is not None and due > timezone.now()
+
 
 class ModelCheckQuerySet(models.QuerySet["ModelCheck"]):
     def visible_to(self, user: object) -> ModelCheckQuerySet:
