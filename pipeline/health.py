@@ -24,7 +24,7 @@ from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
 from pipeline.choices import DocumentStatus
 from pipeline.embedding import PROBE_TEXT, PipelineError, api_key, embed_texts, scrub
-from pipeline.models import Collection, Document, ModelCheck, WorkerHeartbeat, sees_all_collections
+from pipeline.models import Collection, Document, ModelCheck, ProviderCircuit, WorkerHeartbeat, sees_all_collections
 
 # Database work in a check is bounded: a locked table must fail the check, not hang the probe.
 CHECK_STATEMENT_TIMEOUT_MS = 5000
@@ -75,7 +75,13 @@ MODEL_CHECK_LOCK = 0x656D6264_6D6F646C  # "embdmodl"
 
 def _probe_model(collection: Collection, timeout: float) -> dict[str, Any]:
     """A probe's ModelCheck fields: loading LiteLLM or a local model's weights is timed apart
-    (load_seconds), so a fresh process's first probe does not report a slow model."""
+    (load_seconds), so a fresh process's first probe does not report a slow model. An endpoint whose
+    circuit is open is not called: its probe would wait out the timeout, under the lock every health
+    caller queues on, to learn what the circuit already says."""
+    circuit = None if collection.model.startswith("local/") else ProviderCircuit.objects.endpoint(collection).first()
+    if circuit is not None and circuit.waiting:
+        reason = f"{collection.model} (collection {collection.name}) not probed: its provider circuit is open"
+        return {"ok": False, "reason": reason, "seconds": 0.0, "load_seconds": 0.0}
     load_seconds = providers.load(collection.model)
     probe = copy.copy(collection)
     # extra_params are passed to litellm.embedding last, so this bounds the probe only.

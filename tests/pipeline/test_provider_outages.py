@@ -247,6 +247,27 @@ def test_an_open_circuit_is_a_metric_and_in_the_health_report_without_secrets(
         assert "hunter22" not in shown and "topsecret" not in shown
 
 
+def test_the_health_check_does_not_probe_an_endpoint_whose_circuit_is_open(fake_collection, fake_provider, settings):
+    # A hanging provider: each probe would wait out the health timeout, under the lock every caller queues on.
+    settings.EMBEDPORTAL_HEALTH_MODEL_TIMEOUT = 5.0
+    fake_provider.mode = "timeout"
+    ProviderCircuit.objects.record_failure(fake_collection, ErrorType.TIMEOUT, 1, timedelta(minutes=5))
+    asked = len(fake_provider.requests)
+
+    model = health.check_model()
+    assert not model.ok
+    assert len(fake_provider.requests) == asked, "the health check called a provider whose circuit is open"
+    assert model.details["configurations"][0]["seconds"] == 0
+    assert "not probed: its provider circuit is open" in model.reason
+    assert "circuit open after timeout" in model.reason
+
+    # The circuit closed (a worker's probe answered): the next check probes again.
+    fake_provider.mode = "ok"
+    ProviderCircuit.objects.endpoint(fake_collection).delete()
+    assert health.check_model().ok
+    assert len(fake_provider.requests) == asked + 1
+
+
 def test_claims_go_round_robin_so_a_backlog_does_not_starve_another_collection(hash_collection):
     small = create_collection(
         name="small", model="local/hash-16", chunk_unit="characters", chunk_size=200, chunk_overlap=0
