@@ -52,3 +52,18 @@ def test_the_largest_k_by_document_is_answered_within_pgvectors_ef_search_bound(
     response = api.post("/api/v1/collections/hashes/search/", body, format="json")
     assert response.status_code == 200, response.content
     assert sorted(hit["document_id"] for hit in response.json()["results"]) == sorted(CORPUS)
+
+
+@pytest.mark.django_db
+def test_a_vector_search_answers_k_chunks_while_the_index_holds_replaced_ones(hash_collection):
+    """Each new version of a document deletes its chunks and writes new ones, and the HNSW index keeps the
+    old entries until VACUUM. A scan of ef_search candidates that were mostly replaced ones answered fewer
+    than k, or nothing: a soak of `make run`'s stack rewriting 250 documents got empty vector answers with
+    233 of them embedded."""
+    pipeline = EmbeddingIngestionPipeline()
+    for version in range(30):
+        enqueue(hash_collection, [IncomingDocument(f"page-{i}", f"page {i}, version {version}") for i in range(20)])
+        assert pipeline.drain().embedded == 20
+    hits = search(hash_collection, "page 3, version 29", k=10, mode="vector")
+    assert len(hits) == 10
+    assert hits[0].document_id == "page-3"
