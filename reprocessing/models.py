@@ -48,7 +48,7 @@ class FailedDocument(models.Model):
 
     # CASCADE here is Django's (ORM deletes of a document); Collection.delete() removes documents
     # with a raw DELETE, which only the database's ON DELETE CASCADE covers: Django 5.2 cannot
-    # declare it, so migrations/0001_squashed_0003_open_state.py adds it by hand.
+    # declare it, so migrations/0001_squashed_0002_document_fk_on_delete_cascade.py adds it by hand.
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="failures")
     error_type = models.CharField(max_length=24, choices=ErrorType.choices)
     stage = models.CharField(max_length=12, choices=Stage.choices)

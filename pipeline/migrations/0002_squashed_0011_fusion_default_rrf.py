@@ -96,7 +96,16 @@ class Migration(migrations.Migration):
             field=django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), default=[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], help_text="Stored documents' embedded minus source modified time, bucket counts.", size=None),
             preserve_default=False,
         ),
+        # An AddField's default is what existing rows get, and the squash had folded each of these
+        # pairs into one AddField of the new default: a database of the last release upgraded with
+        # its batches counted twice in the history, and its collections embedding with context and
+        # searching hybrid without a re-embed. Existing batch rows are already in the history.
         migrations.AddField(
+            model_name='batchtiming',
+            name='rolled_up',
+            field=models.BooleanField(default=True, help_text='Added to the minute history (CollectionActivity).'),
+        ),
+        migrations.AlterField(
             model_name='batchtiming',
             name='rolled_up',
             field=models.BooleanField(default=False, help_text='Added to the minute history (CollectionActivity).'),
@@ -192,7 +201,14 @@ class Migration(migrations.Migration):
             sql='INSERT INTO pipeline_goldenquery (collection_id, query, expected_document_id, created_at) SELECT collection_id, query, expected_document_id, created_at FROM testing_goldenquery ORDER BY id',
             reverse_sql=migrations.RunSQL.noop,
         ),
+        # Existing collections keep embedding chunk text alone; new ones default to contextual.
         migrations.AddField(
+            model_name='collection',
+            name='contextual_chunks',
+            field=models.BooleanField(default=False),
+            preserve_default=False,
+        ),
+        migrations.AlterField(
             model_name='collection',
             name='contextual_chunks',
             field=models.BooleanField(default=True, help_text="Embed each chunk after its document's title and heading path (the stored text is unchanged) and leave YAML front matter out of chunks. Changed only by a re-embed."),
@@ -231,7 +247,13 @@ class Migration(migrations.Migration):
             name='retrieval_target',
             field=models.FloatField(default=0.9, help_text='The retrieval quality SLO: recall@5 of the golden queries at or above this.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)], verbose_name='recall@5 target'),
         ),
+        # Existing collections keep vector search; new ones default to hybrid.
         migrations.AddField(
+            model_name='collection',
+            name='search_mode',
+            field=models.CharField(choices=[('vector', 'Vector (nearest embeddings)'), ('keyword', 'Keyword (BM25-style, in PostgreSQL)'), ('hybrid', 'Hybrid (vector and keyword fused)')], default='vector', help_text='How search ranks chunks when a request does not say (docs/search.md has the measurements).', max_length=10),
+        ),
+        migrations.AlterField(
             model_name='collection',
             name='search_mode',
             field=models.CharField(choices=[('vector', 'Vector (nearest embeddings)'), ('keyword', 'Keyword (BM25-style, in PostgreSQL)'), ('hybrid', 'Hybrid (vector and keyword fused)')], default='hybrid', help_text='How search ranks chunks when a request does not say (docs/search.md has the measurements).', max_length=10),

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reprocessing', '0001_squashed_0003_open_state'),
+        ('reprocessing', '0003_open_state'),
     ]
 
     operations = [

@@ -9,12 +9,11 @@ def document_fk(**options):
 
 
 class Migration(migrations.Migration):
-    # 0001-0003 in one; a database that applied them records this as applied. 0003's UPDATE of
-    # waiting/retrying rows to open is left out: it ran wherever such rows existed.
+    # The last release's 0001-0002 in one; a database that applied them records this as applied. 0003
+    # came after that release and stays apart: a squash over both left its databases part-way through.
     replaces = [
         ("reprocessing", "0001_initial"),
         ("reprocessing", "0002_document_fk_on_delete_cascade"),
-        ("reprocessing", "0003_open_state"),
     ]
 
     initial = True
@@ -22,7 +21,7 @@ class Migration(migrations.Migration):
     dependencies = [("pipeline", "0001_squashed_0012_provider_circuit_probe_permission")]
 
     operations = [
-        # The table as 0003 left it; the document key after it, below.
+        # The table as 0002 left it; the document key after it, below.
         migrations.CreateModel(
             "FailedDocument",
             [
@@ -35,7 +34,7 @@ class Migration(migrations.Migration):
                 ('last_failed_at', models.DateTimeField()),
                 ('next_retry_at', models.DateTimeField(blank=True, null=True)),
                 ('retried_at', models.DateTimeField(blank=True, help_text='When it was last requeued.', null=True)),
-                ('state', models.CharField(choices=[('open', 'Open: scheduled for a retry, or requeued'), ('dead_lettered', 'Dead-lettered for an operator'), ('resolved', 'Resolved')], default='open', max_length=16)),
+                ('state', models.CharField(choices=[('waiting', 'Waiting for its next retry'), ('retrying', 'Requeued, being reprocessed'), ('dead_lettered', 'Dead-lettered for an operator'), ('resolved', 'Resolved')], default='waiting', max_length=16)),
                 ('resolved_at', models.DateTimeField(blank=True, null=True)),
                 ('resolution', models.CharField(blank=True, choices=[('reprocessed', 'Embedded by a later pipeline run'), ('operator', 'Closed by an operator')], max_length=16)),
             ],
@@ -43,8 +42,8 @@ class Migration(migrations.Migration):
                 'db_table': 'failed_documents',
                 'ordering': ['-last_failed_at', '-id'],
                 'permissions': [('retry_faileddocument', 'Can retry failed documents'), ('resolve_faileddocument', 'Can resolve or dead-letter failed documents')],
-                'indexes': [models.Index(condition=models.Q(('state', 'open')), fields=['next_retry_at'], name='reprocessing_failed_due'), models.Index(condition=models.Q(('state', 'resolved'), _negated=True), fields=['error_type', 'first_failed_at'], name='reprocessing_failed_open')],
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('resolved_at__isnull', False), ('state', 'resolved')), models.Q(models.Q(('state', 'resolved'), _negated=True), ('resolved_at__isnull', True)), _connector='OR'), name='reprocessing_faileddocument_resolved_at'), models.CheckConstraint(condition=models.Q(('state', 'open'), ('next_retry_at__isnull', True), _connector='OR'), name='reprocessing_faileddocument_retry_only_open')],
+                'indexes': [models.Index(condition=models.Q(('state', 'waiting')), fields=['next_retry_at'], name='reprocessing_failed_due'), models.Index(condition=models.Q(('state', 'resolved'), _negated=True), fields=['error_type', 'first_failed_at'], name='reprocessing_failed_open')],
+                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('resolved_at__isnull', False), ('state', 'resolved')), models.Q(models.Q(('state', 'resolved'), _negated=True), ('resolved_at__isnull', True)), _connector='OR'), name='reprocessing_faileddocument_resolved_at'), models.CheckConstraint(condition=models.Q(models.Q(('state', 'waiting'), _negated=True), ('next_retry_at__isnull', False), _connector='OR'), name='reprocessing_faileddocument_waiting_has_retry')],
             },
         ),
         # Collection.delete() removes documents with a raw DELETE (no Django cascade), so the database
