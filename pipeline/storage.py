@@ -164,11 +164,13 @@ def nearest(collection: Collection, vector: np.ndarray, k: int) -> list[Hit]:
     dims = int(collection.dimensions)
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search(collection, k))])
         # The index keeps a replaced chunk's entry until VACUUM: a scan whose ef_search candidates were
-        # mostly replaced ones answered fewer than k, or none. Scan on, in distance order, until k rows are
-        # live (or hnsw.max_scan_tuples, 20,000, were visited).
-        cur.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+        # mostly replaced ones answered fewer than k, or none. iterative_scan goes on, in distance order,
+        # until k rows are live (or hnsw.max_scan_tuples, 20,000, were visited).
+        cur.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'strict_order', true)",
+            [str(ef_search(collection, k))],
+        )
         cur.execute(
             f"""
             SELECT d.external_id, c.ordinal, 1 - (c.embedding::vector({dims}) <=> %s::vector({dims})) AS score,
