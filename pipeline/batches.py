@@ -40,6 +40,16 @@ def concurrency(collection: Collection) -> int:
     return 1 if provider_of(collection.model) == "local" else max(1, collection.provider_concurrency)
 
 
+def is_source_change(doc: Document) -> bool:
+    """Whether storing `doc` is a freshness event: a source change made searchable. Not without a source
+    time, nor for a version already embedded (a re-embed: it stayed searchable). Its lag runs from the
+    change, or from the collection's creation for content older than it (a first load of an existing
+    corpus, `make run`'s sample pages: judged by their age, every first start paged the freshness burn
+    alerts); reprocessing.staleness starts the same clock."""
+    changed = doc.source_modified_at
+    return changed is not None and (doc.last_embedded_at is None or doc.last_embedded_at < changed)
+
+
 class BatchProcessing(FailureHandling):
     """Chunk, embed and store one claimed batch (EmbeddingIngestionPipeline mixes this in)."""
 
@@ -125,9 +135,9 @@ class BatchProcessing(FailureHandling):
         result.embedded = len(stored)
         result.chunks = sum(len(chunks) for doc, chunks, _ in embedded if doc.pk in stored)
         result.freshness_lags = [
-            max(0.0, (embedded_at - doc.source_modified_at).total_seconds())
+            max(0.0, (embedded_at - max(doc.source_modified_at, collection.created_at)).total_seconds())
             for doc, _, _ in embedded
-            if doc.pk in stored and doc.source_modified_at is not None
+            if doc.pk in stored and is_source_change(doc)
         ]
         self._record(result, report)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.db.models.lookups import GreaterThan, LessThan
 from django.utils import timezone
 
@@ -24,10 +24,13 @@ REQUEUE_BATCH = 1000
 
 def stale_condition(now: datetime, path: str = "") -> Q:
     """The staleness predicate on Document fields, reached through `path` (e.g. "documents__")."""
-    sla = F("freshness_sla") if path else F("collection__freshness_sla")
+    collection = "" if path else "collection__"  # a Collection query reaches documents through `path`
+    sla, collection_created = F(f"{collection}freshness_sla"), F(f"{collection}created_at")
     modified = F(f"{path}source_modified_at")
-    # When the SLA clock started: the source change, or arrival for sources without a time.
-    deadline = ExpressionWrapper(Coalesce(modified, F(f"{path}created_at")) + sla, output_field=DateTimeField())
+    # When the SLA clock started: the source change, or arrival for sources without a time; never before
+    # the collection existed (a first load of older content is not stale on arrival: pipeline.batches).
+    started = Greatest(Coalesce(modified, F(f"{path}created_at")), collection_created)
+    deadline = ExpressionWrapper(started + sla, output_field=DateTimeField())
     changed = Q(**{f"{path}last_embedded_at__isnull": True}) | Q(GreaterThan(modified, F(f"{path}last_embedded_at")))
     return changed & Q(LessThan(deadline, Value(now, output_field=DateTimeField())))
 

@@ -11,12 +11,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from embedportal import schedules
-from pipeline import history, recording, tasks
+from pipeline import backfill, history, recording, tasks
 from pipeline.metrics import FRESHNESS_BUCKETS, LATENCY_BUCKETS
 from pipeline.models import BatchTiming, Collection, CollectionActivity, Document
 from pipeline.performance import activity
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
+from reprocessing import staleness
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +60,8 @@ def test_bucket_counts_follow_prometheus_le():
 
 def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):
     modified = timezone.now() - timedelta(minutes=90)
+    # A change made after the collection existed (older content is judged from the collection's creation).
+    Collection.objects.filter(pk=fake_collection.pk).update(created_at=modified - timedelta(days=1))
     docs = [IncomingDocument(f"ok{i}", f"text number {i}", modified_at=modified) for i in range(7)]
     docs += [IncomingDocument("bad", "POISON:400 this one fails"), IncomingDocument("fresh", "no source time")]
     enqueue(fake_collection, docs)
@@ -73,6 +76,38 @@ def test_a_worker_run_adds_up_to_the_documents_it_processed(fake_collection):
     # Seven documents have a source time 90 minutes back: all late for the 1 h freshness SLO.
     assert sum(total.freshness) == 7 and total.fresh == 0
     assert total.freshness[FRESHNESS_BUCKETS.index(7200)] == 7
+
+
+def test_a_backlog_is_judged_from_its_collections_creation_and_a_reembed_is_not_judged(hash_collection):
+    """Content older than its collection (a first load of an existing corpus; `make run`'s sample pages,
+    checked out days before) was judged by its age: every page late, and each first start paged the
+    freshness burn alerts. A re-embed judged every document again, though each stayed searchable."""
+
+    def judged() -> tuple[int, int]:
+        total = activity.totals(timezone.now() - timedelta(hours=1), timezone.now() + timedelta(minutes=1))
+        return sum(total.freshness), total.fresh
+
+    pipeline = EmbeddingIngestionPipeline()
+    old = hash_collection.created_at - timedelta(days=3)
+    enqueue(hash_collection, [IncomingDocument(f"page{i}", f"an old page {i}", modified_at=old) for i in range(3)])
+    assert staleness.stale_counts() == {"hashes": 0}, "a first load is stale on arrival"
+    assert pipeline.drain().embedded == 3
+    assert judged() == (3, 3)
+
+    enqueue(hash_collection, [IncomingDocument("page0", "page 0, changed", modified_at=timezone.now())])
+    assert pipeline.drain().embedded == 1
+    assert judged() == (4, 4)
+
+    backfill.begin_reembed(hash_collection, chunk_size=150)
+    assert pipeline.drain().embedded == 3
+    assert judged() == (4, 4)
+
+    # Not embedded within the SLA of the collection's creation, a backlog is stale (and judged late).
+    Collection.objects.filter(pk=hash_collection.pk).update(created_at=old + timedelta(minutes=1))
+    enqueue(hash_collection, [IncomingDocument("late", "a page the backlog held up", modified_at=old)])
+    assert staleness.stale_counts() == {"hashes": 1}
+    assert pipeline.drain().embedded == 1
+    assert judged() == (5, 4)
 
 
 def test_concurrent_writers_add_to_one_row_per_minute(hash_collection):

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from embedportal.settings import env_secret
 from pipeline.collections import create_collection
-from pipeline.models import Chunk, Document
+from pipeline.models import Chunk, Collection, Document
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import manage
 from tests.tools import metric_sum, promtool
@@ -64,6 +64,10 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
 ):
     now = timezone.now()
     modified = now - timedelta(minutes=10)
+    # Changes made after the collections existed (content older than its collection is judged from its creation).
+    Collection.objects.filter(pk__in=[hash_collection.pk, fake_collection.pk]).update(
+        created_at=now - timedelta(days=1)
+    )
     enqueue(hash_collection, [IncomingDocument(f"h{i}", f"Paragraph {i}. " * 40, modified) for i in range(5)])
     # One poisoned document: the provider refuses the pair (400), the batch is split, the good one is stored.
     # Its collection's freshness SLA is 60 s: its 10-minute lag is late there, on time in hashes (1 h).
