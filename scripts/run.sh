@@ -17,8 +17,10 @@ with socket.socket() as s:
         sys.exit(1)
 PY
 # gunicorn's and django-q2's processes share one metrics directory (docs/operations.md);
-# files left from a previous run would be added in, so start clean.
-export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
+# files left from a previous run would be added in, so start clean. It lives in the data
+# directory: two stacks started from one checkout (PORT and EMBEDPORTAL_DATA_DIR apart) shared
+# the checkout's var/prometheus, the second wiped the first's counters and each served both.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${EMBEDPORTAL_DATA_DIR:-$PWD/var}/prometheus}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 $PY manage.py migrate --noinput -v 0

@@ -76,13 +76,10 @@ def running(pids: set[int]) -> set[int]:
 
 def run_env(tmp_path: Path, port: int) -> dict[str, str]:
     """`make run`'s environment on the test database, its files under tmp_path."""
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "PORT": str(port),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
-        "EMBEDPORTAL_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = {**os.environ, "DATABASE_URL": database_url(), "PORT": str(port)}
+    env["EMBEDPORTAL_DATA_DIR"] = str(tmp_path / "data")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # run.sh's own: under the data directory
+    return env
 
 
 def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
@@ -102,6 +99,8 @@ def test_ctrl_c_stops_web_worker_and_test_runner(tmp_path: Path) -> None:
         wait_for(lambda: Document.objects.filter(status="embedded").count() >= 1, timeout=180)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             assert response.status == 200
+        # The processes' metrics files are the data directory's, not the checkout's (shared by every stack).
+        assert list((tmp_path / "data" / "prometheus").glob("*.db"))
         # The documentation site the admin links to is built where the web serves it from.
         wait_for(lambda: (tmp_path / "data" / "site" / "index.html").is_file(), timeout=120)
         started = qcluster_pids(script.pid)
@@ -184,4 +183,4 @@ def test_a_busy_port_fails_with_a_clear_message_and_starts_nothing(tmp_path: Pat
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"embedportal: port {port} on 127.0.0.1 is in use" in result.stderr
     assert "embedportal is running" not in result.stdout
-    assert not (tmp_path / "prometheus").exists()  # stopped before starting anything (web, worker, metrics)
+    assert not (tmp_path / "data" / "prometheus").exists()  # stopped before starting anything (web, worker, metrics)
