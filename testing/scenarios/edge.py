@@ -137,6 +137,8 @@ def staleness_edges(ctx: Context) -> None:
     # Paused: the document stays where the scenario puts it.
     collection = ctx.collection("staleedge", freshness_sla=sla, paused=True)
     changed = timezone.now() - timedelta(minutes=5)
+    # A change made after the collection existed: older content's SLA clock starts at the collection's creation.
+    Collection.objects.filter(pk=collection.pk).update(created_at=changed - timedelta(hours=1))
     enqueue(collection, [IncomingDocument("doc", "changed at the source five minutes ago", changed)])
     deadline = changed + sla
     at = stale_counts(deadline).get(collection.name)

@@ -290,6 +290,8 @@ def stale_failed(ctx: Context) -> None:
     # Paused: the scenario drives the document, not the workers.
     collection = ctx.collection("stalefail", freshness_sla=timedelta(seconds=60), paused=True)
     now = timezone.now()
+    # A change made after the collection existed: older content's SLA clock starts at the collection's creation.
+    Collection.objects.filter(pk=collection.pk).update(created_at=now - timedelta(hours=1))
     enqueue(collection, [IncomingDocument("broken", "changed at the source", now - timedelta(minutes=10))])
     doc = Document.objects.get(collection=collection)
     fail_document(doc, ErrorType.AUTH, "simulated rejected key", now)

@@ -149,6 +149,8 @@ def metrics_series(ctx: Context) -> dict[str, Any]:
 def staleness(ctx: Context) -> None:
     """A document changed at the source longer ago than its SLA is counted stale until the workers embed it."""
     collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60), paused=True)
+    # A change made after the collection existed: older content's SLA clock starts at the collection's creation.
+    Collection.objects.filter(pk=collection.pk).update(created_at=timezone.now() - timedelta(hours=1))
     enqueue(collection, [IncomingDocument("old", "changed ten minutes ago", timezone.now() - timedelta(minutes=10))])
     stale = stale_counts().get(collection.name)
     ctx.check(stale == 1, f"a document 10 min past a 60 s SLA counts {stale} stale, expected 1")

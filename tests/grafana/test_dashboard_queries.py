@@ -35,7 +35,7 @@ from django.utils import timezone
 from grafana import dashboard
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
-from pipeline.models import Document, RetrievalEvaluation
+from pipeline.models import Collection, Document, RetrievalEvaluation
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.models import FailedDocument
 from tests.conftest import ROOT, database_url, manage, wait_for
@@ -372,6 +372,9 @@ def test_every_panel_query_returns_its_expected_data_from_a_real_prometheus(
     RetrievalEvaluation.objects.create(collection=hash_collection, mode=hash_collection.search_mode, **figures)
     enqueue(held, [IncomingDocument(f"p{i}", f"waiting {i}") for i in range(3)])
 
+    # The waves are changes made after the collections existed (older content is judged from its creation).
+    dated = Collection.objects.filter(pk__in=[hash_collection.pk, strict.pk])
+    dated.update(created_at=timezone.now() - timedelta(days=1))
     processed = run_waves(prom, hash_collection, fake_collection, strict)
     pending = Document.objects.filter(status=DocumentStatus.PENDING)
     facts = Facts(
