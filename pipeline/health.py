@@ -23,7 +23,7 @@ from embedportal.collectors import bounded_queries
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
 from pipeline.choices import DocumentStatus
-from pipeline.embedding import PROBE_TEXT, PipelineError, api_key, embed_texts, scrub
+from pipeline.embedding import PROBE_TEXT, PipelineError, api_key, embed_texts, provider_of, scrub
 from pipeline.models import Collection, Document, ModelCheck, ProviderCircuit, WorkerHeartbeat, sees_all_collections
 
 # Database work in a check is bounded: a locked table must fail the check, not hang the probe.
@@ -78,7 +78,7 @@ def _probe_model(collection: Collection, timeout: float) -> dict[str, Any]:
     (load_seconds), so a fresh process's first probe does not report a slow model. An endpoint whose
     circuit is open is not called: its probe would wait out the timeout, under the lock every health
     caller queues on, to learn what the circuit already says."""
-    circuit = None if collection.model.startswith("local/") else ProviderCircuit.objects.endpoint(collection).first()
+    circuit = None if provider_of(collection.model) == "local" else ProviderCircuit.objects.endpoint(collection).first()
     if circuit is not None and circuit.waiting:
         reason = f"{collection.model} (collection {collection.name}) not probed: its provider circuit is open"
         return {"ok": False, "reason": reason, "seconds": 0.0, "load_seconds": 0.0}

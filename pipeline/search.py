@@ -15,7 +15,7 @@ from django.conf import settings
 from pipeline import encoder, keyword, metrics, recording, rerank, storage
 from pipeline.backfill import serving
 from pipeline.choices import ErrorType, Fusion, SearchMode, Stage
-from pipeline.embedding import PipelineError, embed_texts
+from pipeline.embedding import PipelineError, embed_texts, provider_of
 from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
 
@@ -117,7 +117,7 @@ def _query_vector(collection: Collection, query: str, runtime: str | None) -> np
     holding a web worker, and a hanging provider took the whole API down with it: an outage soak of
     `make run`'s stack timed out every other request until the workers' own calls, a minute each,
     opened the circuit four and a half minutes later."""
-    if collection.model.startswith("local/"):  # the bundled model: no provider, no circuit
+    if provider_of(collection.model) == "local":  # the bundled model: no provider, no circuit
         with encoder.using(encoder.for_label(runtime)) if runtime else nullcontext():
             return embed_texts(collection, [query])[0]
     circuit = advisory(ProviderCircuit.objects.endpoint(collection).first, None)

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import timedelta
+from subprocess import PIPE
 
 import psycopg
 import pytest
@@ -14,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from tests.conftest import ROOT, database_url
+from tests.conftest import database_url, manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,16 +28,10 @@ RELEASE = {
 
 
 def migrate(url: str, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", *args, "--noinput"],
-        env={**os.environ, "DATABASE_URL": url},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    proc = manage("migrate", *args, "--noinput", env={"DATABASE_URL": url}, stdout=PIPE, stderr=PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return out
 
 
 def insert(cur: psycopg.Cursor, table: str, **values: object) -> int:
