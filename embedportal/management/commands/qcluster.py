@@ -39,6 +39,12 @@ class Command(QClusterCommand):
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         cluster = Cluster()
+        # django-q2's Cluster sets its signal handlers when it is made: ours tell the drain tasks (and a
+        # running benchmark) first, then hand over. A pod's stop takes the batches in hand, not minutes.
+        # Set before start(), which polls for the sentinel every 0.1 s: set after it, a stop in the
+        # cluster's first moments reached django-q2 alone, and a benchmark just started ran to its end.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, partial(_stop, signal.getsignal(signum)))
         try:
             cluster.start()
         except RuntimeError:  # the sentinel ended before the cluster was ready; the log says why
@@ -46,10 +52,6 @@ class Command(QClusterCommand):
         if options.get("run_once"):
             cluster.stop()
             return
-        # The cluster runs now, under django-q2's own signal handlers (set as it started): ours tell
-        # the drain tasks first, then hand over. A pod's stop takes the batches in hand, not minutes.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, partial(_stop, signal.getsignal(signum)))
         # A cluster that ended abnormally exits with its sentinel's code (70), which a supervisor
         # restarting on failure (systemd's Restart=on-failure, a pod's restartPolicy) acts on. Polled,
         # not joined: the signal handlers above join the sentinel themselves.
