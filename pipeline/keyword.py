@@ -60,9 +60,17 @@ WITH weighted AS MATERIALIZED (
      WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s
        AND c.search_vector @@ (SELECT string_agg(q::text, ' | ')::tsquery FROM weighted WHERE probe)
      LIMIT %(candidates)s
+), filled AS MATERIALIZED (
+    SELECT * FROM candidates
+    UNION ALL
+    (SELECT c.id, c.search_vector FROM pipeline_chunk c
+      WHERE c.collection_id = %(collection)s AND c.generation = %(generation)s
+        AND c.search_vector @@ quote_literal(%(filler)s)::tsquery
+        AND NOT c.search_vector @@ (SELECT string_agg(q::text, ' | ')::tsquery FROM weighted WHERE probe)
+      LIMIT greatest(%(fill)s - (SELECT count(*) FROM candidates), 0))
 ), scored AS (
     SELECT c.id, sum(w.idf * ts_rank(%(weights)s::float4[], c.search_vector, w.q, 1)) AS score
-      FROM candidates c CROSS JOIN weighted w GROUP BY c.id ORDER BY score DESC LIMIT %(k)s
+      FROM filled c CROSS JOIN weighted w GROUP BY c.id ORDER BY score DESC LIMIT %(k)s
 )
 SELECT d.external_id, c.ordinal, s.score, c.text, d.metadata
   FROM scored s JOIN pipeline_chunk c ON c.id = s.id JOIN pipeline_document d ON d.id = c.document_id
@@ -93,8 +101,9 @@ def term_statistics(collection: Collection) -> tuple[int, dict[str, float]]:
     return _rows(TERMS_SQL, {**params, "sampled": SAMPLED_CHUNKS, "counted": COUNTED_CHUNKS})[0]
 
 
-def matches(collection: Collection, query: str, k: int) -> list[Hit]:
-    """The k chunks of the collection's searched generation scoring highest for `query`'s terms."""
+def matches(collection: Collection, query: str, k: int, fill: bool = True) -> list[Hit]:
+    """The k chunks of the collection's searched generation scoring highest for `query`'s terms (those
+    of its rarest terms; when they are fewer than k and `fill`, any others holding a term fill up to k)."""
     terms = _rows(f"SELECT tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, %s))", [query])[0][0]
     if not terms:
         return []
@@ -107,10 +116,15 @@ def matches(collection: Collection, query: str, k: int) -> list[Hit]:
     dfs = [float(counted[t] if t in counted else common[t] * chunks) for t in terms]
     # Candidates: the chunks of the rarest terms, as long as they fit in CANDIDATES together (the
     # rarest term's at least), so the cap never cuts an arbitrary part of a common term's chunks.
+    # Only when they are fewer than k do the chunks of the least common other term fill up to k: any
+    # of them (its best chunk may be among those not read), for a read of that term's index entries.
     probes, room = [False] * len(terms), CANDIDATES
     for i in sorted(range(len(terms)), key=lambda i: dfs[i]):
         if dfs[i] > 0 and (room >= dfs[i] or room == CANDIDATES):
             probes[i], room = True, room - dfs[i]
+    others = sorted((dfs[i], terms[i]) for i in range(len(terms)) if dfs[i] > 0 and not probes[i])
+    filler = others[0][1] if fill and others else None
     params = {**where, "terms": terms, "dfs": dfs, "probes": probes, "chunks": chunks, "k": k}
+    params |= {"filler": filler, "fill": k if filler else 0}
     params |= {"candidates": CANDIDATES, "weights": FIELD_WEIGHTS}
     return [Hit(row[0], row[1], float(row[2]), row[3], json.loads(row[4])) for row in _rows(KEYWORD_SQL, params)]

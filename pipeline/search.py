@@ -101,7 +101,9 @@ def _retrieved(
                 logger.warning("collection %s: hybrid search served by keywords alone: %s", collection.name, exc)
             mode = SearchMode.KEYWORD
     if mode != SearchMode.VECTOR:
-        keyword_hits = keyword.matches(collection, query, pool)
+        # Beside a vector ranking, filling the keyword one up to the pool would add only chunks of common
+        # terms, read in no order, and cost a scan of their index entries (docs/search.md).
+        keyword_hits = keyword.matches(collection, query, pool, fill=mode == SearchMode.KEYWORD)
     if mode == SearchMode.HYBRID:
         hits = Hits(fuse(vector_hits, keyword_hits, collection.keyword_weight, collection.fusion))
     else:

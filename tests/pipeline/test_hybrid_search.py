@@ -102,12 +102,13 @@ def test_blend_adds_normalised_scores_by_weight_and_rrf_adds_reciprocal_ranks():
 
 def test_hybrid_search_fuses_twenty_candidates_a_side_by_rank_and_fifty_by_blend(pages, monkeypatch):
     asked, matches = [], keyword.matches
-    monkeypatch.setattr(keyword, "matches", lambda c, q, k: asked.append(k) or matches(c, q, k))
+    monkeypatch.setattr(keyword, "matches", lambda c, q, k, fill: asked.append((k, fill)) or matches(c, q, k, fill))
     assert len(search(pages, "vacuum the database", 3)) == 3
     pages.fusion = "blend"
     search(pages, "vacuum the database", 3)
     search(pages, "vacuum the database", 3, by_document=True)  # ten chunks per document asked for
-    assert asked == [20, 50, 50]
+    search(pages, "vacuum the database", 3, mode="keyword")
+    assert asked == [(20, False), (50, False), (50, False), (3, True)], "the vector side fills a hybrid list"
 
 
 def test_results_grouped_by_document_keep_each_documents_best_chunk(pages):
@@ -189,7 +190,7 @@ def test_a_larger_collection_of_other_text_leaves_a_collections_term_weights_alo
         cur.execute("ANALYZE pipeline_chunk")
     keyword._cache.clear()
     assert keyword.term_statistics(pages) == alone
-    assert set(documents(keyword.matches(pages, "vacuum the database", 10))) == {"maintenance.md"}
+    assert documents(keyword.matches(pages, "vacuum the database", 10))[0] == "maintenance.md"
     assert documents(keyword.matches(garden, "roses, part 7", 1)) == ["roses-7.md"], "a share of 1 beside a count"
 
 
@@ -197,6 +198,22 @@ def test_candidates_come_from_the_rarest_terms_that_fit_the_cap(pages, monkeypat
     # Nine chunks mention the database, one vacuuming: with room for three candidates, the common
     # term's chunks are left out whole instead of cut at random, and the rare term's page is found.
     monkeypatch.setattr(keyword, "CANDIDATES", 3)
-    hits = keyword.matches(pages, "vacuum the database", 10)
-    assert set(documents(hits)) == {"maintenance.md"}
+    hits = keyword.matches(pages, "vacuum the database", 1)
+    assert documents(hits) == ["maintenance.md"]
     assert documents(keyword.matches(pages, "database", 10)) != [], "the rarest term always probes"
+
+
+def test_a_keyword_search_answers_k_chunks_when_its_rare_terms_are_in_fewer(pages, monkeypatch):
+    """A soak's sentinel query ("zebracorn ... page", "page" in all 1,200 chunks) answered its one
+    chunk at k 10: the common term's chunks were never read, so hybrid search falling back to keywords
+    during an outage answered fewer than k while more chunks matched."""
+    monkeypatch.setattr(keyword, "CANDIDATES", 3)
+    assert chunks_holding(pages, "vacuum") < 3 < chunks_holding(pages, "databas")
+    hits = keyword.matches(pages, "vacuum the database", 10)
+    held = chunks_holding(pages, "vacuum | databas")
+    assert len(hits) == min(10, held), "the rare term's chunks, then the common term's up to k"
+    assert documents(hits)[0] == "maintenance.md"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len({(h.document_id, h.ordinal) for h in hits}) == len(hits), "no chunk twice"
+    assert len(keyword.matches(pages, "vacuum the database", 2)) == 2
+    assert len(search(pages, "vacuum the database", 10, mode="keyword")) == min(10, held), "as the API searches"
