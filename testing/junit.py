@@ -11,10 +11,10 @@ from testing.models import TestResult, TestRun
 
 
 def run_to_junit(run: TestRun, results: QuerySet[TestResult] | None = None) -> JUnitXml:
-    """`results`: the run's results to write (default: every one)."""
+    """`results`: which of the run's results to write (default: every one)."""
     xml = JUnitXml(name=f"embedding-pipeline-operations run {run.pk}")
     suites: dict[str, TestSuite] = {}
-    for result in (run.results.all() if results is None else results).order_by("id"):
+    for result in (run.results.all() if results is None else results.filter(run=run)).order_by("id"):
         suite = suites.get(result.category)
         if suite is None:
             suite = suites[result.category] = TestSuite(f"embedding_pipeline_operations.{result.category}")

@@ -103,6 +103,11 @@ def test_the_runner_executes_the_queued_selection_and_the_results_are_served(liv
     xml = client.get(f"{URL}/{run_id}/junit")
     assert xml.status_code == 200 and xml["Content-Type"] == "application/xml"
     assert b'name="duplicate_ids_in_one_batch_refused"' in xml.content
+    # Each run's XML holds its own results: every run's used to be served under each run's name.
+    later = client.post(URL, {"scenarios": ["health_endpoints_answer"], "wait": 0}, format="json").json()["id"]
+    call_command("run_test_runner", once=True, stdout=StringIO())
+    for run, cases in ((run_id, 2), (later, 1)):
+        assert client.get(f"{URL}/{run}/junit").content.count(b"<testcase ") == cases
 
 
 def test_a_cancelled_run_is_never_started_and_a_finished_one_cannot_be_cancelled(db):
