@@ -181,6 +181,17 @@ def test_extra_params_dimensions_must_match_the_collections_in_the_admin_path_to
     collection.full_clean()
 
 
+def test_a_local_model_takes_no_extra_params(api):
+    # LiteLLM refuses any parameter on the local provider: such a collection failed every document and
+    # made the health check report the whole deployment unhealthy (found by a docs walkthrough).
+    with pytest.raises(CommandError, match="local/hash-32 is a bundled local model and takes no extra_params"):
+        run("create_collection", "local-params", model="local/hash-32", param=["dimensions=32"])
+    assert not Collection.objects.filter(name="local-params").exists()
+    body = {"name": "local-params", "model": "local/hash-32", "extra_params": {"user": "ingest"}}
+    response = api.post("/api/v1/collections/", body, format="json")
+    assert response.status_code == 400 and "takes no extra_params" in str(response.json()["error"]["details"])
+
+
 def test_enqueue_folder_uses_paths_relative_to_base_as_ids_and_mtime_as_modified_time(docs_collection, corpus):
     out, _ = enqueue_cmd(corpus, base=corpus)
     assert "3 new, 0 changed, 0 unchanged" in out
