@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -326,6 +327,25 @@ def test_search_json_returns_ranked_hits(docs_collection, corpus):
     assert best["document_id"] == "runbooks/rollback.md"
     assert best["score"] == pytest.approx(1.0, abs=1e-5)
     assert best["text"] == "# Rollback\n\nRedeploy the previous image."
+
+
+def test_a_command_search_records_the_search_without_loading_the_model(docs_collection, monkeypatch):
+    # A one-off `manage.py search` recorded LiteLLM's import and the model's load (6 s) as its latency:
+    # the optimizer then advised lowering ef_search for a search p95 of 5 s (docs walkthrough).
+    from pipeline import recording
+
+    register, first = providers.register, []
+
+    def slow_first_register():  # as importing LiteLLM is, once per process
+        if not first:
+            first.append(time.sleep(0.5))
+        register()
+
+    recorded = []
+    monkeypatch.setattr(providers, "register", slow_first_register)
+    monkeypatch.setattr(recording, "record_search", lambda c, seconds, source: recorded.append((seconds, source)))
+    run("search", "anything", collection="docs")
+    assert len(recorded) == 1 and recorded[0][1] == "cli" and recorded[0][0] < 0.5
 
 
 def test_search_of_an_unknown_collection_is_a_command_error():
