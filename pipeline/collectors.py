@@ -64,7 +64,7 @@ def queue_snapshot() -> QueueSnapshot:
         # gauge says so) and an open circuit's backlog is the circuit's alert, not a stuck queue's.
         oldest = Document.objects.workable().oldest_due_at(now)
         claimable = Document.objects.claimable(now).count()
-        alive = WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
+        alive = WorkerHeartbeat.objects.alive().count()
     return QueueSnapshot(
         depth=sum(depth for _, _, depth in per_collection),
         claimable=claimable,

@@ -14,12 +14,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from statistics import median_low
 from typing import Any
 
 import psutil
-from django.conf import settings
 from django.db import connections
 from django.db.models.functions import Length
 from django.utils import timezone
@@ -93,11 +92,7 @@ def preflight() -> None:
             f"{busy} documents are queued or being processed: the measurement's workers would embed them and "
             "the figure would be wrong. Measure when the queue is empty."
         )
-    workers = list(
-        WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE))
-        .filter(role=WorkerRole.WORKER)
-        .values_list("worker", flat=True)
-    )
+    workers = list(WorkerHeartbeat.objects.alive().filter(role=WorkerRole.WORKER).values_list("worker", flat=True))
     if workers:
         raise CapacityError(
             f"pipeline workers are running ({', '.join(workers)}): they would take part in the measurement. "

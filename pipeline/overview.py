@@ -73,8 +73,6 @@ def context(seen: QuerySet[Collection], user: Any) -> dict[str, Any]:
         "checks": checks,
         "circuits": [circuits.describe(c) for c in circuits.not_closed(user)],
         "healthy": all(c.ok for c in checks),
-        "workers": list(
-            WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).order_by("worker")
-        ),
+        "workers": list(WorkerHeartbeat.objects.alive().order_by("worker")),
         "multiprocess": multiprocess_dir() is not None,
     }

@@ -6,7 +6,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -240,4 +239,4 @@ class Context:
 
 
 def fresh_workers() -> int:
-    return WorkerHeartbeat.objects.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE)).count()
+    return WorkerHeartbeat.objects.alive().count()

@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import connections, models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
@@ -43,6 +44,10 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         return self.filter(
             Q(beat_at__gte=now - max_age) | Q(role=WorkerRole.SCHEDULE, beat_at__gte=now - SCHEDULE_MAX_AGE)
         )
+
+    def alive(self) -> WorkerHeartbeatQuerySet:
+        """fresh() at EMBEDPORTAL_HEARTBEAT_MAX_AGE: the processes the health check counts as alive."""
+        return self.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE))
 
     def stop(self, worker: str | None = None) -> int:
         """A process stopping cleanly removes its row: it must not count as alive once gone."""

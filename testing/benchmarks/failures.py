@@ -16,7 +16,7 @@ from django.db.models import Count, Min
 from pipeline.choices import DocumentStatus
 from pipeline.chunking import chunker_for
 from pipeline.collections import create_collection
-from pipeline.models import Chunk, Collection
+from pipeline.models import Chunk, Collection, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline, Report, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.choices import FailureState
@@ -53,6 +53,21 @@ def _text(rng: random.Random, i: int, poison: bool) -> str:
     return " ".join(words)
 
 
+class WorkersRunning(Exception):
+    """Pipeline workers share the database: they would take part of the benchmark's documents."""
+
+
+def refuse_beside_workers() -> None:
+    # Their own retry waits and circuit breaker hold documents past the simulated clock's rounds: the
+    # checks then found documents still processing or deferred, and failed one run in two.
+    if workers := list(WorkerHeartbeat.objects.alive().order_by("worker").values_list("worker", flat=True)):
+        raise WorkersRunning(
+            f"pipeline workers are running on this database ({', '.join(workers)}): they would claim part of the "
+            "benchmark's documents and its checks would fail. Stop them (make run's, a deployment's) or point "
+            "DATABASE_URL at a scratch database."
+        )
+
+
 def run(
     documents: int = 1000,
     failure_rate: float = 0.2,
@@ -61,6 +76,7 @@ def run(
     keep: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> BenchmarkResult:
+    refuse_beside_workers()
     rng = random.Random(seed)
     provider = ChaosProvider(dims=16, failure_rate=failure_rate, seed=seed, slow_seconds=1.0).start()
     result = BenchmarkResult(documents=documents, poison=poison)

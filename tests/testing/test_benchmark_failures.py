@@ -22,7 +22,8 @@ from testing.fakeprovider import CHAOS_FAULTS
 from tests.testing.conftest import command_output
 from tests.tools import hnsw_indexes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# own_worker: the session's shared worker (tests/testing/conftest.py) is stopped, none runs beside them.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("own_worker")]
 
 HEADER = re.compile(
     r"^(?P<documents>\d+) documents \((?P<poison>\d+) poison\), (?P<calls>\d+) provider calls, "
@@ -150,4 +151,14 @@ def test_nonsense_figures_are_refused_before_anything_is_written(args, message):
     with pytest.raises(CommandError) as excinfo:
         run("--documents", "20", "--poison", "2", *args)
     assert str(excinfo.value) == message
+    assert Collection.objects.count() == 0
+
+
+def test_the_benchmark_refuses_to_run_beside_pipeline_workers(live_worker):
+    # With `make run`'s workers up, they claimed part of the benchmark's documents with their own retry
+    # waits and circuit: its checks failed one run in two ("ended processing" or "ended pending").
+    with pytest.raises(CommandError) as excinfo:
+        run("--documents", "20", "--poison", "2")
+    assert str(excinfo.value).startswith(f"pipeline workers are running on this database ({live_worker.name})")
+    assert "DATABASE_URL at a scratch database" in str(excinfo.value)
     assert Collection.objects.count() == 0

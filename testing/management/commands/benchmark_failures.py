@@ -28,7 +28,10 @@ class Command(BaseCommand):
             raise CommandError(f"--poison must be between 0 and --documents {o['documents']} (got {o['poison']})")
         if not 0 <= o["failure_rate"] < 1:
             raise CommandError(f"--failure-rate must be in [0, 1) (got {o['failure_rate']})")
-        r = benchmark.run(o["documents"], o["failure_rate"], o["poison"], o["seed"], o["keep"], self.stdout.write)
+        try:
+            r = benchmark.run(o["documents"], o["failure_rate"], o["poison"], o["seed"], o["keep"], self.stdout.write)
+        except benchmark.WorkersRunning as exc:
+            raise CommandError(str(exc)) from None
         first = r.first_pass
         calls = sum(r.calls.values())
         faults = {k: v for k, v in sorted(r.calls.items()) if k != "ok"}
