@@ -48,10 +48,6 @@ from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document, sees_all_collections, visible
 from pipeline.quality import evaluate
 
-# Evaluations a GET of a collection's retrieval quality history lists, newest first.
-HISTORY = 50
-
-
 CanListOrAddDocuments = requires(GET="pipeline.view_document", POST="pipeline.add_document")
 CanEvaluate = requires(GET="pipeline.view_retrievalevaluation", POST="pipeline.add_retrievalevaluation")
 CanSearch = requires("pipeline.view_chunk")
@@ -237,7 +233,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         methods=["GET"],
         operation_id="collections_evaluations_list",
         summary="A collection's retrieval quality history",
-        description="Its latest evaluations of the golden queries, newest first. Permission "
+        description="Its evaluations of the golden queries, newest first, a page as every list is. Permission "
         "pipeline.view_retrievalevaluation.",
         request=None,
         responses={200: EvaluationSerializer(many=True)},
@@ -251,13 +247,14 @@ class CollectionViewSet(viewsets.ModelViewSet):
         request=EvaluateSerializer,
         responses={201: EvaluationSerializer},
     )
-    @action(detail=True, methods=["get", "post"], permission_classes=[CanEvaluate], pagination_class=None)
+    @action(detail=True, methods=["get", "post"], permission_classes=[CanEvaluate])
     def evaluations(self, request: Request, name: str | None = None) -> Response:
         """Retrieval quality (pipeline.quality.evaluate) of the collection's golden queries, which are read and
         written at /api/v1/embedding-pipeline-operations/golden-queries/."""
         collection = collection_or_404(request, name)
         if request.method == "GET":
-            return Response(EvaluationSerializer(collection.evaluations.all()[:HISTORY], many=True).data)
+            page = self.paginate_queryset(collection.evaluations.all())
+            return self.get_paginated_response(EvaluationSerializer(page, many=True).data)
         try:
             run = evaluate(collection, valid(EvaluateSerializer, request.data).get("mode"), trigger="api")
         except DjangoValidationError as exc:

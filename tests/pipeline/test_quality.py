@@ -189,7 +189,8 @@ def test_api_runs_an_evaluation_and_lists_the_history(topics):
     assert created.status_code == 201, created.content
     assert (created.json()["recall_at_1"], created.json()["trigger"], created.json()["queries"]) == (1.0, "api", 3)
     listed = client_with("view_retrievalevaluation").get(url)
-    assert [row["recall_at_5"] for row in listed.json()] == [1.0]
+    assert [row["recall_at_5"] for row in listed.json()["results"]] == [1.0], "a page, as every list is"
+    assert listed.json()["count"] == 1
     assert (
         "permission pipeline.add_retrievalevaluation"
         in error_of(client_with("view_retrievalevaluation").post(url, {}, format="json"), 403)["message"]
