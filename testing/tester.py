@@ -74,6 +74,7 @@ class EmbeddingPipelineOperationsTester:
                     self.progress(result)
                 if not TestRun.objects.beat(run.pk):
                     logger.info("test run %s is no longer running (cancelled or abandoned): stopping", run.pk)
+                    TestRun.objects.filter(pk=run.pk).update(counts=dict(counts))  # what ran, as its results say
                     break
         except RunnerStopped as exc:
             interrupted(run.pk, dict(counts), f"interrupted: {exc}")

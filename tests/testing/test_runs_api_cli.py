@@ -203,6 +203,7 @@ def test_a_run_cancelled_while_running_stops_after_its_current_scenario(db, two_
     run = EmbeddingPipelineOperationsTester(**run.selection).execute(run)
     assert run.status == RunStatus.ERROR and run.message == "cancelled by ops"
     assert list(run.results.values_list("scenario", flat=True)) == ["zz_first"]
+    assert run.counts == {"passed": 1}, "the counts of what ran, as its results say"
 
 
 def test_a_runner_stopping_mid_scenario_records_the_run_interrupted_and_cleans_up(db, two_scenarios):
