@@ -5,7 +5,7 @@ change page shows every field read-only: they need no readonly_fields."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.contrib import admin, messages
@@ -24,6 +24,7 @@ from pipeline.models import (
     ProviderCircuit,
     RetrievalEvaluation,
     WorkerHeartbeat,
+    sees_all_collections,
 )
 
 
@@ -81,8 +82,25 @@ class ModelCheckAdmin(ReadOnlyAdmin):
     list_filter = ("ok", "model")
     search_fields = ("model", "reason")
 
+    # One configuration's row lists every collection using it, whatever its team, and its reason names
+    # one of them: a team member gets pass/fail and timings, as from /api/v1/health/ (health.for_viewer).
+    OPERATORS_ONLY = ("collections", "reason")
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelCheck]:
         return super().get_queryset(request).visible_to(request.user)
+
+    def _for(self, request: HttpRequest, names: Sequence[str]) -> list[str]:
+        shown = sees_all_collections(request.user)
+        return [name for name in names if shown or name not in self.OPERATORS_ONLY]
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        return self._for(request, super().get_list_display(request))
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return self._for(request, super().get_search_fields(request))
+
+    def get_fields(self, request: HttpRequest, obj: ModelCheck | None = None) -> list[str]:
+        return self._for(request, super().get_fields(request, obj))
 
 
 @admin.register(CollectionActivity)

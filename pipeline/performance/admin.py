@@ -93,6 +93,8 @@ class OptimizationChangeAdmin(TeamScoped, ReadOnlyAdmin):
             return _apply(self, request)
         seen = Collection.objects.visible_to(request.user).order_by("name")
         collection = seen.filter(name=name).first() if (name := request.GET.get("collection")) else None
+        if name and collection is None:  # the SLO page says so too: a mistyped name is not "every collection"
+            self.message_user(request, f"no collection named {name!r}", messages.ERROR)
         figures = performance(collection, None, request.user)
         trend = performance_trends(timezone.now(), figures["window_seconds"], collection)
         context = {

@@ -162,6 +162,13 @@ def test_overview_links_only_to_pages_the_operator_may_open(client, admin_client
     client.force_login(staff("view_document", "pause_collection"))
     assert collections not in client.get("/admin/pipeline/collection/overview/").content.decode()
     assert client.get("/admin/pipeline/collection/").status_code == 403
+    # The SLO and performance pages' own permissions without the overview's: the home page hid their
+    # links, and the SLO page's breadcrumb led to the overview's 403 (an admin crawl).
+    overview, performance = "/admin/pipeline/collection/overview/", "/admin/pipeline/optimizationchange/performance/"
+    client.force_login(staff("view_collectionactivity", "view_optimizationchange"))
+    home = client.get("/admin/").content.decode()
+    assert slos in home and performance in home and overview not in home
+    assert overview not in client.get(slos).content.decode() and client.get(overview).status_code == 403
 
 
 def test_overview_page_shows_queue_throughput_latency_errors_and_health(admin_client, hash_collection):

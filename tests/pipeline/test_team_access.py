@@ -334,9 +334,9 @@ def test_admin_pages_show_only_the_members_collections(client, collections, memb
     assert refused.context["figures"]["collection"] is None, "the page falls back to every collection it may show"
     assert [str(m) for m in refused.context["messages"]] == ["no collection named 'b'"]
     assert list(refused.context["collections"]) == ["a"]
-    assert (
-        admin.get("/admin/pipeline/optimizationchange/performance/", {"collection": "b"}).context["collection"] is None
-    )
+    refused = admin.get("/admin/pipeline/optimizationchange/performance/", {"collection": "b"})
+    assert refused.context["collection"] is None
+    assert [str(m) for m in refused.context["messages"]] == ["no collection named 'b'"], "as the SLO page says"
     client.force_login(admin_user)
     assert ">b<" in client.get("/admin/pipeline/collection/overview/").content.decode()
 
@@ -470,6 +470,17 @@ def test_provider_circuits_and_model_checks_of_another_teams_endpoints_are_left_
         assert "team-b-model" in operator_admin.get(page).content.decode(), page
     b_circuit = ProviderCircuit.objects.get(model="openai/team-b-model")
     assert member_admin.get(f"/admin/pipeline/providercircuit/{b_circuit.pk}/change/").status_code in (302, 404)
+    # A configuration both teams use: its row listed team b's collection to a member of a, and its reason
+    # named it (an admin crawl); a member gets pass/fail and timings, as from /api/v1/health/.
+    shared = ModelCheck.objects.create(
+        key="s" * 64, model="local/hash-16", collections=["a", "b-secret"], ok=False,
+        reason="local/hash-16 (collection b-secret) failed", seconds=0, load_seconds=0, checked_at=now,
+    )  # fmt: skip
+    for page in ("/admin/pipeline/modelcheck/", f"/admin/pipeline/modelcheck/{shared.pk}/change/"):
+        seen = member_admin.get(page)
+        assert seen.status_code == 200 and "b-secret" not in seen.content.decode(), page
+        assert "b-secret" in operator_admin.get(page).content.decode(), page
+    assert "b-secret" not in member_admin.get("/admin/pipeline/modelcheck/?q=secret").content.decode()
 
 
 def test_throughput_targets_name_the_members_models_only(collections, member, operator, monkeypatch):
