@@ -118,16 +118,24 @@ class BatchProcessing(FailureHandling):
         try:
             stored = self._with_retries(lambda: self._store(collection, embedded, embedded_at), result)
         except PipelineError as exc:
-            # A storage error is about the batch's transaction, not one document: no splitting.
+            if exc.error_type == ErrorType.BAD_REQUEST and len(embedded) > 1:
+                # A row the database refuses (a tsvector over 1 MB) is one document's fault, not the batch's:
+                # each is stored alone, and only those refused fail (one failed its whole batch, each retry).
+                stored, failed_before = set(), result.failed
+                for item in embedded:
+                    stored |= self._store_alone(collection, item, embedded_at, result)
+                result.seconds[Stage.STORAGE] = time.perf_counter() - t0
+                result.superseded = len(embedded) - len(stored) - (result.failed - failed_before)
+                exc = None
             try:
-                for doc, _, _ in embedded:
+                for doc, _, _ in embedded if exc else ():
                     self._fail(doc, exc, result)
             except DatabaseError:
                 # Nothing can be written (the leases return the documents to the queue as they run out),
                 # but the tries the outage cost are counted.
                 recording.record_errors(result, self.metrics)
                 raise
-            stored = set()
+            stored = stored if exc is None else set()
         else:
             result.seconds[Stage.STORAGE] = time.perf_counter() - t0
             result.superseded = len(embedded) - len(stored)
@@ -140,6 +148,15 @@ class BatchProcessing(FailureHandling):
             if doc.pk in stored and is_source_change(doc)
         ]
         self._record(result, report)
+
+    def _store_alone(
+        self, collection: Collection, item: storage.Embedded, embedded_at: datetime, result: BatchResult
+    ) -> set[int]:
+        try:
+            return self._with_retries(lambda: self._store(collection, [item], embedded_at), result)
+        except PipelineError as exc:
+            self._fail(item[0], exc, result)
+            return set()
 
     def _embed_isolating(
         self, collection: Collection, group: list[tuple[Document, list[ChunkText]]], result: BatchResult

@@ -157,6 +157,10 @@ def classify_storage_error(exc: Exception) -> PipelineError:
         kind = ErrorType.DISK_FULL
     elif isinstance(cause, (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)):  # 40001, 40P01
         kind = ErrorType.SERIALIZATION
+    elif isinstance(cause, (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)):  # 22xxx, 54xxx
+        # A row PostgreSQL cannot hold (a tsvector over 1 MB): the input's fault, as a provider's 400 is.
+        # An OperationalError too, it was retried as a lost connection, failing its whole batch each time.
+        kind = ErrorType.BAD_REQUEST
     elif isinstance(cause, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)):
         # Server shut down or restarted (57P01), socket closed, cannot connect: the connection is gone.
         kind = ErrorType.CONNECTION_LOST

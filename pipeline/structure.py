@@ -59,15 +59,29 @@ def headings(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
+# Every chunk carries its document's title and heading path (stored, keyword-indexed, embedded with
+# contextual chunks): a 960,000-character heading made 3 billion characters to embed for one document,
+# and a tsvector over PostgreSQL's 1 MB that failed its whole batch. Bounded, they still name the page.
+CONTEXT_CHARS = 200
+CONTEXT_HEADINGS = 8
+
+
+def _bounded(title: str) -> str:
+    return title if len(title) <= CONTEXT_CHARS else title[: CONTEXT_CHARS - 1].rstrip() + "…"
+
+
 class Outline:
     """The heading path at any offset of one text, and its title."""
 
     def __init__(self, text: str, name: str, fields: dict | None = None) -> None:
-        self.headings = headings(text)
+        self.headings = [(offset, level, _bounded(title)) for offset, level, title in headings(text)]
         self.starts = [offset for offset, _, _ in self.headings]
         title = (fields or {}).get("title")
+        # A scalar only: str() of a YAML list expands its aliases (a 437-byte "billion laughs" front
+        # matter made a 312-million-character title).
+        title = str(title).strip() if isinstance(title, str | int | float) and not isinstance(title, bool) else ""
         first = self.headings[0][2] if self.headings else None
-        self.title = str(title).strip() if title else first or name
+        self.title = _bounded(title or first or name)
 
     def path(self, offset: int) -> tuple[str, ...]:
         """Titles of the sections enclosing `offset`, outermost first (the document title left out)."""
@@ -76,4 +90,4 @@ class Outline:
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, title))
-        return tuple(title for _, title in stack if title != self.title)
+        return tuple(title for _, title in stack if title != self.title)[-CONTEXT_HEADINGS:]

@@ -82,6 +82,27 @@ def test_rest_section_levels_follow_their_adornment_and_the_first_title_is_the_d
     assert Outline("plain text, no headings", "notes/a.txt").title == "notes/a.txt"
 
 
+def test_titles_and_headings_are_bounded_and_a_title_is_a_scalar(db):
+    # An adversarial-input soak: a 960,000-character heading was put before each of 3,244 chunks (3 GB
+    # of worker memory) and made a tsvector PostgreSQL refuses; a 437-byte front matter of nested YAML
+    # aliases made a 312-million-character title.
+    laughs = "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]\n" for n in range(1, 5)
+    )
+    long_heading = "# " + "word " * 2000 + "\n\nBody under it.\n"
+    bomb = f"---\n{laughs}title: *l4\n---\n{long_heading}"
+    outline = Outline(front_matter(bomb)[1], "bomb.md", front_matter(bomb)[0])
+    assert outline.title.startswith("word word") and len(outline.title) == 200 and outline.title.endswith("…")
+    nested = "".join(f"h{n}\n{mark * 4}\n\ntext {n}\n\n" for n, mark in enumerate("=-^+*:.'<>"))  # 10 reST levels
+    assert Outline(nested, "deep.txt").path(len(nested)) == tuple(f"h{n}" for n in range(2, 10)), "the innermost 8"
+    assert Outline("text", "n.md", {"title": ["a", "b"]}).title == "n.md"
+    assert Outline("text", "n.md", {"title": 2026}).title == "2026"
+    collection = create_collection(name="bounded", model="local/hash-16", chunking_strategy="markdown")
+    enqueue(collection, [IncomingDocument("bomb.md", bomb), IncomingDocument("fine.md", "# Fine\n\nAll good.")])
+    assert EmbeddingIngestionPipeline().drain().embedded == 2
+    assert max(len(c.title) for c in Chunk.objects.filter(collection=collection)) == 200
+
+
 def test_contextual_chunks_embed_title_and_headings_but_store_the_text_alone():
     chunker = Chunker("recursive", "characters", 60, 0, "local/hash-16", contextual=True)
     chunks = chunker.chunk_many([MARKDOWN], ["guide.md"])[0]

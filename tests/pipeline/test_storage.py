@@ -45,6 +45,32 @@ def test_failed_write_leaves_previous_chunks_untouched(hash_collection):
     assert set(Document.objects.values_list("status", flat=True)) == {"processing"}
 
 
+def test_a_row_the_database_refuses_fails_its_document_alone(hash_collection, monkeypatch):
+    """A tsvector over PostgreSQL's 1 MB (ProgramLimitExceeded, an OperationalError) was taken for a lost
+    connection: retried three times, then the whole batch failed, ten innocent documents with it, at
+    every scheduled retry (an adversarial-input soak)."""
+    from reprocessing.models import FailedDocument
+
+    real, calls = storage.store, []
+
+    def store(worker, results, embedded_at):
+        calls.append(len(results))
+        if any(doc.external_id == "bad" for doc, _, _ in results):
+            raise psycopg.errors.ProgramLimitExceeded("string is too long for tsvector (1427196 bytes, max 1048575)")
+        return real(worker, results, embedded_at)
+
+    monkeypatch.setattr(storage, "store", store)
+    enqueue(hash_collection, [IncomingDocument(i, f"document {i} " * 20) for i in ("a", "bad", "c", "d")])
+    report = EmbeddingIngestionPipeline().drain()
+    assert (report.embedded, report.failed) == (3, 1)
+    assert calls == [4, 1, 1, 1, 1], "the batch once, then each document alone; no retry of a refused row"
+    statuses = dict(Document.objects.values_list("external_id", "status"))
+    assert statuses == {"a": "embedded", "bad": "failed", "c": "embedded", "d": "embedded"}
+    failure = FailedDocument.objects.get()
+    assert failure.document.external_id == "bad" and failure.error_type == "bad_request"
+    assert "ProgramLimitExceeded: string is too long for tsvector" in failure.document.last_error
+
+
 def test_collections_with_different_dimensions_coexist(db):
     small, large = (
         create_collection(
