@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -101,6 +102,13 @@ def validate(doc: IncomingDocument, contextual: bool = False) -> None:
         raise InvalidDocument("id must be a non-empty string")
     if len(doc.external_id) > 512:
         raise InvalidDocument("id is longer than 512 characters")
+    # A document's address holds its id: one with a line break broke every list page holding it (500).
+    if (at := next((i for i, c in enumerate(doc.external_id) if unicodedata.category(c) == "Cc"), None)) is not None:
+        raise InvalidDocument(f"id holds a control character ({doc.external_id[at]!r} at {at}); remove it")
+    if doc.external_id.endswith("/requeue"):
+        raise InvalidDocument(
+            "id ends in /requeue: its address would be the requeue route of the document before it; rename it"
+        )
     if not doc.text or not doc.text.strip():
         raise InvalidDocument("text is empty; send the document's text (whitespace alone is empty)")
     limit = settings.EMBEDPORTAL_MAX_DOCUMENT_CHARS

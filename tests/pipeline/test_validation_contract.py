@@ -282,6 +282,34 @@ def test_a_documents_url_survives_the_dot_segment_removal_every_client_does(api)
     assert sorted(Document.objects.values_list("external_id", flat=True)) == ["b", "c/./d", "c/d", "v1.2/notes..md"]
 
 
+def test_ids_whose_address_would_break_are_refused_and_stored_ones_stay_reachable(api, tmp_path):
+    """An adversarial-input soak: "a\nb" was accepted, then every list page holding it answered 500
+    (no route matched its address) and it could be neither read nor deleted; "x/requeue"'s address was
+    the requeue route of "x", whose POST requeued document x."""
+    docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16, contextual_chunks=False)
+    url = "/api/v1/collections/docs/documents/"
+    for bad, message in (
+        ("a\nb", "id holds a control character ('\\n' at 1); remove it"),
+        ("tab\there", "id holds a control character ('\\t' at 3); remove it"),
+        ("x/requeue", "id ends in /requeue: its address would be the requeue route of the document before it"),
+    ):
+        assert message in error_of(api.post(url, [{"id": bad, "text": "t"}], format="json"), 400)["message"], bad
+        lines = tmp_path / "docs.jsonl"
+        lines.write_text(json.dumps({"id": bad, "text": "t"}) + "\n")
+        err = StringIO()
+        with pytest.raises(CommandError):
+            call_command("enqueue", str(lines), collection="docs", no_progress=True, stdout=StringIO(), stderr=err)
+        assert message in err.getvalue(), err.getvalue()
+    assert not Document.objects.exists()
+    # One stored before the rule: listed, read and deleted by its url.
+    Document.objects.create(collection=docs, external_id="old\nid", text="t", content_hash="h", status="pending")
+    listed = api.get(url)
+    assert listed.status_code == 200
+    address = listed.json()["results"][0]["url"]
+    assert api.get(address).json()["id"] == "old\nid"
+    assert api.delete(address).status_code == 204 and not Document.objects.exists()
+
+
 def test_search_returns_metadata_as_an_object_in_the_api_and_the_command(api):
     docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
     enqueue(docs, [IncomingDocument("a", "exact text", metadata={"lang": "en", "tags": ["x"]})])
