@@ -43,6 +43,11 @@ SELECT c.id FROM pipeline_collection c
 """
 # Collections tried per claim when the first ones' due rows are all locked by concurrent claimers.
 CLAIM_CANDIDATES = 4
+# Bytes of text one claim takes at most (one document at least, however large): 32 documents of a
+# million characters took longer to chunk than django-q2's task timeout (600 s), whose kill returned
+# them to the queue for the next claim to take again, for ever (an adversarial-input soak). Ordinary
+# documents never reach it.
+CLAIM_TEXT_BYTES = 2_000_000
 # Taken on the collection's row before its documents, Collection.delete()'s lock order: a claim locked
 # the documents first and then updated last_claimed_at, and deadlocked with a delete (the operations
 # tests delete their scratch collections hourly). KEY SHARE conflicts with the delete's FOR UPDATE
@@ -106,9 +111,15 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         expired = self.filter(collection_id=collection_id, status=DocumentStatus.PROCESSING, lease_expires_at__lt=now)
         pending = self.due(now).filter(collection_id=collection_id)
         ids: list[int] = []
+        room = CLAIM_TEXT_BYTES
         for rows in (expired.order_by("lease_expires_at"), pending.order_by("available_at", "id")):
-            if len(ids) < limit:
-                ids += rows.select_for_update(skip_locked=True).values_list("pk", flat=True)[: limit - len(ids)]
+            # octet_length reads a TOASTed text's size from its header, never the text.
+            sized = rows.select_for_update(skip_locked=True).annotate(size=Func(F("text"), function="octet_length"))
+            for pk, size in sized.values_list("pk", "size")[: max(0, limit - len(ids))]:
+                if ids and size > room:  # the first always: one large document is still claimed
+                    return ids
+                ids.append(pk)
+                room -= size
         return ids
 
     def stranded(self, alive_processes: list[str], now: datetime | None = None) -> DocumentQuerySet:

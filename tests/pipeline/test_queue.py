@@ -145,3 +145,19 @@ def test_a_document_deleted_while_its_worker_stores_it_leaves_no_chunk_behind(ha
     report = Report()
     worker._process(hash_collection, claimed, report)
     assert report.embedded == 0 and not Chunk.objects.filter(document__external_id="c").exists()
+
+
+@pytest.mark.django_db
+def test_a_claim_takes_a_bounded_amount_of_text(hash_collection, monkeypatch):
+    """32 documents of a million characters took longer to chunk than the task timeout, whose kill
+    returned them for the next claim to take again, for ever (an adversarial-input soak)."""
+    from pipeline.models import document
+
+    monkeypatch.setattr(document, "CLAIM_TEXT_BYTES", 100)
+    enqueue(hash_collection, [IncomingDocument(f"big{i}", "x" * 150) for i in range(3)])
+    enqueue(hash_collection, [IncomingDocument(f"small{i}", "y" * 30) for i in range(5)])
+    lease = EmbeddingIngestionPipeline().lease
+    assert [d.external_id for d in Document.objects.claim("w1", 32, lease)] == ["big0"], "one alone, however big"
+    Document.objects.filter(external_id__startswith="big").update(status=DocumentStatus.EMBEDDED)
+    assert [d.external_id for d in Document.objects.claim("w2", 32, lease)] == ["small0", "small1", "small2"]
+    assert [d.external_id for d in Document.objects.claim("w3", 32, lease)] == ["small3", "small4"]
