@@ -23,6 +23,7 @@ from django.db import connections
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from embedportal.shutdown import die_with_parent
 from pipeline import encoder, providers
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.collections import create_collection
@@ -110,7 +111,8 @@ def _memory() -> tuple[float, float]:
     return peak_rss_mb(), psutil.Process().memory_full_info().uss / 2**20
 
 
-def _worker(worker_id: str, start: Any, results: Any) -> None:
+def _worker(worker_id: str, start: Any, results: Any, parent: int) -> None:
+    die_with_parent(parent)  # daemonic, but a parent killed outright never ends its daemons
     connections.close_all()  # never share the parent's socket
     _ready()
     start.wait()
@@ -148,7 +150,7 @@ def drain_forked(workers: int, prefix: str, release: Callable[[], None] | None =
     start, results = ctx.Event(), ctx.Queue()
     # Daemonic: a worker that hangs must not keep this process from exiting.
     procs = [
-        ctx.Process(target=_worker, args=(f"{prefix}-{os.getpid()}-{i}", start, results), daemon=True)
+        ctx.Process(target=_worker, args=(f"{prefix}-{os.getpid()}-{i}", start, results, os.getpid()), daemon=True)
         for i in range(workers)
     ]
     for p in procs:

@@ -33,6 +33,7 @@ def run_benchmark(
     command += [f"--collection={name}" for name in collections or []]
     # Not into the worker pod's multiprocess metrics: they would count the benchmark's documents as production's.
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["EMBEDPORTAL_PARENT_PID"] = str(os.getpid())  # the benchmark dies with this worker (die_with_parent)
     # Its own process group, ended whole (its forked ingest workers too) when the worker stops: a pod's
     # stop or Ctrl-C waits for the batch in hand, not for a benchmark's minutes. A killed run stores
     # nothing (it records at its end; the scratch database is emptied at the next one's start).

@@ -5,11 +5,13 @@ repeated; store it as a BenchmarkRun and compare every figure with this machine'
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from embedportal.scratch import ScratchUnavailable
+from embedportal.shutdown import die_with_parent
 from testing.api.serializers import BenchmarkRunSerializer
 from testing.benchmarks import stages
 from testing.benchmarks import suite as benchmarks
@@ -43,6 +45,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **o: Any) -> None:
+        if parent := os.environ.get("EMBEDPORTAL_PARENT_PID"):  # started by a worker's task
+            die_with_parent(int(parent))
         if o["trigger"] not in BenchmarkTrigger.values:
             raise CommandError(f"--trigger must be one of {', '.join(BenchmarkTrigger.values)}")
         only = [name.strip() for name in o["only"].split(",")] if o["only"] else None
