@@ -84,6 +84,10 @@ class BenchmarkResult:
 MODES = ("steady", "backfill")
 
 
+class IngestFailed(RuntimeError):
+    """No document of the run was embedded: there is no rate to report."""
+
+
 def run_once(
     name: str,
     model: str,
@@ -115,6 +119,9 @@ def run_once(
     report, drain_seconds = drained.report, drained.seconds
     docs = Document.objects.filter(collection=collection)
     embedded = docs.filter(status="embedded").count()
+    if not embedded:  # a workload of documents that all fail has no rate (it was a ZeroDivisionError)
+        why = docs.exclude(last_error="").values_list("last_error", flat=True).first() or "none stored"
+        raise IngestFailed(f"none of the {enqueued} documents was embedded ({why[:300]})")
     chunks = Chunk.objects.filter(collection=collection).count()
     return RunFigures(
         mode=mode,

@@ -244,6 +244,28 @@ def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_coll
     assert Document.objects.filter(status="pending").count() == 4 and Collection.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_workload_whose_documents_all_fail_says_so(tmp_path, monkeypatch):
+    # A changed collection whose documents all failed made its config-change benchmark end with
+    # "ZeroDivisionError: float division by zero" (an adversarial-input soak).
+    import psycopg
+
+    from pipeline import storage
+    from testing.benchmarks import ingest
+
+    def refuse(*args, **kwargs):
+        raise psycopg.errors.ProgramLimitExceeded("string is too long for tsvector")
+
+    monkeypatch.setattr(storage, "store", refuse)  # the forked worker inherits it
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"d{i}.txt")
+        paths[-1].write_text(f"text {i} " * 20)
+    failed = r"none of the 2 documents was embedded \(bad_request: ProgramLimitExceeded"
+    with pytest.raises(ingest.IngestFailed, match=failed):
+        ingest.run_once("benchmark-failing", "local/hash-16", ingest.Corpus(tmp_path, paths), workers=1)
+
+
 @pytest.mark.django_db
 def test_a_collection_benchmark_copies_the_collections_fields_and_newest_texts(hash_collection, tmp_path):
     enqueue(hash_collection, [IncomingDocument(f"d{i}", f"text {i}") for i in range(3)])
