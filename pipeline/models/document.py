@@ -153,9 +153,15 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         return self.filter(status=DocumentStatus.PROCESSING, lease_owner=worker)
 
     def renew(self, worker: str, lease: timedelta) -> int:
-        """Extend the worker's leases (a batch running longer than a lease is still alive)."""
+        """Extend the worker's leases (a batch running longer than a lease is still alive). Rows another
+        transaction holds are skipped, not waited for: the worker's own store holds them while it commits
+        them (a large one made every renewal fail at its lock timeout, an error each time), and a claim
+        skips a locked row whatever its lease says."""
         with transaction.atomic(using=self.db):
-            return self.owned_by(worker)._locked().update(lease_expires_at=timezone.now() + lease)
+            free = self.owned_by(worker).select_for_update(no_key=True, skip_locked=True).values("pk")
+            return self.filter(pk__in=list(free.values_list("pk", flat=True))).update(
+                lease_expires_at=timezone.now() + lease
+            )
 
     def _unleased(self, status: str, **changes: Any) -> int:
         with transaction.atomic(using=self.db):

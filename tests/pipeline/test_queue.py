@@ -161,3 +161,33 @@ def test_a_claim_takes_a_bounded_amount_of_text(hash_collection, monkeypatch):
     Document.objects.filter(external_id__startswith="big").update(status=DocumentStatus.EMBEDDED)
     assert [d.external_id for d in Document.objects.claim("w2", 32, lease)] == ["small0", "small1", "small2"]
     assert [d.external_id for d in Document.objects.claim("w3", 32, lease)] == ["small3", "small4"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_renewing_leases_skips_the_rows_the_workers_own_store_holds(hash_collection):
+    """A worker storing a large batch holds its rows: every renewal waited out its 2 s lock timeout and
+    logged an error (an adversarial-input soak), though a claim skips a locked row anyway."""
+    enqueue(hash_collection, [IncomingDocument(i, f"text {i}") for i in ("a", "b")])
+    lease = EmbeddingIngestionPipeline().lease
+    claimed = Document.objects.claim("w", 10, lease)
+    held, other = claimed
+    locked, release = threading.Event(), threading.Event()
+
+    def store_holding_a_row() -> None:
+        with transaction.atomic():
+            Document.objects.select_for_update().filter(pk=held.pk).exists()
+            locked.set()
+            release.wait(30)
+
+    thread, outcome = in_thread(store_holding_a_row)
+    assert locked.wait(10)
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '2s'")
+            assert Document.objects.filter(pk__in=[held.pk, other.pk]).renew("w", lease * 10) == 1
+    finally:
+        release.set()
+        thread.join()
+    assert "error" not in outcome
+    expiries = dict(Document.objects.values_list("external_id", "lease_expires_at"))
+    assert expiries[other.external_id] > expiries[held.external_id], "the free row renewed, the held one left"
