@@ -236,7 +236,8 @@ def _read_jsonl(fh: BinaryIO, path: Path, contextual: bool) -> Iterator[Incoming
                 "split the document",
             )
             continue
-        item = _jsonl_item(raw, where, contextual)
+        # A byte order mark (editors on Windows write one) starts the file, not the first document.
+        item = _jsonl_item(raw.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else raw, where, contextual)
         if isinstance(item, IncomingDocument):
             if item.external_id in seen:
                 item = Rejected(where, duplicate_id(item.external_id))

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
@@ -218,10 +218,16 @@ class BoundedJSONParser(JSONParser):
     """DRF's JSON parser reading through `loads`; a parse error names where it is, once."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        request = (parser_context or {}).get("request")
+        coding = request.META.get("HTTP_CONTENT_ENCODING", "").strip() if request is not None else ""
+        if coding and coding.lower() != "identity":  # read as text, a gzip body was a "can't decode byte 0x8b"
+            raise UnsupportedMediaType(media_type, f"Content-Encoding {coding} is not supported: send the body plain")
         try:
             return loads(stream.read())
         except JSONInputError as exc:
             raise ParseError(str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start}); send JSON as UTF-8") from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error: {json_error(exc)}") from None
 

@@ -141,7 +141,7 @@ def test_invalid_document_error_names_its_index_in_the_request(api, existing):
 # Bodies that are not valid JSON documents at all: (name, raw body, words the message must contain)
 INVALID_BODIES = [
     ("truncated JSON", b'{"id": "x", "text": ', ["JSON parse error"]),
-    ("invalid UTF-8", b'{"id": "x", "text": "caf\xe9 cr\xe8me"}', ["utf-8"]),
+    ("invalid UTF-8", b'{"id": "x", "text": "caf\xe9 cr\xe8me"}', ["not UTF-8", "send JSON as UTF-8"]),
     ("lone surrogate in text", b'[{"id": "x", "text": "bad \\ud800 text"}]', ["text", "urrogate"]),
     ("lone surrogate in id", b'[{"id": "x\\udfff", "text": "fine"}]', ["id", "urrogate"]),
     ("lone surrogate in metadata", b'[{"id": "x", "text": "fine", "metadata": {"k": "\\ud800"}}]', ["metadata"]),

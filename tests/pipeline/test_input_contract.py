@@ -521,3 +521,21 @@ def test_the_admin_forms_refuse_json_nested_too_deep_with_their_error(admin_clie
     )
     assert change_form.status_code == 200 and "JSON nested more than 32 levels deep" in change_form.content.decode()
     assert Collection.objects.get().extra_params == {}
+
+
+def test_a_compressed_or_non_utf8_body_and_a_bom_say_what_to_send(api, hash_collection, tmp_path):
+    # An adversarial-input soak: gzip got "'utf-8' codec can't decode byte 0x8b", a Latin-1 body a bare
+    # decode error, and a .jsonl file a Windows editor saved had its first line refused for its BOM.
+    import gzip
+
+    url = "/api/v1/collections/hashes/documents/"
+    body = json.dumps([{"id": "café", "text": "crème brûlée"}], ensure_ascii=False)
+    zipped = api.generic("POST", url, gzip.compress(body.encode()), "application/json", HTTP_CONTENT_ENCODING="gzip")
+    assert error_of(zipped, 415)["message"] == "Content-Encoding gzip is not supported: send the body plain"
+    latin = api.generic("POST", url, body.encode("latin-1"), "application/json; charset=latin-1")
+    assert error_of(latin, 400)["message"].startswith("the body is not UTF-8 (invalid continuation byte at byte 12)")
+    assert not Document.objects.exists()
+    lines = tmp_path / "docs.jsonl"
+    lines.write_bytes(b"\xef\xbb\xbf" + body[1:-1].encode() + b"\n")
+    call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=io.StringIO())
+    assert list(Document.objects.values_list("external_id", "text")) == [("café", "crème brûlée")]
