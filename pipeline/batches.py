@@ -33,6 +33,9 @@ from pipeline.leases import Report, StorageStage
 from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.recording import BatchResult
 
+# Lost leases (pipeline.models.Document.lost_leases) after which a version is failed, not processed.
+MAX_LOST_LEASES = 3
+
 
 def concurrency(collection: Collection) -> int:
     """Provider calls at once for one batch: `provider_concurrency` for a remote provider (its time is
@@ -74,6 +77,19 @@ class BatchProcessing(FailureHandling):
                 backfill.change_runtime(collection, served)
         result.claim_seconds, claimed_at = self._claim
         result.queue_wait = sum((claimed_at - doc.enqueued_at).total_seconds() for doc in docs) / len(docs)
+        # A version whose workers were lost MAX_LOST_LEASES times while processing it (killed, out of
+        # memory) fails before it is chunked again: it would take down every worker that claims it, for
+        # ever. Reprocessing retries it later, as any failure.
+        for doc in (lost := [d for d in docs if d.lost_leases >= MAX_LOST_LEASES]):
+            error = PipelineError(
+                ErrorType.UNKNOWN,
+                Stage.CHUNKING,
+                f"its worker stopped {doc.lost_leases} times while processing it (killed, out of memory or past "
+                "the task timeout): failed before it stops another; the worker logs and the document's size say why",
+            )
+            self._count_error(error, result)
+            self._fail(doc, error, result)
+        docs = [d for d in docs if d not in lost]
         started = t0 = time.perf_counter()
         chunked = chunker_for(collection).chunk_many([d.text for d in docs], [d.external_id for d in docs])
         result.seconds[Stage.CHUNKING] = time.perf_counter() - t0

@@ -248,6 +248,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
                                              ELSE COALESCE(EXCLUDED.source_modified_at, d.source_modified_at) END,
                    status = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.status ELSE 'pending' END,
                    attempts = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.attempts ELSE 0 END,
+                   lost_leases = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.lost_leases ELSE 0 END,
                    enqueued_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.enqueued_at
                                       ELSE EXCLUDED.enqueued_at END,
                    available_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.available_at

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import connections, models, transaction
-from django.db.models import Exists, F, Func, Min, OuterRef, Q, Value
+from django.db.models import Case, Exists, F, Func, Min, OuterRef, Q, Value, When
 from django.utils import timezone
 from pgvector.django import VectorField
 
@@ -95,6 +95,8 @@ class DocumentQuerySet(models.QuerySet["Document"]):
                 lease_owner=worker,
                 lease_expires_at=now + lease,
                 attempts=F("attempts") + 1,
+                # Taken while still processing: the lease ran out, its worker killed or stalled.
+                lost_leases=F("lost_leases") + Case(When(status=DocumentStatus.PROCESSING, then=1), default=0),
                 updated_at=now,
             )
             # The round-robin stamp, unless another transaction holds the row (a re-embed requeueing these
@@ -224,7 +226,7 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         statuses = [DocumentStatus.EMBEDDED, DocumentStatus.FAILED, *([DocumentStatus.PROCESSING] if leased else [])]
         now = timezone.now()
         requeued = self.filter(status__in=statuses)._unleased(
-            DocumentStatus.PENDING, attempts=0, enqueued_at=now, available_at=now, last_error=""
+            DocumentStatus.PENDING, attempts=0, lost_leases=0, enqueued_at=now, available_at=now, last_error=""
         )
         return wake_workers(requeued, self.db)
 
@@ -250,6 +252,12 @@ class Document(models.Model):
     last_embedded_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    lost_leases = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Times a worker's lease on this version ran out while processing it (the worker killed or "
+        "stalled); a new version or a requeue starts again at 0.",
+    )
     last_error = models.TextField(blank=True)
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -191,3 +192,28 @@ def test_renewing_leases_skips_the_rows_the_workers_own_store_holds(hash_collect
     assert "error" not in outcome
     expiries = dict(Document.objects.values_list("external_id", "lease_expires_at"))
     assert expiries[other.external_id] > expiries[held.external_id], "the free row renewed, the held one left"
+
+
+@pytest.mark.django_db
+def test_a_version_whose_workers_keep_dying_is_failed_not_claimed_for_ever(hash_collection):
+    """A document that kills its worker (out of memory, past the task timeout) was claimed again each time
+    its lease ran out, for ever, taking down each worker in turn (an adversarial-input soak's livelock)."""
+    from pipeline.batches import MAX_LOST_LEASES
+    from reprocessing.models import FailedDocument
+
+    enqueue(hash_collection, [IncomingDocument("killer", "takes its worker down " * 5), IncomingDocument("ok", "fine")])
+    for dead in range(MAX_LOST_LEASES):  # each worker dies holding the lease
+        claimed = Document.objects.claim(f"dead-{dead}", 10, timedelta(seconds=30))
+        assert claimed, dead
+        Document.objects.filter(pk__in=[d.pk for d in claimed]).update(lease_expires_at=timezone.now() - timedelta(1))
+    # The first claim took them pending; each later one took a lease that ran out, as the drain's does.
+    assert dict(Document.objects.values_list("external_id", "lost_leases")) == {"killer": 2, "ok": 2}
+    report = EmbeddingIngestionPipeline().drain()
+    assert (report.embedded, report.failed) == (0, 2)
+    failure = FailedDocument.objects.get(document__external_id="killer")
+    assert failure.error_type == "unknown" and "its worker stopped 3 times while processing it" in failure.message
+    # Reprocessing's retry, or a new version, starts the count again.
+    Document.objects.filter(external_id="killer").requeue()
+    enqueue(hash_collection, [IncomingDocument("ok", "a new version")])
+    assert dict(Document.objects.values_list("external_id", "lost_leases")) == {"killer": 0, "ok": 0}
+    assert EmbeddingIngestionPipeline().drain().embedded == 2
