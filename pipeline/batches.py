@@ -134,7 +134,11 @@ class BatchProcessing(FailureHandling):
         try:
             stored = self._with_retries(lambda: self._store(collection, embedded, embedded_at), result)
         except PipelineError as exc:
-            if exc.error_type == ErrorType.BAD_REQUEST and len(embedded) > 1:
+            if exc.error_type != ErrorType.BAD_REQUEST or len(embedded) == 1:
+                # A storage error is about the batch's transaction (a lost connection, a full disk): no splitting.
+                self._fail_all(embedded, exc, result)
+                stored = set()
+            else:
                 # A row the database refuses (a tsvector over 1 MB) is one document's fault, not the batch's:
                 # each is stored alone, and only those refused fail (one failed its whole batch, each retry).
                 stored, failed_before = set(), result.failed
@@ -142,16 +146,6 @@ class BatchProcessing(FailureHandling):
                     stored |= self._store_alone(collection, item, embedded_at, result)
                 result.seconds[Stage.STORAGE] = time.perf_counter() - t0
                 result.superseded = len(embedded) - len(stored) - (result.failed - failed_before)
-                exc = None
-            try:
-                for doc, _, _ in embedded if exc else ():
-                    self._fail(doc, exc, result)
-            except DatabaseError:
-                # Nothing can be written (the leases return the documents to the queue as they run out),
-                # but the tries the outage cost are counted.
-                recording.record_errors(result, self.metrics)
-                raise
-            stored = stored if exc is None else set()
         else:
             result.seconds[Stage.STORAGE] = time.perf_counter() - t0
             result.superseded = len(embedded) - len(stored)
@@ -164,6 +158,16 @@ class BatchProcessing(FailureHandling):
             if doc.pk in stored and is_source_change(doc)
         ]
         self._record(result, report)
+
+    def _fail_all(self, embedded: list[storage.Embedded], exc: PipelineError, result: BatchResult) -> None:
+        try:
+            for doc, _, _ in embedded:
+                self._fail(doc, exc, result)
+        except DatabaseError:
+            # Nothing can be written (the leases return the documents to the queue as they run out),
+            # but the tries the outage cost are counted.
+            recording.record_errors(result, self.metrics)
+            raise
 
     def _store_alone(
         self, collection: Collection, item: storage.Embedded, embedded_at: datetime, result: BatchResult

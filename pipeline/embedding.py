@@ -20,6 +20,7 @@ from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
 from pipeline.models.rules import endpoint_param_problem, key_host_problem, portal_variable_problem
+from pipeline.providers import provider_of
 
 if TYPE_CHECKING:
     from pipeline.models import Collection
@@ -201,12 +202,6 @@ def metered() -> Iterator[Usage]:
         yield usage
     finally:
         _meter.reset(token)
-
-
-def provider_of(model: str) -> str:
-    """The provider label of a LiteLLM model string: its prefix (a bare model name is OpenAI's)."""
-    prefix, slash, _ = model.partition("/")
-    return prefix if slash else "openai"
 
 
 def embed_texts(collection: Collection, texts: list[str], timeout: float | None = None) -> np.ndarray:

@@ -23,6 +23,12 @@ MINILM_DIMENSIONS = 384
 HASH_MODEL = re.compile(r"^hash-(\d{1,5})$")
 
 
+def provider_of(model: str) -> str:
+    """The provider label of a LiteLLM model string: its prefix (a bare model name is OpenAI's)."""
+    prefix, slash, _ = model.partition("/")
+    return prefix if slash else "openai"
+
+
 class UnknownLocalModel(ValueError):
     pass
 

@@ -321,7 +321,9 @@ class Collection(models.Model):
         commands through clean(), the API serializer on the collection its request would leave."""
         found = {
             "name": rules.reserved_name_problem(self.name),
-            "extra_params": rules.params_problem(self.model, self.extra_params, self.dimensions),
+            "extra_params": rules.params_problem(
+                self.model, providers.provider_of(self.model or "") == "local", self.extra_params, self.dimensions
+            ),
             "freshness_sla": rules.freshness_sla_problem(self.freshness_sla),
             # The CHECK constraint pipeline_collection_overlap_lt_size, said in words.
             "chunk_overlap": None

@@ -137,11 +137,11 @@ def validate_api_base(value: str) -> None:
         )
 
 
-def params_problem(model: str | None, extra_params: Any, dimensions: int | None) -> str | None:
+def params_problem(model: str, local: bool, extra_params: Any, dimensions: int | None) -> str | None:
     """extra_params.dimensions is what the provider is asked for; another size than the
-    collection's would fail every batch at the quality gate. The bundled local models take none:
+    collection's would fail every batch at the quality gate. The bundled (`local`) models take none:
     LiteLLM refuses any parameter on their provider, so every batch and the health check failed."""
-    if extra_params and (model or "").partition("/")[0] == "local":
+    if extra_params and local:
         return f"{model} is a bundled local model and takes no extra_params (clear them)"
     wanted = extra_params.get("dimensions") if isinstance(extra_params, dict) else None
     if wanted is not None and dimensions and wanted != dimensions:
