@@ -135,7 +135,10 @@ class DocumentSerializer(serializers.ModelSerializer):
 class AwareDateTimeField(serializers.DateTimeField):
     """Refuses a time without a timezone rather than guessing the server's (DRF's default)."""
 
-    default_error_messages = {"naive": "Datetime has no timezone; add one, e.g. 2026-01-31T12:00:00Z."}
+    default_error_messages = {
+        "naive": "Datetime has no timezone; add one, e.g. 2026-01-31T12:00:00Z.",
+        "overflow": "Datetime is out of range in UTC (years 1 to 9999); send the source's real time.",
+    }
 
     def enforce_timezone(self, value: Any) -> Any:
         if timezone.is_naive(value):
