@@ -10,7 +10,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
 from pipeline import backfill, storage
-from pipeline.models import Collection
+from pipeline.models import Collection, WorkerHeartbeat
 from pipeline.wakeup import kick_workers
 
 # A worker failed a document for good: document_id, error (embedding.PipelineError), message
@@ -20,6 +20,11 @@ document_failed = Signal()
 documents_embedded = Signal()
 # A worker process (qcluster, run_pipeline) is starting: a rollout that changed settings notices it here.
 worker_starting = Signal()
+
+
+@receiver(worker_starting)
+def forget_dead_workers(**kwargs: Any) -> None:
+    WorkerHeartbeat.objects.forget_the_dead_here()
 
 
 @receiver(post_save, sender=Collection)

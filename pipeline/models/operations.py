@@ -53,6 +53,24 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         """A process stopping cleanly removes its row: it must not count as alive once gone."""
         return self.filter(worker=worker or process_name()).delete()[0]
 
+    def forget_the_dead_here(self) -> int:
+        """Remove this host's rows whose process is gone (killed: no clean stop removed them), so a worker
+        restarted after a kill is not counted beside its dead predecessors until their rows age out. A
+        pid in use again keeps its row, which ages out as before."""
+        host = f"{socket.gethostname()}:"
+        dead = [w for w in self.filter(worker__startswith=host).values_list("worker", flat=True) if _gone(w)]
+        return self.filter(worker__in=dead).delete()[0]
+
+
+def _gone(worker: str) -> bool:
+    try:
+        os.kill(int(worker.rsplit(":", 1)[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):  # not host:pid, or another user's process: alive, or not ours
+        return False
+    return False
+
 
 class WorkerHeartbeat(models.Model):
     """A pipeline worker process (host:pid) said it was alive at `beat_at`: written by workers, drain tasks

@@ -24,7 +24,7 @@ from django.utils import timezone
 from psycopg.errors import DeadlockDetected, SerializationFailure
 
 from embedportal.api.errors import exception_handler, server_error
-from pipeline import health
+from pipeline import health, signals
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.models import Chunk, Document, WorkerHeartbeat, process_name
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
@@ -92,6 +92,20 @@ def test_stopped_and_dead_workers_stop_counting_as_alive_within_the_heartbeat_ma
         assert list(WorkerHeartbeat.objects.fresh(max_age).values_list("worker", flat=True)) == ["q:2"]
         traveller.shift(timedelta(seconds=105))
         assert not WorkerHeartbeat.objects.fresh(max_age).exists()
+
+
+@pytest.mark.django_db
+def test_a_starting_worker_forgets_the_killed_processes_of_its_host(db):
+    """A cluster restarted after a kill counted its dead predecessors alive until their rows aged out (45 s)."""
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    killed.wait()
+    host = socket.gethostname()
+    for worker in (f"{host}:{killed.pid}", process_name(), f"{host}:not-a-pid", "other-host:1"):
+        WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker)
+    signals.worker_starting.send(sender=None)
+    left = set(WorkerHeartbeat.objects.values_list("worker", flat=True))
+    assert left == {process_name(), f"{host}:not-a-pid", "other-host:1"}
 
 
 @pytest.mark.django_db
