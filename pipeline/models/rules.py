@@ -89,12 +89,23 @@ def _secret_name(name: Any) -> bool:
     return bool(SECRET_PARAM_PARTS & set(str(name).lower().split("_")))
 
 
-# LiteLLM's parameters naming the endpoint: there the key would go with no host binding checked.
-ENDPOINT_PARAMS = frozenset({"api_base", "base_url"})
+# Parameters naming an endpoint, by the parts of their names (api_base, base_url, azure_endpoint, Bedrock's
+# aws_bedrock_runtime_endpoint...) or by a URL as their value: the key would go there with no host binding
+# checked (a write token sent the platform's key to a host of its choosing through Bedrock's).
+ENDPOINT_NAME_PARTS = frozenset({"base", "url", "uri", "endpoint", "host", "hostname", "domain", "server", "proxy"})
+
+
+def _endpoints(value: Any, name: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [found for key, inner in value.items() for found in _endpoints(inner, str(key))]
+    if isinstance(value, list):
+        return [found for inner in value for found in _endpoints(inner, name)]
+    named = ENDPOINT_NAME_PARTS & set(name.lower().split("_"))
+    return [name] if named or (isinstance(value, str) and "//" in value) else []
 
 
 def endpoint_param_problem(value: Any) -> str | None:
-    if isinstance(value, dict) and (named := sorted(ENDPOINT_PARAMS & set(value))):
+    if isinstance(value, dict) and (named := sorted(set(_endpoints(value)))):
         return f"{', '.join(named)}: never in extra_params; set the endpoint in api_base, where the key rules hold"
     return None
 

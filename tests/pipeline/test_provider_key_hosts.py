@@ -87,10 +87,20 @@ def test_an_endpoint_in_extra_params_is_refused_and_a_stored_one_never_called(ap
     # LiteLLM takes api_base among the extra parameters: with a key variable and no api_base of its own a
     # collection sent the platform's key there, with no host binding checked.
     body = {"name": "exfil", "model": "openai/x", "api_key_env": VARIABLE, "dimensions": 8}
-    for endpoint in ("api_base", "base_url"):
-        extra = {"extra_params": {endpoint: fake_provider.api_base}}
+    # Bedrock's own endpoint parameter carried a write token's choice of host past the rule (the red team's).
+    named = ("api_base", "base_url", "aws_bedrock_runtime_endpoint", "azure_endpoint", "proxy_url")
+    for endpoint, value in [*((n, fake_provider.api_base) for n in named), ("cfg", {"x": ["//127.0.0.1:9"]})]:
+        extra = {"extra_params": {"dimensions": 8, endpoint: value}}
         error = error_of(api.post("/api/v1/collections/", {**body, **extra}, format="json"), 400)
-        assert f"{endpoint}: never in extra_params; set the endpoint in api_base" in error["details"]["extra_params"][0]
-    Collection.objects.update(api_base="", api_key_env=VARIABLE, extra_params={"api_base": fake_provider.api_base})
+        shown = "x" if endpoint == "cfg" else endpoint
+        assert f"{shown}: never in extra_params; set the endpoint in api_base" in error["details"]["extra_params"][0]
+    kept = {"dimensions": 8, "input_type": "search_document", "aws_region_name": "us-east-1"}
+    created = api.post("/api/v1/collections/", {**body, "name": "kept", "extra_params": kept}, format="json")
+    assert created.status_code == 201, "no endpoint among them (the key goes to the provider's own)"
+    Collection.objects.filter(name="kept").delete()
+    stored = {"aws_bedrock_runtime_endpoint": fake_provider.api_base}
+    Collection.objects.update(
+        api_base="", api_key_env=VARIABLE, model="bedrock/cohere.embed-english-v3", extra_params=stored
+    )
     assert drain(fake_collection, "a") == {ErrorType.AUTH: 1}
     assert fake_provider.requests == [] and "never in extra_params" in Document.objects.get().last_error
