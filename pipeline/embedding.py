@@ -240,8 +240,12 @@ def embed_raw(collection: Collection, texts: list[str], timeout: float | None = 
         metrics.PROVIDER_CALL.labels(provider=provider_of(collection.model)).observe(time.perf_counter() - started)
     if (usage := _meter.get()) is not None:
         usage.add(response)
-    data = sorted(response.data, key=lambda item: item["index"] if isinstance(item, dict) else item.index)
-    return [item["embedding"] if isinstance(item, dict) else item.embedding for item in data]
+    try:
+        data = sorted(response.data, key=lambda item: item["index"] if isinstance(item, dict) else item.index)
+        return [item["embedding"] if isinstance(item, dict) else item.embedding for item in data]
+    except (AttributeError, KeyError, TypeError) as exc:  # a 200 of another shape: a wrong api_base, a proxy
+        message = f"provider answered without a list of vectors ({type(exc).__name__}: {exc})"
+        raise PipelineError(ErrorType.WRONG_COUNT, Stage.EMBEDDING, scrub(message, key)[:500]) from None
 
 
 def check_quality(vectors: list, expected: int, dimensions: int) -> np.ndarray:

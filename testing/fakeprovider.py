@@ -136,6 +136,8 @@ class FakeProvider:
         vectors = hash_vectors(inputs, dims).tolist() if fill is None else [[fill] * dims for _ in inputs]
         if mode == "too_few":
             vectors = vectors[:-1]
+        if mode == "no_data":  # a 200 of another shape (a wrong api_base answering its own JSON)
+            return self._send(h, 200, {"object": "list", "model": "fake", "internal_config": {"x": 1}})
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
         self._send(h, 200, {"object": "list", "data": data, "model": "fake", "usage": usage})

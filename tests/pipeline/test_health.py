@@ -126,6 +126,10 @@ def test_model_check_fails_on_wrong_dimensions_and_on_timeout(fake_collection, f
     result = health.check_model()
     assert not result.ok and "(collection fake) failed: dimension_mismatch:" in result.reason
     assert "returned vectors of [9] dimensions, collection expects 8" in result.reason
+    # An endpoint answering 200 in another shape: a TypeError made /api/v1/health/ a 500 for every tenant.
+    fake_provider.mode = "no_data"
+    result = health.check_model()
+    assert not result.ok and "(collection fake) failed: wrong_count: provider answered without a list" in result.reason
 
     fake_provider.mode = "ok"
     fake_provider.delay = 3.0

@@ -130,6 +130,7 @@ PERMANENT = [
     ("nan", ErrorType.NAN_VALUES),
     ("zero", ErrorType.ZERO_VECTOR),
     ("too_few", ErrorType.WRONG_COUNT),
+    ("no_data", ErrorType.WRONG_COUNT),  # was a TypeError: every drain task, the health check and search a 500
     ("400", ErrorType.BAD_REQUEST),
 ]
 
