@@ -319,11 +319,11 @@ class Collection(models.Model):
     def problems(self) -> dict[str, str]:
         """The collection rules every entry point applies with the same messages: the admin and the
         commands through clean(), the API serializer on the collection its request would leave."""
+        local = providers.provider_of(self.model or "") == "local"
         found = {
             "name": rules.reserved_name_problem(self.name),
-            "extra_params": rules.params_problem(
-                self.model, providers.provider_of(self.model or "") == "local", self.extra_params, self.dimensions
-            ),
+            "extra_params": rules.params_problem(self.model, local, self.extra_params, self.dimensions),
+            "api_base": rules.local_endpoint_problem(self.model, local, "api_base", self.api_base),
             "freshness_sla": rules.freshness_sla_problem(self.freshness_sla),
             # The CHECK constraint pipeline_collection_overlap_lt_size, said in words.
             "chunk_overlap": None
@@ -331,7 +331,8 @@ class Collection(models.Model):
             else overlap_problem(self.chunk_size, self.chunk_overlap),
             "chunk_size": self._chunk_size_problem(),
             "hnsw_ef_construction": rules.hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction),
-            "api_key_env": rules.key_host_problem(self.api_base, self.api_key_env),
+            "api_key_env": rules.local_endpoint_problem(self.model, local, "api_key_env", self.api_key_env)
+            or rules.key_host_problem(self.api_base, self.api_key_env),
             "rerank_api_key_env": rules.key_host_problem(self.rerank_api_base, self.rerank_api_key_env),
         }
         return {field: problem for field, problem in found.items() if problem}

@@ -160,6 +160,14 @@ def params_problem(model: str, local: bool, extra_params: Any, dimensions: int |
     return None
 
 
+def local_endpoint_problem(model: str, local: bool, field: str, value: str) -> str | None:
+    """A bundled model runs in the worker: a key variable named for it failed every document as auth
+    ("not set") and the health check for the whole portal."""
+    if local and value:
+        return f"{model} is a bundled local model and takes no {field} (clear it)"
+    return None
+
+
 # Collection names under these prefixes are scratch collections, by what they are reserved for:
 # the operations tester's (the testing app) and measure_capacity's (pipeline.performance.capacity).
 # Their owners set `reserved_names_allowed` around their own calls; nobody else can create them.
@@ -178,10 +186,18 @@ def reserved_name_problem(name: str | None) -> str | None:
     return None
 
 
+# A year: the staleness queries add the SLA to source times, and PostgreSQL's timestamps end in year
+# 294276: "999999999 00:00:00" was stored, then every collection's stale detection and reprocessing
+# metrics failed with "timestamp out of range".
+FRESHNESS_SLA_MAX = timedelta(days=366)
+
+
 def freshness_sla_problem(value: timedelta | None) -> str | None:
     """A freshness SLA is a positive duration: how long after a source change its embedding may lag."""
     if value is not None and value <= timedelta(0):
         return "must be a positive duration, e.g. 01:00:00 for one hour"
+    if value is not None and value > FRESHNESS_SLA_MAX:
+        return f"must be at most {FRESHNESS_SLA_MAX.days} days (a longer lag is no freshness target)"
     return None
 
 

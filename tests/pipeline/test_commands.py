@@ -23,6 +23,7 @@ from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import ROOT
+from tests.tools import error_of
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +192,14 @@ def test_a_local_model_takes_no_extra_params(api):
     body = {"name": "local-params", "model": "local/hash-32", "extra_params": {"user": "ingest"}}
     response = api.post("/api/v1/collections/", body, format="json")
     assert response.status_code == 400 and "takes no extra_params" in str(response.json()["error"]["details"])
+    # Nor a key or an endpoint: a key variable named for one failed every document as auth and /health/ (the fuzzer's).
+    for field, value in (("api_key_env", "MY_KEY"), ("api_base", "http://127.0.0.1:9/v1")):
+        body = {"name": "local-key", "model": "local/hash-32", field: value}
+        details = error_of(api.post("/api/v1/collections/", body, format="json"), 400)["details"]
+        assert details[field] == [f"local/hash-32 is a bundled local model and takes no {field} (clear it)"]
+    with pytest.raises(CommandError, match="api_key_env: local/hash-32 is a bundled local model and takes no"):
+        run("create_collection", "local-key", model="local/hash-32", api_key_env="MY_KEY")
+    assert not Collection.objects.filter(name__startswith="local-").exists()
 
 
 def test_enqueue_folder_uses_paths_relative_to_base_as_ids_and_mtime_as_modified_time(docs_collection, corpus):

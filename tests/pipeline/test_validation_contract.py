@@ -170,6 +170,10 @@ def test_a_negative_or_zero_freshness_sla_is_refused_everywhere(api, admin_clien
     Collection.objects.create(name="docs", model="local/hash-16", dimensions=16)
     body = error_of(api.patch("/api/v1/collections/docs/", {"freshness_sla": "00:00:00"}), 400)
     assert body["details"] == {"freshness_sla": [SLA]}
+    # Accepted, it overflowed every collection's stale detection and reprocessing metrics (the fuzzer's).
+    body = error_of(api.patch("/api/v1/collections/docs/", {"freshness_sla": "999999999 00:00:00"}), 400)
+    assert body["details"] == {"freshness_sla": ["must be at most 366 days (a longer lag is no freshness target)"]}
+    assert "freshness_sla: must be at most 366 days" in create_by_command("stale", freshness_sla=367 * 86400)
     assert not Collection.objects.filter(name="stale").exists()
 
 
