@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 
@@ -27,7 +28,14 @@ def scrub(message: str, *secrets: str | None) -> str:
     ]
     # Longest first: a secret that contains another is replaced whole.
     for value in sorted(values, key=len, reverse=True):
-        message = message.replace(value, "[redacted]")
+        for form in _forms(value):
+            message = re.sub(re.escape(form), "[redacted]", message, flags=re.IGNORECASE)
     for pattern, replacement in PATTERNS:
         message = pattern.sub(replacement, message)
     return message
+
+
+def _forms(secret: str) -> set[str]:
+    """The secret as a provider may echo it: in any case, and base64-encoded (a header echoed encoded)."""
+    raw = secret.encode()
+    return {secret, *(encode(raw).decode().rstrip("=") for encode in (base64.b64encode, base64.urlsafe_b64encode))}

@@ -143,7 +143,9 @@ def classify(exc: Exception, key: str | None = None) -> PipelineError:
     else:
         kinds = (kind for kind, names in LITELLM_ERRORS if isinstance(exc, tuple(getattr(litellm, n) for n in names)))
         kind = next(kinds, ErrorType.UNKNOWN)
-    message = scrub(f"{type(exc).__name__}: {exc}{hint}", key)[:2000]
+    # Some of LiteLLM's texts end in the Python traceback of its provider code: server paths, no cause.
+    text = str(exc).split("Traceback (most recent call last)", 1)[0].rstrip()
+    message = scrub(f"{type(exc).__name__}: {text}{hint}", key)[:2000]
     return PipelineError(kind, Stage.EMBEDDING, message, _retry_after(exc))
 
 

@@ -27,3 +27,15 @@ def test_provider_error_message_loses_a_bearer_token_the_caller_did_not_name():
     assert error.error_type == ErrorType.AUTH
     assert "eyJhbGciOi" not in error.message
     assert "Bearer [redacted]" in error.message
+
+
+def test_a_secret_echoed_in_another_case_or_base64_is_redacted_and_a_traceback_left_out():
+    # A provider echoing the key upper-cased or base64-encoded passed the exact match (the red team's).
+    key = "RTKEY-purple-walrus-31337"
+    echoed = f"upper={key.upper()} b64=UlRLRVktcHVycGxlLXdhbHJ1cy0zMTMzNw== again={key}"
+    assert scrub(echoed, key) == "upper=[redacted] b64=[redacted]== again=[redacted]"
+    exc = litellm.APIConnectionError(
+        'boom\nTraceback (most recent call last):\n  File "/srv/venv/litellm/main.py", line 7368', "bedrock", "m"
+    )
+    message = classify(exc, key=key).message
+    assert "boom" in message and "Traceback" not in message and "/srv/venv" not in message
