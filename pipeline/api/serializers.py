@@ -23,8 +23,19 @@ from pipeline.models import Collection, Document, RetrievalEvaluation, sees_all_
 from pipeline.search import MAX_QUERY_CHARS
 
 
+class NameField(serializers.SlugRelatedField):
+    """An object by its name, a JSON string: DRF's looked `{"collection": 0}` up as the name "0"."""
+
+    default_error_messages = {"not_a_string": "must be a name, a JSON string (not {type})"}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("not_a_string", type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 @extend_schema_field(OpenApiTypes.STR)
-class CollectionField(serializers.SlugRelatedField):
+class CollectionField(NameField):
     """A collection by name among those the request's user may see: another team's reads as unknown."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -35,7 +46,7 @@ class CollectionField(serializers.SlugRelatedField):
         return among.visible_to(self.context["request"].user)
 
 
-class TeamField(serializers.SlugRelatedField):
+class TeamField(NameField):
     """A team by its group name: an operator may name any (or none: the platform's own), a team
     member only one of their own teams."""
 

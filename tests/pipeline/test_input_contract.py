@@ -315,6 +315,15 @@ def test_every_operation_refuses_unknown_fields_wrong_types_and_non_objects(api,
     assert Collection.objects.get().generation == 1 and not GoldenQuery.objects.exists()
 
 
+def test_a_collection_named_by_a_number_is_refused_even_when_a_collection_has_that_name(api, hash_collection):
+    # DRF looked the number 7 up as the name "7" (the fuzzer's): a string sent as a number is a 400.
+    Collection.objects.create(name="7", model="local/hash-16", dimensions=16)
+    body = {"collection": 7, "query": "q", "expected_document_id": "a"}
+    error = error_of(post(api, f"{OPS}/golden-queries/", body), 400)
+    assert error["details"] == {"collection": ["must be a name, a JSON string (not int)"]}
+    assert not GoldenQuery.objects.exists()
+
+
 @pytest.mark.parametrize("body", ['"garbage"', "[1, 2]", '{"paused": false}', "42"])
 def test_operations_that_take_no_body_refuse_one(api, hash_collection, body):
     for action in ("pause", "resume"):
