@@ -77,7 +77,7 @@ class TestRunAdmin(ReadOnlyAdmin):
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> TestRun | None:
         run = super().get_object(request, object_id, from_field)
         if run is not None:  # shown read-only: another team's collections asked for are left out
-            run.selection = without_hidden_names(run.selection, request.user)
+            run.selection = without_hidden_names(run.selection, request.user, run.finished_at)
         return run
 
     def has_run_permission(self, request: HttpRequest) -> bool:

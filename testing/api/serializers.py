@@ -40,7 +40,7 @@ class TestRunSerializer(serializers.ModelSerializer):
     def to_representation(self, run: TestRun) -> dict:
         data = super().to_representation(run)
         if request := self.context.get("request"):  # a run started by the request names only what it may see
-            data["selection"] = without_hidden_names(run.selection, request.user)
+            data["selection"] = without_hidden_names(run.selection, request.user, run.finished_at)
         if run.status == RunStatus.QUEUED:  # why it has not started, from the runners' heartbeats
             data["message"] = queued_note(run)
         return data
