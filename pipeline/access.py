@@ -71,6 +71,12 @@ def without_hidden_names(selection: dict, user: Any, at: datetime | None = None)
     return {**selection, "collections": names}
 
 
+def names_hidden(selection: dict, user: Any, at: datetime | None = None) -> bool:
+    """The run's selection names a collection `user` may not see: they read the run without it, but it is
+    not theirs to change (cancel)."""
+    return without_hidden_names(selection, user, at)["collections"] != selection.get("collections", [])
+
+
 def add_as_user(parser: CommandParser) -> None:
     parser.add_argument(
         "--as-user",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 from rest_framework.validators import UniqueTogetherValidator
 
@@ -10,7 +12,7 @@ from embedportal.api.strict import (
     StrictIntegerField,
     StrictModelSerializer,
 )
-from pipeline.access import without_hidden_names
+from pipeline.access import without_hidden_names, without_hidden_targets
 from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
 from testing.benchmarks import regression
@@ -21,10 +23,20 @@ from testing.registry import REGISTRY, UnknownSelection, select
 MAX_WAIT_SECONDS = 300
 
 
+class SeenResults(serializers.ListSerializer):
+    """A run's results in an answer to a request, whichever view answers: those its user may see."""
+
+    def to_representation(self, data: Any) -> list:
+        if request := self.context.get("request"):
+            data = without_hidden_targets(data.all(), request.user)
+        return super().to_representation(data)
+
+
 class TestResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = TestResult
         exclude = ["id", "run"]
+        list_serializer_class = SeenResults
 
 
 class TestRunSerializer(serializers.ModelSerializer):

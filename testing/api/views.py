@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.db.models import Prefetch
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, requires
 from embedportal.api.strict import StrictFilterSet
-from pipeline.access import without_hidden_targets
+from pipeline.access import names_hidden, without_hidden_targets
 from pipeline.api.filters import collection_filter
 from pipeline.models import GoldenQuery, visible
 from testing.api.serializers import (
@@ -50,11 +50,13 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self) -> Any:
         return TestRunDetailSerializer if self.action == "retrieve" else TestRunSerializer
 
-    def get_queryset(self) -> Any:
-        qs = super().get_queryset()
-        # Results of another team's collection are left out, as in the admin.
-        seen = without_hidden_targets(TestResult.objects.all(), self.request.user)
-        return qs.prefetch_related(Prefetch("results", queryset=seen)) if self.action == "retrieve" else qs
+    def get_object(self) -> TestRun:
+        run = super().get_object()
+        # A run naming another team's collection is read without it (the serializers leave it out), but a
+        # change to it (cancel) is that team's: to anyone else the run is unknown, as the collection is.
+        if self.request.method not in SAFE_METHODS and names_hidden(run.selection, self.request.user, run.finished_at):
+            raise Http404
+        return run
 
     @extend_schema(request=RunRequestSerializer, responses={200: TestRunDetailSerializer, 202: TestRunSerializer})
     def create(self, request: Request) -> Response:
@@ -81,9 +83,9 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
         wait_until(lambda: not TestRun.objects.filter(pk=run.pk, status__in=ACTIVE).exists(), wait)
         run.refresh_from_db()
         if run.status in ACTIVE:
-            data = TestRunSerializer(run).data
+            data = TestRunSerializer(run, context=self.get_serializer_context()).data
             return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
-        return Response(TestRunDetailSerializer(run).data)
+        return Response(TestRunDetailSerializer(run, context=self.get_serializer_context()).data)
 
     @extend_schema(request=None, responses={200: TestRunSerializer})
     @action(detail=True, methods=["post"])
@@ -94,7 +96,7 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
         if not TestRun.objects.filter(pk=run.pk).cancel(request.user.get_username()):
             raise Conflict(f"test run {run.pk} has already finished ({run.status})")
         run.refresh_from_db()
-        return Response(TestRunSerializer(run).data)
+        return Response(TestRunSerializer(run, context=self.get_serializer_context()).data)
 
     @extend_schema(responses={(200, "application/xml"): str})
     @action(detail=True, methods=["get"])
