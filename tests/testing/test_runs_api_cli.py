@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 from ast import literal_eval
 from datetime import timedelta
@@ -19,6 +20,7 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, ProgrammingError, transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
+from drf_spectacular.generators import SchemaGenerator
 from junitparser.xunit2 import JUnitXml
 from rest_framework.test import APIClient
 
@@ -245,6 +247,21 @@ def test_running_needs_its_own_permission_and_reading_needs_view(db):
     assert viewer.get(URL).status_code == 200
     assert APIClient().get(URL).status_code in (401, 403)
     assert client_with().get(URL).status_code == 403
+
+
+def test_wait_is_bounded_below_the_web_workers_timeout(db):
+    # A wait of 150 s (300 were accepted) outlived gunicorn's 120 s timeout: the sync worker was killed
+    # mid-request and the client got gunicorn's HTML 500.
+    timeouts = [
+        int(re.search(r"--timeout\W+(\d+)", (tools.ROOT / path).read_text()).group(1))
+        for path in ("scripts/run.sh", "deploy/base/app/web-deployment.yaml")
+    ]
+    refused = client_with("run_testrun").post(URL, {"wait": 150}, format="json")
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["error"]["message"] == "wait: Ensure this value is less than or equal to 50."
+    wait = SchemaGenerator().get_schema(public=True)["components"]["schemas"]["RunRequest"]["properties"]["wait"]
+    assert wait["maximum"] == 50 < min(timeouts)
+    assert not TestRun.objects.exists()
 
 
 def test_bad_selections_get_a_400_saying_what_to_fix(db):
