@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import SAFE_METHODS
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -32,6 +33,22 @@ from testing.junit import run_to_junit
 from testing.models import ACTIVE, BenchmarkRun, RunInProgress, TestResult, TestRun, queued_note
 from testing.reserved import wait_until
 from testing.tasks import queue_run
+
+
+class JUnitXMLRenderer(BaseRenderer):
+    """The JUnit XML testing.junit wrote, as it is (an error is JSON: TestRunViewSet.finalize_response)."""
+
+    media_type = "application/xml"
+    format = "xml"
+    charset = None  # the document declares its own encoding
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return data
+
+
+class TextXMLRenderer(JUnitXMLRenderer):
+    media_type = "text/xml"
+
 
 VIEW_RUNS = "testing.view_testrun"
 RunPermission = requires("testing.run_testrun", GET=VIEW_RUNS, HEAD=VIEW_RUNS, OPTIONS=VIEW_RUNS)
@@ -98,12 +115,20 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
         run.refresh_from_db()
         return Response(TestRunSerializer(run, context=self.get_serializer_context()).data)
 
-    @extend_schema(responses={(200, "application/xml"): str})
-    @action(detail=True, methods=["get"])
-    def junit(self, request: Request, pk: str | None = None) -> HttpResponse:
-        """The run's results as JUnit XML (xunit2, flaky attempts as flakyFailure)."""
+    @extend_schema(responses={(200, "application/xml"): str, (200, "text/xml"): str})
+    @action(detail=True, methods=["get"], renderer_classes=[JUnitXMLRenderer, TextXMLRenderer])
+    def junit(self, request: Request, pk: str | None = None) -> Response:
+        """The run's results as JUnit XML (xunit2, flaky attempts as flakyFailure), for `Accept: application/xml`,
+        `text/xml`, `*/*` or none; another Accept is a 406. Errors are JSON whatever is accepted."""
         seen = without_hidden_targets(TestResult.objects.all(), request.user)
-        return HttpResponse(run_to_junit(self.get_object(), seen).tostring(), content_type="application/xml")
+        return Response(run_to_junit(self.get_object(), seen).tostring())
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # The JUnit renderers write only the XML: an error (a 404, the 406 of an Accept naming no XML) is
+        # JSON, as every error of the API, whatever was accepted.
+        if self.action == "junit" and getattr(response, "exception", False):
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class GoldenQueryFilter(StrictFilterSet):

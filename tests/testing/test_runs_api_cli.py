@@ -112,6 +112,30 @@ def test_the_runner_executes_the_queued_selection_and_the_results_are_served(liv
         assert client.get(f"{URL}/{run}/junit").content.count(b"<testcase ") == cases
 
 
+def test_junit_answers_xml_to_what_accepts_xml_and_errors_as_json_whatever_is_accepted(db):
+    # Accept: application/xml was a 406 while application/json (or ?format=json) got the XML.
+    run = TestRun.objects.start(trigger=Trigger.CLI)
+    client = client_with("view_testrun")
+    xml = "application/xml"
+    for accept, served in ((xml, xml), ("text/xml", "text/xml"), ("*/*", xml)):
+        response = client.get(f"{URL}/{run.pk}/junit/", HTTP_ACCEPT=accept)
+        assert (response.status_code, response["Content-Type"]) == (200, served), accept
+        assert JUnitXml.fromstring(response.content).name == f"embedding-pipeline-operations run {run.pk}"
+    assert client.get(f"{URL}/{run.pk}/junit/")["Content-Type"] == xml  # no Accept
+    for url, accept, status in (
+        (f"{URL}/{run.pk}/junit/", "application/json", 406),
+        (f"{URL}/{run.pk}/junit/", "text/html", 406),
+        (f"{URL}/999999/junit/", xml, 404),
+        (f"{URL}/999999/junit/", "*/*", 404),
+    ):
+        refused = client.get(url, HTTP_ACCEPT=accept)
+        assert (refused.status_code, refused["Content-Type"]) == (status, "application/json"), (url, accept)
+        assert refused.json()["error"]["status"] == status
+    unknown = client.get(f"{URL}/{run.pk}/junit/?format=json")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["message"] == "format: unknown format 'json'; known: xml"
+
+
 def test_a_cancelled_run_is_never_started_and_a_finished_one_cannot_be_cancelled(db):
     client = client_with("run_testrun", "view_testrun")
     run_id = client.post(URL, {"scenarios": ["health_checks_pass"], "wait": 0}, format="json").json()["id"]
