@@ -26,6 +26,11 @@ from testing.registry import REGISTRY, UnknownSelection, select
 MAX_WAIT_SECONDS = 50
 
 
+def run_url(pk: int) -> str:
+    """The run's address, ending in a slash as every `url` of the API does."""
+    return f"/api/v1/embedding-pipeline-operations/test/{pk}/"
+
+
 class SeenResults(serializers.ListSerializer):
     """A run's results in an answer to a request, whichever view answers: those its user may see."""
 
@@ -50,7 +55,7 @@ class TestRunSerializer(serializers.ModelSerializer):
         exclude = ["heartbeat_at"]  # the run slot's liveness, not a result
 
     def get_url(self, run: TestRun) -> str:
-        return f"/api/v1/embedding-pipeline-operations/test/{run.pk}"
+        return run_url(run.pk)
 
     def to_representation(self, run: TestRun) -> dict:
         data = super().to_representation(run)

@@ -27,6 +27,7 @@ from testing.api.serializers import (
     RunRequestSerializer,
     TestRunDetailSerializer,
     TestRunSerializer,
+    run_url,
 )
 from testing.choices import Trigger
 from testing.junit import run_to_junit
@@ -93,7 +94,7 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
             queued = exc.run
             raise Conflict(
                 f"test run {queued.pk} is queued (since {queued.started_at:%Y-%m-%d %H:%M:%S} UTC, by "
-                f"{queued.trigger}; {queued_note(queued)}); poll /api/v1/embedding-pipeline-operations/test/{queued.pk}"
+                f"{queued.trigger}; {queued_note(queued)}); poll {run_url(queued.pk)}"
                 if queued
                 else "a test run is queued"
             ) from None

@@ -69,7 +69,7 @@ def test_post_queues_a_run_and_answers_202_saying_no_runner_picks_it_up(db, url)
     response = client.post(url, {"categories": ["edge"], "scenarios": ["health_checks_pass"], "wait": 1}, format="json")
     assert response.status_code == 202, response.content
     run = TestRun.objects.get()
-    assert response["Location"] == f"{URL}/{run.pk}" == response.json()["url"]
+    assert response["Location"] == f"{URL}/{run.pk}/" == response.json()["url"]  # a slash as every url has
     assert run.trigger == Trigger.API and run.requested_by == User.objects.get().username
     assert run.selection["categories"] == ["edge"] and run.selection["scenarios"] == ["health_checks_pass"]
     assert run.status == RunStatus.QUEUED and not OrmQ.objects.exists()  # no django-q2 task: no worker slot
@@ -79,6 +79,7 @@ def test_post_queues_a_run_and_answers_202_saying_no_runner_picks_it_up(db, url)
     assert conflict.status_code == 409
     message = conflict.json()["error"]["message"]
     assert f"test run {run.pk} is queued" in message and "start `manage.py run_test_runner`" in message
+    assert message.endswith(f"poll {URL}/{run.pk}/")
 
     RunnerHeartbeat.objects.beat("pod-a:7", run_id=41)
     polled = client.get(f"{URL}/{run.pk}").json()
