@@ -109,7 +109,8 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a queued or running run: a runner never starts it, a running one stops after its
-        current scenario. 409 when it has already finished."""
+        current scenario. 409 when it has already finished; 404 to a team member when it names another
+        team's collection (theirs to cancel)."""
         run = self.get_object()
         if not TestRun.objects.filter(pk=run.pk).cancel(request.user.get_username()):
             raise Conflict(f"test run {run.pk} has already finished ({run.status})")
