@@ -3,15 +3,16 @@ pipeline.models.visible (the API calls it through collection_or_404 and its quer
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest
 
-from pipeline.models import Collection, visible
+from pipeline.models import Collection, sees_all_collections, visible
 
 
 class TeamCollectionFilter(admin.RelatedFieldListFilter):
@@ -45,19 +46,35 @@ class TeamScoped:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
 
 
-def _hidden(user: Any) -> QuerySet:
-    return Collection.objects.exclude(pk__in=Collection.objects.visible_to(user).values("pk"))
+# A collection's name is free again once it is deleted: a test result or run naming `x` from before
+# today's `x` was created was about another collection, maybe another team's. So a team member sees a
+# name only as one of their collections that existed then; results of deleted collections are the platform's.
 
 
 def without_hidden_targets(rows: QuerySet, user: Any) -> QuerySet:
-    """Rows naming a collection in `target` (operations test results): another team's are left out."""
-    return rows.exclude(target__in=_hidden(user).values("name"))
+    """Rows naming a collection in `target` (operations test results): for a team member, only those about
+    no collection or about one of their collections recorded since it was created."""
+    if sees_all_collections(user):
+        return rows
+    since = Collection.objects.visible_to(user).filter(name=OuterRef("target"), created_at__lte=OuterRef("started_at"))
+    return rows.filter(Q(target="") | Exists(since))
 
 
-def without_hidden_names(selection: dict, user: Any) -> dict:
-    """A test run's selection with the collections it names, but another team's."""
-    hidden = set(_hidden(user).filter(name__in=selection.get("collections", [])).values_list("name", flat=True))
-    return {**selection, "collections": [n for n in selection.get("collections", []) if n not in hidden]}
+def without_hidden_names(selection: dict, user: Any, at: datetime | None = None) -> dict:
+    """A test run's selection with only the collections it names that `user` may see: for a team member,
+    their collections created by `at` (when the run ended; None while it is queued or running)."""
+    names = selection.get("collections", [])
+    if not sees_all_collections(user):
+        own = Collection.objects.visible_to(user).filter(name__in=names)
+        kept = set((own if at is None else own.filter(created_at__lte=at)).values_list("name", flat=True))
+        names = [n for n in names if n in kept]
+    return {**selection, "collections": names}
+
+
+def names_hidden(selection: dict, user: Any, at: datetime | None = None) -> bool:
+    """The run's selection names a collection `user` may not see: they read the run without it, but it is
+    not theirs to change (cancel)."""
+    return without_hidden_names(selection, user, at)["collections"] != selection.get("collections", [])
 
 
 def add_as_user(parser: CommandParser) -> None:

@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit import trail
 from embedportal.admin import ReadOnlyAdmin, WrittenBySystem
-from pipeline.access import TeamScoped, without_hidden_names, without_hidden_targets
+from pipeline.access import TeamScoped, names_hidden, without_hidden_names, without_hidden_targets
 from pipeline.models import sees_all_collections
 from testing.benchmarks.regression import regressions
 from testing.benchmarks.trends import machines, trends
@@ -77,7 +77,7 @@ class TestRunAdmin(ReadOnlyAdmin):
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> TestRun | None:
         run = super().get_object(request, object_id, from_field)
         if run is not None:  # shown read-only: another team's collections asked for are left out
-            run.selection = without_hidden_names(run.selection, request.user)
+            run.selection = without_hidden_names(run.selection, request.user, run.finished_at)
         return run
 
     def has_run_permission(self, request: HttpRequest) -> bool:
@@ -86,10 +86,14 @@ class TestRunAdmin(ReadOnlyAdmin):
     @admin.action(description="Cancel selected runs (queued or running)", permissions=["run"])
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[TestRun]) -> None:
         # The selection is counted first: a cancelled run may no longer match the list's filter (queued).
-        selected, cancelled = len(queryset), queryset.cancel(request.user.get_username())
+        runs = list(queryset)
+        # A run naming another team's collection is that team's to cancel, as in the API.
+        own = [run.pk for run in runs if not names_hidden(run.selection, request.user, run.finished_at)]
+        cancelled = TestRun.objects.filter(pk__in=own).cancel(request.user.get_username())
+        others = f"; {len(runs) - len(own)} name another team's collection" if len(own) < len(runs) else ""
         self.message_user(
             request,
-            f"Cancelled {cancelled} run(s); {selected - cancelled} had already finished. "
+            f"Cancelled {cancelled} run(s); {len(own) - cancelled} had already finished{others}. "
             "A running run stops after its current scenario.",
             messages.SUCCESS,
         )

@@ -5,19 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.db.models import Prefetch
-from django.http import HttpResponse
+from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import ModelPermissions, requires
 from embedportal.api.strict import StrictFilterSet
-from pipeline.access import without_hidden_targets
+from pipeline.access import names_hidden, without_hidden_targets
 from pipeline.api.filters import collection_filter
 from pipeline.models import GoldenQuery, visible
 from testing.api.serializers import (
@@ -26,12 +27,29 @@ from testing.api.serializers import (
     RunRequestSerializer,
     TestRunDetailSerializer,
     TestRunSerializer,
+    run_url,
 )
 from testing.choices import Trigger
 from testing.junit import run_to_junit
 from testing.models import ACTIVE, BenchmarkRun, RunInProgress, TestResult, TestRun, queued_note
 from testing.reserved import wait_until
 from testing.tasks import queue_run
+
+
+class JUnitXMLRenderer(BaseRenderer):
+    """The JUnit XML testing.junit wrote, as it is (an error is JSON: TestRunViewSet.finalize_response)."""
+
+    media_type = "application/xml"
+    format = "xml"
+    charset = None  # the document declares its own encoding
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return data
+
+
+class TextXMLRenderer(JUnitXMLRenderer):
+    media_type = "text/xml"
+
 
 VIEW_RUNS = "testing.view_testrun"
 RunPermission = requires("testing.run_testrun", GET=VIEW_RUNS, HEAD=VIEW_RUNS, OPTIONS=VIEW_RUNS)
@@ -50,11 +68,13 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self) -> Any:
         return TestRunDetailSerializer if self.action == "retrieve" else TestRunSerializer
 
-    def get_queryset(self) -> Any:
-        qs = super().get_queryset()
-        # Results of another team's collection are left out, as in the admin.
-        seen = without_hidden_targets(TestResult.objects.all(), self.request.user)
-        return qs.prefetch_related(Prefetch("results", queryset=seen)) if self.action == "retrieve" else qs
+    def get_object(self) -> TestRun:
+        run = super().get_object()
+        # A run naming another team's collection is read without it (the serializers leave it out), but a
+        # change to it (cancel) is that team's: to anyone else the run is unknown, as the collection is.
+        if self.request.method not in SAFE_METHODS and names_hidden(run.selection, self.request.user, run.finished_at):
+            raise Http404
+        return run
 
     @extend_schema(request=RunRequestSerializer, responses={200: TestRunDetailSerializer, 202: TestRunSerializer})
     def create(self, request: Request) -> Response:
@@ -74,34 +94,43 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
             queued = exc.run
             raise Conflict(
                 f"test run {queued.pk} is queued (since {queued.started_at:%Y-%m-%d %H:%M:%S} UTC, by "
-                f"{queued.trigger}; {queued_note(queued)}); poll /api/v1/embedding-pipeline-operations/test/{queued.pk}"
+                f"{queued.trigger}; {queued_note(queued)}); poll {run_url(queued.pk)}"
                 if queued
                 else "a test run is queued"
             ) from None
         wait_until(lambda: not TestRun.objects.filter(pk=run.pk, status__in=ACTIVE).exists(), wait)
         run.refresh_from_db()
         if run.status in ACTIVE:
-            data = TestRunSerializer(run).data
+            data = TestRunSerializer(run, context=self.get_serializer_context()).data
             return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
-        return Response(TestRunDetailSerializer(run).data)
+        return Response(TestRunDetailSerializer(run, context=self.get_serializer_context()).data)
 
     @extend_schema(request=None, responses={200: TestRunSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a queued or running run: a runner never starts it, a running one stops after its
-        current scenario. 409 when it has already finished."""
+        current scenario. 409 when it has already finished; 404 to a team member when it names another
+        team's collection (theirs to cancel)."""
         run = self.get_object()
         if not TestRun.objects.filter(pk=run.pk).cancel(request.user.get_username()):
             raise Conflict(f"test run {run.pk} has already finished ({run.status})")
         run.refresh_from_db()
-        return Response(TestRunSerializer(run).data)
+        return Response(TestRunSerializer(run, context=self.get_serializer_context()).data)
 
-    @extend_schema(responses={(200, "application/xml"): str})
-    @action(detail=True, methods=["get"])
-    def junit(self, request: Request, pk: str | None = None) -> HttpResponse:
-        """The run's results as JUnit XML (xunit2, flaky attempts as flakyFailure)."""
+    @extend_schema(responses={(200, "application/xml"): str, (200, "text/xml"): str})
+    @action(detail=True, methods=["get"], renderer_classes=[JUnitXMLRenderer, TextXMLRenderer])
+    def junit(self, request: Request, pk: str | None = None) -> Response:
+        """The run's results as JUnit XML (xunit2, flaky attempts as flakyFailure), for `Accept: application/xml`,
+        `text/xml`, `*/*` or none; another Accept is a 406. Errors are JSON whatever is accepted."""
         seen = without_hidden_targets(TestResult.objects.all(), request.user)
-        return HttpResponse(run_to_junit(self.get_object(), seen).tostring(), content_type="application/xml")
+        return Response(run_to_junit(self.get_object(), seen).tostring())
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # The JUnit renderers write only the XML: an error (a 404, the 406 of an Accept naming no XML) is
+        # JSON, as every error of the API, whatever was accepted.
+        if self.action == "junit" and getattr(response, "exception", False):
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class GoldenQueryFilter(StrictFilterSet):

@@ -43,7 +43,7 @@ SEEN: Counter[str] = Counter()
 
 
 def no_waiting(body: str) -> str:
-    """A valid test-run request waits `wait` seconds (30 by default, up to 300) for a worker this
+    """A valid test-run request waits `wait` seconds (30 by default, up to 50) for a worker this
     test has not: an integer wait becomes 0; any other value is still sent as drawn."""
     try:
         request = json.loads(body)

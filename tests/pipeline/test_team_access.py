@@ -5,6 +5,7 @@ refused by the commands run --as-user); platform operators see both."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
@@ -43,7 +44,7 @@ PLATFORM_ROUTES = {
     ("GET", "/api/v1/embedding-pipeline-operations/test/"),
     ("GET", "/api/v1/embedding-pipeline-operations/test/{pk}/"),
     ("GET", "/api/v1/embedding-pipeline-operations/test/{pk}/junit/"),
-    # Cancelling needs testing.run_testrun, a platform operator's permission, as starting does.
+    # A run naming another team's collection is a 404 to cancel (test_a_member_cancels_only_...).
     ("POST", "/api/v1/embedding-pipeline-operations/test/{pk}/cancel/"),
     # The audit export is the platform team's: audit.view_auditevent shows every team's events.
     ("GET", "/api/v1/audit/"),
@@ -521,6 +522,73 @@ def test_operations_test_runs_leave_out_another_teams_collection_in_the_api_and_
         assert "model_upstream_answers[a]" in junit and ("model_upstream_answers[b]" in junit) == (user == operator)
     page = admin_client(Client(), member).get(f"/admin/testing/testrun/{run.pk}/change/").content.decode()
     assert "[&quot;a&quot;]" in page and "&quot;b&quot;" not in page
+
+
+def test_a_member_cancels_only_runs_of_their_teams_collections(collections, member, operator):
+    # A team member holding testing.run_testrun cancelled another team's run, and the answer named its collections.
+    now = timezone.now()
+    runs = "/api/v1/embedding-pipeline-operations/test/"
+    theirs = TestRun.objects.create(
+        trigger="api", status="queued", started_at=now, heartbeat_at=now, selection={"collections": ["a", "b"]}
+    )
+    api = client(member)
+    refused = api.post(f"{runs}{theirs.pk}/cancel/")
+    assert refused.status_code == 404, refused.content
+    assert refused.json()["error"]["message"] == f"no test run with id {theirs.pk}"  # as an unknown id's
+    assert TestRun.objects.get(pk=theirs.pk).status == "queued"
+    assert api.get(f"{runs}{theirs.pk}/").json()["selection"]["collections"] == ["a"]  # still read, without b
+    page = admin_client(Client(), member).post(
+        "/admin/testing/testrun/", {"action": "cancel_runs", "_selected_action": [theirs.pk]}, follow=True
+    )
+    assert "Cancelled 0 run(s); 0 had already finished; 1 name another team&#x27;s collection" in page.content.decode()
+    assert TestRun.objects.get(pk=theirs.pk).status == "queued"
+    cancelled = client(operator).post(f"{runs}{theirs.pk}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["selection"]["collections"] == ["a", "b"]
+
+    own = TestRun.objects.create(
+        trigger="api", status="queued", started_at=now, heartbeat_at=now, selection={"collections": ["a"]}
+    )
+    cancelled = api.post(f"{runs}{own.pk}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["selection"]["collections"] == ["a"]
+    assert cancelled.json()["status"] == "error"
+
+
+def test_a_reused_collection_name_shows_none_of_the_deleted_collections_test_history(
+    collections, member, operator, teams
+):
+    # Results name their collection by name: team B's deleted `b`'s were shown as those of team A's new `b`.
+    before = timezone.now() - timedelta(minutes=5)
+    old = TestRun.objects.create(
+        trigger="cli", status="failed", started_at=before, heartbeat_at=before, finished_at=before,
+        selection={"collections": ["b"]},
+    )  # fmt: skip
+    TestResult.objects.create(
+        run=old, scenario="model_upstream_answers", category="integration", component="embed", target="b",
+        outcome="failed", started_at=before, duration_seconds=1.0, message="team B's provider said 401",
+    )  # fmt: skip
+    collections["b"].delete()
+    create_collection(name="b", team=teams[0], model="local/hash-16", chunk_unit="characters")
+    now = timezone.now()
+    new = TestRun.objects.create(
+        trigger="cli", status="passed", started_at=now, heartbeat_at=now, finished_at=now,
+        selection={"collections": ["b"]},
+    )  # fmt: skip
+    TestResult.objects.create(
+        run=new, scenario="model_upstream_answers", category="integration", component="embed", target="b",
+        outcome="passed", started_at=now, duration_seconds=1.0,
+    )  # fmt: skip
+    runs = "/api/v1/embedding-pipeline-operations/test/"
+    api = client(member)
+    detail = api.get(f"{runs}{old.pk}/").json()
+    assert detail["results"] == [] and detail["selection"]["collections"] == []
+    assert "401" not in api.get(f"{runs}{old.pk}/junit/").content.decode()
+    assert [r["target"] for r in api.get(f"{runs}{new.pk}/").json()["results"]] == ["b"]
+    assert api.get(f"{runs}{new.pk}/").json()["selection"]["collections"] == ["b"]
+    assert [r["message"] for r in client(operator).get(f"{runs}{old.pk}/").json()["results"]] == [
+        "team B's provider said 401"
+    ]
+    page = admin_client(Client(), member).get(f"/admin/testing/testrun/{old.pk}/change/").content.decode()
+    assert "401" not in page
 
 
 def test_workload_benchmark_runs_which_hold_several_teams_collections_are_the_operators(collections, member, operator):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 from ast import literal_eval
 from datetime import timedelta
@@ -19,6 +20,7 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, ProgrammingError, transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
+from drf_spectacular.generators import SchemaGenerator
 from junitparser.xunit2 import JUnitXml
 from rest_framework.test import APIClient
 
@@ -67,7 +69,7 @@ def test_post_queues_a_run_and_answers_202_saying_no_runner_picks_it_up(db, url)
     response = client.post(url, {"categories": ["edge"], "scenarios": ["health_checks_pass"], "wait": 1}, format="json")
     assert response.status_code == 202, response.content
     run = TestRun.objects.get()
-    assert response["Location"] == f"{URL}/{run.pk}" == response.json()["url"]
+    assert response["Location"] == f"{URL}/{run.pk}/" == response.json()["url"]  # a slash as every url has
     assert run.trigger == Trigger.API and run.requested_by == User.objects.get().username
     assert run.selection["categories"] == ["edge"] and run.selection["scenarios"] == ["health_checks_pass"]
     assert run.status == RunStatus.QUEUED and not OrmQ.objects.exists()  # no django-q2 task: no worker slot
@@ -77,6 +79,7 @@ def test_post_queues_a_run_and_answers_202_saying_no_runner_picks_it_up(db, url)
     assert conflict.status_code == 409
     message = conflict.json()["error"]["message"]
     assert f"test run {run.pk} is queued" in message and "start `manage.py run_test_runner`" in message
+    assert message.endswith(f"poll {URL}/{run.pk}/")
 
     RunnerHeartbeat.objects.beat("pod-a:7", run_id=41)
     polled = client.get(f"{URL}/{run.pk}").json()
@@ -108,6 +111,30 @@ def test_the_runner_executes_the_queued_selection_and_the_results_are_served(liv
     call_command("run_test_runner", once=True, stdout=StringIO())
     for run, cases in ((run_id, 2), (later, 1)):
         assert client.get(f"{URL}/{run}/junit").content.count(b"<testcase ") == cases
+
+
+def test_junit_answers_xml_to_what_accepts_xml_and_errors_as_json_whatever_is_accepted(db):
+    # Accept: application/xml was a 406 while application/json (or ?format=json) got the XML.
+    run = TestRun.objects.start(trigger=Trigger.CLI)
+    client = client_with("view_testrun")
+    xml = "application/xml"
+    for accept, served in ((xml, xml), ("text/xml", "text/xml"), ("*/*", xml)):
+        response = client.get(f"{URL}/{run.pk}/junit/", HTTP_ACCEPT=accept)
+        assert (response.status_code, response["Content-Type"]) == (200, served), accept
+        assert JUnitXml.fromstring(response.content).name == f"embedding-pipeline-operations run {run.pk}"
+    assert client.get(f"{URL}/{run.pk}/junit/")["Content-Type"] == xml  # no Accept
+    for url, accept, status in (
+        (f"{URL}/{run.pk}/junit/", "application/json", 406),
+        (f"{URL}/{run.pk}/junit/", "text/html", 406),
+        (f"{URL}/999999/junit/", xml, 404),
+        (f"{URL}/999999/junit/", "*/*", 404),
+    ):
+        refused = client.get(url, HTTP_ACCEPT=accept)
+        assert (refused.status_code, refused["Content-Type"]) == (status, "application/json"), (url, accept)
+        assert refused.json()["error"]["status"] == status
+    unknown = client.get(f"{URL}/{run.pk}/junit/?format=json")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["message"] == "format: unknown format 'json'; known: xml"
 
 
 def test_a_cancelled_run_is_never_started_and_a_finished_one_cannot_be_cancelled(db):
@@ -245,6 +272,21 @@ def test_running_needs_its_own_permission_and_reading_needs_view(db):
     assert viewer.get(URL).status_code == 200
     assert APIClient().get(URL).status_code in (401, 403)
     assert client_with().get(URL).status_code == 403
+
+
+def test_wait_is_bounded_below_the_web_workers_timeout(db):
+    # A wait of 150 s (300 were accepted) outlived gunicorn's 120 s timeout: the sync worker was killed
+    # mid-request and the client got gunicorn's HTML 500.
+    timeouts = [
+        int(re.search(r"--timeout\W+(\d+)", (tools.ROOT / path).read_text()).group(1))
+        for path in ("scripts/run.sh", "deploy/base/app/web-deployment.yaml")
+    ]
+    refused = client_with("run_testrun").post(URL, {"wait": 150}, format="json")
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["error"]["message"] == "wait: Ensure this value is less than or equal to 50."
+    wait = SchemaGenerator().get_schema(public=True)["components"]["schemas"]["RunRequest"]["properties"]["wait"]
+    assert wait["maximum"] == 50 < min(timeouts)
+    assert not TestRun.objects.exists()
 
 
 def test_bad_selections_get_a_400_saying_what_to_fix(db):
