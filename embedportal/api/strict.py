@@ -9,6 +9,7 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import django_filters
@@ -16,6 +17,7 @@ from django import forms
 from django.conf import settings
 from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
+from django_filters.fields import IsoDateTimeField
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -79,6 +81,26 @@ class StrictFilterSet(django_filters.FilterSet):
 
     def _unknown(self) -> dict[str, str]:
         return unknown_parameters(self.data.keys(), self.filters)
+
+
+# PostgreSQL reads a UTC offset of less than 16 hours either way; Python reads up to 23:59.
+MAX_UTC_OFFSET = timedelta(hours=16)
+
+
+class PostgresDateTimeField(IsoDateTimeField):
+    """An ISO 8601 moment PostgreSQL can compare with: `-17:16` parsed, then failed the query (a 500)."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is not None and abs(moment.utcoffset() or timedelta()) >= MAX_UTC_OFFSET:
+            raise forms.ValidationError("UTC offset out of range; give one from -15:59 to +15:59, or Z")
+        return moment
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """The filter for a query parameter that is a moment (ISO 8601)."""
+
+    field_class = PostgresDateTimeField
 
 
 class StrictContentNegotiation(DefaultContentNegotiation):
