@@ -130,22 +130,38 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return JsonResponse(error_body(500, "internal server error; the server log has the details"), status=500)
 
 
+# Clients resolve "." and ".." segments before sending (RFC 3986), and Django has decoded a sent "%2E%2E": an
+# address that repeats the path (a document's url, a redirect, a hint) encodes them again, or "a/%2E%2E/b" leads
+# to document "b". Django decodes, never resolves: encoded, they reach the route they were sent to.
+DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+
+
+def dot_segments_encoded(path: str) -> str:
+    return "/".join(DOT_SEGMENTS.get(segment, segment) for segment in path.split("/"))
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler404: an address under /api/ that no route matches (a typo, an id of the wrong form)."""
     if not request.path.startswith("/api/"):
         return defaults.page_not_found(request, exception)
-    slash = f" (did you mean {request.path + '/'!r}?)" if is_valid_path(f"{request.path_info}/") else ""
-    message = f"no API route {request.path!r}{slash}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)"
+    path = dot_segments_encoded(request.path)
+    slash = f" (did you mean {path + '/'!r}?)" if is_valid_path(f"{request.path_info}/") else ""
+    message = f"no API route {path!r}{slash}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)"
     return JsonResponse(error_body(404, message), status=404)
 
 
 class CommonMiddleware(common.CommonMiddleware):
     """Django's, but an API request other than a read is not redirected to its address with a slash: the
-    client repeats a 301 as a GET without the body (`POST .../pause` answered 405 "GET not allowed")."""
+    client repeats a 301 as a GET without the body (`POST .../pause` answered 405 "GET not allowed"); and
+    the redirect keeps "." and ".." segments encoded (`documents/%2E` was sent to the list, `documents/./`)."""
 
     def should_redirect_with_slash(self, request: HttpRequest) -> bool:
         writes = request.path.startswith("/api/") and request.method not in ("GET", "HEAD")
         return not writes and super().should_redirect_with_slash(request)
+
+    def get_full_path_with_slash(self, request: HttpRequest) -> str:
+        path, query, string = super().get_full_path_with_slash(request).partition("?")
+        return dot_segments_encoded(path) + query + string
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
