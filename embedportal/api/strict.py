@@ -3,6 +3,7 @@ intended name), never silently ignored; numbers, booleans and strings only as th
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import math
@@ -17,6 +18,7 @@ from django import forms
 from django.conf import settings
 from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
+from django.utils.http import parse_header_parameters
 from django_filters.fields import IsoDateTimeField
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
@@ -198,8 +200,9 @@ def loads(data: str | bytes) -> Any:
     most EMBEDPORTAL_MAX_JSON_DEPTH levels and EMBEDPORTAL_MAX_JSON_VALUES values, both found before parsing (the
     parser recurses once a level, and a value parsed is tens of times its bytes), and no
     number PostgreSQL cannot store (NaN, Infinity, 1e400) or Python cannot read, nor a key twice in one
-    object (Python would keep the last silently). A ValueError says what is
-    wrong: a JSONInputError for what the JSON holds, a JSONDecodeError where it is not JSON."""
+    object (Python would keep the last silently). Bytes are UTF-8 (a BOM skipped), never another encoding
+    json.loads would guess. A ValueError says what is wrong: a JSONInputError for what the JSON holds, a
+    JSONDecodeError where it is not JSON, a UnicodeDecodeError where it is not UTF-8."""
     # Strings dropped: their brackets and commas are text, not structure.
     structure = _JSON_STRING.sub(b"", data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
     # Parsed, a value costs 50 to 100 bytes however few it is written in: 60 MB of {},{},... took 5 GB.
@@ -213,7 +216,8 @@ def loads(data: str | bytes) -> Any:
         raise JSONInputError(
             f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
         )
-    return json.loads(data, parse_float=_finite, parse_int=_whole, parse_constant=_constant, object_pairs_hook=_object)
+    text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8") if isinstance(data, bytes) else data
+    return json.loads(text, parse_float=_finite, parse_int=_whole, parse_constant=_constant, object_pairs_hook=_object)
 
 
 class BoundedJSONFormField(forms.JSONField):
@@ -244,8 +248,16 @@ class BoundedJSONParser(JSONParser):
         coding = request.META.get("HTTP_CONTENT_ENCODING", "").strip() if request is not None else ""
         if coding and coding.lower() != "identity":  # read as text, a gzip body was a "can't decode byte 0x8b"
             raise UnsupportedMediaType(media_type, f"Content-Encoding {coding} is not supported: send the body plain")
+        charset = parse_header_parameters(media_type or "")[1].get("charset")
+        if charset is not None and charset.lower() not in ("utf-8", "utf8"):  # it was ignored, the body read as UTF-8
+            raise UnsupportedMediaType(media_type, f"charset {charset} is not supported: send JSON as UTF-8")
+        body = stream.read()
+        # JSON in UTF-8 holds no NUL byte (a NUL in a string is \u0000); UTF-16 and UTF-32 hold one per ASCII
+        # character, which json.loads read as UTF-16 or UTF-32, though the API reads UTF-8 only.
+        if (nul := body.find(b"\x00")) >= 0:
+            raise ParseError(f"the body is not UTF-8 (a NUL byte at byte {nul}: UTF-16 or UTF-32?); send JSON as UTF-8")
         try:
-            return loads(stream.read())
+            return loads(body)
         except JSONInputError as exc:
             raise ParseError(str(exc)) from None
         except UnicodeDecodeError as exc:

@@ -533,10 +533,33 @@ def test_a_compressed_or_non_utf8_body_and_a_bom_say_what_to_send(api, hash_coll
     body = json.dumps([{"id": "café", "text": "crème brûlée"}], ensure_ascii=False)
     zipped = api.generic("POST", url, gzip.compress(body.encode()), "application/json", HTTP_CONTENT_ENCODING="gzip")
     assert error_of(zipped, 415)["message"] == "Content-Encoding gzip is not supported: send the body plain"
-    latin = api.generic("POST", url, body.encode("latin-1"), "application/json; charset=latin-1")
+    latin = api.generic("POST", url, body.encode("latin-1"), "application/json")
     assert error_of(latin, 400)["message"].startswith("the body is not UTF-8 (invalid continuation byte at byte 12)")
     assert not Document.objects.exists()
     lines = tmp_path / "docs.jsonl"
     lines.write_bytes(b"\xef\xbb\xbf" + body[1:-1].encode() + b"\n")
     call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=io.StringIO())
     assert list(Document.objects.values_list("external_id", "text")) == [("café", "crème brûlée")]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-32-be", "utf-32"])
+def test_a_utf16_or_utf32_body_is_a_400_saying_to_send_utf8(api, hash_collection, encoding):
+    # A schemathesis run: json.loads guesses UTF-16 and UTF-32 from bytes, so such a body was enqueued (202).
+    body = json.dumps({"id": "u", "text": "x"}).encode(encoding)
+    response = api.generic("POST", "/api/v1/collections/hashes/documents/", body, "application/json")
+    message = error_of(response, 400)["message"]
+    assert message.startswith("the body is not UTF-8 (") and message.endswith("); send JSON as UTF-8"), message
+    assert not Document.objects.exists()
+
+
+def test_a_charset_other_than_utf8_is_a_415_naming_it_and_utf8_with_or_without_a_bom_is_read(api, hash_collection):
+    # The charset was ignored and the body read as UTF-8 whatever it said.
+    url = "/api/v1/collections/hashes/documents/"
+    body = json.dumps({"id": "u", "text": "x"})
+    for charset in ("latin-1", "bogus", "utf-16"):
+        response = api.generic("POST", url, body, f"application/json; charset={charset}")
+        assert error_of(response, 415)["message"] == f"charset {charset} is not supported: send JSON as UTF-8"
+    assert not Document.objects.exists()
+    for content_type in ("application/json; charset=UTF-8", 'application/json; charset="utf-8"', "application/json"):
+        assert api.generic("POST", url, body, content_type).status_code == 202, content_type
+    assert api.generic("POST", url, b"\xef\xbb\xbf" + body.encode(), "application/json").status_code == 202
