@@ -19,7 +19,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from embedportal.api.strict import unknown_parameters
+from embedportal.api.strict import empty_parameters, unknown_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +174,8 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 class StrictQueryMiddleware(MiddlewareMixin):
     """The query parameters of an API view: each given once (every one takes one value), and, for a view
     without a StrictFilterSet (which checks its own), beyond `limit`, `offset` and `format` only those its
-    `query_parameters` names for the action (a viewset's) or the method (an APIView's); any other is a 400
-    naming it, as a filter's is."""
+    `query_parameters` names for the action (a viewset's) or the method (an APIView's), none given empty;
+    any other is a 400 naming it, as a filter's is."""
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         cls = getattr(view, "cls", None)
@@ -194,7 +194,8 @@ class StrictQueryMiddleware(MiddlewareMixin):
             return None
         method = request.method.lower() if request.method else ""
         handler = getattr(view, "actions", {}).get(method, method)
-        problems = unknown_parameters(request.GET.keys(), getattr(cls, "query_parameters", {}).get(handler, ()))
+        known = getattr(cls, "query_parameters", {}).get(handler, ())
+        problems = {**unknown_parameters(request.GET.keys(), known), **empty_parameters(request.GET, known)}
         if not problems:
             return None
         details = {parameter: [problem] for parameter, problem in problems.items()}

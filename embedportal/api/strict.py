@@ -58,6 +58,11 @@ def unknown_parameters(given: Iterable[str], known: Iterable[str]) -> dict[str, 
     return {name: message.replace("unknown field", "unknown query parameter") for name, message in problems.items()}
 
 
+def empty_parameters(query: Mapping[str, str], known: Iterable[str]) -> dict[str, str]:
+    """{name: what to do} for each known query parameter given empty: `?status=` listed every status."""
+    return {name: "empty; give a value or leave the parameter out" for name in known if query.get(name) == ""}
+
+
 class StrictFieldsMixin:
     """A serializer refusing fields it does not declare (read-only ones count as known)."""
 
@@ -70,19 +75,20 @@ class StrictFieldsMixin:
 
 
 class StrictFilterSet(django_filters.FilterSet):
-    """A FilterSet whose unknown query parameters are errors (a 400), like its invalid values."""
+    """A FilterSet whose unknown query parameters, and filters given empty (django-filter's "no filter"),
+    are errors (a 400), like its invalid values."""
 
     def is_valid(self) -> bool:
-        return super().is_valid() and not self._unknown()
+        return super().is_valid() and not self._refused()
 
     @property
     def errors(self) -> Any:
         errors = super().errors
-        errors.update({name: ErrorList([message]) for name, message in self._unknown().items()})
+        errors.update({name: ErrorList([message]) for name, message in self._refused().items()})
         return errors
 
-    def _unknown(self) -> dict[str, str]:
-        return unknown_parameters(self.data.keys(), self.filters)
+    def _refused(self) -> dict[str, str]:
+        return {**unknown_parameters(self.data.keys(), self.filters), **empty_parameters(self.data, self.filters)}
 
 
 # PostgreSQL reads a UTC offset of less than 16 hours either way; Python reads up to 23:59.

@@ -375,6 +375,27 @@ def test_list_filters_refuse_unknown_parameters_collections_and_values(api, hash
     assert api.get(benchmarks, {"regressed": "true", "suite": "quick", "machine": "m"}).json()["count"] == 0
 
 
+EMPTY_FILTERS = [
+    ("/api/v1/documents/", ("collection", "status")),
+    ("/api/v1/collections/hashes/documents/", ("status",)),
+    ("/api/v1/failures/", ("error_type", "state", "stage", "collection", "min_age", "max_age")),
+    ("/api/v1/embedding-pipeline-operations/golden-queries/", ("collection",)),
+    ("/api/v1/embedding-pipeline-operations/benchmarks/", ("regressed", "suite", "machine")),
+    ("/api/v1/audit/", ("collection", "actor", "token", "action", "via", "since", "until")),
+    ("/api/v1/embedding-pipeline-operations/performance/", ("collection", "window")),
+    ("/api/v1/slos/", ("range", "collection", "headroom")),
+    ("/api/v1/embedding-pipeline-operations/docs/", ("page",)),
+]
+
+
+@pytest.mark.parametrize(("path", "parameter"), [(path, name) for path, names in EMPTY_FILTERS for name in names])
+def test_a_filter_given_empty_is_a_400_naming_it_not_the_unfiltered_list(api, hash_collection, path, parameter):
+    # A schemathesis run: ?status= (and every other filter given empty) listed every row, as if not given.
+    error = error_of(api.get(path, {parameter: ""}), 400)
+    assert error["details"] == {parameter: ["empty; give a value or leave the parameter out"]}
+    assert error["message"] == f"{parameter}: empty; give a value or leave the parameter out"
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 
