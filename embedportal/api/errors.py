@@ -111,8 +111,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    # ValidationError("...") outside a serializer holds a bare list: details is an object on every error.
+    # ValidationError("...") outside a serializer holds a bare list: details is an object on every error; and
+    # ValidationError({"window": "..."}) a bare string, which is a list of one as a serializer's are.
     details = {"non_field_errors": response.data} if isinstance(response.data, list) else response.data
+    details = {key: [value] if isinstance(value, str) and key != "detail" else value for key, value in details.items()}
     view = context.get("view")
     if isinstance(exc, Http404) and "pk" in getattr(view, "kwargs", {}) and hasattr(view, "get_queryset"):
         # Django's "No FailedDocument matches the given query." names a class, not what was asked for.

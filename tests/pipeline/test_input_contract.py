@@ -396,6 +396,31 @@ def test_a_filter_given_empty_is_a_400_naming_it_not_the_unfiltered_list(api, ha
     assert error["message"] == f"{parameter}: empty; give a value or leave the parameter out"
 
 
+PERFORMANCE, SLOS = "/api/v1/embedding-pipeline-operations/performance/", "/api/v1/slos/"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "problem"),
+    [
+        (PERFORMANCE, {"window": "0"}, "a whole number of seconds from 1 to 31622400 (366 days)"),
+        (PERFORMANCE, {"collection": "nope"}, "no collection named 'nope'"),
+        (SLOS, {"headroom": "2"}, "a share of capacity from 0 to below 1, e.g. 0.3"),
+        (SLOS, {"headroom": "lots"}, "a share of capacity from 0 to below 1, e.g. 0.3"),
+        (SLOS, {"range": "1y"}, "unknown range '1y'; use one of 1h, 6h, 24h, 7d, 30d"),
+        (SLOS, {"collection": "nope"}, "no collection named 'nope'"),
+        ("/api/v1/embedding-pipeline-operations/docs/", {"page": "../README.md"}, None),
+    ],
+)
+def test_a_views_own_parameter_is_refused_under_its_name_with_a_list(api, hash_collection, path, query, problem):
+    # A schemathesis run: details held a bare string ({"window": "..."}), and GET slos put its problems under
+    # non_field_errors with a message that did not name the parameter.
+    (name,) = query
+    error = error_of(api.get(path, query, HTTP_ACCEPT="application/json"), 400)
+    assert list(error["details"]) == [name] and isinstance(error["details"][name], list), error
+    assert error["message"] == f"{name}: {error['details'][name][0]}"
+    assert problem is None or error["details"][name] == [problem]
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 
