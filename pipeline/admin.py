@@ -255,7 +255,7 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
                 user=request.user,
             )
         except slo_page.BadRequest as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+            self.message_user(request, f"{exc.parameter}: {exc}", messages.ERROR)
             figures = slo_page.figures()
         context = {
             **self.admin_site.each_context(request),

@@ -1,18 +1,17 @@
 from __future__ import annotations
 
-import django_filters
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 
 from audit.api.serializers import AuditEventSerializer
 from audit.models import AuditEvent
-from embedportal.api.strict import StrictFilterSet
+from embedportal.api.strict import DateTimeFilter, StrictFilterSet
 
 
 class AuditEventFilter(StrictFilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="At or after (ISO 8601)")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="Before (ISO 8601)")
+    since = DateTimeFilter(field_name="at", lookup_expr="gte", help_text="At or after (ISO 8601)")
+    until = DateTimeFilter(field_name="at", lookup_expr="lt", help_text="Before (ISO 8601)")
 
     class Meta:
         model = AuditEvent

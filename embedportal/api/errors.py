@@ -19,7 +19,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from embedportal.api.strict import unknown_parameters
+from embedportal.api.strict import empty_parameters, unknown_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    # ValidationError("...") outside a serializer holds a bare list: details is an object on every error.
+    # ValidationError("...") outside a serializer holds a bare list: details is an object on every error; and
+    # ValidationError({"window": "..."}) a bare string, which is a list of one as a serializer's are.
     details = {"non_field_errors": response.data} if isinstance(response.data, list) else response.data
+    details = {key: [value] if isinstance(value, str) and key != "detail" else value for key, value in details.items()}
     view = context.get("view")
     if isinstance(exc, Http404) and "pk" in getattr(view, "kwargs", {}) and hasattr(view, "get_queryset"):
         # Django's "No FailedDocument matches the given query." names a class, not what was asked for.
@@ -130,22 +132,38 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return JsonResponse(error_body(500, "internal server error; the server log has the details"), status=500)
 
 
+# Clients resolve "." and ".." segments before sending (RFC 3986), and Django has decoded a sent "%2E%2E": an
+# address that repeats the path (a document's url, a redirect, a hint) encodes them again, or "a/%2E%2E/b" leads
+# to document "b". Django decodes, never resolves: encoded, they reach the route they were sent to.
+DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+
+
+def dot_segments_encoded(path: str) -> str:
+    return "/".join(DOT_SEGMENTS.get(segment, segment) for segment in path.split("/"))
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """handler404: an address under /api/ that no route matches (a typo, an id of the wrong form)."""
     if not request.path.startswith("/api/"):
         return defaults.page_not_found(request, exception)
-    slash = f" (did you mean {request.path + '/'!r}?)" if is_valid_path(f"{request.path_info}/") else ""
-    message = f"no API route {request.path!r}{slash}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)"
+    path = dot_segments_encoded(request.path)
+    slash = f" (did you mean {path + '/'!r}?)" if is_valid_path(f"{request.path_info}/") else ""
+    message = f"no API route {path!r}{slash}; the routes are in /api/v1/schema/ (Swagger UI: /api/v1/docs/)"
     return JsonResponse(error_body(404, message), status=404)
 
 
 class CommonMiddleware(common.CommonMiddleware):
     """Django's, but an API request other than a read is not redirected to its address with a slash: the
-    client repeats a 301 as a GET without the body (`POST .../pause` answered 405 "GET not allowed")."""
+    client repeats a 301 as a GET without the body (`POST .../pause` answered 405 "GET not allowed"); and
+    the redirect keeps "." and ".." segments encoded (`documents/%2E` was sent to the list, `documents/./`)."""
 
     def should_redirect_with_slash(self, request: HttpRequest) -> bool:
         writes = request.path.startswith("/api/") and request.method not in ("GET", "HEAD")
         return not writes and super().should_redirect_with_slash(request)
+
+    def get_full_path_with_slash(self, request: HttpRequest) -> str:
+        path, query, string = super().get_full_path_with_slash(request).partition("?")
+        return dot_segments_encoded(path) + query + string
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -158,8 +176,8 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 class StrictQueryMiddleware(MiddlewareMixin):
     """The query parameters of an API view: each given once (every one takes one value), and, for a view
     without a StrictFilterSet (which checks its own), beyond `limit`, `offset` and `format` only those its
-    `query_parameters` names for the action (a viewset's) or the method (an APIView's); any other is a 400
-    naming it, as a filter's is."""
+    `query_parameters` names for the action (a viewset's) or the method (an APIView's), none given empty;
+    any other is a 400 naming it, as a filter's is."""
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
         cls = getattr(view, "cls", None)
@@ -178,7 +196,8 @@ class StrictQueryMiddleware(MiddlewareMixin):
             return None
         method = request.method.lower() if request.method else ""
         handler = getattr(view, "actions", {}).get(method, method)
-        problems = unknown_parameters(request.GET.keys(), getattr(cls, "query_parameters", {}).get(handler, ()))
+        known = getattr(cls, "query_parameters", {}).get(handler, ())
+        problems = {**unknown_parameters(request.GET.keys(), known), **empty_parameters(request.GET, known)}
         if not problems:
             return None
         details = {parameter: [problem] for parameter, problem in problems.items()}

@@ -3,12 +3,14 @@ intended name), never silently ignored; numbers, booleans and strings only as th
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import django_filters
@@ -16,6 +18,8 @@ from django import forms
 from django.conf import settings
 from django.forms.fields import InvalidJSONInput
 from django.forms.utils import ErrorList
+from django.utils.http import parse_header_parameters
+from django_filters.fields import IsoDateTimeField
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -54,6 +58,11 @@ def unknown_parameters(given: Iterable[str], known: Iterable[str]) -> dict[str, 
     return {name: message.replace("unknown field", "unknown query parameter") for name, message in problems.items()}
 
 
+def empty_parameters(query: Mapping[str, str], known: Iterable[str]) -> dict[str, str]:
+    """{name: what to do} for each known query parameter given empty: `?status=` listed every status."""
+    return {name: "empty; give a value or leave the parameter out" for name in known if query.get(name) == ""}
+
+
 class StrictFieldsMixin:
     """A serializer refusing fields it does not declare (read-only ones count as known)."""
 
@@ -66,19 +75,40 @@ class StrictFieldsMixin:
 
 
 class StrictFilterSet(django_filters.FilterSet):
-    """A FilterSet whose unknown query parameters are errors (a 400), like its invalid values."""
+    """A FilterSet whose unknown query parameters, and filters given empty (django-filter's "no filter"),
+    are errors (a 400), like its invalid values."""
 
     def is_valid(self) -> bool:
-        return super().is_valid() and not self._unknown()
+        return super().is_valid() and not self._refused()
 
     @property
     def errors(self) -> Any:
         errors = super().errors
-        errors.update({name: ErrorList([message]) for name, message in self._unknown().items()})
+        errors.update({name: ErrorList([message]) for name, message in self._refused().items()})
         return errors
 
-    def _unknown(self) -> dict[str, str]:
-        return unknown_parameters(self.data.keys(), self.filters)
+    def _refused(self) -> dict[str, str]:
+        return {**unknown_parameters(self.data.keys(), self.filters), **empty_parameters(self.data, self.filters)}
+
+
+# PostgreSQL reads a UTC offset of less than 16 hours either way; Python reads up to 23:59.
+MAX_UTC_OFFSET = timedelta(hours=16)
+
+
+class PostgresDateTimeField(IsoDateTimeField):
+    """An ISO 8601 moment PostgreSQL can compare with: `-17:16` parsed, then failed the query (a 500)."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is not None and abs(moment.utcoffset() or timedelta()) >= MAX_UTC_OFFSET:
+            raise forms.ValidationError("UTC offset out of range; give one from -15:59 to +15:59, or Z")
+        return moment
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """The filter for a query parameter that is a moment (ISO 8601)."""
+
+    field_class = PostgresDateTimeField
 
 
 class StrictContentNegotiation(DefaultContentNegotiation):
@@ -176,8 +206,9 @@ def loads(data: str | bytes) -> Any:
     most EMBEDPORTAL_MAX_JSON_DEPTH levels and EMBEDPORTAL_MAX_JSON_VALUES values, both found before parsing (the
     parser recurses once a level, and a value parsed is tens of times its bytes), and no
     number PostgreSQL cannot store (NaN, Infinity, 1e400) or Python cannot read, nor a key twice in one
-    object (Python would keep the last silently). A ValueError says what is
-    wrong: a JSONInputError for what the JSON holds, a JSONDecodeError where it is not JSON."""
+    object (Python would keep the last silently). Bytes are UTF-8 (a BOM skipped), never another encoding
+    json.loads would guess. A ValueError says what is wrong: a JSONInputError for what the JSON holds, a
+    JSONDecodeError where it is not JSON, a UnicodeDecodeError where it is not UTF-8."""
     # Strings dropped: their brackets and commas are text, not structure.
     structure = _JSON_STRING.sub(b"", data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
     # Parsed, a value costs 50 to 100 bytes however few it is written in: 60 MB of {},{},... took 5 GB.
@@ -191,7 +222,8 @@ def loads(data: str | bytes) -> Any:
         raise JSONInputError(
             f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
         )
-    return json.loads(data, parse_float=_finite, parse_int=_whole, parse_constant=_constant, object_pairs_hook=_object)
+    text = data.removeprefix(codecs.BOM_UTF8).decode("utf-8") if isinstance(data, bytes) else data
+    return json.loads(text, parse_float=_finite, parse_int=_whole, parse_constant=_constant, object_pairs_hook=_object)
 
 
 class BoundedJSONFormField(forms.JSONField):
@@ -222,8 +254,16 @@ class BoundedJSONParser(JSONParser):
         coding = request.META.get("HTTP_CONTENT_ENCODING", "").strip() if request is not None else ""
         if coding and coding.lower() != "identity":  # read as text, a gzip body was a "can't decode byte 0x8b"
             raise UnsupportedMediaType(media_type, f"Content-Encoding {coding} is not supported: send the body plain")
+        charset = parse_header_parameters(media_type or "")[1].get("charset")
+        if charset is not None and charset.lower() not in ("utf-8", "utf8"):  # it was ignored, the body read as UTF-8
+            raise UnsupportedMediaType(media_type, f"charset {charset} is not supported: send JSON as UTF-8")
+        body = stream.read()
+        # JSON in UTF-8 holds no NUL byte (a NUL in a string is \u0000); UTF-16 and UTF-32 hold one per ASCII
+        # character, which json.loads read as UTF-16 or UTF-32, though the API reads UTF-8 only.
+        if (nul := body.find(b"\x00")) >= 0:
+            raise ParseError(f"the body is not UTF-8 (a NUL byte at byte {nul}: UTF-16 or UTF-32?); send JSON as UTF-8")
         try:
-            return loads(stream.read())
+            return loads(body)
         except JSONInputError as exc:
             raise ParseError(str(exc)) from None
         except UnicodeDecodeError as exc:

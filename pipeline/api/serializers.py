@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from embedportal.api.errors import dot_segments_encoded
 from embedportal.api.strict import (
     StrictBooleanField,
     StrictCharField,
@@ -119,9 +120,6 @@ class CollectionSerializer(StrictModelSerializer):
         return attrs
 
 
-DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
-
-
 class DocumentSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="external_id", read_only=True)
     url = serializers.SerializerMethodField(help_text="The document's address: its collection and id.")
@@ -136,11 +134,11 @@ class DocumentSerializer(serializers.ModelSerializer):
 
     def get_url(self, document: Document) -> str:
         """/api/v1/collections/<name>/documents/<external id>/ (the id percent-encoded, slashes kept)."""
-        url = reverse("collection-document", args=[document.collection.name, document.external_id])
-        # Clients resolve "." and ".." segments before sending (RFC 3986): the url of "a/../b" was sent as
-        # that of "b". Encoded, they reach the view as they are (Django decodes, never resolves). Only the id
-        # can hold such a segment: a collection's name is a slug.
-        return "/".join(DOT_SEGMENTS.get(segment, segment) for segment in url.split("/"))
+        # The url of "a/../b" was sent as that of "b". Only the id can hold such a segment: a collection's
+        # name is a slug.
+        return dot_segments_encoded(
+            reverse("collection-document", args=[document.collection.name, document.external_id])
+        )
 
 
 class AwareDateTimeField(serializers.DateTimeField):

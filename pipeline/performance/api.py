@@ -213,13 +213,13 @@ class SloView(APIView):
         try:
             headroom = float(params.get("headroom", 0.3))
         except ValueError:
-            raise ValidationError({"headroom": "a number from 0 to below 1, e.g. 0.3"}) from None
+            raise ValidationError({"headroom": slo_page.HEADROOM}) from None
         try:
             body = slo_page.figures(
                 params.get("range", slo_page.DEFAULT_RANGE), params.get("collection"), headroom, user=request.user
             )
         except slo_page.BadRequest as exc:
-            raise ValidationError(str(exc)) from None
+            raise ValidationError({exc.parameter: str(exc)}) from None
         return Response(body)
 
 

@@ -26,8 +26,15 @@ DEFAULT_RANGE = "6h"
 PROJECTION_DAYS = 14
 
 
+HEADROOM = "a share of capacity from 0 to below 1, e.g. 0.3"
+
+
 class BadRequest(ValueError):
-    """A query parameter the page or the API cannot use; the message says what to send."""
+    """A query parameter the page or the API cannot use, named by `parameter`; the message says what to send."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -83,7 +90,7 @@ def collection_named(name: str | None, user: Any = None) -> Collection | None:
     try:
         return Collection.objects.visible_to(user).get(name=name)
     except Collection.DoesNotExist:
-        raise BadRequest(f"no collection named {name!r}") from None
+        raise BadRequest("collection", f"no collection named {name!r}") from None
 
 
 def freshness_sla(chosen: Collection | None) -> timedelta:
@@ -102,9 +109,9 @@ def figures(
     freshness SLO judges each document against its own collection's SLA; `freshness_sla_seconds`
     is the SLA the queue bound drains within (freshness_sla)."""
     if range_name not in RANGES:
-        raise BadRequest(f"range {range_name!r}: use one of {', '.join(RANGES)}")
+        raise BadRequest("range", f"unknown range {range_name!r}; use one of {', '.join(RANGES)}")
     if not 0 <= headroom < 1:
-        raise BadRequest("headroom is a share of capacity from 0 to below 1, e.g. 0.3")
+        raise BadRequest("headroom", HEADROOM)
     now = timezone.now()
     chosen = collection_named(collection, user)
     collection_id = chosen.pk if chosen else None

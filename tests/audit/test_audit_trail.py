@@ -464,3 +464,18 @@ def test_migrate_registers_the_daily_pruning_pass(db):
     # The test database was made by migrate: its post_migrate registers every app's SCHEDULES.
     pruning = Schedule.objects.get(name="audit-retention")
     assert (pruning.func, pruning.minutes, pruning.repeats) == ("audit.tasks.prune_history", 24 * 60, -1)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"since": "2026-01-01T00:00:00-17:16"}, {"until": "2026-01-01T00:00:00+16:00"}, {"since": "2026-01-01T00-23:59"}],
+)
+def test_a_utc_offset_postgresql_cannot_read_is_a_400_naming_the_parameter(hash_collection, api, query):
+    # A schemathesis run: Python reads offsets up to 23:59, PostgreSQL up to 15:59; the page count was a 500.
+    api.post(COLLECTION + "pause/")
+    (name,) = query
+    assert error_of(api.get(AUDIT, query), 400)["details"] == {
+        name: ["UTC offset out of range; give one from -15:59 to +15:59, or Z"]
+    }
+    for moment in ("2026-01-01T00:00:00+15:59", "0001-01-01T00:00:00+15:59", "9999-12-31T23:59:59-15:59:59"):
+        assert api.get(AUDIT, {name: moment}).status_code == 200, moment

@@ -384,6 +384,52 @@ def test_list_filters_refuse_unknown_parameters_collections_and_values(api, hash
     assert api.get(benchmarks, {"regressed": "true", "suite": "quick", "machine": "m"}).json()["count"] == 0
 
 
+EMPTY_FILTERS = [
+    ("/api/v1/documents/", ("collection", "status")),
+    ("/api/v1/collections/hashes/documents/", ("status",)),
+    ("/api/v1/failures/", ("error_type", "state", "stage", "collection", "min_age", "max_age")),
+    ("/api/v1/embedding-pipeline-operations/golden-queries/", ("collection",)),
+    ("/api/v1/embedding-pipeline-operations/benchmarks/", ("regressed", "suite", "machine")),
+    ("/api/v1/audit/", ("collection", "actor", "token", "action", "via", "since", "until")),
+    ("/api/v1/embedding-pipeline-operations/performance/", ("collection", "window")),
+    ("/api/v1/slos/", ("range", "collection", "headroom")),
+    ("/api/v1/embedding-pipeline-operations/docs/", ("page",)),
+]
+
+
+@pytest.mark.parametrize(("path", "parameter"), [(path, name) for path, names in EMPTY_FILTERS for name in names])
+def test_a_filter_given_empty_is_a_400_naming_it_not_the_unfiltered_list(api, hash_collection, path, parameter):
+    # A schemathesis run: ?status= (and every other filter given empty) listed every row, as if not given.
+    error = error_of(api.get(path, {parameter: ""}), 400)
+    assert error["details"] == {parameter: ["empty; give a value or leave the parameter out"]}
+    assert error["message"] == f"{parameter}: empty; give a value or leave the parameter out"
+
+
+PERFORMANCE, SLOS = "/api/v1/embedding-pipeline-operations/performance/", "/api/v1/slos/"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "problem"),
+    [
+        (PERFORMANCE, {"window": "0"}, "a whole number of seconds from 1 to 31622400 (366 days)"),
+        (PERFORMANCE, {"collection": "nope"}, "no collection named 'nope'"),
+        (SLOS, {"headroom": "2"}, "a share of capacity from 0 to below 1, e.g. 0.3"),
+        (SLOS, {"headroom": "lots"}, "a share of capacity from 0 to below 1, e.g. 0.3"),
+        (SLOS, {"range": "1y"}, "unknown range '1y'; use one of 1h, 6h, 24h, 7d, 30d"),
+        (SLOS, {"collection": "nope"}, "no collection named 'nope'"),
+        ("/api/v1/embedding-pipeline-operations/docs/", {"page": "../README.md"}, None),
+    ],
+)
+def test_a_views_own_parameter_is_refused_under_its_name_with_a_list(api, hash_collection, path, query, problem):
+    # A schemathesis run: details held a bare string ({"window": "..."}), and GET slos put its problems under
+    # non_field_errors with a message that did not name the parameter.
+    (name,) = query
+    error = error_of(api.get(path, query, HTTP_ACCEPT="application/json"), 400)
+    assert list(error["details"]) == [name] and isinstance(error["details"][name], list), error
+    assert error["message"] == f"{name}: {error['details'][name][0]}"
+    assert problem is None or error["details"][name] == [problem]
+
+
 # -- files -----------------------------------------------------------------------------------------
 
 
@@ -542,10 +588,33 @@ def test_a_compressed_or_non_utf8_body_and_a_bom_say_what_to_send(api, hash_coll
     body = json.dumps([{"id": "café", "text": "crème brûlée"}], ensure_ascii=False)
     zipped = api.generic("POST", url, gzip.compress(body.encode()), "application/json", HTTP_CONTENT_ENCODING="gzip")
     assert error_of(zipped, 415)["message"] == "Content-Encoding gzip is not supported: send the body plain"
-    latin = api.generic("POST", url, body.encode("latin-1"), "application/json; charset=latin-1")
+    latin = api.generic("POST", url, body.encode("latin-1"), "application/json")
     assert error_of(latin, 400)["message"].startswith("the body is not UTF-8 (invalid continuation byte at byte 12)")
     assert not Document.objects.exists()
     lines = tmp_path / "docs.jsonl"
     lines.write_bytes(b"\xef\xbb\xbf" + body[1:-1].encode() + b"\n")
     call_command("enqueue", str(lines), collection="hashes", no_progress=True, stdout=io.StringIO())
     assert list(Document.objects.values_list("external_id", "text")) == [("café", "crème brûlée")]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-32-be", "utf-32"])
+def test_a_utf16_or_utf32_body_is_a_400_saying_to_send_utf8(api, hash_collection, encoding):
+    # A schemathesis run: json.loads guesses UTF-16 and UTF-32 from bytes, so such a body was enqueued (202).
+    body = json.dumps({"id": "u", "text": "x"}).encode(encoding)
+    response = api.generic("POST", "/api/v1/collections/hashes/documents/", body, "application/json")
+    message = error_of(response, 400)["message"]
+    assert message.startswith("the body is not UTF-8 (") and message.endswith("); send JSON as UTF-8"), message
+    assert not Document.objects.exists()
+
+
+def test_a_charset_other_than_utf8_is_a_415_naming_it_and_utf8_with_or_without_a_bom_is_read(api, hash_collection):
+    # The charset was ignored and the body read as UTF-8 whatever it said.
+    url = "/api/v1/collections/hashes/documents/"
+    body = json.dumps({"id": "u", "text": "x"})
+    for charset in ("latin-1", "bogus", "utf-16"):
+        response = api.generic("POST", url, body, f"application/json; charset={charset}")
+        assert error_of(response, 415)["message"] == f"charset {charset} is not supported: send JSON as UTF-8"
+    assert not Document.objects.exists()
+    for content_type in ("application/json; charset=UTF-8", 'application/json; charset="utf-8"', "application/json"):
+        assert api.generic("POST", url, body, content_type).status_code == 202, content_type
+    assert api.generic("POST", url, b"\xef\xbb\xbf" + body.encode(), "application/json").status_code == 202

@@ -284,7 +284,10 @@ def test_the_api_gives_the_pages_figures(client, hash_collection, monkeypatch):
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [("range=2w", "range '2w': use one of 1h, 6h, 24h, 7d, 30d"), ("collection=nope", "no collection named 'nope'")],
+    [
+        ("range=2w", "unknown range '2w'; use one of 1h, 6h, 24h, 7d, 30d"),
+        ("collection=nope", "no collection named 'nope'"),
+    ],
 )
 def test_the_api_says_what_to_fix(client, query, message):
     _, token = api_user("view_collectionactivity")

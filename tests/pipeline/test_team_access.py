@@ -333,7 +333,7 @@ def test_admin_pages_show_only_the_members_collections(client, collections, memb
         assert "collection=a" in html or ">a<" in html, page
     refused = admin.get("/admin/pipeline/collection/slos/", {"collection": "b"})
     assert refused.context["figures"]["collection"] is None, "the page falls back to every collection it may show"
-    assert [str(m) for m in refused.context["messages"]] == ["no collection named 'b'"]
+    assert [str(m) for m in refused.context["messages"]] == ["collection: no collection named 'b'"]
     assert list(refused.context["collections"]) == ["a"]
     refused = admin.get("/admin/pipeline/optimizationchange/performance/", {"collection": "b"})
     assert refused.context["collection"] is None

@@ -286,6 +286,22 @@ def test_a_documents_url_survives_the_dot_segment_removal_every_client_does(api)
     assert sorted(Document.objects.values_list("external_id", flat=True)) == ["b", "c/./d", "c/d", "v1.2/notes..md"]
 
 
+def test_the_slash_redirect_and_the_404_hint_keep_dot_segments_encoded(api):
+    """A schemathesis run: GET .../documents/a/%2E%2E/b answered 301 to .../documents/a/../b/, which a client
+    follows to document "b"; .../documents/%2E to .../documents/./, the list."""
+    docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16, contextual_chunks=False)
+    enqueue(docs, [IncomingDocument(i, f"text of {i}") for i in ("b", "a/../b", "a/./b", "a/b", "..")])
+    base = "/api/v1/collections/docs/documents/"
+    for external_id, sent in (("a/../b", "a/%2E%2E/b"), ("a/./b", "a/%2E/b"), ("..", "%2E%2E")):
+        redirect = api.get(base + sent)
+        assert redirect.status_code == 301 and redirect["Location"] == f"{base}{sent}/", external_id
+        followed = urljoin("http://testserver/", redirect["Location"]).removeprefix("http://testserver")
+        assert api.get(followed).json()["id"] == external_id
+    assert api.get(base + "%2E")["Location"] == base + "%2E/"
+    hint = error_of(api.delete(base + "a/%2E%2E/b"), 404)["message"]
+    assert hint.startswith(f"no API route '{base}a/%2E%2E/b' (did you mean '{base}a/%2E%2E/b/'?)"), hint
+
+
 def test_ids_whose_address_would_break_are_refused_and_stored_ones_stay_reachable(api, tmp_path):
     """An adversarial-input soak: "a\nb" was accepted, then every list page holding it answered 500
     (no route matched its address) and it could be neither read nor deleted; "x/requeue"'s address was
