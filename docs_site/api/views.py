@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -31,26 +30,28 @@ RECHECK_AFTER = timedelta(minutes=5)
 
 
 class MarkdownRenderer(BaseRenderer):
-    """A page is text already; anything else is an error body, shown in the page's format."""
+    """A page is text already (an error is JSON: DocsView.finalize_response)."""
 
     media_type = "text/markdown"
     format = "md"
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
-        return (data if isinstance(data, str) else self.error(data)).encode()
-
-    def error(self, data: Any) -> str:
-        return json.dumps(data, default=str)
+        return data.encode()
 
 
-class PageHTMLRenderer(MarkdownRenderer):
+class PageHTMLRenderer(BaseRenderer):
+    """A page, or its error, for a browser."""
+
     media_type = "text/html"
     format = "html"
+    charset = "utf-8"
 
-    def error(self, data: Any) -> str:
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        if isinstance(data, str):
+            return data.encode()
         message = data.get("error", {}).get("message", "") if isinstance(data, dict) else str(data)
-        return f"<!doctype html><title>Error</title><p>{escape(message or data)}</p>"
+        return f"<!doctype html><title>Error</title><p>{escape(message or str(data))}</p>".encode()
 
 
 def to_html(title: str, text: str) -> str:
@@ -69,8 +70,19 @@ class DocsView(APIView):
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[BaseRenderer, str]:
         if "page" not in request.query_params:
-            return JSONRenderer(), JSONRenderer.media_type  # the list is JSON whatever is accepted
+            # The list is JSON whatever is accepted; a ?format= naming another was answered JSON all the same.
+            if (wanted := request.query_params.get("format", "json")) != "json" and not force:
+                raise ValidationError({"format": [f"unknown format {wanted!r} for the list; known: json"]})
+            return JSONRenderer(), JSONRenderer.media_type
         return super().perform_content_negotiation(request, force)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # An error is JSON, as every error of the API, but for a browser's page (HTML): as Markdown it was
+        # JSON text sent as text/markdown.
+        renderer = getattr(request, "accepted_renderer", None)
+        if getattr(response, "exception", False) and not isinstance(renderer, PageHTMLRenderer):
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(
         summary="The documentation, its freshness and coverage; or one page",

@@ -104,3 +104,18 @@ def test_a_symlink_out_of_the_docs_folder_is_refused(docs: Path) -> None:
     response = reader().get(URL, {"page": "runbooks/link.md"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert "not documentation" not in response.content.decode()
+
+
+def test_errors_are_json_but_for_a_browsers_page_and_the_lists_format_is_checked(docs: Path) -> None:
+    # As Markdown, an error was JSON text sent as text/markdown; ?format=xml on the list answered the list.
+    missing = reader().get(URL, {"page": "runbooks/nothing-here.md"}, HTTP_ACCEPT="text/markdown")
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/json"
+    assert "runbooks/nothing-here.md" in missing.json()["error"]["message"]
+    browser = reader().get(URL, {"page": "runbooks/nothing-here.md"}, HTTP_ACCEPT="text/html")
+    assert browser.status_code == 404 and browser["Content-Type"].startswith("text/html")
+    assert "runbooks/nothing-here.md" in browser.content.decode()
+    listed = reader().get(URL, {"format": "xml"})
+    assert listed.status_code == 400 and listed.json()["error"]["details"] == {
+        "format": ["unknown format 'xml' for the list; known: json"]
+    }
+    assert reader().get(URL, {"format": "json"}).status_code == 200
