@@ -216,6 +216,16 @@ _ALL = (
         "without an api_base the key goes to the provider's own endpoint. Empty: a key never goes to an api_base.",
     ),
     Setting(
+        "EMBEDPORTAL_API_BASE_HOSTS",
+        "list",
+        "",
+        "The only hosts a collection's `api_base` or `rerank_api_base` may name: `host` (any port) or `host:port`, "
+        "comma-separated (`llm-gw.internal:8443,tei.internal`). Whoever may change a collection chooses its "
+        "api_base, and the workers, the search and the health check call it: set this where team members must not "
+        "point the portal at other hosts (an internal service, a metadata address). Another host is refused, and "
+        "a row stored with one fails as `auth` uncalled. Empty: any host.",
+    ),
+    Setting(
         "EMBEDPORTAL_LOCAL_RUNTIME",
         "str",
         "auto",

@@ -91,6 +91,21 @@ def env_key_hosts(name: str) -> dict[str, frozenset[tuple[str, int | None]]]:
     return {variable: frozenset(hosts) for variable, hosts in bound.items()}
 
 
+HOST = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?", re.ASCII)
+
+
+def env_hosts(name: str) -> frozenset[tuple[str, int | None]]:
+    """(host, port or None for any port) from comma-separated `host` or `host:port` entries."""
+    hosts = set()
+    for entry in env_list(name):
+        match = HOST.fullmatch(entry)
+        port = int(match["port"]) if match and match["port"] else None
+        if not match or port is not None and not 0 < port < 65536:
+            raise _refused(name, entry, "host or host:port, comma-separated (llm-gw.internal:8443,tei.internal)")
+        hosts.add((match["host"].strip("[]").lower(), port))
+    return frozenset(hosts)
+
+
 def env_list(name: str) -> list[str]:
     # Set but empty is an empty list, not the default.
     raw = os.environ.get(name, _default(name))

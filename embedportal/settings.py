@@ -11,7 +11,17 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from embedportal.env import env_bool, env_float, env_int, env_key_hosts, env_list, env_networks, env_secret, env_str
+from embedportal.env import (
+    env_bool,
+    env_float,
+    env_hosts,
+    env_int,
+    env_key_hosts,
+    env_list,
+    env_networks,
+    env_secret,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -198,6 +208,7 @@ EMBEDPORTAL_LEASE_SECONDS = env_int("EMBEDPORTAL_LEASE_SECONDS")
 EMBEDPORTAL_EMBED_TIMEOUT = env_float("EMBEDPORTAL_EMBED_TIMEOUT")
 EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT = env_float("EMBEDPORTAL_SEARCH_PROVIDER_TIMEOUT")
 EMBEDPORTAL_PROVIDER_KEY_HOSTS = env_key_hosts("EMBEDPORTAL_PROVIDER_KEY_HOSTS")
+EMBEDPORTAL_API_BASE_HOSTS = env_hosts("EMBEDPORTAL_API_BASE_HOSTS")
 EMBEDPORTAL_IDLE_SLEEP = env_float("EMBEDPORTAL_IDLE_SLEEP")
 EMBEDPORTAL_LOCAL_RUNTIME = env_str("EMBEDPORTAL_LOCAL_RUNTIME")
 EMBEDPORTAL_LOCAL_PRECISION = env_str("EMBEDPORTAL_LOCAL_PRECISION")

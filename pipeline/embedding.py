@@ -19,7 +19,12 @@ from embedportal.env import env_secret
 from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
-from pipeline.models.rules import endpoint_param_problem, key_host_problem, portal_variable_problem
+from pipeline.models.rules import (
+    api_base_host_problem,
+    endpoint_param_problem,
+    key_host_problem,
+    portal_variable_problem,
+)
 from pipeline.providers import provider_of
 
 if TYPE_CHECKING:
@@ -80,6 +85,8 @@ def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[st
             f"{key_variable}, {whose}, is a variable of the portal itself, never sent as a provider key; "
             "name a variable of the provider key's own",
         )
+    if problem := api_base_host_problem(api_base):
+        raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"api_base {problem}")
     if problem := key_host_problem(api_base, key_variable):
         raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"{whose}: {problem}")
     key = key_in(key_variable)

@@ -51,19 +51,36 @@ def key_host_problem(api_base: str, key_variable: str) -> str | None:
     holding no secret (NOT_SECRET_VARIABLES) goes anywhere."""
     if not (api_base and key_variable) or key_variable in NOT_SECRET_VARIABLES:
         return None
-    try:
-        parts = urlsplit(api_base)
-        host, port, default = parts.hostname or "", parts.port, DEFAULT_PORTS.get(parts.scheme)
-    except ValueError:  # a port out of range (URLField lets 99999 through): no binding names it
-        host, port, default = "", None, None
-    if {(host, None), (host, port or default)} & settings.EMBEDPORTAL_PROVIDER_KEY_HOSTS.get(key_variable, set()):
+    host, port, shown = _host_port(api_base)
+    if {(host, None), (host, port)} & settings.EMBEDPORTAL_PROVIDER_KEY_HOSTS.get(key_variable, set()):
         return None
-    shown = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
     return (
         f"{key_variable} may not be sent to {shown}: the operator's EMBEDPORTAL_PROVIDER_KEY_HOSTS does not bind that "
         f"host to it. Use an API base it binds, no API base (the provider's own endpoint), or ask an operator to add "
         f"{key_variable}={shown} to EMBEDPORTAL_PROVIDER_KEY_HOSTS"
     )
+
+
+def api_base_host_problem(api_base: str) -> str | None:
+    """Why `api_base` may not be called (None if it may): EMBEDPORTAL_API_BASE_HOSTS, when set, lists the
+    only hosts a collection may name."""
+    allowed = settings.EMBEDPORTAL_API_BASE_HOSTS
+    if not (api_base and allowed):
+        return None
+    host, port, shown = _host_port(api_base)
+    if {(host, None), (host, port)} & allowed:
+        return None
+    return f"{shown} is not among the hosts the operator allows (EMBEDPORTAL_API_BASE_HOSTS); use one of them"
+
+
+def _host_port(api_base: str) -> tuple[str, int | None, str]:
+    """The URL's host, its port (the scheme's default when it names none) and the host as shown."""
+    try:
+        parts = urlsplit(api_base)
+        host, port, default = parts.hostname or "", parts.port, DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a port out of range (URLField lets 99999 through): no setting names it
+        host, port, default = "", None, None
+    return host, port or default, (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
 
 
 # Deconstructed as the RegexValidator the migrations recorded: what it adds checks input, not the schema.

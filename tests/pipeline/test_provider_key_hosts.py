@@ -104,3 +104,29 @@ def test_an_endpoint_in_extra_params_is_refused_and_a_stored_one_never_called(ap
     )
     assert drain(fake_collection, "a") == {ErrorType.AUTH: 1}
     assert fake_provider.requests == [] and "never in extra_params" in Document.objects.get().last_error
+
+
+def test_an_operator_may_allow_only_some_api_base_hosts(api, fake_provider, fake_collection, settings):
+    # Any member could point the portal's calls at any host (an internal service, a metadata address) and read
+    # its answer back in errors (the red team's): EMBEDPORTAL_API_BASE_HOSTS, when set, is the only hosts.
+    port = int(fake_provider.api_base.split(":")[2].split("/")[0])
+    settings.EMBEDPORTAL_API_BASE_HOSTS = frozenset({("127.0.0.1", port)})
+    inside = {"name": "inside", "model": "openai/x", "api_base": fake_provider.api_base, "dimensions": 8}
+    assert api.post("/api/v1/collections/", inside, format="json").status_code == 201
+    outside = {**inside, "name": "outside", "api_base": "http://169.254.169.254/latest"}
+    details = error_of(api.post("/api/v1/collections/", outside, format="json"), 400)["details"]
+    assert details == {
+        "api_base": [
+            "169.254.169.254 is not among the hosts the operator allows (EMBEDPORTAL_API_BASE_HOSTS); use one of them"
+        ]
+    }
+    reranker = {"rerank_model": "cohere/rerank-v3.5", "rerank_api_base": f"http://127.0.0.1:{port + 1}/v1"}
+    details = error_of(api.patch("/api/v1/collections/inside/", reranker, format="json"), 400)["details"]
+    assert (
+        list(details) == ["rerank_api_base"] and f"127.0.0.1:{port + 1} is not among" in details["rerank_api_base"][0]
+    )
+    settings.EMBEDPORTAL_API_BASE_HOSTS = frozenset({("gw.internal", None)})  # the operator narrowed it since
+    requests = len(fake_provider.requests)
+    assert drain(fake_collection, "a") == {ErrorType.AUTH: 1}
+    assert len(fake_provider.requests) == requests, "not called"
+    assert "api_base 127.0.0.1:" in Document.objects.get(external_id="a").last_error
