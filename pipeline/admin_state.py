@@ -70,8 +70,8 @@ class ProviderCircuitAdmin(ReadOnlyAdmin):
         due = queryset.probe_now()
         self.message_user(
             request,
-            f"{due} open circuit(s) are due for their probe: the next worker sends one small batch, and answers "
-            f"close the circuit. {len(queryset) - due} were not open (closed, or already probing).",
+            f"{due} open circuit(s) are due for their probe: the next worker sends one fixed text (no document), and "
+            f"an answer closes the circuit. {len(queryset) - due} were not open (closed, or already probing).",
             messages.SUCCESS,
         )
 

@@ -58,7 +58,10 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         """Claim one batch and process it (claimed == 0: the queue is empty): of the next collection with
         work, round-robin. A circuit due for its half-open probe is probed first."""
         self._heartbeat()
-        if (probe := ProviderCircuit.objects.take_probe(self.worker_id, self.lease)) is not None:
+        # The probe's lease covers its call: at the document lease alone (30 s), a provider that hangs until
+        # the call's timeout (60 s) had its probe taken over by another worker every 30 s, each reopening lost.
+        probe_lease = self.lease + timedelta(seconds=settings.EMBEDPORTAL_EMBED_TIMEOUT)
+        if (probe := ProviderCircuit.objects.take_probe(self.worker_id, probe_lease)) is not None:
             self._probe(probe)
         t0 = time.perf_counter()
         docs = Document.objects.claim(self.worker_id, self.claim_batch, self.lease)
@@ -94,13 +97,15 @@ class EmbeddingIngestionPipeline(BatchProcessing):
         except PipelineError as exc:
             if exc.error_type in OUTAGE:
                 wait = waits.circuit_wait(probe.reopenings + 1)
-                ProviderCircuit.objects.reopen(self.worker_id, wait)
-                logger.warning(
-                    "provider %s still failing (%s): circuit open again, next probe in %.0f s",
-                    probe.endpoint,
-                    exc.error_type,
-                    wait.total_seconds(),
-                )
+                if ProviderCircuit.objects.reopen(self.worker_id, wait, error_type=exc.error_type):
+                    logger.warning(
+                        "provider %s still failing (%s): circuit open again, next probe in %.0f s",
+                        probe.endpoint,
+                        exc.error_type,
+                        wait.total_seconds(),
+                    )
+                else:  # closed by an operator or another probe meanwhile: this answer is old news
+                    logger.warning("provider %s failed a probe (%s) no longer in hand", probe.endpoint, exc.error_type)
                 return
         # It answered (an answer the documents would fail on, too: they fail alone, not as an outage).
         ProviderCircuit.objects.close(self.worker_id)

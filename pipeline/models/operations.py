@@ -202,11 +202,14 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
             updated_at=timezone.now(),
         )
 
-    def reopen(self, worker: str, wait: timedelta, probed: bool = True) -> int:
+    def reopen(self, worker: str, wait: timedelta, probed: bool = True, error_type: str = "") -> int:
         """The worker's half-open probe ends with the circuit open, the next probe after `wait`: the probe
-        failed too (one more failed probe), or, not `probed`, nothing was due to probe with (same backoff)."""
+        failed too (one more failed probe, with `error_type`), or, not `probed`, nothing was due to probe
+        with (same backoff)."""
         now = timezone.now()
-        failed = {"opened_at": now, "reopenings": F("reopenings") + 1} if probed else {}
+        failed = {"reopenings": F("reopenings") + 1} if probed else {}
+        if error_type:  # what the circuit shows is the latest failure, not the one that opened it
+            failed.update(last_error_type=error_type, last_failure_at=now)
         return self.filter(state=CircuitState.HALF_OPEN, probe_owner=worker).update(
             state=CircuitState.OPEN, next_probe_at=now + wait, probe_owner="", updated_at=now, **failed
         )

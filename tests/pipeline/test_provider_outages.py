@@ -15,11 +15,11 @@ import time_machine
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pipeline import circuits, health
-from pipeline.choices import CircuitState, DocumentStatus, ErrorType
+from pipeline import circuits, health, waits
+from pipeline.choices import CircuitState, DocumentStatus, ErrorType, Stage
 from pipeline.circuits import CIRCUIT_STATE, CircuitCollector
 from pipeline.collections import create_collection
-from pipeline.embedding import PROBE_TEXT
+from pipeline.embedding import PROBE_TEXT, PipelineError
 from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
@@ -215,6 +215,31 @@ def test_a_dead_probers_half_open_circuit_is_probed_again_after_its_lease(fake_c
     with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
         again = ProviderCircuit.objects.take_probe("lives", timedelta(seconds=30))
     assert again is not None and again.probe_owner == "lives"
+
+
+def test_a_probe_that_hangs_to_its_timeout_keeps_the_probe_and_backs_off(fake_collection, fake_provider, settings):
+    # A probe held for the document lease (30 s) while the call waits up to its timeout (60 s here): another
+    # worker took the probe over every 30 s, the first's reopening changed nothing, and a hanging provider
+    # was called twice a minute for ever instead of backing off (the on-call drill's).
+    settings.EMBEDPORTAL_EMBED_TIMEOUT = 60
+    prober, other = worker([]), worker([])
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        started = timezone.now()
+        ProviderCircuit.objects.record_failure(fake_collection, ErrorType.API_ERROR, 1, timedelta(seconds=0))
+
+        def hang(collection, texts, timeout=None):  # the provider answers nothing until the call's timeout
+            traveller.shift(timedelta(seconds=45))  # past the document lease, within the call's timeout
+            assert other.run_once().claimed == 0
+            assert len(fake_provider.requests) == 0, "the other worker did not take the probe over"
+            raise PipelineError(ErrorType.TIMEOUT, Stage.EMBEDDING, "timed out after 60 s")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("pipeline.pipeline.embed_texts", hang)
+            prober.run_once()
+        circuit = ProviderCircuit.objects.get()
+        assert (circuit.state, circuit.reopenings, circuit.last_error_type) == (CircuitState.OPEN, 1, "timeout")
+        assert circuit.opened_at == started, "when the outage began, not the latest reopening"
+        assert circuit.next_probe_at == started + timedelta(seconds=45) + waits.circuit_wait(1)
 
 
 def test_an_open_circuit_is_a_metric_and_in_the_health_report_without_secrets(
