@@ -10,7 +10,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from embedportal import collectors
+from pipeline import metrics
 from pipeline.models import Document, WorkerHeartbeat
+from pipeline.models.rules import RESERVED_PREFIXES
+from pipeline.recording import metric_label
 
 QUEUE_DEPTH = "embedding_pipeline_queue_depth"
 COLLECTION_QUEUE_DEPTH = "embedding_pipeline_collection_queue_depth"
@@ -115,6 +118,10 @@ class DatabaseCollector(collectors.DatabaseCollector):
         for name, is_paused, n in snap.per_collection:
             pending.add_metric([name], n)
             paused.add_metric([name], 1 if is_paused else 0)
+        # Series a worker writes, at 0 from the next scrape on (reserved collections record none).
+        metrics.declare(
+            {metric_label(name) for name, _, _ in snap.per_collection if not name.lower().startswith(RESERVED_PREFIXES)}
+        )
         oldest.add_metric([], snap.oldest_pending_seconds)
         processing.add_metric([], snap.processing)
         throughput.add_metric([], snap.throughput)

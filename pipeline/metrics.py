@@ -7,6 +7,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from embedportal.metrics import process_registry
+from pipeline.choices import ErrorType
 
 # Per-stage seconds; 30 s is a bucket because the latency SLO is "p95 per document < 30 s".
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -45,6 +46,23 @@ FRESHNESS = Counter(
     "source modified time) was within the collection's freshness SLA (within_sla: true, false).",
     ["collection", "within_sla"],
 )
+OUTCOMES = ("embedded", "failed", "superseded", "deferred")
+_declared: set[str] = set()
+
+
+def declare(collections: set[str]) -> None:
+    """Each collection's per-document counters at 0 before their first increment (called at scrape time):
+    a series born at its first increment shows Prometheus its value N at once, and rate() and increase()
+    never see those N. A provider outage's first errors, often all it has before its circuit opens, were
+    invisible to the error-rate alert."""
+    for name in collections - _declared:
+        for error_type in ErrorType.values:
+            ERRORS.labels(error_type=error_type, collection=name)
+        for outcome in OUTCOMES:
+            DOCUMENTS.labels(outcome=outcome, collection=name)
+        for within in ("true", "false"):
+            FRESHNESS.labels(collection=name, within_sla=within)
+        _declared.add(name)
 
 
 # Seconds of a queue wait (enqueued -> claimed): from a busy worker's instant to a day of backlog.

@@ -75,7 +75,7 @@ def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None =
     if result.embedded:
         metrics.observe_stage("total", result.total_seconds, result.embedded, name)
     _count_errors(result, metrics, name)
-    for outcome in ("embedded", "failed", "superseded", "deferred"):
+    for outcome in prometheus.OUTCOMES:
         if n := getattr(result, outcome):
             metrics.DOCUMENTS.labels(outcome=outcome, collection=name).inc(n)
     metrics.CHUNKS.inc(result.chunks)

@@ -214,6 +214,9 @@ def test_serve_metrics_command_serves_the_workers_metrics_and_database_gauges(ha
         line = server.stdout.readline()
         port = re.search(r":(\d+)/metrics", line).group(1)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        # A series born at its first increment showed Prometheus N at once: rate() never saw those N (the
+        # on-call drill's). From the next scrape on, every collection's series are there, at 0.
+        again = parse(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode())
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -223,6 +226,11 @@ def test_serve_metrics_command_serves_the_workers_metrics_and_database_gauges(ha
     assert m[("embedding_pipeline_queue_depth", ())] == 1
     assert ("pipeline_reprocessing_queue_age_seconds_gcount", ()) in m
     assert promtool_findings(text) <= ALLOWED_PROMTOOL_FINDINGS
+    hashes = (("collection", "hashes"),)
+    assert again[("embedding_pipeline_errors_total", (*hashes, ("error_type", "api_error")))] == 0
+    assert again[("embedding_pipeline_documents_processed_total", (*hashes, ("outcome", "failed")))] == 0
+    assert again[("embedding_pipeline_documents_processed_total", (*hashes, ("outcome", "embedded")))] == 4
+    assert again[("embedding_pipeline_freshness_judged_total", (*hashes, ("within_sla", "false")))] == 0
 
 
 @pytest.mark.django_db
