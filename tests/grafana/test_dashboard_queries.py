@@ -156,7 +156,11 @@ def values(result: list[dict]) -> list[float]:
 
 
 def by(label: str, result: list[dict]) -> dict[str, float]:
-    return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+    """The results summed by `label` (a series per collection too: every collection's is declared at 0)."""
+    summed: dict[str, float] = {}
+    for r in result:
+        summed[r["metric"].get(label, "")] = summed.get(r["metric"].get(label, ""), 0.0) + float(r["value"][1])
+    return summed
 
 
 def nonempty_within(lo: float, hi: float) -> Check:
