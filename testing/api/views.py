@@ -128,7 +128,10 @@ class TestRunViewSet(viewsets.ReadOnlyModelViewSet):
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         # The JUnit renderers write only the XML: an error (a 404, the 406 of an Accept naming no XML) is
         # JSON, as every error of the API, whatever was accepted.
-        if self.action == "junit" and getattr(response, "exception", False):
+        # A POST to the address has no action, but the XML renderer: its 403 was "error" as XML. A 406 has neither
+        # renderer nor negotiation yet (DRF forces one below), but the action.
+        xml = self.action == "junit" or isinstance(getattr(request, "accepted_renderer", None), JUnitXMLRenderer)
+        if xml and getattr(response, "exception", False):
             request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
