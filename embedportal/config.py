@@ -216,6 +216,15 @@ _ALL = (
         "without an api_base the key goes to the provider's own endpoint. Empty: a key never goes to an api_base.",
     ),
     Setting(
+        "EMBEDPORTAL_PROVIDER_KEY_TEAMS",
+        "list",
+        "",
+        "The teams each provider key variable may be named by: `VARIABLE=team` (a group's name), comma-separated, "
+        "a variable repeated for more teams (`ACME_OPENAI_KEY=acme`). A collection of another team naming it "
+        "(api_key_env, rerank_api_key_env) is refused, and its calls fail as `auth`; the platform's collections "
+        "(no team) may name any. A variable not listed: any team.",
+    ),
+    Setting(
         "EMBEDPORTAL_API_BASE_HOSTS",
         "list",
         "",

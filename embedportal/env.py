@@ -70,6 +70,19 @@ def env_networks(name: str) -> list[str]:
     return networks
 
 
+KEY_TEAM = re.compile(r"(?P<variable>[A-Za-z_]\w*)=(?P<team>[^=]+)", re.ASCII)
+
+
+def env_key_teams(name: str) -> dict[str, frozenset[str]]:
+    """Each provider key variable's teams (group names), from comma-separated `VARIABLE=team` entries."""
+    bound: dict[str, set[str]] = {}
+    for entry in env_list(name):
+        if not (match := KEY_TEAM.fullmatch(entry)) or not match["team"].strip():
+            raise _refused(name, entry, "VARIABLE=team, comma-separated (ACME_OPENAI_KEY=acme,SHARED_KEY=acme)")
+        bound.setdefault(match["variable"], set()).add(match["team"].strip())
+    return {variable: frozenset(teams) for variable, teams in bound.items()}
+
+
 # One entry of EMBEDPORTAL_PROVIDER_KEY_HOSTS: a key variable, "=", a host name or [IPv6 address], an optional port.
 KEY_HOST = re.compile(
     r"(?P<variable>[A-Za-z_]\w*)=(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?", re.ASCII

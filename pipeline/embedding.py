@@ -23,6 +23,7 @@ from pipeline.models.rules import (
     api_base_host_problem,
     endpoint_param_problem,
     key_host_problem,
+    key_team_problem,
     portal_variable_problem,
 )
 from pipeline.providers import provider_of
@@ -226,7 +227,10 @@ def embed_raw(collection: Collection, texts: list[str], timeout: float | None = 
     providers.register()
     # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`: 0 would become 2 hidden SDK retries.
     litellm.DEFAULT_MAX_RETRIES = 0
-    if problem := endpoint_param_problem(collection.extra_params):  # stored before the rule
+    # Stored before the rule, or the operator's bindings changed since.
+    if problem := endpoint_param_problem(collection.extra_params) or key_team_problem(
+        collection.api_key_env, collection
+    ):
         raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"collection {collection.name!r}: {problem}")
     endpoint, key = endpoint_args(
         collection.api_base, collection.api_key_env, f"the key variable of collection {collection.name!r}"

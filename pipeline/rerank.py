@@ -16,6 +16,7 @@ from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.embedding import OUTAGE, PipelineError, classify, endpoint_args
 from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
+from pipeline.models.rules import key_team_problem
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ def _ranked(collection: Collection, query: str, texts: list[str]) -> list[tuple[
     import litellm
 
     providers.register()
+    if problem := key_team_problem(collection.rerank_api_key_env, collection):
+        raise PipelineError(
+            ErrorType.AUTH, Stage.EMBEDDING, f"the reranker of collection {collection.name!r}: {problem}"
+        )
     endpoint, key = endpoint_args(collection.rerank_api_base, collection.rerank_api_key_env, "the rerank key variable")
     try:
         response = litellm.rerank(

@@ -334,8 +334,10 @@ class Collection(models.Model):
             "chunk_size": self._chunk_size_problem(),
             "hnsw_ef_construction": rules.hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction),
             "api_key_env": rules.local_endpoint_problem(self.model, local, "api_key_env", self.api_key_env)
-            or rules.key_host_problem(self.api_base, self.api_key_env),
-            "rerank_api_key_env": rules.key_host_problem(self.rerank_api_base, self.rerank_api_key_env),
+            or rules.key_host_problem(self.api_base, self.api_key_env)
+            or rules.key_team_problem(self.api_key_env, self),
+            "rerank_api_key_env": rules.key_host_problem(self.rerank_api_base, self.rerank_api_key_env)
+            or rules.key_team_problem(self.rerank_api_key_env, self),
         }
         return {field: problem for field, problem in found.items() if problem}
 

@@ -61,6 +61,18 @@ def key_host_problem(api_base: str, key_variable: str) -> str | None:
     )
 
 
+def key_team_problem(key_variable: str, collection: Any) -> str | None:
+    """Why `collection` may not name `key_variable` (None if it may): EMBEDPORTAL_PROVIDER_KEY_TEAMS binds a
+    variable to teams, so another team cannot spend (or exhaust) a team's key at its bound host."""
+    teams = settings.EMBEDPORTAL_PROVIDER_KEY_TEAMS.get(key_variable) if key_variable else None
+    if teams is None or collection.team_id is None or collection.team.name in teams:
+        return None
+    return (
+        f"{key_variable} is bound to other teams (EMBEDPORTAL_PROVIDER_KEY_TEAMS): name a key variable of "
+        f"{collection.team.name}'s, or ask an operator to bind this one to it"
+    )
+
+
 def api_base_host_problem(api_base: str) -> str | None:
     """Why `api_base` may not be called (None if it may): EMBEDPORTAL_API_BASE_HOSTS, when set, lists the
     only hosts a collection may name."""

@@ -11,7 +11,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from embedportal.env import env_bool, env_float, env_hosts, env_int, env_key_hosts, env_networks
+from embedportal.env import env_bool, env_float, env_hosts, env_int, env_key_hosts, env_key_teams, env_networks
 from tests.conftest import ROOT
 
 
@@ -34,6 +34,10 @@ from tests.conftest import ROOT
         *(
             (env_key_hosts, "EMBEDPORTAL_PROVIDER_KEY_HOSTS", f"A_KEY=a.example,{entry}", "VARIABLE=host or ")
             for entry in ("GW_KEY=https://gw/v1", "GW_KEY", "GW_KEY=gw:99999", "GW_KEY=user@gw", "1KEY=gw", "GW_KEY=")
+        ),
+        *(
+            (env_key_teams, "EMBEDPORTAL_PROVIDER_KEY_TEAMS", f"A_KEY=acme,{entry}", "VARIABLE=team")
+            for entry in ("GW_KEY", "GW_KEY=", "GW_KEY= ", "1KEY=acme", "GW_KEY=a=b")
         ),
         *(
             (env_hosts, "EMBEDPORTAL_API_BASE_HOSTS", f"a.example,{entry}", "host or host:port")
@@ -66,6 +70,8 @@ def test_values_of_the_right_form_read_as_they_are_meant(monkeypatch):
         "AZURE_KEY": {("myco.openai.azure.com", None)},
         "GW_KEY": {("gw", 8443), ("::1", None)},
     }
+    monkeypatch.setenv("EMBEDPORTAL_PROVIDER_KEY_TEAMS", "ACME_KEY=acme, ACME_KEY=Team Two,SHARED=acme")
+    assert env_key_teams("EMBEDPORTAL_PROVIDER_KEY_TEAMS") == {"ACME_KEY": {"acme", "Team Two"}, "SHARED": {"acme"}}
     monkeypatch.setenv("EMBEDPORTAL_API_BASE_HOSTS", "LLM-GW.internal:8443, tei.internal,[::1]")
     assert env_hosts("EMBEDPORTAL_API_BASE_HOSTS") == {("llm-gw.internal", 8443), ("tei.internal", None), ("::1", None)}
 

@@ -130,3 +130,31 @@ def test_an_operator_may_allow_only_some_api_base_hosts(api, fake_provider, fake
     assert drain(fake_collection, "a") == {ErrorType.AUTH: 1}
     assert len(fake_provider.requests) == requests, "not called"
     assert "api_base 127.0.0.1:" in Document.objects.get(external_id="a").last_error
+
+
+def test_an_operator_may_bind_a_key_variable_to_teams(api, fake_provider, fake_collection, settings):
+    # Any team could name another team's key variable (at its bound host) and spend its quota (the red team's).
+    team_a, team_b = Group.objects.create(name="team-a"), Group.objects.create(name="team-b")
+    settings.EMBEDPORTAL_PROVIDER_KEY_TEAMS = {
+        VARIABLE: frozenset({"team-a"}),
+        "FAKE_PROVIDER_KEY": frozenset({"team-a"}),
+    }
+    body = {"model": "openai/x", "api_key_env": VARIABLE, "dimensions": 8}
+    refused = error_of(
+        api.post("/api/v1/collections/", {**body, "name": "b-steals", "team": "team-b"}, format="json"), 400
+    )
+    assert refused["details"] == {
+        "api_key_env": [
+            f"{VARIABLE} is bound to other teams (EMBEDPORTAL_PROVIDER_KEY_TEAMS): name a key variable of team-b's, "
+            "or ask an operator to bind this one to it"
+        ]
+    }
+    for name, team in (("a-owns", "team-a"), ("platform", None)):
+        assert api.post("/api/v1/collections/", {**body, "name": name, "team": team}, format="json").status_code == 201
+    Collection.objects.filter(pk=fake_collection.pk).update(team=team_b)  # stored before the binding
+    fake_collection.refresh_from_db()
+    assert drain(fake_collection, "a") == {ErrorType.AUTH: 1}
+    assert fake_provider.requests == [] and "bound to other teams" in Document.objects.get(external_id="a").last_error
+    Collection.objects.filter(pk=fake_collection.pk).update(team=team_a)
+    fake_collection.refresh_from_db()
+    assert drain(fake_collection, "b") == {}
