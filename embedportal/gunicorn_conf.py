@@ -10,6 +10,9 @@ from typing import Any
 # shared copy-on-write by the workers it forks, instead of ~700 MB loaded by each worker on
 # its first search or health probe (which then also timed the load as the model's answer).
 preload_app = True
+# gunicorn's control socket (`gunicorn ctl`) is not used, and its default path is per user, not per
+# server: two stacks on one machine (PORT and EMBEDPORTAL_DATA_DIR apart) bound the same one.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
