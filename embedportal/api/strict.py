@@ -136,6 +136,15 @@ class StrictPagination(LimitOffsetPagination):
         self._check(request, self.offset_query_param, "a whole number, 0 or more", 2**63 - 1, low=0)
         return super().get_offset(request)
 
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        """The bounds in the schema too: clients generated from it sent limits the server refuses."""
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, 2**63 - 1)}
+        for parameter in parameters:
+            low, high = bounds[parameter["name"]]
+            parameter["schema"].update(minimum=low, maximum=high)
+        return parameters
+
     @staticmethod
     def _check(request: Any, name: str, wanted: str, high: int, low: int = 1) -> None:
         value = request.query_params.get(name)
