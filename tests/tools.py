@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -271,3 +272,19 @@ def run_snippet(code: str, env: dict[str, str], timeout: float, hung: str) -> su
         )
     except subprocess.TimeoutExpired:
         pytest.fail(hung)
+
+
+def slow_first_register(monkeypatch: pytest.MonkeyPatch, seconds: float = 0.5) -> list:
+    """pipeline.providers.register, slow the first time (as importing LiteLLM is, once per process); the list
+    returned is non-empty once that first call happened."""
+    from pipeline import providers
+
+    register, first = providers.register, []
+
+    def slow() -> None:
+        if not first:
+            first.append(time.sleep(seconds))
+        register()
+
+    monkeypatch.setattr(providers, "register", slow)
+    return first

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import ROOT
-from tests.tools import error_of
+from tests.tools import error_of, slow_first_register
 
 pytestmark = pytest.mark.django_db
 
@@ -343,15 +342,8 @@ def test_a_command_search_records_the_search_without_loading_the_model(docs_coll
     # the optimizer then advised lowering ef_search for a search p95 of 5 s (docs walkthrough).
     from pipeline import recording
 
-    register, first = providers.register, []
-
-    def slow_first_register():  # as importing LiteLLM is, once per process
-        if not first:
-            first.append(time.sleep(0.5))
-        register()
-
+    slow_first_register(monkeypatch)
     recorded = []
-    monkeypatch.setattr(providers, "register", slow_first_register)
     monkeypatch.setattr(recording, "record_search", lambda c, seconds, source: recorded.append((seconds, source)))
     run("search", "anything", collection="docs")
     assert len(recorded) == 1 and recorded[0][1] == "cli" and recorded[0][0] < 0.5

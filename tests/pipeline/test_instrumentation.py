@@ -5,20 +5,18 @@ and staleness passes, and the /metrics scrape itself."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
-from pipeline import providers
 from pipeline.models import BatchTiming, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.staleness import detect_stale
 from reprocessing.workflow import ReprocessingWorkflow
 from tests.conftest import manage
-from tests.tools import collected
+from tests.tools import collected, slow_first_register
 from tests.tools import parse_metrics as parse
 
 
@@ -143,14 +141,7 @@ def test_metric_names_follow_the_pipeline_prefix_and_are_defined_once():
 def test_a_workers_first_batch_does_not_time_the_models_load(hash_collection, monkeypatch):
     # A worker's first batch loaded LiteLLM and the local model (30 s with an OpenVINO export) inside its
     # embedding stage: every worker start recorded a latency SLO miss (the on-call drill's).
-    register, first = providers.register, []
-
-    def slow_first_register():  # as importing LiteLLM is, once per process
-        if not first:
-            first.append(time.sleep(0.5))
-        register()
-
-    monkeypatch.setattr(providers, "register", slow_first_register)
+    first = slow_first_register(monkeypatch)
     enqueue(hash_collection, [IncomingDocument("a", "some text to embed")])
     EmbeddingIngestionPipeline().run_once()
     timing = BatchTiming.objects.get()

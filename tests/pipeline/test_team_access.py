@@ -553,30 +553,26 @@ def test_a_member_cancels_only_runs_of_their_teams_collections(collections, memb
     assert cancelled.json()["status"] == "error"
 
 
+def _run_with_one_result(at, outcome: str, message: str = "") -> TestRun:
+    """A finished run of collection `b` with one result about it, recorded `at`."""
+    run = TestRun.objects.create(
+        trigger="cli", status=outcome, started_at=at, heartbeat_at=at, finished_at=at, selection={"collections": ["b"]}
+    )
+    TestResult.objects.create(
+        run=run, scenario="model_upstream_answers", category="integration", component="embed", target="b",
+        outcome=outcome, started_at=at, duration_seconds=1.0, message=message,
+    )  # fmt: skip
+    return run
+
+
 def test_a_reused_collection_name_shows_none_of_the_deleted_collections_test_history(
     collections, member, operator, teams
 ):
     # Results name their collection by name: team B's deleted `b`'s were shown as those of team A's new `b`.
-    before = timezone.now() - timedelta(minutes=5)
-    old = TestRun.objects.create(
-        trigger="cli", status="failed", started_at=before, heartbeat_at=before, finished_at=before,
-        selection={"collections": ["b"]},
-    )  # fmt: skip
-    TestResult.objects.create(
-        run=old, scenario="model_upstream_answers", category="integration", component="embed", target="b",
-        outcome="failed", started_at=before, duration_seconds=1.0, message="team B's provider said 401",
-    )  # fmt: skip
+    old = _run_with_one_result(timezone.now() - timedelta(minutes=5), "failed", message="team B's provider said 401")
     collections["b"].delete()
     create_collection(name="b", team=teams[0], model="local/hash-16", chunk_unit="characters")
-    now = timezone.now()
-    new = TestRun.objects.create(
-        trigger="cli", status="passed", started_at=now, heartbeat_at=now, finished_at=now,
-        selection={"collections": ["b"]},
-    )  # fmt: skip
-    TestResult.objects.create(
-        run=new, scenario="model_upstream_answers", category="integration", component="embed", target="b",
-        outcome="passed", started_at=now, duration_seconds=1.0,
-    )  # fmt: skip
+    new = _run_with_one_result(timezone.now(), "passed")
     runs = "/api/v1/embedding-pipeline-operations/test/"
     api = client(member)
     detail = api.get(f"{runs}{old.pk}/").json()
