@@ -20,7 +20,9 @@ from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
 from pipeline.models.rules import (
+    PUBLIC_ENDPOINT_PROVIDERS,
     api_base_host_problem,
+    default_endpoint_problem,
     endpoint_param_problem,
     key_host_problem,
     key_team_problem,
@@ -74,7 +76,9 @@ def api_key(collection: Collection) -> str | None:
 KEYLESS = "EMPTY"
 
 
-def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[str, str], str | None]:
+def endpoint_args(
+    api_base: str, key_variable: str, whose: str, public: bool = True
+) -> tuple[dict[str, str], str | None]:
     """A provider call's api_base and api_key arguments, and the key (to scrub from its errors). A key
     variable named but not set is a configuration to fix, not an outage to wait out; one of the portal's own
     variables is never read, nor a key sent to a host not bound to it (a collection saved before the rules
@@ -97,11 +101,12 @@ def endpoint_args(api_base: str, key_variable: str, whose: str) -> tuple[dict[st
             Stage.EMBEDDING,
             f"{key_variable} (or {key_variable}_FILE), {whose}, is not set in this process",
         )
-    if api_base and not key_variable:
+    if (api_base or not public) and not key_variable:
         # LiteLLM would fall back to the provider's variable in this process (OPENAI_API_KEY, ...) and
-        # send the platform's key to a server the collection chose. A keyless server (vLLM, TEI, a local
-        # gateway) takes the conventional placeholder; one that wants a key answers 401 (AUTH).
-        return {"api_base": api_base, "api_key": KEYLESS}, None
+        # send the platform's key to a server the collection chose, or to a provider's local default (not
+        # `public`). A keyless server (vLLM, TEI, a local gateway) takes the conventional placeholder; one
+        # that wants a key answers 401 (AUTH).
+        return {**({"api_base": api_base} if api_base else {}), "api_key": KEYLESS}, None
     return {**({"api_base": api_base} if api_base else {}), **({"api_key": key} if key else {})}, key
 
 
@@ -228,12 +233,18 @@ def embed_raw(collection: Collection, texts: list[str], timeout: float | None = 
     # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`: 0 would become 2 hidden SDK retries.
     litellm.DEFAULT_MAX_RETRIES = 0
     # Stored before the rule, or the operator's bindings changed since.
-    if problem := endpoint_param_problem(collection.extra_params) or key_team_problem(
-        collection.api_key_env, collection
+    provider = provider_of(collection.model)
+    if problem := (
+        endpoint_param_problem(collection.extra_params)
+        or key_team_problem(collection.api_key_env, collection)
+        or default_endpoint_problem(provider, collection.api_base, collection.api_key_env)
     ):
         raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"collection {collection.name!r}: {problem}")
     endpoint, key = endpoint_args(
-        collection.api_base, collection.api_key_env, f"the key variable of collection {collection.name!r}"
+        collection.api_base,
+        collection.api_key_env,
+        f"the key variable of collection {collection.name!r}",
+        public=provider in PUBLIC_ENDPOINT_PROVIDERS,
     )
     kwargs: dict = {
         "model": collection.model,

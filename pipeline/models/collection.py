@@ -324,8 +324,15 @@ class Collection(models.Model):
             "name": rules.reserved_name_problem(self.name),
             "extra_params": rules.params_problem(self.model, local, self.extra_params, self.dimensions),
             "api_base": rules.local_endpoint_problem(self.model, local, "api_base", self.api_base)
-            or rules.api_base_host_problem(self.api_base),
-            "rerank_api_base": rules.api_base_host_problem(self.rerank_api_base),
+            or rules.api_base_host_problem(self.api_base)
+            or rules.default_endpoint_problem(providers.provider_of(self.model or ""), self.api_base, self.api_key_env),
+            "rerank_api_base": rules.api_base_host_problem(self.rerank_api_base)
+            or (
+                self.rerank_model
+                and rules.default_endpoint_problem(
+                    providers.provider_of(self.rerank_model), self.rerank_api_base, self.rerank_api_key_env
+                )
+            ),
             "freshness_sla": rules.freshness_sla_problem(self.freshness_sla),
             # The CHECK constraint pipeline_collection_overlap_lt_size, said in words.
             "chunk_overlap": None

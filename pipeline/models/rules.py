@@ -136,7 +136,38 @@ def _endpoints(value: Any, name: str = "") -> list[str]:
 def endpoint_param_problem(value: Any) -> str | None:
     if isinstance(value, dict) and (named := sorted(set(_endpoints(value)))):
         return f"{', '.join(named)}: never in extra_params; set the endpoint in api_base, where the key rules hold"
+    if isinstance(value, dict) and "custom_llm_provider" in value:
+        # It routes the call to another provider than the model's, and so to that provider's default endpoint.
+        return "custom_llm_provider: never in extra_params; name the provider as the model's prefix (xinference/...)"
     return None
+
+
+# Providers whose LiteLLM default endpoint is their vendor's public API (or, for azure, databricks and
+# watsonx, one the operator sets in the environment). Any other provider's default is a server of the
+# portal's own network (xinference's 127.0.0.1:9997, ollama's localhost:11434...): a key named without an
+# api_base went there with no host binding checked, and the calls went past EMBEDPORTAL_API_BASE_HOSTS.
+PUBLIC_ENDPOINT_PROVIDERS = frozenset(
+    {
+        *("openai", "azure", "azure_ai", "cohere", "voyage", "mistral", "jina_ai", "bedrock", "sagemaker"),
+        *("vertex_ai", "gemini", "together_ai", "fireworks_ai", "nvidia_nim", "huggingface", "deepinfra"),
+        *("databricks", "watsonx", "nebius", "local"),
+    }
+)
+
+
+def default_endpoint_problem(provider: str, api_base: str, key_variable: str) -> str | None:
+    """Why a call to `provider` needs an api_base (None if it does not): its default endpoint is no public
+    API, and a key would go there unbound, or the operator allows only the hosts EMBEDPORTAL_API_BASE_HOSTS
+    lists."""
+    if api_base or provider in PUBLIC_ENDPOINT_PROVIDERS:
+        return None
+    if key_variable:
+        why = f"{key_variable} would go there with no host binding checked"
+    elif settings.EMBEDPORTAL_API_BASE_HOSTS:
+        why = "the operator allows only the hosts EMBEDPORTAL_API_BASE_HOSTS lists"
+    else:
+        return None
+    return f"{provider} has no public default endpoint (LiteLLM's is a local server) and {why}: set api_base"
 
 
 def validate_extra_params(value: Any) -> None:

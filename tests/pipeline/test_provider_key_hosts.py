@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 
 from pipeline.choices import DocumentStatus, ErrorType
+from pipeline.embedding import endpoint_args
 from pipeline.models import Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
@@ -158,3 +159,50 @@ def test_an_operator_may_bind_a_key_variable_to_teams(api, fake_provider, fake_c
     Collection.objects.filter(pk=fake_collection.pk).update(team=team_a)
     fake_collection.refresh_from_db()
     assert drain(fake_collection, "b") == {}
+
+
+def test_a_provider_whose_default_endpoint_is_a_local_server_needs_an_api_base(
+    api, fake_provider, fake_collection, settings, monkeypatch
+):
+    # xinference's default is 127.0.0.1:9997 and ollama's localhost:11434: a key named without an api_base went
+    # there unbound, past EMBEDPORTAL_API_BASE_HOSTS too, and custom_llm_provider routed an openai/ model there
+    # (the red team's second round).
+    body = {"dimensions": 8, "api_key_env": VARIABLE}
+    for model in ("xinference/bge-small", "ollama/nomic-embed-text", "hosted_vllm/e5"):
+        details = error_of(api.post("/api/v1/collections/", {**body, "name": "x", "model": model}, format="json"), 400)[
+            "details"
+        ]
+        provider = model.split("/")[0]
+        assert details == {
+            "api_base": [
+                f"{provider} has no public default endpoint (LiteLLM's is a local server) and {VARIABLE} would go "
+                "there with no host binding checked: set api_base"
+            ]
+        }
+    routed = {
+        **body,
+        "name": "x",
+        "model": "openai/text-embedding-3-small",
+        "extra_params": {"custom_llm_provider": "xinference"},
+    }
+    assert (
+        "custom_llm_provider: never in extra_params"
+        in error_of(api.post("/api/v1/collections/", routed, format="json"), 400)["details"]["extra_params"][0]
+    )
+    # Without a key it may call its local default (one machine, an ollama beside it) unless the operator lists hosts.
+    keyless = {"dimensions": 8, "name": "ollama-here", "model": "ollama/nomic-embed-text"}
+    assert api.post("/api/v1/collections/", keyless, format="json").status_code == 201
+    settings.EMBEDPORTAL_API_BASE_HOSTS = frozenset({("127.0.0.1", None)})
+    details = error_of(api.post("/api/v1/collections/", {**keyless, "name": "y"}, format="json"), 400)["details"]
+    assert "only the hosts EMBEDPORTAL_API_BASE_HOSTS lists: set api_base" in details["api_base"][0]
+    # Keyless, it gets the placeholder key, never a provider variable of the process LiteLLM would fall back to.
+    assert endpoint_args("", "", "the key variable", public=False) == ({"api_key": "EMPTY"}, None)
+    # A row stored before the rule fails as auth, and LiteLLM is never called.
+    settings.EMBEDPORTAL_API_BASE_HOSTS = frozenset()
+    monkeypatch.setattr("litellm.embedding", lambda **kwargs: pytest.fail(f"called with {kwargs}"))
+    Collection.objects.filter(pk=fake_collection.pk).update(
+        model="xinference/bge-small", api_base="", api_key_env=VARIABLE
+    )
+    fake_collection.refresh_from_db()
+    assert drain(fake_collection, "a") == {ErrorType.AUTH: 1}
+    assert "xinference has no public default endpoint" in Document.objects.get(external_id="a").last_error
