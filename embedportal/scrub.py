@@ -36,6 +36,15 @@ def scrub(message: str, *secrets: str | None) -> str:
 
 
 def _forms(secret: str) -> set[str]:
-    """The secret as a provider may echo it: in any case, and base64-encoded (a header echoed encoded)."""
+    """The secret as a provider may echo it: in any case, hex, and base64-encoded alone or inside a longer
+    encoded text (a header "Bearer <key>" or "user:<key>" echoed encoded). Inside one, the key's encoding
+    depends on its offset modulo 3: for each offset, the part of its encoding no neighbouring byte touches."""
     raw = secret.encode()
-    return {secret, *(encode(raw).decode().rstrip("=") for encode in (base64.b64encode, base64.urlsafe_b64encode))}
+    forms = {secret, raw.hex()}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        forms.add(encode(raw).decode().rstrip("="))
+        for shift in range(3):
+            core = encode(b"\0" * shift + raw).decode()[(4 * shift + 2) // 3 : -4]
+            if len(core) >= 12:  # shorter would match unrelated text
+                forms.add(core)
+    return forms
