@@ -16,7 +16,8 @@ from django_q.tasks import async_task
 from rest_framework.test import APIClient
 
 from embedportal import scratch
-from pipeline.models import Collection, Document
+from pipeline.choices import ErrorType
+from pipeline.models import Collection, Document, ProviderCircuit
 from pipeline.queue import IncomingDocument, enqueue
 from testing.benchmarks import regression, suite
 from testing.benchmarks import tasks as benchmark_tasks
@@ -242,6 +243,16 @@ def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_coll
     assert not any(tmp_path.iterdir()) and not any(metrics_dir.iterdir())
     # Production: its collection and its four queued documents only.
     assert Document.objects.filter(status="pending").count() == 4 and Collection.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_config_change_benchmark_waits_for_no_provider_whose_circuit_is_open(fake_collection, fake_provider):
+    # It runs its own pipeline, which knows nothing of the real circuits: created while the provider hung, it
+    # sent five batches that each waited out the timeout, holding a worker slot for 5 minutes (a re-drill).
+    ProviderCircuit.objects.record_failure(fake_collection, ErrorType.TIMEOUT, 1, timedelta(seconds=60))
+    result = benchmark_tasks.run_benchmark(note="configuration changed: fake", collections=["fake"])
+    assert result == {"started": False, "reason": "the provider circuit of fake (openai/fake-embedder) is open"}
+    assert fake_provider.requests == [] and not BenchmarkRun.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
