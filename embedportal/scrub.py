@@ -28,7 +28,7 @@ def scrub(message: str, *secrets: str | None) -> str:
     ]
     # Longest first: a secret that contains another is replaced whole.
     for value in sorted(values, key=len, reverse=True):
-        for form in _forms(value):
+        for form in sorted(_forms(value), key=len, reverse=True):  # a whole encoding before its cores
             message = re.sub(re.escape(form), "[redacted]", message, flags=re.IGNORECASE)
     for pattern, replacement in PATTERNS:
         message = pattern.sub(replacement, message)
