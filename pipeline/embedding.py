@@ -77,35 +77,36 @@ KEYLESS = "EMPTY"
 
 
 def endpoint_args(
-    api_base: str, key_variable: str, whose: str, public: bool = True
+    collection: Collection, model: str, api_base: str, key_variable: str, whose: str
 ) -> tuple[dict[str, str], str | None]:
-    """A provider call's api_base and api_key arguments, and the key (to scrub from its errors). A key
-    variable named but not set is a configuration to fix, not an outage to wait out; one of the portal's own
-    variables is never read, nor a key sent to a host not bound to it (a collection saved before the rules
-    held, or before the operator changed the bindings, may have either)."""
+    """A provider call's api_base and api_key arguments for `model` of `collection`, and the key (to scrub
+    from its errors). Every rule on where a key may go is checked again at call time: a collection saved
+    before a rule held, or before the operator changed the bindings, may break one. A key variable named but
+    not set is a configuration to fix, not an outage to wait out."""
+    provider, host_problem = provider_of(model), api_base_host_problem(api_base)
     if key_variable and portal_variable_problem(key_variable):
-        raise PipelineError(
-            ErrorType.AUTH,
-            Stage.EMBEDDING,
-            f"{key_variable}, {whose}, is a variable of the portal itself, never sent as a provider key; "
-            "name a variable of the provider key's own",
+        problem = (
+            f"{key_variable} is a variable of the portal itself, never sent as a provider key; "
+            "name a variable of the provider key's own"
         )
-    if problem := api_base_host_problem(api_base):
-        raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"api_base {problem}")
-    if problem := key_host_problem(api_base, key_variable):
+    else:
+        problem = (
+            key_team_problem(key_variable, collection)
+            or default_endpoint_problem(provider, api_base, key_variable)
+            or (host_problem and f"api_base {host_problem}")
+            or key_host_problem(api_base, key_variable)
+        )
+    if problem:
         raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"{whose}: {problem}")
     key = key_in(key_variable)
     if key_variable and key is None:
-        raise PipelineError(
-            ErrorType.AUTH,
-            Stage.EMBEDDING,
-            f"{key_variable} (or {key_variable}_FILE), {whose}, is not set in this process",
-        )
-    if (api_base or not public) and not key_variable:
+        problem = f"{key_variable} (or {key_variable}_FILE) is not set in this process"
+        raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"{whose}: {problem}")
+    if (api_base or provider not in PUBLIC_ENDPOINT_PROVIDERS) and not key_variable:
         # LiteLLM would fall back to the provider's variable in this process (OPENAI_API_KEY, ...) and
-        # send the platform's key to a server the collection chose, or to a provider's local default (not
-        # `public`). A keyless server (vLLM, TEI, a local gateway) takes the conventional placeholder; one
-        # that wants a key answers 401 (AUTH).
+        # send the platform's key to a server the collection chose, or to a provider's local default. A
+        # keyless server (vLLM, TEI, a local gateway) takes the conventional placeholder; one that wants a
+        # key answers 401 (AUTH).
         return {**({"api_base": api_base} if api_base else {}), "api_key": KEYLESS}, None
     return {**({"api_base": api_base} if api_base else {}), **({"api_key": key} if key else {})}, key
 
@@ -232,19 +233,10 @@ def embed_raw(collection: Collection, texts: list[str], timeout: float | None = 
     providers.register()
     # LiteLLM's OpenAI path reads `max_retries or DEFAULT_MAX_RETRIES`: 0 would become 2 hidden SDK retries.
     litellm.DEFAULT_MAX_RETRIES = 0
-    # Stored before the rule, or the operator's bindings changed since.
-    provider = provider_of(collection.model)
-    if problem := (
-        endpoint_param_problem(collection.extra_params)
-        or key_team_problem(collection.api_key_env, collection)
-        or default_endpoint_problem(provider, collection.api_base, collection.api_key_env)
-    ):
+    if problem := endpoint_param_problem(collection.extra_params):  # stored before the rule
         raise PipelineError(ErrorType.AUTH, Stage.EMBEDDING, f"collection {collection.name!r}: {problem}")
     endpoint, key = endpoint_args(
-        collection.api_base,
-        collection.api_key_env,
-        f"the key variable of collection {collection.name!r}",
-        public=provider in PUBLIC_ENDPOINT_PROVIDERS,
+        collection, collection.model, collection.api_base, collection.api_key_env, f"collection {collection.name!r}"
     )
     kwargs: dict = {
         "model": collection.model,

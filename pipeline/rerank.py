@@ -16,8 +16,6 @@ from pipeline.choices import CircuitState, ErrorType, Stage
 from pipeline.embedding import OUTAGE, PipelineError, classify, endpoint_args
 from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
-from pipeline.models.rules import PUBLIC_ENDPOINT_PROVIDERS, default_endpoint_problem, key_team_problem
-from pipeline.providers import provider_of
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +80,13 @@ def _ranked(collection: Collection, query: str, texts: list[str]) -> list[tuple[
     import litellm
 
     providers.register()
-    provider = provider_of(collection.rerank_model)
-    base, variable = collection.rerank_api_base, collection.rerank_api_key_env
-    if problem := key_team_problem(variable, collection) or default_endpoint_problem(provider, base, variable):
-        raise PipelineError(
-            ErrorType.AUTH, Stage.EMBEDDING, f"the reranker of collection {collection.name!r}: {problem}"
-        )
-    public = provider in PUBLIC_ENDPOINT_PROVIDERS
-    endpoint, key = endpoint_args(base, variable, "the rerank key variable", public=public)
+    endpoint, key = endpoint_args(
+        collection,
+        collection.rerank_model,
+        collection.rerank_api_base,
+        collection.rerank_api_key_env,
+        f"the reranker of collection {collection.name!r}",
+    )
     try:
         response = litellm.rerank(
             model=collection.rerank_model,

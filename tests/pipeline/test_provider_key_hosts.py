@@ -195,10 +195,11 @@ def test_a_provider_whose_default_endpoint_is_a_local_server_needs_an_api_base(
     settings.EMBEDPORTAL_API_BASE_HOSTS = frozenset({("127.0.0.1", None)})
     details = error_of(api.post("/api/v1/collections/", {**keyless, "name": "y"}, format="json"), 400)["details"]
     assert "only the hosts EMBEDPORTAL_API_BASE_HOSTS lists: set api_base" in details["api_base"][0]
-    # Keyless, it gets the placeholder key, never a provider variable of the process LiteLLM would fall back to.
-    assert endpoint_args("", "", "the key variable", public=False) == ({"api_key": "EMPTY"}, None)
-    # A row stored before the rule fails as auth, and LiteLLM is never called.
     settings.EMBEDPORTAL_API_BASE_HOSTS = frozenset()
+    # Keyless, it gets the placeholder key, never a provider variable of the process LiteLLM would fall back to.
+    here = Collection.objects.get(name="ollama-here")
+    assert endpoint_args(here, here.model, "", "", "the key variable") == ({"api_key": "EMPTY"}, None)
+    # A row stored before the rule fails as auth, and LiteLLM is never called.
     monkeypatch.setattr("litellm.embedding", lambda **kwargs: pytest.fail(f"called with {kwargs}"))
     Collection.objects.filter(pk=fake_collection.pk).update(
         model="xinference/bge-small", api_base="", api_key_env=VARIABLE
