@@ -160,9 +160,9 @@ OPERATIONS = (
         "str",
         "",
         "Performance SLO: documents per second one busy worker sustains, for models without a capacity "
-        "measurement (a measured model's target is 0.8 x its measured one-worker rate). "
-        "Overrides the target in pipeline/performance/slos.yaml.",
-        default_text="20 (slos.yaml)",
+        "measurement (a measured model's target is 0.8 x its measured one-worker rate). Empty: a model never "
+        "measured is held to no target (EmbeddingPipelineCapacityNeverMeasured asks for its measurement).",
+        default_text="empty: not held",
     ),
     Setting(
         "EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS",

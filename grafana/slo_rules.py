@@ -71,7 +71,7 @@ class PerformanceSlo:
     """A compliance (0..1) the app exports; `alerting` says below what and for how long it alerts."""
 
     name: str
-    target: float  # the default of `setting`, which overrides it
+    target: float | None  # the default of `setting`, which overrides it; None: no target unless set
     alerting: dict[str, Any]
     objective: float  # percent of compliance over the period
     description: str
@@ -122,7 +122,9 @@ def load(path: Path = SPEC) -> Spec:
         slos.append(Slo(raw["name"], float(raw["objective"]), raw["description"], *queries, raw["alerting"]))
     seconds(str(data["period"]))
     performance = tuple(
-        PerformanceSlo(**{**raw, "target": float(raw["target"]), "objective": float(raw["objective"])})
+        PerformanceSlo(
+            **{**raw, "target": raw["target"] and float(raw["target"]), "objective": float(raw["objective"])}
+        )
         for raw in data.get("performance_slos") or ()
     )
     labels = dict(data.get("labels") or {})

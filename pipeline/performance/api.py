@@ -60,7 +60,9 @@ class RecommendationSerializer(serializers.Serializer):
 
 class SloTargetSerializer(serializers.Serializer):
     slo = serializers.CharField()
-    target = serializers.FloatField()
+    target = serializers.FloatField(
+        allow_null=True, help_text="null: throughput_per_worker with its setting unset (only measured models held)."
+    )
     compliance = serializers.FloatField(allow_null=True, help_text="null: no events.")
 
 

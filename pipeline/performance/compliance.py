@@ -63,7 +63,8 @@ class PerformanceSLOCollector(collectors.DatabaseCollector):
     def fill(self, cur, compliant, target, max_age, rate, measured) -> None:
         max_age.add_metric([], settings.EMBEDPORTAL_CAPACITY_MAX_AGE_DAYS * 86400)
         for slo, value in slos.targets().items():
-            target.add_metric([slo], value)
+            if value is not None:
+                target.add_metric([slo], value)
         try:
             with transaction.atomic():  # a savepoint: the targets survive it
                 for slo, value in compliance().items():

@@ -40,14 +40,15 @@ def performance() -> dict[str, slo_rules.PerformanceSlo]:
     return {s.name: s for s in spec().performance}
 
 
-def target(name: str) -> float:
-    """A performance SLO's target: its EMBEDPORTAL_SLO_* setting when it has one and it is set, else the spec's."""
+def target(name: str) -> float | None:
+    """A performance SLO's target: its EMBEDPORTAL_SLO_* setting when it has one and it is set, else the
+    spec's (None for throughput_per_worker: a model never measured is held to no target)."""
     slo = performance()[name]
     value = getattr(settings, slo.setting, "") if slo.setting else ""
     return slo.target if value in ("", None) else float(value)
 
 
-def targets() -> dict[str, float]:
+def targets() -> dict[str, float | None]:
     return {name: target(name) for name in performance()}
 
 
@@ -109,11 +110,13 @@ def evaluate(
 def model_targets(collection_id: int | None = None, user: Any = None) -> list[dict]:
     """The throughput SLO's target for each model of the user collections `user` sees (or of one), and its source."""
     measured, fallback = throughput_targets(), target("throughput_per_worker")
+    setting = performance()["throughput_per_worker"].setting
+    unmeasured = setting if fallback is not None else "not held: never measured (manage.py measure_capacity)"
     return [
         {
             "model": m,
             "docs_per_second": measured.get(m, fallback),
-            "from": "capacity measurement" if m in measured else performance()["throughput_per_worker"].setting,
+            "from": "capacity measurement" if m in measured else unmeasured,
         }
         for m in sorted(capacity.models_in_use(collection_id, user))
     ]
@@ -121,7 +124,8 @@ def model_targets(collection_id: int | None = None, user: Any = None) -> list[di
 
 def _batch_events(since: datetime, until: datetime, steps: int, collection_id: int | None) -> dict[str, list[Events]]:
     """Per step: documents within the latency target of all; documents stored against those owed at
-    each model's throughput target over its busy seconds (capped per model)."""
+    each model's throughput target over its busy seconds (capped per model; a model without a target
+    counts for neither)."""
     where, params = window_where(since, collection_id)
     with connection.cursor() as cur:
         cur.execute(
@@ -135,9 +139,10 @@ def _batch_events(since: datetime, until: datetime, steps: int, collection_id: i
     rates, fallback = throughput_targets(), target("throughput_per_worker")
     latency, throughput = [Events(0, 0)] * steps, [Events(0, 0)] * steps
     for step, model, good, documents, busy in rows:
-        owed = rates.get(model, fallback) * busy
         latency[step] = Events(latency[step].good + (good or 0), latency[step].total + documents)
-        throughput[step] = Events(throughput[step].good + min(documents, owed), throughput[step].total + owed)
+        if (rate := rates.get(model, fallback)) is not None:
+            owed = rate * busy
+            throughput[step] = Events(throughput[step].good + min(documents, owed), throughput[step].total + owed)
     return {"document_latency": latency, "throughput_per_worker": throughput}
 
 

@@ -49,6 +49,23 @@ def test_the_app_exports_the_compliance_the_rules_read(client, hash_collection, 
 
 
 @pytest.mark.django_db
+def test_a_model_never_measured_is_held_to_no_throughput_unless_an_operator_sets_one(client, hash_collection, settings):
+    # A fresh install's first load (make run's sample corpus on the bundled model) ran below a rate guessed
+    # for every model, so EmbeddingPipelineThroughputDegraded fired before anyone could measure the model.
+    result = recording.BatchResult(hash_collection, "w", 29, 0.0, 0.0, 16, 29, chunks=290)
+    result.seconds[Stage.EMBEDDING] = result.total_seconds = 35.0
+    recording.record(result)
+    m = parse(client.get("/metrics").content.decode())
+    throughput = (COMPLIANCE, (("slo", "throughput_per_worker"),))
+    target = ("performance_slo_target_embedding_pipeline_operations", (("slo", "throughput_per_worker"),))
+    assert throughput not in m and target not in m
+    assert m[(COMPLIANCE, (("slo", "document_latency"),))] == 0.0  # the batch still counts for latency
+    settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = "2"
+    m = parse(client.get("/metrics").content.decode())
+    assert m[throughput] == pytest.approx(29 / 35 / 2) and m[target] == 2.0
+
+
+@pytest.mark.django_db
 def test_search_compliance_is_the_windows_share_while_the_optimizer_keeps_the_latest(
     client, settings, hash_collection, fake_collection
 ):

@@ -140,7 +140,8 @@ def test_the_performance_page_links_benchmark_trends_only_for_who_may_open_them(
     assert trends in client.get(PAGE).content.decode() and client.get(trends).status_code == 200
 
 
-def test_the_performance_page_gives_each_latency_and_slo_target_its_unit(admin_client, hash_collection):
+def test_the_performance_page_gives_each_latency_and_slo_target_its_unit(admin_client, hash_collection, settings):
+    settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = "20"
     batch(hash_collection, 600, documents=6, storage=0.4)
     page = admin_client.get(PAGE).content.decode()
 

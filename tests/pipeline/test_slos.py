@@ -173,6 +173,7 @@ def test_the_performance_slos_come_from_the_same_evaluator(hash_collection, fake
     from pipeline import recording
 
     settings.EMBEDPORTAL_SLO_DOCUMENT_P95_SECONDS = 1.0
+    settings.EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER = "20"
     batch(hash_collection, embedded=10, latency_seconds=0.5, at=NOW - timedelta(minutes=5))
     batch(hash_collection, embedded=30, latency_seconds=5, at=NOW - timedelta(hours=3))
     recording.record_search(hash_collection, 0.01, "api", at=NOW - timedelta(minutes=5))
@@ -261,8 +262,12 @@ def test_the_api_gives_the_pages_figures(client, hash_collection, monkeypatch):
     assert series["latency_seconds"]["p95"][-1] > 30 and series["latency_seconds"]["p50"][0] is None
     assert body["capacity"]["needs"].startswith("needs at least 3 days of hourly arrivals")
     assert body["bucket_bounds"]["latency_seconds"] == list(LATENCY_BUCKETS)
-    # Which model the throughput SLO holds to which target: never measured, the setting's.
-    unmeasured = {"model": "local/hash-16", "docs_per_second": 20.0, "from": "EMBEDPORTAL_SLO_THROUGHPUT_PER_WORKER"}
+    # Which model the throughput SLO holds to which target: never measured, none (the setting is unset).
+    unmeasured = {
+        "model": "local/hash-16",
+        "docs_per_second": None,
+        "from": "not held: never measured (manage.py measure_capacity)",
+    }
     assert body["throughput_targets"] == [unmeasured]
     capacity_measurement("local/hash-16", usl_lambda=12.5)
     body = client.get("/api/v1/slos/?collection=hashes", HTTP_AUTHORIZATION=f"Token {token}").json()
