@@ -27,7 +27,7 @@ class BenchmarkCollector(collectors.DatabaseCollector):
             last.add_metric([run.suite], run.started_at.timestamp())
             for benchmark, figures in run.results.items():
                 for name, data in figures.items():
-                    if stages.exported(data):
+                    if not stages.is_informational(data) or data.get("quantile") == stages.EXPORTED_QUANTILE:
                         result.add_metric([benchmark, name, run.suite], float(data["median"]))
                         flagged = run.comparison.get(benchmark, {}).get(name, {}).get("verdict") == "regression"
                         regression.add_metric([benchmark, name, run.suite], 1.0 if flagged else 0.0)
