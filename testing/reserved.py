@@ -77,12 +77,3 @@ def delete_reserved(collection_id: int, timeout: float | None = None) -> bool:
 def sweep_reserved() -> int:
     """Delete the reserved collections a dead run or a failed clean-up left (holding the run slot); how many."""
     return sum(delete_reserved(pk) for pk in reserved_collections().values_list("pk", flat=True))
-
-
-def user_backlog() -> int:
-    """Claimable documents of user collections: the real queue."""
-    return (
-        Document.objects.filter(status=DocumentStatus.PENDING, collection__paused=False)
-        .exclude(collection__name__startswith=RESERVED_PREFIX)
-        .count()
-    )

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from embedportal.api.errors import Conflict
-from embedportal.api.permissions import ModelPermissions, requires
+from embedportal.api.permissions import requires
 from embedportal.api.strict import StrictFilterSet
 from pipeline.access import names_hidden, without_hidden_targets
 from pipeline.api.filters import collection_filter
@@ -165,7 +165,6 @@ class GoldenQueryViewSet(viewsets.ModelViewSet):
 
     queryset = GoldenQuery.objects.select_related("collection")
     serializer_class = GoldenQuerySerializer
-    permission_classes = [ModelPermissions]
     filter_backends = [DjangoFilterBackend]
     filterset_class = GoldenQueryFilter
 
@@ -180,10 +179,8 @@ class BenchmarkRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = BenchmarkRun.objects.all()
     serializer_class = BenchmarkRunSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = BenchmarkRunFilter
 
     def get_queryset(self) -> Any:
         return super().get_queryset().readable_by(self.request.user)
-
-    permission_classes = [ModelPermissions]
-    filter_backends = [DjangoFilterBackend]
-    filterset_class = BenchmarkRunFilter

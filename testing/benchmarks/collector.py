@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily
-
-from embedportal.collectors import DatabaseCollector
+from embedportal import collectors
 from testing.benchmarks import stages
 from testing.models import BenchmarkRun
 
 RESULT = "performance_benchmark_result_embedding_pipeline_operations"
 REGRESSION = "performance_benchmark_regression_embedding_pipeline_operations"
 LAST_RUN = "performance_benchmark_last_run_timestamp_seconds"
+LABELS = ["benchmark", "figure", "suite"]
 
 
-class BenchmarkCollector(DatabaseCollector):
+class BenchmarkCollector(collectors.DatabaseCollector):
     subject = "benchmark"
 
-    def families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
-        labels = ["benchmark", "figure", "suite"]
-        flagged = "1 if the suite's latest run flagged the figure as a regression."
-        return (
-            GaugeMetricFamily(RESULT, "Median of a benchmark figure in the suite's latest run.", labels=labels),
-            GaugeMetricFamily(REGRESSION, flagged, labels=labels),
-            GaugeMetricFamily(LAST_RUN, "Start of the suite's latest benchmark run.", labels=["suite"]),
-        )
+    families = collectors.fresh(
+        (RESULT, "Median of a benchmark figure in the suite's latest run.", LABELS),
+        (REGRESSION, "1 if the suite's latest run flagged the figure as a regression.", LABELS),
+        (LAST_RUN, "Start of the suite's latest benchmark run.", ["suite"]),
+    )
 
     def fill(self, cur, result, regression, last) -> None:
         latest = BenchmarkRun.objects.order_by("suite", "-started_at").distinct("suite")
@@ -31,7 +27,7 @@ class BenchmarkCollector(DatabaseCollector):
             last.add_metric([run.suite], run.started_at.timestamp())
             for benchmark, figures in run.results.items():
                 for name, data in figures.items():
-                    if stages.exported(data):
+                    if not stages.is_informational(data) or data.get("quantile") == stages.EXPORTED_QUANTILE:
                         result.add_metric([benchmark, name, run.suite], float(data["median"]))
                         flagged = run.comparison.get(benchmark, {}).get(name, {}).get("verdict") == "regression"
                         regression.add_metric([benchmark, name, run.suite], 1.0 if flagged else 0.0)

@@ -57,17 +57,6 @@ class WorkersRunning(Exception):
     """Pipeline workers share the database: they would take part of the benchmark's documents."""
 
 
-def refuse_beside_workers() -> None:
-    # Their own retry waits and circuit breaker hold documents past the simulated clock's rounds: the
-    # checks then found documents still processing or deferred, and failed one run in two.
-    if workers := list(WorkerHeartbeat.objects.alive().order_by("worker").values_list("worker", flat=True)):
-        raise WorkersRunning(
-            f"pipeline workers are running on this database ({', '.join(workers)}): they would claim part of the "
-            "benchmark's documents and its checks would fail. Stop them (make run's, a deployment's) or point "
-            "DATABASE_URL at a scratch database."
-        )
-
-
 def run(
     documents: int = 1000,
     failure_rate: float = 0.2,
@@ -76,7 +65,14 @@ def run(
     keep: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> BenchmarkResult:
-    refuse_beside_workers()
+    # Their own retry waits and circuit breaker hold documents past the simulated clock's rounds: the
+    # checks then found documents still processing or deferred, and failed one run in two.
+    if workers := list(WorkerHeartbeat.objects.alive().order_by("worker").values_list("worker", flat=True)):
+        raise WorkersRunning(
+            f"pipeline workers are running on this database ({', '.join(workers)}): they would claim part of the "
+            "benchmark's documents and its checks would fail. Stop them (make run's, a deployment's) or point "
+            "DATABASE_URL at a scratch database."
+        )
     rng = random.Random(seed)
     provider = ChaosProvider(dims=16, failure_rate=failure_rate, seed=seed, slow_seconds=1.0).start()
     result = BenchmarkResult(documents=documents, poison=poison)

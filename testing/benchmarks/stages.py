@@ -33,8 +33,3 @@ def percentiles(collection: Collection) -> dict[str, dict[str, float]]:
 
 def is_informational(data: dict[str, Any]) -> bool:
     return bool(data.get("informational"))
-
-
-def exported(data: dict[str, Any]) -> bool:
-    """Whether /metrics carries the figure: every gated figure, and the p95 of each stage."""
-    return not is_informational(data) or data.get("quantile") == EXPORTED_QUANTILE

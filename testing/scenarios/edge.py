@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from pipeline.choices import ErrorType
 from pipeline.models import Chunk, Collection, Document
-from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
 from reprocessing.choices import FailureState, Resolution
 from reprocessing.failures import BACKOFF
@@ -22,7 +21,7 @@ from reprocessing.workflow import ReprocessingWorkflow
 from testing.choices import Category, Component
 from testing.context import Context
 from testing.registry import scenario
-from testing.scenarios.shared import fail_document, requeue_candidates
+from testing.scenarios.shared import fail_document, requeue_candidates, stale_document
 
 
 @scenario("empty_and_whitespace_text_refused", Category.EDGE, Component.ENQUEUE, quick=True)
@@ -133,14 +132,10 @@ def paused(ctx: Context) -> None:
 def staleness_edges(ctx: Context) -> None:
     """On an explicit clock a document turns stale just after its SLA, not at it; the staleness pass takes
     a stale embedded document once, and not again while it is queued."""
-    sla = timedelta(seconds=60)
-    # Paused: the document stays where the scenario puts it.
-    collection = ctx.collection("staleedge", freshness_sla=sla, paused=True)
     changed = timezone.now() - timedelta(minutes=5)
-    # A change made after the collection existed: older content's SLA clock starts at the collection's creation.
-    Collection.objects.filter(pk=collection.pk).update(created_at=changed - timedelta(hours=1))
-    enqueue(collection, [IncomingDocument("doc", "changed at the source five minutes ago", changed)])
-    deadline = changed + sla
+    # Paused: the document stays where the scenario puts it.
+    collection = stale_document(ctx, "staleedge", "doc", "changed at the source five minutes ago", changed)
+    deadline = changed + collection.freshness_sla
     at = stale_counts(deadline).get(collection.name)
     after = stale_counts(deadline + timedelta(seconds=1)).get(collection.name)
     ctx.check(at == 0 and after == 1, f"stale at the SLA deadline: {at}, one second after: {after}; expected 0, 1")

@@ -12,7 +12,6 @@ from django.utils import timezone
 from embedportal.metrics import multiprocess_dir
 from pipeline.choices import DocumentStatus, ErrorType, Stage
 from pipeline.models import Chunk, Collection, Document
-from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.choices import FailureState, Resolution
 from reprocessing.failures import BACKOFF
 from reprocessing.models import FailedDocument
@@ -21,7 +20,7 @@ from reprocessing.workflow import ReprocessingWorkflow
 from testing.choices import Category, Component, Condition
 from testing.context import Context
 from testing.registry import scenario
-from testing.scenarios.shared import fail_document, requeue_candidates, sample, scrape
+from testing.scenarios.shared import fail_document, requeue_candidates, sample, scrape, stale_document
 
 
 def _failed_with(ctx: Context, collection: Collection, external_id: str, error_type: str) -> FailedDocument:
@@ -287,12 +286,9 @@ def _model_check(response: Any) -> dict[str, Any] | None:
 def stale_failed(ctx: Context) -> None:
     """A stale document that failed counts stale but is left to the reprocessing backoff, not requeued by
     the staleness pass; once an operator resolves its failure, the staleness pass takes it back."""
-    # Paused: the scenario drives the document, not the workers.
-    collection = ctx.collection("stalefail", freshness_sla=timedelta(seconds=60), paused=True)
     now = timezone.now()
-    # A change made after the collection existed: older content's SLA clock starts at the collection's creation.
-    Collection.objects.filter(pk=collection.pk).update(created_at=now - timedelta(hours=1))
-    enqueue(collection, [IncomingDocument("broken", "changed at the source", now - timedelta(minutes=10))])
+    # Paused: the scenario drives the document, not the workers.
+    collection = stale_document(ctx, "stalefail", "broken", "changed at the source", now - timedelta(minutes=10))
     doc = Document.objects.get(collection=collection)
     fail_document(doc, ErrorType.AUTH, "simulated rejected key", now)
     candidates = partial(requeue_candidates, collection, now)

@@ -13,12 +13,11 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from pipeline.models import Chunk, Collection, Document
-from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.staleness import stale_counts
 from testing.choices import Category, Component
 from testing.context import Context
 from testing.registry import scenario
-from testing.scenarios.shared import enqueue_jsonl, scrape
+from testing.scenarios.shared import enqueue_jsonl, scrape, stale_document
 
 
 @scenario(
@@ -148,10 +147,7 @@ def metrics_series(ctx: Context) -> dict[str, Any]:
 @scenario("staleness_detected_and_cleared", Category.NORMAL, Component.STALENESS, quick=True)
 def staleness(ctx: Context) -> None:
     """A document changed at the source longer ago than its SLA is counted stale until the workers embed it."""
-    collection = ctx.collection("stale", freshness_sla=timedelta(seconds=60), paused=True)
-    # A change made after the collection existed: older content's SLA clock starts at the collection's creation.
-    Collection.objects.filter(pk=collection.pk).update(created_at=timezone.now() - timedelta(hours=1))
-    enqueue(collection, [IncomingDocument("old", "changed ten minutes ago", timezone.now() - timedelta(minutes=10))])
+    collection = stale_document(ctx, "stale", "old", "changed ten minutes ago", timezone.now() - timedelta(minutes=10))
     stale = stale_counts().get(collection.name)
     ctx.check(stale == 1, f"a document 10 min past a 60 s SLA counts {stale} stale, expected 1")
     Collection.objects.filter(pk=collection.pk).resume()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.choices import DocumentStatus, Stage
 from pipeline.embedding import PipelineError
 from pipeline.models import Collection, Document
+from pipeline.queue import IncomingDocument, enqueue
 from reprocessing.failures import record_failure
 from testing.context import Context
 
@@ -48,6 +49,15 @@ def enqueue_jsonl(collection: Collection, documents: list[Any]) -> str:
         out = StringIO()
         call_command("enqueue", str(path), collection=collection.name, no_progress=True, stdout=out, stderr=StringIO())
     return out.getvalue()
+
+
+def stale_document(ctx: Context, suffix: str, external_id: str, text: str, changed: datetime) -> Collection:
+    """A paused collection with a 60 s freshness SLA holding one document changed at the source at `changed`,
+    the collection made an hour before (older content's SLA clock starts at the collection's creation)."""
+    collection = ctx.collection(suffix, freshness_sla=timedelta(seconds=60), paused=True)
+    Collection.objects.filter(pk=collection.pk).update(created_at=changed - timedelta(hours=1))
+    enqueue(collection, [IncomingDocument(external_id, text, changed)])
+    return collection
 
 
 def requeue_candidates(collection: Collection, now: datetime) -> list[str]:

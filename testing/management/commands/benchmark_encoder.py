@@ -23,11 +23,6 @@ from pipeline import encoder
 VARIANTS = ("torch/f32", *(f"openvino/{p}" for p in encoder.PRECISIONS))
 
 
-def chunks(count: int) -> list[str]:
-    texts = [text for _, text in encoder.corpus_chunks(["README.md", "docs/**/*.md"]) if len(text) == 1000]
-    return (texts * (count // len(texts) + 1))[:count]
-
-
 class Command(BaseCommand):
     help = __doc__
 
@@ -83,7 +78,8 @@ def measure(variant: str, count: int) -> dict[str, Any]:
         encode = functools.partial(encoder.reference().model.encode, batch_size=32, normalize_embeddings=True)
     else:
         encode = encoder.OpenVinoEncoder(encoder.ensure_export(precision), precision).encode
-    texts = chunks(count)
+    texts = [text for _, text in encoder.corpus_chunks(["README.md", "docs/**/*.md"]) if len(text) == 1000]
+    texts = (texts * (count // len(texts) + 1))[:count]
     encode(texts[:32])  # warm-up
     started, cpu = time.perf_counter(), time.process_time()
     vectors = encode(texts)
