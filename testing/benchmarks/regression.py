@@ -69,7 +69,7 @@ def change_points(series: Sequence[tuple[Any, str, float]], better: str) -> list
     from asv.step_detect import detect_regressions, detect_steps
 
     values = [v for _, _, v in series]
-    if len(values) < 3 or any(v <= 0 for v in values):
+    if len(values) < 3 or any(v is None or v <= 0 for v in values):
         return []
     y = [1.0 / v for v in values] if better == "higher" else list(values)  # asv: lower is better
     _, _, positions = detect_regressions(detect_steps(y), threshold=MIN_EFFECT)
@@ -78,7 +78,7 @@ def change_points(series: Sequence[tuple[Any, str, float]], better: str) -> list
         if after is None or after >= len(series):
             continue
         when, version, value = series[after]
-        at = when.isoformat()
+        at = when.isoformat() if hasattr(when, "isoformat") else str(when)
         change = round((value - values[before]) / values[before], 4)
         found.append({"at": at, "code_version": version, "before": values[before], "after": value, "change": change})
     return found
