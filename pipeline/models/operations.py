@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import psutil
 from django.conf import settings
 from django.db import connections, models, transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -58,18 +59,10 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         restarted after a kill is not counted beside its dead predecessors until their rows age out. A
         pid in use again keeps its row, which ages out as before."""
         host = f"{socket.gethostname()}:"
-        dead = [w for w in self.filter(worker__startswith=host).values_list("worker", flat=True) if _gone(w)]
+        workers = self.filter(worker__startswith=host).values_list("worker", flat=True)
+        # A row that is not host:pid is left alone; psutil counts another user's process as existing.
+        dead = [w for w in workers if (pid := w.removeprefix(host)).isdigit() and not psutil.pid_exists(int(pid))]
         return self.filter(worker__in=dead).delete()[0]
-
-
-def _gone(worker: str) -> bool:
-    try:
-        os.kill(int(worker.rsplit(":", 1)[1]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, PermissionError):  # not host:pid, or another user's process: alive, or not ours
-        return False
-    return False
 
 
 class WorkerHeartbeat(models.Model):
