@@ -19,6 +19,7 @@ from embedportal.api.errors import Conflict
 from embedportal.api.permissions import requires
 from embedportal.api.strict import StrictCharField, StrictFieldsMixin
 from pipeline.api.serializers import CollectionField
+from pipeline.api.views import valid
 from pipeline.models import Collection, OptimizationChange, sees_all_collections, visible
 from pipeline.performance import compliance as performance_slos
 from pipeline.performance import slo_page, slos
@@ -179,12 +180,10 @@ class ApplyView(APIView):
 
     @extend_schema(request=ApplySerializer, responses={201: OptimizationChangeSerializer})
     def post(self, request: Request) -> Response:
-        body = ApplySerializer(data=request.data, context={"request": request})
-        body.is_valid(raise_exception=True)
-        collection = body.validated_data["collection"]
+        body = valid(ApplySerializer, request)
         try:
             change = EmbeddingPipelineOperationsOptimizer().apply(
-                collection, body.validated_data["recommendation"], applied_by=request.user.get_username()
+                body["collection"], body["recommendation"], applied_by=request.user.get_username()
             )
         except OptimizerError as exc:
             raise Conflict(str(exc)) from None
