@@ -50,9 +50,9 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         """fresh() at EMBEDPORTAL_HEARTBEAT_MAX_AGE: the processes the health check counts as alive."""
         return self.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE))
 
-    def stop(self, worker: str | None = None) -> int:
+    def stop(self) -> int:
         """A process stopping cleanly removes its row: it must not count as alive once gone."""
-        return self.filter(worker=worker or process_name()).delete()[0]
+        return self.filter(worker=process_name()).delete()[0]
 
     def forget_the_dead_here(self) -> int:
         """Remove this host's rows whose process is gone (killed: no clean stop removed them), so a worker
