@@ -117,15 +117,6 @@ class ApplySerializer(StrictFieldsMixin, serializers.Serializer):
     recommendation = StrictCharField(max_length=200, help_text="A recommendation's id from GET performance.")
 
 
-def _window(request: Request) -> int | None:
-    raw = request.query_params.get("window")
-    if raw is None:
-        return None
-    if problem := window_problem(raw):
-        raise ValidationError({"window": problem})
-    return int(raw)
-
-
 def performance(collection: Collection | None, window: int | None, user: Any = None) -> dict[str, Any]:
     """The command's JSON, the SLOs and the recent changes, for the API and the admin page. A team member gets
     the platform's figures (stages, bottleneck, SLOs) but only their teams' collections, recommendations, changes."""
@@ -166,7 +157,10 @@ class PerformanceView(APIView):
             collection = slo_page.collection_named(request.query_params.get("collection"), request.user)
         except slo_page.BadRequest as exc:
             raise ValidationError({"collection": str(exc)}) from None
-        return Response(performance(collection, _window(request), request.user))
+        window = request.query_params.get("window")
+        if window is not None and (problem := window_problem(window)):
+            raise ValidationError({"window": problem})
+        return Response(performance(collection, None if window is None else int(window), request.user))
 
 
 class ApplyView(APIView):
