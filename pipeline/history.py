@@ -114,9 +114,9 @@ def roll_up_batches(until: datetime | None = None) -> int:
         return cur.rowcount
 
 
-def prune_batches(now: datetime | None = None) -> int:
+def prune_batches() -> int:
     """Delete rolled-up batch rows older than EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS; returns rows deleted."""
-    cutoff = (now or timezone.now()) - timedelta(days=settings.EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS)
+    cutoff = timezone.now() - timedelta(days=settings.EMBEDPORTAL_BATCH_TIMING_RETENTION_DAYS)
     with connection.cursor() as cur:
         cur.execute("DELETE FROM pipeline_batchtiming WHERE finished_at < %s AND rolled_up", [cutoff])
         return cur.rowcount

@@ -143,7 +143,7 @@ def drain_forked(workers: int, prefix: str, release: Callable[[], None] | None =
         _ready()
         started, t0 = timezone.now(), time.perf_counter()
         report = EmbeddingIngestionPipeline(worker_id=f"{prefix}-{os.getpid()}-0").drain()
-        WorkerHeartbeat.objects.filter(worker=f"{socket.gethostname()}:{os.getpid()}").delete()
+        WorkerHeartbeat.objects.stop()
         return Drained(report, started, time.perf_counter() - t0, *_memory())
     connections.close_all()
     ctx = multiprocessing.get_context("fork")

@@ -35,11 +35,6 @@ def _per_minute(now: Any) -> list[int]:
     return [counts.get(ago, 0) for ago in range(THROUGHPUT_MINUTES - 1, -1, -1)]
 
 
-def _collections(seen: QuerySet[Collection]) -> list[dict[str, Any]]:
-    per_status = {status: Count("documents", filter=Q(documents__status=status)) for status in DocumentStatus.values}
-    return list(seen.order_by("name").values("pk", "name", "model", "paused").annotate(**per_status))
-
-
 def _latency_rows(since: Any) -> list[dict[str, Any]]:
     found = percentiles.db_percentiles(since)
     if not found["total"].count:
@@ -57,10 +52,11 @@ def context(seen: QuerySet[Collection], user: Any) -> dict[str, Any]:
     checks = health.for_viewer(health.run_checks(cached=True), user)
     latencies = _latency_rows(now - timedelta(minutes=THROUGHPUT_MINUTES))
     errors = [{"type": kind, "count": int(n)} for kind, n in metrics.error_counts().items()]
+    per_status = {status: Count("documents", filter=Q(documents__status=status)) for status in DocumentStatus.values}
     return {
         "snapshot": collectors.queue_snapshot(),
         "throughput_window": settings.EMBEDPORTAL_THROUGHPUT_WINDOW_SECONDS,
-        "collections": _collections(seen),
+        "collections": list(seen.order_by("name").values("pk", "name", "model", "paused").annotate(**per_status)),
         "per_minute_total": sum(per_minute),
         "latencies": latencies,
         "errors": errors,

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from embedportal.admin import ReadOnlyAdmin
 from pipeline.access import TeamCollectionFilter, TeamScoped
+from pipeline.admin_state import holds
 from reprocessing import failures
 from reprocessing.choices import Resolution
 from reprocessing.models import FailedDocument
@@ -69,11 +70,8 @@ class FailedDocumentAdmin(TeamScoped, ReadOnlyAdmin):
     def collection(self, obj: FailedDocument) -> str:
         return obj.document.collection.name
 
-    def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("reprocessing.retry_faileddocument")
-
-    def has_resolve_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("reprocessing.resolve_faileddocument")
+    has_retry_permission = holds("reprocessing.retry_faileddocument")
+    has_resolve_permission = holds("reprocessing.resolve_faileddocument")
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:

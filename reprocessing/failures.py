@@ -57,12 +57,10 @@ def _count(failure: FailedDocument, error: PipelineError, message: str, now: dat
     return failure.pk
 
 
-def resolve_reprocessed(document_ids: Iterable[int], now: datetime | None = None) -> int:
+def resolve_reprocessed(document_ids: Iterable[int], now: datetime) -> int:
     """Resolve the failures of documents the pipeline just embedded (in its storing transaction)."""
     # No ids: Django answers 0 without a query.
-    return FailedDocument.objects.filter(document_id__in=list(document_ids)).resolve(
-        Resolution.REPROCESSED, now or timezone.now()
-    )
+    return FailedDocument.objects.filter(document_id__in=list(document_ids)).resolve(Resolution.REPROCESSED, now)
 
 
 def retry(failures: FailedDocumentQuerySet, now: datetime | None = None) -> Counter[str]:

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 from django.db import connection
 
+from pipeline.history import bucket_counts
+
 REPROCESSED = "pipeline_reprocessing"
 REPROCESSING_PASS = "embedding_pipeline_reprocessing_pass_seconds"
 STALENESS_PASS = "embedding_pipeline_staleness_pass_seconds"
@@ -43,5 +45,4 @@ def timed_pass(family: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     seconds = time.perf_counter() - started
-    edge = next((i for i, le in enumerate(PASS_BUCKETS) if seconds <= le), len(PASS_BUCKETS))
-    _add(f"pass:{PASSES[family]}", 1, seconds, [int(i == edge) for i in range(len(PASS_BUCKETS) + 1)])
+    _add(f"pass:{PASSES[family]}", 1, seconds, bucket_counts(PASS_BUCKETS, [seconds]))

@@ -72,9 +72,9 @@ def requeue_candidates(now: datetime) -> Any:
 
 
 @metrics.timed_pass(metrics.STALENESS_PASS)
-def detect_stale(now: datetime | None = None, dry_run: bool = False) -> StaleReport:
+def detect_stale(dry_run: bool = False) -> StaleReport:
     """Count stale documents per collection and requeue those nobody else will (reason `stale`)."""
-    now = now or timezone.now()
+    now = timezone.now()
     report = StaleReport(stale=stale_counts(now), dry_run=dry_run)
     candidates = requeue_candidates(now)
     if dry_run:

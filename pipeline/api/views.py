@@ -78,9 +78,9 @@ def provider_failed(what: str, exc: PipelineError) -> Response:
     return Response(error_body(502, f"{what} failed: {exc}"), status=status.HTTP_502_BAD_GATEWAY)
 
 
-def valid(serializer: type[Serializer], data: Any) -> Any:
+def valid(serializer: type[Serializer], request: Request) -> Any:
     """The request body's validated data, or a 400 saying what to fix."""
-    body = serializer(data=data)
+    body = serializer(data=request.data, context={"request": request})
     body.is_valid(raise_exception=True)
     return body.validated_data
 
@@ -219,7 +219,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         """Search: the k best chunks (or documents) for the query, best first, by vector, keyword or hybrid
         ranking (default: the collection's search_mode)."""
         collection = collection_or_404(request, name)
-        data = valid(SearchSerializer, request.data)
+        data = valid(SearchSerializer, request)
         try:
             hits = semantic.search(
                 collection, data["query"], data["k"], "api", data["by_document"], data.get("mode"), fallback=True
@@ -256,7 +256,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
             page = self.paginate_queryset(collection.evaluations.all())
             return self.get_paginated_response(EvaluationSerializer(page, many=True).data)
         try:
-            run = evaluate(collection, valid(EvaluateSerializer, request.data).get("mode"), trigger="api")
+            run = evaluate(collection, valid(EvaluateSerializer, request).get("mode"), trigger="api")
         except DjangoValidationError as exc:
             raise invalid(exc) from None
         except PipelineError as exc:
@@ -292,7 +292,7 @@ class CollectionViewSet(viewsets.ModelViewSet):
         model, until the new ones are complete and indexed, then switches (pipeline.backfill)."""
         collection = self.get_object()
         # An empty body is {} (or an empty form); anything else that is not an object is a 400.
-        changes = valid(ReembedSerializer, request.data)
+        changes = valid(ReembedSerializer, request)
         try:
             changes = backfill.with_dimensions(collection, changes)
             before = {name: getattr(collection, name) for name in changes}

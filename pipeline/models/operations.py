@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import psutil
 from django.conf import settings
 from django.db import connections, models, transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -49,27 +50,19 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         """fresh() at EMBEDPORTAL_HEARTBEAT_MAX_AGE: the processes the health check counts as alive."""
         return self.fresh(timedelta(seconds=settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE))
 
-    def stop(self, worker: str | None = None) -> int:
+    def stop(self) -> int:
         """A process stopping cleanly removes its row: it must not count as alive once gone."""
-        return self.filter(worker=worker or process_name()).delete()[0]
+        return self.filter(worker=process_name()).delete()[0]
 
     def forget_the_dead_here(self) -> int:
         """Remove this host's rows whose process is gone (killed: no clean stop removed them), so a worker
         restarted after a kill is not counted beside its dead predecessors until their rows age out. A
         pid in use again keeps its row, which ages out as before."""
         host = f"{socket.gethostname()}:"
-        dead = [w for w in self.filter(worker__startswith=host).values_list("worker", flat=True) if _gone(w)]
+        workers = self.filter(worker__startswith=host).values_list("worker", flat=True)
+        # A row that is not host:pid is left alone; psutil counts another user's process as existing.
+        dead = [w for w in workers if (pid := w.removeprefix(host)).isdigit() and not psutil.pid_exists(int(pid))]
         return self.filter(worker__in=dead).delete()[0]
-
-
-def _gone(worker: str) -> bool:
-    try:
-        os.kill(int(worker.rsplit(":", 1)[1]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, PermissionError):  # not host:pid, or another user's process: alive, or not ours
-        return False
-    return False
 
 
 class WorkerHeartbeat(models.Model):

@@ -18,6 +18,7 @@ from audit import trail
 from embedportal.admin import ReadOnlyAdmin
 from pipeline import costs
 from pipeline.access import TeamCollectionFilter, TeamScoped
+from pipeline.admin_state import holds
 from pipeline.models import BatchTiming, Collection, OptimizationChange
 from pipeline.performance import capacity, slos
 from pipeline.performance.api import performance
@@ -70,8 +71,7 @@ class OptimizationChangeAdmin(TeamScoped, ReadOnlyAdmin):
     list_select_related = ("collection",)
     actions = ("evaluate_changes",)
 
-    def has_apply_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("pipeline.apply_optimizationchange")
+    has_apply_permission = holds("pipeline.apply_optimizationchange")
 
     @admin.action(description="Keep or revert the selected changes now (if measured)", permissions=["apply"])
     def evaluate_changes(self, request: HttpRequest, queryset: QuerySet[OptimizationChange]) -> None:

@@ -19,6 +19,7 @@ from embedportal.api.errors import Conflict
 from embedportal.api.permissions import requires
 from embedportal.api.strict import StrictCharField, StrictFieldsMixin
 from pipeline.api.serializers import CollectionField
+from pipeline.api.views import valid
 from pipeline.models import Collection, OptimizationChange, sees_all_collections, visible
 from pipeline.performance import compliance as performance_slos
 from pipeline.performance import slo_page, slos
@@ -118,15 +119,6 @@ class ApplySerializer(StrictFieldsMixin, serializers.Serializer):
     recommendation = StrictCharField(max_length=200, help_text="A recommendation's id from GET performance.")
 
 
-def _window(request: Request) -> int | None:
-    raw = request.query_params.get("window")
-    if raw is None:
-        return None
-    if problem := window_problem(raw):
-        raise ValidationError({"window": problem})
-    return int(raw)
-
-
 def performance(collection: Collection | None, window: int | None, user: Any = None) -> dict[str, Any]:
     """The command's JSON, the SLOs and the recent changes, for the API and the admin page. A team member gets
     the platform's figures (stages, bottleneck, SLOs) but only their teams' collections, recommendations, changes."""
@@ -167,7 +159,10 @@ class PerformanceView(APIView):
             collection = slo_page.collection_named(request.query_params.get("collection"), request.user)
         except slo_page.BadRequest as exc:
             raise ValidationError({"collection": str(exc)}) from None
-        return Response(performance(collection, _window(request), request.user))
+        window = request.query_params.get("window")
+        if window is not None and (problem := window_problem(window)):
+            raise ValidationError({"window": problem})
+        return Response(performance(collection, None if window is None else int(window), request.user))
 
 
 class ApplyView(APIView):
@@ -181,12 +176,10 @@ class ApplyView(APIView):
 
     @extend_schema(request=ApplySerializer, responses={201: OptimizationChangeSerializer})
     def post(self, request: Request) -> Response:
-        body = ApplySerializer(data=request.data, context={"request": request})
-        body.is_valid(raise_exception=True)
-        collection = body.validated_data["collection"]
+        body = valid(ApplySerializer, request)
         try:
             change = EmbeddingPipelineOperationsOptimizer().apply(
-                collection, body.validated_data["recommendation"], applied_by=request.user.get_username()
+                body["collection"], body["recommendation"], applied_by=request.user.get_username()
             )
         except OptimizerError as exc:
             raise Conflict(str(exc)) from None

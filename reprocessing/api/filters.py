@@ -24,21 +24,16 @@ def _failed_ago(qs: QuerySet, name: str, seconds: float) -> QuerySet:
 MAX_AGE_SECONDS = 3_155_760_000
 
 
+def _age_filter(bound: str) -> django_filters.NumberFilter:
+    help_text = f"Failed {bound} this many seconds ago (at most a hundred years)"
+    return django_filters.NumberFilter(method=_failed_ago, min_value=0, max_value=MAX_AGE_SECONDS, help_text=help_text)
+
+
 class FailedDocumentFilter(StrictFilterSet):
     # error_type, state and stage get django-filter's ChoiceFilter from the model fields' choices.
     collection = collection_filter("document__collection")
-    min_age = django_filters.NumberFilter(
-        method=_failed_ago,
-        min_value=0,
-        max_value=MAX_AGE_SECONDS,
-        help_text="Failed at least this many seconds ago (at most a hundred years)",
-    )
-    max_age = django_filters.NumberFilter(
-        method=_failed_ago,
-        min_value=0,
-        max_value=MAX_AGE_SECONDS,
-        help_text="Failed at most this many seconds ago (at most a hundred years)",
-    )
+    min_age = _age_filter("at least")
+    max_age = _age_filter("at most")
 
     class Meta:
         model = FailedDocument

@@ -14,7 +14,7 @@ from audit import trail
 from embedportal.api.errors import Conflict
 from embedportal.api.permissions import requires
 from embedportal.api.strict import no_body
-from pipeline.api.views import collection_or_404
+from pipeline.api.views import collection_or_404, valid
 from pipeline.models import visible
 from reprocessing import failures
 from reprocessing.api.filters import FailedDocumentFilter
@@ -87,9 +87,8 @@ class FailedDocumentViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["post"], url_path="retry", url_name="bulk-retry", permission_classes=[CanRetry])
     def bulk_retry(self, request: Request) -> Response:
         """Retry every scheduled or dead-lettered failure of one error type now."""
-        body = BulkRetrySerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        qs = self.get_queryset().filter(RETRYABLE, error_type=body.validated_data["error_type"])
-        if name := body.validated_data.get("collection"):
+        body = valid(BulkRetrySerializer, request)
+        qs = self.get_queryset().filter(RETRYABLE, error_type=body["error_type"])
+        if name := body.get("collection"):
             qs = qs.filter(document__collection=collection_or_404(request, name))
         return _result(failures.retry(qs))
