@@ -169,7 +169,4 @@ def generate(live: bool = False) -> GeneratedPage:
             *details,
         ]
     )
-    inputs = [
-        [r.name, r.file, r.group, r.expr, r.duration, r.labels, r.annotations, runbook_problems(r)] for r in rules
-    ]
-    return GeneratedPage(PATH, "Alerts reference", __name__, inputs, body, [RULES_GLOB, "docs/runbooks/*.md"])
+    return GeneratedPage(PATH, "Alerts reference", __name__, [rows, details], body, [RULES_GLOB, "docs/runbooks/*.md"])
