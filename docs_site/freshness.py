@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from docs_site.choices import Freshness, PageKind
 from docs_site.generators import MODULES, EmbeddingPipelineOperationsDocGenerator
 from docs_site.generators.alerts import alert_rules, parse_rules
 from docs_site.history import History
+from docs_site.models import DocPage, store_check
 from embedportal.config import SETTINGS
 
 CONFIG_FILES = ("embedportal/config.py", "embedportal/config_operations.py")  # the settings registry
@@ -116,21 +117,6 @@ def covered_items(meta: dict[str, Any], history: History) -> tuple[list[Item], l
     return items, unknown
 
 
-@dataclass
-class PageStatus:
-    path: str
-    title: str
-    kind: str
-    status: str
-    reason: str = ""
-    inputs_hash: str = ""
-    last_updated: datetime | None = None
-    source_changed_at: datetime | None = None
-    lag_seconds: float = 0.0
-    review_due_at: datetime | None = None
-    changed: list[str] = field(default_factory=list)
-
-
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
 
@@ -153,16 +139,16 @@ def _newest(paths: list[str], history: History) -> float | None:
 
 def check_generated(
     path: str, page: doc_pages.Page | None, generator: EmbeddingPipelineOperationsDocGenerator, history: History
-) -> PageStatus:
+) -> DocPage:
     """The generated page at `path` against what the code generates now; `page` None: not there."""
     generated = MODULES[path].generate()
     updated = page_updated(path, history, generator.root)
-    inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
     # The generator's own module dates the page too.
     patterns = [*generated.sources, generated.generator.replace(".", "/") + ".py"]
     newest = _newest([f for pattern in patterns for f in history.expand(pattern)], history)
-    status = PageStatus(path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
-    status.source_changed_at = _dt(newest)
+    status = DocPage(path=path, title=generated.title, kind=PageKind.GENERATED, status=Freshness.FRESH)
+    status.inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
+    status.last_updated, status.source_changed_at = _dt(updated), _dt(newest)
     if drift := generator.drift(generated):
         status.status, status.reason = Freshness.STALE, drift
         # A page never generated has no update to lag from: the least lag that is not fresh.
@@ -172,10 +158,12 @@ def check_generated(
     return status
 
 
-def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path) -> PageStatus:
+def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path) -> DocPage:
     repo_path = _repo_path(page.path, history, root)
     updated = page_updated(page.path, history, root)
-    status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))
+    status = DocPage(
+        path=page.path, title=page.title, kind=page.kind, status=Freshness.FRESH, last_updated=_dt(updated)
+    )
     items, unknown = covered_items(page.meta, history)
     if history.git:
         # No baseline when the page itself has uncommitted edits: it is being updated now.
@@ -193,7 +181,7 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     if unknown:
         reasons.append("covers what does not exist: " + ", ".join(unknown))
         status.lag_seconds = max(status.lag_seconds, 1.0)
-    status.changed = [i.key for i in changed]
+    status.changed = [i.key for i in changed]  # not stored: the reason names them
     if reasons:
         status.status, status.reason = Freshness.STALE, "; ".join(reasons)
         return status
@@ -208,7 +196,7 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     return status
 
 
-def check_pages(root: Path | None = None, history: History | None = None) -> list[PageStatus]:
+def check_pages(root: Path | None = None, history: History | None = None) -> list[DocPage]:
     history = history or History()
     root = root or doc_pages.docs_dir()
     generator = EmbeddingPipelineOperationsDocGenerator(root)
@@ -218,12 +206,8 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
     return statuses + [check_handwritten(p, history, now, root) for path, p in pages.items() if path not in MODULES]
 
 
-def record(statuses: list[PageStatus]) -> None:
-    from docs_site.models import DocPage, store_check
-
-    stored = ("kind", "status", "reason", "inputs_hash", "last_updated", "source_changed_at", "lag_seconds")
-    rows = {
-        s.path: {"title": s.title[:300], "review_due_at": s.review_due_at, **{f: getattr(s, f) for f in stored}}
-        for s in statuses
-    }
-    store_check(DocPage, "path", rows)
+def record(statuses: list[DocPage]) -> None:
+    stored = [f.name for f in DocPage._meta.fields if f.name not in ("id", "path", "checked_at")]
+    store_check(
+        DocPage, "path", {s.path: {f: getattr(s, f) for f in stored} | {"title": s.title[:300]} for s in statuses}
+    )
