@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -18,13 +17,6 @@ from docs_site.history import MANIFEST, History, sha256_file
 from embedportal.version import code_version
 
 CONFIG = "mkdocs.yml"
-
-
-@dataclass
-class BuildResult:
-    site_dir: Path
-    seconds: float
-    pages: int
 
 
 def manifest(history: History, root: Path) -> dict:
@@ -53,12 +45,11 @@ def manifest(history: History, root: Path) -> dict:
     }
 
 
-def build(site_dir: Path | None = None, live: bool = True) -> BuildResult:
+def build(site_dir: Path, live: bool = True) -> int:
+    """Build the site into `site_dir`; the number of pages."""
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
-    started = time.monotonic()
-    site_dir = Path(site_dir or settings.EMBEDPORTAL_DOCS_SITE_DIR)
     source = Path(settings.EMBEDPORTAL_DOCS_DIR)
     staging = site_dir.parent / f".{site_dir.name}-src"
     shutil.rmtree(staging, ignore_errors=True)  # a failed build's leftovers
@@ -72,4 +63,4 @@ def build(site_dir: Path | None = None, live: bool = True) -> BuildResult:
     mkdocs_build(config)
     (site_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     shutil.rmtree(staging)
-    return BuildResult(site_dir, time.monotonic() - started, len(data["pages"]))
+    return len(data["pages"])
