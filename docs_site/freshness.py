@@ -51,10 +51,8 @@ class Item:
     file: str  # repository path; "" when the item does not exist
     kind: str
 
-    def extract(self, text: str | None) -> str | None:
+    def extract(self, text: str) -> str | None:
         """The item's definition within the file's text (None: not there)."""
-        if text is None:
-            return None
         name = self.key.split(":", 1)[1]
         if self.kind == "setting":
             return setting_entry(text, name)
@@ -67,14 +65,12 @@ class Item:
             return next((json.dumps(r, sort_keys=True, default=str) for r in rules if r.get("alert") == name), None)
         return text
 
-    def text(self, history: History, commit: str | None) -> str | None:
-        """The defining file's text at `commit` (None: now); a setting's, from every registry file."""
+    def digest(self, history: History, commit: str | None) -> str:
+        """sha256 of the item's definition at `commit` (None: now), "" where it is not there; a setting's
+        read from every registry file."""
         files = CONFIG_FILES if self.kind == "setting" else (self.file,)
         texts = [t for f in files if (t := history.text_at(commit, f)) is not None]
-        return "\n".join(texts) if texts else None
-
-    def digest(self, text: str | None) -> str:
-        value = self.extract(text)
+        value = self.extract("\n".join(texts)) if texts else None
         return hashlib.sha256(value.encode()).hexdigest() if value is not None else ""
 
 
@@ -168,10 +164,10 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     if history.git:
         # No baseline when the page itself has uncommitted edits: it is being updated now.
         baseline = history.last_commit(repo_path)
-        before = {i.key: i.digest(i.text(history, baseline)) for i in items} if baseline else {}
+        before = {i.key: i.digest(history, baseline) for i in items} if baseline else {}
     else:  # what the manifest recorded; an item it lacks has nothing to compare with
         before = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {})
-    changed = [i for i in items if i.key in before and before[i.key] != i.digest(i.text(history, None))]
+    changed = [i for i in items if i.key in before and before[i.key] != i.digest(history, None)]
     newest = _newest([i.file for i in items], history)
     status.source_changed_at = _dt(newest)
     reasons = []

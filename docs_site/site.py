@@ -28,7 +28,7 @@ def manifest(history: History, root: Path) -> dict:
         items, _ = freshness.covered_items(page.meta, history)
         repo_path = freshness._repo_path(page.path, history, root)
         baseline = history.last_commit(repo_path)
-        covers = {item.key: item.digest(item.text(history, baseline)) for item in items}
+        covers = {item.key: item.digest(history, baseline) for item in items}
         files.update(item.file for item in items)
         pages[page.path] = {"updated_at": freshness.page_updated(page.path, history, root), "covers": covers}
         files.add(repo_path)
