@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import itertools
 import json
 import math
 import re
@@ -157,13 +158,8 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
 
-def _deeper(brackets: bytes, limit: int) -> bool:
-    depth = 0
-    for byte in brackets:
-        depth += 1 if byte in b"[{" else -1
-        if depth > limit:
-            return True
-    return False
+def _depth(brackets: bytes) -> int:
+    return max(itertools.accumulate(1 if byte in b"[{" else -1 for byte in brackets), default=0)
 
 
 def _values(structure: bytes) -> int:
@@ -227,7 +223,7 @@ def loads(data: str | bytes) -> Any:
             "send fewer documents or smaller metadata at once"
         )
     limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
-    if _deeper(_NOT_BRACKET.sub(b"", structure), limit):
+    if _depth(_NOT_BRACKET.sub(b"", structure)) > limit:
         raise JSONInputError(
             f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
         )
