@@ -41,7 +41,7 @@ ALIASES = {
 COMMON_QUERY_PARAMETERS = frozenset({"limit", "offset", "format"})
 
 
-def unknown_names(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
+def unknown_names(given: Iterable[str], known: Iterable[str], what: str = "field") -> dict[str, str]:
     """{unknown name: what to do}, e.g. {"strategy": 'unknown field; did you mean "chunking_strategy"?'}."""
     known = sorted(known)
     problems = {}
@@ -49,14 +49,13 @@ def unknown_names(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
         guess = ALIASES.get(name) if ALIASES.get(name) in known else None
         guess = guess or next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None)
         hint = f'did you mean "{guess}"?' if guess else f"known: {', '.join(known)}"
-        problems[name] = f"unknown field; {hint}"
+        problems[name] = f"unknown {what}; {hint}"
     return problems
 
 
 def unknown_parameters(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
     """unknown_names for query parameters: `limit`, `offset` and `format` are known to every view."""
-    problems = unknown_names(given, [*known, *COMMON_QUERY_PARAMETERS])
-    return {name: message.replace("unknown field", "unknown query parameter") for name, message in problems.items()}
+    return unknown_names(given, [*known, *COMMON_QUERY_PARAMETERS], "query parameter")
 
 
 def empty_parameters(query: Mapping[str, str], known: Iterable[str]) -> dict[str, str]:
