@@ -157,16 +157,6 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
 
-def _depth(brackets: bytes) -> int:
-    return max(itertools.accumulate(1 if byte in b"[{" else -1 for byte in brackets), default=0)
-
-
-def _values(structure: bytes) -> int:
-    """About how many values JSON without its strings holds: its arrays and objects, and each item or
-    entry past a container's first."""
-    return structure.count(b"[") + structure.count(b"{") + structure.count(b",")
-
-
 def no_body(request: Any) -> None:
     """An operation that takes no input refuses one, rather than ignore what the caller meant."""
     if request.data not in ({}, None):
@@ -215,14 +205,19 @@ def loads(data: str | bytes) -> Any:
     JSONDecodeError where it is not JSON, a UnicodeDecodeError where it is not UTF-8."""
     # Strings dropped: their brackets and commas are text, not structure.
     structure = _JSON_STRING.sub(b"", data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
-    # Parsed, a value costs 50 to 100 bytes however few it is written in: 60 MB of {},{},... took 5 GB.
-    if (values := _values(structure)) > (most := settings.EMBEDPORTAL_MAX_JSON_VALUES):
+    # About how many values: its arrays and objects, and each item or entry past a container's first. Parsed,
+    # a value costs 50 to 100 bytes however few it is written in: 60 MB of {},{},... took 5 GB.
+    values = structure.count(b"[") + structure.count(b"{") + structure.count(b",")
+    if values > (most := settings.EMBEDPORTAL_MAX_JSON_VALUES):
         raise JSONInputError(
             f"JSON holds about {values} values, over the limit of {most} (EMBEDPORTAL_MAX_JSON_VALUES); "
             "send fewer documents or smaller metadata at once"
         )
-    limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
-    if _depth(_NOT_BRACKET.sub(b"", structure)) > limit:
+    # The deepest level: the highest running sum of the brackets, +1 opening, -1 closing.
+    depth = max(
+        itertools.accumulate(1 if byte in b"[{" else -1 for byte in _NOT_BRACKET.sub(b"", structure)), default=0
+    )
+    if depth > (limit := settings.EMBEDPORTAL_MAX_JSON_DEPTH):
         raise JSONInputError(
             f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
         )
