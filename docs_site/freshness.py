@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from docs_site.choices import Freshness, PageKind
 from docs_site.generators import MODULES, EmbeddingPipelineOperationsDocGenerator
 from docs_site.generators.alerts import alert_rules, parse_rules
 from docs_site.history import History
+from docs_site.models import DocPage, store_check
 from embedportal.config import SETTINGS
 
 CONFIG_FILES = ("embedportal/config.py", "embedportal/config_operations.py")  # the settings registry
@@ -50,10 +51,8 @@ class Item:
     file: str  # repository path; "" when the item does not exist
     kind: str
 
-    def extract(self, text: str | None) -> str | None:
+    def extract(self, text: str) -> str | None:
         """The item's definition within the file's text (None: not there)."""
-        if text is None:
-            return None
         name = self.key.split(":", 1)[1]
         if self.kind == "setting":
             return setting_entry(text, name)
@@ -66,14 +65,12 @@ class Item:
             return next((json.dumps(r, sort_keys=True, default=str) for r in rules if r.get("alert") == name), None)
         return text
 
-    def text(self, history: History, commit: str | None) -> str | None:
-        """The defining file's text at `commit` (None: now); a setting's, from every registry file."""
+    def digest(self, history: History, commit: str | None) -> str:
+        """sha256 of the item's definition at `commit` (None: now), "" where it is not there; a setting's
+        read from every registry file."""
         files = CONFIG_FILES if self.kind == "setting" else (self.file,)
         texts = [t for f in files if (t := history.text_at(commit, f)) is not None]
-        return "\n".join(texts) if texts else None
-
-    def digest(self, text: str | None) -> str:
-        value = self.extract(text)
+        value = self.extract("\n".join(texts)) if texts else None
         return hashlib.sha256(value.encode()).hexdigest() if value is not None else ""
 
 
@@ -116,21 +113,6 @@ def covered_items(meta: dict[str, Any], history: History) -> tuple[list[Item], l
     return items, unknown
 
 
-@dataclass
-class PageStatus:
-    path: str
-    title: str
-    kind: str
-    status: str
-    reason: str = ""
-    inputs_hash: str = ""
-    last_updated: datetime | None = None
-    source_changed_at: datetime | None = None
-    lag_seconds: float = 0.0
-    review_due_at: datetime | None = None
-    changed: list[str] = field(default_factory=list)
-
-
 def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
 
@@ -153,16 +135,16 @@ def _newest(paths: list[str], history: History) -> float | None:
 
 def check_generated(
     path: str, page: doc_pages.Page | None, generator: EmbeddingPipelineOperationsDocGenerator, history: History
-) -> PageStatus:
+) -> DocPage:
     """The generated page at `path` against what the code generates now; `page` None: not there."""
     generated = MODULES[path].generate()
     updated = page_updated(path, history, generator.root)
-    inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
     # The generator's own module dates the page too.
     patterns = [*generated.sources, generated.generator.replace(".", "/") + ".py"]
     newest = _newest([f for pattern in patterns for f in history.expand(pattern)], history)
-    status = PageStatus(path, generated.title, PageKind.GENERATED, Freshness.FRESH, "", inputs_hash, _dt(updated))
-    status.source_changed_at = _dt(newest)
+    status = DocPage(path=path, title=generated.title, kind=PageKind.GENERATED, status=Freshness.FRESH)
+    status.inputs_hash = str(page.meta.get("inputs_sha256", "")) if page else ""
+    status.last_updated, status.source_changed_at = _dt(updated), _dt(newest)
     if drift := generator.drift(generated):
         status.status, status.reason = Freshness.STALE, drift
         # A page never generated has no update to lag from: the least lag that is not fresh.
@@ -172,18 +154,20 @@ def check_generated(
     return status
 
 
-def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path) -> PageStatus:
+def check_handwritten(page: doc_pages.Page, history: History, now: datetime, root: Path) -> DocPage:
     repo_path = _repo_path(page.path, history, root)
     updated = page_updated(page.path, history, root)
-    status = PageStatus(page.path, page.title, page.kind, Freshness.FRESH, last_updated=_dt(updated))
+    status = DocPage(
+        path=page.path, title=page.title, kind=page.kind, status=Freshness.FRESH, last_updated=_dt(updated)
+    )
     items, unknown = covered_items(page.meta, history)
     if history.git:
         # No baseline when the page itself has uncommitted edits: it is being updated now.
         baseline = history.last_commit(repo_path)
-        before = {i.key: i.digest(i.text(history, baseline)) for i in items} if baseline else {}
+        before = {i.key: i.digest(history, baseline) for i in items} if baseline else {}
     else:  # what the manifest recorded; an item it lacks has nothing to compare with
         before = history.manifest.get("pages", {}).get(page.path, {}).get("covers", {})
-    changed = [i for i in items if i.key in before and before[i.key] != i.digest(i.text(history, None))]
+    changed = [i for i in items if i.key in before and before[i.key] != i.digest(history, None)]
     newest = _newest([i.file for i in items], history)
     status.source_changed_at = _dt(newest)
     reasons = []
@@ -193,7 +177,7 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     if unknown:
         reasons.append("covers what does not exist: " + ", ".join(unknown))
         status.lag_seconds = max(status.lag_seconds, 1.0)
-    status.changed = [i.key for i in changed]
+    status.changed = [i.key for i in changed]  # not stored: the reason names them
     if reasons:
         status.status, status.reason = Freshness.STALE, "; ".join(reasons)
         return status
@@ -208,7 +192,7 @@ def check_handwritten(page: doc_pages.Page, history: History, now: datetime, roo
     return status
 
 
-def check_pages(root: Path | None = None, history: History | None = None) -> list[PageStatus]:
+def check_pages(root: Path | None = None, history: History | None = None) -> list[DocPage]:
     history = history or History()
     root = root or doc_pages.docs_dir()
     generator = EmbeddingPipelineOperationsDocGenerator(root)
@@ -218,12 +202,8 @@ def check_pages(root: Path | None = None, history: History | None = None) -> lis
     return statuses + [check_handwritten(p, history, now, root) for path, p in pages.items() if path not in MODULES]
 
 
-def record(statuses: list[PageStatus]) -> None:
-    from docs_site.models import DocPage, store_check
-
-    stored = ("kind", "status", "reason", "inputs_hash", "last_updated", "source_changed_at", "lag_seconds")
-    rows = {
-        s.path: {"title": s.title[:300], "review_due_at": s.review_due_at, **{f: getattr(s, f) for f in stored}}
-        for s in statuses
-    }
-    store_check(DocPage, "path", rows)
+def record(statuses: list[DocPage]) -> None:
+    stored = [f.name for f in DocPage._meta.fields if f.name not in ("id", "path", "checked_at")]
+    store_check(
+        DocPage, "path", {s.path: {f: getattr(s, f) for f in stored} | {"title": s.title[:300]} for s in statuses}
+    )

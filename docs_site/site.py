@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -20,13 +19,6 @@ from embedportal.version import code_version
 CONFIG = "mkdocs.yml"
 
 
-@dataclass
-class BuildResult:
-    site_dir: Path
-    seconds: float
-    pages: int
-
-
 def manifest(history: History, root: Path) -> dict:
     """Per page its update time and covered items' hashes as of its last commit; per file its hash and
     change time. In a container (no .git) freshness compares against these, as in the repository."""
@@ -36,7 +28,7 @@ def manifest(history: History, root: Path) -> dict:
         items, _ = freshness.covered_items(page.meta, history)
         repo_path = freshness._repo_path(page.path, history, root)
         baseline = history.last_commit(repo_path)
-        covers = {item.key: item.digest(item.text(history, baseline)) for item in items}
+        covers = {item.key: item.digest(history, baseline) for item in items}
         files.update(item.file for item in items)
         pages[page.path] = {"updated_at": freshness.page_updated(page.path, history, root), "covers": covers}
         files.add(repo_path)
@@ -53,12 +45,11 @@ def manifest(history: History, root: Path) -> dict:
     }
 
 
-def build(site_dir: Path | None = None, live: bool = True) -> BuildResult:
+def build(site_dir: Path, live: bool = True) -> int:
+    """Build the site into `site_dir`; the number of pages."""
     from mkdocs.commands.build import build as mkdocs_build
     from mkdocs.config import load_config
 
-    started = time.monotonic()
-    site_dir = Path(site_dir or settings.EMBEDPORTAL_DOCS_SITE_DIR)
     source = Path(settings.EMBEDPORTAL_DOCS_DIR)
     staging = site_dir.parent / f".{site_dir.name}-src"
     shutil.rmtree(staging, ignore_errors=True)  # a failed build's leftovers
@@ -72,4 +63,4 @@ def build(site_dir: Path | None = None, live: bool = True) -> BuildResult:
     mkdocs_build(config)
     (site_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     shutil.rmtree(staging)
-    return BuildResult(site_dir, time.monotonic() - started, len(data["pages"]))
+    return len(data["pages"])

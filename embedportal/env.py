@@ -70,53 +70,50 @@ def env_networks(name: str) -> list[str]:
     return networks
 
 
-KEY_TEAM = re.compile(r"(?P<variable>[A-Za-z_]\w*)=(?P<team>[^=]+)", re.ASCII)
+# A host name or [IPv6 address] and an optional port; a provider key variable's binding starts "VARIABLE=".
+HOST = r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?"
+VARIABLE = r"(?P<variable>[A-Za-z_]\w*)="
+
+
+def _entries(name: str, pattern: str, wanted: str) -> list[dict[str, str]]:
+    """The parts of each comma-separated entry, matched whole by `pattern` (a port in range); else refused."""
+    entries = []
+    for entry in env_list(name):
+        match = re.fullmatch(pattern, entry, re.ASCII)
+        if not match or not 0 < int(match.groupdict().get("port") or 1) < 65536:
+            raise _refused(name, entry, wanted)
+        entries.append(match.groupdict())
+    return entries
+
+
+def _host(entry: dict[str, str]) -> tuple[str, int | None]:
+    """(host, port or None for any port)."""
+    return entry["host"].strip("[]").lower(), int(entry["port"]) if entry["port"] else None
 
 
 def env_key_teams(name: str) -> dict[str, frozenset[str]]:
     """Each provider key variable's teams (group names), from comma-separated `VARIABLE=team` entries."""
+    wanted = "VARIABLE=team, comma-separated (ACME_OPENAI_KEY=acme,SHARED_KEY=acme)"
     bound: dict[str, set[str]] = {}
-    for entry in env_list(name):
-        if not (match := KEY_TEAM.fullmatch(entry)) or not match["team"].strip():
-            raise _refused(name, entry, "VARIABLE=team, comma-separated (ACME_OPENAI_KEY=acme,SHARED_KEY=acme)")
-        bound.setdefault(match["variable"], set()).add(match["team"].strip())
+    for entry in _entries(name, VARIABLE + "(?P<team>[^=]+)", wanted):
+        bound.setdefault(entry["variable"], set()).add(entry["team"].strip())
     return {variable: frozenset(teams) for variable, teams in bound.items()}
 
 
-# One entry of EMBEDPORTAL_PROVIDER_KEY_HOSTS: a key variable, "=", a host name or [IPv6 address], an optional port.
-KEY_HOST = re.compile(
-    r"(?P<variable>[A-Za-z_]\w*)=(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?", re.ASCII
-)
-
-
 def env_key_hosts(name: str) -> dict[str, frozenset[tuple[str, int | None]]]:
-    """Each provider key variable's hosts, as (host, port or None for any port), from comma-separated
-    `VARIABLE=host[:port]` entries (a variable repeated for more hosts)."""
+    """Each provider key variable's hosts, from comma-separated `VARIABLE=host[:port]` entries (a variable
+    repeated for more hosts)."""
+    wanted = "VARIABLE=host or VARIABLE=host:port, comma-separated (GATEWAY_KEY=gw.internal:8443)"
     bound: dict[str, set[tuple[str, int | None]]] = {}
-    for entry in env_list(name):
-        match = KEY_HOST.fullmatch(entry)
-        port = int(match["port"]) if match and match["port"] else None
-        if not match or port is not None and not 0 < port < 65536:
-            raise _refused(
-                name, entry, "VARIABLE=host or VARIABLE=host:port, comma-separated (GATEWAY_KEY=gw.internal:8443)"
-            )
-        bound.setdefault(match["variable"], set()).add((match["host"].strip("[]").lower(), port))
+    for entry in _entries(name, VARIABLE + HOST, wanted):
+        bound.setdefault(entry["variable"], set()).add(_host(entry))
     return {variable: frozenset(hosts) for variable, hosts in bound.items()}
-
-
-HOST = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?", re.ASCII)
 
 
 def env_hosts(name: str) -> frozenset[tuple[str, int | None]]:
     """(host, port or None for any port) from comma-separated `host` or `host:port` entries."""
-    hosts = set()
-    for entry in env_list(name):
-        match = HOST.fullmatch(entry)
-        port = int(match["port"]) if match and match["port"] else None
-        if not match or port is not None and not 0 < port < 65536:
-            raise _refused(name, entry, "host or host:port, comma-separated (llm-gw.internal:8443,tei.internal)")
-        hosts.add((match["host"].strip("[]").lower(), port))
-    return frozenset(hosts)
+    wanted = "host or host:port, comma-separated (llm-gw.internal:8443,tei.internal)"
+    return frozenset(map(_host, _entries(name, HOST, wanted)))
 
 
 def env_list(name: str) -> list[str]:

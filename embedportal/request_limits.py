@@ -18,7 +18,6 @@ def _refuse(request: HttpRequest, status: int, message: str) -> HttpResponse:
 
 class RequestBodyLimitMiddleware(MiddlewareMixin):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         declared = request.META.get("CONTENT_LENGTH") or ""
         if not declared:
             if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -28,7 +27,7 @@ class RequestBodyLimitMiddleware(MiddlewareMixin):
             length = int(declared)
         except ValueError:
             return _refuse(request, 400, f"Content-Length {declared!r} is not a number of bytes")
-        if limit is not None and length > limit:
+        if length > (limit := settings.DATA_UPLOAD_MAX_MEMORY_SIZE):
             return _refuse(
                 request,
                 413,

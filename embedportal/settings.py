@@ -125,7 +125,6 @@ WSGI_APPLICATION = "embedportal.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "embedportal" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

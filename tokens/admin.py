@@ -20,8 +20,10 @@ from tokens.models import ApiToken
 class NewTokenForm(forms.ModelForm):
     days = forms.IntegerField(
         min_value=1,
+        max_value=settings.EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS,
         initial=settings.EMBEDPORTAL_TOKEN_EXPIRY_DAYS,
         help_text="Days the token is valid (at most EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS).",
+        error_messages={"max_value": "at most %(limit_value)s days (EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS)"},
     )
 
     # Who is creating the token (ApiTokenAdmin.get_form); without the user field, the token is theirs.
@@ -40,12 +42,6 @@ class NewTokenForm(forms.ModelForm):
         # The form leaves revoked_at out, so Django skips the constraint naming it: checked here.
         ApiToken(user=data.get("user"), name=data.get("name")).validate_constraints()
         return data
-
-    def clean_days(self) -> int:
-        days, most = self.cleaned_data["days"], settings.EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS
-        if days > most:
-            raise forms.ValidationError(f"at most {most} days (EMBEDPORTAL_TOKEN_MAX_EXPIRY_DAYS)")
-        return days
 
 
 @admin.register(ApiToken)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple
-
 from docs_site.generators.base import GeneratedPage, table
 from tokens.grants import ANYONE, SIGNED_IN, grants
 
@@ -12,7 +10,10 @@ PATH = "reference/access.md"
 
 
 def generate(live: bool = False) -> GeneratedPage:
-    rows = grants()
+    rows = [
+        [g.method, f"`{g.path}`", g.scope, f"`{g.permission}`", f"changes `{g.field}`" if g.field else ""]
+        for g in grants()
+    ]
     body = "\n\n".join(
         [
             "Who may call each API route: a token's **scope** caps what it may do (read < write < operate, "
@@ -22,16 +23,8 @@ def generate(live: bool = False) -> GeneratedPage:
             f"`{SIGNED_IN}`: any signed-in user or token; `{ANYONE}`: no authentication. A row naming a "
             "field holds when the request changes that field: each action needs one permission, "
             "whatever the route ([api.md](../api.md#tokens)). Each row is a test case (tests/tokens/test_grants.py).",
-            table(
-                ["method", "path", "scope", "permission", "when"],
-                [
-                    [g.method, f"`{g.path}`", g.scope, f"`{g.permission}`", f"changes `{g.field}`" if g.field else ""]
-                    for g in rows
-                ],
-            ),
+            table(["method", "path", "scope", "permission", "when"], rows),
         ]
     )
     sources = ["*/api/*.py", "*/api.py", "embedportal/urls.py", "embedportal/api/permissions.py", "tokens/grants.py"]
-    return GeneratedPage(
-        PATH, "API access: endpoint x scope x grant", __name__, [astuple(g) for g in rows], body, sources
-    )
+    return GeneratedPage(PATH, "API access: endpoint x scope x grant", __name__, rows, body, sources)

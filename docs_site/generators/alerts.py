@@ -29,7 +29,6 @@ HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 class AlertRule:
     name: str
     file: str
-    group: str
     expr: str
     duration: str
     labels: dict[str, Any]
@@ -58,7 +57,6 @@ def alert_rules(root: Path | None = None) -> list[AlertRule]:
         AlertRule(
             name=rule["alert"],
             file=path.relative_to(root).as_posix(),
-            group=group.get("name", ""),
             expr=str(rule.get("expr", "")).strip(),
             duration=str(rule.get("for", "")),
             labels=rule.get("labels", {}),
@@ -169,7 +167,4 @@ def generate(live: bool = False) -> GeneratedPage:
             *details,
         ]
     )
-    inputs = [
-        [r.name, r.file, r.group, r.expr, r.duration, r.labels, r.annotations, runbook_problems(r)] for r in rules
-    ]
-    return GeneratedPage(PATH, "Alerts reference", __name__, inputs, body, [RULES_GLOB, "docs/runbooks/*.md"])
+    return GeneratedPage(PATH, "Alerts reference", __name__, [rows, details], body, [RULES_GLOB, "docs/runbooks/*.md"])

@@ -21,20 +21,16 @@ def current_value(name: str) -> str:
 
 
 def generate(live: bool = False) -> GeneratedPage:
-    inputs = [
-        {"name": s.name, "kind": s.kind, "default": s.shown_default(), "secret": s.secret, "description": s.description}
-        for s in sorted(SETTINGS.values(), key=lambda s: s.name)
-    ]
-    # The table shows exactly what is hashed.
+    # The table is what is hashed.
     rows = [
         [
-            f"`{i['name']}`",
-            i["kind"],
-            f"`{i['default']}`" if i["default"] else "",
-            "yes" if i["secret"] else "",
-            i["description"],
+            f"`{s.name}`",
+            s.kind,
+            f"`{s.shown_default()}`" if s.shown_default() else "",
+            "yes" if s.secret else "",
+            s.description,
         ]
-        for i in inputs
+        for s in sorted(SETTINGS.values(), key=lambda s: s.name)
     ]
     body = "\n\n".join(
         [
@@ -48,7 +44,7 @@ def generate(live: bool = False) -> GeneratedPage:
         ]
     )
     sources = ["embedportal/config.py", "embedportal/config_operations.py", "embedportal/settings.py"]
-    page = GeneratedPage(PATH, "Configuration reference", __name__, inputs, body, sources)
+    page = GeneratedPage(PATH, "Configuration reference", __name__, rows, body, sources)
     if live:
         current = table(["variable", "value"], [[f"`{name}`", current_value(name)] for name in sorted(SETTINGS)])
         page.live_body = "\n\n".join(

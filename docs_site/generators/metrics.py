@@ -79,6 +79,5 @@ def generate(live: bool = False) -> GeneratedPage:
             table(["metric", "type", "labels", "help", "recorded"], rows),
         ]
     )
-    inputs = [[m.name, m.type, list(m.labels), m.help, m.origin] for m in metrics]
     sources = ["*/metrics.py", "embedportal/config.py", "embedportal/config_operations.py"]
-    return GeneratedPage(PATH, "Metrics reference", __name__, inputs, body, sources, missing=missing)
+    return GeneratedPage(PATH, "Metrics reference", __name__, rows, body, sources, missing=missing)

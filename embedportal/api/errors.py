@@ -198,7 +198,5 @@ class StrictQueryMiddleware(MiddlewareMixin):
         handler = getattr(view, "actions", {}).get(method, method)
         known = getattr(cls, "query_parameters", {}).get(handler, ())
         problems = {**unknown_parameters(request.GET.keys(), known), **empty_parameters(request.GET, known)}
-        if not problems:
-            return None
         details = {parameter: [problem] for parameter, problem in problems.items()}
-        return JsonResponse(error_body(400, _first_message(details), details), status=400)
+        return JsonResponse(error_body(400, _first_message(details), details), status=400) if details else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import itertools
 import json
 import math
 import re
@@ -40,7 +41,7 @@ ALIASES = {
 COMMON_QUERY_PARAMETERS = frozenset({"limit", "offset", "format"})
 
 
-def unknown_names(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
+def unknown_names(given: Iterable[str], known: Iterable[str], what: str = "field") -> dict[str, str]:
     """{unknown name: what to do}, e.g. {"strategy": 'unknown field; did you mean "chunking_strategy"?'}."""
     known = sorted(known)
     problems = {}
@@ -48,14 +49,13 @@ def unknown_names(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
         guess = ALIASES.get(name) if ALIASES.get(name) in known else None
         guess = guess or next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.6)), None)
         hint = f'did you mean "{guess}"?' if guess else f"known: {', '.join(known)}"
-        problems[name] = f"unknown field; {hint}"
+        problems[name] = f"unknown {what}; {hint}"
     return problems
 
 
 def unknown_parameters(given: Iterable[str], known: Iterable[str]) -> dict[str, str]:
     """unknown_names for query parameters: `limit`, `offset` and `format` are known to every view."""
-    problems = unknown_names(given, [*known, *COMMON_QUERY_PARAMETERS])
-    return {name: message.replace("unknown field", "unknown query parameter") for name, message in problems.items()}
+    return unknown_names(given, [*known, *COMMON_QUERY_PARAMETERS], "query parameter")
 
 
 def empty_parameters(query: Mapping[str, str], known: Iterable[str]) -> dict[str, str]:
@@ -157,21 +157,6 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
 
-def _deeper(brackets: bytes, limit: int) -> bool:
-    depth = 0
-    for byte in brackets:
-        depth += 1 if byte in b"[{" else -1
-        if depth > limit:
-            return True
-    return False
-
-
-def _values(structure: bytes) -> int:
-    """About how many values JSON without its strings holds: its arrays and objects, and each item or
-    entry past a container's first."""
-    return structure.count(b"[") + structure.count(b"{") + structure.count(b",")
-
-
 def no_body(request: Any) -> None:
     """An operation that takes no input refuses one, rather than ignore what the caller meant."""
     if request.data not in ({}, None):
@@ -220,14 +205,19 @@ def loads(data: str | bytes) -> Any:
     JSONDecodeError where it is not JSON, a UnicodeDecodeError where it is not UTF-8."""
     # Strings dropped: their brackets and commas are text, not structure.
     structure = _JSON_STRING.sub(b"", data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
-    # Parsed, a value costs 50 to 100 bytes however few it is written in: 60 MB of {},{},... took 5 GB.
-    if (values := _values(structure)) > (most := settings.EMBEDPORTAL_MAX_JSON_VALUES):
+    # About how many values: its arrays and objects, and each item or entry past a container's first. Parsed,
+    # a value costs 50 to 100 bytes however few it is written in: 60 MB of {},{},... took 5 GB.
+    values = structure.count(b"[") + structure.count(b"{") + structure.count(b",")
+    if values > (most := settings.EMBEDPORTAL_MAX_JSON_VALUES):
         raise JSONInputError(
             f"JSON holds about {values} values, over the limit of {most} (EMBEDPORTAL_MAX_JSON_VALUES); "
             "send fewer documents or smaller metadata at once"
         )
-    limit = settings.EMBEDPORTAL_MAX_JSON_DEPTH
-    if _deeper(_NOT_BRACKET.sub(b"", structure), limit):
+    # The deepest level: the highest running sum of the brackets, +1 opening, -1 closing.
+    depth = max(
+        itertools.accumulate(1 if byte in b"[{" else -1 for byte in _NOT_BRACKET.sub(b"", structure)), default=0
+    )
+    if depth > (limit := settings.EMBEDPORTAL_MAX_JSON_DEPTH):
         raise JSONInputError(
             f"JSON nested more than {limit} levels deep (EMBEDPORTAL_MAX_JSON_DEPTH); send flatter objects"
         )

@@ -41,18 +41,14 @@ def connection_settings(data_dir: Path) -> dict[str, str]:
     """Start (or reuse) the server under `data_dir/pg`, create the app's database if needed, and
     return Django's HOST (the socket directory, or a host name), PORT, USER and PASSWORD for it."""
     server = _server(data_dir)
-    _ensure_database(server.get_uri(), DATABASE_NAME)
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone():
+            # DuplicateDatabase: another process of the app created it first.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
     info = server.get_postmaster_info()
     host = str(info.socket_dir) if info.socket_dir else info.hostname
     return {"HOST": host, "PORT": str(info.port or ""), "USER": USER, "PASSWORD": ""}
-
-
-def _ensure_database(admin_uri: str, database: str) -> None:
-    with psycopg.connect(admin_uri, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
-            # DuplicateDatabase: another process of the app created it first.
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
 def stop_server(data_dir: Path) -> bool:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from docs_site import freshness, pages, site
 from docs_site.choices import Freshness
 from docs_site.history import History
+from docs_site.models import DocPage
 
 CONFIG = """
 Setting("EMBEDPORTAL_CLAIM_BATCH", "int", 32, "Documents a worker claims at a time.")
@@ -62,7 +63,7 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def status_of(repo: Path, path: str = "runbooks/scaling.md", history: History | None = None) -> freshness.PageStatus:
+def status_of(repo: Path, path: str = "runbooks/scaling.md", history: History | None = None) -> DocPage:
     history = history or History(repo)
     page = pages.get(path, repo / "docs")
     return freshness.check_handwritten(page, history, timezone.now(), repo / "docs")

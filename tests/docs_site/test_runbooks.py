@@ -45,7 +45,7 @@ def test_a_link_to_a_missing_heading_or_section_is_reported(tmp_path: Path) -> N
     )
 
     def problems(url: str) -> list[str]:
-        rule = alerts.AlertRule("A", "f", "g", "1", "", {}, {"runbook_url": url})
+        rule = alerts.AlertRule("A", "f", "1", "", {}, {"runbook_url": url})
         return alerts.runbook_problems(rule, tmp_path)
 
     assert problems("https://h/docs/runbooks/x/#some-alert") == [
