@@ -27,6 +27,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.deploy.app_facts import PROJECT_APPS
 from tests.deploy.render import DEPLOY, ROOT, instructions
 
 LOCK = ROOT / "requirements.lock"
@@ -318,9 +319,15 @@ def test_the_copied_sources_build_the_project_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "embedportal/settings.py" in names and "embedportal/__main__.py" in names
     assert any(n.startswith("pipeline/management/commands/") for n in names)
-    # Templates ship as package data (settings' TEMPLATES DIRS points into the package).
-    templates = [p.relative_to(ROOT).as_posix() for p in (ROOT / "embedportal" / "templates").rglob("*") if p.is_file()]
-    assert set(templates) <= set(names)
+    # Each app's templates and static files ship as package data (APP_DIRS finds the templates in the package).
+    data = {
+        p.relative_to(ROOT).as_posix()
+        for app in PROJECT_APPS
+        for kind in ("templates", "static")
+        for p in (ROOT / app / kind).rglob("*")
+        if p.is_file()
+    }
+    assert data and data <= set(names), sorted(data - set(names))[:5]
     # The image installs it in place (-e): the editable wheel maps each package to the copied tree.
     editable = subprocess.run(
         [sys.executable, "-c", f"from setuptools import build_meta; print(build_meta.build_editable({str(out)!r}))"],
