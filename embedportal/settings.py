@@ -289,7 +289,13 @@ if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # One line a record: a tenant's text (a model string, a provider's error) cannot forge another.
+    "formatters": {
+        "plain": {
+            "()": "embedportal.printable.PrintableFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("EMBEDPORTAL_LOG_LEVEL")},
     # LiteLLM logs request headers at DEBUG/INFO; axes would log a banner in every command and each login.

@@ -253,7 +253,10 @@ def embed_raw(collection: Collection, texts: list[str], timeout: float | None = 
     except Exception as exc:  # noqa: BLE001 -- every provider error is classified, none escapes raw
         raise classify(exc, key) from None
     finally:
-        metrics.PROVIDER_CALL.labels(provider=provider_of(collection.model)).observe(time.perf_counter() - started)
+        # A prefix LiteLLM does not know is "other": a tenant's made-up prefixes would each be a series.
+        provider = provider_of(collection.model)
+        provider = provider if provider == "local" or provider in litellm.provider_list else "other"
+        metrics.PROVIDER_CALL.labels(provider=provider).observe(time.perf_counter() - started)
     if (usage := _meter.get()) is not None:
         usage.add(response)
     try:

@@ -20,6 +20,7 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from embedportal.collectors import bounded_queries
+from embedportal.printable import printable
 from embedportal.version import code_version
 from pipeline import circuits, encoder, metrics, providers
 from pipeline.choices import DocumentStatus
@@ -58,7 +59,8 @@ def _timed(name: str, check: Callable[[dict[str, Any]], str]) -> CheckResult:
         reason, ok = f"database error: {type(exc).__name__}: {exc}".strip(), False
     seconds = time.perf_counter() - started
     metrics.HEALTH_CHECK_LATENCY.labels(check=name).observe(seconds)
-    return CheckResult(name, ok, reason, seconds, details)
+    # A reason quotes model strings and providers' errors: check_health prints it in a terminal.
+    return CheckResult(name, ok, printable(reason), seconds, details)
 
 
 def _pgvector_version(cursor: Any) -> str:

@@ -89,7 +89,7 @@ QUEUE_WAIT = Histogram(
 PROVIDER_CALL = Histogram(
     "embedding_pipeline_provider_call_seconds",
     "Seconds one embedding call to a provider took, failed calls included; provider is the LiteLLM "
-    "model prefix (openai, local, ...).",
+    "model prefix (openai, local, ...; other for a prefix LiteLLM does not know).",
     ["provider"],
     buckets=CALL_BUCKETS,
 )

@@ -19,6 +19,7 @@ from prometheus_client.core import Metric
 
 from embedportal import collectors
 from embedportal.api.strict import JSONInputError, json_error, loads
+from embedportal.printable import unsafe_character
 from embedportal.storable import unstorable
 from pipeline import backfill, encoder
 from pipeline.choices import SearchMode
@@ -196,7 +197,7 @@ def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
             raise ValidationError(f'line {number}: expected an object {{"query": "...", "expected": "document id"}}')
         query, expected = item["query"].strip(), item["expected"].strip()
         for key, value in (("query", query), ("expected", expected)):
-            if problem := unstorable(value):
+            if problem := unstorable(value) or (key == "expected" and unsafe_character(value)):
                 raise ValidationError(f"line {number}: the {key} {problem}")
             if len(value) > GOLDEN_BOUNDS[key]:
                 raise ValidationError(

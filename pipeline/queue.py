@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from embedportal.printable import unsafe_character
 from embedportal.storable import unstorable
 from pipeline import backfill, history, metrics
 from pipeline.models import Collection, Document
@@ -102,9 +102,10 @@ def validate(doc: IncomingDocument, contextual: bool = False) -> None:
         raise InvalidDocument("id must be a non-empty string")
     if len(doc.external_id) > 512:
         raise InvalidDocument("id is longer than 512 characters")
-    # A document's address holds its id: one with a line break broke every list page holding it (500).
-    if (at := next((i for i, c in enumerate(doc.external_id) if unicodedata.category(c) == "Cc"), None)) is not None:
-        raise InvalidDocument(f"id holds a control character ({doc.external_id[at]!r} at {at}); remove it")
+    # A document's address holds its id: one with a line break broke every list page holding it (500); a
+    # bidi override showed "invoice-\u202efdp.exe" in the admin as invoice-exe.pdf.
+    if problem := unsafe_character(doc.external_id):
+        raise InvalidDocument(f"id {problem}")
     if doc.external_id.endswith("/requeue"):
         raise InvalidDocument(
             "id ends in /requeue: its address would be the requeue route of the document before it; rename it"

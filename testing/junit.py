@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 from junitparser import Error, Failure, Skipped
 from junitparser.xunit2 import FlakyFailure, JUnitXml, TestCase, TestSuite
 
+from embedportal.printable import printable
 from testing.choices import Outcome
 from testing.models import TestResult, TestRun
 
@@ -21,15 +22,17 @@ def run_to_junit(run: TestRun, results: QuerySet[TestResult] | None = None) -> J
             suite.timestamp = result.started_at.isoformat()
         name = f"{result.scenario}[{result.target}]" if result.target else result.scenario
         case = TestCase(name, classname=f"{result.category}.{result.component}", time=round(result.duration_seconds, 3))
+        # Messages quote tenants' model strings and providers' errors: most control characters are not XML.
+        message = printable(result.message, keep="\n\t")
         if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             kind = Failure if result.outcome == Outcome.FAILED else Error
-            case.result = [kind(result.message.splitlines()[0][:500] if result.message else result.outcome)]
-            case.result[0].text = result.message
+            case.result = [kind(message.splitlines()[0][:500] if message else result.outcome)]
+            case.result[0].text = message
         elif result.outcome == Outcome.SKIPPED:
-            case.result = [Skipped(result.message)]
+            case.result = [Skipped(message)]
         elif result.outcome == Outcome.FLAKY:
             for attempt in result.details.get("attempts", [])[:-1]:
-                case.add_interim_result(FlakyFailure(attempt.get("message", "")[:500], "flaky"))
+                case.add_interim_result(FlakyFailure(printable(attempt.get("message", ""))[:500], "flaky"))
         suite.add_testcase(case)
     for suite in suites.values():
         suite.update_statistics()

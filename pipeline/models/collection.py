@@ -15,6 +15,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from embedportal.printable import unsafe_character
 from pipeline import providers
 from pipeline.choices import ChunkingStrategy, ChunkUnit, Fusion, SearchMode
 from pipeline.chunking import overlap_problem
@@ -322,6 +323,9 @@ class Collection(models.Model):
         local = providers.provider_of(self.model or "") == "local"
         found = {
             "name": rules.reserved_name_problem(self.name),
+            # Model strings reach logs, terminals, metric labels and alert texts as they are.
+            "model": unsafe_character(self.model or ""),
+            "rerank_model": unsafe_character(self.rerank_model or ""),
             "extra_params": rules.params_problem(self.model, local, self.extra_params, self.dimensions),
             "api_base": rules.local_endpoint_problem(self.model, local, "api_base", self.api_base)
             or rules.api_base_host_problem(self.api_base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from embedportal.printable import validate_identifier
 from pipeline.choices import SearchMode
 from pipeline.models.collection import Collection
 
@@ -19,7 +20,9 @@ class GoldenQuery(models.Model):
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="golden_queries")
     query = models.CharField(max_length=2000)
     expected_document_id = models.CharField(
-        max_length=512, help_text="The external id of the document the query must find."
+        max_length=512,
+        help_text="The external id of the document the query must find.",
+        validators=[validate_identifier],  # as a document's id: messages and JUnit files show it
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -309,8 +309,10 @@ def test_ids_whose_address_would_break_are_refused_and_stored_ones_stay_reachabl
     docs = Collection.objects.create(name="docs", model="local/hash-16", dimensions=16, contextual_chunks=False)
     url = "/api/v1/collections/docs/documents/"
     for bad, message in (
-        ("a\nb", "id holds a control character ('\\n' at 1); remove it"),
-        ("tab\there", "id holds a control character ('\\t' at 3); remove it"),
+        ("a\nb", "id holds a control or formatting character ('\\n' at 1); remove it"),
+        ("tab\there", "id holds a control or formatting character ('\\t' at 3); remove it"),
+        # A bidi override showed this one in the admin's document list as invoice-exe.pdf.
+        ("invoice-\u202efdp.exe", "id holds a control or formatting character ('\\u202e' at 8); remove it"),
         ("x/requeue", "id ends in /requeue: its address would be the requeue route of the document before it"),
     ):
         assert message in error_of(api.post(url, [{"id": bad, "text": "t"}], format="json"), 400)["message"], bad

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from embedportal.printable import printable
 from pipeline import providers
 from pipeline.access import add_as_user, collection_for
 from pipeline.backfill import serving
@@ -39,14 +40,17 @@ class Command(BaseCommand):
         try:
             hits = search(collection, o["query"], o["k"], "cli", o["by_document"], o["mode"], fallback=True)
         except PipelineError as exc:
-            raise CommandError(f"embedding the query failed: {exc}") from None
+            raise CommandError(printable(f"embedding the query failed: {exc}")) from None
         if hits.fallback:
-            self.stderr.write(f"The query could not be embedded ({hits.fallback}): ranked by keywords alone.")
+            self.stderr.write(
+                printable(f"The query could not be embedded ({hits.fallback}): ranked by keywords alone.")
+            )
         if o["json"]:
             self.stdout.write(json.dumps([h.as_dict() for h in hits], indent=2))
             return
         for rank, hit in enumerate(hits, 1):
-            snippet = " ".join(hit.text.split())[:200]
+            # Documents' text as it is would pass its escape sequences to the terminal.
+            snippet = printable(" ".join(hit.text.split())[:200])
             self.stdout.write(f"{rank}. {hit.document_id} #{hit.ordinal}  score {hit.score:.4f}\n   {snippet}")
         if not hits:
             self.stdout.write("No results (is the collection embedded yet?).")

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
+from embedportal.printable import printable
 from pipeline.access import add_as_user, collection_for
 from testing.api.serializers import TestRunDetailSerializer
 from testing.choices import Category, Outcome, RunStatus, Trigger
@@ -78,4 +79,4 @@ class Command(BaseCommand):
             style(f"{result.outcome.upper():8} {result.scenario}{target} ({result.duration_seconds:.1f} s)")
         )
         if result.message and result.outcome != Outcome.PASSED:
-            self.stdout.write(f"         {result.message.splitlines()[0][:300]}")
+            self.stdout.write(f"         {printable(result.message.splitlines()[0][:300])}")

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from audit import trail
+from embedportal.printable import unsafe_character
 from tokens.choices import Scope
 from tokens.models import ApiToken
 
@@ -46,6 +47,8 @@ class Command(BaseCommand):
         name = o["name"].strip()
         if not name or len(name) > ApiToken._meta.get_field("name").max_length:
             raise CommandError("--name: 1 to 100 characters")
+        if problem := unsafe_character(name):
+            raise CommandError(f"--name {problem}")
         with transaction.atomic():
             mine = ApiToken.objects.filter(user=user)
             if o["rotate"]:

@@ -1,0 +1,114 @@
+"""Tenant text where it comes back out as plain text (an injection red team): a model string or a
+provider's error with CR/LF forged server log lines, ESC sequences rewrote an operator's terminal
+(check_health showed PASS over a FAIL), control characters made the JUnit file unparseable for CI,
+and a bidi override showed a document id in reverse. Identifiers refuse control and formatting
+characters; logs, commands and XML escape them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import xml.etree.ElementTree as ET
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from embedportal.printable import PrintableFormatter, printable
+from pipeline.embedding import PipelineError, embed_texts
+from pipeline.models import Collection
+from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
+from testing.junit import run_to_junit
+from testing.models import TestResult, TestRun
+from tests.tools import error_of, parse_metrics
+
+pytestmark = pytest.mark.django_db
+
+FORGED = "bad input\r\n2026-12-07 15:00:00,000 ERROR django.security FORGED\x1b[31mRED\x1b]0;title\x07 \u202eexe.pdf"
+
+
+def test_a_logged_text_is_one_line_and_a_traceback_keeps_only_its_line_breaks():
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h.formatter, PrintableFormatter))
+    record = logging.LogRecord("pipeline.failures", logging.WARNING, __file__, 1, "failed: %s", (FORGED,), None)
+    line = handler.format(record)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u202e" not in line
+    assert line.endswith("failed: bad input\\r\\n2026-12-07 15:00:00,000 ERROR django.security FORGED\\x1b[31mRED"
+                         "\\x1b]0;title\\x07 \\u202eexe.pdf")  # fmt: skip
+    try:
+        raise ValueError(FORGED)
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "search failed", (), sys.exc_info())
+    text = handler.format(record)
+    assert text.count("\n") >= 3 and "\r" not in text and "\x1b" not in text and "\x07" not in text
+    # A line break in the exception's message stays (messages may span lines) but starts no record.
+    assert all(line.startswith("  ") for line in text.splitlines()[1:]), text
+    assert text.splitlines()[-2:] == ["  ValueError: bad input\\r", f"  {printable(FORGED.split(chr(10))[1])}"]
+
+
+@pytest.mark.parametrize("bad", ["openai/x\r\nforged", "openai/\x1b[2Jx", "openai/\u202ex", "openai/a\u200bb"])
+def test_a_model_string_with_a_control_or_formatting_character_is_refused(api, bad):
+    body = {"name": "evil", "model": bad, "dimensions": 8, "api_base": "http://127.0.0.1:9/v1"}
+    details = error_of(api.post("/api/v1/collections/", body, format="json"), 400)["details"]
+    assert details["model"][0].startswith("holds a control or formatting character"), details
+    body = {"name": "rerank", "model": "local/hash-16", "dimensions": 16, "rerank_model": bad}
+    details = error_of(api.post("/api/v1/collections/", body, format="json"), 400)["details"]
+    assert details["rerank_model"][0].startswith("holds a control or formatting character"), details
+    assert not Collection.objects.exists()
+
+
+def test_a_golden_querys_expected_id_and_a_token_name_refuse_them_too(api, hash_collection, admin_user, tmp_path):
+    body = {"collection": "hashes", "query": "where are the cats", "expected_document_id": "id\x1b[31mX"}
+    url = "/api/v1/embedding-pipeline-operations/golden-queries/"
+    details = error_of(api.post(url, body, format="json"), 400)["details"]
+    assert details["expected_document_id"][0].startswith("holds a control or formatting character ('\\x1b' at 2)")
+    lines = tmp_path / "golden.jsonl"
+    lines.write_text(json.dumps({"query": "where are the cats", "expected": "cats\u202e"}) + "\n")
+    with pytest.raises(CommandError, match=r"line 1: the expected holds a control or formatting character"):
+        call_command("import_golden_queries", str(lines), collection="hashes", stdout=StringIO())
+    with pytest.raises(CommandError, match=r"--name holds a control or formatting character \('\\n' at 2\)"):
+        call_command("create_api_token", admin_user.username, name="ci\nforged", stdout=StringIO())
+    assert not hash_collection.golden_queries.exists()
+
+
+def test_junit_escapes_what_xml_cannot_hold_and_stays_parseable():
+    run = TestRun.objects.start(trigger="cli")
+    TestResult.objects.create(
+        run=run, scenario="model_upstream_answers", category="integration", component="provider",
+        outcome="failed", started_at=timezone.now(), duration_seconds=1.0, message=f"openai/x failed: {FORGED}\nmore",
+    )  # fmt: skip
+    root = ET.fromstring(run_to_junit(run).tostring())
+    failure = root.find(".//failure")
+    assert failure.get("message") == "openai/x failed: bad input\\r"
+    assert "\\x1b[31mRED\\x1b]0;title\\x07 \\u202eexe.pdf\nmore" in failure.text
+
+
+def test_check_health_and_search_print_a_stored_text_escaped(hash_collection, fake_provider, fake_collection):
+    # A row stored before the rule; its probe fails and the reason quotes the model string.
+    Collection.objects.filter(pk=fake_collection.pk).update(model="openai/x\x1b[2K\r\x1b[32mPASS")
+    fake_provider.mode = "401"
+    out = StringIO()
+    with pytest.raises(CommandError, match="unhealthy: model"):
+        call_command("check_health", check=["model"], stdout=out)
+    assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()
+    assert "openai/x\\x1b[2K\\r\\x1b[32mPASS" in out.getvalue()
+    # A producer's document text, shown by a search in an operator's terminal.
+    enqueue(hash_collection, [IncomingDocument("zebra.md", "zebra quartz \x1b[2J\x1b[Hall good\x1b[8m hidden")])
+    EmbeddingIngestionPipeline().drain()
+    call_command("search", "zebra quartz", collection="hashes", mode="keyword", stdout=(out := StringIO()))
+    assert "zebra quartz \\x1b[2J\\x1b[Hall good\\x1b[8m hidden" in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def test_a_provider_prefix_litellm_does_not_know_is_one_metric_series(client, fake_provider, fake_collection):
+    for prefix in ("madeup", "other2"):
+        Collection.objects.filter(pk=fake_collection.pk).update(model=f"{prefix}/x")
+        fake_collection.refresh_from_db()
+        with pytest.raises(PipelineError):
+            embed_texts(fake_collection, ["t"])
+    m = parse_metrics(client.get("/metrics").content.decode())
+    providers = {
+        dict(labels)["provider"] for name, labels in m if name == "embedding_pipeline_provider_call_seconds_count"
+    }
+    assert "other" in providers and not {"madeup", "other2"} & providers
