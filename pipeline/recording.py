@@ -45,6 +45,11 @@ class BatchResult:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     @property
+    def bulk(self) -> bool:
+        """Claimed while the collection loads in bulk (pipeline.backfill: a first load, backfill or re-embed)."""
+        return self.collection.building_generation is not None
+
+    @property
     def fresh(self) -> int:
         """Stored documents embedded within the collection's freshness SLA (a lag equal to it is within)."""
         sla = self.collection.freshness_sla.total_seconds()
@@ -109,8 +114,8 @@ WITH timing AS (
     INSERT INTO pipeline_batchtiming
            (collection_id, worker, finished_at, documents, failed, chunks, tokens, cost_usd, claim_seconds,
             chunking_seconds, embedding_seconds, storage_seconds, total_seconds, queue_wait_seconds, batch_size,
-            freshness, fresh, rolled_up)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[], %s, false)
+            freshness, fresh, bulk, rolled_up)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::bigint[], %s, %s, false)
     RETURNING collection_id, finished_at, documents, tokens, cost_usd
 )
 INSERT INTO pipeline_collectioncost AS c (collection_id, documents, tokens, cost_usd, month, month_cost_usd, updated_at)
@@ -138,7 +143,7 @@ def _write(r: BatchResult, at: datetime) -> None:
             _RECORD_SQL,
             [r.collection.pk, r.worker[:200], at, r.embedded, r.failed, r.chunks, r.tokens, r.cost_usd]
             + [r.claim_seconds, *seconds, r.total_seconds, r.queue_wait, r.batch_size]
-            + [bucket_counts(FRESHNESS_BUCKETS, r.freshness_lags), r.fresh],
+            + [bucket_counts(FRESHNESS_BUCKETS, r.freshness_lags), r.fresh, r.bulk],
         )
 
 

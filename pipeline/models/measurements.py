@@ -134,6 +134,11 @@ class BatchTiming(models.Model):
         db_default=0, help_text="Stored documents whose lag was within the collection's freshness SLA."
     )
     rolled_up = models.BooleanField(default=False, help_text="Added to the minute history (CollectionActivity).")
+    bulk = models.BooleanField(
+        db_default=False,
+        help_text="Claimed during a first load, backfill or re-embed: nobody waits on one of its documents (not "
+        "searchable until the load ends, or searchable already), so document_latency leaves it to throughput.",
+    )
 
     class Meta:
         indexes = [

@@ -123,14 +123,15 @@ def model_targets(collection_id: int | None = None, user: Any = None) -> list[di
 
 
 def _batch_events(since: datetime, until: datetime, steps: int, collection_id: int | None) -> dict[str, list[Events]]:
-    """Per step: documents within the latency target of all; documents stored against those owed at
-    each model's throughput target over its busy seconds (capped per model; a model without a target
-    counts for neither)."""
+    """Per step: documents within the latency target of all, bulk loads' left out (BatchTiming.bulk);
+    documents stored against those owed at each model's throughput target over its busy seconds (capped
+    per model; a model without a target counts for neither)."""
     where, params = window_where(since, collection_id)
     with connection.cursor() as cur:
         cur.execute(
-            f"SELECT {STEP_SQL} AS step, c.model, sum(t.documents) FILTER (WHERE t.total_seconds <= %s), "
-            "sum(t.documents), sum(t.claim_seconds + t.total_seconds) "
+            f"SELECT {STEP_SQL} AS step, c.model, "
+            "sum(t.documents) FILTER (WHERE t.total_seconds <= %s AND NOT t.bulk), "
+            "sum(t.documents) FILTER (WHERE NOT t.bulk), sum(t.documents), sum(t.claim_seconds + t.total_seconds) "
             "FROM pipeline_batchtiming t JOIN pipeline_collection c ON c.id = t.collection_id "
             f"WHERE {where} AND t.finished_at < %s GROUP BY 1, 2",
             [since, (until - since).total_seconds() / steps, target("document_latency"), *params, until],
@@ -138,8 +139,8 @@ def _batch_events(since: datetime, until: datetime, steps: int, collection_id: i
         rows = cur.fetchall()
     rates, fallback = throughput_targets(), target("throughput_per_worker")
     latency, throughput = [Events(0, 0)] * steps, [Events(0, 0)] * steps
-    for step, model, good, documents, busy in rows:
-        latency[step] = Events(latency[step].good + (good or 0), latency[step].total + documents)
+    for step, model, good, judged, documents, busy in rows:
+        latency[step] = Events(latency[step].good + (good or 0), latency[step].total + (judged or 0))
         if (rate := rates.get(model, fallback)) is not None:
             owed = rate * busy
             throughput[step] = Events(throughput[step].good + min(documents, owed), throughput[step].total + owed)
