@@ -21,7 +21,7 @@ from pipeline.admin_state import holds  # importing it registers the read-only s
 from pipeline.collections import resolve_dimensions
 from pipeline.models import Chunk, Collection, Document, sees_all_collections
 from pipeline.performance import admin as performance_admin
-from pipeline.performance import slo_page
+from pipeline.performance import slo_page, slos
 
 # Fields a form may leave empty for their default (pgvector's for HNSW), as the API does.
 DEFAULTED_FIELDS = (
@@ -262,6 +262,9 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
             "title": "SLOs and capacity",
             "figures": figures,
             "slo_rows": slo_page.table(figures),
+            # Which SLOs the burn-rate alerts watch: the performance SLOs alert on their compliance instead.
+            "event_slos": [s.name for s in slos.spec().slos],
+            "performance_slos": list(slos.performance()),
             "retrieval": [run for run in quality.latest() if run.collection_id in seen_ids],
             "ranges": list(slo_page.RANGES),
             "collections": seen.order_by("name").values_list("name", flat=True),

@@ -305,3 +305,11 @@ def test_the_slo_page_ends_the_throughput_targets_sentence_without_a_stray_space
     page = admin_client.get("/admin/pipeline/collection/slos/").content.decode()
     sentence = page.split('id="throughput-targets">')[1].split("</p>")[0]
     assert sentence.endswith('target<span class="throughput-targets"></span>.'), sentence
+
+
+def test_the_slo_page_says_which_slos_page_on_burn_rate(admin_client):
+    # It said "the page alert fires above 14.4 (1 h) and 6 (6 h)" under document_latency's burn rate of 20x
+    # after a fresh install's first load, an alert that SLO does not have (a fresh-install drill).
+    page = admin_client.get("/admin/pipeline/collection/slos/").content.decode()
+    assert "the page alerts of freshness, failures, latency fire above 14.4 (1 h) and 6 (6 h)" in page
+    assert "document_latency, search_latency, throughput_per_worker have no burn-rate alert" in page
