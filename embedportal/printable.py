@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import unicodedata
 
-from django.core.exceptions import ValidationError
-
 # Cc, control characters: ESC starts terminal sequences, CR and LF forge log lines, most are not XML.
 # Cf, formatting characters: a bidi override shows "invoice-\u202efdp.exe" as invoice-exe.pdf, a
 # zero-width one hides text.
@@ -45,9 +43,3 @@ class PrintableFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:
         return printable(super().formatStack(stack_info), keep="\n")
-
-
-def validate_identifier(value: str) -> None:
-    """A model field validator for ids and names that plain-text outputs show as they are."""
-    if problem := unsafe_character(value):
-        raise ValidationError(problem)

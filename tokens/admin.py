@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from embedportal.admin import AuditedAdmin
+from embedportal.printable import unsafe_character
 from tokens.models import ApiToken
 
 
@@ -32,6 +33,12 @@ class NewTokenForm(forms.ModelForm):
     class Meta:
         model = ApiToken
         fields = ["user", "name", "scope"]
+
+    def clean_name(self) -> str:
+        # Names reach logs and the command's output as they are, as create_api_token refuses too.
+        if problem := unsafe_character(self.cleaned_data["name"]):
+            raise forms.ValidationError(problem)
+        return self.cleaned_data["name"]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

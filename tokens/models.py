@@ -12,7 +12,6 @@ from django.utils import timezone
 from knox.models import AbstractAuthToken, get_digest_token
 from knox.settings import CONSTANTS, knox_settings
 
-from embedportal.printable import validate_identifier
 from tokens.choices import Scope
 
 # A token's last use is written at most this often: one UPDATE a minute, not one per request.
@@ -39,7 +38,7 @@ class ApiToken(AbstractAuthToken):
     # knox makes the digest the primary key: it would be in every admin URL. A plain id instead.
     id = models.BigAutoField(primary_key=True)
     digest = models.CharField(max_length=CONSTANTS.DIGEST_LENGTH, unique=True)
-    name = models.CharField(max_length=100, validators=[validate_identifier])
+    name = models.CharField(max_length=100)
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
     last_used = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

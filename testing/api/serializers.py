@@ -12,6 +12,7 @@ from embedportal.api.strict import (
     StrictIntegerField,
     StrictModelSerializer,
 )
+from embedportal.printable import unsafe_character
 from pipeline.access import without_hidden_names, without_hidden_targets
 from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
@@ -120,6 +121,11 @@ class GoldenQuerySerializer(StrictModelSerializer):
                 "the collection has this query already: change that golden query's expected_document_id instead",
             )
         ]
+
+    def validate_expected_document_id(self, value: str) -> str:
+        if problem := unsafe_character(value):  # as GoldenQuery.clean, for the admin
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class BenchmarkRunSerializer(serializers.ModelSerializer):

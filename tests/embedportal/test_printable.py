@@ -14,6 +14,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from embedportal.printable import PrintableFormatter, printable
@@ -24,6 +25,7 @@ from pipeline.queue import IncomingDocument, enqueue
 from testing.junit import run_to_junit
 from testing.models import TestResult, TestRun
 from tests.tools import error_of, parse_metrics
+from tokens.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +72,16 @@ def test_a_golden_querys_expected_id_and_a_token_name_refuse_them_too(api, hash_
         call_command("import_golden_queries", str(lines), collection="hashes", stdout=StringIO())
     with pytest.raises(CommandError, match=r"--name holds a control or formatting character \('\\n' at 2\)"):
         call_command("create_api_token", admin_user.username, name="ci\nforged", stdout=StringIO())
-    assert not hash_collection.golden_queries.exists()
+    # The admin's forms too.
+    admin = Client()
+    admin.force_login(admin_user)
+    form = {"collection": hash_collection.pk, "query": "where are the cats", "expected_document_id": "cats\u202e"}
+    page = admin.post("/admin/pipeline/goldenquery/add/", form).content.decode()
+    assert "holds a control or formatting character (&#x27;\\u202e&#x27; at 4)" in page
+    form = {"name": "ci\x1b[2Jx", "scope": "read", "days": 5, "_save": "Save"}
+    page = admin.post("/admin/tokens/apitoken/add/", form).content.decode()
+    assert "holds a control or formatting character (&#x27;\\x1b&#x27; at 2)" in page
+    assert not hash_collection.golden_queries.exists() and not ApiToken.objects.exists()
 
 
 def test_junit_escapes_what_xml_cannot_hold_and_stays_parseable():

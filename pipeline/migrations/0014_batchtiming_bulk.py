@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pipeline', '0014_golden_expected_id_printable'),
+        ('pipeline', '0013_document_lost_leases'),
     ]
 
     operations = [
