@@ -13,6 +13,32 @@ preload_app = True
 # gunicorn's control socket (`gunicorn ctl`) is not used, and its default path is per user, not per
 # server: two stacks on one machine (PORT and EMBEDPORTAL_DATA_DIR apart) bound the same one.
 control_socket_disable = True
+# gunicorn's own records (the access log: any client's request line and headers) through the app's one-line
+# formatter: a header's C1 control (\x85, \x9b) reached the log raw, forging a record or a terminal sequence.
+# gunicorn merges this into its defaults; its loggers stay off the root logger, which the app's LOGGING owns.
+FORMATTER = "embedportal.printable.PrintableFormatter"
+logconfig_dict = {
+    "formatters": {
+        "generic": {
+            "()": FORMATTER,
+            "format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+            "datefmt": "[%Y-%m-%d %H:%M:%S %z]",
+        },
+        "access": {"()": FORMATTER, "format": "%(message)s"},  # gunicorn's access lines as they were
+    },
+    "handlers": {
+        name: {"class": "logging.StreamHandler", "formatter": formatter, "stream": f"ext://sys.{stream}"}
+        for name, formatter, stream in (
+            ("console", "generic", "stdout"),
+            ("error_console", "generic", "stderr"),
+            ("access_console", "access", "stdout"),
+        )
+    },
+    "loggers": {
+        name: {"level": "INFO", "handlers": [handler], "propagate": False, "qualname": name}
+        for name, handler in (("gunicorn.error", "error_console"), ("gunicorn.access", "access_console"))
+    },
+}
 
 
 def on_starting(server: Any) -> None:

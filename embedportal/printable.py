@@ -8,14 +8,27 @@ import unicodedata
 
 # Cc, control characters: ESC starts terminal sequences, CR and LF forge log lines, most are not XML.
 # Cf, formatting characters: a bidi override shows "invoice-\u202efdp.exe" as invoice-exe.pdf, a
-# zero-width one hides text.
-UNSAFE = ("Cc", "Cf")
+# zero-width one hides text. Zl and Zp, the line and paragraph separators: str.splitlines() and many
+# log tools break a record there.
+UNSAFE = ("Cc", "Cf", "Zl", "Zp")
+# Letters and marks Unicode says to draw as nothing (Default_Ignorable_Code_Point, outside Cf): fillers
+# and variation selectors made "invoice.pdf\u3164" look like invoice.pdf. Refused in identifiers only:
+# text shows them (an emoji's variation selector).
+INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10)}
 
 
 def unsafe_character(value: str) -> str | None:
-    """Why `value` may not name anything (None if it may): it holds a control or formatting character."""
-    at = next((i for i, c in enumerate(value) if unicodedata.category(c) in UNSAFE), None)
-    return None if at is None else f"holds a control or formatting character ({value[at]!r} at {at}); remove it"
+    """Why `value` may not name anything (None if it may): it holds a control, formatting, separator or
+    invisible character."""
+    at = next(
+        (
+            i
+            for i, c in enumerate(value)
+            if unicodedata.category(c) in UNSAFE or ord(c) in INVISIBLE or ord(c) >= 0xE0000
+        ),
+        None,
+    )
+    return None if at is None else f"holds a control or formatting character ({ascii(value[at])} at {at}); remove it"
 
 
 def printable(text: str, keep: str = "") -> str:

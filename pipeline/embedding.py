@@ -16,6 +16,7 @@ import numpy as np
 from django.conf import settings
 
 from embedportal.env import env_secret
+from embedportal.printable import printable
 from embedportal.scrub import scrub
 from pipeline import metrics, providers
 from pipeline.choices import ErrorType, Stage
@@ -48,6 +49,9 @@ class PipelineError(Exception):
     """A classified failure: what went wrong, where, and whether retrying can help."""
 
     def __init__(self, error_type: str, stage: str, message: str, retry_after: float | None = None) -> None:
+        # Much of it is a provider's text, which any api_base a tenant names may write: escaped once here
+        # for every log line, terminal and file it reaches (a CR/LF forged log records, an ESC the terminal).
+        message = printable(message)
         super().__init__(message)
         self.error_type, self.stage, self.message, self.retry_after = error_type, stage, message, retry_after
         # Set when the failure found the endpoint's circuit open (pipeline.models.ProviderCircuit).

@@ -197,7 +197,7 @@ def parse_jsonl(lines: Iterable[str]) -> list[tuple[str, str]]:
             raise ValidationError(f'line {number}: expected an object {{"query": "...", "expected": "document id"}}')
         query, expected = item["query"].strip(), item["expected"].strip()
         for key, value in (("query", query), ("expected", expected)):
-            if problem := unstorable(value) or (key == "expected" and unsafe_character(value)):
+            if problem := unstorable(value) or unsafe_character(value):
                 raise ValidationError(f"line {number}: the {key} {problem}")
             if len(value) > GOLDEN_BOUNDS[key]:
                 raise ValidationError(

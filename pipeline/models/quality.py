@@ -38,9 +38,10 @@ class GoldenQuery(models.Model):
         return f"{self.query[:60]} -> {self.expected_document_id}"
 
     def clean(self) -> None:
-        # Refused as a document's id is (pipeline.queue.validate): messages and JUnit files show it as it is.
-        if problem := unsafe_character(self.expected_document_id):
-            raise ValidationError({"expected_document_id": problem})
+        # Refused as a document's id is (pipeline.queue.validate): lists, messages and JUnit files show both.
+        problems = {f: unsafe_character(getattr(self, f)) for f in ("query", "expected_document_id")}
+        if problems := {f: problem for f, problem in problems.items() if problem}:
+            raise ValidationError(problems)
 
 
 class RetrievalEvaluation(models.Model):

@@ -122,10 +122,12 @@ class GoldenQuerySerializer(StrictModelSerializer):
             )
         ]
 
-    def validate_expected_document_id(self, value: str) -> str:
-        if problem := unsafe_character(value):  # as GoldenQuery.clean, for the admin
-            raise serializers.ValidationError(problem)
-        return value
+    def validate(self, data: dict) -> dict:
+        # As GoldenQuery.clean, for the admin.
+        problems = {f: unsafe_character(data[f]) for f in ("query", "expected_document_id") if f in data}
+        if problems := {f: problem for f, problem in problems.items() if problem}:
+            raise serializers.ValidationError(problems)
+        return data
 
 
 class BenchmarkRunSerializer(serializers.ModelSerializer):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from io import StringIO
@@ -50,7 +51,11 @@ def test_a_logged_text_is_one_line_and_a_traceback_keeps_only_its_line_breaks():
     assert text.splitlines()[-2:] == ["  ValueError: bad input\\r", f"  {printable(FORGED.split(chr(10))[1])}"]
 
 
-@pytest.mark.parametrize("bad", ["openai/x\r\nforged", "openai/\x1b[2Jx", "openai/\u202ex", "openai/a\u200bb"])
+@pytest.mark.parametrize(
+    "bad",
+    # A line separator splits a log record for str.splitlines(); a Hangul filler draws as nothing.
+    ["openai/x\r\nforged", "openai/\x1b[2Jx", "openai/\u202ex", "openai/a\u200bb", "openai/a\u2028b", "openai/x\u3164"],
+)
 def test_a_model_string_with_a_control_or_formatting_character_is_refused(api, bad):
     body = {"name": "evil", "model": bad, "dimensions": 8, "api_base": "http://127.0.0.1:9/v1"}
     details = error_of(api.post("/api/v1/collections/", body, format="json"), 400)["details"]
@@ -66,6 +71,9 @@ def test_a_golden_querys_expected_id_and_a_token_name_refuse_them_too(api, hash_
     url = "/api/v1/embedding-pipeline-operations/golden-queries/"
     details = error_of(api.post(url, body, format="json"), 400)["details"]
     assert details["expected_document_id"][0].startswith("holds a control or formatting character ('\\x1b' at 2)")
+    body = {"collection": "hashes", "query": "cats \u202e?siht", "expected_document_id": "cats"}
+    details = error_of(api.post(url, body, format="json"), 400)["details"]
+    assert details["query"][0] == "holds a control or formatting character ('\\u202e' at 5); remove it"
     lines = tmp_path / "golden.jsonl"
     lines.write_text(json.dumps({"query": "where are the cats", "expected": "cats\u202e"}) + "\n")
     with pytest.raises(CommandError, match=r"line 1: the expected holds a control or formatting character"):
@@ -82,6 +90,26 @@ def test_a_golden_querys_expected_id_and_a_token_name_refuse_them_too(api, hash_
     page = admin.post("/admin/tokens/apitoken/add/", form).content.decode()
     assert "holds a control or formatting character (&#x27;\\x1b&#x27; at 2)" in page
     assert not hash_collection.golden_queries.exists() and not ApiToken.objects.exists()
+
+
+def test_a_providers_error_text_is_escaped_once_for_every_sink():
+    # evaluate_retrieval printed "embedding a query failed: {exc}" raw: a tenant's api_base answering an
+    # error with ESC sequences took over the operator's terminal (the red team's second round).
+    error = PipelineError("bad_request", "embedding", "bad\r\n2026-12-07 ERROR forged\x1b[2J\u2028x")
+    assert str(error) == "bad_request: bad\\r\\n2026-12-07 ERROR forged\\x1b[2J\\u2028x"
+
+
+def test_gunicorns_own_log_lines_are_escaped_too():
+    # Its access log wrote a header's C1 controls (\x85 NEL, \x9b CSI) raw: any client could forge a record.
+    script = (
+        "from gunicorn.config import Config; from gunicorn import glogging; from embedportal import gunicorn_conf\n"
+        "c = Config(); c.set('logconfig_dict', gunicorn_conf.logconfig_dict); c.set('accesslog', '-')\n"
+        "log = glogging.Logger(c)\n"
+        "log.access_log.info('GET / ua=\\x852026 CRITICAL forged\\x9b2J'); log.error('e\\x85f')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == "GET / ua=\\x852026 CRITICAL forged\\x9b2J\n"
+    assert done.stderr.rstrip().endswith("[ERROR] e\\x85f") and done.stderr.count("\n") == 1
 
 
 def test_junit_escapes_what_xml_cannot_hold_and_stays_parseable():

@@ -51,6 +51,7 @@ class Command(BaseCommand):
         for rank, hit in enumerate(hits, 1):
             # Documents' text as it is would pass its escape sequences to the terminal.
             snippet = printable(" ".join(hit.text.split())[:200])
-            self.stdout.write(f"{rank}. {hit.document_id} #{hit.ordinal}  score {hit.score:.4f}\n   {snippet}")
+            ident = printable(hit.document_id)  # checked at enqueue since 7 December 2026, not before
+            self.stdout.write(f"{rank}. {ident} #{hit.ordinal}  score {hit.score:.4f}\n   {snippet}")
         if not hits:
             self.stdout.write("No results (is the collection embedded yet?).")
