@@ -39,7 +39,8 @@ def describe(circuit: ProviderCircuit) -> dict[str, Any]:
 
 class CircuitCollector(DatabaseCollector):
     """embedding_pipeline_provider_circuit_state{endpoint}: 0 closed, 1 open, 2 half-open, read from
-    the database at scrape time. Endpoints are model@host (tens, chosen by operators: a safe label)."""
+    the database at scrape time. Endpoints are model@host, one per endpoint collections name (tenants choose
+    them: a model string refuses control characters, and the heartbeat deletes closed circuits none names)."""
 
     subject = "provider circuit"
     families = fresh(

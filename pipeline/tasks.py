@@ -94,13 +94,14 @@ def _wake() -> None:
 
 def heartbeat() -> None:
     """Every minute: proves the cluster runs tasks, samples the queue depth, rolls batch rows up into the
-    history and closes the circuits of endpoints no unpaused collection uses."""
+    history, closes the circuits of endpoints no unpaused collection uses and forgets those none names."""
     WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE)
     history.sample_queue_depth()
     history.roll_up_batches()
     # Rows of processes gone for a day only clutter the overview.
     WorkerHeartbeat.objects.filter(beat_at__lt=timezone.now() - timedelta(days=1)).delete()
     ProviderCircuit.objects.close_unused()
+    ProviderCircuit.objects.forget_unnamed()
 
 
 def roll_up_history() -> dict:

@@ -184,6 +184,13 @@ class ProviderCircuitQuerySet(models.QuerySet["ProviderCircuit"]):
         opened): nothing would ever probe them, and they would keep the health check failing."""
         return self.exclude(state=CircuitState.CLOSED).exclude(pk__in=self.in_use().values("pk"))._closed()
 
+    def forget_unnamed(self) -> int:
+        """Delete the closed circuits of endpoints no collection names any more (deleted or changed since):
+        each kept its gauge series for ever, one per model string a tenant had tried."""
+        embeds = Collection.objects.filter(model=OuterRef("model"), api_base=OuterRef("api_base"))
+        reranks = Collection.objects.filter(rerank_model=OuterRef("model"), rerank_api_base=OuterRef("api_base"))
+        return self.filter(state=CircuitState.CLOSED).exclude(Exists(embeds) | Exists(reranks)).delete()[0]
+
     def _closed(self) -> int:
         return self.update(
             state=CircuitState.CLOSED,

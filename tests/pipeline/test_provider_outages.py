@@ -349,7 +349,7 @@ def test_the_claim_reads_indexes_only_at_100k_pending(hash_collection):
 
 
 def test_a_paused_or_deleted_collections_circuit_holds_nothing_back_and_closes(
-    fake_collection, django_capture_on_commit_callbacks
+    fake_collection, django_capture_on_commit_callbacks, client
 ):
     from django_q.models import OrmQ
 
@@ -368,6 +368,13 @@ def test_a_paused_or_deleted_collections_circuit_holds_nothing_back_and_closes(
     assert circuits.not_closed() == []
     tasks.heartbeat()
     assert ProviderCircuit.objects.get().state == CircuitState.CLOSED
+    # Deleted: the closed circuit goes too, and its series (40 made-up models, created and deleted, left 30
+    # series at 0 for ever: the injection red team's second round).
+    assert f'endpoint="{fake_collection.model}@' in client.get("/metrics").content.decode()
+    Collection.objects.filter(pk=fake_collection.pk).delete()
+    tasks.heartbeat()
+    assert not ProviderCircuit.objects.exists()
+    assert "embedding_pipeline_provider_circuit_state{" not in client.get("/metrics").content.decode()
 
 
 def test_a_missing_provider_key_is_an_auth_failure_not_an_outage(db, fake_provider, monkeypatch):
