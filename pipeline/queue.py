@@ -267,13 +267,15 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
         result.stale += sorted({d.external_id for d in docs} - {row[0] for row in rows})
         for external_id, inserted, queued in rows:
             (result.created if inserted else result.updated if queued else result.unchanged).append(external_id)
+        threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS if backfill_min is None else backfill_min
+        if threshold and len(result.created) >= threshold and collection.building_generation is None:
+            # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill). It
+            # begins before the workers are woken (on_commit runs in order): a batch claimed first was no
+            # bulk load's, and stored first it kept the load from beginning at all.
+            transaction.on_commit(lambda: backfill.begin_first_load(collection.pk), robust=True)
         if result.created or result.updated:
             history.record_arrivals(collection.pk, len(result.created) + len(result.updated), at=now)
             transaction.on_commit(kick_workers)
-    threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS if backfill_min is None else backfill_min
-    if threshold and len(result.created) >= threshold and collection.building_generation is None:
-        # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill).
-        transaction.on_commit(lambda: backfill.begin_first_load(collection.pk), robust=True)
     return _count_stale(collection, result)
 
 

@@ -43,6 +43,17 @@ def top_texts(collection: Collection, query: str) -> list[str]:
     return [h.text for h in search(Collection.objects.get(pk=collection.pk), query, 3)]
 
 
+def test_a_first_load_begins_before_the_workers_are_woken(hash_collection, settings, monkeypatch):
+    # The workers were woken first: a batch claimed in between was no bulk load's (BatchTiming.bulk), and
+    # one stored in between kept the load from beginning (a collection with chunks has no first load).
+    settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS = 10
+    woken = []
+    loading = Collection.objects.filter(pk=hash_collection.pk).values_list("building_generation", flat=True)
+    monkeypatch.setattr("pipeline.queue.kick_workers", lambda: woken.append(loading.get()))
+    enqueue(hash_collection, [IncomingDocument(k, v) for k, v in TEXTS.items()])
+    assert woken == [1]
+
+
 def test_first_load_is_written_without_the_index_and_indexes_once_at_the_end(hash_collection, settings):
     settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS = 10
     assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}  # created with the collection
