@@ -14,20 +14,18 @@ UNSAFE = ("Cc", "Cf", "Zl", "Zp")
 # Letters and marks Unicode says to draw as nothing (Default_Ignorable_Code_Point, outside Cf): fillers
 # and variation selectors made "invoice.pdf\u3164" look like invoice.pdf. Refused in identifiers only:
 # text shows them (an emoji's variation selector).
-INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10)}
+INVISIBLE = {
+    *(0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0),
+    *range(0x180B, 0x1810),
+    *range(0xFE00, 0xFE10),
+    *range(0xE0100, 0xE01F0),
+}
 
 
 def unsafe_character(value: str) -> str | None:
     """Why `value` may not name anything (None if it may): it holds a control, formatting, separator or
     invisible character."""
-    at = next(
-        (
-            i
-            for i, c in enumerate(value)
-            if unicodedata.category(c) in UNSAFE or ord(c) in INVISIBLE or ord(c) >= 0xE0000
-        ),
-        None,
-    )
+    at = next((i for i, c in enumerate(value) if unicodedata.category(c) in UNSAFE or ord(c) in INVISIBLE), None)
     return None if at is None else f"holds a control or formatting character ({ascii(value[at])} at {at}); remove it"
 
 

@@ -3,6 +3,7 @@ LiteLLM's and the OpenAI SDK's retries are off: the pipeline retries, counted an
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -224,6 +225,14 @@ def metered() -> Iterator[Usage]:
         _meter.reset(token)
 
 
+@functools.cache
+def _provider_labels() -> frozenset[str]:
+    """The provider prefixes LiteLLM knows, and local: a metric's `provider` values."""
+    import litellm
+
+    return frozenset({"local", *(getattr(p, "value", p) for p in litellm.provider_list)})
+
+
 def embed_texts(collection: Collection, texts: list[str], timeout: float | None = None) -> np.ndarray:
     """Embed `texts` in one provider call and check the result; raises PipelineError."""
     return check_quality(embed_raw(collection, texts, timeout), len(texts), collection.dimensions)
@@ -251,16 +260,16 @@ def embed_raw(collection: Collection, texts: list[str], timeout: float | None = 
         **(collection.extra_params or {}),
         **endpoint,
     }
+    # A prefix LiteLLM does not know is "other": a tenant's made-up prefixes would each be a series.
+    provider = provider_of(collection.model)
+    call_seconds = metrics.PROVIDER_CALL.labels(provider=provider if provider in _provider_labels() else "other")
     started = time.perf_counter()
     try:
         response = litellm.embedding(**kwargs)
     except Exception as exc:  # noqa: BLE001 -- every provider error is classified, none escapes raw
         raise classify(exc, key) from None
     finally:
-        # A prefix LiteLLM does not know is "other": a tenant's made-up prefixes would each be a series.
-        provider = provider_of(collection.model)
-        provider = provider if provider == "local" or provider in litellm.provider_list else "other"
-        metrics.PROVIDER_CALL.labels(provider=provider).observe(time.perf_counter() - started)
+        call_seconds.observe(time.perf_counter() - started)
     if (usage := _meter.get()) is not None:
         usage.add(response)
     try:

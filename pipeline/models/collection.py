@@ -320,7 +320,8 @@ class Collection(models.Model):
     def problems(self) -> dict[str, str]:
         """The collection rules every entry point applies with the same messages: the admin and the
         commands through clean(), the API serializer on the collection its request would leave."""
-        local = providers.provider_of(self.model or "") == "local"
+        provider = providers.provider_of(self.model or "")
+        local = provider == "local"
         found = {
             "name": rules.reserved_name_problem(self.name),
             # Model strings reach logs, terminals, metric labels and alert texts as they are.
@@ -329,7 +330,7 @@ class Collection(models.Model):
             "extra_params": rules.params_problem(self.model, local, self.extra_params, self.dimensions),
             "api_base": rules.local_endpoint_problem(self.model, local, "api_base", self.api_base)
             or rules.api_base_host_problem(self.api_base)
-            or rules.default_endpoint_problem(providers.provider_of(self.model or ""), self.api_base, self.api_key_env),
+            or rules.default_endpoint_problem(provider, self.api_base, self.api_key_env),
             "rerank_api_base": rules.api_base_host_problem(self.rerank_api_base)
             or (
                 self.rerank_model

@@ -38,10 +38,8 @@ class GoldenQuery(models.Model):
         return f"{self.query[:60]} -> {self.expected_document_id}"
 
     def clean(self) -> None:
-        # Refused as a document's id is (pipeline.queue.validate): lists, messages and JUnit files show both.
-        problems = {f: unsafe_character(getattr(self, f)) for f in ("query", "expected_document_id")}
-        if problems := {f: problem for f, problem in problems.items() if problem}:
-            raise ValidationError(problems)
+        if found := golden_query_problems(vars(self)):
+            raise ValidationError(found)
 
 
 class RetrievalEvaluation(models.Model):
@@ -84,3 +82,12 @@ class RetrievalEvaluation(models.Model):
 
     def figures(self) -> dict[str, float]:
         return {m: getattr(self, m) for m in METRICS}
+
+
+def golden_query_problems(values: dict[str, str]) -> dict[str, str]:
+    """A golden query's text and expected id among `values`, refused as a document's id is
+    (pipeline.queue.validate): lists, messages and JUnit files show both. GoldenQuery.clean for the admin,
+    the API serializer for its body."""
+    return {
+        f: found for f in ("query", "expected_document_id") if f in values and (found := unsafe_character(values[f]))
+    }

@@ -12,10 +12,10 @@ from embedportal.api.strict import (
     StrictIntegerField,
     StrictModelSerializer,
 )
-from embedportal.printable import unsafe_character
 from pipeline.access import without_hidden_names, without_hidden_targets
 from pipeline.api.serializers import CollectionField
 from pipeline.models import RESERVED_PREFIX, Collection, GoldenQuery
+from pipeline.models.quality import golden_query_problems
 from testing.benchmarks import regression
 from testing.choices import Category, RunStatus
 from testing.models import BenchmarkRun, TestResult, TestRun, queued_note
@@ -123,10 +123,8 @@ class GoldenQuerySerializer(StrictModelSerializer):
         ]
 
     def validate(self, data: dict) -> dict:
-        # As GoldenQuery.clean, for the admin.
-        problems = {f: unsafe_character(data[f]) for f in ("query", "expected_document_id") if f in data}
-        if problems := {f: problem for f, problem in problems.items() if problem}:
-            raise serializers.ValidationError(problems)
+        if found := golden_query_problems(data):
+            raise serializers.ValidationError(found)
         return data
 
 

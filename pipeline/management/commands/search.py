@@ -40,11 +40,9 @@ class Command(BaseCommand):
         try:
             hits = search(collection, o["query"], o["k"], "cli", o["by_document"], o["mode"], fallback=True)
         except PipelineError as exc:
-            raise CommandError(printable(f"embedding the query failed: {exc}")) from None
+            raise CommandError(f"embedding the query failed: {exc}") from None  # a PipelineError is escaped
         if hits.fallback:
-            self.stderr.write(
-                printable(f"The query could not be embedded ({hits.fallback}): ranked by keywords alone.")
-            )
+            self.stderr.write(f"The query could not be embedded ({hits.fallback}): ranked by keywords alone.")
         if o["json"]:
             self.stdout.write(json.dumps([h.as_dict() for h in hits], indent=2))
             return
