@@ -296,7 +296,8 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         }
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"ops_test_requests": {"()": "testing.logs.SkipOpsTestBadRequests"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["ops_test_requests"]}},
     "root": {"handlers": ["console"], "level": env_str("EMBEDPORTAL_LOG_LEVEL")},
     # LiteLLM logs request headers at DEBUG/INFO; axes would log a banner in every command and each login.
     "loggers": {

@@ -22,6 +22,7 @@ from pipeline.collections import create_collection
 from pipeline.models import RESERVED_PREFIX, Collection, Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.wakeup import kick_workers
 from testing.fakeprovider import FakeProvider
+from testing.logs import OPS_TEST_REQUEST
 from testing.models import TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped
 from testing.reserved import delete_reserved, reserved_names, wait_until
@@ -50,6 +51,15 @@ def ops_user() -> Any:
     return user
 
 
+class OpsTestClient(Client):
+    def request(self, **request: Any) -> Any:
+        marked = OPS_TEST_REQUEST.set(True)
+        try:
+            return super().request(**request)
+        finally:
+            OPS_TEST_REQUEST.reset(marked)
+
+
 class Context:
     def __init__(self, run: TestRun, scenario: Scenario, target: str = "") -> None:
         self.run = run
@@ -59,7 +69,7 @@ class Context:
         self.deadline = time.monotonic() + scenario.timeout
         self._collections: list[Collection] = []
         self._providers: list[Any] = []
-        self._client: Client | None = None
+        self._client: OpsTestClient | None = None
 
     @staticmethod
     def check(condition: Any, message: str) -> None:
@@ -92,13 +102,13 @@ class Context:
         self._collections.append(collection)
         return collection
 
-    def client(self) -> Client:
+    def client(self) -> OpsTestClient:
         """Requests as the ops user through the real routing, middleware, DRF and admin, in this process (the
         web pods may be unreachable), CSRF enforced as a browser sends it; a 500 is an answer, not an exception."""
         if self._client is None:
             token = get_random_string(32)  # CSRF_SECRET_LENGTH letters and digits, as Django makes them
             hosts = ("localhost" if h == "*" else h for h in settings.ALLOWED_HOSTS if h and not h.startswith("."))
-            self._client = Client(
+            self._client = OpsTestClient(
                 enforce_csrf_checks=True,
                 raise_request_exception=False,
                 HTTP_HOST=next(hosts, "localhost"),
