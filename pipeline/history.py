@@ -68,11 +68,12 @@ def record_arrivals(collection_id: int, arrived: int, at: datetime | None = None
         )
 
 
-# A batch row's latency counts: all its stored documents in the bucket of its total seconds (`le`).
+# A batch row's latency counts: all its stored documents in the bucket of its total seconds (`le`), but
+# a bulk load's (the latency SLO leaves them out, as the histogram's bulk="true" series).
 _BATCH_LATENCY = (
     "ARRAY["
     + ", ".join(
-        f"CASE WHEN {low} < b.total_seconds AND b.total_seconds <= {high} THEN b.documents ELSE 0 END"
+        f"CASE WHEN NOT b.bulk AND {low} < b.total_seconds AND b.total_seconds <= {high} THEN b.documents ELSE 0 END"
         for low, high in zip(("'-infinity'", *LATENCY_BUCKETS), (*LATENCY_BUCKETS, "'infinity'"), strict=True)
     )
     + "]::bigint[]"

@@ -76,9 +76,9 @@ def record(result: BatchResult, metrics: Any = prometheus, at: datetime | None =
         (Stage.STORAGE, result.embedded + result.superseded),
     ):
         if stage in result.seconds:
-            metrics.observe_stage(stage, result.seconds[stage], documents, name)
+            metrics.observe_stage(stage, result.seconds[stage], documents, name, result.bulk)
     if result.embedded:
-        metrics.observe_stage("total", result.total_seconds, result.embedded, name)
+        metrics.observe_stage("total", result.total_seconds, result.embedded, name, result.bulk)
     _count_errors(result, metrics, name)
     for outcome in prometheus.OUTCOMES:
         if n := getattr(result, outcome):

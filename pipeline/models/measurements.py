@@ -24,7 +24,9 @@ class CollectionActivity(models.Model):
     embedded = models.BigIntegerField(default=0)
     failed = models.BigIntegerField(default=0, help_text="Documents failed for good (in-batch retries exhausted).")
     # Plain counts per bucket of the Prometheus histograms' bounds (pipeline.metrics), +Inf last.
-    latency = ArrayField(models.BigIntegerField(), help_text="Per-document total seconds, bucket counts.")
+    latency = ArrayField(
+        models.BigIntegerField(), help_text="Per-document total seconds, bucket counts (bulk loads aside)."
+    )
     freshness = ArrayField(models.BigIntegerField(), help_text="Embedded minus source modified time, bucket counts.")
     fresh = models.BigIntegerField(
         db_default=0, help_text="Documents embedded within their collection's freshness SLA."

@@ -108,7 +108,7 @@ def test_metrics_view_reports_every_series_after_a_worker_process_ran(
     )
     assert (
         "embedding_pipeline_latency_seconds_bucket",
-        (("collection", "hashes"), ("le", "30.0"), ("stage", "total")),
+        (("bulk", "false"), ("collection", "hashes"), ("le", "30.0"), ("stage", "total")),
     ) in m
     assert m[("embedding_pipeline_freshness_lag_seconds_count", ())] == 6
     # Modified 10 min before embedding: inside the 1 h bucket, outside the 5 min one.
