@@ -133,6 +133,9 @@ class TorchEncoder:
         self.reason = reason
         self.gate: dict[str, Any] | None = None
 
+    def warm(self) -> None:
+        """Nothing is compiled per process on PyTorch."""
+
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(
             texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
@@ -165,6 +168,12 @@ class OpenVinoEncoder:
             )
             self._requests[os.getpid()] = [compiled.create_infer_request() for _ in range(STREAMS)]
         return self._requests[os.getpid()]
+
+    def warm(self) -> None:
+        """Compile this process's inference requests now, not in its first encode (0.3 to 0.5 s): timed
+        there, a process's first search counted as a slow one (a drill: 4 of 11 searches in an hour)."""
+        with self._lock:
+            self._infer_requests()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Vectors in the texts' order, inferred in batches of similar token counts, STREAMS at a time:

@@ -57,7 +57,10 @@ def declare(collections: set[str]) -> None:
     """Each collection's per-document counters at 0 before their first increment (called at scrape time):
     a series born at its first increment shows Prometheus its value N at once, and rate() and increase()
     never see those N. A provider outage's first errors, often all it has before its circuit opens, were
-    invisible to the error-rate alert."""
+    invisible to the error-rate alert. The search histogram's sources too: a drill's first API search of
+    the hour was never in the search latency SLO's rate()."""
+    for source in SEARCH_SOURCES:
+        SEARCH_LATENCY.labels(source=source)
     for name in collections - _declared:
         for error_type in ErrorType.values:
             ERRORS.labels(error_type=error_type, collection=name)
@@ -103,6 +106,7 @@ ENQUEUE_LATENCY = Histogram(
     ["source"],
     buckets=CALL_BUCKETS,
 )
+SEARCH_SOURCES = ("api", "cli", "other")
 SEARCH_LATENCY = Histogram(
     "embedding_pipeline_search_seconds",
     "Seconds one search took (embedding the query and the HNSW scan), by source: api, cli, other.",

@@ -137,7 +137,7 @@ def load(model: str) -> float:
     started = time.perf_counter()
     register()
     if model == LOCAL_MODEL:
-        encoder.current()
+        encoder.current().warm()
     return time.perf_counter() - started
 
 

@@ -55,6 +55,10 @@ def search(
     fail instead, never scoring one ranking as another. The call's seconds go to
     embedding_pipeline_search_seconds{source} (api, cli or other) and to the collection's latest
     search times (the optimizer's per-collection search p95); source "" records nothing (evaluations)."""
+    if provider_of(collection.model) == "local":
+        # A process's first query compiles the encoder (once): not the search's seconds (the CLI loads
+        # LiteLLM and the weights first for the same reason: pipeline.providers.load).
+        encoder.current().warm()
     started = time.perf_counter()
     hits, collection = _retrieved(collection, query, k, by_document, mode, fallback)
     while (current := switched_since(collection)) is not None:

@@ -190,8 +190,9 @@ def test_web_workers_share_the_local_model_loaded_before_gunicorn_forks(tmp_path
         except urllib.error.HTTPError as exc:  # 503: no worker heartbeat in this test
             body = json.load(exc)
         [config] = configurations(body)
-        # The worker that answered loaded nothing: the master had loaded it before forking.
-        assert config["ok"] and config["load_seconds"] < 0.1, config
+        # The worker that answered loaded no weights (4 s and more): the master had loaded them before forking.
+        # It compiled its own OpenVINO inference requests (0.2 to 0.7 s), timed as loading, not as the probe.
+        assert config["ok"] and config["load_seconds"] < 2.0, config
         with open(f"/proc/{web.pid}/maps") as maps:
             mapped = maps.read()
         # The model's runtime is in the master, shared by fork: OpenVINO, and no torch at all.

@@ -296,3 +296,16 @@ def test_stage_percentiles_weight_each_batch_row_by_its_documents(hash_collectio
     assert (total.count, total.p50) == (10, 1.0)
     assert total.p95 == pytest.approx(1.0 + 0.55 * 9)
     assert db_percentiles(now + timedelta(minutes=1))["total"].count == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_slos_series_are_declared_at_zero_by_a_fresh_process_scrape(client, hash_collection, metrics_dir):
+    # Born at their first increment, a series' first samples never reach rate(): a drill's first API search
+    # and a collection's first documents were missing from the search latency and latency SLOs.
+    scrape = "from django.test import Client; assert Client(HTTP_HOST='localhost').get('/metrics').status_code == 200"
+    assert manage("shell", "-c", scrape, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}).wait(timeout=120) == 0
+    m = parse(client.get("/metrics").content.decode())
+    for source in ("api", "cli", "other"):
+        assert m[("embedding_pipeline_search_seconds_count", (("source", source),))] == 0
+    latency = (("bulk", "false"), ("collection", "hashes"), ("stage", "total"))
+    assert m[("embedding_pipeline_latency_seconds_count", latency)] == 0
