@@ -69,3 +69,25 @@ def test_only_a_pass_that_finished_counts(hash_collection, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         ReprocessingWorkflow().run_once()
     assert count() == 1
+
+
+def test_a_scratch_collection_has_no_per_collection_series(client, hash_collection, clock, settings):
+    # An operations-test run's collections (new names each run) showed in Grafana's collection list and in
+    # EmbeddingPipelineFreshnessSLAViolated{collection="__ops_test_2_1_stale"} (a drill on a fresh make run).
+    from pipeline.collections import create_collection
+    from pipeline.models.rules import reserved_names_allowed
+
+    allowed = reserved_names_allowed.set(True)
+    try:
+        scratch = create_collection(name="__ops_test_9_1_stale", model="local/hash-16")
+    finally:
+        reserved_names_allowed.reset(allowed)
+    for c in (scratch, hash_collection):
+        enqueue(c, [IncomingDocument(f"{c.name}-old", "text", clock.now)])
+    clock.advance(timedelta(hours=3))  # never embedded, arrived 3 h ago, SLA 1 h: stale in both
+    client.get("/metrics")  # the per-collection series of the pipeline's workers, declared by a first scrape
+    m = parse_metrics(client.get("/metrics").content.decode())
+    assert m[("pipeline_stale_documents_count", (("collection", "hashes"),))] == 1
+    assert m[("embedding_pipeline_collection_queue_depth", (("collection", "hashes"),))] == 1
+    assert m[("embedding_pipeline_queue_depth", ())] == 2  # the workers drain its documents all the same
+    assert not [key for key in m if ("collection", scratch.name) in key[1]]
