@@ -11,12 +11,15 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from embedportal.scrub import scrub
 from pipeline.leases import log_database_error
 from pipeline.models import process_name
 from pipeline.wakeup import kick_workers
+from testing.benchmarks.tasks import run_workload
 from testing.context import fresh_workers
 from testing.models import RUNNER_BEAT, RunnerHeartbeat, TestRun
 from testing.reserved import wait_until
+from testing.tasks import schedule_config_run
 from testing.tester import EmbeddingPipelineOperationsTester, RunnerStopped, interrupted
 
 logger = logging.getLogger(__name__)
@@ -82,7 +85,8 @@ class TestRunner:
                 raise RunnerStopped(self.stopped)
             RunnerHeartbeat.objects.beat(self.name, run.pk)
             self._wait_for_workers(run)
-            run = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger).execute(run)
+            tester = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger)
+            run = tester.execute(run, then=self._benchmark if tester.benchmark else None)
         except BaseException as exc:
             if not self.stopping.is_set():
                 raise
@@ -96,6 +100,32 @@ class TestRunner:
         if self.report:
             self.report(run)
         return run
+
+    def _benchmark(self, run: TestRun) -> str:
+        """A configuration change's workload benchmark, after its scenarios: here, not in a pipeline worker's
+        slot (which it held for minutes, its heartbeat stopped). Its outcome is the run's message."""
+        names = list(run.selection.get("collections") or [])
+        note = ("configuration changed: " + ", ".join(names))[:300]
+        try:
+            result = run_workload(names, note, still_wanted=lambda: bool(TestRun.objects.beat(run.pk)))
+        except BaseException as exc:
+            if not self.stopping.is_set():
+                if not isinstance(exc, Exception):
+                    raise
+                logger.exception("workload benchmark of test run %s broke", run.pk)
+                return scrub(f"workload benchmark not run: {type(exc).__name__}: {exc}")
+            # Stopped: its process group is ended (run_workload); the next runner measures these collections.
+            logger.warning("benchmark ended: %s", self.stopped)
+            reconnect()
+            try:
+                schedule_config_run(names, benchmark=True)
+            except DatabaseError:
+                logger.exception("benchmark of %s not queued again", ", ".join(names))
+            raise RunnerStopped(self.stopped) from exc
+        if not result["started"]:
+            return f"workload benchmark not run: {result['reason']}"
+        regressed = f", {result['regressions']} regression(s)" if result["regressions"] else ""
+        return f"workload benchmark: run {result['run']}{regressed}"
 
     def _wait_for_workers(self, run: TestRun) -> None:
         """A run claimed as the workers start finds no heartbeat yet: wait for one (a bounded wait, kicking them)."""

@@ -53,25 +53,31 @@ def run_scheduled(quick: bool = True) -> dict:
     return _queue(quick=quick, trigger=Trigger.SCHEDULE_DJANGO_Q)
 
 
-def run_config_change(collections: list[str] | None = None) -> dict:
-    """Regression and integration scenarios for the collections whose configuration changed."""
+def run_config_change(collections: list[str] | None = None, benchmark: bool = False) -> dict:
+    """Regression and integration scenarios for the collections whose configuration changed, then (`benchmark`)
+    their workload benchmark, in the test runner (testing.runner)."""
     names = sorted(set(Collection.objects.filter(name__in=collections or []).values_list("name", flat=True)))
     # A configuration-change run still queued takes these collections too (compare-and-swap with its claim).
     queued = TestRun.objects.filter(status=RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE)
     for run in queued[:1]:
         merged = sorted(set(run.selection.get("collections") or []) | set(names))
-        if queued.filter(pk=run.pk).update(selection={**run.selection, "collections": merged}):
+        wish = bool(run.selection.get("benchmark")) or benchmark
+        if queued.filter(pk=run.pk).update(selection={**run.selection, "collections": merged, "benchmark": wish}):
             return {"queued": True, "run": run.pk}
-    return _queue(categories=CONFIG_CATEGORIES, collections=names, trigger=Trigger.CONFIG_CHANGE)
+    return _queue(categories=CONFIG_CATEGORIES, collections=names, benchmark=benchmark, trigger=Trigger.CONFIG_CHANGE)
 
 
-def schedule_config_run(collections: list[str]) -> None:
-    """One debounced run for the changed collections, the pending run's included. Call after commit."""
-    schedules.postpone(
-        CONFIG_SCHEDULE,
-        CONFIG_TASK,
-        lambda pending: {"collections": sorted(set(collections) | set(pending.get("collections") or []))},
-    )
+def schedule_config_run(collections: list[str], benchmark: bool = False) -> None:
+    """One debounced run for the changed collections, the pending run's included, with their workload
+    benchmark if this change or the pending one asks for it. Call after commit."""
+
+    def merge(pending: dict) -> dict:
+        merged: dict[str, Any] = {"collections": sorted(set(collections) | set(pending.get("collections") or []))}
+        if benchmark or pending.get("benchmark"):
+            merged["benchmark"] = True
+        return merged
+
+    schedules.postpone(CONFIG_SCHEDULE, CONFIG_TASK, merge)
 
 
 def check_settings_fingerprint(using: str = DEFAULT_DB_ALIAS) -> bool:

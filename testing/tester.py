@@ -39,6 +39,8 @@ class EmbeddingPipelineOperationsTester:
     scenarios: Sequence[str] = ()
     quick: bool = False
     collections: Sequence[str] = ()
+    # A configuration change's run: the collections' workload benchmark after the scenarios (testing.runner).
+    benchmark: bool = False
     trigger: str = Trigger.CLI
     requested_by: str = ""
     progress: Callable[[TestResult], None] | None = None
@@ -53,7 +55,7 @@ class EmbeddingPipelineOperationsTester:
         return TestRun.objects.start(
             status=status,
             trigger=self.trigger,
-            selection={k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections")},
+            selection={k: getattr(self, k) for k in ("categories", "scenarios", "quick", "collections", "benchmark")},
             requested_by=self.requested_by,
             code_version=code_version(),
             config_fingerprint=fingerprints.config_fingerprint(),
@@ -62,8 +64,11 @@ class EmbeddingPipelineOperationsTester:
     def run(self) -> TestRun:
         return self.execute(self.start())
 
-    def execute(self, run: TestRun) -> TestRun:
+    def execute(self, run: TestRun, then: Callable[[TestRun], str] | None = None) -> TestRun:
+        """The scenarios, then `then` (unless the run was cancelled), whose answer is the run's message; its
+        status stays the scenarios' verdict."""
         counts: Counter[str] = Counter()
+        message = ""
         try:
             sweep_reserved()
             targets = self.collections or [""]
@@ -76,6 +81,10 @@ class EmbeddingPipelineOperationsTester:
                     logger.info("test run %s is no longer running (cancelled or abandoned): stopping", run.pk)
                     TestRun.objects.filter(pk=run.pk).update(counts=dict(counts))  # what ran, as its results say
                     break
+            else:
+                if then is not None:
+                    TestRun.objects.filter(pk=run.pk).update(counts=dict(counts))  # shown while `then` runs
+                    message = then(run)
         except RunnerStopped as exc:
             interrupted(run.pk, dict(counts), f"interrupted: {exc}")
             raise
@@ -84,7 +93,7 @@ class EmbeddingPipelineOperationsTester:
             TestRun.objects.finish(run.pk, RunStatus.ERROR, dict(counts), scrub(f"{type(exc).__name__}: {exc}"))
         else:
             bad = counts[Outcome.FAILED] + counts[Outcome.ERROR]
-            TestRun.objects.finish(run.pk, RunStatus.FAILED if bad else RunStatus.PASSED, dict(counts))
+            TestRun.objects.finish(run.pk, RunStatus.FAILED if bad else RunStatus.PASSED, dict(counts), message)
         run.refresh_from_db()
         return run
 

@@ -1,4 +1,5 @@
-"""Saving a collection's embedding configuration queues a debounced regression + integration run for it."""
+"""Saving a collection's embedding configuration queues a debounced regression + integration run for it,
+with its workload benchmark."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Any
 from django.db import transaction
 
 from pipeline.models import RESERVED_PREFIX, Collection
-from testing.benchmarks.tasks import schedule_benchmark
 from testing.fingerprints import collection_config
 from testing.tasks import schedule_config_run
 
@@ -29,6 +29,6 @@ def config_saved(
     if not created and before == collection_config(instance):
         return
     name = instance.name
-    transaction.on_commit(lambda: schedule_config_run([name]))
-    # The same change queues the collection's benchmark (debounced): a slower configuration is flagged.
-    transaction.on_commit(lambda: schedule_benchmark(name))
+    # One debounced run in the test runner: the scenarios, then the collection's workload benchmark (a
+    # slower configuration is flagged), never in a worker's slot (docs/benchmarks.md).
+    transaction.on_commit(lambda: schedule_config_run([name], benchmark=True))

@@ -4,24 +4,29 @@ history (Welch t-test + 5% effect, change points), flagged in the exit code, adm
 from __future__ import annotations
 
 import ast
+import signal
 import subprocess
+import time
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError
 from django.db import connection, connections
 from django.utils import timezone
-from django_q.models import Schedule
-from django_q.tasks import async_task
+from django_q.models import Failure, OrmQ, Schedule, Success
 from rest_framework.test import APIClient
 
 from embedportal import scratch
-from pipeline.choices import ErrorType
-from pipeline.models import Collection, Document, ProviderCircuit
+from pipeline.choices import ErrorType, WorkerRole
+from pipeline.models import Collection, Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.queue import IncomingDocument, enqueue
+from pipeline.wakeup import kick_workers
+from testing import tasks
 from testing.benchmarks import regression, suite
 from testing.benchmarks import tasks as benchmark_tasks
-from testing.models import BenchmarkRun
+from testing.choices import RunStatus, Trigger
+from testing.models import BenchmarkRun, TestResult, TestRun
+from testing.runner import TestRunner
 from tests.conftest import database_url, manage, wait_for
 from tests.testing.conftest import TINY, benchmark_suite, change_configurations
 from tests.tools import client_with
@@ -156,24 +161,6 @@ def test_change_point_detection_dates_the_regression_to_its_first_run():
     assert verdict["verdict"] == "same"
 
 
-@pytest.mark.django_db
-def test_a_configuration_change_queues_one_debounced_benchmark_of_the_changed_collections(
-    django_capture_on_commit_callbacks, settings
-):
-    settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
-    _, b = change_configurations(django_capture_on_commit_callbacks, benchmark_tasks.CONFIG_SCHEDULE)
-    with django_capture_on_commit_callbacks(execute=True):
-        b.paused = True  # not a configuration change
-        b.save()
-
-    (schedule,) = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
-    assert schedule.func == benchmark_tasks.TASK and schedule.schedule_type == Schedule.ONCE
-    kwargs = ast.literal_eval(schedule.kwargs)
-    assert kwargs["trigger"] == "config_change"
-    assert kwargs["note"] == "configuration changed: a, b" and kwargs["collections"] == ["a", "b"]
-    assert schedule.next_run > timezone.now() + timedelta(seconds=50)
-
-
 def production_state(settings_dict: dict) -> tuple:
     """Queue depth, activity, batch and chunk rows, and VACUUMs of production's documents, read on a
     connection of its own (the benchmark's default connection points at the scratch database)."""
@@ -221,41 +208,6 @@ def test_the_django_docs_corpus_is_never_downloaded_at_run_time(tmp_path, settin
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_collection, tmp_path, monkeypatch):
-    texts = [f"Collection text {i} about leases and queues. " * (5 + i) for i in range(4)]
-    enqueue(hash_collection, [IncomingDocument(f"d{i}", text) for i, text in enumerate(texts)])
-    # The task's own process, as django-q2 runs it; an empty corpus cache: nothing may be downloaded.
-    monkeypatch.setenv("DATABASE_URL", database_url())
-    monkeypatch.setenv("EMBEDPORTAL_CORPUS_DIR", str(tmp_path))
-    # The worker pod's multiprocess metrics directory: the benchmark's documents must not be counted there.
-    metrics_dir = tmp_path.parent / f"{tmp_path.name}-metrics"
-    metrics_dir.mkdir()
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-
-    result = benchmark_tasks.run_benchmark(note="configuration changed: hashes", collections=["hashes"])
-
-    assert result["started"], result
-    run = BenchmarkRun.objects.get(pk=result["run"])
-    assert run.trigger == "config_change" and run.note == "configuration changed: hashes"
-    assert run.suite == "workload"  # its own history: the quick suite's comparisons never see it
-    figures = run.results["collection:hashes"]
-    assert figures["docs_per_second"]["median"] > 0 and figures["ratio_to_floor"]["median"] > 0
-    assert not any(tmp_path.iterdir()) and not any(metrics_dir.iterdir())
-    # Production: its collection and its four queued documents only.
-    assert Document.objects.filter(status="pending").count() == 4 and Collection.objects.count() == 1
-
-
-@pytest.mark.django_db
-def test_the_config_change_benchmark_waits_for_no_provider_whose_circuit_is_open(fake_collection, fake_provider):
-    # It runs its own pipeline, which knows nothing of the real circuits: created while the provider hung, it
-    # sent five batches that each waited out the timeout, holding a worker slot for 5 minutes (a re-drill).
-    ProviderCircuit.objects.record_failure(fake_collection, ErrorType.TIMEOUT, 1, timedelta(seconds=60))
-    result = benchmark_tasks.run_benchmark(note="configuration changed: fake", collections=["fake"])
-    assert result == {"started": False, "reason": "the provider circuit of fake (openai/fake-embedder) is open"}
-    assert fake_provider.requests == [] and not BenchmarkRun.objects.exists()
-
-
-@pytest.mark.django_db(transaction=True)
 def test_a_workload_whose_documents_all_fail_says_so(tmp_path, monkeypatch):
     # A changed collection whose documents all failed made its config-change benchmark end with
     # "ZeroDivisionError: float division by zero" (an adversarial-input soak).
@@ -288,74 +240,205 @@ def test_a_collection_benchmark_copies_the_collections_fields_and_newest_texts(h
         suite.workload("gone", tmp_path / "gone")
 
 
+# --- the configuration-change workload benchmark, run by the test runner ------------------------
+
+
+@pytest.mark.django_db
+def test_a_configuration_change_queues_one_debounced_run_with_the_benchmark_for_the_test_runner(
+    django_capture_on_commit_callbacks, settings
+):
+    settings.EMBEDPORTAL_OPS_TEST_CONFIG_DEBOUNCE_SECONDS = 60
+    _, b = change_configurations(django_capture_on_commit_callbacks, tasks.CONFIG_SCHEDULE)
+    with django_capture_on_commit_callbacks(execute=True):
+        b.paused = True  # not a configuration change
+        b.save()
+
+    # One debounced schedule, the test runner's: no benchmark task of a worker's beside it.
+    (schedule,) = Schedule.objects.filter(schedule_type=Schedule.ONCE)
+    assert schedule.name == tasks.CONFIG_SCHEDULE and schedule.func == tasks.CONFIG_TASK
+    assert ast.literal_eval(schedule.kwargs) == {"collections": ["a", "b"], "benchmark": True}
+    assert schedule.next_run > timezone.now() + timedelta(seconds=50)
+    # A settings change (scenarios only) merged into it keeps the benchmark wish; alone it has none.
+    tasks.schedule_config_run(["c"])
+    assert ast.literal_eval(schedule_kwargs()) == {"collections": ["a", "b", "c"], "benchmark": True}
+    Schedule.objects.all().delete()
+    tasks.schedule_config_run(["c"])
+    assert ast.literal_eval(schedule_kwargs()) == {"collections": ["c"]}
+
+    # The queued run takes later changes' collections and their wish (OR-ed), never losing it.
+    first = tasks.run_config_change(["a"])
+    assert tasks.run_config_change(["b"], benchmark=True) == first
+    assert tasks.run_config_change(["a"]) == first
+    run = TestRun.objects.get()
+    assert run.status == RunStatus.QUEUED and run.trigger == Trigger.CONFIG_CHANGE
+    assert run.selection["collections"] == ["a", "b"] and run.selection["benchmark"] is True
+    assert run.selection["categories"] == ["regression", "integration"]
+
+
+def schedule_kwargs() -> str:
+    return Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs
+
+
+@pytest.mark.django_db
+def test_an_old_pending_benchmark_schedule_only_queues_the_runners_run(hash_collection, monkeypatch):
+    # A `benchmark-config-change` schedule left by an older version still calls run_benchmark.
+    monkeypatch.setattr(subprocess, "Popen", None)  # nothing is started in the worker
+    queued = benchmark_tasks.run_benchmark(note="configuration changed: hashes", collections=["hashes"])
+    run = TestRun.objects.get(pk=queued["run"])
+    assert run.status == RunStatus.QUEUED and run.trigger == Trigger.CONFIG_CHANGE
+    assert run.selection["collections"] == ["hashes"] and run.selection["benchmark"] is True
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_burst_of_saves_makes_one_workload_run_in_the_cluster(
+def test_the_config_change_benchmark_runs_the_collections_own_workload(hash_collection, tmp_path, monkeypatch):
+    texts = [f"Collection text {i} about leases and queues. " * (5 + i) for i in range(4)]
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", text) for i, text in enumerate(texts)])
+    # The runner's own process environment; an empty corpus cache: nothing may be downloaded.
+    monkeypatch.setenv("DATABASE_URL", database_url())
+    monkeypatch.setenv("EMBEDPORTAL_CORPUS_DIR", str(tmp_path))
+    # A pod's multiprocess metrics directory: the benchmark's documents must not be counted there.
+    metrics_dir = tmp_path.parent / f"{tmp_path.name}-metrics"
+    metrics_dir.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+
+    result = benchmark_tasks.run_workload(["hashes"], "configuration changed: hashes")
+
+    assert result["started"], result
+    run = BenchmarkRun.objects.get(pk=result["run"])
+    assert run.trigger == "config_change" and run.note == "configuration changed: hashes"
+    assert run.suite == "workload"  # its own history: the quick suite's comparisons never see it
+    figures = run.results["collection:hashes"]
+    assert figures["docs_per_second"]["median"] > 0 and figures["ratio_to_floor"]["median"] > 0
+    assert not any(tmp_path.iterdir()) and not any(metrics_dir.iterdir())
+    # Production: its collection and its four queued documents only.
+    assert Document.objects.filter(status="pending").count() == 4 and Collection.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_config_change_benchmark_waits_for_no_provider_whose_circuit_is_open(fake_collection, fake_provider):
+    # It runs its own pipeline, which knows nothing of the real circuits: created while the provider hung, it
+    # sent five batches that each waited out the timeout, holding a worker slot for 5 minutes (a re-drill).
+    ProviderCircuit.objects.record_failure(fake_collection, ErrorType.TIMEOUT, 1, timedelta(seconds=60))
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="elsewhere:1")  # a live worker: the run goes on
+    selection = {"scenarios": ["metrics_used_by_rules_and_dashboards_exist"], "collections": ["fake"]}
+    run = TestRun.objects.start(
+        RunStatus.RUNNING, trigger=Trigger.CONFIG_CHANGE, selection={**selection, "benchmark": True}
+    )
+
+    run = TestRunner().execute(run)
+
+    assert run.message == "workload benchmark not run: the provider circuit of fake (openai/fake-embedder) is open"
+    assert run.status == RunStatus.PASSED and run.counts == {"passed": 1}  # the scenarios' verdict, unchanged
+    assert fake_provider.requests == [] and not BenchmarkRun.objects.exists()
+
+
+def runner_benchmarks(process: subprocess.Popen) -> list:
+    """The `manage.py benchmark` processes below `process`."""
+    import psutil
+
+    return [p for p in psutil.Process(process.pid).children(recursive=True) if "benchmark" in p.cmdline()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_saves_makes_one_config_change_run_that_benchmarks_in_the_test_runner(
     hash_collection, django_capture_on_commit_callbacks, tmp_path
 ):
-    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Text {i} about leases. " * 20) for i in range(3)])
+    """A drill: the benchmark held one of 2 worker slots for 2.5-3 minutes, whose heartbeat then aged
+    out (health: "1 worker(s) alive"). With ONE worker slot, a drain kicked during the benchmark now runs."""
+    docs = [IncomingDocument(f"d{i}", f"Text {i} about leases and queues. " * 60) for i in range(50)]
+    enqueue(hash_collection, docs)
     Collection.objects.filter(pk=hash_collection.pk).update(paused=True)  # production's drains leave them queued
     hash_collection.refresh_from_db()
-    Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE).delete()
+    Schedule.objects.all().delete()
     for size in (150, 120, 100):  # a burst of saves
         with django_capture_on_commit_callbacks(execute=True):
             hash_collection.chunk_size = size
             hash_collection.save()
-    [schedule] = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
+    [schedule] = Schedule.objects.all()
     kwargs = ast.literal_eval(schedule.kwargs)
-    assert kwargs["collections"] == ["hashes"]
+    assert (schedule.func, kwargs) == (tasks.CONFIG_TASK, {"collections": ["hashes"], "benchmark": True})
+    # What django-q2's scheduler does once the debounce has passed: the run is only queued.
+    queued = tasks.run_config_change(**kwargs)
 
     empty = tmp_path / "corpus"
     empty.mkdir()
-    log = (tmp_path / "qcluster.log").open("w")
-    cluster = manage(
-        "qcluster", env={"Q_WORKERS": "1", "EMBEDPORTAL_CORPUS_DIR": str(empty)}, stdout=log, stderr=subprocess.STDOUT
-    )
+    log = (tmp_path / "processes.log").open("w")
+    quiet = {"stdout": log, "stderr": subprocess.STDOUT}
+    cluster = manage("qcluster", env={"Q_WORKERS": "1"}, **quiet)
+    runner = manage("run_test_runner", "--poll", "0.2", env={"EMBEDPORTAL_CORPUS_DIR": str(empty)}, **quiet)
     try:
-        # What django-q2's scheduler does once the debounce has passed (it looks every 30 s).
-        async_task(schedule.func, **kwargs)
-        wait_for(lambda: BenchmarkRun.objects.exists(), timeout=180)
+        wait_for(lambda: runner_benchmarks(runner), timeout=600)
+        scenarios_done = TestResult.objects.filter(run_id=queued["run"]).count()
+        # The cluster's one slot is free: a drain kicked now runs and beats while the benchmark runs.
+        kicked = timezone.now()
+        kick_workers()
+        wait_for(lambda: WorkerHeartbeat.objects.alive().filter(beat_at__gt=kicked).exists(), timeout=20)
+        assert runner_benchmarks(runner), "the benchmark still runs"
+        assert not runner_benchmarks(cluster), "none in the cluster's slot"
+        wait_for(lambda: TestRun.objects.get(pk=queued["run"]).finished_at is not None, timeout=600)
     finally:
-        cluster.terminate()
-        cluster.wait(60)
+        for process in (runner, cluster):
+            process.terminate()
+            process.wait(60)
+        log.close()
 
-    [run] = BenchmarkRun.objects.all()
-    assert run.suite == "workload" and run.note == "configuration changed: hashes"
-    assert run.results["collection:hashes"]["docs_per_second"]["median"] > 0
+    run = TestRun.objects.get(pk=queued["run"])
+    [benchmark] = BenchmarkRun.objects.all()
+    assert run.status in (RunStatus.PASSED, RunStatus.FAILED), run.message
+    assert run.message == f"workload benchmark: run {benchmark.pk}"
+    assert scenarios_done == run.results.count() > 0  # the scenarios first, then the benchmark
+    assert benchmark.suite == "workload" and benchmark.trigger == "config_change"
+    assert benchmark.note == "configuration changed: hashes"
+    assert benchmark.results["collection:hashes"]["docs_per_second"]["median"] > 0
     assert not any(empty.iterdir()), "nothing was downloaded"
-    assert Document.objects.filter(status="pending").count() == 3 and Collection.objects.count() == 1
+    assert Document.objects.filter(status="pending").count() == 50 and Collection.objects.count() == 1
+    tasks_seen = [*OrmQ.objects.all(), *Success.objects.all(), *Failure.objects.all()]
+    assert not [t for t in tasks_seen if str(getattr(t, "func", "")).startswith("testing.")]
+
+
+def scratch_in_use() -> bool:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [scratch.name()])
+        return cur.fetchone()[0] > 0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_stopping_worker_ends_its_benchmark_and_leaves_it_for_the_next_cluster(hash_collection, tmp_path):
-    """A pod's stop (or Ctrl-C under `make run`) waited for a running benchmark's minutes; the run is
-    cut short instead, stores nothing, and is scheduled again."""
-    import psutil
-
-    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Text {i} about leases. " * 20) for i in range(3)])
+def test_a_stopping_runner_ends_its_benchmark_and_leaves_it_for_the_next_runner(hash_collection, tmp_path):
+    """A pod's stop (or Ctrl-C under `make run`) must not wait for a benchmark's minutes: the run is cut
+    short, stores nothing, and the same collections' run, benchmark included, is scheduled again."""
+    enqueue(hash_collection, [IncomingDocument(f"d{i}", f"Text {i} about leases. " * 60) for i in range(50)])
     Collection.objects.filter(pk=hash_collection.pk).update(paused=True)
-    Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE).delete()
+    selection = {"scenarios": ["metrics_used_by_rules_and_dashboards_exist"], "collections": ["hashes"]}
+    run = TestRun.objects.start(
+        RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE, selection={**selection, "benchmark": True}
+    )
+    Schedule.objects.all().delete()
     empty = tmp_path / "corpus"
     empty.mkdir()
-    log = (tmp_path / "qcluster.log").open("w")
-    cluster = manage(
-        "qcluster", env={"Q_WORKERS": "1", "EMBEDPORTAL_CORPUS_DIR": str(empty)}, stdout=log, stderr=subprocess.STDOUT
-    )
-
-    def benchmarks() -> list[psutil.Process]:
-        below = psutil.Process(cluster.pid).children(recursive=True)
-        return [p for p in below if "benchmark" in p.cmdline()]
-
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="elsewhere:1")  # a live worker: the run goes on
+    log = (tmp_path / "runner.log").open("w")
+    env = {"EMBEDPORTAL_CORPUS_DIR": str(empty)}
+    runner = manage("run_test_runner", "--poll", "0.2", env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        async_task(benchmark_tasks.TASK, note="configuration changed: hashes", collections=["hashes"])
-        wait_for(benchmarks, timeout=120)
-        running = benchmarks()
-        cluster.terminate()
-        assert cluster.wait(60) == 0
+        # Mid-way: the benchmark at work on the scratch database.
+        wait_for(lambda: runner_benchmarks(runner) and scratch_in_use(), timeout=120)
+        running = runner_benchmarks(runner)
+        sent = time.monotonic()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(30) == 0
+        assert time.monotonic() - sent < 10, "the runner did not wait for the benchmark"
     finally:
-        if cluster.poll() is None:
-            cluster.kill()
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        log.close()
+    import psutil
+
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running)
     assert not BenchmarkRun.objects.exists()
-    [schedule] = Schedule.objects.filter(name=benchmark_tasks.CONFIG_SCHEDULE)
-    assert ast.literal_eval(schedule.kwargs)["collections"] == ["hashes"]
-    assert "benchmark ended: the worker stopped" in (tmp_path / "qcluster.log").read_text()
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and run.message == "interrupted: the test runner stopped (SIGTERM)"
+    [schedule] = Schedule.objects.all()
+    assert schedule.name == tasks.CONFIG_SCHEDULE
+    assert ast.literal_eval(schedule.kwargs) == {"collections": ["hashes"], "benchmark": True}
+    assert "benchmark ended: the test runner stopped (SIGTERM)" in (tmp_path / "runner.log").read_text()

@@ -371,7 +371,7 @@ def test_changing_a_collections_chunking_queues_one_debounced_run(db, django_cap
     change_configurations(django_capture_on_commit_callbacks, tasks.CONFIG_SCHEDULE)
     (schedule,) = Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE)
     assert schedule.func == tasks.CONFIG_TASK and schedule.schedule_type == Schedule.ONCE
-    assert literal_eval(schedule.kwargs) == {"collections": ["a", "b"]}
+    assert literal_eval(schedule.kwargs) == {"collections": ["a", "b"], "benchmark": True}
     assert schedule.next_run > timezone.now() + timedelta(seconds=50)
 
 
@@ -393,7 +393,8 @@ def test_api_change_of_provider_options_triggers_too(db, admin_client, django_ca
             "/api/v1/collections/viaapi/", {"chunk_overlap": 4}, content_type="application/json"
         )
     assert response.status_code == 200, response.content
-    assert literal_eval(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs) == {"collections": ["viaapi"]}
+    kwargs = literal_eval(Schedule.objects.get(name=tasks.CONFIG_SCHEDULE).kwargs)
+    assert kwargs == {"collections": ["viaapi"], "benchmark": True}
 
 
 def test_a_changed_settings_fingerprint_at_start_up_queues_a_run(db, settings, django_capture_on_commit_callbacks):
