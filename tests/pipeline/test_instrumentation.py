@@ -57,7 +57,12 @@ def test_worker_and_cli_paths_record_their_histograms_in_multiprocess_mode(
     assert all(seconds > 0 for seconds in busy.values())
     assert (
         busy["storage"]
-        < m[("embedding_pipeline_latency_seconds_sum", (("collection", "hashes"), ("stage", "storage")))]
+        < m[
+            (
+                "embedding_pipeline_latency_seconds_sum",
+                (("bulk", "false"), ("collection", "hashes"), ("stage", "storage")),
+            )
+        ]
     )
     assert m[("embedding_pipeline_cost_usd_total", (("collection", "hashes"),))] == 0  # a local model is free
     # The same batch in the database, for the optimizer without Prometheus.
