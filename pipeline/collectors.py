@@ -12,7 +12,7 @@ from django.utils import timezone
 from embedportal import collectors
 from pipeline import metrics
 from pipeline.models import Document, WorkerHeartbeat
-from pipeline.models.rules import RESERVED_PREFIXES
+from pipeline.models.rules import is_reserved_name
 from pipeline.recording import metric_label
 
 QUEUE_DEPTH = "embedding_pipeline_queue_depth"
@@ -118,7 +118,7 @@ class DatabaseCollector(collectors.DatabaseCollector):
         # Reserved (scratch) collections have no series: each operations-test run made new ones, which
         # filled Grafana's collection list and put them in per-collection alerts. Their documents still
         # count in the total depth, which the workers (and KEDA) must drain.
-        users = [(name, p, n) for name, p, n in snap.per_collection if not name.lower().startswith(RESERVED_PREFIXES)]
+        users = [(name, p, n) for name, p, n in snap.per_collection if not is_reserved_name(name)]
         for name, is_paused, n in users:
             pending.add_metric([name], n)
             paused.add_metric([name], 1 if is_paused else 0)

@@ -171,9 +171,11 @@ class OpenVinoEncoder:
 
     def warm(self) -> None:
         """Compile this process's inference requests now, not in its first encode (0.3 to 0.5 s): timed
-        there, a process's first search counted as a slow one (a drill: 4 of 11 searches in an hour)."""
-        with self._lock:
-            self._infer_requests()
+        there, a process's first search counted as a slow one (a drill: 4 of 11 searches in an hour). Every
+        search calls it: once compiled, it takes no lock."""
+        if os.getpid() not in self._requests:
+            with self._lock:
+                self._infer_requests()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Vectors in the texts' order, inferred in batches of similar token counts, STREAMS at a time:

@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFami
 
 from embedportal import collectors
 from pipeline.choices import ErrorType
-from pipeline.models.rules import RESERVED_PREFIXES
+from pipeline.models.rules import is_reserved_name
 from reprocessing import metrics, staleness
 from reprocessing.choices import FailureState, ReprocessReason
 from reprocessing.models import FailedDocument, PassTotals
@@ -85,7 +85,7 @@ class DatabaseCollector(collectors.DatabaseCollector):
         buckets = [(str(edge), n) for edge, n in zip(AGE_BUCKETS, cumulative, strict=True)]
         age.add_metric([], [*buckets, ("+Inf", total)], float(seconds))
         for name, n in sorted(staleness.stale_counts(now).items()):
-            if not name.lower().startswith(RESERVED_PREFIXES):  # a scenario's stale document paged as a user's
+            if not is_reserved_name(name):  # a scenario's stale document paged as a user's
                 stale.add_metric([name], n)
         totals = {t.key: t for t in PassTotals.objects.all()}
         for reason in (*ErrorType.values, *ReprocessReason.values):

@@ -372,7 +372,7 @@ class Collection(models.Model):
     @property
     def is_reserved(self) -> bool:
         """A scratch collection (operations tests, capacity): kept out of every metric and SLO figure."""
-        return self.name.lower().startswith(rules.RESERVED_PREFIXES)
+        return rules.is_reserved_name(self.name)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         # Set-wise raw DELETEs: tables referencing pipeline_document must cascade in the database

@@ -238,6 +238,11 @@ RESERVED_PREFIXES = tuple(RESERVED_FOR)
 reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
 
 
+def is_reserved_name(name: str) -> bool:
+    """A scratch collection's name (Collection.is_reserved): kept out of every metric and SLO figure."""
+    return name.lower().startswith(RESERVED_PREFIXES)
+
+
 def reserved_name_problem(name: str | None) -> str | None:
     if name and not reserved_names_allowed.get():
         for prefix, purpose in RESERVED_FOR.items():
