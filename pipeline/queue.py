@@ -18,7 +18,7 @@ from django.utils import timezone
 from embedportal.printable import unsafe_character
 from embedportal.storable import unstorable
 from pipeline import backfill, history, metrics
-from pipeline.models import Collection, Document
+from pipeline.models import Chunk, Collection, Document
 from pipeline.structure import only_front_matter
 from pipeline.wakeup import kick_workers
 
@@ -268,7 +268,7 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
         for external_id, inserted, queued in rows:
             (result.created if inserted else result.updated if queued else result.unchanged).append(external_id)
         threshold = settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS if backfill_min is None else backfill_min
-        if threshold and len(result.created) >= threshold and collection.building_generation is None:
+        if threshold and collection.building_generation is None and _first_load(collection, result.created, threshold):
             # A bulk first load is written without the HNSW index and indexed once (pipeline.backfill). It
             # begins before the workers are woken (on_commit runs in order): a batch claimed first was no
             # bulk load's, and stored first it kept the load from beginning at all.
@@ -277,6 +277,19 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
             history.record_arrivals(collection.pk, len(result.created) + len(result.updated), at=now)
             transaction.on_commit(kick_workers)
     return _count_stale(collection, result)
+
+
+def _first_load(collection: Collection, created: list[str], threshold: int) -> bool:
+    """Whether this call makes the collection's first load: `threshold` documents queued before any is
+    stored, however many calls bring them (an API client posts a corpus in small requests).
+    backfill.begin_first_load checks again that none is stored, in the statement that begins it."""
+    if len(created) >= threshold:
+        return True
+    return (
+        bool(created)
+        and not Chunk.objects.filter(collection=collection).exists()
+        and Document.objects.filter(collection=collection)[:threshold].count() >= threshold
+    )
 
 
 def _count_stale(collection: Collection, result: EnqueueResult) -> EnqueueResult:

@@ -86,6 +86,37 @@ def test_small_enqueue_into_an_empty_collection_keeps_the_index(hash_collection,
     assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}
 
 
+def test_a_first_load_posted_in_small_requests_is_a_first_load(api, hash_collection, settings):
+    # An API client posts a corpus a few documents a request: the load begins once the collection's
+    # queued documents reach the threshold, before any is stored, as one large call would.
+    settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS = 10
+    docs = [IncomingDocument(k, v) for k, v in TEXTS.items()]
+    url = f"/api/v1/collections/{hash_collection.name}/documents/"
+    loading = Collection.objects.filter(pk=hash_collection.pk).values_list("building_generation", flat=True)
+    for start in (0, 4):
+        body = [{"id": d.external_id, "text": d.text} for d in docs[start : start + 4]]
+        assert api.post(url, body, format="json").status_code == 202
+        assert loading.get() is None
+    body = [{"id": d.external_id, "text": d.text} for d in docs[8:]]
+    assert api.post(url, body, format="json").status_code == 202
+    assert loading.get() == 1
+    assert hnsw_indexes(hash_collection) == {}
+
+    EmbeddingIngestionPipeline().drain()
+    assert loading.get() is None and set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}
+
+
+def test_small_requests_into_a_collection_with_stored_chunks_make_no_first_load(hash_collection, settings):
+    settings.EMBEDPORTAL_BACKFILL_MIN_DOCUMENTS = 10
+    docs = [IncomingDocument(k, v) for k, v in TEXTS.items()]
+    enqueue(hash_collection, docs[:2])
+    EmbeddingIngestionPipeline().drain()
+    for start in range(2, 12, 5):
+        enqueue(hash_collection, docs[start : start + 5])
+    assert Collection.objects.get(pk=hash_collection.pk).building_generation is None
+    assert set(hnsw_indexes(hash_collection)) == {hash_collection.index_name}
+
+
 def test_reembed_with_a_new_model_serves_the_old_vectors_until_the_switch(hash_collection):
     load(hash_collection)
     old_chunks = set(Chunk.objects.filter(collection=hash_collection).values_list("text", flat=True))
