@@ -27,7 +27,7 @@ from pipeline.performance import capacity
 from pipeline.performance.optimizer import analyse
 from pipeline.queue import IncomingDocument, enqueue
 from tests.factories import capacity_measurement
-from tests.pipeline.test_optimizer import batch
+from tests.pipeline.test_optimizer import saturated_workers
 
 NOW = datetime(2026, 3, 20, 15, 40, tzinfo=UTC)
 
@@ -178,9 +178,7 @@ def test_only_measurements_of_the_serving_runtime_size_the_plan_and_the_optimize
     ours.save()
     # Newer, but measured while PyTorch served: it must not size a deployment now on OpenVINO.
     capacity_measurement(capacity.LOCAL_MODEL, local_encoder="torch/f32", measured_at=NOW - timedelta(days=1))
-    for worker in ("w1", "w2"):  # saturated workers: the optimizer proposes a third from the fit
-        for i in range(10):
-            batch(hash_collection, 100 - i * 0.6, worker=worker, queue_wait=30, embedding=0.5)
+    saturated_workers(hash_collection)  # saturated workers: the optimizer proposes a third from the fit
 
     with override_settings(EMBEDPORTAL_CAPACITY_WORKERS=2):
         cap = capacity.current()

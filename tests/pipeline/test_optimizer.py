@@ -8,6 +8,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -43,6 +44,16 @@ def batch(collection: Collection, ago: float, *, worker: str = "w1", documents: 
     result.seconds.update({Stage.CHUNKING: chunking, Stage.EMBEDDING: embedding, Stage.STORAGE: storage})
     result.total_seconds = chunking + embedding + storage
     recording.record(result, at=timezone.now() - timedelta(seconds=ago))
+
+
+def saturated_workers(collection: Collection, waiting: int | None = None) -> None:
+    """Two workers back to back, their documents waiting 30 s for 0.6 s of processing, and `waiting`
+    documents due now (default: one claim's worth, the least that is a backlog still there)."""
+    for worker in ("w1", "w2"):
+        for i in range(10):
+            batch(collection, 100 - i * 0.6, worker=worker, queue_wait=30, embedding=0.5)
+    waiting = settings.EMBEDPORTAL_CLAIM_BATCH if waiting is None else waiting
+    enqueue(collection, [IncomingDocument(f"waiting-{i}", f"Waiting {i}.") for i in range(waiting)])
 
 
 def embedding_bound(collection: Collection, n: int = 12, start: float = 600) -> None:
@@ -99,10 +110,7 @@ def test_embedding_bottleneck_recommends_a_larger_batch_with_the_fitted_call_cos
 
 
 def test_saturated_workers_with_a_queue_make_workers_the_bottleneck(hash_collection):
-    # Two workers, back to back, documents waiting 30 s for 0.6 s of processing.
-    for worker in ("w1", "w2"):
-        for i in range(10):
-            batch(hash_collection, 100 - i * 0.6, worker=worker, queue_wait=30, embedding=0.5)
+    saturated_workers(hash_collection)
     a = analyse()
     assert a.bottleneck["stage"] == "workers"
     assert a.bottleneck["workers_busy"] > 0.8
@@ -111,6 +119,17 @@ def test_saturated_workers_with_a_queue_make_workers_the_bottleneck(hash_collect
     # Within a batch embedding still dominates: making it cheaper is capacity too.
     assert a.bottleneck["batch_stage"] == "embedding"
     assert "batch-size-hashes" in [r.id for r in a.recommendations]
+
+
+def test_a_backlog_drained_since_is_no_call_for_more_workers(hash_collection):
+    # The same saturated hour, but nothing waits now: the wait was an outage's (or a pause's, or a first
+    # load's) backlog, which the workers have drained. More workers would not have helped the outage.
+    saturated_workers(hash_collection, waiting=settings.EMBEDPORTAL_CLAIM_BATCH - 1)
+    a = analyse()
+    assert a.bottleneck["stage"] == "embedding" and a.bottleneck["workers_busy"] > 0.8
+    assert "a backlog drained, not too few workers" in a.bottleneck["reason"]
+    assert "workers" not in [r.id for r in a.recommendations]
+    assert analyse(hash_collection).collections["hashes"]["bottleneck"]["stage"] == "embedding"
 
 
 def test_utilisation_is_each_stage_share_of_the_workers_spans_across_the_cluster(hash_collection):

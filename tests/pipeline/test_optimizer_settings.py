@@ -34,7 +34,7 @@ from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from pipeline.search import search
 from tests.conftest import database_url, wait_for
-from tests.pipeline.test_optimizer import PERFORMANCE, batch
+from tests.pipeline.test_optimizer import PERFORMANCE, batch, saturated_workers
 from tests.tools import client_with, hnsw_indexes
 
 # CREATE INDEX CONCURRENTLY cannot run inside the transaction a plain django_db test wraps.
@@ -410,9 +410,7 @@ def test_applying_from_the_admin_needs_the_apply_permission(hash_collection, cli
 
 
 def test_deployment_settings_stay_advice_and_say_so(hash_collection, admin_client):
-    for worker in ("w1", "w2"):  # saturated workers with a queue: more workers, a deployment setting
-        for i in range(10):
-            batch(hash_collection, 100 - i * 0.6, worker=worker, queue_wait=30, embedding=0.5)
+    saturated_workers(hash_collection)  # saturated workers with a queue: more workers, a deployment setting
     rec = next(r for r in analyse().recommendations if r.id == "workers")
     assert not rec.appliable and "the optimizer does not" in rec.reason
     page = admin_client.get(PERFORMANCE_PAGE).content.decode()

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from pipeline.models import Collection
+from pipeline.models import Collection, Document
 from pipeline.percentiles import Percentiles, db_percentiles, rounded
 from pipeline.performance.optimizer.figures import PROCESSING, Recommendation, bottleneck, db_busy
 from pipeline.performance.optimizer.recommendations import recommend
@@ -57,7 +57,7 @@ def analyse(collection: Collection | None = None, window: int | None = None) -> 
     busy, stages = db_busy(since, scope), db_percentiles(since, scope)
     span = busy.span_seconds
     utilisation = {s: busy.stage_seconds[s] / span if span else 0.0 for s in PROCESSING}
-    found = bottleneck(stages, utilisation)
+    found = bottleneck(stages, utilisation, due(collection))
     analysis = Analysis("database", window, stages, utilisation, busy.workers, busy.documents, found)
     collections = [collection] if collection else list(Collection.objects.select_related("cost"))
     for c in collections:
@@ -68,6 +68,14 @@ def analyse(collection: Collection | None = None, window: int | None = None) -> 
     return analysis
 
 
+def due(collection: Collection | None) -> int:
+    """Documents a worker could take now, of the collection or of every user collection."""
+    documents = Document.objects.workable().due()
+    if collection is not None:
+        return documents.filter(collection=collection).count()
+    return documents.filter(collection__in=Collection.objects.user_collections()).count()
+
+
 def collection_figures(c: Collection, since: datetime) -> dict[str, Any]:
     stages, busy = db_percentiles(since, c.pk), db_busy(since, c.pk)
     cost = getattr(c, "cost", None)
@@ -76,7 +84,9 @@ def collection_figures(c: Collection, since: datetime) -> dict[str, Any]:
         "documents": busy.documents,
         "batches": busy.batches,
         "stages": {s: p.as_dict() for s, p in stages.items()},
-        "bottleneck": bottleneck(stages, {s: v / seconds if seconds else 0.0 for s, v in busy.stage_seconds.items()}),
+        "bottleneck": bottleneck(
+            stages, {s: v / seconds if seconds else 0.0 for s, v in busy.stage_seconds.items()}, due(c)
+        ),
         "worker_seconds_per_document": round(seconds / busy.documents, 6) if busy.documents else None,
         "batch_size": c.batch_size,
         "model": c.model,
