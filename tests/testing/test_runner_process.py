@@ -15,7 +15,7 @@ from django_q.models import OrmQ, Schedule, Success
 
 from pipeline import queue
 from pipeline.choices import DocumentStatus, WorkerRole
-from pipeline.models import RESERVED_PREFIX, Collection, Document, WorkerHeartbeat
+from pipeline.models import RESERVED_PREFIX, Document, WorkerHeartbeat
 from pipeline.wakeup import DRAIN_TASK
 from testing import tasks
 from testing.choices import RunStatus, Trigger
@@ -99,12 +99,14 @@ def test_a_stop_during_the_scenarios_queues_a_config_change_run_again_and_no_oth
     run = TestRun.objects.start(
         RunStatus.QUEUED, trigger=trigger, selection={**ONE_SCENARIO, "collections": ["hashes"], "benchmark": True}
     )
-    # A fresh heartbeat but no worker: the scenario waits for its documents, reliably mid-way.
+    # A fresh heartbeat but no worker: the scenario waits for its documents, as long as the wait setting.
     WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="elsewhere:1")
     log = (tmp_path / "runner.log").open("w")
     runner = manage("run_test_runner", "--poll", "0.2", stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: Collection.objects.filter(name__startswith=RESERVED_PREFIX).exists(), timeout=60)
+        # Its documents enqueued: the scenario polls for them now.
+        waiting = Document.objects.filter(collection__name__startswith=RESERVED_PREFIX, external_id="moves")
+        wait_for(waiting.exists, timeout=60)
         assert status(run.pk) == RunStatus.RUNNING
         assert stopped_within(runner, 15) == 0
     finally:
