@@ -16,6 +16,7 @@ from pipeline.leases import log_database_error
 from pipeline.models import process_name
 from pipeline.wakeup import kick_workers
 from testing.benchmarks.tasks import run_workload
+from testing.choices import Trigger
 from testing.context import fresh_workers
 from testing.models import RUNNER_BEAT, RunnerHeartbeat, TestRun
 from testing.reserved import wait_until
@@ -94,6 +95,7 @@ class TestRunner:
             # records the interruption (a no-op if the tester recorded its own, with counts).
             reconnect()
             interrupted(run.pk, {}, f"interrupted: {self.stopped}")
+            self._queue_again(run)
             raise RunnerStopped(self.stopped) from exc
         finally:
             self.run_id = None
@@ -114,18 +116,26 @@ class TestRunner:
                     raise
                 logger.exception("workload benchmark of test run %s broke", run.pk)
                 return scrub(f"workload benchmark not run: {type(exc).__name__}: {exc}")
-            # Stopped: its process group is ended (run_workload); the next runner measures these collections.
+            # Stopped: its process group is ended (run_workload); execute queues the run again.
             logger.warning("benchmark ended: %s", self.stopped)
-            reconnect()
-            try:
-                schedule_config_run(names, benchmark=True)
-            except DatabaseError:
-                logger.exception("benchmark of %s not queued again", ", ".join(names))
             raise RunnerStopped(self.stopped) from exc
         if not result["started"]:
             return f"workload benchmark not run: {result['reason']}"
         regressed = f", {result['regressions']} regression(s)" if result["regressions"] else ""
         return f"workload benchmark: run {result['run']}{regressed}"
+
+    def _queue_again(self, run: TestRun) -> None:
+        """A configuration change's run that a stop cut short (scenarios or benchmark) is scheduled again, its
+        selection kept, for the next runner: a change happens once and nobody asks for its run, so it would
+        never be tested. A person's run is not: they see it interrupted and ask again if they still want it;
+        nor a schedule's: its next pass comes anyway."""
+        if run.trigger != Trigger.CONFIG_CHANGE:
+            return
+        names = list(run.selection.get("collections") or [])
+        try:
+            schedule_config_run(names, benchmark=bool(run.selection.get("benchmark")))
+        except DatabaseError:
+            logger.exception("configuration-change run %s (%s) not queued again", run.pk, ", ".join(names))
 
     def _wait_for_workers(self, run: TestRun) -> None:
         """A run claimed as the workers start finds no heartbeat yet: wait for one (a bounded wait, kicking them)."""

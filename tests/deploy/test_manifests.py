@@ -526,6 +526,12 @@ def test_queued_test_runs_have_exactly_one_runner_and_it_serves_the_fault_provid
     assert env["EMBEDPORTAL_OPS_TEST_FAULT_URL_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert int(env["EMBEDPORTAL_OPS_TEST_FAULT_PORT"]["value"]) == container["ports"][0]["containerPort"]
     assert not [c for c in cron_commands(docs) if c[:1] == ("run_test_runner",)]
+    # A config-change run's workload benchmark (~90% of a core, ~750 MB beside the runner's ~540 MB)
+    # is measured on what the pod is given: a share of the node's CPU it can count on, never throttled.
+    resources = container["resources"]
+    cpu = resources["requests"]["cpu"]
+    assert (int(cpu[:-1]) if cpu.endswith("m") else float(cpu) * 1000) >= 500, cpu
+    assert resources["requests"]["memory"] == "1Gi" and resources["limits"] == {"memory": "2Gi"}
 
 
 def test_production_sets_its_public_host_once_for_tls_hosts_origins_and_runbook_links(tmp_path) -> None:

@@ -11,6 +11,7 @@ import logging
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -19,12 +20,15 @@ from django.test import Client
 from django.utils import timezone
 
 from embedportal.printable import PrintableFormatter, printable
+from pipeline.choices import ErrorType, WorkerRole
 from pipeline.embedding import PipelineError, embed_texts
-from pipeline.models import Collection
+from pipeline.models import Collection, ProviderCircuit, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from testing.choices import RunStatus, Trigger
 from testing.junit import run_to_junit
 from testing.models import TestResult, TestRun
+from tests.pipeline.test_optimizer import embedding_bound
 from tests.tools import error_of, parse_metrics
 from tokens.models import ApiToken
 
@@ -138,6 +142,41 @@ def test_check_health_and_search_print_a_stored_text_escaped(hash_collection, fa
     EmbeddingIngestionPipeline().drain()
     call_command("search", "zebra quartz", collection="hashes", mode="keyword", stdout=(out := StringIO()))
     assert "zebra quartz \\x1b[2J\\x1b[Hall good\\x1b[8m hidden" in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+TERMINAL = "\x1b[2J\u202e"  # clears the screen; shows what follows reversed
+
+
+def test_run_test_runner_prints_a_runs_message_escaped(fake_provider, fake_collection):
+    # A model string stored before the rule; the run's message (its benchmark not run: the circuit is open)
+    # quotes it, and the runner's report of the run printed it raw.
+    Collection.objects.filter(pk=fake_collection.pk).update(model=f"openai/x{TERMINAL}")
+    fake_collection.refresh_from_db()
+    ProviderCircuit.objects.record_failure(fake_collection, ErrorType.TIMEOUT, 1, timedelta(seconds=60))
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="elsewhere:1")  # a live worker: the run goes on
+    selection = {"scenarios": ["metrics_used_by_rules_and_dashboards_exist"], "collections": ["fake"]}
+    run = TestRun.objects.start(
+        RunStatus.QUEUED, trigger=Trigger.CONFIG_CHANGE, selection={**selection, "benchmark": True}
+    )
+
+    call_command("run_test_runner", once=True, stdout=(out := StringIO()))
+
+    assert f"Run {run.pk}: passed" in out.getvalue()
+    assert "the provider circuit of fake (openai/x\\x1b[2J\\u202e) is open" in out.getvalue()
+    assert "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue()
+
+
+def test_optimize_prints_collection_names_escaped(hash_collection):
+    # A name written around its slug rule; the per-collection line and the recommendations quote it.
+    Collection.objects.filter(pk=hash_collection.pk).update(name=f"hashes{TERMINAL}")
+    hash_collection.refresh_from_db()
+    embedding_bound(hash_collection)
+
+    call_command("optimize", stdout=(out := StringIO()))
+
+    assert "  hashes\\x1b[2J\\u202e: 120 documents" in out.getvalue()
+    assert "- Raise the embedding batch size of hashes\\x1b[2J\\u202e to 32 [--apply]" in out.getvalue()
+    assert "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue()
 
 
 def test_a_provider_prefix_litellm_does_not_know_is_one_metric_series(client, fake_provider, fake_collection):

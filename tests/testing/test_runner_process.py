@@ -4,18 +4,21 @@ cluster keeps draining users' documents, and neither process's SIGTERM waits on 
 
 from __future__ import annotations
 
+import ast
 import signal
 import subprocess
 from functools import partial
 
+import pytest
 from django.db import OperationalError, connection
-from django_q.models import OrmQ, Success
+from django_q.models import OrmQ, Schedule, Success
 
 from pipeline import queue
-from pipeline.choices import DocumentStatus
-from pipeline.models import Document, WorkerHeartbeat
+from pipeline.choices import DocumentStatus, WorkerRole
+from pipeline.models import RESERVED_PREFIX, Document, WorkerHeartbeat
 from pipeline.wakeup import DRAIN_TASK
-from testing.choices import RunStatus
+from testing import tasks
+from testing.choices import RunStatus, Trigger
 from testing.models import NO_RUNNER, RunnerHeartbeat, TestRun
 from testing.runner import TestRunner
 from tests import tools
@@ -81,6 +84,41 @@ def test_runs_execute_in_the_runner_process_while_qcluster_keeps_draining(transa
                 process.kill()
                 process.wait()
         log.close()
+
+
+@pytest.mark.parametrize(
+    "trigger, queued_again",
+    [(Trigger.CONFIG_CHANGE, {"collections": ["hashes"], "benchmark": True}), (Trigger.API, None)],
+)
+def test_a_stop_during_the_scenarios_queues_a_config_change_run_again_and_no_other(
+    transactional_db, hash_collection, tmp_path, trigger, queued_again
+):
+    # Only a stop during the benchmark queued a configuration change's run again: stopped during its
+    # scenarios, the change was never tested (nobody asks for that run). A person's run stays interrupted.
+    Schedule.objects.all().delete()  # creating the collection scheduled its own run
+    run = TestRun.objects.start(
+        RunStatus.QUEUED, trigger=trigger, selection={**ONE_SCENARIO, "collections": ["hashes"], "benchmark": True}
+    )
+    # A fresh heartbeat but no worker: the scenario waits for its documents, as long as the wait setting.
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker="elsewhere:1")
+    log = (tmp_path / "runner.log").open("w")
+    runner = manage("run_test_runner", "--poll", "0.2", stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # Its documents enqueued: the scenario polls for them now.
+        waiting = Document.objects.filter(collection__name__startswith=RESERVED_PREFIX, external_id="moves")
+        wait_for(waiting.exists, timeout=60)
+        assert status(run.pk) == RunStatus.RUNNING
+        assert stopped_within(runner, 15) == 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        log.close()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and run.message == "interrupted: the test runner stopped (SIGTERM)"
+    schedules = {s.name: ast.literal_eval(s.kwargs) for s in Schedule.objects.all()}
+    assert schedules == ({tasks.CONFIG_SCHEDULE: queued_again} if queued_again else {})
 
 
 def test_the_runner_outlives_a_database_restart(transactional_db, tmp_path):

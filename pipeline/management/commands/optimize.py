@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import trail
+from embedportal.printable import printable
 from pipeline.access import add_as_user, collection_for
 from pipeline.performance.optimizer import (
     STAGES,
@@ -71,10 +72,13 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(out, indent=2, default=str))
             return
         self._print(analysis)
+        # Collection names, and the texts quoting them, are tenant text: escaped, as check_health and search do
+        # (the slug rule is checked where a name comes in; a row written around it would reach the terminal).
         for c in applied:
-            self.stdout.write(f"applied #{c.pk}: {c.collection.name}.{c.setting} {c.before} -> {c.after} (measuring)")
+            name = printable(c.collection.name)
+            self.stdout.write(f"applied #{c.pk}: {name}.{c.setting} {c.before} -> {c.after} (measuring)")
         for e in evaluated:
-            self.stdout.write(f"change #{e.change} {e.status}: {e.note}")
+            self.stdout.write(f"change #{e.change} {e.status}: {printable(e.note)}")
 
     def _print(self, a: Analysis) -> None:
         self.stdout.write(
@@ -88,11 +92,12 @@ class Command(BaseCommand):
         self.stdout.write(f"bottleneck: {a.bottleneck.get('stage') or 'none'} ({a.bottleneck['reason']})")
         for name, figures in a.collections.items():
             self.stdout.write(
-                f"  {name}: {figures['documents']} documents, p95 total "
+                f"  {printable(name)}: {figures['documents']} documents, p95 total "
                 f"{_seconds(figures['stages']['total']['p95'])} s, cost ${figures['cost_usd']:.6f}"
             )
         for rec in a.recommendations:
             mark = " [--apply]" if rec.appliable else ""
-            self.stdout.write(f"- {rec.title}{mark}\n    expected: {rec.expected_effect}\n    why: {rec.reason}")
+            title, effect, reason = (printable(t) for t in (rec.title, rec.expected_effect, rec.reason))
+            self.stdout.write(f"- {title}{mark}\n    expected: {effect}\n    why: {reason}")
         if not a.recommendations:
             self.stdout.write("no recommendations")

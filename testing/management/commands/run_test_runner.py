@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from embedportal.printable import printable
 from testing.models import TestRun
 from testing.runner import TestRunner
 
@@ -35,4 +36,6 @@ class Command(BaseCommand):
 
     def _report(self, run: TestRun) -> None:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(run.counts.items()))
-        self.stdout.write(f"Run {run.pk}: {run.status} in {run.duration_seconds or 0:.1f} s {counts} {run.message}")
+        # The message quotes tenant text (a model string, a collection name, a provider's error): escaped.
+        message = printable(run.message)
+        self.stdout.write(f"Run {run.pk}: {run.status} in {run.duration_seconds or 0:.1f} s {counts} {message}")
