@@ -86,7 +86,9 @@ class TestRunner:
                 raise RunnerStopped(self.stopped)
             RunnerHeartbeat.objects.beat(self.name, run.pk)
             self._wait_for_workers(run)
-            tester = EmbeddingPipelineOperationsTester(**run.selection, trigger=run.trigger)
+            tester = EmbeddingPipelineOperationsTester(
+                **run.selection, trigger=run.trigger, stopped=lambda: self.stopped if self.stopping.is_set() else None
+            )
             run = tester.execute(run, then=self._benchmark if tester.benchmark else None)
         except BaseException as exc:
             if not self.stopping.is_set():

@@ -44,6 +44,9 @@ class EmbeddingPipelineOperationsTester:
     trigger: str = Trigger.CLI
     requested_by: str = ""
     progress: Callable[[TestResult], None] | None = None
+    # The test runner's stop, once signalled: its message. The signal raises RunnerStopped where the code
+    # is, and inside a database commit that came back as a driver error (a scenario's error; the run went on).
+    stopped: Callable[[], str | None] = lambda: None
 
     def __post_init__(self) -> None:
         self.categories, self.scenarios = list(self.categories), list(self.scenarios)
@@ -77,6 +80,8 @@ class EmbeddingPipelineOperationsTester:
                 counts[result.outcome] += 1
                 if self.progress:
                     self.progress(result)
+                if stop := self.stopped():  # a stop a scenario's own error handling swallowed
+                    raise RunnerStopped(stop)
                 if not TestRun.objects.beat(run.pk):
                     logger.info("test run %s is no longer running (cancelled or abandoned): stopping", run.pk)
                     TestRun.objects.filter(pk=run.pk).update(counts=dict(counts))  # what ran, as its results say
@@ -89,6 +94,9 @@ class EmbeddingPipelineOperationsTester:
             interrupted(run.pk, dict(counts), f"interrupted: {exc}")
             raise
         except Exception as exc:  # noqa: BLE001 -- the run records why it broke
+            if stop := self.stopped():
+                interrupted(run.pk, dict(counts), f"interrupted: {stop}")
+                raise RunnerStopped(stop) from exc
             logger.exception("test run %s broke", run.pk)
             TestRun.objects.finish(run.pk, RunStatus.ERROR, dict(counts), scrub(f"{type(exc).__name__}: {exc}"))
         else:
@@ -140,6 +148,9 @@ class EmbeddingPipelineOperationsTester:
             outcome = Outcome.FAILED if isinstance(exc, ScenarioFailed) else Outcome.SKIPPED
             message = str(exc)
         except Exception as exc:  # noqa: BLE001 -- a broken scenario is a result, not a broken run
+            if stop := self.stopped():  # the stop signal broke a query: the stop, not the scenario's error
+                stopped = True
+                raise RunnerStopped(stop) from exc
             outcome, message = Outcome.ERROR, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
             close_old_connections()
         except RunnerStopped:

@@ -250,6 +250,33 @@ def test_a_runner_stopping_mid_scenario_records_the_run_interrupted_and_cleans_u
     assert not run.results.exists() and not reserved_collections().exists()
 
 
+@pytest.mark.parametrize("then", ["breaks a query", "is swallowed"])
+def test_a_stop_that_comes_back_as_another_error_or_none_still_stops_the_run(db, two_scenarios, then):
+    # The signal raises where the code is: inside a commit the driver answered with its own error (which
+    # the scenario's result took), or a scenario's own handler caught it; the run went on to the next.
+    from django.db import ProgrammingError
+
+    from testing.tester import RunnerStopped
+
+    stop: list[str] = []
+
+    def signalled(ctx):
+        stop.append("the test runner stopped (SIGTERM)")
+        if then == "breaks a query":
+            raise ProgrammingError("the connection is in a broken state")
+
+    two_scenarios["first"] = signalled
+    run = claimed_run(["zz_first", "zz_second"])
+    tester = EmbeddingPipelineOperationsTester(**run.selection, stopped=lambda: stop[0] if stop else None)
+    with pytest.raises(RunnerStopped):
+        tester.execute(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and run.message == "interrupted: the test runner stopped (SIGTERM)"
+    assert list(run.results.values_list("scenario", "outcome")) == (
+        [] if then == "breaks a query" else [("zz_first", "passed")]
+    )
+
+
 def test_the_schedules_and_a_configuration_change_only_queue_a_run(db):
     create_collection(name="changed", model="local/hash-8")
     assert tasks.run_scheduled(quick=True) == {"queued": True, "run": TestRun.objects.get().pk}
