@@ -44,7 +44,7 @@ class TestRunner:
         beating = threading.Thread(target=self._beat_forever, daemon=True)
         beating.start()
         done = failures = 0
-        cut_short: int | None = None  # the run a database error broke off, recorded once it answers again
+        cut_short: TestRun | None = None  # the run a database error broke off, recorded once it answers again
         try:
             RunnerHeartbeat.objects.beat(self.name)
             while not self.stopping.is_set():
@@ -53,7 +53,8 @@ class TestRunner:
                     if failures:
                         RunnerHeartbeat.objects.beat(self.name)
                         if cut_short is not None:
-                            interrupted(cut_short, {}, "interrupted: the database became unreachable; run it again")
+                            interrupted(cut_short.pk, {}, "interrupted: the database became unreachable; run it again")
+                            self._queue_again(cut_short)
                         cut_short, failures = None, 0
                     run = TestRun.objects.claim()
                     if run is None:
@@ -66,7 +67,7 @@ class TestRunner:
                 except DatabaseError as exc:
                     # A restart or failover: back off and go on, as the pipeline's workers do.
                     failures += 1
-                    cut_short = run.pk if run is not None else cut_short
+                    cut_short = run or cut_short
                     log_database_error("database error in the test runner", exc, failures)
                     reconnect()
                     self.stopping.wait(settings.EMBEDPORTAL_IDLE_SLEEP * 5)
@@ -127,7 +128,7 @@ class TestRunner:
         return f"workload benchmark: run {result['run']}{regressed}"
 
     def _queue_again(self, run: TestRun) -> None:
-        """A configuration change's run that a stop cut short (scenarios or benchmark) is scheduled again, its
+        """A configuration change's run that a stop or the database cut short is scheduled again, its
         selection kept, for the next runner: a change happens once and nobody asks for its run, so it would
         never be tested. A person's run is not: they see it interrupted and ask again if they still want it;
         nor a schedule's: its next pass comes anyway."""

@@ -146,9 +146,11 @@ def test_the_runner_outlives_a_database_restart(transactional_db, tmp_path):
         log.close()
 
 
-def test_a_run_the_database_broke_off_is_recorded_once_it_answers(db, monkeypatch, settings):
+@pytest.mark.parametrize("trigger", ["api", "config-change"])
+def test_a_run_the_database_broke_off_is_recorded_once_it_answers(db, monkeypatch, settings, trigger):
     settings.EMBEDPORTAL_IDLE_SLEEP = 0.01
-    run = TestRun.objects.start(RunStatus.QUEUED, trigger="api", selection=ONE_SCENARIO)
+    selection = {**ONE_SCENARIO, "collections": ["hashes"], "benchmark": True}
+    run = TestRun.objects.start(RunStatus.QUEUED, trigger=trigger, selection=selection)
 
     def cut(self, claimed):
         raise OperationalError("terminating connection due to administrator command")
@@ -158,3 +160,6 @@ def test_a_run_the_database_broke_off_is_recorded_once_it_answers(db, monkeypatc
     run.refresh_from_db()
     assert (run.status, run.message) == (RunStatus.ERROR, "interrupted: the database became unreachable; run it again")
     assert not RunnerHeartbeat.objects.exists()
+    # A configuration change's run is queued again, as after a stop: nobody else would ask for it.
+    queued = [ast.literal_eval(s.kwargs) for s in Schedule.objects.filter(name=tasks.CONFIG_SCHEDULE)]
+    assert queued == ([{"collections": ["hashes"], "benchmark": True}] if trigger == "config-change" else [])
