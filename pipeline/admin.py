@@ -156,11 +156,13 @@ class CollectionAdmin(TeamScoped, AuditedAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Collection | None = None) -> tuple[str, ...]:
         # The model and dimensions fix the HNSW index: they change only with a re-embed (the API's reembed).
-        # contextual_chunks changes what is embedded: only a re-embed changes it.
+        # contextual_chunks changes what is embedded, the chunking how documents were cut (once there are
+        # some, Collection.CHUNKING_FIELDS): only a re-embed changes them.
         # One permission per action: the paused box needs the pause permission, as the pause action does.
         paused = () if self.has_pause_permission(request) else ("paused",)
         shown = ("model", "dimensions", "contextual_chunks", "local_runtime", "hnsw_index", "embedding_cost")
-        return (*paused, *(shown if obj else ()), "created_at", "updated_at")
+        chunking = Collection.CHUNKING_FIELDS if obj and obj.has_documents() else ()
+        return (*paused, *(shown if obj else ()), *chunking, "created_at", "updated_at")
 
     @admin.display(description="HNSW index")
     def hnsw_index(self, obj: Collection) -> str:

@@ -154,7 +154,7 @@ REQUESTS: dict[str, Request] = {
     ),
     "get /api/v1/collections/{name}/": lambda w: ("/api/v1/collections/hashes/", None),
     "put /api/v1/collections/{name}/": lambda w: ("/api/v1/collections/hashes/", collection_body(w)),
-    "patch /api/v1/collections/{name}/": lambda w: ("/api/v1/collections/hashes/", {"chunk_overlap": 10}),
+    "patch /api/v1/collections/{name}/": lambda w: ("/api/v1/collections/hashes/", {"batch_size": 8}),
     "delete /api/v1/collections/{name}/": lambda w: ("/api/v1/collections/made/", None),
     "get /api/v1/collections/{name}/documents/": lambda w: ("/api/v1/collections/hashes/documents/", None),
     "post /api/v1/collections/{name}/documents/": lambda w: (

@@ -107,6 +107,10 @@ class CollectionSerializer(StrictModelSerializer):
         for name, why in self.FIXED.items():
             if self.instance is not None and name in attrs and attrs[name] != getattr(self.instance, name):
                 raise serializers.ValidationError({name: why})
+        chunking = [n for n in Collection.CHUNKING_FIELDS if n in attrs and attrs[n] != getattr(self.instance, n, None)]
+        if chunking and self.instance is not None and self.instance.has_documents():
+            why = "changes only with a re-embed (POST reembed) once the collection has documents (cut the old way)"
+            raise serializers.ValidationError(dict.fromkeys(chunking, why))
         # Collection.clean()'s rules (DRF does not call it), on the collection the request would leave;
         # a name is judged only when the request sets it.
         collection = copy.copy(self.instance) if self.instance else Collection()

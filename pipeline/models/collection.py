@@ -266,10 +266,11 @@ class Collection(models.Model):
     # What a query vector depends on, and everything the vectors depend on: what a re-embed may change
     # (pipeline.backfill), kept in `serving` while it runs (search's model; evaluations' labels).
     SERVING_FIELDS = ("model", "api_base", "api_key_env", "extra_params", "dimensions")
-    REEMBED_FIELDS = (
-        *SERVING_FIELDS,
-        *("chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap", "contextual_chunks", "batch_size"),
-    )
+    # How the stored chunks were cut: once there are documents, changed alone it would cut only those
+    # enqueued later the new way, a collection of two chunkings that says nothing of it. A re-embed changes them.
+    CHUNKING_FIELDS = ("chunking_strategy", "chunk_unit", "chunk_size", "chunk_overlap")
+    REEMBED_FIELDS = (*SERVING_FIELDS, *CHUNKING_FIELDS, "contextual_chunks", "batch_size")
+
     # Written only by pipeline.backfill (its compare-and-swap updates, begin_reembed under the row lock):
     # a collection loaded before a re-embed switched and saved after (a PATCH, the admin form) would put
     # back the generation whose chunks were deleted.
@@ -316,6 +317,9 @@ class Collection(models.Model):
         super().save(**{**kwargs, "update_fields": [f for f in fields if f not in self.GENERATION_FIELDS]})
         # What the database holds, for whoever shows the instance next (a PATCH's response, the admin).
         self.refresh_from_db(fields=self.GENERATION_FIELDS)
+
+    def has_documents(self) -> bool:
+        return self.pk is not None and self.documents.exists()
 
     def problems(self) -> dict[str, str]:
         """The collection rules every entry point applies with the same messages: the admin and the

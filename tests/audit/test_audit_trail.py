@@ -64,7 +64,7 @@ def more_collections(*names: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "body", "action", "documents"),
     [
-        ("patch", COLLECTION, {"chunk_size": 300}, "collection.change", None),
+        ("patch", COLLECTION, {"batch_size": 8}, "collection.change", None),
         ("post", COLLECTION + "pause/", None, "collection.pause", None),
         ("post", COLLECTION + "resume/", None, "collection.resume", None),
         ("post", COLLECTION + "documents/", [{"id": "new", "text": "fresh text"}], "collection.enqueue", 1),

@@ -19,6 +19,7 @@ from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.models import Chunk, Collection, Document
 from pipeline.pipeline import EmbeddingIngestionPipeline
+from pipeline.queue import IncomingDocument, enqueue
 from tests.tools import client_with, concurrently, error_of, hnsw_indexes, staff
 
 pytestmark = pytest.mark.django_db
@@ -314,6 +315,26 @@ def test_the_admin_deletes_collections_counting_what_goes_with_them(hash_collect
     assert "Documents: 5" in page and "Chunks: 5" in page and "#0" not in page
     admin_client.post("/admin/pipeline/collection/", {**selected, "post": "yes"})
     assert not Collection.objects.exists() and not Chunk.objects.exists() and hnsw_indexes() == {}
+
+
+def test_a_collection_with_documents_changes_its_chunking_only_with_a_re_embed(hash_collection, admin_client):
+    # A PATCH of chunk_size was accepted and cut only documents enqueued later the new way: a collection of
+    # two chunkings, none of it said. The re-embed changes it for every document.
+    api = client_with("change_collection", "reembed_collection")
+    enqueue(hash_collection, [IncomingDocument("a", "Alpha text. " * 40)])
+    EmbeddingIngestionPipeline().drain()
+    error = error_of(send(api, "patch", f"{COLLECTIONS}hashes/", {"chunk_size": 500, "chunk_overlap": 10}), 400)
+    assert "chunk_size: changes only with a re-embed (POST reembed)" in error["message"]
+    assert (Collection.objects.get().chunk_size, Collection.objects.get().chunk_overlap) == (200, 20)
+    # Unchanged values, and what cuts nothing, still go through.
+    assert send(api, "patch", f"{COLLECTIONS}hashes/", {"chunk_size": 200, "batch_size": 8}).status_code == 200
+    page = admin_client.get(f"/admin/pipeline/collection/{hash_collection.pk}/change/").content.decode()
+    assert 'name="chunk_size"' not in page and 'name="batch_size"' in page
+
+    assert send(api, "post", f"{COLLECTIONS}hashes/reembed/", {"chunk_size": 500}).status_code == 202
+    EmbeddingIngestionPipeline().drain()
+    assert Collection.objects.get().chunk_size == 500
+    assert Chunk.objects.count() == 1, "the 480-character document is one chunk of 500"
 
 
 def test_patch_changes_editable_fields_but_not_model_or_dimensions(hash_collection):
