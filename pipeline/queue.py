@@ -255,6 +255,10 @@ def _enqueue(collection: Collection, docs: list[IncomingDocument], backfill_min:
                    available_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.available_at
                                        ELSE EXCLUDED.available_at END,
                    last_error = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.last_error ELSE '' END,
+                   -- Pending again: no worker holds it (its store is refused), as every requeue leaves it.
+                   lease_owner = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.lease_owner ELSE '' END,
+                   lease_expires_at = CASE WHEN d.content_hash = EXCLUDED.content_hash THEN d.lease_expires_at
+                                           END,
                    updated_at = EXCLUDED.updated_at
              -- An older version (by source time) never replaces a newer one, even one a concurrent
              -- producer stored since the statement above: the row is then not returned.

@@ -54,6 +54,9 @@ def test_change_while_processing_refuses_the_stale_result(hash_collection):
     assert [d.external_id for d in claimed] == ["a"]
 
     enqueue(hash_collection, [IncomingDocument("a", "new text " * 30)])  # producer updates mid-flight
+    # Pending again and held by no one, as every requeue leaves a document (the admin showed its old owner).
+    pending = Document.objects.get(external_id="a")
+    assert (pending.status, pending.lease_owner, pending.lease_expires_at) == (DocumentStatus.PENDING, "", None)
     report = Report()
     worker._process(hash_collection, claimed, report)
 
