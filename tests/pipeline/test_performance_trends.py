@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from pipeline.collections import create_collection
-from pipeline.models import CapacityMeasurement
+from pipeline.models import CapacityMeasurement, Collection
 from pipeline.percentiles import STAGES
 from pipeline.performance import slos
 from pipeline.performance.optimizer.figures import db_trend
@@ -128,6 +128,15 @@ def test_the_performance_page_says_no_data_without_batches(admin_client, hash_co
     assert page.count("No data: no batches finished in the window") == 3  # stages, throughput, SLOs
     assert "no capacity measurement yet" in page
     assert "<canvas" not in page
+
+
+def test_the_performance_page_says_why_a_bulk_loads_batches_show_no_slo_compliance(admin_client, hash_collection):
+    # A first load's batches finished, but no SLO judged them: "no batches finished" was false.
+    Collection.objects.filter(pk=hash_collection.pk).update(building_generation=1)
+    batch(Collection.objects.get(pk=hash_collection.pk), 60)
+    page = admin_client.get(PAGE).content.decode()
+    assert page.count("No data: no batches finished in the window") == 0
+    assert "No data: every batch of the window was a bulk load's" in page
 
 
 def test_the_performance_page_links_benchmark_trends_only_for_who_may_open_them(client, db):
