@@ -243,7 +243,14 @@ def check_queue() -> CheckResult:
             last_embedded=last_embedded.isoformat() if last_embedded else None,
         )
         if not alive:
-            seen = f"last one {(now - latest).total_seconds():.0f} s ago" if latest else "none ever"
+            # No row is not "never": a starting worker deletes its host's killed processes' rows, and a clean
+            # stop its own. The last embedding outlives both (after a kill this said "none ever").
+            if latest:
+                seen = f"last one {(now - latest).total_seconds():.0f} s ago"
+            elif last_embedded:
+                seen = f"none on record; a document was last embedded {(now - last_embedded).total_seconds():.0f} s ago"
+            else:
+                seen = "none on record, nothing embedded yet"
             raise CheckFailed(f"no worker heartbeat in the last {max_age.total_seconds():.0f} s ({seen})")
         if oldest is None:
             with bounded_queries(CHECK_STATEMENT_TIMEOUT_MS):

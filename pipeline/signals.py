@@ -10,7 +10,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
 from pipeline import backfill, storage
-from pipeline.models import Collection, WorkerHeartbeat
+from pipeline.choices import DocumentStatus
+from pipeline.models import Collection, Document, WorkerHeartbeat
 from pipeline.wakeup import kick_workers
 
 # A worker failed a document for good: document_id, error (embedding.PipelineError), message
@@ -24,7 +25,15 @@ worker_starting = Signal()
 
 @receiver(worker_starting)
 def forget_dead_workers(**kwargs: Any) -> None:
+    """Forget this host's killed processes and wake the workers for work nothing will announce: a killed
+    worker's leases (its cluster's drain tasks stay taken until Q_RETRY), or documents a stopped cluster
+    left pending. Without the wake a restarted cluster idled until the minute's drain schedule, which its
+    scheduler first runs 30 s after the start: a kill's documents waited up to a minute more than the lease.
+    The drain this starts takes expired leases, waits for one about to run out, or sets a wake at the
+    dead worker's lease expiry (pipeline.tasks.wake_when_due)."""
     WorkerHeartbeat.objects.forget_the_dead_here()
+    if Document.objects.filter(status__in=(DocumentStatus.PENDING, DocumentStatus.PROCESSING)).exists():
+        kick_workers()
 
 
 @receiver(post_save, sender=Collection)

@@ -34,11 +34,23 @@ _wake_at: float | None = None  # monotonic time of this process's pending wake
 STOPPING = multiprocessing.get_context("fork").RawValue("b", 0)
 
 
-def remove_heartbeat_at_exit(**kwargs: Any) -> None:
-    """django-q2's post_spawn, in each cluster worker process: its clean exit (the cluster stopping, or the
-    process recycled) deletes its heartbeat row, as a stopping run_pipeline does. A stopped cluster's
-    rows counted as alive workers for up to 150 s (the schedule's row age): the queue health check and
-    embedding_pipeline_workers_alive said workers ran, and EmbeddingPipelineNoWorkers waited."""
+def worker_spawned(**kwargs: Any) -> None:
+    """django-q2's post_spawn, in each cluster worker process. It beats at once: a worker beat first in its
+    first task, so a cluster just (re)started counted no worker alive, and the queue health check failed,
+    until a drain or the minute's schedule ran (the scheduler's first pass is 30 s after the start). Its
+    clean exit (the cluster stopping, or the process recycled) deletes its row, as a stopping run_pipeline
+    does: a stopped cluster's rows counted as alive workers for up to 150 s (the schedule's row age), so
+    the queue health check and embedding_pipeline_workers_alive said workers ran, and
+    EmbeddingPipelineNoWorkers waited."""
+    try:
+        # An idle cluster process beats next when the minute's heartbeat schedule reaches it: judged by the
+        # schedule's age, or an idle cluster just started would fail the check between 45 s and that beat.
+        WorkerHeartbeat.objects.beat(WorkerRole.SCHEDULE)
+    except DatabaseError as exc:
+        # Not fatal: a worker process that dies here stops the whole cluster (qcluster's sentinel).
+        logger.warning("cluster worker starting without the database: it beats at its first task (%s)", exc)
+    finally:
+        connection.close()  # the process's first task opens its own
     util.Finalize(None, _remove_heartbeat, exitpriority=10)
 
 
@@ -62,16 +74,22 @@ def drain_queue(max_seconds: float = DRAIN_SECONDS) -> dict:
 
 
 def wake_when_due() -> None:
-    """Deferred documents and circuit probes fall due between the minute's drains, and nothing announced
-    them: recovery waited up to a minute more. A timer in this worker process wakes the workers when the
-    first falls due (the minute's drain stays the safety net if the process goes first)."""
+    """Deferred documents, circuit probes and a dead worker's leases fall due between the minute's drains,
+    and nothing announces them: recovery waited up to a minute more. A timer in this worker process wakes
+    the workers when the first falls due (the minute's drain stays the safety net if the process goes
+    first). Only a dead worker's leases count: a live one renews its own, and waking for those would poll."""
     global _wake_at
     now = timezone.now()
+    alive = list(WorkerHeartbeat.objects.alive().values_list("worker", flat=True))
     firsts = [
         Document.objects.filter(status=DocumentStatus.PENDING, available_at__gt=now).aggregate(at=Min("available_at")),
         ProviderCircuit.objects.in_use()
         .filter(state=CircuitState.OPEN, next_probe_at__gt=now)
         .aggregate(at=Min("next_probe_at")),
+        Document.objects.workable()
+        .stranded(alive, now)
+        .filter(lease_expires_at__gt=now)
+        .aggregate(at=Min("lease_expires_at")),
     ]
     due = [first["at"] for first in firsts if first["at"] is not None]
     if not due or (delay := (min(due) - now).total_seconds() + 0.2) > WAKE_WITHIN_SECONDS:

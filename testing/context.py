@@ -171,7 +171,7 @@ class Context:
         """Fail at once, naming the cause, when no pipeline worker process is alive."""
         if not fresh_workers():
             latest = WorkerHeartbeat.objects.order_by("-beat_at").values_list("beat_at", flat=True).first()
-            seen = f"last one {(timezone.now() - latest).total_seconds():.0f} s ago" if latest else "none ever"
+            seen = f"last one {(timezone.now() - latest).total_seconds():.0f} s ago" if latest else "none on record"
             self.fail(
                 "no pipeline worker is running: no worker heartbeat in the last "
                 f"{settings.EMBEDPORTAL_HEARTBEAT_MAX_AGE:.0f} s ({seen}); "

@@ -60,9 +60,20 @@ class WorkerHeartbeatQuerySet(models.QuerySet["WorkerHeartbeat"]):
         pid in use again keeps its row, which ages out as before."""
         host = f"{socket.gethostname()}:"
         workers = self.filter(worker__startswith=host).values_list("worker", flat=True)
-        # A row that is not host:pid is left alone; psutil counts another user's process as existing.
-        dead = [w for w in workers if (pid := w.removeprefix(host)).isdigit() and not psutil.pid_exists(int(pid))]
+        # A row that is not host:pid is left alone.
+        dead = [w for w in workers if (pid := w.removeprefix(host)).isdigit() and _gone(int(pid))]
         return self.filter(worker__in=dead).delete()[0]
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie: a killed cluster's workers are reaped by whoever inherits them, and until
+    then a restarted cluster counted them alive beside its own. Another user's process exists."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:
+        return False
 
 
 class WorkerHeartbeat(models.Model):

@@ -8,17 +8,20 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Success
 
-from pipeline import backfill, tasks
+from pipeline import backfill, health, tasks
 from pipeline.choices import DocumentStatus, ErrorType, Stage
-from pipeline.models import Collection, Document
+from pipeline.models import Collection, Document, WorkerHeartbeat
+from pipeline.queue import IncomingDocument, enqueue
 from reprocessing import tasks as reprocessing_tasks
 from reprocessing.choices import FailureState
 from reprocessing.models import FailedDocument
@@ -207,3 +210,64 @@ def test_a_cluster_whose_worker_is_killed_ends_whole_instead_of_waiting_on_a_loc
                 cluster.kill()
     assert "died or timed out: its queues may be left locked" in path.read_text()
     wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_workers_documents_are_embedded_by_the_restarted_cluster_as_their_leases_run_out(
+    fake_collection, fake_provider, tmp_path
+):
+    """The drill: a worker SIGKILLed mid-batch ends its cluster (exit 70) and its supervisor starts another.
+    The documents waited for the minute's drain schedule, which the new cluster's scheduler first runs 30 s
+    after its start, and meanwhile the queue check said no worker had beaten, "none ever": the start had
+    deleted the dead processes' rows, and the new workers beat first in their first task. Here no schedule
+    is due: the restarted cluster must wake itself, count as alive once up, and take the documents."""
+    Schedule.objects.update(next_run=timezone.now() + timedelta(hours=1))
+    fake_provider.delay = 60  # both workers hang in their embedding calls, holding their leases, until killed
+    env = {"Q_WORKERS": "2", "EMBEDPORTAL_CLAIM_BATCH": "3", "FAKE_PROVIDER_KEY": "sk-test-secret-123456"}
+    enqueue(fake_collection, [IncomingDocument(f"d{i}", f"document number {i}") for i in range(6)])
+    path = tmp_path / "killed.log"
+    with path.open("w") as log:
+        cluster = manage("qcluster", env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: len(fake_provider.requests) >= 2, timeout=120)
+            workers = [int(pid) for pid in re.findall(r"ready for work at (\d+)", path.read_text())]
+            os.kill(workers[0], signal.SIGKILL)
+            assert cluster.wait(timeout=60) == 70
+        finally:
+            if cluster.poll() is None:
+                cluster.kill()
+    wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)
+    dead = Document.objects.filter(status=DocumentStatus.PROCESSING)
+    owners = set(dead.values_list("lease_owner", flat=True))
+    assert dead.count() == 6 and len(owners) == 2
+    expires = max(dead.values_list("lease_expires_at", flat=True))
+
+    fake_provider.delay = 0
+    path = tmp_path / "restarted.log"
+    with path.open("w") as log:
+        restarted = manage("qcluster", env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # Both new workers count as alive as soon as they are up, before any task or schedule, and
+            # only they: the start forgot the dead ones.
+            wait_for(lambda: len(re.findall(r"ready for work at (\d+)", path.read_text())) == 2, timeout=120)
+            host = socket.gethostname()
+            new = {f"{host}:{pid}" for pid in re.findall(r"ready for work at (\d+)", path.read_text())}
+            wait_for(lambda: set(WorkerHeartbeat.objects.alive().values_list("worker", flat=True)) == new)
+            # One snapshot for the check and the count: the new workers may take the documents meanwhile.
+            with transaction.atomic():
+                connection.cursor().execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                queue = health.check_queue()
+                held = Document.objects.filter(status=DocumentStatus.PROCESSING, lease_owner__in=owners).count()
+            assert queue.ok and queue.reason.startswith("2 worker(s) alive; ")
+            assert queue.details["stranded_documents"] == held
+            if held:
+                assert queue.reason.endswith(f"; {held} held by expired or dead leases")
+            wait_for(lambda: Document.objects.filter(status=DocumentStatus.EMBEDDED).count() == 6, timeout=90)
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(timeout=60)
+    # Taken once each lease ran out, not from a live worker, and by the restart's own wake-up: the drain
+    # schedule never ran.
+    assert set(Document.objects.values_list("attempts", "lost_leases")) == {(2, 1)}
+    assert min(Document.objects.values_list("last_embedded_at", flat=True)) > expires
+    assert Schedule.objects.get(name="pipeline-drain").next_run > timezone.now() + timedelta(minutes=50)

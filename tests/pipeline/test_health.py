@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
+import subprocess
 import time
 from datetime import timedelta
 
@@ -13,9 +16,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule, Task
 
-from pipeline import health, tasks
+from pipeline import health, signals, tasks
 from pipeline.choices import CircuitState, WorkerRole
 from pipeline.models import Chunk, Document, ProviderCircuit, WorkerHeartbeat
 from pipeline.pipeline import EmbeddingIngestionPipeline
@@ -56,7 +59,53 @@ def test_queue_check_fails_when_no_worker_ever_sent_a_heartbeat(admin_client, ha
     assert response.status_code == 503
     queue = checks_by_name(response.json())["queue"]
     assert queue["ok"] is False
-    assert queue["reason"] == "no worker heartbeat in the last 45 s (none ever)"
+    assert queue["reason"] == "no worker heartbeat in the last 45 s (none on record, nothing embedded yet)"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queue_check_after_a_killed_workers_row_is_forgotten_says_when_it_last_embedded(hash_collection):
+    """A cluster restarting after a kill deletes the dead processes' rows: the check said "none ever" of
+    workers that had run for minutes."""
+    enqueue(hash_collection, [IncomingDocument("d1", "some text")])
+    worker = manage("run_pipeline")
+    try:
+        wait_for(lambda: Document.objects.filter(last_embedded_at__isnull=False).exists())
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    signals.worker_starting.send(sender=None)  # what a restarted worker or cluster does first
+    assert not WorkerHeartbeat.objects.exists()
+    result = health.check_queue()
+    assert not result.ok
+    assert re.fullmatch(
+        r"no worker heartbeat in the last 45 s \(none on record; a document was last embedded \d+ s ago\)",
+        result.reason,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_started_qcluster_counts_its_workers_alive_before_their_first_task(hash_collection, tmp_path):
+    """A cluster's workers beat first in their first task: a cluster just started (after a kill, a deploy)
+    failed the queue check until a drain or the minute's schedule ran, its scheduler's first pass 30 s on."""
+    Schedule.objects.update(next_run=timezone.now() + timedelta(hours=1))  # no task runs at all
+    OrmQ.objects.all().delete()
+    path = tmp_path / "qcluster.log"
+    with path.open("w") as log:
+        cluster = manage("qcluster", env={"Q_WORKERS": "2"}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: len(re.findall(r"ready for work at (\d+)", path.read_text())) == 2, timeout=120)
+            pids = re.findall(r"ready for work at (\d+)", path.read_text())
+            wait_for(lambda: health.check_queue().ok)
+            assert health.check_queue().reason == "2 worker(s) alive; no pending work"
+            host = socket.gethostname()
+            assert set(WorkerHeartbeat.objects.values_list("worker", flat=True)) == {f"{host}:{pid}" for pid in pids}
+            assert not Task.objects.exists()
+        finally:
+            cluster.send_signal(signal.SIGTERM)
+            cluster.wait(timeout=60)
+    assert cluster.returncode == 0 and not WorkerHeartbeat.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -14,6 +14,7 @@ import sys
 import threading
 from datetime import timedelta
 
+import psutil
 import psycopg
 import pytest
 import time_machine
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection
 from django.test import RequestFactory
 from django.utils import timezone
+from django_q.models import OrmQ
 from psycopg.errors import DeadlockDetected, SerializationFailure
 
 from embedportal.api.errors import exception_handler, server_error
@@ -100,12 +102,34 @@ def test_a_starting_worker_forgets_the_killed_processes_of_its_host(db):
     killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     killed.kill()
     killed.wait()
+    # Killed and not yet reaped (a killed cluster's workers until their new parent reaps them): dead too.
+    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie.kill()
+    wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE)
     host = socket.gethostname()
-    for worker in (f"{host}:{killed.pid}", process_name(), f"{host}:not-a-pid", "other-host:1"):
+    for worker in (f"{host}:{killed.pid}", f"{host}:{zombie.pid}", process_name(), f"{host}:not-a-pid", "other-host:1"):
         WorkerHeartbeat.objects.beat(WorkerRole.WORKER, worker)
     signals.worker_starting.send(sender=None)
+    zombie.wait()
     left = set(WorkerHeartbeat.objects.values_list("worker", flat=True))
     assert left == {process_name(), f"{host}:not-a-pid", "other-host:1"}
+
+
+@pytest.mark.django_db
+def test_a_starting_worker_wakes_the_workers_for_a_killed_workers_leases(hash_collection):
+    """A cluster restarted after a kill idled until the minute's drain schedule (its scheduler's first pass is
+    30 s after the start): the killed cluster's drain tasks stay taken until Q_RETRY, and nothing else
+    announced the dead worker's leases."""
+    OrmQ.objects.all().delete()
+    signals.worker_starting.send(sender=None)
+    assert not OrmQ.objects.exists()  # nothing to do: no drain tasks
+    enqueue(hash_collection, [IncomingDocument("d", "text")])
+    Document.objects.claim("dead-host:4242:abcdef", 1, timedelta(seconds=30))
+    OrmQ.objects.all().delete()
+    # The killed cluster's own drain tasks: taken, locked until Q_RETRY.
+    OrmQ.objects.create(key="embedportal", payload="taken", lock=timezone.now() + timedelta(seconds=600))
+    signals.worker_starting.send(sender=None)
+    assert OrmQ.objects.filter(lock__lte=timezone.now()).count() == settings.Q_CLUSTER["workers"]
 
 
 @pytest.mark.django_db

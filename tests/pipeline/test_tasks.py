@@ -9,8 +9,8 @@ from django_q.models import OrmQ
 from django_q.tasks import async_task, result
 
 from pipeline import tasks
-from pipeline.choices import DocumentStatus
-from pipeline.models import Document
+from pipeline.choices import DocumentStatus, WorkerRole
+from pipeline.models import Document, WorkerHeartbeat
 from pipeline.queue import IncomingDocument, enqueue
 from tests.conftest import manage
 
@@ -72,3 +72,38 @@ def test_a_drain_wakes_the_workers_when_deferred_work_or_a_probe_falls_due(hash_
     monkeypatch.setattr(tasks, "_wake_at", None)
     tasks.drain_queue()
     assert len(armed) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_wakes_the_workers_when_a_dead_workers_lease_runs_out(hash_collection, monkeypatch):
+    """A cluster restarted soon after a kill found the dead worker's leases with most of their time left: its
+    drain ended, and the documents waited for the minute's drain schedule instead of the lease."""
+    armed: list[float] = []
+    LEASE_LEFT = timedelta(seconds=25)
+
+    class Timer:
+        def __init__(self, delay: float, call) -> None:
+            armed.append(delay)
+            self.daemon = False
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(tasks.threading, "Timer", Timer)
+    monkeypatch.setattr(tasks, "_wake_at", None)
+    enqueue(hash_collection, [IncomingDocument("dead", "a dead worker's"), IncomingDocument("live", "a live one's")])
+    # A live worker's lease (it renews it) arms nothing: waking for it would poll.
+    WorkerHeartbeat.objects.beat(WorkerRole.WORKER, "live-host:1")
+    Document.objects.filter(external_id="live").update(
+        status=DocumentStatus.PROCESSING, lease_owner="live-host:1:x", lease_expires_at=timezone.now() + LEASE_LEFT
+    )
+    Document.objects.filter(external_id="dead").update(status=DocumentStatus.EMBEDDED)
+    tasks.drain_queue()
+    assert armed == []
+    # A dead worker's, with more than half of it left (a drain does not wait that long for it): a wake at its end.
+    Document.objects.filter(external_id="dead").update(
+        status=DocumentStatus.PROCESSING, lease_owner="dead-host:2:y", lease_expires_at=timezone.now() + LEASE_LEFT
+    )
+    report = tasks.drain_queue()
+    assert report["claimed"] == 0
+    assert len(armed) == 1 and 24 < armed[0] < 26

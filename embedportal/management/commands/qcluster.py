@@ -2,8 +2,8 @@
 
 The embedportal app comes before django_q in INSTALLED_APPS so this command takes the name;
 it adds the preload (see pipeline.providers.preload) to django-q2's own command, a stop that
-does not wait for the drain tasks' full length (pipeline.tasks.STOPPING), worker processes that
-delete their heartbeat rows when they exit cleanly (pipeline.tasks.remove_heartbeat_at_exit), and a
+does not wait for the drain tasks' full length (pipeline.tasks.STOPPING), worker processes that beat
+as they start and delete their heartbeat rows when they exit cleanly (pipeline.tasks.worker_spawned), and a
 cluster that ends whole when one of its processes dies (`_end_instead_of_reincarnating`).
 """
 
@@ -31,7 +31,7 @@ class Command(QClusterCommand):
         providers.preload()
         signals.worker_starting.send(sender=self.__class__)
         # Connected before the cluster forks, so every worker process it spawns has it.
-        post_spawn.connect(tasks.remove_heartbeat_at_exit, dispatch_uid="pipeline.tasks.remove_heartbeat_at_exit")
+        post_spawn.connect(tasks.worker_spawned, dispatch_uid="pipeline.tasks.worker_spawned")
         # Set before the cluster forks its sentinel, which inherits it.
         Sentinel.reincarnate = _end_instead_of_reincarnating(Sentinel.reincarnate)
         # django-q2's own handle, holding on to the cluster: its sentinel's exit code is this command's.
