@@ -108,7 +108,7 @@ class DatabaseCollector(collectors.DatabaseCollector):
             "the every-minute schedule: 150 s), as the queue health check counts them.",
             [],
         ),
-        (HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent if none ever).", []),
+        (HEARTBEAT_AGE, "Seconds since the most recent worker heartbeat (absent while none is on record).", []),
     )
 
     def fill(self, cur, depth, claimable, pending, oldest, processing, throughput, paused, workers, beat) -> None:
