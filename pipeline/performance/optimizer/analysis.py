@@ -57,7 +57,7 @@ def analyse(collection: Collection | None = None, window: int | None = None) -> 
     busy, stages = db_busy(since, scope), db_percentiles(since, scope)
     span = busy.span_seconds
     utilisation = {s: busy.stage_seconds[s] / span if span else 0.0 for s in PROCESSING}
-    found = bottleneck(stages, utilisation, due(collection))
+    found = bottleneck(stages, utilisation, lambda: due(collection))
     analysis = Analysis("database", window, stages, utilisation, busy.workers, busy.documents, found)
     collections = [collection] if collection else list(Collection.objects.select_related("cost"))
     for c in collections:
@@ -85,7 +85,7 @@ def collection_figures(c: Collection, since: datetime) -> dict[str, Any]:
         "batches": busy.batches,
         "stages": {s: p.as_dict() for s, p in stages.items()},
         "bottleneck": bottleneck(
-            stages, {s: v / seconds if seconds else 0.0 for s, v in busy.stage_seconds.items()}, due(c)
+            stages, {s: v / seconds if seconds else 0.0 for s, v in busy.stage_seconds.items()}, lambda: due(c)
         ),
         "worker_seconds_per_document": round(seconds / busy.documents, 6) if busy.documents else None,
         "batch_size": c.batch_size,

@@ -4,6 +4,7 @@ from the batch rows every worker of the cluster writes (pipeline.recording)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,10 +63,12 @@ def db_busy(since: datetime, collection_id: int | None = None) -> Busy:
     )
 
 
-def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float], due: int | None = None) -> dict[str, Any]:
+def bottleneck(
+    stages: dict[str, Percentiles], utilisation: dict[str, float], due: Callable[[], int] | None = None
+) -> dict[str, Any]:
     """The stage that dominates a document's processing, or "workers" when they are saturated and
-    documents wait longer than they take. `due`: documents a worker could take now (pipeline.models
-    DocumentQuerySet.workable().due()), None if unknown."""
+    documents wait longer than they take. `due` counts the documents a worker could take now (asked
+    only of a saturated window: a query per collection on every analysis otherwise)."""
     p95 = {s: stages[s].p95 or 0.0 for s in PROCESSING}
     p99 = {s: stages[s].p99 or 0.0 for s in PROCESSING}
     if not sum(p95.values()):
@@ -88,13 +91,13 @@ def bottleneck(stages: dict[str, Percentiles], utilisation: dict[str, float], du
         f"{utilisation.get(stage, 0.0):.0%} of the workers' time",
     }
     if busy >= SATURATED and wait > total:
-        if due is not None and due < settings.EMBEDPORTAL_CLAIM_BATCH:
+        if due is not None and (waiting := due()) < settings.EMBEDPORTAL_CLAIM_BATCH:
             # The wait was a backlog the workers have since drained: one an outage, a pause or a first
             # load left. Too few workers leave documents waiting; judged on the wait alone, every
             # recovery from an outage advised more workers.
             out["reason"] = (
                 f"documents waited {wait:.2f} s (p95) for busy workers, but none waits now beyond one claim "
-                f"({due} due): a backlog drained, not too few workers; " + out["reason"]
+                f"({waiting} due): a backlog drained, not too few workers; " + out["reason"]
             )
             return out
         out |= {
