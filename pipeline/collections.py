@@ -83,5 +83,6 @@ def create_collection(**fields: Any) -> Collection:
     except IntegrityError:
         # Created by another request since full_clean looked: the same error as had it been there then.
         collection.validate_unique()
+        collection.clean()  # a name in other letter case
         raise
     return collection

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from embedportal.printable import unsafe_character
@@ -56,6 +57,7 @@ def visible(user: Any, path: str = "") -> Q:
 
 
 SIZING = ("model", "chunk_unit", "chunk_size")
+NAME_CASE = "another collection has this name in other letter case; names are unique whatever their case"
 
 
 class CollectionQuerySet(models.QuerySet["Collection"]):
@@ -302,6 +304,10 @@ class Collection(models.Model):
                 condition=Q(hnsw_ef_construction__gte=F("hnsw_m") * 2),
                 name="pipeline_collection_hnsw_ef_construction_ge_2m",
             ),
+            # A person reads "ALPHA" and "alpha" as one collection; the race problems() cannot close.
+            models.UniqueConstraint(
+                Lower("name"), name="pipeline_collection_name_unique_any_case", violation_error_message=NAME_CASE
+            ),
         ]
 
     def __str__(self) -> str:
@@ -327,7 +333,7 @@ class Collection(models.Model):
         provider = providers.provider_of(self.model or "")
         local = provider == "local"
         found = {
-            "name": rules.reserved_name_problem(self.name),
+            "name": rules.reserved_name_problem(self.name) or self._name_case_problem(),
             # Model strings reach logs, terminals, metric labels and alert texts as they are.
             "model": unsafe_character(self.model or ""),
             "rerank_model": unsafe_character(self.rerank_model or ""),
@@ -356,6 +362,11 @@ class Collection(models.Model):
             or rules.key_team_problem(self.rerank_api_key_env, self),
         }
         return {field: problem for field, problem in found.items() if problem}
+
+    def _name_case_problem(self) -> str | None:
+        # The same name exactly is the unique field's own error.
+        others = Collection.objects.filter(name__iexact=self.name).exclude(name=self.name).exclude(pk=self.pk)
+        return NAME_CASE if self.name and others.exists() else None
 
     def _chunk_size_problem(self) -> str | None:
         """Judged when the model, unit or size is set (a create, a re-embed), not on every later change of a

@@ -4,13 +4,17 @@ and extra_params reaching the provider through LiteLLM."""
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 from io import StringIO
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.forms.models import model_to_dict
 from rest_framework.exceptions import NotFound
 from rest_framework.test import APIClient
 
@@ -18,6 +22,7 @@ from pipeline.api.views import CollectionViewSet
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
 from pipeline.models import Chunk, Collection, Document
+from pipeline.models.collection import NAME_CASE
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from tests.tools import client_with, concurrently, error_of, hnsw_indexes, staff
@@ -217,6 +222,52 @@ def test_a_collection_another_request_creates_meanwhile_is_the_400_not_a_500(has
     assert out.getvalue().strip() == "Collection later exists."
     with pytest.raises(CommandError, match="Collection with this Name already exists"):
         call_command("create_collection", "last", "--model", "local/hash-32")
+
+
+def test_names_differing_only_in_letter_case_are_refused_everywhere(hash_collection, monkeypatch):
+    """A collection HASHES beside hashes was created: two collections a person reads as one."""
+    api = client_with("add_collection", "change_collection")
+    case = {"name": [NAME_CASE]}
+    before = snapshot()
+    upper = {"name": "HASHES", "model": "local/hash-32"}
+    assert error_of(send(api, "post", COLLECTIONS, upper), 400)["details"] == case
+    with pytest.raises(CommandError, match="in other letter case"):
+        call_command("create_collection", "Hashes", "--model", "local/hash-32")
+    assert snapshot() == before
+    assert send(api, "post", COLLECTIONS, {"name": "notes", "model": "local/hash-32"}).status_code == 201
+    before = snapshot()
+    assert error_of(send(api, "patch", f"{COLLECTIONS}notes/", {"name": "Hashes"}), 400)["details"] == case
+    assert snapshot() == before
+    # Its own name in other letters is no clash.
+    assert send(api, "patch", f"{COLLECTIONS}notes/", {"name": "Notes"}).status_code == 200
+
+    # Created by another request after this one's checks: the database's constraint, the same 400.
+    checked = Collection.full_clean
+
+    def then_another_request_creates_it(self, *args, **kwargs):
+        checked(self, *args, **kwargs)
+        Collection.objects.bulk_create([Collection(**{**model_to_dict(self, exclude=["id", "team"]), "name": "later"})])
+
+    monkeypatch.setattr(Collection, "full_clean", then_another_request_creates_it)
+    assert error_of(send(api, "post", COLLECTIONS, {"name": "LATER", "model": "local/hash-32"}), 400)["details"] == case
+    assert sorted(Collection.objects.values_list("name", flat=True)) == ["Notes", "hashes", "later"]
+
+
+def test_the_migration_refuses_names_differing_only_in_case_and_names_them(hash_collection):
+    """A database that holds such names already: the migration stops before it adds the constraint."""
+    migration = importlib.import_module("pipeline.migrations.0016_collection_name_unique_any_case")
+    migration.refuse_case_variants(apps, None)  # none yet
+    with connection.cursor() as cur:
+        cur.execute("DROP INDEX pipeline_collection_name_unique_any_case")  # the test's transaction rolls it back
+    names = ("beta", "alpha", "ALPHA", "Beta")
+    Collection.objects.bulk_create([Collection(name=n, model="local/hash-8", dimensions=8) for n in names])
+    with pytest.raises(RuntimeError) as refused:
+        migration.refuse_case_variants(apps, None)
+    assert str(refused.value) == (
+        "collection names now differ by more than letter case, and these do not: ALPHA, alpha; Beta, beta. "
+        "Rename all but one of each (the admin, or PATCH /api/v1/collections/<name>/ with a new name), then "
+        "migrate again."
+    )
 
 
 def test_create_without_permission_is_403_and_anonymous_is_401(hash_collection):
