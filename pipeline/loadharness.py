@@ -28,7 +28,7 @@ from pipeline import encoder, providers
 from pipeline.choices import DocumentStatus, WorkerRole
 from pipeline.collections import create_collection
 from pipeline.leases import Report
-from pipeline.models import CAPACITY_PREFIX, Collection, Document, WorkerHeartbeat, reserved_names_allowed
+from pipeline.models import CAPACITY_PREFIX, Collection, Document, WorkerHeartbeat, reserved_names
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 
@@ -191,11 +191,8 @@ def _sustained_rate(commit_times: list[datetime], started: datetime) -> tuple[fl
 def measure_workers(model: str, workers: int, documents: int, chars: int, chunking: dict[str, Any]) -> Point:
     """One worker count: fill a paused scratch collection, start `workers` processes, unpause."""
     name = f"{CAPACITY_PREFIX}{int(time.time())}_{workers}w"
-    token = reserved_names_allowed.set(True)
-    try:
+    with reserved_names():
         collection = create_collection(name=name, model=model, paused=True, **chunking)
-    finally:
-        reserved_names_allowed.reset(token)
     try:
         rng = random.Random(0)
         docs = [IncomingDocument(f"load-{i}", _words(chars, rng)) for i in range(documents)]

@@ -17,7 +17,7 @@ from pipeline import metrics as prometheus
 from pipeline.choices import Stage
 from pipeline.history import bucket_counts
 from pipeline.metrics import FRESHNESS_BUCKETS
-from pipeline.models import Collection
+from pipeline.models import BENCHMARK_PREFIX, Collection
 
 
 @dataclass
@@ -54,10 +54,6 @@ class BatchResult:
         """Stored documents embedded within the collection's freshness SLA (a lag equal to it is within)."""
         sla = self.collection.freshness_sla.total_seconds()
         return sum(lag <= sla for lag in self.freshness_lags)
-
-
-# Benchmarks create a collection per run shape (benchmark-steady-2w, ...): one label value for all.
-BENCHMARK_PREFIX = "benchmark-"
 
 
 def metric_label(collection: str) -> str:

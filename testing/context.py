@@ -19,13 +19,13 @@ from django.utils.crypto import get_random_string
 from pipeline import queue
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
-from pipeline.models import RESERVED_PREFIX, Collection, Document, ProviderCircuit, WorkerHeartbeat
+from pipeline.models import RESERVED_PREFIX, Collection, Document, ProviderCircuit, WorkerHeartbeat, reserved_names
 from pipeline.wakeup import kick_workers
 from testing.fakeprovider import FakeProvider
 from testing.logs import OPS_TEST_REQUEST
 from testing.models import TestRun
 from testing.registry import Scenario, ScenarioFailed, ScenarioSkipped
-from testing.reserved import delete_reserved, reserved_names, wait_until
+from testing.reserved import delete_reserved, wait_until
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +13,7 @@ from django.utils import timezone
 
 from pipeline.backfill import BUILD_LOCK
 from pipeline.choices import DocumentStatus
-from pipeline.models import RESERVED_PREFIX, Collection, Document, reserved_names_allowed
+from pipeline.models import RESERVED_PREFIX, Collection, Document
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +28,6 @@ def wait_until(predicate: Callable[[], bool], seconds: float) -> bool:
             return False
         time.sleep(POLL_SECONDS)
     return True
-
-
-@contextmanager
-def reserved_names() -> Iterator[None]:
-    token = reserved_names_allowed.set(True)
-    try:
-        yield
-    finally:
-        reserved_names_allowed.reset(token)
 
 
 def reserved_collections() -> Any:

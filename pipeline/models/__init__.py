@@ -22,8 +22,9 @@ from pipeline.models.operations import (
 )
 from pipeline.models.quality import METRICS, GoldenQuery, RetrievalEvaluation
 from pipeline.models.rules import (
+    BENCHMARK_PREFIX,
     CAPACITY_PREFIX,
     RESERVED_PREFIX,
-    reserved_names_allowed,
+    reserved_names,
     validate_extra_params,
 )

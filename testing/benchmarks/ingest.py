@@ -19,7 +19,7 @@ from pipeline import encoder, sources
 from pipeline.chunking import ChunkText
 from pipeline.collections import create_collection
 from pipeline.loadharness import drain_forked
-from pipeline.models import Chunk, Collection, Document
+from pipeline.models import Chunk, Collection, Document, reserved_names
 from pipeline.queue import IncomingDocument, enqueue
 from testing import corpus as corpora
 from testing.fakeprovider import FakeProvider
@@ -105,7 +105,8 @@ def run_once(
     Collection.objects.filter(name=name).delete()
     ours = {"chunking_strategy": "recursive", "chunk_unit": "characters", "chunk_size": 1000, "chunk_overlap": 100}
     fields = config or {"model": model, **ours, "batch_size": 64, **(provider or {})}
-    collection = create_collection(name=name, **fields)
+    with reserved_names():
+        collection = create_collection(name=name, **fields)
     documents, enqueued, t0 = corpus.documents(), 0, time.perf_counter()
     while part := list(itertools.islice(documents, batch)):
         enqueue(collection, part, backfill_min=batch if mode == "backfill" else 0)

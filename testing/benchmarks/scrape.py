@@ -13,16 +13,17 @@ from django.db import connection
 from django.utils import timezone
 
 from pipeline.collections import create_collection
-from pipeline.models import Collection
+from pipeline.models import Collection, reserved_names
 from testing.models import TestRun
 
 
 def queue_backlog(name: str, documents: int) -> Collection:
     """A collection of `documents` pending documents, paused so no running worker claims them (they
     still count as queued). Not analyzed: the callers time the scrape before and after."""
-    collection = create_collection(
-        name=name, model="local/hash-16", chunk_unit="characters", chunk_size=200, chunk_overlap=0, paused=True
-    )
+    with reserved_names():
+        collection = create_collection(
+            name=name, model="local/hash-16", chunk_unit="characters", chunk_size=200, chunk_overlap=0, paused=True
+        )
     with connection.cursor() as cur:
         # One statement for the whole backlog: seconds, not minutes, for 100k rows.
         cur.execute(

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from pipeline import backfill, providers, storage
 from pipeline.choices import SearchMode
 from pipeline.collections import create_collection
-from pipeline.models import Chunk, Collection
+from pipeline.models import Chunk, Collection, reserved_names
 from pipeline.search import search
 
 CHUNKS_PER_DOCUMENT = 100
@@ -45,7 +45,8 @@ def chunk_text(i: int) -> str:
 def build(name: str, chunks: int, dims: int = 384) -> tuple[Collection, float, float]:
     """A collection of `chunks` chunks of hash vectors: (collection, seconds to load, seconds to index)."""
     Collection.objects.filter(name=name).delete()
-    collection = create_collection(name=name, model=f"local/hash-{dims}", chunk_unit="characters", chunk_size=1000)
+    with reserved_names():
+        collection = create_collection(name=name, model=f"local/hash-{dims}", chunk_unit="characters", chunk_size=1000)
     documents = max(1, -(-chunks // CHUNKS_PER_DOCUMENT))
     t0 = time.perf_counter()
     storage._register_vector()  # before the cursor: it copies the connection's adapters

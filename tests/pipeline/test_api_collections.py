@@ -18,6 +18,7 @@ from django.forms.models import model_to_dict
 from rest_framework.exceptions import NotFound
 from rest_framework.test import APIClient
 
+from pipeline import recording
 from pipeline.api.views import CollectionViewSet
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
@@ -25,6 +26,7 @@ from pipeline.models import Chunk, Collection, Document
 from pipeline.models.collection import NAME_CASE
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
+from testing.benchmarks import search as search_benchmark
 from tests.tools import client_with, concurrently, error_of, hnsw_indexes, staff
 
 pytestmark = pytest.mark.django_db
@@ -268,6 +270,21 @@ def test_the_migration_refuses_names_differing_only_in_case_and_names_them(hash_
         "Rename all but one of each (the admin, or PATCH /api/v1/collections/<name>/ with a new name), then "
         "migrate again."
     )
+
+
+def test_the_benchmarks_prefix_is_theirs_alone(hash_collection):
+    """A tenant's `benchmark-prod` had its metrics and alerts filed under collection="benchmark"."""
+    api, refused = client_with("add_collection", "change_collection"), "names starting with benchmark- are reserved"
+    before = snapshot()
+    error = error_of(send(api, "post", COLLECTIONS, {"name": "benchmark-prod", "model": "local/hash-32"}), 400)
+    assert error["details"]["name"][0].startswith(refused), error
+    error = error_of(send(api, "patch", f"{COLLECTIONS}hashes/", {"name": "Benchmark-hashes"}), 400)
+    assert error["details"]["name"][0].startswith(refused), error
+    with pytest.raises(CommandError, match=refused):
+        call_command("create_collection", "benchmark-x", "--model", "local/hash-32")
+    assert snapshot() == before
+    collection, _, _ = search_benchmark.build("benchmark-tiny", 10, dims=8)  # the benchmarks' own
+    assert recording.metric_label(collection.name) == "benchmark" and not collection.is_reserved
 
 
 def test_create_without_permission_is_403_and_anonymous_is_401(hash_collection):

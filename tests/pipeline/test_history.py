@@ -192,13 +192,10 @@ def test_bucket_arrays_of_another_size_are_refused(hash_collection):
 
 def test_reserved_scratch_collections_are_not_user_traffic(hash_collection):
     from pipeline.collections import create_collection
-    from pipeline.models import reserved_names_allowed
+    from pipeline.models import reserved_names
 
-    token = reserved_names_allowed.set(True)
-    try:
+    with reserved_names():
         scratch = create_collection(name="__capacity_test", model="local/hash-16", chunk_unit="characters")
-    finally:
-        reserved_names_allowed.reset(token)
     history.record_arrivals(hash_collection.pk, 3, at=T0)
     history.record_arrivals(scratch.pk, 500, at=T0)
     assert activity.totals(T0, T0 + timedelta(hours=1)).arrived == 3

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from pipeline import history
 from pipeline.choices import DocumentStatus
-from pipeline.models import BatchTiming, Collection, CollectionActivity, Document, reserved_names_allowed
+from pipeline.models import BatchTiming, Collection, CollectionActivity, Document, reserved_names
 from pipeline.pipeline import EmbeddingIngestionPipeline, RetryPolicy
 from pipeline.queue import IncomingDocument, enqueue
 from reprocessing import failures
@@ -38,11 +38,8 @@ def totals() -> dict[str, float]:
 
 def fake_backed(name: str, api_base: str) -> Collection:
     """The outage tests' fake-provider collection, reserved names allowed."""
-    token = reserved_names_allowed.set(True)
-    try:
+    with reserved_names():
         return outage_collection(name, api_base)
-    finally:
-        reserved_names_allowed.reset(token)
 
 
 def run_one_good_one_poisoned(collection: Collection) -> None:

@@ -75,13 +75,10 @@ def test_a_scratch_collection_has_no_per_collection_series(client, hash_collecti
     # An operations-test run's collections (new names each run) showed in Grafana's collection list and in
     # EmbeddingPipelineFreshnessSLAViolated{collection="__ops_test_2_1_stale"} (a drill on a fresh make run).
     from pipeline.collections import create_collection
-    from pipeline.models.rules import reserved_names_allowed
+    from pipeline.models import reserved_names
 
-    allowed = reserved_names_allowed.set(True)
-    try:
+    with reserved_names():
         scratch = create_collection(name="__ops_test_9_1_stale", model="local/hash-16")
-    finally:
-        reserved_names_allowed.reset(allowed)
     for c in (scratch, hash_collection):
         enqueue(c, [IncomingDocument(f"{c.name}-old", "text", clock.now)])
     clock.advance(timedelta(hours=3))  # never embedded, arrived 3 h ago, SLA 1 h: stale in both

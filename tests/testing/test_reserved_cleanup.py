@@ -13,9 +13,9 @@ from django.db import connection, connections
 from pipeline.backfill import BUILD_LOCK
 from pipeline.choices import DocumentStatus
 from pipeline.collections import create_collection
-from pipeline.models import Collection, Document
+from pipeline.models import Collection, Document, reserved_names
 from pipeline.queue import IncomingDocument, enqueue
-from testing.reserved import delete_reserved, reserved_names, sweep_reserved
+from testing.reserved import delete_reserved, sweep_reserved
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
