@@ -111,15 +111,11 @@ class CollectionSerializer(StrictModelSerializer):
         if chunking and self.instance is not None and self.instance.has_documents():
             why = "changes only with a re-embed (POST reembed) once the collection has documents (cut the old way)"
             raise serializers.ValidationError(dict.fromkeys(chunking, why))
-        # Collection.clean()'s rules (DRF does not call it), on the collection the request would leave;
-        # a name is judged only when the request sets it.
+        # Collection.clean()'s rules (DRF does not call it), on the collection the request would leave.
         collection = copy.copy(self.instance) if self.instance else Collection()
         for name, value in attrs.items():
             setattr(collection, name, value)
-        problems = collection.problems()
-        if "name" not in attrs:
-            problems.pop("name", None)
-        if problems:
+        if problems := collection.problems():
             raise serializers.ValidationError(problems)
         return attrs
 

@@ -333,7 +333,7 @@ class Collection(models.Model):
         provider = providers.provider_of(self.model or "")
         local = provider == "local"
         found = {
-            "name": rules.reserved_name_problem(self.name) or self._name_case_problem(),
+            "name": self._name_problem(),
             # Model strings reach logs, terminals, metric labels and alert texts as they are.
             "model": unsafe_character(self.model or ""),
             "rerank_model": unsafe_character(self.rerank_model or ""),
@@ -363,10 +363,13 @@ class Collection(models.Model):
         }
         return {field: problem for field, problem in found.items() if problem}
 
-    def _name_case_problem(self) -> str | None:
+    def _name_problem(self) -> str | None:
+        """Judged when the name is set (a create, a rename): a collection named before a rule keeps its name."""
+        if not self.name or (self.pk and Collection.objects.filter(pk=self.pk, name=self.name).exists()):
+            return None
         # The same name exactly is the unique field's own error.
         others = Collection.objects.filter(name__iexact=self.name).exclude(name=self.name).exclude(pk=self.pk)
-        return NAME_CASE if self.name and others.exists() else None
+        return rules.reserved_name_problem(self.name) or (NAME_CASE if others.exists() else None)
 
     def _chunk_size_problem(self) -> str | None:
         """Judged when the model, unit or size is set (a create, a re-embed), not on every later change of a

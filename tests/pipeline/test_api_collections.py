@@ -284,6 +284,11 @@ def test_the_benchmarks_prefix_is_theirs_alone(hash_collection):
         call_command("create_collection", "benchmark-x", "--model", "local/hash-32")
     assert snapshot() == before
     collection, _, _ = search_benchmark.build("benchmark-tiny", 10, dims=8)  # the benchmarks' own
+    # A collection named so before the rule keeps its name through other changes (the admin, commands).
+    Collection.objects.filter(pk=hash_collection.pk).update(name="benchmark-old")
+    hash_collection.refresh_from_db()
+    hash_collection.batch_size = 8
+    hash_collection.full_clean()
     assert recording.metric_label(collection.name) == "benchmark" and not collection.is_reserved
 
 
