@@ -335,8 +335,8 @@ class Collection(models.Model):
         found = {
             "name": self._name_problem(),
             # Model strings reach logs, terminals, metric labels and alert texts as they are.
-            "model": unsafe_character(self.model or ""),
-            "rerank_model": unsafe_character(self.rerank_model or ""),
+            "model": self._model_problem("model"),
+            "rerank_model": self._model_problem("rerank_model"),
             "extra_params": rules.params_problem(self.model, local, self.extra_params, self.dimensions),
             "api_base": rules.local_endpoint_problem(self.model, local, "api_base", self.api_base)
             or rules.api_base_host_problem(self.api_base)
@@ -362,6 +362,13 @@ class Collection(models.Model):
             or rules.key_team_problem(self.rerank_api_key_env, self),
         }
         return {field: problem for field, problem in found.items() if problem}
+
+    def _model_problem(self, field: str) -> str | None:
+        """A model string set now is a model name; one stored before that rule keeps it (a re-embed sets it)."""
+        value = getattr(self, field) or ""
+        if self.pk and Collection.objects.filter(pk=self.pk, **{field: value}).exists():
+            return unsafe_character(value)
+        return rules.model_name_problem(value)
 
     def _name_problem(self) -> str | None:
         """Judged when the name is set (a create, a rename): a collection named before a rule keeps its name."""

@@ -3,6 +3,7 @@ the admin's form and the API's serializer all apply these with the same messages
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,6 +17,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.utils.deconstruct import deconstructible
 
 from embedportal.config import SETTINGS
+from embedportal.printable import unsafe_character
 from embedportal.storable import unstorable
 
 # The portal's own variables: a collection naming one as its provider key would have the key's value (the
@@ -219,6 +221,21 @@ def params_problem(model: str, local: bool, extra_params: Any, dimensions: int |
     wanted = extra_params.get("dimensions") if isinstance(extra_params, dict) else None
     if wanted is not None and dimensions and wanted != dimensions:
         return f"dimensions {wanted} differs from the collection's {dimensions}"
+    return None
+
+
+# Model strings reach metric labels, alert texts read by whoever is on call, logs and terminals as they
+# are: a provider's model names (openai/text-embedding-3-small, ollama/nomic-embed-text:latest,
+# huggingface/BAAI/bge-small-en, bedrock/cohere.embed-english-v3) use these characters only, and a
+# sentence ("openai/URGENT: rotate your key at ...") in EmbeddingPipelineCircuitOpenTooLong is none.
+MODEL_NAME = re.compile(r"[A-Za-z0-9._:/@+=-]*")
+
+
+def model_name_problem(model: str) -> str | None:
+    if problem := unsafe_character(model):
+        return problem
+    if bad := next((c for c in model if not MODEL_NAME.fullmatch(c)), None):
+        return f"holds {bad!r}: a model name has letters, digits and . _ : / @ + = - only"
     return None
 
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
@@ -22,7 +23,7 @@ from django.utils import timezone
 from embedportal.printable import PrintableFormatter, printable
 from pipeline.choices import ErrorType, WorkerRole
 from pipeline.embedding import PipelineError, embed_texts
-from pipeline.models import Collection, ProviderCircuit, WorkerHeartbeat
+from pipeline.models import Collection, ProviderCircuit, WorkerHeartbeat, rules
 from pipeline.pipeline import EmbeddingIngestionPipeline
 from pipeline.queue import IncomingDocument, enqueue
 from testing.choices import RunStatus, Trigger
@@ -68,6 +69,31 @@ def test_a_model_string_with_a_control_or_formatting_character_is_refused(api, b
     details = error_of(api.post("/api/v1/collections/", body, format="json"), 400)["details"]
     assert details["rerank_model"][0].startswith("holds a control or formatting character"), details
     assert not Collection.objects.exists()
+
+
+def test_a_model_string_is_a_model_name_not_a_sentence_for_the_alert_texts(api, hash_collection):
+    """EmbeddingPipelineCircuitOpenTooLong read "The circuit of openai/URGENT: rotate your key at ... has
+    been open for 10 minutes" to whoever was on call: the model string is the alert's endpoint label."""
+    sentence = "openai/URGENT: rotate your key at evil.example"
+    body = {"name": "evil", "model": sentence, "dimensions": 8, "api_base": "http://127.0.0.1:9/v1"}
+    details = error_of(api.post("/api/v1/collections/", body, format="json"), 400)["details"]
+    assert details["model"] == ["holds ' ': a model name has letters, digits and . _ : / @ + = - only"]
+    body = {"rerank_model": "cohere/rerank v3 CALL +1 555 0100"}
+    assert list(error_of(api.patch("/api/v1/collections/hashes/", body, format="json"), 400)["details"]) == [
+        "rerank_model"
+    ]
+    with pytest.raises(CommandError, match="a model name has letters"):
+        call_command("create_collection", "evil", model=sentence, dimensions=8, stdout=StringIO())
+    # Names providers use pass; one stored before the rule keeps working until a re-embed sets another.
+    for model in ("ollama/nomic-embed-text:latest", "huggingface/BAAI/bge-small-en-v1.5", "vertex_ai/te-004@001"):
+        assert rules.model_name_problem(model) is None
+    Collection.objects.filter(pk=hash_collection.pk).update(model="local/hash-16 (old)")
+    hash_collection.refresh_from_db()
+    hash_collection.full_clean()
+    hash_collection.model = "local/hash 8"
+    with pytest.raises(ValidationError, match="a model name has letters"):
+        hash_collection.full_clean()
+    assert Collection.objects.count() == 1
 
 
 def test_a_golden_querys_expected_id_and_a_token_name_refuse_them_too(api, hash_collection, admin_user, tmp_path):
