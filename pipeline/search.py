@@ -18,6 +18,7 @@ from pipeline.choices import ErrorType, Fusion, SearchMode, Stage
 from pipeline.embedding import PipelineError, embed_texts, provider_of
 from pipeline.failures import advisory, count_outage
 from pipeline.models import Collection, ProviderCircuit, endpoint_label
+from pipeline.providers import LOCAL_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,10 @@ def search(
     fail instead, never scoring one ranking as another. The call's seconds go to
     embedding_pipeline_search_seconds{source} (api, cli or other) and to the collection's latest
     search times (the optimizer's per-collection search p95); source "" records nothing (evaluations)."""
-    if provider_of(collection.model) == "local":
+    if serving(collection).model == LOCAL_MODEL:
         # A process's first query compiles the encoder (once): not the search's seconds (the CLI loads
-        # LiteLLM and the weights first for the same reason: pipeline.providers.load).
+        # LiteLLM and the weights first for the same reason: pipeline.providers.load). Only for the
+        # model that uses it: a local/hash collection's search chose and compiled it for nothing.
         encoder.current().warm()
     started = time.perf_counter()
     hits, collection = _retrieved(collection, query, k, by_document, mode, fallback)

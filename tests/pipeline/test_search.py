@@ -104,3 +104,19 @@ def test_a_processs_first_search_compiles_the_encoder_before_its_timer_starts(mo
         hits = search(collection, "my kitten keeps purring", k=3, source="api")
     assert hits[0].document_id == "cats"
     assert events[:2] == ["compile", "timer"] and events.count("compile") == 1
+
+
+def test_a_hash_collections_search_never_chooses_the_local_encoder(hash_collection, monkeypatch):
+    """Every local/ collection's search chose (exported, compiled) the MiniLM encoder: about 30 s of a
+    process's first search of a local/hash collection, for a model that never uses it."""
+    from pipeline import encoder
+
+    def chosen():
+        raise AssertionError("the MiniLM encoder was chosen for a local/hash collection")
+
+    monkeypatch.setattr(encoder, "_current", None)
+    monkeypatch.setattr(encoder, "_choose", chosen)
+    enqueue(hash_collection, [IncomingDocument("cats", CORPUS["cats"])])
+    assert EmbeddingIngestionPipeline().drain().embedded == 1
+    for mode in ("vector", "keyword", "hybrid"):
+        assert [h.document_id for h in search(hash_collection, "purring cats", k=1, mode=mode)] == ["cats"]
