@@ -27,6 +27,7 @@ from pipeline.models.rules import (
     DIMENSIONS_RANGE,
     HNSW_EF_CONSTRUCTION_DEFAULT,
     HNSW_M_DEFAULT,
+    NAME_CASE,
     validate_api_base,
     validate_extra_params,
 )
@@ -57,7 +58,9 @@ def visible(user: Any, path: str = "") -> Q:
 
 
 SIZING = ("model", "chunk_unit", "chunk_size")
-NAME_CASE = "another collection has this name in other letter case; names are unique whatever their case"
+# Rules judged only when their field is set (a create, a rename, a re-embed), against the stored row: a
+# collection stored before a rule keeps working through other changes.
+JUDGED_WHEN_SET = ("name", "rerank_model", *SIZING)
 
 
 class CollectionQuerySet(models.QuerySet["Collection"]):
@@ -332,11 +335,13 @@ class Collection(models.Model):
         commands through clean(), the API serializer on the collection its request would leave."""
         provider = providers.provider_of(self.model or "")
         local = provider == "local"
+        # A new collection (no pk) is judged without a query; a stored one with one read of its row.
+        stored = (self.pk and Collection.objects.filter(pk=self.pk).values(*JUDGED_WHEN_SET).first()) or {}
         found = {
-            "name": self._name_problem(),
+            "name": self._name_problem(stored),
             # Model strings reach logs, terminals, metric labels and alert texts as they are.
-            "model": self._model_problem("model"),
-            "rerank_model": self._model_problem("rerank_model"),
+            "model": self._model_problem("model", stored),
+            "rerank_model": self._model_problem("rerank_model", stored),
             "extra_params": rules.params_problem(self.model, local, self.extra_params, self.dimensions),
             "api_base": rules.local_endpoint_problem(self.model, local, "api_base", self.api_base)
             or rules.api_base_host_problem(self.api_base)
@@ -353,7 +358,7 @@ class Collection(models.Model):
             "chunk_overlap": None
             if self.chunk_size is None or self.chunk_overlap is None
             else overlap_problem(self.chunk_size, self.chunk_overlap),
-            "chunk_size": self._chunk_size_problem(),
+            "chunk_size": self._chunk_size_problem(stored),
             "hnsw_ef_construction": rules.hnsw_build_problem(self.hnsw_m, self.hnsw_ef_construction),
             "api_key_env": rules.local_endpoint_problem(self.model, local, "api_key_env", self.api_key_env)
             or rules.key_host_problem(self.api_base, self.api_key_env)
@@ -363,28 +368,23 @@ class Collection(models.Model):
         }
         return {field: problem for field, problem in found.items() if problem}
 
-    def _model_problem(self, field: str) -> str | None:
+    def _model_problem(self, field: str, stored: dict[str, Any]) -> str | None:
         """A model string set now is a model name; one stored before that rule keeps it (a re-embed sets it)."""
         value = getattr(self, field) or ""
-        if self.pk and Collection.objects.filter(pk=self.pk, **{field: value}).exists():
-            return unsafe_character(value)
-        return rules.model_name_problem(value)
+        return unsafe_character(value) if stored.get(field) == value else rules.model_name_problem(value)
 
-    def _name_problem(self) -> str | None:
-        """Judged when the name is set (a create, a rename): a collection named before a rule keeps its name."""
-        if not self.name or (self.pk and Collection.objects.filter(pk=self.pk, name=self.name).exists()):
+    def _name_problem(self, stored: dict[str, Any]) -> str | None:
+        if not self.name or stored.get("name") == self.name:
             return None
         # The same name exactly is the unique field's own error.
         others = Collection.objects.filter(name__iexact=self.name).exclude(name=self.name).exclude(pk=self.pk)
         return rules.reserved_name_problem(self.name) or (NAME_CASE if others.exists() else None)
 
-    def _chunk_size_problem(self) -> str | None:
-        """Judged when the model, unit or size is set (a create, a re-embed), not on every later change of a
-        collection stored so before the rule: that change would be refused for a size it did not set."""
+    def _chunk_size_problem(self, stored: dict[str, Any]) -> str | None:
+        """A size the model cannot read: judged when the model, unit or size is set (a create, a re-embed)."""
         sizing = (self.model, self.chunk_unit, self.chunk_size)
-        # A new collection (no pk) is judged without a query.
-        stored = self.pk and Collection.objects.filter(pk=self.pk).values_list(*SIZING).first()
-        return providers.size_problem(*sizing) if self.chunk_size and stored != sizing else None
+        changed = tuple(stored.get(field) for field in SIZING) != sizing
+        return providers.size_problem(*sizing) if self.chunk_size and changed else None
 
     def clean(self) -> None:
         if problems := self.problems():

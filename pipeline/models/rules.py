@@ -228,14 +228,14 @@ def params_problem(model: str, local: bool, extra_params: Any, dimensions: int |
 # are: a provider's model names (openai/text-embedding-3-small, ollama/nomic-embed-text:latest,
 # huggingface/BAAI/bge-small-en, bedrock/cohere.embed-english-v3) use these characters only, and a
 # sentence ("openai/URGENT: rotate your key at ...") in EmbeddingPipelineCircuitOpenTooLong is none.
-MODEL_NAME = re.compile(r"[A-Za-z0-9._:/@+=-]*")
+NOT_IN_MODEL_NAME = re.compile(r"[^A-Za-z0-9._:/@+=-]")
 
 
 def model_name_problem(model: str) -> str | None:
     if problem := unsafe_character(model):
         return problem
-    if bad := next((c for c in model if not MODEL_NAME.fullmatch(c)), None):
-        return f"holds {bad!r}: a model name has letters, digits and . _ : / @ + = - only"
+    if bad := NOT_IN_MODEL_NAME.search(model):
+        return f"holds {bad.group()!r}: a model name has letters, digits and . _ : / @ + = - only"
     return None
 
 
@@ -259,6 +259,7 @@ RESERVED_PREFIXES = tuple(RESERVED_FOR)
 BENCHMARK_PREFIX = "benchmark-"
 OWNED_BY = {**RESERVED_FOR, BENCHMARK_PREFIX: "the benchmarks"}
 reserved_names_allowed: ContextVar[bool] = ContextVar("reserved_names_allowed", default=False)
+NAME_CASE = "another collection has this name in other letter case; names are unique whatever their case"
 
 
 @contextmanager
